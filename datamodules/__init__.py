@@ -1,0 +1,5 @@
+"""LightningDataModules; each keeps its real download code and says where to put data offline."""
+
+from datamodules.cifar10 import CIFAR10DataModule
+
+__all__ = ["CIFAR10DataModule"]

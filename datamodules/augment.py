@@ -1,0 +1,38 @@
+"""Batch augmentation on the training device: whole (N, C, H, W) batches, no per-image PIL work.
+
+airbench94 showed that keeping CIFAR-10 as one uint8 tensor and augmenting whole batches with tensor
+ops removes the data loader from the critical path; these are our own batch versions of the seed's
+transforms (`RandomCrop(32, padding=4, padding_mode='reflect')`, `RandomFlip`).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def random_crop(x: Tensor, size: int, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """Reflect-pad each image by `pad`, then crop a random size x size window per image."""
+    n, c = x.shape[:2]
+    padded = F.pad(x, (pad,) * 4, mode="reflect")  # x is float: normalise before augmenting
+    height, width = padded.shape[-2:]
+    oy = torch.randint(0, height - size + 1, (n,), device=x.device, generator=generator)
+    ox = torch.randint(0, width - size + 1, (n,), device=x.device, generator=generator)
+    steps = torch.arange(size, device=x.device)
+    images = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    rows = (oy[:, None] + steps)[:, None, :, None]  # (N, 1, size, 1)
+    cols = (ox[:, None] + steps)[:, None, None, :]  # (N, 1, 1, size)
+    return padded[images, channels, rows, cols]  # (N, C, size, size)
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Flip each image left-right with probability 1/2."""
+    flip = torch.rand(len(x), 1, 1, 1, device=x.device, generator=generator) < 0.5
+    return torch.where(flip, x.flip(-1), x)
+
+
+def normalize(x: Tensor, mean, std) -> Tensor:
+    """uint8 (N, C, H, W) in [0, 255] to float, then per-channel (x - mean) / std."""
+    mean = torch.as_tensor(mean, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255 - mean) / std

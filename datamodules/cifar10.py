@@ -1,0 +1,220 @@
+"""CIFAR-10 held as one uint8 tensor, augmented a whole batch at a time on the training device."""
+
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from datamodules.augment import normalize, random_crop, random_flip
+from datamodules.download import DownloadError, download, extract
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES = "cifar-10-batches-py"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SEED_STATS = ((0.4914, 0.48216, 0.44653), (0.24703, 0.24349, 0.26159))  # the seed's per-channel stats
+
+
+def find_batches(data_dir: Path) -> Path | None:
+    for folder in (data_dir, data_dir / BATCHES):
+        if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+            return folder
+    return None
+
+
+def load_batches(folder: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
+    """The official python batches: pickled dicts of (N, 3072) uint8 rows, R then G then B planes."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels += batch[b"labels"]
+    with open(folder / "batches.meta", "rb") as f:
+        classes = [c.decode() for c in pickle.load(f, encoding="bytes")[b"label_names"]]
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels), classes
+
+
+def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
+    """The fast.ai layout the seed reads with `from_paths(PATH, val_name='test')`: <split>/<class>/*.png|jpg."""
+    split_dir = root / split
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise FileNotFoundError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"class folder {split_dir / name} has no .png or .jpg images; "
+                                    "remove the folder or add its images")
+        for file in files:
+            image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
+            if images and image.shape != images[0].shape:
+                raise ValueError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
+                                 f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32")
+            images.append(image)
+        labels += [label] * len(files)
+    return torch.stack(images), torch.tensor(labels), classes
+
+
+class TensorBatches:
+    """Batches of (uint8 images, labels) cut from tensors in memory, reshuffled every epoch.
+
+    Replaces DataLoader(TensorDataset) because its per-item indexing and collate cost more than
+    the whole batch gather. Under DDP each rank takes its own slice of one shared permutation.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, drop_last: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        self.sampler, self.batch_sampler = self, None  # Lightning calls loader.sampler.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> Tensor:
+        if self.shuffle:
+            order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(len(self.labels))
+        if self.drop_last:  # training: equal slices, so every rank takes the same number of steps
+            n = len(order) // self.world_size
+            return order[self.rank * n:(self.rank + 1) * n]
+        return order[self.rank::self.world_size]  # evaluation: every image, on exactly one rank
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.labels) // self.world_size // self.batch_size
+        return -(-len(range(self.rank, len(self.labels), self.world_size)) // self.batch_size)
+
+    def __iter__(self):
+        order = self._order()
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.images[index], self.labels[index]
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10 with the seed's augmentation (reflect-pad 4, random 32px crop, flip) done per batch.
+
+    Args:
+        data_dir: the fast.ai layout (`train/<class>/*.png`, `test/<class>/...`) or the official python
+            batches (`cifar-10-batches-py/`, or their folder itself). Downloaded here when neither is there.
+        batch_size: training batch per process (the seed: 512).
+        eval_batch_size: batch for validation and test.
+        val_size: images held out of train for validation; 0 validates on the test split, as the seed does.
+        pad: reflection padding before the random crop.
+        flip: random horizontal flips.
+        image_size: size the batches are resized to (progressive resizing, e.g. 28 then 32).
+        download: fetch the official archive when the data is missing.
+        url, md5: where from and its checksum.
+        seed: seed of the shuffling and the validation split.
+    """
+
+    def __init__(self, data_dir: str = "data/cifar10", batch_size: int = 512, eval_batch_size: int = 1000,
+                 val_size: int = 0, pad: int = 4, flip: bool = True, image_size: int = 32,
+                 download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.image_size = image_size  # an attribute: the phase scheduler may change it per phase
+        self.classes: list[str] = []
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.hparams.data_dir).expanduser()
+
+    def layout(self) -> str | None:
+        if (self.data_dir / "train").is_dir() and (self.data_dir / "test").is_dir():
+            return "folders"
+        return "batches" if find_batches(self.data_dir) else None
+
+    def prepare_data(self) -> None:
+        """Once per node: download and unpack the official archive if no layout is found."""
+        if self.layout():
+            return
+        where = (f"Put CIFAR-10 in {self.data_dir} as train/<class>/*.png and test/<class>/*.png, or as "
+                 f"the official python batches ({self.data_dir / BATCHES}), or pass --data.data_dir")
+        if not self.hparams.download:
+            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir}. {where}.")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        archive = self.data_dir / "cifar-10-python.tar.gz"
+        try:
+            if not archive.exists():
+                print(f"Downloading CIFAR-10 from {self.hparams.url} to {archive}")
+                download(self.hparams.url, archive, self.hparams.md5)
+            extract(archive, self.data_dir, BATCHES)
+        except DownloadError as error:
+            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir} and {error}. "
+                                    f"Offline? {where}; the archive is {CIFAR10_URL}.") from error
+        archive.unlink()
+
+    def load(self, split: str) -> tuple[Tensor, Tensor]:
+        layout = self.layout()
+        if layout is None:
+            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir}; run prepare_data() first")
+        if layout == "folders":
+            images, labels, classes = load_folders(self.data_dir, split)
+        else:
+            images, labels, classes = load_batches(find_batches(self.data_dir), split)
+        if self.classes and classes != self.classes:
+            raise ValueError(f"{split} classes {classes} differ from train classes {self.classes}")
+        self.classes = classes
+        return images, labels
+
+    def setup(self, stage: str) -> None:
+        """On every process: the whole split as uint8 (N, 3, 32, 32) tensors (180 MB for all of CIFAR-10)."""
+        if hasattr(self, "test_images"):
+            return
+        train_images, train_labels = self.load("train")
+        self.test_images, self.test_labels = self.load("test")
+        if self.hparams.val_size:
+            if not 0 < self.hparams.val_size < len(train_labels):
+                raise ValueError(f"val_size must be between 0 and {len(train_labels)} "
+                                 f"(got {self.hparams.val_size})")
+            order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.hparams.seed))
+            val, train = order[:self.hparams.val_size], order[self.hparams.val_size:]
+            self.val_images, self.val_labels = train_images[val], train_labels[val]
+            train_images, train_labels = train_images[train], train_labels[train]
+        else:
+            self.val_images, self.val_labels = self.test_images, self.test_labels
+        self.train_images, self.train_labels = train_images, train_labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def _batches(self, images, labels, batch_size, train):
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return TensorBatches(images, labels, batch_size, shuffle=train, drop_last=train, seed=self.hparams.seed,
+                             rank=rank, world_size=world)
+
+    def train_dataloader(self):
+        return self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
+
+    def val_dataloader(self):
+        return self._batches(self.val_images, self.val_labels, self.hparams.eval_batch_size, train=False)
+
+    def test_dataloader(self):
+        return self._batches(self.test_images, self.test_labels, self.hparams.eval_batch_size, train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        images, labels = batch
+        images = normalize(images, *SEED_STATS)
+        if self.trainer is not None and self.trainer.training:
+            if self.hparams.pad:
+                images = random_crop(images, images.shape[-1], self.hparams.pad)
+            if self.hparams.flip:
+                images = random_flip(images)
+        if images.shape[-1] != self.image_size:
+            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True,
+                                   align_corners=False)
+        return images, labels

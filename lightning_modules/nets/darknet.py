@@ -1,0 +1,71 @@
+"""The seed's Darknet for CIFAR-10 (DL2 2018 lesson 12, cifar10-darknet; after Redmon & Farhadi 2018)."""
+
+from contextlib import contextmanager, nullcontext
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+def conv_layer(ni: int, nf: int, ks: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(ni, nf, ks, stride, padding=ks // 2, bias=False),
+        nn.BatchNorm2d(nf, momentum=0.01),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+@contextmanager
+def batchnorm_stats_kept(module: nn.Module):
+    """Undo running-stat updates made inside the block (a checkpoint's recompute would count twice)."""
+    buffers = [b for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
+    saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        for b, s in zip(buffers, saved):
+            b.copy_(s)
+
+
+class ResLayer(nn.Module):  # a class only because of the skip connection
+    """Darknet residual: 1x1 conv to ni * bottleneck, 3x3 conv back to ni, plus the input.
+
+    The seed wrote `x.add_(body(x))` to save memory; autograd rejects it because the 1x1 conv saved x
+    for its backward. `checkpoint=True` gets a larger saving in a form autograd accepts: only x is kept
+    and the body is recomputed during backward (about a third more compute; BENCHMARKS.md has the memory).
+    """
+
+    def __init__(self, ni: int, bottleneck: float = 0.5, checkpoint: bool = False):
+        super().__init__()
+        mid = max(1, int(ni * bottleneck))
+        self.body = nn.Sequential(conv_layer(ni, mid, ks=1), conv_layer(mid, ni))
+        self.checkpoint = checkpoint
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.checkpoint and torch.is_grad_enabled():
+            return x + checkpoint(self.body, x, use_reentrant=False, context_fn=self._contexts)
+        return x + self.body(x)  # out of place: the seed's x.add_ fails under autograd
+
+    def _contexts(self):
+        return nullcontext(), batchnorm_stats_kept(self)  # (forward, recompute)
+
+
+class Darknet(nn.Sequential):
+    """conv_layer stem, then per group a stride-2 conv_layer doubling the channels and its ResLayers.
+
+    The seed's default is Darknet([1, 2, 4, 6, 3], num_classes=10, nf=32). Its Wide-ResNet homework
+    (wider, fewer layers, a fatter bottleneck such as ni * 2) is `nf`, `num_blocks` and `bottleneck`.
+    """
+
+    def __init__(self, num_blocks=(1, 2, 4, 6, 3), num_classes: int = 10, nf: int = 32,
+                 bottleneck: float = 0.5, checkpoint: bool = False):
+        if not num_blocks or any(n < 0 for n in num_blocks):
+            raise ValueError(f"num_blocks must be a non-empty list of counts >= 0 (got {num_blocks})")
+        layers = [conv_layer(3, nf)]
+        for i, n in enumerate(num_blocks):
+            # group 1 keeps the resolution: the seed's stride 2-(i==1) leaves 32px CIFAR at 2x2, not 1x1
+            layers += [conv_layer(nf, nf * 2, stride=2 - (i == 1))]
+            layers += [ResLayer(nf * 2, bottleneck, checkpoint) for _ in range(n)]
+            nf *= 2
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nf, num_classes)]
+        super().__init__(*layers)

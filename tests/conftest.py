@@ -1,0 +1,60 @@
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__import__("os").environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CLASSES = ["cat", "dog", "frog"]
+sys.path.insert(0, str(ROOT))  # train.py is a script at the root, not a package
+
+
+def random_images(n: int, seed: int) -> np.ndarray:
+    """(n, 32, 32, 3) uint8 images whose mean colour depends on their class, so they can be learned."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def make_folders(root: Path, per_class=(8, 4), suffix=".png", classes=CLASSES) -> Path:
+    """The fast.ai layout, train/<class>/*.png and test/<class>/*.png, with small random images."""
+    for split, count in zip(("train", "test"), per_class):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i, image in enumerate(random_images(count, seed=hash((split, label)) % 1000)):
+                Image.fromarray(image).save(folder / f"{i:04d}{suffix}")
+    return root
+
+
+def make_batches(folder: Path, per_batch: int = 6, classes=CLASSES) -> Path:
+    """The official python layout: data_batch_1..5, test_batch, batches.meta."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = [int(x) for x in rng.integers(0, len(classes), per_batch)]
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in classes]}, f)
+    return folder
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path) -> Path:
+    return make_folders(tmp_path / "cifar10")
+
+
+@pytest.fixture
+def shared_cifar10(tmp_path_factory) -> Path:
+    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"real CIFAR-10 not found at {archive}")
+    import tarfile
+    target = tmp_path_factory.mktemp("real")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target / "cifar10"

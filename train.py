@@ -1,0 +1,137 @@
+"""Train a system: `python train.py --system darknet [--model.* --data.* --trainer.* overrides]`.
+
+`--system NAME` runs configs/NAME.yaml as a whole job: fit, test, then results.json in the run folder.
+The native LightningCLI form (`python train.py fit --config configs/darknet.yaml`) works as well.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+
+
+def systems() -> list[str]:
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def system_to_config(argv: list[str]) -> list[str]:
+    """`--system wgan ...` -> `--config configs/wgan.yaml ...`; other arguments pass through."""
+    for i, arg in enumerate(argv):
+        if arg == "--system" or arg.startswith("--system="):
+            name = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            if name not in systems():
+                sys.exit(f"train.py: error: unknown --system {name!r}; choose one of: {', '.join(systems())}")
+            rest = argv[:i] + argv[i + (1 if "=" in arg else 2):]
+            return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
+    sys.exit(f"train.py: error: give --system NAME (one of: {', '.join(systems())}) or a subcommand "
+             f"({', '.join(sorted(SUBCOMMANDS))}) with --config")
+
+
+class CLI(LightningCLI):
+    """LightningCLI plus the job's run folder, W&B offline fallback and resume from the newest run."""
+
+    def __init__(self, *args, job: bool, **kwargs):
+        self.job = job
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser):
+        if self.job:  # the subcommands bring their own --ckpt_path
+            parser.add_argument("--ckpt_path", type=str | None, default=None,
+                                help="checkpoint to resume from, or 'last' for the newest run's last.ckpt")
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
+
+    def job_config(self):
+        return self.config if self.job else self.config[self.config.subcommand]
+
+    def before_instantiate_classes(self):
+        prepare_run(self.job_config())
+
+
+def newest_last_checkpoint(root: Path) -> str:
+    found = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        sys.exit(f"train.py: error: --ckpt_path last, but no {root}/*/checkpoints/last.ckpt exists yet")
+    return str(found[-1])
+
+
+def prepare_run(config) -> None:
+    """Point checkpoints, logs and results at one run folder; W&B offline when it has no credentials."""
+    trainer = config.trainer
+    root = Path(trainer.default_root_dir or "runs")
+    if config.get("ckpt_path") == "last":
+        config.ckpt_path = newest_last_checkpoint(root)
+    if config.get("ckpt_path") and Path(config.ckpt_path).parent.name == "checkpoints":
+        run_dir = Path(config.ckpt_path).parent.parent  # a resumed run carries on in its own folder
+    else:
+        # DDP's re-launched ranks and SLURM tasks must all agree on the folder, hence no per-process clock
+        name = (config.run_name or os.environ.get("DL2_RUN_NAME")
+                or (f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None)
+                or time.strftime("%Y%m%d-%H%M%S"))
+        run_dir = root / name
+    os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
+    trainer.default_root_dir = str(run_dir)
+    for callback in trainer.callbacks or []:
+        if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
+            callback.init_args.dirpath = str(run_dir / "checkpoints")
+    logger = trainer.logger
+    if hasattr(logger, "class_path") and logger.class_path.endswith("WandbLogger"):
+        args = logger.init_args
+        if args.get("save_dir") in (None, "."):
+            args.save_dir = str(run_dir)
+        args.name = args.get("name") or run_dir.name
+        if not args.get("offline") and not wandb_credentials():
+            args.offline = True
+            print(f"W&B: no credentials, logging offline to {run_dir}/wandb; "
+                  f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+
+
+def wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return True  # WANDB_MODE set: the user has decided
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text()
+
+
+def run_job(cli: CLI) -> dict:
+    """Fit, then test the final weights, then write the test metrics to <run folder>/results.json."""
+    config, trainer = cli.job_config(), cli.trainer
+    start = time.perf_counter()
+    trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
+    fit_seconds = time.perf_counter() - start
+    test_metrics = trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    results = {"test": test_metrics, "fit_seconds": round(fit_seconds, 2), "epochs": trainer.current_epoch,
+               "global_step": trainer.global_step, "world_size": trainer.world_size,
+               "precision": str(trainer.precision), "run_dir": trainer.default_root_dir,
+               "checkpoint": {"last": str(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"),
+                              "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}
+    if trainer.is_global_zero:
+        path = Path(trainer.default_root_dir) / "results.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, path)
+        print("Test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
+        print(f"Results written to {path}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    job = not (argv and argv[0] in SUBCOMMANDS)
+    if job and not any(a in ("-h", "--help") for a in argv):
+        argv = system_to_config(argv)
+    cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
+              save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    if job:
+        run_job(cli)
+
+
+if __name__ == "__main__":
+    main()
