@@ -81,6 +81,8 @@ def prepare_run(config) -> None:
         if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
             callback.init_args.dirpath = str(run_dir / "checkpoints")
     logger = trainer.logger
+    if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
+        trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
     if hasattr(logger, "class_path") and logger.class_path.endswith("WandbLogger"):
         args = logger.init_args
         if args.get("save_dir") in (None, "."):

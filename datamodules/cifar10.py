@@ -198,7 +198,11 @@ class CIFAR10DataModule(L.LightningDataModule):
                              rank=rank, world_size=world)
 
     def train_dataloader(self):
-        return self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
+        batches = self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
+        if len(batches) == 0:
+            raise ValueError(f"batch_size {self.hparams.batch_size} is more than the {len(self.train_labels)} "
+                             f"training images per process can fill; lower --data.batch_size")
+        return batches
 
     def val_dataloader(self):
         return self._batches(self.val_images, self.val_labels, self.hparams.eval_batch_size, train=False)

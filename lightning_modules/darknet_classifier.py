@@ -37,6 +37,12 @@ class DarknetClassifier(L.LightningModule):
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
+    def setup(self, stage: str) -> None:
+        classes = getattr(self.trainer.datamodule, "classes", None)
+        if classes and len(classes) != self.hparams.num_classes:
+            raise ValueError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
+                             f"set --model.num_classes {len(classes)}")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 

@@ -58,3 +58,14 @@ def shared_cifar10(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return target / "cifar10"
+
+
+class CrashAtEpoch(__import__("lightning").Callback):
+    """Raises at the start of `epoch`, as a killed job would stop, after the previous epoch's checkpoint."""
+
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")

@@ -50,7 +50,7 @@ class ResLayer(nn.Module):  # a class only because of the skip connection
         return nullcontext(), batchnorm_stats_kept(self)  # (forward, recompute)
 
 
-class Darknet(nn.Sequential):
+class Darknet(nn.Module):
     """conv_layer stem, then per group a stride-2 conv_layer doubling the channels and its ResLayers.
 
     The seed's default is Darknet([1, 2, 4, 6, 3], num_classes=10, nf=32). Its Wide-ResNet homework
@@ -68,4 +68,8 @@ class Darknet(nn.Sequential):
             layers += [ResLayer(nf * 2, bottleneck, checkpoint) for _ in range(n)]
             nf *= 2
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nf, num_classes)]
-        super().__init__(*layers)
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)  # (N, 3, H, W) -> (N, num_classes)

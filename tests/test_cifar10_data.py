@@ -1,0 +1,156 @@
+import hashlib
+import http.server
+import tarfile
+import threading
+
+import pytest
+import torch
+from conftest import CLASSES, make_batches, make_folders
+
+from datamodules import CIFAR10DataModule
+from datamodules.cifar10 import TensorBatches
+
+
+def loaded(data_dir, **kwargs):
+    data = CIFAR10DataModule(str(data_dir), **kwargs)
+    data.prepare_data()
+    data.setup("fit")
+    return data
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_fastai_folder_layout_loads_as_uint8_tensors(tmp_path, suffix):
+    data = loaded(make_folders(tmp_path / "c", per_class=(5, 2), suffix=suffix), download=False)
+    assert data.classes == CLASSES
+    assert data.train_images.shape == (15, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert data.train_labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert data.test_images.shape == (6, 3, 32, 32)
+    assert data.val_images is data.test_images  # the seed validates on the test split
+
+
+def test_png_pixels_arrive_unchanged(tmp_path):
+    import numpy as np
+    from PIL import Image
+    root = make_folders(tmp_path / "c", per_class=(1, 1))
+    image = np.array(Image.open(root / "train" / "dog" / "0000.png"))
+    data = loaded(root, download=False)
+    assert torch.equal(data.train_images[1], torch.from_numpy(image).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_official_python_batches_load(tmp_path, nested):
+    folder = make_batches(tmp_path / "c" / "cifar-10-batches-py" if nested else tmp_path / "c")
+    data = loaded(tmp_path / "c", download=False)
+    assert data.classes == CLASSES
+    assert data.train_images.shape == (30, 3, 32, 32) and data.test_images.shape == (6, 3, 32, 32)
+    import pickle
+    with open(folder / "data_batch_1", "rb") as f:
+        first = pickle.load(f, encoding="bytes")[b"data"][0]
+    assert torch.equal(data.train_images[0, 0, 0], torch.from_numpy(first[:32]))  # red plane, row 0
+
+
+def test_val_size_holds_images_out_of_train(tmp_path):
+    data = loaded(make_folders(tmp_path / "c", per_class=(10, 2)), val_size=6, download=False)
+    assert len(data.train_labels) == 24 and len(data.val_labels) == 6
+
+
+def test_missing_data_without_download_says_where_to_put_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train/<class>/.*--data.data_dir"):
+        CIFAR10DataModule(str(tmp_path / "nothing"), download=False).prepare_data()
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    root = make_folders(tmp_path / "c")
+    (root / "train" / "zebra").mkdir()
+    with pytest.raises(FileNotFoundError, match="zebra has no .png or .jpg"):
+        loaded(root, download=False)
+
+
+def test_batches_reshuffle_every_epoch_and_ranks_get_disjoint_slices():
+    images, labels = torch.arange(20).view(20, 1), torch.arange(20)
+    loaders = [TensorBatches(images, labels, 4, shuffle=True, drop_last=True, rank=r, world_size=2) for r in (0, 1)]
+    seen = [torch.cat([y for _, y in loader]) for loader in loaders]
+    assert len(loaders[0]) == 2 and set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+    loaders[0].set_epoch(1)
+    assert not torch.equal(torch.cat([y for _, y in loaders[0]]), seen[0])
+
+
+def test_evaluation_batches_cover_every_image_once_across_ranks():
+    labels = torch.arange(11)
+    loaders = [TensorBatches(labels[:, None], labels, 4, shuffle=False, drop_last=False, rank=r, world_size=2)
+               for r in (0, 1)]
+    seen = sorted(torch.cat([y for loader in loaders for _, y in loader]).tolist())
+    assert seen == list(range(11)) and [len(loader) for loader in loaders] == [2, 2]
+
+
+def test_batch_larger_than_the_training_set_fails_clearly(tiny_cifar):
+    with pytest.raises(ValueError, match="lower --data.batch_size"):
+        loaded(tiny_cifar, download=False).train_dataloader()
+
+
+def test_training_batches_are_augmented_and_resized_on_transfer(tiny_cifar):
+    data = loaded(tiny_cifar, download=False, batch_size=8)
+
+    class FakeTrainer:
+        training, global_rank, world_size = True, 0, 1
+
+    data.trainer = FakeTrainer()
+    images, labels = next(iter(data.train_dataloader()))
+    data.image_size = 28
+    out, out_labels = data.on_after_batch_transfer((images, labels), 0)
+    assert out.shape == (len(images), 3, 28, 28) and out.dtype == torch.float32
+    assert torch.equal(out_labels, labels)
+
+
+# --- download, against a server on 127.0.0.1 ---------------------------------------------------
+
+@pytest.fixture
+def archive(tmp_path):
+    make_batches(tmp_path / "src" / "cifar-10-batches-py")
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return path.read_bytes()
+
+
+@pytest.fixture
+def server(archive):
+    """Serves /good (the archive), /cut (the first half, with the full Content-Length)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive if self.path == "/good" else archive[:len(archive) // 2])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_with_good_checksum_extracts_and_loads(tmp_path, server, archive):
+    data = loaded(tmp_path / "d", url=f"{server}/good", md5=hashlib.md5(archive).hexdigest())
+    assert (tmp_path / "d" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert data.train_images.shape == (30, 3, 32, 32)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cifar-10-batches-py"]  # archive removed
+
+
+@pytest.mark.parametrize("path, md5, message", [
+    ("/good", "0" * 32, "checksum mismatch"),
+    ("/cut", None, "interrupted"),
+])
+def test_failed_download_leaves_no_files(tmp_path, server, archive, path, md5, message):
+    md5 = md5 or hashlib.md5(archive).hexdigest()
+    with pytest.raises(FileNotFoundError, match=message):
+        CIFAR10DataModule(str(tmp_path / "d"), url=server + path, md5=md5).prepare_data()
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_offline_download_says_where_to_put_the_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Offline.*train/<class>"):
+        CIFAR10DataModule(str(tmp_path / "d"), url="http://127.0.0.1:9/none").prepare_data()

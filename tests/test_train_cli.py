@@ -1,0 +1,116 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+import train
+
+TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
+        "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
+
+
+def job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            *TINY, *extra]
+
+
+def run_script(args, tmp_path, env=None):
+    """train.py in a fresh process, as a user runs it, with no W&B credentials."""
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", **(env or {})}
+    env.pop("WANDB_MODE", None)
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def only_run(runs):
+    (run_dir,) = list(runs.iterdir())
+    return run_dir
+
+
+def test_job_fits_tests_and_writes_results(tiny_cifar, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false"))
+    run_dir = only_run(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 <= results["test"]["test/acc"] <= 1 and results["epochs"] == 2 and results["global_step"] == 6
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and os.path.isfile(results["checkpoint"]["best"])
+    assert (run_dir / "config.yaml").is_file()
+    printed = capsys.readouterr().out
+    assert "test/acc" in printed and f"Results written to {run_dir / 'results.json'}" in printed
+
+
+def test_crashed_run_resumes_from_last_in_the_same_folder(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    first = only_run(runs)
+    state = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 0 and state["global_step"] == 3
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    assert only_run(runs) == first
+    results = json.loads((first / "results.json").read_text())
+    assert results["epochs"] == 2 and results["global_step"] == 6  # three more steps, not six
+    resumed = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["lr_schedulers"][0]["_step_count"] == 7  # the 1cycle went on where it stopped
+
+
+def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(job(tiny_cifar, tmp_path, "--model.lr", "0.25", "--trainer.precision", "bf16-mixed",
+                       "--print_config"))
+    printed = capsys.readouterr().out
+    assert "lr: 0.25" in printed and "precision: bf16-mixed" in printed and "nf: 4" in printed
+
+
+def test_native_fit_subcommand_with_config(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), "--data.data_dir", str(tiny_cifar),
+                "--trainer.default_root_dir", str(runs), "--trainer.logger", "false", *TINY])
+    assert (only_run(runs) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.precision", "bf16-mixed"))
+    results = json.loads((only_run(runs) / "results.json").read_text())
+    assert results["precision"] == "bf16-mixed" and results["global_step"] == 6
+
+
+def test_unknown_system_lists_the_systems(tmp_path):
+    result = run_script(["--system", "resnet"], tmp_path)
+    assert result.returncode != 0 and "unknown --system 'resnet'; choose one of: darknet" in result.stderr
+
+
+def test_bad_config_key_is_named(tiny_cifar, tmp_path):
+    result = run_script(job(tiny_cifar, tmp_path, "--model.learning_rate", "0.1"), tmp_path)
+    assert result.returncode != 0 and "learning_rate" in result.stderr
+
+
+def test_missing_data_folder_says_where_to_put_it(tmp_path):
+    result = run_script(job(tmp_path / "absent", tmp_path, "--data.download", "false"), tmp_path)
+    assert result.returncode != 0 and "no CIFAR-10 found in" in result.stderr
+    assert "train/<class>/*.png" in result.stderr
+
+
+def test_wandb_runs_offline_without_credentials(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_script(job(tiny_cifar, runs, "--trainer.max_epochs", "1"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run(runs)
+    assert f"wandb sync {run_dir}/wandb/offline-run-*" in result.stdout
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    args = job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+               "--trainer.strategy", "ddp", "--trainer.devices", "2")
+    result = run_script(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((only_run(runs) / "results.json").read_text())  # one folder for both ranks
+    # 24 images, batch 8 per process: 3 steps an epoch alone, 1 each when two ranks share the data
+    assert results["world_size"] == 2 and results["global_step"] == 2
