@@ -20,7 +20,7 @@ def random_images(n: int, seed: int) -> np.ndarray:
 
 def make_folders(root: Path, per_class=(8, 4), suffix=".png", classes=CLASSES) -> Path:
     """The fast.ai layout, train/<class>/*.png and test/<class>/*.png, with small random images."""
-    for split, count in zip(("train", "test"), per_class):
+    for split, count in zip(("train", "test"), per_class, strict=True):
         for label, name in enumerate(classes):
             folder = root / split / name
             folder.mkdir(parents=True)

@@ -72,9 +72,9 @@ def test_checkpointed_residual_matches_plain_outputs_gradients_and_running_stats
     x = torch.randn(4, 3, 16, 16)
     plain(x).square().sum().backward()
     saved(x).square().sum().backward()
-    for (name, p), q in zip(plain.named_parameters(), saved.parameters()):
+    for (name, p), q in zip(plain.named_parameters(), saved.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
-    for (name, b), c in zip(plain.named_buffers(), saved.buffers()):
+    for (name, b), c in zip(plain.named_buffers(), saved.buffers(), strict=True):
         torch.testing.assert_close(b, c, msg=name)  # recompute in backward must not update BN stats twice
 
 

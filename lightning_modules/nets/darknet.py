@@ -23,7 +23,7 @@ def batchnorm_stats_kept(module: nn.Module):
     try:
         yield
     finally:
-        for b, s in zip(buffers, saved):
+        for b, s in zip(buffers, saved, strict=True):
             b.copy_(s)
 
 
