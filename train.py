@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test", "predict"}
@@ -102,24 +103,27 @@ def wandb_credentials() -> bool:
 
 
 def run_job(cli: CLI) -> dict:
-    """Fit, then test the final weights, then write the test metrics to <run folder>/results.json."""
-    config, trainer = cli.job_config(), cli.trainer
+    """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
+    config, trainer, model = cli.job_config(), cli.trainer, cli.model
     start = time.perf_counter()
-    trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
+    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start
-    test_metrics = trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    results = {"test": test_metrics, "fit_seconds": round(fit_seconds, 2), "epochs": trainer.current_epoch,
-               "global_step": trainer.global_step, "world_size": trainer.world_size,
-               "precision": str(trainer.precision), "run_dir": trainer.default_root_dir,
-               "checkpoint": {"last": str(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"),
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if is_overridden("test_step", model) else {}
+    run_dir = Path(trainer.default_root_dir)
+    results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2),
+               "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+               "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
+               "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt"),
                               "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}
     if trainer.is_global_zero:
-        path = Path(trainer.default_root_dir) / "results.json"
+        path = run_dir / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, path)
-        print("Test metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
+        shown = test or final
+        print(("Test metrics: " if test else "Final metrics: ") + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
         print(f"Results written to {path}")
     return results
 

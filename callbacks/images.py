@@ -1,0 +1,39 @@
+"""Image grids as PNG files in the run folder and, when a WandbLogger is attached, as W&B images.
+
+Shared by the GAN and style systems; Lightning has no logger-agnostic image logging (its examples call
+TensorBoard's add_image, which W&B users cannot see).
+"""
+
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+
+def save_png(image: Tensor, path: Path) -> Path:
+    """Write a (3, H, W) image in [0, 1] through a temporary file, so a crash never leaves half a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_image(image, tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow: int = 8,
+                   value_range: tuple[float, float] = (-1.0, 1.0), caption: str | None = None) -> Path | None:
+    """Tile (N, C, H, W) images into a grid, save <run folder>/images/<key>-<step>.png, log it to W&B.
+
+    Only the global-zero process writes; returns the PNG path there, None elsewhere.
+    """
+    if not trainer.is_global_zero:
+        return None
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=value_range)
+    path = save_png(grid, Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}-{step:06d}.png")
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step,
+                             caption=[caption] if caption else None)
+    return path
