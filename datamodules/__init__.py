@@ -1,5 +1,6 @@
 """LightningDataModules; each keeps its real download code and says where to put data offline."""
 
 from datamodules.cifar10 import CIFAR10DataModule
+from datamodules.unpaired import UnpairedImageDataModule
 
-__all__ = ["CIFAR10DataModule"]
+__all__ = ["CIFAR10DataModule", "UnpairedImageDataModule"]

@@ -1,6 +1,7 @@
 """The systems: one LightningModule per file; their networks live in lightning_modules.nets."""
 
+from lightning_modules.cyclegan import CycleGAN
 from lightning_modules.darknet_classifier import DarknetClassifier
 from lightning_modules.nets import Darknet, ResLayer, conv_layer
 
-__all__ = ["Darknet", "DarknetClassifier", "ResLayer", "conv_layer"]
+__all__ = ["CycleGAN", "Darknet", "DarknetClassifier", "ResLayer", "conv_layer"]

@@ -1,0 +1,286 @@
+"""CycleGAN: unpaired image-to-image translation (Zhu, Park, Isola & Efros 2017; DL2 2018 lesson 12).
+
+Also the `translate` command: `python -m lightning_modules.cyclegan translate --help`.
+"""
+
+import html
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.strategies import DDPStrategy
+from torch import Tensor
+
+from callbacks.images import log_image_grid, save_png
+from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
+
+
+def gan_loss(logits: Tensor, real: bool, mode: str) -> Tensor:
+    """LSGAN's (D(x) - 1)^2 / D(x)^2 (paper section 4), or the vanilla GAN's cross-entropy."""
+    logits = logits.float()  # the squares and logs in fp32 under mixed precision
+    target = torch.full_like(logits, float(real))
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def cycle_loss(reconstructed: Tensor, real: Tensor) -> Tensor:
+    """||F(G(x)) - x||_1 (equation 2)."""
+    return F.l1_loss(reconstructed.float(), real.float())
+
+
+def identity_loss(same: Tensor, real: Tensor) -> Tensor:
+    """||G(y) - y||_1 (section 5.2): keeps colours when the input is already in the target domain."""
+    return F.l1_loss(same.float(), real.float())
+
+
+def linear_decay(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """lr factor for 0-based `epoch`: 1 for n_epochs epochs, then down by 1/(n_epochs_decay + 1) an epoch.
+
+    The reference code's 'linear' policy: the last epoch trains at 1/(n_epochs_decay + 1) of the lr and
+    the line reaches 0 when training ends.
+    """
+    return max(0.0, min(1.0, (n_epochs + n_epochs_decay - epoch) / (n_epochs_decay + 1)))
+
+
+class ImagePool:
+    """The last `size` fakes (Shrivastava et al. 2017): once full, each query returns with probability 1/2
+    a stored fake (replaced by the new one), else the new fake. Lives on the images' device; its random
+    generator is its own and goes into checkpoints with the images, so a resumed run draws the same.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.images = size, []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, fakes: Tensor) -> Tensor:
+        if self.size == 0:
+            return fakes
+        if self.images and self.images[0].device != fakes.device:
+            self.images = [image.to(fakes.device) for image in self.images]
+        out = []
+        for fake in fakes.detach().float():  # fp32 in the pool, whatever the precision
+            if len(self.images) < self.size:
+                self.images.append(fake)
+                out.append(fake)
+            elif torch.rand((), generator=self.generator) < 0.5:  # on the CPU: no device sync
+                i = int(torch.randint(self.size, (), generator=self.generator))
+                out.append(self.images[i])
+                self.images[i] = fake
+            else:
+                out.append(fake)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        return {"images": [image.cpu() for image in self.images], "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.images = list(state["images"])
+        self.generator.set_state(state["generator"])
+
+
+class CycleGAN(L.LightningModule):
+    """Two ResNet generators and two 70x70 PatchGANs, one Adam for both generators and one per discriminator.
+
+    Names: `gen_a2b` is the paper's G (X->Y, junyanz's G_A), `gen_b2a` is F (Y->X, G_B); `disc_a` is D_X
+    and judges domain A images (junyanz's D_B), `disc_b` is D_Y and judges domain B images (junyanz's D_A).
+    Each batch: the generators take one step on
+    `gan_a2b + gan_b2a + lambda_cycle * (cycle_a + cycle_b) + lambda_identity * lambda_cycle * (identity_a
+    + identity_b)` (equation 3 plus section 5.2's identity term), then each discriminator one step on
+    `0.5 * (gan(D(real), 1) + gan(D(pooled fake), 0))`. The logged terms carry their weights.
+
+    Args:
+        n_blocks: residual blocks per generator: 9 for 256px, 6 for 128px (the paper).
+        ngf: filters of the generators' first layer.
+        ndf: filters of the discriminators' first layer.
+        upsample: "transposed" convs (the paper) or "resize" (nearest neighbour then conv: no checkerboard).
+        gan_mode: "lsgan" (least squares, the paper) or "vanilla" (cross-entropy).
+        lambda_cycle: weight of each cycle-consistency L1 term (the paper's lambda, 10).
+        lambda_identity: identity loss weight as a fraction of lambda_cycle (0.5; 0 turns it off).
+        pool_size: fakes kept in each discriminator's history pool (50; 0: no pool).
+        lr: Adam learning rate of all three optimizers.
+        betas: Adam betas.
+        n_epochs: epochs at the full lr.
+        n_epochs_decay: epochs of linear decay after them (max_epochs should be n_epochs + n_epochs_decay).
+        linear_decay: apply that schedule; false leaves the lr to a callback (a TrainingPhase scheduler).
+        log_images_every_n_batches: every N batches, the six visuals of the batch as one image grid.
+        channels_last: keep weights and activations in NHWC (faster convs with bf16 on recent GPUs).
+    """
+
+    def __init__(self, n_blocks: int = 9, ngf: int = 64, ndf: int = 64,
+                 upsample: Literal["transposed", "resize"] = "transposed",
+                 gan_mode: Literal["lsgan", "vanilla"] = "lsgan", lambda_cycle: float = 10.0,
+                 lambda_identity: float = 0.5, pool_size: int = 50, lr: float = 2e-4,
+                 betas: tuple[float, float] = (0.5, 0.999), n_epochs: int = 100, n_epochs_decay: int = 100,
+                 linear_decay: bool = True, log_images_every_n_batches: int = 400, channels_last: bool = False):
+        super().__init__()
+        if gan_mode not in ("lsgan", "vanilla"):
+            raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla' (got {gan_mode!r})")
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # three optimizers stepped in the paper's order
+        self.gen_a2b = init_cyclegan_(resnet_generator(n_blocks, ngf, upsample))
+        self.gen_b2a = init_cyclegan_(resnet_generator(n_blocks, ngf, upsample))
+        self.disc_a = init_cyclegan_(patch_discriminator(ndf))
+        self.disc_b = init_cyclegan_(patch_discriminator(ndf))
+        seeds = torch.randint(2**62, (2,)).tolist()  # from the global seed; checkpoints carry the state on
+        self.pool_a, self.pool_b = ImagePool(pool_size, seeds[0]), ImagePool(pool_size, seeds[1])
+        self.batches_trained = 0  # a Python int (no device sync to read it), saved in checkpoints
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
+            raise ValueError("CycleGAN's three optimizers each update only their own networks, which plain DDP "
+                             "rejects; use --trainer.strategy ddp_find_unused_parameters_true")
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def forward(self, images: Tensor, direction: Literal["a2b", "b2a"] = "a2b") -> Tensor:
+        return (self.gen_a2b if direction == "a2b" else self.gen_b2a)(images)
+
+    def generator_losses(self, real_a: Tensor, real_b: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        hp = self.hparams
+        fake_b, fake_a = self.gen_a2b(real_a), self.gen_b2a(real_b)
+        rec_a, rec_b = self.gen_b2a(fake_b), self.gen_a2b(fake_a)
+        losses = {"gan_a2b": gan_loss(self.disc_b(fake_b), True, hp.gan_mode),
+                  "gan_b2a": gan_loss(self.disc_a(fake_a), True, hp.gan_mode),
+                  "cycle_a": hp.lambda_cycle * cycle_loss(rec_a, real_a),
+                  "cycle_b": hp.lambda_cycle * cycle_loss(rec_b, real_b)}
+        if hp.lambda_identity > 0:
+            weight = hp.lambda_identity * hp.lambda_cycle
+            losses["identity_a"] = weight * identity_loss(self.gen_b2a(real_a), real_a)
+            losses["identity_b"] = weight * identity_loss(self.gen_a2b(real_b), real_b)
+        visuals = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "real_b": real_b, "fake_a": fake_a,
+                   "rec_b": rec_b}
+        return losses, visuals
+
+    def discriminator_loss(self, disc, real: Tensor, fake: Tensor) -> Tensor:
+        return 0.5 * (gan_loss(disc(real), True, self.hparams.gan_mode)
+                      + gan_loss(disc(fake), False, self.hparams.gan_mode))  # halved: D learns slower than G
+
+    def training_step(self, batch, batch_idx):
+        real_a, real_b = (x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+                          for x in batch)
+        opt_g, opt_dx, opt_dy = self.optimizers()
+        with self.toggled_optimizer(opt_g):  # discriminators frozen, as the reference's set_requires_grad
+            losses, visuals = self.generator_losses(real_a, real_b)
+            losses["gen_total"] = sum(losses.values())
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(losses["gen_total"])
+            opt_g.step()
+        for name, opt, disc, real, fake, pool in (("disc_a", opt_dx, self.disc_a, real_a, visuals["fake_a"],
+                                                   self.pool_a),
+                                                  ("disc_b", opt_dy, self.disc_b, real_b, visuals["fake_b"],
+                                                   self.pool_b)):
+            with self.toggled_optimizer(opt):
+                losses[name] = self.discriminator_loss(disc, real, pool.query(fake))
+                opt.zero_grad(set_to_none=True)
+                self.manual_backward(losses[name])
+                opt.step()
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
+        self.batches_trained += 1
+        every = self.hparams.log_images_every_n_batches
+        if every and (self.batches_trained - 1) % every == 0:  # the first batch, then every N
+            self.log_visuals("train/visuals", visuals, self.batches_trained)
+
+    def log_visuals(self, key: str, visuals: dict[str, Tensor], step: int, n: int = 4) -> None:
+        """Rows of (real A, fake B, rec A, real B, fake A, rec B) for the batch's first n images."""
+        rows = torch.stack([v[:n].float() for v in visuals.values()], dim=1)  # (n, 6, C, H, W)
+        log_image_grid(self.trainer, key, rows.flatten(0, 1), step, nrow=6,
+                       caption="real A | fake B | rec A | real B | fake A | rec B")
+
+    def on_train_epoch_end(self) -> None:
+        if self.hparams.linear_decay:
+            for schedule in self.lr_schedulers():
+                schedule.step()  # manual optimization: Lightning steps no schedulers
+
+    def test_step(self, batch, batch_idx):
+        """Cycle reconstruction error on the test images, and their visuals (first batch)."""
+        real_a, real_b = batch
+        fake_b, fake_a = self.gen_a2b(real_a), self.gen_b2a(real_b)
+        rec_a, rec_b = self.gen_b2a(fake_b), self.gen_a2b(fake_a)
+        self.log("test/cycle_l1_a", cycle_loss(rec_a, real_a), sync_dist=True)
+        self.log("test/cycle_l1_b", cycle_loss(rec_b, real_b), sync_dist=True)
+        if batch_idx == 0:
+            self.log_visuals("test/visuals", {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "real_b": real_b,
+                                              "fake_a": fake_a, "rec_b": rec_b}, self.batches_trained)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        adam = partial(torch.optim.Adam, lr=hp.lr, betas=tuple(hp.betas))
+        optimizers = [adam([*self.gen_a2b.parameters(), *self.gen_b2a.parameters()]),
+                      adam(self.disc_a.parameters()), adam(self.disc_b.parameters())]
+        if not hp.linear_decay:
+            return optimizers
+        factor = partial(linear_decay, n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay)
+        return optimizers, [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+        checkpoint["batches_trained"] = self.batches_trained
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "image_pools" in checkpoint:
+            self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
+            self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])
+            self.batches_trained = checkpoint["batches_trained"]
+
+
+# ---------------------------------------------------------------------------------------------- translate
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def pad_to_multiple(image: Tensor, multiple: int = 4) -> Tensor:
+    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
+              device: str = "cpu") -> Path:
+    """Translate every image of a folder with a trained CycleGAN, at full resolution.
+
+    Args:
+        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt).
+        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp images of any size (grayscale ones become RGB).
+        output_dir: where <name>.png translations and index.html (inputs beside outputs) are written.
+        direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
+        device: cpu, cuda, cuda:1, ...
+    """
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if Path(input_dir).is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
+                                "pass a folder of images as --input_dir")
+    model = CycleGAN.load_from_checkpoint(checkpoint, map_location=device).eval()
+    out = Path(output_dir)
+    rows = []
+    for file in files:
+        image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB).to(device)  # (3, H, W) uint8
+        x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
+        with torch.inference_mode():
+            y = model(pad_to_multiple(x), direction)[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
+        target = save_png((y[0].float().cpu() + 1) / 2, out / f"{file.stem}.png")
+        save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{file.stem}.png")
+        rows.append(f"<tr><td>{html.escape(file.name)}</td><td><img src='inputs/{html.escape(target.name)}'></td>"
+                    f"<td><img src='{html.escape(target.name)}'></td></tr>")
+    (out / "index.html").write_text(
+        f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
+        f"<tr><th>file</th><th>input</th><th>output</th></tr>{''.join(rows)}</table></body></html>\n")
+    print(f"{len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
+    return out / "index.html"
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI({"translate": translate})
