@@ -69,3 +69,32 @@ class CrashAtEpoch(__import__("lightning").Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
             raise RuntimeError("simulated crash")
+
+
+def make_unpaired(root: Path, counts=(3, 5, 2, 3), size=(40, 36), gray_in="trainB") -> Path:
+    """CycleGAN's layout, trainA/trainB/testA/testB of random RGB PNGs, plus one grayscale JPEG in `gray_in`."""
+    rng = np.random.default_rng(0)
+    for folder, count in zip(("trainA", "trainB", "testA", "testB"), counts, strict=True):
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / folder / f"{i:03d}.png")
+    if gray_in:
+        Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(root / gray_in / "gray.jpg")
+    return root
+
+
+@pytest.fixture
+def tiny_unpaired(tmp_path) -> Path:
+    return make_unpaired(tmp_path / "unpaired")
+
+
+@pytest.fixture
+def shared_horse2zebra(tmp_path_factory) -> Path:
+    archive = SHARED_DATA / "horse2zebra.tar"
+    if not archive.exists():
+        pytest.skip(f"real horse2zebra not found at {archive}")
+    import tarfile
+    target = tmp_path_factory.mktemp("real")
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target / "horse2zebra"
