@@ -2,5 +2,8 @@
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.images import log_image_grid, save_png
+from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
+from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr
 
-__all__ = ["AtomicCheckpointIO", "log_image_grid", "save_png"]
+__all__ = ["AtomicCheckpointIO", "DecayType", "TrainingPhase", "TrainingPhaseScheduler", "annealed",
+           "log_image_grid", "one_cycle", "plot_schedule", "save_png", "sgdr"]

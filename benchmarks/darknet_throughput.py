@@ -1,0 +1,104 @@
+"""Training images/s: the Lightning DarknetClassifier against a plain PyTorch loop doing the same work.
+
+    python benchmarks/darknet_throughput.py [--batch 64] [--steps 10] [--repeats 3] [--device cpu|cuda]
+
+Same net (default Darknet), same uint8 CIFAR-10 batches, same on-device augmentation, same SGD + 1cycle;
+Lightning logs the loss every 20 steps as configs/darknet.yaml does. Trials alternate, so other load on the
+machine hits both alike; each trial times `--steps` steps after `--warmup` untimed ones.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import cifar10_dir  # noqa: E402
+from datamodules import CIFAR10DataModule  # noqa: E402
+from datamodules.augment import normalize, random_crop, random_flip  # noqa: E402
+from datamodules.cifar10 import SEED_STATS, TensorBatches  # noqa: E402
+from lightning_modules import Darknet, DarknetClassifier  # noqa: E402
+
+
+def plain_loop(data, batch, warmup, steps, device) -> float:
+    torch.manual_seed(0)
+    net = Darknet().to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.3, momentum=0.9, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1.3, total_steps=warmup + steps, pct_start=0.4, anneal_strategy="linear",
+        three_phase=True, div_factor=20, final_div_factor=100, base_momentum=0.85, max_momentum=0.95)
+    loader = TensorBatches(data.train_images, data.train_labels, batch, shuffle=True, drop_last=True)
+    for i, (images, labels) in enumerate(loader):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        if i == warmup + steps:
+            break
+        images, labels = images.to(device), labels.to(device)
+        x = random_flip(random_crop(normalize(images, *SEED_STATS), 32, 4))
+        loss = F.cross_entropy(net(x), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+class Timer(L.Callback):
+    def __init__(self, warmup, steps):
+        self.warmup, self.steps = warmup, steps
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            sync(pl_module.device.type)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        sync(pl_module.device.type)
+        self.seconds = time.perf_counter() - self.start
+
+
+def lightning_loop(data, batch, warmup, steps, device) -> float:
+    torch.manual_seed(0)
+    timer = Timer(warmup, steps)
+    trainer = L.Trainer(accelerator=device, devices=1, max_steps=warmup + steps, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=20, callbacks=[timer])
+    trainer.fit(DarknetClassifier(), datamodule=data)
+    return steps * batch / timer.seconds
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    data = CIFAR10DataModule(str(cifar10_dir()), batch_size=args.batch, download=False)
+    data.setup("fit")
+    plain, lightning = [], []
+    for _ in range(args.repeats):
+        plain.append(plain_loop(data, args.batch, args.warmup, args.steps, args.device))
+        lightning.append(lightning_loop(data, args.batch, args.warmup, args.steps, args.device))
+        print(f"plain {plain[-1]:.1f} images/s, Lightning {lightning[-1]:.1f} images/s", flush=True)
+    p, l = statistics.median(plain), statistics.median(lightning)
+    print(f"Darknet default, batch {args.batch}, {args.steps} timed steps x {args.repeats}, {args.device}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"plain PyTorch : {p:.1f} images/s\nLightning     : {l:.1f} images/s\nratio         : {l / p:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""TrainingPhaseScheduler: runs a list of TrainingPhase batch by batch (DL2 2018 lesson 13)."""
+
+import bisect
+import inspect
+import warnings
+from itertools import accumulate
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+
+from callbacks.training_phase import TrainingPhase
+from callbacks.training_phase import one_cycle as one_cycle_phases
+from callbacks.training_phase import sgdr as sgdr_phases
+
+
+class TrainingPhaseScheduler(L.Callback):
+    """Sets lr and momentum before every batch, switches the optimizer and the data at phase boundaries.
+
+    Give exactly one of `phases`, `one_cycle` (keyword arguments of `one_cycle()`) or `sgdr` (of `sgdr()`).
+    Phase lengths are in epochs of the first data; the position is counted in batches and saved in
+    checkpoints, so a resumed run follows the same trajectory. With several optimizers (the GANs) each
+    gets the same lr and momentum and keeps its class. After the last phase lr and momentum are left
+    alone (e.g. for StochasticWeightAveraging's own schedule).
+
+    Args:
+        phases: the phases in order.
+        one_cycle: e.g. {cycle_len: 30, lr: 1.3, div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85}.
+        sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}.
+        set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
+            (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
+        plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
+    """
+
+    def __init__(self, phases: list[TrainingPhase] | None = None, one_cycle: dict | None = None,
+                 sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True):
+        if sum(x is not None for x in (phases, one_cycle, sgdr)) != 1:
+            raise ValueError("TrainingPhaseScheduler needs exactly one of phases, one_cycle or sgdr")
+        self.phases = phases or (one_cycle_phases(**one_cycle) if one_cycle else sgdr_phases(**sgdr))
+        if not self.phases:
+            raise ValueError("TrainingPhaseScheduler got an empty list of phases")
+        self.set_max_steps, self.plot = set_max_steps, plot
+        self.batches_seen = 0  # position in the schedule, saved in checkpoints
+        self.phase_index = 0
+        self.ends: list[int] = []  # cumulative phase ends, in batches
+        self._optimizer_key = None
+
+    # -- where we are ------------------------------------------------------------------------------
+    def lengths(self, batches_per_epoch: int) -> list[int]:
+        return [max(1, round(phase.epochs * batches_per_epoch)) for phase in self.phases]
+
+    def locate(self, batch: int) -> tuple[int, float] | None:
+        """(phase index, fraction i/n of it) of a batch number, or None past the last phase."""
+        index = bisect.bisect_right(self.ends, batch)
+        if index == len(self.phases):
+            return None
+        start = self.ends[index - 1] if index else 0
+        return index, (batch - start) / (self.ends[index] - start)
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer, pl_module):
+        if trainer.lr_scheduler_configs:
+            raise ValueError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and "
+                             "momentum itself: drop the scheduler (DarknetClassifier: --model.one_cycle null)")
+        # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
+        self._enter(trainer, self.phase_index)
+
+    def on_train_start(self, trainer, pl_module):
+        batches = trainer.num_training_batches
+        if batches == float("inf"):
+            raise ValueError("TrainingPhaseScheduler needs a training dataloader with a length")
+        self.ends = list(accumulate(self.lengths(batches)))
+        if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
+            trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]
+            if trainer.max_epochs is not None and trainer.max_epochs * batches < self.ends[-1]:
+                warnings.warn(f"max_epochs={trainer.max_epochs} ends training before the phases "
+                              f"({sum(p.epochs for p in self.phases):g} epochs)", stacklevel=1)
+        self._apply(trainer)
+        if self.plot and trainer.is_global_zero:
+            self._plot(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches_seen += 1
+        self._apply(trainer)  # for the next batch, so LearningRateMonitor logs the lr the step will use
+
+    def state_dict(self):
+        return {"batches_seen": self.batches_seen, "phase_index": self.phase_index}
+
+    def load_state_dict(self, state_dict):
+        self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
+
+    # -- doing it ------------------------------------------------------------------------------------
+    def _apply(self, trainer):
+        where = self.locate(self.batches_seen)
+        if where is None:
+            return
+        index, pct = where
+        if index != self.phase_index:
+            self._enter(trainer, index)
+        phase = self.phases[index]
+        lr, momentum = phase.lr_at(pct), phase.momentum_at(pct)
+        for optimizer in trainer.optimizers:
+            groups = optimizer.param_groups
+            multipliers = phase.lr_multipliers or [1.0] * len(groups)
+            if len(multipliers) != len(groups):
+                raise ValueError(f"lr_multipliers has {len(multipliers)} values for {len(groups)} parameter groups")
+            for group, multiplier in zip(groups, multipliers, strict=True):
+                group["lr"] = lr * multiplier
+                if momentum is not None:
+                    set_momentum(group, momentum)
+                if phase.weight_decay is not None:
+                    group["weight_decay"] = phase.weight_decay
+
+    def _enter(self, trainer, index: int):
+        """Start phase `index`: its optimizer (one optimizer only) and its data attributes."""
+        self.phase_index = index
+        phase = self.phases[index]
+        key = (phase.opt_class, tuple(sorted(phase.opt_kwargs.items())))
+        if len(trainer.optimizers) == 1 and key != self._optimizer_key:
+            old = trainer.optimizers[0]
+            # the model's own optimizer is kept only when it already is what the first phase asks for
+            if type(old) is not phase.opt_class or phase.opt_kwargs or self._optimizer_key is not None:
+                trainer.strategy.optimizers = [build_optimizer(phase, old)]
+            self._optimizer_key = key
+        for name, value in phase.data.items():
+            if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
+                raise ValueError(f"phase {index} sets data attribute {name!r}, which the DataModule does not have")
+            setattr(trainer.datamodule, name, value)
+
+    def _plot(self, trainer):
+        path = Path(trainer.default_root_dir) / "lr_schedule.png"
+        plot_schedule(self.phases, self.ends, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="lr_schedule", images=[str(path)])
+
+
+def set_momentum(group: dict, value: float) -> None:
+    """Momentum is SGD's and RMSprop's `momentum` and Adam-type optimizers' beta1."""
+    if "betas" in group:
+        group["betas"] = (value, *group["betas"][1:])
+    elif "momentum" in group:
+        group["momentum"] = value
+
+
+def build_optimizer(phase: TrainingPhase, old):
+    """The phase's optimizer over the same parameter groups (same tensors, so the weights carry over)."""
+    groups = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in old.param_groups]
+    kwargs = dict(phase.opt_kwargs)
+    accepts = inspect.signature(phase.opt_class).parameters
+    if phase.momentum is not None and "momentum" in accepts and "momentum" not in kwargs:
+        kwargs["momentum"] = phase.momentum_at(0.0)  # SGD(nesterov=True) refuses momentum 0 at construction
+    return phase.opt_class(groups, **kwargs)
+
+
+def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show_text: bool = True,
+                  show_moms: bool = True) -> Path:
+    """The seed's plot_lr: lr (and momentum) per iteration, a line per phase boundary, optimizer names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_momentum = show_moms and any(p.momentum is not None for p in phases)
+    figure, axes = plt.subplots(1, 2 if has_momentum else 1, figsize=(12 if has_momentum else 6, 4), squeeze=False)
+    starts = [0, *ends[:-1]]
+    for phase, start, end in zip(phases, starts, ends, strict=True):
+        steps = range(start, end)
+        axes[0, 0].plot(steps, [phase.lr_at((i - start) / (end - start)) for i in steps], color="C0")
+        if has_momentum and phase.momentum is not None:
+            axes[0, 1].plot(steps, [phase.momentum_at((i - start) / (end - start)) for i in steps], color="C1")
+    for ax, label in zip(axes[0], ["learning rate", "momentum"], strict=False):
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        for boundary in ends[:-1]:
+            ax.axvline(boundary, color="grey", linestyle="--", linewidth=0.8)
+        if show_text:
+            for phase, start, end in zip(phases, starts, ends, strict=True):
+                ax.text((start + end) / 2, 1.01, phase.opt_class.__name__, ha="center", va="bottom",
+                        transform=ax.get_xaxis_transform(), fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,136 @@
+"""The seed's TrainingPhase API (DL2 2018 lesson 13, "TrainPhase"; fastai 0.7 `fit_opt_sched`) as a callback.
+
+A training is a list of phases; each has a length in epochs (fractions allowed), an optimizer, and lr and
+momentum that stay put or decay from a start to an end value. 1cycle and SGDR are lists of phases.
+"""
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+
+Pair = float | tuple[float, float]
+
+
+class DecayType(str, Enum):
+    NO = "no"
+    LINEAR = "linear"
+    COSINE = "cosine"
+    EXPONENTIAL = "exponential"
+    POLYNOMIAL = "polynomial"
+
+
+def annealed(start: float, end: float, pct: float, decay: DecayType, power: float = 2.0) -> float:
+    """The seed's DecayScheduler at pct = i / n of a phase (i: iteration within the phase, n: its length)."""
+    decay = DecayType(decay)
+    if decay is DecayType.NO:
+        return start
+    if decay is DecayType.LINEAR:
+        return start + (end - start) * pct
+    if decay is DecayType.COSINE:
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
+    if decay is DecayType.EXPONENTIAL:
+        return start * (end / start) ** pct
+    return end + (start - end) * (1 - pct) ** power
+
+
+def optimizer_class(opt_fn: str | type) -> type[torch.optim.Optimizer]:
+    """`SGD`, `torch.optim.RMSprop`, `my.module.MyOptimizer` or a class itself."""
+    if isinstance(opt_fn, type):
+        return opt_fn
+    module, _, name = opt_fn.rpartition(".")
+    try:
+        found = getattr(__import__(module or "torch.optim", fromlist=[name]), name)
+    except (ImportError, AttributeError):
+        found = None
+    if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+        known = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type)
+                       and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
+        raise ValueError(f"unknown optimizer {opt_fn!r}; use one of {', '.join(known)} or a dotted class path")
+    return found
+
+
+@dataclass
+class TrainingPhase:
+    """One phase of training (the seed's TrainingPhase).
+
+    Args:
+        epochs: length in epochs of the first data; fractions allowed (0.5 = half an epoch of batches).
+        opt_fn: optimizer class or its name (`SGD`, `RMSprop`, `Adam`, a dotted path).
+        lr: a value, or (start, end) for a decay; a decay given one value goes to 0, as in the seed.
+        lr_decay: how lr goes from start to end; (POLYNOMIAL, p) also accepted, as in the seed.
+        momentum: SGD or RMSprop momentum, Adam's beta1; a value or (start, end); None leaves it alone.
+        momentum_decay: as lr_decay, for momentum.
+        power: exponent p of POLYNOMIAL decays.
+        weight_decay: set on every parameter group for this phase; None keeps what the optimizer has.
+        lr_multipliers: discriminative learning rates, one factor per parameter group (e.g. [1/9, 1/3, 1]).
+        opt_kwargs: other keyword arguments of the optimizer (eps, nesterov, ...).
+        data: attributes of the DataModule set when the phase starts (e.g. {image_size: 28}).
+    """
+
+    epochs: float
+    opt_fn: str | type = "SGD"
+    lr: Pair = 1e-2
+    lr_decay: DecayType | tuple = DecayType.NO
+    momentum: Pair | None = None
+    momentum_decay: DecayType = DecayType.NO
+    power: float = 2.0
+    weight_decay: float | None = None
+    lr_multipliers: list[float] | None = None
+    opt_kwargs: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.epochs > 0:
+            raise ValueError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
+        if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
+            self.lr_decay, self.power = self.lr_decay
+        self.lr_decay, self.momentum_decay = DecayType(self.lr_decay), DecayType(self.momentum_decay)
+        self.opt_class = optimizer_class(self.opt_fn)
+        self.lr_range = self._range(self.lr, self.lr_decay, "lr")
+        self.momentum_range = None if self.momentum is None else self._range(self.momentum, self.momentum_decay,
+                                                                             "momentum")
+
+    @staticmethod
+    def _range(value, decay, name) -> tuple[float, float]:
+        if isinstance(value, (tuple, list)):
+            start, end = map(float, value)
+        else:
+            start, end = float(value), (float(value) if decay is DecayType.NO else 0.0)
+        if decay is DecayType.EXPONENTIAL and (start <= 0 or end <= 0):
+            raise ValueError(f"EXPONENTIAL {name} decay needs a (start, end) pair of positive values, got {value}: "
+                             "an exponential never reaches 0; give an end value or use LINEAR, COSINE, POLYNOMIAL")
+        return start, end
+
+    def lr_at(self, pct: float) -> float:
+        return annealed(*self.lr_range, pct, self.lr_decay, self.power)
+
+    def momentum_at(self, pct: float) -> float | None:
+        return None if self.momentum_range is None else annealed(*self.momentum_range, pct, self.momentum_decay,
+                                                                 self.power)
+
+
+def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max_mom: float = 0.95,
+              min_mom: float = 0.85, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
+    """The seed's phases_1cycle, fastai 0.7's `use_clr_beta=(div, pct, max_mom, min_mom)`.
+
+    lr/div up to lr and back over (100 - pct)% of the cycle with momentum mirrored, then down to lr/(100 div).
+    """
+    triangle = (1 - pct / 100) * cycle_len
+    return [
+        TrainingPhase(triangle / 2, opt_fn, (lr / div, lr), "linear", (max_mom, min_mom), "linear", **phase_kwargs),
+        TrainingPhase(triangle / 2, opt_fn, (lr, lr / div), "linear", (min_mom, max_mom), "linear", **phase_kwargs),
+        TrainingPhase(cycle_len - triangle, opt_fn, (lr / div, lr / (100 * div)), "linear", max_mom,
+                      **phase_kwargs),
+    ]
+
+
+def sgdr(lr: float, opt_fn: str | type = "SGD", num_cycle: int = 3, cycle_len: float = 1, cycle_mult: float = 2,
+         **phase_kwargs) -> list[TrainingPhase]:
+    """The seed's phases_sgdr: a warm-up at lr/100 for 1/20 of the first cycle, then cosine restarts."""
+    phases = [TrainingPhase(cycle_len / 20, opt_fn, lr / 100, **phase_kwargs),
+              TrainingPhase(cycle_len * 19 / 20, opt_fn, lr, "cosine", **phase_kwargs)]
+    phases += [TrainingPhase(cycle_len * cycle_mult**i, opt_fn, lr, "cosine", **phase_kwargs)
+               for i in range(1, num_cycle)]
+    return phases

@@ -1,0 +1,210 @@
+"""TrainingPhase maths and the scheduler against formulas written out here, independently of the code."""
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, one_cycle, sgdr
+from datamodules import CIFAR10DataModule
+from lightning_modules import DarknetClassifier
+
+BATCHES = 6  # 24 tiny images at batch 4
+
+
+class Recorder(L.Callback):
+    """What the optimizer holds at each step: class, lr of every group, momentum (or beta1)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        group = optimizer.param_groups[0]
+        momentum = group["betas"][0] if "betas" in group else group.get("momentum")
+        self.steps.append((type(optimizer).__name__, [g["lr"] for g in optimizer.param_groups], momentum))
+
+
+class ShapeRecorder(L.Callback):
+    def __init__(self):
+        self.sizes = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.sizes.append(batch[0].shape[-1])
+
+
+def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, **scheduler_kwargs):
+    torch.manual_seed(0)
+    recorder = Recorder()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                        enable_checkpointing=root is not None, default_root_dir=root,
+                        callbacks=[TrainingPhaseScheduler(phases, plot=False, **scheduler_kwargs), recorder,
+                                   *callbacks])
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    trainer.fit(model, CIFAR10DataModule(str(data_dir), batch_size=4, download=False), ckpt_path=ckpt_path)
+    return recorder.steps, trainer, model
+
+
+# -- the seed's formulas, written out here --------------------------------------------------------
+def expected(start, end, i, n, decay, p=2.0):
+    if decay == "no":
+        return start
+    if decay == "linear":
+        return start + (end - start) * i / n
+    if decay == "cosine":
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * i / n))
+    if decay == "exponential":
+        return start * (end / start) ** (i / n)
+    return end + (start - end) * (1 - i / n) ** p
+
+
+@pytest.mark.parametrize("decay", ["no", "linear", "cosine", "exponential", "polynomial"])
+def test_lr_and_momentum_seen_by_the_optimizer_follow_the_seed_formula(tiny_cifar, decay):
+    lr, momentum = (0.5, 0.02), (0.95, 0.8)
+    phase = TrainingPhase(epochs=2, opt_fn="SGD", lr=lr, lr_decay=decay, momentum=momentum,
+                          momentum_decay=decay, power=3.0)
+    steps, _, _ = fit(tiny_cifar, [phase])
+    n = 2 * BATCHES
+    assert len(steps) == n  # the phases end the training
+    for i, (_, lrs, mom) in enumerate(steps):
+        assert lrs[0] == pytest.approx(expected(*lr, i, n, decay, 3.0))
+        assert mom == pytest.approx(expected(*momentum, i, n, decay, 3.0))
+
+
+def test_a_decay_given_one_lr_goes_to_zero_and_polynomial_takes_the_seed_tuple():
+    phase = TrainingPhase(epochs=1, lr=0.4, lr_decay=(DecayType.POLYNOMIAL, 3))
+    assert phase.lr_at(0.0) == 0.4 and phase.lr_at(0.5) == pytest.approx(0.4 * 0.5**3)
+    assert TrainingPhase(epochs=1, lr=0.4, lr_decay="cosine").lr_at(1.0) == pytest.approx(0.0)
+
+
+def test_fractional_epochs_set_the_boundaries_and_the_end(tiny_cifar):
+    phases = [TrainingPhase(0.5, "SGD", 0.1), TrainingPhase(1.5, "SGD", 0.2), TrainingPhase(0.5, "SGD", 0.3)]
+    steps, trainer, _ = fit(tiny_cifar, phases)
+    assert [lrs[0] for _, lrs, _ in steps] == pytest.approx([0.1] * 3 + [0.2] * 9 + [0.3] * 3)
+    assert trainer.global_step == 15  # 2.5 epochs of 6 batches
+
+
+def test_phase_boundary_switches_the_optimizer_class_and_keeps_the_parameters(tiny_cifar):
+    phases = [TrainingPhase(1, "RMSprop", 1e-3, momentum=0.9), TrainingPhase(1, "torch.optim.SGD", 0.05,
+                                                                               momentum=0.8)]
+    snapshots = {}
+
+    class Snapshot(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step in (BATCHES - 1, BATCHES):
+                snapshots[trainer.global_step] = [p.detach().clone() for p in pl_module.parameters()]
+                snapshots[f"ids{trainer.global_step}"] = [id(p) for p in trainer.optimizers[0].param_groups[0]["params"]]
+
+    steps, _, model = fit(tiny_cifar, phases, callbacks=[Snapshot()])
+    assert [name for name, _, _ in steps] == ["RMSprop"] * BATCHES + ["SGD"] * BATCHES
+    assert [m for _, _, m in steps] == [0.9] * BATCHES + [0.8] * BATCHES
+    assert snapshots[f"ids{BATCHES}"] == [id(p) for p in model.parameters()] == snapshots[f"ids{BATCHES - 1}"]
+    before, after = snapshots[BATCHES - 1], snapshots[BATCHES]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))  # one RMSprop step between
+
+
+def test_adam_momentum_is_beta1_and_lr_multipliers_scale_each_group(tiny_cifar):
+    class TwoGroups(DarknetClassifier):
+        def configure_optimizers(self):
+            body, head = list(self.net.layers[:-1].parameters()), list(self.net.layers[-1].parameters())
+            return torch.optim.Adam([{"params": body}, {"params": head}], lr=1e-3)
+
+    recorder = Recorder()
+    phase = TrainingPhase(1, "Adam", 0.01, momentum=(0.9, 0.7), momentum_decay="linear", lr_multipliers=[0.1, 1])
+    trainer = L.Trainer(accelerator="cpu", max_epochs=5, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[TrainingPhaseScheduler([phase], plot=False), recorder])
+    trainer.fit(TwoGroups(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    assert [lrs for _, lrs, _ in recorder.steps] == [pytest.approx([0.001, 0.01])] * BATCHES
+    assert [m for _, _, m in recorder.steps] == pytest.approx([0.9 - 0.2 * i / BATCHES for i in range(BATCHES)])
+
+
+def test_one_cycle_is_the_seed_three_phases():
+    phases = one_cycle(cycle_len=10, lr=1.0, div=20, pct=20, max_mom=0.95, min_mom=0.85)
+    got = [(p.epochs, p.lr_range, p.lr_decay, p.momentum_range, p.momentum_decay) for p in phases]
+    assert got == [
+        (4.0, (0.05, 1.0), DecayType.LINEAR, (0.95, 0.85), DecayType.LINEAR),
+        (4.0, (1.0, 0.05), DecayType.LINEAR, (0.85, 0.95), DecayType.LINEAR),
+        (2.0, pytest.approx((0.05, 0.0005)), DecayType.LINEAR, (0.95, 0.95), DecayType.NO),
+    ]
+
+
+def test_one_cycle_matches_torch_one_cycle_lr_within_two_steps():
+    n = 1000
+    phases = one_cycle(cycle_len=1, lr=1.0, div=20, pct=20, max_mom=0.95, min_mom=0.85)
+    scheduler = TrainingPhaseScheduler(phases)
+    scheduler.ends = [400, 800, 1000]
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=1.0, momentum=0.9)
+    torch_cycle = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1.0, total_steps=n, pct_start=0.4, anneal_strategy="linear", three_phase=True,
+        div_factor=20, final_div_factor=100, base_momentum=0.85, max_momentum=0.95)
+    # torch ends its phases at steps pT-1 and 2pT-2, the seed at pT and 2pT: the curves are the same lines,
+    # shifted by at most two steps
+    slope = (1.0 - 0.05) / 399
+    for i in range(n):
+        index, pct = scheduler.locate(i)
+        ours = phases[index].lr_at(pct), phases[index].momentum_at(pct)
+        theirs = optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]
+        assert ours[0] == pytest.approx(theirs[0], abs=2.01 * slope)
+        assert ours[1] == pytest.approx(theirs[1], abs=2.01 * 0.1 / 399)
+        optimizer.step()
+        torch_cycle.step()
+    assert phases[0].lr_at(0) == 0.05 == pytest.approx(1.0 / 20)  # both start at lr / div ...
+    assert phases[1].lr_at(0) == 1.0  # ... peak at lr ...
+    assert phases[2].lr_range[1] == pytest.approx(0.05 / 100)  # ... and end at lr / div / final_div
+
+
+def test_sgdr_is_the_seed_warm_up_then_cosine_cycles():
+    phases = sgdr(lr=0.1, opt_fn="Adam", num_cycle=3, cycle_len=2, cycle_mult=2)
+    assert [p.epochs for p in phases] == pytest.approx([0.1, 1.9, 4, 8])
+    assert phases[0].lr_range == pytest.approx((0.001, 0.001)) and phases[0].lr_decay is DecayType.NO
+    assert all(p.lr_range == (0.1, 0.0) and p.lr_decay is DecayType.COSINE for p in phases[1:])
+    assert all(p.opt_class is torch.optim.Adam for p in phases)
+
+
+def test_per_phase_data_changes_the_batch_image_size(tiny_cifar):
+    shapes = ShapeRecorder()
+
+    class Resized(L.Callback):  # the size the model sees, after on_after_batch_transfer
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            shapes.sizes.append(batch[0].shape[-1])
+
+    phases = [TrainingPhase(1, "SGD", 0.1, data={"image_size": 28}), TrainingPhase(1, "SGD", 0.1,
+                                                                                    data={"image_size": 32})]
+    fit(tiny_cifar, phases, callbacks=[Resized()])
+    assert shapes.sizes == [28] * BATCHES + [32] * BATCHES
+
+
+def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_path):
+    from conftest import CrashAtEpoch
+    phases = [TrainingPhase(1.5, "RMSprop", (0.01, 0.001), "cosine", momentum=(0.9, 0.5), momentum_decay="linear"),
+              TrainingPhase(1.5, "SGD", (0.1, 0.01), "exponential", momentum=0.9)]
+    full, _, _ = fit(tiny_cifar, phases)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_cifar, phases, callbacks=[CrashAtEpoch(1)], root=tmp_path)
+    last = next(tmp_path.rglob("*.ckpt"))
+    resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again")
+    assert len(resumed) == len(full) - BATCHES and trainer.global_step == len(full)
+    assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[BATCHES:]]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": -1}, "epochs > 0"),
+    ({"epochs": 1, "lr": 0.1, "lr_decay": "exponential"}, "EXPONENTIAL lr decay needs a .start, end. pair"),
+    ({"epochs": 1, "opt_fn": "Adamm"}, "unknown optimizer 'Adamm'; use one of .*Adam"),
+    ({"epochs": 1, "lr_decay": "cubic"}, "'cubic' is not a valid DecayType"),
+])
+def test_bad_phase_definitions_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingPhase(**kwargs)
+
+
+def test_scheduler_refuses_a_model_that_has_its_own_lr_scheduler(tiny_cifar):
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        callbacks=[TrainingPhaseScheduler([TrainingPhase(1)], plot=False)])
+    with pytest.raises(ValueError, match="--model.one_cycle null"):
+        trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3),
+                    CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
