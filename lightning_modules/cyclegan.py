@@ -283,4 +283,4 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
 if __name__ == "__main__":
     from jsonargparse import CLI
 
-    CLI({"translate": translate})
+    CLI({"translate": translate}, as_positional=False)

@@ -1,0 +1,200 @@
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CrashAtEpoch
+
+from datamodules import UnpairedImageDataModule
+from lightning_modules import CycleGAN
+from lightning_modules.cyclegan import ImagePool, linear_decay
+
+TINY = {"n_blocks": 1, "ngf": 4, "ndf": 4, "log_images_every_n_batches": 0}
+
+
+def tiny_model(**kwargs):
+    torch.manual_seed(0)
+    return CycleGAN(**{**TINY, **kwargs})
+
+
+def tiny_data(root):
+    return UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
+
+
+def trainer(tmp_path, **kwargs):
+    return L.Trainer(**{"accelerator": "cpu", "logger": False, "enable_checkpointing": False,
+                        "enable_progress_bar": False, "enable_model_summary": False,
+                        "default_root_dir": str(tmp_path), **kwargs})
+
+
+@pytest.mark.parametrize("gan_mode", ["lsgan", "vanilla"])
+def test_generator_loss_is_the_papers_formula(gan_mode):
+    model = tiny_model(gan_mode=gan_mode)
+    torch.manual_seed(1)
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    G, Fb, D_X, D_Y = model.gen_a2b, model.gen_b2a, model.disc_a, model.disc_b  # the paper's names
+    if gan_mode == "lsgan":  # E[(D(G(x)) - 1)^2]
+        adversarial = ((D_Y(G(a)) - 1) ** 2).mean() + ((D_X(Fb(b)) - 1) ** 2).mean()
+    else:  # -E[log sigmoid(D(G(x)))]
+        adversarial = -torch.log(torch.sigmoid(D_Y(G(a)))).mean() - torch.log(torch.sigmoid(D_X(Fb(b)))).mean()
+    cycle = (Fb(G(a)) - a).abs().mean() + (G(Fb(b)) - b).abs().mean()
+    identity = (G(b) - b).abs().mean() + (Fb(a) - a).abs().mean()
+    by_hand = adversarial + 10 * cycle + 0.5 * 10 * identity
+    losses, _ = model.generator_losses(a, b)
+    assert sum(losses.values()).item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_discriminator_loss_is_halved():
+    model = tiny_model()
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    by_hand = 0.5 * (((model.disc_a(real) - 1) ** 2).mean() + (model.disc_a(fake) ** 2).mean())
+    assert model.discriminator_loss(model.disc_a, real, fake).item() == pytest.approx(by_hand.item(), rel=1e-6)
+
+
+def test_pool_returns_the_new_fakes_until_full():
+    pool = ImagePool(3, seed=0)
+    fakes = torch.arange(3.0).view(3, 1, 1, 1)
+    assert torch.equal(pool.query(fakes), fakes) and len(pool.images) == 3
+
+
+def test_full_pool_returns_a_stored_image_half_the_time():
+    pool = ImagePool(50, seed=0)
+    pool.query(torch.arange(50.0).view(50, 1, 1, 1))  # stored: 0..49
+    new = 1000 + torch.arange(2000.0)
+    returned = pool.query(new.view(-1, 1, 1, 1)).flatten()
+    stored = returned != new
+    assert stored.float().mean().item() == pytest.approx(0.5, abs=0.05)
+    assert (returned[stored] < new[stored]).all()  # an earlier image: one of 0..49 or an earlier fake
+    assert len(set(returned[stored].tolist())) == stored.sum()  # handed out once, then replaced
+
+
+def test_each_optimizer_changes_only_its_networks(tiny_unpaired, tmp_path):
+    model = tiny_model()
+    nets = {"gen_a2b": model.gen_a2b, "gen_b2a": model.gen_b2a, "disc_a": model.disc_a, "disc_b": model.disc_b}
+    changed = []
+
+    def snapshot():
+        return {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
+
+    original = CycleGAN.configure_optimizers
+
+    def configure_optimizers(self):
+        optimizers, schedules = original(self)
+        for opt in optimizers:
+            step = opt.step
+
+            def recorded(*args, _step=step, **kwargs):
+                before = snapshot()
+                out = _step(*args, **kwargs)
+                after = snapshot()
+                changed.append(sorted(n for n in nets if any(not torch.equal(x, y)
+                                                             for x, y in zip(before[n], after[n], strict=True))))
+                return out
+            opt.step = recorded
+        return optimizers, schedules
+
+    model.configure_optimizers = configure_optimizers.__get__(model)
+    trainer(tmp_path, max_steps=3).fit(model, datamodule=tiny_data(tiny_unpaired))
+    assert changed == [["gen_a2b", "gen_b2a"], ["disc_a"], ["disc_b"]]
+
+
+def test_learning_rates_follow_the_linear_policy(tiny_unpaired, tmp_path):
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            lrs.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
+
+    model = tiny_model(lr=1e-3, n_epochs=2, n_epochs_decay=3)
+    trainer(tmp_path, max_epochs=5, limit_train_batches=1, callbacks=[Record()]).fit(
+        model, datamodule=tiny_data(tiny_unpaired))
+    # the reference's rule: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)
+    expected = [1e-3 * (1 - max(0, epoch + 1 - 2) / 4) for epoch in range(5)]
+    assert expected == pytest.approx([1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    assert lrs == [pytest.approx([e] * 3) for e in expected]
+
+
+def test_default_schedule_reaches_one_101th_in_the_last_epoch():
+    assert [linear_decay(e, 100, 100) for e in (0, 99, 100, 199)] == pytest.approx([1, 1, 100 / 101, 1 / 101])
+
+
+def test_resume_continues_exactly(tiny_unpaired, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(folder, callbacks, ckpt_path=None):
+        L.seed_everything(0)
+        model = tiny_model(pool_size=5, n_epochs=1, n_epochs_decay=2)
+        checkpoints = ModelCheckpoint(dirpath=folder, save_last=True)
+        fit = trainer(tmp_path, max_epochs=3, enable_checkpointing=True, callbacks=[checkpoints, *callbacks])
+        fit.fit(model, datamodule=tiny_data(tiny_unpaired), ckpt_path=ckpt_path)
+        return model, fit
+
+    straight, straight_trainer = run(tmp_path / "straight", [])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "resumed", [CrashAtEpoch(2)])
+    resumed, resumed_trainer = run(tmp_path / "resumed", [], ckpt_path=tmp_path / "resumed" / "last.ckpt")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert all(torch.equal(x, y) for x, y in zip(straight.pool_a.images, resumed.pool_a.images, strict=True))
+    assert resumed.batches_trained == straight.batches_trained == 9  # 3 epochs of 3 batches
+    assert resumed_trainer.global_step == straight_trainer.global_step == 27  # 3 optimizer steps a batch
+    assert [o.param_groups[0]["lr"] for o in resumed_trainer.optimizers] == \
+        [o.param_groups[0]["lr"] for o in straight_trainer.optimizers]
+
+
+def test_plain_ddp_is_refused_with_the_fix(tmp_path):
+    model = tiny_model()
+    model.trainer = L.Trainer(accelerator="cpu", devices=1, strategy="ddp", logger=False)
+    with pytest.raises(ValueError, match="--trainer.strategy ddp_find_unused_parameters_true"):
+        model.setup("fit")
+
+
+def test_bf16_mixed_runs_the_nets_in_bf16(tiny_unpaired, tmp_path):
+    dtypes = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            with trainer.precision_plugin.forward_context():
+                dtypes.append(pl_module.gen_a2b(batch[0]).dtype)
+
+    model = tiny_model(channels_last=True)
+    trainer(tmp_path, max_steps=3, precision="bf16-mixed", callbacks=[Record()]).fit(
+        model, datamodule=tiny_data(tiny_unpaired))
+    assert dtypes == [torch.bfloat16]
+    assert model.gen_a2b[0][1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_16_mixed_grad_scaler_steps_all_three_optimizers(tiny_unpaired, tmp_path):
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    # Lightning turns "16-mixed" into bf16 on a CPU; this plugin forces the float16 + GradScaler path
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)  # low enough that no first step overflows
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer(tmp_path, max_steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler)]).fit(
+        model, datamodule=tiny_data(tiny_unpaired))
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == {"gen_a2b", "gen_b2a", "disc_a", "disc_b"} and scaler.get_scale() == 256.0
+
+
+def test_visual_grid_has_the_six_images_per_row(tiny_unpaired, tmp_path):
+    from PIL import Image
+
+    model = tiny_model(log_images_every_n_batches=2)
+    trainer(tmp_path, max_steps=9).fit(model, datamodule=tiny_data(tiny_unpaired))  # 3 batches
+    pngs = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert pngs == ["train_visuals-000001.png", "train_visuals-000003.png"]
+    grid = Image.open(tmp_path / "images" / pngs[0])
+    assert grid.size == (2 + 6 * 34, 2 + 2 * 34)  # make_grid: 6 columns, 2 rows (batch 2), 2px padding
+
+
+def test_loss_terms_are_logged(tiny_unpaired, tmp_path):
+    model = tiny_model()
+    fit = trainer(tmp_path, max_steps=3)
+    fit.fit(model, datamodule=tiny_data(tiny_unpaired))
+    assert set(fit.callback_metrics) == {f"train/{k}" for k in ("gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
+                                                                "identity_a", "identity_b", "gen_total",
+                                                                "disc_a", "disc_b")}
+    assert F.l1_loss(fit.callback_metrics["train/gen_total"],
+                     sum(fit.callback_metrics[f"train/{k}"] for k in ("gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
+                                                                      "identity_a", "identity_b"))) < 1e-5

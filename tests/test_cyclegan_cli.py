@@ -1,0 +1,127 @@
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT, make_unpaired
+from PIL import Image
+
+import train
+from datamodules import UnpairedImageDataModule
+from lightning_modules import CycleGAN
+from lightning_modules.cyclegan import translate
+
+TINY = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
+        "--model.n_epochs_decay", "1", "--model.log_images_every_n_batches", "2", "--data.load_size", "36",
+        "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.max_epochs", "2",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def job(data_dir, runs, *extra):
+    return ["--system", "cyclegan", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            "--trainer.logger", "false", *TINY, *extra]
+
+
+def only_run(runs):
+    (run_dir,) = list(runs.iterdir())
+    return run_dir
+
+
+class SaveWeights(L.Callback):
+    """Each process writes its weights at the end, so a DDP test can compare the ranks."""
+
+    def on_train_end(self, trainer, pl_module):
+        torch.save(pl_module.state_dict(), f"{trainer.default_root_dir}/weights-rank{trainer.global_rank}.pt")
+
+
+def test_job_trains_tests_and_writes_visuals_checkpoint_and_results(tiny_unpaired, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_unpaired, runs))
+    run_dir = only_run(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["epochs"] == 2 and results["global_step"] == 2 * 3 * 3  # 6 pairs / batch 2, 3 optimizers
+    assert {"test/cycle_l1_a", "test/cycle_l1_b"} == set(results["test"])
+    assert sorted(p.name for p in (run_dir / "images").glob("train_*")) == \
+        ["train_visuals-000001.png", "train_visuals-000003.png", "train_visuals-000005.png"]
+    assert (run_dir / "checkpoints" / "last.ckpt").resolve() == (run_dir / "checkpoints" / "epoch=001.ckpt")
+
+
+def test_crashed_run_resumes_with_ckpt_path_last_in_its_folder(tiny_unpaired, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_unpaired, runs, "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    train.main(job(tiny_unpaired, runs, "--ckpt_path", "last"))
+    run_dir = only_run(runs)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1 and state["global_step"] == 18 and state["batches_trained"] == 6
+    assert [s["last_epoch"] for s in state["lr_schedulers"]] == [2, 2, 2]  # stepped after epochs 0 and 1
+    assert len(state["image_pools"]["a"]["images"]) == 12  # both epochs' fakes: the pool came back
+
+
+def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_path):
+    runs = tmp_path / "runs"
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "tests")}
+    args = job(tiny_unpaired, runs, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+               "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.max_epochs", "1",
+               "--trainer.callbacks+=test_cyclegan_cli.SaveWeights")
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["world_size"] == 2 and results["global_step"] == 2 * 3  # 3 pairs per rank: 2 batches
+    rank0, rank1 = (torch.load(run_dir / f"weights-rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # gradients were averaged across ranks
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root))
+    data = UnpairedImageDataModule(str(make_unpaired(root / "data")), 2, load_size=36, crop_size=32, num_workers=0)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(root / "tiny.ckpt")
+    return root / "tiny.ckpt"
+
+
+def photos(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (33, 45, 3), dtype=np.uint8)).save(folder / "odd.png")
+    Image.fromarray(rng.integers(0, 256, (32, 40), dtype=np.uint8)).save(folder / "gray.png")
+    return folder
+
+
+def test_translate_gives_the_generator_output_at_full_resolution(tiny_checkpoint, tmp_path):
+    translate(str(tiny_checkpoint), str(photos(tmp_path / "in")), str(tmp_path / "out"), direction="a2b")
+    model = CycleGAN.load_from_checkpoint(tiny_checkpoint).eval()
+    x = torch.from_numpy(np.array(Image.open(tmp_path / "in" / "odd.png"))).permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad():  # 33x45 reflect-padded to 36x48 by hand, translated, cut back
+        expected = model.gen_a2b(F.pad(x, (0, 3, 0, 3), mode="reflect"))[0, :, :33, :45]
+    out = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "odd.png"))).permute(2, 0, 1) / 255
+    assert out.shape == (3, 33, 45) and (out - (expected + 1) / 2).abs().max() <= 1 / 255 + 1e-6
+    assert Image.open(tmp_path / "out" / "gray.png").size == (40, 32)
+
+
+def test_translate_command_writes_an_index_of_inputs_beside_outputs(tiny_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lightning_modules.cyclegan", "translate",
+                             "--checkpoint", str(tiny_checkpoint), "--input_dir", str(photos(tmp_path / "in")),
+                             "--output_dir", str(tmp_path / "out"), "--direction", "b2a"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<img src='inputs/odd.png'></td><td><img src='odd.png'>" in index and "b2a" in index
+    assert Image.open(tmp_path / "out" / "inputs" / "gray.png").size == (40, 32)
+
+
+def test_translate_without_images_says_what_to_pass(tiny_checkpoint, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pass a folder of images as --input_dir"):
+        translate(str(tiny_checkpoint), str(tmp_path), str(tmp_path / "out"))
