@@ -1,6 +1,7 @@
 """LightningDataModules; each keeps its real download code and says where to put data offline."""
 
 from datamodules.cifar10 import CIFAR10DataModule
+from datamodules.image_folder import ImageFolderDataModule
 from datamodules.unpaired import UnpairedImageDataModule
 
-__all__ = ["CIFAR10DataModule", "UnpairedImageDataModule"]
+__all__ = ["CIFAR10DataModule", "ImageFolderDataModule", "UnpairedImageDataModule"]

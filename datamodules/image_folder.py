@@ -1,0 +1,187 @@
+"""Unlabeled images for GANs: a folder tree, the seed's CSV file list, or an LSUN lmdb database.
+
+The seed (DL2 2018 lesson 12, wgan) wrote every LSUN bedroom path into a CSV, kept a random 10% for
+quick runs, and read it with fastai's `from_csv` at 64px with `inception_stats` (mean = std = 0.5, so
+pixels land in [-1, 1], the generator's tanh range). LSUN itself ships as an lmdb database of WebP
+images keyed by id (`bedroom_train_lmdb/data.mdb`); it is read here directly, without exporting files.
+"""
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.transforms.v2 import functional as TF
+
+from datamodules.cifar10 import TensorBatches
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def square(image: Tensor, isize: int) -> Tensor:
+    """uint8 (3, H, W) -> (3, isize, isize): the shorter side resized to isize, then the centre cropped."""
+    if min(image.shape[-2:]) != isize:
+        image = TF.resize(image, isize, antialias=True)
+    return TF.center_crop(image, isize)
+
+
+def folder_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def csv_files(csv_file: Path, root: Path, skip_header: bool) -> list[Path]:
+    """The seed's list: one `relative/path.jpg,label` row per image, paths relative to `root`."""
+    with open(csv_file, newline="") as f:
+        rows = list(csv.reader(f))[1 if skip_header else 0:]
+    files = [root / row[0] for row in rows if row]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} files listed in {csv_file} are missing, e.g. {missing[0]}; "
+                                f"the paths are read relative to --data.data_dir ({root})")
+    return files
+
+
+def write_file_list(root: str, csv_file: str, fraction: float = 1.0, seed: int = 0) -> int:
+    """Write the seed's CSV of the images under `root` (`path,0` rows), keeping a random `fraction`."""
+    files = folder_files(Path(root))
+    rng = random.Random(seed)
+    kept = [f for f in files if rng.random() < fraction]
+    with open(csv_file, "w", newline="") as f:
+        csv.writer(f).writerows([str(p.relative_to(root)), 0] for p in kept)
+    return len(kept)
+
+
+class ImageFiles(Dataset):
+    """Decodes one image file and squares it to isize; uint8 (3, isize, isize)."""
+
+    def __init__(self, files: list[Path], isize: int):
+        self.files, self.isize = files, isize
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return square(decode_image(read_file(str(self.files[i])), mode=ImageReadMode.RGB), self.isize)
+
+
+class LMDBImages(Dataset):
+    """LSUN's format: an lmdb database of encoded images (WebP) under arbitrary keys.
+
+    The environment is opened lazily in each worker process: lmdb handles do not survive a fork.
+    """
+
+    def __init__(self, path: Path, isize: int, keys: list[bytes] | None = None):
+        self.path, self.isize, self.env = str(path), isize, None
+        if keys is None:
+            with self.open().begin() as txn:
+                keys = list(txn.cursor().iternext(keys=True, values=False))
+        self.keys = keys
+
+    def open(self):
+        import lmdb
+        if self.env is None or self.pid != os.getpid():
+            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, meminit=False)
+            self.pid = os.getpid()
+        return self.env
+
+    def __getstate__(self):
+        return {**self.__dict__, "env": None}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> Tensor:
+        with self.open().begin() as txn:
+            data = txn.get(self.keys[i])
+        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        return square(image, self.isize)
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Unlabeled images squared to `isize` and scaled to [-1, 1] on the device; batches are image tensors.
+
+    Args:
+        data_dir: a folder tree of images (any depth; .png .jpg .jpeg .webp .bmp), or an LSUN lmdb database
+            folder (the one holding `data.mdb`, e.g. `bedroom_train_lmdb`), or the root the CSV paths start from.
+        csv_file: the seed's file list, `relative/path.jpg,label` per row (label ignored); null reads data_dir.
+        csv_skip_header: the CSV's first row is a header.
+        sample_fraction: keep this random fraction of the images (the seed: 0.1 for quick experiments).
+        isize: output size; shorter side resized to it, then centre-cropped. Must equal --model.isize.
+        batch_size: per process (the seed: 64).
+        num_workers: decoding processes; unused when `in_memory`.
+        in_memory: decode every image once in setup and keep them as one uint8 tensor (3 * isize**2 bytes
+            each: 50,000 images at 32px are 150 MB); the fast path for CIFAR-sized sets.
+        seed: seed of the sample and, in memory, of the shuffling.
+    """
+
+    def __init__(self, data_dir: str = "data/cifar10/train", csv_file: str | None = None,
+                 csv_skip_header: bool = False, sample_fraction: float = 1.0, isize: int = 64,
+                 batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        if not 0 < sample_fraction <= 1:
+            raise ValueError(f"sample_fraction must be in (0, 1] (got {sample_fraction}); 0.1 keeps 10%")
+        self.dataset: Dataset | None = None
+
+    @property
+    def source(self) -> str:
+        if self.hparams.csv_file:
+            return "csv"
+        return "lmdb" if (Path(self.hparams.data_dir) / "data.mdb").is_file() else "folder"
+
+    def build_dataset(self) -> Dataset:
+        hp, root = self.hparams, Path(self.hparams.data_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"no image folder at {root}; put images there (any sub-folders), an LSUN "
+                                    f"lmdb folder (with data.mdb), or pass --data.data_dir")
+        if self.source == "lmdb":
+            dataset = LMDBImages(root, hp.isize)
+            keep = self.sample(len(dataset))
+            return LMDBImages(root, hp.isize, [dataset.keys[i] for i in keep])
+        files = csv_files(Path(hp.csv_file), root, hp.csv_skip_header) if hp.csv_file else folder_files(root)
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
+                                    + (f" listed in {hp.csv_file}" if hp.csv_file else ""))
+        return ImageFiles([files[i] for i in self.sample(len(files))], hp.isize)
+
+    def sample(self, n: int) -> list[int]:
+        if self.hparams.sample_fraction == 1:
+            return list(range(n))
+        k = max(1, round(n * self.hparams.sample_fraction))
+        return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.seed))[:k].tolist())
+
+    def setup(self, stage: str) -> None:
+        if self.dataset is not None:
+            return
+        self.dataset = self.build_dataset()
+        if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8
+            loader = DataLoader(self.dataset, batch_size=256, num_workers=self.hparams.num_workers)
+            self.images = torch.cat(list(loader))
+        if len(self.dataset) < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
+            raise ValueError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
+                             "per process; lower --data.batch_size or add images")
+
+    def train_dataloader(self):
+        hp = self.hparams
+        if hp.in_memory:
+            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+            return TensorBatches(self.images, torch.zeros(len(self.images)), hp.batch_size, shuffle=True,
+                                 drop_last=True, seed=hp.seed, rank=rank, world_size=world)
+        return DataLoader(self.dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True,
+                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        return images.float() / 127.5 - 1  # uint8 over the bus (4x less), [-1, 1] on the device
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI(write_file_list)

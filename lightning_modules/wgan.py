@@ -1,0 +1,248 @@
+"""Wasserstein GAN (Arjovsky et al. 2017) as in the seed (DL2 2018 lesson 12, wgan), and WGAN-GP.
+
+Steps and counters. One training step is one batch is one critic iteration. After `d_iters` of them
+(or when the epoch's batches or `max_steps` run out mid-group) the same step also does one generator
+iteration on fresh noise. The generator's optimizer step goes through the strategy (precision plugin,
+GradScaler) but not through Lightning's step counter, so `trainer.global_step`, `max_steps`,
+`ModelCheckpoint(every_n_train_steps)` and `log_every_n_steps` all count batches, not the 6 optimizer
+steps per generator iteration that manual optimization would otherwise count (pytorch-lightning #17958).
+`gen_iterations` (the paper's unit) and `critic_iterations` are logged and kept in checkpoints.
+
+Usage: python -m lightning_modules.wgan generate --checkpoint last.ckpt --out_dir samples --num_samples 64
+       python -m lightning_modules.wgan fid --checkpoint last.ckpt --data_dir data/cifar10/test --features dk.ckpt
+"""
+
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from torch import Tensor
+
+from callbacks.images import log_image_grid, save_png
+from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
+
+# Lightning 2.6 warns on every step checkpoint under manual optimization that it holds the post-step weights;
+# that is what resume needs here (the counters are post-step too).
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+
+
+def do_nothing() -> None:
+    return None
+
+
+class WGAN(L.LightningModule):
+    """WGAN with weight clipping (Algorithm 1) or with a gradient penalty (Gulrajani et al. 2017).
+
+    Losses, in the seed's signs (the critic scores real images low): critic `D(x) - D(G(z))` (Loss_D,
+    minus the Wasserstein estimate), generator `D(G(z))` (Loss_G). Nets: `self.critic`, `self.generator`.
+
+    Args:
+        isize: image size, a multiple of 16 (the seed: 64 on LSUN bedrooms).
+        nz: noise dimensions.
+        nc: image channels.
+        ngf: generator width at its last block; earlier blocks double it.
+        ndf: critic width at its first block; later blocks double it.
+        n_extra_layers: stride-1 blocks at full width in each net (the seed: 1, the reference code: 0).
+        lr: learning rate of both optimizers (the seed: 1e-4 with RMSprop; the paper: 5e-5).
+        clip_value: critic weights are clamped to [-c, c] right after every critic update (paper: 0.01).
+        d_iters: critic iterations per generator iteration (paper: n_critic = 5).
+        d_iters_long: critic iterations per generator iteration in warm-up and every `long_every` (100).
+        long_until: generator iterations run with `d_iters_long` at the start (25).
+        long_every: every generator iteration whose count is a multiple of this uses `d_iters_long` (500).
+        gradient_penalty: lambda of WGAN-GP (paper: 10); > 0 replaces clipping and RMSprop by the penalty
+            and Adam(lr, betas). Use d_iters_long 5 for the paper's constant n_critic.
+        betas: Adam betas for WGAN-GP (paper: 0, 0.9).
+        critic_batchnorm: batchnorm in the critic; null means yes with clipping (the seed) and no with the
+            gradient penalty, which is defined per sample (Gulrajani et al. section 4).
+        bn_last: the seed's block order conv, activation, batchnorm; false for DCGAN's conv, batchnorm, act.
+        sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery).
+    """
+
+    def __init__(self, isize: int = 64, nz: int = 100, nc: int = 3, ngf: int = 64, ndf: int = 64,
+                 n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
+                 d_iters_long: int = 100, long_until: int = 25, long_every: int = 500,
+                 gradient_penalty: float = 0.0, betas: tuple[float, float] = (0.0, 0.9),
+                 critic_batchnorm: bool | None = None, bn_last: bool = True, sample_every: int = 500):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # alternating critic and generator updates
+        bn = gradient_penalty == 0 if critic_batchnorm is None else critic_batchnorm
+        self.critic = critic(isize, nc, ndf, n_extra_layers, bn=bn, bn_last=bn_last)
+        self.generator = generator(isize, nz, nc, ngf, n_extra_layers, bn_last=bn_last)
+        self.critic.apply(init_dcgan_)
+        self.generator.apply(init_dcgan_)
+        self.register_buffer("fixed_noise", torch.randn(64, nz, 1, 1))  # saved: the same gallery after resume
+        # plain ints, kept on the host so the schedule never waits for the device; saved in checkpoints
+        self.gen_iterations = 0
+        self.critic_iterations = 0
+        self.group_iterations = 0  # critic iterations since the last generator iteration
+        self.last_loss_g: Tensor | None = None
+
+    def forward(self, noise: Tensor) -> Tensor:
+        return self.generator(noise)
+
+    def noise(self, n: int) -> Tensor:
+        return torch.randn(n, self.hparams.nz, 1, 1, device=self.device)
+
+    def d_iters(self) -> int:
+        """The seed's schedule: 100 while gen_iterations < 25 or a multiple of 500, else 5."""
+        hp, g = self.hparams, self.gen_iterations
+        return hp.d_iters_long if g < hp.long_until or g % hp.long_every == 0 else hp.d_iters
+
+    def training_step(self, real: Tensor, batch_idx: int) -> None:
+        self.critic_step(real)  # one real batch = one critic iteration, as in the seed's loop
+        self.critic_iterations += 1
+        self.group_iterations += 1
+        if self.group_iterations >= self.d_iters() or self.out_of_batches(batch_idx):
+            self.generator_step(len(real))
+            self.gen_iterations += 1
+            self.group_iterations = 0
+            if self.gen_iterations % self.hparams.sample_every == 0:
+                self.log_samples()
+        self.log("train/gen_iterations", float(self.gen_iterations))
+        if self.last_loss_g is not None:
+            self.log("train/Loss_G", self.last_loss_g)  # the latest, so every logged step has one
+
+    def out_of_batches(self, batch_idx: int) -> bool:
+        """The seed's inner loop stops with the epoch's data and the generator still steps; so does max_steps."""
+        trainer = self.trainer
+        return (batch_idx + 1 >= trainer.num_training_batches
+                or 0 < trainer.max_steps <= trainer.global_step)
+
+    def critic_step(self, real: Tensor) -> None:
+        opt_d = self.optimizers()[0]
+        self.toggle_optimizer(opt_d)
+        with torch.no_grad():
+            fake = self.generator(self.noise(len(real)))
+        d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
+        loss_d = d_real - d_fake
+        if self.hparams.gradient_penalty > 0:
+            loss_d = loss_d + self.hparams.gradient_penalty * self.penalty(real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+        if self.hparams.gradient_penalty == 0:
+            self.clip_critic_weights()
+        self.untoggle_optimizer(opt_d)
+        self.log_dict({"train/Loss_D": loss_d, "train/D_real": d_real, "train/D_fake": d_fake})
+
+    def clip_critic_weights(self) -> None:
+        """Clamp right after the critic's update (Algorithm 1, line 8): the generator then trains against a
+        clamped critic. The seed and the reference code clamp before the update instead. Under 16-mixed the
+        parameters are the fp32 master weights; a step the GradScaler skipped leaves them clamped anyway."""
+        with torch.no_grad():
+            for p in self.critic.parameters():
+                p.clamp_(-self.hparams.clip_value, self.hparams.clip_value)
+
+    def penalty(self, real: Tensor, fake: Tensor) -> Tensor:
+        """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates.
+
+        Computed in fp32 with autocast off: an input gradient in float16 underflows without the scaler.
+        """
+        alpha = torch.rand(len(real), 1, 1, 1, device=real.device)
+        x_hat = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        with torch.autocast(self.device.type, enabled=False):
+            (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    def generator_step(self, n: int) -> None:
+        opt_g = self.optimizers()[1]
+        self.toggle_optimizer(opt_g)
+        loss_g = self.critic(self.generator(self.noise(n))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        self.trainer.strategy.optimizer_step(opt_g.optimizer, do_nothing)  # not counted as a step: see top
+        self.untoggle_optimizer(opt_g)
+        self.last_loss_g = loss_g.detach()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.gradient_penalty > 0:
+            return [torch.optim.Adam(self.critic.parameters(), hp.lr, betas=hp.betas),
+                    torch.optim.Adam(self.generator.parameters(), hp.lr, betas=hp.betas)]
+        return [torch.optim.RMSprop(self.critic.parameters(), hp.lr),
+                torch.optim.RMSprop(self.generator.parameters(), hp.lr)]
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
+            # each step leaves one net without gradients, so plain --trainer.strategy ddp would stop with
+            # "parameters that were not used"; runs before Lightning wraps the model in DDP
+            strategy._ddp_kwargs["find_unused_parameters"] = True
+        size = getattr(self.trainer.datamodule, "hparams", {}).get("isize") if self.trainer.datamodule else None
+        if size is not None and size != self.hparams.isize:
+            raise ValueError(f"the data is {size}px but the model {self.hparams.isize}px; "
+                             f"set --data.isize and --model.isize to the same value")
+
+    @torch.no_grad()
+    def log_samples(self) -> Path | None:
+        """The seed's gallery: the generator (in eval mode, as the seed) on fixed noise, as an 8x8 grid."""
+        if not self.trainer.is_global_zero:
+            return None
+        self.generator.eval()
+        images = self.generator(self.fixed_noise)
+        self.generator.train()
+        return log_image_grid(self.trainer, "samples", images, step=self.gen_iterations,
+                              caption=f"gen_iterations {self.gen_iterations}")
+
+    def on_train_end(self) -> None:
+        if self.gen_iterations % self.hparams.sample_every:
+            self.log_samples()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["wgan_counters"] = {"gen_iterations": self.gen_iterations,
+                                       "critic_iterations": self.critic_iterations,
+                                       "group_iterations": self.group_iterations}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        counters = checkpoint.get("wgan_counters", {})
+        self.gen_iterations = counters.get("gen_iterations", 0)
+        self.critic_iterations = counters.get("critic_iterations", 0)
+        self.group_iterations = counters.get("group_iterations", 0)
+
+
+def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, batch_size: int = 256,
+             seed: int = 0, nrow: int = 8, device: str = "cpu") -> Path:
+    """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus grid.png of the first nrow**2.
+
+    Args:
+        checkpoint: a .ckpt written by `python train.py --system wgan` (e.g. runs/wgan/<run>/checkpoints/last.ckpt).
+        out_dir: folder for 000000.png, 000001.png, ... and grid.png.
+        num_samples: how many images.
+        batch_size: images per generator call.
+        seed: noise seed; the same seed gives the same images.
+        nrow: images per row of grid.png.
+        device: cpu, cuda, mps.
+    """
+    from torchvision.utils import make_grid
+
+    model = WGAN.load_from_checkpoint(checkpoint, map_location=device).eval()
+    images = sample(model, num_samples, batch_size, seed)
+    out = Path(out_dir)
+    for i, image in enumerate(images):
+        save_png((image + 1) / 2, out / f"{i:06d}.png")
+    grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
+    path = save_png(grid, out / "grid.png")
+    print(f"{len(images)} images and {path} written")
+    return path
+
+
+@torch.no_grad()
+def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
+    """n images in [-1, 1] on the CPU from the generator in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, n, batch_size):
+        noise = torch.randn(min(batch_size, n - start), model.hparams.nz, 1, 1, generator=g)
+        out.append(model.generator(noise.to(model.device)).float().cpu())
+    return torch.cat(out)
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    from lightning_modules.wgan_fid import fid
+
+    CLI([generate, fid])

@@ -1,0 +1,135 @@
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules import ImageFolderDataModule
+from datamodules.image_folder import write_file_list
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+
+
+def solid(colour, size=(24, 16)):
+    return Image.new("RGB", size, colour)  # size is (width, height)
+
+
+def colours_of(images: torch.Tensor) -> set:
+    """The mean colour of each image of a batch in [-1, 1], back in 0..255."""
+    return {tuple(int(v) for v in ((c + 1) * 127.5).round()) for c in images.mean((2, 3))}
+
+
+def load_all(data: ImageFolderDataModule) -> torch.Tensor:
+    data.setup("fit")
+    return torch.cat([data.on_after_batch_transfer(b, 0) for b in data.train_dataloader()])
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Images at several depths, sizes and formats, one colour each."""
+    root = tmp_path / "tree"
+    paths = ["a.png", "x/b.jpg", "x/y/c.png", "x/y/z/d.PNG", "e.webp"]
+    for path, colour in zip(paths, COLOURS, strict=True):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        solid(colour).save(root / path, **({"lossless": True} if path.endswith("webp") else {}))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_tree_is_read_at_any_depth_squared_and_scaled(tree):
+    images = load_all(ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=0))
+    assert images.shape == (5, 3, 16, 16) and images.dtype == torch.float32
+    assert images.min() >= -1 and images.max() <= 1
+    assert {(255, 0, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)} <= colours_of(images)  # all but the JPEG exactly
+
+
+def test_wide_image_keeps_its_centre(tmp_path):
+    stripes = np.zeros((16, 48, 3), dtype=np.uint8)
+    stripes[:, :16], stripes[:, 16:32], stripes[:, 32:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(stripes).save(tmp_path / "img" / "s.png")
+    images = load_all(ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=1, num_workers=0))
+    assert colours_of(images) == {(0, 255, 0)}  # the middle third; shorter side already 16, so no resize
+    assert images.amin((2, 3)).equal(images.amax((2, 3)))  # nothing of the side stripes
+
+
+def test_large_image_is_resized_by_its_shorter_side(tmp_path):
+    (tmp_path / "img").mkdir()
+    solid((0, 0, 255), size=(100, 40)).save(tmp_path / "img" / "s.png")
+    images = load_all(ImageFolderDataModule(str(tmp_path / "img"), isize=32, batch_size=1, num_workers=0))
+    assert images.shape == (1, 3, 32, 32) and colours_of(images) == {(0, 0, 255)}
+
+
+def test_csv_file_list_with_sample_fraction(tree, tmp_path):
+    csv_file = tmp_path / "files.csv"
+    assert write_file_list(str(tree), str(csv_file)) == 5
+    rows = list(csv.reader(csv_file.open()))
+    assert len(rows) == 5 and all(label == "0" and (tree / path).is_file() for path, label in rows)  # the seed's rows
+    data = ImageFolderDataModule(str(tree), csv_file=str(csv_file), sample_fraction=0.4, isize=16, batch_size=2,
+                                 num_workers=0)
+    data.setup("fit")
+    assert len(data.dataset) == 2  # round(5 * 0.4)
+    assert set(data.dataset.files) <= {tree / path for path, _ in rows}
+
+
+def test_csv_with_a_missing_file_names_it(tree, tmp_path):
+    csv_file = tmp_path / "files.csv"
+    csv_file.write_text("a.png,0\nmissing/q.png,0\n")
+    data = ImageFolderDataModule(str(tree), csv_file=str(csv_file), isize=16, batch_size=1, num_workers=0)
+    with pytest.raises(FileNotFoundError, match="1 files listed in .* are missing, e.g. .*missing/q.png"):
+        data.setup("fit")
+
+
+def test_lsun_lmdb_database_is_read_directly(tmp_path):
+    import lmdb
+
+    db = tmp_path / "bedroom_train_lmdb"
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:  # LSUN's layout: hex ids as keys, WebP bytes as values
+        for i, colour in enumerate(COLOURS):
+            encoded = io.BytesIO()
+            solid(colour, size=(40, 30)).save(encoded, format="webp", lossless=True)
+            txn.put(f"{i:040x}".encode(), encoded.getvalue())
+    env.close()
+    data = ImageFolderDataModule(str(db), isize=16, batch_size=5, num_workers=0)
+    assert data.source == "lmdb"
+    assert colours_of(load_all(data)) == set(COLOURS)
+
+
+def test_lmdb_reader_works_in_worker_processes(tmp_path):
+    import lmdb
+
+    db = tmp_path / "db"
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i, colour in enumerate(COLOURS[:4]):
+            encoded = io.BytesIO()
+            solid(colour).save(encoded, format="png")
+            txn.put(f"{i}".encode(), encoded.getvalue())
+    env.close()
+    data = ImageFolderDataModule(str(db), isize=16, batch_size=2, num_workers=2)
+    assert colours_of(load_all(data)) == set(COLOURS[:4])
+
+
+def test_in_memory_gives_the_same_images(tree):
+    kwargs = {"data_dir": str(tree), "isize": 16, "batch_size": 5, "num_workers": 0}
+    from_files = load_all(ImageFolderDataModule(**kwargs))
+    in_memory = load_all(ImageFolderDataModule(**kwargs, in_memory=True))
+    assert colours_of(in_memory) == colours_of(from_files) and in_memory.shape == from_files.shape
+
+
+def test_missing_or_empty_folders_and_bad_fractions_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no image folder at .*absent.*--data.data_dir"):
+        ImageFolderDataModule(str(tmp_path / "absent"), num_workers=0).setup("fit")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images .* under"):
+        ImageFolderDataModule(str(tmp_path / "empty"), num_workers=0).setup("fit")
+    with pytest.raises(ValueError, match="sample_fraction must be in \\(0, 1\\]"):
+        ImageFolderDataModule(str(tmp_path), sample_fraction=10)
+
+
+def test_fewer_images_than_a_batch_fail_clearly(tree):
+    with pytest.raises(ValueError, match="5 images cannot fill one batch of 64"):
+        ImageFolderDataModule(str(tree), batch_size=64, num_workers=0).setup("fit")

@@ -1,0 +1,212 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins import MixedPrecision
+from PIL import Image
+
+import train
+from datamodules import ImageFolderDataModule
+from lightning_modules import WGAN
+from lightning_modules.wgan import generate
+
+SCHEDULE = {"d_iters": 2, "d_iters_long": 3, "long_until": 2, "long_every": 4}  # every branch within 21 batches
+TINY = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, **SCHEDULE}
+
+
+def write_images(root: Path, n: int = 28) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        (root / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16 + i % 5, 16, 3), dtype=np.uint8)).save(root / f"d{i % 2}/{i}.png")
+    return root
+
+
+@pytest.fixture
+def images(tmp_path):
+    return write_images(tmp_path / "images")  # 28 images: 7 batches of 4 per epoch
+
+
+def seed_loop(batches_per_epoch, epochs, d_iters=2, d_iters_long=3, long_until=2, long_every=4):
+    """The seed's train() written out: the critic iteration after which each generator iteration ran."""
+    gen_iterations, critic_iterations, gen_after = 0, 0, []
+    for _ in range(epochs):
+        i, n = 0, batches_per_epoch
+        while i < n:
+            d = d_iters_long if gen_iterations < long_until or gen_iterations % long_every == 0 else d_iters
+            j = 0
+            while j < d and i < n:
+                j, i, critic_iterations = j + 1, i + 1, critic_iterations + 1
+            gen_iterations += 1
+            gen_after.append(critic_iterations)
+    return gen_after
+
+
+class Recorder(L.Callback):
+    """Counters after every batch, and the critic's largest |weight| whenever an optimizer is about to step."""
+
+    def __init__(self, crash_at_step: int | None = None, out_dir: str | None = None):
+        self.rows, self.critic_max = [], []
+        self.crash_at_step, self.out_dir = crash_at_step, out_dir
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        who = "generator" if optimizer is trainer.optimizers[1] else "critic"
+        self.critic_max.append((who, max(p.abs().max().item() for p in pl_module.critic.parameters())))
+
+    def on_train_batch_end(self, trainer, m, outputs, batch, batch_idx):
+        self.rows.append((m.critic_iterations, m.gen_iterations, m.group_iterations, trainer.global_step))
+        if trainer.global_step == self.crash_at_step:
+            raise RuntimeError("simulated crash")
+
+    @property
+    def gen_after(self):
+        return [c for i, (c, g, _, _) in enumerate(self.rows) if g > (self.rows[i - 1][1] if i else 0)]
+
+    def on_train_end(self, trainer, m):  # for the DDP test: one file per rank
+        if self.out_dir:
+            weights = list(m.critic.parameters())
+            state = {"gen_after": self.gen_after, "critic_sum": sum(p.double().sum().item() for p in weights),
+                     "critic_max": max(p.abs().max().item() for p in weights)}
+            Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
+
+
+def fit(images, tmp_path, callbacks=(), ckpt_path=None, model=None, **trainer_args):
+    L.seed_everything(0)
+    model = model or WGAN(**TINY)
+    data = ImageFolderDataModule(str(images), isize=16, batch_size=4, num_workers=0)
+    trainer = L.Trainer(**{"accelerator": "cpu", "max_epochs": 3, "logger": False, "enable_checkpointing": False,
+                           "default_root_dir": tmp_path, "enable_progress_bar": False, "enable_model_summary": False,
+                           "callbacks": list(callbacks), **trainer_args})
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return model, trainer
+
+
+def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_generator_step(images, tmp_path):
+    recorder = Recorder()
+    model, _ = fit(images, tmp_path, [recorder], max_epochs=1)
+    after_batch = [max(p.abs().max().item() for p in model.critic.parameters())]
+    before_generator = [m for who, m in recorder.critic_max if who == "generator"]
+    assert len(before_generator) == model.gen_iterations > 0
+    assert max(before_generator + after_batch) <= 0.01 + 1e-9  # the seed's clamp-before-update fails this
+    assert max(m for who, m in recorder.critic_max if who == "critic") > 0.01  # N(0, 0.02) init: clamp engaged
+
+
+def test_iteration_counts_follow_the_seeds_loop(images, tmp_path):
+    recorder = Recorder()
+    model, trainer = fit(images, tmp_path, [recorder])
+    expected = seed_loop(batches_per_epoch=7, epochs=3)
+    assert recorder.gen_after == expected  # which critic iteration each generator iteration followed
+    assert (model.critic_iterations, model.gen_iterations) == (21, len(expected))
+    assert trainer.global_step == 21  # one step per batch, not per optimizer step
+
+
+def test_max_steps_counts_batches_and_the_generator_steps_at_the_end(images, tmp_path):
+    recorder = Recorder()
+    model, trainer = fit(images, tmp_path, [recorder], max_steps=5)
+    assert trainer.global_step == model.critic_iterations == 5
+    assert recorder.gen_after == seed_loop(batches_per_epoch=5, epochs=1) == [3, 5]
+
+
+def test_each_step_changes_only_its_own_network(images, tmp_path):
+    changed = []
+    model = WGAN(**TINY)
+
+    def watch(step):
+        def wrapped(*args):
+            before = {n: p.clone() for n, p in model.named_parameters()}
+            step(*args)
+            changed.append({n.split(".")[0] for n, p in model.named_parameters() if not torch.equal(p, before[n])})
+        return wrapped
+
+    model.critic_step, model.generator_step = watch(model.critic_step), watch(model.generator_step)
+    fit(images, tmp_path, model=model, max_steps=3)  # critic, critic, critic + generator
+    assert changed == [{"critic"}, {"critic"}, {"critic"}, {"generator"}]
+
+
+def test_resumed_run_continues_counters_and_schedule_mid_group(images, tmp_path):
+    whole = Recorder()
+    fit(images, tmp_path / "whole", [whole])
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_last=True)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(images, tmp_path / "crashed", [Recorder(crash_at_step=11), checkpoints], enable_checkpointing=True)
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 8 and saved["wgan_counters"]["group_iterations"] == whole.rows[7][2] == 1
+    resumed = Recorder()
+    fit(images, tmp_path / "crashed", [resumed], ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert resumed.rows == whole.rows[8:]  # steps 9..21 with the same counters as the uninterrupted run
+
+
+def test_16_mixed_scaler_steps_both_optimizers_and_clamp_holds(images, tmp_path):
+    # Lightning turns 16-mixed into bf16-mixed on a CPU; this plugin is what it builds on a GPU, with a CPU scaler
+    scaler = torch.amp.GradScaler("cpu")
+    stepped = []
+    scaler_step = scaler.step
+    scaler.step = lambda optimizer, *args: stepped.append(optimizer) or scaler_step(optimizer, *args)
+    model, trainer = fit(images, tmp_path, max_steps=7, plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    critic_opt, generator_opt = trainer.optimizers
+    assert trainer.precision == "16-mixed"
+    assert stepped.count(critic_opt) == 7 and stepped.count(generator_opt) == model.gen_iterations == 3
+    assert all(p.dtype == torch.float32 for p in model.critic.parameters())  # the clamp acts on fp32 weights
+    assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.01
+
+
+def test_gradient_penalty_matches_its_formula_for_a_linear_critic():
+    model = WGAN(**TINY, gradient_penalty=10.0)
+    linear = torch.nn.Linear(3 * 16 * 16, 1, bias=False)
+    model.critic = torch.nn.Sequential(torch.nn.Flatten(), linear, torch.nn.Flatten(0))
+    real, fake = torch.randn(5, 3, 16, 16), torch.randn(5, 3, 16, 16)
+    # D(x) = w.x has gradient w at every interpolate: the penalty is (||w|| - 1)^2
+    assert model.penalty(real, fake).item() == pytest.approx((linear.weight.norm().item() - 1) ** 2, rel=1e-5)
+
+
+def test_gradient_penalty_option_uses_adam_without_clamp_or_critic_batchnorm(images, tmp_path):
+    model, trainer = fit(images, tmp_path, model=WGAN(**TINY, gradient_penalty=10.0), max_steps=6)
+    assert all(isinstance(o, torch.optim.Adam) and o.defaults["betas"] == (0.0, 0.9) for o in trainer.optimizers)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.critic.modules())
+    assert max(p.abs().max().item() for p in model.critic.parameters()) > 0.01
+
+
+def test_mismatched_data_and_model_isize_fail_clearly(images, tmp_path):
+    with pytest.raises(ValueError, match="data is 16px but the model 32px"):
+        fit(images, tmp_path, model=WGAN(**{**TINY, "isize": 32}))
+
+
+def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(images, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(["--system", "wgan", "--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4",
+                "--data.num_workers", "0", *[f"--model.{k}={v}" for k, v in TINY.items()],
+                "--trainer.max_steps", "6", "--trainer.logger", "false", "--trainer.default_root_dir", str(runs),
+                "--trainer.enable_progress_bar", "false"])
+    (run_dir,) = runs.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 6 and results["final_metrics"]["train/gen_iterations"] == len(seed_loop(6, 1))
+    assert [p.name for p in (run_dir / "images").iterdir()] == ["samples-000002.png"]  # the final gallery
+    grid = generate(str(run_dir / "checkpoints" / "last.ckpt"), str(tmp_path / "out"), num_samples=10, nrow=3)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i:06d}.png" for i in range(10)] + ["grid.png"]
+    assert Image.open(tmp_path / "out" / "000009.png").size == (16, 16)
+    assert Image.open(grid).size == (3 * 18 + 2, 3 * 18 + 2)  # make_grid: 2px padding around each image
+
+
+def test_ddp_two_cpu_processes_keep_schedule_and_clamp_identical(images, tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    callback = json.dumps({"class_path": "test_wgan.Recorder", "init_args": {"out_dir": str(tmp_path)}})
+    args = ["--system", "wgan", "--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4",
+            "--data.num_workers", "0", *[f"--model.{k}={v}" for k, v in TINY.items()], "--trainer.max_epochs", "2",
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "runs"),
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--trainer.enable_progress_bar", "false", f"--trainer.callbacks+={callback}"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["gen_after"] == rank1["gen_after"] == seed_loop(batches_per_epoch=3, epochs=2)  # 14 images a rank
+    assert rank0["critic_sum"] == rank1["critic_sum"] and rank0["critic_max"] <= 0.01

@@ -1,0 +1,61 @@
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lightning_modules import WGAN, DarknetClassifier
+from lightning_modules.wgan_fid import DarknetFeatures, add_images, fid, frechet_metric
+
+
+def save(model, path):
+    trainer = L.Trainer(accelerator="cpu", logger=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.fixture
+def darknet_ckpt(tmp_path):
+    torch.manual_seed(0)
+    return save(DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3), tmp_path / "darknet.ckpt")
+
+
+def frechet_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), the trace root from the eigenvalues of S_a S_b."""
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root_trace = np.sqrt(np.clip(np.linalg.eigvals(sa @ sb).real, 0, None)).sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * root_trace)
+
+
+def test_darknet_features_are_the_pooled_channels_before_the_classifier(darknet_ckpt):
+    features = DarknetFeatures(darknet_ckpt)
+    assert features.num_features == 16  # nf 4 doubled by two groups
+    out = features(torch.rand(5, 3, 64, 64))  # any size: resized to the 32px it was trained at
+    assert out.shape == (5, 16)
+
+
+def test_frechet_distance_matches_the_formula_and_is_zero_for_the_same_images(darknet_ckpt):
+    features = DarknetFeatures(darknet_ckpt)
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(64, 3, 32, 32, generator=g) * 2 - 1, torch.rand(64, 3, 32, 32, generator=g) - 0.5
+    metric = frechet_metric(features)
+    add_images(metric, real.split(16), real=True)
+    add_images(metric, fake.split(16), real=False)
+    with torch.no_grad():
+        expected = frechet_by_hand(features((real + 1) / 2).double().numpy(), features((fake + 1) / 2).double().numpy())
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-3) and expected > 0
+    same = frechet_metric(features)
+    add_images(same, real.split(16), real=True)
+    add_images(same, real.split(16), real=False)
+    assert abs(same.compute().item()) < 1e-3 * expected
+
+
+def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "real").mkdir()
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "real" / f"{i}.png")
+    wgan = save(WGAN(isize=16, nz=8, ngf=4, ndf=4), tmp_path / "wgan.ckpt")
+    distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=20, batch_size=8)
+    assert distance > 0 and np.isfinite(distance)

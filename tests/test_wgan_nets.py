@@ -1,0 +1,70 @@
+import pytest
+import torch
+from torch import nn
+
+from lightning_modules.nets import ConvBlock, DeconvBlock, critic, generator
+
+
+def conv_params(ni, no, ks):
+    return ni * no * ks * ks  # no bias anywhere in DCGAN
+
+
+def test_critic_parameter_count_matches_the_seeds_layer_list():
+    # DCGAN_D(64, nc=3, ndf=64, n_extra_layers=1): 4x4/2 conv 3->64 (no bn), 3x3 conv 64->64 + bn,
+    # pyramid 64->128->256->512 (32 -> 4 px) with bn, final 4x4 conv 512->1
+    expected = (conv_params(3, 64, 4) + conv_params(64, 64, 3) + 2 * 64
+                + sum(conv_params(c, 2 * c, 4) + 2 * 2 * c for c in (64, 128, 256)) + conv_params(512, 1, 4))
+    assert sum(p.numel() for p in critic(64, 3, 64, n_extra_layers=1).parameters()) == expected == 2_802_560
+
+
+def test_generator_parameter_count_matches_the_seeds_layer_list():
+    # DCGAN_G(64, nz=100, nc=3, ngf=64, n_extra_layers=1): 100->512 at 4px, 512->256->128->64 up to 32px,
+    # one 3x3 64->64, last 4x4/2 64->3; bn after every block but the last
+    expected = (conv_params(100, 512, 4) + 2 * 512 + sum(conv_params(c, c // 2, 4) + c for c in (512, 256, 128))
+                + conv_params(64, 64, 3) + 2 * 64 + conv_params(64, 3, 4))
+    assert sum(p.numel() for p in generator(64, 100, 3, 64, n_extra_layers=1).parameters()) == expected
+
+
+@pytest.mark.parametrize("isize", [16, 32, 64, 128])
+def test_shapes_for_each_isize(isize):
+    g, d = generator(isize, nz=8, ngf=4, n_extra_layers=1), critic(isize, ndf=4, n_extra_layers=1)
+    images = g(torch.randn(2, 8, 1, 1))
+    assert images.shape == (2, 3, isize, isize)
+    assert images.abs().max() <= 1  # tanh
+    assert d(images).shape == (2,)
+    grids = []
+    final_conv = [m for m in d.modules() if isinstance(m, nn.Conv2d)][-1]
+    final_conv.register_forward_hook(lambda m, inp, out: grids.append(inp[0].shape[-2:]))
+    d(images)
+    assert tuple(grids[0]) == (4, 4)  # the pyramid stops at 4x4, then one 4x4 conv
+    halvings = sum(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in d.modules())
+    assert 2 ** halvings * 4 == isize
+
+
+@pytest.mark.parametrize("isize", [0, 8, 24, 65, 100])
+def test_bad_isize_fails_at_construction_saying_multiple_of_16(isize):
+    with pytest.raises(ValueError, match=f"isize must be a multiple of 16 \\(got {isize}\\)"):
+        critic(isize)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        generator(isize)
+
+
+def test_conv_block_order_is_the_seeds_and_optionally_dcgans():
+    seed = [type(m) for m in ConvBlock(3, 8, 4, 2)]
+    dcgan = [type(m) for m in ConvBlock(3, 8, 4, 2, bn_last=False)]
+    assert seed == [nn.Conv2d, nn.LeakyReLU, nn.BatchNorm2d]
+    assert dcgan == [nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU]
+    assert [type(m) for m in ConvBlock(3, 8, 4, 2, bn=False)] == [nn.Conv2d, nn.LeakyReLU]
+    assert ConvBlock(3, 8, 4, 2)[1].negative_slope == 0.2
+
+
+def test_conv_block_default_padding_halves_or_keeps_the_grid():
+    x = torch.randn(1, 3, 16, 16)
+    assert ConvBlock(3, 8, 4, 2)(x).shape[-1] == 8  # pad = 4 // 2 // 2 = 1
+    assert ConvBlock(3, 8, 3, 1)(x).shape[-1] == 16  # pad = 3 // 2 // 1 = 1
+
+
+def test_deconv_block_is_transposed_conv_relu_batchnorm():
+    block = DeconvBlock(8, 4, 4, 2, 1)
+    assert [type(m) for m in block] == [nn.ConvTranspose2d, nn.ReLU, nn.BatchNorm2d]
+    assert block(torch.randn(2, 8, 4, 4)).shape == (2, 4, 8, 8)
