@@ -100,3 +100,14 @@ def test_bad_crop_size_is_refused_with_the_fix():
         UnpairedImageDataModule(crop_size=30, load_size=36)
     with pytest.raises(ValueError, match="load_size 100 is smaller than crop_size 128"):
         UnpairedImageDataModule(crop_size=128, load_size=100)
+
+
+@pytest.mark.slow
+def test_real_horse2zebra_has_the_official_counts_and_its_grayscale_zebras_become_rgb(shared_horse2zebra):
+    dm = data_module(shared_horse2zebra, batch_size=1, load_size=286, crop_size=256)
+    assert (len(dm.train_set.files_a), len(dm.train_set.files_b)) == (1067, 1334) and len(dm.train_set) == 1334
+    gray = [f for f in dm.train_set.files_b if Image.open(f).mode == "L"]
+    assert len(gray) == 7
+    dm.train_set.files_b = gray
+    a, b = dm.train_set[0, 0]
+    assert a.shape == b.shape == (3, 256, 256) and torch.equal(b[0], b[1]) and torch.equal(b[1], b[2])
