@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -45,6 +46,7 @@ class CLI(LightningCLI):
         if self.job:  # the subcommands bring their own --ckpt_path
             parser.add_argument("--ckpt_path", type=str | None, default=None,
                                 help="checkpoint to resume from, or 'last' for the newest run's last.ckpt")
+            parser.add_function_arguments(lr_find, "lr_find", skip={"cli"})
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
 
@@ -128,14 +130,54 @@ def run_job(cli: CLI) -> dict:
     return results
 
 
+def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] = "exponential",
+            min_lr: float = 1e-6, max_lr: float = 10.0, num_training: int = 100, stop_div: float | None = 4.0,
+            linear_axis: bool = False) -> float | None:
+    """Lightning's LR finder instead of training: saves lr_find.png and lr_find.json, prints the suggestion.
+
+    Args:
+        run: run the finder (`--lr_find.run true`, or just `--lr_find`) instead of fit and test.
+        mode: exponential or linear growth of the lr between min_lr and max_lr.
+        min_lr: first lr tried.
+        max_lr: last lr tried.
+        num_training: steps of the sweep.
+        stop_div: stop once the loss exceeds stop_div x the best loss so far (the seed's stop_div); null never.
+        linear_axis: plot lr on a linear axis (the seed's plot(linear=True)) instead of a log axis.
+    """
+    from lightning.pytorch.tuner import Tuner
+
+    from callbacks import TrainingPhaseScheduler
+    trainer = cli.trainer
+    # the finder drives the lr itself; a phase scheduler would fight it
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, TrainingPhaseScheduler)]
+    finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
+                                    num_training=num_training, mode=mode, early_stop_threshold=stop_div,
+                                    update_attr=False)
+    if not trainer.is_global_zero:
+        return None
+    suggestion = finder.suggestion()
+    figure = finder.plot(suggest=suggestion is not None)
+    figure.axes[0].set_xscale("linear" if linear_axis else "log")
+    run_dir = Path(trainer.default_root_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    figure.savefig(run_dir / "lr_find.png", dpi=100)
+    (run_dir / "lr_find.json").write_text(json.dumps({**finder.results, "suggestion": suggestion}))
+    print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
+          if suggestion is not None else "LR finder: no suggestion (too few points); widen --lr_find.max_lr")
+    print(f"LR finder plot: {run_dir / 'lr_find.png'}")
+    return suggestion
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     job = not (argv and argv[0] in SUBCOMMANDS)
     if job and not any(a in ("-h", "--help") for a in argv):
-        argv = system_to_config(argv)
+        argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
     cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
               save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
-    if job:
+    if job and cli.config.lr_find.run:
+        lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
+    elif job:
         run_job(cli)
 
 

@@ -25,8 +25,10 @@ class TrainingPhaseScheduler(L.Callback):
 
     Args:
         phases: the phases in order.
-        one_cycle: e.g. {cycle_len: 30, lr: 1.3, div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85}.
-        sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}.
+        one_cycle: e.g. {cycle_len: 30, lr: 1.3, div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85}; without lr,
+            the lr the model's optimizer was built with (so --model.lr and the LR finder apply); without
+            cycle_len, the trainer's max_epochs.
+        sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}; lr as for one_cycle.
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
@@ -36,9 +38,10 @@ class TrainingPhaseScheduler(L.Callback):
                  sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True):
         if sum(x is not None for x in (phases, one_cycle, sgdr)) != 1:
             raise ValueError("TrainingPhaseScheduler needs exactly one of phases, one_cycle or sgdr")
-        self.phases = phases or (one_cycle_phases(**one_cycle) if one_cycle else sgdr_phases(**sgdr))
-        if not self.phases:
+        if phases is not None and not phases:
             raise ValueError("TrainingPhaseScheduler got an empty list of phases")
+        self.recipe = ("one_cycle", one_cycle) if one_cycle is not None else ("sgdr", sgdr)
+        self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
         self.set_max_steps, self.plot = set_max_steps, plot
         self.batches_seen = 0  # position in the schedule, saved in checkpoints
         self.phase_index = 0
@@ -46,8 +49,9 @@ class TrainingPhaseScheduler(L.Callback):
         self._optimizer_key = None
 
     # -- where we are ------------------------------------------------------------------------------
-    def lengths(self, batches_per_epoch: int) -> list[int]:
-        return [max(1, round(phase.epochs * batches_per_epoch)) for phase in self.phases]
+    def phase_ends(self, batches_per_epoch: int) -> list[int]:
+        """Cumulative phase ends in batches, rounded once so fractional phases lose no batch in total."""
+        return [round(end * batches_per_epoch) for end in accumulate(p.epochs for p in self.phases)]
 
     def locate(self, batch: int) -> tuple[int, float] | None:
         """(phase index, fraction i/n of it) of a batch number, or None past the last phase."""
@@ -62,14 +66,28 @@ class TrainingPhaseScheduler(L.Callback):
         if trainer.lr_scheduler_configs:
             raise ValueError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and "
                              "momentum itself: drop the scheduler (DarknetClassifier: --model.one_cycle null)")
+        if self.phases is None:
+            self.phases = self.build_recipe(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
         self._enter(trainer, self.phase_index)
+
+    def build_recipe(self, trainer) -> list[TrainingPhase]:
+        """one_cycle / sgdr phases; lr defaults to the model optimizer's lr, one_cycle's cycle_len to max_epochs."""
+        name, kwargs = self.recipe
+        kwargs = {"lr": trainer.optimizers[0].param_groups[0]["lr"], **kwargs}
+        if name == "sgdr":
+            return sgdr_phases(**kwargs)
+        if "cycle_len" not in kwargs:
+            if not trainer.max_epochs or trainer.max_epochs < 0:
+                raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs to take it from")
+            kwargs["cycle_len"] = trainer.max_epochs
+        return one_cycle_phases(**kwargs)
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches
         if batches == float("inf"):
             raise ValueError("TrainingPhaseScheduler needs a training dataloader with a length")
-        self.ends = list(accumulate(self.lengths(batches)))
+        self.ends = self.phase_ends(batches)
         if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
             trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]
             if trainer.max_epochs is not None and trainer.max_epochs * batches < self.ends[-1]:

@@ -55,7 +55,7 @@ def test_crashed_run_resumes_from_last_in_the_same_folder(tiny_cifar, tmp_path):
     results = json.loads((first / "results.json").read_text())
     assert results["epochs"] == 2 and results["global_step"] == 6  # three more steps, not six
     resumed = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
-    assert resumed["lr_schedulers"][0]["_step_count"] == 7  # the 1cycle went on where it stopped
+    assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6  # the 1cycle went on where it stopped
 
 
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
@@ -82,7 +82,8 @@ def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
 
 def test_unknown_system_lists_the_systems(tmp_path):
     result = run_script(["--system", "resnet"], tmp_path)
-    assert result.returncode != 0 and "unknown --system 'resnet'; choose one of: darknet" in result.stderr
+    assert result.returncode != 0 and "unknown --system 'resnet'; choose one of:" in result.stderr
+    assert "darknet" in result.stderr.split("choose one of:")[1]
 
 
 def test_bad_config_key_is_named(tiny_cifar, tmp_path):
@@ -114,3 +115,31 @@ def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
     results = json.loads((only_run(runs) / "results.json").read_text())  # one folder for both ranks
     # 24 images, batch 8 per process: 3 steps an epoch alone, 1 each when two ranks share the data
     assert results["world_size"] == 2 and results["global_step"] == 2
+
+
+@pytest.mark.parametrize("mode, axis", [("exponential", "log"), ("linear", "linear")])
+def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, capsys, mode, axis):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find", "--lr_find.num_training", "20",
+                   "--lr_find.mode", mode, "--lr_find.linear_axis", str(axis == "linear").lower(),
+                   "--lr_find.stop_div", "null", "--trainer.max_epochs", "10"))
+    run_dir = only_run(runs)
+    found = json.loads((run_dir / "lr_find.json").read_text())
+    lrs = found["lr"]
+    assert len(lrs) == 20 and lrs[0] == pytest.approx(1e-6) and lrs[-1] <= 10
+    lrs = torch.tensor(lrs[1:], dtype=torch.float64)  # Lightning records min_lr first, then its sweep
+    steps = lrs[1:] - lrs[:-1], lrs[1:] / lrs[:-1]
+    constant = steps[0] if mode == "linear" else steps[1]  # equal differences, or equal ratios
+    assert torch.allclose(constant, constant[0].expand_as(constant), rtol=1e-3)
+    assert (run_dir / "lr_find.png").is_file() and not (run_dir / "checkpoints").exists()  # no training
+    assert f"train with --model.lr {found['suggestion']:.3g}" in capsys.readouterr().out
+
+
+def test_swa_is_configurable_from_the_command_line(tiny_cifar, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(job(tiny_cifar, tmp_path, "--trainer.callbacks+=StochasticWeightAveraging",
+                       "--trainer.callbacks.swa_lrs", "0.05", "--trainer.callbacks.swa_epoch_start", "0.75",
+                       "--print_config"))
+    printed = capsys.readouterr().out
+    assert "class_path: lightning.pytorch.callbacks.StochasticWeightAveraging" in printed
+    assert "swa_lrs: 0.05" in printed and "swa_epoch_start: 0.75" in printed

@@ -94,7 +94,8 @@ def test_phase_boundary_switches_the_optimizer_class_and_keeps_the_parameters(ti
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step in (BATCHES - 1, BATCHES):
                 snapshots[trainer.global_step] = [p.detach().clone() for p in pl_module.parameters()]
-                snapshots[f"ids{trainer.global_step}"] = [id(p) for p in trainer.optimizers[0].param_groups[0]["params"]]
+                params = trainer.optimizers[0].param_groups[0]["params"]
+                snapshots[f"ids{trainer.global_step}"] = [id(p) for p in params]
 
     steps, _, model = fit(tiny_cifar, phases, callbacks=[Snapshot()])
     assert [name for name, _, _ in steps] == ["RMSprop"] * BATCHES + ["SGD"] * BATCHES
@@ -208,3 +209,38 @@ def test_scheduler_refuses_a_model_that_has_its_own_lr_scheduler(tiny_cifar):
     with pytest.raises(ValueError, match="--model.one_cycle null"):
         trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3),
                     CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+
+
+def test_swa_takes_over_the_lr_after_the_phases(tiny_cifar):
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=1, annealing_epochs=1)
+    steps, _, _ = fit(tiny_cifar, [TrainingPhase(1, "SGD", 0.1, momentum=0.9)], max_epochs=3, callbacks=[swa],
+                      set_max_steps=False)
+    lrs = [lrs[0] for _, lrs, _ in steps]
+    assert lrs[:BATCHES] == [0.1] * BATCHES  # the phase
+    assert lrs[BATCHES:3 * BATCHES] == pytest.approx([0.01] * 2 * BATCHES)  # SWALR's, not overwritten by us
+
+
+def test_schedule_plot_has_a_line_per_boundary_and_the_optimizer_names(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from callbacks import plot_schedule
+    phases = [TrainingPhase(1, "RMSprop", 0.01, momentum=0.9), TrainingPhase(2, "SGD", (0.1, 0.0), "cosine",
+                                                                               momentum=0.9)]
+    captured = {}
+    original = plt.Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        captured["figure"] = figure
+        return original(figure, *args, **kwargs)
+
+    plt.Figure.savefig = spy
+    try:
+        path = plot_schedule(phases, [10, 30], tmp_path / "lr.png")
+    finally:
+        plt.Figure.savefig = original
+    assert path.stat().st_size > 0
+    lr_axis, momentum_axis = captured["figure"].axes
+    assert [line.get_xdata()[0] for line in lr_axis.lines if line.get_linestyle() == "--"] == [10]
+    assert [t.get_text() for t in lr_axis.texts] == ["RMSprop", "SGD"]
+    assert lr_axis.lines[1].get_ydata()[0] == pytest.approx(0.1) and len(momentum_axis.lines) == 3
