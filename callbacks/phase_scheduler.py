@@ -27,7 +27,7 @@ class TrainingPhaseScheduler(L.Callback):
         phases: the phases in order.
         one_cycle: e.g. {cycle_len: 30, lr: 1.3, div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85}; without lr,
             the lr the model's optimizer was built with (so --model.lr and the LR finder apply); without
-            cycle_len, the trainer's max_epochs.
+            cycle_len, the whole training (the trainer's max_epochs, or max_steps when set).
         sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}; lr as for one_cycle.
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
@@ -72,15 +72,16 @@ class TrainingPhaseScheduler(L.Callback):
         self._enter(trainer, self.phase_index)
 
     def build_recipe(self, trainer) -> list[TrainingPhase]:
-        """one_cycle / sgdr phases; lr defaults to the model optimizer's lr, one_cycle's cycle_len to max_epochs."""
+        """one_cycle / sgdr phases; lr defaults to the model optimizer's lr, one_cycle's cycle_len to the training."""
         name, kwargs = self.recipe
         kwargs = {"lr": trainer.optimizers[0].param_groups[0]["lr"], **kwargs}
         if name == "sgdr":
             return sgdr_phases(**kwargs)
-        if "cycle_len" not in kwargs:
-            if not trainer.max_epochs or trainer.max_epochs < 0:
-                raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs to take it from")
-            kwargs["cycle_len"] = trainer.max_epochs
+        if "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when that ends it first
+            total = trainer.estimated_stepping_batches * trainer.accumulate_grad_batches
+            if total == float("inf"):
+                raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
+            kwargs["cycle_len"] = total / trainer.num_training_batches
         return one_cycle_phases(**kwargs)
 
     def on_train_start(self, trainer, pl_module):

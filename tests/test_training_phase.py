@@ -244,3 +244,19 @@ def test_schedule_plot_has_a_line_per_boundary_and_the_optimizer_names(tmp_path)
     assert [line.get_xdata()[0] for line in lr_axis.lines if line.get_linestyle() == "--"] == [10]
     assert [t.get_text() for t in lr_axis.texts] == ["RMSprop", "SGD"]
     assert lr_axis.lines[1].get_ydata()[0] == pytest.approx(0.1) and len(momentum_axis.lines) == 3
+
+
+@pytest.mark.parametrize("trainer_kwargs, expected_steps", [({"max_epochs": 2}, 12),
+                                                            ({"max_steps": 9, "max_epochs": 10}, 9)])
+def test_one_cycle_recipe_spans_the_training_and_takes_the_model_lr(tiny_cifar, trainer_kwargs, expected_steps):
+    recorder = Recorder()
+    scheduler = TrainingPhaseScheduler(one_cycle={"div": 10, "pct": 50, "max_mom": 0.95, "min_mom": 0.85},
+                                       plot=False)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        limit_val_batches=0, enable_model_summary=False, callbacks=[scheduler, recorder],
+                        **trainer_kwargs)
+    trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, lr=0.3, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    lrs = [lrs[0] for _, lrs, _ in recorder.steps]
+    assert len(lrs) == expected_steps and scheduler.ends[-1] == expected_steps
+    assert lrs[0] == pytest.approx(0.03) and max(lrs) == pytest.approx(0.3)  # lr/div up to the model's lr
