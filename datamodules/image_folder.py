@@ -47,12 +47,20 @@ def csv_files(csv_file: Path, root: Path, skip_header: bool) -> list[Path]:
 
 
 def write_file_list(root: str, csv_file: str, fraction: float = 1.0, seed: int = 0) -> int:
-    """Write the seed's CSV of the images under `root` (`path,0` rows), keeping a random `fraction`."""
+    """Write the seed's CSV of the images under `root` (`path,0` rows), keeping a random `fraction`.
+
+    Args:
+        root: the image folder; the CSV's paths are relative to it (pass it as --data.data_dir).
+        csv_file: the CSV to write (--data.csv_file).
+        fraction: the share of images kept, each independently at random (the seed: 0.1).
+        seed: random seed.
+    """
     files = folder_files(Path(root))
     rng = random.Random(seed)
     kept = [f for f in files if rng.random() < fraction]
     with open(csv_file, "w", newline="") as f:
         csv.writer(f).writerows([str(p.relative_to(root)), 0] for p in kept)
+    print(f"{len(kept)} of {len(files)} images listed in {csv_file}")
     return len(kept)
 
 

@@ -6,10 +6,10 @@ iteration on fresh noise. The generator's optimizer step goes through the strate
 GradScaler) but not through Lightning's step counter, so `trainer.global_step`, `max_steps`,
 `ModelCheckpoint(every_n_train_steps)` and `log_every_n_steps` all count batches, not the 6 optimizer
 steps per generator iteration that manual optimization would otherwise count (pytorch-lightning #17958).
-`gen_iterations` (the paper's unit) and `critic_iterations` are logged and kept in checkpoints.
+`gen_iterations` (the paper's unit) is logged; it and `critic_iterations` are kept in checkpoints.
 
-Usage: python -m lightning_modules.wgan generate --checkpoint last.ckpt --out_dir samples --num_samples 64
-       python -m lightning_modules.wgan fid --checkpoint last.ckpt --data_dir data/cifar10/test --features dk.ckpt
+Usage: python -m lightning_modules.wgan generate runs/wgan/<run>/checkpoints/last.ckpt --out_dir samples
+       python -m lightning_modules.wgan fid last.ckpt data/cifar10/test darknet.ckpt --num_samples 10000
 """
 
 import warnings

@@ -18,7 +18,7 @@ from datamodules import ImageFolderDataModule
 from lightning_modules import WGAN
 from lightning_modules.wgan import generate
 
-SCHEDULE = {"d_iters": 2, "d_iters_long": 3, "long_until": 2, "long_every": 4}  # every branch within 21 batches
+SCHEDULE = {"d_iters": 2, "d_iters_long": 3, "long_until": 2, "long_every": 4}  # every branch within 14 batches
 TINY = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, **SCHEDULE}
 
 
@@ -82,7 +82,7 @@ def fit(images, tmp_path, callbacks=(), ckpt_path=None, model=None, **trainer_ar
     L.seed_everything(0)
     model = model or WGAN(**TINY)
     data = ImageFolderDataModule(str(images), isize=16, batch_size=4, num_workers=0)
-    trainer = L.Trainer(**{"accelerator": "cpu", "max_epochs": 3, "logger": False, "enable_checkpointing": False,
+    trainer = L.Trainer(**{"accelerator": "cpu", "max_epochs": 2, "logger": False, "enable_checkpointing": False,
                            "default_root_dir": tmp_path, "enable_progress_bar": False, "enable_model_summary": False,
                            "callbacks": list(callbacks), **trainer_args})
     trainer.fit(model, data, ckpt_path=ckpt_path)
@@ -102,10 +102,10 @@ def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_gene
 def test_iteration_counts_follow_the_seeds_loop(images, tmp_path):
     recorder = Recorder()
     model, trainer = fit(images, tmp_path, [recorder])
-    expected = seed_loop(batches_per_epoch=7, epochs=3)
-    assert recorder.gen_after == expected  # which critic iteration each generator iteration followed
-    assert (model.critic_iterations, model.gen_iterations) == (21, len(expected))
-    assert trainer.global_step == 21  # one step per batch, not per optimizer step
+    expected = seed_loop(batches_per_epoch=7, epochs=2)
+    assert recorder.gen_after == expected == [3, 6, 7, 9, 12, 14]  # epoch end cuts a group; g=4 takes 3
+    assert (model.critic_iterations, model.gen_iterations) == (14, 6)
+    assert trainer.global_step == 14  # one step per batch, not per optimizer step
 
 
 def test_max_steps_counts_batches_and_the_generator_steps_at_the_end(images, tmp_path):
@@ -141,7 +141,7 @@ def test_resumed_run_continues_counters_and_schedule_mid_group(images, tmp_path)
     assert saved["global_step"] == 8 and saved["wgan_counters"]["group_iterations"] == whole.rows[7][2] == 1
     resumed = Recorder()
     fit(images, tmp_path / "crashed", [resumed], ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
-    assert resumed.rows == whole.rows[8:]  # steps 9..21 with the same counters as the uninterrupted run
+    assert resumed.rows == whole.rows[8:]  # steps 9..14 with the same counters as the uninterrupted run
 
 
 def test_16_mixed_scaler_steps_both_optimizers_and_clamp_holds(images, tmp_path):
@@ -155,6 +155,13 @@ def test_16_mixed_scaler_steps_both_optimizers_and_clamp_holds(images, tmp_path)
     assert trainer.precision == "16-mixed"
     assert stepped.count(critic_opt) == 7 and stepped.count(generator_opt) == model.gen_iterations == 3
     assert all(p.dtype == torch.float32 for p in model.critic.parameters())  # the clamp acts on fp32 weights
+    assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.01
+
+
+def test_bf16_mixed_trains_with_the_clamp_and_schedule(images, tmp_path):
+    recorder = Recorder()
+    model, trainer = fit(images, tmp_path, [recorder], max_steps=6, precision="bf16-mixed")
+    assert trainer.precision == "bf16-mixed" and recorder.gen_after == seed_loop(6, 1)
     assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.01
 
 

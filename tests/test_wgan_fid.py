@@ -59,3 +59,17 @@ def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tm
     wgan = save(WGAN(isize=16, nz=8, ngf=4, ndf=4), tmp_path / "wgan.ckpt")
     distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=20, batch_size=8)
     assert distance > 0 and np.isfinite(distance)
+
+
+def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypatch):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from lightning_modules.wgan_fid import InceptionFeatures, feature_extractor
+
+    with monkeypatch.context() as patch:  # a randomly initialised file of the right layout, made without a download
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        torch.save(FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict(), tmp_path / "w.pth")
+    features = feature_extractor(str(tmp_path / "w.pth"))  # strict load of that file
+    assert isinstance(features, InceptionFeatures)
+    assert features(torch.rand(2, 3, 32, 32)).shape == (2, 2048)
