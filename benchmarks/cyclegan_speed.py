@@ -143,7 +143,8 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
                 peak[variant] = torch.cuda.max_memory_allocated() / 2**30
             print(f"{variant}: {steps / sum(results[variant][-steps:]):.3f} it/s this round",
                   flush=True)
-    summary = {v: {"it_per_s": len(t) / sum(t), "s_per_it": sum(t) / len(t), "iterations": len(t),
+    summary = {v: {"it_per_s": len(t) / sum(t), "s_per_it": sum(t) / len(t),
+                   "median_s_per_it": sorted(t)[len(t) // 2], "iterations": len(t),
                    **({"peak_gib": round(peak[v], 2)} if v in peak else {})} for v, t in results.items()}
     base = variants[0]
     for v in variants:

@@ -98,3 +98,15 @@ def shared_horse2zebra(tmp_path_factory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     return target / "horse2zebra"
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored after it. Tiny nets gain nothing from intra-op threads, and
+    on a shared 2-core CPU OpenMP's spinning made them 20x slower (a tiny CycleGAN generator step: 0.06 s
+    CPU with 1 thread, 1-5 s with 2, measured 2026-11-27 with the machine's load average at 11)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

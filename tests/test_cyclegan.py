@@ -8,6 +8,8 @@ from datamodules import UnpairedImageDataModule
 from lightning_modules import CycleGAN
 from lightning_modules.cyclegan import ImagePool, linear_decay
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = {"n_blocks": 1, "ngf": 4, "ndf": 4, "log_images_every_n_batches": 0}
 
 
@@ -122,21 +124,29 @@ def test_resume_continues_exactly(tiny_unpaired, tmp_path):
 
     def run(folder, callbacks, ckpt_path=None):
         L.seed_everything(0)
-        model = tiny_model(pool_size=5, n_epochs=1, n_epochs_decay=2)
+        model = tiny_model(pool_size=4, n_epochs=1, n_epochs_decay=1)  # the lr halves after epoch 0
         checkpoints = ModelCheckpoint(dirpath=folder, save_last=True)
-        fit = trainer(tmp_path, max_epochs=3, enable_checkpointing=True, callbacks=[checkpoints, *callbacks])
+        fit = trainer(tmp_path, max_epochs=2, enable_checkpointing=True, callbacks=[checkpoints, *callbacks])
         fit.fit(model, datamodule=tiny_data(tiny_unpaired), ckpt_path=ckpt_path)
         return model, fit
 
     straight, straight_trainer = run(tmp_path / "straight", [])
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path / "resumed", [CrashAtEpoch(2)])
-    resumed, resumed_trainer = run(tmp_path / "resumed", [], ckpt_path=tmp_path / "resumed" / "last.ckpt")
+        run(tmp_path / "resumed", [CrashAtEpoch(1)])
+    class Count(L.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, *args):
+            self.batches += 1
+
+    counted = Count()
+    resumed, resumed_trainer = run(tmp_path / "resumed", [counted], ckpt_path=tmp_path / "resumed" / "last.ckpt")
+    assert counted.batches == 3  # only epoch 1 ran again
     for name, tensor in straight.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
     assert all(torch.equal(x, y) for x, y in zip(straight.pool_a.images, resumed.pool_a.images, strict=True))
-    assert resumed.batches_trained == straight.batches_trained == 9  # 3 epochs of 3 batches
-    assert resumed_trainer.global_step == straight_trainer.global_step == 27  # 3 optimizer steps a batch
+    assert resumed.batches_trained == straight.batches_trained == 6  # 2 epochs of 3 batches
+    assert resumed_trainer.global_step == straight_trainer.global_step == 18  # 3 optimizer steps a batch
     assert [o.param_groups[0]["lr"] for o in resumed_trainer.optimizers] == \
         [o.param_groups[0]["lr"] for o in straight_trainer.optimizers]
 

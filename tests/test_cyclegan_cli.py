@@ -16,6 +16,8 @@ from datamodules import UnpairedImageDataModule
 from lightning_modules import CycleGAN
 from lightning_modules.cyclegan import translate
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
         "--model.n_epochs_decay", "1", "--model.log_images_every_n_batches", "2", "--data.load_size", "36",
         "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.max_epochs", "2",
@@ -65,7 +67,7 @@ def test_crashed_run_resumes_with_ckpt_path_last_in_its_folder(tiny_unpaired, tm
 
 def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_path):
     runs = tmp_path / "runs"
-    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "tests")}
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
     args = job(tiny_unpaired, runs, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.max_epochs", "1",
                "--trainer.callbacks+=test_cyclegan_cli.SaveWeights")
@@ -115,7 +117,8 @@ def test_translate_command_writes_an_index_of_inputs_beside_outputs(tiny_checkpo
     result = subprocess.run([sys.executable, "-m", "lightning_modules.cyclegan", "translate",
                              "--checkpoint", str(tiny_checkpoint), "--input_dir", str(photos(tmp_path / "in")),
                              "--output_dir", str(tmp_path / "out"), "--direction", "b2a"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     index = (tmp_path / "out" / "index.html").read_text()
     assert "<img src='inputs/odd.png'></td><td><img src='odd.png'>" in index and "b2a" in index

@@ -9,6 +9,8 @@ from lightning_modules.nets.cyclegan import (
     upsample_norm_relu,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def conv(ni, nf, k):  # weights + bias of one conv with a k x k kernel
     return ni * nf * k * k + nf
