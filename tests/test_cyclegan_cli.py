@@ -84,6 +84,8 @@ def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_p
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the one_thread fixture applies
     torch.manual_seed(0)
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0)
     trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
@@ -91,6 +93,7 @@ def tiny_checkpoint(tmp_path_factory):
     data = UnpairedImageDataModule(str(make_unpaired(root / "data")), 2, load_size=36, crop_size=32, num_workers=0)
     trainer.fit(model, datamodule=data)
     trainer.save_checkpoint(root / "tiny.ckpt")
+    torch.set_num_threads(threads)
     return root / "tiny.ckpt"
 
 
