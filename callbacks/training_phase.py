@@ -21,9 +21,20 @@ class DecayType(str, Enum):
     POLYNOMIAL = "polynomial"
 
 
+def decay_type(value: DecayType | str) -> DecayType:
+    """DecayType.COSINE, "cosine" or "COSINE"."""
+    if isinstance(value, DecayType):
+        return value
+    try:
+        return DecayType(str(value).lower())
+    except ValueError:
+        raise ValueError(f"'{value}' is not a valid DecayType; use one of "
+                         f"{', '.join(d.value for d in DecayType)}") from None
+
+
 def annealed(start: float, end: float, pct: float, decay: DecayType, power: float = 2.0) -> float:
     """The seed's DecayScheduler at pct = i / n of a phase (i: iteration within the phase, n: its length)."""
-    decay = DecayType(decay)
+    decay = decay_type(decay)
     if decay is DecayType.NO:
         return start
     if decay is DecayType.LINEAR:
@@ -72,9 +83,9 @@ class TrainingPhase:
     epochs: float
     opt_fn: str | type = "SGD"
     lr: Pair = 1e-2
-    lr_decay: DecayType | tuple = DecayType.NO
+    lr_decay: DecayType | str | tuple = DecayType.NO
     momentum: Pair | None = None
-    momentum_decay: DecayType = DecayType.NO
+    momentum_decay: DecayType | str = DecayType.NO
     power: float = 2.0
     weight_decay: float | None = None
     lr_multipliers: list[float] | None = None
@@ -86,7 +97,7 @@ class TrainingPhase:
             raise ValueError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
         if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
             self.lr_decay, self.power = self.lr_decay
-        self.lr_decay, self.momentum_decay = DecayType(self.lr_decay), DecayType(self.momentum_decay)
+        self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
         self.opt_class = optimizer_class(self.opt_fn)
         self.lr_range = self._range(self.lr, self.lr_decay, "lr")
         self.momentum_range = None if self.momentum is None else self._range(self.momentum, self.momentum_decay,

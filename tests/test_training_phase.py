@@ -260,3 +260,16 @@ def test_one_cycle_recipe_spans_the_training_and_takes_the_model_lr(tiny_cifar, 
     lrs = [lrs[0] for _, lrs, _ in recorder.steps]
     assert len(lrs) == expected_steps and scheduler.ends[-1] == expected_steps
     assert lrs[0] == pytest.approx(0.03) and max(lrs) == pytest.approx(0.3)  # lr/div up to the model's lr
+
+
+def test_phases_written_in_yaml_as_in_the_readme_parse_to_the_same_phases():
+    from jsonargparse import ArgumentParser
+    parser = ArgumentParser()
+    parser.add_argument("--phases", type=list[TrainingPhase])
+    yaml = ("[{epochs: 1, opt_fn: RMSprop, lr: 1.0e-3, momentum: 0.9, data: {image_size: 28}},"
+            " {epochs: 2.5, opt_fn: SGD, lr: [0.4, 0.004], lr_decay: cosine, momentum: 0.9,"
+            " opt_kwargs: {nesterov: true}, data: {image_size: 32}}]")
+    phases = parser.instantiate(parser.parse_args(["--phases", yaml])).phases
+    assert phases == [TrainingPhase(1, "RMSprop", 1e-3, momentum=0.9, data={"image_size": 28}),
+                      TrainingPhase(2.5, "SGD", (0.4, 0.004), DecayType.COSINE, momentum=0.9,
+                                    opt_kwargs={"nesterov": True}, data={"image_size": 32})]
