@@ -158,7 +158,7 @@ class CycleGAN(L.LightningModule):
 
     def discriminator_loss(self, disc, real: Tensor, fake: Tensor) -> Tensor:
         return 0.5 * (gan_loss(disc(real), True, self.hparams.gan_mode)
-                      + gan_loss(disc(fake), False, self.hparams.gan_mode))  # halved: D learns slower than G
+                      + gan_loss(disc(fake), False, self.hparams.gan_mode))  # halved to slow D (section 7.1)
 
     def training_step(self, batch, batch_idx):
         real_a, real_b = (x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -170,10 +170,9 @@ class CycleGAN(L.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(losses["gen_total"])
             opt_g.step()
-        for name, opt, disc, real, fake, pool in (("disc_a", opt_dx, self.disc_a, real_a, visuals["fake_a"],
-                                                   self.pool_a),
-                                                  ("disc_b", opt_dy, self.disc_b, real_b, visuals["fake_b"],
-                                                   self.pool_b)):
+        for name, opt, disc, real, fake, pool in (
+                ("disc_a", opt_dx, self.disc_a, real_a, visuals["fake_a"], self.pool_a),  # D_X: A images
+                ("disc_b", opt_dy, self.disc_b, real_b, visuals["fake_b"], self.pool_b)):  # D_Y: B images
             with self.toggled_optimizer(opt):
                 losses[name] = self.discriminator_loss(disc, real, pool.query(fake))
                 opt.zero_grad(set_to_none=True)
