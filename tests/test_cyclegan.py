@@ -115,6 +115,25 @@ def test_learning_rates_follow_the_linear_policy(tiny_unpaired, tmp_path):
     assert lrs == [pytest.approx([e] * 3) for e in expected]
 
 
+def test_training_phase_scheduler_can_replace_the_built_in_schedule(tiny_unpaired, tmp_path):
+    from callbacks import TrainingPhase, TrainingPhaseScheduler
+
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            lrs.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
+
+    phases = [TrainingPhase(epochs=2, opt_fn="Adam", lr=1e-3),
+              TrainingPhase(epochs=3, opt_fn="Adam", lr=(1e-3, 0.0), lr_decay="linear")]
+    model = tiny_model(lr=1e-3, linear_decay=False)
+    trainer(tmp_path, max_epochs=5, limit_train_batches=1,
+            callbacks=[TrainingPhaseScheduler(phases=phases, plot=False), Record()]).fit(
+        model, datamodule=tiny_data(tiny_unpaired))
+    # one batch an epoch: the second phase is at 0, 1/3 and 2/3 of its way from 1e-3 to 0
+    assert lrs == [pytest.approx([lr] * 3) for lr in (1e-3, 1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3)]
+
+
 def test_default_schedule_reaches_one_101th_in_the_last_epoch():
     assert [linear_decay(e, 100, 100) for e in (0, 99, 100, 199)] == pytest.approx([1, 1, 100 / 101, 1 / 101])
 
