@@ -260,7 +260,11 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     if not files:
         raise FileNotFoundError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
                                 "pass a folder of images as --input_dir")
-    model = CycleGAN.load_from_checkpoint(checkpoint, map_location=device).eval()
+    # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
+    # refuse for a checkpoint that names lightning_modules.CycleGAN
+    from lightning_modules import CycleGAN as Model
+
+    model = Model.load_from_checkpoint(checkpoint, map_location=device).eval()
     out = Path(output_dir)
     rows = []
     for file in files:

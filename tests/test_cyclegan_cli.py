@@ -12,7 +12,6 @@ from conftest import ROOT, make_unpaired
 from PIL import Image
 
 import train
-from datamodules import UnpairedImageDataModule
 from lightning_modules import CycleGAN
 from lightning_modules.cyclegan import translate
 
@@ -83,18 +82,13 @@ def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_p
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint written by train.py, so it names its class as LightningCLI does."""
     root = tmp_path_factory.mktemp("ckpt")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module scope: set up before the one_thread fixture applies
-    torch.manual_seed(0)
-    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0)
-    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root))
-    data = UnpairedImageDataModule(str(make_unpaired(root / "data")), 2, load_size=36, crop_size=32, num_workers=0)
-    trainer.fit(model, datamodule=data)
-    trainer.save_checkpoint(root / "tiny.ckpt")
+    train.main(job(make_unpaired(root / "data"), root / "runs", "--trainer.max_epochs", "1"))
     torch.set_num_threads(threads)
-    return root / "tiny.ckpt"
+    return only_run(root / "runs") / "checkpoints" / "last.ckpt"
 
 
 def photos(folder):
