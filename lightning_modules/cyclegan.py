@@ -138,6 +138,9 @@ class CycleGAN(L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor, direction: Literal["a2b", "b2a"] = "a2b") -> Tensor:
+        """Translate [-1, 1] images A -> B (gen_a2b) or B -> A (gen_b2a); sides must be multiples of 4."""
+        if direction not in ("a2b", "b2a"):
+            raise ValueError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
         return (self.gen_a2b if direction == "a2b" else self.gen_b2a)(images)
 
     def generator_losses(self, real_a: Tensor, real_b: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
