@@ -1,0 +1,115 @@
+"""Content and style images for style transfer, the style resized to cover the content (DL2 2018 lesson 13)."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+STYLE_IMAGES = Path(__file__).resolve().parent / "style_images"  # the shipped defaults; credits in README
+DEFAULT_CONTENT = STYLE_IMAGES / "kodim23_macaws.jpg"
+DEFAULT_STYLE = STYLE_IMAGES / "starry_night.jpg"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    """Each path is an image file or a folder of them (taken in name order)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"content folder {path} has no .png or .jpg images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"image {path} not found; give an existing .png/.jpg file or folder "
+                                    "(--data.content [a.jpg, b.png] / --data.style s.jpg)")
+    return files
+
+
+def read_image(path: Path) -> Tensor:
+    """(3, H, W) float pixels in [0, 1]."""
+    try:
+        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except RuntimeError as error:
+        raise ValueError(f"{path} is not a readable .png or .jpg image ({error})") from error
+    return image.float() / 255
+
+
+def resize(image: Tensor, height: int, width: int) -> Tensor:
+    return F.interpolate(image[None], size=(height, width), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def resize_crop(image: Tensor, size: int, crop: bool) -> Tensor:
+    """Shorter side to `size`; then the central size x size square when `crop` (the seed's val_tfms)."""
+    h, w = image.shape[1:]
+    rat = size / min(h, w)
+    image = resize(image, max(size, round(h * rat)), max(size, round(w * rat)))
+    if not crop:
+        return image
+    top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2
+    return image[:, top:top + size, left:left + size]
+
+
+def scale_match(style: Tensor, height: int, width: int) -> Tensor:
+    """The seed's scale_match: scale the style until it covers height x width, keep its top-left corner."""
+    sh, sw = style.shape[1:]
+    rat = max(height / sh, width / sw)
+    return resize(style, max(height, round(sh * rat)), max(width, round(sw * rat)))[:, :height, :width]
+
+
+class RepeatBatch:
+    """The same (content, style) batch forever: each trainer step is one L-BFGS iteration on it."""
+
+    def __init__(self, content: Tensor, style: Tensor):
+        self.content, self.style = content, style
+
+    def __iter__(self):
+        while True:
+            yield self.content, self.style
+
+
+class StyleTransferDataModule(L.LightningDataModule):
+    """Content images stylized as one batch, with one style image scale-matched to them.
+
+    Args:
+        content: a content image file or folder of them, or a list of those; null: the shipped Kodak macaws
+            (kodim23).
+        style: the style image; null: the shipped Starry Night (Van Gogh, 1889).
+        size: content images are resized so their shorter side is `size` (the seed: 288).
+        crop: then cut to the central size x size square, as the seed's val_tfms did. Without it the
+            whole image is kept, and all content images must come out the same shape to form a batch.
+    """
+
+    def __init__(self, content: list[str] | str | None = None, style: str | None = None, size: int = 288,
+                 crop: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        if size < 32:
+            raise ValueError(f"size must be at least 32 (VGG16 pools 5 times; got {size}); try --data.size 288")
+
+    def setup(self, stage: str) -> None:
+        if hasattr(self, "content"):
+            return
+        hp = self.hparams
+        content = str(DEFAULT_CONTENT) if hp.content is None else hp.content
+        files = image_files([content] if isinstance(content, str) else content)
+        images = [resize_crop(read_image(f), hp.size, hp.crop) for f in files]
+        shapes = {tuple(im.shape[1:]) for im in images}
+        if len(shapes) > 1:
+            raise ValueError(f"content images come out in different shapes {sorted(shapes)} and cannot form one "
+                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
+        self.content = torch.stack(images)  # (N, 3, H, W)
+        self.content_names = [f.stem for f in files]
+        style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)])
+        if len(style_files) != 1:
+            raise ValueError(f"--data.style must be one image, not a folder of {len(style_files)}")
+        self.style = scale_match(read_image(style_files[0]), *self.content.shape[2:])[None]  # (1, 3, H, W)
+
+    def train_dataloader(self):
+        return RepeatBatch(self.content, self.style)

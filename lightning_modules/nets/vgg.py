@@ -1,0 +1,103 @@
+"""Frozen VGG16 features with the seed's forward hooks (Simonyan & Zisserman 2015; DL2 2018 lesson 13)."""
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.vgg import VGG16_BN_Weights, VGG16_Weights, cfgs, make_layers
+
+# fastai 0.7's `vgg16(True)`, which the seed uses, is torchvision's vgg16_bn features: block ends [5, 12, 22, 32, 42]
+ARCHS = {"vgg16": (False, VGG16_Weights.IMAGENET1K_V1), "vgg16_bn": (True, VGG16_BN_Weights.IMAGENET1K_V1)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def vgg16_features(batch_norm: bool = False) -> nn.Sequential:
+    """torchvision's VGG16 `features` (configuration D), built without the 120 M-parameter classifier."""
+    return make_layers(cfgs["D"], batch_norm=batch_norm)
+
+
+def block_ends(features: nn.Sequential) -> dict[str, int]:
+    """Index of the layer just before each max-pool, named like fast_neural_style's Vgg16 (relu1_2 ... relu5_3).
+
+    The seed's `[i-1 for i, o in enumerate(children(m_vgg)) if isinstance(o, nn.MaxPool2d)]`, plus names.
+    """
+    ends, block, convs = {}, 1, 0
+    for i, layer in enumerate(features):
+        convs += isinstance(layer, nn.Conv2d)
+        if isinstance(layer, nn.MaxPool2d):
+            ends[f"relu{block}_{convs}"] = i - 1
+            block, convs = block + 1, 0
+    return ends
+
+
+class SaveFeatures:
+    """The seed's forward hook: keeps the output of `module` from its latest forward pass."""
+
+    features: Tensor | None = None
+
+    def __init__(self, module: nn.Module):
+        self.hook = module.register_forward_hook(self.hook_fn)
+
+    def hook_fn(self, module, input, output):
+        self.features = output
+
+    def close(self):
+        self.hook.remove()
+
+
+@contextmanager
+def saved_features(modules: list[nn.Module]) -> Iterator[list[SaveFeatures]]:
+    """Hooks on `modules` for the duration of the block; removed on the way out, also when it raises."""
+    with ExitStack() as stack:
+        hooks = []
+        for module in modules:
+            hooks.append(SaveFeatures(module))
+            stack.callback(hooks[-1].close)
+        yield hooks
+
+
+def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequential:
+    """VGG16 features, frozen and in eval mode; `weights` is "imagenet", a state-dict file, or "random"."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)} (got {arch!r})")
+    batch_norm, imagenet = ARCHS[arch]
+    features = vgg16_features(batch_norm)
+    if weights != "random":
+        state = imagenet_state(arch, imagenet) if weights == "imagenet" else file_state(Path(weights))
+        state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        try:
+            features.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{weights} does not hold torchvision {arch} weights ({str(error)[:300]}...); "
+                             f"pass a file for --model.arch {arch} or change --model.arch") from error
+    return features.eval().requires_grad_(False)
+
+
+def imagenet_state(arch: str, imagenet) -> dict[str, Tensor]:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet.url).name
+    try:  # from the torch cache, else downloaded into it
+        return torch.hub.load_state_dict_from_url(imagenet.url, progress=False, check_hash=True, map_location="cpu")
+    except OSError as error:  # URLError, DNS and connection failures are all OSErrors
+        raise FileNotFoundError(
+            f"the ImageNet {arch} weights are not in the torch cache ({cached}) and could not be downloaded "
+            f"({error}). On a machine with internet run `python -c \"import torchvision; "
+            f"torchvision.models.{arch}(weights='IMAGENET1K_V1')\"` and copy {cached.name} into {cached.parent}, "
+            f"or pass the file with --model.vgg_weights PATH (or --model.vgg_weights random for a test run)"
+        ) from error
+
+
+def file_state(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"--model.vgg_weights {path}: no such file; give torchvision's VGG16 weights file "
+                                "(e.g. vgg16_bn-6c64b313.pth), 'imagenet' for the torch cache, or 'random'")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)  # a plain state dict, or a checkpoint that wraps one
+
+
+def normalize_imagenet(images: Tensor) -> Tensor:
+    """(N, 3, H, W) pixels in [0, 1] -> the inputs torchvision's ImageNet VGG16 was trained on."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std

@@ -1,0 +1,249 @@
+"""Gatys style transfer: the image itself optimized by L-BFGS (Gatys, Ecker & Bethge 2016; DL2 2018 lesson 13).
+
+`python -m lightning_modules.style_transfer --help` lists the stylize command's options.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from callbacks.images import log_image_grid, save_png
+from lightning_modules.lbfgs import BatchLBFGS
+from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, saved_features
+
+# Features of one image divided by its numel are ~1e-3, Gram entries ~1e-6 and their squared errors ~1e-12:
+# below L-BFGS's tolerance_grad in single precision. The seed scaled them; so does this, out of the user's sight.
+CONTENT_SCALE = 1e6  # the seed's comb_loss: F.mse_loss(outs[3], targ_vs[3]) * 1000000
+STYLE_SCALE = 1e12  # the seed's gram(...) * 1e6, squared inside the MSE
+NOT_ART = ("VGG16 has RANDOM weights (--model.vgg_weights random): the losses and the image are real, "
+           "the result is not art")
+
+
+def gram(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N, C, C): x x^T / numel per image (the seed's gram, without its x1e6)."""
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
+    """Per-image MSE between activations, (N,)."""
+    return F.mse_loss(features, target.expand_as(features), reduction="none").flatten(1).mean(1)
+
+
+def style_loss(features: list[Tensor], target_grams: list[Tensor], weights: list[float],
+               diagonal: bool = False) -> Tensor:
+    """Per-image weighted sum over layers of the Gram-matrix MSE, (N,); `diagonal`: the Gram diagonals only."""
+    total = 0
+    for x, target, weight in zip(features, target_grams, weights, strict=True):
+        g = gram(x)
+        if diagonal:  # the seed's homework: per-channel energy only, no channel correlations
+            g, target = g.diagonal(dim1=1, dim2=2), target.diagonal(dim1=1, dim2=2)
+        total = total + weight * F.mse_loss(g, target.expand_as(g), reduction="none").flatten(1).mean(1)
+    return total
+
+
+def median_filtered_noise(shape: tuple[int, ...], size: int = 8) -> Tensor:
+    """The seed's start: uniform noise median-filtered over size x size windows per channel, halved."""
+    images = []
+    for noise in torch.rand(shape):  # one image at a time: the (3, H, W, 8, 8) windows of a batch are large
+        padded = F.pad(noise[None], (size // 2, (size - 1) // 2) * 2, mode="reflect")[0]
+        windows = padded.unfold(1, size, 1).unfold(2, size, 1).flatten(-2)  # (3, H, W, size * size)
+        images.append(windows.kthvalue(size * size // 2 + 1, dim=-1).values)  # scipy's median rank
+    return torch.stack(images) / 2  # the seed's val_tfms(opt_img / 2)
+
+
+class StyleTransfer(L.LightningModule):
+    """Optimizes `self.image` (its only parameter) against VGG16 content and Gram style losses with L-BFGS.
+
+    One trainer step is one L-BFGS iteration, so `--trainer.max_steps` is the seed's `max_iter`. The
+    batch is (content, style) from StyleTransferDataModule; every content image is its own L-BFGS
+    problem (BatchLBFGS), so a batch gives what each image would alone. Loss per image:
+    content_weight * 1e6 * MSE(content layer) + style_weight * 1e12 * sum_l w_l MSE(gram_l), as the seed's comb_loss.
+
+    Args:
+        arch: "vgg16_bn" (fastai 0.7's vgg16, which the seed used) or "vgg16".
+        vgg_weights: "imagenet" (torchvision's, from the torch cache), a path to torchvision's weights file,
+            or "random" (tests and demos only: the result is not art).
+        content_layer: block end whose activations the result must match (the seed: block_ends[3], relu4_3).
+        style_layers: block ends whose Gram matrices the result must match (the seed: all five).
+        style_layer_weights: weight per style layer; null for 1 each.
+        content_weight: 0 gives style only (texture synthesis).
+        style_weight: 0 gives content only (reconstruction from one layer).
+        gram_diagonal: match only the Gram diagonals (per-channel energy), the seed's homework variant.
+        init: "noise" (median-filtered uniform noise, the seed) or "content" (start from the content image).
+        lr: L-BFGS step length (the seed: 1, torch's default; its first experiment 0.5).
+        history_size: L-BFGS curvature pairs kept per image.
+        show_iter: log the image every this many iterations (0: never); the loss goes every log_every_n_steps.
+    """
+
+    def __init__(self, arch: Literal["vgg16", "vgg16_bn"] = "vgg16_bn", vgg_weights: str = "imagenet",
+                 content_layer: str = "relu4_3",
+                 style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+                 style_layer_weights: list[float] | None = None, content_weight: float = 1.0,
+                 style_weight: float = 1.0, gram_diagonal: bool = False,
+                 init: Literal["noise", "content"] = "noise", lr: float = 1.0, history_size: int = 100,
+                 show_iter: int = 100):
+        super().__init__()
+        self.save_hyperparameters()
+        features = load_vgg16(arch, vgg_weights)
+        ends = block_ends(features)
+        self.style_layers, self.content_layer = list(style_layers) * (style_weight != 0), content_layer
+        self.style_layer_weights = list(style_layer_weights or [1.0] * len(style_layers))
+        if len(self.style_layer_weights) != len(style_layers):
+            raise ValueError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
+                             "style_layer_weights; give one weight per layer")
+        if content_weight == 0 and style_weight == 0:
+            raise ValueError("content_weight and style_weight are both 0: nothing to optimize")
+        self.layers = self.style_layers + [content_layer] * (content_weight != 0)
+        unknown = sorted(set(self.layers) - set(ends))
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; VGG16's block ends are {list(ends)}")
+        self.layer_index = {name: ends[name] for name in dict.fromkeys(self.layers)}
+        self.vgg = features[:max(self.layer_index.values()) + 1]  # nothing past the deepest layer used
+        self.image = nn.Parameter(torch.empty(0))  # shaped from the content batch in setup()
+        self._targets = None
+        self.strict_loading = False  # checkpoints leave out the frozen VGG (on_save_checkpoint)
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        if trainer.precision not in ("32-true", "64-true", "bf16-mixed"):
+            raise ValueError(f"precision {trainer.precision} does not suit L-BFGS (Lightning's 16-mixed GradScaler "
+                             "cannot step a closure optimizer); use --trainer.precision 32-true or bf16-mixed")
+        if trainer.world_size > 1:
+            raise ValueError("style transfer optimizes one image tensor on one device; give a batch of content "
+                             "images instead of --trainer.devices > 1")
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            raise ValueError("set --trainer.max_steps: the number of L-BFGS iterations (the seed: 1000)")
+        content = getattr(trainer.datamodule, "content", None)
+        if content is None:
+            raise ValueError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")
+        if self.image.shape != content.shape:
+            start = median_filtered_noise(content.shape) if self.hparams.init == "noise" else content.clone()
+            self.image = nn.Parameter(start)
+        if self.hparams.vgg_weights == "random":
+            rank_zero_warn(NOT_ART)
+
+    def on_load_checkpoint(self, checkpoint) -> None:
+        shape = checkpoint["state_dict"]["image"].shape  # StyleTransfer.load_from_checkpoint has no data
+        if self.image.shape != shape:
+            self.image = nn.Parameter(torch.empty(shape))
+
+    def on_save_checkpoint(self, checkpoint) -> None:
+        for key in [k for k in checkpoint["state_dict"] if k.startswith("vgg.")]:
+            del checkpoint["state_dict"][key]  # 59 MB of frozen weights that vgg_weights brings back
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vgg.eval()  # frozen: BatchNorm keeps ImageNet statistics while Lightning trains the image
+        return self
+
+    def configure_optimizers(self):
+        return BatchLBFGS([self.image], lr=self.hparams.lr, history_size=self.hparams.history_size)
+
+    # ---- losses -------------------------------------------------------------------------------------------
+    def features(self, images: Tensor) -> dict[str, Tensor]:
+        """Activations at the chosen block ends, captured by the seed's SaveFeatures hooks."""
+        with saved_features([self.vgg[i] for i in self.layer_index.values()]) as hooks:
+            self.vgg(normalize_imagenet(images))
+        return {name: hook.features.float() for name, hook in zip(self.layer_index, hooks, strict=True)}
+
+    def targets(self, content: Tensor, style: Tensor) -> tuple[Tensor | None, list[Tensor]]:
+        """Content activations and style Gram matrices, computed once (they never change)."""
+        if self._targets is None:
+            with torch.no_grad():
+                target_content = self.features(content)[self.content_layer] if self.hparams.content_weight else None
+                style_features = self.features(style) if self.style_layers else {}
+                self._targets = (target_content, [gram(style_features[n]) for n in self.style_layers])
+            self._batch = (content, style)
+        return self._targets
+
+    def losses(self, images: Tensor, content: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image (N,) content and style losses, scaled as the seed scaled them."""
+        target_content, target_grams = self.targets(content, style)
+        features = self.features(images)
+        zero = images.new_zeros(len(images))
+        c_loss = zero if target_content is None else content_loss(features[self.content_layer], target_content)
+        s_loss = style_loss([features[n] for n in self.style_layers], target_grams, self.style_layer_weights,
+                            self.hparams.gram_diagonal) if self.style_layers else zero
+        return (self.hparams.content_weight * CONTENT_SCALE * c_loss,
+                self.hparams.style_weight * STYLE_SCALE * s_loss)
+
+    def training_step(self, batch, batch_idx):
+        c_loss, s_loss = self.losses(self.image, *batch)
+        per_image = c_loss + s_loss
+        self.log("train/loss", per_image.mean())
+        self.log("train/content_loss", c_loss.mean())
+        self.log("train/style_loss", s_loss.mean())
+        return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
+
+    # ---- output -------------------------------------------------------------------------------------------
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        every = self.hparams.show_iter
+        if every and self.global_step % every == 0:
+            log_image_grid(self.trainer, "style/image", self.image.detach().clamp(0, 1), self.global_step,
+                           value_range=(0, 1))
+
+    def on_train_end(self) -> None:
+        """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
+        if not self.trainer.is_global_zero or not hasattr(self, "_batch"):
+            return
+        content, style = (x.float().cpu() for x in self._batch)
+        result = self.image.detach().float().cpu().clamp(0, 1)
+        names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
+        for name, image in zip(names, result, strict=True):
+            save_png(image, Path(self.trainer.default_root_dir) / "stylized" / f"{name}.png")
+        rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
+        caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
+        log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
+                       caption=caption)
+        if self.hparams.vgg_weights == "random":
+            print(NOT_ART)
+
+
+def stylize(content: list[str] | str | None = None, style: str | None = None, output: str = "stylized", size: int = 288,
+            crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
+            arch: Literal["vgg16", "vgg16_bn"] = "vgg16_bn", content_weight: float = 1.0,
+            style_weight: float = 1.0, init: Literal["noise", "content"] = "noise", accelerator: str = "auto",
+            precision: str = "32-true") -> list[Path]:
+    """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
+
+    Args:
+        content: a content image file or folder, or a list of them, stylized as one batch; default the shipped
+            macaws.
+        style: the style image; default the shipped Starry Night.
+        output: folder for the results.
+        size: shorter side of the content images (the seed: 288).
+        crop: cut the content images to size x size squares.
+        max_iter: L-BFGS iterations (the seed: 1000).
+        vgg_weights: "imagenet" (torch cache), a torchvision VGG16 weights file, or "random" (not art).
+        arch: "vgg16_bn" (the seed's) or "vgg16"; must match the weights.
+        content_weight: 0 for texture synthesis.
+        style_weight: 0 for content reconstruction.
+        init: "noise" or "content".
+        accelerator: "cpu", "gpu" or "auto".
+        precision: "32-true" or "bf16-mixed".
+    """
+    from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
+
+    model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
+                          style_weight=style_weight, init=init, show_iter=0)
+    data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop)
+    trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, default_root_dir=output, log_every_n_steps=max(1, max_iter // 10))
+    trainer.fit(model, datamodule=data)
+    written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
+    print("Wrote " + ", ".join(map(str, written)))
+    return written
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI({"stylize": stylize})
