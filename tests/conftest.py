@@ -100,6 +100,27 @@ def shared_horse2zebra(tmp_path_factory) -> Path:
     return target / "horse2zebra"
 
 
+def make_style_images(folder: Path) -> tuple[list[Path], Path]:
+    """Two 32x32 content PNGs (random colour blocks) and a 40x48 striped style PNG, for the style-transfer tests."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    content = []
+    for i in range(2):
+        blocks = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+        content.append(folder / f"content{i}.png")
+        Image.fromarray(blocks).save(content[-1])
+    stripes = np.zeros((40, 48, 3), dtype=np.uint8)
+    stripes[:, ::4] = (255, 200, 0)
+    stripes[::6, :] = (0, 60, 255)
+    Image.fromarray(stripes).save(folder / "style.png")
+    return content, folder / "style.png"
+
+
+@pytest.fixture
+def style_images(tmp_path) -> tuple[list[Path], Path]:
+    return make_style_images(tmp_path / "style_images")
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test, restored after it. Tiny nets gain nothing from intra-op threads, and

@@ -1,0 +1,122 @@
+"""`train.py --system style`, the stylize command (python -m lightning_modules.style_transfer), VGG16 weights."""
+
+import contextlib
+import io
+import json
+import urllib.error
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import make_style_images
+from jsonargparse import CLI
+from PIL import Image
+
+import train
+from lightning_modules.nets.vgg import load_vgg16, vgg16_features
+from lightning_modules.style_transfer import stylize
+
+
+def job(style_images, runs, *extra):
+    content, style = style_images
+    return ["--system", "style", "--model.vgg_weights", "random", "--model.arch", "vgg16",
+            "--data.content", json.dumps([str(c) for c in content]), "--data.style", str(style), "--data.size", "32",
+            "--trainer.default_root_dir", str(runs), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+@pytest.fixture(scope="module")
+def job_run(tmp_path_factory):
+    """One 3-iteration job with random weights, shared by the tests that look at what it wrote."""
+    runs = tmp_path_factory.mktemp("runs")
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
+        warnings.simplefilter("always")
+        train.main(job(make_style_images(tmp_path_factory.mktemp("style")), runs, "--trainer.max_steps", "3",
+                       "--model.show_iter", "2"))
+    (run_dir,) = runs.iterdir()
+    return SimpleNamespace(run_dir=run_dir, printed=out.getvalue(), warnings=[str(w.message) for w in caught])
+
+
+def test_random_weights_say_the_result_is_not_art(job_run):
+    assert any("result is not art" in w for w in job_run.warnings) and "result is not art" in job_run.printed
+
+
+def test_job_writes_results_and_the_stylized_pngs(job_run):
+    results = json.loads((job_run.run_dir / "results.json").read_text())
+    assert results["global_step"] == 3 and results["test"] == {} and "train/loss" in results["final_metrics"]
+    for name in ("content0", "content1"):
+        assert Image.open(job_run.run_dir / "stylized" / f"{name}.png").size == (32, 32)
+    assert (job_run.run_dir / "images" / "style_image-000002.png").is_file()  # every show_iter iterations
+
+
+def test_job_writes_a_content_style_result_side_by_side(job_run):
+    # two rows of content | style | result, 32px tiles with make_grid's 2px padding
+    grid = Image.open(job_run.run_dir / "images" / "style_side_by_side-000003.png")
+    assert grid.size == (3 * 34 + 2, 2 * 34 + 2)
+
+
+def test_checkpoint_holds_the_image_not_the_frozen_vgg(job_run):
+    state = torch.load(job_run.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert list(state["state_dict"]) == ["image"] and state["state_dict"]["image"].shape == (2, 3, 32, 32)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(style_images, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.main(job(style_images, straight, "--trainer.max_steps", "3"))
+    train.main(job(style_images, split, "--trainer.max_steps", "2"))  # one curvature pair in the checkpoint
+    train.main(job(style_images, split, "--trainer.max_steps", "3", "--ckpt_path", "last"))
+
+    def image(runs):
+        (run_dir,) = runs.iterdir()
+        return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]["image"]
+
+    assert torch.allclose(image(split), image(straight), atol=1e-5)  # L-BFGS history restored, not restarted
+
+
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
+def test_without_weights_the_error_says_how_to_supply_them(style_images, tmp_path, monkeypatch):
+    offline(monkeypatch, tmp_path)
+    args = [a for a in job(style_images, tmp_path / "runs") if a != "random"]
+    args.remove("--model.vgg_weights")
+    with pytest.raises(ValueError, match=r"not in the torch cache .*vgg16-397923af.pth.*--model.vgg_weights PATH"):
+        train.main(args)  # jsonargparse re-raises the FileNotFoundError as a ValueError with its message
+
+
+def test_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
+    offline(monkeypatch, tmp_path)
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth")
+    assert torch.equal(load_vgg16("vgg16", "imagenet")[28].weight, state["features.28.weight"])
+
+
+def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's files carry the classifier too
+    torch.save(state, tmp_path / "vgg16.pth")
+    assert torch.equal(load_vgg16("vgg16", str(tmp_path / "vgg16.pth"))[0].weight, state["features.0.weight"])
+    with pytest.raises(ValueError, match="(?s)does not hold torchvision vgg16_bn weights.*--model.arch"):
+        load_vgg16("vgg16_bn", str(tmp_path / "vgg16.pth"))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_vgg16("vgg16", str(tmp_path / "absent.pth"))
+
+
+def test_stylize_command_writes_the_images(style_images, tmp_path):
+    content, style = style_images
+    CLI({"stylize": stylize}, args=["stylize", "--content", str(content[0]), "--style", str(style), "--output",
+                                    str(tmp_path / "out"), "--size", "32", "--max_iter", "2", "--vgg_weights", "random",
+                                    "--arch", "vgg16", "--accelerator", "cpu"])
+    assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
+    assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))

@@ -1,0 +1,85 @@
+"""StyleTransferDataModule: scale_match, crops, batches, the shipped defaults and bad paths."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules import StyleTransferDataModule
+from datamodules.style import DEFAULT_CONTENT, DEFAULT_STYLE, resize_crop, scale_match
+
+
+def test_scale_match_covers_the_content_and_keeps_the_top_left():
+    style = torch.zeros(3, 50, 100)  # 50 high, 100 wide: red left half, blue right half
+    style[0, :, :50], style[2, :, 50:] = 1, 1
+    matched = scale_match(style, 32, 32)
+    # the seed: rat = max(32 / 50, 32 / 100) = 0.64 -> 32 x 64, then [:32, :32] is the red half
+    assert matched.shape == (3, 32, 32)
+    assert torch.allclose(matched[:, :, :30].mean((1, 2)), torch.tensor([1.0, 0.0, 0.0]), atol=1e-3)
+
+
+def test_resize_crop_takes_the_central_square():
+    image = torch.zeros(3, 40, 80)
+    image[0, :, :16], image[1, :, 16:64], image[2, :, 64:] = 1, 1, 1  # red | green | blue
+    cropped = resize_crop(image, 20, crop=True)  # 40x80 -> 20x40 (green 8..32) -> the central columns 10..30
+    assert cropped.shape == (3, 20, 20)
+    assert torch.allclose(cropped.mean((1, 2)), torch.tensor([0.0, 1.0, 0.0]), atol=1e-3)
+
+
+def test_content_batch_and_matched_style(style_images):
+    content, style = style_images
+    data = StyleTransferDataModule([str(content[1]), str(content[0])], str(style), size=32)
+    data.setup("fit")
+    assert data.content.shape == (2, 3, 32, 32) and data.style.shape == (1, 3, 32, 32)
+    assert data.content_names == ["content1", "content0"]
+    first = np.asarray(Image.open(content[1]), dtype=np.float32) / 255
+    assert torch.allclose(data.content[0], torch.from_numpy(first).permute(2, 0, 1), atol=1e-6)
+    batches = iter(data.train_dataloader())
+    assert all(torch.equal(next(batches)[0], data.content) for _ in range(3))  # the same batch every step
+
+
+def test_a_folder_of_content_images_is_taken_in_name_order(style_images, tmp_path):
+    content, style = style_images
+    (tmp_path / "photos").mkdir()
+    for name, source in (("b.png", content[0]), ("a.png", content[1])):
+        (tmp_path / "photos" / name).write_bytes(source.read_bytes())
+    data = StyleTransferDataModule([str(tmp_path / "photos")], str(style), size=32)
+    data.setup("fit")
+    assert data.content_names == ["a", "b"] and data.content.shape == (2, 3, 32, 32)
+
+
+def test_a_style_folder_is_refused(style_images):
+    content, style = style_images
+    with pytest.raises(ValueError, match="--data.style must be one image"):
+        StyleTransferDataModule([str(content[0])], str(style.parent), size=32).setup("fit")
+
+
+def test_shipped_defaults_are_small_and_load():
+    assert DEFAULT_CONTENT.stat().st_size + DEFAULT_STYLE.stat().st_size < 300_000
+    data = StyleTransferDataModule(size=64)
+    data.setup("fit")
+    assert data.content.shape == (1, 3, 64, 64) and data.content_names == ["kodim23_macaws"]
+
+
+def test_missing_content_image_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"image .*absent.jpg not found.*--data.content"):
+        StyleTransferDataModule([str(tmp_path / "absent.jpg")]).setup("fit")
+
+
+def test_missing_style_image_names_the_path(style_images, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"absent.png not found.*--data.style"):
+        StyleTransferDataModule([str(style_images[0][0])], str(tmp_path / "absent.png")).setup("fit")
+
+
+def test_a_file_that_is_not_an_image_is_named(style_images, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.jpg is not a readable"):
+        StyleTransferDataModule([str(tmp_path / "notes.jpg")], str(style_images[1])).setup("fit")
+
+
+def test_uncropped_images_of_different_shapes_cannot_batch(style_images, tmp_path):
+    Image.fromarray(np.zeros((32, 64, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    data = StyleTransferDataModule([str(style_images[0][0]), str(tmp_path / "wide.png")], str(style_images[1]),
+                                   size=32, crop=False)
+    with pytest.raises(ValueError, match="different shapes.*--data.crop true"):
+        data.setup("fit")
