@@ -132,8 +132,9 @@ class CycleGAN(L.LightningModule):
     def setup(self, stage: str) -> None:
         strategy = self.trainer.strategy
         if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
-            raise ValueError("CycleGAN's three optimizers each update only their own networks, which plain DDP "
-                             "rejects; use --trainer.strategy ddp_find_unused_parameters_true")
+            # each of the three backward passes reaches only its optimizer's nets, which plain DDP rejects
+            # ("parameters that were not used"); setup runs before Lightning wraps the model in DDP
+            strategy._ddp_kwargs["find_unused_parameters"] = True
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 
