@@ -189,13 +189,6 @@ def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
     assert torch.allclose(model.image.detach(), image.detach(), atol=1e-4)
 
 
-def test_16_mixed_precision_is_refused_with_the_fix(style_images):
-    model, data = model_and_data(style_images)
-    model.trainer = SimpleNamespace(precision="16-mixed", world_size=1, max_steps=5, datamodule=data)
-    with pytest.raises(ValueError, match="use --trainer.precision 32-true or bf16-mixed"):
-        model.setup("fit")
-
-
 def test_unknown_layer_lists_the_block_ends():
     with pytest.raises(ValueError, match=r"unknown layers \['relu4_2'\].*relu1_2"):
         StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu4_2")

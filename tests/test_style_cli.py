@@ -7,6 +7,7 @@ import urllib.error
 import warnings
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from conftest import make_style_images
@@ -14,6 +15,8 @@ from jsonargparse import CLI
 from PIL import Image
 
 import train
+from datamodules import StyleTransferDataModule
+from lightning_modules import StyleTransfer
 from lightning_modules.nets.vgg import load_vgg16, vgg16_features
 from lightning_modules.style_transfer import stylize
 
@@ -120,3 +123,40 @@ def test_stylize_command_writes_the_images(style_images, tmp_path):
                                     "--arch", "vgg16", "--accelerator", "cpu"])
     assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
+
+
+def stub_setup(style_images, **trainer):
+    """model.setup() against a stand-in trainer: the checks that need a GPU or several processes to reach."""
+    content, style = style_images
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", style_weight=0.0)
+    data = StyleTransferDataModule([str(content[0])], str(style), size=32)
+    model.trainer = SimpleNamespace(**{"precision": "32-true", "world_size": 1, "max_steps": 5, "datamodule": data,
+                                       **trainer})
+    model.setup("fit")
+
+
+def test_16_mixed_precision_is_refused_with_the_fix(style_images):
+    with pytest.raises(ValueError, match="use --trainer.precision 32-true or bf16-mixed"):
+        stub_setup(style_images, precision="16-mixed")  # on a CPU Lightning turns 16-mixed into bf16-mixed
+
+
+def test_several_devices_are_refused_with_the_fix(style_images):
+    with pytest.raises(ValueError, match="one device; give a batch of content images"):
+        stub_setup(style_images, world_size=2)
+
+
+def test_a_run_without_max_steps_is_refused(style_images):
+    with pytest.raises(ValueError, match="set --trainer.max_steps"):
+        stub_setup(style_images, max_steps=-1)
+
+
+def test_bf16_mixed_runs_with_a_float32_image(style_images, tmp_path):
+    content, style = style_images
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", style_weight=0.0, show_iter=0)
+    data = StyleTransferDataModule([str(content[0])], str(style), size=32)
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=2, logger=False, default_root_dir=tmp_path,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    loss = trainer.callback_metrics["train/loss"]
+    assert trainer.global_step == 2 and model.image.dtype == torch.float32 and torch.isfinite(loss) and loss > 0
