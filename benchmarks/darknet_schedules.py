@@ -72,13 +72,14 @@ def main():
     parser.add_argument("--lr", type=float, default=0.4, help="peak lr of both 1cycles (the seed: 1.3 at 512)")
     parser.add_argument("--constant_lr", type=float, default=0.1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--schedules", nargs="+", default=["phases 1cycle", "torch OneCycleLR", "constant lr"])
     parser.add_argument("--overhead", action="store_true")
     args = parser.parse_args()
     if args.overhead:
         return overhead()
     data = CIFAR10DataModule(str(cifar10_dir()), batch_size=args.batch, download=False)
     print(f"Darknet({args.num_blocks}, nf={args.nf}), batch {args.batch}, {args.steps} steps, {args.device}")
-    for name in ("phases 1cycle", "torch OneCycleLR", "constant lr"):
+    for name in args.schedules:
         print(json.dumps(run(name, args, data)), flush=True)
 
 

@@ -17,7 +17,8 @@ class DarknetClassifier(L.LightningModule):
         bottleneck: ResLayer inner width over its input width; the seed 0.5, its Wide-ResNet homework 2.
         checkpoint_residuals: recompute each ResLayer in backward to keep only its input (less memory).
         num_classes: output classes.
-        lr: peak learning rate (the seed: 1.3 at batch 512).
+        lr: peak learning rate (the seed: 1.3 at batch 512 for a 30-epoch cycle; a 1-epoch cycle at 1.3
+            diverged here, so configs/darknet.yaml uses 0.4).
         momentum: SGD momentum when no schedule sets it.
         weight_decay: L2 penalty on every parameter, as fastai 0.7 applied it (the seed: 1e-4).
         nesterov: Nesterov momentum.
