@@ -9,6 +9,8 @@ from conftest import ROOT
 
 import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
         "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
 
@@ -20,7 +22,7 @@ def job(data_dir, runs, *extra):
 
 def run_script(args, tmp_path, env=None):
     """train.py in a fresh process, as a user runs it, with no W&B credentials."""
-    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", **(env or {})}
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1", **(env or {})}
     env.pop("WANDB_MODE", None)
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

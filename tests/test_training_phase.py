@@ -10,6 +10,8 @@ from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, one_cycl
 from datamodules import CIFAR10DataModule
 from lightning_modules import DarknetClassifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 BATCHES = 6  # 24 tiny images at batch 4
 
 
