@@ -13,6 +13,8 @@ from lightning_modules import StyleTransfer, gram
 from lightning_modules.nets.vgg import block_ends, vgg16_features
 from lightning_modules.style_transfer import style_loss
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
@@ -78,6 +80,8 @@ class Record(L.Callback):
 def bn_run(tmp_path_factory):
     """One 8-iteration run on vgg16_bn, shared by the tests that only look at its outcome."""
     content, style = make_style_images(tmp_path_factory.mktemp("style"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the one_thread fixture applies
     torch.manual_seed(0)
     model = StyleTransfer(arch="vgg16_bn", vgg_weights="random", show_iter=0)
     before = {k: v.clone() for k, v in model.vgg.state_dict().items()}  # weights and BatchNorm running stats
@@ -86,6 +90,7 @@ def bn_run(tmp_path_factory):
                         enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path_factory.mktemp("runs"))
     trainer.fit(model, datamodule=StyleTransferDataModule([str(content[0])], str(style), size=32))
+    torch.set_num_threads(threads)
     return SimpleNamespace(model=model, trainer=trainer, before=before, record=record)
 
 
@@ -155,7 +160,9 @@ def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
     model, data = model_and_data(style_images, init="content")
     vgg = vgg16_features(batch_norm=False)
     vgg.load_state_dict(model.vgg.state_dict(), strict=False)  # model.vgg stops at relu5_3
-    fit(model, data, 3, tmp_path)
+    record = Record()
+    L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, callbacks=[record],
+              enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path).fit(model, data)
     # the seed's comb_loss: hooks on the block ends, gram x1e6, content MSE x1e6 at block_ends[3]
     feats = {}
     for k, i in enumerate([3, 8, 15, 22, 29]):
@@ -176,17 +183,22 @@ def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
     image = data.content.clone().requires_grad_()
     optimizer = torch.optim.LBFGS([image], lr=1, max_iter=3, max_eval=10)  # its default max_eval stops at 2
 
+    losses = []
+
     def comb_loss():
         optimizer.zero_grad()
         o = outs(image)
         loss = F.mse_loss(o[3], target_content) * 1e6 + sum(
             F.mse_loss(seed_gram(a), seed_gram(s)) for a, s in zip(o, target_styles, strict=True))
         loss.backward()
+        losses.append(loss.item())
         return loss
 
     optimizer.step(comb_loss)
-    assert not torch.equal(image, data.content)
-    assert torch.allclose(model.image.detach(), image.detach(), atol=1e-4)
+    assert record.losses == pytest.approx(losses, rel=1e-4)  # the same loss, scales included, at each iterate
+    # the image moves by up to ~1 in three steps; rounding differences grow through L-BFGS's curvature pairs
+    assert (image.detach() - data.content).abs().max() > 0.5
+    assert torch.allclose(model.image.detach(), image.detach(), atol=5e-3)
 
 
 def test_unknown_layer_lists_the_block_ends():

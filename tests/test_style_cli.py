@@ -20,6 +20,8 @@ from lightning_modules import StyleTransfer
 from lightning_modules.nets.vgg import load_vgg16, vgg16_features
 from lightning_modules.style_transfer import stylize
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 
 def job(style_images, runs, *extra):
     content, style = style_images
@@ -33,11 +35,13 @@ def job(style_images, runs, *extra):
 def job_run(tmp_path_factory):
     """One 3-iteration job with random weights, shared by the tests that look at what it wrote."""
     runs = tmp_path_factory.mktemp("runs")
-    out = io.StringIO()
+    out, threads = io.StringIO(), torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope: set up before the one_thread fixture applies
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
         warnings.simplefilter("always")
         train.main(job(make_style_images(tmp_path_factory.mktemp("style")), runs, "--trainer.max_steps", "3",
                        "--model.show_iter", "2"))
+    torch.set_num_threads(threads)
     (run_dir,) = runs.iterdir()
     return SimpleNamespace(run_dir=run_dir, printed=out.getvalue(), warnings=[str(w.message) for w in caught])
 

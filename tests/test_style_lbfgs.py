@@ -5,6 +5,8 @@ import torch
 
 from lightning_modules.lbfgs import BatchLBFGS
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 A = torch.randn(40, 12, generator=torch.Generator().manual_seed(0))
 B = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))  # one least-squares target per row
 
