@@ -117,7 +117,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", help="32-true or bf16-mixed")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 leaves torch's default")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # on an overloaded CPU, 1 avoids OpenMP spinning between processes
     data = batches(args.iterations + args.warmup, args.batch_size, args.isize)
     results = {"lightning": [], "plain": []}
     for r in range(args.repeats):
