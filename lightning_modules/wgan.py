@@ -243,6 +243,7 @@ def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
 if __name__ == "__main__":
     from jsonargparse import CLI
 
-    from lightning_modules.wgan_fid import fid
+    from lightning_modules import wgan, wgan_fid
 
-    CLI([generate, fid])
+    # the imported module's functions: checkpoints name lightning_modules.WGAN, which __main__.WGAN is not
+    CLI([wgan.generate, wgan_fid.fid])

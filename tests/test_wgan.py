@@ -16,7 +16,6 @@ from PIL import Image
 import train
 from datamodules import ImageFolderDataModule
 from lightning_modules import WGAN
-from lightning_modules.wgan import generate
 
 SCHEDULE = {"d_iters": 2, "d_iters_long": 3, "long_until": 2, "long_every": 4}  # every branch within 14 batches
 TINY = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, **SCHEDULE}
@@ -196,7 +195,11 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
     results = json.loads((run_dir / "results.json").read_text())
     assert results["global_step"] == 6 and results["final_metrics"]["train/gen_iterations"] == len(seed_loop(6, 1))
     assert [p.name for p in (run_dir / "images").iterdir()] == ["samples-000002.png"]  # the final gallery
-    grid = generate(str(run_dir / "checkpoints" / "last.ckpt"), str(tmp_path / "out"), num_samples=10, nrow=3)
+    command = [sys.executable, "-m", "lightning_modules.wgan", "generate", str(run_dir / "checkpoints" / "last.ckpt"),
+               "--out_dir", str(tmp_path / "out"), "--num_samples", "10", "--nrow", "3"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = tmp_path / "out" / "grid.png"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i:06d}.png" for i in range(10)] + ["grid.png"]
     assert Image.open(tmp_path / "out" / "000009.png").size == (16, 16)
     assert Image.open(grid).size == (3 * 18 + 2, 3 * 18 + 2)  # make_grid: 2px padding around each image
