@@ -114,6 +114,13 @@ def test_max_steps_counts_batches_and_the_generator_steps_at_the_end(images, tmp
     assert recorder.gen_after == seed_loop(batches_per_epoch=5, epochs=1) == [3, 5]
 
 
+def test_sample_grid_every_n_generator_iterations_and_at_the_end(images, tmp_path):
+    fit(images, tmp_path / "run", model=WGAN(**{**TINY, "sample_every": 2}), max_epochs=1)  # generator at 3, 6, 7
+    grids = sorted(p.name for p in (tmp_path / "run" / "images").iterdir())
+    assert grids == ["samples-000002.png", "samples-000003.png"]  # gen_iterations 2, then the final 3
+    assert Image.open(tmp_path / "run" / "images" / grids[0]).size == (8 * 18 + 2, 8 * 18 + 2)  # 8x8 tiles of 16px
+
+
 def test_each_step_changes_only_its_own_network(images, tmp_path):
     changed = []
     model = WGAN(**TINY)
