@@ -9,6 +9,8 @@ from PIL import Image
 from datamodules import ImageFolderDataModule
 from datamodules.image_folder import write_file_list
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
+
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
 
 

@@ -17,6 +17,8 @@ import train
 from datamodules import ImageFolderDataModule
 from lightning_modules import WGAN
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
+
 SCHEDULE = {"d_iters": 2, "d_iters_long": 3, "long_until": 2, "long_every": 4}  # every branch within 14 batches
 TINY = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, **SCHEDULE}
 
@@ -213,7 +215,7 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
 
 
 def test_ddp_two_cpu_processes_keep_schedule_and_clamp_identical(images, tmp_path):
-    env = {**os.environ, "HOME": str(tmp_path), "WANDB_MODE": "disabled",
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
     callback = json.dumps({"class_path": "test_wgan.Recorder", "init_args": {"out_dir": str(tmp_path)}})
     args = ["--system", "wgan", "--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4",

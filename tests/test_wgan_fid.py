@@ -7,6 +7,8 @@ from PIL import Image
 from lightning_modules import WGAN, DarknetClassifier
 from lightning_modules.wgan_fid import DarknetFeatures, add_images, fid, frechet_metric
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
+
 
 def save(model, path):
     trainer = L.Trainer(accelerator="cpu", logger=False)

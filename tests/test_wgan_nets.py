@@ -4,6 +4,8 @@ from torch import nn
 
 from lightning_modules.nets import ConvBlock, DeconvBlock, critic, generator
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
+
 
 def conv_params(ni, no, ks):
     return ni * no * ks * ks  # no bias anywhere in DCGAN
