@@ -90,3 +90,14 @@ def test_classifier_exposes_its_net_and_hyperparameters():
     labels = torch.tensor([0, 1])
     expected = 0.9 * nn.functional.cross_entropy(logits, labels) + 0.1 * (-logits.log_softmax(1).mean(1)).mean()
     torch.testing.assert_close(model.loss(logits, labels), expected)
+
+
+def test_zero_init_residual_makes_every_res_layer_start_as_the_identity():
+    net = Darknet([1, 2], nf=4).eval()
+    x = torch.randn(2, 8, 6, 6)
+    for layer in (m for m in net.modules() if isinstance(m, ResLayer)):
+        probe = torch.randn(2, layer.body[0][0].in_channels, 6, 6)
+        assert torch.equal(layer(probe), probe)
+    plain = Darknet([1, 2], nf=4, zero_init_residual=False).eval()
+    layer = next(m for m in plain.modules() if isinstance(m, ResLayer))
+    assert not torch.equal(layer(x), x)
