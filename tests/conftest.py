@@ -48,16 +48,21 @@ def tiny_cifar(tmp_path) -> Path:
     return make_folders(tmp_path / "cifar10")
 
 
-@pytest.fixture
-def shared_cifar10(tmp_path_factory) -> Path:
-    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+def unpack_shared(tmp_path_factory, archive_name: str, folder: str) -> Path:
+    """A real data set from ../shared/data, unpacked into a temporary folder; skips the test when absent."""
+    archive = SHARED_DATA / archive_name
     if not archive.exists():
-        pytest.skip(f"real CIFAR-10 not found at {archive}")
+        pytest.skip(f"real data not found at {archive}")
     import tarfile
     target = tmp_path_factory.mktemp("real")
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
-    return target / "cifar10"
+    return target / folder
+
+
+@pytest.fixture(scope="session")
+def shared_cifar10(tmp_path_factory) -> Path:
+    return unpack_shared(tmp_path_factory, "cifar10-jpeg.tar.gz", "cifar10")
 
 
 class CrashAtEpoch(__import__("lightning").Callback):
@@ -90,14 +95,7 @@ def tiny_unpaired(tmp_path) -> Path:
 
 @pytest.fixture
 def shared_horse2zebra(tmp_path_factory) -> Path:
-    archive = SHARED_DATA / "horse2zebra.tar"
-    if not archive.exists():
-        pytest.skip(f"real horse2zebra not found at {archive}")
-    import tarfile
-    target = tmp_path_factory.mktemp("real")
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
-    return target / "horse2zebra"
+    return unpack_shared(tmp_path_factory, "horse2zebra.tar", "horse2zebra")
 
 
 def make_style_images(folder: Path) -> tuple[list[Path], Path]:

@@ -154,3 +154,22 @@ def test_failed_download_leaves_no_files(tmp_path, server, archive, path, md5, m
 def test_offline_download_says_where_to_put_the_data(tmp_path):
     with pytest.raises(FileNotFoundError, match="Offline.*train/<class>"):
         CIFAR10DataModule(str(tmp_path / "d"), url="http://127.0.0.1:9/none").prepare_data()
+
+
+@pytest.mark.slow
+def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar10):
+    import lightning as L
+
+    from lightning_modules import DarknetClassifier
+    data = loaded(shared_cifar10, download=False, batch_size=64)
+    assert data.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                            "truck"]
+    assert data.train_images.shape == (50_000, 3, 32, 32) and data.test_images.shape == (10_000, 3, 32, 32)
+    assert torch.bincount(data.train_labels).tolist() == [5000] * 10
+    torch.manual_seed(0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=150, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False)
+    model = DarknetClassifier(num_blocks=[1, 1, 1], nf=16, lr=0.2, one_cycle=(20, 20, 0.95, 0.85))
+    trainer.fit(model, datamodule=data)
+    accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
+    assert accuracy > 0.25  # chance is 0.10
