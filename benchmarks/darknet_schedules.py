@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import cifar10_dir  # noqa: E402
-from callbacks import TrainingPhase, TrainingPhaseScheduler, one_cycle  # noqa: E402
+from callbacks import TrainingPhaseScheduler, one_cycle  # noqa: E402
 from datamodules import CIFAR10DataModule  # noqa: E402
 from lightning_modules import DarknetClassifier  # noqa: E402
 
