@@ -64,6 +64,16 @@ def newest_last_checkpoint(root: Path) -> str:
     return str(found[-1])
 
 
+def new_time_stamped(root: Path) -> Path:
+    """root/<time stamp>, with a suffix when a job started in the same second already has that folder."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = root / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{stamp}-{n}"
+    return run_dir
+
+
 def prepare_run(config) -> None:
     """Point checkpoints, logs and results at one run folder; W&B offline when it has no credentials."""
     trainer = config.trainer
@@ -73,11 +83,12 @@ def prepare_run(config) -> None:
     if config.get("ckpt_path") and Path(config.ckpt_path).parent.name == "checkpoints":
         run_dir = Path(config.ckpt_path).parent.parent  # a resumed run carries on in its own folder
     else:
-        # DDP's re-launched ranks and SLURM tasks must all agree on the folder, hence no per-process clock
-        name = (config.run_name or os.environ.get("DL2_RUN_NAME")
-                or (f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None)
-                or time.strftime("%Y%m%d-%H%M%S"))
-        run_dir = root / name
+        # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree
+        # on the folder, hence no per-process clock for them
+        launched_rank = "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ
+        name = (config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
+                or (f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None))
+        run_dir = root / name if name else new_time_stamped(root)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:

@@ -145,3 +145,11 @@ def test_swa_is_configurable_from_the_command_line(tiny_cifar, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "class_path: lightning.pytorch.callbacks.StochasticWeightAveraging" in printed
     assert "swa_lrs: 0.05" in printed and "swa_epoch_start: 0.75" in printed
+
+
+def test_two_jobs_in_one_process_get_their_own_run_folders(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    for _ in range(2):  # the same second, the same process: neither the clock nor the DDP hand-over may merge them
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1"))
+    folders = sorted(runs.iterdir())
+    assert len(folders) == 2 and all((f / "results.json").is_file() for f in folders)
