@@ -1,9 +1,10 @@
 """Callbacks, trainer plugins and logging helpers shared by every system."""
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
+from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
 from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr
 
-__all__ = ["AtomicCheckpointIO", "DecayType", "TrainingPhase", "TrainingPhaseScheduler", "annealed",
+__all__ = ["AtomicCheckpointIO", "DecayType", "TrainingPhase", "TrainingPhaseScheduler", "UserError", "annealed",
            "log_image_grid", "one_cycle", "plot_schedule", "save_png", "sgdr"]
