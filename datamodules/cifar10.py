@@ -1,5 +1,6 @@
 """CIFAR-10 held as one uint8 tensor, augmented a whole batch at a time on the training device."""
 
+import os
 import pickle
 from pathlib import Path
 
@@ -8,16 +9,71 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, read_file
 
+from callbacks import UserError
 from datamodules.augment import normalize, random_crop, random_flip
-from datamodules.download import DownloadError, download, extract
+from datamodules.decode import read_rgb
+from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES = "cifar-10-batches-py"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SEED_STATS = ((0.4914, 0.48216, 0.44653), (0.24703, 0.24349, 0.26159))  # the seed's per-channel stats
+
+
+def check_batch_size(name: str, value: int, example: int) -> None:
+    if value <= 0:
+        raise UserError(f"--data.{name} must be at least 1 (got {value}); e.g. --data.{name} {example}")
+
+
+def check_folder(path: Path, what: str = "--data.data_dir") -> None:
+    """A file where a folder is expected: say so before anything tries to read it or to make it."""
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise UserError(f"{what} {path}: {part} is a file, not a folder; pass the folder that holds the data")
+
+
+def max_workers(requested: int) -> int:
+    """`requested` DataLoader workers, at most one per CPU this process may use: more only contend for cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(requested, cpus))
+
+
+def cifar10_layout(root: Path) -> str | None:
+    """Which CIFAR-10 layout `root` holds: the fast.ai folders, the official python batches, or none."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return "folders"
+    return "batches" if find_batches(root) else None
+
+
+def prepare_cifar10(root: Path, download_on: bool, url: str = "", md5: str | None = None) -> None:
+    """Download and unpack the official archive into `root`/cifar-10-batches-py unless a layout is there.
+
+    Under a lock, into a temporary sibling folder renamed into place (see datamodules.download.prepare); a
+    failed or refused download creates nothing, so a mistyped --data.data_dir leaves no empty folders.
+    """
+    check_folder(root)
+    if cifar10_layout(root):
+        return
+    where = (f"put CIFAR-10 in {root} as train/<class>/*.png and test/<class>/*.png or as the official python "
+             f"batches ({root / BATCHES}), or pass --data.data_dir")
+    if not download_on:
+        raise MissingDataError(f"no CIFAR-10 found in {root}: {where} (or drop --data.download false)")
+
+    def fill(tmp: Path) -> None:
+        archive = tmp / "cifar-10-python.tar.gz"
+        print(f"Downloading CIFAR-10 from {url} to {root}")
+        download(url, archive, md5)
+        unpack(archive, tmp)
+        if not (tmp / BATCHES).is_dir():
+            raise DownloadError(f"{url} does not contain the folder {BATCHES}")
+
+    try:
+        prepare(root / BATCHES, lambda _: cifar10_layout(root) is not None, fill, member=BATCHES)
+    except DownloadError as error:
+        raise MissingDataError(f"no CIFAR-10 found in {root} and {error}. Offline? {where}; "
+                               f"the archive is {CIFAR10_URL}") from None
 
 
 def find_batches(data_dir: Path) -> Path | None:
@@ -46,17 +102,17 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     split_dir = root / split
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     if not classes:
-        raise FileNotFoundError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
+        raise MissingDataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
     images, labels = [], []
     for label, name in enumerate(classes):
         files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise FileNotFoundError(f"class folder {split_dir / name} has no .png or .jpg images; "
+            raise MissingDataError(f"class folder {split_dir / name} has no .png or .jpg images; "
                                     "remove the folder or add its images")
         for file in files:
-            image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
+            image = read_rgb(file)  # every file is decoded here once: a corrupt one stops setup, named
             if images and image.shape != images[0].shape:
-                raise ValueError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
+                raise UserError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
                                  f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32")
             images.append(image)
         labels += [label] * len(files)
@@ -124,7 +180,13 @@ class CIFAR10DataModule(L.LightningDataModule):
                  val_size: int = 0, pad: int = 4, flip: bool = True, image_size: int = 32,
                  download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0):
         super().__init__()
+        check_batch_size("batch_size", batch_size, 512)
+        check_batch_size("eval_batch_size", eval_batch_size, 1000)
         self.save_hyperparameters()
+        # prepare_data runs on the first process of every node (Lightning's default, kept deliberately): data/
+        # may be a node's local disk, where each node needs its own copy; on a shared filesystem the nodes'
+        # first processes meet at prepare()'s lock, one downloads and the others find the data ready
+        self.prepare_data_per_node = True
         self.image_size = image_size  # an attribute: the phase scheduler may change it per phase
         self.classes: list[str] = []
 
@@ -133,40 +195,24 @@ class CIFAR10DataModule(L.LightningDataModule):
         return Path(self.hparams.data_dir).expanduser()
 
     def layout(self) -> str | None:
-        if (self.data_dir / "train").is_dir() and (self.data_dir / "test").is_dir():
-            return "folders"
-        return "batches" if find_batches(self.data_dir) else None
+        return cifar10_layout(self.data_dir)
 
     def prepare_data(self) -> None:
         """Once per node: download and unpack the official archive if no layout is found."""
-        if self.layout():
-            return
-        where = (f"Put CIFAR-10 in {self.data_dir} as train/<class>/*.png and test/<class>/*.png, or as "
-                 f"the official python batches ({self.data_dir / BATCHES}), or pass --data.data_dir")
-        if not self.hparams.download:
-            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir}. {where}.")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        archive = self.data_dir / "cifar-10-python.tar.gz"
-        try:
-            if not archive.exists():
-                print(f"Downloading CIFAR-10 from {self.hparams.url} to {archive}")
-                download(self.hparams.url, archive, self.hparams.md5)
-            extract(archive, self.data_dir, BATCHES)
-        except DownloadError as error:
-            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir} and {error}. "
-                                    f"Offline? {where}; the archive is {CIFAR10_URL}.") from error
-        archive.unlink()
+        prepare_cifar10(self.data_dir, self.hparams.download, self.hparams.url, self.hparams.md5)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
+        check_folder(self.data_dir)
         layout = self.layout()
         if layout is None:
-            raise FileNotFoundError(f"no CIFAR-10 found in {self.data_dir}; run prepare_data() first")
+            raise MissingDataError(f"no CIFAR-10 found in {self.data_dir}; run prepare_data() first")
         if layout == "folders":
             images, labels, classes = load_folders(self.data_dir, split)
         else:
             images, labels, classes = load_batches(find_batches(self.data_dir), split)
         if self.classes and classes != self.classes:
-            raise ValueError(f"{split} classes {classes} differ from train classes {self.classes}")
+            raise UserError(f"{split} classes {classes} differ from train classes {self.classes} in "
+                            f"{self.data_dir}; give test/ the same class folders as train/")
         self.classes = classes
         return images, labels
 
@@ -178,8 +224,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.test_images, self.test_labels = self.load("test")
         if self.hparams.val_size:
             if not 0 < self.hparams.val_size < len(train_labels):
-                raise ValueError(f"val_size must be between 0 and {len(train_labels)} "
-                                 f"(got {self.hparams.val_size})")
+                raise UserError(f"--data.val_size must be between 0 and {len(train_labels)} "
+                                f"(got {self.hparams.val_size}); e.g. --data.val_size 5000")
             order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[:self.hparams.val_size], order[self.hparams.val_size:]
             self.val_images, self.val_labels = train_images[val], train_labels[val]
@@ -200,7 +246,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     def train_dataloader(self):
         batches = self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
         if len(batches) == 0:
-            raise ValueError(f"batch_size {self.hparams.batch_size} is more than the {len(self.train_labels)} "
+            raise UserError(f"batch_size {self.hparams.batch_size} is more than the {len(self.train_labels)} "
                              f"training images per process can fill; lower --data.batch_size")
         return batches
 

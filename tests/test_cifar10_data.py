@@ -2,11 +2,13 @@ import hashlib
 import http.server
 import tarfile
 import threading
+import time
 
 import pytest
 import torch
 from conftest import CLASSES, make_batches, make_folders
 
+from callbacks import UserError
 from datamodules import CIFAR10DataModule
 from datamodules.cifar10 import TensorBatches
 
@@ -114,14 +116,22 @@ def archive(tmp_path):
 
 
 @pytest.fixture
-def server(archive):
-    """Serves /good (the archive), /cut (the first half, with the full Content-Length)."""
+def hits():
+    return []
+
+
+@pytest.fixture
+def server(archive, hits):
+    """Serves /good and /slow (the archive, /slow after 1 s), /cut (the first half, with the full Content-Length)."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            hits.append(self.path)
+            if self.path == "/slow":
+                time.sleep(1)
             self.send_response(200)
             self.send_header("Content-Length", str(len(archive)))
             self.end_headers()
-            self.wfile.write(archive if self.path == "/good" else archive[:len(archive) // 2])
+            self.wfile.write(archive[:len(archive) // 2] if self.path == "/cut" else archive)
 
         def log_message(self, *args):
             pass
@@ -146,14 +156,75 @@ def test_download_with_good_checksum_extracts_and_loads(tmp_path, server, archiv
 ])
 def test_failed_download_leaves_no_files(tmp_path, server, archive, path, md5, message):
     md5 = md5 or hashlib.md5(archive).hexdigest()
-    with pytest.raises(FileNotFoundError, match=message):
-        CIFAR10DataModule(str(tmp_path / "d"), url=server + path, md5=md5).prepare_data()
-    assert list((tmp_path / "d").iterdir()) == []
+    with pytest.raises(UserError, match=message) as error:
+        CIFAR10DataModule(str(tmp_path / "d" / "cifar10"), url=server + path, md5=md5).prepare_data()
+    assert error.value.__cause__ is None and error.value.__suppress_context__  # one message, no chained traceback
+    assert not (tmp_path / "d").exists()  # neither d/ nor d/cifar10 nor a lock or temporary folder was left
 
 
-def test_offline_download_says_where_to_put_the_data(tmp_path):
-    with pytest.raises(FileNotFoundError, match="Offline.*train/<class>"):
-        CIFAR10DataModule(str(tmp_path / "d"), url="http://127.0.0.1:9/none").prepare_data()
+def test_offline_download_says_where_to_put_the_data_in_one_line_and_creates_nothing(tmp_path):
+    with pytest.raises(UserError, match="Offline.*train/<class>") as error:
+        CIFAR10DataModule(str(tmp_path / "data" / "cifar10"), url="http://127.0.0.1:9/none").prepare_data()
+    assert "\n" not in str(error.value) and error.value.__cause__ is None and error.value.__suppress_context__
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mistyped_data_dir_without_download_creates_nothing(tmp_path):
+    with pytest.raises(UserError, match="no CIFAR-10 found in .*cifra10"):
+        CIFAR10DataModule(str(tmp_path / "data" / "cifra10"), download=False).prepare_data()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "cifar10").write_text("not a folder")
+    for path in (tmp_path / "cifar10", tmp_path / "cifar10" / "inner"):
+        with pytest.raises(UserError, match="cifar10 is a file, not a folder"):
+            CIFAR10DataModule(str(path)).prepare_data()
+
+
+@pytest.mark.parametrize("name, value", [("batch_size", 0), ("batch_size", -4), ("eval_batch_size", 0)])
+def test_batch_sizes_below_one_are_refused(name, value):
+    with pytest.raises(UserError, match=f"--data.{name} must be at least 1 \\(got {value}\\)"):
+        CIFAR10DataModule(**{name: value})
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_corrupt_image_is_named_at_setup(tmp_path, damage):
+    root = make_folders(tmp_path / "c", suffix=".jpg")
+    bad = root / "test" / "dog" / "0001.jpg"
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2] if damage == "truncated" else b"")
+    with pytest.raises(UserError, match=f"cannot read image {bad}.*delete or replace the file"):
+        loaded(root, download=False)
+
+
+def test_two_processes_preparing_one_folder_download_once_and_both_load_it_whole(tmp_path, server, archive,
+                                                                                 hits):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    script = (f"import pathlib, time\n"
+              f"from datamodules import CIFAR10DataModule\n"
+              f"pathlib.Path(r'{tmp_path}', 'ready' + __import__('sys').argv[1]).touch()\n"
+              f"while not pathlib.Path(r'{tmp_path}', 'go').exists(): time.sleep(0.01)\n"
+              f"data = CIFAR10DataModule(r'{tmp_path / 'data' / 'cifar10'}', url='{server}/slow', "
+              f"md5='{hashlib.md5(archive).hexdigest()}')\n"
+              f"data.prepare_data(); data.setup('fit')\n"
+              f"print(len(data.train_labels), len(data.test_labels))\n")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()  # both start preparing at the same moment
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    assert [out.split()[-2:] for out, _ in outputs] == [["30", "6"]] * 2  # 5 batches of 6, a test batch of 6
+    assert hits == ["/slow"]  # one download; the other process waited at the lock and found the data
+    assert sorted(p.name for p in (tmp_path / "data" / "cifar10").iterdir()) == ["cifar-10-batches-py"]
 
 
 @pytest.mark.slow
