@@ -9,25 +9,44 @@ images keyed by id (`bedroom_train_lmdb/data.mdb`); it is read here directly, wi
 import csv
 import os
 import random
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.cifar10 import TensorBatches
+from callbacks import UserError
+from datamodules.cifar10 import (
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    TensorBatches,
+    check_batch_size,
+    check_folder,
+    find_batches,
+    load_batches,
+    max_workers,
+    prepare_cifar10,
+)
+from datamodules.decode import UnreadableImageError, decode_rgb, read_rgb
+from datamodules.download import MissingDataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+LSUN_URL = "http://dl.yf.io/lsun/scenes/{name}.zip"  # the LSUN authors' server (43 GB for bedroom_train_lmdb)
 
 
-def square(image: Tensor, isize: int) -> Tensor:
-    """uint8 (3, H, W) -> (3, isize, isize): the shorter side resized to isize, then the centre cropped."""
+def square(image: Tensor, isize: int, random_crop: bool = False) -> Tensor:
+    """uint8 (3, H, W) -> (3, isize, isize): the shorter side resized to isize, then an isize square cropped,
+    at a random place along the longer side (the seed's fastai CropType.RANDOM) or in the centre."""
     if min(image.shape[-2:]) != isize:
         image = TF.resize(image, isize, antialias=True)
-    return TF.center_crop(image, isize)
+    if not random_crop:
+        return TF.center_crop(image, isize)
+    top = int(torch.randint(image.shape[-2] - isize + 1, ()))
+    left = int(torch.randint(image.shape[-1] - isize + 1, ()))
+    return image[:, top:top + isize, left:left + isize]
 
 
 def folder_files(root: Path) -> list[Path]:
@@ -41,8 +60,8 @@ def csv_files(csv_file: Path, root: Path, skip_header: bool) -> list[Path]:
     files = [root / row[0] for row in rows if row]
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} files listed in {csv_file} are missing, e.g. {missing[0]}; "
-                                f"the paths are read relative to --data.data_dir ({root})")
+        raise MissingDataError(f"{len(missing)} files listed in {csv_file} are missing, e.g. {missing[0]}; "
+                               f"the paths are read relative to --data.data_dir ({root})")
     return files
 
 
@@ -65,16 +84,40 @@ def write_file_list(root: str, csv_file: str, fraction: float = 1.0, seed: int =
 
 
 class ImageFiles(Dataset):
-    """Decodes one image file and squares it to isize; uint8 (3, isize, isize)."""
+    """Decodes one image file and squares it to isize; uint8 (3, isize, isize).
 
-    def __init__(self, files: list[Path], isize: int):
-        self.files, self.isize = files, isize
+    An unreadable file (empty, truncated, not an image) is skipped with a warning naming it, and the next
+    readable file takes its place: checking every file at setup would cost a full decoding pass (CIFAR-10:
+    24 s, LSUN's 10% sample: minutes; BENCHMARKS.md), and one bad file in 300,000 should not end a run.
+    """
+
+    def __init__(self, files: list[Path], isize: int, random_crop: bool = False):
+        self.files, self.isize, self.random_crop = files, isize, random_crop
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> Tensor:
-        return square(decode_image(read_file(str(self.files[i])), mode=ImageReadMode.RGB), self.isize)
+        for k in range(len(self.files)):
+            try:
+                return square(read_rgb(self.files[(i + k) % len(self.files)]), self.isize, self.random_crop)
+            except UnreadableImageError as error:
+                warnings.warn(f"skipped: {error}", stacklevel=1)
+        raise UserError(f"none of the {len(self.files)} images under --data.data_dir can be read; "
+                        "check the folder (see the warnings above)")
+
+
+class TensorImages(Dataset):
+    """Images already in memory, uint8 (N, 3, H, W) (the CIFAR-10 python batches), squared to isize."""
+
+    def __init__(self, images: Tensor, isize: int):
+        self.images, self.isize = images, isize
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return square(self.images[i], self.isize)
 
 
 class LMDBImages(Dataset):
@@ -106,8 +149,7 @@ class LMDBImages(Dataset):
     def __getitem__(self, i: int) -> Tensor:
         with self.open().begin() as txn:
             data = txn.get(self.keys[i])
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        return square(image, self.isize)
+        return square(decode_rgb(data, f"{self.keys[i]!r} in {self.path}"), self.isize)
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -115,47 +157,107 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     Args:
         data_dir: a folder tree of images (any depth; .png .jpg .jpeg .webp .bmp), or an LSUN lmdb database
-            folder (the one holding `data.mdb`, e.g. `bedroom_train_lmdb`), or the root the CSV paths start from.
+            folder (the one holding `data.mdb`, e.g. `bedroom_train_lmdb`), or the root the CSV paths start from,
+            or `<root>/train` (or `test`) of CIFAR-10 in either layout: the fast.ai folders or, when that folder
+            is missing, the official python batches in <root> (what the Darknet's download leaves).
         csv_file: the seed's file list, `relative/path.jpg,label` per row (label ignored); null reads data_dir.
         csv_skip_header: the CSV's first row is a header.
         sample_fraction: keep this random fraction of the images (the seed: 0.1 for quick experiments).
-        isize: output size; shorter side resized to it, then centre-cropped. Must equal --model.isize.
-        batch_size: per process (the seed: 64).
-        num_workers: decoding processes; unused when `in_memory`.
+        isize: output size, a multiple of 16; shorter side resized to it, then a square cropped. Must equal
+            --model.isize.
+        random_crop: crop the square at a random place along the longer side, every time an image is read,
+            as the seed does (fastai's CropType.RANDOM); false: the centre. Square images (CIFAR-10) are not
+            affected. `in_memory` keeps one centre crop per image, so it needs random_crop false.
+        batch_size: real images per process and critic step (the seed: 64; its generator step samples 64
+            noise vectors too).
+        num_workers: decoding processes (at most the CPUs this process may use); unused when `in_memory`.
         in_memory: decode every image once in setup and keep them as one uint8 tensor (3 * isize**2 bytes
             each: 50,000 images at 32px are 150 MB); the fast path for CIFAR-sized sets.
+        download: when data_dir is `.../cifar10/train` (the default) or `.../cifar10/test` and neither layout
+            is there, download CIFAR-10 into `.../cifar10` as the Darknet does (checksummed).
         seed: seed of the sample and, in memory, of the shuffling.
     """
 
     def __init__(self, data_dir: str = "data/cifar10/train", csv_file: str | None = None,
                  csv_skip_header: bool = False, sample_fraction: float = 1.0, isize: int = 64,
-                 batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, seed: int = 0):
+                 batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, random_crop: bool = False,
+                 download: bool = True, seed: int = 0):
         super().__init__()
-        self.save_hyperparameters()
+        check_batch_size("batch_size", batch_size, 64)
         if not 0 < sample_fraction <= 1:
-            raise ValueError(f"sample_fraction must be in (0, 1] (got {sample_fraction}); 0.1 keeps 10%")
+            raise UserError(f"--data.sample_fraction must be in (0, 1] (got {sample_fraction}); 0.1 keeps 10%")
+        if isize < 16 or isize % 16:
+            nearest = max(16, (isize + 8) // 16 * 16)
+            raise UserError(f"--data.isize must be a multiple of 16 (got {isize}): the DCGAN critic halves the image "
+                            f"down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
+        if in_memory and random_crop:
+            raise UserError("--data.in_memory true keeps one centre crop per image; add --data.random_crop false")
+        self.save_hyperparameters()
+        self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
         self.dataset: Dataset | None = None
+
+    @property
+    def root(self) -> Path:
+        return Path(self.hparams.data_dir).expanduser()
+
+    def cifar10_root(self) -> Path | None:
+        """<root> when data_dir is a missing <root>/train or <root>/test that the CIFAR-10 batches can stand for."""
+        root = self.root
+        if self.hparams.csv_file or root.exists() or root.name not in ("train", "test"):
+            return None
+        if find_batches(root.parent) or (self.hparams.download and root.parent.name == "cifar10"):
+            return root.parent
+        return None
 
     @property
     def source(self) -> str:
         if self.hparams.csv_file:
             return "csv"
-        return "lmdb" if (Path(self.hparams.data_dir) / "data.mdb").is_file() else "folder"
+        if self.cifar10_root() is not None:
+            return "cifar10"
+        return "lmdb" if (self.root / "data.mdb").is_file() else "folder"
+
+    def prepare_data(self) -> None:
+        """Once per node: CIFAR-10 downloaded when the default data_dir is missing (nothing else is fetched)."""
+        check_folder(self.root)
+        cifar10 = self.cifar10_root()
+        if cifar10 is not None and not find_batches(cifar10):
+            prepare_cifar10(cifar10, self.hparams.download, CIFAR10_URL, CIFAR10_MD5)
+
+    def missing(self) -> MissingDataError:
+        root = self.root
+        if "lsun" in str(root).lower() or root.name.endswith("_lmdb"):
+            name = root.name if root.name.endswith("_lmdb") else "bedroom_train_lmdb"
+            zipped = root.parent / f"{name}.zip"
+            return MissingDataError(
+                f"no LSUN database at {root}, and LSUN cannot be downloaded automatically (43 GB for bedrooms); get "
+                f"it with: mkdir -p {root.parent} && curl -L -o {zipped} {LSUN_URL.format(name=name)} && unzip "
+                f"{zipped} -d {root.parent}  (then --data.data_dir {root.parent / name})")
+        return MissingDataError(f"no image folder at {root}; put images there (any sub-folders), an LSUN lmdb folder "
+                                f"(with data.mdb), or CIFAR-10 as data/cifar10/train, or pass --data.data_dir")
 
     def build_dataset(self) -> Dataset:
-        hp, root = self.hparams, Path(self.hparams.data_dir).expanduser()
+        hp, root = self.hparams, self.root
+        check_folder(root)
+        cifar10 = self.cifar10_root()
+        if cifar10 is not None:
+            batches = find_batches(cifar10)
+            if batches is None:
+                raise MissingDataError(f"no CIFAR-10 found at {root} or in {cifar10}; run prepare_data() first")
+            images = load_batches(batches, root.name)[0]
+            return TensorImages(images[self.sample(len(images))], hp.isize)
         if not root.is_dir():
-            raise FileNotFoundError(f"no image folder at {root}; put images there (any sub-folders), an LSUN "
-                                    f"lmdb folder (with data.mdb), or pass --data.data_dir")
+            raise self.missing()
         if self.source == "lmdb":
             dataset = LMDBImages(root, hp.isize)
             keep = self.sample(len(dataset))
             return LMDBImages(root, hp.isize, [dataset.keys[i] for i in keep])
         files = csv_files(Path(hp.csv_file), root, hp.csv_skip_header) if hp.csv_file else folder_files(root)
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
-                                    + (f" listed in {hp.csv_file}" if hp.csv_file else ""))
-        return ImageFiles([files[i] for i in self.sample(len(files))], hp.isize)
+            raise MissingDataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
+                                   + (f" listed in {hp.csv_file}" if hp.csv_file else "")
+                                   + "; point --data.data_dir at a folder of images")
+        return ImageFiles([files[i] for i in self.sample(len(files))], hp.isize, hp.random_crop)
 
     def sample(self, n: int) -> list[int]:
         if self.hparams.sample_fraction == 1:
@@ -168,10 +270,10 @@ class ImageFolderDataModule(L.LightningDataModule):
             return
         self.dataset = self.build_dataset()
         if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8
-            loader = DataLoader(self.dataset, batch_size=256, num_workers=self.hparams.num_workers)
+            loader = DataLoader(self.dataset, batch_size=256, num_workers=max_workers(self.hparams.num_workers))
             self.images = torch.cat(list(loader))
         if len(self.dataset) < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
-            raise ValueError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
+            raise UserError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
                              "per process; lower --data.batch_size or add images")
 
     def train_dataloader(self):
@@ -180,8 +282,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             return TensorBatches(self.images, torch.zeros(len(self.images)), hp.batch_size, shuffle=True,
                                  drop_last=True, seed=hp.seed, rank=rank, world_size=world)
+        workers = max_workers(hp.num_workers)
         return DataLoader(self.dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True,
-                          num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+                          num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=torch.cuda.is_available())
 
     def on_after_batch_transfer(self, batch, dataloader_idx):

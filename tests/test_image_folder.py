@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from callbacks import UserError
 from datamodules import ImageFolderDataModule
 from datamodules.image_folder import write_file_list
 
@@ -118,7 +119,7 @@ def test_lmdb_reader_works_in_worker_processes(tmp_path):
 def test_in_memory_gives_the_same_images(tree):
     kwargs = {"data_dir": str(tree), "isize": 16, "batch_size": 5, "num_workers": 0}
     from_files = load_all(ImageFolderDataModule(**kwargs))
-    in_memory = load_all(ImageFolderDataModule(**kwargs, in_memory=True))
+    in_memory = load_all(ImageFolderDataModule(**kwargs, in_memory=True))  # centre crops, as random_crop false
     assert colours_of(in_memory) == colours_of(from_files) and in_memory.shape == from_files.shape
 
 
@@ -128,10 +129,125 @@ def test_missing_or_empty_folders_and_bad_fractions_fail_clearly(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no images .* under"):
         ImageFolderDataModule(str(tmp_path / "empty"), num_workers=0).setup("fit")
-    with pytest.raises(ValueError, match="sample_fraction must be in \\(0, 1\\]"):
+    with pytest.raises(UserError, match="sample_fraction must be in \\(0, 1\\]"):
         ImageFolderDataModule(str(tmp_path), sample_fraction=10)
 
 
 def test_fewer_images_than_a_batch_fail_clearly(tree):
     with pytest.raises(ValueError, match="5 images cannot fill one batch of 64"):
         ImageFolderDataModule(str(tree), batch_size=64, num_workers=0).setup("fit")
+
+
+# --- CIFAR-10 for the WGAN, errors, workers --------------------------------------------------------
+
+def test_wgan_default_reads_the_cifar10_python_batches_the_darknet_download_leaves(tmp_path):
+    import pickle
+
+    from conftest import make_batches
+    batches = make_batches(tmp_path / "cifar10" / "cifar-10-batches-py")
+    data = ImageFolderDataModule(str(tmp_path / "cifar10" / "train"), isize=32, batch_size=6, num_workers=0)
+    data.prepare_data()  # the batches are there: nothing downloaded
+    assert data.source == "cifar10"
+    images = load_all(data)
+    assert images.shape == (30, 3, 32, 32)  # the 5 training batches of 6, not the test batch
+    with open(batches / "data_batch_1", "rb") as f:
+        rows = pickle.load(f, encoding="bytes")[b"data"]
+    expected = {tuple(int(v) for v in row.reshape(3, 32, 32)[:, 0, 0]) for row in rows}  # top-left pixels
+    got = {tuple(int(v) for v in ((image[:, 0, 0] + 1) * 127.5).round()) for image in images}
+    assert expected <= got
+    assert not (tmp_path / "cifar10" / "train").exists()
+
+
+def test_wgan_default_downloads_cifar10_when_missing(tmp_path, monkeypatch):
+    from conftest import make_batches
+
+    import datamodules.image_folder as module
+    calls = []
+
+    def fake_prepare(root, download, url, md5):
+        calls.append((root, download, url))
+        make_batches(root / "cifar-10-batches-py")
+
+    monkeypatch.setattr(module, "prepare_cifar10", fake_prepare)
+    data = ImageFolderDataModule(str(tmp_path / "data" / "cifar10" / "train"), isize=32, batch_size=6,
+                                 num_workers=0)
+    data.prepare_data()
+    assert calls == [(tmp_path / "data" / "cifar10", True, module.CIFAR10_URL)]
+    assert load_all(data).shape == (30, 3, 32, 32)
+
+
+def test_a_mistyped_folder_downloads_nothing_and_creates_nothing(tmp_path):
+    for typo in ("data/cifra10/train", "data/cifar10/trian"):
+        data = ImageFolderDataModule(str(tmp_path / typo), num_workers=0)
+        data.prepare_data()
+        with pytest.raises(UserError, match="no image folder at .*--data.data_dir"):
+            data.setup("fit")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_lsun_names_the_command_that_gets_it(tmp_path):
+    root = tmp_path / "lsun" / "bedroom_train_lmdb"
+    with pytest.raises(UserError, match=f"LSUN cannot be downloaded automatically.*curl -L -o "
+                                        f"{root.parent}/bedroom_train_lmdb.zip http://dl.yf.io/lsun/scenes/"
+                                        f"bedroom_train_lmdb.zip && unzip"):
+        ImageFolderDataModule(str(root), num_workers=0).setup("fit")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "--data.batch_size must be at least 1 \\(got 0\\)"),
+    ({"batch_size": -4}, "--data.batch_size must be at least 1 \\(got -4\\)"),
+    ({"isize": 40}, "--data.isize must be a multiple of 16 \\(got 40\\).*try --data.isize 48"),
+    ({"isize": 8}, "--data.isize must be a multiple of 16 \\(got 8\\).*try --data.isize 16"),
+    ({"in_memory": True, "random_crop": True}, "add --data.random_crop false"),
+])
+def test_bad_values_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        ImageFolderDataModule(**kwargs)
+
+
+def test_a_file_as_data_dir_is_refused(tmp_path):
+    (tmp_path / "images.zip").write_bytes(b"PK")
+    data = ImageFolderDataModule(str(tmp_path / "images.zip"), num_workers=0)
+    with pytest.raises(UserError, match="images.zip is a file, not a folder"):
+        data.prepare_data()
+    with pytest.raises(UserError, match="images.zip is a file, not a folder"):
+        data.setup("fit")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_corrupt_image_is_skipped_with_a_warning_naming_it(tree, damage):
+    bad = tree / "x" / "b.jpg"
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2] if damage == "truncated" else b"")
+    data = ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=0)
+    with pytest.warns(UserWarning, match=f"skipped: cannot read image {bad}"):
+        images = load_all(data)
+    assert images.shape == (5, 3, 16, 16)  # the next readable file took its place
+    assert colours_of(images) <= {(255, 0, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)}
+
+
+def test_random_crop_takes_windows_along_the_longer_side(tmp_path):
+    stripes = np.zeros((16, 48, 3), dtype=np.uint8)
+    stripes[:, :16], stripes[:, 16:32], stripes[:, 32:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(stripes).save(tmp_path / "img" / "s.png")
+    data = ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=1, num_workers=0, random_crop=True)
+    data.setup("fit")
+    torch.manual_seed(0)
+    crops = [data.dataset[0] for _ in range(40)]
+    full = torch.from_numpy(stripes).permute(2, 0, 1)
+    lefts = set()
+    for crop in crops:
+        left = next(x for x in range(33) if torch.equal(full[:, :, x:x + 16], crop))  # a window of the image
+        lefts.add(left)
+    assert len(lefts) > 10 and min(lefts) < 8 and max(lefts) > 24  # spread along the whole width
+
+
+def test_workers_are_capped_at_the_cpus_this_process_may_use(tree, monkeypatch, recwarn):
+    import os
+
+    import datamodules.cifar10 as cifar10
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cifar10.max_workers(4) == 2 and cifar10.max_workers(1) == 1 and cifar10.max_workers(0) == 0
+    data = ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=64)
+    data.setup("fit")
+    assert data.train_dataloader().num_workers == 2
