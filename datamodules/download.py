@@ -56,7 +56,8 @@ def download(url: str, dest: Path, checksum: str | None, algorithm: str = "md5",
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError) as error:
         Path(tmp).unlink(missing_ok=True)
-        reason = getattr(error, "reason", None) or error  # URLError wraps the socket error: show that alone
+        reason = (f"HTTP {error.code} {error.reason}" if isinstance(error, urllib.error.HTTPError)
+                  else getattr(error, "reason", None) or error)  # URLError wraps the socket error: show that alone
         raise DownloadError(f"could not download {url}: {reason}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

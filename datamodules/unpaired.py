@@ -1,35 +1,69 @@
 """Two unpaired image folders, as CycleGAN's datasets: <root>/trainA, trainB, testA, testB."""
 
+import os
+import warnings
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2.functional import InterpolationMode, resize
+
+from callbacks import UserError
+from datamodules.cifar10 import check_batch_size, check_folder, max_workers
+from datamodules.decode import UnreadableImageError, read_rgb
+from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FOLDERS = ("trainA", "trainB", "testA", "testB")
+CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"  # the reference's datasets
+# sha256 of the reference's zips as TensorFlow Datasets publishes them (url_checksums/cycle_gan.txt, for their
+# earlier address people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets/); the images per folder where known
+PUBLISHED = {
+    "horse2zebra": ("a74d9d392eecca9966b51287a76ca126af473d9de4f3e8fc0e9cda08fa1730a1", (1067, 1334, 120, 140)),
+    "apple2orange": ("845a191e9af8926408ea597001cd03a452e3300a1f44a79fe329b3d59f6e3eb8", None),
+    "summer2winter_yosemite": ("167fe1726807a9d22bd106b4a6c0bd7953b688af924ac1bf967439c4961e49f9", None),
+    "monet2photo": ("88f91b00fc228f97c9411fbf1880ec1d119c98f1722e4cfcfaa2fb35fac05b04", None),
+    "cezanne2photo": ("3a6c10ca21f9485862f1cbd707744b9dc258954a04631271d23a3605eeb63cff", None),
+    "ukiyoe2photo": ("02a2a2fb5ecf425ca1bf86aca7304377da64a2a1d3b86df54eb65e4068bf3b08", None),
+    "vangogh2photo": ("362c3473e70be0944bda08d49d660eafdc2854df55d697835b8186d1d79caaff", None),
+}
 
 
 def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
-                                f"images under --data.data_dir (horse2zebra: tar xf ../shared/data/horse2zebra.tar "
-                                f"-C data, or the official zip from efrosgans.eecs.berkeley.edu/cyclegan/datasets)")
+        raise MissingDataError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
+                               f"images under --data.data_dir (horse2zebra: downloaded into data/horse2zebra when "
+                               f"that folder does not exist, or tar xf ../shared/data/horse2zebra.tar -C data)")
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images")
+        raise MissingDataError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images; add them or point "
+                               "--data.data_dir elsewhere")
     return files
 
 
 def load_image(file: Path, size: int) -> Tensor:
     """uint8 (3, size, size): grayscale and RGBA files become RGB; squashed to a square as the reference."""
-    image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
+    image = read_rgb(file)
     if image.shape[-2:] != (size, size):
         image = resize(image, [size, size], InterpolationMode.BICUBIC, antialias=True)
     return image
+
+
+def load_readable(files: list[Path], index: int, size: int) -> Tensor:
+    """files[index], or the next readable file after a warning naming each unreadable one (as ImageFiles)."""
+    for k in range(len(files)):
+        try:
+            return load_image(files[(index + k) % len(files)], size)
+        except UnreadableImageError as error:
+            warnings.warn(f"skipped: {error}", stacklevel=1)
+    raise MissingDataError(f"none of the {len(files)} images in {files[0].parent} can be read; check the folder")
+
+
+def count_images(root: Path) -> tuple[int, ...]:
+    return tuple(sum(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / folder).iterdir()) for folder in FOLDERS)
 
 
 class UnpairedImages(Dataset):
@@ -52,12 +86,12 @@ class UnpairedImages(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         if not self.train:
-            return (load_image(self.files_a[index % len(self.files_a)], self.crop_size),
-                    load_image(self.files_b[index % len(self.files_b)], self.crop_size))
+            return (load_readable(self.files_a, index % len(self.files_a), self.crop_size),
+                    load_readable(self.files_b, index % len(self.files_b), self.crop_size))
         rng = np.random.default_rng([self.seed, epoch, index])
         b = int(rng.integers(len(self.files_b)))  # unpaired: B is drawn anew for every item
-        return (self.augment(load_image(self.files_a[index % len(self.files_a)], self.load_size), rng),
-                self.augment(load_image(self.files_b[b], self.load_size), rng))
+        return (self.augment(load_readable(self.files_a, index % len(self.files_a), self.load_size), rng),
+                self.augment(load_readable(self.files_b, b, self.load_size), rng))
 
     def augment(self, image: Tensor, rng: np.random.Generator) -> Tensor:
         """Random crop_size crop, then a left-right flip with probability 1/2 (uint8 slicing: no resampling)."""
@@ -83,43 +117,98 @@ class UnpairedImageDataModule(L.LightningDataModule):
     """CycleGAN's unpaired data: trainA/trainB for fit, testA/testB for test; batches in [-1, 1].
 
     Args:
-        data_dir: folder with trainA, trainB, testA, testB image folders (horse2zebra: data/horse2zebra).
+        data_dir: folder with trainA, trainB, testA, testB image folders (horse2zebra: data/horse2zebra). When it
+            does not exist and is named after one of the reference's datasets (horse2zebra, apple2orange,
+            monet2photo, ...), that zip is downloaded and unpacked there.
         batch_size: pairs per batch and process (the paper: 1).
         load_size: training images are first resized to load_size x load_size (the reference: 286).
         crop_size: then randomly cropped to crop_size (256); test images are resized to it. Multiple of 4.
         flip: random left-right flips of training images.
-        num_workers: DataLoader worker processes decoding the images.
+        num_workers: DataLoader worker processes decoding the images (at most the CPUs this process may use).
         seed: seed of the shuffle, the B draws, the crops and the flips.
+        download: fetch the reference's zip when data_dir is missing. Verified by its published sha256 (where
+            known), the CRC-32 of every member and, for horse2zebra, the official image counts.
+        url: the zip to fetch; null: the reference's address for data_dir's name.
+        verify_sha256: check the published sha256; false relies on the CRCs and counts alone (if the
+            publisher ever re-packs the zip).
     """
 
     def __init__(self, data_dir: str = "data/horse2zebra", batch_size: int = 1, load_size: int = 286,
-                 crop_size: int = 256, flip: bool = True, num_workers: int = 4, seed: int = 0):
+                 crop_size: int = 256, flip: bool = True, num_workers: int = 4, seed: int = 0,
+                 download: bool = True, url: str | None = None, verify_sha256: bool = True):
         super().__init__()
+        check_batch_size("batch_size", batch_size, 1)
         if crop_size % 4 or crop_size < 32:
-            raise ValueError(f"crop_size must be a multiple of 4 and at least 32 (got {crop_size}): the generator "
+            raise UserError(f"crop_size must be a multiple of 4 and at least 32 (got {crop_size}): the generator "
                              f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size 256")
         if load_size < crop_size:
-            raise ValueError(f"load_size {load_size} is smaller than crop_size {crop_size}; "
+            raise UserError(f"load_size {load_size} is smaller than crop_size {crop_size}; "
                              f"set --data.load_size to crop_size or more (the reference: 286 for 256)")
         self.save_hyperparameters()
+        self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
+
+    @property
+    def root(self) -> Path:
+        return Path(self.hparams.data_dir).expanduser()
+
+    def prepare_data(self) -> None:
+        """Once per node: download the reference's zip when data_dir does not exist (never into a folder the
+        user made: setup then names what is missing in it)."""
+        hp, root = self.hparams, self.root
+        check_folder(root)
+        if root.exists() or not hp.download:
+            return
+        name = root.name
+        if hp.url is None and name not in PUBLISHED:
+            raise MissingDataError(f"no unpaired dataset at {root}; name the folder after one of the reference's "
+                                   f"datasets to download it ({', '.join(PUBLISHED)}), pass --data.url, or put "
+                                   f"{', '.join(FOLDERS)} image folders there")
+        url = hp.url or CYCLEGAN_URL.format(name=name)
+        sha256, counts = PUBLISHED.get(name, (None, None))
+
+        def fill(tmp: Path) -> None:
+            archive = tmp / f"{name}.zip"
+            print(f"Downloading {url} to {root}")
+            download(url, archive, sha256 if hp.verify_sha256 else None, "sha256", timeout=120)
+            unpack(archive, tmp)  # checks every member's CRC-32
+            archive.unlink()
+            found = [d for d in (tmp, *tmp.iterdir()) if d.is_dir() and all((d / f).is_dir() for f in FOLDERS)]
+            if not found:
+                raise DownloadError(f"{url} has no {'/'.join(FOLDERS)} folders")
+            if counts is not None and count_images(found[0]) != counts:
+                raise DownloadError(f"{url} unpacked to {count_images(found[0])} images in {'/'.join(FOLDERS)}, "
+                                    f"not the official {counts}")
+            os.replace(found[0], tmp / "unpacked")
+
+        try:
+            prepare(root, lambda target: all((target / f).is_dir() for f in FOLDERS), fill, member="unpacked")
+        except DownloadError as error:
+            raise MissingDataError(f"no {name} at {root} and {error}. Offline? Fetch {url} elsewhere and unzip it "
+                                   f"into {root.parent}, or pass --data.data_dir") from None
 
     def setup(self, stage: str) -> None:
-        hp, root = self.hparams, Path(self.hparams.data_dir).expanduser()
+        hp, root = self.hparams, self.root
+        check_folder(root)
         split = "train" if stage == "fit" else "test"
         files_a, files_b = image_files(root / f"{split}A"), image_files(root / f"{split}B")
         dataset = UnpairedImages(files_a, files_b, hp.load_size, hp.crop_size, hp.flip, split == "train", hp.seed)
         setattr(self, f"{split}_set", dataset)
 
     def _loader(self, dataset: Dataset, sampler=None) -> DataLoader:
-        return DataLoader(dataset, self.hparams.batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0)
+        workers = max_workers(self.hparams.num_workers)
+        return DataLoader(dataset, self.hparams.batch_size, sampler=sampler, num_workers=workers,
+                          persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return self._loader(self.train_set, EpochSampler(self.train_set, world, rank, seed=self.hparams.seed))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        # every test item on exactly one process: Lightning's default DistributedSampler would pad the last
+        # batches with repeated items, and the repeats would weigh in test/cycle_l1_*. This subclass of it is
+        # kept as is; the ranks may differ by one batch, which evaluation (no gradient sync) allows.
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return self._loader(self.test_set, UnrepeatedDistributedSampler(self.test_set, world, rank, shuffle=False))
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         return tuple(images.float() / 127.5 - 1 for images in batch)  # uint8 [0, 255] -> [-1, 1]

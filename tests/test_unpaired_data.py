@@ -4,6 +4,7 @@ import torch
 from conftest import make_unpaired
 from PIL import Image
 
+from callbacks import UserError
 from datamodules import UnpairedImageDataModule
 from datamodules.unpaired import EpochSampler, load_image
 
@@ -111,3 +112,145 @@ def test_real_horse2zebra_has_the_official_counts_and_its_grayscale_zebras_becom
     dm.train_set.files_b = gray
     a, b = dm.train_set[0, 0]
     assert a.shape == b.shape == (3, 256, 256) and torch.equal(b[0], b[1]) and torch.equal(b[1], b[2])
+
+
+# --- download from the reference's address, against a server on 127.0.0.1 ------------------------
+
+def zip_of(folder, top: str) -> bytes:
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:  # stored: a flipped byte stays a flipped byte
+        for file in sorted(folder.rglob("*")):
+            zf.write(file, f"{top}/{file.relative_to(folder)}")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def zips(tmp_path_factory):
+    """horse2zebra.zip as the reference packs it (a horse2zebra/ folder), small; a copy with one image damaged."""
+    good = zip_of(make_unpaired(tmp_path_factory.mktemp("src") / "h", counts=(3, 5, 2, 3), gray_in=None),
+                  "horse2zebra")
+    member = good.find(b"IEND")  # inside the last PNG's data: the CRC-32 of that member no longer matches
+    damaged = good[:member] + bytes([good[member] ^ 0xFF]) + good[member + 1:]
+    return {"/horse2zebra.zip": good, "/damaged.zip": damaged}
+
+
+@pytest.fixture
+def zip_server(zips):
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = zips.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def published(monkeypatch, zips):
+    import hashlib
+
+    import datamodules.unpaired as unpaired
+    sha256 = hashlib.sha256(zips["/horse2zebra.zip"]).hexdigest()
+    monkeypatch.setitem(unpaired.PUBLISHED, "horse2zebra", (sha256, (3, 5, 2, 3)))  # the test zip's figures
+    return unpaired.PUBLISHED
+
+
+def test_missing_horse2zebra_is_downloaded_verified_and_read(tmp_path, zip_server, published):
+    root = tmp_path / "data" / "horse2zebra"
+    dm = UnpairedImageDataModule(str(root), url=f"{zip_server}/horse2zebra.zip", num_workers=0, load_size=36,
+                                 crop_size=32)
+    dm.prepare_data()
+    assert sorted(p.name for p in root.iterdir()) == ["testA", "testB", "trainA", "trainB"]
+    assert sorted(p.name for p in root.parent.iterdir()) == ["horse2zebra"]  # no zip, lock or temporary folder
+    dm.setup("fit")
+    assert (len(dm.train_set.files_a), len(dm.train_set.files_b)) == (3, 5)
+    dm.prepare_data()  # a second call finds it ready
+
+
+@pytest.mark.parametrize("path, kwargs, message", [
+    ("/damaged.zip", {"verify_sha256": False}, "damaged: horse2zebra/.* fails its CRC check"),
+    ("/damaged.zip", {}, "checksum mismatch .* sha256"),
+    ("/absent.zip", {}, "could not download .*/absent.zip: HTTP 404 Not Found. Offline"),
+])
+def test_a_bad_download_is_one_line_and_leaves_nothing(tmp_path, zip_server, published, path, kwargs, message):
+    root = tmp_path / "data" / "horse2zebra"
+    dm = UnpairedImageDataModule(str(root), url=zip_server + path, num_workers=0, **kwargs)
+    with pytest.raises(UserError, match=message) as error:
+        dm.prepare_data()
+    assert "\n" not in str(error.value) and error.value.__cause__ is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_image_counts_are_refused(tmp_path, zip_server, published, monkeypatch):
+    monkeypatch.setitem(published, "horse2zebra", (published["horse2zebra"][0], (1067, 1334, 120, 140)))
+    with pytest.raises(UserError, match=r"unpacked to \(3, 5, 2, 3\) images .* not the official "
+                                        r"\(1067, 1334, 120, 140\)"):
+        UnpairedImageDataModule(str(tmp_path / "horse2zebra"), url=f"{zip_server}/horse2zebra.zip").prepare_data()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_missing_folder_downloads_nothing(tmp_path):
+    with pytest.raises(UserError, match="no unpaired dataset at .*hourse2zebra.*horse2zebra, apple2orange"):
+        UnpairedImageDataModule(str(tmp_path / "data" / "hourse2zebra")).prepare_data()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_never_replaced(tmp_path):
+    (tmp_path / "horse2zebra" / "trainA").mkdir(parents=True)
+    UnpairedImageDataModule(str(tmp_path / "horse2zebra"), url="http://127.0.0.1:9/x.zip").prepare_data()  # no fetch
+    with pytest.raises(UserError, match="trainA has no .*images; add them"):
+        data_module(tmp_path / "horse2zebra")
+
+
+def test_the_default_address_is_the_references():
+    import datamodules.unpaired as unpaired
+    assert unpaired.CYCLEGAN_URL.format(name="horse2zebra") == \
+        "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip"
+    assert unpaired.PUBLISHED["horse2zebra"][1] == (1067, 1334, 120, 140)
+
+
+# --- errors and workers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_batch_size_below_one_is_refused(batch_size):
+    with pytest.raises(UserError, match=f"--data.batch_size must be at least 1 \\(got {batch_size}\\)"):
+        UnpairedImageDataModule(batch_size=batch_size)
+
+
+def test_a_file_as_data_dir_is_refused(tmp_path):
+    (tmp_path / "horse2zebra").write_text("")
+    for call in ("prepare_data", "setup"):
+        with pytest.raises(UserError, match="horse2zebra is a file, not a folder"):
+            getattr(UnpairedImageDataModule(str(tmp_path / "horse2zebra")), call)(*(["fit"] if call == "setup" else []))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_corrupt_image_is_skipped_with_a_warning_naming_it(tmp_path, damage):
+    root = make_unpaired(tmp_path / "d", counts=(3, 3, 2, 2), size=(32, 32), gray_in=None)
+    bad = root / "trainA" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2] if damage == "truncated" else b"")
+    dm = data_module(root, load_size=32, flip=False)
+    with pytest.warns(UserWarning, match=f"skipped: cannot read image {bad}"):
+        a, _ = dm.train_set[1, 0]
+    assert torch.equal(a, png(root / "trainA" / "002.png"))  # the next readable file
+
+
+def test_workers_are_capped_at_the_cpus(tiny_unpaired, monkeypatch):
+    import os
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    dm = data_module(tiny_unpaired, num_workers=4)
+    assert dm.train_dataloader().num_workers == 1
