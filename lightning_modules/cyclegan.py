@@ -4,6 +4,7 @@ Also the `translate` command: `python -m lightning_modules.cyclegan translate --
 """
 
 import html
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -257,22 +258,27 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         device: cpu, cuda, cuda:1, ...
     """
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from datamodules.decode import UnreadableImageError, read_rgb
+    from datamodules.download import MissingDataError
 
     files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(input_dir).is_dir() else []
     if not files:
-        raise FileNotFoundError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
-                                "pass a folder of images as --input_dir")
+        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
+                               "pass a folder of images as --input_dir")
     # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
     model = Model.load_from_checkpoint(checkpoint, map_location=device).eval()
     out = Path(output_dir)
-    rows = []
+    rows, unreadable = [], []
     for file in files:
-        image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB).to(device)  # (3, H, W) uint8
+        try:
+            image = read_rgb(file).to(device)  # (3, H, W) uint8
+        except UnreadableImageError as error:  # one bad file must not cost the others or the page
+            unreadable.append((file, str(error)))
+            continue
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
         with torch.inference_mode():
             y = model(pad_to_multiple(x), direction)[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
@@ -280,10 +286,15 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{file.stem}.png")
         rows.append(f"<tr><td>{html.escape(file.name)}</td><td><img src='inputs/{html.escape(target.name)}'></td>"
                     f"<td><img src='{html.escape(target.name)}'></td></tr>")
+    skipped = "".join(f"<li>{html.escape(file.name)}: {html.escape(reason)}</li>" for file, reason in unreadable)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(
         f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
-        f"<tr><th>file</th><th>input</th><th>output</th></tr>{''.join(rows)}</table></body></html>\n")
-    print(f"{len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
+        f"<tr><th>file</th><th>input</th><th>output</th></tr>{''.join(rows)}</table>"
+        + (f"<p>Could not be read:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
+    print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
+    if unreadable:
+        print(f"could not read {len(unreadable)}: " + "; ".join(reason for _, reason in unreadable), file=sys.stderr)
     return out / "index.html"
 
 
