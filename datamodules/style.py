@@ -6,7 +6,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, read_file
+
+from callbacks import UserError
+from datamodules.decode import read_rgb
+from datamodules.download import MissingDataError
 
 STYLE_IMAGES = Path(__file__).resolve().parent / "style_images"  # the shipped defaults; credits in README
 DEFAULT_CONTENT = STYLE_IMAGES / "kodim23_macaws.jpg"
@@ -21,23 +24,20 @@ def image_files(paths: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise FileNotFoundError(f"content folder {path} has no .png or .jpg images")
+                raise MissingDataError(f"content folder {path} has no .png or .jpg images; add some or pass "
+                                       "--data.content a.jpg")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"image {path} not found; give an existing .png/.jpg file or folder "
+            raise MissingDataError(f"image {path} not found; give an existing .png/.jpg file or folder "
                                     "(--data.content [a.jpg, b.png] / --data.style s.jpg)")
     return files
 
 
 def read_image(path: Path) -> Tensor:
-    """(3, H, W) float pixels in [0, 1]."""
-    try:
-        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as error:
-        raise ValueError(f"{path} is not a readable .png or .jpg image ({error})") from error
-    return image.float() / 255
+    """(3, H, W) float pixels in [0, 1]; an unreadable file is named (UnreadableImageError)."""
+    return read_rgb(path).float() / 255
 
 
 def resize(image: Tensor, height: int, width: int) -> Tensor:
@@ -91,7 +91,7 @@ class StyleTransferDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if size < 32:
-            raise ValueError(f"size must be at least 32 (VGG16 pools 5 times; got {size}); try --data.size 288")
+            raise UserError(f"size must be at least 32 (VGG16 pools 5 times; got {size}); try --data.size 288")
 
     def setup(self, stage: str) -> None:
         if hasattr(self, "content"):
@@ -102,13 +102,13 @@ class StyleTransferDataModule(L.LightningDataModule):
         images = [resize_crop(read_image(f), hp.size, hp.crop) for f in files]
         shapes = {tuple(im.shape[1:]) for im in images}
         if len(shapes) > 1:
-            raise ValueError(f"content images come out in different shapes {sorted(shapes)} and cannot form one "
+            raise UserError(f"content images come out in different shapes {sorted(shapes)} and cannot form one "
                              "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
         self.content_names = [f.stem for f in files]
         style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)])
         if len(style_files) != 1:
-            raise ValueError(f"--data.style must be one image, not a folder of {len(style_files)}")
+            raise UserError(f"--data.style must be one image, not a folder of {len(style_files)}")
         self.style = scale_match(read_image(style_files[0]), *self.content.shape[2:])[None]  # (1, 3, H, W)
 
     def train_dataloader(self):
