@@ -243,7 +243,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         if cifar10 is not None:
             batches = find_batches(cifar10)
             if batches is None:
-                raise MissingDataError(f"no CIFAR-10 found at {root} or in {cifar10}; run prepare_data() first")
+                raise MissingDataError(f"no CIFAR-10 found at {root} or as python batches in {cifar10}; training "
+                                       f"(`python train.py --system wgan`) downloads it there, or put images in {root}")
             images = load_batches(batches, root.name)[0]
             return TensorImages(images[self.sample(len(images))], hp.isize)
         if not root.is_dir():
