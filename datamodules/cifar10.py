@@ -180,8 +180,6 @@ class CIFAR10DataModule(L.LightningDataModule):
                  val_size: int = 0, pad: int = 4, flip: bool = True, image_size: int = 32,
                  download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0):
         super().__init__()
-        check_batch_size("batch_size", batch_size, 512)
-        check_batch_size("eval_batch_size", eval_batch_size, 1000)
         self.save_hyperparameters()
         # prepare_data runs on the first process of every node (Lightning's default, kept deliberately): data/
         # may be a node's local disk, where each node needs its own copy; on a shared filesystem the nodes'
@@ -197,8 +195,15 @@ class CIFAR10DataModule(L.LightningDataModule):
     def layout(self) -> str | None:
         return cifar10_layout(self.data_dir)
 
+    def check(self) -> None:
+        """The values, checked when the data is first used rather than in __init__, where LightningCLI would bury
+        the one-line message in a dump of every type it tried."""
+        check_batch_size("batch_size", self.hparams.batch_size, 512)
+        check_batch_size("eval_batch_size", self.hparams.eval_batch_size, 1000)
+
     def prepare_data(self) -> None:
         """Once per node: download and unpack the official archive if no layout is found."""
+        self.check()
         prepare_cifar10(self.data_dir, self.hparams.download, self.hparams.url, self.hparams.md5)
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
@@ -220,6 +225,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         """On every process: the whole split as uint8 (N, 3, 32, 32) tensors (180 MB for all of CIFAR-10)."""
         if hasattr(self, "test_images"):
             return
+        self.check()
         train_images, train_labels = self.load("train")
         self.test_images, self.test_labels = self.load("test")
         if self.hparams.val_size:

@@ -183,15 +183,6 @@ class ImageFolderDataModule(L.LightningDataModule):
                  batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, random_crop: bool = False,
                  download: bool = True, seed: int = 0):
         super().__init__()
-        check_batch_size("batch_size", batch_size, 64)
-        if not 0 < sample_fraction <= 1:
-            raise UserError(f"--data.sample_fraction must be in (0, 1] (got {sample_fraction}); 0.1 keeps 10%")
-        if isize < 16 or isize % 16:
-            nearest = max(16, (isize + 8) // 16 * 16)
-            raise UserError(f"--data.isize must be a multiple of 16 (got {isize}): the DCGAN critic halves the image "
-                            f"down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
-        if in_memory and random_crop:
-            raise UserError("--data.in_memory true keeps one centre crop per image; add --data.random_crop false")
         self.save_hyperparameters()
         self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
         self.dataset: Dataset | None = None
@@ -217,8 +208,23 @@ class ImageFolderDataModule(L.LightningDataModule):
             return "cifar10"
         return "lmdb" if (self.root / "data.mdb").is_file() else "folder"
 
+    def check(self) -> None:
+        """The values, checked when the data is first used rather than in __init__, where LightningCLI would bury
+        the one-line message in a dump of every type it tried."""
+        hp = self.hparams
+        check_batch_size("batch_size", hp.batch_size, 64)
+        if not 0 < hp.sample_fraction <= 1:
+            raise UserError(f"--data.sample_fraction must be in (0, 1] (got {hp.sample_fraction}); 0.1 keeps 10%")
+        if hp.isize < 16 or hp.isize % 16:
+            nearest = max(16, (hp.isize + 8) // 16 * 16)
+            raise UserError(f"--data.isize must be a multiple of 16 (got {hp.isize}): the DCGAN critic halves the "
+                            f"image down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
+        if hp.in_memory and hp.random_crop:
+            raise UserError("--data.in_memory true keeps one centre crop per image; add --data.random_crop false")
+
     def prepare_data(self) -> None:
         """Once per node: CIFAR-10 downloaded when the default data_dir is missing (nothing else is fetched)."""
+        self.check()
         check_folder(self.root)
         cifar10 = self.cifar10_root()
         if cifar10 is not None and not find_batches(cifar10):
@@ -238,6 +244,7 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def build_dataset(self) -> Dataset:
         hp, root = self.hparams, self.root
+        self.check()
         check_folder(root)
         cifar10 = self.cifar10_root()
         if cifar10 is not None:

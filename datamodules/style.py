@@ -90,13 +90,13 @@ class StyleTransferDataModule(L.LightningDataModule):
                  crop: bool = True):
         super().__init__()
         self.save_hyperparameters()
-        if size < 32:
-            raise UserError(f"size must be at least 32 (VGG16 pools 5 times; got {size}); try --data.size 288")
 
     def setup(self, stage: str) -> None:
         if hasattr(self, "content"):
             return
         hp = self.hparams
+        if hp.size < 32:
+            raise UserError(f"size must be at least 32 (VGG16 pools 5 times; got {hp.size}); try --data.size 288")
         content = str(DEFAULT_CONTENT) if hp.content is None else hp.content
         files = image_files([content] if isinstance(content, str) else content)
         images = [resize_crop(read_image(f), hp.size, hp.crop) for f in files]

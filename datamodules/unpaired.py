@@ -137,13 +137,6 @@ class UnpairedImageDataModule(L.LightningDataModule):
                  crop_size: int = 256, flip: bool = True, num_workers: int = 4, seed: int = 0,
                  download: bool = True, url: str | None = None, verify_sha256: bool = True):
         super().__init__()
-        check_batch_size("batch_size", batch_size, 1)
-        if crop_size % 4 or crop_size < 32:
-            raise UserError(f"crop_size must be a multiple of 4 and at least 32 (got {crop_size}): the generator "
-                             f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size 256")
-        if load_size < crop_size:
-            raise UserError(f"load_size {load_size} is smaller than crop_size {crop_size}; "
-                             f"set --data.load_size to crop_size or more (the reference: 286 for 256)")
         self.save_hyperparameters()
         self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
 
@@ -151,10 +144,23 @@ class UnpairedImageDataModule(L.LightningDataModule):
     def root(self) -> Path:
         return Path(self.hparams.data_dir).expanduser()
 
+    def check(self) -> None:
+        """The values, checked when the data is first used rather than in __init__, where LightningCLI would bury
+        the one-line message in a dump of every type it tried."""
+        hp = self.hparams
+        check_batch_size("batch_size", hp.batch_size, 1)
+        if hp.crop_size % 4 or hp.crop_size < 32:
+            raise UserError(f"crop_size must be a multiple of 4 and at least 32 (got {hp.crop_size}): the generator "
+                            f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size 256")
+        if hp.load_size < hp.crop_size:
+            raise UserError(f"load_size {hp.load_size} is smaller than crop_size {hp.crop_size}; "
+                            f"set --data.load_size to crop_size or more (the reference: 286 for 256)")
+
     def prepare_data(self) -> None:
         """Once per node: download the reference's zip when data_dir does not exist (never into a folder the
         user made: setup then names what is missing in it)."""
         hp, root = self.hparams, self.root
+        self.check()
         check_folder(root)
         if root.exists() or not hp.download:
             return
@@ -188,6 +194,7 @@ class UnpairedImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         hp, root = self.hparams, self.root
+        self.check()
         check_folder(root)
         split = "train" if stage == "fit" else "test"
         files_a, files_b = image_files(root / f"{split}A"), image_files(root / f"{split}B")

@@ -185,7 +185,7 @@ def test_data_dir_that_is_a_file_is_refused(tmp_path):
 @pytest.mark.parametrize("name, value", [("batch_size", 0), ("batch_size", -4), ("eval_batch_size", 0)])
 def test_batch_sizes_below_one_are_refused(name, value):
     with pytest.raises(UserError, match=f"--data.{name} must be at least 1 \\(got {value}\\)"):
-        CIFAR10DataModule(**{name: value})
+        CIFAR10DataModule(**{name: value}).prepare_data()  # checked before any download
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty"])

@@ -130,7 +130,7 @@ def test_missing_or_empty_folders_and_bad_fractions_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images .* under"):
         ImageFolderDataModule(str(tmp_path / "empty"), num_workers=0).setup("fit")
     with pytest.raises(UserError, match="sample_fraction must be in \\(0, 1\\]"):
-        ImageFolderDataModule(str(tmp_path), sample_fraction=10)
+        ImageFolderDataModule(str(tmp_path), sample_fraction=10).setup("fit")
 
 
 def test_fewer_images_than_a_batch_fail_clearly(tree):
@@ -202,7 +202,7 @@ def test_missing_lsun_names_the_command_that_gets_it(tmp_path):
 ])
 def test_bad_values_are_refused_in_one_line(kwargs, message):
     with pytest.raises(UserError, match=message):
-        ImageFolderDataModule(**kwargs)
+        ImageFolderDataModule(**kwargs).prepare_data()  # checked before any download
 
 
 def test_a_file_as_data_dir_is_refused(tmp_path):

@@ -98,9 +98,9 @@ def test_missing_folder_names_the_layout(tmp_path):
 
 def test_bad_crop_size_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="multiple of 4.*--data.crop_size"):
-        UnpairedImageDataModule(crop_size=30, load_size=36)
+        UnpairedImageDataModule(crop_size=30, load_size=36).prepare_data()
     with pytest.raises(ValueError, match="load_size 100 is smaller than crop_size 128"):
-        UnpairedImageDataModule(crop_size=128, load_size=100)
+        UnpairedImageDataModule(crop_size=128, load_size=100).setup("fit")
 
 
 @pytest.mark.slow
@@ -228,7 +228,7 @@ def test_the_default_address_is_the_references():
 @pytest.mark.parametrize("batch_size", [0, -4])
 def test_batch_size_below_one_is_refused(batch_size):
     with pytest.raises(UserError, match=f"--data.batch_size must be at least 1 \\(got {batch_size}\\)"):
-        UnpairedImageDataModule(batch_size=batch_size)
+        UnpairedImageDataModule(batch_size=batch_size).prepare_data()
 
 
 def test_a_file_as_data_dir_is_refused(tmp_path):
