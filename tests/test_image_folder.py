@@ -159,20 +159,42 @@ def test_wgan_default_reads_the_cifar10_python_batches_the_darknet_download_leav
 
 
 def test_wgan_default_downloads_cifar10_when_missing(tmp_path, monkeypatch):
+    """The real download path, from a server on 127.0.0.1 serving a small CIFAR-10 archive made here."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+
     from conftest import make_batches
 
     import datamodules.image_folder as module
-    calls = []
+    make_batches(tmp_path / "src" / "cifar-10-batches-py")
+    with tarfile.open(tmp_path / "cifar.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    archive = (tmp_path / "cifar.tar.gz").read_bytes()
 
-    def fake_prepare(root, download, url, md5):
-        calls.append((root, download, url))
-        make_batches(root / "cifar-10-batches-py")
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive)
 
-    monkeypatch.setattr(module, "prepare_cifar10", fake_prepare)
-    data = ImageFolderDataModule(str(tmp_path / "data" / "cifar10" / "train"), isize=32, batch_size=6,
-                                 num_workers=0)
-    data.prepare_data()
-    assert calls == [(tmp_path / "data" / "cifar10", True, module.CIFAR10_URL)]
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(module, "CIFAR10_URL", f"http://127.0.0.1:{httpd.server_address[1]}/cifar.tar.gz")
+        monkeypatch.setattr(module, "CIFAR10_MD5", hashlib.md5(archive).hexdigest())
+        data = ImageFolderDataModule(str(tmp_path / "data" / "cifar10" / "train"), isize=32, batch_size=6,
+                                     num_workers=0)
+        data.prepare_data()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert sorted(p.name for p in (tmp_path / "data" / "cifar10").iterdir()) == ["cifar-10-batches-py"]
     assert load_all(data).shape == (30, 3, 32, 32)
 
 
