@@ -105,6 +105,8 @@ def test_bad_crop_size_is_refused_with_the_fix():
 
 @pytest.mark.slow
 def test_real_horse2zebra_has_the_official_counts_and_its_grayscale_zebras_become_rgb(shared_horse2zebra):
+    from datamodules.unpaired import PUBLISHED, count_images
+    assert count_images(shared_horse2zebra) == PUBLISHED["horse2zebra"][1] == (1067, 1334, 120, 140)  # as checked
     dm = data_module(shared_horse2zebra, batch_size=1, load_size=286, crop_size=256)
     assert (len(dm.train_set.files_a), len(dm.train_set.files_b)) == (1067, 1334) and len(dm.train_set) == 1334
     gray = [f for f in dm.train_set.files_b if Image.open(f).mode == "L"]
