@@ -108,12 +108,12 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
         files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise MissingDataError(f"class folder {split_dir / name} has no .png or .jpg images; "
-                                    "remove the folder or add its images")
+                                   "remove the folder or add its images")
         for file in files:
             image = read_rgb(file)  # every file is decoded here once: a corrupt one stops setup, named
             if images and image.shape != images[0].shape:
                 raise UserError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
-                                 f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32")
+                                f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32")
             images.append(image)
         labels += [label] * len(files)
     return torch.stack(images), torch.tensor(labels), classes
@@ -253,7 +253,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         batches = self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
         if len(batches) == 0:
             raise UserError(f"batch_size {self.hparams.batch_size} is more than the {len(self.train_labels)} "
-                             f"training images per process can fill; lower --data.batch_size")
+                            f"training images per process can fill; lower --data.batch_size")
         return batches
 
     def val_dataloader(self):

@@ -282,7 +282,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.images = torch.cat(list(loader))
         if len(self.dataset) < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
             raise UserError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
-                             "per process; lower --data.batch_size or add images")
+                            "per process; lower --data.batch_size or add images")
 
     def train_dataloader(self):
         hp = self.hparams

@@ -31,7 +31,7 @@ def image_files(paths: list[str]) -> list[Path]:
             files.append(path)
         else:
             raise MissingDataError(f"image {path} not found; give an existing .png/.jpg file or folder "
-                                    "(--data.content [a.jpg, b.png] / --data.style s.jpg)")
+                                   "(--data.content [a.jpg, b.png] / --data.style s.jpg)")
     return files
 
 
@@ -103,7 +103,7 @@ class StyleTransferDataModule(L.LightningDataModule):
         shapes = {tuple(im.shape[1:]) for im in images}
         if len(shapes) > 1:
             raise UserError(f"content images come out in different shapes {sorted(shapes)} and cannot form one "
-                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
+                            "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
         self.content_names = [f.stem for f in files]
         style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)])
