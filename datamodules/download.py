@@ -4,13 +4,16 @@
 shared filesystem, two runs started at once) wait for one lock beside the target; the first downloads and
 unpacks into a temporary sibling folder and renames it into place in one step, the others then find it ready.
 Nothing half-written is ever visible, no process removes or replaces a folder another one made, and a failure
-leaves nothing behind: not the temporary folder, not the lock, not the parent folders it had to create.
+leaves nothing behind: not the temporary folder, not the lock, not the parent folders it had to create; the
+temporary folder of an attempt that was killed (its process gone) is removed by the next attempt on that host.
 """
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import urllib.error
@@ -90,6 +93,25 @@ def _missing_parents(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Temporary folders of killed attempts on this host (their process is gone): a partial download each."""
+    prefix = f".{target.name}.{socket.gethostname()}-"
+    for folder in target.parent.glob(glob.escape(prefix) + "*.part"):
+        pid = folder.name[len(prefix):].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def prepare(target: Path, ready: Callable[[Path], bool], fill: Callable[[Path], None], member: str | None = None,
             timeout: float = -1) -> Path:
     """Make the folder `target` once, atomically: under a lock beside it, unless `ready(target)` already,
@@ -108,7 +130,10 @@ def prepare(target: Path, ready: Callable[[Path], bool], fill: Callable[[Path], 
         with FileLock(lock_file, timeout=timeout):
             try:
                 if not ready(target):
-                    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+                    _remove_stale(target)
+                    # host and pid in the name: a later attempt can tell a killed one's folder from a live one's
+                    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{socket.gethostname()}-{os.getpid()}.",
+                                                suffix=".part", dir=target.parent))
                     try:
                         fill(tmp)
                         try:

@@ -244,3 +244,20 @@ def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar
     trainer.fit(model, datamodule=data)
     accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
     assert accuracy > 0.25  # chance is 0.10
+
+
+def test_a_killed_attempts_partial_download_is_removed_and_a_live_ones_kept(tmp_path, server, archive):
+    import os
+    import socket
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    root = tmp_path / "d"
+    host = socket.gethostname()
+    killed = root / f".cifar-10-batches-py.{host}-{dead.stdout.strip()}.abc123.part"
+    live = root / f".cifar-10-batches-py.{host}-{os.getpid()}.def456.part"
+    for folder in (killed, live):
+        folder.mkdir(parents=True)
+        (folder / "cifar-10-python.tar.gz").write_bytes(archive[:100])
+    loaded(root, url=f"{server}/good", md5=hashlib.md5(archive).hexdigest())
+    assert not killed.exists() and live.exists()
