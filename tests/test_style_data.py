@@ -83,3 +83,9 @@ def test_uncropped_images_of_different_shapes_cannot_batch(style_images, tmp_pat
                                    size=32, crop=False)
     with pytest.raises(ValueError, match="different shapes.*--data.crop true"):
         data.setup("fit")
+
+
+def test_a_size_vgg_cannot_take_is_refused_in_one_line():
+    from callbacks import UserError
+    with pytest.raises(UserError, match="size must be at least 32 .*got 16.*--data.size 288"):
+        StyleTransferDataModule(size=16).setup("fit")  # checked at setup: LightningCLI passes the message through
