@@ -13,8 +13,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
@@ -125,11 +126,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         in_memory: decode every image once in setup and keep them as one uint8 tensor (3 * isize**2 bytes
             each: 50,000 images at 32px are 150 MB); the fast path for CIFAR-sized sets.
         seed: seed of the sample and, in memory, of the shuffling.
+        val_dir: real images for the validation (the WGAN's `val/fid`), read as data_dir is; null: the training images.
+        val_size: a fixed random sample of this many of them is the validation set (fewer if there are fewer).
     """
 
     def __init__(self, data_dir: str = "data/cifar10/train", csv_file: str | None = None,
                  csv_skip_header: bool = False, sample_fraction: float = 1.0, isize: int = 64,
-                 batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, seed: int = 0):
+                 batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, seed: int = 0,
+                 val_dir: str | None = None, val_size: int = 2000):
         super().__init__()
         self.save_hyperparameters()
         if not 0 < sample_fraction <= 1:
@@ -183,6 +187,24 @@ class ImageFolderDataModule(L.LightningDataModule):
         return DataLoader(self.dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True,
                           num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
                           pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self):
+        """val_size images drawn once (seeded) from val_dir or the training set; each on one rank under DDP."""
+        hp = self.hparams
+        if hp.val_dir is None:
+            dataset, images = self.dataset, self.images if hp.in_memory else None
+        else:
+            held_out = ImageFolderDataModule(hp.val_dir, isize=hp.isize, num_workers=hp.num_workers)
+            dataset, images = held_out.build_dataset(), None
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hp.seed))[:hp.val_size]
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if images is not None:
+            return TensorBatches(images[order], torch.zeros(len(order)), hp.batch_size, shuffle=False,
+                                 drop_last=False, rank=rank, world_size=world)
+        sample = Subset(dataset, order.tolist())  # without DistributedSampler's padding, which counts some twice:
+        return DataLoader(sample, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                          sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False),
+                          persistent_workers=hp.num_workers > 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         images = batch[0] if isinstance(batch, list | tuple) else batch
