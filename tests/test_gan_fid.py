@@ -1,12 +1,16 @@
 """val/fid while training: the WGAN's and the CycleGAN's validation against a Frechet distance computed by hand."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import make_unpaired
+from conftest import ROOT, make_unpaired
 from PIL import Image
 from torch import nn
 
@@ -159,8 +163,8 @@ class FidLog(L.Callback):
 
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
-            FidLog.rows.append({"step": trainer.global_step, **{k: v.item() for k, v in
-                                                              trainer.callback_metrics.items() if k.startswith("val/")}})
+            logged = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            FidLog.rows.append({"step": trainer.global_step, **logged})
 
 
 def test_wgan_job_logs_val_fid_every_n_batches_and_resumes_with_lean_checkpoints(tmp_path, darknet_ckpt):
@@ -212,3 +216,40 @@ def test_cyclegan_job_logs_val_fid_and_a_grid_every_n_epochs(tmp_path, darknet_c
     assert (run_dir / "checkpoints" / "last.ckpt").resolve().name == "epoch=002.ckpt"
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["state_dict"].keys() == CycleGAN(n_blocks=1, ngf=4, ndf=4).state_dict().keys()
+
+
+class SaveAtValidation(L.Callback):
+    """Rank 0 writes the logged distances and the weights they were measured with (for the DDP test)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            Path(trainer.default_root_dir, "val.json").write_text(json.dumps(metrics))
+            torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "weights.pt"))
+
+
+def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp_path, darknet_ckpt):
+    root = make_unpaired(tmp_path / "unpaired", counts=(4, 4, 5, 7))  # odd test sets: uneven shares per rank
+    runs = tmp_path / "runs"
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    args = ["--system", "cyclegan", "--data.data_dir", str(root), "--trainer.default_root_dir", str(runs),
+            "--trainer.logger", "false", "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1",
+            "--model.log_images_every_n_batches", "0", "--model.fid_features", darknet_ckpt,
+            "--data.load_size", "36", "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0",
+            "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+            "--trainer.callbacks+=test_gan_fid.SaveAtValidation"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+    logged = json.loads((run_dir / "val.json").read_text())
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=darknet_ckpt)
+    model.load_state_dict(torch.load(run_dir / "weights.pt"))
+    data = UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
+    trainer = validator(tmp_path)
+    trainer.validate(model, datamodule=data, verbose=False)
+    assert model.frechet.metrics["fid_a2b"].real_features_num_samples.item() == 7
+    for key in ("val/fid_a2b", "val/fid_b2a", "val/fid"):
+        assert logged[key] == pytest.approx(trainer.callback_metrics[key].item(), rel=1e-4), key
