@@ -60,8 +60,9 @@ class InceptionFeatures(nn.Module):
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         super().__init__()
+        # antialias off: TF 1.x's bilinear resize to 299px, as torch-fidelity and the original FID code do
         self.inception = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                            feature_extractor_weights_path=weights_path)
+                                            feature_extractor_weights_path=weights_path, antialias=False)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.inception((images * 255).round().clamp(0, 255).to(torch.uint8))  # its expected input
