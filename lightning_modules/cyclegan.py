@@ -235,9 +235,10 @@ class CycleGAN(L.LightningModule):
         if values:
             values["fid"] = (values["fid_a2b"] + values["fid_b2a"]) / 2
             self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)  # already equal on all ranks
-            n = min(len(v) for v in self.val_visuals.values())
             order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
-            self.log_visuals("val/visuals", {k: self.val_visuals[k][:n] for k in order}, self.batches_trained, n)
+            if self.trainer.is_global_zero and set(self.val_visuals) == set(order):  # rank 0 saw both domains
+                n = min(len(v) for v in self.val_visuals.values())
+                self.log_visuals("val/visuals", {k: self.val_visuals[k][:n] for k in order}, self.batches_trained, n)
         self.val_visuals = {}
 
     def test_step(self, batch, batch_idx):
