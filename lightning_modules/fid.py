@@ -128,6 +128,10 @@ class FrechetValidation:
             self.metrics = {name: frechet_metric(extractor) for name in self.names}
         for metric in self.metrics.values():
             metric.to(device)
+            if not torch.is_inference_mode_enabled():  # a fit's validation after trainer.validate's inference mode:
+                for name, value in metric.metric_state.items():  # its states would refuse in-place updates
+                    if value.is_inference():
+                        setattr(metric, name, value.clone())
 
     def add(self, name: str, images: Tensor, real: bool) -> None:
         if real and self.reals_cached:
@@ -139,6 +143,7 @@ class FrechetValidation:
         if sanity_checking:
             for metric in self.metrics.values():
                 forget_everything(metric)
+            self.reals_cached = False  # the next validation reads the real sample again
             return {}
         values = {name: metric.compute() for name, metric in self.metrics.items()}
         for metric in self.metrics.values():

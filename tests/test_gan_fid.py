@@ -253,3 +253,16 @@ def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp
     assert model.frechet.metrics["fid_a2b"].real_features_num_samples.item() == 7
     for key in ("val/fid_a2b", "val/fid_b2a", "val/fid"):
         assert logged[key] == pytest.approx(trainer.callback_metrics[key].item(), rel=1e-4), key
+
+
+def test_a_fit_after_a_validate_reads_the_real_sample_again_after_its_sanity_check(tmp_path, channel_means):
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0, val_size=12)
+    model = WGAN(**TINY_WGAN, fid_features=channel_means)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, datamodule=data)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_steps=2, val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=1,
+                        default_root_dir=str(tmp_path))
+    trainer.fit(model, datamodule=data)  # its sanity check (1 batch) forgets the real statistics
+    assert model.frechet.metrics["fid"].real_features_num_samples.item() == 12
+    assert np.isfinite(trainer.callback_metrics["val/fid"].item())
