@@ -115,7 +115,7 @@ class Halve(nn.Module):
 
 def test_cyclegan_validation_compares_translated_test_images_with_the_other_domain(tmp_path, channel_means):
     root = make_unpaired(tmp_path / "unpaired", counts=(4, 4, 5, 7), size=(32, 32), gray_in=None)
-    features = {side: np.stack([np.asarray(Image.open(f)).reshape(-1, 3).mean(0) / 255
+    features = {side: np.stack([np.asarray(Image.open(f).convert("RGB")).reshape(-1, 3).mean(0) / 255
                                 for f in sorted((root / f"test{side}").iterdir())]) for side in "AB"}
     data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=channel_means)
@@ -130,8 +130,8 @@ def test_cyclegan_validation_compares_translated_test_images_with_the_other_doma
     assert logged["val/fid"] == pytest.approx((a2b + b2a) / 2, rel=1e-5) and a2b != pytest.approx(b2a, rel=0.01)
     counts = {k: m.real_features_num_samples.item() for k, m in model.frechet.metrics.items()}
     assert counts == {"fid_a2b": 7, "fid_b2a": 5}  # each test image once: the real B and the real A
-    grid = Image.open(tmp_path / "run" / "images" / "val_visuals-000000.png")
-    assert grid.size == (6 * 34 + 2, 2 * 34 + 2)  # 6 columns, 2 rows (the first batch of 2), 2px padding
+    with Image.open(tmp_path / "run" / "images" / "val_visuals-000000.png") as grid:
+        assert grid.size == (6 * 34 + 2, 2 * 34 + 2)  # 6 columns, 2 rows (the first batch of 2), 2px padding
 
 
 def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplog, monkeypatch):
