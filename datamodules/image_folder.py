@@ -14,8 +14,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from callbacks import UserError
@@ -177,12 +178,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         download: when data_dir is `.../cifar10/train` (the default) or `.../cifar10/test` and neither layout
             is there, download CIFAR-10 into `.../cifar10` as the Darknet does (checksummed).
         seed: seed of the sample and, in memory, of the shuffling.
+        val_dir: real images for the validation (the WGAN's `val/fid`), read as data_dir is; null: the training images.
+        val_size: a fixed random sample of this many of them is the validation set (fewer if there are fewer).
     """
 
     def __init__(self, data_dir: str = "data/cifar10/train", csv_file: str | None = None,
                  csv_skip_header: bool = False, sample_fraction: float = 1.0, isize: int = 64,
                  batch_size: int = 64, num_workers: int = 4, in_memory: bool = False, random_crop: bool = False,
-                 download: bool = True, seed: int = 0):
+                 download: bool = True, seed: int = 0, val_dir: str | None = None, val_size: int = 2000):
         super().__init__()
         self.save_hyperparameters()
         self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
@@ -295,6 +298,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         return DataLoader(self.dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self):
+        """val_size images drawn once (seeded) from val_dir or the training set; each on one rank under DDP."""
+        hp = self.hparams
+        if hp.val_dir is None:
+            dataset, images = self.dataset, self.images if hp.in_memory else None
+        else:
+            held_out = ImageFolderDataModule(hp.val_dir, isize=hp.isize, num_workers=hp.num_workers)
+            dataset, images = held_out.build_dataset(), None
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hp.seed))[:hp.val_size]
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if images is not None:
+            return TensorBatches(images[order], torch.zeros(len(order)), hp.batch_size, shuffle=False,
+                                 drop_last=False, rank=rank, world_size=world)
+        sample = Subset(dataset, order.tolist())  # without DistributedSampler's padding, which counts some twice:
+        workers = max_workers(hp.num_workers)
+        return DataLoader(sample, batch_size=hp.batch_size, num_workers=workers,
+                          sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False),
+                          persistent_workers=workers > 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         images = batch[0] if isinstance(batch, list | tuple) else batch

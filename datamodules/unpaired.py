@@ -102,6 +102,19 @@ class UnpairedImages(Dataset):
         return image.contiguous()
 
 
+class DomainImages(Dataset):
+    """One domain's images, each once, resized to size x size: the validation sets (CycleGAN's val/fid)."""
+
+    def __init__(self, files: list[Path], size: int):
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return load_image(self.files[i], self.size)
+
+
 class EpochSampler(DistributedSampler):
     """DistributedSampler (one shared shuffle per epoch, a slice per rank) whose keys carry the epoch.
 
@@ -114,7 +127,7 @@ class EpochSampler(DistributedSampler):
 
 
 class UnpairedImageDataModule(L.LightningDataModule):
-    """CycleGAN's unpaired data: trainA/trainB for fit, testA/testB for test; batches in [-1, 1].
+    """CycleGAN's unpaired data: trainA/trainB for fit, testA/testB for test and validation; batches in [-1, 1].
 
     Args:
         data_dir: folder with trainA, trainB, testA, testB image folders (horse2zebra: data/horse2zebra). When it
@@ -217,5 +230,16 @@ class UnpairedImageDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return self._loader(self.test_set, UnrepeatedDistributedSampler(self.test_set, world, rank, shuffle=False))
 
+    def val_dataloader(self) -> list[DataLoader]:
+        """testA and testB at crop_size, each image once over all ranks: loader 0 is domain A, loader 1 domain B."""
+        root = Path(self.hparams.data_dir).expanduser()
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sets = [DomainImages(image_files(root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
+        # a share of the images per rank without DistributedSampler's padding, which would count some twice
+        return [self._loader(images, UnrepeatedDistributedSampler(images, world, rank, shuffle=False))
+                for images in sets]
+
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        if isinstance(batch, Tensor):  # a validation batch: one domain
+            return batch.float() / 127.5 - 1
         return tuple(images.float() / 127.5 - 1 for images in batch)  # uint8 [0, 255] -> [-1, 1]

@@ -16,6 +16,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
 
 from callbacks.images import log_image_grid, save_png
+from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
 
 
@@ -109,6 +110,10 @@ class CycleGAN(L.LightningModule):
         linear_decay: apply that schedule; false leaves the lr to a callback (a TrainingPhase scheduler).
         log_images_every_n_batches: every N batches, the six visuals of the batch as one image grid.
         channels_last: keep weights and activations in NHWC (faster convs with bf16 on recent GPUs).
+        fid_features: a DarknetClassifier .ckpt or torch-fidelity's pt_inception-2015-12-05-6726825d.pth: each
+            validation (--trainer.check_val_every_n_epoch) translates testA and testB and logs `val/fid_a2b`
+            (fake B vs real testB), `val/fid_b2a` (fake A vs real testA), their mean `val/fid`, and a grid;
+            null: no validation (lightning_modules/fid.py).
     """
 
     def __init__(self, n_blocks: int = 9, ngf: int = 64, ndf: int = 64,
@@ -116,7 +121,8 @@ class CycleGAN(L.LightningModule):
                  gan_mode: Literal["lsgan", "vanilla"] = "lsgan", lambda_cycle: float = 10.0,
                  lambda_identity: float = 0.5, pool_size: int = 50, lr: float = 2e-4,
                  betas: tuple[float, float] = (0.5, 0.999), n_epochs: int = 100, n_epochs_decay: int = 100,
-                 linear_decay: bool = True, log_images_every_n_batches: int = 400, channels_last: bool = False):
+                 linear_decay: bool = True, log_images_every_n_batches: int = 400, channels_last: bool = False,
+                 fid_features: str | None = None):
         super().__init__()
         if gan_mode not in ("lsgan", "vanilla"):
             raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla' (got {gan_mode!r})")
@@ -129,6 +135,8 @@ class CycleGAN(L.LightningModule):
         seeds = torch.randint(2**62, (2,)).tolist()  # from the global seed; checkpoints carry the state on
         self.pool_a, self.pool_b = ImagePool(pool_size, seeds[0]), ImagePool(pool_size, seeds[1])
         self.batches_trained = 0  # a Python int (no device sync to read it), saved in checkpoints
+        self.frechet = FrechetValidation(fid_features, ["fid_a2b", "fid_b2a"])  # not a submodule: not saved
+        self.val_visuals: dict[str, Tensor] = {}
 
     def setup(self, stage: str) -> None:
         strategy = self.trainer.strategy
@@ -199,6 +207,40 @@ class CycleGAN(L.LightningModule):
         if self.hparams.linear_decay:
             for schedule in self.lr_schedulers():
                 schedule.step()  # manual optimization: Lightning steps no schedulers
+
+    def on_fit_start(self) -> None:
+        self.frechet.check(self.trainer)
+
+    def on_validation_start(self) -> None:
+        if not self.frechet.off:
+            self.frechet.build(self.device)
+        self.val_visuals = {}
+
+    def validation_step(self, real: Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Loader 0 holds testA, loader 1 testB: each real image into its domain's statistics (first
+        validation only), its translation into the other domain's fakes; the first 4 of each with their
+        reconstructions for the grid."""
+        if self.frechet.off:
+            return
+        side, other = ("a", "b") if dataloader_idx == 0 else ("b", "a")
+        fake = self(real, f"{side}2{other}")
+        self.frechet.add(f"fid_{other}2{side}", real, real=True)
+        self.frechet.add(f"fid_{side}2{other}", fake, real=False)
+        if batch_idx == 0:
+            n = 4
+            self.val_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n],
+                                 f"rec_{side}": self(fake[:n], f"{other}2{side}")}
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.frechet.compute(self.trainer.sanity_checking)
+        if values:
+            values["fid"] = (values["fid_a2b"] + values["fid_b2a"]) / 2
+            self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)  # already equal on all ranks
+            order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
+            if self.trainer.is_global_zero and set(self.val_visuals) == set(order):  # rank 0 saw both domains
+                n = min(len(v) for v in self.val_visuals.values())
+                self.log_visuals("val/visuals", {k: self.val_visuals[k][:n] for k in order}, self.batches_trained, n)
+        self.val_visuals = {}
 
     def test_step(self, batch, batch_idx):
         """Cycle reconstruction error on the test images, and their visuals (first batch)."""

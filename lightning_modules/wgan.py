@@ -21,6 +21,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
 
 from callbacks.images import log_image_grid, save_png
+from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
 
 # Lightning 2.6 warns on every step checkpoint under manual optimization that it holds the post-step weights;
@@ -58,13 +59,17 @@ class WGAN(L.LightningModule):
             gradient penalty, which is defined per sample (Gulrajani et al. section 4).
         bn_last: the seed's block order conv, activation, batchnorm; false for DCGAN's conv, batchnorm, act.
         sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery).
+        fid_features: a DarknetClassifier .ckpt or torch-fidelity's pt_inception-2015-12-05-6726825d.pth: each
+            validation logs `val/fid` between the data's fixed real sample (--data.val_size images) and as
+            many images from fixed noise, plus the gallery; null: no validation (lightning_modules/fid.py).
     """
 
     def __init__(self, isize: int = 64, nz: int = 100, nc: int = 3, ngf: int = 64, ndf: int = 64,
                  n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
                  d_iters_long: int = 100, long_until: int = 25, long_every: int = 500,
                  gradient_penalty: float = 0.0, betas: tuple[float, float] = (0.0, 0.9),
-                 critic_batchnorm: bool | None = None, bn_last: bool = True, sample_every: int = 500):
+                 critic_batchnorm: bool | None = None, bn_last: bool = True, sample_every: int = 500,
+                 fid_features: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False  # alternating critic and generator updates
@@ -79,6 +84,7 @@ class WGAN(L.LightningModule):
         self.critic_iterations = 0
         self.group_iterations = 0  # critic iterations since the last generator iteration
         self.last_loss_g: Tensor | None = None
+        self.frechet = FrechetValidation(fid_features, ["fid"])  # not a submodule: out of checkpoints
 
     def forward(self, noise: Tensor) -> Tensor:
         return self.generator(noise)
@@ -186,6 +192,29 @@ class WGAN(L.LightningModule):
         self.generator.train()
         return log_image_grid(self.trainer, "samples", images, step=self.gen_iterations,
                               caption=f"gen_iterations {self.gen_iterations}")
+
+    def on_fit_start(self) -> None:
+        self.frechet.check(self.trainer)
+
+    def on_validation_start(self) -> None:
+        if not self.frechet.off:
+            self.frechet.build(self.device)
+
+    def validation_step(self, real: Tensor, batch_idx: int) -> None:
+        """Real images into the Frechet statistics (first validation only), and as many generated ones from
+        noise fixed by (rank, batch): every validation compares the same noise."""
+        if self.frechet.off:
+            return
+        self.frechet.add("fid", real, real=True)
+        seed = torch.Generator().manual_seed(hash((self.global_rank, batch_idx)))
+        noise = torch.randn(len(real), self.hparams.nz, 1, 1, generator=seed).to(self.device)
+        self.frechet.add("fid", self.generator(noise), real=False)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.frechet.compute(self.trainer.sanity_checking)
+        if values:
+            self.log("val/fid", values["fid"], sync_dist=True)  # equal on every rank already (torchmetrics)
+            self.log_samples()
 
     def on_train_end(self) -> None:
         if self.gen_iterations % self.hparams.sample_every:

@@ -66,7 +66,7 @@ def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tm
 def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypatch):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from lightning_modules.wgan_fid import InceptionFeatures, feature_extractor
+    from lightning_modules.fid import InceptionFeatures, feature_extractor
 
     with monkeypatch.context() as patch:  # a randomly initialised file of the right layout, made without a download
         patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
@@ -74,4 +74,10 @@ def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypa
         torch.save(FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict(), tmp_path / "w.pth")
     features = feature_extractor(str(tmp_path / "w.pth"))  # strict load of that file
     assert isinstance(features, InceptionFeatures)
-    assert features(torch.rand(2, 3, 32, 32)).shape == (2, 2048)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    reference = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                            feature_extractor_weights_path=str(tmp_path / "w.pth")).eval()
+    with torch.no_grad():  # torch-fidelity's own forward on uint8: its TF 1.x resize, the published protocol
+        expected = reference(images)[0]
+        error = (features(images.float() / 255) - expected).abs().max() / expected.abs().max()
+    assert error < 1e-4  # relative: random weights give features near 1e-8; PyTorch resizing is 1% off

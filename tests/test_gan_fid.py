@@ -1,0 +1,268 @@
+"""val/fid while training: the WGAN's and the CycleGAN's validation against a Frechet distance computed by hand."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, make_unpaired
+from PIL import Image
+from torch import nn
+
+import train
+from callbacks.errors import UserError
+from datamodules import ImageFolderDataModule, UnpairedImageDataModule
+from lightning_modules import WGAN, CycleGAN, DarknetClassifier, fid
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
+
+TINY_WGAN = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, "d_iters": 2, "d_iters_long": 2,
+             "long_until": 0, "long_every": 1000}
+
+
+def frechet_by_hand(real: np.ndarray, fake: np.ndarray) -> float:
+    """||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^1/2), the trace root from the eigenvalues of S_r S_f."""
+    sr, sf = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    root_trace = np.sqrt(np.clip(np.linalg.eigvals(sr @ sf).real, 0, None)).sum()
+    return float(((real.mean(0) - fake.mean(0)) ** 2).sum() + np.trace(sr) + np.trace(sf) - 2 * root_trace)
+
+
+class ChannelMeans(nn.Module):
+    """A feature net whose features are known by hand: each image's mean R, G and B (images in [0, 1])."""
+
+    num_features = 3
+
+    def forward(self, images):
+        return images.float().mean((2, 3))
+
+
+@pytest.fixture
+def channel_means(tmp_path, monkeypatch):
+    """--model.fid_features pointing at a file, and the feature net it gives replaced by ChannelMeans."""
+    monkeypatch.setattr(fid, "feature_extractor", lambda path: ChannelMeans())
+    path = tmp_path / "means.pth"
+    path.write_bytes(b"")
+    return str(path)
+
+
+@pytest.fixture
+def darknet_ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3)
+    trainer = L.Trainer(accelerator="cpu", logger=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "darknet.ckpt")
+    return str(tmp_path / "darknet.ckpt")
+
+
+def validator(tmp_path) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=str(tmp_path / "run"))
+
+
+def solid_colours(folder, n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """n one-colour PNGs; returns their colours in [0, 1], which are their ChannelMeans features."""
+    folder.mkdir(parents=True)
+    colours = np.random.default_rng(seed).integers(0, 256, (n, 3), dtype=np.uint8)
+    for i, colour in enumerate(colours):
+        Image.fromarray(np.broadcast_to(colour, (size, size, 3)).copy()).save(folder / f"{i:03d}.png")
+    return colours / 255
+
+
+class NoiseToColour(nn.Module):
+    """Stands in for the generator: noise z -> one-colour images 0.1 z[:3] (features 0.5 + 0.05 z[:3]); keeps z."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.calls = size, []
+
+    def forward(self, noise):
+        self.calls.append(noise.detach().clone())
+        return 0.1 * noise[:, :3].expand(-1, -1, self.size, self.size)
+
+
+def test_wgan_validation_logs_the_formulas_distance_between_fixed_noise_and_the_real_sample(tmp_path, channel_means):
+    real = solid_colours(tmp_path / "images", 30)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=8, num_workers=0, val_size=20)
+    model = WGAN(**TINY_WGAN, fid_features=channel_means)
+    model.generator = NoiseToColour(16)
+    trainer = validator(tmp_path)
+    distances = []
+    for _ in range(2):
+        model.generator.calls.clear()
+        trainer.validate(model, datamodule=data, verbose=False)
+        distances.append(trainer.callback_metrics["val/fid"].item())
+        noise = [z for z in model.generator.calls if len(z) != len(model.fixed_noise)]  # not the gallery's
+        assert [len(z) for z in noise] == [8, 8, 4]  # as many fakes as real images
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(0))[:20]  # the datamodule's seed
+    fake = 0.5 + 0.05 * torch.cat(noise)[:, :3, 0, 0].double().numpy()
+    expected = frechet_by_hand(real[sorted(order.tolist())], fake)
+    assert distances[0] == pytest.approx(expected, rel=1e-5) and expected > 0.01
+    assert distances[1] == pytest.approx(distances[0], rel=1e-9)  # the same noise, the real statistics kept
+    assert model.frechet.metrics["fid"].real_features_num_samples.item() == 20  # read once, not per validation
+    assert sorted(p.name for p in (tmp_path / "run" / "images").iterdir()) == ["samples-000000.png"]
+
+
+class Halve(nn.Module):
+    def forward(self, images):
+        return images / 2
+
+
+def test_cyclegan_validation_compares_translated_test_images_with_the_other_domain(tmp_path, channel_means):
+    root = make_unpaired(tmp_path / "unpaired", counts=(4, 4, 5, 7), size=(32, 32), gray_in=None)
+    features = {side: np.stack([np.asarray(Image.open(f).convert("RGB")).reshape(-1, 3).mean(0) / 255
+                                for f in sorted((root / f"test{side}").iterdir())]) for side in "AB"}
+    data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=channel_means)
+    model.gen_a2b, model.gen_b2a = Halve(), nn.Identity()  # fake B = A / 2 in [-1, 1]: features 0.25 + A / 2
+    trainer = validator(tmp_path)
+    trainer.validate(model, datamodule=data, verbose=False)
+    logged = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    a2b = frechet_by_hand(features["B"], 0.25 + features["A"] / 2)
+    b2a = frechet_by_hand(features["A"], features["B"])  # gen_b2a is the identity: testB itself
+    assert logged["val/fid_a2b"] == pytest.approx(a2b, rel=1e-5)
+    assert logged["val/fid_b2a"] == pytest.approx(b2a, rel=1e-5)
+    assert logged["val/fid"] == pytest.approx((a2b + b2a) / 2, rel=1e-5) and a2b != pytest.approx(b2a, rel=0.01)
+    counts = {k: m.real_features_num_samples.item() for k, m in model.frechet.metrics.items()}
+    assert counts == {"fid_a2b": 7, "fid_b2a": 5}  # each test image once: the real B and the real A
+    with Image.open(tmp_path / "run" / "images" / "val_visuals-000000.png") as grid:
+        assert grid.size == (6 * 34 + 2, 2 * 34 + 2)  # 6 columns, 2 rows (the first batch of 2), 2px padding
+
+
+def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplog, monkeypatch):
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
+    monkeypatch.setattr(ImageFolderDataModule, "val_dataloader", lambda self: pytest.fail("validation data loaded"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_steps=4, val_check_interval=2, default_root_dir=str(tmp_path))
+    with caplog.at_level("INFO"):
+        trainer.fit(WGAN(**TINY_WGAN), datamodule=data)
+    assert "val/fid is off: set --model.fid_features" in caplog.text
+    assert "val/fid" not in trainer.callback_metrics and trainer.global_step == 4
+
+
+def test_a_missing_feature_file_stops_the_fit_before_training(tmp_path):
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, max_steps=4, default_root_dir=str(tmp_path))
+    model = WGAN(**TINY_WGAN, fid_features=str(tmp_path / "nothing.ckpt"))
+    with pytest.raises(UserError, match="no feature network file at .*nothing.ckpt"):
+        trainer.fit(model, datamodule=data)
+    assert trainer.global_step == 0
+
+
+class FidLog(L.Callback):
+    """Each validation's step and logged distances (not the sanity check's)."""
+
+    rows: list = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            logged = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            FidLog.rows.append({"step": trainer.global_step, **logged})
+
+
+def test_wgan_job_logs_val_fid_every_n_batches_and_resumes_with_lean_checkpoints(tmp_path, darknet_ckpt):
+    images, runs = tmp_path / "images", tmp_path / "runs"
+    solid_colours(images, 24)
+    job = ["--system", "wgan", "--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4",
+           "--data.num_workers", "0", "--data.val_size", "12", *[f"--model.{k}={v}" for k, v in TINY_WGAN.items()],
+           "--model.fid_features", darknet_ckpt, "--trainer.val_check_interval", "4",
+           "--trainer.check_val_every_n_epoch", "null", "--trainer.logger", "false",
+           "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
+           "--trainer.callbacks+=test_gan_fid.FidLog"]
+    FidLog.rows = []
+    train.main([*job, "--trainer.max_steps", "10"])
+    assert [row["step"] for row in FidLog.rows] == [4, 8]  # batches, across the 6-batch epochs
+    assert all(np.isfinite(row["val/fid"]) and row["val/fid"] > 0 for row in FidLog.rows)
+    (run_dir,) = runs.iterdir()
+    # a gallery with each distance: gen_iterations 2 and 4 (one per 2 batches), and the final one at 5
+    assert sorted(p.name for p in (run_dir / "images").iterdir()) == \
+        ["samples-000002.png", "samples-000004.png", "samples-000005.png"]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 10
+    assert state["state_dict"].keys() == WGAN(**TINY_WGAN).state_dict().keys()  # no feature net, no statistics
+    assert state["hyper_parameters"]["fid_features"] == darknet_ckpt
+
+    FidLog.rows = []
+    train.main([*job, "--trainer.max_steps", "14", "--ckpt_path", "last"])
+    assert [row["step"] for row in FidLog.rows] == [12]  # the real statistics computed again after the resume
+    assert np.isfinite(FidLog.rows[0]["val/fid"])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 14 and results["final_metrics"]["val/fid"] == FidLog.rows[0]["val/fid"]
+
+
+def test_cyclegan_job_logs_val_fid_and_a_grid_every_n_epochs(tmp_path, darknet_ckpt, tiny_unpaired):
+    runs = tmp_path / "runs"
+    FidLog.rows = []
+    train.main(["--system", "cyclegan", "--data.data_dir", str(tiny_unpaired), "--trainer.default_root_dir", str(runs),
+                "--trainer.logger", "false", "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1",
+                "--model.n_epochs", "2", "--model.n_epochs_decay", "1", "--model.log_images_every_n_batches", "0",
+                "--model.fid_features", darknet_ckpt, "--data.load_size", "36", "--data.crop_size", "32",
+                "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.max_epochs", "3",
+                "--trainer.check_val_every_n_epoch", "2", "--trainer.enable_progress_bar", "false",
+                "--trainer.callbacks+=test_gan_fid.FidLog"])
+    (run_dir,) = runs.iterdir()
+    assert [row["step"] for row in FidLog.rows] == [2 * 3 * 3]  # after epoch 2 of 3: 3 batches, 3 optimizers
+    row = FidLog.rows[0]
+    assert row["val/fid"] == pytest.approx((row["val/fid_a2b"] + row["val/fid_b2a"]) / 2) and row["val/fid"] > 0
+    assert sorted(p.name for p in (run_dir / "images").glob("val_*")) == ["val_visuals-000006.png"]
+    # checkpoints every epoch still (ModelCheckpoint would wait for a validation: save_on_train_epoch_end)
+    assert (run_dir / "checkpoints" / "last.ckpt").resolve().name == "epoch=002.ckpt"
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["state_dict"].keys() == CycleGAN(n_blocks=1, ngf=4, ndf=4).state_dict().keys()
+
+
+class SaveAtValidation(L.Callback):
+    """Rank 0 writes the logged distances and the weights they were measured with (for the DDP test)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            Path(trainer.default_root_dir, "val.json").write_text(json.dumps(metrics))
+            torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "weights.pt"))
+
+
+def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp_path, darknet_ckpt):
+    root = make_unpaired(tmp_path / "unpaired", counts=(4, 4, 5, 7))  # odd test sets: uneven shares per rank
+    runs = tmp_path / "runs"
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    args = ["--system", "cyclegan", "--data.data_dir", str(root), "--trainer.default_root_dir", str(runs),
+            "--trainer.logger", "false", "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1",
+            "--model.log_images_every_n_batches", "0", "--model.fid_features", darknet_ckpt,
+            "--data.load_size", "36", "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0",
+            "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+            "--trainer.callbacks+=test_gan_fid.SaveAtValidation"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+    logged = json.loads((run_dir / "val.json").read_text())
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=darknet_ckpt)
+    model.load_state_dict(torch.load(run_dir / "weights.pt"))
+    data = UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
+    trainer = validator(tmp_path)
+    trainer.validate(model, datamodule=data, verbose=False)
+    assert model.frechet.metrics["fid_a2b"].real_features_num_samples.item() == 7
+    for key in ("val/fid_a2b", "val/fid_b2a", "val/fid"):
+        assert logged[key] == pytest.approx(trainer.callback_metrics[key].item(), rel=1e-4), key
+
+
+def test_a_fit_after_a_validate_reads_the_real_sample_again_after_its_sanity_check(tmp_path, channel_means):
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0, val_size=12)
+    model = WGAN(**TINY_WGAN, fid_features=channel_means)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, datamodule=data)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_steps=2, val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=1,
+                        default_root_dir=str(tmp_path))
+    trainer.fit(model, datamodule=data)  # its sanity check (1 batch) forgets the real statistics
+    assert model.frechet.metrics["fid"].real_features_num_samples.item() == 12
+    assert np.isfinite(trainer.callback_metrics["val/fid"].item())
