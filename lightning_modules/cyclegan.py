@@ -287,7 +287,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     return out / "index.html"
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import cyclegan
 
-    CLI({"translate": translate}, as_positional=False)
+    cyclegan()

@@ -243,7 +243,7 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     return written
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import style_transfer
 
-    CLI({"stylize": stylize})
+    style_transfer()

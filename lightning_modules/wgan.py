@@ -240,10 +240,7 @@ def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
     return torch.cat(out)
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import wgan
 
-    from lightning_modules import wgan, wgan_fid
-
-    # the imported module's functions: checkpoints name lightning_modules.WGAN, which __main__.WGAN is not
-    CLI([wgan.generate, wgan_fid.fid])
+    wgan()
