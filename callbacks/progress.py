@@ -3,8 +3,9 @@
 Lightning converts every `self.log(..., prog_bar=True)` value to a Python number after every batch
 (`_LoggerConnector.on_batch_end` -> `_ResultCollection.metrics` -> `convert_tensors_to_scalars`), which on a
 GPU is a host-device sync per step. The systems therefore log their training metrics as device tensors without
-`prog_bar`, and `ProgressBar` copies the chosen ones from `trainer.callback_metrics` once per logging interval,
-all in one transfer.
+`prog_bar`, name the ones to show in a `progress_bar_metrics` class attribute, and `ProgressBar` copies those
+from `trainer.callback_metrics` once per logging interval, all in one transfer. train.py adds the bar through
+`add_progress_bar` (a progress bar in a shipped config would clash with `--trainer.enable_progress_bar false`).
 """
 
 import sys
@@ -23,8 +24,8 @@ class ProgressBar(TQDMProgressBar):
         epoch 2/30 validation | acc 0.6012 loss 1.102
 
     Args:
-        metrics: logged names to show, e.g. [train/loss]; shown without their `train/` prefix. None: every
-            scalar `train/` metric the system logs.
+        metrics: logged names to show, e.g. [train/loss]; shown without their `train/` prefix. None: the
+            system's `progress_bar_metrics`, or when it has none every scalar `train/` metric it logs.
         text: plain lines instead of the bar; None: when stdout is not a terminal.
         every_n_steps: batches between plain lines and between metric refreshes; None: trainer.log_every_n_steps.
         refresh_rate: batches between redraws of the bar (TQDM mode).
@@ -62,8 +63,10 @@ class ProgressBar(TQDMProgressBar):
     def refresh(self, trainer) -> None:
         """Read the chosen training metrics from the device: one transfer for all of them."""
         logged = trainer.callback_metrics
-        names = [n for n in (self.metrics if self.metrics is not None else sorted(logged)) if n in logged
-                 and (self.metrics is not None or n.startswith("train/")) and logged[n].numel() == 1]
+        chosen = self.metrics if self.metrics is not None else getattr(trainer.lightning_module,
+                                                                       "progress_bar_metrics", None)
+        names = [n for n in (chosen if chosen is not None else sorted(logged)) if n in logged
+                 and (chosen is not None or n.startswith("train/")) and logged[n].numel() == 1]
         if names:
             values = torch.stack([logged[n].detach().float().reshape(()) for n in names]).tolist()
             self.shown = {n.removeprefix("train/"): v for n, v in zip(names, values, strict=True)}
@@ -111,3 +114,17 @@ class ProgressBar(TQDMProgressBar):
 
 def format_number(value: float) -> str:
     return f"{value:.4g}"
+
+
+def add_progress_bar(trainer_config) -> None:
+    """train.py's hook (LightningCLI's trainer config, before instantiation): append a `ProgressBar` unless the
+    bar is switched off (`--trainer.enable_progress_bar false`) or the config already has a progress bar."""
+    from jsonargparse import Namespace
+
+    if trainer_config.get("enable_progress_bar") is False:
+        return
+    callbacks = list(trainer_config.get("callbacks") or [])
+    if any(str(getattr(c, "class_path", "")).endswith("ProgressBar") for c in callbacks):
+        return
+    init_args = Namespace(metrics=None, text=None, every_n_steps=None, refresh_rate=1)
+    trainer_config.callbacks = [*callbacks, Namespace(class_path="callbacks.ProgressBar", init_args=init_args)]

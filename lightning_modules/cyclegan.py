@@ -110,6 +110,10 @@ class CycleGAN(L.LightningModule):
         channels_last: keep weights and activations in NHWC (faster convs with bf16 on recent GPUs).
     """
 
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/gen_total", "train/disc_a", "train/disc_b")
+
     def __init__(self, n_blocks: int = 9, ngf: int = 64, ndf: int = 64,
                  upsample: Literal["transposed", "resize"] = "transposed",
                  gan_mode: Literal["lsgan", "vanilla"] = "lsgan", lambda_cycle: float = 10.0,

@@ -60,6 +60,10 @@ class WGAN(L.LightningModule):
         sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery).
     """
 
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/Loss_D", "train/Loss_G", "train/gen_iterations")
+
     def __init__(self, isize: int = 64, nz: int = 100, nc: int = 3, ngf: int = 64, ndf: int = 64,
                  n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
                  d_iters_long: int = 100, long_until: int = 25, long_every: int = 500,

@@ -5,8 +5,7 @@ import re
 import lightning as L
 import pytest
 import torch
-import yaml
-from conftest import ROOT, make_style_images
+from conftest import make_style_images
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import ProgressBar
@@ -96,12 +95,6 @@ def test_one_host_read_per_logging_interval(monkeypatch):
     assert count_host_reads(monkeypatch, Counter(prog_bar=True), ProgressBar(text=False), batches=40, every=10) >= 80
 
 
-def shipped_bar(system: str) -> list[str]:
-    config = yaml.safe_load((ROOT / "configs" / f"{system}.yaml").read_text())
-    (entry,) = [c for c in config["trainer"]["callbacks"] if c["class_path"] == "callbacks.ProgressBar"]
-    return entry["init_args"]["metrics"]
-
-
 def tiny_system(system: str, tmp_path):
     """A small model of each system and data for two batches."""
     torch.manual_seed(0)
@@ -125,11 +118,16 @@ def tiny_system(system: str, tmp_path):
             {"datamodule": StyleTransferDataModule([str(content[0])], str(style), size=32)})
 
 
+EXPECTED = {"darknet": ["train/loss"], "wgan": ["train/Loss_D", "train/Loss_G", "train/gen_iterations"],
+            "cyclegan": ["train/gen_total", "train/disc_a", "train/disc_b"], "style": ["train/loss"]}
+
+
 @pytest.mark.parametrize("system", ["darknet", "wgan", "cyclegan", "style"])
-def test_each_systems_shipped_bar_shows_its_training_signal(system, tmp_path):
-    names = shipped_bar(system)
+def test_each_system_shows_its_training_signal(system, tmp_path):
     model, data = tiny_system(system, tmp_path)
-    bar = ProgressBar(metrics=names, text=False)
+    names = EXPECTED[system]
+    assert list(model.progress_bar_metrics) == names
+    bar = ProgressBar(text=False)
     trainer = L.Trainer(accelerator="cpu", max_steps=2, max_epochs=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, log_every_n_steps=1, limit_val_batches=0, callbacks=[bar],
                         default_root_dir=tmp_path)
@@ -138,3 +136,39 @@ def test_each_systems_shipped_bar_shows_its_training_signal(system, tmp_path):
     logged = trainer.callback_metrics
     for name in names:  # the value of the last batch, as the system logged it
         assert shown[name.removeprefix("train/")] == pytest.approx(float(logged[name])), name
+
+
+def darknet_job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
+            "--data.eval_batch_size", "6", "--trainer.max_epochs", "1", "--trainer.logger", "false",
+            "--trainer.log_every_n_steps", "2", *extra]
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """train.py with add_progress_bar called at the end of prepare_run (the lead's one-line wiring)."""
+    import train
+    from callbacks.progress import add_progress_bar
+    original = train.prepare_run
+
+    def prepare_run(config):
+        original(config)
+        add_progress_bar(config.trainer)
+
+    monkeypatch.setattr(train, "prepare_run", prepare_run)
+    return train
+
+
+def test_train_py_job_prints_plain_lines_in_a_log(wired, tiny_cifar, tmp_path, capsys):
+    wired.main(darknet_job(tiny_cifar, tmp_path / "runs"))  # 24 images / 4 = 6 batches, a line every 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [re.sub(r"loss \S+ \| \S+ it/s", "loss L | S it/s", line) for line in lines] == [
+        "epoch 0/1 batch 2/6 step 2 | loss L | S it/s", "epoch 0/1 batch 4/6 step 4 | loss L | S it/s",
+        "epoch 0/1 batch 6/6 step 6 | loss L | S it/s"] + [lines[-1]]
+    assert re.fullmatch(r"epoch 0/1 validation \| acc \S+ loss \S+", lines[-1])
+
+
+def test_train_py_without_a_bar_adds_none(wired, tiny_cifar, tmp_path, capsys):
+    wired.main(darknet_job(tiny_cifar, tmp_path / "runs", "--trainer.enable_progress_bar", "false"))
+    assert "it/s" not in capsys.readouterr().out
