@@ -11,9 +11,10 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
 
@@ -113,6 +114,8 @@ class CycleGAN(L.LightningModule):
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
     # which Lightning converts to a Python number after every batch)
     progress_bar_metrics = ("train/gen_total", "train/disc_a", "train/disc_b")
+    # each backward reaches only one optimizer's nets: train.py turns --trainer.strategy ddp into this
+    ddp_strategy = "ddp_find_unused_parameters_true"
 
     def __init__(self, n_blocks: int = 9, ngf: int = 64, ndf: int = 64,
                  upsample: Literal["transposed", "resize"] = "transposed",
@@ -133,12 +136,14 @@ class CycleGAN(L.LightningModule):
         self.pool_a, self.pool_b = ImagePool(pool_size, seeds[0]), ImagePool(pool_size, seeds[1])
         self.batches_trained = 0  # a Python int (no device sync to read it), saved in checkpoints
 
+    def on_fit_start(self) -> None:
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+            # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
+            raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
+                            f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
-            # each of the three backward passes reaches only its optimizer's nets, which plain DDP rejects
-            # ("parameters that were not used"); setup runs before Lightning wraps the model in DDP
-            strategy._ddp_kwargs["find_unused_parameters"] = True
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 

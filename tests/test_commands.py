@@ -36,7 +36,8 @@ def test_setup_cfg_declares_a_prefixed_console_script_per_command():
         assert callable(getattr(importlib.import_module(module), function))
 
 
-@pytest.mark.parametrize("module, subcommand", [("wgan", "fid"), ("cyclegan", "translate"), ("style_transfer", "stylize")])
+@pytest.mark.parametrize("module, subcommand",
+                         [("wgan", "fid"), ("cyclegan", "translate"), ("style_transfer", "stylize")])
 def test_python_m_runs_without_runpy_warning(module, subcommand):
     result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"lightning_modules.{module}",
                              subcommand, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
