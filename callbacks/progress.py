@@ -14,6 +14,8 @@ import time
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from callbacks.errors import UserError
+
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's TQDM bar showing `metrics`, refreshed every `trainer.log_every_n_steps` batches; when stdout
@@ -35,7 +37,7 @@ class ProgressBar(TQDMProgressBar):
                  refresh_rate: int = 1):
         super().__init__(refresh_rate=refresh_rate)
         if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"ProgressBar every_n_steps is {every_n_steps}; give 1 or more (or null for "
+            raise UserError(f"ProgressBar every_n_steps is {every_n_steps}; give 1 or more (or null for "
                              f"trainer.log_every_n_steps)")
         self.metrics = list(metrics) if metrics is not None else None
         self.text = not sys.stdout.isatty() if text is None else text
