@@ -12,9 +12,10 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
@@ -116,6 +117,12 @@ class CycleGAN(L.LightningModule):
             null: no validation (lightning_modules/fid.py).
     """
 
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/gen_total", "train/disc_a", "train/disc_b")
+    # each backward reaches only one optimizer's nets: train.py turns --trainer.strategy ddp into this
+    ddp_strategy = "ddp_find_unused_parameters_true"
+
     def __init__(self, n_blocks: int = 9, ngf: int = 64, ndf: int = 64,
                  upsample: Literal["transposed", "resize"] = "transposed",
                  gan_mode: Literal["lsgan", "vanilla"] = "lsgan", lambda_cycle: float = 10.0,
@@ -138,12 +145,14 @@ class CycleGAN(L.LightningModule):
         self.frechet = FrechetValidation(fid_features, ["fid_a2b", "fid_b2a"])  # not a submodule: not saved
         self.val_visuals: dict[str, Tensor] = {}
 
+    def on_fit_start(self) -> None:
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+            # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
+            raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
+                            f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
-            # each of the three backward passes reaches only its optimizer's nets, which plain DDP rejects
-            # ("parameters that were not used"); setup runs before Lightning wraps the model in DDP
-            strategy._ddp_kwargs["find_unused_parameters"] = True
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -340,7 +349,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     return out / "index.html"
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import cyclegan
 
-    CLI({"translate": translate}, as_positional=False)
+    cyclegan()

@@ -29,6 +29,10 @@ class DarknetClassifier(L.LightningModule):
             null for a constant lr, or when a TrainingPhaseScheduler callback sets lr and momentum.
     """
 
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/loss",)
+
     def __init__(self, num_blocks: list[int] = (1, 2, 4, 6, 3), nf: int = 32, bottleneck: float = 0.5,
                  checkpoint_residuals: bool = False, zero_init_residual: bool = True, num_classes: int = 10,
                  lr: float = 1.3,

@@ -82,6 +82,10 @@ class StyleTransfer(L.LightningModule):
         show_iter: log the image every this many iterations (0: never); the loss goes every log_every_n_steps.
     """
 
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/loss",)
+
     def __init__(self, arch: Literal["vgg16", "vgg16_bn"] = "vgg16_bn", vgg_weights: str = "imagenet",
                  content_layer: str = "relu4_3",
                  style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
@@ -243,7 +247,7 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     return written
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import style_transfer
 
-    CLI({"stylize": stylize})
+    style_transfer()

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
+from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
@@ -63,6 +64,12 @@ class WGAN(L.LightningModule):
             validation logs `val/fid` between the data's fixed real sample (--data.val_size images) and as
             many images from fixed noise, plus the gallery; null: no validation (lightning_modules/fid.py).
     """
+
+    # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
+    # which Lightning converts to a Python number after every batch)
+    progress_bar_metrics = ("train/Loss_D", "train/Loss_G", "train/gen_iterations")
+    # each backward reaches only one optimizer's nets: train.py turns --trainer.strategy ddp into this
+    ddp_strategy = "ddp_find_unused_parameters_true"
 
     def __init__(self, isize: int = 64, nz: int = 100, nc: int = 3, ngf: int = 64, ndf: int = 64,
                  n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
@@ -171,12 +178,14 @@ class WGAN(L.LightningModule):
         return [torch.optim.RMSprop(self.critic.parameters(), hp.lr),
                 torch.optim.RMSprop(self.generator.parameters(), hp.lr)]
 
+    def on_fit_start(self) -> None:
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+            # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
+            raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
+                            f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
-            # each step leaves one net without gradients, so plain --trainer.strategy ddp would stop with
-            # "parameters that were not used"; runs before Lightning wraps the model in DDP
-            strategy._ddp_kwargs["find_unused_parameters"] = True
         size = getattr(self.trainer.datamodule, "hparams", {}).get("isize") if self.trainer.datamodule else None
         if size is not None and size != self.hparams.isize:
             raise ValueError(f"the data is {size}px but the model {self.hparams.isize}px; "
@@ -269,10 +278,7 @@ def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
     return torch.cat(out)
 
 
-if __name__ == "__main__":
-    from jsonargparse import CLI
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import wgan
 
-    from lightning_modules import wgan, wgan_fid
-
-    # the imported module's functions: checkpoints name lightning_modules.WGAN, which __main__.WGAN is not
-    CLI([wgan.generate, wgan_fid.fid])
+    wgan()

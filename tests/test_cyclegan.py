@@ -170,13 +170,6 @@ def test_resume_continues_exactly(tiny_unpaired, tmp_path):
         [o.param_groups[0]["lr"] for o in straight_trainer.optimizers]
 
 
-def test_plain_ddp_gets_unused_parameter_detection(tmp_path):
-    model = tiny_model()
-    model.trainer = L.Trainer(accelerator="cpu", devices=1, strategy="ddp", logger=False)
-    model.setup("fit")
-    assert model.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
-
-
 def test_bf16_mixed_runs_the_nets_in_bf16(tiny_unpaired, tmp_path):
     dtypes = []
 

@@ -1,0 +1,132 @@
+"""The training signal on screen: chosen metrics on the progress bar, or a plain-text line in a log file.
+
+Lightning converts every `self.log(..., prog_bar=True)` value to a Python number after every batch
+(`_LoggerConnector.on_batch_end` -> `_ResultCollection.metrics` -> `convert_tensors_to_scalars`), which on a
+GPU is a host-device sync per step. The systems therefore log their training metrics as device tensors without
+`prog_bar`, name the ones to show in a `progress_bar_metrics` class attribute, and `ProgressBar` copies those
+from `trainer.callback_metrics` once per logging interval, all in one transfer. train.py adds the bar through
+`add_progress_bar` (a progress bar in a shipped config would clash with `--trainer.enable_progress_bar false`).
+"""
+
+import sys
+import time
+
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from callbacks.errors import UserError
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar showing `metrics`, refreshed every `trainer.log_every_n_steps` batches; when stdout
+    is not a terminal (a SLURM `slurm-%j.out`, a pipe) it prints one plain line every `every_n_steps` batches
+    instead of redrawing a bar, plus one line per validation:
+
+        epoch 2/30 batch 40/98 step 236 | loss 1.234 | 5.21 it/s
+        epoch 2/30 validation | acc 0.6012 loss 1.102
+
+    Args:
+        metrics: logged names to show, e.g. [train/loss]; shown without their `train/` prefix. None: the
+            system's `progress_bar_metrics`, or when it has none every scalar `train/` metric it logs.
+        text: plain lines instead of the bar; None: when stdout is not a terminal.
+        every_n_steps: batches between plain lines and between metric refreshes; None: trainer.log_every_n_steps.
+        refresh_rate: batches between redraws of the bar (TQDM mode).
+    """
+
+    def __init__(self, metrics: list[str] | None = None, text: bool | None = None, every_n_steps: int | None = None,
+                 refresh_rate: int = 1):
+        super().__init__(refresh_rate=refresh_rate)
+        if every_n_steps is not None and every_n_steps < 1:
+            raise UserError(f"ProgressBar every_n_steps is {every_n_steps}; give 1 or more (or null for "
+                             f"trainer.log_every_n_steps)")
+        self.metrics = list(metrics) if metrics is not None else None
+        self.text = not sys.stdout.isatty() if text is None else text
+        self.every_n_steps = every_n_steps
+        self.shown: dict[str, float] = {}  # the metrics as of the last refresh
+        self._batches = 0
+        self._clock: tuple[float, int] | None = None  # (time, batches) at the last plain line
+        self._quiet = False  # disabled: on ranks other than 0, and inside the LR finder
+        if self.text:
+            super().disable()  # no bars at all; the hooks below print the lines
+
+    def disable(self) -> None:
+        self._quiet = True
+        super().disable()
+
+    def enable(self) -> None:
+        self._quiet = False
+        if not self.text:
+            super().enable()
+
+    # ---- metrics --------------------------------------------------------------------------------------------
+    def interval(self, trainer) -> int:
+        return self.every_n_steps or max(trainer.log_every_n_steps, 1)
+
+    def refresh(self, trainer) -> None:
+        """Read the chosen training metrics from the device: one transfer for all of them."""
+        logged = trainer.callback_metrics
+        chosen = self.metrics if self.metrics is not None else getattr(trainer.lightning_module,
+                                                                       "progress_bar_metrics", None)
+        names = [n for n in (chosen if chosen is not None else sorted(logged)) if n in logged
+                 and (chosen is not None or n.startswith("train/")) and logged[n].numel() == 1]
+        if names:
+            values = torch.stack([logged[n].detach().float().reshape(()) for n in names]).tolist()
+            self.shown = {n.removeprefix("train/"): v for n, v in zip(names, values, strict=True)}
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return {**super().get_metrics(trainer, pl_module), **self.shown}
+
+    # ---- hooks ----------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._batches, self._clock, self.shown = 0, (time.perf_counter(), 0), {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._batches += 1
+        every = self.interval(trainer)
+        if self._batches % every == 0 or self._batches == 1:  # the first batch too: a signal right away
+            self.refresh(trainer)
+        if self.text and self._batches % every == 0:
+            self.print_line(trainer, batch_idx)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def print_line(self, trainer, batch_idx: int) -> None:
+        now = time.perf_counter()
+        then, batches = self._clock
+        speed = (self._batches - batches) / max(now - then, 1e-9)
+        self._clock = (now, self._batches)
+        if self._quiet or not trainer.is_global_zero:
+            return
+        epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        total = trainer.num_training_batches
+        batches = f"/{total}" if isinstance(total, int) else ""
+        shown = " ".join(f"{k} {format_number(v)}" for k, v in self.shown.items())
+        print(f"epoch {trainer.current_epoch}{epochs} batch {batch_idx + 1}{batches} step {trainer.global_step}"
+              f"{' | ' + shown if shown else ''} | {speed:.2f} it/s", flush=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self.text and not self._quiet and trainer.is_global_zero and not trainer.sanity_checking:
+            logged = trainer.callback_metrics
+            shown = " ".join(f"{n.removeprefix('val/')} {format_number(float(v))}" for n, v in sorted(logged.items())
+                             if n.startswith("val/") and v.numel() == 1)
+            epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+            print(f"epoch {trainer.current_epoch}{epochs} validation{' | ' + shown if shown else ''}", flush=True)
+
+
+def format_number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def add_progress_bar(trainer_config) -> None:
+    """train.py's hook (LightningCLI's trainer config, before instantiation): append a `ProgressBar` unless the
+    bar is switched off (`--trainer.enable_progress_bar false`) or the config already has a progress bar."""
+    from jsonargparse import Namespace
+
+    if trainer_config.get("enable_progress_bar") is False:
+        return
+    callbacks = list(trainer_config.get("callbacks") or [])
+    if any(str(getattr(c, "class_path", "")).endswith("ProgressBar") for c in callbacks):
+        return
+    init_args = Namespace(metrics=None, text=None, every_n_steps=None, refresh_rate=1)
+    trainer_config.callbacks = [*callbacks, Namespace(class_path="callbacks.ProgressBar", init_args=init_args)]

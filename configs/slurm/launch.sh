@@ -1,0 +1,28 @@
+#!/bin/bash
+# Run by the per-system sbatch scripts: one train.py task per GPU on every node, via srun. Lightning reads the
+# SLURM environment (SLURM_NTASKS, SLURM_PROCID, SLURM_NODELIST...), sets up DDP itself, and on SIGUSR1 (sent
+# 90 s before the time limit: #SBATCH --signal=SIGUSR1@90) saves <run folder>/hpc_ckpt_N.ckpt and calls
+# `scontrol requeue`; the requeued job keeps its SLURM_JOB_ID, so train.py picks the same run folder
+# runs/<system>/slurm-<job id> and Lightning resumes from the newest hpc_ckpt_N.ckpt there. Do not pass
+# --ckpt_path here: Lightning reads the hpc checkpoint only when no ckpt_path is given.
+# Usage (from an sbatch script): bash configs/slurm/launch.sh SYSTEM [train.py options]
+set -euo pipefail
+cd "${SLURM_SUBMIT_DIR:-.}"  # the project root, where the job was submitted
+system="$1"
+shift
+if [ -f "${DL2_VENV:-.venv}/bin/activate" ]; then
+    # shellcheck disable=SC1091
+    source "${DL2_VENV:-.venv}/bin/activate"
+fi
+tasks_per_node="${SLURM_NTASKS_PER_NODE:-1}"
+tasks_per_node="${tasks_per_node%%(*}"  # "4(x2)" on some clusters
+nodes="${SLURM_NNODES:-1}"
+args=(--system "$system" --trainer.accelerator gpu --trainer.devices "$tasks_per_node" --trainer.num_nodes "$nodes")
+if [ "$tasks_per_node" -gt 1 ] || [ "$nodes" -gt 1 ]; then
+    # the GANs need DDP's unused-parameter detection; Lightning's name for it
+    case "$system" in
+        wgan|cyclegan) args+=(--trainer.strategy ddp_find_unused_parameters_true) ;;
+        *) args+=(--trainer.strategy ddp) ;;
+    esac
+fi
+exec srun python train.py "${args[@]}" "$@"

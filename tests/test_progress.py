@@ -1,0 +1,174 @@
+"""ProgressBar: the training signal refreshed once per logging interval, plain lines in a log file."""
+
+import re
+
+import lightning as L
+import pytest
+import torch
+from conftest import make_style_images
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks import ProgressBar
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Counter(L.LightningModule):
+    """Logs train/x = the batch index and train/y = 10 x it, as device tensors."""
+
+    def __init__(self, prog_bar: bool = False):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.prog_bar = prog_bar
+
+    def training_step(self, batch, batch_idx):
+        x = torch.tensor(float(batch_idx))
+        self.log("train/x", x, prog_bar=self.prog_bar)
+        self.log("train/y", 10 * x, prog_bar=self.prog_bar)
+        return (self.weight * batch[0]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def fit(model, batches: int, every: int, bar=None, **trainer):
+    loader = DataLoader(TensorDataset(torch.zeros(batches, 1)), batch_size=1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, log_every_n_steps=every,
+                        callbacks=[bar] if bar else None, enable_progress_bar=bar is not None, **trainer)
+    trainer.fit(model, loader)
+    return trainer
+
+
+def test_metrics_refresh_at_the_logging_interval_only():
+    bar = ProgressBar(text=False)
+    shown = []
+    original = bar.on_train_batch_end
+
+    def spy(trainer, module, outputs, batch, batch_idx):
+        original(trainer, module, outputs, batch, batch_idx)
+        shown.append(bar.get_metrics(trainer, module).get("x"))
+
+    bar.on_train_batch_end = spy
+    fit(Counter(), batches=7, every=3, bar=bar)
+    # refreshed after batch 1 (index 0), then after batches 3 and 6 (indices 2 and 5)
+    assert shown == [0.0, 0.0, 2.0, 2.0, 2.0, 5.0, 5.0]
+    assert bar.shown == {"x": 5.0, "y": 50.0}
+
+
+def test_named_metrics_only_and_without_the_prefix():
+    bar = ProgressBar(metrics=["train/y"], text=False)
+    fit(Counter(), batches=4, every=2, bar=bar)
+    assert bar.shown == {"y": 30.0}
+
+
+def test_plain_lines_every_n_steps_when_not_a_terminal(capsys):
+    fit(Counter(), batches=7, every=3, bar=ProgressBar())  # pytest's captured stdout is not a terminal
+    lines = capsys.readouterr().out.splitlines()
+    number = r"\d+(\.\d+)?"
+    assert [re.sub(number + " it/s", "S it/s", line) for line in lines] == [
+        "epoch 0/1 batch 3/7 step 3 | x 2 y 20 | S it/s",
+        "epoch 0/1 batch 6/7 step 6 | x 5 y 50 | S it/s"]
+
+
+def test_plain_lines_have_no_bar_redraws(capsys):
+    fit(Counter(), batches=5, every=5, bar=ProgressBar(text=True))
+    printed = capsys.readouterr()
+    assert "\r" not in printed.out + printed.err and "it/s" in printed.out
+
+
+def count_host_reads(monkeypatch, model, bar, batches, every):
+    reads = []
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _f=original, _n=name: reads.append(_n) or _f(self))
+    fit(model, batches=batches, every=every, bar=bar)
+    monkeypatch.undo()
+    return len(reads)
+
+
+def test_one_host_read_per_logging_interval(monkeypatch):
+    # the bar reads all metrics in one transfer: after batch 1, then every 10 of 40 batches; plus one read of
+    # the DataLoader's base seed per epoch
+    assert count_host_reads(monkeypatch, Counter(), ProgressBar(text=False), batches=40, every=10) == 5 + 1
+    # what prog_bar=True would cost: Lightning converts each progress-bar metric after every batch
+    assert count_host_reads(monkeypatch, Counter(prog_bar=True), ProgressBar(text=False), batches=40, every=10) >= 80
+
+
+def tiny_system(system: str, tmp_path):
+    """A small model of each system and data for two batches."""
+    torch.manual_seed(0)
+    if system == "darknet":
+        from lightning_modules import DarknetClassifier
+        data = TensorDataset(torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))
+        return DarknetClassifier(num_blocks=[1], nf=4, num_classes=3), {"train_dataloaders": DataLoader(data, 2)}
+    if system == "wgan":
+        from lightning_modules import WGAN
+        data = torch.rand(4, 3, 16, 16) * 2 - 1
+        return WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000), {"train_dataloaders": DataLoader(data, 2)}
+    if system == "cyclegan":
+        from lightning_modules import CycleGAN
+        data = TensorDataset(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1)
+        return (CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0),
+                {"train_dataloaders": DataLoader(data, 1)})
+    from datamodules import StyleTransferDataModule
+    from lightning_modules import StyleTransfer
+    content, style = make_style_images(tmp_path)
+    return (StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0),
+            {"datamodule": StyleTransferDataModule([str(content[0])], str(style), size=32)})
+
+
+EXPECTED = {"darknet": ["train/loss"], "wgan": ["train/Loss_D", "train/Loss_G", "train/gen_iterations"],
+            "cyclegan": ["train/gen_total", "train/disc_a", "train/disc_b"], "style": ["train/loss"]}
+
+
+@pytest.mark.parametrize("system", ["darknet", "wgan", "cyclegan", "style"])
+def test_each_system_shows_its_training_signal(system, tmp_path):
+    model, data = tiny_system(system, tmp_path)
+    names = EXPECTED[system]
+    assert list(model.progress_bar_metrics) == names
+    bar = ProgressBar(text=False)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, log_every_n_steps=1, limit_val_batches=0, callbacks=[bar],
+                        default_root_dir=tmp_path)
+    trainer.fit(model, **data)
+    shown = bar.get_metrics(trainer, model)
+    logged = trainer.callback_metrics
+    for name in names:  # the value of the last batch, as the system logged it
+        assert shown[name.removeprefix("train/")] == pytest.approx(float(logged[name])), name
+
+
+def darknet_job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
+            "--data.eval_batch_size", "6", "--trainer.max_epochs", "1", "--trainer.logger", "false",
+            "--trainer.log_every_n_steps", "2", *extra]
+
+
+@pytest.fixture
+def wired(monkeypatch):
+    """train.py with add_progress_bar called at the end of prepare_run (the lead's one-line wiring)."""
+    import train
+    from callbacks.progress import add_progress_bar
+    original = train.prepare_run
+
+    def prepare_run(config):
+        original(config)
+        add_progress_bar(config.trainer)
+
+    monkeypatch.setattr(train, "prepare_run", prepare_run)
+    return train
+
+
+def test_train_py_job_prints_plain_lines_in_a_log(wired, tiny_cifar, tmp_path, capsys):
+    wired.main(darknet_job(tiny_cifar, tmp_path / "runs"))  # 24 images / 4 = 6 batches, a line every 2
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [re.sub(r"loss \S+ \| \S+ it/s", "loss L | S it/s", line) for line in lines] == [
+        "epoch 0/1 batch 2/6 step 2 | loss L | S it/s", "epoch 0/1 batch 4/6 step 4 | loss L | S it/s",
+        "epoch 0/1 batch 6/6 step 6 | loss L | S it/s"] + [lines[-1]]
+    assert re.fullmatch(r"epoch 0/1 validation \| acc \S+ loss \S+", lines[-1])
+
+
+def test_train_py_without_a_bar_adds_none(wired, tiny_cifar, tmp_path, capsys):
+    wired.main(darknet_job(tiny_cifar, tmp_path / "runs", "--trainer.enable_progress_bar", "false"))
+    assert "it/s" not in capsys.readouterr().out

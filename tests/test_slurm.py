@@ -1,0 +1,142 @@
+"""SLURM: the sbatch examples parse and hand train.py arguments it accepts; a requeue resumes in the same run."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+
+import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SLURM = ROOT / "configs" / "slurm"
+SYSTEMS = ["darknet", "wgan", "cyclegan", "style"]
+# the sbatch options the examples may use, and the ones a requeue needs
+KNOWN = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "time", "output", "open-mode",
+         "signal", "requeue"}
+LAYOUTS = {"one GPU": (1, 1), "one node of 4 GPUs": (1, 4), "2 nodes of 4 GPUs": (2, 4)}
+
+
+def sbatch_options(text: str) -> dict[str, str | None]:
+    """#SBATCH lines as sbatch reads them: only before the first command; one `--name[=value]` each."""
+    options, header = {}, True
+    for line in text.splitlines()[1:]:
+        if line.startswith("#SBATCH"):
+            assert header, f"#SBATCH after the first command is ignored by sbatch: {line}"
+            match = re.fullmatch(r"#SBATCH --([a-z-]+)(?:=(\S+))?", line)
+            assert match, f"not one well-formed option (no trailing comment): {line!r}"
+            assert match[1] in KNOWN, match[1]
+            options[match[1]] = match[2]
+        elif line.strip() and not line.startswith("#"):
+            header = False
+    return options
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_sbatch_script_is_well_formed_and_requeues(system):
+    path = SLURM / f"{system}.sbatch"
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    options = sbatch_options(path.read_text())
+    assert options["signal"] == "SIGUSR1@90" and "requeue" in options and options["open-mode"] == "append"
+    assert re.fullmatch(r"\d+:\d\d:\d\d", options["time"]) and options["ntasks-per-node"] == "1"
+    assert subprocess.run(["bash", "-n", str(SLURM / "launch.sh")]).returncode == 0
+
+
+def srun_command(system: str, nodes: int, per_node: int, tmp_path) -> list[str]:
+    """Run the sbatch script as SLURM would, with a fake srun that records what it was asked to start."""
+    record = tmp_path / "srun.args"
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "srun").write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > "{record}"\n')
+    (fake / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(ROOT),
+           "SLURM_NNODES": str(nodes), "SLURM_NTASKS_PER_NODE": str(per_node), "DL2_VENV": str(tmp_path / "none")}
+    result = subprocess.run(["bash", str(SLURM / f"{system}.sbatch"), "--trainer.max_epochs", "3"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return record.read_text().split("\0")[:-1]
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_each_layout_starts_train_py_with_arguments_it_accepts(system, tmp_path):
+    documented = (SLURM / f"{system}.sbatch").read_text()
+    for layout, (nodes, per_node) in LAYOUTS.items():
+        if f"# {layout}:" not in documented:
+            assert system == "style" and per_node > 1  # L-BFGS: one process
+            continue
+        command = srun_command(system, nodes, per_node, tmp_path)
+        assert command[:2] == ["python", "train.py"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+            train.main(command[2:] + ["--print_config"])
+        assert exit_.value.code in (0, None), out.getvalue()
+        trainer = yaml.safe_load(out.getvalue())["trainer"]
+        assert (int(trainer["devices"]), trainer["num_nodes"], trainer["max_epochs"]) == (per_node, nodes, 3), layout
+        expected = {"wgan": "ddp_find_unused_parameters_true", "cyclegan": "ddp_find_unused_parameters_true"}
+        assert trainer["strategy"] == ("auto" if nodes * per_node == 1 else expected.get(system, "ddp")), layout
+
+
+class SignalAtStep(L.Callback):
+    """Sends this process the requeue signal once `step` training steps are done (SLURM's --signal)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class FirstStep(L.Callback):
+    """Writes the global step a fit starts at to <default_root_dir>/first_step."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        Path(trainer.default_root_dir, "first_step").write_text(str(trainer.global_step))
+
+
+def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_cifar, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # scontrol as SLURM runs it: it records the requeue and the job is killed (here: the training process)
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\nkill -9 $PPID\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": "1",
+           "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+           "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
+            "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
+            "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.callbacks+=test_slurm.FirstStep"]
+    first = subprocess.run([*args, '--trainer.callbacks+={"class_path": "test_slurm.SignalAtStep", '
+                                   '"init_args": {"step": 4}}'],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    run_dir = tmp_path / "runs" / "darknet" / "slurm-4242"
+    (hpc,) = run_dir.glob("hpc_ckpt_*.ckpt")  # in the run folder the requeued job will pick
+    saved = torch.load(hpc, weights_only=False)
+    assert hpc.name == "hpc_ckpt_1.ckpt" and saved["global_step"] == 4
+    assert not (run_dir / "results.json").exists()
+
+    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "runs" / "darknet").iterdir()] == ["slurm-4242"]
+    assert (run_dir / "first_step").read_text() == "4"  # resumed at the saved step, not from 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 6 and results["epochs"] == 2  # 3 batches an epoch, none repeated
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6

@@ -1,0 +1,55 @@
+"""DDP for the GANs through Lightning's documented strategy name, and train.py's mapping of plain `ddp` to it."""
+
+import lightning as L
+import pytest
+import torch
+from jsonargparse import Namespace
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks import UserError
+from callbacks.strategy import documented_ddp_strategy
+from lightning_modules import WGAN, CycleGAN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def config(class_path: str, strategy):
+    return Namespace(model=Namespace(class_path=class_path, init_args=Namespace()),
+                     trainer=Namespace(strategy=strategy))
+
+
+@pytest.mark.parametrize("class_path, given, expected", [
+    ("lightning_modules.WGAN", "ddp", "ddp_find_unused_parameters_true"),
+    ("lightning_modules.CycleGAN", "ddp", "ddp_find_unused_parameters_true"),
+    ("lightning_modules.DarknetClassifier", "ddp", "ddp"),
+    ("lightning_modules.StyleTransfer", "auto", "auto"),
+    ("lightning_modules.WGAN", "ddp_spawn", "ddp_spawn")])
+def test_plain_ddp_becomes_the_documented_name_where_a_system_needs_it(class_path, given, expected):
+    job = config(class_path, given)
+    documented_ddp_strategy(job)
+    assert job.trainer.strategy == expected
+
+
+def tiny(system: str):
+    torch.manual_seed(0)
+    if system == "wgan":
+        return WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000), DataLoader(torch.rand(2, 3, 16, 16), 2)
+    data = TensorDataset(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    return CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0), DataLoader(data, 1)
+
+
+def fit(system: str, strategy: str, tmp_path):
+    model, data = tiny(system)
+    trainer = L.Trainer(accelerator="cpu", devices=1, strategy=strategy, max_steps=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    return trainer
+
+
+@pytest.mark.parametrize("system", ["wgan", "cyclegan"])
+def test_one_process_ddp_needs_the_documented_name(system, tmp_path):
+    with pytest.raises(UserError, match="--trainer.strategy ddp_find_unused_parameters_true"):
+        fit(system, "ddp", tmp_path)
+    trainer = fit(system, "ddp_find_unused_parameters_true", tmp_path)
+    assert trainer.global_step >= 1
