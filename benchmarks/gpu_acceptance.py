@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
 H2Z_ARCHIVE = "horse2zebra-subset.tar"
-H2Z_COUNTS = {"trainA": 50, "trainB": 50, "testA": 10, "testB": 10}  # 110 of the 2,661 images: 5 MB, not 115
+H2Z_COUNTS = {"trainA": 50, "trainB": 50, "testA": 10, "testB": 10}  # 120 of the 2,661 images: 5.2 MiB, not 115 MB
 SYSTEMS = ["darknet", "wgan", "cyclegan", "style"]
 PARTS = [f"{s}-cli" for s in SYSTEMS] + [f"{s}-speed" for s in SYSTEMS] + ["darknet-accuracy"]
 PROBE = "--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe"
@@ -237,17 +237,22 @@ def unpack(carry: Path, data: Path, per_class: tuple[int, int]) -> tuple[Path, P
 
 
 def install_wheels(wheels: Path, site: Path, env: dict) -> str:
-    """The carried wheels into site/ (pip --no-index --target), unless the packages already import."""
-    check = [sys.executable, "-c", "import jsonargparse, docstring_parser, typeshed_client"]
-    if subprocess.run(check, env=env, capture_output=True).returncode == 0:
-        return "jsonargparse already installed"
+    """The carried wheels into site/ (pip --no-index --target) when a package they hold does not import."""
+    def imports(modules: str) -> bool:
+        return subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, capture_output=True).returncode == 0
+    needed = "jsonargparse, docstring_parser, typeshed_client"
+    if imports(needed + ", wandb, airbench"):
+        return "jsonargparse, wandb and airbench already installed"
     found = sorted(wheels.glob("*.whl")) if wheels.exists() else []
     if not found:
+        if imports(needed):
+            return f"jsonargparse installed; no wheels in {wheels} for wandb or airbench"
         sys.exit(f"gpu_acceptance.py: error: jsonargparse is not installed and {wheels} holds no wheels; run "
                  f"`python benchmarks/fetch_wheels.py` where there is internet, and carry .whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, found)], check=True)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    sys.path.insert(0, str(site))  # this process imports the models too (model_options)
     return f"{len(found)} wheels installed into {site}"
 
 
@@ -320,8 +325,8 @@ def check_run(run_dir: Path, system: str, steps: int, epochs: int | None, wandb:
         problems.append(f"last.ckpt global_step {step}, expected {steps}")
     if system != "darknet" and not list((run_dir / "images").glob("*.png")):
         problems.append(f"no images in {run_dir / 'images'}")
-    if wandb and not list((run_dir / "wandb").glob("offline-run-*")):
-        problems.append(f"no W&B offline run in {run_dir / 'wandb'}")
+    if wandb and not list(run_dir.rglob("offline-run-*")):
+        problems.append(f"no W&B offline run in {run_dir}")
     return problems
 
 
@@ -404,8 +409,11 @@ def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, ex
                "--model.tta", "flip", "--trainer.precision", precision, "--trainer.logger", "false",
                "--trainer.default_root_dir", str(tta_root), "--run_name", "tta", PROBE, *extra,
                "--ckpt_path", str(root / "accuracy" / "checkpoints" / "last.ckpt")]
+        started = time.time()
         rc, _, last = run(tta, ctx["env"], ctx["work"] / "logs" / "darknet-tta.log", ctx["timeout"])
-        probes = sorted(tta_root.rglob("acceptance_probe-test.json"))
+        # the test subcommand may write into the checkpoint's run folder rather than tta_root: the newest probe
+        probes = sorted((p for p in (ctx["work"] / "runs").rglob("acceptance_probe-test.json")
+                         if p.stat().st_mtime >= started - 1), key=lambda p: p.stat().st_mtime)
         if rc == 0 and probes:
             result["tta_acc"] = json.loads(probes[-1].read_text())["metrics"].get("test/acc")
         else:
