@@ -418,8 +418,8 @@ def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, ex
             result["tta_acc"] = json.loads(probes[-1].read_text())["metrics"].get("test/acc")
         else:
             result["tta_acc"] = f"failed: exit {rc}: {last}"
-    log(f"  darknet 30 epochs {precision}: test accuracy {fmt(result['test_acc'], 4)}, flip TTA "
-        f"{fmt(result['tta_acc'], 4)}, fit {result['fit_seconds']} s, wall {seconds:.1f} s")
+    log(f"  darknet {result['epochs']} epochs {precision}: test accuracy {percent(result['test_acc'])}, flip TTA "
+        f"{percent(result['tta_acc'])}, fit {result['fit_seconds']} s, wall {seconds:.1f} s")
     return result
 
 
@@ -434,8 +434,10 @@ def markdown(report: dict) -> str:
             f"`{report['command']}`{' (smoke: tiny sizes on the CPU, not a measurement)' if report['smoke'] else ''}."
             f" Ours = the Lightning system; plain = the same work in a plain PyTorch loop (benchmarks/*.py); "
             f"ratio = ours / plain (target >= {TARGET_RATIO}).\n")
-    lines = [head, "| system | measure | precision | ours | plain loop | ratio | peak memory ours / plain (GiB) "
-                   "| device | torch / Lightning | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head]
+    if report["speed"]:
+        lines += ["| system | measure | precision | ours | plain loop | ratio | peak memory ours / plain (GiB) "
+                  "| device | torch / Lightning | date |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["speed"]:
         ratio = r["ours"] / r["plain"]
         ours, plain = fmt(r["ours"]), fmt(r["plain"])
@@ -446,12 +448,14 @@ def markdown(report: dict) -> str:
                      f"{'' if ratio >= TARGET_RATIO else ' (below target)'} | {fmt(r.get('peak_ours_gib'))} / "
                      f"{fmt(r.get('peak_plain_gib'))} | {env['device']} | {env['torch']} / {env['lightning']} "
                      f"| {env['date']} |")
-    lines += ["", *targets(report["speed"]), ""]
-    lines += ["CLI runs (`python train.py --system NAME`, short overrides, then `--ckpt_path last` to twice the steps; "
-              "each checked for exit 0, results.json and last.ckpt at the right global_step, images, W&B offline "
-              f"run {'checked' if report['wandb'] else 'not checked: wandb not installed'}):", "",
-              "| system | precision | run | resume (same folder) | global_step | peak memory (GiB) | seconds |",
-              "|---|---|---|---|---|---|---|"]
+    if report["speed"]:
+        lines += ["", *targets(report["speed"])]
+    if report["cli"]:
+        lines += ["", "CLI runs (`python train.py --system NAME`, short overrides, then `--ckpt_path last` to twice "
+                  "the steps; each checked for exit 0, results.json and last.ckpt at the right global_step, images, "
+                  f"W&B offline run {'checked' if report['wandb'] else 'not checked: W&B not used'}):", "",
+                  "| system | precision | run | resume (same folder) | global_step | peak memory (GiB) | seconds |",
+                  "|---|---|---|---|---|---|---|"]
     for r in report["cli"]:
         run_, resume = r.get("run", {}), r.get("resume", {})
 
@@ -463,12 +467,16 @@ def markdown(report: dict) -> str:
     acc = report.get("accuracy")
     if acc:
         lines += ["", f"Darknet, configs/darknet.yaml ({acc['epochs']} epochs, {acc['precision']}) on the CIFAR-10 "
-                  "JPEG copy: " + (f"test accuracy {fmt(acc.get('test_acc'), 4)}, with flip TTA "
-                                   f"{fmt(acc.get('tta_acc'), 4)}; fit {acc.get('fit_seconds')} s, whole job "
+                  "JPEG copy: " + (f"test accuracy {percent(acc.get('test_acc'))}, with flip TTA "
+                                   f"{percent(acc.get('tta_acc'))}; fit {acc.get('fit_seconds')} s, whole job "
                                    f"{acc['wall_seconds']} s, peak memory {fmt(acc.get('peak_gib'))} GiB"
                                    if acc["ok"] else f"FAILED ({acc.get('error')})")]
     lines += ["", "Wall time per part (s): " + ", ".join(f"{k} {v}" for k, v in report["part_seconds"].items())]
     return "\n".join(lines) + "\n"
+
+
+def percent(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, float) else str(x)
 
 
 def targets(rows: list[dict]) -> list[str]:
