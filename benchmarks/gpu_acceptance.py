@@ -3,7 +3,7 @@
 One command for a lent GPU machine (no internet; Python 3.12 with torch, torchvision, lightning, torchmetrics):
 
     python benchmarks/gpu_acceptance.py --prepare     # here, once: .carry/ (data) and .whl/ (wheels), sizes checked
-    python3 benchmarks/gpu_acceptance.py              # there: carry [".carry", ".whl"]; ~6 minutes on one H100
+    python3 benchmarks/gpu_acceptance.py              # there: carry [".carry", ".whl"]; ~7.5 min on an H100 (estimate)
     python3 benchmarks/gpu_acceptance.py --only wgan,cyclegan-speed    # a rerun of what failed
     python benchmarks/gpu_acceptance.py --smoke       # the same orchestration on the CPU, tiny (tests run it)
 
