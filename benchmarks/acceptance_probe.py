@@ -1,5 +1,6 @@
 """A callback gpu_acceptance.py adds to the real CLI's runs
-(`--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe`): after fit and after test it writes
+(`--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe`): at the start of training (after a resume
+has restored the step), after fit and after test it writes
 <run folder>/acceptance_probe-<stage>.json with the step, the epoch, the precision, the device and the CUDA
 peak memory of the process (torch.cuda.max_memory_allocated). It only reads."""
 
@@ -22,6 +23,9 @@ class AcceptanceProbe(L.Callback):
         path = Path(trainer.default_root_dir) / f"acceptance_probe-{stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2))
+
+    def on_train_start(self, trainer, pl_module):
+        self.write(trainer, "start")
 
     def on_fit_end(self, trainer, pl_module):
         self.write(trainer, "fit")

@@ -319,9 +319,16 @@ def checkpoint_step(path: Path) -> int | None:
         return None
 
 
-def check_run(run_dir: Path, system: str, steps: int, epochs: int | None, wandb: bool) -> list[str]:
-    """What is wrong with a finished run folder (empty: all good)."""
+def check_run(run_dir: Path, system: str, steps: int, epochs: int | None, wandb: bool,
+              start: int | None = None) -> list[str]:
+    """What is wrong with a finished run folder (empty: all good); `start`: the step training must have begun at
+    (the probe's record: a resume that restarted from 0 reaches the same final step but not from there)."""
     problems = []
+    if start is not None:
+        probe = run_dir / "acceptance_probe-start.json"
+        began = json.loads(probe.read_text())["global_step"] if probe.is_file() else None
+        if began != start:
+            problems.append(f"training began at global_step {began}, expected {start}")
     results_file = run_dir / "results.json"
     if not results_file.is_file():
         return [f"no {results_file}"]
@@ -365,7 +372,8 @@ def cli_lane(system: str, plan: dict, ctx: dict) -> dict:
             run_dir = root / "acceptance"
             if rc == 0:
                 epochs = plan["first"] * factor if plan["unit"] == "epochs" else None
-                problems = check_run(run_dir, system, plan["steps"] * factor, epochs, ctx["wandb"])
+                problems = check_run(run_dir, system, plan["steps"] * factor, epochs, ctx["wandb"],
+                                     start=plan["steps"] * (factor - 1))
             else:
                 problems = [f"exit {rc}: {last}"]
             row[phase] = {"ok": not problems, "seconds": round(seconds, 1), "problems": problems,
@@ -464,7 +472,8 @@ def markdown(report: dict) -> str:
         lines += ["", *targets(report["speed"])]
     if report["cli"]:
         lines += ["", "CLI runs (`python train.py --system NAME`, short overrides, then `--ckpt_path last` to twice "
-                  "the steps; each checked for exit 0, results.json and last.ckpt at the right global_step, images, "
+                  "the steps; each checked for exit 0, training begun at step 0 / at the first run's last step, "
+                  "results.json and last.ckpt at the right global_step, images, "
                   f"W&B offline run {'checked' if report['wandb'] else 'not checked: W&B not used'}):", "",
                   "| system | precision | run | resume (same folder) | global_step | peak memory (GiB) | seconds |",
                   "|---|---|---|---|---|---|---|"]

@@ -72,6 +72,12 @@ def test_check_run_finds_a_resume_that_did_not_continue(tmp_path):
     problems = acceptance.check_run(fake_run(tmp_path / "c", 4, 2, images=False), "style", 4, None, wandb=True)
     c = tmp_path / "c"
     assert problems == [f"no images in {c / 'images'}", f"no W&B offline run in {c}"]
+    # restarted and trained 2 epochs from 0: the right final step, but not from the checkpoint's
+    restarted = fake_run(tmp_path / "d", 12, 2)
+    (restarted / "acceptance_probe-start.json").write_text(json.dumps({"global_step": 0}))
+    assert acceptance.check_run(restarted, "cyclegan", 12, 2, wandb=False, start=6) == [
+        "training began at global_step 0, expected 6"]
+    assert acceptance.check_run(restarted, "cyclegan", 12, 2, wandb=False, start=0) == []
     assert acceptance.check_run(tmp_path / "absent", "darknet", 4, 1, wandb=False) == [
         f"no {tmp_path / 'absent' / 'results.json'}"]
 
