@@ -6,11 +6,13 @@ interleaved (A, B, A, B, ...) so a shared machine's load falls on all of them al
     python benchmarks/cyclegan_speed.py                                   # CPU, 128px, 6 blocks, batch 1
     python benchmarks/cyclegan_speed.py --device cuda --size 256 --n_blocks 9 \
         --variants "[system-32, system-bf16-cl, plain-32, plain-bf16-cl]"  # GPU: fp32 vs bf16 + channels_last
+    ... --json out.json      # also the system-vs-plain rows (same precision and layout) and CUDA peak memory
 """
 
 import copy
-import json
 import time
+from json import dumps
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -110,7 +112,8 @@ def run_plain(template: CycleGAN, batches, warmup: int, device: str, bf16: bool,
 
 
 def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: int = 1, steps: int = 3,
-         warmup: int = 1, rounds: int = 2, variants: list[str] = ("system-32", "plain-32"), threads: int = 0):
+         warmup: int = 1, rounds: int = 2, variants: list[str] = ("system-32", "plain-32"), threads: int = 0,
+         ngf: int = 64, json: str | None = None):
     """Interleaved timing of the variants `system|plain`-`32|bf16`[-cl] (cl: channels_last).
 
     Args:
@@ -123,11 +126,13 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
         rounds: how many times the A, B, ... cycle is repeated.
         variants: which to run.
         threads: torch CPU threads (0: leave the default).
+        ngf: generator and discriminator width (64 as the paper; smaller for smoke tests).
+        json: also write each system variant against its plain twin (rates, peak memory) to this file.
     """
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    template = CycleGAN(n_blocks=n_blocks, log_images_every_n_batches=0)
+    template = CycleGAN(n_blocks=n_blocks, ngf=ngf, ndf=ngf, log_images_every_n_batches=0)
     batches = [(torch.rand(batch_size, 3, size, size) * 2 - 1, torch.rand(batch_size, 3, size, size) * 2 - 1)
                for _ in range(warmup + steps)]
     results = {v: [] for v in variants}
@@ -149,8 +154,23 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
     base = variants[0]
     for v in variants:
         summary[v]["ratio_to_" + base] = summary[v]["it_per_s"] / summary[base]["it_per_s"]
-    print(json.dumps({"device": device, "size": size, "n_blocks": n_blocks, "batch_size": batch_size,
-                      "torch_threads": torch.get_num_threads(), "results": summary}, indent=2))
+    report = {"device": device, "size": size, "n_blocks": n_blocks, "batch_size": batch_size,
+              "torch_threads": torch.get_num_threads(), "results": summary}
+    print(dumps(report, indent=2))
+    if json:
+        names = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+        rows = []
+        for v in variants:
+            kind, precision, *rest = v.split("-")
+            twin = "-".join(["plain", precision, *rest])
+            if kind != "system" or twin not in summary:
+                continue
+            rows.append({"measure": f"it/s, {size}px, batch {batch_size}",
+                         "precision": names.get(precision, precision) + ("+channels_last" if rest == ["cl"] else ""),
+                         "ours": summary[v]["it_per_s"], "plain": summary[twin]["it_per_s"], "unit": "it/s",
+                         "peak_ours_gib": summary[v].get("peak_gib"), "peak_plain_gib": summary[twin].get("peak_gib")})
+        Path(json).write_text(dumps({"script": "cyclegan_speed", "device": device, "settings": report,
+                                     "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

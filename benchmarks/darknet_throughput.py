@@ -1,13 +1,16 @@
 """Training images/s: the Lightning DarknetClassifier against a plain PyTorch loop doing the same work.
 
     python benchmarks/darknet_throughput.py [--batch 64] [--steps 10] [--repeats 3] [--device cpu|cuda]
+    python benchmarks/darknet_throughput.py --device cuda --batch 512 --precision 32-true bf16-mixed --json out.json
 
 Same net (default Darknet), same uint8 CIFAR-10 batches, same on-device augmentation, same SGD + 1cycle;
 Lightning logs the loss every 20 steps as configs/darknet.yaml does. Trials alternate, so other load on the
-machine hits both alike; each trial times `--steps` steps after `--warmup` untimed ones.
+machine hits both alike; each trial times `--steps` steps after `--warmup` untimed ones. With bf16-mixed the
+plain loop runs its forward and loss under torch.autocast(bfloat16), as Lightning's precision plugin does.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -25,9 +28,9 @@ from datamodules.cifar10 import SEED_STATS, TensorBatches  # noqa: E402
 from lightning_modules import Darknet, DarknetClassifier  # noqa: E402
 
 
-def plain_loop(data, batch, warmup, steps, device) -> float:
+def plain_loop(data, batch, warmup, steps, device, precision="32-true", net_args=None) -> float:
     torch.manual_seed(0)
-    net = Darknet().to(device)
+    net = Darknet(**(net_args or {})).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1.3, momentum=0.9, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=1.3, total_steps=warmup + steps, pct_start=0.4, anneal_strategy="linear",
@@ -41,7 +44,8 @@ def plain_loop(data, batch, warmup, steps, device) -> float:
             break
         images, labels = images.to(device), labels.to(device)
         x = random_flip(random_crop(normalize(images, *SEED_STATS), 32, 4))
-        loss = F.cross_entropy(net(x), labels)
+        with torch.autocast(device, torch.bfloat16, enabled=precision == "bf16-mixed"):
+            loss = F.cross_entropy(net(x), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -64,19 +68,29 @@ class Timer(L.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def lightning_loop(data, batch, warmup, steps, device) -> float:
+def lightning_loop(data, batch, warmup, steps, device, precision="32-true", net_args=None) -> float:
     torch.manual_seed(0)
     timer = Timer(warmup, steps)
-    trainer = L.Trainer(accelerator=device, devices=1, max_steps=warmup + steps, logger=False,
+    trainer = L.Trainer(accelerator=device, devices=1, max_steps=warmup + steps, logger=False, precision=precision,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=20, callbacks=[timer])
-    trainer.fit(DarknetClassifier(), datamodule=data)
+    trainer.fit(DarknetClassifier(**(net_args or {})), datamodule=data)
     return steps * batch / timer.seconds
 
 
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def peak_gib(device, reset=False):
+    """CUDA peak memory allocated since the last reset, in GiB (None on the CPU)."""
+    if device != "cuda":
+        return None
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 
 
 def main():
@@ -86,18 +100,35 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed"],
+                        help="one or more; each is timed against the plain loop at the same precision")
+    parser.add_argument("--data_dir", default=None, help="CIFAR-10 folder (default: ../shared/data's, unpacked)")
+    parser.add_argument("--nf", type=int, default=32, help="Darknet width (32: the default net)")
+    parser.add_argument("--num_blocks", type=int, nargs="+", default=[1, 2, 4, 6, 3])
+    parser.add_argument("--json", default=None, help="also write the medians and peak memory to this file")
     args = parser.parse_args()
-    data = CIFAR10DataModule(str(cifar10_dir()), batch_size=args.batch, download=False)
+    net_args = {"nf": args.nf, "num_blocks": args.num_blocks}
+    data = CIFAR10DataModule(args.data_dir or str(cifar10_dir()), batch_size=args.batch, download=False)
     data.setup("fit")
-    plain, lightning = [], []
-    for _ in range(args.repeats):
-        plain.append(plain_loop(data, args.batch, args.warmup, args.steps, args.device))
-        lightning.append(lightning_loop(data, args.batch, args.warmup, args.steps, args.device))
-        print(f"plain {plain[-1]:.1f} images/s, Lightning {lightning[-1]:.1f} images/s", flush=True)
-    p, l = statistics.median(plain), statistics.median(lightning)
-    print(f"Darknet default, batch {args.batch}, {args.steps} timed steps x {args.repeats}, {args.device}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"plain PyTorch : {p:.1f} images/s\nLightning     : {l:.1f} images/s\nratio         : {l / p:.3f}")
+    rows = []
+    for precision in args.precision:
+        plain, lightning, peaks = [], [], {"plain": 0.0, "lightning": 0.0}
+        for _ in range(args.repeats):
+            for name, loop, rates in (("plain", plain_loop, plain), ("lightning", lightning_loop, lightning)):
+                peak_gib(args.device, reset=True)
+                rates.append(loop(data, args.batch, args.warmup, args.steps, args.device, precision, net_args))
+                peaks[name] = peak_gib(args.device)
+            print(f"{precision}: plain {plain[-1]:.1f} images/s, Lightning {lightning[-1]:.1f} images/s", flush=True)
+        p, l = statistics.median(plain), statistics.median(lightning)
+        print(f"Darknet nf {args.nf} {args.num_blocks}, batch {args.batch}, {precision}, {args.steps} timed steps x "
+              f"{args.repeats}, {args.device}, {torch.get_num_threads()} threads")
+        print(f"plain PyTorch : {p:.1f} images/s\nLightning     : {l:.1f} images/s\nratio         : {l / p:.3f}")
+        rows.append({"measure": f"images/s, batch {args.batch}", "precision": precision, "ours": l, "plain": p,
+                     "unit": "images/s", "peak_ours_gib": peaks["lightning"], "peak_plain_gib": peaks["plain"],
+                     "trials_ours": lightning, "trials_plain": plain})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"script": "darknet_throughput", "device": args.device,
+                                               "settings": vars(args), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

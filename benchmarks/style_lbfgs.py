@@ -9,9 +9,11 @@ images (other iterates, the same work per iteration). Runs alternate A, B, A, B.
     python benchmarks/style_lbfgs.py --order A; python benchmarks/style_lbfgs.py --order B   # one run per call
     python benchmarks/style_lbfgs.py --device cuda --size 512 --iters 1000 --batch 1
     python benchmarks/style_lbfgs.py --device cuda --size 512 --iters 1000 --batch 16
+    ... --json out.json      # also evaluations/s (= iterations/s, no line search) and CUDA peak memory
 """
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -106,16 +108,21 @@ def main():
     parser.add_argument("--arch", default="vgg16_bn", choices=["vgg16", "vgg16_bn"])
     parser.add_argument("--vgg_weights", default="random", help="speed does not depend on the weights")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", default=None, help="also write evaluations/s and CUDA peak memory to this file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = StyleTransferDataModule(content=[str(DEFAULT_CONTENT)] * args.batch, size=args.size)
     data.setup("fit")
     runs = {"A": lightning_run, "B": plain_run}
-    times = {"A": [], "B": []}
+    times, peak = {"A": [], "B": []}, {}
     for pair in range(args.pairs):
         for name in args.order:
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             seconds, loss = runs[name](args, data)
+            if args.device == "cuda":
+                peak[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
             times[name].append(seconds)
             print(f"pair {pair} {name} ({'Lightning' if name == 'A' else 'plain'}): {seconds:.1f} s, "
                   f"{seconds / args.iters:.3f} s/iteration, final loss {loss:.6g}", flush=True)
@@ -125,6 +132,14 @@ def main():
     print(f"mean: Lightning {a:.1f} s, plain {b:.1f} s, ratio Lightning/plain {a / b:.3f} "
           f"({args.iters} iterations, {args.batch}x{args.size}x{args.size}, {args.arch}, {args.device}, "
           f"{torch.get_num_threads()} threads)")
+    if args.json:
+        row = {"measure": f"L-BFGS evaluations/s, {args.size}px, {args.batch} image{'s' * (args.batch > 1)}",
+               "precision": "32-true", "ours": args.iters / a, "plain": args.iters / b, "unit": "evaluations/s",
+               "per_image_ours": args.batch * args.iters / a, "per_image_plain": args.batch * args.iters / b,
+               "peak_ours_gib": peak.get("A"), "peak_plain_gib": peak.get("B"),
+               "trials_ours": times["A"], "trials_plain": times["B"]}
+        Path(args.json).write_text(json.dumps({"script": "style_lbfgs", "device": args.device,
+                                               "settings": vars(args), "rows": [row]}, indent=2))
 
 
 if __name__ == "__main__":

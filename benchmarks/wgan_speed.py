@@ -6,9 +6,13 @@ shared machine's load hits both alike (A B, then B A, ...). The seed saw 10.74 i
 
     python benchmarks/wgan_speed.py --isize 64 --batch_size 64 --iterations 30 --repeats 3           # CPU
     python benchmarks/wgan_speed.py --device cuda --iterations 500 --repeats 3 --precision bf16-mixed  # GPU
+    python benchmarks/wgan_speed.py --device cuda --precision bf16-mixed --channels_last --json out.json
+
+--channels_last puts both loops' nets and batches in NHWC (model.to(memory_format=...) before the fit).
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -62,6 +66,8 @@ def sync(device):
 def lightning_run(data, args) -> float:
     torch.manual_seed(0)
     model = WGAN(isize=args.isize, **STEADY)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     clock = Clock(args.warmup)
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -75,6 +81,8 @@ def plain_run(data, args) -> float:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = WGAN(isize=args.isize, **STEADY).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     netD, netG = model.critic, model.generator
     opt_d, opt_g = torch.optim.RMSprop(netD.parameters(), 1e-4), torch.optim.RMSprop(netG.parameters(), 1e-4)
     dtype = torch.bfloat16 if args.precision == "bf16-mixed" else None
@@ -118,15 +126,24 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true", help="32-true or bf16-mixed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 leaves torch's default")
+    parser.add_argument("--channels_last", action="store_true", help="NHWC nets and batches in both loops")
+    parser.add_argument("--json", default=None, help="also write the rates and CUDA peak memory to this file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # on an overloaded CPU, 1 avoids OpenMP spinning between processes
-    data = batches(args.iterations + args.warmup, args.batch_size, args.isize)
-    results = {"lightning": [], "plain": []}
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    data = [b.contiguous(memory_format=fmt) for b in batches(args.iterations + args.warmup, args.batch_size,
+                                                             args.isize)]
+    results, peak = {"lightning": [], "plain": []}, {}
+    cuda = args.device.startswith("cuda")
     for r in range(args.repeats):
         order = (("lightning", lightning_run), ("plain", plain_run))
         for name, run in order if r % 2 == 0 else order[::-1]:  # A B B A A B ...: cancels a drifting load
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             results[name].append(run(data, args))
+            if cuda:
+                peak[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
             print(f"repeat {r} {name}: {results[name][-1]:.3f} critic it/s", flush=True)
     best = {k: max(v) for k, v in results.items()}
     median = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
@@ -134,6 +151,14 @@ def main():
           f"{torch.get_num_threads()}: lightning {best['lightning']:.3f} it/s, plain {best['plain']:.3f} it/s "
           f"(best of {args.repeats}); ratio lightning/plain {best['lightning'] / best['plain']:.3f}; "
           f"medians {median['lightning']:.3f} / {median['plain']:.3f}")
+    if args.json:
+        precision = args.precision + ("+channels_last" if args.channels_last else "")
+        row = {"measure": f"critic it/s, {args.isize}px, batch {args.batch_size}", "precision": precision,
+               "ours": median["lightning"], "plain": median["plain"], "unit": "it/s",
+               "peak_ours_gib": peak.get("lightning"), "peak_plain_gib": peak.get("plain"),
+               "trials_ours": results["lightning"], "trials_plain": results["plain"]}
+        Path(args.json).write_text(json.dumps({"script": "wgan_speed", "device": args.device,
+                                               "settings": vars(args), "rows": [row]}, indent=2))
 
 
 if __name__ == "__main__":

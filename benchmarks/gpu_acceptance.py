@@ -1,0 +1,674 @@
+"""GPU acceptance: every system through the real CLI on one GPU, Lightning against plain loops, Darknet accuracy.
+
+One command for a lent GPU machine (no internet; Python 3.12 with torch, torchvision, lightning, torchmetrics):
+
+    python benchmarks/gpu_acceptance.py --prepare     # here, once: .carry/ (data) and .whl/ (wheels), sizes checked
+    python3 benchmarks/gpu_acceptance.py              # there: carry [".carry", ".whl"]; ~7.5 min on an H100 (estimate)
+    python3 benchmarks/gpu_acceptance.py --only wgan,cyclegan-speed    # a rerun of what failed
+    python benchmarks/gpu_acceptance.py --smoke       # the same orchestration on the CPU, tiny (tests run it)
+
+Parts, in order (`--only` takes part names, or a system or a kind: `--only wgan`, `--only speed`):
+- `<system>-cli` for darknet, wgan, cyclegan, style: `python train.py --system NAME` with short overrides under the
+  config's precision, bf16-mixed, 16-mixed (darknet, wgan) and channels_last where the model has it; each run must
+  exit 0 and write results.json, last.ckpt and images, then `--ckpt_path last` must carry on to twice the steps in
+  the same run folder. W&B logs offline where wandb imports. The four systems run as parallel lanes.
+- `<system>-speed`: the benchmark scripts with `--device cuda --json`, one after another (the GPU to itself).
+- `darknet-accuracy`: configs/darknet.yaml as shipped (30 epochs, bf16-mixed unless --accuracy_precision) on the
+  real CIFAR-10, then the test set with flip TTA when the model offers `tta`.
+Writes gpu_acceptance.json, gpu_acceptance.md (the table for BENCHMARKS.md), gpu_acceptance.log, the children's
+logs (logs.tar.gz) and three sample images into $OUT (or --out), and prints each part's wall time.
+"""
+
+import argparse
+import datetime
+import importlib
+import inspect
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+H2Z_ARCHIVE = "horse2zebra-subset.tar"
+H2Z_COUNTS = {"trainA": 50, "trainB": 50, "testA": 10, "testB": 10}  # 120 of the 2,661 images: 5.2 MiB, not 115 MB
+SYSTEMS = ["darknet", "wgan", "cyclegan", "style"]
+PARTS = [f"{s}-cli" for s in SYSTEMS] + [f"{s}-speed" for s in SYSTEMS] + ["darknet-accuracy"]
+PROBE = "--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe"
+CARRY_LIMIT_MIB = 64
+# seconds each part should take on one H100 (FLOP counts and process start-ups; replace with measured ones)
+ESTIMATES = {"setup": 20, "cli": 150, "darknet-speed": 45, "wgan-speed": 40, "cyclegan-speed": 60, "style-speed": 35,
+             "darknet-accuracy": 110}
+
+
+# ------------------------------------------------------------------------------------------ sizes of each mode
+def cli_plan(smoke: bool, cifar_small: Path, h2z: Path, bs_darknet: int) -> dict:
+    """Per system: the variants (precision, extra args), overrides, and how far the first run and the resume go.
+
+    `unit` is epochs or steps; `first` its value for the first run (the resume runs to twice that); `steps` the
+    global_step the first run must reach (the resume: twice that)."""
+    if smoke:
+        return {
+            "darknet": {"variants": [("32-true", [])], "unit": "epochs", "first": 1,
+                        "steps": 8 * 10 // 16,
+                        "args": ["--data.data_dir", str(cifar_small), "--model.nf", "4", "--model.num_blocks", "[1]",
+                                 "--data.batch_size", "16", "--data.eval_batch_size", "40"]},
+            "wgan": {"variants": [("32-true", [])], "unit": "steps", "first": 3, "steps": 3,
+                     "args": ["--data.data_dir", str(cifar_small / "train"), "--data.num_workers", "0",
+                              "--data.isize", "16", "--model.isize", "16", "--model.ngf", "8", "--model.ndf", "8",
+                              "--data.batch_size", "8"]},
+            "cyclegan": {"variants": [("32-true", [])], "unit": "epochs", "first": 1, "steps": 3 * 2,
+                         "args": ["--data.data_dir", str(h2z), "--data.num_workers", "0", "--model.ngf", "4",
+                                  "--model.ndf", "4", "--model.n_blocks", "1", "--data.load_size", "36",
+                                  "--data.crop_size", "32", "--model.n_epochs", "1", "--model.n_epochs_decay", "1",
+                                  "--trainer.limit_train_batches", "2", "--model.log_images_every_n_batches", "1"]},
+            "style": {"variants": [("32-true", [])], "unit": "steps", "first": 2, "steps": 2,
+                      "args": ["--model.vgg_weights", "random", "--model.arch", "vgg16", "--data.size", "32",
+                               "--model.show_iter", "1"]},
+        }
+    return {
+        "darknet": {"variants": [("32-true", []), ("bf16-mixed", []), ("16-mixed", [])], "unit": "epochs",
+                    "first": 1, "steps": 200 * 10 // bs_darknet,
+                    "args": ["--data.data_dir", str(cifar_small), "--data.batch_size", str(bs_darknet),
+                             "--data.eval_batch_size", "500"]},
+        "wgan": {"variants": [("32-true", []), ("bf16-mixed", []), ("16-mixed", [])], "unit": "steps",
+                 "first": 30, "steps": 30,
+                 "args": ["--data.data_dir", str(cifar_small / "train"), "--data.num_workers", "3"]},
+        "cyclegan": {"variants": [("32-true", []), ("bf16-mixed", [])], "unit": "epochs", "first": 1, "steps": 3 * 6,
+                     "args": ["--data.data_dir", str(h2z), "--data.num_workers", "3", "--model.n_epochs", "1",
+                              "--model.n_epochs_decay", "1", "--trainer.limit_train_batches", "6",
+                              "--model.log_images_every_n_batches", "3"]},
+        "style": {"variants": [("32-true", []), ("bf16-mixed", [])], "unit": "steps", "first": 10, "steps": 10,
+                  "args": ["--model.vgg_weights", "random", "--data.size", "256", "--model.show_iter", "5"]},
+    }
+
+
+def speed_plan(smoke: bool, cifar: Path) -> dict:
+    """Per system: the benchmark-script command lines (without --json), each one row group of the table."""
+    py = "benchmarks/"
+    if smoke:
+        return {
+            "darknet": [[py + "darknet_throughput.py", "--device", "cpu", "--batch", "16", "--warmup", "1",
+                         "--steps", "2", "--repeats", "1", "--nf", "4", "--num_blocks", "1",
+                         "--precision", "32-true", "bf16-mixed", "--data_dir", str(cifar)]],
+            "wgan": [[py + "wgan_speed.py", "--device", "cpu", "--isize", "16", "--batch_size", "4",
+                      "--iterations", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
+                      "--precision", "bf16-mixed", "--channels_last"]],
+            "cyclegan": [[py + "cyclegan_speed.py", "--device", "cpu", "--size", "32", "--n_blocks", "1", "--ngf", "4",
+                          "--batch_size", "1", "--steps", "1", "--warmup", "1", "--rounds", "1", "--threads", "1",
+                          "--variants", "[system-32, system-bf16-cl, plain-32, plain-bf16-cl]"]],
+            "style": [[py + "style_lbfgs.py", "--device", "cpu", "--size", "32", "--arch", "vgg16", "--iters", "2",
+                       "--batch", "2", "--threads", "1"]],
+        }
+    cyclegan = [py + "cyclegan_speed.py", "--device", "cuda", "--size", "256", "--n_blocks", "9",
+                "--variants", "[system-32, system-bf16-cl, plain-32, plain-bf16-cl]"]
+    return {
+        "darknet": [[py + "darknet_throughput.py", "--device", "cuda", "--batch", "512", "--warmup", "5",
+                     "--steps", "25", "--repeats", "3", "--precision", "32-true", "bf16-mixed",
+                     "--data_dir", str(cifar)]],
+        "wgan": [[py + "wgan_speed.py", "--device", "cuda", "--isize", "64", "--batch_size", "64",
+                  "--iterations", "300", "--warmup", "20", "--repeats", "3"],
+                 [py + "wgan_speed.py", "--device", "cuda", "--isize", "64", "--batch_size", "64",
+                  "--iterations", "300", "--warmup", "20", "--repeats", "3", "--precision", "bf16-mixed",
+                  "--channels_last"]],
+        "cyclegan": [cyclegan + ["--batch_size", "1", "--steps", "20", "--warmup", "5", "--rounds", "2"],
+                     cyclegan + ["--batch_size", "4", "--steps", "8", "--warmup", "3", "--rounds", "2"]],
+        "style": [[py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "300", "--batch", "1"],
+                  [py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "60", "--batch", "16"]],
+    }
+
+
+def select_parts(only: str) -> list[str]:
+    """`--only`: part names (wgan-speed), systems (wgan: its parts) or kinds (cli, speed, accuracy); '' is all."""
+    tokens = [t for t in only.replace(" ", "").split(",") if t]
+    unknown = [t for t in tokens if not any(t in (p, *p.split("-")) for p in PARTS)]
+    if unknown:
+        sys.exit(f"gpu_acceptance.py: error: --only {','.join(unknown)} names no part; parts: {', '.join(PARTS)} "
+                 f"(or a system, or cli, speed, accuracy)")
+    return [p for p in PARTS if not tokens or any(t in (p, *p.split("-")) for t in tokens)]
+
+
+# ------------------------------------------------------------------------------------------ output
+class Log:
+    """Prints to stdout (flushed: the device tool returns its tail) and keeps a copy for $OUT."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, *parts) -> None:
+        line = " ".join(str(p) for p in parts)
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+log = Log()
+
+
+def fmt(x, digits=3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.{digits}g}"
+
+
+# ------------------------------------------------------------------------------------------ prepare (here)
+def prepare(carry: Path, wheels: Path, fetch: bool) -> None:
+    """Copy CIFAR-10, cut a horse2zebra subset, fetch the wheels; check that all that travels fits 64 MiB."""
+    carry.mkdir(parents=True, exist_ok=True)
+    source = SHARED_DATA / CIFAR_ARCHIVE
+    if not source.exists():
+        sys.exit(f"gpu_acceptance.py: error: {source} not found; set DL2_SHARED_DATA to the shared data folder")
+    shutil.copyfile(source, carry / CIFAR_ARCHIVE)
+    with tarfile.open(SHARED_DATA / "horse2zebra.tar") as full, tarfile.open(carry / H2Z_ARCHIVE, "w") as subset:
+        members = {}
+        for m in full.getmembers():
+            parts = Path(m.name).parts
+            if m.isfile() and len(parts) == 3 and parts[1] in H2Z_COUNTS:
+                members.setdefault(parts[1], []).append(m)
+        for folder, count in H2Z_COUNTS.items():
+            for m in sorted(members[folder], key=lambda m: m.name)[:count]:
+                subset.addfile(m, full.extractfile(m))
+    if fetch:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fetch_wheels.py"), "--dest", str(wheels)],
+                       check=True)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    tree = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0") if f and (ROOT / f).is_file())
+    sizes = {"tracked tree": tree, str(carry): folder_size(carry), str(wheels): folder_size(wheels)}
+    for name, size in sizes.items():
+        print(f"{size / 2**20:7.1f} MiB  {name}")
+    total = sum(sizes.values()) / 2**20
+    print(f"{total:7.1f} MiB  travels to the GPU machine (limit {CARRY_LIMIT_MIB} MiB, untracked files not counted)")
+    if total > CARRY_LIMIT_MIB - 4:
+        sys.exit(f"gpu_acceptance.py: error: {total:.1f} MiB is too close to the {CARRY_LIMIT_MIB} MiB limit; "
+                 f"lower H2Z_COUNTS")
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+
+
+# ------------------------------------------------------------------------------------------ setup (there)
+def make_tiny_archives(carry: Path) -> None:
+    """--smoke without prepared data: archives in the real layouts, small random images (10 classes)."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    stage = carry / "stage"
+    for split, count in (("train", 8), ("test", 4)):
+        for c in range(10):
+            folder = stage / "cifar10" / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+    for folder, count in (("trainA", 3), ("trainB", 3), ("testA", 2), ("testB", 2)):
+        (stage / "horse2zebra" / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                stage / "horse2zebra" / folder / f"{i:03d}.jpg")
+    with tarfile.open(carry / CIFAR_ARCHIVE, "w:gz") as tar:
+        tar.add(stage / "cifar10", "cifar10")
+    with tarfile.open(carry / H2Z_ARCHIVE, "w") as tar:
+        tar.add(stage / "horse2zebra", "horse2zebra")
+    shutil.rmtree(stage)
+
+
+def unpack(carry: Path, data: Path, per_class: tuple[int, int]) -> tuple[Path, Path, Path]:
+    """CIFAR-10 and the horse2zebra subset into data/; cifar10-small/ links the first images of each class."""
+    data.mkdir(parents=True, exist_ok=True)
+    for archive in (CIFAR_ARCHIVE, H2Z_ARCHIVE):
+        if not (carry / archive).exists():
+            sys.exit(f"gpu_acceptance.py: error: {carry / archive} missing; run "
+                     f"`python benchmarks/gpu_acceptance.py --prepare` where ../shared/data is, and carry .carry")
+        with tarfile.open(carry / archive) as tar:
+            tar.extractall(data, filter="data")
+    small = data / "cifar10-small"
+    for split, count in zip(("train", "test"), per_class, strict=True):
+        for class_dir in sorted((data / "cifar10" / split).iterdir()):
+            target = small / split / class_dir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for f in sorted(class_dir.iterdir())[:count]:
+                os.link(f, target / f.name)
+    return data / "cifar10", small, data / "horse2zebra"
+
+
+def install_wheels(wheels: Path, site: Path, env: dict) -> str:
+    """The carried wheels into site/ (pip --no-index --target) when jsonargparse or wandb does not import."""
+    def imports(modules: str) -> bool:
+        return subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, capture_output=True).returncode == 0
+    needed = "jsonargparse, docstring_parser, typeshed_client"
+    if imports(needed + ", wandb"):
+        return "jsonargparse and wandb already installed"
+    found = sorted(wheels.glob("*.whl")) if wheels.exists() else []
+    failed = None
+    if found:
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+               "--no-cache-dir", "--upgrade", "--target", str(site)]
+        result = subprocess.run([*pip, *map(str, found)], capture_output=True, text=True)
+        if result.returncode == 0:
+            env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+            sys.path.insert(0, str(site))  # this process imports the models too (model_options)
+            return f"{len(found)} wheels installed into {site}"
+        failed = (result.stderr.strip().splitlines() or ["?"])[-1]  # e.g. wheels for another Python
+    if imports(needed):
+        return f"jsonargparse installed, wandb not ({failed or f'no wheels in {wheels}'})"
+    sys.exit(f"gpu_acceptance.py: error: jsonargparse is not installed and {wheels} holds no wheels that install "
+             f"({failed or 'none found'}); run `python benchmarks/fetch_wheels.py` where there is internet, and "
+             "carry .whl")
+
+
+def wandb_works(env: dict, folder: Path) -> str | None:
+    """None when an offline W&B run can be made here, else why not (the CLI runs then go without a logger)."""
+    probe = [sys.executable, "-c", f"import wandb; r = wandb.init(mode='offline', dir={str(folder)!r}, "
+             "project='probe'); r.log({'x': 1}); r.finish()"]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        return "an offline wandb.init took over 90 s"
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return None if result.returncode == 0 else (lines[-1] if lines else f"exit {result.returncode}")
+
+
+def model_options(system: str) -> set[str]:
+    """The init arguments of the system's model class, read from configs/<system>.yaml's class_path."""
+    import yaml
+    config = yaml.safe_load((ROOT / "configs" / f"{system}.yaml").read_text())
+    module, _, name = config["model"]["class_path"].rpartition(".")
+    return set(inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters)
+
+
+# ------------------------------------------------------------------------------------------ running children
+DEADLINE = [float("inf")]  # perf_counter time after which children are stopped, so the report is still written
+
+
+def run(cmd: list[str], env: dict, log_file: Path, timeout: float) -> tuple[int, float, str]:
+    """A child process with its output in log_file; returns its exit code, seconds and last output line."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    timeout = max(10.0, min(timeout, DEADLINE[0] - start))
+    with open(log_file, "w") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        try:
+            rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+    seconds = time.perf_counter() - start
+    lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    last = "timed out" if rc == 124 else (lines[-1][:300] if lines else "")
+    return rc, seconds, last
+
+
+def tail(log_file: Path, n: int = 25) -> str:
+    return "\n".join(log_file.read_text(errors="replace").splitlines()[-n:])
+
+
+def checkpoint_step(path: Path) -> int | None:
+    import torch
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception:  # reported as a failed check
+        return None
+
+
+def check_run(run_dir: Path, system: str, steps: int, epochs: int | None, wandb: bool,
+              start: int | None = None) -> list[str]:
+    """What is wrong with a finished run folder (empty: all good); `start`: the step training must have begun at
+    (the probe's record: a resume that restarted from 0 reaches the same final step but not from there)."""
+    problems = []
+    if start is not None:
+        probe = run_dir / "acceptance_probe-start.json"
+        began = json.loads(probe.read_text())["global_step"] if probe.is_file() else None
+        if began != start:
+            problems.append(f"training began at global_step {began}, expected {start}")
+    results_file = run_dir / "results.json"
+    if not results_file.is_file():
+        return [f"no {results_file}"]
+    results = json.loads(results_file.read_text())
+    if results.get("global_step") != steps:
+        problems.append(f"results.json global_step {results.get('global_step')}, expected {steps}")
+    if epochs is not None and results.get("epochs") != epochs:
+        problems.append(f"results.json epochs {results.get('epochs')}, expected {epochs}")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        problems.append(f"no {last}")
+    elif (step := checkpoint_step(last)) != steps:
+        problems.append(f"last.ckpt global_step {step}, expected {steps}")
+    if system != "darknet" and not list((run_dir / "images").glob("*.png")):
+        problems.append(f"no images in {run_dir / 'images'}")
+    if wandb and not list(run_dir.rglob("offline-run-*")):
+        problems.append(f"no W&B offline run in {run_dir}")
+    return problems
+
+
+def peak_of(run_dir: Path) -> float | None:
+    probe = run_dir / "acceptance_probe-fit.json"
+    return json.loads(probe.read_text()).get("peak_gib") if probe.is_file() else None
+
+
+def cli_lane(system: str, plan: dict, ctx: dict) -> dict:
+    """All variants of one system: a short run, then --ckpt_path last to twice the steps, each checked."""
+    start, rows = time.perf_counter(), []
+    for precision, extra in plan["variants"]:
+        name = precision + "".join("+" + a.lstrip("-").split(".")[-1] for a in extra if a.startswith("--"))
+        root = ctx["work"] / "runs" / f"{system}-{name}"
+        base = [sys.executable, "train.py", "--system", system, *plan["args"], *extra,
+                "--trainer.precision", precision, "--trainer.default_root_dir", str(root), "--run_name", "acceptance",
+                PROBE, *([] if ctx["wandb"] else ["--trainer.logger", "false"])]
+        unit = "--trainer.max_epochs" if plan["unit"] == "epochs" else "--trainer.max_steps"
+        row = {"system": system, "variant": name, "precision": precision, "extra": extra}
+        for phase, factor in (("run", 1), ("resume", 2)):
+            cmd = base + [unit, str(plan["first"] * factor)] + (["--ckpt_path", "last"] if phase == "resume" else [])
+            log_file = ctx["work"] / "logs" / f"{system}-{name}-{phase}.log"
+            rc, seconds, last = run(cmd, ctx["env"], log_file, ctx["timeout"])
+            run_dir = root / "acceptance"
+            if rc == 0:
+                epochs = plan["first"] * factor if plan["unit"] == "epochs" else None
+                problems = check_run(run_dir, system, plan["steps"] * factor, epochs, ctx["wandb"],
+                                     start=plan["steps"] * (factor - 1))
+            else:
+                problems = [f"exit {rc}: {last}"]
+            row[phase] = {"ok": not problems, "seconds": round(seconds, 1), "problems": problems,
+                          "peak_gib": peak_of(run_dir), "steps": plan["steps"] * factor}
+            status = "ok" if not problems else "FAILED: " + "; ".join(problems)
+            log(f"  {system} {name} {phase}: {status} ({seconds:.1f} s)")
+            if problems:
+                log(f"  --- last lines of {log_file.name}:\n{tail(log_file)}\n  ---")
+                break
+        rows.append(row)
+    return {"rows": rows, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def speed_part(system: str, commands: list[list[str]], ctx: dict) -> dict:
+    rows, failures = [], []
+    for i, args in enumerate(commands):
+        out = ctx["work"] / "speed" / f"{system}-{i}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log_file = ctx["work"] / "logs" / f"{system}-speed-{i}.log"
+        rc, seconds, last = run([sys.executable, *args, "--json", str(out)], ctx["env"], log_file, ctx["timeout"])
+        if rc == 0 and out.is_file():
+            for row in json.loads(out.read_text())["rows"]:
+                rows.append({"system": system, **row, "seconds": round(seconds, 1)})
+                log(f"  {system} {row['measure']} {row['precision']}: ours {fmt(row['ours'])}, plain "
+                    f"{fmt(row['plain'])} {row['unit']}, ratio {row['ours'] / row['plain']:.3f} ({seconds:.1f} s)")
+        else:
+            failures.append(f"{args[0]} exit {rc}: {last}")
+            log(f"  {system} speed {' '.join(args[1:])}: FAILED exit {rc}: {last}\n{tail(log_file)}")
+    return {"rows": rows, "failures": failures}
+
+
+def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, extra: list[str]) -> dict:
+    """configs/darknet.yaml on the real CIFAR-10; then the test set again with flip TTA if the model has it."""
+    root = ctx["work"] / "runs" / "darknet-accuracy"
+    args = [sys.executable, "train.py", "--system", "darknet", "--data.data_dir", str(cifar),
+            "--trainer.precision", precision, "--trainer.default_root_dir", str(root), "--run_name", "accuracy",
+            PROBE, *extra, *([] if ctx["wandb"] else ["--trainer.logger", "false"])]
+    if epochs:
+        args += ["--trainer.max_epochs", str(epochs)]
+    rc, seconds, last = run(args, ctx["env"], ctx["work"] / "logs" / "darknet-accuracy.log", ctx["timeout_long"])
+    result = {"precision": precision, "epochs": epochs or 30, "wall_seconds": round(seconds, 1), "ok": rc == 0}
+    results_file = root / "accuracy" / "results.json"
+    if rc != 0 or not results_file.is_file():
+        result["error"] = f"exit {rc}: {last}"
+        log(f"  darknet accuracy FAILED: {last}\n{tail(ctx['work'] / 'logs' / 'darknet-accuracy.log')}")
+        return result
+    results = json.loads(results_file.read_text())
+    result.update(test_acc=results["test"].get("test/acc"), fit_seconds=results.get("fit_seconds"),
+                  peak_gib=peak_of(root / "accuracy"), tta_acc="n/a (the model has no tta option)")
+    if "tta" in model_options("darknet"):
+        tta_root = ctx["work"] / "runs" / "darknet-tta"
+        tta = [sys.executable, "train.py", "test", "--config", "configs/darknet.yaml", "--data.data_dir", str(cifar),
+               "--model.tta", "flip", "--trainer.precision", precision, "--trainer.logger", "false",
+               "--trainer.default_root_dir", str(tta_root), "--run_name", "tta", PROBE, *extra,
+               "--ckpt_path", str(root / "accuracy" / "checkpoints" / "last.ckpt")]
+        started = time.time()
+        rc, _, last = run(tta, ctx["env"], ctx["work"] / "logs" / "darknet-tta.log", ctx["timeout"])
+        # the test subcommand may write into the checkpoint's run folder rather than tta_root: the newest probe
+        probes = sorted((p for p in (ctx["work"] / "runs").rglob("acceptance_probe-test.json")
+                         if p.stat().st_mtime >= started - 1), key=lambda p: p.stat().st_mtime)
+        if rc == 0 and probes:
+            result["tta_acc"] = json.loads(probes[-1].read_text())["metrics"].get("test/acc")
+        else:
+            result["tta_acc"] = f"failed: exit {rc}: {last}"
+    log(f"  darknet {result['epochs']} epochs {precision}: test accuracy {percent(result['test_acc'])}, flip TTA "
+        f"{percent(result['tta_acc'])}, fit {result['fit_seconds']} s, wall {seconds:.1f} s")
+    return result
+
+
+# ------------------------------------------------------------------------------------------ report
+TARGET_RATIO = 0.97
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    head = (f"### GPU acceptance: {env['device']}, {env['date']}\n\n"
+            f"torch {env['torch']}, Lightning {env['lightning']}, CUDA {env['cuda']}, Python {env['python']}; "
+            f"`{report['command']}`{' (smoke: tiny sizes on the CPU, not a measurement)' if report['smoke'] else ''}."
+            f" Ours = the Lightning system; plain = the same work in a plain PyTorch loop (benchmarks/*.py); "
+            f"ratio = ours / plain (target >= {TARGET_RATIO}).\n")
+    lines = [head]
+    if report["speed"]:
+        lines += ["| system | measure | precision | ours | plain loop | ratio | peak memory ours / plain (GiB) "
+                  "| device | torch / Lightning | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["speed"]:
+        ratio = r["ours"] / r["plain"]
+        ours, plain = fmt(r["ours"]), fmt(r["plain"])
+        if "per_image_ours" in r:
+            ours += f" ({fmt(r['per_image_ours'])} images/s)"
+            plain += f" ({fmt(r['per_image_plain'])} images/s)"
+        lines.append(f"| {r['system']} | {r['measure']} | {r['precision']} | {ours} | {plain} | {ratio:.3f}"
+                     f"{'' if ratio >= TARGET_RATIO else ' (below target)'} | {fmt(r.get('peak_ours_gib'))} / "
+                     f"{fmt(r.get('peak_plain_gib'))} | {env['device']} | {env['torch']} / {env['lightning']} "
+                     f"| {env['date']} |")
+    if report["speed"]:
+        lines += ["", *targets(report["speed"])]
+    if report["cli"]:
+        lines += ["", "CLI runs (`python train.py --system NAME`, short overrides, then `--ckpt_path last` to twice "
+                  "the steps; each checked for exit 0, training begun at step 0 / at the first run's last step, "
+                  "results.json and last.ckpt at the right global_step, images, "
+                  f"W&B offline run {'checked' if report['wandb'] else 'not checked: W&B not used'}):", "",
+                  "| system | precision | run | resume (same folder) | global_step | peak memory (GiB) | seconds |",
+                  "|---|---|---|---|---|---|---|"]
+    for r in report["cli"]:
+        run_, resume = r.get("run", {}), r.get("resume", {})
+
+        def state(p):
+            return "n/a" if not p else ("ok" if p["ok"] else "FAILED: " + "; ".join(p["problems"])[:200])
+        lines.append(f"| {r['system']} | {r['variant']} | {state(run_)} | {state(resume)} | "
+                     f"{run_.get('steps', '')} -> {resume.get('steps', '')} | {fmt(resume.get('peak_gib'))} | "
+                     f"{run_.get('seconds', '')} + {resume.get('seconds', '')} |")
+    acc = report.get("accuracy")
+    if acc:
+        lines += ["", f"Darknet, configs/darknet.yaml ({acc['epochs']} epochs, {acc['precision']}) on the CIFAR-10 "
+                  "JPEG copy: " + (f"test accuracy {percent(acc.get('test_acc'))}, with flip TTA "
+                                   f"{percent(acc.get('tta_acc'))}; fit {acc.get('fit_seconds')} s, whole job "
+                                   f"{acc['wall_seconds']} s, peak memory {fmt(acc.get('peak_gib'))} GiB"
+                                   if acc["ok"] else f"FAILED ({acc.get('error')})")]
+    lines += ["", "Wall time per part (s): " + ", ".join(f"{k} {v}" for k, v in report["part_seconds"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def percent(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, float) else str(x)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """The issues' targets beyond ratios: bf16 WGAN >= 1.4x fp32, CycleGAN bf16 not slower, 16 style images."""
+    def find(system, precision_start, measure_part=""):
+        return next((r for r in rows if r["system"] == system and r["precision"].startswith(precision_start)
+                     and measure_part in r["measure"]), None)
+    out = []
+    wgan32, wganbf = find("wgan", "32"), find("wgan", "bf16")
+    if wgan32 and wganbf:
+        out.append(f"- WGAN bf16+channels_last / fp32 (ours): {wganbf['ours'] / wgan32['ours']:.2f}x (target >= 1.4)")
+    for batch in (1, 4):
+        c32, cbf = find("cyclegan", "32", f"batch {batch}"), find("cyclegan", "bf16", f"batch {batch}")
+        if c32 and cbf:
+            out.append(f"- CycleGAN batch {batch} bf16+channels_last / fp32 (ours): {cbf['ours'] / c32['ours']:.2f}x "
+                       "(target >= 1)")
+    one = next((r for r in rows if r["system"] == "style" and r["measure"].endswith(" 1 image")), None)
+    many = next((r for r in rows if r["system"] == "style" and r["measure"].endswith(" images")), None)
+    if one and many:
+        out.append(f"- Style, per-image rate of {many['measure'].split(', ')[-1]} / 1 image (ours): "
+                   f"{many['per_image_ours'] / one['per_image_ours']:.2f}x (target >= 1.5)")
+    return out
+
+
+def environment(smoke: bool) -> dict:
+    import lightning
+    import torch
+    cuda = torch.cuda.is_available() and not smoke
+    return {"device": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, "
+                                                                  f"{os.cpu_count()} cores)",
+            "torch": torch.__version__, "lightning": lightning.__version__, "cuda": torch.version.cuda,
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def write_outputs(report: dict, out: Path, work: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_acceptance.json").write_text(json.dumps(report, indent=2))
+    (out / "gpu_acceptance.md").write_text(report["markdown"])
+    if (work / "logs").is_dir():
+        with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+            tar.add(work / "logs", "logs")
+    # one sample image per generative system, from the bf16 runs (the device tool returns at most 8 files)
+    for system in ("wgan", "cyclegan", "style"):
+        images = sorted((work / "runs").glob(f"{system}-bf16-mixed/acceptance/images/*.png")) or \
+            sorted((work / "runs").glob(f"{system}-*/acceptance/images/*.png"))
+        if images:
+            shutil.copyfile(images[-1], out / f"{system}-{images[-1].name}")
+    (out / "gpu_acceptance.log").write_text("\n".join(log.lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prepare", action="store_true", help="here: fill .carry and .whl from ../shared/data")
+    parser.add_argument("--no_wheels", action="store_true", help="with --prepare: skip fetch_wheels.py")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (generated data if no .carry)")
+    parser.add_argument("--only", default="", help="comma-separated parts, systems or kinds (cli, speed, accuracy)")
+    parser.add_argument("--carry", default=str(ROOT / ".carry"), help="folder with the data archives")
+    parser.add_argument("--wheels", default=str(ROOT / ".whl"), help="folder with the wheels")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a fresh one in /tmp)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "runs" / "gpu_acceptance"))
+    parser.add_argument("--wandb", choices=["auto", "off"], default=None,
+                        help="auto: log offline where wandb imports (default; off with --smoke)")
+    parser.add_argument("--accuracy_precision", default="bf16-mixed")
+    parser.add_argument("--accuracy_epochs", type=int, default=None, help="default: the config's 30")
+    parser.add_argument("--budget", type=float, default=470,
+                        help="seconds: a part whose estimate (ESTIMATES) would end past it is skipped, and children "
+                             "still running 30 s past it are stopped")
+    args = parser.parse_args(argv)
+    if args.prepare:
+        prepare(Path(args.carry), Path(args.wheels), fetch=not args.no_wheels)
+        return None
+
+    t0 = time.perf_counter()
+    chosen = select_parts(args.only)
+    work = Path(args.work) if args.work else Path("/tmp") / f"dl2-gpu-acceptance-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    carry, out = Path(args.carry), Path(args.out)
+    import torch
+    if not args.smoke and not torch.cuda.is_available():
+        sys.exit("gpu_acceptance.py: error: no CUDA device; use --smoke for the CPU check")
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH")] if p),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1" if args.smoke else "4", "WANDB_MODE": "offline",
+           "WANDB_SILENT": "true"}
+    log(f"gpu_acceptance: parts {', '.join(chosen)}; work {work}; out {out}")
+    part_seconds = {}
+    installed = install_wheels(Path(args.wheels), work / "site", env)
+    if args.smoke and not (carry / CIFAR_ARCHIVE).exists():
+        carry = work / "carry"
+        make_tiny_archives(carry)
+    cifar, cifar_small, h2z = unpack(carry, work / "data", (8, 4) if args.smoke else (200, 50))
+    why_not = "off" if (args.wandb or ("off" if args.smoke else "auto")) == "off" else \
+        wandb_works(env, work / "wandb-probe")
+    use_wandb = why_not is None
+    if not use_wandb:
+        env["WANDB_MODE"] = "disabled"
+    part_seconds["setup"] = round(time.perf_counter() - t0, 1)
+    log(f"setup: {installed}; data in {work / 'data'}; W&B {'offline' if use_wandb else 'not used: ' + why_not} "
+        f"({part_seconds['setup']} s)")
+    ctx = {"work": work, "env": env, "wandb": use_wandb, "timeout": 300 if args.smoke else 240,
+           "timeout_long": 300 if args.smoke else 420}
+    report = {"command": "python benchmarks/gpu_acceptance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "smoke": args.smoke, "wandb": use_wandb, "environment": environment(args.smoke), "parts": chosen,
+              "cli": [], "speed": [], "failures": [], "part_seconds": part_seconds}
+
+    DEADLINE[0] = t0 + args.budget + 30
+
+    def over_budget(part):
+        elapsed = time.perf_counter() - t0
+        if elapsed + (0 if args.smoke else ESTIMATES[part]) > args.budget:
+            log(f"{part}: skipped, {elapsed:.0f} s gone and it takes ~{ESTIMATES[part]} s: past the "
+                f"{args.budget:.0f} s budget (rerun it with --only {part})")
+            report["failures"].append(f"{part}: skipped (budget)")
+            return True
+        return False
+
+    # 1. the CLI runs, one lane per system, in parallel
+    plan = cli_plan(args.smoke, cifar_small, h2z, bs_darknet=128)
+    for system in SYSTEMS:  # channels_last where the model offers it
+        if f"{system}-cli" in chosen and "channels_last" in model_options(system) and not args.smoke:
+            plan[system]["variants"].append(("bf16-mixed", ["--model.channels_last", "true"]))
+    lanes = [s for s in SYSTEMS if f"{s}-cli" in chosen]
+    if lanes:
+        start = time.perf_counter()
+        log(f"cli: {', '.join(lanes)} in parallel")
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            done = dict(zip(lanes, pool.map(lambda s: cli_lane(s, plan[s], ctx), lanes), strict=True))
+        for system in lanes:
+            report["cli"] += done[system]["rows"]
+            part_seconds[f"{system}-cli"] = done[system]["seconds"]
+        part_seconds["cli (parallel)"] = round(time.perf_counter() - start, 1)
+        log(f"cli: {part_seconds['cli (parallel)']} s")
+        report["failures"] += [f"{r['system']}-cli {r['variant']}" for r in report["cli"]
+                               if not all(r.get(p, {}).get("ok") for p in ("run", "resume"))]
+
+    # 2. the benchmark scripts, one at a time
+    speeds = speed_plan(args.smoke, cifar)
+    for system in SYSTEMS:
+        part = f"{system}-speed"
+        if part not in chosen or over_budget(part):
+            continue
+        start = time.perf_counter()
+        log(f"{part}:")
+        done = speed_part(system, speeds[system], ctx)
+        report["speed"] += done["rows"]
+        report["failures"] += [f"{part}: {f}" for f in done["failures"]]
+        part_seconds[part] = round(time.perf_counter() - start, 1)
+        log(f"{part}: {part_seconds[part]} s")
+
+    # 3. the default Darknet to accuracy
+    if "darknet-accuracy" in chosen and not over_budget("darknet-accuracy"):
+        start = time.perf_counter()
+        log("darknet-accuracy:")
+        if args.smoke:  # a tiny net on the tiny data: the orchestration, not the figure
+            report["accuracy"] = accuracy_part(ctx, cifar, "32-true", 1, plan["darknet"]["args"][2:])
+        else:
+            report["accuracy"] = accuracy_part(ctx, cifar, args.accuracy_precision, args.accuracy_epochs, [])
+        if not report["accuracy"]["ok"]:
+            report["failures"].append(f"darknet-accuracy: {report['accuracy'].get('error')}")
+        part_seconds["darknet-accuracy"] = round(time.perf_counter() - start, 1)
+        log(f"darknet-accuracy: {part_seconds['darknet-accuracy']} s")
+
+    part_seconds["total"] = round(time.perf_counter() - t0, 1)
+    report["markdown"] = markdown(report)
+    log("\n" + report["markdown"])
+    log("FAILURES: " + "; ".join(report["failures"]) if report["failures"] else "all parts passed")
+    write_outputs(report, out, work)
+    log(f"written: {', '.join(sorted(p.name for p in out.iterdir()))} in {out}")
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(1 if (r := main()) and r["failures"] else 0)
