@@ -380,6 +380,8 @@ def run_job(cli: CLI) -> dict:
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
     if config.ckpt_path:
         check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
+        # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     start = time.perf_counter()
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start
@@ -463,7 +465,6 @@ def quiet() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run train.py in this process; errors propagate (the command line prints them, see `command_line`)."""
-    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     argv = [a for a in argv if a != "--traceback"]
     quiet()
@@ -477,8 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     elif job:
         argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
     saved_argv = sys.argv
-    if from_command_line:  # LightningCLI warns (with the whole argv) when it sees both args and sys.argv
-        sys.argv = sys.argv[:1]
+    sys.argv = sys.argv[:1]  # LightningCLI warns (with the whole argv) when it sees both args and sys.argv
     try:
         cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
                   save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
@@ -534,7 +534,7 @@ def print_system_help(argv: list[str]) -> None:
     trainer = parser.add_argument_group("Trainer values in the config (any Lightning Trainer option: --help-trainer)")
     for key, value in (config.get("trainer") or {}).items():
         if key not in ("callbacks", "plugins", "logger"):
-            trainer.add_argument(f"--trainer.{key}", default=value, help=" ")
+            trainer.add_argument(f"--trainer.{key}", help=f"config: {value}")
     parser.print_help()
 
 
