@@ -323,6 +323,10 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
             if global_rank_zero():
                 print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
                       f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+        if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
+            args.log_model = False
+            if global_rank_zero():
+                print("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run folder)")
     if global_rank_zero():
         write_json(run_dir / RUN_FILE, info)
 
