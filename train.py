@@ -103,7 +103,7 @@ class CLI(LightningCLI):
         if trainer.checkpoint_callbacks:
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
                 trainer.callbacks.append(ModelCheckpoint(
-                    dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True,
+                    dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, enable_version_counter=False,
                     train_time_interval=timedelta(minutes=config.save_every_minutes)))
             trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
         for logger in trainer.loggers:
@@ -318,7 +318,7 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())
             args.id = info["wandb_id"]
-        if not args.get("offline") and not wandb_logged_in():
+        if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
             if global_rank_zero():
                 print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
@@ -386,6 +386,8 @@ def run_job(cli: CLI) -> dict:
         check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches from a new shuffle
+        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     start = time.perf_counter()
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start

@@ -144,12 +144,26 @@ def test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch(tiny_cifar, tmp
     assert results["epochs"] == round(4 / 3, 4) and results["epochs_completed"] == 1 and results["batches"] == 4
 
 
-def test_time_interval_checkpoint_is_attached(tiny_cifar, tmp_path):
-    cli = train.CLI(subclass_mode_model=True, subclass_mode_data=True, run=False, job=True,
-                    args=train.system_to_config(job(tiny_cifar, tmp_path / "runs", "--save_every_minutes", "2.5")),
-                    auto_configure_optimizers=False)
-    timed = [c for c in cli.trainer.checkpoint_callbacks if c._train_time_interval is not None]
-    assert len(timed) == 1 and timed[0]._train_time_interval.total_seconds() == 150 and timed[0].save_last
+class CrashAtBatch(L.Callback):
+    """Raises after `step` optimizer steps, as a job killed in the middle of an epoch."""
+
+    def __init__(self, step: int = 2):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_last_ckpt_is_saved_on_a_time_interval_within_the_epoch(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    # 24 images in batches of 2 (12 a epoch); an interval of 6 ms passes between any two batches
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--data.batch_size", "2", "--save_every_minutes", "0.0001",
+                       "--trainer.callbacks+=test_train_runs.CrashAtBatch", "--trainer.callbacks.step", "4"))
+    (run_dir,) = run_folders(runs)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] in (3, 4)
 
 
 # one-line errors, as a user sees them from the command line
