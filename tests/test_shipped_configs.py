@@ -31,7 +31,9 @@ def run_system(system, args, tmp_path, extra_env=None):
 
 
 def wandb_images(run_dir):
-    return sorted(p.name for p in run_dir.glob("wandb/offline-run-*/files/media/images/*.png"))
+    """The images in the offline W&B run, as `key_step_hash.png` relative to its media folder (`a/b` keys nest)."""
+    media = list(run_dir.glob("wandb/offline-run-*/files/media/images"))
+    return sorted(str(p.relative_to(m)) for m in media for p in m.rglob("*.png"))
 
 
 def test_darknet_shipped_config(tiny_cifar, tmp_path):
@@ -61,7 +63,8 @@ def test_cyclegan_shipped_config(tiny_unpaired, tmp_path):
         "--data.data_dir", str(tiny_unpaired), "--data.load_size", "36", "--data.crop_size", "32",
         "--data.num_workers", "0", "--model.n_blocks", "1", "--model.ngf", "4", "--model.ndf", "4",
         "--model.log_images_every_n_batches", "1", "--trainer.max_steps", "2"], tmp_path)
-    assert list((run_dir / "images").glob("*.png")) and wandb_images(run_dir)
+    assert list((run_dir / "images").glob("train_visuals-*.png"))
+    assert any(n.startswith("train/visuals") for n in wandb_images(run_dir))  # with its caption
 
 
 def test_style_shipped_config(style_images, tmp_path):
@@ -76,12 +79,13 @@ def test_style_shipped_config(style_images, tmp_path):
 
 def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_path):
     args = ["--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes",
-            "3", "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed"]
+            "3", "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.accumulate_grad_batches", "1"]
     run_dir, _ = run_system("darknet", args, tmp_path)
     run_system("darknet", [*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"], tmp_path)
     run_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
     offline = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(name.endswith(f"-{run_id}") for name in offline)  # two pieces, one run
     log = next((run_dir / "wandb").glob(f"{offline[-1]}/run-{run_id}.wandb")).read_bytes()
-    for key in (b"git_commit", b"bf16-mixed", b"seed_everything", b"TrainingPhaseScheduler", b"strategy"):
+    for key in (b"git_commit", b"precision", b"accumulate_grad_batches", b"seed_everything", b"TrainingPhaseScheduler",
+                b"one_cycle", b"strategy", b"devices"):
         assert key in log, key

@@ -129,6 +129,17 @@ def test_last_skips_the_newer_run_of_another_system_sharing_the_root(tiny_cifar,
         train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--run_name", "wgan-run"))
 
 
+def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a requeued job keeps its id; Lightning saw no hpc_ckpt here
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2", "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2"))
+    (run_dir,) = run_folders(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert run_dir.name == "slurm-4242" and results["global_step"] == 6 and results["epochs"] == 2.0
+
+
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "mine"))
