@@ -122,7 +122,7 @@ class LogConfig(SaveConfigCallback):
         commit = git_commit()
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config, "git_commit": commit, "argv": " ".join(sys.argv)})
-            if isinstance(logger, WandbLogger) and not logger.experiment.settings._offline:
+            if isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True):
                 print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is
 
 
@@ -291,8 +291,9 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
         run_dir = root / (run_name or slurm_name)
         if read_run(run_dir) is not None:
             check_run_owner(run_dir, model_class)
-            requeued = not run_name and slurm_name  # a SLURM requeue: the same job carries on in its folder
-            if not (launched_rank or requeued):
+            # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts)
+            requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
+            if global_rank_zero() and not (launched_rank or requeued):  # the other ranks follow rank 0
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
             if requeued and not ckpt_path and not list(run_dir.glob("hpc_ckpt_*.ckpt")) and (
@@ -347,6 +348,7 @@ def wandb_logged_in() -> bool:
 def check_checkpoint(path: str, model, system: str) -> None:
     """Before fitting: the checkpoint can be read and was written by this system, with the same shapes."""
     import torch
+    from torch.nn.parameter import is_lazy
     folder = Path(path).absolute().parent
     try:
         state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
@@ -357,16 +359,18 @@ def check_checkpoint(path: str, model, system: str) -> None:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by train.py")
     saved = (state.get("hyper_parameters") or {}).get("_class_path")
-    ours = type(model).__name__
-    if saved and saved.rpartition(".")[2] != ours:
+    if saved and saved.rpartition(".")[2] != type(model).__name__:
         theirs = system_of(saved)
         fix = f"use --system {theirs}" if theirs else f"train a {saved} with the config that wrote it"
         raise UserError(f"{path} is a {saved.rpartition('.')[2]} checkpoint, this is {system}; {fix}")
     model_state = model.state_dict()
     for key, tensor in state["state_dict"].items():
-        if key in model_state and tuple(model_state[key].shape) != tuple(tensor.shape):
+        ours = model_state.get(key)
+        if ours is None or is_lazy(ours) or ours.numel() == 0:  # built in setup (the style image): no shape yet
+            continue
+        if tuple(ours.shape) != tuple(tensor.shape):
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
-                            f"{tuple(model_state[key].shape)} here); resume with its config: --config "
+                            f"{tuple(ours.shape)} here); resume with its config: --config "
                             f"{folder.parent / 'config.yaml'}")
 
 
@@ -507,7 +511,7 @@ def print_system_help(argv: list[str]) -> None:
               "FILE ...  (LightningCLI's own form)\n\nsystems (configs/NAME.yaml; options: python train.py --system "
               "NAME --help):")
         for system in systems():
-            first = (CONFIGS / f"{system}.yaml").read_text().splitlines()[0].lstrip("# ").strip()
+            first = (CONFIGS / f"{system}.yaml").read_text().splitlines()[0].lstrip("# ").split(" (")[0].rstrip(":")
             print(f"  {system:10s} {first}")
         return
     from jsonargparse import ArgumentParser  # LightningCLI's parser, for the same help format
