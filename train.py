@@ -102,8 +102,10 @@ class CLI(LightningCLI):
         run_dir = Path(trainer.default_root_dir)
         if trainer.checkpoint_callbacks:
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
+                # last.ckpt as its one "top-k" file: save_last would also write it at the end of training, over
+                # the config's own last.ckpt (CycleGAN's link to the epoch file)
                 trainer.callbacks.append(ModelCheckpoint(
-                    dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, enable_version_counter=False,
+                    dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
                     train_time_interval=timedelta(minutes=config.save_every_minutes)))
             trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
         for logger in trainer.loggers:
