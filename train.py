@@ -545,8 +545,10 @@ def print_system_help(argv: list[str]) -> None:
                                                               "(or DL2_TRACEBACK=1)")
     trainer = parser.add_argument_group("Trainer values in the config (any Lightning Trainer option: --help-trainer)")
     for key, value in (config.get("trainer") or {}).items():
-        if key not in ("callbacks", "plugins", "logger"):
-            trainer.add_argument(f"--trainer.{key}", help=f"config: {value}")
+        if key in ("callbacks", "plugins", "logger"):
+            items = value if isinstance(value, list) else [value]
+            value = ", ".join(item["class_path"].rpartition(".")[2] for item in items)
+        trainer.add_argument(f"--trainer.{key}", default=value, help="the config's value (--print_config: all of it)")
     parser.print_help()
 
 

@@ -250,7 +250,8 @@ def test_system_help_lists_system_then_its_options_with_the_config_values(capsys
     assert "image size, a multiple of 16" in text and "default: 32)" in text.split("--model.isize")[1][:200]
     flat = " ".join(text.split())
     assert "default: data/cifar10/train)" in flat and "--help-trainer" in flat
-    assert "--trainer.max_epochs MAX_EPOCHS config: 25" in flat
+    assert "--trainer.max_epochs MAX_EPOCHS the config's value (--print_config: all of it) (default: 25)" in flat
+    assert "(default: WandbLogger)" in flat
 
 
 def test_help_without_system_lists_the_systems(capsys):
