@@ -89,3 +89,11 @@ def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_pat
     for key in (b"git_commit", b"precision", b"accumulate_grad_batches", b"seed_everything", b"TrainingPhaseScheduler",
                 b"one_cycle", b"strategy", b"devices"):
         assert key in log, key
+
+
+def test_lr_find_plot_goes_to_wandb_too(tiny_cifar, tmp_path):
+    run_dir, _ = run_system("darknet", [
+        "--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3",
+        "--data.batch_size", "8", "--trainer.max_epochs", "10", "--lr_find", "--lr_find.num_training", "10"], tmp_path)
+    assert (run_dir / "lr_find.png").is_file() and any(n.startswith("lr_find") for n in wandb_images(run_dir))
+    assert json.loads((run_dir / "run.json").read_text())["kind"] == "lr_find"  # never picked by --ckpt_path last
