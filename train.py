@@ -2,41 +2,78 @@
 
 `--system NAME` runs configs/NAME.yaml as a whole job: fit, test, then results.json in the run folder.
 The native LightningCLI form (`python train.py fit --config configs/darknet.yaml`) works as well.
+
+Exit status: 0 done; 2 a mistake the user can fix, printed as one line `train.py: error: ...` (`--traceback` or
+DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped after saving checkpoints/last.ckpt.
 """
 
+import contextlib
 import json
+import logging
 import os
+import re
+import secrets
+import signal
+import string
+import subprocess
 import sys
 import time
+import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from lightning.pytorch.cli import LightningCLI
+import yaml
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from callbacks.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
 
 
 def systems() -> list[str]:
     return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 
+def system_of(class_path: str) -> str | None:
+    """The --system whose shipped config trains `class_path` (compared by class name), or None."""
+    name = class_path.rpartition(".")[2]
+    for system in systems():
+        model = (yaml.safe_load((CONFIGS / f"{system}.yaml").read_text()).get("model") or {}).get("class_path", "")
+        if model.rpartition(".")[2] == name:
+            return system
+    return None
+
+
 def system_to_config(argv: list[str]) -> list[str]:
     """`--system wgan ...` -> `--config configs/wgan.yaml ...`; other arguments pass through."""
+    name, rest = find_system(argv)
+    if name is None:
+        raise UserError(f"give --system NAME (one of: {', '.join(systems())}) or a subcommand "
+                        f"({', '.join(sorted(SUBCOMMANDS))}) with --config")
+    return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
+
+
+def find_system(argv: list[str]) -> tuple[str | None, list[str]]:
     for i, arg in enumerate(argv):
         if arg == "--system" or arg.startswith("--system="):
             name = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
             if name not in systems():
-                sys.exit(f"train.py: error: unknown --system {name!r}; choose one of: {', '.join(systems())}")
-            rest = argv[:i] + argv[i + (1 if "=" in arg else 2):]
-            return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
-    sys.exit(f"train.py: error: give --system NAME (one of: {', '.join(systems())}) or a subcommand "
-             f"({', '.join(sorted(SUBCOMMANDS))}) with --config")
+                raise UserError(f"unknown --system {name!r}; choose one of: {', '.join(systems())}")
+            return name, argv[:i] + argv[i + (1 if "=" in arg else 2):]
+    return None, argv
 
 
 class CLI(LightningCLI):
-    """LightningCLI plus the job's run folder, W&B offline fallback and resume from the newest run."""
+    """LightningCLI plus the job's run folder, W&B run, resume from the newest run, saves on time and on stop."""
 
     def __init__(self, *args, job: bool, **kwargs):
         self.job = job
@@ -45,23 +82,170 @@ class CLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
         if self.job:  # the subcommands bring their own --ckpt_path
             parser.add_argument("--ckpt_path", type=str | None, default=None,
-                                help="checkpoint to resume from, or 'last' for the newest run's last.ckpt")
+                                help="checkpoint to resume from, or 'last': the newest run of this system "
+                                     "(--run_name picks another run)")
             parser.add_function_arguments(lr_find, "lr_find", skip={"cli"})
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
+        parser.add_argument("--save_every_minutes", type=float, default=10.0,
+                            help="also save checkpoints/last.ckpt every this many minutes of training (0: never)")
 
     def job_config(self):
         return self.config if self.job else self.config[self.config.subcommand]
 
     def before_instantiate_classes(self):
-        prepare_run(self.job_config())
+        prepare_run(self.job_config(), lr_find_run=self.job and self.config.lr_find.run)
+
+    def instantiate_classes(self):
+        super().instantiate_classes()
+        config, trainer = self.job_config(), self.trainer
+        run_dir = Path(trainer.default_root_dir)
+        if trainer.checkpoint_callbacks:
+            if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
+                # last.ckpt as its one "top-k" file: save_last would also write it at the end of training, over
+                # the config's own last.ckpt (CycleGAN's link to the epoch file)
+                trainer.callbacks.append(ModelCheckpoint(
+                    dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
+                    train_time_interval=timedelta(minutes=config.save_every_minutes)))
+            trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
+                # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
+                logger._wandb_init.pop("anonymous")
 
 
-def newest_last_checkpoint(root: Path) -> str:
-    found = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        sys.exit(f"train.py: error: --ckpt_path last, but no {root}/*/checkpoints/last.ckpt exists yet")
-    return str(found[-1])
+class LogConfig(SaveConfigCallback):
+    """config.yaml in the run folder (Lightning's), plus the whole merged config and git commit on the loggers."""
+
+    def save_config(self, trainer, pl_module, stage) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
+        config.pop("config", None)
+        commit = git_commit()
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config, "git_commit": commit, "argv": " ".join(sys.argv)})
+            if isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True):
+                print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, with '-dirty' when it has uncommitted changes; None outside a git checkout."""
+    root = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+class SaveOnStop(Callback):
+    """Ctrl-C or SIGTERM: finish the batch, save checkpoints/last.ckpt, stop (a second Ctrl-C stops at once).
+
+    Lightning turns SIGTERM into a SIGTERMException after the running batch, on every rank (its signal
+    connector); Ctrl-C is sent on as a SIGTERM so both take that path, and the checkpoint is consistent.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.signal, self._previous = path, None, None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.signal = None
+        if trainer.is_global_zero and _main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame):
+        self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once
+        self.signal = "Ctrl-C"
+        print("\nCtrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again to stop at once)",
+              file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_fit_end(self, trainer, pl_module):
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore()
+        if not isinstance(exception, SIGTERMException) or trainer.sanity_checking or \
+                trainer.state.fn != TrainerFn.FITTING:
+            return
+        trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
+        if trainer.is_global_zero:
+            print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
+                  f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
+        exception.code = 130 if self.signal == "Ctrl-C" else 143
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def read_run(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def describe(model_class: str) -> str:
+    """'wgan' for lightning_modules.WGAN (the --system that trains it), else the class path."""
+    return system_of(model_class) or model_class
+
+
+def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -> Path:
+    """--ckpt_path last: checkpoints/last.ckpt of the newest run of this system (or of --run_name)."""
+    system = describe(model_class)
+    if run_name:
+        run_dir = root / run_name
+        if not run_dir.is_dir():
+            raise UserError(f"--run_name {run_name}: no run folder {run_dir}; runs there: "
+                            f"{', '.join(sorted(p.name for p in root.glob('*/') if p.is_dir())) or 'none'}")
+        check_run_owner(run_dir, model_class)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt (it stopped before its "
+                            f"first save); start a new run without --ckpt_path")
+        return last
+    runs = [(info.get("started", 0.0), d) for d in (root.iterdir() if root.is_dir() else [])
+            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind") != "lr_find"]
+    if not runs:
+        unknown = sorted(p.parent.parent for p in root.glob("*/checkpoints/last.ckpt") if read_run(p.parent.parent)
+                         is None)
+        hint = (f"; folders without {RUN_FILE} (older train.py): give --ckpt_path {unknown[-1]}/checkpoints/last.ckpt"
+                if unknown else "")
+        raise UserError(f"--ckpt_path last: no {system} run in {root} yet; start one without --ckpt_path{hint}")
+    runs.sort(key=lambda r: r[0])
+    newest = runs[-1][1]
+    last = newest / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        older = [d.name for _, d in runs[:-1] if (d / "checkpoints" / "last.ckpt").is_file()]
+        also = (f"; or resume an older run: --run_name {older[-1]} --ckpt_path last" if older else "")
+        raise UserError(f"--ckpt_path last: the newest {system} run, {newest}, has no checkpoint (it stopped "
+                        f"before its first save); start a new run without --ckpt_path{also}")
+    return last
+
+
+def check_run_owner(run_dir: Path, model_class: str) -> None:
+    info = read_run(run_dir)
+    if info and info.get("model") and info["model"] != model_class:
+        theirs = describe(info["model"])
+        raise UserError(f"run folder {run_dir} belongs to a {theirs} run, this is {describe(model_class)}; "
+                        f"use --system {theirs} or another --run_name")
 
 
 def new_time_stamped(root: Path) -> Path:
@@ -74,26 +258,58 @@ def new_time_stamped(root: Path) -> Path:
     return run_dir
 
 
-def prepare_run(config) -> None:
-    """Point checkpoints, logs and results at one run folder; W&B offline when it has no credentials."""
+def global_rank_zero() -> bool:
+    """True in the process that starts a job (before Lightning knows the ranks): not a launched or SLURM rank."""
+    return all(os.environ.get(var, "0") == "0" for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def new_wandb_id() -> str:
+    """Eight lower-case letters and digits, the form of wandb's own run ids."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def prepare_run(config, lr_find_run: bool = False) -> None:
+    """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in."""
     trainer = config.trainer
-    root = Path(trainer.default_root_dir or "runs")
-    if config.get("ckpt_path") == "last":
-        config.ckpt_path = newest_last_checkpoint(root)
-    if config.get("ckpt_path") and Path(config.ckpt_path).parent.name == "checkpoints":
-        run_dir = Path(config.ckpt_path).parent.parent  # a resumed run carries on in its own folder
+    root = Path(trainer.default_root_dir or "runs").absolute()
+    model_class = config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
+    # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
+    # folder, hence no per-process clock for them
+    launched_rank = "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ
+    run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
+    slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
+        requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
+        config.ckpt_path = ckpt_path = str(newest_last_checkpoint(root, model_class, run_name or requeue))
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise UserError(f"--ckpt_path {ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+    own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
+    if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
+            run_name is None or own_folder.name == run_name):
+        run_dir = own_folder  # a resumed run carries on in its own folder
+        check_run_owner(run_dir, model_class)
+    elif run_name or slurm_name:
+        run_dir = root / (run_name or slurm_name)
+        if read_run(run_dir) is not None:
+            check_run_owner(run_dir, model_class)
+            # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts)
+            requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
+            if global_rank_zero() and not (launched_rank or requeued):  # the other ranks follow rank 0
+                raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
+                                f"--ckpt_path last, or choose another --run_name")
+            if requeued and not ckpt_path and not list(run_dir.glob("hpc_ckpt_*.ckpt")) and (
+                    run_dir / "checkpoints" / "last.ckpt").is_file():
+                config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")  # Lightning's own hpc_ckpt first
     else:
-        # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree
-        # on the folder, hence no per-process clock for them
-        launched_rank = "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ
-        name = (config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
-                or (f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None))
-        run_dir = root / name if name else new_time_stamped(root)
+        run_dir = new_time_stamped(root)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:
         if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
             callback.init_args.dirpath = str(run_dir / "checkpoints")
+    info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
+                                 "kind": "lr_find" if lr_find_run else "fit"}
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
@@ -102,39 +318,97 @@ def prepare_run(config) -> None:
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
         args.name = args.get("name") or run_dir.name
-        if not args.get("offline") and not wandb_credentials():
+        if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
+            info.setdefault("wandb_id", new_wandb_id())
+            args.id = info["wandb_id"]
+        if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
-            print(f"W&B: no credentials, logging offline to {run_dir}/wandb; "
-                  f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+            if global_rank_zero():
+                print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
+                      f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+        if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
+            args.log_model = False
+            if global_rank_zero():
+                print("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run folder)")
+    if global_rank_zero():
+        write_json(run_dir / RUN_FILE, info)
 
 
-def wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
-        return True  # WANDB_MODE set: the user has decided
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return netrc.is_file() and "api.wandb.ai" in netrc.read_text()
+def wandb_logged_in() -> bool:
+    """wandb's own check (API key, netrc, settings file, identity token) without a prompt or the network.
+
+    WANDB_MODE set means the user has decided (offline, disabled or online): the logger is left as configured.
+    """
+    if os.environ.get("WANDB_MODE"):
+        return True
+    import wandb
+    logged_in = bool(wandb.login(prompt=False, verify=False))
+    wandb.teardown()  # the check fixed wandb's settings (mode) for the process; the logger's wandb.init re-reads them
+    return logged_in
+
+
+def check_checkpoint(path: str, model, system: str) -> None:
+    """Before fitting: the checkpoint can be read and was written by this system, with the same shapes."""
+    import torch
+    from torch.nn.parameter import is_lazy
+    folder = Path(path).absolute().parent
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:  # a torn zip, an empty file, a pickle of something else: all say the same
+        others = sorted(p.name for p in folder.glob("*.ckpt") if p.name != Path(path).name)
+        raise UserError(f"{path} is not a readable checkpoint (truncated? {type(error).__name__}); use an earlier "
+                        f"one in {folder}" + (f" ({', '.join(others)})" if others else "")) from error
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by train.py")
+    saved = (state.get("hyper_parameters") or {}).get("_class_path")
+    if saved and saved.rpartition(".")[2] != type(model).__name__:
+        theirs = system_of(saved)
+        fix = f"use --system {theirs}" if theirs else f"train a {saved} with the config that wrote it"
+        raise UserError(f"{path} is a {saved.rpartition('.')[2]} checkpoint, this is {system}; {fix}")
+    model_state = model.state_dict()
+    for key, tensor in state["state_dict"].items():
+        ours = model_state.get(key)
+        if ours is None or is_lazy(ours) or ours.numel() == 0:  # built in setup (the style image): no shape yet
+            continue
+        if tuple(ours.shape) != tuple(tensor.shape):
+            raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
+                            f"{tuple(ours.shape)} here); resume with its config: --config "
+                            f"{folder.parent / 'config.yaml'}")
+
+
+def fit_progress(trainer) -> dict:
+    """Epochs as batches trained / batches per epoch: a run stopped at 13% of its first epoch says 0.13."""
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+    per_epoch = trainer.num_training_batches
+    finite = isinstance(per_epoch, int) and per_epoch > 0
+    return {"epochs": round(batches / per_epoch, 4) if finite else trainer.current_epoch,
+            "epochs_completed": batches // per_epoch if finite else trainer.current_epoch, "batches": batches}
 
 
 def run_job(cli: CLI) -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
+    if config.ckpt_path:
+        check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
+        # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches from a new shuffle
+        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
     start = time.perf_counter()
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    progress = fit_progress(trainer)
     test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if is_overridden("test_step", model) else {}
     run_dir = Path(trainer.default_root_dir)
-    results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2),
-               "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+    results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2), **progress,
+               "global_step": trainer.global_step,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
                "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt"),
                               "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}
     if trainer.is_global_zero:
         path = run_dir / "results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, path)
+        write_json(path, results)
         shown = test or final
         print(("Test metrics: " if test else "Final metrics: ") + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
         print(f"Results written to {path}")
@@ -159,8 +433,8 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
 
     from callbacks import TrainingPhaseScheduler
     trainer = cli.trainer
-    # the finder drives the lr itself; a phase scheduler would fight it
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, TrainingPhaseScheduler)]
+    # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
     finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                     num_training=num_training, mode=mode, early_stop_threshold=stop_div,
                                     update_attr=False)
@@ -173,24 +447,173 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     run_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(run_dir / "lr_find.png", dpi=100)
     (run_dir / "lr_find.json").write_text(json.dumps({**finder.results, "suggestion": suggestion}))
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")])
     print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
           if suggestion is not None else "LR finder: no suggestion (too few points); widen --lr_find.max_lr")
     print(f"LR finder plot: {run_dir / 'lr_find.png'}")
     return suggestion
 
 
+class _DropInfo(logging.Filter):
+    """Lightning's info lines that are advertisements or internals, not about the user's run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("💡 Tip") or message.startswith("Loading `train_dataloader` to estimate"))
+
+
+def quiet() -> None:
+    """Silence what the user did not cause: W&B's banner lines, Lightning's tips and its own deprecations."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropInfo) for f in logger.filters):
+            logger.addFilter(_DropInfo())
+    # Lightning 2.6 calls torch's deprecated LeafSpec check itself
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run train.py in this process; errors propagate (the command line prints them, see `command_line`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = [a for a in argv if a != "--traceback"]
+    quiet()
     job = not (argv and argv[0] in SUBCOMMANDS)
-    if job and not any(a in ("-h", "--help") for a in argv):
+    if job and ("--help-trainer" in argv):
+        argv = ["--help" if a == "--help-trainer" else a for a in argv]
+        argv = system_to_config(argv) if find_system(argv)[0] else argv
+    elif job and any(a in ("-h", "--help") for a in argv):
+        print_system_help(argv)
+        return
+    elif job:
         argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
-    cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
-              save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    saved_argv = sys.argv
+    sys.argv = sys.argv[:1]  # LightningCLI warns (with the whole argv) when it sees both args and sys.argv
+    try:
+        cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
+                  save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
+                  auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
+    finally:
+        sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
     if job and cli.config.lr_find.run:
         lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
     elif job:
         run_job(cli)
 
 
+def print_system_help(argv: list[str]) -> None:
+    """`--system NAME --help`: the system's model and data options with the config's values; without --system,
+    the systems."""
+    name, _ = find_system(argv)
+    if name is None:
+        print("usage: python train.py --system NAME [--model.ARG V] [--data.ARG V] [--trainer.ARG V] [--ckpt_path "
+              "last] [--run_name NAME] [--lr_find] [--traceback]\n       python train.py fit|validate|test --config "
+              "FILE ...  (LightningCLI's own form)\n\nsystems (configs/NAME.yaml; options: python train.py --system "
+              "NAME --help):")
+        for system in systems():
+            first = (CONFIGS / f"{system}.yaml").read_text().splitlines()[0].lstrip("# ").split(" (")[0].rstrip(":")
+            print(f"  {system:10s} {first}")
+        return
+    from jsonargparse import ArgumentParser  # LightningCLI's parser, for the same help format
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    parser = ArgumentParser(prog="python train.py", exit_on_error=False,
+                            usage=f"python train.py --system {name} [--model.ARG V] [--data.ARG V] [--trainer.ARG V] "
+                                  f"[--ckpt_path last] [--run_name NAME] [...]",
+                            description=f"Options of --system {name} (configs/{name}.yaml); values shown as "
+                                        f"'default' are the config's. Lightning Trainer options (--trainer.*): "
+                                        f"python train.py --system {name} --help-trainer.")
+    parser.add_argument("--system", choices=systems(), default=name, help="the system to train (configs/NAME.yaml)")
+    for group in ("model", "data"):
+        class_path = config[group]["class_path"]
+        module, _, cls_name = class_path.rpartition(".")
+        cls = getattr(__import__(module, fromlist=[cls_name]), cls_name)
+        parser.add_class_arguments(cls, group)
+        for key, value in (config[group].get("init_args") or {}).items():
+            with contextlib.suppress(KeyError):
+                parser.set_defaults({f"{group}.{key}": value})
+    run = parser.add_argument_group("Run options")
+    run.add_argument("--ckpt_path", help="checkpoint to resume from, or 'last': the newest run of this system")
+    run.add_argument("--run_name", help="run folder under trainer.default_root_dir (default: time stamp or "
+                                        "slurm-<job id>); with --ckpt_path last, resume that run")
+    run.add_argument("--save_every_minutes", type=float, default=10.0,
+                     help="also save checkpoints/last.ckpt every this many minutes (0: never)")
+    run.add_argument("--lr_find", action="store_true", help="Lightning's LR finder instead of training "
+                                                            "(--lr_find.* options: --help-trainer)")
+    run.add_argument("--traceback", action="store_true", help="show the traceback of a user error "
+                                                              "(or DL2_TRACEBACK=1)")
+    trainer = parser.add_argument_group("Trainer values in the config (any Lightning Trainer option: --help-trainer)")
+    for key, value in (config.get("trainer") or {}).items():
+        if key in ("callbacks", "plugins", "logger"):
+            items = value if isinstance(value, list) else [value]
+            value = ", ".join(item["class_path"].rpartition(".")[2] for item in items)
+        trainer.add_argument(f"--trainer.{key}", default=value, help="the config's value (--print_config: all of it)")
+    parser.print_help()
+
+
+def user_message(error: BaseException) -> str | None:
+    """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
+    or None for a bug, which keeps its traceback."""
+    from jsonargparse import ArgumentError
+    seen, current = [], error
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, UserError) or (isinstance(current, (FileNotFoundError, NotADirectoryError,
+                                                                   FileExistsError, IsADirectoryError))
+                                              and current.errno is None):  # raised by our code with a message
+            return one_line(str(current))
+        # explicit `raise ... from` always; an exception raised while handling another only from the wrappers
+        # (jsonargparse's ValueError, Lightning's RuntimeError), so a bug in an except block keeps its traceback
+        wrapper = isinstance(current, (ValueError, TypeError, ArgumentError, RuntimeError, OSError))
+        current = current.__cause__ or (current.__context__ if wrapper and not current.__suppress_context__ else None)
+    if isinstance(error, ArgumentError):
+        return condense_parser_error(str(error))
+    return None
+
+
+def one_line(message: str) -> str:
+    if "Original Traceback (most recent call last)" in message:  # re-raised from a DataLoader worker
+        message = message.rstrip().splitlines()[-1]
+        message = re.sub(r"^[\w.]*(UserError|Error): ", "", message)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def condense_parser_error(message: str) -> str:
+    """jsonargparse's nested Union report -> `--data.batch_size: Expected a <class 'int'>. Got value: abc`."""
+    keys, details = [], []
+    for line in message.splitlines():
+        text = line.strip()
+        if match := re.fullmatch(r'Parser key "(.+)":', text):
+            keys.append(match[1])
+        elif text.startswith(("Does not validate against any of the Union", "Subtypes:", "Errors:", "Given value",
+                              "- Expected a <class 'NoneType'>", "- Problem with given class_path")):
+            continue
+        elif text:
+            details.append(text.lstrip("- "))
+    key = ".".join(keys)
+    detail = " ".join(details) or message.strip()
+    if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
+        detail = f"expected {match[1]}, got {match[2]!r}"
+    if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
+        return f"--{key}.{match[1]} is not an option; see the options with --help"
+    return f"--{key}: {detail}" if key else detail
+
+
+def command_line() -> None:
+    """`python train.py ...`: a user's mistake is one line on stderr and exit status 2, a bug its traceback."""
+    show_traceback = "--traceback" in sys.argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
+    try:
+        main()
+    except SIGTERMException as stop:
+        sys.exit(stop.code if isinstance(stop.code, int) else 143)
+    except Exception as error:
+        message = None if show_traceback else user_message(error)
+        if message is None:
+            raise
+        print(f"train.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

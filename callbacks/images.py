@@ -34,6 +34,7 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
     path = save_png(grid, Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}-{step:06d}.png")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[str(path)], step=trainer.global_step,
-                             caption=[caption] if caption else None)
+            # log_image takes per-image lists only: caption=None raises TypeError (len(None)) in Lightning 2.6
+            extra = {"caption": [caption]} if caption else {}
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step, **extra)
     return path

@@ -1,0 +1,266 @@
+"""train.py's run folders: resume from the right run, saves on a stop signal, honest epochs, one-line errors, help."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import pytest
+import torch
+from conftest import ROOT
+
+import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
+TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
+        "--data.eval_batch_size", "6", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", "false"]
+
+
+def job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            *TINY, *extra]
+
+
+def start_script(args, tmp_path, **popen):
+    """train.py in a fresh process, as a user runs it: W&B offline, this folder's tests importable."""
+    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env.pop("DL2_TRACEBACK", None)
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def run_script(args, tmp_path):
+    process = start_script(args, tmp_path)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_one_line_error(result, *needles):
+    """Exit status 2 and exactly one line on stderr (the last thing printed), naming what the test expects."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def run_folders(runs):
+    return sorted(p for p in runs.iterdir() if p.is_dir())
+
+
+class SlowBatches(L.Callback):
+    """Marks each finished batch with a file and sleeps, so a test can signal the job in the middle of an epoch."""
+
+    def __init__(self, marker_dir: str, seconds: float = 0.3):
+        self.marker_dir, self.seconds = marker_dir, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        open(os.path.join(self.marker_dir, f"step-{trainer.global_step}"), "w").close()
+        time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifar, tmp_path, signum, status):
+    runs, markers = tmp_path / "runs", tmp_path / "markers"
+    markers.mkdir()
+    # 24 images in batches of 2: 12 batches in the epoch; the signal comes after the third
+    process = start_script(job(tiny_cifar, runs, "--data.batch_size", "2", "--trainer.callbacks+=test_train_runs."
+                               "SlowBatches", f"--trainer.callbacks.marker_dir={markers}"), tmp_path)
+    deadline = time.monotonic() + 240
+    while not (markers / "step-3").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == status, err[-3000:]
+    (run_dir,) = run_folders(runs)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    stopped_at = state["global_step"]
+    assert 3 <= stopped_at < 12 and f"at step {stopped_at}; saved {run_dir / 'checkpoints' / 'last.ckpt'}" in err
+    assert not (run_dir / "results.json").exists()
+    train.main(job(tiny_cifar, runs, "--data.batch_size", "2", "--ckpt_path", "last"))
+    assert run_folders(runs) == [run_dir]  # the same folder, no new run
+    results = json.loads((run_dir / "results.json").read_text())
+    # the epoch finished from where it stopped: 12 batches in all, not 12 more
+    assert results["global_step"] == 12 and results["batches"] == 12 and results["epochs"] == 1.0
+
+
+def test_last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs))
+    (finished,) = run_folders(runs)
+    before = (finished / "results.json").read_bytes()
+    with pytest.raises(RuntimeError, match="simulated crash"):  # killed before its first checkpoint
+        train.main(job(tiny_cifar, runs, "--trainer.callbacks+=conftest.CrashAtEpoch",
+                       "--trainer.callbacks.epoch", "0"))
+    (newer,) = set(run_folders(runs)) - {finished}
+    assert not (newer / "checkpoints" / "last.ckpt").exists()
+    with pytest.raises(train.UserError, match=f"the newest darknet run, {newer}, has no checkpoint.*"
+                                              f"--run_name {finished.name} --ckpt_path last"):
+        train.main(job(tiny_cifar, runs, "--ckpt_path", "last"))
+    assert (finished / "results.json").read_bytes() == before and set(run_folders(runs)) == {finished, newer}
+    # --run_name narrows it to the older run, which carries on in its own folder
+    train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--run_name", finished.name,
+                   "--trainer.max_epochs", "2"))
+    assert json.loads((finished / "results.json").read_text())["epochs"] == 2.0
+    assert not (newer / "results.json").exists()
+
+
+def test_last_skips_the_newer_run_of_another_system_sharing_the_root(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs))
+    (darknet,) = run_folders(runs)
+    wgan = runs / "wgan-run"  # newer, with a checkpoint, but a WGAN's
+    (wgan / "checkpoints").mkdir(parents=True)
+    (wgan / "checkpoints" / "last.ckpt").write_bytes(b"not ours")
+    (wgan / "run.json").write_text(json.dumps({"model": "lightning_modules.WGAN", "started": time.time() + 60}))
+    train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    assert json.loads((darknet / "results.json").read_text())["epochs"] == 2.0
+    assert sorted(p.name for p in wgan.rglob("*")) == ["checkpoints", "last.ckpt", "run.json"]
+    with pytest.raises(train.UserError, match="belongs to a wgan run, this is darknet; use --system wgan"):
+        train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--run_name", "wgan-run"))
+
+
+def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a requeued job keeps its id; Lightning saw no hpc_ckpt here
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2", "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2"))
+    (run_dir,) = run_folders(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert run_dir.name == "slurm-4242" and results["global_step"] == 6 and results["epochs"] == 2.0
+
+
+def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "mine"))
+    with pytest.raises(train.UserError, match="mine exists already; resume it with --run_name mine --ckpt_path last"):
+        train.main(job(tiny_cifar, runs, "--run_name", "mine"))
+
+
+def test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    # 24 images in batches of 8: 3 batches an epoch; 4 steps are one epoch and a third
+    train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "5", "--trainer.max_steps", "4"))
+    results = json.loads((run_folders(runs)[0] / "results.json").read_text())
+    assert results["epochs"] == round(4 / 3, 4) and results["epochs_completed"] == 1 and results["batches"] == 4
+
+
+class CrashAtBatch(L.Callback):
+    """Raises after `step` optimizer steps, as a job killed in the middle of an epoch."""
+
+    def __init__(self, step: int = 2):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_last_ckpt_is_saved_on_a_time_interval_within_the_epoch(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    # 24 images in batches of 2 (12 a epoch); an interval of 6 ms passes between any two batches
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--data.batch_size", "2", "--save_every_minutes", "0.0001",
+                       "--trainer.callbacks+=test_train_runs.CrashAtBatch", "--trainer.callbacks.step", "4"))
+    (run_dir,) = run_folders(runs)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] in (3, 4)
+
+
+# one-line errors, as a user sees them from the command line
+
+
+def test_a_checkpoint_of_another_system_is_named(tmp_path):
+    ckpt = tmp_path / "wgan.ckpt"  # what Lightning writes for a model built by LightningCLI
+    torch.save({"state_dict": {"generator.0.weight": torch.zeros(1)}, "epoch": 0, "global_step": 5,
+                "hyper_parameters": {"_class_path": "lightning_modules.WGAN", "isize": 32}}, ckpt)
+    result = run_script(["--system", "cyclegan", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
+                         "--data.data_dir", str(tmp_path / "absent"), "--model.n_blocks", "1"], tmp_path)
+    assert_one_line_error(result, f"{ckpt} is a WGAN checkpoint, this is cyclegan; use --system wgan")
+
+
+def test_a_truncated_checkpoint_is_named_with_the_fix(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "first"))
+    last = runs / "first" / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    result = run_script(job(tiny_cifar, runs, "--ckpt_path", "last"), tmp_path)
+    assert_one_line_error(result, f"{last} is not a readable checkpoint (truncated?",
+                          f"use an earlier one in {last.parent}")
+
+
+def test_the_offline_cifar10_download_error_is_one_line(tmp_path):
+    absent = tmp_path / "cifar10"
+    result = run_script(job(absent, tmp_path / "runs", "--data.url", "http://127.0.0.1:9/cifar-10-python.tar.gz"),
+                        tmp_path)
+    assert_one_line_error(result, f"no CIFAR-10 found in {absent}")
+
+
+def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path):
+    result = run_script(job(tiny_cifar, tmp_path / "runs", "--data.batch_size", "many"), tmp_path)
+    assert_one_line_error(result, "--data.batch_size: expected int, got 'many'")
+    result = run_script(job(tiny_cifar, tmp_path / "runs", "--model.learning_rate", "0.1"), tmp_path)
+    assert_one_line_error(result, "--model.learning_rate is not an option")
+
+
+def test_a_missing_weights_file_is_unwrapped_from_jsonargparse(tmp_path):
+    args = ["--system", "style", "--model.vgg_weights", str(tmp_path / "vgg.pth"), "--trainer.logger", "false"]
+    result = run_script(args, tmp_path)
+    line = assert_one_line_error(result, f"--model.vgg_weights {tmp_path / 'vgg.pth'}: no such file")
+    assert "Namespace(" not in line and "Union" not in line
+    traced = run_script([*args, "--traceback"], tmp_path)  # the traceback stays one flag away
+    assert traced.returncode != 0 and "Traceback (most recent call last)" in traced.stderr
+
+
+def test_user_message_finds_the_user_error_in_a_worker_report():
+    wrapped = train.UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                              "call last):\n  File \"x.py\", line 1\ncallbacks.errors.UserError: a.jpg is truncated")
+    assert train.user_message(ValueError("wrapped")) is None  # a plain ValueError is a bug: traceback
+    assert train.user_message(wrapped) == "a.jpg is truncated"
+    try:
+        try:
+            raise train.UserError("the root cause; fix it")
+        except train.UserError as error:
+            raise ValueError("Does not validate against any of the Union subtypes") from error
+    except ValueError as outer:
+        assert train.user_message(outer) == "the root cause; fix it"
+
+
+# help
+
+
+def test_system_help_lists_system_then_its_options_with_the_config_values(capsys):
+    train.main(["--system", "wgan", "--help"])
+    text = capsys.readouterr().out
+    options = [line.split()[0] for line in text.splitlines() if line.startswith("  --")]
+    assert options[0] == "--system"
+    assert options.index("--model.sample_every") < options.index("--data.data_dir")
+    # the config's values, not the class defaults (the WGAN class says isize 64, the config 32)
+    assert "image size, a multiple of 16" in text and "default: 32)" in text.split("--model.isize")[1][:200]
+    flat = " ".join(text.split())
+    assert "default: data/cifar10/train)" in flat and "--help-trainer" in flat
+    assert "--trainer.max_epochs MAX_EPOCHS the config's value (--print_config: all of it) (default: 25)" in flat
+    assert "(default: WandbLogger)" in flat
+
+
+def test_help_without_system_lists_the_systems(capsys):
+    train.main(["--help"])
+    text = capsys.readouterr().out
+    assert all(f"  {name} " in text for name in ("cyclegan", "darknet", "style", "wgan"))
+
+
+def test_help_trainer_shows_lightnings_trainer_options(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--system", "wgan", "--help-trainer"])
+    assert stop.value.code == 0 and "--trainer.accumulate_grad_batches" in capsys.readouterr().out
