@@ -33,6 +33,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.errors import UserError
+from callbacks.progress import add_progress_bar
+from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test", "predict"}
@@ -317,6 +319,7 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
         args = logger.init_args
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
+        Path(args.save_dir, "wandb").mkdir(parents=True, exist_ok=True)  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())
@@ -330,6 +333,8 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
             args.log_model = False
             if global_rank_zero():
                 print("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run folder)")
+    documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
+    add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
     if global_rank_zero():
         write_json(run_dir / RUN_FILE, info)
 

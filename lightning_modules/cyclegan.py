@@ -151,6 +151,7 @@ class CycleGAN(L.LightningModule):
             # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
             raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
                             f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+        self.frechet.check(self.trainer)
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:
@@ -216,9 +217,6 @@ class CycleGAN(L.LightningModule):
         if self.hparams.linear_decay:
             for schedule in self.lr_schedulers():
                 schedule.step()  # manual optimization: Lightning steps no schedulers
-
-    def on_fit_start(self) -> None:
-        self.frechet.check(self.trainer)
 
     def on_validation_start(self) -> None:
         if not self.frechet.off:

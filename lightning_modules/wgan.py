@@ -184,11 +184,12 @@ class WGAN(L.LightningModule):
             # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
             raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
                             f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+        self.frechet.check(self.trainer)
 
     def setup(self, stage: str) -> None:
         size = getattr(self.trainer.datamodule, "hparams", {}).get("isize") if self.trainer.datamodule else None
         if size is not None and size != self.hparams.isize:
-            raise ValueError(f"the data is {size}px but the model {self.hparams.isize}px; "
+            raise UserError(f"the data is {size}px but the model {self.hparams.isize}px; "
                              f"set --data.isize and --model.isize to the same value")
 
     @torch.no_grad()
@@ -201,9 +202,6 @@ class WGAN(L.LightningModule):
         self.generator.train()
         return log_image_grid(self.trainer, "samples", images, step=self.gen_iterations,
                               caption=f"gen_iterations {self.gen_iterations}")
-
-    def on_fit_start(self) -> None:
-        self.frechet.check(self.trainer)
 
     def on_validation_start(self) -> None:
         if not self.frechet.off:
