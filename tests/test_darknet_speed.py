@@ -294,3 +294,64 @@ def test_tensor_batches_without_flip_bits_are_unchanged():
     images = torch.arange(4 * 3, dtype=torch.uint8).view(4, 3, 1, 1)
     batches = TensorBatches(images, torch.arange(4), 2, shuffle=False, drop_last=False)
     assert torch.equal(torch.cat([b for b, _ in batches]), images)
+
+
+# -- the lean step: no host sync in training batches ---------------------------------------------------------------
+
+HOST_READS = ["item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"]
+
+
+class HostReads(L.Callback):
+    """Counts tensor reads by the host (each a device sync on a GPU) between a training batch's start and end."""
+
+    def __init__(self, monkeypatch):
+        self.inside, self.reads = False, []
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, _name=name, **kwargs):
+                if self.inside:
+                    self.reads.append(_name)
+                return _original(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def on_train_batch_start(self, *args):
+        self.inside = True
+
+    def on_train_batch_end(self, *args):
+        self.inside = False
+
+
+def lean_fit(tiny_cifar, tmp_path, callbacks):
+    from lightning.pytorch.loggers import CSVLogger
+    model = DarknetClassifier(**TINY, whiten=2, whiten_images=8, tta="flip_translate", nesterov=True,
+                              label_smoothing=0.2, no_decay_bn_bias=True, bn_bias_lr_scale=64, one_cycle=None)
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=4, alternating_flip=True)
+    schedule = TrainingPhaseScheduler(one_cycle={"div": 20, "pct": 10}, plot=False)
+    trainer(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=1000, limit_val_batches=0,
+            callbacks=[schedule, *callbacks]).fit(model, data)
+    return model
+
+
+def test_training_steps_read_nothing_back_to_the_host(tiny_cifar, tmp_path, monkeypatch):
+    reads = HostReads(monkeypatch)
+    model = lean_fit(tiny_cifar, tmp_path, [reads])
+    assert model.trainer.global_step == 12 and reads.reads == []
+    # the check itself works: Lightning's EMAWeightAveraging reads torch's AveragedModel.n_averaged twice an update
+    reads = HostReads(monkeypatch)
+    lean_fit(tiny_cifar, tmp_path, [EMAWeightAveraging(decay=0.9, update_every_n_steps=3), reads])
+    assert reads.reads.count("__bool__") == 2 * 12 // 3  # updates after steps 0, 3, 6, 9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="sync detection needs CUDA")
+def test_training_steps_do_not_synchronise_the_gpu(tiny_cifar, tmp_path):
+    class Strict(L.Callback):
+        def on_train_batch_start(self, *args):
+            torch.cuda.set_sync_debug_mode("error")
+
+        def on_train_batch_end(self, *args):
+            torch.cuda.set_sync_debug_mode("default")
+    try:
+        lean_fit(tiny_cifar, tmp_path, [Strict()])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
