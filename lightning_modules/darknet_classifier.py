@@ -138,8 +138,7 @@ class DarknetClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         loss = self.loss(self(images), labels)
-        # no host sync here: the loss stays on the device and Lightning reads it every log_every_n_steps
-        self.log("train/loss", loss)
+        self.log("train/loss", loss)  # kept on the device; Lightning reads it every log_every_n_steps
         return loss
 
     def validation_step(self, batch, batch_idx):
