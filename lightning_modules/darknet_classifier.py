@@ -110,7 +110,7 @@ class DarknetClassifier(L.LightningModule):
             init_whitening(self.net.whitening, self.training_sample(self.hparams.whiten_images))
 
     def training_sample(self, count: int) -> torch.Tensor:
-        """The first `count` training images as the net sees them (the DataModule's on-device transforms)."""
+        """`count` training images (the first of epoch 0's order) as the net sees them, on-device transforms done."""
         datamodule = self.trainer.datamodule
         if datamodule is None:
             raise ValueError("whiten needs a LightningDataModule (trainer.fit(model, datamodule=...)) to take "

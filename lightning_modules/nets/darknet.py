@@ -115,6 +115,7 @@ class Darknet(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, num_classes)]
         super().__init__()
         self.layers = nn.Sequential(*layers)
+        self.whiten = whiten
         if zero_init_residual:
             # each ResLayer starts as the identity (Goyal et al. 2017, arXiv:1706.02677): with today's BN init
             # (weight 1; PyTorch 0.3 drew it from U(0, 1)) the 16 stacked residuals of the default net blew the
@@ -126,8 +127,7 @@ class Darknet(nn.Module):
     @property
     def whitening(self) -> nn.Conv2d | None:
         """The frozen whitening conv of the stem, or None for the seed's stem."""
-        conv = self.layers[0][0]
-        return None if conv.weight.requires_grad else conv
+        return self.layers[0][0] if self.whiten else None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)  # (N, 3, H, W) -> (N, num_classes)
