@@ -19,11 +19,13 @@ TINY_FAST = ["--model.num_blocks", "[1, 0, 0]", "--model.widths", "[8, 16, 16]",
 
 def test_fast_config_runs_end_to_end_with_tiny_overrides(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
+    ema = "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging"  # the EMA, from the command line
     train.main(["--system", "darknet_fast", "--data.data_dir", str(tiny_cifar), "--trainer.default_root_dir",
-                str(runs), *TINY_FAST])
+                str(runs), *TINY_FAST, ema])
     (run_dir,) = list(runs.iterdir())
     results = json.loads((run_dir / "results.json").read_text())
     assert 0 <= results["test"]["test/acc"] <= 1 and results["global_step"] == 6  # 24 images / 8, two epochs
+    assert "EMAWeightAveraging" in (run_dir / "config.yaml").read_text()
 
 
 def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
