@@ -1,6 +1,7 @@
 """Darknet image classifier on CIFAR-10 (DL2 2018 lesson 12, cifar10-darknet)."""
 
 import functools
+import json
 
 import lightning as L
 import torch
@@ -15,10 +16,11 @@ TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
 
 
 @functools.cache
-def compiled_call(options: tuple = ()):
-    """torch.compile of `net(x)`, made once per process and options: a new net of the same shape (the next seed of
-    a benchmark) is an input of the same graph, so only the first run pays the compilation."""
-    return torch.compile(lambda net, x: net(x), **dict(options))
+def compiled_call(options: str = "{}"):
+    """torch.compile of `net(x)`, made once per process and options (as JSON, so nested dicts can be cache keys):
+    a new net of the same shape (the next seed of a benchmark) is an input of the same graph, so only the first
+    run pays the compilation."""
+    return torch.compile(lambda net, x: net(x), **json.loads(options))
 
 
 def tta_views(images: torch.Tensor, tta: str) -> torch.Tensor:
@@ -128,7 +130,7 @@ class DarknetClassifier(L.LightningModule):
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if self.hparams.compile:
-            options = tuple(sorted((self.hparams.compile_options or {}).items()))
+            options = json.dumps(self.hparams.compile_options or {}, sort_keys=True)
             return compiled_call(options)(self.net, images)
         return self.net(images)
 

@@ -244,7 +244,7 @@ def test_compiled_forward_is_built_once_per_process_and_reused_by_a_new_model():
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     compiled_call.cache_clear()
-    options = {"backend": "eager"}
+    options = {"backend": "eager", "options": {}}  # a nested dict, as torch.compile's options, is a fine key
     x = torch.randn(2, 3, 8, 8)
     first = DarknetClassifier(**TINY, compile=True, compile_options=options).eval()
     torch.testing.assert_close(first(x), first.net(x))
