@@ -32,7 +32,7 @@ def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
     if not (SHARED_DATA / "cifar10-jpeg.tar.gz").exists():
         pytest.skip("real CIFAR-10 archive not found")
     result = time_to_accuracy.main(["--smoke", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
-                                    "--out", str(tmp_path / "out")])
+                                    "--out", str(tmp_path / "out"), "--variant", "ls0=--model.label_smoothing 0"])
     printed = capsys.readouterr().out
     assert "airbench94 skipped (it needs CUDA)" in printed
     runs = result["runs"]["ours"]
@@ -41,7 +41,8 @@ def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
     seconds = [r["seconds"] for r in runs]
     assert summary["seconds"]["mean"] == pytest.approx(sum(seconds) / 2)
     assert summary["seconds"]["std"] == pytest.approx(abs(seconds[0] - seconds[1]) / 2 ** 0.5)
-    assert "ours" in result["first_run_seconds"] and "airbench94" not in result["runs"]
+    assert set(result["first_run_seconds"]) == set(result["runs"]) == {"ours", "ours:ls0"}
+    assert len(result["runs"]["ours:ls0"]) == 2
     assert json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())["summary"] == result["summary"]
     assert "| ours | 2 |" in (tmp_path / "out" / "time_to_accuracy.md").read_text()
     # airbench's files: uint8 NHWC images, labels and classes; ours: the python batches, same images
@@ -52,3 +53,19 @@ def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
         ours = pickle.load(f)
     rows = torch.from_numpy(ours[b"data"]).view(100, 3, 32, 32)
     assert torch.equal(rows.permute(0, 2, 3, 1), airbench["images"]) and ours[b"labels"] == airbench["labels"].tolist()
+
+
+def test_ratio_and_table_from_hand_made_runs():
+    runs = {"airbench94": [{"accuracy": 0.90, "seconds": 2.0}, {"accuracy": 0.92, "seconds": 2.4}],
+            "ours": [{"accuracy": 0.91, "seconds": 3.0}, {"accuracy": 0.93, "seconds": 3.6}],
+            "ours:short": [{"accuracy": 0.88, "seconds": 1.1}, {"accuracy": 0.88, "seconds": 1.1}]}
+    summary = {name: time_to_accuracy.summarise(r) for name, r in runs.items()}
+    assert summary["ours"]["seconds"]["std"] == pytest.approx(0.6 / 2 ** 0.5)
+    result = time_to_accuracy.compare(summary)
+    assert result["ratio"] == pytest.approx(3.3 / 2.2) and result["ratios"]["ours:short"] == pytest.approx(0.5)
+    assert result["accuracy_difference"] == pytest.approx(0.01)
+    table = time_to_accuracy.markdown({"device": "GPU", "date": "today", "command": "x", "summary": summary,
+                                       "first_run_seconds": {"ours": 9.0}, **result})
+    assert "| ours | 2 | 92.00% ± 1.41 | 3.30 ± 0.42 | 9.00 | 1.50 |" in table
+    assert "| airbench94 | 2 | 91.00% ± 1.41 | 2.20 ± 0.28 | 0.00 | - |" in table
+    assert "**1.50**" in table
