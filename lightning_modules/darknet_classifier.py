@@ -26,9 +26,9 @@ def compiled_call(options: str = "{}"):
 def tta_views(images: torch.Tensor, tta: str) -> torch.Tensor:
     """The test-time views stacked on the batch: the images, their mirror, and for flip_translate both shifted one
     pixel up-left and down-right (reflect-padded) with their mirrors (airbench's tta_level 0, 1, 2)."""
-    views = [images]
-    if tta != "none":
-        views.append(images.flip(-1))
+    if tta == "none":
+        return images
+    views = [images, images.flip(-1)]
     if tta == "flip_translate":
         height, width = images.shape[-2:]
         padded = F.pad(images, (1,) * 4, mode="reflect")
