@@ -124,7 +124,7 @@ class TrainingPhaseScheduler(L.Callback):
             if len(multipliers) != len(groups):
                 raise ValueError(f"lr_multipliers has {len(multipliers)} values for {len(groups)} parameter groups")
             for group, multiplier in zip(groups, multipliers, strict=True):
-                group["lr"] = lr * multiplier
+                group["lr"] = lr * multiplier * group.get("lr_scale", 1.0)  # a model's own group scale
                 if momentum is not None:
                     set_momentum(group, momentum)
                 if phase.weight_decay is not None:
@@ -164,7 +164,8 @@ def set_momentum(group: dict, value: float) -> None:
 
 def build_optimizer(phase: TrainingPhase, old):
     """The phase's optimizer over the same parameter groups (same tensors, so the weights carry over)."""
-    groups = [{k: v for k, v in g.items() if k in ("params", "lr", "weight_decay")} for g in old.param_groups]
+    keep = ("params", "lr", "weight_decay", "lr_scale")
+    groups = [{k: v for k, v in g.items() if k in keep} for g in old.param_groups]
     kwargs = dict(phase.opt_kwargs)
     accepts = inspect.signature(phase.opt_class).parameters
     if phase.momentum is not None and "momentum" in accepts and "momentum" not in kwargs:

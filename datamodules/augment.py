@@ -30,6 +30,13 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.where(flip, x.flip(-1), x)
 
 
+def alternating_flip(x: Tensor, flipped_first: Tensor, epoch: int) -> Tensor:
+    """airbench's alternating flip: image i is mirrored in even epochs when flipped_first[i] (drawn once at
+    random), and in odd epochs when not, so every image is seen both ways within any two epochs."""
+    flip = (flipped_first.to(x.device) != bool(epoch % 2)).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)
+
+
 def normalize(x: Tensor, mean, std) -> Tensor:
     """uint8 (N, C, H, W) in [0, 255] to float, then per-channel (x - mean) / std."""
     mean = torch.as_tensor(mean, device=x.device).view(1, -1, 1, 1) * 255

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks import UserError
-from datamodules.augment import normalize, random_crop, random_flip
+from datamodules.augment import alternating_flip, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 
@@ -127,8 +127,9 @@ class TensorBatches:
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, drop_last: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None):
         self.images, self.labels = images, labels
+        self.flipped_first = flipped_first  # per image: mirrored in even epochs (alternating flip), or None
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
@@ -156,7 +157,10 @@ class TensorBatches:
         order = self._order()
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.images[index], self.labels[index]
+            images = self.images[index]
+            if self.flipped_first is not None:
+                images = alternating_flip(images, self.flipped_first[index], self.epoch)
+            yield images, self.labels[index]
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -170,6 +174,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         val_size: images held out of train for validation; 0 validates on the test split, as the seed does.
         pad: reflection padding before the random crop.
         flip: random horizontal flips.
+        alternating_flip: with flip, mirror each training image every other epoch (the first epoch at random)
+            instead of at random every epoch (airbench, Jordan 2024, arXiv:2404.00498).
         image_size: size the batches are resized to (progressive resizing, e.g. 28 then 32).
         download: fetch the official archive when the data is missing.
         url, md5: where from and its checksum.
@@ -177,7 +183,8 @@ class CIFAR10DataModule(L.LightningDataModule):
     """
 
     def __init__(self, data_dir: str = "data/cifar10", batch_size: int = 512, eval_batch_size: int = 1000,
-                 val_size: int = 0, pad: int = 4, flip: bool = True, image_size: int = 32,
+                 val_size: int = 0, pad: int = 4, flip: bool = True, alternating_flip: bool = False,
+                 image_size: int = 32,
                  download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
@@ -251,6 +258,9 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         batches = self._batches(self.train_images, self.train_labels, self.hparams.batch_size, train=True)
+        if self.hparams.flip and self.hparams.alternating_flip:
+            draw = torch.Generator().manual_seed(self.hparams.seed)
+            batches.flipped_first = torch.rand(len(self.train_labels), generator=draw) < 0.5
         if len(batches) == 0:
             raise UserError(f"batch_size {self.hparams.batch_size} is more than the {len(self.train_labels)} "
                             f"training images per process can fill; lower --data.batch_size")
@@ -268,7 +278,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             if self.hparams.pad:
                 images = random_crop(images, images.shape[-1], self.hparams.pad)
-            if self.hparams.flip:
+            if self.hparams.flip and not self.hparams.alternating_flip:
                 images = random_flip(images)
         if images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True,

@@ -1,15 +1,55 @@
 """Darknet image classifier on CIFAR-10 (DL2 2018 lesson 12, cifar10-darknet)."""
 
+import functools
+import json
+
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.nets import Darknet
+from lightning_modules.nets.darknet import init_whitening
+
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_translate": 6}
+
+
+@functools.cache
+def compiled_call(options: str = "{}"):
+    """torch.compile of `net(x)`, made once per process and options (as JSON, so nested dicts can be cache keys):
+    a new net of the same shape (the next seed of a benchmark) is an input of the same graph, so only the first
+    run pays the compilation."""
+    return torch.compile(lambda net, x: net(x), **json.loads(options))
+
+
+def tta_views(images: torch.Tensor, tta: str) -> torch.Tensor:
+    """The test-time views stacked on the batch: the images, their mirror, and for flip_translate both shifted one
+    pixel up-left and down-right (reflect-padded) with their mirrors (airbench's tta_level 0, 1, 2)."""
+    if tta == "none":
+        return images
+    views = [images, images.flip(-1)]
+    if tta == "flip_translate":
+        height, width = images.shape[-2:]
+        padded = F.pad(images, (1,) * 4, mode="reflect")
+        for shifted in (padded[..., :height, :width], padded[..., 2:, 2:]):
+            views += [shifted, shifted.flip(-1)]
+    return torch.cat(views)
+
+
+def tta_average(logits: torch.Tensor, tta: str) -> torch.Tensor:
+    """Mean logits of the views: half on the plain pair, half on the four translated ones."""
+    views = logits.view(TTA_VIEWS[tta], -1, *logits.shape[1:])
+    if tta == "flip_translate":
+        return views[:2].mean(0) / 2 + views[2:].mean(0) / 2
+    return views.mean(0)
 
 
 class DarknetClassifier(L.LightningModule):
     """Trains `Darknet` with SGD and the seed's 1cycle schedule (the net is `self.net`).
+
+    The speed options (issue 13; off by default, so the seed's recipe is unchanged) follow airbench94 (Jordan 2024,
+    arXiv:2404.00498) and the DAWNBench entries; BENCHMARKS.md says what each was worth on the CPU.
 
     Args:
         num_blocks: ResLayers per group; the seed's [1, 2, 4, 6, 3].
@@ -27,6 +67,18 @@ class DarknetClassifier(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         one_cycle: the seed's `use_clr_beta=(div, pct, max_mom, min_mom)` run by torch's OneCycleLR;
             null for a constant lr, or when a TrainingPhaseScheduler callback sets lr and momentum.
+        widths, strides, downsample, whiten: the Darknet's channels and strides per group, "conv" or "maxpool"
+            downsampling, and a frozen kxk patch-whitening stem (0: the seed's conv stem); see `Darknet`.
+        whiten_images: training images (as the net sees them) whose patches set the whitening, in `setup`.
+        no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
+            weight_decay still sets it on every group).
+        bn_bias_lr_scale: lr factor of the BatchNorm biases (airbench94: 64); kept by OneCycleLR and by the
+            TrainingPhaseScheduler (the group's `lr_scale`).
+        tta: test-time augmentation in validation and test: none, flip, or flip_translate (flip plus one-pixel
+            shifts, 6 views in one forward pass).
+        channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
+        compile: torch.compile the net's forward, once per process (`compiled_call`).
+        compile_options: keyword arguments of torch.compile, e.g. {mode: max-autotune}.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -38,10 +90,19 @@ class DarknetClassifier(L.LightningModule):
                  lr: float = 1.3,
                  momentum: float = 0.9, weight_decay: float = 1e-4, nesterov: bool = False,
                  label_smoothing: float = 0.0,
-                 one_cycle: tuple[float, float, float, float] | None = (20, 20, 0.95, 0.85)):
+                 one_cycle: tuple[float, float, float, float] | None = (20, 20, 0.95, 0.85),
+                 widths: list[int] | None = None, strides: list[int] | None = None, downsample: str = "conv",
+                 whiten: int = 0, whiten_images: int = 2000, no_decay_bn_bias: bool = False,
+                 bn_bias_lr_scale: float = 1.0, tta: str = "none", channels_last: bool = False,
+                 compile: bool = False, compile_options: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual)
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
+        self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
+                           widths, strides, downsample, whiten)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
@@ -50,8 +111,31 @@ class DarknetClassifier(L.LightningModule):
         if classes and len(classes) != self.hparams.num_classes:
             raise ValueError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
                              f"set --model.num_classes {len(classes)}")
+        if stage == "fit" and self.net.whitening is not None:
+            # from the data, so a checkpoint restored afterwards (resume, test) keeps its own filters
+            init_whitening(self.net.whitening, self.training_sample(self.hparams.whiten_images))
+
+    def training_sample(self, count: int) -> torch.Tensor:
+        """`count` training images (the first of epoch 0's order) as the net sees them, on-device transforms done."""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise ValueError("whiten needs a LightningDataModule (trainer.fit(model, datamodule=...)) to take "
+                             "training images from; or set --model.whiten 0")
+        device, images, seen = self.trainer.strategy.root_device, [], 0
+        for batch in datamodule.train_dataloader():
+            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(batch, device, 0), 0)
+            images.append(batch[0])
+            seen += len(batch[0])
+            if seen >= count:
+                break
+        return torch.cat(images)[:count]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.hparams.compile:
+            options = json.dumps(self.hparams.compile_options or {}, sort_keys=True)
+            return compiled_call(options)(self.net, images)
         return self.net(images)
 
     def loss(self, logits, labels):
@@ -71,21 +155,49 @@ class DarknetClassifier(L.LightningModule):
 
     def _evaluate(self, batch, split, accuracy):
         images, labels = batch
-        logits = self(images)
+        tta = self.hparams.tta
+        logits = tta_average(self(tta_views(images, tta)), tta)
         accuracy(logits, labels)
         self.log(f"{split}/loss", self.loss(logits, labels), sync_dist=True)
         self.log(f"{split}/acc", accuracy, prog_bar=True)
 
+    def parameter_groups(self) -> list[dict]:
+        """One group; or, with no_decay_bn_bias or bn_bias_lr_scale, weights / BatchNorm weights and other biases /
+        BatchNorm biases, each with its weight decay and `lr_scale` (frozen parameters left out)."""
+        hp = self.hparams
+        if not hp.no_decay_bn_bias and hp.bn_bias_lr_scale == 1:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        weights, no_decay, bn_biases = [], [], []
+        for module in self.modules():
+            is_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad:
+                    continue
+                if is_norm and name == "bias":
+                    bn_biases.append(p)
+                else:
+                    (no_decay if is_norm or name == "bias" else weights).append(p)
+        decay = 0.0 if hp.no_decay_bn_bias else hp.weight_decay
+        groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0},
+                  {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0},
+                  {"params": bn_biases, "weight_decay": decay, "lr_scale": hp.bn_bias_lr_scale}]
+        groups = [g for g in groups if g["params"]]
+        for group in groups:
+            group["lr"] = hp.lr * group["lr_scale"]
+        return groups
+
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
+        groups = self.parameter_groups()
+        optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum,
                                     weight_decay=hp.weight_decay, nesterov=hp.nesterov)
         if hp.one_cycle is None:
             return optimizer
         div, pct, max_momentum, min_momentum = hp.one_cycle
         # the seed's three linear phases: lr/div -> lr and back over (100-pct)%, then down to lr/div/100
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches,
+            optimizer, max_lr=[hp.lr * g.get("lr_scale", 1.0) for g in groups],
+            total_steps=self.trainer.estimated_stepping_batches,
             pct_start=(1 - pct / 100) / 2, anneal_strategy="linear", three_phase=True, div_factor=div,
             final_div_factor=100, base_momentum=min_momentum, max_momentum=max_momentum)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

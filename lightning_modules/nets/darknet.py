@@ -50,27 +50,72 @@ class ResLayer(nn.Module):  # a class only because of the skip connection
         return nullcontext(), batchnorm_stats_kept(self)  # (forward, recompute)
 
 
+def downsample_layer(ni: int, nf: int, stride: int, how: str = "conv") -> nn.Sequential:
+    """The seed's stride-2 conv_layer, or airbench's conv_layer then 2x2 max-pool (same output size)."""
+    if how == "conv" or stride == 1:
+        return conv_layer(ni, nf, stride=stride)
+    return nn.Sequential(conv_layer(ni, nf), nn.MaxPool2d(stride))
+
+
+def whitening_layer(kernel: int = 2) -> nn.Sequential:
+    """A frozen kxk conv with 2 * 3k^2 filters, then BatchNorm and LeakyReLU (airbench, Jordan 2024,
+    arXiv:2404.00498; tysam-code hlb-cifar10). Its weights are set from the data by `init_whitening`."""
+    width = 2 * 3 * kernel * kernel
+    conv = nn.Conv2d(3, width, kernel, padding=0, bias=False)
+    conv.weight.requires_grad_(False)
+    return nn.Sequential(conv, nn.BatchNorm2d(width, momentum=0.01), nn.LeakyReLU(0.1, inplace=True))
+
+
+@torch.no_grad()
+def init_whitening(conv: nn.Conv2d, images: Tensor, eps: float = 5e-4) -> None:
+    """Filters that whiten the kxk patches of `images`: the eigenvectors of the patches' (uncentred) second
+    moment scaled by 1/sqrt(eigenvalue + eps), each filter also negated (so a ReLU-like layer keeps both signs)."""
+    k = conv.kernel_size[0]
+    patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * k * k)
+    moment = patches.T @ patches / len(patches)
+    values, vectors = torch.linalg.eigh(moment.double())
+    filters = (vectors.T / (values[:, None] + eps).sqrt()).float().view(-1, images.shape[1], k, k)
+    conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight))
+
+
 class Darknet(nn.Module):
     """conv_layer stem, then per group a stride-2 conv_layer doubling the channels and its ResLayers.
 
     The seed's default is Darknet([1, 2, 4, 6, 3], num_classes=10, nf=32). Its Wide-ResNet homework
-    (wider, fewer layers, a fatter bottleneck such as ni * 2) is `nf`, `num_blocks` and `bottleneck`.
+    (wider, fewer layers, a fatter bottleneck such as ni * 2) is `nf`, `widths`, `num_blocks` and `bottleneck`.
     `zero_init_residual` zeroes the last BatchNorm weight of every ResLayer, so each starts as the identity.
+    `widths`: channels per group (default nf doubled per group); `strides`: per group (default the seed's
+    2, 1, 2, 2, ...); `downsample`: "conv" (the seed's stride-2 conv) or "maxpool" (conv, then max-pool);
+    `whiten`: 0 for the seed's conv stem, or k for a frozen kxk patch-whitening stem (`init_whitening`).
     """
 
     def __init__(self, num_blocks=(1, 2, 4, 6, 3), num_classes: int = 10, nf: int = 32,
-                 bottleneck: float = 0.5, checkpoint: bool = False, zero_init_residual: bool = True):
+                 bottleneck: float = 0.5, checkpoint: bool = False, zero_init_residual: bool = True,
+                 widths=None, strides=None, downsample: str = "conv", whiten: int = 0):
         if not num_blocks or any(n < 0 for n in num_blocks):
             raise ValueError(f"num_blocks must be a non-empty list of counts >= 0 (got {num_blocks})")
-        layers = [conv_layer(3, nf)]
-        for i, n in enumerate(num_blocks):
-            # group 1 keeps the resolution: the seed's stride 2-(i==1) leaves 32px CIFAR at 2x2, not 1x1
-            layers += [conv_layer(nf, nf * 2, stride=2 - (i == 1))]
-            layers += [ResLayer(nf * 2, bottleneck, checkpoint) for _ in range(n)]
-            nf *= 2
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nf, num_classes)]
+        # group 1 keeps the resolution: the seed's stride 2-(i==1) leaves 32px CIFAR at 2x2, not 1x1
+        strides = list(strides) if strides is not None else [2 - (i == 1) for i in range(len(num_blocks))]
+        widths = list(widths) if widths is not None else [nf * 2 ** (i + 1) for i in range(len(num_blocks))]
+        for name, values in (("widths", widths), ("strides", strides)):
+            if len(values) != len(num_blocks) or any(v < 1 for v in values):
+                raise ValueError(f"{name} needs one value >= 1 per group of num_blocks ({len(num_blocks)}), "
+                                 f"got {values}")
+        if downsample not in ("conv", "maxpool"):
+            raise ValueError(f"downsample must be 'conv' or 'maxpool' (got {downsample!r})")
+        if whiten < 0:
+            raise ValueError(f"whiten must be 0 (the seed's conv stem) or a kernel size >= 1 (got {whiten})")
+        layers = [whitening_layer(whiten) if whiten else conv_layer(3, nf)]
+        ni = 2 * 3 * whiten * whiten if whiten else nf
+        for n, width, stride in zip(num_blocks, widths, strides, strict=True):
+            layers += [downsample_layer(ni, width, stride, downsample)]
+            layers += [ResLayer(width, bottleneck, checkpoint) for _ in range(n)]
+            ni = width
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, num_classes)]
         super().__init__()
         self.layers = nn.Sequential(*layers)
+        self.whiten = whiten
         if zero_init_residual:
             # each ResLayer starts as the identity (Goyal et al. 2017, arXiv:1706.02677): with today's BN init
             # (weight 1; PyTorch 0.3 drew it from U(0, 1)) the 16 stacked residuals of the default net blew the
@@ -78,6 +123,11 @@ class Darknet(nn.Module):
             for layer in self.modules():
                 if isinstance(layer, ResLayer):
                     nn.init.zeros_(layer.body[-1][1].weight)
+
+    @property
+    def whitening(self) -> nn.Conv2d | None:
+        """The frozen whitening conv of the stem, or None for the seed's stem."""
+        return self.layers[0][0] if self.whiten else None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)  # (N, 3, H, W) -> (N, num_classes)

@@ -1,0 +1,269 @@
+"""Time to accuracy on CIFAR-10: airbench94 against our Darknet config, alternating, on the same data and GPU.
+
+    python benchmarks/time_to_accuracy.py [--seeds 5] [--config configs/darknet_fast.yaml] [--out DIR]
+                                          [--data-dir DIR] [--no-airbench] [--smoke] [--variant NAME=OVERRIDES]
+                                          [-- our overrides...]
+
+One invocation: (1) prepares CIFAR-10 from the shared JPEG archive (../shared/data/cifar10-jpeg.tar.gz, or
+$DL2_SHARED_DATA) into our format (the official python batches, which CIFAR10DataModule reads) and airbench's
+(`cifar10/train.pt` and `test.pt`: dicts of uint8 NHWC `images`, int64 `labels` and `classes`, which airbench's
+CifarLoader loads instead of downloading); (2) runs one untimed-for-the-means warm-up of each side (cuDNN
+autotuning, torch.compile: reported as `first_run_seconds`), then airbench94 and our config alternately for
+each seed; (3) writes `time_to_accuracy.json` and `time_to_accuracy.md` in --out and prints the table.
+
+Wall time of a run = training plus test evaluation (with TTA where the recipe has it), the device synchronised
+before and after. Not in it, for both sides: loading the training images into memory (airbench: building its
+train loader; ours: the DataModule's setup) and, for ours, parsing the config. airbench94 is `airbench.train94`
+(pip airbench 0.1.8, eager) followed by `airbench.evaluate(..., tta_level=2)`, exactly its published recipe.
+
+`--variant "lr0.8=--model.init_args.lr 0.8"` (repeatable) adds a side `ours:lr0.8`, our config with those
+overrides on top, run in the same alternation: one invocation (one device call) sweeps a few recipes, and the
+compiled graphs of one are reused by the others where the net is the same.
+
+`--smoke` runs our side only, on the CPU, on 20 training and 10 test images per class with a tiny net, to check
+the harness end to end (airbench needs CUDA: the smoke mode skips it and says so).
+"""
+
+import argparse
+import io
+import json
+import os
+import pickle
+import shlex
+import statistics
+import sys
+import tarfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import SHARED_DATA  # noqa: E402
+
+SMOKE_OVERRIDES = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.max_epochs", "1",
+                   "--model.init_args.num_blocks", "[1, 0, 0]", "--model.init_args.widths", "[8, 16, 16]",
+                   "--model.init_args.compile", "false", "--model.init_args.whiten_images", "64",
+                   "--data.init_args.batch_size", "50", "--data.init_args.eval_batch_size", "50"]
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+
+def read_archive(archive: Path, per_class: dict | None = None) -> dict:
+    """{split: (uint8 NCHW images, labels, classes)} from the fast.ai-layout JPEG archive, files in name order;
+    `per_class` ({split: count}) keeps only the first count images of each class."""
+    from torchvision.io import ImageReadMode, decode_image
+    found = {"train": {}, "test": {}}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = Path(member.name).parts  # cifar10/<split>/<class>/<file>.jpg
+            if not member.isfile() or len(parts) != 4 or parts[1] not in found:
+                continue
+            found[parts[1]].setdefault(parts[2], []).append((parts[3], tar.extractfile(member).read()))
+    out = {}
+    for split, by_class in found.items():
+        classes = sorted(by_class)
+        images, labels = [], []
+        for label, name in enumerate(classes):
+            files = sorted(by_class[name])[:per_class[split] if per_class else None]
+            images += [decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                       for _, data in files]
+            labels += [label] * len(files)
+        out[split] = (torch.stack(images), torch.tensor(labels), classes)
+    return out
+
+
+def write_batches(folder: Path, data: dict) -> None:
+    """The official python layout: data_batch_1..5 (the training images in five slices), test_batch, batches.meta."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels, classes = data["train"]
+    slices = np.array_split(np.arange(len(labels)), 5)
+    names = [(f"data_batch_{i + 1}", data["train"], s) for i, s in enumerate(slices)]
+    names.append(("test_batch", data["test"], np.arange(len(data["test"][1]))))
+    for name, (images, labels, _), index in names:
+        rows = images[index].reshape(len(index), -1).numpy()  # (N, 3072): R, G, B planes
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rows, b"labels": labels[index].tolist()}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in classes]}, f)
+
+
+def write_airbench(folder: Path, data: dict) -> None:
+    """airbench's cache files: train.pt / test.pt with uint8 (N, 32, 32, 3) images, labels, classes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, (images, labels, classes) in data.items():
+        buffer = io.BytesIO()
+        torch.save({"images": images.permute(0, 2, 3, 1).contiguous(), "labels": labels, "classes": classes}, buffer)
+        (folder / f"{split}.pt").write_bytes(buffer.getvalue())
+
+
+def prepare(data_dir: Path, smoke: bool) -> tuple[Path, Path]:
+    """Ours (python batches) and airbench's (its working folder holding cifar10/*.pt), made once."""
+    ours, airbench = data_dir / "cifar-10-batches-py", data_dir / "airbench"
+    if not ((ours / "test_batch").is_file() and (airbench / "cifar10" / "test.pt").is_file()):
+        archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+        if not archive.exists():
+            raise SystemExit(f"time_to_accuracy needs the CIFAR-10 archive at {archive} (or set DL2_SHARED_DATA)")
+        start = time.perf_counter()
+        data = read_archive(archive, {"train": 20, "test": 10} if smoke else None)
+        write_batches(ours, data)
+        write_airbench(airbench / "cifar10", data)
+        print(f"prepared {len(data['train'][1])} training and {len(data['test'][1])} test images in {data_dir} "
+              f"({time.perf_counter() - start:.1f} s)")
+    return ours, airbench
+
+
+# -- the two sides -------------------------------------------------------------------------------------------------
+
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+@contextmanager
+def working_directory(path: Path):
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_airbench(folder: Path, seed: int) -> dict:
+    """airbench94's published recipe; its train() reads the test set from ./cifar10, hence the folder change."""
+    import airbench
+    from airbench.lib_airbench94 import hyp
+    with working_directory(folder):
+        torch.manual_seed(seed)
+        train_loader = airbench.CifarLoader("cifar10", train=True, batch_size=hyp["opt"]["batch_size"],
+                                            aug=hyp["aug"], altflip=True)
+        test_loader = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
+        synchronize()
+        start = time.perf_counter()
+        model = airbench.train94(train_loader, verbose=False)
+        accuracy = airbench.evaluate(model, test_loader, tta_level=hyp["net"]["tta_level"])
+        synchronize()
+        return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
+
+
+def run_ours(config: Path, data_dir: Path, seed: int, overrides: list[str]) -> dict:
+    """Our config through LightningCLI (as train.py builds it), then fit and test timed."""
+    from lightning.pytorch.cli import LightningCLI
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # ours are the script's own
+    start = time.perf_counter()
+    args = ["--config", str(config), "--seed_everything", str(seed), "--data.init_args.data_dir", str(data_dir),
+            "--data.init_args.seed", str(seed), *overrides]
+    cli = LightningCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True,
+                       save_config_callback=None, auto_configure_optimizers=False)
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")  # the images into memory, outside the timing (as airbench's train loader)
+    setup_seconds = time.perf_counter() - start
+    synchronize()
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    accuracy = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test/acc"]
+    synchronize()
+    return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "setup_seconds": setup_seconds,
+            "epochs": cli.trainer.current_epoch, "steps": cli.trainer.global_step}
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+def summarise(runs: list[dict]) -> dict:
+    def stats(values):
+        return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "min": min(values), "max": max(values)}
+    return {"n": len(runs), "accuracy": stats([r["accuracy"] for r in runs]),
+            "seconds": stats([r["seconds"] for r in runs])}
+
+
+def compare(summary: dict) -> dict:
+    """Each of our sides' mean wall time over airbench94's, and our main config's accuracy difference."""
+    theirs = summary["airbench94"]
+    ratios = {name: s["seconds"]["mean"] / theirs["seconds"]["mean"] for name, s in summary.items()
+              if name != "airbench94"}
+    return {"ratios": ratios, "ratio": ratios["ours"],
+            "accuracy_difference": summary["ours"]["accuracy"]["mean"] - theirs["accuracy"]["mean"]}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Device: {result['device']}; {result['date']}; `{result['command']}`", "",
+             "| system | runs | test accuracy (mean ± std) | wall time s (mean ± std) | first run s "
+             "| time / airbench94 |",
+             "|---|---|---|---|---|---|"]
+    for name, summary in result["summary"].items():
+        acc, sec = summary["accuracy"], summary["seconds"]
+        lines.append(f"| {name} | {summary['n']} | {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} | "
+                     f"{sec['mean']:.2f} ± {sec['std']:.2f} | {result['first_run_seconds'].get(name, 0):.2f} | "
+                     f"{format(result['ratios'][name], '.2f') if name in result.get('ratios', {}) else '-'} |")
+    if "ratio" in result:
+        lines += ["", f"Time ratio ours / airbench94: **{result['ratio']:.2f}** (accuracy difference "
+                      f"{100 * result['accuracy_difference']:+.2f} points)."]
+    if result.get("note"):
+        lines += ["", result["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "darknet_fast.yaml")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".cache" / "time_to_accuracy")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "time_to_accuracy")
+    parser.add_argument("--no-airbench", action="store_true", help="run our config only")
+    parser.add_argument("--smoke", action="store_true", help="ours only, CPU, tiny subset and net")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="another side: our config with these overrides on top (repeatable)")
+    parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for our config (after --)")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir / "smoke" if args.smoke else args.data_dir
+    ours_data, airbench_dir = prepare(data_dir, args.smoke)
+    overrides = (SMOKE_OVERRIDES if args.smoke else []) + args.overrides
+    with_airbench = not (args.smoke or args.no_airbench)
+    note = ""
+    if args.smoke:
+        note = "Smoke mode: airbench94 skipped (it needs CUDA); our side on the CPU on a 200-image subset."
+    elif with_airbench and not torch.cuda.is_available():
+        raise SystemExit("airbench94 needs a CUDA GPU; use --no-airbench or --smoke on a machine without one")
+    print(note or f"airbench94 and {args.config.name} alternately, {args.seeds} seeds")
+
+    sides = {"ours": lambda seed: run_ours(args.config, ours_data.parent, seed, overrides)}
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        if not name or not extra:
+            raise SystemExit(f"--variant needs NAME=OVERRIDES, e.g. 'lr0.8=--model.init_args.lr 0.8' (got {variant!r})")
+        more = overrides + shlex.split(extra)
+        sides[f"ours:{name}"] = lambda seed, more=more: run_ours(args.config, ours_data.parent, seed, more)
+    if with_airbench:
+        sides = {"airbench94": lambda seed: run_airbench(airbench_dir, seed), **sides}
+    first = {name: run(10_000)["seconds"] for name, run in sides.items()}  # warm-up: compilation, autotuning
+    runs = {name: [] for name in sides}
+    for seed in range(args.seeds):
+        order = list(sides) if seed % 2 == 0 else list(reversed(sides))  # alternate who goes first
+        for name in order:
+            result = sides[name](seed)
+            runs[name].append({"seed": seed, **result})
+            print(f"{name:10s} seed {seed}: {100 * result['accuracy']:.2f}% in {result['seconds']:.2f} s", flush=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.smoke else "cpu"
+    result = {"device": device, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": " ".join(["python benchmarks/time_to_accuracy.py", *(argv if argv is not None
+                                                                                 else sys.argv[1:])]),
+              "config": str(args.config), "overrides": overrides, "first_run_seconds": first, "runs": runs,
+              "summary": {name: summarise(r) for name, r in runs.items()}, "note": note}
+    if with_airbench:
+        result.update(compare(result["summary"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "time_to_accuracy.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (args.out / "time_to_accuracy.md").write_text(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""The Darknet system's speed options (issue 13), each against a computation written here."""
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from torch import nn
+
+from callbacks import TrainingPhase, TrainingPhaseScheduler
+from datamodules import CIFAR10DataModule
+from datamodules.augment import alternating_flip, normalize
+from datamodules.cifar10 import SEED_STATS, TensorBatches
+from lightning_modules import Darknet, DarknetClassifier
+from lightning_modules.darknet_classifier import compiled_call, tta_average, tta_views
+from lightning_modules.nets.darknet import init_whitening
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {"num_blocks": [1], "nf": 4, "num_classes": 3}
+
+
+def trainer(**kwargs):
+    defaults = {"max_epochs": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                "enable_model_summary": False}
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+# -- the net: widths, strides, max-pool downsampling, whitening stem ----------------------------------------
+
+def test_widths_strides_and_maxpool_downsampling_by_hand():
+    net = Darknet([1, 0], num_classes=5, widths=[6, 10], strides=[2, 2], downsample="maxpool")
+    conv = lambda ni, no, ks: ni * no * ks * ks + 2 * no  # noqa: E731  (bias-free conv + BatchNorm)
+    expected = conv(3, 32, 3) + conv(32, 6, 3) + conv(6, 3, 1) + conv(3, 6, 3) + conv(6, 10, 3) + 10 * 5 + 5
+    assert sum(p.numel() for p in net.parameters()) == expected
+    features = net.layers[:-3](torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, 10, 8, 8)  # 32 -> 16 -> 8 by two 2x2 max-pools
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 2
+    assert all(m.stride == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))  # pools do the striding
+
+
+def test_default_strides_are_the_seeds():
+    net = Darknet([0, 0, 0], nf=4)
+    assert net.layers[:-3](torch.randn(1, 3, 32, 32)).shape == (1, 32, 8, 8)  # strides 2, 1, 2
+
+
+@pytest.mark.parametrize("kwargs, message", [({"widths": [8]}, "widths"), ({"strides": [2, 0]}, "strides"),
+                                             ({"downsample": "avg"}, "downsample"), ({"whiten": -1}, "whiten")])
+def test_bad_net_options_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Darknet([1, 1], **kwargs)
+
+
+def test_whitening_filters_make_the_patch_second_moment_the_identity():
+    torch.manual_seed(0)
+    images = F.avg_pool2d(torch.randn(64, 3, 18, 18), 3, 1)  # neighbouring pixels correlated
+    net = Darknet([0], whiten=2)
+    conv = net.whitening
+    init_whitening(conv, images, eps=0.0)
+    out = conv(images)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)  # the first half; the rest is its negative
+    torch.testing.assert_close(out.T @ out / len(out), torch.eye(12), atol=2e-4, rtol=0)
+    torch.testing.assert_close(conv(images)[:, 12:], -conv(images)[:, :12])
+    assert not conv.weight.requires_grad and conv.kernel_size == (2, 2) and conv.padding == (0, 0)
+
+
+def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_optimizer(tiny_cifar):
+    model = DarknetClassifier(**TINY, whiten=2, whiten_images=20, lr=0.01, one_cycle=None)
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=False, pad=0)
+    before = model.net.whitening.weight.clone()
+    trainer(max_steps=1, limit_val_batches=0).fit(model, data)
+    optimized = {id(p) for g in model.trainer.optimizers[0].param_groups for p in g["params"]}
+    assert id(model.net.whitening.weight) not in optimized
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0))  # epoch 0's shuffle, seed 0
+    expected = Darknet([0], whiten=2).whitening
+    init_whitening(expected, normalize(data.train_images[order[:20]], *SEED_STATS))  # 3 batches of 8, cut at 20
+    assert not torch.equal(model.net.whitening.weight, before)
+    torch.testing.assert_close(model.net.whitening.weight, expected.weight)
+
+
+# -- evaluation: test-time augmentation -------------------------------------------------------------------------
+
+def test_tta_views_and_weights_match_airbench_by_index():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(2, 3, 6, 6)
+    up_left = x[:, :, [1, 0, 1, 2, 3, 4]][:, :, :, [1, 0, 1, 2, 3, 4]]  # reflect-pad 1, take rows/cols 0..5
+    down_right = x[:, :, [1, 2, 3, 4, 5, 4]][:, :, :, [1, 2, 3, 4, 5, 4]]  # ... rows/cols 2..7
+    mirror = lambda v: (net(v) + net(v.flip(-1))) / 2  # noqa: E731
+    expected = {"none": net(x), "flip": mirror(x),
+                "flip_translate": 0.5 * mirror(x) + 0.25 * mirror(up_left) + 0.25 * mirror(down_right)}
+    for tta, logits in expected.items():
+        torch.testing.assert_close(tta_average(net(tta_views(x, tta)), tta), logits)
+
+
+def test_tta_is_used_in_test_step_and_bad_values_fail():
+    with pytest.raises(ValueError, match="tta"):
+        DarknetClassifier(**TINY, tta="mirror")
+    model = DarknetClassifier(**TINY, tta="flip").eval()
+    x, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    seen = []
+    model.log = lambda name, value, **kw: seen.append((name, value))
+    model.test_step((x, labels), 0)
+    flipped = (model.net(x) + model.net(x.flip(-1))) / 2
+    torch.testing.assert_close(seen[0][1], F.cross_entropy(flipped, labels))
+
+
+# -- optimizer: parameter groups, BatchNorm-bias lr, Nesterov, label smoothing ---------------------------------
+
+def groups_by_tensor(optimizer):
+    return {id(p): g for g in optimizer.param_groups for p in g["params"]}
+
+
+def test_no_decay_and_bn_bias_lr_scale_groups_by_hand():
+    model = DarknetClassifier(**TINY, lr=0.1, weight_decay=0.01, no_decay_bn_bias=True, bn_bias_lr_scale=8,
+                              one_cycle=None)
+    optimizer = model.configure_optimizers()
+    where = groups_by_tensor(optimizer)
+    stem_conv, stem_bn = model.net.layers[0][0], model.net.layers[0][1]
+    linear = model.net.layers[-1]
+    # Darknet([1]): stem, one downsampling conv, a ResLayer of two convs: 4 convs + BN, and the linear layer
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 4 * 3 + 2 == len(list(model.parameters()))
+    assert (where[id(stem_conv.weight)]["weight_decay"], where[id(stem_conv.weight)]["lr"]) == (0.01, 0.1)
+    assert (where[id(linear.weight)]["weight_decay"], where[id(linear.weight)]["lr"]) == (0.01, 0.1)
+    assert (where[id(stem_bn.weight)]["weight_decay"], where[id(stem_bn.weight)]["lr"]) == (0.0, 0.1)
+    assert (where[id(linear.bias)]["weight_decay"], where[id(linear.bias)]["lr"]) == (0.0, 0.1)
+    assert (where[id(stem_bn.bias)]["weight_decay"], where[id(stem_bn.bias)]["lr"]) == (0.0, 0.8)
+    # behaviour: with zero gradients and no momentum one step shrinks only the decayed weights, by 1 - lr * wd
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for g in optimizer.param_groups:
+        g["momentum"] = 0.0
+    conv_before, bn_before = stem_conv.weight.clone(), stem_bn.weight.clone()
+    optimizer.step()
+    torch.testing.assert_close(stem_conv.weight, conv_before * (1 - 0.1 * 0.01))
+    assert torch.equal(stem_bn.weight, bn_before)
+
+
+def test_default_is_the_seeds_single_group_with_decay_everywhere():
+    optimizer = DarknetClassifier(**TINY, weight_decay=0.01, one_cycle=None).configure_optimizers()
+    assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_bn_bias_scale_survives_the_phase_scheduler_and_its_lr_multipliers(tiny_cifar):
+    model = DarknetClassifier(**TINY, lr=0.1, bn_bias_lr_scale=64, one_cycle=None)
+    phases = [TrainingPhase(1, "SGD", lr=0.05, momentum=0.9, lr_multipliers=[1.0, 1.0, 0.5])]
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8)
+    trainer(max_steps=2, limit_val_batches=0, callbacks=[TrainingPhaseScheduler(phases=phases, plot=False)]).fit(
+        model, data)
+    where = groups_by_tensor(model.trainer.optimizers[0])
+    assert where[id(model.net.layers[0][0].weight)]["lr"] == 0.05
+    assert where[id(model.net.layers[0][1].weight)]["lr"] == 0.05
+    assert where[id(model.net.layers[0][1].bias)]["lr"] == pytest.approx(0.05 * 0.5 * 64)
+
+
+def test_bn_bias_scale_under_one_cycle_raises_that_groups_peak(tiny_cifar):
+    model = DarknetClassifier(**TINY, lr=0.2, bn_bias_lr_scale=64, one_cycle=(20, 20, 0.95, 0.85))
+    trainer(max_steps=1, limit_val_batches=0).fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=8))
+    where = groups_by_tensor(model.trainer.optimizers[0])
+    assert where[id(model.net.layers[0][0].weight)]["max_lr"] == pytest.approx(0.2)
+    assert where[id(model.net.layers[0][1].bias)]["max_lr"] == pytest.approx(0.2 * 64)
+    assert where[id(model.net.layers[0][1].bias)]["initial_lr"] == pytest.approx(0.2 * 64 / 20)
+
+
+def test_nesterov_sgd_follows_the_formula():
+    model = DarknetClassifier(**TINY, lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=True, one_cycle=None)
+    optimizer = model.configure_optimizers()
+    p = model.net.layers[-1].bias
+    start, grads = p.detach().clone(), [torch.randn_like(p) for _ in range(3)]
+    expected, buffer = start.clone(), torch.zeros_like(p)
+    for g in grads:  # Sutskever et al. 2013 in PyTorch's form: b = m b + g; p -= lr (g + m b)
+        buffer = 0.9 * buffer + g
+        expected -= 0.1 * (g + 0.9 * buffer)
+        for q in model.parameters():
+            q.grad = torch.zeros_like(q)
+        p.grad = g.clone()
+        optimizer.step()
+    torch.testing.assert_close(p.detach(), expected)
+
+
+def test_label_smoothing_against_its_formula():
+    model = DarknetClassifier(**TINY, label_smoothing=0.2)
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
+    target = torch.full((5, 3), 0.2 / 3)
+    target[torch.arange(5), labels] += 0.8
+    torch.testing.assert_close(model.loss(logits, labels), -(target * logits.log_softmax(1)).sum(1).mean())
+
+
+# -- weight averaging: Lightning's EMAWeightAveraging with this module --------------------------------------------
+
+class Recorder(L.Callback):
+    """The weights after every optimizer step and the weights seen by each validation."""
+
+    def __init__(self):
+        self.steps, self.validated = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.steps.append([p.detach().clone() for p in pl_module.parameters()])
+
+    def on_validation_batch_start(self, trainer, pl_module, *args):
+        self.validated.append([p.detach().clone() for p in pl_module.parameters()])
+
+
+def test_ema_weights_are_validated_tested_and_checkpointed(tiny_cifar, tmp_path):
+    model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, eval_batch_size=12)
+    recorder = Recorder()
+    fit = trainer(max_epochs=2, enable_checkpointing=True, default_root_dir=tmp_path, num_sanity_val_steps=0,
+                  callbacks=[recorder, EMAWeightAveraging(decay=0.7)])
+    fit.fit(model, data)
+    ema = None
+    averages = []
+    for weights in recorder.steps:  # the first update copies, later ones: ema = 0.7 ema + 0.3 w
+        if ema is None:
+            ema = [w.clone() for w in weights]
+        else:
+            ema = [0.7 * e + 0.3 * w for e, w in zip(ema, weights, strict=True)]
+        averages.append(ema)
+    assert len(averages) == 6 and len(recorder.validated) == 2 * 1  # 3 steps an epoch, 1 validation batch each
+    for seen, expected in zip(recorder.validated, (averages[2], averages[5]), strict=True):
+        for s, e in zip(seen, expected, strict=True):
+            torch.testing.assert_close(s, e)
+    for p, e in zip(model.parameters(), averages[-1], strict=True):  # after fit the model holds the average
+        torch.testing.assert_close(p.detach(), e)
+    saved = torch.load(fit.checkpoint_callback.last_model_path or fit.checkpoint_callback.best_model_path,
+                       weights_only=False)["state_dict"]
+    for (name, _), e in zip(model.named_parameters(), averages[-1], strict=True):
+        torch.testing.assert_close(saved[name], e)
+
+
+# -- channels_last and torch.compile -------------------------------------------------------------------------------
+
+def test_channels_last_gives_the_same_logits_with_nhwc_weights():
+    torch.manual_seed(0)
+    plain = DarknetClassifier(**TINY).eval()
+    nhwc = DarknetClassifier(**TINY, channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(nhwc(x), plain(x), atol=1e-5, rtol=1e-5)
+    conv = nhwc.net.layers[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_compiled_forward_is_built_once_per_process_and_reused_by_a_new_model():
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    compiled_call.cache_clear()
+    options = {"backend": "eager", "options": {}}  # a nested dict, as torch.compile's options, is a fine key
+    x = torch.randn(2, 3, 8, 8)
+    first = DarknetClassifier(**TINY, compile=True, compile_options=options).eval()
+    torch.testing.assert_close(first(x), first.net(x))
+    graphs = counters["stats"]["unique_graphs"]
+    second = DarknetClassifier(**TINY, compile=True, compile_options=options).eval()  # the next seed's model
+    torch.testing.assert_close(second(x), second.net(x))
+    assert counters["stats"]["unique_graphs"] == graphs >= 1
+    assert compiled_call.cache_info().currsize == 1
+
+
+# -- data: airbench's alternating flip -------------------------------------------------------------------------------
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch():
+    images = torch.arange(6 * 1 * 2 * 3, dtype=torch.uint8).view(6, 1, 2, 3)
+    first = torch.tensor([True, False, True, True, False, False])
+    for epoch in range(4):
+        out = alternating_flip(images, first, epoch)
+        for i in range(6):
+            mirrored = bool(first[i]) != (epoch % 2 == 1)
+            assert torch.equal(out[i], images[i, :, :, [2, 1, 0]] if mirrored else images[i])
+
+
+def test_training_batches_alternate_and_the_random_flip_is_off(tiny_cifar):
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, alternating_flip=True, pad=0)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    first = loader.flipped_first
+    assert first.dtype == torch.bool and len(first) == 24 and 0 < first.sum() < 24
+    by_image = {bytes(img.numpy()): i for i, img in enumerate(data.train_images)}
+    by_mirror = {bytes(img.flip(-1).numpy()): i for i, img in enumerate(data.train_images)}
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for images, _ in loader:
+            for img in images:
+                key = bytes(img.numpy())
+                i = by_image.get(key, by_mirror.get(key))
+                assert (key in by_mirror and key not in by_image) == (bool(first[i]) != (epoch % 2 == 1))
+    x = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    x[..., 0] = 255  # left column bright: a random flip would move it
+    data.trainer = trainer()
+    data.trainer.training = True
+    out, _ = data.on_after_batch_transfer((x, torch.zeros(8, dtype=torch.long)), 0)
+    assert (out[..., 0] > out[..., -1]).all()
+
+
+def test_tensor_batches_without_flip_bits_are_unchanged():
+    images = torch.arange(4 * 3, dtype=torch.uint8).view(4, 3, 1, 1)
+    batches = TensorBatches(images, torch.arange(4), 2, shuffle=False, drop_last=False)
+    assert torch.equal(torch.cat([b for b, _ in batches]), images)
+
+
+# -- the lean step: no host sync in training batches ---------------------------------------------------------------
+
+HOST_READS = ["item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"]
+
+
+class HostReads(L.Callback):
+    """Counts tensor reads by the host (each a device sync on a GPU) between a training batch's start and end."""
+
+    def __init__(self, monkeypatch):
+        self.inside, self.reads = False, []
+        for name in HOST_READS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, _name=name, **kwargs):
+                if self.inside:
+                    self.reads.append(_name)
+                return _original(tensor, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def on_train_batch_start(self, *args):
+        self.inside = True
+
+    def on_train_batch_end(self, *args):
+        self.inside = False
+
+
+def lean_fit(tiny_cifar, tmp_path, callbacks):
+    from lightning.pytorch.loggers import CSVLogger
+    model = DarknetClassifier(**TINY, whiten=2, whiten_images=8, tta="flip_translate", nesterov=True,
+                              label_smoothing=0.2, no_decay_bn_bias=True, bn_bias_lr_scale=64, one_cycle=None)
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=4, alternating_flip=True)
+    schedule = TrainingPhaseScheduler(one_cycle={"div": 20, "pct": 10}, plot=False)
+    trainer(max_epochs=2, logger=CSVLogger(tmp_path), log_every_n_steps=1000, limit_val_batches=0,
+            callbacks=[schedule, *callbacks]).fit(model, data)
+    return model
+
+
+def test_training_steps_read_nothing_back_to_the_host(tiny_cifar, tmp_path, monkeypatch):
+    reads = HostReads(monkeypatch)
+    model = lean_fit(tiny_cifar, tmp_path, [reads])
+    assert model.trainer.global_step == 12 and reads.reads == []
+    # the check itself works: Lightning's EMAWeightAveraging reads torch's AveragedModel.n_averaged twice an update
+    reads = HostReads(monkeypatch)
+    lean_fit(tiny_cifar, tmp_path, [EMAWeightAveraging(decay=0.9, update_every_n_steps=3), reads])
+    assert reads.reads.count("__bool__") == 2 * 12 // 3  # updates after steps 0, 3, 6, 9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="sync detection needs CUDA")
+def test_training_steps_do_not_synchronise_the_gpu(tiny_cifar, tmp_path):
+    class Strict(L.Callback):
+        def on_train_batch_start(self, *args):
+            torch.cuda.set_sync_debug_mode("error")
+
+        def on_train_batch_end(self, *args):
+            torch.cuda.set_sync_debug_mode("default")
+    try:
+        lean_fit(tiny_cifar, tmp_path, [Strict()])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

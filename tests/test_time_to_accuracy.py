@@ -1,0 +1,71 @@
+"""benchmarks/time_to_accuracy.py's smoke mode and configs/darknet_fast.yaml, end to end on the CPU."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+import train
+from benchmarks import time_to_accuracy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_FAST = ["--model.num_blocks", "[1, 0, 0]", "--model.widths", "[8, 16, 16]", "--model.num_classes", "3",
+             "--model.compile", "false", "--model.whiten_images", "16", "--trainer.precision", "32-true",
+             "--trainer.max_epochs", "2", "--data.batch_size", "8", "--data.eval_batch_size", "12"]
+
+
+def test_fast_config_runs_end_to_end_with_tiny_overrides(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    ema = "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging"  # the EMA, from the command line
+    train.main(["--system", "darknet_fast", "--data.data_dir", str(tiny_cifar), "--trainer.default_root_dir",
+                str(runs), *TINY_FAST, ema])
+    (run_dir,) = list(runs.iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 <= results["test"]["test/acc"] <= 1 and results["global_step"] == 6  # 24 images / 8, two epochs
+    assert "EMAWeightAveraging" in (run_dir / "config.yaml").read_text()
+
+
+def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
+    if not (SHARED_DATA / "cifar10-jpeg.tar.gz").exists():
+        pytest.skip("real CIFAR-10 archive not found")
+    result = time_to_accuracy.main(["--smoke", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
+                                    "--out", str(tmp_path / "out"), "--variant", "ls0=--model.label_smoothing 0"])
+    printed = capsys.readouterr().out
+    assert "airbench94 skipped (it needs CUDA)" in printed
+    runs = result["runs"]["ours"]
+    assert [r["seed"] for r in runs] == [0, 1] and all(0 <= r["accuracy"] <= 1 and r["seconds"] > 0 for r in runs)
+    summary = result["summary"]["ours"]
+    seconds = [r["seconds"] for r in runs]
+    assert summary["seconds"]["mean"] == pytest.approx(sum(seconds) / 2)
+    assert summary["seconds"]["std"] == pytest.approx(abs(seconds[0] - seconds[1]) / 2 ** 0.5)
+    assert set(result["first_run_seconds"]) == set(result["runs"]) == {"ours", "ours:ls0"}
+    assert len(result["runs"]["ours:ls0"]) == 2
+    assert json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())["summary"] == result["summary"]
+    assert "| ours | 2 |" in (tmp_path / "out" / "time_to_accuracy.md").read_text()
+    # airbench's files: uint8 NHWC images, labels and classes; ours: the python batches, same images
+    airbench = torch.load(tmp_path / "data" / "smoke" / "airbench" / "cifar10" / "test.pt")
+    assert airbench["images"].shape == (100, 32, 32, 3) and airbench["images"].dtype == torch.uint8
+    assert airbench["classes"][0] == "airplane" and torch.bincount(airbench["labels"]).tolist() == [10] * 10
+    with open(tmp_path / "data" / "smoke" / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        ours = pickle.load(f)
+    rows = torch.from_numpy(ours[b"data"]).view(100, 3, 32, 32)
+    assert torch.equal(rows.permute(0, 2, 3, 1), airbench["images"]) and ours[b"labels"] == airbench["labels"].tolist()
+
+
+def test_ratio_and_table_from_hand_made_runs():
+    runs = {"airbench94": [{"accuracy": 0.90, "seconds": 2.0}, {"accuracy": 0.92, "seconds": 2.4}],
+            "ours": [{"accuracy": 0.91, "seconds": 3.0}, {"accuracy": 0.93, "seconds": 3.6}],
+            "ours:short": [{"accuracy": 0.88, "seconds": 1.1}, {"accuracy": 0.88, "seconds": 1.1}]}
+    summary = {name: time_to_accuracy.summarise(r) for name, r in runs.items()}
+    assert summary["ours"]["seconds"]["std"] == pytest.approx(0.6 / 2 ** 0.5)
+    result = time_to_accuracy.compare(summary)
+    assert result["ratio"] == pytest.approx(3.3 / 2.2) and result["ratios"]["ours:short"] == pytest.approx(0.5)
+    assert result["accuracy_difference"] == pytest.approx(0.01)
+    table = time_to_accuracy.markdown({"device": "GPU", "date": "today", "command": "x", "summary": summary,
+                                       "first_run_seconds": {"ours": 9.0}, **result})
+    assert "| ours | 2 | 92.00% ± 1.41 | 3.30 ± 0.42 | 9.00 | 1.50 |" in table
+    assert "| airbench94 | 2 | 91.00% ± 1.41 | 2.20 ± 0.28 | 0.00 | - |" in table
+    assert "**1.50**" in table
