@@ -132,7 +132,7 @@ class CycleGAN(L.LightningModule):
                  fid_features: str | None = None):
         super().__init__()
         if gan_mode not in ("lsgan", "vanilla"):
-            raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla' (got {gan_mode!r})")
+            raise UserError(f"gan_mode must be 'lsgan' or 'vanilla' (got {gan_mode!r})")
         self.save_hyperparameters()
         self.automatic_optimization = False  # three optimizers stepped in the paper's order
         self.gen_a2b = init_cyclegan_(resnet_generator(n_blocks, ngf, upsample))
@@ -160,7 +160,7 @@ class CycleGAN(L.LightningModule):
     def forward(self, images: Tensor, direction: Literal["a2b", "b2a"] = "a2b") -> Tensor:
         """Translate [-1, 1] images A -> B (gen_a2b) or B -> A (gen_b2a); sides must be multiples of 4."""
         if direction not in ("a2b", "b2a"):
-            raise ValueError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
+            raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
         return (self.gen_a2b if direction == "a2b" else self.gen_b2a)(images)
 
     def generator_losses(self, real_a: Tensor, real_b: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from callbacks.errors import UserError
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
 
@@ -98,7 +99,7 @@ class DarknetClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if tta not in TTA_VIEWS:
-            raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
+            raise UserError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
         self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
                            widths, strides, downsample, whiten)
         if channels_last:
@@ -109,7 +110,7 @@ class DarknetClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
         if classes and len(classes) != self.hparams.num_classes:
-            raise ValueError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
+            raise UserError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
                              f"set --model.num_classes {len(classes)}")
         if stage == "fit" and self.net.whitening is not None:
             # from the data, so a checkpoint restored afterwards (resume, test) keeps its own filters
@@ -119,7 +120,7 @@ class DarknetClassifier(L.LightningModule):
         """`count` training images (the first of epoch 0's order) as the net sees them, on-device transforms done."""
         datamodule = self.trainer.datamodule
         if datamodule is None:
-            raise ValueError("whiten needs a LightningDataModule (trainer.fit(model, datamodule=...)) to take "
+            raise UserError("whiten needs a LightningDataModule (trainer.fit(model, datamodule=...)) to take "
                              "training images from; or set --model.whiten 0")
         device, images, seen = self.trainer.strategy.root_device, [], 0
         for batch in datamodule.train_dataloader():

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from lightning_modules.lbfgs import BatchLBFGS
 from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, saved_features
@@ -100,14 +101,14 @@ class StyleTransfer(L.LightningModule):
         self.style_layers, self.content_layer = list(style_layers) * (style_weight != 0), content_layer
         self.style_layer_weights = list(style_layer_weights or [1.0] * len(style_layers))
         if len(self.style_layer_weights) != len(style_layers):
-            raise ValueError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
+            raise UserError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
                              "style_layer_weights; give one weight per layer")
         if content_weight == 0 and style_weight == 0:
-            raise ValueError("content_weight and style_weight are both 0: nothing to optimize")
+            raise UserError("content_weight and style_weight are both 0: nothing to optimize")
         self.layers = self.style_layers + [content_layer] * (content_weight != 0)
         unknown = sorted(set(self.layers) - set(ends))
         if unknown:
-            raise ValueError(f"unknown layers {unknown}; VGG16's block ends are {list(ends)}")
+            raise UserError(f"unknown layers {unknown}; VGG16's block ends are {list(ends)}")
         self.layer_index = {name: ends[name] for name in dict.fromkeys(self.layers)}
         self.vgg = features[:max(self.layer_index.values()) + 1]  # nothing past the deepest layer used
         self.image = nn.Parameter(torch.empty(0))  # shaped from the content batch in setup()
@@ -118,16 +119,16 @@ class StyleTransfer(L.LightningModule):
     def setup(self, stage: str) -> None:
         trainer = self.trainer
         if trainer.precision not in ("32-true", "64-true", "bf16-mixed"):
-            raise ValueError(f"precision {trainer.precision} does not suit L-BFGS (Lightning's 16-mixed GradScaler "
+            raise UserError(f"precision {trainer.precision} does not suit L-BFGS (Lightning's 16-mixed GradScaler "
                              "cannot step a closure optimizer); use --trainer.precision 32-true or bf16-mixed")
         if trainer.world_size > 1:
-            raise ValueError("style transfer optimizes one image tensor on one device; give a batch of content "
+            raise UserError("style transfer optimizes one image tensor on one device; give a batch of content "
                              "images instead of --trainer.devices > 1")
         if trainer.max_steps is None or trainer.max_steps < 0:
-            raise ValueError("set --trainer.max_steps: the number of L-BFGS iterations (the seed: 1000)")
+            raise UserError("set --trainer.max_steps: the number of L-BFGS iterations (the seed: 1000)")
         content = getattr(trainer.datamodule, "content", None)
         if content is None:
-            raise ValueError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")
+            raise UserError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")
         if self.image.shape != content.shape:
             start = median_filtered_noise(content.shape) if self.hparams.init == "noise" else content.clone()
             self.image = nn.Parameter(start)

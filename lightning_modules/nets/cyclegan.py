@@ -10,6 +10,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from callbacks.errors import UserError
+
 Norm = Callable[[int], nn.Module]
 instance_norm: Norm = partial(nn.InstanceNorm2d, affine=False)  # the paper's; convs keep their bias
 
@@ -35,7 +37,7 @@ def upsample_norm_relu(ni: int, nf: int, mode: str, norm: Norm = instance_norm) 
     elif mode == "resize":
         up = [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(ni, nf, 3)]
     else:
-        raise ValueError(f"upsample must be 'transposed' or 'resize' (got {mode!r})")
+        raise UserError(f"upsample must be 'transposed' or 'resize' (got {mode!r})")
     return nn.Sequential(*up, norm(nf), nn.ReLU(inplace=True))
 
 
@@ -58,7 +60,7 @@ def resnet_generator(n_blocks: int = 9, ngf: int = 64, upsample: Literal["transp
     Height and width must be multiples of 4 for the output to match the input (two stride-2 steps).
     """
     if n_blocks < 0 or ngf < 1:
-        raise ValueError(f"n_blocks must be >= 0 and ngf >= 1 (got n_blocks={n_blocks}, ngf={ngf})")
+        raise UserError(f"n_blocks must be >= 0 and ngf >= 1 (got n_blocks={n_blocks}, ngf={ngf})")
     return nn.Sequential(
         conv_norm_relu(channels, ngf, 7, norm=norm),                  # (N, 64, H, W)
         conv_norm_relu(ngf, ngf * 2, 3, stride=2, norm=norm),         # (N, 128, H/2, W/2)

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from callbacks.errors import UserError
+
 
 def conv_layer(ni: int, nf: int, ks: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -94,18 +96,18 @@ class Darknet(nn.Module):
                  bottleneck: float = 0.5, checkpoint: bool = False, zero_init_residual: bool = True,
                  widths=None, strides=None, downsample: str = "conv", whiten: int = 0):
         if not num_blocks or any(n < 0 for n in num_blocks):
-            raise ValueError(f"num_blocks must be a non-empty list of counts >= 0 (got {num_blocks})")
+            raise UserError(f"num_blocks must be a non-empty list of counts >= 0 (got {num_blocks})")
         # group 1 keeps the resolution: the seed's stride 2-(i==1) leaves 32px CIFAR at 2x2, not 1x1
         strides = list(strides) if strides is not None else [2 - (i == 1) for i in range(len(num_blocks))]
         widths = list(widths) if widths is not None else [nf * 2 ** (i + 1) for i in range(len(num_blocks))]
         for name, values in (("widths", widths), ("strides", strides)):
             if len(values) != len(num_blocks) or any(v < 1 for v in values):
-                raise ValueError(f"{name} needs one value >= 1 per group of num_blocks ({len(num_blocks)}), "
+                raise UserError(f"{name} needs one value >= 1 per group of num_blocks ({len(num_blocks)}), "
                                  f"got {values}")
         if downsample not in ("conv", "maxpool"):
-            raise ValueError(f"downsample must be 'conv' or 'maxpool' (got {downsample!r})")
+            raise UserError(f"downsample must be 'conv' or 'maxpool' (got {downsample!r})")
         if whiten < 0:
-            raise ValueError(f"whiten must be 0 (the seed's conv stem) or a kernel size >= 1 (got {whiten})")
+            raise UserError(f"whiten must be 0 (the seed's conv stem) or a kernel size >= 1 (got {whiten})")
         layers = [whitening_layer(whiten) if whiten else conv_layer(3, nf)]
         ni = 2 * 3 * whiten * whiten if whiten else nf
         for n, width, stride in zip(num_blocks, widths, strides, strict=True):

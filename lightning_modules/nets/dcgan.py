@@ -2,10 +2,12 @@
 
 from torch import nn
 
+from callbacks.errors import UserError
+
 
 def check_isize(isize: int) -> None:
     if isize < 16 or isize % 16:
-        raise ValueError(f"isize must be a multiple of 16 (got {isize}): the pyramid halves the grid down to "
+        raise UserError(f"isize must be a multiple of 16 (got {isize}): the pyramid halves the grid down to "
                          f"4x4; try --model.isize {max(16, round(isize / 16) * 16)}")
 
 
