@@ -1,3 +1,4 @@
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__import__("os").environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CLASSES = ["cat", "dog", "frog"]
 sys.path.insert(0, str(ROOT))  # train.py is a script at the root, not a package
 
@@ -117,6 +118,17 @@ def make_style_images(folder: Path) -> tuple[list[Path], Path]:
 @pytest.fixture
 def style_images(tmp_path) -> tuple[list[Path], Path]:
     return make_style_images(tmp_path / "style_images")
+
+
+@pytest.fixture(autouse=True)
+def same_environment():
+    """Each test starts from the same os.environ: train.py (DL2_RUN_NAME) and Lightning's DDP launcher
+    (MASTER_PORT, LOCAL_RANK, ...) write to it in-process, and a leaked MASTER_PORT made later DDP tests
+    fail with EADDRINUSE, a leaked run name made later jobs share a folder."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
