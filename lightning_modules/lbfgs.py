@@ -45,7 +45,8 @@ class BatchLBFGS(torch.optim.Optimizer):
             loss = closure()
         if param.grad is None:
             raise RuntimeError("the closure's loss does not depend on the optimized tensor")
-        g = param.grad.reshape(len(param), -1).float().clone()  # (N, D); kept as prev_g past zero_grad
+        # (N, D), at least fp32 (fp64 under 64-true); kept as prev_g past zero_grad
+        g = param.grad.reshape(len(param), -1).to(torch.promote_types(param.grad.dtype, torch.float32)).clone()
         state = self.state[param]
         if not state:  # first iteration: steepest descent with torch's first step length
             state.update(n_iter=0, y=[], s=[], ro=[], rows=[[] for _ in range(len(param))],

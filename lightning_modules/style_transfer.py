@@ -157,7 +157,9 @@ class StyleTransfer(L.LightningModule):
         """Activations at the chosen block ends, captured by the seed's SaveFeatures hooks."""
         with saved_features([self.vgg[i] for i in self.layer_index.values()]) as hooks:
             self.vgg(normalize_imagenet(images))
-        return {name: hook.features.float() for name, hook in zip(self.layer_index, hooks, strict=True)}
+        # losses in at least fp32 (bf16 features are promoted; 64-true keeps fp64)
+        return {name: hook.features.to(torch.promote_types(hook.features.dtype, torch.float32))
+                for name, hook in zip(self.layer_index, hooks, strict=True)}
 
     def targets(self, content: Tensor, style: Tensor) -> tuple[Tensor | None, list[Tensor]]:
         """Content activations and style Gram matrices, computed once (they never change)."""
