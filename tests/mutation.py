@@ -3,7 +3,7 @@
     python tests/mutation.py                  # every target below, one after the other
     python tests/mutation.py wgan augment     # some of them
     python tests/mutation.py --list           # the targets, their functions and their tests
-    mutmut results; mutmut show <id>          # what survived, and the change that survived
+    python tests/mutation.py --report         # per target: killed / mutants (score), then each survivor's change
 
 Each target names a file, the functions in it that hold the algorithm (losses, steps, decay formulas,
 augmentation...), and the few fast test files that check them: mutmut changes one thing at a time in
@@ -166,7 +166,39 @@ def run(name: str, address: str) -> int:
     return 0
 
 
+def report() -> int:
+    """Score per target from .mutmut-cache, and the changed line of every mutant not killed."""
+    import sqlite3
+
+    from mutmut import Context, RelativeMutationID, mutate
+
+    rows = sqlite3.connect(ROOT / ".mutmut-cache").execute(
+        "SELECT f.filename, l.line, l.line_number, m.\"index\", m.status FROM mutant m JOIN line l ON m.line = l.id"
+        " JOIN sourcefile f ON l.sourcefile = f.id").fetchall()
+    for name, target in TARGETS.items():
+        lines = function_lines(target.path, target.functions)
+        mine = [r for r in rows if r[0] == target.path and r[2] in lines and r[4] != "skipped"]
+        if not mine:
+            print(f"{name}: not run")
+            continue
+        killed = sum(r[4] == "ok_killed" for r in mine)
+        untested = sum(r[4] == "untested" for r in mine)
+        print(f"{name}: {killed} / {len(mine) - untested} killed ({100 * killed / max(1, len(mine) - untested):.0f}%)"
+              + (f", {untested} not yet tested" if untested else ""))
+        source = (ROOT / target.path).read_text()
+        for filename, line, number, index, status in sorted(mine, key=lambda r: (r[2], r[3])):
+            if status in ("ok_killed", "untested"):
+                continue
+            context = Context(source=source, filename=filename, dict_synonyms=[],
+                              mutation_id=RelativeMutationID(line, index, number))
+            changed = mutate(context)[0].split("\n")[number] if line in source else "(line changed since)"
+            print(f"  {status} {filename}:{number + 1}\n    - {line.strip()}\n    + {changed.strip()}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--report"]:
+        return report()
     if argv[:1] == ["--serve"]:
         return serve(argv[1])
     if argv[:1] == ["--client"]:

@@ -74,3 +74,19 @@ def test_normalize_matches_the_formula_on_random_pixels():
         / torch.tensor(std, dtype=torch.double).view(1, 3, 1, 1)
     assert torch.allclose(normalize(x, mean, std).double(), expected, atol=1e-5)
     assert torch.equal(x, x.clone())  # the input is left as it was
+
+
+def test_padding_as_wide_as_the_image_is_allowed():
+    x = torch.randn(1, 2, 4, 4)
+    out = random_crop(x, 12, pad=4)  # one window: the whole padded image
+    expected = np.pad(x.numpy(), ((0, 0), (0, 0), (4, 4), (4, 4)), mode="symmetric")
+    assert torch.equal(out, torch.from_numpy(expected))
+
+
+def test_flip_keeps_the_shape_and_flips_all_channels_of_an_image_together():
+    x = torch.randn(400, 3, 2, 5)
+    out = random_flip(x, generator=torch.Generator().manual_seed(4))
+    assert out.shape == x.shape
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    assert torch.equal(out[flipped], x[flipped].flip(-1)) and torch.equal(out[~flipped], x[~flipped])
+    assert 150 < flipped.sum() < 250
