@@ -56,7 +56,8 @@ TARGETS = {
     "wgan": Target("lightning_modules/wgan.py",
                    ("WGAN.d_iters", "WGAN.training_step", "WGAN.out_of_batches", "WGAN.critic_step",
                     "WGAN.clip_critic_weights", "WGAN.penalty", "WGAN.generator_step"),
-                   ("tests/test_wgan_steps.py",)),
+                   ("tests/test_wgan_steps.py", "tests/test_wgan.py", "-k",
+                    "test_wgan_steps or penalty_matches or iteration_counts or max_steps_counts or sample_grid")),
     "cyclegan": Target("lightning_modules/cyclegan.py",
                        ("gan_loss", "cycle_loss", "identity_loss", "linear_decay", "ImagePool.query",
                         "CycleGAN.generator_losses", "CycleGAN.discriminator_loss", "CycleGAN.training_step"),
@@ -70,7 +71,7 @@ TARGETS = {
                     ("tests/test_style_lbfgs.py",)),
 }
 
-_lines: dict[str, set[int]] = {}  # file -> 0-based line numbers mutmut may change
+_lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
 
 
 def function_lines(path: str, functions: tuple[str, ...]) -> set[int]:
@@ -98,8 +99,11 @@ def function_lines(path: str, functions: tuple[str, ...]) -> set[int]:
 LOGGING = ("self.log(", "self.log_dict(", "self.log_visuals(", "self.log_samples(")
 
 
-def pre_mutation(context) -> None:  # mutmut's hook, called before each mutant
-    lines = _lines.get(os.path.relpath(context.filename, ROOT))
+def pre_mutation(context) -> None:  # mutmut's hook (tests/mutmut_config.py), called before each mutant
+    name = os.environ["MUTATION_TARGET"]  # mutmut checks mutants in a spawned process: the target comes this way
+    if name not in _lines:
+        _lines[name] = function_lines(TARGETS[name].path, TARGETS[name].functions)
+    lines = _lines[name] if os.path.relpath(context.filename, ROOT) == TARGETS[name].path else None
     if lines is None or context.current_line_index not in lines:
         context.skip = True
     elif context.current_source_line.strip().startswith(LOGGING):  # what is logged, not what is trained
@@ -165,11 +169,11 @@ def run(name: str, address: str) -> int:
     from mutmut.__main__ import climain
 
     target = TARGETS[name]
-    _lines.clear()
-    _lines[target.path] = function_lines(target.path, target.functions)
+    os.environ["MUTATION_TARGET"] = name
+    _lines[name] = function_lines(target.path, target.functions)
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,
                        *(f'"{t}"' if " " in t else t for t in target.tests)])
-    print(f"== {name}: {target.path} ({len(_lines[target.path])} lines), tests: {' '.join(target.tests)}", flush=True)
+    print(f"== {name}: {target.path} ({len(_lines[name])} lines), tests: {' '.join(target.tests)}", flush=True)
     try:  # timeouts generous: the tests share a busy CPU
         climain.main(["run", "--paths-to-mutate", target.path, "--runner", runner, "--tests-dir", "tests",
                       "--disable-mutation-types", "string,fstring", "--simple-output", "--no-progress"],
@@ -229,7 +233,6 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # no cached bytecode of a mutant
-    sys.modules["mutmut_config"] = sys.modules[__name__]  # mutmut imports its hooks under this name
     import subprocess
     import tempfile
     import time
