@@ -79,3 +79,32 @@ def test_first_batch_matches_hand_written_adam_steps_on_the_right_domains(tiny_u
         assert not torch.equal(first.pooled["a"], first.pooled["fake_a"])
         assert not torch.equal(first.pooled["b"], first.pooled["fake_b"])
         assert not close(first.got["disc_a"], first.expected["disc_a_bare"], 1e-3)
+
+
+def test_pool_of_size_zero_passes_the_fakes_through_and_keeps_none():
+    from lightning_modules.cyclegan import ImagePool
+    pool, fakes = ImagePool(0, seed=0), torch.randn(3, 1, 2, 2)
+    assert pool.query(fakes) is fakes and pool.images == []
+
+
+def test_pool_never_holds_more_than_its_size_and_hands_back_what_it_held():
+    from lightning_modules.cyclegan import ImagePool
+    pool = ImagePool(2, seed=0)
+    seen = []
+    for i in range(40):
+        fake = torch.full((1, 1, 1, 1), float(i))
+        held = [x.item() for x in pool.images]
+        out = pool.query(fake).item()
+        assert len(pool.images) == min(i + 1, 2)
+        assert out == i or (i >= 2 and out in held and i in [x.item() for x in pool.images])  # swapped in
+        seen.append(out != i)
+    assert 10 < sum(seen) < 30  # a stored image about half the time once full (38 draws)
+
+
+def test_linear_decay_is_the_reference_lambda_rule_stepped_at_each_epochs_end():
+    from lightning_modules.cyclegan import linear_decay
+    for n, nd in ((100, 100), (3, 5), (1, 1)):
+        # the reference: lambda_rule(e) = 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count 1
+        expected = [1 - max(0, e + 1 - n) / (nd + 1) for e in range(n + nd)]
+        assert [linear_decay(e, n, nd) for e in range(n + nd)] == pytest.approx(expected)
+        assert linear_decay(n + nd + 5, n, nd) == 0.0  # past the end: 0, never negative
