@@ -74,3 +74,12 @@ def test_no_padding_and_no_flip_leave_training_batches_normalised_only():
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     out = transferred(images, training=True, pad=0, flip=False)
     assert torch.allclose(out.double(), by_hand(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_another_image_size_is_an_antialiased_bilinear_resize_of_the_normalised_batch(training):
+    from torchvision.transforms.v2.functional import resize
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    out = transferred(images, training=training, image_size=16, pad=0, flip=False)
+    expected = resize(by_hand(images).float(), [16, 16], antialias=True)  # torchvision's, as the reference
+    assert out.shape == (4, 3, 16, 16) and torch.allclose(out, expected, atol=1e-4)
