@@ -54,3 +54,20 @@ def test_groups_with_zero_res_layers_are_allowed_and_negative_counts_are_not():
     assert net(torch.randn(2, 3, 8, 8)).shape == (2, 3)
     with pytest.raises(ValueError, match="num_blocks"):
         Darknet([1, -1])
+
+
+def test_each_group_halves_the_resolution_except_the_second():
+    net = Darknet([1, 1, 1, 1, 1], num_classes=3, nf=4)
+    group_convs = [m for m in net.layers[1:] if isinstance(m, nn.Sequential)]  # after the stem
+    assert [m[0].stride for m in group_convs] == [(2, 2), (1, 1), (2, 2), (2, 2), (2, 2)]  # the seed's 2-(i==1)
+    assert [m[0].out_channels for m in group_convs] == [8, 16, 32, 64, 128]
+
+
+def test_zero_init_zeroes_the_last_batchnorm_of_each_residual_only():
+    net = Darknet([1, 2], num_classes=3, nf=4)
+    for layer in (m for m in net.modules() if isinstance(m, ResLayer)):
+        assert torch.equal(layer.body[1][1].weight, torch.zeros_like(layer.body[1][1].weight))
+        assert torch.equal(layer.body[0][1].weight, torch.ones_like(layer.body[0][1].weight))
+    plain = Darknet([1], num_classes=3, nf=4, zero_init_residual=False)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in plain.modules()
+               if isinstance(m, nn.BatchNorm2d))
