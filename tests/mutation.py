@@ -166,6 +166,8 @@ def client(address: str, args: list[str]) -> int:
 
 
 def run(name: str, address: str) -> int:
+    import time
+
     from mutmut.__main__ import climain
 
     target = TARGETS[name]
@@ -174,12 +176,15 @@ def run(name: str, address: str) -> int:
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,
                        *(f'"{t}"' if " " in t else t for t in target.tests)])
     print(f"== {name}: {target.path} ({len(_lines[name])} lines), tests: {' '.join(target.tests)}", flush=True)
-    try:  # timeouts generous: the tests share a busy CPU
+    start = time.perf_counter()
+    try:
         climain.main(["run", "--paths-to-mutate", target.path, "--runner", runner, "--tests-dir", "tests",
                       "--disable-mutation-types", "string,fstring", "--simple-output", "--no-progress"],
                      standalone_mode=False)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 
