@@ -139,3 +139,11 @@ def test_d_iters_is_the_seeds_schedule(d_iters, d_iters_long, long_until, long_e
     long = [g for g in range(1200) if g < long_until or g % long_every == 0]
     assert [g for g, d in enumerate(got) if d == d_iters_long] == long
     assert all(d == d_iters for g, d in enumerate(got) if g not in long)
+
+
+def test_a_single_step_training_still_ends_with_a_generator_step(tmp_path):
+    # the seed's loop gives the generator its step when the data (here max_steps = 1) runs out mid-group
+    images = write_images(tmp_path / "images")
+    model = WGAN(**TINY)
+    fit(model, images, tmp_path, max_steps=1)
+    assert (model.critic_iterations, model.gen_iterations) == (1, 1)
