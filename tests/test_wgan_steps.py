@@ -91,7 +91,7 @@ def fit(model, images, tmp_path, max_steps):
               enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path).fit(model, data)
 
 
-@pytest.mark.parametrize("gradient_penalty", [0.0, 10.0], ids=["clip", "penalty"])
+@pytest.mark.parametrize("gradient_penalty", [0.0, 10.0, 0.5], ids=["clip", "penalty", "small-penalty"])
 def test_first_critic_and_generator_steps_match_hand_written_steps(tmp_path, gradient_penalty):
     images = write_images(tmp_path / "images")
     model = WGAN(**{**TINY, "lr": 1e-3, "gradient_penalty": gradient_penalty})
