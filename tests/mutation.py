@@ -68,7 +68,7 @@ TARGETS = {
                               "test_style_losses or gram")),
     "lbfgs": Target("lightning_modules/lbfgs.py",
                     ("rowdot", "BatchLBFGS.step", "BatchLBFGS._remember", "BatchLBFGS._direction"),
-                    ("tests/test_style_lbfgs.py",)),
+                    ("tests/test_lbfgs_core.py", "tests/test_style_lbfgs.py")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

@@ -139,3 +139,9 @@ def test_apply_writes_lr_times_multiplier_momentum_and_weight_decay_into_every_g
     optimizer.param_groups[0]["lr"] = 7.0
     s._apply(trainer)
     assert optimizer.param_groups[0]["lr"] == 7.0
+
+
+def test_sgdr_cycles_grow_by_powers_of_cycle_mult():
+    from callbacks import sgdr
+    phases = sgdr(lr=0.1, num_cycle=4, cycle_len=1, cycle_mult=3)
+    assert [p.epochs for p in phases] == pytest.approx([0.05, 0.95, 3, 9, 27])
