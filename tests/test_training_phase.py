@@ -340,3 +340,14 @@ def test_phases_written_alike_train_alike_with_the_default_momentum(tiny_cifar):
     assert [m for _, _, m in steps] == [0.9] * 3 * BATCHES
     assert TrainingPhase(1).momentum_at(0.5) == 0.9
     assert TrainingPhase(1, momentum=None).momentum_at(0.5) is None  # left to the optimizer
+
+
+@pytest.mark.parametrize("max_epochs, warns", [(1, True), (2, False)])
+def test_fractional_phases_longer_than_max_epochs_warn(tiny_cifar, max_epochs, warns):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps, _, _ = fit(tiny_cifar, [TrainingPhase(1.5, "SGD", 0.1)], max_epochs=max_epochs)
+    said = [str(w.message) for w in caught if "ends training before the phases" in str(w.message)]
+    assert said == ([f"max_epochs={max_epochs} ends training before the phases (1.5 epochs)"] if warns else [])
+    assert len(steps) == min(max_epochs * BATCHES, 9)
