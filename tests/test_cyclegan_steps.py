@@ -108,3 +108,11 @@ def test_linear_decay_is_the_reference_lambda_rule_stepped_at_each_epochs_end():
         expected = [1 - max(0, e + 1 - n) / (nd + 1) for e in range(n + nd)]
         assert [linear_decay(e, n, nd) for e in range(n + nd)] == pytest.approx(expected)
         assert linear_decay(n + nd + 5, n, nd) == 0.0  # past the end: 0, never negative
+
+
+def test_batches_are_counted_and_visuals_logged_at_the_first_then_every_nth(tiny_unpaired, tmp_path):
+    model = tiny_model(log_images_every_n_batches=2)
+    logged = []
+    model.log_visuals = lambda key, visuals, step, n=4: logged.append(step)
+    trainer(tmp_path, max_steps=3 * 3).fit(model, datamodule=tiny_data(tiny_unpaired))  # 3 optimizer steps a batch
+    assert model.batches_trained == 3 and logged == [1, 3]
