@@ -2,11 +2,13 @@
 
 import bisect
 import inspect
+import math
 import warnings
 from itertools import accumulate
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.training_phase import TrainingPhase
@@ -18,9 +20,11 @@ class TrainingPhaseScheduler(L.Callback):
     """Sets lr and momentum before every batch, switches the optimizer and the data at phase boundaries.
 
     Give exactly one of `phases`, `one_cycle` (keyword arguments of `one_cycle()`) or `sgdr` (of `sgdr()`).
-    Phase lengths are in epochs of the first data; the position is counted in batches and saved in
-    checkpoints, so a resumed run follows the same trajectory. With several optimizers (the GANs) each
-    gets the same lr and momentum and keeps its class. After the last phase lr and momentum are left
+    Phase lengths are in epochs of the first data. The position is counted in optimizer steps (batches,
+    unless `accumulate_grad_batches` > 1: then an epoch is ceil(batches / accumulate) steps, as Lightning
+    also steps at an epoch's last batch) and saved in checkpoints, so a resumed run follows the same
+    trajectory. With several optimizers (the GANs) each gets the same lr and momentum, keeps its class,
+    and the position counts batches. After the last phase lr and momentum are left
     alone (e.g. for StochasticWeightAveraging's own schedule).
 
     Args:
@@ -43,15 +47,21 @@ class TrainingPhaseScheduler(L.Callback):
         self.recipe = ("one_cycle", one_cycle) if one_cycle is not None else ("sgdr", sgdr)
         self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
         self.set_max_steps, self.plot = set_max_steps, plot
-        self.batches_seen = 0  # position in the schedule, saved in checkpoints
+        self.batches_seen = 0  # position in the schedule (optimizer steps), saved in checkpoints
         self.phase_index = 0
-        self.ends: list[int] = []  # cumulative phase ends, in batches
+        self.ends: list[int] = []  # cumulative phase ends, in optimizer steps
         self._optimizer_key = None
+        self._global_step = 0  # the trainer's, to tell a batch that stepped from one that accumulated
 
     # -- where we are ------------------------------------------------------------------------------
-    def phase_ends(self, batches_per_epoch: int) -> list[int]:
-        """Cumulative phase ends in batches, rounded once so fractional phases lose no batch in total."""
-        return [round(end * batches_per_epoch) for end in accumulate(p.epochs for p in self.phases)]
+    def phase_ends(self, steps_per_epoch: int) -> list[int]:
+        """Cumulative phase ends in optimizer steps, rounded once so fractional phases lose no step in total."""
+        return [round(end * steps_per_epoch) for end in accumulate(p.epochs for p in self.phases)]
+
+    @staticmethod
+    def steps_per_epoch(trainer) -> int:
+        """Optimizer steps in an epoch: Lightning steps every `accumulate_grad_batches` and at the last batch."""
+        return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
 
     def locate(self, batch: int) -> tuple[int, float] | None:
         """(phase index, fraction i/n of it) of a batch number, or None past the last phase."""
@@ -78,20 +88,23 @@ class TrainingPhaseScheduler(L.Callback):
         if name == "sgdr":
             return sgdr_phases(**kwargs)
         if "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when that ends it first
-            total = trainer.estimated_stepping_batches * trainer.accumulate_grad_batches
+            total = trainer.estimated_stepping_batches
             if total == float("inf"):
                 raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
-            kwargs["cycle_len"] = total / trainer.num_training_batches
+            kwargs["cycle_len"] = total / self.steps_per_epoch(trainer)
         return one_cycle_phases(**kwargs)
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches
         if batches == float("inf"):
             raise ValueError("TrainingPhaseScheduler needs a training dataloader with a length")
-        self.ends = self.phase_ends(batches)
+        # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
+        self.ends = self.phase_ends(self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches)
+        self._global_step = trainer.global_step
         if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
-            trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]
-            if trainer.max_epochs is not None and trainer.max_epochs * batches < self.ends[-1]:
+            trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]  # Lightning's max_steps counts optimizer steps
+            steps = self.steps_per_epoch(trainer)
+            if trainer.max_epochs is not None and trainer.max_epochs * steps < self.ends[-1]:
                 warnings.warn(f"max_epochs={trainer.max_epochs} ends training before the phases "
                               f"({sum(p.epochs for p in self.phases):g} epochs)", stacklevel=1)
         self._apply(trainer)
@@ -99,6 +112,10 @@ class TrainingPhaseScheduler(L.Callback):
             self._plot(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.automatic_optimization:  # a batch that only accumulated gradients keeps the position
+            if trainer.global_step == self._global_step:
+                return
+            self._global_step = trainer.global_step
         self.batches_seen += 1
         self._apply(trainer)  # for the next batch, so LearningRateMonitor logs the lr the step will use
 
@@ -126,7 +143,7 @@ class TrainingPhaseScheduler(L.Callback):
             for group, multiplier in zip(groups, multipliers, strict=True):
                 group["lr"] = lr * multiplier * group.get("lr_scale", 1.0)  # a model's own group scale
                 if momentum is not None:
-                    set_momentum(group, momentum)
+                    set_momentum(group, momentum, optimizer)
                 if phase.weight_decay is not None:
                     group["weight_decay"] = phase.weight_decay
 
@@ -154,12 +171,21 @@ class TrainingPhaseScheduler(L.Callback):
                 logger.log_image(key="lr_schedule", images=[str(path)])
 
 
-def set_momentum(group: dict, value: float) -> None:
-    """Momentum is SGD's and RMSprop's `momentum` and Adam-type optimizers' beta1."""
+def set_momentum(group: dict, value: float, optimizer=None) -> None:
+    """Momentum is SGD's and RMSprop's `momentum` and Adam-type optimizers' beta1.
+
+    torch's RMSprop creates its momentum buffer at a parameter's first step only if momentum > 0 then, and
+    later reads it unconditionally: momentum turned on after that gets the zero buffer RMSprop starts from.
+    """
     if "betas" in group:
         group["betas"] = (value, *group["betas"][1:])
     elif "momentum" in group:
         group["momentum"] = value
+        if value > 0 and isinstance(optimizer, torch.optim.RMSprop):
+            for param in group["params"]:
+                state = optimizer.state.get(param)
+                if state and "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
 def build_optimizer(phase: TrainingPhase, old):

@@ -71,7 +71,11 @@ class TrainingPhase:
         opt_fn: optimizer class or its name (`SGD`, `RMSprop`, `Adam`, a dotted path).
         lr: a value, or (start, end) for a decay; a decay given one value goes to 0, as in the seed.
         lr_decay: how lr goes from start to end; (POLYNOMIAL, p) also accepted, as in the seed.
-        momentum: SGD or RMSprop momentum, Adam's beta1; a value or (start, end); None leaves it alone.
+        momentum: SGD or RMSprop momentum, Adam's beta1; a value or (start, end). 0.9 by default, as fastai's
+            TrainingPhase: it is always set, so two phases written alike train alike whatever optimizer the
+            previous phase left (a rebuilt optimizer would otherwise get torch's default, 0 for SGD and
+            RMSprop). None leaves it to the optimizer (e.g. the GANs' RMSprop without momentum, or Adam's
+            own betas); a phase that switches the optimizer class then gets the class's default.
         momentum_decay: as lr_decay, for momentum.
         power: exponent p of POLYNOMIAL decays.
         weight_decay: set on every parameter group for this phase; None keeps what the optimizer has.
@@ -84,7 +88,7 @@ class TrainingPhase:
     opt_fn: str | type = "SGD"
     lr: Pair = 1e-2
     lr_decay: DecayType | str | tuple = DecayType.NO
-    momentum: Pair | None = None
+    momentum: Pair | None = 0.9
     momentum_decay: DecayType | str = DecayType.NO
     power: float = 2.0
     weight_decay: float | None = None

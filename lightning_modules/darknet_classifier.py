@@ -60,7 +60,7 @@ class DarknetClassifier(L.LightningModule):
         zero_init_residual: start every ResLayer as the identity (its last BatchNorm weight 0); without it
             the default net diverged within 10 steps on CIFAR-10 here.
         num_classes: output classes.
-        lr: peak learning rate (the seed: 1.3 at batch 512 for a 30-epoch cycle; a 1-epoch cycle at 1.3
+        lr: peak learning rate (the seed: 1.3 at batch 256 for a 30-epoch cycle; a 1-epoch cycle at 1.3
             diverged here, so configs/darknet.yaml uses 0.4).
         momentum: SGD momentum when no schedule sets it.
         weight_decay: L2 penalty on every parameter, as fastai 0.7 applied it (the seed: 1e-4).

@@ -35,14 +35,15 @@ class ShapeRecorder(L.Callback):
         self.sizes.append(batch[0].shape[-1])
 
 
-def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, **scheduler_kwargs):
+def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, trainer_kwargs=None,
+        **scheduler_kwargs):
     torch.manual_seed(0)
     recorder = Recorder()
     trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                         enable_checkpointing=root is not None, default_root_dir=root,
                         callbacks=[TrainingPhaseScheduler(phases, plot=False, **scheduler_kwargs), recorder,
-                                   *callbacks])
+                                   *callbacks], **(trainer_kwargs or {}))
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
     trainer.fit(model, CIFAR10DataModule(str(data_dir), batch_size=4, download=False), ckpt_path=ckpt_path)
     return recorder.steps, trainer, model
@@ -275,3 +276,78 @@ def test_phases_written_in_yaml_as_in_the_readme_parse_to_the_same_phases():
     assert phases == [TrainingPhase(1, "RMSprop", 1e-3, momentum=0.9, data={"image_size": 28}),
                       TrainingPhase(2.5, "SGD", (0.4, 0.004), DecayType.COSINE, momentum=0.9,
                                     opt_kwargs={"nesterov": True}, data={"image_size": 32})]
+
+
+class BatchCounter(L.Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("accumulate, batches", [(3, 9), (4, 10)])
+def test_gradient_accumulation_counts_optimizer_steps(tiny_cifar, accumulate, batches):
+    # 6 batches per epoch are ceil(6 / accumulate) = 2 optimizer steps (Lightning also steps at an epoch's last
+    # batch): 0.5 + 1.0 epochs are 1 + 2 steps, with the lr of the step's position in its phase
+    counter = BatchCounter()
+    phases = [TrainingPhase(0.5, "SGD", 0.1), TrainingPhase(1.0, "SGD", (0.2, 0.0), "linear")]
+    steps, trainer, _ = fit(tiny_cifar, phases, callbacks=[counter],
+                            trainer_kwargs={"accumulate_grad_batches": accumulate})
+    assert [lrs[0] for _, lrs, _ in steps] == pytest.approx([0.1, 0.2, 0.1])
+    assert trainer.global_step == 3 and counter.batches == batches
+
+
+def rmsprop_reference(param, grads, lr, alpha, eps, momenta):
+    """torch's RMSprop written out: square average from 0; a momentum buffer from 0, kept only while momentum > 0."""
+    square, buffer, p = torch.zeros_like(param), torch.zeros_like(param), param.clone()
+    for grad, momentum in zip(grads, momenta, strict=True):
+        square = alpha * square + (1 - alpha) * grad**2
+        buffer = momentum * buffer + grad / (square.sqrt() + eps) if momentum > 0 else torch.zeros_like(param)
+        p = p - lr * (buffer if momentum > 0 else grad / (square.sqrt() + eps))
+    return p
+
+
+def test_momentum_turned_on_for_an_rmsprop_built_without_it_starts_from_a_zero_buffer():
+    from callbacks.phase_scheduler import set_momentum
+    param = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    optimizer = torch.optim.RMSprop([param], lr=0.01, alpha=0.9, eps=1e-8, momentum=0.0)
+    grads = [torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 1.0, -0.5]), torch.tensor([0.2, -0.3, 0.4])]
+    momenta = [0.0, 0.9, 0.5]
+    expected_param = rmsprop_reference(param.detach(), grads, 0.01, 0.9, 1e-8, momenta)
+    for grad, momentum in zip(grads, momenta, strict=True):
+        set_momentum(optimizer.param_groups[0], momentum, optimizer)
+        param.grad = grad
+        optimizer.step()
+    assert torch.allclose(param.detach(), expected_param, atol=1e-6)
+
+
+@pytest.mark.parametrize("phases", [
+    [TrainingPhase(1, "RMSprop", 1e-3, momentum=0), TrainingPhase(1, "RMSprop", 1e-3, momentum=0.9)],
+    [TrainingPhase(1, "RMSprop", 1e-3, momentum=(0, 0.9), momentum_decay="linear")],
+], ids=["phase-boundary", "range-from-0"])
+def test_rmsprop_momentum_set_after_its_first_steps_trains_on(tiny_cifar, phases):
+    steps, _, _ = fit(tiny_cifar, phases)
+    assert len(steps) == 6 * sum(p.epochs for p in phases) and all(name == "RMSprop" for name, _, _ in steps)
+    assert steps[-1][2] == pytest.approx(0.9 if len(phases) == 2 else 0.9 * 5 / 6)
+
+
+def test_phases_written_alike_train_alike_with_the_default_momentum(tiny_cifar):
+    # fastai's TrainingPhase: momentum 0.9 unless given, set whatever optimizer the phase builds
+    phases = [TrainingPhase(1, "SGD", 0.1), TrainingPhase(1, "RMSprop", 1e-3), TrainingPhase(1, "SGD", 0.1)]
+    steps, _, _ = fit(tiny_cifar, phases)
+    assert [name for name, _, _ in steps] == ["SGD"] * BATCHES + ["RMSprop"] * BATCHES + ["SGD"] * BATCHES
+    assert [m for _, _, m in steps] == [0.9] * 3 * BATCHES
+    assert TrainingPhase(1).momentum_at(0.5) == 0.9
+    assert TrainingPhase(1, momentum=None).momentum_at(0.5) is None  # left to the optimizer
+
+
+@pytest.mark.parametrize("max_epochs, warns", [(1, True), (2, False)])
+def test_fractional_phases_longer_than_max_epochs_warn(tiny_cifar, max_epochs, warns):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps, _, _ = fit(tiny_cifar, [TrainingPhase(1.5, "SGD", 0.1)], max_epochs=max_epochs)
+    said = [str(w.message) for w in caught if "ends training before the phases" in str(w.message)]
+    assert said == ([f"max_epochs={max_epochs} ends training before the phases (1.5 epochs)"] if warns else [])
+    assert len(steps) == min(max_epochs * BATCHES, 9)

@@ -1,0 +1,259 @@
+"""Mutation testing of the algorithmic core with mutmut 2 (`pip install -e .[dev]`).
+
+    python tests/mutation.py                  # every target below, one after the other
+    python tests/mutation.py wgan augment     # some of them
+    python tests/mutation.py --list           # the targets, their functions and their tests
+    python tests/mutation.py --report         # per target: killed / mutants (score), then each survivor's change
+
+Each target names a file, the functions in it that hold the algorithm (losses, steps, decay formulas,
+augmentation...), and the few fast test files that check them: mutmut changes one thing at a time in
+those functions only (`pre_mutation` below skips every other line) and runs only those tests, so a mutant
+costs seconds. The tests run in a child forked from a server that has imported torch, Lightning and
+pytest once (the project's own modules are imported fresh, mutated, in each child): importing them took
+most of a mutant's time. mutmut edits the file in place and puts it back after each mutant: do not edit
+the code while it runs. Results are cached in .mutmut-cache; a run checks again only what changed or
+survived. String mutations (error messages) are not made, nor mutations of logging lines.
+"""
+
+import ast
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    functions: tuple[str, ...]  # qualified names: "gram", "ImagePool.query"
+    tests: tuple[str, ...]  # pytest arguments: files, or file::test
+
+
+TARGETS = {
+    "training_phase": Target("callbacks/training_phase.py",
+                             ("annealed", "TrainingPhase.__post_init__", "TrainingPhase._range", "TrainingPhase.lr_at",
+                              "TrainingPhase.momentum_at", "one_cycle", "sgdr"),
+                             ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
+                              "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike")),
+    "phase_scheduler": Target("callbacks/phase_scheduler.py",
+                              ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
+                               "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",
+                               "TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.on_train_batch_end",
+                               "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
+                               "build_optimizer"),
+                              ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
+                               "test_phase_math or accumulation or rmsprop or alike or switches or fractional"
+                               " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula")),
+    "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
+                      ("tests/test_augment.py",)),
+    "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),
+                              ("tests/test_cifar10_batches.py",)),
+    "darknet": Target("lightning_modules/nets/darknet.py",
+                      ("conv_layer", "ResLayer.__init__", "ResLayer.forward", "Darknet.__init__"),
+                      ("tests/test_darknet_core.py", "tests/test_darknet.py")),
+    "wgan": Target("lightning_modules/wgan.py",
+                   ("WGAN.d_iters", "WGAN.training_step", "WGAN.out_of_batches", "WGAN.critic_step",
+                    "WGAN.clip_critic_weights", "WGAN.penalty", "WGAN.generator_step"),
+                   ("tests/test_wgan_steps.py", "tests/test_wgan.py", "-k",
+                    "test_wgan_steps or penalty_matches or iteration_counts or max_steps_counts or sample_grid")),
+    "cyclegan": Target("lightning_modules/cyclegan.py",
+                       ("gan_loss", "cycle_loss", "identity_loss", "linear_decay", "ImagePool.query",
+                        "CycleGAN.generator_losses", "CycleGAN.discriminator_loss", "CycleGAN.training_step"),
+                       ("tests/test_cyclegan_steps.py", "tests/test_cyclegan.py", "-k",
+                        "formula or halved or pool or linear or one_101th or steps")),
+    "style_transfer": Target("lightning_modules/style_transfer.py", ("gram", "content_loss", "style_loss"),
+                             ("tests/test_style_losses.py", "tests/test_style.py", "-k",
+                              "test_style_losses or gram")),
+    "lbfgs": Target("lightning_modules/lbfgs.py",
+                    ("rowdot", "BatchLBFGS.step", "BatchLBFGS._remember", "BatchLBFGS._direction"),
+                    ("tests/test_lbfgs_core.py", "tests/test_style_lbfgs.py")),
+}
+
+_lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
+
+
+def function_lines(path: str, functions: tuple[str, ...]) -> set[int]:
+    """0-based line numbers of the bodies of the named functions (docstrings excluded)."""
+    tree = ast.parse((ROOT / path).read_text())
+    found, lines = set(), set()
+
+    def visit(node, prefix=""):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if isinstance(child, ast.FunctionDef) and name in functions:
+                    found.add(name)
+                    body = child.body[1:] if ast.get_docstring(child) else child.body
+                    for statement in body:
+                        lines.update(range(statement.lineno - 1, statement.end_lineno))
+                visit(child, name + ".")
+
+    visit(tree)
+    if missing := set(functions) - found:
+        raise SystemExit(f"{path} has no function {', '.join(sorted(missing))}: update TARGETS in tests/mutation.py")
+    return lines
+
+
+LOGGING = ("self.log(", "self.log_dict(", "self.log_visuals(", "self.log_samples(")
+
+
+def pre_mutation(context) -> None:  # mutmut's hook (tests/mutmut_config.py), called before each mutant
+    name = os.environ["MUTATION_TARGET"]  # mutmut checks mutants in a spawned process: the target comes this way
+    if name not in _lines:
+        _lines[name] = function_lines(TARGETS[name].path, TARGETS[name].functions)
+    lines = _lines[name] if os.path.relpath(context.filename, ROOT) == TARGETS[name].path else None
+    if lines is None or context.current_line_index not in lines:
+        context.skip = True
+    elif context.current_source_line.strip().startswith(LOGGING):  # what is logged, not what is trained
+        context.skip = True
+
+
+def serve(address: str) -> None:
+    """Import the heavy third-party modules once, then fork a pytest run per request (never the project's)."""
+    import signal
+    import socket
+
+    import jsonargparse  # noqa: F401
+    import lightning  # noqa: F401
+    import matplotlib
+    import numpy  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import pytest
+    import torch
+    import torchmetrics  # noqa: F401
+    import torchvision  # noqa: F401
+
+    matplotlib.use("Agg")
+    torch.set_num_threads(1)
+    import tempfile
+    # bytecode neither written nor read: a mutant of the same size, written in the same second as a .pyc of
+    # the original (say, by a test run beside this one), would otherwise run as the original
+    sys.dont_write_bytecode, sys.pycache_prefix = True, tempfile.mkdtemp(prefix="mutmut-pycache-")
+    assert not any(m.split(".")[0] in ("callbacks", "datamodules", "lightning_modules", "train") for m in sys.modules)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reaped by the kernel
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(address)
+    server.listen(1)
+    while True:
+        connection, _ = server.accept()
+        args = connection.makefile().readline().rstrip("\n").split("\0")
+        if os.fork() == 0:
+            server.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.alarm(900)  # a mutant that loops forever after mutmut gave up on it
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
+            try:
+                code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *args]))
+            except BaseException:
+                code = 3
+            connection.sendall(f"{code}\n".encode())
+            os._exit(0)
+        connection.close()
+
+
+def client(address: str, args: list[str]) -> int:
+    """mutmut's test command: 0 when the tests pass; 1 (killed) when they fail or cannot even be collected."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(address)
+        connection.sendall(("\0".join(args) + "\n").encode())
+        answer = connection.makefile().readline().strip()
+    return 0 if answer == "0" else 1
+
+
+def run(name: str, address: str) -> int:
+    import time
+
+    from mutmut.__main__ import climain
+
+    target = TARGETS[name]
+    os.environ["MUTATION_TARGET"] = name
+    _lines[name] = function_lines(target.path, target.functions)
+    runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,
+                       *(f'"{t}"' if " " in t else t for t in target.tests)])
+    print(f"== {name}: {target.path} ({len(_lines[name])} lines), tests: {' '.join(target.tests)}", flush=True)
+    start = time.perf_counter()
+    try:
+        climain.main(["run", "--paths-to-mutate", target.path, "--runner", runner, "--tests-dir", "tests",
+                      "--disable-mutation-types", "string,fstring", "--simple-output", "--no-progress"],
+                     standalone_mode=False)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        print(f"== {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+def report() -> int:
+    """Score per target from .mutmut-cache, and the changed line of every mutant not killed."""
+    import sqlite3
+
+    from mutmut import Context, RelativeMutationID, mutate
+
+    rows = sqlite3.connect(ROOT / ".mutmut-cache").execute(
+        "SELECT f.filename, l.line, l.line_number, m.\"index\", m.status FROM mutant m JOIN line l ON m.line = l.id"
+        " JOIN sourcefile f ON l.sourcefile = f.id").fetchall()
+    for name, target in TARGETS.items():
+        lines = function_lines(target.path, target.functions)
+        mine = [r for r in rows if r[0] == target.path and r[2] in lines and r[4] != "skipped"]
+        if not mine:
+            print(f"{name}: not run")
+            continue
+        killed = sum(r[4] in ("ok_killed", "ok_suspicious") for r in mine)  # suspicious: killed, but slowly
+        untested = sum(r[4] == "untested" for r in mine)
+        print(f"{name}: {killed} / {len(mine) - untested} killed ({100 * killed / max(1, len(mine) - untested):.0f}%)"
+              + (f", {untested} not yet tested" if untested else ""))
+        source = (ROOT / target.path).read_text()
+        for filename, line, number, index, status in sorted(mine, key=lambda r: (r[2], r[3])):
+            if status in ("ok_killed", "ok_suspicious", "untested"):
+                continue
+            context = Context(source=source, filename=filename, dict_synonyms=[],
+                              mutation_id=RelativeMutationID(line, index, number))
+            pairs = zip(source.split("\n"), mutate(context)[0].split("\n"), strict=False)
+            changed = next((new for old, new in pairs if old != new), "(line changed since)")
+            print(f"  {status} {filename}:{number + 1}\n    - {line.strip()}\n    + {changed.strip()}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--report"]:
+        return report()
+    if argv[:1] == ["--serve"]:
+        return serve(argv[1])
+    if argv[:1] == ["--client"]:
+        return client(argv[1], argv[2:])
+    if argv == ["--list"]:
+        for name, t in TARGETS.items():
+            print(f"{name}: {t.path} [{', '.join(t.functions)}] <- {' '.join(t.tests)}")
+        return 0
+    unknown = [a for a in argv if a not in TARGETS]
+    if unknown:
+        raise SystemExit(f"unknown target {', '.join(unknown)}; use some of {', '.join(TARGETS)} (or none for all)")
+    os.chdir(ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # no cached bytecode of a mutant
+    import subprocess
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as folder:
+        address = os.path.join(folder, "pytest.sock")
+        server = subprocess.Popen([sys.executable, __file__, "--serve", address])
+        try:
+            while not os.path.exists(address):
+                if server.poll() is not None:
+                    raise SystemExit("the test server did not start")
+                time.sleep(0.2)
+            return max([run(name, address) for name in argv or TARGETS], default=0)
+        finally:
+            server.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
