@@ -10,3 +10,16 @@ def documented_ddp_strategy(config) -> None:
         return
     module, _, name = config.model.class_path.rpartition(".")
     config.trainer.strategy = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
+
+
+def require_unused_parameter_detection(module) -> None:
+    """Stop a GAN under plain DDP before its first step, naming Lightning's strategy for it (call in on_fit_start):
+    each backward reaches only one optimizer's nets, so DDP without unused-parameter detection would fail later."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from callbacks.errors import UserError
+
+    wrapped = module.trainer.strategy.model
+    if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+        raise UserError(f"{type(module).__name__} needs DDP's unused-parameter detection; use "
+                        f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")

@@ -13,10 +13,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
 
@@ -146,11 +146,7 @@ class CycleGAN(L.LightningModule):
         self.val_visuals: dict[str, Tensor] = {}
 
     def on_fit_start(self) -> None:
-        wrapped = self.trainer.strategy.model
-        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
-            # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
-            raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
-                            f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+        require_unused_parameter_detection(self)
         self.frechet.check(self.trainer)
 
     def setup(self, stage: str) -> None:

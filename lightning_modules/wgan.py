@@ -18,10 +18,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
 
@@ -179,11 +179,7 @@ class WGAN(L.LightningModule):
                 torch.optim.RMSprop(self.generator.parameters(), hp.lr)]
 
     def on_fit_start(self) -> None:
-        wrapped = self.trainer.strategy.model
-        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
-            # each backward reaches only one optimizer's nets; plain DDP would stop at the next step
-            raise UserError(f"{type(self).__name__} needs DDP's unused-parameter detection; use "
-                            f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+        require_unused_parameter_detection(self)
         self.frechet.check(self.trainer)
 
     def setup(self, stage: str) -> None:

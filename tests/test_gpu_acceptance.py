@@ -13,6 +13,7 @@ import gpu_acceptance as acceptance  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # about 95 s on an idle 2-core CPU; CI runs the one-system smoke below
 def test_smoke_runs_every_part_through_the_real_commands(tmp_path):
     out = tmp_path / "out"
     report = acceptance.main(["--smoke", "--work", str(tmp_path / "work"), "--out", str(out),
@@ -42,6 +43,20 @@ def test_smoke_runs_every_part_through_the_real_commands(tmp_path):
     table = (out / "gpu_acceptance.md").read_text()
     assert table.count("\n| darknet |") == 2 + 1 and "| style | L-BFGS evaluations/s, 32px, 2 images |" in table
     assert set(report["part_seconds"]) >= {"setup", "darknet-cli", "wgan-speed", "darknet-accuracy", "total"}
+
+
+def test_smoke_of_one_system_runs_its_cli_lane_and_speed_script(tmp_path):
+    """The same orchestration for the WGAN alone (CLI runs under each precision, resume, speed script, report),
+    so CI catches a script that rotted without paying for every system."""
+    out = tmp_path / "out"
+    report = acceptance.main(["--smoke", "--only", "wgan", "--work", str(tmp_path / "work"), "--out", str(out),
+                              "--carry", str(tmp_path / "no-carry"), "--wheels", str(tmp_path / "no-wheels"),
+                              "--budget", "3600"])
+    assert report["failures"] == []
+    assert {(r["system"], r["run"]["steps"], r["resume"]["steps"]) for r in report["cli"]} == {("wgan", 3, 6)}
+    assert {r["precision"] for r in report["speed"]} == {"bf16-mixed+channels_last"}
+    assert all(r["ours"] > 0 and r["plain"] > 0 for r in report["speed"])
+    assert "| wgan |" in (out / "gpu_acceptance.md").read_text()
 
 
 def test_only_picks_parts_by_name_system_or_kind():
