@@ -347,7 +347,10 @@ def wandb_logged_in() -> bool:
     if os.environ.get("WANDB_MODE"):
         return True
     import wandb
-    logged_in = bool(wandb.login(prompt=False, verify=False))
+    try:
+        logged_in = bool(wandb.login(prompt=False, verify=False))
+    except TypeError:  # wandb before login(prompt=...) (0.17 at the floor): its API's stored key, no prompt
+        logged_in = bool(wandb.api.api_key)
     wandb.teardown()  # the check fixed wandb's settings (mode) for the process; the logger's wandb.init re-reads them
     return logged_in
 
