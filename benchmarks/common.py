@@ -1,8 +1,13 @@
-"""Where benchmarks find the real data: ../shared/data (or $DL2_SHARED_DATA), unpacked once into .cache/."""
+"""Shared benchmark pieces: the real data (../shared/data or $DL2_SHARED_DATA, unpacked once into .cache/), a
+warm-up-aware clock for Lightning runs, and pre-made batches as one loader."""
 
 import os
 import tarfile
+import time
 from pathlib import Path
+
+import lightning as L
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -18,3 +23,38 @@ def cifar10_dir() -> Path:
         with tarfile.open(archive) as tar:
             tar.extractall(target.parent, filter="data")
     return target
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device, so a clock reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Clock(L.Callback):
+    """Seconds of training from batch `warmup` (its start) to the end of fit, the device synced at both ends."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.seconds = warmup, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            sync(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        sync(pl_module.device)
+        self.seconds = time.perf_counter() - self.start
+
+
+class Batches:
+    """Pre-made batches as one loader (a bare list would be taken for a list of loaders)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)

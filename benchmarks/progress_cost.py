@@ -16,7 +16,6 @@ import contextlib
 import io
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import lightning as L
@@ -24,29 +23,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Clock  # noqa: E402
 from callbacks import ProgressBar  # noqa: E402
 from lightning_modules import WGAN, DarknetClassifier  # noqa: E402
 
 MODES = ["none", "tqdm", "bar", "text", "prog_bar"]
-
-
-class Timer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.seconds = warmup, None, None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            sync(pl_module.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module):
-        sync(pl_module.device)
-        self.seconds = time.perf_counter() - self.start
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class ProgBarDarknet(DarknetClassifier):
@@ -78,7 +59,7 @@ def run(system: str, mode: str, args) -> float:
     """Timed steps per second."""
     n = args.warmup + args.steps
     model, data = model_and_data(system, mode, n)
-    timer = Timer(args.warmup)
+    timer = Clock(args.warmup)
     callbacks = [timer] + ([ProgressBar(text=mode == "text")] if mode in ("bar", "text") else [])
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=args.every,

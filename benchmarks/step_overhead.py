@@ -12,8 +12,10 @@ other users of the machine hits every variant alike; each trial times `--steps` 
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -21,29 +23,14 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Batches, Clock, sync  # noqa: E402
 
 
 def make_batches(n, device):
     generator = torch.Generator().manual_seed(0)
     return [(torch.randn(32, 32, generator=generator).to(device), torch.randint(0, 10, (32,), generator=generator)
              .to(device)) for _ in range(n)]
-
-
-class Batches:
-    """The prepared batches as one loader (a bare list would be taken for a list of loaders)."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        return iter(self.batches)
 
 
 def plain_loop(batches, warmup, device) -> float:
@@ -77,23 +64,9 @@ class Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
 
 
-class StepClock(L.Callback):
-    def __init__(self, warmup, device):
-        self.warmup, self.device = warmup, device
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            sync(self.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module):
-        sync(self.device)
-        self.seconds = (time.perf_counter() - self.start) / (trainer.global_step - self.warmup)
-
-
 def lightning_loop(batches, warmup, device, variant) -> float:
     torch.manual_seed(0)
-    clock = StepClock(warmup, device)
+    clock = Clock(warmup)
     with tempfile.TemporaryDirectory() as root:
         extra = ({"logger": CSVLogger(root), "enable_progress_bar": True} if variant == "default" else
                  {"logger": False, "enable_progress_bar": False})
@@ -101,7 +74,7 @@ def lightning_loop(batches, warmup, device, variant) -> float:
                             enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=50,
                             callbacks=[clock], default_root_dir=root, **extra)
         trainer.fit(Tiny(), train_dataloaders=Batches(batches))
-    return clock.seconds
+    return clock.seconds / (trainer.global_step - warmup)
 
 
 def main(argv=None):

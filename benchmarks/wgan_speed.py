@@ -21,6 +21,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Batches, Clock, sync  # noqa: E402
 from lightning_modules.wgan import WGAN  # noqa: E402
 
 STEADY = {"d_iters": 5, "d_iters_long": 5, "long_until": 0, "long_every": 10**9, "sample_every": 10**9}
@@ -29,38 +30,6 @@ STEADY = {"d_iters": 5, "d_iters_long": 5, "long_until": 0, "long_every": 10**9,
 def batches(n: int, batch_size: int, isize: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return [torch.rand(batch_size, 3, isize, isize, generator=g) * 2 - 1 for _ in range(n)]
-
-
-class Batches:
-    """The same pre-made batches as the plain loop; a plain list would be read as a list of loaders."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        return iter(self.data)
-
-
-class Clock(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.start = warmup, None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            sync(pl_module.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module):
-        sync(pl_module.device)
-        self.seconds = time.perf_counter() - self.start
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def lightning_run(data, args) -> float:
