@@ -1,6 +1,9 @@
+import contextlib
+import http.server
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,30 @@ def make_batches(folder: Path, per_batch: int = 6, classes=CLASSES) -> Path:
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [c.encode() for c in classes]}, f)
     return folder
+
+
+def reply(handler: http.server.BaseHTTPRequestHandler, body: bytes, status: int = 200,
+          length: int | None = None) -> None:
+    """Answer a GET with body; `length` announces another Content-Length (a cut transfer)."""
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@contextlib.contextmanager
+def http_server(do_get):
+    """A quiet threaded HTTP server on 127.0.0.1 whose GETs go to do_get(handler); yields its base URL.
+    The download tests serve archives they made, as the machines have no internet."""
+    handler = type("Handler", (http.server.BaseHTTPRequestHandler,),
+                   {"do_GET": do_get, "log_message": lambda self, *args: None})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture

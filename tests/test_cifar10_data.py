@@ -1,12 +1,10 @@
 import hashlib
-import http.server
 import tarfile
-import threading
 import time
 
 import pytest
 import torch
-from conftest import CLASSES, make_batches, make_folders
+from conftest import CLASSES, http_server, make_batches, make_folders, reply
 
 from callbacks import UserError
 from datamodules import CIFAR10DataModule
@@ -123,24 +121,14 @@ def hits():
 @pytest.fixture
 def server(archive, hits):
     """Serves /good and /slow (the archive, /slow after 1 s), /cut (the first half, with the full Content-Length)."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            if self.path == "/slow":
-                time.sleep(1)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(archive)))
-            self.end_headers()
-            self.wfile.write(archive[:len(archive) // 2] if self.path == "/cut" else archive)
+    def do_get(handler):
+        hits.append(handler.path)
+        if handler.path == "/slow":
+            time.sleep(1)
+        reply(handler, archive[:len(archive) // 2] if handler.path == "/cut" else archive, length=len(archive))
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server(do_get) as url:
+        yield url
 
 
 def test_download_with_good_checksum_extracts_and_loads(tmp_path, server, archive):

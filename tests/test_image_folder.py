@@ -161,11 +161,9 @@ def test_wgan_default_reads_the_cifar10_python_batches_the_darknet_download_leav
 def test_wgan_default_downloads_cifar10_when_missing(tmp_path, monkeypatch):
     """The real download path, from a server on 127.0.0.1 serving a small CIFAR-10 archive made here."""
     import hashlib
-    import http.server
     import tarfile
-    import threading
 
-    from conftest import make_batches
+    from conftest import http_server, make_batches, reply
 
     import datamodules.image_folder as module
     make_batches(tmp_path / "src" / "cifar-10-batches-py")
@@ -173,27 +171,12 @@ def test_wgan_default_downloads_cifar10_when_missing(tmp_path, monkeypatch):
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     archive = (tmp_path / "cifar.tar.gz").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(archive)))
-            self.end_headers()
-            self.wfile.write(archive)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(module, "CIFAR10_URL", f"http://127.0.0.1:{httpd.server_address[1]}/cifar.tar.gz")
+    with http_server(lambda handler: reply(handler, archive)) as url:
+        monkeypatch.setattr(module, "CIFAR10_URL", f"{url}/cifar.tar.gz")
         monkeypatch.setattr(module, "CIFAR10_MD5", hashlib.md5(archive).hexdigest())
         data = ImageFolderDataModule(str(tmp_path / "data" / "cifar10" / "train"), isize=32, batch_size=6,
                                      num_workers=0)
         data.prepare_data()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert sorted(p.name for p in (tmp_path / "data" / "cifar10").iterdir()) == ["cifar-10-batches-py"]
     assert load_all(data).shape == (30, 3, 32, 32)
 

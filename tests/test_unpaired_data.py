@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_unpaired
+from conftest import http_server, make_unpaired, reply
 from PIL import Image
 
 from callbacks import UserError
@@ -140,25 +140,12 @@ def zips(tmp_path_factory):
 
 @pytest.fixture
 def zip_server(zips):
-    import http.server
-    import threading
+    def do_get(handler):
+        body = zips.get(handler.path)
+        reply(handler, body or b"", 200 if body else 404)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = zips.get(self.path)
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server(do_get) as url:
+        yield url
 
 
 @pytest.fixture
