@@ -25,6 +25,18 @@ def cifar10_dir() -> Path:
     return target
 
 
+def horse2zebra_dir() -> Path:
+    """The real horse2zebra (trainA/trainB/testA/testB), unpacked into .cache/horse2zebra on first use."""
+    target = ROOT / ".cache" / "horse2zebra"
+    if not (target / "testB").is_dir():
+        archive = SHARED_DATA / "horse2zebra.tar"
+        if not archive.exists():
+            raise SystemExit(f"benchmark needs the real horse2zebra at {archive} (or set DL2_SHARED_DATA)")
+        with tarfile.open(archive) as tar:
+            tar.extractall(target.parent, filter="data")
+    return target
+
+
 def sync(device: torch.device) -> None:
     """Wait for the device, so a clock reads finished work."""
     if device.type == "cuda":

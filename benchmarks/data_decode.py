@@ -8,25 +8,16 @@ cost of checking every file at setup).
 """
 
 import argparse
-import tarfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, SHARED_DATA, cifar10_dir
+from benchmarks.common import cifar10_dir, horse2zebra_dir
 from datamodules.decode import read_rgb
 
 SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-def horse2zebra_dir() -> Path:
-    target = ROOT / ".cache" / "horse2zebra"
-    if not (target / "testB").is_dir():
-        with tarfile.open(SHARED_DATA / "horse2zebra.tar") as tar:
-            tar.extractall(target.parent, filter="data")
-    return target
 
 
 def torchvision_bytes(path: Path) -> torch.Tensor:

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -23,17 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import SHARED_DATA, cifar10_dir  # noqa: E402
+from benchmarks.common import cifar10_dir, horse2zebra_dir  # noqa: E402
 from datamodules import ImageFolderDataModule, UnpairedImageDataModule  # noqa: E402
 from lightning_modules import WGAN, CycleGAN, DarknetClassifier  # noqa: E402
-
-
-def horse2zebra_dir() -> Path:
-    target = ROOT / ".cache" / "horse2zebra"
-    if not (target / "testB").is_dir():
-        with tarfile.open(SHARED_DATA / "horse2zebra.tar") as tar:
-            tar.extractall(target.parent, filter="data")
-    return target
 
 
 def darknet_checkpoint(out: Path) -> str:
