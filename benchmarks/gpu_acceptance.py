@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # model_options imports our modules in this process
 SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
 H2Z_ARCHIVE = "horse2zebra-subset.tar"

@@ -209,6 +209,21 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report(args, runs: dict, first: dict, overrides: list, note: str, device: str, command: str,
+           with_airbench: bool) -> dict:
+    """The results so far: time_to_accuracy.json and .md in --out; sides without a finished run left out."""
+    done = {name: r for name, r in runs.items() if r}
+    result = {"device": device, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
+              "config": str(args.config), "overrides": overrides, "first_run_seconds": first, "runs": runs,
+              "summary": {name: summarise(r) for name, r in done.items()}, "note": note}
+    if with_airbench and "airbench94" in done and "ours" in done:
+        result.update(compare(result["summary"]))
+    (args.out / "time_to_accuracy.json").write_text(json.dumps(result, indent=2))
+    result["table"] = markdown(result)
+    (args.out / "time_to_accuracy.md").write_text(result["table"])
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -241,27 +256,25 @@ def main(argv=None) -> dict:
         sides[f"ours:{name}"] = lambda seed, more=more: run_ours(args.config, ours_data.parent, seed, more)
     if with_airbench:
         sides = {"airbench94": lambda seed: run_airbench(airbench_dir, seed), **sides}
-    first = {name: run(10_000)["seconds"] for name, run in sides.items()}  # warm-up: compilation, autotuning
+    args.out.mkdir(parents=True, exist_ok=True)
+    first = {}
+    for name, run in sides.items():  # warm-up: compilation, autotuning
+        first[name] = run(10_000)["seconds"]
+        print(f"{name:10s} first run (warm-up): {first[name]:.2f} s", flush=True)
     runs = {name: [] for name in sides}
+    command = " ".join(["python benchmarks/time_to_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.smoke else "cpu"
     for seed in range(args.seeds):
         order = list(sides) if seed % 2 == 0 else list(reversed(sides))  # alternate who goes first
         for name in order:
-            result = sides[name](seed)
-            runs[name].append({"seed": seed, **result})
-            print(f"{name:10s} seed {seed}: {100 * result['accuracy']:.2f}% in {result['seconds']:.2f} s", flush=True)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.smoke else "cpu"
-    result = {"device": device, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": " ".join(["python benchmarks/time_to_accuracy.py", *(argv if argv is not None
-                                                                                 else sys.argv[1:])]),
-              "config": str(args.config), "overrides": overrides, "first_run_seconds": first, "runs": runs,
-              "summary": {name: summarise(r) for name, r in runs.items()}, "note": note}
-    if with_airbench:
-        result.update(compare(result["summary"]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "time_to_accuracy.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    (args.out / "time_to_accuracy.md").write_text(table)
-    print(table)
+            outcome = sides[name](seed)
+            runs[name].append({"seed": seed, **outcome})
+            print(f"{name:10s} seed {seed}: {100 * outcome['accuracy']:.2f}% in {outcome['seconds']:.2f} s",
+                  flush=True)
+            # written after every run, so a run stopped by a time limit still reports the seeds it finished
+            report(args, runs, first, overrides, note, device, command, with_airbench)
+    result = report(args, runs, first, overrides, note, device, command, with_airbench)
+    print(result["table"])
     return result
 
 
