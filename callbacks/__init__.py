@@ -4,8 +4,8 @@ from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
-from callbacks.progress import ProgressBar
+from callbacks.progress import ProgressBar, logging_step
 from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr
 
 __all__ = ["AtomicCheckpointIO", "DecayType", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler", "UserError",
-           "annealed", "log_image_grid", "one_cycle", "plot_schedule", "save_png", "sgdr"]
+           "annealed", "log_image_grid", "logging_step", "one_cycle", "plot_schedule", "save_png", "sgdr"]

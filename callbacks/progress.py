@@ -84,7 +84,9 @@ class ProgressBar(TQDMProgressBar):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._batches += 1
         every = self.interval(trainer)
-        if self._batches % every == 0 or self._batches == 1:  # the first batch too: a signal right away
+        # on the steps the systems log (logging_step), so the bar shows fresh values; the first batch too
+        due = trainer._logger_connector.should_update_logs if self.every_n_steps is None else self._batches % every == 0
+        if due or self._batches == 1:
             self.refresh(trainer)
         if self.text and self._batches % every == 0:
             self.print_line(trainer, batch_idx)
@@ -112,6 +114,22 @@ class ProgressBar(TQDMProgressBar):
                              if n.startswith("val/") and v.numel() == 1)
             epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
             print(f"epoch {trainer.current_epoch}{epochs} validation{' | ' + shown if shown else ''}", flush=True)
+
+
+def logging_step(module, pending_steps: int = 1) -> bool:
+    """Whether training metrics logged now reach the loggers: every `log_every_n_steps` batches (Lightning's own
+    test), the first batch of a fit (a signal at once), the last batch of an epoch and the last step (so
+    results.json and the bar end on the final values). The systems call `self.log` only then: each call costs
+    Lightning's bookkeeping on the host (~0.1-0.5 ms) and a Python number a host-to-device copy, which on a GPU
+    stalls the step (measured: the WGAN at 0.68 of a plain loop's critic it/s on an H200, five logs a step).
+
+    `pending_steps`: optimizer steps this batch will still take (1 in an automatic-optimization
+    `training_step`; 0 after a manual step). True for a module outside a Trainer (a test calling its step)."""
+    trainer = module._trainer
+    if trainer is None or trainer._logger_connector.should_update_logs or not trainer.callback_metrics:
+        return True
+    return (0 < trainer.max_steps <= trainer.global_step + pending_steps
+            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
 
 def format_number(value: float) -> str:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
@@ -197,7 +198,8 @@ class CycleGAN(L.LightningModule):
                 opt.zero_grad(set_to_none=True)
                 self.manual_backward(losses[name])
                 opt.step()
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
+        if logging_step(self, pending_steps=0):  # not every batch: self.log costs host time (see there)
+            self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
         self.batches_trained += 1
         every = self.hparams.log_images_every_n_batches
         if every and (self.batches_trained - 1) % every == 0:  # the first batch, then every N

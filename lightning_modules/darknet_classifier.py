@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.errors import UserError
+from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
 
@@ -145,7 +146,8 @@ class DarknetClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         loss = self.loss(self(images), labels)
-        self.log("train/loss", loss)  # kept on the device; Lightning reads it every log_every_n_steps
+        if logging_step(self):  # not every step: self.log costs host time (see there)
+            self.log("train/loss", loss.detach())  # kept on the device; Lightning reads it every log_every_n_steps
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -11,7 +11,11 @@ from torch import Tensor
 
 
 def rowdot(a: Tensor, b: Tensor) -> Tensor:
-    return (a.unsqueeze(1) @ b.unsqueeze(2)).view(-1)  # (N, D), (N, D) -> (N,), without an (N, D) temporary
+    """(N, D), (N, D) -> (N,). Not a batched matmul (N,1,D)@(N,D,1): BLAS runs it as N serial dots, 3.6x slower
+    than this at N = 4 on the CPU, and the likely cause of 16 images' 0.47x of the plain loop on an H200."""
+    if len(a) == 1:
+        return a.view(-1).dot(b.view(-1)).view(1)  # BLAS dot: no (1, D) temporary
+    return (a * b).sum(1)
 
 
 class BatchLBFGS(torch.optim.Optimizer):

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
 from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, saved_features
 
@@ -185,9 +186,9 @@ class StyleTransfer(L.LightningModule):
     def training_step(self, batch, batch_idx):
         c_loss, s_loss = self.losses(self.image, *batch)
         per_image = c_loss + s_loss
-        self.log("train/loss", per_image.mean())
-        self.log("train/content_loss", c_loss.mean())
-        self.log("train/style_loss", s_loss.mean())
+        if logging_step(self):  # not every iteration: self.log costs host time (see there)
+            self.log_dict({"train/loss": per_image.detach().mean(), "train/content_loss": c_loss.detach().mean(),
+                           "train/style_loss": s_loss.detach().mean()})
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
 
     # ---- output -------------------------------------------------------------------------------------------

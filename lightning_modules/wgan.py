@@ -21,6 +21,7 @@ from torch import Tensor
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
@@ -105,7 +106,7 @@ class WGAN(L.LightningModule):
         return hp.d_iters_long if g < hp.long_until or g % hp.long_every == 0 else hp.d_iters
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
-        self.critic_step(real)  # one real batch = one critic iteration, as in the seed's loop
+        critic_losses = self.critic_step(real)  # one real batch = one critic iteration, as in the seed's loop
         self.critic_iterations += 1
         self.group_iterations += 1
         if self.group_iterations >= self.d_iters() or self.out_of_batches(batch_idx):
@@ -114,9 +115,11 @@ class WGAN(L.LightningModule):
             self.group_iterations = 0
             if self.gen_iterations % self.hparams.sample_every == 0:
                 self.log_samples()
-        self.log("train/gen_iterations", float(self.gen_iterations))
-        if self.last_loss_g is not None:
-            self.log("train/Loss_G", self.last_loss_g)  # the latest, so every logged step has one
+        if logging_step(self, pending_steps=0):  # not every step: self.log costs host time (see there)
+            self.log_dict(critic_losses)
+            self.log("train/gen_iterations", float(self.gen_iterations))
+            if self.last_loss_g is not None:
+                self.log("train/Loss_G", self.last_loss_g)  # the latest, so every logged step has one
 
     def out_of_batches(self, batch_idx: int) -> bool:
         """The seed's inner loop stops with the epoch's data and the generator still steps; so does max_steps."""
@@ -124,7 +127,7 @@ class WGAN(L.LightningModule):
         return (batch_idx + 1 >= trainer.num_training_batches
                 or 0 < trainer.max_steps <= trainer.global_step)
 
-    def critic_step(self, real: Tensor) -> None:
+    def critic_step(self, real: Tensor) -> dict[str, Tensor]:
         opt_d = self.optimizers()[0]
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
@@ -139,15 +142,16 @@ class WGAN(L.LightningModule):
         if self.hparams.gradient_penalty == 0:
             self.clip_critic_weights()
         self.untoggle_optimizer(opt_d)
-        self.log_dict({"train/Loss_D": loss_d, "train/D_real": d_real, "train/D_fake": d_fake})
+        return {"train/Loss_D": loss_d.detach(), "train/D_real": d_real.detach(), "train/D_fake": d_fake.detach()}
 
     def clip_critic_weights(self) -> None:
         """Clamp right after the critic's update (Algorithm 1, line 8): the generator then trains against a
         clamped critic. The seed and the reference code clamp before the update instead. Under 16-mixed the
         parameters are the fp32 master weights; a step the GradScaler skipped leaves them clamped anyway."""
-        with torch.no_grad():
-            for p in self.critic.parameters():
-                p.clamp_(-self.hparams.clip_value, self.hparams.clip_value)
+        params = list(self.critic.parameters())
+        with torch.no_grad():  # two kernel launches for all parameters, not two per parameter
+            torch._foreach_clamp_min_(params, -self.hparams.clip_value)
+            torch._foreach_clamp_max_(params, self.hparams.clip_value)
 
     def penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates.

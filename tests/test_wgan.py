@@ -130,8 +130,9 @@ def test_each_step_changes_only_its_own_network(images, tmp_path):
     def watch(step):
         def wrapped(*args):
             before = {n: p.clone() for n, p in model.named_parameters()}
-            step(*args)
+            result = step(*args)
             changed.append({n.split(".")[0] for n, p in model.named_parameters() if not torch.equal(p, before[n])})
+            return result
         return wrapped
 
     model.critic_step, model.generator_step = watch(model.critic_step), watch(model.generator_step)

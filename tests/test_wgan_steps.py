@@ -37,10 +37,10 @@ class Reference:
             if "critic" not in self.expected:
                 self.expected["critic"] = self.critic_reference(real)
                 torch.manual_seed(self.seed)  # the penalty's interpolation weights, drawn again by the step
-                original_critic(real)
+                losses = original_critic(real)
                 self.got["critic"] = [p.detach().clone() for p in model.critic.parameters()]
-            else:
-                original_critic(real)
+                return losses
+            return original_critic(real)
 
         def generator_step(n):
             if "generator" not in self.expected:
