@@ -4,6 +4,7 @@ warm-up-aware clock for Lightning runs, and pre-made batches as one loader."""
 import os
 import tarfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -70,3 +71,16 @@ class Batches:
 
     def __iter__(self):
         return iter(self.batches)
+
+
+@contextmanager
+def profiled(name: str, device: str):
+    """torch.profiler around the block; prints the 20 ops with the most device (or CPU) self time: where a step's
+    time goes, the evidence a ratio below target needs (issue 12)."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = str(device).startswith("cuda")
+    with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda) as prof:
+        yield
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=20)
+    print(f"--- profile: {name} (sorted by {sort})\n{table}", flush=True)

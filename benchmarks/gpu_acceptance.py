@@ -102,12 +102,12 @@ def speed_plan(smoke: bool, cifar: Path) -> dict:
                          "--precision", "32-true", "bf16-mixed", "--data_dir", str(cifar)]],
             "wgan": [[py + "wgan_speed.py", "--device", "cpu", "--isize", "16", "--batch_size", "4",
                       "--iterations", "2", "--warmup", "1", "--repeats", "1", "--threads", "1",
-                      "--precision", "bf16-mixed", "--channels_last"]],
+                      "--precision", "bf16-mixed", "--channels_last", "--profile", "1"]],
             "cyclegan": [[py + "cyclegan_speed.py", "--device", "cpu", "--size", "32", "--n_blocks", "1", "--ngf", "4",
                           "--batch_size", "1", "--steps", "1", "--warmup", "1", "--rounds", "1", "--threads", "1",
                           "--variants", "[system-32, system-bf16-cl, plain-32, plain-bf16-cl]"]],
             "style": [[py + "style_lbfgs.py", "--device", "cpu", "--size", "32", "--arch", "vgg16", "--iters", "2",
-                       "--batch", "2", "--threads", "1"]],
+                       "--batch", "2", "--threads", "1", "--profile", "1"]],
         }
     cyclegan = [py + "cyclegan_speed.py", "--device", "cuda", "--size", "256", "--n_blocks", "9",
                 "--variants", "[system-32, system-bf16-cl, plain-32, plain-bf16-cl]"]
@@ -116,14 +116,16 @@ def speed_plan(smoke: bool, cifar: Path) -> dict:
                      "--steps", "25", "--repeats", "3", "--precision", "32-true", "bf16-mixed",
                      "--data_dir", str(cifar)]],
         "wgan": [[py + "wgan_speed.py", "--device", "cuda", "--isize", "64", "--batch_size", "64",
-                  "--iterations", "300", "--warmup", "20", "--repeats", "3"],
+                  "--iterations", "300", "--warmup", "20", "--repeats", "3", "--profile", "30"],
                  [py + "wgan_speed.py", "--device", "cuda", "--isize", "64", "--batch_size", "64",
                   "--iterations", "300", "--warmup", "20", "--repeats", "3", "--precision", "bf16-mixed",
                   "--channels_last"]],
         "cyclegan": [cyclegan + ["--batch_size", "1", "--steps", "20", "--warmup", "5", "--rounds", "2"],
                      cyclegan + ["--batch_size", "4", "--steps", "8", "--warmup", "3", "--rounds", "2"]],
-        "style": [[py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "300", "--batch", "1"],
-                  [py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "60", "--batch", "16"]],
+        "style": [[py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "300", "--batch", "1",
+                   "--profile", "20"],
+                  [py + "style_lbfgs.py", "--device", "cuda", "--size", "512", "--iters", "60", "--batch", "16",
+                   "--profile", "5"]],
     }
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import profiled  # noqa: E402
 from datamodules.style import DEFAULT_CONTENT, StyleTransferDataModule  # noqa: E402
 from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet  # noqa: E402
 from lightning_modules.style_transfer import StyleTransfer, median_filtered_noise  # noqa: E402
@@ -109,6 +110,8 @@ def main():
     parser.add_argument("--vgg_weights", default="random", help="speed does not depend on the weights")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="also write evaluations/s and CUDA peak memory to this file")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the timing, N iterations of each loop under torch.profiler (printed)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,6 +129,11 @@ def main():
             times[name].append(seconds)
             print(f"pair {pair} {name} ({'Lightning' if name == 'A' else 'plain'}): {seconds:.1f} s, "
                   f"{seconds / args.iters:.3f} s/iteration, final loss {loss:.6g}", flush=True)
+    if args.profile:
+        short = argparse.Namespace(**{**vars(args), "iters": args.profile})
+        for name in args.order:
+            with profiled(f"style {'Lightning' if name == 'A' else 'plain'}, {args.profile} iterations", args.device):
+                runs[name](short, data)
     if len(args.order) < 2:
         return
     a, b = sum(times["A"]) / len(times["A"]), sum(times["B"]) / len(times["B"])

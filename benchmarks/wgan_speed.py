@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import Batches, Clock, sync  # noqa: E402
+from benchmarks.common import Batches, Clock, profiled, sync  # noqa: E402
 from lightning_modules.wgan import WGAN  # noqa: E402
 
 STEADY = {"d_iters": 5, "d_iters_long": 5, "long_until": 0, "long_every": 10**9, "sample_every": 10**9}
@@ -97,6 +97,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 leaves torch's default")
     parser.add_argument("--channels_last", action="store_true", help="NHWC nets and batches in both loops")
     parser.add_argument("--json", default=None, help="also write the rates and CUDA peak memory to this file")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the timing, N critic iterations of each loop under torch.profiler (printed)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # on an overloaded CPU, 1 avoids OpenMP spinning between processes
@@ -114,6 +116,11 @@ def main():
             if cuda:
                 peak[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
             print(f"repeat {r} {name}: {results[name][-1]:.3f} critic it/s", flush=True)
+    if args.profile:
+        short = argparse.Namespace(**{**vars(args), "iterations": args.profile})
+        for name, run in (("lightning", lightning_run), ("plain", plain_run)):
+            with profiled(f"wgan {name}, {args.profile + args.warmup} critic iterations", args.device):
+                run(data[:args.warmup + args.profile], short)
     best = {k: max(v) for k, v in results.items()}
     median = {k: sorted(v)[len(v) // 2] for k, v in results.items()}
     print(f"{args.device} isize {args.isize} batch {args.batch_size} {args.precision} threads "
