@@ -5,7 +5,8 @@
         --extra "[--trainer.accelerator, gpu, --trainer.precision, bf16-mixed]"
 
 Unpacks ../shared/data/horse2zebra.tar into data/ (git-ignored) when data/horse2zebra is missing, trains
-`--system cyclegan` for `batches` batches with every loss term written to a CSV log, tests on 20 test pairs
+`--system cyclegan` for `batches` batches with every loss term written to a CSV log, tests on the first 20
+images of testA and of testB (`limit_test_batches` counts per domain loader at batch 1)
 and prints the mean of each term over the first and the last `window` batches, plus the grid files.
 """
 

@@ -67,27 +67,24 @@ def count_images(root: Path) -> tuple[int, ...]:
 
 
 class UnpairedImages(Dataset):
-    """Item i: A image i mod |A| with a B image drawn at random (the reference's unaligned dataset);
-    as long as the larger domain. Training items are resized to load_size, randomly cropped to crop_size
-    and flipped; test items are resized to crop_size and B is i mod |B|.
+    """The training set. Item i: A image i mod |A| with a B image drawn at random (the reference's unaligned
+    dataset); as long as the larger domain. Items are resized to load_size, randomly cropped to crop_size and
+    flipped. (Test and validation take each domain's images once instead: `DomainImages`.)
 
     Keys are (index, epoch) pairs from `EpochSampler`: every random choice comes from a generator seeded
     by (seed, epoch, index), so an item is the same whatever the worker, the process or a resume.
     """
 
     def __init__(self, files_a: list[Path], files_b: list[Path], load_size: int, crop_size: int, flip: bool,
-                 train: bool, seed: int = 0):
+                 seed: int = 0):
         self.files_a, self.files_b = files_a, files_b
-        self.load_size, self.crop_size, self.flip, self.train, self.seed = load_size, crop_size, flip, train, seed
+        self.load_size, self.crop_size, self.flip, self.seed = load_size, crop_size, flip, seed
 
     def __len__(self) -> int:
         return max(len(self.files_a), len(self.files_b))
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        if not self.train:
-            return (load_readable(self.files_a, index % len(self.files_a), self.crop_size),
-                    load_readable(self.files_b, index % len(self.files_b), self.crop_size))
         rng = np.random.default_rng([self.seed, epoch, index])
         b = int(rng.integers(len(self.files_b)))  # unpaired: B is drawn anew for every item
         return (self.augment(load_readable(self.files_a, index % len(self.files_a), self.load_size), rng),
@@ -103,7 +100,8 @@ class UnpairedImages(Dataset):
 
 
 class DomainImages(Dataset):
-    """One domain's images, each once, resized to size x size: the validation sets (CycleGAN's val/fid)."""
+    """One domain's images, each once, resized to size x size: the test and validation sets (CycleGAN's
+    test/cycle_l1_* and val/fid)."""
 
     def __init__(self, files: list[Path], size: int):
         self.files, self.size = files, size
@@ -209,10 +207,14 @@ class UnpairedImageDataModule(L.LightningDataModule):
         hp, root = self.hparams, self.root
         self.check()
         check_folder(root)
-        split = "train" if stage == "fit" else "test"
-        files_a, files_b = image_files(root / f"{split}A"), image_files(root / f"{split}B")
-        dataset = UnpairedImages(files_a, files_b, hp.load_size, hp.crop_size, hp.flip, split == "train", hp.seed)
-        setattr(self, f"{split}_set", dataset)
+        if stage == "fit":
+            self.train_set = UnpairedImages(image_files(root / "trainA"), image_files(root / "trainB"),
+                                            hp.load_size, hp.crop_size, hp.flip, hp.seed)
+        else:
+            self.domain_sets()  # names a missing or empty testA/testB now rather than in the loop
+
+    def domain_sets(self) -> list[DomainImages]:
+        return [DomainImages(image_files(self.root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
 
     def _loader(self, dataset: Dataset, sampler=None) -> DataLoader:
         workers = max_workers(self.hparams.num_workers)
@@ -223,23 +225,27 @@ class UnpairedImageDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return self._loader(self.train_set, EpochSampler(self.train_set, world, rank, seed=self.hparams.seed))
 
-    def test_dataloader(self) -> DataLoader:
-        # every test item on exactly one process: Lightning's default DistributedSampler would pad the last
-        # batches with repeated items, and the repeats would weigh in test/cycle_l1_*. This subclass of it is
-        # kept as is; the ranks may differ by one batch, which evaluation (no gradient sync) allows.
+    def _domain_loaders(self) -> list[DataLoader]:
+        """testA and testB at crop_size, each image once over all ranks: loader 0 is domain A, loader 1 domain B.
+
+        A loader per domain, so that neither domain's images are repeated to pair them with the other's; and
+        a share of the images per rank without Lightning's default DistributedSampler padding, which would
+        count some twice. Lightning keeps this subclass of it as is; the ranks may differ by one batch, which
+        evaluation (no gradient sync) allows.
+        """
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return self._loader(self.test_set, UnrepeatedDistributedSampler(self.test_set, world, rank, shuffle=False))
+        return [self._loader(images, UnrepeatedDistributedSampler(images, world, rank, shuffle=False))
+                for images in self.domain_sets()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The two domain loaders: CycleGAN's test/cycle_l1_a is over testA, test/cycle_l1_b over testB."""
+        return self._domain_loaders()
 
     def val_dataloader(self) -> list[DataLoader]:
-        """testA and testB at crop_size, each image once over all ranks: loader 0 is domain A, loader 1 domain B."""
-        root = Path(self.hparams.data_dir).expanduser()
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        sets = [DomainImages(image_files(root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
-        # a share of the images per rank without DistributedSampler's padding, which would count some twice
-        return [self._loader(images, UnrepeatedDistributedSampler(images, world, rank, shuffle=False))
-                for images in sets]
+        """The two domain loaders (CycleGAN's val/fid)."""
+        return self._domain_loaders()
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
-        if isinstance(batch, Tensor):  # a validation batch: one domain
+        if isinstance(batch, Tensor):  # a test or validation batch: one domain
             return batch.float() / 127.5 - 1
         return tuple(images.float() / 127.5 - 1 for images in batch)  # uint8 [0, 255] -> [-1, 1]

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
@@ -144,7 +145,11 @@ class CycleGAN(L.LightningModule):
         self.pool_a, self.pool_b = ImagePool(pool_size, seeds[0]), ImagePool(pool_size, seeds[1])
         self.batches_trained = 0  # a Python int (no device sync to read it), saved in checkpoints
         self.frechet = FrechetValidation(fid_features, ["fid_a2b", "fid_b2a"])  # not a submodule: not saved
-        self.val_visuals: dict[str, Tensor] = {}
+        # the test's mean cycle L1 per domain, over images: torchmetrics sums them and their count across ranks
+        # (a batch mean logged with sync_dist=True would average the ranks' means, Lightning issue #21859);
+        # a NaN image makes the mean NaN (torchmetrics' default would leave it out)
+        self.test_cycle_l1_a, self.test_cycle_l1_b = (MeanMetric(nan_strategy=float("nan")) for _ in "ab")
+        self.eval_visuals: dict[str, Tensor] = {}
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)
@@ -219,44 +224,60 @@ class CycleGAN(L.LightningModule):
     def on_validation_start(self) -> None:
         if not self.frechet.off:
             self.frechet.build(self.device)
-        self.val_visuals = {}
+        self.eval_visuals = {}
+
+    def translate_domain(self, real: Tensor, dataloader_idx: int) -> tuple[str, str, Tensor]:
+        """Loader 0 holds testA, loader 1 testB: the batch's domain, the other one and the translation."""
+        side, other = ("a", "b") if dataloader_idx == 0 else ("b", "a")
+        return side, other, self(real, f"{side}2{other}")
 
     def validation_step(self, real: Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Loader 0 holds testA, loader 1 testB: each real image into its domain's statistics (first
-        validation only), its translation into the other domain's fakes; the first 4 of each with their
-        reconstructions for the grid."""
+        """Each real image into its domain's statistics (first validation only), its translation into the
+        other domain's fakes; the first 4 of each with their reconstructions for the grid."""
         if self.frechet.off:
             return
-        side, other = ("a", "b") if dataloader_idx == 0 else ("b", "a")
-        fake = self(real, f"{side}2{other}")
+        side, other, fake = self.translate_domain(real, dataloader_idx)
         self.frechet.add(f"fid_{other}2{side}", real, real=True)
         self.frechet.add(f"fid_{side}2{other}", fake, real=False)
         if batch_idx == 0:
             n = 4
-            self.val_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n],
-                                 f"rec_{side}": self(fake[:n], f"{other}2{side}")}
+            self.eval_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n],
+                                  f"rec_{side}": self(fake[:n], f"{other}2{side}")}
 
     def on_validation_epoch_end(self) -> None:
         values = self.frechet.compute(self.trainer.sanity_checking)
         if values:
             values["fid"] = (values["fid_a2b"] + values["fid_b2a"]) / 2
             self.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)  # already equal on all ranks
-            order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
-            if self.trainer.is_global_zero and set(self.val_visuals) == set(order):  # rank 0 saw both domains
-                n = min(len(v) for v in self.val_visuals.values())
-                self.log_visuals("val/visuals", {k: self.val_visuals[k][:n] for k in order}, self.batches_trained, n)
-        self.val_visuals = {}
+            self.log_eval_visuals("val/visuals")
+        self.eval_visuals = {}
 
-    def test_step(self, batch, batch_idx):
-        """Cycle reconstruction error on the test images, and their visuals (first batch)."""
-        real_a, real_b = batch
-        fake_b, fake_a = self.gen_a2b(real_a), self.gen_b2a(real_b)
-        rec_a, rec_b = self.gen_b2a(fake_b), self.gen_a2b(fake_a)
-        self.log("test/cycle_l1_a", cycle_loss(rec_a, real_a), sync_dist=True)
-        self.log("test/cycle_l1_b", cycle_loss(rec_b, real_b), sync_dist=True)
+    def log_eval_visuals(self, key: str) -> None:
+        """The grid of the first images of testA and testB, from rank 0, which holds the first of each."""
+        order = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b")
+        if self.trainer.is_global_zero and set(self.eval_visuals) == set(order):  # rank 0 saw both domains
+            n = min(len(v) for v in self.eval_visuals.values())
+            self.log_visuals(key, {k: self.eval_visuals[k][:n] for k in order}, self.batches_trained, n)
+
+    def on_test_start(self) -> None:
+        self.eval_visuals = {}
+
+    def test_step(self, real: Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Each image's cycle reconstruction error, |F(G(x)) - x| averaged over its pixels, into its domain's
+        mean (each test image once: a loader per domain, no rank repeats one); the first batches' visuals."""
+        side, other, fake = self.translate_domain(real, dataloader_idx)
+        rec = self(fake, f"{other}2{side}")
+        errors = (rec.float() - real.float()).abs().flatten(1).mean(1)  # cycle_loss, per image
+        getattr(self, f"test_cycle_l1_{side}").update(errors)
         if batch_idx == 0:
-            self.log_visuals("test/visuals", {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "real_b": real_b,
-                                              "fake_a": fake_a, "rec_b": rec_b}, self.batches_trained)
+            n = 4
+            self.eval_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n], f"rec_{side}": rec[:n]}
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/cycle_l1_a", self.test_cycle_l1_a)  # computed over all ranks, then reset by Lightning
+        self.log("test/cycle_l1_b", self.test_cycle_l1_b)
+        self.log_eval_visuals("test/visuals")
+        self.eval_visuals = {}
 
     def configure_optimizers(self):
         hp = self.hparams

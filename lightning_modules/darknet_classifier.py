@@ -7,6 +7,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from callbacks.errors import UserError
@@ -107,6 +108,9 @@ class DarknetClassifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        # evaluation losses as means over images, summed with their count across ranks: a batch mean logged with
+        # sync_dist=True averages the ranks' means (Lightning issue #21859); a NaN loss keeps the mean NaN
+        self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(2))
 
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
@@ -140,8 +144,8 @@ class DarknetClassifier(L.LightningModule):
             return compiled_call(options)(self.net, images)
         return self.net(images)
 
-    def loss(self, logits, labels):
-        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+    def loss(self, logits, labels, reduction: str = "mean"):
+        return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction=reduction)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -151,17 +155,18 @@ class DarknetClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val", self.val_accuracy)
+        self._evaluate(batch, "val", self.val_accuracy, self.val_loss)
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test", self.test_accuracy)
+        self._evaluate(batch, "test", self.test_accuracy, self.test_loss)
 
-    def _evaluate(self, batch, split, accuracy):
+    def _evaluate(self, batch, split, accuracy, loss):
         images, labels = batch
         tta = self.hparams.tta
         logits = tta_average(self(tta_views(images, tta)), tta)
         accuracy(logits, labels)
-        self.log(f"{split}/loss", self.loss(logits, labels), sync_dist=True)
+        loss.update(self.loss(logits, labels, reduction="none"))  # one value per image
+        self.log(f"{split}/loss", loss)
         self.log(f"{split}/acc", accuracy, prog_bar=True)
 
     def parameter_groups(self) -> list[dict]:

@@ -222,3 +222,33 @@ def test_loss_terms_are_logged(tiny_unpaired, tmp_path):
     assert F.l1_loss(fit.callback_metrics["train/gen_total"],
                      sum(fit.callback_metrics[f"train/{k}"] for k in ("gan_a2b", "gan_b2a", "cycle_a", "cycle_b",
                                                                       "identity_a", "identity_b"))) < 1e-5
+
+
+def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_first_images(tmp_path):
+    """5 testA and 3 testB images in batches of 2: the old paired loader counted B images 0 and 1 twice in
+    test/cycle_l1_b, and a mean of batch means would weigh the last, single-image batch of A as two."""
+    import numpy as np
+    from conftest import make_unpaired
+    from PIL import Image
+
+    root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(32, 32), gray_in=None)
+    model = tiny_model()
+    expected, firsts = {}, {}
+    with torch.no_grad():  # by hand, one image at a time: mean |F(G(x)) - x| per image, then over the images
+        for side, there, back in (("a", model.gen_a2b, model.gen_b2a), ("b", model.gen_b2a, model.gen_a2b)):
+            errors = []
+            for file in sorted((root / f"test{side.upper()}").iterdir()):
+                x = torch.from_numpy(np.array(Image.open(file))).permute(2, 0, 1)[None].float() / 127.5 - 1
+                errors.append((back(there(x)) - x).abs().mean().item())
+                firsts.setdefault(side, np.array(Image.open(file)))
+            expected[side] = sum(errors) / len(errors)
+    results = trainer(tmp_path).test(model, datamodule=tiny_data(root), verbose=False)
+    assert len(results) == 2  # a result per loader (testA, testB), each with both domain means
+    for result in results:
+        assert result == {"test/cycle_l1_a": pytest.approx(expected["a"], rel=1e-5),
+                          "test/cycle_l1_b": pytest.approx(expected["b"], rel=1e-5)}
+    grid = np.array(Image.open(tmp_path / "images" / "test_visuals-000000.png"))
+    assert grid.shape == (2 + 2 * 34, 2 + 6 * 34, 3)  # rows of (real A, fake B, rec A, real B, fake A, rec B)
+    for side, column in (("a", 0), ("b", 3)):  # the real images: the first of each domain
+        tile = grid[2:34, 2 + 34 * column:34 + 34 * column].astype(int)
+        assert np.abs(tile - firsts[side]).max() <= 1

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import ROOT, make_unpaired
 from PIL import Image
+from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 import train
 from lightning_modules import CycleGAN
@@ -78,6 +79,17 @@ def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_p
     assert results["world_size"] == 2 and results["global_step"] == 2 * 3  # 3 pairs per rank: 2 batches
     rank0, rank1 = (torch.load(run_dir / f"weights-rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # gradients were averaged across ranks
+    # the test: 2 testA images (1 + 1 per rank) and 3 testB (2 + 1), each counted once, against a hand mean
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
+    model.load_state_dict(rank0)
+    for side, there, back in (("a", model.gen_a2b, model.gen_b2a), ("b", model.gen_b2a, model.gen_a2b)):
+        errors = []
+        for file in sorted((tiny_unpaired / f"test{side.upper()}").iterdir()):
+            image = torch.from_numpy(np.array(Image.open(file).convert("RGB"))).permute(2, 0, 1)
+            x = resize(image, [32, 32], InterpolationMode.BICUBIC, antialias=True)[None].float() / 127.5 - 1
+            with torch.no_grad():
+                errors.append((back(there(x)) - x).abs().mean().item())
+        assert results["test"][f"test/cycle_l1_{side}"] == pytest.approx(sum(errors) / len(errors), rel=1e-5)
 
 
 @pytest.fixture(scope="module")

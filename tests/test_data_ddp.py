@@ -3,7 +3,9 @@ over them is the mean over the images.
 
 The processes hold uneven shares (3 + 2 images), so a mean logged as a plain tensor with `sync_dist=True`
 would come out inflated: Lightning mean-syncs its integer batch-size count and floors it (Lightning issue
-#21859; here 11745.8 / 4 in place of / 5). Metrics of an evaluation split go through torchmetrics instead."""
+#21859; here 11745.8 / 4 in place of / 5). Metrics of an evaluation split go through torchmetrics instead:
+the CycleGAN's test/cycle_l1_a and _b and the Darknet's test/loss are checked here against means over the
+images written in the test."""
 
 import pickle
 from pathlib import Path
@@ -12,17 +14,19 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_batches
 from PIL import Image
 from torchmetrics import MeanMetric
 
 from datamodules import CIFAR10DataModule, UnpairedImageDataModule
+from lightning_modules import CycleGAN, DarknetClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Recorder(L.LightningModule):
-    """Writes a key of every test image it is given to rank<r>.txt and logs the mean of that key."""
+    """Writes the loader and a key of every test image it is given to rank<r>.txt and logs the mean of that key."""
 
     def __init__(self, out: str):
         super().__init__()
@@ -30,43 +34,115 @@ class Recorder(L.LightningModule):
         self.weight = torch.nn.Parameter(torch.zeros(1))  # DDP needs a parameter
         self.key_mean = MeanMetric()
 
-    def test_step(self, batch, batch_idx):
-        images = batch[0].double()
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        images = (batch if isinstance(batch, torch.Tensor) else batch[0]).double()  # CycleGAN: one domain a loader
         keys = images.flatten(1).sum(1).round(decimals=3)
         with open(Path(self.out) / f"rank{self.global_rank}.txt", "a") as f:
-            f.write("".join(f"{k}\n" for k in keys.tolist()))
+            f.write("".join(f"{dataloader_idx} {k}\n" for k in keys.tolist()))
         self.key_mean.update(keys)
-        self.log("key_mean", self.key_mean)
+
+    def on_test_epoch_end(self):
+        self.log("key_mean", self.key_mean)  # once over both loaders (in test_step: one entry per loader)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def run_test(data, out: Path) -> float:
+def run_test(data, out: Path, model=None) -> dict[str, float]:
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
-    return trainer.test(Recorder(str(out)), datamodule=data, verbose=False)[0]["key_mean"]
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
+    return trainer.test(model or Recorder(str(out)), datamodule=data, verbose=False)[0]
 
 
-def seen(out: Path) -> list[list[float]]:
-    return [[float(x) for x in (out / f"rank{r}.txt").read_text().split()] for r in (0, 1)]
+def seen(out: Path, loader: int = 0) -> list[list[float]]:
+    """The keys each rank recorded from one loader."""
+    lines = [(out / f"rank{r}.txt").read_text().splitlines() for r in (0, 1)]
+    return [[float(key) for idx, key in map(str.split, rank) if int(idx) == loader] for rank in lines]
+
+
+def grey_unpaired(root: Path, counts=(1, 1, 5, 3)) -> Path:
+    """trainA, trainB, testA, testB of solid 32px images: A i is 10 * (i + 1) grey, B i 200 + 10 * i, so an
+    image's pixel sum names it."""
+    for folder, count in zip(("trainA", "trainB", "testA", "testB"), counts, strict=True):
+        (root / folder).mkdir(parents=True)
+        for i in range(count):
+            grey = 10 * (i + 1) if folder.endswith("A") else 200 + 10 * i
+            Image.fromarray(np.full((32, 32, 3), grey, dtype=np.uint8)).save(root / folder / f"{i}.png")
+    return root
 
 
 def test_cyclegan_test_images_are_each_evaluated_once_across_two_processes(tmp_path):
-    root = tmp_path / "h2z"
-    for folder, count in (("trainA", 1), ("trainB", 1), ("testA", 5), ("testB", 5)):
-        (root / folder).mkdir(parents=True)
-        for i in range(count):  # solid images of 10 * (i + 1) grey: an image's pixel sum names it
-            Image.fromarray(np.full((32, 32, 3), 10 * (i + 1), dtype=np.uint8)).save(root / folder / f"{i}.png")
+    root = grey_unpaired(tmp_path / "h2z", counts=(1, 1, 5, 3))  # |A| != |B|, and 5 = 3 + 2 on two ranks
     data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
     out = tmp_path / "out"
     out.mkdir()
-    mean = run_test(data, out)
-    keys = [(10 * (i + 1) / 127.5 - 1) * 3 * 32 * 32 for i in range(5)]  # [-1, 1] pixels, summed by hand
-    ranks = seen(out)
-    assert sorted(ranks[0] + ranks[1]) == pytest.approx(sorted(keys), abs=1e-2)  # 5 images, none twice
-    assert sorted(map(len, ranks)) == [2, 3]  # 3 + 2: uneven, not padded to 3 + 3
-    assert mean == pytest.approx(sum(keys) / 5, rel=1e-5)  # weighted by batch size across processes
+    mean = run_test(data, out)["key_mean"]
+    keys_a = [(10 * (i + 1) / 127.5 - 1) * 3 * 32 * 32 for i in range(5)]  # [-1, 1] pixels, summed by hand
+    keys_b = [((200 + 10 * i) / 127.5 - 1) * 3 * 32 * 32 for i in range(3)]
+    for loader, keys in ((0, keys_a), (1, keys_b)):
+        ranks = seen(out, loader)
+        assert sorted(ranks[0] + ranks[1]) == pytest.approx(sorted(keys), abs=1e-2)  # each image once, none twice
+        assert sorted(map(len, ranks)) == [len(keys) // 2, len(keys) - len(keys) // 2]  # 3 + 2, 2 + 1: not padded
+    assert mean == pytest.approx((sum(keys_a) + sum(keys_b)) / 8, rel=1e-5)  # weighted by batch size
+
+
+@pytest.fixture
+def file_system_sharing():
+    """ddp_spawn pickles the model for each process, and torch shares its CPU tensors by file descriptor; the
+    CycleGAN's ImagePool generators pickle as temporary state tensors whose descriptors are closed before the
+    processes start ("bad value(s) in fds_to_keep"). Shared through files instead, for the test's length."""
+    strategy = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    yield
+    torch.multiprocessing.set_sharing_strategy(strategy)
+
+
+@pytest.mark.usefixtures("file_system_sharing")
+def test_cyclegan_test_cycle_l1_is_the_mean_over_each_domains_images_across_two_processes(tmp_path):
+    """5 testA images on two ranks (3 + 2) and 3 testB (2 + 1), batches of 2: the old paired loader counted
+    B images 0 and 1 twice, and a batch mean logged with sync_dist=True divided by a floored mean count."""
+    root = grey_unpaired(tmp_path / "h2z", counts=(1, 1, 5, 3))
+    for i, file in enumerate(sorted((root / "testA").iterdir())):  # textured, so the errors differ by image
+        pixels = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(file)
+    data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
+    torch.manual_seed(0)
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4, log_images_every_n_batches=0)
+    expected = {}
+    with torch.no_grad():  # by hand, one image at a time: mean |F(G(x)) - x| per image, then over the images
+        for side, there, back in (("a", model.gen_a2b, model.gen_b2a), ("b", model.gen_b2a, model.gen_a2b)):
+            errors = []
+            for file in sorted((root / f"test{side.upper()}").iterdir()):
+                x = torch.from_numpy(np.array(Image.open(file))).permute(2, 0, 1)[None].float() / 127.5 - 1
+                errors.append((back(there(x)) - x).abs().mean().item())
+            expected[side] = sum(errors) / len(errors)
+    out = tmp_path / "out"
+    out.mkdir()
+    results = run_test(data, out, model)
+    assert results["test/cycle_l1_a"] == pytest.approx(expected["a"], rel=1e-5)
+    assert results["test/cycle_l1_b"] == pytest.approx(expected["b"], rel=1e-5)
+    assert (out / "images" / "test_visuals-000000.png").exists()  # rank 0 held the first image of both domains
+
+
+def test_darknet_test_loss_is_the_mean_over_the_images_across_two_processes(tmp_path):
+    """7 test images on two ranks (4 + 3), batches of 2: a batch mean logged with sync_dist=True gave the sum of
+    the losses over 6 (Lightning issue #21859)."""
+    folder = make_batches(tmp_path / "c" / "cifar-10-batches-py", per_batch=7)
+    with open(folder / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    rows, labels = batch[b"data"].astype(np.float32), batch[b"labels"]
+    mean, std = np.array([0.4914, 0.48216, 0.44653]) * 255, np.array([0.24703, 0.24349, 0.26159]) * 255
+    images = [torch.from_numpy(((row.reshape(3, 32, 32) - mean[:, None, None]) / std[:, None, None])
+                               .astype(np.float32)) for row in rows]  # the seed's normalisation
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3).eval()
+    with torch.no_grad():  # one image at a time (BatchNorm in eval mode: the batch does not matter)
+        losses = [F.cross_entropy(model.net(x[None]), torch.tensor([y])).item()
+                  for x, y in zip(images, labels, strict=True)]
+    data = CIFAR10DataModule(str(tmp_path / "c"), eval_batch_size=2, download=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run_test(data, out, model)["test/loss"] == pytest.approx(sum(losses) / 7, rel=1e-4)
 
 
 def test_cifar10_test_images_are_each_evaluated_once_across_two_processes(tmp_path):
@@ -82,4 +158,4 @@ def test_cifar10_test_images_are_each_evaluated_once_across_two_processes(tmp_pa
     ranks = seen(out)
     assert sorted(ranks[0] + ranks[1]) == pytest.approx(sorted(keys), abs=0.05)  # 7 images, none twice
     assert sorted(map(len, ranks)) == [3, 4]
-    assert result == pytest.approx(np.mean(keys), rel=1e-4)
+    assert result["key_mean"] == pytest.approx(np.mean(keys), rel=1e-4)

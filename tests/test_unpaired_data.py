@@ -3,6 +3,7 @@ import pytest
 import torch
 from conftest import http_server, make_unpaired, reply
 from PIL import Image
+from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from callbacks import UserError
 from datamodules import UnpairedImageDataModule
@@ -67,13 +68,31 @@ def test_grayscale_files_become_rgb(tiny_unpaired):
     assert a.shape == (3, 40, 40) and torch.equal(a[0], a[1]) and torch.equal(a[1], a[2])
 
 
-def test_test_items_are_resized_to_crop_size_and_paired_by_index(tiny_unpaired):
-    dm = UnpairedImageDataModule(str(tiny_unpaired), batch_size=1, load_size=36, crop_size=32, num_workers=0)
+def test_test_loaders_hold_each_domain_image_once_at_crop_size(tmp_path):
+    root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(36, 40), gray_in="testB")  # 5 A, 3 + 1 B
+    dm = UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
     dm.setup("test")
-    assert len(dm.test_set) == 3  # 2 A, 3 B
-    a, b = dm.test_set[2]
-    assert a.shape == b.shape == (3, 32, 32)
-    assert torch.equal(dm.test_set[2][0], dm.test_set[0][0])  # A wraps round: 2 mod 2
+    loaders = dm.test_dataloader()
+    assert len(loaders) == 2  # loader 0 is testA, loader 1 testB: no pairing, so no image stands in twice
+    for loader, side, count in zip(loaders, "AB", (5, 4), strict=True):
+        files = sorted((root / f"test{side}").iterdir())
+        expected = [resize(png(f), [32, 32], InterpolationMode.BICUBIC, antialias=True) for f in files]
+        images = torch.cat(list(loader))
+        assert len(files) == count and images.shape == (count, 3, 32, 32)
+        assert all(torch.equal(x, y) for x, y in zip(images, expected, strict=True))
+
+
+def test_test_images_are_shared_between_ranks_without_repeats(tiny_unpaired):
+    class Trainer:  # what the loaders read of a DDP trainer
+        world_size = 2
+
+    dm = UnpairedImageDataModule(str(tiny_unpaired), batch_size=1, load_size=36, crop_size=32, num_workers=0)
+    shares = []
+    for rank in (0, 1):
+        dm.trainer = type("Rank", (Trainer,), {"global_rank": rank})()
+        shares.append([list(loader.sampler) for loader in dm.test_dataloader()])
+    assert [shares[0][0], shares[1][0]] == [[0], [1]]  # 2 A images: one each
+    assert [shares[0][1], shares[1][1]] == [[0, 2], [1]]  # 3 B images: 2 + 1, not padded to 2 + 2
 
 
 def test_batches_are_scaled_to_minus_one_one(tiny_unpaired):
