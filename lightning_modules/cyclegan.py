@@ -86,6 +86,16 @@ class ImagePool:
         self.images = list(state["images"])
         self.generator.set_state(state["generator"])
 
+    def __getstate__(self) -> dict:
+        """Pickled (ddp_spawn sends the model to each process) with the generator's state as bytes: as a tensor
+        made only for the pickle, torch would share it by a file descriptor closed before the processes start."""
+        return {**self.__dict__, "generator": bytes(self.generator.get_state().numpy())}
+
+    def __setstate__(self, state: dict) -> None:
+        generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state["generator"]), dtype=torch.uint8))
+        self.__dict__.update({**state, "generator": generator})
+
 
 class CycleGAN(L.LightningModule):
     """Two ResNet generators and two 70x70 PatchGANs, one Adam for both generators and one per discriminator.

@@ -116,3 +116,18 @@ def test_batches_are_counted_and_visuals_logged_at_the_first_then_every_nth(tiny
     model.log_visuals = lambda key, visuals, step, n=4: logged.append(step)
     trainer(tmp_path, max_steps=5 * 3).fit(model, datamodule=tiny_data(tiny_unpaired))  # 3 optimizer steps a batch
     assert model.batches_trained == 5 and logged == [1, 4]
+
+
+def test_image_pool_pickles_with_its_random_state():
+    """ddp_spawn pickles the model: the copy must hold the same fakes and draw the same choices as the original."""
+    import pickle
+
+    from lightning_modules.cyclegan import ImagePool
+
+    pool = ImagePool(2, seed=3)
+    for i in range(4):
+        pool.query(torch.full((1, 3, 2, 2), float(i)))
+    clone = pickle.loads(pickle.dumps(pool))
+    assert [float(x[0, 0, 0]) for x in clone.images] == [float(x[0, 0, 0]) for x in pool.images]
+    fakes = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 2, 2)
+    assert torch.equal(clone.query(fakes), pool.query(fakes))

@@ -86,18 +86,6 @@ def test_cyclegan_test_images_are_each_evaluated_once_across_two_processes(tmp_p
     assert mean == pytest.approx((sum(keys_a) + sum(keys_b)) / 8, rel=1e-5)  # weighted by batch size
 
 
-@pytest.fixture
-def file_system_sharing():
-    """ddp_spawn pickles the model for each process, and torch shares its CPU tensors by file descriptor; the
-    CycleGAN's ImagePool generators pickle as temporary state tensors whose descriptors are closed before the
-    processes start ("bad value(s) in fds_to_keep"). Shared through files instead, for the test's length."""
-    strategy = torch.multiprocessing.get_sharing_strategy()
-    torch.multiprocessing.set_sharing_strategy("file_system")
-    yield
-    torch.multiprocessing.set_sharing_strategy(strategy)
-
-
-@pytest.mark.usefixtures("file_system_sharing")
 def test_cyclegan_test_cycle_l1_is_the_mean_over_each_domains_images_across_two_processes(tmp_path):
     """5 testA images on two ranks (3 + 2) and 3 testB (2 + 1), batches of 2: the old paired loader counted
     B images 0 and 1 twice, and a batch mean logged with sync_dist=True divided by a floored mean count."""
