@@ -228,20 +228,13 @@ def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_firs
     """5 testA and 3 testB images in batches of 2: the old paired loader counted B images 0 and 1 twice in
     test/cycle_l1_b, and a mean of batch means would weigh the last, single-image batch of A as two."""
     import numpy as np
-    from conftest import make_unpaired
+    from conftest import cycle_l1_by_hand, make_unpaired
     from PIL import Image
 
     root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(32, 32), gray_in=None)
     model = tiny_model()
-    expected, firsts = {}, {}
-    with torch.no_grad():  # by hand, one image at a time: mean |F(G(x)) - x| per image, then over the images
-        for side, there, back in (("a", model.gen_a2b, model.gen_b2a), ("b", model.gen_b2a, model.gen_a2b)):
-            errors = []
-            for file in sorted((root / f"test{side.upper()}").iterdir()):
-                x = torch.from_numpy(np.array(Image.open(file))).permute(2, 0, 1)[None].float() / 127.5 - 1
-                errors.append((back(there(x)) - x).abs().mean().item())
-                firsts.setdefault(side, np.array(Image.open(file)))
-            expected[side] = sum(errors) / len(errors)
+    expected = cycle_l1_by_hand(model, root)
+    firsts = {side: np.array(Image.open(sorted((root / f"test{side.upper()}").iterdir())[0])) for side in "ab"}
     results = trainer(tmp_path).test(model, datamodule=tiny_data(root), verbose=False)
     assert len(results) == 2  # a result per loader (testA, testB), each with both domain means
     for result in results:
