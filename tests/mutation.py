@@ -44,7 +44,7 @@ TARGETS = {
                                "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
                                "build_optimizer"),
                               ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
-                               "test_phase_math or accumulation or rmsprop or alike or switches or fractional"
+                               "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula")),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),

@@ -121,7 +121,8 @@ def test_build_optimizer_keeps_the_groups_and_takes_the_phase_class_momentum_and
 
 def test_apply_writes_lr_times_multiplier_momentum_and_weight_decay_into_every_group():
     a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
-    optimizer = torch.optim.SGD([{"params": [a]}, {"params": [b]}], lr=1.0, momentum=0.5)
+    # the first group has the model's own lr_scale (DarknetClassifier's BatchNorm biases): it multiplies too
+    optimizer = torch.optim.SGD([{"params": [a], "lr_scale": 4.0}, {"params": [b]}], lr=1.0, momentum=0.5)
     phases = [TrainingPhase(1, "SGD", (0.4, 0.0), "linear", momentum=(0.8, 0.9), momentum_decay="linear",
                             weight_decay=1e-3, lr_multipliers=[0.5, 2.0], data={"image_size": 28})]
     s = TrainingPhaseScheduler(phases, plot=False)
@@ -131,7 +132,7 @@ def test_apply_writes_lr_times_multiplier_momentum_and_weight_decay_into_every_g
     s._enter(trainer, 0)
     s._apply(trainer)
     lr, momentum = 0.4 * (1 - 2 / 8), 0.8 + 0.1 * 2 / 8
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.5 * lr, 2.0 * lr])
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.5 * 4.0 * lr, 2.0 * lr])
     assert [g["momentum"] for g in optimizer.param_groups] == pytest.approx([momentum] * 2)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-3, 1e-3]
     assert trainer.datamodule.image_size == 28
@@ -145,3 +146,68 @@ def test_sgdr_cycles_grow_by_powers_of_cycle_mult():
     from callbacks import sgdr
     phases = sgdr(lr=0.1, num_cycle=4, cycle_len=1, cycle_mult=3)
     assert [p.epochs for p in phases] == pytest.approx([0.05, 0.95, 3, 9, 27])
+
+
+class FakeTrainer:
+    """What _enter and _apply use of a Trainer: its optimizers are the strategy's, as in Lightning."""
+
+    def __init__(self, optimizer, datamodule=None):
+        self.strategy, self.datamodule = SimpleNamespace(optimizers=[optimizer]), datamodule
+
+    @property
+    def optimizers(self):
+        return self.strategy.optimizers
+
+
+def nesterov_sgd_reference(param, grads, lrs, momentum):
+    """torch's SGD(nesterov=True) written out: one momentum buffer, from the first gradient on."""
+    p, buffer = param.clone(), None
+    for grad, lr in zip(grads, lrs, strict=True):
+        buffer = grad.clone() if buffer is None else momentum * buffer + grad
+        p = p - lr * (grad + momentum * buffer)
+    return p
+
+
+GRADS = [torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0]), torch.tensor([-1.0, 0.5]), torch.tensor([2.0, 1.0])]
+
+
+def run_phases(phases, optimizer, param):
+    """Two 2-step phases driven as on_fit_start and every batch do: enter phase 0, then apply before each step."""
+    s = TrainingPhaseScheduler(phases, plot=False)
+    s.ends, trainer = [2, 4], FakeTrainer(optimizer)
+    s._enter(trainer, 0)
+    for batch, grad in enumerate(GRADS):
+        s.batches_seen = batch
+        s._apply(trainer)
+        param.grad = grad
+        trainer.optimizers[0].step()
+    return trainer.optimizers[0]
+
+
+def test_the_models_optimizer_is_kept_when_the_first_phase_asks_for_its_class():
+    # the model's SGD is nesterov; a phase "SGD" without opt_kwargs keeps it (a rebuilt one would not be)
+    param = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    expected = nesterov_sgd_reference(param.detach(), GRADS, [0.1, 0.1, 0.05, 0.05], 0.9)
+    model_optimizer = torch.optim.SGD([param], lr=1.0, momentum=0.5, nesterov=True)
+    phases = [TrainingPhase(1, "SGD", 0.1, momentum=0.9), TrainingPhase(1, "SGD", 0.05, momentum=0.9)]
+    assert run_phases(phases, model_optimizer, param) is model_optimizer
+    assert torch.allclose(param.detach(), expected)
+
+
+def test_phases_asking_for_the_same_optimizer_keep_its_momentum_across_the_boundary():
+    # Adam -> SGD(nesterov) is built at phase 0; phase 1 asks for the same: same optimizer, buffer carried on
+    param = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    expected = nesterov_sgd_reference(param.detach(), GRADS, [0.1, 0.1, 0.05, 0.05], 0.9)
+    phases = [TrainingPhase(1, "SGD", 0.1, momentum=0.9, opt_kwargs={"nesterov": True}),
+              TrainingPhase(1, "SGD", 0.05, momentum=0.9, opt_kwargs={"nesterov": True})]
+    assert isinstance(run_phases(phases, torch.optim.Adam([param], lr=1.0), param), torch.optim.SGD)
+    assert torch.allclose(param.detach(), expected)
+
+
+@pytest.mark.parametrize("datamodule", [None, SimpleNamespace(image_size=32)], ids=["no-datamodule", "no-attribute"])
+def test_a_phase_setting_a_data_attribute_the_datamodule_lacks_is_refused(datamodule):
+    s = TrainingPhaseScheduler([TrainingPhase(1, "SGD", data={"batch_size": 8})], plot=False)
+    trainer = FakeTrainer(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), datamodule)
+    with pytest.raises(ValueError, match="phase 0 sets data attribute 'batch_size', which the DataModule does not"):
+        s._enter(trainer, 0)
+    assert datamodule is None or not hasattr(datamodule, "batch_size")

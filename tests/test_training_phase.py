@@ -342,12 +342,57 @@ def test_phases_written_alike_train_alike_with_the_default_momentum(tiny_cifar):
     assert TrainingPhase(1, momentum=None).momentum_at(0.5) is None  # left to the optimizer
 
 
-@pytest.mark.parametrize("max_epochs, warns", [(1, True), (2, False)])
-def test_fractional_phases_longer_than_max_epochs_warn(tiny_cifar, max_epochs, warns):
+@pytest.mark.parametrize("epochs, max_epochs, warns", [(1.5, 1, True), (1.5, 2, False), (2, 2, False)],
+                         ids=["shorter", "longer", "exactly"])
+def test_fractional_phases_longer_than_max_epochs_warn(tiny_cifar, epochs, max_epochs, warns):
+    # max_epochs x 6 steps against the phases' epochs x 6: only fewer steps than the phases warn
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        steps, _, _ = fit(tiny_cifar, [TrainingPhase(1.5, "SGD", 0.1)], max_epochs=max_epochs)
+        steps, _, _ = fit(tiny_cifar, [TrainingPhase(epochs, "SGD", 0.1)], max_epochs=max_epochs)
     said = [str(w.message) for w in caught if "ends training before the phases" in str(w.message)]
-    assert said == ([f"max_epochs={max_epochs} ends training before the phases (1.5 epochs)"] if warns else [])
-    assert len(steps) == min(max_epochs * BATCHES, 9)
+    assert said == ([f"max_epochs={max_epochs} ends training before the phases ({epochs:g} epochs)"] if warns else [])
+    assert len(steps) == min(max_epochs, epochs) * BATCHES
+
+
+class TwoOptimizers(L.LightningModule):
+    """A GAN's shape: manual optimization, two optimizers of different classes, each stepped every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.a, self.b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        for net, optimizer in zip((self.a, self.b), self.optimizers(), strict=True):
+            optimizer.zero_grad()
+            self.manual_backward(net(batch[0]).pow(2).mean())
+            optimizer.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.a.parameters(), lr=1.0, momentum=0.5), torch.optim.Adam(self.b.parameters())
+
+
+@pytest.mark.parametrize("plot", [False, True])
+def test_manual_optimization_counts_batches_and_keeps_each_optimizer(tmp_path, plot):
+    # 6 batches an epoch; phases of 1 and 0.5 epochs end at batches 6 and 9, then lr and momentum stay put
+    seen = []
+
+    class Seen(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append([(type(o).__name__, o.param_groups[0]["lr"],
+                          o.param_groups[0]["betas"][0] if "betas" in o.param_groups[0] else
+                          o.param_groups[0]["momentum"]) for o in trainer.optimizers])
+
+    phases = [TrainingPhase(1, "RMSprop", (0.1, 0.0), "linear", momentum=(0.9, 0.8), momentum_decay="linear"),
+              TrainingPhase(0.5, "RMSprop", 0.01, momentum=0.7)]
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 2)), batch_size=2)
+    L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+              enable_checkpointing=False, default_root_dir=tmp_path,
+              callbacks=[TrainingPhaseScheduler(phases, plot=plot), Seen()]).fit(TwoOptimizers(), data)
+    expected = [(0.1 * (1 - i / 6), 0.9 - 0.1 * i / 6) for i in range(6)] + [(0.01, 0.7)] * 12
+    assert len(seen) == 18  # max_steps is not set from the phases: a GAN's steps are not batches
+    for batch, (optimizers, (lr, momentum)) in enumerate(zip(seen, expected, strict=True)):
+        assert [name for name, _, _ in optimizers] == ["SGD", "Adam"], batch
+        assert [(o_lr, o_mom) for _, o_lr, o_mom in optimizers] == [pytest.approx((lr, momentum))] * 2, batch
+    assert (tmp_path / "lr_schedule.png").exists() == plot
