@@ -74,7 +74,9 @@ class DarknetClassifier(L.LightningModule):
         no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
             weight_decay still sets it on every group).
         bn_bias_lr_scale: lr factor of the BatchNorm biases (airbench94: 64); kept by OneCycleLR and by the
-            TrainingPhaseScheduler (the group's `lr_scale`).
+            TrainingPhaseScheduler (the group's `lr_scale`). Their weight decay per step (lr * weight_decay) stays
+            that of the other decayed parameters, as airbench94's: the group's weight_decay is divided by it (a
+            TrainingPhase with its own weight_decay sets that value on every group as it is).
         tta: test-time augmentation in validation and test: none, flip, or flip_translate (flip plus one-pixel
             shifts, 6 views in one forward pass).
         channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
@@ -179,9 +181,11 @@ class DarknetClassifier(L.LightningModule):
                 else:
                     (no_decay if is_norm or name == "bias" else weights).append(p)
         decay = 0.0 if hp.no_decay_bn_bias else hp.weight_decay
+        # SGD's decay step is lr * weight_decay * p: the BatchNorm biases' lr_scale is taken out of their decay, so
+        # it scales their learning rate but not their weight decay, as airbench94's bias_scaler
         groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0},
                   {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0},
-                  {"params": bn_biases, "weight_decay": decay, "lr_scale": hp.bn_bias_lr_scale}]
+                  {"params": bn_biases, "weight_decay": decay / hp.bn_bias_lr_scale, "lr_scale": hp.bn_bias_lr_scale}]
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["lr"] = hp.lr * group["lr_scale"]

@@ -135,6 +135,29 @@ def test_no_decay_and_bn_bias_lr_scale_groups_by_hand():
     assert torch.equal(stem_bn.weight, bn_before)
 
 
+def test_bn_bias_lr_scale_leaves_their_weight_decay_per_step_alone():
+    # airbench94 (hyp["opt"]["bias_scaler"]): "scales up learning rate (but not weight decay) for BatchNorm biases",
+    # so with zero gradients one SGD step shrinks a BatchNorm bias by the same 1 - lr * wd as a conv weight
+    model = DarknetClassifier(**TINY, lr=0.1, weight_decay=0.01, bn_bias_lr_scale=8, one_cycle=None)
+    optimizer = model.configure_optimizers()
+    stem_conv, stem_bn = model.net.layers[0][0], model.net.layers[0][1]
+    with torch.no_grad():
+        stem_bn.bias.fill_(2.0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for g in optimizer.param_groups:
+        g["momentum"] = 0.0
+    conv_before = stem_conv.weight.clone()
+    optimizer.step()
+    torch.testing.assert_close(stem_conv.weight, conv_before * (1 - 0.1 * 0.01))
+    torch.testing.assert_close(stem_bn.bias, torch.full_like(stem_bn.bias, 2.0 * (1 - 0.1 * 0.01)))
+    # while a gradient still moves it 8 times as far as the lr alone would
+    stem_bn.bias.grad = torch.ones_like(stem_bn.bias)
+    before = stem_bn.bias.clone()
+    optimizer.step()
+    torch.testing.assert_close(stem_bn.bias, before * (1 - 0.1 * 0.01) - 0.1 * 8 * 1.0)
+
+
 def test_default_is_the_seeds_single_group_with_decay_everywhere():
     optimizer = DarknetClassifier(**TINY, weight_decay=0.01, one_cycle=None).configure_optimizers()
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["weight_decay"] == 0.01
