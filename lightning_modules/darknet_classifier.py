@@ -82,6 +82,9 @@ class DarknetClassifier(L.LightningModule):
         channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
         compile: torch.compile the net's forward, once per process (`compiled_call`).
         compile_options: keyword arguments of torch.compile, e.g. {mode: max-autotune}.
+        bn_momentum, bn_weight, logit_scale: PyTorch's momentum of the BatchNorm running statistics (the seed's
+            0.01; airbench94's 0.4), false to freeze the BatchNorm weights at 1, a factor on the logits
+            (airbench94: 1/9); see `Darknet`.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -97,13 +100,14 @@ class DarknetClassifier(L.LightningModule):
                  widths: list[int] | None = None, strides: list[int] | None = None, downsample: str = "conv",
                  whiten: int = 0, whiten_images: int = 2000, no_decay_bn_bias: bool = False,
                  bn_bias_lr_scale: float = 1.0, tta: str = "none", channels_last: bool = False,
-                 compile: bool = False, compile_options: dict | None = None):
+                 compile: bool = False, compile_options: dict | None = None, bn_momentum: float = 0.01,
+                 bn_weight: bool = True, logit_scale: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
         if tta not in TTA_VIEWS:
             raise UserError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
         self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
-                           widths, strides, downsample, whiten)
+                           widths, strides, downsample, whiten, bn_momentum, bn_weight, logit_scale)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")

@@ -77,6 +77,33 @@ def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_opti
     torch.testing.assert_close(model.net.whitening.weight, expected.weight)
 
 
+def test_airbench_batchnorm_options_momentum_frozen_weights_and_logit_scale():
+    torch.manual_seed(0)
+    net = Darknet([1, 1], num_classes=3, nf=4, bn_momentum=0.4, bn_weight=False, zero_init_residual=False,
+                  logit_scale=1 / 9)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 1 + 3 + 3 and all(m.momentum == 0.4 and not m.weight.requires_grad for m in norms)
+    assert all(m.bias.requires_grad for m in norms)
+    stem = net.layers[0]
+    x = torch.randn(4, 3, 8, 8)
+    net(x)  # training mode: running mean = 0.6 * 0 + 0.4 * the batch mean
+    torch.testing.assert_close(stem[1].running_mean, 0.4 * stem[0](x).mean(dim=(0, 2, 3)))
+    net.eval()
+    torch.testing.assert_close(net(x), net.layers(x) / 9)
+    model = DarknetClassifier(**TINY, bn_weight=False, zero_init_residual=False, one_cycle=None)
+    optimized = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
+    assert optimized == {id(p) for p in model.parameters() if p.requires_grad}
+    assert id(model.net.layers[0][1].weight) not in optimized and id(model.net.layers[0][1].bias) in optimized
+
+
+def test_frozen_batchnorm_weights_refuse_zero_init_residual_and_bad_momentum():
+    with pytest.raises(ValueError, match="zero_init_residual"):
+        Darknet([1], bn_weight=False)  # a frozen zero weight would switch the residual off for good
+    Darknet([0], bn_weight=False)  # no residual, nothing to zero
+    with pytest.raises(ValueError, match="bn_momentum"):
+        Darknet([1], bn_momentum=0.0)
+
+
 # -- evaluation: test-time augmentation -------------------------------------------------------------------------
 
 def test_tta_views_and_weights_match_airbench_by_index():
