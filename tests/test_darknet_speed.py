@@ -346,6 +346,28 @@ def test_tensor_batches_without_flip_bits_are_unchanged():
     assert torch.equal(torch.cat([b for b, _ in batches]), images)
 
 
+def test_on_device_cuts_batches_where_the_images_were_copied_once(tiny_cifar):
+    from types import SimpleNamespace
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, alternating_flip=True, on_device=True)
+    data.setup("fit")
+    meta = torch.device("meta")  # stands for the GPU: the copies and batches must land there
+    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=meta), global_rank=0, world_size=1)
+    loaders = [data.train_dataloader(), data.train_dataloader(), data.test_dataloader()]
+    assert loaders[0].images is loaders[1].images and loaders[0].images.device == meta  # one copy
+    assert loaders[0].flipped_first.device == meta and loaders[2].labels.device == meta
+    for loader in loaders:
+        images, labels = next(iter(loader))
+        assert images.device == meta and labels.device == meta and images.shape[1:] == (3, 32, 32)
+    assert data.train_images.device.type == "cpu"  # the host copy is left as it was
+    # on the host the same option changes nothing: the same batches in the same order
+    plain = CIFAR10DataModule(str(tiny_cifar), batch_size=8, alternating_flip=True)
+    plain.setup("fit")
+    data.trainer = plain.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")),
+                                                   global_rank=0, world_size=1)
+    for a, b in zip(data.train_dataloader(), plain.train_dataloader(), strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
 # -- the lean step: no host sync in training batches ---------------------------------------------------------------
 
 HOST_READS = ["item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"]
