@@ -5,7 +5,7 @@ from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
 from callbacks.progress import ProgressBar
-from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr
+from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr, triangle
 
-__all__ = ["AtomicCheckpointIO", "DecayType", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler", "UserError",
-           "annealed", "log_image_grid", "one_cycle", "plot_schedule", "save_png", "sgdr"]
+__all__ = ["AtomicCheckpointIO", "DecayType", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
+           "UserError", "annealed", "log_image_grid", "one_cycle", "plot_schedule", "save_png", "sgdr", "triangle"]
