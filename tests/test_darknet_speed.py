@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch import nn
 
-from callbacks import TrainingPhase, TrainingPhaseScheduler
+from callbacks import Lookahead, TrainingPhase, TrainingPhaseScheduler
 from datamodules import CIFAR10DataModule
 from datamodules.augment import alternating_flip, normalize
 from datamodules.cifar10 import SEED_STATS, TensorBatches
@@ -275,6 +275,48 @@ def test_ema_weights_are_validated_tested_and_checkpointed(tiny_cifar, tmp_path)
                        weights_only=False)["state_dict"]
     for (name, _), e in zip(model.named_parameters(), averages[-1], strict=True):
         torch.testing.assert_close(saved[name], e)
+
+
+class WeightsAfterStep(L.Callback):
+    """The floating-point state (weights and BatchNorm statistics) at each batch end, as this callback sees it."""
+
+    def __init__(self):
+        self.start, self.steps = None, []
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = state(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.steps.append(state(pl_module))
+
+
+def state(module):
+    return [t.detach().clone() for t in module.state_dict().values() if t.is_floating_point()]
+
+
+def test_lookahead_resets_the_weights_to_a_slow_copy_with_a_growing_decay(tiny_cifar):
+    model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
+    before, after = WeightsAfterStep(), WeightsAfterStep()  # around the Lookahead: its input and its output
+    fit = trainer(max_epochs=2, limit_val_batches=0,
+                  callbacks=[before, Lookahead(decay=0.9, every=5, power=1.0), after])
+    fit.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4))
+    total = 12  # 24 images in batches of 4, two epochs
+    assert len(before.steps) == total
+    slow = before.start
+    for step, (fast, seen) in enumerate(zip(before.steps, after.steps, strict=True), start=1):
+        if step % 5 == 0:
+            d = 0.9 * step / total
+            slow = [s + (1 - d) * (w - s) for s, w in zip(slow, fast, strict=True)]
+            expected = slow
+        else:
+            expected = fast
+        for s, e in zip(seen, expected, strict=True):
+            torch.testing.assert_close(s, e)
+    # steps 11 and 12 moved only the fast weights; the end makes the weights the slow copy of step 10
+    for s, e in zip(state(model), slow, strict=True):
+        torch.testing.assert_close(s, e)
+    with pytest.raises(ValueError, match="decay"):
+        Lookahead(decay=1.5)
 
 
 # -- channels_last and torch.compile -------------------------------------------------------------------------------
