@@ -39,6 +39,20 @@ def test_widths_strides_and_maxpool_downsampling_by_hand():
     assert all(m.stride == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))  # pools do the striding
 
 
+def test_pool_first_pools_the_conv_then_normalises_and_activates_the_quarter():
+    torch.manual_seed(0)
+    net = Darknet([0], num_classes=3, widths=[6], strides=[2], downsample="pool_first")
+    layer = net.layers[1]
+    x = torch.randn(4, 32, 8, 8)
+    conv = F.conv2d(x, layer[0].weight, padding=1)
+    pooled = F.max_pool2d(conv, 2)
+    mean, var = pooled.mean(dim=(0, 2, 3)), pooled.var(dim=(0, 2, 3))  # BatchNorm's, on the pooled values
+    z = (pooled - mean.view(1, -1, 1, 1)) / (pooled.var(dim=(0, 2, 3), unbiased=False).view(1, -1, 1, 1) + 1e-5).sqrt()
+    torch.testing.assert_close(layer(x), F.leaky_relu(z, 0.1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer[2].running_var, 0.99 + 0.01 * var)
+    assert [type(m) for m in layer] == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.LeakyReLU]
+
+
 def test_default_strides_are_the_seeds():
     net = Darknet([0, 0, 0], nf=4)
     assert net.layers[:-3](torch.randn(1, 3, 32, 32)).shape == (1, 32, 8, 8)  # strides 2, 1, 2

@@ -53,9 +53,13 @@ class ResLayer(nn.Module):  # a class only because of the skip connection
 
 
 def downsample_layer(ni: int, nf: int, stride: int, how: str = "conv") -> nn.Sequential:
-    """The seed's stride-2 conv_layer, or airbench's conv_layer then 2x2 max-pool (same output size)."""
+    """The seed's stride-2 conv_layer; "maxpool": conv_layer then a 2x2 max-pool (same output size); "pool_first":
+    the conv, the max-pool, then BatchNorm and LeakyReLU (airbench94's order: they run on a quarter of the values)."""
     if how == "conv" or stride == 1:
         return conv_layer(ni, nf, stride=stride)
+    if how == "pool_first":
+        conv, norm, act = conv_layer(ni, nf)
+        return nn.Sequential(conv, nn.MaxPool2d(stride), norm, act)
     return nn.Sequential(conv_layer(ni, nf), nn.MaxPool2d(stride))
 
 
@@ -88,7 +92,8 @@ class Darknet(nn.Module):
     (wider, fewer layers, a fatter bottleneck such as ni * 2) is `nf`, `widths`, `num_blocks` and `bottleneck`.
     `zero_init_residual` zeroes the last BatchNorm weight of every ResLayer, so each starts as the identity.
     `widths`: channels per group (default nf doubled per group); `strides`: per group (default the seed's
-    2, 1, 2, 2, ...); `downsample`: "conv" (the seed's stride-2 conv) or "maxpool" (conv, then max-pool);
+    2, 1, 2, 2, ...); `downsample`: "conv" (the seed's stride-2 conv), "maxpool" (conv, BatchNorm, LeakyReLU, then
+    max-pool) or "pool_first" (conv, max-pool, then BatchNorm and LeakyReLU, as airbench94);
     `whiten`: 0 for the seed's conv stem, or k for a frozen kxk patch-whitening stem (`init_whitening`).
     `bn_momentum`: PyTorch's momentum of every BatchNorm's running statistics (the seed's 0.01; airbench94's
     0.4, which it writes as 1 - 0.4 = 0.6). `bn_weight`: False freezes every BatchNorm weight at 1 (airbench94).
@@ -108,8 +113,8 @@ class Darknet(nn.Module):
             if len(values) != len(num_blocks) or any(v < 1 for v in values):
                 raise UserError(f"{name} needs one value >= 1 per group of num_blocks ({len(num_blocks)}), "
                                  f"got {values}")
-        if downsample not in ("conv", "maxpool"):
-            raise UserError(f"downsample must be 'conv' or 'maxpool' (got {downsample!r})")
+        if downsample not in ("conv", "maxpool", "pool_first"):
+            raise UserError(f"downsample must be 'conv', 'maxpool' or 'pool_first' (got {downsample!r})")
         if whiten < 0:
             raise UserError(f"whiten must be 0 (the seed's conv stem) or a kernel size >= 1 (got {whiten})")
         if not 0 < bn_momentum <= 1:
