@@ -151,6 +151,18 @@ def run_airbench(folder: Path, seed: int) -> dict:
         return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
+def allow_recompiles(limit: int = 64) -> None:
+    """Room for every variant's graphs, each with static shapes: torch.compile of `net(x)` keeps one graph per net
+    configuration and mode (train, eval) on the same code object; past dynamo's recompile_limit (8) it silently runs
+    the rest eager, and after a second batch size (the eval batch) its automatic dynamic shapes would compile every
+    later net with a symbolic batch. Either would slow the later variants of a sweep for no reason of theirs."""
+    import torch._dynamo
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    setattr(config, name, max(getattr(config, name), limit))
+    config.automatic_dynamic_shapes = False  # the batch sizes are fixed: training 1024, evaluation 2500 x views
+
+
 def run_ours(config: Path, data_dir: Path, seed: int, overrides: list[str]) -> dict:
     """Our config through LightningCLI (as train.py builds it), then fit and test timed."""
     from lightning.pytorch.cli import LightningCLI
@@ -166,10 +178,12 @@ def run_ours(config: Path, data_dir: Path, seed: int, overrides: list[str]) -> d
     synchronize()
     start = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    synchronize()
+    fit_seconds = time.perf_counter() - start  # the split, for the time per step; the sync costs microseconds
     accuracy = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test/acc"]
     synchronize()
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "setup_seconds": setup_seconds,
-            "epochs": cli.trainer.current_epoch, "steps": cli.trainer.global_step}
+            "fit_seconds": fit_seconds, "epochs": cli.trainer.current_epoch, "steps": cli.trainer.global_step}
 
 
 # -- report ------------------------------------------------------------------------------------------------------
@@ -210,12 +224,14 @@ def markdown(result: dict) -> str:
 
 
 def report(args, runs: dict, first: dict, overrides: list, note: str, device: str, command: str,
-           with_airbench: bool) -> dict:
-    """The results so far: time_to_accuracy.json and .md in --out; sides without a finished run left out."""
+           with_airbench: bool, failed: dict | None = None) -> dict:
+    """The results so far: time_to_accuracy.json and .md in --out; sides without a finished run left out, failed
+    variants listed in the note."""
     done = {name: r for name, r in runs.items() if r}
+    note = " ".join([note, *(f"{name} failed ({why})." for name, why in (failed or {}).items())]).strip()
     result = {"device": device, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
               "config": str(args.config), "overrides": overrides, "first_run_seconds": first, "runs": runs,
-              "summary": {name: summarise(r) for name, r in done.items()}, "note": note}
+              "summary": {name: summarise(r) for name, r in done.items()}, "note": note, "failed": failed or {}}
     if with_airbench and "airbench94" in done and "ours" in done:
         result.update(compare(result["summary"]))
     (args.out / "time_to_accuracy.json").write_text(json.dumps(result, indent=2))
@@ -247,6 +263,7 @@ def main(argv=None) -> dict:
         raise SystemExit("airbench94 needs a CUDA GPU; use --no-airbench or --smoke on a machine without one")
     print(note or f"airbench94 and {args.config.name} alternately, {args.seeds} seeds")
 
+    allow_recompiles()
     sides = {"ours": lambda seed: run_ours(args.config, ours_data.parent, seed, overrides)}
     for variant in args.variant:
         name, _, extra = variant.partition("=")
@@ -257,23 +274,42 @@ def main(argv=None) -> dict:
     if with_airbench:
         sides = {"airbench94": lambda seed: run_airbench(airbench_dir, seed), **sides}
     args.out.mkdir(parents=True, exist_ok=True)
-    first = {}
-    for name, run in sides.items():  # warm-up: compilation, autotuning
-        first[name] = run(10_000)["seconds"]
-        print(f"{name:10s} first run (warm-up): {first[name]:.2f} s", flush=True)
+    first, failed = {}, {}
+
+    def attempt(name, seed):
+        """A run; a variant that fails is reported and dropped, so one bad variant does not end a sweep's device call
+        (airbench94 and our config still stop it)."""
+        try:
+            return sides[name](seed)
+        except (Exception, SystemExit) as error:  # LightningCLI turns a bad override into SystemExit
+            if not name.startswith("ours:"):
+                raise
+            failed[name] = f"seed {seed}: {type(error).__name__}: {error}"
+            print(f"{name:10s} FAILED, dropped: {failed[name]}", flush=True)
+            del sides[name]
+            return None
+
+    for name in list(sides):  # warm-up: compilation, autotuning
+        outcome = attempt(name, 10_000)
+        if outcome:
+            first[name] = outcome["seconds"]
+            print(f"{name:10s} first run (warm-up): {first[name]:.2f} s", flush=True)
     runs = {name: [] for name in sides}
     command = " ".join(["python benchmarks/time_to_accuracy.py", *(argv if argv is not None else sys.argv[1:])])
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.smoke else "cpu"
     for seed in range(args.seeds):
         order = list(sides) if seed % 2 == 0 else list(reversed(sides))  # alternate who goes first
         for name in order:
-            outcome = sides[name](seed)
+            outcome = attempt(name, seed)
+            if outcome is None:
+                continue
             runs[name].append({"seed": seed, **outcome})
-            print(f"{name:10s} seed {seed}: {100 * outcome['accuracy']:.2f}% in {outcome['seconds']:.2f} s",
+            fit = f" (fit {outcome['fit_seconds']:.2f} s, {outcome['steps']} steps)" if "fit_seconds" in outcome else ""
+            print(f"{name:10s} seed {seed}: {100 * outcome['accuracy']:.2f}% in {outcome['seconds']:.2f} s{fit}",
                   flush=True)
             # written after every run, so a run stopped by a time limit still reports the seeds it finished
-            report(args, runs, first, overrides, note, device, command, with_airbench)
-    result = report(args, runs, first, overrides, note, device, command, with_airbench)
+            report(args, runs, first, overrides, note, device, command, with_airbench, failed)
+    result = report(args, runs, first, overrides, note, device, command, with_airbench, failed)
     print(result["table"])
     return result
 

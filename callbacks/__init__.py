@@ -3,9 +3,11 @@
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
+from callbacks.lookahead import Lookahead
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
 from callbacks.progress import ProgressBar, logging_step
-from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr
+from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr, triangle
 
-__all__ = ["AtomicCheckpointIO", "DecayType", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler", "UserError",
-           "annealed", "log_image_grid", "logging_step", "one_cycle", "plot_schedule", "save_png", "sgdr"]
+__all__ = ["AtomicCheckpointIO", "DecayType", "Lookahead", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
+           "UserError", "annealed", "log_image_grid", "logging_step", "one_cycle", "plot_schedule", "save_png", "sgdr",
+           "triangle"]

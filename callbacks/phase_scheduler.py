@@ -14,12 +14,14 @@ from lightning.pytorch.loggers import WandbLogger
 from callbacks.training_phase import TrainingPhase
 from callbacks.training_phase import one_cycle as one_cycle_phases
 from callbacks.training_phase import sgdr as sgdr_phases
+from callbacks.training_phase import triangle as triangle_phases
 
 
 class TrainingPhaseScheduler(L.Callback):
     """Sets lr and momentum before every batch, switches the optimizer and the data at phase boundaries.
 
-    Give exactly one of `phases`, `one_cycle` (keyword arguments of `one_cycle()`) or `sgdr` (of `sgdr()`).
+    Give exactly one of `phases`, `one_cycle` (keyword arguments of `one_cycle()`), `sgdr` (of `sgdr()`) or
+    `triangle` (of `triangle()`).
     Phase lengths are in epochs of the first data. The position is counted in optimizer steps (batches,
     unless `accumulate_grad_batches` > 1: then an epoch is ceil(batches / accumulate) steps, as Lightning
     also steps at an epoch's last batch) and saved in checkpoints, so a resumed run follows the same
@@ -33,18 +35,22 @@ class TrainingPhaseScheduler(L.Callback):
             the lr the model's optimizer was built with (so --model.lr and the LR finder apply); without
             cycle_len, the whole training (the trainer's max_epochs, or max_steps when set).
         sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}; lr as for one_cycle.
+        triangle: airbench94's shape, e.g. {start: 0.2, peak: 0.23, end: 0.07, momentum: 0.85}; lr and
+            cycle_len as for one_cycle.
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
     """
 
     def __init__(self, phases: list[TrainingPhase] | None = None, one_cycle: dict | None = None,
-                 sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True):
-        if sum(x is not None for x in (phases, one_cycle, sgdr)) != 1:
-            raise ValueError("TrainingPhaseScheduler needs exactly one of phases, one_cycle or sgdr")
+                 sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True,
+                 triangle: dict | None = None):
+        if sum(x is not None for x in (phases, one_cycle, sgdr, triangle)) != 1:
+            raise ValueError("TrainingPhaseScheduler needs exactly one of phases, one_cycle, sgdr or triangle")
         if phases is not None and not phases:
             raise ValueError("TrainingPhaseScheduler got an empty list of phases")
-        self.recipe = ("one_cycle", one_cycle) if one_cycle is not None else ("sgdr", sgdr)
+        recipes = {"one_cycle": one_cycle, "sgdr": sgdr, "triangle": triangle}
+        self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
         self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
         self.set_max_steps, self.plot = set_max_steps, plot
         self.batches_seen = 0  # position in the schedule (optimizer steps), saved in checkpoints
@@ -82,7 +88,8 @@ class TrainingPhaseScheduler(L.Callback):
         self._enter(trainer, self.phase_index)
 
     def build_recipe(self, trainer) -> list[TrainingPhase]:
-        """one_cycle / sgdr phases; lr defaults to the model optimizer's lr, one_cycle's cycle_len to the training."""
+        """one_cycle / sgdr / triangle phases; lr defaults to the model optimizer's lr, one_cycle's and triangle's
+        cycle_len to the training."""
         name, kwargs = self.recipe
         kwargs = {"lr": trainer.optimizers[0].param_groups[0]["lr"], **kwargs}
         if name == "sgdr":
@@ -92,7 +99,7 @@ class TrainingPhaseScheduler(L.Callback):
             if total == float("inf"):
                 raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
             kwargs["cycle_len"] = total / self.steps_per_epoch(trainer)
-        return one_cycle_phases(**kwargs)
+        return (triangle_phases if name == "triangle" else one_cycle_phases)(**kwargs)
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches

@@ -141,6 +141,16 @@ def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max
     ]
 
 
+def triangle(cycle_len: float, lr: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07,
+             momentum: float = 0.85, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
+    """airbench94's lr shape (Jordan 2024, arXiv:2404.00498; its defaults): linear from start * lr up to lr over
+    the first `peak` fraction of the cycle, then linear down to end * lr; momentum constant."""
+    return [
+        TrainingPhase(peak * cycle_len, opt_fn, (start * lr, lr), "linear", momentum, **phase_kwargs),
+        TrainingPhase((1 - peak) * cycle_len, opt_fn, (lr, end * lr), "linear", momentum, **phase_kwargs),
+    ]
+
+
 def sgdr(lr: float, opt_fn: str | type = "SGD", num_cycle: int = 3, cycle_len: float = 1, cycle_mult: float = 2,
          **phase_kwargs) -> list[TrainingPhase]:
     """The seed's phases_sgdr: a warm-up at lr/100 for 1/20 of the first cycle, then cosine restarts."""

@@ -76,12 +76,17 @@ class DarknetClassifier(L.LightningModule):
         no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
             weight_decay still sets it on every group).
         bn_bias_lr_scale: lr factor of the BatchNorm biases (airbench94: 64); kept by OneCycleLR and by the
-            TrainingPhaseScheduler (the group's `lr_scale`).
+            TrainingPhaseScheduler (the group's `lr_scale`). Their weight decay per step (lr * weight_decay) stays
+            that of the other decayed parameters, as airbench94's: the group's weight_decay is divided by it (a
+            TrainingPhase with its own weight_decay sets that value on every group as it is).
         tta: test-time augmentation in validation and test: none, flip, or flip_translate (flip plus one-pixel
             shifts, 6 views in one forward pass).
         channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
         compile: torch.compile the net's forward, once per process (`compiled_call`).
         compile_options: keyword arguments of torch.compile, e.g. {mode: max-autotune}.
+        bn_momentum, bn_weight, logit_scale: PyTorch's momentum of the BatchNorm running statistics (the seed's
+            0.01; airbench94's 0.4), false to freeze the BatchNorm weights at 1, a factor on the logits
+            (airbench94: 1/9); see `Darknet`.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -97,13 +102,14 @@ class DarknetClassifier(L.LightningModule):
                  widths: list[int] | None = None, strides: list[int] | None = None, downsample: str = "conv",
                  whiten: int = 0, whiten_images: int = 2000, no_decay_bn_bias: bool = False,
                  bn_bias_lr_scale: float = 1.0, tta: str = "none", channels_last: bool = False,
-                 compile: bool = False, compile_options: dict | None = None):
+                 compile: bool = False, compile_options: dict | None = None, bn_momentum: float = 0.01,
+                 bn_weight: bool = True, logit_scale: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
         if tta not in TTA_VIEWS:
             raise UserError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
         self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
-                           widths, strides, downsample, whiten)
+                           widths, strides, downsample, whiten, bn_momentum, bn_weight, logit_scale)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
@@ -186,9 +192,11 @@ class DarknetClassifier(L.LightningModule):
                 else:
                     (no_decay if is_norm or name == "bias" else weights).append(p)
         decay = 0.0 if hp.no_decay_bn_bias else hp.weight_decay
+        # SGD's decay step is lr * weight_decay * p: the BatchNorm biases' lr_scale is taken out of their decay, so
+        # it scales their learning rate but not their weight decay, as airbench94's bias_scaler
         groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0},
                   {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0},
-                  {"params": bn_biases, "weight_decay": decay, "lr_scale": hp.bn_bias_lr_scale}]
+                  {"params": bn_biases, "weight_decay": decay / hp.bn_bias_lr_scale, "lr_scale": hp.bn_bias_lr_scale}]
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["lr"] = hp.lr * group["lr_scale"]

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch import nn
 
-from callbacks import TrainingPhase, TrainingPhaseScheduler
+from callbacks import Lookahead, TrainingPhase, TrainingPhaseScheduler
 from datamodules import CIFAR10DataModule
 from datamodules.augment import alternating_flip, normalize
 from datamodules.cifar10 import SEED_STATS, TensorBatches
@@ -37,6 +37,20 @@ def test_widths_strides_and_maxpool_downsampling_by_hand():
     assert features.shape == (2, 10, 8, 8)  # 32 -> 16 -> 8 by two 2x2 max-pools
     assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 2
     assert all(m.stride == (1, 1) for m in net.modules() if isinstance(m, nn.Conv2d))  # pools do the striding
+
+
+def test_pool_first_pools_the_conv_then_normalises_and_activates_the_quarter():
+    torch.manual_seed(0)
+    net = Darknet([0], num_classes=3, widths=[6], strides=[2], downsample="pool_first")
+    layer = net.layers[1]
+    x = torch.randn(4, 32, 8, 8)
+    conv = F.conv2d(x, layer[0].weight, padding=1)
+    pooled = F.max_pool2d(conv, 2)
+    mean, var = pooled.mean(dim=(0, 2, 3)), pooled.var(dim=(0, 2, 3))  # BatchNorm's, on the pooled values
+    z = (pooled - mean.view(1, -1, 1, 1)) / (pooled.var(dim=(0, 2, 3), unbiased=False).view(1, -1, 1, 1) + 1e-5).sqrt()
+    torch.testing.assert_close(layer(x), F.leaky_relu(z, 0.1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer[2].running_var, 0.99 + 0.01 * var)
+    assert [type(m) for m in layer] == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.LeakyReLU]
 
 
 def test_default_strides_are_the_seeds():
@@ -75,6 +89,33 @@ def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_opti
     init_whitening(expected, normalize(data.train_images[order[:20]], *SEED_STATS))  # 3 batches of 8, cut at 20
     assert not torch.equal(model.net.whitening.weight, before)
     torch.testing.assert_close(model.net.whitening.weight, expected.weight)
+
+
+def test_airbench_batchnorm_options_momentum_frozen_weights_and_logit_scale():
+    torch.manual_seed(0)
+    net = Darknet([1, 1], num_classes=3, nf=4, bn_momentum=0.4, bn_weight=False, zero_init_residual=False,
+                  logit_scale=1 / 9)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 1 + 3 + 3 and all(m.momentum == 0.4 and not m.weight.requires_grad for m in norms)
+    assert all(m.bias.requires_grad for m in norms)
+    stem = net.layers[0]
+    x = torch.randn(4, 3, 8, 8)
+    net(x)  # training mode: running mean = 0.6 * 0 + 0.4 * the batch mean
+    torch.testing.assert_close(stem[1].running_mean, 0.4 * stem[0](x).mean(dim=(0, 2, 3)))
+    net.eval()
+    torch.testing.assert_close(net(x), net.layers(x) / 9)
+    model = DarknetClassifier(**TINY, bn_weight=False, zero_init_residual=False, one_cycle=None)
+    optimized = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
+    assert optimized == {id(p) for p in model.parameters() if p.requires_grad}
+    assert id(model.net.layers[0][1].weight) not in optimized and id(model.net.layers[0][1].bias) in optimized
+
+
+def test_frozen_batchnorm_weights_refuse_zero_init_residual_and_bad_momentum():
+    with pytest.raises(ValueError, match="zero_init_residual"):
+        Darknet([1], bn_weight=False)  # a frozen zero weight would switch the residual off for good
+    Darknet([0], bn_weight=False)  # no residual, nothing to zero
+    with pytest.raises(ValueError, match="bn_momentum"):
+        Darknet([1], bn_momentum=0.0)
 
 
 # -- evaluation: test-time augmentation -------------------------------------------------------------------------
@@ -132,6 +173,29 @@ def test_no_decay_and_bn_bias_lr_scale_groups_by_hand():
     optimizer.step()
     torch.testing.assert_close(stem_conv.weight, conv_before * (1 - 0.1 * 0.01))
     assert torch.equal(stem_bn.weight, bn_before)
+
+
+def test_bn_bias_lr_scale_leaves_their_weight_decay_per_step_alone():
+    # airbench94 (hyp["opt"]["bias_scaler"]): "scales up learning rate (but not weight decay) for BatchNorm biases",
+    # so with zero gradients one SGD step shrinks a BatchNorm bias by the same 1 - lr * wd as a conv weight
+    model = DarknetClassifier(**TINY, lr=0.1, weight_decay=0.01, bn_bias_lr_scale=8, one_cycle=None)
+    optimizer = model.configure_optimizers()
+    stem_conv, stem_bn = model.net.layers[0][0], model.net.layers[0][1]
+    with torch.no_grad():
+        stem_bn.bias.fill_(2.0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for g in optimizer.param_groups:
+        g["momentum"] = 0.0
+    conv_before = stem_conv.weight.clone()
+    optimizer.step()
+    torch.testing.assert_close(stem_conv.weight, conv_before * (1 - 0.1 * 0.01))
+    torch.testing.assert_close(stem_bn.bias, torch.full_like(stem_bn.bias, 2.0 * (1 - 0.1 * 0.01)))
+    # while a gradient still moves it 8 times as far as the lr alone would
+    stem_bn.bias.grad = torch.ones_like(stem_bn.bias)
+    before = stem_bn.bias.clone()
+    optimizer.step()
+    torch.testing.assert_close(stem_bn.bias, before * (1 - 0.1 * 0.01) - 0.1 * 8 * 1.0)
 
 
 def test_default_is_the_seeds_single_group_with_decay_everywhere():
@@ -226,6 +290,48 @@ def test_ema_weights_are_validated_tested_and_checkpointed(tiny_cifar, tmp_path)
         torch.testing.assert_close(saved[name], e)
 
 
+class WeightsAfterStep(L.Callback):
+    """The floating-point state (weights and BatchNorm statistics) at each batch end, as this callback sees it."""
+
+    def __init__(self):
+        self.start, self.steps = None, []
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = state(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.steps.append(state(pl_module))
+
+
+def state(module):
+    return [t.detach().clone() for t in module.state_dict().values() if t.is_floating_point()]
+
+
+def test_lookahead_resets_the_weights_to_a_slow_copy_with_a_growing_decay(tiny_cifar):
+    model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
+    before, after = WeightsAfterStep(), WeightsAfterStep()  # around the Lookahead: its input and its output
+    fit = trainer(max_epochs=2, limit_val_batches=0,
+                  callbacks=[before, Lookahead(decay=0.9, every=5, power=1.0), after])
+    fit.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4))
+    total = 12  # 24 images in batches of 4, two epochs
+    assert len(before.steps) == total
+    slow = before.start
+    for step, (fast, seen) in enumerate(zip(before.steps, after.steps, strict=True), start=1):
+        if step % 5 == 0:
+            d = 0.9 * step / total
+            slow = [s + (1 - d) * (w - s) for s, w in zip(slow, fast, strict=True)]
+            expected = slow
+        else:
+            expected = fast
+        for s, e in zip(seen, expected, strict=True):
+            torch.testing.assert_close(s, e)
+    # steps 11 and 12 moved only the fast weights; the end makes the weights the slow copy of step 10
+    for s, e in zip(state(model), slow, strict=True):
+        torch.testing.assert_close(s, e)
+    with pytest.raises(ValueError, match="decay"):
+        Lookahead(decay=1.5)
+
+
 # -- channels_last and torch.compile -------------------------------------------------------------------------------
 
 def test_channels_last_gives_the_same_logits_with_nhwc_weights():
@@ -293,6 +399,28 @@ def test_tensor_batches_without_flip_bits_are_unchanged():
     images = torch.arange(4 * 3, dtype=torch.uint8).view(4, 3, 1, 1)
     batches = TensorBatches(images, torch.arange(4), 2, shuffle=False, drop_last=False)
     assert torch.equal(torch.cat([b for b, _ in batches]), images)
+
+
+def test_on_device_cuts_batches_where_the_images_were_copied_once(tiny_cifar):
+    from types import SimpleNamespace
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, alternating_flip=True, on_device=True)
+    data.setup("fit")
+    meta = torch.device("meta")  # stands for the GPU: the copies and batches must land there
+    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=meta), global_rank=0, world_size=1)
+    loaders = [data.train_dataloader(), data.train_dataloader(), data.test_dataloader()]
+    assert loaders[0].images is loaders[1].images and loaders[0].images.device == meta  # one copy
+    assert loaders[0].flipped_first.device == meta and loaders[2].labels.device == meta
+    for loader in loaders:
+        images, labels = next(iter(loader))
+        assert images.device == meta and labels.device == meta and images.shape[1:] == (3, 32, 32)
+    assert data.train_images.device.type == "cpu"  # the host copy is left as it was
+    # on the host the same option changes nothing: the same batches in the same order
+    plain = CIFAR10DataModule(str(tiny_cifar), batch_size=8, alternating_flip=True)
+    plain.setup("fit")
+    data.trainer = plain.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")),
+                                                   global_rank=0, world_size=1)
+    for a, b in zip(data.train_dataloader(), plain.train_dataloader(), strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 # -- the lean step: no host sync in training batches ---------------------------------------------------------------

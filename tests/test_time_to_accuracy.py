@@ -8,7 +8,7 @@ import torch
 from conftest import SHARED_DATA
 
 import train
-from benchmarks import time_to_accuracy
+from benchmarks import darknet_sweep, time_to_accuracy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,20 +28,28 @@ def test_fast_config_runs_end_to_end_with_tiny_overrides(tiny_cifar, tmp_path):
     assert "EMAWeightAveraging" in (run_dir / "config.yaml").read_text()
 
 
-def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
+def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys, monkeypatch):
+    for name in ("recompile_limit", "automatic_dynamic_shapes"):  # main sets them; restored after the test
+        monkeypatch.setattr(torch._dynamo.config, name, getattr(torch._dynamo.config, name))
     if not (SHARED_DATA / "cifar10-jpeg.tar.gz").exists():
         pytest.skip("real CIFAR-10 archive not found")
     result = time_to_accuracy.main(["--smoke", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
-                                    "--out", str(tmp_path / "out"), "--variant", "ls0=--model.label_smoothing 0"])
+                                    "--out", str(tmp_path / "out"), "--variant", "ls0=--model.label_smoothing 0",
+                                    "--variant", "bad=--model.downsample sideways"])
     printed = capsys.readouterr().out
     assert "airbench94 skipped (it needs CUDA)" in printed
     runs = result["runs"]["ours"]
     assert [r["seed"] for r in runs] == [0, 1] and all(0 <= r["accuracy"] <= 1 and r["seconds"] > 0 for r in runs)
+    assert all(0 < r["fit_seconds"] < r["seconds"] and r["steps"] == 4 for r in runs)  # 200 images in batches of 50
+    assert torch._dynamo.config.recompile_limit >= 64  # room for every variant's compiled graphs
+    assert not torch._dynamo.config.automatic_dynamic_shapes
     summary = result["summary"]["ours"]
     seconds = [r["seconds"] for r in runs]
     assert summary["seconds"]["mean"] == pytest.approx(sum(seconds) / 2)
     assert summary["seconds"]["std"] == pytest.approx(abs(seconds[0] - seconds[1]) / 2 ** 0.5)
     assert set(result["first_run_seconds"]) == set(result["runs"]) == {"ours", "ours:ls0"}
+    assert list(result["failed"]) == ["ours:bad"] and "downsample" in result["failed"]["ours:bad"]  # dropped, the
+    assert "ours:bad failed" in result["note"]  # sweep went on
     assert len(result["runs"]["ours:ls0"]) == 2
     assert json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())["summary"] == result["summary"]
     assert "| ours | 2 |" in (tmp_path / "out" / "time_to_accuracy.md").read_text()
@@ -69,3 +77,36 @@ def test_ratio_and_table_from_hand_made_runs():
     assert "| ours | 2 | 92.00% ± 1.41 | 3.30 ± 0.42 | 9.00 | 1.50 |" in table
     assert "| airbench94 | 2 | 91.00% ± 1.41 | 2.20 ± 0.28 | 0.00 | - |" in table
     assert "**1.50**" in table
+
+
+def sweep_side(name: str, tiny_cifar):
+    """LightningCLI objects of our config with the sweep variant's overrides, as time_to_accuracy builds them."""
+    import shlex
+    import warnings
+
+    from lightning.pytorch.cli import LightningCLI
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    args = ["--config", str(time_to_accuracy.ROOT / "configs" / "darknet_fast.yaml"), "--data.init_args.data_dir",
+            str(tiny_cifar), "--trainer.accelerator", "cpu", *TINY_FAST[:8],
+            *shlex.split(darknet_sweep.VARIANTS[name][0])]
+    return LightningCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True,
+                        save_config_callback=None, auto_configure_optimizers=False)
+
+
+def test_sweep_variants_change_what_they_say(tiny_cifar):
+    from callbacks import Lookahead
+    base = sweep_side("lr1", tiny_cifar)
+    assert base.model.hparams.lr == 1.0 and base.datamodule.hparams.on_device
+    assert base.model.hparams.downsample == "pool_first" and base.model.hparams.bn_weight
+    assert not [c for c in base.trainer.callbacks if isinstance(c, Lookahead)]
+    look = sweep_side("look", tiny_cifar)
+    assert [c.decay for c in look.trainer.callbacks if isinstance(c, Lookahead)] == [pytest.approx(0.95 ** 5)]
+    assert look.model.hparams.lr == base.model.hparams.lr * 1.5 and look.trainer.max_steps == 476
+    assert sweep_side("ep8", tiny_cifar).trainer.max_steps == 384
+    assert not sweep_side("host", tiny_cifar).datamodule.hparams.on_device
+    assert sweep_side("maxpool", tiny_cifar).model.hparams.downsample == "maxpool"
+    norms = [m for m in sweep_side("bn0.01", tiny_cifar).model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {m.momentum for m in norms} == {0.01} and {m.momentum for m in base.model.modules()
+                                                        if isinstance(m, torch.nn.BatchNorm2d)} == {0.4}
+    assert set(darknet_sweep.VARIANTS) == {"host", "maxpool", "bn0.01", "look", "ep8", "ep12", "lr1", "lr2.2"}
+    assert 5 * 60 < darknet_sweep.estimate(list(darknet_sweep.VARIANTS), 3) < 7 * 60  # fits the ~7 minutes

@@ -3,10 +3,11 @@
 import math
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
-from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, one_cycle, sgdr
+from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, one_cycle, sgdr, triangle
 from datamodules import CIFAR10DataModule
 from lightning_modules import DarknetClassifier
 
@@ -263,6 +264,30 @@ def test_one_cycle_recipe_spans_the_training_and_takes_the_model_lr(tiny_cifar, 
     lrs = [lrs[0] for _, lrs, _ in recorder.steps]
     assert len(lrs) == expected_steps and scheduler.ends[-1] == expected_steps
     assert lrs[0] == pytest.approx(0.03) and max(lrs) == pytest.approx(0.3)  # lr/div up to the model's lr
+
+
+def test_triangle_is_airbenchs_two_linear_pieces_with_constant_momentum():
+    phases = triangle(cycle_len=10, lr=2.0, start=0.2, peak=0.25, end=0.05, momentum=0.8)
+    got = [(p.epochs, p.lr_range, p.lr_decay, p.momentum_range, p.momentum_decay) for p in phases]
+    assert got == [(2.5, pytest.approx((0.4, 2.0)), DecayType.LINEAR, (0.8, 0.8), DecayType.NO),
+                   (7.5, pytest.approx((2.0, 0.1)), DecayType.LINEAR, (0.8, 0.8), DecayType.NO)]
+
+
+def test_triangle_recipe_per_step_matches_airbenchs_interpolation_and_takes_the_model_lr(tiny_cifar):
+    # airbench94's schedule written out: np.interp over [0, peak * T, T] of [start, 1, end], times the peak lr
+    recorder = Recorder()
+    scheduler = TrainingPhaseScheduler(triangle={"start": 0.2, "peak": 0.25, "end": 0.1, "momentum": 0.8},
+                                       plot=False)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=4, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[scheduler, recorder])
+    trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, lr=0.5, momentum=0.9, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    total = 4 * BATCHES
+    lrs = [lrs[0] for _, lrs, _ in recorder.steps]
+    reference = 0.5 * np.interp(np.arange(total), [0, 0.25 * total, total], [0.2, 1.0, 0.1])
+    assert len(lrs) == total and lrs == pytest.approx(reference.tolist())
+    assert [momentum for _, _, momentum in recorder.steps] == pytest.approx([0.8] * total)
 
 
 def test_phases_written_in_yaml_as_in_the_readme_parse_to_the_same_phases():

@@ -53,9 +53,13 @@ class ResLayer(nn.Module):  # a class only because of the skip connection
 
 
 def downsample_layer(ni: int, nf: int, stride: int, how: str = "conv") -> nn.Sequential:
-    """The seed's stride-2 conv_layer, or airbench's conv_layer then 2x2 max-pool (same output size)."""
+    """The seed's stride-2 conv_layer; "maxpool": conv_layer then a 2x2 max-pool (same output size); "pool_first":
+    the conv, the max-pool, then BatchNorm and LeakyReLU (airbench94's order: they run on a quarter of the values)."""
     if how == "conv" or stride == 1:
         return conv_layer(ni, nf, stride=stride)
+    if how == "pool_first":
+        conv, norm, act = conv_layer(ni, nf)
+        return nn.Sequential(conv, nn.MaxPool2d(stride), norm, act)
     return nn.Sequential(conv_layer(ni, nf), nn.MaxPool2d(stride))
 
 
@@ -88,13 +92,18 @@ class Darknet(nn.Module):
     (wider, fewer layers, a fatter bottleneck such as ni * 2) is `nf`, `widths`, `num_blocks` and `bottleneck`.
     `zero_init_residual` zeroes the last BatchNorm weight of every ResLayer, so each starts as the identity.
     `widths`: channels per group (default nf doubled per group); `strides`: per group (default the seed's
-    2, 1, 2, 2, ...); `downsample`: "conv" (the seed's stride-2 conv) or "maxpool" (conv, then max-pool);
+    2, 1, 2, 2, ...); `downsample`: "conv" (the seed's stride-2 conv), "maxpool" (conv, BatchNorm, LeakyReLU, then
+    max-pool) or "pool_first" (conv, max-pool, then BatchNorm and LeakyReLU, as airbench94);
     `whiten`: 0 for the seed's conv stem, or k for a frozen kxk patch-whitening stem (`init_whitening`).
+    `bn_momentum`: PyTorch's momentum of every BatchNorm's running statistics (the seed's 0.01; airbench94's
+    0.4, which it writes as 1 - 0.4 = 0.6). `bn_weight`: False freezes every BatchNorm weight at 1 (airbench94).
+    `logit_scale`: the logits are multiplied by it (airbench94: 1/9).
     """
 
     def __init__(self, num_blocks=(1, 2, 4, 6, 3), num_classes: int = 10, nf: int = 32,
                  bottleneck: float = 0.5, checkpoint: bool = False, zero_init_residual: bool = True,
-                 widths=None, strides=None, downsample: str = "conv", whiten: int = 0):
+                 widths=None, strides=None, downsample: str = "conv", whiten: int = 0, bn_momentum: float = 0.01,
+                 bn_weight: bool = True, logit_scale: float = 1.0):
         if not num_blocks or any(n < 0 for n in num_blocks):
             raise UserError(f"num_blocks must be a non-empty list of counts >= 0 (got {num_blocks})")
         # group 1 keeps the resolution: the seed's stride 2-(i==1) leaves 32px CIFAR at 2x2, not 1x1
@@ -104,10 +113,16 @@ class Darknet(nn.Module):
             if len(values) != len(num_blocks) or any(v < 1 for v in values):
                 raise UserError(f"{name} needs one value >= 1 per group of num_blocks ({len(num_blocks)}), "
                                  f"got {values}")
-        if downsample not in ("conv", "maxpool"):
-            raise UserError(f"downsample must be 'conv' or 'maxpool' (got {downsample!r})")
+        if downsample not in ("conv", "maxpool", "pool_first"):
+            raise UserError(f"downsample must be 'conv', 'maxpool' or 'pool_first' (got {downsample!r})")
         if whiten < 0:
             raise UserError(f"whiten must be 0 (the seed's conv stem) or a kernel size >= 1 (got {whiten})")
+        if not 0 < bn_momentum <= 1:
+            raise UserError(f"bn_momentum is PyTorch's, in (0, 1]: the seed's 0.01, airbench94's 0.4 "
+                            f"(got {bn_momentum})")
+        if zero_init_residual and not bn_weight and any(num_blocks):
+            raise UserError("zero_init_residual zeroes a BatchNorm weight that bn_weight false would freeze, "
+                            "switching every residual off for good; set --model.zero_init_residual false")
         layers = [whitening_layer(whiten) if whiten else conv_layer(3, nf)]
         ni = 2 * 3 * whiten * whiten if whiten else nf
         for n, width, stride in zip(num_blocks, widths, strides, strict=True):
@@ -117,7 +132,11 @@ class Darknet(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, num_classes)]
         super().__init__()
         self.layers = nn.Sequential(*layers)
-        self.whiten = whiten
+        self.whiten, self.logit_scale = whiten, logit_scale
+        for norm in self.modules():
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                norm.momentum = bn_momentum
+                norm.weight.requires_grad_(bn_weight)
         if zero_init_residual:
             # each ResLayer starts as the identity (Goyal et al. 2017, arXiv:1706.02677): with today's BN init
             # (weight 1; PyTorch 0.3 drew it from U(0, 1)) the 16 stacked residuals of the default net blew the
@@ -132,4 +151,5 @@ class Darknet(nn.Module):
         return self.layers[0][0] if self.whiten else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)  # (N, 3, H, W) -> (N, num_classes)
+        logits = self.layers(x)  # (N, 3, H, W) -> (N, num_classes)
+        return logits if self.logit_scale == 1 else logits * self.logit_scale
