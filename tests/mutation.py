@@ -34,9 +34,10 @@ class Target:
 TARGETS = {
     "training_phase": Target("callbacks/training_phase.py",
                              ("annealed", "TrainingPhase.__post_init__", "TrainingPhase._range", "TrainingPhase.lr_at",
-                              "TrainingPhase.momentum_at", "one_cycle", "sgdr"),
+                              "TrainingPhase.momentum_at", "one_cycle", "sgdr", "triangle"),
                              ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
-                              "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike")),
+                              "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
+                              " or triangle")),
     "phase_scheduler": Target("callbacks/phase_scheduler.py",
                               ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
                                "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",
