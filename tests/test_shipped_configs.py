@@ -91,6 +91,7 @@ def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_pat
         assert key in log, key
 
 
+@pytest.mark.slow  # 18 s; image logging to W&B is checked in CI by each shipped-config test
 def test_lr_find_plot_goes_to_wandb_too(tiny_cifar, tmp_path):
     run_dir, _ = run_system("darknet", [
         "--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3",

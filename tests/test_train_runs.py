@@ -67,7 +67,9 @@ class SlowBatches(L.Callback):
         time.sleep(self.seconds)
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# SIGTERM in CI; SIGINT, the same handler, with the slow tests (the suite stays under CI's 10 minutes)
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143),
+                                            pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifar, tmp_path, signum, status):
     runs, markers = tmp_path / "runs", tmp_path / "markers"
     markers.mkdir()
@@ -214,6 +216,7 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path):
     assert_one_line_error(result, "--model.learning_rate is not an option")
 
 
+@pytest.mark.slow  # 22 s; the same unwrapping as test_a_bad_value_from_the_command_line_is_one_line, kept out of CI
 def test_a_missing_weights_file_is_unwrapped_from_jsonargparse(tmp_path):
     args = ["--system", "style", "--model.vgg_weights", str(tmp_path / "vgg.pth"), "--trainer.logger", "false"]
     result = run_script(args, tmp_path)
