@@ -126,7 +126,9 @@ def logging_step(module, pending_steps: int = 1) -> bool:
     `pending_steps`: optimizer steps this batch will still take (1 in an automatic-optimization
     `training_step`; 0 after a manual step). True for a module outside a Trainer (a test calling its step)."""
     trainer = module._trainer
-    if trainer is None or trainer._logger_connector.should_update_logs or not trainer.callback_metrics:
+    # not `trainer.callback_metrics`: that property recomputes every logged metric, which Lightning already
+    # does once per batch; the training loop's results hold a key for each name logged in this fit
+    if trainer is None or trainer._logger_connector.should_update_logs or not trainer._results:
         return True
     return (0 < trainer.max_steps <= trainer.global_step + pending_steps
             or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
