@@ -8,7 +8,7 @@ import torch
 from conftest import make_style_images
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import ProgressBar
+from callbacks import ProgressBar, logging_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -164,3 +164,33 @@ def test_train_py_job_prints_plain_lines_in_a_log(wired, tiny_cifar, tmp_path, c
 def test_train_py_without_a_bar_adds_none(wired, tiny_cifar, tmp_path, capsys):
     wired.main(darknet_job(tiny_cifar, tmp_path / "runs", "--trainer.enable_progress_bar", "false"))
     assert "it/s" not in capsys.readouterr().out
+
+
+class Recorder(L.LightningModule):
+    """Logs when callbacks.logging_step says so, and records its answer for every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.answers = []
+
+    def training_step(self, batch, batch_idx):
+        self.answers.append(logging_step(self))
+        if self.answers[-1]:
+            self.log("train/x", torch.tensor(float(batch_idx)))
+        return (self.weight * batch[0]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.mark.parametrize("max_steps", [-1, 6])
+def test_logging_step_is_the_first_batch_every_nth_and_the_last(max_steps):
+    model = Recorder()
+    trainer = fit(model, batches=10, every=4, max_steps=max_steps)
+    last = 10 if max_steps < 0 else max_steps  # the epoch's last batch, or the step that ends the fit
+    # Lightning writes batches 4 and 8 (indices 3 and 7); the first batch because nothing was logged yet
+    expected = [i == 0 or (i + 1) % 4 == 0 or i == last - 1 for i in range(last)]
+    assert model.answers == expected
+    assert float(trainer.callback_metrics["train/x"]) == last - 1  # results end on the final batch's value
+    assert logging_step(Recorder())  # outside a Trainer (a test calling a step): always
