@@ -32,8 +32,10 @@ def gan_loss(logits: Tensor, real: bool, mode: str) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
-def cycle_loss(reconstructed: Tensor, real: Tensor) -> Tensor:
-    """||F(G(x)) - x||_1 (equation 2)."""
+def cycle_loss(reconstructed: Tensor, real: Tensor, per_image: bool = False) -> Tensor:
+    """||F(G(x)) - x||_1 (equation 2), the mean over the batch's pixels; `per_image`: each image's, (N,)."""
+    if per_image:
+        return F.l1_loss(reconstructed.float(), real.float(), reduction="none").flatten(1).mean(1)
     return F.l1_loss(reconstructed.float(), real.float())
 
 
@@ -277,8 +279,7 @@ class CycleGAN(L.LightningModule):
         mean (each test image once: a loader per domain, no rank repeats one); the first batches' visuals."""
         side, other, fake = self.translate_domain(real, dataloader_idx)
         rec = self(fake, f"{other}2{side}")
-        errors = (rec.float() - real.float()).abs().flatten(1).mean(1)  # cycle_loss, per image
-        getattr(self, f"test_cycle_l1_{side}").update(errors)
+        getattr(self, f"test_cycle_l1_{side}").update(cycle_loss(rec, real, per_image=True))
         if batch_idx == 0:
             n = 4
             self.eval_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n], f"rec_{side}": rec[:n]}
