@@ -28,9 +28,17 @@ def test_fast_config_runs_end_to_end_with_tiny_overrides(tiny_cifar, tmp_path):
     assert "EMAWeightAveraging" in (run_dir / "config.yaml").read_text()
 
 
-def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys, monkeypatch):
-    for name in ("recompile_limit", "automatic_dynamic_shapes"):  # main sets them; restored after the test
-        monkeypatch.setattr(torch._dynamo.config, name, getattr(torch._dynamo.config, name))
+@pytest.fixture
+def dynamo_config():
+    """main sets dynamo's recompile limit and dynamic shapes: restored after the test with dynamo's own
+    save/load (monkeypatch's setattr left the config module without recompile_limit for later compilations)."""
+    saved = torch._dynamo.config.save_config()
+    yield
+    torch._dynamo.config.load_config(saved)
+
+
+@pytest.mark.usefixtures("dynamo_config")
+def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
     if not (SHARED_DATA / "cifar10-jpeg.tar.gz").exists():
         pytest.skip("real CIFAR-10 archive not found")
     result = time_to_accuracy.main(["--smoke", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
