@@ -16,24 +16,22 @@ SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "d
 
 def cifar10_dir() -> Path:
     """The real CIFAR-10 (JPEG copy, fast.ai layout), unpacked into .cache/cifar10 on first use."""
-    target = ROOT / ".cache" / "cifar10"
-    if not (target / "test").is_dir():
-        archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
-        if not archive.exists():
-            raise SystemExit(f"benchmark needs the real CIFAR-10 at {archive} (or set DL2_SHARED_DATA)")
-        with tarfile.open(archive) as tar:
-            tar.extractall(target.parent, filter="data")
-    return target
+    return unpacked("cifar10-jpeg.tar.gz", "cifar10", "test", "CIFAR-10")
 
 
 def horse2zebra_dir() -> Path:
     """The real horse2zebra (trainA/trainB/testA/testB), unpacked into .cache/horse2zebra on first use."""
-    target = ROOT / ".cache" / "horse2zebra"
-    if not (target / "testB").is_dir():
-        archive = SHARED_DATA / "horse2zebra.tar"
-        if not archive.exists():
-            raise SystemExit(f"benchmark needs the real horse2zebra at {archive} (or set DL2_SHARED_DATA)")
-        with tarfile.open(archive) as tar:
+    return unpacked("horse2zebra.tar", "horse2zebra", "testB", "horse2zebra")
+
+
+def unpacked(archive: str, folder: str, last: str, name: str) -> Path:
+    """.cache/<folder> from the shared <archive>, unpacked unless its <last> subfolder is there already."""
+    target = ROOT / ".cache" / folder
+    if not (target / last).is_dir():
+        source = SHARED_DATA / archive
+        if not source.exists():
+            raise SystemExit(f"benchmark needs the real {name} at {source} (or set DL2_SHARED_DATA)")
+        with tarfile.open(source) as tar:
             tar.extractall(target.parent, filter="data")
     return target
 

@@ -60,9 +60,8 @@ def with_wheels(wheels: Path, site: Path, argv: list[str]) -> None:
                            capture_output=True)
     if probe.returncode == 0 or not wheels.is_dir() or os.environ.get("DARKNET_SWEEP_SITE"):
         return
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))],
-                   check=True)
+    from benchmarks.fetch_wheels import install_offline
+    install_offline(sorted(wheels.glob("*.whl")), site).check_returncode()
     path = os.pathsep.join(p for p in (str(site), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     os.execve(sys.executable, [sys.executable, __file__, *argv],
               {**os.environ, "PYTHONPATH": path, "DARKNET_SWEEP_SITE": str(site)})

@@ -56,6 +56,14 @@ def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args], check=True)
 
 
+def install_offline(wheels: list[Path], site: Path) -> subprocess.CompletedProcess:
+    """There, on the GPU machine (no internet): the carried wheels into site/, each as it is (their needs are
+    carried too), for PYTHONPATH. gpu_acceptance.py and darknet_sweep.py call it."""
+    return subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                           "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)],
+                          capture_output=True, text=True)
+
+
 def download(requirement: str, dest: Path) -> None:
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
     pip("download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON, "--implementation", "cp",

@@ -254,9 +254,8 @@ def install_wheels(wheels: Path, site: Path, env: dict) -> str:
     found = sorted(wheels.glob("*.whl")) if wheels.exists() else []
     failed = None
     if found:
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-               "--no-cache-dir", "--upgrade", "--target", str(site)]
-        result = subprocess.run([*pip, *map(str, found)], capture_output=True, text=True)
+        from benchmarks.fetch_wheels import install_offline
+        result = install_offline(found, site)
         if result.returncode == 0:
             env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
             sys.path.insert(0, str(site))  # this process imports the models too (model_options)
