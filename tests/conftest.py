@@ -184,3 +184,20 @@ def cycle_l1_by_hand(model, root: Path) -> dict[str, float]:
                 errors.append((back(there(x)) - x).abs().mean().item())
             expected[side] = sum(errors) / len(errors)
     return expected
+
+
+def lbfgs_steps(optimizer_class, x, loss_fn, n: int, **kwargs):
+    """`n` steps of `optimizer_class` (BatchLBFGS or torch.optim.LBFGS) on a copy of `x`, the closure summing
+    `loss_fn`'s per-row losses: (the result, the optimizer's state)."""
+    x = x.clone().requires_grad_()
+    optimizer = optimizer_class([x], **kwargs)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(x).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(n):
+        optimizer.step(closure)
+    return x.detach(), optimizer.state[x]

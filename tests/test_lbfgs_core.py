@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import lbfgs_steps
 
 from lightning_modules.lbfgs import BatchLBFGS
 
@@ -9,18 +10,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def steps(x, loss_fn, n, **kwargs):
-    x = x.clone().requires_grad_()
-    optimizer = BatchLBFGS([x], **kwargs)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn(x).sum()
-        loss.backward()
-        return loss
-
-    for _ in range(n):
-        optimizer.step(closure)
-    return x.detach(), optimizer.state[x]
+    return lbfgs_steps(BatchLBFGS, x, loss_fn, n, **kwargs)
 
 
 def test_first_step_is_lr_times_min_of_one_and_one_over_the_l1_gradient():
@@ -54,17 +44,7 @@ def test_each_row_keeps_at_most_history_size_pairs():
 
 def torch_lbfgs(loss_fn, row, n, **kwargs):
     """torch.optim.LBFGS (no line search) on one row alone: n iterations in one step."""
-    x = row.clone().requires_grad_()
-    optimizer = torch.optim.LBFGS([x], max_iter=n, max_eval=10 * n, **kwargs)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn(x)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return x.detach()
+    return lbfgs_steps(torch.optim.LBFGS, row, loss_fn, 1, max_iter=n, max_eval=10 * n, **kwargs)[0]
 
 
 A = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import lbfgs_steps
 
 from lightning_modules.lbfgs import BatchLBFGS
 
@@ -17,18 +18,7 @@ def losses(x):
 
 
 def run(optimizer_class, x, steps, **kwargs):
-    x = x.clone().requires_grad_()
-    optimizer = optimizer_class([x], lr=1.0, history_size=4, **kwargs)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = losses(x).sum()
-        loss.backward()
-        return loss
-
-    for _ in range(steps):
-        optimizer.step(closure)
-    return x.detach()
+    return lbfgs_steps(optimizer_class, x, losses, steps, lr=1.0, history_size=4, **kwargs)[0]
 
 
 def test_one_row_follows_torch_lbfgs():
