@@ -196,7 +196,8 @@ class DarknetClassifier(L.LightningModule):
         # it scales their learning rate but not their weight decay, as airbench94's bias_scaler
         groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0},
                   {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0},
-                  {"params": bn_biases, "weight_decay": decay / hp.bn_bias_lr_scale, "lr_scale": hp.bn_bias_lr_scale}]
+                  {"params": bn_biases, "weight_decay": decay / (hp.bn_bias_lr_scale or 1),  # 0: frozen, no step
+                   "lr_scale": hp.bn_bias_lr_scale}]
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["lr"] = hp.lr * group["lr_scale"]

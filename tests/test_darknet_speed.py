@@ -198,6 +198,17 @@ def test_bn_bias_lr_scale_leaves_their_weight_decay_per_step_alone():
     torch.testing.assert_close(stem_bn.bias, before * (1 - 0.1 * 0.01) - 0.1 * 8 * 1.0)
 
 
+def test_bn_bias_lr_scale_zero_freezes_the_batchnorm_biases():
+    model = DarknetClassifier(**TINY, lr=0.1, weight_decay=0.01, bn_bias_lr_scale=0, one_cycle=None)
+    optimizer = model.configure_optimizers()  # no division by the scale
+    bias = model.net.layers[0][1].bias
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    before = bias.clone()
+    optimizer.step()
+    assert torch.equal(bias, before)
+
+
 def test_default_is_the_seeds_single_group_with_decay_everywhere():
     optimizer = DarknetClassifier(**TINY, weight_decay=0.01, one_cycle=None).configure_optimizers()
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["weight_decay"] == 0.01
