@@ -34,7 +34,7 @@ def batches(n: int, batch_size: int, isize: int) -> list[torch.Tensor]:
 
 def lightning_run(data, args) -> float:
     torch.manual_seed(0)
-    model = WGAN(isize=args.isize, **STEADY)
+    model = WGAN(isize=args.isize, ngf=args.width, ndf=args.width, **STEADY)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     clock = Clock(args.warmup)
@@ -49,7 +49,7 @@ def plain_run(data, args) -> float:
     """The seed's loop in today's PyTorch, clamp moved after the step, no Lightning."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = WGAN(isize=args.isize, **STEADY).to(device)
+    model = WGAN(isize=args.isize, ngf=args.width, ndf=args.width, **STEADY).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     netD, netG = model.critic, model.generator
@@ -89,6 +89,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isize", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64, help="ngf = ndf; 1 with --batch_size 1 leaves little but "
+                        "the host's work per step (kernel dispatch, Python), the regime of a small GAN on a fast GPU")
     parser.add_argument("--iterations", type=int, default=30, help="timed critic iterations per run")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)

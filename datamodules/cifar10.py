@@ -1,7 +1,10 @@
 """CIFAR-10 held as one uint8 tensor, augmented a whole batch at a time on the training device."""
 
+import contextlib
+import hashlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +22,8 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES = "cifar-10-batches-py"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+DECODED = ".decoded"  # <data_dir>/.decoded/<split>.pt: the folders' pixels, decoded once (cached_folders)
+DECODED_VERSION = 1
 SEED_STATS = ((0.4914, 0.48216, 0.44653), (0.24703, 0.24349, 0.26159))  # the seed's per-channel stats
 
 
@@ -119,6 +124,50 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     return torch.stack(images), torch.tensor(labels), classes
 
 
+def folder_fingerprint(split_dir: Path) -> str:
+    """A digest of every class folder's name and every image's name, size and modification time: what make and
+    rsync compare. One stat per file (0.1 s for CIFAR-10's 60,000), against a minute to decode them."""
+    digest = hashlib.sha256()
+    for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+        digest.update(f"{class_dir.name}/\n".encode())
+        for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
+            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                stat = entry.stat()
+                digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cached_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
+    """load_folders, decoded once: the pixels are kept in <root>/.decoded/<split>.pt with the folder's fingerprint
+    and read from there while it matches (0.3 s against 48 s for the CIFAR-10 JPEGs on a 2-core CPU: BENCHMARKS.md).
+    A file changed, added or removed decodes the split again; a damaged or foreign cache file is decoded over;
+    a folder this process cannot write to still loads, decoded every time, with a warning."""
+    path = root / DECODED / f"{split}.pt"
+    fingerprint = folder_fingerprint(root / split)  # before decoding: a file changed meanwhile decodes next time
+    try:
+        saved = torch.load(path, weights_only=True)
+        if (isinstance(saved, dict) and saved.get("version") == DECODED_VERSION
+                and saved.get("fingerprint") == fingerprint):
+            return saved["images"], saved["labels"], saved["classes"]
+    except FileNotFoundError:
+        pass
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is only a cache miss
+        pass
+    images, labels, classes = load_folders(root, split)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:  # written beside its place and renamed: a killed run leaves no half file under the real name
+        path.parent.mkdir(exist_ok=True)
+        torch.save({"version": DECODED_VERSION, "fingerprint": fingerprint, "images": images, "labels": labels,
+                    "classes": classes}, tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        warnings.warn(f"could not keep the decoded {split} images in {path} ({error}); every run decodes "
+                      f"{root / split} again (--data.cache_decoded false turns this off)", stacklevel=2)
+    return images, labels, classes
+
+
 class TensorBatches:
     """Batches of (uint8 images, labels) cut from tensors in memory, reshuffled every epoch.
 
@@ -180,6 +229,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         image_size: size the batches are resized to (progressive resizing, e.g. 28 then 32).
         on_device: keep the images on the training device and cut the batches there, as airbench's loader does
             (180 MB for CIFAR-10): no gather, flip and host-to-device copy on the host at every step.
+        cache_decoded: keep the decoded pixels of image folders in <data_dir>/.decoded/ and read them from there
+            while no file has changed (decoding the CIFAR-10 JPEGs takes about a minute); false decodes every run.
         download: fetch the official archive when the data is missing.
         url, md5: where from and its checksum.
         seed: seed of the shuffling and the validation split.
@@ -189,7 +240,7 @@ class CIFAR10DataModule(L.LightningDataModule):
                  val_size: int = 0, pad: int = 4, flip: bool = True, alternating_flip: bool = False,
                  image_size: int = 32,
                  download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0,
-                 on_device: bool = False):
+                 on_device: bool = False, cache_decoded: bool = True):
         super().__init__()
         self.save_hyperparameters()
         # prepare_data runs on the first process of every node (Lightning's default, kept deliberately): data/
@@ -213,9 +264,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         check_batch_size("eval_batch_size", self.hparams.eval_batch_size, 1000)
 
     def prepare_data(self) -> None:
-        """Once per node: download and unpack the official archive if no layout is found."""
+        """Once per node: download and unpack the official archive if no layout is found; decode image folders into
+        the cache, so that the other processes of the node read it instead of decoding them each."""
         self.check()
         prepare_cifar10(self.data_dir, self.hparams.download, self.hparams.url, self.hparams.md5)
+        if self.layout() == "folders" and self.hparams.cache_decoded:
+            self._decoded = {split: cached_folders(self.data_dir, split) for split in ("train", "test")}
 
     def load(self, split: str) -> tuple[Tensor, Tensor]:
         check_folder(self.data_dir)
@@ -223,7 +277,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         if layout is None:
             raise MissingDataError(f"no CIFAR-10 found in {self.data_dir}; run prepare_data() first")
         if layout == "folders":
-            images, labels, classes = load_folders(self.data_dir, split)
+            decoded = self.__dict__.get("_decoded", {}).pop(split, None)  # this process's prepare_data's
+            if decoded is None:
+                decoded = (cached_folders if self.hparams.cache_decoded else load_folders)(self.data_dir, split)
+            images, labels, classes = decoded
         else:
             images, labels, classes = load_batches(find_batches(self.data_dir), split)
         if self.classes and classes != self.classes:

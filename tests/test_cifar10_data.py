@@ -249,3 +249,91 @@ def test_a_killed_attempts_partial_download_is_removed_and_a_live_ones_kept(tmp_
         (folder / "cifar-10-python.tar.gz").write_bytes(archive[:100])
     loaded(root, url=f"{server}/good", md5=hashlib.md5(archive).hexdigest())
     assert not killed.exists() and live.exists()
+
+
+# -- decoded folders kept in <data_dir>/.decoded ----------------------------------------------------------------
+def pil_pixels(path):
+    """The image decoded by PIL directly: the value the cache must give back."""
+    import numpy as np
+    from PIL import Image
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+
+
+def no_decoding(monkeypatch):
+    def refuse(path):
+        raise AssertionError(f"{path} decoded again")
+    monkeypatch.setattr("datamodules.cifar10.read_rgb", refuse)
+
+
+def test_image_folders_are_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    root = make_folders(tmp_path / "c", per_class=(3, 2), suffix=".jpg")
+    first = loaded(root, download=False)
+    assert sorted(p.name for p in (root / ".decoded").iterdir()) == ["test.pt", "train.pt"]
+    no_decoding(monkeypatch)
+    second = loaded(root, download=False)
+    assert torch.equal(second.train_images, first.train_images) and torch.equal(second.test_labels, first.test_labels)
+    assert second.classes == CLASSES
+    assert torch.equal(second.train_images[4], pil_pixels(root / "train" / "dog" / "0001.jpg"))
+
+
+def test_prepare_and_setup_in_one_process_decode_each_image_once(tmp_path, monkeypatch):
+    import datamodules.cifar10 as cifar10
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    calls = []
+    real = cifar10.read_rgb
+    monkeypatch.setattr(cifar10, "read_rgb", lambda path: calls.append(path) or real(path))
+    loaded(root, download=False)
+    assert len(calls) == len(set(calls)) == 3 * (3 + 2)
+
+
+@pytest.mark.parametrize("change", ["rewritten", "added", "removed", "new class"])
+def test_a_changed_folder_is_decoded_again(tmp_path, change):
+    import os
+    import shutil
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    loaded(root, download=False)
+    cat, dog = root / "train" / "cat", root / "train" / "dog"
+    if change == "rewritten":  # another image's pixels under the same name, with a later modification time
+        shutil.copyfile(dog / "0000.png", cat / "0000.png")
+        os.utime(cat / "0000.png", ns=(time.time_ns() + 10**9,) * 2)
+    elif change == "added":
+        shutil.copyfile(dog / "0000.png", cat / "0099.png")
+    elif change == "removed":
+        (cat / "0002.png").unlink()
+    else:
+        shutil.copytree(dog, root / "train" / "emu")
+        shutil.copytree(root / "test" / "dog", root / "test" / "emu")
+    data = loaded(root, download=False)
+    files = sorted(root.glob("train/*/*.png"))
+    assert len(data.train_labels) == len(files)
+    assert all(torch.equal(image, pil_pixels(f)) for image, f in zip(data.train_images, files, strict=True))
+    assert data.classes == sorted(p.name for p in (root / "train").iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_cache_file_is_decoded_over(tmp_path, damage):
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    loaded(root, download=False)
+    cache = root / ".decoded" / "train.pt"
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:100])
+    else:
+        torch.save({"images": torch.zeros(1)}, cache)
+    data = loaded(root, download=False)
+    assert torch.equal(data.train_images[0], pil_pixels(root / "train" / "cat" / "0000.png"))
+    assert torch.load(cache, weights_only=True)["images"].shape == (9, 3, 32, 32)  # written again, whole
+
+
+def test_a_folder_that_cannot_hold_the_cache_still_loads_with_a_warning(tmp_path):
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    (root / ".decoded").write_text("a file where the cache folder goes")
+    with pytest.warns(UserWarning, match=r"could not keep the decoded train images in .*every run decodes"):
+        data = loaded(root, download=False)
+    assert torch.equal(data.train_images[8], pil_pixels(root / "train" / "frog" / "0002.png"))
+    assert not list(root.glob(".decoded*/*")) and not list(root.glob(".*.tmp"))
+
+
+def test_cache_decoded_false_writes_nothing(tmp_path):
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    data = loaded(root, download=False, cache_decoded=False)
+    assert len(data.train_labels) == 9 and not (root / ".decoded").exists()
