@@ -112,4 +112,8 @@ class StyleTransferDataModule(L.LightningDataModule):
         self.style = scale_match(read_image(style_files[0]), *self.content.shape[2:])[None]  # (1, 3, H, W)
 
     def train_dataloader(self):
-        return RepeatBatch(self.content, self.style)
+        content, style = self.content, self.style
+        if self.trainer is not None:  # moved once: Lightning's per-step transfer then finds them there (16 content
+            device = self.trainer.strategy.root_device  # images at 512 px are 50 MB, a copy at every iteration)
+            content, style = content.to(device), style.to(device)
+        return RepeatBatch(content, style)

@@ -89,3 +89,17 @@ def test_a_size_vgg_cannot_take_is_refused_in_one_line():
     from callbacks import UserError
     with pytest.raises(UserError, match="size must be at least 32 .*got 16.*--data.size 288"):
         StyleTransferDataModule(size=16).setup("fit")  # checked at setup: LightningCLI passes the message through
+
+
+def test_the_repeated_batch_is_moved_to_the_training_device_once():
+    """Lightning moves every step's batch to the device; the batch already there (the same tensors each step)
+    costs no copy. The meta device stands in for a GPU."""
+    from types import SimpleNamespace
+    data = StyleTransferDataModule(size=32)
+    data.setup("fit")
+    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    steps = iter(data.train_dataloader())
+    (content, style), (content2, style2) = next(steps), next(steps)
+    assert content.device.type == style.device.type == "meta"
+    assert content is content2 and style is style2
+    assert content.shape == data.content.shape and data.content.device.type == "cpu"  # the host copy is kept
