@@ -1,6 +1,6 @@
 """The prepared GPU sweep of issue 13: airbench94 against configs/darknet_fast.yaml and a few variants, one call.
 
-    python3 benchmarks/darknet_sweep.py [--seeds 3] [--only NAME,NAME] [--list] [--smoke]
+    python3 benchmarks/darknet_sweep.py [--seeds 3] [--variant-seeds K] [--only NAME,NAME] [--list] [--smoke]
 
 On the lent GPU machine (device tool: carry [".carry", ".whl"], as prepared by `gpu_acceptance.py --prepare`):
 installs the carried wheels into /tmp when jsonargparse or airbench does not import, takes the CIFAR-10 JPEG archive
@@ -43,12 +43,14 @@ VARIANTS = {
 START, AIRBENCH_FIRST, AIRBENCH_RUN, COMPILE, OURS_RUN = 45, 6.9, 2.25, 33.0, 6.15
 
 
-def estimate(names: list[str], seeds: int) -> float:
-    """Seconds of device time: start-up and data, airbench94 and ours (a warm-up and `seeds` runs each), variants."""
+def estimate(names: list[str], seeds: int, variant_seeds: int | None = None) -> float:
+    """Seconds of device time: start-up and data, airbench94 and ours (a warm-up and `seeds` runs each), variants
+    (a warm-up and `variant_seeds` runs each, default `seeds`)."""
     total = START + AIRBENCH_FIRST + seeds * AIRBENCH_RUN + COMPILE + (1 + seeds) * OURS_RUN
+    runs = 1 + (seeds if variant_seeds is None else min(seeds, variant_seeds))
     for name in names:
         scale = {"ep8": 0.8, "ep12": 1.2}.get(name, 1.0)
-        total += (COMPILE if VARIANTS[name][2] else 0) + (1 + seeds) * OURS_RUN * scale
+        total += (COMPILE if VARIANTS[name][2] else 0) + runs * OURS_RUN * scale
     return total
 
 
@@ -70,6 +72,8 @@ def with_wheels(wheels: Path, site: Path, argv: list[str]) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--variant-seeds", type=int, default=None, metavar="K",
+                        help="the variants run the first K seeds only; airbench94 and the config all --seeds")
     parser.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     parser.add_argument("--list", action="store_true", help="print the variants and the estimate, run nothing")
     parser.add_argument("--smoke", action="store_true", help="the same variants, tiny, on the CPU")
@@ -82,11 +86,13 @@ def main(argv=None):
     unknown = set(names) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    print(f"variants ({args.seeds} seeds each, alternating with airbench94 and our config):")
+    each = args.seeds if args.variant_seeds is None else min(args.seeds, args.variant_seeds)
+    print(f"airbench94 and our config {args.seeds} seeds each; variants {each} seeds each, alternating with them:")
     for name in names:
         overrides, why, new_net = VARIANTS[name]
         print(f"  ours:{name:9s} {why}{' [compiles its own net]' if new_net else ''}\n      {overrides}")
-    print(f"estimated device time: {estimate(names, args.seeds) / 60:.1f} min (H200 figures of 2026-11-28)")
+    print(f"estimated device time: {estimate(names, args.seeds, args.variant_seeds) / 60:.1f} min "
+          f"(H200 figures of 2026-11-28)")
     if args.list:
         return None
     if not args.smoke:
@@ -96,6 +102,7 @@ def main(argv=None):
     from benchmarks import common, time_to_accuracy
     common.SHARED_DATA = time_to_accuracy.SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", common.SHARED_DATA))
     run_args = ["--seeds", str(args.seeds), "--data-dir", str(args.data_dir), "--out", str(args.out)]
+    run_args += [] if args.variant_seeds is None else ["--variant-seeds", str(args.variant_seeds)]
     run_args += ["--smoke"] if args.smoke else []
     run_args += [f"--variant={name}={VARIANTS[name][0]}" for name in names]
     return time_to_accuracy.main(run_args)

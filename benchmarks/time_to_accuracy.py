@@ -250,6 +250,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="ours only, CPU, tiny subset and net")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="another side: our config with these overrides on top (repeatable)")
+    parser.add_argument("--variant-seeds", type=int, default=None, metavar="K",
+                        help="the variants run only the first K seeds (default: all); airbench94 and our config all")
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for our config (after --)")
     args = parser.parse_args(argv)
     data_dir = args.data_dir / "smoke" if args.smoke else args.data_dir
@@ -300,6 +302,8 @@ def main(argv=None) -> dict:
     for seed in range(args.seeds):
         order = list(sides) if seed % 2 == 0 else list(reversed(sides))  # alternate who goes first
         for name in order:
+            if name.startswith("ours:") and args.variant_seeds is not None and seed >= args.variant_seeds:
+                continue  # a short device call: the main comparison gets every seed, the variants a look
             outcome = attempt(name, seed)
             if outcome is None:
                 continue

@@ -43,6 +43,7 @@ def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
         pytest.skip("real CIFAR-10 archive not found")
     result = time_to_accuracy.main(["--smoke", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
                                     "--out", str(tmp_path / "out"), "--variant", "ls0=--model.label_smoothing 0",
+                                    "--variant-seeds", "1",
                                     "--variant", "bad=--model.downsample sideways"])
     printed = capsys.readouterr().out
     assert "airbench94 skipped (it needs CUDA)" in printed
@@ -58,7 +59,7 @@ def test_smoke_prepares_both_formats_and_reports_our_runs(tmp_path, capsys):
     assert set(result["first_run_seconds"]) == set(result["runs"]) == {"ours", "ours:ls0"}
     assert list(result["failed"]) == ["ours:bad"] and "downsample" in result["failed"]["ours:bad"]  # dropped, the
     assert "ours:bad failed" in result["note"]  # sweep went on
-    assert len(result["runs"]["ours:ls0"]) == 2
+    assert [r["seed"] for r in result["runs"]["ours:ls0"]] == [0]  # --variant-seeds 1: the variants the first seed
     assert json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())["summary"] == result["summary"]
     assert "| ours | 2 |" in (tmp_path / "out" / "time_to_accuracy.md").read_text()
     # airbench's files: uint8 NHWC images, labels and classes; ours: the python batches, same images
@@ -118,3 +119,6 @@ def test_sweep_variants_change_what_they_say(tiny_cifar):
                                                         if isinstance(m, torch.nn.BatchNorm2d)} == {0.4}
     assert set(darknet_sweep.VARIANTS) == {"host", "maxpool", "bn0.01", "look", "ep8", "ep12", "lr1", "lr2.2"}
     assert 5 * 60 < darknet_sweep.estimate(list(darknet_sweep.VARIANTS), 3) < 7 * 60  # fits the ~7 minutes
+    # 5 seeds of the main pair, 2 of each variant: 1 warm-up + 2 runs a variant instead of 1 + 5
+    saved = darknet_sweep.estimate(["look"], 5) - darknet_sweep.estimate(["look"], 5, variant_seeds=2)
+    assert saved == pytest.approx(3 * darknet_sweep.OURS_RUN)
