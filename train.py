@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import string
@@ -32,7 +31,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.errors import UserError
+from callbacks.errors import UserError, user_message
 from callbacks.progress import add_progress_bar
 from callbacks.strategy import documented_ddp_strategy
 
@@ -357,18 +356,12 @@ def wandb_logged_in() -> bool:
 
 def check_checkpoint(path: str, model, system: str) -> None:
     """Before fitting: the checkpoint can be read and was written by this system, with the same shapes."""
-    import torch
     from torch.nn.parameter import is_lazy
+
+    from lightning_modules.inference import read_checkpoint, saved_class
     folder = Path(path).absolute().parent
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as error:  # a torn zip, an empty file, a pickle of something else: all say the same
-        others = sorted(p.name for p in folder.glob("*.ckpt") if p.name != Path(path).name)
-        raise UserError(f"{path} is not a readable checkpoint (truncated? {type(error).__name__}); use an earlier "
-                        f"one in {folder}" + (f" ({', '.join(others)})" if others else "")) from error
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by train.py")
-    saved = (state.get("hyper_parameters") or {}).get("_class_path")
+    state = read_checkpoint(path)
+    saved = saved_class(state)
     if saved and saved.rpartition(".")[2] != type(model).__name__:
         theirs = system_of(saved)
         fix = f"use --system {theirs}" if theirs else f"train a {saved} with the config that wrote it"
@@ -558,54 +551,6 @@ def print_system_help(argv: list[str]) -> None:
             value = ", ".join(item["class_path"].rpartition(".")[2] for item in items)
         trainer.add_argument(f"--trainer.{key}", default=value, help="the config's value (--print_config: all of it)")
     parser.print_help()
-
-
-def user_message(error: BaseException) -> str | None:
-    """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
-    or None for a bug, which keeps its traceback."""
-    from jsonargparse import ArgumentError
-    seen, current = [], error
-    while current is not None and current not in seen:
-        seen.append(current)
-        if isinstance(current, UserError) or (isinstance(current, (FileNotFoundError, NotADirectoryError,
-                                                                   FileExistsError, IsADirectoryError))
-                                              and current.errno is None):  # raised by our code with a message
-            return one_line(str(current))
-        # explicit `raise ... from` always; an exception raised while handling another only from the wrappers
-        # (jsonargparse's ValueError, Lightning's RuntimeError), so a bug in an except block keeps its traceback
-        wrapper = isinstance(current, (ValueError, TypeError, ArgumentError, RuntimeError, OSError))
-        current = current.__cause__ or (current.__context__ if wrapper and not current.__suppress_context__ else None)
-    if isinstance(error, ArgumentError):
-        return condense_parser_error(str(error))
-    return None
-
-
-def one_line(message: str) -> str:
-    if "Original Traceback (most recent call last)" in message:  # re-raised from a DataLoader worker
-        message = message.rstrip().splitlines()[-1]
-        message = re.sub(r"^[\w.]*(UserError|Error): ", "", message)
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
-
-
-def condense_parser_error(message: str) -> str:
-    """jsonargparse's nested Union report -> `--data.batch_size: Expected a <class 'int'>. Got value: abc`."""
-    keys, details = [], []
-    for line in message.splitlines():
-        text = line.strip()
-        if match := re.fullmatch(r'Parser key "(.+)":', text):
-            keys.append(match[1])
-        elif text.startswith(("Does not validate against any of the Union", "Subtypes:", "Errors:", "Given value",
-                              "- Expected a <class 'NoneType'>", "- Problem with given class_path")):
-            continue
-        elif text:
-            details.append(text.lstrip("- "))
-    key = ".".join(keys)
-    detail = " ".join(details) or message.strip()
-    if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
-        detail = f"expected {match[1]}, got {match[2]!r}"
-    if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
-        return f"--{key}.{match[1]} is not an option; see the options with --help"
-    return f"--{key}: {detail}" if key else detail
 
 
 def command_line() -> None:

@@ -1,5 +1,7 @@
 """UserError: a mistake the user can fix; train.py and the inference commands print it as one line."""
 
+import re
+
 
 class UserError(ValueError):
     """A problem in the user's input (a path, a value, a file, a checkpoint), not a bug.
@@ -8,3 +10,51 @@ class UserError(ValueError):
     it as one line without a traceback; `--traceback` or DL2_TRACEBACK=1 shows the traceback. Subclasses
     ValueError so code that catches bad values keeps working.
     """
+
+
+def user_message(error: BaseException) -> str | None:
+    """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
+    or None for a bug, which keeps its traceback."""
+    from jsonargparse import ArgumentError
+    seen, current = [], error
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, UserError) or (isinstance(current, (FileNotFoundError, NotADirectoryError,
+                                                                   FileExistsError, IsADirectoryError))
+                                              and current.errno is None):  # raised by our code with a message
+            return one_line(str(current))
+        # explicit `raise ... from` always; an exception raised while handling another only from the wrappers
+        # (jsonargparse's ValueError, Lightning's RuntimeError), so a bug in an except block keeps its traceback
+        wrapper = isinstance(current, (ValueError, TypeError, ArgumentError, RuntimeError, OSError))
+        current = current.__cause__ or (current.__context__ if wrapper and not current.__suppress_context__ else None)
+    if isinstance(error, ArgumentError):
+        return condense_parser_error(str(error))
+    return None
+
+
+def one_line(message: str) -> str:
+    if "Original Traceback (most recent call last)" in message:  # re-raised from a DataLoader worker
+        message = message.rstrip().splitlines()[-1]
+        message = re.sub(r"^[\w.]*(UserError|Error): ", "", message)
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def condense_parser_error(message: str) -> str:
+    """jsonargparse's nested Union report -> `--data.batch_size: Expected a <class 'int'>. Got value: abc`."""
+    keys, details = [], []
+    for line in message.splitlines():
+        text = line.strip()
+        if match := re.fullmatch(r'Parser key "(.+)":', text):
+            keys.append(match[1])
+        elif text.startswith(("Does not validate against any of the Union", "Subtypes:", "Errors:", "Given value",
+                              "- Expected a <class 'NoneType'>", "- Problem with given class_path")):
+            continue
+        elif text:
+            details.append(text.lstrip("- "))
+    key = ".".join(keys)
+    detail = " ".join(details) or message.strip()
+    if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
+        detail = f"expected {match[1]}, got {match[2]!r}"
+    if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
+        return f"--{key}.{match[1]} is not an option; see the options with --help"
+    return f"--{key}: {detail}" if key else detail

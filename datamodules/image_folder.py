@@ -31,10 +31,9 @@ from datamodules.cifar10 import (
     max_workers,
     prepare_cifar10,
 )
-from datamodules.decode import UnreadableImageError, decode_rgb, read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, decode_rgb, read_rgb
 from datamodules.download import MissingDataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 LSUN_URL = "http://dl.yf.io/lsun/scenes/{name}.zip"  # the LSUN authors' server (43 GB for bedroom_train_lmdb)
 
 

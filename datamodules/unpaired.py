@@ -13,10 +13,9 @@ from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from callbacks import UserError
 from datamodules.cifar10 import check_batch_size, check_folder, max_workers
-from datamodules.decode import UnreadableImageError, read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FOLDERS = ("trainA", "trainB", "testA", "testB")
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"  # the reference's datasets
 # sha256 of the reference's zips as TensorFlow Datasets publishes them (url_checksums/cycle_gan.txt, for their

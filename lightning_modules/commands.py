@@ -1,50 +1,111 @@
 """The inference commands, as console scripts (`pip install` puts them on PATH) and as `python -m` modules.
 
+    dl2-classify CKPT IMAGE [IMAGE ...]                python -m lightning_modules.darknet_classifier classify ...
     dl2-wgan-generate CKPT [--out_dir samples]        python -m lightning_modules.wgan generate CKPT ...
     dl2-wgan-fid CKPT REAL_DIR FEATURES                python -m lightning_modules.wgan fid CKPT ...
     dl2-cyclegan-translate --checkpoint CKPT ...       python -m lightning_modules.cyclegan translate ...
     dl2-stylize --content me.jpg --style skrik.jpg     python -m lightning_modules.style_transfer stylize ...
 
 Each runs the package's own functions, so a checkpoint naming lightning_modules.WGAN loads under `python -m` too.
+A user's mistake (a missing file, another system's checkpoint, a bad value) is one line on stderr and exit
+status 2, as in train.py; `--traceback` or DL2_TRACEBACK=1 shows the traceback.
 """
 
+import os
+import sys
+from pathlib import Path
+
 from jsonargparse import CLI
+
+from callbacks.errors import user_message
+
+
+def run(components, args: list[str] | None, **cli_options):
+    """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback)."""
+    return one_line_errors(lambda argv: CLI(components, args=argv, **cli_options), args)
+
+
+def one_line_errors(main, args: list[str] | None):
+    """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1."""
+    argv = sys.argv[1:] if args is None else list(args)
+    show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
+    argv = [a for a in argv if a != "--traceback"]
+    try:
+        return main(argv)
+    except Exception as error:
+        message = None if show_traceback else user_message(error)
+        if message is None:
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def classify(args: list[str] | None = None, prog: str | None = None):
+    """argparse, not jsonargparse: it takes any number of image paths after the checkpoint."""
+    import argparse
+
+    from lightning_modules.darknet_classifier import classify
+
+    parser = argparse.ArgumentParser(prog=prog, description=classify.__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="a DarknetClassifier .ckpt (runs/darknet/<run>/checkpoints/last.ckpt)")
+    parser.add_argument("images", nargs="+", help="image files (.png/.jpg/.jpeg/.webp/.bmp) or folders of them, "
+                                                  "searched at all depths")
+    parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (default 3)")
+    parser.add_argument("--tta", choices=["none", "flip", "flip_translate"], default=None,
+                        help="test-time augmentation (default: the model's own)")
+    parser.add_argument("--size", type=int, default=32, help="shorter side resized to this, then the central "
+                                                             "square cut: the training size (default 32)")
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--output", default=None, help="also write a CSV of every class's probability")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    parser.add_argument("--traceback", action="store_true", help="show the traceback of a user error")
+    return one_line_errors(lambda argv: classify(**{k: v for k, v in vars(parser.parse_args(argv)).items()
+                                                     if k != "traceback"}), args)
 
 
 def wgan_generate(args: list[str] | None = None):
     from lightning_modules.wgan import generate
-    return CLI(generate, args=args)
+    return run(generate, args)
 
 
 def wgan_fid(args: list[str] | None = None):
     from lightning_modules.wgan_fid import fid
-    return CLI(fid, args=args)
+    return run(fid, args)
 
 
 def cyclegan_translate(args: list[str] | None = None):
     from lightning_modules.cyclegan import translate
-    return CLI(translate, as_positional=False, args=args)
+    return run(translate, args, as_positional=False)
 
 
 def stylize(args: list[str] | None = None):
     from lightning_modules.style_transfer import stylize
-    return CLI(stylize, args=args)
+    return run(stylize, args)
+
+
+def darknet(args: list[str] | None = None):
+    """`python -m lightning_modules.darknet_classifier classify ...`"""
+    argv = sys.argv[1:] if args is None else list(args)
+    if not argv or argv[0] != "classify":
+        sys.exit("usage: python -m lightning_modules.darknet_classifier classify CHECKPOINT IMAGE [IMAGE ...] "
+                 "[--top_k K] [--tta flip] [--output preds.csv] [--device cuda]")
+    return classify(argv[1:], prog="python -m lightning_modules.darknet_classifier classify")
 
 
 def wgan(args: list[str] | None = None):
     """`python -m lightning_modules.wgan {generate,fid} ...`"""
     from lightning_modules.wgan import generate
     from lightning_modules.wgan_fid import fid
-    return CLI([generate, fid], args=args)
+    return run([generate, fid], args)
 
 
 def cyclegan(args: list[str] | None = None):
     """`python -m lightning_modules.cyclegan translate ...`"""
     from lightning_modules.cyclegan import translate
-    return CLI({"translate": translate}, as_positional=False, args=args)
+    return run({"translate": translate}, args, as_positional=False)
 
 
 def style_transfer(args: list[str] | None = None):
     """`python -m lightning_modules.style_transfer stylize ...`"""
     from lightning_modules.style_transfer import stylize
-    return CLI({"stylize": stylize}, args=args)
+    return run({"stylize": stylize}, args)

@@ -313,8 +313,6 @@ class CycleGAN(L.LightningModule):
 
 # ---------------------------------------------------------------------------------------------- translate
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
 
 def pad_to_multiple(image: Tensor, multiple: int = 4) -> Tensor:
     """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`."""
@@ -337,8 +335,9 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         device: cpu, cuda, cuda:1, ...
     """
-    from datamodules.decode import UnreadableImageError, read_rgb
+    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
     from datamodules.download import MissingDataError
+    from lightning_modules.inference import load_checkpoint
 
     files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(input_dir).is_dir() else []
@@ -349,7 +348,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
-    model = Model.load_from_checkpoint(checkpoint, map_location=device).eval()
+    model = load_checkpoint(Model, checkpoint, device)
     out = Path(output_dir)
     rows, unreadable = [], []
     for file in files:

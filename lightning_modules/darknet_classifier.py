@@ -2,6 +2,8 @@
 
 import functools
 import json
+from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -117,12 +119,15 @@ class DarknetClassifier(L.LightningModule):
         # evaluation losses as means over images, summed with their count across ranks: a batch mean logged with
         # sync_dist=True averages the ranks' means (Lightning issue #21859); a NaN loss keeps the mean NaN
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(2))
+        self.class_names: list[str] | None = None  # the data's, saved in checkpoints for `classify`
 
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
         if classes and len(classes) != self.hparams.num_classes:
             raise UserError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
                              f"set --model.num_classes {len(classes)}")
+        if classes:
+            self.class_names = list(classes)
         if stage == "fit" and self.net.whitening is not None:
             # from the data, so a checkpoint restored afterwards (resume, test) keeps its own filters
             init_whitening(self.net.whitening, self.training_sample(self.hparams.whiten_images))
@@ -203,6 +208,13 @@ class DarknetClassifier(L.LightningModule):
             group["lr"] = hp.lr * group["lr_scale"]
         return groups
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.class_names:
+            checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.class_names = checkpoint.get("class_names", self.class_names)
+
     def configure_optimizers(self):
         hp = self.hparams
         groups = self.parameter_groups()
@@ -218,3 +230,94 @@ class DarknetClassifier(L.LightningModule):
             pct_start=(1 - pct / 100) / 2, anneal_strategy="linear", three_phase=True, div_factor=div,
             final_div_factor=100, base_momentum=min_momentum, max_momentum=max_momentum)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+# ---------------------------------------------------------------------------------------------- classify
+def image_paths(paths: list[str]) -> list[Path]:
+    """Image files, and the images under folders (all depths, in path order: a CIFAR-10 test/<class>/ tree too)."""
+    from datamodules.decode import IMAGE_SUFFIXES
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UserError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {path}; pass image files or "
+                                "folders that hold them")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"image {path} not found; pass image files or folders of them")
+    return files
+
+
+@torch.no_grad()
+def classify(checkpoint: str, images: list[str], top_k: int = 3,
+             tta: Literal["none", "flip", "flip_translate"] | None = None, size: int = 32, batch_size: int = 256,
+             output: str | None = None, device: str = "cpu") -> list[dict]:
+    """Classify images with a trained Darknet: each image's most likely classes and their probabilities.
+
+    Args:
+        checkpoint: a DarknetClassifier .ckpt (runs/darknet/<run>/checkpoints/last.ckpt or best-*.ckpt).
+        images: image files (.png/.jpg/.jpeg/.webp/.bmp) or folders of them, searched at all depths.
+        top_k: classes printed per image.
+        tta: test-time augmentation; default the model's own (--model.tta at training).
+        size: each image is resized so its shorter side is `size`, then its central square cut: the size the
+            model was trained at (CIFAR-10: 32, which leaves CIFAR-10's own images untouched).
+        batch_size: images per forward pass.
+        output: also write a CSV: path, prediction, probability, then every class's probability.
+        device: cpu, cuda, cuda:1, mps.
+    """
+    from datamodules.augment import normalize
+    from datamodules.cifar10 import SEED_STATS
+    from datamodules.decode import read_rgb
+    from datamodules.style import resize_crop
+    from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
+    from lightning_modules.inference import load_checkpoint
+
+    files = image_paths(images)
+    model = load_checkpoint(Model, checkpoint, device)
+    model.hparams.compile = False  # a few images are not worth a compilation
+    tta = model.hparams.tta if tta is None else tta
+    names = model.class_names or [str(i) for i in range(model.hparams.num_classes)]
+    top_k = max(1, min(top_k, len(names)))
+    results = []
+    for start in range(0, len(files), batch_size):
+        batch = []
+        for file in files[start:start + batch_size]:
+            image = read_rgb(file)  # uint8 (3, H, W); an unreadable file stops here, named
+            if image.shape[1:] != (size, size):
+                image = (resize_crop(image.float() / 255, size, crop=True) * 255).round()
+            batch.append(image.float())
+        x = normalize(torch.stack(batch).to(device), *SEED_STATS)  # as CIFAR10DataModule feeds the model
+        probabilities = tta_average(model(tta_views(x, tta)), tta).float().softmax(1).cpu()
+        for file, p in zip(files[start:start + batch_size], probabilities, strict=True):
+            best = p.argsort(descending=True)[:top_k].tolist()
+            results.append({"path": str(file), "prediction": names[best[0]], "probability": float(p[best[0]]),
+                            "top": [(names[i], float(p[i])) for i in best],
+                            "probabilities": dict(zip(names, p.tolist(), strict=True))})
+            print(f"{file}: " + ", ".join(f"{name} {100 * q:.1f}%" for name, q in results[-1]["top"]))
+    if output:
+        write_csv(Path(output), names, results)
+        print(f"{len(results)} images classified; probabilities in {output}")
+    return results
+
+
+def write_csv(path: Path, names: list[str], results: list[dict]) -> None:
+    """path, prediction, probability, then one column per class; written beside and renamed into place."""
+    import csv
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "prediction", "probability", *names])
+        for r in results:
+            writer.writerow([r["path"], r["prediction"], f"{r['probability']:.6f}",
+                             *(f"{r['probabilities'][n]:.6f}" for n in names)])
+    tmp.replace(path)
+
+
+if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
+    from lightning_modules.commands import darknet
+
+    darknet()

@@ -31,9 +31,10 @@ class DarknetFeatures(nn.Module):
 
     def __init__(self, checkpoint: str, image_size: int = 32):
         from lightning_modules.darknet_classifier import DarknetClassifier
+        from lightning_modules.inference import load_checkpoint
 
         super().__init__()
-        net = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu").net
+        net = load_checkpoint(DarknetClassifier, checkpoint).net
         self.body = net.layers[:-1]  # through AdaptiveAvgPool2d and Flatten
         self.num_features = net.layers[-1].in_features
         self.image_size = image_size  # the size it was trained at

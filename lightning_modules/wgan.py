@@ -254,7 +254,10 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     """
     from torchvision.utils import make_grid
 
-    model = WGAN.load_from_checkpoint(checkpoint, map_location=device).eval()
+    from lightning_modules import WGAN as Model  # the package's class under `python -m` too
+    from lightning_modules.inference import load_checkpoint
+
+    model = load_checkpoint(Model, checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     out = Path(out_dir)
     for i, image in enumerate(images):

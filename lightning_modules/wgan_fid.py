@@ -35,9 +35,11 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         seed: noise and real-sample seed.
         device: cpu, cuda, mps.
     """
-    from lightning_modules.wgan import WGAN, sample
+    from lightning_modules import WGAN
+    from lightning_modules.inference import load_checkpoint
+    from lightning_modules.wgan import sample
 
-    model = WGAN.load_from_checkpoint(checkpoint, map_location=device).eval()
+    model = load_checkpoint(WGAN, checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
     add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
     fakes = sample(model, num_samples, batch_size, seed)

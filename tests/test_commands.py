@@ -17,7 +17,7 @@ from lightning_modules import WGAN, commands
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPTS = {"dl2-wgan-generate": "wgan_generate", "dl2-wgan-fid": "wgan_fid",
+SCRIPTS = {"dl2-classify": "classify", "dl2-wgan-generate": "wgan_generate", "dl2-wgan-fid": "wgan_fid",
            "dl2-cyclegan-translate": "cyclegan_translate", "dl2-stylize": "stylize"}
 
 
@@ -37,7 +37,8 @@ def test_setup_cfg_declares_a_prefixed_console_script_per_command():
 
 
 @pytest.mark.parametrize("module, subcommand",
-                         [("wgan", "fid"), ("cyclegan", "translate"), ("style_transfer", "stylize")])
+                         [("wgan", "fid"), ("cyclegan", "translate"), ("style_transfer", "stylize"),
+                          ("darknet_classifier", "classify")])
 def test_python_m_runs_without_runpy_warning(module, subcommand):
     result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", f"lightning_modules.{module}",
                              subcommand, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -65,3 +66,123 @@ def test_console_script_stylize_writes_the_image(tmp_path):
                       "--size", "32", "--max_iter", "1", "--vgg_weights", "random", "--arch", "vgg16",
                       "--accelerator", "cpu"])
     assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
+
+
+# -- dl2-classify ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def darknet_checkpoint(tmp_path_factory):
+    """A tiny Darknet trained 2 steps on generated CIFAR-style folders (classes cat, dog, frog), its checkpoint."""
+    from conftest import make_folders
+
+    from datamodules import CIFAR10DataModule
+    from lightning_modules import DarknetClassifier
+    root = tmp_path_factory.mktemp("classify")
+    data_dir = make_folders(root / "cifar", per_class=(4, 2))
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=root)
+    trainer.fit(model, datamodule=CIFAR10DataModule(str(data_dir), batch_size=4, download=False))
+    trainer.save_checkpoint(root / "darknet.ckpt")
+    return root / "darknet.ckpt", data_dir
+
+
+def by_hand(checkpoint, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """Class probabilities written out: the seed's normalisation, the net, a softmax (of the mean logits with
+    the mirror image when flip)."""
+    from lightning_modules import DarknetClassifier
+    model = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    mean = torch.tensor([0.4914, 0.48216, 0.44653]).view(1, 3, 1, 1)
+    std = torch.tensor([0.24703, 0.24349, 0.26159]).view(1, 3, 1, 1)
+    x = (images.float() / 255 - mean) / std
+    with torch.no_grad():
+        logits = model.net(x)
+        if flip:
+            logits = (logits + model.net(x.flip(-1))) / 2
+    return logits.softmax(1)
+
+
+def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(darknet_checkpoint, tmp_path,
+                                                                              capsys):
+    import csv
+    checkpoint, data_dir = darknet_checkpoint
+    results = commands.classify([str(checkpoint), str(data_dir / "test"), "--top_k", "2", "--output",
+                                 str(tmp_path / "out" / "predictions.csv")])
+    files = sorted((data_dir / "test").rglob("*.png"))
+    assert [r["path"] for r in results] == [str(f) for f in files]  # the class folders searched, in path order
+    pixels = torch.stack([torch.from_numpy(__import__("numpy").array(Image.open(f))).permute(2, 0, 1) for f in files])
+    expected = by_hand(checkpoint, pixels)
+    names = ["cat", "dog", "frog"]  # the data's class folders, kept in the checkpoint
+    for result, p in zip(results, expected, strict=True):
+        assert list(result["probabilities"]) == names
+        assert torch.allclose(torch.tensor(list(result["probabilities"].values())), p, atol=1e-5)
+        assert result["prediction"] == names[int(p.argmax())] and result["probability"] == pytest.approx(float(p.max()))
+        assert [name for name, _ in result["top"]] == [names[i] for i in p.argsort(descending=True)[:2]]
+    printed = capsys.readouterr().out.splitlines()
+    top = results[0]["top"]
+    assert printed[0] == f"{files[0]}: {top[0][0]} {100 * top[0][1]:.1f}%, {top[1][0]} {100 * top[1][1]:.1f}%"
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "prediction", "probability", *names] and len(rows) == 1 + len(files)
+    assert float(rows[1][3 + names.index(rows[1][1])]) == pytest.approx(float(expected[0].max()), abs=1e-6)
+
+
+def test_classify_flip_tta_averages_the_mirror_logits(darknet_checkpoint):
+    checkpoint, data_dir = darknet_checkpoint
+    file = data_dir / "test" / "dog" / "0001.png"
+    result, = commands.classify([str(checkpoint), str(file), "--tta", "flip"])
+    pixels = torch.from_numpy(__import__("numpy").array(Image.open(file))).permute(2, 0, 1)[None]
+    expected = by_hand(checkpoint, pixels, flip=True)[0]
+    assert torch.allclose(torch.tensor(list(result["probabilities"].values())), expected, atol=1e-5)
+    assert not torch.allclose(expected, by_hand(checkpoint, pixels)[0], atol=1e-5)  # the mirror mattered
+
+
+def test_classify_resizes_other_sizes_to_the_training_size(darknet_checkpoint, tmp_path):
+    """A uniform colour is the same image at any size: a 50x70 photo of it must classify as the 32x32 one."""
+    checkpoint, _ = darknet_checkpoint
+    for name, (height, width) in {"small": (32, 32), "large": (50, 70)}.items():
+        Image.new("RGB", (width, height), (200, 30, 90)).save(tmp_path / f"{name}.png")
+    small, large = commands.classify([str(checkpoint), str(tmp_path / "small.png"), str(tmp_path / "large.png")])
+    assert small["probabilities"] == pytest.approx(large["probabilities"], abs=1e-4)
+    colour = torch.tensor([200, 30, 90], dtype=torch.uint8).view(1, 3, 1, 1)
+    unresized = by_hand(checkpoint, colour.expand(1, 3, 50, 70))
+    assert list(large["probabilities"].values()) != pytest.approx(unresized[0].tolist(), abs=1e-4)  # sizes matter
+
+
+def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint, tmp_path):
+    checkpoint, data_dir = darknet_checkpoint
+    state = torch.load(checkpoint, weights_only=False)
+    del state["class_names"]
+    torch.save(state, tmp_path / "old.ckpt")
+    result, = commands.classify([str(tmp_path / "old.ckpt"), str(data_dir / "test" / "cat" / "0000.png")])
+    assert list(result["probabilities"]) == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("case", ["missing", "wgan", "torn"])
+def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoint, tmp_path, capsys, case):
+    checkpoint, data_dir = darknet_checkpoint
+    image = str(data_dir / "test" / "cat" / "0000.png")
+    if case == "missing":
+        path, needle = tmp_path / "nothing.ckpt", "nothing.ckpt not found; pass a .ckpt file"
+    elif case == "wgan":
+        model = WGAN(isize=16, nz=8, ngf=4, ndf=4)
+        trainer = L.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        trainer.strategy.connect(model)
+        trainer.save_checkpoint(tmp_path / "wgan.ckpt")
+        path, needle = tmp_path / "wgan.ckpt", "wgan.ckpt is not a DarknetClassifier checkpoint"
+    else:
+        (tmp_path / "torn.ckpt").write_bytes(checkpoint.read_bytes()[:1000])
+        path, needle = tmp_path / "torn.ckpt", "torn.ckpt is not a readable checkpoint (truncated?"
+    with pytest.raises(SystemExit) as stop:
+        commands.classify([str(path), image])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as stop:  # the other commands read checkpoints the same way
+        commands.wgan_generate([str(tmp_path / "nothing.ckpt")])
+    assert stop.value.code == 2 and "nothing.ckpt not found" in capsys.readouterr().err
+    from callbacks import UserError
+    with pytest.raises(UserError):  # --traceback: the error itself
+        commands.classify([str(path), image, "--traceback"])

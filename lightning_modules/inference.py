@@ -1,0 +1,53 @@
+"""Reading a checkpoint for train.py's resume and the inference commands, a user's usual mistakes named in one line:
+a path with no file, a torn or foreign file, a checkpoint of another system."""
+
+from pathlib import Path
+
+import torch
+
+from callbacks.errors import UserError
+
+SYSTEMS = {"DarknetClassifier": "darknet", "WGAN": "wgan", "CycleGAN": "cyclegan", "StyleTransfer": "style"}
+# words of Lightning's and torch's errors when a checkpoint without a class path holds another class's values
+FOREIGN = ("unexpected keyword argument", "Missing key(s)", "Unexpected key(s)", "size mismatch")
+
+
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint's dict (memory-mapped: the tensors are not read); a missing, unreadable or non-Lightning
+    file is a UserError."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"checkpoint {path} {'is a folder' if file.is_dir() else 'not found'}; pass a .ckpt file "
+                        "(python train.py --system NAME writes runs/NAME/<run>/checkpoints/last.ckpt)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as error:  # a torn zip, an empty file, a pickle of something else: all say the same
+        folder = file.absolute().parent
+        others = sorted(p.name for p in folder.glob("*.ckpt") if p.name != file.name)
+        raise UserError(f"{path} is not a readable checkpoint (truncated? {type(error).__name__}); use an earlier "
+                        f"one in {folder}" + (f" ({', '.join(others)})" if others else "")) from error
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by train.py")
+    return state
+
+
+def saved_class(state: dict) -> str | None:
+    """The LightningModule class path train.py's LightningCLI saved with the hyper-parameters, if any."""
+    return (state.get("hyper_parameters") or {}).get("_class_path")
+
+
+def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
+    """`cls.load_from_checkpoint` in eval mode, after read_checkpoint's checks and the system's."""
+    saved = saved_class(read_checkpoint(checkpoint))
+    system = SYSTEMS.get(cls.__name__, "NAME")
+    written = f"python train.py --system {system} writes them to runs/{system}/<run>/checkpoints/"
+    if saved and saved.rpartition(".")[2] != cls.__name__:
+        raise UserError(f"{checkpoint} is a {saved.rpartition('.')[2]} checkpoint; this command takes a "
+                        f"{cls.__name__} one ({written})")
+    try:
+        return cls.load_from_checkpoint(checkpoint, map_location=device).eval()
+    except (TypeError, RuntimeError, KeyError) as error:
+        if not (isinstance(error, KeyError) or any(word in str(error) for word in FOREIGN)):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{checkpoint} is not a {cls.__name__} checkpoint ({first[:160]}); {written}") from None
