@@ -25,13 +25,13 @@ def run(components, args: list[str] | None, **cli_options):
     return one_line_errors(lambda argv: CLI(components, args=argv, **cli_options), args)
 
 
-def one_line_errors(main, args: list[str] | None):
+def one_line_errors(main, args: list[str] | None) -> None:
     """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1."""
     argv = sys.argv[1:] if args is None else list(args)
     show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
     argv = [a for a in argv if a != "--traceback"]
     try:
-        return main(argv)
+        main(argv)  # its return value is not returned: a console script passes it to sys.exit (a path: status 1)
     except Exception as error:
         message = None if show_traceback else user_message(error)
         if message is None:

@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from lightning_modules import WGAN, commands
+from lightning_modules.darknet_classifier import classify
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,6 +46,20 @@ def test_python_m_runs_without_runpy_warning(module, subcommand):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_console_script_returns_none_so_its_exit_status_is_0(name, monkeypatch):
+    """setuptools' console script runs sys.exit(FUNCTION()): a returned path or list would be printed to stderr
+    and exit with status 1 after a successful run."""
+    monkeypatch.setattr(commands, "CLI", lambda *args, **kwargs: "a returned value")
+    import lightning_modules.darknet_classifier as darknet
+
+    def fake_classify(**kwargs):
+        """Stands in for the real one."""
+        return ["a returned value"]
+    monkeypatch.setattr(darknet, "classify", fake_classify)
+    assert getattr(commands, SCRIPTS[name])(["ckpt", "image.png"]) is None
 
 
 def test_console_script_generate_writes_the_samples(tmp_path):
@@ -107,8 +122,9 @@ def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(da
                                                                               capsys):
     import csv
     checkpoint, data_dir = darknet_checkpoint
-    results = commands.classify([str(checkpoint), str(data_dir / "test"), "--top_k", "2", "--output",
-                                 str(tmp_path / "out" / "predictions.csv")])
+    assert commands.classify([str(checkpoint), str(data_dir / "test"), "--top_k", "2", "--output",
+                              str(tmp_path / "out" / "predictions.csv")]) is None  # sys.exit(None): status 0
+    results = classify(str(checkpoint), [str(data_dir / "test")], top_k=2)
     files = sorted((data_dir / "test").rglob("*.png"))
     assert [r["path"] for r in results] == [str(f) for f in files]  # the class folders searched, in path order
     pixels = torch.stack([torch.from_numpy(__import__("numpy").array(Image.open(f))).permute(2, 0, 1) for f in files])
@@ -120,6 +136,7 @@ def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(da
         assert result["prediction"] == names[int(p.argmax())] and result["probability"] == pytest.approx(float(p.max()))
         assert [name for name, _ in result["top"]] == [names[i] for i in p.argsort(descending=True)[:2]]
     printed = capsys.readouterr().out.splitlines()
+    assert printed[:len(files)] == printed[len(files) + 1:]  # the command's lines, then the function's
     top = results[0]["top"]
     assert printed[0] == f"{files[0]}: {top[0][0]} {100 * top[0][1]:.1f}%, {top[1][0]} {100 * top[1][1]:.1f}%"
     with open(tmp_path / "out" / "predictions.csv") as f:
@@ -131,23 +148,34 @@ def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(da
 def test_classify_flip_tta_averages_the_mirror_logits(darknet_checkpoint):
     checkpoint, data_dir = darknet_checkpoint
     file = data_dir / "test" / "dog" / "0001.png"
-    result, = commands.classify([str(checkpoint), str(file), "--tta", "flip"])
+    result, = classify(str(checkpoint), [str(file)], tta="flip")
     pixels = torch.from_numpy(__import__("numpy").array(Image.open(file))).permute(2, 0, 1)[None]
     expected = by_hand(checkpoint, pixels, flip=True)[0]
     assert torch.allclose(torch.tensor(list(result["probabilities"].values())), expected, atol=1e-5)
     assert not torch.allclose(expected, by_hand(checkpoint, pixels)[0], atol=1e-5)  # the mirror mattered
 
 
-def test_classify_resizes_other_sizes_to_the_training_size(darknet_checkpoint, tmp_path):
-    """A uniform colour is the same image at any size: a 50x70 photo of it must classify as the 32x32 one."""
+def test_classify_resizes_other_sizes_to_the_training_size(darknet_checkpoint, tmp_path, monkeypatch):
+    """What the net is given: a uniform 50x70 image becomes the 32x32 one of its colour; a 32x64 image is cut to
+    its central 32x32 square (junk on both sides), normalised with the seed's statistics."""
+    import numpy as np
+
+    from lightning_modules import DarknetClassifier
     checkpoint, _ = darknet_checkpoint
-    for name, (height, width) in {"small": (32, 32), "large": (50, 70)}.items():
-        Image.new("RGB", (width, height), (200, 30, 90)).save(tmp_path / f"{name}.png")
-    small, large = commands.classify([str(checkpoint), str(tmp_path / "small.png"), str(tmp_path / "large.png")])
-    assert small["probabilities"] == pytest.approx(large["probabilities"], abs=1e-4)
-    colour = torch.tensor([200, 30, 90], dtype=torch.uint8).view(1, 3, 1, 1)
-    unresized = by_hand(checkpoint, colour.expand(1, 3, 50, 70))
-    assert list(large["probabilities"].values()) != pytest.approx(unresized[0].tolist(), abs=1e-4)  # sizes matter
+    seen = []
+    forward = DarknetClassifier.forward
+    monkeypatch.setattr(DarknetClassifier, "forward", lambda self, x: seen.append(x.clone()) or forward(self, x))
+    Image.new("RGB", (70, 50), (200, 30, 90)).save(tmp_path / "uniform.png")
+    centre = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    junk = np.random.default_rng(1).integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    Image.fromarray(np.concatenate([junk, centre, junk[:, ::-1]], axis=1)).save(tmp_path / "wide.png")
+    classify(str(checkpoint), [str(tmp_path / "uniform.png"), str(tmp_path / "wide.png")])
+    mean = torch.tensor([0.4914, 0.48216, 0.44653]).view(3, 1, 1)
+    std = torch.tensor([0.24703, 0.24349, 0.26159]).view(3, 1, 1)
+    uniform = ((torch.tensor([200, 30, 90]).view(3, 1, 1) / 255 - mean) / std).expand(3, 32, 32)
+    wide = (torch.from_numpy(centre).permute(2, 0, 1) / 255 - mean) / std
+    assert seen[0].shape == (2, 3, 32, 32)
+    assert torch.allclose(seen[0][0], uniform, atol=1e-4) and torch.allclose(seen[0][1], wide, atol=1e-4)
 
 
 def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint, tmp_path):
@@ -155,7 +183,7 @@ def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint
     state = torch.load(checkpoint, weights_only=False)
     del state["class_names"]
     torch.save(state, tmp_path / "old.ckpt")
-    result, = commands.classify([str(tmp_path / "old.ckpt"), str(data_dir / "test" / "cat" / "0000.png")])
+    result, = classify(str(tmp_path / "old.ckpt"), [str(data_dir / "test" / "cat" / "0000.png")])
     assert list(result["probabilities"]) == ["0", "1", "2"]
 
 
