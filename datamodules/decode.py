@@ -24,6 +24,26 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP")  # only these are probed: 8% faster on 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # the files of those formats the data modules take
 
 
+def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Path]:
+    """Each path an image file or a folder of them, taken in path order (`recursive`: at all depths); a path that
+    is not there, or a folder without images, is a MissingDataError ending with `fix`."""
+    from datamodules.download import MissingDataError
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images {'under' if recursive else 'in'} "
+                                       f"{path}; {fix}")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise MissingDataError(f"image {path} not found; {fix}")
+    return files
+
+
 def _to_tensor(image: Image.Image) -> Tensor:
     if image.mode != "RGB":
         image = image.convert("RGB")

@@ -8,31 +8,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks import UserError
-from datamodules.decode import read_rgb
-from datamodules.download import MissingDataError
+from datamodules.decode import image_files, read_rgb
 
 STYLE_IMAGES = Path(__file__).resolve().parent / "style_images"  # the shipped defaults; credits in README
 DEFAULT_CONTENT = STYLE_IMAGES / "kodim23_macaws.jpg"
 DEFAULT_STYLE = STYLE_IMAGES / "starry_night.jpg"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
-def image_files(paths: list[str]) -> list[Path]:
-    """Each path is an image file or a folder of them (taken in name order)."""
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise MissingDataError(f"content folder {path} has no .png or .jpg images; add some or pass "
-                                       "--data.content a.jpg")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise MissingDataError(f"image {path} not found; give an existing .png/.jpg file or folder "
-                                   "(--data.content [a.jpg, b.png] / --data.style s.jpg)")
-    return files
 
 
 def read_image(path: Path) -> Tensor:
@@ -98,7 +78,8 @@ class StyleTransferDataModule(L.LightningDataModule):
         if hp.size < 32:
             raise UserError(f"size must be at least 32 (VGG16 pools 5 times; got {hp.size}); try --data.size 288")
         content = str(DEFAULT_CONTENT) if hp.content is None else hp.content
-        files = image_files([content] if isinstance(content, str) else content)
+        files = image_files([content] if isinstance(content, str) else content,
+                            "give existing image files or folders as --data.content [a.jpg, b.png]")
         images = [resize_crop(read_image(f), hp.size, hp.crop) for f in files]
         shapes = {tuple(im.shape[1:]) for im in images}
         if len(shapes) > 1:
@@ -106,7 +87,8 @@ class StyleTransferDataModule(L.LightningDataModule):
                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
         self.content_names = [f.stem for f in files]
-        style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)])
+        style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)],
+                                  "give an existing image file as --data.style s.jpg")
         if len(style_files) != 1:
             raise UserError(f"--data.style must be one image, not a folder of {len(style_files)}")
         self.style = scale_match(read_image(style_files[0]), *self.content.shape[2:])[None]  # (1, 3, H, W)

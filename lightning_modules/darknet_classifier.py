@@ -233,24 +233,6 @@ class DarknetClassifier(L.LightningModule):
 
 
 # ---------------------------------------------------------------------------------------------- classify
-def image_paths(paths: list[str]) -> list[Path]:
-    """Image files, and the images under folders (all depths, in path order: a CIFAR-10 test/<class>/ tree too)."""
-    from datamodules.decode import IMAGE_SUFFIXES
-    files = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not found:
-                raise UserError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {path}; pass image files or "
-                                "folders that hold them")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"image {path} not found; pass image files or folders of them")
-    return files
-
-
 @torch.no_grad()
 def classify(checkpoint: str, images: list[str], top_k: int = 3,
              tta: Literal["none", "flip", "flip_translate"] | None = None, size: int = 32, batch_size: int = 256,
@@ -270,12 +252,12 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     """
     from datamodules.augment import normalize
     from datamodules.cifar10 import SEED_STATS
-    from datamodules.decode import read_rgb
+    from datamodules.decode import image_files, read_rgb
     from datamodules.style import resize_crop
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
     from lightning_modules.inference import load_checkpoint
 
-    files = image_paths(images)
+    files = image_files(images, "pass image files or folders that hold them", recursive=True)
     model = load_checkpoint(Model, checkpoint, device)
     model.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta
