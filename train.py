@@ -31,7 +31,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.errors import UserError, user_message
+from callbacks.errors import UserError, one_line_errors
 from callbacks.progress import add_progress_bar
 from callbacks.strategy import documented_ddp_strategy
 
@@ -555,17 +555,10 @@ def print_system_help(argv: list[str]) -> None:
 
 def command_line() -> None:
     """`python train.py ...`: a user's mistake is one line on stderr and exit status 2, a bug its traceback."""
-    show_traceback = "--traceback" in sys.argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
     try:
-        main()
+        one_line_errors(lambda argv: main(), None)  # main reads sys.argv, --traceback included
     except SIGTERMException as stop:
         sys.exit(stop.code if isinstance(stop.code, int) else 143)
-    except Exception as error:
-        message = None if show_traceback else user_message(error)
-        if message is None:
-            raise
-        print(f"train.py: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """UserError: a mistake the user can fix; train.py and the inference commands print it as one line."""
 
+import os
 import re
+import sys
+from pathlib import Path
 
 
 class UserError(ValueError):
@@ -58,3 +61,18 @@ def condense_parser_error(message: str) -> str:
     if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
         return f"--{key}.{match[1]} is not an option; see the options with --help"
     return f"--{key}: {detail}" if key else detail
+
+
+def one_line_errors(main, args: list[str] | None) -> None:
+    """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1."""
+    argv = sys.argv[1:] if args is None else list(args)
+    show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
+    argv = [a for a in argv if a != "--traceback"]
+    try:
+        main(argv)  # its return value is not returned: a console script passes it to sys.exit (a path: status 1)
+    except Exception as error:
+        message = None if show_traceback else user_message(error)
+        if message is None:
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+        sys.exit(2)

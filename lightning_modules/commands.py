@@ -11,33 +11,16 @@ A user's mistake (a missing file, another system's checkpoint, a bad value) is o
 status 2, as in train.py; `--traceback` or DL2_TRACEBACK=1 shows the traceback.
 """
 
-import os
 import sys
-from pathlib import Path
 
 from jsonargparse import CLI
 
-from callbacks.errors import user_message
+from callbacks.errors import one_line_errors
 
 
 def run(components, args: list[str] | None, **cli_options):
     """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback)."""
     return one_line_errors(lambda argv: CLI(components, args=argv, **cli_options), args)
-
-
-def one_line_errors(main, args: list[str] | None) -> None:
-    """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1."""
-    argv = sys.argv[1:] if args is None else list(args)
-    show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
-    argv = [a for a in argv if a != "--traceback"]
-    try:
-        main(argv)  # its return value is not returned: a console script passes it to sys.exit (a path: status 1)
-    except Exception as error:
-        message = None if show_traceback else user_message(error)
-        if message is None:
-            raise
-        print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):

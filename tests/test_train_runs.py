@@ -227,17 +227,18 @@ def test_a_missing_weights_file_is_unwrapped_from_jsonargparse(tmp_path):
 
 
 def test_user_message_finds_the_user_error_in_a_worker_report():
+    from callbacks.errors import user_message
     wrapped = train.UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent "
                               "call last):\n  File \"x.py\", line 1\ncallbacks.errors.UserError: a.jpg is truncated")
-    assert train.user_message(ValueError("wrapped")) is None  # a plain ValueError is a bug: traceback
-    assert train.user_message(wrapped) == "a.jpg is truncated"
+    assert user_message(ValueError("wrapped")) is None  # a plain ValueError is a bug: traceback
+    assert user_message(wrapped) == "a.jpg is truncated"
     try:
         try:
             raise train.UserError("the root cause; fix it")
         except train.UserError as error:
             raise ValueError("Does not validate against any of the Union subtypes") from error
     except ValueError as outer:
-        assert train.user_message(outer) == "the root cause; fix it"
+        assert user_message(outer) == "the root cause; fix it"
 
 
 # help
