@@ -49,5 +49,6 @@ def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
     except (TypeError, RuntimeError, KeyError) as error:
         if not (isinstance(error, KeyError) or any(word in str(error) for word in FOREIGN)):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{checkpoint} is not a {cls.__name__} checkpoint ({first[:160]}); {written}") from None
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        telling = next((line.strip() for line in lines if any(word in line for word in FOREIGN)), lines[0])
+        raise UserError(f"{checkpoint} is not a {cls.__name__} checkpoint ({telling[:160]}); {written}") from None

@@ -324,11 +324,15 @@ def test_a_damaged_cache_file_is_decoded_over(tmp_path, damage):
     assert torch.load(cache, weights_only=True)["images"].shape == (9, 3, 32, 32)  # written again, whole
 
 
-def test_a_folder_that_cannot_hold_the_cache_still_loads_with_a_warning(tmp_path):
+def test_a_folder_that_cannot_hold_the_cache_still_loads_with_a_warning(tmp_path, monkeypatch):
+    import datamodules.cifar10 as cifar10
     root = make_folders(tmp_path / "c", per_class=(3, 2))
     (root / ".decoded").write_text("a file where the cache folder goes")
+    calls, real = [], cifar10.read_rgb
+    monkeypatch.setattr(cifar10, "read_rgb", lambda path: calls.append(path) or real(path))
     with pytest.warns(UserWarning, match=r"could not keep the decoded train images in .*every run decodes"):
         data = loaded(root, download=False)
+    assert len(calls) == 3 * (3 + 2)  # setup took prepare_data's pixels, not a second decoding
     assert torch.equal(data.train_images[8], pil_pixels(root / "train" / "frog" / "0002.png"))
     assert not list(root.glob(".decoded*/*")) and not list(root.glob(".*.tmp"))
 

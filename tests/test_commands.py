@@ -94,7 +94,8 @@ def darknet_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("classify")
     data_dir = make_folders(root / "cifar", per_class=(4, 2))
     torch.manual_seed(0)
-    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, compile=True,
+                              compile_options={"backend": "eager"})  # classify must not compile
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         default_root_dir=root)
@@ -118,12 +119,23 @@ def by_hand(checkpoint, images: torch.Tensor, flip: bool = False) -> torch.Tenso
     return logits.softmax(1)
 
 
+def no_compilation(monkeypatch):
+    import lightning_modules.darknet_classifier as darknet
+
+    def refuse(options):
+        raise AssertionError("classify compiled the net")
+    monkeypatch.setattr(darknet, "compiled_call", refuse)
+
+
 def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(darknet_checkpoint, tmp_path,
-                                                                              capsys):
+                                                                              capsys, monkeypatch):
     import csv
     checkpoint, data_dir = darknet_checkpoint
-    assert commands.classify([str(checkpoint), str(data_dir / "test"), "--top_k", "2", "--output",
-                              str(tmp_path / "out" / "predictions.csv")]) is None  # sys.exit(None): status 0
+    no_compilation(monkeypatch)
+    csv_path = tmp_path / "out" / "deeper" / "predictions.csv"
+    for _ in range(2):  # into folders it makes, then over the file it wrote
+        assert commands.classify([str(checkpoint), str(data_dir / "test"), "--top_k", "2", "--output",
+                                  str(csv_path)]) is None  # sys.exit(None): status 0
     results = classify(str(checkpoint), [str(data_dir / "test")], top_k=2)
     files = sorted((data_dir / "test").rglob("*.png"))
     assert [r["path"] for r in results] == [str(f) for f in files]  # the class folders searched, in path order
@@ -136,10 +148,10 @@ def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(da
         assert result["prediction"] == names[int(p.argmax())] and result["probability"] == pytest.approx(float(p.max()))
         assert [name for name, _ in result["top"]] == [names[i] for i in p.argsort(descending=True)[:2]]
     printed = capsys.readouterr().out.splitlines()
-    assert printed[:len(files)] == printed[len(files) + 1:]  # the command's lines, then the function's
+    assert printed[:len(files)] == printed[2 * (len(files) + 1):]  # the command's lines (twice), the function's
     top = results[0]["top"]
     assert printed[0] == f"{files[0]}: {top[0][0]} {100 * top[0][1]:.1f}%, {top[1][0]} {100 * top[1][1]:.1f}%"
-    with open(tmp_path / "out" / "predictions.csv") as f:
+    with open(csv_path) as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "prediction", "probability", *names] and len(rows) == 1 + len(files)
     assert float(rows[1][3 + names.index(rows[1][1])]) == pytest.approx(float(expected[0].max()), abs=1e-6)
@@ -148,7 +160,8 @@ def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(da
 def test_classify_flip_tta_averages_the_mirror_logits(darknet_checkpoint):
     checkpoint, data_dir = darknet_checkpoint
     file = data_dir / "test" / "dog" / "0001.png"
-    result, = classify(str(checkpoint), [str(file)], tta="flip")
+    result, = classify(str(checkpoint), [str(file)], tta="flip", top_k=1)
+    assert len(result["top"]) == 1
     pixels = torch.from_numpy(__import__("numpy").array(Image.open(file))).permute(2, 0, 1)[None]
     expected = by_hand(checkpoint, pixels, flip=True)[0]
     assert torch.allclose(torch.tensor(list(result["probabilities"].values())), expected, atol=1e-5)
@@ -187,7 +200,7 @@ def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint
     assert list(result["probabilities"]) == ["0", "1", "2"]
 
 
-@pytest.mark.parametrize("case", ["missing", "wgan", "torn"])
+@pytest.mark.parametrize("case", ["missing", "wgan", "torn", "not lightning", "other system"])
 def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoint, tmp_path, capsys, case):
     checkpoint, data_dir = darknet_checkpoint
     image = str(data_dir / "test" / "cat" / "0000.png")
@@ -199,10 +212,22 @@ def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoin
                             enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
         trainer.strategy.connect(model)
         trainer.save_checkpoint(tmp_path / "wgan.ckpt")
-        path, needle = tmp_path / "wgan.ckpt", "wgan.ckpt is not a DarknetClassifier checkpoint"
-    else:
+        path, needle = tmp_path / "wgan.ckpt", ("wgan.ckpt is not a DarknetClassifier checkpoint (Missing key(s) in "
+                                                "state_dict: ")
+    elif case == "torn":
         (tmp_path / "torn.ckpt").write_bytes(checkpoint.read_bytes()[:1000])
-        path, needle = tmp_path / "torn.ckpt", "torn.ckpt is not a readable checkpoint (truncated?"
+        (tmp_path / "earlier.ckpt").write_bytes(b"")
+        path, needle = tmp_path / "torn.ckpt", f"torn.ckpt is not a readable checkpoint (truncated? " \
+                                               f"RuntimeError); use an earlier one in {tmp_path} (earlier.ckpt)"
+    elif case == "not lightning":
+        torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.ckpt")
+        path, needle = tmp_path / "plain.ckpt", "plain.ckpt is not a Lightning checkpoint (no state_dict)"
+    else:  # as train.py's LightningCLI saves them: the class path beside the hyper-parameters
+        state = torch.load(checkpoint, weights_only=False)
+        state["hyper_parameters"]["_class_path"] = "lightning_modules.WGAN"
+        torch.save(state, tmp_path / "cli.ckpt")
+        path, needle = tmp_path / "cli.ckpt", ("cli.ckpt is a WGAN checkpoint; this command takes a DarknetClassifier "
+                                               "one (python train.py --system darknet writes them to runs/darknet/")
     with pytest.raises(SystemExit) as stop:
         commands.classify([str(path), image])
     assert stop.value.code == 2
@@ -214,3 +239,15 @@ def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoin
     from callbacks import UserError
     with pytest.raises(UserError):  # --traceback: the error itself
         commands.classify([str(path), image, "--traceback"])
+
+
+def test_a_failure_that_is_not_the_users_keeps_its_traceback(darknet_checkpoint, monkeypatch):
+    from lightning_modules import DarknetClassifier
+    from lightning_modules.inference import load_checkpoint
+    checkpoint, _ = darknet_checkpoint
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    monkeypatch.setattr(DarknetClassifier, "load_from_checkpoint", broken)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        load_checkpoint(DarknetClassifier, str(checkpoint))
