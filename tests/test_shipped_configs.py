@@ -16,18 +16,59 @@ from conftest import ROOT
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_system(system, args, tmp_path, extra_env=None):
+def start_system(system, args, tmp_path, extra_env=None) -> subprocess.Popen:
     env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
            "PYTHONPATH": str(ROOT), **(extra_env or {})}
     for name in ("DL2_TRACEBACK", "WANDB_SILENT"):
         env.pop(name, None)
-    runs = tmp_path / "runs"
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--system", system, "--trainer.default_root_dir",
-                             str(runs), "--trainer.enable_progress_bar", "false", *args], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
-    return run_dir, result
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--system", system, "--trainer.default_root_dir",
+                             str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *args], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen, tmp_path):
+    """The run folder and the output of a started system, which must have succeeded."""
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-4000:]
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    return run_dir, subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def run_system(system, args, tmp_path, extra_env=None):
+    return finished(start_system(system, args, tmp_path, extra_env), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shipped_runs(tmp_path_factory):
+    """The four systems' shipped configs started at once (each process imports torch and Lightning, ~10 s of one
+    core): each test below waits for its own and checks it."""
+    from conftest import make_folders, make_style_images, make_unpaired
+    base = tmp_path_factory.mktemp("shipped")
+    cifar, unpaired = make_folders(base / "cifar10"), make_unpaired(base / "unpaired")
+    content, style = make_style_images(base / "style_images")
+    args = {
+        "darknet": ["--data.data_dir", str(cifar), "--model.nf", "4", "--model.num_blocks", "[1]",
+                    "--model.num_classes", "3", "--data.batch_size", "8", "--trainer.max_steps", "2",
+                    "--trainer.log_every_n_steps", "1"],
+        "wgan": ["--data.data_dir", str(cifar / "train"), "--data.batch_size", "4", "--data.num_workers", "0",
+                 "--model.ngf", "8", "--model.ndf", "8", "--model.d_iters", "1", "--model.d_iters_long", "1",
+                 "--model.sample_every", "1", "--trainer.max_steps", "4"],
+        "cyclegan": ["--data.data_dir", str(unpaired), "--data.load_size", "36", "--data.crop_size", "32",
+                     "--data.num_workers", "0", "--model.n_blocks", "1", "--model.ngf", "4", "--model.ndf", "4",
+                     "--model.log_images_every_n_batches", "1", "--trainer.max_steps", "2"],
+        "style": ["--model.vgg_weights", "random", "--model.arch", "vgg16", "--data.content",
+                  json.dumps([str(content[0])]), "--data.style", str(style), "--data.size", "32",
+                  "--model.show_iter", "1", "--trainer.max_steps", "2"],
+    }
+    folders = {system: base / system for system in args}
+    started = {}
+    for system, folder in folders.items():
+        folder.mkdir()
+        started[system] = start_system(system, args[system], folder)
+    yield {system: (process, folders[system]) for system, process in started.items()}
+    for process in started.values():
+        if process.poll() is None:
+            process.kill()
 
 
 def wandb_images(run_dir):
@@ -36,10 +77,8 @@ def wandb_images(run_dir):
     return sorted(str(p.relative_to(m)) for m in media for p in m.rglob("*.png"))
 
 
-def test_darknet_shipped_config(tiny_cifar, tmp_path):
-    run_dir, result = run_system("darknet", [
-        "--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3",
-        "--data.batch_size", "8", "--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1"], tmp_path)
+def test_darknet_shipped_config(shipped_runs):
+    run_dir, result = finished(*shipped_runs["darknet"])
     assert (run_dir / "lr_schedule.png").is_file() and any(n.startswith("lr_schedule") for n in wandb_images(run_dir))
     # quiet: nothing the user did not cause
     printed = result.stdout + result.stderr
@@ -49,30 +88,20 @@ def test_darknet_shipped_config(tiny_cifar, tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["epochs"] == round(2 / 3, 4)
 
 
-def test_wgan_shipped_config(tiny_cifar, tmp_path):
-    run_dir, _ = run_system("wgan", [
-        "--data.data_dir", str(tiny_cifar / "train"), "--data.batch_size", "4", "--data.num_workers", "0",
-        "--model.ngf", "8", "--model.ndf", "8", "--model.d_iters", "1", "--model.d_iters_long", "1",
-        "--model.sample_every", "1", "--trainer.max_steps", "4"], tmp_path)
+def test_wgan_shipped_config(shipped_runs):
+    run_dir, _ = finished(*shipped_runs["wgan"])
     assert list((run_dir / "images").glob("samples-*.png"))
     assert any(n.startswith("samples") for n in wandb_images(run_dir))
 
 
-def test_cyclegan_shipped_config(tiny_unpaired, tmp_path):
-    run_dir, _ = run_system("cyclegan", [
-        "--data.data_dir", str(tiny_unpaired), "--data.load_size", "36", "--data.crop_size", "32",
-        "--data.num_workers", "0", "--model.n_blocks", "1", "--model.ngf", "4", "--model.ndf", "4",
-        "--model.log_images_every_n_batches", "1", "--trainer.max_steps", "2"], tmp_path)
+def test_cyclegan_shipped_config(shipped_runs):
+    run_dir, _ = finished(*shipped_runs["cyclegan"])
     assert list((run_dir / "images").glob("train_visuals-*.png"))
     assert any(n.startswith("train/visuals") for n in wandb_images(run_dir))  # with its caption
 
 
-def test_style_shipped_config(style_images, tmp_path):
-    content, style = style_images
-    run_dir, _ = run_system("style", [
-        "--model.vgg_weights", "random", "--model.arch", "vgg16", "--data.content", json.dumps([str(content[0])]),
-        "--data.style", str(style), "--data.size", "32", "--model.show_iter", "1", "--trainer.max_steps", "2"],
-        tmp_path)
+def test_style_shipped_config(shipped_runs):
+    run_dir, _ = finished(*shipped_runs["style"])
     assert list((run_dir / "images").glob("style_image-*.png"))
     assert any(n.startswith("style") for n in wandb_images(run_dir))  # the caption=None crash happened here
 

@@ -210,10 +210,13 @@ def test_the_offline_cifar10_download_error_is_one_line(tmp_path):
 
 
 def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path):
-    result = run_script(job(tiny_cifar, tmp_path / "runs", "--data.batch_size", "many"), tmp_path)
-    assert_one_line_error(result, "--data.batch_size: expected int, got 'many'")
-    result = run_script(job(tiny_cifar, tmp_path / "runs", "--model.learning_rate", "0.1"), tmp_path)
-    assert_one_line_error(result, "--model.learning_rate is not an option")
+    bad = {"--data.batch_size: expected int, got 'many'": ["--data.batch_size", "many"],
+           "--model.learning_rate is not an option": ["--model.learning_rate", "0.1"]}
+    started = {needle: start_script(job(tiny_cifar, tmp_path / "runs", *args), tmp_path)  # both at once
+               for needle, args in bad.items()}
+    for needle, process in started.items():
+        out, err = process.communicate(timeout=300)
+        assert_one_line_error(subprocess.CompletedProcess(process.args, process.returncode, out, err), needle)
 
 
 @pytest.mark.slow  # 22 s; the same unwrapping as test_a_bad_value_from_the_command_line_is_one_line, kept out of CI
