@@ -36,5 +36,8 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
         if isinstance(logger, WandbLogger):
             # log_image takes per-image lists only: caption=None raises TypeError (len(None)) in Lightning 2.6
             extra = {"caption": [caption]} if caption else {}
-            logger.log_image(key=key, images=[str(path)], step=trainer.global_step, **extra)
+            # the x-axis Lightning gives the scalars (and its LearningRateMonitor): batches, where global_step
+            # counts optimizer steps (3 a CycleGAN batch) and would put each image ahead of its batch's losses
+            logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped,
+                             **extra)
     return path

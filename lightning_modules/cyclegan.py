@@ -228,10 +228,27 @@ class CycleGAN(L.LightningModule):
         log_image_grid(self.trainer, key, rows.flatten(0, 1), step, nrow=6,
                        caption="real A | fake B | rec A | real B | fake A | rec B")
 
+    def on_train_start(self) -> None:
+        """The lr of the epoch training starts in, from its number. A run that max_steps or max_time stopped mid-epoch
+        had its epoch end hook (the next epoch's lr) before its checkpoint, and Lightning resumes that epoch's other
+        batches without an epoch start hook."""
+        self.match_lr_to_epoch()
+
+    def on_train_epoch_start(self) -> None:
+        self.match_lr_to_epoch()
+
+    def match_lr_to_epoch(self) -> None:
+        if self.hparams.linear_decay and self.lr_schedulers()[0].last_epoch != self.current_epoch:
+            self.set_decay_epoch(self.current_epoch)
+
     def on_train_epoch_end(self) -> None:
-        if self.hparams.linear_decay:
-            for schedule in self.lr_schedulers():
-                schedule.step()  # manual optimization: Lightning steps no schedulers
+        if self.hparams.linear_decay:  # the next epoch's lr, set after each epoch as the reference (and checkpointed)
+            self.set_decay_epoch(self.current_epoch + 1)
+
+    def set_decay_epoch(self, epoch: int) -> None:
+        for schedule in self.lr_schedulers():  # manual optimization: Lightning steps no schedulers
+            schedule.last_epoch = epoch - 1
+            schedule.step()
 
     def on_validation_start(self) -> None:
         if not self.frechet.off:

@@ -115,6 +115,31 @@ def test_learning_rates_follow_the_linear_policy(tiny_unpaired, tmp_path):
     assert lrs == [pytest.approx([e] * 3) for e in expected]
 
 
+def test_a_run_stopped_mid_epoch_resumes_at_that_epochs_learning_rate(tiny_unpaired, tmp_path):
+    """max_steps ends a run inside an epoch, Lightning still calls the epoch end hook (the next epoch's lr), the
+    config's epoch-end checkpoint keeps that, and a resume with a larger max_steps trains the epoch's other batches."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append((trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def run(max_steps, ckpt_path=None):
+        checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", every_n_epochs=1, save_on_train_epoch_end=True,
+                                      save_last=True)  # as configs/cyclegan.yaml
+        trainer(tmp_path, max_steps=max_steps, enable_checkpointing=True, callbacks=[checkpoints, Record()]).fit(
+            tiny_model(lr=1e-3, n_epochs=0, n_epochs_decay=3), datamodule=tiny_data(tiny_unpaired),
+            ckpt_path=ckpt_path)
+
+    run(12)  # 3 batches an epoch, 3 optimizer steps a batch: stops after epoch 1's first batch
+    run(27, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    by_hand = {epoch: 1e-3 * (3 - epoch) / 4 for epoch in range(3)}  # (n_epochs + n_epochs_decay - e) / (decay + 1)
+    assert [epoch for epoch, _ in lrs] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [lr for _, lr in lrs] == pytest.approx([by_hand[epoch] for epoch, _ in lrs])
+
+
 def test_training_phase_scheduler_can_replace_the_built_in_schedule(tiny_unpaired, tmp_path):
     from callbacks import TrainingPhase, TrainingPhaseScheduler
 
