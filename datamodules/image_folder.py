@@ -7,6 +7,7 @@ images keyed by id (`bedroom_train_lmdb/data.mdb`); it is read here directly, wi
 """
 
 import csv
+import math
 import os
 import random
 import warnings
@@ -164,7 +165,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         csv_file: the seed's file list, `relative/path.jpg,label` per row (label ignored); null reads data_dir.
         csv_skip_header: the CSV's first row is a header.
         sample_fraction: keep this random fraction of the images (the seed: 0.1 for quick experiments).
-        isize: output size, a multiple of 16; shorter side resized to it, then a square cropped. Must equal
+        isize: output size, a power of 2 from 16; shorter side resized to it, then a square cropped. Must equal
             --model.isize.
         random_crop: crop the square at a random place along the longer side, every time an image is read,
             as the seed does (fastai's CropType.RANDOM); false: the centre. Square images (CIFAR-10) are not
@@ -218,10 +219,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         check_batch_size("batch_size", hp.batch_size, 64)
         if not 0 < hp.sample_fraction <= 1:
             raise UserError(f"--data.sample_fraction must be in (0, 1] (got {hp.sample_fraction}); 0.1 keeps 10%")
-        if hp.isize < 16 or hp.isize % 16:
-            nearest = max(16, (hp.isize + 8) // 16 * 16)
-            raise UserError(f"--data.isize must be a multiple of 16 (got {hp.isize}): the DCGAN critic halves the "
-                            f"image down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
+        if hp.isize < 16 or hp.isize & (hp.isize - 1):
+            nearest = max(16, 2 ** round(math.log2(max(hp.isize, 1))))
+            raise UserError(f"--data.isize must be a power of 2, at least 16 (got {hp.isize}): the DCGAN critic "
+                            f"halves the image down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
         if hp.in_memory and hp.random_crop:
             raise UserError("--data.in_memory true keeps one centre crop per image; add --data.random_crop false")
 

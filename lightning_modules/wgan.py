@@ -42,7 +42,7 @@ class WGAN(L.LightningModule):
     minus the Wasserstein estimate), generator `D(G(z))` (Loss_G). Nets: `self.critic`, `self.generator`.
 
     Args:
-        isize: image size, a multiple of 16 (the seed: 64 on LSUN bedrooms).
+        isize: image size, a power of 2 from 16 (the seed: 64 on LSUN bedrooms).
         nz: noise dimensions.
         nc: image channels.
         ngf: generator width at its last block; earlier blocks double it.

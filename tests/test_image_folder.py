@@ -201,8 +201,9 @@ def test_missing_lsun_names_the_command_that_gets_it(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": 0}, "--data.batch_size must be at least 1 \\(got 0\\)"),
     ({"batch_size": -4}, "--data.batch_size must be at least 1 \\(got -4\\)"),
-    ({"isize": 40}, "--data.isize must be a multiple of 16 \\(got 40\\).*try --data.isize 48"),
-    ({"isize": 8}, "--data.isize must be a multiple of 16 \\(got 8\\).*try --data.isize 16"),
+    ({"isize": 40}, "--data.isize must be a power of 2, at least 16 \\(got 40\\).*try --data.isize 32"),
+    ({"isize": 48}, "--data.isize must be a power of 2, at least 16 \\(got 48\\).*try --data.isize 64"),
+    ({"isize": 8}, "--data.isize must be a power of 2, at least 16 \\(got 8\\).*try --data.isize 16"),
     ({"in_memory": True, "random_crop": True}, "add --data.random_crop false"),
 ])
 def test_bad_values_are_refused_in_one_line(kwargs, message):

@@ -254,7 +254,7 @@ def test_system_help_lists_system_then_its_options_with_the_config_values(capsys
     assert options[0] == "--system"
     assert options.index("--model.sample_every") < options.index("--data.data_dir")
     # the config's values, not the class defaults (the WGAN class says isize 64, the config 32)
-    assert "image size, a multiple of 16" in text and "default: 32)" in text.split("--model.isize")[1][:200]
+    assert "image size, a power of 2 from 16" in text and "default: 32)" in text.split("--model.isize")[1][:200]
     flat = " ".join(text.split())
     assert "default: data/cifar10/train)" in flat and "--help-trainer" in flat
     assert "--trainer.max_epochs MAX_EPOCHS the config's value (--print_config: all of it) (default: 25)" in flat

@@ -1,14 +1,22 @@
 """The seed's DCGAN critic and generator for WGAN (DL2 2018 lesson 12, wgan; Radford et al. 2016)."""
 
+import math
+
 from torch import nn
 
 from callbacks.errors import UserError
 
 
 def check_isize(isize: int) -> None:
-    if isize < 16 or isize % 16:
-        raise UserError(f"isize must be a multiple of 16 (got {isize}): the pyramid halves the grid down to "
-                         f"4x4; try --model.isize {max(16, round(isize / 16) * 16)}")
+    """A power of 2 from 16: each stride-2 block halves the grid, down to the 4x4 of the last conv (48 would reach 3).
+    The seed and the reference assert a multiple of 16, which lets 48, 80 or 96 through to a crash."""
+    if isize < 16 or isize & (isize - 1):
+        raise UserError(f"isize must be a power of 2, at least 16 (got {isize}): the pyramid halves the grid down "
+                         f"to 4x4; try --model.isize {nearest_power_of_two(isize)}")
+
+
+def nearest_power_of_two(n: int, least: int = 16) -> int:
+    return max(least, 2 ** round(math.log2(max(n, 1))))
 
 
 def ConvBlock(ni: int, no: int, ks: int, stride: int, bn: bool = True, pad: int | None = None,
