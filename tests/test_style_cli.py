@@ -15,6 +15,7 @@ from jsonargparse import CLI
 from PIL import Image
 
 import train
+from callbacks.errors import UserError
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
 from lightning_modules.nets.vgg import load_vgg16, vgg16_features
@@ -114,8 +115,19 @@ def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
     state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's files carry the classifier too
     torch.save(state, tmp_path / "vgg16.pth")
     assert torch.equal(load_vgg16("vgg16", str(tmp_path / "vgg16.pth"))[0].weight, state["features.0.weight"])
-    with pytest.raises(ValueError, match="(?s)does not hold torchvision vgg16_bn weights.*--model.arch"):
+    with pytest.raises(UserError, match="holds torchvision vgg16 weights, not vgg16_bn: .*--model.arch vgg16"):
         load_vgg16("vgg16_bn", str(tmp_path / "vgg16.pth"))
+    torch.save(vgg16_features(batch_norm=True).state_dict(), tmp_path / "vgg16_bn.pth")
+    with pytest.raises(UserError, match="holds torchvision vgg16_bn weights, not vgg16: .*--model.arch vgg16_bn"):
+        load_vgg16("vgg16", str(tmp_path / "vgg16_bn.pth"))
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)).state_dict(), tmp_path / "other_net.pth")
+    (tmp_path / "notes.txt").write_text("not weights")
+    torch.save([torch.zeros(1)], tmp_path / "a_list.pth")
+    for name, problem in (("other_net.pth", "does not hold torchvision VGG16 weights"),
+                          ("notes.txt", "is not a PyTorch weights file"),
+                          ("a_list.pth", "holds a list, not a state dict")):
+        with pytest.raises(UserError, match=problem):
+            load_vgg16("vgg16", str(tmp_path / name))
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_vgg16("vgg16", str(tmp_path / "absent.pth"))
 

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.vgg import VGG16_BN_Weights, VGG16_Weights, cfgs, make_layers
 
+from callbacks.errors import UserError, one_line
+
 # fastai 0.7's `vgg16(True)`, which the seed uses, is torchvision's vgg16_bn features: block ends [5, 12, 22, 32, 42]
 ARCHS = {"vgg16": (False, VGG16_Weights.IMAGENET1K_V1), "vgg16_bn": (True, VGG16_BN_Weights.IMAGENET1K_V1)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -61,7 +63,7 @@ def saved_features(modules: list[nn.Module]) -> Iterator[list[SaveFeatures]]:
 def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequential:
     """VGG16 features, frozen and in eval mode; `weights` is "imagenet", a state-dict file, or "random"."""
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {sorted(ARCHS)} (got {arch!r})")
+        raise UserError(f"arch must be one of {sorted(ARCHS)} (got {arch!r})")
     batch_norm, imagenet = ARCHS[arch]
     features = vgg16_features(batch_norm)
     if weights != "random":
@@ -70,9 +72,21 @@ def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequenti
         try:
             features.load_state_dict(state)
         except RuntimeError as error:
-            raise ValueError(f"{weights} does not hold torchvision {arch} weights ({str(error)[:300]}...); "
-                             f"pass a file for --model.arch {arch} or change --model.arch") from error
+            other = next((name for name in ARCHS if name != arch and fits(name, state)), None)
+            if other:
+                raise UserError(f"{weights} holds torchvision {other} weights, not {arch}: set the arch to {other} "
+                                f"(--model.arch {other}; dl2-stylize --arch {other})") from error
+            raise UserError(f"{weights} does not hold torchvision VGG16 weights ({one_line(str(error))[:200]}...); "
+                            "give torchvision's ImageNet file, vgg16_bn-6c64b313.pth or vgg16-397923af.pth") from error
     return features.eval().requires_grad_(False)
+
+
+def fits(arch: str, state: dict) -> bool:
+    try:
+        vgg16_features(ARCHS[arch][0]).load_state_dict(state)
+    except RuntimeError:
+        return False
+    return True
 
 
 def imagenet_state(arch: str, imagenet) -> dict[str, Tensor]:
@@ -92,8 +106,16 @@ def file_state(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"--model.vgg_weights {path}: no such file; give torchvision's VGG16 weights file "
                                 "(e.g. vgg16_bn-6c64b313.pth), 'imagenet' for the torch cache, or 'random'")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state)  # a plain state dict, or a checkpoint that wraps one
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling, zip and weights_only errors differ by file and torch version
+        raise UserError(f"--model.vgg_weights {path} is not a PyTorch weights file ({type(error).__name__}: "
+                        f"{one_line(str(error))[:200]}); give torchvision's VGG16 weights file") from error
+    state = state.get("state_dict", state) if isinstance(state, dict) else state  # a checkpoint may wrap one
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise UserError(f"--model.vgg_weights {path} holds a {type(state).__name__}, not a state dict of tensors; "
+                        "give torchvision's VGG16 weights file (e.g. vgg16_bn-6c64b313.pth)")
+    return state
 
 
 def normalize_imagenet(images: Tensor) -> Tensor:
