@@ -7,6 +7,7 @@ Python-level header parsing makes it slower per file (benchmarks/data_decode.py;
 """
 
 import io
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -42,6 +43,24 @@ def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Pat
         else:
             raise MissingDataError(f"image {path} not found; {fix}")
     return files
+
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """A distinct name per file for what is written from it: the stem, where stems repeat the suffix too (a.jpg and
+    a.png give a_jpg and a_png), then the folder's name (x/a.png, y/a.png give x_a_png, y_a_png), then a count."""
+    names = [file.stem for file in files]
+    for widen in (lambda f: f"{f.stem}_{f.suffix[1:].lower()}",
+                  lambda f: f"{f.parent.name}_{f.stem}_{f.suffix[1:].lower()}"):
+        counts = Counter(names)
+        names = [widen(file) if counts[name] > 1 else name for file, name in zip(files, names, strict=True)]
+    taken, unique = set(names), []
+    for i, name in enumerate(names):
+        if name in names[:i]:  # still the same: number the later ones
+            name = next(f"{name}_{k}" for k in range(2, len(names) + 2) if f"{name}_{k}" not in taken)
+            taken.add(name)
+        unique.append(name)
+    return unique
 
 
 def _to_tensor(image: Image.Image) -> Tensor:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks import UserError
-from datamodules.decode import image_files, read_rgb
+from datamodules.decode import image_files, output_names, read_rgb
 
 STYLE_IMAGES = Path(__file__).resolve().parent / "style_images"  # the shipped defaults; credits in README
 DEFAULT_CONTENT = STYLE_IMAGES / "kodim23_macaws.jpg"
@@ -86,7 +86,7 @@ class StyleTransferDataModule(L.LightningDataModule):
             raise UserError(f"content images come out in different shapes {sorted(shapes)} and cannot form one "
                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
-        self.content_names = [f.stem for f in files]
+        self.content_names = output_names(files)  # the stems, made distinct: each names an output file
         style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)],
                                   "give an existing image file as --data.style s.jpg")
         if len(style_files) != 1:

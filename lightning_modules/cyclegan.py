@@ -331,10 +331,12 @@ class CycleGAN(L.LightningModule):
 # ---------------------------------------------------------------------------------------------- translate
 
 
-def pad_to_multiple(image: Tensor, multiple: int = 4) -> Tensor:
-    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`."""
+def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
+    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`, and to at least
+    `least` pixels: below 8 the generator's bottleneck (1/4 of the size) is too small for its 1-pixel reflection
+    pads and instance norm."""
     height, width = image.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
+    pad_h, pad_w = max(-height % multiple, least - height), max(-width % multiple, least - width)
     if not (pad_h or pad_w):
         return image
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
@@ -352,7 +354,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         device: cpu, cuda, cuda:1, ...
     """
-    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
+    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, output_names, read_rgb
     from datamodules.download import MissingDataError
     from lightning_modules.inference import load_checkpoint
 
@@ -368,7 +370,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     model = load_checkpoint(Model, checkpoint, device)
     out = Path(output_dir)
     rows, unreadable = [], []
-    for file in files:
+    for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
             image = read_rgb(file).to(device)  # (3, H, W) uint8
         except UnreadableImageError as error:  # one bad file must not cost the others or the page
@@ -377,8 +379,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
         with torch.inference_mode():
             y = model(pad_to_multiple(x), direction)[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
-        target = save_png((y[0].float().cpu() + 1) / 2, out / f"{file.stem}.png")
-        save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{file.stem}.png")
+        target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
+        save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
         rows.append(f"<tr><td>{html.escape(file.name)}</td><td><img src='inputs/{html.escape(target.name)}'></td>"
                     f"<td><img src='{html.escape(target.name)}'></td></tr>")
     skipped = "".join(f"<li>{html.escape(file.name)}: {html.escape(reason)}</li>" for file, reason in unreadable)

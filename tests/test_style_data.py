@@ -48,6 +48,16 @@ def test_a_folder_of_content_images_is_taken_in_name_order(style_images, tmp_pat
     assert data.content_names == ["a", "b"] and data.content.shape == (2, 3, 32, 32)
 
 
+def test_content_images_of_one_name_in_two_folders_get_two_output_names(style_images, tmp_path):
+    content, style = style_images
+    for folder, source in (("c1", content[0]), ("c2", content[1])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(source.read_bytes())
+    data = StyleTransferDataModule([str(tmp_path / "c1"), str(tmp_path / "c2")], str(style), size=32)
+    data.setup("fit")
+    assert data.content_names == ["c1_x_png", "c2_x_png"]  # each names its result: stylized/<name>.png
+
+
 def test_a_style_folder_is_refused(style_images):
     content, style = style_images
     with pytest.raises(ValueError, match="--data.style must be one image"):

@@ -36,3 +36,43 @@ def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_
     assert "Could not be read" in page and "b.jpg: cannot read image" in page and "d.jpg: cannot read image" in page
     out, err = capsys.readouterr()
     assert "2 of 4 images translated" in out and "could not read 2" in err and str(inputs / "b.jpg") in err
+
+
+def test_output_names_are_the_stems_made_distinct():
+    from pathlib import Path
+
+    from datamodules.decode import output_names
+
+    files = [Path(p) for p in ("x/a.jpg", "x/a.png", "x/b.png", "y/b.png", "z/c.JPG", "z/c.jpg", "x/d.png", "x/d.png")]
+    assert output_names(files) == ["a_jpg", "a_png", "x_b_png", "y_b_png", "z_c_jpg", "z_c_jpg_2", "x_d_png",
+                                   "x_d_png_2"]
+    assert output_names([Path("p/q.png"), Path("r/s.jpg")]) == ["q", "s"]
+
+
+def test_inputs_with_one_stem_get_their_own_outputs(tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    both, alone = tmp_path / "both", {}
+    both.mkdir()
+    for name in ("a.png", "a.bmp"):
+        pixels = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(both / name)
+        (tmp_path / name).mkdir()
+        Image.fromarray(pixels).save(tmp_path / name / name)
+        translate("unused.ckpt", str(tmp_path / name), str(tmp_path / f"out-{name}"))
+        alone[name] = np.array(Image.open(tmp_path / f"out-{name}" / "a.png"))
+    index = translate("unused.ckpt", str(both), str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a_bmp.png", "a_png.png"]
+    for name, output in (("a.png", "a_png.png"), ("a.bmp", "a_bmp.png")):
+        assert np.array_equal(np.array(Image.open(tmp_path / "out" / output)), alone[name])  # its own translation
+        assert f"<img src='{output}'>" in index.read_text()
+    assert not np.array_equal(alone["a.png"], alone["a.bmp"])
+
+
+@pytest.mark.parametrize("height, width", [(2, 3), (1, 1), (5, 7), (9, 4)])
+def test_images_smaller_than_the_generators_bottleneck_are_translated_at_their_size(tiny_model, tmp_path, height,
+                                                                                    width):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.full((height, width, 3), 100, dtype=np.uint8)).save(inputs / "small.png")
+    translate("unused.ckpt", str(inputs), str(tmp_path / "out"))
+    assert Image.open(tmp_path / "out" / "small.png").size == (width, height)
