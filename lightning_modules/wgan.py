@@ -257,6 +257,9 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     from lightning_modules import WGAN as Model  # the package's class under `python -m` too
     from lightning_modules.inference import load_checkpoint
 
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("nrow", nrow)):
+        if value < 1:
+            raise UserError(f"--{name} must be at least 1 (got {value})")
     model = load_checkpoint(Model, checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     out = Path(out_dir)

@@ -79,6 +79,13 @@ def test_console_script_generate_writes_the_samples(tmp_path):
                                                                      "grid.png"]
 
 
+@pytest.mark.parametrize("option", ["--num_samples", "--batch_size", "--nrow"])
+def test_generate_refuses_a_count_below_one_in_one_line(option, capsys):
+    with pytest.raises(SystemExit) as stop:  # checked before the checkpoint is read
+        commands.wgan_generate(["absent.ckpt", option, "0"])
+    assert stop.value.code == 2 and f"{option} must be at least 1 (got 0)" in capsys.readouterr().err
+
+
 def test_console_script_stylize_writes_the_image(tmp_path):
     content, style = make_style_images(tmp_path / "in")
     commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
