@@ -3,6 +3,7 @@
 `python -m lightning_modules.style_transfer --help` lists the stylize command's options.
 """
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -135,6 +136,12 @@ class StyleTransfer(L.LightningModule):
             self.image = nn.Parameter(start)
         if self.hparams.vgg_weights == "random":
             rank_zero_warn(NOT_ART)
+
+    def on_fit_start(self) -> None:
+        # Lightning warns of modules in eval mode at the start of training; the frozen VGG's are on purpose (train()
+        # below). Only that exact count is silenced: another module left in eval mode still shows.
+        count = sum(1 for module in self.vgg.modules() if not module.training)
+        warnings.filterwarnings("ignore", message=rf"Found {count} module\(s\) in eval mode at the start of training")
 
     def on_load_checkpoint(self, checkpoint) -> None:
         shape = checkpoint["state_dict"]["image"].shape  # StyleTransfer.load_from_checkpoint has no data

@@ -210,3 +210,17 @@ def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
 def test_unknown_layer_lists_the_block_ends():
     with pytest.raises(ValueError, match=r"unknown layers \['relu4_2'\].*relu1_2"):
         StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu4_2")
+
+
+@pytest.mark.parametrize("other_in_eval_mode", [False, True])
+def test_only_the_frozen_vggs_eval_mode_is_kept_quiet(style_images, tmp_path, other_in_eval_mode):
+    import warnings
+
+    model, data = model_and_data(style_images)
+    if other_in_eval_mode:  # a module of the user's, left in eval mode by mistake: Lightning's warning must show
+        model.extra = torch.nn.Dropout().eval()
+    with warnings.catch_warnings(record=True) as caught:  # the filter the model adds ends with the block
+        warnings.simplefilter("always")
+        fit(model, data, 1, tmp_path)
+    shown = [str(w.message) for w in caught if "in eval mode at the start of training" in str(w.message)]
+    assert len(shown) == other_in_eval_mode
