@@ -400,7 +400,8 @@ def run_job(cli: CLI) -> dict:
     fit_seconds = time.perf_counter() - start
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     progress = fit_progress(trainer)
-    test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if is_overridden("test_step", model) else {}
+    testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
+    test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
     run_dir = Path(trainer.default_root_dir)
     results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2), **progress,
                "global_step": trainer.global_step,

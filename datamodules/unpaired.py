@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2.functional import InterpolationMode, resize
@@ -209,6 +210,12 @@ class UnpairedImageDataModule(L.LightningDataModule):
         if stage == "fit":
             self.train_set = UnpairedImages(image_files(root / "trainA"), image_files(root / "trainB"),
                                             hp.load_size, hp.crop_size, hp.flip, hp.seed)
+            try:  # training needs only trainA and trainB, as the reference's; say now what the test will lack
+                self.domain_sets()
+                self.has_test_data = True
+            except MissingDataError as missing:
+                self.has_test_data = False  # train.py skips its test after the fit
+                rank_zero_warn(f"{missing}. Training goes on; the test after it is skipped")
         else:
             self.domain_sets()  # names a missing or empty testA/testB now rather than in the loop
 

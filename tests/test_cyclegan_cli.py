@@ -53,6 +53,17 @@ def test_job_trains_tests_and_writes_visuals_checkpoint_and_results(tiny_unpaire
     assert (run_dir / "checkpoints" / "last.ckpt").resolve() == (run_dir / "checkpoints" / "epoch=001.ckpt")
 
 
+def test_a_dataset_without_test_folders_trains_warns_at_once_and_skips_the_test(tiny_unpaired, tmp_path):
+    import shutil
+    for side in "AB":
+        shutil.rmtree(tiny_unpaired / f"test{side}")
+    runs = tmp_path / "runs"
+    with pytest.warns(UserWarning, match=r"testA is missing.*Training goes on; the test after it is skipped"):
+        train.main(job(tiny_unpaired, runs, "--trainer.max_epochs", "1"))
+    results = json.loads((only_run(runs) / "results.json").read_text())
+    assert results["test"] == {} and results["epochs"] == 1 and "train/gen_total" in results["final_metrics"]
+
+
 def test_crashed_run_resumes_with_ckpt_path_last_in_its_folder(tiny_unpaired, tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(RuntimeError, match="simulated crash"):
