@@ -12,6 +12,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 
@@ -166,6 +167,13 @@ class CycleGAN(L.LightningModule):
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)
         self.frechet.check(self.trainer)
+        hp, epochs = self.hparams, self.trainer.max_epochs
+        total = hp.n_epochs + hp.n_epochs_decay
+        if hp.linear_decay and epochs not in (None, -1) and epochs != total:
+            effect = "then trains at lr 0" if epochs > total else "stops before the lr has decayed"
+            rank_zero_warn(f"--trainer.max_epochs {epochs} but the linear decay spans n_epochs + n_epochs_decay = "
+                           f"{total} epochs: the run {effect}; the reference trains their sum, "
+                           f"--trainer.max_epochs {total}")
 
     def setup(self, stage: str) -> None:
         if self.hparams.channels_last:

@@ -140,6 +140,21 @@ def test_a_run_stopped_mid_epoch_resumes_at_that_epochs_learning_rate(tiny_unpai
     assert [lr for _, lr in lrs] == pytest.approx([by_hand[epoch] for epoch, _ in lrs])
 
 
+@pytest.mark.parametrize("max_epochs, effect", [(1, "stops before the lr has decayed"), (3, "then trains at lr 0"),
+                                               (2, None)])
+def test_max_epochs_other_than_the_decays_span_warns(tiny_unpaired, tmp_path, max_epochs, effect):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(tmp_path, max_epochs=max_epochs, limit_train_batches=1).fit(
+            tiny_model(n_epochs=1, n_epochs_decay=1), datamodule=tiny_data(tiny_unpaired))
+    shown = [str(w.message) for w in caught if "linear decay spans" in str(w.message)]
+    assert shown == ([] if effect is None else [f"--trainer.max_epochs {max_epochs} but the linear decay spans "
+                                                f"n_epochs + n_epochs_decay = 2 epochs: the run {effect}; the "
+                                                "reference trains their sum, --trainer.max_epochs 2"])
+
+
 def test_training_phase_scheduler_can_replace_the_built_in_schedule(tiny_unpaired, tmp_path):
     from callbacks import TrainingPhase, TrainingPhaseScheduler
 
