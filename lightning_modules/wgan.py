@@ -122,9 +122,13 @@ class WGAN(L.LightningModule):
                 self.log("train/Loss_G", self.last_loss_g)  # the latest, so every logged step has one
 
     def out_of_batches(self, batch_idx: int) -> bool:
-        """The seed's inner loop stops with the epoch's data and the generator still steps; so does max_steps."""
+        """The seed's inner loop stops with the epoch's data and the generator still steps; so does max_steps.
+
+        `==`, not `>=`: a run resumed from the checkpoint of a max_steps stop at an epoch's last batch first trains one
+        batch past that epoch's end (batch_idx == num_training_batches, Lightning 2.6), which must not end a group.
+        """
         trainer = self.trainer
-        return (batch_idx + 1 >= trainer.num_training_batches
+        return (batch_idx + 1 == trainer.num_training_batches
                 or 0 < trainer.max_steps <= trainer.global_step)
 
     def critic_step(self, real: Tensor) -> dict[str, Tensor]:

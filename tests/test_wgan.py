@@ -153,6 +153,20 @@ def test_resumed_run_continues_counters_and_schedule_mid_group(images, tmp_path)
     assert resumed.rows == whole.rows[8:]  # steps 9..14 with the same counters as the uninterrupted run
 
 
+def test_a_resume_after_a_max_steps_stop_at_an_epochs_end_adds_no_generator_step(images, tmp_path):
+    """Lightning resumes such a checkpoint with one batch past the epoch's end (batch_idx 7 of 7): a critic
+    iteration that opens the next group, not the end of one (it used to add a generator step after it)."""
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    stopped, _ = fit(images, tmp_path, [checkpoints], enable_checkpointing=True, max_steps=7)  # epoch 0's 7 batches
+    assert stopped.gen_iterations == len(seed_loop(7, 1)) and stopped.group_iterations == 0
+    resumed = Recorder()
+    fit(images, tmp_path, [resumed], max_steps=14, max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    # by hand from SCHEDULE, the extra batch a critic iteration like any other: 3 generator iterations after epoch 0,
+    # then groups of 2 (8, 9), 3 (gen_iterations 4 is a multiple of long_every: 10-12) and 2 (13, 14; max_steps)
+    assert [(critic, gen) for critic, gen, _, _ in resumed.rows] == [(8, 3), (9, 4), (10, 4), (11, 4), (12, 5),
+                                                                     (13, 5), (14, 6)]
+
+
 def test_16_mixed_scaler_steps_both_optimizers_and_clamp_holds(images, tmp_path):
     # Lightning turns 16-mixed into bf16-mixed on a CPU; this plugin is what it builds on a GPU, with a CPU scaler
     scaler = torch.amp.GradScaler("cpu")
