@@ -270,16 +270,24 @@ class CycleGAN(L.LightningModule):
 
     def validation_step(self, real: Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Each real image into its domain's statistics (first validation only), its translation into the
-        other domain's fakes; the first 4 of each with their reconstructions for the grid."""
+        other domain's fakes; the first 4 of each with their reconstructions for the grid (keep_visuals)."""
         if self.frechet.off:
             return
         side, other, fake = self.translate_domain(real, dataloader_idx)
         self.frechet.add(f"fid_{other}2{side}", real, real=True)
         self.frechet.add(f"fid_{side}2{other}", fake, real=False)
-        if batch_idx == 0:
-            n = 4
-            self.eval_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n],
-                                  f"rec_{side}": self(fake[:n], f"{other}2{side}")}
+        if take := self.visuals_wanted(side):
+            self.keep_visuals(side, other, real[:take], fake[:take], self(fake[:take], f"{other}2{side}"))
+
+    def visuals_wanted(self, side: str, n: int = 4) -> int:
+        """How many more of this domain's images the evaluation grid takes: its first n, over as many batches as
+        that needs (at the reference's batch size 1, the first batch holds one)."""
+        return max(0, n - len(self.eval_visuals.get(f"real_{side}", ())))
+
+    def keep_visuals(self, side: str, other: str, real: Tensor, fake: Tensor, rec: Tensor) -> None:
+        for key, images in ((f"real_{side}", real), (f"fake_{other}", fake), (f"rec_{side}", rec)):
+            kept = self.eval_visuals.get(key)
+            self.eval_visuals[key] = images if kept is None else torch.cat([kept, images])
 
     def on_validation_epoch_end(self) -> None:
         values = self.frechet.compute(self.trainer.sanity_checking)
@@ -301,13 +309,12 @@ class CycleGAN(L.LightningModule):
 
     def test_step(self, real: Tensor, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Each image's cycle reconstruction error, |F(G(x)) - x| averaged over its pixels, into its domain's
-        mean (each test image once: a loader per domain, no rank repeats one); the first batches' visuals."""
+        mean (each test image once: a loader per domain, no rank repeats one); the first images' visuals."""
         side, other, fake = self.translate_domain(real, dataloader_idx)
         rec = self(fake, f"{other}2{side}")
         getattr(self, f"test_cycle_l1_{side}").update(cycle_loss(rec, real, per_image=True))
-        if batch_idx == 0:
-            n = 4
-            self.eval_visuals |= {f"real_{side}": real[:n], f"fake_{other}": fake[:n], f"rec_{side}": rec[:n]}
+        if take := self.visuals_wanted(side):
+            self.keep_visuals(side, other, real[:take], fake[:take], rec[:take])
 
     def on_test_epoch_end(self) -> None:
         self.log("test/cycle_l1_a", self.test_cycle_l1_a)  # computed over all ranks, then reset by Lightning

@@ -274,14 +274,18 @@ def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_firs
     root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(32, 32), gray_in=None)
     model = tiny_model()
     expected = cycle_l1_by_hand(model, root)
-    firsts = {side: np.array(Image.open(sorted((root / f"test{side.upper()}").iterdir())[0])) for side in "ab"}
+    firsts = {side: [np.array(Image.open(f)) for f in sorted((root / f"test{side.upper()}").iterdir())[:3]]
+              for side in "ab"}
     results = trainer(tmp_path).test(model, datamodule=tiny_data(root), verbose=False)
     assert len(results) == 2  # a result per loader (testA, testB), each with both domain means
     for result in results:
         assert result == {"test/cycle_l1_a": pytest.approx(expected["a"], rel=1e-5),
                           "test/cycle_l1_b": pytest.approx(expected["b"], rel=1e-5)}
     grid = np.array(Image.open(tmp_path / "images" / "test_visuals-000000.png"))
-    assert grid.shape == (2 + 2 * 34, 2 + 6 * 34, 3)  # rows of (real A, fake B, rec A, real B, fake A, rec B)
-    for side, column in (("a", 0), ("b", 3)):  # the real images: the first of each domain
-        tile = grid[2:34, 2 + 34 * column:34 + 34 * column].astype(int)
-        assert np.abs(tile - firsts[side]).max() <= 1
+    # rows of (real A, fake B, rec A, real B, fake A, rec B): the first 3 of each domain (testB has 3), from two
+    # batches of 2 each
+    assert grid.shape == (2 + 3 * 34, 2 + 6 * 34, 3)
+    for side, column in (("a", 0), ("b", 3)):
+        for row in range(3):
+            tile = grid[2 + 34 * row:34 + 34 * row, 2 + 34 * column:34 + 34 * column].astype(int)
+            assert np.abs(tile - firsts[side][row]).max() <= 1

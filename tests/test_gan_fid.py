@@ -131,7 +131,7 @@ def test_cyclegan_validation_compares_translated_test_images_with_the_other_doma
     counts = {k: m.real_features_num_samples.item() for k, m in model.frechet.metrics.items()}
     assert counts == {"fid_a2b": 7, "fid_b2a": 5}  # each test image once: the real B and the real A
     with Image.open(tmp_path / "run" / "images" / "val_visuals-000000.png") as grid:
-        assert grid.size == (6 * 34 + 2, 2 * 34 + 2)  # 6 columns, 2 rows (the first batch of 2), 2px padding
+        assert grid.size == (6 * 34 + 2, 4 * 34 + 2)  # 6 columns, 4 rows (the first 4 of each domain), 2px padding
 
 
 def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplog, monkeypatch):
