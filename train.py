@@ -18,13 +18,11 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
@@ -105,9 +103,7 @@ class CLI(LightningCLI):
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
                 # last.ckpt as its one "top-k" file: save_last would also write it at the end of training, over
                 # the config's own last.ckpt (CycleGAN's link to the epoch file)
-                trainer.callbacks.append(ModelCheckpoint(
-                    dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False,
-                    train_time_interval=timedelta(minutes=config.save_every_minutes)))
+                trainer.callbacks.append(TimedSave(run_dir / "checkpoints" / "last.ckpt", config.save_every_minutes))
             trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
@@ -140,6 +136,26 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "")
+
+
+class TimedSave(Callback):
+    """checkpoints/last.ckpt after the batch that ends each `minutes` of training, for every system: Lightning 2.6's
+    ModelCheckpoint(train_time_interval) never saves under manual optimization (the GANs), whose branch of its
+    on_train_batch_end reads only every_n_train_steps."""
+
+    def __init__(self, path: Path, minutes: float):
+        self.path, self.seconds, self.last = path, minutes * 60, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.last = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        due = time.monotonic() - self.last >= self.seconds
+        if trainer.world_size > 1:
+            due = trainer.strategy.broadcast(due)  # rank 0's clock for all: saving is collective
+        if due and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
+            self.last = time.monotonic()
 
 
 class SaveOnStop(Callback):
