@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from callbacks.errors import UserError
 from callbacks.training_phase import TrainingPhase
 from callbacks.training_phase import one_cycle as one_cycle_phases
 from callbacks.training_phase import sgdr as sgdr_phases
@@ -80,8 +81,10 @@ class TrainingPhaseScheduler(L.Callback):
     # -- hooks ---------------------------------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module):
         if trainer.lr_scheduler_configs:
-            raise ValueError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and "
-                             "momentum itself: drop the scheduler (DarknetClassifier: --model.one_cycle null)")
+            raise UserError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and momentum "
+                            "itself: drop the model's (DarknetClassifier: --model.one_cycle null) or the config's "
+                            "callbacks (--trainer.callbacks \"[]\": Lightning's default checkpoint callback stays, "
+                            "the LR monitor goes)")
         if self.phases is None:
             self.phases = self.build_recipe(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
