@@ -105,6 +105,7 @@ class CLI(LightningCLI):
                 # the config's own last.ckpt (CycleGAN's link to the epoch file)
                 trainer.callbacks.append(TimedSave(run_dir / "checkpoints" / "last.ckpt", config.save_every_minutes))
             trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
+        trainer.callbacks.append(MarkTraining(run_dir))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
@@ -156,6 +157,19 @@ class TimedSave(Callback):
         if due and not trainer.fast_dev_run:
             trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
             self.last = time.monotonic()
+
+
+class MarkTraining(Callback):
+    """Records in run.json that training began: --ckpt_path last passes over a folder left by a run that stopped
+    before (a missing dataset, a bad value), which has nothing to resume."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_start(self, trainer, pl_module):
+        info = read_run(self.run_dir)
+        if trainer.is_global_zero and info is not None and not info.get("trained", True):
+            write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
 
 
 class SaveOnStop(Callback):
@@ -239,7 +253,8 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -
                             f"first save); start a new run without --ckpt_path")
         return last
     runs = [(info.get("started", 0.0), d) for d in (root.iterdir() if root.is_dir() else [])
-            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind") != "lr_find"]
+            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind") != "lr_find"
+            and info.get("trained", True)]  # not a run that stopped before training (nothing to resume)
     if not runs:
         unknown = sorted(p.parent.parent for p in root.glob("*/checkpoints/last.ckpt") if read_run(p.parent.parent)
                          is None)
@@ -326,7 +341,7 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
         if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
             callback.init_args.dirpath = str(run_dir / "checkpoints")
     info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
-                                 "kind": "lr_find" if lr_find_run else "fit"}
+                                 "kind": "lr_find" if lr_find_run else "fit", "trained": False}
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]

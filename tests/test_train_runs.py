@@ -95,6 +95,18 @@ def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifa
     assert results["global_step"] == 12 and results["batches"] == 12 and results["epochs"] == 1.0
 
 
+def test_last_passes_over_a_newer_run_that_stopped_before_training(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "finished"))
+    with pytest.raises(train.UserError, match="--data.data_dir"):  # a typo: stops in the data set-up
+        train.main(job(tiny_cifar / "absent", runs, "--data.download", "false", "--run_name", "typo"))
+    assert json.loads((runs / "typo" / "run.json").read_text())["trained"] is False
+    assert json.loads((runs / "finished" / "run.json").read_text())["trained"] is True
+    train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # resumes "finished"
+    assert json.loads((runs / "finished" / "results.json").read_text())["epochs"] == 2.0
+    assert sorted(p.name for p in run_folders(runs)) == ["finished", "typo"]
+
+
 def test_last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs))
