@@ -15,6 +15,13 @@ class UserError(ValueError):
     """
 
 
+def require_at_least_one(**options: int) -> None:
+    """A command's count options (--num_samples 0, --batch_size 0) as one-line errors, before any work."""
+    for name, value in options.items():
+        if value < 1:
+            raise UserError(f"--{name} must be at least 1 (got {value})")
+
+
 def user_message(error: BaseException) -> str | None:
     """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
     or None for a bug, which keeps its traceback."""

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from callbacks.errors import UserError
+from callbacks.errors import UserError, require_at_least_one
 from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
@@ -257,6 +257,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
     from lightning_modules.inference import load_checkpoint
 
+    require_at_least_one(size=size, batch_size=batch_size)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     model = load_checkpoint(Model, checkpoint, device)
     model.hparams.compile = False  # a few images are not worth a compilation

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from callbacks.errors import UserError
+from callbacks.errors import UserError, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
@@ -261,9 +261,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     from lightning_modules import WGAN as Model  # the package's class under `python -m` too
     from lightning_modules.inference import load_checkpoint
 
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size), ("nrow", nrow)):
-        if value < 1:
-            raise UserError(f"--{name} must be at least 1 (got {value})")
+    require_at_least_one(num_samples=num_samples, batch_size=batch_size, nrow=nrow)
     model = load_checkpoint(Model, checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     out = Path(out_dir)
