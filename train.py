@@ -9,7 +9,6 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 
 import contextlib
 import json
-import logging
 import os
 import secrets
 import signal
@@ -30,7 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.errors import UserError, one_line_errors
-from callbacks.progress import add_progress_bar
+from callbacks.progress import add_progress_bar, quiet
 from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -487,25 +486,6 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
           if suggestion is not None else "LR finder: no suggestion (too few points); widen --lr_find.max_lr")
     print(f"LR finder plot: {run_dir / 'lr_find.png'}")
     return suggestion
-
-
-class _DropInfo(logging.Filter):
-    """Lightning's info lines that are advertisements or internals, not about the user's run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        return not (message.startswith("💡 Tip") or message.startswith("Loading `train_dataloader` to estimate"))
-
-
-def quiet() -> None:
-    """Silence what the user did not cause: W&B's banner lines, Lightning's tips and its own deprecations."""
-    os.environ.setdefault("WANDB_SILENT", "true")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropInfo) for f in logger.filters):
-            logger.addFilter(_DropInfo())
-    # Lightning 2.6 calls torch's deprecated LeafSpec check itself
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def main(argv: list[str] | None = None) -> None:

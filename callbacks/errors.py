@@ -3,6 +3,7 @@
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -13,6 +14,20 @@ class UserError(ValueError):
     it as one line without a traceback; `--traceback` or DL2_TRACEBACK=1 shows the traceback. Subclasses
     ValueError so code that catches bad values keeps working.
     """
+
+
+@contextmanager
+def own_flags(names: dict[str, str]):
+    """For a command that builds the training classes itself: their errors name train.py's flags (--data.content);
+    say the command's own (--content) instead. A flag not in `names` is left as it is."""
+    try:
+        yield
+    except (UserError, FileNotFoundError) as error:
+        message = str(error)
+        renamed = re.sub(r"--(?:data|model|trainer)\.\w+", lambda flag: names.get(flag[0], flag[0]), message)
+        if renamed == message or user_message(error) is None:
+            raise
+        raise UserError(renamed) from error
 
 
 def require_at_least_one(**options: int) -> None:

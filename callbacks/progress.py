@@ -8,8 +8,11 @@ from `trainer.callback_metrics` once per logging interval, all in one transfer. 
 `add_progress_bar` (a progress bar in a shipped config would clash with `--trainer.enable_progress_bar false`).
 """
 
+import logging
+import os
 import sys
 import time
+import warnings
 
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -150,3 +153,25 @@ def add_progress_bar(trainer_config) -> None:
         return
     init_args = Namespace(metrics=None, text=None, every_n_steps=None, refresh_rate=1)
     trainer_config.callbacks = [*callbacks, Namespace(class_path="callbacks.ProgressBar", init_args=init_args)]
+
+
+# ---- what the user did not cause, kept off the screen (train.py and the inference commands)
+
+
+class _DropInfo(logging.Filter):
+    """Lightning's info lines that are advertisements or internals, not about the user's run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("💡 Tip") or message.startswith("Loading `train_dataloader` to estimate"))
+
+
+def quiet() -> None:
+    """Silence what the user did not cause: W&B's banner lines, Lightning's tips and its own deprecations."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropInfo) for f in logger.filters):
+            logger.addFilter(_DropInfo())
+    # Lightning 2.6 calls torch's deprecated LeafSpec check itself
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

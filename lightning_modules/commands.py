@@ -16,10 +16,12 @@ import sys
 from jsonargparse import CLI
 
 from callbacks.errors import one_line_errors
+from callbacks.progress import quiet
 
 
 def run(components, args: list[str] | None, **cli_options):
     """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback)."""
+    quiet()  # Lightning's tips, as train.py
     return one_line_errors(lambda argv: CLI(components, args=argv, **cli_options), args)
 
 

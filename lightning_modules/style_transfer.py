@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from callbacks.errors import UserError
+from callbacks.errors import UserError, own_flags
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
@@ -245,14 +245,21 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         accelerator: "cpu", "gpu" or "auto".
         precision: "32-true" or "bf16-mixed".
     """
+    from callbacks.progress import ProgressBar
     from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
 
-    model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
-                          style_weight=style_weight, init=init, show_iter=0)
-    data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop)
-    trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
-                        enable_checkpointing=False, default_root_dir=output, log_every_n_steps=max(1, max_iter // 10))
-    trainer.fit(model, datamodule=data)
+    flags = {f"--{part}.{name}": f"--{name}" for part, names in (
+        ("data", ("content", "style", "size", "crop")),
+        ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init")),
+        ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
+    with own_flags(flags):  # the errors of the classes below name train.py's flags
+        model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
+                              style_weight=style_weight, init=init, show_iter=0)
+        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop)
+        trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
+                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=output,
+                            log_every_n_steps=max(1, max_iter // 10), callbacks=[ProgressBar()])
+        trainer.fit(model, datamodule=data)
     written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
     return written

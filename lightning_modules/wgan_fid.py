@@ -6,6 +6,7 @@ the CycleGAN log while training (`--model.fid_features`).
 
 import torch
 
+from callbacks.errors import own_flags
 from lightning_modules.fid import DarknetFeatures, InceptionFeatures, add_images, feature_extractor, frechet_metric  # noqa: F401
 
 
@@ -41,7 +42,8 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
 
     model = load_checkpoint(WGAN, checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
-    add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
+    with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
+        add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
     fakes = sample(model, num_samples, batch_size, seed)
     add_images(metric, fakes.split(batch_size), real=False)
     distance = float(metric.compute())

@@ -97,6 +97,21 @@ def test_console_script_stylize_writes_the_image(tmp_path):
     assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
 
 
+def test_stylize_errors_name_its_own_flags(tmp_path, capsys):
+    """The data module and the VGG loader name train.py's flags (--data.style, --model.vgg_weights); dl2-stylize
+    says its own."""
+    content, _ = make_style_images(tmp_path / "in")
+    for args, expected in (
+            (["--style", str(tmp_path / "absent.jpg"), "--vgg_weights", "random"],
+             "give an existing image file as --style s.jpg"),
+            (["--vgg_weights", str(tmp_path / "absent.pth")], f"--vgg_weights {tmp_path / 'absent.pth'}: no such file"),
+            (["--size", "16", "--vgg_weights", "random"], "try --size 288")):
+        with pytest.raises(SystemExit) as stop:
+            commands.stylize(["--content", str(content[0]), "--output", str(tmp_path / "out"), *args])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and expected in err and "--data." not in err and "--model." not in err, err
+
+
 # -- dl2-classify ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def darknet_checkpoint(tmp_path_factory):

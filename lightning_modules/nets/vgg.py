@@ -75,7 +75,7 @@ def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequenti
             other = next((name for name in ARCHS if name != arch and fits(name, state)), None)
             if other:
                 raise UserError(f"{weights} holds torchvision {other} weights, not {arch}: set the arch to {other} "
-                                f"(--model.arch {other}; dl2-stylize --arch {other})") from error
+                                f"(--model.arch {other})") from error
             raise UserError(f"{weights} does not hold torchvision VGG16 weights ({one_line(str(error))[:200]}...); "
                             "give torchvision's ImageNet file, vgg16_bn-6c64b313.pth or vgg16-397923af.pth") from error
     return features.eval().requires_grad_(False)
