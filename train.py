@@ -266,8 +266,10 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -
     if not last.is_file():
         older = [d.name for _, d in runs[:-1] if (d / "checkpoints" / "last.ckpt").is_file()]
         also = (f"; or resume an older run: --run_name {older[-1]} --ckpt_path last" if older else "")
-        raise UserError(f"--ckpt_path last: the newest {system} run, {newest}, has no checkpoint (it stopped "
-                        f"before its first save); start a new run without --ckpt_path{also}")
+        why = ("it finished without one: its config keeps no checkpoints" if (newest / "results.json").is_file()
+               else "it stopped before its first save")
+        raise UserError(f"--ckpt_path last: the newest {system} run, {newest}, has no checkpoint ({why}); start a "
+                        f"new run without --ckpt_path{also}")
     return last
 
 
@@ -525,9 +527,10 @@ def print_system_help(argv: list[str]) -> None:
               "last] [--run_name NAME] [--lr_find] [--traceback]\n       python train.py fit|validate|test --config "
               "FILE ...  (LightningCLI's own form)\n\nsystems (configs/NAME.yaml; options: python train.py --system "
               "NAME --help):")
+        width = max(map(len, systems()))
         for system in systems():
             first = (CONFIGS / f"{system}.yaml").read_text().splitlines()[0].lstrip("# ").split(" (")[0].rstrip(":")
-            print(f"  {system:10s} {first}")
+            print(f"  {system:{width}s}  {first}")
         return
     from jsonargparse import ArgumentParser  # LightningCLI's parser, for the same help format
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

@@ -76,6 +76,9 @@ def write_file_list(root: str, csv_file: str, fraction: float = 1.0, seed: int =
         seed: random seed.
     """
     files = folder_files(Path(root))
+    if not files:
+        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {root}; give the image folder "
+                               "as the first argument")
     rng = random.Random(seed)
     kept = [f for f in files if rng.random() < fraction]
     with open(csv_file, "w", newline="") as f:
@@ -324,6 +327,6 @@ class ImageFolderDataModule(L.LightningDataModule):
 
 
 if __name__ == "__main__":
-    from jsonargparse import CLI
+    from lightning_modules.commands import run  # a user's mistake in one line, as the other commands
 
-    CLI(write_file_list)
+    run(write_file_list, None)
