@@ -13,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from callbacks.errors import UserError
@@ -358,12 +358,42 @@ def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
     return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
 
 
+def reference_generator(path: str) -> nn.Module | None:
+    """A generator file of junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, or its pretrained
+    `horse2zebra.pth`) as our resnet_generator, None for any other file. Its resnet_Nblocks generator has our layers
+    in our order under other names (model.1.weight, model.10.conv_block.1.weight, ...), so its tensors load by
+    position, each shape checked; instance-norm statistics that older PyTorch versions saved are dropped, as the
+    reference drops them."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        return None
+    state = {k.removeprefix("module."): v for k, v in state.items()
+             if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    if not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
+        return None
+    n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
+    ngf = next(iter(state.values())).shape[0]
+    generator = resnet_generator(n_blocks, ngf)
+    ours = generator.state_dict()
+    shapes = [tuple(v.shape) for v in ours.values()], [tuple(v.shape) for v in state.values()]
+    if shapes[0] != shapes[1]:
+        raise UserError(f"{path} holds a junyanz-style generator, but not a resnet_{n_blocks}blocks one of ngf {ngf} "
+                        f"({len(state)} tensors against {len(ours)}); only the ResNet generators load here")
+    generator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
+    return generator.eval()
+
+
 def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
               device: str = "cpu") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution.
 
     Args:
-        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt).
+        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt), or a generator file of
+            junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
+            translates in its own direction whatever `direction` says.
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp images of any size (grayscale ones become RGB).
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written.
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
@@ -382,7 +412,17 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
-    model = load_checkpoint(Model, checkpoint, device)
+    if direction not in ("a2b", "b2a"):
+        raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
+    try:
+        model = load_checkpoint(Model, checkpoint, device)
+        generate = model.gen_a2b if direction == "a2b" else model.gen_b2a
+    except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file
+        generate = reference_generator(checkpoint)
+        if generate is None:
+            raise
+        generate = generate.to(device)
+        direction = "the reference generator's own direction"
     out = Path(output_dir)
     rows, unreadable = [], []
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
@@ -393,7 +433,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             continue
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
         with torch.inference_mode():
-            y = model(pad_to_multiple(x), direction)[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
+            y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
         rows.append(f"<tr><td>{html.escape(file.name)}</td><td><img src='inputs/{html.escape(target.name)}'></td>"

@@ -76,3 +76,57 @@ def test_images_smaller_than_the_generators_bottleneck_are_translated_at_their_s
     Image.fromarray(np.full((height, width, 3), 100, dtype=np.uint8)).save(inputs / "small.png")
     translate("unused.ckpt", str(inputs), str(tmp_path / "out"))
     assert Image.open(tmp_path / "out" / "small.png").size == (width, height)
+
+
+def reference_state(generator, n_blocks, norm_statistics=False):
+    """The generator's tensors under the names junyanz's ResnetGenerator gives them (its nn.Sequential `model`:
+    1 the 7x7 conv, 4 and 7 the downsampling convs, 10... the blocks' conv_block.1 and .5, then the transposed
+    convs and the last conv), optionally with the instance-norm statistics older PyTorch versions saved."""
+    from collections import OrderedDict
+    names = ["model.1", "model.4", "model.7", *[f"model.{10 + i}.conv_block.{j}" for i in range(n_blocks)
+                                                for j in (1, 5)],
+             f"model.{10 + n_blocks}", f"model.{13 + n_blocks}", f"model.{17 + n_blocks}"]
+    tensors = list(generator.state_dict().values())
+    state = OrderedDict()
+    for i, name in enumerate(names):
+        state[f"{name}.weight"], state[f"{name}.bias"] = tensors[2 * i], tensors[2 * i + 1]
+        if norm_statistics and i < len(names) - 1:
+            channels = tensors[2 * i + 1].shape[0]
+            state[f"model.{i}.norm.running_mean"], state[f"model.{i}.norm.running_var"] = (torch.zeros(channels),
+                                                                                         torch.ones(channels))
+    return state
+
+
+@pytest.mark.parametrize("norm_statistics", [False, True])
+def test_a_reference_generator_file_translates_as_that_generator(tmp_path, norm_statistics):
+    from lightning_modules.nets.cyclegan import init_cyclegan_, resnet_generator
+
+    torch.manual_seed(0)
+    generator = init_cyclegan_(resnet_generator(n_blocks=2, ngf=4)).eval()
+    torch.save(reference_state(generator, 2, norm_statistics), tmp_path / "latest_net_G_A.pth")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(inputs / "horse.png")
+    translate(str(tmp_path / "latest_net_G_A.pth"), str(inputs), str(tmp_path / "out"))
+    with torch.no_grad():
+        y = generator(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
+    expected = ((y + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
+    assert np.abs(np.array(Image.open(tmp_path / "out" / "horse.png")).astype(float) - expected).max() <= 1
+
+
+def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_path):
+    from callbacks import UserError
+    from lightning_modules.nets.cyclegan import resnet_generator
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(inputs / "a.png")
+    state = reference_state(resnet_generator(n_blocks=2, ngf=4), 2)
+    state.popitem()  # a tensor short: another architecture
+    torch.save(state, tmp_path / "unet.pth")
+    with pytest.raises(UserError, match="junyanz-style generator, but not a resnet_2blocks one of ngf 4"):
+        translate(str(tmp_path / "unet.pth"), str(inputs), str(tmp_path / "out"))
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(UserError, match="is not a Lightning checkpoint"):
+        translate(str(tmp_path / "list.pth"), str(inputs), str(tmp_path / "out"))
