@@ -17,7 +17,7 @@ from callbacks.errors import UserError, own_flags
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
-from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, saved_features
+from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, relu_layers, saved_features
 
 # Features of one image divided by its numel are ~1e-3, Gram entries ~1e-6 and their squared errors ~1e-12:
 # below L-BFGS's tolerance_grad in single precision. The seed scaled them; so does this, out of the user's sight.
@@ -73,8 +73,10 @@ class StyleTransfer(L.LightningModule):
         arch: "vgg16_bn" (fastai 0.7's vgg16, which the seed used) or "vgg16".
         vgg_weights: "imagenet" (torchvision's, from the torch cache), a path to torchvision's weights file,
             or "random" (tests and demos only: the result is not art).
-        content_layer: block end whose activations the result must match (the seed: block_ends[3], relu4_3).
-        style_layers: block ends whose Gram matrices the result must match (the seed: all five).
+        content_layer: the ReLU whose activations the result must match (the seed: block_ends[3], relu4_3; Gatys et
+            al.: relu4_2).
+        style_layers: ReLUs whose Gram matrices the result must match (the seed: the five block ends; Gatys et
+            al.: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1).
         style_layer_weights: weight per style layer; null for 1 each.
         content_weight: 0 gives style only (texture synthesis).
         style_weight: 0 gives content only (reconstruction from one layer).
@@ -99,7 +101,7 @@ class StyleTransfer(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         features = load_vgg16(arch, vgg_weights)
-        ends = block_ends(features)
+        relus = relu_layers(features)
         self.style_layers, self.content_layer = list(style_layers) * (style_weight != 0), content_layer
         self.style_layer_weights = list(style_layer_weights or [1.0] * len(style_layers))
         if len(self.style_layer_weights) != len(style_layers):
@@ -108,10 +110,11 @@ class StyleTransfer(L.LightningModule):
         if content_weight == 0 and style_weight == 0:
             raise UserError("content_weight and style_weight are both 0: nothing to optimize")
         self.layers = self.style_layers + [content_layer] * (content_weight != 0)
-        unknown = sorted(set(self.layers) - set(ends))
+        unknown = sorted(set(self.layers) - set(relus))
         if unknown:
-            raise UserError(f"unknown layers {unknown}; VGG16's block ends are {list(ends)}")
-        self.layer_index = {name: ends[name] for name in dict.fromkeys(self.layers)}
+            raise UserError(f"unknown layers {unknown}; VGG16's are {list(relus)} (block ends: "
+                            f"{list(block_ends(features))})")
+        self.layer_index = {name: relus[name] for name in dict.fromkeys(self.layers)}
         self.vgg = features[:max(self.layer_index.values()) + 1]  # nothing past the deepest layer used
         self.image = nn.Parameter(torch.empty(0))  # shaped from the content batch in setup()
         self._targets = None

@@ -10,7 +10,7 @@ from conftest import make_style_images
 
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer, gram
-from lightning_modules.nets.vgg import block_ends, vgg16_features
+from lightning_modules.nets.vgg import block_ends, relu_layers, vgg16_features
 from lightning_modules.style_transfer import style_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -207,9 +207,32 @@ def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
     assert torch.allclose(model.image.detach(), image.detach(), atol=1e-8)
 
 
-def test_unknown_layer_lists_the_block_ends():
-    with pytest.raises(ValueError, match=r"unknown layers \['relu4_2'\].*relu1_2"):
-        StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu4_2")
+def test_unknown_layer_lists_the_layers():
+    with pytest.raises(ValueError, match=r"unknown layers \['relu6_1'\].*relu1_1.*relu5_3.*block ends.*relu1_2"):
+        StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu6_1")
+
+
+def test_every_relu_is_named_by_block_and_conv():
+    # configuration D: conv, relu per conv; pools at 4, 9, 16, 23, 30
+    assert relu_layers(vgg16_features(batch_norm=False)) == {
+        "relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
+        "relu4_1": 18, "relu4_2": 20, "relu4_3": 22, "relu5_1": 25, "relu5_2": 27, "relu5_3": 29}
+    # with batch norm: conv, bn, relu; the block ends are the seed's [5, 12, 22, 32, 42]
+    bn = relu_layers(vgg16_features(batch_norm=True))
+    assert [bn[k] for k in ("relu1_1", "relu1_2", "relu2_1", "relu4_2", "relu5_3")] == [2, 5, 9, 29, 42]
+
+
+def test_gatys_layers_hook_the_layers_they_name(style_images):
+    model, _ = model_and_data(style_images, content_layer="relu4_2",
+                              style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    assert len(model.vgg) == 26  # cut after relu5_1, the deepest used (index 25)
+    x = torch.rand(1, 3, 32, 32)
+    features = model.features(x)
+    reference = vgg16_features(batch_norm=False)
+    reference.load_state_dict(model.vgg.state_dict(), strict=False)  # the same weights, run by hand to each layer
+    normalized = (x - MEAN) / STD
+    for name, index in (("relu4_2", 20), ("relu1_1", 1), ("relu3_1", 11), ("relu5_1", 25)):
+        assert torch.allclose(features[name], reference[:index + 1](normalized), atol=1e-6), name
 
 
 @pytest.mark.parametrize("other_in_eval_mode", [False, True])

@@ -34,6 +34,19 @@ def block_ends(features: nn.Sequential) -> dict[str, int]:
     return ends
 
 
+def relu_layers(features: nn.Sequential) -> dict[str, int]:
+    """Index of every ReLU, named by block and conv (relu1_1 ... relu5_3): the block ends and the layers papers and
+    pystiche pick besides them (Gatys et al.'s content relu4_2, style relu1_1 ... relu5_1)."""
+    names, block, convs = {}, 1, 0
+    for i, layer in enumerate(features):
+        convs += isinstance(layer, nn.Conv2d)
+        if isinstance(layer, nn.ReLU):
+            names[f"relu{block}_{convs}"] = i
+        elif isinstance(layer, nn.MaxPool2d):
+            block, convs = block + 1, 0
+    return names
+
+
 class SaveFeatures:
     """The seed's forward hook: keeps the output of `module` from its latest forward pass."""
 
