@@ -124,7 +124,7 @@ class CycleGAN(L.LightningModule):
         n_epochs: epochs at the full lr.
         n_epochs_decay: epochs of linear decay after them (max_epochs should be n_epochs + n_epochs_decay).
         linear_decay: apply that schedule; false leaves the lr to a callback (a TrainingPhase scheduler).
-        log_images_every_n_batches: every N batches, the six visuals of the batch as one image grid.
+        log_images_every_n_batches: every N batches, the batch's visuals (six, eight with identity) as one grid.
         channels_last: keep weights and activations in NHWC (faster convs with bf16 on recent GPUs).
         fid_features: a DarknetClassifier .ckpt or torch-fidelity's pt_inception-2015-12-05-6726825d.pth: each
             validation (--trainer.check_val_every_n_epoch) translates testA and testB and logs `val/fid_a2b`
@@ -193,12 +193,16 @@ class CycleGAN(L.LightningModule):
                   "gan_b2a": gan_loss(self.disc_a(fake_a), True, hp.gan_mode),
                   "cycle_a": hp.lambda_cycle * cycle_loss(rec_a, real_a),
                   "cycle_b": hp.lambda_cycle * cycle_loss(rec_b, real_b)}
-        if hp.lambda_identity > 0:
-            weight = hp.lambda_identity * hp.lambda_cycle
-            losses["identity_a"] = weight * identity_loss(self.gen_b2a(real_a), real_a)
-            losses["identity_b"] = weight * identity_loss(self.gen_a2b(real_b), real_b)
         visuals = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "real_b": real_b, "fake_a": fake_a,
                    "rec_b": rec_b}
+        if hp.lambda_identity > 0:
+            weight = hp.lambda_identity * hp.lambda_cycle
+            same_a, same_b = self.gen_b2a(real_a), self.gen_a2b(real_b)
+            losses["identity_a"] = weight * identity_loss(same_a, real_a)
+            losses["identity_b"] = weight * identity_loss(same_b, real_b)
+            # in each domain's row after the reconstruction, as the reference's idt_B and idt_A
+            visuals = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "same_a": same_a, "real_b": real_b,
+                       "fake_a": fake_a, "rec_b": rec_b, "same_b": same_b}
         return losses, visuals
 
     def discriminator_loss(self, disc, real: Tensor, fake: Tensor) -> Tensor:
@@ -231,10 +235,13 @@ class CycleGAN(L.LightningModule):
             self.log_visuals("train/visuals", visuals, self.batches_trained)
 
     def log_visuals(self, key: str, visuals: dict[str, Tensor], step: int, n: int = 4) -> None:
-        """Rows of (real A, fake B, rec A, real B, fake A, rec B) for the batch's first n images."""
-        rows = torch.stack([v[:n].float() for v in visuals.values()], dim=1)  # (n, 6, C, H, W)
-        log_image_grid(self.trainer, key, rows.flatten(0, 1), step, nrow=6,
-                       caption="real A | fake B | rec A | real B | fake A | rec B")
+        """Rows of (real A, fake B, rec A, [F(A),] real B, fake A, rec B[, G(B)]) for the batch's first n images;
+        the identity images F(A) and G(B) when the identity loss is on (training only)."""
+        rows = torch.stack([v[:n].float() for v in visuals.values()], dim=1)  # (n, 6 or 8, C, H, W)
+        names = {"real_a": "real A", "fake_b": "fake B", "rec_a": "rec A", "same_a": "F(A)", "real_b": "real B",
+                 "fake_a": "fake A", "rec_b": "rec B", "same_b": "G(B)"}
+        log_image_grid(self.trainer, key, rows.flatten(0, 1), step, nrow=len(visuals),
+                       caption=" | ".join(names[k] for k in visuals))
 
     def on_train_start(self) -> None:
         """The lr of the epoch training starts in, from its number. A run that max_steps or max_time stopped mid-epoch

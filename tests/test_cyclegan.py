@@ -241,15 +241,28 @@ def test_16_mixed_grad_scaler_steps_all_three_optimizers(tiny_unpaired, tmp_path
     assert changed == {"gen_a2b", "gen_b2a", "disc_a", "disc_b"} and scaler.get_scale() == 256.0
 
 
-def test_visual_grid_has_the_six_images_per_row(tiny_unpaired, tmp_path):
+@pytest.mark.parametrize("lambda_identity, columns", [(0.5, 8), (0.0, 6)])
+def test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images(tiny_unpaired, tmp_path,
+                                                                              lambda_identity, columns):
     from PIL import Image
 
-    model = tiny_model(log_images_every_n_batches=2)
+    model = tiny_model(log_images_every_n_batches=2, lambda_identity=lambda_identity)
+    shown = []
+    model.log_visuals = (lambda log: lambda key, visuals, *a: shown.append(visuals) or log(key, visuals, *a))(
+        model.log_visuals)
     trainer(tmp_path, max_steps=9).fit(model, datamodule=tiny_data(tiny_unpaired))  # 3 batches
     pngs = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert pngs == ["train_visuals-000001.png", "train_visuals-000003.png"]
     grid = Image.open(tmp_path / "images" / pngs[0])
-    assert grid.size == (2 + 6 * 34, 2 + 2 * 34)  # make_grid: 6 columns, 2 rows (batch 2), 2px padding
+    assert grid.size == (2 + columns * 34, 2 + 2 * 34)  # make_grid: a column per image, 2 rows (batch 2), 2px padding
+    visuals = shown[0]
+    if lambda_identity:  # F(A) and G(B): each generator on its own output domain (the weights moved since; the
+        with torch.no_grad():  # generator swapped would be further off)
+            for same, real, right, wrong in (("same_a", "real_a", model.gen_b2a, model.gen_a2b),
+                                             ("same_b", "real_b", model.gen_a2b, model.gen_b2a)):
+                image, x = visuals[same], visuals[real]
+                assert (image - right(x)).abs().mean() < (image - wrong(x)).abs().mean() / 3, same
+        assert list(visuals) == ["real_a", "fake_b", "rec_a", "same_a", "real_b", "fake_a", "rec_b", "same_b"]
 
 
 def test_loss_terms_are_logged(tiny_unpaired, tmp_path):
