@@ -37,8 +37,8 @@ def image_files(folder: Path) -> list[Path]:
         raise MissingDataError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
                                f"images under --data.data_dir (horse2zebra: downloaded into data/horse2zebra when "
                                f"that folder does not exist, or tar xf ../shared/data/horse2zebra.tar -C data)")
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())  # at all
+    if not files:  # depths, as the reference's make_dataset
         raise MissingDataError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images; add them or point "
                                "--data.data_dir elsewhere")
     return files

@@ -401,7 +401,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt), or a generator file of
             junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
             translates in its own direction whatever `direction` says.
-        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp images of any size (grayscale ones become RGB).
+        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB).
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written.
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         device: cpu, cuda, cuda:1, ...

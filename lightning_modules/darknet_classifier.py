@@ -241,7 +241,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
 
     Args:
         checkpoint: a DarknetClassifier .ckpt (runs/darknet/<run>/checkpoints/last.ckpt or best-*.ckpt).
-        images: image files (.png/.jpg/.jpeg/.webp/.bmp) or folders of them, searched at all depths.
+        images: image files (.png/.jpg/.jpeg/.webp/.bmp/.tif/.ppm) or folders of them, searched at all depths.
         top_k: classes printed per image.
         tta: test-time augmentation; default the model's own (--model.tta at training).
         size: each image is resized so its shorter side is `size`, then its central square cut: the size the

@@ -68,6 +68,20 @@ def test_grayscale_files_become_rgb(tiny_unpaired):
     assert a.shape == (3, 40, 40) and torch.equal(a[0], a[1]) and torch.equal(a[1], a[2])
 
 
+def test_images_in_subfolders_and_tiff_and_ppm_files_are_read_as_the_reference_reads_them(tiny_unpaired):
+    rng = np.random.default_rng(0)
+    (tiny_unpaired / "trainA" / "more" / "deeper").mkdir(parents=True)
+    written = {}
+    for name in ("more/x.tif", "more/deeper/y.ppm", "z.TIFF"):
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tiny_unpaired / "trainA" / name)
+        written[tiny_unpaired / "trainA" / name] = torch.from_numpy(pixels).permute(2, 0, 1)
+    files = data_module(tiny_unpaired).train_set.files_a
+    assert set(written) <= set(files) and files == sorted(files)
+    for path, pixels in written.items():
+        assert torch.equal(load_image(path, 40), pixels)  # decoded losslessly, at its size
+
+
 def test_test_loaders_hold_each_domain_image_once_at_crop_size(tmp_path):
     root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(36, 40), gray_in="testB")  # 5 A, 3 + 1 B
     dm = UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
