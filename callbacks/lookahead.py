@@ -3,6 +3,8 @@
 import lightning as L
 import torch
 
+from callbacks.errors import UserError
+
 
 class Lookahead(L.Callback):
     """Every `every` optimizer steps a slow copy of the weights moves toward them, `slow += (1 - d) (w - slow)`, and
@@ -16,7 +18,7 @@ class Lookahead(L.Callback):
 
     def __init__(self, decay: float = 0.95 ** 5, every: int = 5, power: float = 3.0):
         if not 0 <= decay <= 1 or every < 1:
-            raise ValueError(f"Lookahead needs 0 <= decay <= 1 and every >= 1 (got decay {decay}, every {every})")
+            raise UserError(f"Lookahead needs 0 <= decay <= 1 and every >= 1 (got decay {decay}, every {every})")
         self.decay, self.every, self.power = decay, every, power
         self.total = self.last = 0
         self.live: list[torch.Tensor] = []
@@ -25,7 +27,7 @@ class Lookahead(L.Callback):
     def on_train_start(self, trainer, pl_module):
         self.total = trainer.estimated_stepping_batches
         if self.total == float("inf"):
-            raise ValueError("Lookahead needs a known number of steps: set trainer.max_epochs or max_steps")
+            raise UserError("Lookahead needs a known number of steps: set trainer.max_epochs or max_steps")
         self.live = [t for t in pl_module.state_dict(keep_vars=True).values() if t.is_floating_point()]
         self.slow = [t.detach().clone() for t in self.live]
         self.last = trainer.global_step

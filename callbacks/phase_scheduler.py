@@ -47,11 +47,18 @@ class TrainingPhaseScheduler(L.Callback):
                  sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True,
                  triangle: dict | None = None):
         if sum(x is not None for x in (phases, one_cycle, sgdr, triangle)) != 1:
-            raise ValueError("TrainingPhaseScheduler needs exactly one of phases, one_cycle, sgdr or triangle")
+            raise UserError("TrainingPhaseScheduler needs exactly one of phases, one_cycle, sgdr or triangle")
         if phases is not None and not phases:
-            raise ValueError("TrainingPhaseScheduler got an empty list of phases")
+            raise UserError("TrainingPhaseScheduler got an empty list of phases")
         recipes = {"one_cycle": one_cycle, "sgdr": sgdr, "triangle": triangle}
         self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
+        if self.recipe[1] is not None:  # a misspelt key named now, not as a TypeError when training starts
+            builder = {"one_cycle": one_cycle_phases, "sgdr": sgdr_phases, "triangle": triangle_phases}[self.recipe[0]]
+            options = inspect.signature(builder).parameters
+            unknown = sorted(set(self.recipe[1]) - set(options))
+            if unknown:
+                raise UserError(f"{self.recipe[0]} has no option {', '.join(map(repr, unknown))}; its options: "
+                                f"{', '.join(options)}")
         self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
         self.set_max_steps, self.plot = set_max_steps, plot
         self.batches_seen = 0  # position in the schedule (optimizer steps), saved in checkpoints
@@ -100,14 +107,14 @@ class TrainingPhaseScheduler(L.Callback):
         if "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when that ends it first
             total = trainer.estimated_stepping_batches
             if total == float("inf"):
-                raise ValueError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
+                raise UserError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
             kwargs["cycle_len"] = total / self.steps_per_epoch(trainer)
         return (triangle_phases if name == "triangle" else one_cycle_phases)(**kwargs)
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches
         if batches == float("inf"):
-            raise ValueError("TrainingPhaseScheduler needs a training dataloader with a length")
+            raise UserError("TrainingPhaseScheduler needs a training dataloader with a length")
         # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
         self.ends = self.phase_ends(self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches)
         self._global_step = trainer.global_step
@@ -149,7 +156,7 @@ class TrainingPhaseScheduler(L.Callback):
             groups = optimizer.param_groups
             multipliers = phase.lr_multipliers or [1.0] * len(groups)
             if len(multipliers) != len(groups):
-                raise ValueError(f"lr_multipliers has {len(multipliers)} values for {len(groups)} parameter groups")
+                raise UserError(f"lr_multipliers has {len(multipliers)} values for {len(groups)} parameter groups")
             for group, multiplier in zip(groups, multipliers, strict=True):
                 group["lr"] = lr * multiplier * group.get("lr_scale", 1.0)  # a model's own group scale
                 if momentum is not None:
@@ -170,7 +177,7 @@ class TrainingPhaseScheduler(L.Callback):
             self._optimizer_key = key
         for name, value in phase.data.items():
             if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
-                raise ValueError(f"phase {index} sets data attribute {name!r}, which the DataModule does not have")
+                raise UserError(f"phase {index} sets data attribute {name!r}, which the DataModule does not have")
             setattr(trainer.datamodule, name, value)
 
     def _plot(self, trainer):

@@ -10,6 +10,8 @@ from enum import Enum
 
 import torch
 
+from callbacks.errors import UserError
+
 Pair = float | tuple[float, float]
 
 
@@ -28,7 +30,7 @@ def decay_type(value: DecayType | str) -> DecayType:
     try:
         return DecayType(str(value).lower())
     except ValueError:
-        raise ValueError(f"'{value}' is not a valid DecayType; use one of "
+        raise UserError(f"'{value}' is not a valid DecayType; use one of "
                          f"{', '.join(d.value for d in DecayType)}") from None
 
 
@@ -58,7 +60,7 @@ def optimizer_class(opt_fn: str | type) -> type[torch.optim.Optimizer]:
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
         known = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type)
                        and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
-        raise ValueError(f"unknown optimizer {opt_fn!r}; use one of {', '.join(known)} or a dotted class path")
+        raise UserError(f"unknown optimizer {opt_fn!r}; use one of {', '.join(known)} or a dotted class path")
     return found
 
 
@@ -98,7 +100,7 @@ class TrainingPhase:
 
     def __post_init__(self):
         if not self.epochs > 0:
-            raise ValueError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
+            raise UserError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
         if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
             self.lr_decay, self.power = self.lr_decay
         self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
@@ -114,7 +116,7 @@ class TrainingPhase:
         else:
             start, end = float(value), (float(value) if decay is DecayType.NO else 0.0)
         if decay is DecayType.EXPONENTIAL and (start <= 0 or end <= 0):
-            raise ValueError(f"EXPONENTIAL {name} decay needs a (start, end) pair of positive values, got {value}: "
+            raise UserError(f"EXPONENTIAL {name} decay needs a (start, end) pair of positive values, got {value}: "
                              "an exponential never reaches 0; give an end value or use LINEAR, COSINE, POLYNOMIAL")
         return start, end
 

@@ -305,3 +305,19 @@ def test_the_models_one_cycle_beside_the_configs_phase_scheduler_is_refused_with
     train.main(job(tiny_cifar, tmp_path / "runs", "--model.one_cycle", "[20, 20, 0.95, 0.85]", "--trainer.callbacks",
                    "[]", "--run_name", "without"))  # the second way runs
     assert (tmp_path / "runs" / "without" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("scheduler, message", [
+    ("phases: [{epochs: 1, opt_fn: SGD, lr: 0.1, lr_decay: cosinus}]",
+     "'cosinus' is not a valid DecayType; use one of no, linear, cosine, exponential, polynomial"),
+    ("phases: [{epochs: -1, opt_fn: SGD, lr: 0.1}]", "a TrainingPhase needs epochs > 0 (got -1.0)"),
+    ("phases: [{epochs: 1, opt_fn: Adamm, lr: 0.1}]", "unknown optimizer 'Adamm'"),
+    ("one_cycle: {pcts: 20}", "one_cycle has no option 'pcts'; its options: cycle_len, lr, div, pct,")])
+def test_a_bad_phase_spec_is_one_line(tiny_cifar, tmp_path, scheduler, message):
+    from callbacks.errors import user_message
+    config = tmp_path / "phases.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: callbacks.TrainingPhaseScheduler\n      init_args:\n"
+                      f"        {scheduler}\n")
+    with pytest.raises(Exception) as raised:  # jsonargparse wraps the scheduler's UserError
+        train.main(job(tiny_cifar, tmp_path / "runs", "--config", str(config)))
+    assert message in user_message(raised.value)
