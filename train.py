@@ -22,6 +22,7 @@ from typing import Literal
 
 import yaml
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
@@ -99,11 +100,16 @@ class CLI(LightningCLI):
         config, trainer = self.job_config(), self.trainer
         run_dir = Path(trainer.default_root_dir)
         if trainer.checkpoint_callbacks:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            for callback in trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                    # Lightning's own, in a config without one (--trainer.callbacks "[]"): in the run folder, with
+                    # the last.ckpt that --ckpt_path last and results.json name (it would go under the logger's)
+                    callback.dirpath, callback.save_last = str(last.parent), True
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
-                # last.ckpt as its one "top-k" file: save_last would also write it at the end of training, over
-                # the config's own last.ckpt (CycleGAN's link to the epoch file)
-                trainer.callbacks.append(TimedSave(run_dir / "checkpoints" / "last.ckpt", config.save_every_minutes))
-            trainer.callbacks.append(SaveOnStop(run_dir / "checkpoints" / "last.ckpt"))
+                trainer.callbacks.append(TimedSave(last, config.save_every_minutes))
+            trainer.callbacks.append(SaveOnStop(last))
+            trainer.callbacks.append(FinalSave(last))
         trainer.callbacks.append(MarkTraining(run_dir))
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
@@ -156,6 +162,34 @@ class TimedSave(Callback):
         if due and not trainer.fast_dev_run:
             trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
             self.last = time.monotonic()
+
+
+class FinalSave(Checkpoint):
+    """last.ckpt at the step training ends, if the config's checkpoint callbacks (at epoch ends, after validations)
+    left an older one: a run that max_steps or max_time ended mid-epoch would resume, and be classified, from
+    that. A Checkpoint, so Lightning runs it after the config's ModelCheckpoint and it sees that one's save."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        stopping = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step or (
+            trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs)
+        if not stopping or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        due = saved_step(self.path) != trainer.global_step
+        if trainer.world_size > 1:
+            due = trainer.strategy.broadcast(due)  # rank 0's reading for all: saving is collective
+        if due:
+            trainer.save_checkpoint(self.path)
+
+
+def saved_step(path: Path) -> int | None:
+    import torch
+    try:  # memory-mapped: the tensors are not read
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+    except Exception:  # absent, torn, or not ours: not the final step
+        return None
 
 
 class MarkTraining(Callback):
@@ -328,7 +362,9 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
             check_run_owner(run_dir, model_class)
             # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts)
             requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
-            if global_rank_zero() and not (launched_rank or requeued):  # the other ranks follow rank 0
+            # a run that stopped before training (a typo'd path) may be retried in its folder: nothing to lose
+            retry = not read_run(run_dir).get("trained", True) and not ckpt_path
+            if global_rank_zero() and not (launched_rank or requeued or retry):  # the other ranks follow rank 0
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
             if requeued and not ckpt_path and not list(run_dir.glob("hpc_ckpt_*.ckpt")) and (
@@ -427,6 +463,9 @@ def run_job(cli: CLI) -> dict:
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches from a new shuffle
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
+        # checkpoints of train.py before 2026-11-28 hold the state of its timed ModelCheckpoint, now TimedSave
+        warnings.filterwarnings("ignore", message=r"(?s)Be aware that when using `ckpt_path`.*"
+                                                  r"'train_time_interval': datetime")
     start = time.perf_counter()
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start
@@ -504,6 +543,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     elif job:
         argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
+    import datamodules
+    import lightning_modules
+    for package in (datamodules, lightning_modules):  # their classes known by their short names too (--data
+        for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
+            getattr(package, name)
     saved_argv = sys.argv
     sys.argv = sys.argv[:1]  # LightningCLI warns (with the whole argv) when it sees both args and sys.argv
     try:

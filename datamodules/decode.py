@@ -53,13 +53,14 @@ def output_names(files: list[Path]) -> list[str]:
     names = [file.stem for file in files]
     for widen in (lambda f: f"{f.stem}_{f.suffix[1:].lower()}",
                   lambda f: f"{f.parent.name}_{f.stem}_{f.suffix[1:].lower()}"):
-        counts = Counter(names)
-        names = [widen(file) if counts[name] > 1 else name for file, name in zip(files, names, strict=True)]
-    taken, unique = set(names), []
-    for i, name in enumerate(names):
-        if name in names[:i]:  # still the same: number the later ones
-            name = next(f"{name}_{k}" for k in range(2, len(names) + 2) if f"{name}_{k}" not in taken)
-            taken.add(name)
+        counts = Counter(name.lower() for name in names)  # A.png and a.png are one file on macOS and Windows
+        names = [widen(file) if counts[name.lower()] > 1 else name for file, name in zip(files, names, strict=True)]
+    taken, seen, unique = {name.lower() for name in names}, set(), []
+    for name in names:
+        if name.lower() in seen:  # still the same: number the later ones
+            name = next(f"{name}_{k}" for k in range(2, len(names) + 2) if f"{name}_{k}".lower() not in taken)
+            taken.add(name.lower())
+        seen.add(name.lower())
         unique.append(name)
     return unique
 

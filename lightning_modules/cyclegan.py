@@ -166,6 +166,9 @@ class CycleGAN(L.LightningModule):
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)
+        if not self.frechet.off and not getattr(self.trainer.datamodule, "has_test_data", True):
+            raise UserError("--model.fid_features validates on testA and testB, which the data lacks; add them or "
+                            "set --model.fid_features null")
         self.frechet.check(self.trainer)
         hp, epochs = self.hparams, self.trainer.max_epochs
         total = hp.n_epochs + hp.n_epochs_decay
@@ -382,6 +385,9 @@ def reference_generator(path: str) -> nn.Module | None:
     if not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
         return None
     n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
+    if n_blocks == 0:
+        raise UserError(f"{path} is a junyanz-style file but not a ResNet generator (a discriminator, net_D_*, or a "
+                        "U-Net?); give latest_net_G_A.pth or latest_net_G_B.pth")
     ngf = next(iter(state.values())).shape[0]
     generator = resnet_generator(n_blocks, ngf)
     ours = generator.state_dict()

@@ -23,7 +23,7 @@ from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagene
 # below L-BFGS's tolerance_grad in single precision. The seed scaled them; so does this, out of the user's sight.
 CONTENT_SCALE = 1e6  # the seed's comb_loss: F.mse_loss(outs[3], targ_vs[3]) * 1000000
 STYLE_SCALE = 1e12  # the seed's gram(...) * 1e6, squared inside the MSE
-NOT_ART = ("VGG16 has RANDOM weights (--model.vgg_weights random): the losses and the image are real, "
+NOT_ART = ("VGG16 has RANDOM weights (vgg_weights random): the losses and the image are real, "
            "the result is not art")
 
 

@@ -6,7 +6,7 @@ the CycleGAN log while training (`--model.fid_features`).
 
 import torch
 
-from callbacks.errors import own_flags
+from callbacks.errors import own_flags, require_at_least_one
 from lightning_modules.fid import DarknetFeatures, InceptionFeatures, add_images, feature_extractor, frechet_metric  # noqa: F401
 
 
@@ -40,6 +40,7 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     from lightning_modules.inference import load_checkpoint
     from lightning_modules.wgan import sample
 
+    require_at_least_one(num_samples=num_samples, batch_size=batch_size)
     model = load_checkpoint(WGAN, checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors

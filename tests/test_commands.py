@@ -81,9 +81,10 @@ def test_console_script_generate_writes_the_samples(tmp_path):
 
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),
                                              ("wgan_generate", "--nrow"), ("classify", "--size"),
-                                             ("classify", "--batch_size")])
+                                             ("classify", "--batch_size"), ("wgan_fid", "--num_samples"),
+                                             ("wgan_fid", "--batch_size")])
 def test_a_count_below_one_is_refused_in_one_line(command, option, capsys):
-    args = ["absent.ckpt"] + (["image.png"] if command == "classify" else [])
+    args = ["absent.ckpt"] + {"classify": ["image.png"], "wgan_fid": ["real", "features.ckpt"]}.get(command, [])
     with pytest.raises(SystemExit) as stop:  # checked before the checkpoint or the images are read
         getattr(commands, command)([*args, option, "0"])
     assert stop.value.code == 2 and f"{option} must be at least 1 (got 0)" in capsys.readouterr().err

@@ -62,6 +62,10 @@ def test_a_dataset_without_test_folders_trains_warns_at_once_and_skips_the_test(
         train.main(job(tiny_unpaired, runs, "--trainer.max_epochs", "1"))
     results = json.loads((only_run(runs) / "results.json").read_text())
     assert results["test"] == {} and results["epochs"] == 1 and "train/gen_total" in results["final_metrics"]
+    features = tmp_path / "features.ckpt"
+    features.write_bytes(b"")  # its validation needs the test folders: refused before training, whatever the file
+    with pytest.raises(train.UserError, match="--model.fid_features validates on testA and testB, which the data"):
+        train.main(job(tiny_unpaired, tmp_path / "runs2", "--model.fid_features", str(features)))
 
 
 def test_crashed_run_resumes_with_ckpt_path_last_in_its_folder(tiny_unpaired, tmp_path):

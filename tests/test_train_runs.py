@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -93,6 +94,54 @@ def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifa
     results = json.loads((run_dir / "results.json").read_text())
     # the epoch finished from where it stopped: 12 batches in all, not 12 more
     assert results["global_step"] == 12 and results["batches"] == 12 and results["epochs"] == 1.0
+
+
+class StartStep(L.Callback):
+    """Writes the step training (re)starts at into the run folder."""
+
+    def on_train_start(self, trainer, pl_module):
+        Path(trainer.default_root_dir, "start_step").write_text(str(trainer.global_step))
+
+
+def test_a_run_that_max_steps_ends_mid_epoch_leaves_last_ckpt_at_its_last_step(tiny_cifar, tmp_path):
+    """The config's ModelCheckpoint saves after validations only (epoch ends): last.ckpt must still hold the final
+    weights, which results.json names, the classify command reads and a resume continues from."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "r", "--trainer.max_steps", "2"))  # 3 batches of 8 an epoch
+    results = json.loads((runs / "r" / "results.json").read_text())
+    saved = torch.load(results["checkpoint"]["last"], weights_only=False)
+    assert results["global_step"] == saved["global_step"] == 2
+    train.main(job(tiny_cifar, runs, "--run_name", "r", "--ckpt_path", "last", "--trainer.max_steps", "5",
+                   "--trainer.max_epochs", "2", "--trainer.callbacks+=test_train_runs.StartStep"))
+    assert (runs / "r" / "start_step").read_text() == "2"  # where the first run ended (before: no last.ckpt at all)
+
+
+def test_a_config_without_a_checkpoint_callback_keeps_lightnings_in_the_run_folder(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    args = ["--run_name", "r", "--model.one_cycle", "[20, 20, 0.95, 0.85]", "--trainer.callbacks", "[]"]
+    train.main(job(tiny_cifar, runs, *args))
+    assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    train.main(job(tiny_cifar, runs, *args, "--ckpt_path", "last"))  # finds it: a finished run, nothing to add
+    assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 3
+
+
+def test_a_named_run_that_stopped_before_training_can_be_retried_under_its_name(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match="--data.data_dir"):
+        train.main(job(tiny_cifar / "absent", runs, "--data.download", "false", "--run_name", "mine"))
+    train.main(job(tiny_cifar, runs, "--run_name", "mine"))  # the same name, now with the right path
+    assert json.loads((runs / "mine" / "run.json").read_text())["trained"] is True
+    with pytest.raises(train.UserError, match="mine exists already"):  # a run that trained is still protected
+        train.main(job(tiny_cifar, runs, "--run_name", "mine"))
+
+
+@pytest.mark.parametrize("option, short, full", [
+    ("--data", "ImageFolderDataModule", "datamodules.ImageFolderDataModule"),
+    ("--model", "DarknetClassifier", "lightning_modules.DarknetClassifier")])
+def test_classes_are_found_by_their_short_names(option, short, full, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--system", "darknet", option, short, "--print_config"])
+    assert f"class_path: {full}" in capsys.readouterr().out
 
 
 def test_last_passes_over_a_newer_run_that_stopped_before_training(tiny_cifar, tmp_path):

@@ -47,6 +47,8 @@ def test_output_names_are_the_stems_made_distinct():
     assert output_names(files) == ["a_jpg", "a_png", "x_b_png", "y_b_png", "z_c_jpg", "z_c_jpg_2", "x_d_png",
                                    "x_d_png_2"]
     assert output_names([Path("p/q.png"), Path("r/s.jpg")]) == ["q", "s"]
+    assert output_names([Path("x/A.png"), Path("x/a.png")]) == ["x_A_png", "x_a_png_2"]  # one file on macOS, Windows
+    assert output_names([Path(f"x/{i}.png") for i in range(20000)])[-1] == "19999"  # in linear time
 
 
 def test_inputs_with_one_stem_get_their_own_outputs(tiny_model, tmp_path):
@@ -127,6 +129,10 @@ def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_
     torch.save(state, tmp_path / "unet.pth")
     with pytest.raises(UserError, match="junyanz-style generator, but not a resnet_2blocks one of ngf 4"):
         translate(str(tmp_path / "unet.pth"), str(inputs), str(tmp_path / "out"))
+    discriminator = {f"model.{i}.weight": torch.zeros(8, 3, 4, 4) for i in (0, 2)}  # latest_net_D_A.pth's kind
+    torch.save(discriminator, tmp_path / "latest_net_D_A.pth")
+    with pytest.raises(UserError, match="not a ResNet generator \\(a discriminator"):
+        translate(str(tmp_path / "latest_net_D_A.pth"), str(inputs), str(tmp_path / "out"))
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint"):
         translate(str(tmp_path / "list.pth"), str(inputs), str(tmp_path / "out"))
