@@ -72,14 +72,15 @@ class TrainingPhase:
         epochs: length in epochs of the first data; fractions allowed (0.5 = half an epoch of batches).
         opt_fn: optimizer class or its name (`SGD`, `RMSprop`, `Adam`, a dotted path).
         lr: a value, or (start, end) for a decay; a decay given one value goes to 0, as in the seed.
-        lr_decay: how lr goes from start to end; (POLYNOMIAL, p) also accepted, as in the seed.
+        lr_decay: how lr goes from start to end; (POLYNOMIAL, p) also accepted, as in the seed (p for lr only).
         momentum: SGD or RMSprop momentum, Adam's beta1; a value or (start, end). 0.9 by default, as fastai's
             TrainingPhase: it is always set, so two phases written alike train alike whatever optimizer the
             previous phase left (a rebuilt optimizer would otherwise get torch's default, 0 for SGD and
             RMSprop). None leaves it to the optimizer (e.g. the GANs' RMSprop without momentum, or Adam's
             own betas); a phase that switches the optimizer class then gets the class's default.
-        momentum_decay: as lr_decay, for momentum.
-        power: exponent p of POLYNOMIAL decays.
+        momentum_decay: as lr_decay, for momentum; (POLYNOMIAL, p) sets momentum's own exponent (the seed's
+            extra_mom).
+        power: exponent p of the POLYNOMIAL decays not given as (POLYNOMIAL, p).
         weight_decay: set on every parameter group for this phase; None keeps what the optimizer has.
         lr_multipliers: discriminative learning rates, one factor per parameter group (e.g. [1/9, 1/3, 1]).
         opt_kwargs: other keyword arguments of the optimizer (eps, nesterov, ...).
@@ -91,7 +92,7 @@ class TrainingPhase:
     lr: Pair = 1e-2
     lr_decay: DecayType | str | tuple = DecayType.NO
     momentum: Pair | None = 0.9
-    momentum_decay: DecayType | str = DecayType.NO
+    momentum_decay: DecayType | str | tuple = DecayType.NO
     power: float = 2.0
     weight_decay: float | None = None
     lr_multipliers: list[float] | None = None
@@ -101,8 +102,11 @@ class TrainingPhase:
     def __post_init__(self):
         if not self.epochs > 0:
             raise UserError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
+        self.lr_power = self.momentum_power = self.power
         if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
-            self.lr_decay, self.power = self.lr_decay
+            self.lr_decay, self.lr_power = self.lr_decay
+        if isinstance(self.momentum_decay, (tuple, list)):
+            self.momentum_decay, self.momentum_power = self.momentum_decay
         self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
         self.opt_class = optimizer_class(self.opt_fn)
         self.lr_range = self._range(self.lr, self.lr_decay, "lr")
@@ -121,11 +125,11 @@ class TrainingPhase:
         return start, end
 
     def lr_at(self, pct: float) -> float:
-        return annealed(*self.lr_range, pct, self.lr_decay, self.power)
+        return annealed(*self.lr_range, pct, self.lr_decay, self.lr_power)
 
     def momentum_at(self, pct: float) -> float | None:
         return None if self.momentum_range is None else annealed(*self.momentum_range, pct, self.momentum_decay,
-                                                                 self.power)
+                                                                 self.momentum_power)
 
 
 def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max_mom: float = 0.95,

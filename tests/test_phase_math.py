@@ -35,9 +35,20 @@ def test_ranges_a_single_value_stays_put_or_decays_to_zero():
     assert TrainingPhase(1, lr=(0.3, 0.1), lr_decay="cosine").lr_range == (0.3, 0.1)
     phase = TrainingPhase(1, lr=(0.4, 0.1), lr_decay=(DecayType.POLYNOMIAL, 3), momentum=(0.95, 0.85),
                           momentum_decay="linear")
-    assert phase.power == 3 and phase.lr_at(0.5) == pytest.approx(0.1 + 0.3 * 0.5**3)
+    assert phase.lr_at(0.5) == pytest.approx(0.1 + 0.3 * 0.5**3)
     assert phase.momentum_at(0.5) == pytest.approx(0.9) and phase.momentum_at(1.0) == pytest.approx(0.85)
     assert TrainingPhase(1, momentum=None).momentum_range is None and TrainingPhase(1).momentum_range == (0.9, 0.9)
+
+
+def test_lr_and_momentum_each_keep_their_own_polynomial_exponent():
+    """The seed's TrainingPhase takes (POLYNOMIAL, p) for each (extra_lr, extra_mom); `power` is the default."""
+    both = TrainingPhase(1, lr=(0.4, 0.0), lr_decay=("polynomial", 3), momentum=(0.95, 0.85),
+                         momentum_decay=["polynomial", 0.5])  # a list: as it comes from YAML
+    assert both.lr_at(0.5) == pytest.approx(0.4 * 0.5**3)  # end + (start - end) (1 - pct)^p
+    assert both.momentum_at(0.5) == pytest.approx(0.85 + 0.1 * 0.5**0.5)
+    default = TrainingPhase(1, lr=(0.4, 0.0), lr_decay=("polynomial", 3), momentum=(0.95, 0.85),
+                            momentum_decay="polynomial", power=1.5)
+    assert default.momentum_at(0.5) == pytest.approx(0.85 + 0.1 * 0.5**1.5)  # power, not lr's 3
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"epochs": 1, "lr": (0.1, 0.0), "lr_decay": "exponential"},
