@@ -114,7 +114,9 @@ def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
     state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
     state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's files carry the classifier too
     torch.save(state, tmp_path / "vgg16.pth")
-    assert torch.equal(load_vgg16("vgg16", str(tmp_path / "vgg16.pth"))[0].weight, state["features.0.weight"])
+    loaded = load_vgg16("vgg16", str(tmp_path / "vgg16.pth"))
+    assert torch.equal(loaded[0].weight, state["features.0.weight"])
+    assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training  # frozen
     with pytest.raises(UserError, match="holds torchvision vgg16 weights, not vgg16_bn: .*--model.arch vgg16"):
         load_vgg16("vgg16_bn", str(tmp_path / "vgg16.pth"))
     torch.save(vgg16_features(batch_norm=True).state_dict(), tmp_path / "vgg16_bn.pth")

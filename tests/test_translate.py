@@ -70,6 +70,24 @@ def test_inputs_with_one_stem_get_their_own_outputs(tiny_model, tmp_path):
     assert not np.array_equal(alone["a.png"], alone["a.bmp"])
 
 
+@pytest.mark.parametrize("height, width, pads, mode", [
+    (9, 13, (0, 3, 0, 3), "reflect"),     # up to 12 x 16, multiples of 4, mirrored at the bottom and right
+    (9, 12, (0, 0, 0, 3), "reflect"),     # only the height needs it
+    (4, 12, (0, 0, 0, 4), "replicate"),   # to 8: a reflection needs a pad smaller than the side
+    (2, 3, (0, 5, 0, 6), "replicate")])   # to 8 x 8, the generator's least
+def test_images_are_padded_at_the_bottom_and_right_then_cut_back(tiny_model, tmp_path, height, width, pads, mode):
+    import torch.nn.functional as F
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "in" / "x.png")
+    translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "out"))
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        y = tiny_model.gen_a2b(F.pad(x, pads, mode=mode))[0, :, :height, :width]
+    expected = ((y + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
+    assert np.abs(np.array(Image.open(tmp_path / "out" / "x.png")).astype(float) - expected).max() <= 1
+
+
 @pytest.mark.parametrize("height, width", [(2, 3), (1, 1), (5, 7), (9, 4)])
 def test_images_smaller_than_the_generators_bottleneck_are_translated_at_their_size(tiny_model, tmp_path, height,
                                                                                     width):
@@ -133,6 +151,9 @@ def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_
     torch.save(discriminator, tmp_path / "latest_net_D_A.pth")
     with pytest.raises(UserError, match="not a ResNet generator \\(a discriminator"):
         translate(str(tmp_path / "latest_net_D_A.pth"), str(inputs), str(tmp_path / "out"))
+    torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), tmp_path / "some_conv.pth")  # tensors, but not junyanz's
+    with pytest.raises(UserError, match="some_conv.pth is not a Lightning checkpoint"):
+        translate(str(tmp_path / "some_conv.pth"), str(inputs), str(tmp_path / "out"))
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint"):
         translate(str(tmp_path / "list.pth"), str(inputs), str(tmp_path / "out"))
