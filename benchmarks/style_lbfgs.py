@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import profiled  # noqa: E402
 from datamodules.style import DEFAULT_CONTENT, StyleTransferDataModule  # noqa: E402
-from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet  # noqa: E402
+from lightning_modules.nets.vgg import block_ends, load_vgg, normalize_imagenet  # noqa: E402
 from lightning_modules.style_transfer import StyleTransfer, median_filtered_noise  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def lightning_run(args, data) -> tuple[float, float]:
 def plain_run(args, data) -> tuple[float, float]:
     """The seed's loop: forward hooks, comb_loss, optim.LBFGS(lr=1) stepped while n_iter < iters (closure calls)."""
     torch.manual_seed(0)
-    vgg = load_vgg16(args.arch, args.vgg_weights).to(args.device)
+    vgg = load_vgg(args.arch, args.vgg_weights).to(args.device)
     ends = list(block_ends(vgg).values())
     saved = {}
     hooks = [vgg[i].register_forward_hook(lambda m, i, o, k=k: saved.__setitem__(k, o)) for k, i in enumerate(ends)]

@@ -17,13 +17,13 @@ from callbacks.errors import UserError, own_flags
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
-from lightning_modules.nets.vgg import block_ends, load_vgg16, normalize_imagenet, relu_layers, saved_features
+from lightning_modules.nets.vgg import block_ends, load_vgg, normalize_imagenet, relu_layers, saved_features
 
 # Features of one image divided by its numel are ~1e-3, Gram entries ~1e-6 and their squared errors ~1e-12:
 # below L-BFGS's tolerance_grad in single precision. The seed scaled them; so does this, out of the user's sight.
 CONTENT_SCALE = 1e6  # the seed's comb_loss: F.mse_loss(outs[3], targ_vs[3]) * 1000000
 STYLE_SCALE = 1e12  # the seed's gram(...) * 1e6, squared inside the MSE
-NOT_ART = ("VGG16 has RANDOM weights (vgg_weights random): the losses and the image are real, "
+NOT_ART = ("The VGG has RANDOM weights (vgg_weights random): the losses and the image are real, "
            "the result is not art")
 
 
@@ -70,7 +70,8 @@ class StyleTransfer(L.LightningModule):
     content_weight * 1e6 * MSE(content layer) + style_weight * 1e12 * sum_l w_l MSE(gram_l), as the seed's comb_loss.
 
     Args:
-        arch: "vgg16_bn" (fastai 0.7's vgg16, which the seed used) or "vgg16".
+        arch: "vgg16_bn" (fastai 0.7's vgg16, which the seed used), "vgg16", or "vgg19"/"vgg19_bn" (Gatys et al.'s
+            network, pystiche's default).
         vgg_weights: "imagenet" (torchvision's, from the torch cache), a path to torchvision's weights file,
             or "random" (tests and demos only: the result is not art).
         content_layer: the ReLU whose activations the result must match (the seed: block_ends[3], relu4_3; Gatys et
@@ -91,8 +92,8 @@ class StyleTransfer(L.LightningModule):
     # which Lightning converts to a Python number after every batch)
     progress_bar_metrics = ("train/loss",)
 
-    def __init__(self, arch: Literal["vgg16", "vgg16_bn"] = "vgg16_bn", vgg_weights: str = "imagenet",
-                 content_layer: str = "relu4_3",
+    def __init__(self, arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn",
+                 vgg_weights: str = "imagenet", content_layer: str = "relu4_3",
                  style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
                  style_layer_weights: list[float] | None = None, content_weight: float = 1.0,
                  style_weight: float = 1.0, gram_diagonal: bool = False,
@@ -100,7 +101,7 @@ class StyleTransfer(L.LightningModule):
                  show_iter: int = 100):
         super().__init__()
         self.save_hyperparameters()
-        features = load_vgg16(arch, vgg_weights)
+        features = load_vgg(arch, vgg_weights)
         relus = relu_layers(features)
         self.style_layers, self.content_layer = list(style_layers) * (style_weight != 0), content_layer
         self.style_layer_weights = list(style_layer_weights or [1.0] * len(style_layers))
@@ -112,7 +113,7 @@ class StyleTransfer(L.LightningModule):
         self.layers = self.style_layers + [content_layer] * (content_weight != 0)
         unknown = sorted(set(self.layers) - set(relus))
         if unknown:
-            raise UserError(f"unknown layers {unknown}; VGG16's are {list(relus)} (block ends: "
+            raise UserError(f"unknown layers {unknown}; the {arch}'s are {list(relus)} (block ends: "
                             f"{list(block_ends(features))})")
         self.layer_index = {name: relus[name] for name in dict.fromkeys(self.layers)}
         self.vgg = features[:max(self.layer_index.values()) + 1]  # nothing past the deepest layer used
@@ -227,7 +228,7 @@ class StyleTransfer(L.LightningModule):
 
 def stylize(content: list[str] | str | None = None, style: str | None = None, output: str = "stylized", size: int = 288,
             crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
-            arch: Literal["vgg16", "vgg16_bn"] = "vgg16_bn", content_weight: float = 1.0,
+            arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn", content_weight: float = 1.0,
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise", accelerator: str = "auto",
             precision: str = "32-true") -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
@@ -240,8 +241,8 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         size: shorter side of the content images (the seed: 288).
         crop: cut the content images to size x size squares.
         max_iter: L-BFGS iterations (the seed: 1000).
-        vgg_weights: "imagenet" (torch cache), a torchvision VGG16 weights file, or "random" (not art).
-        arch: "vgg16_bn" (the seed's) or "vgg16"; must match the weights.
+        vgg_weights: "imagenet" (torch cache), a torchvision VGG weights file of `arch`, or "random" (not art).
+        arch: "vgg16_bn" (the seed's), "vgg16", "vgg19" or "vgg19_bn"; must match the weights.
         content_weight: 0 for texture synthesis.
         style_weight: 0 for content reconstruction.
         init: "noise" or "content".

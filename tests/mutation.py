@@ -82,7 +82,7 @@ TARGETS = {
     "names": Target("datamodules/decode.py", ("output_names",), ("tests/test_translate.py", "-k", "output_names")),
     "reference_generator": Target("lightning_modules/cyclegan.py", ("reference_generator", "pad_to_multiple"),
                                   ("tests/test_translate.py", "-k", "reference or neither or smaller or padded")),
-    "vgg_layers": Target("lightning_modules/nets/vgg.py", ("block_ends", "relu_layers", "load_vgg16", "fits"),
+    "vgg_layers": Target("lightning_modules/nets/vgg.py", ("block_ends", "relu_layers", "load_vgg", "fits"),
                          ("tests/test_style.py", "tests/test_style_cli.py", "-k",
                           "relu or block_ends or gatys or unknown_layer or weights_file or local_weights")),
     "lbfgs": Target("lightning_modules/lbfgs.py",

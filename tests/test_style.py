@@ -10,7 +10,7 @@ from conftest import make_style_images
 
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer, gram
-from lightning_modules.nets.vgg import block_ends, relu_layers, vgg16_features
+from lightning_modules.nets.vgg import block_ends, relu_layers, vgg16_features, vgg_features
 from lightning_modules.style_transfer import style_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -220,6 +220,13 @@ def test_every_relu_is_named_by_block_and_conv():
     # with batch norm: conv, bn, relu; the block ends are the seed's [5, 12, 22, 32, 42]
     bn = relu_layers(vgg16_features(batch_norm=True))
     assert [bn[k] for k in ("relu1_1", "relu1_2", "relu2_1", "relu4_2", "relu5_3")] == [2, 5, 9, 29, 42]
+
+
+def test_vgg19_relus_follow_its_four_conv_blocks():
+    # configuration E: 2, 2, 4, 4, 4 convs (conv, relu each); pools at 4, 9, 18, 27, 36
+    relus = relu_layers(vgg_features("vgg19"))
+    assert len(relus) == 16 and relus["relu3_4"] == 17 and relus["relu4_2"] == 22 and relus["relu5_1"] == 29
+    assert list(block_ends(vgg_features("vgg19")).values()) == [3, 8, 17, 26, 35]
 
 
 def test_gatys_layers_hook_the_layers_they_name(style_images):

@@ -18,7 +18,7 @@ import train
 from callbacks.errors import UserError
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
-from lightning_modules.nets.vgg import load_vgg16, vgg16_features
+from lightning_modules.nets.vgg import load_vgg, vgg16_features, vgg_features
 from lightning_modules.style_transfer import stylize
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -106,7 +106,7 @@ def test_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(state, tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth")
-    assert torch.equal(load_vgg16("vgg16", "imagenet")[28].weight, state["features.28.weight"])
+    assert torch.equal(load_vgg("vgg16", "imagenet")[28].weight, state["features.28.weight"])
 
 
 def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
@@ -114,24 +114,29 @@ def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
     state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
     state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's files carry the classifier too
     torch.save(state, tmp_path / "vgg16.pth")
-    loaded = load_vgg16("vgg16", str(tmp_path / "vgg16.pth"))
+    loaded = load_vgg("vgg16", str(tmp_path / "vgg16.pth"))
     assert torch.equal(loaded[0].weight, state["features.0.weight"])
     assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training  # frozen
     with pytest.raises(UserError, match="holds torchvision vgg16 weights, not vgg16_bn: .*--model.arch vgg16"):
-        load_vgg16("vgg16_bn", str(tmp_path / "vgg16.pth"))
+        load_vgg("vgg16_bn", str(tmp_path / "vgg16.pth"))
     torch.save(vgg16_features(batch_norm=True).state_dict(), tmp_path / "vgg16_bn.pth")
     with pytest.raises(UserError, match="holds torchvision vgg16_bn weights, not vgg16: .*--model.arch vgg16_bn"):
-        load_vgg16("vgg16", str(tmp_path / "vgg16_bn.pth"))
+        load_vgg("vgg16", str(tmp_path / "vgg16_bn.pth"))
+    vgg19 = vgg_features("vgg19").state_dict()
+    torch.save(vgg19, tmp_path / "vgg19.pth")
+    with pytest.raises(UserError, match="holds torchvision vgg19 weights, not vgg16: .*--model.arch vgg19"):
+        load_vgg("vgg16", str(tmp_path / "vgg19.pth"))
+    assert torch.equal(load_vgg("vgg19", str(tmp_path / "vgg19.pth"))[34].weight, vgg19["34.weight"])  # conv5_4
     torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)).state_dict(), tmp_path / "other_net.pth")
     (tmp_path / "notes.txt").write_text("not weights")
     torch.save([torch.zeros(1)], tmp_path / "a_list.pth")
-    for name, problem in (("other_net.pth", "does not hold torchvision VGG16 weights"),
+    for name, problem in (("other_net.pth", "does not hold torchvision VGG weights"),
                           ("notes.txt", "is not a PyTorch weights file"),
                           ("a_list.pth", "holds a list, not a state dict")):
         with pytest.raises(UserError, match=problem):
-            load_vgg16("vgg16", str(tmp_path / name))
+            load_vgg("vgg16", str(tmp_path / name))
     with pytest.raises(FileNotFoundError, match="no such file"):
-        load_vgg16("vgg16", str(tmp_path / "absent.pth"))
+        load_vgg("vgg16", str(tmp_path / "absent.pth"))
 
 
 def test_stylize_command_writes_the_images(style_images, tmp_path):

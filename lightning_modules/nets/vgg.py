@@ -1,4 +1,4 @@
-"""Frozen VGG16 features with the seed's forward hooks (Simonyan & Zisserman 2015; DL2 2018 lesson 13)."""
+"""Frozen VGG16 (or VGG19) features with the seed's forward hooks (Simonyan & Zisserman 2015; DL2 2018 lesson 13)."""
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -6,18 +6,26 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.vgg import VGG16_BN_Weights, VGG16_Weights, cfgs, make_layers
+from torchvision.models.vgg import VGG16_BN_Weights, VGG16_Weights, VGG19_BN_Weights, VGG19_Weights, cfgs, make_layers
 
 from callbacks.errors import UserError, one_line
 
 # fastai 0.7's `vgg16(True)`, which the seed uses, is torchvision's vgg16_bn features: block ends [5, 12, 22, 32, 42]
-ARCHS = {"vgg16": (False, VGG16_Weights.IMAGENET1K_V1), "vgg16_bn": (True, VGG16_BN_Weights.IMAGENET1K_V1)}
+# torchvision's configuration (D: VGG16, E: VGG19, Gatys et al.'s and pystiche's), batch norm, ImageNet weights
+ARCHS = {"vgg16": ("D", False, VGG16_Weights.IMAGENET1K_V1), "vgg16_bn": ("D", True, VGG16_BN_Weights.IMAGENET1K_V1),
+         "vgg19": ("E", False, VGG19_Weights.IMAGENET1K_V1), "vgg19_bn": ("E", True, VGG19_BN_Weights.IMAGENET1K_V1)}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def vgg16_features(batch_norm: bool = False) -> nn.Sequential:
     """torchvision's VGG16 `features` (configuration D), built without the 120 M-parameter classifier."""
     return make_layers(cfgs["D"], batch_norm=batch_norm)
+
+
+def vgg_features(arch: str) -> nn.Sequential:
+    """The `features` of one of ARCHS, without the classifier."""
+    config, batch_norm, _ = ARCHS[arch]
+    return make_layers(cfgs[config], batch_norm=batch_norm)
 
 
 def block_ends(features: nn.Sequential) -> dict[str, int]:
@@ -73,12 +81,12 @@ def saved_features(modules: list[nn.Module]) -> Iterator[list[SaveFeatures]]:
         yield hooks
 
 
-def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequential:
-    """VGG16 features, frozen and in eval mode; `weights` is "imagenet", a state-dict file, or "random"."""
+def load_vgg(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequential:
+    """VGG16 or VGG19 features, frozen and in eval mode; `weights` is "imagenet", a state-dict file, or "random"."""
     if arch not in ARCHS:
         raise UserError(f"arch must be one of {sorted(ARCHS)} (got {arch!r})")
-    batch_norm, imagenet = ARCHS[arch]
-    features = vgg16_features(batch_norm)
+    imagenet = ARCHS[arch][2]
+    features = vgg_features(arch)
     if weights != "random":
         state = imagenet_state(arch, imagenet) if weights == "imagenet" else file_state(Path(weights))
         state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
@@ -89,14 +97,14 @@ def load_vgg16(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequenti
             if other:
                 raise UserError(f"{weights} holds torchvision {other} weights, not {arch}: set the arch to {other} "
                                 f"(--model.arch {other})") from error
-            raise UserError(f"{weights} does not hold torchvision VGG16 weights ({one_line(str(error))[:200]}...); "
+            raise UserError(f"{weights} does not hold torchvision VGG weights ({one_line(str(error))[:200]}...); "
                             "give torchvision's ImageNet file, vgg16_bn-6c64b313.pth or vgg16-397923af.pth") from error
     return features.eval().requires_grad_(False)
 
 
 def fits(arch: str, state: dict) -> bool:
     try:
-        vgg16_features(ARCHS[arch][0]).load_state_dict(state)
+        vgg_features(arch).load_state_dict(state)
     except RuntimeError:
         return False
     return True
@@ -117,22 +125,22 @@ def imagenet_state(arch: str, imagenet) -> dict[str, Tensor]:
 
 def file_state(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
-        raise FileNotFoundError(f"--model.vgg_weights {path}: no such file; give torchvision's VGG16 weights file "
+        raise FileNotFoundError(f"--model.vgg_weights {path}: no such file; give torchvision's VGG weights file "
                                 "(e.g. vgg16_bn-6c64b313.pth), 'imagenet' for the torch cache, or 'random'")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling, zip and weights_only errors differ by file and torch version
         raise UserError(f"--model.vgg_weights {path} is not a PyTorch weights file ({type(error).__name__}: "
-                        f"{one_line(str(error))[:200]}); give torchvision's VGG16 weights file") from error
+                        f"{one_line(str(error))[:200]}); give torchvision's VGG weights file") from error
     state = state.get("state_dict", state) if isinstance(state, dict) else state  # a checkpoint may wrap one
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise UserError(f"--model.vgg_weights {path} holds a {type(state).__name__}, not a state dict of tensors; "
-                        "give torchvision's VGG16 weights file (e.g. vgg16_bn-6c64b313.pth)")
+                        "give torchvision's VGG weights file (e.g. vgg16_bn-6c64b313.pth)")
     return state
 
 
 def normalize_imagenet(images: Tensor) -> Tensor:
-    """(N, 3, H, W) pixels in [0, 1] -> the inputs torchvision's ImageNet VGG16 was trained on."""
+    """(N, 3, H, W) pixels in [0, 1] -> the inputs torchvision's ImageNet VGGs were trained on."""
     mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (images - mean) / std
