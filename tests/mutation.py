@@ -84,7 +84,8 @@ TARGETS = {
                                   ("tests/test_translate.py", "-k", "reference or neither or smaller or padded")),
     "vgg_layers": Target("lightning_modules/nets/vgg.py", ("block_ends", "relu_layers", "load_vgg", "fits"),
                          ("tests/test_style.py", "tests/test_style_cli.py", "-k",
-                          "relu or block_ends or gatys or unknown_layer or weights_file or local_weights")),
+                          "relu or block_ends or gatys or unknown_layer or weights_file or local_weights"
+                          " or torch_cache")),
     "lbfgs": Target("lightning_modules/lbfgs.py",
                     ("rowdot", "BatchLBFGS.step", "BatchLBFGS._remember", "BatchLBFGS._direction"),
                     ("tests/test_lbfgs_core.py", "tests/test_style_lbfgs.py")),
