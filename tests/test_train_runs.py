@@ -103,17 +103,22 @@ class StartStep(L.Callback):
         Path(trainer.default_root_dir, "start_step").write_text(str(trainer.global_step))
 
 
-def test_a_run_that_max_steps_ends_mid_epoch_leaves_last_ckpt_at_its_last_step(tiny_cifar, tmp_path):
-    """The config's ModelCheckpoint saves after validations only (epoch ends): last.ckpt must still hold the final
-    weights, which results.json names, the classify command reads and a resume continues from."""
-    runs = tmp_path / "runs"
-    train.main(job(tiny_cifar, runs, "--run_name", "r", "--trainer.max_steps", "2"))  # 3 batches of 8 an epoch
-    results = json.loads((runs / "r" / "results.json").read_text())
+def test_a_run_that_ends_mid_epoch_leaves_last_ckpt_at_its_last_step(tiny_cifar, tmp_path):
+    """A 1cycle of 1.5 epochs ends the run in the middle of its second epoch, with no validation there, so the
+    config's ModelCheckpoint (after validations) holds the first epoch's weights: last.ckpt must still hold the
+    final ones, which results.json names, the classify command reads and a resume continues from."""
+    runs, config = tmp_path / "runs", tmp_path / "short_cycle.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: callbacks.TrainingPhaseScheduler\n      init_args:\n"
+                      "        one_cycle: {div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85, cycle_len: 1.5}\n"
+                      "    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+                      "        {monitor: val/acc, mode: max, save_last: true}\n")
+    train.main(job(tiny_cifar, runs, "--run_name", "r", "--config", str(config), "--trainer.max_epochs", "2"))
+    results = json.loads((runs / "r" / "results.json").read_text())  # 3 batches of 8 an epoch: 4 steps in 1.5
     saved = torch.load(results["checkpoint"]["last"], weights_only=False)
-    assert results["global_step"] == saved["global_step"] == 2
+    assert results["global_step"] == saved["global_step"] == 4
     train.main(job(tiny_cifar, runs, "--run_name", "r", "--ckpt_path", "last", "--trainer.max_steps", "5",
-                   "--trainer.max_epochs", "2", "--trainer.callbacks+=test_train_runs.StartStep"))
-    assert (runs / "r" / "start_step").read_text() == "2"  # where the first run ended (before: no last.ckpt at all)
+                   "--trainer.max_epochs", "3", "--trainer.callbacks+=test_train_runs.StartStep"))
+    assert (runs / "r" / "start_step").read_text() == "4"  # where the first run ended
 
 
 def test_a_config_without_a_checkpoint_callback_keeps_lightnings_in_the_run_folder(tiny_cifar, tmp_path):
