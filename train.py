@@ -156,11 +156,7 @@ class TimedSave(Callback):
         self.last = time.monotonic()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        due = time.monotonic() - self.last >= self.seconds
-        if trainer.world_size > 1:
-            due = trainer.strategy.broadcast(due)  # rank 0's clock for all: saving is collective
-        if due and not trainer.fast_dev_run:
-            trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
+        if save_if(trainer, self.path, time.monotonic() - self.last >= self.seconds):  # rank 0's clock
             self.last = time.monotonic()
 
 
@@ -175,20 +171,26 @@ class FinalSave(Checkpoint):
     def on_train_epoch_end(self, trainer, pl_module):
         stopping = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step or (
             trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs)
-        if not stopping or trainer.fast_dev_run or trainer.sanity_checking:
-            return
-        due = saved_step(self.path) != trainer.global_step
-        if trainer.world_size > 1:
-            due = trainer.strategy.broadcast(due)  # rank 0's reading for all: saving is collective
-        if due:
-            trainer.save_checkpoint(self.path)
+        if stopping and not trainer.sanity_checking:
+            save_if(trainer, self.path, saved_step(self.path) != trainer.global_step)  # rank 0's reading
+
+
+def save_if(trainer, path: Path, due: bool) -> bool:
+    """trainer.save_checkpoint(path) if rank 0 finds it `due` (saving is collective: every rank must agree); its
+    CheckpointIO writes atomically. Never in a fast_dev_run, which keeps no checkpoints."""
+    if trainer.world_size > 1:
+        due = trainer.strategy.broadcast(due)
+    if due and not trainer.fast_dev_run:
+        trainer.save_checkpoint(path)
+    return due
 
 
 def saved_step(path: Path) -> int | None:
-    import torch
-    try:  # memory-mapped: the tensors are not read
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step")
-    except Exception:  # absent, torn, or not ours: not the final step
+    """The global_step of the checkpoint at `path` (read memory-mapped), None when there is none to read."""
+    from lightning_modules.inference import read_checkpoint
+    try:
+        return read_checkpoint(str(path)).get("global_step")
+    except UserError:  # absent, torn, or not a Lightning checkpoint: not the final step
         return None
 
 
@@ -200,8 +202,8 @@ class MarkTraining(Callback):
         self.run_dir = run_dir
 
     def on_train_start(self, trainer, pl_module):
-        info = read_run(self.run_dir)
-        if trainer.is_global_zero and info is not None and not info.get("trained", True):
+        info = read_run(self.run_dir) if trainer.is_global_zero else None  # rank 0 writes run.json
+        if info is not None and not info.get("trained", True):
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
 
 

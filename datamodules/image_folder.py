@@ -7,7 +7,6 @@ images keyed by id (`bedroom_train_lmdb/data.mdb`); it is read here directly, wi
 """
 
 import csv
-import math
 import os
 import random
 import warnings
@@ -223,9 +222,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         if not 0 < hp.sample_fraction <= 1:
             raise UserError(f"--data.sample_fraction must be in (0, 1] (got {hp.sample_fraction}); 0.1 keeps 10%")
         if hp.isize < 16 or hp.isize & (hp.isize - 1):
-            nearest = max(16, 2 ** round(math.log2(max(hp.isize, 1))))
+            from lightning_modules.nets.dcgan import nearest_power_of_two
             raise UserError(f"--data.isize must be a power of 2, at least 16 (got {hp.isize}): the DCGAN critic "
-                            f"halves the image down to 4x4; try --data.isize {nearest} (and the same --model.isize)")
+                            f"halves the image down to 4x4; try --data.isize {nearest_power_of_two(hp.isize)} (and "
+                            "the same --model.isize)")
         if hp.in_memory and hp.random_crop:
             raise UserError("--data.in_memory true keeps one centre crop per image; add --data.random_crop false")
 

@@ -196,17 +196,14 @@ class CycleGAN(L.LightningModule):
                   "gan_b2a": gan_loss(self.disc_a(fake_a), True, hp.gan_mode),
                   "cycle_a": hp.lambda_cycle * cycle_loss(rec_a, real_a),
                   "cycle_b": hp.lambda_cycle * cycle_loss(rec_b, real_b)}
-        visuals = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "real_b": real_b, "fake_a": fake_a,
-                   "rec_b": rec_b}
-        if hp.lambda_identity > 0:
+        row_a = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a}  # each domain's row of the visuals
+        row_b = {"real_b": real_b, "fake_a": fake_a, "rec_b": rec_b}
+        if hp.lambda_identity > 0:  # the identity images end each row, as the reference's idt_B and idt_A
             weight = hp.lambda_identity * hp.lambda_cycle
-            same_a, same_b = self.gen_b2a(real_a), self.gen_a2b(real_b)
-            losses["identity_a"] = weight * identity_loss(same_a, real_a)
-            losses["identity_b"] = weight * identity_loss(same_b, real_b)
-            # in each domain's row after the reconstruction, as the reference's idt_B and idt_A
-            visuals = {"real_a": real_a, "fake_b": fake_b, "rec_a": rec_a, "same_a": same_a, "real_b": real_b,
-                       "fake_a": fake_a, "rec_b": rec_b, "same_b": same_b}
-        return losses, visuals
+            row_a["same_a"], row_b["same_b"] = self.gen_b2a(real_a), self.gen_a2b(real_b)
+            losses["identity_a"] = weight * identity_loss(row_a["same_a"], real_a)
+            losses["identity_b"] = weight * identity_loss(row_b["same_b"], real_b)
+        return losses, row_a | row_b
 
     def discriminator_loss(self, disc, real: Tensor, fake: Tensor) -> Tensor:
         return 0.5 * (gan_loss(disc(real), True, self.hparams.gan_mode)

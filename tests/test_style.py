@@ -10,7 +10,7 @@ from conftest import make_style_images
 
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer, gram
-from lightning_modules.nets.vgg import block_ends, relu_layers, vgg16_features, vgg_features
+from lightning_modules.nets.vgg import block_ends, relu_layers, vgg_features
 from lightning_modules.style_transfer import style_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -53,13 +53,13 @@ def test_gram_diagonal_variant_compares_only_channel_energies():
 
 def test_block_ends_of_vgg16_are_the_layers_before_each_max_pool():
     # configuration D: 2, 2, 3, 3, 3 convs (conv, relu each) then a pool: pools at 4, 9, 16, 23, 30
-    assert block_ends(vgg16_features(batch_norm=False)) == {
+    assert block_ends(vgg_features("vgg16")) == {
         "relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22, "relu5_3": 29}
 
 
 def test_block_ends_of_vgg16_bn_are_the_seeds_list():
     # conv, bn, relu per conv; the seed's notebook printed block_ends = [5, 12, 22, 32, 42]
-    assert list(block_ends(vgg16_features(batch_norm=True)).values()) == [5, 12, 22, 32, 42]
+    assert list(block_ends(vgg_features("vgg16_bn")).values()) == [5, 12, 22, 32, 42]
 
 
 def vgg_hooks(model):
@@ -158,7 +158,7 @@ def test_a_batch_gives_the_same_images_as_each_image_alone(style_images, tmp_pat
 
 def test_one_image_follows_the_seeds_plain_lbfgs_loop(style_images, tmp_path):
     model, data = model_and_data(style_images, init="content")
-    vgg = vgg16_features(batch_norm=False)
+    vgg = vgg_features("vgg16")
     vgg.load_state_dict(model.vgg.state_dict(), strict=False)  # model.vgg stops at relu5_3
     record = Record()
     # in float64 both runs agree to rounding: in float32 the summation order of the dot products grew through
@@ -214,11 +214,11 @@ def test_unknown_layer_lists_the_layers():
 
 def test_every_relu_is_named_by_block_and_conv():
     # configuration D: conv, relu per conv; pools at 4, 9, 16, 23, 30
-    assert relu_layers(vgg16_features(batch_norm=False)) == {
+    assert relu_layers(vgg_features("vgg16")) == {
         "relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13, "relu3_3": 15,
         "relu4_1": 18, "relu4_2": 20, "relu4_3": 22, "relu5_1": 25, "relu5_2": 27, "relu5_3": 29}
     # with batch norm: conv, bn, relu; the block ends are the seed's [5, 12, 22, 32, 42]
-    bn = relu_layers(vgg16_features(batch_norm=True))
+    bn = relu_layers(vgg_features("vgg16_bn"))
     assert [bn[k] for k in ("relu1_1", "relu1_2", "relu2_1", "relu4_2", "relu5_3")] == [2, 5, 9, 29, 42]
 
 
@@ -235,7 +235,7 @@ def test_gatys_layers_hook_the_layers_they_name(style_images):
     assert len(model.vgg) == 26  # cut after relu5_1, the deepest used (index 25)
     x = torch.rand(1, 3, 32, 32)
     features = model.features(x)
-    reference = vgg16_features(batch_norm=False)
+    reference = vgg_features("vgg16")
     reference.load_state_dict(model.vgg.state_dict(), strict=False)  # the same weights, run by hand to each layer
     normalized = (x - MEAN) / STD
     for name, index in (("relu4_2", 20), ("relu1_1", 1), ("relu3_1", 11), ("relu5_1", 25)):

@@ -18,7 +18,7 @@ import train
 from callbacks.errors import UserError
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
-from lightning_modules.nets.vgg import load_vgg, vgg16_features, vgg_features
+from lightning_modules.nets.vgg import load_vgg, vgg_features
 from lightning_modules.style_transfer import stylize
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -103,7 +103,7 @@ def test_without_weights_the_error_says_how_to_supply_them(style_images, tmp_pat
 def test_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
     offline(monkeypatch, tmp_path)
     torch.manual_seed(0)
-    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    state = {f"features.{k}": v for k, v in vgg_features("vgg16").state_dict().items()}
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(state, tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth")
     assert torch.equal(load_vgg("vgg16", "imagenet")[28].weight, state["features.28.weight"])
@@ -111,7 +111,7 @@ def test_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
 
 def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
     torch.manual_seed(0)
-    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    state = {f"features.{k}": v for k, v in vgg_features("vgg16").state_dict().items()}
     state["classifier.0.weight"] = torch.zeros(2, 2)  # torchvision's files carry the classifier too
     torch.save(state, tmp_path / "vgg16.pth")
     loaded = load_vgg("vgg16", str(tmp_path / "vgg16.pth"))
@@ -119,7 +119,7 @@ def test_a_local_weights_file_is_loaded_and_a_wrong_one_named(tmp_path):
     assert not any(p.requires_grad for p in loaded.parameters()) and not loaded.training  # frozen
     with pytest.raises(UserError, match="holds torchvision vgg16 weights, not vgg16_bn: .*--model.arch vgg16"):
         load_vgg("vgg16_bn", str(tmp_path / "vgg16.pth"))
-    torch.save(vgg16_features(batch_norm=True).state_dict(), tmp_path / "vgg16_bn.pth")
+    torch.save(vgg_features("vgg16_bn").state_dict(), tmp_path / "vgg16_bn.pth")
     with pytest.raises(UserError, match="holds torchvision vgg16_bn weights, not vgg16: .*--model.arch vgg16_bn"):
         load_vgg("vgg16", str(tmp_path / "vgg16_bn.pth"))
     vgg19 = vgg_features("vgg19").state_dict()

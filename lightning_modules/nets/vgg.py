@@ -17,29 +17,10 @@ ARCHS = {"vgg16": ("D", False, VGG16_Weights.IMAGENET1K_V1), "vgg16_bn": ("D", T
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def vgg16_features(batch_norm: bool = False) -> nn.Sequential:
-    """torchvision's VGG16 `features` (configuration D), built without the 120 M-parameter classifier."""
-    return make_layers(cfgs["D"], batch_norm=batch_norm)
-
-
 def vgg_features(arch: str) -> nn.Sequential:
-    """The `features` of one of ARCHS, without the classifier."""
+    """torchvision's `features` of one of ARCHS, built without the 120 M-parameter classifier."""
     config, batch_norm, _ = ARCHS[arch]
     return make_layers(cfgs[config], batch_norm=batch_norm)
-
-
-def block_ends(features: nn.Sequential) -> dict[str, int]:
-    """Index of the layer just before each max-pool, named like fast_neural_style's Vgg16 (relu1_2 ... relu5_3).
-
-    The seed's `[i-1 for i, o in enumerate(children(m_vgg)) if isinstance(o, nn.MaxPool2d)]`, plus names.
-    """
-    ends, block, convs = {}, 1, 0
-    for i, layer in enumerate(features):
-        convs += isinstance(layer, nn.Conv2d)
-        if isinstance(layer, nn.MaxPool2d):
-            ends[f"relu{block}_{convs}"] = i - 1
-            block, convs = block + 1, 0
-    return ends
 
 
 def relu_layers(features: nn.Sequential) -> dict[str, int]:
@@ -53,6 +34,13 @@ def relu_layers(features: nn.Sequential) -> dict[str, int]:
         elif isinstance(layer, nn.MaxPool2d):
             block, convs = block + 1, 0
     return names
+
+
+def block_ends(features: nn.Sequential) -> dict[str, int]:
+    """The last ReLU of each block, just before its max-pool, named like fast_neural_style's Vgg16 (relu1_2 ...
+    relu5_3): the seed's `[i-1 for i, o in enumerate(children(m_vgg)) if isinstance(o, nn.MaxPool2d)]`, plus names."""
+    last = {name.partition("_")[0]: (name, index) for name, index in relu_layers(features).items()}
+    return dict(last.values())
 
 
 class SaveFeatures:
