@@ -162,8 +162,9 @@ class TimedSave(Callback):
 
 class FinalSave(Checkpoint):
     """last.ckpt at the step training ends, if the config's checkpoint callbacks (at epoch ends, after validations)
-    left an older one: a run that max_steps or max_time ended mid-epoch would resume, and be classified, from
-    that. A Checkpoint, so Lightning runs it after the config's ModelCheckpoint and it sees that one's save."""
+    left an older one: a run that ended mid-epoch without a validation (a TrainingPhaseScheduler whose phases end
+    there) would resume, and be classified, from that. A Checkpoint, so Lightning runs it after the config's
+    ModelCheckpoint and it sees that one's save."""
 
     def __init__(self, path: Path):
         self.path = path
