@@ -3,6 +3,7 @@
 import os
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -32,7 +33,8 @@ PUBLISHED = {
 }
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, max_count: int | None = None) -> list[Path]:
+    """The folder's images at all depths, sorted; the first max_count of them (the reference's max_dataset_size)."""
     if not folder.is_dir():
         raise MissingDataError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
                                f"images under --data.data_dir (horse2zebra: downloaded into data/horse2zebra when "
@@ -41,7 +43,7 @@ def image_files(folder: Path) -> list[Path]:
     if not files:  # depths, as the reference's make_dataset
         raise MissingDataError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images; add them or point "
                                "--data.data_dir elsewhere")
-    return files
+    return files[:max_count]
 
 
 def load_image(file: Path, size: int) -> Tensor:
@@ -52,11 +54,33 @@ def load_image(file: Path, size: int) -> Tensor:
     return image
 
 
-def load_readable(files: list[Path], index: int, size: int) -> Tensor:
-    """files[index], or the next readable file after a warning naming each unreadable one (as ImageFiles)."""
+def load_for_crop(file: Path, preprocess: str, load_size: int, crop_size: int) -> Tensor:
+    """uint8 (3, H, W) to be cropped to crop_size, as the reference's --preprocess: resize_and_crop squashes to
+    load_size x load_size; scale_width_and_crop scales to width load_size, keeping the aspect (height at least
+    crop_size); crop keeps the file's size, which must be at least crop_size."""
+    image = read_rgb(file)
+    height, width = image.shape[-2:]
+    if preprocess == "resize_and_crop":
+        size = [load_size, load_size]
+    elif preprocess == "scale_width_and_crop":
+        size = [max(int(load_size * height / width), crop_size), load_size]
+    elif min(height, width) < crop_size:
+        raise UserError(f"{file} is {width}x{height}, smaller than crop_size {crop_size}, which --data.preprocess "
+                        f"crop cuts from each image as it is; lower --data.crop_size or use "
+                        f"--data.preprocess resize_and_crop")
+    else:
+        return image
+    if list(image.shape[-2:]) != size:
+        image = resize(image, size, InterpolationMode.BICUBIC, antialias=True)
+    return image
+
+
+def load_readable(files: list[Path], index: int, load) -> Tensor:
+    """load(files[index]), or of the next readable file after a warning naming each unreadable one (as
+    ImageFiles)."""
     for k in range(len(files)):
         try:
-            return load_image(files[(index + k) % len(files)], size)
+            return load(files[(index + k) % len(files)])
         except UnreadableImageError as error:
             warnings.warn(f"skipped: {error}", stacklevel=1)
     raise MissingDataError(f"none of the {len(files)} images in {files[0].parent} can be read; check the folder")
@@ -68,17 +92,22 @@ def count_images(root: Path) -> tuple[int, ...]:
 
 class UnpairedImages(Dataset):
     """The training set. Item i: A image i mod |A| with a B image drawn at random (the reference's unaligned
-    dataset); as long as the larger domain. Items are resized to load_size, randomly cropped to crop_size and
-    flipped. (Test and validation take each domain's images once instead: `DomainImages`.)
+    dataset; with `serial`, B image i mod |B|); as long as the larger domain. Items are resized as `preprocess`
+    says (`load_for_crop`), randomly cropped to crop_size and flipped. (Test and validation take each domain's
+    images once instead: `DomainImages`.)
 
     Keys are (index, epoch) pairs from `EpochSampler`: every random choice comes from a generator seeded
     by (seed, epoch, index), so an item is the same whatever the worker, the process or a resume.
     """
 
     def __init__(self, files_a: list[Path], files_b: list[Path], load_size: int, crop_size: int, flip: bool,
-                 seed: int = 0):
+                 seed: int = 0, preprocess: str = "resize_and_crop", serial: bool = False):
         self.files_a, self.files_b = files_a, files_b
         self.load_size, self.crop_size, self.flip, self.seed = load_size, crop_size, flip, seed
+        self.preprocess, self.serial = preprocess, serial
+
+    def load(self, file: Path) -> Tensor:
+        return load_for_crop(file, self.preprocess, self.load_size, self.crop_size)
 
     def __len__(self) -> int:
         return max(len(self.files_a), len(self.files_b))
@@ -87,12 +116,14 @@ class UnpairedImages(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         rng = np.random.default_rng([self.seed, epoch, index])
         b = int(rng.integers(len(self.files_b)))  # unpaired: B is drawn anew for every item
-        return (self.augment(load_readable(self.files_a, index % len(self.files_a), self.load_size), rng),
-                self.augment(load_readable(self.files_b, b, self.load_size), rng))
+        if self.serial:
+            b = index % len(self.files_b)
+        return (self.augment(load_readable(self.files_a, index % len(self.files_a), self.load), rng),
+                self.augment(load_readable(self.files_b, b, self.load), rng))
 
     def augment(self, image: Tensor, rng: np.random.Generator) -> Tensor:
         """Random crop_size crop, then a left-right flip with probability 1/2 (uint8 slicing: no resampling)."""
-        top, left = rng.integers(self.load_size - self.crop_size + 1, size=2)
+        top, left = (rng.integers(side - self.crop_size + 1) for side in image.shape[-2:])
         image = image[:, top:top + self.crop_size, left:left + self.crop_size]
         if self.flip and rng.random() < 0.5:
             image = image.flip(-1)
@@ -135,6 +166,13 @@ class UnpairedImageDataModule(L.LightningDataModule):
         load_size: training images are first resized to load_size x load_size (the reference: 286).
         crop_size: then randomly cropped to crop_size (256); test images are resized to it. Multiple of 4.
         flip: random left-right flips of training images.
+        preprocess: how training images come to crop_size, as the reference's --preprocess: resize_and_crop
+            (squashed to load_size x load_size, then a random crop), scale_width_and_crop (width scaled to
+            load_size keeping the aspect, then a random crop: for wide images such as Cityscapes'), crop (a random
+            crop of the image as it is). Test and validation images are squashed to crop_size in all three.
+        max_dataset_size: at most this many images of each folder, the first in sorted order (null: all).
+        serial_batches: take A and B images in order (A image i with B image i mod |B|), no shuffle: the
+            reference's --serial_batches. Off: A images shuffled, each with a B image drawn at random.
         num_workers: DataLoader worker processes decoding the images (at most the CPUs this process may use).
         seed: seed of the shuffle, the B draws, the crops and the flips.
         download: fetch the reference's zip when data_dir is missing. Verified by its published sha256 (where
@@ -145,8 +183,10 @@ class UnpairedImageDataModule(L.LightningDataModule):
     """
 
     def __init__(self, data_dir: str = "data/horse2zebra", batch_size: int = 1, load_size: int = 286,
-                 crop_size: int = 256, flip: bool = True, num_workers: int = 4, seed: int = 0,
-                 download: bool = True, url: str | None = None, verify_sha256: bool = True):
+                 crop_size: int = 256, flip: bool = True,
+                 preprocess: Literal["resize_and_crop", "scale_width_and_crop", "crop"] = "resize_and_crop",
+                 max_dataset_size: int | None = None, serial_batches: bool = False, num_workers: int = 4,
+                 seed: int = 0, download: bool = True, url: str | None = None, verify_sha256: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
@@ -163,9 +203,15 @@ class UnpairedImageDataModule(L.LightningDataModule):
         if hp.crop_size % 4 or hp.crop_size < 32:
             raise UserError(f"crop_size must be a multiple of 4 and at least 32 (got {hp.crop_size}): the generator "
                             f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size 256")
-        if hp.load_size < hp.crop_size:
+        if hp.preprocess not in ("resize_and_crop", "scale_width_and_crop", "crop"):
+            raise UserError(f"preprocess must be resize_and_crop, scale_width_and_crop or crop (got "
+                            f"{hp.preprocess!r}); the reference's scale_width and none give images of other sizes "
+                            f"than crop_size, which this module's batches and grids need")
+        if hp.load_size < hp.crop_size and hp.preprocess != "crop":
             raise UserError(f"load_size {hp.load_size} is smaller than crop_size {hp.crop_size}; "
                             f"set --data.load_size to crop_size or more (the reference: 286 for 256)")
+        if hp.max_dataset_size is not None:
+            check_batch_size("max_dataset_size", hp.max_dataset_size, 1)
 
     def prepare_data(self) -> None:
         """Once per node: download the reference's zip when data_dir does not exist (never into a folder the
@@ -208,8 +254,10 @@ class UnpairedImageDataModule(L.LightningDataModule):
         self.check()
         check_folder(root)
         if stage == "fit":
-            self.train_set = UnpairedImages(image_files(root / "trainA"), image_files(root / "trainB"),
-                                            hp.load_size, hp.crop_size, hp.flip, hp.seed)
+            count = hp.max_dataset_size
+            self.train_set = UnpairedImages(image_files(root / "trainA", count), image_files(root / "trainB", count),
+                                            hp.load_size, hp.crop_size, hp.flip, hp.seed, hp.preprocess,
+                                            hp.serial_batches)
             try:  # training needs only trainA and trainB, as the reference's; say now what the test will lack
                 self.domain_sets()
                 self.has_test_data = True
@@ -220,7 +268,9 @@ class UnpairedImageDataModule(L.LightningDataModule):
             self.domain_sets()  # names a missing or empty testA/testB now rather than in the loop
 
     def domain_sets(self) -> list[DomainImages]:
-        return [DomainImages(image_files(self.root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
+        hp = self.hparams
+        return [DomainImages(image_files(self.root / f"test{side}", hp.max_dataset_size), hp.crop_size)
+                for side in "AB"]
 
     def _loader(self, dataset: Dataset, sampler=None) -> DataLoader:
         workers = max_workers(self.hparams.num_workers)
@@ -229,7 +279,9 @@ class UnpairedImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return self._loader(self.train_set, EpochSampler(self.train_set, world, rank, seed=self.hparams.seed))
+        return self._loader(self.train_set, EpochSampler(self.train_set, world, rank,
+                                                         shuffle=not self.hparams.serial_batches,
+                                                         seed=self.hparams.seed))
 
     def _domain_loaders(self) -> list[DataLoader]:
         """testA and testB at crop_size, each image once over all ranks: loader 0 is domain A, loader 1 domain B.

@@ -122,6 +122,64 @@ def test_two_ranks_take_disjoint_halves_of_one_shuffle(tiny_unpaired):
     assert sorted(indices) == list(range(6)) and all(epoch == 0 for keys in ranks for _, epoch in keys)
 
 
+def windows(image, size):
+    """Every size x size window of a (C, H, W) image and of its mirror."""
+    height, width = image.shape[-2:]
+    return [x[:, t:t + size, s:s + size] for x in (image, image.flip(-1))
+            for t in range(height - size + 1) for s in range(width - size + 1)]
+
+
+@pytest.mark.parametrize("size, scaled", [((40, 80), (48, 32)),  # wide 80x40: width 48, height 24 -> crop_size 32
+                                          ((80, 40), (48, 96))])  # tall 40x80: width 48, height 96
+def test_scale_width_and_crop_keeps_the_aspect_and_crops_from_the_scaled_image(tmp_path, size, scaled):
+    root = make_unpaired(tmp_path / "d", counts=(1, 1, 1, 1), size=size, gray_in=None)
+    dm = data_module(root, load_size=48, crop_size=32, preprocess="scale_width_and_crop")
+    width, height = scaled  # by the reference's rule: width load_size, height max(load_size * h / w, crop_size)
+    expected = resize(png(dm.train_set.files_a[0]), [height, width], InterpolationMode.BICUBIC, antialias=True)
+    assert expected.shape[-2:] == (height, width)
+    crops = {}
+    for epoch in range(16):
+        a, _ = dm.train_set[0, epoch]
+        assert a.shape == (3, 32, 32) and any(torch.equal(a, w) for w in windows(expected, 32))
+        crops[a.numpy().tobytes()] = True
+    assert len(crops) > 4  # random positions, not one fixed window
+
+
+def test_crop_cuts_from_the_file_as_it_is_and_names_a_file_too_small(tmp_path):
+    root = make_unpaired(tmp_path / "d", counts=(1, 1, 1, 1), size=(36, 40), gray_in=None)  # 40 wide, 36 high
+    dm = data_module(root, load_size=16, crop_size=32, preprocess="crop")  # load_size plays no part
+    original = png(dm.train_set.files_a[0])
+    for epoch in range(8):
+        a, _ = dm.train_set[0, epoch]
+        assert a.shape == (3, 32, 32) and any(torch.equal(a, w) for w in windows(original, 32))
+    small = data_module(root, load_size=16, crop_size=40, preprocess="crop")
+    with pytest.raises(UserError, match=r"000.png is 40x36, smaller than crop_size 40.*resize_and_crop"):
+        small.train_set[0, 0]
+
+
+def test_max_dataset_size_takes_the_first_images_of_each_folder(tiny_unpaired):
+    dm = data_module(tiny_unpaired, max_dataset_size=2)  # 3 A, 6 B, 2 testA, 3 testB
+    first_two = [sorted((tiny_unpaired / folder).iterdir())[:2] for folder in ("trainA", "trainB")]
+    assert [dm.train_set.files_a, dm.train_set.files_b] == first_two and len(dm.train_set) == 2
+    assert [len(images) for images in dm.domain_sets()] == [2, 2]
+    with pytest.raises(UserError, match="max_dataset_size must be at least 1"):
+        data_module(tiny_unpaired, max_dataset_size=0)
+
+
+def test_serial_batches_pair_image_i_with_image_i_in_order(tmp_path):
+    root = make_unpaired(tmp_path / "d", counts=(2, 5, 1, 1), size=(32, 32), gray_in=None)
+    dm = data_module(root, load_size=32, flip=False, serial_batches=True, batch_size=1)
+    files_a, files_b = [png(f) for f in dm.train_set.files_a], [png(f) for f in dm.train_set.files_b]
+    pairs = [(next(i for i, f in enumerate(files_a) if torch.equal(f, a[0])),
+              next(i for i, f in enumerate(files_b) if torch.equal(f, b[0]))) for a, b in dm.train_dataloader()]
+    assert pairs == [(0, 0), (1, 1), (0, 2), (1, 3), (0, 4)]
+
+
+def test_an_unknown_preprocess_names_the_three_offered(tiny_unpaired):
+    with pytest.raises(UserError, match="resize_and_crop, scale_width_and_crop or crop.*got 'none'"):
+        data_module(tiny_unpaired, preprocess="none")
+
+
 def test_missing_folder_names_the_layout(tmp_path):
     make_unpaired(tmp_path / "d")
     (tmp_path / "d" / "trainB").rename(tmp_path / "d" / "B")
