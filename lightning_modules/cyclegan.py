@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from callbacks.errors import UserError
+from callbacks.errors import UserError, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
@@ -397,7 +397,7 @@ def reference_generator(path: str) -> nn.Module | None:
 
 
 def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
-              device: str = "cpu") -> Path:
+              reconstruct: bool = False, max_images: int | None = None, device: str = "cpu") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution.
 
     Args:
@@ -407,17 +407,23 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB).
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written.
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
+        reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
+            rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs a CycleGAN checkpoint.
+        max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
         device: cpu, cuda, cuda:1, ...
     """
     from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, output_names, read_rgb
     from datamodules.download import MissingDataError
     from lightning_modules.inference import load_checkpoint
 
+    if max_images is not None:
+        require_at_least_one(max_images=max_images)
     files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(input_dir).is_dir() else []
     if not files:
         raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
                                "pass a folder of images as --input_dir")
+    files = files[:max_images]
     # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
@@ -426,12 +432,15 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
     try:
         model = load_checkpoint(Model, checkpoint, device)
-        generate = model.gen_a2b if direction == "a2b" else model.gen_b2a
+        generate, back = (model.gen_a2b, model.gen_b2a) if direction == "a2b" else (model.gen_b2a, model.gen_a2b)
     except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file
         generate = reference_generator(checkpoint)
         if generate is None:
             raise
-        generate = generate.to(device)
+        if reconstruct:
+            raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one; give a CycleGAN "
+                            f".ckpt or leave --reconstruct out") from None
+        generate, back = generate.to(device), None
         direction = "the reference generator's own direction"
     out = Path(output_dir)
     rows, unreadable = [], []
@@ -444,15 +453,22 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
         with torch.inference_mode():
             y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
+            # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
+            rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
-        rows.append(f"<tr><td>{html.escape(file.name)}</td><td><img src='inputs/{html.escape(target.name)}'></td>"
-                    f"<td><img src='{html.escape(target.name)}'></td></tr>")
+        cells = [html.escape(file.name), f"<img src='inputs/{html.escape(target.name)}'>",
+                 f"<img src='{html.escape(target.name)}'>"]
+        if rec is not None:
+            save_png((rec[0].float().cpu() + 1) / 2, out / "reconstructions" / f"{name}.png")
+            cells.append(f"<img src='reconstructions/{html.escape(target.name)}'>")
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     skipped = "".join(f"<li>{html.escape(file.name)}: {html.escape(reason)}</li>" for file, reason in unreadable)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(
         f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
-        f"<tr><th>file</th><th>input</th><th>output</th></tr>{''.join(rows)}</table>"
+        f"<tr><th>file</th><th>input</th><th>output</th>{'<th>reconstruction</th>' if reconstruct else ''}</tr>"
+        f"{''.join(rows)}</table>"
         + (f"<p>Could not be read:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
     print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
     if unreadable:

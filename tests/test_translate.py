@@ -157,3 +157,37 @@ def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint"):
         translate(str(tmp_path / "list.pth"), str(inputs), str(tmp_path / "out"))
+
+
+def test_reconstruct_translates_each_output_back_with_the_other_generator(tiny_model, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = np.random.default_rng(5).integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(inputs / "p.png")
+    Image.fromarray(pixels).save(inputs / "q.png")
+    index = translate("unused.ckpt", str(inputs), str(tmp_path / "out"), direction="b2a", reconstruct=True,
+                      max_images=1)
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():  # b2a: F, then G back; 21x30 reflect-padded to 24x32 by hand for each pass
+        fake = tiny_model.gen_b2a(torch.nn.functional.pad(x, (0, 2, 0, 3), mode="reflect"))[..., :21, :30]
+        rec = tiny_model.gen_a2b(torch.nn.functional.pad(fake, (0, 2, 0, 3), mode="reflect"))[..., :21, :30]
+    for path, expected in ((tmp_path / "out" / "p.png", fake), (tmp_path / "out" / "reconstructions" / "p.png", rec)):
+        saved = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1) / 255
+        assert (saved - (expected[0] + 1) / 2).abs().max() <= 1 / 255 + 1e-6
+    assert not (tmp_path / "out" / "q.png").exists()  # max_images 1: the first in sorted order only
+    page = index.read_text()
+    assert "<th>reconstruction</th>" in page and "<td><img src='reconstructions/p.png'></td></tr>" in page
+
+
+def test_reconstruct_with_a_single_reference_generator_is_refused(tmp_path):
+    from callbacks import UserError
+    from lightning_modules.nets.cyclegan import resnet_generator
+
+    torch.save(reference_state(resnet_generator(n_blocks=2, ngf=4), 2, False), tmp_path / "g.pth")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(inputs / "a.png")
+    with pytest.raises(UserError, match="--reconstruct needs both generators.*g.pth holds one"):
+        translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), reconstruct=True)
+    with pytest.raises(UserError, match="--max_images must be at least 1"):
+        translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), max_images=0)
