@@ -6,8 +6,17 @@ from callbacks.images import log_image_grid, save_png
 from callbacks.lookahead import Lookahead
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
 from callbacks.progress import ProgressBar, logging_step
-from callbacks.training_phase import DecayType, TrainingPhase, annealed, one_cycle, sgdr, triangle
+from callbacks.training_phase import (
+           DecayType,
+           TrainingPhase,
+           annealed,
+           flat_cos,
+           one_cycle,
+           one_cycle_cos,
+           sgdr,
+           triangle,
+)
 
 __all__ = ["AtomicCheckpointIO", "DecayType", "Lookahead", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
-           "UserError", "annealed", "log_image_grid", "logging_step", "one_cycle", "plot_schedule", "save_png", "sgdr",
-           "triangle"]
+           "UserError", "annealed", "flat_cos", "log_image_grid", "logging_step", "one_cycle", "one_cycle_cos",
+           "plot_schedule", "save_png", "sgdr", "triangle"]

@@ -11,18 +11,18 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from callbacks import training_phase
 from callbacks.errors import UserError
 from callbacks.training_phase import TrainingPhase
-from callbacks.training_phase import one_cycle as one_cycle_phases
-from callbacks.training_phase import sgdr as sgdr_phases
-from callbacks.training_phase import triangle as triangle_phases
+
+RECIPES = ("one_cycle", "sgdr", "triangle", "one_cycle_cos", "flat_cos")  # functions of callbacks.training_phase
 
 
 class TrainingPhaseScheduler(L.Callback):
     """Sets lr and momentum before every batch, switches the optimizer and the data at phase boundaries.
 
-    Give exactly one of `phases`, `one_cycle` (keyword arguments of `one_cycle()`), `sgdr` (of `sgdr()`) or
-    `triangle` (of `triangle()`).
+    Give exactly one of `phases` or a recipe: `one_cycle` (keyword arguments of `one_cycle()`), `sgdr` (of
+    `sgdr()`), `triangle`, `one_cycle_cos` or `flat_cos` (of the functions of those names).
     Phase lengths are in epochs of the first data. The position is counted in optimizer steps (batches,
     unless `accumulate_grad_batches` > 1: then an epoch is ceil(batches / accumulate) steps, as Lightning
     also steps at an epoch's last batch) and saved in checkpoints, so a resumed run follows the same
@@ -38,6 +38,10 @@ class TrainingPhaseScheduler(L.Callback):
         sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}; lr as for one_cycle.
         triangle: airbench94's shape, e.g. {start: 0.2, peak: 0.23, end: 0.07, momentum: 0.85}; lr and
             cycle_len as for one_cycle.
+        one_cycle_cos: fastai 2's fit_one_cycle, e.g. {div: 25, div_final: 1e5, pct_start: 0.25, moms: [0.95,
+            0.85, 0.95]}; lr and cycle_len as for one_cycle.
+        flat_cos: fastai 2's fit_flat_cos, e.g. {pct_start: 0.75, div_final: 1e5}; lr and cycle_len as for
+            one_cycle.
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
@@ -45,16 +49,15 @@ class TrainingPhaseScheduler(L.Callback):
 
     def __init__(self, phases: list[TrainingPhase] | None = None, one_cycle: dict | None = None,
                  sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True,
-                 triangle: dict | None = None):
-        if sum(x is not None for x in (phases, one_cycle, sgdr, triangle)) != 1:
-            raise UserError("TrainingPhaseScheduler needs exactly one of phases, one_cycle, sgdr or triangle")
+                 triangle: dict | None = None, one_cycle_cos: dict | None = None, flat_cos: dict | None = None):
+        recipes = dict(zip(RECIPES, (one_cycle, sgdr, triangle, one_cycle_cos, flat_cos), strict=True))
+        if (phases is not None) + sum(kw is not None for kw in recipes.values()) != 1:
+            raise UserError(f"TrainingPhaseScheduler needs exactly one of phases, {', '.join(RECIPES)}")
         if phases is not None and not phases:
             raise UserError("TrainingPhaseScheduler got an empty list of phases")
-        recipes = {"one_cycle": one_cycle, "sgdr": sgdr, "triangle": triangle}
         self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
         if self.recipe[1] is not None:  # a misspelt key named now, not as a TypeError when training starts
-            builder = {"one_cycle": one_cycle_phases, "sgdr": sgdr_phases, "triangle": triangle_phases}[self.recipe[0]]
-            options = inspect.signature(builder).parameters
+            options = inspect.signature(getattr(training_phase, self.recipe[0])).parameters
             unknown = sorted(set(self.recipe[1]) - set(options))
             if unknown:
                 raise UserError(f"{self.recipe[0]} has no option {', '.join(map(repr, unknown))}; its options: "
@@ -98,18 +101,15 @@ class TrainingPhaseScheduler(L.Callback):
         self._enter(trainer, self.phase_index)
 
     def build_recipe(self, trainer) -> list[TrainingPhase]:
-        """one_cycle / sgdr / triangle phases; lr defaults to the model optimizer's lr, one_cycle's and triangle's
-        cycle_len to the training."""
+        """A recipe's phases; lr defaults to the model optimizer's lr, cycle_len (all but sgdr's) to the training."""
         name, kwargs = self.recipe
         kwargs = {"lr": trainer.optimizers[0].param_groups[0]["lr"], **kwargs}
-        if name == "sgdr":
-            return sgdr_phases(**kwargs)
-        if "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when that ends it first
-            total = trainer.estimated_stepping_batches
+        if name != "sgdr" and "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when
+            total = trainer.estimated_stepping_batches  # that ends it first
             if total == float("inf"):
-                raise UserError("one_cycle needs cycle_len, or trainer.max_epochs or max_steps to take it from")
+                raise UserError(f"{name} needs cycle_len, or trainer.max_epochs or max_steps to take it from")
             kwargs["cycle_len"] = total / self.steps_per_epoch(trainer)
-        return (triangle_phases if name == "triangle" else one_cycle_phases)(**kwargs)
+        return getattr(training_phase, name)(**kwargs)
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches

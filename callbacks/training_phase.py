@@ -157,6 +157,26 @@ def triangle(cycle_len: float, lr: float, start: float = 0.2, peak: float = 0.23
     ]
 
 
+def one_cycle_cos(cycle_len: float, lr: float, div: float = 25, div_final: float = 1e5, pct_start: float = 0.25,
+                  moms: tuple[float, float, float] = (0.95, 0.85, 0.95), opt_fn: str | type = "SGD",
+                  **phase_kwargs) -> list[TrainingPhase]:
+    """fastai 2's fit_one_cycle (its defaults): lr cosine from lr/div up to lr over the first pct_start of the
+    cycle, then cosine down to lr/div_final; momentum cosine from moms[0] to moms[1], then to moms[2]."""
+    warm, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
+    return [TrainingPhase(length, opt_fn, lrs, "cosine", momentum, "cosine", **phase_kwargs)
+            for length, lrs, momentum in ((warm, (lr / div, lr), moms[:2]), (anneal, (lr, lr / div_final), moms[1:]))
+            if length > 0]
+
+
+def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: float = 0.75, momentum: float = 0.9,
+             opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
+    """fastai 2's fit_flat_cos (its defaults): lr constant for the first pct_start of the cycle, then cosine down
+    to lr/div_final; momentum constant."""
+    flat, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
+    return [TrainingPhase(length, opt_fn, lrs, decay, momentum, **phase_kwargs)
+            for length, lrs, decay in ((flat, lr, "no"), (anneal, (lr, lr / div_final), "cosine")) if length > 0]
+
+
 def sgdr(lr: float, opt_fn: str | type = "SGD", num_cycle: int = 3, cycle_len: float = 1, cycle_mult: float = 2,
          **phase_kwargs) -> list[TrainingPhase]:
     """The seed's phases_sgdr: a warm-up at lr/100 for 1/20 of the first cycle, then cosine restarts."""

@@ -290,6 +290,46 @@ def test_triangle_recipe_per_step_matches_airbenchs_interpolation_and_takes_the_
     assert [momentum for _, _, momentum in recorder.steps] == pytest.approx([0.8] * total)
 
 
+def fastai_sched_cos(start, end, pos):
+    """fastai 2's SchedCos, as its docs define it."""
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def fastai_combined_cos(pct, start, middle, end, pos):
+    """fastai 2's combined_cos(pct, start, middle, end) at pos in [0, 1): one cosine, then another."""
+    return fastai_sched_cos(start, middle, pos / pct) if pos < pct else \
+        fastai_sched_cos(middle, end, (pos - pct) / (1 - pct))
+
+
+def fit_recipe(tiny_cifar, lr, **recipe):
+    recorder = Recorder()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=4, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[TrainingPhaseScheduler(plot=False, **recipe), recorder])
+    trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, lr=lr, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    return [lrs[0] for _, lrs, _ in recorder.steps], [momentum for _, _, momentum in recorder.steps]
+
+
+def test_one_cycle_cos_follows_fastais_fit_one_cycle_per_step(tiny_cifar):
+    lrs, moms = fit_recipe(tiny_cifar, 0.4, one_cycle_cos={"div": 20, "div_final": 1e3, "pct_start": 0.25,
+                                                           "moms": [0.95, 0.8, 0.9]})
+    total = 4 * BATCHES  # fastai's ParamScheduler: pos = train_iter / total_iter, before each batch
+    assert len(lrs) == total
+    assert lrs == pytest.approx([fastai_combined_cos(0.25, 0.4 / 20, 0.4, 0.4 / 1e3, i / total) for i in range(total)])
+    assert moms == pytest.approx([fastai_combined_cos(0.25, 0.95, 0.8, 0.9, i / total) for i in range(total)])
+
+
+@pytest.mark.parametrize("pct_start", [0.75, 0.5, 0.0])
+def test_flat_cos_follows_fastais_fit_flat_cos_per_step(tiny_cifar, pct_start):
+    lrs, moms = fit_recipe(tiny_cifar, 0.3, flat_cos={"pct_start": pct_start, "momentum": 0.85})
+    total = 4 * BATCHES
+    reference = [0.3 if i / total < pct_start else fastai_sched_cos(0.3, 0.3 / 1e5, (i / total - pct_start)
+                                                                     / (1 - pct_start)) for i in range(total)]
+    assert len(lrs) == total and lrs == pytest.approx(reference)
+    assert moms == pytest.approx([0.85] * total)
+
+
 def test_phases_written_in_yaml_as_in_the_readme_parse_to_the_same_phases():
     from jsonargparse import ArgumentParser
     parser = ArgumentParser()
