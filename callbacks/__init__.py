@@ -7,14 +7,14 @@ from callbacks.lookahead import Lookahead
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
 from callbacks.progress import ProgressBar, logging_step
 from callbacks.training_phase import (
-           DecayType,
-           TrainingPhase,
-           annealed,
-           flat_cos,
-           one_cycle,
-           one_cycle_cos,
-           sgdr,
-           triangle,
+    DecayType,
+    TrainingPhase,
+    annealed,
+    flat_cos,
+    one_cycle,
+    one_cycle_cos,
+    sgdr,
+    triangle,
 )
 
 __all__ = ["AtomicCheckpointIO", "DecayType", "Lookahead", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
