@@ -243,12 +243,67 @@ class WGAN(L.LightningModule):
         self.group_iterations = counters.get("group_iterations", 0)
 
 
+def reference_generator(path: str) -> WGAN | None:
+    """A generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`, its DCGAN_G) as a WGAN whose
+    generator holds those weights, None for any other file. That DCGAN_G has our generator's blocks in DCGAN's order
+    (conv, batchnorm, ReLU: bn_last false) under its own names; its sizes are read from the tensors (the
+    generator_config.json the reference writes beside them is not needed), and its stride-1 extra layers are
+    convolutions where ours are transposed convolutions: the same map with the kernel's two channel axes swapped
+    and its taps flipped."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        return None
+    keys = [k.removeprefix("module.") for k in state]
+    if not all(k.startswith("main.") for k in keys) or state[next(iter(state))].dim() != 4:
+        return None
+    layers = [(k.rsplit(".", 1)[0], v) for k, v in zip(keys, state.values(), strict=True)
+              if not k.endswith("num_batches_tracked")]
+    convs = [(name, v) for name, v in layers if v.dim() == 4]
+    if not convs[0][0].endswith("convt"):
+        raise UserError(f"{path} is a WassersteinGAN critic (netD_*), not a generator; give a netG_epoch_N.pth")
+    if not any(name.endswith("batchnorm") for name, _ in layers):
+        raise UserError(f"{path} is the WassersteinGAN reference's generator without batchnorm (--noBN), which has no "
+                        "counterpart here; only its DCGAN_G loads")
+    (_, first), (_, last) = convs[0], convs[-1]
+    nz, ngf, nc = first.shape[0], last.shape[0], last.shape[1]
+    n_extra_layers = sum(not name.endswith("convt") for name, _ in convs)
+    isize = 4 * 2 ** (len(convs) - n_extra_layers - 1)  # 4x4 after the first, then each stride-2 block doubles
+    model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, n_extra_layers=n_extra_layers, bn_last=False)
+    ours = {k: v for k, v in model.generator.state_dict().items() if not k.endswith("num_batches_tracked")}
+    theirs = [v.transpose(0, 1).flip(2, 3) if v.dim() == 4 and not name.endswith("convt") else v
+              for name, v in layers]
+    shapes = [tuple(v.shape) for v in ours.values()], [tuple(v.shape) for v in theirs]
+    if shapes[0] != shapes[1]:
+        raise UserError(f"{path} holds a WassersteinGAN-style generator that does not match a DCGAN_G of isize "
+                        f"{isize}, nz {nz}, ngf {ngf}, {n_extra_layers} extra layers; only its DCGAN_G loads")
+    model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)), strict=False)  # batch counts: unused
+    return model.eval()
+
+
+def load_generator(checkpoint: str, device: str) -> WGAN:
+    """A WGAN .ckpt, or the WassersteinGAN reference's netG_epoch_N.pth (`reference_generator`)."""
+    from lightning_modules import WGAN as Model  # the package's class under `python -m` too
+    from lightning_modules.inference import load_checkpoint
+
+    try:
+        return load_checkpoint(Model, checkpoint, device)
+    except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file
+        model = reference_generator(checkpoint)
+        if model is None:
+            raise
+        return model.to(device)
+
+
 def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, batch_size: int = 256,
              seed: int = 0, nrow: int = 8, device: str = "cpu") -> Path:
     """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus grid.png of the first nrow**2.
 
     Args:
-        checkpoint: a .ckpt written by `python train.py --system wgan` (e.g. runs/wgan/<run>/checkpoints/last.ckpt).
+        checkpoint: a .ckpt written by `python train.py --system wgan` (e.g. runs/wgan/<run>/checkpoints/last.ckpt),
+            or a generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
         out_dir: folder for 000000.png, 000001.png, ... and grid.png.
         num_samples: how many images.
         batch_size: images per generator call.
@@ -258,11 +313,8 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     """
     from torchvision.utils import make_grid
 
-    from lightning_modules import WGAN as Model  # the package's class under `python -m` too
-    from lightning_modules.inference import load_checkpoint
-
     require_at_least_one(num_samples=num_samples, batch_size=batch_size, nrow=nrow)
-    model = load_checkpoint(Model, checkpoint, device)
+    model = load_generator(checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     out = Path(out_dir)
     for i, image in enumerate(images):

@@ -27,7 +27,8 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     """Frechet distance between a WGAN's samples and real images in a classifier's feature space.
 
     Args:
-        checkpoint: a WGAN .ckpt from `python train.py --system wgan`.
+        checkpoint: a WGAN .ckpt from `python train.py --system wgan`, or a generator file of
+            martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
         data_dir: real images (folder tree or LSUN lmdb), squared to the model's isize like the training data.
         features: a DarknetClassifier .ckpt (`python train.py --system darknet`), or an Inception-v3 weights
             file (torch-fidelity's pt_inception-2015-12-05-6726825d.pth) for FID comparable with papers.
@@ -36,12 +37,10 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         seed: noise and real-sample seed.
         device: cpu, cuda, mps.
     """
-    from lightning_modules import WGAN
-    from lightning_modules.inference import load_checkpoint
-    from lightning_modules.wgan import sample
+    from lightning_modules.wgan import load_generator, sample
 
     require_at_least_one(num_samples=num_samples, batch_size=batch_size)
-    model = load_checkpoint(WGAN, checkpoint, device)
+    model = load_generator(checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
         add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)

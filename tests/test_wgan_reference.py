@@ -1,0 +1,105 @@
+"""The WassersteinGAN reference's generator files (netG_epoch_N.pth) read by `generate` and `fid`: a DCGAN_G in that
+code's layer order and names is built here by hand, and its images are compared with ours from the same noise."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from callbacks import UserError
+from lightning_modules.wgan import generate, reference_generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def reference_dcgan_g(nz=8, ngf=4, nc=3, extra=1, batchnorm=True, sep=":"):
+    """The reference's DCGAN_G for isize 16 (cngf: ngf/2 doubled until 4 reaches 16 = 8), with its module names
+    (`initial:8-8:convt`, ...; its oldest versions used '.' where later ones use ':', which torch now requires):
+    ConvTranspose, BatchNorm, ReLU; a pyramid block; extra layers as plain 3x3 convolutions; the last ConvTranspose
+    and tanh. Random weights and batchnorm statistics, in eval mode."""
+    def block(prefix, conv, width):
+        layers = [(f"{prefix}{sep}{'convt' if isinstance(conv, nn.ConvTranspose2d) else 'conv'}", conv)]
+        if batchnorm:
+            layers.append((f"{prefix}{sep}batchnorm", nn.BatchNorm2d(width)))
+        return layers + [(f"{prefix}{sep}relu", nn.ReLU())]
+    layers = block(f"initial{sep}{nz}-8", nn.ConvTranspose2d(nz, 8, 4, 1, 0, bias=False), 8)
+    layers += block(f"pyramid{sep}8-4", nn.ConvTranspose2d(8, 4, 4, 2, 1, bias=False), 4)
+    for t in range(extra):
+        layers += block(f"extra-layers-{t}{sep}4", nn.Conv2d(4, 4, 3, 1, 1, bias=False), 4)
+    layers += [(f"final{sep}4-{nc}{sep}convt", nn.ConvTranspose2d(4, nc, 4, 2, 1, bias=False)),
+               (f"final{sep}{nc}{sep}tanh", nn.Tanh())]
+    torch.manual_seed(1)
+    main = nn.Sequential(OrderedDict((name.replace(sep, "_"), layer) for name, layer in layers))
+    for layer in main:
+        if isinstance(layer, nn.BatchNorm2d):
+            for tensor in (layer.weight, layer.bias, layer.running_mean):
+                tensor.data.normal_(0, 0.5)
+            layer.running_var.data.uniform_(0.5, 2)
+    state = OrderedDict()
+    names = {name.replace(sep, "_"): name for name, _ in layers}
+    for key, tensor in main.state_dict().items():
+        module, _, attribute = key.partition(".")
+        state[f"main.{names[module]}.{attribute}"] = tensor
+    return main.eval(), state
+
+
+@pytest.mark.parametrize("sep", [":", "."])
+def test_a_reference_generator_file_makes_the_images_that_generator_makes(tmp_path, sep):
+    main, state = reference_dcgan_g(sep=sep)
+    torch.save(state, tmp_path / "netG_epoch_24.pth")
+    generate(str(tmp_path / "netG_epoch_24.pth"), str(tmp_path / "out"), num_samples=5, batch_size=2, seed=3, nrow=2)
+    noise = torch.randn(5, 8, 1, 1, generator=torch.Generator().manual_seed(3))  # as generate draws it: seed, N(0, 1)
+    with torch.no_grad():
+        expected = ((main(noise) + 1) / 2).clamp(0, 1)
+    for i in range(5):
+        image = torch.from_numpy(np.array(Image.open(tmp_path / "out" / f"{i:06d}.png"))).permute(2, 0, 1) / 255
+        assert image.shape == (3, 16, 16) and (image - expected[i]).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_sizes_are_read_from_the_tensors(tmp_path):
+    _, state = reference_dcgan_g(nz=8, ngf=4, nc=1, extra=2)
+    torch.save(state, tmp_path / "netG.pth")
+    hp = reference_generator(str(tmp_path / "netG.pth")).hparams
+    assert (hp.isize, hp.nz, hp.nc, hp.ngf, hp.n_extra_layers, hp.bn_last) == (16, 8, 1, 4, 2, False)
+
+
+def test_a_critic_or_a_generator_without_batchnorm_is_named(tmp_path):
+    critic = {"main.initial:conv:3-4.weight": torch.zeros(4, 3, 4, 4),
+              "main.final:8-1:conv.weight": torch.zeros(1, 8, 4, 4)}
+    torch.save(critic, tmp_path / "netD_epoch_1.pth")
+    with pytest.raises(UserError, match="a WassersteinGAN critic.*give a netG_epoch_N.pth"):
+        generate(str(tmp_path / "netD_epoch_1.pth"), str(tmp_path / "out"))
+    torch.save(reference_dcgan_g(batchnorm=False)[1], tmp_path / "nobn.pth")
+    with pytest.raises(UserError, match="without batchnorm"):
+        generate(str(tmp_path / "nobn.pth"), str(tmp_path / "out"))
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="not a Lightning checkpoint"):
+        generate(str(tmp_path / "other.pth"), str(tmp_path / "out"))
+
+
+def test_fid_reads_a_reference_generator_file(tmp_path):
+    from test_wgan_fid import frechet_by_hand, save
+
+    from lightning_modules import DarknetClassifier
+    from lightning_modules.wgan_fid import DarknetFeatures, fid
+
+    torch.manual_seed(0)
+    features_ckpt = save(DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3), tmp_path / "darknet.ckpt")
+    rng = np.random.default_rng(0)
+    (tmp_path / "real").mkdir()
+    real = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    for i, pixels in enumerate(real):
+        Image.fromarray(pixels).save(tmp_path / "real" / f"{i}.png")
+    main, state = reference_dcgan_g()
+    torch.save(state, tmp_path / "netG_epoch_24.pth")
+    distance = fid(str(tmp_path / "netG_epoch_24.pth"), str(tmp_path / "real"), features_ckpt, num_samples=20,
+                   batch_size=8, seed=2)
+    features = DarknetFeatures(features_ckpt)
+    with torch.no_grad():
+        fakes = (main(torch.randn(20, 8, 1, 1, generator=torch.Generator().manual_seed(2))) + 1) / 2
+        expected = frechet_by_hand(features(torch.from_numpy(real).permute(0, 3, 1, 2) / 255).double().numpy(),
+                                   features(fakes).double().numpy())
+    assert distance == pytest.approx(expected, rel=1e-3)
