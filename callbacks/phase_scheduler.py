@@ -155,14 +155,18 @@ class TrainingPhaseScheduler(L.Callback):
         for optimizer in trainer.optimizers:
             groups = optimizer.param_groups
             multipliers = phase.lr_multipliers or [1.0] * len(groups)
-            if len(multipliers) != len(groups):
-                raise UserError(f"lr_multipliers has {len(multipliers)} values for {len(groups)} parameter groups")
-            for group, multiplier in zip(groups, multipliers, strict=True):
+            decays = phase.weight_decay if isinstance(phase.weight_decay, list) else [phase.weight_decay] * len(groups)
+            for name, values in (("lr_multipliers", multipliers), ("weight_decay", decays)):
+                if len(values) != len(groups):
+                    raise UserError(f"{name} has {len(values)} values for {len(groups)} parameter groups")
+            for group, multiplier, decay in zip(groups, multipliers, decays, strict=True):
                 group["lr"] = lr * multiplier * group.get("lr_scale", 1.0)  # a model's own group scale
                 if momentum is not None:
                     set_momentum(group, momentum, optimizer)
-                if phase.weight_decay is not None:
-                    group["weight_decay"] = phase.weight_decay
+                if phase.beta is not None:
+                    set_beta(group, phase.beta, optimizer)
+                if decay is not None:
+                    group["weight_decay"] = decay
 
     def _enter(self, trainer, index: int):
         """Start phase `index`: its optimizer (one optimizer only) and its data attributes."""
@@ -203,6 +207,17 @@ def set_momentum(group: dict, value: float, optimizer=None) -> None:
                 state = optimizer.state.get(param)
                 if state and "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
+def set_beta(group: dict, value: float, optimizer) -> None:
+    """The seed's beta: Adam-type optimizers' beta2, RMSprop's alpha (its squared-gradient average)."""
+    if "betas" in group:
+        group["betas"] = (group["betas"][0], value)
+    elif "alpha" in group:
+        group["alpha"] = value
+    else:
+        raise UserError(f"a phase sets beta {value}, which is Adam's beta2 or RMSprop's alpha; "
+                        f"{type(optimizer).__name__} has neither: drop beta from that phase")
 
 
 def build_optimizer(phase: TrainingPhase, old):

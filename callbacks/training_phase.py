@@ -81,7 +81,9 @@ class TrainingPhase:
         momentum_decay: as lr_decay, for momentum; (POLYNOMIAL, p) sets momentum's own exponent (the seed's
             extra_mom).
         power: exponent p of the POLYNOMIAL decays not given as (POLYNOMIAL, p).
-        weight_decay: set on every parameter group for this phase; None keeps what the optimizer has.
+        beta: Adam-type optimizers' beta2, RMSprop's alpha (the seed's beta); None keeps what the optimizer has.
+        weight_decay: set on every parameter group for this phase, or one value per group (the seed's wds); None
+            keeps what the optimizer has.
         lr_multipliers: discriminative learning rates, one factor per parameter group (e.g. [1/9, 1/3, 1]).
         opt_kwargs: other keyword arguments of the optimizer (eps, nesterov, ...).
         data: attributes of the DataModule set when the phase starts (e.g. {image_size: 28}).
@@ -94,7 +96,8 @@ class TrainingPhase:
     momentum: Pair | None = 0.9
     momentum_decay: DecayType | str | tuple = DecayType.NO
     power: float = 2.0
-    weight_decay: float | None = None
+    beta: float | None = None
+    weight_decay: float | list[float] | None = None
     lr_multipliers: list[float] | None = None
     opt_kwargs: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)

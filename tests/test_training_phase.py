@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, one_cycle, sgdr, triangle
+from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, UserError, one_cycle, sgdr, triangle
 from datamodules import CIFAR10DataModule
 from lightning_modules import DarknetClassifier
 
@@ -124,6 +124,43 @@ def test_adam_momentum_is_beta1_and_lr_multipliers_scale_each_group(tiny_cifar):
                 CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
     assert [lrs for _, lrs, _ in recorder.steps] == [pytest.approx([0.001, 0.01])] * BATCHES
     assert [m for _, _, m in recorder.steps] == pytest.approx([0.9 - 0.2 * i / BATCHES for i in range(BATCHES)])
+
+
+class HyperRecorder(L.Callback):
+    """Each group's beta2 (or RMSprop's alpha) and weight decay before every step."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.steps.append([(g["betas"][1] if "betas" in g else g.get("alpha"), g["weight_decay"])
+                           for g in optimizer.param_groups])
+
+
+def test_beta_is_adams_beta2_or_rmsprops_alpha_and_weight_decay_is_set_per_group(tiny_cifar):
+    recorder = HyperRecorder()
+    phases = [TrainingPhase(1, "Adam", 0.01, beta=0.95, weight_decay=[1e-3, 0.0, 0.0]),
+              TrainingPhase(1, "RMSprop", 0.01, beta=0.8, weight_decay=5e-4),
+              TrainingPhase(1, "RMSprop", 0.01)]  # neither given: what the phase before left
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[TrainingPhaseScheduler(phases, plot=False), recorder])
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, no_decay_bn_bias=True)
+    trainer.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    assert recorder.steps == ([[(0.95, 1e-3), (0.95, 0.0), (0.95, 0.0)]] * BATCHES
+                              + [[(0.8, 5e-4)] * 3] * BATCHES + [[(0.8, 5e-4)] * 3] * BATCHES)
+
+
+def test_beta_for_sgd_and_a_weight_decay_list_of_the_wrong_length_are_named(tiny_cifar):
+    for phase, message in ((TrainingPhase(1, "SGD", 0.01, beta=0.9), "beta 0.9.*SGD has neither"),
+                           (TrainingPhase(1, "SGD", 0.01, weight_decay=[0.1, 0.2]),
+                            "weight_decay has 2 values for 1 parameter groups")):
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                            enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                            callbacks=[TrainingPhaseScheduler([phase], plot=False)])
+        with pytest.raises(UserError, match=message):
+            trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                        CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
 
 
 def test_one_cycle_is_the_seed_three_phases():
