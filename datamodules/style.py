@@ -64,10 +64,14 @@ class StyleTransferDataModule(L.LightningDataModule):
         size: content images are resized so their shorter side is `size` (the seed: 288).
         crop: then cut to the central size x size square, as the seed's val_tfms did. Without it the
             whole image is kept, and all content images must come out the same shape to form a batch.
+        style_scale: the style image is scaled to cover style_scale times the content's height and width (the
+            seed: 1, the same size); below 1 its strokes and patterns come out larger relative to the content, above
+            1 smaller (jcjohnson/neural-style's -style_scale). The style loss compares Gram matrices, which do not
+            depend on the image size.
     """
 
     def __init__(self, content: list[str] | str | None = None, style: str | None = None, size: int = 288,
-                 crop: bool = True):
+                 crop: bool = True, style_scale: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
 
@@ -77,6 +81,9 @@ class StyleTransferDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.size < 32:
             raise UserError(f"size must be at least 32 (VGG16 pools 5 times; got {hp.size}); try --data.size 288")
+        if hp.style_scale * hp.size < 32:
+            raise UserError(f"style_scale {hp.style_scale} makes the style image smaller than 32px at size {hp.size} "
+                            "(VGG16 pools 5 times); raise --data.style_scale (1: the content's size)")
         content = str(DEFAULT_CONTENT) if hp.content is None else hp.content
         files = image_files([content] if isinstance(content, str) else content,
                             "give existing image files or folders as --data.content [a.jpg, b.png]")
@@ -91,7 +98,8 @@ class StyleTransferDataModule(L.LightningDataModule):
                                   "give an existing image file as --data.style s.jpg")
         if len(style_files) != 1:
             raise UserError(f"--data.style must be one image, not a folder of {len(style_files)}")
-        self.style = scale_match(read_image(style_files[0]), *self.content.shape[2:])[None]  # (1, 3, H, W)
+        height, width = (max(1, round(hp.style_scale * side)) for side in self.content.shape[2:])
+        self.style = scale_match(read_image(style_files[0]), height, width)[None]  # (1, 3, H, W) x style_scale
 
     def train_dataloader(self):
         content, style = self.content, self.style

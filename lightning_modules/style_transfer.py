@@ -17,7 +17,14 @@ from callbacks.errors import UserError, own_flags
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
-from lightning_modules.nets.vgg import block_ends, load_vgg, normalize_imagenet, relu_layers, saved_features
+from lightning_modules.nets.vgg import (
+    average_pooling,
+    block_ends,
+    load_vgg,
+    normalize_imagenet,
+    relu_layers,
+    saved_features,
+)
 
 # Features of one image divided by its numel are ~1e-3, Gram entries ~1e-6 and their squared errors ~1e-12:
 # below L-BFGS's tolerance_grad in single precision. The seed scaled them; so does this, out of the user's sight.
@@ -49,6 +56,28 @@ def style_loss(features: list[Tensor], target_grams: list[Tensor], weights: list
             g, target = g.diagonal(dim1=1, dim2=2), target.diagonal(dim1=1, dim2=2)
         total = total + weight * F.mse_loss(g, target.expand_as(g), reduction="none").flatten(1).mean(1)
     return total
+
+
+def total_variation(images: Tensor) -> Tensor:
+    """Per-image (N,) mean squared difference between vertical neighbours plus that between horizontal ones: the
+    total-variation regulariser with exponent 2 (Mahendran & Vedaldi 2015), which smooths high-frequency noise."""
+    vertical = images[:, :, 1:, :] - images[:, :, :-1, :]
+    horizontal = images[:, :, :, 1:] - images[:, :, :, :-1]
+    return vertical.pow(2).flatten(1).mean(1) + horizontal.pow(2).flatten(1).mean(1)
+
+
+# RGB -> YUV (ITU-R BT.601, analogue), as jcjohnson/neural-style's image.rgb2yuv
+RGB_TO_YUV = ((0.299, 0.587, 0.114), (-0.14713, -0.28886, 0.436), (0.615, -0.51499, -0.10001))
+
+
+def original_colors(result: Tensor, content: Tensor) -> Tensor:
+    """The result's luminance with the content's colours: Y of `result`, U and V of `content`, back to RGB and
+    clamped to [0, 1]; (N, 3, H, W) each. jcjohnson/neural-style's -original_colors, a simple form of Gatys et al.'s
+    luminance-only transfer (Preserving Color in Neural Artistic Style Transfer, 2016)."""
+    to_yuv = result.new_tensor(RGB_TO_YUV)
+    yuv = torch.cat([torch.einsum("ij,njhw->nihw", to_yuv, result)[:, :1],
+                     torch.einsum("ij,njhw->nihw", to_yuv, content.expand_as(result))[:, 1:]], dim=1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yuv), yuv).clamp(0, 1)
 
 
 def median_filtered_noise(shape: tuple[int, ...], size: int = 8) -> Tensor:
@@ -86,6 +115,13 @@ class StyleTransfer(L.LightningModule):
         lr: L-BFGS step length (the seed: 1, torch's default; its first experiment 0.5).
         history_size: L-BFGS curvature pairs kept per image.
         show_iter: log the image every this many iterations (0: never); the loss goes every log_every_n_steps.
+        pooling: "max" (the VGG as trained, the seed) or "avg" (Gatys et al. replaced its max-pools by averages).
+        tv_weight: weight of the total-variation term, tv_weight * mean squared neighbour difference per image
+            (`total_variation`), added to the loss to smooth noise (jcjohnson/neural-style's -tv_weight; 0: off, the
+            seed and Gatys et al.). Its useful range depends on the other weights and was not measured here (no
+            ImageNet VGG weights on the machines this was built on): try powers of ten and look.
+        original_colors: save the result with the content's colours and its own luminance (`original_colors`;
+            the optimized image and the checkpoints keep the full-colour result).
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -98,10 +134,15 @@ class StyleTransfer(L.LightningModule):
                  style_layer_weights: list[float] | None = None, content_weight: float = 1.0,
                  style_weight: float = 1.0, gram_diagonal: bool = False,
                  init: Literal["noise", "content"] = "noise", lr: float = 1.0, history_size: int = 100,
-                 show_iter: int = 100):
+                 show_iter: int = 100, pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0,
+                 original_colors: bool = False):
         super().__init__()
         self.save_hyperparameters()
+        if pooling not in ("max", "avg"):
+            raise UserError(f"pooling must be 'max' or 'avg' (got {pooling!r})")
         features = load_vgg(arch, vgg_weights)
+        if pooling == "avg":
+            features = average_pooling(features).eval()
         relus = relu_layers(features)
         self.style_layers, self.content_layer = list(style_layers) * (style_weight != 0), content_layer
         self.style_layer_weights = list(style_layer_weights or [1.0] * len(style_layers))
@@ -110,6 +151,8 @@ class StyleTransfer(L.LightningModule):
                              "style_layer_weights; give one weight per layer")
         if content_weight == 0 and style_weight == 0:
             raise UserError("content_weight and style_weight are both 0: nothing to optimize")
+        if tv_weight < 0:
+            raise UserError(f"tv_weight must be 0 (off) or more (got {tv_weight})")
         self.layers = self.style_layers + [content_layer] * (content_weight != 0)
         unknown = sorted(set(self.layers) - set(relus))
         if unknown:
@@ -197,9 +240,15 @@ class StyleTransfer(L.LightningModule):
     def training_step(self, batch, batch_idx):
         c_loss, s_loss = self.losses(self.image, *batch)
         per_image = c_loss + s_loss
+        tv_weight = self.hparams.tv_weight
+        if tv_weight:
+            tv_loss = tv_weight * total_variation(self.image.float())
+            per_image = per_image + tv_loss
         if logging_step(self):  # not every iteration: self.log costs host time (see there)
             self.log_dict({"train/loss": per_image.detach().mean(), "train/content_loss": c_loss.detach().mean(),
                            "train/style_loss": s_loss.detach().mean()})
+            if tv_weight:
+                self.log("train/tv_loss", tv_loss.detach().mean())
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
 
     # ---- output -------------------------------------------------------------------------------------------
@@ -215,6 +264,10 @@ class StyleTransfer(L.LightningModule):
             return
         content, style = (x.float().cpu() for x in self._batch)
         result = self.image.detach().float().cpu().clamp(0, 1)
+        if self.hparams.original_colors:
+            result = original_colors(result, content)
+        if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
+            style = F.interpolate(style, size=content.shape[-2:], mode="bilinear", antialias=True).clamp(0, 1)
         names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
         for name, image in zip(names, result, strict=True):
             save_png(image, Path(self.trainer.default_root_dir) / "stylized" / f"{name}.png")
@@ -229,8 +282,9 @@ class StyleTransfer(L.LightningModule):
 def stylize(content: list[str] | str | None = None, style: str | None = None, output: str = "stylized", size: int = 288,
             crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
             arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn", content_weight: float = 1.0,
-            style_weight: float = 1.0, init: Literal["noise", "content"] = "noise", accelerator: str = "auto",
-            precision: str = "32-true") -> list[Path]:
+            style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
+            pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
+            style_scale: float = 1.0, accelerator: str = "auto", precision: str = "32-true") -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
 
     Args:
@@ -246,6 +300,10 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         content_weight: 0 for texture synthesis.
         style_weight: 0 for content reconstruction.
         init: "noise" or "content".
+        pooling: "max" (the seed) or "avg" (Gatys et al.).
+        tv_weight: total-variation smoothing (0: off).
+        original_colors: keep the content's colours, the result's luminance.
+        style_scale: the style image at this multiple of the content's size (smaller: larger strokes).
         accelerator: "cpu", "gpu" or "auto".
         precision: "32-true" or "bf16-mixed".
     """
@@ -253,13 +311,15 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
 
     flags = {f"--{part}.{name}": f"--{name}" for part, names in (
-        ("data", ("content", "style", "size", "crop")),
-        ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init")),
+        ("data", ("content", "style", "size", "crop", "style_scale")),
+        ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init", "pooling", "tv_weight",
+                   "original_colors")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
-                              style_weight=style_weight, init=init, show_iter=0)
-        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop)
+                              style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
+                              original_colors=original_colors)
+        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_model_summary=False, default_root_dir=output,
                             log_every_n_steps=max(1, max_iter // 10), callbacks=[ProgressBar()])

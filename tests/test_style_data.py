@@ -113,3 +113,24 @@ def test_the_repeated_batch_is_moved_to_the_training_device_once():
     assert content.device.type == style.device.type == "meta"
     assert content is content2 and style is style2
     assert content.shape == data.content.shape and data.content.device.type == "cpu"  # the host copy is kept
+
+
+@pytest.mark.parametrize("scale, shape", [(0.5, (32, 32)), (2.0, (128, 128))])
+def test_style_scale_sizes_the_style_image_against_the_content(style_images, scale, shape):
+    content, style = style_images
+    data = StyleTransferDataModule([str(content[0])], str(style), size=64, style_scale=scale)
+    data.setup("fit")
+    pixels = torch.from_numpy(np.asarray(Image.open(style), dtype=np.float32) / 255).permute(2, 0, 1)  # 40 x 48
+    height, width = shape
+    rat = max(height / 40, width / 48)  # the seed's rule, at style_scale x the 64px content: cover it, keep top-left
+    expected = torch.nn.functional.interpolate(pixels[None], size=(max(height, round(40 * rat)),
+                                                                   max(width, round(48 * rat))),
+                                               mode="bilinear", antialias=True)[0].clamp(0, 1)[:, :height, :width]
+    assert data.content.shape == (1, 3, 64, 64) and data.style.shape == (1, 3, *shape)
+    assert torch.allclose(data.style[0], expected, atol=1e-6)
+
+
+def test_a_style_scale_below_32px_is_refused(style_images):
+    content, style = style_images
+    with pytest.raises(ValueError, match="style_scale 0.25 makes the style image smaller than 32px"):
+        StyleTransferDataModule([str(content[0])], str(style), size=64, style_scale=0.25).setup("fit")

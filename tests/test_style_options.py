@@ -1,0 +1,106 @@
+"""Style transfer's options from Gatys et al. and jcjohnson/neural-style: average pooling, the total-variation term,
+original colours; each against a computation written out here."""
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from datamodules import StyleTransferDataModule
+from lightning_modules import StyleTransfer
+from lightning_modules.nets.vgg import relu_layers, vgg_features
+from lightning_modules.style_transfer import original_colors, total_variation
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def fit(model, data, steps, root):
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)
+    trainer.fit(model, datamodule=data)
+    return trainer
+
+
+def test_average_pooling_runs_the_same_layers_with_2x2_means():
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, pooling="avg", content_layer="relu3_1",
+                          style_layers=["relu1_2", "relu3_1"])
+    assert relu_layers(model.vgg) == {k: v for k, v in relu_layers(vgg_features("vgg16")).items() if v <= 11}
+    x = torch.rand(1, 3, 32, 32)
+    h = (x - MEAN) / STD
+    for i, layer in enumerate(model.vgg):  # by hand: conv and ReLU layers as they are, F.avg_pool2d at the pools
+        h = F.avg_pool2d(h, 2) if i in (4, 9) else layer(h)
+        if i == 11:
+            break
+    assert torch.allclose(model.features(x)["relu3_1"], h, atol=1e-6)
+    max_model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, content_layer="relu3_1",
+                              style_layers=["relu1_2"])
+    max_model.vgg.load_state_dict(model.vgg.state_dict())
+    assert not torch.allclose(max_model.features(x)["relu3_1"], h, atol=1e-3)  # max-pooling differs
+
+
+def test_total_variation_is_the_mean_squared_neighbour_difference():
+    image = torch.tensor([[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]])[None]  # (1, 1, 2, 3)
+    vertical = ((2 - 0) ** 2 + (2 - 1) ** 2 + (2 - 3) ** 2) / 3
+    horizontal = ((1 - 0) ** 2 + (3 - 1) ** 2 + 0 + 0) / 4
+    assert total_variation(image).tolist() == pytest.approx([vertical + horizontal])
+    assert total_variation(torch.ones(2, 3, 5, 5)).tolist() == [0.0, 0.0]
+
+
+class FirstLoss(L.Callback):
+    """The start image and the loss the first iteration computed on it."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = pl_module.image.detach().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.loss = getattr(self, "loss", None) or outputs["loss"].item()
+
+
+def test_tv_weight_adds_its_term_to_each_images_loss(style_images, tmp_path):
+    content, style = style_images
+    runs = {}
+    for tv_weight in (0.0, 1e5):  # large: the term must show above float32 rounding of the ~3e5 loss
+        torch.manual_seed(0)
+        model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, tv_weight=tv_weight)
+        first = FirstLoss()
+        trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                            callbacks=[first])
+        trainer.fit(model, datamodule=StyleTransferDataModule([str(c) for c in content], str(style), size=32))
+        runs[tv_weight] = first
+    plain, with_tv = runs[0.0], runs[1e5]
+    assert torch.equal(plain.start, with_tv.start)  # the same seeded start, two images
+    expected = 1e5 * total_variation(plain.start).sum().item()  # the step's loss is the sum over images
+    assert expected > 0 and with_tv.loss - plain.loss == pytest.approx(expected, rel=1e-3)
+
+
+def test_original_colors_keep_the_results_luminance_and_the_contents_colours():
+    g = torch.Generator().manual_seed(0)
+    result, content = 0.4 + 0.2 * torch.rand(2, 3, 8, 8, generator=g), 0.35 + 0.3 * torch.rand(2, 3, 8, 8, generator=g)
+    out = original_colors(result, content)
+    assert 0 < out.min() and out.max() < 1  # nothing clamped: the identities below are exact
+
+    def yuv(x):  # BT.601, written out
+        r, g_, b = x.unbind(1)
+        return (0.299 * r + 0.587 * g_ + 0.114 * b, -0.14713 * r - 0.28886 * g_ + 0.436 * b,
+                0.615 * r - 0.51499 * g_ - 0.10001 * b)
+    (y_out, u_out, v_out), (y_res, _, _), (_, u_con, v_con) = yuv(out), yuv(result), yuv(content)
+    assert torch.allclose(y_out, y_res, atol=1e-5) and torch.allclose(u_out, u_con, atol=1e-5)
+    assert torch.allclose(v_out, v_con, atol=1e-5)
+
+
+def test_original_colors_change_the_saved_result_only(style_images, tmp_path):
+    content, style = style_images
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, original_colors=True)
+    data = StyleTransferDataModule([str(content[0])], str(style), size=32)
+    fit(model, data, 2, tmp_path)
+    saved = torch.from_numpy(np.asarray(Image.open(tmp_path / "stylized" / "content0.png"), dtype=np.float32) / 255)
+    expected = original_colors(model.image.detach().clamp(0, 1), data.content)[0].permute(1, 2, 0)
+    assert (saved - expected).abs().max() <= 1 / 255 + 1e-6
+    assert not torch.allclose(model.image.detach().clamp(0, 1)[0].permute(1, 2, 0), expected, atol=0.05)
