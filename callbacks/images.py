@@ -41,3 +41,23 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
             logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped,
                              **extra)
     return path
+
+
+def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
+    """Save a matplotlib figure as <run folder>/images/<key>.png (through a temporary file) and log it to W&B;
+    closes the figure. Only the global-zero process writes; returns the path there, None elsewhere."""
+    import matplotlib.pyplot as plt
+
+    if not trainer.is_global_zero:
+        plt.close(figure)
+        return None
+    path = Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+    return path

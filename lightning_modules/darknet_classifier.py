@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from callbacks.errors import UserError, require_at_least_one
 from callbacks.progress import logging_step
@@ -89,6 +89,11 @@ class DarknetClassifier(L.LightningModule):
         bn_momentum, bn_weight, logit_scale: PyTorch's momentum of the BatchNorm running statistics (the seed's
             0.01; airbench94's 0.4), false to freeze the BatchNorm weights at 1, a factor on the logits
             (airbench94: 1/9); see `Darknet`.
+        interpret: after the test, what fastai's ClassificationInterpretation shows: the confusion matrix
+            (images/test_confusion_matrix.png), each class's accuracy (`test/class_acc/<class>`) and the
+            `top_losses` test images with the highest loss, titled prediction / actual / loss / probability of
+            the actual class (images/test_top_losses.png); all also W&B images.
+        top_losses: how many of them (0: none).
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -105,11 +110,13 @@ class DarknetClassifier(L.LightningModule):
                  whiten: int = 0, whiten_images: int = 2000, no_decay_bn_bias: bool = False,
                  bn_bias_lr_scale: float = 1.0, tta: str = "none", channels_last: bool = False,
                  compile: bool = False, compile_options: dict | None = None, bn_momentum: float = 0.01,
-                 bn_weight: bool = True, logit_scale: float = 1.0):
+                 bn_weight: bool = True, logit_scale: float = 1.0, interpret: bool = True, top_losses: int = 9):
         super().__init__()
         self.save_hyperparameters()
         if tta not in TTA_VIEWS:
             raise UserError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
+        if top_losses < 0:
+            raise UserError(f"top_losses must be 0 (none) or more (got {top_losses})")
         self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
                            widths, strides, downsample, whiten, bn_momentum, bn_weight, logit_scale)
         if channels_last:
@@ -120,6 +127,9 @@ class DarknetClassifier(L.LightningModule):
         # sync_dist=True averages the ranks' means (Lightning issue #21859); a NaN loss keeps the mean NaN
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(2))
         self.class_names: list[str] | None = None  # the data's, saved in checkpoints for `classify`
+        if interpret:
+            self.test_confusion = MulticlassConfusionMatrix(num_classes)  # summed over ranks by torchmetrics
+        self.worst: dict[str, torch.Tensor] | None = None  # the test's highest losses so far, on this rank
 
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
@@ -169,16 +179,82 @@ class DarknetClassifier(L.LightningModule):
         self._evaluate(batch, "val", self.val_accuracy, self.val_loss)
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test", self.test_accuracy, self.test_loss)
+        logits, losses = self._evaluate(batch, "test", self.test_accuracy, self.test_loss)
+        if self.hparams.interpret:
+            self.test_confusion.update(logits, batch[1])
+            self.keep_worst(batch[0], batch[1], logits, losses)
 
     def _evaluate(self, batch, split, accuracy, loss):
         images, labels = batch
         tta = self.hparams.tta
         logits = tta_average(self(tta_views(images, tta)), tta)
         accuracy(logits, labels)
-        loss.update(self.loss(logits, labels, reduction="none"))  # one value per image
+        losses = self.loss(logits, labels, reduction="none")  # one value per image
+        loss.update(losses)
         self.log(f"{split}/loss", loss)
         self.log(f"{split}/acc", accuracy, prog_bar=True)
+        return logits, losses
+
+    # ---- interpretation of the test (fastai's ClassificationInterpretation) -------------------------------
+    def on_test_epoch_start(self) -> None:
+        self.worst = None
+
+    def keep_worst(self, images, labels, logits, losses) -> None:
+        """This rank's `top_losses` highest-loss test images so far, with their labels, predictions and the
+        probability of the actual class; on the device (no host sync per batch)."""
+        if not self.hparams.top_losses:
+            return
+        probability = logits.float().softmax(1).gather(1, labels[:, None])[:, 0]
+        batch = {"loss": losses.detach().float(), "image": images.detach().float(), "label": labels,
+                 "prediction": logits.argmax(1), "probability": probability}
+        if self.worst is not None:
+            batch = {k: torch.cat([self.worst[k], v]) for k, v in batch.items()}
+        order = batch["loss"].topk(min(self.hparams.top_losses, len(batch["loss"]))).indices
+        self.worst = {k: v[order] for k, v in batch.items()}
+
+    def on_test_epoch_end(self) -> None:
+        if not self.hparams.interpret:
+            return
+        names = self.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        matrix = self.test_confusion.compute()  # rows: actual class, columns: predicted
+        per_class = matrix.diagonal() / matrix.sum(1).clamp(min=1)
+        for name, value in zip(names, per_class, strict=True):
+            self.log(f"test/class_acc/{name}", value.float())  # equal on every rank (torchmetrics synced it)
+        self.test_confusion.reset()
+        from callbacks.images import log_figure
+        matrix, worst = matrix.cpu(), self.gather_worst()
+        log_figure(self.trainer, "test/confusion_matrix", confusion_figure(matrix, names))
+        if worst is not None:
+            log_figure(self.trainer, "test/top_losses", top_losses_figure(worst, names))
+        if self.trainer.is_global_zero:  # the numbers behind the figures, for a spreadsheet or pandas
+            folder = Path(self.trainer.default_root_dir)
+            write_rows(folder / "test_confusion_matrix.csv", ["actual \\ predicted", *names],
+                       [[name, *row] for name, row in zip(names, matrix.tolist(), strict=True)])
+            if worst is not None:
+                write_rows(folder / "test_top_losses.csv", ["loss", "actual", "prediction", "probability"],
+                           [[f"{loss:.6f}", names[label], names[prediction], f"{probability:.6f}"]
+                            for loss, label, prediction, probability in zip(
+                                worst["loss"].tolist(), worst["label"].tolist(), worst["prediction"].tolist(),
+                                worst["probability"].tolist(), strict=True)])
+
+    def gather_worst(self) -> dict[str, torch.Tensor] | None:
+        """The `top_losses` worst over all ranks, on the CPU (a few images: pickled by all_gather_object, which also
+        takes a rank that saw no test image)."""
+        k = self.hparams.top_losses
+        worst = None if self.worst is None else {name: v.cpu() for name, v in self.worst.items()}
+        if not k:
+            return None
+        if self.trainer.world_size > 1:
+            shares = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shares, worst)
+            shares = [share for share in shares if share is not None]
+            if not shares:
+                return None
+            merged = {name: torch.cat([share[name] for share in shares]) for name in shares[0]}
+            order = merged["loss"].topk(min(k, len(merged["loss"]))).indices
+            worst = {name: v[order] for name, v in merged.items()}
+        return worst
+
 
     def parameter_groups(self) -> list[dict]:
         """One group; or, with no_decay_bn_bias or bn_bias_lr_scale, weights / BatchNorm weights and other biases /
@@ -230,6 +306,54 @@ class DarknetClassifier(L.LightningModule):
             pct_start=(1 - pct / 100) / 2, anneal_strategy="linear", three_phase=True, div_factor=div,
             final_div_factor=100, base_momentum=min_momentum, max_momentum=max_momentum)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def confusion_figure(matrix: torch.Tensor, names: list[str]):
+    """The confusion matrix as fastai plots it: counts in each cell, actual classes down, predicted across."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.5 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix.numpy(), cmap="Blues")
+    if len(names) <= 30:  # beyond that the labels and counts overlap: the colours remain
+        axes.set_xticks(range(len(names)), names, rotation=90)
+        axes.set_yticks(range(len(names)), names)
+        threshold = matrix.max().item() / 2
+        for (row, column), count in zip(torch.cartesian_prod(torch.arange(len(names)), torch.arange(len(names))),
+                                        matrix.flatten(), strict=True):
+            axes.text(column, row, int(count), ha="center", va="center", fontsize=8,
+                      color="white" if count > threshold else "black")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    axes.set_title(f"test confusion matrix ({int(matrix.sum())} images)")
+    figure.tight_layout()
+    return figure
+
+
+def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
+    """fastai's plot_top_losses: each image titled prediction / actual / loss / probability of the actual class.
+    The images are the model's inputs (normalised), each shown min-max scaled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(worst["loss"])
+    columns = min(3, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, loss, label, prediction, probability in zip(
+            axes.flat, worst["image"], worst["loss"], worst["label"], worst["prediction"], worst["probability"],
+            strict=False):
+        low, high = image.amin(), image.amax()
+        ax.imshow(((image - low) / (high - low).clamp(min=1e-8)).permute(1, 2, 0).numpy())
+        ax.set_title(f"{names[prediction]} / {names[label]} / {loss:.2f} / {probability:.2f}", fontsize=9)
+    figure.suptitle("prediction / actual / loss / probability")
+    figure.tight_layout()
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------- classify
@@ -287,16 +411,21 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
 
 
 def write_csv(path: Path, names: list[str], results: list[dict]) -> None:
-    """path, prediction, probability, then one column per class; written beside and renamed into place."""
+    """path, prediction, probability, then one column per class."""
+    write_rows(path, ["path", "prediction", "probability", *names],
+               [[r["path"], r["prediction"], f"{r['probability']:.6f}",
+                 *(f"{r['probabilities'][n]:.6f}" for n in names)] for r in results])
+
+
+def write_rows(path: Path, header: list[str], rows: list[list]) -> None:
+    """A CSV file, written beside and renamed into place."""
     import csv
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "prediction", "probability", *names])
-        for r in results:
-            writer.writerow([r["path"], r["prediction"], f"{r['probability']:.6f}",
-                             *(f"{r['probabilities'][n]:.6f}" for n in names)])
+        writer.writerow(header)
+        writer.writerows(rows)
     tmp.replace(path)
 
 

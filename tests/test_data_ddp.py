@@ -116,14 +116,22 @@ def test_darknet_test_loss_is_the_mean_over_the_images_across_two_processes(tmp_
     images = [torch.from_numpy(((row.reshape(3, 32, 32) - mean[:, None, None]) / std[:, None, None])
                                .astype(np.float32)) for row in rows]  # the seed's normalisation
     torch.manual_seed(0)
-    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3).eval()
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, top_losses=3).eval()
     with torch.no_grad():  # one image at a time (BatchNorm in eval mode: the batch does not matter)
-        losses = [F.cross_entropy(model.net(x[None]), torch.tensor([y])).item()
-                  for x, y in zip(images, labels, strict=True)]
+        logits = [model.net(x[None]) for x in images]
+        losses = [F.cross_entropy(z, torch.tensor([y])).item() for z, y in zip(logits, labels, strict=True)]
+    predictions = [int(z.argmax()) for z in logits]
     data = CIFAR10DataModule(str(tmp_path / "c"), eval_batch_size=2, download=False)
     out = tmp_path / "out"
     out.mkdir()
-    assert run_test(data, out, model)["test/loss"] == pytest.approx(sum(losses) / 7, rel=1e-4)
+    results = run_test(data, out, model)
+    assert results["test/loss"] == pytest.approx(sum(losses) / 7, rel=1e-4)
+    # the interpretation covers both ranks' images once: per-class accuracy and the 3 worst of all 7
+    for k, name in enumerate(["cat", "dog", "frog"]):
+        mine = [p == y for p, y in zip(predictions, labels, strict=True) if y == k]
+        assert results[f"test/class_acc/{name}"] == pytest.approx(sum(mine) / max(1, len(mine)))
+    top = [float(row.split(",")[0]) for row in (out / "test_top_losses.csv").read_text().splitlines()[1:]]
+    assert top == pytest.approx(sorted(losses, reverse=True)[:3], rel=1e-4)
 
 
 def test_cifar10_test_images_are_each_evaluated_once_across_two_processes(tmp_path):

@@ -1,0 +1,71 @@
+"""The Darknet's test interpretation (fastai's ClassificationInterpretation): confusion matrix, per-class accuracy
+and top losses, against counts and losses computed here image by image."""
+
+import csv
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CLASSES
+from PIL import Image
+
+from datamodules import CIFAR10DataModule
+from lightning_modules import DarknetClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MEAN, STD = np.array([0.4914, 0.48216, 0.44653]) * 255, np.array([0.24703, 0.24349, 0.26159]) * 255
+
+
+def by_hand(model, root):
+    """Each test image's label, prediction and loss, one image at a time from its PNG, normalised as the seed."""
+    rows = []
+    with torch.no_grad():
+        for label, name in enumerate(CLASSES):  # class folders in sorted order, as the data module labels them
+            for file in sorted((root / "test" / name).iterdir()):
+                pixels = (np.asarray(Image.open(file), dtype=np.float64) - MEAN) / STD
+                logits = model.net(torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None])
+                loss = F.cross_entropy(logits, torch.tensor([label])).item()
+                rows.append((label, int(logits.argmax()), loss, logits.softmax(1)[0, label].item()))
+    return rows
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_confusion_matrix_per_class_accuracy_and_top_losses(tiny_cifar, tmp_path):
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, top_losses=5).eval()
+    expected = by_hand(model, tiny_cifar)  # 3 classes x 4 test images
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    results = trainer.test(model, CIFAR10DataModule(str(tiny_cifar), eval_batch_size=5, download=False),
+                           verbose=False)[0]
+    counts = [[sum(1 for label, prediction, _, _ in expected if (label, prediction) == (i, j)) for j in range(3)]
+              for i in range(3)]
+    matrix = read_csv(tmp_path / "test_confusion_matrix.csv")
+    assert matrix[0][1:] == CLASSES and [row[0] for row in matrix[1:]] == CLASSES
+    assert [[int(x) for x in row[1:]] for row in matrix[1:]] == counts
+    for i, name in enumerate(CLASSES):
+        assert results[f"test/class_acc/{name}"] == pytest.approx(counts[i][i] / 4)
+    worst = sorted(expected, key=lambda row: -row[2])[:5]
+    top = read_csv(tmp_path / "test_top_losses.csv")
+    assert top[0] == ["loss", "actual", "prediction", "probability"] and len(top) == 6
+    for row, (label, prediction, loss, probability) in zip(top[1:], worst, strict=True):
+        assert float(row[0]) == pytest.approx(loss, rel=1e-4) and row[1:3] == [CLASSES[label], CLASSES[prediction]]
+        assert float(row[3]) == pytest.approx(probability, rel=1e-4)
+    assert (tmp_path / "images" / "test_confusion_matrix.png").exists()
+    assert (tmp_path / "images" / "test_top_losses.png").exists()
+
+
+def test_interpret_false_writes_nothing_and_logs_no_class_accuracy(tiny_cifar, tmp_path):
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, interpret=False)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    results = trainer.test(model, CIFAR10DataModule(str(tiny_cifar), download=False), verbose=False)[0]
+    assert sorted(results) == ["test/acc", "test/loss"]
+    assert not (tmp_path / "images").exists() and not list(tmp_path.glob("*.csv"))
