@@ -45,11 +45,15 @@ class TrainingPhaseScheduler(L.Callback):
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
+        save_cycles: save a checkpoint at the end of each cycle, `cycle<k>-step=<N>.ckpt` beside the run's other
+            checkpoints, for snapshot ensembles (Huang et al. 2017; fastai 0.7's cycle_save_name). Each phase is a
+            cycle, except sgdr's warm-up, which belongs to its first cycle.
     """
 
     def __init__(self, phases: list[TrainingPhase] | None = None, one_cycle: dict | None = None,
                  sgdr: dict | None = None, set_max_steps: bool = True, plot: bool = True,
-                 triangle: dict | None = None, one_cycle_cos: dict | None = None, flat_cos: dict | None = None):
+                 triangle: dict | None = None, one_cycle_cos: dict | None = None, flat_cos: dict | None = None,
+                 save_cycles: bool = False):
         recipes = dict(zip(RECIPES, (one_cycle, sgdr, triangle, one_cycle_cos, flat_cos), strict=True))
         if (phases is not None) + sum(kw is not None for kw in recipes.values()) != 1:
             raise UserError(f"TrainingPhaseScheduler needs exactly one of phases, {', '.join(RECIPES)}")
@@ -63,7 +67,8 @@ class TrainingPhaseScheduler(L.Callback):
                 raise UserError(f"{self.recipe[0]} has no option {', '.join(map(repr, unknown))}; its options: "
                                 f"{', '.join(options)}")
         self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
-        self.set_max_steps, self.plot = set_max_steps, plot
+        self.set_max_steps, self.plot, self.save_cycles = set_max_steps, plot, save_cycles
+        self.cycle_ends: dict[int, int] = {}  # optimizer step -> cycle number, when save_cycles
         self.batches_seen = 0  # position in the schedule (optimizer steps), saved in checkpoints
         self.phase_index = 0
         self.ends: list[int] = []  # cumulative phase ends, in optimizer steps
@@ -117,6 +122,9 @@ class TrainingPhaseScheduler(L.Callback):
             raise UserError("TrainingPhaseScheduler needs a training dataloader with a length")
         # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
         self.ends = self.phase_ends(self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches)
+        warm_up = self.recipe == ("sgdr", self.recipe[1]) and self.recipe[1] is not None  # its first phase
+        ends = sorted(set(self.ends[1:] if warm_up else self.ends) - {0})
+        self.cycle_ends = {end: k for k, end in enumerate(ends, 1)} if self.save_cycles else {}
         self._global_step = trainer.global_step
         if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
             trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]  # Lightning's max_steps counts optimizer steps
@@ -134,7 +142,15 @@ class TrainingPhaseScheduler(L.Callback):
                 return
             self._global_step = trainer.global_step
         self.batches_seen += 1
+        if self.batches_seen in self.cycle_ends:
+            self.save_cycle(trainer, self.cycle_ends[self.batches_seen])
         self._apply(trainer)  # for the next batch, so LearningRateMonitor logs the lr the step will use
+
+    def save_cycle(self, trainer, cycle: int) -> None:
+        """The weights at a cycle's end, beside the run's other checkpoints (every rank takes part: the save may be
+        collective); written through the trainer's checkpoint IO, so atomically with AtomicCheckpointIO."""
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
+        trainer.save_checkpoint(Path(folder) / f"cycle{cycle}-step={trainer.global_step}.ckpt")
 
     def state_dict(self):
         return {"batches_seen": self.batches_seen, "phase_index": self.phase_index}

@@ -498,3 +498,32 @@ def test_manual_optimization_counts_batches_and_keeps_each_optimizer(tmp_path, p
         assert [name for name, _, _ in optimizers] == ["SGD", "Adam"], batch
         assert [(o_lr, o_mom) for _, o_lr, o_mom in optimizers] == [pytest.approx((lr, momentum))] * 2, batch
     assert (tmp_path / "lr_schedule.png").exists() == plot
+
+
+class WeightsAt(L.Callback):
+    """The model's weights after the given optimizer steps."""
+
+    def __init__(self, steps):
+        self.steps, self.weights = set(steps), {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step in self.steps:
+            self.weights[trainer.global_step] = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+
+@pytest.mark.parametrize("recipe, cycle_steps", [
+    ({"phases": [TrainingPhase(1, lr=0.05), TrainingPhase(1, lr=0.02), TrainingPhase(1, lr=0.01)]},
+     [BATCHES, 2 * BATCHES, 3 * BATCHES]),  # each phase a cycle
+    ({"sgdr": {"lr": 0.05, "num_cycle": 2, "cycle_len": 2, "cycle_mult": 1}},
+     [2 * BATCHES, 4 * BATCHES])])  # the warm-up (1 step: 2 epochs / 20) and the first cosine are cycle 1
+def test_save_cycles_keeps_the_weights_at_each_cycles_end(tiny_cifar, tmp_path, recipe, cycle_steps):
+    phases = recipe.pop("phases", None)
+    record = WeightsAt(cycle_steps)
+    _, trainer, _ = fit(tiny_cifar, phases, max_epochs=cycle_steps[-1] // BATCHES, callbacks=[record],
+                        root=str(tmp_path), save_cycles=True, **recipe)
+    saved = sorted((tmp_path / "checkpoints").glob("cycle*.ckpt"))
+    assert [p.name for p in saved] == [f"cycle{k}-step={step}.ckpt" for k, step in enumerate(cycle_steps, 1)]
+    for path, step in zip(saved, cycle_steps, strict=True):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        assert state["global_step"] == step
+        assert all(torch.equal(state["state_dict"][k], v) for k, v in record.weights[step].items())
