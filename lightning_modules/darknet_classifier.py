@@ -360,7 +360,7 @@ def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
 @torch.no_grad()
 def classify(checkpoint: str, images: list[str], top_k: int = 3,
              tta: Literal["none", "flip", "flip_translate"] | None = None, size: int = 32, batch_size: int = 256,
-             output: str | None = None, device: str = "cpu") -> list[dict]:
+             output: str | None = None, device: str = "cpu", ensemble: list[str] | None = None) -> list[dict]:
     """Classify images with a trained Darknet: each image's most likely classes and their probabilities.
 
     Args:
@@ -373,6 +373,9 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
         batch_size: images per forward pass.
         output: also write a CSV: path, prediction, probability, then every class's probability.
         device: cpu, cuda, cuda:1, mps.
+        ensemble: more checkpoints of the same classes, e.g. the cycle<k>-step=N.ckpt snapshots that
+            TrainingPhaseScheduler(save_cycles=true) keeps: the class probabilities of all the nets are averaged (a
+            snapshot ensemble, Huang et al. 2017), each net with the same test-time augmentation.
     """
     from datamodules.augment import normalize
     from datamodules.cifar10 import SEED_STATS
@@ -383,10 +386,17 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
 
     require_at_least_one(size=size, batch_size=batch_size)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
-    model = load_checkpoint(Model, checkpoint, device)
-    model.hparams.compile = False  # a few images are not worth a compilation
+    models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
+    model = models[0]
+    for other in models:
+        other.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta
     names = model.class_names or [str(i) for i in range(model.hparams.num_classes)]
+    for path, other in zip(ensemble or [], models[1:], strict=True):
+        other_names = other.class_names or [str(i) for i in range(other.hparams.num_classes)]
+        if other_names != names:
+            raise UserError(f"{path} classifies into {other_names}, {checkpoint} into {names}: an ensemble needs "
+                            "nets of the same classes in the same order")
     top_k = max(1, min(top_k, len(names)))
     results = []
     for start in range(0, len(files), batch_size):
@@ -397,7 +407,8 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
                 image = (resize_crop(image.float() / 255, size, crop=True) * 255).round()
             batch.append(image.float())
         x = normalize(torch.stack(batch).to(device), *SEED_STATS)  # as CIFAR10DataModule feeds the model
-        probabilities = tta_average(model(tta_views(x, tta)), tta).float().softmax(1).cpu()
+        probabilities = torch.stack([tta_average(net(tta_views(x, tta)), tta).float().softmax(1)
+                                     for net in models]).mean(0).cpu()
         for file, p in zip(files[start:start + batch_size], probabilities, strict=True):
             best = p.argsort(descending=True)[:top_k].tolist()
             results.append({"path": str(file), "prediction": names[best[0]], "probability": float(p[best[0]]),

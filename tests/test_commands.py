@@ -13,6 +13,7 @@ from conftest import ROOT, make_style_images
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from callbacks import UserError
 from lightning_modules import WGAN, commands
 from lightning_modules.darknet_classifier import classify
 
@@ -281,3 +282,30 @@ def test_a_failure_that_is_not_the_users_keeps_its_traceback(darknet_checkpoint,
     monkeypatch.setattr(DarknetClassifier, "load_from_checkpoint", broken)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         load_checkpoint(DarknetClassifier, str(checkpoint))
+
+
+def test_classify_ensemble_averages_the_nets_probabilities(darknet_checkpoint, tmp_path):
+    from lightning_modules import DarknetClassifier
+    checkpoint, data_dir = darknet_checkpoint
+    other = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(1.5)  # another net of the same classes
+    trainer = L.Trainer(accelerator="cpu", logger=False)
+    trainer.strategy.connect(other)
+    trainer.save_checkpoint(tmp_path / "snapshot.ckpt")
+    files = sorted((data_dir / "test").rglob("*.png"))
+    csv_path = tmp_path / "ensemble.csv"
+    commands.classify([str(checkpoint), str(data_dir / "test"), "--ensemble", str(tmp_path / "snapshot.ckpt"),
+                       "--output", str(csv_path)])  # the flag, as a user types it
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
+    pixels = torch.stack([torch.from_numpy(__import__("numpy").array(Image.open(f))).permute(2, 0, 1) for f in files])
+    expected = (by_hand(checkpoint, pixels) + by_hand(tmp_path / "snapshot.ckpt", pixels)) / 2
+    assert not torch.allclose(by_hand(checkpoint, pixels), expected, atol=1e-3)  # the second net mattered
+    assert [row[0] for row in rows] == [str(f) for f in files]
+    for row, p in zip(rows, expected, strict=True):
+        assert torch.allclose(torch.tensor([float(x) for x in row[3:]]), p, atol=1e-5)
+    other.class_names = ["a", "b", "c"]
+    trainer.save_checkpoint(tmp_path / "other_classes.ckpt")
+    with pytest.raises(UserError, match="an ensemble needs nets of the same classes"):
+        classify(str(checkpoint), [str(files[0])], ensemble=[str(tmp_path / "other_classes.ckpt")])
