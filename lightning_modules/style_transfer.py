@@ -80,6 +80,11 @@ def original_colors(result: Tensor, content: Tensor) -> Tensor:
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yuv), yuv).clamp(0, 1)
 
 
+def resized(images: Tensor, size) -> Tensor:
+    """(N, C, H, W) to `size` (bilinear, antialiased when shrinking), kept in [0, 1]."""
+    return F.interpolate(images, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
 def median_filtered_noise(shape: tuple[int, ...], size: int = 8) -> Tensor:
     """The seed's start: uniform noise median-filtered over size x size windows per channel, halved."""
     images = []
@@ -122,6 +127,11 @@ class StyleTransfer(L.LightningModule):
             ImageNet VGG weights on the machines this was built on): try powers of ten and look.
         original_colors: save the result with the content's colours and its own luminance (`original_colors`;
             the optimized image and the checkpoints keep the full-colour result).
+        pyramid: coarse-to-fine optimization (Gatys et al. 2017, Controlling Perceptual Factors; pystiche's
+            ImagePyramid): [[edge, iterations], ...] levels before the full size, each with the shorter side at
+            `edge` (increasing, below the data's size) for that many L-BFGS iterations; the image is then
+            upsampled (bilinear) to the next level, L-BFGS starts afresh, and the full size takes the iterations
+            left of --trainer.max_steps. Content and style are resized by the level's factor. null: full size only.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -135,7 +145,7 @@ class StyleTransfer(L.LightningModule):
                  style_weight: float = 1.0, gram_diagonal: bool = False,
                  init: Literal["noise", "content"] = "noise", lr: float = 1.0, history_size: int = 100,
                  show_iter: int = 100, pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0,
-                 original_colors: bool = False):
+                 original_colors: bool = False, pyramid: list[tuple[int, int]] | None = None):
         super().__init__()
         self.save_hyperparameters()
         if pooling not in ("max", "avg"):
@@ -153,6 +163,11 @@ class StyleTransfer(L.LightningModule):
             raise UserError("content_weight and style_weight are both 0: nothing to optimize")
         if tv_weight < 0:
             raise UserError(f"tv_weight must be 0 (off) or more (got {tv_weight})")
+        self.levels = [(int(edge), int(steps)) for edge, steps in (pyramid or [])]  # checked against the data in setup
+        edges = [edge for edge, _ in self.levels]
+        if edges != sorted(set(edges)) or any(edge < 32 or steps < 1 for edge, steps in self.levels):
+            raise UserError(f"pyramid levels must have increasing edges of at least 32px and at least 1 iteration "
+                            f"each (got {pyramid}); e.g. --model.pyramid \"[[144, 200], [216, 200]]\"")
         self.layers = self.style_layers + [content_layer] * (content_weight != 0)
         unknown = sorted(set(self.layers) - set(relus))
         if unknown:
@@ -178,8 +193,19 @@ class StyleTransfer(L.LightningModule):
         content = getattr(trainer.datamodule, "content", None)
         if content is None:
             raise UserError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")
-        if self.image.shape != content.shape:
-            start = median_filtered_noise(content.shape) if self.hparams.init == "noise" else content.clone()
+        if self.levels:
+            shorter = min(content.shape[-2:])
+            if self.levels[-1][0] >= shorter:
+                raise UserError(f"pyramid edges must be below the content's shorter side, {shorter}px (got "
+                                f"{[edge for edge, _ in self.levels]}); lower them or raise --data.size")
+            if sum(steps for _, steps in self.levels) >= trainer.max_steps:  # fine for a run resumed later
+                rank_zero_warn(f"the pyramid's levels take {sum(steps for _, steps in self.levels)} iterations, "
+                               f"leaving none of --trainer.max_steps {trainer.max_steps} for the full size: the "
+                               f"result stays at a smaller level's size unless the run is resumed with more")
+        start_shape = (*content.shape[:2], *self.level_size(content.shape[-2:], 0))
+        if self.image.shape != start_shape:
+            start = content.clone() if self.hparams.init == "content" else None
+            start = median_filtered_noise(start_shape) if start is None else resized(start, start_shape[-2:])
             self.image = nn.Parameter(start)
         if self.hparams.vgg_weights == "random":
             rank_zero_warn(NOT_ART)
@@ -207,6 +233,27 @@ class StyleTransfer(L.LightningModule):
     def configure_optimizers(self):
         return BatchLBFGS([self.image], lr=self.hparams.lr, history_size=self.hparams.history_size)
 
+    # ---- the pyramid ----------------------------------------------------------------------------------------
+    def level_size(self, full: tuple[int, int], step: int) -> tuple[int, int]:
+        """(H, W) of the image at iteration `step`: the pyramid level's, or `full` after the levels."""
+        done = 0
+        for edge, steps in self.levels:
+            done += steps
+            if step < done:
+                scale = edge / min(full)
+                return round(full[0] * scale), round(full[1] * scale)
+        return tuple(full)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """At a level's first iteration: the image upsampled to it, and a fresh L-BFGS (its curvature pairs are of
+        the smaller image). Compared by shape, so a checkpoint written at a level's last iteration moves on too."""
+        size = self.level_size(batch[0].shape[-2:], self.trainer.global_step)
+        if tuple(self.image.shape[-2:]) == size:
+            return
+        self.image = nn.Parameter(resized(self.image.detach(), size))
+        self.trainer.strategy.optimizers = [self.configure_optimizers()]
+        self._targets = None  # content and style targets at the new size
+
     # ---- losses -------------------------------------------------------------------------------------------
     def features(self, images: Tensor) -> dict[str, Tensor]:
         """Activations at the chosen block ends, captured by the seed's SaveFeatures hooks."""
@@ -217,8 +264,12 @@ class StyleTransfer(L.LightningModule):
                 for name, hook in zip(self.layer_index, hooks, strict=True)}
 
     def targets(self, content: Tensor, style: Tensor) -> tuple[Tensor | None, list[Tensor]]:
-        """Content activations and style Gram matrices, computed once (they never change)."""
+        """Content activations and style Gram matrices, computed once per pyramid level (they never change)."""
         if self._targets is None:
+            if content.shape[-2:] != self.image.shape[-2:]:  # a pyramid level: both scaled by its factor
+                scale = self.image.shape[-1] / content.shape[-1]
+                content = resized(content, self.image.shape[-2:])
+                style = resized(style, [max(1, round(side * scale)) for side in style.shape[-2:]])
             with torch.no_grad():
                 target_content = self.features(content)[self.content_layer] if self.hparams.content_weight else None
                 style_features = self.features(style) if self.style_layers else {}
