@@ -335,7 +335,8 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
             arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn", content_weight: float = 1.0,
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
             pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
-            style_scale: float = 1.0, accelerator: str = "auto", precision: str = "32-true") -> list[Path]:
+            style_scale: float = 1.0, pyramid: list[tuple[int, int]] | None = None, accelerator: str = "auto",
+            precision: str = "32-true") -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
 
     Args:
@@ -355,6 +356,8 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         tv_weight: total-variation smoothing (0: off).
         original_colors: keep the content's colours, the result's luminance.
         style_scale: the style image at this multiple of the content's size (smaller: larger strokes).
+        pyramid: coarse-to-fine levels before the full size, [[edge, iterations], ...], e.g. [[256, 300]] for 512px;
+            the full size takes what is left of max_iter.
         accelerator: "cpu", "gpu" or "auto".
         precision: "32-true" or "bf16-mixed".
     """
@@ -364,12 +367,12 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     flags = {f"--{part}.{name}": f"--{name}" for part, names in (
         ("data", ("content", "style", "size", "crop", "style_scale")),
         ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init", "pooling", "tv_weight",
-                   "original_colors")),
+                   "original_colors", "pyramid")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
-                              original_colors=original_colors)
+                              original_colors=original_colors, pyramid=pyramid)
         data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_model_summary=False, default_root_dir=output,
