@@ -2,6 +2,7 @@ import contextlib
 import http.server
 import os
 import pickle
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -201,3 +202,20 @@ def lbfgs_steps(optimizer_class, x, loss_fn, n: int, **kwargs):
     for _ in range(n):
         optimizer.step(closure)
     return x.detach(), optimizer.state[x]
+
+
+def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
+    """train.py's command line in this process, with sys.argv as a user's, its exit status and printed output as a
+    subprocess would report them: for the one-line-error tests, without a fresh interpreter's ~8 s of imports
+    (the tests that need a real process, its exit or signals, still start one)."""
+    import train
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    monkeypatch.delenv("DL2_TRACEBACK", raising=False)
+    capsys.readouterr()
+    try:
+        train.command_line()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["train.py", *args], code, out, err)

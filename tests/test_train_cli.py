@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_in_process
 
 import train
 
@@ -88,13 +88,13 @@ def test_unknown_system_lists_the_systems(tmp_path):
     assert "darknet" in result.stderr.split("choose one of:")[1]
 
 
-def test_bad_config_key_is_named(tiny_cifar, tmp_path):
-    result = run_script(job(tiny_cifar, tmp_path, "--model.learning_rate", "0.1"), tmp_path)
+def test_bad_config_key_is_named(tiny_cifar, tmp_path, capsys, monkeypatch):
+    result = run_in_process(job(tiny_cifar, tmp_path, "--model.learning_rate", "0.1"), capsys, monkeypatch)
     assert result.returncode != 0 and "learning_rate" in result.stderr
 
 
-def test_missing_data_folder_says_where_to_put_it(tmp_path):
-    result = run_script(job(tmp_path / "absent", tmp_path, "--data.download", "false"), tmp_path)
+def test_missing_data_folder_says_where_to_put_it(tmp_path, capsys, monkeypatch):
+    result = run_in_process(job(tmp_path / "absent", tmp_path, "--data.download", "false"), capsys, monkeypatch)
     assert result.returncode != 0 and "no CIFAR-10 found in" in result.stderr
     assert "train/<class>/*.png" in result.stderr
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_in_process
 
 import train
 
@@ -261,41 +261,38 @@ def test_last_ckpt_is_saved_on_a_time_interval_within_the_epoch(system, tiny_cif
 # one-line errors, as a user sees them from the command line
 
 
-def test_a_checkpoint_of_another_system_is_named(tmp_path):
+def test_a_checkpoint_of_another_system_is_named(tmp_path, capsys, monkeypatch):
     ckpt = tmp_path / "wgan.ckpt"  # what Lightning writes for a model built by LightningCLI
     torch.save({"state_dict": {"generator.0.weight": torch.zeros(1)}, "epoch": 0, "global_step": 5,
                 "hyper_parameters": {"_class_path": "lightning_modules.WGAN", "isize": 32}}, ckpt)
-    result = run_script(["--system", "cyclegan", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
-                         "--data.data_dir", str(tmp_path / "absent"), "--model.n_blocks", "1"], tmp_path)
+    result = run_in_process(["--system", "cyclegan", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
+                             "--data.data_dir", str(tmp_path / "absent"), "--model.n_blocks", "1"], capsys, monkeypatch)
     assert_one_line_error(result, f"{ckpt} is a WGAN checkpoint, this is cyclegan; use --system wgan")
 
 
-def test_a_truncated_checkpoint_is_named_with_the_fix(tiny_cifar, tmp_path):
+def test_a_truncated_checkpoint_is_named_with_the_fix(tiny_cifar, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "first"))
     last = runs / "first" / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
-    result = run_script(job(tiny_cifar, runs, "--ckpt_path", "last"), tmp_path)
+    result = run_in_process(job(tiny_cifar, runs, "--ckpt_path", "last"), capsys, monkeypatch)
     assert_one_line_error(result, f"{last} is not a readable checkpoint (truncated?",
                           f"use an earlier one in {last.parent}")
 
 
-def test_the_offline_cifar10_download_error_is_one_line(tmp_path):
+def test_the_offline_cifar10_download_error_is_one_line(tmp_path, capsys, monkeypatch):
     absent = tmp_path / "cifar10"
-    result = run_script(job(absent, tmp_path / "runs", "--data.url", "http://127.0.0.1:9/cifar-10-python.tar.gz"),
-                        tmp_path)
+    result = run_in_process(job(absent, tmp_path / "runs", "--data.url", "http://127.0.0.1:9/cifar-10-python.tar.gz"),
+                            capsys, monkeypatch)
     assert_one_line_error(result, f"no CIFAR-10 found in {absent}")
 
 
-def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path):
+def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
     bad = {"--data.batch_size: expected int, got 'many'": ["--data.batch_size", "many"],
            "--model.learning_rate is not an option": ["--model.learning_rate", "0.1"]}
-    started = {needle: start_script(job(tiny_cifar, tmp_path / "runs", *args), tmp_path)  # both at once
-               for needle, args in bad.items()}
-    for needle, process in started.items():
-        out, err = process.communicate(timeout=300)
-        assert_one_line_error(subprocess.CompletedProcess(process.args, process.returncode, out, err), needle)
+    for needle, args in bad.items():
+        assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
 
 
 @pytest.mark.slow  # 22 s; the same unwrapping as test_a_bad_value_from_the_command_line_is_one_line, kept out of CI
