@@ -5,6 +5,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from test_style_cli import job
 
 import train
@@ -95,12 +96,14 @@ def test_a_resume_across_a_level_boundary_matches_an_uninterrupted_run(style_ima
 
 def test_a_run_that_ends_within_the_levels_warns(style_images, tmp_path):
     content, style = style_images
-    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, pyramid=[[32, 4]])
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, pyramid=[[32, 4]], original_colors=True)
     with pytest.warns(UserWarning, match="leaving none of --trainer.max_steps 3 for the full size"):
         L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, default_root_dir=tmp_path).fit(
             model, datamodule=StyleTransferDataModule([str(content[0])], str(style), size=64))
     assert model.image.shape[-2:] == (32, 32)
+    assert Image.open(tmp_path / "stylized" / "content0.png").size == (32, 32)  # saved at the size it reached
+    assert Image.open(tmp_path / "images" / "style_side_by_side-000003.png").size[1] > 32
 
 
 @pytest.mark.parametrize("pyramid, max_steps, message", [
