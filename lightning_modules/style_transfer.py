@@ -315,8 +315,6 @@ class StyleTransfer(L.LightningModule):
             return
         content, style = (x.float().cpu() for x in self._batch)
         result = self.image.detach().float().cpu().clamp(0, 1)
-        if content.shape[-2:] != result.shape[-2:]:  # a run that ended within the pyramid's levels
-            content = resized(content, result.shape[-2:])
         if self.hparams.original_colors:
             result = original_colors(result, content)
         if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
