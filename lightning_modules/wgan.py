@@ -298,7 +298,7 @@ def load_generator(checkpoint: str, device: str) -> WGAN:
 
 
 def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, batch_size: int = 256,
-             seed: int = 0, nrow: int = 8, device: str = "cpu") -> Path:
+             seed: int = 0, nrow: int = 8, interpolate: int = 0, device: str = "cpu") -> Path:
     """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus grid.png of the first nrow**2.
 
     Args:
@@ -309,11 +309,16 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
         batch_size: images per generator call.
         seed: noise seed; the same seed gives the same images.
         nrow: images per row of grid.png.
+        interpolate: also interpolation.png: nrow rows of this many images each, walking the latent space from
+            one noise vector to another along the great circle (slerp; White 2016, Sampling Generative Networks),
+            as DCGAN's latent walks (Radford et al. 2016, section 6.1); 0: none.
         device: cpu, cuda, mps.
     """
     from torchvision.utils import make_grid
 
     require_at_least_one(num_samples=num_samples, batch_size=batch_size, nrow=nrow)
+    if interpolate < 0 or interpolate == 1:
+        raise UserError(f"--interpolate takes 2 or more images per row, or 0 for none (got {interpolate})")
     model = load_generator(checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     out = Path(out_dir)
@@ -322,7 +327,32 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
     path = save_png(grid, out / "grid.png")
     print(f"{len(images)} images and {path} written")
+    if interpolate:
+        ends = torch.randn(2, nrow, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1))
+        weights = torch.linspace(0, 1, interpolate)
+        noise = torch.stack([slerp(ends[0], ends[1], t) for t in weights], dim=1).flatten(0, 1)  # row by row
+        with torch.no_grad():
+            walk = torch.cat([model.generator(chunk.to(model.device)).float().cpu()
+                              for chunk in noise.split(batch_size)])
+        walked = save_png(make_grid(walk, nrow=interpolate, normalize=True, value_range=(-1, 1)),
+                          out / "interpolation.png")
+        print(f"{walked}: {nrow} latent walks of {interpolate} images")
     return path
+
+
+def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """Spherical interpolation between rows of a and b (each flattened): sin((1-t) w)/sin(w) a + sin(t w)/sin(w) b,
+    w the angle between them; linear where they are (nearly) parallel."""
+    flat_a, flat_b = a.flatten(1), b.flatten(1)
+    cosine = (flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1))
+    omega = cosine.clamp(-1, 1).acos()
+    sine = omega.sin()
+    linear = sine < 1e-6
+    safe = torch.where(linear, torch.ones_like(sine), sine)
+    weight_a = torch.where(linear, 1 - t, ((1 - t) * omega).sin() / safe)
+    weight_b = torch.where(linear, torch.full_like(sine, t), (t * omega).sin() / safe)
+    shape = (-1,) + (1,) * (a.dim() - 1)
+    return weight_a.view(shape) * a + weight_b.view(shape) * b
 
 
 @torch.no_grad()

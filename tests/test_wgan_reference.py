@@ -103,3 +103,33 @@ def test_fid_reads_a_reference_generator_file(tmp_path):
         expected = frechet_by_hand(features(torch.from_numpy(real).permute(0, 3, 1, 2) / 255).double().numpy(),
                                    features(fakes).double().numpy())
     assert distance == pytest.approx(expected, rel=1e-3)
+
+
+def test_slerp_follows_the_great_circle():
+    from lightning_modules.wgan import slerp
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])  # 90 degrees apart, norms 1 and 2
+    for t in (0.0, 0.25, 0.5, 1.0):
+        # sin((1-t) pi/2) a + sin(t pi/2) b, as White (2016) writes it
+        expected = np.sin((1 - t) * np.pi / 2) * a.numpy() + np.sin(t * np.pi / 2) * b.numpy()
+        assert np.allclose(slerp(a, b, t).numpy(), expected, atol=1e-6)
+    assert torch.allclose(slerp(a, 3 * a, 0.5), 2 * a)  # parallel: linear
+
+
+def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
+    main, state = reference_dcgan_g()
+    torch.save(state, tmp_path / "netG.pth")
+    generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=2, seed=4, interpolate=3)
+    ends = torch.randn(2, 2, 8, 1, 1, generator=torch.Generator().manual_seed(5))  # seed + 1, as generate draws
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "interpolation.png"))).permute(2, 0, 1) / 255
+    assert grid.shape == (3, 2 + 2 * (16 + 2), 2 + 3 * (16 + 2))  # make_grid: 2 rows of 3, 2px padding
+    with torch.no_grad():
+        for row in range(2):
+            a, b = ends[0, row].flatten(), ends[1, row].flatten()
+            omega = torch.arccos(a.dot(b) / (a.norm() * b.norm()))
+            for column, t in enumerate((0.0, 0.5, 1.0)):
+                z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+                image = main(z.view(1, 8, 1, 1))[0]
+                top, left = 2 + row * 18, 2 + column * 18
+                cell = grid[:, top:top + 16, left:left + 16]
+                # make_grid(normalize=True, value_range=(-1, 1)) shows (x + 1) / 2
+                assert (cell - (image.clamp(-1, 1) + 1) / 2).abs().max() <= 1 / 255 + 1e-5, (row, column)
