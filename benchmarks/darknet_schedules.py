@@ -33,7 +33,7 @@ def run(name, args, data):
         model_kwargs["one_cycle"] = (20, 20, 0.95, 0.85)
     else:
         model_kwargs["lr"] = args.constant_lr
-    model = DarknetClassifier(num_blocks=args.num_blocks, nf=args.nf, **model_kwargs)
+    model = DarknetClassifier(num_blocks=args.num_blocks, nf=args.nf, interpret=False, **model_kwargs)
     trainer = L.Trainer(accelerator=args.device, devices=1, max_steps=args.steps, max_epochs=100, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks)

@@ -41,7 +41,7 @@ OPTIONS["all"] = ({"nesterov": True, **{k: v for m, _ in OPTIONS.values() for k,
 
 def train(data_dir, model_kwargs, data_kwargs, epochs, ema=False):
     torch.manual_seed(0)
-    model = DarknetClassifier(**NET, **model_kwargs)
+    model = DarknetClassifier(**NET, interpret=False, **model_kwargs)
     data = CIFAR10DataModule(str(data_dir), batch_size=64, eval_batch_size=500, **data_kwargs)
     callbacks = [TrainingPhaseScheduler(one_cycle={"div": 20, "pct": 10}, plot=False)]
     if ema:

@@ -1,6 +1,7 @@
 """TrainingPhaseScheduler: runs a list of TrainingPhase batch by batch (DL2 2018 lesson 13)."""
 
 import bisect
+import dataclasses
 import inspect
 import math
 import warnings
@@ -46,8 +47,9 @@ class TrainingPhaseScheduler(L.Callback):
             (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
         save_cycles: save a checkpoint at the end of each cycle, `cycle<k>-step=<N>.ckpt` beside the run's other
-            checkpoints, for snapshot ensembles (Huang et al. 2017; fastai 0.7's cycle_save_name). Each phase is a
-            cycle, except sgdr's warm-up, which belongs to its first cycle.
+            checkpoints, for snapshot ensembles (Huang et al. 2017; fastai 0.7's cycle_save_name). sgdr's cycles
+            are its restarts (its warm-up belongs to the first); the one-cycle recipes are one cycle, saved at their
+            end; with `phases`, each phase is a cycle.
     """
 
     def __init__(self, phases: list[TrainingPhase] | None = None, one_cycle: dict | None = None,
@@ -61,7 +63,7 @@ class TrainingPhaseScheduler(L.Callback):
             raise UserError("TrainingPhaseScheduler got an empty list of phases")
         self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
         if self.recipe[1] is not None:  # a misspelt key named now, not as a TypeError when training starts
-            options = inspect.signature(getattr(training_phase, self.recipe[0])).parameters
+            options = recipe_options(self.recipe[0])
             unknown = sorted(set(self.recipe[1]) - set(options))
             if unknown:
                 raise UserError(f"{self.recipe[0]} has no option {', '.join(map(repr, unknown))}; its options: "
@@ -106,9 +108,11 @@ class TrainingPhaseScheduler(L.Callback):
         self._enter(trainer, self.phase_index)
 
     def build_recipe(self, trainer) -> list[TrainingPhase]:
-        """A recipe's phases; lr defaults to the model optimizer's lr, cycle_len (all but sgdr's) to the training."""
+        """A recipe's phases; lr and opt_fn default to the model optimizer's lr and class, cycle_len (all but
+        sgdr's) to the training."""
         name, kwargs = self.recipe
-        kwargs = {"lr": trainer.optimizers[0].param_groups[0]["lr"], **kwargs}
+        optimizer = trainer.optimizers[0]
+        kwargs = {"lr": optimizer.param_groups[0]["lr"], "opt_fn": type(optimizer), **kwargs}
         if name != "sgdr" and "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when
             total = trainer.estimated_stepping_batches  # that ends it first
             if total == float("inf"):
@@ -122,8 +126,9 @@ class TrainingPhaseScheduler(L.Callback):
             raise UserError("TrainingPhaseScheduler needs a training dataloader with a length")
         # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
         self.ends = self.phase_ends(self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches)
-        warm_up = self.recipe == ("sgdr", self.recipe[1]) and self.recipe[1] is not None  # its first phase
-        ends = sorted(set(self.ends[1:] if warm_up else self.ends) - {0})
+        recipe = self.recipe[0] if self.recipe[1] is not None else None
+        cycles = {None: self.ends, "sgdr": self.ends[1:]}.get(recipe, self.ends[-1:])  # sgdr: its restarts
+        ends = sorted(set(cycles) - {0})
         self.cycle_ends = {end: k for k, end in enumerate(ends, 1)} if self.save_cycles else {}
         self._global_step = trainer.global_step
         if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
@@ -206,6 +211,14 @@ class TrainingPhaseScheduler(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="lr_schedule", images=[str(path)])
+
+
+def recipe_options(name: str) -> list[str]:
+    """The keys a recipe takes: its function's arguments, and the TrainingPhase fields it passes on to every phase
+    (beta, weight_decay, ...; not those it sets itself)."""
+    own = [k for k in inspect.signature(getattr(training_phase, name)).parameters if k != "phase_kwargs"]
+    set_by_recipes = {"epochs", "opt_fn", "lr", "lr_decay", "momentum", "momentum_decay"}
+    return own + [f.name for f in dataclasses.fields(TrainingPhase) if f.name not in set_by_recipes | set(own)]
 
 
 def set_momentum(group: dict, value: float, optimizer=None) -> None:

@@ -105,6 +105,9 @@ class TrainingPhase:
     def __post_init__(self):
         if not self.epochs > 0:
             raise UserError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
+        if self.beta is not None and not 0 <= self.beta < 1:
+            raise UserError(f"beta must be in [0, 1) (got {self.beta}): at 1 Adam's bias correction divides by 0, "
+                            "above it RMSprop's average of squares turns negative")
         self.lr_power = self.momentum_power = self.power
         if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
             self.lr_decay, self.lr_power = self.lr_decay
@@ -171,10 +174,10 @@ def one_cycle_cos(cycle_len: float, lr: float, div: float = 25, div_final: float
             if length > 0]
 
 
-def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: float = 0.75, momentum: float = 0.9,
-             opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
+def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: float = 0.75,
+             momentum: float | None = None, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """fastai 2's fit_flat_cos (its defaults): lr constant for the first pct_start of the cycle, then cosine down
-    to lr/div_final; momentum constant."""
+    to lr/div_final; momentum left to the optimizer, as fastai leaves it (or a constant `momentum`)."""
     flat, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, decay, momentum, **phase_kwargs)
             for length, lrs, decay in ((flat, lr, "no"), (anneal, (lr, lr / div_final), "cosine")) if length > 0]

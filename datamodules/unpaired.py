@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2.functional import InterpolationMode, resize
@@ -73,6 +74,25 @@ def load_for_crop(file: Path, preprocess: str, load_size: int, crop_size: int) -
     if list(image.shape[-2:]) != size:
         image = resize(image, size, InterpolationMode.BICUBIC, antialias=True)
     return image
+
+
+def check_crop_sizes(files: list[Path], crop_size: int) -> None:
+    """--data.preprocess crop cuts crop_size squares from the files as they are: name those that are smaller (from
+    their headers; an unreadable file is left to the loader, which skips it with a warning)."""
+    small = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                width, height = image.size
+        except (OSError, ValueError):
+            continue
+        if min(width, height) < crop_size:
+            small.append(f"{file} ({width}x{height})")
+    if small:
+        listed = ", ".join(small[:3]) + (", ..." if len(small) > 3 else "")
+        raise UserError(f"{len(small)} training images are smaller than crop_size {crop_size}, which --data.preprocess "
+                        f"crop cuts from each image as it is: {listed}; lower --data.crop_size or use "
+                        f"--data.preprocess resize_and_crop")
 
 
 def load_readable(files: list[Path], index: int, load) -> Tensor:
@@ -170,7 +190,9 @@ class UnpairedImageDataModule(L.LightningDataModule):
             (squashed to load_size x load_size, then a random crop), scale_width_and_crop (width scaled to
             load_size keeping the aspect, then a random crop: for wide images such as Cityscapes'), crop (a random
             crop of the image as it is). Test and validation images are squashed to crop_size in all three.
-        max_dataset_size: at most this many images of each folder, the first in sorted order (null: all).
+        max_dataset_size: at most this many training images of each domain, the first in sorted order (null: all);
+            testA and testB stay whole, so the test and val/fid compare with other runs (the reference's test.py
+            limits them with its own --num_test).
         serial_batches: take A and B images in order (A image i with B image i mod |B|), no shuffle: the
             reference's --serial_batches. Off: A images shuffled, each with a B image drawn at random.
         num_workers: DataLoader worker processes decoding the images (at most the CPUs this process may use).
@@ -258,6 +280,8 @@ class UnpairedImageDataModule(L.LightningDataModule):
             self.train_set = UnpairedImages(image_files(root / "trainA", count), image_files(root / "trainB", count),
                                             hp.load_size, hp.crop_size, hp.flip, hp.seed, hp.preprocess,
                                             hp.serial_batches)
+            if hp.preprocess == "crop":  # now, from the files' headers, rather than hours in from a worker
+                check_crop_sizes(self.train_set.files_a + self.train_set.files_b, hp.crop_size)
             try:  # training needs only trainA and trainB, as the reference's; say now what the test will lack
                 self.domain_sets()
                 self.has_test_data = True
@@ -268,9 +292,7 @@ class UnpairedImageDataModule(L.LightningDataModule):
             self.domain_sets()  # names a missing or empty testA/testB now rather than in the loop
 
     def domain_sets(self) -> list[DomainImages]:
-        hp = self.hparams
-        return [DomainImages(image_files(self.root / f"test{side}", hp.max_dataset_size), hp.crop_size)
-                for side in "AB"]
+        return [DomainImages(image_files(self.root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
 
     def _loader(self, dataset: Dataset, sampler=None) -> DataLoader:
         workers = max_workers(self.hparams.num_workers)

@@ -43,9 +43,9 @@ def classify(args: list[str] | None = None, prog: str | None = None):
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--output", default=None, help="also write a CSV of every class's probability")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
-    parser.add_argument("--ensemble", nargs="+", metavar="CKPT", default=None,
-                        help="more checkpoints of the same classes (e.g. the cycle snapshots of save_cycles): "
-                             "their probabilities are averaged with the first's")
+    parser.add_argument("--ensemble", action="append", metavar="CKPT", default=None,
+                        help="another checkpoint of the same classes (e.g. a cycle snapshot of save_cycles), its "
+                             "probabilities averaged with the first's; repeat the flag for more")
     parser.add_argument("--traceback", action="store_true", help="show the traceback of a user error")
     return one_line_errors(lambda argv: classify(**{k: v for k, v in vars(parser.parse_args(argv)).items()
                                                      if k != "traceback"}), args)

@@ -217,9 +217,11 @@ class DarknetClassifier(L.LightningModule):
             return
         names = self.class_names or [str(i) for i in range(self.hparams.num_classes)]
         matrix = self.test_confusion.compute()  # rows: actual class, columns: predicted
-        per_class = matrix.diagonal() / matrix.sum(1).clamp(min=1)
-        for name, value in zip(names, per_class, strict=True):
-            self.log(f"test/class_acc/{name}", value.float())  # equal on every rank (torchmetrics synced it)
+        counts = matrix.sum(1)
+        per_class = matrix.diagonal() / counts.clamp(min=1)
+        for name, value, count in zip(names, per_class, counts.tolist(), strict=True):
+            if count:  # a class without test images has no accuracy (0 would say it was always wrong)
+                self.log(f"test/class_acc/{name}", value.float())  # equal on every rank (torchmetrics synced it)
         self.test_confusion.reset()
         from callbacks.images import log_figure
         matrix, worst = matrix.cpu(), self.gather_worst()
@@ -314,7 +316,7 @@ def confusion_figure(matrix: torch.Tensor, names: list[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.5 * len(names) + 2)
+    size = min(20.0, max(4.0, 0.5 * len(names) + 2))  # inches at 100 dpi; capped: 1000 classes would need 50,000 px
     figure, axes = plt.subplots(figsize=(size, size))
     axes.imshow(matrix.numpy(), cmap="Blues")
     if len(names) <= 30:  # beyond that the labels and counts overlap: the colours remain

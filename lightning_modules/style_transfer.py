@@ -122,9 +122,9 @@ class StyleTransfer(L.LightningModule):
         show_iter: log the image every this many iterations (0: never); the loss goes every log_every_n_steps.
         pooling: "max" (the VGG as trained, the seed) or "avg" (Gatys et al. replaced its max-pools by averages).
         tv_weight: weight of the total-variation term, tv_weight * mean squared neighbour difference per image
-            (`total_variation`), added to the loss to smooth noise (jcjohnson/neural-style's -tv_weight; 0: off, the
-            seed and Gatys et al.). Its useful range depends on the other weights and was not measured here (no
-            ImageNet VGG weights on the machines this was built on): try powers of ten and look.
+            (`total_variation`), added to the loss to smooth noise (the role of jcjohnson/neural-style's -tv_weight,
+            in other units; 0: off, the seed and Gatys et al.). Its useful range depends on the other weights and
+            was not measured here (no ImageNet VGG weights on the machines this was built on): try powers of ten.
         original_colors: save the result with the content's colours and its own luminance (`original_colors`;
             the optimized image and the checkpoints keep the full-colour result).
         pyramid: coarse-to-fine optimization (Gatys et al. 2017, Controlling Perceptual Factors; pystiche's

@@ -257,7 +257,12 @@ def reference_generator(path: str) -> WGAN | None:
     if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
         return None
     keys = [k.removeprefix("module.") for k in state]
-    if not all(k.startswith("main.") for k in keys) or state[next(iter(state))].dim() != 4:
+    if not all(k.startswith("main.") for k in keys):
+        return None
+    if all(v.dim() <= 2 for v in state.values()):  # linear layers only: its models/mlp.py
+        raise UserError(f"{path} is the WassersteinGAN reference's MLP generator (--mlp_G), which has no counterpart "
+                        "here; only its DCGAN_G loads")
+    if state[next(iter(state))].dim() != 4:
         return None
     layers = [(k.rsplit(".", 1)[0], v) for k, v in zip(keys, state.values(), strict=True)
               if not k.endswith("num_batches_tracked")]

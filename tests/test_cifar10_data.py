@@ -216,7 +216,7 @@ def test_two_processes_preparing_one_folder_download_once_and_both_load_it_whole
 
 
 @pytest.mark.slow
-def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar10):
+def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar10, tmp_path):
     import lightning as L
 
     from lightning_modules import DarknetClassifier
@@ -227,7 +227,8 @@ def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar
     assert torch.bincount(data.train_labels).tolist() == [5000] * 10
     torch.manual_seed(0)
     trainer = L.Trainer(accelerator="cpu", max_steps=150, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False)
+                        enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False,
+                        default_root_dir=tmp_path)  # the test's figures and CSVs land there
     model = DarknetClassifier(num_blocks=[1, 1, 1], nf=16, lr=0.2, one_cycle=(20, 20, 0.95, 0.85))
     trainer.fit(model, datamodule=data)
     accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]

@@ -296,8 +296,8 @@ def test_classify_ensemble_averages_the_nets_probabilities(darknet_checkpoint, t
     trainer.save_checkpoint(tmp_path / "snapshot.ckpt")
     files = sorted((data_dir / "test").rglob("*.png"))
     csv_path = tmp_path / "ensemble.csv"
-    commands.classify([str(checkpoint), str(data_dir / "test"), "--ensemble", str(tmp_path / "snapshot.ckpt"),
-                       "--output", str(csv_path)])  # the flag, as a user types it
+    commands.classify([str(checkpoint), "--ensemble", str(tmp_path / "snapshot.ckpt"), str(data_dir / "test"),
+                       "--output", str(csv_path)])  # the flag, as a user types it, before the images too
     rows = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
     pixels = torch.stack([torch.from_numpy(__import__("numpy").array(Image.open(f))).permute(2, 0, 1) for f in files])
     expected = (by_hand(checkpoint, pixels) + by_hand(tmp_path / "snapshot.ckpt", pixels)) / 2

@@ -515,7 +515,8 @@ class WeightsAt(L.Callback):
     ({"phases": [TrainingPhase(1, lr=0.05), TrainingPhase(1, lr=0.02), TrainingPhase(1, lr=0.01)]},
      [BATCHES, 2 * BATCHES, 3 * BATCHES]),  # each phase a cycle
     ({"sgdr": {"lr": 0.05, "num_cycle": 2, "cycle_len": 2, "cycle_mult": 1}},
-     [2 * BATCHES, 4 * BATCHES])])  # the warm-up (1 step: 2 epochs / 20) and the first cosine are cycle 1
+     [2 * BATCHES, 4 * BATCHES]),  # the warm-up (1 step: 2 epochs / 20) and the first cosine are cycle 1
+    ({"one_cycle": {"pct": 20}}, [2 * BATCHES])])  # three phases, one cycle: saved at its end only
 def test_save_cycles_keeps_the_weights_at_each_cycles_end(tiny_cifar, tmp_path, recipe, cycle_steps):
     phases = recipe.pop("phases", None)
     record = WeightsAt(cycle_steps)
@@ -527,3 +528,36 @@ def test_save_cycles_keeps_the_weights_at_each_cycles_end(tiny_cifar, tmp_path, 
         state = torch.load(path, map_location="cpu", weights_only=False)
         assert state["global_step"] == step
         assert all(torch.equal(state["state_dict"][k], v) for k, v in record.weights[step].items())
+
+
+def test_a_recipe_takes_the_phase_options_it_passes_on_and_the_models_optimizer(tiny_cifar):
+    class AdamModel(DarknetClassifier):
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.01, betas=(0.5, 0.999))
+
+    class Betas(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            group = optimizer.param_groups[0]
+            self.seen.append((type(optimizer).__name__, group["betas"], group["weight_decay"]))
+
+    record = Betas()
+    scheduler = TrainingPhaseScheduler(flat_cos={"beta": 0.99, "weight_decay": 5e-4}, plot=False)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[scheduler, record])
+    trainer.fit(AdamModel(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    # fastai's fit_flat_cos leaves momentum (Adam's beta1) alone; the model's Adam is kept, not rebuilt as SGD
+    assert record.seen == [("Adam", (0.5, 0.99), 5e-4)] * (2 * BATCHES)
+    with pytest.raises(UserError, match="flat_cos has no option 'betas'; its options: cycle_len, lr, .*beta,") as error:
+        TrainingPhaseScheduler(flat_cos={"betas": 0.9})
+    assert "phase_kwargs" not in str(error.value)
+
+
+@pytest.mark.parametrize("beta", [1.0, -0.1, 1.5])
+def test_beta_outside_zero_one_is_refused(beta):
+    with pytest.raises(UserError, match=r"beta must be in \[0, 1\)"):
+        TrainingPhase(1, "Adam", beta=beta)

@@ -152,16 +152,16 @@ def test_crop_cuts_from_the_file_as_it_is_and_names_a_file_too_small(tmp_path):
     for epoch in range(8):
         a, _ = dm.train_set[0, epoch]
         assert a.shape == (3, 32, 32) and any(torch.equal(a, w) for w in windows(original, 32))
-    small = data_module(root, load_size=16, crop_size=40, preprocess="crop")
-    with pytest.raises(UserError, match=r"000.png is 40x36, smaller than crop_size 40.*resize_and_crop"):
-        small.train_set[0, 0]
+    with pytest.raises(UserError, match=r"2 training images are smaller than crop_size 40.*000.png \(40x36\)"
+                                        r".*resize_and_crop"):
+        data_module(root, load_size=16, crop_size=40, preprocess="crop")  # said at setup, before any training
 
 
-def test_max_dataset_size_takes_the_first_images_of_each_folder(tiny_unpaired):
+def test_max_dataset_size_takes_the_first_training_images_of_each_domain(tiny_unpaired):
     dm = data_module(tiny_unpaired, max_dataset_size=2)  # 3 A, 6 B, 2 testA, 3 testB
     first_two = [sorted((tiny_unpaired / folder).iterdir())[:2] for folder in ("trainA", "trainB")]
     assert [dm.train_set.files_a, dm.train_set.files_b] == first_two and len(dm.train_set) == 2
-    assert [len(images) for images in dm.domain_sets()] == [2, 2]
+    assert [len(images) for images in dm.domain_sets()] == [2, 3]  # the test folders stay whole
     with pytest.raises(UserError, match="max_dataset_size must be at least 1"):
         data_module(tiny_unpaired, max_dataset_size=0)
 

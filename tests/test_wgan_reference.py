@@ -133,3 +133,10 @@ def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
                 cell = grid[:, top:top + 16, left:left + 16]
                 # make_grid(normalize=True, value_range=(-1, 1)) shows (x + 1) / 2
                 assert (cell - (image.clamp(-1, 1) + 1) / 2).abs().max() <= 1 / 255 + 1e-5, (row, column)
+
+
+def test_the_references_mlp_generator_is_named(tmp_path):
+    torch.save({"main.0.weight": torch.zeros(64, 8), "main.0.bias": torch.zeros(64),
+                "main.2.weight": torch.zeros(768, 64), "main.2.bias": torch.zeros(768)}, tmp_path / "netG_mlp.pth")
+    with pytest.raises(UserError, match="MLP generator \\(--mlp_G\\)"):
+        generate(str(tmp_path / "netG_mlp.pth"), str(tmp_path / "out"))
