@@ -284,7 +284,7 @@ def reference_generator(path: str) -> WGAN | None:
     if shapes[0] != shapes[1]:
         raise UserError(f"{path} holds a WassersteinGAN-style generator that does not match a DCGAN_G of isize "
                         f"{isize}, nz {nz}, ngf {ngf}, {n_extra_layers} extra layers; only its DCGAN_G loads")
-    model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)), strict=False)  # batch counts: unused
+    model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)))  # BatchNorm fills in its batch counts
     return model.eval()
 
 

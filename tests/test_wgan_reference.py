@@ -15,21 +15,28 @@ from lightning_modules.wgan import generate, reference_generator
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def reference_dcgan_g(nz=8, ngf=4, nc=3, extra=1, batchnorm=True, sep=":"):
-    """The reference's DCGAN_G for isize 16 (cngf: ngf/2 doubled until 4 reaches 16 = 8), with its module names
-    (`initial:8-8:convt`, ...; its oldest versions used '.' where later ones use ':', which torch now requires):
-    ConvTranspose, BatchNorm, ReLU; a pyramid block; extra layers as plain 3x3 convolutions; the last ConvTranspose
-    and tanh. Random weights and batchnorm statistics, in eval mode."""
+def reference_dcgan_g(nz=8, ngf=4, nc=3, extra=1, batchnorm=True, sep=":", isize=16):
+    """The reference's DCGAN_G (cngf: ngf/2 doubled until 4 reaches isize; 8 for isize 16 and ngf 4), with its module
+    names (`initial:8-8:convt`, ...; its oldest versions used '.' where later ones use ':', which torch now requires):
+    ConvTranspose, BatchNorm, ReLU; the pyramid's blocks; extra layers as plain 3x3 convolutions; the last
+    ConvTranspose and tanh. Random weights and batchnorm statistics, in eval mode."""
     def block(prefix, conv, width):
         layers = [(f"{prefix}{sep}{'convt' if isinstance(conv, nn.ConvTranspose2d) else 'conv'}", conv)]
         if batchnorm:
             layers.append((f"{prefix}{sep}batchnorm", nn.BatchNorm2d(width)))
         return layers + [(f"{prefix}{sep}relu", nn.ReLU())]
-    layers = block(f"initial{sep}{nz}-8", nn.ConvTranspose2d(nz, 8, 4, 1, 0, bias=False), 8)
-    layers += block(f"pyramid{sep}8-4", nn.ConvTranspose2d(8, 4, 4, 2, 1, bias=False), 4)
+    cngf, size = ngf // 2, 4
+    while size != isize:
+        cngf, size = cngf * 2, size * 2
+    layers = block(f"initial{sep}{nz}-{cngf}", nn.ConvTranspose2d(nz, cngf, 4, 1, 0, bias=False), cngf)
+    size = 4
+    while size < isize // 2:
+        layers += block(f"pyramid{sep}{cngf}-{cngf // 2}", nn.ConvTranspose2d(cngf, cngf // 2, 4, 2, 1, bias=False),
+                        cngf // 2)
+        cngf, size = cngf // 2, size * 2
     for t in range(extra):
-        layers += block(f"extra-layers-{t}{sep}4", nn.Conv2d(4, 4, 3, 1, 1, bias=False), 4)
-    layers += [(f"final{sep}4-{nc}{sep}convt", nn.ConvTranspose2d(4, nc, 4, 2, 1, bias=False)),
+        layers += block(f"extra-layers-{t}{sep}{cngf}", nn.Conv2d(cngf, cngf, 3, 1, 1, bias=False), cngf)
+    layers += [(f"final{sep}{cngf}-{nc}{sep}convt", nn.ConvTranspose2d(cngf, nc, 4, 2, 1, bias=False)),
                (f"final{sep}{nc}{sep}tanh", nn.Tanh())]
     torch.manual_seed(1)
     main = nn.Sequential(OrderedDict((name.replace(sep, "_"), layer) for name, layer in layers))
@@ -59,11 +66,30 @@ def test_a_reference_generator_file_makes_the_images_that_generator_makes(tmp_pa
         assert image.shape == (3, 16, 16) and (image - expected[i]).abs().max() <= 1 / 255 + 1e-6
 
 
-def test_sizes_are_read_from_the_tensors(tmp_path):
-    _, state = reference_dcgan_g(nz=8, ngf=4, nc=1, extra=2)
+@pytest.mark.parametrize("sizes", [dict(nz=6, ngf=4, nc=1, extra=2, isize=16),
+                                   dict(nz=10, ngf=2, nc=3, extra=0, isize=32)])
+def test_sizes_are_read_from_the_tensors(tmp_path, sizes):
+    main, state = reference_dcgan_g(**sizes)
     torch.save(state, tmp_path / "netG.pth")
-    hp = reference_generator(str(tmp_path / "netG.pth")).hparams
-    assert (hp.isize, hp.nz, hp.nc, hp.ngf, hp.n_extra_layers, hp.bn_last) == (16, 8, 1, 4, 2, False)
+    model = reference_generator(str(tmp_path / "netG.pth"))
+    hp = model.hparams
+    assert (hp.isize, hp.nz, hp.nc, hp.ngf, hp.n_extra_layers, hp.bn_last) == (
+        sizes["isize"], sizes["nz"], sizes["nc"], sizes["ngf"], sizes["extra"], False)
+    noise = torch.randn(2, sizes["nz"], 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model.generator(noise), main(noise), atol=1e-5)
+
+
+def test_a_file_in_the_references_names_but_other_shapes_is_named(tmp_path):
+    _, state = reference_dcgan_g()
+    key = next(k for k in state if "pyramid" in k and k.endswith("convt.weight"))
+    state[key] = torch.zeros(8, 5, 4, 4)  # 5 channels out where its batchnorm has 4
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(UserError, match="does not match a DCGAN_G of isize 16"):
+        generate(str(tmp_path / "odd.pth"), str(tmp_path / "out"))
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")  # not even a dict
+    with pytest.raises(UserError, match="not a Lightning checkpoint"):
+        generate(str(tmp_path / "tensor.pth"), str(tmp_path / "out"))
 
 
 def test_a_critic_or_a_generator_without_batchnorm_is_named(tmp_path):
