@@ -87,12 +87,21 @@ def test_a_file_that_is_not_an_image_is_named(style_images, tmp_path):
         StyleTransferDataModule([str(tmp_path / "notes.jpg")], str(style_images[1])).setup("fit")
 
 
-def test_uncropped_images_of_different_shapes_cannot_batch(style_images, tmp_path):
-    Image.fromarray(np.zeros((32, 64, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
-    data = StyleTransferDataModule([str(style_images[0][0]), str(tmp_path / "wide.png")], str(style_images[1]),
+@pytest.mark.parametrize("shape", [(32, 64), (64, 32)])  # wider, then taller, than the 32px square
+def test_uncropped_images_of_different_shapes_cannot_batch(style_images, tmp_path, shape):
+    Image.fromarray(np.zeros((*shape, 3), dtype=np.uint8)).save(tmp_path / "other.png")
+    data = StyleTransferDataModule([str(style_images[0][0]), str(tmp_path / "other.png")], str(style_images[1]),
                                    size=32, crop=False)
     with pytest.raises(ValueError, match="different shapes.*--data.crop true"):
         data.setup("fit")
+
+
+def test_resize_crop_of_a_tall_image_is_the_central_square_of_the_resized_image():
+    image = torch.rand(3, 80, 40, generator=torch.Generator().manual_seed(0))
+    resized = torch.nn.functional.interpolate(image[None], size=(40, 20), mode="bilinear", antialias=True)[0]
+    expected = resized.clamp(0, 1)[:, 10:30, :]  # shorter side 40 -> 20: 40 x 20, rows 10..30 in the middle
+    assert torch.allclose(resize_crop(image, 20, crop=True), expected, atol=1e-6)
+    assert torch.allclose(resize_crop(image, 20, crop=False), resized.clamp(0, 1), atol=1e-6)
 
 
 def test_a_size_vgg_cannot_take_is_refused_in_one_line():

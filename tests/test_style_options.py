@@ -44,9 +44,9 @@ def test_average_pooling_runs_the_same_layers_with_2x2_means():
 
 
 def test_total_variation_is_the_mean_squared_neighbour_difference():
-    image = torch.tensor([[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]])[None]  # (1, 1, 2, 3)
-    vertical = ((2 - 0) ** 2 + (2 - 1) ** 2 + (2 - 3) ** 2) / 3
-    horizontal = ((1 - 0) ** 2 + (3 - 1) ** 2 + 0 + 0) / 4
+    image = torch.tensor([[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0], [2.0, 0.0, 2.0]]])[None]  # (1, 1, 3, 3)
+    vertical = ((2 - 0) ** 2 + (2 - 1) ** 2 + (2 - 3) ** 2 + 0 + (0 - 2) ** 2 + 0) / 6
+    horizontal = ((1 - 0) ** 2 + (3 - 1) ** 2 + 0 + 0 + (0 - 2) ** 2 + (2 - 0) ** 2) / 6
     assert total_variation(image).tolist() == pytest.approx([vertical + horizontal])
     assert total_variation(torch.ones(2, 3, 5, 5)).tolist() == [0.0, 0.0]
 
@@ -104,3 +104,32 @@ def test_original_colors_change_the_saved_result_only(style_images, tmp_path):
     expected = original_colors(model.image.detach().clamp(0, 1), data.content)[0].permute(1, 2, 0)
     assert (saved - expected).abs().max() <= 1 / 255 + 1e-6
     assert not torch.allclose(model.image.detach().clamp(0, 1)[0].permute(1, 2, 0), expected, atol=0.05)
+
+
+def test_original_colors_clamp_what_falls_outside_the_rgb_cube():
+    result, content = torch.full((1, 3, 2, 2), 0.95), torch.zeros(1, 3, 2, 2)
+    content[:, 0] = 1.0  # pure red: strong chrominance on a bright luminance leaves the cube
+    out = original_colors(result, content)
+    y = 0.95  # the result's luminance; the content's U and V (BT.601, written out)
+    u, v = -0.14713, 0.615
+    unclamped = torch.tensor([y + 1.13983 * v, y - 0.39465 * u - 0.58060 * v, y + 2.03211 * u])
+    assert unclamped.max() > 1  # red: 1.65
+    assert torch.allclose(out[0, :, 0, 0], unclamped.clamp(0, 1), atol=2e-4)
+
+
+def test_the_side_by_side_shows_content_the_style_at_the_contents_size_and_the_result(style_images, tmp_path):
+    content, style = style_images
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0)
+    data = StyleTransferDataModule([str(c) for c in content], str(style), size=32, style_scale=2.0)  # style 64px
+    fit(model, data, 2, tmp_path)
+    grid = torch.from_numpy(np.asarray(Image.open(tmp_path / "images" / "style_side_by_side-000002.png"),
+                                       dtype=np.float32) / 255).permute(2, 0, 1)
+    assert grid.shape == (3, 2 + 2 * 34, 2 + 3 * 34)  # make_grid: 2 rows (images) of 3, 2px padding
+    shown_style = F.interpolate(data.style, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)[0]
+    for row in range(2):
+        top = 2 + row * 34
+        cells = [grid[:, top:top + 32, 2 + column * 34:2 + column * 34 + 32] for column in range(3)]
+        expected = [data.content[row], shown_style, model.image.detach()[row].clamp(0, 1)]
+        for cell, image in zip(cells, expected, strict=True):
+            assert (cell - image).abs().max() <= 1 / 255 + 1e-6

@@ -175,6 +175,7 @@ def test_reconstruct_translates_each_output_back_with_the_other_generator(tiny_m
         saved = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1) / 255
         assert (saved - (expected[0] + 1) / 2).abs().max() <= 1 / 255 + 1e-6
     assert not (tmp_path / "out" / "q.png").exists()  # max_images 1: the first in sorted order only
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "inputs" / "p.png")), pixels)  # the input, as read
     page = index.read_text()
     assert "<th>reconstruction</th>" in page and "<td><img src='reconstructions/p.png'></td></tr>" in page
 

@@ -157,6 +157,16 @@ def test_crop_cuts_from_the_file_as_it_is_and_names_a_file_too_small(tmp_path):
         data_module(root, load_size=16, crop_size=40, preprocess="crop")  # said at setup, before any training
 
 
+def test_crop_takes_a_file_of_exactly_crop_size_and_files_that_are_not_images_are_ignored(tmp_path):
+    root = make_unpaired(tmp_path / "d", counts=(1, 1, 1, 1), size=(36, 40), gray_in=None)  # 40 wide, 36 high
+    (root / "trainA" / "notes.txt").write_text("not an image")
+    (root / "trainA" / "thumbs").mkdir()  # a folder with an image-like name is no file
+    (root / "trainA" / "folder.png").mkdir()
+    dm = data_module(root, load_size=16, crop_size=36, preprocess="crop")  # the shorter side is exactly 36
+    assert [f.name for f in dm.train_set.files_a] == ["000.png"]
+    assert dm.train_set[0, 0][0].shape == (3, 36, 36)
+
+
 def test_max_dataset_size_takes_the_first_training_images_of_each_domain(tiny_unpaired):
     dm = data_module(tiny_unpaired, max_dataset_size=2)  # 3 A, 6 B, 2 testA, 3 testB
     first_two = [sorted((tiny_unpaired / folder).iterdir())[:2] for folder in ("trainA", "trainB")]
@@ -187,9 +197,10 @@ def test_missing_folder_names_the_layout(tmp_path):
         data_module(tmp_path / "d")
 
 
-def test_bad_crop_size_is_refused_with_the_fix():
+@pytest.mark.parametrize("crop_size", [30, 28])  # not a multiple of 4; a multiple of 4 below 32
+def test_bad_crop_size_is_refused_with_the_fix(crop_size):
     with pytest.raises(ValueError, match="multiple of 4.*--data.crop_size"):
-        UnpairedImageDataModule(crop_size=30, load_size=36).prepare_data()
+        UnpairedImageDataModule(crop_size=crop_size, load_size=36).prepare_data()
     with pytest.raises(ValueError, match="load_size 100 is smaller than crop_size 128"):
         UnpairedImageDataModule(crop_size=128, load_size=100).setup("fit")
 
