@@ -38,7 +38,7 @@ TARGETS = {
                               "flat_cos"),
                              ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
                               "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
-                              " or triangle or fastai")),
+                              " or triangle or fastai or pct_start_0")),
     "phase_scheduler": Target("callbacks/phase_scheduler.py",
                               ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
                                "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",

@@ -561,3 +561,10 @@ def test_a_recipe_takes_the_phase_options_it_passes_on_and_the_models_optimizer(
 def test_beta_outside_zero_one_is_refused(beta):
     with pytest.raises(UserError, match=r"beta must be in \[0, 1\)"):
         TrainingPhase(1, "Adam", beta=beta)
+
+
+def test_a_recipe_with_pct_start_0_has_no_empty_phase():
+    from callbacks import flat_cos, one_cycle_cos
+    assert [p.epochs for p in one_cycle_cos(cycle_len=4, lr=1.0, pct_start=0.0)] == [4.0]  # the anneal only
+    assert [p.epochs for p in flat_cos(cycle_len=4, lr=1.0, pct_start=0.0)] == [4.0]
+    assert [p.lr_range for p in flat_cos(cycle_len=4, lr=1.0, pct_start=1.0)] == [(1.0, 1.0)]  # flat only
