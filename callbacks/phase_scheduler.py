@@ -17,6 +17,11 @@ from callbacks.errors import UserError
 from callbacks.training_phase import TrainingPhase
 
 RECIPES = ("one_cycle", "sgdr", "triangle", "one_cycle_cos", "flat_cos")  # functions of callbacks.training_phase
+# the TrainingPhase fields each recipe sets itself; the others it passes on from its keyword arguments
+SCHEDULED = {"epochs", "opt_fn", "lr", "lr_decay"}
+RECIPE_SETS = {"one_cycle": SCHEDULED | {"momentum", "momentum_decay"}, "sgdr": SCHEDULED,
+               "triangle": SCHEDULED | {"momentum"}, "one_cycle_cos": SCHEDULED | {"momentum", "momentum_decay"},
+               "flat_cos": SCHEDULED | {"momentum"}}
 
 
 class TrainingPhaseScheduler(L.Callback):
@@ -217,8 +222,7 @@ def recipe_options(name: str) -> list[str]:
     """The keys a recipe takes: its function's arguments, and the TrainingPhase fields it passes on to every phase
     (beta, weight_decay, ...; not those it sets itself)."""
     own = [k for k in inspect.signature(getattr(training_phase, name)).parameters if k != "phase_kwargs"]
-    set_by_recipes = {"epochs", "opt_fn", "lr", "lr_decay", "momentum", "momentum_decay"}
-    return own + [f.name for f in dataclasses.fields(TrainingPhase) if f.name not in set_by_recipes | set(own)]
+    return own + [f.name for f in dataclasses.fields(TrainingPhase) if f.name not in RECIPE_SETS[name] | set(own)]
 
 
 def set_momentum(group: dict, value: float, optimizer=None) -> None:

@@ -198,6 +198,12 @@ class StyleTransfer(L.LightningModule):
             if self.levels[-1][0] >= shorter:
                 raise UserError(f"pyramid edges must be below the content's shorter side, {shorter}px (got "
                                 f"{[edge for edge, _ in self.levels]}); lower them or raise --data.size")
+            style = getattr(trainer.datamodule, "style", None)
+            smallest = self.levels[0][0] / shorter * min(style.shape[-2:]) if style is not None else 32
+            if smallest < 32:  # the data module checks the full size only
+                raise UserError(f"at the pyramid's first level ({self.levels[0][0]}px) the style image comes to "
+                                f"{smallest:.0f}px, under the 32px VGG16 needs; raise --data.style_scale or the "
+                                f"first level's edge")
             if sum(steps for _, steps in self.levels) >= trainer.max_steps:  # fine for a run resumed later
                 rank_zero_warn(f"the pyramid's levels take {sum(steps for _, steps in self.levels)} iterations, "
                                f"leaving none of --trainer.max_steps {trainer.max_steps} for the full size: the "
@@ -369,6 +375,9 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init", "pooling", "tv_weight",
                    "original_colors", "pyramid")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
+    if pyramid and sum(steps for _, steps in pyramid) >= max_iter:  # no resume here, unlike train.py's runs
+        raise UserError(f"the pyramid's levels take {sum(steps for _, steps in pyramid)} iterations, leaving none of "
+                        f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,

@@ -260,8 +260,10 @@ def reference_generator(path: str) -> WGAN | None:
     if not all(k.startswith("main.") for k in keys):
         return None
     if all(v.dim() <= 2 for v in state.values()):  # linear layers only: its models/mlp.py
-        raise UserError(f"{path} is the WassersteinGAN reference's MLP generator (--mlp_G), which has no counterpart "
-                        "here; only its DCGAN_G loads")
+        last = [v for v in state.values() if v.dim() == 2][-1]
+        net = "critic (--mlp_D, netD_*)" if last.shape[0] == 1 else "generator (--mlp_G)"
+        raise UserError(f"{path} is the WassersteinGAN reference's MLP {net}, which has no counterpart here; only its "
+                        "DCGAN_G generator loads")
     if state[next(iter(state))].dim() != 4:
         return None
     layers = [(k.rsplit(".", 1)[0], v) for k, v in zip(keys, state.values(), strict=True)

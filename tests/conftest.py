@@ -208,9 +208,15 @@ def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
     """train.py's command line in this process, with sys.argv as a user's, its exit status and printed output as a
     subprocess would report them: for the one-line-error tests, without a fresh interpreter's ~8 s of imports
     (the tests that need a real process, its exit or signals, still start one)."""
+    import tempfile
+
     import train
     monkeypatch.setattr(sys, "argv", ["train.py", *args])
     monkeypatch.delenv("DL2_TRACEBACK", raising=False)
+    # the W&B isolation the subprocess had: no credentials, an empty home, the mode train.py picks itself
+    monkeypatch.setenv("HOME", tempfile.mkdtemp(prefix="dl2-home-"))
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     capsys.readouterr()
     try:
         train.command_line()

@@ -117,3 +117,18 @@ def test_bad_pyramids_are_named(style_images, tmp_path, pyramid, max_steps, mess
         L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
                   enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path).fit(
             model, datamodule=StyleTransferDataModule([str(content[0])], str(style), size=64))
+
+
+def test_a_style_too_small_at_the_first_level_is_named(style_images, tmp_path):
+    content, style = style_images
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, pyramid=[[32, 1]])
+    data = StyleTransferDataModule([str(content[0])], str(style), size=128, style_scale=0.25)  # a 32px style
+    with pytest.raises(UserError, match="the style image comes to 8px"):
+        L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, default_root_dir=tmp_path).fit(model, datamodule=data)
+
+
+def test_stylize_refuses_levels_that_take_every_iteration(tmp_path):
+    from lightning_modules.style_transfer import stylize
+    with pytest.raises(UserError, match="leaving none of --max_iter 2 for the full size"):
+        stylize(max_iter=2, pyramid=[[32, 2]], vgg_weights="random", output=str(tmp_path), size=64)

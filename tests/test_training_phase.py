@@ -568,3 +568,13 @@ def test_a_recipe_with_pct_start_0_has_no_empty_phase():
     assert [p.epochs for p in one_cycle_cos(cycle_len=4, lr=1.0, pct_start=0.0)] == [4.0]  # the anneal only
     assert [p.epochs for p in flat_cos(cycle_len=4, lr=1.0, pct_start=0.0)] == [4.0]
     assert [p.lr_range for p in flat_cos(cycle_len=4, lr=1.0, pct_start=1.0)] == [(1.0, 1.0)]  # flat only
+
+
+def test_sgdr_passes_momentum_on_and_the_one_cycles_set_their_own():
+    from callbacks.phase_scheduler import recipe_options
+    assert {"momentum", "momentum_decay", "beta"} <= set(recipe_options("sgdr"))
+    assert not {"momentum_decay", "lr_decay", "epochs"} & set(recipe_options("one_cycle"))
+    TrainingPhaseScheduler(sgdr={"lr": 0.1, "momentum": None})  # the GANs' RMSprop keeps its own
+    assert [p.momentum for p in sgdr(lr=0.1, momentum=None)] == [None] * 4
+    with pytest.raises(UserError, match="one_cycle has no option 'momentum_decay'"):
+        TrainingPhaseScheduler(one_cycle={"momentum_decay": "cosine"})

@@ -166,3 +166,10 @@ def test_the_references_mlp_generator_is_named(tmp_path):
                 "main.2.weight": torch.zeros(768, 64), "main.2.bias": torch.zeros(768)}, tmp_path / "netG_mlp.pth")
     with pytest.raises(UserError, match="MLP generator \\(--mlp_G\\)"):
         generate(str(tmp_path / "netG_mlp.pth"), str(tmp_path / "out"))
+
+
+def test_the_references_mlp_critic_is_named_as_a_critic(tmp_path):
+    torch.save({"main.0.weight": torch.zeros(64, 768), "main.0.bias": torch.zeros(64),
+                "main.2.weight": torch.zeros(1, 64), "main.2.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
+    with pytest.raises(UserError, match="MLP critic \\(--mlp_D, netD_\\*\\)"):
+        generate(str(tmp_path / "netD_mlp.pth"), str(tmp_path / "out"))
