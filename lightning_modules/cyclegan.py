@@ -371,11 +371,10 @@ def reference_generator(path: str) -> nn.Module | None:
     in our order under other names (model.1.weight, model.10.conv_block.1.weight, ...), so its tensors load by
     position, each shape checked; instance-norm statistics that older PyTorch versions saved are dropped, as the
     reference drops them."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+    from lightning_modules.inference import tensor_file
+
+    state = tensor_file(path)
+    if state is None:
         return None
     state = {k.removeprefix("module."): v for k, v in state.items()
              if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}

@@ -52,3 +52,15 @@ def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
         lines = str(error).strip().splitlines() or [type(error).__name__]
         telling = next((line.strip() for line in lines if any(word in line for word in FOREIGN)), lines[0])
         raise UserError(f"{checkpoint} is not a {cls.__name__} checkpoint ({telling[:160]}); {written}") from None
+
+
+def tensor_file(path: str) -> dict[str, torch.Tensor] | None:
+    """A plain state dict of tensors (another project's weights file), read without running pickled code; None for
+    an unreadable file or anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None
+    return state

@@ -250,11 +250,10 @@ def reference_generator(path: str) -> WGAN | None:
     generator_config.json the reference writes beside them is not needed), and its stride-1 extra layers are
     convolutions where ours are transposed convolutions: the same map with the kernel's two channel axes swapped
     and its taps flipped."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+    from lightning_modules.inference import tensor_file
+
+    state = tensor_file(path)
+    if state is None:
         return None
     keys = [k.removeprefix("module.") for k in state]
     if not all(k.startswith("main.") for k in keys):

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_style import MEAN, STD, fit
 
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
@@ -14,15 +15,6 @@ from lightning_modules.nets.vgg import relu_layers, vgg_features
 from lightning_modules.style_transfer import original_colors, total_variation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def fit(model, data, steps, root):
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)
-    trainer.fit(model, datamodule=data)
-    return trainer
 
 
 def test_average_pooling_runs_the_same_layers_with_2x2_means():
