@@ -72,8 +72,8 @@ def cli_plan(smoke: bool, cifar_small: Path, h2z: Path, bs_darknet: int) -> dict
                                   "--data.crop_size", "32", "--model.n_epochs", "1", "--model.n_epochs_decay", "1",
                                   "--trainer.limit_train_batches", "2", "--model.log_images_every_n_batches", "1"]},
             "style": {"variants": [("32-true", [])], "unit": "steps", "first": 2, "steps": 2,
-                      "args": ["--model.vgg_weights", "random", "--model.arch", "vgg16", "--data.size", "32",
-                               "--model.show_iter", "1"]},
+                      "args": ["--model.vgg_weights", "random", "--model.arch", "vgg16", "--data.size", "64",
+                               "--model.show_iter", "1", "--model.pyramid", "[[32, 2]]"]},  # resumed at a level's end
         }
     return {
         "darknet": {"variants": [("32-true", []), ("bf16-mixed", []), ("16-mixed", [])], "unit": "epochs",
@@ -88,7 +88,8 @@ def cli_plan(smoke: bool, cifar_small: Path, h2z: Path, bs_darknet: int) -> dict
                               "--model.n_epochs_decay", "1", "--trainer.limit_train_batches", "6",
                               "--model.log_images_every_n_batches", "3"]},
         "style": {"variants": [("32-true", []), ("bf16-mixed", [])], "unit": "steps", "first": 10, "steps": 10,
-                  "args": ["--model.vgg_weights", "random", "--data.size", "256", "--model.show_iter", "5"]},
+                  "args": ["--model.vgg_weights", "random", "--data.size", "256", "--model.show_iter", "5",
+                           "--model.pyramid", "[[128, 10]]"]},  # the resume starts the full size: an optimizer swap
     }
 
 
