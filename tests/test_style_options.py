@@ -125,3 +125,8 @@ def test_the_side_by_side_shows_content_the_style_at_the_contents_size_and_the_r
         expected = [data.content[row], shown_style, model.image.detach()[row].clamp(0, 1)]
         for cell, image in zip(cells, expected, strict=True):
             assert (cell - image).abs().max() <= 1 / 255 + 1e-6
+    with torch.no_grad():
+        model.image[:, :, :4, :4] = 1.7  # L-BFGS may leave [0, 1]: results are shown and saved clamped
+    model.on_train_end()
+    saved = np.asarray(Image.open(tmp_path / "stylized" / "content0.png"))
+    assert (saved[:4, :4] == 255).all()

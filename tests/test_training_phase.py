@@ -561,6 +561,7 @@ def test_a_recipe_takes_the_phase_options_it_passes_on_and_the_models_optimizer(
 def test_beta_outside_zero_one_is_refused(beta):
     with pytest.raises(UserError, match=r"beta must be in \[0, 1\)"):
         TrainingPhase(1, "Adam", beta=beta)
+    assert [TrainingPhase(1, "Adam", beta=b).beta for b in (0.0, 0.999)] == [0.0, 0.999]  # the ends it takes
 
 
 def test_a_recipe_with_pct_start_0_has_no_empty_phase():

@@ -162,14 +162,16 @@ def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
 
 
 def test_the_references_mlp_generator_is_named(tmp_path):
-    torch.save({"main.0.weight": torch.zeros(64, 8), "main.0.bias": torch.zeros(64),
-                "main.2.weight": torch.zeros(768, 64), "main.2.bias": torch.zeros(768)}, tmp_path / "netG_mlp.pth")
+    torch.save({"main.0.weight": torch.zeros(64, 8), "main.0.bias": torch.zeros(64),  # its MLP_G: 3 Linear layers
+                "main.2.weight": torch.zeros(64, 64), "main.2.bias": torch.zeros(64),   # of ngf, then nc * isize^2
+                "main.4.weight": torch.zeros(768, 64), "main.4.bias": torch.zeros(768)}, tmp_path / "netG_mlp.pth")
     with pytest.raises(UserError, match="MLP generator \\(--mlp_G\\)"):
         generate(str(tmp_path / "netG_mlp.pth"), str(tmp_path / "out"))
 
 
 def test_the_references_mlp_critic_is_named_as_a_critic(tmp_path):
     torch.save({"main.0.weight": torch.zeros(64, 768), "main.0.bias": torch.zeros(64),
-                "main.2.weight": torch.zeros(1, 64), "main.2.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
+                "main.2.weight": torch.zeros(64, 64), "main.2.bias": torch.zeros(64),
+                "main.4.weight": torch.zeros(1, 64), "main.4.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
     with pytest.raises(UserError, match="MLP critic \\(--mlp_D, netD_\\*\\)"):
         generate(str(tmp_path / "netD_mlp.pth"), str(tmp_path / "out"))
