@@ -72,14 +72,20 @@ def test_interpret_false_writes_nothing_and_logs_no_class_accuracy(tiny_cifar, t
 
 
 def test_a_class_without_test_images_gets_no_accuracy(tmp_path):
-    class ThreeOfFour(L.LightningDataModule):  # a user's data whose test split lacks class 3, has one image of 2
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=4).eval()
+    images = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        single = int(model.net(images[-1:]).argmax())  # the last image's class: predicted right, so accuracy 1
+    absent, *others = [c for c in range(4) if c != single]
+    labels = torch.tensor([others[i % 2] for i in range(5)] + [single])
+
+    class OneClassMissing(L.LightningDataModule):  # a user's data whose test split lacks a class
         def test_dataloader(self):
-            images, labels = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 0, 1, 0, 2])
             return torch.utils.data.DataLoader(list(zip(images, labels, strict=True)), batch_size=3)
 
-    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=4)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)
-    results = trainer.test(model, ThreeOfFour(), verbose=False)[0]
-    assert {"test/class_acc/0", "test/class_acc/1"} <= set(results) and "test/class_acc/3" not in results
-    assert results["test/class_acc/2"] in (0.0, 1.0)  # one image: right or wrong
+    results = trainer.test(model, OneClassMissing(), verbose=False)[0]
+    assert f"test/class_acc/{absent}" not in results and {f"test/class_acc/{c}" for c in others} <= set(results)
+    assert results[f"test/class_acc/{single}"] == 1.0  # one image, predicted right: 1 of 1
