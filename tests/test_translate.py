@@ -133,6 +133,7 @@ def test_a_reference_generator_file_translates_as_that_generator(tmp_path, norm_
         y = generator(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
     expected = ((y + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
     assert np.abs(np.array(Image.open(tmp_path / "out" / "horse.png")).astype(float) - expected).max() <= 1
+    assert "the reference generator's own direction" in (tmp_path / "out" / "index.html").read_text()  # not a2b
 
 
 def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_path):
