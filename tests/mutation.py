@@ -48,7 +48,7 @@ TARGETS = {
                               ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
-                               " or fastai or save_cycles or recipe_takes")),
+                               " or fastai or save_cycles or recipe_takes or sgdr_keeps")),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),
     "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),

@@ -2,6 +2,7 @@
 size, upsampled at a level's start with a fresh L-BFGS, and a resume across a level boundary."""
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +133,39 @@ def test_stylize_refuses_levels_that_take_every_iteration(tmp_path):
     from lightning_modules.style_transfer import stylize
     with pytest.raises(UserError, match="leaving none of --max_iter 2 for the full size"):
         stylize(max_iter=2, pyramid=[[32, 2]], vgg_weights="random", output=str(tmp_path), size=64)
+
+
+def test_two_levels_of_a_wide_image_and_a_start_from_the_content(style_images, tmp_path):
+    _, style = style_images
+    wide = tmp_path / "wide.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # 48 high, 64 wide
+    Image.fromarray(pixels).save(wide)
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, init="content", pyramid=[[32, 1], [40, 1]])
+    data = StyleTransferDataModule([str(wide)], str(style), size=48, crop=False)
+
+    class Start(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.image = pl_module.image.detach().clone()
+
+    watch, start = Watch(), Start()
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[watch, start])
+    trainer.fit(model, datamodule=data)
+    # the shorter side at each edge, the longer scaled alike: 64 x 32/48 = 42.7 -> 43, 64 x 40/48 = 53.3 -> 53
+    assert watch.shapes == [(32, 43), (40, 53), (48, 64), (48, 64)]
+    first, second, third, fourth = watch.optimizers
+    assert first is not second and second is not third and third is fourth  # a fresh L-BFGS per level only
+    content = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    expected = F.interpolate(content, size=(32, 43), mode="bilinear", antialias=True).clamp(0, 1)
+    assert torch.allclose(start.image, expected, atol=1e-5)  # init content: the content at the first level's size
+
+
+def test_levels_taking_exactly_max_steps_warn(style_images, tmp_path):
+    content, style = style_images
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, pyramid=[[32, 2]])
+    with pytest.warns(UserWarning, match="leaving none of --trainer.max_steps 2"):
+        L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, default_root_dir=tmp_path).fit(
+            model, datamodule=StyleTransferDataModule([str(content[0])], str(style), size=64))

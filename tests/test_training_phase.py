@@ -579,3 +579,10 @@ def test_sgdr_passes_momentum_on_and_the_one_cycles_set_their_own():
     assert [p.momentum for p in sgdr(lr=0.1, momentum=None)] == [None] * 4
     with pytest.raises(UserError, match="one_cycle has no option 'momentum_decay'"):
         TrainingPhaseScheduler(one_cycle={"momentum_decay": "cosine"})
+
+
+def test_sgdr_keeps_its_own_cycle_len_where_the_one_cycles_take_the_training(tiny_cifar):
+    _, trainer, _ = fit(tiny_cifar, None, max_epochs=3, sgdr={"lr": 0.1, "num_cycle": 2})
+    scheduler = next(c for c in trainer.callbacks if isinstance(c, TrainingPhaseScheduler))
+    # sgdr's default cycle_len 1: warm-up 1/20 epoch (0.3 steps -> 0), then 1 epoch, then 2 epochs
+    assert scheduler.ends == [0, BATCHES, 3 * BATCHES]
