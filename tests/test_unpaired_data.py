@@ -345,3 +345,14 @@ def test_workers_are_capped_at_the_cpus(tiny_unpaired, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     dm = data_module(tiny_unpaired, num_workers=4)
     assert dm.train_dataloader().num_workers == 1
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_domain_with_no_readable_image_is_named(tmp_path, count):
+    root = make_unpaired(tmp_path / "d", counts=(count, 2, 1, 1), size=(32, 32), gray_in=None)
+    for file in (root / "trainA").iterdir():
+        file.write_bytes(b"")
+    dm = data_module(root, load_size=32)
+    with pytest.warns(UserWarning, match="skipped"), pytest.raises(
+            FileNotFoundError, match=f"none of the {count} images in {root / 'trainA'} can be read"):
+        dm.train_set[0, 0]
