@@ -135,7 +135,7 @@ def test_stylize_refuses_levels_that_take_every_iteration(tmp_path):
         stylize(max_iter=2, pyramid=[[32, 2]], vgg_weights="random", output=str(tmp_path), size=64)
 
 
-def test_two_levels_of_a_wide_image_and_a_start_from_the_content(style_images, tmp_path):
+def test_two_levels_of_a_wide_image_and_a_start_from_the_content(style_images, tmp_path, monkeypatch):
     _, style = style_images
     wide = tmp_path / "wide.png"
     pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)  # 48 high, 64 wide
@@ -148,6 +148,10 @@ def test_two_levels_of_a_wide_image_and_a_start_from_the_content(style_images, t
         def on_train_start(self, trainer, pl_module):
             self.image = pl_module.image.detach().clone()
 
+    import lightning_modules.style_transfer as style_transfer
+    sizes, original = [], style_transfer.resized
+    monkeypatch.setattr(style_transfer, "resized", lambda images, size: sizes.append(tuple(size)) or original(images,
+                                                                                                            size))
     watch, start = Watch(), Start()
     trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
@@ -160,6 +164,8 @@ def test_two_levels_of_a_wide_image_and_a_start_from_the_content(style_images, t
     content = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     expected = F.interpolate(content, size=(32, 43), mode="bilinear", antialias=True).clamp(0, 1)
     assert torch.allclose(start.image, expected, atol=1e-5)  # init content: the content at the first level's size
+    # per level: the content to the image's size, the style (48 x 64, matched to the content) by the same factor
+    assert sizes == [(32, 43), (32, 43), (32, 43), (40, 53), (40, 53), (40, 53), (48, 64)]
 
 
 def test_levels_taking_exactly_max_steps_warn(style_images, tmp_path):
