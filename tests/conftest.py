@@ -214,7 +214,9 @@ def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
     monkeypatch.setattr(sys, "argv", ["train.py", *args])
     monkeypatch.delenv("DL2_TRACEBACK", raising=False)
     # the W&B isolation the subprocess had: no credentials, an empty home, the mode train.py picks itself
-    monkeypatch.setenv("HOME", tempfile.mkdtemp(prefix="dl2-home-"))
+    home = tempfile.mkdtemp(prefix="dl2-home-")
+    monkeypatch.setenv("HOME", home)
+    monkeypatch.chdir(home)  # the subprocess's working folder: a run without --trainer.default_root_dir lands there
     monkeypatch.setenv("WANDB_API_KEY", "")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     capsys.readouterr()

@@ -259,7 +259,8 @@ def test_a_fit_after_a_validate_reads_the_real_sample_again_after_its_sanity_che
     solid_colours(tmp_path / "images", 16)
     data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0, val_size=12)
     model = WGAN(**TINY_WGAN, fid_features=channel_means)
-    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, datamodule=data)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+              default_root_dir=str(tmp_path)).validate(model, datamodule=data)  # its gallery lands there
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         max_steps=2, val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=1,
                         default_root_dir=str(tmp_path))
