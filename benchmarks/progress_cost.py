@@ -64,8 +64,8 @@ def run(system: str, mode: str, args) -> float:
     callbacks = [timer] + ([ProgressBar(text=mode == "text")] if mode in ("bar", "text") else [])
     trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
                         default_root_dir=tempfile.mkdtemp(prefix="dl2-bench-"),  # the final gallery
-                        logger=False, enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=args.every,
-                        enable_progress_bar=mode != "none", callbacks=callbacks)
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        log_every_n_steps=args.every, enable_progress_bar=mode != "none", callbacks=callbacks)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         trainer.fit(model, data)
     return args.steps / timer.seconds
