@@ -32,6 +32,12 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
         return None
     grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=value_range)
     path = save_png(grid, Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}-{step:06d}.png")
+    log_to_wandb(trainer, key, path, caption)
+    return path
+
+
+def log_to_wandb(trainer: L.Trainer, key: str, path: Path, caption: str | None = None) -> None:
+    """A PNG as the W&B image `key`, when a WandbLogger is attached."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             # log_image takes per-image lists only: caption=None raises TypeError (len(None)) in Lightning 2.6
@@ -40,14 +46,20 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
             # counts optimizer steps (3 a CycleGAN batch) and would put each image ahead of its batch's losses
             logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped,
                              **extra)
-    return path
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: figures go to files, never to a display (none on a cluster node)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
     """Save a matplotlib figure as <run folder>/images/<key>.png (through a temporary file) and log it to W&B;
     closes the figure. Only the global-zero process writes; returns the path there, None elsewhere."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not trainer.is_global_zero:
         plt.close(figure)
         return None
@@ -57,7 +69,5 @@ def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
     figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
     os.replace(tmp, path)
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+    log_to_wandb(trainer, key, path)
     return path

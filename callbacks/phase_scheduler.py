@@ -14,14 +14,16 @@ from lightning.pytorch.loggers import WandbLogger
 
 from callbacks import training_phase
 from callbacks.errors import UserError
+from callbacks.images import pyplot
 from callbacks.training_phase import TrainingPhase
 
-RECIPES = ("one_cycle", "sgdr", "triangle", "one_cycle_cos", "flat_cos")  # functions of callbacks.training_phase
-# the TrainingPhase fields each recipe sets itself; the others it passes on from its keyword arguments
+# the recipes (functions of callbacks.training_phase) and the TrainingPhase fields each sets itself; the others it
+# passes on from its keyword arguments
 SCHEDULED = {"epochs", "opt_fn", "lr", "lr_decay"}
 RECIPE_SETS = {"one_cycle": SCHEDULED | {"momentum", "momentum_decay"}, "sgdr": SCHEDULED,
                "triangle": SCHEDULED | {"momentum"}, "one_cycle_cos": SCHEDULED | {"momentum", "momentum_decay"},
                "flat_cos": SCHEDULED | {"momentum"}}
+RECIPES = tuple(RECIPE_SETS)
 
 
 class TrainingPhaseScheduler(L.Callback):
@@ -267,9 +269,7 @@ def build_optimizer(phase: TrainingPhase, old):
 def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show_text: bool = True,
                   show_moms: bool = True) -> Path:
     """The seed's plot_lr: lr (and momentum) per iteration, a line per phase boundary, optimizer names."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     has_momentum = show_moms and any(p.momentum is not None for p in phases)
     figure, axes = plt.subplots(1, 2 if has_momentum else 1, figsize=(12 if has_momentum else 6, 4), squeeze=False)

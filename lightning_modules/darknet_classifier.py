@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from callbacks.errors import UserError, require_at_least_one
+from callbacks.images import pyplot
 from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
@@ -131,6 +132,10 @@ class DarknetClassifier(L.LightningModule):
             self.test_confusion = MulticlassConfusionMatrix(num_classes)  # summed over ranks by torchmetrics
         self.worst: dict[str, torch.Tensor] | None = None  # the test's highest losses so far, on this rank
 
+    def label_names(self) -> list[str]:
+        """The data's class names (kept in checkpoints), else the class numbers."""
+        return self.class_names or [str(i) for i in range(self.hparams.num_classes)]
+
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
         if classes and len(classes) != self.hparams.num_classes:
@@ -204,8 +209,10 @@ class DarknetClassifier(L.LightningModule):
         probability of the actual class; on the device (no host sync per batch)."""
         if not self.hparams.top_losses:
             return
+        keep = losses.topk(min(self.hparams.top_losses, len(losses))).indices  # only these can enter the top k
+        logits, labels = logits[keep], labels[keep]
         probability = logits.float().softmax(1).gather(1, labels[:, None])[:, 0]
-        batch = {"loss": losses.detach().float(), "image": images.detach().float(), "label": labels,
+        batch = {"loss": losses[keep].detach().float(), "image": images[keep].detach().float(), "label": labels,
                  "prediction": logits.argmax(1), "probability": probability}
         if self.worst is not None:
             batch = {k: torch.cat([self.worst[k], v]) for k, v in batch.items()}
@@ -215,7 +222,7 @@ class DarknetClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         if not self.hparams.interpret:
             return
-        names = self.class_names or [str(i) for i in range(self.hparams.num_classes)]
+        names = self.label_names()
         matrix = self.test_confusion.compute()  # rows: actual class, columns: predicted
         counts = matrix.sum(1)
         per_class = matrix.diagonal() / counts.clamp(min=1)
@@ -312,9 +319,7 @@ class DarknetClassifier(L.LightningModule):
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]):
     """The confusion matrix as fastai plots it: counts in each cell, actual classes down, predicted across."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     size = min(20.0, max(4.0, 0.5 * len(names) + 2))  # inches at 100 dpi; capped: 1000 classes would need 50,000 px
     figure, axes = plt.subplots(figsize=(size, size))
@@ -337,9 +342,7 @@ def confusion_figure(matrix: torch.Tensor, names: list[str]):
 def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
     """fastai's plot_top_losses: each image titled prediction / actual / loss / probability of the actual class.
     The images are the model's inputs (normalised), each shown min-max scaled."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     count = len(worst["loss"])
     columns = min(3, count)
@@ -393,12 +396,11 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     for other in models:
         other.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta
-    names = model.class_names or [str(i) for i in range(model.hparams.num_classes)]
+    names = model.label_names()
     for path, other in zip(ensemble or [], models[1:], strict=True):
-        other_names = other.class_names or [str(i) for i in range(other.hparams.num_classes)]
-        if other_names != names:
-            raise UserError(f"{path} classifies into {other_names}, {checkpoint} into {names}: an ensemble needs "
-                            "nets of the same classes in the same order")
+        if other.label_names() != names:
+            raise UserError(f"{path} classifies into {other.label_names()}, {checkpoint} into {names}: an ensemble "
+                            "needs nets of the same classes in the same order")
     top_k = max(1, min(top_k, len(names)))
     results = []
     for start in range(0, len(files), batch_size):
