@@ -324,7 +324,7 @@ class StyleTransfer(L.LightningModule):
         if self.hparams.original_colors:
             result = original_colors(result, content)
         if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
-            style = F.interpolate(style, size=content.shape[-2:], mode="bilinear", antialias=True).clamp(0, 1)
+            style = resized(style, content.shape[-2:])
         names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
         for name, image in zip(names, result, strict=True):
             save_png(image, Path(self.trainer.default_root_dir) / "stylized" / f"{name}.png")

@@ -337,9 +337,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
         ends = torch.randn(2, nrow, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1))
         weights = torch.linspace(0, 1, interpolate)
         noise = torch.stack([slerp(ends[0], ends[1], t) for t in weights], dim=1).flatten(0, 1)  # row by row
-        with torch.no_grad():
-            walk = torch.cat([model.generator(chunk.to(model.device)).float().cpu()
-                              for chunk in noise.split(batch_size)])
+        walk = generated(model, noise, batch_size)
         walked = save_png(make_grid(walk, nrow=interpolate, normalize=True, value_range=(-1, 1)),
                           out / "interpolation.png")
         print(f"{walked}: {nrow} latent walks of {interpolate} images")
@@ -365,11 +363,15 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
     """n images in [-1, 1] on the CPU from the generator in eval mode."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, n, batch_size):
-        noise = torch.randn(min(batch_size, n - start), model.hparams.nz, 1, 1, generator=g)
-        out.append(model.generator(noise.to(model.device)).float().cpu())
-    return torch.cat(out)
+    noise = torch.cat([torch.randn(min(batch_size, n - start), model.hparams.nz, 1, 1, generator=g)
+                       for start in range(0, n, batch_size)])  # drawn a batch at a time, as before
+    return generated(model, noise, batch_size)
+
+
+@torch.no_grad()
+def generated(model: WGAN, noise: Tensor, batch_size: int) -> Tensor:
+    """The generator on (N, nz, 1, 1) noise, batch_size at a time; images in [-1, 1] on the CPU."""
+    return torch.cat([model.generator(chunk.to(model.device)).float().cpu() for chunk in noise.split(batch_size)])
 
 
 if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's
