@@ -59,21 +59,25 @@ def load_for_crop(file: Path, preprocess: str, load_size: int, crop_size: int) -
     """uint8 (3, H, W) to be cropped to crop_size, as the reference's --preprocess: resize_and_crop squashes to
     load_size x load_size; scale_width_and_crop scales to width load_size, keeping the aspect (height at least
     crop_size); crop keeps the file's size, which must be at least crop_size."""
+    if preprocess == "resize_and_crop":
+        return load_image(file, load_size)
     image = read_rgb(file)
     height, width = image.shape[-2:]
-    if preprocess == "resize_and_crop":
-        size = [load_size, load_size]
-    elif preprocess == "scale_width_and_crop":
-        size = [max(int(load_size * height / width), crop_size), load_size]
-    elif min(height, width) < crop_size:
-        raise UserError(f"{file} is {width}x{height}, smaller than crop_size {crop_size}, which --data.preprocess "
-                        f"crop cuts from each image as it is; lower --data.crop_size or use "
-                        f"--data.preprocess resize_and_crop")
-    else:
+    if preprocess == "crop":
+        if min(height, width) < crop_size:  # check_crop_sizes said so at setup, unless the file changed since
+            raise too_small([f"{file} ({width}x{height})"], crop_size)
         return image
+    size = [max(int(load_size * height / width), crop_size), load_size]  # scale_width_and_crop
     if list(image.shape[-2:]) != size:
         image = resize(image, size, InterpolationMode.BICUBIC, antialias=True)
     return image
+
+
+def too_small(files: list[str], crop_size: int) -> UserError:
+    listed = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+    return UserError(f"{len(files)} training image{'s are' if len(files) > 1 else ' is'} smaller than crop_size "
+                     f"{crop_size}, which --data.preprocess crop cuts from each image as it is: {listed}; lower "
+                     f"--data.crop_size or use --data.preprocess resize_and_crop")
 
 
 def check_crop_sizes(files: list[Path], crop_size: int) -> None:
@@ -89,10 +93,7 @@ def check_crop_sizes(files: list[Path], crop_size: int) -> None:
         if min(width, height) < crop_size:
             small.append(f"{file} ({width}x{height})")
     if small:
-        listed = ", ".join(small[:3]) + (", ..." if len(small) > 3 else "")
-        raise UserError(f"{len(small)} training images are smaller than crop_size {crop_size}, which --data.preprocess "
-                        f"crop cuts from each image as it is: {listed}; lower --data.crop_size or use "
-                        f"--data.preprocess resize_and_crop")
+        raise too_small(small, crop_size)
 
 
 def load_readable(files: list[Path], index: int, load) -> Tensor:

@@ -155,6 +155,10 @@ def test_crop_cuts_from_the_file_as_it_is_and_names_a_file_too_small(tmp_path):
     with pytest.raises(UserError, match=r"2 training images are smaller than crop_size 40.*000.png \(40x36\)"
                                         r".*resize_and_crop"):
         data_module(root, load_size=16, crop_size=40, preprocess="crop")  # said at setup, before any training
+    dm = data_module(root, load_size=16, crop_size=32, preprocess="crop")
+    Image.fromarray(np.zeros((24, 30, 3), dtype=np.uint8)).save(dm.train_set.files_a[0])  # shrunk after setup
+    with pytest.raises(UserError, match=r"1 training image is smaller than crop_size 32.*000.png \(30x24\)"):
+        dm.train_set[0, 0]
 
 
 def test_crop_takes_a_file_of_exactly_crop_size_and_files_that_are_not_images_are_ignored(tmp_path):
