@@ -182,7 +182,7 @@ def save_if(trainer, path: Path, due: bool) -> bool:
     if trainer.world_size > 1:
         due = trainer.strategy.broadcast(due)
     if due and not trainer.fast_dev_run:
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
     return due
 
 
@@ -243,7 +243,7 @@ class SaveOnStop(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.sanity_checking or \
                 trainer.state.fn != TrainerFn.FITTING:
             return
-        trainer.save_checkpoint(self.path)  # through the trainer: its CheckpointIO writes atomically
+        trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
         if trainer.is_global_zero:
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)

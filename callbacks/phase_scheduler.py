@@ -162,7 +162,7 @@ class TrainingPhaseScheduler(L.Callback):
         """The weights at a cycle's end, beside the run's other checkpoints (every rank takes part: the save may be
         collective); written through the trainer's checkpoint IO, so atomically with AtomicCheckpointIO."""
         folder = getattr(trainer.checkpoint_callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
-        trainer.save_checkpoint(Path(folder) / f"cycle{cycle}-step={trainer.global_step}.ckpt")
+        trainer.save_checkpoint(Path(folder) / f"cycle{cycle}-step={trainer.global_step}.ckpt", weights_only=False)
 
     def state_dict(self):
         return {"batches_seen": self.batches_seen, "phase_index": self.phase_index}

@@ -39,12 +39,6 @@ def check_folder(path: Path, what: str = "--data.data_dir") -> None:
             raise UserError(f"{what} {path}: {part} is a file, not a folder; pass the folder that holds the data")
 
 
-def max_workers(requested: int) -> int:
-    """`requested` DataLoader workers, at most one per CPU this process may use: more only contend for cores."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(requested, cpus))
-
-
 def cifar10_layout(root: Path) -> str | None:
     """Which CIFAR-10 layout `root` holds: the fast.ai folders, the official python batches, or none."""
     if (root / "train").is_dir() and (root / "test").is_dir():

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from callbacks import UserError
@@ -28,11 +28,11 @@ from datamodules.cifar10 import (
     check_folder,
     find_batches,
     load_batches,
-    max_workers,
     prepare_cifar10,
 )
 from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, decode_rgb, read_rgb
 from datamodules.download import MissingDataError
+from datamodules.workers import loader
 
 LSUN_URL = "http://dl.yf.io/lsun/scenes/{name}.zip"  # the LSUN authors' server (43 GB for bedroom_train_lmdb)
 
@@ -285,8 +285,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             return
         self.dataset = self.build_dataset()
         if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8
-            loader = DataLoader(self.dataset, batch_size=256, num_workers=max_workers(self.hparams.num_workers))
-            self.images = torch.cat(list(loader))
+            self.images = torch.cat(list(loader(self.dataset, 256, self.hparams.num_workers)))
         if len(self.dataset) < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
             raise UserError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
                             "per process; lower --data.batch_size or add images")
@@ -297,10 +296,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             return TensorBatches(self.images, torch.zeros(len(self.images)), hp.batch_size, shuffle=True,
                                  drop_last=True, seed=hp.seed, rank=rank, world_size=world)
-        workers = max_workers(hp.num_workers)
-        return DataLoader(self.dataset, batch_size=hp.batch_size, shuffle=True, drop_last=True,
-                          num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        return loader(self.dataset, hp.batch_size, hp.num_workers, persistent=True, shuffle=True, drop_last=True,
+                      pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self):
         """val_size images drawn once (seeded) from val_dir or the training set; each on one rank under DDP."""
@@ -316,10 +313,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             return TensorBatches(images[order], torch.zeros(len(order)), hp.batch_size, shuffle=False,
                                  drop_last=False, rank=rank, world_size=world)
         sample = Subset(dataset, order.tolist())  # without DistributedSampler's padding, which counts some twice:
-        workers = max_workers(hp.num_workers)
-        return DataLoader(sample, batch_size=hp.batch_size, num_workers=workers,
-                          sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False),
-                          persistent_workers=workers > 0)
+        return loader(sample, hp.batch_size, hp.num_workers, persistent=True,
+                      sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False))
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         images = batch[0] if isinstance(batch, list | tuple) else batch

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from callbacks import UserError
-from datamodules.cifar10 import check_batch_size, check_folder, max_workers
+from datamodules.cifar10 import check_batch_size, check_folder
 from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
+from datamodules.workers import loader
 
 FOLDERS = ("trainA", "trainB", "testA", "testB")
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"  # the reference's datasets
@@ -296,9 +297,7 @@ class UnpairedImageDataModule(L.LightningDataModule):
         return [DomainImages(image_files(self.root / f"test{side}"), self.hparams.crop_size) for side in "AB"]
 
     def _loader(self, dataset: Dataset, sampler=None) -> DataLoader:
-        workers = max_workers(self.hparams.num_workers)
-        return DataLoader(dataset, self.hparams.batch_size, sampler=sampler, num_workers=workers,
-                          persistent_workers=workers > 0)
+        return loader(dataset, self.hparams.batch_size, self.hparams.num_workers, persistent=True, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

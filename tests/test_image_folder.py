@@ -251,9 +251,9 @@ def test_random_crop_takes_windows_along_the_longer_side(tmp_path):
 def test_workers_are_capped_at_the_cpus_this_process_may_use(tree, monkeypatch, recwarn):
     import os
 
-    import datamodules.cifar10 as cifar10
+    import datamodules.workers as workers
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert cifar10.max_workers(4) == 2 and cifar10.max_workers(1) == 1 and cifar10.max_workers(0) == 0
+    assert workers.max_workers(4) == 2 and workers.max_workers(1) == 1 and workers.max_workers(0) == 0
     data = ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=64)
     data.setup("fit")
     assert data.train_dataloader().num_workers == 2

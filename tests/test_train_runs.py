@@ -96,6 +96,42 @@ def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifa
     assert results["global_step"] == 12 and results["batches"] == 12 and results["epochs"] == 1.0
 
 
+def cyclegan_job(data_dir, runs, *extra):
+    """A CycleGAN whose images are decoded by 2 DataLoader workers (the darknet's loader has none)."""
+    return ["--system", "cyclegan", "--data.data_dir", str(data_dir), "--data.batch_size", "1", "--data.load_size",
+            "36", "--data.crop_size", "32", "--data.num_workers", "2", "--model.n_blocks", "1", "--model.ngf", "4",
+            "--model.ndf", "4", "--model.log_images_every_n_batches", "0", "--trainer.max_epochs", "2",
+            "--trainer.default_root_dir", str(runs), "--trainer.logger", "false", "--trainer.enable_progress_bar",
+            "false", "--trainer.enable_model_summary", "false", *extra]
+
+
+# a terminal's Ctrl-C, `timeout`, scancel and `docker stop` signal the workers too; SIGINT with the slow tests
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143),
+                                            pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
+def test_a_stop_signal_to_the_whole_process_group_still_saves_last(tiny_unpaired, tmp_path, signum, status):
+    runs, markers = tmp_path / "runs", tmp_path / "markers"
+    markers.mkdir()
+    # 6 batches an epoch (trainB: 5 images and a grayscale one), 3 optimizer steps a batch; signalled after the 2nd
+    process = start_script(cyclegan_job(tiny_unpaired, runs, "--trainer.callbacks+=test_train_runs.SlowBatches",
+                                        f"--trainer.callbacks.marker_dir={markers}"), tmp_path,
+                           start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (markers / "step-6").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.killpg(process.pid, signum)  # the process group: train.py and its DataLoader workers
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == status, err[-3000:]
+    assert "killed by signal" not in err and "Traceback" not in err
+    (run_dir,) = run_folders(runs)
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert 6 <= stopped_at < 36 and stopped_at % 3 == 0 and f"at step {stopped_at}; saved" in err
+    train.main(cyclegan_job(tiny_unpaired, runs, "--data.num_workers", "0", "--ckpt_path", "last",
+                            "--trainer.callbacks+=test_train_runs.StartStep"))
+    assert (run_dir / "start_step").read_text() == str(stopped_at)
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 36  # 2 epochs of 6 batches
+
+
 class StartStep(L.Callback):
     """Writes the step training (re)starts at into the run folder."""
 

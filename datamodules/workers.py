@@ -1,0 +1,37 @@
+"""DataLoaders whose worker processes live through a stop signal sent to the whole process group.
+
+Ctrl-C in a terminal, `timeout`, SLURM's scancel and `docker stop` signal every process of the job, the
+DataLoader workers too. A worker killed that way makes torch raise "DataLoader worker ... is killed by signal"
+in the main process at whatever line it is running, so train.py cannot finish the batch and save last.ckpt.
+The workers here ignore SIGINT and their first SIGTERM; the main process stops after its batch and torch
+shuts the workers down as usual (a worker that does not stop in time gets torch's SIGTERM: its second).
+"""
+
+import os
+import signal
+
+from torch.utils.data import DataLoader, Dataset
+
+
+def max_workers(requested: int) -> int:
+    """`requested` DataLoader workers, at most one per CPU this process may use: more only contend for cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(requested, cpus))
+
+
+def outlive_stop_signals(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: SIGINT ignored (forked workers would otherwise run the main process's Ctrl-C
+    handler), the first SIGTERM ignored, the next one ends the worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_on_next_sigterm)
+
+
+def _end_on_next_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def loader(dataset: Dataset, batch_size: int, num_workers: int, persistent: bool = False, **options) -> DataLoader:
+    """A DataLoader with at most `max_workers(num_workers)` workers, each outliving the group's stop signals."""
+    workers = max_workers(num_workers)
+    return DataLoader(dataset, batch_size, num_workers=workers, persistent_workers=persistent and workers > 0,
+                      worker_init_fn=outlive_stop_signals if workers else None, **options)
