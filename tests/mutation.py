@@ -117,6 +117,9 @@ TARGETS = {
     "lbfgs": Target("lightning_modules/lbfgs.py",
                     ("rowdot", "BatchLBFGS.step", "BatchLBFGS._remember", "BatchLBFGS._direction"),
                     ("tests/test_lbfgs_core.py", "tests/test_style_lbfgs.py")),
+    "workers": Target("datamodules/workers.py",
+                      ("max_workers", "outlive_stop_signals", "_end_on_next_sigterm", "loader"),
+                      ("tests/test_workers.py", "tests/test_image_folder.py", "-k", "test_workers or capped")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
