@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from datamodules.workers import loader, outlive_stop_signals
+from datamodules.workers import loader, max_workers, outlive_stop_signals
 
 
 def _worker(ready, policy: bool) -> None:
@@ -51,10 +51,20 @@ def test_without_the_policy_the_first_sigterm_ends_a_worker():
     assert process.exitcode == -signal.SIGTERM
 
 
-@pytest.mark.parametrize("num_workers, persistent", [(2, True), (1, False), (0, True)])
+@pytest.mark.parametrize("num_workers, persistent", [(2, True), (1, True), (2, False), (0, True)])
 def test_loader_gives_workers_the_policy_and_keeps_the_data(num_workers, persistent, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     data = loader(torch.arange(10), 4, num_workers, persistent=persistent, drop_last=True)
     assert data.num_workers == num_workers and data.persistent_workers == (persistent and num_workers > 0)
     assert data.worker_init_fn is (outlive_stop_signals if num_workers else None)
     assert torch.cat(list(data)).tolist() == list(range(8))  # in order, the last partial batch dropped
+
+
+def test_workers_are_at_most_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2} if pid == 0 else set(), raising=False)
+    assert [max_workers(n) for n in (5, 3, 1, 0)] == [3, 3, 1, 0]
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS and Windows: the machine's count
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert [max_workers(n) for n in (5, 2)] == [4, 2]
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # undeterminable: one worker
+    assert [max_workers(n) for n in (5, 0)] == [1, 0]
