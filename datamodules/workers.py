@@ -1,6 +1,6 @@
 """DataLoaders whose worker processes live through a stop signal sent to the whole process group.
 
-Ctrl-C in a terminal, `timeout`, SLURM's scancel and `docker stop` signal every process of the job, the
+Ctrl-C in a terminal, `timeout` and SLURM's scancel signal every process of the job, the
 DataLoader workers too. A worker killed that way makes torch raise "DataLoader worker ... is killed by signal"
 in the main process at whatever line it is running, so train.py cannot finish the batch and save last.ckpt.
 The workers here ignore SIGINT and their first SIGTERM; the main process stops after its batch and torch

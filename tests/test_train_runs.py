@@ -105,7 +105,7 @@ def cyclegan_job(data_dir, runs, *extra):
             "false", "--trainer.enable_model_summary", "false", *extra]
 
 
-# a terminal's Ctrl-C, `timeout`, scancel and `docker stop` signal the workers too; SIGINT with the slow tests
+# a terminal's Ctrl-C, `timeout` and scancel signal the workers too; SIGINT with the slow tests
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143),
                                             pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_stop_signal_to_the_whole_process_group_still_saves_last(tiny_unpaired, tmp_path, signum, status):
