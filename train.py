@@ -25,6 +25,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loops.fit_loop import RestartStage
+from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -109,8 +111,9 @@ class CLI(LightningCLI):
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
                 trainer.callbacks.append(TimedSave(last, config.save_every_minutes))
             trainer.callbacks.append(SaveOnStop(last))
-            trainer.callbacks.append(FinalSave(last))
+            trainer.callbacks.append(EpochEndSave(last))
         trainer.callbacks.append(MarkTraining(run_dir))
+        trainer.callbacks.insert(0, ResumeAtEpochEnd())  # before other callbacks' on_train_start read the epoch
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
@@ -160,19 +163,19 @@ class TimedSave(Callback):
             self.last = time.monotonic()
 
 
-class FinalSave(Checkpoint):
-    """last.ckpt at the step training ends, if the config's checkpoint callbacks (at epoch ends, after validations)
-    left an older one: a run that ended mid-epoch without a validation (a TrainingPhaseScheduler whose phases end
-    there) would resume, and be classified, from that. A Checkpoint, so Lightning runs it after the config's
+class EpochEndSave(Checkpoint):
+    """last.ckpt at each epoch's end (after its validation), if the config's checkpoint callbacks left an older one.
+    Lightning 2.6's ModelCheckpoint(save_last=True) writes last.ckpt only with a top-k save at the same step: never
+    in an epoch whose monitored val/acc did not improve, nor at the WGAN's epoch ends (every_n_train_steps), so a
+    crash would resume from an older epoch. Also a run that ended mid-epoch without a validation (phases that end
+    there) resumes, and is classified, from its last step. A Checkpoint, so Lightning runs it after the config's
     ModelCheckpoint and it sees that one's save."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def on_train_epoch_end(self, trainer, pl_module):
-        stopping = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step or (
-            trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs)
-        if stopping and not trainer.sanity_checking:
+        if not trainer.sanity_checking:
             save_if(trainer, self.path, saved_step(self.path) != trainer.global_step)  # rank 0's reading
 
 
@@ -206,6 +209,22 @@ class MarkTraining(Callback):
         info = read_run(self.run_dir) if trainer.is_global_zero else None  # rank 0 writes run.json
         if info is not None and not info.get("trained", True):
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
+
+
+class ResumeAtEpochEnd(Callback):
+    """A resume with max_steps set from a checkpoint saved after an epoch's last batch: Lightning 2.6 restarts
+    that finished epoch, runs it empty or one batch past its end, and counts it again, so the run ends an epoch
+    short. Made the resume Lightning does without max_steps: the epoch counted complete, the next one fresh."""
+
+    def on_train_start(self, trainer, pl_module):
+        loop, epochs = trainer.fit_loop, trainer.fit_loop.epoch_progress.current
+        if trainer.max_steps == -1 or not loop.restarting or not epochs.ready == epochs.started == epochs.processed:
+            return  # not a resume, or one mid-epoch (which Lightning continues where it stopped)
+        if loop.restarted_on_epoch_end:  # saved in on_train_epoch_end: the epoch not yet counted complete
+            loop.epoch_progress.increment_completed()
+            loop._restart_stage = RestartStage.RESUMED_ON_EPOCH_END
+        _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
+        loop.epoch_loop.update_restart_stage()
 
 
 class SaveOnStop(Callback):

@@ -294,6 +294,61 @@ def test_last_ckpt_is_saved_on_a_time_interval_within_the_epoch(system, tiny_cif
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3 * steps_per_batch
 
 
+def wgan_job(data_dir, runs, *extra):
+    """A tiny WGAN with the shipped config's checkpoints (every 5,000 steps, last.ckpt): 6 batches an epoch."""
+    return ["--system", "wgan", "--data.data_dir", str(data_dir / "train"), "--data.batch_size", "4",
+            "--data.num_workers", "0", "--model.isize", "16", "--data.isize", "16", "--model.ngf", "4", "--model.ndf",
+            "4", "--model.nz", "8", "--trainer.default_root_dir", str(runs), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
+
+
+class EpochStarts(L.Callback):
+    """Appends each epoch's number and starting step to epoch_starts in the run folder."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        with open(Path(trainer.default_root_dir, "epoch_starts"), "a") as file:
+            file.write(f"{trainer.current_epoch} {trainer.global_step}\n")
+
+
+def epoch_starts(run_dir: Path) -> list[tuple[int, int]]:
+    return [tuple(map(int, line.split())) for line in (run_dir / "epoch_starts").read_text().splitlines()]
+
+
+def test_last_ckpt_is_written_at_each_epoch_end_even_without_a_top_k_save(tiny_cifar, tmp_path):
+    """Lightning 2.6 writes save_last's last.ckpt only with a top-k save: a monitored metric that does not improve
+    (here `epoch`, minimised: only epoch 0 is ever the best) or a WGAN saving every 5,000 steps left a crash to
+    resume from an older epoch, or from nothing."""
+    runs, config = tmp_path / "runs", tmp_path / "checkpoint.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+                      "      init_args: {monitor: epoch, mode: min, save_last: true, enable_version_counter: false}\n")
+    crash = ["--trainer.callbacks+=conftest.CrashAtEpoch", "--trainer.callbacks.epoch", "3"]
+    with pytest.raises(RuntimeError, match="simulated crash"):  # after 3 epochs of 3 batches
+        train.main(job(tiny_cifar, runs, "--run_name", "darknet", "--config", str(config), "--model.one_cycle",
+                       "null", "--trainer.max_epochs", "4", *crash))
+    with pytest.raises(RuntimeError, match="simulated crash"):  # after 3 epochs of 6 batches
+        train.main(wgan_job(tiny_cifar, runs, "--run_name", "wgan", "--trainer.max_epochs", "4", *crash))
+    for run, step in (("darknet", 9), ("wgan", 18)):
+        assert torch.load(runs / run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == step
+
+
+@pytest.mark.parametrize("system", ["darknet", "wgan"])
+def test_a_resume_with_max_steps_from_an_epoch_end_trains_every_remaining_epoch(system, tiny_cifar, tmp_path):
+    """Lightning 2.6 restarted the finished epoch, ran it empty (the Darknet's last.ckpt, saved in
+    on_train_epoch_end) or one batch past its end (the WGAN's, saved when the epoch was counted complete), and
+    counted it again: the run ended an epoch short."""
+    runs = tmp_path / "runs"
+    make_job, per_epoch = {"darknet": (job, 3), "wgan": (wgan_job, 6)}[system]
+    first = make_job(tiny_cifar, runs, "--run_name", "r", "--trainer.max_epochs", "4")
+    if system == "darknet":
+        first += ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]
+    train.main([*first, "--trainer.max_steps", str(2 * per_epoch)])  # stops at the end of the 2nd epoch
+    train.main([*first, "--trainer.max_steps", "1000", "--ckpt_path", "last",
+                "--trainer.callbacks+=test_train_runs.EpochStarts"])
+    assert epoch_starts(runs / "r") == [(2, 2 * per_epoch), (3, 3 * per_epoch)]
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == 4 * per_epoch and results["epochs"] == 4.0
+
+
 # one-line errors, as a user sees them from the command line
 
 
