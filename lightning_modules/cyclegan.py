@@ -5,6 +5,7 @@ Also the `translate` command: `python -m lightning_modules.cyclegan translate --
 
 import html
 import sys
+import urllib.parse
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -66,7 +67,7 @@ class ImagePool:
 
     def query(self, fakes: Tensor) -> Tensor:
         if self.size == 0:
-            return fakes
+            return fakes.detach()  # the discriminator's loss must not reach the generator's freed graph
         if self.images and self.images[0].device != fakes.device:
             self.images = [image.to(fakes.device) for image in self.images]
         out = []
@@ -148,6 +149,8 @@ class CycleGAN(L.LightningModule):
         super().__init__()
         if gan_mode not in ("lsgan", "vanilla"):
             raise UserError(f"gan_mode must be 'lsgan' or 'vanilla' (got {gan_mode!r})")
+        if pool_size < 0:
+            raise UserError(f"pool_size must be 0 (no pool) or more (got {pool_size}); the paper's is 50")
         self.save_hyperparameters()
         self.automatic_optimization = False  # three optimizers stepped in the paper's order
         self.gen_a2b = init_cyclegan_(resnet_generator(n_blocks, ngf, upsample))
@@ -403,8 +406,10 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt), or a generator file of
             junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
             translates in its own direction whatever `direction` says.
-        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB).
-        output_dir: where <name>.png translations and index.html (inputs beside outputs) are written.
+        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
+            or one such image.
+        output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
+            input_dir itself (the translations would replace the inputs).
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
             rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs a CycleGAN checkpoint.
@@ -413,15 +418,22 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     """
     from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, output_names, read_rgb
     from datamodules.download import MissingDataError
-    from lightning_modules.inference import load_checkpoint
+    from lightning_modules.inference import check_device, load_checkpoint
 
+    device = check_device(device)  # before either reader: a reference file is moved there too
     if max_images is not None:
         require_at_least_one(max_images=max_images)
-    files = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if Path(input_dir).is_dir() else []
+    source = Path(input_dir)
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        files, source = [source], source.parent
+    else:
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else []
     if not files:
         raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
-                               "pass a folder of images as --input_dir")
+                               "pass a folder of images, or one image, as --input_dir")
+    if Path(output_dir).resolve() == source.resolve():
+        raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
+                        f"of the same name; give another folder")
     files = files[:max_images]
     # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
     # refuse for a checkpoint that names lightning_modules.CycleGAN
@@ -456,11 +468,11 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
-        cells = [html.escape(file.name), f"<img src='inputs/{html.escape(target.name)}'>",
-                 f"<img src='{html.escape(target.name)}'>"]
+        link = urllib.parse.quote(target.name)  # '#', '?' and '%' in a file name are not a URL's
+        cells = [html.escape(file.name), f"<img src='inputs/{link}'>", f"<img src='{link}'>"]
         if rec is not None:
             save_png((rec[0].float().cpu() + 1) / 2, out / "reconstructions" / f"{name}.png")
-            cells.append(f"<img src='reconstructions/{html.escape(target.name)}'>")
+            cells.append(f"<img src='reconstructions/{link}'>")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     skipped = "".join(f"<li>{html.escape(file.name)}: {html.escape(reason)}</li>" for file, reason in unreadable)
     out.mkdir(parents=True, exist_ok=True)

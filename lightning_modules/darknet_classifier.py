@@ -387,9 +387,10 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     from datamodules.decode import image_files, read_rgb
     from datamodules.style import resize_crop
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
-    from lightning_modules.inference import load_checkpoint
+    from lightning_modules.inference import check_device, load_checkpoint
 
     require_at_least_one(size=size, batch_size=batch_size)
+    device = check_device(device)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
     model = models[0]

@@ -36,8 +36,25 @@ def saved_class(state: dict) -> str | None:
     return (state.get("hyper_parameters") or {}).get("_class_path")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The --device of an inference command, if this machine has it; else a UserError naming the ones it has."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise UserError(f"--device {device}: not a device ({error}); e.g. cpu, cuda, cuda:1, mps") from None
+    have = ["cpu"]
+    if torch.cuda.is_available():
+        have += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        have.append("mps")
+    if str(device) not in have:
+        raise UserError(f"--device {device}: this machine has no such device; it has {', '.join(have)}")
+    return device
+
+
 def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
     """`cls.load_from_checkpoint` in eval mode, after read_checkpoint's checks and the system's."""
+    device = check_device(device)
     saved = saved_class(read_checkpoint(checkpoint))
     system = SYSTEMS.get(cls.__name__, "NAME")
     written = f"python train.py --system {system} writes them to runs/{system}/<run>/checkpoints/"

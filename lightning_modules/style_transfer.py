@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from callbacks.errors import UserError, own_flags
+from callbacks.errors import UserError, own_flags, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
@@ -159,6 +159,9 @@ class StyleTransfer(L.LightningModule):
         if len(self.style_layer_weights) != len(style_layers):
             raise UserError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
                              "style_layer_weights; give one weight per layer")
+        if content_weight < 0 or style_weight < 0:
+            raise UserError(f"content_weight and style_weight must be 0 or more (got {content_weight} and "
+                            f"{style_weight}): a negative weight pushes the image away from its target")
         if content_weight == 0 and style_weight == 0:
             raise UserError("content_weight and style_weight are both 0: nothing to optimize")
         if tv_weight < 0:
@@ -342,7 +345,7 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
             pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
             style_scale: float = 1.0, pyramid: list[tuple[int, int]] | None = None, accelerator: str = "auto",
-            precision: str = "32-true") -> list[Path]:
+            precision: str = "32-true", seed: int = 0) -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
 
     Args:
@@ -366,6 +369,7 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
             the full size takes what is left of max_iter.
         accelerator: "cpu", "gpu" or "auto".
         precision: "32-true" or "bf16-mixed".
+        seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
     """
     from callbacks.progress import ProgressBar
     from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
@@ -375,9 +379,11 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init", "pooling", "tv_weight",
                    "original_colors", "pyramid")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
+    require_at_least_one(max_iter=max_iter)
     if pyramid and sum(steps for _, steps in pyramid) >= max_iter:  # no resume here, unlike train.py's runs
         raise UserError(f"the pyramid's levels take {sum(steps for _, steps in pyramid)} iterations, leaving none of "
                         f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
+    L.seed_everything(seed, verbose=False)
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,

@@ -35,6 +35,25 @@ def do_nothing() -> None:
     return None
 
 
+def check_schedule(lr: float, clip_value: float, gradient_penalty: float, d_iters: int, d_iters_long: int,
+                   long_until: int, long_every: int) -> None:
+    """Values that would train nothing, or crash mid-run, named before the run starts."""
+    if lr <= 0:
+        raise UserError(f"lr must be above 0 (got {lr}); the seed's is 1e-4, the paper's 5e-5")
+    if gradient_penalty < 0:
+        raise UserError(f"gradient_penalty must be 0 (weight clipping) or above (got {gradient_penalty}); WGAN-GP's "
+                        "is 10")
+    if gradient_penalty == 0 and clip_value <= 0:
+        raise UserError(f"clip_value must be above 0 (got {clip_value}): the critic's weights are clamped to "
+                        "[-clip_value, clip_value]; the paper's is 0.01")
+    for name, value in (("d_iters", d_iters), ("d_iters_long", d_iters_long), ("long_every", long_every)):
+        if value < 1:
+            raise UserError(f"{name} must be at least 1 (got {value}); the paper's schedule: d_iters 5, "
+                            "d_iters_long 100, long_until 25, long_every 500")
+    if long_until < 0:
+        raise UserError(f"long_until must be 0 or more (got {long_until}); the paper's is 25")
+
+
 class WGAN(L.LightningModule):
     """WGAN with weight clipping (Algorithm 1) or with a gradient penalty (Gulrajani et al. 2017).
 
@@ -79,6 +98,8 @@ class WGAN(L.LightningModule):
                  critic_batchnorm: bool | None = None, bn_last: bool = True, sample_every: int = 500,
                  fid_features: str | None = None):
         super().__init__()
+        check_schedule(lr=lr, clip_value=clip_value, gradient_penalty=gradient_penalty, d_iters=d_iters,
+                       d_iters_long=d_iters_long, long_until=long_until, long_every=long_every)
         self.save_hyperparameters()
         self.automatic_optimization = False  # alternating critic and generator updates
         bn = gradient_penalty == 0 if critic_batchnorm is None else critic_batchnorm
@@ -292,8 +313,9 @@ def reference_generator(path: str) -> WGAN | None:
 def load_generator(checkpoint: str, device: str) -> WGAN:
     """A WGAN .ckpt, or the WassersteinGAN reference's netG_epoch_N.pth (`reference_generator`)."""
     from lightning_modules import WGAN as Model  # the package's class under `python -m` too
-    from lightning_modules.inference import load_checkpoint
+    from lightning_modules.inference import check_device, load_checkpoint
 
+    device = check_device(device)  # before either reader: a reference file is moved there too
     try:
         return load_checkpoint(Model, checkpoint, device)
     except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file

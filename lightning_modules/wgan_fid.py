@@ -6,7 +6,7 @@ the CycleGAN log while training (`--model.fid_features`).
 
 import torch
 
-from callbacks.errors import own_flags, require_at_least_one
+from callbacks.errors import UserError, own_flags, require_at_least_one
 from lightning_modules.fid import DarknetFeatures, InceptionFeatures, add_images, feature_extractor, frechet_metric  # noqa: F401
 
 
@@ -41,6 +41,9 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     from lightning_modules.wgan import load_generator, sample
 
     require_at_least_one(num_samples=num_samples, batch_size=batch_size)
+    if num_samples < 2:
+        raise UserError(f"--num_samples must be at least 2 (got {num_samples}): a covariance needs two images; FID "
+                        "papers use 10,000-50,000")
     model = load_generator(checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, make_style_images
@@ -309,3 +310,37 @@ def test_classify_ensemble_averages_the_nets_probabilities(darknet_checkpoint, t
     trainer.save_checkpoint(tmp_path / "other_classes.ckpt")
     with pytest.raises(UserError, match="an ensemble needs nets of the same classes"):
         classify(str(checkpoint), [str(files[0])], ensemble=[str(tmp_path / "other_classes.ckpt")])
+
+
+@pytest.mark.parametrize("device, message", [("cuda:7", "this machine has no such device; it has cpu"),
+                                             ("cpu:1", "this machine has no such device"),
+                                             ("gpu0", "not a device")])
+def test_a_device_this_machine_lacks_is_one_line(device, message, tmp_path, capsys):
+    """Checked before the checkpoint is read (torch's deserialisation error would say nothing of --device)."""
+    for command, args in (("wgan_generate", ["absent.ckpt"]), ("cyclegan_translate", [
+            "--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")]),
+            ("classify", ["absent.ckpt", "image.png"])):
+        with pytest.raises(SystemExit) as stop:
+            getattr(commands, command)([*args, "--device", device])
+        assert stop.value.code == 2 and f"--device {device}: {message}" in capsys.readouterr().err, command
+
+
+def test_fid_needs_two_samples_for_a_covariance(capsys):
+    with pytest.raises(SystemExit) as stop:
+        commands.wgan_fid(["absent.ckpt", "real", "features.ckpt", "--num_samples", "1"])
+    assert stop.value.code == 2 and "--num_samples must be at least 2 (got 1)" in capsys.readouterr().err
+
+
+def test_stylize_refuses_zero_iterations_and_repeats_itself_with_a_seed(tmp_path, capsys):
+    content, style = make_style_images(tmp_path / "in")
+    args = ["--content", str(content[0]), "--style", str(style), "--size", "32", "--vgg_weights", "random",
+            "--arch", "vgg16", "--accelerator", "cpu"]
+    with pytest.raises(SystemExit) as stop:  # it wrote nothing, and said it had
+        commands.stylize([*args, "--output", str(tmp_path / "none"), "--max_iter", "0"])
+    assert stop.value.code == 2 and "--max_iter must be at least 1 (got 0)" in capsys.readouterr().err
+    results = {}
+    for run, seed in (("a", 3), ("b", 3), ("c", 4)):
+        torch.manual_seed(100 + len(results))  # the global generator elsewhere: the seed alone decides
+        commands.stylize([*args, "--output", str(tmp_path / run), "--max_iter", "1", "--seed", str(seed)])
+        results[run] = np.asarray(Image.open(tmp_path / run / "stylized" / "content0.png"))
+    assert np.array_equal(results["a"], results["b"]) and not np.array_equal(results["a"], results["c"])

@@ -65,9 +65,11 @@ def close(got, expected, lr):
     return all(torch.allclose(g, e, atol=0.1 * lr, rtol=0) for g, e in zip(got, expected, strict=True))
 
 
-@pytest.mark.parametrize("prefill", [False, True], ids=["pool-filling", "pool-full"])
-def test_first_batch_matches_hand_written_adam_steps_on_the_right_domains(tiny_unpaired, tmp_path, prefill):
-    model = tiny_model(pool_size=2, lr=1e-3)
+@pytest.mark.parametrize("prefill, pool_size", [(False, 2), (True, 2), (False, 0)],
+                         ids=["pool-filling", "pool-full", "no-pool"])
+def test_first_batch_matches_hand_written_adam_steps_on_the_right_domains(tiny_unpaired, tmp_path, prefill,
+                                                                          pool_size):
+    model = tiny_model(pool_size=pool_size, lr=1e-3)
     if prefill:  # full pools of images unlike any fake: what the pool hands back is then plain to see
         model.pool_a.images = [torch.full((3, 32, 32), -0.9), torch.full((3, 32, 32), 0.9)]
         model.pool_b.images = [torch.full((3, 32, 32), 0.5), torch.full((3, 32, 32), -0.5)]
@@ -81,10 +83,12 @@ def test_first_batch_matches_hand_written_adam_steps_on_the_right_domains(tiny_u
         assert not close(first.got["disc_a"], first.expected["disc_a_bare"], 1e-3)
 
 
-def test_pool_of_size_zero_passes_the_fakes_through_and_keeps_none():
+def test_pool_of_size_zero_passes_the_fakes_through_detached_and_keeps_none():
+    """Detached: the discriminators' loss must not reach back into the generators' graph (freed by their step)."""
     from lightning_modules.cyclegan import ImagePool
-    pool, fakes = ImagePool(0, seed=0), torch.randn(3, 1, 2, 2)
-    assert pool.query(fakes) is fakes and pool.images == []
+    pool, fakes = ImagePool(0, seed=0), torch.randn(3, 1, 2, 2, requires_grad=True) * 2
+    out = pool.query(fakes)
+    assert torch.equal(out, fakes) and not out.requires_grad and pool.images == []
 
 
 def test_pool_never_holds_more_than_its_size_and_hands_back_what_it_held():

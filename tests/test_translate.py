@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 import lightning_modules.inference
+from callbacks import UserError
 from lightning_modules import CycleGAN
 from lightning_modules.cyclegan import translate
 
@@ -193,3 +194,23 @@ def test_reconstruct_with_a_single_reference_generator_is_refused(tmp_path):
         translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), reconstruct=True)
     with pytest.raises(UserError, match="--max_images must be at least 1"):
         translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), max_images=0)
+
+
+def test_one_image_translates_and_the_input_folder_is_refused_as_output(tiny_model, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("horse #1?.png", "other.png"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(inputs / name)
+    before = (inputs / "other.png").read_bytes()
+    for output in (inputs, inputs / ".", inputs / ".." / "in"):  # the same folder, spelt three ways
+        with pytest.raises(UserError, match="is the input folder: the translations would replace the inputs"):
+            translate("unused.ckpt", str(inputs), str(output))
+    with pytest.raises(UserError, match="is the input folder"):  # a file's folder counts as the input folder
+        translate("unused.ckpt", str(inputs / "other.png"), str(inputs))
+    assert (inputs / "other.png").read_bytes() == before and sorted(p.name for p in inputs.iterdir()) == [
+        "horse #1?.png", "other.png"]
+    index = translate("unused.ckpt", str(inputs / "horse #1?.png"), str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["horse #1?.png"]  # that one only
+    # a browser reads '#' as a fragment and '?' as a query: the page links the file by its escaped name
+    assert "<img src='horse%20%231%3F.png'>" in index.read_text()

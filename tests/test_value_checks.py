@@ -1,0 +1,53 @@
+"""Hyper-parameters that would train nothing, or crash mid-run, are refused at construction with one line."""
+
+import pytest
+
+from callbacks import UserError
+from lightning_modules import WGAN, CycleGAN, StyleTransfer
+
+TINY_WGAN = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4}
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": 0}, "lr must be above 0 \\(got 0\\)"),
+    ({"lr": -1e-4}, "lr must be above 0"),
+    ({"clip_value": 0}, "clip_value must be above 0 \\(got 0\\)"),
+    ({"clip_value": -0.01}, "clip_value must be above 0"),
+    ({"gradient_penalty": -10}, "gradient_penalty must be 0 \\(weight clipping\\) or above"),
+    ({"d_iters": 0}, "d_iters must be at least 1 \\(got 0\\)"),
+    ({"d_iters_long": 0}, "d_iters_long must be at least 1"),
+    ({"long_every": 0}, "long_every must be at least 1"),
+    ({"long_until": -1}, "long_until must be 0 or more")])
+def test_wgan_refuses_a_schedule_that_cannot_train(values, message):
+    with pytest.raises(UserError, match=message):
+        WGAN(**TINY_WGAN, **values)
+
+
+def test_wgan_takes_the_edges_of_each_range():
+    """The smallest values that still train: one critic iteration each time, no long phase, any clip under GP."""
+    model = WGAN(**TINY_WGAN, d_iters=1, d_iters_long=1, long_every=1, long_until=0, lr=1e-9, clip_value=1e-9)
+    assert model.d_iters() == 1
+    WGAN(**TINY_WGAN, gradient_penalty=10, clip_value=0)  # the clip is unused with a gradient penalty
+    WGAN(**TINY_WGAN, gradient_penalty=0)
+
+
+@pytest.mark.parametrize("pool_size, refused", [(-1, True), (0, False), (1, False)])
+def test_cyclegan_pool_size_is_zero_or_more(pool_size, refused):
+    if refused:
+        with pytest.raises(UserError, match="pool_size must be 0 \\(no pool\\) or more \\(got -1\\)"):
+            CycleGAN(n_blocks=1, ngf=4, ndf=4, pool_size=pool_size)
+    else:
+        assert CycleGAN(n_blocks=1, ngf=4, ndf=4, pool_size=pool_size).pool_a.size == pool_size
+
+
+@pytest.mark.parametrize("weights, refused", [((-1.0, 1.0), True), ((1.0, -1.0), True), ((0.0, 1.0), False),
+                                              ((1.0, 0.0), False)])
+def test_style_weights_are_zero_or_more(weights, refused):
+    content_weight, style_weight = weights
+    options = {"vgg_weights": "random", "arch": "vgg16", "content_weight": content_weight,
+               "style_weight": style_weight}
+    if refused:
+        with pytest.raises(UserError, match="content_weight and style_weight must be 0 or more"):
+            StyleTransfer(**options)
+    else:
+        assert StyleTransfer(**options).hparams.style_weight == style_weight
