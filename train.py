@@ -86,6 +86,10 @@ class CLI(LightningCLI):
                                 help="checkpoint to resume from, or 'last': the newest run of this system "
                                      "(--run_name picks another run)")
             parser.add_function_arguments(lr_find, "lr_find", skip={"cli"})
+            parser.add_argument("--init_from", type=str | None, default=None,
+                                help="start a new run from a checkpoint's weights (same system and network), with "
+                                     "fresh optimizers, schedule and counters: fine-tuning, junyanz's "
+                                     "--continue_train --epoch_count 1")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
         parser.add_argument("--save_every_minutes", type=float, default=10.0,
@@ -444,7 +448,7 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
-def check_checkpoint(path: str, model, system: str) -> None:
+def check_checkpoint(path: str, model, system: str, weights_only: bool = False) -> dict:
     """Before fitting: the checkpoint can be read and was written by this system, with the same shapes."""
     from torch.nn.parameter import is_lazy
 
@@ -462,9 +466,24 @@ def check_checkpoint(path: str, model, system: str) -> None:
         if ours is None or is_lazy(ours) or ours.numel() == 0:  # built in setup (the style image): no shape yet
             continue
         if tuple(ours.shape) != tuple(tensor.shape):
+            fix = ("--init_from needs the same network: give the --model options of its config "
+                   if weights_only else "resume with its config: --config ") + str(folder.parent / "config.yaml")
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
-                            f"{tuple(ours.shape)} here); resume with its config: --config "
-                            f"{folder.parent / 'config.yaml'}")
+                            f"{tuple(ours.shape)} here); {fix}")
+    return state
+
+
+def init_from(path: str, model, system: str, resuming: bool) -> None:
+    """--init_from: the checkpoint's weights into the model, nothing else (optimizers, schedule and the systems'
+    counters and pools start afresh)."""
+    if resuming:
+        raise UserError("--init_from starts a new run from a checkpoint's weights and --ckpt_path resumes a run; "
+                        "give one of them")
+    if system == "style":
+        raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
+                        "fixed VGG weights (resume a style run with --ckpt_path)")
+    state = check_checkpoint(path, model, system, weights_only=True)
+    model.load_state_dict(state["state_dict"])
 
 
 def fit_progress(trainer) -> dict:
@@ -479,6 +498,8 @@ def fit_progress(trainer) -> dict:
 def run_job(cli: CLI) -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
+    if config.get("init_from"):
+        init_from(config.init_from, model, describe(cli.config.model.class_path), bool(config.ckpt_path))
     if config.ckpt_path:
         check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
@@ -617,6 +638,8 @@ def print_system_help(argv: list[str]) -> None:
                 parser.set_defaults({f"{group}.{key}": value})
     run = parser.add_argument_group("Run options")
     run.add_argument("--ckpt_path", help="checkpoint to resume from, or 'last': the newest run of this system")
+    run.add_argument("--init_from", help="start a new run from a checkpoint's weights (same system and network), "
+                                         "with fresh optimizers, schedule and counters (fine-tuning)")
     run.add_argument("--run_name", help="run folder under trainer.default_root_dir (default: time stamp or "
                                         "slurm-<job id>); with --ckpt_path last, resume that run")
     run.add_argument("--save_every_minutes", type=float, default=10.0,

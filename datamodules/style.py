@@ -60,7 +60,8 @@ class StyleTransferDataModule(L.LightningDataModule):
     Args:
         content: a content image file or folder of them, or a list of those; null: the shipped Kodak macaws
             (kodim23).
-        style: the style image; null: the shipped Starry Night (Van Gogh, 1889).
+        style: the style image, or a list of them (or a folder) whose Gram matrices are blended
+            (--model.style_blend_weights); null: the shipped Starry Night (Van Gogh, 1889).
         size: content images are resized so their shorter side is `size` (the seed: 288).
         crop: then cut to the central size x size square, as the seed's val_tfms did. Without it the
             whole image is kept, and all content images must come out the same shape to form a batch.
@@ -70,7 +71,7 @@ class StyleTransferDataModule(L.LightningDataModule):
             depend on the image size.
     """
 
-    def __init__(self, content: list[str] | str | None = None, style: str | None = None, size: int = 288,
+    def __init__(self, content: list[str] | str | None = None, style: list[str] | str | None = None, size: int = 288,
                  crop: bool = True, style_scale: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
@@ -94,12 +95,12 @@ class StyleTransferDataModule(L.LightningDataModule):
                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
         self.content_names = output_names(files)  # the stems, made distinct: each names an output file
-        style_files = image_files([hp.style if hp.style is not None else str(DEFAULT_STYLE)],
-                                  "give an existing image file as --data.style s.jpg")
-        if len(style_files) != 1:
-            raise UserError(f"--data.style must be one image, not a folder of {len(style_files)}")
+        style = str(DEFAULT_STYLE) if hp.style is None else hp.style
+        style_files = image_files([style] if isinstance(style, str) else style,
+                                  "give an existing image file as --data.style s.jpg (or several: [a.jpg, b.jpg])")
         height, width = (max(1, round(hp.style_scale * side)) for side in self.content.shape[2:])
-        self.style = scale_match(read_image(style_files[0]), height, width)[None]  # (1, 3, H, W) x style_scale
+        # (S, 3, H, W) x style_scale: each style image scaled on its own to cover the same size
+        self.style = torch.stack([scale_match(read_image(f), height, width) for f in style_files])
 
     def train_dataloader(self):
         content, style = self.content, self.style

@@ -132,6 +132,8 @@ class StyleTransfer(L.LightningModule):
             `edge` (increasing, below the data's size) for that many L-BFGS iterations; the image is then
             upsampled (bilinear) to the next level, L-BFGS starts afresh, and the full size takes the iterations
             left of --trainer.max_steps. Content and style are resized by the level's factor. null: full size only.
+        style_blend_weights: with several style images (--data.style [a.jpg, b.jpg]), a weight per image: the
+            target Gram matrices are their weighted mean (jcjohnson/neural-style's -style_blend_weights); null: equal.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -145,7 +147,8 @@ class StyleTransfer(L.LightningModule):
                  style_weight: float = 1.0, gram_diagonal: bool = False,
                  init: Literal["noise", "content"] = "noise", lr: float = 1.0, history_size: int = 100,
                  show_iter: int = 100, pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0,
-                 original_colors: bool = False, pyramid: list[tuple[int, int]] | None = None):
+                 original_colors: bool = False, pyramid: list[tuple[int, int]] | None = None,
+                 style_blend_weights: list[float] | None = None):
         super().__init__()
         self.save_hyperparameters()
         if pooling not in ("max", "avg"):
@@ -159,6 +162,9 @@ class StyleTransfer(L.LightningModule):
         if len(self.style_layer_weights) != len(style_layers):
             raise UserError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
                              "style_layer_weights; give one weight per layer")
+        if style_blend_weights is not None and (any(w < 0 for w in style_blend_weights)
+                                                or sum(style_blend_weights) <= 0):
+            raise UserError(f"style_blend_weights must be 0 or more, not all 0 (got {style_blend_weights})")
         if content_weight < 0 or style_weight < 0:
             raise UserError(f"content_weight and style_weight must be 0 or more (got {content_weight} and "
                             f"{style_weight}): a negative weight pushes the image away from its target")
@@ -196,6 +202,10 @@ class StyleTransfer(L.LightningModule):
         content = getattr(trainer.datamodule, "content", None)
         if content is None:
             raise UserError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")
+        styles, blend = len(getattr(trainer.datamodule, "style", [])), self.hparams.style_blend_weights
+        if blend is not None and len(blend) != styles:
+            raise UserError(f"--model.style_blend_weights has {len(blend)} weights for {styles} style image"
+                            f"{'s' * (styles != 1)}; give one per --data.style image, or null for equal weights")
         if self.levels:
             shorter = min(content.shape[-2:])
             if self.levels[-1][0] >= shorter:
@@ -282,9 +292,15 @@ class StyleTransfer(L.LightningModule):
             with torch.no_grad():
                 target_content = self.features(content)[self.content_layer] if self.hparams.content_weight else None
                 style_features = self.features(style) if self.style_layers else {}
-                self._targets = (target_content, [gram(style_features[n]) for n in self.style_layers])
+                self._targets = (target_content, [self.blend(gram(style_features[n])) for n in self.style_layers])
             self._batch = (content, style)
         return self._targets
+
+    def blend(self, grams: Tensor) -> Tensor:
+        """(S, C, C) Gram matrices of S style images -> (1, C, C), their mean weighted by style_blend_weights."""
+        weights = self.hparams.style_blend_weights or [1.0] * len(grams)
+        weights = grams.new_tensor(weights)[:, None, None]
+        return (weights * grams).sum(0, keepdim=True) / weights.sum()
 
     def losses(self, images: Tensor, content: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
         """Per-image (N,) content and style losses, scaled as the seed scaled them."""
@@ -323,6 +339,7 @@ class StyleTransfer(L.LightningModule):
         if not self.trainer.is_global_zero or not hasattr(self, "_batch"):
             return
         content, style = (x.float().cpu() for x in self._batch)
+        style = style[:1]  # the first of several style images
         result = self.image.detach().float().cpu().clamp(0, 1)
         if self.hparams.original_colors:
             result = original_colors(result, content)
@@ -339,19 +356,23 @@ class StyleTransfer(L.LightningModule):
             print(NOT_ART)
 
 
-def stylize(content: list[str] | str | None = None, style: str | None = None, output: str = "stylized", size: int = 288,
+def stylize(content: list[str] | str | None = None, style: list[str] | str | None = None, output: str = "stylized",
+            size: int = 288,
             crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
             arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn", content_weight: float = 1.0,
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
             pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
-            style_scale: float = 1.0, pyramid: list[tuple[int, int]] | None = None, accelerator: str = "auto",
+            style_scale: float = 1.0, pyramid: list[tuple[int, int]] | None = None, content_layer: str = "relu4_3",
+            style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+            style_layer_weights: list[float] | None = None, lr: float = 1.0,
+            style_blend_weights: list[float] | None = None, accelerator: str = "auto",
             precision: str = "32-true", seed: int = 0) -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
 
     Args:
         content: a content image file or folder, or a list of them, stylized as one batch; default the shipped
             macaws.
-        style: the style image; default the shipped Starry Night.
+        style: the style image, or several blended (their Gram matrices averaged); default the shipped Starry Night.
         output: folder for the results.
         size: shorter side of the content images (the seed: 288).
         crop: cut the content images to size x size squares.
@@ -367,6 +388,12 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
         style_scale: the style image at this multiple of the content's size (smaller: larger strokes).
         pyramid: coarse-to-fine levels before the full size, [[edge, iterations], ...], e.g. [[256, 300]] for 512px;
             the full size takes what is left of max_iter.
+        content_layer: the ReLU the result's content must match (the seed's relu4_3; Gatys et al.'s relu4_2).
+        style_layers: the ReLUs whose Gram matrices it must match (the seed's five block ends; Gatys et al.'s
+            [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1], with --arch vgg19).
+        style_layer_weights: a weight per style layer; null for 1 each.
+        lr: L-BFGS step length (torch's default 1).
+        style_blend_weights: a weight per style image (neural-style's -style_blend_weights); null: equal.
         accelerator: "cpu", "gpu" or "auto".
         precision: "32-true" or "bf16-mixed".
         seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
@@ -377,7 +404,8 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     flags = {f"--{part}.{name}": f"--{name}" for part, names in (
         ("data", ("content", "style", "size", "crop", "style_scale")),
         ("model", ("vgg_weights", "arch", "content_weight", "style_weight", "init", "pooling", "tv_weight",
-                   "original_colors", "pyramid")),
+                   "original_colors", "pyramid", "content_layer", "style_layers", "style_layer_weights", "lr",
+                   "style_blend_weights")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
     require_at_least_one(max_iter=max_iter)
     if pyramid and sum(steps for _, steps in pyramid) >= max_iter:  # no resume here, unlike train.py's runs
@@ -387,7 +415,9 @@ def stylize(content: list[str] | str | None = None, style: str | None = None, ou
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
-                              original_colors=original_colors, pyramid=pyramid)
+                              original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
+                              style_layers=list(style_layers), style_layer_weights=style_layer_weights, lr=lr,
+                              style_blend_weights=style_blend_weights)
         data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
                             enable_checkpointing=False, enable_model_summary=False, default_root_dir=output,

@@ -344,3 +344,27 @@ def test_stylize_refuses_zero_iterations_and_repeats_itself_with_a_seed(tmp_path
         commands.stylize([*args, "--output", str(tmp_path / run), "--max_iter", "1", "--seed", str(seed)])
         results[run] = np.asarray(Image.open(tmp_path / run / "stylized" / "content0.png"))
     assert np.array_equal(results["a"], results["b"]) and not np.array_equal(results["a"], results["c"])
+
+
+def test_stylize_blends_several_styles_and_takes_the_layers(tmp_path, capsys):
+    """Blend weights [1, 0] give the first style alone; other layers give another image; a bad layer is named."""
+    content, style = make_style_images(tmp_path / "in")
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(other)
+    args = ["--content", str(content[0]), "--size", "32", "--vgg_weights", "random", "--arch", "vgg16",
+            "--accelerator", "cpu", "--max_iter", "2", "--init", "content"]
+
+    def result(run, *extra):
+        commands.stylize([*args, "--output", str(tmp_path / run), *extra])
+        return np.asarray(Image.open(tmp_path / run / "stylized" / "content0.png")).astype(int)
+
+    alone = result("alone", "--style", str(style))
+    blended = result("blended", "--style", f"[{style}, {other}]", "--style_blend_weights", "[1, 0]")
+    even = result("even", "--style", f"[{style}, {other}]")
+    assert np.abs(blended - alone).max() <= 1 and np.abs(even - alone).max() > 8
+    layers = result("layers", "--style", str(style), "--content_layer", "relu2_2", "--style_layers", "[relu1_1]")
+    assert np.abs(layers - alone).max() > 8
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize([*args, "--output", str(tmp_path / "bad"), "--style_layers", "[relu9_9]"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unknown layers ['relu9_9']; the vgg16's are ['relu1_1'" in err, err

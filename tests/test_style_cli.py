@@ -183,3 +183,12 @@ def test_bf16_mixed_runs_with_a_float32_image(style_images, tmp_path):
     trainer.fit(model, datamodule=data)
     loss = trainer.callback_metrics["train/loss"]
     assert trainer.global_step == 2 and model.image.dtype == torch.float32 and torch.isfinite(loss) and loss > 0
+
+
+def test_init_from_is_refused_for_style_transfer(style_images, tmp_path, capsys, monkeypatch):
+    """Its parameter is the image, optimized afresh each run: there are no trained weights to start from."""
+    from conftest import run_in_process
+    from test_train_runs import assert_one_line_error
+    result = run_in_process(job(style_images, tmp_path / "runs", "--init_from", str(tmp_path / "a.ckpt"),
+                                "--trainer.max_steps", "1"), capsys, monkeypatch)
+    assert_one_line_error(result, "style transfer optimizes a new image from fixed VGG weights")

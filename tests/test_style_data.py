@@ -58,10 +58,18 @@ def test_content_images_of_one_name_in_two_folders_get_two_output_names(style_im
     assert data.content_names == ["c1_x_png", "c2_x_png"]  # each names its result: stylized/<name>.png
 
 
-def test_a_style_folder_is_refused(style_images):
+def test_several_style_images_are_each_scaled_to_cover_the_content(style_images, tmp_path):
+    """A list (or a folder) of style images: each as a single --data.style would give it, stacked."""
     content, style = style_images
-    with pytest.raises(ValueError, match="--data.style must be one image"):
-        StyleTransferDataModule([str(content[0])], str(style.parent), size=32).setup("fit")
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 100, 3), dtype=np.uint8)).save(wide)
+    both = StyleTransferDataModule([str(content[0])], [str(style), str(wide)], size=32, style_scale=1.5)
+    both.setup("fit")
+    assert both.style.shape == (2, 3, 48, 48)
+    for i, single in enumerate((style, wide)):
+        alone = StyleTransferDataModule([str(content[0])], str(single), size=32, style_scale=1.5)
+        alone.setup("fit")
+        assert torch.equal(both.style[i], alone.style[0])
 
 
 def test_shipped_defaults_are_small_and_load():

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 from test_style import MEAN, STD, fit
 
+from callbacks import UserError
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
 from lightning_modules.nets.vgg import relu_layers, vgg_features
@@ -130,3 +131,37 @@ def test_the_side_by_side_shows_content_the_style_at_the_contents_size_and_the_r
     model.on_train_end()
     saved = np.asarray(Image.open(tmp_path / "stylized" / "content0.png"))
     assert (saved[:4, :4] == 255).all()
+
+
+def test_several_styles_blend_their_gram_matrices_by_the_given_weights(style_images, tmp_path):
+    """neural-style's -style_blend_weights: the target Gram of each layer is the weighted mean of the style images'."""
+    content, style = style_images
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(other)
+    torch.manual_seed(0)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, content_layer="relu2_1",
+                          style_layers=["relu1_1", "relu2_1"], style_blend_weights=[3.0, 1.0])
+    data = StyleTransferDataModule([str(content[0])], [str(style), str(other)], size=32)
+    fit(model, data, 1, tmp_path)  # through the training step: the targets it optimized against
+    _, grams = model.targets(data.content, data.style)
+    for layer, target in zip(["relu1_1", "relu2_1"], grams, strict=True):
+        by_hand = []
+        for image in data.style:
+            f = model.features(image[None])[layer][0]  # (C, H, W)
+            flat = f.reshape(f.shape[0], -1)
+            by_hand.append(flat @ flat.T / f.numel())
+        assert target.shape == (1, *by_hand[0].shape)
+        assert torch.allclose(target[0], (3 * by_hand[0] + by_hand[1]) / 4, rtol=1e-5, atol=1e-8)
+        assert not torch.allclose(target[0], (by_hand[0] + by_hand[1]) / 2, rtol=1e-3)  # the weights count
+
+
+def test_blend_weights_are_one_per_style_image_and_not_negative(style_images, tmp_path):
+    content, style = style_images
+    with pytest.raises(UserError, match="style_blend_weights must be 0 or more, not all 0"):
+        StyleTransfer(arch="vgg16", vgg_weights="random", style_blend_weights=[1.0, -1.0])
+    with pytest.raises(UserError, match="style_blend_weights must be 0 or more, not all 0"):
+        StyleTransfer(arch="vgg16", vgg_weights="random", style_blend_weights=[0.0, 0.0])
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, style_blend_weights=[1.0, 2.0])
+    data = StyleTransferDataModule([str(content[0])], [str(style)], size=32)
+    with pytest.raises(UserError, match="style_blend_weights has 2 weights for 1 style image; give one per"):
+        fit(model, data, 1, tmp_path)

@@ -349,6 +349,43 @@ def test_a_resume_with_max_steps_from_an_epoch_end_trains_every_remaining_epoch(
     assert results["global_step"] == 4 * per_epoch and results["epochs"] == 4.0
 
 
+class StartWeights(L.Callback):
+    """Saves the weights training starts from, and the optimizer's state, into the run folder."""
+
+    def on_train_start(self, trainer, pl_module):
+        torch.save({"weights": pl_module.state_dict(), "optimizer": trainer.optimizers[0].state_dict()["state"]},
+                   Path(trainer.default_root_dir, "start.pt"))
+
+
+def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path):
+    """Fine-tuning (junyanz's --continue_train --epoch_count 1, fastai's learn.load then fit): the trained weights,
+    a fresh optimizer, step 0, a new run folder."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "first", "--trainer.max_epochs", "2"))
+    trained = torch.load(runs / "first" / "checkpoints" / "last.ckpt", weights_only=False)
+    train.main(job(tiny_cifar, runs, "--run_name", "tuned", "--init_from", str(runs / "first" / "checkpoints" /
+                   "last.ckpt"), "--trainer.callbacks+=test_train_runs.StartWeights"))
+    start = torch.load(runs / "tuned" / "start.pt", weights_only=False)
+    assert start["weights"].keys() == trained["state_dict"].keys()
+    assert all(torch.equal(start["weights"][k], v) for k, v in trained["state_dict"].items())
+    assert start["optimizer"] == {} and trained["optimizer_states"][0]["state"]  # no momentum carried over
+    results = json.loads((runs / "tuned" / "results.json").read_text())
+    assert results["global_step"] == 3 and results["epochs"] == 1.0  # one epoch from step 0, not resumed at 6
+
+
+def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeypatch):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "first"))
+    last = str(runs / "first" / "checkpoints" / "last.ckpt")
+    for extra, message in (
+            (["--ckpt_path", last], "--init_from starts a new run from a checkpoint's weights and --ckpt_path "
+                                    "resumes a run; give one of them"),
+            (["--model.nf", "8"], "was trained with other settings (net."),
+            (["--model.nf", "8"], "--init_from needs the same network: give the --model options of its config")):
+        result = run_in_process(job(tiny_cifar, runs, "--init_from", last, *extra), capsys, monkeypatch)
+        assert_one_line_error(result, message)
+
+
 # one-line errors, as a user sees them from the command line
 
 
