@@ -121,7 +121,7 @@ TARGETS = {
     "style_blend": Target("lightning_modules/style_transfer.py", ("StyleTransfer.blend",),
                           ("tests/test_style_options.py", "-k", "blend")),
     "devices": Target("lightning_modules/inference.py", ("check_device",),
-                      ("tests/test_commands.py", "-k", "device_this")),
+                      ("tests/test_commands.py", "-k", "device_this or two_gpus")),
     "resume": Target("train.py", ("ResumeAtEpochEnd.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or ends_mid_epoch")),

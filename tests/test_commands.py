@@ -368,3 +368,14 @@ def test_stylize_blends_several_styles_and_takes_the_layers(tmp_path, capsys):
         commands.stylize([*args, "--output", str(tmp_path / "bad"), "--style_layers", "[relu9_9]"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "unknown layers ['relu9_9']; the vgg16's are ['relu1_1'" in err, err
+
+
+def test_a_machine_with_two_gpus_takes_cuda_cuda0_cuda1_and_cpu(monkeypatch):
+    from lightning_modules.inference import check_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for device in ("cpu", "cuda", "cuda:0", "cuda:1"):
+        assert check_device(device) == torch.device(device)
+    with pytest.raises(UserError, match="--device cuda:2: this machine has no such device; it has cpu, cuda, "
+                                        "cuda:0, cuda:1"):
+        check_device("cuda:2")

@@ -153,6 +153,13 @@ def test_several_styles_blend_their_gram_matrices_by_the_given_weights(style_ima
         assert target.shape == (1, *by_hand[0].shape)
         assert torch.allclose(target[0], (3 * by_hand[0] + by_hand[1]) / 4, rtol=1e-5, atol=1e-8)
         assert not torch.allclose(target[0], (by_hand[0] + by_hand[1]) / 2, rtol=1e-3)  # the weights count
+    torch.manual_seed(0)
+    even = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, content_layer="relu2_1",
+                         style_layers=["relu1_1"])  # no weights given: the plain mean
+    fit(even, data, 1, tmp_path / "even")
+    f = [even.features(image[None])["relu1_1"][0].flatten(1) for image in data.style]
+    assert torch.allclose(even.targets(data.content, data.style)[1][0][0],
+                          sum(x @ x.T / x.numel() for x in f) / 2, rtol=1e-5, atol=1e-8)
 
 
 def test_blend_weights_are_one_per_style_image_and_not_negative(style_images, tmp_path):
