@@ -222,11 +222,12 @@ class ResumeAtEpochEnd(Callback):
 
     def on_train_start(self, trainer, pl_module):
         loop, epochs = trainer.fit_loop, trainer.fit_loop.epoch_progress.current
-        if trainer.max_steps == -1 or not loop.restarting or not epochs.ready == epochs.started == epochs.processed:
+        # Lightning's setter leaves `restarting` True after a finished epoch only when max_steps is set
+        if not loop.restarting or not epochs.ready == epochs.started == epochs.processed:
             return  # not a resume, or one mid-epoch (which Lightning continues where it stopped)
         if loop.restarted_on_epoch_end:  # saved in on_train_epoch_end: the epoch not yet counted complete
             loop.epoch_progress.increment_completed()
-            loop._restart_stage = RestartStage.RESUMED_ON_EPOCH_END
+        loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
 
