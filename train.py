@@ -117,7 +117,7 @@ class CLI(LightningCLI):
             trainer.callbacks.append(SaveOnStop(last))
             trainer.callbacks.append(EpochEndSave(last))
         trainer.callbacks.append(MarkTraining(run_dir))
-        trainer.callbacks.insert(0, ResumeAtEpochEnd())  # before other callbacks' on_train_start read the epoch
+        trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
@@ -215,18 +215,25 @@ class MarkTraining(Callback):
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
 
 
-class ResumeAtEpochEnd(Callback):
-    """A resume with max_steps set from a checkpoint saved after an epoch's last batch: Lightning 2.6 restarts
-    that finished epoch, runs it empty or one batch past its end, and counts it again, so the run ends an epoch
-    short. Made the resume Lightning does without max_steps: the epoch counted complete, the next one fresh."""
+class MaxStepsResume(Callback):
+    """A resume with max_steps set, from a checkpoint written in on_train_epoch_end, counts that epoch twice in
+    Lightning 2.6 and the run ends an epoch short: an epoch that ended restarts, runs empty (or one batch past its
+    end) and is counted again; a max_steps stop inside an epoch, which passed on_train_epoch_end too, continues
+    the epoch and counts it again at its end. Without max_steps, Lightning resumes both right (the first as below,
+    the second at the next epoch)."""
 
     def on_train_start(self, trainer, pl_module):
-        loop, epochs = trainer.fit_loop, trainer.fit_loop.epoch_progress.current
-        # Lightning's setter leaves `restarting` True after a finished epoch only when max_steps is set
-        if not loop.restarting or not epochs.ready == epochs.started == epochs.processed:
-            return  # not a resume, or one mid-epoch (which Lightning continues where it stopped)
+        loop, epochs = trainer.fit_loop, trainer.fit_loop.epoch_progress
+        # Lightning's setter leaves `restarting` True after on_train_epoch_end only when max_steps is set
+        at_epoch_end = epochs.current.ready == epochs.current.started == epochs.current.processed
+        if not loop.restarting or not at_epoch_end or loop.restarted_mid_epoch:
+            return  # not a resume, or from a batch's end (a timed save): Lightning continues where it stopped
+        if not loop.epoch_loop.batch_progress.is_last_batch:  # stopped inside the epoch: it goes on, counted once
+            epochs.current.processed -= 1
+            epochs.total.processed -= 1
+            return
         if loop.restarted_on_epoch_end:  # saved in on_train_epoch_end: the epoch not yet counted complete
-            loop.epoch_progress.increment_completed()
+            epochs.increment_completed()
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
@@ -474,17 +481,37 @@ def check_checkpoint(path: str, model, system: str, weights_only: bool = False) 
     return state
 
 
-def init_from(path: str, model, system: str, resuming: bool) -> None:
-    """--init_from: the checkpoint's weights into the model, nothing else (optimizers, schedule and the systems'
-    counters and pools start afresh)."""
+def init_from(path: str, model, system: str, resuming: bool) -> Callback:
+    """--init_from: checked now, the checkpoint's weights loaded when fitting starts (after the model's setup, which
+    would recompute a Darknet's whitening stem from the new data); optimizers, schedule and the systems' counters
+    and pools start afresh."""
     if resuming:
         raise UserError("--init_from starts a new run from a checkpoint's weights and --ckpt_path resumes a run; "
                         "give one of them")
     if system == "style":
         raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
                         "fixed VGG weights (resume a style run with --ckpt_path)")
-    state = check_checkpoint(path, model, system, weights_only=True)
-    model.load_state_dict(state["state_dict"])
+    weights = check_checkpoint(path, model, system, weights_only=True)["state_dict"]
+    ours = set(model.state_dict())
+    missing, unexpected = sorted(ours - set(weights)), sorted(set(weights) - ours)
+    if missing or unexpected:
+        config = Path(path).absolute().parent.parent / "config.yaml"
+        raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
+                        f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); --init_from needs the same network: "
+                        f"give the --model options of its config {config}")
+    return LoadWeights(weights)
+
+
+class LoadWeights(Callback):
+    """The weights of --init_from, loaded in on_fit_start: after setup and the optimizers' creation (in place, so
+    they keep their parameters), before the first batch."""
+
+    def __init__(self, weights: dict):
+        self.weights = weights
+
+    def on_fit_start(self, trainer, pl_module):
+        pl_module.load_state_dict(self.weights)
+        self.weights = None  # memory-mapped tensors: let the file go
 
 
 def fit_progress(trainer) -> dict:
@@ -500,7 +527,8 @@ def run_job(cli: CLI) -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
     if config.get("init_from"):
-        init_from(config.init_from, model, describe(cli.config.model.class_path), bool(config.ckpt_path))
+        trainer.callbacks.append(init_from(config.init_from, model, describe(cli.config.model.class_path),
+                                           bool(config.ckpt_path)))
     if config.ckpt_path:
         check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs

@@ -4,7 +4,9 @@ Ctrl-C in a terminal, `timeout` and SLURM's scancel signal every process of the 
 DataLoader workers too. A worker killed that way makes torch raise "DataLoader worker ... is killed by signal"
 in the main process at whatever line it is running, so train.py cannot finish the batch and save last.ckpt.
 The workers here ignore SIGINT and their first SIGTERM; the main process stops after its batch and torch
-shuts the workers down as usual (a worker that does not stop in time gets torch's SIGTERM: its second).
+shuts the workers down as usual (they stop when asked, between items). A worker stuck in one item that torch
+then terminates dies of that SIGTERM if the group's came first; if not (a plain Ctrl-C, or a SIGTERM to the main
+process alone), it ignores it and is ended by multiprocessing's exit handler, which terminates it again.
 """
 
 import os

@@ -122,7 +122,7 @@ TARGETS = {
                           ("tests/test_style_options.py", "-k", "blend")),
     "devices": Target("lightning_modules/inference.py", ("check_device",),
                       ("tests/test_commands.py", "-k", "device_this or two_gpus")),
-    "resume": Target("train.py", ("ResumeAtEpochEnd.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
+    "resume": Target("train.py", ("MaxStepsResume.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or ends_mid_epoch")),
     "workers": Target("datamodules/workers.py",

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, run_in_process
+from PIL import Image
 
 import train
 
@@ -349,6 +351,37 @@ def test_a_resume_with_max_steps_from_an_epoch_end_trains_every_remaining_epoch(
     assert results["global_step"] == 4 * per_epoch and results["epochs"] == 4.0
 
 
+class EndSteps(L.Callback):
+    """Writes the step the loggers stand at (Lightning's batches that stepped) when training ends."""
+
+    def on_train_end(self, trainer, pl_module):
+        steps = trainer.fit_loop.epoch_loop._batches_that_stepped
+        Path(trainer.default_root_dir, "logged_steps").write_text(str(steps))
+
+
+@pytest.mark.parametrize("stop", ["max_steps mid-epoch", "saved at an epoch's last batch"])
+def test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where_it_stopped(stop, tiny_cifar, tmp_path):
+    """A max_steps stop inside an epoch (which passes on_train_epoch_end, as an epoch's end does) continues that
+    epoch, counted once; a save at the end of an epoch's last batch (the timed save) goes on to the next epoch with
+    the loggers' step where it was. 3 batches an epoch; 4 epochs in all."""
+    runs = tmp_path / "runs"
+    first = job(tiny_cifar, runs, "--run_name", "r", "--model.one_cycle", "null", "--trainer.callbacks", "[]",
+                "--trainer.max_epochs", "4")
+    if stop == "max_steps mid-epoch":
+        train.main([*first, "--trainer.max_steps", "7"])  # the first batch of the 3rd epoch
+    else:
+        with pytest.raises(RuntimeError, match="simulated crash"):  # last.ckpt from the timed save at step 6
+            train.main([*first, "--trainer.max_steps", "12", "--save_every_minutes", "0.000001",
+                        "--trainer.callbacks+=conftest.CrashAtEpoch", "--trainer.callbacks.epoch", "2"])
+        assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    train.main([*first, "--trainer.max_steps", "12", "--ckpt_path", "last",
+                "--trainer.callbacks+=test_train_runs.EpochStarts", "--trainer.callbacks+=test_train_runs.EndSteps"])
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == results["batches"] == 12 and results["epochs"] == 4.0
+    assert (runs / "r" / "logged_steps").read_text() == "12"
+    assert epoch_starts(runs / "r")[-1] == (3, 9)  # the 4th epoch from step 9: the 3rd had its 3 batches
+
+
 class StartWeights(L.Callback):
     """Saves the weights training starts from, and the optimizer's state, into the run folder."""
 
@@ -384,6 +417,31 @@ def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeyp
             (["--model.nf", "8"], "--init_from needs the same network: give the --model options of its config")):
         result = run_in_process(job(tiny_cifar, runs, "--init_from", last, *extra), capsys, monkeypatch)
         assert_one_line_error(result, message)
+    result = run_in_process(job(tiny_cifar, runs, "--init_from", last, "--model.num_blocks", "[1, 1]"), capsys,
+                            monkeypatch)  # a deeper net: weights the checkpoint lacks, no shape to compare
+    assert_one_line_error(result, "holds another network (", "weights missing, e.g. ['net.",
+                          "--init_from needs the same network")
+
+
+def test_init_from_keeps_the_checkpoints_whitening_stem_on_other_data(tiny_cifar, tmp_path):
+    """The stem is frozen and computed from the training images in setup; the later layers were trained on the
+    checkpoint's: fine-tuning on other images keeps it."""
+    other = tmp_path / "inverted"
+    for image in tiny_cifar.rglob("*.png"):
+        target = other / image.relative_to(tiny_cifar)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - np.asarray(Image.open(image))).save(target)
+    runs, whiten = tmp_path / "runs", ["--model.whiten", "2", "--model.whiten_images", "8"]
+    train.main(job(tiny_cifar, runs, "--run_name", "first", *whiten))
+    trained = torch.load(runs / "first" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    train.main(job(other, runs, "--run_name", "tuned", *whiten, "--init_from", str(runs / "first" / "checkpoints" /
+                   "last.ckpt"), "--trainer.callbacks+=test_train_runs.StartWeights"))
+    start = torch.load(runs / "tuned" / "start.pt", weights_only=False)["weights"]
+    assert all(torch.equal(start[k], v) for k, v in trained.items())
+    fresh = tmp_path / "fresh"  # the control: on these images, setup's own stem differs
+    train.main(job(other, fresh, "--run_name", "r", *whiten, "--trainer.callbacks+=test_train_runs.StartWeights"))
+    stem = next(k for k in trained if k.startswith("net.layers.0"))
+    assert not torch.equal(torch.load(fresh / "r" / "start.pt", weights_only=False)["weights"][stem], trained[stem])
 
 
 # one-line errors, as a user sees them from the command line
