@@ -146,7 +146,8 @@ class WGAN(L.LightningModule):
         """The seed's inner loop stops with the epoch's data and the generator still steps; so does max_steps.
 
         `==`, not `>=`: a run resumed from the checkpoint of a max_steps stop at an epoch's last batch first trains one
-        batch past that epoch's end (batch_idx == num_training_batches, Lightning 2.6), which must not end a group.
+        batch past that epoch's end (batch_idx == num_training_batches, Lightning 2.6 outside train.py, whose
+        MaxStepsResume starts the next epoch instead), which must not end a group.
         """
         trainer = self.trainer
         return (batch_idx + 1 == trainer.num_training_batches

@@ -421,6 +421,14 @@ def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeyp
                             monkeypatch)  # a deeper net: weights the checkpoint lacks, no shape to compare
     assert_one_line_error(result, "holds another network (", "weights missing, e.g. ['net.",
                           "--init_from needs the same network")
+    state = torch.load(last, weights_only=False)
+    key = sorted(state["state_dict"])[-1]
+    state["state_dict"].pop(key)  # one weight short, nothing extra
+    torch.save(state, runs / "first" / "checkpoints" / "short.ckpt")
+    result = run_in_process(job(tiny_cifar, runs, "--init_from", str(runs / "first" / "checkpoints" / "short.ckpt")),
+                            capsys, monkeypatch)
+    assert_one_line_error(result, f"(1 weights missing, e.g. ['{key}']; 0 not ours, e.g. [])",
+                          f"the --model options of its config {runs / 'first' / 'config.yaml'}")
 
 
 def test_init_from_keeps_the_checkpoints_whitening_stem_on_other_data(tiny_cifar, tmp_path):
