@@ -359,27 +359,33 @@ class EndSteps(L.Callback):
         Path(trainer.default_root_dir, "logged_steps").write_text(str(steps))
 
 
-@pytest.mark.parametrize("stop", ["max_steps mid-epoch", "saved at an epoch's last batch"])
+@pytest.mark.parametrize("stop", ["max_steps mid-epoch", "max_steps mid-epoch, resumed by epochs",
+                                  "saved at an epoch's last batch"])
 def test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where_it_stopped(stop, tiny_cifar, tmp_path):
     """A max_steps stop inside an epoch (which passes on_train_epoch_end, as an epoch's end does) continues that
-    epoch, counted once; a save at the end of an epoch's last batch (the timed save) goes on to the next epoch with
-    the loggers' step where it was. 3 batches an epoch; 4 epochs in all."""
+    epoch, counted once, twice in a row, with or without max_steps on the resume (Lightning 2.6 skipped the rest
+    of the epoch without, trained nothing in the last epoch with); a save at the end of an epoch's last batch (the
+    timed save) goes on to the next epoch with the loggers' step where it was. 3 batches an epoch; 4 in all."""
     runs = tmp_path / "runs"
     first = job(tiny_cifar, runs, "--run_name", "r", "--model.one_cycle", "null", "--trainer.callbacks", "[]",
                 "--trainer.max_epochs", "4")
-    if stop == "max_steps mid-epoch":
-        train.main([*first, "--trainer.max_steps", "7"])  # the first batch of the 3rd epoch
+    if stop.startswith("max_steps mid-epoch"):  # the 1st batch of the 3rd epoch; resumed, the 1st of the 4th
+        train.main([*first, "--trainer.max_steps", "7"])
+        train.main([*first, "--trainer.max_steps", "10", "--ckpt_path", "last"])
+        assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 10
     else:
         with pytest.raises(RuntimeError, match="simulated crash"):  # last.ckpt from the timed save at step 6
             train.main([*first, "--trainer.max_steps", "12", "--save_every_minutes", "0.000001",
                         "--trainer.callbacks+=conftest.CrashAtEpoch", "--trainer.callbacks.epoch", "2"])
         assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
-    train.main([*first, "--trainer.max_steps", "12", "--ckpt_path", "last",
-                "--trainer.callbacks+=test_train_runs.EpochStarts", "--trainer.callbacks+=test_train_runs.EndSteps"])
+    by_epochs = [] if stop.endswith("by epochs") else ["--trainer.max_steps", "1000"]  # max_epochs 4 ends it
+    train.main([*first, *by_epochs, "--ckpt_path", "last", "--trainer.callbacks+=test_train_runs.EpochStarts",
+                "--trainer.callbacks+=test_train_runs.EndSteps"])
     results = json.loads((runs / "r" / "results.json").read_text())
     assert results["global_step"] == results["batches"] == 12 and results["epochs"] == 4.0
     assert (runs / "r" / "logged_steps").read_text() == "12"
-    assert epoch_starts(runs / "r")[-1] == (3, 9)  # the 4th epoch from step 9: the 3rd had its 3 batches
+    if not stop.startswith("max_steps mid-epoch"):
+        assert epoch_starts(runs / "r")[-1] == (3, 9)  # the 4th epoch from step 9: the 3rd had its 3 batches
 
 
 class StartWeights(L.Callback):
