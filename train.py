@@ -463,28 +463,34 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
-def check_checkpoint(path: str, model, system: str, weights_only: bool = False) -> dict:
-    """Before fitting: the checkpoint can be read and was written by this system, with the same shapes."""
+def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> dict:
+    """Before fitting: the checkpoint can be read and was written by this system, with the same shapes (for
+    --init_from also the same weights: no resume fills the missing ones in); returns it."""
     from torch.nn.parameter import is_lazy
 
     from lightning_modules.inference import read_checkpoint, saved_class
-    folder = Path(path).absolute().parent
+    config = Path(path).absolute().parent.parent / "config.yaml"
+    fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
+           else f"resume with its config: --config {config}")
     state = read_checkpoint(path)
     saved = saved_class(state)
     if saved and saved.rpartition(".")[2] != type(model).__name__:
         theirs = system_of(saved)
-        fix = f"use --system {theirs}" if theirs else f"train a {saved} with the config that wrote it"
-        raise UserError(f"{path} is a {saved.rpartition('.')[2]} checkpoint, this is {system}; {fix}")
+        other = f"use --system {theirs}" if theirs else f"train a {saved} with the config that wrote it"
+        raise UserError(f"{path} is a {saved.rpartition('.')[2]} checkpoint, this is {system}; {other}")
     model_state = model.state_dict()
     for key, tensor in state["state_dict"].items():
         ours = model_state.get(key)
         if ours is None or is_lazy(ours) or ours.numel() == 0:  # built in setup (the style image): no shape yet
             continue
         if tuple(ours.shape) != tuple(tensor.shape):
-            fix = ("--init_from needs the same network: give the --model options of its config "
-                   if weights_only else "resume with its config: --config ") + str(folder.parent / "config.yaml")
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
                             f"{tuple(ours.shape)} here); {fix}")
+    saved_keys = state["state_dict"].keys()
+    missing, unexpected = sorted(model_state.keys() - saved_keys), sorted(saved_keys - model_state.keys())
+    if for_init and (missing or unexpected):
+        raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
+                        f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix}")
     return state
 
 
@@ -498,15 +504,7 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     if system == "style":
         raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
                         "fixed VGG weights (resume a style run with --ckpt_path)")
-    weights = check_checkpoint(path, model, system, weights_only=True)["state_dict"]
-    ours = set(model.state_dict())
-    missing, unexpected = sorted(ours - set(weights)), sorted(set(weights) - ours)
-    if missing or unexpected:
-        config = Path(path).absolute().parent.parent / "config.yaml"
-        raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
-                        f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); --init_from needs the same network: "
-                        f"give the --model options of its config {config}")
-    return LoadWeights(weights)
+    return LoadWeights(check_checkpoint(path, model, system, for_init=True)["state_dict"])
 
 
 class LoadWeights(Callback):
