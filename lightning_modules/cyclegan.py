@@ -407,7 +407,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
             translates in its own direction whatever `direction` says.
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
-            or one such image.
+            at all depths (not those under output_dir), or one such image.
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
             input_dir itself (the translations would replace the inputs).
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
@@ -423,17 +423,20 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     device = check_device(device)  # before either reader: a reference file is moved there too
     if max_images is not None:
         require_at_least_one(max_images=max_images)
-    source = Path(input_dir)
-    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
-        files, source = [source], source.parent
-    else:
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else []
-    if not files:
-        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {input_dir}; "
-                               "pass a folder of images, or one image, as --input_dir")
-    if Path(output_dir).resolve() == source.resolve():
+    source, out = Path(input_dir), Path(output_dir)
+    one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
+    source = source.parent if one_image else source
+    if out.resolve() == source.resolve():
         raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
                         f"of the same name; give another folder")
+    if one_image:
+        files = [Path(input_dir)]
+    else:  # at all depths, as the reference's make_dataset and our training folders; not an earlier run's outputs
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and not p.resolve().is_relative_to(out.resolve())) if source.is_dir() else []
+    if not files:
+        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; "
+                               "pass a folder of images, or one image, as --input_dir")
     files = files[:max_images]
     # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
     # refuse for a checkpoint that names lightning_modules.CycleGAN
@@ -453,7 +456,6 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                             f".ckpt or leave --reconstruct out") from None
         generate, back = generate.to(device), None
         direction = "the reference generator's own direction"
-    out = Path(output_dir)
     rows, unreadable = [], []
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
@@ -469,12 +471,13 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
         link = urllib.parse.quote(target.name)  # '#', '?' and '%' in a file name are not a URL's
-        cells = [html.escape(file.name), f"<img src='inputs/{link}'>", f"<img src='{link}'>"]
+        cells = [html.escape(str(file.relative_to(source))), f"<img src='inputs/{link}'>", f"<img src='{link}'>"]
         if rec is not None:
             save_png((rec[0].float().cpu() + 1) / 2, out / "reconstructions" / f"{name}.png")
             cells.append(f"<img src='reconstructions/{link}'>")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    skipped = "".join(f"<li>{html.escape(file.name)}: {html.escape(reason)}</li>" for file, reason in unreadable)
+    skipped = "".join(f"<li>{html.escape(str(file.relative_to(source)))}: {html.escape(reason)}</li>"
+                      for file, reason in unreadable)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(
         f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"

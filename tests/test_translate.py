@@ -214,3 +214,22 @@ def test_one_image_translates_and_the_input_folder_is_refused_as_output(tiny_mod
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["horse #1?.png"]  # that one only
     # a browser reads '#' as a fragment and '?' as a query: the page links the file by its escaped name
     assert "<img src='horse%20%231%3F.png'>" in index.read_text()
+
+
+def test_images_in_subfolders_are_translated_but_not_an_earlier_runs_outputs(tiny_model, tmp_path):
+    """The reference's test.py reads its folder at all depths (make_dataset walks it), as our training folders do."""
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    for name in ("a.png", "x/b.png", "x/y/c.jpg", "z/b.png"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    for _ in range(2):  # the second run must not translate the first one's outputs, which lie inside the input folder
+        index = translate("unused.ckpt", str(inputs), str(inputs / "out"))
+        assert sorted(p.name for p in (inputs / "out").glob("*.png")) == ["a.png", "c.png", "x_b_png.png",
+                                                                          "z_b_png.png"]
+    page = index.read_text()
+    assert page.count("<tr><td>") == 4 and "<td>x/y/c.jpg</td>" in page and "<td>z/b.png</td>" in page
+    with torch.no_grad():  # z/b.png's own translation under its distinct name
+        x = torch.from_numpy(np.array(Image.open(inputs / "z/b.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1
+        expected = ((tiny_model.gen_a2b(x)[0] + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
+    assert np.abs(np.array(Image.open(inputs / "out" / "z_b_png.png")).astype(float) - expected).max() <= 1
