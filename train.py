@@ -32,7 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.errors import UserError, one_line_errors
-from callbacks.progress import add_progress_bar, quiet
+from callbacks.progress import WriteLoggingSteps, add_progress_bar, quiet
 from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -117,6 +117,8 @@ class CLI(LightningCLI):
             trainer.callbacks.append(SaveOnStop(last))
             trainer.callbacks.append(EpochEndSave(last))
         trainer.callbacks.append(MarkTraining(run_dir))
+        if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
+            trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:

@@ -5,7 +5,7 @@ from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from callbacks.lookahead import Lookahead
 from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
-from callbacks.progress import ProgressBar, logging_step
+from callbacks.progress import ProgressBar, WriteLoggingSteps, logging_step
 from callbacks.training_phase import (
     DecayType,
     TrainingPhase,
@@ -19,4 +19,4 @@ from callbacks.training_phase import (
 
 __all__ = ["AtomicCheckpointIO", "DecayType", "Lookahead", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
            "UserError", "annealed", "flat_cos", "log_image_grid", "logging_step", "one_cycle", "one_cycle_cos",
-           "plot_schedule", "save_png", "sgdr", "triangle"]
+           "plot_schedule", "save_png", "sgdr", "triangle", "WriteLoggingSteps"]

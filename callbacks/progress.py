@@ -15,7 +15,7 @@ import time
 import warnings
 
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from callbacks.errors import UserError
 
@@ -122,9 +122,10 @@ class ProgressBar(TQDMProgressBar):
 def logging_step(module, pending_steps: int = 1) -> bool:
     """Whether training metrics logged now reach the loggers: every `log_every_n_steps` batches (Lightning's own
     test), the first batch of a fit (a signal at once), the last batch of an epoch and the last step (so
-    results.json and the bar end on the final values). The systems call `self.log` only then: each call costs
-    Lightning's bookkeeping on the host (~0.1-0.5 ms) and a Python number a host-to-device copy, which on a GPU
-    stalls the step (measured: the WGAN at 0.68 of a plain loop's critic it/s on an H200, five logs a step).
+    results.json, the bar and, through `WriteLoggingSteps`, the loggers end on the final values). The systems call
+    `self.log` only then: each call costs Lightning's bookkeeping on the host (~0.1-0.5 ms) and a Python number a
+    host-to-device copy, which on a GPU stalls the step (measured: the WGAN at 0.68 of a plain loop's critic it/s
+    on an H200, five logs a step).
 
     `pending_steps`: optimizer steps this batch will still take (1 in an automatic-optimization
     `training_step`; 0 after a manual step). True for a module outside a Trainer (a test calling its step)."""
@@ -135,6 +136,27 @@ def logging_step(module, pending_steps: int = 1) -> bool:
         return True
     return (0 < trainer.max_steps <= trainer.global_step + pending_steps
             or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class WriteLoggingSteps(Callback):
+    """Writes to the loggers the training metrics of the batches `logging_step` adds to Lightning's interval (the
+    first of a fit, each epoch's last, the last step): Lightning writes step metrics only every
+    `log_every_n_steps`, so a dashboard would end on older values than results.json and the bar. train.py adds it."""
+
+    def __init__(self):
+        self._first = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._first = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        first, self._first = self._first, False
+        connector = trainer._logger_connector
+        if connector.should_update_logs:
+            return  # Lightning writes this batch itself
+        last = 0 < trainer.max_steps <= trainer.global_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if first or last:  # at the step Lightning's own writes use (a batch that only accumulates: the next one's)
+            connector.log_metrics(connector.metrics["log"])
 
 
 def format_number(value: float) -> str:

@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import make_style_images
+from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import ProgressBar, logging_step
@@ -194,3 +195,51 @@ def test_logging_step_is_the_first_batch_every_nth_and_the_last(max_steps):
     assert model.answers == expected
     assert float(trainer.callback_metrics["train/x"]) == last - 1  # results end on the final batch's value
     assert logging_step(Recorder())  # outside a Trainer (a test calling a step): always
+
+
+class Written(Logger):
+    """A logger that keeps what it is given: (step, metrics) per write."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    name, version = "written", 0
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append((step, dict(metrics)))
+
+
+@pytest.mark.parametrize("max_steps, expected", [
+    # 7 batches an epoch, 2 epochs; Lightning writes steps 3, 7, 11 ((step + 1) % 4 == 0); WriteLoggingSteps adds
+    # the first (0), each epoch's last (6, 13) and the last step; train/x is the batch's index in its epoch
+    (-1, {0: 0, 3: 3, 6: 6, 7: 0, 11: 4, 13: 6}),
+    (10, {0: 0, 3: 3, 6: 6, 7: 0, 9: 2})])  # the fit ends at step 10, inside the second epoch
+def test_the_loggers_get_the_first_each_epochs_last_and_the_last_step(max_steps, expected):
+    from callbacks import WriteLoggingSteps
+
+    written = Written()
+    loader = DataLoader(TensorDataset(torch.zeros(7, 1)), batch_size=1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, max_steps=max_steps, logger=written,
+                        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                        log_every_n_steps=4, callbacks=[WriteLoggingSteps()])
+    trainer.fit(Recorder(), loader)
+    rows = [(step, metrics["train/x"]) for step, metrics in written.rows if "train/x" in metrics]
+    assert rows == sorted(expected.items())  # once each, in order: a W&B step never goes back
+    assert rows[-1][1] == float(trainer.callback_metrics["train/x"])  # the dashboard ends where results.json does
+
+
+def test_train_py_writes_the_last_steps_metrics_to_the_logger(wired, tiny_cifar, tmp_path):
+    import csv
+
+    runs = tmp_path / "runs"  # 6 batches, a write every 4: Lightning's at step 3, ours at 0 and at 5, the last
+    args = darknet_job(tiny_cifar, runs, "--trainer.log_every_n_steps", "4")
+    args[args.index("--trainer.logger") + 1] = "lightning.pytorch.loggers.CSVLogger"
+    wired.main([*args, "--trainer.logger.save_dir", str(tmp_path / "csv")])
+    with next((tmp_path / "csv").rglob("metrics.csv")).open() as file:
+        steps = [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
+    results = __import__("json").loads(next(runs.rglob("results.json")).read_text())
+    assert steps == [0, 3, 5] and results["global_step"] == 6
