@@ -340,7 +340,9 @@ class CycleGAN(L.LightningModule):
         if not hp.linear_decay:
             return optimizers
         factor = partial(linear_decay, n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay)
-        return optimizers, [torch.optim.lr_scheduler.LambdaLR(opt, factor) for opt in optimizers]
+        # named, so LearningRateMonitor charts lr-generators, lr-disc_a, lr-disc_b rather than lr-Adam, -1, -2
+        return optimizers, [{"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor), "name": f"lr-{name}"}
+                            for opt, name in zip(optimizers, ("generators", "disc_a", "disc_b"), strict=True)]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}

@@ -243,3 +243,25 @@ def test_train_py_writes_the_last_steps_metrics_to_the_logger(wired, tiny_cifar,
         steps = [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
     results = __import__("json").loads(next(runs.rglob("results.json")).read_text())
     assert steps == [0, 3, 5] and results["global_step"] == 6
+
+
+def test_cyclegan_lr_charts_are_named_by_what_each_optimizer_trains(tmp_path):
+    """LearningRateMonitor named the three Adams lr-Adam, lr-Adam-1, lr-Adam-2; the reference's linear policy:
+    1 for n_epochs, then 1 - (epoch + 1 - n_epochs) / (n_epochs_decay + 1)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    model, data = tiny_system("cyclegan", tmp_path)
+    model.hparams.update(n_epochs=1, n_epochs_decay=2)
+    written = Written()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=written, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
+                        callbacks=[LearningRateMonitor()], default_root_dir=tmp_path)
+    trainer.fit(model, **data)
+    lrs = {}
+    for _, metrics in written.rows:
+        for key, value in metrics.items():
+            if key.startswith("lr-"):
+                lrs.setdefault(key, []).append(value)
+    factors = [1 - max(0, epoch + 1 - 1) / (2 + 1) for epoch in range(3)]
+    assert lrs == {name: pytest.approx([2e-4 * f for f in factors]) for name in ("lr-generators", "lr-disc_a",
+                                                                               "lr-disc_b")}
