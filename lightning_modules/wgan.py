@@ -127,6 +127,8 @@ class WGAN(L.LightningModule):
         return hp.d_iters_long if g < hp.long_until or g % hp.long_every == 0 else hp.d_iters
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
+        if self.critic_iterations == 0:  # the reference's real_samples.png: what the samples are to look like
+            log_image_grid(self.trainer, "real_samples", real[:64], step=0, caption="real images (the data)")
         critic_losses = self.critic_step(real)  # one real batch = one critic iteration, as in the seed's loop
         self.critic_iterations += 1
         self.group_iterations += 1

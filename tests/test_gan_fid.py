@@ -183,7 +183,7 @@ def test_wgan_job_logs_val_fid_every_n_batches_and_resumes_with_lean_checkpoints
     (run_dir,) = runs.iterdir()
     # a gallery with each distance: gen_iterations 2 and 4 (one per 2 batches), and the final one at 5
     assert sorted(p.name for p in (run_dir / "images").iterdir()) == \
-        ["samples-000002.png", "samples-000004.png", "samples-000005.png"]
+        ["real_samples-000000.png", "samples-000002.png", "samples-000004.png", "samples-000005.png"]
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 10
     assert state["state_dict"].keys() == WGAN(**TINY_WGAN).state_dict().keys()  # no feature net, no statistics

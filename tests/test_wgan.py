@@ -119,8 +119,9 @@ def test_max_steps_counts_batches_and_the_generator_steps_at_the_end(images, tmp
 def test_sample_grid_every_n_generator_iterations_and_at_the_end(images, tmp_path):
     fit(images, tmp_path / "run", model=WGAN(**{**TINY, "sample_every": 2}), max_epochs=1)  # generator at 3, 6, 7
     grids = sorted(p.name for p in (tmp_path / "run" / "images").iterdir())
-    assert grids == ["samples-000002.png", "samples-000003.png"]  # gen_iterations 2, then the final 3
-    assert Image.open(tmp_path / "run" / "images" / grids[0]).size == (8 * 18 + 2, 8 * 18 + 2)  # 8x8 tiles of 16px
+    assert grids == ["real_samples-000000.png", "samples-000002.png", "samples-000003.png"]  # gen_iterations 2,
+    # then the final 3
+    assert Image.open(tmp_path / "run" / "images" / grids[1]).size == (8 * 18 + 2, 8 * 18 + 2)  # 8x8 tiles of 16px
 
 
 def test_each_step_changes_only_its_own_network(images, tmp_path):
@@ -197,6 +198,25 @@ def test_gradient_penalty_matches_its_formula_for_a_linear_critic():
     assert model.penalty(real, fake).item() == pytest.approx((linear.weight.norm().item() - 1) ** 2, rel=1e-5)
 
 
+class FirstBatch(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.batches = getattr(self, "batches", []) + [batch.clone()]
+
+
+def test_the_first_real_batch_is_shown_once_as_the_references_real_samples(images, tmp_path):
+    first = FirstBatch()
+    fit(images, tmp_path / "run", [first], max_steps=3, enable_checkpointing=True)
+    grid = np.asarray(Image.open(tmp_path / "run" / "images" / "real_samples-000000.png")).astype(float)
+    assert grid.shape == (2 + 18, 4 * 18 + 2, 3)  # the 4 images of a batch in one row of 16px tiles, 2px apart
+    for k, image in enumerate(first.batches[0]):  # [-1, 1] shown as [0, 255], tile k at column k
+        expected = ((image + 1) / 2 * 255).permute(1, 2, 0).numpy()
+        assert np.abs(grid[2:18, 2 + 18 * k:18 + 18 * k] - expected).max() <= 1
+    checkpoint = next((tmp_path / "run").rglob("*.ckpt"))
+    (tmp_path / "run" / "images" / "real_samples-000000.png").unlink()
+    fit(images, tmp_path / "run", ckpt_path=str(checkpoint), max_steps=5)  # a resume shows no other real batch
+    assert not list((tmp_path / "run" / "images").glob("real_samples*"))
+
+
 def test_gradient_penalty_option_uses_adam_without_clamp_or_critic_batchnorm(images, tmp_path):
     model, trainer = fit(images, tmp_path, model=WGAN(**TINY, gradient_penalty=10.0), max_steps=6)
     assert all(isinstance(o, torch.optim.Adam) and o.defaults["betas"] == (0.0, 0.9) for o in trainer.optimizers)
@@ -218,7 +238,7 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
     (run_dir,) = runs.iterdir()
     results = json.loads((run_dir / "results.json").read_text())
     assert results["global_step"] == 6 and results["final_metrics"]["train/gen_iterations"] == len(seed_loop(6, 1))
-    assert [p.name for p in (run_dir / "images").iterdir()] == ["samples-000002.png"]  # the final gallery
+    assert sorted(p.name for p in (run_dir / "images").iterdir()) == ["real_samples-000000.png", "samples-000002.png"]
     command = [sys.executable, "-m", "lightning_modules.wgan", "generate", str(run_dir / "checkpoints" / "last.ckpt"),
                "--out_dir", str(tmp_path / "out"), "--num_samples", "10", "--nrow", "3"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
