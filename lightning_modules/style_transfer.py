@@ -49,13 +49,19 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
 def style_loss(features: list[Tensor], target_grams: list[Tensor], weights: list[float],
                diagonal: bool = False) -> Tensor:
     """Per-image weighted sum over layers of the Gram-matrix MSE, (N,); `diagonal`: the Gram diagonals only."""
-    total = 0
+    return style_layer_losses(features, target_grams, weights, diagonal).sum(1)
+
+
+def style_layer_losses(features: list[Tensor], target_grams: list[Tensor], weights: list[float],
+                       diagonal: bool = False) -> Tensor:
+    """(N, layers): each layer's weighted Gram-matrix MSE per image, the terms `style_loss` adds."""
+    losses = []
     for x, target, weight in zip(features, target_grams, weights, strict=True):
         g = gram(x)
         if diagonal:  # the seed's homework: per-channel energy only, no channel correlations
             g, target = g.diagonal(dim1=1, dim2=2), target.diagonal(dim1=1, dim2=2)
-        total = total + weight * F.mse_loss(g, target.expand_as(g), reduction="none").flatten(1).mean(1)
-    return total
+        losses.append(weight * F.mse_loss(g, target.expand_as(g), reduction="none").flatten(1).mean(1))
+    return torch.stack(losses, 1)
 
 
 def total_variation(images: Tensor) -> Tensor:
@@ -308,10 +314,11 @@ class StyleTransfer(L.LightningModule):
         features = self.features(images)
         zero = images.new_zeros(len(images))
         c_loss = zero if target_content is None else content_loss(features[self.content_layer], target_content)
-        s_loss = style_loss([features[n] for n in self.style_layers], target_grams, self.style_layer_weights,
-                            self.hparams.gram_diagonal) if self.style_layers else zero
-        return (self.hparams.content_weight * CONTENT_SCALE * c_loss,
-                self.hparams.style_weight * STYLE_SCALE * s_loss)
+        per_layer = (self.hparams.style_weight * STYLE_SCALE * style_layer_losses(
+            [features[n] for n in self.style_layers], target_grams, self.style_layer_weights,
+            self.hparams.gram_diagonal)) if self.style_layers else zero[:, None]
+        self.style_layer_loss = per_layer.detach()  # each layer's share, logged as neural-style prints each
+        return self.hparams.content_weight * CONTENT_SCALE * c_loss, per_layer.sum(1)
 
     def training_step(self, batch, batch_idx):
         c_loss, s_loss = self.losses(self.image, *batch)
@@ -325,6 +332,9 @@ class StyleTransfer(L.LightningModule):
                            "train/style_loss": s_loss.detach().mean()})
             if tv_weight:
                 self.log("train/tv_loss", tv_loss.detach().mean())
+            if len(self.style_layers) > 1:  # each layer's share of train/style_loss, in its units
+                self.log_dict({f"train/style_loss/{name}": loss for name, loss in
+                               zip(self.style_layers, self.style_layer_loss.mean(0), strict=True)})
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
 
     # ---- output -------------------------------------------------------------------------------------------

@@ -265,3 +265,36 @@ def test_cyclegan_lr_charts_are_named_by_what_each_optimizer_trains(tmp_path):
     factors = [1 - max(0, epoch + 1 - 1) / (2 + 1) for epoch in range(3)]
     assert lrs == {name: pytest.approx([2e-4 * f for f in factors]) for name in ("lr-generators", "lr-disc_a",
                                                                                "lr-disc_b")}
+
+
+def test_style_logs_each_layers_share_of_the_style_loss(tmp_path):
+    """neural-style prints each style layer's loss; here each is a W&B scalar, the layer's weighted Gram MSE."""
+    from lightning_modules.style_transfer import STYLE_SCALE
+
+    class Before(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.image = module.image.detach().clone()
+
+    model, data = tiny_system("style", tmp_path)
+    model.style_layer_weights = [1.0, 2.0, 3.0, 4.0, 5.0]  # unequal, so a layer logged under another's name shows
+    written, before = Written(), Before()
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=written, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
+                        callbacks=[before], default_root_dir=tmp_path)
+    trainer.fit(model, **data)
+    (row,) = [metrics for _, metrics in written.rows if "train/style_loss" in metrics]
+    with torch.no_grad():
+        features = model.features(before.image)
+    targets = model._targets[1]
+    for k, name in enumerate(model.style_layers):
+        x, c = features[name], features[name].shape[1]
+        mse = ((gram_by_hand(x) - targets[k][0].double()) ** 2).sum(dim=(1, 2)) / c**2  # per image
+        expected = model.hparams.style_weight * STYLE_SCALE * (k + 1) * mse.mean()
+        assert row[f"train/style_loss/{name}"] == pytest.approx(float(expected), rel=1e-4), name
+    assert sum(row[f"train/style_loss/{n}"] for n in model.style_layers) == pytest.approx(row["train/style_loss"])
+
+
+def gram_by_hand(x):
+    n, c, h, w = x.shape
+    flat = x.double().reshape(n, c, h * w)
+    return torch.stack([flat[k] @ flat[k].T for k in range(n)]) / (c * h * w)
