@@ -152,8 +152,8 @@ class WriteLoggingSteps(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         first, self._first = self._first, False
         connector = trainer._logger_connector
-        if connector.should_update_logs:
-            return  # Lightning writes this batch itself
+        if connector.should_update_logs or trainer.log_every_n_steps == 0:
+            return  # Lightning writes this batch itself, or the user asked for no step metrics
         last = 0 < trainer.max_steps <= trainer.global_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if first or last:  # at the step Lightning's own writes use (a batch that only accumulates: the next one's)
             connector.log_metrics(connector.metrics["log"])

@@ -434,8 +434,9 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     if one_image:
         files = [Path(input_dir)]
     else:  # at all depths, as the reference's make_dataset and our training folders; not an earlier run's outputs
+        inside = out.resolve() if out.resolve().is_relative_to(source.resolve()) else None  # when out is in source
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                       and not p.resolve().is_relative_to(out.resolve())) if source.is_dir() else []
+                       and not (inside and p.resolve().is_relative_to(inside))) if source.is_dir() else []
     if not files:
         raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; "
                                "pass a folder of images, or one image, as --input_dir")

@@ -333,8 +333,10 @@ class StyleTransfer(L.LightningModule):
             if tv_weight:
                 self.log("train/tv_loss", tv_loss.detach().mean())
             if len(self.style_layers) > 1:  # each layer's share of train/style_loss, in its units
-                self.log_dict({f"train/style_loss/{name}": loss for name, loss in
-                               zip(self.style_layers, self.style_layer_loss.mean(0), strict=True)})
+                shares = {}
+                for name, loss in zip(self.style_layers, self.style_layer_loss.mean(0), strict=True):
+                    shares[f"train/style_loss/{name}"] = shares.get(f"train/style_loss/{name}", 0) + loss  # twice: both
+                self.log_dict(shares)
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
 
     # ---- output -------------------------------------------------------------------------------------------

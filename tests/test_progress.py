@@ -232,6 +232,18 @@ def test_the_loggers_get_the_first_each_epochs_last_and_the_last_step(max_steps,
     assert rows[-1][1] == float(trainer.callback_metrics["train/x"])  # the dashboard ends where results.json does
 
 
+def test_no_step_metrics_reach_the_loggers_with_log_every_n_steps_0():
+    from callbacks import WriteLoggingSteps
+
+    written = Written()
+    loader = DataLoader(TensorDataset(torch.zeros(7, 1)), batch_size=1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=written, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=0,
+                        callbacks=[WriteLoggingSteps()])
+    trainer.fit(Recorder(), loader)
+    assert not [row for row in written.rows if "train/x" in row[1]]  # Lightning's meaning of 0: no step metrics
+
+
 def test_train_py_writes_the_last_steps_metrics_to_the_logger(wired, tiny_cifar, tmp_path):
     import csv
 
@@ -298,3 +310,17 @@ def gram_by_hand(x):
     n, c, h, w = x.shape
     flat = x.double().reshape(n, c, h * w)
     return torch.stack([flat[k] @ flat[k].T for k in range(n)]) / (c * h * w)
+
+
+def test_a_style_layer_listed_twice_logs_both_its_terms(tmp_path):
+    model, data = tiny_system("style", tmp_path)
+    model.style_layers, model.style_layer_weights = ["relu1_2", "relu2_2", "relu1_2"], [1.0, 1.0, 5.0]
+    written = Written()
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=written, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, **data)
+    (row,) = [metrics for _, metrics in written.rows if "train/style_loss" in metrics]
+    shares = {k: v for k, v in row.items() if k.startswith("train/style_loss/")}
+    assert sorted(shares) == ["train/style_loss/relu1_2", "train/style_loss/relu2_2"]
+    assert sum(shares.values()) == pytest.approx(row["train/style_loss"], rel=1e-5)

@@ -223,6 +223,8 @@ def test_images_in_subfolders_are_translated_but_not_an_earlier_runs_outputs(tin
     for name in ("a.png", "x/b.png", "x/y/c.jpg", "z/b.png"):
         (inputs / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    translate("unused.ckpt", str(inputs), str(tmp_path))  # an output folder above the input: every input counts
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["a.png", "c.png", "x_b_png.png", "z_b_png.png"]
     for _ in range(2):  # the second run must not translate the first one's outputs, which lie inside the input folder
         index = translate("unused.ckpt", str(inputs), str(inputs / "out"))
         assert sorted(p.name for p in (inputs / "out").glob("*.png")) == ["a.png", "c.png", "x_b_png.png",
