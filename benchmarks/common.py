@@ -74,7 +74,9 @@ class Batches:
 @contextmanager
 def profiled(name: str, device: str):
     """torch.profiler around the block; prints the 20 ops with the most device (or CPU) self time: where a step's
-    time goes, the evidence a ratio below target needs (issue 12)."""
+    time goes, the evidence a ratio below target needs (issue 12). On a GPU, a larger "Self CUDA time total" (the
+    kernels) in one loop means extra device work, named in the table's rows; the same total means the gap is on
+    the host (the GPU waits). The block includes a Lightning run's set-up, so compare kernels, not CPU totals."""
     from torch.profiler import ProfilerActivity, profile
     cuda = str(device).startswith("cuda")
     with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda) as prof:

@@ -10,6 +10,7 @@ interleaved (A, B, A, B, ...) so a shared machine's load falls on all of them al
 """
 
 import copy
+import sys
 import time
 from json import dumps
 from pathlib import Path
@@ -19,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from jsonargparse import CLI
 
-from lightning_modules import CycleGAN
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import profiled  # noqa: E402
+from lightning_modules import CycleGAN  # noqa: E402
 
 
 class Timer(L.Callback):
@@ -113,7 +116,7 @@ def run_plain(template: CycleGAN, batches, warmup: int, device: str, bf16: bool,
 
 def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: int = 1, steps: int = 3,
          warmup: int = 1, rounds: int = 2, variants: list[str] = ("system-32", "plain-32"), threads: int = 0,
-         ngf: int = 64, json: str | None = None):
+         ngf: int = 64, json: str | None = None, profile: int = 0):
     """Interleaved timing of the variants `system|plain`-`32|bf16`[-cl] (cl: channels_last).
 
     Args:
@@ -128,6 +131,7 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
         threads: torch CPU threads (0: leave the default).
         ngf: generator and discriminator width (64 as the paper; smaller for smoke tests).
         json: also write each system variant against its plain twin (rates, peak memory) to this file.
+        profile: after the timing, `warmup` + this many iterations of each variant under torch.profiler (printed).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -148,6 +152,11 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
                 peak[variant] = torch.cuda.max_memory_allocated() / 2**30
             print(f"{variant}: {steps / sum(results[variant][-steps:]):.3f} it/s this round",
                   flush=True)
+    for variant in variants if profile else ():
+        kind, precision, *rest = variant.split("-")
+        with profiled(f"cyclegan {variant}, {warmup} + {profile} iterations", device):
+            (run_system if kind == "system" else run_plain)(template, batches[:warmup + profile], warmup, device,
+                                                            precision == "bf16", rest == ["cl"])
     summary = {v: {"it_per_s": len(t) / sum(t), "s_per_it": sum(t) / len(t),
                    "median_s_per_it": sorted(t)[len(t) // 2], "iterations": len(t),
                    **({"peak_gib": round(peak[v], 2)} if v in peak else {})} for v, t in results.items()}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import cifar10_dir  # noqa: E402
+from benchmarks.common import cifar10_dir, profiled  # noqa: E402
 from datamodules import CIFAR10DataModule  # noqa: E402
 from datamodules.augment import normalize, random_crop, random_flip  # noqa: E402
 from datamodules.cifar10 import SEED_STATS, TensorBatches  # noqa: E402
@@ -106,6 +106,8 @@ def main():
     parser.add_argument("--nf", type=int, default=32, help="Darknet width (32: the default net)")
     parser.add_argument("--num_blocks", type=int, nargs="+", default=[1, 2, 4, 6, 3])
     parser.add_argument("--json", default=None, help="also write the medians and peak memory to this file")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the timing, N steps of each loop under torch.profiler at each precision (printed)")
     args = parser.parse_args()
     net_args = {"nf": args.nf, "num_blocks": args.num_blocks}
     data = CIFAR10DataModule(args.data_dir or str(cifar10_dir()), batch_size=args.batch, download=False)
@@ -119,6 +121,10 @@ def main():
                 rates.append(loop(data, args.batch, args.warmup, args.steps, args.device, precision, net_args))
                 peaks[name] = peak_gib(args.device)
             print(f"{precision}: plain {plain[-1]:.1f} images/s, Lightning {lightning[-1]:.1f} images/s", flush=True)
+        if args.profile:
+            for name, loop in (("plain", plain_loop), ("Lightning", lightning_loop)):
+                with profiled(f"darknet {name}, {precision}, {args.warmup} + {args.profile} steps", args.device):
+                    loop(data, args.batch, args.warmup, args.profile, args.device, precision, net_args)
         p, l = statistics.median(plain), statistics.median(lightning)
         print(f"Darknet nf {args.nf} {args.num_blocks}, batch {args.batch}, {precision}, {args.steps} timed steps x "
               f"{args.repeats}, {args.device}, {torch.get_num_threads()} threads")
