@@ -235,3 +235,10 @@ def test_images_in_subfolders_are_translated_but_not_an_earlier_runs_outputs(tin
         x = torch.from_numpy(np.array(Image.open(inputs / "z/b.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1
         expected = ((tiny_model.gen_a2b(x)[0] + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
     assert np.abs(np.array(Image.open(inputs / "out" / "z_b_png.png")).astype(float) - expected).max() <= 1
+
+
+def test_a_page_is_written_into_a_new_nested_folder_when_no_image_could_be_read(tiny_model, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    index = translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "new" / "nested" / "out"))
+    assert index.is_file() and "broken.png: cannot read image" in index.read_text()
