@@ -18,5 +18,5 @@ from callbacks.training_phase import (
 )
 
 __all__ = ["AtomicCheckpointIO", "DecayType", "Lookahead", "ProgressBar", "TrainingPhase", "TrainingPhaseScheduler",
-           "UserError", "annealed", "flat_cos", "log_image_grid", "logging_step", "one_cycle", "one_cycle_cos",
-           "plot_schedule", "save_png", "sgdr", "triangle", "WriteLoggingSteps"]
+           "UserError", "WriteLoggingSteps", "annealed", "flat_cos", "log_image_grid", "logging_step", "one_cycle",
+           "one_cycle_cos", "plot_schedule", "save_png", "sgdr", "triangle"]

@@ -333,9 +333,9 @@ class StyleTransfer(L.LightningModule):
             if tv_weight:
                 self.log("train/tv_loss", tv_loss.detach().mean())
             if len(self.style_layers) > 1:  # each layer's share of train/style_loss, in its units
-                shares = {}
+                shares = {}  # a layer listed twice: both its terms
                 for name, loss in zip(self.style_layers, self.style_layer_loss.mean(0), strict=True):
-                    shares[f"train/style_loss/{name}"] = shares.get(f"train/style_loss/{name}", 0) + loss  # twice: both
+                    shares[f"train/style_loss/{name}"] = shares.get(f"train/style_loss/{name}", 0) + loss
                 self.log_dict(shares)
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
 
