@@ -400,6 +400,19 @@ def reference_generator(path: str) -> nn.Module | None:
     return generator.eval()
 
 
+def written_by_translate(file: Path, source: Path) -> bool:
+    """Whether `file`, below the input folder `source`, is a translate output: in an earlier run's output folder (one
+    with index.html and inputs/) below `source`, or in the inputs/ or reconstructions/ of `source` itself when that
+    is one (its translations, at the top, are what a user chaining translations gives)."""
+    def is_output(folder: Path) -> bool:
+        return (folder / "index.html").is_file() and (folder / "inputs").is_dir()
+
+    relative = file.relative_to(source)
+    if len(relative.parts) > 1 and relative.parts[0] in ("inputs", "reconstructions") and is_output(source):
+        return True
+    return any(is_output(source / folder) for folder in relative.parents if folder != Path("."))
+
+
 def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
               reconstruct: bool = False, max_images: int | None = None, device: str = "cpu") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution.
@@ -409,7 +422,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
             translates in its own direction whatever `direction` says.
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
-            at all depths (not those under output_dir), or one such image.
+            at all depths (not translate's own outputs: output_dir, an earlier run's output folder below
+            input_dir, or the inputs/ and reconstructions/ of input_dir when it is one), or one such image.
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
             input_dir itself (the translations would replace the inputs).
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
@@ -433,10 +447,11 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                         f"of the same name; give another folder")
     if one_image:
         files = [Path(input_dir)]
-    else:  # at all depths, as the reference's make_dataset and our training folders; not an earlier run's outputs
+    else:  # at all depths, as the reference's make_dataset and our training folders; not translate's own outputs
         inside = out.resolve() if out.resolve().is_relative_to(source.resolve()) else None  # when out is in source
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                       and not (inside and p.resolve().is_relative_to(inside))) if source.is_dir() else []
+                       and not (inside and p.resolve().is_relative_to(inside))
+                       and not written_by_translate(p, source)) if source.is_dir() else []
     if not files:
         raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; "
                                "pass a folder of images, or one image, as --input_dir")

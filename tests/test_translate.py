@@ -242,3 +242,18 @@ def test_a_page_is_written_into_a_new_nested_folder_when_no_image_could_be_read(
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
     index = translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "new" / "nested" / "out"))
     assert index.is_file() and "broken.png: cannot read image" in index.read_text()
+
+
+def test_outputs_of_earlier_runs_are_not_inputs_but_a_translated_folder_can_be_translated_again(tiny_model, tmp_path):
+    rng = np.random.default_rng(1)
+    inputs = tmp_path / "in"
+    for name in ("a.png", "x/b.png"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    translate("unused.ckpt", str(inputs), str(inputs / "out1"), reconstruct=True)
+    translate("unused.ckpt", str(inputs), str(inputs / "out2"))  # out1 (translations, inputs/, reconstructions/) left
+    assert sorted(p.name for p in (inputs / "out2").rglob("*.png")) == ["a.png", "a.png", "b.png", "b.png"]
+    # out1 as the input (zebras back to horses): its translations, not its inputs/ or reconstructions/
+    index = translate("unused.ckpt", str(inputs / "out1"), str(tmp_path / "back"), direction="b2a")
+    assert sorted(p.name for p in (tmp_path / "back").glob("*.png")) == ["a.png", "b.png"]
+    assert index.read_text().count("<tr><td>") == 2
