@@ -257,3 +257,15 @@ def test_outputs_of_earlier_runs_are_not_inputs_but_a_translated_folder_can_be_t
     index = translate("unused.ckpt", str(inputs / "out1"), str(tmp_path / "back"), direction="b2a")
     assert sorted(p.name for p in (tmp_path / "back").glob("*.png")) == ["a.png", "b.png"]
     assert index.read_text().count("<tr><td>") == 2
+
+
+def test_a_users_folder_named_inputs_is_read_and_a_crashed_runs_output_folder_is_not(tiny_model, tmp_path):
+    rng = np.random.default_rng(2)
+    inputs = tmp_path / "in"
+    # the user's own subfolder called inputs (no index.html beside it), and what a run stopped before writing its
+    # index.html left in the output folder
+    for name in ("inputs/a.png", "b.png", "out/c.png", "out/inputs/c.png"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    index = translate("unused.ckpt", str(inputs), str(inputs / "out"))
+    assert index.read_text().count("<tr><td>") == 2 and "<td>inputs/a.png</td>" in index.read_text()
