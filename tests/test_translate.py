@@ -216,13 +216,18 @@ def test_one_image_translates_and_the_input_folder_is_refused_as_output(tiny_mod
     assert "<img src='horse%20%231%3F.png'>" in index.read_text()
 
 
+def write_images(folder, names, seed):
+    """Random 12x16 RGB images at the given paths below `folder` (subfolders made)."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
 def test_images_in_subfolders_are_translated_but_not_an_earlier_runs_outputs(tiny_model, tmp_path):
     """The reference's test.py reads its folder at all depths (make_dataset walks it), as our training folders do."""
-    rng = np.random.default_rng(0)
-    inputs = tmp_path / "in"
-    for name in ("a.png", "x/b.png", "x/y/c.jpg", "z/b.png"):
-        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    inputs = write_images(tmp_path / "in", ("a.png", "x/b.png", "x/y/c.jpg", "z/b.png"), seed=0)
     translate("unused.ckpt", str(inputs), str(tmp_path))  # an output folder above the input: every input counts
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["a.png", "c.png", "x_b_png.png", "z_b_png.png"]
     for _ in range(2):  # the second run must not translate the first one's outputs, which lie inside the input folder
@@ -245,11 +250,7 @@ def test_a_page_is_written_into_a_new_nested_folder_when_no_image_could_be_read(
 
 
 def test_outputs_of_earlier_runs_are_not_inputs_but_a_translated_folder_can_be_translated_again(tiny_model, tmp_path):
-    rng = np.random.default_rng(1)
-    inputs = tmp_path / "in"
-    for name in ("a.png", "x/b.png"):
-        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    inputs = write_images(tmp_path / "in", ("a.png", "x/b.png"), seed=1)
     translate("unused.ckpt", str(inputs), str(inputs / "out1"), reconstruct=True)
     translate("unused.ckpt", str(inputs), str(inputs / "out2"))  # out1 (translations, inputs/, reconstructions/) left
     assert sorted(p.name for p in (inputs / "out2").rglob("*.png")) == ["a.png", "a.png", "b.png", "b.png"]
@@ -260,12 +261,8 @@ def test_outputs_of_earlier_runs_are_not_inputs_but_a_translated_folder_can_be_t
 
 
 def test_a_users_folder_named_inputs_is_read_and_a_crashed_runs_output_folder_is_not(tiny_model, tmp_path):
-    rng = np.random.default_rng(2)
-    inputs = tmp_path / "in"
     # the user's own subfolder called inputs (no index.html beside it), and what a run stopped before writing its
     # index.html left in the output folder
-    for name in ("inputs/a.png", "b.png", "out/c.png", "out/inputs/c.png"):
-        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(inputs / name)
+    inputs = write_images(tmp_path / "in", ("inputs/a.png", "b.png", "out/c.png", "out/inputs/c.png"), seed=2)
     index = translate("unused.ckpt", str(inputs), str(inputs / "out"))
     assert index.read_text().count("<tr><td>") == 2 and "<td>inputs/a.png</td>" in index.read_text()
