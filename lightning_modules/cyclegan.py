@@ -400,13 +400,16 @@ def reference_generator(path: str) -> nn.Module | None:
     return generator.eval()
 
 
-def written_by_translate(file: Path, source: Path) -> bool:
-    """Whether `file`, below the input folder `source`, is a translate output: in an earlier run's output folder (one
-    with index.html and inputs/) below `source`, or in the inputs/ or reconstructions/ of `source` itself when that
-    is one (its translations, at the top, are what a user chaining translations gives)."""
+def translate_output(file: Path, source: Path, out: Path) -> bool:
+    """Whether `file`, below the input folder `source`, is translate's own output rather than an input: under `out`
+    when that lies inside `source`, in an earlier run's output folder (one with index.html and inputs/) below
+    `source`, or in the inputs/ or reconstructions/ of `source` itself when that is one (its translations, at the
+    top, are what a user chaining translations gives)."""
     def is_output(folder: Path) -> bool:
         return (folder / "index.html").is_file() and (folder / "inputs").is_dir()
 
+    if out.resolve().is_relative_to(source.resolve()) and file.resolve().is_relative_to(out.resolve()):
+        return True
     relative = file.relative_to(source)
     if len(relative.parts) > 1 and relative.parts[0] in ("inputs", "reconstructions") and is_output(source):
         return True
@@ -432,7 +435,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
         device: cpu, cuda, cuda:1, ...
     """
-    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, output_names, read_rgb
+    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_files, output_names, read_rgb
     from datamodules.download import MissingDataError
     from lightning_modules.inference import check_device, load_checkpoint
 
@@ -445,16 +448,15 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     if out.resolve() == source.resolve():
         raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
                         f"of the same name; give another folder")
+    fix = "pass a folder of images, or one image, as --input_dir"
     if one_image:
         files = [Path(input_dir)]
-    else:  # at all depths, as the reference's make_dataset and our training folders; not translate's own outputs
-        inside = out.resolve() if out.resolve().is_relative_to(source.resolve()) else None  # when out is in source
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                       and not (inside and p.resolve().is_relative_to(inside))
-                       and not written_by_translate(p, source)) if source.is_dir() else []
+    elif source.is_dir():  # at all depths, as the reference's make_dataset and our training folders
+        files = [f for f in image_files([input_dir], fix, recursive=True) if not translate_output(f, source, out)]
+    else:
+        files = []
     if not files:
-        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; "
-                               "pass a folder of images, or one image, as --input_dir")
+        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; {fix}")
     files = files[:max_images]
     # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
     # refuse for a checkpoint that names lightning_modules.CycleGAN

@@ -108,7 +108,7 @@ TARGETS = {
                         "UnpairedImageDataModule.train_dataloader"),
                        ("tests/test_unpaired_data.py", "tests/test_cyclegan_cli.py", "-m", "not slow", "-k",
                         "test_unpaired_data or without_test_folders")),
-    "translate": Target("lightning_modules/cyclegan.py", ("translate", "written_by_translate"),
+    "translate": Target("lightning_modules/cyclegan.py", ("translate", "translate_output"),
                         ("tests/test_translate.py", "tests/test_cyclegan_cli.py", "-k", "translate")),
     "interpret": Target("lightning_modules/darknet_classifier.py",
                         ("DarknetClassifier.test_step", "DarknetClassifier.keep_worst",
