@@ -134,6 +134,11 @@ def logging_step(module, pending_steps: int = 1) -> bool:
     # does once per batch; the training loop's results hold a key for each name logged in this fit
     if trainer is None or trainer._logger_connector.should_update_logs or not trainer._results:
         return True
+    return last_batch(trainer, pending_steps)
+
+
+def last_batch(trainer, pending_steps: int = 0) -> bool:
+    """Whether this batch ends an epoch, or its step (with `pending_steps` still to take) ends the fit."""
     return (0 < trainer.max_steps <= trainer.global_step + pending_steps
             or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
@@ -154,8 +159,7 @@ class WriteLoggingSteps(Callback):
         connector = trainer._logger_connector
         if connector.should_update_logs or trainer.log_every_n_steps == 0:
             return  # Lightning writes this batch itself, or the user asked for no step metrics
-        last = 0 < trainer.max_steps <= trainer.global_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if first or last:  # at the step Lightning's own writes use (a batch that only accumulates: the next one's)
+        if first or last_batch(trainer):  # at the step Lightning's own writes use (an accumulating batch: the next's)
             connector.log_metrics(connector.metrics["log"])
 
 

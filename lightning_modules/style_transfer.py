@@ -309,7 +309,7 @@ class StyleTransfer(L.LightningModule):
         return (weights * grams).sum(0, keepdim=True) / weights.sum()
 
     def losses(self, images: Tensor, content: Tensor, style: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-image (N,) content and style losses, scaled as the seed scaled them."""
+        """Per-image content loss (N,) and style loss per layer (N, layers), scaled as the seed scaled them."""
         target_content, target_grams = self.targets(content, style)
         features = self.features(images)
         zero = images.new_zeros(len(images))
@@ -317,11 +317,11 @@ class StyleTransfer(L.LightningModule):
         per_layer = (self.hparams.style_weight * STYLE_SCALE * style_layer_losses(
             [features[n] for n in self.style_layers], target_grams, self.style_layer_weights,
             self.hparams.gram_diagonal)) if self.style_layers else zero[:, None]
-        self.style_layer_loss = per_layer.detach()  # each layer's share, logged as neural-style prints each
-        return self.hparams.content_weight * CONTENT_SCALE * c_loss, per_layer.sum(1)
+        return self.hparams.content_weight * CONTENT_SCALE * c_loss, per_layer
 
     def training_step(self, batch, batch_idx):
-        c_loss, s_loss = self.losses(self.image, *batch)
+        c_loss, s_layers = self.losses(self.image, *batch)
+        s_loss = s_layers.sum(1)
         per_image = c_loss + s_loss
         tv_weight = self.hparams.tv_weight
         if tv_weight:
@@ -332,9 +332,9 @@ class StyleTransfer(L.LightningModule):
                            "train/style_loss": s_loss.detach().mean()})
             if tv_weight:
                 self.log("train/tv_loss", tv_loss.detach().mean())
-            if len(self.style_layers) > 1:  # each layer's share of train/style_loss, in its units
+            if len(self.style_layers) > 1:  # each layer's share (neural-style prints each), in the same units
                 shares = {}  # a layer listed twice: both its terms
-                for name, loss in zip(self.style_layers, self.style_layer_loss.mean(0), strict=True):
+                for name, loss in zip(self.style_layers, s_layers.detach().mean(0), strict=True):
                     shares[f"train/style_loss/{name}"] = shares.get(f"train/style_loss/{name}", 0) + loss
                 self.log_dict(shares)
         return per_image.sum()  # a sum: image i's gradient comes from image i's loss alone
