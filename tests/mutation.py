@@ -133,6 +133,30 @@ TARGETS = {
     "workers": Target("datamodules/workers.py",
                       ("max_workers", "outlive_stop_signals", "_end_on_next_sigterm", "loader"),
                       ("tests/test_workers.py", "tests/test_image_folder.py", "-k", "test_workers or capped")),
+    "darknet_recipe": Target("lightning_modules/darknet_classifier.py",
+                             ("tta_views", "tta_average", "DarknetClassifier.setup",
+                              "DarknetClassifier.training_sample",
+                              "DarknetClassifier.forward", "DarknetClassifier.loss", "DarknetClassifier._evaluate",
+                              "DarknetClassifier.parameter_groups", "DarknetClassifier.configure_optimizers"),
+                             ("tests/test_darknet_speed.py", "-k", "tta or whitening_is_set or groups or bn_bias"
+                              " or single_group or nesterov or label_smoothing or channels_last or compiled or setup"
+                              " or whitening_sample or one_cycle")),
+    "darknet_nets": Target("lightning_modules/nets/darknet.py",
+                           ("batchnorm_stats_kept", "downsample_layer", "whitening_layer", "init_whitening",
+                            "Darknet.whitening", "Darknet.forward"),
+                           ("tests/test_darknet_core.py", "tests/test_darknet.py", "tests/test_darknet_speed.py", "-k",
+                            "test_darknet_core or test_darknet.py or pool or strides or bad_net or whitening"
+                            " or airbench or frozen")),
+    "cifar10_order": Target("datamodules/cifar10.py",
+                            ("TensorBatches.set_epoch", "TensorBatches._order", "TensorBatches.__len__",
+                             "TensorBatches.__iter__", "CIFAR10DataModule.train_dataloader"),
+                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "-k",
+                             "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
+                             " or tensor_batches or on_device")),
+    "lookahead": Target("callbacks/lookahead.py",
+                        ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
+                         "Lookahead.on_train_batch_end", "Lookahead.on_train_end"),
+                        ("tests/test_darknet_speed.py", "-k", "lookahead")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

@@ -71,8 +71,22 @@ def test_batches_reshuffle_every_epoch_and_ranks_get_disjoint_slices():
     loaders = [TensorBatches(images, labels, 4, shuffle=True, drop_last=True, rank=r, world_size=2) for r in (0, 1)]
     seen = [torch.cat([y for _, y in loader]) for loader in loaders]
     assert len(loaders[0]) == 2 and set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+    assert [len(set(labels.tolist())) for labels in seen] == [2 * 4] * 2  # both ranks: 2 batches of 4 images
     loaders[0].set_epoch(1)
     assert not torch.equal(torch.cat([y for _, y in loaders[0]]), seen[0])
+
+
+@pytest.mark.parametrize("seed, epoch", [(0, 0), (0, 1), (3, 2)])
+def test_shuffled_tensor_batches_follow_the_distributed_samplers_order(seed, epoch):
+    # one process: the order torch's DistributedSampler (what Lightning gives a shuffled DataLoader under DDP) draws
+    # for the same seed and epoch
+    from torch.utils.data import DistributedSampler
+    labels = torch.arange(20)
+    batches = TensorBatches(labels[:, None], labels, 4, shuffle=True, drop_last=True, seed=seed)
+    batches.set_epoch(epoch)
+    sampler = DistributedSampler(range(20), num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    assert torch.cat([y for _, y in batches]).tolist() == list(sampler)
 
 
 def test_evaluation_batches_cover_every_image_once_across_ranks():

@@ -1,6 +1,9 @@
 """The Darknet system's speed options (issue 13), each against a computation written here."""
 
+from types import SimpleNamespace
+
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,6 +80,30 @@ def test_whitening_filters_make_the_patch_second_moment_the_identity():
     assert not conv.weight.requires_grad and conv.kernel_size == (2, 2) and conv.padding == (0, 0)
 
 
+def test_whitening_eps_leaves_each_direction_eigenvalue_over_eigenvalue_plus_eps_of_variance():
+    # airbench's eps 5e-4: the filter v / sqrt(lambda + eps) of an eigenvector v of the patches' second moment gives
+    # its direction a variance lambda / (lambda + eps); images this faint have eigenvalues of about eps
+    torch.manual_seed(0)
+    images = 0.03 * F.avg_pool2d(torch.randn(64, 3, 18, 18), 3, 1)
+    conv = Darknet([0], whiten=2).whitening
+    init_whitening(conv, images)
+    patches = F.unfold(images.double(), 2).transpose(1, 2).reshape(-1, 12)  # every 2x2 patch of 3 channels
+    values = torch.linalg.eigvalsh(patches.T @ patches / len(patches))
+    out = conv(images)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
+    torch.testing.assert_close(out.T @ out / len(out), torch.diag(values / (values + 5e-4)), atol=1e-4, rtol=0)
+
+
+def test_whitening_stem_is_its_frozen_conv_then_batchnorm_then_leaky_relu_01():
+    torch.manual_seed(0)
+    stem = Darknet([0], whiten=2).layers[0].eval()
+    init_whitening(stem[0], torch.randn(8, 3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        z = F.conv2d(x, stem[0].weight) / (1 + 1e-5) ** 0.5  # a new BatchNorm: mean 0, variance 1, weight 1, bias 0
+        torch.testing.assert_close(stem(x), torch.where(z > 0, z, 0.1 * z))
+    assert z.shape == (2, 24, 7, 7) and (z < 0).any()
+
+
 def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_optimizer(tiny_cifar):
     model = DarknetClassifier(**TINY, whiten=2, whiten_images=20, lr=0.01, one_cycle=None)
     data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=False, pad=0)
@@ -89,6 +116,44 @@ def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_opti
     init_whitening(expected, normalize(data.train_images[order[:20]], *SEED_STATS))  # 3 batches of 8, cut at 20
     assert not torch.equal(model.net.whitening.weight, before)
     torch.testing.assert_close(model.net.whitening.weight, expected.weight)
+
+
+def test_setup_keeps_the_datas_class_names_and_refuses_another_count():
+    model = DarknetClassifier(**TINY)
+    model.trainer = SimpleNamespace(datamodule=SimpleNamespace(classes=["cat", "dog", "frog"]))
+    model.setup("validate")
+    assert model.class_names == ["cat", "dog", "frog"]
+    model.trainer = SimpleNamespace(datamodule=SimpleNamespace(classes=["a", "b", "c", "d"]))
+    with pytest.raises(ValueError, match="4 classes but the model 3"):
+        model.setup("fit")
+
+
+def test_whitening_sample_is_epoch_0s_first_images_and_reads_only_the_batches_it_needs(tiny_cifar):
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=False, pad=0)
+    data.setup("fit")
+    indices = []  # the dataloader_idx of each hook call: Lightning gives the training loader 0
+    transfer, after = data.transfer_batch_to_device, data.on_after_batch_transfer
+
+    def recorded_transfer(batch, device, index):
+        indices.append(index)
+        return transfer(batch, device, index)
+
+    def recorded_after(batch, index):
+        indices.append(index)
+        return after(batch, index)
+
+    data.transfer_batch_to_device, data.on_after_batch_transfer = recorded_transfer, recorded_after
+    model = DarknetClassifier(**TINY)
+    model.trainer = SimpleNamespace(datamodule=data, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0))  # epoch 0's shuffle, seed 0
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in SEED_STATS)
+    expected = (data.train_images[order].float() / 255 - mean) / std
+    # 16 images are two batches of 8: a third batch would be read for nothing (a whole epoch at 2000 of 50,000)
+    torch.testing.assert_close(model.training_sample(16), expected[:16])
+    assert indices == [0] * 2 * 2
+    indices.clear()
+    torch.testing.assert_close(model.training_sample(17), expected[:17])  # the 17th is in the third batch
+    assert indices == [0] * 3 * 2
 
 
 def test_airbench_batchnorm_options_momentum_frozen_weights_and_logit_scale():
@@ -108,6 +173,14 @@ def test_airbench_batchnorm_options_momentum_frozen_weights_and_logit_scale():
     optimized = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
     assert optimized == {id(p) for p in model.parameters() if p.requires_grad}
     assert id(model.net.layers[0][1].weight) not in optimized and id(model.net.layers[0][1].bias) in optimized
+
+
+@pytest.mark.parametrize("scale", [1 / 9, 1.0, 2.0])
+def test_airbench_logit_scale_multiplies_the_logits(scale):
+    torch.manual_seed(0)
+    net = Darknet([0], num_classes=3, nf=4, logit_scale=scale).eval()
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(net(x), scale * net.layers(x))
 
 
 def test_frozen_batchnorm_weights_refuse_zero_init_residual_and_bad_momentum():
@@ -235,6 +308,39 @@ def test_bn_bias_scale_under_one_cycle_raises_that_groups_peak(tiny_cifar):
     assert where[id(model.net.layers[0][1].bias)]["initial_lr"] == pytest.approx(0.2 * 64 / 20)
 
 
+def test_groups_keep_every_trainable_parameter_when_batchnorm_weights_are_frozen():
+    # airbench94's net: BatchNorm weights frozen at 1 (each before its module's bias), biases at 64 x the lr
+    model = DarknetClassifier(**TINY, lr=0.1, weight_decay=0.01, bn_weight=False, zero_init_residual=False,
+                              no_decay_bn_bias=True, bn_bias_lr_scale=64, one_cycle=None)
+    groups = model.parameter_groups()
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    where = {id(p): g for g in groups for p in g["params"]}
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(where[id(m.bias)]["lr"] == pytest.approx(0.1 * 64) for m in norms)
+
+
+def test_seed_one_cycle_is_three_linear_phases_by_hand():
+    # fastai 0.7's use_clr_beta=(div, pct, max_mom, min_mom) = (20, 20, 0.95, 0.85): lr/div up to lr over
+    # (100 - pct) / 2 % of the steps, down to lr/div over as many, then to lr/div/100 over the last pct %; momentum
+    # 0.95 down to 0.85 and back, then held. torch's steps: a phase ending at fraction f of T steps ends at f T - 1,
+    # the second 2 f T - 2, the last T - 1: with T = 100 the knots are steps 0, 39, 78, 99
+    model = DarknetClassifier(**TINY, lr=0.4, one_cycle=(20, 20, 0.95, 0.85))
+    model.trainer = SimpleNamespace(estimated_stepping_batches=100)
+    configured = model.configure_optimizers()
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert len(optimizer.param_groups) == 1 and configured["lr_scheduler"]["interval"] == "step"
+    lrs, momenta = [], []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        schedule.step()
+    knots = [0, 39, 78, 99]
+    np.testing.assert_allclose(lrs, np.interp(range(100), knots, [0.4 / 20, 0.4, 0.4 / 20, 0.4 / 2000]), rtol=1e-9)
+    np.testing.assert_allclose(momenta, np.interp(range(100), knots, [0.95, 0.85, 0.95, 0.95]), rtol=1e-9)
+
+
 def test_nesterov_sgd_follows_the_formula():
     model = DarknetClassifier(**TINY, lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=True, one_cycle=None)
     optimizer = model.configure_optimizers()
@@ -318,29 +424,38 @@ def state(module):
     return [t.detach().clone() for t in module.state_dict().values() if t.is_floating_point()]
 
 
-def test_lookahead_resets_the_weights_to_a_slow_copy_with_a_growing_decay(tiny_cifar):
+@pytest.mark.parametrize("accumulate, every, power", [(1, 5, 1.0), (2, 2, 3.0)])
+def test_lookahead_resets_the_weights_to_a_slow_copy_with_a_growing_decay(tiny_cifar, accumulate, every, power):
     model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
     before, after = WeightsAfterStep(), WeightsAfterStep()  # around the Lookahead: its input and its output
-    fit = trainer(max_epochs=2, limit_val_batches=0,
-                  callbacks=[before, Lookahead(decay=0.9, every=5, power=1.0), after])
+    fit = trainer(max_epochs=2, limit_val_batches=0, accumulate_grad_batches=accumulate,
+                  callbacks=[before, Lookahead(decay=0.9, every=every, power=power), after])
     fit.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4))
-    total = 12  # 24 images in batches of 4, two epochs
-    assert len(before.steps) == total
+    assert len(before.steps) == 12  # 24 images in batches of 4, two epochs
+    total = 12 // accumulate  # optimizer steps
+    # optimizer step s is taken in batch accumulate * s; every `every` of them the slow copy moves. A batch that only
+    # accumulated leaves the weights alone but not the BatchNorm statistics, which are averaged too
+    updates = {accumulate * s: 0.9 * (s / total) ** power for s in range(every, total + 1, every)}
     slow = before.start
-    for step, (fast, seen) in enumerate(zip(before.steps, after.steps, strict=True), start=1):
-        if step % 5 == 0:
-            d = 0.9 * step / total
-            slow = [s + (1 - d) * (w - s) for s, w in zip(slow, fast, strict=True)]
+    for batch, (fast, seen) in enumerate(zip(before.steps, after.steps, strict=True), start=1):
+        if batch in updates:
+            slow = [s + (1 - updates[batch]) * (w - s) for s, w in zip(slow, fast, strict=True)]
             expected = slow
         else:
             expected = fast
         for s, e in zip(seen, expected, strict=True):
             torch.testing.assert_close(s, e)
-    # steps 11 and 12 moved only the fast weights; the end makes the weights the slow copy of step 10
+    # the steps after the last update moved only the fast weights; the end makes the weights the slow copy
     for s, e in zip(state(model), slow, strict=True):
         torch.testing.assert_close(s, e)
-    with pytest.raises(ValueError, match="decay"):
-        Lookahead(decay=1.5)
+
+
+def test_lookahead_takes_decay_0_to_1_and_every_from_1():
+    for decay, every in [(0.0, 1), (1.0, 1), (0.5, 5)]:  # decay 0: the slow copy follows the weights
+        Lookahead(decay=decay, every=every)
+    for decay, every in [(-0.01, 5), (1.01, 5), (0.5, 0)]:
+        with pytest.raises(ValueError, match="decay"):
+            Lookahead(decay=decay, every=every)
 
 
 # -- channels_last and torch.compile -------------------------------------------------------------------------------
@@ -356,18 +471,32 @@ def test_channels_last_gives_the_same_logits_with_nhwc_weights():
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
+RECORDED_GRAPHS = []  # the graphs given to the test's torch.compile backend, "darknet_test_recorder"
+
+
+def recorder(graph, example_inputs, **kwargs):
+    RECORDED_GRAPHS.append(graph)
+    return graph.forward  # run as traced, as the eager backend does
+
+
 def test_compiled_forward_is_built_once_per_process_and_reused_by_a_new_model():
     from torch._dynamo.utils import counters
+    if "darknet_test_recorder" not in torch._dynamo.list_backends(exclude_tags=()):
+        torch._dynamo.register_backend(recorder, "darknet_test_recorder")  # so the options must reach torch.compile
     torch._dynamo.reset()
     compiled_call.cache_clear()
-    options = {"backend": "eager", "options": {}}  # a nested dict, as torch.compile's options, is a fine key
+    RECORDED_GRAPHS.clear()
+    options = {"backend": "darknet_test_recorder", "options": {}}  # a nested dict, as torch.compile's, is a fine key
     x = torch.randn(2, 3, 8, 8)
     first = DarknetClassifier(**TINY, compile=True, compile_options=options).eval()
     torch.testing.assert_close(first(x), first.net(x))
     graphs = counters["stats"]["unique_graphs"]
-    second = DarknetClassifier(**TINY, compile=True, compile_options=options).eval()  # the next seed's model
+    assert len(RECORDED_GRAPHS) == 1
+    # the next seed's model, its options written in another order: the same options, the same compiled call
+    reordered = {"options": {}, "backend": "darknet_test_recorder"}
+    second = DarknetClassifier(**TINY, compile=True, compile_options=reordered).eval()
     torch.testing.assert_close(second(x), second.net(x))
-    assert counters["stats"]["unique_graphs"] == graphs >= 1
+    assert counters["stats"]["unique_graphs"] == graphs >= 1 and len(RECORDED_GRAPHS) == 1
     assert compiled_call.cache_info().currsize == 1
 
 
@@ -404,6 +533,18 @@ def test_training_batches_alternate_and_the_random_flip_is_off(tiny_cifar):
     data.trainer.training = True
     out, _ = data.on_after_batch_transfer((x, torch.zeros(8, dtype=torch.long)), 0)
     assert (out[..., 0] > out[..., -1]).all()
+
+
+@pytest.mark.parametrize("flip, alternate", [(True, False), (False, True)])
+def test_training_batches_alternate_only_when_asked_and_with_flip(tiny_cifar, flip, alternate):
+    # the seed's random flip happens after the transfer; flip false means no flip at all, alternating or not
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=flip, alternating_flip=alternate, pad=0)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    stored = sorted(bytes(img.numpy()) for img in data.train_images)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        assert sorted(bytes(img.numpy()) for images, _ in loader for img in images) == stored
 
 
 def test_tensor_batches_without_flip_bits_are_unchanged():
