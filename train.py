@@ -99,7 +99,8 @@ class CLI(LightningCLI):
         return self.config if self.job else self.config[self.config.subcommand]
 
     def before_instantiate_classes(self):
-        prepare_run(self.job_config(), lr_find_run=self.job and self.config.lr_find.run)
+        kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
+        prepare_run(self.job_config(), kind)
 
     def instantiate_classes(self):
         super().instantiate_classes()
@@ -329,7 +330,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -
                             f"first save); start a new run without --ckpt_path")
         return last
     runs = [(info.get("started", 0.0), d) for d in (root.iterdir() if root.is_dir() else [])
-            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind") != "lr_find"
+            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind", "fit") == "fit"
             and info.get("trained", True)]  # not a run that stopped before training (nothing to resume)
     if not runs:
         unknown = sorted(p.parent.parent for p in root.glob("*/checkpoints/last.ckpt") if read_run(p.parent.parent)
@@ -378,8 +379,11 @@ def new_wandb_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
-def prepare_run(config, lr_find_run: bool = False) -> None:
-    """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in."""
+def prepare_run(config, kind: str = "fit") -> None:
+    """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in.
+
+    kind: fit, lr_find, or the LightningCLI subcommand validate/test/predict, which gets a folder of its own (not
+    the checkpoint's run, whose config.yaml and test outputs it would replace)."""
     trainer = config.trainer
     root = Path(trainer.default_root_dir or "runs").absolute()
     model_class = config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
@@ -395,7 +399,9 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"--ckpt_path {ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
-    if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
+    if kind in ("validate", "test", "predict"):  # the checkpoint's ModelCheckpoint state names its run's folder
+        warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    if kind == "fit" and own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
             run_name is None or own_folder.name == run_name):
         run_dir = own_folder  # a resumed run carries on in its own folder
         check_run_owner(run_dir, model_class)
@@ -421,7 +427,7 @@ def prepare_run(config, lr_find_run: bool = False) -> None:
         if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
             callback.init_args.dirpath = str(run_dir / "checkpoints")
     info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
-                                 "kind": "lr_find" if lr_find_run else "fit", "trained": False}
+                                 "kind": kind, "trained": False}
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]

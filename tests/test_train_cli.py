@@ -75,6 +75,24 @@ def test_native_fit_subcommand_with_config(tiny_cifar, tmp_path):
     assert (only_run(runs) / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    trained = runs / "trained"
+    before = {p.relative_to(trained): p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    native = [arg for arg in job(tiny_cifar, runs, "--trainer.logger", "false") if arg != "--system" and
+              arg != "darknet"]
+    train.main(["test", "--config", str(ROOT / "configs" / "darknet.yaml"), *native,
+                "--ckpt_path", str(trained / "checkpoints" / "last.ckpt")])
+    after = {p.relative_to(trained): p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    assert after == before  # config.yaml, the confusion matrix and top losses of the training run are kept
+    (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
+    assert json.loads((tested / "run.json").read_text())["kind"] == "test"
+    assert "test_confusion_matrix.csv" in {p.name for p in tested.rglob("*")}
+    assert train.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == \
+        trained / "checkpoints" / "last.ckpt"  # --ckpt_path last still finds the training run, not the test
+
+
 def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.precision", "bf16-mixed"))
