@@ -22,7 +22,8 @@ from callbacks.progress import quiet
 def run(components, args: list[str] | None, **cli_options):
     """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback)."""
     quiet()  # Lightning's tips, as train.py
-    return one_line_errors(lambda argv: CLI(components, args=argv, **cli_options), args)
+    # exit_on_error False: a bad value raises, and one_line_errors prints it as one line, as train.py's
+    return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **cli_options), args)
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):

@@ -92,6 +92,20 @@ def test_a_count_below_one_is_refused_in_one_line(command, option, capsys):
     assert stop.value.code == 2 and f"{option} must be at least 1 (got 0)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, args, message", [
+    ("wgan_generate", ["w.ckpt", "--num_samples", "abc"], "--num_samples: expected int, got 'abc'"),
+    ("cyclegan_translate", ["--checkpoint", "c.ckpt", "--input_dir", "in", "--direction", "sideways"],
+     "--direction: Expected a typing.Literal['a2b', 'b2a']. Got value: sideways"),
+    ("stylize", ["--content", "c.jpg", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    ("wgan_fid", ["w.ckpt"], "the following arguments are required"),
+])
+def test_a_value_the_parser_refuses_is_one_line(command, args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        getattr(commands, command)(args)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, err  # no usage block
+
+
 def test_console_script_stylize_writes_the_image(tmp_path):
     content, style = make_style_images(tmp_path / "in")
     commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
