@@ -609,7 +609,9 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
         if isinstance(logger, WandbLogger):
             logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")])
     print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
-          if suggestion is not None else "LR finder: no suggestion (too few points); widen --lr_find.max_lr")
+          if suggestion is not None else "LR finder: no suggestion (too few points, or the loss diverged early); try a "
+                                         "larger --lr_find.num_training, a smaller --lr_find.max_lr or "
+                                         "--lr_find.stop_div null")
     print(f"LR finder plot: {run_dir / 'lr_find.png'}")
     return suggestion
 

@@ -212,7 +212,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     Args:
         data_dir: the fast.ai layout (`train/<class>/*.png`, `test/<class>/...`) or the official python
             batches (`cifar-10-batches-py/`, or their folder itself). Downloaded here when neither is there.
-        batch_size: training batch per process (the seed: 512).
+        batch_size: training batch per process (the seed's: 256; configs/darknet.yaml's: 512).
         eval_batch_size: batch for validation and test.
         val_size: images held out of train for validation; 0 validates on the test split, as the seed does.
         pad: reflection padding before the random crop.

@@ -160,10 +160,11 @@ class ImageFolderDataModule(L.LightningDataModule):
     """Unlabeled images squared to `isize` and scaled to [-1, 1] on the device; batches are image tensors.
 
     Args:
-        data_dir: a folder tree of images (any depth; .png .jpg .jpeg .webp .bmp), or an LSUN lmdb database
-            folder (the one holding `data.mdb`, e.g. `bedroom_train_lmdb`), or the root the CSV paths start from,
-            or `<root>/train` (or `test`) of CIFAR-10 in either layout: the fast.ai folders or, when that folder
-            is missing, the official python batches in <root> (what the Darknet's download leaves).
+        data_dir: a folder tree of images (any depth; .png .jpg .jpeg .webp .bmp .tif .tiff .ppm), or an LSUN
+            lmdb database folder (the one holding `data.mdb`, e.g. `bedroom_train_lmdb`), or the root the CSV
+            paths start from, or `<root>/train` (or `test`) of CIFAR-10 in either layout: the fast.ai folders
+            or, when that folder is missing, the official python batches in <root> (what the Darknet's download
+            leaves).
         csv_file: the seed's file list, `relative/path.jpg,label` per row (label ignored); null reads data_dir.
         csv_skip_header: the CSV's first row is a header.
         sample_fraction: keep this random fraction of the images (the seed: 0.1 for quick experiments).
@@ -172,8 +173,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         random_crop: crop the square at a random place along the longer side, every time an image is read,
             as the seed does (fastai's CropType.RANDOM); false: the centre. Square images (CIFAR-10) are not
             affected. `in_memory` keeps one centre crop per image, so it needs random_crop false.
-        batch_size: real images per process and critic step (the seed: 64; its generator step samples 64
-            noise vectors too).
+        batch_size: real images per process and critic step, and the noise batch of the critic's fakes and
+            the generator's step (the paper's m, 64; the seed read real images at 128 and sampled 64 noise vectors).
         num_workers: decoding processes (at most the CPUs this process may use); unused when `in_memory`.
         in_memory: decode every image once in setup and keep them as one uint8 tensor (3 * isize**2 bytes
             each: 50,000 images at 32px are 150 MB); the fast path for CIFAR-sized sets.

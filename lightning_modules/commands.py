@@ -76,8 +76,9 @@ def darknet(args: list[str] | None = None):
     """`python -m lightning_modules.darknet_classifier classify ...`"""
     argv = sys.argv[1:] if args is None else list(args)
     if not argv or argv[0] != "classify":
-        sys.exit("usage: python -m lightning_modules.darknet_classifier classify CHECKPOINT IMAGE [IMAGE ...] "
-                 "[--top_k K] [--tta flip] [--output preds.csv] [--device cuda]")
+        print("usage: python -m lightning_modules.darknet_classifier classify CHECKPOINT IMAGE [IMAGE ...] "
+              "[--top_k K] [--tta flip] [--output preds.csv] [--device cuda]", file=sys.stderr)
+        sys.exit(2)  # a usage mistake, as argparse's
     return classify(argv[1:], prog="python -m lightning_modules.darknet_classifier classify")
 
 

@@ -106,6 +106,13 @@ def test_a_value_the_parser_refuses_is_one_line(command, args, message, capsys):
     assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, err  # no usage block
 
 
+@pytest.mark.parametrize("argv", [[], ["predict", "x.ckpt"]])
+def test_darknet_module_without_classify_prints_its_usage_with_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        commands.darknet(argv)
+    assert stop.value.code == 2 and "darknet_classifier classify CHECKPOINT IMAGE" in capsys.readouterr().err
+
+
 def test_console_script_stylize_writes_the_image(tmp_path):
     content, style = make_style_images(tmp_path / "in")
     commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
