@@ -37,6 +37,7 @@ from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test", "predict"}
+EVALUATIONS = ("validate", "test", "predict")  # subcommands that read a checkpoint and write a folder of their own
 RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
 
 
@@ -379,16 +380,8 @@ def new_wandb_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
-def prepare_run(config, kind: str = "fit") -> None:
-    """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in.
-
-    kind: fit, lr_find, or the LightningCLI subcommand validate/test/predict, which gets a folder of its own (not
-    the checkpoint's run, whose config.yaml and test outputs it would replace)."""
-    trainer = config.trainer
-    root = Path(trainer.default_root_dir or "runs").absolute()
-    model_class = config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
-    # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
-    # folder, hence no per-process clock for them
+def fit_folder(config, root: Path, model_class: str) -> Path:
+    """fit and lr_find: the run folder, a resumed run's own, --run_name's, a SLURM job's or a new time stamp."""
     launched_rank = "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ
     run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
     slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
@@ -399,9 +392,7 @@ def prepare_run(config, kind: str = "fit") -> None:
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"--ckpt_path {ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
-    if kind in ("validate", "test", "predict"):  # the checkpoint's ModelCheckpoint state names its run's folder
-        warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
-    if kind == "fit" and own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
+    if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
             run_name is None or own_folder.name == run_name):
         run_dir = own_folder  # a resumed run carries on in its own folder
         check_run_owner(run_dir, model_class)
@@ -421,6 +412,46 @@ def prepare_run(config, kind: str = "fit") -> None:
                 config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")  # Lightning's own hpc_ckpt first
     else:
         run_dir = new_time_stamped(root)
+    return run_dir
+
+
+def evaluation_folder(config, root: Path, model_class: str, kind: str) -> Path:
+    """validate/test/predict: the checkpoint is read (--ckpt_path last: the newest fit run's, or --run_name's) and
+    the outputs go to a folder of their own, never the checkpoint's run, whose config.yaml and test outputs they
+    would replace. DDP's launched ranks take rank 0's folder and checkpoint; a SLURM job's tasks (and a requeue)
+    meet in slurm-<job id>-<kind>."""
+    if "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ and "DL2_CKPT_PATH" in os.environ:
+        config.ckpt_path = os.environ["DL2_CKPT_PATH"] or None
+        return root / os.environ["DL2_RUN_NAME"]
+    if config.get("ckpt_path") == "last":
+        config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name))
+    elif config.run_name:
+        raise UserError(f"--run_name with {kind} picks the run whose checkpoint it reads (--run_name NAME "
+                        f"--ckpt_path last); the outputs go to a folder of their own, so drop --run_name here")
+    if config.ckpt_path and not Path(config.ckpt_path).is_file():
+        raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+    os.environ["DL2_CKPT_PATH"] = config.ckpt_path or ""  # inherited by the ranks Lightning launches
+    # the checkpoint's ModelCheckpoint state names its own run's folder, which Lightning warns about
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+    if "SLURM_JOB_ID" in os.environ:
+        return root / f"slurm-{os.environ['SLURM_JOB_ID']}-{kind}"
+    return new_time_stamped(root)
+
+
+def prepare_run(config, kind: str = "fit") -> None:
+    """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in.
+
+    kind: fit, lr_find, or the LightningCLI subcommand validate/test/predict, which gets a folder of its own (not
+    the checkpoint's run, whose config.yaml and test outputs it would replace)."""
+    trainer = config.trainer
+    root = Path(trainer.default_root_dir or "runs").absolute()
+    model_class = config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
+    # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
+    # folder, hence no per-process clock for them
+    if kind in EVALUATIONS:
+        run_dir = evaluation_folder(config, root, model_class, kind)
+    else:
+        run_dir = fit_folder(config, root, model_class)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:
@@ -428,6 +459,8 @@ def prepare_run(config, kind: str = "fit") -> None:
             callback.init_args.dirpath = str(run_dir / "checkpoints")
     info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
                                  "kind": kind, "trained": False}
+    if kind in EVALUATIONS:
+        info["checkpoint"] = str(Path(config.ckpt_path).absolute()) if config.ckpt_path else None
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
@@ -636,9 +669,11 @@ def main(argv: list[str] | None = None) -> None:
         for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
             getattr(package, name)
     saved_argv = sys.argv
-    sys.argv = sys.argv[:1]  # LightningCLI warns (with the whole argv) when it sees both args and sys.argv
+    # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a native
+    # subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the arguments
+    sys.argv = sys.argv[:1] + ([] if job else argv)
     try:
-        cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, run=not job, job=job,
+        cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job, job=job,
                   save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
                   auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
     finally:

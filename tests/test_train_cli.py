@@ -75,22 +75,64 @@ def test_native_fit_subcommand_with_config(tiny_cifar, tmp_path):
     assert (only_run(runs) / "checkpoints" / "last.ckpt").is_file()
 
 
+def native(subcommand, data_dir, runs, *extra):
+    """The LightningCLI form of job(): `test --config configs/darknet.yaml ...`."""
+    return [subcommand, "--config", str(ROOT / "configs" / "darknet.yaml"), *job(data_dir, runs, *extra)[2:]]
+
+
+def files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
     trained = runs / "trained"
-    before = {p.relative_to(trained): p.read_bytes() for p in trained.rglob("*") if p.is_file()}
-    native = [arg for arg in job(tiny_cifar, runs, "--trainer.logger", "false") if arg != "--system" and
-              arg != "darknet"]
-    train.main(["test", "--config", str(ROOT / "configs" / "darknet.yaml"), *native,
-                "--ckpt_path", str(trained / "checkpoints" / "last.ckpt")])
-    after = {p.relative_to(trained): p.read_bytes() for p in trained.rglob("*") if p.is_file()}
-    assert after == before  # config.yaml, the confusion matrix and top losses of the training run are kept
+    before = files(trained)
+    checkpoint = trained / "checkpoints" / "last.ckpt"
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", str(checkpoint)))
+    assert files(trained) == before  # config.yaml, the confusion matrix and top losses of the training run are kept
     (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
-    assert json.loads((tested / "run.json").read_text())["kind"] == "test"
+    info = json.loads((tested / "run.json").read_text())
+    assert info["kind"] == "test" and info["checkpoint"] == str(checkpoint)
     assert "test_confusion_matrix.csv" in {p.name for p in tested.rglob("*")}
-    assert train.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == \
-        trained / "checkpoints" / "last.ckpt"  # --ckpt_path last still finds the training run, not the test
+    assert train.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint  # not the test
+    # --run_name picks the run to read with --ckpt_path last; with a checkpoint path it has nothing to pick
+    train.main(native("validate", tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained",
+                      "--ckpt_path", "last"))
+    (validated,) = [d for d in runs.iterdir() if d.name not in ("trained", tested.name)]
+    assert json.loads((validated / "run.json").read_text())["checkpoint"] == str(checkpoint)
+    with pytest.raises(train.UserError, match="--run_name with test picks the run whose checkpoint it reads"):
+        train.main(native("test", tiny_cifar, runs, "--run_name", "other", "--ckpt_path", str(checkpoint)))
+    assert files(trained) == before
+
+
+def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny_cifar, tmp_path, monkeypatch):
+    # an sbatch script that trains, then tests: both steps share SLURM_JOB_ID, and the test must not take over
+    # slurm-77, the training run's folder
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false"))
+    trained = runs / "slurm-77"
+    before = files(trained)
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    assert files(trained) == before
+    info = json.loads((runs / "slurm-77-test" / "run.json").read_text())
+    assert info["kind"] == "test" and info["checkpoint"] == str(trained / "checkpoints" / "last.ckpt")
+
+
+def test_native_subcommands_run_under_ddp_with_two_cpu_processes(tiny_cifar, tmp_path):
+    # the launched rank gets the arguments (sys.argv) and rank 0's folder and checkpoint, not a `last` of its own
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    ddp = ("--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+           "--trainer.devices", "2")
+    result = run_script(native("test", tiny_cifar, runs, *ddp, "--ckpt_path", "last"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
+    assert json.loads((tested / "run.json").read_text())["checkpoint"] == str(runs / "trained" / "checkpoints" /
+                                                                            "last.ckpt")
+    assert (tested / "test_confusion_matrix.csv").is_file()
 
 
 def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
