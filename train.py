@@ -731,7 +731,7 @@ def print_system_help(argv: list[str]) -> None:
     for key, value in (config.get("trainer") or {}).items():
         if key in ("callbacks", "plugins", "logger") and value:  # false, null and [] are shown as written
             items = value if isinstance(value, list) else [value]
-            value = ", ".join(item["class_path"].rpartition(".")[2] if isinstance(item, dict) else str(item)
+            value = ", ".join(str(item["class_path"] if isinstance(item, dict) else item).rpartition(".")[2]
                               for item in items)
         trainer.add_argument(f"--trainer.{key}", default=value, help="the config's value (--print_config: all of it)")
     parser.print_help()

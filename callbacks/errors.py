@@ -82,6 +82,8 @@ def condense_parser_error(message: str) -> str:
         detail = f"expected {match[1]}, got {match[2]!r}"
     if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
         return f"--{key}.{match[1]} is not an option; see the options with --help"
+    if re.match(r"(the following arguments are required|unrecognized arguments|expected \"subcommand\")", detail):
+        detail = detail.rstrip(".") + "; see --help"  # the usage block that said so is not printed
     return f"--{key}: {detail}" if key else detail
 
 

@@ -15,7 +15,7 @@ import sys
 
 from jsonargparse import CLI
 
-from callbacks.errors import one_line_errors
+from callbacks.errors import UserError, one_line_errors
 from callbacks.progress import quiet
 
 
@@ -32,7 +32,11 @@ def classify(args: list[str] | None = None, prog: str | None = None):
 
     from lightning_modules.darknet_classifier import classify
 
-    parser = argparse.ArgumentParser(prog=prog, description=classify.__doc__.split("\n")[0])
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message):  # one line and exit status 2 (one_line_errors), as the other commands
+            raise UserError(f"{message}; see --help")
+
+    parser = OneLineParser(prog=prog, description=classify.__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a DarknetClassifier .ckpt (runs/darknet/<run>/checkpoints/last.ckpt)")
     parser.add_argument("images", nargs="+", help="image files (.png/.jpg/.jpeg/.webp/.bmp/.tif/.ppm) or folders "
                                                   "of them, searched at all depths")
@@ -75,6 +79,8 @@ def stylize(args: list[str] | None = None):
 def darknet(args: list[str] | None = None):
     """`python -m lightning_modules.darknet_classifier classify ...`"""
     argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] in (["-h"], ["--help"]):
+        return classify(["--help"], prog="python -m lightning_modules.darknet_classifier classify")
     if not argv or argv[0] != "classify":
         print("usage: python -m lightning_modules.darknet_classifier classify CHECKPOINT IMAGE [IMAGE ...] "
               "[--top_k K] [--tta flip] [--output preds.csv] [--device cuda]", file=sys.stderr)
