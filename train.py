@@ -64,6 +64,16 @@ def system_to_config(argv: list[str]) -> list[str]:
     return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
 
 
+def model_flags(argv: list[str]) -> list[str]:
+    """The model arguments a command line sets: `--model.tta flip`, `--model.init_args.nf=8` -> tta, nf."""
+    names = []
+    for arg in argv:
+        if arg.startswith("--model."):
+            path = arg.partition("=")[0].removeprefix("--model.").removeprefix("init_args.")
+            names.append(path.split(".")[0])
+    return names
+
+
 def find_system(argv: list[str]) -> tuple[str | None, list[str]]:
     for i, arg in enumerate(argv):
         if arg == "--system" or arg.startswith("--system="):
@@ -95,6 +105,18 @@ class CLI(LightningCLI):
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
         parser.add_argument("--save_every_minutes", type=float, default=10.0,
                             help="also save checkpoints/last.ckpt every this many minutes of training (0: never)")
+
+    def _parse_ckpt_path(self):
+        """Lightning's: a native subcommand with --ckpt_path builds the model from the checkpoint's hyper-parameters
+        (over the config file's, so a run's own net is rebuilt). It drops the command line's --model.* flags as well
+        (`test --model.tta flip` tested without TTA; Lightning PR #21455 is open): those are put back on top."""
+        subcommand = self.config.get("subcommand")
+        given = self.config.clone() if subcommand else None
+        super()._parse_ckpt_path()
+        for name in model_flags(sys.argv[1:]) if given is not None else []:  # main() puts the arguments there
+            key = f"{subcommand}.model.init_args.{name}"
+            if given.get(key) is not None or name in (given.get(f"{subcommand}.model.init_args") or {}):
+                self.config[key] = given[key]
 
     def job_config(self):
         return self.config if self.job else self.config[self.config.subcommand]

@@ -434,14 +434,18 @@ def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, ex
         tta_root = ctx["work"] / "runs" / "darknet-tta"
         tta = [sys.executable, "train.py", "test", "--config", "configs/darknet.yaml", "--data.data_dir", str(cifar),
                "--model.tta", "flip", "--trainer.precision", precision, "--trainer.logger", "false",
-               "--trainer.default_root_dir", str(tta_root), "--run_name", "tta", PROBE, *extra,
+               "--trainer.default_root_dir", str(tta_root), PROBE, *extra,
                "--ckpt_path", str(root / "accuracy" / "checkpoints" / "last.ckpt")]
         started = time.time()
         rc, _, last = run(tta, ctx["env"], ctx["work"] / "logs" / "darknet-tta.log", ctx["timeout"])
-        # the test subcommand may write into the checkpoint's run folder rather than tta_root: the newest probe
-        probes = sorted((p for p in (ctx["work"] / "runs").rglob("acceptance_probe-test.json")
-                         if p.stat().st_mtime >= started - 1), key=lambda p: p.stat().st_mtime)
-        if rc == 0 and probes:
+        # the test subcommand writes a time-stamped folder of its own under tta_root: the newest probe there
+        probes = sorted((p for p in tta_root.rglob("acceptance_probe-test.json") if p.stat().st_mtime >= started - 1),
+                        key=lambda p: p.stat().st_mtime)
+        config = probes[-1].parent / "config.yaml" if probes else None
+        tta_used = config is not None and "tta: flip" in config.read_text()  # the flag, not the checkpoint's none
+        if rc == 0 and probes and not tta_used:
+            result["tta_acc"] = f"failed: the test ran without --model.tta flip ({config})"
+        elif rc == 0 and probes:
             result["tta_acc"] = json.loads(probes[-1].read_text())["metrics"].get("test/acc")
         else:
             result["tta_acc"] = f"failed: exit {rc}: {last}"

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import ROOT, run_in_process
 
 import train
@@ -105,6 +106,22 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     with pytest.raises(train.UserError, match="--run_name with test picks the run whose checkpoint it reads"):
         train.main(native("test", tiny_cifar, runs, "--run_name", "other", "--ckpt_path", str(checkpoint)))
     assert files(trained) == before
+
+
+def test_native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags(tiny_cifar, tmp_path):
+    # Lightning 2.6 rebuilds the model from the checkpoint's hyper-parameters (here nf 4, 3 classes, not the config
+    # file's 32 and 10) and dropped --model.tta as well, so `test --model.tta flip` tested without TTA
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    flags = [arg for arg in native("test", tiny_cifar, runs) if not arg.startswith("--model.") and arg not in
+             ("4", "[1]", "3")]
+    train.main([*flags, "--trainer.logger", "false", "--model.tta", "flip", "--model.interpret=false",
+                "--ckpt_path", str(runs / "trained" / "checkpoints" / "last.ckpt")])
+    (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
+    model = yaml.safe_load((tested / "config.yaml").read_text())["model"]["init_args"]
+    assert (model["nf"], model["num_blocks"], model["num_classes"]) == (4, [1], 3)  # the checkpoint's net
+    assert (model["tta"], model["interpret"]) == ("flip", False)  # the command line's flags
+    assert not (tested / "test_confusion_matrix.csv").exists()  # interpret false reached the model
 
 
 def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny_cifar, tmp_path, monkeypatch):
