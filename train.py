@@ -69,7 +69,7 @@ def model_flags(argv: list[str]) -> list[str]:
     names = []
     for arg in argv:
         if arg.startswith("--model."):
-            path = arg.partition("=")[0].removeprefix("--model.").removeprefix("init_args.")
+            path = arg.partition("=")[0].removeprefix("--model.").removeprefix("init_args.").rstrip("+")
             names.append(path.split(".")[0])
     return names
 
@@ -102,7 +102,8 @@ class CLI(LightningCLI):
                                      "fresh optimizers, schedule and counters: fine-tuning, junyanz's "
                                      "--continue_train --epoch_count 1")
         parser.add_argument("--run_name", type=str | None, default=None,
-                            help="run folder under trainer.default_root_dir (default: time stamp or SLURM job)")
+                            help="run folder under trainer.default_root_dir (default: time stamp or SLURM job); "
+                                 "for validate/test/predict, with --ckpt_path last: the run whose checkpoint is read")
         parser.add_argument("--save_every_minutes", type=float, default=10.0,
                             help="also save checkpoints/last.ckpt every this many minutes of training (0: never)")
 
@@ -111,6 +112,9 @@ class CLI(LightningCLI):
         (over the config file's, so a run's own net is rebuilt). It drops the command line's --model.* flags as well
         (`test --model.tta flip` tested without TTA; Lightning PR #21455 is open): those are put back on top."""
         subcommand = self.config.get("subcommand")
+        if subcommand:  # `last` to its file first, or Lightning (which reads only files) builds the config file's net
+            resolve_checkpoint(self.config[subcommand], subcommand)
+            self.checkpoint_resolved = True
         given = self.config.clone() if subcommand else None
         super()._parse_ckpt_path()
         for name in model_flags(sys.argv[1:]) if given is not None else []:  # main() puts the arguments there
@@ -123,6 +127,8 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
+        if not getattr(self, "checkpoint_resolved", False):  # the job form (no subcommand for Lightning to parse)
+            resolve_checkpoint(self.job_config(), kind)
         prepare_run(self.job_config(), kind)
 
     def instantiate_classes(self):
@@ -338,19 +344,23 @@ def describe(model_class: str) -> str:
     return system_of(model_class) or model_class
 
 
-def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -> Path:
-    """--ckpt_path last: checkpoints/last.ckpt of the newest run of this system (or of --run_name)."""
+def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, evaluation: bool = False) -> Path:
+    """--ckpt_path last: checkpoints/last.ckpt of the newest training run of this system (or of --run_name)."""
     system = describe(model_class)
+    start = f"train one first (python train.py --system {system})" if evaluation else "start one without --ckpt_path"
     if run_name:
         run_dir = root / run_name
         if not run_dir.is_dir():
             raise UserError(f"--run_name {run_name}: no run folder {run_dir}; runs there: "
                             f"{', '.join(sorted(p.name for p in root.glob('*/') if p.is_dir())) or 'none'}")
         check_run_owner(run_dir, model_class)
+        if (kind := (read_run(run_dir) or {}).get("kind", "fit")) != "fit":
+            raise UserError(f"--run_name {run_name}: {run_dir} holds a {kind}, not a training run with checkpoints")
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
+            fix = "give another run" if evaluation else "start a new run without --ckpt_path"
             raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt (it stopped before its "
-                            f"first save); start a new run without --ckpt_path")
+                            f"first save); {fix}")
         return last
     runs = [(info.get("started", 0.0), d) for d in (root.iterdir() if root.is_dir() else [])
             if (info := read_run(d)) and info.get("model") == model_class and info.get("kind", "fit") == "fit"
@@ -360,7 +370,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None) -
                          is None)
         hint = (f"; folders without {RUN_FILE} (older train.py): give --ckpt_path {unknown[-1]}/checkpoints/last.ckpt"
                 if unknown else "")
-        raise UserError(f"--ckpt_path last: no {system} run in {root} yet; start one without --ckpt_path{hint}")
+        raise UserError(f"--ckpt_path last: no {system} run in {root} yet; {start}{hint}")
     runs.sort(key=lambda r: r[0])
     newest = runs[-1][1]
     last = newest / "checkpoints" / "last.ckpt"
@@ -402,15 +412,50 @@ def new_wandb_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
+def launched_by_lightning(variable: str) -> bool:
+    """A rank that Lightning's DDP launcher started from rank 0 (LOCAL_RANK >= 1), which inherits rank 0's choices in
+    `variable`; not torchrun's rank 0, nor a process that ran an in-process DDP before (both have LOCAL_RANK 0)."""
+    return not global_rank_zero() and variable in os.environ
+
+
+def run_root(config) -> Path:
+    return Path(config.trainer.default_root_dir or "runs").absolute()
+
+
+def model_class_of(config) -> str:
+    return config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
+
+
+def resolve_checkpoint(config, kind: str) -> None:
+    """--ckpt_path last -> the checkpoints/last.ckpt it means, the same file in every process of a job; for an
+    evaluation (validate/test/predict) also the checks of its flags."""
+    root, model_class, ckpt_path = run_root(config), model_class_of(config), config.get("ckpt_path")
+    if kind in EVALUATIONS:
+        if not ckpt_path:  # Lightning would evaluate the untrained weights of a new model
+            raise UserError(f"{kind} needs --ckpt_path: a .ckpt file, or last (the newest "
+                            f"{describe(model_class)} run's; --run_name NAME --ckpt_path last: that run's)")
+        if ckpt_path != "last":
+            if config.run_name:
+                raise UserError(f"--run_name with {kind} picks the run whose checkpoint it reads (--run_name NAME "
+                                f"--ckpt_path last); the outputs go to a folder of their own, so drop --run_name here")
+        elif launched_by_lightning("DL2_CKPT_PATH"):
+            config.ckpt_path = os.environ["DL2_CKPT_PATH"]
+        else:
+            config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name, evaluation=True))
+        return
+    if ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
+        run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_by_lightning("DL2_RUN_NAME") else None)
+        slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
+        requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
+        config.ckpt_path = str(newest_last_checkpoint(root, model_class, run_name or requeue))
+
+
 def fit_folder(config, root: Path, model_class: str) -> Path:
     """fit and lr_find: the run folder, a resumed run's own, --run_name's, a SLURM job's or a new time stamp."""
-    launched_rank = "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ
+    launched_rank = launched_by_lightning("DL2_RUN_NAME")
     run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
     slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
     ckpt_path = config.get("ckpt_path")
-    if ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
-        requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
-        config.ckpt_path = ckpt_path = str(newest_last_checkpoint(root, model_class, run_name or requeue))
     if ckpt_path and not Path(ckpt_path).is_file():
         raise UserError(f"--ckpt_path {ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
@@ -437,27 +482,26 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
     return run_dir
 
 
-def evaluation_folder(config, root: Path, model_class: str, kind: str) -> Path:
-    """validate/test/predict: the checkpoint is read (--ckpt_path last: the newest fit run's, or --run_name's) and
-    the outputs go to a folder of their own, never the checkpoint's run, whose config.yaml and test outputs they
-    would replace. DDP's launched ranks take rank 0's folder and checkpoint; a SLURM job's tasks (and a requeue)
-    meet in slurm-<job id>-<kind>."""
-    if "LOCAL_RANK" in os.environ and "DL2_RUN_NAME" in os.environ and "DL2_CKPT_PATH" in os.environ:
-        config.ckpt_path = os.environ["DL2_CKPT_PATH"] or None
-        return root / os.environ["DL2_RUN_NAME"]
-    if config.get("ckpt_path") == "last":
-        config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name))
-    elif config.run_name:
-        raise UserError(f"--run_name with {kind} picks the run whose checkpoint it reads (--run_name NAME "
-                        f"--ckpt_path last); the outputs go to a folder of their own, so drop --run_name here")
-    if config.ckpt_path and not Path(config.ckpt_path).is_file():
+def evaluation_folder(config, root: Path, kind: str) -> Path:
+    """validate/test/predict: a folder of its own for the outputs, never the checkpoint's run, whose config.yaml and
+    test outputs they would replace. DDP's launched ranks take rank 0's; a SLURM job step's tasks (and a requeue)
+    meet in slurm-<job id>[-<step>]-<kind>, which refuses another checkpoint's evaluation."""
+    if not Path(config.ckpt_path).is_file():
         raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
-    os.environ["DL2_CKPT_PATH"] = config.ckpt_path or ""  # inherited by the ranks Lightning launches
+    os.environ["DL2_CKPT_PATH"] = config.ckpt_path  # inherited by the ranks Lightning launches
     # the checkpoint's ModelCheckpoint state names its own run's folder, which Lightning warns about
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
-    if "SLURM_JOB_ID" in os.environ:
-        return root / f"slurm-{os.environ['SLURM_JOB_ID']}-{kind}"
-    return new_time_stamped(root)
+    if launched_by_lightning("DL2_RUN_NAME"):
+        return root / os.environ["DL2_RUN_NAME"]
+    if "SLURM_JOB_ID" not in os.environ:
+        return new_time_stamped(root)
+    step = os.environ.get("SLURM_STEP_ID", "")
+    run_dir = root / f"slurm-{os.environ['SLURM_JOB_ID']}{'-' + step if step.isdigit() else ''}-{kind}"
+    earlier = (read_run(run_dir) or {}).get("checkpoint")
+    if global_rank_zero() and earlier and earlier != str(Path(config.ckpt_path).absolute()):
+        raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in a step of its own "
+                        f"(srun), or give this one another --trainer.default_root_dir")
+    return run_dir
 
 
 def prepare_run(config, kind: str = "fit") -> None:
@@ -467,11 +511,11 @@ def prepare_run(config, kind: str = "fit") -> None:
     the checkpoint's run, whose config.yaml and test outputs it would replace)."""
     trainer = config.trainer
     root = Path(trainer.default_root_dir or "runs").absolute()
-    model_class = config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
+    model_class = model_class_of(config)
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
     # folder, hence no per-process clock for them
     if kind in EVALUATIONS:
-        run_dir = evaluation_folder(config, root, model_class, kind)
+        run_dir = evaluation_folder(config, root, kind)
     else:
         run_dir = fit_folder(config, root, model_class)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
@@ -482,7 +526,7 @@ def prepare_run(config, kind: str = "fit") -> None:
     info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
                                  "kind": kind, "trained": False}
     if kind in EVALUATIONS:
-        info["checkpoint"] = str(Path(config.ckpt_path).absolute()) if config.ckpt_path else None
+        info["checkpoint"] = str(Path(config.ckpt_path).absolute())
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]

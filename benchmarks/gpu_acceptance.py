@@ -442,7 +442,8 @@ def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, ex
         probes = sorted((p for p in tta_root.rglob("acceptance_probe-test.json") if p.stat().st_mtime >= started - 1),
                         key=lambda p: p.stat().st_mtime)
         config = probes[-1].parent / "config.yaml" if probes else None
-        tta_used = config is not None and "tta: flip" in config.read_text()  # the flag, not the checkpoint's none
+        # the flag, not the checkpoint's none (nor flip_translate)
+        tta_used = config is not None and config.is_file() and "    tta: flip\n" in config.read_text()
         if rc == 0 and probes and not tta_used:
             result["tta_acc"] = f"failed: the test ran without --model.tta flip ({config})"
         elif rc == 0 and probes:

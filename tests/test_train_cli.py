@@ -108,20 +108,51 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     assert files(trained) == before
 
 
-def test_native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags(tiny_cifar, tmp_path):
+@pytest.mark.parametrize("checkpoint", ["path", "last"])
+def test_native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags(tiny_cifar, tmp_path, checkpoint):
     # Lightning 2.6 rebuilds the model from the checkpoint's hyper-parameters (here nf 4, 3 classes, not the config
-    # file's 32 and 10) and dropped --model.tta as well, so `test --model.tta flip` tested without TTA
+    # file's 32 and 10) but dropped --model.tta as well, so `test --model.tta flip` tested without TTA; and it reads
+    # only a file, so `last` built the config file's net
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
     flags = [arg for arg in native("test", tiny_cifar, runs) if not arg.startswith("--model.") and arg not in
              ("4", "[1]", "3")]
+    path = str(runs / "trained" / "checkpoints" / "last.ckpt") if checkpoint == "path" else "last"
     train.main([*flags, "--trainer.logger", "false", "--model.tta", "flip", "--model.interpret=false",
-                "--ckpt_path", str(runs / "trained" / "checkpoints" / "last.ckpt")])
+                "--ckpt_path", path])
     (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
     model = yaml.safe_load((tested / "config.yaml").read_text())["model"]["init_args"]
     assert (model["nf"], model["num_blocks"], model["num_classes"]) == (4, [1], 3)  # the checkpoint's net
     assert (model["tta"], model["interpret"]) == ("flip", False)  # the command line's flags
     assert not (tested / "test_confusion_matrix.csv").exists()  # interpret false reached the model
+
+
+def test_native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_no_training_run(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match="test needs --ckpt_path: a .ckpt file, or last"):
+        train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false"))  # untrained weights otherwise
+    with pytest.raises(train.UserError, match=r"no darknet run in .* yet; train one first \(python train.py --system"):
+        train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    (tested,) = [d.name for d in runs.iterdir() if d.name != "trained"]
+    with pytest.raises(train.UserError, match=f"--run_name {tested}: .* holds a test, not a training run"):
+        train.main(native("test", tiny_cifar, runs, "--run_name", tested, "--ckpt_path", "last"))
+
+
+def test_an_evaluation_after_an_in_process_ddp_run_reads_its_own_checkpoint(tiny_cifar, tmp_path, monkeypatch):
+    # Lightning's launcher leaves LOCAL_RANK=0 in the parent, and the environment keeps an earlier evaluation's
+    # DL2_RUN_NAME and DL2_CKPT_PATH: rank 0 must not take them for rank 0's choices
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    checkpoints = runs / "trained" / "checkpoints"
+    best = next(checkpoints.glob("best-*.ckpt"))
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", str(checkpoints /
+                                                                                              "last.ckpt")))
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", str(best)))
+    read = sorted(json.loads((d / "run.json").read_text())["checkpoint"] for d in runs.iterdir() if d.name != "trained")
+    assert read == sorted([str(checkpoints / "last.ckpt"), str(best)])  # two folders, each its own checkpoint
 
 
 def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny_cifar, tmp_path, monkeypatch):
@@ -136,6 +167,14 @@ def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny
     assert files(trained) == before
     info = json.loads((runs / "slurm-77-test" / "run.json").read_text())
     assert info["kind"] == "test" and info["checkpoint"] == str(trained / "checkpoints" / "last.ckpt")
+    # another checkpoint tested in the same step would replace these outputs: refused; a step of its own is not
+    best = str(next((trained / "checkpoints").glob("best-*.ckpt")))
+    with pytest.raises(train.UserError, match="slurm-77-test holds this job's test of .*last.ckpt; run each test in"):
+        train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", best))
+    monkeypatch.setenv("SLURM_STEP_ID", "3")
+    train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", best))
+    assert json.loads((runs / "slurm-77-3-test" / "run.json").read_text())["checkpoint"] == best
+    assert files(trained) == before
 
 
 def test_native_subcommands_run_under_ddp_with_two_cpu_processes(tiny_cifar, tmp_path):
