@@ -415,7 +415,7 @@ def new_wandb_id() -> str:
 def launched_by_lightning(variable: str) -> bool:
     """A rank that Lightning's DDP launcher started from rank 0 (LOCAL_RANK >= 1), which inherits rank 0's choices in
     `variable`; not torchrun's rank 0, nor a process that ran an in-process DDP before (both have LOCAL_RANK 0)."""
-    return not global_rank_zero() and variable in os.environ
+    return int(os.environ.get("LOCAL_RANK") or 0) >= 1 and variable in os.environ
 
 
 def run_root(config) -> Path:
@@ -443,6 +443,8 @@ def resolve_checkpoint(config, kind: str) -> None:
         else:
             config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name, evaluation=True))
         return
+    if kind == "lr_find" and ckpt_path:  # it would write into that run's folder, and the sweep never loads it
+        raise UserError("--lr_find starts from new weights and writes a folder of its own; drop --ckpt_path")
     if ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
         run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_by_lightning("DL2_RUN_NAME") else None)
         slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
@@ -498,7 +500,7 @@ def evaluation_folder(config, root: Path, kind: str) -> Path:
     step = os.environ.get("SLURM_STEP_ID", "")
     run_dir = root / f"slurm-{os.environ['SLURM_JOB_ID']}{'-' + step if step.isdigit() else ''}-{kind}"
     earlier = (read_run(run_dir) or {}).get("checkpoint")
-    if global_rank_zero() and earlier and earlier != str(Path(config.ckpt_path).absolute()):
+    if earlier and earlier != str(Path(config.ckpt_path).absolute()):  # every task reads the same run.json
         raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in a step of its own "
                         f"(srun), or give this one another --trainer.default_root_dir")
     return run_dir

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -153,6 +154,26 @@ def test_an_evaluation_after_an_in_process_ddp_run_reads_its_own_checkpoint(tiny
     train.main(native("test", tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", str(best)))
     read = sorted(json.loads((d / "run.json").read_text())["checkpoint"] for d in runs.iterdir() if d.name != "trained")
     assert read == sorted([str(checkpoints / "last.ckpt"), str(best)])  # two folders, each its own checkpoint
+
+
+def test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank(tmp_path, monkeypatch):
+    # only Lightning's launcher starts ranks with LOCAL_RANK >= 1 that inherit rank 0's DL2_RUN_NAME; a SLURM task
+    # (SLURM_PROCID 1, no LOCAL_RANK) keeping an earlier in-process run's DL2_RUN_NAME must choose as task 0 does
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("DL2_RUN_NAME", "slurm-77")
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"")
+    config = SimpleNamespace(ckpt_path=str(checkpoint))
+    assert train.evaluation_folder(config, tmp_path, "test") == tmp_path / "slurm-77-test"
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning launched from rank 0 takes rank 0's folder
+    monkeypatch.setenv("DL2_RUN_NAME", "chosen-by-rank-0")
+    assert train.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
+
+
+def test_lr_find_refuses_a_checkpoint(tiny_cifar, tmp_path):
+    with pytest.raises(train.UserError, match="--lr_find starts from new weights .* drop --ckpt_path"):
+        train.main(job(tiny_cifar, tmp_path / "runs", "--lr_find", "--ckpt_path", "last"))
 
 
 def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny_cifar, tmp_path, monkeypatch):
