@@ -89,6 +89,7 @@ class CLI(LightningCLI):
 
     def __init__(self, *args, job: bool, **kwargs):
         self.job = job
+        self.checkpoint_resolved = False  # by _parse_ckpt_path, which LightningCLI calls since 2.6 (not 2.5)
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser):
@@ -112,12 +113,14 @@ class CLI(LightningCLI):
         (over the config file's, so a run's own net is rebuilt). It drops the command line's --model.* flags as well
         (`test --model.tta flip` tested without TTA; Lightning PR #21455 is open): those are put back on top."""
         subcommand = self.config.get("subcommand")
-        if subcommand:  # `last` to its file first, or Lightning (which reads only files) builds the config file's net
-            resolve_checkpoint(self.config[subcommand], subcommand)
-            self.checkpoint_resolved = True
-        given = self.config.clone() if subcommand else None
+        if not subcommand:  # the job form: no checkpoint hyper-parameters are read
+            return super()._parse_ckpt_path()
+        # `last` to its file first, or Lightning (which reads only files) builds the config file's net
+        resolve_checkpoint(self.config[subcommand], subcommand)
+        self.checkpoint_resolved = True
+        given = self.config.clone()
         super()._parse_ckpt_path()
-        for name in model_flags(sys.argv[1:]) if given is not None else []:  # main() puts the arguments there
+        for name in model_flags(sys.argv[1:]):  # main() puts the arguments there
             key = f"{subcommand}.model.init_args.{name}"
             if given.get(key) is not None or name in (given.get(f"{subcommand}.model.init_args") or {}):
                 self.config[key] = given[key]
@@ -127,7 +130,7 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
-        if not getattr(self, "checkpoint_resolved", False):  # the job form (no subcommand for Lightning to parse)
+        if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
             resolve_checkpoint(self.job_config(), kind)
         prepare_run(self.job_config(), kind)
 
@@ -418,6 +421,16 @@ def launched_by_lightning(variable: str) -> bool:
     return int(os.environ.get("LOCAL_RANK") or 0) >= 1 and variable in os.environ
 
 
+def named_run(config) -> str | None:
+    """--run_name, or on a rank Lightning launched, rank 0's run folder."""
+    return config.run_name or (os.environ["DL2_RUN_NAME"] if launched_by_lightning("DL2_RUN_NAME") else None)
+
+
+def slurm_folder() -> str | None:
+    """A SLURM job's run folder, slurm-<job id>: its requeues carry on there."""
+    return f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
+
+
 def run_root(config) -> Path:
     return Path(config.trainer.default_root_dir or "runs").absolute()
 
@@ -442,24 +455,20 @@ def resolve_checkpoint(config, kind: str) -> None:
             config.ckpt_path = os.environ["DL2_CKPT_PATH"]
         else:
             config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name, evaluation=True))
-        return
-    if kind == "lr_find" and ckpt_path:  # it would write into that run's folder, and the sweep never loads it
+    elif kind == "lr_find" and ckpt_path:  # it would write into that run's folder, and the sweep never loads it
         raise UserError("--lr_find starts from new weights and writes a folder of its own; drop --ckpt_path")
-    if ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
-        run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_by_lightning("DL2_RUN_NAME") else None)
-        slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
+    elif ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
+        slurm_name = slurm_folder()
         requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
-        config.ckpt_path = str(newest_last_checkpoint(root, model_class, run_name or requeue))
+        config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
+    if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
+        raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
 
 
 def fit_folder(config, root: Path, model_class: str) -> Path:
     """fit and lr_find: the run folder, a resumed run's own, --run_name's, a SLURM job's or a new time stamp."""
     launched_rank = launched_by_lightning("DL2_RUN_NAME")
-    run_name = config.run_name or (os.environ["DL2_RUN_NAME"] if launched_rank else None)
-    slurm_name = f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
-    ckpt_path = config.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise UserError(f"--ckpt_path {ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+    run_name, slurm_name, ckpt_path = named_run(config), slurm_folder(), config.get("ckpt_path")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
     if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
             run_name is None or own_folder.name == run_name):
@@ -488,17 +497,15 @@ def evaluation_folder(config, root: Path, kind: str) -> Path:
     """validate/test/predict: a folder of its own for the outputs, never the checkpoint's run, whose config.yaml and
     test outputs they would replace. DDP's launched ranks take rank 0's; a SLURM job step's tasks (and a requeue)
     meet in slurm-<job id>[-<step>]-<kind>, which refuses another checkpoint's evaluation."""
-    if not Path(config.ckpt_path).is_file():
-        raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
     os.environ["DL2_CKPT_PATH"] = config.ckpt_path  # inherited by the ranks Lightning launches
     # the checkpoint's ModelCheckpoint state names its own run's folder, which Lightning warns about
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     if launched_by_lightning("DL2_RUN_NAME"):
         return root / os.environ["DL2_RUN_NAME"]
-    if "SLURM_JOB_ID" not in os.environ:
+    if slurm_folder() is None:
         return new_time_stamped(root)
     step = os.environ.get("SLURM_STEP_ID", "")
-    run_dir = root / f"slurm-{os.environ['SLURM_JOB_ID']}{'-' + step if step.isdigit() else ''}-{kind}"
+    run_dir = root / f"{slurm_folder()}{'-' + step if step.isdigit() else ''}-{kind}"
     earlier = (read_run(run_dir) or {}).get("checkpoint")
     if earlier and earlier != str(Path(config.ckpt_path).absolute()):  # every task reads the same run.json
         raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in a step of its own "
@@ -511,9 +518,7 @@ def prepare_run(config, kind: str = "fit") -> None:
 
     kind: fit, lr_find, or the LightningCLI subcommand validate/test/predict, which gets a folder of its own (not
     the checkpoint's run, whose config.yaml and test outputs it would replace)."""
-    trainer = config.trainer
-    root = Path(trainer.default_root_dir or "runs").absolute()
-    model_class = model_class_of(config)
+    trainer, root, model_class = config.trainer, run_root(config), model_class_of(config)
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
     # folder, hence no per-process clock for them
     if kind in EVALUATIONS:
