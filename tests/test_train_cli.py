@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, run_in_process
+from jsonargparse import Namespace
 
 import train
 
@@ -169,6 +170,10 @@ def test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank(t
     monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning launched from rank 0 takes rank 0's folder
     monkeypatch.setenv("DL2_RUN_NAME", "chosen-by-rank-0")
     assert train.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
+    # so does a training rank, in the folder rank 0 has just made (no "exists already" for it)
+    train.write_json(tmp_path / "chosen-by-rank-0" / train.RUN_FILE, {"model": "lightning_modules.DarknetClassifier"})
+    fit = Namespace(run_name=None, ckpt_path=None)
+    assert train.fit_folder(fit, tmp_path, "lightning_modules.DarknetClassifier") == tmp_path / "chosen-by-rank-0"
 
 
 def test_lr_find_refuses_a_checkpoint(tiny_cifar, tmp_path):
