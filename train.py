@@ -153,6 +153,10 @@ class CLI(LightningCLI):
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
+        for system_part in (self.model, self.datamodule):
+            # LightningCLI's own entry in the hyper-parameters (for load_from_checkpoint): Lightning keeps its
+            # `_class_path` off the loggers, not this one, which showed as a W&B config value of every run
+            getattr(system_part, "_hparams_initial", {}).pop("_instantiator", None)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run

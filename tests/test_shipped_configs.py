@@ -118,6 +118,7 @@ def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_pat
     for key in (b"git_commit", b"precision", b"accumulate_grad_batches", b"seed_everything", b"TrainingPhaseScheduler",
                 b"one_cycle", b"strategy", b"devices"):
         assert key in log, key
+    assert b"_instantiator" not in log  # LightningCLI's bookkeeping, not a hyper-parameter
 
 
 @pytest.mark.slow  # 18 s; image logging to W&B is checked in CI by each shipped-config test
