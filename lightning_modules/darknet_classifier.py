@@ -228,7 +228,9 @@ class DarknetClassifier(L.LightningModule):
         per_class = matrix.diagonal() / counts.clamp(min=1)
         for name, value, count in zip(names, per_class, counts.tolist(), strict=True):
             if count:  # a class without test images has no accuracy (0 would say it was always wrong)
-                self.log(f"test/class_acc/{name}", value.float())  # equal on every rank (torchmetrics synced it)
+                # equal on every rank (torchmetrics synced it): sync_dist averages equal values, and keeps Lightning's
+                # DDP warning off the console
+                self.log(f"test/class_acc/{name}", value.float(), sync_dist=True)
         self.test_confusion.reset()
         from callbacks.images import log_figure
         matrix, worst = matrix.cpu(), self.gather_worst()
