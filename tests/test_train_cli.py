@@ -215,6 +215,7 @@ def test_native_subcommands_run_under_ddp_with_two_cpu_processes(tiny_cifar, tmp
     assert json.loads((tested / "run.json").read_text())["checkpoint"] == str(runs / "trained" / "checkpoints" /
                                                                             "last.ckpt")
     assert (tested / "test_confusion_matrix.csv").is_file()
+    assert "sync_dist=True" not in result.stderr  # the per-class accuracies are synced already: no DDP warning
 
 
 def torchrun(args, tmp_path):
@@ -234,12 +235,7 @@ def test_torchrun_processes_meet_in_one_run_folder(tiny_cifar, tmp_path):
     (trained,) = list(runs.iterdir())
     assert trained.name.startswith("torchrun-") and len(trained.name) == len("torchrun-") + 8  # --standalone's uuid
     assert json.loads((trained / "results.json").read_text())["world_size"] == 2
-    result = torchrun(native("test", tiny_cifar, runs, "--ckpt_path", "last"), tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (tested,) = [d for d in runs.iterdir() if d != trained]
-    assert tested.name.startswith("torchrun-") and tested.name.endswith("-test")
-    assert json.loads((tested / "run.json").read_text())["checkpoint"] == str(trained / "checkpoints" / "last.ckpt")
-    assert "sync_dist=True" not in result.stderr  # the per-class accuracies are synced already
+    # (an evaluation's torchrun-<id>-test: test_torchrun_folder_names_restarts_and_unnamed_launches)
 
 
 def test_torchrun_folder_names_restarts_and_unnamed_launches(tmp_path, monkeypatch):
