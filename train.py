@@ -10,7 +10,6 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 import contextlib
 import json
 import os
-import re
 import secrets
 import signal
 import string
@@ -436,34 +435,6 @@ def slurm_folder() -> str | None:
     return f"slurm-{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else None
 
 
-def torchrun_folder() -> str | None:
-    """A torchrun launch of several processes: torchrun-<rendezvous id>, which every process and an elastic restart
-    know (--standalone and one-node launches draw a uuid, shortened here; several nodes take --rdzv-id, else 'none',
-    which names nothing: torchrun_unnamed)."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    if run_id == "none" or int(os.environ.get("WORLD_SIZE") or 1) < 2:
-        return None
-    return "torchrun-" + (run_id[:8] if re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", run_id)
-                          else run_id.replace(os.sep, "_"))
-
-
-def torchrun_unnamed(what: str) -> UserError | None:
-    """torchrun's processes each start train.py on their own, and a time stamp would give each its own folder."""
-    if os.environ.get("TORCHELASTIC_RUN_ID") == "none" and int(os.environ.get("WORLD_SIZE") or 1) > 1:
-        return UserError(f"torchrun over several nodes: its processes agree on no run folder; give {what}")
-    return None
-
-
-def job_folder() -> str | None:
-    """The run folder a job's processes choose alike without talking: a SLURM job's or a torchrun launch's."""
-    return slurm_folder() or torchrun_folder()
-
-
-def restarts() -> int:
-    """How often SLURM requeued this job, or torchrun restarted its processes (--max-restarts)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT") or os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
-
-
 def run_root(config) -> Path:
     return Path(config.trainer.default_root_dir or "runs").absolute()
 
@@ -490,9 +461,9 @@ def resolve_checkpoint(config, kind: str) -> None:
             config.ckpt_path = str(newest_last_checkpoint(root, model_class, config.run_name, evaluation=True))
     elif kind == "lr_find" and ckpt_path:  # it would write into that run's folder, and the sweep never loads it
         raise UserError("--lr_find starts from new weights and writes a folder of its own; drop --ckpt_path")
-    elif ckpt_path == "last":  # a SLURM requeue (torchrun restart) narrows to its own folder, a new job does not
-        job_name = job_folder()
-        requeue = job_name if job_name and (root / job_name).is_dir() else None
+    elif ckpt_path == "last":  # a SLURM requeue narrows to its own folder, a new SLURM job does not
+        slurm_name = slurm_folder()
+        requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
         config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
     if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
         raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
@@ -501,29 +472,29 @@ def resolve_checkpoint(config, kind: str) -> None:
 def fit_folder(config, root: Path, model_class: str) -> Path:
     """fit and lr_find: the run folder, a resumed run's own, --run_name's, a SLURM job's or a new time stamp."""
     launched_rank = launched_by_lightning("DL2_RUN_NAME")
-    run_name, job_name, ckpt_path = named_run(config), job_folder(), config.get("ckpt_path")
+    run_name, slurm_name, ckpt_path = named_run(config), slurm_folder(), config.get("ckpt_path")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
     if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
             run_name is None or own_folder.name == run_name):
         run_dir = own_folder  # a resumed run carries on in its own folder
         check_run_owner(run_dir, model_class)
-    elif run_name or job_name:
-        run_dir = root / (run_name or job_name)
+    elif run_name or slurm_name:
+        run_dir = root / (run_name or slurm_name)
         if read_run(run_dir) is not None:
             check_run_owner(run_dir, model_class)
-            # a SLURM requeue or torchrun restart: the same job carries on in its folder (both count the restarts;
-            # a SLURM job's own folder exists only on a requeue, a torchrun --rdzv-id may be given again)
-            requeued = job_name is not None and (restarts() > 0 or (job_name == slurm_folder() and not run_name))
+            # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts)
+            requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
             # a run that stopped before training (a typo'd path) may be retried in its folder: nothing to lose
             retry = not read_run(run_dir).get("trained", True) and not ckpt_path
             if global_rank_zero() and not (launched_rank or requeued or retry):  # the other ranks follow rank 0
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
-            if requeued and not ckpt_path and not list(run_dir.glob("hpc_ckpt_*.ckpt")) and (
-                    run_dir / "checkpoints" / "last.ckpt").is_file():
-                config.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")  # Lightning's own hpc_ckpt first
-    elif error := torchrun_unnamed("the same --run_name NAME on every node (or torchrun --rdzv-id NAME)"):
-        raise error
+            if requeued and not ckpt_path:
+                last, hpc = run_dir / "checkpoints" / "last.ckpt", list(run_dir.glob("hpc_ckpt_*.ckpt"))
+                if last.is_file() and not hpc:
+                    config.ckpt_path = str(last)  # Lightning resumes from its own hpc_ckpt first
+                if (last.is_file() or hpc) and config.get("init_from"):  # the job began from those weights, and its
+                    config.init_from = None  # checkpoint carries them on: loading them again would undo its training
     else:
         run_dir = new_time_stamped(root)
     return run_dir
@@ -532,24 +503,20 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
 def evaluation_folder(config, root: Path, kind: str) -> Path:
     """validate/test/predict: a folder of its own for the outputs, never the checkpoint's run, whose config.yaml and
     test outputs they would replace. DDP's launched ranks take rank 0's; a SLURM job step's tasks (and a requeue)
-    meet in slurm-<job id>[-<step>]-<kind>, torchrun's processes in torchrun-<id>-<kind>; those refuse another
-    checkpoint's evaluation."""
+    meet in slurm-<job id>[-<step>]-<kind>, which refuses another checkpoint's evaluation."""
     os.environ["DL2_CKPT_PATH"] = config.ckpt_path  # inherited by the ranks Lightning launches
     # the checkpoint's ModelCheckpoint state names its own run's folder, which Lightning warns about
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     if launched_by_lightning("DL2_RUN_NAME"):
         return root / os.environ["DL2_RUN_NAME"]
-    if error := torchrun_unnamed("torchrun --rdzv-id NAME, the same on every node"):
-        raise error
-    if job_folder() is None:
+    if slurm_folder() is None:
         return new_time_stamped(root)
-    step = os.environ.get("SLURM_STEP_ID", "") if slurm_folder() else ""
-    run_dir = root / f"{job_folder()}{'-' + step if step.isdigit() else ''}-{kind}"
+    step = os.environ.get("SLURM_STEP_ID", "")
+    run_dir = root / f"{slurm_folder()}{'-' + step if step.isdigit() else ''}-{kind}"
     earlier = (read_run(run_dir) or {}).get("checkpoint")
     if earlier and earlier != str(Path(config.ckpt_path).absolute()):  # every task reads the same run.json
-        launch = "a step of its own (srun)" if slurm_folder() else "a launch of its own (another --rdzv-id)"
-        raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in {launch}, "
-                        f"or give this one another --trainer.default_root_dir")
+        raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in a step of its own "
+                        f"(srun), or give this one another --trainer.default_root_dir")
     return run_dir
 
 
@@ -581,7 +548,8 @@ def prepare_run(config, kind: str = "fit") -> None:
         args = logger.init_args
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
-        Path(args.save_dir, "wandb").mkdir(parents=True, exist_ok=True)  # older wandb falls back to /tmp without it
+        if global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
+            Path(args.save_dir, "wandb").mkdir(parents=True, exist_ok=True)  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())

@@ -222,56 +222,42 @@ def torchrun(args, tmp_path):
     """train.py under torchrun on one node, two CPU processes, as a user without SLURM starts it."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "train.py"), *args, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
-               "--trainer.devices", "2", "--trainer.logger", "false"]
-    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+               "--trainer.devices", "2"]
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_MODE", None)
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_torchrun_processes_meet_in_one_run_folder(tiny_cifar, tmp_path):
-    # each process starts train.py on its own: with time stamps rank 1 made a folder and rank 0 took the next one
+def test_torchrun_writes_one_run_folder(tiny_cifar, tmp_path):
+    # each process starts train.py on its own and picks a time stamp; rank 1 made its folder (an empty wandb/), so
+    # rank 0 took the next name. Only rank 0 writes: its folder is the run
     runs = tmp_path / "runs"
-    result = torchrun(job(tiny_cifar, runs), tmp_path)
+    result = torchrun(job(tiny_cifar, runs), tmp_path)  # with the config's W&B logger, offline
     assert result.returncode == 0, result.stderr[-3000:]
     (trained,) = list(runs.iterdir())
-    assert trained.name.startswith("torchrun-") and len(trained.name) == len("torchrun-") + 8  # --standalone's uuid
     assert json.loads((trained / "results.json").read_text())["world_size"] == 2
-    # (an evaluation's torchrun-<id>-test: test_torchrun_folder_names_restarts_and_unnamed_launches)
+    assert list((trained / "wandb").glob("offline-run-*"))
 
 
-def test_torchrun_folder_names_restarts_and_unnamed_launches(tmp_path, monkeypatch):
+def test_a_slurm_requeue_of_an_init_from_run_resumes_its_checkpoint_not_the_init_weights(tmp_path, monkeypatch):
+    # --init_from's weights loaded after Lightning restored hpc_ckpt would undo the job's training; with last.ckpt
+    # the requeue stopped at "--init_from ... and --ckpt_path: give one of them"
     model = "lightning_modules.DarknetClassifier"
-    fit = Namespace(run_name=None, ckpt_path=None)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "3f2a9c1b-7d4e-4a55-9c0e-1b2c3d4e5f60")  # --standalone's uuid4
-    assert train.fit_folder(fit, tmp_path, model) == tmp_path / "torchrun-3f2a9c1b"
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "exp1")  # --rdzv-id exp1 on every node
-    assert train.fit_folder(fit, tmp_path, model) == tmp_path / "torchrun-exp1"
-    # a later launch with the same id is refused; torchrun's restart of the processes resumes from last.ckpt
-    (tmp_path / "torchrun-exp1" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "torchrun-exp1" / "checkpoints" / "last.ckpt").write_bytes(b"")
-    train.write_json(tmp_path / "torchrun-exp1" / train.RUN_FILE, {"model": model})
-    with pytest.raises(train.UserError, match="torchrun-exp1 exists already"):
-        train.fit_folder(fit, tmp_path, model)
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert train.fit_folder(fit, tmp_path, model) == tmp_path / "torchrun-exp1"
-    assert fit.ckpt_path == str(tmp_path / "torchrun-exp1" / "checkpoints" / "last.ckpt")
-    # evaluations meet in torchrun-<id>-<kind>, which refuses another checkpoint's
-    checkpoint, other = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
-    assert train.evaluation_folder(SimpleNamespace(ckpt_path=str(checkpoint)), tmp_path, "test") == (
-        tmp_path / "torchrun-exp1-test")
-    train.write_json(tmp_path / "torchrun-exp1-test" / train.RUN_FILE, {"checkpoint": str(checkpoint)})
-    with pytest.raises(train.UserError, match="holds this job's test of .*a.ckpt; run each test in a launch of its "
-                                              r"own \(another --rdzv-id\)"):
-        train.evaluation_folder(SimpleNamespace(ckpt_path=str(other)), tmp_path, "test")
-    # several nodes without --rdzv-id share the id 'none': no folder to meet in unless the user names one
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
-    with pytest.raises(train.UserError, match="give the same --run_name NAME on every node"):
-        train.fit_folder(Namespace(run_name=None, ckpt_path=None), tmp_path, model)
-    assert train.fit_folder(Namespace(run_name="named", ckpt_path=None), tmp_path, model) == tmp_path / "named"
-    with pytest.raises(train.UserError, match="give torchrun --rdzv-id NAME, the same on every node"):
-        train.evaluation_folder(SimpleNamespace(ckpt_path=str(checkpoint)), tmp_path, "test")
-    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: a time stamp, as without torchrun
-    assert train.fit_folder(Namespace(run_name=None, ckpt_path=None), tmp_path, model).name[:2] == "20"
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    run_dir = tmp_path / "slurm-77"
+    train.write_json(run_dir / train.RUN_FILE, {"model": model})
+    fresh = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
+    assert train.fit_folder(fresh, tmp_path, model) == run_dir  # requeued before any save: a new start, as asked
+    assert (fresh.ckpt_path, fresh.init_from) == (None, "pretrained.ckpt")
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    after_save = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
+    train.fit_folder(after_save, tmp_path, model)
+    assert (after_save.ckpt_path, after_save.init_from) == (str(run_dir / "checkpoints" / "last.ckpt"), None)
+    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    after_hpc = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
+    train.fit_folder(after_hpc, tmp_path, model)
+    assert (after_hpc.ckpt_path, after_hpc.init_from) == (None, None)  # Lightning resumes from hpc_ckpt_1.ckpt
 
 
 def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
