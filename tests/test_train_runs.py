@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, run_in_process
+from jsonargparse import Namespace
 from PIL import Image
 
 import train
@@ -251,6 +252,222 @@ def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
     train.main(job(tiny_cifar, runs, "--run_name", "mine"))
     with pytest.raises(train.UserError, match="mine exists already; resume it with --run_name mine --ckpt_path last"):
         train.main(job(tiny_cifar, runs, "--run_name", "mine"))
+
+
+# ---- the folder choices themselves, called directly (no training: milliseconds, for tests/mutation.py run_folders)
+
+DARKNET = "lightning_modules.DarknetClassifier"
+
+
+def a_run(runs, name, started, model=DARKNET, checkpoint=True, **info):
+    """A run folder as train.py leaves it: run.json (None: a folder of a train.py before run.json), last.ckpt."""
+    run_dir = runs / name
+    run_dir.mkdir(parents=True)
+    if started is not None:
+        (run_dir / "run.json").write_text(json.dumps({"model": model, "started": started, **info}))
+    if checkpoint:
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return run_dir
+
+
+def run_config(runs, ckpt_path=None, run_name=None, **trainer):
+    trainer = Namespace(**{"default_root_dir": str(runs), "callbacks": [], "logger": False,
+                           "enable_progress_bar": False, **trainer})
+    return Namespace(trainer=trainer, model=Namespace(class_path=DARKNET), ckpt_path=ckpt_path, run_name=run_name)
+
+
+@pytest.fixture
+def no_ranks(monkeypatch):
+    """The environment of a job started by hand: no rank, no SLURM job, no earlier run's hand-over."""
+    for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID",
+                 "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_last_is_the_run_started_last_not_the_last_name(tmp_path):
+    runs = tmp_path / "runs"
+    a_run(runs, "b-first", started=100.0)
+    a_run(runs, "a-second", started=200.0)
+    a_run(runs, "c-a-test", started=300.0, kind="test")  # an evaluation's folder is no run to resume
+    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "a-second" / "checkpoints" / "last.ckpt"
+
+
+def test_last_takes_a_run_json_without_trained_from_a_train_py_before_that_key(tmp_path):
+    runs = tmp_path / "runs"
+    a_run(runs, "old", started=100.0)  # {"model", "started"}: no "trained", which came later
+    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "old" / "checkpoints" / "last.ckpt"
+
+
+def test_last_names_the_newest_folder_without_run_json_and_the_newest_older_run(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("20260101-000000", "20260102-000000", "20260103-000000"):
+        a_run(runs, name, started=None)
+    with pytest.raises(train.UserError, match=f"older train.py\\): give --ckpt_path {runs}/20260103-000000/check"):
+        train.newest_last_checkpoint(runs, DARKNET, None)
+    for name, started in (("first", 100.0), ("second", 200.0), ("third", 300.0)):
+        a_run(runs, name, started=started)
+    newest = a_run(runs, "newest", started=400.0, checkpoint=False)
+    with pytest.raises(train.UserError, match=r"has no checkpoint \(it stopped before its first save\); start a new "
+                                              r"run without --ckpt_path; or resume an older run: --run_name third "
+                                              r"--ckpt_path last"):
+        train.newest_last_checkpoint(runs, DARKNET, None)
+    (newest / "results.json").write_text("{}")
+    with pytest.raises(train.UserError, match=r"has no checkpoint \(it finished without one: its config keeps no"):
+        train.newest_last_checkpoint(runs, DARKNET, None)
+
+
+def test_run_name_without_a_folder_or_a_checkpoint_says_what_to_do(tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match="no run folder .*; runs there: none"):
+        train.newest_last_checkpoint(runs, DARKNET, "mine")
+    a_run(runs, "mine", started=100.0, checkpoint=False)
+    with pytest.raises(train.UserError, match="first save\\); start a new run without --ckpt_path"):
+        train.newest_last_checkpoint(runs, DARKNET, "mine")
+    with pytest.raises(train.UserError, match="first save\\); give another run"):
+        train.newest_last_checkpoint(runs, DARKNET, "mine", evaluation=True)
+
+
+def test_a_new_time_stamp_takes_the_first_free_suffix(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.time, "strftime", lambda form: "20260101-120000")
+    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000"
+    (tmp_path / "20260101-120000").mkdir()
+    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-2"
+    (tmp_path / "20260101-120000-2").mkdir()
+    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-3"
+
+
+def test_a_launched_evaluation_rank_reads_rank_0s_checkpoint(tmp_path, monkeypatch, no_ranks):
+    checkpoint = a_run(tmp_path / "elsewhere", "r", started=100.0) / "checkpoints" / "last.ckpt"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("DL2_CKPT_PATH", str(checkpoint))
+    config = run_config(tmp_path / "runs", ckpt_path="last")  # no run here: rank 0 chose, this rank follows
+    train.resolve_checkpoint(config, "test")
+    assert config.ckpt_path == str(checkpoint)
+
+
+def test_last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_newest(tmp_path, monkeypatch, no_ranks):
+    runs = tmp_path / "runs"
+    a_run(runs, "slurm-77", started=100.0)
+    a_run(runs, "other", started=200.0)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    config = run_config(runs, ckpt_path="last")
+    train.resolve_checkpoint(config, "fit")
+    assert config.ckpt_path == str(runs / "slurm-77" / "checkpoints" / "last.ckpt")
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    config = run_config(runs, ckpt_path="last")
+    train.resolve_checkpoint(config, "fit")
+    assert config.ckpt_path == str(runs / "other" / "checkpoints" / "last.ckpt")
+
+
+def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint(tmp_path, monkeypatch,
+                                                                                             no_ranks):
+    runs = tmp_path / "runs"
+    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    config = run_config(runs)
+    assert train.fit_folder(config, runs, DARKNET) == run_dir
+    assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")  # Lightning's own requeue save: Lightning resumes from it
+    config = run_config(runs)
+    assert train.fit_folder(config, runs, DARKNET) == run_dir and config.ckpt_path is None
+
+
+@pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
+def test_a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue(tmp_path, monkeypatch, no_ranks, restarts,
+                                                                     requeued):
+    runs = tmp_path / "runs"
+    run_dir = a_run(runs, "mine", started=100.0, trained=True)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    if restarts is not None:
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+    config = run_config(runs, run_name="mine")
+    if requeued:
+        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
+    else:
+        with pytest.raises(train.UserError, match="mine exists already"):
+            train.fit_folder(config, runs, DARKNET)
+
+
+def test_a_named_run_of_a_train_py_before_trained_is_not_taken_over(tmp_path, no_ranks):
+    runs = tmp_path / "runs"
+    a_run(runs, "mine", started=100.0)  # no "trained": it trained, it is not a run that stopped before
+    with pytest.raises(train.UserError, match="mine exists already"):
+        train.fit_folder(run_config(runs, run_name="mine"), runs, DARKNET)
+
+
+def test_a_second_slurm_task_follows_task_0_into_the_folder_it_made(tmp_path, monkeypatch, no_ranks):
+    # a two-task job branching run "mine" from another run's checkpoint: task 0 made mine/run.json; task 1 (no
+    # LOCAL_RANK: SLURM started it, not Lightning) takes the folder, task 0 decided
+    runs = tmp_path / "runs"
+    other = a_run(runs, "other", started=100.0)
+    mine = a_run(runs, "mine", started=200.0, trained=False, checkpoint=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    config = run_config(runs, ckpt_path=str(other / "checkpoints" / "last.ckpt"), run_name="mine")
+    assert train.fit_folder(config, runs, DARKNET) == mine
+
+
+def test_a_checkpoint_of_a_folder_without_run_json_resumes_in_that_folder(tmp_path, no_ranks):
+    runs = tmp_path / "runs"
+    old = a_run(runs, "20250101-000000", started=None)  # train.py before run.json
+    config = run_config(runs, ckpt_path=str(old / "checkpoints" / "last.ckpt"))
+    assert train.fit_folder(config, runs, DARKNET) == old
+
+
+def callback(name, **init_args):
+    return Namespace(class_path=f"lightning.pytorch.callbacks.{name}", init_args=Namespace(**init_args))
+
+
+def wandb_logger(**init_args):
+    init_args = {"save_dir": None, "name": None, "id": None, "version": None, "offline": False, "log_model": True,
+                 **init_args}
+    return Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(**init_args))
+
+
+def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_path, monkeypatch, no_ranks):
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
+    config = run_config(runs, run_name="r", logger=wandb_logger())
+    config.trainer.callbacks = [callback("ModelCheckpoint", dirpath=None), callback("ModelCheckpoint", dirpath="/mine"),
+                                callback("LearningRateMonitor")]
+    train.prepare_run(config, "fit")
+    assert config.trainer.default_root_dir == str(runs / "r") and os.environ["DL2_RUN_NAME"] == "r"
+    assert [c.init_args.get("dirpath") for c in config.trainer.callbacks] == [str(runs / "r" / "checkpoints"),
+                                                                               "/mine", None]  # the monitor: a logger
+    wandb = config.trainer.logger.init_args
+    info = json.loads((runs / "r" / "run.json").read_text())
+    assert info["kind"] == "fit" and info["trained"] is False and info["model"] == DARKNET
+    assert (wandb.save_dir, wandb.name, wandb.id) == (str(runs / "r"), "r", info["wandb_id"])
+    assert len(wandb.id) == 8 and (runs / "r" / "wandb").is_dir()
+    assert wandb.offline is True and wandb.log_model is False  # not logged in: offline, which refuses log_model
+    # the resume, logged in now: the same W&B run, online, its checkpoints uploaded
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"), logger=wandb_logger())
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.save_dir, wandb.id, wandb.offline, wandb.log_model) == (str(runs / "r"), info["wandb_id"], False,
+                                                                          True)
+
+
+def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ranks):
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    config = run_config(runs, run_name="r", logger=wandb_logger(save_dir=str(tmp_path / "logs"), name="given",
+                                                                id="myid0001"))
+    config.trainer.callbacks = [callback("LearningRateMonitor")]
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.save_dir, wandb.name, wandb.id) == (str(tmp_path / "logs"), "given", "myid0001")
+    assert (tmp_path / "logs" / "wandb").is_dir() and len(config.trainer.callbacks) == 1
+    config = run_config(runs, run_name="s", logger=wandb_logger(save_dir="."))
+    train.prepare_run(config, "fit")
+    assert config.trainer.logger.init_args.save_dir == str(runs / "s")  # "." is WandbLogger's default: the run's
+    config = run_config(runs, run_name="t")  # no logger: Lightning's LearningRateMonitor would refuse to start
+    config.trainer.callbacks = [callback("LearningRateMonitor"), callback("ModelCheckpoint", dirpath=None)]
+    train.prepare_run(config, "fit")
+    assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == ["ModelCheckpoint"]
 
 
 def test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch(tiny_cifar, tmp_path):
