@@ -668,6 +668,8 @@ def run_job(cli: CLI) -> dict:
     start = time.perf_counter()
     trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     fit_seconds = time.perf_counter() - start
+    # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
+    resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
@@ -675,6 +677,7 @@ def run_job(cli: CLI) -> dict:
     run_dir = Path(trainer.default_root_dir)
     results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2), **progress,
                "global_step": trainer.global_step,
+               "resumed_from": resumed_from,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
                "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt"),
                               "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}

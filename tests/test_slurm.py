@@ -138,5 +138,6 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
     assert (run_dir / "first_step").read_text() == "4"  # resumed at the saved step, not from 0
     results = json.loads((run_dir / "results.json").read_text())
     assert results["global_step"] == 6 and results["epochs"] == 2  # 3 batches an epoch, none repeated
+    assert results["resumed_from"] == str(hpc)  # Lightning's own checkpoint, found without --ckpt_path
     resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6

@@ -42,6 +42,7 @@ def test_job_fits_tests_and_writes_results(tiny_cifar, tmp_path, capsys):
     run_dir = only_run(runs)
     results = json.loads((run_dir / "results.json").read_text())
     assert 0 <= results["test"]["test/acc"] <= 1 and results["epochs"] == 2 and results["global_step"] == 6
+    assert results["resumed_from"] is None
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and os.path.isfile(results["checkpoint"]["best"])
     assert (run_dir / "config.yaml").is_file()
     printed = capsys.readouterr().out
@@ -59,6 +60,7 @@ def test_crashed_run_resumes_from_last_in_the_same_folder(tiny_cifar, tmp_path):
     assert only_run(runs) == first
     results = json.loads((first / "results.json").read_text())
     assert results["epochs"] == 2 and results["global_step"] == 6  # three more steps, not six
+    assert results["resumed_from"] == str(first / "checkpoints" / "last.ckpt")
     resumed = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6  # the 1cycle went on where it stopped
 

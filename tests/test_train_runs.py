@@ -245,6 +245,7 @@ def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path
     (run_dir,) = run_folders(runs)
     results = json.loads((run_dir / "results.json").read_text())
     assert run_dir.name == "slurm-4242" and results["global_step"] == 6 and results["epochs"] == 2.0
+    assert results["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")  # not restarted from scratch
 
 
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
