@@ -230,6 +230,7 @@ def torchrun(args, tmp_path):
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # 16-20 s; test_prepare_run_on_a_rank_other_than_0_creates_no_folder checks the cause in CI
 def test_torchrun_writes_one_run_folder(tiny_cifar, tmp_path):
     # each process starts train.py on its own and picks a time stamp; rank 1 made its folder (an empty wandb/), so
     # rank 0 took the next name. Only rank 0 writes: its folder is the run

@@ -471,6 +471,15 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == ["ModelCheckpoint"]
 
 
+def test_prepare_run_on_a_rank_other_than_0_creates_no_folder(tmp_path, monkeypatch, no_ranks):
+    # torchrun's rank 1 picks its own time stamp; its W&B folder made rank 0 take the next name and stayed empty
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("RANK", "1")
+    config = run_config(runs, logger=wandb_logger())
+    train.prepare_run(config, "fit")
+    assert config.trainer.default_root_dir.startswith(str(runs)) and not runs.exists()
+
+
 def test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     # 24 images in batches of 8: 3 batches an epoch; 4 steps are one epoch and a third
