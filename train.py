@@ -471,7 +471,6 @@ def resolve_checkpoint(config, kind: str) -> None:
 
 def fit_folder(config, root: Path, model_class: str) -> Path:
     """fit and lr_find: the run folder, a resumed run's own, --run_name's, a SLURM job's or a new time stamp."""
-    launched_rank = launched_by_lightning("DL2_RUN_NAME")
     run_name, slurm_name, ckpt_path = named_run(config), slurm_folder(), config.get("ckpt_path")
     own_folder = Path(ckpt_path).absolute().parent.parent if ckpt_path else None
     if own_folder is not None and Path(ckpt_path).parent.name == "checkpoints" and (
@@ -486,7 +485,8 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
             requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
             # a run that stopped before training (a typo'd path) may be retried in its folder: nothing to lose
             retry = not read_run(run_dir).get("trained", True) and not ckpt_path
-            if global_rank_zero() and not (launched_rank or requeued or retry):  # the other ranks follow rank 0
+            # the other ranks follow rank 0 (a rank Lightning launched has LOCAL_RANK >= 1: never global rank zero)
+            if global_rank_zero() and not (requeued or retry):
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
             if requeued and not ckpt_path:
@@ -509,10 +509,10 @@ def evaluation_folder(config, root: Path, kind: str) -> Path:
     warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
     if launched_by_lightning("DL2_RUN_NAME"):
         return root / os.environ["DL2_RUN_NAME"]
-    if slurm_folder() is None:
+    if (slurm_name := slurm_folder()) is None:
         return new_time_stamped(root)
     step = os.environ.get("SLURM_STEP_ID", "")
-    run_dir = root / f"{slurm_folder()}{'-' + step if step.isdigit() else ''}-{kind}"
+    run_dir = root / f"{slurm_name}{'-' + step if step.isdigit() else ''}-{kind}"
     earlier = (read_run(run_dir) or {}).get("checkpoint")
     if earlier and earlier != str(Path(config.ckpt_path).absolute()):  # every task reads the same run.json
         raise UserError(f"{run_dir} holds this job's {kind} of {earlier}; run each {kind} in a step of its own "
@@ -556,9 +556,8 @@ def prepare_run(config, kind: str = "fit") -> None:
             args.id = info["wandb_id"]
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
-            if global_rank_zero():
-                print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
-                      f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+            print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
+                  f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
         if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
             args.log_model = False
             if global_rank_zero():

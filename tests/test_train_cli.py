@@ -23,11 +23,12 @@ def job(data_dir, runs, *extra):
             *TINY, *extra]
 
 
-def run_script(args, tmp_path, env=None):
-    """train.py in a fresh process, as a user runs it, with no W&B credentials."""
+def run_script(args, tmp_path, env=None, launcher=()):
+    """train.py in a fresh process, as a user runs it (`python -m LAUNCHER ... train.py` with a launcher), with no W&B
+    credentials."""
     env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1", **(env or {})}
     env.pop("WANDB_MODE", None)
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -220,47 +221,19 @@ def test_native_subcommands_run_under_ddp_with_two_cpu_processes(tiny_cifar, tmp
     assert "sync_dist=True" not in result.stderr  # the per-class accuracies are synced already: no DDP warning
 
 
-def torchrun(args, tmp_path):
-    """train.py under torchrun on one node, two CPU processes, as a user without SLURM starts it."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "train.py"), *args, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
-               "--trainer.devices", "2"]
-    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1"}
-    env.pop("WANDB_MODE", None)
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow  # 16-20 s; test_prepare_run_on_a_rank_other_than_0_creates_no_folder checks the cause in CI
 def test_torchrun_writes_one_run_folder(tiny_cifar, tmp_path):
     # each process starts train.py on its own and picks a time stamp; rank 1 made its folder (an empty wandb/), so
     # rank 0 took the next name. Only rank 0 writes: its folder is the run
     runs = tmp_path / "runs"
-    result = torchrun(job(tiny_cifar, runs), tmp_path)  # with the config's W&B logger, offline
+    # one node, two CPU processes, as a user without SLURM starts it; the config's W&B logger, offline
+    result = run_script(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                            "--trainer.devices", "2"), tmp_path,
+                        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert result.returncode == 0, result.stderr[-3000:]
     (trained,) = list(runs.iterdir())
     assert json.loads((trained / "results.json").read_text())["world_size"] == 2
     assert list((trained / "wandb").glob("offline-run-*"))
-
-
-def test_a_slurm_requeue_of_an_init_from_run_resumes_its_checkpoint_not_the_init_weights(tmp_path, monkeypatch):
-    # --init_from's weights loaded after Lightning restored hpc_ckpt would undo the job's training; with last.ckpt
-    # the requeue stopped at "--init_from ... and --ckpt_path: give one of them"
-    model = "lightning_modules.DarknetClassifier"
-    monkeypatch.setenv("SLURM_JOB_ID", "77")
-    run_dir = tmp_path / "slurm-77"
-    train.write_json(run_dir / train.RUN_FILE, {"model": model})
-    fresh = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
-    assert train.fit_folder(fresh, tmp_path, model) == run_dir  # requeued before any save: a new start, as asked
-    assert (fresh.ckpt_path, fresh.init_from) == (None, "pretrained.ckpt")
-    (run_dir / "checkpoints").mkdir()
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    after_save = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
-    train.fit_folder(after_save, tmp_path, model)
-    assert (after_save.ckpt_path, after_save.init_from) == (str(run_dir / "checkpoints" / "last.ckpt"), None)
-    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")
-    after_hpc = Namespace(run_name=None, ckpt_path=None, init_from="pretrained.ckpt")
-    train.fit_folder(after_hpc, tmp_path, model)
-    assert (after_hpc.ckpt_path, after_hpc.init_from) == (None, None)  # Lightning resumes from hpc_ckpt_1.ckpt
 
 
 def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
