@@ -363,39 +363,25 @@ def test_last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_ne
 
 def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint(tmp_path, monkeypatch,
                                                                                              no_ranks):
+    # and an --init_from job's requeue that resumes drops --init_from: its weights loaded after Lightning restored
+    # hpc_ckpt would undo the job's training, and with last.ckpt the requeue stopped at "--init_from ... and
+    # --ckpt_path: give one of them"
     runs = tmp_path / "runs"
-    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True)
+    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
-    config = run_config(runs)
-    assert train.fit_folder(config, runs, DARKNET) == run_dir
-    assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
-    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")  # Lightning's own requeue save: Lightning resumes from it
-    config = run_config(runs)
-    assert train.fit_folder(config, runs, DARKNET) == run_dir and config.ckpt_path is None
 
+    def requeue():
+        config = run_config(runs)
+        config.init_from = "pretrained.ckpt"
+        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        return config.ckpt_path, config.init_from
 
-def test_a_slurm_requeue_of_an_init_from_run_resumes_its_checkpoint_not_the_init_weights(tmp_path, monkeypatch,
-                                                                                        no_ranks):
-    # --init_from's weights loaded after Lightning restored hpc_ckpt would undo the job's training; with last.ckpt
-    # the requeue stopped at "--init_from ... and --ckpt_path: give one of them"
-    runs = tmp_path / "runs"
-    run_dir = a_run(runs, "slurm-77", started=100.0, checkpoint=False)
-    monkeypatch.setenv("SLURM_JOB_ID", "77")
-    fresh = run_config(runs)
-    fresh.init_from = "pretrained.ckpt"
-    assert train.fit_folder(fresh, runs, DARKNET) == run_dir  # requeued before any save: a new start, as asked
-    assert (fresh.ckpt_path, fresh.init_from) == (None, "pretrained.ckpt")
+    assert requeue() == (None, "pretrained.ckpt")  # requeued before any save: a new start, as asked
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    after_save = run_config(runs)
-    after_save.init_from = "pretrained.ckpt"
-    train.fit_folder(after_save, runs, DARKNET)
-    assert (after_save.ckpt_path, after_save.init_from) == (str(run_dir / "checkpoints" / "last.ckpt"), None)
-    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")
-    after_hpc = run_config(runs)
-    after_hpc.init_from = "pretrained.ckpt"
-    train.fit_folder(after_hpc, runs, DARKNET)
-    assert (after_hpc.ckpt_path, after_hpc.init_from) == (None, None)  # Lightning resumes from hpc_ckpt_1.ckpt
+    assert requeue() == (str(run_dir / "checkpoints" / "last.ckpt"), None)
+    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")  # Lightning's own requeue save: Lightning resumes from it
+    assert requeue() == (None, None)
 
 
 @pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
