@@ -338,7 +338,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
         out_dir: folder for 000000.png, 000001.png, ... and grid.png.
         num_samples: how many images.
         batch_size: images per generator call.
-        seed: noise seed; the same seed gives the same images.
+        seed: noise seed; the same seed gives the same images, whatever the batch_size.
         nrow: images per row of grid.png.
         interpolate: also interpolation.png: nrow rows of this many images each, walking the latent space from
             one noise vector to another along the great circle (slerp; White 2016, Sampling Generative Networks),
@@ -387,9 +387,8 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 @torch.no_grad()
 def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
     """n images in [-1, 1] on the CPU from the generator in eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.cat([torch.randn(min(batch_size, n - start), model.hparams.nz, 1, 1, generator=g)
-                       for start in range(0, n, batch_size)])  # drawn a batch at a time, as before
+    # drawn at once: torch's CPU normal sampler gives other numbers for the same seed when split into batches
+    noise = torch.randn(n, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed))
     return generated(model, noise, batch_size)
 
 

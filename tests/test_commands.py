@@ -74,11 +74,23 @@ def test_console_script_generate_writes_the_samples(tmp_path):
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))
+    with torch.no_grad():  # DCGAN's N(0, 0.02) init makes images that hardly depend on the noise: widen it
+        for layer in model.generator.modules():
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                layer.weight.normal_(0, 0.5)
     trainer.save_checkpoint(tmp_path / "wgan.ckpt")
-    commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / "out"), "--num_samples", "3",
-                            "--nrow", "1"])
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000001.png", "000002.png",
-                                                                     "grid.png"]
+    for batch_size in ("256", "1"):  # the same seed gives the same images, whatever the batch size
+        commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / batch_size),
+                                "--num_samples", "3", "--nrow", "1", "--batch_size", batch_size])
+        assert sorted(p.name for p in (tmp_path / batch_size).iterdir()) == ["000000.png", "000001.png",
+                                                                             "000002.png", "grid.png"]
+    noise = torch.randn(3, 8, 1, 1, generator=torch.Generator().manual_seed(0))  # the default seed, N(0, 1)
+    with torch.no_grad():
+        expected = (model.eval().generator(noise) + 1) / 2
+    for batch_size in ("256", "1"):
+        for i in range(3):
+            image = torch.from_numpy(np.array(Image.open(tmp_path / batch_size / f"{i:06d}.png"))).permute(2, 0, 1)
+            assert (image / 255 - expected[i]).abs().max() <= 1 / 255 + 1e-6
 
 
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),

@@ -41,6 +41,8 @@ def reference_dcgan_g(nz=8, ngf=4, nc=3, extra=1, batchnorm=True, sep=":", isize
     torch.manual_seed(1)
     main = nn.Sequential(OrderedDict((name.replace(sep, "_"), layer) for name, layer in layers))
     for layer in main:
+        if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):  # wide enough that the images depend on the noise
+            layer.weight.data.normal_(0, 0.5)
         if isinstance(layer, nn.BatchNorm2d):
             for tensor in (layer.weight, layer.bias, layer.running_mean):
                 tensor.data.normal_(0, 0.5)
