@@ -10,6 +10,7 @@ import io
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
@@ -66,6 +67,8 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def _to_tensor(image: Image.Image) -> Tensor:
+    if image.mode.startswith("I"):  # 16-bit grayscale (I;16, I;16B; I in older Pillow): convert() clips it at 255
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
     width, height = image.size
@@ -80,8 +83,20 @@ def read_rgb(path: str | Path) -> Tensor:
         with Image.open(path, formats=FORMATS) as image:
             return _to_tensor(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if other := _other_format(path):
+            raise UnreadableImageError(f"cannot read image {path}: {other} is not a format read here "
+                                       f"({', '.join(FORMATS)}); convert the file, or delete it") from None
         raise UnreadableImageError(f"cannot read image {path} ({error}); delete or replace the file "
                                    "(empty, truncated or not an image)") from None
+
+
+def _other_format(path: str | Path) -> str | None:
+    """The format of an image file PIL reads but we do not take (GIF, ICO...), or None."""
+    try:
+        with Image.open(path) as image:
+            return None if image.format in FORMATS else image.format
+    except Exception:  # not an image in any format PIL knows: the caller says so
+        return None
 
 
 def decode_rgb(data: bytes, name: str) -> Tensor:
