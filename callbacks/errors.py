@@ -37,6 +37,26 @@ def require_at_least_one(**options: int) -> None:
             raise UserError(f"--{name} must be at least 1 (got {value})")
 
 
+def check_output_folder(path: str | Path, flag: str) -> Path:
+    """A command's output folder, refused before any work when a file stands where it or a folder above it goes."""
+    _refuse_a_file_on_the_way(Path(path), path, flag)
+    return Path(path)
+
+
+def check_output_file(path: str | Path, flag: str, example: str) -> Path:
+    """A command's output file, refused before any work when it is a folder or a file stands above it."""
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {file / example}")
+    _refuse_a_file_on_the_way(file.parent, path, flag)
+    return file
+
+
+def _refuse_a_file_on_the_way(folder: Path, path: str | Path, flag: str) -> None:
+    if blocked := next((part for part in (folder, *folder.parents) if part.exists() and not part.is_dir()), None):
+        raise UserError(f"{flag} {path}: {blocked} is a file, not a folder; give another {flag}")
+
+
 def user_message(error: BaseException) -> str | None:
     """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
     or None for a bug, which keeps its traceback."""

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from callbacks.errors import UserError, require_at_least_one
+from callbacks.errors import UserError, check_output_folder, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
@@ -442,7 +442,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     device = check_device(device)  # before either reader: a reference file is moved there too
     if max_images is not None:
         require_at_least_one(max_images=max_images)
-    source, out = Path(input_dir), Path(output_dir)
+    source, out = Path(input_dir), check_output_folder(output_dir, "--output_dir")
     one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
     source = source.parent if one_image else source
     if out.resolve() == source.resolve():

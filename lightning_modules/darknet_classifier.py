@@ -2,6 +2,7 @@
 
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from callbacks.errors import UserError, require_at_least_one
+from callbacks.errors import UserError, check_output_file, require_at_least_one
 from callbacks.images import pyplot
 from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
@@ -386,12 +387,14 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     """
     from datamodules.augment import normalize
     from datamodules.cifar10 import SEED_STATS
-    from datamodules.decode import image_files, read_rgb
+    from datamodules.decode import UnreadableImageError, image_files, read_rgb
     from datamodules.style import resize_crop
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
     from lightning_modules.inference import check_device, load_checkpoint
 
-    require_at_least_one(size=size, batch_size=batch_size)
+    require_at_least_one(top_k=top_k, size=size, batch_size=batch_size)
+    if output:
+        check_output_file(output, "--output", "predictions.csv")
     device = check_device(device)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
@@ -405,26 +408,38 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
             raise UserError(f"{path} classifies into {other.label_names()}, {checkpoint} into {names}: an ensemble "
                             "needs nets of the same classes in the same order")
     top_k = max(1, min(top_k, len(names)))
-    results = []
+    results, unreadable = [], []
     for start in range(0, len(files), batch_size):
-        batch = []
+        batch, read = [], []
         for file in files[start:start + batch_size]:
-            image = read_rgb(file)  # uint8 (3, H, W); an unreadable file stops here, named
+            try:
+                image = read_rgb(file)  # uint8 (3, H, W)
+            except UnreadableImageError as error:  # the others are still classified; named at the end
+                unreadable.append(str(error))
+                continue
             if image.shape[1:] != (size, size):
                 image = (resize_crop(image.float() / 255, size, crop=True) * 255).round()
             batch.append(image.float())
+            read.append(file)
+        if not batch:
+            continue
         x = normalize(torch.stack(batch).to(device), *SEED_STATS)  # as CIFAR10DataModule feeds the model
         probabilities = torch.stack([tta_average(net(tta_views(x, tta)), tta).float().softmax(1)
                                      for net in models]).mean(0).cpu()
-        for file, p in zip(files[start:start + batch_size], probabilities, strict=True):
+        for file, p in zip(read, probabilities, strict=True):
             best = p.argsort(descending=True)[:top_k].tolist()
             results.append({"path": str(file), "prediction": names[best[0]], "probability": float(p[best[0]]),
                             "top": [(names[i], float(p[i])) for i in best],
                             "probabilities": dict(zip(names, p.tolist(), strict=True))})
             print(f"{file}: " + ", ".join(f"{name} {100 * q:.1f}%" for name, q in results[-1]["top"]))
+    if unreadable and not results:
+        raise UnreadableImageError(unreadable[0] if len(files) == 1 else
+                                   f"none of the {len(files)} images could be read: " + "; ".join(unreadable))
     if output:
         write_csv(Path(output), names, results)
         print(f"{len(results)} images classified; probabilities in {output}")
+    if unreadable:
+        print(f"could not read {len(unreadable)} of {len(files)} images: " + "; ".join(unreadable), file=sys.stderr)
     return results
 
 

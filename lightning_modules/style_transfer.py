@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from callbacks.errors import UserError, own_flags, require_at_least_one
+from callbacks.errors import UserError, check_output_folder, own_flags, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
@@ -406,7 +406,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         style_layer_weights: a weight per style layer; null for 1 each.
         lr: L-BFGS step length (torch's default 1).
         style_blend_weights: a weight per style image (neural-style's -style_blend_weights); null: equal.
-        accelerator: "cpu", "gpu" or "auto".
+        accelerator: "auto", "cpu", "gpu" (or "cuda") or "mps".
         precision: "32-true" or "bf16-mixed".
         seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
     """
@@ -420,6 +420,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                    "style_blend_weights")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
     require_at_least_one(max_iter=max_iter)
+    check_output_folder(output, "--output")
+    check_accelerator(accelerator)
     if pyramid and sum(steps for _, steps in pyramid) >= max_iter:  # no resume here, unlike train.py's runs
         raise UserError(f"the pyramid's levels take {sum(steps for _, steps in pyramid)} iterations, leaving none of "
                         f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
@@ -438,6 +440,17 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
     written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
     return written
+
+
+def check_accelerator(accelerator: str) -> None:
+    """stylize's --accelerator, if this machine has it; else a UserError naming the ones it has (Lightning's own
+    errors are tracebacks)."""
+    have = ["auto", "cpu"] + (["gpu", "cuda"] if torch.cuda.is_available() else []) \
+        + (["mps"] if torch.backends.mps.is_available() else [])
+    if accelerator not in have:
+        known = accelerator in ("gpu", "cuda", "mps")
+        raise UserError(f"--accelerator {accelerator}: {'this machine has none' if known else 'not an accelerator'}; "
+                        f"it has {', '.join(have)}")
 
 
 if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's

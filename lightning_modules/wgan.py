@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from callbacks.errors import UserError, require_at_least_one
+from callbacks.errors import UserError, check_output_folder, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
@@ -350,9 +350,9 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     require_at_least_one(num_samples=num_samples, batch_size=batch_size, nrow=nrow)
     if interpolate < 0 or interpolate == 1:
         raise UserError(f"--interpolate takes 2 or more images per row, or 0 for none (got {interpolate})")
+    out = check_output_folder(out_dir, "--out_dir")
     model = load_generator(checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
-    out = Path(out_dir)
     for i, image in enumerate(images):
         save_png((image + 1) / 2, out / f"{i:06d}.png")
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))

@@ -421,3 +421,62 @@ def test_a_machine_with_two_gpus_takes_cuda_cuda0_cuda1_and_cpu(monkeypatch):
     with pytest.raises(UserError, match="--device cuda:2: this machine has no such device; it has cpu, cuda, "
                                         "cuda:0, cuda:1"):
         check_device("cuda:2")
+
+
+def test_classify_skips_an_unreadable_image_names_it_and_classifies_the_others(darknet_checkpoint, tmp_path, capsys):
+    import csv
+    import shutil
+    checkpoint, data_dir = darknet_checkpoint
+    folder = tmp_path / "mixed"
+    shutil.copytree(data_dir / "test" / "cat", folder)
+    (folder / "0000b.png").write_bytes((folder / "0000.png").read_bytes()[:40])  # torn, between two good ones
+    good = sorted(p for p in folder.iterdir() if p.name != "0000b.png")
+    assert commands.classify([str(checkpoint), str(folder), "--output", str(tmp_path / "p.csv")]) is None
+    err = capsys.readouterr().err
+    assert "could not read 1 of 3 images: cannot read image" in err and "0000b.png" in err
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    assert [row[0] for row in rows] == list(map(str, good))
+    pixels = torch.stack([torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1) for f in good])
+    for row, p in zip(rows, by_hand(checkpoint, pixels), strict=True):
+        assert float(row[2]) == pytest.approx(float(p.max()), abs=1e-6)
+    (folder / "0000.png").write_bytes(b"")
+    (folder / "0001.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:  # nothing could be read: an error, not an empty result
+        commands.classify([str(checkpoint), str(folder)])
+    assert stop.value.code == 2 and "none of the 3 images could be read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
+                                           ("stylize", "--output"), ("classify", "--output")])
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_output_path_a_file_blocks_is_refused_in_one_line_before_any_work(command, flag, where, tmp_path, capsys):
+    (tmp_path / "taken.png").write_bytes(b"a file")
+    path = tmp_path / "taken.png" / ("out.csv" if command == "classify" else "out") if where == "below a file" \
+        else tmp_path / "taken.png"
+    args = {"wgan_generate": ["absent.ckpt", flag, str(path)],
+            "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), flag, str(path)],
+            "stylize": ["--content", "absent.jpg", flag, str(path)],
+            "classify": ["absent.ckpt", "absent.png", flag, str(path)]}[command]
+    if command == "classify" and where == "a file":  # over a file: the CSV replaces it; a folder is refused
+        args[-1], expected = str(tmp_path), f"{flag} {tmp_path} is a folder; give a file name, e.g. "
+    else:
+        expected = f"{flag} {path}: {tmp_path / 'taken.png'} is a file, not a folder; give another {flag}"
+    with pytest.raises(SystemExit) as stop:
+        getattr(commands, command)(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # nothing written beside it
+
+
+@pytest.mark.parametrize("accelerator, expected", [
+    ("gpu", "--accelerator gpu: this machine has none; it has auto, cpu"),
+    ("cuda", "--accelerator cuda: this machine has none"),
+    ("foo", "--accelerator foo: not an accelerator; it has auto, cpu")])
+def test_stylize_names_an_accelerator_this_machine_lacks_in_one_line(accelerator, expected, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--accelerator", accelerator, "--vgg_weights", "random"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
