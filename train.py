@@ -36,8 +36,11 @@ from callbacks.progress import WriteLoggingSteps, add_progress_bar, quiet
 from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-SUBCOMMANDS = {"fit", "validate", "test", "predict"}
-EVALUATIONS = ("validate", "test", "predict")  # subcommands that read a checkpoint and write a folder of their own
+SUBCOMMANDS = {"fit", "validate", "test"}
+EVALUATIONS = ("validate", "test")  # subcommands that read a checkpoint and write a folder of their own
+# LightningCLI's predict needs a predict step, which no system has: each system's inference command does that job
+INFERENCE_COMMANDS = ("dl2-classify (darknet), dl2-wgan-generate (wgan), dl2-cyclegan-translate (cyclegan), "
+                      "dl2-stylize (style)")
 RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
 
 
@@ -92,6 +95,10 @@ class CLI(LightningCLI):
         self.checkpoint_resolved = False  # by _parse_ckpt_path, which LightningCLI calls since 2.6 (not 2.5)
         super().__init__(*args, **kwargs)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in SUBCOMMANDS}
+
     def add_arguments_to_parser(self, parser):
         if self.job:  # the subcommands bring their own --ckpt_path
             parser.add_argument("--ckpt_path", type=str | None, default=None,
@@ -104,7 +111,7 @@ class CLI(LightningCLI):
                                      "--continue_train --epoch_count 1")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job); "
-                                 "for validate/test/predict, with --ckpt_path last: the run whose checkpoint is read")
+                                 "for validate/test, with --ckpt_path last: the run whose checkpoint is read")
         parser.add_argument("--save_every_minutes", type=float, default=10.0,
                             help="also save checkpoints/last.ckpt every this many minutes of training (0: never)")
 
@@ -445,7 +452,7 @@ def model_class_of(config) -> str:
 
 def resolve_checkpoint(config, kind: str) -> None:
     """--ckpt_path last -> the checkpoints/last.ckpt it means, the same file in every process of a job; for an
-    evaluation (validate/test/predict) also the checks of its flags."""
+    evaluation (validate/test) also the checks of its flags."""
     root, model_class, ckpt_path = run_root(config), model_class_of(config), config.get("ckpt_path")
     if kind in EVALUATIONS:
         if not ckpt_path:  # Lightning would evaluate the untrained weights of a new model
@@ -501,7 +508,7 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
 
 
 def evaluation_folder(config, root: Path, kind: str) -> Path:
-    """validate/test/predict: a folder of its own for the outputs, never the checkpoint's run, whose config.yaml and
+    """validate/test: a folder of its own for the outputs, never the checkpoint's run, whose config.yaml and
     test outputs they would replace. DDP's launched ranks take rank 0's; a SLURM job step's tasks (and a requeue)
     meet in slurm-<job id>[-<step>]-<kind>, which refuses another checkpoint's evaluation."""
     os.environ["DL2_CKPT_PATH"] = config.ckpt_path  # inherited by the ranks Lightning launches
@@ -523,7 +530,7 @@ def evaluation_folder(config, root: Path, kind: str) -> Path:
 def prepare_run(config, kind: str = "fit") -> None:
     """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in.
 
-    kind: fit, lr_find, or the LightningCLI subcommand validate/test/predict, which gets a folder of its own (not
+    kind: fit, lr_find, or the LightningCLI subcommand validate/test, which gets a folder of its own (not
     the checkpoint's run, whose config.yaml and test outputs it would replace)."""
     trainer, root, model_class = config.trainer, run_root(config), model_class_of(config)
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
@@ -737,6 +744,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     argv = [a for a in argv if a != "--traceback"]
     quiet()
+    if argv[:1] == ["predict"]:
+        raise UserError(f"predict: no system here has a predict step; its inference command does that job: "
+                        f"{INFERENCE_COMMANDS} (README, each system's section)")
     job = not (argv and argv[0] in SUBCOMMANDS)
     if job and ("--help-trainer" in argv):
         argv = ["--help" if a == "--help-trainer" else a for a in argv]

@@ -95,7 +95,8 @@ def test_console_script_generate_writes_the_samples(tmp_path):
 
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),
                                              ("wgan_generate", "--nrow"), ("classify", "--size"),
-                                             ("classify", "--batch_size"), ("wgan_fid", "--num_samples"),
+                                             ("classify", "--batch_size"), ("classify", "--top_k"),
+                                             ("wgan_fid", "--num_samples"),
                                              ("wgan_fid", "--batch_size")])
 def test_a_count_below_one_is_refused_in_one_line(command, option, capsys):
     args = ["absent.ckpt"] + {"classify": ["image.png"], "wgan_fid": ["real", "features.ckpt"]}.get(command, [])

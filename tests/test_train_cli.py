@@ -145,6 +145,14 @@ def test_native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_n
         train.main(native("test", tiny_cifar, runs, "--run_name", tested, "--ckpt_path", "last"))
 
 
+def test_predict_is_refused_naming_the_inference_commands_before_any_folder(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match=r"predict: no system here has a predict step; .*dl2-classify "
+                                              r"\(darknet\), dl2-wgan-generate \(wgan\), dl2-cyclegan-translate"):
+        train.main(native("predict", tiny_cifar, runs, "--ckpt_path", "last"))
+    assert not runs.exists()
+
+
 def test_an_evaluation_after_an_in_process_ddp_run_reads_its_own_checkpoint(tiny_cifar, tmp_path, monkeypatch):
     # Lightning's launcher leaves LOCAL_RANK=0 in the parent, and the environment keeps an earlier evaluation's
     # DL2_RUN_NAME and DL2_CKPT_PATH: rank 0 must not take them for rank 0's choices
