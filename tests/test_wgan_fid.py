@@ -53,7 +53,7 @@ def test_frechet_distance_matches_the_formula_and_is_zero_for_the_same_images(da
     assert abs(same.compute().item()) < 1e-3 * expected
 
 
-def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path):
+def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path, capsys):
     rng = np.random.default_rng(0)
     (tmp_path / "real").mkdir()
     for i in range(20):
@@ -61,6 +61,10 @@ def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tm
     wgan = save(WGAN(isize=16, nz=8, ngf=4, ndf=4), tmp_path / "wgan.ckpt")
     distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=20, batch_size=8)
     assert distance > 0 and np.isfinite(distance)
+    assert capsys.readouterr().out.endswith(f"{distance:.4f}, 20 generated and 20 real images\n")
+    with pytest.warns(UserWarning, match=r"holds 20 images, fewer than --num_samples 30: the distance compares"):
+        fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=30, batch_size=8)
+    assert capsys.readouterr().out.endswith(", 30 generated and 20 real images\n")
 
 
 def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypatch):
