@@ -64,7 +64,12 @@ class TrainingPhaseScheduler(L.Callback):
                  triangle: dict | None = None, one_cycle_cos: dict | None = None, flat_cos: dict | None = None,
                  save_cycles: bool = False):
         recipes = dict(zip(RECIPES, (one_cycle, sgdr, triangle, one_cycle_cos, flat_cos), strict=True))
-        if (phases is not None) + sum(kw is not None for kw in recipes.values()) != 1:
+        given = ["phases"] * (phases is not None) + [name for name, kw in recipes.items() if kw is not None]
+        if len(given) > 1:  # most often a second --config whose scheduler LightningCLI merged into the shipped one
+            raise UserError(f"TrainingPhaseScheduler got {' and '.join(given)}: give exactly one and set the others "
+                            "to null (a second --config's scheduler is merged with the shipped config's, whose "
+                            "recipe stays unless set to null)")
+        if not given:
             raise UserError(f"TrainingPhaseScheduler needs exactly one of phases, {', '.join(RECIPES)}")
         if phases is not None and not phases:
             raise UserError("TrainingPhaseScheduler got an empty list of phases")

@@ -145,6 +145,33 @@ def test_native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_n
         train.main(native("test", tiny_cifar, runs, "--run_name", tested, "--ckpt_path", "last"))
 
 
+def test_a_copy_of_the_config_with_phases_in_place_of_one_cycle_runs_them_once_one_cycle_is_null(tiny_cifar,
+                                                                                                   tmp_path, capsys,
+                                                                                                   monkeypatch):
+    """README: the phases block in a copy of configs/darknet.yaml, given as a second --config: LightningCLI merges its
+    scheduler entry with the shipped one, so the shipped one_cycle stays unless the copy sets it to null."""
+    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
+    (scheduler,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("TrainingPhaseScheduler")]
+    scheduler["init_args"] = {"phases": [{"epochs": 1, "opt_fn": "RMSprop", "lr": 1.0e-3},
+                                         {"epochs": 1, "opt_fn": "SGD", "lr": [0.4, 0.004], "lr_decay": "cosine"}]}
+    config = {"trainer": {"callbacks": config["trainer"]["callbacks"]}}  # the copy's sizes would undo TINY's
+    (tmp_path / "phases.yaml").write_text(yaml.safe_dump(config))
+    runs = tmp_path / "runs"
+    refused = run_in_process(job(tiny_cifar, runs, "--config", str(tmp_path / "phases.yaml"), "--trainer.logger",
+                                 "false"), capsys, monkeypatch)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "TrainingPhaseScheduler got phases and one_cycle: give exactly one and set the others to null (a second " \
+           "--config's scheduler is merged" in refused.stderr
+    scheduler["init_args"]["one_cycle"] = None
+    (tmp_path / "phases.yaml").write_text(yaml.safe_dump(config))
+    train.main(job(tiny_cifar, runs, "--config", str(tmp_path / "phases.yaml"), "--trainer.logger", "false",
+                   "--run_name", "phases"))
+    saved = yaml.safe_load((runs / "phases" / "config.yaml").read_text())
+    (used,) = [c for c in saved["trainer"]["callbacks"] if c["class_path"].endswith("TrainingPhaseScheduler")]
+    assert [phase["opt_fn"] for phase in used["init_args"]["phases"]] == ["RMSprop", "SGD"]
+    assert used["init_args"]["one_cycle"] is None and (runs / "phases" / "results.json").is_file()
+
+
 def test_predict_is_refused_naming_the_inference_commands_before_any_folder(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(train.UserError, match=r"predict: no system here has a predict step; .*dl2-classify "
