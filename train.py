@@ -137,6 +137,9 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
+        if self.job_config().save_every_minutes < 0:
+            raise UserError(f"--save_every_minutes {self.job_config().save_every_minutes}: give minutes, or 0 for no "
+                            "timed saves")
         if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
             resolve_checkpoint(self.job_config(), kind)
         prepare_run(self.job_config(), kind)
@@ -180,8 +183,9 @@ class LogConfig(SaveConfigCallback):
         commit = git_commit()
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config, "git_commit": commit, "argv": " ".join(sys.argv)})
-            if isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True):
-                print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is
+            url = getattr(logger.experiment, "url", None) if isinstance(logger, WandbLogger) else None
+            if url and not getattr(logger.experiment, "offline", True):  # WANDB_MODE=disabled: no url
+                print(f"W&B: {url}")  # W&B runs silent (WANDB_SILENT) but says where it is
 
 
 def git_commit() -> str | None:
@@ -340,8 +344,12 @@ def _main_thread() -> bool:
 
 
 def read_run(run_dir: Path) -> dict | None:
+    return read_json(run_dir / RUN_FILE)
+
+
+def read_json(path: Path) -> dict | None:
     try:
-        return json.loads((run_dir / RUN_FILE).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -676,11 +684,18 @@ def run_job(cli: CLI) -> dict:
     fit_seconds = time.perf_counter() - start
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
+    run_dir = Path(trainer.default_root_dir)
+    earlier = read_json(run_dir / "results.json") if resumed_from else None
+    if earlier and earlier.get("global_step") == trainer.global_step:  # steps only grow: nothing trained since
+        if trainer.is_global_zero:
+            print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
+                  f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
+                  f"got there) is kept")
+        return earlier
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
-    run_dir = Path(trainer.default_root_dir)
     results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2), **progress,
                "global_step": trainer.global_step,
                "resumed_from": resumed_from,
@@ -714,6 +729,9 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
 
     from callbacks import TrainingPhaseScheduler
     trainer = cli.trainer
+    if not cli.model.automatic_optimization:  # Lightning's finder would stop with a traceback
+        raise UserError(f"--lr_find sweeps the lr of one optimizer that Lightning steps; {type(cli.model).__name__} "
+                        "steps its optimizers itself (a GAN's alternating updates): tune its lr with short runs")
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
     finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
@@ -755,6 +773,10 @@ def main(argv: list[str] | None = None) -> None:
         print_system_help(argv)
         return
     elif job:
+        finder_options = [a.split("=")[0] for a in argv if a.startswith("--lr_find.")]
+        if finder_options and "--lr_find" not in argv and not any(a.startswith("--lr_find.run") for a in argv):
+            raise UserError(f"{finder_options[0]} is an LR finder option, but the finder runs only with --lr_find "
+                            "(else this trains); add --lr_find, or drop the option")
         argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
     import datamodules
     import lightning_modules

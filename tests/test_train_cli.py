@@ -219,6 +219,47 @@ def test_lr_find_refuses_a_checkpoint(tiny_cifar, tmp_path):
         train.main(job(tiny_cifar, tmp_path / "runs", "--lr_find", "--ckpt_path", "last"))
 
 
+def test_lr_find_options_without_lr_find_are_refused_instead_of_training(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match=r"--lr_find.num_training is an LR finder option, but the finder runs "
+                                              r"only with --lr_find \(else this trains\); add --lr_find"):
+        train.main(job(tiny_cifar, runs, "--lr_find.num_training", "5"))
+    assert not runs.exists()
+
+
+def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_path):
+    from test_train_runs import wgan_job
+    with pytest.raises(train.UserError, match=r"--lr_find sweeps the lr of one optimizer that Lightning steps; WGAN "
+                                              r"steps its optimizers itself"):
+        train.main(wgan_job(tiny_cifar, tmp_path / "runs", "--lr_find"))
+
+
+def test_a_negative_save_every_minutes_is_refused(tiny_cifar, tmp_path):
+    with pytest.raises(train.UserError, match=r"--save_every_minutes -1.0: give minutes, or 0 for no timed saves"):
+        train.main(job(tiny_cifar, tmp_path / "runs", "--save_every_minutes", "-1"))
+
+
+def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_cifar, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "done")
+    train.main(args)
+    written = (runs / "done" / "results.json").read_text()
+    assert json.loads(written)["global_step"] == 6 and json.loads(written)["test"]  # 2 epochs of 3 batches, tested
+    capsys.readouterr()
+    train.main([*args, "--ckpt_path", "last"])
+    assert "Nothing left to train: the run is at step 6, where its --trainer.max_steps or --trainer.max_epochs end " \
+           "it; raise them to train on" in capsys.readouterr().out
+    assert (runs / "done" / "results.json").read_text() == written  # not replaced by a run that trained nothing
+
+
+def test_wandb_disabled_prints_no_run_address(tiny_cifar, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # wandb's disabled run is not "offline" and has no url
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1"))  # the shipped W&B logger
+    out = capsys.readouterr().out
+    assert "Results written to" in out and "W&B:" not in out
+
+
 def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny_cifar, tmp_path, monkeypatch):
     # an sbatch script that trains, then tests: both steps share SLURM_JOB_ID, and the test must not take over
     # slurm-77, the training run's folder
