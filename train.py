@@ -790,7 +790,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job, job=job,
                   save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
-                  auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})
+                  auto_configure_optimizers=False,
+                  # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
+                  parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
     finally:
         sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
     if job and cli.config.lr_find.run:

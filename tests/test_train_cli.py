@@ -234,6 +234,16 @@ def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_
         train.main(wgan_job(tiny_cifar, tmp_path / "runs", "--lr_find"))
 
 
+@pytest.mark.parametrize("form", ["job", "fit"])
+def test_an_option_is_never_shortened_so_a_prefix_typo_is_refused(form, tiny_cifar, tmp_path, capsys, monkeypatch):
+    args = job(tiny_cifar, tmp_path / "runs", "--trainer.max_epoch", "1")
+    if form == "fit":
+        args = ["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), *args[2:]]
+    refused = run_in_process(args, capsys, monkeypatch)
+    assert refused.returncode == 2 and "unrecognized arguments: --trainer.max_epoch 1" in refused.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_negative_save_every_minutes_is_refused(tiny_cifar, tmp_path):
     with pytest.raises(train.UserError, match=r"--save_every_minutes -1.0: give minutes, or 0 for no timed saves"):
         train.main(job(tiny_cifar, tmp_path / "runs", "--save_every_minutes", "-1"))

@@ -524,9 +524,10 @@ def test_last_ckpt_is_saved_on_a_time_interval_within_the_epoch(system, tiny_cif
                          "--model.n_blocks", "1", "--model.ngf", "4", "--model.ndf", "4",
                          "--model.log_images_every_n_batches", "0", "--trainer.default_root_dir", str(runs),
                          "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]}[system]
-    # an interval of 6 ms passes between any two batches; the crash comes after the 4th batch, before its save
+    # an interval of 60 us passes between any two batches (6 ms did not, for the Darknet's tiny batches on a fast
+    # CPU); the crash comes after the 4th batch, before its save
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.main([*args, "--save_every_minutes", "0.0001", "--trainer.callbacks+=test_train_runs.CrashAtBatch",
+        train.main([*args, "--save_every_minutes", "0.000001", "--trainer.callbacks+=test_train_runs.CrashAtBatch",
                     "--trainer.callbacks.step", str(4 * steps_per_batch)])
     (run_dir,) = run_folders(runs)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
