@@ -8,6 +8,7 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 """
 
 import contextlib
+import inspect
 import json
 import os
 import secrets
@@ -137,6 +138,12 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
+        if self.job and not self.config.lr_find.run:  # the finder's options alone would train a whole run
+            defaults = inspect.signature(lr_find).parameters
+            if changed := [name for name, value in vars(self.config.lr_find).items()
+                           if value != defaults[name].default]:
+                raise UserError(f"--lr_find.{changed[0]} is an LR finder option, but the finder runs only with "
+                                "--lr_find (else this trains); add --lr_find, or drop the option")
         if self.job_config().save_every_minutes < 0:
             raise UserError(f"--save_every_minutes {self.job_config().save_every_minutes}: give minutes, or 0 for no "
                             "timed saves")
@@ -183,9 +190,9 @@ class LogConfig(SaveConfigCallback):
         commit = git_commit()
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config, "git_commit": commit, "argv": " ".join(sys.argv)})
-            url = getattr(logger.experiment, "url", None) if isinstance(logger, WandbLogger) else None
-            if url and not getattr(logger.experiment, "offline", True):  # WANDB_MODE=disabled: no url
-                print(f"W&B: {url}")  # W&B runs silent (WANDB_SILENT) but says where it is
+            online = isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True)
+            if online and logger.experiment.url:  # WANDB_MODE=disabled: not offline, and no url
+                print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is
 
 
 def git_commit() -> str | None:
@@ -670,8 +677,9 @@ def run_job(cli: CLI) -> dict:
     if config.get("init_from"):
         trainer.callbacks.append(init_from(config.init_from, model, describe(cli.config.model.class_path),
                                            bool(config.ckpt_path)))
+    start_step = None
     if config.ckpt_path:
-        check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path))
+        start_step = check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path)).get("global_step")
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches from a new shuffle
@@ -685,8 +693,8 @@ def run_job(cli: CLI) -> dict:
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
     run_dir = Path(trainer.default_root_dir)
-    earlier = read_json(run_dir / "results.json") if resumed_from else None
-    if earlier and earlier.get("global_step") == trainer.global_step:  # steps only grow: nothing trained since
+    earlier = read_json(run_dir / "results.json") if trainer.global_step == start_step else None
+    if earlier and earlier.get("global_step") == trainer.global_step:  # nothing trained, and these results say so
         if trainer.is_global_zero:
             print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
                   f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
@@ -773,10 +781,6 @@ def main(argv: list[str] | None = None) -> None:
         print_system_help(argv)
         return
     elif job:
-        finder_options = [a.split("=")[0] for a in argv if a.startswith("--lr_find.")]
-        if finder_options and "--lr_find" not in argv and not any(a.startswith("--lr_find.run") for a in argv):
-            raise UserError(f"{finder_options[0]} is an LR finder option, but the finder runs only with --lr_find "
-                            "(else this trains); add --lr_find, or drop the option")
         argv = ["--lr_find.run=true" if a == "--lr_find" else a for a in system_to_config(argv)]
     import datamodules
     import lightning_modules

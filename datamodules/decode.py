@@ -67,7 +67,8 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def _to_tensor(image: Image.Image) -> Tensor:
-    if image.mode.startswith("I"):  # 16-bit grayscale (I;16, I;16B; I in older Pillow): convert() clips it at 255
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        # 16-bit grayscale (I;16, I;16B; a 16-bit PPM or TIFF opens as I): convert() would clip it at 255
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
@@ -94,7 +95,7 @@ def _other_format(path: str | Path) -> str | None:
     """The format of an image file PIL reads but we do not take (GIF, ICO...), or None."""
     try:
         with Image.open(path) as image:
-            return None if image.format in FORMATS else image.format
+            return None if image.format in (*FORMATS, "MPO") else image.format  # MPO: a camera's JPEG, cut short
     except Exception:  # not an image in any format PIL knows: the caller says so
         return None
 

@@ -445,8 +445,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
 def check_accelerator(accelerator: str) -> None:
     """stylize's --accelerator, if this machine has it; else a UserError naming the ones it has (Lightning's own
     errors are tracebacks)."""
-    have = ["auto", "cpu"] + (["gpu", "cuda"] if torch.cuda.is_available() else []) \
-        + (["mps"] if torch.backends.mps.is_available() else [])
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    have = ["auto", "cpu"] + ["gpu"] * (cuda or mps) + ["cuda"] * cuda + ["mps"] * mps  # Lightning's gpu: either
     if accelerator not in have:
         known = accelerator in ("gpu", "cuda", "mps")
         raise UserError(f"--accelerator {accelerator}: {'this machine has none' if known else 'not an accelerator'}; "

@@ -19,6 +19,13 @@ def test_a_16_bit_grayscale_image_is_scaled_to_8_bits_not_clipped(tmp_path, suff
         np.testing.assert_array_equal(channel, expected)
 
 
+def test_a_32_bit_integer_image_of_8_bit_values_keeps_them(tmp_path):
+    values = np.array([[0, 10, 128, 255]], dtype=np.int32)  # PIL mode I, as some TIFF writers store 8-bit data
+    Image.fromarray(values).save(tmp_path / "int32.tif")
+    assert Image.open(tmp_path / "int32.tif").mode == "I"
+    np.testing.assert_array_equal(read_rgb(tmp_path / "int32.tif").numpy()[0], values.astype(np.uint8))
+
+
 def test_an_image_of_a_format_we_do_not_read_is_named_as_such(tmp_path):
     Image.new("P", (4, 4)).save(tmp_path / "pal.gif")
     with pytest.raises(UnreadableImageError, match=r"pal\.gif: GIF is not a format read here \(JPEG, PNG"):

@@ -224,7 +224,13 @@ def test_lr_find_options_without_lr_find_are_refused_instead_of_training(tiny_ci
     with pytest.raises(train.UserError, match=r"--lr_find.num_training is an LR finder option, but the finder runs "
                                               r"only with --lr_find \(else this trains\); add --lr_find"):
         train.main(job(tiny_cifar, runs, "--lr_find.num_training", "5"))
+    with pytest.raises(train.UserError, match=r"--lr_find.num_training is an LR finder option"):
+        train.main(job(tiny_cifar, runs, "--lr_find.run=false", "--lr_find.num_training", "5"))
     assert not runs.exists()
+    (tmp_path / "finder.yaml").write_text("lr_find:\n  run: true\n")  # the finder asked for in a config file
+    train.main(job(tiny_cifar, runs, "--config", str(tmp_path / "finder.yaml"), "--lr_find.num_training", "5",
+                   "--trainer.logger", "false", "--run_name", "finder"))
+    assert len(json.loads((runs / "finder" / "lr_find.json").read_text())["lr"]) <= 5
 
 
 def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_path):
@@ -250,9 +256,13 @@ def test_a_negative_save_every_minutes_is_refused(tiny_cifar, tmp_path):
 
 
 def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_cifar, tmp_path, capsys):
+    import shutil
     runs = tmp_path / "runs"
     args = job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "done")
-    train.main(args)
+    train.main([*args, "--trainer.max_epochs", "1"])
+    checkpoints = runs / "done" / "checkpoints"
+    shutil.copyfile(checkpoints / "last.ckpt", checkpoints / "epoch1.ckpt")  # an earlier checkpoint of the run
+    train.main([*args, "--ckpt_path", "last"])
     written = (runs / "done" / "results.json").read_text()
     assert json.loads(written)["global_step"] == 6 and json.loads(written)["test"]  # 2 epochs of 3 batches, tested
     capsys.readouterr()
@@ -260,6 +270,10 @@ def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_
     assert "Nothing left to train: the run is at step 6, where its --trainer.max_steps or --trainer.max_epochs end " \
            "it; raise them to train on" in capsys.readouterr().out
     assert (runs / "done" / "results.json").read_text() == written  # not replaced by a run that trained nothing
+    train.main([*args, "--ckpt_path", str(checkpoints / "epoch1.ckpt")])  # trains 3 steps, to the same step 6
+    again = json.loads((runs / "done" / "results.json").read_text())
+    assert again["global_step"] == 6 and again["resumed_from"] == str(checkpoints / "epoch1.ckpt")
+    assert "Nothing left" not in capsys.readouterr().out
 
 
 def test_wandb_disabled_prints_no_run_address(tiny_cifar, tmp_path, capsys, monkeypatch):
