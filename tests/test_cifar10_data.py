@@ -246,7 +246,9 @@ def test_real_cifar10_loads_whole_and_a_short_training_beats_chance(shared_cifar
     model = DarknetClassifier(num_blocks=[1, 1, 1], nf=16, lr=0.2, one_cycle=(20, 20, 0.95, 0.85))
     trainer.fit(model, datamodule=data)
     accuracy = trainer.test(model, datamodule=data, verbose=False)[0]["test/acc"]
-    assert accuracy > 0.25  # chance is 0.10
+    # chance is 0.10; labels mixed up by the loader stay there. 150 steps reached 0.243 on one CPU and above 0.25
+    # on another (the kernels' float order differs), so the bar is twice chance
+    assert accuracy > 0.2
 
 
 def test_a_killed_attempts_partial_download_is_removed_and_a_live_ones_kept(tmp_path, server, archive):
