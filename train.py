@@ -10,6 +10,7 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 import contextlib
 import inspect
 import json
+import logging
 import os
 import secrets
 import signal
@@ -323,6 +324,7 @@ class SaveOnStop(Callback):
         self.signal = "Ctrl-C"
         print("\nCtrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again to stop at once)",
               file=sys.stderr)
+        SIGNAL_LOG.addFilter(not_a_forwarded_sigterm)  # Lightning's "Received SIGTERM: 15" would puzzle the user
         os.kill(os.getpid(), signal.SIGTERM)
 
     def _restore(self):
@@ -335,6 +337,7 @@ class SaveOnStop(Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         self._restore()
+        SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)
         if not isinstance(exception, SIGTERMException) or trainer.sanity_checking or \
                 trainer.state.fn != TrainerFn.FITTING:
             return
@@ -343,6 +346,13 @@ class SaveOnStop(Callback):
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
         exception.code = 130 if self.signal == "Ctrl-C" else 143
+
+
+SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+
+
+def not_a_forwarded_sigterm(record: logging.LogRecord) -> bool:
+    return "Received SIGTERM" not in record.getMessage()
 
 
 def _main_thread() -> bool:

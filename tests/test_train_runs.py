@@ -91,6 +91,7 @@ def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifa
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     stopped_at = state["global_step"]
     assert 3 <= stopped_at < 12 and f"at step {stopped_at}; saved {run_dir / 'checkpoints' / 'last.ckpt'}" in err
+    assert ("Received SIGTERM" in err) == (signum == signal.SIGTERM)  # Ctrl-C is not reported as Lightning's SIGTERM
     assert not (run_dir / "results.json").exists()
     train.main(job(tiny_cifar, runs, "--data.batch_size", "2", "--ckpt_path", "last"))
     assert run_folders(runs) == [run_dir]  # the same folder, no new run
