@@ -417,8 +417,9 @@ def translate_output(file: Path, source: Path, out: Path) -> bool:
 
 
 def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
-              reconstruct: bool = False, max_images: int | None = None, device: str = "cpu") -> Path:
-    """Translate every image of a folder with a trained CycleGAN, at full resolution.
+              reconstruct: bool = False, max_images: int | None = None, max_size: int | None = None,
+              device: str = "cpu") -> Path:
+    """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
 
     Args:
         checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt), or a generator file of
@@ -433,15 +434,20 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
             rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs a CycleGAN checkpoint.
         max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
+        max_size: scale an image whose longer side is above this down to it, the aspect kept (a phone photo at
+            full resolution needs GBs; the reference test.py resizes to --load_size); null: full resolution.
         device: cpu, cuda, cuda:1, ...
     """
     from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_files, output_names, read_rgb
     from datamodules.download import MissingDataError
+    from datamodules.style import resize
     from lightning_modules.inference import check_device, load_checkpoint
 
     device = check_device(device)  # before either reader: a reference file is moved there too
     if max_images is not None:
         require_at_least_one(max_images=max_images)
+    if max_size is not None:
+        require_at_least_one(max_size=max_size)
     source, out = Path(input_dir), check_output_folder(output_dir, "--output_dir")
     one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
     source = source.parent if one_image else source
@@ -483,6 +489,9 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         except UnreadableImageError as error:  # one bad file must not cost the others or the page
             unreadable.append((file, str(error)))
             continue
+        if max_size and max(image.shape[1:]) > max_size:  # the longer side to max_size, the aspect kept
+            height, width = (max(1, round(side * max_size / max(image.shape[1:]))) for side in image.shape[1:])
+            image = (resize(image.float() / 255, height, width) * 255).round().to(torch.uint8)
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
         with torch.inference_mode():
             y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding

@@ -266,3 +266,20 @@ def test_a_users_folder_named_inputs_is_read_and_a_crashed_runs_output_folder_is
     inputs = write_images(tmp_path / "in", ("inputs/a.png", "b.png", "out/c.png", "out/inputs/c.png"), seed=2)
     index = translate("unused.ckpt", str(inputs), str(inputs / "out"))
     assert index.read_text().count("<tr><td>") == 2 and "<td>inputs/a.png</td>" in index.read_text()
+
+
+def test_max_size_scales_the_longer_side_down_and_leaves_smaller_images_alone(tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(tmp_path / "in" / "wide.png")
+    Image.fromarray(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8)).save(tmp_path / "in" / "small.png")
+    translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "full"))
+    translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "capped"), max_size=20)
+    for folder in ("capped", "capped/inputs"):  # 41 x 30 -> 20 x round(30 * 20 / 41) = 20 x 15
+        assert Image.open(tmp_path / folder / "wide.png").size == (20, 15)
+    assert Image.open(tmp_path / "full" / "wide.png").size == (41, 30)
+    for name in ("small.png", "inputs/small.png"):  # below the cap: the full-resolution translation, to the pixel
+        assert np.array_equal(np.array(Image.open(tmp_path / "capped" / name)),
+                              np.array(Image.open(tmp_path / "full" / name)))
+    with pytest.raises(UserError, match="--max_size must be at least 1"):
+        translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "zero"), max_size=0)
