@@ -586,6 +586,8 @@ def prepare_run(config, kind: str = "fit") -> None:
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())
             args.id = info["wandb_id"]
+        if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):
+            args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
             print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "

@@ -482,6 +482,14 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == ["ModelCheckpoint"]
 
 
+@pytest.mark.parametrize("mode, offline", [("offline", True), ("dryrun", True), ("online", False)])
+def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path, monkeypatch, no_ranks):
+    monkeypatch.setenv("WANDB_MODE", mode)  # the user's decision: wandb runs offline whatever the config says
+    config = run_config(tmp_path / "runs", run_name="r", logger=wandb_logger())
+    train.prepare_run(config, "fit")
+    assert config.trainer.logger.init_args.offline is offline
+
+
 def test_prepare_run_on_a_rank_other_than_0_creates_no_folder(tmp_path, monkeypatch, no_ranks):
     # torchrun's rank 1 picks its own time stamp; its W&B folder made rank 0 take the next name and stayed empty
     runs = tmp_path / "runs"
