@@ -48,16 +48,15 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
                         "papers use 10,000-50,000")
     model = load_generator(checkpoint, device)
     metric = frechet_metric(feature_extractor(features)).to(device)
-    real = []  # batch sizes: how many real images the distance saw
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
-        add_images(metric, (real.append(len(batch)) or batch for batch in
-                            real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed)), real=True)
+        add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
     fakes = sample(model, num_samples, batch_size, seed)
     add_images(metric, fakes.split(batch_size), real=False)
     distance = float(metric.compute())
-    print(f"Frechet distance ({features}): {distance:.4f}, {num_samples} generated and {sum(real)} real images")
-    if sum(real) < num_samples:
-        warnings.warn(f"{data_dir} holds {sum(real)} images, fewer than --num_samples {num_samples}: the distance "
+    real = int(metric.real_features_num_samples)  # the real images the distance saw
+    print(f"Frechet distance ({features}): {distance:.4f}, {num_samples} generated and {real} real images")
+    if real < num_samples:
+        warnings.warn(f"{data_dir} holds {real} images, fewer than --num_samples {num_samples}: the distance "
                       "compares sets of different sizes, and FID grows as sets shrink; give more real images or "
                       "lower --num_samples", stacklevel=2)
     return distance
