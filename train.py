@@ -33,7 +33,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.errors import UserError, one_line_errors
+from callbacks.errors import UserError, check_output_folder, one_line_errors
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, quiet
 from callbacks.strategy import documented_ddp_strategy
 
@@ -558,6 +558,7 @@ def prepare_run(config, kind: str = "fit") -> None:
     kind: fit, lr_find, or the LightningCLI subcommand validate/test, which gets a folder of its own (not
     the checkpoint's run, whose config.yaml and test outputs it would replace)."""
     trainer, root, model_class = config.trainer, run_root(config), model_class_of(config)
+    check_output_folder(root, "--trainer.default_root_dir")  # a dangling link or a read-only folder: one line
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
     # folder, hence no per-process clock for them
     if kind in EVALUATIONS:

@@ -53,8 +53,23 @@ def check_output_file(path: str | Path, flag: str, example: str) -> Path:
 
 
 def _refuse_a_file_on_the_way(folder: Path, path: str | Path, flag: str) -> None:
-    if blocked := next((part for part in (folder, *folder.parents) if part.exists() and not part.is_dir()), None):
-        raise UserError(f"{flag} {path}: {blocked} is a file, not a folder; give another {flag}")
+    """The folder, or the nearest folder above it that exists, must be one this user can write into (mkdir would
+    fail there after the work, with a traceback)."""
+    for part in (folder, *folder.parents):
+        try:
+            if part.is_symlink() and not part.exists():
+                raise UserError(f"{flag} {path}: {part} is a link to {os.readlink(part)}, which does not exist; "
+                                f"create that folder or give another {flag}")
+            if not part.exists():
+                continue
+        except PermissionError:  # a folder above it cannot be searched: that folder is named below
+            continue
+        if not part.is_dir():
+            raise UserError(f"{flag} {path}: {part} is a file, not a folder; give another {flag}")
+        if not os.access(part, os.W_OK | os.X_OK):
+            raise UserError(f"{flag} {path}: this user cannot write into {part} (permission denied); give another "
+                            f"{flag}")
+        return
 
 
 def user_message(error: BaseException) -> str | None:

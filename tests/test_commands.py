@@ -5,6 +5,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -468,6 +469,36 @@ def test_an_output_path_a_file_blocks_is_refused_in_one_line_before_any_work(com
     err = capsys.readouterr().err
     assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # nothing written beside it
+
+
+@pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
+                                           ("stylize", "--output"), ("classify", "--output")])
+@pytest.mark.parametrize("where", ["a dangling link", "below a dangling link", "an unwritable folder"])
+def test_an_output_path_through_a_dangling_link_or_an_unwritable_folder_is_refused_in_one_line(
+        command, flag, where, tmp_path, capsys, monkeypatch):
+    (tmp_path / "gone").symlink_to(tmp_path / "moved")
+    (tmp_path / "locked").mkdir()
+    leaf = "out.csv" if command == "classify" else "out"
+    path = {"a dangling link": tmp_path / "gone", "below a dangling link": tmp_path / "gone" / leaf,
+            "an unwritable folder": tmp_path / "locked" / "new" / leaf}[where]
+    if where == "a dangling link" and command == "classify":
+        path = tmp_path / "gone" / leaf
+    if where == "an unwritable folder":  # the tests run as root, whom no mode bit stops: os.access says no instead
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != tmp_path / "locked" and real_access(p, mode))
+        expected = f"{flag} {path}: this user cannot write into {tmp_path / 'locked'} (permission denied)"
+    else:
+        expected = (f"{flag} {path}: {tmp_path / 'gone'} is a link to {tmp_path / 'moved'}, which does not exist; "
+                    f"create that folder or give another {flag}")
+    args = {"wgan_generate": ["absent.ckpt", flag, str(path)],
+            "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), flag, str(path)],
+            "stylize": ["--content", "absent.jpg", flag, str(path)],
+            "classify": ["absent.ckpt", "absent.png", flag, str(path)]}[command]
+    with pytest.raises(SystemExit) as stop:
+        getattr(commands, command)(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone", "locked"] and not any((tmp_path / "locked").iterdir())
 
 
 @pytest.mark.parametrize("accelerator, expected", [

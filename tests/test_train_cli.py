@@ -354,6 +354,15 @@ def test_bad_config_key_is_named(tiny_cifar, tmp_path, capsys, monkeypatch):
     assert result.returncode != 0 and "learning_rate" in result.stderr
 
 
+def test_a_run_root_through_a_dangling_link_is_refused_in_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
+    (tmp_path / "gone").symlink_to(tmp_path / "moved")  # a scratch disk not mounted, a renamed folder
+    result = run_in_process(job(tiny_cifar, tmp_path / "gone" / "runs"), capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"--trainer.default_root_dir {tmp_path / 'gone' / 'runs'}: {tmp_path / 'gone'} is a link to "
+            f"{tmp_path / 'moved'}, which does not exist") in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10", "gone"]  # no folder made
+
+
 def test_missing_data_folder_says_where_to_put_it(tmp_path, capsys, monkeypatch):
     result = run_in_process(job(tmp_path / "absent", tmp_path, "--data.download", "false"), capsys, monkeypatch)
     assert result.returncode != 0 and "no CIFAR-10 found in" in result.stderr
