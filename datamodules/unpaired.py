@@ -226,7 +226,8 @@ class UnpairedImageDataModule(L.LightningDataModule):
         check_batch_size("batch_size", hp.batch_size, 1)
         if hp.crop_size % 4 or hp.crop_size < 32:
             raise UserError(f"crop_size must be a multiple of 4 and at least 32 (got {hp.crop_size}): the generator "
-                            f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size 256")
+                            f"halves the size twice and the PatchGAN needs 32px; try --data.crop_size "
+                            f"{max(32, 4 * ((hp.crop_size + 2) // 4))}")
         if hp.preprocess not in ("resize_and_crop", "scale_width_and_crop", "crop"):
             raise UserError(f"preprocess must be resize_and_crop, scale_width_and_crop or crop (got "
                             f"{hp.preprocess!r}); the reference's scale_width and none give images of other sizes "

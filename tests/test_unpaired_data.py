@@ -201,10 +201,11 @@ def test_missing_folder_names_the_layout(tmp_path):
         data_module(tmp_path / "d")
 
 
-@pytest.mark.parametrize("crop_size", [30, 28])  # not a multiple of 4; a multiple of 4 below 32
-def test_bad_crop_size_is_refused_with_the_fix(crop_size):
-    with pytest.raises(ValueError, match="multiple of 4.*--data.crop_size"):
-        UnpairedImageDataModule(crop_size=crop_size, load_size=36).prepare_data()
+@pytest.mark.parametrize("crop_size, nearest", [(30, 32), (28, 32), (257, 256), (258, 260), (6, 32)])
+def test_bad_crop_size_is_refused_with_the_nearest_size_that_works(crop_size, nearest):
+    with pytest.raises(ValueError, match=f"multiple of 4 and at least 32 \\(got {crop_size}\\).*try --data.crop_size "
+                                         f"{nearest}$"):
+        UnpairedImageDataModule(crop_size=crop_size, load_size=300).prepare_data()
     with pytest.raises(ValueError, match="load_size 100 is smaller than crop_size 128"):
         UnpairedImageDataModule(crop_size=128, load_size=100).setup("fit")
 
