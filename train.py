@@ -167,6 +167,8 @@ class CLI(LightningCLI):
                 trainer.callbacks.append(TimedSave(last, config.save_every_minutes))
             trainer.callbacks.append(SaveOnStop(last))
             trainer.callbacks.append(EpochEndSave(last))
+        if check_trainer := getattr(self.model, "check_trainer", None):  # before DDP starts a process per device
+            check_trainer(trainer)
         trainer.callbacks.append(MarkTraining(run_dir))
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())

@@ -195,8 +195,9 @@ class StyleTransfer(L.LightningModule):
         self.strict_loading = False  # checkpoints leave out the frozen VGG (on_save_checkpoint)
 
     # ---- set-up -------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        trainer = self.trainer
+    def check_trainer(self, trainer: L.Trainer) -> None:
+        """The Trainer settings L-BFGS cannot run under. train.py calls this before Lightning starts the processes
+        of a multi-device run, so the refusal prints once instead of once per process; setup calls it again."""
         if trainer.precision not in ("32-true", "64-true", "bf16-mixed"):
             raise UserError(f"precision {trainer.precision} does not suit L-BFGS (Lightning's 16-mixed GradScaler "
                              "cannot step a closure optimizer); use --trainer.precision 32-true or bf16-mixed")
@@ -205,6 +206,10 @@ class StyleTransfer(L.LightningModule):
                              "images instead of --trainer.devices > 1")
         if trainer.max_steps is None or trainer.max_steps < 0:
             raise UserError("set --trainer.max_steps: the number of L-BFGS iterations (the seed: 1000)")
+
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        self.check_trainer(trainer)
         content = getattr(trainer.datamodule, "content", None)
         if content is None:
             raise UserError("StyleTransfer needs datamodules.StyleTransferDataModule (content and style images)")

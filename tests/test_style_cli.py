@@ -168,6 +168,17 @@ def test_several_devices_are_refused_with_the_fix(style_images):
         stub_setup(style_images, world_size=2)
 
 
+def test_several_devices_are_refused_once_before_any_process_starts(style_images, tmp_path):
+    """Refused in setup alone, each of the two processes DDP starts printed it (interleaved on one line). A real
+    process: Lightning's launcher starts its second one from sys.argv."""
+    from test_train_cli import run_script
+    from test_train_runs import assert_one_line_error
+    result = run_script(job(style_images, tmp_path / "runs", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                            "--trainer.max_steps", "1"), tmp_path)
+    assert_one_line_error(result, "style transfer optimizes one image tensor on one device")
+    assert result.stderr.count("one image tensor") == 1 and "Starting with 2 processes" not in result.stdout
+
+
 def test_a_run_without_max_steps_is_refused(style_images):
     with pytest.raises(ValueError, match="set --trainer.max_steps"):
         stub_setup(style_images, max_steps=-1)
