@@ -122,11 +122,23 @@ def condense_parser_error(message: str) -> str:
     return f"--{key}: {detail}" if key else detail
 
 
+_partly_failed: list[str] = []
+
+
+def report_partial_failure(message: str) -> None:
+    """Inputs a command skipped while it wrote the others' outputs (images it could not read): named on stderr, and
+    the command ends with exit status 1, so a script can tell (as cp, which copies the files it can)."""
+    print(message, file=sys.stderr)
+    _partly_failed.append(message)
+
+
 def one_line_errors(main, args: list[str] | None) -> None:
-    """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1."""
+    """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1;
+    exit status 1 after it reported inputs it skipped (report_partial_failure)."""
     argv = sys.argv[1:] if args is None else list(args)
     show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
     argv = [a for a in argv if a != "--traceback"]
+    _partly_failed.clear()
     try:
         main(argv)  # its return value is not returned: a console script passes it to sys.exit (a path: status 1)
     except Exception as error:
@@ -135,3 +147,5 @@ def one_line_errors(main, args: list[str] | None) -> None:
             raise
         print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
         sys.exit(2)
+    if _partly_failed:
+        sys.exit(1)

@@ -4,7 +4,6 @@ Also the `translate` command: `python -m lightning_modules.cyclegan translate --
 """
 
 import html
-import sys
 import urllib.parse
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from callbacks.errors import UserError, check_output_folder, require_at_least_one
+from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
 from callbacks.images import log_image_grid, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
@@ -515,7 +514,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         + (f"<p>Could not be read:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
     print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
     if unreadable:
-        print(f"could not read {len(unreadable)}: " + "; ".join(reason for _, reason in unreadable), file=sys.stderr)
+        report_partial_failure(f"could not read {len(unreadable)}: " + "; ".join(reason for _, reason in unreadable))
     return out / "index.html"
 
 

@@ -2,7 +2,6 @@
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from callbacks.errors import UserError, check_output_file, require_at_least_one
+from callbacks.errors import UserError, check_output_file, report_partial_failure, require_at_least_one
 from callbacks.images import pyplot
 from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
@@ -439,7 +438,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
         write_csv(Path(output), names, results)
         print(f"{len(results)} images classified; probabilities in {output}")
     if unreadable:
-        print(f"could not read {len(unreadable)} of {len(files)} images: " + "; ".join(unreadable), file=sys.stderr)
+        report_partial_failure(f"could not read {len(unreadable)} of {len(files)} images: " + "; ".join(unreadable))
     return results
 
 

@@ -433,7 +433,9 @@ def test_classify_skips_an_unreadable_image_names_it_and_classifies_the_others(d
     shutil.copytree(data_dir / "test" / "cat", folder)
     (folder / "0000b.png").write_bytes((folder / "0000.png").read_bytes()[:40])  # torn, between two good ones
     good = sorted(p for p in folder.iterdir() if p.name != "0000b.png")
-    assert commands.classify([str(checkpoint), str(folder), "--output", str(tmp_path / "p.csv")]) is None
+    with pytest.raises(SystemExit) as stop:  # the others classified, and exit status 1 so a script can tell
+        commands.classify([str(checkpoint), str(folder), "--output", str(tmp_path / "p.csv")])
+    assert stop.value.code == 1
     err = capsys.readouterr().err
     assert "could not read 1 of 3 images: cannot read image" in err and "0000b.png" in err
     with open(tmp_path / "p.csv") as f:

@@ -7,7 +7,7 @@ from PIL import Image
 
 import lightning_modules.inference
 from callbacks import UserError
-from lightning_modules import CycleGAN
+from lightning_modules import CycleGAN, commands
 from lightning_modules.cyclegan import translate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,13 +30,22 @@ def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_
     good = (inputs / "b.jpg").read_bytes()
     (inputs / "b.jpg").write_bytes(good[:len(good) // 2])  # truncated
     (inputs / "d.jpg").write_bytes(b"")  # empty
-    index = translate("unused.ckpt", str(inputs), str(tmp_path / "out"))
+    with pytest.raises(SystemExit) as stop:  # the others written, and exit status 1 so a script can tell
+        commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
+                                     "--output_dir", str(tmp_path / "out")])
+    assert stop.value.code == 1
+    index = tmp_path / "out" / "index.html"
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
     page = index.read_text()
     assert "<img src='a.png'>" in page and "<img src='c.png'>" in page
     assert "Could not be read" in page and "b.jpg: cannot read image" in page and "d.jpg: cannot read image" in page
     out, err = capsys.readouterr()
     assert "2 of 4 images translated" in out and "could not read 2" in err and str(inputs / "b.jpg") in err
+    (inputs / "b.jpg").unlink()
+    (inputs / "d.jpg").unlink()  # all readable now: status 0, whatever the run before
+    assert commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
+                                        "--output_dir", str(tmp_path / "again")]) is None
+    assert "could not read" not in capsys.readouterr().err
 
 
 def test_output_names_are_the_stems_made_distinct():
