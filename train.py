@@ -22,7 +22,9 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import torch
 import yaml
+from jsonargparse.typing import register_type
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -44,6 +46,9 @@ EVALUATIONS = ("validate", "test")  # subcommands that read a checkpoint and wri
 INFERENCE_COMMANDS = ("dl2-classify (darknet), dl2-wgan-generate (wgan), dl2-cyclegan-translate (cyclegan), "
                       "dl2-stylize (style)")
 RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
+# StochasticWeightAveraging's `device` is a torch.device, which jsonargparse could not write into config.yaml (it
+# warned "Unable to serialize instance cpu" twice in every run with SWA)
+register_type(torch.device, serializer=str, deserializer=torch.device)
 
 
 def systems() -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import StochasticWeightAveraging
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks import training_phase
@@ -42,7 +43,8 @@ class TrainingPhaseScheduler(L.Callback):
         phases: the phases in order.
         one_cycle: e.g. {cycle_len: 30, lr: 1.3, div: 20, pct: 20, max_mom: 0.95, min_mom: 0.85}; without lr,
             the lr the model's optimizer was built with (so --model.lr and the LR finder apply); without
-            cycle_len, the whole training (the trainer's max_epochs, or max_steps when set).
+            cycle_len, the whole training (the trainer's max_epochs, or max_steps when set), or with a
+            StochasticWeightAveraging callback the epochs before SWA sets the lr.
         sgdr: e.g. {lr: 0.1, opt_fn: SGD, num_cycle: 3, cycle_len: 1, cycle_mult: 2}; lr as for one_cycle.
         triangle: airbench94's shape, e.g. {start: 0.2, peak: 0.23, end: 0.07, momentum: 0.85}; lr and
             cycle_len as for one_cycle.
@@ -51,7 +53,8 @@ class TrainingPhaseScheduler(L.Callback):
         flat_cos: fastai 2's fit_flat_cos, e.g. {pct_start: 0.75, div_final: 1e5}; lr and cycle_len as for
             one_cycle.
         set_max_steps: with automatic optimization and no trainer max_steps, stop when the phases end
-            (fractional epochs are honoured); false to train on, e.g. for SWA epochs after the phases.
+            (fractional epochs are honoured); false to train on after them. Never with StochasticWeightAveraging,
+            whose epochs and BatchNorm pass follow the phases (phases that reach into SWA's epochs are refused).
         plot: save the planned lr and momentum as lr_schedule.png in the run folder and log it to W&B.
         save_cycles: save a checkpoint at the end of each cycle, `cycle<k>-step=<N>.ckpt` beside the run's other
             checkpoints, for snapshot ensembles (Huang et al. 2017; fastai 0.7's cycle_save_name). sgdr's cycles
@@ -125,7 +128,12 @@ class TrainingPhaseScheduler(L.Callback):
         name, kwargs = self.recipe
         optimizer = trainer.optimizers[0]
         kwargs = {"lr": optimizer.param_groups[0]["lr"], "opt_fn": type(optimizer), **kwargs}
-        if name != "sgdr" and "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when
+        if name != "sgdr" and "cycle_len" not in kwargs and (swa := swa_first_epoch(trainer)) is not None:
+            if swa == 0:
+                raise UserError(f"StochasticWeightAveraging sets the lr from the first epoch, which leaves {name} "
+                                f"none: start SWA later (swa_epoch_start) or drop it")
+            kwargs["cycle_len"] = swa  # the training before SWA's own lr schedule takes over
+        elif name != "sgdr" and "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when
             total = trainer.estimated_stepping_batches  # that ends it first
             if total == float("inf"):
                 raise UserError(f"{name} needs cycle_len, or trainer.max_epochs or max_steps to take it from")
@@ -143,7 +151,15 @@ class TrainingPhaseScheduler(L.Callback):
         ends = sorted(set(cycles) - {0})
         self.cycle_ends = {end: k for k, end in enumerate(ends, 1)} if self.save_cycles else {}
         self._global_step = trainer.global_step
-        if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1:
+        swa = swa_first_epoch(trainer) if pl_module.automatic_optimization else None
+        if swa is not None and self.ends[-1] > swa * self.steps_per_epoch(trainer):
+            raise UserError(f"the phases run {self.ends[-1] / self.steps_per_epoch(trainer):g} epochs, but "
+                            f"StochasticWeightAveraging sets the lr from epoch {swa + 1} on (its swa_epoch_start): end "
+                            f"the phases after {swa} epochs (a recipe without cycle_len ends there), or start SWA "
+                            f"later")
+        # not with SWA: Lightning adds an epoch after max_epochs that recomputes the BatchNorm statistics for the
+        # averaged weights, which a max_steps at the phases' end would cut (leaving the last weights' statistics)
+        if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1 and swa is None:
             trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]  # Lightning's max_steps counts optimizer steps
             steps = self.steps_per_epoch(trainer)
             if trainer.max_epochs is not None and trainer.max_epochs * steps < self.ends[-1]:
@@ -223,6 +239,20 @@ class TrainingPhaseScheduler(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="lr_schedule", images=[str(path)])
+
+
+def swa_first_epoch(trainer) -> int | None:
+    """The 0-based epoch from which a StochasticWeightAveraging callback sets the lr (its SWALR), or None without one.
+
+    Lightning turns a fractional swa_epoch_start into epochs (int(start * max_epochs), 1-based) in its own
+    on_fit_start, which may come before or after ours; both orders give the same epoch here."""
+    swa = next((c for c in trainer.callbacks if isinstance(c, StochasticWeightAveraging)), None)
+    if swa is None:
+        return None
+    start = swa._swa_epoch_start  # no public accessor before Lightning's on_fit_start
+    if isinstance(start, float):
+        start = int(trainer.max_epochs * start)
+    return max(start - 1, 0)
 
 
 def recipe_options(name: str) -> list[str]:

@@ -252,14 +252,53 @@ def test_scheduler_refuses_a_model_that_has_its_own_lr_scheduler(tiny_cifar):
                     CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
 
 
-def test_swa_takes_over_the_lr_after_the_phases(tiny_cifar):
+def test_swa_takes_over_the_lr_after_the_phases_and_gets_its_batchnorm_epoch(tiny_cifar):
+    """Lightning's SWA sets the lr from the epoch its 1-based swa_epoch_start names, and after max_epochs runs one
+    more epoch of forward passes that recomputes the BatchNorm statistics for the averaged weights. The phases'
+    max_steps used to cut that epoch (the averaged weights kept the last weights' statistics)."""
     from lightning.pytorch.callbacks import StochasticWeightAveraging
-    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=1, annealing_epochs=1)
-    steps, _, _ = fit(tiny_cifar, [TrainingPhase(1, "SGD", 0.1, momentum=0.9)], max_epochs=3, callbacks=[swa],
-                      set_max_steps=False)
+    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=2, annealing_epochs=1)
+    counter = BatchCounter()
+    steps, trainer, model = fit(tiny_cifar, [TrainingPhase(1, "SGD", 0.1, momentum=0.9)], max_epochs=3,
+                                callbacks=[swa, counter])
     lrs = [lrs[0] for _, lrs, _ in steps]
     assert lrs[:BATCHES] == [0.1] * BATCHES  # the phase
-    assert lrs[BATCHES:3 * BATCHES] == pytest.approx([0.01] * 2 * BATCHES)  # SWALR's, not overwritten by us
+    # SWALR's: its first epoch anneals from the lr it found, then swa_lrs after annealing_epochs=1
+    assert lrs[BATCHES:3 * BATCHES] == pytest.approx([0.1] * BATCHES + [0.01] * BATCHES)
+    assert counter.batches == 4 * BATCHES  # 3 epochs, then the BatchNorm epoch
+
+
+@pytest.mark.parametrize("swa_first", [False, True])  # Lightning's SWA turns 0.75 into epochs in its on_fit_start
+def test_a_recipe_without_cycle_len_ends_where_swa_takes_over_the_lr(tiny_cifar, swa_first):
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=0.75, annealing_epochs=1)  # int(4 * 0.75) = 3
+    scheduler = TrainingPhaseScheduler(one_cycle={"lr": 0.4, "div": 10, "pct": 50}, plot=False)
+    recorder, counter = Recorder(), BatchCounter()
+    torch.manual_seed(0)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=4, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                        enable_checkpointing=False,
+                        callbacks=[swa, scheduler] if swa_first else [scheduler, swa])
+    trainer.callbacks += [recorder, counter]
+    trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    lrs = [lrs[0] for _, lrs, _ in recorder.steps]
+    n = 2 * BATCHES  # the cycle's 2 epochs before SWA's third: a quarter up from lr/10 to lr, a quarter back,
+    cycle = [expected(0.04, 0.4, i, n // 4, "linear") for i in range(n // 4)] + \
+            [expected(0.4, 0.04, i, n // 4, "linear") for i in range(n // 4)] + \
+            [expected(0.04, 0.4 / 1000, i, n // 2, "linear") for i in range(n // 2)]  # half down to lr/1000
+    assert scheduler.ends[-1] == n and lrs[:n] == pytest.approx(cycle)
+    # SWALR's: the lr it found for an epoch (annealing_epochs=1), then swa_lrs
+    assert lrs[n:4 * BATCHES] == pytest.approx([cycle[-1]] * BATCHES + [0.01] * BATCHES)
+    assert counter.batches == 5 * BATCHES  # and the BatchNorm epoch
+
+
+def test_phases_that_reach_into_swa_epochs_are_refused(tiny_cifar):
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=0.75)  # from epoch int(4 * 0.75) = 3 on
+    with pytest.raises(UserError, match=r"the phases run 3 epochs, but StochasticWeightAveraging sets the lr from "
+                                        r"epoch 3 on \(its swa_epoch_start\): end the phases after 2 epochs"):
+        fit(tiny_cifar, [TrainingPhase(3, "SGD", 0.1)], max_epochs=4, callbacks=[swa])
 
 
 def test_schedule_plot_has_a_line_per_boundary_and_the_optimizer_names(tmp_path):
