@@ -68,9 +68,12 @@ def system_of(class_path: str) -> str | None:
 def system_to_config(argv: list[str]) -> list[str]:
     """`--system wgan ...` -> `--config configs/wgan.yaml ...`; other arguments pass through."""
     name, rest = find_system(argv)
+    if name is None and any(a == "--config" or a.startswith("--config=") for a in argv):
+        return argv  # a whole config of its own, e.g. a run's config.yaml
     if name is None:
-        raise UserError(f"give --system NAME (one of: {', '.join(systems())}) or a subcommand "
-                        f"({', '.join(sorted(SUBCOMMANDS))}) with --config")
+        raise UserError(f"give --system NAME (one of: {', '.join(systems())}), a whole config (--config "
+                        f"runs/<system>/<run>/config.yaml) or a subcommand ({', '.join(sorted(SUBCOMMANDS))}) with "
+                        f"--config")
     return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
 
 
@@ -144,6 +147,12 @@ class CLI(LightningCLI):
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand
+        # config.yaml holds the config as given, before prepare_run points it at this run's folder, checkpoint folder
+        # and W&B run: `--config <run>/config.yaml` then trains a new run beside it (with those in it, the new run
+        # trained inside the old folder, into its checkpoints/ and its W&B run, and replaced its config.yaml)
+        self.config_as_given = self.job_config().clone()
+        if kind not in EVALUATIONS:  # where a fit resumed from is not part of its recipe; an evaluation's checkpoint is
+            self.config_as_given.ckpt_path = None
         if self.job and not self.config.lr_find.run:  # the finder's options alone would train a whole run
             defaults = inspect.signature(lr_find).parameters
             if changed := [name for name, value in vars(self.config.lr_find).items()
@@ -160,6 +169,9 @@ class CLI(LightningCLI):
     def instantiate_classes(self):
         super().instantiate_classes()
         config, trainer = self.job_config(), self.trainer
+        for callback in trainer.callbacks:
+            if isinstance(callback, LogConfig):
+                callback.config = self.config_as_given
         run_dir = Path(trainer.default_root_dir)
         if trainer.checkpoint_callbacks:
             last = run_dir / "checkpoints" / "last.ckpt"

@@ -66,6 +66,34 @@ def test_crashed_run_resumes_from_last_in_the_same_folder(tiny_cifar, tmp_path):
     assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6  # the 1cycle went on where it stopped
 
 
+def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_checkpoint(tiny_cifar, tmp_path,
+                                                                                          monkeypatch):
+    """config.yaml holds the config as given. It held this run's folder, checkpoint folder and W&B id, so training
+    from it again ran inside the old folder, wrote into its checkpoints/, replaced its config.yaml, logged to its W&B
+    run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1"))
+    first = only_run(runs)
+    config = yaml.safe_load((first / "config.yaml").read_text())
+    checkpoint = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
+    assert config["trainer"]["default_root_dir"] == str(runs) and checkpoint["init_args"]["dirpath"] is None
+    assert config["trainer"]["logger"]["init_args"]["id"] is None and config["ckpt_path"] is None
+    written = {p: p.read_bytes() for p in first.rglob("*") if p.is_file() and "wandb" not in p.parts}
+    train.main(["--config", str(first / "config.yaml")])
+    second = next(p for p in runs.iterdir() if p != first)
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file() and "wandb" not in p.parts} == written
+    assert (second / "checkpoints" / "last.ckpt").is_file() and (second / "config.yaml").is_file()
+    ids = [json.loads((run / "run.json").read_text())["wandb_id"] for run in (first, second)]
+    assert ids[0] != ids[1] and [p.name for p in runs.iterdir() if p not in (first, second)] == []
+    # and with its checkpoint, the same config resumes that run in its folder and W&B run
+    train.main(["--config", str(first / "config.yaml"), "--ckpt_path", str(first / "checkpoints" / "last.ckpt"),
+                "--trainer.max_epochs", "2"])
+    results = json.loads((first / "results.json").read_text())
+    assert results["global_step"] == 6 and json.loads((first / "run.json").read_text())["wandb_id"] == ids[0]
+    assert sorted(runs.iterdir()) == sorted([first, second])
+
+
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(job(tiny_cifar, tmp_path, "--model.lr", "0.25", "--trainer.precision", "bf16-mixed",
