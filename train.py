@@ -153,6 +153,11 @@ class CLI(LightningCLI):
         self.config_as_given = self.job_config().clone()
         if kind not in EVALUATIONS:  # where a fit resumed from is not part of its recipe; an evaluation's checkpoint is
             self.config_as_given.ckpt_path = None
+        if kind == "fit":  # the job form's own options, left out at their defaults so that the native subcommands
+            # (`test --config <run>/config.yaml --ckpt_path ...`) take the file too
+            self.config_as_given.pop("lr_find", None)
+            if self.config_as_given.get("init_from") is None:
+                self.config_as_given.pop("init_from", None)
         if self.job and not self.config.lr_find.run:  # the finder's options alone would train a whole run
             defaults = inspect.signature(lr_find).parameters
             if changed := [name for name, value in vars(self.config.lr_find).items()

@@ -92,6 +92,12 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     results = json.loads((first / "results.json").read_text())
     assert results["global_step"] == 6 and json.loads((first / "run.json").read_text())["wandb_id"] == ids[0]
     assert sorted(runs.iterdir()) == sorted([first, second])
+    # the native subcommands take it too: the job form's own options (lr_find, init_from) are left out at defaults
+    assert "lr_find" not in config and "init_from" not in config
+    last = first / "checkpoints" / "last.ckpt"
+    train.main(["test", "--config", str(first / "config.yaml"), "--ckpt_path", str(last)])
+    (evaluation,) = set(runs.iterdir()) - {first, second}
+    assert json.loads((evaluation / "run.json").read_text())["kind"] == "test"
 
 
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
