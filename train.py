@@ -176,7 +176,7 @@ class CLI(LightningCLI):
         config, trainer = self.job_config(), self.trainer
         for callback in trainer.callbacks:
             if isinstance(callback, LogConfig):
-                callback.config = self.config_as_given
+                callback.effective, callback.config = callback.config, self.config_as_given
         run_dir = Path(trainer.default_root_dir)
         if trainer.checkpoint_callbacks:
             last = run_dir / "checkpoints" / "last.ckpt"
@@ -206,10 +206,15 @@ class CLI(LightningCLI):
 
 
 class LogConfig(SaveConfigCallback):
-    """config.yaml in the run folder (Lightning's), plus the whole merged config and git commit on the loggers."""
+    """config.yaml in the run folder (Lightning's), plus the whole merged config and git commit on the loggers.
+
+    The file gets the config as given (`config`, set by CLI.instantiate_classes), which trains a new run when run
+    again; the loggers get the config this run ran with (`effective`: its folder, W&B id, offline)."""
+
+    effective = None
 
     def save_config(self, trainer, pl_module, stage) -> None:
-        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config = yaml.safe_load(self.parser.dump(self.effective or self.config, skip_none=False))
         config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
         config.pop("config", None)
         commit = git_commit()

@@ -71,10 +71,18 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     """config.yaml holds the config as given. It held this run's folder, checkpoint folder and W&B id, so training
     from it again ran inside the old folder, wrote into its checkpoints/, replaced its config.yaml, logged to its W&B
     run."""
+    from lightning.pytorch.loggers import WandbLogger
     monkeypatch.setenv("WANDB_MODE", "offline")
+    logged = []
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(params.get("config")))
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1"))
     first = only_run(runs)
+    # the dashboard gets what the run ran with: its folder, its W&B id, offline
+    (config,) = [c for c in logged if c]  # Lightning logs the model's hyper-parameters apart
+    logger = config["trainer"]["logger"]["init_args"]
+    assert config["trainer"]["default_root_dir"] == str(first) and logger["offline"] is True
+    assert logger["id"] == json.loads((first / "run.json").read_text())["wandb_id"]
     config = yaml.safe_load((first / "config.yaml").read_text())
     checkpoint = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
     assert config["trainer"]["default_root_dir"] == str(runs) and checkpoint["init_args"]["dirpath"] is None
