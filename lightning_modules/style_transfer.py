@@ -383,7 +383,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
             style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
             style_layer_weights: list[float] | None = None, lr: float = 1.0,
             style_blend_weights: list[float] | None = None, accelerator: str = "auto",
-            precision: str = "32-true", seed: int = 0) -> list[Path]:
+            precision: str = "32-true", seed: int = 0, device: str | None = None) -> list[Path]:
     """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
 
     Args:
@@ -414,6 +414,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         accelerator: "auto", "cpu", "gpu" (or "cuda") or "mps".
         precision: "32-true" or "bf16-mixed".
         seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
+        device: "cpu", "cuda", "cuda:1" or "mps", as the other commands' --device (one GPU of several: cuda:N);
+            in place of --accelerator.
     """
     from callbacks.progress import ProgressBar
     from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
@@ -427,6 +429,13 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
     require_at_least_one(max_iter=max_iter)
     check_output_folder(output, "--output")
     check_accelerator(accelerator)
+    devices = 1
+    if device is not None:
+        from lightning_modules.inference import check_device
+        if accelerator != "auto":
+            raise UserError(f"--device {device} and --accelerator {accelerator}: give one of them")
+        chosen = check_device(device)
+        accelerator, devices = chosen.type, [chosen.index] if chosen.index is not None else 1
     if pyramid and sum(steps for _, steps in pyramid) >= max_iter:  # no resume here, unlike train.py's runs
         raise UserError(f"the pyramid's levels take {sum(steps for _, steps in pyramid)} iterations, leaving none of "
                         f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
@@ -438,9 +447,10 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                               style_layers=list(style_layers), style_layer_weights=style_layer_weights, lr=lr,
                               style_blend_weights=style_blend_weights)
         data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
-        trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=1, precision=precision, logger=False,
-                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=output,
-                            log_every_n_steps=max(1, max_iter // 10), callbacks=[ProgressBar()])
+        trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
+                            logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
+                            callbacks=[ProgressBar()])
         trainer.fit(model, datamodule=data)
     written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))

@@ -148,6 +148,40 @@ def test_stylize_command_writes_the_images(style_images, tmp_path):
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
 
 
+@pytest.mark.parametrize("device, expected", [("cpu", ("cpu", 1)), ("cuda", ("cuda", 1)), ("cuda:1", ("cuda", [1])),
+                                              ("cuda:2", "--device cuda:2: this machine has no such device; it has "
+                                                         "cpu, cuda, cuda:0, cuda:1")])
+def test_stylize_device_picks_the_accelerator_and_the_gpu_as_the_other_commands(device, expected, style_images,
+                                                                                 monkeypatch):
+    """--device as dl2-classify's and dl2-cyclegan-translate's; cuda:1 is the second GPU, which --accelerator cannot
+    pick. A stand-in Trainer records what it was given (two GPUs pretended)."""
+    import lightning_modules.style_transfer as module
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    given = {}
+
+    def trainer(**kwargs):
+        given.update(kwargs)
+        raise RuntimeError("stand-in trainer")
+
+    monkeypatch.setattr(module.L, "Trainer", trainer)
+    content, style = style_images
+    args = ["--content", str(content[0]), "--style", str(style), "--vgg_weights", "random", "--arch", "vgg16",
+            "--size", "32", "--device", device]
+    if isinstance(expected, str):
+        with pytest.raises(UserError, match=expected):
+            stylize(**dict(zip((a.removeprefix("--") for a in args[::2]), args[1::2], strict=True)))
+        return
+    with pytest.raises(RuntimeError, match="stand-in trainer"):
+        stylize(**dict(zip((a.removeprefix("--") for a in args[::2]), args[1::2], strict=True)))
+    assert (given["accelerator"], given["devices"]) == expected
+
+
+def test_stylize_refuses_device_and_accelerator_together(style_images):
+    with pytest.raises(UserError, match="--device cpu and --accelerator cpu: give one of them"):
+        stylize(device="cpu", accelerator="cpu", vgg_weights="random")
+
+
 def stub_setup(style_images, **trainer):
     """model.setup() against a stand-in trainer: the checks that need a GPU or several processes to reach."""
     content, style = style_images
