@@ -421,7 +421,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
 
     Args:
-        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt), or a generator file of
+        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt; a run folder: its last.ckpt;
+            `last`: the newest run's in runs/cyclegan), or a generator file of
             junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
             translates in its own direction whatever `direction` says.
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),

@@ -52,9 +52,42 @@ def check_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def checkpoint_file(checkpoint: str, cls) -> str:
+    """An inference command's checkpoint argument as a file: a run folder means its checkpoints/last.ckpt, and
+    `last` that of the newest training run of cls's system in runs/<system> (train.py's default folders, as
+    `--ckpt_path last`; junyanz's test.py `--epoch latest`). The file used is named on stderr."""
+    import json
+    import sys
+    system = SYSTEMS.get(cls.__name__)
+    if checkpoint == "last" and system and not Path(checkpoint).exists():
+        root = Path("runs") / system
+        runs = []
+        for folder in root.iterdir() if root.is_dir() else []:
+            try:
+                info = json.loads((folder / "run.json").read_text())
+            except (OSError, ValueError):
+                continue
+            last = folder / "checkpoints" / "last.ckpt"
+            if (info.get("model", "").rpartition(".")[2] == cls.__name__ and info.get("kind", "fit") == "fit"
+                    and last.is_file()):
+                runs.append((info.get("started", 0.0), str(last)))
+        if not runs:
+            raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}; run this from "
+                            f"the folder that holds runs/, or give a .ckpt file")
+        found = max(runs)[1]
+    elif Path(checkpoint).is_dir() and (Path(checkpoint) / "checkpoints" / "last.ckpt").is_file():
+        found = str(Path(checkpoint) / "checkpoints" / "last.ckpt")
+    else:
+        return checkpoint
+    print(f"checkpoint: {found}", file=sys.stderr)
+    return found
+
+
 def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
-    """`cls.load_from_checkpoint` in eval mode, after read_checkpoint's checks and the system's."""
+    """`cls.load_from_checkpoint` in eval mode, after read_checkpoint's checks and the system's; `checkpoint` as
+    checkpoint_file takes it (a run folder, `last`)."""
     device = check_device(device)
+    checkpoint = checkpoint_file(checkpoint, cls)
     saved = saved_class(read_checkpoint(checkpoint))
     system = SYSTEMS.get(cls.__name__, "NAME")
     written = f"python train.py --system {system} writes them to runs/{system}/<run>/checkpoints/"

@@ -334,7 +334,8 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
 
     Args:
         checkpoint: a .ckpt written by `python train.py --system wgan` (e.g. runs/wgan/<run>/checkpoints/last.ckpt),
-            or a generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
+            a run folder (its last.ckpt), `last` (the newest run's in runs/wgan), or a generator file of
+            martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
         out_dir: folder for 000000.png, 000001.png, ... and grid.png.
         num_samples: how many images.
         batch_size: images per generator call.
