@@ -22,6 +22,18 @@ def save_png(image: Tensor, path: Path) -> Path:
     return path
 
 
+def note_earlier_images(folder: Path, written: set[Path]) -> list[Path]:
+    """The .png files directly in `folder` that this command did not write (an earlier run's into the same folder),
+    named on stderr: a sample folder given to an FID tool, or a page of translations, would mix them in."""
+    import sys
+    earlier = sorted(p for p in folder.glob("*.png") if p not in written)
+    if earlier:
+        print(f"note: {folder} also holds {len(earlier)} .png file{'s' * (len(earlier) > 1)} this run did not write "
+              f"(e.g. {earlier[0].name}; from an earlier run?); delete them, or use another folder, before using "
+              f"the folder as a set", file=sys.stderr)
+    return earlier
+
+
 def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow: int = 8,
                    value_range: tuple[float, float] = (-1.0, 1.0), caption: str | None = None) -> Path | None:
     """Tile (N, C, H, W) images into a grid, save <run folder>/images/<key>-<step>.png, log it to W&B.

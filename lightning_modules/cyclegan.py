@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
-from callbacks.images import log_image_grid, save_png
+from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
@@ -482,7 +482,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                             f".ckpt or leave --reconstruct out") from None
         generate, back = generate.to(device), None
         direction = "the reference generator's own direction"
-    rows, unreadable = [], []
+    rows, unreadable, written = [], [], set()
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
             image = read_rgb(file).to(device)  # (3, H, W) uint8
@@ -498,6 +498,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
             rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
+        written.add(target)
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
         link = urllib.parse.quote(target.name)  # '#', '?' and '%' in a file name are not a URL's
         cells = [html.escape(str(file.relative_to(source))), f"<img src='inputs/{link}'>", f"<img src='{link}'>"]
@@ -514,6 +515,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         f"{''.join(rows)}</table>"
         + (f"<p>Could not be read:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
     print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
+    note_earlier_images(out, written)
     if unreadable:
         report_partial_failure(f"could not read {len(unreadable)}: " + "; ".join(reason for _, reason in unreadable))
     return out / "index.html"

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from callbacks.errors import UserError, check_output_folder, require_at_least_one
-from callbacks.images import log_image_grid, save_png
+from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.fid import FrechetValidation
@@ -354,11 +354,11 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     out = check_output_folder(out_dir, "--out_dir")
     model = load_generator(checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
-    for i, image in enumerate(images):
-        save_png((image + 1) / 2, out / f"{i:06d}.png")
+    written = {save_png((image + 1) / 2, out / f"{i:06d}.png") for i, image in enumerate(images)}
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
     path = save_png(grid, out / "grid.png")
     print(f"{len(images)} images and {path} written")
+    note_earlier_images(out, written | {path, out / "interpolation.png"})
     if interpolate:
         ends = torch.randn(2, nrow, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1))
         weights = torch.linspace(0, 1, interpolate)

@@ -69,7 +69,7 @@ def test_every_console_script_returns_none_so_its_exit_status_is_0(name, monkeyp
     assert getattr(commands, SCRIPTS[name])(["ckpt", "image.png"]) is None
 
 
-def test_console_script_generate_writes_the_samples(tmp_path):
+def test_console_script_generate_writes_the_samples(tmp_path, capsys):
     torch.manual_seed(0)
     model = WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
@@ -92,6 +92,12 @@ def test_console_script_generate_writes_the_samples(tmp_path):
         for i in range(3):
             image = torch.from_numpy(np.array(Image.open(tmp_path / batch_size / f"{i:06d}.png"))).permute(2, 0, 1)
             assert (image / 255 - expected[i]).abs().max() <= 1 / 255 + 1e-6
+    assert "note:" not in capsys.readouterr().err
+    # fewer samples into the same folder: the earlier run's third image stays, and is named
+    commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / "1"), "--num_samples", "2",
+                            "--nrow", "1"])
+    assert (f"note: {tmp_path / '1'} also holds 1 .png file this run did not write (e.g. 000002.png; from an "
+            f"earlier run?)") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),

@@ -43,9 +43,14 @@ def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_
     assert "2 of 4 images translated" in out and "could not read 2" in err and str(inputs / "b.jpg") in err
     (inputs / "b.jpg").unlink()
     (inputs / "d.jpg").unlink()  # all readable now: status 0, whatever the run before
+    Image.new("RGB", (4, 4)).save(tmp_path / "again.png")  # not in the folder: no note
+    (tmp_path / "again").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "again" / "b.png")  # an earlier run's, whose b.jpg is gone now
     assert commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
                                         "--output_dir", str(tmp_path / "again")]) is None
-    assert "could not read" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "could not read" not in err
+    assert f"note: {tmp_path / 'again'} also holds 1 .png file this run did not write (e.g. b.png;" in err
 
 
 def test_output_names_are_the_stems_made_distinct():
