@@ -188,6 +188,18 @@ TARGETS = {
                             ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "-k",
                              "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
                              " or tensor_batches or on_device")),
+    # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
+    "swa": Target("callbacks/phase_scheduler.py",
+                  ("swa_first_epoch", "TrainingPhaseScheduler.build_recipe", "TrainingPhaseScheduler.on_train_start"),
+                  ("tests/test_training_phase.py", "-k", "swa or one_cycle_recipe or recipe_takes or fractional"
+                   " or accumulation or manual or sgdr_keeps")),
+    "checkpoint_file": Target("lightning_modules/inference.py", ("checkpoint_file",),
+                              ("tests/test_commands.py", "-k", "run_folder_or_last or gan_commands_too")),
+    "output_paths": Target("callbacks/errors.py",
+                           ("check_output_folder", "check_output_file", "_refuse_a_file_on_the_way",
+                            "report_partial_failure", "one_line_errors"),
+                           ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
+                            " or unreadable or generate_writes or traceback")),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end"),
