@@ -62,7 +62,7 @@ def checkpoint_file(checkpoint: str, cls) -> str:
     if checkpoint == "last" and system and not Path(checkpoint).exists():
         root = Path("runs") / system
         runs = []
-        for folder in root.iterdir() if root.is_dir() else []:
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
             try:
                 info = json.loads((folder / "run.json").read_text())
             except (OSError, ValueError):

@@ -192,14 +192,14 @@ TARGETS = {
     "swa": Target("callbacks/phase_scheduler.py",
                   ("swa_first_epoch", "TrainingPhaseScheduler.build_recipe", "TrainingPhaseScheduler.on_train_start"),
                   ("tests/test_training_phase.py", "-k", "swa or one_cycle_recipe or recipe_takes or fractional"
-                   " or accumulation or manual or sgdr_keeps")),
+                   " or accumulation or manual or sgdr_keeps or save_cycles")),
     "checkpoint_file": Target("lightning_modules/inference.py", ("checkpoint_file",),
                               ("tests/test_commands.py", "-k", "run_folder_or_last or gan_commands_too")),
     "output_paths": Target("callbacks/errors.py",
                            ("check_output_folder", "check_output_file", "_refuse_a_file_on_the_way",
                             "report_partial_failure", "one_line_errors"),
                            ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
-                            " or unreadable or generate_writes or traceback")),
+                            " or unreadable or generate_writes or wrong_checkpoint")),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end"),

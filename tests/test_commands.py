@@ -227,6 +227,10 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
         weights = {key: value + 0.5 * torch.randn_like(value) if value.is_floating_point() else value
                    for key, value in state["state_dict"].items()}
         torch.save({**state, "state_dict": weights}, runs / name / "checkpoints" / "last.ckpt")
+    (runs / "aaa-no-run-json" / "checkpoints").mkdir(parents=True)  # first in the order the folders are read
+    (runs / "aaa-no-run-json" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    run_json = runs / "old" / "run.json"
+    run_json.write_text(json.dumps({k: v for k, v in json.loads(run_json.read_text()).items() if k != "started"}))
     image = sorted((data_dir / "test").rglob("*.png"))[0]
     pixels = torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1)[None]
     monkeypatch.chdir(tmp_path)
@@ -238,6 +242,10 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
         assert f"checkpoint: {used / 'checkpoints' / 'last.ckpt'}\n" == capsys.readouterr().err  # which, on stderr
     assert not torch.allclose(by_hand(runs / "old" / "checkpoints" / "last.ckpt", pixels),
                               by_hand(runs / "new" / "checkpoints" / "last.ckpt", pixels), atol=1e-3)
+    for argument, needle in [(str(tmp_path / "absent.ckpt"), f"checkpoint {tmp_path / 'absent.ckpt'} not found"),
+                             (str(runs), f"checkpoint {runs} is a folder")]:  # a folder with no checkpoints/ below
+        with pytest.raises(UserError, match=needle):
+            classify(argument, [str(image)])
     monkeypatch.chdir(tmp_path / "runs")  # no runs/darknet here
     with pytest.raises(SystemExit) as stop:
         commands.classify(["last", str(image)])
@@ -334,7 +342,8 @@ def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint
 
 
 @pytest.mark.parametrize("case", ["missing", "wgan", "torn", "not lightning", "other system"])
-def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoint, tmp_path, capsys, case):
+def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoint, tmp_path, capsys, case,
+                                                               monkeypatch):
     checkpoint, data_dir = darknet_checkpoint
     image = str(data_dir / "test" / "cat" / "0000.png")
     if case == "missing":
@@ -372,6 +381,15 @@ def test_inference_commands_say_a_wrong_checkpoint_in_one_line(darknet_checkpoin
     from callbacks import UserError
     with pytest.raises(UserError):  # --traceback: the error itself
         commands.classify([str(path), image, "--traceback"])
+    if case == "missing":
+        monkeypatch.setenv("DL2_TRACEBACK", "1")  # or the environment's
+        with pytest.raises(UserError):
+            commands.classify([str(path), image])
+        monkeypatch.setenv("DL2_TRACEBACK", "0")
+        monkeypatch.setattr(sys, "argv", ["/venv/bin/dl2-classify", str(path), image])  # as a console script runs
+        with pytest.raises(SystemExit):
+            commands.classify()
+        assert capsys.readouterr().err.startswith(f"dl2-classify: error: checkpoint {path} not found; pass a .ckpt")
 
 
 def test_a_failure_that_is_not_the_users_keeps_its_traceback(darknet_checkpoint, monkeypatch):
@@ -543,8 +561,15 @@ def test_an_output_path_through_a_dangling_link_or_an_unwritable_folder_is_refus
     if where == "a dangling link" and command == "classify":
         path = tmp_path / "gone" / leaf
     if where == "an unwritable folder":  # the tests run as root, whom no mode bit stops: os.access says no instead
-        real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != tmp_path / "locked" and real_access(p, mode))
+        real_access, real_exists = os.access, Path.exists
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: not (Path(p) == tmp_path / "locked" and mode & os.W_OK)
+                            and real_access(p, mode))
+
+        def exists(self):  # and below it a folder this user may not search (stat: permission denied)
+            if self.is_relative_to(tmp_path / "locked" / "new"):
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_exists(self)
+        monkeypatch.setattr(Path, "exists", exists)
         expected = f"{flag} {path}: this user cannot write into {tmp_path / 'locked'} (permission denied)"
     else:
         expected = (f"{flag} {path}: {tmp_path / 'gone'} is a link to {tmp_path / 'moved'}, which does not exist; "

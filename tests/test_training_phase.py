@@ -293,6 +293,19 @@ def test_a_recipe_without_cycle_len_ends_where_swa_takes_over_the_lr(tiny_cifar,
     assert counter.batches == 5 * BATCHES  # and the BatchNorm epoch
 
 
+def test_a_recipe_with_swa_from_the_first_epoch_is_refused(tiny_cifar):
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+    swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=1)  # Lightning's epochs count from 1
+    scheduler = TrainingPhaseScheduler(one_cycle={"lr": 0.4}, plot=False)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, enable_checkpointing=False,
+                        callbacks=[scheduler, swa])
+    with pytest.raises(UserError, match="StochasticWeightAveraging sets the lr from the first epoch, which leaves "
+                                        "one_cycle none"):
+        trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                    CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+
+
 def test_phases_that_reach_into_swa_epochs_are_refused(tiny_cifar):
     from lightning.pytorch.callbacks import StochasticWeightAveraging
     swa = StochasticWeightAveraging(swa_lrs=0.01, swa_epoch_start=0.75)  # from epoch int(4 * 0.75) = 3 on
