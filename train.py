@@ -538,6 +538,7 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
             run_name is None or own_folder.name == run_name):
         run_dir = own_folder  # a resumed run carries on in its own folder
         check_run_owner(run_dir, model_class)
+        check_not_earlier(Path(ckpt_path), run_dir)
     elif run_name or slurm_name:
         run_dir = root / (run_name or slurm_name)
         if read_run(run_dir) is not None:
@@ -559,6 +560,27 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
     else:
         run_dir = new_time_stamped(root)
     return run_dir
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """A checkpoint's global_step (memory-mapped: no tensor is read), or None for a file that is not one."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+    except Exception:
+        return None
+
+
+def check_not_earlier(checkpoint: Path, run_dir: Path) -> None:
+    """A fit from a run's own earlier checkpoint (best-*.ckpt, a cycle snapshot) would carry on in that folder and
+    replace its later last.ckpt, test outputs and results.json: refused, with the form that keeps them."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if checkpoint.absolute() == last.absolute() or not last.is_file():
+        return
+    step, newest = checkpoint_step(checkpoint), checkpoint_step(last)
+    if step is not None and newest is not None and step < newest:
+        raise UserError(f"--ckpt_path {checkpoint}: an earlier checkpoint of run {run_dir.name} (step {step}; the run "
+                        f"is at step {newest}); carried on in that folder it would replace the run's later checkpoints "
+                        f"and results. Add --run_name NEW to carry it on in a new run folder")
 
 
 def evaluation_folder(config, root: Path, kind: str) -> Path:

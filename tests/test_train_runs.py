@@ -249,6 +249,28 @@ def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path
     assert results["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")  # not restarted from scratch
 
 
+def test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one(tiny_cifar, tmp_path):
+    """Carried on in place, its later last.ckpt, test outputs and results.json were replaced without a word."""
+    import shutil
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "r"))
+    run_dir = runs / "r"
+    earlier = shutil.copy(run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "epoch1.ckpt")
+    train.main(job(tiny_cifar, runs, "--run_name", "r", "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(train.UserError, match=rf"--ckpt_path {earlier}: an earlier checkpoint of run r \(step 3; the "
+                                              rf"run is at step 6\).*Add --run_name NEW"):
+        train.main(job(tiny_cifar, runs, "--ckpt_path", str(earlier), "--trainer.max_epochs", "2"))
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    train.main(job(tiny_cifar, runs, "--ckpt_path", str(earlier), "--run_name", "fork", "--trainer.max_epochs", "2"))
+    assert json.loads((runs / "fork" / "results.json").read_text())["global_step"] == 6
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # its own last.ckpt: nothing left to train, nothing replaced but the config of this launch
+    train.main(job(tiny_cifar, runs, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs",
+                   "2"))
+    assert json.loads((run_dir / "results.json").read_bytes()) == json.loads(before[run_dir / "results.json"])
+
+
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "mine"))
