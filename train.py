@@ -651,7 +651,41 @@ def prepare_run(config, kind: str = "fit") -> None:
     documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
     add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
     if global_rank_zero():
+        if kind not in EVALUATIONS:
+            hold_run_lock(run_dir)
         write_json(run_dir / RUN_FILE, info)
+
+
+_held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
+
+
+def hold_run_lock(run_dir: Path) -> None:
+    """An exclusive lock on <run>/.lock while this process trains there (released by the OS when it exits, however
+    it ends): a second process resuming the same run (`--ckpt_path last` in another terminal, a second job) is
+    refused instead of writing the same checkpoints. Where the filesystem has no locks, nothing is checked."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UserError(f"run {run_dir} is being trained by another process (it holds {run_dir / '.lock'}); wait for "
+                        f"it to end or stop it, or train another run (--run_name NEW)") from None
+    except OSError:  # no locks on this filesystem
+        lock.close()
+        return
+    _held_locks[run_dir] = lock
+
+
+def release_run_locks() -> None:
+    """At the end of a run in this process (a second run of the same process may resume it)."""
+    for lock in _held_locks.values():
+        lock.close()
+    _held_locks.clear()
 
 
 def wandb_logged_in() -> bool:
@@ -856,17 +890,20 @@ def main(argv: list[str] | None = None) -> None:
     # subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the arguments
     sys.argv = sys.argv[:1] + ([] if job else argv)
     try:
-        cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job, job=job,
-                  save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
-                  auto_configure_optimizers=False,
-                  # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
-                  parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+        try:
+            cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
+                      job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
+                      auto_configure_optimizers=False,
+                      # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
+                      parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+        finally:
+            sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
+        if job and cli.config.lr_find.run:
+            lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
+        elif job:
+            run_job(cli)
     finally:
-        sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
-    if job and cli.config.lr_find.run:
-        lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
-    elif job:
-        run_job(cli)
+        release_run_locks()
 
 
 def print_system_help(argv: list[str]) -> None:

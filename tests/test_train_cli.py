@@ -312,8 +312,9 @@ def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_
     assert "Nothing left to train: the run is at step 6, where its --trainer.max_steps or --trainer.max_epochs end " \
            "it; raise them to train on" in capsys.readouterr().out
     assert (runs / "done" / "results.json").read_text() == written  # not replaced by a run that trained nothing
-    train.main([*args, "--ckpt_path", str(checkpoints / "epoch1.ckpt")])  # trains 3 steps, to the same step 6
-    again = json.loads((runs / "done" / "results.json").read_text())
+    # an earlier checkpoint of the run, carried on in a new folder, trains 3 steps to the same step 6
+    train.main([*args[:-1], "fork", "--ckpt_path", str(checkpoints / "epoch1.ckpt")])
+    again = json.loads((runs / "fork" / "results.json").read_text())
     assert again["global_step"] == 6 and again["resumed_from"] == str(checkpoints / "epoch1.ckpt")
     assert "Nothing left" not in capsys.readouterr().out
 

@@ -271,6 +271,24 @@ def test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_n
     assert json.loads((run_dir / "results.json").read_bytes()) == json.loads(before[run_dir / "results.json"])
 
 
+def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifar, tmp_path):
+    """`--ckpt_path last` in a second terminal resumed a run still training: both wrote its last.ckpt, with one W&B id.
+    The other process is stood for by the lock it holds (flock locks belong to an open file, so this one works)."""
+    import fcntl
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "r"))
+    before = {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()}
+    with open(runs / "r" / ".lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for extra in (["--ckpt_path", "last"], ["--run_name", "r", "--ckpt_path", "last"]):
+            with pytest.raises(train.UserError, match=rf"run {runs / 'r'} is being trained by another process \(it "
+                                                      rf"holds {runs / 'r' / '.lock'}\); wait for it to end"):
+                train.main(job(tiny_cifar, runs, *extra, "--trainer.max_epochs", "2"))
+        assert {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()} == before
+    train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # the other one ended
+    assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+
+
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "mine"))
@@ -307,6 +325,8 @@ def no_ranks(monkeypatch):
     for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID",
                  "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH"):
         monkeypatch.delenv(name, raising=False)
+    yield
+    train.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
 
 
 def test_last_is_the_run_started_last_not_the_last_name(tmp_path):
@@ -477,6 +497,7 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
     assert len(wandb.id) == 8 and (runs / "r" / "wandb").is_dir()
     assert wandb.offline is True and wandb.log_model is False  # not logged in: offline, which refuses log_model
     # the resume, logged in now: the same W&B run, online, its checkpoints uploaded
+    train.release_run_locks()  # by a process of its own: the first one ended
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"), logger=wandb_logger())
     train.prepare_run(config, "fit")
