@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks import training_phase
 from callbacks.errors import UserError
@@ -91,6 +92,8 @@ class TrainingPhaseScheduler(L.Callback):
         self.ends: list[int] = []  # cumulative phase ends, in optimizer steps
         self._optimizer_key = None
         self._global_step = 0  # the trainer's, to tell a batch that stepped from one that accumulated
+        self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
+        self.kept_plan = False  # a resume whose training differs from that length
 
     # -- where we are ------------------------------------------------------------------------------
     def phase_ends(self, steps_per_epoch: int) -> list[int]:
@@ -132,13 +135,26 @@ class TrainingPhaseScheduler(L.Callback):
             if swa == 0:
                 raise UserError(f"StochasticWeightAveraging sets the lr from the first epoch, which leaves {name} "
                                 f"none: start SWA later (swa_epoch_start) or drop it")
-            kwargs["cycle_len"] = swa  # the training before SWA's own lr schedule takes over
+            kwargs["cycle_len"] = self.plan(name, swa)  # the training before SWA's own lr schedule takes over
         elif name != "sgdr" and "cycle_len" not in kwargs:  # the whole training: max_epochs, or max_steps when
             total = trainer.estimated_stepping_batches  # that ends it first
             if total == float("inf"):
                 raise UserError(f"{name} needs cycle_len, or trainer.max_epochs or max_steps to take it from")
-            kwargs["cycle_len"] = total / self.steps_per_epoch(trainer)
+            kwargs["cycle_len"] = self.plan(name, total / self.steps_per_epoch(trainer))
         return getattr(training_phase, name)(**kwargs)
+
+    def plan(self, name: str, epochs: float) -> float:
+        """A recipe's length taken from the training. A resumed run keeps the length it began with: re-planned over
+        a longer --trainer.max_epochs its position would land mid-way in a stretched cycle (the lr back up)."""
+        planned = self.planned_epochs
+        if planned is not None and not math.isclose(epochs, planned, rel_tol=1e-6):
+            then = "the epochs after it train at its final lr" if epochs > planned else "training ends before it does"
+            rank_zero_warn(f"the run's {name} was planned over {planned:g} epochs, the training it began with, and "
+                           f"is kept: {then}. For a new cycle from these weights, start a new run with --init_from "
+                           f"<this run's checkpoint>")
+            self.kept_plan, epochs = True, planned
+        self.planned_epochs = epochs
+        return epochs
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches
@@ -159,7 +175,9 @@ class TrainingPhaseScheduler(L.Callback):
                             f"later")
         # not with SWA: Lightning adds an epoch after max_epochs that recomputes the BatchNorm statistics for the
         # averaged weights, which a max_steps at the phases' end would cut (leaving the last weights' statistics)
-        if self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1 and swa is None:
+        # nor when a resume kept the plan: --trainer.max_epochs ends the training, after the cycle or before
+        if (self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1 and swa is None
+                and not self.kept_plan):
             trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]  # Lightning's max_steps counts optimizer steps
             steps = self.steps_per_epoch(trainer)
             if trainer.max_epochs is not None and trainer.max_epochs * steps < self.ends[-1]:
@@ -186,10 +204,12 @@ class TrainingPhaseScheduler(L.Callback):
         trainer.save_checkpoint(Path(folder) / f"cycle{cycle}-step={trainer.global_step}.ckpt", weights_only=False)
 
     def state_dict(self):
-        return {"batches_seen": self.batches_seen, "phase_index": self.phase_index}
+        return {"batches_seen": self.batches_seen, "phase_index": self.phase_index,
+                "planned_epochs": self.planned_epochs}
 
     def load_state_dict(self, state_dict):
         self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
+        self.planned_epochs = state_dict.get("planned_epochs")  # None in checkpoints before 2026-11-29
 
     # -- doing it ------------------------------------------------------------------------------------
     def _apply(self, trainer):

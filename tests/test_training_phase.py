@@ -233,6 +233,26 @@ def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_p
     assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[BATCHES:]]
 
 
+def test_a_resume_over_more_epochs_keeps_the_cycle_it_began_with(tiny_cifar, tmp_path):
+    """Re-planned over the new max_epochs, the resumed position landed mid-way in a stretched cycle: the lr jumped from
+    its final value back up (0.02 to 0.32 in a review's run). The plan is kept; the further epoch trains at its end."""
+    recipe = {"lr": 0.4, "div": 20, "pct": 20}
+    first, _, _ = fit(tiny_cifar, None, max_epochs=1, root=tmp_path, one_cycle=recipe)
+    n = BATCHES  # the cycle: 0.4 of it up from lr/20 to lr, 0.4 back, 0.2 down to lr/2000 (ends rounded to steps)
+    up, down = round(0.4 * n), round(0.8 * n)
+    cycle = [expected(0.02, 0.4, i, up, "linear") for i in range(up)] + \
+            [expected(0.4, 0.02, i, down - up, "linear") for i in range(down - up)] + \
+            [expected(0.02, 0.0002, i, n - down, "linear") for i in range(n - down)]
+    assert [lrs[0] for _, lrs, _ in first] == pytest.approx(cycle)
+    last = next(tmp_path.rglob("*.ckpt"))
+    with pytest.warns(UserWarning, match="the run's one_cycle was planned over 1 epochs, the training it began with, "
+                                         "and is kept: the epochs after it train at its final lr"):
+        resumed, trainer, _ = fit(tiny_cifar, None, max_epochs=2, ckpt_path=str(last), root=tmp_path / "again",
+                                  one_cycle=recipe)
+    assert trainer.global_step == 2 * BATCHES  # the further epoch trained (not stopped where the cycle ends)
+    assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx([cycle[-1]] * BATCHES)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": -1}, "epochs > 0"),
     ({"epochs": 1, "lr": 0.1, "lr_decay": "exponential"}, "EXPONENTIAL lr decay needs a .start, end. pair"),
