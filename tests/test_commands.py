@@ -217,7 +217,7 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
     runs = tmp_path / "runs" / "darknet"
     state = torch.load(checkpoint, weights_only=False)
     for k, (name, started, model) in enumerate([("old", 1.0, "lightning_modules.DarknetClassifier"),
-                                                ("new", 2.0, "lightning_modules.DarknetClassifier"),
+                                                ("new", 0.5, "lightning_modules.DarknetClassifier"),
                                                 ("newer-test", 3.0, "lightning_modules.DarknetClassifier"),
                                                 ("newest-wgan", 4.0, "lightning_modules.WGAN")]):
         (runs / name / "checkpoints").mkdir(parents=True)
