@@ -178,6 +178,11 @@ class CLI(LightningCLI):
             if isinstance(callback, LogConfig):
                 callback.effective, callback.config = callback.config, self.config_as_given
         run_dir = Path(trainer.default_root_dir)
+        resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")
+        if resumed and (run_dir / "config.yaml").is_file():  # in its own folder
+            for callback in trainer.callbacks:
+                if isinstance(callback, LogConfig):
+                    callback.resumed_at = checkpoint_step(Path(config.ckpt_path))
         if trainer.checkpoint_callbacks:
             last = run_dir / "checkpoints" / "last.ckpt"
             for callback in trainer.checkpoint_callbacks:
@@ -209,17 +214,27 @@ class LogConfig(SaveConfigCallback):
     """config.yaml in the run folder (Lightning's), plus the whole merged config and git commit on the loggers.
 
     The file gets the config as given (`config`, set by CLI.instantiate_classes), which trains a new run when run
-    again; the loggers get the config this run ran with (`effective`: its folder, W&B id, offline)."""
+    again; the loggers get the config this run ran with (`effective`: its folder, W&B id, offline). A resume in the
+    run's folder (`resumed_at`: the checkpoint's step) keeps the config the run began with, in the file and on the
+    loggers, and writes its own beside it: config-resume-step<N>.yaml, and resume_step<N> on the loggers."""
 
     effective = None
+    resumed_at: int | None = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if self.resumed_at is not None:
+            self.config_filename = f"config-resume-step{self.resumed_at}.yaml"
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer, pl_module, stage) -> None:
         config = yaml.safe_load(self.parser.dump(self.effective or self.config, skip_none=False))
         config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
         config.pop("config", None)
-        commit = git_commit()
+        logged = {"config": config, "git_commit": git_commit(), "argv": " ".join(sys.argv)}
+        if self.resumed_at is not None:
+            logged = {f"resume_step{self.resumed_at}": logged}
         for logger in trainer.loggers:
-            logger.log_hyperparams({"config": config, "git_commit": commit, "argv": " ".join(sys.argv)})
+            logger.log_hyperparams(logged)
             online = isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True)
             if online and logger.experiment.url:  # WANDB_MODE=disabled: not offline, and no url
                 print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is

@@ -74,7 +74,9 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     from lightning.pytorch.loggers import WandbLogger
     monkeypatch.setenv("WANDB_MODE", "offline")
     logged = []
-    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(params.get("config")))
+    # our config (a first launch's, or a resume's under resume_step<N>), not the model's hyper-parameters
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(
+        params.get("config") or (params if "resume_step3" in params else None)))
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1"))
     first = only_run(runs)
@@ -95,11 +97,18 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     ids = [json.loads((run / "run.json").read_text())["wandb_id"] for run in (first, second)]
     assert ids[0] != ids[1] and [p.name for p in runs.iterdir() if p not in (first, second)] == []
     # and with its checkpoint, the same config resumes that run in its folder and W&B run
+    logged.clear()
     train.main(["--config", str(first / "config.yaml"), "--ckpt_path", str(first / "checkpoints" / "last.ckpt"),
                 "--trainer.max_epochs", "2"])
     results = json.loads((first / "results.json").read_text())
     assert results["global_step"] == 6 and json.loads((first / "run.json").read_text())["wandb_id"] == ids[0]
     assert sorted(runs.iterdir()) == sorted([first, second])
+    # the config the run began with stays, in the file and on W&B; the resume's is written beside it
+    assert (first / "config.yaml").read_bytes() == written[first / "config.yaml"]
+    resumed = yaml.safe_load((first / "config-resume-step3.yaml").read_text())
+    assert resumed["trainer"]["max_epochs"] == 2 and config["trainer"]["max_epochs"] == 1
+    (resume,) = [c for c in logged if c]
+    assert list(resume) == ["resume_step3"] and resume["resume_step3"]["config"]["trainer"]["max_epochs"] == 2
     # the native subcommands take it too: the job form's own options (lr_find, init_from) are left out at defaults
     assert "lr_find" not in config and "init_from" not in config
     last = first / "checkpoints" / "last.ckpt"
