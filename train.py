@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import string
@@ -32,7 +33,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.errors import UserError, check_output_folder, one_line_errors
@@ -153,6 +154,7 @@ class CLI(LightningCLI):
         self.config_as_given = self.job_config().clone()
         if kind not in EVALUATIONS:  # where a fit resumed from is not part of its recipe; an evaluation's checkpoint is
             self.config_as_given.ckpt_path = None
+            self.config_as_given.run_name = None  # its folder's name, as default_root_dir its place
         if kind == "fit":  # the job form's own options, left out at their defaults so that the native subcommands
             # (`test --config <run>/config.yaml --ckpt_path ...`) take the file too
             self.config_as_given.pop("lr_find", None)
@@ -727,7 +729,7 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
     from lightning_modules.inference import read_checkpoint, saved_class
     config = Path(path).absolute().parent.parent / "config.yaml"
     fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
-           else f"resume with its config: --config {config}")
+           else f"resume with its config: --config {config} --ckpt_path {path}")
     state = read_checkpoint(path)
     saved = saved_class(state)
     if saved and saved.rpartition(".")[2] != type(model).__name__:
@@ -756,7 +758,7 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     and pools start afresh."""
     if resuming:
         raise UserError("--init_from starts a new run from a checkpoint's weights and --ckpt_path resumes a run; "
-                        "give one of them")
+                        "give one of them (resuming with a run's config.yaml that has one: add --init_from null)")
     if system == "style":
         raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
                         "fixed VGG weights (resume a style run with --ckpt_path)")
@@ -801,7 +803,13 @@ def run_job(cli: CLI) -> dict:
         warnings.filterwarnings("ignore", message=r"(?s)Be aware that when using `ckpt_path`.*"
                                                   r"'train_time_interval': datetime")
     start = time.perf_counter()
-    trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
+    try:
+        trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
+    except MisconfigurationException as error:  # Lightning's, with a traceback
+        if not (past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error))):
+            raise
+        raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
+                        f"{trainer.max_epochs}; raise it to train on") from None
     fit_seconds = time.perf_counter() - start
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None

@@ -257,6 +257,9 @@ def test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_n
     run_dir = runs / "r"
     earlier = shutil.copy(run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "epoch1.ckpt")
     train.main(job(tiny_cifar, runs, "--run_name", "r", "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    assert "run_name: null" in (run_dir / "config.yaml").read_text()  # the folder's name, run-specific as its place
+    with pytest.raises(train.UserError, match=r"the run is at epoch 2, past --trainer.max_epochs 1; raise it to train"):
+        train.main(job(tiny_cifar, runs, "--run_name", "r", "--ckpt_path", "last"))  # was Lightning's traceback
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     with pytest.raises(train.UserError, match=rf"--ckpt_path {earlier}: an earlier checkpoint of run r \(step 3; the "
                                               rf"run is at step 6\).*Add --run_name NEW"):
