@@ -8,6 +8,7 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 """
 
 import contextlib
+import importlib
 import inspect
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Literal
 import torch
 import yaml
 from jsonargparse.typing import register_type
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -166,6 +167,13 @@ class CLI(LightningCLI):
                            if value != defaults[name].default]:
                 raise UserError(f"--lr_find.{changed[0]} is an LR finder option, but the finder runs only with "
                                 "--lr_find (else this trains); add --lr_find, or drop the option")
+        if kind in EVALUATIONS:  # before a folder is made: Lightning's "No test_step() method defined" traceback
+            module, _, name = model_class_of(self.job_config()).rpartition(".")
+            model_class = getattr(importlib.import_module(module), name)
+            step = {"validate": "validation_step", "test": "test_step"}[kind]
+            if not is_overridden(step, model_class, parent=LightningModule):
+                raise UserError(f"{kind}: {model_class.__name__} has no {step}; "
+                                f"{'the systems with one: darknet, cyclegan' if kind == 'test' else 'use fit'}")
         if self.job_config().save_every_minutes < 0:
             raise UserError(f"--save_every_minutes {self.job_config().save_every_minutes}: give minutes, or 0 for no "
                             "timed saves")

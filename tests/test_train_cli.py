@@ -231,6 +231,25 @@ def test_predict_is_refused_naming_the_inference_commands_before_any_folder(tiny
     assert not runs.exists()
 
 
+def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_path):
+    import lightning as L
+
+    from lightning_modules import WGAN
+    model = WGAN(isize=16, nz=8, ngf=4, ndf=4)
+    trainer = L.Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "wgan.ckpt")
+    state = torch.load(tmp_path / "wgan.ckpt", weights_only=False)
+    state["hyper_parameters"]["_class_path"] = "lightning_modules.WGAN"  # as train.py's LightningCLI saves them
+    torch.save(state, tmp_path / "wgan.ckpt")
+    runs = tmp_path / "runs"
+    with pytest.raises(train.UserError, match="test: WGAN has no test_step; the systems with one: darknet, cyclegan"):
+        train.main(["test", "--config", str(ROOT / "configs" / "wgan.yaml"), "--trainer.default_root_dir", str(runs),
+                    "--ckpt_path", str(tmp_path / "wgan.ckpt")])
+    assert not runs.exists()  # was Lightning's "No test_step() method defined" traceback, after an empty run folder
+
+
 def test_an_evaluation_after_an_in_process_ddp_run_reads_its_own_checkpoint(tiny_cifar, tmp_path, monkeypatch):
     # Lightning's launcher leaves LOCAL_RANK=0 in the parent, and the environment keeps an earlier evaluation's
     # DL2_RUN_NAME and DL2_CKPT_PATH: rank 0 must not take them for rank 0's choices
