@@ -650,6 +650,8 @@ def prepare_run(config, kind: str = "fit") -> None:
                                  "kind": kind, "trained": False}
     if kind in EVALUATIONS:
         info["checkpoint"] = str(Path(config.ckpt_path).absolute())
+    if trainer.get("enable_checkpointing") is False:  # Lightning refuses the flag beside the config's ModelCheckpoint
+        trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("ModelCheckpoint")]
     logger = trainer.logger
     if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]

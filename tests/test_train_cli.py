@@ -231,6 +231,16 @@ def test_predict_is_refused_naming_the_inference_commands_before_any_folder(tiny
     assert not runs.exists()
 
 
+def test_enable_checkpointing_false_trains_without_checkpoints(tiny_cifar, tmp_path):
+    """Lightning refused the flag beside the shipped config's ModelCheckpoint, with a traceback."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"))
+    run_dir = only_run(runs)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 6 and results["checkpoint"]["best"] is None
+    assert not list(run_dir.rglob("*.ckpt"))
+
+
 def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_path):
     import lightning as L
 
