@@ -193,6 +193,10 @@ class CLI(LightningCLI):
             for callback in trainer.callbacks:
                 if isinstance(callback, LogConfig):
                     callback.resumed_at = checkpoint_step(Path(config.ckpt_path))
+        if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
+            for callback in trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint):
+                    callback.save_last = False
         if trainer.checkpoint_callbacks:
             last = run_dir / "checkpoints" / "last.ckpt"
             for callback in trainer.checkpoint_callbacks:
@@ -323,7 +327,7 @@ class MarkTraining(Callback):
 
     def on_train_start(self, trainer, pl_module):
         info = read_run(self.run_dir) if trainer.is_global_zero else None  # rank 0 writes run.json
-        if info is not None and not info.get("trained", True):
+        if info is not None and not info.get("trained", True) and not trainer.fast_dev_run:  # a smoke test keeps none
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
 
 

@@ -241,6 +241,18 @@ def test_enable_checkpointing_false_trains_without_checkpoints(tiny_cifar, tmp_p
     assert not list(run_dir.rglob("*.ckpt"))
 
 
+def test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it(tiny_cifar, tmp_path):
+    """Lightning 2.6 saved last.ckpt at the end of a fast_dev_run, and --ckpt_path last then resumed that smoke test."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "real", "--trainer.max_epochs", "1"))
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "smoke", "--trainer.fast_dev_run",
+                   "true"))
+    assert not list((runs / "smoke").rglob("*.ckpt"))
+    assert json.loads((runs / "smoke" / "run.json").read_text())["trained"] is False
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    assert json.loads((runs / "real" / "results.json").read_text())["global_step"] == 6  # resumed to 2 epochs
+
+
 def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_path):
     import lightning as L
 
