@@ -174,6 +174,10 @@ class CLI(LightningCLI):
             if not is_overridden(step, model_class, parent=LightningModule):
                 raise UserError(f"{kind}: {model_class.__name__} has no {step}; "
                                 f"{'the systems with one: darknet, cyclegan' if kind == 'test' else 'use fit'}")
+        run_name = self.job_config().get("run_name")
+        if run_name is not None and ("/" in run_name or os.sep in run_name or run_name in ("", ".", "..")):
+            raise UserError(f"--run_name {run_name!r}: one folder's name under --trainer.default_root_dir, without "
+                            f"'/' (give a deeper --trainer.default_root_dir for a folder tree)")
         if self.job_config().save_every_minutes < 0:
             raise UserError(f"--save_every_minutes {self.job_config().save_every_minutes}: give minutes, or 0 for no "
                             "timed saves")

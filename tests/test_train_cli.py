@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -251,6 +252,14 @@ def test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it(tiny_cifar, 
     assert json.loads((runs / "smoke" / "run.json").read_text())["trained"] is False
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
     assert json.loads((runs / "real" / "results.json").read_text())["global_step"] == 6  # resumed to 2 epochs
+
+
+@pytest.mark.parametrize("name", ["exp/1", "../escaped", ".."])
+def test_a_run_name_that_is_a_path_is_refused(name, tiny_cifar, tmp_path):
+    """`exp/1` trained, but `--ckpt_path last` could not find it again; `../escaped` wrote beside the root."""
+    with pytest.raises(train.UserError, match=f"--run_name '{re.escape(name)}': one folder's name under "):
+        train.main(job(tiny_cifar, tmp_path / "root" / "runs", "--run_name", name))
+    assert not (tmp_path / "root").exists()
 
 
 def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_path):
