@@ -17,7 +17,8 @@ def read_checkpoint(path: str) -> dict:
     file is a UserError."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"checkpoint {path} {'is a folder' if file.is_dir() else 'not found'}; pass a .ckpt file "
+        what = "is a folder without checkpoints/last.ckpt" if file.is_dir() else "not found"
+        raise UserError(f"checkpoint {path} {what}; pass a .ckpt file or a training run's folder "
                         "(python train.py --system NAME writes runs/NAME/<run>/checkpoints/last.ckpt)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)

@@ -243,7 +243,7 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
     assert not torch.allclose(by_hand(runs / "old" / "checkpoints" / "last.ckpt", pixels),
                               by_hand(runs / "new" / "checkpoints" / "last.ckpt", pixels), atol=1e-3)
     for argument, needle in [(str(tmp_path / "absent.ckpt"), f"checkpoint {tmp_path / 'absent.ckpt'} not found"),
-                             (str(runs), f"checkpoint {runs} is a folder")]:  # a folder with no checkpoints/ below
+                             (str(runs), f"checkpoint {runs} is a folder without checkpoints/last.ckpt")]:
         with pytest.raises(UserError, match=needle):
             classify(argument, [str(image)])
     monkeypatch.chdir(tmp_path / "runs")  # no runs/darknet here

@@ -703,6 +703,11 @@ def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path)
     assert start["optimizer"] == {} and trained["optimizer_states"][0]["state"]  # no momentum carried over
     results = json.loads((runs / "tuned" / "results.json").read_text())
     assert results["global_step"] == 3 and results["epochs"] == 1.0  # one epoch from step 0, not resumed at 6
+    # the run's folder stands for its last.ckpt, as in the inference commands
+    train.main(job(tiny_cifar, runs, "--run_name", "tuned2", "--init_from", str(runs / "first"),
+                   "--trainer.callbacks+=test_train_runs.StartWeights"))
+    start = torch.load(runs / "tuned2" / "start.pt", weights_only=False)
+    assert all(torch.equal(start["weights"][k], v) for k, v in trained["state_dict"].items())
 
 
 def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeypatch):
