@@ -841,11 +841,15 @@ def run_job(cli: CLI) -> dict:
                   f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
                   f"got there) is kept")
         return earlier
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
+    # 0.178 for its final 0.0035); the optimizers' own lr at the end instead
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
+    final_lr = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
-    results = {"test": test, "final_metrics": final, "fit_seconds": round(fit_seconds, 2), **progress,
+    results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
+               **progress,
                "global_step": trainer.global_step,
                "resumed_from": resumed_from,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
