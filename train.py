@@ -571,7 +571,8 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
             run_name is None or own_folder.name == run_name):
         run_dir = own_folder  # a resumed run carries on in its own folder
         check_run_owner(run_dir, model_class)
-        check_not_earlier(Path(ckpt_path), run_dir)
+        if not (slurm_restart() and resume_own_newest(config, run_dir)):
+            check_not_earlier(Path(ckpt_path), run_dir)
     elif run_name or slurm_name:
         run_dir = root / (run_name or slurm_name)
         if read_run(run_dir) is not None:
@@ -584,15 +585,29 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
             if global_rank_zero() and not (requeued or retry):
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
-            if requeued and not ckpt_path:
-                last, hpc = run_dir / "checkpoints" / "last.ckpt", list(run_dir.glob("hpc_ckpt_*.ckpt"))
-                if last.is_file() and not hpc:
-                    config.ckpt_path = str(last)  # Lightning resumes from its own hpc_ckpt first
-                if (last.is_file() or hpc) and config.get("init_from"):  # the job began from those weights, and its
-                    config.init_from = None  # checkpoint carries them on: loading them again would undo its training
+            if requeued:
+                resume_own_newest(config, run_dir)
     else:
         run_dir = new_time_stamped(root)
     return run_dir
+
+
+def slurm_restart() -> bool:
+    """A SLURM requeue of this job (SLURM counts the restarts)."""
+    return slurm_folder() is not None and int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0
+
+
+def resume_own_newest(config, run_dir: Path) -> bool:
+    """A requeued job carries on from its run's own newest state, whatever --ckpt_path its command line gave (the
+    checkpoint it began from: read again, it would undo the job's training): Lightning's hpc_ckpt (which it resumes
+    from when no path is given), else checkpoints/last.ckpt. False when the job saved nothing yet."""
+    last, hpc = run_dir / "checkpoints" / "last.ckpt", list(run_dir.glob("hpc_ckpt_*.ckpt"))
+    if not (last.is_file() or hpc):
+        return False
+    config.ckpt_path = None if hpc else str(last)
+    if config.get("init_from"):  # the job began from those weights, and its checkpoint carries them on: loading
+        config.init_from = None  # them again would undo its training
+    return True
 
 
 def checkpoint_step(path: Path) -> int | None:

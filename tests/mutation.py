@@ -130,6 +130,7 @@ TARGETS = {
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
     "run_folders": Target("train.py",
                           ("read_run", "newest_last_checkpoint", "check_run_owner", "new_time_stamped",
+                           "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
                            "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run"),
                           tuple(f"tests/test_train_{test}" for test in (
@@ -142,6 +143,7 @@ TARGETS = {
                                   "a_launched_evaluation_rank_reads_rank_0s_checkpoint",
                                   "last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_newest",
                                   "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint",
+                                  "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state",
                                   "a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue",
                                   "a_named_run_of_a_train_py_before_trained_is_not_taken_over",
                                   "a_second_slurm_task_follows_task_0_into_the_folder_it_made",

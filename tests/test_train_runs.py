@@ -430,6 +430,40 @@ def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hp
     assert requeue() == (None, None)
 
 
+def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state(tmp_path, monkeypatch,
+                                                                                          no_ranks):
+    """The requeue runs the same command line: its --ckpt_path, read again, undid the job's training (a fork into
+    --run_name NEW), or was refused as an earlier checkpoint of the run (a resume from a same-step copy)."""
+    runs = tmp_path / "runs"
+    a = a_run(runs, "a", started=100.0, trained=True, checkpoint=False)
+    (a / "checkpoints").mkdir()
+    torch.save({"global_step": 30}, a / "checkpoints" / "best.ckpt")
+    torch.save({"global_step": 60}, a / "checkpoints" / "last.ckpt")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+
+    def launch(ckpt_path, run_name=None, restarts="0"):
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+        config = run_config(runs, ckpt_path=str(ckpt_path), run_name=run_name)
+        return train.fit_folder(config, runs, DARKNET), config.ckpt_path
+
+    # the fork, first launch (its folder made by prepare_run, as a_run here), then its requeues
+    assert launch(a / "checkpoints" / "best.ckpt", "new") == (runs / "new", str(a / "checkpoints" / "best.ckpt"))
+    fork = a_run(runs, "new", started=200.0, trained=True, checkpoint=False)
+    assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, str(a / "checkpoints" / "best.ckpt"))
+    (fork / "checkpoints").mkdir()  # saved nothing yet: from the given checkpoint again; saved: from its own
+    torch.save({"global_step": 40}, fork / "checkpoints" / "last.ckpt")
+    assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, str(fork / "checkpoints" / "last.ckpt"))
+    torch.save({"global_step": 45}, fork / "hpc_ckpt_1.ckpt")  # Lightning's: it resumes from it when given no path
+    assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, None)
+    # a resume in place from a same-step copy, then the run trains on, then the job is requeued
+    torch.save({"global_step": 60}, a / "checkpoints" / "epoch9.ckpt")
+    assert launch(a / "checkpoints" / "epoch9.ckpt") == (a, str(a / "checkpoints" / "epoch9.ckpt"))
+    torch.save({"global_step": 90}, a / "checkpoints" / "last.ckpt")
+    assert launch(a / "checkpoints" / "epoch9.ckpt", restarts="1") == (a, str(a / "checkpoints" / "last.ckpt"))
+    with pytest.raises(train.UserError, match="an earlier checkpoint of run a"):  # not a requeue: refused
+        launch(a / "checkpoints" / "epoch9.ckpt")
+
+
 @pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
 def test_a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue(tmp_path, monkeypatch, no_ranks, restarts,
                                                                      requeued):
