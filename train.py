@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -664,6 +665,8 @@ def prepare_run(config, kind: str = "fit") -> None:
         run_dir = evaluation_folder(config, root, kind)
     else:
         run_dir = fit_folder(config, root, model_class)
+    if kind not in EVALUATIONS and global_rank_zero():  # before anything is written or printed for this run
+        hold_run_lock(run_dir)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:
@@ -701,12 +704,11 @@ def prepare_run(config, kind: str = "fit") -> None:
     documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
     add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
     if global_rank_zero():
-        if kind not in EVALUATIONS:
-            hold_run_lock(run_dir)
         write_json(run_dir / RUN_FILE, info)
 
 
 _held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
+LOCK_PATIENCE_SECONDS = 120
 
 
 def hold_run_lock(run_dir: Path) -> None:
@@ -718,16 +720,36 @@ def hold_run_lock(run_dir: Path) -> None:
     except ImportError:  # Windows
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(run_dir / ".lock", "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise UserError(f"run {run_dir} is being trained by another process (it holds {run_dir / '.lock'}); wait for "
-                        f"it to end or stop it, or train another run (--run_name NEW)") from None
-    except OSError:  # no locks on this filesystem
-        lock.close()
-        return
+    lock = open(run_dir / ".lock", "a+")
+    # a requeued SLURM job's earlier allocation has ended: a lock still held is a dead node's on NFS, which the
+    # server keeps until its lease runs out (about 90 s on NFSv4); wait that out, then go on
+    deadline = time.monotonic() + (LOCK_PATIENCE_SECONDS if slurm_restart() else 0)
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(5)
+                continue
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            if slurm_restart():
+                print(f"warning: {run_dir / '.lock'} is still held ({holder}) after {LOCK_PATIENCE_SECONDS} s; this "
+                      f"requeued job goes on without it", file=sys.stderr)
+                return
+            raise UserError(f"run {run_dir} is being trained by another process ({holder}, which holds "
+                            f"{run_dir / '.lock'}); wait for it to end or stop it, or train another run (--run_name "
+                            f"NEW)") from None
+        except OSError:  # no locks on this filesystem
+            lock.close()
+            return
+    lock.seek(0)
+    lock.truncate()
+    job = f", SLURM job {os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else ""
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}{job}\n")
+    lock.flush()
     _held_locks[run_dir] = lock
 
 

@@ -280,16 +280,41 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
     import fcntl
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "r"))
-    before = {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()}
-    with open(runs / "r" / ".lock", "a") as other:
+    assert (runs / "r" / ".lock").read_text().startswith(f"pid {os.getpid()} on ")  # the holder, named for others
+    with open(runs / "r" / ".lock", "a+") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.seek(0)
+        other.truncate()
+        other.write("pid 4242 on gpu-node-7\n")
+        other.flush()
+        before = {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()}
         for extra in (["--ckpt_path", "last"], ["--run_name", "r", "--ckpt_path", "last"]):
-            with pytest.raises(train.UserError, match=rf"run {runs / 'r'} is being trained by another process \(it "
-                                                      rf"holds {runs / 'r' / '.lock'}\); wait for it to end"):
+            with pytest.raises(train.UserError, match=rf"run {runs / 'r'} is being trained by another process \(pid "
+                                                      rf"4242 on gpu-node-7, which holds {runs / 'r' / '.lock'}\); "
+                                                      rf"wait for it to end"):
                 train.main(job(tiny_cifar, runs, *extra, "--trainer.max_epochs", "2"))
         assert {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()} == before
     train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # the other one ended
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+
+
+def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatch, capsys, no_ranks):
+    """A dead node's lock stays on NFS until its lease ends; SLURM requeues only after the earlier allocation ended,
+    so the requeue waits, then goes on with a warning (refused, the job would end for good)."""
+    import fcntl
+    (tmp_path / "r").mkdir()
+    with open(tmp_path / "r" / ".lock", "a+") as stale:
+        fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        stale.write("pid 99 on dead-node, SLURM job 77\n")
+        stale.flush()
+        with pytest.raises(train.UserError, match="being trained by another process"):  # not a requeue
+            train.hold_run_lock(tmp_path / "r")
+        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        monkeypatch.setattr(train, "LOCK_PATIENCE_SECONDS", 0)
+        train.hold_run_lock(tmp_path / "r")
+    assert (f"warning: {tmp_path / 'r' / '.lock'} is still held (pid 99 on dead-node, SLURM job 77) after 0 s; this "
+            "requeued job goes on without it") in capsys.readouterr().err
 
 
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
