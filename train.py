@@ -175,6 +175,9 @@ class CLI(LightningCLI):
             if not is_overridden(step, model_class, parent=LightningModule):
                 raise UserError(f"{kind}: {model_class.__name__} has no {step}; "
                                 f"{'the systems with one: darknet, cyclegan' if kind == 'test' else 'use fit'}")
+        if self.job_config().trainer.get("fast_dev_run") and self.job_config().get("ckpt_path") and kind == "fit":
+            raise UserError("--trainer.fast_dev_run with --ckpt_path would run its one batch in that run's folder and "
+                            "write its results there; drop --ckpt_path (a smoke test starts a run of its own)")
         run_name = self.job_config().get("run_name")
         if run_name is not None and ("/" in run_name or os.sep in run_name or run_name in ("", ".", "..")):
             raise UserError(f"--run_name {run_name!r}: one folder's name under --trainer.default_root_dir, without "
@@ -197,7 +200,8 @@ class CLI(LightningCLI):
         if resumed and (run_dir / "config.yaml").is_file():  # in its own folder
             for callback in trainer.callbacks:
                 if isinstance(callback, LogConfig):
-                    callback.resumed_at = checkpoint_step(Path(config.ckpt_path))
+                    step = checkpoint_step(Path(config.ckpt_path))
+                    callback.resumed_at = "unknown" if step is None else step
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint):
@@ -403,6 +407,9 @@ class SaveOnStop(Callback):
         SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)
         if not isinstance(exception, SIGTERMException) or trainer.sanity_checking or \
                 trainer.state.fn != TrainerFn.FITTING:
+            return
+        if trainer.fast_dev_run:  # a smoke test keeps no checkpoint
+            exception.code = 130 if self.signal == "Ctrl-C" else 143
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
         if trainer.is_global_zero:
@@ -613,10 +620,12 @@ def resume_own_newest(config, run_dir: Path) -> bool:
 
 def checkpoint_step(path: Path) -> int | None:
     """A checkpoint's global_step (memory-mapped: no tensor is read), or None for a file that is not one."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step")
-    except Exception:
-        return None
+    for mmap in (True, False):  # files of torch.save's legacy (non-zip) format cannot be memory-mapped
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap).get("global_step")
+        except Exception:
+            continue
+    return None
 
 
 def check_not_earlier(checkpoint: Path, run_dir: Path) -> None:
@@ -866,7 +875,7 @@ def run_job(cli: CLI) -> dict:
         if not (past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error))):
             raise
         raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
-                        f"{trainer.max_epochs}; raise it to train on") from None
+                        f"{config.trainer.max_epochs}; raise it to train on") from None  # as given: SWA adds one
     fit_seconds = time.perf_counter() - start
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
@@ -890,7 +899,8 @@ def run_job(cli: CLI) -> dict:
                "global_step": trainer.global_step,
                "resumed_from": resumed_from,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
-               "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt"),
+               "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt") if trainer.checkpoint_callbacks
+                              else None,
                               "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}
     if trainer.is_global_zero:
         path = run_dir / "results.json"

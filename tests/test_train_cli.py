@@ -252,7 +252,7 @@ def test_enable_checkpointing_false_trains_without_checkpoints(tiny_cifar, tmp_p
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"))
     run_dir = only_run(runs)
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["global_step"] == 6 and results["checkpoint"]["best"] is None
+    assert results["global_step"] == 6 and results["checkpoint"] == {"last": None, "best": None}
     assert not list(run_dir.rglob("*.ckpt"))
 
 
@@ -264,6 +264,10 @@ def test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it(tiny_cifar, 
                    "true"))
     assert not list((runs / "smoke").rglob("*.ckpt"))
     assert json.loads((runs / "smoke" / "run.json").read_text())["trained"] is False
+    with pytest.raises(train.UserError, match="--trainer.fast_dev_run with --ckpt_path would run its one batch in "
+                                              "that run's folder"):
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last",
+                       "--trainer.fast_dev_run", "true"))
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
     assert json.loads((runs / "real" / "results.json").read_text())["global_step"] == 6  # resumed to 2 epochs
 
@@ -274,6 +278,20 @@ def test_a_run_name_that_is_a_path_is_refused(name, tiny_cifar, tmp_path):
     with pytest.raises(train.UserError, match=f"--run_name '{re.escape(name)}': one folder's name under "):
         train.main(job(tiny_cifar, tmp_path / "root" / "runs", "--run_name", name))
     assert not (tmp_path / "root").exists()
+
+
+def test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint(tmp_path):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    saved = []
+    trainer = SimpleNamespace(fast_dev_run=1, sanity_checking=False, is_global_zero=True, global_step=1,
+                              state=SimpleNamespace(fn=train.TrainerFn.FITTING),
+                              save_checkpoint=lambda path, **kwargs: saved.append(path))
+    stop, exception = train.SaveOnStop(tmp_path / "last.ckpt"), SIGTERMException()
+    stop.on_exception(trainer, None, exception)
+    assert saved == [] and exception.code == 143  # still the exit status of a SIGTERM
+    trainer.fast_dev_run = 0
+    stop.on_exception(trainer, None, exception)
+    assert saved == [tmp_path / "last.ckpt"]
 
 
 def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_path):
