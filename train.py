@@ -122,6 +122,10 @@ class CLI(LightningCLI):
                                 help="start a new run from a checkpoint's weights (same system and network), with "
                                      "fresh optimizers, schedule and counters: fine-tuning, junyanz's "
                                      "--continue_train --epoch_count 1")
+        else:  # a fine-tuned run's config.yaml names it: accepted, ignored by validate/test, refused by fit
+            parser.add_argument("--init_from", type=str | None, default=None,
+                                help="the job form's (python train.py --system NAME --init_from CKPT); accepted here "
+                                     "so that a fine-tuned run's config.yaml can be read, and not used")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder under trainer.default_root_dir (default: time stamp or SLURM job); "
                                  "for validate/test, with --ckpt_path last: the run whose checkpoint is read")
@@ -175,6 +179,9 @@ class CLI(LightningCLI):
             if not is_overridden(step, model_class, parent=LightningModule):
                 raise UserError(f"{kind}: {model_class.__name__} has no {step}; "
                                 f"{'the systems with one: darknet, cyclegan' if kind == 'test' else 'use fit'}")
+        if not self.job and kind == "fit" and self.job_config().get("init_from"):
+            raise UserError("--init_from starts a run in the job form: python train.py --config FILE --init_from CKPT "
+                            "(without the fit subcommand); to resume a fine-tuned run add --init_from null")
         if self.job_config().trainer.get("fast_dev_run") and self.job_config().get("ckpt_path") and kind == "fit":
             raise UserError("--trainer.fast_dev_run with --ckpt_path would run its one batch in that run's folder and "
                             "write its results there; drop --ckpt_path (a smoke test starts a run of its own)")

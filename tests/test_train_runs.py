@@ -767,6 +767,11 @@ def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path)
                    "--trainer.callbacks+=test_train_runs.StartWeights"))
     start = torch.load(runs / "tuned2" / "start.pt", weights_only=False)
     assert all(torch.equal(start["weights"][k], v) for k, v in trained["state_dict"].items())
+    # its config.yaml names --init_from: the native test reads it, the native fit names the job form
+    config = str(runs / "tuned" / "config.yaml")
+    train.main(["test", "--config", config, "--ckpt_path", str(runs / "tuned" / "checkpoints" / "last.ckpt")])
+    with pytest.raises(train.UserError, match="--init_from starts a run in the job form"):
+        train.main(["fit", "--config", config])
 
 
 def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeypatch):
