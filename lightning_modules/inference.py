@@ -55,25 +55,25 @@ def check_device(device: str | torch.device) -> torch.device:
 
 def checkpoint_file(checkpoint: str, cls) -> str:
     """An inference command's checkpoint argument as a file: a run folder means its checkpoints/last.ckpt, and
-    `last` that of the newest training run of cls's system in runs/<system> (train.py's default folders, as
+    `last` that of the newest training run of cls in runs/*/ (the shipped configs' folders, as train.py's
     `--ckpt_path last`; junyanz's test.py `--epoch latest`). The file used is named on stderr."""
     import json
     import sys
     system = SYSTEMS.get(cls.__name__)
     if checkpoint == "last" and system and not Path(checkpoint).exists():
-        root = Path("runs") / system
+        root = Path("runs")  # runs/<system> of every config of this class (runs/darknet and runs/darknet_fast)
         runs = []
-        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for folder in sorted(root.glob("*/*/")):
             try:
                 info = json.loads((folder / "run.json").read_text())
             except (OSError, ValueError):
                 continue
             last = folder / "checkpoints" / "last.ckpt"
             if (info.get("model", "").rpartition(".")[2] == cls.__name__ and info.get("kind", "fit") == "fit"
-                    and last.is_file()):
+                    and info.get("trained", True) and last.is_file()):
                 runs.append((info.get("started", 0.0), str(last)))
         if not runs:
-            raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}; run this from "
+            raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}/*/; run this from "
                             f"the folder that holds runs/, or give a .ckpt file")
         found = max(runs)[1]
     elif Path(checkpoint).is_dir() and (Path(checkpoint) / "checkpoints" / "last.ckpt").is_file():

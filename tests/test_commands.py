@@ -219,10 +219,13 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
     for k, (name, started, model) in enumerate([("old", 1.0, "lightning_modules.DarknetClassifier"),
                                                 ("new", 0.5, "lightning_modules.DarknetClassifier"),
                                                 ("newer-test", 3.0, "lightning_modules.DarknetClassifier"),
+                                                ("../darknet_fast/fast", 0.7, "lightning_modules.DarknetClassifier"),
+                                                ("untrained", 5.0, "lightning_modules.DarknetClassifier"),
                                                 ("newest-wgan", 4.0, "lightning_modules.WGAN")]):
         (runs / name / "checkpoints").mkdir(parents=True)
         kind = "test" if name == "newer-test" else "fit"
-        (runs / name / "run.json").write_text(json.dumps({"model": model, "started": started, "kind": kind}))
+        (runs / name / "run.json").write_text(json.dumps({"model": model, "started": started, "kind": kind,
+                                                          "trained": name != "untrained"}))
         torch.manual_seed(k)
         weights = {key: value + 0.5 * torch.randn_like(value) if value.is_floating_point() else value
                    for key, value in state["state_dict"].items()}
@@ -234,11 +237,11 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
     image = sorted((data_dir / "test").rglob("*.png"))[0]
     pixels = torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1)[None]
     monkeypatch.chdir(tmp_path)
-    for argument, run in [("last", "new"), (str(runs / "old"), "old")]:
+    for argument, run in [("last", "../darknet_fast/fast"), (str(runs / "old"), "old")]:
         (result,) = classify(argument, [str(image)], top_k=3)
         expected = by_hand(runs / run / "checkpoints" / "last.ckpt", pixels)[0]
         assert torch.allclose(torch.tensor(list(result["probabilities"].values())), expected, atol=1e-5)
-        used = Path("runs/darknet") / run if argument == "last" else runs / run
+        used = Path("runs/darknet_fast/fast") if argument == "last" else runs / run
         assert f"checkpoint: {used / 'checkpoints' / 'last.ckpt'}\n" == capsys.readouterr().err  # which, on stderr
     assert not torch.allclose(by_hand(runs / "old" / "checkpoints" / "last.ckpt", pixels),
                               by_hand(runs / "new" / "checkpoints" / "last.ckpt", pixels), atol=1e-3)
@@ -251,7 +254,7 @@ def test_a_run_folder_or_last_stands_for_the_runs_last_checkpoint(darknet_checkp
         commands.classify(["last", str(image)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1, err
-    assert f"last: no darknet run with checkpoints/last.ckpt in {tmp_path / 'runs' / 'runs' / 'darknet'}" in err
+    assert f"last: no darknet run with checkpoints/last.ckpt in {tmp_path / 'runs' / 'runs'}/*/" in err
 
 
 @pytest.mark.parametrize("command, args", [
@@ -265,7 +268,8 @@ def test_last_without_a_run_is_named_by_the_gan_commands_too(command, args, tmp_
         getattr(commands, command)(args)
     system = command.partition("_")[0]
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and f"last: no {system} run with checkpoints/last.ckpt in {tmp_path}" in err, err
+    assert stop.value.code == 2, err
+    assert f"last: no {system} run with checkpoints/last.ckpt in {tmp_path / 'runs'}" in err, err
 
 
 def test_classify_gives_each_images_classes_and_probabilities_and_writes_them(darknet_checkpoint, tmp_path,
