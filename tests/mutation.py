@@ -202,6 +202,14 @@ TARGETS = {
                             "report_partial_failure", "one_line_errors"),
                            ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
                             " or unreadable or generate_writes or wrong_checkpoint")),
+    "run_guards": Target("train.py", ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step",
+                                      "hold_run_lock", "release_run_locks"),
+                         tuple(f"tests/test_train_runs.py::test_{name}" for name in (
+                             "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state",
+                             "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint",
+                             "a_requeued_job_waits_out_a_stale_lock_then_goes_on",
+                             "a_run_another_process_is_training_is_not_resumed_alongside_it",
+                             "an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one"))),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end"),
