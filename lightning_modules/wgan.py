@@ -232,6 +232,10 @@ class WGAN(L.LightningModule):
                               caption=f"gen_iterations {self.gen_iterations}")
 
     def on_validation_start(self) -> None:
+        if self.frechet.off and self.trainer.state.fn == "validate":  # it would print nothing and end with status 0
+            raise UserError("validate: the WGAN's validation is its Frechet distance (val/fid), off without "
+                            "--model.fid_features; give a DarknetClassifier .ckpt or "
+                            "pt_inception-2015-12-05-6726825d.pth there")
         if not self.frechet.off:
             self.frechet.build(self.device)
 

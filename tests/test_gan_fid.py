@@ -146,6 +146,17 @@ def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplo
     assert "val/fid" not in trainer.callback_metrics and trainer.global_step == 4
 
 
+def test_validate_without_features_says_there_is_nothing_to_validate(tmp_path):
+    """It validated nothing, printed nothing and ended with status 0."""
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path))
+    with pytest.raises(UserError, match="validate: the WGAN's validation is its Frechet distance .* off without "
+                                        "--model.fid_features"):
+        trainer.validate(WGAN(**TINY_WGAN), datamodule=data)
+
+
 def test_a_missing_feature_file_stops_the_fit_before_training(tmp_path):
     solid_colours(tmp_path / "images", 16)
     data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
