@@ -362,7 +362,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
     path = save_png(grid, out / "grid.png")
     print(f"{len(images)} images and {path} written")
-    note_earlier_images(out, written | {path, out / "interpolation.png"})
+    note_earlier_images(out, written | {path} | ({out / "interpolation.png"} if interpolate else set()))
     if interpolate:
         ends = torch.randn(2, nrow, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1))
         weights = torch.linspace(0, 1, interpolate)

@@ -93,10 +93,11 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
             image = torch.from_numpy(np.array(Image.open(tmp_path / batch_size / f"{i:06d}.png"))).permute(2, 0, 1)
             assert (image / 255 - expected[i]).abs().max() <= 1 / 255 + 1e-6
     assert "note:" not in capsys.readouterr().err
-    # fewer samples into the same folder: the earlier run's third image stays, and is named
+    # fewer samples into the same folder: the earlier run's third image stays, and is named (and an earlier walk)
+    Image.new("RGB", (4, 4)).save(tmp_path / "1" / "interpolation.png")
     commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / "1"), "--num_samples", "2",
                             "--nrow", "1"])
-    assert (f"note: {tmp_path / '1'} also holds 1 .png file this run did not write (e.g. 000002.png; from an "
+    assert (f"note: {tmp_path / '1'} also holds 2 .png files this run did not write (e.g. 000002.png; from an "
             f"earlier run?)") in capsys.readouterr().err
 
 
