@@ -300,21 +300,42 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
 
 def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatch, capsys, no_ranks):
     """A dead node's lock stays on NFS until its lease ends; SLURM requeues only after the earlier allocation ended,
-    so the requeue waits, then goes on with a warning (refused, the job would end for good)."""
+    so the requeue waits, then goes on with a warning (refused, the job would end for good). A clock of its own:
+    each sleep moves it on."""
     import fcntl
+    clock, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock[0] += seconds
+    monkeypatch.setattr(train.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(train.time, "sleep", sleep)
+    monkeypatch.setattr(train, "LOCK_PATIENCE_SECONDS", 10)
     (tmp_path / "r").mkdir()
     with open(tmp_path / "r" / ".lock", "a+") as stale:
         fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
         stale.write("pid 99 on dead-node, SLURM job 77\n")
         stale.flush()
-        with pytest.raises(train.UserError, match="being trained by another process"):  # not a requeue
+        monkeypatch.setenv("SLURM_JOB_ID", "77")  # a job's first launch (no restart count): refused at once
+        with pytest.raises(train.UserError, match="being trained by another process"):
             train.hold_run_lock(tmp_path / "r")
-        monkeypatch.setenv("SLURM_JOB_ID", "77")
+        assert slept == []
         monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-        monkeypatch.setattr(train, "LOCK_PATIENCE_SECONDS", 0)
         train.hold_run_lock(tmp_path / "r")
-    assert (f"warning: {tmp_path / 'r' / '.lock'} is still held (pid 99 on dead-node, SLURM job 77) after 0 s; this "
+    assert slept == [5, 5]  # tried at 0, 5 and 10 s
+    assert (f"warning: {tmp_path / 'r' / '.lock'} is still held (pid 99 on dead-node, SLURM job 77) after 10 s; this "
             "requeued job goes on without it") in capsys.readouterr().err
+    assert tmp_path / "r" not in train._held_locks
+    train.hold_run_lock(tmp_path / "r")  # released: held now, and the holder written for the next one
+    assert (tmp_path / "r" / ".lock").read_text() == f"pid {os.getpid()} on {__import__('socket').gethostname()}, " \
+                                                     f"SLURM job 77\n"
+
+
+def test_a_checkpoints_step_is_read_from_either_of_torchs_formats(tmp_path):
+    torch.save({"global_step": 7}, tmp_path / "zip.ckpt")
+    torch.save({"global_step": 8}, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    (tmp_path / "torn.ckpt").write_bytes(b"PK")
+    assert [train.checkpoint_step(tmp_path / f"{name}.ckpt") for name in ("zip", "legacy", "torn")] == [7, 8, None]
 
 
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
