@@ -199,14 +199,12 @@ class CLI(LightningCLI):
     def instantiate_classes(self):
         super().instantiate_classes()
         config, trainer = self.job_config(), self.trainer
+        run_dir = Path(trainer.default_root_dir)
+        resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")
         for callback in trainer.callbacks:
             if isinstance(callback, LogConfig):
                 callback.effective, callback.config = callback.config, self.config_as_given
-        run_dir = Path(trainer.default_root_dir)
-        resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")
-        if resumed and (run_dir / "config.yaml").is_file():  # in its own folder
-            for callback in trainer.callbacks:
-                if isinstance(callback, LogConfig):
+                if resumed and (run_dir / "config.yaml").is_file():  # in its own folder
                     step = checkpoint_step(Path(config.ckpt_path))
                     callback.resumed_at = "unknown" if step is None else step
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
@@ -249,7 +247,7 @@ class LogConfig(SaveConfigCallback):
     loggers, and writes its own beside it: config-resume-step<N>.yaml, and resume_step<N> on the loggers."""
 
     effective = None
-    resumed_at: int | None = None
+    resumed_at: int | str | None = None  # "unknown" for a checkpoint whose step cannot be read
 
     def setup(self, trainer, pl_module, stage) -> None:
         if self.resumed_at is not None:
