@@ -831,9 +831,8 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     if system == "style":
         raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
                         "fixed VGG weights (resume a style run with --ckpt_path)")
-    if Path(path).is_dir() and (Path(path) / "checkpoints" / "last.ckpt").is_file():  # a run folder, as dl2-classify
-        path = str(Path(path) / "checkpoints" / "last.ckpt")
-    return LoadWeights(check_checkpoint(path, model, system, for_init=True)["state_dict"])
+    from lightning_modules.inference import run_folder_checkpoint
+    return LoadWeights(check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)["state_dict"])
 
 
 class LoadWeights(Callback):

@@ -76,12 +76,17 @@ def checkpoint_file(checkpoint: str, cls) -> str:
             raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}/*/; run this from "
                             f"the folder that holds runs/, or give a .ckpt file")
         found = max(runs)[1]
-    elif Path(checkpoint).is_dir() and (Path(checkpoint) / "checkpoints" / "last.ckpt").is_file():
-        found = str(Path(checkpoint) / "checkpoints" / "last.ckpt")
-    else:
+    elif (found := run_folder_checkpoint(checkpoint)) == checkpoint:
         return checkpoint
     print(f"checkpoint: {found}", file=sys.stderr)
     return found
+
+
+def run_folder_checkpoint(path: str) -> str:
+    """A training run's folder stands for its checkpoints/last.ckpt (the inference commands, train.py's --init_from);
+    any other path is returned as it is."""
+    last = Path(path) / "checkpoints" / "last.ckpt"
+    return str(last) if Path(path).is_dir() and last.is_file() else path
 
 
 def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
