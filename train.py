@@ -938,12 +938,29 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
                         "steps its optimizers itself (a GAN's alternating updates): tune its lr with short runs")
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
-    finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
-                                    num_training=num_training, mode=mode, early_stop_threshold=stop_div,
-                                    update_attr=False)
+    # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
+    # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the sweep
+    stopped = []
+    previous = None
+    if trainer.world_size == 1 and _main_thread():
+        def stop_sweep(signum, frame):
+            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+            stopped.append(trainer.global_step)
+            print("\nCtrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to stop at once)",
+                  file=sys.stderr)
+            trainer.should_stop = True
+            trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
+        previous = signal.signal(signal.SIGINT, stop_sweep)
+    try:
+        finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
+                                        num_training=num_training, mode=mode, early_stop_threshold=stop_div,
+                                        update_attr=False)
+    finally:
+        if previous is not None and not stopped:
+            signal.signal(signal.SIGINT, previous)
     if not trainer.is_global_zero:
         return None
-    suggestion = finder.suggestion()
+    suggestion = None if stopped else finder.suggestion()  # a partial sweep's steepest descent is no advice
     figure = finder.plot(suggest=suggestion is not None)
     figure.axes[0].set_xscale("linear" if linear_axis else "log")
     run_dir = Path(trainer.default_root_dir)
@@ -953,6 +970,11 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")])
+    if stopped:
+        lrs = finder.results["lr"]
+        print(f"LR finder: stopped by Ctrl-C after {len(lrs)} of {num_training} steps, at lr {lrs[-1]:.3g} (the sweep "
+              f"goes up to {max_lr:g}); no suggestion from part of a sweep. Plot: {run_dir / 'lr_find.png'}")
+        raise SystemExit(130)
     print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
           if suggestion is not None else "LR finder: no suggestion (too few points, or the loss diverged early); try a "
                                          "larger --lr_find.num_training, a smaller --lr_find.max_lr or "

@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -539,6 +540,36 @@ def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, 
     assert torch.allclose(constant, constant[0].expand_as(constant), rtol=1e-3)
     assert (run_dir / "lr_find.png").is_file() and not (run_dir / "checkpoints").exists()  # no training
     assert f"train with --model.lr {found['suggestion']:.3g}" in capsys.readouterr().out
+
+
+def test_ctrl_c_ends_the_lr_sweep_and_plots_what_it_has(tiny_cifar, tmp_path, capsys, monkeypatch):
+    import lightning_modules
+    step = lightning_modules.DarknetClassifier.training_step
+
+    def interrupted_at_the_fifth(self, batch, batch_idx):
+        if self.trainer.global_step == 4:  # a terminal's Ctrl-C during the fifth batch
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(lightning_modules.DarknetClassifier, "training_step", interrupted_at_the_fifth)
+    validated = []
+    monkeypatch.setattr(lightning_modules.DarknetClassifier, "validation_step",
+                        lambda self, *args: validated.append(self.trainer.global_step))
+    runs = tmp_path / "runs"
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stop:
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find", "--lr_find.num_training", "20",
+                       "--lr_find.stop_div", "null", "--trainer.max_epochs", "10"))
+    assert stop.value.code == 130
+    run_dir = only_run(runs)
+    found = json.loads((run_dir / "lr_find.json").read_text())
+    assert found["suggestion"] is None  # no advice from part of a sweep
+    assert len(found["lr"]) == len(found["loss"]) == 5  # the batch that was running is kept, nothing after it
+    assert (run_dir / "lr_find.png").is_file() and not list(run_dir.glob(".lr_find_*.ckpt"))
+    printed = capsys.readouterr().out
+    assert f"stopped by Ctrl-C after 5 of 20 steps, at lr {found['lr'][-1]:.3g}" in printed
+    assert "--model.lr" not in printed  # the steepest descent of part of a sweep is no advice
+    assert signal.getsignal(signal.SIGINT) is before  # the first Ctrl-C gave the next one back
+    assert validated and max(validated) < 5  # at the first epoch's end only: Lightning would validate on stopping
 
 
 def test_swa_is_configurable_from_the_command_line(tiny_cifar, tmp_path, capsys):
