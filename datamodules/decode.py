@@ -4,6 +4,7 @@ torchvision's `read_file`/`decode_image` are deprecated since torchvision 0.29 (
 video library that needs FFmpeg); PIL is already installed with torchvision, reads every format we take
 (JPEG, PNG, WebP, BMP; grayscale, palette and RGBA become RGB) and decodes to the same pixels; its
 Python-level header parsing makes it slower per file (benchmarks/data_decode.py; figures in BENCHMARKS.md).
+A photo tagged with an EXIF orientation is turned upright, as viewers show it.
 """
 
 import io
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from callbacks import UserError
@@ -24,6 +25,7 @@ class UnreadableImageError(UserError):
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM")  # only these are probed: 8% faster on CIFAR-sized files
 # the files of those formats the data modules take (TIFF and PPM: the CycleGAN reference's folders may hold them)
+ORIENTATION = 0x0112  # the EXIF tag cameras write instead of turning the pixels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
@@ -67,6 +69,8 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def _to_tensor(image: Image.Image) -> Tensor:
+    if image.getexif().get(ORIENTATION, 1) != 1:  # a phone's portrait photo is stored on its side: show it upright
+        image = ImageOps.exif_transpose(image)
     if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
         # 16-bit grayscale (I;16, I;16B; a 16-bit PPM or TIFF opens as I): convert() would clip it at 255
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))

@@ -33,3 +33,23 @@ def test_an_image_of_a_format_we_do_not_read_is_named_as_such(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(UnreadableImageError, match=r"text\.png .*\(empty, truncated or not an image\)"):
         read_rgb(tmp_path / "text.png")
+
+
+# EXIF orientation (TIFF/EXIF 2.3): how the stored pixels are turned to be shown upright
+UPRIGHT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 6: lambda a: np.rot90(a, k=-1),
+           8: lambda a: np.rot90(a, k=1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path, orientation, suffix):
+    stored = np.zeros((16, 32, 3), np.uint8)  # a phone's portrait photo is stored landscape, tagged 6
+    stored[:8, :8] = 255  # a white corner: where it lands tells the turn apart from a flip
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / f"photo{suffix}", exif=exif.tobytes(), **({"quality": 100} if suffix == ".jpg" else {}))
+    pixels = read_rgb(tmp_path / f"photo{suffix}").permute(1, 2, 0).numpy()
+    expected = UPRIGHT[orientation](stored)
+    assert pixels.shape == expected.shape
+    assert np.abs(pixels.astype(int) - expected).max() <= (40 if suffix == ".jpg" else 0)  # JPEG's loss at the edge
