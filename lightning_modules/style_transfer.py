@@ -248,6 +248,11 @@ class StyleTransfer(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint) -> None:
         shape = checkpoint["state_dict"]["image"].shape  # StyleTransfer.load_from_checkpoint has no data
+        content = getattr(getattr(self._trainer, "datamodule", None), "content", None)
+        if content is not None and len(content) != shape[0]:  # else every image would chase one content, or crash
+            raise UserError(f"the checkpoint holds {shape[0]} image{'s' * (shape[0] != 1)}, this run has "
+                            f"{len(content)} content image{'s' * (len(content) != 1)}; resume with the run's own "
+                            f"--data.content (its config.yaml), or start a new run without --ckpt_path")
         if self.image.shape != shape:
             self.image = nn.Parameter(torch.empty(shape))
 

@@ -83,6 +83,22 @@ def test_resumed_run_matches_an_uninterrupted_one(style_images, tmp_path):
     assert torch.allclose(image(split), image(straight), atol=1e-5)  # L-BFGS history restored, not restarted
 
 
+@pytest.mark.parametrize("given", [1, 3])
+def test_a_resume_with_another_number_of_content_images_is_refused_and_keeps_the_checkpoint(style_images, tmp_path,
+                                                                                              given):
+    content, style = style_images  # two content images
+    runs = tmp_path / "runs"
+    train.main(job(style_images, runs, "--trainer.max_steps", "2"))
+    (run_dir,) = runs.iterdir()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    other = job(([*content, content[0]][:given], style), runs, "--trainer.max_steps", "4", "--ckpt_path", "last")
+    with pytest.raises(train.UserError, match=rf"the checkpoint holds 2 images, this run has {given} content "
+                                              rf"image{'s' * (given != 1)}; resume with the run's own --data.content"):
+        train.main(other)
+    assert last.read_bytes() == before  # not trained on (two images chasing one content) nor overwritten
+
+
 def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
