@@ -848,12 +848,13 @@ class LoadWeights(Callback):
 
 
 def fit_progress(trainer) -> dict:
-    """Epochs as batches trained / batches per epoch: a run stopped at 13% of its first epoch says 0.13."""
+    """Epochs as batches trained / batches per epoch: a run stopped at 13% of its first epoch says 0.13. A loader
+    without epochs (the style system's endless one) has none: null, not Lightning's count of how often it began."""
     batches = trainer.fit_loop.epoch_loop.batch_progress.total.completed
     per_epoch = trainer.num_training_batches
     finite = isinstance(per_epoch, int) and per_epoch > 0
-    return {"epochs": round(batches / per_epoch, 4) if finite else trainer.current_epoch,
-            "epochs_completed": batches // per_epoch if finite else trainer.current_epoch, "batches": batches}
+    return {"epochs": round(batches / per_epoch, 4) if finite else None,
+            "epochs_completed": batches // per_epoch if finite else None, "batches": batches}
 
 
 def run_job(cli: CLI) -> dict:
