@@ -23,10 +23,14 @@ class DecayType(str, Enum):
     POLYNOMIAL = "polynomial"
 
 
-def decay_type(value: DecayType | str) -> DecayType:
-    """DecayType.COSINE, "cosine" or "COSINE"."""
+def decay_type(value: DecayType | str | bool) -> DecayType:
+    """DecayType.COSINE, "cosine" or "COSINE"; False is "no" as YAML 1.1 reads it unquoted (lr_decay: no)."""
     if isinstance(value, DecayType):
         return value
+    if value is False:
+        return DecayType.NO
+    if value is True:  # an unquoted yes/on/true: no decay is called that
+        raise UserError(f"'{value}' is not a valid DecayType; use one of {', '.join(d.value for d in DecayType)}")
     try:
         return DecayType(str(value).lower())
     except ValueError:
@@ -92,9 +96,9 @@ class TrainingPhase:
     epochs: float
     opt_fn: str | type = "SGD"
     lr: Pair = 1e-2
-    lr_decay: DecayType | str | tuple = DecayType.NO
+    lr_decay: DecayType | str | bool | tuple = DecayType.NO
     momentum: Pair | None = 0.9
-    momentum_decay: DecayType | str | tuple = DecayType.NO
+    momentum_decay: DecayType | str | bool | tuple = DecayType.NO
     power: float = 2.0
     beta: float | None = None
     weight_decay: float | list[float] | None = None
@@ -138,29 +142,36 @@ class TrainingPhase:
                                                                  self.momentum_power)
 
 
+def check_fraction(recipe: str, name: str, value: float, what: str) -> None:
+    """A recipe's share of the cycle in [0, 1] (an empty part is left out), else a UserError naming the option."""
+    if not 0 <= value <= 1:
+        raise UserError(f"{recipe}'s {name} is {what}, from 0 to {100 if name == 'pct' else 1} (got "
+                        f"{value * 100 if name == 'pct' else value:g})")
+
+
 def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max_mom: float = 0.95,
               min_mom: float = 0.85, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """The seed's phases_1cycle, fastai 0.7's `use_clr_beta=(div, pct, max_mom, min_mom)`.
 
     lr/div up to lr and back over (100 - pct)% of the cycle with momentum mirrored, then down to lr/(100 div).
     """
+    check_fraction("one_cycle", "pct", pct / 100, "a percentage of the cycle")
     triangle = (1 - pct / 100) * cycle_len
-    return [
-        TrainingPhase(triangle / 2, opt_fn, (lr / div, lr), "linear", (max_mom, min_mom), "linear", **phase_kwargs),
-        TrainingPhase(triangle / 2, opt_fn, (lr, lr / div), "linear", (min_mom, max_mom), "linear", **phase_kwargs),
-        TrainingPhase(cycle_len - triangle, opt_fn, (lr / div, lr / (100 * div)), "linear", max_mom,
-                      **phase_kwargs),
-    ]
+    return [TrainingPhase(length, opt_fn, lrs, "linear", momentum, decay, **phase_kwargs)
+            for length, lrs, momentum, decay in (
+                (triangle / 2, (lr / div, lr), (max_mom, min_mom), "linear"),
+                (triangle / 2, (lr, lr / div), (min_mom, max_mom), "linear"),
+                (cycle_len - triangle, (lr / div, lr / (100 * div)), max_mom, "no")) if length > 0]
 
 
 def triangle(cycle_len: float, lr: float, start: float = 0.2, peak: float = 0.23, end: float = 0.07,
              momentum: float = 0.85, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """airbench94's lr shape (Jordan 2024, arXiv:2404.00498; its defaults): linear from start * lr up to lr over
     the first `peak` fraction of the cycle, then linear down to end * lr; momentum constant."""
-    return [
-        TrainingPhase(peak * cycle_len, opt_fn, (start * lr, lr), "linear", momentum, **phase_kwargs),
-        TrainingPhase((1 - peak) * cycle_len, opt_fn, (lr, end * lr), "linear", momentum, **phase_kwargs),
-    ]
+    check_fraction("triangle", "peak", peak, "a fraction of the cycle")
+    return [TrainingPhase(length, opt_fn, lrs, "linear", momentum, **phase_kwargs)
+            for length, lrs in ((peak * cycle_len, (start * lr, lr)), ((1 - peak) * cycle_len, (lr, end * lr)))
+            if length > 0]
 
 
 def one_cycle_cos(cycle_len: float, lr: float, div: float = 25, div_final: float = 1e5, pct_start: float = 0.25,
@@ -168,6 +179,7 @@ def one_cycle_cos(cycle_len: float, lr: float, div: float = 25, div_final: float
                   **phase_kwargs) -> list[TrainingPhase]:
     """fastai 2's fit_one_cycle (its defaults): lr cosine from lr/div up to lr over the first pct_start of the
     cycle, then cosine down to lr/div_final; momentum cosine from moms[0] to moms[1], then to moms[2]."""
+    check_fraction("one_cycle_cos", "pct_start", pct_start, "a fraction of the cycle")
     warm, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, "cosine", momentum, "cosine", **phase_kwargs)
             for length, lrs, momentum in ((warm, (lr / div, lr), moms[:2]), (anneal, (lr, lr / div_final), moms[1:]))
@@ -178,6 +190,7 @@ def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: flo
              momentum: float | None = None, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """fastai 2's fit_flat_cos (its defaults): lr constant for the first pct_start of the cycle, then cosine down
     to lr/div_final; momentum left to the optimizer, as fastai leaves it (or a constant `momentum`)."""
+    check_fraction("flat_cos", "pct_start", pct_start, "a fraction of the cycle")
     flat, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, decay, momentum, **phase_kwargs)
             for length, lrs, decay in ((flat, lr, "no"), (anneal, (lr, lr / div_final), "cosine")) if length > 0]

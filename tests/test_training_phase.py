@@ -643,6 +643,39 @@ def test_a_recipe_with_pct_start_0_has_no_empty_phase():
     assert [p.lr_range for p in flat_cos(cycle_len=4, lr=1.0, pct_start=1.0)] == [(1.0, 1.0)]  # flat only
 
 
+def test_one_cycle_and_triangle_at_the_ends_of_their_range_have_no_empty_phase():
+    # pct 0: the triangle is the whole cycle (no final annealing); pct 100: the final annealing alone
+    assert [(p.epochs, p.lr_range) for p in one_cycle(cycle_len=10, lr=1.0, div=10, pct=0)] == [
+        (5.0, (0.1, 1.0)), (5.0, (1.0, 0.1))]
+    assert [(p.epochs, p.lr_range) for p in one_cycle(cycle_len=10, lr=1.0, div=10, pct=100)] == [
+        (10.0, pytest.approx((0.1, 0.001)))]
+    assert [(p.epochs, p.lr_range) for p in triangle(cycle_len=10, lr=1.0, peak=0.0, end=0.1)] == [(10.0, (1.0, 0.1))]
+    assert [(p.epochs, p.lr_range) for p in triangle(cycle_len=10, lr=1.0, peak=1.0, start=0.2)] == [(10.0, (0.2, 1.0))]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: one_cycle(cycle_len=10, lr=1.0, pct=120), "one_cycle's pct is a percentage of the cycle, from 0 to 100 "
+                                                       r"\(got 120\)"),
+    (lambda: triangle(cycle_len=10, lr=1.0, peak=-0.1), r"triangle's peak is a fraction of the cycle, from 0 to 1"),
+])
+def test_a_recipes_share_of_the_cycle_out_of_range_is_named(make, message):
+    with pytest.raises(UserError, match=message):
+        make()
+
+
+def test_lr_decay_no_unquoted_in_yaml_is_no_decay():
+    from jsonargparse import ArgumentParser
+    parser = ArgumentParser()
+    parser.add_argument("--phases", type=list[TrainingPhase])
+    # YAML 1.1 reads an unquoted no as false: the README's spelling must still mean DecayType.NO
+    phases = parser.instantiate(parser.parse_args(["--phases", "[{epochs: 1, lr: 0.1, lr_decay: no, momentum: "
+                                                   "[0.9, 0.8], momentum_decay: no}]"])).phases
+    assert phases[0].lr_decay is DecayType.NO and phases[0].momentum_decay is DecayType.NO
+    assert phases[0].lr_at(0.5) == 0.1 and phases[0].momentum_at(0.5) == 0.9
+    with pytest.raises(UserError, match="'True' is not a valid DecayType"):
+        TrainingPhase(1, lr_decay=True)
+
+
 def test_sgdr_passes_momentum_on_and_the_one_cycles_set_their_own():
     from callbacks.phase_scheduler import recipe_options
     assert {"momentum", "momentum_decay", "beta"} <= set(recipe_options("sgdr"))
