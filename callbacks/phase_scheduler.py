@@ -84,8 +84,13 @@ class TrainingPhaseScheduler(L.Callback):
             if unknown:
                 raise UserError(f"{self.recipe[0]} has no option {', '.join(map(repr, unknown))}; its options: "
                                 f"{', '.join(options)}")
-        self.phases = phases or None  # recipes are built in on_fit_start, where their defaults are known
+        self.given_phases = phases or None
         self.set_max_steps, self.plot, self.save_cycles = set_max_steps, plot, save_cycles
+        self._start()
+
+    def _start(self) -> None:
+        """The state of a training that has not begun (a checkpoint's restore comes after it)."""
+        self.phases = self.given_phases  # recipes are built in on_fit_start, where their defaults are known
         self.cycle_ends: dict[int, int] = {}  # optimizer step -> cycle number, when save_cycles
         self.batches_seen = 0  # position in the schedule (optimizer steps), saved in checkpoints
         self.phase_index = 0
@@ -114,6 +119,10 @@ class TrainingPhaseScheduler(L.Callback):
         return index, (batch - start) / (self.ends[index] - start)
 
     # -- hooks ---------------------------------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":  # a second fit with this callback (a notebook's) starts the schedule again, or resumes
+            self._start()   # the checkpoint's position, restored after setup
+
     def on_fit_start(self, trainer, pl_module):
         if trainer.lr_scheduler_configs:
             raise UserError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and momentum "

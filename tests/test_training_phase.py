@@ -253,6 +253,29 @@ def test_a_resume_over_more_epochs_keeps_the_cycle_it_began_with(tiny_cifar, tmp
     assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx([cycle[-1]] * BATCHES)
 
 
+def one_cycle_lrs(n, lr=0.4, div=20):
+    """fastai 0.7's 1cycle (pct 20) over n steps, the phase ends rounded to steps as the scheduler rounds them."""
+    up, down = round(0.4 * n), round(0.8 * n)
+    return [expected(lr / div, lr, i, up, "linear") for i in range(up)] + \
+           [expected(lr, lr / div, i, down - up, "linear") for i in range(down - up)] + \
+           [expected(lr / div, lr / div / 100, i, n - down, "linear") for i in range(n - down)]
+
+
+def test_one_scheduler_fitted_twice_runs_its_schedule_again_over_the_new_training(tiny_cifar):
+    """A notebook that fits again with the same callback: the second fit stopped at the first one's length, at the
+    model's constant lr (the position and the plan were the first fit's)."""
+    scheduler = TrainingPhaseScheduler(one_cycle={"lr": 0.4, "div": 20, "pct": 20}, plot=False)
+    for epochs in (1, 2):
+        recorder = Recorder()
+        trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0, enable_checkpointing=False,
+                            callbacks=[scheduler, recorder])
+        trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
+                    CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+        assert trainer.global_step == epochs * BATCHES
+        assert [lrs[0] for _, lrs, _ in recorder.steps] == pytest.approx(one_cycle_lrs(epochs * BATCHES))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": -1}, "epochs > 0"),
     ({"epochs": 1, "lr": 0.1, "lr_decay": "exponential"}, "EXPONENTIAL lr decay needs a .start, end. pair"),
