@@ -257,10 +257,12 @@ class TrainingPhaseScheduler(L.Callback):
             if type(old) is not phase.opt_class or phase.opt_kwargs or self._optimizer_key is not None:
                 trainer.strategy.optimizers = [build_optimizer(phase, old)]
             self._optimizer_key = key
-        for name, value in phase.data.items():
-            if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
-                raise UserError(f"phase {index} sets data attribute {name!r}, which the DataModule does not have")
-            setattr(trainer.datamodule, name, value)
+        # the earlier phases' data too: a phase that sets none keeps theirs, also when a resume starts in it
+        for earlier, phase in enumerate(self.phases[:index + 1]):
+            for name, value in phase.data.items():
+                if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
+                    raise UserError(f"phase {earlier} sets data attribute {name!r}, which the DataModule does not have")
+                setattr(trainer.datamodule, name, value)
 
     def _plot(self, trainer):
         path = Path(trainer.default_root_dir) / "lr_schedule.png"

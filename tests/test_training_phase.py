@@ -220,6 +220,29 @@ def test_per_phase_data_changes_the_batch_image_size(tiny_cifar):
     assert shapes.sizes == [28] * BATCHES + [32] * BATCHES
 
 
+def test_a_resume_keeps_the_data_an_earlier_phase_set(tiny_cifar, tmp_path):
+    """Progressive resizing: a phase without data keeps the size the phase before it set; resumed in that phase, the
+    run trained at the DataModule's default size instead."""
+    from conftest import CrashAtEpoch
+    shapes = ShapeRecorder()
+
+    class Resized(L.Callback):  # the size the model sees, after on_after_batch_transfer
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            shapes.sizes.append(batch[0].shape[-1])
+
+    def phases():
+        return [TrainingPhase(1, "SGD", 0.1, data={"image_size": 24}),
+                TrainingPhase(1, "SGD", 0.1, data={"image_size": 28}), TrainingPhase(2, "SGD", 0.1)]
+    fit(tiny_cifar, phases(), callbacks=[Resized()])
+    assert shapes.sizes == [24] * BATCHES + [28] * 3 * BATCHES
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_cifar, phases(), callbacks=[CrashAtEpoch(2)], root=tmp_path)
+    shapes.sizes = []
+    fit(tiny_cifar, phases(), callbacks=[Resized()], ckpt_path=str(next(tmp_path.rglob("*.ckpt"))),
+        root=tmp_path / "again")
+    assert shapes.sizes == [28] * 2 * BATCHES  # the third phase, at the second's size
+
+
 def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_path):
     from conftest import CrashAtEpoch
     phases = [TrainingPhase(1.5, "RMSprop", (0.01, 0.001), "cosine", momentum=(0.9, 0.5), momentum_decay="linear"),
