@@ -96,6 +96,7 @@ class TrainingPhaseScheduler(L.Callback):
         self.phase_index = 0
         self.ends: list[int] = []  # cumulative phase ends, in optimizer steps
         self._optimizer_key = None
+        self._model_settings = None  # the model's optimizer class and its groups' settings
         self._global_step = 0  # the trainer's, to tell a batch that stepped from one that accumulated
         self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
         self.kept_plan = False  # a resume whose training differs from that length
@@ -253,9 +254,12 @@ class TrainingPhaseScheduler(L.Callback):
         key = (phase.opt_class, tuple(sorted(phase.opt_kwargs.items())))
         if len(trainer.optimizers) == 1 and key != self._optimizer_key:
             old = trainer.optimizers[0]
+            if self._optimizer_key is None:  # the model's own optimizer: a later phase of its class is built alike
+                self._model_settings = (type(old), [{k: v for k, v in g.items() if k != "params"}
+                                                    for g in old.param_groups])
             # the model's own optimizer is kept only when it already is what the first phase asks for
             if type(old) is not phase.opt_class or phase.opt_kwargs or self._optimizer_key is not None:
-                trainer.strategy.optimizers = [build_optimizer(phase, old)]
+                trainer.strategy.optimizers = [build_optimizer(phase, old, self._model_settings)]
             self._optimizer_key = key
         # the earlier phases' data too: a phase that sets none keeps theirs, also when a resume starts in it
         for earlier, phase in enumerate(self.phases[:index + 1]):
@@ -321,11 +325,19 @@ def set_beta(group: dict, value: float, optimizer) -> None:
                         f"{type(optimizer).__name__} has neither: drop beta from that phase")
 
 
-def build_optimizer(phase: TrainingPhase, old):
-    """The phase's optimizer over the same parameter groups (same tensors, so the weights carry over)."""
-    keep = ("params", "lr", "weight_decay", "lr_scale")
-    groups = [{k: v for k, v in g.items() if k in keep} for g in old.param_groups]
+def build_optimizer(phase: TrainingPhase, old, model_settings: tuple | None = None):
+    """The phase's optimizer over the same parameter groups (same tensors, so the weights carry over).
+
+    Of the model's optimizer class (`model_settings`: that class and its groups' settings) it starts from the model's
+    settings (nesterov, eps, weight_decay...), so phases written alike build alike; of another class from the groups'
+    lr, weight_decay and lr_scale. The phase's opt_kwargs go over either."""
     kwargs = dict(phase.opt_kwargs)
+    if model_settings is not None and model_settings[0] is phase.opt_class:
+        settings = model_settings[1]
+    else:
+        settings = [{k: v for k, v in g.items() if k in ("lr", "weight_decay", "lr_scale")} for g in old.param_groups]
+    groups = [{**{k: v for k, v in setting.items() if k not in kwargs}, "params": group["params"]}
+              for setting, group in zip(settings, old.param_groups, strict=True)]
     accepts = inspect.signature(phase.opt_class).parameters
     if phase.momentum is not None and "momentum" in accepts and "momentum" not in kwargs:
         kwargs["momentum"] = phase.momentum_at(0.0)  # SGD(nesterov=True) refuses momentum 0 at construction

@@ -118,6 +118,14 @@ class TrainingPhase:
         if isinstance(self.momentum_decay, (tuple, list)):
             self.momentum_decay, self.momentum_power = self.momentum_decay
         self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
+        own = {"lr": "lr", "momentum": "momentum" * (self.momentum is not None),
+               "betas": "momentum (beta1) and beta (beta2)" * (self.momentum is not None or self.beta is not None),
+               "alpha": "beta" * (self.beta is not None),
+               "weight_decay": "weight_decay" * (self.weight_decay is not None)}
+        if clash := next((key for key in self.opt_kwargs if own.get(key)), None):  # the phase would overwrite them
+            fix = "" if clash == "lr" else " (or null there, to leave it to opt_kwargs)"
+            raise UserError(f"opt_kwargs {clash} is set by the phase itself every step: give the phase's "
+                            f"{own[clash]} instead{fix}")
         self.opt_class = optimizer_class(self.opt_fn)
         self.lr_range = self._range(self.lr, self.lr_decay, "lr")
         self.momentum_range = None if self.momentum is None else self._range(self.momentum, self.momentum_decay,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler
+from callbacks import DecayType, TrainingPhase, TrainingPhaseScheduler, UserError
 from callbacks.phase_scheduler import build_optimizer, set_momentum
 from callbacks.training_phase import annealed, decay_type, optimizer_class
 
@@ -213,6 +213,54 @@ def test_phases_asking_for_the_same_optimizer_keep_its_momentum_across_the_bound
               TrainingPhase(1, "SGD", 0.05, momentum=0.9, opt_kwargs={"nesterov": True})]
     assert isinstance(run_phases(phases, torch.optim.Adam([param], lr=1.0), param), torch.optim.SGD)
     assert torch.allclose(param.detach(), expected)
+
+
+def test_opt_kwargs_go_over_the_carried_group_settings():
+    # a review's run: AdamW(weight_decay=0.05) was built with the model SGD's 1e-4
+    param = torch.nn.Parameter(torch.ones(1))
+    old = torch.optim.SGD([param], lr=0.1, momentum=0.9, weight_decay=1e-4)
+    new = build_optimizer(TrainingPhase(1, "AdamW", 1e-3, opt_kwargs={"weight_decay": 0.05}), old)
+    assert new.param_groups[0]["weight_decay"] == 0.05
+    assert build_optimizer(TrainingPhase(1, "AdamW", 1e-3), old).param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_a_later_phase_of_the_models_optimizer_class_is_built_with_the_models_settings():
+    # SGD(nesterov) -> AdamW -> SGD: the third phase's SGD was plain, where the first (the model's own) was nesterov
+    param = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    model_optimizer = torch.optim.SGD([param], lr=1.0, momentum=0.9, nesterov=True, weight_decay=5e-4, dampening=0)
+    s = TrainingPhaseScheduler([TrainingPhase(1, "SGD", 0.1), TrainingPhase(1, "AdamW", 1e-3),
+                                TrainingPhase(1, "SGD", 0.1)], plot=False)
+    trainer = FakeTrainer(model_optimizer)
+    built = []
+    for index in range(3):
+        s._enter(trainer, index)
+        built.append(trainer.optimizers[0])
+    assert built[0] is model_optimizer and isinstance(built[1], torch.optim.AdamW)
+    third = built[2].param_groups[0]
+    assert isinstance(built[2], torch.optim.SGD) and built[2] is not model_optimizer  # fresh state, as the seed's
+    assert third["nesterov"] and third["weight_decay"] == 5e-4 and third["params"] == [param]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"opt_kwargs": {"lr": 0.1}}, r"opt_kwargs lr is set by the phase itself every step: give the phase's lr instead$"),
+    ({"opt_kwargs": {"momentum": 0.5}}, r"opt_kwargs momentum is set by the phase .* give the phase's momentum"),
+    ({"opt_fn": "Adam", "opt_kwargs": {"betas": (0.8, 0.99)}}, r"give the phase's momentum \(beta1\) and beta"),
+    ({"opt_fn": "RMSprop", "beta": 0.9, "opt_kwargs": {"alpha": 0.99}}, r"opt_kwargs alpha .* the phase's beta"),
+    ({"weight_decay": 0.1, "opt_kwargs": {"weight_decay": 0.2}}, r"opt_kwargs weight_decay .* phase's weight_decay"),
+])
+def test_opt_kwargs_the_phase_would_overwrite_every_step_are_refused(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        TrainingPhase(1, **kwargs)
+
+
+def test_opt_kwargs_momentum_holds_when_the_phase_leaves_momentum_alone():
+    param = torch.nn.Parameter(torch.ones(1))
+    phase = TrainingPhase(1, "SGD", 0.1, momentum=None, opt_kwargs={"momentum": 0.5})
+    s, trainer = TrainingPhaseScheduler([phase], plot=False), FakeTrainer(torch.optim.Adam([param]))
+    s.ends = [4]
+    s._enter(trainer, 0)
+    s._apply(trainer)
+    assert trainer.optimizers[0].param_groups[0]["momentum"] == 0.5
 
 
 @pytest.mark.parametrize("datamodule", [None, SimpleNamespace(image_size=32)], ids=["no-datamodule", "no-attribute"])
