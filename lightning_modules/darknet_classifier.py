@@ -8,6 +8,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -311,12 +312,26 @@ class DarknetClassifier(L.LightningModule):
             return optimizer
         div, pct, max_momentum, min_momentum = hp.one_cycle
         # the seed's three linear phases: lr/div -> lr and back over (100-pct)%, then down to lr/div/100
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
+        schedule = OneCycleThenHold(
             optimizer, max_lr=[hp.lr * g.get("lr_scale", 1.0) for g in groups],
             total_steps=self.trainer.estimated_stepping_batches,
             pct_start=(1 - pct / 100) / 2, anneal_strategy="linear", three_phase=True, div_factor=div,
             final_div_factor=100, base_momentum=min_momentum, max_momentum=max_momentum)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class OneCycleThenHold(torch.optim.lr_scheduler.OneCycleLR):
+    """torch's OneCycleLR, holding its final lr and momentum past total_steps where torch raises: a run resumed over
+    more epochs keeps the cycle it began with (as the TrainingPhaseScheduler's recipes) and trains on at its end."""
+
+    def get_lr(self):
+        if self.last_epoch < self.total_steps:
+            return super().get_lr()
+        if self.last_epoch == self.total_steps + 1:  # the first step past the cycle (a run that ends with it gets here)
+            rank_zero_warn(f"--model.one_cycle was planned over {self.total_steps} steps, the training the run began "
+                           f"with, and is kept: the steps after it train at its final lr. For a new cycle from these "
+                           f"weights, start a new run with --init_from <this run's checkpoint>")
+        return [group["lr"] for group in self.optimizer.param_groups]
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]):

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -168,6 +169,40 @@ def test_a_config_without_a_checkpoint_callback_keeps_lightnings_in_the_run_fold
     assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
     train.main(job(tiny_cifar, runs, *args, "--ckpt_path", "last"))  # finds it: a finished run, nothing to add
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 3
+
+
+def test_the_torch_one_cycle_path_resumed_over_more_epochs_trains_on_at_its_final_lr(tiny_cifar, tmp_path):
+    """--model.one_cycle keeps the cycle the run began with (torch's OneCycleLR raised past its total_steps, after the
+    resume had trained a step)."""
+    runs = tmp_path / "runs"
+    args = ["--run_name", "r", "--model.one_cycle", "[20, 20, 0.95, 0.85]", "--trainer.callbacks", "[]"]
+    train.main(job(tiny_cifar, runs, *args))  # one epoch: 3 steps
+    first = json.loads((runs / "r" / "results.json").read_text())
+    with pytest.warns(UserWarning, match="--model.one_cycle was planned over 3 steps, the training the run began "
+                                         "with, and is kept: the steps after it train at its final lr"):
+        train.main(job(tiny_cifar, runs, *args, "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    again = json.loads((runs / "r" / "results.json").read_text())
+    assert again["global_step"] == 6 and again["final_lr"] == first["final_lr"]  # held, not extrapolated
+
+
+def test_one_cycle_then_hold_is_torchs_one_cycle_then_its_last_values():
+    from lightning_modules.darknet_classifier import OneCycleThenHold
+    kwargs = {"max_lr": 0.4, "total_steps": 20, "pct_start": 0.4, "anneal_strategy": "linear", "three_phase": True,
+              "div_factor": 20, "final_div_factor": 100, "base_momentum": 0.85, "max_momentum": 0.95}
+    seen = []
+    for cls in (torch.optim.lr_scheduler.OneCycleLR, OneCycleThenHold):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1, momentum=0.9)
+        schedule, values = cls(optimizer, **kwargs), []
+        for _ in range(20 if cls is torch.optim.lr_scheduler.OneCycleLR else 25):
+            values.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]))
+            optimizer.step()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                schedule.step()
+        seen.append(values)
+    torch_values, ours = seen
+    assert ours[:20] == torch_values and ours[20:] == [torch_values[-1]] * 5
+    assert torch_values[-1][0] == pytest.approx(0.4 / 20 / 100)  # the cycle's end: lr / div / final_div
 
 
 def test_a_named_run_that_stopped_before_training_can_be_retried_under_its_name(tiny_cifar, tmp_path):
