@@ -349,8 +349,9 @@ class MaxStepsResume(Callback):
     """Lightning 2.6 counts an epoch twice on some resumes and the run ends an epoch short (or, in the last epoch,
     trains nothing): a max_steps (or max_time) stop inside an epoch passes on_train_epoch_end, whose checkpoint
     says the epoch was processed, and the resume continues the epoch and counts it again at its end (or, without
-    max_steps, skips the rest of it); with max_steps set, a checkpoint written at an epoch's end restarts that
-    epoch, runs it empty (or one batch past its end) and counts it again."""
+    max_steps, skips the rest of it); a checkpoint written after that, when training ends (ModelCheckpoint's
+    save_last), says the epoch completed, and the resume skipped the rest of it; with max_steps set, a checkpoint
+    written at an epoch's end restarts that epoch, runs it empty (or one batch past its end) and counts it again."""
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         """The checkpoint of a stop inside an epoch made what it is: mid-epoch, the epoch not yet processed."""
@@ -362,6 +363,11 @@ class MaxStepsResume(Callback):
         if all(c["ready"] == c["started"] == c["processed"] == c["completed"] + 1 for c in counts):
             for count in counts:
                 count["processed"] -= 1
+        # saved when training ended (ModelCheckpoint(save_last)'s on_train_end), the epoch already counted complete
+        elif all(c["ready"] == c["started"] == c["processed"] == c["completed"] for c in counts):
+            for count in counts:
+                count["processed"] -= 1
+                count["completed"] -= 1
 
     def on_train_start(self, trainer, pl_module):
         loop, epochs = trainer.fit_loop, trainer.fit_loop.epoch_progress.current

@@ -759,6 +759,22 @@ def test_a_resume_with_max_steps_from_an_epoch_end_trains_every_remaining_epoch(
     assert results["global_step"] == 4 * per_epoch and results["epochs"] == 4.0
 
 
+@pytest.mark.parametrize("stop", ["max_steps", "max_steps twice"])
+def test_a_wgan_stopped_inside_an_epoch_by_max_steps_trains_the_rest_of_it_on_resume(stop, tiny_cifar, tmp_path):
+    """The shipped config's ModelCheckpoint(save_last) rewrites last.ckpt when training ends, after Lightning counted
+    the epoch complete: resumed, it went on to the next epoch and the rest of the stopped one was never trained."""
+    runs = tmp_path / "runs"
+    first = wgan_job(tiny_cifar, runs, "--run_name", "r", "--trainer.max_epochs", "4")  # 6 batches an epoch
+    train.main([*first, "--trainer.max_steps", "8"])  # the 3rd batch of the 2nd epoch
+    if stop == "max_steps twice":
+        train.main([*first, "--trainer.max_steps", "10", "--ckpt_path", "last"])  # the 5th
+    train.main([*first, "--trainer.max_steps", "1000", "--ckpt_path", "last",
+                "--trainer.callbacks+=test_train_runs.EpochStarts"])
+    assert epoch_starts(runs / "r")[-2:] == [(2, 12), (3, 18)]  # the 2nd epoch had its 6 batches
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == results["batches"] == 24 and results["epochs"] == 4.0
+
+
 class EndSteps(L.Callback):
     """Writes the step the loggers stand at (Lightning's batches that stepped) when training ends."""
 
