@@ -36,7 +36,7 @@ def do_nothing() -> None:
 
 
 def check_schedule(lr: float, clip_value: float, gradient_penalty: float, d_iters: int, d_iters_long: int,
-                   long_until: int, long_every: int) -> None:
+                   long_until: int, long_every: int, sample_every: int = 500) -> None:
     """Values that would train nothing, or crash mid-run, named before the run starts."""
     if lr <= 0:
         raise UserError(f"lr must be above 0 (got {lr}); the seed's is 1e-4, the paper's 5e-5")
@@ -52,6 +52,9 @@ def check_schedule(lr: float, clip_value: float, gradient_penalty: float, d_iter
                             "d_iters_long 100, long_until 25, long_every 500")
     if long_until < 0:
         raise UserError(f"long_until must be 0 or more (got {long_until}); the paper's is 25")
+    if sample_every < 0:
+        raise UserError(f"sample_every must be 0 (samples at the end only) or more (got {sample_every}); the seed "
+                        "saves them every 500 generator iterations")
 
 
 class WGAN(L.LightningModule):
@@ -79,7 +82,8 @@ class WGAN(L.LightningModule):
         critic_batchnorm: batchnorm in the critic; null means yes with clipping (the seed) and no with the
             gradient penalty, which is defined per sample (Gulrajani et al. section 4).
         bn_last: the seed's block order conv, activation, batchnorm; false for DCGAN's conv, batchnorm, act.
-        sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery).
+        sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery);
+            0: at the end of training only.
         fid_features: a DarknetClassifier .ckpt or torch-fidelity's pt_inception-2015-12-05-6726825d.pth: each
             validation logs `val/fid` between the data's fixed real sample (--data.val_size images) and as
             many images from fixed noise, plus the gallery; null: no validation (lightning_modules/fid.py).
@@ -99,7 +103,8 @@ class WGAN(L.LightningModule):
                  fid_features: str | None = None):
         super().__init__()
         check_schedule(lr=lr, clip_value=clip_value, gradient_penalty=gradient_penalty, d_iters=d_iters,
-                       d_iters_long=d_iters_long, long_until=long_until, long_every=long_every)
+                       d_iters_long=d_iters_long, long_until=long_until, long_every=long_every,
+                       sample_every=sample_every)
         self.save_hyperparameters()
         self.automatic_optimization = False  # alternating critic and generator updates
         bn = gradient_penalty == 0 if critic_batchnorm is None else critic_batchnorm
@@ -136,7 +141,7 @@ class WGAN(L.LightningModule):
             self.generator_step(len(real))
             self.gen_iterations += 1
             self.group_iterations = 0
-            if self.gen_iterations % self.hparams.sample_every == 0:
+            if self.hparams.sample_every and self.gen_iterations % self.hparams.sample_every == 0:
                 self.log_samples()
         if logging_step(self, pending_steps=0):  # not every step: self.log costs host time (see there)
             self.log_dict(critic_losses)
@@ -256,7 +261,7 @@ class WGAN(L.LightningModule):
             self.log_samples()
 
     def on_train_end(self) -> None:
-        if self.gen_iterations % self.hparams.sample_every:
+        if not self.hparams.sample_every or self.gen_iterations % self.hparams.sample_every:
             self.log_samples()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

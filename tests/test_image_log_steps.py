@@ -68,3 +68,13 @@ def test_wgan_samples_share_their_batchs_step(tmp_path):
     assert steps_of(logger, "scalar", "train/Loss_D") == list(range(8))
     # a generator iteration every 2 batches, a sample grid every 2 of them: after batches 4 and 8
     assert steps_of(logger, "image", "samples") == [3, 7]
+
+
+def test_wgan_sample_every_0_samples_at_the_end_only(tmp_path):
+    from lightning_modules import WGAN
+
+    torch.manual_seed(0)
+    model = WGAN(isize=16, ngf=4, ndf=4, n_extra_layers=0, d_iters=2, d_iters_long=2, sample_every=0)
+    batches = [torch.rand(4, 3, 16, 16) * 2 - 1 for _ in range(8)]
+    logger = fit(model, torch.utils.data.DataLoader(batches, batch_size=None), tmp_path, max_steps=8)
+    assert steps_of(logger, "image", "samples") == [8]  # once, when training ends (it divided by zero)

@@ -17,7 +17,8 @@ TINY_WGAN = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4}
     ({"d_iters": 0}, "d_iters must be at least 1 \\(got 0\\)"),
     ({"d_iters_long": 0}, "d_iters_long must be at least 1"),
     ({"long_every": 0}, "long_every must be at least 1"),
-    ({"long_until": -1}, "long_until must be 0 or more")])
+    ({"long_until": -1}, "long_until must be 0 or more"),
+    ({"sample_every": -1}, "sample_every must be 0 \\(samples at the end only\\) or more")])
 def test_wgan_refuses_a_schedule_that_cannot_train(values, message):
     with pytest.raises(UserError, match=message):
         WGAN(**TINY_WGAN, **values)
