@@ -157,6 +157,14 @@ def test_validate_without_features_says_there_is_nothing_to_validate(tmp_path):
         trainer.validate(WGAN(**TINY_WGAN), datamodule=data)
 
 
+def test_cyclegan_validate_without_features_says_there_is_nothing_to_validate(tmp_path):
+    root = make_unpaired(tmp_path / "unpaired", counts=(2, 2, 2, 2), size=(32, 32), gray_in=None)
+    data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
+    with pytest.raises(UserError, match=r"validate: the CycleGAN's validation is its Frechet distances .* off "
+                                        r"without --model.fid_features; .* or run test"):
+        validator(tmp_path).validate(CycleGAN(n_blocks=1, ngf=4, ndf=4), datamodule=data, verbose=False)
+
+
 def test_a_missing_feature_file_stops_the_fit_before_training(tmp_path):
     solid_colours(tmp_path / "images", 16)
     data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
