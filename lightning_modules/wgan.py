@@ -224,6 +224,10 @@ class WGAN(L.LightningModule):
         if size is not None and size != self.hparams.isize:
             raise UserError(f"the data is {size}px but the model {self.hparams.isize}px; "
                              f"set --data.isize and --model.isize to the same value")
+        data = self.trainer.datamodule
+        if self.hparams.nc != 3 and data is not None and type(data).__module__.startswith("datamodules"):
+            raise UserError(f"--model.nc {self.hparams.nc}: the data modules give RGB images, 3 channels (grayscale "
+                            f"files too); train with --model.nc 3")
 
     @torch.no_grad()
     def log_samples(self) -> Path | None:

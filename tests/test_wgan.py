@@ -14,6 +14,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from PIL import Image
 
 import train
+from callbacks import UserError
 from datamodules import ImageFolderDataModule
 from lightning_modules import WGAN
 
@@ -227,6 +228,12 @@ def test_gradient_penalty_option_uses_adam_without_clamp_or_critic_batchnorm(ima
 def test_mismatched_data_and_model_isize_fail_clearly(images, tmp_path):
     with pytest.raises(ValueError, match="data is 16px but the model 32px"):
         fit(images, tmp_path, model=WGAN(**{**TINY, "isize": 32}))
+
+
+def test_a_model_of_other_than_three_channels_is_refused_on_our_rgb_data(images, tmp_path):
+    # it crashed at the first batch: a 1-channel critic's conv on the RGB batch
+    with pytest.raises(UserError, match="--model.nc 1: the data modules give RGB images, 3 channels .* --model.nc 3"):
+        fit(images, tmp_path, model=WGAN(**{**TINY, "nc": 1}))
 
 
 def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(images, tmp_path):
