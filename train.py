@@ -466,6 +466,7 @@ def describe(model_class: str) -> str:
 
 def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, evaluation: bool = False) -> Path:
     """--ckpt_path last: checkpoints/last.ckpt of the newest training run of this system (or of --run_name)."""
+    from lightning_modules.inference import trained_run
     system = describe(model_class)
     start = f"train one first (python train.py --system {system})" if evaluation else "start one without --ckpt_path"
     if run_name:
@@ -483,8 +484,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
                             f"first save); {fix}")
         return last
     runs = [(info.get("started", 0.0), d) for d in (root.iterdir() if root.is_dir() else [])
-            if (info := read_run(d)) and info.get("model") == model_class and info.get("kind", "fit") == "fit"
-            and info.get("trained", True)]  # not a run that stopped before training (nothing to resume)
+            if (info := read_run(d)) and info.get("model") == model_class and trained_run(info)]
     if not runs:
         unknown = sorted(p.parent.parent for p in root.glob("*/checkpoints/last.ckpt") if read_run(p.parent.parent)
                          is None)

@@ -69,8 +69,7 @@ def checkpoint_file(checkpoint: str, cls) -> str:
             except (OSError, ValueError):
                 continue
             last = folder / "checkpoints" / "last.ckpt"
-            if (info.get("model", "").rpartition(".")[2] == cls.__name__ and info.get("kind", "fit") == "fit"
-                    and info.get("trained", True) and last.is_file()):
+            if info.get("model", "").rpartition(".")[2] == cls.__name__ and trained_run(info) and last.is_file():
                 runs.append((info.get("started", 0.0), str(last)))
         if not runs:
             raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}/*/; run this from "
@@ -80,6 +79,12 @@ def checkpoint_file(checkpoint: str, cls) -> str:
         return checkpoint
     print(f"checkpoint: {found}", file=sys.stderr)
     return found
+
+
+def trained_run(info: dict) -> bool:
+    """A run folder's run.json says it is a training run that began training (not a validate/test or LR finder
+    folder, nor a run that stopped at a setup mistake): one `last` may pick (train.py's --ckpt_path, the commands')."""
+    return info.get("kind", "fit") == "fit" and info.get("trained", True)
 
 
 def run_folder_checkpoint(path: str) -> str:
