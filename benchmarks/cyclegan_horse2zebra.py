@@ -48,8 +48,9 @@ def main(archive: str = str(ROOT.parent / "shared" / "data" / "horse2zebra.tar")
         torch.set_num_threads(threads)
     data_dir = Path(data_root) / "horse2zebra"
     if not (data_dir / "trainA").is_dir():
+        from datamodules.download import extract_tar  # the 'data' filter, or its checks on older Pythons
         with tarfile.open(archive) as tar:
-            tar.extractall(data_root, filter="data")
+            extract_tar(tar, data_root)
     runs = ROOT / "runs" / "cyclegan"
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
               "init_args": {"save_dir": str(runs / run_name), "name": "csv"}}

@@ -79,9 +79,25 @@ def unpack(archive: Path, dest_dir: Path) -> None:
                 zf.extractall(dest_dir)  # zipfile drops absolute paths and '..' from member names
         else:
             with tarfile.open(archive) as tar:
-                tar.extractall(dest_dir, filter="data")
+                extract_tar(tar, dest_dir)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
         raise DownloadError(f"{archive} is not a readable archive ({error})") from None
+
+
+def extract_tar(tar: tarfile.TarFile, dest_dir: Path) -> None:
+    """tar.extractall with tarfile's "data" filter (no paths outside dest_dir, no links out, no devices), or on the
+    Pythons before it (3.10.0-3.10.11, 3.11.0-3.11.3, which refuse the filter argument) the same checks by hand:
+    plain files and folders only, at relative paths without '..'."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest_dir, filter="data")
+        return
+    members = tar.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or Path(member.name).is_absolute() or ".." in parts:
+            raise DownloadError(f"{tar.name} holds {member.name!r}, which is not a plain file or folder inside the "
+                                f"archive; not unpacked")
+    tar.extractall(dest_dir, members=members)  # noqa: S202 (members checked above)
 
 
 def _missing_parents(folder: Path) -> list[Path]:

@@ -152,6 +152,40 @@ def test_download_with_good_checksum_extracts_and_loads(tmp_path, server, archiv
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cifar-10-batches-py"]  # archive removed
 
 
+def test_download_on_a_python_without_tarfiles_data_filter_extracts_too(tmp_path, server, archive, monkeypatch):
+    """Python 3.10.0-3.10.11 and 3.11.0-3.11.3 (Debian 12's 3.11.2) refuse extractall's filter argument: the
+    download stopped with a traceback after fetching all 163 MB."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    extractall = tarfile.TarFile.extractall
+
+    def old_extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        assert not kwargs, f"unexpected keyword arguments {kwargs}"  # as those Pythons: a TypeError
+        return extractall(self, path, members, numeric_owner=numeric_owner)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    data = loaded(tmp_path / "d", url=f"{server}/good", md5=hashlib.md5(archive).hexdigest())
+    assert data.train_images.shape == (30, 3, 32, 32)
+
+
+@pytest.mark.parametrize("member", ["../outside.txt", "/tmp/absolute.txt", "link"])
+def test_without_the_data_filter_an_archive_reaching_outside_is_refused(tmp_path, monkeypatch, member):
+    import io
+
+    from datamodules.download import DownloadError, extract_tar
+    monkeypatch.delattr(tarfile, "data_filter")
+    path = tmp_path / "evil.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo(member)
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+    with tarfile.open(path) as tar, pytest.raises(DownloadError, match=f"holds '{member}', which is not a plain file"):
+        extract_tar(tar, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "outside.txt").exists()
+
+
 @pytest.mark.parametrize("path, md5, message", [
     ("/good", "0" * 32, "checksum mismatch"),
     ("/cut", None, "interrupted"),
