@@ -458,6 +458,10 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     if out.resolve() == source.resolve():
         raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
                         f"of the same name; give another folder")
+    for copies in ("inputs", "reconstructions")[:1 + reconstruct]:  # where the inputs are copied, or rebuilt
+        if source.resolve().is_relative_to((out / copies).resolve()):
+            raise UserError(f"--output_dir {output_dir}: translate writes the {copies} to {out / copies}, which holds "
+                            f"the input images ({input_dir}) and would replace them; give another --output_dir")
     fix = "pass a folder of images, or one image, as --input_dir"
     if one_image:
         files = [Path(input_dir)]

@@ -210,6 +210,20 @@ def test_reconstruct_with_a_single_reference_generator_is_refused(tmp_path):
         translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), max_images=0)
 
 
+@pytest.mark.parametrize("folder, reconstruct", [("inputs", False), ("inputs/horses", False),
+                                                 ("reconstructions", True)])
+def test_an_output_folder_whose_copies_would_land_on_the_inputs_is_refused(tiny_model, tmp_path, folder, reconstruct):
+    """--input_dir inputs --output_dir .: each input was saved again as ./inputs/<name>.png, over itself."""
+    inputs = tmp_path / folder
+    inputs.mkdir(parents=True)
+    Image.fromarray(np.full((20, 24, 3), 200, dtype=np.uint8)).save(inputs / "horse.png")
+    before = (inputs / "horse.png").read_bytes()
+    with pytest.raises(UserError, match=rf"--output_dir {tmp_path}: translate writes the {folder.split('/')[0]} to "
+                                        rf".* which holds the input images .* give another --output_dir"):
+        translate("unused.ckpt", str(inputs), str(tmp_path), reconstruct=reconstruct)
+    assert (inputs / "horse.png").read_bytes() == before and [p.name for p in inputs.iterdir()] == ["horse.png"]
+
+
 def test_one_image_translates_and_the_input_folder_is_refused_as_output(tiny_model, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
