@@ -266,7 +266,12 @@ class UnpairedImageDataModule(L.LightningDataModule):
             if counts is not None and count_images(found[0]) != counts:
                 raise DownloadError(f"{url} unpacked to {count_images(found[0])} images in {'/'.join(FOLDERS)}, "
                                     f"not the official {counts}")
-            os.replace(found[0], tmp / "unpacked")
+            if found[0] == tmp:  # a zip of the four folders themselves (zip -r x.zip trainA trainB testA testB)
+                (tmp / "unpacked").mkdir()
+                for entry in [e for e in tmp.iterdir() if e.name != "unpacked"]:
+                    os.replace(entry, tmp / "unpacked" / entry.name)
+            else:
+                os.replace(found[0], tmp / "unpacked")
 
         try:
             prepare(root, lambda target: all((target / f).is_dir() for f in FOLDERS), fill, member="unpacked")

@@ -231,7 +231,7 @@ def zip_of(folder, top: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:  # stored: a flipped byte stays a flipped byte
         for file in sorted(folder.rglob("*")):
-            zf.write(file, f"{top}/{file.relative_to(folder)}")
+            zf.write(file, f"{top}/{file.relative_to(folder)}" if top else str(file.relative_to(folder)))
     return buffer.getvalue()
 
 
@@ -242,7 +242,8 @@ def zips(tmp_path_factory):
                   "horse2zebra")
     member = good.find(b"IEND")  # inside the last PNG's data: the CRC-32 of that member no longer matches
     damaged = good[:member] + bytes([good[member] ^ 0xFF]) + good[member + 1:]
-    return {"/horse2zebra.zip": good, "/damaged.zip": damaged}
+    flat = zip_of(make_unpaired(tmp_path_factory.mktemp("src") / "h", counts=(3, 5, 2, 3), gray_in=None), "")
+    return {"/horse2zebra.zip": good, "/damaged.zip": damaged, "/flat.zip": flat}
 
 
 @pytest.fixture
@@ -275,6 +276,14 @@ def test_missing_horse2zebra_is_downloaded_verified_and_read(tmp_path, zip_serve
     dm.setup("fit")
     assert (len(dm.train_set.files_a), len(dm.train_set.files_b)) == (3, 5)
     dm.prepare_data()  # a second call finds it ready
+
+
+def test_a_zip_of_the_four_folders_themselves_unpacks_too(tmp_path, zip_server):
+    # zip -r mine.zip trainA trainB testA testB: it stopped with an OSError (the folder moved into itself)
+    root = tmp_path / "data" / "mine"
+    UnpairedImageDataModule(str(root), url=f"{zip_server}/flat.zip", num_workers=0).prepare_data()
+    assert sorted(p.name for p in root.iterdir()) == ["testA", "testB", "trainA", "trainB"]
+    assert len(list((root / "trainB").iterdir())) == 5 and sorted(p.name for p in root.parent.iterdir()) == ["mine"]
 
 
 @pytest.mark.parametrize("path, kwargs, message", [
