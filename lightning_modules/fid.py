@@ -70,11 +70,30 @@ class InceptionFeatures(nn.Module):
 
 
 def feature_extractor(path: str) -> nn.Module:
-    """A `.ckpt` is a DarknetClassifier checkpoint; anything else is an Inception-v3 weights file."""
+    """A DarknetClassifier checkpoint (a .ckpt, or any Lightning checkpoint whatever its name; a Darknet run folder or
+    `last` stand for its last.ckpt, as in the inference commands) or torch-fidelity's Inception-v3 weights file."""
+    from lightning_modules.darknet_classifier import DarknetClassifier
+    from lightning_modules.inference import checkpoint_file, read_checkpoint
+
+    if path == "last" or Path(path).is_dir():
+        path = checkpoint_file(path, DarknetClassifier)
+    fix = ("pass a DarknetClassifier .ckpt or run folder (python train.py --system darknet) or torch-fidelity's "
+           "pt_inception-2015-12-05-6726825d.pth")
     if not Path(path).is_file():
-        raise UserError(f"no feature network file at {path}; pass a DarknetClassifier .ckpt (python train.py "
-                        "--system darknet) or torch-fidelity's pt_inception-2015-12-05-6726825d.pth")
-    return DarknetFeatures(path) if path.endswith(".ckpt") else InceptionFeatures(path)
+        raise UserError(f"no feature network file at {path}; {fix}")
+    if path.endswith(".ckpt"):  # read by load_checkpoint, whose errors say what is wrong with a checkpoint
+        return DarknetFeatures(path)
+    try:
+        read_checkpoint(path)
+    except UserError:  # not a Lightning checkpoint: Inception weights, or neither
+        pass
+    else:
+        return DarknetFeatures(path)
+    try:
+        return InceptionFeatures(path)
+    except Exception as error:  # torchmetrics' load of a file that is not those weights: a pickle or a key error
+        raise UserError(f"{path} is neither a Lightning checkpoint nor Inception-v3 weights ({type(error).__name__}: "
+                        f"{str(error).strip().splitlines()[0][:120] if str(error).strip() else ''}); {fix}") from None
 
 
 def frechet_metric(extractor: nn.Module) -> FrechetInceptionDistance:

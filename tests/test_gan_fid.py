@@ -165,6 +165,26 @@ def test_cyclegan_validate_without_features_says_there_is_nothing_to_validate(tm
         validator(tmp_path).validate(CycleGAN(n_blocks=1, ngf=4, ndf=4), datamodule=data, verbose=False)
 
 
+def test_features_are_a_darknet_checkpoint_by_content_a_run_folder_or_last(tmp_path, darknet_ckpt, monkeypatch):
+    """A Darknet checkpoint not named .ckpt was taken for Inception weights (a 20 KB traceback); a run folder and
+    `last` were refused, where every other command takes them."""
+    import shutil
+    images = torch.rand(2, 3, 32, 32)
+    expected = fid.feature_extractor(darknet_ckpt)(images)
+    run = tmp_path / "runs" / "darknet" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(darknet_ckpt, run / "checkpoints" / "last.ckpt")
+    (run / "run.json").write_text(json.dumps({"model": "lightning_modules.DarknetClassifier", "kind": "fit"}))
+    shutil.copy(darknet_ckpt, tmp_path / "darknet.pt")
+    monkeypatch.chdir(tmp_path)
+    for given in (str(tmp_path / "darknet.pt"), str(run), "last"):
+        extractor = fid.feature_extractor(given)
+        assert isinstance(extractor, fid.DarknetFeatures) and torch.equal(extractor(images), expected)
+    torch.save({"weights": torch.ones(3)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="other.pth is neither a Lightning checkpoint nor Inception-v3 weights"):
+        fid.feature_extractor(str(tmp_path / "other.pth"))
+
+
 def test_a_missing_feature_file_stops_the_fit_before_training(tmp_path):
     solid_colours(tmp_path / "images", 16)
     data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
