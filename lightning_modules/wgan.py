@@ -343,20 +343,21 @@ def load_generator(checkpoint: str, device: str) -> WGAN:
 
 def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, batch_size: int = 256,
              seed: int = 0, nrow: int = 8, interpolate: int = 0, device: str = "cpu") -> Path:
-    """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus grid.png of the first nrow**2.
+    """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus <out_dir>_grid.png of the first nrow**2
+    beside the folder (in it, an FID tool reading the folder would take the grid for a sample).
 
     Args:
         checkpoint: a .ckpt written by `python train.py --system wgan` (e.g. runs/wgan/<run>/checkpoints/last.ckpt),
             a run folder (its last.ckpt), `last` (the newest run's in runs/wgan), or a generator file of
             martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
-        out_dir: folder for 000000.png, 000001.png, ... and grid.png.
+        out_dir: folder for 000000.png, 000001.png, ... (those alone).
         num_samples: how many images.
         batch_size: images per generator call.
         seed: noise seed; the same seed gives the same images, whatever the batch_size.
-        nrow: images per row of grid.png.
-        interpolate: also interpolation.png: nrow rows of this many images each, walking the latent space from
-            one noise vector to another along the great circle (slerp; White 2016, Sampling Generative Networks),
-            as DCGAN's latent walks (Radford et al. 2016, section 6.1); 0: none.
+        nrow: images per row of the grid.
+        interpolate: also <out_dir>_interpolation.png beside the folder: nrow rows of this many images each,
+            walking the latent space from one noise vector to another along the great circle (slerp; White 2016,
+            Sampling Generative Networks), as DCGAN's latent walks (Radford et al. 2016, section 6.1); 0: none.
         device: cpu, cuda, mps.
     """
     from torchvision.utils import make_grid
@@ -369,16 +370,17 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     images = sample(model, num_samples, batch_size, seed)
     written = {save_png((image + 1) / 2, out / f"{i:06d}.png") for i, image in enumerate(images)}
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
-    path = save_png(grid, out / "grid.png")
-    print(f"{len(images)} images and {path} written")
-    note_earlier_images(out, written | {path} | ({out / "interpolation.png"} if interpolate else set()))
+    beside = out.resolve().parent / out.resolve().name  # out_dir "." too: ../<this folder's name>_grid.png
+    path = save_png(grid, beside.with_name(f"{beside.name}_grid.png"))
+    print(f"{len(images)} images in {out}, the grid in {path}")
+    note_earlier_images(out, written)
     if interpolate:
         ends = torch.randn(2, nrow, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1))
         weights = torch.linspace(0, 1, interpolate)
         noise = torch.stack([slerp(ends[0], ends[1], t) for t in weights], dim=1).flatten(0, 1)  # row by row
         walk = generated(model, noise, batch_size)
         walked = save_png(make_grid(walk, nrow=interpolate, normalize=True, value_range=(-1, 1)),
-                          out / "interpolation.png")
+                          beside.with_name(f"{beside.name}_interpolation.png"))
         print(f"{walked}: {nrow} latent walks of {interpolate} images")
     return path
 

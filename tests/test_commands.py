@@ -83,8 +83,10 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
     for batch_size in ("256", "1"):  # the same seed gives the same images, whatever the batch size
         commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / batch_size),
                                 "--num_samples", "3", "--nrow", "1", "--batch_size", batch_size])
+        # the samples alone: an FID tool reading the folder takes every .png in it for a sample
         assert sorted(p.name for p in (tmp_path / batch_size).iterdir()) == ["000000.png", "000001.png",
-                                                                             "000002.png", "grid.png"]
+                                                                             "000002.png"]
+        assert (tmp_path / f"{batch_size}_grid.png").is_file()
     noise = torch.randn(3, 8, 1, 1, generator=torch.Generator().manual_seed(0))  # the default seed, N(0, 1)
     with torch.no_grad():
         expected = (model.eval().generator(noise) + 1) / 2
@@ -93,8 +95,8 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
             image = torch.from_numpy(np.array(Image.open(tmp_path / batch_size / f"{i:06d}.png"))).permute(2, 0, 1)
             assert (image / 255 - expected[i]).abs().max() <= 1 / 255 + 1e-6
     assert "note:" not in capsys.readouterr().err
-    # fewer samples into the same folder: the earlier run's third image stays, and is named (and an earlier walk)
-    Image.new("RGB", (4, 4)).save(tmp_path / "1" / "interpolation.png")
+    # fewer samples into the same folder: the earlier run's third image stays, and is named (and another .png)
+    Image.new("RGB", (4, 4)).save(tmp_path / "1" / "grid.png")
     commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / "1"), "--num_samples", "2",
                             "--nrow", "1"])
     assert (f"note: {tmp_path / '1'} also holds 2 .png files this run did not write (e.g. 000002.png; from an "

@@ -250,8 +250,8 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
                "--out_dir", str(tmp_path / "out"), "--num_samples", "10", "--nrow", "3"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    grid = tmp_path / "out" / "grid.png"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i:06d}.png" for i in range(10)] + ["grid.png"]
+    grid = tmp_path / "out_grid.png"  # beside the folder of samples, which holds them alone
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i:06d}.png" for i in range(10)]
     assert Image.open(tmp_path / "out" / "000009.png").size == (16, 16)
     assert Image.open(grid).size == (3 * 18 + 2, 3 * 18 + 2)  # make_grid: 2px padding around each image
 

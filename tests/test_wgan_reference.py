@@ -148,7 +148,7 @@ def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
     torch.save(state, tmp_path / "netG.pth")
     generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=2, seed=4, interpolate=3)
     ends = torch.randn(2, 2, 8, 1, 1, generator=torch.Generator().manual_seed(5))  # seed + 1, as generate draws
-    grid = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "interpolation.png"))).permute(2, 0, 1) / 255
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "out_interpolation.png"))).permute(2, 0, 1) / 255
     assert grid.shape == (3, 2 + 2 * (16 + 2), 2 + 3 * (16 + 2))  # make_grid: 2 rows of 3, 2px padding
     with torch.no_grad():
         for row in range(2):
