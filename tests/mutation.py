@@ -38,17 +38,19 @@ TARGETS = {
                               "flat_cos"),
                              ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
                               "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
-                              " or triangle or fastai or pct_start_0 or beta_outside")),
+                              " or triangle or fastai or pct_start_0 or beta_outside or share_of_the_cycle"
+                              " or lr_decay_no")),
     "phase_scheduler": Target("callbacks/phase_scheduler.py",
                               ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
                                "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",
                                "TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.on_train_batch_end",
                                "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
-                               "set_beta", "build_optimizer"),
+                               "set_beta", "build_optimizer", "TrainingPhaseScheduler._start",
+                               "TrainingPhaseScheduler.setup"),
                               ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
-                               " or fastai or save_cycles or recipe_takes or sgdr_keeps")),
+                               " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice")),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),
     "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),
