@@ -245,12 +245,17 @@ def test_a_later_phase_of_the_models_optimizer_class_is_built_with_the_models_se
     ({"opt_kwargs": {"lr": 0.1}}, r"opt_kwargs lr is set by the phase itself every step: give the phase's lr instead$"),
     ({"opt_kwargs": {"momentum": 0.5}}, r"opt_kwargs momentum is set by the phase .* give the phase's momentum"),
     ({"opt_fn": "Adam", "opt_kwargs": {"betas": (0.8, 0.99)}}, r"give the phase's momentum \(beta1\) and beta"),
+    ({"opt_fn": "Adam", "momentum": None, "beta": 0.99, "opt_kwargs": {"betas": (0.8, 0.9)}}, r"momentum \(beta1\)"),
     ({"opt_fn": "RMSprop", "beta": 0.9, "opt_kwargs": {"alpha": 0.99}}, r"opt_kwargs alpha .* the phase's beta"),
     ({"weight_decay": 0.1, "opt_kwargs": {"weight_decay": 0.2}}, r"opt_kwargs weight_decay .* phase's weight_decay"),
 ])
 def test_opt_kwargs_the_phase_would_overwrite_every_step_are_refused(kwargs, message):
     with pytest.raises(UserError, match=message):
         TrainingPhase(1, **kwargs)
+
+
+def test_opt_kwargs_betas_hold_when_the_phase_sets_neither_momentum_nor_beta():
+    assert TrainingPhase(1, "Adam", momentum=None, opt_kwargs={"betas": (0.8, 0.9)}).opt_kwargs == {"betas": (0.8, 0.9)}
 
 
 def test_opt_kwargs_momentum_holds_when_the_phase_leaves_momentum_alone():

@@ -695,6 +695,7 @@ def test_one_cycle_and_triangle_at_the_ends_of_their_range_have_no_empty_phase()
         (5.0, (0.1, 1.0)), (5.0, (1.0, 0.1))]
     assert [(p.epochs, p.lr_range) for p in one_cycle(cycle_len=10, lr=1.0, div=10, pct=100)] == [
         (10.0, pytest.approx((0.1, 0.001)))]
+    assert [p.epochs for p in one_cycle(cycle_len=1, lr=1.0, pct=20)] == pytest.approx([0.4, 0.4, 0.2])  # short, kept
     assert [(p.epochs, p.lr_range) for p in triangle(cycle_len=10, lr=1.0, peak=0.0, end=0.1)] == [(10.0, (1.0, 0.1))]
     assert [(p.epochs, p.lr_range) for p in triangle(cycle_len=10, lr=1.0, peak=1.0, start=0.2)] == [(10.0, (0.2, 1.0))]
 
