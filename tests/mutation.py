@@ -46,11 +46,12 @@ TARGETS = {
                                "TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.on_train_batch_end",
                                "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
                                "set_beta", "build_optimizer", "TrainingPhaseScheduler._start",
-                               "TrainingPhaseScheduler.setup"),
+                               "TrainingPhaseScheduler.setup", "TrainingPhaseScheduler.plan"),
                               ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
-                               " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice")),
+                               " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
+                               " or keeps_the_cycle")),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),
     "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),
