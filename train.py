@@ -166,6 +166,8 @@ class CLI(LightningCLI):
             self.config_as_given.pop("lr_find", None)
             if self.config_as_given.get("init_from") is None:
                 self.config_as_given.pop("init_from", None)
+            if self.config_as_given.get("weights_only") is None:  # the native fit's (Lightning 2.6), refused by the
+                self.config_as_given.pop("weights_only", None)    # job form
         if self.job and not self.config.lr_find.run:  # the finder's options alone would train a whole run
             defaults = inspect.signature(lr_find).parameters
             if changed := [name for name, value in vars(self.config.lr_find).items()

@@ -145,7 +145,11 @@ def test_native_fit_subcommand_with_config(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), "--data.data_dir", str(tiny_cifar),
                 "--trainer.default_root_dir", str(runs), "--trainer.logger", "false", *TINY])
-    assert (only_run(runs) / "checkpoints" / "last.ckpt").is_file()
+    run = only_run(runs)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    # its config.yaml is the job form's too (it held fit's `weights_only: null`, which the job form refused)
+    train.main(["--config", str(run / "config.yaml"), "--trainer.max_epochs", "1"])
+    assert len(list(runs.iterdir())) == 2
 
 
 def native(subcommand, data_dir, runs, *extra):
