@@ -620,12 +620,15 @@ def slurm_restart() -> bool:
 
 def resume_own_newest(config, run_dir: Path) -> bool:
     """A requeued job carries on from its run's own newest state, whatever --ckpt_path its command line gave (the
-    checkpoint it began from: read again, it would undo the job's training): Lightning's hpc_ckpt (which it resumes
-    from when no path is given), else checkpoints/last.ckpt. False when the job saved nothing yet."""
-    last, hpc = run_dir / "checkpoints" / "last.ckpt", list(run_dir.glob("hpc_ckpt_*.ckpt"))
-    if not (last.is_file() or hpc):
+    checkpoint it began from: read again, it would undo the job's training): of Lightning's hpc_ckpt files (its saves
+    on SLURM's time-limit signal) and checkpoints/last.ckpt, the one of the latest step (Lightning would take its newest
+    hpc_ckpt, however old: a requeue after a later preemption went back to it). False when the job saved nothing yet."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = [path for path in (*run_dir.glob("hpc_ckpt_*.ckpt"), last) if path.is_file()]
+    if not saved:
         return False
-    config.ckpt_path = None if hpc else str(last)
+    steps = {path: checkpoint_step(path) for path in saved}  # None: torn (a crash mid-save), taken only if alone
+    config.ckpt_path = str(max(saved, key=lambda path: (-1 if steps[path] is None else steps[path], path == last)))
     if config.get("init_from"):  # the job began from those weights, and its checkpoint carries them on: loading
         config.init_from = None  # them again would undo its training
     return True

@@ -505,10 +505,17 @@ def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hp
 
     assert requeue() == (None, "pretrained.ckpt")  # requeued before any save: a new start, as asked
     (run_dir / "checkpoints").mkdir()
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert requeue() == (str(run_dir / "checkpoints" / "last.ckpt"), None)
-    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"")  # Lightning's own requeue save: Lightning resumes from it
-    assert requeue() == (None, None)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"global_step": 3}, last)
+    assert requeue() == (str(last), None)
+    torch.save({"global_step": 5}, run_dir / "hpc_ckpt_1.ckpt")  # Lightning's save on SLURM's time-limit signal
+    assert requeue() == (str(run_dir / "hpc_ckpt_1.ckpt"), None)
+    # the requeued job trained on, saved last.ckpt at step 8 and was preempted: its requeue carries on from there, not
+    # from the older hpc_ckpt Lightning would take (however old, its newest hpc file)
+    torch.save({"global_step": 8}, last)
+    assert requeue() == (str(last), None)
+    torch.save({"global_step": 9}, run_dir / "hpc_ckpt_2.ckpt")
+    assert requeue() == (str(run_dir / "hpc_ckpt_2.ckpt"), None)
 
 
 def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state(tmp_path, monkeypatch,
@@ -534,8 +541,8 @@ def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newe
     (fork / "checkpoints").mkdir()  # saved nothing yet: from the given checkpoint again; saved: from its own
     torch.save({"global_step": 40}, fork / "checkpoints" / "last.ckpt")
     assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, str(fork / "checkpoints" / "last.ckpt"))
-    torch.save({"global_step": 45}, fork / "hpc_ckpt_1.ckpt")  # Lightning's: it resumes from it when given no path
-    assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, None)
+    torch.save({"global_step": 45}, fork / "hpc_ckpt_1.ckpt")  # Lightning's, on SLURM's time-limit signal: newer
+    assert launch(a / "checkpoints" / "best.ckpt", "new", "1") == (fork, str(fork / "hpc_ckpt_1.ckpt"))
     # a resume in place from a same-step copy, then the run trains on, then the job is requeued
     torch.save({"global_step": 60}, a / "checkpoints" / "epoch9.ckpt")
     assert launch(a / "checkpoints" / "epoch9.ckpt") == (a, str(a / "checkpoints" / "epoch9.ckpt"))
