@@ -393,17 +393,43 @@ class SaveOnStop(Callback):
 
     def __init__(self, path: Path):
         self.path, self.signal, self._previous = path, None, None
+        self.trainer, self.stop = None, False
 
     def on_fit_start(self, trainer, pl_module):
-        self.signal = None
-        if trainer.is_global_zero and _main_thread():
+        self.signal, self.trainer, self.stop = None, trainer, False
+        if not _main_thread():
+            return
+        if trainer.is_global_zero:
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        elif trainer.world_size > 1:  # a terminal's Ctrl-C reaches every rank: rank 0's stops them all together
+            self._previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_train_start(self, trainer, pl_module):
+        # DDP: Lightning's SIGTERM handler broadcasts from inside the signal handler, in the middle of whatever
+        # collective the ranks are in (a hang, or gloo's collective mismatch); rank 0 notes the signal instead and
+        # on_train_batch_end tells every rank after the same batch (Lightning's signal connector restores its own)
+        if trainer.world_size > 1 and _main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame):
+        if self.trainer.is_global_zero and not self.stop:
+            self.stop = True
+            if self.signal != "Ctrl-C":
+                print("\nSIGTERM: stopping every rank after this batch and saving last.ckpt", file=sys.stderr)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            stop = torch.tensor([int(self.stop)], device=trainer.strategy.root_device)
+            torch.distributed.broadcast(stop, src=0)
+            if stop.item():  # every rank raises Lightning's SIGTERMException at this batch's end, and saves
+                trainer._signal_connector.received_sigterm = True
 
     def _on_sigint(self, signum, frame):
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once
         self.signal = "Ctrl-C"
-        print("\nCtrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again to stop at once)",
-              file=sys.stderr)
+        saves = self.trainer is None or not (self.trainer.sanity_checking or self.trainer.fast_dev_run)
+        print(f"\nCtrl-C: stopping after this batch{' and saving last.ckpt' if saves else ''} (Ctrl-C again to stop "
+              f"at once)", file=sys.stderr)
         SIGNAL_LOG.addFilter(not_a_forwarded_sigterm)  # Lightning's "Received SIGTERM: 15" would puzzle the user
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -418,17 +444,15 @@ class SaveOnStop(Callback):
     def on_exception(self, trainer, pl_module, exception):
         self._restore()
         SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)
-        if not isinstance(exception, SIGTERMException) or trainer.sanity_checking or \
-                trainer.state.fn != TrainerFn.FITTING:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
-        if trainer.fast_dev_run:  # a smoke test keeps no checkpoint
-            exception.code = 130 if self.signal == "Ctrl-C" else 143
+        exception.code = 130 if self.signal == "Ctrl-C" else 143
+        if trainer.sanity_checking or trainer.fast_dev_run:  # nothing trained yet to save; a smoke test keeps none
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
         if trainer.is_global_zero:
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
-        exception.code = 130 if self.signal == "Ctrl-C" else 143
 
 
 SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
@@ -858,6 +882,25 @@ class LoadWeights(Callback):
         self.weights = None  # memory-mapped tensors: let the file go
 
 
+@contextlib.contextmanager
+def ctrl_c_stops_the_test(run_dir: Path):
+    """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a
+    failure). A SIGTERM there is Lightning's SIGTERMException, exit 143."""
+    if not _main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
+              f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+        raise SIGTERMException(130)
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def fit_progress(trainer) -> dict:
     """Epochs as batches trained / batches per epoch: a run stopped at 13% of its first epoch says 0.13. A loader
     without epochs (the style system's endless one) has none: null, not Lightning's count of how often it began."""
@@ -909,7 +952,8 @@ def run_job(cli: CLI) -> dict:
     final_lr = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
-    test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
+    with ctrl_c_stops_the_test(run_dir):
+        test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
     results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
                **progress,
                "global_step": trainer.global_step,

@@ -101,6 +101,72 @@ def test_a_stop_signal_mid_epoch_saves_last_and_resume_continues_there(tiny_cifa
     assert results["global_step"] == 12 and results["batches"] == 12 and results["epochs"] == 1.0
 
 
+# scancel and `timeout` signal every rank; Ctrl-C to rank 0 alone with the slow tests
+@pytest.mark.parametrize("signum, status, group", [(signal.SIGTERM, 143, True),
+                                                   pytest.param(signal.SIGINT, 130, False, marks=pytest.mark.slow)])
+def test_a_stop_signal_under_ddp_stops_every_rank_after_the_same_batch_and_saves(tiny_cifar, tmp_path, signum, status,
+                                                                                 group):
+    """Lightning's SIGTERM handler broadcast from inside the handler, in the middle of the ranks' collectives: the
+    job died with gloo's 'Connection closed by peer' (or hung), and Ctrl-C killed rank 1 outright."""
+    runs, markers = tmp_path / "runs", tmp_path / "markers"
+    markers.mkdir()
+    ddp = ["--data.batch_size", "2", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices",
+           "2"]  # 24 images: 6 steps an epoch on each of the two ranks
+    process = start_script(job(tiny_cifar, runs, *ddp, "--trainer.callbacks+=test_train_runs.SlowBatches",
+                               f"--trainer.callbacks.marker_dir={markers}"), tmp_path, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (markers / "step-2").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == status and "Traceback" not in err, err[-3000:]
+    (run_dir,) = run_folders(runs)
+    stopped_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert 2 <= stopped_at < 6 and f"at step {stopped_at}; saved" in err
+    result = run_script(job(tiny_cifar, runs, *ddp, "--ckpt_path", "last"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["global_step"] == 6 and results["world_size"] == 2  # the epoch finished where it stopped
+
+
+class CtrlCAt(L.Callback):
+    """A terminal's Ctrl-C at the first sanity-check batch, or at the first batch of the test after the fit."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.stage == "sanity" and trainer.sanity_checking and batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.stage == "test" and batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("stage", ["sanity", "test"])
+def test_ctrl_c_outside_the_training_batches_exits_130_and_says_what_it_kept(tiny_cifar, tmp_path, capsys, stage):
+    """Ctrl-C in the sanity check exited 143 after promising a save it could not make; in the final test, 1."""
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stop:
+        train.main(job(tiny_cifar, runs, "--data.eval_batch_size", "2", "--trainer.num_sanity_val_steps", "2",
+                       "--trainer.callbacks+=test_train_runs.CtrlCAt", f"--trainer.callbacks.stage={stage}"))
+    assert stop.value.code == 130
+    (run_dir,) = run_folders(runs)
+    err = capsys.readouterr().err
+    if stage == "sanity":
+        assert "Ctrl-C: stopping after this batch (Ctrl-C again" in err and "saving" not in err
+        assert not (run_dir / "checkpoints").exists()
+    else:
+        assert (f"the test stopped; the training is saved. Test it with: python train.py test --config "
+                f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}") in err
+        assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
 def cyclegan_job(data_dir, runs, *extra):
     """A CycleGAN whose images are decoded by 2 DataLoader workers (the darknet's loader has none)."""
     return ["--system", "cyclegan", "--data.data_dir", str(data_dir), "--data.batch_size", "1", "--data.load_size",
