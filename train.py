@@ -418,6 +418,8 @@ class SaveOnStop(Callback):
                 print("\nSIGTERM: stopping every rank after this batch and saving last.ckpt", file=sys.stderr)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # one 1-element broadcast a batch under DDP, as Lightning's own at each batch's start (which comes too late:
+        # a rank that saw the signal raises at this batch's end, alone)
         if trainer.world_size > 1 and torch.distributed.is_initialized():
             stop = torch.tensor([int(self.stop)], device=trainer.strategy.root_device)
             torch.distributed.broadcast(stop, src=0)
