@@ -429,7 +429,7 @@ class SaveOnStop(Callback):
     def _on_sigint(self, signum, frame):
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once
         self.signal = "Ctrl-C"
-        saves = self.trainer is None or not (self.trainer.sanity_checking or self.trainer.fast_dev_run)
+        saves = self.trainer is None or not saves_nothing(self.trainer)
         print(f"\nCtrl-C: stopping after this batch{' and saving last.ckpt' if saves else ''} (Ctrl-C again to stop "
               f"at once)", file=sys.stderr)
         SIGNAL_LOG.addFilter(not_a_forwarded_sigterm)  # Lightning's "Received SIGTERM: 15" would puzzle the user
@@ -449,12 +449,17 @@ class SaveOnStop(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         exception.code = 130 if self.signal == "Ctrl-C" else 143
-        if trainer.sanity_checking or trainer.fast_dev_run:  # nothing trained yet to save; a smoke test keeps none
+        if saves_nothing(trainer):
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
         if trainer.is_global_zero:
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
+
+
+def saves_nothing(trainer) -> bool:
+    """A stop now keeps no checkpoint: in the sanity check nothing is trained yet; a smoke test keeps none."""
+    return trainer.sanity_checking or bool(trainer.fast_dev_run)
 
 
 SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
@@ -885,22 +890,27 @@ class LoadWeights(Callback):
 
 
 @contextlib.contextmanager
+def on_ctrl_c(handler):
+    """`handler` for Ctrl-C inside the block, the previous one after it (yielded, for a handler that gives it back
+    at the first Ctrl-C); none where signals cannot be set (a thread other than the main one) or for handler None."""
+    if handler is None or not _main_thread():
+        yield None
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield previous
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def ctrl_c_stops_the_test(run_dir: Path):
     """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a
     failure). A SIGTERM there is Lightning's SIGTERMException, exit 143."""
-    if not _main_thread():
-        yield
-        return
-
     def stop(signum, frame):
         print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
               f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
         raise SIGTERMException(130)
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return on_ctrl_c(stop)
 
 
 def fit_progress(trainer) -> dict:
@@ -999,23 +1009,18 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
     # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the sweep
     stopped = []
-    previous = None
-    if trainer.world_size == 1 and _main_thread():
-        def stop_sweep(signum, frame):
-            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
-            stopped.append(trainer.global_step)
-            print("\nCtrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to stop at once)",
-                  file=sys.stderr)
-            trainer.should_stop = True
-            trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
-        previous = signal.signal(signal.SIGINT, stop_sweep)
-    try:
+
+    def stop_sweep(signum, frame):
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+        stopped.append(True)
+        print("\nCtrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to stop at once)",
+              file=sys.stderr)
+        trainer.should_stop = True
+        trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
+    with on_ctrl_c(stop_sweep if trainer.world_size == 1 else None) as previous:
         finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                         num_training=num_training, mode=mode, early_stop_threshold=stop_div,
                                         update_attr=False)
-    finally:
-        if previous is not None and not stopped:
-            signal.signal(signal.SIGINT, previous)
     if not trainer.is_global_zero:
         return None
     suggestion = None if stopped else finder.suggestion()  # a partial sweep's steepest descent is no advice
