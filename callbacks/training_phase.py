@@ -150,11 +150,12 @@ class TrainingPhase:
                                                                  self.momentum_power)
 
 
-def check_fraction(recipe: str, name: str, value: float, what: str) -> None:
-    """A recipe's share of the cycle in [0, 1] (an empty part is left out), else a UserError naming the option."""
-    if not 0 <= value <= 1:
-        raise UserError(f"{recipe}'s {name} is {what}, from 0 to {100 if name == 'pct' else 1} (got "
-                        f"{value * 100 if name == 'pct' else value:g})")
+def check_share(recipe: str, name: str, value: float, whole: float = 1) -> None:
+    """A recipe's share of the cycle, from 0 to `whole` (1, or 100 for a percentage; an empty part is left out),
+    else a UserError naming the option."""
+    if not 0 <= value <= whole:
+        raise UserError(f"{recipe}'s {name} is a {'percentage' if whole == 100 else 'fraction'} of the cycle, from 0 "
+                        f"to {whole:g} (got {value:g})")
 
 
 def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max_mom: float = 0.95,
@@ -163,7 +164,7 @@ def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max
 
     lr/div up to lr and back over (100 - pct)% of the cycle with momentum mirrored, then down to lr/(100 div).
     """
-    check_fraction("one_cycle", "pct", pct / 100, "a percentage of the cycle")
+    check_share("one_cycle", "pct", pct, 100)
     triangle = (1 - pct / 100) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, "linear", momentum, decay, **phase_kwargs)
             for length, lrs, momentum, decay in (
@@ -176,7 +177,7 @@ def triangle(cycle_len: float, lr: float, start: float = 0.2, peak: float = 0.23
              momentum: float = 0.85, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """airbench94's lr shape (Jordan 2024, arXiv:2404.00498; its defaults): linear from start * lr up to lr over
     the first `peak` fraction of the cycle, then linear down to end * lr; momentum constant."""
-    check_fraction("triangle", "peak", peak, "a fraction of the cycle")
+    check_share("triangle", "peak", peak)
     return [TrainingPhase(length, opt_fn, lrs, "linear", momentum, **phase_kwargs)
             for length, lrs in ((peak * cycle_len, (start * lr, lr)), ((1 - peak) * cycle_len, (lr, end * lr)))
             if length > 0]
@@ -187,7 +188,7 @@ def one_cycle_cos(cycle_len: float, lr: float, div: float = 25, div_final: float
                   **phase_kwargs) -> list[TrainingPhase]:
     """fastai 2's fit_one_cycle (its defaults): lr cosine from lr/div up to lr over the first pct_start of the
     cycle, then cosine down to lr/div_final; momentum cosine from moms[0] to moms[1], then to moms[2]."""
-    check_fraction("one_cycle_cos", "pct_start", pct_start, "a fraction of the cycle")
+    check_share("one_cycle_cos", "pct_start", pct_start)
     warm, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, "cosine", momentum, "cosine", **phase_kwargs)
             for length, lrs, momentum in ((warm, (lr / div, lr), moms[:2]), (anneal, (lr, lr / div_final), moms[1:]))
@@ -198,7 +199,7 @@ def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: flo
              momentum: float | None = None, opt_fn: str | type = "SGD", **phase_kwargs) -> list[TrainingPhase]:
     """fastai 2's fit_flat_cos (its defaults): lr constant for the first pct_start of the cycle, then cosine down
     to lr/div_final; momentum left to the optimizer, as fastai leaves it (or a constant `momentum`)."""
-    check_fraction("flat_cos", "pct_start", pct_start, "a fraction of the cycle")
+    check_share("flat_cos", "pct_start", pct_start)
     flat, anneal = pct_start * cycle_len, (1 - pct_start) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, decay, momentum, **phase_kwargs)
             for length, lrs, decay in ((flat, lr, "no"), (anneal, (lr, lr / div_final), "cosine")) if length > 0]

@@ -268,10 +268,9 @@ class CycleGAN(L.LightningModule):
             schedule.step()
 
     def on_validation_start(self) -> None:
-        if self.frechet.off and self.trainer.state.fn == "validate":  # it would print nothing and end with status 0
-            raise UserError("validate: the CycleGAN's validation is its Frechet distances (val/fid_a2b, val/fid_b2a), "
-                            "off without --model.fid_features; give a DarknetClassifier .ckpt or "
-                            "pt_inception-2015-12-05-6726825d.pth there, or run test (the cycle L1 on testA and testB)")
+        self.frechet.refuse_validate_when_off(
+            self.trainer, "the CycleGAN's validation is its Frechet distances (val/fid_a2b, val/fid_b2a)",
+            ", or run test (the cycle L1 on testA and testB)")
         if not self.frechet.off:
             self.frechet.build(self.device)
         self.eval_visuals = {}

@@ -69,18 +69,29 @@ class InceptionFeatures(nn.Module):
         return self.inception((images * 255).round().clamp(0, 255).to(torch.uint8))  # its expected input
 
 
-def feature_extractor(path: str) -> nn.Module:
-    """A DarknetClassifier checkpoint (a .ckpt, or any Lightning checkpoint whatever its name; a Darknet run folder or
-    `last` stand for its last.ckpt, as in the inference commands) or torch-fidelity's Inception-v3 weights file."""
+FEATURES_FIX = ("pass a DarknetClassifier .ckpt or run folder (python train.py --system darknet) or torch-fidelity's "
+                "pt_inception-2015-12-05-6726825d.pth")
+
+
+def feature_file(path: str) -> str:
+    """The feature network's file: a Darknet run folder or `last` stand for its last.ckpt, as in the inference
+    commands; a UserError when there is none."""
     from lightning_modules.darknet_classifier import DarknetClassifier
-    from lightning_modules.inference import checkpoint_file, read_checkpoint
+    from lightning_modules.inference import checkpoint_file
 
     if path == "last" or Path(path).is_dir():
         path = checkpoint_file(path, DarknetClassifier)
-    fix = ("pass a DarknetClassifier .ckpt or run folder (python train.py --system darknet) or torch-fidelity's "
-           "pt_inception-2015-12-05-6726825d.pth")
     if not Path(path).is_file():
-        raise UserError(f"no feature network file at {path}; {fix}")
+        raise UserError(f"no feature network file at {path}; {FEATURES_FIX}")
+    return path
+
+
+def feature_extractor(path: str) -> nn.Module:
+    """A DarknetClassifier checkpoint (a .ckpt, or any Lightning checkpoint whatever its name; as feature_file takes
+    it) or torch-fidelity's Inception-v3 weights file."""
+    from lightning_modules.inference import read_checkpoint
+
+    path = feature_file(path)
     if path.endswith(".ckpt"):  # read by load_checkpoint, whose errors say what is wrong with a checkpoint
         return DarknetFeatures(path)
     try:
@@ -93,7 +104,8 @@ def feature_extractor(path: str) -> nn.Module:
         return InceptionFeatures(path)
     except Exception as error:  # torchmetrics' load of a file that is not those weights: a pickle or a key error
         raise UserError(f"{path} is neither a Lightning checkpoint nor Inception-v3 weights ({type(error).__name__}: "
-                        f"{str(error).strip().splitlines()[0][:120] if str(error).strip() else ''}); {fix}") from None
+                        f"{str(error).strip().splitlines()[0][:120] if str(error).strip() else ''}); {FEATURES_FIX}"
+                        ) from None
 
 
 def frechet_metric(extractor: nn.Module) -> FrechetInceptionDistance:
@@ -139,8 +151,14 @@ class FrechetValidation:
                 rank_zero_info("val/fid is off: set --model.fid_features to a DarknetClassifier .ckpt or to "
                                "pt_inception-2015-12-05-6726825d.pth to log a Frechet distance while training")
             trainer.limit_val_batches = 0  # read when the validation loop sets up its data, after this hook
-        elif not Path(self.path).is_file():
-            feature_extractor(self.path)  # raises the UserError
+        else:  # a missing file named now; a run folder or `last` as its file, read once by build
+            self.path = feature_file(self.path)
+
+    def refuse_validate_when_off(self, trainer, what: str, alternative: str = "") -> None:
+        """`validate` without a feature network would validate nothing, print nothing and end with status 0."""
+        if self.off and trainer.state.fn == "validate":
+            raise UserError(f"validate: {what}, off without --model.fid_features; give a DarknetClassifier .ckpt or "
+                            f"pt_inception-2015-12-05-6726825d.pth there{alternative}")
 
     def build(self, device: torch.device) -> None:
         if not self.metrics:

@@ -241,10 +241,7 @@ class WGAN(L.LightningModule):
                               caption=f"gen_iterations {self.gen_iterations}")
 
     def on_validation_start(self) -> None:
-        if self.frechet.off and self.trainer.state.fn == "validate":  # it would print nothing and end with status 0
-            raise UserError("validate: the WGAN's validation is its Frechet distance (val/fid), off without "
-                            "--model.fid_features; give a DarknetClassifier .ckpt or "
-                            "pt_inception-2015-12-05-6726825d.pth there")
+        self.frechet.refuse_validate_when_off(self.trainer, "the WGAN's validation is its Frechet distance (val/fid)")
         if not self.frechet.off:
             self.frechet.build(self.device)
 
@@ -370,8 +367,8 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     images = sample(model, num_samples, batch_size, seed)
     written = {save_png((image + 1) / 2, out / f"{i:06d}.png") for i, image in enumerate(images)}
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
-    beside = out.resolve().parent / out.resolve().name  # out_dir "." too: ../<this folder's name>_grid.png
-    path = save_png(grid, beside.with_name(f"{beside.name}_grid.png"))
+    folder = out.resolve()  # out_dir "." too: ../<this folder's name>_grid.png
+    path = save_png(grid, folder.with_name(f"{folder.name}_grid.png"))
     print(f"{len(images)} images in {out}, the grid in {path}")
     note_earlier_images(out, written)
     if interpolate:
@@ -380,7 +377,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
         noise = torch.stack([slerp(ends[0], ends[1], t) for t in weights], dim=1).flatten(0, 1)  # row by row
         walk = generated(model, noise, batch_size)
         walked = save_png(make_grid(walk, nrow=interpolate, normalize=True, value_range=(-1, 1)),
-                          beside.with_name(f"{beside.name}_interpolation.png"))
+                          folder.with_name(f"{folder.name}_interpolation.png"))
         print(f"{walked}: {nrow} latent walks of {interpolate} images")
     return path
 
