@@ -230,6 +230,7 @@ class CLI(LightningCLI):
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
+        trainer.callbacks.append(RerunStoppedValidation())
         for system_part in (self.model, self.datamodule):
             # LightningCLI's own entry in the hyper-parameters (for load_from_checkpoint): Lightning keeps its
             # `_class_path` off the loggers, not this one, which showed as a W&B config value of every run
@@ -382,6 +383,22 @@ class MaxStepsResume(Callback):
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
+
+
+class RerunStoppedValidation(Callback):
+    """A stop signal in the middle of the fit's validation saves at once (a job's grace time may be shorter than the
+    validation), and Lightning 2.6 resumed that checkpoint past the validation, as one ModelCheckpoint wrote after it:
+    the epoch kept no val metrics and no best-*.ckpt. Its progress is made to read as saved inside a validation
+    batch, which Lightning resumes by running the validation again, here from its first batch."""
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+        validation = loops.get("epoch_loop.val_loop.batch_progress")
+        if not validation or validation["is_last_batch"] or not validation["current"]["completed"]:
+            return  # no validation begun since the sanity check's (its progress is reset), or it ended
+        total = validation["total"]
+        total["processed"] = total["completed"] = total["started"] - 1  # Lightning's test of "mid-evaluation"
+        validation["current"] = {count: 0 for count in validation["current"]}  # its batches from the first again
 
 
 class SaveOnStop(Callback):

@@ -129,6 +129,8 @@ TARGETS = {
     "resume": Target("train.py", ("MaxStepsResume.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
+    "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",),
+                                 ("tests/test_train_runs.py", "-k", "validation_saves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
     "run_folders": Target("train.py",

@@ -133,6 +133,48 @@ def test_a_stop_signal_under_ddp_stops_every_rank_after_the_same_batch_and_saves
     assert results["global_step"] == 6 and results["world_size"] == 2  # the epoch finished where it stopped
 
 
+class StopInValidation(L.Callback):
+    """SIGTERM in the fit's first validation, after its second batch (of 6); records each batch it sees."""
+
+    def __init__(self, record: str, stop: bool = True):
+        self.record, self.stop = record, stop
+
+    def write(self, line: str):
+        with open(self.record, "a") as record:
+            record.write(line + "\n")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.write(f"train {trainer.current_epoch} {batch_idx}")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self.write(f"val {trainer.current_epoch} {batch_idx}")
+            if self.stop and trainer.current_epoch == 0 and batch_idx == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validation_again(tiny_cifar, tmp_path):
+    """The resume went on past the stopped validation (Lightning read the checkpoint as saved after it): epoch 0 had
+    no val/acc and no best-*.ckpt."""
+    runs, record = tmp_path / "runs", tmp_path / "record"
+    stopping = job(tiny_cifar, runs, "--run_name", "r", "--data.eval_batch_size", "2", "--trainer.max_epochs", "2",
+                   "--trainer.callbacks+=test_train_runs.StopInValidation", f"--trainer.callbacks.record={record}")
+    with pytest.raises(SystemExit) as stop:
+        train.main(stopping)
+    assert stop.value.code == 143
+    checkpoints = runs / "r" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["last.ckpt"]  # no validation ended: no best yet
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 3
+    first = record.read_text().split("\n")
+    train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last"])
+    resumed = record.read_text().split("\n")[len(first) - 1:-1]
+    # 24 training images in batches of 8, 12 test images in batches of 2
+    assert first[:-1] == [*(f"train 0 {i}" for i in range(3)), "val 0 0", "val 0 1"]
+    assert resumed == [*(f"val 0 {i}" for i in range(6)), *(f"train 1 {i}" for i in range(3)),
+                       *(f"val 1 {i}" for i in range(6))]
+    assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+
+
 class CtrlCAt(L.Callback):
     """A terminal's Ctrl-C at the first sanity-check batch, or at the first batch of the test after the fit."""
 
