@@ -130,7 +130,7 @@ TARGETS = {
                      ("tests/test_train_runs.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
     "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",),
-                                 ("tests/test_train_runs.py", "-k", "validation_saves")),
+                                 ("tests/test_train_runs.py", "-k", "part_way or validation_saves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
     "run_folders": Target("train.py",

@@ -173,6 +173,32 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
     assert resumed == [*(f"val 0 {i}" for i in range(6)), *(f"train 1 {i}" for i in range(3)),
                        *(f"val 1 {i}" for i in range(6))]
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+    # a checkpoint saved after a whole validation (the epoch's end) goes on to the next epoch
+    before = len(record.read_text().split("\n")) - 1
+    train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last", "--trainer.max_epochs", "3"])
+    assert record.read_text().split("\n")[before:-1] == [*(f"train 2 {i}" for i in range(3)),
+                                                         *(f"val 2 {i}" for i in range(6))]
+
+
+def test_only_a_validation_stopped_part_way_is_made_to_run_again():
+    """What Lightning 2.6 resumes as 'inside a validation batch' (it runs the validation again): total started ==
+    ready, processed == started - 1, completed == processed; and the batches from the first (current counts 0)."""
+    def checkpoint(done: int, last: bool) -> dict:
+        counts = {"ready": done, "started": done, "processed": done, "completed": done}
+        return {"loops": {"fit_loop": {"epoch_loop.val_loop.batch_progress": {
+            "total": {count: done + 4 for count in counts}, "current": dict(counts), "is_last_batch": last}}}}
+
+    rerun = train.RerunStoppedValidation()
+    for done, last in ((6, True), (0, False)):  # a whole validation (a ModelCheckpoint's save); none since the sanity
+        state = checkpoint(done, last)          # check's (Lightning resets its progress)
+        rerun.on_load_checkpoint(None, None, state)
+        assert state == checkpoint(done, last)
+    state = checkpoint(2, False)  # stopped after its second batch, 4 batches of validations before
+    rerun.on_load_checkpoint(None, None, state)
+    assert state["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"] == {
+        "total": {"ready": 6, "started": 6, "processed": 5, "completed": 5},
+        "current": {"ready": 0, "started": 0, "processed": 0, "completed": 0}, "is_last_batch": False}
+    rerun.on_load_checkpoint(None, None, {"state_dict": {}})  # not Lightning's loops (a weights file): no change
 
 
 class CtrlCAt(L.Callback):
