@@ -347,7 +347,15 @@ class CIFAR10DataModule(L.LightningDataModule):
                 images = random_crop(images, images.shape[-1], self.hparams.pad)
             if self.hparams.flip and not self.hparams.alternating_flip:
                 images = random_flip(images)
-        if images.shape[-1] != self.image_size:
-            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True,
-                                   align_corners=False)
-        return images, labels
+        return images if images.shape[-1] == self.image_size else self._resized(images), labels
+
+    def _resized(self, images: Tensor) -> Tensor:
+        return F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+
+    def plain_training_images(self, count: int, device=None) -> Tensor:
+        """The first `count` training images of epoch 0's order (the same on every rank), normalised and sized as
+        evaluation's, not augmented: what airbench94 computes its whitening from."""
+        order = TensorBatches(self.train_images, self.train_labels, 1, shuffle=True, drop_last=True,
+                              seed=self.hparams.seed)._order()[:count]
+        images = normalize(self.train_images[order].to(device), *SEED_STATS)
+        return images if images.shape[-1] == self.image_size else self._resized(images)

@@ -76,7 +76,7 @@ class DarknetClassifier(L.LightningModule):
             null for a constant lr, or when a TrainingPhaseScheduler callback sets lr and momentum.
         widths, strides, downsample, whiten: the Darknet's channels and strides per group, "conv" or "maxpool"
             downsampling, and a frozen kxk patch-whitening stem (0: the seed's conv stem); see `Darknet`.
-        whiten_images: training images (as the net sees them) whose patches set the whitening, in `setup`.
+        whiten_images: training images (plain, as airbench94's) whose patches set the whitening, in `setup`.
         no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
             weight_decay still sets it on every group).
         bn_bias_lr_scale: lr factor of the BatchNorm biases (airbench94: 64); kept by OneCycleLR and by the
@@ -149,19 +149,12 @@ class DarknetClassifier(L.LightningModule):
             init_whitening(self.net.whitening, self.training_sample(self.hparams.whiten_images))
 
     def training_sample(self, count: int) -> torch.Tensor:
-        """`count` training images (the first of epoch 0's order) as the net sees them, on-device transforms done."""
-        datamodule = self.trainer.datamodule
-        if datamodule is None:
-            raise UserError("whiten needs a LightningDataModule (trainer.fit(model, datamodule=...)) to take "
-                             "training images from; or set --model.whiten 0")
-        device, images, seen = self.trainer.strategy.root_device, [], 0
-        for batch in datamodule.train_dataloader():
-            batch = datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(batch, device, 0), 0)
-            images.append(batch[0])
-            seen += len(batch[0])
-            if seen >= count:
-                break
-        return torch.cat(images)[:count]
+        """`count` training images, plain (normalised, not augmented), on the training device."""
+        sample = getattr(self.trainer.datamodule, "plain_training_images", None)
+        if sample is None:
+            raise UserError("whiten takes its training images from the data module's plain_training_images, as "
+                             "CIFAR10DataModule's (trainer.fit(model, datamodule=...)); or set --model.whiten 0")
+        return sample(count, self.trainer.strategy.root_device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch import nn
 
 from callbacks import Lookahead, TrainingPhase, TrainingPhaseScheduler
+from callbacks.errors import UserError
 from datamodules import CIFAR10DataModule
 from datamodules.augment import alternating_flip, normalize
 from datamodules.cifar10 import SEED_STATS, TensorBatches
@@ -104,16 +105,17 @@ def test_whitening_stem_is_its_frozen_conv_then_batchnorm_then_leaky_relu_01():
     assert z.shape == (2, 24, 7, 7) and (z < 0).any()
 
 
-def test_whitening_is_set_in_setup_from_training_images_and_left_out_of_the_optimizer(tiny_cifar):
+def test_whitening_is_set_in_setup_from_plain_training_images_and_left_out_of_the_optimizer(tiny_cifar):
+    """airbench94 whitens from plain images: not cropped from a padded image, not flipped (it was, in fit's setup)."""
     model = DarknetClassifier(**TINY, whiten=2, whiten_images=20, lr=0.01, one_cycle=None)
-    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=False, pad=0)
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, pad=2, alternating_flip=True)
     before = model.net.whitening.weight.clone()
     trainer(max_steps=1, limit_val_batches=0).fit(model, data)
     optimized = {id(p) for g in model.trainer.optimizers[0].param_groups for p in g["params"]}
     assert id(model.net.whitening.weight) not in optimized
     order = torch.randperm(24, generator=torch.Generator().manual_seed(0))  # epoch 0's shuffle, seed 0
     expected = Darknet([0], whiten=2).whitening
-    init_whitening(expected, normalize(data.train_images[order[:20]], *SEED_STATS))  # 3 batches of 8, cut at 20
+    init_whitening(expected, normalize(data.train_images[order[:20]], *SEED_STATS))
     assert not torch.equal(model.net.whitening.weight, before)
     torch.testing.assert_close(model.net.whitening.weight, expected.weight)
 
@@ -128,32 +130,21 @@ def test_setup_keeps_the_datas_class_names_and_refuses_another_count():
         model.setup("fit")
 
 
-def test_whitening_sample_is_epoch_0s_first_images_and_reads_only_the_batches_it_needs(tiny_cifar):
-    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, flip=False, pad=0)
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_whitening_sample_is_epoch_0s_first_plain_images_the_same_on_every_rank(tiny_cifar, world_size):
+    data = CIFAR10DataModule(str(tiny_cifar), batch_size=8, pad=2, alternating_flip=True, image_size=24)
+    data.trainer = SimpleNamespace(training=True, global_rank=world_size - 1, world_size=world_size)
     data.setup("fit")
-    indices = []  # the dataloader_idx of each hook call: Lightning gives the training loader 0
-    transfer, after = data.transfer_batch_to_device, data.on_after_batch_transfer
-
-    def recorded_transfer(batch, device, index):
-        indices.append(index)
-        return transfer(batch, device, index)
-
-    def recorded_after(batch, index):
-        indices.append(index)
-        return after(batch, index)
-
-    data.transfer_batch_to_device, data.on_after_batch_transfer = recorded_transfer, recorded_after
     model = DarknetClassifier(**TINY)
     model.trainer = SimpleNamespace(datamodule=data, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     order = torch.randperm(24, generator=torch.Generator().manual_seed(0))  # epoch 0's shuffle, seed 0
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in SEED_STATS)
-    expected = (data.train_images[order].float() / 255 - mean) / std
-    # 16 images are two batches of 8: a third batch would be read for nothing (a whole epoch at 2000 of 50,000)
-    torch.testing.assert_close(model.training_sample(16), expected[:16])
-    assert indices == [0] * 2 * 2
-    indices.clear()
-    torch.testing.assert_close(model.training_sample(17), expected[:17])  # the 17th is in the third batch
-    assert indices == [0] * 3 * 2
+    expected = F.interpolate((data.train_images[order[:17]].float() / 255 - mean) / std, size=24, mode="bilinear",
+                             antialias=True, align_corners=False)  # the size evaluation's batches are given
+    torch.testing.assert_close(model.training_sample(17), expected)
+    model.trainer.datamodule = SimpleNamespace()
+    with pytest.raises(UserError, match="plain_training_images.*or set --model.whiten 0"):
+        model.training_sample(17)
 
 
 def test_airbench_batchnorm_options_momentum_frozen_weights_and_logit_scale():
