@@ -6,6 +6,7 @@ import os
 import pickle
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -216,6 +217,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         eval_batch_size: batch for validation and test.
         val_size: images held out of train for validation; 0 validates on the test split, as the seed does.
         pad: reflection padding before the random crop.
+        pad_mode: "symmetric", the edge pixel repeated (the seed's, OpenCV's BORDER_REFLECT), or "reflect", not
+            repeated (torch's, airbench94's).
         flip: random horizontal flips.
         alternating_flip: with flip, mirror each training image every other epoch (the first epoch at random)
             instead of at random every epoch (airbench, Jordan 2024, arXiv:2404.00498).
@@ -230,8 +233,8 @@ class CIFAR10DataModule(L.LightningDataModule):
     """
 
     def __init__(self, data_dir: str = "data/cifar10", batch_size: int = 512, eval_batch_size: int = 1000,
-                 val_size: int = 0, pad: int = 4, flip: bool = True, alternating_flip: bool = False,
-                 image_size: int = 32,
+                 val_size: int = 0, pad: int = 4, pad_mode: Literal["symmetric", "reflect"] = "symmetric",
+                 flip: bool = True, alternating_flip: bool = False, image_size: int = 32,
                  download: bool = True, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, seed: int = 0,
                  on_device: bool = False, cache_decoded: bool = True):
         super().__init__()
@@ -289,6 +292,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.check()
         train_images, train_labels = self.load("train")
         self.test_images, self.test_labels = self.load("test")
+        side, reflect = train_images.shape[-1], self.hparams.pad_mode == "reflect"
+        if not 0 <= self.hparams.pad <= side - reflect:
+            raise UserError(f"--data.pad {self.hparams.pad} is outside 0 to {side - reflect}, the most "
+                            f"{self.hparams.pad_mode} padding of {side}-pixel images allows; e.g. --data.pad 4")
         if self.hparams.val_size:
             if not 0 < self.hparams.val_size < len(train_labels):
                 raise UserError(f"--data.val_size must be between 0 and {len(train_labels)} "
@@ -344,7 +351,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         images = normalize(images, *SEED_STATS)
         if self.trainer is not None and self.trainer.training:
             if self.hparams.pad:
-                images = random_crop(images, images.shape[-1], self.hparams.pad)
+                images = random_crop(images, images.shape[-1], self.hparams.pad, mode=self.hparams.pad_mode)
             if self.hparams.flip and not self.hparams.alternating_flip:
                 images = random_flip(images)
         return images if images.shape[-1] == self.image_size else self._resized(images), labels

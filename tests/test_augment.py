@@ -14,6 +14,19 @@ def test_padding_repeats_the_edge_as_opencv_border_reflect():
     assert out[0, 0].tolist() == [[10.0 * i + j for j in source] for i in source]
 
 
+def test_reflect_padding_is_torchs_the_edge_not_repeated():
+    # airbench94 pads with F.pad(mode="reflect"): gfedcb|abcdefgh|gfedcb
+    x = torch.randn(3, 2, 8, 8)
+    out = random_crop(x, 8 + 2 * 6, pad=6, mode="reflect")  # the whole padded image: one possible offset
+    assert torch.equal(out, torch.nn.functional.pad(x, (6,) * 4, mode="reflect"))
+    assert torch.equal(random_crop(x, 8 + 2 * 7, pad=7, mode="reflect"),
+                       torch.nn.functional.pad(x, (7,) * 4, mode="reflect"))  # the most it allows: side - 1
+    with pytest.raises(ValueError, match="padding 8 is more than the image side 8 less 1"):
+        random_crop(x, 8, pad=8, mode="reflect")
+    with pytest.raises(ValueError, match="pad_mode must be symmetric or reflect"):
+        random_crop(x, 8, pad=2, mode="zeros")
+
+
 def test_zero_offset_crop_shows_the_mirrored_border_with_the_edge_repeated():
     x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float).view(2, 3, 6, 6)
     generator = torch.Generator().manual_seed(0)

@@ -44,11 +44,12 @@ def test_mid_grey_and_the_seed_mean_map_to_the_expected_values():
     assert out.abs().max() < 0.5 / 255 / min(STD)  # the mean colour is (about) 0 after normalising
 
 
-def test_training_batches_are_mirror_padded_random_crops_flipped_half_the_time():
+@pytest.mark.parametrize("mode", ["symmetric", "reflect"])  # numpy's names: the seed's and airbench94's
+def test_training_batches_are_mirror_padded_random_crops_flipped_half_the_time(mode):
     torch.manual_seed(0)
     images = torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8)
-    out = transferred(images, training=True).double()
-    padded = torch.from_numpy(np.pad(by_hand(images).numpy(), ((0, 0), (0, 0), (4, 4), (4, 4)), mode="symmetric"))
+    out = transferred(images, training=True, **({} if mode == "symmetric" else {"pad_mode": mode})).double()
+    padded = torch.from_numpy(np.pad(by_hand(images).numpy(), ((0, 0), (0, 0), (4, 4), (4, 4)), mode=mode))
     offsets, flips = set(), 0
     for i in range(len(images)):
         found = None

@@ -102,6 +102,14 @@ def test_batch_larger_than_the_training_set_fails_clearly(tiny_cifar):
         loaded(tiny_cifar, download=False).train_dataloader()
 
 
+@pytest.mark.parametrize("pad, mode, most", [(33, "symmetric", 32), (32, "reflect", 31), (-1, "symmetric", 32)])
+def test_padding_wider_than_the_images_allow_is_refused_at_setup(tiny_cifar, pad, mode, most):
+    with pytest.raises(UserError, match=f"--data.pad {pad} is outside 0 to {most}, the most {mode} padding of "
+                                        f"32-pixel images allows"):
+        loaded(tiny_cifar, download=False, pad=pad, pad_mode=mode)
+    loaded(tiny_cifar, download=False, pad=most, pad_mode=mode)  # the most is allowed
+
+
 def test_training_batches_are_augmented_and_resized_on_transfer(tiny_cifar):
     data = loaded(tiny_cifar, download=False, batch_size=8)
 
