@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import signal
@@ -25,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import yaml
 from jsonargparse.typing import register_type
@@ -231,6 +233,7 @@ class CLI(LightningCLI):
             trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
         trainer.callbacks.append(RerunStoppedValidation())
+        trainer.callbacks.append(SeedPerRankAndStep())
         for system_part in (self.model, self.datamodule):
             # LightningCLI's own entry in the hyper-parameters (for load_from_checkpoint): Lightning keeps its
             # `_class_path` off the loggers, not this one, which showed as a W&B config value of every run
@@ -383,6 +386,21 @@ class MaxStepsResume(Callback):
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
+
+
+class SeedPerRankAndStep(Callback):
+    """seed_everything seeds every DDP process alike: the WGAN's ranks drew the same noise (its fake batch did not
+    grow with the GPUs) and the Darknet's the same crops; and a resume replayed the random numbers of the run's start.
+    When training starts on a rank other than 0 or past step 0, that process is seeded from (seed, rank, step);
+    one process from step 0 keeps the seed's own numbers."""
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_rank == 0 and trainer.global_step == 0:
+            return
+        seed = hash((torch.initial_seed(), trainer.global_rank, trainer.global_step)) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # and every CUDA device's
 
 
 class RerunStoppedValidation(Callback):
@@ -951,7 +969,7 @@ def run_job(cli: CLI) -> dict:
         start_step = check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path)).get("global_step")
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-        # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches from a new shuffle
+        # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches (restart_position)
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
         # checkpoints of train.py before 2026-11-28 hold the state of its timed ModelCheckpoint, now TimedSave
         warnings.filterwarnings("ignore", message=r"(?s)Be aware that when using `ckpt_path`.*"

@@ -18,6 +18,7 @@ from callbacks import UserError
 from datamodules.augment import alternating_flip, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
+from datamodules.workers import restart_position
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -170,8 +171,9 @@ class TensorBatches:
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, drop_last: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None):
-        self.images, self.labels = images, labels
+                 seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None,
+                 trainer=None):
+        self.images, self.labels, self.trainer = images, labels, trainer  # the trainer: restart_position
         self.flipped_first = flipped_first  # per image: mirrored in even epochs (alternating flip), or None
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -198,8 +200,11 @@ class TensorBatches:
         return -(-len(range(self.rank, len(self.labels), self.world_size)) // self.batch_size)
 
     def __iter__(self):
+        skip = 0
+        if (position := restart_position(self.trainer)) is not None:
+            self.epoch, skip = position
         order = self._order()
-        for i in range(len(self)):
+        for i in range(skip, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             images = self.images[index]
             if self.flipped_first is not None:
@@ -317,7 +322,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.hparams.on_device and self.trainer is not None:
             images, labels = self._on_device(images), self._on_device(labels)
         return TensorBatches(images, labels, batch_size, shuffle=train, drop_last=train, seed=self.hparams.seed,
-                             rank=rank, world_size=world)
+                             rank=rank, world_size=world, trainer=self.trainer if train else None)
 
     def _on_device(self, tensor: Tensor) -> Tensor:
         """`tensor` on the training device, copied there once per tensor and device."""

@@ -32,7 +32,7 @@ from datamodules.cifar10 import (
 )
 from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, decode_rgb, read_rgb
 from datamodules.download import MissingDataError
-from datamodules.workers import loader
+from datamodules.workers import ResumableSampler, loader
 
 LSUN_URL = "http://dl.yf.io/lsun/scenes/{name}.zip"  # the LSUN authors' server (43 GB for bedroom_train_lmdb)
 
@@ -293,11 +293,12 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if hp.in_memory:
-            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             return TensorBatches(self.images, torch.zeros(len(self.images)), hp.batch_size, shuffle=True,
-                                 drop_last=True, seed=hp.seed, rank=rank, world_size=world)
-        return loader(self.dataset, hp.batch_size, hp.num_workers, persistent=True, shuffle=True, drop_last=True,
+                                 drop_last=True, seed=hp.seed, rank=rank, world_size=world, trainer=self.trainer)
+        sampler = ResumableSampler(self.dataset, world, rank, hp.batch_size, self.trainer, seed=hp.seed)
+        return loader(self.dataset, hp.batch_size, hp.num_workers, persistent=True, sampler=sampler, drop_last=True,
                       pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self):

@@ -11,14 +11,14 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from callbacks import UserError
 from datamodules.cifar10 import check_batch_size, check_folder
 from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
-from datamodules.workers import loader
+from datamodules.workers import ResumableSampler, loader
 
 FOLDERS = ("trainA", "trainB", "testA", "testB")
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"  # the reference's datasets
@@ -166,12 +166,8 @@ class DomainImages(Dataset):
         return load_image(self.files[i], self.size)
 
 
-class EpochSampler(DistributedSampler):
-    """DistributedSampler (one shared shuffle per epoch, a slice per rank) whose keys carry the epoch.
-
-    Lightning calls set_epoch every epoch, also after a resume, and keeps a DistributedSampler as is
-    under DDP; with one process it is a plain seeded shuffle.
-    """
+class EpochSampler(ResumableSampler):
+    """ResumableSampler whose keys carry the epoch (the crops, flips and B draws are drawn from it)."""
 
     def __iter__(self):
         return ((index, self.epoch) for index in super().__iter__())
@@ -307,8 +303,8 @@ class UnpairedImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        return self._loader(self.train_set, EpochSampler(self.train_set, world, rank,
-                                                         shuffle=not self.hparams.serial_batches,
+        return self._loader(self.train_set, EpochSampler(self.train_set, world, rank, self.hparams.batch_size,
+                                                         self.trainer, shuffle=not self.hparams.serial_batches,
                                                          seed=self.hparams.seed))
 
     def _domain_loaders(self) -> list[DataLoader]:

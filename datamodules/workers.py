@@ -12,7 +12,7 @@ process alone), it ignores it and is ended by multiprocessing's exit handler, wh
 import os
 import signal
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def max_workers(requested: int) -> int:
@@ -37,3 +37,31 @@ def loader(dataset: Dataset, batch_size: int, num_workers: int, persistent: bool
     workers = max_workers(num_workers)
     return DataLoader(dataset, batch_size, num_workers=workers, persistent_workers=persistent and workers > 0,
                       worker_init_fn=outlive_stop_signals if workers else None, **options)
+
+
+def restart_position(trainer) -> tuple[int, int] | None:
+    """(epoch, batches already trained in it) for a training iterator made while `trainer` resumes from a checkpoint;
+    None otherwise. Lightning 2.6 makes a resumed run's first iterator before it gives the sampler its epoch (and,
+    with workers, the sampler draws its order then), and starts it at its first batch while counting only those
+    left: a stop inside epoch 2 went on in epoch 0's order, training its first batches again and never its last."""
+    loop = getattr(trainer, "fit_loop", None)
+    if loop is None or not loop.restarting or not trainer.training:
+        return None
+    batches = loop.epoch_loop.batch_progress
+    return loop.epoch_progress.current.processed, 0 if batches.is_last_batch else batches.current.completed
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (one shuffle per epoch, seeded, shared by the ranks, a slice each; with one process, a
+    seeded shuffle) whose first iterator in a resumed run goes on in the stopped epoch's order (restart_position)."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int = 1, trainer=None,
+                 **options):
+        super().__init__(dataset, num_replicas, rank, **options)
+        self.batch_size, self.trainer = batch_size, trainer
+
+    def __iter__(self):
+        skip = 0
+        if (position := restart_position(self.trainer)) is not None:
+            self.epoch, skip = position
+        return iter(list(super().__iter__())[skip * self.batch_size:])

@@ -2,12 +2,14 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -199,6 +201,71 @@ def test_only_a_validation_stopped_part_way_is_made_to_run_again():
         "total": {"ready": 6, "started": 6, "processed": 5, "completed": 5},
         "current": {"ready": 0, "started": 0, "processed": 0, "completed": 0}, "is_last_batch": False}
     rerun.on_load_checkpoint(None, None, {"state_dict": {}})  # not Lightning's loops (a weights file): no change
+
+
+class BatchPrints(L.Callback):
+    """Writes each training batch's epoch, index and a print of its images to `record`."""
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        images = batch[0] if isinstance(batch, list | tuple) and len(batch) == 2 else batch
+        images = images[0] if isinstance(images, list | tuple) else images  # the CycleGAN's: domain A
+        with open(self.record, "a") as record:
+            record.write(f"{trainer.current_epoch} {batch_idx} {images.double().sum().item():.4f}\n")
+
+
+# a stop inside the 2nd epoch; CI runs one case of each loader: our batches of tensors (the Darknet's), a
+# DataLoader with workers (the CycleGAN's, whose workers draw the sampler's order as the loader is made) and without
+# (the WGAN's)
+@pytest.mark.parametrize("system, stop", [("darknet", 17), ("cyclegan", 9), ("wgan", 9),
+                                          pytest.param("darknet", 5, marks=pytest.mark.slow),  # inside the 1st
+                                          pytest.param("darknet", 12, marks=pytest.mark.slow),  # at its end
+                                          pytest.param("wgan in memory", 9, marks=pytest.mark.slow),
+                                          pytest.param("wgan with workers", 9, marks=pytest.mark.slow)])
+def test_a_resume_inside_an_epoch_trains_the_rest_of_that_epochs_order(system, stop, tiny_cifar, tiny_unpaired,
+                                                                       tmp_path):
+    """Lightning made the loader's first iterator before giving the sampler its epoch, and restarted it at its first
+    batch: a stop in the 2nd epoch resumed with the 1st epoch's order, and trained its first batches again."""
+    runs, steps = tmp_path / "runs", 1  # optimizer steps a batch
+    if system == "darknet":  # 12 batches of 2 an epoch; no augmentation, so a batch's print is its images'
+        make = job(tiny_cifar, runs, "--data.batch_size", "2", "--data.pad", "0", "--data.flip", "false",
+                   "--trainer.max_epochs", "2", "--model.one_cycle", "null")
+        per_epoch = 12
+    elif system == "cyclegan":  # 6 batches of 1 an epoch; crops and flips drawn from (seed, image, epoch)
+        make, per_epoch, steps = cyclegan_job(tiny_unpaired, runs), 6, 3
+    else:  # 6 batches of 4 an epoch, 2 epochs
+        make, per_epoch = wgan_job(tiny_cifar, runs, "--trainer.max_epochs", "2"), 6
+        make += {"wgan": [], "wgan in memory": ["--data.in_memory", "true"],
+                 "wgan with workers": ["--data.num_workers", "2"]}[system]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train.main([*make, "--run_name", "whole", "--trainer.callbacks+=test_train_runs.BatchPrints",
+                f"--trainer.callbacks.record={whole}"])
+    record = ["--run_name", "r", "--trainer.callbacks+=test_train_runs.BatchPrints",
+              f"--trainer.callbacks.record={resumed}"]
+    train.main([*make, *record, "--trainer.max_steps", str(stop * steps)])
+    train.main([*make, *record, "--ckpt_path", "last"])
+    expected = whole.read_text().splitlines()
+    assert len(expected) == 2 * per_epoch and resumed.read_text().splitlines() == expected
+
+
+def test_each_rank_and_each_resume_draw_their_own_random_numbers():
+    """seed_everything seeds every DDP process alike (the WGAN's ranks drew the same noise), and a resume replayed the
+    run's first random numbers; one process from step 0 keeps the seed's own."""
+    def draws(rank=None, step=0):
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        if rank is not None:
+            train.SeedPerRankAndStep().on_train_start(SimpleNamespace(global_rank=rank, global_step=step), None)
+        return torch.randn(3).tolist(), np.random.rand(), random.random()  # torch's, numpy's and Python's
+
+    plain = draws()
+    assert draws(0, 0) == plain
+    streams = [plain, draws(1, 0), draws(0, 5), draws(1, 5)]  # rank 1; a resume at step 5 on rank 0, on rank 1
+    assert draws(1, 5) == streams[3]  # the same rank and step, the same numbers
+    for i, one in enumerate(streams):
+        for other in streams[i + 1:]:
+            assert all(a != b for a, b in zip(one, other, strict=True))
 
 
 class CtrlCAt(L.Callback):
