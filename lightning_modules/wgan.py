@@ -165,7 +165,8 @@ class WGAN(L.LightningModule):
         self.toggle_optimizer(opt_d)
         with torch.no_grad():
             fake = self.generator(self.noise(len(real)))
-        d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
+        # means in fp32: under bf16 Loss_D, a small difference of two large means, kept 3 significant digits
+        d_real, d_fake = self.critic(real).float().mean(), self.critic(fake).float().mean()
         loss_d = d_real - d_fake
         if self.hparams.gradient_penalty > 0:
             loss_d = loss_d + self.hparams.gradient_penalty * self.penalty(real, fake)
@@ -200,7 +201,7 @@ class WGAN(L.LightningModule):
     def generator_step(self, n: int) -> None:
         opt_g = self.optimizers()[1]
         self.toggle_optimizer(opt_g)
-        loss_g = self.critic(self.generator(self.noise(n))).mean()
+        loss_g = self.critic(self.generator(self.noise(n))).float().mean()
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         self.trainer.strategy.optimizer_step(opt_g.optimizer, do_nothing)  # not counted as a step: see top

@@ -63,6 +63,16 @@ class Recorder(L.Callback):
         who = "generator" if optimizer is trainer.optimizers[1] else "critic"
         self.critic_max.append((who, max(p.abs().max().item() for p in pl_module.critic.parameters())))
 
+    def on_train_start(self, trainer, m):
+        self.noise = []  # the sum of each noise batch the model draws
+        draw = m.noise
+
+        def recorded(n):
+            noise = draw(n)
+            self.noise.append(round(noise.double().sum().item(), 6))
+            return noise
+        m.noise = recorded
+
     def on_train_batch_end(self, trainer, m, outputs, batch, batch_idx):
         self.rows.append((m.critic_iterations, m.gen_iterations, m.group_iterations, trainer.global_step))
         if trainer.global_step == self.crash_at_step:
@@ -76,7 +86,7 @@ class Recorder(L.Callback):
         if self.out_dir:
             weights = list(m.critic.parameters())
             state = {"gen_after": self.gen_after, "critic_sum": sum(p.double().sum().item() for p in weights),
-                     "critic_max": max(p.abs().max().item() for p in weights)}
+                     "critic_max": max(p.abs().max().item() for p in weights), "noise": self.noise}
             Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
 
 
@@ -188,6 +198,8 @@ def test_bf16_mixed_trains_with_the_clamp_and_schedule(images, tmp_path):
     model, trainer = fit(images, tmp_path, [recorder], max_steps=6, precision="bf16-mixed")
     assert trainer.precision == "bf16-mixed" and recorder.gen_after == seed_loop(6, 1)
     assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.01
+    # the losses are means in fp32 (in bf16, Loss_D = D(real) - D(fake) kept 3 significant digits of two means)
+    assert model.last_loss_g.dtype == trainer.callback_metrics["train/Loss_D"].dtype == torch.float32
 
 
 def test_gradient_penalty_matches_its_formula_for_a_linear_critic():
@@ -272,3 +284,5 @@ def test_ddp_two_cpu_processes_keep_schedule_and_clamp_identical(images, tmp_pat
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0["gen_after"] == rank1["gen_after"] == seed_loop(batches_per_epoch=3, epochs=2)  # 14 images a rank
     assert rank0["critic_sum"] == rank1["critic_sum"] and rank0["critic_max"] <= 0.01
+    # each rank its own noise (seed_everything seeded them alike): the fake batch grows with the processes
+    assert len(rank0["noise"]) == len(rank1["noise"]) > 0 and not set(rank0["noise"]) & set(rank1["noise"])
