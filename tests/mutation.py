@@ -129,8 +129,13 @@ TARGETS = {
     "resume": Target("train.py", ("MaxStepsResume.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
-    "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",),
-                                 ("tests/test_train_runs.py", "-k", "part_way or validation_saves")),
+    "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",
+                                              "SeedPerRankAndStep.on_train_start"),
+                                 ("tests/test_train_runs.py", "-k", "part_way or validation_saves or own_random")),
+    "restart": Target("datamodules/workers.py", ("restart_position", "ResumableSampler.__init__",
+                                                 "ResumableSampler.__iter__"),
+                      ("tests/test_train_runs.py", "tests/test_unpaired_data.py", "-k",
+                       "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
     "run_folders": Target("train.py",
@@ -192,9 +197,9 @@ TARGETS = {
     "cifar10_order": Target("datamodules/cifar10.py",
                             ("TensorBatches.set_epoch", "TensorBatches._order", "TensorBatches.__len__",
                              "TensorBatches.__iter__", "CIFAR10DataModule.train_dataloader"),
-                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "-k",
-                             "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
-                             " or tensor_batches or on_device")),
+                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "tests/test_train_runs.py",
+                             "-k", "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
+                             " or tensor_batches or on_device or (rest_of_that_epochs and darknet)")),
     # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
     "swa": Target("callbacks/phase_scheduler.py",
                   ("swa_first_epoch", "TrainingPhaseScheduler.build_recipe", "TrainingPhaseScheduler.on_train_start"),
