@@ -322,8 +322,10 @@ class EpochEndSave(Checkpoint):
 def save_if(trainer, path: Path, due: bool) -> bool:
     """trainer.save_checkpoint(path) if rank 0 finds it `due` (saving is collective: every rank must agree); its
     CheckpointIO writes atomically. Never in a fast_dev_run, which keeps no checkpoints."""
-    if trainer.world_size > 1:
-        due = trainer.strategy.broadcast(due)
+    if trainer.world_size > 1 and torch.distributed.is_initialized():  # at every batch's end: one 1-element
+        flag = torch.tensor([int(due)], device=trainer.strategy.root_device)  # broadcast, not strategy.broadcast's
+        torch.distributed.broadcast(flag, src=0)  # pickled object (two collectives, two copies to the host)
+        due = bool(flag.item())
     if due and not trainer.fast_dev_run:
         trainer.save_checkpoint(path, weights_only=False)
     return due
