@@ -32,23 +32,31 @@ def _end_on_next_sigterm(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+class LateLoader(DataLoader):
+    """A DataLoader whose iterator is made when its first batch is asked for. Lightning 2.6 makes a run's first
+    iterator before on_train_start and before it gives the sampler its epoch, and a DataLoader with workers draws its
+    sampler's first indices then; a resumed run's sampler must draw them once the epoch and position are known."""
+
+    def __iter__(self):
+        yield from super().__iter__()
+
+
 def loader(dataset: Dataset, batch_size: int, num_workers: int, persistent: bool = False, **options) -> DataLoader:
-    """A DataLoader with at most `max_workers(num_workers)` workers, each outliving the group's stop signals."""
+    """A LateLoader with at most `max_workers(num_workers)` workers, each outliving the group's stop signals."""
     workers = max_workers(num_workers)
-    return DataLoader(dataset, batch_size, num_workers=workers, persistent_workers=persistent and workers > 0,
+    return LateLoader(dataset, batch_size, num_workers=workers, persistent_workers=persistent and workers > 0,
                       worker_init_fn=outlive_stop_signals if workers else None, **options)
 
 
 def restart_position(trainer) -> tuple[int, int] | None:
-    """(epoch, batches already trained in it) for a training iterator made while `trainer` resumes from a checkpoint;
-    None otherwise. Lightning 2.6 makes a resumed run's first iterator before it gives the sampler its epoch (and,
-    with workers, the sampler draws its order then), and starts it at its first batch while counting only those
+    """(epoch, batches already trained in it) for the first batch of a run that resumes inside an epoch; None
+    otherwise. Lightning 2.6 gives the sampler its epoch after it made the first iterator (our loaders draw their
+    order at the first batch: TensorBatches, LateLoader) and starts it at its first batch while counting only those
     left: a stop inside epoch 2 went on in epoch 0's order, training its first batches again and never its last."""
     loop = getattr(trainer, "fit_loop", None)
     if loop is None or not loop.restarting or not trainer.training:
-        return None
-    batches = loop.epoch_loop.batch_progress
-    return loop.epoch_progress.current.processed, 0 if batches.is_last_batch else batches.current.completed
+        return None  # a new epoch (MaxStepsResume ends a restart at an epoch's end before its first batch)
+    return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.completed
 
 
 class ResumableSampler(DistributedSampler):

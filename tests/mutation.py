@@ -133,7 +133,7 @@ TARGETS = {
                                               "SeedPerRankAndStep.on_train_start"),
                                  ("tests/test_train_runs.py", "-k", "part_way or validation_saves or own_random")),
     "restart": Target("datamodules/workers.py", ("restart_position", "ResumableSampler.__init__",
-                                                 "ResumableSampler.__iter__"),
+                                                 "ResumableSampler.__iter__", "LateLoader.__iter__"),
                       ("tests/test_train_runs.py", "tests/test_unpaired_data.py", "-k",
                        "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the

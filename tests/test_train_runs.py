@@ -222,6 +222,7 @@ class BatchPrints(L.Callback):
 @pytest.mark.parametrize("system, stop", [("darknet", 17), ("cyclegan", 9), ("wgan", 9),
                                           pytest.param("darknet", 5, marks=pytest.mark.slow),  # inside the 1st
                                           pytest.param("darknet", 12, marks=pytest.mark.slow),  # at its end
+                                          pytest.param("cyclegan", 6, marks=pytest.mark.slow),
                                           pytest.param("wgan in memory", 9, marks=pytest.mark.slow),
                                           pytest.param("wgan with workers", 9, marks=pytest.mark.slow)])
 def test_a_resume_inside_an_epoch_trains_the_rest_of_that_epochs_order(system, stop, tiny_cifar, tiny_unpaired,
