@@ -1,5 +1,6 @@
 """train.py's run folders: resume from the right run, saves on a stop signal, honest epochs, one-line errors, help."""
 
+import contextlib
 import json
 import os
 import random
@@ -533,6 +534,28 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
         assert {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()} == before
     train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # the other one ended
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+
+
+def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
+    """The DataLoader workers of a run killed with SIGKILL live on a few seconds: holding the lock's open file too,
+    they kept a resume out ('being trained by another process', naming the dead one)."""
+    import fcntl
+    script = (f"import os, sys, time; sys.path.insert(0, {str(ROOT)!r}); import train; from pathlib import Path\n"
+              f"train.hold_run_lock(Path({str(tmp_path)!r}))\n"
+              "if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"  # a worker, outliving the run
+              "print('held', flush=True)\ntime.sleep(60)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert run.stdout.readline().strip() == "held"
+        with open(tmp_path / ".lock", "a+") as other:
+            with pytest.raises(BlockingIOError):  # the run holds it
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            run.kill()
+            run.wait(timeout=30)
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free at once, its worker still running
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
 
 
 def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatch, capsys, no_ranks):
