@@ -409,7 +409,11 @@ class RerunStoppedValidation(Callback):
     """A stop signal in the middle of the fit's validation saves at once (a job's grace time may be shorter than the
     validation), and Lightning 2.6 resumed that checkpoint past the validation, as one ModelCheckpoint wrote after it:
     the epoch kept no val metrics and no best-*.ckpt. Its progress is made to read as saved inside a validation
-    batch, which Lightning resumes by running the validation again, here from its first batch."""
+    batch, which Lightning resumes by running the validation again, here from its first batch; the run's last
+    validation (max_steps reached: Lightning's fit ends before it would) is run here when training starts."""
+
+    def __init__(self):
+        self.stopped = False
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
@@ -419,6 +423,14 @@ class RerunStoppedValidation(Callback):
         total = validation["total"]
         total["processed"] = total["completed"] = total["started"] - 1  # Lightning's test of "mid-evaluation"
         validation["current"] = {count: 0 for count in validation["current"]}  # its batches from the first again
+        self.stopped = True
+
+    def on_train_start(self, trainer, pl_module):
+        stopped, self.stopped = self.stopped, False
+        if stopped and 0 <= trainer.max_steps <= trainer.global_step:  # as Lightning's training_epoch_loop runs it
+            trainer.validating = True
+            trainer.fit_loop.epoch_loop.val_loop.run()
+            trainer.training = True
 
 
 class SaveOnStop(Callback):

@@ -137,10 +137,10 @@ def test_a_stop_signal_under_ddp_stops_every_rank_after_the_same_batch_and_saves
 
 
 class StopInValidation(L.Callback):
-    """SIGTERM in the fit's first validation, after its second batch (of 6); records each batch it sees."""
+    """SIGTERM in the fit's validation of `epoch`, after its second batch (of 6); records each batch it sees."""
 
-    def __init__(self, record: str, stop: bool = True):
-        self.record, self.stop = record, stop
+    def __init__(self, record: str, stop: bool = True, epoch: int = 0):
+        self.record, self.stop, self.epoch = record, stop, epoch
 
     def write(self, line: str):
         with open(self.record, "a") as record:
@@ -152,7 +152,7 @@ class StopInValidation(L.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking:
             self.write(f"val {trainer.current_epoch} {batch_idx}")
-            if self.stop and trainer.current_epoch == 0 and batch_idx == 1:
+            if self.stop and trainer.current_epoch == self.epoch and batch_idx == 1:
                 os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -181,6 +181,24 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
     train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last", "--trainer.max_epochs", "3"])
     assert record.read_text().split("\n")[before:-1] == [*(f"train 2 {i}" for i in range(3)),
                                                          *(f"val 2 {i}" for i in range(6))]
+
+
+@pytest.mark.parametrize("schedule", [[], ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]],
+                         ids=["max_steps", "max_epochs"])  # the 1cycle scheduler sets max_steps at its end
+def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_path, schedule):
+    """With max_steps reached (the 1cycle's), Lightning's fit ended at once: the last validation never ran and
+    results.json had no final metrics."""
+    runs, record = tmp_path / "runs", tmp_path / "record"
+    stopping = job(tiny_cifar, runs, "--run_name", "r", "--data.eval_batch_size", "2", "--trainer.max_epochs", "2",
+                   *schedule, "--trainer.callbacks+=test_train_runs.StopInValidation",
+                   f"--trainer.callbacks.record={record}", "--trainer.callbacks.epoch=1")
+    with pytest.raises(SystemExit):
+        train.main(stopping)
+    before = len(record.read_text().split("\n")) - 1
+    train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last"])
+    assert record.read_text().split("\n")[before:-1] == [f"val 1 {i}" for i in range(6)]
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == 6 and {"val/acc", "val/loss"} <= set(results["final_metrics"])
 
 
 def test_only_a_validation_stopped_part_way_is_made_to_run_again():
