@@ -201,7 +201,11 @@ class CLI(LightningCLI):
         prepare_run(self.job_config(), kind)
 
     def instantiate_classes(self):
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except MisconfigurationException as error:  # the Trainer's checks of its options (a traceback, status 1)
+            raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
+                            f"values (--help-trainer lists them)") from None
         config, trainer = self.job_config(), self.trainer
         run_dir = Path(trainer.default_root_dir)
         resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")

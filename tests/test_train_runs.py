@@ -1174,7 +1174,11 @@ def test_the_offline_cifar10_download_error_is_one_line(tmp_path, capsys, monkey
 
 def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
     bad = {"--data.batch_size: expected int, got 'many'": ["--data.batch_size", "many"],
-           "--model.learning_rate is not an option": ["--model.learning_rate", "0.1"]}
+           "--model.learning_rate is not an option": ["--model.learning_rate", "0.1"],
+           # the Trainer's own checks: a traceback and status 1
+           "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
+           "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
+           "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
 
