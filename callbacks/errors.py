@@ -115,11 +115,27 @@ def condense_parser_error(message: str) -> str:
     detail = " ".join(details) or message.strip()
     if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
         detail = f"expected {match[1]}, got {match[2]!r}"
-    if match := re.fullmatch(r"Option '(.+)' is not accepted", detail):
-        return f"--{key}.{match[1]} is not an option; see the options with --help"
+    if (match := re.fullmatch(r"Option '(.+)' is not accepted", detail)) or (
+            match := re.fullmatch(r"Group '(.+)' does not accept option '(.+)'", detail)):
+        name = ".".join(part for part in (key, *match.groups()) if part)
+        return f"{name} is not an option{close_option(name)}, as --{name} or in a --config file; see the options " \
+               f"with --help"
     if re.match(r"(the following arguments are required|unrecognized arguments|expected \"subcommand\")", detail):
         detail = detail.rstrip(".") + "; see --help"  # the usage block that said so is not printed
     return f"--{key}: {detail}" if key else detail
+
+
+def close_option(name: str) -> str:
+    """' (did you mean trainer.max_epochs?)' for a Trainer option one typo away from `name`, else ''."""
+    group, _, option = name.partition(".")
+    if group != "trainer" or not option or "." in option:
+        return ""
+    import difflib
+    import inspect
+
+    from lightning.pytorch import Trainer
+    close = difflib.get_close_matches(option, inspect.signature(Trainer).parameters, n=1)
+    return f" (did you mean trainer.{close[0]}?)" if close else ""
 
 
 _partly_failed: list[str] = []

@@ -1174,13 +1174,28 @@ def test_the_offline_cifar10_download_error_is_one_line(tmp_path, capsys, monkey
 
 def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
     bad = {"--data.batch_size: expected int, got 'many'": ["--data.batch_size", "many"],
-           "--model.learning_rate is not an option": ["--model.learning_rate", "0.1"],
+           "model.learning_rate is not an option, as --model.learning_rate or in a --config file; see the options "
+           "with --help": ["--model.learning_rate", "0.1"],
            # the Trainer's own checks: a traceback and status 1
            "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
            "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
            "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
+
+
+def test_a_mistyped_key_in_a_config_file_is_named_as_its_key(tiny_cifar, tmp_path, capsys, monkeypatch):
+    """A top-level typo read '--.trainr.max_epochs'; a Trainer one, "Group 'trainer' does not accept option"."""
+    bad = {"trainr:\n  max_epochs: 1\n": "trainr.max_epochs is not an option, as --trainr.max_epochs or in a "
+                                         "--config file",
+           "trainer:\n  max_epoch: 1\n": "trainer.max_epoch is not an option (did you mean trainer.max_epochs?), as "
+                                         "--trainer.max_epoch or in a --config file",
+           "model:\n  init_args:\n    nff: 8\n": "model.nff is not an option, as --model.nff or in a --config file"}
+    for text, needle in bad.items():
+        config = tmp_path / "typo.yaml"
+        config.write_text(text)
+        result = run_in_process(job(tiny_cifar, tmp_path / "runs", "--config", str(config)), capsys, monkeypatch)
+        assert_one_line_error(result, needle)
 
 
 @pytest.mark.slow  # 22 s; the same unwrapping as test_a_bad_value_from_the_command_line_is_one_line, kept out of CI
