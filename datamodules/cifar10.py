@@ -114,7 +114,8 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
             image = read_rgb(file)  # every file is decoded here once: a corrupt one stops setup, named
             if images and image.shape != images[0].shape:
                 raise UserError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
-                                f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32")
+                                f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32: resize the odd "
+                                f"one to the others' size, or remove it")
             images.append(image)
         labels += [label] * len(files)
     return torch.stack(images), torch.tensor(labels), classes

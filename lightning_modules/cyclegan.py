@@ -466,6 +466,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         files = [Path(input_dir)]
     elif source.is_dir():  # at all depths, as the reference's make_dataset and our training folders
         files = [f for f in image_files([input_dir], fix, recursive=True) if not translate_output(f, source, out)]
+    elif not source.exists():
+        raise MissingDataError(f"--input_dir {input_dir} not found; {fix}")
     else:
         files = []
     if not files:

@@ -110,6 +110,15 @@ def test_padding_wider_than_the_images_allow_is_refused_at_setup(tiny_cifar, pad
     loaded(tiny_cifar, download=False, pad=most, pad_mode=mode)  # the most is allowed
 
 
+def test_an_image_of_another_size_is_named_with_the_fix(tiny_cifar):
+    from PIL import Image
+    odd = sorted((tiny_cifar / "train").glob("*/*.png"))[-1]  # read after 32x32 ones
+    Image.new("RGB", (50, 20)).save(odd)
+    with pytest.raises(UserError, match=f"{odd} is \\(20, 50\\) pixels, the others \\(32, 32\\); CIFAR-10 images are "
+                                        "all 32x32: resize the odd one to the others' size, or remove it"):
+        loaded(tiny_cifar, download=False, cache_decoded=False)
+
+
 def test_training_batches_are_augmented_and_resized_on_transfer(tiny_cifar):
     data = loaded(tiny_cifar, download=False, batch_size=8)
 

@@ -150,5 +150,8 @@ def test_translate_command_writes_an_index_of_inputs_beside_outputs(tiny_checkpo
 
 
 def test_translate_without_images_says_what_to_pass(tiny_checkpoint, tmp_path):
-    with pytest.raises(FileNotFoundError, match="pass a folder of images, or one image, as --input_dir"):
+    with pytest.raises(FileNotFoundError, match="no .* images under .*pass a folder of images, or one image, as "
+                                                "--input_dir"):
         translate(str(tiny_checkpoint), str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match=f"--input_dir {tmp_path / 'nope'} not found; pass a folder"):
+        translate(str(tiny_checkpoint), str(tmp_path / "nope"), str(tmp_path / "out"))
