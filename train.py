@@ -215,6 +215,8 @@ class CLI(LightningCLI):
                 if resumed and (run_dir / "config.yaml").is_file():  # in its own folder
                     step = checkpoint_step(Path(config.ckpt_path))
                     callback.resumed_at = "unknown" if step is None else step
+                    for system_part in (self.model, self.datamodule):  # Lightning's own logging of the hyper-
+                        system_part._log_hyperparams = False  # parameters would show this resume's on top
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint):
@@ -268,7 +270,8 @@ class LogConfig(SaveConfigCallback):
         config = yaml.safe_load(self.parser.dump(self.effective or self.config, skip_none=False))
         config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
         config.pop("config", None)
-        logged = {"config": config, "git_commit": git_commit(), "argv": " ".join(sys.argv)}
+        logged = {"system": system_of(config.get("model", {}).get("class_path", "")), "config": config,
+                  "git_commit": git_commit(), "argv": " ".join(sys.argv)}
         if self.resumed_at is not None:
             logged = {f"resume_step{self.resumed_at}": logged}
         for logger in trainer.loggers:
@@ -797,6 +800,9 @@ def prepare_run(config, kind: str = "fit") -> None:
         if global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
             Path(args.save_dir, "wandb").mkdir(parents=True, exist_ok=True)  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
+        # the dashboard can filter by system and tell a fit from a test or an LR finder's run
+        args.tags = args.get("tags") or [info["system"]]
+        args.job_type = args.get("job_type") or kind
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())
             args.id = info["wandb_id"]

@@ -90,16 +90,17 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     from lightning.pytorch.loggers import WandbLogger
     monkeypatch.setenv("WANDB_MODE", "offline")
     logged = []
-    # our config (a first launch's, or a resume's under resume_step<N>), not the model's hyper-parameters
-    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(
-        params.get("config") or (params if "resume_step3" in params else None)))
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(dict(params)))
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1"))
     first = only_run(runs)
-    # the dashboard gets what the run ran with: its folder, its W&B id, offline
-    (config,) = [c for c in logged if c]  # Lightning logs the model's hyper-parameters apart
+    # the dashboard gets what the run ran with: its folder, its W&B id, offline; its system, a tag, the job type
+    (ours,) = [params for params in logged if "config" in params]  # Lightning logs the model's hyper-parameters apart
+    config = ours["config"]
+    assert ours["system"] == "darknet" and any("lr" in params for params in logged)
     logger = config["trainer"]["logger"]["init_args"]
     assert config["trainer"]["default_root_dir"] == str(first) and logger["offline"] is True
+    assert logger["tags"] == ["darknet"] and logger["job_type"] == "fit"
     assert logger["id"] == json.loads((first / "run.json").read_text())["wandb_id"]
     config = yaml.safe_load((first / "config.yaml").read_text())
     checkpoint = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
@@ -123,14 +124,18 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     assert (first / "config.yaml").read_bytes() == written[first / "config.yaml"]
     resumed = yaml.safe_load((first / "config-resume-step3.yaml").read_text())
     assert resumed["trainer"]["max_epochs"] == 2 and config["trainer"]["max_epochs"] == 1
-    (resume,) = [c for c in logged if c]
+    # and alone: Lightning's own logging of the hyper-parameters put this resume's values on top of the first's
+    (resume,) = logged
     assert list(resume) == ["resume_step3"] and resume["resume_step3"]["config"]["trainer"]["max_epochs"] == 2
     # the native subcommands take it too: the job form's own options (lr_find, init_from) are left out at defaults
     assert "lr_find" not in config and "init_from" not in config
     last = first / "checkpoints" / "last.ckpt"
+    logged.clear()
     train.main(["test", "--config", str(first / "config.yaml"), "--ckpt_path", str(last)])
     (evaluation,) = set(runs.iterdir()) - {first, second}
     assert json.loads((evaluation / "run.json").read_text())["kind"] == "test"
+    (ours,) = [params for params in logged if "config" in params]
+    assert ours["config"]["trainer"]["logger"]["init_args"]["job_type"] == "test"
 
 
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
