@@ -416,11 +416,12 @@ class RerunStoppedValidation(Callback):
     """A stop signal in the middle of the fit's validation saves at once (a job's grace time may be shorter than the
     validation), and Lightning 2.6 resumed that checkpoint past the validation, as one ModelCheckpoint wrote after it:
     the epoch kept no val metrics and no best-*.ckpt. Its progress is made to read as saved inside a validation
-    batch, which Lightning resumes by running the validation again, here from its first batch; the run's last
-    validation (max_steps reached: Lightning's fit ends before it would) is run here when training starts."""
+    batch, which Lightning resumes by running the validation again, here from its first batch. The run's last
+    validation, which Lightning's fit passes over with max_steps reached, is run when training starts (a fit whose
+    --trainer.max_steps is reached already is let start, for it)."""
 
     def __init__(self):
-        self.stopped = False
+        self.pending, self.max_steps = False, None
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
@@ -430,14 +431,26 @@ class RerunStoppedValidation(Callback):
         total = validation["total"]
         total["processed"] = total["completed"] = total["started"] - 1  # Lightning's test of "mid-evaluation"
         validation["current"] = {count: 0 for count in validation["current"]}  # its batches from the first again
-        self.stopped = True
+        self.pending = True
+        step = checkpoint.get("global_step", 0)
+        if 0 <= trainer.max_steps <= step:  # Lightning's fit would end before it began
+            self.max_steps, trainer.fit_loop.epoch_loop.max_steps = trainer.max_steps, step + 1
 
     def on_train_start(self, trainer, pl_module):
-        stopped, self.stopped = self.stopped, False
-        if stopped and 0 <= trainer.max_steps <= trainer.global_step:  # as Lightning's training_epoch_loop runs it
+        if self.max_steps is not None:
+            trainer.fit_loop.epoch_loop.max_steps, self.max_steps = self.max_steps, None
+        if self.pending and 0 <= trainer.max_steps <= trainer.global_step:  # as Lightning's training_epoch_loop
             trainer.validating = True
             trainer.fit_loop.epoch_loop.val_loop.run()
             trainer.training = True
+
+    def on_validation_end(self, trainer, pl_module):
+        if self.pending and not trainer.sanity_checking:
+            # Lightning keeps the totals' lag of one batch, and a checkpoint saved from now on (ModelCheckpoint's, at
+            # this validation's end) would read as stopped inside a validation, and run one batch of it on resume
+            total = trainer.fit_loop.epoch_loop.val_loop.batch_progress.total
+            total.processed = total.completed = total.started
+            self.pending = False
 
 
 class SaveOnStop(Callback):

@@ -183,11 +183,14 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
                                                          *(f"val 2 {i}" for i in range(6))]
 
 
-@pytest.mark.parametrize("schedule", [[], ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]],
-                         ids=["max_steps", "max_epochs"])  # the 1cycle scheduler sets max_steps at its end
+EPOCHS_ONLY = ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]  # the 1cycle scheduler sets max_steps
+
+
+@pytest.mark.parametrize("schedule", [[], EPOCHS_ONLY, [*EPOCHS_ONLY, "--trainer.max_steps", "6"]],
+                         ids=["max_steps at the 1cycle's end", "max_epochs", "max_steps given"])
 def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_path, schedule):
-    """With max_steps reached (the 1cycle's), Lightning's fit ended at once: the last validation never ran and
-    results.json had no final metrics."""
+    """With max_steps reached, Lightning's fit ended at once (given, it never started): the last validation never ran
+    and results.json had no final metrics."""
     runs, record = tmp_path / "runs", tmp_path / "record"
     stopping = job(tiny_cifar, runs, "--run_name", "r", "--data.eval_batch_size", "2", "--trainer.max_epochs", "2",
                    *schedule, "--trainer.callbacks+=test_train_runs.StopInValidation",
@@ -199,6 +202,12 @@ def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_pa
     assert record.read_text().split("\n")[before:-1] == [f"val 1 {i}" for i in range(6)]
     results = json.loads((runs / "r" / "results.json").read_text())
     assert results["global_step"] == 6 and {"val/acc", "val/loss"} <= set(results["final_metrics"])
+    if schedule:  # and its checkpoint, saved after that validation, resumes as any other: the next epoch
+        before = len(record.read_text().split("\n")) - 1
+        train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last", "--trainer.max_epochs", "3",
+                    "--trainer.max_steps", "9"])
+        assert record.read_text().split("\n")[before:-1] == [*(f"train 2 {i}" for i in range(3)),
+                                                             *(f"val 2 {i}" for i in range(6))]
 
 
 def test_only_a_validation_stopped_part_way_is_made_to_run_again():
@@ -212,14 +221,16 @@ def test_only_a_validation_stopped_part_way_is_made_to_run_again():
     rerun = train.RerunStoppedValidation()
     for done, last in ((6, True), (0, False)):  # a whole validation (a ModelCheckpoint's save); none since the sanity
         state = checkpoint(done, last)          # check's (Lightning resets its progress)
-        rerun.on_load_checkpoint(None, None, state)
+        rerun.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, state)
         assert state == checkpoint(done, last)
     state = checkpoint(2, False)  # stopped after its second batch, 4 batches of validations before
-    rerun.on_load_checkpoint(None, None, state)
+    rerun.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, state)
     assert state["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"] == {
         "total": {"ready": 6, "started": 6, "processed": 5, "completed": 5},
         "current": {"ready": 0, "started": 0, "processed": 0, "completed": 0}, "is_last_batch": False}
-    rerun.on_load_checkpoint(None, None, {"state_dict": {}})  # not Lightning's loops (a weights file): no change
+    weights = {"state_dict": {}}  # not Lightning's loops (a weights file): no change
+    rerun.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, weights)
+    assert weights == {"state_dict": {}}
 
 
 class BatchPrints(L.Callback):
