@@ -204,6 +204,7 @@ class TensorBatches:
         skip = 0
         if (position := restart_position(self.trainer)) is not None:
             self.epoch, skip = position
+            self.trainer = None  # once: a loader cycled beside a longer one starts again from its first batch
         order = self._order()
         for i in range(skip, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]

@@ -72,4 +72,5 @@ class ResumableSampler(DistributedSampler):
         skip = 0
         if (position := restart_position(self.trainer)) is not None:
             self.epoch, skip = position
+            self.trainer = None  # once: a loader cycled beside a longer one starts again from its first batch
         return iter(list(super().__iter__())[skip * self.batch_size:])
