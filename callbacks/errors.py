@@ -121,7 +121,8 @@ def condense_parser_error(message: str) -> str:
         return f"{name} is not an option{close_option(name)}, as --{name} or in a --config file; see the options " \
                f"with --help"
     if re.match(r"(the following arguments are required|unrecognized arguments|expected \"subcommand\")", detail):
-        detail = detail.rstrip(".") + "; see --help"  # the usage block that said so is not printed
+        flag = re.match(r"unrecognized arguments: --([\w.]+)", detail)
+        detail = detail.rstrip(".") + (close_option(flag[1]) if flag else "") + "; see --help"  # (no usage block)
     return f"--{key}: {detail}" if key else detail
 
 

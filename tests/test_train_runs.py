@@ -1235,7 +1235,9 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
            # the Trainer's own checks: a traceback and status 1
            "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
            "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
-           "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"]}
+           "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"],
+           "unrecognized arguments: --trainer.max_epoch 1 (did you mean trainer.max_epochs?); see --help":
+               ["--trainer.max_epoch", "1"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
 
