@@ -117,7 +117,8 @@ class WGAN(L.LightningModule):
         self.gen_iterations = 0
         self.critic_iterations = 0
         self.group_iterations = 0  # critic iterations since the last generator iteration
-        self.last_loss_g: Tensor | None = None
+        self.last_loss_g: Tensor | float | None = None
+        self.sampled_at: int | None = None  # gen_iterations of the last grid logged, so the final one is not twice
         self.frechet = FrechetValidation(fid_features, ["fid"])  # not a submodule: out of checkpoints
 
     def forward(self, noise: Tensor) -> Tensor:
@@ -233,6 +234,7 @@ class WGAN(L.LightningModule):
     @torch.no_grad()
     def log_samples(self) -> Path | None:
         """The seed's gallery: the generator (in eval mode, as the seed) on fixed noise, as an 8x8 grid."""
+        self.sampled_at = self.gen_iterations
         if not self.trainer.is_global_zero:
             return None
         self.generator.eval()
@@ -263,19 +265,22 @@ class WGAN(L.LightningModule):
             self.log_samples()
 
     def on_train_end(self) -> None:
-        if not self.hparams.sample_every or self.gen_iterations % self.hparams.sample_every:
+        if self.sampled_at != self.gen_iterations:  # not logged at this count already (sample_every, validation)
             self.log_samples()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["wgan_counters"] = {"gen_iterations": self.gen_iterations,
                                        "critic_iterations": self.critic_iterations,
-                                       "group_iterations": self.group_iterations}
+                                       "group_iterations": self.group_iterations,
+                                       # the first logged step after a resume has a Loss_G too
+                                       "last_loss_g": None if self.last_loss_g is None else float(self.last_loss_g)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         counters = checkpoint.get("wgan_counters", {})
         self.gen_iterations = counters.get("gen_iterations", 0)
         self.critic_iterations = counters.get("critic_iterations", 0)
         self.group_iterations = counters.get("group_iterations", 0)
+        self.last_loss_g = counters.get("last_loss_g")
 
 
 def reference_generator(path: str) -> WGAN | None:

@@ -101,6 +101,35 @@ def fit(images, tmp_path, callbacks=(), ckpt_path=None, model=None, **trainer_ar
     return model, trainer
 
 
+class SamplesAtEpochEnd(L.Callback):
+    """The grid the WGAN's validation logs with val/fid, at each epoch's end."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        pl_module.log_samples()
+
+
+def test_the_final_grid_is_not_logged_again_at_a_count_already_logged(images, tmp_path, monkeypatch):
+    """With val/fid, the last validation's grid was logged a second time at the end: two images of one count."""
+    import lightning_modules.wgan as wgan
+    logged = []
+    monkeypatch.setattr(wgan, "log_image_grid", lambda trainer, name, images, step, **options: logged.append(
+        (name, step)))
+    fit(images, tmp_path, [SamplesAtEpochEnd()], model=WGAN(**TINY), max_epochs=1)  # 3 generator iterations
+    assert [step for name, step in logged if name == "samples"] == [3]
+
+
+def test_loss_g_is_kept_in_checkpoints_for_the_first_logged_step_after_a_resume():
+    model = WGAN(**TINY)
+    model.last_loss_g = torch.tensor(-0.25)
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    resumed = WGAN(**TINY)
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.last_loss_g == -0.25
+    WGAN(**TINY).on_save_checkpoint(checkpoint)  # before the first generator step: none
+    assert checkpoint["wgan_counters"]["last_loss_g"] is None
+
+
 def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_generator_step(images, tmp_path):
     recorder = Recorder()
     model, _ = fit(images, tmp_path, [recorder], max_epochs=1)
