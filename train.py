@@ -271,7 +271,9 @@ class LogConfig(SaveConfigCallback):
         config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
         config.pop("config", None)
         logged = {"system": system_of(config.get("model", {}).get("class_path", "")), "config": config,
-                  "git_commit": git_commit(), "argv": " ".join(sys.argv)}
+                  "git_commit": git_commit(), "argv": " ".join(sys.argv), "hardware": hardware(trainer)}
+        if config.get("ckpt_path") and trainer.state.fn != TrainerFn.FITTING:  # an evaluation: of which step
+            logged["checkpoint_step"] = checkpoint_step(Path(config["ckpt_path"]))
         if self.resumed_at is not None:
             logged = {f"resume_step{self.resumed_at}": logged}
         for logger in trainer.loggers:
@@ -279,6 +281,15 @@ class LogConfig(SaveConfigCallback):
             online = isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True)
             if online and logger.experiment.url:  # WANDB_MODE=disabled: not offline, and no url
                 print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is
+
+
+def hardware(trainer) -> dict:
+    """What `auto` became (a config says accelerator/devices/strategy auto), and the batch per optimizer step."""
+    batch_size = getattr(trainer.datamodule, "hparams", {}).get("batch_size") if trainer.datamodule else None
+    return {"accelerator": type(trainer.accelerator).__name__, "strategy": type(trainer.strategy).__name__,
+            "devices": trainer.num_devices, "nodes": trainer.num_nodes, "world_size": trainer.world_size,
+            "effective_batch_size": batch_size * trainer.world_size * trainer.accumulate_grad_batches
+            if isinstance(batch_size, int) else None}
 
 
 def git_commit() -> str | None:

@@ -101,6 +101,9 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     logger = config["trainer"]["logger"]["init_args"]
     assert config["trainer"]["default_root_dir"] == str(first) and logger["offline"] is True
     assert logger["tags"] == ["darknet"] and logger["job_type"] == "fit"
+    # what the config's auto became, and the batch an optimizer step takes: data batch x processes x accumulation
+    assert ours["hardware"] == {"accelerator": "CPUAccelerator", "strategy": "SingleDeviceStrategy", "devices": 1,
+                                "nodes": 1, "world_size": 1, "effective_batch_size": 8}
     assert logger["id"] == json.loads((first / "run.json").read_text())["wandb_id"]
     config = yaml.safe_load((first / "config.yaml").read_text())
     checkpoint = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
@@ -135,7 +138,7 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     (evaluation,) = set(runs.iterdir()) - {first, second}
     assert json.loads((evaluation / "run.json").read_text())["kind"] == "test"
     (ours,) = [params for params in logged if "config" in params]
-    assert ours["config"]["trainer"]["logger"]["init_args"]["job_type"] == "test"
+    assert ours["config"]["trainer"]["logger"]["init_args"]["job_type"] == "test" and ours["checkpoint_step"] == 6
 
 
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
