@@ -272,7 +272,7 @@ class TrainingPhaseScheduler(L.Callback):
         path = Path(trainer.default_root_dir) / "lr_schedule.png"
         plot_schedule(self.phases, self.ends, path)
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
+            if isinstance(logger, WandbLogger) and trainer.global_step == 0:  # a resume's run has it at its start
                 logger.log_image(key="lr_schedule", images=[str(path)])
 
 

@@ -1,6 +1,7 @@
 """TrainingPhase maths and the scheduler against formulas written out here, independently of the code."""
 
 import math
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -738,3 +739,22 @@ def test_sgdr_keeps_its_own_cycle_len_where_the_one_cycles_take_the_training(tin
     scheduler = next(c for c in trainer.callbacks if isinstance(c, TrainingPhaseScheduler))
     # sgdr's default cycle_len 1: warm-up 1/20 epoch (0.3 steps -> 0), then 1 epoch, then 2 epochs
     assert scheduler.ends == [0, BATCHES, 3 * BATCHES]
+
+
+def test_the_schedule_goes_to_wandb_once_not_again_at_step_0_when_resumed(tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    class Images(WandbLogger):
+        def __init__(self):  # no W&B run: only what would be logged
+            self.logged = []
+
+        def log_image(self, key, images, **options):
+            self.logged.append(key)
+
+    scheduler = TrainingPhaseScheduler([TrainingPhase(1, "SGD", 0.1)])
+    scheduler.ends = [10]
+    logger = Images()
+    for step in (0, 40):  # a new run, then its resume
+        scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[logger], global_step=step))
+        assert (tmp_path / "lr_schedule.png").is_file()
+    assert logger.logged == ["lr_schedule"]
