@@ -278,6 +278,10 @@ class LogConfig(SaveConfigCallback):
             logged = {f"resume_step{self.resumed_at}": logged}
         for logger in trainer.loggers:
             logger.log_hyperparams(logged)
+            if isinstance(logger, WandbLogger):  # the runs table can sort by the best a checkpoint's monitor reached
+                for callback in trainer.checkpoint_callbacks:
+                    if isinstance(callback, ModelCheckpoint) and callback.monitor:
+                        logger.experiment.define_metric(callback.monitor, summary=f"{callback.mode},last")
             online = isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True)
             if online and logger.experiment.url:  # WANDB_MODE=disabled: not offline, and no url
                 print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is

@@ -91,9 +91,15 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     monkeypatch.setenv("WANDB_MODE", "offline")
     logged = []
     monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params: logged.append(dict(params)))
+    from wandb.sdk.wandb_run import Run
+    summaries = []
+    monkeypatch.setattr(Run, "define_metric", lambda self, name, summary=None, **options: summaries.append(
+        (name, summary)))
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1"))
     first = only_run(runs)
+    # the config's ModelCheckpoint's monitor: its best on the summary (Lightning defines its step metrics)
+    assert [s for s in summaries if s[1]] == [("val/acc", "max,last")]
     # the dashboard gets what the run ran with: its folder, its W&B id, offline; its system, a tag, the job type
     (ours,) = [params for params in logged if "config" in params]  # Lightning logs the model's hyper-parameters apart
     config = ours["config"]
