@@ -1131,7 +1131,9 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     (run_dir / "lr_find.json").write_text(json.dumps({**finder.results, "suggestion": suggestion}))
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")])
+            caption = "no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}"
+            logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")], caption=[caption])
+            logger.experiment.summary["lr_find/suggestion"] = suggestion  # the runs table's column
     if stopped:
         lrs = finder.results["lr"]
         print(f"LR finder: stopped by Ctrl-C after {len(lrs)} of {num_training} steps, at lr {lrs[-1]:.3g} (the sweep "

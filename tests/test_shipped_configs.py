@@ -127,4 +127,8 @@ def test_lr_find_plot_goes_to_wandb_too(tiny_cifar, tmp_path):
         "--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3",
         "--data.batch_size", "8", "--trainer.max_epochs", "10", "--lr_find", "--lr_find.num_training", "10"], tmp_path)
     assert (run_dir / "lr_find.png").is_file() and any(n.startswith("lr_find") for n in wandb_images(run_dir))
+    suggestion = json.loads((run_dir / "lr_find.json").read_text())["suggestion"]
+    log = b"".join(p.read_bytes() for p in run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    caption = "no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}"
+    assert b"lr_find/suggestion" in log and caption.encode() in log  # on the summary, and the plot's caption
     assert json.loads((run_dir / "run.json").read_text())["kind"] == "lr_find"  # never picked by --ckpt_path last
