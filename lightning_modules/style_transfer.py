@@ -354,7 +354,7 @@ class StyleTransfer(L.LightningModule):
         every = self.hparams.show_iter
         if every and self.global_step % every == 0:
             log_image_grid(self.trainer, "style/image", self.image.detach().clamp(0, 1), self.global_step,
-                           value_range=(0, 1))
+                           value_range=(0, 1), caption=f"iteration {self.global_step}")
 
     def on_train_end(self) -> None:
         """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
