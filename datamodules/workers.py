@@ -1,4 +1,5 @@
-"""DataLoaders whose worker processes live through a stop signal sent to the whole process group.
+"""DataLoaders whose worker processes live through a stop signal sent to the whole process group, and that a resumed
+run starts where it stopped (restart_position, ResumableSampler, LateLoader).
 
 Ctrl-C in a terminal, `timeout` and SLURM's scancel signal every process of the job, the
 DataLoader workers too. A worker killed that way makes torch raise "DataLoader worker ... is killed by signal"
