@@ -41,7 +41,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.errors import UserError, check_output_folder, one_line_errors
-from callbacks.progress import WriteLoggingSteps, add_progress_bar, quiet
+from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -1077,7 +1077,9 @@ def run_job(cli: CLI) -> dict:
         path = run_dir / "results.json"
         write_json(path, results)
         shown = test or final
-        print(("Test metrics: " if test else "Final metrics: ") + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        # 4 significant digits, as the progress line: a WGAN's early Loss_D printed -0.0000 with 4 decimals
+        print(("Test metrics: " if test else "Final metrics: ") + ", ".join(f"{k} {format_number(v)}"
+                                                                             for k, v in shown.items()))
         print(f"Results written to {path}")
     return results
 

@@ -277,7 +277,7 @@ def test_a_model_of_other_than_three_channels_is_refused_on_our_rgb_data(images,
         fit(images, tmp_path, model=WGAN(**{**TINY, "nc": 1}))
 
 
-def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(images, tmp_path):
+def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(images, tmp_path, capsys):
     runs = tmp_path / "runs"
     train.main(["--system", "wgan", "--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4",
                 "--data.num_workers", "0", *[f"--model.{k}={v}" for k, v in TINY.items()],
@@ -286,6 +286,9 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
     (run_dir,) = runs.iterdir()
     results = json.loads((run_dir / "results.json").read_text())
     assert results["global_step"] == 6 and results["final_metrics"]["train/gen_iterations"] == len(seed_loop(6, 1))
+    # printed in 4 significant digits, as the progress line: a clamped critic's Loss_D read -0.0000 in 4 decimals
+    printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Final metrics: "))
+    assert f"train/Loss_D {results['final_metrics']['train/Loss_D']:.4g}," in printed
     assert sorted(p.name for p in (run_dir / "images").iterdir()) == ["real_samples-000000.png", "samples-000002.png"]
     command = [sys.executable, "-m", "lightning_modules.wgan", "generate", str(run_dir / "checkpoints" / "last.ckpt"),
                "--out_dir", str(tmp_path / "out"), "--num_samples", "10", "--nrow", "3"]
