@@ -188,9 +188,11 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
 EPOCHS_ONLY = ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]  # the 1cycle scheduler sets max_steps
 
 
-@pytest.mark.parametrize("schedule", [[], EPOCHS_ONLY, [*EPOCHS_ONLY, "--trainer.max_steps", "6"]],
-                         ids=["max_steps at the 1cycle's end", "max_epochs", "max_steps given"])
-def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_path, schedule):
+@pytest.mark.parametrize("schedule, resume", [([], []), (EPOCHS_ONLY, []),
+                                              ([*EPOCHS_ONLY, "--trainer.max_steps", "6"], []),
+                                              (EPOCHS_ONLY, ["--trainer.max_steps", "0"])],
+                         ids=["max_steps at the 1cycle's end", "max_epochs", "max_steps given", "resumed to train 0"])
+def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_path, schedule, resume):
     """With max_steps reached, Lightning's fit ended at once (given, it never started): the last validation never ran
     and results.json had no final metrics."""
     runs, record = tmp_path / "runs", tmp_path / "record"
@@ -200,7 +202,7 @@ def test_a_stop_in_the_last_validation_is_run_again_on_resume(tiny_cifar, tmp_pa
     with pytest.raises(SystemExit):
         train.main(stopping)
     before = len(record.read_text().split("\n")) - 1
-    train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last"])
+    train.main([*stopping, "--trainer.callbacks.stop=false", "--ckpt_path", "last", *resume])
     assert record.read_text().split("\n")[before:-1] == [f"val 1 {i}" for i in range(6)]
     results = json.loads((runs / "r" / "results.json").read_text())
     assert results["global_step"] == 6 and {"val/acc", "val/loss"} <= set(results["final_metrics"])
