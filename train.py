@@ -341,13 +341,20 @@ class EpochEndSave(Checkpoint):
             save_if(trainer, self.path, saved_step(self.path) != trainer.global_step)  # rank 0's reading
 
 
+def rank_zero_says(trainer, flag: bool) -> bool:
+    """Rank 0's `flag` on every rank, as one 1-element broadcast under DDP (at every batch's end: not
+    strategy.broadcast's pickled object, two collectives and two copies to the host); `flag` itself alone."""
+    if trainer.world_size > 1 and torch.distributed.is_initialized():
+        tensor = torch.tensor([int(flag)], device=trainer.strategy.root_device)
+        torch.distributed.broadcast(tensor, src=0)
+        flag = bool(tensor.item())
+    return flag
+
+
 def save_if(trainer, path: Path, due: bool) -> bool:
     """trainer.save_checkpoint(path) if rank 0 finds it `due` (saving is collective: every rank must agree); its
     CheckpointIO writes atomically. Never in a fast_dev_run, which keeps no checkpoints."""
-    if trainer.world_size > 1 and torch.distributed.is_initialized():  # at every batch's end: one 1-element
-        flag = torch.tensor([int(due)], device=trainer.strategy.root_device)  # broadcast, not strategy.broadcast's
-        torch.distributed.broadcast(flag, src=0)  # pickled object (two collectives, two copies to the host)
-        due = bool(flag.item())
+    due = rank_zero_says(trainer, due)
     if due and not trainer.fast_dev_run:
         trainer.save_checkpoint(path, weights_only=False)
     return due
@@ -502,13 +509,10 @@ class SaveOnStop(Callback):
                 print("\nSIGTERM: stopping every rank after this batch and saving last.ckpt", file=sys.stderr)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # one 1-element broadcast a batch under DDP, as Lightning's own at each batch's start (which comes too late:
-        # a rank that saw the signal raises at this batch's end, alone)
-        if trainer.world_size > 1 and torch.distributed.is_initialized():
-            stop = torch.tensor([int(self.stop)], device=trainer.strategy.root_device)
-            torch.distributed.broadcast(stop, src=0)
-            if stop.item():  # every rank raises Lightning's SIGTERMException at this batch's end, and saves
-                trainer._signal_connector.received_sigterm = True
+        # one broadcast a batch under DDP, as Lightning's own at each batch's start (which comes too late: a rank
+        # that saw the signal raises at this batch's end, alone)
+        if trainer.world_size > 1 and rank_zero_says(trainer, self.stop):
+            trainer._signal_connector.received_sigterm = True  # every rank raises at this batch's end, and saves
 
     def _on_sigint(self, signum, frame):
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once

@@ -18,7 +18,7 @@ from callbacks import UserError
 from datamodules.augment import alternating_flip, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
-from datamodules.workers import restart_position
+from datamodules.workers import restart_skip
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -174,7 +174,7 @@ class TensorBatches:
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, shuffle: bool, drop_last: bool,
                  seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None,
                  trainer=None):
-        self.images, self.labels, self.trainer = images, labels, trainer  # the trainer: restart_position
+        self.images, self.labels, self.trainer = images, labels, trainer  # the trainer: restart_skip
         self.flipped_first = flipped_first  # per image: mirrored in even epochs (alternating flip), or None
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -201,10 +201,7 @@ class TensorBatches:
         return -(-len(range(self.rank, len(self.labels), self.world_size)) // self.batch_size)
 
     def __iter__(self):
-        skip = 0
-        if (position := restart_position(self.trainer)) is not None:
-            self.epoch, skip = position
-            self.trainer = None  # once: a loader cycled beside a longer one starts again from its first batch
+        skip = restart_skip(self)
         order = self._order()
         for i in range(skip, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
@@ -361,9 +358,12 @@ class CIFAR10DataModule(L.LightningDataModule):
                 images = random_crop(images, images.shape[-1], self.hparams.pad, mode=self.hparams.pad_mode)
             if self.hparams.flip and not self.hparams.alternating_flip:
                 images = random_flip(images)
-        return images if images.shape[-1] == self.image_size else self._resized(images), labels
+        return self._sized(images), labels
 
-    def _resized(self, images: Tensor) -> Tensor:
+    def _sized(self, images: Tensor) -> Tensor:
+        """Batches resized to image_size (progressive resizing), when they are not that size."""
+        if images.shape[-1] == self.image_size:
+            return images
         return F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
 
     def plain_training_images(self, count: int, device=None) -> Tensor:
@@ -371,5 +371,4 @@ class CIFAR10DataModule(L.LightningDataModule):
         evaluation's, not augmented: what airbench94 computes its whitening from."""
         order = TensorBatches(self.train_images, self.train_labels, 1, shuffle=True, drop_last=True,
                               seed=self.hparams.seed)._order()[:count]
-        images = normalize(self.train_images[order].to(device), *SEED_STATS)
-        return images if images.shape[-1] == self.image_size else self._resized(images)
+        return self._sized(normalize(self.train_images[order].to(device), *SEED_STATS))

@@ -60,9 +60,20 @@ def restart_position(trainer) -> tuple[int, int] | None:
     return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.completed
 
 
+def restart_skip(loader) -> int:
+    """The batches `loader` (with `trainer` and `epoch` attributes) skips in a resumed run's first iterator, its epoch
+    set to the stopped one (restart_position); once: a loader Lightning cycles beside a longer one starts again from
+    its first batch. 0 otherwise."""
+    if (position := restart_position(loader.trainer)) is None:
+        return 0
+    loader.epoch, skip = position
+    loader.trainer = None
+    return skip
+
+
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (one shuffle per epoch, seeded, shared by the ranks, a slice each; with one process, a
-    seeded shuffle) whose first iterator in a resumed run goes on in the stopped epoch's order (restart_position)."""
+    seeded shuffle) whose first iterator in a resumed run goes on in the stopped epoch's order (restart_skip)."""
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int = 1, trainer=None,
                  **options):
@@ -70,8 +81,5 @@ class ResumableSampler(DistributedSampler):
         self.batch_size, self.trainer = batch_size, trainer
 
     def __iter__(self):
-        skip = 0
-        if (position := restart_position(self.trainer)) is not None:
-            self.epoch, skip = position
-            self.trainer = None  # once: a loader cycled beside a longer one starts again from its first batch
+        skip = restart_skip(self)
         return iter(list(super().__iter__())[skip * self.batch_size:])

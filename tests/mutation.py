@@ -134,7 +134,7 @@ TARGETS = {
                                               "SeedPerRankAndStep.on_train_start"),
                                  ("tests/test_train_runs.py", "-k",
                                   "part_way or validation_saves or last_validation or own_random")),
-    "restart": Target("datamodules/workers.py", ("restart_position", "ResumableSampler.__init__",
+    "restart": Target("datamodules/workers.py", ("restart_position", "restart_skip", "ResumableSampler.__init__",
                                                  "ResumableSampler.__iter__", "LateLoader.__iter__"),
                       ("tests/test_train_runs.py", "tests/test_unpaired_data.py", "-k",
                        "rest_of_that_epochs or disjoint_halves")),
