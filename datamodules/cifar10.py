@@ -212,7 +212,7 @@ class TensorBatches:
 
 
 class CIFAR10DataModule(L.LightningDataModule):
-    """CIFAR-10 with the seed's augmentation (reflect-pad 4, random 32px crop, flip) done per batch.
+    """CIFAR-10 with the seed's augmentation (pad 4 as `pad_mode`, random 32px crop, flip) done per batch.
 
     Args:
         data_dir: the fast.ai layout (`train/<class>/*.png`, `test/<class>/...`) or the official python
@@ -220,7 +220,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         batch_size: training batch per process (the seed's: 256; configs/darknet.yaml's: 512).
         eval_batch_size: batch for validation and test.
         val_size: images held out of train for validation; 0 validates on the test split, as the seed does.
-        pad: reflection padding before the random crop.
+        pad: pixels of mirror padding (`pad_mode`) on each side before the random crop.
         pad_mode: "symmetric", the edge pixel repeated (the seed's, OpenCV's BORDER_REFLECT), or "reflect", not
             repeated (torch's, airbench94's).
         flip: random horizontal flips.
@@ -230,9 +230,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         on_device: keep the images on the training device and cut the batches there, as airbench's loader does
             (180 MB for CIFAR-10): no gather, flip and host-to-device copy on the host at every step.
         cache_decoded: keep the decoded pixels of image folders in <data_dir>/.decoded/ and read them from there
-            while no file has changed (decoding the CIFAR-10 JPEGs takes about a minute); false decodes every run.
+            while no file has changed (decoding the CIFAR-10 JPEGs takes 20-50 s on a 2-core CPU); false decodes
+            every run.
         download: fetch the official archive when the data is missing.
-        url, md5: where from and its checksum.
+        url: where the archive is downloaded from (the official python version's, or a mirror of it).
+        md5: the archive's checksum, checked after the download.
         seed: seed of the shuffling and the validation split.
     """
 

@@ -55,7 +55,7 @@ class RepeatBatch:
 
 
 class StyleTransferDataModule(L.LightningDataModule):
-    """Content images stylized as one batch, with one style image scale-matched to them.
+    """Content images stylized as one batch, with the style image(s) scale-matched to them.
 
     Args:
         content: a content image file or folder of them, or a list of those; null: the shipped Kodak macaws

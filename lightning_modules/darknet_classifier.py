@@ -74,8 +74,11 @@ class DarknetClassifier(L.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         one_cycle: the seed's `use_clr_beta=(div, pct, max_mom, min_mom)` run by torch's OneCycleLR;
             null for a constant lr, or when a TrainingPhaseScheduler callback sets lr and momentum.
-        widths, strides, downsample, whiten: the Darknet's channels and strides per group, "conv" or "maxpool"
-            downsampling, and a frozen kxk patch-whitening stem (0: the seed's conv stem); see `Darknet`.
+        widths: channels per group (null: nf doubled per group); see `Darknet`.
+        strides: stride per group (null: the seed's 2, 1, 2, 2, ...).
+        downsample: "conv" (the seed's stride-2 conv), "maxpool" (conv, BatchNorm, LeakyReLU, max-pool) or
+            "pool_first" (conv, max-pool, BatchNorm, LeakyReLU, as airbench94).
+        whiten: k for a frozen kxk patch-whitening stem, 0 for the seed's conv stem.
         whiten_images: training images (plain, as airbench94's) whose patches set the whitening, in `setup`.
         no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
             weight_decay still sets it on every group).
@@ -88,9 +91,9 @@ class DarknetClassifier(L.LightningModule):
         channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
         compile: torch.compile the net's forward, once per process (`compiled_call`).
         compile_options: keyword arguments of torch.compile, e.g. {mode: max-autotune}.
-        bn_momentum, bn_weight, logit_scale: PyTorch's momentum of the BatchNorm running statistics (the seed's
-            0.01; airbench94's 0.4), false to freeze the BatchNorm weights at 1, a factor on the logits
-            (airbench94: 1/9); see `Darknet`.
+        bn_momentum: PyTorch's momentum of the BatchNorm running statistics (the seed's 0.01; airbench94's 0.4).
+        bn_weight: false freezes the BatchNorm weights at 1 (airbench94).
+        logit_scale: a factor on the logits (airbench94: 1/9).
         interpret: after the test, what fastai's ClassificationInterpretation shows: the confusion matrix
             (images/test_confusion_matrix.png), each class's accuracy (`test/class_acc/<class>`) and the
             `top_losses` test images with the highest loss, titled prediction / actual / loss / probability of

@@ -3,8 +3,8 @@
 # SLURM environment (SLURM_NTASKS, SLURM_PROCID, SLURM_NODELIST...), sets up DDP itself, and on SIGUSR1 (sent
 # 90 s before the time limit: #SBATCH --signal=SIGUSR1@90) saves <run folder>/hpc_ckpt_N.ckpt and calls
 # `scontrol requeue`; the requeued job keeps its SLURM_JOB_ID, so train.py picks the same run folder
-# runs/<system>/slurm-<job id> and Lightning resumes from the newest hpc_ckpt_N.ckpt there. Do not pass
-# --ckpt_path here: Lightning reads the hpc checkpoint only when no ckpt_path is given.
+# runs/<system>/slurm-<job id> and resumes from the job's newest save there (the later step of Lightning's
+# hpc_ckpt_N.ckpt and checkpoints/last.ckpt). A --ckpt_path given here is read by the job's first launch only.
 # Usage (from an sbatch script): bash configs/slurm/launch.sh SYSTEM [train.py options]
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-.}"  # the project root, where the job was submitted
