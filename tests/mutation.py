@@ -225,7 +225,8 @@ TARGETS = {
                              "a_checkpoints_step_is_read_from_either_of_torchs_formats"))),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
-                         "Lookahead.on_train_batch_end", "Lookahead.on_train_end"),
+                         "Lookahead.on_train_batch_end", "Lookahead.on_train_end", "Lookahead._finish",
+                         "Lookahead.state_dict", "Lookahead.load_state_dict"),
                         ("tests/test_darknet_speed.py", "-k", "lookahead")),
 }
 

@@ -431,14 +431,43 @@ def test_lookahead_resets_the_weights_to_a_slow_copy_with_a_growing_decay(tiny_c
     for batch, (fast, seen) in enumerate(zip(before.steps, after.steps, strict=True), start=1):
         if batch in updates:
             slow = [s + (1 - updates[batch]) * (w - s) for s, w in zip(slow, fast, strict=True)]
-            expected = slow
-        else:
-            expected = fast
+        # the last step makes the weights the slow copy (before the epoch's end saves them); others keep them
+        expected = slow if batch in updates or batch == len(before.steps) else fast
         for s, e in zip(seen, expected, strict=True):
             torch.testing.assert_close(s, e)
-    # the steps after the last update moved only the fast weights; the end makes the weights the slow copy
     for s, e in zip(state(model), slow, strict=True):
         torch.testing.assert_close(s, e)
+
+
+class StopAtEpochEnd(L.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = trainer.should_stop or trainer.current_epoch == self.epoch
+
+
+def test_lookahead_resumes_its_slow_copy_and_last_ckpt_holds_the_final_weights(tiny_cifar, tmp_path):
+    def run(folder, stop=None, resume=None):
+        torch.manual_seed(0)
+        model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
+        saves = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
+        fit = trainer(max_epochs=2, limit_val_batches=0, enable_checkpointing=True, default_root_dir=tmp_path,
+                      callbacks=[Lookahead(decay=0.9, every=4, power=1.0), saves]
+                      + ([StopAtEpochEnd(stop)] if stop is not None else []))
+        # no random crops or flips: the two runs see the same batches whatever the random state at the resume
+        fit.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4, pad=0, flip=False), ckpt_path=resume)
+        return model, tmp_path / folder / "last.ckpt"
+
+    whole, whole_last = run("whole")
+    _, stopped_last = run("stopped", stop=0)  # 6 steps: the slow copy moved at step 4, the weights after it
+    assert torch.load(stopped_last, weights_only=False)["global_step"] == 6
+    resumed, _ = run("resumed", resume=stopped_last)
+    for r, w in zip(state(resumed), state(whole), strict=True):
+        torch.testing.assert_close(r, w)
+    saved = torch.load(whole_last, weights_only=False)["state_dict"]
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(saved[name], value)
 
 
 def test_lookahead_takes_decay_0_to_1_and_every_from_1():
