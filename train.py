@@ -36,6 +36,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -484,10 +485,10 @@ class SaveOnStop(Callback):
 
     def __init__(self, path: Path):
         self.path, self.signal, self._previous = path, None, None
-        self.trainer, self.stop = None, False
+        self.trainer, self.stop, self.requeue, self.requeued = None, False, False, False
 
     def on_fit_start(self, trainer, pl_module):
-        self.signal, self.trainer, self.stop = None, trainer, False
+        self.signal, self.trainer, self.stop, self.requeue, self.requeued = None, trainer, False, False, False
         if not _main_thread():
             return
         if trainer.is_global_zero:
@@ -501,6 +502,12 @@ class SaveOnStop(Callback):
         # on_train_batch_end tells every rank after the same batch (Lightning's signal connector restores its own)
         if trainer.world_size > 1 and _main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
+            # the same for SLURM's signal before the time limit: Lightning's handler saves hpc_ckpt_N.ckpt from inside
+            # it, whose barrier a rank signalled a moment earlier than another waits in while that one waits in the
+            # batch's collective (a hang until the time limit, and no requeue)
+            environment = trainer._accelerator_connector.cluster_environment
+            if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+                signal.signal(environment.requeue_signal, self._on_requeue_signal)
 
     def _on_sigterm(self, signum, frame):
         if self.trainer.is_global_zero and not self.stop:
@@ -508,10 +515,23 @@ class SaveOnStop(Callback):
             if self.signal != "Ctrl-C":
                 print("\nSIGTERM: stopping every rank after this batch and saving last.ckpt", file=sys.stderr)
 
+    def _on_requeue_signal(self, signum, frame):
+        self.requeue = True  # on any rank: SLURM signals every task, not all at the same moment
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # one broadcast a batch under DDP, as Lightning's own at each batch's start (which comes too late: a rank
-        # that saw the signal raises at this batch's end, alone)
-        if trainer.world_size > 1 and rank_zero_says(trainer, self.stop):
+        # one collective a batch under DDP, as Lightning's own broadcast at each batch's start (which comes too late: a
+        # rank that saw the signal raises at this batch's end, alone): rank 0's stop, any rank's requeue
+        if trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return
+        flags = torch.tensor([int(self.stop), int(self.requeue)], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        stop, requeue = flags.tolist()
+        if requeue and not self.requeued:  # once: a rank signalled later than the others says it again
+            self.requeued = True
+            trainer.save_checkpoint(self.path, weights_only=False)  # atomic; the requeued job resumes from it
+            if trainer.is_global_zero:
+                requeue_slurm_job(f"saved {self.path} at step {trainer.global_step}")
+        if stop:
             trainer._signal_connector.received_sigterm = True  # every rank raises at this batch's end, and saves
 
     def _on_sigint(self, signum, frame):
@@ -543,6 +563,21 @@ class SaveOnStop(Callback):
         if trainer.is_global_zero:
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
+
+
+def requeue_slurm_job(saved: str) -> None:
+    """`scontrol requeue` this job (SLURM ends it and starts it again, same id: train.py resumes it in its folder)."""
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ.get("SLURM_JOB_ID", "")
+    print(f"SLURM's time-limit signal: {saved}; requeueing job {job}", file=sys.stderr, flush=True)
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+        failure = result.returncode and (result.stderr.strip() or f"exit status {result.returncode}")
+    except OSError as error:  # no scontrol on this node's PATH
+        failure = str(error)
+    if failure:
+        print(f"warning: `scontrol requeue {job}` failed ({failure}); training goes on until the time limit, and "
+              f"--ckpt_path last resumes it", file=sys.stderr)
 
 
 def saves_nothing(trainer) -> bool:
@@ -1016,6 +1051,23 @@ def ctrl_c_stops_the_test(run_dir: Path):
     return on_ctrl_c(stop)
 
 
+@contextlib.contextmanager
+def weights_in_memory(trainer):
+    """trainer.test(model) tests the model's weights, except in a SLURM job whose run folder holds an hpc_ckpt_N.ckpt:
+    Lightning then loads that (its save on the time-limit signal, older than the weights just trained). Hidden from
+    it for the call."""
+    connector = type(trainer._checkpoint_connector)
+    hpc = connector.__dict__.get("_hpc_resume_path")
+    if not isinstance(hpc, property):  # a Lightning that no longer has it
+        yield
+        return
+    connector._hpc_resume_path = property(lambda self: None)
+    try:
+        yield
+    finally:
+        connector._hpc_resume_path = hpc
+
+
 def fit_progress(trainer) -> dict:
     """Epochs as batches trained / batches per epoch: a run stopped at 13% of its first epoch says 0.13. A loader
     without epochs (the style system's endless one) has none: null, not Lightning's count of how often it began."""
@@ -1067,7 +1119,7 @@ def run_job(cli: CLI) -> dict:
     final_lr = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
-    with ctrl_c_stops_the_test(run_dir):
+    with ctrl_c_stops_the_test(run_dir), weights_in_memory(trainer):
         test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
     results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
                **progress,

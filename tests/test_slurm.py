@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,9 @@ def test_each_layout_starts_train_py_with_arguments_it_accepts(system, tmp_path)
             assert system == "style" and per_node > 1  # L-BFGS: one process
             continue
         command = srun_command(system, nodes, per_node, tmp_path)
+        # a task that stops on an error ends the others (not left at DDP's rendezvous until its timeout)
+        assert command[0] == "--kill-on-bad-exit=1"
+        command = command[1:]
         assert command[:2] == ["python", "train.py"]
         out = io.StringIO()
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
@@ -105,6 +109,13 @@ class FirstStep(L.Callback):
         Path(trainer.default_root_dir, "first_step").write_text(str(trainer.global_step))
 
 
+class TestedWeights(L.Callback):
+    """Saves the weights the test after the fit scores to <default_root_dir>/tested.pt."""
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "tested.pt"))
+
+
 def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_cifar, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -120,7 +131,7 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
             "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
             "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-            "--trainer.callbacks+=test_slurm.FirstStep"]
+            "--trainer.callbacks+=test_slurm.FirstStep", "--trainer.callbacks+=test_slurm.TestedWeights"]
     first = subprocess.run([*args, '--trainer.callbacks+={"class_path": "test_slurm.SignalAtStep", '
                                    '"init_args": {"step": 4}}'],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -141,3 +152,59 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
     assert results["resumed_from"] == str(hpc)  # Lightning's own checkpoint, found without --ckpt_path
     resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["callbacks"]["TrainingPhaseScheduler"]["batches_seen"] == 6
+    # the test scored the weights trained to step 6, not the hpc checkpoint of step 4 Lightning would load
+    tested = torch.load(run_dir / "tested.pt")
+    assert tested.keys() == resumed["state_dict"].keys()
+    for name, value in resumed["state_dict"].items():
+        torch.testing.assert_close(tested[name], value)
+
+
+class SignalAtStepOfRank(L.Callback):
+    """Sends this process the requeue signal once its rank (SLURM_PROCID) has done `steps[rank]` training steps:
+    SLURM signals every task, not all at the same moment."""
+
+    def __init__(self, steps: list[int]):
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.steps[int(os.environ["SLURM_PROCID"])]:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_a_requeue_signal_reaching_two_ranks_at_different_steps_saves_once_at_the_first(tiny_cifar, tmp_path):
+    # Lightning's own handler saved from inside the signal handler: rank 1, signalled first, waited in the save's
+    # barrier while rank 0 waited in the batch's collective, until the time limit
+    run_dir = tmp_path / "runs" / "darknet" / "slurm-4243"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n'
+                                      f'cp "{run_dir}/checkpoints/last.ckpt" "{tmp_path}/at_requeue.ckpt"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "SLURM_JOB_ID": "4243", "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": "2",
+           "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
+           "MASTER_PORT": str(port)}
+    args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
+            "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
+            "--data.eval_batch_size", "6", "--trainer.max_steps", "7", "--trainer.accelerator", "cpu",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+            '--trainer.callbacks+={"class_path": "test_slurm.SignalAtStepOfRank", "init_args": {"steps": [5, 3]}}']
+    tasks = [subprocess.Popen(args, cwd=tmp_path, env={**env, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    try:
+        outputs = [task.communicate(timeout=180)[0] for task in tasks]
+    finally:
+        for task in tasks:
+            task.kill()
+    assert [task.returncode for task in tasks] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    # every rank saved after the step rank 1 was signalled at, rank 0's later signal changed nothing
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4243\n"
+    assert torch.load(tmp_path / "at_requeue.ckpt", weights_only=False)["global_step"] == 3
+    assert "saved" in outputs[0] and "at step 3; requeueing job 4243" in outputs[0]
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 7  # training went on
+    assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))

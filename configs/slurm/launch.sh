@@ -2,8 +2,9 @@
 # Run by the per-system sbatch scripts: one train.py task per GPU on every node, via srun. Lightning reads the
 # SLURM environment (SLURM_NTASKS, SLURM_PROCID, SLURM_NODELIST...), sets up DDP itself, and on SIGUSR1 (sent
 # 90 s before the time limit: #SBATCH --signal=SIGUSR1@90) saves <run folder>/hpc_ckpt_N.ckpt and calls
-# `scontrol requeue`; the requeued job keeps its SLURM_JOB_ID, so train.py picks the same run folder
-# runs/<system>/slurm-<job id> and resumes from the job's newest save there (the later step of Lightning's
+# `scontrol requeue` (with several tasks train.py does, after the running batch, into checkpoints/last.ckpt);
+# the requeued job keeps its SLURM_JOB_ID, so train.py picks the same run folder runs/<system>/slurm-<job id>
+# and resumes from the job's newest save there (the later step of Lightning's
 # hpc_ckpt_N.ckpt and checkpoints/last.ckpt). A --ckpt_path given here is read by the job's first launch only.
 # Usage (from an sbatch script): bash configs/slurm/launch.sh SYSTEM [train.py options]
 set -euo pipefail
@@ -25,4 +26,6 @@ if [ "$tasks_per_node" -gt 1 ] || [ "$nodes" -gt 1 ]; then
         *) args+=(--trainer.strategy ddp) ;;
     esac
 fi
-exec srun python train.py "${args[@]}" "$@"
+# --kill-on-bad-exit: a task that stops on an error (a run folder that exists, bad data) ends the others, which
+# would otherwise wait for it at DDP's rendezvous until its timeout (30 minutes of idle GPUs)
+exec srun --kill-on-bad-exit=1 python train.py "${args[@]}" "$@"
