@@ -37,6 +37,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -486,9 +487,11 @@ class SaveOnStop(Callback):
     def __init__(self, path: Path):
         self.path, self.signal, self._previous = path, None, None
         self.trainer, self.stop, self.requeue, self.requeued = None, False, False, False
+        self.saved_in_validation = False
 
     def on_fit_start(self, trainer, pl_module):
         self.signal, self.trainer, self.stop, self.requeue, self.requeued = None, trainer, False, False, False
+        self.saved_in_validation = False
         if not _main_thread():
             return
         if trainer.is_global_zero:
@@ -533,6 +536,19 @@ class SaveOnStop(Callback):
                 requeue_slurm_job(f"saved {self.path} at step {trainer.global_step}")
         if stop:
             trainer._signal_connector.received_sigterm = True  # every rank raises at this batch's end, and saves
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        # DDP: the ranks agree on the stop at the next training batch's end, after this validation, which a job's
+        # grace time may not last (one process stops in it); rank 0 saves now, alone: Trainer.save_checkpoint's
+        # barrier would wait for ranks that do not save. The resume runs this validation again (RerunStoppedValidation)
+        if (self.stop and not self.saved_in_validation and trainer.is_global_zero and trainer.world_size > 1
+                and trainer.state.fn == TrainerFn.FITTING and not saves_nothing(trainer)
+                and type(trainer.strategy) is DDPStrategy):  # sharded strategies gather their state collectively
+            self.saved_in_validation = True
+            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
+                                             self.path)
+            print(f"{self.signal or 'SIGTERM'} in the validation: saved {self.path} at step {trainer.global_step}; "
+                  f"every rank stops after the next training batch", file=sys.stderr, flush=True)
 
     def _on_sigint(self, signum, frame):
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once

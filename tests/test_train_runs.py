@@ -185,6 +185,40 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
                                                          *(f"val 2 {i}" for i in range(6))]
 
 
+class SavedDuringValidation(L.Callback):
+    """Rank 0, at each batch of the fit's validations: the step last.ckpt holds, or None."""
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            last = Path(trainer.default_root_dir, "checkpoints", "last.ckpt")
+            step = torch.load(last, weights_only=False)["global_step"] if last.exists() else None
+            with open(self.record, "a") as record:
+                record.write(f"{trainer.current_epoch} {batch_idx} {step}\n")
+
+
+@pytest.mark.slow  # two processes for 20 s
+def test_a_stop_in_a_ddp_validation_saves_at_once_on_rank_zero(tiny_cifar, tmp_path):
+    """Under DDP the ranks agree on a stop at a training batch's end: a SIGTERM in the validation saved nothing until
+    the validation and one more batch were done, past a job's grace time before SIGKILL."""
+    runs, record = tmp_path / "runs", tmp_path / "record"
+    result = run_script(job(tiny_cifar, runs, "--run_name", "r", "--data.batch_size", "4", "--data.eval_batch_size",
+                            "2", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu", "--trainer.strategy",
+                            "ddp", "--trainer.devices", "2", "--trainer.callbacks+=test_train_runs.StopInValidation",
+                            f"--trainer.callbacks.record={tmp_path / 'seen'}",
+                            "--trainer.callbacks+=test_train_runs.SavedDuringValidation",
+                            f"--trainer.callbacks.record={record}"), tmp_path)
+    assert result.returncode == 143 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    # 24 images, batches of 4 on each of two ranks: 3 steps an epoch; 6 test images a rank, in batches of 2. The signal
+    # came after validation batch 1; by batch 2 rank 0 had saved the weights of step 3
+    assert record.read_text().split("\n")[:3] == ["0 0 None", "0 1 None", "0 2 3"]
+    assert "SIGTERM in the validation: saved" in result.stderr
+    # the ranks stopped together after the next training batch, and saved again
+    assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
 EPOCHS_ONLY = ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]  # the 1cycle scheduler sets max_steps
 
 
