@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks import UserError
-from datamodules.augment import alternating_flip, normalize, random_crop, random_flip
+from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import restart_skip
@@ -360,7 +360,7 @@ class CIFAR10DataModule(L.LightningDataModule):
                 images = random_crop(images, images.shape[-1], self.hparams.pad, mode=self.hparams.pad_mode)
             if self.hparams.flip and not self.hparams.alternating_flip:
                 images = random_flip(images)
-        return self._sized(images), labels
+        return in_input_precision(self.trainer, (self._sized(images), labels))
 
     def _sized(self, images: Tensor) -> Tensor:
         """Batches resized to image_size (progressive resizing), when they are not that size."""

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from callbacks import UserError
+from datamodules.augment import in_input_precision
 from datamodules.cifar10 import (
     CIFAR10_MD5,
     CIFAR10_URL,
@@ -320,7 +321,8 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         images = batch[0] if isinstance(batch, list | tuple) else batch
-        return images.float() / 127.5 - 1  # uint8 over the bus (4x less), [-1, 1] on the device
+        # uint8 over the bus (4x less), [-1, 1] on the device
+        return in_input_precision(self.trainer, images.float() / 127.5 - 1)
 
 
 if __name__ == "__main__":

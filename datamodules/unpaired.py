@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from callbacks import UserError
+from datamodules.augment import in_input_precision
 from datamodules.cifar10 import check_batch_size, check_folder
 from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
@@ -329,5 +330,6 @@ class UnpairedImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         if isinstance(batch, Tensor):  # a test or validation batch: one domain
-            return batch.float() / 127.5 - 1
-        return tuple(images.float() / 127.5 - 1 for images in batch)  # uint8 [0, 255] -> [-1, 1]
+            return in_input_precision(self.trainer, batch.float() / 127.5 - 1)
+        # uint8 [0, 255] -> [-1, 1]
+        return in_input_precision(self.trainer, tuple(images.float() / 127.5 - 1 for images in batch))

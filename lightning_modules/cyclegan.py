@@ -80,7 +80,7 @@ class ImagePool:
                 self.images[i] = fake
             else:
                 out.append(fake)
-        return torch.stack(out)
+        return torch.stack(out).to(fakes.dtype)  # the discriminator's input dtype (bf16 weights under bf16-true)
 
     def state_dict(self) -> dict:
         return {"images": [image.cpu() for image in self.images], "generator": self.generator.get_state()}
@@ -168,6 +168,8 @@ class CycleGAN(L.LightningModule):
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)
+        if self.trainer.fast_dev_run:  # Lightning's max_steps=N for its N batches: three optimizer steps a batch here
+            self.trainer.fit_loop.epoch_loop.max_steps = 3 * int(self.trainer.fast_dev_run)
         if not self.frechet.off and not getattr(self.trainer.datamodule, "has_test_data", True):
             raise UserError("--model.fid_features validates on testA and testB, which the data lacks; add them or "
                             "set --model.fid_features null")

@@ -318,6 +318,46 @@ def test_a_resume_inside_an_epoch_trains_the_rest_of_that_epochs_order(system, s
     assert len(expected) == 2 * per_epoch and resumed.read_text().splitlines() == expected
 
 
+class BatchDtypes(L.Callback):
+    """Records the dtypes of each training batch's float tensors and of the model's weights."""
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        tensors = batch if isinstance(batch, list | tuple) else [batch]
+        floats = sorted({str(t.dtype) for t in tensors if t.is_floating_point()})
+        weights = sorted({str(p.dtype) for p in pl_module.parameters()})
+        with open(self.record, "a") as record:
+            record.write(f"{' '.join(floats)} | {' '.join(weights)}\n")
+
+
+@pytest.mark.parametrize("system", ["darknet", "wgan", "cyclegan"])
+def test_true_half_precision_feeds_the_model_bf16_images(system, tiny_cifar, tiny_unpaired, tmp_path):
+    """Lightning converts a batch before on_after_batch_transfer, while it is uint8: the float32 images made there
+    met the bf16 weights (\"Input type (torch.FloatTensor) and weight type (CPUBFloat16Type)\", a traceback)."""
+    runs, record, steps = tmp_path / "runs", tmp_path / "record", 2
+    if system == "darknet":
+        make = job(tiny_cifar, runs, "--data.batch_size", "4")
+    elif system == "cyclegan":
+        make, steps = cyclegan_job(tiny_unpaired, runs), 6
+    else:
+        make = wgan_job(tiny_cifar, runs)
+    train.main([*make, "--trainer.precision", "bf16-true", "--trainer.max_steps", str(steps), "--run_name", "r",
+                "--trainer.callbacks+=test_train_runs.BatchDtypes", f"--trainer.callbacks.record={record}"])
+    assert set(record.read_text().splitlines()) == {"torch.bfloat16 | torch.bfloat16"}
+    assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == steps
+
+
+def test_a_cyclegan_fast_dev_run_trains_as_many_batches_as_asked(tiny_unpaired, tmp_path):
+    """Lightning's fast_dev_run N sets max_steps N, a third of N batches of three optimizer steps."""
+    runs = tmp_path / "runs"
+    train.main([*cyclegan_job(tiny_unpaired, runs, "--data.num_workers", "0"), "--trainer.fast_dev_run", "2",
+                "--run_name", "r"])
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert (results["batches"], results["global_step"]) == (2, 6)
+
+
 class TwoLoaders(L.LightningModule):
     """Trains on a dict of two loaders (12 and 6 batches: Lightning cycles the shorter) and records batch prints."""
 
@@ -1276,6 +1316,19 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
                ["--trainer.max_epoch", "1"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
+
+
+def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
+    """Lightning checks these as the fit starts, after the Trainer is made: a traceback and status 1."""
+    runs = tmp_path / "runs"
+    for option, value in (("gradient_clip_val", "1.0"), ("accumulate_grad_batches", "2")):
+        assert_one_line_error(run_in_process(wgan_job(tiny_cifar, runs, f"--trainer.{option}", value), capsys,
+                                             monkeypatch),
+                              f"--trainer.{option} {value}: WGAN steps its optimizers itself", "drop it")
+    # 24 images in batches of 8: 3 an epoch
+    result = run_in_process(job(tiny_cifar, runs, "--trainer.val_check_interval", "4"), capsys, monkeypatch)
+    assert_one_line_error(result, "--trainer.val_check_interval 4 is more than the 3 batches of an epoch",
+                          "at most 3 batches")
 
 
 def test_a_mistyped_key_in_a_config_file_is_named_as_its_key(tiny_cifar, tmp_path, capsys, monkeypatch):
