@@ -1113,11 +1113,23 @@ def run_job(cli: CLI) -> dict:
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
-    except MisconfigurationException as error:  # Lightning's, with a traceback
-        if not (past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error))):
+    except MisconfigurationException as error:  # Lightning's checks as the fit starts, with a traceback
+        if past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error)):
+            raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
+                            f"{config.trainer.max_epochs}; raise it to train on") from None  # as given: SWA adds one
+        if "manual optimization" in str(error) and (manual := re.search(r"Trainer\((\w+)=(.*?)\)", str(error))):
+            raise UserError(f"--trainer.{manual[1]} {manual[2]}: {type(model).__name__} steps its optimizers itself "
+                            f"(a GAN's alternating updates), which Lightning cannot clip or accumulate for; drop "
+                            f"it") from None
+        raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
+                        f"values") from None
+    except ValueError as error:
+        interval = re.search(r"val_check_interval` \((\d+)\) must be .* training batches \((\d+)\)", str(error))
+        if isinstance(error, UserError) or not interval:
             raise
-        raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
-                        f"{config.trainer.max_epochs}; raise it to train on") from None  # as given: SWA adds one
+        raise UserError(f"--trainer.val_check_interval {interval[1]} is more than the {interval[2]} batches of an "
+                        f"epoch: give a fraction of the epoch (0.5), at most {interval[2]} batches, or "
+                        f"--trainer.check_val_every_n_epoch null to count batches across epochs") from None
     fit_seconds = time.perf_counter() - start
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
@@ -1142,8 +1154,8 @@ def run_job(cli: CLI) -> dict:
                "global_step": trainer.global_step,
                "resumed_from": resumed_from,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
-               "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt") if trainer.checkpoint_callbacks
-                              else None,
+               "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt")
+                              if trainer.checkpoint_callbacks and not trainer.fast_dev_run else None,
                               "best": getattr(trainer.checkpoint_callback, "best_model_path", None) or None}}
     if trainer.is_global_zero:
         path = run_dir / "results.json"

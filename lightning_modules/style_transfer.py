@@ -199,8 +199,13 @@ class StyleTransfer(L.LightningModule):
         """The Trainer settings L-BFGS cannot run under. train.py calls this before Lightning starts the processes
         of a multi-device run, so the refusal prints once instead of once per process; setup calls it again."""
         if trainer.precision not in ("32-true", "64-true", "bf16-mixed"):
-            raise UserError(f"precision {trainer.precision} does not suit L-BFGS (Lightning's 16-mixed GradScaler "
-                             "cannot step a closure optimizer); use --trainer.precision 32-true or bf16-mixed")
+            why = ("its GradScaler cannot step a closure optimizer" if trainer.precision.endswith("mixed") else
+                   "L-BFGS's curvature pairs and line search need more than 16-bit weights")
+            raise UserError(f"precision {trainer.precision} does not suit L-BFGS ({why}); use --trainer.precision "
+                            "32-true or bf16-mixed")
+        if trainer.accumulate_grad_batches != 1:  # L-BFGS evaluates its own closure: each batch would be a repeat
+            raise UserError(f"--trainer.accumulate_grad_batches {trainer.accumulate_grad_batches}: L-BFGS evaluates "
+                            "the loss itself, so accumulating only repeats each step; drop it (1)")
         if trainer.world_size > 1:
             raise UserError("style transfer optimizes one image tensor on one device; give a batch of content "
                              "images instead of --trainer.devices > 1")

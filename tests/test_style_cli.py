@@ -208,13 +208,21 @@ def stub_setup(style_images, **trainer):
     model = StyleTransfer(arch="vgg16", vgg_weights="random", style_weight=0.0)
     data = StyleTransferDataModule([str(content[0])], str(style), size=32)
     model.trainer = SimpleNamespace(**{"precision": "32-true", "world_size": 1, "max_steps": 5, "datamodule": data,
-                                       **trainer})
+                                       "accumulate_grad_batches": 1, **trainer})
     model.setup("fit")
 
 
 def test_16_mixed_precision_is_refused_with_the_fix(style_images):
     with pytest.raises(ValueError, match="use --trainer.precision 32-true or bf16-mixed"):
         stub_setup(style_images, precision="16-mixed")  # on a CPU Lightning turns 16-mixed into bf16-mixed
+
+
+def test_true_16_bit_precision_and_accumulation_are_refused_with_the_reason(style_images):
+    for precision in ("bf16-true", "16-true"):
+        with pytest.raises(ValueError, match=r"need more than 16-bit weights\); use --trainer.precision 32-true"):
+            stub_setup(style_images, precision=precision)
+    with pytest.raises(ValueError, match="accumulate_grad_batches 2: L-BFGS evaluates the loss itself"):
+        stub_setup(style_images, accumulate_grad_batches=2)
 
 
 def test_several_devices_are_refused_with_the_fix(style_images):

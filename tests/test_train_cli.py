@@ -282,6 +282,7 @@ def test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it(tiny_cifar, 
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "smoke", "--trainer.fast_dev_run",
                    "true"))
     assert not list((runs / "smoke").rglob("*.ckpt"))
+    assert json.loads((runs / "smoke" / "results.json").read_text())["checkpoint"] == {"last": None, "best": None}
     assert json.loads((runs / "smoke" / "run.json").read_text())["trained"] is False
     with pytest.raises(train.UserError, match="--trainer.fast_dev_run with --ckpt_path would run its one batch in "
                                               "that run's folder"):
