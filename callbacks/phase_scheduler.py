@@ -130,6 +130,8 @@ class TrainingPhaseScheduler(L.Callback):
                             "itself: drop the model's (DarknetClassifier: --model.one_cycle null) or the config's "
                             "callbacks (--trainer.callbacks \"[]\": Lightning's default checkpoint callback stays, "
                             "the LR monitor goes)")
+        if trainer.limit_train_batches == 0:  # Lightning trains no batch (a validation-only fit): nothing to schedule
+            return
         if self.phases is None:
             self.phases = self.build_recipe(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class

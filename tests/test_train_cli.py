@@ -292,6 +292,15 @@ def test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it(tiny_cifar, 
     assert json.loads((runs / "real" / "results.json").read_text())["global_step"] == 6  # resumed to 2 epochs
 
 
+def test_a_fit_of_no_training_batches_validates_and_tests_with_the_phase_scheduler(tiny_cifar, tmp_path):
+    """The shipped config's TrainingPhaseScheduler planned its 1cycle over an epoch of infinitely many steps:
+    OverflowError."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.limit_train_batches", "0", "--run_name", "r"))
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == 0 and 0 <= results["test"]["test/acc"] <= 1
+
+
 @pytest.mark.parametrize("name", ["exp/1", "../escaped", ".."])
 def test_a_run_name_that_is_a_path_is_refused(name, tiny_cifar, tmp_path):
     """`exp/1` trained, but `--ckpt_path last` could not find it again; `../escaped` wrote beside the root."""
