@@ -242,6 +242,7 @@ class CLI(LightningCLI):
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
         trainer.callbacks.append(RerunStoppedValidation())
         trainer.callbacks.append(SeedPerRankAndStep())
+        trainer.callbacks.append(LastStepLr())
         for system_part in (self.model, self.datamodule):
             # LightningCLI's own entry in the hyper-parameters (for load_from_checkpoint): Lightning keeps its
             # `_class_path` off the loggers, not this one, which showed as a W&B config value of every run
@@ -419,6 +420,17 @@ class MaxStepsResume(Callback):
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
+
+
+class LastStepLr(Callback):
+    """Each optimizer's lr per parameter group as the last training batch began: the lr it trained at. After the fit
+    the optimizers hold the next batch's (a phase scheduler's restart of SGDR, a CycleGAN epoch's 0 past the end)."""
+
+    def __init__(self):
+        self.lr: list[list[float]] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lr = [[float(group["lr"]) for group in optimizer.param_groups] for optimizer in trainer.optimizers]
 
 
 class SeedPerRankAndStep(Callback):
@@ -1142,9 +1154,10 @@ def run_job(cli: CLI) -> dict:
                   f"got there) is kept")
         return earlier
     # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
-    # 0.178 for its final 0.0035); the optimizers' own lr at the end instead
+    # 0.178 for its final 0.0035); the lr the last batch trained at instead
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
-    final_lr = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
+    final_lr = next((c.lr for c in trainer.callbacks if isinstance(c, LastStepLr) and c.lr is not None),
+                    [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers])
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     with ctrl_c_stops_the_test(run_dir), weights_in_memory(trainer):

@@ -349,6 +349,16 @@ def test_true_half_precision_feeds_the_model_bf16_images(system, tiny_cifar, tin
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == steps
 
 
+def test_final_lr_is_the_lr_of_the_last_batch_not_the_next_epochs(tiny_unpaired, tmp_path):
+    """The CycleGAN's linear decay set each optimizer's lr for an epoch after the last: results.json said 0."""
+    runs = tmp_path / "runs"
+    train.main([*cyclegan_job(tiny_unpaired, runs, "--data.num_workers", "0"), "--model.n_epochs", "1",
+                "--model.n_epochs_decay", "1", "--run_name", "r"])
+    # epoch 1 of n_epochs 1 + n_epochs_decay 1 trains at (1 + 1 - 1) / (1 + 1) of lr 2e-4; the next would be at 0
+    final_lr = json.loads((runs / "r" / "results.json").read_text())["final_lr"]
+    assert final_lr == [[pytest.approx(1e-4)]] * 3
+
+
 def test_a_cyclegan_fast_dev_run_trains_as_many_batches_as_asked(tiny_unpaired, tmp_path):
     """Lightning's fast_dev_run N sets max_steps N, a third of N batches of three optimizer steps."""
     runs = tmp_path / "runs"
