@@ -21,9 +21,10 @@ from callbacks.errors import UserError
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's TQDM bar showing `metrics`, refreshed every `trainer.log_every_n_steps` batches; when stdout
-    is not a terminal (a SLURM `slurm-%j.out`, a pipe) it prints one plain line every `every_n_steps` batches
-    instead of redrawing a bar, plus one line per validation:
+    """Lightning's TQDM bar showing `metrics`, refreshed on the batches Lightning logs (every
+    `trainer.log_every_n_steps` optimizer steps); when stdout is not a terminal (a SLURM `slurm-%j.out`, a pipe) it
+    prints one plain line on each of them (every `every_n_steps` batches when given) instead of redrawing a bar,
+    plus one line per validation:
 
         epoch 2/30 batch 40/98 step 236 | loss 1.234 | 5.21 it/s
         epoch 2/30 validation | acc 0.6012 loss 1.102
@@ -87,11 +88,12 @@ class ProgressBar(TQDMProgressBar):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._batches += 1
         every = self.interval(trainer)
-        # on the steps the systems log (logging_step), so the bar shows fresh values; the first batch too
+        # on the steps the systems log (logging_step), so the bar and the lines show fresh values: every
+        # log_every_n_steps optimizer steps (batches / accumulate_grad_batches; none for 0), the first batch's too
         due = trainer._logger_connector.should_update_logs if self.every_n_steps is None else self._batches % every == 0
         if due or self._batches == 1:
             self.refresh(trainer)
-        if self.text and self._batches % every == 0:
+        if self.text and due:
             self.print_line(trainer, batch_idx)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 

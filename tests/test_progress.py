@@ -72,6 +72,18 @@ def test_plain_lines_every_n_steps_when_not_a_terminal(capsys):
         "epoch 0/1 batch 6/7 step 6 | x 5 y 50 | S it/s"]
 
 
+def test_plain_lines_follow_the_logging_steps_under_accumulation_and_never_show_stale_values(capsys):
+    """Lines came every n batches while the metrics refreshed every n optimizer steps: every other line repeated
+    the one before; with log_every_n_steps 0 each line showed the first batch's values."""
+    fit(Counter(), batches=9, every=2, bar=ProgressBar(), accumulate_grad_batches=2)
+    # Lightning logs on both batches of the accumulation window of every 2nd optimizer step: batches 3-4 and 7-8
+    lines = [re.sub(r"\| \S+ it/s", "", line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == ["epoch 0/1 batch 3/9 step 1 | x 2 y 20 ", "epoch 0/1 batch 4/9 step 2 | x 3 y 30 ",
+                     "epoch 0/1 batch 7/9 step 3 | x 6 y 60 ", "epoch 0/1 batch 8/9 step 4 | x 7 y 70 "]
+    fit(Counter(), batches=4, every=0, bar=ProgressBar())
+    assert capsys.readouterr().out == ""  # nothing logged, nothing to show
+
+
 def test_plain_lines_have_no_bar_redraws(capsys):
     fit(Counter(), batches=5, every=5, bar=ProgressBar(text=True))
     printed = capsys.readouterr()
