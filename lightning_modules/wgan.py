@@ -406,8 +406,10 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 @torch.no_grad()
 def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
     """n images in [-1, 1] on the CPU from the generator in eval mode."""
-    # drawn at once: torch's CPU normal sampler gives other numbers for the same seed when split into batches
-    noise = torch.randn(n, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(seed))
+    # one row at a time: torch's CPU normal sampler draws a tensor's elements in groups of 16, so one tensor of n rows
+    # gave its last rows other numbers for another n; a row of its own depends on the seed and its index alone
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.stack([torch.randn(model.hparams.nz, 1, 1, generator=generator) for _ in range(n)])
     return generated(model, noise, batch_size)
 
 
