@@ -81,7 +81,26 @@ def system_to_config(argv: list[str]) -> list[str]:
         raise UserError(f"give --system NAME (one of: {', '.join(systems())}), a whole config (--config "
                         f"runs/<system>/<run>/config.yaml) or a subcommand ({', '.join(sorted(SUBCOMMANDS))}) with "
                         f"--config")
+    for config in given_configs(rest):  # a second config of another system's model would replace --system's
+        if (other := config_model(config)) and other != config_model(CONFIGS / f"{name}.yaml"):
+            raise UserError(f"--system {name} and --config {config}, a config of {other}: give "
+                            f"--config {config} alone to run it, or --system {name} with a config of its options")
     return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
+
+
+def given_configs(argv: list[str]) -> list[str]:
+    return [arg.partition("=")[2] if "=" in arg else argv[i + 1] for i, arg in enumerate(argv)
+            if (arg == "--config" and i + 1 < len(argv)) or arg.startswith("--config=")]
+
+
+def config_model(path) -> str | None:
+    """The model class a YAML config names, None when it names none (or cannot be read here)."""
+    try:
+        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None  # LightningCLI says what is wrong with the file
+    name = model.get("class_path") if isinstance(model, dict) else None
+    return name.rpartition(".")[2] if isinstance(name, str) else None  # LightningCLI takes the short name too
 
 
 def model_flags(argv: list[str]) -> list[str]:

@@ -62,4 +62,5 @@ def in_input_precision(trainer, batch):
     """The batch's float tensors in the dtype the trainer's precision feeds the model (bf16-true, 16-true, 64-true; the
     mixed precisions keep float32): Lightning converts a batch before `on_after_batch_transfer`, while it is still
     uint8, so the float images made there would stay float32 and meet bf16 weights."""
-    return batch if trainer is None else trainer.precision_plugin.convert_input(batch)
+    plugin = getattr(trainer, "precision_plugin", None)  # none outside a Trainer
+    return batch if plugin is None else plugin.convert_input(batch)

@@ -304,8 +304,9 @@ class CIFAR10DataModule(L.LightningDataModule):
                             f"{self.hparams.pad_mode} padding of {side}-pixel images allows; e.g. --data.pad 4")
         if self.hparams.val_size:
             if not 0 < self.hparams.val_size < len(train_labels):
-                raise UserError(f"--data.val_size must be between 0 and {len(train_labels)} "
-                                f"(got {self.hparams.val_size}); e.g. --data.val_size 5000")
+                raise UserError(f"--data.val_size must be from 1 to {len(train_labels) - 1} (got "
+                                f"{self.hparams.val_size}), or 0 to validate on the test split; e.g. --data.val_size "
+                                f"5000")
             order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.hparams.seed))
             val, train = order[:self.hparams.val_size], order[self.hparams.val_size:]
             self.val_images, self.val_labels = train_images[val], train_labels[val]

@@ -1341,6 +1341,18 @@ def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkey
                           "at most 3 batches")
 
 
+def test_a_config_of_another_systems_model_beside_system_is_refused(tiny_cifar, tmp_path, capsys, monkeypatch):
+    """--system darknet --config configs/wgan.yaml trained a WGAN, silently."""
+    wgan = str(ROOT / "configs" / "wgan.yaml")
+    result = run_in_process(["--system", "darknet", "--config", wgan], capsys, monkeypatch)
+    assert_one_line_error(result, f"--system darknet and --config {wgan}, a config of WGAN: give --config {wgan} alone")
+    own = tmp_path / "own.yaml"  # the system's own model, by its short name, with options: taken
+    own.write_text("model:\n  class_path: DarknetClassifier\n  init_args:\n    nf: 4\n")
+    with pytest.raises(SystemExit) as printed:
+        train.main(["--system", "darknet", f"--config={own}", "--print_config"])
+    assert printed.value.code in (0, None) and "nf: 4" in capsys.readouterr().out
+
+
 def test_a_mistyped_key_in_a_config_file_is_named_as_its_key(tiny_cifar, tmp_path, capsys, monkeypatch):
     """A top-level typo read '--.trainr.max_epochs'; a Trainer one, "Group 'trainer' does not accept option"."""
     bad = {"trainr:\n  max_epochs: 1\n": "trainr.max_epochs is not an option, as --trainr.max_epochs or in a "
