@@ -57,7 +57,8 @@ def linear_decay(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
 class ImagePool:
     """The last `size` fakes (Shrivastava et al. 2017): once full, each query returns with probability 1/2
     a stored fake (replaced by the new one), else the new fake. Lives on the images' device; its random
-    generator is its own and goes into checkpoints with the images, so a resumed run draws the same.
+    generator is its own and goes into checkpoints with the images, so a resumed run draws the same (one process;
+    under DDP see `spread`).
     """
 
     def __init__(self, size: int, seed: int):
@@ -81,6 +82,15 @@ class ImagePool:
             else:
                 out.append(fake)
         return torch.stack(out).to(fakes.dtype)  # the discriminator's input dtype (bf16 weights under bf16-true)
+
+    def spread(self, rank: int) -> None:
+        """Under DDP each rank draws its own swaps: rank r > 0 reseeds from the pool's state and r, rank 0 keeps it (one
+        process, and rank 0 of a resumed run, draw as before). A checkpoint holds rank 0's pool, which every rank of
+        a resumed run starts from."""
+        if rank:
+            copy = torch.Generator()
+            copy.set_state(self.generator.get_state())
+            self.generator.manual_seed(int(torch.randint(2 ** 62, (), generator=copy)) + rank)
 
     def state_dict(self) -> dict:
         return {"images": [image.cpu() for image in self.images], "generator": self.generator.get_state()}
@@ -168,6 +178,8 @@ class CycleGAN(L.LightningModule):
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)
+        for pool in (self.pool_a, self.pool_b):  # after a resume's pools are restored
+            pool.spread(self.global_rank)
         if self.trainer.fast_dev_run:  # Lightning's max_steps=N for its N batches: three optimizer steps a batch here
             self.trainer.fit_loop.epoch_loop.max_steps = 3 * int(self.trainer.fast_dev_run)
         if not self.frechet.off and not getattr(self.trainer.datamodule, "has_test_data", True):

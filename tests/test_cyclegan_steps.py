@@ -135,3 +135,17 @@ def test_image_pool_pickles_with_its_random_state():
     assert [float(x[0, 0, 0]) for x in clone.images] == [float(x[0, 0, 0]) for x in pool.images]
     fakes = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 2, 2)
     assert torch.equal(clone.query(fakes), pool.query(fakes))
+
+
+def test_each_ddp_rank_draws_its_own_pool_swaps_and_rank_zero_keeps_the_pools_state():
+    """Every rank's pool was seeded alike: the ranks swapped the same stored fakes at the same batches."""
+    from lightning_modules.cyclegan import ImagePool
+    pools = [ImagePool(2, seed=7) for _ in range(3)]
+    for rank, pool in enumerate(pools):
+        pool.spread(rank)
+    assert torch.equal(pools[0].generator.get_state(), ImagePool(2, seed=7).generator.get_state())
+    draws = [torch.rand(20, generator=pool.generator) for pool in pools]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    again = ImagePool(2, seed=7)
+    again.spread(1)
+    assert torch.equal(torch.rand(20, generator=again.generator), draws[1])  # the same for the same rank
