@@ -470,6 +470,22 @@ def test_lookahead_resumes_its_slow_copy_and_last_ckpt_holds_the_final_weights(t
         torch.testing.assert_close(saved[name], value)
 
 
+class ZeroWeightsAtTrainEnd(L.Callback):
+    def on_train_end(self, trainer, pl_module):
+        with torch.no_grad():
+            for parameter in pl_module.parameters():
+                parameter.zero_()
+
+
+def test_lookahead_ends_once_so_a_callback_that_sets_the_weights_at_the_end_keeps_them(tiny_cifar):
+    """The weights become the slow copy at the last step; its on_train_end must not copy it over them again (an SWA
+    listed before it puts its average in at training's end)."""
+    model = DarknetClassifier(**TINY, lr=0.05, one_cycle=None)
+    fit = trainer(max_epochs=1, limit_val_batches=0, callbacks=[ZeroWeightsAtTrainEnd(), Lookahead(every=2)])
+    fit.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4))
+    assert all(not parameter.any() for parameter in model.parameters())
+
+
 def test_lookahead_takes_decay_0_to_1_and_every_from_1():
     for decay, every in [(0.0, 1), (1.0, 1), (0.5, 5)]:  # decay 0: the slow copy follows the weights
         Lookahead(decay=decay, every=every)
