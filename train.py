@@ -84,13 +84,15 @@ def system_to_config(argv: list[str]) -> list[str]:
     for config in given_configs(rest):  # a second config of another system's model would replace --system's
         if (other := config_model(config)) and other != config_model(CONFIGS / f"{name}.yaml"):
             raise UserError(f"--system {name} and --config {config}, a config of {other}: give "
-                            f"--config {config} alone to run it, or --system {name} with a config of its options")
+                            f"--config {config} alone to run it (--config {CONFIGS.name}/{name}.yaml --config {config} "
+                            f"for your model in the shipped recipe), or --system {name} with a config of its options")
     return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
 
 
 def given_configs(argv: list[str]) -> list[str]:
+    """The files of `--config FILE`, `--config=FILE` and LightningCLI's `-c` forms."""
     return [arg.partition("=")[2] if "=" in arg else argv[i + 1] for i, arg in enumerate(argv)
-            if (arg == "--config" and i + 1 < len(argv)) or arg.startswith("--config=")]
+            if (arg in ("--config", "-c") and i + 1 < len(argv)) or arg.startswith(("--config=", "-c="))]
 
 
 def config_model(path) -> str | None:
@@ -481,8 +483,12 @@ class RerunStoppedValidation(Callback):
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
         loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
         validation = loops.get("epoch_loop.val_loop.batch_progress")
-        if not validation or validation["is_last_batch"] or not validation["current"]["completed"]:
-            return  # no validation begun since the sanity check's (its progress is reset), or it ended
+        current = validation and validation["current"]
+        # none begun since the sanity check's (its progress is reset), or it ended; a save from a batch's end hook (rank
+        # 0's under DDP, SaveOnStop) has that batch processed, not completed, also at the first and the last batch
+        if not current or not current["processed"] or (validation["is_last_batch"]
+                                                         and current["completed"] == current["processed"]):
+            return
         total = validation["total"]
         total["processed"] = total["completed"] = total["started"] - 1  # Lightning's test of "mid-evaluation"
         validation["current"] = {count: 0 for count in validation["current"]}  # its batches from the first again
@@ -560,7 +566,7 @@ class SaveOnStop(Callback):
         flags = torch.tensor([int(self.stop), int(self.requeue)], device=trainer.strategy.root_device)
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
         stop, requeue = flags.tolist()
-        if requeue and not self.requeued:  # once: a rank signalled later than the others says it again
+        if requeue and not self.requeued and not saves_nothing(trainer):  # once: a rank signalled later says it again
             self.requeued = True
             trainer.save_checkpoint(self.path, weights_only=False)  # atomic; the requeued job resumes from it
             if trainer.is_global_zero:
@@ -1152,8 +1158,7 @@ def run_job(cli: CLI) -> dict:
             raise UserError(f"--trainer.{manual[1]} {manual[2]}: {type(model).__name__} steps its optimizers itself "
                             f"(a GAN's alternating updates), which Lightning cannot clip or accumulate for; drop "
                             f"it") from None
-        raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
-                        f"values") from None
+        raise  # Lightning raises it for a bug in a step or a log call too: its traceback
     except ValueError as error:
         interval = re.search(r"val_check_interval` \((\d+)\) must be .* training batches \((\d+)\)", str(error))
         if isinstance(error, UserError) or not interval:

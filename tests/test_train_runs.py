@@ -185,6 +185,35 @@ def test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs_that_validati
                                                          *(f"val 2 {i}" for i in range(6))]
 
 
+def val_progress(processed: int, completed: int, last: bool, earlier: int = 12) -> dict:
+    """A checkpoint's loops as Lightning saves them, `earlier` validation batches run in earlier epochs."""
+    current = {"ready": processed, "started": processed, "processed": processed, "completed": completed}
+    total = {name: earlier + value for name, value in current.items()}
+    return {"loops": {"fit_loop": {"epoch_loop.val_loop.batch_progress": {
+        "total": total, "current": current, "is_last_batch": last}}}, "global_step": 7}
+
+
+@pytest.mark.parametrize("processed, completed, last, rerun", [
+    (1, 0, False, True),   # saved from the first batch's end hook (rank 0 under DDP): it was not completed
+    (3, 2, False, True),   # from a middle batch's hook
+    (6, 5, True, True),    # from the last batch's hook, before the validation's end
+    (4, 4, False, True),   # one process: stopped after a batch completed
+    (6, 6, True, False),   # after the whole validation (ModelCheckpoint at its end)
+    (0, 0, False, False)])  # none begun since the sanity check
+def test_a_checkpoint_saved_inside_a_validation_is_read_as_such(processed, completed, last, rerun):
+    """A save at the first or the last batch's end hook resumed past the validation: no val metrics, no best."""
+    checkpoint = val_progress(processed, completed, last)
+    callback = train.RerunStoppedValidation()
+    callback.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, checkpoint)
+    total = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]
+    assert callback.pending == rerun
+    if rerun:  # Lightning's test of a validation in progress: processed behind started; from its first batch again
+        assert (total["processed"], total["completed"]) == (12 + processed - 1,) * 2
+    else:
+        assert total == val_progress(processed, completed, last)["loops"]["fit_loop"][
+            "epoch_loop.val_loop.batch_progress"]["total"]
+
+
 class SavedDuringValidation(L.Callback):
     """Rank 0, at each batch of the fit's validations: the step last.ckpt holds, or None."""
 
@@ -1341,11 +1370,25 @@ def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkey
                           "at most 3 batches")
 
 
+class UselessLog(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        pl_module.log("x", 1.0, on_step=False, on_epoch=False)  # Lightning's MisconfigurationException: a bug
+
+
+def test_a_bug_lightning_reports_as_misconfiguration_keeps_its_traceback(tiny_cifar, tmp_path):
+    """The one-line conversion of the fit's refusals took a bug in a log call for a --trainer option."""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    with pytest.raises(MisconfigurationException, match="is not useful"):
+        train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.callbacks+=test_train_runs.UselessLog"))
+
+
 def test_a_config_of_another_systems_model_beside_system_is_refused(tiny_cifar, tmp_path, capsys, monkeypatch):
     """--system darknet --config configs/wgan.yaml trained a WGAN, silently."""
     wgan = str(ROOT / "configs" / "wgan.yaml")
     result = run_in_process(["--system", "darknet", "--config", wgan], capsys, monkeypatch)
     assert_one_line_error(result, f"--system darknet and --config {wgan}, a config of WGAN: give --config {wgan} alone")
+    for short in (["-c", wgan], [f"-c={wgan}"]):  # LightningCLI's alias
+        assert_one_line_error(run_in_process(["--system", "darknet", *short], capsys, monkeypatch), "a config of WGAN")
     own = tmp_path / "own.yaml"  # the system's own model, by its short name, with options: taken
     own.write_text("model:\n  class_path: DarknetClassifier\n  init_args:\n    nf: 4\n")
     with pytest.raises(SystemExit) as printed:
