@@ -585,7 +585,13 @@ class SaveOnStop(Callback):
             trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
                                              self.path)
             print(f"{self.signal or 'SIGTERM'} in the validation: saved {self.path} at step {trainer.global_step}; "
-                  f"every rank stops after the next training batch", file=sys.stderr, flush=True)
+                  f"every rank stops after the next training batch, or at the fit's end", file=sys.stderr, flush=True)
+
+    def on_train_end(self, trainer, pl_module):
+        # DDP: a stop rank 0 noted after the last batch's agreement (in the last validation) ends the job here, before
+        # the test, as one process's does; Lightning's SIGTERM path saves (on_exception) and exits 143
+        if trainer.world_size > 1 and torch.distributed.is_initialized() and rank_zero_says(trainer, self.stop):
+            raise SIGTERMException
 
     def _on_sigint(self, signum, frame):
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once

@@ -228,14 +228,17 @@ class SavedDuringValidation(L.Callback):
                 record.write(f"{trainer.current_epoch} {batch_idx} {step}\n")
 
 
-@pytest.mark.slow  # two processes for 20 s
-def test_a_stop_in_a_ddp_validation_saves_at_once_on_rank_zero(tiny_cifar, tmp_path):
+@pytest.mark.slow  # two processes for 20 s each
+@pytest.mark.parametrize("epochs", [2, 1], ids=["an epoch's validation", "the last validation"])
+def test_a_stop_in_a_ddp_validation_saves_at_once_on_rank_zero(tiny_cifar, tmp_path, epochs):
     """Under DDP the ranks agree on a stop at a training batch's end: a SIGTERM in the validation saved nothing until
-    the validation and one more batch were done, past a job's grace time before SIGKILL."""
+    the validation and one more batch were done, past a job's grace time before SIGKILL; in the last validation it
+    was never acted on (the test ran, exit 0)."""
     runs, record = tmp_path / "runs", tmp_path / "record"
     result = run_script(job(tiny_cifar, runs, "--run_name", "r", "--data.batch_size", "4", "--data.eval_batch_size",
-                            "2", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu", "--trainer.strategy",
-                            "ddp", "--trainer.devices", "2", "--trainer.callbacks+=test_train_runs.StopInValidation",
+                            "2", "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
+                            "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                            "--trainer.callbacks+=test_train_runs.StopInValidation",
                             f"--trainer.callbacks.record={tmp_path / 'seen'}",
                             "--trainer.callbacks+=test_train_runs.SavedDuringValidation",
                             f"--trainer.callbacks.record={record}"), tmp_path)
@@ -244,8 +247,10 @@ def test_a_stop_in_a_ddp_validation_saves_at_once_on_rank_zero(tiny_cifar, tmp_p
     # came after validation batch 1; by batch 2 rank 0 had saved the weights of step 3
     assert record.read_text().split("\n")[:3] == ["0 0 None", "0 1 None", "0 2 3"]
     assert "SIGTERM in the validation: saved" in result.stderr
-    # the ranks stopped together after the next training batch, and saved again
-    assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    # the ranks stopped together after the next training batch, or at the fit's end, and saved again; no test
+    saved = torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == {2: 4, 1: 3}[epochs]
+    assert not (runs / "r" / "results.json").exists()
 
 
 EPOCHS_ONLY = ["--model.one_cycle", "null", "--trainer.callbacks", "[]"]  # the 1cycle scheduler sets max_steps
