@@ -451,7 +451,9 @@ class LastStepLr(Callback):
         self.lr: list[list[float]] | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.lr = [[float(group["lr"]) for group in optimizer.param_groups] for optimizer in trainer.optimizers]
+        # a tensor lr (capturable optimizers) copied on its device: read on the host once, after the fit
+        self.lr = [[lr.detach().clone() if torch.is_tensor(lr) else lr for lr in (g["lr"] for g in o.param_groups)]
+                   for o in trainer.optimizers]
 
 
 class SeedPerRankAndStep(Callback):
@@ -519,6 +521,9 @@ class SaveOnStop(Callback):
 
     Lightning turns SIGTERM into a SIGTERMException after the running batch, on every rank (its signal
     connector); Ctrl-C is sent on as a SIGTERM so both take that path, and the checkpoint is consistent.
+    Under DDP the ranks agree on rank 0's stop at each training batch's end (one collective), rank 0 saves at once
+    when it comes in a validation, and SLURM's time-limit signal (auto-requeue) is taken there too: last.ckpt, then
+    `scontrol requeue`.
     """
 
     def __init__(self, path: Path):
@@ -1188,6 +1193,7 @@ def run_job(cli: CLI) -> dict:
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
     final_lr = next((c.lr for c in trainer.callbacks if isinstance(c, LastStepLr) and c.lr is not None),
                     [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers])
+    final_lr = [[float(lr) for lr in groups] for groups in final_lr]
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     with ctrl_c_stops_the_test(run_dir), weights_in_memory(trainer):
