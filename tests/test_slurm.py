@@ -109,7 +109,7 @@ class FirstStep(L.Callback):
         Path(trainer.default_root_dir, "first_step").write_text(str(trainer.global_step))
 
 
-class TestedWeights(L.Callback):
+class WeightsAtTest(L.Callback):
     """Saves the weights the test after the fit scores to <default_root_dir>/tested.pt."""
 
     def on_test_start(self, trainer, pl_module) -> None:
@@ -131,7 +131,7 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
             "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
             "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-            "--trainer.callbacks+=test_slurm.FirstStep", "--trainer.callbacks+=test_slurm.TestedWeights"]
+            "--trainer.callbacks+=test_slurm.FirstStep", "--trainer.callbacks+=test_slurm.WeightsAtTest"]
     first = subprocess.run([*args, '--trainer.callbacks+={"class_path": "test_slurm.SignalAtStep", '
                                    '"init_args": {"step": 4}}'],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
