@@ -134,6 +134,7 @@ def test_darknet_test_loss_is_the_mean_over_the_images_across_two_processes(tmp_
     assert top == pytest.approx(sorted(losses, reverse=True)[:3], rel=1e-4)
 
 
+@pytest.mark.slow  # CI's 10 minutes: the Darknet's test above sees each CIFAR-10 image once too (its loss, top losses)
 def test_cifar10_test_images_are_each_evaluated_once_across_two_processes(tmp_path):
     folder = make_batches(tmp_path / "c" / "cifar-10-batches-py", per_batch=7)
     with open(folder / "test_batch", "rb") as f:

@@ -554,6 +554,8 @@ def test_wandb_runs_offline_without_credentials(tiny_cifar, tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
+# with the slow tests (CI's 10 minutes): test_train_runs' DDP stop test runs the same job and checks its steps too
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     args = job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
