@@ -999,23 +999,17 @@ def hold_run_lock(run_dir: Path) -> None:
     _held_locks[run_dir] = lock
 
 
-def _close_locks_in_child() -> None:
-    """In a forked child (a DataLoader worker): its copies of the lock files closed. A flock lock belongs to the open
-    file, which the child shares: workers left running by a kill -9 held the run for seconds after its end."""
+def release_run_locks() -> None:
+    """At the end of a run in this process (a second run of the same process may resume it), and in a forked child (a
+    DataLoader worker): a flock lock belongs to the open file, which the child shares, so workers left running by a
+    kill -9 held the run for seconds after its end."""
     for lock in _held_locks.values():
         lock.close()
     _held_locks.clear()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_close_locks_in_child)
-
-
-def release_run_locks() -> None:
-    """At the end of a run in this process (a second run of the same process may resume it)."""
-    for lock in _held_locks.values():
-        lock.close()
-    _held_locks.clear()
+    os.register_at_fork(after_in_child=release_run_locks)
 
 
 def wandb_logged_in() -> bool:
