@@ -228,3 +228,10 @@ def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["train.py", *args], code, out, err)
+
+
+def seeded_rows(n: int, nz: int, seed: int):
+    """(n, nz, 1, 1) N(0, 1) noise as the WGAN's sample draws it: a generator seeded with `seed`, one row at a time."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randn(nz, 1, 1, generator=generator) for _ in range(n)])

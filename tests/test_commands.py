@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_style_images
+from conftest import ROOT, make_style_images, seeded_rows
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -87,8 +87,7 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
         assert sorted(p.name for p in (tmp_path / batch_size).iterdir()) == ["000000.png", "000001.png",
                                                                              "000002.png"]
         assert (tmp_path / f"{batch_size}_grid.png").is_file()
-    generator = torch.Generator().manual_seed(0)  # the default seed, N(0, 1), a row at a time
-    noise = torch.stack([torch.randn(8, 1, 1, generator=generator) for _ in range(3)])
+    noise = seeded_rows(3, 8, seed=0)  # the default seed, N(0, 1), a row at a time
     with torch.no_grad():
         expected = (model.eval().generator(noise) + 1) / 2
     for batch_size in ("256", "1"):

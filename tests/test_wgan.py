@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, seeded_rows
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import MixedPrecision
 from PIL import Image
@@ -308,9 +308,8 @@ def test_a_samples_noise_depends_on_the_seed_and_its_index_not_on_how_many_are_d
     model = WGAN(**TINY).eval()
     few, many = sample(model, 5, seed=3), sample(model, 70, batch_size=16, seed=3)
     torch.testing.assert_close(few, many[:5])
-    generator = torch.Generator().manual_seed(3)  # row i: the i-th draw of nz numbers from the seed's generator
-    rows = [torch.randn(TINY["nz"], 1, 1, generator=generator) for _ in range(5)]
-    torch.testing.assert_close(few, model.generator(torch.stack(rows)))
+    # row i: the i-th draw of nz numbers from the seed's generator
+    torch.testing.assert_close(few, model.generator(seeded_rows(5, TINY["nz"], seed=3)))
     assert not torch.allclose(few, sample(model, 5, seed=4))
 
 

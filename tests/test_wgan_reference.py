@@ -6,6 +6,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from conftest import seeded_rows
 from PIL import Image
 from torch import nn
 
@@ -53,11 +54,6 @@ def reference_dcgan_g(nz=8, ngf=4, nc=3, extra=1, batchnorm=True, sep=":", isize
         module, _, attribute = key.partition(".")
         state[f"main.{names[module]}.{attribute}"] = tensor
     return main.eval(), state
-
-
-def seeded_rows(n: int, nz: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randn(nz, 1, 1, generator=generator) for _ in range(n)])
 
 
 @pytest.mark.parametrize("sep", [":", "."])
