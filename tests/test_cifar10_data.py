@@ -54,6 +54,14 @@ def test_val_size_holds_images_out_of_train(tmp_path):
     assert len(data.train_labels) == 24 and len(data.val_labels) == 6
 
 
+@pytest.mark.parametrize("val_size", [30, -1])
+def test_a_val_size_that_leaves_no_training_image_is_refused_with_the_range(tmp_path, val_size):
+    """The message said 'between 0 and 30' and refused 30: the bound it gave was not allowed."""
+    with pytest.raises(ValueError, match=rf"--data.val_size must be from 1 to 29 \(got {val_size}\), or 0 to "
+                                         r"validate on the test split"):
+        loaded(make_folders(tmp_path / "c", per_class=(10, 2)), val_size=val_size, download=False)
+
+
 def test_missing_data_without_download_says_where_to_put_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="train/<class>/.*--data.data_dir"):
         CIFAR10DataModule(str(tmp_path / "nothing"), download=False).prepare_data()
