@@ -482,6 +482,8 @@ def test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run(tiny
     assert files(trained) == before
 
 
+# with the slow tests (CI's 10 minutes); test_a_launched_evaluation_rank_reads_rank_0s_checkpoint checks the cause in CI
+@pytest.mark.slow
 def test_native_subcommands_run_under_ddp_with_two_cpu_processes(tiny_cifar, tmp_path):
     # the launched rank gets the arguments (sys.argv) and rank 0's folder and checkpoint, not a `last` of its own
     runs = tmp_path / "runs"
