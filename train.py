@@ -16,6 +16,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import socket
 import string
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +44,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.errors import UserError, check_output_folder, one_line_errors
+from callbacks.errors import UserError, check_output_folder, one_line_errors, user_message
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
 
@@ -221,7 +223,9 @@ class CLI(LightningCLI):
                             "timed saves")
         if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
             resolve_checkpoint(self.job_config(), kind)
-        prepare_run(self.job_config(), kind)
+        # the folder is chosen and the config pointed at it; it is made at the end of instantiate_classes, after the
+        # checks of the model, data and Trainer, so that a run they refuse leaves nothing behind
+        self.run_plan = prepare_run(self.job_config(), kind, make=False)
 
     def instantiate_classes(self):
         try:
@@ -258,6 +262,7 @@ class CLI(LightningCLI):
         if check_trainer := getattr(self.model, "check_trainer", None):  # before DDP starts a process per device
             check_trainer(trainer)
         trainer.callbacks.append(MarkTraining(run_dir))
+        trainer.callbacks.append(RunBegan(run_dir))
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
@@ -272,6 +277,22 @@ class CLI(LightningCLI):
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
                 logger._wandb_init.pop("anonymous")
+        if self.job:  # the job's own refusals, decided before its folder is made
+            self.start_step = check_job(self, config)
+        make_run_folder(self.run_plan)  # the config is accepted: the run folder, its lock, run.json, wandb/
+
+
+def check_job(cli: "CLI", config) -> int | None:
+    """The job form's refusals that the model and the config decide (an LR finder asked of a GAN, --init_from of
+    another network, a checkpoint of another system), before the run folder is made; the --init_from weights go on
+    the Trainer. Returns the step of the checkpoint it resumes, None for a new run."""
+    model, trainer, system = cli.model, cli.trainer, describe(cli.config.model.class_path)
+    if config.lr_find.run and not model.automatic_optimization:  # Lightning's finder would stop with a traceback
+        raise UserError(f"--lr_find sweeps the lr of one optimizer that Lightning steps; {type(model).__name__} "
+                        "steps its optimizers itself (a GAN's alternating updates): tune its lr with short runs")
+    if config.get("init_from"):
+        trainer.callbacks.append(init_from(config.init_from, model, system, bool(config.ckpt_path)))
+    return check_checkpoint(config.ckpt_path, model, system).get("global_step") if config.ckpt_path else None
 
 
 class LogConfig(SaveConfigCallback):
@@ -395,7 +416,7 @@ def saved_step(path: Path) -> int | None:
 
 class MarkTraining(Callback):
     """Records in run.json that training began: --ckpt_path last passes over a folder left by a run that stopped
-    before (a missing dataset, a bad value), which has nothing to resume."""
+    before (killed in its set-up; a refused run's new folder is removed), which has nothing to resume."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -404,6 +425,23 @@ class MarkTraining(Callback):
         info = read_run(self.run_dir) if trainer.is_global_zero else None  # rank 0 writes run.json
         if info is not None and not info.get("trained", True) and not trainer.fast_dev_run:  # a smoke test keeps none
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
+
+
+class RunBegan(Callback):
+    """The run's training (an LR finder's sweep) or evaluation began: its folder is kept whatever happens next."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_train_start(self, trainer, pl_module):
+        _fresh_runs.pop(self.run_dir, None)
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.state.fn == TrainerFn.VALIDATING:  # the validate subcommand's (a fit's come after on_train_start)
+            _fresh_runs.pop(self.run_dir, None)
+
+    def on_test_start(self, trainer, pl_module):
+        _fresh_runs.pop(self.run_dir, None)
 
 
 class MaxStepsResume(Callback):
@@ -732,6 +770,9 @@ def check_run_owner(run_dir: Path, model_class: str) -> None:
                         f"use --system {theirs} or another --run_name")
 
 
+_new_stamps: set[Path] = set()  # the folder new_time_stamped chose for the run prepare_run is choosing one for
+
+
 def new_time_stamped(root: Path) -> Path:
     """root/<time stamp>, with a suffix when a job started in the same second already has that folder."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -739,6 +780,7 @@ def new_time_stamped(root: Path) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = root / f"{stamp}-{n}"
+    _new_stamps.add(run_dir)
     return run_dir
 
 
@@ -895,8 +937,24 @@ def evaluation_folder(config, root: Path, kind: str) -> Path:
     return run_dir
 
 
-def prepare_run(config, kind: str = "fit") -> None:
+@dataclass
+class RunPlan:
+    """A run folder chosen by prepare_run, and what make_run_folder writes there once the config is accepted."""
+    run_dir: Path
+    kind: str
+    info: dict
+    new_stamp: bool  # a new time-stamped folder: another job may take the name first (make_run_folder chooses again)
+    wandb_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)  # printed when the folder is made, not for a refused run
+
+
+class FolderTaken(Exception):
+    """A new time-stamped folder made by another job between the choice of its name and make_run_folder."""
+
+
+def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     """Point checkpoints, logs and results at one run folder and W&B run; offline when wandb is not logged in.
+    With make (the default) the folder is made at once; else make_run_folder makes it, once the config is accepted.
 
     kind: fit, lr_find, or the LightningCLI subcommand validate/test, which gets a folder of its own (not
     the checkpoint's run, whose config.yaml and test outputs it would replace)."""
@@ -904,12 +962,11 @@ def prepare_run(config, kind: str = "fit") -> None:
     check_output_folder(root, "--trainer.default_root_dir")  # a dangling link or a read-only folder: one line
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
     # folder, hence no per-process clock for them
+    _new_stamps.clear()
     if kind in EVALUATIONS:
         run_dir = evaluation_folder(config, root, kind)
     else:
         run_dir = fit_folder(config, root, model_class)
-    if kind not in EVALUATIONS and global_rank_zero():  # before anything is written or printed for this run
-        hold_run_lock(run_dir)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:
@@ -919,6 +976,7 @@ def prepare_run(config, kind: str = "fit") -> None:
                                  "kind": kind, "trained": False}
     if kind in EVALUATIONS:
         info["checkpoint"] = str(Path(config.ckpt_path).absolute())
+    plan = RunPlan(run_dir, kind, info, new_stamp=run_dir in _new_stamps)
     if trainer.get("enable_checkpointing") is False:  # Lightning refuses the flag beside the config's ModelCheckpoint
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("ModelCheckpoint")]
     logger = trainer.logger
@@ -928,8 +986,7 @@ def prepare_run(config, kind: str = "fit") -> None:
         args = logger.init_args
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
-        if global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
-            Path(args.save_dir, "wandb").mkdir(parents=True, exist_ok=True)  # older wandb falls back to /tmp without it
+        plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
         # the dashboard can filter by system and tell a fit from a test or an LR finder's run
         args.tags = args.get("tags") or [info["system"]]
@@ -941,16 +998,74 @@ def prepare_run(config, kind: str = "fit") -> None:
             args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
-            print(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
-                  f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+            plan.notes.append(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
+                              f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
         if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
             args.log_model = False
-            if global_rank_zero():
-                print("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run folder)")
+            plan.notes.append("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run "
+                              "folder)")
     documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
     add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
-    if global_rank_zero():
-        write_json(run_dir / RUN_FILE, info)
+    if make:
+        make_run_folder(plan)
+    return plan
+
+
+# run folder -> the folders its make_run_folder made (the run folder, then those above it that it made), while a
+# refusal of the run would discard them: until its training or evaluation begins (RunBegan)
+_fresh_runs: dict[Path, list[Path]] = {}
+
+
+def make_run_folder(plan: RunPlan) -> None:
+    """The run folder of a run whose config was accepted: its lock (a fit's), its W&B folder and run.json, made by the
+    job's first process (the others follow it and write nothing). A new time-stamped folder that another job made
+    since its name was chosen is FolderTaken. A folder made here is discarded if the run is refused before its
+    training or evaluation begins (discard_fresh_runs)."""
+    if not global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
+        return
+    run_dir = plan.run_dir
+    made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        if plan.new_stamp:
+            raise FolderTaken(run_dir) from None
+        made = []  # a folder of its own before: a resume, a retry, a SLURM job's tasks' meeting place
+    if made:
+        _fresh_runs[run_dir] = made
+    if plan.kind not in EVALUATIONS:  # before anything is written or printed for this run
+        hold_run_lock(run_dir)
+    for note in plan.notes:
+        print(note)
+    if plan.wandb_dir is not None:
+        wandb_made = [folder for folder in (plan.wandb_dir, *plan.wandb_dir.parents) if not folder.exists()]
+        plan.wandb_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir in _fresh_runs:  # a save_dir of the user's outside the run folder: emptied ones go too
+            _fresh_runs[run_dir] += [folder for folder in wandb_made if run_dir not in folder.parents]
+    write_json(run_dir / RUN_FILE, plan.info)
+
+
+def discard_fresh_runs() -> None:
+    """A refused run leaves nothing behind: the folders its make_run_folder made, when its training or evaluation never
+    began and they hold no checkpoint or results (its W&B run is ended first: it writes there). A folder that was
+    there before (a resume, a retry under --run_name) is never touched, nor a folder made above it that another
+    process has written into since."""
+    if not _fresh_runs:
+        return
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        with contextlib.suppress(Exception):
+            wandb.finish(exit_code=2)
+    release_run_locks()
+    for run_dir, made in _fresh_runs.items():
+        if any(run_dir.rglob("*.ckpt")) or (run_dir / "results.json").exists():
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in sorted(made[1:], key=lambda f: len(f.parts), reverse=True):  # one that is not empty stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    _fresh_runs.clear()
 
 
 _held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
@@ -1139,12 +1254,8 @@ def fit_progress(trainer) -> dict:
 def run_job(cli: CLI) -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
-    if config.get("init_from"):
-        trainer.callbacks.append(init_from(config.init_from, model, describe(cli.config.model.class_path),
-                                           bool(config.ckpt_path)))
-    start_step = None
+    start_step = cli.start_step  # the checkpoint's, checked by check_job
     if config.ckpt_path:
-        start_step = check_checkpoint(config.ckpt_path, model, describe(cli.config.model.class_path)).get("global_step")
         # a resumed run finds its own checkpoints there; Lightning's warning is for new runs
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         # a mid-epoch resume (timed or on-stop last.ckpt) trains the epoch's remaining batches (restart_position)
@@ -1228,10 +1339,7 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     from lightning.pytorch.tuner import Tuner
 
     from callbacks import TrainingPhaseScheduler
-    trainer = cli.trainer
-    if not cli.model.automatic_optimization:  # Lightning's finder would stop with a traceback
-        raise UserError(f"--lr_find sweeps the lr of one optimizer that Lightning steps; {type(cli.model).__name__} "
-                        "steps its optimizers itself (a GAN's alternating updates): tune its lr with short runs")
+    trainer = cli.trainer  # a GAN's manual optimization is refused by check_job
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
     # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
@@ -1299,23 +1407,35 @@ def main(argv: list[str] | None = None) -> None:
         for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
             getattr(package, name)
     saved_argv = sys.argv
-    # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a native
-    # subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the arguments
-    sys.argv = sys.argv[:1] + ([] if job else argv)
     try:
-        try:
-            cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
-                      job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
-                      auto_configure_optimizers=False,
-                      # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
-                      parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
-        finally:
-            sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
+        for attempt in range(1, 6):
+            # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
+            # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need
+            # the arguments
+            sys.argv = saved_argv[:1] + ([] if job else argv)
+            try:
+                cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
+                          job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
+                          auto_configure_optimizers=False,
+                          # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not
+                          # taken
+                          parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+                break
+            except FolderTaken:  # a job started in the same second took the name: the config again, the next name
+                if attempt == 5:
+                    raise
+            finally:
+                sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
         if job and cli.config.lr_find.run:
             lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
         elif job:
             run_job(cli)
+    except Exception as error:
+        if _fresh_runs and user_message(error) is not None:  # refused: the folder it made goes (a bug's stays)
+            discard_fresh_runs()
+        raise
     finally:
+        _fresh_runs.clear()
         release_run_locks()
 
 

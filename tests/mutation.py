@@ -144,7 +144,8 @@ TARGETS = {
                           ("read_run", "newest_last_checkpoint", "check_run_owner", "new_time_stamped",
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
-                           "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run"),
+                           "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run",
+                           "make_run_folder", "discard_fresh_runs"),
                           tuple(f"tests/test_train_{test}" for test in (
                               *(f"runs.py::test_{name}" for name in (  # the functions called directly: milliseconds
                                   "last_is_the_run_started_last_not_the_last_name",
@@ -174,7 +175,10 @@ TARGETS = {
                               "_training_run",
                               "cli.py::test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run",
                               "runs.py::test_last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone",
-                              "cli.py::test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run"))),
+                              "cli.py::test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run",
+                              "cli.py::test_a_refused_run_leaves_nothing_behind",
+                              "cli.py::test_a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training",
+                              "cli.py::test_a_new_run_whose_time_stamp_another_job_took_meanwhile_takes_the_next"))),
     "logging": Target("callbacks/progress.py",
                       ("logging_step", "last_batch", "WriteLoggingSteps.on_train_start",
                        "WriteLoggingSteps.on_train_batch_end"),

@@ -413,6 +413,70 @@ def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_
     with pytest.raises(train.UserError, match=r"--lr_find sweeps the lr of one optimizer that Lightning steps; WGAN "
                                               r"steps its optimizers itself"):
         train.main(wgan_job(tiny_cifar, tmp_path / "runs", "--lr_find"))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model.tta", "sideways"], "tta must be one of"),  # the model's own check
+    (["--data.batch_size", "0"], "--data.batch_size must be at least 1"),  # the data module's
+    (["--data.data_dir", "absent", "--data.download", "false"], "no CIFAR-10 found"),  # in the fit's data set-up
+    (["--trainer.val_check_interval", "4"], "more than the 3 batches"),  # Lightning's, as the fit starts
+    (["--init_from", "other.ckpt"], "is a WGAN checkpoint, this is darknet")])
+def test_a_refused_run_leaves_nothing_behind(args, message, tiny_cifar, tmp_path, monkeypatch):
+    """Bad input is refused in one line and leaves no run folder: no run.json marked "trained": false, W&B run,
+    config.yaml or runs/ folder made for it (they were left behind by each of these)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the shipped config's W&B logger, which writes in the folder
+    monkeypatch.chdir(tmp_path)
+    if "--init_from" in args:
+        from lightning_modules import WGAN
+        torch.save({"state_dict": WGAN(isize=16, nz=8, ngf=4, ndf=4).state_dict(),
+                    "hyper_parameters": {"_class_path": "lightning_modules.WGAN"}}, tmp_path / "other.ckpt")
+    data = tmp_path / args[1] if args[0] == "--data.data_dir" else tiny_cifar
+    runs = tmp_path / "runs" / "darknet"
+    with pytest.raises(ValueError, match=message):  # a UserError, or jsonargparse's error around the model's
+        train.main(job(data, runs, *args))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10", *(["other.ckpt"] if "--init_from" in args else [])]
+
+
+def test_a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training(tiny_cifar, tmp_path):
+    """Only a refused run's own new folder is removed: not the run it resumes (refused in the data set-up), nor a
+    new one once its training began (an unreadable image met in the middle of an epoch)."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "done", "--trainer.max_epochs", "1"))
+    before = {p: p.read_bytes() for p in (runs / "done").rglob("*") if p.is_file()}
+    with pytest.raises(train.UserError, match="no CIFAR-10 found"):
+        train.main(job(tmp_path / "absent", runs, "--trainer.logger", "false", "--data.download", "false",
+                       "--ckpt_path", "last"))
+    assert {p: p.read_bytes() for p in (runs / "done").rglob("*") if p.is_file()} == before
+    with pytest.raises(train.UserError, match="unreadable at step 2"):
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "began",
+                       "--trainer.callbacks+=test_train_cli.RefuseAtStep"))
+    assert json.loads((runs / "began" / "run.json").read_text())["trained"] is True
+
+
+class RefuseAtStep(L.Callback):
+    """A user's mistake found after training began, as an unreadable image in the second batch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 2:
+            raise train.UserError("unreadable at step 2")
+
+
+def test_a_new_run_whose_time_stamp_another_job_took_meanwhile_takes_the_next(tiny_cifar, tmp_path, monkeypatch):
+    """The folder is made once the config is accepted, so two jobs started in the same second may choose the same
+    name: the second chooses again, and the first's folder is left alone."""
+    runs = tmp_path / "runs"
+    make = train.make_run_folder
+
+    def another_job_first(plan):
+        if not runs.exists():
+            (plan.run_dir / "checkpoints").mkdir(parents=True)  # the other job's
+        make(plan)
+    monkeypatch.setattr(train, "make_run_folder", another_job_first)
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1"))
+    first, second = sorted(runs.iterdir())  # <stamp>, then <stamp>-2 (or a later second's stamp)
+    assert (second / "results.json").is_file()
+    assert [p.name for p in first.rglob("*")] == ["checkpoints"]
 
 
 @pytest.mark.parametrize("form", ["job", "fit"])

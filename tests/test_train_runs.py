@@ -603,9 +603,13 @@ def test_one_cycle_then_hold_is_torchs_one_cycle_then_its_last_values():
 
 
 def test_a_named_run_that_stopped_before_training_can_be_retried_under_its_name(tiny_cifar, tmp_path):
+    """A refused run leaves no folder; one that stopped in its set-up all the same (killed there, or left by a train.py
+    before that) is retried in, and kept when the retry is refused too: the folder was there before."""
     runs = tmp_path / "runs"
+    a_run(runs, "mine", started=100.0, trained=False, checkpoint=False)
     with pytest.raises(train.UserError, match="--data.data_dir"):
         train.main(job(tiny_cifar / "absent", runs, "--data.download", "false", "--run_name", "mine"))
+    assert json.loads((runs / "mine" / "run.json").read_text())["started"] == 100.0
     train.main(job(tiny_cifar, runs, "--run_name", "mine"))  # the same name, now with the right path
     assert json.loads((runs / "mine" / "run.json").read_text())["trained"] is True
     with pytest.raises(train.UserError, match="mine exists already"):  # a run that trained is still protected
@@ -622,15 +626,18 @@ def test_classes_are_found_by_their_short_names(option, short, full, capsys):
 
 
 def test_last_passes_over_a_newer_run_that_stopped_before_training(tiny_cifar, tmp_path):
+    """A refused run leaves no folder; a job killed in its set-up (or a train.py before that) left one, marked
+    "trained": false."""
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--run_name", "finished"))
     with pytest.raises(train.UserError, match="--data.data_dir"):  # a typo: stops in the data set-up
         train.main(job(tiny_cifar / "absent", runs, "--data.download", "false", "--run_name", "typo"))
-    assert json.loads((runs / "typo" / "run.json").read_text())["trained"] is False
+    assert not (runs / "typo").exists()
+    a_run(runs, "killed", started=time.time(), trained=False, checkpoint=False)
     assert json.loads((runs / "finished" / "run.json").read_text())["trained"] is True
     train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # resumes "finished"
     assert json.loads((runs / "finished" / "results.json").read_text())["epochs"] == 2.0
-    assert sorted(p.name for p in run_folders(runs)) == ["finished", "typo"]
+    assert sorted(p.name for p in run_folders(runs)) == ["finished", "killed"]
 
 
 def test_last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone(tiny_cifar, tmp_path):
@@ -1360,6 +1367,7 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
                ["--trainer.max_epoch", "1"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
+    assert not (tmp_path / "runs").exists()  # refused before the run folder is made
 
 
 def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
@@ -1373,6 +1381,7 @@ def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkey
     result = run_in_process(job(tiny_cifar, runs, "--trainer.val_check_interval", "4"), capsys, monkeypatch)
     assert_one_line_error(result, "--trainer.val_check_interval 4 is more than the 3 batches of an epoch",
                           "at most 3 batches")
+    assert not runs.exists()  # refused inside the fit: the folder it made (run.json, W&B run, config.yaml) went
 
 
 class UselessLog(L.Callback):
