@@ -239,6 +239,7 @@ def test_several_devices_are_refused_once_before_any_process_starts(style_images
                             "--trainer.max_steps", "1"), tmp_path)
     assert_one_line_error(result, "style transfer optimizes one image tensor on one device")
     assert result.stderr.count("one image tensor") == 1 and "Starting with 2 processes" not in result.stdout
+    assert not (tmp_path / "runs").exists()  # refused before the run folder is made (run.json, W&B, the lock)
 
 
 def test_a_run_without_max_steps_is_refused(style_images):
