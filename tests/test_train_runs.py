@@ -1033,6 +1033,7 @@ def wandb_logger(**init_args):
 
 def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_path, monkeypatch, no_ranks):
     runs = tmp_path / "runs"
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the resume below logs online, which WANDB_MODE=offline forbids
     monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
     config = run_config(runs, run_name="r", logger=wandb_logger())
     config.trainer.callbacks = [callback("ModelCheckpoint", dirpath=None), callback("ModelCheckpoint", dirpath="/mine"),
