@@ -168,6 +168,7 @@ class CLI(LightningCLI):
             return super()._parse_ckpt_path()
         # `last` to its file first, or Lightning (which reads only files) builds the config file's net
         resolve_checkpoint(self.config[subcommand], subcommand)
+        check_checkpoint_class(self.config[subcommand])  # before Lightning builds the checkpoint's class on this data
         self.checkpoint_resolved = True
         given = self.config.clone()
         super()._parse_ckpt_path()
@@ -223,6 +224,8 @@ class CLI(LightningCLI):
                             "timed saves")
         if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
             resolve_checkpoint(self.job_config(), kind)
+            if not self.job:  # the job form's check_checkpoint says it in its own words
+                check_checkpoint_class(self.job_config())
         # the folder is chosen and the config pointed at it; it is made at the end of instantiate_classes, after the
         # checks of the model, data and Trainer, so that a run they refuse leaves nothing behind
         self.run_plan = prepare_run(self.job_config(), kind, make=False)
@@ -842,6 +845,25 @@ def resolve_checkpoint(config, kind: str) -> None:
         config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
     if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
         raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+
+
+def check_checkpoint_class(config) -> None:
+    """A native subcommand's --ckpt_path: a readable checkpoint of the config's model class. Lightning 2.6 builds the
+    checkpoint's own class over the config's, so another system's checkpoint met the config's data module and trainer
+    (a CycleGAN tested on CIFAR-10: a traceback from its test step; a WGAN validated on horse2zebra)."""
+    from lightning_modules.inference import read_checkpoint, saved_class
+    path = config.get("ckpt_path")
+    if not path:
+        return
+    saved, model_class = saved_class(read_checkpoint(path)), model_class_of(config)
+    theirs, ours = (name.rpartition(".")[2] if name else None for name in (saved, model_class))
+    if saved and theirs != ours:
+        run_config = Path(path).absolute().parent.parent / "config.yaml"
+        system = system_of(saved)
+        fix = (f"give its run's config, --config {run_config}" if run_config.is_file()
+               else f"give its system's config, --config configs/{system}.yaml" if system
+               else "give the config that trained it")
+        raise UserError(f"--ckpt_path {path} is a {theirs} checkpoint, but the config's model is a {ours}; {fix}")
 
 
 def fit_folder(config, root: Path, model_class: str) -> Path:

@@ -355,6 +355,23 @@ def test_test_on_a_system_without_a_test_step_is_refused_before_any_folder(tmp_p
     assert not runs.exists()  # was Lightning's "No test_step() method defined" traceback, after an empty run folder
 
 
+@pytest.mark.parametrize("subcommand", ["test", "validate", "fit"])
+def test_a_native_subcommand_refuses_another_systems_checkpoint_before_any_folder(tmp_path, subcommand):
+    # Lightning builds the checkpoint's class over the config's: a CycleGAN met CIFAR-10 (test: a traceback from its
+    # test step; fit: the Darknet config's scheduler refusing the CycleGAN's lr schedule)
+    ckpt = tmp_path / "cyclegan.ckpt"
+    torch.save({"state_dict": {"gen_a2b.model.1.weight": torch.zeros(1)}, "epoch": 0, "global_step": 3,
+                "hyper_parameters": {"_class_path": "lightning_modules.CycleGAN", "n_blocks": 1}}, ckpt)
+    runs = tmp_path / "runs"
+    expected = (f"--ckpt_path {ckpt} is a CycleGAN checkpoint, but the config's model is a DarknetClassifier; give its "
+                "system's config, --config configs/cyclegan.yaml")
+    with pytest.raises(train.UserError, match=re.escape(expected)):
+        train.main([subcommand, "--config", str(ROOT / "configs" / "darknet.yaml"), "--trainer.default_root_dir",
+                    str(runs), "--trainer.logger", "false", "--data.data_dir", str(tmp_path / "absent"),
+                    "--ckpt_path", str(ckpt)])
+    assert not runs.exists()
+
+
 def test_an_evaluation_after_an_in_process_ddp_run_reads_its_own_checkpoint(tiny_cifar, tmp_path, monkeypatch):
     # Lightning's launcher leaves LOCAL_RANK=0 in the parent, and the environment keeps an earlier evaluation's
     # DL2_RUN_NAME and DL2_CKPT_PATH: rank 0 must not take them for rank 0's choices
