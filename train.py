@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import yaml
 from jsonargparse.typing import register_type
-from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -58,6 +58,11 @@ RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&
 # StochasticWeightAveraging's `device` is a torch.device, which jsonargparse could not write into config.yaml (it
 # warned "Unable to serialize instance cpu" twice in every run with SWA)
 register_type(torch.device, serializer=str, deserializer=torch.device)
+# The Trainer's limit_*_batches are Optional[Union[int, float]]: an int counts batches, a float a fraction (1.0: all).
+# typing caches a Union by its set of members, so lightning.fabric's earlier Optional[Union[float, int]] is handed back
+# for them, and jsonargparse, trying the members in order, read `--trainer.limit_train_batches 1` as 1.0: a whole epoch
+for _name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+    Trainer.__init__.__annotations__[_name] = int | float | None
 
 
 def systems() -> list[str]:

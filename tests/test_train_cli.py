@@ -167,6 +167,20 @@ def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
     assert "lr: 0.25" in printed and "precision: bf16-mixed" in printed and "nf: 4" in printed
 
 
+def test_limit_batches_of_1_on_the_command_line_is_one_batch_not_all(tiny_cifar, tmp_path, capsys):
+    # Lightning's int 1 is one batch and its float 1.0 all of them; typing's Union cache handed jsonargparse the
+    # Trainer's Optional[Union[int, float]] as fabric's Union[float, int, None], so "1" became 1.0: a whole epoch
+    with pytest.raises(SystemExit):
+        train.main(job(tiny_cifar, tmp_path, "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches",
+                       "0.5", "--trainer.limit_test_batches", "2", "--print_config"))
+    printed = capsys.readouterr().out
+    assert all(line in printed for line in ("limit_train_batches: 1\n", "limit_val_batches: 0.5\n",
+                                            "limit_test_batches: 2\n"))
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.limit_train_batches", "1"))
+    assert json.loads((only_run(runs) / "results.json").read_text())["global_step"] == 2  # 2 epochs of 1 (of 3)
+
+
 def test_native_fit_subcommand_with_config(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     train.main(["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), "--data.data_dir", str(tiny_cifar),
