@@ -40,7 +40,7 @@ from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
@@ -184,6 +184,19 @@ class CLI(LightningCLI):
 
     def job_config(self):
         return self.config if self.job else self.config[self.config.subcommand]
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's, and for validate/test their metrics in <folder>/results.json, as the job form writes its
+        own (they were printed as a table and logged to W&B only, nothing a script could read)."""
+        super()._run_subcommand(subcommand)
+        trainer = self.trainer
+        if subcommand in EVALUATIONS and trainer.is_global_zero and trainer.state.status == TrainerStatus.FINISHED:
+            path = Path(trainer.default_root_dir) / "results.json"
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+            write_json(path, {subcommand: metrics, "checkpoint": self.job_config().ckpt_path,
+                              "world_size": trainer.world_size, "precision": str(trainer.precision),
+                              "run_dir": str(path.parent)})
+            print(f"Results written to {path}")
 
     def before_instantiate_classes(self):
         kind = ("lr_find" if self.config.lr_find.run else "fit") if self.job else self.config.subcommand

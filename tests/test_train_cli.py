@@ -213,12 +213,15 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     info = json.loads((tested / "run.json").read_text())
     assert info["kind"] == "test" and info["checkpoint"] == str(checkpoint)
     assert "test_confusion_matrix.csv" in {p.name for p in tested.rglob("*")}
+    results = json.loads((tested / "results.json").read_text())  # the metrics in a file, as the job's results.json
+    assert 0 <= results["test"]["test/acc"] <= 1 and results["checkpoint"] == str(checkpoint)
     assert train.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint  # not the test
     # --run_name picks the run to read with --ckpt_path last; with a checkpoint path it has nothing to pick
     train.main(native("validate", tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained",
                       "--ckpt_path", "last"))
     (validated,) = [d for d in runs.iterdir() if d.name not in ("trained", tested.name)]
     assert json.loads((validated / "run.json").read_text())["checkpoint"] == str(checkpoint)
+    assert 0 <= json.loads((validated / "results.json").read_text())["validate"]["val/acc"] <= 1
     with pytest.raises(train.UserError, match="--run_name with test picks the run whose checkpoint it reads"):
         train.main(native("test", tiny_cifar, runs, "--run_name", "other", "--ckpt_path", str(checkpoint)))
     assert files(trained) == before
