@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from callbacks.errors import UserError, check_output_folder, own_flags, require_at_least_one
-from callbacks.images import log_image_grid, save_png
+from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
 from lightning_modules.nets.vgg import (
@@ -464,6 +464,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         trainer.fit(model, datamodule=data)
     written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
+    note_earlier_images(Path(output) / "stylized", set(written))  # an earlier run's results there, as generate's
     return written
 
 

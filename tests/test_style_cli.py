@@ -17,7 +17,7 @@ from PIL import Image
 import train
 from callbacks.errors import UserError
 from datamodules import StyleTransferDataModule
-from lightning_modules import StyleTransfer
+from lightning_modules import StyleTransfer, commands
 from lightning_modules.nets.vgg import load_vgg, vgg_features
 from lightning_modules.style_transfer import stylize
 
@@ -166,6 +166,18 @@ def test_stylize_command_writes_the_images(style_images, tmp_path):
                                     "--arch", "vgg16", "--accelerator", "cpu"])
     assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
+
+
+def test_stylize_into_a_used_output_folder_names_the_results_it_did_not_write(style_images, tmp_path, capsys):
+    # as dl2-wgan-generate and dl2-cyclegan-translate: the stylized/ folder would pass for this run's results
+    content, style = style_images
+    args = ["--style", str(style), "--output", str(tmp_path / "out"), "--size", "32", "--max_iter", "1",
+            "--vgg_weights", "random", "--arch", "vgg16", "--accelerator", "cpu"]
+    commands.stylize(["--content", str(content[0]), *args])
+    assert "note:" not in capsys.readouterr().err
+    commands.stylize(["--content", str(content[1]), *args])
+    assert (f"note: {tmp_path / 'out' / 'stylized'} also holds 1 .png file this run did not write (e.g. "
+            f"{content[0].stem}.png; from an earlier run?)") in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("device, expected", [("cpu", ("cpu", 1)), ("cuda", ("cuda", 1)), ("cuda:1", ("cuda", [1])),
