@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -1336,6 +1337,23 @@ def test_a_checkpoint_of_another_system_is_named(tmp_path, capsys, monkeypatch):
     result = run_in_process(["--system", "cyclegan", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
                              "--data.data_dir", str(tmp_path / "absent"), "--model.n_blocks", "1"], capsys, monkeypatch)
     assert_one_line_error(result, f"{ckpt} is a WGAN checkpoint, this is cyclegan; use --system wgan")
+
+
+@pytest.mark.parametrize("flag", ["--ckpt_path", "--init_from"])
+def test_another_systems_or_a_missing_checkpoint_is_refused_before_a_run_folder(tmp_path, flag):
+    # the refusal came after the run folder was made: a folder (run.json, .lock, wandb/) for each mistyped path
+    ckpt = tmp_path / "wgan.ckpt"
+    torch.save({"state_dict": {"generator.0.weight": torch.zeros(1)}, "epoch": 0, "global_step": 5,
+                "hyper_parameters": {"_class_path": "lightning_modules.WGAN", "isize": 32}}, ckpt)
+    runs = tmp_path / "runs"
+    args = ["--system", "cyclegan", "--trainer.logger", "false", "--data.data_dir", str(tmp_path / "absent"),
+            "--model.n_blocks", "1", "--trainer.default_root_dir", str(runs)]
+    with pytest.raises(train.UserError, match=re.escape(f"{ckpt} is a WGAN checkpoint, this is cyclegan; use "
+                                                        "--system wgan")):
+        train.main([*args, flag, str(ckpt)])
+    with pytest.raises(train.UserError, match="not found|no such file"):
+        train.main([*args, flag, str(tmp_path / "absent.ckpt")])
+    assert not runs.exists()
 
 
 def test_a_truncated_checkpoint_is_named_with_the_fix(tiny_cifar, tmp_path, capsys, monkeypatch):
