@@ -245,7 +245,8 @@ class CLI(LightningCLI):
             if not self.job:  # the job form's check_checkpoint says it in its own words
                 check_checkpoint_class(self.job_config())
         # the folder is chosen and the config pointed at it; it is made at the end of instantiate_classes, after the
-        # checks of the model, data and Trainer, so that a run they refuse leaves nothing behind
+        # checks of the model, data and Trainer, so that a run they refuse leaves nothing behind (a new time stamp is
+        # claimed now, an empty folder, which such a refusal removes)
         self.run_plan = prepare_run(self.job_config(), kind, make=False)
 
     def instantiate_classes(self):
@@ -805,6 +806,24 @@ def new_time_stamped(root: Path) -> Path:
     return run_dir
 
 
+def claim_time_stamped(root: Path, run_dir: Path) -> Path:
+    """The new time-stamped folder `run_dir` made at once, empty, by the job's first process, so that no job started in
+    the same second takes it while this one builds its model, data and Trainer (the next free name when one took it
+    since its choice); a refused run removes it (discard_fresh_runs). Made only once the config was accepted, a name
+    that ten jobs started together chose went to one of them, the others building everything again for the next name,
+    and some gave up."""
+    while True:
+        made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            run_dir = new_time_stamped(root)
+            continue
+        _fresh_runs[run_dir] = made
+        return run_dir
+
+
 def global_rank_zero() -> bool:
     """True in the process that starts a job (before Lightning knows the ranks): not a launched or SLURM rank."""
     return all(os.environ.get(var, "0") == "0" for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
@@ -983,13 +1002,8 @@ class RunPlan:
     run_dir: Path
     kind: str
     info: dict
-    new_stamp: bool  # a new time-stamped folder: another job may take the name first (make_run_folder chooses again)
     wandb_dir: Path | None = None
     notes: list[str] = field(default_factory=list)  # printed when the folder is made, not for a refused run
-
-
-class FolderTaken(Exception):
-    """A new time-stamped folder made by another job between the choice of its name and make_run_folder."""
 
 
 def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
@@ -1007,6 +1021,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         run_dir = evaluation_folder(config, root, kind)
     else:
         run_dir = fit_folder(config, root, model_class)
+    if run_dir in _new_stamps and global_rank_zero():  # torchrun's other ranks choose their own, and write nothing
+        run_dir = claim_time_stamped(root, run_dir)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)
     for callback in trainer.callbacks or []:
@@ -1016,7 +1032,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
                                  "kind": kind, "trained": False}
     if kind in EVALUATIONS:
         info["checkpoint"] = str(Path(config.ckpt_path).absolute())
-    plan = RunPlan(run_dir, kind, info, new_stamp=run_dir in _new_stamps)
+    plan = RunPlan(run_dir, kind, info)
     if trainer.get("enable_checkpointing") is False:  # Lightning refuses the flag beside the config's ModelCheckpoint
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("ModelCheckpoint")]
     logger = trainer.logger
@@ -1051,16 +1067,16 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     return plan
 
 
-# run folder -> the folders its make_run_folder made (the run folder, then those above it that it made), while a
-# refusal of the run would discard them: until its training or evaluation begins (RunBegan)
+# run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it
+# that it made), while a refusal of the run would discard them: until its training or evaluation begins (RunBegan)
 _fresh_runs: dict[Path, list[Path]] = {}
 
 
 def make_run_folder(plan: RunPlan) -> None:
     """The run folder of a run whose config was accepted: its lock (a fit's), its W&B folder and run.json, made by the
-    job's first process (the others follow it and write nothing). A new time-stamped folder that another job made
-    since its name was chosen is FolderTaken. A folder made here is discarded if the run is refused before its
-    training or evaluation begins (discard_fresh_runs)."""
+    job's first process (the others follow it and write nothing). A folder made here (or a new time-stamped one,
+    claimed when its name was chosen) is discarded if the run is refused before its training or evaluation begins
+    (discard_fresh_runs)."""
     if not global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
         return
     run_dir = plan.run_dir
@@ -1068,10 +1084,8 @@ def make_run_folder(plan: RunPlan) -> None:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
-    except FileExistsError:
-        if plan.new_stamp:
-            raise FolderTaken(run_dir) from None
-        made = []  # a folder of its own before: a resume, a retry, a SLURM job's tasks' meeting place
+    except FileExistsError:  # a folder of its own before (a resume, a retry, a SLURM job's tasks' meeting place), or
+        made = []  # a new time stamp claimed by prepare_run, already in _fresh_runs
     if made:
         _fresh_runs[run_dir] = made
     if plan.kind not in EVALUATIONS:  # before anything is written or printed for this run
@@ -1448,24 +1462,18 @@ def main(argv: list[str] | None = None) -> None:
             getattr(package, name)
     saved_argv = sys.argv
     try:
-        for attempt in range(1, 6):
-            # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
-            # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need
-            # the arguments
-            sys.argv = saved_argv[:1] + ([] if job else argv)
-            try:
-                cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
-                          job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
-                          auto_configure_optimizers=False,
-                          # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not
-                          # taken
-                          parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
-                break
-            except FolderTaken:  # a job started in the same second took the name: the config again, the next name
-                if attempt == 5:
-                    raise
-            finally:
-                sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
+        # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
+        # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the
+        # arguments
+        sys.argv = saved_argv[:1] + ([] if job else argv)
+        try:
+            cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
+                      job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
+                      auto_configure_optimizers=False,
+                      # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
+                      parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+        finally:
+            sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
         if job and cli.config.lr_find.run:
             lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
         elif job:

@@ -145,7 +145,7 @@ TARGETS = {
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
                            "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run",
-                           "make_run_folder", "discard_fresh_runs"),
+                           "make_run_folder", "discard_fresh_runs", "claim_time_stamped"),
                           tuple(f"tests/test_train_{test}" for test in (
                               *(f"runs.py::test_{name}" for name in (  # the functions called directly: milliseconds
                                   "last_is_the_run_started_last_not_the_last_name",
@@ -178,7 +178,8 @@ TARGETS = {
                               "cli.py::test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run",
                               "cli.py::test_a_refused_run_leaves_nothing_behind",
                               "cli.py::test_a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training",
-                              "cli.py::test_a_new_run_whose_time_stamp_another_job_took_meanwhile_takes_the_next"))),
+                              "cli.py::test_jobs_started_together_each_keep_the_time_stamp_they_chose",
+                              "cli.py::test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name"))),
     "logging": Target("callbacks/progress.py",
                       ("logging_step", "last_batch", "WriteLoggingSteps.on_train_start",
                        "WriteLoggingSteps.on_train_batch_end"),

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import re
@@ -496,21 +497,33 @@ class RefuseAtStep(L.Callback):
             raise train.UserError("unreadable at step 2")
 
 
-def test_a_new_run_whose_time_stamp_another_job_took_meanwhile_takes_the_next(tiny_cifar, tmp_path, monkeypatch):
-    """The folder is made once the config is accepted, so two jobs started in the same second may choose the same
-    name: the second chooses again, and the first's folder is left alone."""
+def test_jobs_started_together_each_keep_the_time_stamp_they_chose(tiny_cifar, tmp_path, monkeypatch):
+    """A new run's time-stamped folder is taken (made, empty) when its name is chosen: another job started in the same
+    second cannot take it while this one builds its model, data and Trainer. (Made only once the config was accepted,
+    the name went to the job that got there first and the others built everything again for the next name: of ten jobs
+    started together, two stopped after five rounds with a FolderTaken traceback.)"""
     runs = tmp_path / "runs"
-    make = train.make_run_folder
+    check_job = train.check_job
 
-    def another_job_first(plan):
-        if not runs.exists():
-            (plan.run_dir / "checkpoints").mkdir(parents=True)  # the other job's
-        make(plan)
-    monkeypatch.setattr(train, "make_run_folder", another_job_first)
+    def other_jobs_start_too(cli, config):  # as the model, data and Trainer are built, another job tries the name
+        with contextlib.suppress(FileExistsError):
+            Path(cli.trainer.default_root_dir).mkdir(parents=True)
+            (Path(cli.trainer.default_root_dir) / "another_job").touch()
+        return check_job(cli, config)
+    monkeypatch.setattr(train, "check_job", other_jobs_start_too)
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1"))
-    first, second = sorted(runs.iterdir())  # <stamp>, then <stamp>-2 (or a later second's stamp)
-    assert (second / "results.json").is_file()
-    assert [p.name for p in first.rglob("*")] == ["checkpoints"]
+    (run_dir,) = runs.iterdir()
+    assert (run_dir / "results.json").is_file() and not (run_dir / "another_job").exists()
+
+
+def test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.time, "strftime", lambda form: "20260101-120000")
+    monkeypatch.setattr(train, "_fresh_runs", {})
+    chosen = train.new_time_stamped(tmp_path / "runs")
+    chosen.mkdir(parents=True)  # another job's, made between the choice and the claim
+    assert train.claim_time_stamped(tmp_path / "runs", chosen) == tmp_path / "runs" / "20260101-120000-2"
+    assert train._fresh_runs == {tmp_path / "runs" / "20260101-120000-2": [tmp_path / "runs" / "20260101-120000-2"]}
+    assert not any(chosen.iterdir())
 
 
 @pytest.mark.parametrize("form", ["job", "fit"])
