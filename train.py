@@ -1086,10 +1086,14 @@ def make_run_folder(plan: RunPlan) -> None:
         run_dir.mkdir()
     except FileExistsError:  # a folder of its own before (a resume, a retry, a SLURM job's tasks' meeting place), or
         made = []  # a new time stamp claimed by prepare_run, already in _fresh_runs
+    if plan.kind not in EVALUATIONS:  # before anything is written or printed for this run
+        try:
+            hold_run_lock(run_dir)
+        except UserError:  # another process trains there: a folder this one made or claimed is that one's now
+            _fresh_runs.pop(run_dir, None)
+            raise
     if made:
         _fresh_runs[run_dir] = made
-    if plan.kind not in EVALUATIONS:  # before anything is written or printed for this run
-        hold_run_lock(run_dir)
     for note in plan.notes:
         print(note)
     if plan.wandb_dir is not None:
@@ -1111,14 +1115,15 @@ def discard_fresh_runs() -> None:
     if wandb is not None and getattr(wandb, "run", None) is not None:
         with contextlib.suppress(Exception):
             wandb.finish(exit_code=2)
-    release_run_locks()
     for run_dir, made in _fresh_runs.items():
         if any(run_dir.rglob("*.ckpt")) or (run_dir / "results.json").exists():
             continue
+        # under its lock: a retry under its name meanwhile is refused, not left training in a folder being removed
         shutil.rmtree(run_dir, ignore_errors=True)
         for folder in sorted(made[1:], key=lambda f: len(f.parts), reverse=True):  # one that is not empty stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
+    release_run_locks()
     _fresh_runs.clear()
 
 

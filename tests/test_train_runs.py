@@ -617,6 +617,50 @@ def test_a_named_run_that_stopped_before_training_can_be_retried_under_its_name(
         train.main(job(tiny_cifar, runs, "--run_name", "mine"))
 
 
+def test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone(tiny_cifar, tmp_path, monkeypatch):
+    """Two jobs given the same new --run_name: one makes the folder, the other takes its lock first and trains there;
+    the first is refused by the lock and removes nothing (it removed the other's folder, lock and run.json)."""
+    import fcntl
+    runs = tmp_path / "runs"
+    hold = train.hold_run_lock
+    other = []
+
+    def the_other_job_locks_first(run_dir):
+        other.append(open(run_dir / ".lock", "a+"))
+        fcntl.flock(other[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (run_dir / "run.json").write_text('{"trained": true}')
+        hold(run_dir)
+    monkeypatch.setattr(train, "hold_run_lock", the_other_job_locks_first)
+    try:
+        with pytest.raises(train.UserError, match="is being trained by another process"):
+            train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "both"))
+    finally:
+        other[0].close()
+    assert sorted(p.name for p in (runs / "both").iterdir()) == [".lock", "run.json"]
+
+
+def test_a_refused_run_removes_its_folder_under_its_lock(tiny_cifar, tmp_path, monkeypatch):
+    """A retry under the same name in another process meanwhile is refused by the lock, not let train in a folder
+    being removed (the lock was let go first)."""
+    import fcntl
+    runs = tmp_path / "runs"
+    rmtree, locked = train.shutil.rmtree, []
+
+    def another_process_tries_the_lock(path, *args, **kwargs):
+        with open(path / ".lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked.append(False)
+            except BlockingIOError:
+                locked.append(True)
+        rmtree(path, *args, **kwargs)
+    monkeypatch.setattr(train.shutil, "rmtree", another_process_tries_the_lock)
+    with pytest.raises(train.UserError, match="--data.data_dir"):
+        train.main(job(tiny_cifar / "absent", runs, "--trainer.logger", "false", "--data.download", "false",
+                       "--run_name", "typo"))
+    assert locked == [True] and not runs.exists()
+
+
 @pytest.mark.parametrize("option, short, full", [
     ("--data", "ImageFolderDataModule", "datamodules.ImageFolderDataModule"),
     ("--model", "DarknetClassifier", "lightning_modules.DarknetClassifier")])
