@@ -1392,12 +1392,14 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
         min_lr: first lr tried.
         max_lr: last lr tried.
         num_training: steps of the sweep.
-        stop_div: stop once the loss exceeds stop_div x the best loss so far (the seed's stop_div); null never.
+        stop_div: stop once the smoothed loss exceeds stop_div x the best so far, or is not finite (the seed's
+            stop_div; the average debiased as fastai's, not as Lightning's: callbacks/lr_finder.py); null never.
         linear_axis: plot lr on a linear axis (the seed's plot(linear=True)) instead of a log axis.
     """
     from lightning.pytorch.tuner import Tuner
 
     from callbacks import TrainingPhaseScheduler
+    from callbacks.lr_finder import debiased_loss_record
     trainer = cli.trainer  # a GAN's manual optimization is refused by check_job
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
@@ -1412,7 +1414,7 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
               file=sys.stderr)
         trainer.should_stop = True
         trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
-    with on_ctrl_c(stop_sweep if trainer.world_size == 1 else None) as previous:
+    with on_ctrl_c(stop_sweep if trainer.world_size == 1 else None) as previous, debiased_loss_record():
         finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                         num_training=num_training, mode=mode, early_stop_threshold=stop_div,
                                         update_attr=False)

@@ -1,5 +1,6 @@
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_in_process
+from conftest import CLASSES, ROOT, run_in_process
 from jsonargparse import Namespace
 
 import train
@@ -696,6 +697,8 @@ def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, 
     assert torch.allclose(constant, constant[0].expand_as(constant), rtol=1e-3)
     assert (run_dir / "lr_find.png").is_file() and not (run_dir / "checkpoints").exists()  # no training
     assert f"train with --model.lr {found['suggestion']:.3g}" in capsys.readouterr().out
+    # the first loss at lr 1e-6 is the untrained net's, near ln(3) for the three classes (Lightning's record read half)
+    assert found["loss"][0] == pytest.approx(math.log(len(CLASSES)), abs=0.3)
 
 
 def test_ctrl_c_ends_the_lr_sweep_and_plots_what_it_has(tiny_cifar, tmp_path, capsys, monkeypatch):

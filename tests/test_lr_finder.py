@@ -1,0 +1,69 @@
+"""The LR finder's loss record (callbacks/lr_finder.py) against fastai's lr_find average, written out here."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.tuner import lr_finder as lightning_lr_finder
+
+from callbacks.lr_finder import DebiasedLossRecord, debiased_loss_record
+
+
+def fake_trainer(accumulate=1):
+    return SimpleNamespace(fit_loop=SimpleNamespace(batch_idx=0), accumulate_grad_batches=accumulate,
+                           should_stop=False, strategy=SimpleNamespace(broadcast=lambda value: value))
+
+
+def fastai_record(losses, beta=0.98, stop_div=4.0):
+    """fastai's smoothing: avg = beta avg + (1 - beta) loss, divided by 1 - beta**n after n losses; the sweep stops
+    after the first loss past stop_div x the best (from the second loss on)."""
+    average, best, record = 0.0, None, []
+    for n, loss in enumerate(losses, 1):
+        average = beta * average + (1 - beta) * loss
+        smoothed = average / (1 - beta ** n)
+        record.append(smoothed)
+        if n > 1 and stop_div is not None and smoothed > stop_div * best:
+            return record, True
+        best = smoothed if best is None else min(best, smoothed)
+    return record, False
+
+
+def feed(callback, trainer, losses):
+    for step, loss in enumerate(losses):
+        trainer.fit_loop.batch_idx = step
+        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step)
+        if trainer.should_stop:
+            break
+
+
+@pytest.mark.parametrize("losses", [[2.3] * 6, [2.3, 2.2, 2.0, 1.7, 1.9, 2.6], [0.5, 3.0, 9.0, 40.0, 90.0]])
+def test_each_loss_is_the_debiased_average_and_the_stop_is_at_stop_div_times_the_best(losses):
+    callback, trainer = DebiasedLossRecord(num_training=len(losses), early_stop_threshold=4.0), fake_trainer()
+    feed(callback, trainer, losses)
+    expected, stopped = fastai_record(losses)
+    assert callback.losses == pytest.approx(expected, rel=1e-6)
+    assert trainer.should_stop is stopped
+    assert callback.losses[0] == pytest.approx(losses[0])  # Lightning's own record read about half of it
+
+
+def test_a_loss_that_is_not_finite_stops_the_sweep_unless_stop_div_is_null():
+    for threshold, kept in ((4.0, 3), (None, 5)):
+        callback, trainer = DebiasedLossRecord(num_training=5, early_stop_threshold=threshold), fake_trainer()
+        feed(callback, trainer, [2.3, 2.2, float("inf"), 2.0, 2.0])
+        assert len(callback.losses) == kept and trainer.should_stop is (threshold is not None)
+
+
+def test_one_loss_per_optimizer_step_and_a_placeholder_for_a_skipped_step():
+    callback, trainer = DebiasedLossRecord(num_training=3, early_stop_threshold=None), fake_trainer(accumulate=2)
+    feed(callback, trainer, [9.0, 2.0, 9.0, 3.0])  # the batches within an accumulation are not recorded
+    trainer.fit_loop.batch_idx = 5
+    callback.on_train_batch_end(trainer, None, None, None, 5)  # training_step returned None: the step was skipped
+    assert callback.losses[:2] == pytest.approx(fastai_record([2.0, 3.0], stop_div=None)[0])
+    assert math.isnan(callback.losses[2]) and callback.averaged == 2
+
+
+def test_the_finder_uses_the_record_only_inside_the_block():
+    lightning_callback = lightning_lr_finder._LRCallback
+    with debiased_loss_record():
+        assert lightning_lr_finder._LRCallback is DebiasedLossRecord
+    assert lightning_lr_finder._LRCallback is lightning_callback
