@@ -52,6 +52,8 @@ TARGETS = {
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
                                " or keeps_the_cycle")),
+    "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record"),
+                        ("tests/test_lr_finder.py",)),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),
     "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),

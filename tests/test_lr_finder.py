@@ -36,7 +36,8 @@ def feed(callback, trainer, losses):
             break
 
 
-@pytest.mark.parametrize("losses", [[2.3] * 6, [2.3, 2.2, 2.0, 1.7, 1.9, 2.6], [0.5, 3.0, 9.0, 40.0, 90.0]])
+@pytest.mark.parametrize("losses", [[2.3] * 6, [2.3, 2.2, 2.0, 1.7, 1.9, 2.6], [0.5, 3.0, 9.0, 40.0, 90.0],
+                                    [0.5, 100.0, 1.0]])  # past 4x at the second loss
 def test_each_loss_is_the_debiased_average_and_the_stop_is_at_stop_div_times_the_best(losses):
     callback, trainer = DebiasedLossRecord(num_training=len(losses), early_stop_threshold=4.0), fake_trainer()
     feed(callback, trainer, losses)
@@ -54,10 +55,10 @@ def test_a_loss_that_is_not_finite_stops_the_sweep_unless_stop_div_is_null():
 
 
 def test_one_loss_per_optimizer_step_and_a_placeholder_for_a_skipped_step():
-    callback, trainer = DebiasedLossRecord(num_training=3, early_stop_threshold=None), fake_trainer(accumulate=2)
-    feed(callback, trainer, [9.0, 2.0, 9.0, 3.0])  # the batches within an accumulation are not recorded
-    trainer.fit_loop.batch_idx = 5
-    callback.on_train_batch_end(trainer, None, None, None, 5)  # training_step returned None: the step was skipped
+    callback, trainer = DebiasedLossRecord(num_training=3, early_stop_threshold=None), fake_trainer(accumulate=3)
+    feed(callback, trainer, [9.0, 9.0, 2.0, 9.0, 9.0, 3.0])  # the batches within an accumulation are not recorded
+    trainer.fit_loop.batch_idx = 8
+    callback.on_train_batch_end(trainer, None, None, None, 8)  # training_step returned None: the step was skipped
     assert callback.losses[:2] == pytest.approx(fastai_record([2.0, 3.0], stop_div=None)[0])
     assert math.isnan(callback.losses[2]) and callback.averaged == 2
 
