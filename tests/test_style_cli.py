@@ -214,6 +214,13 @@ def test_stylize_refuses_device_and_accelerator_together(style_images):
         stylize(device="cpu", accelerator="cpu", vgg_weights="random")
 
 
+def test_stylize_names_its_own_size_flag(style_images, tmp_path):
+    content, style = style_images
+    with pytest.raises(UserError, match=r"^--size must be at least 32 .*got 8.*try --size 288$"):
+        stylize(content=str(content[0]), style=str(style), output=str(tmp_path / "out"), size=8, max_iter=1,
+                vgg_weights="random")
+
+
 def stub_setup(style_images, **trainer):
     """model.setup() against a stand-in trainer: the checks that need a GPU or several processes to reach."""
     content, style = style_images

@@ -114,7 +114,7 @@ def test_resize_crop_of_a_tall_image_is_the_central_square_of_the_resized_image(
 
 def test_a_size_vgg_cannot_take_is_refused_in_one_line():
     from callbacks import UserError
-    with pytest.raises(UserError, match="size must be at least 32 .*got 16.*--data.size 288"):
+    with pytest.raises(UserError, match="--data.size must be at least 32 .*got 16.*--data.size 288"):
         StyleTransferDataModule(size=16).setup("fit")  # checked at setup: LightningCLI passes the message through
 
 
