@@ -81,7 +81,8 @@ class StyleTransferDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         if hp.size < 32:
-            raise UserError(f"--data.size must be at least 32 (VGG16 pools 5 times; got {hp.size}); try --data.size 288")
+            raise UserError(f"--data.size must be at least 32 (VGG16 pools 5 times; got {hp.size}); try --data.size "
+                            "288")
         if hp.style_scale * hp.size < 32:
             raise UserError(f"style_scale {hp.style_scale} makes the style image smaller than 32px at size {hp.size} "
                             "(VGG16 pools 5 times); raise --data.style_scale (1: the content's size)")
