@@ -57,28 +57,34 @@ def checkpoint_file(checkpoint: str, cls) -> str:
     """An inference command's checkpoint argument as a file: a run folder means its checkpoints/last.ckpt, and
     `last` that of the newest training run of cls in runs/*/ (the shipped configs' folders, as train.py's
     `--ckpt_path last`; junyanz's test.py `--epoch latest`). The file used is named on stderr."""
-    import json
     import sys
     system = SYSTEMS.get(cls.__name__)
     if checkpoint == "last" and system and not Path(checkpoint).exists():
-        root = Path("runs")  # runs/<system> of every config of this class (runs/darknet and runs/darknet_fast)
-        runs = []
-        for folder in sorted(root.glob("*/*/")):
-            try:
-                info = json.loads((folder / "run.json").read_text())
-            except (OSError, ValueError):
-                continue
-            last = folder / "checkpoints" / "last.ckpt"
-            if info.get("model", "").rpartition(".")[2] == cls.__name__ and trained_run(info) and last.is_file():
-                runs.append((info.get("started", 0.0), str(last)))
+        runs = trained_runs(cls.__name__)
         if not runs:
-            raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {root.absolute()}/*/; run this from "
-                            f"the folder that holds runs/, or give a .ckpt file")
+            raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {Path('runs').absolute()}/*/; run "
+                            f"this from the folder that holds runs/, or give a .ckpt file")
         found = max(runs)[1]
     elif (found := run_folder_checkpoint(checkpoint)) == checkpoint:
         return checkpoint
     print(f"checkpoint: {found}", file=sys.stderr)
     return found
+
+
+def trained_runs(class_name: str, root: Path = Path("runs")) -> list[tuple[float, str]]:
+    """(start time, checkpoints/last.ckpt) of each training run of the class in runs/<system>/ of every config of it
+    (runs/darknet and runs/darknet_fast) that began training and kept a last.ckpt: what `last` may pick."""
+    import json
+    runs = []
+    for folder in sorted(root.glob("*/*/")):
+        try:
+            info = json.loads((folder / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        last = folder / "checkpoints" / "last.ckpt"
+        if info.get("model", "").rpartition(".")[2] == class_name and trained_run(info) and last.is_file():
+            runs.append((info.get("started", 0.0), str(last)))
+    return runs
 
 
 def trained_run(info: dict) -> bool:
