@@ -5,6 +5,7 @@
     dl2-wgan-fid CKPT REAL_DIR FEATURES                python -m lightning_modules.wgan fid CKPT ...
     dl2-cyclegan-translate --checkpoint CKPT ...       python -m lightning_modules.cyclegan translate ...
     dl2-stylize --content me.jpg --style skrik.jpg     python -m lightning_modules.style_transfer stylize ...
+    dl2-export CKPT --output model.ckpt                python -m lightning_modules.export CKPT ...
 
 Each runs the package's own functions, so a checkpoint naming lightning_modules.WGAN loads under `python -m` too.
 A user's mistake (a missing file, another system's checkpoint, a bad value) is one line on stderr and exit
@@ -75,6 +76,11 @@ def cyclegan_translate(args: list[str] | None = None):
 def stylize(args: list[str] | None = None):
     from lightning_modules.style_transfer import stylize
     return run(stylize, args)
+
+
+def export(args: list[str] | None = None):
+    from lightning_modules.export import export
+    return run(export, args)
 
 
 def darknet(args: list[str] | None = None):

@@ -20,6 +20,7 @@ from callbacks.errors import UserError, check_output_folder, report_partial_fail
 from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
+from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
 
@@ -365,6 +366,7 @@ class CycleGAN(L.LightningModule):
         checkpoint["batches_trained"] = self.batches_trained
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_left_out(self, checkpoint)  # dl2-export --generators_only: the discriminators keep their new weights
         if "image_pools" in checkpoint:
             self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
             self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])

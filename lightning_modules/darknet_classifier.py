@@ -292,6 +292,8 @@ class DarknetClassifier(L.LightningModule):
             group["lr"] = hp.lr * group["lr_scale"]
         return groups
 
+    inference_checkpoint_keys = ("class_names",)  # what dl2-export keeps beside the weights, for classify
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.class_names:
             checkpoint["class_names"] = self.class_names

@@ -23,6 +23,7 @@ from callbacks.errors import UserError, check_output_folder, require_at_least_on
 from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
+from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
 from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
 
@@ -276,6 +277,7 @@ class WGAN(L.LightningModule):
                                        "last_loss_g": None if self.last_loss_g is None else float(self.last_loss_g)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_left_out(self, checkpoint)  # dl2-export's generator-only file: the critic keeps its new weights
         counters = checkpoint.get("wgan_counters", {})
         self.gen_iterations = counters.get("gen_iterations", 0)
         self.critic_iterations = counters.get("critic_iterations", 0)

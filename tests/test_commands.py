@@ -22,7 +22,7 @@ from lightning_modules.darknet_classifier import classify
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCRIPTS = {"dl2-classify": "classify", "dl2-wgan-generate": "wgan_generate", "dl2-wgan-fid": "wgan_fid",
-           "dl2-cyclegan-translate": "cyclegan_translate", "dl2-stylize": "stylize"}
+           "dl2-cyclegan-translate": "cyclegan_translate", "dl2-stylize": "stylize", "dl2-export": "export"}
 
 
 def console_scripts() -> dict[str, str]:

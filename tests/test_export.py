@@ -1,0 +1,236 @@
+"""dl2-export: a weights-only file every inference command reads as the checkpoint it came from, the reference
+projects' generator files under their own key names, and one-line refusals."""
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import make_unpaired, seeded_rows
+from PIL import Image
+from torch.utils.data import DataLoader
+
+import train
+from callbacks import UserError
+from lightning_modules import WGAN, CycleGAN, commands
+from lightning_modules.cyclegan import reference_generator as junyanz_generator
+from lightning_modules.cyclegan import translate
+from lightning_modules.export import export
+from lightning_modules.wgan import generate
+from lightning_modules.wgan import reference_generator as wgan_reference
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CYCLEGAN = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
+            "--model.n_epochs_decay", "0", "--model.log_images_every_n_batches", "0", "--data.load_size", "36",
+            "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.max_epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.logger", "false"]
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks", "image_pools", "batches_trained")
+
+
+def cyclegan_job(root, *extra):
+    return ["--system", "cyclegan", "--data.data_dir", str(root / "unpaired"), "--trainer.default_root_dir",
+            str(root / "runs" / "cyclegan"), *CYCLEGAN, *extra]
+
+
+@pytest.fixture(scope="module")
+def cyclegan_run(tmp_path_factory):
+    """A tiny CycleGAN trained one epoch by train.py (its checkpoint has the class path, the pools, three Adams)."""
+    root = tmp_path_factory.mktemp("cyclegan")
+    make_unpaired(root / "unpaired")
+    train.main(cyclegan_job(root, "--run_name", "first"))
+    return root, root / "runs" / "cyclegan" / "first"
+
+
+@pytest.fixture(scope="module")
+def wgan_checkpoint(tmp_path_factory):
+    """A tiny WGAN in the reference's block order (bn_last false), after one step: critic and generator trained."""
+    root = tmp_path_factory.mktemp("wgan")
+    torch.manual_seed(0)
+    model = WGAN(isize=16, nz=8, ngf=4, ndf=4, n_extra_layers=1, bn_last=False, sample_every=1000)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)
+    trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))
+    with torch.no_grad():  # DCGAN's N(0, 0.02) init makes images that hardly depend on the noise: widen it
+        for layer in model.generator.modules():
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                layer.weight.normal_(0, 0.5)
+    trainer.save_checkpoint(root / "wgan.ckpt")
+    return root / "wgan.ckpt"
+
+
+def pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(folder)): np.array(Image.open(p)) for p in sorted(folder.rglob("*.png"))}
+
+
+def test_a_cyclegan_export_translates_as_its_checkpoint_without_the_training_state(cyclegan_run, tmp_path):
+    root, run = cyclegan_run
+    full = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    export(str(run), str(tmp_path / "all.ckpt"))  # the run folder stands for its last.ckpt
+    export(str(run), str(tmp_path / "g.ckpt"), generators_only=True)
+    for name, discriminators in (("all.ckpt", True), ("g.ckpt", False)):
+        exported = torch.load(tmp_path / name, weights_only=True)  # plain tensors and values: no pickled code
+        assert not set(TRAINING_STATE) & exported.keys() and set(TRAINING_STATE[:4]) < full.keys()
+        assert exported["hyper_parameters"] == full["hyper_parameters"]  # with train.py's class path
+        ours = {k for k in full["state_dict"] if discriminators or not k.startswith(("disc_a.", "disc_b."))}
+        assert exported["state_dict"].keys() == ours and any(k.startswith("disc_b.") for k in full["state_dict"])
+        assert all(torch.equal(v, full["state_dict"][k]) for k, v in exported["state_dict"].items())
+    assert (tmp_path / "g.ckpt").stat().st_size < (tmp_path / "all.ckpt").stat().st_size < (
+        run / "checkpoints" / "last.ckpt").stat().st_size / 2
+    for checkpoint in (run / "checkpoints" / "last.ckpt", tmp_path / "all.ckpt", tmp_path / "g.ckpt"):
+        translate(str(checkpoint), str(root / "unpaired" / "testA"), str(tmp_path / f"out-{checkpoint.name}"),
+                  reconstruct=True)
+    expected = pixels(tmp_path / "out-last.ckpt")
+    assert len(expected) == 3 * 2  # outputs, inputs, reconstructions
+    for name in ("all.ckpt", "g.ckpt"):
+        got = pixels(tmp_path / f"out-{name}")
+        assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in expected)
+
+
+def test_junyanz_files_carry_its_key_names_and_translate_as_our_generators(cyclegan_run, tmp_path):
+    _, run = cyclegan_run
+    commands.export([str(run), "--output", str(tmp_path / "ref"), "--format", "reference"])
+    assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == ["latest_net_G_A.pth", "latest_net_G_B.pth"]
+    # ResnetGenerator(n_blocks=1)'s `model`: 1 conv 7x7, 4 and 7 stride-2 convs, 10 the block (its conv_block's
+    # convs at 1 and 5), 11 and 14 transposed convs, 18 the last conv; no norm tensors (instance norm, no affine)
+    convs = ["model.1", "model.4", "model.7", "model.10.conv_block.1", "model.10.conv_block.5", "model.11",
+             "model.14", "model.18"]
+    model = CycleGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    x = torch.rand(1, 3, 20, 24) * 2 - 1
+    for file, ours in (("latest_net_G_A.pth", model.gen_a2b), ("latest_net_G_B.pth", model.gen_b2a)):
+        state = torch.load(tmp_path / "ref" / file, weights_only=True)
+        assert list(state) == [f"{conv}.{kind}" for conv in convs for kind in ("weight", "bias")]
+        with torch.no_grad():
+            assert torch.equal(junyanz_generator(str(tmp_path / "ref" / file))(x), ours(x))
+
+
+def test_a_wgan_export_is_its_generator_and_generates_the_checkpoints_images(wgan_checkpoint, tmp_path):
+    export(str(wgan_checkpoint), str(tmp_path / "g.ckpt"))
+    export(str(wgan_checkpoint), str(tmp_path / "all.ckpt"), generators_only=False)
+    keys = torch.load(wgan_checkpoint, weights_only=False)["state_dict"].keys()
+    assert torch.load(tmp_path / "g.ckpt", weights_only=True)["state_dict"].keys() == {
+        k for k in keys if not k.startswith("critic.")}
+    assert torch.load(tmp_path / "all.ckpt", weights_only=True)["state_dict"].keys() == keys
+    for checkpoint in (wgan_checkpoint, tmp_path / "g.ckpt", tmp_path / "all.ckpt"):
+        generate(str(checkpoint), str(tmp_path / checkpoint.stem), num_samples=4, seed=3)
+    expected = pixels(tmp_path / "wgan")
+    assert len(expected) == 4 and len({a.tobytes() for a in expected.values()}) == 4
+    for name in ("g", "all"):
+        assert all(np.array_equal(a, expected[k]) for k, a in pixels(tmp_path / name).items())
+
+
+def test_the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours(wgan_checkpoint, tmp_path):
+    commands.export([str(wgan_checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
+    state = torch.load(tmp_path / "ref" / "netG.pth", weights_only=True)
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    # DCGAN_G(isize 16, nz 8, nc 3, ngf 4, 1 extra layer): cngf 8; initial 8 -> 8, pyramid 8 -> 4, extra at 4, final
+    assert list(state) == ["main.initial:8-8:convt.weight", *[f"main.initial:8:batchnorm.{t}" for t in bn],
+                           "main.pyramid:8-4:convt.weight", *[f"main.pyramid:4:batchnorm.{t}" for t in bn],
+                           "main.extra-layers-0:4:conv.weight", *[f"main.extra-layers-0:4:batchnorm.{t}" for t in bn],
+                           "main.final:4-3:convt.weight"]
+    assert json.loads((tmp_path / "ref" / "generator_config.json").read_text()) == {
+        "imageSize": 16, "nz": 8, "nc": 3, "ngf": 4, "ngpu": 1, "n_extra_layers": 1, "noBN": False, "mlp_G": False}
+    model = WGAN.load_from_checkpoint(wgan_checkpoint, map_location="cpu").eval()
+    noise = seeded_rows(3, 8, seed=0)
+    with torch.no_grad():  # the extra layer's plain conv holds the transposed one's kernel, swapped and flipped
+        torch.testing.assert_close(wgan_reference(str(tmp_path / "ref" / "netG.pth")).generator(noise),
+                                   model.generator(noise), atol=1e-6, rtol=0)
+        reference = torch.nn.Conv2d(4, 4, 3, 1, 1, bias=False)
+        reference.weight.copy_(state["main.extra-layers-0:4:conv.weight"])
+        h = torch.randn(2, 4, 8, 8)
+        torch.testing.assert_close(reference(h), model.generator[2][0](h), atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def darknet_checkpoint(tmp_path_factory):
+    """A tiny Darknet trained 2 steps on generated folders of classes cat, dog, frog (kept in its checkpoint)."""
+    from conftest import make_folders
+
+    from datamodules import CIFAR10DataModule
+    from lightning_modules import DarknetClassifier
+    root = tmp_path_factory.mktemp("darknet")
+    data_dir = make_folders(root / "cifar", per_class=(4, 2))
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=root)
+    trainer.fit(model, datamodule=CIFAR10DataModule(str(data_dir), batch_size=4, download=False))
+    trainer.save_checkpoint(root / "darknet.ckpt")
+    return root / "darknet.ckpt", data_dir
+
+
+def test_a_darknet_export_classifies_as_its_checkpoint(darknet_checkpoint, tmp_path, capsys):
+    checkpoint, data_dir = darknet_checkpoint
+    commands.export([str(checkpoint), "--output", str(tmp_path / "darknet-export.ckpt")])
+    assert torch.load(tmp_path / "darknet-export.ckpt", weights_only=True)["class_names"] == ["cat", "dog", "frog"]
+    for name, path in (("full", checkpoint), ("export", tmp_path / "darknet-export.ckpt")):
+        commands.classify([str(path), str(data_dir / "test"), "--tta", "flip", "--output", str(tmp_path / name)])
+    full, exported = ((tmp_path / name).read_text() for name in ("full", "export"))
+    assert exported == full and "cat" in full.splitlines()[0] and len(full.splitlines()) == 1 + 3 * 2
+    for args, message in ((["--format", "reference"], "the Darknet has no reference project's file format here"),
+                          (["--generators_only", "true"], "is a Darknet's, which has no generators")):
+        with pytest.raises(SystemExit) as stop:
+            commands.export([str(checkpoint), "--output", str(tmp_path / "x"), *args])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("case", ["missing", "a folder", "unwritable", "the input", "the input via its run",
+                                  "style"])
+def test_mistakes_are_one_line_and_leave_the_checkpoint_as_it_was(case, wgan_checkpoint, tmp_path, capsys,
+                                                                  monkeypatch):
+    checkpoint, before = str(wgan_checkpoint), wgan_checkpoint.read_bytes()
+    output = str(tmp_path / "out.ckpt")
+    if case == "missing":
+        checkpoint, message = str(tmp_path / "absent.ckpt"), f"checkpoint {tmp_path / 'absent.ckpt'} not found"
+    elif case == "a folder":
+        (tmp_path / "out.ckpt").mkdir()
+        message = f"--output {output} is a folder; give a file name, e.g. {tmp_path / 'out.ckpt' / 'model.ckpt'}"
+    elif case == "unwritable":  # the tests run as root, whom no mode bit stops: os.access says no instead
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != tmp_path and real(p, mode))
+        message = f"--output {output}: this user cannot write into {tmp_path} (permission denied)"
+    elif case == "the input":
+        output, message = checkpoint, f"{checkpoint} is the checkpoint being exported, which is never written over"
+    elif case == "the input via its run":  # a run folder stands for checkpoints/last.ckpt, a link to the epoch's file
+        run = tmp_path / "run"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "epoch=000.ckpt").write_bytes(before)
+        (run / "checkpoints" / "last.ckpt").symlink_to("epoch=000.ckpt")
+        checkpoint, output = str(run), str(run / "checkpoints" / "epoch=000.ckpt")
+        message = "is the checkpoint being exported, which is never written over; give another file name"
+    else:  # as train.py saves a style run: the image is the only weight
+        torch.save({"state_dict": {"image": torch.rand(1, 3, 8, 8)}, "pytorch-lightning_version": L.__version__,
+                    "hyper_parameters": {"_class_path": "lightning_modules.StyleTransfer"}}, tmp_path / "style.ckpt")
+        checkpoint = str(tmp_path / "style.ckpt")
+        message = "is a style transfer checkpoint: nothing to export, its result is the image"
+    with pytest.raises(SystemExit) as stop:
+        commands.export([checkpoint, "--output", output])
+    err = capsys.readouterr().err.splitlines()  # a run folder's file is named first ("checkpoint: ...")
+    assert stop.value.code == 2 and message in err[-1] and len(err) == 1 + (case == "the input via its run"), err
+    assert wgan_checkpoint.read_bytes() == before and not list(tmp_path.rglob("*.tmp"))
+    assert case != "the input via its run" or Path(output).read_bytes() == before
+    assert case in ("a folder", "the input via its run") or not (tmp_path / "out.ckpt").exists()
+
+
+def test_last_is_the_newest_run_of_the_one_system_that_has_runs(cyclegan_run, tmp_path, monkeypatch, capsys):
+    _, run = cyclegan_run
+    (tmp_path / "runs" / "cyclegan").mkdir(parents=True)
+    (tmp_path / "runs" / "cyclegan" / "first").symlink_to(run)
+    monkeypatch.chdir(tmp_path)  # where runs/ is
+    commands.export(["last", "--output", "a.ckpt"])
+    assert "checkpoint: runs/cyclegan/first/checkpoints/last.ckpt" in capsys.readouterr().err
+    other = tmp_path / "runs" / "darknet" / "r"  # a Darknet run beside it: `last` is ambiguous
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (other / "run.json").write_text(json.dumps({"model": "lightning_modules.DarknetClassifier", "started": 1.0}))
+    with pytest.raises(UserError, match="last: runs of darknet and cyclegan in .*; say which with --system darknet"):
+        export("last", "b.ckpt")
+    export("last", "b.ckpt", system="cyclegan")
+    assert torch.equal(torch.load("b.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"],
+                       torch.load("a.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"])
