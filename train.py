@@ -882,6 +882,18 @@ def resolve_checkpoint(config, kind: str) -> None:
         config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
     if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
         raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+    if config.get("ckpt_path") and kind not in EVALUATIONS:
+        refuse_exported_resume(config.ckpt_path)
+
+
+def refuse_exported_resume(path: str) -> None:
+    """dl2-export's weights-only file holds no optimizer states, loops or counters: a fit cannot resume from it, but can
+    start from its weights."""
+    from lightning_modules.export import EXPORT_KEY
+    from lightning_modules.inference import read_checkpoint
+    if EXPORT_KEY in read_checkpoint(path):
+        raise UserError(f"--ckpt_path {path} is an exported weights file (dl2-export): no optimizer states or training "
+                        f"progress to resume; start a new run from its weights with --init_from {path}")
 
 
 def check_checkpoint_class(config) -> None:
@@ -1207,6 +1219,7 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
     --init_from also the same weights: no resume fills the missing ones in); returns it."""
     from torch.nn.parameter import is_lazy
 
+    from lightning_modules.export import EXPORT_KEY
     from lightning_modules.inference import read_checkpoint, saved_class
     config = Path(path).absolute().parent.parent / "config.yaml"
     fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
@@ -1226,7 +1239,9 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
                             f"{tuple(ours.shape)} here); {fix}")
     saved_keys = state["state_dict"].keys()
-    missing, unexpected = sorted(model_state.keys() - saved_keys), sorted(saved_keys - model_state.keys())
+    left_out = tuple((state.get(EXPORT_KEY) or {}).get("left_out", ()))  # dl2-export --generators_only: new ones
+    missing = sorted(key for key in model_state.keys() - saved_keys if not (left_out and key.startswith(left_out)))
+    unexpected = sorted(saved_keys - model_state.keys())
     if for_init and (missing or unexpected):
         raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
                         f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix}")
@@ -1243,19 +1258,26 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     if system == "style":
         raise UserError("--init_from takes a trained network's weights; style transfer optimizes a new image from "
                         "fixed VGG weights (resume a style run with --ckpt_path)")
+    from lightning_modules.export import EXPORT_KEY
     from lightning_modules.inference import run_folder_checkpoint
-    return LoadWeights(check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)["state_dict"])
+    state = check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)
+    left_out = (state.get(EXPORT_KEY) or {}).get("left_out", [])
+    if left_out:  # the generators go on training against new discriminators (the WGAN's warm-up trains its critic)
+        print(f"--init_from {path}: an export without {', '.join(p.rstrip('.') for p in left_out)}, which start from "
+              "new weights", file=sys.stderr)
+    return LoadWeights(state["state_dict"], strict=not left_out)
 
 
 class LoadWeights(Callback):
     """The weights of --init_from, loaded in on_fit_start: after setup and the optimizers' creation (in place, so
-    they keep their parameters), before the first batch."""
+    they keep their parameters), before the first batch. Not strict for an export that left nets out (check_checkpoint
+    has checked that those alone are missing)."""
 
-    def __init__(self, weights: dict):
-        self.weights = weights
+    def __init__(self, weights: dict, strict: bool = True):
+        self.weights, self.strict = weights, strict
 
     def on_fit_start(self, trainer, pl_module):
-        pl_module.load_state_dict(self.weights)
+        pl_module.load_state_dict(self.weights, strict=self.strict)
         self.weights = None  # memory-mapped tensors: let the file go
 
 

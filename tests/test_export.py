@@ -91,6 +91,22 @@ def test_a_cyclegan_export_translates_as_its_checkpoint_without_the_training_sta
         assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in expected)
 
 
+def test_train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators(cyclegan_run, tmp_path, capsys):
+    root, run = cyclegan_run
+    export(str(run), str(tmp_path / "g.ckpt"), generators_only=True)
+    with pytest.raises(UserError, match=rf"--ckpt_path {tmp_path / 'g.ckpt'} is an exported weights file .*; start a "
+                                        rf"new run from its weights with --init_from {tmp_path / 'g.ckpt'}$"):
+        train.main(cyclegan_job(root, "--run_name", "resumed", "--ckpt_path", str(tmp_path / "g.ckpt")))
+    assert not (root / "runs" / "cyclegan" / "resumed").exists()
+    train.main(cyclegan_job(root, "--run_name", "tuned", "--init_from", str(tmp_path / "g.ckpt"),
+                            "--trainer.callbacks+=test_train_runs.StartWeights"))
+    assert "an export without disc_a, disc_b, which start from new weights" in capsys.readouterr().err
+    start = torch.load(root / "runs" / "cyclegan" / "tuned" / "start.pt", weights_only=False)["weights"]
+    trained = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(start[k], v) for k, v in trained.items() if k.startswith(("gen_a2b", "gen_b2a")))
+    assert not torch.equal(start["disc_a.0.0.weight"], trained["disc_a.0.0.weight"])  # new, not the trained ones
+
+
 def test_junyanz_files_carry_its_key_names_and_translate_as_our_generators(cyclegan_run, tmp_path):
     _, run = cyclegan_run
     commands.export([str(run), "--output", str(tmp_path / "ref"), "--format", "reference"])
