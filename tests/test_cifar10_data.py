@@ -258,32 +258,38 @@ def test_a_corrupt_image_is_named_at_setup(tmp_path, damage):
         loaded(root, download=False)
 
 
+def prepare_as_one_of_two(tmp_path, i: int, url: str, md5: str) -> None:
+    """One of the two processes: says it is ready, waits for the go, prepares and loads the folder, writes its sizes."""
+    torch.set_num_threads(1)  # a forked child, as DataLoader's workers are
+    (tmp_path / f"ready{i}").touch()
+    while not (tmp_path / "go").exists():
+        time.sleep(0.01)
+    data = loaded(tmp_path / "data" / "cifar10", url=url, md5=md5)
+    (tmp_path / f"sizes{i}").write_text(f"{len(data.train_labels)} {len(data.test_labels)}")
+
+
 def test_two_processes_preparing_one_folder_download_once_and_both_load_it_whole(tmp_path, server, archive,
                                                                                  hits):
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    script = (f"import pathlib, time\n"
-              f"from datamodules import CIFAR10DataModule\n"
-              f"pathlib.Path(r'{tmp_path}', 'ready' + __import__('sys').argv[1]).touch()\n"
-              f"while not pathlib.Path(r'{tmp_path}', 'go').exists(): time.sleep(0.01)\n"
-              f"data = CIFAR10DataModule(r'{tmp_path / 'data' / 'cifar10'}', url='{server}/slow', "
-              f"md5='{hashlib.md5(archive).hexdigest()}')\n"
-              f"data.prepare_data(); data.setup('fit')\n"
-              f"print(len(data.train_labels), len(data.test_labels))\n")
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (tmp_path / "go").touch()  # both start preparing at the same moment
-    outputs = [proc.communicate(timeout=120) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outputs
-    assert [out.split()[-2:] for out, _ in outputs] == [["30", "6"]] * 2  # 5 batches of 6, a test batch of 6
+    # two processes forked from this one (a fresh interpreter each cost ~7 s of imports): the lock is between
+    # processes (FileLock, fcntl), and each child holds its own copy of everything
+    import multiprocessing
+    procs = [multiprocessing.get_context("fork").Process(
+        target=prepare_as_one_of_two, args=(tmp_path, i, f"{server}/slow", hashlib.md5(archive).hexdigest()))
+        for i in range(2)]
+    for proc in procs:
+        proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (tmp_path / "go").touch()  # both start preparing at the same moment
+        for proc in procs:
+            proc.join(timeout=120)
+        assert [proc.exitcode for proc in procs] == [0, 0]  # a child's traceback is in the captured stderr
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [(tmp_path / f"sizes{i}").read_text() for i in range(2)] == ["30 6"] * 2  # 5 batches of 6, a test of 6
     assert hits == ["/slow"]  # one download; the other process waited at the lock and found the data
     assert sorted(p.name for p in (tmp_path / "data" / "cifar10").iterdir()) == ["cifar-10-batches-py"]
 
