@@ -49,7 +49,9 @@ class Recorder(L.LightningModule):
 
 
 def run_test(data, out: Path, model=None) -> dict[str, float]:
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+    # two processes forked from this one (ddp_spawn's fresh interpreters cost ~5 s of imports each): the ranks, their
+    # samplers and the gloo collectives are the same; each rank keeps this process's one torch thread (one_thread)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_fork", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(out))
     return trainer.test(model or Recorder(str(out)), datamodule=data, verbose=False)[0]
 
@@ -71,7 +73,6 @@ def grey_unpaired(root: Path, counts=(1, 1, 5, 3)) -> Path:
     return root
 
 
-@pytest.mark.slow  # CI's 10 minutes: the cycle_l1 test below, on the same 3 + 2 and 2 + 1 shares, fails on a repeat too
 def test_cyclegan_test_images_are_each_evaluated_once_across_two_processes(tmp_path):
     root = grey_unpaired(tmp_path / "h2z", counts=(1, 1, 5, 3))  # |A| != |B|, and 5 = 3 + 2 on two ranks
     data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
@@ -135,7 +136,6 @@ def test_darknet_test_loss_is_the_mean_over_the_images_across_two_processes(tmp_
     assert top == pytest.approx(sorted(losses, reverse=True)[:3], rel=1e-4)
 
 
-@pytest.mark.slow  # CI's 10 minutes: the Darknet's test above sees each CIFAR-10 image once too (its loss, top losses)
 def test_cifar10_test_images_are_each_evaluated_once_across_two_processes(tmp_path):
     folder = make_batches(tmp_path / "c" / "cifar-10-batches-py", per_batch=7)
     with open(folder / "test_batch", "rb") as f:
