@@ -235,3 +235,44 @@ def seeded_rows(n: int, nz: int, seed: int):
     import torch
     generator = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randn(nz, 1, 1, generator=generator) for _ in range(n)])
+
+
+@pytest.fixture(scope="session")
+def cyclegan_ddp_run(tmp_path_factory):
+    """One CycleGAN job of train.py under DDP, two CPU processes (~14 s: every process imports torch and Lightning),
+    shared by the tests that check it: test_cyclegan_cli's (the ranks in step, the test's means) and test_gan_fid's
+    (val/fid over both ranks' images). 3 + 5 training images, odd test sets (5 testA, 7 testB): uneven shares per
+    rank; a FID feature net (a Darknet checkpoint) so it validates. Returns the data folder, the run folder and the
+    Darknet checkpoint."""
+    import json
+
+    import lightning as L
+    import torch
+
+    from lightning_modules import DarknetClassifier
+    base = tmp_path_factory.mktemp("cyclegan_ddp")
+    root = make_unpaired(base / "unpaired", counts=(3, 5, 5, 7))
+    torch.manual_seed(0)
+    darknet = DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3)
+    trainer = L.Trainer(accelerator="cpu", logger=False)
+    trainer.strategy.connect(darknet)
+    trainer.save_checkpoint(base / "darknet.ckpt")
+    runs = base / "runs"
+    env = {**os.environ, "HOME": str(base), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    env.pop("DL2_TRACEBACK", None)
+    args = ["--system", "cyclegan", "--data.data_dir", str(root), "--trainer.default_root_dir", str(runs),
+            "--trainer.logger", "false", "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1",
+            "--model.n_epochs", "1", "--model.n_epochs_decay", "1", "--model.log_images_every_n_batches", "2",
+            "--model.fid_features", str(base / "darknet.ckpt"), "--data.load_size", "36", "--data.crop_size", "32",
+            "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.max_epochs", "1",
+            "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+            "--trainer.strategy", "ddp_find_unused_parameters_true",
+            "--trainer.callbacks+=test_cyclegan_cli.SaveWeights", "--trainer.callbacks+=test_gan_fid.SaveAtValidation"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=base, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["world_size"] == 2
+    return root, run_dir, str(base / "darknet.ckpt")

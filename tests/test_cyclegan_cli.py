@@ -80,26 +80,18 @@ def test_crashed_run_resumes_with_ckpt_path_last_in_its_folder(tiny_unpaired, tm
     assert len(state["image_pools"]["a"]["images"]) == 12  # both epochs' fakes: the pool came back
 
 
-def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(tiny_unpaired, tmp_path):
-    runs = tmp_path / "runs"
-    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
-    args = job(tiny_unpaired, runs, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-               "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.max_epochs", "1",
-               "--trainer.callbacks+=test_cyclegan_cli.SaveWeights")
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = only_run(runs)
+def test_ddp_with_two_cpu_processes_keeps_the_ranks_in_step(cyclegan_ddp_run):
+    root, run_dir, _ = cyclegan_ddp_run  # the job, shared with test_gan_fid's DDP test (conftest)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["world_size"] == 2 and results["global_step"] == 2 * 3  # 3 pairs per rank: 2 batches
     rank0, rank1 = (torch.load(run_dir / f"weights-rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # gradients were averaged across ranks
-    # the test: 2 testA images (1 + 1 per rank) and 3 testB (2 + 1), each counted once, against a hand mean
+    # the test: 5 testA images (3 + 2 per rank) and 7 testB (4 + 3), each counted once, against a hand mean
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
     model.load_state_dict(rank0)
     for side, there, back in (("a", model.gen_a2b, model.gen_b2a), ("b", model.gen_b2a, model.gen_a2b)):
         errors = []
-        for file in sorted((tiny_unpaired / f"test{side.upper()}").iterdir()):
+        for file in sorted((root / f"test{side.upper()}").iterdir()):
             image = torch.from_numpy(np.array(Image.open(file).convert("RGB"))).permute(2, 0, 1)
             x = resize(image, [32, 32], InterpolationMode.BICUBIC, antialias=True)[None].float() / 127.5 - 1
             with torch.no_grad():

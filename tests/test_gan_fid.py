@@ -1,16 +1,13 @@
 """val/fid while training: the WGAN's and the CycleGAN's validation against a Frechet distance computed by hand."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_unpaired
+from conftest import make_unpaired
 from PIL import Image
 from torch import nn
 
@@ -267,22 +264,8 @@ class SaveAtValidation(L.Callback):
             torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "weights.pt"))
 
 
-def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp_path, darknet_ckpt):
-    root = make_unpaired(tmp_path / "unpaired", counts=(4, 4, 5, 7))  # odd test sets: uneven shares per rank
-    runs = tmp_path / "runs"
-    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    args = ["--system", "cyclegan", "--data.data_dir", str(root), "--trainer.default_root_dir", str(runs),
-            "--trainer.logger", "false", "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1",
-            "--model.log_images_every_n_batches", "0", "--model.fid_features", darknet_ckpt,
-            "--data.load_size", "36", "--data.crop_size", "32", "--data.batch_size", "2", "--data.num_workers", "0",
-            "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.accelerator", "cpu",
-            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
-            "--trainer.callbacks+=test_gan_fid.SaveAtValidation"]
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = runs.iterdir()
+def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp_path, cyclegan_ddp_run):
+    root, run_dir, darknet_ckpt = cyclegan_ddp_run  # the job, shared with test_cyclegan_cli's DDP test (conftest)
     logged = json.loads((run_dir / "val.json").read_text())
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=darknet_ckpt)
     model.load_state_dict(torch.load(run_dir / "weights.pt"))
