@@ -7,6 +7,7 @@ runs it.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,19 +17,21 @@ from conftest import ROOT
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def start_system(system, args, tmp_path, extra_env=None) -> subprocess.Popen:
-    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+def start_system(system, args, tmp_path, extra_env=None, wandb_mode="offline") -> subprocess.Popen:
+    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": wandb_mode,
            "PYTHONPATH": str(ROOT), **(extra_env or {})}
-    for name in ("DL2_TRACEBACK", "WANDB_SILENT"):
+    for name in ("DL2_TRACEBACK", "WANDB_SILENT", *([] if wandb_mode else ["WANDB_MODE"])):
         env.pop(name, None)
     return subprocess.Popen([sys.executable, str(ROOT / "train.py"), "--system", system, "--trainer.default_root_dir",
                              str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false", *args], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finished(process: subprocess.Popen, tmp_path):
-    """The run folder and the output of a started system, which must have succeeded."""
-    out, err = process.communicate(timeout=300)
+def finished(process: subprocess.Popen, tmp_path, *_):
+    """The run folder and the output of a started system, which must have succeeded (waited for once)."""
+    if not hasattr(process, "output"):
+        process.output = process.communicate(timeout=300)
+    out, err = process.output
     assert process.returncode == 0, err[-4000:]
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     return run_dir, subprocess.CompletedProcess(process.args, process.returncode, out, err)
@@ -49,7 +52,7 @@ def shipped_runs(tmp_path_factory):
     args = {
         "darknet": ["--data.data_dir", str(cifar), "--model.nf", "4", "--model.num_blocks", "[1]",
                     "--model.num_classes", "3", "--data.batch_size", "8", "--trainer.max_steps", "2",
-                    "--trainer.log_every_n_steps", "1"],
+                    "--trainer.log_every_n_steps", "1", "--trainer.accumulate_grad_batches", "1"],
         "wgan": ["--data.data_dir", str(cifar / "train"), "--data.batch_size", "4", "--data.num_workers", "0",
                  "--model.ngf", "8", "--model.ndf", "8", "--model.d_iters", "1", "--model.d_iters_long", "1",
                  "--model.sample_every", "1", "--trainer.max_steps", "4"],
@@ -65,7 +68,7 @@ def shipped_runs(tmp_path_factory):
     for system, folder in folders.items():
         folder.mkdir()
         started[system] = start_system(system, args[system], folder)
-    yield {system: (process, folders[system]) for system, process in started.items()}
+    yield {system: (process, folders[system], args[system]) for system, process in started.items()}
     for process in started.values():
         if process.poll() is None:
             process.kill()
@@ -106,11 +109,16 @@ def test_style_shipped_config(shipped_runs):
     assert any(n.startswith("style") for n in wandb_images(run_dir))  # the caption=None crash happened here
 
 
-def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_path):
-    args = ["--data.data_dir", str(tiny_cifar), "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes",
-            "3", "--data.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.accumulate_grad_batches", "1"]
-    run_dir, _ = run_system("darknet", args, tmp_path)
-    run_system("darknet", [*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"], tmp_path)
+def test_one_wandb_run_across_a_resume_without_credentials_with_the_whole_config(shipped_runs, tmp_path):
+    """The shipped Darknet run (its own module's copy, so its test reads it as it ended) resumed as a user without W&B
+    credentials runs it: train.py logs offline to the same run, and says how to upload."""
+    process, folder, args = shipped_runs["darknet"]
+    finished(process, folder)
+    shutil.copytree(folder / "runs", tmp_path / "runs", symlinks=True)
+    resume = start_system("darknet", [*args, "--ckpt_path", "last", "--trainer.max_steps", "4"], tmp_path,
+                          {"WANDB_API_KEY": ""}, wandb_mode=None)
+    run_dir, result = finished(resume, tmp_path)
+    assert f"wandb sync {run_dir}/wandb/offline-run-*" in result.stdout  # not logged in: offline, said once
     run_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
     offline = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(name.endswith(f"-{run_id}") for name in offline)  # two pieces, one run
@@ -119,6 +127,7 @@ def test_one_wandb_run_across_a_resume_with_the_whole_config(tiny_cifar, tmp_pat
                 b"one_cycle", b"strategy", b"devices"):
         assert key in log, key
     assert b"_instantiator" not in log  # LightningCLI's bookkeeping, not a hyper-parameter
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 4
 
 
 @pytest.mark.slow  # 18 s; image logging to W&B is checked in CI by each shipped-config test

@@ -659,6 +659,9 @@ def test_missing_data_folder_says_where_to_put_it(tmp_path, capsys, monkeypatch)
     assert "train/<class>/*.png" in result.stderr
 
 
+# with the slow tests (CI's 10 minutes): test_shipped_configs' resume runs train.py without W&B credentials and checks
+# the same (offline, the `wandb sync` line, the offline run's file)
+@pytest.mark.slow
 def test_wandb_runs_offline_without_credentials(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"
     result = run_script(job(tiny_cifar, runs, "--trainer.max_epochs", "1"), tmp_path)
