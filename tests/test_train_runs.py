@@ -786,22 +786,36 @@ def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
     """The DataLoader workers of a run killed with SIGKILL live on a few seconds: holding the lock's open file too,
     they kept a resume out ('being trained by another process', naming the dead one)."""
     import fcntl
-    script = (f"import os, sys, time; sys.path.insert(0, {str(ROOT)!r}); import train; from pathlib import Path\n"
-              f"train.hold_run_lock(Path({str(tmp_path)!r}))\n"
-              "if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"  # a worker, outliving the run
-              "print('held', flush=True)\ntime.sleep(60)\n")
-    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    # the run: a child forked from this process (train imported already; a fresh interpreter cost ~5 s), in a
+    # session of its own
+    held, tell = os.pipe()
+    run = os.fork()
+    if run == 0:
+        try:
+            os.setsid()
+            train.hold_run_lock(tmp_path)
+            if os.fork() == 0:  # a worker, outliving the run
+                time.sleep(60)
+                os._exit(0)
+            os.write(tell, b"held\n")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(tell)
     try:
-        assert run.stdout.readline().strip() == "held"
+        assert os.read(held, 5) == b"held\n"
         with open(tmp_path / ".lock", "a+") as other:
             with pytest.raises(BlockingIOError):  # the run holds it
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            run.kill()
-            run.wait(timeout=30)
+            os.kill(run, signal.SIGKILL)
+            os.waitpid(run, 0)
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free at once, its worker still running
     finally:
+        os.close(held)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.pid, signal.SIGKILL)
+            os.killpg(run, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(run, 0)
 
 
 def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatch, capsys, no_ranks):
