@@ -4,6 +4,8 @@ from torch import nn
 
 from lightning_modules import Darknet, DarknetClassifier, ResLayer, conv_layer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
 
 def hand_count(num_blocks, nf=32, num_classes=10, bottleneck=0.5):
     """Parameters from the seed's layer list: conv weights (no bias) + BatchNorm weight and bias."""
