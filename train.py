@@ -891,7 +891,11 @@ def refuse_exported_resume(path: str) -> None:
     start from its weights."""
     from lightning_modules.export import EXPORT_KEY
     from lightning_modules.inference import read_checkpoint
-    if EXPORT_KEY in read_checkpoint(path):
+    try:
+        state = read_checkpoint(path)
+    except UserError:  # unreadable: named where the resume reads it (check_checkpoint), with the earlier ones to use
+        return
+    if EXPORT_KEY in state:
         raise UserError(f"--ckpt_path {path} is an exported weights file (dl2-export): no optimizer states or training "
                         f"progress to resume; start a new run from its weights with --init_from {path}")
 
