@@ -230,6 +230,46 @@ def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["train.py", *args], code, out, err)
 
 
+def tiny_darknet_checkpoint(root: Path, **options) -> tuple[Path, Path]:
+    """root/darknet.ckpt, a tiny Darknet trained 2 steps on generated CIFAR-style folders (classes cat, dog, frog,
+    kept in its checkpoint), and those folders."""
+    import lightning as L
+    import torch
+
+    from datamodules import CIFAR10DataModule
+    from lightning_modules import DarknetClassifier
+    data_dir = make_folders(root / "cifar", per_class=(4, 2))
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, **options)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=root)
+    trainer.fit(model, datamodule=CIFAR10DataModule(str(data_dir), batch_size=4, download=False))
+    trainer.save_checkpoint(root / "darknet.ckpt")
+    return root / "darknet.ckpt", data_dir
+
+
+def tiny_wgan_checkpoint(folder: Path, **options) -> Path:
+    """folder/wgan.ckpt: a 16px WGAN after one step on random images, its generator's weights widened so that its
+    images depend on the noise (DCGAN's N(0, 0.02) init hardly does)."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lightning_modules import WGAN
+    torch.manual_seed(0)
+    model = WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000, **options)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder)
+    trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))
+    with torch.no_grad():
+        for layer in model.generator.modules():
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                layer.weight.normal_(0, 0.5)
+    trainer.save_checkpoint(folder / "wgan.ckpt")
+    return folder / "wgan.ckpt"
+
+
 def seeded_rows(n: int, nz: int, seed: int):
     """(n, nz, 1, 1) N(0, 1) noise as the WGAN's sample draws it: a generator seeded with `seed`, one row at a time."""
     import torch

@@ -11,9 +11,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_style_images, seeded_rows
+from conftest import ROOT, make_style_images, seeded_rows, tiny_darknet_checkpoint, tiny_wgan_checkpoint
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from callbacks import UserError
 from lightning_modules import WGAN, commands
@@ -105,16 +104,7 @@ def test_every_console_script_returns_none_so_its_exit_status_is_0(name, monkeyp
 
 
 def test_console_script_generate_writes_the_samples(tmp_path, capsys):
-    torch.manual_seed(0)
-    model = WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000)
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))
-    with torch.no_grad():  # DCGAN's N(0, 0.02) init makes images that hardly depend on the noise: widen it
-        for layer in model.generator.modules():
-            if isinstance(layer, torch.nn.ConvTranspose2d):
-                layer.weight.normal_(0, 0.5)
-    trainer.save_checkpoint(tmp_path / "wgan.ckpt")
+    model = WGAN.load_from_checkpoint(tiny_wgan_checkpoint(tmp_path), map_location="cpu")
     for batch_size in ("256", "1"):  # the same seed gives the same images, whatever the batch size
         commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / batch_size),
                                 "--num_samples", "3", "--nrow", "1", "--batch_size", batch_size])
@@ -207,21 +197,8 @@ def test_stylize_errors_name_its_own_flags(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def darknet_checkpoint(tmp_path_factory):
     """A tiny Darknet trained 2 steps on generated CIFAR-style folders (classes cat, dog, frog), its checkpoint."""
-    from conftest import make_folders
-
-    from datamodules import CIFAR10DataModule
-    from lightning_modules import DarknetClassifier
-    root = tmp_path_factory.mktemp("classify")
-    data_dir = make_folders(root / "cifar", per_class=(4, 2))
-    torch.manual_seed(0)
-    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, compile=True,
-                              compile_options={"backend": "eager"})  # classify must not compile
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=root)
-    trainer.fit(model, datamodule=CIFAR10DataModule(str(data_dir), batch_size=4, download=False))
-    trainer.save_checkpoint(root / "darknet.ckpt")
-    return root / "darknet.ckpt", data_dir
+    return tiny_darknet_checkpoint(tmp_path_factory.mktemp("classify"), compile=True,
+                                   compile_options={"backend": "eager"})  # classify must not compile
 
 
 def by_hand(checkpoint, images: torch.Tensor, flip: bool = False) -> torch.Tensor:

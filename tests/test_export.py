@@ -9,9 +9,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import make_unpaired, seeded_rows
+from conftest import make_unpaired, seeded_rows, tiny_darknet_checkpoint, tiny_wgan_checkpoint
 from PIL import Image
-from torch.utils.data import DataLoader
 
 import train
 from callbacks import UserError
@@ -49,18 +48,7 @@ def cyclegan_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wgan_checkpoint(tmp_path_factory):
     """A tiny WGAN in the reference's block order (bn_last false), after one step: critic and generator trained."""
-    root = tmp_path_factory.mktemp("wgan")
-    torch.manual_seed(0)
-    model = WGAN(isize=16, nz=8, ngf=4, ndf=4, n_extra_layers=1, bn_last=False, sample_every=1000)
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)
-    trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))
-    with torch.no_grad():  # DCGAN's N(0, 0.02) init makes images that hardly depend on the noise: widen it
-        for layer in model.generator.modules():
-            if isinstance(layer, torch.nn.ConvTranspose2d):
-                layer.weight.normal_(0, 0.5)
-    trainer.save_checkpoint(root / "wgan.ckpt")
-    return root / "wgan.ckpt"
+    return tiny_wgan_checkpoint(tmp_path_factory.mktemp("wgan"), n_extra_layers=1, bn_last=False)
 
 
 def pixels(folder: Path) -> dict[str, np.ndarray]:
@@ -164,20 +152,7 @@ def test_the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_our
 @pytest.fixture(scope="module")
 def darknet_checkpoint(tmp_path_factory):
     """A tiny Darknet trained 2 steps on generated folders of classes cat, dog, frog (kept in its checkpoint)."""
-    from conftest import make_folders
-
-    from datamodules import CIFAR10DataModule
-    from lightning_modules import DarknetClassifier
-    root = tmp_path_factory.mktemp("darknet")
-    data_dir = make_folders(root / "cifar", per_class=(4, 2))
-    torch.manual_seed(0)
-    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        default_root_dir=root)
-    trainer.fit(model, datamodule=CIFAR10DataModule(str(data_dir), batch_size=4, download=False))
-    trainer.save_checkpoint(root / "darknet.ckpt")
-    return root / "darknet.ckpt", data_dir
+    return tiny_darknet_checkpoint(tmp_path_factory.mktemp("darknet"))
 
 
 def test_a_darknet_export_classifies_as_its_checkpoint(darknet_checkpoint, tmp_path, capsys):
