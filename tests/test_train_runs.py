@@ -912,6 +912,14 @@ def test_last_takes_a_run_json_without_trained_from_a_train_py_before_that_key(t
     assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "old" / "checkpoints" / "last.ckpt"
 
 
+def test_last_takes_a_run_json_without_a_start_time_as_older_than_any_started_run(tmp_path):
+    runs = tmp_path / "runs"
+    undated = a_run(runs, "undated", started=None)
+    (undated / "run.json").write_text(json.dumps({"model": DARKNET}))  # written by hand, or by an older train.py
+    a_run(runs, "early", started=0.5)
+    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "early" / "checkpoints" / "last.ckpt"
+
+
 def test_last_names_the_newest_folder_without_run_json_and_the_newest_older_run(tmp_path):
     runs = tmp_path / "runs"
     for name in ("20260101-000000", "20260102-000000", "20260103-000000"):
@@ -1003,6 +1011,28 @@ def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hp
     assert requeue() == (str(run_dir / "hpc_ckpt_2.ckpt"), None)
 
 
+def test_a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only_alone(tmp_path, monkeypatch,
+                                                                                                 no_ranks):
+    runs = tmp_path / "runs"
+    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+
+    def requeue():
+        config = run_config(runs)
+        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        return config.ckpt_path
+
+    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"PK")  # torn: the job was killed in the middle of the save
+    assert requeue() == str(run_dir / "hpc_ckpt_1.ckpt")  # alone: Lightning names the file that cannot be read
+    (run_dir / "checkpoints").mkdir()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"global_step": 0}, last)
+    assert requeue() == str(last)  # a save at step 0 is newer than a torn file
+    torch.save({"global_step": 4}, last)
+    torch.save({"global_step": 4}, run_dir / "hpc_ckpt_2.ckpt")
+    assert requeue() == str(last)  # the same step: last.ckpt, train.py's own save
+
+
 def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state(tmp_path, monkeypatch,
                                                                                           no_ranks):
     """The requeue runs the same command line: its --ckpt_path, read again, undid the job's training (a fork into
@@ -1015,7 +1045,10 @@ def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newe
     monkeypatch.setenv("SLURM_JOB_ID", "77")
 
     def launch(ckpt_path, run_name=None, restarts="0"):
-        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+        if restarts is None:  # a job's first launch, where SLURM sets no restart count
+            monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+        else:
+            monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
         config = run_config(runs, ckpt_path=str(ckpt_path), run_name=run_name)
         return train.fit_folder(config, runs, DARKNET), config.ckpt_path
 
@@ -1033,8 +1066,9 @@ def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newe
     assert launch(a / "checkpoints" / "epoch9.ckpt") == (a, str(a / "checkpoints" / "epoch9.ckpt"))
     torch.save({"global_step": 90}, a / "checkpoints" / "last.ckpt")
     assert launch(a / "checkpoints" / "epoch9.ckpt", restarts="1") == (a, str(a / "checkpoints" / "last.ckpt"))
-    with pytest.raises(train.UserError, match="an earlier checkpoint of run a"):  # not a requeue: refused
-        launch(a / "checkpoints" / "epoch9.ckpt")
+    for restarts in ("0", None):  # not a requeue: refused
+        with pytest.raises(train.UserError, match="an earlier checkpoint of run a"):
+            launch(a / "checkpoints" / "epoch9.ckpt", restarts=restarts)
 
 
 @pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
