@@ -168,7 +168,9 @@ TARGETS = {
                                   "prepare_run_on_a_rank_other_than_0_creates_no_folder",
                                   "last_takes_a_run_json_without_a_start_time_as_older_than_any_started_run",
                                   "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only"
-                                  "_alone")),
+                                  "_alone",
+                                  "wandb_mode_offline_shows_in_the_loggers_config",
+                                  "enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone")),
                               "cli.py::test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank",
                               "cli.py::test_lr_find_refuses_a_checkpoint",
                               "runs.py::test_a_new_run_never_reuses_an_existing_folder",

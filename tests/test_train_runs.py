@@ -1124,8 +1124,8 @@ def wandb_logger(**init_args):
     return Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(**init_args))
 
 
-def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_path, monkeypatch, no_ranks):
-    runs = tmp_path / "runs"
+def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_path, monkeypatch, no_ranks, capsys):
+    runs = tmp_path / "new" / "runs"  # neither there yet
     monkeypatch.delenv("WANDB_MODE", raising=False)  # the resume below logs online, which WANDB_MODE=offline forbids
     monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
     config = run_config(runs, run_name="r", logger=wandb_logger())
@@ -1141,6 +1141,10 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
     assert (wandb.save_dir, wandb.name, wandb.id) == (str(runs / "r"), "r", info["wandb_id"])
     assert len(wandb.id) == 8 and (runs / "r" / "wandb").is_dir()
     assert wandb.offline is True and wandb.log_model is False  # not logged in: offline, which refuses log_model
+    assert (wandb.tags, wandb.job_type) == (["darknet"], "fit")  # the dashboard's filters: the system, fit or test
+    assert capsys.readouterr().out == (f"W&B: not logged in (`wandb login`), logging offline to {runs}/r/wandb; upload "
+                                       f"later with `wandb sync {runs}/r/wandb/offline-run-*`\nW&B: offline, so "
+                                       "--trainer.logger.log_model is off (the checkpoints stay in the run folder)\n")
     # the resume, logged in now: the same W&B run, online, its checkpoints uploaded
     train.release_run_locks()  # by a process of its own: the first one ended
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
@@ -1155,11 +1159,12 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
     runs = tmp_path / "runs"
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
     config = run_config(runs, run_name="r", logger=wandb_logger(save_dir=str(tmp_path / "logs"), name="given",
-                                                                id="myid0001"))
+                                                                id="myid0001", tags=["mine"], job_type="sweep"))
     config.trainer.callbacks = [callback("LearningRateMonitor")]
     train.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.save_dir, wandb.name, wandb.id) == (str(tmp_path / "logs"), "given", "myid0001")
+    assert (wandb.tags, wandb.job_type) == (["mine"], "sweep")
     assert (tmp_path / "logs" / "wandb").is_dir() and len(config.trainer.callbacks) == 1
     config = run_config(runs, run_name="s", logger=wandb_logger(save_dir="."))
     train.prepare_run(config, "fit")
@@ -1176,6 +1181,16 @@ def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path,
     config = run_config(tmp_path / "runs", run_name="r", logger=wandb_logger())
     train.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.offline is offline
+
+
+@pytest.mark.parametrize("enable, kept", [(False, ["EarlyStopping"]), (True, ["ModelCheckpoint", "EarlyStopping"]),
+                                           (None, ["ModelCheckpoint", "EarlyStopping"])])
+def test_enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone(enable, kept, tmp_path, no_ranks):
+    # Lightning refuses enable_checkpointing false beside a ModelCheckpoint callback (the shipped configs have one)
+    config = run_config(tmp_path / "runs", run_name="r", enable_checkpointing=enable)
+    config.trainer.callbacks = [callback("ModelCheckpoint", dirpath=None), callback("EarlyStopping", monitor="val/acc")]
+    train.prepare_run(config, "fit", make=False)
+    assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == kept
 
 
 def test_prepare_run_on_a_rank_other_than_0_creates_no_folder(tmp_path, monkeypatch, no_ranks):
