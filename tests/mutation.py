@@ -170,7 +170,9 @@ TARGETS = {
                                   "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only"
                                   "_alone",
                                   "wandb_mode_offline_shows_in_the_loggers_config",
-                                  "enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone")),
+                                  "enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone",
+                                  "a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run",
+                                  "a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was")),
                               "cli.py::test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank",
                               "cli.py::test_lr_find_refuses_a_checkpoint",
                               "runs.py::test_a_new_run_never_reuses_an_existing_folder",

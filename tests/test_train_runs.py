@@ -1193,6 +1193,53 @@ def test_enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone(
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == kept
 
 
+def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(tmp_path, monkeypatch, no_ranks):
+    """discard_fresh_runs, called when a run is refused before its training or evaluation began."""
+    monkeypatch.setattr(train, "_fresh_runs", {})
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    runs, logs = tmp_path / "runs", tmp_path / "logs"
+    runs.mkdir()  # there before: stays
+    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger()), "fit")
+    train.prepare_run(run_config(runs, run_name="s", logger=False), "fit")
+    # a W&B save_dir of the user's outside the run folder: the folders made for it go too
+    train.prepare_run(run_config(runs, run_name="t", logger=wandb_logger(save_dir=str(logs / "mine"))), "fit")
+    assert train._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
+                                 runs / "t": [runs / "t", logs / "mine" / "wandb", logs / "mine", logs]}
+    (runs / "r" / "checkpoints").mkdir()
+    (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
+    (runs / "s" / "results.json").write_text("{}")
+    finished = []
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=object(), finish=lambda exit_code: finished.append(
+        exit_code)))
+    train.discard_fresh_runs()
+    assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, and the user's logs/ made for it
+    assert sorted(p.name for p in runs.iterdir()) == ["r", "s"]
+    assert train._fresh_runs == {} and train._held_locks == {}
+
+
+def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
+    """On NFS a file another process still has open becomes a .nfs file and its folder cannot be removed: the user
+    still gets the refusal's one line, not a traceback of the clean-up (and without a W&B run, no wandb.finish)."""
+    import errno
+    monkeypatch.setattr(train, "_fresh_runs", {})
+    runs = tmp_path / "runs"
+    train.prepare_run(run_config(runs, run_name="r"), "fit")
+    rmdir = os.rmdir
+
+    def busy(path, *args, **kwargs):
+        if Path(path) == runs / "r":
+            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+        rmdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "rmdir", busy)
+    finished = []
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None, finish=lambda exit_code: finished.append(
+        exit_code)))
+    train.discard_fresh_runs()
+    assert list((runs / "r").iterdir()) == [] and train._fresh_runs == {} and train._held_locks == {}
+    assert finished == []  # wandb imported, no W&B run
+
+
 def test_prepare_run_on_a_rank_other_than_0_creates_no_folder(tmp_path, monkeypatch, no_ranks):
     # torchrun's rank 1 picks its own time stamp; its W&B folder made rank 0 take the next name and stayed empty
     runs = tmp_path / "runs"
