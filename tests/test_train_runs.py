@@ -981,19 +981,30 @@ def test_last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_ne
     assert config.ckpt_path == str(runs / "other" / "checkpoints" / "last.ckpt")
 
 
+def slurm_job_folder(runs, monkeypatch):
+    """SLURM job 77's run folder (trained, no checkpoint yet), and a function that chooses the folder of the job's
+    requeue by fit_folder (checking it is that one) and returns its config."""
+    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+
+    def fit_folder(**options):
+        config = run_config(runs)
+        for name, value in options.items():
+            setattr(config, name, value)
+        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        return config
+    return run_dir, fit_folder
+
+
 def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint(tmp_path, monkeypatch,
                                                                                              no_ranks):
     # and an --init_from job's requeue that resumes drops --init_from: its weights loaded after Lightning restored
     # hpc_ckpt would undo the job's training, and with last.ckpt the requeue stopped at "--init_from ... and
     # --ckpt_path: give one of them"
-    runs = tmp_path / "runs"
-    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
-    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    run_dir, fit_folder = slurm_job_folder(tmp_path / "runs", monkeypatch)
 
     def requeue():
-        config = run_config(runs)
-        config.init_from = "pretrained.ckpt"
-        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        config = fit_folder(init_from="pretrained.ckpt")
         return config.ckpt_path, config.init_from
 
     assert requeue() == (None, "pretrained.ckpt")  # requeued before any save: a new start, as asked
@@ -1013,14 +1024,10 @@ def test_a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hp
 
 def test_a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only_alone(tmp_path, monkeypatch,
                                                                                                  no_ranks):
-    runs = tmp_path / "runs"
-    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
-    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    run_dir, fit_folder = slurm_job_folder(tmp_path / "runs", monkeypatch)
 
     def requeue():
-        config = run_config(runs)
-        assert train.fit_folder(config, runs, DARKNET) == run_dir
-        return config.ckpt_path
+        return fit_folder().ckpt_path
 
     (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"PK")  # torn: the job was killed in the middle of the save
     assert requeue() == str(run_dir / "hpc_ckpt_1.ckpt")  # alone: Lightning names the file that cannot be read
