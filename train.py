@@ -173,7 +173,8 @@ class CLI(LightningCLI):
             return super()._parse_ckpt_path()
         # `last` to its file first, or Lightning (which reads only files) builds the config file's net
         resolve_checkpoint(self.config[subcommand], subcommand)
-        check_checkpoint_class(self.config[subcommand])  # before Lightning builds the checkpoint's class on this data
+        # before Lightning builds the checkpoint's class on this data
+        check_checkpoint_class(self.config[subcommand], subcommand)
         self.checkpoint_resolved = True
         given = self.config.clone()
         super()._parse_ckpt_path()
@@ -243,7 +244,7 @@ class CLI(LightningCLI):
         if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
             resolve_checkpoint(self.job_config(), kind)
             if not self.job:  # the job form's check_checkpoint says it in its own words
-                check_checkpoint_class(self.job_config())
+                check_checkpoint_class(self.job_config(), kind)
         # the folder is chosen and the config pointed at it; it is made at the end of instantiate_classes, after the
         # checks of the model, data and Trainer, so that a run they refuse leaves nothing behind (a new time stamp is
         # claimed now, an empty folder, which such a refusal removes)
@@ -882,33 +883,30 @@ def resolve_checkpoint(config, kind: str) -> None:
         config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
     if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
         raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
-    if config.get("ckpt_path") and kind not in EVALUATIONS:
-        refuse_exported_resume(config.ckpt_path)
 
 
-def refuse_exported_resume(path: str) -> None:
-    """dl2-export's weights-only file holds no optimizer states, loops or counters: a fit cannot resume from it, but can
-    start from its weights."""
+def refuse_exported_resume(state: dict, path: str) -> None:
+    """A fit's --ckpt_path, read: dl2-export's weights-only file holds no optimizer states, loops or counters, so a fit
+    cannot resume from it, but can start from its weights."""
     from lightning_modules.export import EXPORT_KEY
-    from lightning_modules.inference import read_checkpoint
-    try:
-        state = read_checkpoint(path)
-    except UserError:  # unreadable: named where the resume reads it (check_checkpoint), with the earlier ones to use
-        return
     if EXPORT_KEY in state:
         raise UserError(f"--ckpt_path {path} is an exported weights file (dl2-export): no optimizer states or training "
                         f"progress to resume; start a new run from its weights with --init_from {path}")
 
 
-def check_checkpoint_class(config) -> None:
-    """A native subcommand's --ckpt_path: a readable checkpoint of the config's model class. Lightning 2.6 builds the
-    checkpoint's own class over the config's, so another system's checkpoint met the config's data module and trainer
-    (a CycleGAN tested on CIFAR-10: a traceback from its test step; a WGAN validated on horse2zebra)."""
+def check_checkpoint_class(config, kind: str) -> None:
+    """A native subcommand's --ckpt_path: a readable checkpoint of the config's model class (and for fit, one it can
+    resume). Lightning 2.6 builds the checkpoint's own class over the config's, so another system's checkpoint met the
+    config's data module and trainer (a CycleGAN tested on CIFAR-10: a traceback from its test step; a WGAN validated
+    on horse2zebra)."""
     from lightning_modules.inference import read_checkpoint, saved_class
     path = config.get("ckpt_path")
     if not path:
         return
-    saved, model_class = saved_class(read_checkpoint(path)), model_class_of(config)
+    state = read_checkpoint(path)
+    if kind not in EVALUATIONS:
+        refuse_exported_resume(state, path)
+    saved, model_class = saved_class(state), model_class_of(config)
     theirs, ours = (name.rpartition(".")[2] if name else None for name in (saved, model_class))
     if saved and theirs != ours:
         run_config = Path(path).absolute().parent.parent / "config.yaml"
@@ -1229,6 +1227,8 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
     fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
            else f"resume with its config: --config {config} --ckpt_path {path}")
     state = read_checkpoint(path)
+    if not for_init:
+        refuse_exported_resume(state, path)
     saved = saved_class(state)
     if saved and saved.rpartition(".")[2] != type(model).__name__:
         theirs = system_of(saved)

@@ -86,6 +86,8 @@ def test_train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators(cyc
                                         rf"new run from its weights with --init_from {tmp_path / 'g.ckpt'}$"):
         train.main(cyclegan_job(root, "--run_name", "resumed", "--ckpt_path", str(tmp_path / "g.ckpt")))
     assert not (root / "runs" / "cyclegan" / "resumed").exists()
+    with pytest.raises(UserError, match=rf"--ckpt_path {tmp_path / 'g.ckpt'} is an exported weights file"):
+        train.main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(tmp_path / "g.ckpt")])  # native
     train.main(cyclegan_job(root, "--run_name", "tuned", "--init_from", str(tmp_path / "g.ckpt"),
                             "--trainer.callbacks+=test_train_runs.StartWeights"))
     assert "an export without disc_a, disc_b, which start from new weights" in capsys.readouterr().err
