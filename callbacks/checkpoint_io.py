@@ -1,5 +1,7 @@
-"""Checkpoints written to a temporary file beside their target, then renamed over it."""
+"""Checkpoints (and the JSON files beside them) written to a temporary file beside their target, then renamed over
+it."""
 
+import json
 import os
 from pathlib import Path
 
@@ -24,3 +26,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """A JSON file (run.json, results.json, an export's config) written beside and renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -18,8 +18,6 @@ Usage: dl2-export runs/cyclegan/<run> --output horse2zebra.ckpt --generators_onl
        python -m lightning_modules.export last --system wgan --output netG --format reference
 """
 
-import json
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Literal
@@ -203,7 +201,7 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     if not output:
         raise UserError("--output is required: the file to write (e.g. --output horse2zebra.ckpt), or with --format "
                         "reference the folder for the reference's files")
-    from callbacks.checkpoint_io import AtomicCheckpointIO
+    from callbacks.checkpoint_io import AtomicCheckpointIO, write_json
     from lightning_modules.inference import read_checkpoint
 
     out = check_output_folder(output, "--output") if format == "reference" else check_output_file(
@@ -225,10 +223,7 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     for file, content in files.items():
         target = folder / file
         if isinstance(content, dict) and file.endswith(".json"):
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(content, indent=2) + "\n")
-            os.replace(tmp, target)
+            write_json(target, content)
         else:
             AtomicCheckpointIO().save_checkpoint(content, target)  # a temp file beside it, then one rename
         written.append(target)
