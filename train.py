@@ -801,6 +801,11 @@ def new_time_stamped(root: Path) -> Path:
     return run_dir
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that do not exist yet: what making it makes, and a refusal removes."""
+    return [f for f in (folder, *folder.parents) if not f.exists()]
+
+
 def claim_time_stamped(root: Path, run_dir: Path) -> Path:
     """The new time-stamped folder `run_dir` made at once, empty, by the job's first process, so that no job started in
     the same second takes it while this one builds its model, data and Trainer (the next free name when one took it
@@ -808,7 +813,7 @@ def claim_time_stamped(root: Path, run_dir: Path) -> Path:
     that ten jobs started together chose went to one of them, the others building everything again for the next name,
     and some gave up."""
     while True:
-        made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+        made = missing_folders(run_dir)
         root.mkdir(parents=True, exist_ok=True)
         try:
             run_dir.mkdir()
@@ -1088,7 +1093,7 @@ def make_run_folder(plan: RunPlan) -> None:
     if not global_rank_zero():  # the rank that logs; torchrun's others choose their own time stamps and write nothing
         return
     run_dir = plan.run_dir
-    made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+    made = missing_folders(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
@@ -1105,7 +1110,7 @@ def make_run_folder(plan: RunPlan) -> None:
     for note in plan.notes:
         print(note)
     if plan.wandb_dir is not None:
-        wandb_made = [folder for folder in (plan.wandb_dir, *plan.wandb_dir.parents) if not folder.exists()]
+        wandb_made = missing_folders(plan.wandb_dir)
         plan.wandb_dir.mkdir(parents=True, exist_ok=True)
         if run_dir in _fresh_runs:  # a save_dir of the user's outside the run folder: emptied ones go too
             _fresh_runs[run_dir] += [folder for folder in wandb_made if run_dir not in folder.parents]

@@ -147,7 +147,7 @@ TARGETS = {
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
                            "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run",
-                           "make_run_folder", "discard_fresh_runs", "claim_time_stamped"),
+                           "make_run_folder", "discard_fresh_runs", "claim_time_stamped", "missing_folders"),
                           tuple(f"tests/test_train_{test}" for test in (
                               *(f"runs.py::test_{name}" for name in (  # the functions called directly: milliseconds
                                   "last_is_the_run_started_last_not_the_last_name",
