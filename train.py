@@ -1220,7 +1220,7 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
     --init_from also the same weights: no resume fills the missing ones in); returns it."""
     from torch.nn.parameter import is_lazy
 
-    from lightning_modules.export import EXPORT_KEY
+    from lightning_modules.export import restore_left_out
     from lightning_modules.inference import read_checkpoint, saved_class
     config = Path(path).absolute().parent.parent / "config.yaml"
     fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
@@ -1228,6 +1228,7 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
     state = read_checkpoint(path)
     if not for_init:
         refuse_exported_resume(state, path)
+    restore_left_out(model, state)  # dl2-export --generators_only: the model's new discriminators stand in for them
     saved = saved_class(state)
     if saved and saved.rpartition(".")[2] != type(model).__name__:
         theirs = system_of(saved)
@@ -1242,9 +1243,7 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
                             f"{tuple(ours.shape)} here); {fix}")
     saved_keys = state["state_dict"].keys()
-    left_out = tuple((state.get(EXPORT_KEY) or {}).get("left_out", ()))  # dl2-export --generators_only: new ones
-    missing = sorted(key for key in model_state.keys() - saved_keys if not (left_out and key.startswith(left_out)))
-    unexpected = sorted(saved_keys - model_state.keys())
+    missing, unexpected = sorted(model_state.keys() - saved_keys), sorted(saved_keys - model_state.keys())
     if for_init and (missing or unexpected):
         raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
                         f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix}")
@@ -1268,19 +1267,18 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     if left_out:  # the generators go on training against new discriminators (the WGAN's warm-up trains its critic)
         print(f"--init_from {path}: an export without {', '.join(p.rstrip('.') for p in left_out)}, which start from "
               "new weights", file=sys.stderr)
-    return LoadWeights(state["state_dict"], strict=not left_out)
+    return LoadWeights(state["state_dict"])
 
 
 class LoadWeights(Callback):
     """The weights of --init_from, loaded in on_fit_start: after setup and the optimizers' creation (in place, so
-    they keep their parameters), before the first batch. Not strict for an export that left nets out (check_checkpoint
-    has checked that those alone are missing)."""
+    they keep their parameters), before the first batch."""
 
-    def __init__(self, weights: dict, strict: bool = True):
-        self.weights, self.strict = weights, strict
+    def __init__(self, weights: dict):
+        self.weights = weights
 
     def on_fit_start(self, trainer, pl_module):
-        pl_module.load_state_dict(self.weights, strict=self.strict)
+        pl_module.load_state_dict(self.weights)
         self.weights = None  # memory-mapped tensors: let the file go
 
 
