@@ -76,6 +76,16 @@ class StyleTransferDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
 
+    def content_files(self) -> list[Path]:
+        content = str(DEFAULT_CONTENT) if self.hparams.content is None else self.hparams.content
+        return image_files([content] if isinstance(content, str) else content,
+                           "give existing image files or folders as --data.content [a.jpg, b.png]")
+
+    def style_files(self) -> list[Path]:
+        style = str(DEFAULT_STYLE) if self.hparams.style is None else self.hparams.style
+        return image_files([style] if isinstance(style, str) else style,
+                           "give an existing image file as --data.style s.jpg (or several: [a.jpg, b.jpg])")
+
     def setup(self, stage: str) -> None:
         if hasattr(self, "content"):
             return
@@ -86,9 +96,7 @@ class StyleTransferDataModule(L.LightningDataModule):
         if hp.style_scale * hp.size < 32:
             raise UserError(f"style_scale {hp.style_scale} makes the style image smaller than 32px at size {hp.size} "
                             "(VGG16 pools 5 times); raise --data.style_scale (1: the content's size)")
-        content = str(DEFAULT_CONTENT) if hp.content is None else hp.content
-        files = image_files([content] if isinstance(content, str) else content,
-                            "give existing image files or folders as --data.content [a.jpg, b.png]")
+        files = self.content_files()
         images = [resize_crop(read_image(f), hp.size, hp.crop) for f in files]
         shapes = {tuple(im.shape[1:]) for im in images}
         if len(shapes) > 1:
@@ -96,9 +104,7 @@ class StyleTransferDataModule(L.LightningDataModule):
                             "batch; use --data.crop true (size x size squares) or stylize them in separate runs")
         self.content = torch.stack(images)  # (N, 3, H, W)
         self.content_names = output_names(files)  # the stems, made distinct: each names an output file
-        style = str(DEFAULT_STYLE) if hp.style is None else hp.style
-        style_files = image_files([style] if isinstance(style, str) else style,
-                                  "give an existing image file as --data.style s.jpg (or several: [a.jpg, b.jpg])")
+        style_files = self.style_files()
         height, width = (max(1, round(hp.style_scale * side)) for side in self.content.shape[2:])
         # (S, 3, H, W) x style_scale: each style image scaled on its own to cover the same size
         self.style = torch.stack([scale_match(read_image(f), height, width) for f in style_files])

@@ -361,6 +361,8 @@ class StyleTransfer(L.LightningModule):
             log_image_grid(self.trainer, "style/image", self.image.detach().clamp(0, 1), self.global_step,
                            value_range=(0, 1), caption=f"iteration {self.global_step}")
 
+    results_folder: Path | None = None  # where on_train_end saves the results; None: <run folder>/stylized
+
     def on_train_end(self) -> None:
         """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
         if not self.trainer.is_global_zero or not hasattr(self, "_batch"):
@@ -373,8 +375,9 @@ class StyleTransfer(L.LightningModule):
         if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
             style = resized(style, content.shape[-2:])
         names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
+        folder = self.results_folder or Path(self.trainer.default_root_dir) / "stylized"
         for name, image in zip(names, result, strict=True):
-            save_png(image, Path(self.trainer.default_root_dir) / "stylized" / f"{name}.png")
+            save_png(image, folder / f"{name}.png")
         rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
         caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
         log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
@@ -394,7 +397,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
             style_layer_weights: list[float] | None = None, lr: float = 1.0,
             style_blend_weights: list[float] | None = None, accelerator: str = "auto",
             precision: str = "32-true", seed: int = 0, device: str | None = None) -> list[Path]:
-    """Stylize content images with a style image: <output>/stylized/<name>.png plus a side-by-side in <output>/images.
+    """Stylize content images with a style image: <output>/<name>.png plus a side-by-side in <output>/images.
 
     Args:
         content: a content image file or folder, or a list of them, stylized as one batch; default the shipped
@@ -456,16 +459,30 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                               original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
                               style_layers=list(style_layers), style_layer_weights=style_layer_weights, lr=lr,
                               style_blend_weights=style_blend_weights)
+        model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
         data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
+        check_results_spare_inputs(output, data.content_files(), data.style_files())
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
                             logger=False, enable_checkpointing=False, enable_model_summary=False,
                             default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
                             callbacks=[ProgressBar()])
         trainer.fit(model, datamodule=data)
-    written = [Path(output) / "stylized" / f"{name}.png" for name in data.content_names]
+    written = [Path(output) / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
-    note_earlier_images(Path(output) / "stylized", set(written))  # an earlier run's results there, as generate's
+    note_earlier_images(Path(output), set(written))  # an earlier run's results there, as generate's
     return written
+
+
+def check_results_spare_inputs(output: str, content: list[Path], style: list[Path]) -> None:
+    """A UserError when a result, <output>/<name>.png, would replace a content or style image (--output given as
+    the content folder, with PNG photos in it): refused before the optimization, not found after it."""
+    from datamodules.decode import output_names
+    inputs = {file.resolve() for file in content + style}
+    for name in output_names(content):
+        result = Path(output) / f"{name}.png"
+        if result.resolve() in inputs:
+            raise UserError(f"--output {output}: the result {result} would replace the input image of that name; "
+                            "give another --output folder")
 
 
 def check_accelerator(accelerator: str) -> None:

@@ -175,7 +175,7 @@ def test_console_script_stylize_writes_the_image(tmp_path):
     commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
                       "--size", "32", "--max_iter", "1", "--vgg_weights", "random", "--arch", "vgg16",
                       "--accelerator", "cpu"])
-    assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
+    assert Image.open(tmp_path / "out" / "content0.png").size == (32, 32)
 
 
 def test_stylize_errors_name_its_own_flags(tmp_path, capsys):
@@ -480,7 +480,7 @@ def test_stylize_refuses_zero_iterations_and_repeats_itself_with_a_seed(tmp_path
     for run, seed in (("a", 3), ("b", 3), ("c", 4)):
         torch.manual_seed(100 + len(results))  # the global generator elsewhere: the seed alone decides
         commands.stylize([*args, "--output", str(tmp_path / run), "--max_iter", "1", "--seed", str(seed)])
-        results[run] = np.asarray(Image.open(tmp_path / run / "stylized" / "content0.png"))
+        results[run] = np.asarray(Image.open(tmp_path / run / "content0.png"))
     assert np.array_equal(results["a"], results["b"]) and not np.array_equal(results["a"], results["c"])
 
 
@@ -494,7 +494,7 @@ def test_stylize_blends_several_styles_and_takes_the_layers(tmp_path, capsys):
 
     def result(run, *extra):
         commands.stylize([*args, "--output", str(tmp_path / run), *extra])
-        return np.asarray(Image.open(tmp_path / run / "stylized" / "content0.png")).astype(int)
+        return np.asarray(Image.open(tmp_path / run / "content0.png")).astype(int)
 
     alone = result("alone", "--style", str(style))
     blended = result("blended", "--style", f"[{style}, {other}]", "--style_blend_weights", "[1, 0]")

@@ -164,20 +164,42 @@ def test_stylize_command_writes_the_images(style_images, tmp_path):
     CLI({"stylize": stylize}, args=["stylize", "--content", str(content[0]), "--style", str(style), "--output",
                                     str(tmp_path / "out"), "--size", "32", "--max_iter", "2", "--vgg_weights", "random",
                                     "--arch", "vgg16", "--accelerator", "cpu"])
-    assert Image.open(tmp_path / "out" / "stylized" / "content0.png").size == (32, 32)
+    assert Image.open(tmp_path / "out" / "content0.png").size == (32, 32)
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
 
 
 def test_stylize_into_a_used_output_folder_names_the_results_it_did_not_write(style_images, tmp_path, capsys):
-    # as dl2-wgan-generate and dl2-cyclegan-translate: the stylized/ folder would pass for this run's results
+    # as dl2-wgan-generate and dl2-cyclegan-translate: the folder would pass for this run's results
     content, style = style_images
     args = ["--style", str(style), "--output", str(tmp_path / "out"), "--size", "32", "--max_iter", "1",
             "--vgg_weights", "random", "--arch", "vgg16", "--accelerator", "cpu"]
     commands.stylize(["--content", str(content[0]), *args])
     assert "note:" not in capsys.readouterr().err
     commands.stylize(["--content", str(content[1]), *args])
-    assert (f"note: {tmp_path / 'out' / 'stylized'} also holds 1 .png file this run did not write (e.g. "
+    assert (f"note: {tmp_path / 'out'} also holds 1 .png file this run did not write (e.g. "
             f"{content[0].stem}.png; from an earlier run?)") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["content folder", "style folder"])
+def test_stylize_refuses_an_output_folder_where_a_result_would_replace_an_input(style_images, tmp_path, capsys,
+                                                                                  output):
+    # the results are <output>/<content name>.png: into the folder of PNG inputs they would overwrite them
+    content, style = style_images
+    folder = content[0].parent
+    inputs = {file: file.read_bytes() for file in folder.iterdir()}
+    if output == "style folder":  # a content image named like the style file, from elsewhere
+        other = tmp_path / "elsewhere" / style.name
+        other.parent.mkdir()
+        other.write_bytes(content[0].read_bytes())
+        content = [other]
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(folder), "--size",
+                          "32", "--max_iter", "1", "--vgg_weights", "random", "--arch", "vgg16", "--accelerator",
+                          "cpu"])
+    result = folder / f"{content[0].stem}.png"
+    assert stop.value.code == 2 and (f"--output {folder}: the result {result} would replace the input image of that "
+                                     "name; give another --output folder") in capsys.readouterr().err
+    assert {file: file.read_bytes() for file in folder.iterdir()} == inputs  # nothing written, nothing replaced
 
 
 @pytest.mark.parametrize("device, expected", [("cpu", ("cpu", 1)), ("cuda", ("cuda", 1)), ("cuda:1", ("cuda", [1])),
