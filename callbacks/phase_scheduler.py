@@ -332,12 +332,13 @@ def build_optimizer(phase: TrainingPhase, old, model_settings: tuple | None = No
 
     Of the model's optimizer class (`model_settings`: that class and its groups' settings) it starts from the model's
     settings (nesterov, eps, weight_decay...), so phases written alike build alike; of another class from the groups'
-    lr, weight_decay and lr_scale. The phase's opt_kwargs go over either."""
+    lr, weight_decay, lr_scale and name (LearningRateMonitor's chart names). The phase's opt_kwargs go over either."""
     kwargs = dict(phase.opt_kwargs)
     if model_settings is not None and model_settings[0] is phase.opt_class:
         settings = model_settings[1]
     else:
-        settings = [{k: v for k, v in g.items() if k in ("lr", "weight_decay", "lr_scale")} for g in old.param_groups]
+        settings = [{k: v for k, v in g.items() if k in ("lr", "weight_decay", "lr_scale", "name")}
+                    for g in old.param_groups]
     groups = [{**{k: v for k, v in setting.items() if k not in kwargs}, "params": group["params"]}
               for setting, group in zip(settings, old.param_groups, strict=True)]
     accepts = inspect.signature(phase.opt_class).parameters

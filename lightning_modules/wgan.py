@@ -212,11 +212,12 @@ class WGAN(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
+        # named groups: LearningRateMonitor charts lr-RMSprop/critic and lr-RMSprop-1/generator, not an unexplained -1
+        critic, generator = ([{"params": net.parameters(), "name": name}]
+                             for net, name in ((self.critic, "critic"), (self.generator, "generator")))
         if hp.gradient_penalty > 0:
-            return [torch.optim.Adam(self.critic.parameters(), hp.lr, betas=hp.betas),
-                    torch.optim.Adam(self.generator.parameters(), hp.lr, betas=hp.betas)]
-        return [torch.optim.RMSprop(self.critic.parameters(), hp.lr),
-                torch.optim.RMSprop(self.generator.parameters(), hp.lr)]
+            return [torch.optim.Adam(critic, hp.lr, betas=hp.betas), torch.optim.Adam(generator, hp.lr, betas=hp.betas)]
+        return [torch.optim.RMSprop(critic, hp.lr), torch.optim.RMSprop(generator, hp.lr)]
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)

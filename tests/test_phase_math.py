@@ -119,11 +119,13 @@ def test_momentum_zero_or_on_sgd_adds_no_rmsprop_buffer():
 
 def test_build_optimizer_keeps_the_groups_and_takes_the_phase_class_momentum_and_kwargs():
     a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
-    old = torch.optim.Adam([{"params": [a], "lr": 0.1, "weight_decay": 0.01}, {"params": [b], "lr": 0.2}])
+    old = torch.optim.Adam([{"params": [a], "lr": 0.1, "weight_decay": 0.01, "name": "weights"},
+                            {"params": [b], "lr": 0.2, "name": "bn_biases"}])
     new = build_optimizer(TrainingPhase(1, "SGD", momentum=(0.95, 0.85), momentum_decay="linear",
                                         opt_kwargs={"nesterov": True}), old)
     assert isinstance(new, torch.optim.SGD)
     assert [g["params"] for g in new.param_groups] == [[a], [b]]
+    assert [g["name"] for g in new.param_groups] == ["weights", "bn_biases"]  # LearningRateMonitor's chart names
     assert [g["lr"] for g in new.param_groups] == [0.1, 0.2] and new.param_groups[0]["weight_decay"] == 0.01
     assert new.param_groups[1]["momentum"] == 0.95 and new.param_groups[1]["nesterov"]
     rms = build_optimizer(TrainingPhase(1, "RMSprop", momentum=None), old)

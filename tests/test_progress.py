@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_style_images
 from lightning.pytorch.loggers import Logger
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import ProgressBar, logging_step
@@ -289,6 +290,32 @@ def test_cyclegan_lr_charts_are_named_by_what_each_optimizer_trains(tmp_path):
     factors = [1 - max(0, epoch + 1 - 1) / (2 + 1) for epoch in range(3)]
     assert lrs == {name: pytest.approx([2e-4 * f for f in factors]) for name in ("lr-generators", "lr-disc_a",
                                                                                "lr-disc_b")}
+
+
+@pytest.mark.parametrize("system, options, charts", [
+    ("wgan", {}, {"lr-RMSprop/critic": 1e-4, "lr-RMSprop-1/generator": 1e-4}),
+    ("wgan", {"gradient_penalty": 10.0}, {"lr-Adam/critic": 1e-4, "lr-Adam-1/generator": 1e-4}),
+    ("darknet", {"one_cycle": None, "lr": 0.1, "no_decay_bn_bias": True, "bn_bias_lr_scale": 4.0},
+     {"lr-SGD/weights": 0.1, "lr-SGD/no_decay": 0.1, "lr-SGD/bn_biases": 0.4})])
+def test_lr_charts_name_the_parameters_each_group_trains(system, options, charts, tmp_path):
+    """LearningRateMonitor named the WGAN's charts lr-RMSprop and lr-RMSprop-1 and the Darknet's groups /pg1 to /pg3;
+    each group now carries the name of what it trains, and holds exactly those parameters."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    model, data = tiny_system(system, tmp_path)
+    model.hparams.update(options)
+    written = Written()
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=written, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
+                        callbacks=[LearningRateMonitor()], default_root_dir=tmp_path)
+    trainer.fit(model, **data)
+    logged = {key: value for _, metrics in written.rows for key, value in metrics.items() if key.startswith("lr-")}
+    assert logged == pytest.approx(charts)
+    expected = {"critic": model.critic.parameters(), "generator": model.generator.parameters()} if system == "wgan" \
+        else {"weights": [module.weight for module in model.modules() if isinstance(module, (nn.Conv2d, nn.Linear))]}
+    groups = {group["name"]: group["params"] for optimizer in trainer.optimizers for group in optimizer.param_groups}
+    for name, parameters in expected.items():
+        assert {id(p) for p in groups[name]} == {id(p) for p in parameters}
 
 
 def test_style_logs_each_layers_share_of_the_style_loss(tmp_path):
