@@ -3,6 +3,8 @@ it."""
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -18,19 +20,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with replaced(Path(path)) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` (in its folder, made if missing) to write, renamed over `path` when the block
+    ends, removed when it fails: a crash never leaves half a file under the real name, and a rename within one folder
+    stays atomic on network file systems. The name holds the process id: two processes never share one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with suppress(OSError):  # gone once renamed; never made in a folder that cannot be written to
+            tmp.unlink()
 
 
 def write_json(path: Path, data: dict) -> None:
     """A JSON file (run.json, results.json, an export's config) written beside and renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))

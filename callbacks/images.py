@@ -4,7 +4,6 @@ Shared by the GAN and style systems; Lightning has no logger-agnostic image logg
 TensorBoard's add_image, which W&B users cannot see).
 """
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -12,13 +11,13 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from callbacks.checkpoint_io import replaced
+
 
 def save_png(image: Tensor, path: Path) -> Path:
     """Write a (3, H, W) image in [0, 1] through a temporary file, so a crash never leaves half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_image(image, tmp, format="png")
-    os.replace(tmp, path)
+    with replaced(path) as tmp:
+        save_image(image, tmp, format="png")
     return path
 
 
@@ -76,10 +75,10 @@ def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
         plt.close(figure)
         return None
     path = Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with replaced(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)
     log_to_wandb(trainer, key, path)
     return path

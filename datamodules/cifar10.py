@@ -1,6 +1,5 @@
 """CIFAR-10 held as one uint8 tensor, augmented a whole batch at a time on the training device."""
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks import UserError
+from callbacks.checkpoint_io import replaced
 from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
@@ -150,15 +150,11 @@ def cached_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     except Exception:  # noqa: BLE001 - no file yet, or a truncated or foreign one: only a cache miss
         pass
     images, labels, classes = load_folders(root, split)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:  # written beside its place and renamed: a killed run leaves no half file under the real name
-        path.parent.mkdir(exist_ok=True)
-        torch.save({"version": DECODED_VERSION, "fingerprint": fingerprint, "images": images, "labels": labels,
-                    "classes": classes}, tmp)
-        os.replace(tmp, path)
+        with replaced(path) as tmp:
+            torch.save({"version": DECODED_VERSION, "fingerprint": fingerprint, "images": images, "labels": labels,
+                        "classes": classes}, tmp)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         warnings.warn(f"could not keep the decoded {split} images in {path} ({error}); every run decodes "
                       f"{root / split} again (--data.cache_decoded false turns this off)", stacklevel=2)
     return images, labels, classes

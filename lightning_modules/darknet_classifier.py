@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError, check_output_file, report_partial_failure, require_at_least_one
 from callbacks.images import pyplot
 from callbacks.progress import logging_step
@@ -466,13 +467,10 @@ def write_csv(path: Path, names: list[str], results: list[dict]) -> None:
 def write_rows(path: Path, header: list[str], rows: list[list]) -> None:
     """A CSV file, written beside and renamed into place."""
     import csv
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with replaced(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's

@@ -1,0 +1,56 @@
+"""Files written through a temporary file and a rename: a write that fails half-way keeps the previous file."""
+
+import json
+
+import pytest
+import torch
+
+from callbacks import AtomicCheckpointIO
+from callbacks.checkpoint_io import replaced, write_json
+from lightning_modules.darknet_classifier import write_rows
+
+
+def test_a_checkpoint_save_that_fails_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 1}, path)  # makes the folder
+    before = path.read_bytes()
+
+    def torn_save(obj, file):  # a crash (disk full, a kill) after part of the file is out
+        with open(file, "wb") as f:
+            f.write(before[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 2}, path)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    monkeypatch.undo()
+    AtomicCheckpointIO().save_checkpoint({"global_step": 3}, path)
+    assert torch.load(path)["global_step"] == 3 and sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_json_and_csv_writes_that_fail_keep_the_previous_file(tmp_path):
+    results = tmp_path / "results.json"
+    write_json(results, {"test": {"acc": 0.5}})
+    with pytest.raises(TypeError):
+        write_json(results, {"test": {"acc": object()}})  # not JSON: the dump fails before anything is renamed
+    assert json.loads(results.read_text()) == {"test": {"acc": 0.5}}
+
+    class Unprintable:
+        def __str__(self):
+            raise ValueError("no text")
+
+    table = tmp_path / "predictions.csv"
+    write_rows(table, ["path", "prediction"], [["a.png", "cat"]])
+    with pytest.raises(ValueError, match="no text"):
+        write_rows(table, ["path", "prediction"], [["b.png", "dog"], ["c.png", Unprintable()]])
+    assert table.read_text().splitlines() == ["path,prediction", "a.png,cat"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "results.json"]
+
+
+def test_replaced_writes_in_the_target_folder_under_a_name_of_this_process(tmp_path):
+    import os
+    with replaced(tmp_path / "new" / "file.txt") as tmp:
+        assert tmp.parent == tmp_path / "new" and str(os.getpid()) in tmp.name and tmp.name.startswith(".")
+        tmp.write_text("done")
+    assert (tmp_path / "new" / "file.txt").read_text() == "done" and not tmp.exists()
