@@ -1449,7 +1449,7 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     run_dir = Path(trainer.default_root_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(run_dir / "lr_find.png", dpi=100)
-    (run_dir / "lr_find.json").write_text(json.dumps({**finder.results, "suggestion": suggestion}))
+    write_json(run_dir / "lr_find.json", {**finder.results, "suggestion": suggestion})
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             caption = "no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}"
