@@ -49,7 +49,8 @@ def classify(args: list[str] | None = None, prog: str | None = None):
                                                              "square cut: the training size (default 32)")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--output", default=None, help="also write a CSV of every class's probability")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU; the default), "
+                                                         "cpu, cuda, cuda:1, mps")
     parser.add_argument("--ensemble", action="append", metavar="CKPT", default=None,
                         help="another checkpoint of the same classes (e.g. a cycle snapshot of save_cycles), its "
                              "probabilities averaged with the first's; repeat the flag for more")

@@ -436,7 +436,7 @@ def translate_output(file: Path, source: Path, out: Path) -> bool:
 
 def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
               reconstruct: bool = False, max_images: int | None = None, max_size: int | None = None,
-              device: str = "cpu") -> Path:
+              device: str = "auto") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
 
     Args:
@@ -455,7 +455,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
         max_size: scale an image whose longer side is above this down to it, the aspect kept (a phone photo at
             full resolution needs GBs; the reference test.py resizes to --load_size); null: full resolution.
-        device: cpu, cuda, cuda:1, ...
+        device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
     """
     from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_files, output_names, read_rgb
     from datamodules.download import MissingDataError

@@ -382,7 +382,7 @@ def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
 @torch.no_grad()
 def classify(checkpoint: str, images: list[str], top_k: int = 3,
              tta: Literal["none", "flip", "flip_translate"] | None = None, size: int = 32, batch_size: int = 256,
-             output: str | None = None, device: str = "cpu", ensemble: list[str] | None = None) -> list[dict]:
+             output: str | None = None, device: str = "auto", ensemble: list[str] | None = None) -> list[dict]:
     """Classify images with a trained Darknet: each image's most likely classes and their probabilities.
 
     Args:
@@ -394,7 +394,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
             model was trained at (CIFAR-10: 32, which leaves CIFAR-10's own images untouched).
         batch_size: images per forward pass.
         output: also write a CSV: path, prediction, probability, then every class's probability.
-        device: cpu, cuda, cuda:1, mps.
+        device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
         ensemble: more checkpoints of the same classes, e.g. the cycle<k>-step=N.ckpt snapshots that
             TrainingPhaseScheduler(save_cycles=true) keeps: the class probabilities of all the nets are averaged (a
             snapshot ensemble, Huang et al. 2017), each net with the same test-time augmentation.

@@ -38,11 +38,15 @@ def saved_class(state: dict) -> str | None:
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """The --device of an inference command, if this machine has it; else a UserError naming the ones it has."""
+    """The --device of an inference command, if this machine has it; else a UserError naming the ones it has.
+    `auto` (the default) is the first GPU when there is one (CUDA, else Apple's MPS), else the CPU: as train.py's
+    accelerator and junyanz's test.py, which runs on GPU 0 unless told otherwise."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise UserError(f"--device {device}: not a device ({error}); e.g. cpu, cuda, cuda:1, mps") from None
+        raise UserError(f"--device {device}: not a device ({error}); e.g. auto, cpu, cuda, cuda:1, mps") from None
     have = ["cpu"]
     if torch.cuda.is_available():
         have += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]

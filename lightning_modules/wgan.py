@@ -348,7 +348,7 @@ def load_generator(checkpoint: str, device: str) -> WGAN:
 
 
 def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, batch_size: int = 256,
-             seed: int = 0, nrow: int = 8, interpolate: int = 0, device: str = "cpu") -> Path:
+             seed: int = 0, nrow: int = 8, interpolate: int = 0, device: str = "auto") -> Path:
     """Write `num_samples` generator images from a WGAN checkpoint as PNGs, plus <out_dir>_grid.png of the first nrow**2
     beside the folder (in it, an FID tool reading the folder would take the grid for a sample).
 
@@ -364,7 +364,7 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
         interpolate: also <out_dir>_interpolation.png beside the folder: nrow rows of this many images each,
             walking the latent space from one noise vector to another along the great circle (slerp; White 2016,
             Sampling Generative Networks), as DCGAN's latent walks (Radford et al. 2016, section 6.1); 0: none.
-        device: cpu, cuda, mps.
+        device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
     """
     from torchvision.utils import make_grid
 

@@ -26,7 +26,7 @@ def real_batches(data_dir: str, isize: int, num_images: int, batch_size: int = 2
 
 
 def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000, batch_size: int = 256,
-        seed: int = 0, device: str = "cpu") -> float:
+        seed: int = 0, device: str = "auto") -> float:
     """Frechet distance between a WGAN's samples and real images in a classifier's feature space.
 
     Args:
@@ -38,7 +38,7 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         num_samples: generated images, and real ones (at most all of data_dir); FID papers use 10,000-50,000.
         batch_size: images per step.
         seed: noise and real-sample seed.
-        device: cpu, cuda, mps.
+        device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
     """
     from lightning_modules.wgan import load_generator, sample
 

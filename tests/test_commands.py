@@ -519,6 +519,33 @@ def test_a_machine_with_two_gpus_takes_cuda_cuda0_cuda1_and_cpu(monkeypatch):
         check_device("cuda:2")
 
 
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_the_default_device_auto_is_a_gpu_when_there_is_one(cuda, mps, expected, monkeypatch):
+    # as junyanz's test.py (GPU 0 unless --gpu_ids -1) and train.py's accelerator: a user with a GPU need not ask
+    import inspect
+
+    from lightning_modules.cyclegan import translate
+    from lightning_modules.darknet_classifier import classify
+    from lightning_modules.inference import check_device
+    from lightning_modules.wgan import generate
+    from lightning_modules.wgan_fid import fid
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(cuda))
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert check_device("auto") == torch.device(expected)
+    assert all(inspect.signature(command).parameters["device"].default == "auto"
+               for command in (translate, classify, generate, fid))
+    given = {}
+
+    def called(**options):
+        """Classify images (a stand-in that keeps its arguments)."""
+        given.update(options)
+
+    monkeypatch.setattr("lightning_modules.darknet_classifier.classify", called)
+    commands.classify(["model.ckpt", "cat.png"])  # dl2-classify's own parser (argparse) has its default too
+    assert given["device"] == "auto"
+
+
 def test_classify_skips_an_unreadable_image_names_it_and_classifies_the_others(darknet_checkpoint, tmp_path, capsys):
     import csv
     import shutil
