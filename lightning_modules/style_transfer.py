@@ -477,10 +477,10 @@ def check_results_spare_inputs(output: str, content: list[Path], style: list[Pat
     """A UserError when a result, <output>/<name>.png, would replace a content or style image (--output given as
     the content folder, with PNG photos in it): refused before the optimization, not found after it."""
     from datamodules.decode import output_names
-    inputs = {file.resolve() for file in content + style}
     for name in output_names(content):
         result = Path(output) / f"{name}.png"
-        if result.resolve() in inputs:
+        # samefile, not a path comparison: photo.PNG is photo.png where the file system ignores case (macOS, Windows)
+        if result.exists() and any(result.samefile(file) for file in content + style):
             raise UserError(f"--output {output}: the result {result} would replace the input image of that name; "
                             "give another --output folder")
 
