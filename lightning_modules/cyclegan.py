@@ -470,7 +470,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     source, out = Path(input_dir), check_output_folder(output_dir, "--output_dir")
     one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
     source = source.parent if one_image else source
-    if out.resolve() == source.resolve():
+    # samefile, not only the paths: Photos is photos where the file system ignores case (macOS, Windows)
+    if out.resolve() == source.resolve() or (out.is_dir() and source.is_dir() and out.samefile(source)):
         raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
                         f"of the same name; give another folder")
     for copies in ("inputs", "reconstructions")[:1 + reconstruct]:  # where the inputs are copied, or rebuilt
