@@ -244,6 +244,25 @@ TARGETS = {
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end", "Lookahead._finish",
                          "Lookahead.state_dict", "Lookahead.load_state_dict"),
                         ("tests/test_darknet_speed.py", "-k", "lookahead")),
+    # dl2-export: which system a checkpoint is, what a weights-only file keeps, the reference projects' key names; the
+    # tests that need no trained CycleGAN first (its fixture trains one for 6 s)
+    "export": Target("lightning_modules/export.py",
+                     ("system_class", "source_checkpoint", "weights_only", "restore_left_out", "junyanz_resnet_names",
+                      "dcgan_g_names", "prefixed", "reference_files", "export"),
+                     tuple(f"tests/test_export.py::test_{name}" for name in (
+                         "the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours",
+                         "a_wgan_export_is_its_generator_and_generates_the_checkpoints_images",
+                         "a_darknet_export_classifies_as_its_checkpoint",
+                         "mistakes_are_one_line_and_leave_the_checkpoint_as_it_was",
+                         "a_cyclegan_export_translates_as_its_checkpoint_without_the_training_state",
+                         "junyanz_files_carry_its_key_names_and_translate_as_our_generators",
+                         "train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators",
+                         "last_is_the_newest_run_of_the_one_system_that_has_runs"))),
+    # data appearing under data/: the checksum, the archive's paths, the lock, the temporary folder and its rename
+    "download": Target("datamodules/download.py",
+                       ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),
+                       ("tests/test_cifar10_data.py", "tests/test_unpaired_data.py", "-k",
+                        "download or filter or outside or two_processes or killed or zip or wrong_image_counts")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
