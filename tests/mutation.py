@@ -261,7 +261,7 @@ TARGETS = {
     # data appearing under data/: the checksum, the archive's paths, the lock, the temporary folder and its rename
     "download": Target("datamodules/download.py",
                        ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),
-                       ("tests/test_cifar10_data.py", "tests/test_unpaired_data.py", "-k",
+                       ("tests/test_download.py", "tests/test_cifar10_data.py", "tests/test_unpaired_data.py", "-k",
                         "download or filter or outside or two_processes or killed or zip or wrong_image_counts")),
 }
 
