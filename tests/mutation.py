@@ -245,11 +245,16 @@ TARGETS = {
                          "Lookahead.state_dict", "Lookahead.load_state_dict"),
                         ("tests/test_darknet_speed.py", "-k", "lookahead")),
     # dl2-export: which system a checkpoint is, what a weights-only file keeps, the reference projects' key names; the
-    # tests that need no trained CycleGAN first (its fixture trains one for 6 s)
+    # tests that need no trained CycleGAN first (its fixture trains one for 6 s). Run it under `ulimit -v 8000000`:
+    # dcgan_g_names' `size / 2` mutant loops for ever, filling memory faster than mutmut's timeout (a MemoryError then)
     "export": Target("lightning_modules/export.py",
                      ("system_class", "source_checkpoint", "weights_only", "restore_left_out", "junyanz_resnet_names",
                       "dcgan_g_names", "prefixed", "reference_files", "export"),
                      tuple(f"tests/test_export.py::test_{name}" for name in (
+                         "a_checkpoint_of_a_class_this_project_does_not_know_is_refused",
+                         "reference_files_of_a_checkpoint_without_its_sizes_are_those_of_the_systems_defaults",
+                         "last_among_runs_of_three_systems_names_them_and_a_path_is_read_as_given",
+                         "an_existing_output_file_is_replaced",
                          "the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours",
                          "a_wgan_export_is_its_generator_and_generates_the_checkpoints_images",
                          "a_darknet_export_classifies_as_its_checkpoint",

@@ -227,3 +227,83 @@ def test_last_is_the_newest_run_of_the_one_system_that_has_runs(cyclegan_run, tm
     export("last", "b.ckpt", system="cyclegan")
     assert torch.equal(torch.load("b.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"],
                        torch.load("a.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"])
+
+
+def test_an_existing_output_file_is_replaced(wgan_checkpoint, tmp_path):
+    keys = torch.load(wgan_checkpoint, weights_only=False)["state_dict"].keys()
+    export(str(wgan_checkpoint), str(tmp_path / "out.ckpt"), generators_only=False)
+    export(str(wgan_checkpoint), str(tmp_path / "out.ckpt"))  # over the first: the critic left out now
+    assert torch.load(tmp_path / "out.ckpt", weights_only=True)["state_dict"].keys() == {
+        k for k in keys if not k.startswith("critic.")}
+
+
+@pytest.mark.parametrize("state, name", [
+    ({"hyper_parameters": {"_class_path": "their_project.MyGAN"}}, "MyGAN"),  # our key names, not our class
+    ({}, "network"),  # no class path, and no weights of ours
+])
+def test_a_checkpoint_of_a_class_this_project_does_not_know_is_refused(tmp_path, state, name):
+    weights = {"generator.0.weight": torch.zeros(1)} if state else {"fc.weight": torch.zeros(1)}
+    torch.save({**state, "state_dict": weights}, tmp_path / "x.ckpt")
+    with pytest.raises(UserError) as error:
+        export(str(tmp_path / "x.ckpt"), str(tmp_path / "out.ckpt"))
+    assert str(error.value) == (f"{tmp_path / 'x.ckpt'} holds a {name} this project does not know; dl2-export takes "
+                                "the checkpoints of train.py's systems (darknet, wgan, cyclegan, style)")
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_last_among_runs_of_three_systems_names_them_and_a_path_is_read_as_given(wgan_checkpoint, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for system, cls in (("darknet", "DarknetClassifier"), ("wgan", "WGAN"), ("cyclegan", "CycleGAN")):
+        (tmp_path / "runs" / system / "r" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "runs" / system / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (tmp_path / "runs" / system / "r" / "run.json").write_text(
+            json.dumps({"model": f"lightning_modules.{cls}", "started": 1.0}))
+    with pytest.raises(UserError) as error:
+        export("last", "out.ckpt")
+    assert str(error.value) == (f"last: runs of darknet and wgan and cyclegan in {tmp_path / 'runs'}; say which with "
+                                "--system darknet (or wgan, cyclegan)")
+    with pytest.raises(UserError, match="^checkpoint typo.ckpt not found; pass a .ckpt file"):  # not `last`
+        export("typo.ckpt", "out.ckpt")
+    (tmp_path / "last").write_bytes(wgan_checkpoint.read_bytes())  # a file named last is that file
+    export("last", "out.ckpt")
+    assert torch.load("out.ckpt", weights_only=True)["state_dict"].keys() == {
+        k for k in torch.load(wgan_checkpoint, weights_only=False)["state_dict"] if not k.startswith("critic.")}
+
+
+def test_reference_files_of_a_checkpoint_without_its_sizes_are_those_of_the_systems_defaults():
+    """A checkpoint whose hyper-parameters lack a size is read at the system's default (CycleGAN: 9 blocks; WGAN:
+    64 px, nz 100, nc 3, ngf 64, 1 extra layer), and one without bn_last as the seed's block order."""
+    from lightning_modules.export import reference_files
+    from lightning_modules.nets.dcgan import generator
+    # junyanz's resnet_9blocks: the blocks at 10 ... 18, the transposed convs at 19 and 22, the last conv at 26
+    convs = ["model.1", "model.4", "model.7", *[f"model.{b}.conv_block.{j}" for b in range(10, 19) for j in (1, 5)],
+             "model.19", "model.22", "model.26"]
+    junyanz = [f"{conv}.{kind}" for conv in convs for kind in ("weight", "bias")]
+    tensors = [torch.tensor([float(i)]) for i in range(48)]
+    weights = {f"{net}.{i}.w": t for net in ("gen_a2b", "gen_b2a") for i, t in enumerate(tensors)}
+    files = reference_files({"state_dict": weights}, "CycleGAN", "c.ckpt")
+    assert list(files) == ["latest_net_G_A.pth", "latest_net_G_B.pth"]
+    assert list(files["latest_net_G_B.pth"]) == junyanz and list(files["latest_net_G_B.pth"].values()) == tensors
+    with pytest.raises(UserError) as error:  # a 1-block generator's 16 tensors
+        reference_files({"state_dict": {k: v for k, v in weights.items() if int(k.split(".")[1]) < 16}}, "CycleGAN",
+                        "c.ckpt")
+    assert str(error.value) == ("--format reference: c.ckpt's gen_a2b holds 16 tensors, a resnet_9blocks generator 48; "
+                                "not a ResNet generator")
+    # the WassersteinGAN reference's DCGAN_G at its defaults: 512 -> 256 -> 128 -> 64 channels, an extra layer at 64
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    blocks = [("initial:100-512:convt", "initial:512"), ("pyramid:512-256:convt", "pyramid:256"),
+              ("pyramid:256-128:convt", "pyramid:128"), ("pyramid:128-64:convt", "pyramid:64"),
+              ("extra-layers-0:64:conv", "extra-layers-0:64")]
+    dcgan_g = [name for conv, norm in blocks for name in (f"main.{conv}.weight", *[f"main.{norm}:batchnorm.{t}"
+                                                                                 for t in bn])]
+    dcgan_g.append("main.final:64-3:convt.weight")
+    state = {f"generator.{k}": v for k, v in generator(64, 100, 3, 64, 1, bn_last=False).state_dict().items()}
+    files = reference_files({"hyper_parameters": {"bn_last": False}, "state_dict": state}, "WGAN", "w.ckpt")
+    assert list(files["netG.pth"]) == dcgan_g
+    assert [tuple(files["netG.pth"][k].shape) for k in dcgan_g if k.endswith("conv.weight") or "convt" in k] == [
+        (100, 512, 4, 4), (512, 256, 4, 4), (256, 128, 4, 4), (128, 64, 4, 4), (64, 64, 3, 3), (64, 3, 4, 4)]
+    assert files["generator_config.json"] == {"imageSize": 64, "nz": 100, "nc": 3, "ngf": 64, "ngpu": 1,
+                                              "n_extra_layers": 1, "noBN": False, "mlp_G": False}
+    with pytest.raises(UserError, match="^--format reference: w.ckpt has the seed's conv, ReLU, batchnorm blocks"):
+        reference_files({"state_dict": state}, "WGAN", "w.ckpt")
