@@ -1543,6 +1543,11 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
            "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
            "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
            "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"],
+           # Lightning's RuntimeError for a second ModelCheckpoint of the shipped one's monitor and mode
+           "two ModelCheckpoint callbacks with the same monitor, mode, every_n_epochs, every_n_train_steps or "
+           "train_time_interval: a checkpoint keeps each one's state under those, so Lightning refuses the pair":
+               ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/acc",
+                "--trainer.callbacks.mode", "max", "--trainer.callbacks.save_top_k", "3"],
            "unrecognized arguments: --trainer.max_epoch 1 (did you mean trainer.max_epochs?); see --help":
                ["--trainer.max_epoch", "1"]}
     for needle, args in bad.items():
