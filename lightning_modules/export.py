@@ -113,14 +113,15 @@ def junyanz_resnet_names(n_blocks: int) -> list[str]:
     return [f"{conv}.{kind}" for conv in convs for kind in ("weight", "bias")]
 
 
-def dcgan_g_names(isize: int, nz: int, nc: int, ngf: int, n_extra_layers: int) -> list[str]:
+def dcgan_g_names(isize: int, nz: int, nc: int, ngf: int, n_extra_layers: int, batchnorm: bool = True) -> list[str]:
     """The WassersteinGAN reference's DCGAN_G keys (`main.<module>.<tensor>`, its modules named with ':'): the initial
     transposed conv nz -> cngf (ngf/2 doubled until 4 reaches isize), the pyramid's halving ones, the extra 3x3 convs,
-    each with a batchnorm (and a ReLU, no tensors); then the final transposed conv to nc. No conv has a bias."""
-    batchnorm = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    each with a batchnorm (and a ReLU, no tensors); then the final transposed conv to nc. No conv has a bias.
+    `batchnorm=False`: its DCGAN_G_nobn (--noBN), the same convs without the batchnorms."""
+    norm_tensors = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked") if batchnorm else ()
 
     def block(conv: str, norm: str) -> list[str]:
-        return [f"main.{conv}.weight", *[f"main.{norm}.{t}" for t in batchnorm]]
+        return [f"main.{conv}.weight", *[f"main.{norm}.{t}" for t in norm_tensors]]
     cngf = ngf * isize // 8
     names = block(f"initial:{nz}-{cngf}:convt", f"initial:{cngf}:batchnorm")
     size = 4
@@ -155,20 +156,28 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
                                 f"resnet_{hp.get('n_blocks', 9)}blocks generator {len(names)}; not a ResNet generator")
             files[file] = OrderedDict(zip(names, tensors, strict=True))
         return files
+    if name == "WGAN" and hp.get("mlp_generator", False):  # the reference's MLP_G: main.0, .2, .4, .6 (ReLUs between)
+        names = [f"main.{layer}.{kind}" for layer in (0, 2, 4, 6) for kind in ("weight", "bias")]
+        sizes = {k: hp.get(k, d) for k, d in (("isize", 64), ("nz", 100), ("nc", 3), ("ngf", 64))}
+        config = {"imageSize": sizes["isize"], "nz": sizes["nz"], "nc": sizes["nc"], "ngf": sizes["ngf"], "ngpu": 1,
+                  "n_extra_layers": hp.get("n_extra_layers", 1), "noBN": False, "mlp_G": True}
+        return {"netG.pth": OrderedDict(zip(names, prefixed(weights, "generator."), strict=True)),
+                "generator_config.json": config}
     if name == "WGAN":
-        if hp.get("bn_last", True):
+        batchnorm = hp.get("generator_batchnorm", True)
+        if batchnorm and hp.get("bn_last", True):
             raise UserError(f"--format reference: {path} has the seed's conv, ReLU, batchnorm blocks (--model.bn_last "
                             "true, the default), the reference's DCGAN_G conv, batchnorm, ReLU; only a WGAN trained "
                             "with --model.bn_last false has its layers. Export it in our format (leave out --format)")
         sizes = {k: hp.get(k, d) for k, d in (("isize", 64), ("nz", 100), ("nc", 3), ("ngf", 64),
                                              ("n_extra_layers", 1))}
-        names = dcgan_g_names(**sizes)
+        names = dcgan_g_names(**sizes, batchnorm=batchnorm)
         # our extra layers are transposed convs, the reference's plain ones: the same map with the kernel's channel
         # axes swapped and its taps flipped (reference_generator reads them back the same way)
         tensors = [v.transpose(0, 1).flip(2, 3).contiguous() if ":conv." in key else v
                    for key, v in zip(names, prefixed(weights, "generator."), strict=True)]
         config = {"imageSize": sizes["isize"], "nz": sizes["nz"], "nc": sizes["nc"], "ngf": sizes["ngf"], "ngpu": 1,
-                  "n_extra_layers": sizes["n_extra_layers"], "noBN": False, "mlp_G": False}
+                  "n_extra_layers": sizes["n_extra_layers"], "noBN": not batchnorm, "mlp_G": False}
         return {"netG.pth": OrderedDict(zip(names, tensors, strict=True)), "generator_config.json": config}
     raise UserError(f"--format reference: the {'Darknet' if name == 'DarknetClassifier' else name} has no reference "
                     "project's file format here (fastai's export.pkl pickles its whole Learner); leave out --format "

@@ -25,7 +25,7 @@ from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
-from lightning_modules.nets.dcgan import critic, generator, init_dcgan_
+from lightning_modules.nets import dcgan
 
 # Lightning 2.6 warns on every step checkpoint under manual optimization that it holds the post-step weights;
 # that is what resume needs here (the counters are post-step too).
@@ -83,6 +83,11 @@ class WGAN(L.LightningModule):
         critic_batchnorm: batchnorm in the critic; null means yes with clipping (the seed) and no with the
             gradient penalty, which is defined per sample (Gulrajani et al. section 4).
         bn_last: the seed's block order conv, activation, batchnorm; false for DCGAN's conv, batchnorm, act.
+        generator_batchnorm: false for the generator without batchnorm of the paper's robustness experiments (the
+            reference's --noBN), which WGAN still trains.
+        mlp_generator: the paper's MLP generator (the reference's --mlp_G: three ReLU layers of ngf units, linear
+            output; the paper used ngf 512) in place of the DCGAN one.
+        mlp_critic: the reference's MLP critic (--mlp_D: three ReLU layers of ndf units).
         sample_every: save an 8x8 grid from fixed noise every this many generator iterations (the seed's gallery);
             0: at the end of training only.
         fid_features: a DarknetClassifier .ckpt or torch-fidelity's pt_inception-2015-12-05-6726825d.pth: each
@@ -100,7 +105,8 @@ class WGAN(L.LightningModule):
                  n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
                  d_iters_long: int = 100, long_until: int = 25, long_every: int = 500,
                  gradient_penalty: float = 0.0, betas: tuple[float, float] = (0.0, 0.9),
-                 critic_batchnorm: bool | None = None, bn_last: bool = True, sample_every: int = 500,
+                 critic_batchnorm: bool | None = None, bn_last: bool = True, generator_batchnorm: bool = True,
+                 mlp_generator: bool = False, mlp_critic: bool = False, sample_every: int = 500,
                  fid_features: str | None = None):
         super().__init__()
         check_schedule(lr=lr, clip_value=clip_value, gradient_penalty=gradient_penalty, d_iters=d_iters,
@@ -109,10 +115,12 @@ class WGAN(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False  # alternating critic and generator updates
         bn = gradient_penalty == 0 if critic_batchnorm is None else critic_batchnorm
-        self.critic = critic(isize, nc, ndf, n_extra_layers, bn=bn, bn_last=bn_last)
-        self.generator = generator(isize, nz, nc, ngf, n_extra_layers, bn_last=bn_last)
-        self.critic.apply(init_dcgan_)
-        self.generator.apply(init_dcgan_)
+        self.critic = (dcgan.mlp_critic(isize, nc, ndf) if mlp_critic
+                       else dcgan.critic(isize, nc, ndf, n_extra_layers, bn=bn, bn_last=bn_last))
+        self.generator = (dcgan.mlp_generator(isize, nz, nc, ngf) if mlp_generator
+                          else dcgan.generator(isize, nz, nc, ngf, n_extra_layers, bn_last, generator_batchnorm))
+        self.critic.apply(dcgan.init_dcgan_)
+        self.generator.apply(dcgan.init_dcgan_)
         self.register_buffer("fixed_noise", torch.randn(64, nz, 1, 1))  # saved: the same gallery after resume
         # plain ints, kept on the host so the schedule never waits for the device; saved in checkpoints
         self.gen_iterations = 0
@@ -287,9 +295,10 @@ class WGAN(L.LightningModule):
 
 
 def reference_generator(path: str) -> WGAN | None:
-    """A generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`, its DCGAN_G) as a WGAN whose
-    generator holds those weights, None for any other file. That DCGAN_G has our generator's blocks in DCGAN's order
-    (conv, batchnorm, ReLU: bn_last false) under its own names; its sizes are read from the tensors (the
+    """A generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`: its DCGAN_G, DCGAN_G_nobn or MLP_G) as
+    a WGAN whose generator holds those weights, None for any other file. That DCGAN_G has our generator's blocks in
+    DCGAN's order (conv, batchnorm, ReLU: bn_last false; no batchnorm in DCGAN_G_nobn, generator_batchnorm false) under
+    its own names; its sizes are read from the tensors (the
     generator_config.json the reference writes beside them is not needed), and its stride-1 extra layers are
     convolutions where ours are transposed convolutions: the same map with the kernel's two channel axes swapped
     and its taps flipped."""
@@ -302,10 +311,7 @@ def reference_generator(path: str) -> WGAN | None:
     if not all(k.startswith("main.") for k in keys):
         return None
     if all(v.dim() <= 2 for v in state.values()):  # linear layers only: its models/mlp.py
-        last = [v for v in state.values() if v.dim() == 2][-1]
-        net = "critic (--mlp_D, netD_*)" if last.shape[0] == 1 else "generator (--mlp_G)"
-        raise UserError(f"{path} is the WassersteinGAN reference's MLP {net}, which has no counterpart here; only its "
-                        "DCGAN_G generator loads")
+        return reference_mlp_generator(path, state)
     if state[next(iter(state))].dim() != 4:
         return None
     layers = [(k.rsplit(".", 1)[0], v) for k, v in zip(keys, state.values(), strict=True)
@@ -313,22 +319,52 @@ def reference_generator(path: str) -> WGAN | None:
     convs = [(name, v) for name, v in layers if v.dim() == 4]
     if not convs[0][0].endswith("convt"):
         raise UserError(f"{path} is a WassersteinGAN critic (netD_*), not a generator; give a netG_epoch_N.pth")
-    if not any(name.endswith("batchnorm") for name, _ in layers):
-        raise UserError(f"{path} is the WassersteinGAN reference's generator without batchnorm (--noBN), which has no "
-                        "counterpart here; only its DCGAN_G loads")
+    batchnorm = any(name.endswith("batchnorm") for name, _ in layers)  # none in its DCGAN_G_nobn (--noBN)
     (_, first), (_, last) = convs[0], convs[-1]
     nz, ngf, nc = first.shape[0], last.shape[0], last.shape[1]
     n_extra_layers = sum(not name.endswith("convt") for name, _ in convs)
     isize = 4 * 2 ** (len(convs) - n_extra_layers - 1)  # 4x4 after the first, then each stride-2 block doubles
-    model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, n_extra_layers=n_extra_layers, bn_last=False)
+    model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, n_extra_layers=n_extra_layers, bn_last=False,
+                 generator_batchnorm=batchnorm)
     ours = {k: v for k, v in model.generator.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = [v.transpose(0, 1).flip(2, 3) if v.dim() == 4 and not name.endswith("convt") else v
               for name, v in layers]
     shapes = [tuple(v.shape) for v in ours.values()], [tuple(v.shape) for v in theirs]
     if shapes[0] != shapes[1]:
         raise UserError(f"{path} holds a WassersteinGAN-style generator that does not match a DCGAN_G of isize "
-                        f"{isize}, nz {nz}, ngf {ngf}, {n_extra_layers} extra layers; only its DCGAN_G loads")
+                        f"{isize}, nz {nz}, ngf {ngf}, {n_extra_layers} extra layers; only its DCGAN_G, DCGAN_G_nobn "
+                        "and MLP_G load")
     model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)))  # BatchNorm fills in its batch counts
+    return model.eval()
+
+
+def reference_mlp_generator(path: str, state: dict) -> WGAN:
+    """The reference's MLP_G file (--mlp_G): four linear layers, nz -> ngf -> ngf -> ngf -> nc x isize x isize. The
+    last layer's width is nc x isize^2: nc and isize come from the generator_config.json the reference writes beside
+    its files when it is there, else nc is 3 where that gives a square image, else 1."""
+    import json
+
+    weights = [v for k, v in state.items() if k.endswith("weight")]
+    if weights[-1].shape[0] == 1:
+        raise UserError(f"{path} is the WassersteinGAN reference's MLP critic (--mlp_D, netD_*), not a generator; give "
+                        "a netG_epoch_N.pth")
+    nz, ngf, pixels = weights[0].shape[1], weights[0].shape[0], weights[-1].shape[0]
+    config = Path(path).with_name("generator_config.json")
+    try:
+        saved = json.loads(config.read_text())
+        nc, isize = int(saved["nc"]), int(saved["imageSize"])
+    except (OSError, ValueError, KeyError, TypeError):
+        nc = next((c for c in (3, 1) if pixels % c == 0 and round((pixels // c) ** 0.5) ** 2 == pixels // c), 1)
+        isize = round((pixels // nc) ** 0.5)
+    if nc * isize * isize != pixels or len(weights) != 4:
+        raise UserError(f"{path} holds linear layers that are not the WassersteinGAN reference's MLP_G (four layers, "
+                        f"the last {pixels} wide: nc x isize x isize); only its DCGAN_G, DCGAN_G_nobn and MLP_G load")
+    model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, mlp_generator=True, mlp_critic=True)  # any isize (28 for MNIST)
+    ours = model.generator.state_dict()
+    if [tuple(v.shape) for v in ours.values()] != [tuple(v.shape) for v in state.values()]:
+        raise UserError(f"{path} holds linear layers that do not match an MLP_G of isize {isize}, nz {nz}, nc {nc}, "
+                        f"ngf {ngf}")
+    model.generator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
     return model.eval()
 
 

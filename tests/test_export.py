@@ -129,6 +129,31 @@ def test_a_wgan_export_is_its_generator_and_generates_the_checkpoints_images(wga
         assert all(np.array_equal(a, expected[k]) for k, a in pixels(tmp_path / name).items())
 
 
+@pytest.mark.parametrize("options, keys, flags", [
+    # DCGAN_G_nobn(isize 16, nz 8, nc 3, ngf 4, no extra layer): the convs alone; any block order (no batchnorm)
+    ({"generator_batchnorm": False, "n_extra_layers": 0},
+     ["main.initial:8-8:convt.weight", "main.pyramid:8-4:convt.weight", "main.final:4-3:convt.weight"],
+     {"noBN": True, "mlp_G": False, "ngf": 4, "n_extra_layers": 0}),
+    # MLP_G(isize 16, nz 8, nc 3, ngf 4): Linear 8 -> 4, 4 -> 4, 4 -> 4, 4 -> 768 at main.0, .2, .4, .6
+    ({"mlp_generator": True},
+     [f"main.{i}.{kind}" for i in (0, 2, 4, 6) for kind in ("weight", "bias")],
+     {"noBN": False, "mlp_G": True, "ngf": 4, "n_extra_layers": 1})])
+def test_the_wassersteingan_files_of_its_nobn_and_mlp_generators(tmp_path, options, keys, flags):
+    """The reference's --noBN and --mlp_G generators: its key names, the flags its generate.py reads, and read back
+    by our reader as the generator they came from."""
+    checkpoint = tiny_wgan_checkpoint(tmp_path, **options)
+    commands.export([str(checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
+    state = torch.load(tmp_path / "ref" / "netG.pth", weights_only=True)
+    assert list(state) == keys
+    assert json.loads((tmp_path / "ref" / "generator_config.json").read_text()) == {
+        "imageSize": 16, "nz": 8, "nc": 3, "ngpu": 1, **flags}
+    model = WGAN.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    noise = seeded_rows(3, 8, seed=0)
+    with torch.no_grad():
+        torch.testing.assert_close(wgan_reference(str(tmp_path / "ref" / "netG.pth")).generator(noise),
+                                   model.generator(noise), atol=1e-6, rtol=0)
+
+
 def test_the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours(wgan_checkpoint, tmp_path):
     commands.export([str(wgan_checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
     state = torch.load(tmp_path / "ref" / "netG.pth", weights_only=True)

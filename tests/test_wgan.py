@@ -130,9 +130,12 @@ def test_loss_g_is_kept_in_checkpoints_for_the_first_logged_step_after_a_resume(
     assert checkpoint["wgan_counters"]["last_loss_g"] is None
 
 
-def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_generator_step(images, tmp_path):
+@pytest.mark.parametrize("options", [{}, {"mlp_critic": True, "mlp_generator": True}, {"generator_batchnorm": False}])
+def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_generator_step(images, tmp_path, options):
+    # also the paper's robustness experiments: the MLP nets (every Linear weight and bias clamped) and the
+    # generator without batchnorm
     recorder = Recorder()
-    model, _ = fit(images, tmp_path, [recorder], max_epochs=1)
+    model, _ = fit(images, tmp_path, [recorder], max_epochs=1, model=WGAN(**TINY, **options))
     after_batch = [max(p.abs().max().item() for p in model.critic.parameters())]
     before_generator = [m for who, m in recorder.critic_max if who == "generator"]
     assert len(before_generator) == model.gen_iterations > 0

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.nets import ConvBlock, DeconvBlock, critic, generator
+from lightning_modules.nets import ConvBlock, DeconvBlock, critic, generator, mlp_critic, mlp_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets on a shared 2-core CPU
 
@@ -72,3 +72,26 @@ def test_deconv_block_is_transposed_conv_relu_batchnorm():
     block = DeconvBlock(8, 4, 4, 2, 1)
     assert [type(m) for m in block] == [nn.ConvTranspose2d, nn.ReLU, nn.BatchNorm2d]
     assert block(torch.randn(2, 8, 4, 4)).shape == (2, 4, 8, 8)
+
+
+def test_the_mlp_nets_are_the_references_mlp_g_and_mlp_d():
+    """The reference's MLP_G: Linear nz -> ngf, ReLU, twice ngf -> ngf with ReLU, ngf -> nc x isize^2, viewed as
+    images (no tanh); its MLP_D the same from the flattened image to 1, averaged over the batch (ours: per image)."""
+    torch.manual_seed(0)
+    nz, ngf, ndf, nc, isize = 6, 10, 12, 3, 16
+    ours_g, ours_d = mlp_generator(isize, nz, nc, ngf), mlp_critic(isize, nc, ndf)
+    reference_g = nn.Sequential(nn.Linear(nz, ngf), nn.ReLU(), nn.Linear(ngf, ngf), nn.ReLU(), nn.Linear(ngf, ngf),
+                                nn.ReLU(), nn.Linear(ngf, nc * isize * isize))
+    reference_d = nn.Sequential(nn.Linear(nc * isize * isize, ndf), nn.ReLU(), nn.Linear(ndf, ndf), nn.ReLU(),
+                                nn.Linear(ndf, ndf), nn.ReLU(), nn.Linear(ndf, 1))
+    for ours, reference in ((ours_g, reference_g), (ours_d, reference_d)):
+        assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in reference.parameters()]
+        ours.load_state_dict(dict(zip(ours.state_dict(), reference.state_dict().values(), strict=True)))
+    noise = torch.randn(5, nz, 1, 1) * 30  # large enough that a tanh would show
+    with torch.no_grad():
+        images = ours_g(noise)
+        expected = reference_g(noise.view(5, nz)).view(5, nc, isize, isize)
+        assert images.shape == (5, nc, isize, isize) and torch.allclose(images, expected, atol=1e-6)
+        assert images.abs().max() > 1  # linear output
+        scores = ours_d(images)
+        assert scores.shape == (5,) and torch.allclose(scores, reference_d(images.view(5, -1))[:, 0], atol=1e-5)

@@ -95,15 +95,73 @@ def test_a_file_in_the_references_names_but_other_shapes_is_named(tmp_path):
         generate(str(tmp_path / "tensor.pth"), str(tmp_path / "out"))
 
 
-def test_a_critic_or_a_generator_without_batchnorm_is_named(tmp_path):
+def generated_images(folder, count):
+    return [torch.from_numpy(np.array(Image.open(folder / f"{i:06d}.png"))).permute(2, 0, 1) / 255
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_the_references_generator_without_batchnorm_makes_its_images(tmp_path, extra):
+    """Its DCGAN_G_nobn (--noBN, the paper's generator without batchnorm): ConvTranspose and ReLU blocks."""
+    main, state = reference_dcgan_g(batchnorm=False, extra=extra)
+    assert not any("batchnorm" in key for key in state)
+    torch.save(state, tmp_path / "netG_epoch_5.pth")
+    generate(str(tmp_path / "netG_epoch_5.pth"), str(tmp_path / "out"), num_samples=3, batch_size=2, seed=4, nrow=2)
+    with torch.no_grad():
+        expected = ((main(seeded_rows(3, 8, seed=4)) + 1) / 2).clamp(0, 1)
+    for image, reference in zip(generated_images(tmp_path / "out", 3), expected, strict=True):
+        assert image.shape == (3, 16, 16) and (image - reference).abs().max() <= 1 / 255 + 1e-6
+    hp = reference_generator(str(tmp_path / "netG_epoch_5.pth")).hparams
+    assert (hp.generator_batchnorm, hp.n_extra_layers, hp.mlp_generator) == (False, extra, False)
+
+
+def reference_mlp_g(nz, ngf, nc, isize):
+    """The reference's MLP_G: Linear nz -> ngf, ReLU, ngf -> ngf, ReLU, ngf -> ngf, ReLU, ngf -> nc * isize^2 (keys
+    main.0, main.2, main.4, main.6), its output viewed as images, no tanh; random weights."""
+    torch.manual_seed(2)
+    main = nn.Sequential(nn.Linear(nz, ngf), nn.ReLU(), nn.Linear(ngf, ngf), nn.ReLU(), nn.Linear(ngf, ngf), nn.ReLU(),
+                         nn.Linear(ngf, nc * isize * isize))
+    state = OrderedDict((f"main.{key}", tensor) for key, tensor in main.state_dict().items())
+    return (lambda noise: main(noise.view(len(noise), nz)).view(len(noise), nc, isize, isize)), state
+
+
+@pytest.mark.parametrize("nc, isize, config", [(3, 16, False), (1, 32, False), (2, 16, True)])
+def test_the_references_mlp_generator_makes_its_images(tmp_path, nc, isize, config):
+    """Its MLP_G (--mlp_G): sizes from the tensors (nc 3 or 1: no square image is both), else from the
+    generator_config.json its main.py writes beside the weights."""
+    forward, state = reference_mlp_g(8, 32, nc, isize)
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    torch.save(state, folder / "netG_epoch_3.pth")
+    if config:
+        (folder / "generator_config.json").write_text(
+            '{"imageSize": 16, "nz": 8, "nc": 2, "ngf": 32, "ngpu": 1, "n_extra_layers": 0, "noBN": false, '
+            '"mlp_G": true}')
+    model = reference_generator(str(folder / "netG_epoch_3.pth"))
+    hp = model.hparams
+    assert (hp.mlp_generator, hp.nz, hp.ngf, hp.nc, hp.isize) == (True, 8, 32, nc, isize)
+    noise = seeded_rows(3, 8, seed=1)
+    with torch.no_grad():
+        assert torch.allclose(model.generator(noise), forward(noise), atol=1e-6)
+    if nc == 3:  # the saved samples: the linear output clamped to [-1, 1], then (x + 1) / 2
+        generate(str(folder / "netG_epoch_3.pth"), str(tmp_path / "out"), num_samples=3, batch_size=2, seed=1)
+        with torch.no_grad():
+            expected = ((forward(noise) + 1) / 2).clamp(0, 1)
+        for image, reference in zip(generated_images(tmp_path / "out", 3), expected, strict=True):
+            assert (image - reference).abs().max() <= 1 / 255 + 1e-6
+    if not config:  # five layers are no MLP_G
+        state = {**state, "main.8.weight": torch.zeros(4, nc * isize * isize), "main.8.bias": torch.zeros(4)}
+        torch.save(state, folder / "odd.pth")
+        with pytest.raises(UserError, match="not the WassersteinGAN reference's MLP_G"):
+            reference_generator(str(folder / "odd.pth"))
+
+
+def test_a_critic_is_named(tmp_path):
     critic = {"main.initial:conv:3-4.weight": torch.zeros(4, 3, 4, 4),
               "main.final:8-1:conv.weight": torch.zeros(1, 8, 4, 4)}
     torch.save(critic, tmp_path / "netD_epoch_1.pth")
     with pytest.raises(UserError, match="a WassersteinGAN critic.*give a netG_epoch_N.pth"):
         generate(str(tmp_path / "netD_epoch_1.pth"), str(tmp_path / "out"))
-    torch.save(reference_dcgan_g(batchnorm=False)[1], tmp_path / "nobn.pth")
-    with pytest.raises(UserError, match="without batchnorm"):
-        generate(str(tmp_path / "nobn.pth"), str(tmp_path / "out"))
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not a Lightning checkpoint"):
         generate(str(tmp_path / "other.pth"), str(tmp_path / "out"))
@@ -164,17 +222,10 @@ def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
                 assert (cell - (image.clamp(-1, 1) + 1) / 2).abs().max() <= 1 / 255 + 1e-5, (row, column)
 
 
-def test_the_references_mlp_generator_is_named(tmp_path):
-    torch.save({"main.0.weight": torch.zeros(64, 8), "main.0.bias": torch.zeros(64),  # its MLP_G: 3 Linear layers
-                "main.2.weight": torch.zeros(64, 64), "main.2.bias": torch.zeros(64),   # of ngf, then nc * isize^2
-                "main.4.weight": torch.zeros(768, 64), "main.4.bias": torch.zeros(768)}, tmp_path / "netG_mlp.pth")
-    with pytest.raises(UserError, match="MLP generator \\(--mlp_G\\)"):
-        generate(str(tmp_path / "netG_mlp.pth"), str(tmp_path / "out"))
-
-
 def test_the_references_mlp_critic_is_named_as_a_critic(tmp_path):
-    torch.save({"main.0.weight": torch.zeros(64, 768), "main.0.bias": torch.zeros(64),
+    torch.save({"main.0.weight": torch.zeros(64, 768), "main.0.bias": torch.zeros(64),  # its MLP_D: 4 Linear layers
                 "main.2.weight": torch.zeros(64, 64), "main.2.bias": torch.zeros(64),
-                "main.4.weight": torch.zeros(1, 64), "main.4.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
+                "main.4.weight": torch.zeros(64, 64), "main.4.bias": torch.zeros(64),
+                "main.6.weight": torch.zeros(1, 64), "main.6.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
     with pytest.raises(UserError, match="MLP critic \\(--mlp_D, netD_\\*\\)"):
         generate(str(tmp_path / "netD_mlp.pth"), str(tmp_path / "out"))

@@ -54,19 +54,39 @@ def critic(isize: int, nc: int = 3, ndf: int = 64, n_extra_layers: int = 0, bn: 
 
 
 def generator(isize: int, nz: int = 100, nc: int = 3, ngf: int = 64, n_extra_layers: int = 0,
-              bn_last: bool = True) -> nn.Sequential:
-    """DCGAN_G: (N, nz, 1, 1) noise -> (N, nc, isize, isize) images in [-1, 1]."""
+              bn_last: bool = True, bn: bool = True) -> nn.Sequential:
+    """DCGAN_G: (N, nz, 1, 1) noise -> (N, nc, isize, isize) images in [-1, 1]; `bn=False` is the reference code's
+    DCGAN_G_nobn (--noBN), the paper's generator without batchnorm."""
     check_isize(isize)
     nf = ngf * isize // 8  # the seed's `cngf`: ngf/2, doubled until 4 reaches isize
-    layers = [DeconvBlock(nz, nf, 4, 1, 0, bn_last=bn_last)]  # (N, nf, 4, 4)
+    layers = [DeconvBlock(nz, nf, 4, 1, 0, bn, bn_last)]  # (N, nf, 4, 4)
     size = 4
     while size < isize // 2:
-        layers.append(DeconvBlock(nf, nf // 2, 4, 2, 1, bn_last=bn_last))
+        layers.append(DeconvBlock(nf, nf // 2, 4, 2, 1, bn, bn_last))
         size, nf = size * 2, nf // 2
     # (N, ngf, isize/2, isize/2)
-    layers += [DeconvBlock(nf, nf, 3, 1, 1, bn_last=bn_last) for _ in range(n_extra_layers)]
+    layers += [DeconvBlock(nf, nf, 3, 1, 1, bn, bn_last) for _ in range(n_extra_layers)]
     layers += [nn.ConvTranspose2d(nf, nc, 4, 2, 1, bias=False), nn.Tanh()]  # (N, nc, isize, isize)
     return nn.Sequential(*layers)
+
+
+def linear_relu(ni: int, no: int) -> list[nn.Module]:
+    return [nn.Linear(ni, no), nn.ReLU(inplace=True)]
+
+
+def mlp_generator(isize: int, nz: int = 100, nc: int = 3, ngf: int = 64) -> nn.Sequential:
+    """The WGAN paper's MLP generator (the reference's --mlp_G; the paper: 512 units): (N, nz, 1, 1) noise through
+    three ReLU layers of ngf units to (N, nc, isize, isize) images. Its output is linear, no tanh, as the reference's,
+    so a sample may leave [-1, 1] (the saved images are clamped)."""
+    return nn.Sequential(nn.Flatten(), *linear_relu(nz, ngf), *linear_relu(ngf, ngf), *linear_relu(ngf, ngf),
+                         nn.Linear(ngf, nc * isize * isize), nn.Unflatten(1, (nc, isize, isize)))
+
+
+def mlp_critic(isize: int, nc: int = 3, ndf: int = 64) -> nn.Sequential:
+    """The reference's MLP_D (--mlp_D): (N, nc, isize, isize) images through three ReLU layers of ndf units to (N,)
+    scores (the reference averaged them over the batch)."""
+    return nn.Sequential(nn.Flatten(), *linear_relu(nc * isize * isize, ndf), *linear_relu(ndf, ndf),
+                         *linear_relu(ndf, ndf), nn.Linear(ndf, 1), nn.Flatten(0))
 
 
 def init_dcgan_(module: nn.Module) -> None:
