@@ -268,6 +268,24 @@ TARGETS = {
                        ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),
                        ("tests/test_download.py", "tests/test_cifar10_data.py", "tests/test_unpaired_data.py", "-k",
                         "download or filter or outside or two_processes or killed or zip or wrong_image_counts")),
+    # image grids and figures in <run folder>/images and on W&B, and the note about an earlier run's PNGs (pyplot
+    # holds nothing to mutate: a backend's name); the tests as node ids, fastest first
+    "images": Target("callbacks/images.py",
+                     ("save_png", "note_earlier_images", "log_image_grid", "log_to_wandb", "log_figure"),
+                     ("tests/test_wgan.py::test_the_first_real_batch_is_shown_once_as_the_references_real_samples",
+                      "tests/test_translate.py::test_unreadable_images_are_listed_and_the_others_translated",
+                      "tests/test_darknet_interpret.py::test_confusion_matrix_per_class_accuracy_and_top_losses",
+                      "tests/test_darknet_interpret.py::test_interpret_false_writes_nothing_and_logs_no_class_accuracy",
+                      "tests/test_commands.py::test_console_script_generate_writes_the_samples",
+                      "tests/test_cyclegan.py::test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images",
+                      "tests/test_style_options.py::test_the_side_by_side_shows_content_the_style_at_the_contents_size"
+                      "_and_the_result",
+                      "tests/test_image_log_steps.py")),
+    # a checkpoint or JSON file written beside its target and renamed over it: a crash keeps the previous file
+    "checkpoint_io": Target("callbacks/checkpoint_io.py",
+                            ("AtomicCheckpointIO.save_checkpoint", "replaced", "write_json"),
+                            ("tests/test_checkpoint_io.py",
+                             "tests/test_export.py::test_an_existing_output_file_is_replaced")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
