@@ -272,7 +272,8 @@ TARGETS = {
     # holds nothing to mutate: a backend's name); the tests as node ids, fastest first
     "images": Target("callbacks/images.py",
                      ("save_png", "note_earlier_images", "log_image_grid", "log_to_wandb", "log_figure"),
-                     ("tests/test_wgan.py::test_the_first_real_batch_is_shown_once_as_the_references_real_samples",
+                     ("tests/test_images.py",
+                      "tests/test_wgan.py::test_the_first_real_batch_is_shown_once_as_the_references_real_samples",
                       "tests/test_translate.py::test_unreadable_images_are_listed_and_the_others_translated",
                       "tests/test_darknet_interpret.py::test_confusion_matrix_per_class_accuracy_and_top_losses",
                       "tests/test_darknet_interpret.py::test_interpret_false_writes_nothing_and_logs_no_class_accuracy",

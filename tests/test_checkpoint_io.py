@@ -54,3 +54,13 @@ def test_replaced_writes_in_the_target_folder_under_a_name_of_this_process(tmp_p
         assert tmp.parent == tmp_path / "new" and str(os.getpid()) in tmp.name and tmp.name.startswith(".")
         tmp.write_text("done")
     assert (tmp_path / "new" / "file.txt").read_text() == "done" and not tmp.exists()
+
+
+def test_files_are_written_into_folders_several_levels_down_that_do_not_exist_yet(tmp_path):
+    # a run's images/ or an export's folder under a run root not made yet
+    write_json(tmp_path / "runs" / "a" / "run.json", {"trained": True})
+    AtomicCheckpointIO().save_checkpoint({"global_step": 4}, tmp_path / "out" / "b" / "c" / "model.ckpt")
+    assert json.loads((tmp_path / "runs" / "a" / "run.json").read_text()) == {"trained": True}
+    assert torch.load(tmp_path / "out" / "b" / "c" / "model.ckpt")["global_step"] == 4
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        "out/b/c/model.ckpt", "runs/a/run.json"]
