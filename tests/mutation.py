@@ -94,7 +94,8 @@ TARGETS = {
                          ("tests/test_style.py", "tests/test_style_cli.py", "-k",
                           "relu or block_ends or gatys or unknown_layer or weights_file or local_weights"
                           " or torch_cache")),
-    "wgan_reference": Target("lightning_modules/wgan.py", ("reference_generator", "load_generator"),
+    "wgan_reference": Target("lightning_modules/wgan.py", ("reference_generator", "reference_mlp_generator",
+                                                        "load_generator"),
                              ("tests/test_wgan_reference.py",)),
     "style_options": Target("lightning_modules/style_transfer.py",
                             ("total_variation", "original_colors", "StyleTransfer.training_step",
