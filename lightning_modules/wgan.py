@@ -12,6 +12,7 @@ Usage: python -m lightning_modules.wgan generate runs/wgan/<run>/checkpoints/las
        python -m lightning_modules.wgan fid last.ckpt data/cifar10/test darknet.ckpt --num_samples 10000
 """
 
+import math
 import warnings
 from pathlib import Path
 
@@ -341,7 +342,7 @@ def reference_generator(path: str) -> WGAN | None:
 def reference_mlp_generator(path: str, state: dict) -> WGAN:
     """The reference's MLP_G file (--mlp_G): four linear layers, nz -> ngf -> ngf -> ngf -> nc x isize x isize. The
     last layer's width is nc x isize^2: nc and isize come from the generator_config.json the reference writes beside
-    its files when it is there, else nc is 3 where that gives a square image, else 1."""
+    its files when it is there, else nc is 3 where that gives square images, else 1."""
     import json
 
     weights = [v for k, v in state.items() if k.endswith("weight")]
@@ -354,8 +355,9 @@ def reference_mlp_generator(path: str, state: dict) -> WGAN:
         saved = json.loads(config.read_text())
         nc, isize = int(saved["nc"]), int(saved["imageSize"])
     except (OSError, ValueError, KeyError, TypeError):
-        nc = next((c for c in (3, 1) if pixels % c == 0 and round((pixels // c) ** 0.5) ** 2 == pixels // c), 1)
-        isize = round((pixels // nc) ** 0.5)
+        square = pixels % 3 == 0 and math.isqrt(pixels // 3) ** 2 == pixels // 3  # no square image is also 3 times one
+        nc = 3 if square else 1
+        isize = math.isqrt(pixels // nc)
     if nc * isize * isize != pixels or len(weights) != 4:
         raise UserError(f"{path} holds linear layers that are not the WassersteinGAN reference's MLP_G (four layers, "
                         f"the last {pixels} wide: nc x isize x isize); only its DCGAN_G, DCGAN_G_nobn and MLP_G load")

@@ -125,10 +125,11 @@ def reference_mlp_g(nz, ngf, nc, isize):
     return (lambda noise: main(noise.view(len(noise), nz)).view(len(noise), nc, isize, isize)), state
 
 
-@pytest.mark.parametrize("nc, isize, config", [(3, 16, False), (1, 32, False), (2, 16, True)])
+@pytest.mark.parametrize("nc, isize, config", [(3, 16, False), (1, 32, False), (1, 28, False), (2, 16, True)])
 def test_the_references_mlp_generator_makes_its_images(tmp_path, nc, isize, config):
     """Its MLP_G (--mlp_G): sizes from the tensors (nc 3 or 1: no square image is both), else from the
-    generator_config.json its main.py writes beside the weights."""
+    generator_config.json its main.py writes beside the weights; any isize (MNIST's 28: the DCGAN critic takes
+    powers of 2 only, so the model gets the MLP critic too)."""
     forward, state = reference_mlp_g(8, 32, nc, isize)
     folder = tmp_path / "experiment"
     folder.mkdir()
