@@ -355,8 +355,7 @@ def reference_mlp_generator(path: str, state: dict) -> WGAN:
         saved = json.loads(config.read_text())
         nc, isize = int(saved["nc"]), int(saved["imageSize"])
     except (OSError, ValueError, KeyError, TypeError):
-        square = pixels % 3 == 0 and math.isqrt(pixels // 3) ** 2 == pixels // 3  # no square image is also 3 times one
-        nc = 3 if square else 1
+        nc = 3 if 3 * math.isqrt(pixels // 3) ** 2 == pixels else 1  # no square image is also three square images
         isize = math.isqrt(pixels // nc)
     if nc * isize * isize != pixels or len(weights) != 4:
         raise UserError(f"{path} holds linear layers that are not the WassersteinGAN reference's MLP_G (four layers, "
