@@ -260,11 +260,13 @@ class CLI(LightningCLI):
         except RuntimeError as error:  # a callback added beside the config's own of the same class and settings
             if not (twin := re.match(r"Found more than one stateful callback of type `(\w+)`", str(error))):
                 raise
-            settings = ("monitor, mode, every_n_epochs, every_n_train_steps or train_time_interval"
-                        if twin[1] == "ModelCheckpoint" else "settings")
-            raise UserError(f"two {twin[1]} callbacks with the same {settings}: a checkpoint keeps each one's state "
-                            f"under those, so Lightning refuses the pair; give the one you added other values (e.g. "
-                            f"--trainer.callbacks.every_n_epochs 5 after it), or change the config's own") from None
+            if twin[1] == "ModelCheckpoint":
+                raise UserError("two ModelCheckpoint callbacks with the same monitor, mode, every_n_epochs, "
+                                "every_n_train_steps or train_time_interval: a checkpoint keeps each one's state under "
+                                "those, so Lightning refuses the pair; give the one you added another monitor or "
+                                "another interval of the config's kind (--print_config shows the config's)") from None
+            raise UserError(f"two {twin[1]} callbacks with the same settings: a checkpoint keeps each one's state "
+                            "under them, so Lightning refuses the pair; drop one, or give it other settings") from None
         config, trainer = self.job_config(), self.trainer
         run_dir = Path(trainer.default_root_dir)
         resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")

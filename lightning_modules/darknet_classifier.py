@@ -284,9 +284,10 @@ class DarknetClassifier(L.LightningModule):
         decay = 0.0 if hp.no_decay_bn_bias else hp.weight_decay
         # SGD's decay step is lr * weight_decay * p: the BatchNorm biases' lr_scale is taken out of their decay, so
         # it scales their learning rate but not their weight decay, as airbench94's bias_scaler
-        # named: LearningRateMonitor's charts lr-SGD/weights, lr-SGD/no_decay, lr-SGD/bn_biases (not /pg1, /pg2, /pg3)
+        # named: LearningRateMonitor's charts lr-SGD/weights, lr-SGD/bn_weights_and_biases, lr-SGD/bn_biases (not
+        # /pg1, /pg2, /pg3)
         groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0, "name": "weights"},
-                  {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0, "name": "no_decay"},
+                  {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0, "name": "bn_weights_and_biases"},
                   {"params": bn_biases, "weight_decay": decay / (hp.bn_bias_lr_scale or 1),  # 0: frozen, no step
                    "lr_scale": hp.bn_bias_lr_scale, "name": "bn_biases"}]
         groups = [g for g in groups if g["params"]]

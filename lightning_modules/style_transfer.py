@@ -454,14 +454,15 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                         f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
     L.seed_everything(seed, verbose=False)
     with own_flags(flags):  # the errors of the classes below name train.py's flags
+        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
+        # before the model, whose VGG weights may be a 528 MB download
+        check_results_spare_inputs(output, content, data.content_files(), data.style_files())
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
                               original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
                               style_layers=list(style_layers), style_layer_weights=style_layer_weights, lr=lr,
                               style_blend_weights=style_blend_weights)
         model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
-        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
-        check_results_spare_inputs(output, data.content_files(), data.style_files())
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
                             logger=False, enable_checkpointing=False, enable_model_summary=False,
                             default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
@@ -473,12 +474,19 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
     return written
 
 
-def check_results_spare_inputs(output: str, content: list[Path], style: list[Path]) -> None:
-    """A UserError when a result, <output>/<name>.png, would replace a content or style image (--output given as
-    the content folder, with PNG photos in it): refused before the optimization, not found after it."""
+def check_results_spare_inputs(output: str, given: list[str] | str | None, content: list[Path],
+                               style: list[Path]) -> None:
+    """A UserError when --output is a --content folder (the results would join the content of the next run) or when
+    a result, <output>/<name>.png, would replace a content or style image: refused before the optimization, not
+    found after it."""
     from datamodules.decode import output_names
+    folders = [Path(p) for p in ([given] if isinstance(given, str) else given or []) if Path(p).is_dir()]
+    out = Path(output)
+    if out.is_dir() and any(out.samefile(folder) for folder in folders):
+        raise UserError(f"--output {output} is a --content folder: the results would be read as content images by "
+                        "the next run on that folder; give another --output folder")
     for name in output_names(content):
-        result = Path(output) / f"{name}.png"
+        result = out / f"{name}.png"
         # samefile, not a path comparison: photo.PNG is photo.png where the file system ignores case (macOS, Windows)
         if result.exists() and any(result.samefile(file) for file in content + style):
             raise UserError(f"--output {output}: the result {result} would replace the input image of that name; "

@@ -445,7 +445,8 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
 
 @torch.no_grad()
 def sample(model: WGAN, n: int, batch_size: int = 256, seed: int = 0) -> Tensor:
-    """n images in [-1, 1] on the CPU from the generator in eval mode."""
+    """n images on the CPU from the generator in eval mode: in [-1, 1] (an MLP generator's linear output may leave
+    it; the consumers clamp)."""
     # one row at a time: torch's CPU normal sampler draws a tensor's elements in groups of 16, so one tensor of n rows
     # gave its last rows other numbers for another n; a row of its own depends on the seed and its index alone
     generator = torch.Generator().manual_seed(seed)

@@ -47,7 +47,8 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         raise UserError(f"--num_samples must be at least 2 (got {num_samples}): a covariance needs two images; FID "
                         "papers use 10,000-50,000")
     model = load_generator(checkpoint, device)
-    metric = frechet_metric(feature_extractor(features)).to(model.device)  # the device `auto` chose
+    # the device --device (or `auto`) chose; the CPU for Apple's MPS, which has no float64 for torchmetrics' sums
+    metric = frechet_metric(feature_extractor(features)).to("cpu" if model.device.type == "mps" else model.device)
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
         add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
     fakes = sample(model, num_samples, batch_size, seed)

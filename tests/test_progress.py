@@ -296,7 +296,7 @@ def test_cyclegan_lr_charts_are_named_by_what_each_optimizer_trains(tmp_path):
     ("wgan", {}, {"lr-RMSprop/critic": 1e-4, "lr-RMSprop-1/generator": 1e-4}),
     ("wgan", {"gradient_penalty": 10.0}, {"lr-Adam/critic": 1e-4, "lr-Adam-1/generator": 1e-4}),
     ("darknet", {"one_cycle": None, "lr": 0.1, "no_decay_bn_bias": True, "bn_bias_lr_scale": 4.0},
-     {"lr-SGD/weights": 0.1, "lr-SGD/no_decay": 0.1, "lr-SGD/bn_biases": 0.4})])
+     {"lr-SGD/weights": 0.1, "lr-SGD/bn_weights_and_biases": 0.1, "lr-SGD/bn_biases": 0.4})])
 def test_lr_charts_name_the_parameters_each_group_trains(system, options, charts, tmp_path):
     """LearningRateMonitor named the WGAN's charts lr-RMSprop and lr-RMSprop-1 and the Darknet's groups /pg1 to /pg3;
     each group now carries the name of what it trains, and holds exactly those parameters."""

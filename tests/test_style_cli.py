@@ -180,6 +180,21 @@ def test_stylize_into_a_used_output_folder_names_the_results_it_did_not_write(st
             f"{content[0].stem}.png; from an earlier run?)") in capsys.readouterr().err
 
 
+def test_stylize_refuses_a_content_folder_as_output_before_reading_the_weights(tmp_path, capsys):
+    # the results would be read as content by the next run on the folder (me.jpg, then me.png and me_jpg.png...);
+    # refused before the VGG weights are read (a path that is not there: the weights' error would come first)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(folder / "me.jpg")
+    for output in (folder, tmp_path / "." / "photos"):
+        with pytest.raises(SystemExit) as stop:
+            commands.stylize(["--content", str(folder), "--output", str(output), "--size", "32", "--max_iter", "1",
+                              "--vgg_weights", str(tmp_path / "absent.pth"), "--accelerator", "cpu"])
+        assert stop.value.code == 2 and (f"--output {output} is a --content folder: the results would be read as "
+                                         "content images by the next run") in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["me.jpg"]
+
+
 @pytest.mark.parametrize("output", ["content folder", "style folder"])
 def test_stylize_refuses_an_output_folder_where_a_result_would_replace_an_input(style_images, tmp_path, capsys,
                                                                                   output):
