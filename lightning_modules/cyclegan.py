@@ -508,7 +508,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                             f".ckpt or leave --reconstruct out") from None
         generate, back = generate.to(device), None
         direction = "the reference generator's own direction"
-    rows, unreadable, written = [], [], set()
+    rows, unreadable, written = [], [], set()  # unreadable: (file, why it was not translated)
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
             image = read_rgb(file).to(device)  # (3, H, W) uint8
@@ -519,10 +519,18 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             height, width = (max(1, round(side * max_size / max(image.shape[1:]))) for side in image.shape[1:])
             image = (resize(image.float() / 255, height, width) * 255).round().to(torch.uint8)
         x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
-        with torch.inference_mode():
-            y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
-            # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
-            rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
+        try:
+            with torch.inference_mode():
+                y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
+                # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
+                rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
+        except torch.cuda.OutOfMemoryError:  # a phone photo at full size on a small GPU: the others may fit
+            del x
+            torch.cuda.empty_cache()
+            unreadable.append((file, f"{file} at {image.shape[2]}x{image.shape[1]} does not fit in {device}'s "
+                                     "memory; give --max_size (e.g. 1024: the longer side scaled down to it) or "
+                                     "--device cpu"))
+            continue
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         written.add(target)
         save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
@@ -539,11 +547,11 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
         f"<tr><th>file</th><th>input</th><th>output</th>{'<th>reconstruction</th>' if reconstruct else ''}</tr>"
         f"{''.join(rows)}</table>"
-        + (f"<p>Could not be read:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
+        + (f"<p>Not translated:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
     print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
     note_earlier_images(out, written)
     if unreadable:
-        report_partial_failure(f"could not read {len(unreadable)}: " + "; ".join(reason for _, reason in unreadable))
+        report_partial_failure(f"could not translate {len(unreadable)}: " + "; ".join(r for _, r in unreadable))
     return out / "index.html"
 
 

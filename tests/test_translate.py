@@ -1,5 +1,7 @@
 """`translate` with unreadable files among the inputs: the others are translated, the page lists the bad ones."""
 
+import html
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,33 @@ def tiny_model(monkeypatch):
     return model
 
 
+def test_an_image_too_large_for_the_gpu_is_listed_with_max_size_and_the_others_translated(tiny_model, tmp_path,
+                                                                                        capsys, monkeypatch):
+    # a phone photo at full size on a small GPU (--device auto: the GPU): the generator raises CUDA's out of memory
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (24, 20), (10, 200, 30)).save(inputs / "small.png")
+    Image.new("RGB", (60, 40), (200, 10, 30)).save(inputs / "large.png")
+    forward = type(tiny_model.gen_a2b).forward
+
+    def small_only(self, x):
+        if x.shape[-1] > 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return forward(self, x)
+
+    monkeypatch.setattr(type(tiny_model.gen_a2b), "forward", small_only)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.raises(SystemExit) as stop:
+        commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
+                                     "--output_dir", str(tmp_path / "out")])
+    assert stop.value.code == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["small.png"]
+    reason = f"{inputs / 'large.png'} at 60x40 does not fit in cpu's memory; give --max_size (e.g. 1024"
+    assert html.escape(f"large.png: {reason}") in (tmp_path / "out" / "index.html").read_text()
+    out, err = capsys.readouterr()
+    assert "1 of 2 images translated" in out and f"could not translate 1: {reason}" in err
+
+
 def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -38,9 +67,9 @@ def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.png", "c.png"]
     page = index.read_text()
     assert "<img src='a.png'>" in page and "<img src='c.png'>" in page
-    assert "Could not be read" in page and "b.jpg: cannot read image" in page and "d.jpg: cannot read image" in page
+    assert "Not translated" in page and "b.jpg: cannot read image" in page and "d.jpg: cannot read image" in page
     out, err = capsys.readouterr()
-    assert "2 of 4 images translated" in out and "could not read 2" in err and str(inputs / "b.jpg") in err
+    assert "2 of 4 images translated" in out and "could not translate 2" in err and str(inputs / "b.jpg") in err
     (inputs / "b.jpg").unlink()
     (inputs / "d.jpg").unlink()  # all readable now: status 0, whatever the run before
     Image.new("RGB", (4, 4)).save(tmp_path / "again.png")  # not in the folder: no note
@@ -49,7 +78,7 @@ def test_unreadable_images_are_listed_and_the_others_translated(tiny_model, tmp_
     assert commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
                                         "--output_dir", str(tmp_path / "again")]) is None
     err = capsys.readouterr().err
-    assert "could not read" not in err
+    assert "could not translate" not in err
     assert f"note: {tmp_path / 'again'} also holds 1 .png file this run did not write (e.g. b.png;" in err
 
 
