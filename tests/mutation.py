@@ -257,6 +257,7 @@ TARGETS = {
                          "last_among_runs_of_three_systems_names_them_and_a_path_is_read_as_given",
                          "an_existing_output_file_is_replaced",
                          "the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours",
+                         "the_wassersteingan_files_of_its_nobn_and_mlp_generators",
                          "a_wgan_export_is_its_generator_and_generates_the_checkpoints_images",
                          "a_darknet_export_classifies_as_its_checkpoint",
                          "mistakes_are_one_line_and_leave_the_checkpoint_as_it_was",
