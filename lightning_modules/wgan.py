@@ -14,7 +14,9 @@ Usage: python -m lightning_modules.wgan generate runs/wgan/<run>/checkpoints/las
 
 import math
 import warnings
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -80,7 +82,11 @@ class WGAN(L.LightningModule):
         long_every: every generator iteration whose count is a multiple of this uses `d_iters_long` (500).
         gradient_penalty: lambda of WGAN-GP (paper: 10); > 0 replaces clipping and RMSprop by the penalty
             and Adam(lr, betas). Use d_iters_long 5 for the paper's constant n_critic.
-        betas: Adam betas for WGAN-GP (paper: 0, 0.9).
+        betas: Adam betas (WGAN-GP's paper: 0, 0.9; the WassersteinGAN reference's --adam: 0.5, 0.999).
+        optimizer: "rmsprop" or "adam" for both nets; null: RMSprop with clipping (the paper: momentum-based
+            optimizers made the critic unstable), Adam with the gradient penalty. "adam" with clipping is the
+            reference's --adam.
+        lr_generator: the generator's learning rate (the reference's --lrG; --lrD is lr); null: lr.
         critic_batchnorm: batchnorm in the critic; null means yes with clipping (the seed) and no with the
             gradient penalty, which is defined per sample (Gulrajani et al. section 4).
         bn_last: the seed's block order conv, activation, batchnorm; false for DCGAN's conv, batchnorm, act.
@@ -106,10 +112,13 @@ class WGAN(L.LightningModule):
                  n_extra_layers: int = 1, lr: float = 1e-4, clip_value: float = 0.01, d_iters: int = 5,
                  d_iters_long: int = 100, long_until: int = 25, long_every: int = 500,
                  gradient_penalty: float = 0.0, betas: tuple[float, float] = (0.0, 0.9),
+                 optimizer: Literal["rmsprop", "adam"] | None = None, lr_generator: float | None = None,
                  critic_batchnorm: bool | None = None, bn_last: bool = True, generator_batchnorm: bool = True,
                  mlp_generator: bool = False, mlp_critic: bool = False, sample_every: int = 500,
                  fid_features: str | None = None):
         super().__init__()
+        if lr_generator is not None and lr_generator <= 0:
+            raise UserError(f"lr_generator must be above 0, or null for lr (got {lr_generator})")
         check_schedule(lr=lr, clip_value=clip_value, gradient_penalty=gradient_penalty, d_iters=d_iters,
                        d_iters_long=d_iters_long, long_until=long_until, long_every=long_every,
                        sample_every=sample_every)
@@ -224,9 +233,9 @@ class WGAN(L.LightningModule):
         # named groups: LearningRateMonitor charts lr-RMSprop/critic and lr-RMSprop-1/generator, not an unexplained -1
         critic, generator = ([{"params": net.parameters(), "name": name}]
                              for net, name in ((self.critic, "critic"), (self.generator, "generator")))
-        if hp.gradient_penalty > 0:
-            return [torch.optim.Adam(critic, hp.lr, betas=hp.betas), torch.optim.Adam(generator, hp.lr, betas=hp.betas)]
-        return [torch.optim.RMSprop(critic, hp.lr), torch.optim.RMSprop(generator, hp.lr)]
+        adam = hp.optimizer == "adam" or (hp.optimizer is None and hp.gradient_penalty > 0)
+        build = partial(torch.optim.Adam, betas=hp.betas) if adam else torch.optim.RMSprop
+        return [build(critic, hp.lr), build(generator, hp.lr_generator or hp.lr)]
 
     def on_fit_start(self) -> None:
         require_unused_parameter_detection(self)

@@ -18,7 +18,8 @@ TINY_WGAN = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4}
     ({"d_iters_long": 0}, "d_iters_long must be at least 1"),
     ({"long_every": 0}, "long_every must be at least 1"),
     ({"long_until": -1}, "long_until must be 0 or more"),
-    ({"sample_every": -1}, "sample_every must be 0 \\(samples at the end only\\) or more")])
+    ({"sample_every": -1}, "sample_every must be 0 \\(samples at the end only\\) or more"),
+    ({"lr_generator": 0}, "lr_generator must be above 0, or null for lr \\(got 0\\)")])
 def test_wgan_refuses_a_schedule_that_cannot_train(values, message):
     with pytest.raises(UserError, match=message):
         WGAN(**TINY_WGAN, **values)
@@ -30,6 +31,7 @@ def test_wgan_takes_the_edges_of_each_range():
     assert model.d_iters() == 1
     WGAN(**TINY_WGAN, gradient_penalty=10, clip_value=0)  # the clip is unused with a gradient penalty
     WGAN(**TINY_WGAN, gradient_penalty=0)
+    WGAN(**TINY_WGAN, lr_generator=1e-9)
 
 
 @pytest.mark.parametrize("pool_size, refused", [(-1, True), (0, False), (1, False)])

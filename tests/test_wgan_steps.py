@@ -29,6 +29,8 @@ class Reference:
 
     def __init__(self, model: WGAN, seed: int = 5):
         self.model, self.seed, self.expected, self.got = model, seed, {}, {}
+        hp = model.hparams  # Adam with the penalty unless told, RMSprop with clipping (the reference's --adam: Adam)
+        self.adam = hp.optimizer == "adam" or (hp.optimizer != "rmsprop" and hp.gradient_penalty > 0)
         self.noise = torch.randn(64, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(1))
         model.noise = lambda n: self.noise[:n]  # the same z for the step and for the reference
         original_critic, original_generator = model.critic_step, model.generator_step
@@ -66,22 +68,21 @@ class Reference:
             loss = loss + hp.gradient_penalty * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
         grads = torch.autograd.grad(loss, list(critic.parameters()))
         with torch.no_grad():
+            step = [(adam_first_step(p, g, hp.lr, hp.betas) if self.adam else rmsprop_first_step(p, g, hp.lr))
+                    for p, g in zip(critic.parameters(), grads, strict=True)]
             if hp.gradient_penalty > 0:
-                return [adam_first_step(p, g, hp.lr, hp.betas) for p, g in zip(critic.parameters(), grads, strict=True)]
-            c = hp.clip_value
-            return [rmsprop_first_step(p, g, hp.lr).clamp(-c, c) for p, g in zip(critic.parameters(), grads,
-                                                                                  strict=True)]
+                return step
+            return [p.clamp(-hp.clip_value, hp.clip_value) for p in step]
 
     def generator_reference(self, n):
         hp = self.model.hparams
         critic, generator = copy.deepcopy(self.model.critic), copy.deepcopy(self.model.generator)
         loss = critic(generator(self.noise[:n])).mean()  # Loss_G: the generator lowers the critic's score
         grads = torch.autograd.grad(loss, list(generator.parameters()))
+        lr = hp.lr if hp.lr_generator is None else hp.lr_generator  # the reference's lrG beside lrD
         with torch.no_grad():
-            if hp.gradient_penalty > 0:
-                return [adam_first_step(p, g, hp.lr, hp.betas) for p, g in zip(generator.parameters(), grads,
-                                                                                strict=True)]
-            return [rmsprop_first_step(p, g, hp.lr) for p, g in zip(generator.parameters(), grads, strict=True)]
+            return [adam_first_step(p, g, lr, hp.betas) if self.adam else rmsprop_first_step(p, g, lr)
+                    for p, g in zip(generator.parameters(), grads, strict=True)]
 
 
 def fit(model, images, tmp_path, max_steps):
@@ -91,10 +92,14 @@ def fit(model, images, tmp_path, max_steps):
               enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path).fit(model, data)
 
 
-@pytest.mark.parametrize("gradient_penalty", [0.0, 10.0, 0.5], ids=["clip", "penalty", "small-penalty"])
-def test_first_critic_and_generator_steps_match_hand_written_steps(tmp_path, gradient_penalty):
+@pytest.mark.parametrize("gradient_penalty, options", [
+    (0.0, {}), (10.0, {}), (0.5, {}),
+    (0.0, {"optimizer": "adam", "betas": (0.5, 0.999), "lr_generator": 3e-3}),  # the reference's --adam --lrG
+    (10.0, {"optimizer": "rmsprop"}), (0.0, {"lr_generator": 2e-4})],
+    ids=["clip", "penalty", "small-penalty", "clip-adam-lrG", "penalty-rmsprop", "clip-lrG"])
+def test_first_critic_and_generator_steps_match_hand_written_steps(tmp_path, gradient_penalty, options):
     images = write_images(tmp_path / "images")
-    model = WGAN(**{**TINY, "lr": 1e-3, "gradient_penalty": gradient_penalty})
+    model = WGAN(**{**TINY, "lr": 1e-3, "gradient_penalty": gradient_penalty, **options})
     reference = Reference(model)
     fit(model, images, tmp_path, max_steps=3)  # 3 critic iterations (d_iters_long), then the generator
     assert (model.critic_iterations, model.gen_iterations, model.group_iterations) == (3, 1, 0)
