@@ -80,8 +80,9 @@ class WGAN(L.LightningModule):
         d_iters_long: critic iterations per generator iteration in warm-up and every `long_every` (100).
         long_until: generator iterations run with `d_iters_long` at the start (25).
         long_every: every generator iteration whose count is a multiple of this uses `d_iters_long` (500).
-        gradient_penalty: lambda of WGAN-GP (paper: 10); > 0 replaces clipping and RMSprop by the penalty
-            and Adam(lr, betas). Use d_iters_long 5 for the paper's constant n_critic.
+        gradient_penalty: lambda of WGAN-GP (paper: 10); > 0 replaces clipping by the penalty and, unless
+            `optimizer` says otherwise, RMSprop by Adam(lr, betas). Use d_iters_long 5 for the paper's constant
+            n_critic.
         betas: Adam betas (WGAN-GP's paper: 0, 0.9; the WassersteinGAN reference's --adam: 0.5, 0.999).
         optimizer: "rmsprop" or "adam" for both nets; null: RMSprop with clipping (the paper: momentum-based
             optimizers made the critic unstable), Adam with the gradient penalty. "adam" with clipping is the
