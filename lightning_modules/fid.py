@@ -165,7 +165,7 @@ class FrechetValidation:
             extractor = feature_extractor(self.path)
             self.metrics = {name: frechet_metric(extractor) for name in self.names}
         for metric in self.metrics.values():
-            metric.to(device)
+            metric.to("cpu" if device.type == "mps" else device)  # Apple's MPS has no float64 for torchmetrics' sums
             if not torch.is_inference_mode_enabled():  # a fit's validation after trainer.validate's inference mode:
                 for name, value in metric.metric_state.items():  # its states would refuse in-place updates
                     if value.is_inference():

@@ -289,3 +289,12 @@ def test_a_fit_after_a_validate_reads_the_real_sample_again_after_its_sanity_che
     trainer.fit(model, datamodule=data)  # its sanity check (1 batch) forgets the real statistics
     assert model.frechet.metrics["fid"].real_features_num_samples.item() == 12
     assert np.isfinite(trainer.callback_metrics["val/fid"].item())
+
+
+def test_under_mps_the_metrics_sums_stay_on_the_cpu(darknet_ckpt):
+    # torchmetrics keeps the Frechet sums in float64, which Apple's MPS has not: the metric stays on the CPU there
+    # (a machine without MPS: moving it to "mps" would fail at once)
+    frechet = fid.FrechetValidation(darknet_ckpt, ["fid"])
+    frechet.build(torch.device("mps"))
+    assert {state.device.type for state in frechet.metrics["fid"].metric_state.values()} == {"cpu"}
+    assert frechet.metrics["fid"].real_features_sum.dtype == torch.float64
