@@ -257,6 +257,14 @@ class CLI(LightningCLI):
         except MisconfigurationException as error:  # the Trainer's checks of its options (a traceback, status 1)
             raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
                             f"values (--help-trainer lists them)") from None
+        except ValueError as error:  # jsonargparse's, around a Lightning class's refusal of its options (a
+            # ModelCheckpoint given both every_n_epochs and every_n_train_steps): that refusal, in one line
+            refusal = error.__cause__ or error.__context__
+            if not isinstance(refusal, MisconfigurationException):
+                raise
+            what = "a --trainer.callbacks entry" if "Callback" in str(error).split("\n")[1] else "a class of the config"
+            raise UserError(f"{what} refuses its options: {' '.join(str(refusal).split())} Check its values "
+                            "(--print_config shows the config)") from None
         except RuntimeError as error:  # a callback added beside the config's own of the same class and settings
             if not (twin := re.match(r"Found more than one stateful callback of type `(\w+)`", str(error))):
                 raise

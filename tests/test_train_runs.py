@@ -1543,6 +1543,11 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
            "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
            "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
            "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"],
+           # a callback's own refusal (Lightning's MisconfigurationException), inside jsonargparse's ValueError
+           "a --trainer.callbacks entry refuses its options: Combination of parameters every_n_train_steps=100, "
+           "every_n_epochs=5 and train_time_interval=None should be mutually exclusive. Check its values":
+               ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_epochs", "5",
+                "--trainer.callbacks.every_n_train_steps", "100"],
            # Lightning's RuntimeError for a second ModelCheckpoint of the shipped one's monitor and mode
            "two ModelCheckpoint callbacks with the same monitor, mode, every_n_epochs, every_n_train_steps or "
            "train_time_interval: a checkpoint keeps each one's state under those, so Lightning refuses the pair":
