@@ -156,28 +156,26 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
                                 f"resnet_{hp.get('n_blocks', 9)}blocks generator {len(names)}; not a ResNet generator")
             files[file] = OrderedDict(zip(names, tensors, strict=True))
         return files
-    if name == "WGAN" and hp.get("mlp_generator", False):  # the reference's MLP_G: main.0, .2, .4, .6 (ReLUs between)
-        names = [f"main.{layer}.{kind}" for layer in (0, 2, 4, 6) for kind in ("weight", "bias")]
-        sizes = {k: hp.get(k, d) for k, d in (("isize", 64), ("nz", 100), ("nc", 3), ("ngf", 64))}
-        config = {"imageSize": sizes["isize"], "nz": sizes["nz"], "nc": sizes["nc"], "ngf": sizes["ngf"], "ngpu": 1,
-                  "n_extra_layers": hp.get("n_extra_layers", 1), "noBN": False, "mlp_G": True}
-        return {"netG.pth": OrderedDict(zip(names, prefixed(weights, "generator."), strict=True)),
-                "generator_config.json": config}
     if name == "WGAN":
-        batchnorm = hp.get("generator_batchnorm", True)
-        if batchnorm and hp.get("bn_last", True):
+        mlp, batchnorm = hp.get("mlp_generator", False), hp.get("generator_batchnorm", True)
+        if batchnorm and not mlp and hp.get("bn_last", True):
             raise UserError(f"--format reference: {path} has the seed's conv, ReLU, batchnorm blocks (--model.bn_last "
                             "true, the default), the reference's DCGAN_G conv, batchnorm, ReLU; only a WGAN trained "
                             "with --model.bn_last false has its layers. Export it in our format (leave out --format)")
         sizes = {k: hp.get(k, d) for k, d in (("isize", 64), ("nz", 100), ("nc", 3), ("ngf", 64),
                                              ("n_extra_layers", 1))}
-        names = dcgan_g_names(**sizes, batchnorm=batchnorm)
-        # our extra layers are transposed convs, the reference's plain ones: the same map with the kernel's channel
-        # axes swapped and its taps flipped (reference_generator reads them back the same way)
-        tensors = [v.transpose(0, 1).flip(2, 3).contiguous() if ":conv." in key else v
-                   for key, v in zip(names, prefixed(weights, "generator."), strict=True)]
+        tensors = prefixed(weights, "generator.")
+        if mlp:  # the reference's MLP_G: linear layers main.0, .2, .4, .6 (ReLUs between)
+            names = [f"main.{layer}.{kind}" for layer in (0, 2, 4, 6) for kind in ("weight", "bias")]
+        else:
+            names = dcgan_g_names(**sizes, batchnorm=batchnorm)
+            # our extra layers are transposed convs, the reference's plain ones: the same map with the kernel's channel
+            # axes swapped and its taps flipped (reference_generator reads them back the same way)
+            tensors = [v.transpose(0, 1).flip(2, 3).contiguous() if ":conv." in key else v
+                       for key, v in zip(names, tensors, strict=True)]
         config = {"imageSize": sizes["isize"], "nz": sizes["nz"], "nc": sizes["nc"], "ngf": sizes["ngf"], "ngpu": 1,
-                  "n_extra_layers": sizes["n_extra_layers"], "noBN": not batchnorm, "mlp_G": False}
+                  # its generate.py builds DCGAN_G_nobn when noBN, before it looks at mlp_G
+                  "n_extra_layers": sizes["n_extra_layers"], "noBN": not (batchnorm or mlp), "mlp_G": mlp}
         return {"netG.pth": OrderedDict(zip(names, tensors, strict=True)), "generator_config.json": config}
     raise UserError(f"--format reference: the {'Darknet' if name == 'DarknetClassifier' else name} has no reference "
                     "project's file format here (fastai's export.pkl pickles its whole Learner); leave out --format "

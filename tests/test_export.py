@@ -135,7 +135,7 @@ def test_a_wgan_export_is_its_generator_and_generates_the_checkpoints_images(wga
      ["main.initial:8-8:convt.weight", "main.pyramid:8-4:convt.weight", "main.final:4-3:convt.weight"],
      {"noBN": True, "mlp_G": False, "ngf": 4, "n_extra_layers": 0}),
     # MLP_G(isize 16, nz 8, nc 3, ngf 4): Linear 8 -> 4, 4 -> 4, 4 -> 4, 4 -> 768 at main.0, .2, .4, .6
-    ({"mlp_generator": True},
+    ({"mlp_generator": True, "generator_batchnorm": False},  # noBN stays false: the reference reads it first
      [f"main.{i}.{kind}" for i in (0, 2, 4, 6) for kind in ("weight", "bias")],
      {"noBN": False, "mlp_G": True, "ngf": 4, "n_extra_layers": 1})])
 def test_the_wassersteingan_files_of_its_nobn_and_mlp_generators(tmp_path, options, keys, flags):
