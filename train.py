@@ -44,7 +44,7 @@ from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.checkpoint_io import write_json
+from callbacks.checkpoint_io import replaced, write_json
 from callbacks.errors import UserError, check_output_folder, one_line_errors, user_message
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
@@ -1465,8 +1465,8 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     figure = finder.plot(suggest=suggestion is not None)
     figure.axes[0].set_xscale("linear" if linear_axis else "log")
     run_dir = Path(trainer.default_root_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    figure.savefig(run_dir / "lr_find.png", dpi=100)
+    with replaced(run_dir / "lr_find.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
     write_json(run_dir / "lr_find.json", {**finder.results, "suggestion": suggestion})
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks import training_phase
+from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError
 from callbacks.images import pyplot
 from callbacks.training_phase import TrainingPhase
@@ -370,7 +371,9 @@ def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show
                 ax.text((start + end) / 2, 1.01, phase.opt_class.__name__, ha="center", va="bottom",
                         transform=ax.get_xaxis_transform(), fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        with replaced(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)
     return path
