@@ -112,6 +112,11 @@ def frechet_metric(extractor: nn.Module) -> FrechetInceptionDistance:
     return FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=False)
 
 
+def to_metric_device(metric: FrechetInceptionDistance, device: torch.device) -> FrechetInceptionDistance:
+    """The metric on the device the images come from; the CPU for Apple's MPS, which has no float64 for its sums."""
+    return metric.to("cpu" if device.type == "mps" else device)
+
+
 @torch.no_grad()
 def add_images(metric: FrechetInceptionDistance, batches: Iterable[Tensor], real: bool) -> None:
     """Feed batches of images in [-1, 1] to the metric (which wants [0, 1]); features in fp32 under autocast."""
@@ -165,7 +170,7 @@ class FrechetValidation:
             extractor = feature_extractor(self.path)
             self.metrics = {name: frechet_metric(extractor) for name in self.names}
         for metric in self.metrics.values():
-            metric.to("cpu" if device.type == "mps" else device)  # Apple's MPS has no float64 for torchmetrics' sums
+            to_metric_device(metric, device)
             if not torch.is_inference_mode_enabled():  # a fit's validation after trainer.validate's inference mode:
                 for name, value in metric.metric_state.items():  # its states would refuse in-place updates
                     if value.is_inference():

@@ -9,7 +9,14 @@ import warnings
 import torch
 
 from callbacks.errors import UserError, own_flags, require_at_least_one
-from lightning_modules.fid import DarknetFeatures, InceptionFeatures, add_images, feature_extractor, frechet_metric  # noqa: F401
+from lightning_modules.fid import (  # noqa: F401
+    DarknetFeatures,
+    InceptionFeatures,
+    add_images,
+    feature_extractor,
+    frechet_metric,
+    to_metric_device,
+)
 
 
 def real_batches(data_dir: str, isize: int, num_images: int, batch_size: int = 256, seed: int = 0):
@@ -47,8 +54,7 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         raise UserError(f"--num_samples must be at least 2 (got {num_samples}): a covariance needs two images; FID "
                         "papers use 10,000-50,000")
     model = load_generator(checkpoint, device)
-    # the device --device (or `auto`) chose; the CPU for Apple's MPS, which has no float64 for torchmetrics' sums
-    metric = frechet_metric(feature_extractor(features)).to("cpu" if model.device.type == "mps" else model.device)
+    metric = to_metric_device(frechet_metric(feature_extractor(features)), model.device)  # the device --device chose
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
         add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
     fakes = sample(model, num_samples, batch_size, seed)
