@@ -508,12 +508,12 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                             f".ckpt or leave --reconstruct out") from None
         generate, back = generate.to(device), None
         direction = "the reference generator's own direction"
-    rows, unreadable, written = [], [], set()  # unreadable: (file, why it was not translated)
+    rows, not_translated, written = [], [], set()  # not_translated: (file, why: unreadable, too large)
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
             image = read_rgb(file).to(device)  # (3, H, W) uint8
         except UnreadableImageError as error:  # one bad file must not cost the others or the page
-            unreadable.append((file, str(error)))
+            not_translated.append((file, str(error)))
             continue
         if max_size and max(image.shape[1:]) > max_size:  # the longer side to max_size, the aspect kept
             height, width = (max(1, round(side * max_size / max(image.shape[1:]))) for side in image.shape[1:])
@@ -527,9 +527,9 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         except torch.cuda.OutOfMemoryError:  # a phone photo at full size on a small GPU: the others may fit
             del x
             torch.cuda.empty_cache()
-            unreadable.append((file, f"{file} at {image.shape[2]}x{image.shape[1]} does not fit in {device}'s "
-                                     "memory; give --max_size (e.g. 1024: the longer side scaled down to it) or "
-                                     "--device cpu"))
+            not_translated.append((file, f"{file} at {image.shape[2]}x{image.shape[1]} does not fit in {device}'s "
+                                         "memory; give --max_size (e.g. 1024: the longer side scaled down to it) or "
+                                         "--device cpu"))
             continue
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         written.add(target)
@@ -541,17 +541,17 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             cells.append(f"<img src='reconstructions/{link}'>")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     skipped = "".join(f"<li>{html.escape(str(file.relative_to(source)))}: {html.escape(reason)}</li>"
-                      for file, reason in unreadable)
+                      for file, reason in not_translated)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(
         f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
         f"<tr><th>file</th><th>input</th><th>output</th>{'<th>reconstruction</th>' if reconstruct else ''}</tr>"
         f"{''.join(rows)}</table>"
-        + (f"<p>Not translated:</p><ul>{skipped}</ul>" if unreadable else "") + "</body></html>\n")
+        + (f"<p>Not translated:</p><ul>{skipped}</ul>" if not_translated else "") + "</body></html>\n")
     print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
     note_earlier_images(out, written)
-    if unreadable:
-        report_partial_failure(f"could not translate {len(unreadable)}: " + "; ".join(r for _, r in unreadable))
+    if not_translated:
+        report_partial_failure(f"could not translate {len(not_translated)}: " + "; ".join(r for _, r in not_translated))
     return out / "index.html"
 
 
