@@ -262,7 +262,8 @@ class CLI(LightningCLI):
             refusal = error.__cause__ or error.__context__
             if not isinstance(refusal, MisconfigurationException):
                 raise
-            what = "a --trainer.callbacks entry" if "Callback" in str(error).split("\n")[1] else "a class of the config"
+            callbacks = re.search(r"^Subtypes: .*Callback", str(error), re.MULTILINE)  # the Union jsonargparse tried
+            what = "a --trainer.callbacks entry" if callbacks else "a class of the config"
             raise UserError(f"{what} refuses its options: {' '.join(str(refusal).split())} Check its values "
                             "(--print_config shows the config)") from None
         except RuntimeError as error:  # a callback added beside the config's own of the same class and settings
