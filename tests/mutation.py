@@ -289,6 +289,22 @@ TARGETS = {
                             ("AtomicCheckpointIO.save_checkpoint", "replaced", "write_json"),
                             ("tests/test_checkpoint_io.py",
                              "tests/test_export.py::test_an_existing_output_file_is_replaced")),
+    # the Frechet distance's feature nets and its bookkeeping in training (val/fid: the real statistics kept, fakes
+    # reset, the sanity check forgotten) and in dl2-wgan-fid; the formula itself is torchmetrics'. Without the DDP
+    # test (its shared two-process job takes 17 s)
+    "fid": Target("lightning_modules/fid.py",
+                  ("DarknetFeatures.__init__", "DarknetFeatures.train", "DarknetFeatures.forward",
+                   "InceptionFeatures.__init__", "InceptionFeatures.forward", "feature_file", "feature_extractor",
+                   "frechet_metric", "to_metric_device", "add_images", "forget_everything",
+                   *(f"FrechetValidation.{name}" for name in ("__init__", "off", "check", "refuse_validate_when_off",
+                                                              "build", "add", "compute"))),
+                  ("tests/test_wgan_fid.py", "tests/test_gan_fid.py", "-k", "not ddp_ranks")),
+    "wgan_fid": Target("lightning_modules/wgan_fid.py", ("real_batches", "fid"),
+                       ("tests/test_wgan_fid.py::test_fid_command_compares_a_checkpoint_with_an_image_folder",
+                        "tests/test_wgan_reference.py::test_fid_reads_a_reference_generator_file",
+                        "tests/test_commands.py::test_fid_needs_two_samples_for_a_covariance",
+                        *(f"tests/test_commands.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
+                          for option in ("num_samples", "batch_size")))),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
