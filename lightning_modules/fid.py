@@ -47,7 +47,7 @@ class DarknetFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         images = images.float()
-        if images.shape[-1] != self.image_size:
+        if images.shape[-2:] != (self.image_size, self.image_size):  # a tall image too, not only a wide one
             images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         return self.body((images - self.mean) / self.std)
 

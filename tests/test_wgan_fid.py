@@ -4,6 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules.augment import normalize
+from datamodules.cifar10 import SEED_STATS
 from lightning_modules import WGAN, DarknetClassifier
 from lightning_modules.wgan_fid import DarknetFeatures, add_images, fid, frechet_metric
 
@@ -35,6 +37,34 @@ def test_darknet_features_are_the_pooled_channels_before_the_classifier(darknet_
     assert features.num_features == 16  # nf 4 doubled by two groups
     out = features(torch.rand(5, 3, 64, 64))  # any size: resized to the 32px it was trained at
     assert out.shape == (5, 16)
+
+
+def pil_resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Each channel squashed to size x size by PIL's bilinear resize of a float image (area-aware when shrinking)."""
+    return torch.from_numpy(np.stack([np.stack([np.asarray(Image.fromarray(channel.numpy()).resize((size, size),
+                                                                                               Image.BILINEAR))
+                                                for channel in image]) for image in images]))
+
+
+def test_darknet_features_are_what_the_classifier_layer_sees_of_cifar_normalised_32px_images(tmp_path):
+    """The input of the trained net's last Linear layer, given the images as CIFAR10DataModule feeds them in training
+    (uint8 scale, normalize with SEED_STATS); other sizes, tall or wide, squashed to 32px first (PIL's reference)."""
+    torch.manual_seed(0)
+    classifier = DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3)
+    features = DarknetFeatures(save(classifier, tmp_path / "darknet.ckpt"))
+    seen = []
+    classifier.net.layers[-1].register_forward_hook(lambda layer, inputs, output: seen.append(inputs[0]))
+    classifier.eval()
+    g = torch.Generator().manual_seed(0)
+    for height, width in ((32, 32), (64, 64), (32, 64), (64, 32), (16, 16)):
+        images = torch.rand(3, 3, height, width, generator=g)
+        squashed = images if (height, width) == (32, 32) else pil_resized(images, 32)
+        with torch.no_grad():
+            classifier.net(normalize(squashed * 255, *SEED_STATS))
+            expected = seen.pop()
+        out = features(images)  # gradients on: the feature net is frozen, no graph is made
+        assert torch.allclose(out, expected, rtol=1e-4, atol=1e-5), (height, width)
+        assert not out.requires_grad and not any(p.requires_grad for p in features.parameters())
 
 
 def test_frechet_distance_matches_the_formula_and_is_zero_for_the_same_images(darknet_ckpt):
