@@ -178,8 +178,30 @@ def test_features_are_a_darknet_checkpoint_by_content_a_run_folder_or_last(tmp_p
         extractor = fid.feature_extractor(given)
         assert isinstance(extractor, fid.DarknetFeatures) and torch.equal(extractor(images), expected)
     torch.save({"weights": torch.ones(3)}, tmp_path / "other.pth")
-    with pytest.raises(UserError, match="other.pth is neither a Lightning checkpoint nor Inception-v3 weights"):
-        fid.feature_extractor(str(tmp_path / "other.pth"))
+    with pytest.raises(UserError, match=r"other.pth is neither a Lightning checkpoint nor Inception-v3 weights "
+                                        r"\(RuntimeError: Error\(s\) in loading state_dict for \w+:\); pass a "):
+        fid.feature_extractor(str(tmp_path / "other.pth"))  # the first line of torch's error (missing keys follow)
+
+
+class LongError:
+    """Unpickled as int(a long text): its error's first line is longer than the 120 characters the message keeps."""
+
+    text = "not a number " * 20
+
+    def __reduce__(self):
+        return int, (self.text,)
+
+
+def test_a_file_neither_checkpoint_nor_weights_is_named_with_the_first_120_characters_of_the_error(tmp_path):
+    torch.save(LongError(), tmp_path / "long.pth")
+    try:
+        int(LongError.text)
+    except ValueError as error:
+        first = str(error)[:120]
+    with pytest.raises(UserError) as refused:
+        fid.feature_extractor(str(tmp_path / "long.pth"))
+    assert f"long.pth is neither a Lightning checkpoint nor Inception-v3 weights (ValueError: {first}); pass a " \
+        in str(refused.value) and len(first) == 120
 
 
 def test_a_missing_feature_file_stops_the_fit_before_training(tmp_path):
