@@ -83,6 +83,40 @@ def test_frechet_distance_matches_the_formula_and_is_zero_for_the_same_images(da
     assert abs(same.compute().item()) < 1e-3 * expected
 
 
+class OnePlusMeans(torch.nn.Module):
+    """Features known by hand, made by a Linear layer (which autocast would run in bf16): 1 + each channel's mean."""
+
+    num_features = 3
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(3))
+            self.linear.bias.fill_(1)
+
+    def forward(self, images):
+        return self.linear(images.mean((2, 3)))
+
+
+def test_add_images_maps_minus_one_one_to_zero_one_clamps_and_computes_features_in_fp32_under_autocast():
+    """Images in [-1, 1] as the GANs make them, a few beyond (clamped); within bf16 autocast (bf16-mixed precision's
+    validation) as without: features 1 + mean, whose differences bf16 (8 bits: steps of 1/128 above 1) would round."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(12, 3, 4, 4, generator=g) * 2 - 1, torch.rand(12, 3, 4, 4, generator=g) * 1.2 - 0.5
+    fake[:3] = 1.5  # beyond 1: white, as 1
+    real[:2] = -1.7  # below -1: black
+    expected = frechet_by_hand(1 + ((real.double().clamp(-1, 1) + 1) / 2).mean((2, 3)).numpy(),
+                               1 + ((fake.double().clamp(-1, 1) + 1) / 2).mean((2, 3)).numpy())
+    for autocast in (False, True):
+        metric = frechet_metric(OnePlusMeans())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            add_images(metric, real.split(5), real=True)
+            add_images(metric, fake.split(5), real=False)
+        assert metric.compute().item() == pytest.approx(expected, rel=1e-5), autocast
+    assert expected > 0.01
+
+
 def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path, capsys):
     rng = np.random.default_rng(0)
     (tmp_path / "real").mkdir()
