@@ -57,10 +57,13 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     metric = to_metric_device(frechet_metric(feature_extractor(features)), model.device)  # the device --device chose
     with own_flags({"--data.data_dir": "the data_dir argument"}):  # ImageFolderDataModule's errors
         add_images(metric, real_batches(data_dir, model.hparams.isize, num_samples, batch_size, seed), real=True)
+    real = int(metric.real_features_num_samples)  # the real images the distance saw
+    if real < 2:  # torchmetrics' compute would raise a RuntimeError
+        raise UserError(f"{data_dir} holds {real} image: a Frechet distance needs two real images or more (a "
+                        "covariance); give data_dir more images")
     fakes = sample(model, num_samples, batch_size, seed)
     add_images(metric, fakes.split(batch_size), real=False)
     distance = float(metric.compute())
-    real = int(metric.real_features_num_samples)  # the real images the distance saw
     print(f"Frechet distance ({features}): {distance:.4f}, {num_samples} generated and {real} real images")
     if real < num_samples:
         warnings.warn(f"{data_dir} holds {real} images, fewer than --num_samples {num_samples}: the distance "

@@ -2,8 +2,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import seeded_rows
 from PIL import Image
 
+from callbacks.errors import UserError
 from datamodules.augment import normalize
 from datamodules.cifar10 import SEED_STATS
 from lightning_modules import WGAN, DarknetClassifier
@@ -117,7 +119,7 @@ def test_add_images_maps_minus_one_one_to_zero_one_clamps_and_computes_features_
     assert expected > 0.01
 
 
-def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path, capsys):
+def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tmp_path, capsys, recwarn):
     rng = np.random.default_rng(0)
     (tmp_path / "real").mkdir()
     for i in range(20):
@@ -126,9 +128,34 @@ def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tm
     distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=20, batch_size=8)
     assert distance > 0 and np.isfinite(distance)
     assert capsys.readouterr().out.endswith(f"{distance:.4f}, 20 generated and 20 real images\n")
-    with pytest.warns(UserWarning, match=r"holds 20 images, fewer than --num_samples 30: the distance compares"):
+    assert not [w for w in recwarn if "fewer than --num_samples" in str(w.message)]  # as many as asked: no warning
+    with pytest.warns(UserWarning, match=r"holds 20 images, fewer than --num_samples 30: the distance compares") as w:
         fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=30, batch_size=8)
     assert capsys.readouterr().out.endswith(", 30 generated and 20 real images\n")
+    assert [x.filename for x in w if "fewer than" in str(x.message)] == [__file__]  # the caller's line, as a warning
+
+
+def test_fid_command_takes_two_images_and_refuses_a_folder_of_one(darknet_ckpt, tmp_path):
+    """Two of each make a covariance: the distance by hand from the generator on the sample's seeded noise; one real
+    image was torchmetrics' RuntimeError and a traceback."""
+    (tmp_path / "real").mkdir()
+    real = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    for i, pixels in enumerate(real):
+        Image.fromarray(pixels).save(tmp_path / "real" / f"{i}.png")
+    torch.manual_seed(0)
+    model = WGAN(isize=16, nz=8, ngf=4, ndf=4)
+    wgan = save(model, tmp_path / "wgan.ckpt")
+    distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=2, batch_size=8, seed=3)
+    features = DarknetFeatures(darknet_ckpt)
+    with torch.no_grad():
+        fakes = (model.generator.eval()(seeded_rows(2, 8, seed=3)) + 1) / 2
+        expected = frechet_by_hand(features(torch.from_numpy(real).permute(0, 3, 1, 2) / 255).double().numpy(),
+                                   features(fakes).double().numpy())
+    assert distance == pytest.approx(expected, rel=1e-3) and expected > 0
+    (tmp_path / "real" / "1.png").unlink()
+    with pytest.raises(UserError, match=r"real holds 1 image: a Frechet distance needs two real images or more \(a "
+                                        r"covariance\); give data_dir more images"):
+        fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=2, batch_size=8)
 
 
 def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypatch):
