@@ -188,7 +188,16 @@ class FrechetValidation:
                 forget_everything(metric)
             self.reals_cached = False  # the next validation reads the real sample again
             return {}
-        values = {name: metric.compute() for name, metric in self.metrics.items()}
+        values = {}
+        for name, metric in self.metrics.items():
+            try:
+                values[name] = metric.compute()
+            except RuntimeError as error:  # torchmetrics' own check of the counts (summed over the ranks)
+                if "More than one sample is required" not in str(error):
+                    raise
+                raise UserError(f"val/{name} needs two real and two generated images or more (a covariance each); "
+                                "give the validation more images (the WGAN's --data.val_size, the CycleGAN's testA "
+                                "and testB) or set --model.fid_features null") from None
         for metric in self.metrics.values():
             metric.reset()  # the fakes only: reset_real_features=False
         self.reals_cached = True

@@ -131,6 +131,25 @@ def test_cyclegan_validation_compares_translated_test_images_with_the_other_doma
         assert grid.size == (6 * 34 + 2, 4 * 34 + 2)  # 6 columns, 4 rows (the first 4 of each domain), 2px padding
 
 
+@pytest.mark.parametrize("system", ["wgan", "cyclegan"])
+def test_a_validation_with_one_real_image_is_refused_in_one_line(tmp_path, channel_means, system):
+    """A covariance needs two images: torchmetrics' RuntimeError (a traceback, after training up to the first
+    validation) becomes a UserError naming the distance and the fix."""
+    if system == "wgan":
+        solid_colours(tmp_path / "images", 16)
+        data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0, val_size=1)
+        model, name = WGAN(**TINY_WGAN, fid_features=channel_means), "fid"
+    else:  # one testA image: one fake B for fid_a2b (beside 3 real B), one real A for fid_b2a; the first named
+        root = make_unpaired(tmp_path / "unpaired", counts=(2, 2, 1, 3), size=(32, 32), gray_in=None)
+        data = UnpairedImageDataModule(str(root), batch_size=2, load_size=32, crop_size=32, num_workers=0)
+        model, name = CycleGAN(n_blocks=1, ngf=4, ndf=4, fid_features=channel_means), "fid_a2b"
+    with pytest.raises(UserError, match=rf"^val/{name} needs two real and two generated images or more \(a "
+                                        r"covariance each\); give the validation more images \(the WGAN's "
+                                        r"--data.val_size, the CycleGAN's testA and testB\) or set "
+                                        r"--model.fid_features null$"):
+        validator(tmp_path).validate(model, datamodule=data, verbose=False)
+
+
 def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplog, monkeypatch):
     solid_colours(tmp_path / "images", 16)
     data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
