@@ -301,6 +301,7 @@ TARGETS = {
                   ("tests/test_wgan_fid.py", "tests/test_gan_fid.py", "-k", "not ddp_ranks")),
     "wgan_fid": Target("lightning_modules/wgan_fid.py", ("real_batches", "fid"),
                        ("tests/test_wgan_fid.py::test_fid_command_compares_a_checkpoint_with_an_image_folder",
+                        "tests/test_wgan_fid.py::test_fid_command_takes_two_images_and_refuses_a_folder_of_one",
                         "tests/test_wgan_reference.py::test_fid_reads_a_reference_generator_file",
                         "tests/test_commands.py::test_fid_needs_two_samples_for_a_covariance",
                         *(f"tests/test_commands.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
