@@ -306,6 +306,17 @@ TARGETS = {
                         "tests/test_commands.py::test_fid_needs_two_samples_for_a_covariance",
                         *(f"tests/test_commands.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
                           for option in ("num_samples", "batch_size")))),
+    # the GAN architectures: WGAN's DCGAN and MLP nets (martinarjovsky/WassersteinGAN's models), CycleGAN's ResNet
+    # generator and 70x70 PatchGAN (junyanz/pytorch-CycleGAN-and-pix2pix's networks.py)
+    "dcgan_nets": Target("lightning_modules/nets/dcgan.py",
+                         ("check_isize", "nearest_power_of_two", "ConvBlock", "DeconvBlock", "critic", "generator",
+                          "linear_relu", "mlp_generator", "mlp_critic", "init_dcgan_"),
+                         ("tests/test_wgan_nets.py", "tests/test_wgan_reference.py", "-k", "not fid")),
+    "cyclegan_nets": Target("lightning_modules/nets/cyclegan.py",
+                            ("conv_norm_relu", "upsample_norm_relu", "ResBlock.__init__", "ResBlock.forward",
+                             "resnet_generator", "patch_block", "patch_discriminator", "init_cyclegan_"),
+                            ("tests/test_cyclegan_nets.py", "tests/test_translate.py", "-k",
+                             "test_cyclegan_nets or reference_generator_file")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
