@@ -95,3 +95,81 @@ def test_the_mlp_nets_are_the_references_mlp_g_and_mlp_d():
         assert images.abs().max() > 1  # linear output
         scores = ours_d(images)
         assert scores.shape == (5,) and torch.allclose(scores, reference_d(images.view(5, -1))[:, 0], atol=1e-5)
+
+
+def reference_dcgan_g(isize, nz, nc, ngf, n_extra_layers):
+    """martinarjovsky/WassersteinGAN's models/dcgan.py DCGAN_G, in its layer order: cngf is ngf/2 doubled until 4
+    reaches isize; ConvTranspose(nz, cngf, 4, 1, 0), batchnorm, ReLU; halve the channels, double the grid up to
+    isize/2 (ConvTranspose 4, 2, 1); extra layers as plain 3x3 convolutions (Conv2d 3, 1, 1); ConvTranspose(cngf, nc,
+    4, 2, 1) and tanh. No biases."""
+    cngf, tisize = ngf // 2, 4
+    while tisize != isize:
+        cngf, tisize = cngf * 2, tisize * 2
+    layers = [nn.ConvTranspose2d(nz, cngf, 4, 1, 0, bias=False), nn.BatchNorm2d(cngf), nn.ReLU()]
+    csize = 4
+    while csize < isize // 2:
+        layers += [nn.ConvTranspose2d(cngf, cngf // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(cngf // 2), nn.ReLU()]
+        cngf, csize = cngf // 2, csize * 2
+    for _ in range(n_extra_layers):
+        layers += [nn.Conv2d(cngf, cngf, 3, 1, 1, bias=False), nn.BatchNorm2d(cngf), nn.ReLU()]
+    return nn.Sequential(*layers, nn.ConvTranspose2d(cngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+
+@pytest.mark.parametrize("isize, extra", [(16, 1), (32, 2)])
+def test_the_generator_is_the_references_dcgan_g_on_any_grid_of_noise(isize, extra):
+    """Ours in DCGAN's block order (bn_last=False) with the reference's weights and batchnorm statistics gives its
+    images from (N, nz, 1, 1) noise, and its maps from a 2x2 grid of noise vectors too, where each layer's stride
+    and padding show (a 1x1 input gives 4x4 whatever the first layer's stride). The reference's extra 3x3 convs
+    are our stride-1 transposed convs with the kernel's channel axes swapped and its taps flipped."""
+    torch.manual_seed(0)
+    nz, nc, ngf = 6, 3, 4
+    reference = reference_dcgan_g(isize, nz, nc, ngf, extra)
+    for m in reference:
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0, 0.5)  # wide enough that the images are not all saturated tanh
+        if isinstance(m, nn.BatchNorm2d):
+            for tensor in (m.weight, m.bias, m.running_mean):
+                nn.init.normal_(tensor, 0, 0.5)
+            nn.init.uniform_(m.running_var, 0.5, 2)
+    reference.eval()
+    theirs = [t.transpose(0, 1).flip(2, 3) if isinstance(m, nn.Conv2d) and t.dim() == 4 else t
+              for m in reference for t in m.state_dict().values()]
+    ours = generator(isize, nz, nc, ngf, extra, bn_last=False).eval()
+    assert [tuple(t.shape) for t in ours.state_dict().values()] == [tuple(t.shape) for t in theirs]
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs, strict=True)))
+    with torch.no_grad():
+        for grid, side in ((1, isize), (2, 5 * isize // 4)):  # 2 -> 5 (4x4 kernel, stride 1), then doubled
+            noise = torch.randn(3, nz, grid, grid)
+            expected = reference(noise)
+            assert expected.shape == (3, nc, side, side) and expected.std() > 0.1
+            assert torch.allclose(ours(noise), expected, atol=1e-5)
+
+
+def test_init_dcgan_draws_conv_weights_from_n_0_002_and_batchnorm_scales_from_n_1_002():
+    """The reference's weights_init: every conv's weights N(0, 0.02), every batchnorm's scale N(1, 0.02), shift 0."""
+    from lightning_modules.nets.dcgan import init_dcgan_
+
+    torch.manual_seed(0)
+    nets = [critic(64, ndf=64, n_extra_layers=1), generator(64, ngf=64, n_extra_layers=1)]
+    norms = [m for net in nets for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    convs = [m for net in nets for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    with torch.no_grad():
+        for m in norms:
+            m.bias.fill_(3.0)  # not the default 0: the init must set it
+    for net in nets:
+        net.apply(init_dcgan_)
+    with torch.no_grad():
+        weights = torch.cat([m.weight.flatten() for m in convs])
+        scales, shifts = torch.cat([m.weight for m in norms]), torch.cat([m.bias for m in norms])
+    # 960 + 1024 batchnorm channels: the mean's standard error 0.02 / sqrt(1984) = 0.00045, the std's about 1.6%
+    assert len(scales) == 1984 and scales.mean().item() == pytest.approx(1.0, abs=0.003)
+    assert scales.std().item() == pytest.approx(0.02, rel=0.1) and shifts.abs().max() == 0
+    assert weights.mean().abs() < 1e-4 and weights.std().item() == pytest.approx(0.02, rel=0.01)
+
+
+def test_nearest_power_of_two_rounds_the_exponent_and_keeps_the_least():
+    from lightning_modules.nets.dcgan import nearest_power_of_two
+
+    # 2 ** round(log2 n): 1 is 2^0, 3 (log2 1.58) rounds up to 4, 5 (2.32) down to 4, 90 (6.49) to 64, 91 (6.51) to 128
+    assert [nearest_power_of_two(n, least=1) for n in (0, 1, 2, 3, 5, 90, 91)] == [1, 1, 2, 4, 4, 64, 128]
+    assert [nearest_power_of_two(n) for n in (0, 1, 20, 24, 40)] == [16, 16, 16, 32, 32]
