@@ -85,3 +85,84 @@ def test_weights_are_initialised_normal_0_002_with_zero_biases():
 def test_bad_upsample_mode_is_named():
     with pytest.raises(ValueError, match="'transposed' or 'resize'"):
         resnet_generator(upsample="bilinear")
+
+
+class ReferenceResnetBlock(nn.Module):
+    """junyanz's ResnetBlock (padding_type 'reflect', no dropout): pad, conv, norm, ReLU, pad, conv, norm; x + that."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
+                                        nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3),
+                                        nn.InstanceNorm2d(dim))
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+def reference_resnet_generator(n_blocks, ngf):
+    """junyanz's ResnetGenerator(3, 3, ngf, InstanceNorm2d, n_blocks=n_blocks) in its layer order: reflection pad 3,
+    7x7 conv, norm, ReLU; two 3x3 stride-2 convs (zero padding 1) doubling the channels; the blocks; two 3x3
+    stride-2 transposed convs (padding 1, output padding 1) halving them; reflection pad 3, 7x7 conv to 3, tanh.
+    Instance norm without affine parameters, so every conv has a bias."""
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU()]
+    for mult in (1, 2):
+        layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ngf * mult * 2),
+                   nn.ReLU()]
+    layers += [ReferenceResnetBlock(ngf * 4) for _ in range(n_blocks)]
+    for mult in (4, 2):
+        layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+                   nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU()]
+    return nn.Sequential(*layers, nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh())
+
+
+def reference_patch_discriminator(ndf):
+    """junyanz's NLayerDiscriminator(3, ndf, n_layers=3, InstanceNorm2d): 4x4 convs of padding 1; stride 2 to ndf
+    (no norm), 2 ndf, 4 ndf, then stride 1 to 8 ndf, each with LeakyReLU(0.2); a stride-1 4x4 conv to 1 channel."""
+    layers = [nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+    for n_in, n_out, stride in ((1, 2, 2), (2, 4, 2), (4, 8, 1)):
+        layers += [nn.Conv2d(ndf * n_in, ndf * n_out, 4, stride, 1), nn.InstanceNorm2d(ndf * n_out), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.Conv2d(ndf * 8, 1, 4, 1, 1))
+
+
+def copy_weights(ours, reference):
+    """The reference's tensors into ours in order (instance norm without affine parameters holds none)."""
+    theirs = list(reference.state_dict().values())
+    assert [t.shape for t in ours.state_dict().values()] == [t.shape for t in theirs]
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs, strict=True)))
+
+
+@pytest.mark.parametrize("n_blocks", [0, 2])
+def test_the_generator_computes_junyanzs_resnet_generator(n_blocks):
+    """The reference's layers with its weights copied in give its translations: this sees what the parameter count
+    cannot, the reflection padding's width, instance norm inside the blocks, the skip connection's sign."""
+    torch.manual_seed(0)
+    reference = reference_resnet_generator(n_blocks, ngf=4)
+    ours = resnet_generator(n_blocks, ngf=4)
+    copy_weights(ours, reference)
+    x = torch.rand(2, 3, 20, 28) * 2 - 1
+    with torch.no_grad():
+        expected = reference(x)
+        assert expected.shape == (2, 3, 20, 28) and expected.std() > 0.01
+        assert torch.allclose(ours(x), expected, atol=1e-5)
+
+
+def test_the_patchgan_computes_junyanzs_n_layer_discriminator():
+    torch.manual_seed(0)
+    reference, ours = reference_patch_discriminator(ndf=4), patch_discriminator(ndf=4)
+    copy_weights(ours, reference)
+    x = torch.rand(2, 3, 40, 48) * 2 - 1
+    with torch.no_grad():
+        expected = reference(x)
+        assert expected.shape == (2, 1, 3, 4)  # 40 / 8 - 2 by 48 / 8 - 2
+        assert torch.allclose(ours(x), expected, atol=1e-5)
+
+
+def test_a_generator_without_blocks_or_of_one_filter_is_built_and_fewer_refused():
+    """junyanz's ResnetGenerator asserts n_blocks >= 0: 0 blocks is the encoder and decoder alone."""
+    assert count(resnet_generator(0)) == generator_by_hand(0)
+    assert resnet_generator(0, ngf=1)(torch.zeros(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+    for n_blocks, ngf in ((-1, 64), (9, 0), (-1, 0)):
+        with pytest.raises(ValueError, match=f"^n_blocks must be >= 0 and ngf >= 1 \\(got n_blocks={n_blocks}, "
+                                             f"ngf={ngf}\\)$"):
+            resnet_generator(n_blocks, ngf)
