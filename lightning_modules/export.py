@@ -164,6 +164,11 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
                             "with --model.bn_last false has its layers. Export it in our format (leave out --format)")
         sizes = {k: hp.get(k, d) for k, d in (("isize", 64), ("nz", 100), ("nc", 3), ("ngf", 64),
                                              ("n_extra_layers", 1))}
+        if not mlp and sizes["ngf"] % 2:  # ours ends at ngf channels, whatever ngf; DCGAN_G at 2 * (ngf // 2)
+            raise UserError(f"--format reference: {path} has an odd --model.ngf ({sizes['ngf']}), for which the "
+                            f"reference's DCGAN_G builds other widths (ngf // 2 doubled: {sizes['ngf'] - 1} channels "
+                            f"before its last layer, this generator {sizes['ngf']}) and could not load the file. "
+                            "Export it in our format (leave out --format)")
         tensors = prefixed(weights, "generator.")
         if mlp:  # the reference's MLP_G: linear layers main.0, .2, .4, .6 (ReLUs between)
             names = [f"main.{layer}.{kind}" for layer in (0, 2, 4, 6) for kind in ("weight", "bias")]

@@ -258,7 +258,7 @@ def tiny_wgan_checkpoint(folder: Path, **options) -> Path:
 
     from lightning_modules import WGAN
     torch.manual_seed(0)
-    model = WGAN(isize=16, nz=8, ngf=4, ndf=4, sample_every=1000, **options)
+    model = WGAN(**{"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "sample_every": 1000, **options})
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=folder)
     trainer.fit(model, DataLoader(torch.rand(2, 3, 16, 16) * 2 - 1, batch_size=2))

@@ -154,6 +154,19 @@ def test_the_wassersteingan_files_of_its_nobn_and_mlp_generators(tmp_path, optio
                                    model.generator(noise), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_an_odd_ngf_is_refused_in_the_references_format_whose_dcgan_g_has_other_widths(tmp_path, capsys, batchnorm):
+    """The reference's DCGAN_G (and _nobn) starts from ngf // 2 doubled: at ngf 3 and isize 16 its convs are
+    8 -> 4 -> 2 -> 3 channels, ours 8 -> 6 -> 3 -> 3, so its generate.py could not load such a netG.pth."""
+    checkpoint = tiny_wgan_checkpoint(tmp_path, ngf=3, bn_last=False, generator_batchnorm=batchnorm)
+    with pytest.raises(SystemExit) as stop:
+        commands.export([str(checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
+    assert stop.value.code == 2 and not (tmp_path / "ref" / "netG.pth").exists()
+    assert "has an odd --model.ngf (3)" in capsys.readouterr().err
+    commands.export([str(checkpoint), "--output", str(tmp_path / "ours.ckpt")])  # our format takes it
+    assert (tmp_path / "ours.ckpt").exists()
+
+
 def test_the_wassersteingan_file_carries_dcgan_gs_key_names_and_generates_as_ours(wgan_checkpoint, tmp_path):
     commands.export([str(wgan_checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
     state = torch.load(tmp_path / "ref" / "netG.pth", weights_only=True)
