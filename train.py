@@ -608,7 +608,7 @@ class SaveOnStop(Callback):
     """
 
     def __init__(self, path: Path):
-        self.path, self.signal, self._previous = path, None, None
+        self.path, self.signal, self._previous, self._outer = path, None, None, None
         self.trainer, self.stop, self.requeue, self.requeued = None, False, False, False
         self.saved_in_validation = False
 
@@ -618,7 +618,10 @@ class SaveOnStop(Callback):
         if not _main_thread():
             return
         if trainer.is_global_zero:
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            # a fit before in this process ended by an exception, and Lightning put this handler back (_on_sigint)
+            self._previous = self._outer if previous == self._on_sigint and self._outer is not None else previous
+            self._outer = None
         elif trainer.world_size > 1:  # a terminal's Ctrl-C reaches every rank: rank 0's stops them all together
             self._previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -680,6 +683,16 @@ class SaveOnStop(Callback):
             raise SIGTERMException
 
     def _on_sigint(self, signum, frame):
+        if self._previous is None and self._outer is not None:
+            # restored, yet called: after an exception, Lightning's teardown puts back the handlers it found when the
+            # fit began (this one), so a Ctrl-C after the stop (in W&B's upload, in the next fit of the same process)
+            # would promise a save and end the process by SIGTERM; the handler before the fit's takes it
+            signal.signal(signal.SIGINT, self._outer)
+            if self._outer is signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+            elif callable(self._outer):
+                self._outer(signum, frame)
+            return
         self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once
         self.signal = "Ctrl-C"
         saves = self.trainer is None or not saves_nothing(self.trainer)
@@ -691,7 +704,7 @@ class SaveOnStop(Callback):
     def _restore(self):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+            self._outer, self._previous = self._previous, None
 
     def on_fit_end(self, trainer, pl_module):
         self._restore()
@@ -1136,27 +1149,30 @@ def make_run_folder(plan: RunPlan) -> None:
     write_json(run_dir / RUN_FILE, plan.info)
 
 
-def discard_fresh_runs() -> None:
-    """A refused run leaves nothing behind: the folders its make_run_folder made, when its training or evaluation never
-    began and they hold no checkpoint or results (its W&B run is ended first: it writes there). A folder that was
-    there before (a resume, a retry under --run_name) is never touched, nor a folder made above it that another
-    process has written into since."""
+def discard_fresh_runs() -> list[Path]:
+    """A refused run, or one stopped before it began, leaves nothing behind: the folders its make_run_folder made,
+    when its training or evaluation never began and they hold no checkpoint or results (its W&B run is ended first:
+    it writes there). A folder that was there before (a resume, a retry under --run_name) is never touched, nor a
+    folder made above it that another process has written into since. Returns the run folders removed."""
     if not _fresh_runs:
-        return
+        return []
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         with contextlib.suppress(Exception):
             wandb.finish(exit_code=2)
+    removed = []
     for run_dir, made in _fresh_runs.items():
         if any(run_dir.rglob("*.ckpt")) or (run_dir / "results.json").exists():
             continue
         # under its lock: a retry under its name meanwhile is refused, not left training in a folder being removed
         shutil.rmtree(run_dir, ignore_errors=True)
+        removed.append(run_dir)
         for folder in sorted(made[1:], key=lambda f: len(f.parts), reverse=True):  # one that is not empty stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
     release_run_locks()
     _fresh_runs.clear()
+    return removed
 
 
 _held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
@@ -1367,6 +1383,12 @@ def run_job(cli: CLI) -> dict:
     start = time.perf_counter()
     try:
         trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
+    except SystemExit as stop:
+        # Lightning's own Ctrl-C path (before SaveOnStop takes Ctrl-C at on_fit_start, or a second Ctrl-C): exit 1,
+        # which reads as a failure; a Ctrl-C's is 130
+        if stop.code == 1 and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     except MisconfigurationException as error:  # Lightning's checks as the fit starts, with a traceback
         if past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error)):
             raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
@@ -1456,6 +1478,8 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
               file=sys.stderr)
         trainer.should_stop = True
         trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
+    # the sweep keeps its folder, however it ends (RunBegan does not see it: Lightning's finder swaps the callbacks)
+    _fresh_runs.pop(Path(trainer.default_root_dir), None)
     with on_ctrl_c(stop_sweep if trainer.world_size == 1 else None) as previous, debiased_loss_record():
         finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                         num_training=num_training, mode=mode, early_stop_threshold=stop_div,
@@ -1527,9 +1551,15 @@ def main(argv: list[str] | None = None) -> None:
             lr_find(cli, **{k: v for k, v in vars(cli.config.lr_find).items()})
         elif job:
             run_job(cli)
-    except Exception as error:
-        if _fresh_runs and user_message(error) is not None:  # refused: the folder it made goes (a bug's stays)
-            discard_fresh_runs()
+    except BaseException as error:
+        # Ctrl-C or SIGTERM before the training began (RunBegan: a run that began is no longer fresh), as a refusal:
+        # the folder it made goes, W&B run and all (a bug's stays, for its logs)
+        stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
+        if _fresh_runs and (stopped or (isinstance(error, Exception) and user_message(error) is not None)):
+            removed = discard_fresh_runs()
+            if stopped and removed:
+                print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
+                      "written there yet)", file=sys.stderr)
         raise
     finally:
         _fresh_runs.clear()
@@ -1595,6 +1625,9 @@ def command_line() -> None:
         one_line_errors(lambda argv: main(), None)  # main reads sys.argv, --traceback included
     except SIGTERMException as stop:
         sys.exit(stop.code if isinstance(stop.code, int) else 143)
+    except KeyboardInterrupt:  # Ctrl-C outside SaveOnStop's time (before the fit began, or a second one): no traceback
+        print("Ctrl-C: stopped", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

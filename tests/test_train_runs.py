@@ -466,10 +466,15 @@ def test_each_rank_and_each_resume_draw_their_own_random_numbers():
 
 
 class CtrlCAt(L.Callback):
-    """A terminal's Ctrl-C at the first sanity-check batch, or at the first batch of the test after the fit."""
+    """A terminal's Ctrl-C in the fit's set-up (before SaveOnStop takes Ctrl-C: Lightning's own path), at the first
+    sanity-check batch, or at the first batch of the test after the fit."""
 
     def __init__(self, stage: str):
         self.stage = stage
+
+    def setup(self, trainer, pl_module, stage):
+        if self.stage == "setup" and stage == "fit":
+            os.kill(os.getpid(), signal.SIGINT)
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.stage == "sanity" and trainer.sanity_checking and batch_idx == 0:
@@ -480,23 +485,40 @@ class CtrlCAt(L.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("stage", ["sanity", "test"])
-def test_ctrl_c_outside_the_training_batches_exits_130_and_says_what_it_kept(tiny_cifar, tmp_path, capsys, stage):
-    """Ctrl-C in the sanity check exited 143 after promising a save it could not make; in the final test, 1."""
+@pytest.mark.parametrize("stage", ["setup", "sanity", "test"])
+def test_ctrl_c_outside_the_training_batches_exits_130_and_says_what_it_kept(tiny_cifar, tmp_path, capsys, stage,
+                                                                             monkeypatch):
+    """Ctrl-C in the sanity check exited 143 after promising a save it could not make; in the final test, 1; in the
+    fit's set-up, Lightning's 1. Before the training began, the run's new folder goes, as a refused run's."""
     runs = tmp_path / "runs"
-    with pytest.raises(SystemExit) as stop:
-        train.main(job(tiny_cifar, runs, "--data.eval_batch_size", "2", "--trainer.num_sanity_val_steps", "2",
-                       "--trainer.callbacks+=test_train_runs.CtrlCAt", f"--trainer.callbacks.stage={stage}"))
+    monkeypatch.setattr(sys, "argv", ["train.py", *job(tiny_cifar, runs, "--data.eval_batch_size", "2",
+                                                       "--trainer.num_sanity_val_steps", "2",
+                                                       "--trainer.callbacks+=test_train_runs.CtrlCAt",
+                                                       f"--trainer.callbacks.stage={stage}")])
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train.command_line()
+    finally:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # Lightning's own path ignores Ctrl-C from then on
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     assert stop.value.code == 130
-    (run_dir,) = run_folders(runs)
     err = capsys.readouterr().err
-    if stage == "sanity":
-        assert "Ctrl-C: stopping after this batch (Ctrl-C again" in err and "saving" not in err
-        assert not (run_dir / "checkpoints").exists()
+    if stage != "test":
+        assert ("Ctrl-C: stopping after this batch (Ctrl-C again" in err) == (stage == "sanity") and "saving" not in err
+        assert f"Stopped before the training began: removed {runs}" in err and not runs.exists()
+        assert "Traceback" not in err
     else:
+        (run_dir,) = run_folders(runs)
         assert (f"the test stopped; the training is saved. Test it with: python train.py test --config "
                 f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}") in err
         assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    # Ctrl-C after the stop is Python's again: Lightning's teardown after an exception had put SaveOnStop's handler
+    # back, which promised a save and ended the process by SIGTERM (in W&B's upload, in the next fit)
+    handler = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(os, "kill", lambda pid, signum: pytest.fail(f"Ctrl-C after the stop sent signal {signum}"))
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def cyclegan_job(data_dir, runs, *extra):
