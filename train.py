@@ -45,7 +45,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.checkpoint_io import replaced, write_json
-from callbacks.errors import UserError, check_output_folder, one_line_errors, user_message
+from callbacks.errors import UserError, check_output_folder, main_thread, on_ctrl_c, one_line_errors, user_message
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
 
@@ -615,7 +615,7 @@ class SaveOnStop(Callback):
     def on_fit_start(self, trainer, pl_module):
         self.signal, self.trainer, self.stop, self.requeue, self.requeued = None, trainer, False, False, False
         self.saved_in_validation = False
-        if not _main_thread():
+        if not main_thread():
             return
         if trainer.is_global_zero:
             previous = signal.signal(signal.SIGINT, self._on_sigint)
@@ -629,7 +629,7 @@ class SaveOnStop(Callback):
         # DDP: Lightning's SIGTERM handler broadcasts from inside the signal handler, in the middle of whatever
         # collective the ranks are in (a hang, or gloo's collective mismatch); rank 0 notes the signal instead and
         # on_train_batch_end tells every rank after the same batch (Lightning's signal connector restores its own)
-        if trainer.world_size > 1 and _main_thread():
+        if trainer.world_size > 1 and main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
             # the same for SLURM's signal before the time limit: Lightning's handler saves hpc_ckpt_N.ckpt from inside
             # it, whose barrier a rank signalled a moment earlier than another waits in while that one waits in the
@@ -748,11 +748,6 @@ SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_conn
 
 def not_a_forwarded_sigterm(record: logging.LogRecord) -> bool:
     return "Received SIGTERM" not in record.getMessage()
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def read_run(run_dir: Path) -> dict | None:
@@ -1317,20 +1312,6 @@ class LoadWeights(Callback):
         self.weights = None  # memory-mapped tensors: let the file go
 
 
-@contextlib.contextmanager
-def on_ctrl_c(handler):
-    """`handler` for Ctrl-C inside the block, the previous one after it (yielded, for a handler that gives it back
-    at the first Ctrl-C); none where signals cannot be set (a thread other than the main one) or for handler None."""
-    if handler is None or not _main_thread():
-        yield None
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield previous
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def ctrl_c_stops_the_test(run_dir: Path):
     """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a
     failure). A SIGTERM there is Lightning's SIGTERMException, exit 143."""
@@ -1625,9 +1606,6 @@ def command_line() -> None:
         one_line_errors(lambda argv: main(), None)  # main reads sys.argv, --traceback included
     except SIGTERMException as stop:
         sys.exit(stop.code if isinstance(stop.code, int) else 143)
-    except KeyboardInterrupt:  # Ctrl-C outside SaveOnStop's time (before the fit began, or a second one): no traceback
-        print("Ctrl-C: stopped", file=sys.stderr)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

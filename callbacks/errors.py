@@ -2,7 +2,9 @@
 
 import os
 import re
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +16,24 @@ class UserError(ValueError):
     it as one line without a traceback; `--traceback` or DL2_TRACEBACK=1 shows the traceback. Subclasses
     ValueError so code that catches bad values keeps working.
     """
+
+
+def main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def on_ctrl_c(handler):
+    """`handler` for Ctrl-C inside the block, the previous one after it (yielded, for a handler that gives it back
+    at the first Ctrl-C); none where signals cannot be set (a thread other than the main one) or for handler None."""
+    if handler is None or not main_thread():
+        yield None
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield previous
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -151,13 +171,16 @@ def report_partial_failure(message: str) -> None:
 
 def one_line_errors(main, args: list[str] | None) -> None:
     """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1;
-    exit status 1 after it reported inputs it skipped (report_partial_failure)."""
+    exit status 1 after it reported inputs it skipped (report_partial_failure), 130 after a Ctrl-C."""
     argv = sys.argv[1:] if args is None else list(args)
     show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
     argv = [a for a in argv if a != "--traceback"]
     _partly_failed.clear()
     try:
         main(argv)  # its return value is not returned: a console script passes it to sys.exit (a path: status 1)
+    except KeyboardInterrupt:  # Ctrl-C where no handler of ours takes it: the files written so far are whole
+        print(f"{Path(sys.argv[0]).name}: Ctrl-C: stopped", file=sys.stderr)
+        sys.exit(130)
     except Exception as error:
         message = None if show_traceback else user_message(error)
         if message is None:

@@ -128,6 +128,26 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
             f"earlier run?)") in capsys.readouterr().err
 
 
+def test_ctrl_c_in_a_command_exits_130_in_one_line_and_keeps_whole_files(tmp_path, capsys, monkeypatch):
+    """It was a KeyboardInterrupt traceback; each file is written to a temp file and renamed, so none is torn."""
+    import lightning_modules.wgan as wgan
+    tiny_wgan_checkpoint(tmp_path)
+    save_png = wgan.save_png
+
+    def interrupted_at_the_third(image, path):
+        if path.name == "000002.png":
+            raise KeyboardInterrupt
+        return save_png(image, path)
+    monkeypatch.setattr(wgan, "save_png", interrupted_at_the_third)
+    with pytest.raises(SystemExit) as stop:
+        commands.wgan_generate([str(tmp_path / "wgan.ckpt"), "--out_dir", str(tmp_path / "out"), "--num_samples", "4"])
+    assert stop.value.code == 130
+    err = capsys.readouterr().err
+    assert err.strip().endswith("Ctrl-C: stopped") and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000000.png", "000001.png"]
+    assert Image.open(tmp_path / "out" / "000001.png").size == (16, 16)
+
+
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),
                                              ("wgan_generate", "--nrow"), ("classify", "--size"),
                                              ("classify", "--batch_size"), ("classify", "--top_k"),

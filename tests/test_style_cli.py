@@ -8,6 +8,7 @@ import warnings
 from types import SimpleNamespace
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import make_style_images
@@ -165,6 +166,39 @@ def test_stylize_command_writes_the_images(style_images, tmp_path):
                                     str(tmp_path / "out"), "--size", "32", "--max_iter", "2", "--vgg_weights", "random",
                                     "--arch", "vgg16", "--accelerator", "cpu"])
     assert Image.open(tmp_path / "out" / "content0.png").size == (32, 32)
+    assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
+
+
+def test_ctrl_c_ends_stylize_after_the_iteration_and_writes_the_images_as_they_are(style_images, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """neural-style's users stop a run whose image looks done and keep its last save; here Ctrl-C wrote nothing (and
+    exited 1 after Lightning's 'Detected KeyboardInterrupt')."""
+    import os
+    import signal
+    content, style = style_images
+    step, images, models = StyleTransfer.training_step, [], []
+
+    def interrupted_at_the_third(self, batch, batch_idx):
+        if self.global_step == 2:  # a terminal's Ctrl-C during the third iteration
+            os.kill(os.getpid(), signal.SIGINT)
+        images.append(self.image.detach().clone())
+        models[:] = [self]
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(StyleTransfer, "training_step", interrupted_at_the_third)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
+                         "--size", "32", "--max_iter", "10", "--vgg_weights", "random", "--arch", "vgg16",
+                         "--accelerator", "cpu"])
+    assert stop.value.code == 130 and signal.getsignal(signal.SIGINT) is before
+    err = capsys.readouterr().err
+    assert "Ctrl-C: stopping after this iteration" in err
+    assert "Stopped by Ctrl-C after iteration 3 of --max_iter 10" in err
+    # the image after the third iteration, the last to run (each step sees the image before its iteration)
+    assert len(images) == 3
+    after = models[0].image.detach()[0].clamp(0, 1)
+    written = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "content0.png"))).permute(2, 0, 1).float() / 255
+    assert (written - after).abs().max() <= 0.5 / 255 + 1e-6 and (after - images[2][0].clamp(0, 1)).abs().max() > 0.01
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
 
 
