@@ -317,6 +317,24 @@ TARGETS = {
                              "resnet_generator", "patch_block", "patch_discriminator", "init_cyclegan_"),
                             ("tests/test_cyclegan_nets.py", "tests/test_translate.py", "-k",
                              "test_cyclegan_nets or reference_generator_file")),
+    # the WGAN's real images: a folder tree, the seed's CSV list, an LSUN lmdb, CIFAR-10's batches; the sample, the
+    # square crops, the batches and the fixed validation sample (its one fit test: val/fid against the formula)
+    "image_folder": Target("datamodules/image_folder.py",
+                           ("square", "folder_files", "csv_files", "write_file_list", "ImageFiles.__getitem__",
+                            "TensorImages.__getitem__", "LMDBImages.__init__", "LMDBImages.open",
+                            "LMDBImages.__getstate__", "LMDBImages.__getitem__", "ImageFolderDataModule.__init__",
+                            "ImageFolderDataModule.root", "ImageFolderDataModule.cifar10_root",
+                            "ImageFolderDataModule.source", "ImageFolderDataModule.check",
+                            "ImageFolderDataModule.prepare_data", "ImageFolderDataModule.missing",
+                            "ImageFolderDataModule.build_dataset", "ImageFolderDataModule.sample",
+                            "ImageFolderDataModule.setup", "ImageFolderDataModule.train_dataloader",
+                            "ImageFolderDataModule.val_dataloader", "ImageFolderDataModule.on_after_batch_transfer"),
+                           ("tests/test_image_folder.py", "tests/test_gan_fid.py::test_wgan_validation_logs_the"
+                            "_formulas_distance_between_fixed_noise_and_the_real_sample")),
+    # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
+    "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
+                     ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
+                      "test_decode or test_style_data or lmdb or corrupt")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
