@@ -257,3 +257,224 @@ def test_workers_are_capped_at_the_cpus_this_process_may_use(tree, monkeypatch, 
     data = ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=64)
     data.setup("fit")
     assert data.train_dataloader().num_workers == 2
+
+
+# --- resizing, crops, lists, samples and batches against values worked out by hand --------------------------------
+
+def pil_square(pixels: np.ndarray, width: int, height: int, left: int, top: int, isize: int) -> np.ndarray:
+    """PIL's bilinear resize (antialiased when it shrinks) to width x height, then the isize square at left, top."""
+    resized = np.asarray(Image.fromarray(pixels).resize((width, height), Image.BILINEAR))
+    return resized[top:top + isize, left:left + isize].astype(int)
+
+
+# (width, height) of the noise image -> the resized size and the centre square's corner, by hand: the shorter side
+# becomes 16, the longer one 16 * long / short truncated, and the crop starts half the excess in
+@pytest.mark.parametrize("size, resized, corner", [
+    ((100, 60), (26, 16), (5, 0)),  # 16 * 100 / 60 = 26.7: shrunk, the antialiasing shows on noise
+    ((60, 100), (16, 26), (0, 5)),
+    ((16, 8), (32, 16), (8, 0)),  # as wide as the square but too low: enlarged, not padded
+])
+def test_an_image_is_resized_by_its_shorter_side_as_pil_does_then_centre_cropped(tmp_path, size, resized, corner):
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "img" / "noise.png")
+    data = ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=1, num_workers=0)
+    data.setup("fit")
+    got = data.dataset[0].permute(1, 2, 0).numpy().astype(int)
+    expected = pil_square(pixels, *resized, *corner, 16)
+    assert got.shape == (16, 16, 3) and np.abs(got - expected).max() <= 1  # uint8 rounding
+
+
+@pytest.mark.parametrize("size", [(20, 16), (16, 20)])
+def test_random_crops_take_every_window_and_only_those(tmp_path, size):
+    """A 20 x 16 image at 16 px has 20 - 16 + 1 = 5 windows along its longer side: 400 draws find all five."""
+    pixels = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    (tmp_path / "img").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "img" / "s.png")
+    data = ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=1, num_workers=0, random_crop=True)
+    data.setup("fit")
+    full = torch.from_numpy(pixels).permute(2, 0, 1)
+    windows = [full[:, :, x:x + 16] if size[0] > 16 else full[:, x:x + 16, :] for x in range(5)]
+    torch.manual_seed(0)
+    found = set()
+    for _ in range(400):
+        crop = data.dataset[0]
+        assert crop.shape == (3, 16, 16)
+        found.add(next(x for x, window in enumerate(windows) if torch.equal(window, crop)))
+    assert found == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("skip_header", [False, True])
+def test_a_csv_lists_its_rows_in_order_and_skips_only_a_header_row(tree, tmp_path, skip_header):
+    rows = ["x/y/c.png,0", "a.png,0", "e.webp,0"]
+    csv_file = tmp_path / "files.csv"
+    csv_file.write_text("\n".join((["path,label"] if skip_header else []) + rows) + "\n")
+    data = ImageFolderDataModule(str(tree), csv_file=str(csv_file), csv_skip_header=skip_header, isize=16,
+                                 batch_size=1, num_workers=0)
+    data.setup("fit")
+    assert data.dataset.files == [tree / "x/y/c.png", tree / "a.png", tree / "e.webp"]
+
+
+def test_an_unreadable_file_is_replaced_by_the_next_one_in_the_list(tmp_path):
+    from datamodules.image_folder import ImageFiles
+    for name, colour in (("red", (255, 0, 0)), ("green", (0, 255, 0))):
+        solid(colour, size=(16, 16)).save(tmp_path / f"{name}.png")
+    (tmp_path / "bad.png").write_bytes(b"")
+    red, green, bad = tmp_path / "red.png", tmp_path / "green.png", tmp_path / "bad.png"
+    with pytest.warns(UserWarning, match="skipped: cannot read image .*bad.png"):
+        assert ImageFiles([red, bad, green], 16)[1][:, 0, 0].tolist() == [0, 255, 0]  # green, not red before it
+    with pytest.warns(UserWarning, match="skipped: cannot read image .*bad.png"):
+        assert ImageFiles([red, green, bad], 16)[2][:, 0, 0].tolist() == [255, 0, 0]  # after the last: the first
+
+
+def test_a_tiny_fraction_keeps_one_image(tree):
+    data = ImageFolderDataModule(str(tree), sample_fraction=0.01, isize=16, batch_size=1, num_workers=0)
+    data.setup("fit")
+    assert len(data.dataset) == 1  # round(5 * 0.01) = 0, at least 1
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5])
+def test_a_fraction_outside_0_to_1_is_refused(fraction):
+    with pytest.raises(UserError, match=rf"--data.sample_fraction must be in \(0, 1\] \(got {fraction}\)"):
+        ImageFolderDataModule(sample_fraction=fraction).prepare_data()
+
+
+def test_an_existing_train_folder_is_read_even_beside_the_cifar10_python_batches(tmp_path):
+    from conftest import make_batches
+    make_batches(tmp_path / "cifar10" / "cifar-10-batches-py")  # 30 training images
+    (tmp_path / "cifar10" / "train").mkdir()
+    for i, colour in enumerate(COLOURS[:3]):
+        solid(colour, size=(32, 32)).save(tmp_path / "cifar10" / "train" / f"{i}.png")
+    data = ImageFolderDataModule(str(tmp_path / "cifar10" / "train"), isize=32, batch_size=1, num_workers=0)
+    assert data.source == "folder"
+    data.setup("fit")
+    assert len(data.dataset) == 3
+
+
+def test_a_missing_database_folder_gets_the_download_command_by_its_name_or_its_parent(tmp_path):
+    root = tmp_path / "church_outdoor_train_lmdb"  # not under a folder named after the dataset
+    with pytest.raises(UserError, match=f"LSUN cannot be downloaded .*curl -L -o {tmp_path}/church_outdoor_train_lmdb"
+                                        ".zip http://dl.yf.io/lsun/scenes/church_outdoor_train_lmdb.zip"):
+        ImageFolderDataModule(str(root), num_workers=0).setup("fit")
+    root = tmp_path / "LSUN" / "bedrooms"  # a folder of any name under one named after it: the bedrooms
+    with pytest.raises(UserError, match=f"no LSUN database at {root}.*--data.data_dir {root.parent}/bedroom_train_"):
+        ImageFolderDataModule(str(root), num_workers=0).setup("fit")
+
+
+def test_each_process_must_fill_a_batch(tree):
+    from types import SimpleNamespace
+    data = ImageFolderDataModule(str(tree), isize=16, batch_size=3, num_workers=0)
+    data.trainer = SimpleNamespace(world_size=2)  # two processes need 6 images
+    with pytest.raises(UserError, match="5 images cannot fill one batch of 3 per process"):
+        data.setup("fit")
+
+
+def test_the_lmdb_database_is_read_without_writing_to_it_or_its_folder(tmp_path):
+    import lmdb
+
+    db = tmp_path / "db"
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        encoded = io.BytesIO()
+        solid(COLOURS[0]).save(encoded, format="png")
+        txn.put(b"0", encoded.getvalue())
+    env.close()
+    (db / "lock.mdb").unlink()  # a database copied without it (a read-only medium cannot take one)
+    before = (db / "data.mdb").read_bytes()
+    data = ImageFolderDataModule(str(db), isize=16, batch_size=1, num_workers=0)
+    data.setup("fit")
+    assert colours_of(data.dataset[0][None].float() / 127.5 - 1) == {COLOURS[0]}
+    assert [p.name for p in db.iterdir()] == ["data.mdb"] and (db / "data.mdb").read_bytes() == before
+    with pytest.raises(lmdb.ReadonlyError):
+        data.dataset.open().begin(write=True).put(b"1", b"")
+
+
+def pixels_of(batch) -> list[tuple]:
+    """Each image's top-left pixel: a loader's batch of images, or TensorBatches' (images, labels)."""
+    images = batch[0] if isinstance(batch, list | tuple) else batch
+    return [tuple(int(v) for v in image[:, 0, 0]) for image in images]
+
+
+def eight_colours(folder) -> list[tuple]:
+    colours = [(i * 30, 255 - i * 30, (i * 70) % 256) for i in range(8)]
+    folder.mkdir()
+    for i, colour in enumerate(colours):
+        solid(colour, size=(16, 16)).save(folder / f"{i}.png")
+    return colours
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_training_batches_are_full_distinct_and_shuffled(tmp_path, in_memory):
+    colours = eight_colours(tmp_path / "img")
+    data = ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=3, num_workers=0, in_memory=in_memory)
+    data.setup("fit")
+    batches = [pixels_of(batch) for batch in data.train_dataloader()]
+    assert [len(batch) for batch in batches] == [3, 3]  # 8 // 3: the last 2 images wait for the next epoch
+    seen = [colour for batch in batches for colour in batch]
+    assert len(set(seen)) == 6 and set(seen) <= set(colours)
+    assert seen != colours[:6]  # not the files' order
+
+
+def test_workers_outlive_an_epoch_and_a_validation(tree, monkeypatch):
+    import os
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    data = ImageFolderDataModule(str(tree), isize=16, batch_size=2, num_workers=1)
+    data.setup("fit")
+    assert data.train_dataloader().persistent_workers and data.val_dataloader().persistent_workers
+
+
+def test_the_validation_sample_comes_from_val_dir_whole_without_a_trainer(tmp_path):
+    eight_colours(tmp_path / "train")
+    held_out = [(200, 10 * i, 100) for i in range(7)]
+    (tmp_path / "val").mkdir()
+    for i, colour in enumerate(held_out):
+        solid(colour, size=(16, 16)).save(tmp_path / "val" / f"{i}.png")
+    data = ImageFolderDataModule(str(tmp_path / "train"), val_dir=str(tmp_path / "val"), val_size=5, isize=16,
+                                 batch_size=2, num_workers=0)
+    data.setup("fit")
+    batches = list(data.val_dataloader())
+    assert [len(batch) for batch in batches] == [2, 2, 1]  # 5 of the 7, every one once
+    seen = [pixel for batch in batches for pixel in pixels_of(batch)]
+    assert len(set(seen)) == 5 and set(seen) <= set(held_out)
+
+
+def test_the_validation_sample_is_the_same_from_files_or_from_memory(tmp_path):
+    eight_colours(tmp_path / "img")
+    batches = {}
+    for in_memory in (False, True):
+        data = ImageFolderDataModule(str(tmp_path / "img"), val_size=5, isize=16, batch_size=2, num_workers=0,
+                                     in_memory=in_memory)
+        data.setup("fit")
+        batches[in_memory] = [pixels_of(batch) for batch in data.val_dataloader()]
+    assert [len(batch) for batch in batches[True]] == [2, 2, 1]  # 5 of the 8, every one once
+    assert len({pixel for batch in batches[True] for pixel in batch}) == 5
+    assert batches[False] == batches[True]  # in the same order
+
+
+def test_the_data_is_prepared_on_every_node(tree, monkeypatch):
+    """Each node's first process prepares (downloads) the data: nodes need not share a filesystem."""
+    import lightning as L
+
+    class Prepared(Exception):
+        pass
+
+    def prepare(self):
+        raise Prepared
+
+    monkeypatch.setattr(L.Trainer, "node_rank", property(lambda self: 1))  # the second node's local rank 0
+    monkeypatch.setattr(ImageFolderDataModule, "prepare_data", prepare)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, max_steps=1)
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, batch_idx):
+            return self.weight * batch.mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(Prepared):
+        trainer.fit(Model(), datamodule=ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=0))
