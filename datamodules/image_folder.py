@@ -126,13 +126,13 @@ class TensorImages(Dataset):
 
 
 class LMDBImages(Dataset):
-    """LSUN's format: an lmdb database of encoded images (WebP) under arbitrary keys.
+    """LSUN's format: an lmdb database of encoded images (WebP) under arbitrary keys, squared as ImageFiles does.
 
     The environment is opened lazily in each worker process: lmdb handles do not survive a fork.
     """
 
-    def __init__(self, path: Path, isize: int, keys: list[bytes] | None = None):
-        self.path, self.isize, self.env = str(path), isize, None
+    def __init__(self, path: Path, isize: int, keys: list[bytes] | None = None, random_crop: bool = False):
+        self.path, self.isize, self.random_crop, self.env = str(path), isize, random_crop, None
         if keys is None:
             with self.open().begin() as txn:
                 keys = list(txn.cursor().iternext(keys=True, values=False))
@@ -154,7 +154,7 @@ class LMDBImages(Dataset):
     def __getitem__(self, i: int) -> Tensor:
         with self.open().begin() as txn:
             data = txn.get(self.keys[i])
-        return square(decode_rgb(data, f"{self.keys[i]!r} in {self.path}"), self.isize)
+        return square(decode_rgb(data, f"{self.keys[i]!r} in {self.path}"), self.isize, self.random_crop)
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -268,7 +268,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.source == "lmdb":
             dataset = LMDBImages(root, hp.isize)
             keep = self.sample(len(dataset))
-            return LMDBImages(root, hp.isize, [dataset.keys[i] for i in keep])
+            return LMDBImages(root, hp.isize, [dataset.keys[i] for i in keep], hp.random_crop)
         files = csv_files(Path(hp.csv_file), root, hp.csv_skip_header) if hp.csv_file else folder_files(root)
         if not files:
             raise MissingDataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"

@@ -285,13 +285,22 @@ def test_an_image_is_resized_by_its_shorter_side_as_pil_does_then_centre_cropped
     assert got.shape == (16, 16, 3) and np.abs(got - expected).max() <= 1  # uint8 rounding
 
 
+@pytest.mark.parametrize("source", ["folder", "lmdb"])  # LSUN's are not square either
 @pytest.mark.parametrize("size", [(20, 16), (16, 20)])
-def test_random_crops_take_every_window_and_only_those(tmp_path, size):
+def test_random_crops_take_every_window_and_only_those(tmp_path, size, source):
     """A 20 x 16 image at 16 px has 20 - 16 + 1 = 5 windows along its longer side: 400 draws find all five."""
     pixels = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     (tmp_path / "img").mkdir()
     Image.fromarray(pixels).save(tmp_path / "img" / "s.png")
-    data = ImageFolderDataModule(str(tmp_path / "img"), isize=16, batch_size=1, num_workers=0, random_crop=True)
+    if source == "lmdb":
+        import lmdb
+        env = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
+        with env.begin(write=True) as txn:
+            txn.put(b"0", (tmp_path / "img" / "s.png").read_bytes())
+        env.close()
+    data = ImageFolderDataModule(str(tmp_path / ("img" if source == "folder" else "db")), isize=16, batch_size=1,
+                                 num_workers=0, random_crop=True)
+    assert data.source == source
     data.setup("fit")
     full = torch.from_numpy(pixels).permute(2, 0, 1)
     windows = [full[:, :, x:x + 16] if size[0] > 16 else full[:, x:x + 16, :] for x in range(5)]
