@@ -53,3 +53,33 @@ def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path, orientat
     expected = UPRIGHT[orientation](stored)
     assert pixels.shape == expected.shape
     assert np.abs(pixels.astype(int) - expected).max() <= (40 if suffix == ".jpg" else 0)  # JPEG's loss at the edge
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([[0, 128, 256]], [[0, 0, 1]]),  # 256 is more than 8 bits hold: 16-bit, 256 / 257 rounds to 1
+    ([[0, 65535, 70000]], [[0, 255, 255]]),  # above 16-bit white: white, not wrapped past 255
+])
+def test_a_32_bit_integer_image_above_255_is_read_as_16_bit(tmp_path, values, expected):
+    Image.fromarray(np.array(values, dtype=np.int32)).save(tmp_path / "int32.tif")
+    assert Image.open(tmp_path / "int32.tif").mode == "I"
+    np.testing.assert_array_equal(read_rgb(tmp_path / "int32.tif").numpy()[0], np.array(expected, dtype=np.uint8))
+
+
+def test_image_files_takes_the_image_files_of_a_folder_in_name_order_and_a_file_as_given(tmp_path):
+    from datamodules.decode import image_files
+    from datamodules.download import MissingDataError
+    for name in ("b.png", "a.JPG", "sub/d.webp", "dir.png/c.png"):  # dir.png: a folder, however named
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / name, format="PNG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert image_files([str(tmp_path)], "fix") == [tmp_path / "a.JPG", tmp_path / "b.png"]
+    assert image_files([str(tmp_path)], "fix", recursive=True) == [
+        tmp_path / "a.JPG", tmp_path / "b.png", tmp_path / "dir.png" / "c.png", tmp_path / "sub" / "d.webp"]
+    assert image_files([str(tmp_path / "sub"), str(tmp_path / "notes.txt")], "fix") == [
+        tmp_path / "sub" / "d.webp", tmp_path / "notes.txt"]  # in the order given; a file named is taken
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("not an image")
+    with pytest.raises(MissingDataError, match=r"no .* images in .*text; fix"):
+        image_files([str(tmp_path / "text")], "fix")
+    with pytest.raises(MissingDataError, match=r"image .*absent.png not found; fix"):
+        image_files([str(tmp_path / "absent.png")], "fix")
