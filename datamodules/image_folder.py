@@ -6,6 +6,7 @@ pixels land in [-1, 1], the generator's tanh range). LSUN itself ships as an lmd
 images keyed by id (`bedroom_train_lmdb/data.mdb`); it is read here directly, without exporting files.
 """
 
+import copy
 import csv
 import os
 import random
@@ -173,7 +174,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             --model.isize.
         random_crop: crop the square at a random place along the longer side, every time an image is read,
             as the seed does (fastai's CropType.RANDOM); false: the centre. Square images (CIFAR-10) are not
-            affected. `in_memory` keeps one centre crop per image, so it needs random_crop false.
+            affected, nor the validation sample (centred). `in_memory` keeps one centre crop per image, so it needs
+            random_crop false.
         batch_size: real images per process and critic step, and the noise batch of the critic's fakes and
             the generator's step (the paper's m, 64; the seed read real images at 128 and sampled 64 noise vectors).
         num_workers: decoding processes (at most the CPUs this process may use); unused when `in_memory`.
@@ -307,6 +309,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.val_dir is None:
             dataset, images = self.dataset, self.images if hp.in_memory else None
+            if getattr(dataset, "random_crop", False):  # the same images at every validation, as val_dir's: centred
+                dataset = copy.copy(dataset)
+                dataset.random_crop = False
         else:
             held_out = ImageFolderDataModule(hp.val_dir, isize=hp.isize, num_workers=hp.num_workers)
             dataset, images = held_out.build_dataset(), None

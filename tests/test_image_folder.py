@@ -313,6 +313,30 @@ def test_random_crops_take_every_window_and_only_those(tmp_path, size, source):
     assert found == {0, 1, 2, 3, 4}
 
 
+@pytest.mark.parametrize("source", ["folder", "lmdb"])
+def test_the_validation_sample_of_random_crops_is_centred_as_val_dirs(tmp_path, source):
+    """random_crop is a training augmentation: the validation sample (val/fid's real images) drawn from the training
+    set is the same crops at every validation, the centre ones val_dir's images get; training still draws all five."""
+    pixels = np.random.default_rng(2).integers(0, 256, (16, 20, 3), dtype=np.uint8)  # 20 wide, 16 high
+    (tmp_path / "img").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "img" / "s.png")
+    if source == "lmdb":
+        import lmdb
+        env = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
+        with env.begin(write=True) as txn:
+            txn.put(b"0", (tmp_path / "img" / "s.png").read_bytes())
+        env.close()
+    data = ImageFolderDataModule(str(tmp_path / ("img" if source == "folder" else "db")), isize=16, batch_size=1,
+                                 num_workers=0, random_crop=True, val_size=1)
+    data.setup("fit")
+    centre = torch.from_numpy(pixels[:, 2:18]).permute(2, 0, 1)  # (20 - 16) / 2 = 2 columns off each side
+    torch.manual_seed(0)
+    for _ in range(20):
+        (batch,) = list(data.val_dataloader())
+        assert torch.equal(batch[0], centre)
+    assert len({tuple(data.dataset[0][0, 0].tolist()) for _ in range(100)}) == 5
+
+
 @pytest.mark.parametrize("skip_header", [False, True])
 def test_a_csv_lists_its_rows_in_order_and_skips_only_a_header_row(tree, tmp_path, skip_header):
     rows = ["x/y/c.png,0", "a.png,0", "e.webp,0"]
