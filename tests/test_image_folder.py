@@ -1,5 +1,6 @@
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,21 +286,27 @@ def test_an_image_is_resized_by_its_shorter_side_as_pil_does_then_centre_cropped
     assert got.shape == (16, 16, 3) and np.abs(got - expected).max() <= 1  # uint8 rounding
 
 
+def one_image(folder: Path, pixels: np.ndarray, source: str) -> str:
+    """A data_dir holding the one image: a folder with its PNG, or an lmdb database of its PNG bytes (LSUN's format)."""
+    (folder / "img").mkdir()
+    Image.fromarray(pixels).save(folder / "img" / "s.png")
+    if source == "folder":
+        return str(folder / "img")
+    import lmdb
+    env = lmdb.open(str(folder / "db"), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(b"0", (folder / "img" / "s.png").read_bytes())
+    env.close()
+    return str(folder / "db")
+
+
 @pytest.mark.parametrize("source", ["folder", "lmdb"])  # LSUN's are not square either
 @pytest.mark.parametrize("size", [(20, 16), (16, 20)])
 def test_random_crops_take_every_window_and_only_those(tmp_path, size, source):
     """A 20 x 16 image at 16 px has 20 - 16 + 1 = 5 windows along its longer side: 400 draws find all five."""
     pixels = np.random.default_rng(1).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    (tmp_path / "img").mkdir()
-    Image.fromarray(pixels).save(tmp_path / "img" / "s.png")
-    if source == "lmdb":
-        import lmdb
-        env = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
-        with env.begin(write=True) as txn:
-            txn.put(b"0", (tmp_path / "img" / "s.png").read_bytes())
-        env.close()
-    data = ImageFolderDataModule(str(tmp_path / ("img" if source == "folder" else "db")), isize=16, batch_size=1,
-                                 num_workers=0, random_crop=True)
+    data = ImageFolderDataModule(one_image(tmp_path, pixels, source), isize=16, batch_size=1, num_workers=0,
+                                 random_crop=True)
     assert data.source == source
     data.setup("fit")
     full = torch.from_numpy(pixels).permute(2, 0, 1)
@@ -318,16 +325,8 @@ def test_the_validation_sample_of_random_crops_is_centred_as_val_dirs(tmp_path, 
     """random_crop is a training augmentation: the validation sample (val/fid's real images) drawn from the training
     set is the same crops at every validation, the centre ones val_dir's images get; training still draws all five."""
     pixels = np.random.default_rng(2).integers(0, 256, (16, 20, 3), dtype=np.uint8)  # 20 wide, 16 high
-    (tmp_path / "img").mkdir()
-    Image.fromarray(pixels).save(tmp_path / "img" / "s.png")
-    if source == "lmdb":
-        import lmdb
-        env = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
-        with env.begin(write=True) as txn:
-            txn.put(b"0", (tmp_path / "img" / "s.png").read_bytes())
-        env.close()
-    data = ImageFolderDataModule(str(tmp_path / ("img" if source == "folder" else "db")), isize=16, batch_size=1,
-                                 num_workers=0, random_crop=True, val_size=1)
+    data = ImageFolderDataModule(one_image(tmp_path, pixels, source), isize=16, batch_size=1, num_workers=0,
+                                 random_crop=True, val_size=1)
     data.setup("fit")
     centre = torch.from_numpy(pixels[:, 2:18]).permute(2, 0, 1)  # (20 - 16) / 2 = 2 columns off each side
     torch.manual_seed(0)
