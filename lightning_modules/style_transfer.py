@@ -478,7 +478,12 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                   "at once)", file=sys.stderr)
             trainer.should_stop = True
         with on_ctrl_c(stop) as previous:
-            trainer.fit(model, datamodule=data)
+            try:
+                trainer.fit(model, datamodule=data)
+            except SystemExit as exit_:  # Lightning's own path for the second Ctrl-C: exit 1, read as a failure
+                if exit_.code == 1 and trainer.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
     written = [Path(output) / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
     note_earlier_images(Path(output), set(written))  # an earlier run's results there, as generate's

@@ -202,6 +202,30 @@ def test_ctrl_c_ends_stylize_after_the_iteration_and_writes_the_images_as_they_a
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
 
 
+def test_a_second_ctrl_c_stops_stylize_at_once_with_exit_130(style_images, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    content, style = style_images
+    step = StyleTransfer.training_step
+
+    def interrupted_twice(self, batch, batch_idx):
+        if self.global_step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # stop after this iteration
+            os.kill(os.getpid(), signal.SIGINT)  # no: at once (Python's KeyboardInterrupt, Lightning's exit 1)
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(StyleTransfer, "training_step", interrupted_twice)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
+                             "--size", "32", "--max_iter", "10", "--vgg_weights", "random", "--arch", "vgg16",
+                             "--accelerator", "cpu"])
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning's path ignores Ctrl-C from then on
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and err.strip().endswith("Ctrl-C: stopped") and "Traceback" not in err
+    assert not (tmp_path / "out" / "content0.png").exists()  # stopped at once: nothing written
+
+
 def test_stylize_into_a_used_output_folder_names_the_results_it_did_not_write(style_images, tmp_path, capsys):
     # as dl2-wgan-generate and dl2-cyclegan-translate: the folder would pass for this run's results
     content, style = style_images
