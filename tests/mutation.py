@@ -331,6 +331,22 @@ TARGETS = {
                             "ImageFolderDataModule.val_dataloader", "ImageFolderDataModule.on_after_batch_transfer"),
                            ("tests/test_image_folder.py", "tests/test_gan_fid.py::test_wgan_validation_logs_the"
                             "_formulas_distance_between_fixed_noise_and_the_real_sample")),
+    # the training signal on screen: the bar's metrics read once per logging interval, the plain lines off a terminal
+    # (interval, metrics shown, numbers, validation line), train.py's bar and its quieting of Lightning's tips
+    "progress_bar": Target("callbacks/progress.py",
+                           ("ProgressBar.__init__", "ProgressBar.disable", "ProgressBar.enable", "ProgressBar.interval",
+                            "ProgressBar.refresh", "ProgressBar.get_metrics", "ProgressBar.on_train_start",
+                            "ProgressBar.on_train_batch_end", "ProgressBar.print_line",
+                            "ProgressBar.on_validation_end", "format_number", "add_progress_bar", "_DropInfo.filter",
+                            "quiet"),
+                           ("tests/test_progress.py", "-k", "refresh or named_metrics or plain_lines or host_read"
+                            " or train_py_job_prints or without_a_bar or each_system")),
+    # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
+    # process group destroyed at exit
+    "strategy": Target("callbacks/strategy.py",
+                       ("documented_ddp_strategy", "require_unused_parameter_detection",
+                        "destroy_process_group_at_exit", "_destroy_process_group"),
+                       ("tests/test_strategy.py",)),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
