@@ -77,3 +77,15 @@ def test_a_gloo_process_group_left_alive_is_destroyed_before_the_interpreter_exi
                            text=True, timeout=120, cwd=Path(__file__).parents[1])
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["alive", "at", "exit:", "False" if imports == "import" else "True"]
+
+
+def test_no_process_group_nothing_to_destroy_at_exit():
+    """A process that never made a group (every one-device run) exits without touching torch.distributed, whose
+    destroy_process_group raises on no group."""
+    import torch.distributed
+
+    from callbacks.strategy import _destroy_process_group
+
+    assert not torch.distributed.is_initialized()
+    _destroy_process_group()
+    assert not torch.distributed.is_initialized()
