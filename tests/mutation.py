@@ -339,7 +339,8 @@ TARGETS = {
                             "ProgressBar.on_train_batch_end", "ProgressBar.print_line",
                             "ProgressBar.on_validation_end", "format_number", "add_progress_bar", "_DropInfo.filter",
                             "quiet"),
-                           ("tests/test_progress.py", "-k", "refresh or named_metrics or plain_lines or host_read"
+                           ("tests/test_progress_bar.py", "tests/test_progress.py", "-k",
+                            "test_progress_bar or refresh or named_metrics or plain_lines or host_read"
                             " or train_py_job_prints or without_a_bar or each_system")),
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
