@@ -45,7 +45,16 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks.checkpoint_io import replaced, write_json
-from callbacks.errors import UserError, check_output_folder, main_thread, on_ctrl_c, one_line_errors, user_message
+from callbacks.errors import (
+    UserError,
+    check_output_folder,
+    ctrl_c_ends_the_fit,
+    lightning_ctrl_c,
+    main_thread,
+    on_ctrl_c,
+    one_line_errors,
+    user_message,
+)
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
 
@@ -1363,13 +1372,8 @@ def run_job(cli: CLI) -> dict:
                                                   r"'train_time_interval': datetime")
     start = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
-    except SystemExit as stop:
-        # Lightning's own Ctrl-C path (before SaveOnStop takes Ctrl-C at on_fit_start, or a second Ctrl-C): exit 1,
-        # which reads as a failure; a Ctrl-C's is 130
-        if stop.code == 1 and trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
+        with lightning_ctrl_c(trainer):  # a Ctrl-C before SaveOnStop takes it at on_fit_start, or a second one
+            trainer.fit(model, datamodule=cli.datamodule, ckpt_path=config.ckpt_path)
     except MisconfigurationException as error:  # Lightning's checks as the fit starts, with a traceback
         if past := re.search(r"restored a checkpoint with current_epoch=(\d+)", str(error)):
             raise UserError(f"--ckpt_path {config.ckpt_path}: the run is at epoch {past[1]}, past --trainer.max_epochs "
@@ -1448,20 +1452,14 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     trainer = cli.trainer  # a GAN's manual optimization is refused by check_job
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
-    # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
-    # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the sweep
-    stopped = []
-
-    def stop_sweep(signum, frame):
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
-        stopped.append(True)
-        print("\nCtrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to stop at once)",
-              file=sys.stderr)
-        trainer.should_stop = True
-        trainer.limit_val_batches = 0  # else Lightning validates on stopping early, up to num_training batches
     # the sweep keeps its folder, however it ends (RunBegan does not see it: Lightning's finder swaps the callbacks)
     _fresh_runs.pop(Path(trainer.default_root_dir), None)
-    with on_ctrl_c(stop_sweep if trainer.world_size == 1 else None) as previous, debiased_loss_record():
+    # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
+    # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the
+    # sweep. No validation then: Lightning validates on stopping early, up to num_training batches
+    with ctrl_c_ends_the_fit(trainer, "Ctrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to "
+                             "stop at once)", enabled=trainer.world_size == 1, limit_val_batches=0) as stopped, \
+            debiased_loss_record():
         finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                         num_training=num_training, mode=mode, early_stop_threshold=stop_div,
                                         update_attr=False)

@@ -37,6 +37,35 @@ def on_ctrl_c(handler):
 
 
 @contextmanager
+def ctrl_c_ends_the_fit(trainer, message: str, enabled: bool = True, **settings):
+    """Ctrl-C inside the block: `message` on stderr, the trainer's `settings` set, and the fit ends after the running
+    step (a second Ctrl-C stops at once). Yields a list that holds True once the Ctrl-C came."""
+    stopped = []
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGINT, previous)
+        stopped.append(True)
+        print(f"\n{message}", file=sys.stderr)
+        for name, value in settings.items():
+            setattr(trainer, name, value)
+        trainer.should_stop = True
+    with on_ctrl_c(stop if enabled else None) as previous:
+        yield stopped
+
+
+@contextmanager
+def lightning_ctrl_c(trainer):
+    """A KeyboardInterrupt in `trainer`'s fit (a Ctrl-C before a handler of ours took it, or a second one) as such:
+    Lightning's own path for it exits 1, which reads as a failure; one_line_errors makes it exit 130."""
+    try:
+        yield
+    except SystemExit as stop:
+        if stop.code == 1 and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
+@contextmanager
 def own_flags(names: dict[str, str]):
     """For a command that builds the training classes itself: their errors name train.py's flags (--data.content);
     say the command's own (--content) instead. A flag not in `names` is left as it is."""

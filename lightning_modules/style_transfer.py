@@ -3,7 +3,6 @@
 `python -m lightning_modules.style_transfer --help` lists the stylize command's options.
 """
 
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +14,14 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from callbacks.errors import UserError, check_output_folder, on_ctrl_c, own_flags, require_at_least_one
+from callbacks.errors import (
+    UserError,
+    check_output_folder,
+    ctrl_c_ends_the_fit,
+    lightning_ctrl_c,
+    own_flags,
+    require_at_least_one,
+)
 from callbacks.images import log_image_grid, note_earlier_images, save_png
 from callbacks.progress import logging_step
 from lightning_modules.lbfgs import BatchLBFGS
@@ -469,21 +475,10 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                             logger=False, enable_checkpointing=False, enable_model_summary=False,
                             default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
                             callbacks=[ProgressBar()])
-        stopped = []
-
-        def stop(signum, frame):  # a result that looks done already: neural-style's users keep its last save
-            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
-            stopped.append(True)
-            print("\nCtrl-C: stopping after this iteration and writing the images as they are (Ctrl-C again to stop "
-                  "at once)", file=sys.stderr)
-            trainer.should_stop = True
-        with on_ctrl_c(stop) as previous:
-            try:
-                trainer.fit(model, datamodule=data)
-            except SystemExit as exit_:  # Lightning's own path for the second Ctrl-C: exit 1, read as a failure
-                if exit_.code == 1 and trainer.interrupted:
-                    raise KeyboardInterrupt from None
-                raise
+        # a result that looks done already: neural-style's users keep its last save
+        with ctrl_c_ends_the_fit(trainer, "Ctrl-C: stopping after this iteration and writing the images as they are "
+                                 "(Ctrl-C again to stop at once)") as stopped, lightning_ctrl_c(trainer):
+            trainer.fit(model, datamodule=data)
     written = [Path(output) / f"{name}.png" for name in data.content_names]
     print("Wrote " + ", ".join(map(str, written)))
     note_earlier_images(Path(output), set(written))  # an earlier run's results there, as generate's
