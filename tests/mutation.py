@@ -348,6 +348,25 @@ TARGETS = {
                        ("documented_ddp_strategy", "require_unused_parameter_detection",
                         "destroy_process_group_at_exit", "_destroy_process_group"),
                        ("tests/test_strategy.py",)),
+    # CIFAR-10's pixels and labels as loaded (the python batches, the image folders), the data folder checks and the
+    # download's entry, the validation split, the loaders' rank and device, the whitening sample; the download tests
+    # that reach prepare_cifar10 only (each server's shutdown takes 0.5 s)
+    "cifar10_data": Target("datamodules/cifar10.py",
+                           ("check_batch_size", "check_folder", "cifar10_layout", "prepare_cifar10", "find_batches",
+                            "load_batches", "load_folders", "TensorBatches.__init__", "CIFAR10DataModule.__init__",
+                            "CIFAR10DataModule.data_dir", "CIFAR10DataModule.layout", "CIFAR10DataModule.check",
+                            "CIFAR10DataModule.setup", "CIFAR10DataModule.num_classes", "CIFAR10DataModule._batches",
+                            "CIFAR10DataModule._on_device", "CIFAR10DataModule.val_dataloader",
+                            "CIFAR10DataModule.test_dataloader", "CIFAR10DataModule._sized",
+                            "CIFAR10DataModule.plain_training_images"),
+                           ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "-m", "not slow", "-k",
+                            "(test_cifar10_data and not without_tarfiles and not reaching_outside"
+                            " and not two_processes and not killed_attempt) or on_device or whitening_sample")),
+    # dl2-classify's argparse front (defaults, one-line mistakes) and `python -m lightning_modules.darknet_classifier`
+    "classify_command": Target("lightning_modules/commands.py", ("classify", "darknet"),
+                               ("tests/test_commands.py", "-k", "darknet_module or dl2_classify or default_device_auto"
+                                " or value_the_parser or count_below_one or every_console_script or classify_gives"
+                                " or (wrong_checkpoint and missing)")),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
