@@ -359,9 +359,10 @@ TARGETS = {
                             "CIFAR10DataModule._on_device", "CIFAR10DataModule.val_dataloader",
                             "CIFAR10DataModule.test_dataloader", "CIFAR10DataModule._sized",
                             "CIFAR10DataModule.plain_training_images"),
-                           ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "-m", "not slow", "-k",
-                            "(test_cifar10_data and not without_tarfiles and not reaching_outside"
-                            " and not two_processes and not killed_attempt) or on_device or whitening_sample")),
+                           ("tests/test_cifar10_load.py", "tests/test_cifar10_data.py", "tests/test_darknet_speed.py",
+                            "-m", "not slow", "-k", "test_cifar10_load or (test_cifar10_data and not without_tarfiles"
+                            " and not reaching_outside and not two_processes and not killed_attempt) or on_device"
+                            " or whitening_sample")),
     # dl2-classify's argparse front (defaults, one-line mistakes) and `python -m lightning_modules.darknet_classifier`
     "classify_command": Target("lightning_modules/commands.py", ("classify", "darknet"),
                                ("tests/test_commands.py", "-k", "darknet_module or dl2_classify or default_device_auto"

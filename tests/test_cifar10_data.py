@@ -116,6 +116,7 @@ def test_padding_wider_than_the_images_allow_is_refused_at_setup(tiny_cifar, pad
                                         f"32-pixel images allows"):
         loaded(tiny_cifar, download=False, pad=pad, pad_mode=mode)
     loaded(tiny_cifar, download=False, pad=most, pad_mode=mode)  # the most is allowed
+    loaded(tiny_cifar, download=False, pad=0, pad_mode=mode)  # and none
 
 
 def test_an_image_of_another_size_is_named_with_the_fix(tiny_cifar):
@@ -245,7 +246,10 @@ def test_data_dir_that_is_a_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name, value", [("batch_size", 0), ("batch_size", -4), ("eval_batch_size", 0)])
 def test_batch_sizes_below_one_are_refused(name, value):
-    with pytest.raises(UserError, match=f"--data.{name} must be at least 1 \\(got {value}\\)"):
+    import inspect
+    default = inspect.signature(CIFAR10DataModule).parameters[name].default  # the example the message gives
+    with pytest.raises(UserError, match=f"--data.{name} must be at least 1 \\(got {value}\\); e.g. --data.{name} "
+                                        f"{default}$"):
         CIFAR10DataModule(**{name: value}).prepare_data()  # checked before any download
 
 
