@@ -190,6 +190,49 @@ def test_darknet_module_help_is_classifys_with_status_0(capsys):
     assert stop.value.code == 0 and "--top_k TOP_K" in capsys.readouterr().out
 
 
+def recorded_classify(monkeypatch):
+    """The dl2-classify parser's call of darknet_classifier.classify, recorded instead of run."""
+    given = []
+
+    def called(**options):
+        """Classify images (a stand-in that keeps its arguments)."""
+        given.append(options)
+    monkeypatch.setattr("lightning_modules.darknet_classifier.classify", called)
+    return given
+
+
+def test_dl2_classify_gives_classify_its_own_defaults_and_every_option_but_traceback(monkeypatch, capsys):
+    import inspect
+    defaults = {name: p.default for name, p in inspect.signature(classify).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    with pytest.raises(SystemExit) as stop:
+        commands.classify(["--help"])
+    summary = classify.__doc__.split("\n")[0]  # "Classify images with a trained Darknet: ..."
+    assert stop.value.code == 0 and summary in " ".join(capsys.readouterr().out.split())
+    given = recorded_classify(monkeypatch)
+    commands.classify(["m.ckpt", "a.png", "photos"])
+    assert given.pop() == {"checkpoint": "m.ckpt", "images": ["a.png", "photos"], **defaults}
+    commands.classify(["m.ckpt", "--top_k", "1", "--tta", "flip", "--size", "40", "--batch_size", "2", "--output",
+                       "p.csv", "--device", "cpu", "--ensemble", "x.ckpt", "a.png", "--ensemble", "y.ckpt",
+                       "--traceback"])
+    assert given.pop() == {"checkpoint": "m.ckpt", "images": ["a.png"], "top_k": 1, "tta": "flip", "size": 40,
+                           "batch_size": 2, "output": "p.csv", "device": "cpu", "ensemble": ["x.ckpt", "y.ckpt"]}
+
+
+@pytest.mark.parametrize("argv", [["classify", "m.ckpt", "a.png"], None])
+def test_darknet_module_passes_what_follows_classify_to_dl2_classify(argv, monkeypatch):
+    given = recorded_classify(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["/x/darknet_classifier.py", "classify", "m.ckpt", "a.png"])  # as `python -m`
+    commands.darknet(argv)
+    assert [(g["checkpoint"], g["images"]) for g in given] == [("m.ckpt", ["a.png"])]
+
+
+def test_darknet_module_help_comes_first_whatever_follows(capsys):
+    with pytest.raises(SystemExit) as stop:
+        commands.darknet(["-h", "classify"])
+    assert stop.value.code == 0 and "--top_k TOP_K" in capsys.readouterr().out
+
+
 def test_console_script_stylize_writes_the_image(tmp_path):
     content, style = make_style_images(tmp_path / "in")
     commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
