@@ -1448,7 +1448,7 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     from lightning.pytorch.tuner import Tuner
 
     from callbacks import TrainingPhaseScheduler
-    from callbacks.lr_finder import debiased_loss_record
+    from callbacks.lr_finder import debiased_loss_record, early_end_not_called_divergence
     trainer = cli.trainer  # a GAN's manual optimization is refused by check_job
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
@@ -1459,7 +1459,11 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     # sweep. No validation then: Lightning validates on stopping early, up to num_training batches
     with ctrl_c_ends_the_fit(trainer, "Ctrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to "
                              "stop at once)", enabled=trainer.world_size == 1, limit_val_batches=0) as stopped, \
-            debiased_loss_record():
+            debiased_loss_record(), early_end_not_called_divergence(stopped), lightning_ctrl_c(trainer), \
+            warnings.catch_warnings():
+        # a sweep stopped at once restores the model with the finder's callbacks still in place: Lightning's advice
+        # to add ModelCheckpoint to the Trainer is not for the user
+        warnings.filterwarnings("ignore", "Be aware that when using `ckpt_path`")
         finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
                                         num_training=num_training, mode=mode, early_stop_threshold=stop_div,
                                         update_attr=False)

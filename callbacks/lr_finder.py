@@ -6,6 +6,7 @@ at the smallest lrs, and the best loss it keeps is that low first value, so `sto
 twice the starting loss (Lightning issue 14167). Here the average is divided by 1 - beta**n, n the losses averaged.
 """
 import contextlib
+import logging
 import math
 
 import torch
@@ -49,3 +50,18 @@ def debiased_loss_record():
         yield
     finally:
         lightning_lr_finder._LRCallback = lightning_callback
+
+
+@contextlib.contextmanager
+def early_end_not_called_divergence(stopped: list):
+    """Inside the block, Lightning's "LR finder stopped early ... due to diverging loss" is dropped once `stopped`
+    (ctrl_c_ends_the_fit's list) holds the Ctrl-C that ended the sweep: Lightning says that of any early end."""
+    finder_log = lightning_lr_finder.log
+
+    def said(record: logging.LogRecord) -> bool:
+        return not (stopped and "due to diverging loss" in record.getMessage())
+    finder_log.addFilter(said)
+    try:
+        yield
+    finally:
+        finder_log.removeFilter(said)

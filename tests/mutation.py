@@ -52,7 +52,8 @@ TARGETS = {
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
                                " or keeps_the_cycle")),
-    "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record"),
+    "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record",
+                                                   "early_end_not_called_divergence"),
                         ("tests/test_lr_finder.py",)),
     "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
                       ("tests/test_augment.py",)),

@@ -1,4 +1,5 @@
 """The LR finder's loss record (callbacks/lr_finder.py) against fastai's lr_find average, written out here."""
+import logging
 import math
 from types import SimpleNamespace
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from lightning.pytorch.tuner import lr_finder as lightning_lr_finder
 
-from callbacks.lr_finder import DebiasedLossRecord, debiased_loss_record
+from callbacks.lr_finder import DebiasedLossRecord, debiased_loss_record, early_end_not_called_divergence
 
 
 def fake_trainer(accumulate=1):
@@ -68,3 +69,25 @@ def test_the_finder_uses_the_record_only_inside_the_block():
     with debiased_loss_record():
         assert lightning_lr_finder._LRCallback is DebiasedLossRecord
     assert lightning_lr_finder._LRCallback is lightning_callback
+
+
+def test_lightnings_diverging_loss_line_is_dropped_only_after_a_ctrl_c_and_only_inside_the_block():
+    shown = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: shown.append(record.getMessage())
+    log = logging.getLogger("lightning.pytorch.tuner.lr_finder")
+    level, log.level = log.level, logging.INFO
+    log.addHandler(handler)
+    diverged = "LR finder stopped early after 3 steps due to diverging loss."
+    try:
+        stopped = []
+        with early_end_not_called_divergence(stopped):
+            log.info(diverged)  # a real divergence: said
+            stopped.append(True)  # the Ctrl-C came
+            log.info(diverged)  # dropped: a Ctrl-C ended the sweep
+            log.info("Restoring states from the checkpoint path at x.ckpt")  # other lines stay
+        log.info(diverged)  # after the block, Lightning's line as it is
+    finally:
+        log.removeHandler(handler)
+        log.level = level
+    assert shown == [diverged, "Restoring states from the checkpoint path at x.ckpt", diverged]

@@ -1,5 +1,6 @@
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -718,10 +719,18 @@ def test_ctrl_c_ends_the_lr_sweep_and_plots_what_it_has(tiny_cifar, tmp_path, ca
                         lambda self, *args: validated.append(self.trainer.global_step))
     runs = tmp_path / "runs"
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(SystemExit) as stop:
-        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find", "--lr_find.num_training", "20",
-                       "--lr_find.stop_div", "null", "--trainer.max_epochs", "10"))
+    said = []  # what Lightning's finder logs (its handler writes to the stderr of before the test)
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("lightning.pytorch.tuner.lr_finder").addHandler(handler)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find", "--lr_find.num_training", "20",
+                           "--lr_find.stop_div", "null", "--trainer.max_epochs", "10"))
+    finally:
+        logging.getLogger("lightning.pytorch.tuner.lr_finder").removeHandler(handler)
     assert stop.value.code == 130
+    assert not [line for line in said if "diverging loss" in line]  # Lightning gives that reason for any early end
     run_dir = only_run(runs)
     found = json.loads((run_dir / "lr_find.json").read_text())
     assert found["suggestion"] is None  # no advice from part of a sweep
@@ -732,6 +741,34 @@ def test_ctrl_c_ends_the_lr_sweep_and_plots_what_it_has(tiny_cifar, tmp_path, ca
     assert "--model.lr" not in printed  # the steepest descent of part of a sweep is no advice
     assert signal.getsignal(signal.SIGINT) is before  # the first Ctrl-C gave the next one back
     assert validated and max(validated) < 5  # at the first epoch's end only: Lightning would validate on stopping
+
+
+def test_a_second_ctrl_c_stops_the_lr_sweep_at_once_with_exit_130(tiny_cifar, tmp_path, capsys, monkeypatch,
+                                                                  recwarn):
+    import lightning_modules
+    step = lightning_modules.DarknetClassifier.training_step
+
+    def interrupted_twice(self, batch, batch_idx):
+        if self.trainer.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # end the sweep after this batch
+            os.kill(os.getpid(), signal.SIGINT)  # no: at once (Python's KeyboardInterrupt, Lightning's exit 1)
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(lightning_modules.DarknetClassifier, "training_step", interrupted_twice)
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(sys, "argv", ["train.py", *job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find",
+                                                       "--lr_find.num_training", "20", "--lr_find.stop_div", "null")])
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train.command_line()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning's path ignores Ctrl-C from then on
+    err = capsys.readouterr().err
+    assert stop.value.code == 130 and err.strip().endswith("Ctrl-C: stopped") and "Traceback" not in err
+    # Lightning's advice to add ModelCheckpoint to the Trainer (the finder's callbacks were in place): not the user's
+    assert not [w for w in recwarn if "Be aware that when using `ckpt_path`" in str(w.message)]
+    run_dir = only_run(runs)
+    # no plot of a sweep stopped at once, and no model copy (Lightning's, deleted after a finished sweep) left behind
+    assert not (run_dir / "lr_find.png").exists() and not list(run_dir.glob(".lr_find_*.ckpt"))
 
 
 def test_swa_is_configurable_from_the_command_line(tiny_cifar, tmp_path, capsys):
