@@ -191,13 +191,15 @@ class _DropInfo(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        return not (message.startswith("💡 Tip") or message.startswith("Loading `train_dataloader` to estimate"))
+        return not (message.startswith("💡 Tip") or message.startswith("Loading `train_dataloader` to estimate")
+                    or message.startswith("`weights_only` was not set"))  # the LR finder's save of the model
 
 
 def quiet() -> None:
     """Silence what the user did not cause: W&B's banner lines, Lightning's tips and its own deprecations."""
     os.environ.setdefault("WANDB_SILENT", "true")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropInfo) for f in logger.filters):
             logger.addFilter(_DropInfo())

@@ -191,13 +191,16 @@ def test_quiet_drops_lightnings_tips_once_per_logger_and_keeps_its_other_lines(m
     drop = _DropInfo()
     assert not drop.filter(record("💡 Tip: For seamless cloud uploads and versioning, try installing litmodels"))
     assert not drop.filter(record("Loading `train_dataloader` to estimate number of stepping batches."))
+    assert not drop.filter(record("`weights_only` was not set, defaulting to `False`."))
     assert drop.filter(record("GPU available: False, used: False"))
-    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    assert drop.filter(record("Restoring states from the checkpoint path at last.ckpt"))
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+             "lightning.pytorch.trainer.connectors.checkpoint_connector")
     for name in names:
         monkeypatch.setattr(logging.getLogger(name), "filters", [])
     monkeypatch.delenv("WANDB_SILENT", raising=False)
     with warnings.catch_warnings():
         quiet()
         quiet()
-    assert [[type(f) for f in logging.getLogger(name).filters] for name in names] == [[_DropInfo], [_DropInfo]]
+    assert [[type(f) for f in logging.getLogger(name).filters] for name in names] == [[_DropInfo]] * 3
     assert __import__("os").environ["WANDB_SILENT"] == "true"
