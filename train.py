@@ -359,9 +359,20 @@ class LogConfig(SaveConfigCallback):
     resumed_at: int | str | None = None  # "unknown" for a checkpoint whose step cannot be read
 
     def setup(self, trainer, pl_module, stage) -> None:
+        # Lightning's, but into the run folder: it writes into trainer.log_dir, the logger's folder, which is a W&B
+        # save_dir of the user's (shared by runs, each replacing the file) or a CSV logger's version_<n>/
+        if self.already_saved:
+            return
         if self.resumed_at is not None:
             self.config_filename = f"config-resume-step{self.resumed_at}.yaml"
-        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir, self.config_filename)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite,
+                             multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)  # every rank as rank 0, as Lightning's
 
     def save_config(self, trainer, pl_module, stage) -> None:
         config = yaml.safe_load(self.parser.dump(self.effective or self.config, skip_none=False))
@@ -1161,7 +1172,10 @@ def discard_fresh_runs() -> list[Path]:
     if not _fresh_runs:
         return []
     wandb = sys.modules.get("wandb")
+    wandb_run = None  # its folder, offline-run-<time>-<id>/ in the W&B save_dir
     if wandb is not None and getattr(wandb, "run", None) is not None:
+        with contextlib.suppress(Exception):
+            wandb_run = Path(wandb.run.dir).parent
         with contextlib.suppress(Exception):
             wandb.finish(exit_code=2)
     removed = []
@@ -1171,12 +1185,26 @@ def discard_fresh_runs() -> list[Path]:
         # under its lock: a retry under its name meanwhile is refused, not left training in a folder being removed
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(run_dir)
+        if wandb_run is not None and run_dir not in wandb_run.parents:  # a save_dir of the user's: the run goes too
+            remove_wandb_run(wandb_run)
         for folder in sorted(made[1:], key=lambda f: len(f.parts), reverse=True):  # one that is not empty stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
     release_run_locks()
     _fresh_runs.clear()
     return removed
+
+
+def remove_wandb_run(folder: Path) -> None:
+    """A W&B run's folder and wandb's links beside it that point into it (latest-run, debug.log, debug-internal.log),
+    which would dangle."""
+    real = Path(os.path.realpath(folder))
+    shutil.rmtree(folder, ignore_errors=True)
+    for link in folder.parent.iterdir() if folder.parent.is_dir() else []:
+        target = Path(os.path.realpath(link))
+        if link.is_symlink() and (target == real or real in target.parents):
+            with contextlib.suppress(OSError):
+                link.unlink()
 
 
 _held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there

@@ -69,6 +69,23 @@ def test_job_fits_tests_and_writes_results(tiny_cifar, tmp_path, capsys):
     assert "test/acc" in printed and f"Results written to {run_dir / 'results.json'}" in printed
 
 
+@pytest.mark.parametrize("logger", ["WandbLogger", "CSVLogger"])
+def test_config_yaml_goes_into_the_run_folder_whatever_the_loggers_folder(logger, tiny_cifar, tmp_path, monkeypatch):
+    """Lightning writes config.yaml into trainer.log_dir, the logger's folder: a W&B save_dir of the user's (where
+    each run replaced the last one's file) or a CSV logger's version_0/. The run folder is where its commands look."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs, logs = tmp_path / "runs", tmp_path / "logs"
+    args = job(tiny_cifar, runs, "--trainer.logger.save_dir", str(logs), "--run_name", "r")
+    if logger == "CSVLogger":
+        args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs)]
+    train.main(args)
+    written = yaml.safe_load((runs / "r" / "config.yaml").read_text())
+    assert written["trainer"]["default_root_dir"] == str(runs) and written["model"]["init_args"]["nf"] == 4
+    assert not list(logs.rglob("config*.yaml"))
+    train.main([*args, "--ckpt_path", "last", "--trainer.max_epochs", "3"])  # a resume writes its own beside it
+    assert (runs / "r" / "config-resume-step6.yaml").is_file() and not list(logs.rglob("config*.yaml"))
+
+
 def test_results_leave_out_the_lr_monitors_values_which_lag_behind(tiny_cifar, tmp_path, monkeypatch):
     """LearningRateMonitor logs every log_every_n_steps: its last value was a step's before the end (0.178 in a
     review's 1cycle that ended at 0.0035). results.json gives the lr the last batch trained at instead."""
@@ -458,6 +475,8 @@ def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_
     (["--data.batch_size", "0"], "--data.batch_size must be at least 1"),  # the data module's
     (["--data.data_dir", "absent", "--data.download", "false"], "no CIFAR-10 found"),  # in the fit's data set-up
     (["--trainer.val_check_interval", "4"], "more than the 3 batches"),  # Lightning's, as the fit starts
+    # the same with a W&B save_dir of the user's: its offline run and the folders made for it went too
+    (["--trainer.val_check_interval", "4", "--trainer.logger.save_dir", "logs/wandb_runs"], "more than the 3 batches"),
     (["--init_from", "other.ckpt"], "is a WGAN checkpoint, this is darknet")])
 def test_a_refused_run_leaves_nothing_behind(args, message, tiny_cifar, tmp_path, monkeypatch):
     """Bad input is refused in one line and leaves no run folder: no run.json marked "trained": false, W&B run,

@@ -1238,13 +1238,31 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(t
     (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
     (runs / "s" / "results.json").write_text("{}")
     finished = []
-    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=object(), finish=lambda exit_code: finished.append(
-        exit_code)))
+    wandb_run = logs / "mine" / "wandb" / "offline-run-20261130_010750-abcd1234"  # t's, which wandb had begun
+    (wandb_run / "files").mkdir(parents=True)
+    (wandb_run / "run-abcd1234.wandb").write_bytes(b"")
+    (logs / "mine" / "wandb" / "latest-run").symlink_to(wandb_run.name)
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(dir=str(wandb_run / "files")),
+                                                              finish=lambda exit_code: finished.append(exit_code)))
     train.discard_fresh_runs()
     assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, and the user's logs/ made for it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, its W&B run and the logs/ made for it
     assert sorted(p.name for p in runs.iterdir()) == ["r", "s"]
     assert train._fresh_runs == {} and train._held_locks == {}
+
+
+def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(tmp_path):
+    wandb = tmp_path / "wandb"
+    for run in ("offline-run-1-aaaa", "offline-run-2-bbbb"):
+        (wandb / run / "logs").mkdir(parents=True)
+        (wandb / run / "logs" / "debug.log").write_text(run)
+    (wandb / "latest-run").symlink_to("offline-run-1-aaaa")  # wandb's links are relative
+    (wandb / "debug.log").symlink_to(wandb / "offline-run-1-aaaa" / "logs" / "debug.log")
+    (wandb / "other.log").symlink_to(Path("offline-run-2-bbbb") / "logs" / "debug.log")
+    (wandb / "settings").write_text("")
+    train.remove_wandb_run(wandb / "offline-run-1-aaaa")
+    assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "other.log", "settings"]
+    assert (wandb / "other.log").read_text() == "offline-run-2-bbbb"
 
 
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
