@@ -345,6 +345,10 @@ TARGETS = {
                             " or train_py_job_prints or without_a_bar or each_system")),
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
+    "run_config": Target("train.py", ("LogConfig.setup", "remove_wandb_run"),
+                         ("tests/test_train_runs.py", "tests/test_train_cli.py", "-k",
+                          "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
+                          " or runs_config_yaml or resume_keeps_the_config or writes_results")),
     "strategy": Target("callbacks/strategy.py",
                        ("documented_ddp_strategy", "require_unused_parameter_detection",
                         "destroy_process_group_at_exit", "_destroy_process_group"),

@@ -1251,7 +1251,7 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(t
     assert train._fresh_runs == {} and train._held_locks == {}
 
 
-def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(tmp_path):
+def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(tmp_path, monkeypatch):
     wandb = tmp_path / "wandb"
     for run in ("offline-run-1-aaaa", "offline-run-2-bbbb"):
         (wandb / run / "logs").mkdir(parents=True)
@@ -1263,6 +1263,17 @@ def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(
     train.remove_wandb_run(wandb / "offline-run-1-aaaa")
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "other.log", "settings"]
     assert (wandb / "other.log").read_text() == "offline-run-2-bbbb"
+    # one that cannot be removed (NFS keeps a file another process has open) leaves the refusal as it was
+    import errno
+    rmdir = os.rmdir
+
+    def busy(path, *args, **kwargs):
+        if Path(path) == wandb / "offline-run-2-bbbb":
+            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+        rmdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "rmdir", busy)
+    train.remove_wandb_run(wandb / "offline-run-2-bbbb")
+    assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "settings"]
 
 
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
