@@ -1114,8 +1114,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
             args.offline = True
-            plan.notes.append(f"W&B: not logged in (`wandb login`), logging offline to {run_dir}/wandb; "
-                              f"upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
+            plan.notes.append(f"W&B: not logged in (`wandb login`), logging offline to {plan.wandb_dir}; "
+                              f"upload later with `wandb sync {plan.wandb_dir}/offline-run-*`")
         if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
             args.log_model = False
             plan.notes.append("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run "

@@ -1184,7 +1184,7 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
                                                                           True)
 
 
-def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ranks):
+def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ranks, capsys):
     runs = tmp_path / "runs"
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
     config = run_config(runs, run_name="r", logger=wandb_logger(save_dir=str(tmp_path / "logs"), name="given",
@@ -1202,6 +1202,13 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
     config.trainer.callbacks = [callback("LearningRateMonitor"), callback("ModelCheckpoint", dirpath=None)]
     train.prepare_run(config, "fit")
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == ["ModelCheckpoint"]
+    # not logged in, with a save_dir of the user's: the note names where the offline run is
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
+    capsys.readouterr()
+    train.prepare_run(run_config(runs, run_name="u", logger=wandb_logger(save_dir=str(tmp_path / "mine"))), "fit")
+    mine = tmp_path / "mine" / "wandb"
+    assert capsys.readouterr().out.startswith(f"W&B: not logged in (`wandb login`), logging offline to {mine}; upload "
+                                              f"later with `wandb sync {mine}/offline-run-*`")
 
 
 @pytest.mark.parametrize("mode, offline", [("offline", True), ("dryrun", True), ("online", False)])
