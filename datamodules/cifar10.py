@@ -112,6 +112,10 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
                                    "remove the folder or add its images")
         for file in files:
             image = read_rgb(file)  # every file is decoded here once: a corrupt one stops setup, named
+            if image.shape[1] != image.shape[2]:  # the crops, flips and whitening patches assume squares
+                raise UserError(f"{file} is {image.shape[2]}x{image.shape[1]} pixels (width x height), not square; "
+                                f"CIFAR10DataModule takes square images, as CIFAR-10's 32x32: crop or resize them "
+                                f"square")
             if images and image.shape != images[0].shape:
                 raise UserError(f"{file} is {tuple(image.shape[1:])} pixels, the others "
                                 f"{tuple(images[0].shape[1:])}; CIFAR-10 images are all 32x32: resize the odd "

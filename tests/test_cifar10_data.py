@@ -122,10 +122,23 @@ def test_padding_wider_than_the_images_allow_is_refused_at_setup(tiny_cifar, pad
 def test_an_image_of_another_size_is_named_with_the_fix(tiny_cifar):
     from PIL import Image
     odd = sorted((tiny_cifar / "train").glob("*/*.png"))[-1]  # read after 32x32 ones
-    Image.new("RGB", (50, 20)).save(odd)
-    with pytest.raises(UserError, match=f"{odd} is \\(20, 50\\) pixels, the others \\(32, 32\\); CIFAR-10 images are "
+    Image.new("RGB", (40, 40)).save(odd)
+    with pytest.raises(UserError, match=f"{odd} is \\(40, 40\\) pixels, the others \\(32, 32\\); CIFAR-10 images are "
                                         "all 32x32: resize the odd one to the others' size, or remove it"):
         loaded(tiny_cifar, download=False, cache_decoded=False)
+
+
+@pytest.mark.parametrize("size", [(50, 20), (32, 48)])
+def test_images_that_are_not_square_are_refused_even_all_of_one_size(size, tmp_path):
+    from PIL import Image
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", size, (60, 0, 0)).save(tmp_path / split / name / "0.png")
+    first = tmp_path / "train" / "cat" / "0.png"
+    with pytest.raises(UserError, match=f"{first} is {size[0]}x{size[1]} pixels \\(width x height\\), not square; "
+                                        "CIFAR10DataModule takes square images, as CIFAR-10's 32x32: crop or resize"):
+        loaded(tmp_path, download=False, cache_decoded=False)
 
 
 def test_training_batches_are_augmented_and_resized_on_transfer(tiny_cifar):

@@ -188,8 +188,8 @@ def test_the_second_image_of_another_size_is_named_too(tmp_path):
             for i in range(count):
                 Image.new("RGB", (32, 32), (10 * i, 0, 0)).save(tmp_path / "c" / split / name / f"{i}.png")
     odd = tmp_path / "c" / "train" / "cat" / "1.png"
-    Image.new("RGB", (30, 32)).save(odd)
-    with pytest.raises(UserError, match=f"{odd} is \\(32, 30\\) pixels, the others \\(32, 32\\)"):
+    Image.new("RGB", (30, 30)).save(odd)
+    with pytest.raises(UserError, match=f"{odd} is \\(30, 30\\) pixels, the others \\(32, 32\\)"):
         loaded(tmp_path / "c", cache_decoded=False)
 
 
