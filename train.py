@@ -1095,11 +1095,13 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     plan = RunPlan(run_dir, kind, info)
     if trainer.get("enable_checkpointing") is False:  # Lightning refuses the flag beside the config's ModelCheckpoint
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("ModelCheckpoint")]
-    logger = trainer.logger
-    if logger is False or logger is None:  # LearningRateMonitor refuses to run without a logger
+    loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]  # a config's list of loggers
+    loggers = [logger for logger in loggers if logger not in (False, None)]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
-    if hasattr(logger, "class_path") and logger.class_path.endswith("WandbLogger"):
-        args = logger.init_args
+    wandb_loggers = [logger for logger in loggers if getattr(logger, "class_path", "").endswith("WandbLogger")]
+    if wandb_loggers:  # the first: two would share the run's W&B id
+        args = wandb_loggers[0].init_args
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
         plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it

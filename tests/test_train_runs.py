@@ -1184,6 +1184,26 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
                                                                           True)
 
 
+@pytest.mark.parametrize("order", ["wandb first", "wandb second"])
+def test_a_list_of_loggers_gets_its_wandb_logger_pointed_at_the_run_folder(order, tmp_path, monkeypatch, no_ranks):
+    """A config's `logger:` list (W&B beside a CSV logger): its W&B run went to ./wandb with a new id each resume."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    runs = tmp_path / "runs"
+    csv = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(tmp_path)))
+    loggers = [wandb_logger(), csv] if order == "wandb first" else [csv, wandb_logger()]
+    config = run_config(runs, run_name="r", logger=loggers)
+    config.trainer.callbacks = [callback("LearningRateMonitor")]
+    train.prepare_run(config, "fit")
+    wandb = next(logger for logger in config.trainer.logger if logger.class_path.endswith("WandbLogger")).init_args
+    info = json.loads((runs / "r" / "run.json").read_text())
+    assert (wandb.save_dir, wandb.name, wandb.id, wandb.job_type) == (str(runs / "r"), "r", info["wandb_id"], "fit")
+    assert csv.init_args.save_dir == str(tmp_path) and len(config.trainer.callbacks) == 1  # as given; a logger
+    config = run_config(runs, run_name="s", logger=[])  # no logger: Lightning's LearningRateMonitor would refuse
+    config.trainer.callbacks = [callback("LearningRateMonitor")]
+    train.prepare_run(config, "fit")
+    assert config.trainer.callbacks == []
+
+
 def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ranks, capsys):
     runs = tmp_path / "runs"
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
