@@ -373,6 +373,31 @@ TARGETS = {
                                ("tests/test_commands.py", "-k", "darknet_module or dl2_classify or default_device_auto"
                                 " or value_the_parser or count_below_one or every_console_script or classify_gives"
                                 " or (wrong_checkpoint and missing)")),
+    # the WGAN's commands and the rest of its module: dl2-wgan-generate (samples, grid, slerp's latent walks), the
+    # optimizers, setup's checks, val/fid's fake images, the counters in checkpoints, the gallery; the tests as node
+    # ids, the functions called directly first
+    "wgan_commands": Target("lightning_modules/wgan.py",
+                            ("generate", "slerp", "sample", "generated", "WGAN.configure_optimizers", "WGAN.setup",
+                             "WGAN.validation_step", "WGAN.on_save_checkpoint", "WGAN.on_load_checkpoint",
+                             "WGAN.log_samples"),
+                            ("tests/test_wgan_reference.py::test_slerp_follows_the_great_circle",
+                             "tests/test_wgan.py::test_loss_g_is_kept_in_checkpoints_for_the_first_logged_step_after_a"
+                             "_resume",
+                             "tests/test_wgan.py::test_a_samples_noise_depends_on_the_seed_and_its_index_not_on_how_many"
+                             "_are_drawn",
+                             "tests/test_wgan_reference.py::test_interpolation_rows_walk_from_one_noise_to_another",
+                             "tests/test_wgan_reference.py::test_a_reference_generator_file_makes_the_images_that"
+                             "_generator_makes",
+                             "tests/test_commands.py::test_console_script_generate_writes_the_samples",
+                             "tests/test_wgan.py::test_mismatched_data_and_model_isize_fail_clearly",
+                             "tests/test_wgan.py::test_a_model_of_other_than_three_channels_is_refused_on_our_rgb_data",
+                             "tests/test_gan_fid.py::test_wgan_validation_logs_the_formulas_distance_between_fixed"
+                             "_noise_and_the_real_sample",
+                             "tests/test_wgan.py::test_gradient_penalty_option_uses_adam_without_clamp_or_critic"
+                             "_batchnorm",
+                             "tests/test_wgan.py::test_sample_grid_every_n_generator_iterations_and_at_the_end",
+                             "tests/test_wgan.py::test_the_final_grid_is_not_logged_again_at_a_count_already_logged",
+                             "tests/test_wgan.py::test_resumed_run_continues_counters_and_schedule_mid_group")),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
