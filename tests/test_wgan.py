@@ -130,6 +130,43 @@ def test_loss_g_is_kept_in_checkpoints_for_the_first_logged_step_after_a_resume(
     assert checkpoint["wgan_counters"]["last_loss_g"] is None
 
 
+def test_the_counters_come_back_from_a_checkpoint_and_start_at_0_without_them():
+    model = WGAN(**TINY)
+    model.gen_iterations, model.critic_iterations, model.group_iterations = 3, 17, 2
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    resumed = WGAN(**TINY)
+    resumed.on_load_checkpoint(checkpoint)
+    assert (resumed.gen_iterations, resumed.critic_iterations, resumed.group_iterations) == (3, 17, 2)
+    # dl2-export's weights-only file keeps no counters: a model read from it counts from the start
+    resumed.on_load_checkpoint({"state_dict": dict(model.state_dict())})
+    assert (resumed.gen_iterations, resumed.critic_iterations, resumed.group_iterations,
+            resumed.last_loss_g) == (0, 0, 0, None)
+
+
+@pytest.mark.parametrize("options, adam", [
+    ({}, False),  # weight clipping: RMSprop, the WGAN paper's Algorithm 1
+    ({"gradient_penalty": 10.0}, True),  # WGAN-GP's Algorithm 1: Adam
+    ({"gradient_penalty": 0.5}, True),  # any penalty
+    ({"gradient_penalty": 10.0, "optimizer": "rmsprop"}, False),
+    ({"optimizer": "adam", "betas": (0.5, 0.999), "lr_generator": 3e-4}, True),  # the reference's --adam, --lrG
+    ({"optimizer": "rmsprop", "lr": 5e-5, "lr_generator": 2e-5}, False)])  # the paper's lr, the reference's --lrG
+def test_optimizers_are_rmsprop_with_clipping_adam_with_the_penalty_or_as_chosen(options, adam):
+    model = WGAN(**TINY, **options)
+    critic, generator = model.configure_optimizers()
+    lr = options.get("lr", 1e-4)  # the seed's
+    for optimizer, net, rate in ((critic, model.critic, lr), (generator, model.generator,
+                                                               options.get("lr_generator", lr))):
+        assert type(optimizer) is (torch.optim.Adam if adam else torch.optim.RMSprop)
+        (group,) = optimizer.param_groups
+        assert [id(p) for p in group["params"]] == [id(p) for p in net.parameters()]  # each net its own optimizer
+        assert group["lr"] == rate
+        if adam:  # WGAN-GP's betas (0, 0.9) unless given
+            assert group["betas"] == options.get("betas", (0.0, 0.9))
+        else:  # no momentum (the paper: momentum made the critic unstable); torch's alpha 0.99, as the reference's
+            assert (group["momentum"], group["alpha"], group["centered"]) == (0, 0.99, False)
+
+
 @pytest.mark.parametrize("options", [{}, {"mlp_critic": True, "mlp_generator": True}, {"generator_batchnorm": False}])
 def test_critic_weights_are_clamped_after_every_critic_step_and_before_each_generator_step(images, tmp_path, options):
     # also the paper's robustness experiments: the MLP nets (every Linear weight and bias clamped) and the

@@ -67,6 +67,13 @@ def test_a_reference_generator_file_makes_the_images_that_generator_makes(tmp_pa
     for i in range(5):
         image = torch.from_numpy(np.array(Image.open(tmp_path / "out" / f"{i:06d}.png"))).permute(2, 0, 1) / 255
         assert image.shape == (3, 16, 16) and (image - expected[i]).abs().max() <= 1 / 255 + 1e-6
+    # the grid beside the folder: the first nrow^2 = 4 samples, row by row, as (x + 1) / 2 (make_grid's 2px padding)
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "out_grid.png"))).permute(2, 0, 1) / 255
+    assert grid.shape == (3, 2 + 2 * 18, 2 + 2 * 18)
+    assert expected.min() < 0.3 and expected.max() > 0.7  # outputs well below and above 0
+    for i in range(4):
+        top, left = 2 + i // 2 * 18, 2 + i % 2 * 18
+        assert (grid[:, top:top + 16, left:left + 16] - expected[i]).abs().max() <= 1 / 255 + 1e-6, i
 
 
 @pytest.mark.parametrize("sizes", [dict(nz=6, ngf=4, nc=1, extra=2, isize=16),
@@ -193,6 +200,13 @@ def test_fid_reads_a_reference_generator_file(tmp_path):
     assert distance == pytest.approx(expected, rel=1e-3)
 
 
+def shoemake_slerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
+    """Shoemake (1985), as White (2016) applies it to latent vectors: sin((1-t) W)/sin W p0 + sin(t W)/sin W p1, W the
+    angle between p0 and p1 (cos W = p0.p1 / |p0||p1|); one pair of vectors, in float64."""
+    omega = np.arccos(p0 @ p1 / (np.linalg.norm(p0) * np.linalg.norm(p1)))
+    return (np.sin((1 - t) * omega) * p0 + np.sin(t * omega) * p1) / np.sin(omega)
+
+
 def test_slerp_follows_the_great_circle():
     from lightning_modules.wgan import slerp
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])  # 90 degrees apart, norms 1 and 2
@@ -201,17 +215,45 @@ def test_slerp_follows_the_great_circle():
         expected = np.sin((1 - t) * np.pi / 2) * a.numpy() + np.sin(t * np.pi / 2) * b.numpy()
         assert np.allclose(slerp(a, b, t).numpy(), expected, atol=1e-6)
     assert torch.allclose(slerp(a, 3 * a, 0.5), 2 * a)  # parallel: linear
+    # generate's noise, (N, nz, 1, 1): each row its own angle (random rows: acute and obtuse), norms unequal
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 6, 1, 1, generator=g), 2 * torch.randn(5, 6, 1, 1, generator=g)
+    for t in (0.0, 0.3, 0.5, 0.8, 1.0):
+        walked = slerp(a, b, t)
+        assert walked.shape == a.shape
+        for row in range(5):
+            expected = shoemake_slerp(a[row].flatten().double().numpy(), b[row].flatten().double().numpy(), t)
+            assert np.allclose(walked[row].flatten().numpy(), expected, atol=1e-5), (t, row)
 
 
-def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
+def test_slerp_of_parallel_or_opposite_rows_is_linear_without_nan():
+    """sin W = 0 there: slerp takes the straight line (1 - t) a + t b; float32 cosines that round past +-1 must not
+    reach acos (NaN)."""
+    from lightning_modules.wgan import slerp
+    a = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    for k in (3.0, -3.0):
+        b = k * a
+        cosine = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))  # in float32, as slerp reads the angle
+        past = cosine.abs() > 1
+        assert past.any()  # rows whose cosine rounds past +-1
+        for t in (0.25, 0.5):
+            walked = slerp(a, b, t)
+            assert walked.isfinite().all()
+            torch.testing.assert_close(walked[past], ((1 - t) * a + t * b)[past])
+
+
+@pytest.mark.parametrize("nrow", [2, 1])
+def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path, nrow):
     main, state = reference_dcgan_g()
     torch.save(state, tmp_path / "netG.pth")
-    generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=2, seed=4, interpolate=3)
-    ends = torch.randn(2, 2, 8, 1, 1, generator=torch.Generator().manual_seed(5))  # seed + 1, as generate draws
+    generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=nrow, seed=4, interpolate=3)
+    # seed + 1, as generate draws: the two ends of every row in one (2, nrow, nz) draw (with nrow 1, 16 numbers:
+    # torch's sampler, which redraws the last 16 of a longer tensor, gives other second ends in a longer draw)
+    ends = torch.randn(2, nrow, 8, 1, 1, generator=torch.Generator().manual_seed(5))
     grid = torch.from_numpy(np.array(Image.open(tmp_path / "out_interpolation.png"))).permute(2, 0, 1) / 255
-    assert grid.shape == (3, 2 + 2 * (16 + 2), 2 + 3 * (16 + 2))  # make_grid: 2 rows of 3, 2px padding
+    assert grid.shape == (3, 2 + nrow * (16 + 2), 2 + 3 * (16 + 2))  # make_grid: nrow rows of 3, 2px padding
     with torch.no_grad():
-        for row in range(2):
+        for row in range(nrow):
             a, b = ends[0, row].flatten(), ends[1, row].flatten()
             omega = torch.arccos(a.dot(b) / (a.norm() * b.norm()))
             for column, t in enumerate((0.0, 0.5, 1.0)):
@@ -221,6 +263,25 @@ def test_interpolation_rows_walk_from_one_noise_to_another(tmp_path):
                 cell = grid[:, top:top + 16, left:left + 16]
                 # make_grid(normalize=True, value_range=(-1, 1)) shows (x + 1) / 2
                 assert (cell - (image.clamp(-1, 1) + 1) / 2).abs().max() <= 1 / 255 + 1e-5, (row, column)
+
+
+def test_a_walk_takes_two_images_or_more_and_0_is_none(tmp_path):
+    main, state = reference_dcgan_g()
+    torch.save(state, tmp_path / "netG.pth")
+    for interpolate in (1, -1):  # a walk of one image has no second end
+        with pytest.raises(UserError, match=f"--interpolate takes 2 or more .* \\(got {interpolate}\\)"):
+            generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=1, interpolate=interpolate)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    generate(str(tmp_path / "netG.pth"), str(tmp_path / "out"), num_samples=1, nrow=1, seed=4, interpolate=2)
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "out_interpolation.png"))).permute(2, 0, 1) / 255
+    ends = torch.randn(2, 1, 8, 1, 1, generator=torch.Generator().manual_seed(5))  # t = 0 and 1: the ends alone
+    with torch.no_grad():
+        for column in range(2):
+            expected = (main(ends[column]).clamp(-1, 1) + 1) / 2
+            cell = grid[:, 2:18, 2 + 18 * column:18 + 18 * column]
+            assert (cell - expected[0]).abs().max() <= 1 / 255 + 1e-5, column
+    generate(str(tmp_path / "netG.pth"), str(tmp_path / "none"), num_samples=1, nrow=1)  # interpolate 0: no walk
+    assert not (tmp_path / "none_interpolation.png").exists()
 
 
 def test_the_references_mlp_critic_is_named_as_a_critic(tmp_path):
