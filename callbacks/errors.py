@@ -150,17 +150,23 @@ def one_line(message: str) -> str:
 
 def condense_parser_error(message: str) -> str:
     """jsonargparse's nested Union report -> `--data.batch_size: Expected a <class 'int'>. Got value: abc`."""
-    keys, details = [], []
+    keys, details, class_path = [], [], None
     for line in message.splitlines():
         text = line.strip()
         if match := re.fullmatch(r'Parser key "(.+)":', text):
             keys.append(match[1])
+        elif match := re.fullmatch(r"- Problem with given class_path '(.+)':", text):
+            class_path = class_path or match[1]
         elif text.startswith(("Does not validate against any of the Union", "Subtypes:", "Errors:", "Given value",
                               "- Expected a <class 'NoneType'>", "- Problem with given class_path")):
             continue
         elif text:
             details.append(text.lstrip("- "))
     key = ".".join(keys)
+    required = next((d for d in details if d.startswith("the following arguments are required: ")), None)
+    if key and class_path and required:  # `--trainer.logger CSVLogger`: not the other Union types' "Expected a ..."
+        flags = ", ".join(f"--{key}.{name}" for name in required.partition(": ")[2].rstrip(".").split(", "))
+        return f"--{key}: {class_path.rpartition('.')[2]} needs {flags}; see --help"
     detail = " ".join(details) or message.strip()
     if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
         detail = f"expected {match[1]}, got {match[2]!r}"

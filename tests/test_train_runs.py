@@ -1632,7 +1632,10 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
                ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "val/acc",
                 "--trainer.callbacks.mode", "max", "--trainer.callbacks.save_top_k", "3"],
            "unrecognized arguments: --trainer.max_epoch 1 (did you mean trainer.max_epochs?); see --help":
-               ["--trainer.max_epoch", "1"]}
+               ["--trainer.max_epoch", "1"],
+           # a class's required argument, not the other types the option takes ("Expected a <class 'bool'>")
+           "--trainer.logger: CSVLogger needs --trainer.logger.save_dir; see --help":
+               ["--trainer.logger", "CSVLogger"]}
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
     assert not (tmp_path / "runs").exists()  # refused before the run folder is made
