@@ -329,9 +329,23 @@ class CLI(LightningCLI):
             if isinstance(logger, WandbLogger) and logger._wandb_init.get("anonymous", 0) is None:
                 # Lightning 2.6 passes anonymous=None, which wandb 0.31 warns about on every run
                 logger._wandb_init.pop("anonymous")
+        check_data(config.model.class_path, self.datamodule)
         if self.job:  # the job's own refusals, decided before its folder is made
             self.start_step = check_job(self, config)
         make_run_folder(self.run_plan)  # the config is accepted: the run folder, its lock, run.json, wandb/
+
+
+def check_data(model_class: str, datamodule) -> None:
+    """`--data` another system's data module (one of the shipped configs'): refused before the run, which failed at
+    its first batch (a tuple where images were due, labels missing). A data module of the user's is not checked."""
+    shipped = {system: (yaml.safe_load((CONFIGS / f"{system}.yaml").read_text()).get("data") or {}).get(
+        "class_path", "").rpartition(".")[2] for system in systems()}
+    system, given = system_of(model_class), type(datamodule).__name__
+    if system is None or datamodule is None or given == shipped[system] or given not in shipped.values():
+        return
+    owner = next(name for name, data in shipped.items() if data == given)
+    raise UserError(f"--data {given} is the data of --system {owner}; {model_class.rpartition('.')[2]} trains on "
+                    f"{shipped[system]} (configs/{system}.yaml): leave --data out, or give a data module of your own")
 
 
 def check_job(cli: "CLI", config) -> int | None:

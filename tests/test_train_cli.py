@@ -470,6 +470,33 @@ def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("model, data, owner, own", [
+    ("lightning_modules.DarknetClassifier", "ImageFolderDataModule", "wgan", "CIFAR10DataModule (configs/darknet"),
+    ("lightning_modules.WGAN", "CIFAR10DataModule", "darknet", "ImageFolderDataModule (configs/wgan"),
+    ("my.GAN", "CIFAR10DataModule", None, None),  # a system of the user's: any data
+    ("lightning_modules.CycleGAN", "StyleTransferDataModule", "style", "UnpairedImageDataModule (configs/cyclegan"),
+    ("lightning_modules.StyleTransfer", "UnpairedImageDataModule", "cyclegan", "StyleTransferDataModule (configs/st"),
+    ("lightning_modules.CycleGAN", "UnpairedImageDataModule", None, None),  # its own
+    ("lightning_modules.CycleGAN", "MyPairs", None, None)])  # a data module of the user's
+def test_another_systems_data_module_is_refused_naming_both(model, data, owner, own):
+    """Each failed at its first batch, in a traceback: a tuple where images were due, labels missing."""
+    datamodule = type(data, (), {})()
+    if owner is None:
+        train.check_data(model, datamodule)
+        return
+    with pytest.raises(train.UserError, match=re.escape(
+            f"--data {data} is the data of --system {owner}; {model.rpartition('.')[2]} trains on {own}")):
+        train.check_data(model, datamodule)
+
+
+def test_another_systems_data_module_is_refused_in_one_line_before_the_run_folder(tiny_cifar, tmp_path):
+    with pytest.raises(train.UserError, match="--data ImageFolderDataModule is the data of --system wgan; "
+                                              "DarknetClassifier trains on CIFAR10DataModule"):
+        train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.logger", "false", "--data", "ImageFolderDataModule",
+                       "--data.data_dir", str(tiny_cifar / "train")))
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model.tta", "sideways"], "tta must be one of"),  # the model's own check
     (["--data.batch_size", "0"], "--data.batch_size must be at least 1"),  # the data module's
