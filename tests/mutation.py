@@ -409,6 +409,18 @@ TARGETS = {
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
                       "test_decode or test_style_data or lmdb or corrupt")),
+    # dl2-stylize and what it checks before the optimization (the accelerator, results that would replace inputs),
+    # the Trainer settings L-BFGS refuses, a resume's image count, the noise start, the features and scaled losses
+    "style_commands": Target("lightning_modules/style_transfer.py",
+                             ("stylize", "check_results_spare_inputs", "check_accelerator", "median_filtered_noise",
+                              "StyleTransfer.check_trainer", "StyleTransfer.on_load_checkpoint",
+                              "StyleTransfer.features", "StyleTransfer.losses"),
+                             ("tests/test_commands.py", "tests/test_style_cli.py", "tests/test_style.py",
+                              "tests/test_style_options.py", "tests/test_style_pyramid.py", "-k",
+                              "(stylize or resume or precision or max_steps or bf16 or several_devices_are_refused_with"
+                              " or gatys or seeds_plain or content_only or a_batch_gives or average_pooling"
+                              " or tv_weight_adds) and not once_before and not init_from and not job_writes"
+                              " and not across_a_level")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
@@ -482,6 +494,9 @@ def serve(address: str) -> None:
         if os.fork() == 0:
             server.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Python's Ctrl-C handler, which the Ctrl-C tests hand back to: a run started in the background of a
+            # script (nohup ... &) inherits SIGINT ignored, and a second Ctrl-C would be lost
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.alarm(900)  # a mutant that loops forever after mutmut gave up on it
             with open(os.devnull, "w") as null:
                 os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
