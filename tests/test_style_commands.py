@@ -1,0 +1,192 @@
+"""dl2-stylize and the style system's checks and losses, each against what was asked or a computation written here:
+the files the command writes, the accelerators a machine has, the seed's noise start (a median filter in numpy),
+the content and Gram losses with their weights (Gatys et al.'s formulas), a checkpoint read without a run."""
+
+import copy
+import re
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_style import MEAN, STD
+
+from callbacks import UserError
+from lightning_modules import StyleTransfer
+from lightning_modules.style_transfer import (
+    check_accelerator,
+    check_results_spare_inputs,
+    median_filtered_noise,
+    stylize,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def median_filter_by_hand(image: np.ndarray, size: int) -> np.ndarray:
+    """(C, H, W): each pixel the median of the size x size window from size // 2 before it to (size - 1) // 2 after
+    it, the edges mirrored without repeating the edge pixel (scipy.ndimage's mode "mirror"); an even window's median
+    the upper of its two middle values (scipy's median_filter: rank size * size // 2 of the sorted window)."""
+    channels, height, width = image.shape
+    before, after = size // 2, (size - 1) // 2
+    out = np.empty_like(image)
+    for c in range(channels):
+        for y in range(height):
+            for x in range(width):
+                rows = [abs(r) if r < 0 else (2 * (height - 1) - r if r >= height else r)
+                        for r in range(y - before, y + after + 1)]
+                cols = [abs(k) if k < 0 else (2 * (width - 1) - k if k >= width else k)
+                        for k in range(x - before, x + after + 1)]
+                window = np.sort(image[c][np.ix_(rows, cols)].ravel())
+                out[c, y, x] = window[size * size // 2]
+    return out
+
+
+@pytest.mark.parametrize("size", [8, 3])
+def test_the_noise_start_is_uniform_noise_median_filtered_per_image_and_channel_then_halved(size):
+    shape = (2, 3, 9, 12)  # not square: rows and columns kept apart
+    torch.manual_seed(0)
+    noise = torch.rand(shape).numpy()  # the draw the function makes
+    torch.manual_seed(0)
+    start = median_filtered_noise(shape, size) if size != 8 else median_filtered_noise(shape)
+    assert start.shape == shape
+    expected = np.stack([median_filter_by_hand(image, size) for image in noise]) / 2
+    np.testing.assert_array_equal(start.numpy(), expected)
+    assert 0 <= start.min() and start.max() <= 0.5
+
+
+@pytest.mark.parametrize("cuda, mps, have", [(False, False, ["auto", "cpu"]),
+                                             (True, False, ["auto", "cpu", "gpu", "cuda"]),
+                                             (False, True, ["auto", "cpu", "gpu", "mps"])])
+def test_an_accelerator_is_taken_when_the_machine_has_it_and_the_refusal_lists_the_ones_it_has(cuda, mps, have,
+                                                                                                monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    for accelerator in have:
+        check_accelerator(accelerator)
+    for accelerator in sorted({"gpu", "cuda", "mps"} - set(have)):
+        with pytest.raises(UserError, match=rf"^--accelerator {accelerator}: this machine has none; it has "
+                                            rf"{', '.join(have)}$"):
+            check_accelerator(accelerator)
+    with pytest.raises(UserError, match=rf"^--accelerator tpu: not an accelerator; it has {', '.join(have)}$"):
+        check_accelerator("tpu")
+
+
+def features_by_hand(model: StyleTransfer, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """The model's VGG16 layers run in float64 on ImageNet-normalised images, up to each ReLU (configuration D: conv,
+    relu per conv, a pool after two)."""
+    vgg = copy.deepcopy(model.vgg).double()
+    index = {"relu1_1": 1, "relu1_2": 3, "relu2_1": 6}
+    x = (images.double() - MEAN.double()) / STD.double()
+    return {name: vgg[:index[name] + 1](x) for name in layers}
+
+
+def gram_by_hand(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return torch.stack([sum(torch.outer(x[i, :, y, k], x[i, :, y, k]) for y in range(h) for k in range(w)) / (c * h * w)
+                        for i in range(n)])
+
+
+@pytest.mark.parametrize("content_weight, style_weight", [(2.5, 0.5), (0.0, 0.5), (2.5, 0.0)])
+def test_losses_are_the_weighted_content_mse_and_each_layers_weighted_gram_mse_scaled_as_the_seed(content_weight,
+                                                                                                   style_weight):
+    """Per image: content_weight x 1e6 x the mean squared activation difference at the content layer, and per style
+    layer style_weight x 1e12 x its layer weight x the mean squared Gram difference (the seed's comb_loss: MSE x 1e6,
+    Gram x 1e6 squared); a weight 0 gives zeros of the same shapes."""
+    torch.manual_seed(0)
+    style_layers, layer_weights = ["relu1_1", "relu2_1"], [1.0, 3.0]
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_2", style_layers=style_layers,
+                          style_layer_weights=layer_weights, content_weight=content_weight, style_weight=style_weight,
+                          show_iter=0)
+    images, content, style = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), torch.rand(1, 3, 10, 12)
+    model.image = torch.nn.Parameter(images.clone())
+    c_loss, s_layers = model.losses(model.image, content, style)
+    assert c_loss.shape == (2,) and s_layers.shape == (2, len(style_layers) if style_weight else 1)
+    mine = features_by_hand(model, images, [*style_layers * bool(style_weight), "relu1_2"])
+    content_mse = ((mine["relu1_2"] - features_by_hand(model, content, ["relu1_2"])["relu1_2"]) ** 2).mean((1, 2, 3))
+    assert torch.allclose(c_loss.double(), content_weight * 1e6 * content_mse, rtol=1e-4)
+    if not style_weight:
+        assert torch.equal(s_layers, torch.zeros(2, 1))
+        return
+    theirs = features_by_hand(model, style, style_layers)
+    for k, (name, weight) in enumerate(zip(style_layers, layer_weights, strict=True)):
+        gram_mse = ((gram_by_hand(mine[name]) - gram_by_hand(theirs[name])) ** 2).mean((1, 2))
+        assert torch.allclose(s_layers[:, k].double(), style_weight * 1e12 * weight * gram_mse, rtol=1e-4), name
+
+
+def test_stylize_writes_a_png_per_content_image_at_the_size_asked_a_side_by_side_and_nothing_else(tmp_path, capsys,
+                                                                                                   caplog):
+    """Two content images of other sizes and shapes cut to 32 x 32, each result named after its image, one
+    content | style | result grid at the last iteration, no checkpoints, logs or per-iteration images; a progress line
+    every tenth of the iterations (21: every second), and neither the seed nor a model summary on the terminal."""
+    rng = np.random.default_rng(3)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, (height, width) in (("wide.png", (40, 56)), ("tall.jpg", (60, 44)), ("style.png", (48, 40))):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(inputs / name)
+    out = tmp_path / "out"
+    written = stylize(content=[str(inputs / "wide.png"), str(inputs / "tall.jpg")], style=str(inputs / "style.png"),
+                      output=str(out), size=32, max_iter=21, vgg_weights="random", arch="vgg16",
+                      content_layer="relu1_1", style_layers=["relu1_1"], accelerator="cpu")
+    assert written == [out / "wide.png", out / "tall.png"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "images/style_side_by_side-000021.png", "tall.png", "wide.png"]
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size == (32, 32) and image.mode == "RGB"
+    with Image.open(out / "images" / "style_side_by_side-000021.png") as grid:
+        assert grid.size == (3 * 34 + 2, 2 * 34 + 2)  # two rows of three 32px tiles, make_grid's 2px padding
+    printed = capsys.readouterr().out
+    assert [int(step) for step in re.findall(r"\bstep (\d+) \|", printed)] == list(range(2, 21, 2))
+    assert f"Wrote {out / 'wide.png'}, {out / 'tall.png'}\n" in printed
+    assert "Seed set" not in caplog.text and "Trainable params" not in caplog.text  # Lightning's log lines
+
+
+def test_a_checkpoint_read_without_a_run_gives_its_images(tmp_path):
+    """StyleTransfer.load_from_checkpoint has no data module: the image takes the checkpoint's shape and values."""
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 24, 40)
+    hparams = {"arch": "vgg16", "vgg_weights": "random", "content_layer": "relu1_1", "style_layers": ["relu1_1"]}
+    torch.save({"state_dict": {"image": image}, "hyper_parameters": hparams,
+                "pytorch-lightning_version": L.__version__}, tmp_path / "run.ckpt")
+    model = StyleTransfer.load_from_checkpoint(tmp_path / "run.ckpt")
+    assert isinstance(model.image, torch.nn.Parameter) and torch.equal(model.image.detach(), image)
+
+
+@pytest.mark.parametrize("max_steps, refused", [(None, True), (-1, True), (0, False), (1, False)])
+def test_max_steps_is_refused_only_when_unset(max_steps, refused):
+    """-1 is Lightning's "no limit" (its default), None none given; 0 is a number of iterations, as a resume to a
+    run's own end (train.py's "nothing left to train")."""
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=["relu1_1"])
+    trainer = SimpleNamespace(precision="32-true", accumulate_grad_batches=1, world_size=1, max_steps=max_steps)
+    if refused:
+        with pytest.raises(UserError, match="set --trainer.max_steps: the number of L-BFGS iterations"):
+            model.check_trainer(trainer)
+    else:
+        model.check_trainer(trainer)
+
+
+@pytest.mark.parametrize("saved, given, message", [
+    (1, 2, "the checkpoint holds 1 image, this run has 2 content images"),
+    (2, 1, "the checkpoint holds 2 images, this run has 1 content image;")])
+def test_a_resume_names_the_checkpoints_and_the_runs_image_counts(saved, given, message):
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=["relu1_1"])
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(content=torch.zeros(given, 3, 32, 32)))
+    with pytest.raises(UserError, match=message):
+        model.on_load_checkpoint({"state_dict": {"image": torch.zeros(saved, 3, 32, 32)}})
+
+
+def test_an_output_folder_given_as_content_is_refused_in_a_list_too_and_no_content_given_passes(tmp_path):
+    """--content [photos, other.jpg] as --content photos: the results would join the photos; no --content (the
+    shipped images) refuses nothing."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 40)).save(photos / "me.jpg")
+    Image.new("RGB", (40, 40)).save(tmp_path / "other.jpg")
+    files, style = [photos / "me.jpg", tmp_path / "other.jpg"], [tmp_path / "style.jpg"]
+    with pytest.raises(UserError, match=f"--output {photos} is a --content folder"):
+        check_results_spare_inputs(str(photos), [str(photos), str(tmp_path / "other.jpg")], files, style)
+    check_results_spare_inputs(str(tmp_path / "out"), [str(photos), str(tmp_path / "other.jpg")], files, style)
+    check_results_spare_inputs(str(photos), None, [tmp_path / "other.jpg"], style)
