@@ -483,9 +483,10 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
     print("Wrote " + ", ".join(map(str, written)))
     note_earlier_images(Path(output), set(written))  # an earlier run's results there, as generate's
     if stopped:
-        side = model.image.shape[-1]
+        side = min(model.image.shape[-2:])  # a level's edge is its shorter side (a wide image's is its height)
         print(f"Stopped by Ctrl-C after iteration {trainer.global_step} of --max_iter {max_iter}"
-              + (f", at the pyramid's {side}px level" if side != data.content.shape[-1] else ""), file=sys.stderr)
+              + (f", at the pyramid's {side}px level" if side != min(data.content.shape[-2:]) else ""),
+              file=sys.stderr)
         raise SystemExit(130)
     return written
 

@@ -3,7 +3,9 @@ the files the command writes, the accelerators a machine has, the seed's noise s
 the content and Gram losses with their weights (Gatys et al.'s formulas), a checkpoint read without a run."""
 
 import copy
+import os
 import re
+import signal
 from types import SimpleNamespace
 
 import lightning as L
@@ -176,6 +178,35 @@ def test_a_resume_names_the_checkpoints_and_the_runs_image_counts(saved, given, 
     model._trainer = SimpleNamespace(datamodule=SimpleNamespace(content=torch.zeros(given, 3, 32, 32)))
     with pytest.raises(UserError, match=message):
         model.on_load_checkpoint({"state_dict": {"image": torch.zeros(saved, 3, 32, 32)}})
+
+
+@pytest.mark.parametrize("stop_at, size, level", [(2, (48, 32), ", at the pyramid's 32px level"), (5, (60, 40), "")])
+def test_ctrl_c_says_the_iteration_and_the_pyramid_level_it_stopped_at(stop_at, size, level, tmp_path, capsys,
+                                                                     monkeypatch):
+    """A 60 x 40 content image, its shorter side kept at 40 (no crop), with one pyramid level of edge 32 for three
+    iterations: a Ctrl-C in the second iteration stops at that level (48 x 32) and says so, one in the fifth at the
+    full size; the image is written as it is. Under ten iterations, a progress line each. The level was named by the
+    image's width, 48px for this one."""
+    rng = np.random.default_rng(4)
+    for name, (height, width) in (("wide.png", (40, 60)), ("style.png", (40, 40))):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(tmp_path / name)
+    step = StyleTransfer.training_step
+
+    def interrupted(self, batch, batch_idx):
+        if self.global_step == stop_at - 1:  # a terminal's Ctrl-C during iteration stop_at
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(StyleTransfer, "training_step", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        stylize(content=str(tmp_path / "wide.png"), style=str(tmp_path / "style.png"), output=str(tmp_path / "out"),
+                size=40, crop=False, pyramid=[[32, 3]], max_iter=6, vgg_weights="random", arch="vgg16",
+                content_layer="relu1_1", style_layers=["relu1_1"], accelerator="cpu")
+    printed = capsys.readouterr()
+    assert stop.value.code == 130
+    assert f"Stopped by Ctrl-C after iteration {stop_at} of --max_iter 6{level}\n" in printed.err
+    assert [int(n) for n in re.findall(r"\bstep (\d+) \|", printed.out)] == list(range(1, stop_at + 1))
+    with Image.open(tmp_path / "out" / "wide.png") as image:
+        assert image.size == size
 
 
 def test_an_output_folder_given_as_content_is_refused_in_a_list_too_and_no_content_given_passes(tmp_path):
