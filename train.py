@@ -1077,6 +1077,7 @@ class RunPlan:
     kind: str
     info: dict
     wandb_dir: Path | None = None
+    wandb_id: str | None = None
     notes: list[str] = field(default_factory=list)  # printed when the folder is made, not for a refused run
 
 
@@ -1126,6 +1127,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())
             args.id = info["wandb_id"]
+        plan.wandb_id = args.get("id") or args.get("version")
         if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):
             args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs
@@ -1146,6 +1148,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
 # run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it
 # that it made), while a refusal of the run would discard them: until its training or evaluation begins (RunBegan)
 _fresh_runs: dict[Path, list[Path]] = {}
+# run folder -> its W&B run id, for the fresh ones: wandb.run may be an earlier run's (train.main twice in a notebook)
+_fresh_wandb: dict[Path, str] = {}
 
 
 def make_run_folder(plan: RunPlan) -> None:
@@ -1177,6 +1181,8 @@ def make_run_folder(plan: RunPlan) -> None:
         plan.wandb_dir.mkdir(parents=True, exist_ok=True)
         if run_dir in _fresh_runs:  # a save_dir of the user's outside the run folder: emptied ones go too
             _fresh_runs[run_dir] += [folder for folder in wandb_made if run_dir not in folder.parents]
+            if plan.wandb_id:
+                _fresh_wandb[run_dir] = plan.wandb_id
     write_json(run_dir / RUN_FILE, plan.info)
 
 
@@ -1188,10 +1194,13 @@ def discard_fresh_runs() -> list[Path]:
     if not _fresh_runs:
         return []
     wandb = sys.modules.get("wandb")
+    run = getattr(wandb, "run", None) if wandb is not None else None
+    # the W&B run of a fresh run (in a notebook wandb.run may be an earlier run's, which is left alone)
+    owner = next((d for d in _fresh_runs if run is not None and _fresh_wandb.get(d) == getattr(run, "id", None)), None)
     wandb_run = None  # its folder, offline-run-<time>-<id>/ in the W&B save_dir
-    if wandb is not None and getattr(wandb, "run", None) is not None:
+    if owner is not None:
         with contextlib.suppress(Exception):
-            wandb_run = Path(wandb.run.dir).parent
+            wandb_run = Path(run.dir).parent
         with contextlib.suppress(Exception):
             wandb.finish(exit_code=2)
     removed = []
@@ -1201,13 +1210,14 @@ def discard_fresh_runs() -> list[Path]:
         # under its lock: a retry under its name meanwhile is refused, not left training in a folder being removed
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(run_dir)
-        if wandb_run is not None and run_dir not in wandb_run.parents:  # a save_dir of the user's: the run goes too
-            remove_wandb_run(wandb_run)
+        if run_dir == owner and wandb_run is not None and run_dir not in wandb_run.parents:  # a save_dir of the
+            remove_wandb_run(wandb_run)                                                       # user's: it goes too
         for folder in sorted(made[1:], key=lambda f: len(f.parts), reverse=True):  # one that is not empty stays
             with contextlib.suppress(OSError):
                 folder.rmdir()
     release_run_locks()
     _fresh_runs.clear()
+    _fresh_wandb.clear()
     return removed
 
 
@@ -1590,6 +1600,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
     finally:
         _fresh_runs.clear()
+        _fresh_wandb.clear()
         release_run_locks()
 
 

@@ -1249,9 +1249,12 @@ def test_enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone(
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == kept
 
 
-def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(tmp_path, monkeypatch, no_ranks):
-    """discard_fresh_runs, called when a run is refused before its training or evaluation began."""
+@pytest.mark.parametrize("whose", ["t's", "an earlier run's"])
+def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(whose, tmp_path, monkeypatch, no_ranks):
+    """discard_fresh_runs, called when a run is refused before its training or evaluation began. wandb.run may be an
+    earlier run's of the same process (train.main twice in a notebook): it is neither ended nor removed."""
     monkeypatch.setattr(train, "_fresh_runs", {})
+    monkeypatch.setattr(train, "_fresh_wandb", {})
     monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
     runs, logs = tmp_path / "runs", tmp_path / "logs"
     runs.mkdir()  # there before: stays
@@ -1265,17 +1268,23 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(t
     (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
     (runs / "s" / "results.json").write_text("{}")
     finished = []
-    wandb_run = logs / "mine" / "wandb" / "offline-run-20261130_010750-abcd1234"  # t's, which wandb had begun
+    wandb_id = json.loads((runs / "t" / "run.json").read_text())["wandb_id"] if whose == "t's" else "earlier1"
+    wandb_run = logs / "mine" / "wandb" / f"offline-run-20261130_010750-{wandb_id}"  # which wandb had begun
     (wandb_run / "files").mkdir(parents=True)
-    (wandb_run / "run-abcd1234.wandb").write_bytes(b"")
+    (wandb_run / f"run-{wandb_id}.wandb").write_bytes(b"")
     (logs / "mine" / "wandb" / "latest-run").symlink_to(wandb_run.name)
-    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(dir=str(wandb_run / "files")),
-                                                              finish=lambda exit_code: finished.append(exit_code)))
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(
+        run=SimpleNamespace(id=wandb_id, dir=str(wandb_run / "files")),
+        finish=lambda exit_code: finished.append(exit_code)))
     train.discard_fresh_runs()
-    assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, its W&B run and the logs/ made for it
     assert sorted(p.name for p in runs.iterdir()) == ["r", "s"]
-    assert train._fresh_runs == {} and train._held_locks == {}
+    assert train._fresh_runs == {} and train._held_locks == {} and train._fresh_wandb == {}
+    if whose == "t's":
+        assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, its W&B run and the logs/ made for it
+    else:
+        assert finished == [] and (wandb_run / f"run-{wandb_id}.wandb").is_file()
+        assert sorted(p.name for p in (logs / "mine" / "wandb").iterdir()) == ["latest-run", wandb_run.name]
 
 
 def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(tmp_path, monkeypatch):
