@@ -405,6 +405,28 @@ TARGETS = {
                              "tests/test_wgan.py::test_sample_grid_every_n_generator_iterations_and_at_the_end",
                              "tests/test_wgan.py::test_the_final_grid_is_not_logged_again_at_a_count_already_logged",
                              "tests/test_wgan.py::test_resumed_run_continues_counters_and_schedule_mid_group")),
+    # the CycleGAN's system beyond its losses and training step: the three Adams and their linear decay, the fit's
+    # checks, each DDP rank's pool draws, val/fid's and the test's bookkeeping, the visuals grid, a resume's pools
+    "cyclegan_system": Target("lightning_modules/cyclegan.py",
+                              ("ImagePool.spread", "CycleGAN.configure_optimizers", "CycleGAN.on_fit_start",
+                               "CycleGAN.on_validation_start", "CycleGAN.translate_domain",
+                               "CycleGAN.validation_step", "CycleGAN.visuals_wanted", "CycleGAN.keep_visuals",
+                               "CycleGAN.on_validation_epoch_end", "CycleGAN.log_eval_visuals", "CycleGAN.test_step",
+                               "CycleGAN.on_load_checkpoint", "CycleGAN.log_visuals"),
+                              ("tests/test_cyclegan_system.py", "tests/test_cyclegan.py",
+                               "tests/test_cyclegan_steps.py", "tests/test_gan_fid.py", "-k",
+                               "test_cyclegan_system or ddp_rank or each_optimizer or learning_rates_follow"
+                               " or hand_written or max_epochs_other or cyclegan_validation"
+                               " or (one_real_image and cyclegan) or cyclegan_validate_without or test_metrics_are"
+                               " or resume_continues or visual_grid")),
+    # the Darknet's training step, the one-cycle held past its end, the test's figures and CSV files
+    "darknet_system": Target("lightning_modules/darknet_classifier.py",
+                             ("OneCycleThenHold.get_lr", "DarknetClassifier.training_step", "confusion_figure",
+                              "top_losses_figure", "write_rows"),
+                             ("tests/test_darknet_system.py", "tests/test_darknet_speed.py",
+                              "tests/test_darknet_interpret.py", "tests/test_train_runs.py", "-k",
+                              "test_darknet_system or seed_one_cycle or under_one_cycle or nesterov"
+                              " or confusion_matrix_per_class or one_cycle_then_hold")),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
