@@ -415,8 +415,7 @@ TARGETS = {
                                "CycleGAN.on_load_checkpoint", "CycleGAN.log_visuals"),
                               ("tests/test_cyclegan_system.py", "tests/test_cyclegan.py",
                                "tests/test_cyclegan_steps.py", "tests/test_gan_fid.py", "-k",
-                               "test_cyclegan_system or ddp_rank or each_optimizer or learning_rates_follow"
-                               " or hand_written or max_epochs_other or cyclegan_validation"
+                               "test_cyclegan_system or ddp_rank or max_epochs_other or cyclegan_validation"
                                " or (one_real_image and cyclegan) or cyclegan_validate_without or test_metrics_are"
                                " or resume_continues or visual_grid")),
     # the Darknet's training step, the one-cycle held past its end, the test's figures and CSV files
