@@ -1571,6 +1571,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
             getattr(package, name)
     saved_argv = sys.argv
+    earlier_wandb_run = current_wandb_run()  # one of the caller's: Lightning's WandbLogger logs into it, left open
     try:
         # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
         # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the
@@ -1597,11 +1598,29 @@ def main(argv: list[str] | None = None) -> None:
             if stopped and removed:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
+        code = error.code if isinstance(error, SystemExit) else 130 if isinstance(error, KeyboardInterrupt) else 1
+        finish_wandb_run(earlier_wandb_run, code if isinstance(code, int) else 1)
         raise
+    else:
+        finish_wandb_run(earlier_wandb_run, 0)
     finally:
         _fresh_runs.clear()
         _fresh_wandb.clear()
         release_run_locks()
+
+
+def current_wandb_run():
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+def finish_wandb_run(earlier, exit_code: int) -> None:
+    """End the W&B run this train.main began, as the process's end would: Lightning's WandbLogger leaves it open, and
+    a second train.main in the same process (a notebook, a sweep script) logged into the first one's run."""
+    run = current_wandb_run()
+    if run is not None and run is not earlier:
+        with contextlib.suppress(Exception):
+            sys.modules["wandb"].finish(exit_code=exit_code)
 
 
 def print_system_help(argv: list[str]) -> None:

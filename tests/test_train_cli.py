@@ -86,6 +86,37 @@ def test_config_yaml_goes_into_the_run_folder_whatever_the_loggers_folder(logger
     assert (runs / "r" / "config-resume-step6.yaml").is_file() and not list(logs.rglob("config*.yaml"))
 
 
+def test_each_train_main_in_one_process_logs_to_its_own_wandb_run(tiny_cifar, tmp_path, monkeypatch):
+    """A notebook or a sweep script calls train.main again: Lightning's WandbLogger left the first W&B run open, and
+    the second run logged into it (its own folder's wandb/ stayed empty). A run that crashed ends its W&B run too."""
+    import wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, "--run_name", "crashed", "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    assert wandb.run is None
+    for name in ("one", "two"):
+        train.main(job(tiny_cifar, runs, "--run_name", name, "--trainer.max_epochs", "1"))
+        assert wandb.run is None
+    for name in ("crashed", "one", "two"):
+        wandb_id = json.loads((runs / name / "run.json").read_text())["wandb_id"]
+        (folder,) = (runs / name / "wandb").glob("offline-run-*")
+        assert folder.name.endswith(f"-{wandb_id}") and (folder / f"run-{wandb_id}.wandb").stat().st_size > 0
+
+
+@pytest.mark.parametrize("started, finished", [("here", [0]), ("before", [])])
+def test_a_wandb_run_of_the_callers_is_left_open(started, finished, monkeypatch):
+    """Lightning's WandbLogger logs into a run the caller began (wandb.init in a notebook): the caller ends it."""
+    ended = []
+    earlier = SimpleNamespace(id="callers1")
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=earlier, finish=lambda exit_code: ended.append(
+        exit_code)))
+    if started == "here":
+        sys.modules["wandb"].run = SimpleNamespace(id="ours0001")
+    train.finish_wandb_run(earlier, 0)
+    assert ended == finished
+
+
 def test_results_leave_out_the_lr_monitors_values_which_lag_behind(tiny_cifar, tmp_path, monkeypatch):
     """LearningRateMonitor logs every log_every_n_steps: its last value was a step's before the end (0.178 in a
     review's 1cycle that ended at 0.0035). results.json gives the lr the last batch trained at instead."""
