@@ -132,6 +132,8 @@ def user_message(error: BaseException) -> str | None:
                                                                    FileExistsError, IsADirectoryError))
                                               and current.errno is None):  # raised by our code with a message
             return one_line(str(current))
+        if isinstance(current, ModuleNotFoundError) and "pip install" in str(current):  # a package an option needs
+            return one_line(str(current))  # (Lightning's TensorBoardLogger without tensorboard); not a bug's import
         # explicit `raise ... from` always; an exception raised while handling another only from the wrappers
         # (jsonargparse's ValueError, Lightning's RuntimeError), so a bug in an except block keeps its traceback
         wrapper = isinstance(current, (ValueError, TypeError, ArgumentError, RuntimeError, OSError))

@@ -1,6 +1,7 @@
 """train.py's run folders: resume from the right run, saves on a stop signal, honest epochs, one-line errors, help."""
 
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -1645,9 +1646,32 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
            # a class's required argument, not the other types the option takes ("Expected a <class 'bool'>")
            "--trainer.logger: CSVLogger needs --trainer.logger.save_dir; see --help":
                ["--trainer.logger", "CSVLogger"]}
+    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):  # not a dependency
+        bad["Neither `tensorboard` nor `tensorboardX` is available. Try `pip install`ing either."] = [
+            "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", str(tmp_path / "tb")]
     for needle, args in bad.items():
         assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch), needle)
     assert not (tmp_path / "runs").exists()  # refused before the run folder is made
+
+
+def test_a_package_an_option_needs_is_one_line_and_a_bugs_import_error_keeps_its_traceback():
+    from callbacks.errors import user_message
+    try:
+        try:
+            raise ModuleNotFoundError("Neither `tensorboard` nor `tensorboardX` is available. Try `pip install`ing "
+                                      "either.\nRequirement 'tensorboard' not met.")
+        except ModuleNotFoundError as missing:
+            raise ValueError("Problem with given class_path 'TensorBoardLogger'") from missing
+    except ValueError as error:
+        assert user_message(error) == ("Neither `tensorboard` nor `tensorboardX` is available. Try `pip install`ing "
+                                       "either. Requirement 'tensorboard' not met.")
+    try:
+        try:
+            import lightning_modules.no_such_module  # noqa: F401  (a bug's import)
+        except ModuleNotFoundError as missing:
+            raise ValueError("Problem with given class_path 'lightning_modules.Mine'") from missing
+    except ValueError as error:
+        assert user_message(error) is None
 
 
 def test_the_fits_own_refusals_are_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
