@@ -53,6 +53,7 @@ from callbacks.errors import (
     main_thread,
     on_ctrl_c,
     one_line_errors,
+    refuse_unexpanded_home,
     user_message,
 )
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
@@ -912,6 +913,7 @@ def slurm_folder() -> str | None:
 
 
 def run_root(config) -> Path:
+    refuse_unexpanded_home(config.trainer.default_root_dir or "runs", "--trainer.default_root_dir")
     return Path(config.trainer.default_root_dir or "runs").absolute()
 
 

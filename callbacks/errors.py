@@ -88,17 +88,27 @@ def require_at_least_one(**options: int) -> None:
 
 def check_output_folder(path: str | Path, flag: str) -> Path:
     """A command's output folder, refused before any work when a file stands where it or a folder above it goes."""
+    refuse_unexpanded_home(path, flag)
     _refuse_a_file_on_the_way(Path(path), path, flag)
     return Path(path)
 
 
 def check_output_file(path: str | Path, flag: str, example: str) -> Path:
     """A command's output file, refused before any work when it is a folder or a file stands above it."""
+    refuse_unexpanded_home(path, flag)
     file = Path(path)
     if file.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {file / example}")
     _refuse_a_file_on_the_way(file.parent, path, flag)
     return file
+
+
+def refuse_unexpanded_home(path: str | Path, flag: str) -> None:
+    """`--output=~/x`: the shell expands no '~' after '=' (nor does a config file), and a folder named '~' in the
+    working folder is one `rm -rf ~` away from the home folder."""
+    if str(path).startswith("~"):
+        raise UserError(f"{flag} {path}: '~' means the home folder only where the shell expands it (not after '=', "
+                        f"nor in a config file); give {Path(path).expanduser()}")
 
 
 def _refuse_a_file_on_the_way(folder: Path, path: str | Path, flag: str) -> None:

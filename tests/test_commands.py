@@ -658,6 +658,33 @@ def test_an_output_path_a_file_blocks_is_refused_in_one_line_before_any_work(com
 
 
 @pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
+                                           ("stylize", "--output"), ("classify", "--output"), ("train", None)])
+def test_an_output_path_with_a_tilde_the_shell_left_is_refused_naming_the_home_folder(command, flag, tmp_path, capsys,
+                                                                                       monkeypatch):
+    """`--output=~/out`: no shell expands '~' after '=' (nor does a config file); the folder made was ./~/out."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = "~/out.csv" if command == "classify" else "~/out"
+    args = {"wgan_generate": ["absent.ckpt", f"{flag}={path}"],
+            "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), f"{flag}={path}"],
+            "stylize": ["--content", "absent.jpg", f"{flag}={path}"],
+            "classify": ["absent.ckpt", "absent.png", f"{flag}={path}"],
+            "train": ["--system", "darknet", "--data.data_dir", str(tmp_path), f"--trainer.default_root_dir={path}"]
+            }[command]
+    flag = flag or "--trainer.default_root_dir"
+    with pytest.raises(SystemExit) as stop:
+        if command == "train":
+            __import__("callbacks").errors.one_line_errors(__import__("train").main, args)
+        else:
+            getattr(commands, command)(args)
+    err = capsys.readouterr().err
+    expected = f"{flag} {path}: '~' means the home folder only where the shell expands it (not after '=', nor in a " \
+               f"config file); give {tmp_path / 'home' / path[2:]}"
+    assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder named '~'
+
+
+@pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
                                            ("stylize", "--output"), ("classify", "--output")])
 @pytest.mark.parametrize("where", ["a dangling link", "below a dangling link", "an unwritable folder"])
 def test_an_output_path_through_a_dangling_link_or_an_unwritable_folder_is_refused_in_one_line(
