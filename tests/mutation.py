@@ -426,6 +426,33 @@ TARGETS = {
                               "tests/test_darknet_interpret.py", "tests/test_train_runs.py", "-k",
                               "test_darknet_system or seed_one_cycle or under_one_cycle or nesterov"
                               " or confusion_matrix_per_class or one_cycle_then_hold")),
+    # nothing already written is lost: a stop signal's save and exit status (Ctrl-C 130, SIGTERM 143, DDP's agreement,
+    # SLURM's requeue), the resume's reading of a mid-epoch stop and of a rerun validation, the checkpoint checks before
+    # a fit, the step last.ckpt holds, results.json's epochs, the test on the weights in memory; the tests as node ids,
+    # the hooks called directly first
+    "stop_and_resume": Target("train.py",
+                              ("SaveOnStop.on_fit_start", "SaveOnStop.on_train_start", "SaveOnStop.on_train_batch_end",
+                               "SaveOnStop.on_validation_batch_end", "SaveOnStop._on_sigint", "SaveOnStop.on_exception",
+                               "MaxStepsResume.on_load_checkpoint", "RerunStoppedValidation.on_validation_end",
+                               "check_checkpoint", "check_checkpoint_class", "refuse_exported_resume",
+                               "requeue_slurm_job", "saved_step", "save_if", "fit_progress", "weights_in_memory"),
+                              ("tests/test_train_cli.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
+                               *(f"tests/test_train_cli.py::test_a_native_subcommand_refuses_another_systems_checkpoint"
+                                 f"_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate", "test")),
+                               *(f"tests/test_train_runs.py::test_ctrl_c_outside_the_training_batches_exits_130_and"
+                                 f"_says_what_it_kept[{stage}]" for stage in ("setup", "sanity", "test")),
+                               "tests/test_train_runs.py::test_another_systems_or_a_missing_checkpoint_is_refused_before"
+                               "_a_run_folder",
+                               "tests/test_train_runs.py::test_a_checkpoint_of_another_system_is_named",
+                               "tests/test_train_runs.py::test_a_truncated_checkpoint_is_named_with_the_fix",
+                               "tests/test_train_runs.py::test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch",
+                               "tests/test_train_runs.py::test_init_from_names_what_does_not_fit",
+                               "tests/test_train_runs.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
+                               "_it_stopped[saved at an epoch's last batch]",
+                               "tests/test_train_runs.py::test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs"
+                               "_that_validation_again",
+                               "tests/test_train_runs.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
+                               "_it_stopped[max_steps mid-epoch]")),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
                      ("tests/test_decode.py", "tests/test_style_data.py", "tests/test_image_folder.py", "-k",
