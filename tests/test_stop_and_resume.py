@@ -1,0 +1,449 @@
+"""Nothing already written is lost, checked on train.py's hooks called directly with small fakes (milliseconds each):
+a stop signal's save and exit status, DDP's agreement on it, SLURM's requeue, the resume's reading of a stop inside
+an epoch, the checkpoint checks before a fit, results.json's epochs, the test on the weights in memory."""
+
+import logging
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+import train
+from lightning_modules.export import EXPORT_KEY
+
+FITTING, TESTING = train.TrainerFn.FITTING, train.TrainerFn.TESTING
+
+
+def fake_trainer(**settings):
+    """What the hooks read of a Trainer: one process, fitting, past the sanity check; saves are recorded."""
+    saved = []
+    trainer = SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True, fast_dev_run=0, sanity_checking=False,
+                              global_step=5, state=SimpleNamespace(fn=FITTING), saved=saved,
+                              save_checkpoint=lambda path, **kwargs: saved.append((path, kwargs)),
+                              _signal_connector=SimpleNamespace(received_sigterm=False))
+    for name, value in settings.items():
+        setattr(trainer, name, value)
+    return trainer
+
+
+@pytest.fixture
+def handlers():
+    """SIGINT, SIGTERM and SIGUSR1's handlers put back after the test, whatever it installed."""
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+    train.SIGNAL_LOG.removeFilter(train.not_a_forwarded_sigterm)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The signals the code sends itself (os.kill), recorded instead of sent."""
+    signals = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: signals.append((pid, signum)))
+    return signals
+
+
+def last_ckpt(tmp_path) -> Path:
+    return tmp_path / "runs" / "my-run" / "checkpoints" / "last.ckpt"
+
+
+# save_if, saved_step
+
+
+def test_save_if_saves_the_whole_state_when_due_and_never_in_a_fast_dev_run(tmp_path):
+    trainer, path = fake_trainer(), tmp_path / "last.ckpt"
+    assert train.save_if(trainer, path, False) is False and trainer.saved == []
+    assert train.save_if(trainer, path, True) is True
+    assert trainer.saved == [(path, {"weights_only": False})]  # optimizers and loops too: a resume needs them
+    smoke = fake_trainer(fast_dev_run=1)
+    assert train.save_if(smoke, path, True) is True and smoke.saved == []  # due on every rank, but nothing kept
+
+
+def test_saved_step_reads_the_checkpoints_step_and_none_without_a_whole_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    assert train.saved_step(path) is None  # none yet
+    torch.save({"state_dict": {}, "global_step": 7}, path)
+    assert train.saved_step(path) == 7
+    torch.save({"state_dict": {}, "global_step": 0}, path)
+    assert train.saved_step(path) == 0  # step 0 is a step, not "none"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # torn
+    assert train.saved_step(path) is None
+    torch.save({"global_step": 3}, path)  # not a Lightning checkpoint
+    assert train.saved_step(path) is None
+
+
+# fit_progress, weights_in_memory
+
+
+def progress_of(batches: int, per_epoch) -> dict:
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(
+        total=SimpleNamespace(completed=batches))))
+    return train.fit_progress(SimpleNamespace(fit_loop=loop, num_training_batches=per_epoch))
+
+
+def test_fit_progress_counts_epochs_as_batches_over_batches_per_epoch():
+    # 7 batches of epochs of 3: two epochs and a third, 2.3333 to four places
+    assert progress_of(7, 3) == {"epochs": 2.3333, "epochs_completed": 2, "batches": 7}
+    assert progress_of(6, 3) == {"epochs": 2.0, "epochs_completed": 2, "batches": 6}
+    assert progress_of(2, 3) == {"epochs": 0.6667, "epochs_completed": 0, "batches": 2}
+    assert progress_of(1, 8) == {"epochs": 0.125, "epochs_completed": 0, "batches": 1}  # 4 places, not 2
+    # no epochs to count: an endless loader, or none of its batches trained
+    for per_epoch in (float("inf"), 0):
+        assert progress_of(4, per_epoch) == {"epochs": None, "epochs_completed": None, "batches": 4}
+
+
+def test_the_test_after_the_fit_sees_no_hpc_checkpoint_and_lightning_sees_it_again_after(tmp_path):
+    hpc = tmp_path / "hpc_ckpt_2.ckpt"  # Lightning's save on SLURM's signal, older than the weights just trained
+    hpc.write_bytes(b"")
+    trainer = Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    connector = trainer._checkpoint_connector
+    assert connector._hpc_resume_path == str(hpc)
+    with train.weights_in_memory(trainer):
+        assert connector._hpc_resume_path is None
+    assert connector._hpc_resume_path == str(hpc)
+    with pytest.raises(RuntimeError), train.weights_in_memory(trainer):  # put back after a failed test too
+        raise RuntimeError
+    assert connector._hpc_resume_path == str(hpc)
+    assert Trainer(default_root_dir=tmp_path, logger=False)._checkpoint_connector._hpc_resume_path == str(hpc)
+
+
+# the checkpoint checks
+
+
+def test_an_exported_file_is_refused_as_a_fits_checkpoint_naming_init_from(tmp_path):
+    path = str(tmp_path / "g.ckpt")
+    with pytest.raises(train.UserError) as refused:
+        train.refuse_exported_resume({"state_dict": {}, EXPORT_KEY: {"left_out": []}}, path)
+    assert "exported weights file" in str(refused.value) and f"--init_from {path}" in str(refused.value)
+    train.refuse_exported_resume({"state_dict": {}, "global_step": 3}, path)  # a training checkpoint: resumed
+
+
+# SaveOnStop
+
+
+def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp_path, capsys, handlers):
+    path = last_ckpt(tmp_path)
+    for by, status in ((None, 143), ("Ctrl-C", 130)):
+        stop, trainer, exception = train.SaveOnStop(path), fake_trainer(global_step=5), SIGTERMException()
+        stop.signal = by
+        stop.on_exception(trainer, None, exception)
+        assert exception.code == status and trainer.saved == [(path, {"weights_only": False})]
+        assert (f"Stopped by {by or 'SIGTERM'} at step 5; saved {path}; resume with --ckpt_path last --run_name "
+                f"my-run") in capsys.readouterr().err
+    stop, trainer, exception = train.SaveOnStop(path), fake_trainer(is_global_zero=False), SIGTERMException()
+    stop.on_exception(trainer, None, exception)  # every rank saves (a collective), rank 0 alone says so
+    assert exception.code == 143 and len(trainer.saved) == 1 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("case", ["another exception", "in the test", "in the sanity check"])
+def test_a_stop_outside_the_fits_training_saves_nothing(case, tmp_path, handlers):
+    stop, exception = train.SaveOnStop(last_ckpt(tmp_path)), SIGTERMException()
+    trainer = fake_trainer()
+    if case == "another exception":
+        exception = RuntimeError("a bug")
+    elif case == "in the test":
+        trainer.state.fn = TESTING  # ctrl_c_stops_the_test's, or Lightning's 143 as it is
+    else:
+        trainer.sanity_checking = True
+    stop.on_exception(trainer, None, exception)
+    assert trainer.saved == []
+    assert getattr(exception, "code", None) == (143 if case == "in the sanity check" else None)
+
+
+def test_ctrl_c_is_sent_on_as_sigterm_once_and_a_second_one_stops_at_once(tmp_path, capsys, handlers, sent):
+    before = signal.getsignal(signal.SIGINT)
+    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop.on_fit_start(trainer, None)
+    assert signal.getsignal(signal.SIGINT) == stop._on_sigint
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert sent == [(os.getpid(), signal.SIGTERM)] and stop.signal == "Ctrl-C"
+    assert signal.getsignal(signal.SIGINT) is before  # the next Ctrl-C is the one before the fit's: at once
+    assert "Ctrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again" in capsys.readouterr().err
+    record = logging.LogRecord(train.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
+    assert not train.SIGNAL_LOG.filter(record)  # the SIGTERM it sent is not reported as a user's
+    exception = SIGTERMException()
+    stop.on_exception(trainer, None, exception)
+    assert exception.code == 130 and train.SIGNAL_LOG.filter(record)  # a real SIGTERM is reported again
+
+
+def test_ctrl_c_in_the_sanity_check_promises_no_save(tmp_path, capsys, handlers, sent):
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(fake_trainer(sanity_checking=True), None)
+    stop._on_sigint(signal.SIGINT, None)
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+    err = capsys.readouterr().err
+    assert "Ctrl-C: stopping after this batch (Ctrl-C again" in err and "saving" not in err
+
+
+def test_a_ctrl_c_after_the_stop_goes_to_the_handler_before_the_fit(tmp_path, handlers, sent):
+    """Lightning's teardown after an exception puts back the handler it found (SaveOnStop's): a Ctrl-C then (W&B's
+    upload) goes to the one before the fit; a next fit in the process takes Ctrl-C again and keeps that one."""
+    outer = []
+    signal.signal(signal.SIGINT, lambda signum, frame: outer.append(signum))
+    first = signal.getsignal(signal.SIGINT)
+    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop.on_fit_start(trainer, None)
+    stop.on_exception(trainer, None, SIGTERMException())
+    assert signal.getsignal(signal.SIGINT) is first
+    signal.signal(signal.SIGINT, stop._on_sigint)  # Lightning's teardown
+    stop._on_sigint(signal.SIGINT, None)
+    assert outer == [signal.SIGINT] and sent == [] and signal.getsignal(signal.SIGINT) is first
+    signal.signal(signal.SIGINT, stop._on_sigint)
+    stop.on_fit_start(trainer, None)  # the next fit in this process
+    assert signal.getsignal(signal.SIGINT) == stop._on_sigint and stop._previous is first
+    stop.on_fit_end(trainer, None)
+    assert signal.getsignal(signal.SIGINT) is first
+    # before the fit Python's default action (SIG_DFL): the Ctrl-C is sent again, to that
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    stop.on_fit_start(trainer, None)
+    stop.on_exception(trainer, None, SIGTERMException())
+    signal.signal(signal.SIGINT, stop._on_sigint)
+    stop._on_sigint(signal.SIGINT, None)
+    assert sent == [(os.getpid(), signal.SIGINT)] and signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+
+
+def test_each_fit_starts_with_no_stop_and_ranks_other_than_0_leave_ctrl_c_to_rank_0(tmp_path, handlers):
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.signal, stop.stop, stop.requeue, stop.requeued, stop.saved_in_validation = "Ctrl-C", True, True, True, True
+    trainer = fake_trainer()
+    stop.on_fit_start(trainer, None)
+    assert (stop.signal, stop.stop, stop.requeue, stop.requeued, stop.saved_in_validation) == (None, *[False] * 4)
+    assert stop.trainer is trainer
+    stop.on_fit_end(trainer, None)
+    before = signal.getsignal(signal.SIGINT)
+    other = train.SaveOnStop(last_ckpt(tmp_path))
+    other.on_fit_start(fake_trainer(world_size=2, global_rank=1, is_global_zero=False), None)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    other.on_fit_end(trainer, None)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("world_size, auto_requeue", [(2, True), (2, False), (1, True)])
+def test_under_ddp_sigterm_and_slurms_signal_are_noted_for_the_ranks_agreement(world_size, auto_requeue, tmp_path,
+                                                                               handlers):
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}
+    environment = SLURMEnvironment(auto_requeue=auto_requeue, requeue_signal=signal.SIGUSR1)
+    trainer = fake_trainer(world_size=world_size,
+                           _accelerator_connector=SimpleNamespace(cluster_environment=environment))
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(trainer, None)
+    stop.on_train_start(trainer, None)
+    ddp = world_size > 1
+    assert (signal.getsignal(signal.SIGTERM) == stop._on_sigterm) == ddp
+    assert (signal.getsignal(signal.SIGUSR1) == stop._on_requeue_signal) == (ddp and auto_requeue)
+    if not ddp:
+        assert signal.getsignal(signal.SIGTERM) is before[signal.SIGTERM]
+    if not (ddp and auto_requeue):
+        assert signal.getsignal(signal.SIGUSR1) is before[signal.SIGUSR1]
+
+
+def ddp_rank(monkeypatch, rank: int, others: tuple[int, int], **settings):
+    """A fake rank of a 2-process job whose other rank's (stop, requeue) flags are `others`."""
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+
+    def all_reduce(tensor, op):
+        assert op == torch.distributed.ReduceOp.MAX
+        tensor.copy_(torch.maximum(tensor, torch.tensor(others)))
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    requeued = []
+    monkeypatch.setattr(train, "requeue_slurm_job", requeued.append)
+    trainer = fake_trainer(world_size=2, global_rank=rank, is_global_zero=rank == 0,
+                           strategy=SimpleNamespace(root_device=torch.device("cpu")), **settings)
+    return trainer, requeued
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_requeue_signal_on_any_rank_saves_once_on_every_rank_and_rank_0_requeues(rank, monkeypatch, tmp_path):
+    path = last_ckpt(tmp_path)
+    trainer, requeued = ddp_rank(monkeypatch, rank, (0, 1))  # the other rank got SLURM's signal
+    stop = train.SaveOnStop(path)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.saved == [(path, {"weights_only": False})]
+    assert requeued == ([f"saved {path} at step 5"] if rank == 0 else [])
+    assert trainer._signal_connector.received_sigterm is False  # a requeue is no stop: training goes on
+    stop.requeue = True  # this rank's signal, a moment later: nothing more
+    stop.on_train_batch_end(trainer, None, None, None, 1)
+    assert len(trainer.saved) == 1 and len(requeued) == (rank == 0)
+
+
+def test_a_requeue_signal_in_the_sanity_check_saves_nothing(monkeypatch, tmp_path):
+    trainer, requeued = ddp_rank(monkeypatch, 0, (0, 1), sanity_checking=True)
+    train.SaveOnStop(last_ckpt(tmp_path)).on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.saved == [] and requeued == []
+
+
+@pytest.mark.parametrize("mine, others, stops", [(1, 0, True), (0, 1, True), (0, 0, False)])
+def test_the_ranks_stop_together_after_a_batch_when_either_noted_a_stop(mine, others, stops, monkeypatch, tmp_path):
+    trainer, requeued = ddp_rank(monkeypatch, 1, (others, 0))
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.stop = bool(mine)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer._signal_connector.received_sigterm is stops  # Lightning raises at this batch's end, and saves
+    assert trainer.saved == [] and requeued == []
+
+
+def test_one_process_leaves_the_stop_to_lightnings_signal_connector(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda *args, **kwargs: pytest.fail("a collective"))
+    for initialized in (True, False):
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda initialized=initialized: initialized)
+        for world_size in (1, 2):
+            if world_size == 2 and initialized:
+                continue
+            trainer = fake_trainer(world_size=world_size)
+            stop = train.SaveOnStop(last_ckpt(tmp_path))
+            stop.stop = stop.requeue = True
+            stop.on_train_batch_end(trainer, None, None, None, 0)
+            assert trainer.saved == [] and trainer._signal_connector.received_sigterm is False
+
+
+def validation_rank(**settings):
+    saves = []
+    strategy = DDPStrategy()
+    strategy.save_checkpoint = lambda checkpoint, path: saves.append((checkpoint, path))
+    dump = SimpleNamespace(dump_checkpoint=lambda weights_only: {"global_step": 5, "weights_only": weights_only})
+    return fake_trainer(**{"world_size": 2, "strategy": strategy, "_checkpoint_connector": dump, **settings}), saves
+
+
+def test_a_stop_in_a_ddp_validation_saves_the_whole_state_at_once_on_rank_0_alone(tmp_path, capsys):
+    path = last_ckpt(tmp_path)
+    trainer, saves = validation_rank()
+    stop = train.SaveOnStop(path)
+    stop.on_validation_batch_end(trainer, None, None, None, 0)
+    assert saves == []  # no stop yet
+    stop.stop = True
+    stop.on_validation_batch_end(trainer, None, None, None, 1)
+    assert saves == [({"global_step": 5, "weights_only": False}, path)]
+    assert f"SIGTERM in the validation: saved {path} at step 5" in capsys.readouterr().err
+    stop.on_validation_batch_end(trainer, None, None, None, 2)
+    assert len(saves) == 1  # once
+
+
+@pytest.mark.parametrize("case", ["rank 1", "one process", "validate subcommand", "sanity check", "fast_dev_run",
+                                  "sharded strategy"])
+def test_a_stop_in_a_validation_is_saved_there_only_by_rank_0_of_a_ddp_fit(case, tmp_path):
+    settings = {"rank 1": {"is_global_zero": False, "global_rank": 1}, "one process": {"world_size": 1},
+                "validate subcommand": {"state": SimpleNamespace(fn=train.TrainerFn.VALIDATING)},
+                "sanity check": {"sanity_checking": True}, "fast_dev_run": {"fast_dev_run": 1}, "sharded strategy": {}}
+    trainer, saves = validation_rank(**settings[case])
+    if case == "sharded strategy":  # DeepSpeed's subclasses DDP's and gathers its state collectively: not alone
+        sharded = type("ShardedStrategy", (DDPStrategy,), {})()
+        sharded.save_checkpoint = trainer.strategy.save_checkpoint
+        trainer.strategy = sharded
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.stop = True
+    stop.on_validation_batch_end(trainer, None, None, None, 0)
+    assert saves == [] and not stop.saved_in_validation
+
+
+# requeue_slurm_job
+
+
+@pytest.fixture
+def scontrol(tmp_path, monkeypatch):
+    """An scontrol on PATH that records its arguments and fails with `status` if a file says so."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "scontrol"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/scontrol.log"\nif [ -f "{tmp_path}/fail" ]; then '
+                      f'echo "slurm_requeue error: Access denied" >&2; exit 1; fi\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_requeue_asks_scontrol_to_requeue_the_job_or_the_array_task(scontrol, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    train.requeue_slurm_job("saved last.ckpt at step 5")
+    assert (scontrol / "scontrol.log").read_text() == "requeue 4242\n"
+    err = capsys.readouterr().err
+    assert "SLURM's time-limit signal: saved last.ckpt at step 5; requeueing job 4242" in err and "warning" not in err
+    monkeypatch.setenv("SLURM_JOB_ID", "4250")  # an array task's own id; scontrol takes the array's and the index
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4200")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    train.requeue_slurm_job("saved")
+    assert (scontrol / "scontrol.log").read_text().splitlines()[-1] == "requeue 4200_7"
+
+
+def test_a_failed_requeue_is_a_warning_naming_the_failure_and_the_resume(scontrol, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    (scontrol / "fail").touch()
+    train.requeue_slurm_job("saved")
+    err = capsys.readouterr().err
+    assert ("warning: `scontrol requeue 4242` failed (slurm_requeue error: Access denied); training goes on until the "
+            "time limit, and --ckpt_path last resumes it") in err
+    monkeypatch.setenv("PATH", str(scontrol / "empty"))  # no scontrol on this node
+    train.requeue_slurm_job("saved")
+    err = capsys.readouterr().err
+    assert "warning: `scontrol requeue 4242` failed (" in err and "scontrol" in err.split("failed (")[1]
+
+
+# the resume's reading of progress
+
+
+def epoch_checkpoint(ready: int, completed: int, batches_completed: int = 2, last: bool = False) -> dict:
+    """A checkpoint's fit loop as Lightning saves it: epochs ready/started/processed `ready`, completed `completed`."""
+    epochs = {"ready": ready, "started": ready, "processed": ready, "completed": completed}
+    batches = {"ready": batches_completed, "started": batches_completed, "processed": batches_completed,
+               "completed": batches_completed}
+    return {"loops": {"fit_loop": {"epoch_progress": {"total": dict(epochs), "current": dict(epochs)},
+                                   "epoch_loop.batch_progress": {"total": dict(batches), "current": dict(batches),
+                                                                 "is_last_batch": last}}}}
+
+
+def epochs_of(checkpoint: dict) -> list[tuple[int, int]]:
+    progress = checkpoint["loops"]["fit_loop"]["epoch_progress"]
+    return [(progress[kind]["processed"], progress[kind]["completed"]) for kind in ("total", "current")]
+
+
+def test_a_stop_inside_an_epoch_resumes_as_that_epoch_not_yet_processed():
+    resume = train.MaxStepsResume()
+    # max_steps stopped the 3rd epoch (index 2) after its 2nd batch: Lightning counted it processed, not completed
+    stopped = epoch_checkpoint(ready=3, completed=2)
+    resume.on_load_checkpoint(None, None, stopped)
+    assert epochs_of(stopped) == [(2, 2), (2, 2)]
+    # saved when training ended (ModelCheckpoint's save_last): that epoch counted completed too
+    ended = epoch_checkpoint(ready=3, completed=3)
+    resume.on_load_checkpoint(None, None, ended)
+    assert epochs_of(ended) == [(2, 2), (2, 2)]
+    # the epoch's last batch done (an epoch's end), none of its batches, or counts of neither kind: as saved
+    mismatched = epoch_checkpoint(3, 2)
+    mismatched["loops"]["fit_loop"]["epoch_progress"]["current"]["ready"] = 4  # the total's and current's differ
+    for untouched in (epoch_checkpoint(3, 2, last=True), epoch_checkpoint(3, 2, batches_completed=0),
+                      epoch_checkpoint(3, 1), mismatched):
+        before = repr(untouched)
+        resume.on_load_checkpoint(None, None, untouched)
+        assert repr(untouched) == before
+    for other in ({}, {"loops": None}, {"loops": {"fit_loop": {}}}, {"state_dict": {}}):  # weights files
+        resume.on_load_checkpoint(None, None, other)
+
+
+def test_the_rerun_validation_evens_the_totals_at_its_end_so_a_later_save_reads_as_after_it():
+    rerun = train.RerunStoppedValidation()
+    total = SimpleNamespace(ready=9, started=9, processed=8, completed=8)
+    trainer = SimpleNamespace(sanity_checking=False, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+        val_loop=SimpleNamespace(batch_progress=SimpleNamespace(total=total)))))
+    rerun.on_validation_end(trainer, None)  # no rerun pending: as Lightning counted
+    assert (total.processed, total.completed) == (8, 8)
+    rerun.pending = True
+    trainer.sanity_checking = True  # the sanity check's validation is not the rerun
+    rerun.on_validation_end(trainer, None)
+    assert (total.processed, total.completed) == (8, 8) and rerun.pending
+    trainer.sanity_checking = False
+    rerun.on_validation_end(trainer, None)
+    assert (total.ready, total.started, total.processed, total.completed) == (9, 9, 9, 9) and not rerun.pending
+    total.started = 15  # the next validation's lag is Lightning's own again
+    rerun.on_validation_end(trainer, None)
+    assert (total.processed, total.completed) == (9, 9)
+
