@@ -436,7 +436,8 @@ TARGETS = {
                                "MaxStepsResume.on_load_checkpoint", "RerunStoppedValidation.on_validation_end",
                                "check_checkpoint", "check_checkpoint_class", "refuse_exported_resume",
                                "requeue_slurm_job", "saved_step", "save_if", "fit_progress", "weights_in_memory"),
-                              ("tests/test_train_cli.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
+                              ("tests/test_stop_and_resume.py",
+                               "tests/test_train_cli.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
                                *(f"tests/test_train_cli.py::test_a_native_subcommand_refuses_another_systems_checkpoint"
                                  f"_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate", "test")),
                                *(f"tests/test_train_runs.py::test_ctrl_c_outside_the_training_batches_exits_130_and"
