@@ -4,12 +4,14 @@ an epoch, the checkpoint checks before a fit, results.json's epochs, the test on
 
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
@@ -96,6 +98,7 @@ def test_fit_progress_counts_epochs_as_batches_over_batches_per_epoch():
     assert progress_of(6, 3) == {"epochs": 2.0, "epochs_completed": 2, "batches": 6}
     assert progress_of(2, 3) == {"epochs": 0.6667, "epochs_completed": 0, "batches": 2}
     assert progress_of(1, 8) == {"epochs": 0.125, "epochs_completed": 0, "batches": 1}  # 4 places, not 2
+    assert progress_of(4, 1) == {"epochs": 4.0, "epochs_completed": 4, "batches": 4}  # epochs of one batch
     # no epochs to count: an endless loader, or none of its batches trained
     for per_epoch in (float("inf"), 0):
         assert progress_of(4, per_epoch) == {"epochs": None, "epochs_completed": None, "batches": 4}
@@ -209,6 +212,25 @@ def test_a_ctrl_c_after_the_stop_goes_to_the_handler_before_the_fit(tmp_path, ha
     signal.signal(signal.SIGINT, stop._on_sigint)
     stop._on_sigint(signal.SIGINT, None)
     assert sent == [(os.getpid(), signal.SIGINT)] and signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+
+
+def test_ctrl_c_is_taken_when_the_handler_before_the_fit_was_not_pythons(tmp_path, capsys, handlers, sent,
+                                                                        monkeypatch):
+    """signal.signal returns None for a handler installed outside Python (an embedding program's): the fit's Ctrl-C
+    still stops it with a save."""
+    real = signal.signal
+
+    def outside_pythons(signum, handler):
+        previous = real(signum, handler)
+        return None if signum == signal.SIGINT and previous is before else previous
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(signal, "signal", outside_pythons)
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(fake_trainer(), None)
+    stop._on_sigint(signal.SIGINT, None)
+    assert sent == [(os.getpid(), signal.SIGTERM)] and stop.signal == "Ctrl-C"
+    assert "Ctrl-C: stopping after this batch and saving last.ckpt" in capsys.readouterr().err
 
 
 def test_each_fit_starts_with_no_stop_and_ranks_other_than_0_leave_ctrl_c_to_rank_0(tmp_path, handlers):
@@ -427,6 +449,12 @@ def test_a_stop_inside_an_epoch_resumes_as_that_epoch_not_yet_processed():
         assert repr(untouched) == before
     for other in ({}, {"loops": None}, {"loops": {"fit_loop": {}}}, {"state_dict": {}}):  # weights files
         resume.on_load_checkpoint(None, None, other)
+    loops = epoch_checkpoint(3, 2)["loops"]["fit_loop"]
+    for kept in ("epoch_progress", "epoch_loop.batch_progress"):  # a fit loop that saved one of the two: as saved
+        partial = {"loops": {"fit_loop": {kept: loops[kept]}}}
+        before = repr(partial)
+        resume.on_load_checkpoint(None, None, partial)
+        assert repr(partial) == before
 
 
 def test_the_rerun_validation_evens_the_totals_at_its_end_so_a_later_save_reads_as_after_it():
@@ -447,3 +475,126 @@ def test_the_rerun_validation_evens_the_totals_at_its_end_so_a_later_save_reads_
     rerun.on_validation_end(trainer, None)
     assert (total.processed, total.completed) == (9, 9)
 
+
+
+# check_checkpoint (before a fit: --ckpt_path and --init_from) and check_checkpoint_class (a native subcommand's)
+
+
+class Tiny(torch.nn.Module):
+    """A net with two weights and a buffer built in setup (empty until then, as the style system's image)."""
+
+    def __init__(self, features: int = 3):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, features)
+        self.register_buffer("built_in_setup", torch.empty(0))
+
+
+def tiny_checkpoint(path: Path, model: torch.nn.Module, class_path: str | None = "tests.Tiny", **state) -> str:
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    hyper = {"_class_path": class_path} if class_path else {}
+    torch.save({"state_dict": {**weights, **state.pop("weights", {})}, "global_step": 4, "hyper_parameters": hyper,
+                **state}, path)
+    return str(path)
+
+
+def test_a_checkpoint_of_the_same_net_is_returned_for_a_resume_and_for_init_from(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "last.ckpt", Tiny(), weights={"built_in_setup": torch.ones(5, 5)})
+    for for_init in (False, True):  # the buffer built in setup has no shape to compare yet
+        assert train.check_checkpoint(checkpoint, Tiny(), "tiny", for_init=for_init)["global_step"] == 4
+    without_class = tiny_checkpoint(tmp_path / "plain.ckpt", Tiny(), class_path=None)  # a checkpoint of plain Lightning
+    assert train.check_checkpoint(without_class, Tiny(), "tiny")["global_step"] == 4
+
+
+def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path):
+    runs = tmp_path / "runs" / "r" / "checkpoints"
+    runs.mkdir(parents=True)
+    # a weight the net lacks first (passed over: its shape is nobody's), then the net's own at another size
+    checkpoint = str(runs / "last.ckpt")
+    torch.save({"state_dict": {"head.weight": torch.zeros(1), **Tiny(features=5).state_dict()}, "global_step": 4},
+               checkpoint)
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(checkpoint, Tiny(features=3), "tiny")
+    assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here)" in str(refused.value)
+    assert f"resume with its config: --config {tmp_path / 'runs' / 'r' / 'config.yaml'} --ckpt_path" in str(
+        refused.value)
+
+
+def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
+    class Deeper(Tiny):
+        def __init__(self):
+            super().__init__()
+            self.more = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt", Tiny(), class_path=None)  # no class to compare
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(checkpoint, Deeper(), "tiny", for_init=True)
+    # 4 weights missing (more.0/1 weight/bias), the first two in sorted order named
+    assert "holds another network (4 weights missing, e.g. ['more.0.bias', 'more.0.weight']; 0 not ours" in str(
+        refused.value)
+    extra = tiny_checkpoint(tmp_path / "extra.ckpt", Tiny(), weights={"head.weight": torch.zeros(1)})
+    with pytest.raises(train.UserError, match=re.escape("(0 weights missing, e.g. []; 1 not ours, e.g. "
+                                                        "['head.weight'])")):
+        train.check_checkpoint(extra, Tiny(), "tiny", for_init=True)
+    heads = tiny_checkpoint(tmp_path / "heads.ckpt", Tiny(), weights={f"head{i}.weight": torch.zeros(1)
+                                                                        for i in (3, 1, 2)})
+    with pytest.raises(train.UserError, match=re.escape("3 not ours, e.g. ['head1.weight', 'head2.weight']); ")):
+        train.check_checkpoint(heads, Tiny(), "tiny", for_init=True)
+    for path, model in ((checkpoint, Deeper()), (extra, Tiny())):  # a resume: Lightning's strict load says it
+        assert train.check_checkpoint(path, model, "tiny")["global_step"] == 4
+
+
+def test_a_checkpoint_of_another_class_names_it_and_the_system_to_use(tmp_path):
+    wgan = tiny_checkpoint(tmp_path / "wgan.ckpt", Tiny(), class_path="lightning_modules.wgan.WGAN")
+    with pytest.raises(train.UserError, match=re.escape(f"{wgan} is a WGAN checkpoint, this is tiny; use --system "
+                                                        "wgan")):
+        train.check_checkpoint(wgan, Tiny(), "tiny")
+    other = tiny_checkpoint(tmp_path / "other.ckpt", Tiny(), class_path="elsewhere.Other")
+    with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, this is tiny; train a elsewhere.Other "
+                                                        "with the config that wrote it")):
+        train.check_checkpoint(other, Tiny(), "tiny", for_init=True)
+
+
+def test_a_fit_from_an_exported_file_is_refused_and_init_from_takes_it(tmp_path):
+    exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), **{EXPORT_KEY: {"left_out": []}})
+    with pytest.raises(train.UserError, match=re.escape(f"start a new run from its weights with --init_from "
+                                                        f"{exported}")):
+        train.check_checkpoint(exported, Tiny(), "tiny")
+    assert train.check_checkpoint(exported, Tiny(), "tiny", for_init=True)["global_step"] == 4
+
+
+def native(ckpt_path, model="lightning_modules.DarknetClassifier"):
+    return Namespace(ckpt_path=ckpt_path, model=Namespace(class_path=model) if "." in model else model)
+
+
+def test_a_native_subcommand_takes_a_checkpoint_of_its_configs_class(tmp_path):
+    train.check_checkpoint_class(native(None), "fit")  # no checkpoint: nothing to read
+    darknet = tiny_checkpoint(tmp_path / "d.ckpt", Tiny(), class_path="lightning_modules.darknet_classifier."
+                                                                      "DarknetClassifier")
+    for kind in ("fit", "validate", "test"):
+        train.check_checkpoint_class(native(darknet), kind)
+        train.check_checkpoint_class(native(darknet, model="DarknetClassifier"), kind)  # a short name
+        train.check_checkpoint_class(native(tiny_checkpoint(tmp_path / "p.ckpt", Tiny(), class_path=None)), kind)
+    exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), class_path="lightning_modules.DarknetClassifier",
+                               **{EXPORT_KEY: {"left_out": []}})
+    for kind in ("validate", "test"):  # its weights are all an evaluation needs
+        train.check_checkpoint_class(native(exported), kind)
+    with pytest.raises(train.UserError, match=re.escape(f"--ckpt_path {exported} is an exported weights file")):
+        train.check_checkpoint_class(native(exported), "fit")
+
+
+def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp_path):
+    folder = tmp_path / "runs" / "r" / "checkpoints"
+    folder.mkdir(parents=True)
+    cyclegan = tiny_checkpoint(folder / "last.ckpt", Tiny(), class_path="lightning_modules.CycleGAN")
+    with pytest.raises(train.UserError, match=re.escape(
+            f"--ckpt_path {cyclegan} is a CycleGAN checkpoint, but the config's model is a DarknetClassifier; give "
+            "its system's config, --config configs/cyclegan.yaml")):
+        train.check_checkpoint_class(native(cyclegan), "test")
+    (tmp_path / "runs" / "r" / "config.yaml").write_text("model: {}\n")  # the run's own config, beside its folder
+    with pytest.raises(train.UserError, match=re.escape(f"give its run's config, --config {tmp_path}/runs/r/config.yaml"
+                                                        )):
+        train.check_checkpoint_class(native(cyclegan), "validate")
+    other = tiny_checkpoint(tmp_path / "o.ckpt", Tiny(), class_path="elsewhere.Other")
+    with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, but the config's model is a "
+                                                        "DarknetClassifier; give the config that trained it")):
+        train.check_checkpoint_class(native(other), "fit")
