@@ -61,7 +61,9 @@ def optimizer_class(opt_fn: str | type) -> type[torch.optim.Optimizer]:
         found = getattr(__import__(module or "torch.optim", fromlist=[name]), name)
     except (ImportError, AttributeError):
         found = None
-    if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+    # the base class too: it takes no lr, and a phase of it failed at its start with a TypeError
+    if (not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer))
+            or found is torch.optim.Optimizer):
         known = sorted(n for n, c in vars(torch.optim).items() if isinstance(c, type)
                        and issubclass(c, torch.optim.Optimizer) and c is not torch.optim.Optimizer)
         raise UserError(f"unknown optimizer {opt_fn!r}; use one of {', '.join(known)} or a dotted class path")
