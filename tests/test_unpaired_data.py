@@ -370,3 +370,60 @@ def test_a_domain_with_no_readable_image_is_named(tmp_path, count):
     with pytest.warns(UserWarning, match="skipped"), pytest.raises(
             FileNotFoundError, match=f"none of the {count} images in {root / 'trainA'} can be read"):
         dm.train_set[0, 0]
+
+
+# --- the crop check, prepare_data's lock and Lightning's per-node preparation ------------------------
+
+def test_crop_sizes_are_checked_past_an_unreadable_file_which_is_left_to_the_loader(tmp_path):
+    root = make_unpaired(tmp_path / "d", counts=(3, 1, 1, 1), size=(36, 40), gray_in=None)
+    (root / "trainA" / "000.png").write_bytes(b"")  # unreadable: the loader skips it with a warning
+    Image.fromarray(np.zeros((24, 30, 3), dtype=np.uint8)).save(root / "trainA" / "001.png")  # 30 wide, 24 high
+    with pytest.raises(UserError, match=r"^1 training image is smaller than crop_size 32, .*: \S*001.png \(30x24\); "):
+        data_module(root, load_size=16, crop_size=32, preprocess="crop")
+
+
+def test_a_dataset_another_process_unpacked_while_this_one_waited_for_the_lock_is_kept(tmp_path, monkeypatch):
+    import datamodules.unpaired as unpaired
+    root = tmp_path / "data" / "horse2zebra"
+    real_prepare = unpaired.prepare
+
+    def after_the_other_process(target, *args, **kwargs):  # it held the lock first and unpacked its copy
+        make_unpaired(root, counts=(1, 2, 1, 1), gray_in=None)
+        return real_prepare(target, *args, **kwargs)
+
+    monkeypatch.setattr(unpaired, "prepare", after_the_other_process)
+    # nothing is fetched (no server: a download would fail) and the other process's folders stay
+    UnpairedImageDataModule(str(root), url="http://127.0.0.1:9/horse2zebra.zip", num_workers=0).prepare_data()
+    assert [len(list((root / folder).iterdir())) for folder in ("trainA", "trainB", "testA", "testB")] == [1, 2, 1, 1]
+    assert sorted(p.name for p in root.parent.iterdir()) == ["horse2zebra"]  # no temporary folder or lock left
+
+
+def test_the_data_is_prepared_on_every_node(tiny_unpaired, monkeypatch):
+    """Each node's first process prepares (downloads) the data: nodes need not share a filesystem."""
+    import lightning as L
+
+    class Prepared(Exception):
+        pass
+
+    def prepare(self):
+        raise Prepared
+
+    monkeypatch.setattr(L.Trainer, "node_rank", property(lambda self: 1))  # the second node's local rank 0
+    monkeypatch.setattr(UnpairedImageDataModule, "prepare_data", prepare)
+
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch, batch_idx):
+            return self.weight * batch[0].float().mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, max_steps=1)
+    with pytest.raises(Prepared):
+        trainer.fit(Model(), datamodule=UnpairedImageDataModule(str(tiny_unpaired), load_size=36, crop_size=32,
+                                                                num_workers=0))
