@@ -470,6 +470,31 @@ TARGETS = {
                               " or several_devices_are_refused_with or gatys or seeds_plain or content_only"
                               " or a_batch_gives or average_pooling or tv_weight_adds) and not once_before"
                               " and not init_from and not job_writes and not across_a_level")),
+    # the unpaired data module's set-up: the crop check from the headers, the download into a missing data_dir, the
+    # domain loaders of test and validation, the squash of an image to a square
+    "unpaired_data": Target("datamodules/unpaired.py",
+                            ("check_crop_sizes", "UnpairedImageDataModule.__init__",
+                             "UnpairedImageDataModule.prepare_data", "UnpairedImageDataModule._domain_loaders",
+                             "load_image"),
+                            ("tests/test_unpaired_data.py", "-m", "not slow")),
+    # the phase scheduler's set-up: one of phases or a recipe, the model's own lr scheduler refused, a fit without
+    # training batches, the recipe built at fit start, the lr_schedule.png plot and its W&B image
+    "phase_setup": Target("callbacks/phase_scheduler.py",
+                          ("TrainingPhaseScheduler.__init__", "TrainingPhaseScheduler.on_fit_start", "plot_schedule",
+                           "TrainingPhaseScheduler._plot"),
+                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_training_phase.py",
+                           "-k", "test_phase_setup or test_phase_math or plot or wandb or own_lr_scheduler"
+                           " or recipe or fitted_twice or sgdr_passes or seed_formula or switches")),
+    # a phase's decay names, optimizer names and a recipe's share of the cycle
+    "phase_types": Target("callbacks/training_phase.py", ("decay_type", "optimizer_class", "check_share"),
+                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_training_phase.py",
+                           "-k", "test_phase_setup or test_phase_math or share or decay_no or bad_phase or yaml"
+                           " or pct_start_0 or ends_of_their_range")),
+    # the VGG's weights from the torch cache or a file, and the forward hooks that keep the features
+    "vgg_weights": Target("lightning_modules/nets/vgg.py", ("saved_features", "imagenet_state", "file_state"),
+                          ("tests/test_vgg_weights.py", "tests/test_style_cli.py", "tests/test_style.py", "-k",
+                           "test_vgg_weights or local_weights or torch_cache or without_weights or hooks_are_gone"
+                           " or gatys")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
