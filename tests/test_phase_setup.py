@@ -64,3 +64,71 @@ def test_the_scheduler_takes_exactly_one_of_phases_or_a_recipe():
     scheduler = TrainingPhaseScheduler(one_cycle={})  # an empty recipe: its defaults, its length from the training
     assert scheduler.recipe == ("one_cycle", {}) and scheduler.phases is None
     assert TrainingPhaseScheduler(flat_cos={"pct_start": 0.5}).recipe == ("flat_cos", {"pct_start": 0.5})
+
+
+# --- phase_setup: the schedule's plot ----------------------------------------------------------------
+
+def plotted(monkeypatch, tmp_path, phases, ends, **kwargs):
+    """plot_schedule's figure (caught at its savefig) and the PNG's (width, height) in pixels."""
+    import matplotlib.figure
+    from PIL import Image
+
+    from callbacks import plot_schedule
+    captured = []
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda figure, *a, **k: (captured.append(figure), original(figure, *a, **k))[1])
+    path = plot_schedule(phases, ends, tmp_path / "lr.png", **kwargs)
+    with Image.open(path) as image:
+        return captured[0], image.size
+
+
+def test_the_plot_draws_each_phases_lr_and_momentum_per_iteration_and_names_it_above_its_middle(monkeypatch,
+                                                                                               tmp_path):
+    phases = [TrainingPhase(1, "Adam", (0.1, 0.0), "linear", momentum=None),
+              TrainingPhase(2, "SGD", (0.02, 0.01), "linear", momentum=(0.9, 0.8), momentum_decay="linear")]
+    figure, size = plotted(monkeypatch, tmp_path, phases, [10, 30])
+    assert size == (2 * 6 * 100, 4 * 100)  # two panels of 6 x 4 inches at 100 dpi
+    lr_axis, momentum_axis = figure.axes
+    lr_lines = [line for line in lr_axis.lines if line.get_linestyle() != "--"]
+    assert [list(line.get_xdata()) for line in lr_lines] == [list(range(10)), list(range(10, 30))]
+    torch.testing.assert_close(list(lr_lines[0].get_ydata()), [0.1 * (1 - i / 10) for i in range(10)])
+    torch.testing.assert_close(list(lr_lines[1].get_ydata()), [0.02 - 0.01 * i / 20 for i in range(20)])
+    momentum_lines = [line for line in momentum_axis.lines if line.get_linestyle() != "--"]
+    assert len(momentum_lines) == 1 and list(momentum_lines[0].get_xdata()) == list(range(10, 30))  # Adam's none
+    torch.testing.assert_close(list(momentum_lines[0].get_ydata()), [0.9 - 0.1 * i / 20 for i in range(20)])
+    for axis in (lr_axis, momentum_axis):
+        boundaries = [line for line in axis.lines if line.get_linestyle() == "--"]
+        assert [list(line.get_xdata()) for line in boundaries] == [[10, 10]]
+        assert [(t.get_text(), t.get_position()[0]) for t in axis.texts] == [("Adam", 5), ("SGD", 20)]
+        assert all(1 < t.get_position()[1] < 1.1 for t in axis.texts)  # just above the axes (axes coordinates)
+
+
+def test_the_plot_has_one_panel_without_momentum_and_no_names_without_text(monkeypatch, tmp_path):
+    phases = [TrainingPhase(1, "Adam", 0.1, momentum=None), TrainingPhase(1, "SGD", 0.01, momentum=None)]
+    figure, size = plotted(monkeypatch, tmp_path, phases, [4, 8], show_text=False)
+    assert size == (6 * 100, 4 * 100) and len(figure.axes) == 1 and not figure.axes[0].texts
+    with_momentum = [TrainingPhase(1, "SGD", 0.1, momentum=0.9)]
+    figure, size = plotted(monkeypatch, tmp_path, with_momentum, [4], show_moms=False)
+    assert size == (6 * 100, 4 * 100) and len(figure.axes) == 1
+
+
+def test_the_plot_goes_to_wandb_loggers_alone_at_the_runs_start(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    class Images(WandbLogger):
+        def __init__(self):  # no W&B run: only what would be logged
+            self.logged = []
+
+        def log_image(self, key, images, **options):
+            self.logged.append((key, images))
+
+    scheduler = TrainingPhaseScheduler([TrainingPhase(1, "SGD", 0.1)])
+    scheduler.ends = [10]
+    wandb, other = Images(), SimpleNamespace()  # a logger without log_image (CSV, TensorBoard)
+    scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[other, wandb], global_step=0))
+    assert wandb.logged == [("lr_schedule", [str(tmp_path / "lr_schedule.png")])]
+    scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[other, wandb], global_step=1))
+    assert len(wandb.logged) == 1
