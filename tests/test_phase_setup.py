@@ -86,12 +86,13 @@ def plotted(monkeypatch, tmp_path, phases, ends, **kwargs):
 def test_the_plot_draws_each_phases_lr_and_momentum_per_iteration_and_names_it_above_its_middle(monkeypatch,
                                                                                                tmp_path):
     phases = [TrainingPhase(1, "Adam", (0.1, 0.0), "linear", momentum=None),
-              TrainingPhase(2, "SGD", (0.02, 0.01), "linear", momentum=(0.9, 0.8), momentum_decay="linear")]
-    figure, size = plotted(monkeypatch, tmp_path, phases, [10, 30])
+              TrainingPhase(2, "SGD", (0.02, 0.01), "linear", momentum=(0.9, 0.8), momentum_decay="linear"),
+              TrainingPhase(0.25, "SGD", 0.001, momentum=None)]
+    figure, size = plotted(monkeypatch, tmp_path, phases, [10, 30, 35])
     assert size == (2 * 6 * 100, 4 * 100)  # two panels of 6 x 4 inches at 100 dpi
     lr_axis, momentum_axis = figure.axes
     lr_lines = [line for line in lr_axis.lines if line.get_linestyle() != "--"]
-    assert [list(line.get_xdata()) for line in lr_lines] == [list(range(10)), list(range(10, 30))]
+    assert [list(line.get_xdata()) for line in lr_lines] == [list(range(10)), list(range(10, 30)), list(range(30, 35))]
     torch.testing.assert_close(list(lr_lines[0].get_ydata()), [0.1 * (1 - i / 10) for i in range(10)])
     torch.testing.assert_close(list(lr_lines[1].get_ydata()), [0.02 - 0.01 * i / 20 for i in range(20)])
     momentum_lines = [line for line in momentum_axis.lines if line.get_linestyle() != "--"]
@@ -99,8 +100,9 @@ def test_the_plot_draws_each_phases_lr_and_momentum_per_iteration_and_names_it_a
     torch.testing.assert_close(list(momentum_lines[0].get_ydata()), [0.9 - 0.1 * i / 20 for i in range(20)])
     for axis in (lr_axis, momentum_axis):
         boundaries = [line for line in axis.lines if line.get_linestyle() == "--"]
-        assert [list(line.get_xdata()) for line in boundaries] == [[10, 10]]
-        assert [(t.get_text(), t.get_position()[0]) for t in axis.texts] == [("Adam", 5), ("SGD", 20)]
+        assert [list(line.get_xdata()) for line in boundaries] == [[10, 10], [30, 30]]
+        assert all(line.get_linewidth() < lr_lines[0].get_linewidth() for line in boundaries)  # thinner than curves
+        assert [(t.get_text(), t.get_position()[0]) for t in axis.texts] == [("Adam", 5), ("SGD", 20), ("SGD", 32.5)]
         assert all(1 < t.get_position()[1] < 1.1 for t in axis.texts)  # just above the axes (axes coordinates)
 
 
