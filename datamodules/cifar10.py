@@ -149,7 +149,8 @@ def cached_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     try:
         saved = torch.load(path, weights_only=True)
         if (isinstance(saved, dict) and saved.get("version") == DECODED_VERSION
-                and saved.get("fingerprint") == fingerprint):
+                and saved.get("fingerprint") == fingerprint
+                and saved["images"].shape[-1] == saved["images"].shape[-2]):  # else decoded again, and refused
             return saved["images"], saved["labels"], saved["classes"]
     except Exception:  # noqa: BLE001 - no file yet, or a truncated or foreign one: only a cache miss
         pass

@@ -129,16 +129,24 @@ def test_an_image_of_another_size_is_named_with_the_fix(tiny_cifar):
 
 
 @pytest.mark.parametrize("size", [(50, 20), (32, 48)])
-def test_images_that_are_not_square_are_refused_even_all_of_one_size(size, tmp_path):
+@pytest.mark.parametrize("cache", ["none", "decoded before the check"])
+def test_images_that_are_not_square_are_refused_even_all_of_one_size(size, cache, tmp_path):
     from PIL import Image
+
+    from datamodules.cifar10 import DECODED, DECODED_VERSION, folder_fingerprint
     for split in ("train", "test"):
         for name in ("cat", "dog"):
             (tmp_path / split / name).mkdir(parents=True)
             Image.new("RGB", size, (60, 0, 0)).save(tmp_path / split / name / "0.png")
+        if cache != "none":  # the cache a train.py before this check wrote of the same folder, still matching it
+            (tmp_path / DECODED).mkdir(exist_ok=True)
+            torch.save({"version": DECODED_VERSION, "fingerprint": folder_fingerprint(tmp_path / split),
+                        "images": torch.full((2, 3, size[1], size[0]), 60, dtype=torch.uint8),
+                        "labels": torch.tensor([0, 1]), "classes": ["cat", "dog"]}, tmp_path / DECODED / f"{split}.pt")
     first = tmp_path / "train" / "cat" / "0.png"
     with pytest.raises(UserError, match=f"{first} is {size[0]}x{size[1]} pixels \\(width x height\\), not square; "
                                         "CIFAR10DataModule takes square images, as CIFAR-10's 32x32: crop or resize"):
-        loaded(tmp_path, download=False, cache_decoded=False)
+        loaded(tmp_path, download=False, cache_decoded=cache != "none")
 
 
 def test_training_batches_are_augmented_and_resized_on_transfer(tiny_cifar):
