@@ -107,8 +107,12 @@ def refuse_unexpanded_home(path: str | Path, flag: str) -> None:
     """`--output=~/x`: the shell expands no '~' after '=' (nor does a config file), and a folder named '~' in the
     working folder is one `rm -rf ~` away from the home folder."""
     if str(path).startswith("~"):
+        try:
+            meant = f"give {Path(path).expanduser()}"
+        except RuntimeError:  # ~name of no user here
+            meant = "give the folder's whole path"
         raise UserError(f"{flag} {path}: '~' means the home folder only where the shell expands it (not after '=', "
-                        f"nor in a config file); give {Path(path).expanduser()}")
+                        f"nor in a config file); {meant}")
 
 
 def _refuse_a_file_on_the_way(folder: Path, path: str | Path, flag: str) -> None:

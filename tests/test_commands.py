@@ -658,31 +658,36 @@ def test_an_output_path_a_file_blocks_is_refused_in_one_line_before_any_work(com
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # nothing written beside it
 
 
-@pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
-                                           ("stylize", "--output"), ("classify", "--output"), ("train", None)])
-def test_an_output_path_with_a_tilde_the_shell_left_is_refused_naming_the_home_folder(command, flag, tmp_path, capsys,
-                                                                                       monkeypatch):
+@pytest.mark.parametrize("command, flag, path", [
+    ("wgan_generate", "--out_dir", "~/out"), ("cyclegan_translate", "--output_dir", "~/out"),
+    ("stylize", "--output", "~/out"), ("classify", "--output", "~/out.csv"),
+    ("train", "--trainer.default_root_dir", "~/out"), ("train", "--trainer.logger.save_dir", "~/out"),
+    ("train", "--trainer.callbacks.dirpath", "~/out"),
+    ("wgan_generate", "--out_dir", "~nosuchuser0/out")])  # ~name of no user: no home folder to name
+def test_an_output_path_with_a_tilde_the_shell_left_is_refused_naming_the_home_folder(command, flag, path, tmp_path,
+                                                                                       capsys, monkeypatch):
     """`--output=~/out`: no shell expands '~' after '=' (nor does a config file); the folder made was ./~/out."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    path = "~/out.csv" if command == "classify" else "~/out"
-    args = {"wgan_generate": ["absent.ckpt", f"{flag}={path}"],
-            "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), f"{flag}={path}"],
-            "stylize": ["--content", "absent.jpg", f"{flag}={path}"],
-            "classify": ["absent.ckpt", "absent.png", f"{flag}={path}"],
-            "train": ["--system", "darknet", "--data.data_dir", str(tmp_path), f"--trainer.default_root_dir={path}"]
-            }[command]
-    flag = flag or "--trainer.default_root_dir"
+    given = [f"{flag}={path}"]
+    args = {"wgan_generate": ["absent.ckpt", *given],
+            "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), *given],
+            "stylize": ["--content", "absent.jpg", *given],
+            "classify": ["absent.ckpt", "absent.png", *given],
+            "train": ["--system", "darknet", "--data.data_dir", str(tmp_path), "--trainer.default_root_dir",
+                      str(tmp_path / "runs"), *(["--trainer.callbacks+=ModelCheckpoint"] if "callbacks" in flag else
+                                                []), *given]}[command]
     with pytest.raises(SystemExit) as stop:
         if command == "train":
             __import__("callbacks").errors.one_line_errors(__import__("train").main, args)
         else:
             getattr(commands, command)(args)
     err = capsys.readouterr().err
+    meant = "the folder's whole path" if "nosuchuser" in path else tmp_path / "home" / path[2:]
     expected = f"{flag} {path}: '~' means the home folder only where the shell expands it (not after '=', nor in a " \
-               f"config file); give {tmp_path / 'home' / path[2:]}"
+               f"config file); give {meant}"
     assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder named '~'
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder named '~', nor runs/
 
 
 @pytest.mark.parametrize("command, flag", [("wgan_generate", "--out_dir"), ("cyclegan_translate", "--output_dir"),
