@@ -1105,6 +1105,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     for callback in trainer.callbacks or []:
         if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
             callback.init_args.dirpath = str(run_dir / "checkpoints")
+        elif callback.class_path.endswith("ModelCheckpoint"):
+            refuse_unexpanded_home(callback.init_args.dirpath, "--trainer.callbacks.dirpath")
     info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
                                  "kind": kind, "trained": False}
     if kind in EVALUATIONS:
@@ -1121,6 +1123,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         args = wandb_loggers[0].init_args
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
+        refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
         plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
         # the dashboard can filter by system and tell a fit from a test or an LR finder's run
@@ -1302,6 +1305,8 @@ def wandb_logged_in() -> bool:
     if os.environ.get("WANDB_MODE"):
         return True
     import wandb
+    if wandb.run is not None:  # a run the caller began (wandb.init in a notebook), which the logger logs into: the
+        return True             # check's teardown below would end it
     try:
         logged_in = bool(wandb.login(prompt=False, verify=False))
     except TypeError:  # wandb before login(prompt=...) (0.17 at the floor): its API's stored key, no prompt
@@ -1601,7 +1606,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
         code = error.code if isinstance(error, SystemExit) else 130 if isinstance(error, KeyboardInterrupt) else 1
-        finish_wandb_run(earlier_wandb_run, code if isinstance(code, int) else 1)
+        finish_wandb_run(earlier_wandb_run, 0 if code is None else code if isinstance(code, int) else 1)  # sys.exit's
         raise
     else:
         finish_wandb_run(earlier_wandb_run, 0)

@@ -104,6 +104,21 @@ def test_each_train_main_in_one_process_logs_to_its_own_wandb_run(tiny_cifar, tm
         assert folder.name.endswith(f"-{wandb_id}") and (folder / f"run-{wandb_id}.wandb").stat().st_size > 0
 
 
+def test_a_run_of_the_callers_is_logged_into_and_left_open(tiny_cifar, tmp_path, monkeypatch):
+    """wandb.init in a notebook, then train.main: Lightning's WandbLogger logs into that run. The login check's
+    wandb.teardown() ended it, and the run crashed (AlreadyJoinedError) as it logged its config."""
+    import wandb
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the login check runs only without it
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials of the machine's
+    callers = wandb.init(mode="offline", dir=str(tmp_path), project="notebook")
+    try:
+        train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "r"))
+        assert wandb.run is callers  # still the caller's, open
+        assert (tmp_path / "runs" / "r" / "results.json").is_file()
+    finally:
+        callers.finish()
+
+
 @pytest.mark.parametrize("started, finished", [("here", [0]), ("before", [])])
 def test_a_wandb_run_of_the_callers_is_left_open(started, finished, monkeypatch):
     """Lightning's WandbLogger logs into a run the caller began (wandb.init in a notebook): the caller ends it."""
