@@ -331,7 +331,8 @@ TARGETS = {
                             "ImageFolderDataModule.setup", "ImageFolderDataModule.train_dataloader",
                             "ImageFolderDataModule.val_dataloader", "ImageFolderDataModule.on_after_batch_transfer"),
                            ("tests/test_image_folder.py", "tests/test_gan_fid.py::test_wgan_validation_logs_the"
-                            "_formulas_distance_between_fixed_noise_and_the_real_sample")),
+                            "_formulas_distance_between_fixed_noise_and_the_real_sample",
+                            "tests/test_prepare_data.py::test_the_data_is_prepared_on_every_node[image_folder]")),
     # the training signal on screen: the bar's metrics read once per logging interval, the plain lines off a terminal
     # (interval, metrics shown, numbers, validation line), train.py's bar and its quieting of Lightning's tips
     "progress_bar": Target("callbacks/progress.py",
@@ -365,9 +366,10 @@ TARGETS = {
                             "CIFAR10DataModule.test_dataloader", "CIFAR10DataModule._sized",
                             "CIFAR10DataModule.plain_training_images"),
                            ("tests/test_cifar10_load.py", "tests/test_cifar10_data.py", "tests/test_darknet_speed.py",
-                            "-m", "not slow", "-k", "test_cifar10_load or (test_cifar10_data and not without_tarfiles"
-                            " and not reaching_outside and not two_processes and not killed_attempt) or on_device"
-                            " or whitening_sample")),
+                            "tests/test_prepare_data.py", "-m", "not slow", "-k",
+                            "test_cifar10_load or (test_cifar10_data and not without_tarfiles and not reaching_outside"
+                            " and not two_processes and not killed_attempt) or on_device or whitening_sample"
+                            " or (test_prepare_data and cifar10)")),
     # dl2-classify's argparse front (defaults, one-line mistakes) and `python -m lightning_modules.darknet_classifier`
     "classify_command": Target("lightning_modules/commands.py", ("classify", "darknet"),
                                ("tests/test_commands.py", "-k", "darknet_module or dl2_classify or default_device_auto"
@@ -476,7 +478,9 @@ TARGETS = {
                             ("check_crop_sizes", "UnpairedImageDataModule.__init__",
                              "UnpairedImageDataModule.prepare_data", "UnpairedImageDataModule._domain_loaders",
                              "load_image"),
-                            ("tests/test_unpaired_data.py", "-m", "not slow")),
+                            ("tests/test_unpaired_data.py",
+                             "tests/test_prepare_data.py::test_the_data_is_prepared_on_every_node[unpaired]",
+                             "-m", "not slow")),
     # the phase scheduler's set-up: one of phases or a recipe, the model's own lr scheduler refused, a fit without
     # training batches, the recipe built at fit start, the lr_schedule.png plot and its W&B image
     "phase_setup": Target("callbacks/phase_scheduler.py",

@@ -149,36 +149,6 @@ def test_on_device_copies_hold_the_same_pixels_and_labels(tmp_path):
     assert data.train_dataloader().images is data.train_images
 
 
-def test_the_data_is_prepared_on_every_node(tmp_path, monkeypatch):
-    """Each node's first process prepares (downloads) the data: nodes need not share a filesystem."""
-    import lightning as L
-
-    class Prepared(Exception):
-        pass
-
-    def prepare(self):
-        raise Prepared
-
-    monkeypatch.setattr(L.Trainer, "node_rank", property(lambda self: 1))  # the second node's local rank 0
-    monkeypatch.setattr(CIFAR10DataModule, "prepare_data", prepare)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, max_steps=1)
-
-    class Model(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(()))
-
-        def training_step(self, batch, batch_idx):
-            return self.weight * batch[0].float().mean()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    with pytest.raises(Prepared):
-        trainer.fit(Model(), datamodule=CIFAR10DataModule(str(tmp_path / "c")))
-
-
 def test_the_second_image_of_another_size_is_named_too(tmp_path):
     """The size is compared with the first image read: here the only one before it."""
     from PIL import Image

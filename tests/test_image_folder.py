@@ -481,32 +481,3 @@ def test_the_validation_sample_is_the_same_from_files_or_from_memory(tmp_path):
     assert [len(batch) for batch in batches[True]] == [2, 2, 1]  # 5 of the 8, every one once
     assert len({pixel for batch in batches[True] for pixel in batch}) == 5
     assert batches[False] == batches[True]  # in the same order
-
-
-def test_the_data_is_prepared_on_every_node(tree, monkeypatch):
-    """Each node's first process prepares (downloads) the data: nodes need not share a filesystem."""
-    import lightning as L
-
-    class Prepared(Exception):
-        pass
-
-    def prepare(self):
-        raise Prepared
-
-    monkeypatch.setattr(L.Trainer, "node_rank", property(lambda self: 1))  # the second node's local rank 0
-    monkeypatch.setattr(ImageFolderDataModule, "prepare_data", prepare)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, max_steps=1)
-    class Model(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(()))
-
-        def training_step(self, batch, batch_idx):
-            return self.weight * batch.mean()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    with pytest.raises(Prepared):
-        trainer.fit(Model(), datamodule=ImageFolderDataModule(str(tree), isize=16, batch_size=5, num_workers=0))

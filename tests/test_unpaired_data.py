@@ -396,34 +396,3 @@ def test_a_dataset_another_process_unpacked_while_this_one_waited_for_the_lock_i
     UnpairedImageDataModule(str(root), url="http://127.0.0.1:9/horse2zebra.zip", num_workers=0).prepare_data()
     assert [len(list((root / folder).iterdir())) for folder in ("trainA", "trainB", "testA", "testB")] == [1, 2, 1, 1]
     assert sorted(p.name for p in root.parent.iterdir()) == ["horse2zebra"]  # no temporary folder or lock left
-
-
-def test_the_data_is_prepared_on_every_node(tiny_unpaired, monkeypatch):
-    """Each node's first process prepares (downloads) the data: nodes need not share a filesystem."""
-    import lightning as L
-
-    class Prepared(Exception):
-        pass
-
-    def prepare(self):
-        raise Prepared
-
-    monkeypatch.setattr(L.Trainer, "node_rank", property(lambda self: 1))  # the second node's local rank 0
-    monkeypatch.setattr(UnpairedImageDataModule, "prepare_data", prepare)
-
-    class Model(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(()))
-
-        def training_step(self, batch, batch_idx):
-            return self.weight * batch[0].float().mean()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, max_steps=1)
-    with pytest.raises(Prepared):
-        trainer.fit(Model(), datamodule=UnpairedImageDataModule(str(tiny_unpaired), load_size=36, crop_size=32,
-                                                                num_workers=0))
