@@ -1288,6 +1288,18 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(w
         assert sorted(p.name for p in (logs / "mine" / "wandb").iterdir()) == ["latest-run", wandb_run.name]
 
 
+def busy_folder(monkeypatch, folder: Path) -> None:
+    """os.rmdir of `folder` fails as on NFS, where a file another process still has open stays as a .nfs file."""
+    import errno
+    rmdir = os.rmdir
+
+    def busy(path, *args, **kwargs):
+        if Path(path) == folder:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+        rmdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "rmdir", busy)
+
+
 def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(tmp_path, monkeypatch):
     wandb = tmp_path / "wandb"
     for run in ("offline-run-1-aaaa", "offline-run-2-bbbb"):
@@ -1301,14 +1313,7 @@ def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "other.log", "settings"]
     assert (wandb / "other.log").read_text() == "offline-run-2-bbbb"
     # one that cannot be removed (NFS keeps a file another process has open) leaves the refusal as it was
-    import errno
-    rmdir = os.rmdir
-
-    def busy(path, *args, **kwargs):
-        if Path(path) == wandb / "offline-run-2-bbbb":
-            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
-        rmdir(path, *args, **kwargs)
-    monkeypatch.setattr(os, "rmdir", busy)
+    busy_folder(monkeypatch, wandb / "offline-run-2-bbbb")
     train.remove_wandb_run(wandb / "offline-run-2-bbbb")
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "settings"]
 
@@ -1316,17 +1321,10 @@ def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
     """On NFS a file another process still has open becomes a .nfs file and its folder cannot be removed: the user
     still gets the refusal's one line, not a traceback of the clean-up (and without a W&B run, no wandb.finish)."""
-    import errno
     monkeypatch.setattr(train, "_fresh_runs", {})
     runs = tmp_path / "runs"
     train.prepare_run(run_config(runs, run_name="r"), "fit")
-    rmdir = os.rmdir
-
-    def busy(path, *args, **kwargs):
-        if Path(path) == runs / "r":
-            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
-        rmdir(path, *args, **kwargs)
-    monkeypatch.setattr(os, "rmdir", busy)
+    busy_folder(monkeypatch, runs / "r")
     finished = []
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None, finish=lambda exit_code: finished.append(
         exit_code)))
