@@ -499,6 +499,32 @@ TARGETS = {
                           ("tests/test_vgg_weights.py", "tests/test_style_cli.py", "tests/test_style.py", "-k",
                            "test_vgg_weights or local_weights or torch_cache or without_weights or hooks_are_gone"
                            " or gatys")),
+    # train.py's command line before the run: --system to its config, the checks of --data, of a config of another
+    # system and of the job's options, the system help, the W&B run a train.main began, what is logged of the hardware
+    # and the checkout; the tests as node ids, the direct calls first (the fits among them are short)
+    "cli_checks": Target("train.py",
+                         ("check_data", "check_job", "find_system", "system_to_config", "system_of", "config_model",
+                          "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
+                          "current_wandb_run", "hardware", "git_commit"),
+                         ("tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
+                          "tests/test_train_cli.py::test_another_systems_data_module_is_refused_naming_both",
+                          *(f"tests/test_train_runs.py::test_{name}" for name in (
+                              "system_help_lists_system_then_its_options_with_the_config_values",
+                              "every_shipped_system_has_help", "help_without_system_lists_the_systems",
+                              "help_trainer_shows_lightnings_trainer_options",
+                              "a_config_of_another_systems_model_beside_system_is_refused")),
+                          *(f"tests/test_train_cli.py::test_{name}" for name in (
+                              "unknown_system_lists_the_systems", "a_run_name_that_is_a_path_is_refused",
+                              "a_negative_save_every_minutes_is_refused",
+                              "another_systems_data_module_is_refused_in_one_line_before_the_run_folder",
+                              "a_native_subcommand_refuses_another_systems_checkpoint_before_any_folder",
+                              "test_on_a_system_without_a_test_step_is_refused_before_any_folder",
+                              "lr_find_refuses_a_gan_that_steps_its_optimizers_itself",
+                              "lr_find_options_without_lr_find_are_refused_instead_of_training",
+                              "native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags",
+                              "a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it",
+                              "each_train_main_in_one_process_logs_to_its_own_wandb_run",
+                              "a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_checkpoint")))),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
