@@ -501,12 +501,13 @@ TARGETS = {
                            " or gatys")),
     # train.py's command line before the run: --system to its config, the checks of --data, of a config of another
     # system and of the job's options, the system help, the W&B run a train.main began, what is logged of the hardware
-    # and the checkout; the tests as node ids, the direct calls first (the fits among them are short)
+    # and the checkout; test_cli_checks.py's direct calls first, then the older tests as node ids (short fits)
     "cli_checks": Target("train.py",
                          ("check_data", "check_job", "find_system", "system_to_config", "system_of", "config_model",
                           "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
                           "current_wandb_run", "hardware", "git_commit"),
-                         ("tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
+                         ("tests/test_cli_checks.py",
+                          "tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
                           "tests/test_train_cli.py::test_another_systems_data_module_is_refused_naming_both",
                           *(f"tests/test_train_runs.py::test_{name}" for name in (
                               "system_help_lists_system_then_its_options_with_the_config_values",
