@@ -280,6 +280,14 @@ def test_a_run_name_that_is_no_single_folder_name_is_refused(calls, name):
     assert calls == []
 
 
+def test_a_run_name_with_the_platforms_own_separator_is_refused(calls, monkeypatch):
+    with monkeypatch.context() as windows:  # os.sep is "/" here: Windows' backslash, in force for the check alone
+        windows.setattr(os, "sep", "\\")
+        with pytest.raises(train.UserError, match=r"^--run_name 'a\\\\b': one folder's name under "):
+            FakeCLI(options(run_name="a\\b")).before_instantiate_classes()
+    assert calls == []
+
+
 @pytest.mark.parametrize("name", ["r1", "...", "a.b", "..x"])
 def test_a_run_name_with_dots_is_a_folder_name(calls, name):
     FakeCLI(options(run_name=name)).before_instantiate_classes()
