@@ -80,14 +80,16 @@ def systems() -> list[str]:
     return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 
+def shipped_class(system: str, part: str) -> str:
+    """The class name (without its module) that configs/<system>.yaml gives its `part`: model or data."""
+    config = yaml.safe_load((CONFIGS / f"{system}.yaml").read_text())
+    return (config.get(part) or {}).get("class_path", "").rpartition(".")[2]
+
+
 def system_of(class_path: str) -> str | None:
     """The --system whose shipped config trains `class_path` (compared by class name), or None."""
     name = class_path.rpartition(".")[2]
-    for system in systems():
-        model = (yaml.safe_load((CONFIGS / f"{system}.yaml").read_text()).get("model") or {}).get("class_path", "")
-        if model.rpartition(".")[2] == name:
-            return system
-    return None
+    return next((system for system in systems() if shipped_class(system, "model") == name), None)
 
 
 def system_to_config(argv: list[str]) -> list[str]:
@@ -339,8 +341,7 @@ class CLI(LightningCLI):
 def check_data(model_class: str, datamodule) -> None:
     """`--data` another system's data module (one of the shipped configs'): refused before the run, which failed at
     its first batch (a tuple where images were due, labels missing). A data module of the user's is not checked."""
-    shipped = {system: (yaml.safe_load((CONFIGS / f"{system}.yaml").read_text()).get("data") or {}).get(
-        "class_path", "").rpartition(".")[2] for system in systems()}
+    shipped = {system: shipped_class(system, "data") for system in systems()}
     system, given = system_of(model_class), type(datamodule).__name__
     if system is None or datamodule is None or given == shipped[system] or given not in shipped.values():
         return
@@ -1198,8 +1199,7 @@ def discard_fresh_runs() -> list[Path]:
     folder made above it that another process has written into since. Returns the run folders removed."""
     if not _fresh_runs:
         return []
-    wandb = sys.modules.get("wandb")
-    run = getattr(wandb, "run", None) if wandb is not None else None
+    run = current_wandb_run()
     # the W&B run of a fresh run (in a notebook wandb.run may be an earlier run's, which is left alone)
     owner = next((d for d in _fresh_runs if run is not None and _fresh_wandb.get(d) == getattr(run, "id", None)), None)
     wandb_run = None  # its folder, offline-run-<time>-<id>/ in the W&B save_dir
@@ -1207,7 +1207,7 @@ def discard_fresh_runs() -> list[Path]:
         with contextlib.suppress(Exception):
             wandb_run = Path(run.dir).parent
         with contextlib.suppress(Exception):
-            wandb.finish(exit_code=2)
+            sys.modules["wandb"].finish(exit_code=2)
     removed = []
     for run_dir, made in _fresh_runs.items():
         if any(run_dir.rglob("*.ckpt")) or (run_dir / "results.json").exists():
@@ -1605,8 +1605,7 @@ def main(argv: list[str] | None = None) -> None:
             if stopped and removed:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
-        code = error.code if isinstance(error, SystemExit) else 130 if isinstance(error, KeyboardInterrupt) else 1
-        finish_wandb_run(earlier_wandb_run, 0 if code is None else code if isinstance(code, int) else 1)  # sys.exit's
+        finish_wandb_run(earlier_wandb_run, exit_status(error))
         raise
     else:
         finish_wandb_run(earlier_wandb_run, 0)
@@ -1614,6 +1613,15 @@ def main(argv: list[str] | None = None) -> None:
         _fresh_runs.clear()
         _fresh_wandb.clear()
         release_run_locks()
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status `error` ends the process with: sys.exit's (None 0, an int itself, else 1), 130 for Ctrl-C."""
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    if not isinstance(error, SystemExit):
+        return 1
+    return 0 if error.code is None else error.code if isinstance(error.code, int) else 1
 
 
 def current_wandb_run():

@@ -505,8 +505,9 @@ TARGETS = {
     "cli_checks": Target("train.py",
                          ("check_data", "check_job", "find_system", "system_to_config", "system_of", "config_model",
                           "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
-                          "current_wandb_run", "hardware", "git_commit"),
+                          "current_wandb_run", "hardware", "git_commit", "shipped_class", "exit_status"),
                          ("tests/test_cli_checks.py",
+                          "tests/test_train_cli.py::test_the_exit_status_w_and_b_is_given_is_the_processs",
                           "tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
                           "tests/test_train_cli.py::test_another_systems_data_module_is_refused_naming_both",
                           *(f"tests/test_train_runs.py::test_{name}" for name in (

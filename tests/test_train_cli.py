@@ -119,6 +119,14 @@ def test_a_run_of_the_callers_is_logged_into_and_left_open(tiny_cifar, tmp_path,
         callers.finish()
 
 
+@pytest.mark.parametrize("error, status", [(SystemExit(None), 0), (SystemExit(0), 0), (SystemExit(2), 2),
+                                           (SystemExit("train.py: error"), 1), (KeyboardInterrupt(), 130),
+                                           (RuntimeError("a bug"), 1)])
+def test_the_exit_status_w_and_b_is_given_is_the_processs(error, status):
+    """What `python -c 'raise ...'` exits with (sys.exit's rules: None is 0, a message 1), a Ctrl-C 128 + SIGINT."""
+    assert train.exit_status(error) == status
+
+
 @pytest.mark.parametrize("started, finished", [("here", [0]), ("before", [])])
 def test_a_wandb_run_of_the_callers_is_left_open(started, finished, monkeypatch):
     """Lightning's WandbLogger logs into a run the caller began (wandb.init in a notebook): the caller ends it."""
