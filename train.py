@@ -35,7 +35,7 @@ from jsonargparse.typing import register_type
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -56,6 +56,7 @@ from callbacks.errors import (
     refuse_unexpanded_home,
     user_message,
 )
+from callbacks.images import log_to_loggers
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import documented_ddp_strategy
 
@@ -299,6 +300,12 @@ class CLI(LightningCLI):
                     callback.resumed_at = "unknown" if step is None else step
                     for system_part in (self.model, self.datamodule):  # Lightning's own logging of the hyper-
                         system_part._log_hyperparams = False  # parameters would show this resume's on top
+        if resumed and (batches := checkpoint_batches(Path(config.ckpt_path))) is not None:
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger) and logger._kwargs.get("purge_step") is None:
+                    # its writer's (Lightning passes its kwargs on): TensorBoard hides the events from that step on
+                    # that the stopped run logged after its checkpoint, instead of drawing both
+                    logger._kwargs["purge_step"] = batches
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint):
@@ -386,6 +393,9 @@ class LogConfig(SaveConfigCallback):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite,
                              multifile=self.multifile)
+            for logger in trainer.loggers:  # a resume's writer marked its purge_step when Lightning opened it, before
+                if isinstance(logger, TensorBoardLogger):  # this hook; tensorboardX's (not torch's) would mark it again
+                    logger.experiment.purge_step = None  # on reopening for the test, hiding this run's own steps
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)  # every rank as rank 0, as Lightning's
@@ -1040,6 +1050,15 @@ def checkpoint_step(path: Path) -> int | None:
     return None
 
 
+def checkpoint_batches(path: Path) -> int | None:
+    """The batches a checkpoint's fit had trained (the step Lightning logs at), or None when it does not say."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    except Exception:
+        return None
+
+
 def check_not_earlier(checkpoint: Path, run_dir: Path) -> None:
     """A fit from a run's own earlier checkpoint (best-*.ckpt, a cycle snapshot) would carry on in that folder and
     replace its later last.ckpt, test outputs and results.json: refused, with the form that keeps them."""
@@ -1144,6 +1163,12 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.log_model = False
             plan.notes.append("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run "
                               "folder)")
+    for logger in loggers:  # <save_dir>/<system>/<run name>/: a resume goes on in the run's TensorBoard folder
+        if getattr(logger, "class_path", "").endswith("TensorBoardLogger"):  # (Lightning's: lightning_logs/version_N)
+            if logger.init_args.get("name") in (None, "lightning_logs"):
+                logger.init_args.name = info["system"]
+            if logger.init_args.get("version") is None:
+                logger.init_args.version = run_dir.name
     documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
     add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
     if make:
@@ -1537,10 +1562,10 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     with replaced(run_dir / "lr_find.png") as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     write_json(run_dir / "lr_find.json", {**finder.results, "suggestion": suggestion})
+    log_to_loggers(trainer, "lr_find", run_dir / "lr_find.png", at_batch=False,
+                   caption="no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            caption = "no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}"
-            logger.log_image(key="lr_find", images=[str(run_dir / "lr_find.png")], caption=[caption])
             logger.experiment.summary["lr_find/suggestion"] = suggestion  # the runs table's column
     if stopped:
         lrs = finder.results["lr"]

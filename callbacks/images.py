@@ -1,13 +1,15 @@
-"""Image grids as PNG files in the run folder and, when a WandbLogger is attached, as W&B images.
+"""Image grids as PNG files in the run folder and, on a WandbLogger or TensorBoardLogger, as their images.
 
-Shared by the GAN and style systems; Lightning has no logger-agnostic image logging (its examples call
-TensorBoard's add_image, which W&B users cannot see).
+Shared by the systems, the phase scheduler and the LR finder; Lightning has no logger-agnostic image logging (its
+examples call TensorBoard's add_image, which W&B users cannot see).
 """
 
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import WandbLogger
+import numpy as np
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
@@ -35,7 +37,7 @@ def note_earlier_images(folder: Path, written: set[Path]) -> list[Path]:
 
 def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow: int = 8,
                    value_range: tuple[float, float] = (-1.0, 1.0), caption: str | None = None) -> Path | None:
-    """Tile (N, C, H, W) images into a grid, save <run folder>/images/<key>-<step>.png, log it to W&B.
+    """Tile (N, C, H, W) images into a grid, save <run folder>/images/<key>-<step>.png, log it to W&B/TensorBoard.
 
     Only the global-zero process writes; returns the PNG path there, None elsewhere.
     """
@@ -43,20 +45,27 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow
         return None
     grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=value_range)
     path = save_png(grid, Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}-{step:06d}.png")
-    log_to_wandb(trainer, key, path, caption)
+    log_to_loggers(trainer, key, path, caption)
     return path
 
 
-def log_to_wandb(trainer: L.Trainer, key: str, path: Path, caption: str | None = None) -> None:
-    """A PNG as the W&B image `key`, when a WandbLogger is attached."""
+def log_to_loggers(trainer: L.Trainer, key: str, path: Path, caption: str | None = None,
+                   at_batch: bool = True) -> None:
+    """A PNG as the image `key` on each W&B and TensorBoard logger attached (the others have the run folder's file).
+
+    `at_batch`: at the x-axis Lightning gives the scalars (and its LearningRateMonitor), the batches trained, where
+    global_step counts optimizer steps (3 a CycleGAN batch) and would put each image ahead of its batch's losses;
+    False for an image of no step (the LR finder's plot)."""
+    step = trainer.fit_loop.epoch_loop._batches_that_stepped if at_batch else None
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             # log_image takes per-image lists only: caption=None raises TypeError (len(None)) in Lightning 2.6
             extra = {"caption": [caption]} if caption else {}
-            # the x-axis Lightning gives the scalars (and its LearningRateMonitor): batches, where global_step
-            # counts optimizer steps (3 a CycleGAN batch) and would put each image ahead of its batch's losses
-            logger.log_image(key=key, images=[str(path)], step=trainer.fit_loop.epoch_loop._batches_that_stepped,
-                             **extra)
+            logger.log_image(key=key, images=[str(path)], step=step, **extra)
+        elif isinstance(logger, TensorBoardLogger):  # its add_image has no caption: the PNG's name says the step
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+            logger.experiment.add_image(key, pixels, global_step=step, dataformats="HWC")
 
 
 def pyplot():
@@ -68,8 +77,8 @@ def pyplot():
 
 
 def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
-    """Save a matplotlib figure as <run folder>/images/<key>.png (through a temporary file) and log it to W&B;
-    closes the figure. Only the global-zero process writes; returns the path there, None elsewhere."""
+    """Save a matplotlib figure as <run folder>/images/<key>.png (through a temporary file) and log it to W&B and
+    TensorBoard; closes the figure. Only the global-zero process writes; returns the path there, None elsewhere."""
     plt = pyplot()
     if not trainer.is_global_zero:
         plt.close(figure)
@@ -80,5 +89,5 @@ def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
             figure.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(figure)
-    log_to_wandb(trainer, key, path)
+    log_to_loggers(trainer, key, path)
     return path

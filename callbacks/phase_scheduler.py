@@ -11,13 +11,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks import training_phase
 from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError
-from callbacks.images import pyplot
+from callbacks.images import log_to_loggers, pyplot
 from callbacks.training_phase import TrainingPhase
 
 # the recipes (functions of callbacks.training_phase) and the TrainingPhase fields each sets itself; the others it
@@ -274,9 +273,8 @@ class TrainingPhaseScheduler(L.Callback):
     def _plot(self, trainer):
         path = Path(trainer.default_root_dir) / "lr_schedule.png"
         plot_schedule(self.phases, self.ends, path)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and trainer.global_step == 0:  # a resume's run has it at its start
-                logger.log_image(key="lr_schedule", images=[str(path)])
+        if trainer.global_step == 0:  # a resume's run has it at its start
+            log_to_loggers(trainer, "lr_schedule", path, at_batch=False)
 
 
 def swa_first_epoch(trainer) -> int | None:

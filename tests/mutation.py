@@ -274,7 +274,7 @@ TARGETS = {
     # image grids and figures in <run folder>/images and on W&B, and the note about an earlier run's PNGs (pyplot
     # holds nothing to mutate: a backend's name); the tests as node ids, fastest first
     "images": Target("callbacks/images.py",
-                     ("save_png", "note_earlier_images", "log_image_grid", "log_to_wandb", "log_figure"),
+                     ("save_png", "note_earlier_images", "log_image_grid", "log_to_loggers", "log_figure"),
                      ("tests/test_images.py",
                       "tests/test_wgan.py::test_the_first_real_batch_is_shown_once_as_the_references_real_samples",
                       "tests/test_translate.py::test_unreadable_images_are_listed_and_the_others_translated",
@@ -284,7 +284,8 @@ TARGETS = {
                       "tests/test_cyclegan.py::test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images",
                       "tests/test_style_options.py::test_the_side_by_side_shows_content_the_style_at_the_contents_size"
                       "_and_the_result",
-                      "tests/test_image_log_steps.py")),
+                      "tests/test_image_log_steps.py",
+                      "tests/test_tensorboard.py::test_wgan_samples_go_to_a_tensorboard_logger_at_their_batchs_step")),
     # a checkpoint or JSON file written beside its target and renamed over it: a crash keeps the previous file
     "checkpoint_io": Target("callbacks/checkpoint_io.py",
                             ("AtomicCheckpointIO.save_checkpoint", "replaced", "write_json"),

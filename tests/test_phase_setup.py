@@ -129,7 +129,7 @@ def test_the_plot_goes_to_wandb_loggers_alone_at_the_runs_start(tmp_path):
 
     scheduler = TrainingPhaseScheduler([TrainingPhase(1, "SGD", 0.1)])
     scheduler.ends = [10]
-    wandb, other = Images(), SimpleNamespace()  # a logger without log_image (CSV, TensorBoard)
+    wandb, other = Images(), SimpleNamespace()  # a logger that shows no images (CSV)
     scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[other, wandb], global_step=0))
     assert wandb.logged == [("lr_schedule", [str(tmp_path / "lr_schedule.png")])]
     scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[other, wandb], global_step=1))
