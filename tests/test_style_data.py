@@ -151,3 +151,15 @@ def test_a_style_scale_below_32px_is_refused(style_images):
     content, style = style_images
     with pytest.raises(ValueError, match="style_scale 0.25 makes the style image smaller than 32px"):
         StyleTransferDataModule([str(content[0])], str(style), size=64, style_scale=0.25).setup("fit")
+
+
+def test_a_white_image_stays_white_and_no_pixel_goes_above_1(tmp_path):
+    """Pixels are in [0, 1] (read_image's promise, which the VGG's normalisation and the saved PNGs rely on); a
+    resize's weights sum to 1 only up to float rounding, which can put a white pixel a little above 1."""
+    for name, (height, width) in (("content.png", (37, 53)), ("style.png", (50, 100))):
+        Image.fromarray(np.full((height, width, 3), 255, dtype=np.uint8)).save(tmp_path / name)
+    data = StyleTransferDataModule(str(tmp_path / "content.png"), str(tmp_path / "style.png"), size=32)
+    data.setup("fit")
+    for images in (data.content, data.style):
+        assert images.shape == (1, 3, 32, 32)
+        assert images.max() <= 1 and torch.allclose(images, torch.ones_like(images), atol=1e-6)
