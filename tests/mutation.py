@@ -528,6 +528,31 @@ TARGETS = {
                               "a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it",
                               "each_train_main_in_one_process_logs_to_its_own_wandb_run",
                               "a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_checkpoint")))),
+    # the systems' constructors: the one-line refusals of values that cannot train, the nets built from the
+    # hyper-parameters (critic batchnorm off under a gradient penalty, the MLP nets), the counters, metrics and pools a
+    # fit starts from
+    "wgan_init": Target("lightning_modules/wgan.py", ("WGAN.__init__",),
+                        ("tests/test_system_inits.py", "tests/test_value_checks.py", "tests/test_wgan.py", "-k",
+                         "(test_system_inits and wgan) or test_value_checks or optimizers_are or counters_come_back")),
+    "cyclegan_init": Target("lightning_modules/cyclegan.py", ("CycleGAN.__init__",),
+                            ("tests/test_system_inits.py", "tests/test_value_checks.py", "tests/test_cyclegan.py", "-k",
+                             "(test_system_inits and cyclegan) or test_value_checks or formula or halved")),
+    "style_init": Target("lightning_modules/style_transfer.py", ("StyleTransfer.__init__",),
+                         ("tests/test_system_inits.py", "tests/test_value_checks.py", "tests/test_style.py",
+                          "tests/test_style_options.py", "tests/test_style_commands.py", "-k",
+                          "(test_system_inits and (style or pyramid)) or test_value_checks or unknown_layer or gatys"
+                          " or average_pooling or blend_weights_are or losses_are or checkpoint_read_without")),
+    "darknet_init": Target("lightning_modules/darknet_classifier.py", ("DarknetClassifier.__init__",),
+                           ("tests/test_system_inits.py", "tests/test_darknet.py", "tests/test_darknet_interpret.py",
+                            "-k", "(test_system_inits and (top_losses or validation)) or test_darknet"
+                            " or interpret_false")),
+    # the style transfer's data module beyond the style_data target: the images read, the default files, the batch
+    # repeated on the training device
+    "style_datamodule": Target("datamodules/style.py",
+                               ("read_image", "resize", "RepeatBatch.__init__", "RepeatBatch.__iter__",
+                                "StyleTransferDataModule.__init__", "StyleTransferDataModule.content_files",
+                                "StyleTransferDataModule.style_files", "StyleTransferDataModule.train_dataloader"),
+                               ("tests/test_style_data.py",)),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
