@@ -16,6 +16,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -1340,6 +1341,27 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
+def network_fix(path: str, state: dict, model, for_init: bool) -> str:
+    """The fix for a checkpoint of another network: the config.yaml of its run folder (a checkpoint in
+    RUN/checkpoints/ or Lightning's RUN/hpc_ckpt_N.ckpt), else (an export, a copied file) the --model options its
+    saved hyper-parameters hold that differ from this model's: a config path that is not there fixes nothing."""
+    here = Path(path).absolute()
+    config = next((d / "config.yaml" for d in (here.parent.parent, here.parent) if (d / "config.yaml").is_file()), None)
+    if config is not None:
+        return (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
+                else f"resume with its config: --config {config} --ckpt_path {path}")
+    saved = state.get("hyper_parameters") or {}
+    ours = dict(getattr(model, "hparams", None) or {})
+    def typed(value) -> str:  # as on the command line; a tuple and a list of the same values are the same option
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+    flags = " ".join(f"--model.{k} {shlex.quote(typed(v))}" for k, v in saved.items()
+                     if not k.startswith("_") and k in ours and typed(ours[k]) != typed(v))
+    options = f"--model options it was trained with ({flags}, from its hyper-parameters)" if flags else \
+        "--model options it was trained with"
+    return (f"--init_from needs the same network: give the {options}" if for_init
+            else f"resume with the {options} and --ckpt_path {path}")
+
+
 def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> dict:
     """Before fitting: the checkpoint can be read and was written by this system, with the same shapes (for
     --init_from also the same weights: no resume fills the missing ones in); returns it."""
@@ -1347,10 +1369,8 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> d
 
     from lightning_modules.export import restore_left_out
     from lightning_modules.inference import read_checkpoint, saved_class
-    config = Path(path).absolute().parent.parent / "config.yaml"
-    fix = (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
-           else f"resume with its config: --config {config} --ckpt_path {path}")
     state = read_checkpoint(path)
+    fix = network_fix(path, state, model, for_init)
     if not for_init:
         refuse_exported_resume(state, path)
     restore_left_out(model, state)  # dl2-export --generators_only: the model's new discriminators stand in for them

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -508,6 +508,7 @@ def test_a_checkpoint_of_the_same_net_is_returned_for_a_resume_and_for_init_from
 def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path):
     runs = tmp_path / "runs" / "r" / "checkpoints"
     runs.mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "config.yaml").write_text("{}\n")  # the run's, as train.py writes it
     # a weight the net lacks first (passed over: its shape is nobody's), then the net's own at another size
     checkpoint = str(runs / "last.ckpt")
     torch.save({"state_dict": {"head.weight": torch.zeros(1), **Tiny(features=5).state_dict()}, "global_step": 4},
@@ -517,6 +518,41 @@ def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path)
     assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here)" in str(refused.value)
     assert f"resume with its config: --config {tmp_path / 'runs' / 'r' / 'config.yaml'} --ckpt_path" in str(
         refused.value)
+
+
+class TinyWithHyperParameters(LightningModule):
+    def __init__(self, features: int = 3, betas: tuple = (0.5, 0.999), name: str = "a b"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, features)
+
+
+def test_a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with_not_a_missing_config(tmp_path):
+    """An export (`dl2-export ... --output horse2zebra.ckpt`) or a copied checkpoint has no run folder above it:
+    the error named <its folder's parent>/config.yaml, a file that is not there; the saved hyper-parameters that
+    differ from this model's are the fix (betas as a list there, a tuple here: the same option)."""
+    exported = tmp_path / "exports" / "net.ckpt"
+    exported.parent.mkdir()
+    saved = {"_class_path": "tests.TinyWithHyperParameters", "features": 5, "betas": [0.5, 0.999], "name": "x y"}
+    torch.save({"state_dict": TinyWithHyperParameters(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, exported)
+    for for_init, fix in ((True, "--init_from needs the same network: give the --model options it was trained "
+                                 "with (--model.features 5 --model.name 'x y', from its hyper-parameters)"),
+                          (False, "resume with the --model options it was trained with (--model.features 5 "
+                                  f"--model.name 'x y', from its hyper-parameters) and --ckpt_path {exported}")):
+        with pytest.raises(train.UserError) as refused:
+            train.check_checkpoint(str(exported), TinyWithHyperParameters(), "tiny", for_init=for_init)
+        assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here); " + fix == \
+            str(refused.value).split(f"{exported} ", 1)[1]
+        assert "config.yaml" not in str(refused.value)
+    # Lightning's hpc_ckpt_N.ckpt lies in the run folder itself, beside its config.yaml
+    (tmp_path / "exports" / "config.yaml").write_text("{}\n")
+    hpc = tmp_path / "exports" / "hpc_ckpt_1.ckpt"
+    exported.rename(hpc)
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(str(hpc), TinyWithHyperParameters(), "tiny")
+    assert str(refused.value).endswith(f"resume with its config: --config {tmp_path / 'exports' / 'config.yaml'} "
+                                       f"--ckpt_path {hpc}")
 
 
 def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
