@@ -123,6 +123,12 @@ class DarknetClassifier(L.LightningModule):
             raise UserError(f"tta must be one of {', '.join(TTA_VIEWS)} (got {tta!r})")
         if top_losses < 0:
             raise UserError(f"top_losses must be 0 (none) or more (got {top_losses})")
+        if num_classes < 2:  # torchmetrics' accuracy raised a ValueError mid-construction, with a traceback
+            raise UserError(f"num_classes must be at least 2 (got {num_classes}): a classifier chooses between "
+                            f"classes (CIFAR-10: 10)")
+        if not 0 <= label_smoothing <= 1:  # torch's cross-entropy raised at the first training step
+            raise UserError(f"label_smoothing must be between 0 and 1 (got {label_smoothing}); e.g. 0.1, or 0 for "
+                            f"none")
         self.net = Darknet(list(num_blocks), num_classes, nf, bottleneck, checkpoint_residuals, zero_init_residual,
                            widths, strides, downsample, whiten, bn_momentum, bn_weight, logit_scale)
         if channels_last:
@@ -143,6 +149,9 @@ class DarknetClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         classes = getattr(self.trainer.datamodule, "classes", None)
+        if classes and len(classes) < 2:  # "set --model.num_classes 1" would be refused in turn
+            raise UserError(f"the data has {len(classes)} class ({', '.join(map(str, classes))}); a classifier needs "
+                            f"at least 2: one folder per class in train/ and test/")
         if classes and len(classes) != self.hparams.num_classes:
             raise UserError(f"the data has {len(classes)} classes but the model {self.hparams.num_classes}; "
                              f"set --model.num_classes {len(classes)}")

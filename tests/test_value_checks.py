@@ -1,9 +1,11 @@
 """Hyper-parameters that would train nothing, or crash mid-run, are refused at construction with one line."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from callbacks import UserError
-from lightning_modules import WGAN, CycleGAN, StyleTransfer
+from lightning_modules import WGAN, CycleGAN, DarknetClassifier, StyleTransfer
 
 TINY_WGAN = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4}
 
@@ -54,3 +56,31 @@ def test_style_weights_are_zero_or_more(weights, refused):
             StyleTransfer(**options)
     else:
         assert StyleTransfer(**options).hparams.style_weight == style_weight
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"num_classes": 1}, "num_classes must be at least 2 \\(got 1\\)"),
+    ({"num_classes": 0}, "num_classes must be at least 2 \\(got 0\\)"),
+    ({"label_smoothing": 1.5}, "label_smoothing must be between 0 and 1 \\(got 1.5\\)"),
+    ({"label_smoothing": -0.1}, "label_smoothing must be between 0 and 1 \\(got -0.1\\)")])
+def test_darknet_refuses_a_classifier_without_two_classes_or_a_smoothing_outside_0_1(values, message):
+    """`--model.num_classes 1` gave torchmetrics' ValueError with an 80-line traceback (exit status 1), and a
+    label_smoothing of 1.5 torch's RuntimeError at the first training step, where README promises one line."""
+    with pytest.raises(UserError, match=message):
+        DarknetClassifier(num_blocks=[1], nf=4, **values)
+
+
+def test_darknet_takes_the_edges_of_its_ranges():
+    DarknetClassifier(num_blocks=[1], nf=4, num_classes=2, label_smoothing=0.0)
+    DarknetClassifier(num_blocks=[1], nf=4, num_classes=2, label_smoothing=1.0)
+
+
+def test_one_class_data_is_refused_without_advising_num_classes_1():
+    """A CIFAR-10-layout folder with one class folder: the advice was `set --model.num_classes 1`, refused in turn."""
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=10)
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(classes=["cat"]))
+    with pytest.raises(UserError) as refused:
+        model.setup("fit")
+    assert str(refused.value) == ("the data has 1 class (cat); a classifier needs at least 2: one folder per class "
+                                  "in train/ and test/")
+    assert "num_classes 1" not in str(refused.value)
