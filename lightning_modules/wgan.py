@@ -123,6 +123,9 @@ class WGAN(L.LightningModule):
         check_schedule(lr=lr, clip_value=clip_value, gradient_penalty=gradient_penalty, d_iters=d_iters,
                        d_iters_long=d_iters_long, long_until=long_until, long_every=long_every,
                        sample_every=sample_every)
+        for name, value in (("nz", nz), ("ngf", ngf), ("ndf", ndf)):  # 0 crashed in the first step's convolution
+            if value < 1:
+                raise UserError(f"{name} must be at least 1 (got {value}); the seed's: nz 100, ngf 64, ndf 64")
         self.save_hyperparameters()
         self.automatic_optimization = False  # alternating critic and generator updates
         bn = gradient_penalty == 0 if critic_batchnorm is None else critic_batchnorm

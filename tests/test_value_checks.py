@@ -27,6 +27,19 @@ def test_wgan_refuses_a_schedule_that_cannot_train(values, message):
         WGAN(**TINY_WGAN, **values)
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"nz": 0}, "nz must be at least 1 \\(got 0\\)"),
+    ({"ngf": 0}, "ngf must be at least 1 \\(got 0\\)"),
+    ({"ndf": -2}, "ndf must be at least 1 \\(got -2\\)"),
+    ({"ngf": 0, "mlp_generator": True}, "ngf must be at least 1"),
+    ({"ndf": 0, "mlp_critic": True}, "ndf must be at least 1")])
+def test_wgan_refuses_nets_without_noise_or_channels(values, message):
+    """`--model.nz 0` or `--model.ngf 0` passed construction and stopped in the first step's convolution with
+    torch's RuntimeError and its traceback (exit status 1), where README promises one line."""
+    with pytest.raises(UserError, match=message):
+        WGAN(**{**TINY_WGAN, **values})
+
+
 def test_wgan_takes_the_edges_of_each_range():
     """The smallest values that still train: one critic iteration each time, no long phase, any clip under GP."""
     model = WGAN(**TINY_WGAN, d_iters=1, d_iters_long=1, long_every=1, long_until=0, lr=1e-9, clip_value=1e-9)
@@ -34,6 +47,7 @@ def test_wgan_takes_the_edges_of_each_range():
     WGAN(**TINY_WGAN, gradient_penalty=10, clip_value=0)  # the clip is unused with a gradient penalty
     WGAN(**TINY_WGAN, gradient_penalty=0)
     WGAN(**TINY_WGAN, lr_generator=1e-9)
+    WGAN(**{**TINY_WGAN, "nz": 1, "ngf": 1, "ndf": 1})
 
 
 @pytest.mark.parametrize("pool_size, refused", [(-1, True), (0, False), (1, False)])
