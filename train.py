@@ -291,6 +291,8 @@ class CLI(LightningCLI):
             raise UserError(f"two {twin[1]} callbacks with the same settings: a checkpoint keeps each one's state "
                             "under them, so Lightning refuses the pair; drop one, or give it other settings") from None
         config, trainer = self.job_config(), self.trainer
+        if _requeue_signal is not None:
+            _requeue_signal.follow(trainer)
         run_dir = Path(trainer.default_root_dir)
         resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")
         for callback in trainer.callbacks:
@@ -684,6 +686,8 @@ class SaveOnStop(Callback):
             environment = trainer._accelerator_connector.cluster_environment
             if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
                 signal.signal(environment.requeue_signal, self._on_requeue_signal)
+                if _requeue_signal is not None:  # signalled before the training: saved after its first batch
+                    self.requeue = self.requeue or _requeue_signal.noted
 
     def _on_sigterm(self, signum, frame):
         if self.trainer.is_global_zero and not self.stop:
@@ -705,7 +709,8 @@ class SaveOnStop(Callback):
         if requeue and not self.requeued and not saves_nothing(trainer):  # once: a rank signalled later says it again
             self.requeued = True
             trainer.save_checkpoint(self.path, weights_only=False)  # atomic; the requeued job resumes from it
-            if trainer.is_global_zero:
+            # rank 0's scontrol once: it may have requeued before the training (RequeueSignal)
+            if trainer.is_global_zero and not (_requeue_signal is not None and _requeue_signal.requeued):
                 requeue_slurm_job(f"saved {self.path} at step {trainer.global_step}")
         if stop:
             trainer._signal_connector.received_sigterm = True  # every rank raises at this batch's end, and saves
@@ -755,6 +760,10 @@ class SaveOnStop(Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self._restore()
+        # DDP: SLURM's signal in the fit's last validation, after the last batch's agreement: the fit has saved its end
+        if self.requeue and not self.requeued and _requeue_signal is not None and _requeue_signal.decided:
+            _requeue_signal.noted = True
+            _requeue_signal.requeue_now()
 
     def on_exception(self, trainer, pl_module, exception):
         self._restore()
@@ -770,8 +779,9 @@ class SaveOnStop(Callback):
                   f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
 
 
-def requeue_slurm_job(saved: str) -> None:
-    """`scontrol requeue` this job (SLURM ends it and starts it again, same id: train.py resumes it in its folder)."""
+def requeue_slurm_job(saved: str) -> bool:
+    """`scontrol requeue` this job (SLURM ends it and starts it again, same id: train.py resumes it in its folder);
+    False when scontrol failed (a warning says so)."""
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ.get("SLURM_JOB_ID", "")
     print(f"SLURM's time-limit signal: {saved}; requeueing job {job}", file=sys.stderr, flush=True)
@@ -783,6 +793,68 @@ def requeue_slurm_job(saved: str) -> None:
     if failure:
         print(f"warning: `scontrol requeue {job}` failed ({failure}); training goes on until the time limit, and "
               f"--ckpt_path last resumes it", file=sys.stderr)
+    return not failure
+
+
+class RequeueSignal:
+    """SLURM's time-limit signal (auto-requeue) in a job's process from train.py's start to its end, where neither
+    SaveOnStop's handler (DDP's training) nor Lightning's (one process's fit or test) takes it. Before the fit's signal
+    handlers (building the model and data, the process group, prepare_data, setup) the signal's default action ended
+    every task and the job was not requeued; under DDP Lightning's handler, in the sanity check or the test after the
+    fit, saves from inside the handler, whose barrier a rank signalled alone waited in for ever (the hang SaveOnStop
+    avoids in the training). Outside the training nothing is left unsaved (nothing trained yet in this launch, or the
+    fit saved at its end), so the job's first task requeues at once; every task notes it, and a noted signal is saved
+    and requeued after the first training batch (SaveOnStop) if the training begins."""
+
+    def __init__(self):
+        self.signum, self.previous, self.trainer, self.decided = None, None, None, False
+        self.noted = self.requeued = False
+
+    @classmethod
+    def install(cls) -> "RequeueSignal | None":
+        """In a SLURM job's main thread: SIGUSR1 (the sbatch scripts') taken from now on, until the Trainer says
+        which signal, if any (follow)."""
+        if not main_thread() or not SLURMEnvironment.detect():
+            return None
+        handler = cls()
+        handler.signum, handler.previous = signal.SIGUSR1, signal.signal(signal.SIGUSR1, handler)
+        return handler
+
+    def follow(self, trainer) -> None:
+        """The Trainer's SLURM environment decides: its requeue signal, or none without auto-requeue."""
+        environment = trainer._accelerator_connector.cluster_environment
+        if not isinstance(environment, SLURMEnvironment) or not environment.auto_requeue:
+            self.uninstall()
+        elif environment.requeue_signal != self.signum:
+            self.uninstall()
+            self.signum = environment.requeue_signal
+            self.previous = signal.signal(self.signum, self)
+        self.trainer, self.decided = trainer, True
+        if self.noted and self.signum is not None:  # signalled while the command line was read
+            self.requeue_now()
+
+    def uninstall(self) -> None:
+        if self.signum is not None and signal.getsignal(self.signum) is self:
+            signal.signal(self.signum, self.previous)
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        trainer = self.trainer
+        connector = getattr(trainer, "_signal_connector", None)
+        if trainer is not None and trainer.world_size == 1 and getattr(connector, "_original_handlers", None):
+            # one process inside a fit or a test: Lightning's own, which it sets only where no handler is (this one)
+            trainer._signal_connector._slurm_sigusr_handler_fn(signum, frame)
+            return
+        self.noted = True
+        if self.decided:
+            self.requeue_now()
+
+    def requeue_now(self) -> None:
+        if global_rank_zero() and not self.requeued:
+            self.requeued = requeue_slurm_job("no training in progress, nothing left to save")
+
+
+_requeue_signal: RequeueSignal | None = None  # the one of the train.main running in this process
 
 
 def saves_nothing(trainer) -> bool:
@@ -1622,7 +1694,9 @@ def main(argv: list[str] | None = None) -> None:
     for package in (datamodules, lightning_modules):  # their classes known by their short names too (--data
         for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
             getattr(package, name)
+    global _requeue_signal
     saved_argv = sys.argv
+    _requeue_signal = RequeueSignal.install()  # SLURM's time-limit signal from now on (a task's setup may be long)
     earlier_wandb_run = current_wandb_run()  # one of the caller's: Lightning's WandbLogger logs into it, left open
     try:
         # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
@@ -1658,6 +1732,9 @@ def main(argv: list[str] | None = None) -> None:
         _fresh_runs.clear()
         _fresh_wandb.clear()
         release_run_locks()
+        if _requeue_signal is not None:
+            _requeue_signal.uninstall()
+            _requeue_signal = None
 
 
 def exit_status(error: BaseException) -> int:

@@ -213,3 +213,80 @@ def test_a_requeue_signal_reaching_two_ranks_at_different_steps_saves_once_at_th
     assert "saved" in outputs[0] and "at step 3; requeueing job 4243" in outputs[0]
     assert json.loads((run_dir / "results.json").read_text())["global_step"] == 7  # training went on
     assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))
+
+
+class SignalIn(L.Callback):
+    """Sends this process the requeue signal at `where` (the fit's setup, a batch of the sanity check, the test after
+    the fit) if its task (SLURM_PROCID) is one of `ranks`: before on_train_start, or after the training."""
+
+    def __init__(self, where: str, ranks: list[int]):
+        self.where, self.ranks = where, ranks
+
+    def send(self, where: str) -> None:
+        if where == self.where and int(os.environ.get("SLURM_PROCID", "0")) in self.ranks:
+            self.where = None  # once
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if stage == "fit":
+            self.send("setup")
+
+    def on_validation_batch_end(self, trainer, *args) -> None:
+        if trainer.sanity_checking:
+            self.send("sanity check")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.send("test")
+
+
+@pytest.mark.parametrize("where, ranks, tasks", [("setup", [0, 1], 2), ("setup", [0], 1), ("sanity check", [1], 2),
+                                                 ("test", [1], 2)])
+def test_a_requeue_signal_outside_the_training_requeues_without_a_hang(where, ranks, tasks, tiny_cifar, tmp_path):
+    # before the fit's own handlers (setup) the signal's default action ended every task, and the job was not requeued;
+    # under DDP Lightning's handler in the sanity check or the test saved from inside the handler, whose barrier the
+    # rank signalled alone waited in while the other went on: a hang until the time limit
+    job = "4244"
+    run_dir = tmp_path / "runs" / "darknet" / f"slurm-{job}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n'
+                                      f'cp "{run_dir}/checkpoints/last.ckpt" "{tmp_path}/at_requeue.ckpt" || true\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "SLURM_JOB_ID": job, "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": str(tasks),
+           "SLURM_NTASKS_PER_NODE": str(tasks), "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+           "SLURM_NODELIST": "localhost", "MASTER_PORT": str(port)}
+    args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
+            "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
+            "--data.eval_batch_size", "6", "--trainer.max_steps", "3", "--trainer.accelerator", "cpu",
+            "--trainer.devices", str(tasks), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.limit_val_batches", "1",
+            "--trainer.callbacks+=" + json.dumps({"class_path": "test_slurm.SignalIn",
+                                                  "init_args": {"where": where, "ranks": ranks}})]
+    if tasks > 1:
+        args += ["--trainer.strategy", "ddp"]
+    processes = [subprocess.Popen(args, cwd=tmp_path, env={**env, "SLURM_PROCID": str(rank),
+                                                           "SLURM_LOCALID": str(rank)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(tasks)]
+    try:
+        outputs = [process.communicate(timeout=150)[0] for process in processes]  # a hang fails here
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0] * tasks, "\n".join(o[-3000:] for o in outputs)
+    # the fake scontrol ends nothing: the job trains on, as after a failed requeue
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 3
+    requeues = (tmp_path / "scontrol.log").read_text() if (tmp_path / "scontrol.log").exists() else ""
+    if where == "setup":  # the first task requeues at once, before anything was trained (and saved)
+        assert requeues == f"requeue {job}\n"
+        assert "no training in progress, nothing left to save; requeueing job 4244" in outputs[0]
+        assert not (tmp_path / "at_requeue.ckpt").exists()
+    elif where == "sanity check":  # rank 1 alone: every rank saves after the first training batch, rank 0 requeues
+        assert requeues == f"requeue {job}\n"
+        assert torch.load(tmp_path / "at_requeue.ckpt", weights_only=False)["global_step"] == 1
+    else:  # rank 1 alone in the test: noted; the first task requeues on its own signal (not sent here)
+        assert requeues == ""

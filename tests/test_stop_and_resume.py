@@ -634,3 +634,91 @@ def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp
     with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, but the config's model is a "
                                                         "DarknetClassifier; give the config that trained it")):
         train.check_checkpoint_class(native(other), "fit")
+
+
+# RequeueSignal: SLURM's signal outside the training
+
+
+@pytest.fixture
+def slurm_job(monkeypatch):
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "dl2-darknet")
+    for name in ("SLURM_PROCID", "LOCAL_RANK", "RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    requeued = []
+    monkeypatch.setattr(train, "requeue_slurm_job", lambda why: requeued.append(why) or True)
+    return requeued
+
+
+def slurm_trainer(auto_requeue=True, requeue_signal=signal.SIGUSR1, **settings):
+    environment = SLURMEnvironment(auto_requeue=auto_requeue, requeue_signal=requeue_signal)
+    return fake_trainer(_accelerator_connector=SimpleNamespace(cluster_environment=environment), **settings)
+
+
+def test_a_requeue_signal_before_the_trainer_is_requeued_once_the_trainer_says_auto_requeue(slurm_job, handlers):
+    before = signal.getsignal(signal.SIGUSR1)
+    handler = train.RequeueSignal.install()
+    assert signal.getsignal(signal.SIGUSR1) is handler  # from the start: its default action ended the process
+    handler(signal.SIGUSR1, None)
+    assert slurm_job == []  # the command line is read: auto-requeue may be off
+    handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
+    assert slurm_job == ["no training in progress, nothing left to save"]
+    handler(signal.SIGUSR1, None)  # a second signal: requeued already
+    assert len(slurm_job) == 1
+    handler.uninstall()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+@pytest.mark.parametrize("auto_requeue", [True, False])
+def test_the_requeue_signal_follows_the_trainers_slurm_environment(auto_requeue, slurm_job, handlers):
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGUSR1, signal.SIGUSR2)}
+    handler = train.RequeueSignal.install()
+    handler.follow(slurm_trainer(auto_requeue, signal.SIGUSR2))
+    assert signal.getsignal(signal.SIGUSR1) is before[signal.SIGUSR1]
+    assert signal.getsignal(signal.SIGUSR2) is (handler if auto_requeue else before[signal.SIGUSR2])
+    handler.uninstall()
+    assert signal.getsignal(signal.SIGUSR2) is before[signal.SIGUSR2]
+
+
+def test_one_process_inside_lightnings_run_gets_lightnings_handler(slurm_job, handlers):
+    lightning = []
+    connector = SimpleNamespace(_original_handlers={signal.SIGUSR1: signal.SIG_DFL},
+                                _slurm_sigusr_handler_fn=lambda signum, frame: lightning.append(signum))
+    handler = train.RequeueSignal.install()
+    handler.follow(slurm_trainer(_signal_connector=connector))
+    handler(signal.SIGUSR1, None)  # between Lightning's register_signal_handlers and its teardown: its hpc_ckpt save
+    assert lightning == [signal.SIGUSR1] and slurm_job == []
+    connector._original_handlers = {}  # outside it (setup, data preparation): a requeue, nothing to save
+    handler(signal.SIGUSR1, None)
+    assert lightning == [signal.SIGUSR1] and slurm_job == ["no training in progress, nothing left to save"]
+    handler.uninstall()
+
+
+def test_rank_1_notes_the_signal_and_a_signal_before_the_training_is_saved_after_its_first_batch(
+        slurm_job, monkeypatch, handlers, tmp_path):
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    handler = train.RequeueSignal.install()
+    handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
+    handler(signal.SIGUSR1, None)
+    assert slurm_job == [] and handler.noted  # rank 0 requeues on its own signal
+    monkeypatch.setattr(train, "_requeue_signal", handler)
+    trainer, requeued = ddp_rank(monkeypatch, 1, (0, 0), _accelerator_connector=SimpleNamespace(
+        cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(trainer, None)
+    stop.on_train_start(trainer, None)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.saved == [(last_ckpt(tmp_path), {"weights_only": False})]  # every rank: the save is collective
+    handler.uninstall()
+
+
+def test_a_requeue_signal_in_the_fits_last_validation_is_requeued_at_the_fits_end(slurm_job, monkeypatch, handlers,
+                                                                                  tmp_path):
+    handler = train.RequeueSignal.install()
+    handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
+    monkeypatch.setattr(train, "_requeue_signal", handler)
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.requeue = True  # noted after the last batch's agreement: no training batch left to save and requeue after
+    stop.on_fit_end(fake_trainer(world_size=2), None)
+    assert slurm_job == ["no training in progress, nothing left to save"]
+    handler.uninstall()
