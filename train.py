@@ -303,7 +303,8 @@ class CLI(LightningCLI):
                     callback.resumed_at = "unknown" if step is None else step
                     for system_part in (self.model, self.datamodule):  # Lightning's own logging of the hyper-
                         system_part._log_hyperparams = False  # parameters would show this resume's on top
-        if resumed and (batches := checkpoint_batches(Path(config.ckpt_path))) is not None:
+        if resumed and (batches := checkpoint_batches(Path(config.ckpt_path),
+                                                      trainer.accumulate_grad_batches)) is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger) and logger._kwargs.get("purge_step") is None:
                     # its writer's (Lightning passes its kwargs on): TensorBoard hides the events from that step on
@@ -1123,11 +1124,19 @@ def checkpoint_step(path: Path) -> int | None:
     return None
 
 
-def checkpoint_batches(path: Path) -> int | None:
-    """The batches a checkpoint's fit had trained (the step Lightning logs at), or None when it does not say."""
+def checkpoint_batches(path: Path, accumulate_grad_batches: int = 1) -> int | None:
+    """The step a fit resumed from the checkpoint logs its first batch at (the batches it had trained), or None when
+    it does not say. Lightning counts a batch at its very end, after on_train_batch_end: a save there (TimedSave,
+    SaveOnStop under DDP, a ModelCheckpoint of every_n_train_steps) holds one batch less, which the resume adds
+    (Lightning's _TrainingEpochLoop.reset: unless the save came after the batch's end, or mid-accumulation)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        return checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        loop = checkpoint["loops"]["fit_loop"]
+        batches, progress = loop["epoch_loop.state_dict"]["_batches_that_stepped"], loop["epoch_loop.batch_progress"]
+        total = progress["total"]
+        after_the_batch = total["ready"] == total["started"] == total["processed"] == total["completed"]
+        accumulating = progress["current"]["ready"] % accumulate_grad_batches != 0
+        return batches if after_the_batch or accumulating else batches + 1
     except Exception:
         return None
 

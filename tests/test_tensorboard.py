@@ -4,6 +4,7 @@ event files are read by hand: the TFRecord framing and TensorBoard's rule for a 
 the protocol buffers of the tensorboard package."""
 
 import io
+import json
 import shutil
 import struct
 
@@ -96,3 +97,31 @@ def test_a_run_logs_into_its_system_and_run_folder_and_a_resume_hides_what_came_
     assert [step for step, _ in shown(tb, "train/loss")] == [0, 1, 2]
     # the first run's test at step 1, of the weights after batch 1, is hidden with what followed: the resumes'
     assert [step for step, _ in shown(tb, "test/loss")] == [3]
+
+
+class CrashAtBatch(L.Callback):
+    """Raises as the fit's `batch`-th batch (0-based, over the whole fit) starts: a run killed mid-epoch."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.fit_loop.total_batch_idx == self.batch:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_resume_from_a_save_at_a_batchs_end_keeps_that_batchs_own_point(tiny_cifar, tmp_path):
+    """The timed save (like SaveOnStop under DDP and a ModelCheckpoint of every_n_train_steps) saves in
+    on_train_batch_end, before Lightning counts the batch: the purge at the count saved hid the last batch the
+    checkpoint holds, which the resume does not train again (a gap in the curve)."""
+    runs, tb = tmp_path / "runs", tmp_path / "tb"
+    args = ["--run_name", "r", "--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", str(tb),
+            "--trainer.log_every_n_steps", "1", "--save_every_minutes", "1e-9"]  # a timed save after each batch
+    crash = json.dumps({"class_path": "test_tensorboard.CrashAtBatch", "init_args": {"batch": 2}})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main(job(tiny_cifar, runs, *args, f"--trainer.callbacks+={crash}"))
+    assert torch.load(runs / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert [step for step, _ in shown(tb, "train/loss")] == [0, 1]  # batches 1 and 2
+    train.main(job(tiny_cifar, runs, *args, "--ckpt_path", "last"))  # batch 3, the epoch's last
+    # each batch once, batch k at step k - 1: batch 2's point is the stopped run's, batch 3's the resume's
+    assert [step for step, _ in shown(tb, "train/loss")] == [0, 1, 2]
