@@ -18,9 +18,10 @@ from test_train_runs import job
 import train
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
-              # a dev dependency (Lightning's TensorBoardLogger writes with it or with tensorboard)
-              pytest.mark.skipif(not __import__("importlib").util.find_spec("tensorboardX"),
-                                 reason="needs tensorboardX (pip install -e .[dev])")]
+              # the [tensorboard] and [dev] extras' (Lightning's TensorBoardLogger writes with torch's writer when it is
+              # installed, tensorboardX's otherwise; the events are read here with its protocol buffers)
+              pytest.mark.skipif(not __import__("importlib").util.find_spec("tensorboard"),
+                                 reason="needs tensorboard (pip install -e .[dev])")]
 
 
 def events_of(path):
