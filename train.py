@@ -1508,12 +1508,27 @@ class LoadWeights(Callback):
         self.weights = None  # memory-mapped tensors: let the file go
 
 
-def ctrl_c_stops_the_test(run_dir: Path):
+def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a
-    failure). A SIGTERM there is Lightning's SIGTERMException, exit 143."""
+    failure). A SIGTERM there is Lightning's SIGTERMException, exit 143.
+
+    Under DDP rank 0 alone says so, and sends the Ctrl-C on to the ranks it launched, as Lightning sends on a SIGTERM:
+    a Ctrl-C to rank 0 alone (`kill -INT`) had left them testing, orphaned, until their next collective failed with
+    gloo's traceback. The other ranks stop once: the Ctrl-C sent on after the terminal's own is not raised again while
+    they unwind."""
+    stopped = []
+    rank_0 = trainer is None or trainer.is_global_zero
+
     def stop(signum, frame):
-        print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
-              f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+        if stopped and not rank_0:
+            return
+        if not stopped and rank_0:
+            print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
+                  f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+        launcher = trainer.strategy.launcher if trainer is not None else None
+        if not stopped and getattr(launcher, "procs", None):  # Lightning's launcher on rank 0; none under torchrun
+            launcher.kill(signal.SIGINT)
+        stopped.append(signum)
         raise SIGTERMException(130)
     return on_ctrl_c(stop)
 
@@ -1596,7 +1611,7 @@ def run_job(cli: CLI) -> dict:
     final_lr = [[float(lr) for lr in groups] for groups in final_lr]
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
-    with ctrl_c_stops_the_test(run_dir), weights_in_memory(trainer):
+    with ctrl_c_stops_the_test(run_dir, trainer), weights_in_memory(trainer):
         test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
     results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
                **progress,

@@ -522,6 +522,65 @@ def test_ctrl_c_outside_the_training_batches_exits_130_and_says_what_it_kept(tin
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+class SlowTestBatches(L.Callback):
+    """Writes each rank's process id into marker_dir/rank<N> at its test batches, which take `seconds` each."""
+
+    def __init__(self, marker_dir: str, seconds: float = 2.0):
+        self.marker_dir, self.seconds = marker_dir, seconds
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        Path(self.marker_dir, f"rank{trainer.global_rank}").write_text(str(os.getpid()))
+        time.sleep(self.seconds)
+
+
+def running(pid: int) -> bool:
+    """Whether the process is there and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("to", ["the process group", "rank 0 alone"])
+def test_ctrl_c_in_the_test_after_a_ddp_fit_stops_every_rank_and_says_it_once(to, tiny_cifar, tmp_path):
+    """A terminal's Ctrl-C reaches every rank; `kill -INT` rank 0 alone. Rank 1 had said it as well, and by rank 0
+    alone had been left testing after rank 0's exit 130, orphaned, until gloo's 'Connection closed by peer' traceback
+    at its share's end."""
+    runs, markers = tmp_path / "runs", tmp_path / "markers"
+    markers.mkdir()
+    # 12 test images, 6 a rank in batches of 2: 3 batches of 2 s a rank, Ctrl-C in the first
+    process = start_script(job(tiny_cifar, runs, "--run_name", "r", "--data.batch_size", "4", "--data.eval_batch_size",
+                               "2", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices",
+                               "2", "--trainer.callbacks+=test_train_runs.SlowTestBatches",
+                               f"--trainer.callbacks.marker_dir={markers}"), tmp_path, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not ((markers / "rank0").exists() and (markers / "rank1").exists()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    rank1 = int((markers / "rank1").read_text())
+    if to == "rank 0 alone":
+        process.send_signal(signal.SIGINT)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 1.5  # rank 1 ends with rank 0, not after its share of the test
+        while running(rank1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = running(rank1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and not left, err[-3000:]
+    run_dir = runs / "r"
+    assert err.count("Ctrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
+                     f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}") == 1, err[-3000:]
+    assert "Traceback" not in err and "Connection closed" not in err, err[-3000:]
+    assert not (run_dir / "results.json").exists()
+
+
 def cyclegan_job(data_dir, runs, *extra):
     """A CycleGAN whose images are decoded by 2 DataLoader workers (the darknet's loader has none)."""
     return ["--system", "cyclegan", "--data.data_dir", str(data_dir), "--data.batch_size", "1", "--data.load_size",
