@@ -271,6 +271,12 @@ class CLI(LightningCLI):
         except MisconfigurationException as error:  # the Trainer's checks of its options (a traceback, status 1)
             raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
                             f"values (--help-trainer lists them)") from None
+        except TypeError as error:  # the same checks' refusal of --trainer.devices -1, [0, 1] or 2x on the CPU
+            if "`devices`" not in str(error):
+                raise
+            raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} (--trainer.devices "
+                            f"{self.job_config().trainer.get('devices')}) Check the --trainer values (--help-trainer "
+                            "lists them)") from None
         except ValueError as error:  # jsonargparse's, around a Lightning class's refusal of its options (a
             # ModelCheckpoint given both every_n_epochs and every_n_train_steps): that refusal, in one line
             refusal = error.__cause__ or error.__context__

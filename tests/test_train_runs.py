@@ -1688,6 +1688,11 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
            "the Trainer refuses its options: `max_epochs` must be a non-negative integer or -1. You passed in -5. "
            "Check the --trainer values (--help-trainer lists them)": ["--trainer.max_epochs", "-5"],
            "the Trainer refuses its options: `max_steps` must be": ["--trainer.max_steps", "-3"],
+           # its device parsing's TypeError on the CPU (a traceback, status 1, and an empty run folder left)
+           "the Trainer refuses its options: `devices` selected with `CPUAccelerator` should be an int > 0. "
+           "(--trainer.devices -1) Check the --trainer values": ["--trainer.accelerator", "cpu", "--trainer.devices",
+                                                                 "-1"],
+           "(--trainer.devices [0, 1])": ["--trainer.accelerator", "cpu", "--trainer.devices", "[0, 1]"],
            # a callback's own refusal (Lightning's MisconfigurationException), inside jsonargparse's ValueError
            "a --trainer.callbacks entry refuses its options: Combination of parameters every_n_train_steps=100, "
            "every_n_epochs=5 and train_time_interval=None should be mutually exclusive. Check its values":
