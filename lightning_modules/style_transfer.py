@@ -217,6 +217,11 @@ class StyleTransfer(L.LightningModule):
         if trainer.world_size > 1:
             raise UserError("style transfer optimizes one image tensor on one device; give a batch of content "
                              "images instead of --trainer.devices > 1")
+        start_method = getattr(trainer.strategy, "_start_method", "popen")  # ddp_spawn, ddp_fork, ddp_notebook
+        if start_method != "popen":  # Lightning loaded the worker's weights into the lazy image: a size mismatch
+            raise UserError(f"--trainer.strategy {type(trainer.strategy).__name__} with start method {start_method}: "
+                            "style transfer runs in one process, whose image a started process cannot hand back; "
+                            "drop --trainer.strategy (auto)")
         if trainer.max_steps is None or trainer.max_steps < 0:
             raise UserError("set --trainer.max_steps: the number of L-BFGS iterations (the seed: 1000)")
 

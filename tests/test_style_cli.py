@@ -356,6 +356,17 @@ def test_several_devices_are_refused_once_before_any_process_starts(style_images
     assert not (tmp_path / "runs").exists()  # refused before the run folder is made (run.json, W&B, the lock)
 
 
+def test_a_spawned_process_is_refused_in_one_line(style_images, tmp_path, capsys, monkeypatch):
+    """ddp_spawn on one device ran the iterations in a spawned process, then stopped with torch's traceback (status 1)
+    as Lightning loaded its weights into the main process's model: 'size mismatch for image'."""
+    from conftest import run_in_process
+    from test_train_runs import assert_one_line_error
+    result = run_in_process(job(style_images, tmp_path / "runs", "--trainer.accelerator", "cpu", "--trainer.strategy",
+                                "ddp_spawn", "--trainer.max_steps", "1"), capsys, monkeypatch)
+    assert_one_line_error(result, "with start method spawn: style transfer runs in one process")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_run_without_max_steps_is_refused(style_images):
     with pytest.raises(ValueError, match="set --trainer.max_steps"):
         stub_setup(style_images, max_steps=-1)
