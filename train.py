@@ -1440,7 +1440,10 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     saved = state.get("hyper_parameters") or {}
     ours = dict(getattr(model, "hparams", None) or {})
     def typed(value) -> str:  # as on the command line; a tuple and a list of the same values are the same option
-        return value if isinstance(value, str) else json.dumps(value, default=str)
+        try:
+            return value if isinstance(value, str) else json.dumps(value, default=str)
+        except (TypeError, ValueError):  # a dict with tuple keys, a circular value: a user module's, as Python shows it
+            return repr(value)
     flags = " ".join(f"--model.{k} {shlex.quote(typed(v))}" for k, v in saved.items()
                      if not k.startswith("_") and k in ours and typed(ours[k]) != typed(v))
     options = f"--model options it was trained with ({flags}, from its hyper-parameters)" if flags else \

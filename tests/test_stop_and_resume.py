@@ -555,6 +555,28 @@ def test_a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with
                                        f"--ckpt_path {hpc}")
 
 
+class TinyWithMapping(LightningModule):
+    def __init__(self, features: int = 3, mapping: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, features)
+
+
+def test_hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_its_refusal(tmp_path):
+    """A user module's dict with tuple keys (JSON's keys are strings): the fix is worked out for every checkpoint
+    checked, so a TypeError there stopped a good checkpoint's resume too."""
+    path = tmp_path / "net.ckpt"
+    saved = {"features": 5, "mapping": {(1, 2): 4}}
+    torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, path)
+    assert train.check_checkpoint(str(path), TinyWithMapping(features=5, mapping={(1, 2): 4}), "tiny")[
+        "global_step"] == 4
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(str(path), TinyWithMapping(mapping={(1, 2): 3}), "tiny")
+    assert str(refused.value).endswith("(--model.features 5 --model.mapping '{(1, 2): 4}', from its "
+                                       f"hyper-parameters) and --ckpt_path {path}")
+
+
 def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
     class Deeper(Tiny):
         def __init__(self):
