@@ -322,7 +322,7 @@ def stub_setup(style_images, **trainer):
     model = StyleTransfer(arch="vgg16", vgg_weights="random", style_weight=0.0)
     data = StyleTransferDataModule([str(content[0])], str(style), size=32)
     model.trainer = SimpleNamespace(**{"precision": "32-true", "world_size": 1, "max_steps": 5, "datamodule": data,
-                                       "accumulate_grad_batches": 1, **trainer})
+                                       "accumulate_grad_batches": 1, "strategy": SimpleNamespace(), **trainer})
     model.setup("fit")
 
 

@@ -162,7 +162,8 @@ def test_max_steps_is_refused_only_when_unset(max_steps, refused):
     """-1 is Lightning's "no limit" (its default), None none given; 0 is a number of iterations, as a resume to a
     run's own end (train.py's "nothing left to train")."""
     model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=["relu1_1"])
-    trainer = SimpleNamespace(precision="32-true", accumulate_grad_batches=1, world_size=1, max_steps=max_steps)
+    trainer = SimpleNamespace(precision="32-true", accumulate_grad_batches=1, world_size=1, max_steps=max_steps,
+                              strategy=SimpleNamespace())  # a process started the usual way
     if refused:
         with pytest.raises(UserError, match="set --trainer.max_steps: the number of L-BFGS iterations"):
             model.check_trainer(trainer)
