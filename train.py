@@ -1439,9 +1439,12 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
                 else f"resume with its config: --config {config} --ckpt_path {path}")
     saved = state.get("hyper_parameters") or {}
     ours = dict(getattr(model, "hparams", None) or {})
+    def plain(value):  # numpy's and torch's numbers and arrays as Python's (np.int64(5) is 5, not the string "5")
+        return value.tolist() if callable(getattr(value, "tolist", None)) else str(value)
+
     def typed(value) -> str:  # as on the command line; a tuple and a list of the same values are the same option
         try:
-            return value if isinstance(value, str) else json.dumps(value, default=str)
+            return value if isinstance(value, str) else json.dumps(value, default=plain)
         except (TypeError, ValueError):  # a dict with tuple keys, a circular value: a user module's, as Python shows it
             return repr(value)
     flags = " ".join(f"--model.{k} {shlex.quote(typed(v))}" for k, v in saved.items()

@@ -577,6 +577,24 @@ def test_hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_
                                        f"hyper-parameters) and --ckpt_path {path}")
 
 
+def test_numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type(tmp_path):
+    """A user module's hyper-parameters from numpy or torch (np.int64(5) from len(np.unique(...)), a mean tensor):
+    the same values as the model's were named as differences (--model.features 5 where features is 5), and a
+    tensor's option as the quoted string '"tensor([...])"', which no command line takes."""
+    import numpy as np
+    path = tmp_path / "net.ckpt"
+    saved = {"features": np.int64(5), "mapping": {"mean": np.float32(0.5), "std": torch.tensor([0.25, 0.5])}}
+    torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, path)
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [0.25, 0.5]}),
+                               "tiny")
+    assert str(refused.value).endswith(f"(--model.features 5, from its hyper-parameters) and --ckpt_path {path}")
+    with pytest.raises(train.UserError) as refused:
+        train.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [1, 1]}), "tiny")
+    assert "--model.mapping '{\"mean\": 0.5, \"std\": [0.25, 0.5]}'" in str(refused.value)
+
+
 def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
     class Deeper(Tiny):
         def __init__(self):
