@@ -41,7 +41,6 @@ from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -1580,36 +1579,6 @@ def fit_progress(trainer) -> dict:
             "epochs_completed": batches // per_epoch if finite else None, "batches": batches}
 
 
-def fit_outcome(trainer) -> dict:
-    """What results.json reports of the fit, read from the trainer that ran it: its step, progress, the lr the last
-    batch trained at (not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the
-    last, a 1cycle's 0.178 for its final 0.0035) and the checkpoint it resumed from (ours or Lightning's own on a SLURM
-    requeue, hpc_ckpt_N.ckpt; test() resets it)."""
-    final_lr = next((c.lr for c in trainer.callbacks if isinstance(c, LastStepLr) and c.lr is not None),
-                    [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers])
-    return {"global_step": trainer.global_step, **fit_progress(trainer),
-            "final_lr": [[float(lr) for lr in groups] for groups in final_lr],
-            "resumed_from": str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None}
-
-
-class FitOutcomeLauncher(_MultiProcessingLauncher):
-    """Lightning's launcher of ddp_spawn, ddp_fork and ddp_notebook, which also sends rank 0's fit_outcome back to the
-    main process (`outcome`). Lightning's sends back only the weights, trainer.state and callback_metrics: the main
-    process's trainer, whose loops never ran, said global_step 0, batches 0, epochs null and final_lr []."""
-
-    outcome: dict | None = None
-
-    def get_extra_results(self, trainer) -> dict:  # in rank 0's process, after the fit
-        extra = super().get_extra_results(trainer)
-        if trainer.state.fn == TrainerFn.FITTING:
-            extra["fit_outcome"] = fit_outcome(trainer)
-        return extra
-
-    def update_main_process_results(self, trainer, extra: dict) -> None:
-        super().update_main_process_results(trainer, extra)
-        self.outcome = extra.get("fit_outcome", self.outcome)  # the test's launch sends none
-
-
 def run_job(cli: CLI) -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
@@ -1622,9 +1591,6 @@ def run_job(cli: CLI) -> dict:
         # checkpoints of train.py before 2026-11-28 hold the state of its timed ModelCheckpoint, now TimedSave
         warnings.filterwarnings("ignore", message=r"(?s)Be aware that when using `ckpt_path`.*"
                                                   r"'train_time_interval': datetime")
-    launcher = trainer.strategy.launcher
-    if type(launcher) is _MultiProcessingLauncher:  # the fit runs in processes it starts (not XLA's subclass)
-        launcher = trainer.strategy._launcher = FitOutcomeLauncher(trainer.strategy, launcher._start_method)
     start = time.perf_counter()
     try:
         with lightning_ctrl_c(trainer):  # a Ctrl-C before SaveOnStop takes it at on_fit_start, or a second one
@@ -1646,24 +1612,30 @@ def run_job(cli: CLI) -> dict:
                         f"epoch: give a fraction of the epoch (0.5), at most {interval[2]} batches, or "
                         f"--trainer.check_val_every_n_epoch null to count batches across epochs") from None
     fit_seconds = time.perf_counter() - start
-    outcome = launcher.outcome if isinstance(launcher, FitOutcomeLauncher) else fit_outcome(trainer)
-    run_dir, step = Path(trainer.default_root_dir), outcome["global_step"]
-    earlier = read_json(run_dir / "results.json") if step == start_step else None
-    if earlier and earlier.get("global_step") == step:  # nothing trained, and these results say so
+    # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
+    resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
+    run_dir = Path(trainer.default_root_dir)
+    earlier = read_json(run_dir / "results.json") if trainer.global_step == start_step else None
+    if earlier and earlier.get("global_step") == trainer.global_step:  # nothing trained, and these results say so
         if trainer.is_global_zero:
-            print(f"Nothing left to train: the run is at step {step}, where its --trainer.max_steps or "
+            print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
                   f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
                   f"got there) is kept")
         return earlier
-    # callback_metrics: Lightning's launchers send them back; LearningRateMonitor's lr-* are not final_lr (fit_outcome)
+    # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
+    # 0.178 for its final 0.0035); the lr the last batch trained at instead
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
+    final_lr = next((c.lr for c in trainer.callbacks if isinstance(c, LastStepLr) and c.lr is not None),
+                    [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers])
+    final_lr = [[float(lr) for lr in groups] for groups in final_lr]
+    progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     with ctrl_c_stops_the_test(run_dir, trainer), weights_in_memory(trainer):
         test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
-    results = {"test": test, "final_metrics": final, "final_lr": outcome["final_lr"],
-               "fit_seconds": round(fit_seconds, 2),
-               **{key: outcome[key] for key in ("epochs", "epochs_completed", "batches", "global_step",
-                                                "resumed_from")},
+    results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
+               **progress,
+               "global_step": trainer.global_step,
+               "resumed_from": resumed_from,
                "world_size": trainer.world_size, "precision": str(trainer.precision), "run_dir": str(run_dir),
                "checkpoint": {"last": str(run_dir / "checkpoints" / "last.ckpt")
                               if trainer.checkpoint_callbacks and not trainer.fast_dev_run else None,

@@ -1879,28 +1879,3 @@ def test_a_bad_phase_spec_is_one_line(tiny_cifar, tmp_path, scheduler, message):
     with pytest.raises(Exception) as raised:  # jsonargparse wraps the scheduler's UserError
         train.main(job(tiny_cifar, tmp_path / "runs", "--config", str(config)))
     assert message in user_message(raised.value)
-
-
-def test_a_ddp_spawn_job_reports_rank_zeros_training_in_results_json(tiny_cifar, tmp_path):
-    """ddp_spawn trains in processes it starts and sends back only the weights, the trainer's state and its metrics:
-    results.json, read from the main process's trainer whose loops never ran, said global_step 0, batches 0, epochs
-    null and final_lr []. Expected: batches from the data and batch sizes, the lr from the 1cycle's formula."""
-    from test_darknet_system import one_cycle_by_hand
-
-    runs, ranks, batch_size, epochs = tmp_path / "runs", 2, 4, 2
-    spawn = ["--run_name", "r", "--data.batch_size", str(batch_size), "--trainer.accelerator", "cpu",
-             "--trainer.strategy", "ddp_spawn", "--trainer.devices", str(ranks), "--trainer.callbacks", "[]",
-             "--model.lr", "0.4", "--model.one_cycle", "[20, 20, 0.95, 0.85]"]
-    per_epoch = len(list((tiny_cifar / "train").rglob("*.png"))) // ranks // batch_size  # each rank's equal slice
-    result = run_script(job(tiny_cifar, runs, *spawn, "--trainer.max_epochs", str(epochs)), tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = runs / "r"
-    results = json.loads((run_dir / "results.json").read_text())
-    steps = per_epoch * epochs
-    assert (results["global_step"], results["batches"]) == (steps, steps)
-    assert (results["epochs"], results["epochs_completed"]) == (epochs, epochs)
-    assert results["world_size"] == ranks and results["resumed_from"] is None
-    final_lr, _ = one_cycle_by_hand(steps - 1, steps, 0.4, 20, 20, 0.95, 0.85)  # the last batch's, lr/div/100
-    assert results["final_lr"] == [[pytest.approx(final_lr)]]
-    assert "train/loss" in results["final_metrics"] and 0 <= results["test"]["test/acc"] <= 1
-    assert f"Results written to {run_dir / 'results.json'}" in result.stdout
