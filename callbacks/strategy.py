@@ -4,21 +4,14 @@ process group's end at exit."""
 import atexit
 import importlib
 
-# the launches of DDP Lightning also registers as <name>_find_unused_parameters_true
-DDP_LAUNCHES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
-
 
 def documented_ddp_strategy(config) -> None:
     """train.py's hook (LightningCLI config, before instantiation): `--trainer.strategy ddp` for a system with a
-    `ddp_strategy` attribute (the WGAN and the CycleGAN: ddp_find_unused_parameters_true) becomes that name, and
-    `ddp_spawn`, `ddp_fork`, `ddp_notebook` its counterpart for their launch (ddp_spawn_find_unused_parameters_true):
-    a plain ddp_spawn stopped in the spawned process, its one-line refusal inside torch's traceback."""
-    given = config.trainer.get("strategy")
-    if given not in DDP_LAUNCHES or not config.get("model"):
+    `ddp_strategy` attribute (the WGAN and the CycleGAN: ddp_find_unused_parameters_true) becomes that name."""
+    if config.trainer.get("strategy") != "ddp" or not config.get("model"):
         return
     module, _, name = config.model.class_path.rpartition(".")
-    documented = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
-    config.trainer.strategy = given + documented.removeprefix("ddp")
+    config.trainer.strategy = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
 
 
 def require_unused_parameter_detection(module) -> None:

