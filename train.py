@@ -1527,24 +1527,17 @@ def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     Under DDP rank 0 alone says so, and sends the Ctrl-C on to the ranks it launched, as Lightning sends on a SIGTERM:
     a Ctrl-C to rank 0 alone (`kill -INT`) had left them testing, orphaned, until their next collective failed with
     gloo's traceback. The other ranks stop once: the Ctrl-C sent on after the terminal's own is not raised again while
-    they unwind.
-
-    Under ddp_fork the test's processes are forked from this one and inherit this handler: they are not rank 0 here
-    (the main process says it and sends it on), and their copy of the launcher's procs is the fit's processes, not
-    their children (multiprocessing's AssertionError 'can only test a child process', in each of them)."""
+    they unwind."""
     stopped = []
-    home = os.getpid()  # the process that set this handler up; a forked one has another id
     rank_0 = trainer is None or trainer.is_global_zero
 
     def stop(signum, frame):
-        launching = os.getpid() == home
-        says_it = rank_0 and launching
-        if stopped and not says_it:
+        if stopped and not rank_0:
             return
-        if not stopped and says_it:
+        if not stopped and rank_0:
             print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
                   f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
-        launcher = trainer.strategy.launcher if trainer is not None and launching else None
+        launcher = trainer.strategy.launcher if trainer is not None else None
         if not stopped and getattr(launcher, "procs", None):  # Lightning's launcher on rank 0; none under torchrun
             launcher.kill(signal.SIGINT)
         stopped.append(signum)
