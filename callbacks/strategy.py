@@ -1,5 +1,5 @@
-"""Lightning's documented strategy names for systems that need one, given to train.py's plain `ddp`, and the
-process group's end at exit."""
+"""Lightning's documented strategy names for systems that need one, given to train.py's plain `ddp`, the refusal of
+processes started from train.py's own, and the process group's end at exit."""
 
 import atexit
 import importlib
@@ -12,6 +12,25 @@ def documented_ddp_strategy(config) -> None:
         return
     module, _, name = config.model.class_path.rpartition(".")
     config.trainer.strategy = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
+
+
+def refuse_started_processes(trainer, given) -> None:
+    """train.py's fit under ddp_spawn, ddp_fork or ddp_notebook (Lightning's choice for several devices in a notebook):
+    the ranks run in processes started from this one, which hand back only the weights and metrics (Lightning's docs
+    discourage it for that): a Ctrl-C there hung without saving, results.json and the test after the fit saw no
+    training. Refused before any folder is made, naming ddp, where each rank is a process of its own."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    from callbacks.errors import UserError
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if type(launcher) is not _MultiProcessingLauncher:  # (XLA's subclass: TPUs, not train.py's)
+        return
+    name = given if isinstance(given, str) and given != "auto" else f"{given} ({type(trainer.strategy).__name__})"
+    raise UserError(f"--trainer.strategy {name} starts the ranks from this process ({launcher._start_method}), "
+                    "which get back only their weights and metrics: a Ctrl-C or SLURM's signal could not save, and "
+                    "results.json and the test after the fit would see no training; use --trainer.strategy ddp (one "
+                    "process per rank; from a notebook, run python train.py in a terminal)")
 
 
 def require_unused_parameter_detection(module) -> None:

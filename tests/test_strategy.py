@@ -94,3 +94,24 @@ def test_the_exit_hook_destroys_a_live_group_and_touches_no_missing_one(alive, m
     monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: destroyed.append(True))
     _destroy_process_group()
     assert destroyed == ([True] if alive else [])
+
+
+@pytest.mark.parametrize("strategy, named, interactive", [
+    ("ddp_spawn", "--trainer.strategy ddp_spawn starts the ranks from this process (spawn)", False),
+    ("ddp_fork", "--trainer.strategy ddp_fork starts the ranks from this process (fork)", False),
+    ("ddp_notebook", "--trainer.strategy ddp_notebook starts the ranks from this process (fork)", False),
+    # Lightning's own choice for several devices in a notebook (its accelerator connector's _IS_INTERACTIVE)
+    ("auto", "--trainer.strategy auto (DDPStrategy) starts the ranks from this process (fork)", True)])
+def test_a_fit_in_processes_started_from_train_py_is_refused_before_its_folder(strategy, named, interactive, tiny_cifar,
+                                                                              tmp_path, capsys, monkeypatch):
+    """They hand back only the weights and metrics: a Ctrl-C there hung without saving, results.json said step 0 and
+    the test after the fit ran as at step 0 (the CycleGAN's test_visuals-000000.png)."""
+    from conftest import run_in_process
+    from test_train_runs import assert_one_line_error, job
+    monkeypatch.setattr("lightning.pytorch.trainer.connectors.accelerator_connector._IS_INTERACTIVE", interactive)
+    runs = tmp_path / "runs"
+    args = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", strategy]
+    error = assert_one_line_error(run_in_process(job(tiny_cifar, runs, *args), capsys, monkeypatch), named,
+                                  "use --trainer.strategy ddp")
+    assert "from a notebook, run python train.py in a terminal" in error
+    assert not runs.exists()  # refused before the run's folder was made
