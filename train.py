@@ -1142,7 +1142,8 @@ def checkpoint_batches(path: Path, accumulate_grad_batches: int = 1) -> int | No
         batches, progress = loop["epoch_loop.state_dict"]["_batches_that_stepped"], loop["epoch_loop.batch_progress"]
         total = progress["total"]
         after_the_batch = total["ready"] == total["started"] == total["processed"] == total["completed"]
-        accumulating = progress["current"]["ready"] % accumulate_grad_batches != 0
+        # Lightning steps the optimizer at an epoch's last batch whether or not the accumulation is complete
+        accumulating = progress["current"]["ready"] % accumulate_grad_batches != 0 and not progress["is_last_batch"]
         return batches if after_the_batch or accumulating else batches + 1
     except Exception:
         return None

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -762,3 +762,63 @@ def test_a_requeue_signal_in_the_fits_last_validation_is_requeued_at_the_fits_en
     stop.on_fit_end(fake_trainer(world_size=2), None)
     assert slurm_job == ["no training in progress, nothing left to save"]
     handler.uninstall()
+
+
+# checkpoint_batches: the step a resumed fit logs its first batch at, against Lightning's own resume
+
+class AccumulatingNet(LightningModule):
+    def __init__(self, data_root: Path = Path("data")):  # a Path among the hyper-parameters: no weights-only load
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(6, 2)), batch_size=2)
+
+
+class SaveEachBatch(Callback):
+    """A checkpoint at every batch's end hook (as the timed save) and at the epoch's end, of the first epoch."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.folder / f"batch{batch_idx}.ckpt")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.folder / "epoch_end.ckpt")
+
+
+class FirstLoggedStep(Callback):
+    step = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.step is None:
+            self.step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step self.log writes at
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_checkpoint_batches_is_the_step_lightnings_resume_logs_its_first_batch_at(accumulate, tmp_path):
+    """3 batches an epoch, gradients accumulated over 1 or 2: a save in each batch's end hook (before Lightning
+    counts the batch) and one at the epoch's end, each resumed by Lightning itself. With 2, the epoch's last batch
+    steps the optimizer although 3 is odd (Lightning steps at an epoch's end): its save holds one step less."""
+    settings = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, accumulate_grad_batches=accumulate, max_epochs=2)
+    Trainer(callbacks=[SaveEachBatch(tmp_path)], **settings).fit(AccumulatingNet())
+    for name in ("batch0", "batch1", "batch2", "epoch_end"):
+        first = FirstLoggedStep()
+        Trainer(callbacks=[first], **settings).fit(AccumulatingNet(), ckpt_path=tmp_path / f"{name}.ckpt",
+                                                 weights_only=False)
+        assert train.checkpoint_batches(tmp_path / f"{name}.ckpt", accumulate) == first.step, name
+    (tmp_path / "torn.ckpt").write_bytes((tmp_path / "batch0.ckpt").read_bytes()[:100])
+    torch.save({"state_dict": AccumulatingNet().state_dict()}, tmp_path / "weights.ckpt")
+    assert train.checkpoint_batches(tmp_path / "torn.ckpt") is None
+    assert train.checkpoint_batches(tmp_path / "weights.ckpt") is None
