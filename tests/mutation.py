@@ -553,6 +553,23 @@ TARGETS = {
                                 "StyleTransferDataModule.__init__", "StyleTransferDataModule.content_files",
                                 "StyleTransferDataModule.style_files", "StyleTransferDataModule.train_dataloader"),
                                ("tests/test_style_data.py",)),
+    # SLURM's requeue signal outside the training (RequeueSignal, SaveOnStop.on_fit_end's requeue after the fit's last
+    # validation), the step a TensorBoard resume purges from, the fix a checkpoint of another network names, the
+    # Ctrl-C in the test after the fit; the tests as files and node ids, fastest first, without the multi-process ones
+    # (test_slurm.py's signal outside the training, 74 s, and its two ranks, 14 s; test_train_runs.py's DDP Ctrl-C,
+    # 35 s)
+    "requeue_signal": Target("train.py",
+                             ("RequeueSignal.__init__", "RequeueSignal.install", "RequeueSignal.follow",
+                              "RequeueSignal.uninstall", "RequeueSignal.__call__", "RequeueSignal.requeue_now",
+                              "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "ctrl_c_stops_the_test"),
+                             ("tests/test_stop_and_resume.py",
+                              "tests/test_train_runs.py::test_ctrl_c_outside_the_training_batches_exits_130_and_says"
+                              "_what_it_kept[test]",
+                              "tests/test_tensorboard.py",
+                              "tests/test_slurm.py::test_sbatch_script_is_well_formed_and_requeues",
+                              "tests/test_slurm.py::test_each_layout_starts_train_py_with_arguments_it_accepts",
+                              "tests/test_slurm.py::test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes"
+                              "_there")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

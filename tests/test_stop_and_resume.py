@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import signal
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -761,6 +762,94 @@ def test_a_requeue_signal_in_the_fits_last_validation_is_requeued_at_the_fits_en
     stop.requeue = True  # noted after the last batch's agreement: no training batch left to save and requeue after
     stop.on_fit_end(fake_trainer(world_size=2), None)
     assert slurm_job == ["no training in progress, nothing left to save"]
+    handler.uninstall()
+
+
+def test_no_requeue_handler_outside_a_slurm_job_or_the_main_thread(monkeypatch, handlers):
+    """SLURM sends the requeue signal to a job's tasks only: elsewhere SIGUSR1 keeps its own action (a user's tool may
+    use it), and a thread other than the main one cannot set a handler at all (Python's signal.signal raises)."""
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    assert train.RequeueSignal.install() is None
+    assert signal.getsignal(signal.SIGUSR1) is before
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "dl2-darknet")
+    installed = []
+    thread = threading.Thread(target=lambda: installed.append(train.RequeueSignal.install()))
+    thread.start()
+    thread.join()
+    assert installed == [None] and signal.getsignal(signal.SIGUSR1) is before
+
+
+
+
+
+# ctrl_c_stops_the_test: the Ctrl-C handler of the test after the fit, rank 0 and the ranks it launched
+
+def ctrl_c_test_handler(tmp_path, trainer):
+    """The SIGINT handler ctrl_c_stops_the_test installs, and the context to leave."""
+    context = train.ctrl_c_stops_the_test(tmp_path / "r", trainer)
+    context.__enter__()
+    return signal.getsignal(signal.SIGINT), context
+
+
+def launched(procs):
+    kills = []
+    return SimpleNamespace(strategy=SimpleNamespace(launcher=SimpleNamespace(procs=procs, kill=kills.append))), kills
+
+
+@pytest.mark.parametrize("trainer", ["none", "rank 0"])
+def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer, tmp_path, capsys, handlers):
+    """Rank 0 (or one process): the line saying how to test the saved run, once; Lightning's launcher sends the
+    Ctrl-C on to the ranks it started, once; every Ctrl-C raises SIGTERMException(130), 128 + SIGINT (a second one
+    while the first unwinds stops rank 0 at once)."""
+    kills = []
+    if trainer == "rank 0":
+        trainer, kills = launched([object()])
+        trainer.is_global_zero = True
+    else:
+        trainer = None
+    handler, context = ctrl_c_test_handler(tmp_path, trainer)
+    for _ in range(2):
+        with pytest.raises(SIGTERMException) as stopped:
+            handler(signal.SIGINT, None)
+        assert stopped.value.code == 130
+        assert kills == ([signal.SIGINT] if trainer is not None else [])  # at the first Ctrl-C
+    context.__exit__(None, None, None)
+    run_dir = tmp_path / "r"
+    assert capsys.readouterr().err == (
+        "\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
+        f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}\n")
+
+
+def test_ctrl_c_in_the_test_on_another_rank_stops_it_once_silently(tmp_path, capsys, handlers):
+    """A rank other than 0 says nothing (rank 0 says it) and sends nothing on (it launched no rank); the Ctrl-C rank
+    0 sends on after the terminal's own is not raised again while the first unwinds."""
+    trainer, kills = launched(None)
+    trainer.is_global_zero = False
+    handler, context = ctrl_c_test_handler(tmp_path, trainer)
+    with pytest.raises(SIGTERMException) as stopped:
+        handler(signal.SIGINT, None)
+    assert stopped.value.code == 130
+    assert handler(signal.SIGINT, None) is None
+    context.__exit__(None, None, None)
+    assert capsys.readouterr().err == "" and kills == []
+
+
+
+def test_a_requeue_handler_that_got_no_signal_leaves_the_training_alone(slurm_job, monkeypatch, handlers, tmp_path):
+    """No SLURM signal before the training: the ranks' first batch saves nothing and nobody requeues."""
+    handler = train.RequeueSignal.install()
+    handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
+    monkeypatch.setattr(train, "_requeue_signal", handler)
+    trainer, requeued = ddp_rank(monkeypatch, 0, (0, 0), _accelerator_connector=SimpleNamespace(
+        cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(trainer, None)
+    stop.on_train_start(trainer, None)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.saved == [] and requeued == [] and slurm_job == []
     handler.uninstall()
 
 
