@@ -176,23 +176,30 @@ class SignalAtStepOfRank(L.Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def test_a_requeue_signal_reaching_two_ranks_at_different_steps_saves_once_at_the_first(tiny_cifar, tmp_path):
-    # Lightning's own handler saved from inside the signal handler: rank 1, signalled first, waited in the save's
-    # barrier while rank 0 waited in the batch's collective, until the time limit
-    run_dir = tmp_path / "runs" / "darknet" / "slurm-4243"
+def slurm_tasks(tmp_path, job: str, tasks: int, run_dir) -> dict:
+    """The environment of a one-node SLURM job's tasks (each adds its SLURM_PROCID and SLURM_LOCALID), with a fake
+    scontrol on PATH that logs its arguments to scontrol.log and copies the run's last.ckpt as it was at the requeue
+    into at_requeue.ckpt."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n'
-                                      f'cp "{run_dir}/checkpoints/last.ckpt" "{tmp_path}/at_requeue.ckpt"\n')
+                                      f'cp "{run_dir}/checkpoints/last.ckpt" "{tmp_path}/at_requeue.ckpt" || true\n')
     (bin_dir / "scontrol").chmod(0o755)
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "SLURM_JOB_ID": "4243", "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": "2",
-           "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
-           "MASTER_PORT": str(port)}
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            "SLURM_JOB_ID": job, "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": str(tasks),
+            "SLURM_NTASKS_PER_NODE": str(tasks), "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+            "SLURM_NODELIST": "localhost", "MASTER_PORT": str(port)}
+
+
+def test_a_requeue_signal_reaching_two_ranks_at_different_steps_saves_once_at_the_first(tiny_cifar, tmp_path):
+    # Lightning's own handler saved from inside the signal handler: rank 1, signalled first, waited in the save's
+    # barrier while rank 0 waited in the batch's collective, until the time limit
+    run_dir = tmp_path / "runs" / "darknet" / "slurm-4243"
+    env = slurm_tasks(tmp_path, "4243", 2, run_dir)
     args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
             "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
             "--data.eval_batch_size", "6", "--trainer.max_steps", "7", "--trainer.accelerator", "cpu",
@@ -247,19 +254,7 @@ def test_a_requeue_signal_outside_the_training_requeues_without_a_hang(where, ra
     # rank signalled alone waited in while the other went on: a hang until the time limit
     job = "4244"
     run_dir = tmp_path / "runs" / "darknet" / f"slurm-{job}"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n'
-                                      f'cp "{run_dir}/checkpoints/last.ckpt" "{tmp_path}/at_requeue.ckpt" || true\n')
-    (bin_dir / "scontrol").chmod(0o755)
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "SLURM_JOB_ID": job, "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": str(tasks),
-           "SLURM_NTASKS_PER_NODE": str(tasks), "SLURM_NNODES": "1", "SLURM_NODEID": "0",
-           "SLURM_NODELIST": "localhost", "MASTER_PORT": str(port)}
+    env = slurm_tasks(tmp_path, job, tasks, run_dir)
     args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
             "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "4",
             "--data.eval_batch_size", "6", "--trainer.max_steps", "3", "--trainer.accelerator", "cpu",
