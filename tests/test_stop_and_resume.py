@@ -735,6 +735,18 @@ def test_one_process_inside_lightnings_run_gets_lightnings_handler(slurm_job, ha
     handler.uninstall()
 
 
+def first_batch(monkeypatch, handler, rank: int, tmp_path):
+    """A DDP rank's SaveOnStop through its first training batch, with `handler` as train.py's RequeueSignal."""
+    monkeypatch.setattr(train, "_requeue_signal", handler)
+    trainer, requeued = ddp_rank(monkeypatch, rank, (0, 0), _accelerator_connector=SimpleNamespace(
+        cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
+    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop.on_fit_start(trainer, None)
+    stop.on_train_start(trainer, None)
+    stop.on_train_batch_end(trainer, None, None, None, 0)
+    return trainer, requeued
+
+
 def test_rank_1_notes_the_signal_and_a_signal_before_the_training_is_saved_after_its_first_batch(
         slurm_job, monkeypatch, handlers, tmp_path):
     monkeypatch.setenv("SLURM_PROCID", "1")
@@ -742,13 +754,7 @@ def test_rank_1_notes_the_signal_and_a_signal_before_the_training_is_saved_after
     handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
     handler(signal.SIGUSR1, None)
     assert slurm_job == [] and handler.noted  # rank 0 requeues on its own signal
-    monkeypatch.setattr(train, "_requeue_signal", handler)
-    trainer, requeued = ddp_rank(monkeypatch, 1, (0, 0), _accelerator_connector=SimpleNamespace(
-        cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
-    stop.on_fit_start(trainer, None)
-    stop.on_train_start(trainer, None)
-    stop.on_train_batch_end(trainer, None, None, None, 0)
+    trainer, requeued = first_batch(monkeypatch, handler, 1, tmp_path)
     assert trainer.saved == [(last_ckpt(tmp_path), {"weights_only": False})]  # every rank: the save is collective
     handler.uninstall()
 
@@ -842,13 +848,7 @@ def test_a_requeue_handler_that_got_no_signal_leaves_the_training_alone(slurm_jo
     """No SLURM signal before the training: the ranks' first batch saves nothing and nobody requeues."""
     handler = train.RequeueSignal.install()
     handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
-    monkeypatch.setattr(train, "_requeue_signal", handler)
-    trainer, requeued = ddp_rank(monkeypatch, 0, (0, 0), _accelerator_connector=SimpleNamespace(
-        cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
-    stop.on_fit_start(trainer, None)
-    stop.on_train_start(trainer, None)
-    stop.on_train_batch_end(trainer, None, None, None, 0)
+    trainer, requeued = first_batch(monkeypatch, handler, 0, tmp_path)
     assert trainer.saved == [] and requeued == [] and slurm_job == []
     handler.uninstall()
 
