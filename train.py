@@ -309,13 +309,14 @@ class CLI(LightningCLI):
                     callback.resumed_at = "unknown" if step is None else step
                     for system_part in (self.model, self.datamodule):  # Lightning's own logging of the hyper-
                         system_part._log_hyperparams = False  # parameters would show this resume's on top
-        if resumed and (batches := checkpoint_batches(Path(config.ckpt_path),
-                                                      trainer.accumulate_grad_batches)) is not None:
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger) and logger._kwargs.get("purge_step") is None:
-                    # its writer's (Lightning passes its kwargs on): TensorBoard hides the events from that step on
-                    # that the stopped run logged after its checkpoint, instead of drawing both
-                    logger._kwargs["purge_step"] = batches
+        # their writers' purge_step (Lightning passes its kwargs on): TensorBoard hides the events from that step on
+        # that the stopped run logged after its checkpoint, instead of drawing both; the file read only for them
+        tensorboards = [logger for logger in trainer.loggers
+                        if isinstance(logger, TensorBoardLogger) and logger._kwargs.get("purge_step") is None]
+        if resumed and tensorboards and (batches := checkpoint_batches(Path(config.ckpt_path),
+                                                                       trainer.accumulate_grad_batches)) is not None:
+            for logger in tensorboards:
+                logger._kwargs["purge_step"] = batches
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint):
@@ -1121,14 +1122,21 @@ def resume_own_newest(config, run_dir: Path) -> bool:
     return True
 
 
-def checkpoint_step(path: Path) -> int | None:
-    """A checkpoint's global_step (memory-mapped: no tensor is read), or None for a file that is not one."""
+def mapped_checkpoint(path: Path) -> dict | None:
+    """A checkpoint's contents, memory-mapped (no tensor is read), or None for a file that is not one."""
     for mmap in (True, False):  # files of torch.save's legacy (non-zip) format cannot be memory-mapped
         try:
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap).get("global_step")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
         except Exception:
             continue
+        return checkpoint if isinstance(checkpoint, dict) else None
     return None
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """A checkpoint's global_step, or None for a file that is not one."""
+    checkpoint = mapped_checkpoint(path)
+    return None if checkpoint is None else checkpoint.get("global_step")
 
 
 def checkpoint_batches(path: Path, accumulate_grad_batches: int = 1) -> int | None:
@@ -1137,8 +1145,7 @@ def checkpoint_batches(path: Path, accumulate_grad_batches: int = 1) -> int | No
     SaveOnStop under DDP, a ModelCheckpoint of every_n_train_steps) holds one batch less, which the resume adds
     (Lightning's _TrainingEpochLoop.reset: unless the save came after the batch's end, or mid-accumulation)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        loop = checkpoint["loops"]["fit_loop"]
+        loop = mapped_checkpoint(path)["loops"]["fit_loop"]
         batches, progress = loop["epoch_loop.state_dict"]["_batches_that_stepped"], loop["epoch_loop.batch_progress"]
         total = progress["total"]
         after_the_batch = total["ready"] == total["started"] == total["processed"] == total["completed"]
