@@ -59,7 +59,7 @@ from callbacks.errors import (
 )
 from callbacks.images import log_to_loggers
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
-from callbacks.strategy import documented_ddp_strategy, refuse_started_processes
+from callbacks.strategy import check_launched_processes, documented_ddp_strategy, refuse_started_processes
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test"}
@@ -335,6 +335,7 @@ class CLI(LightningCLI):
         if check_trainer := getattr(self.model, "check_trainer", None):  # before DDP starts a process per device
             check_trainer(trainer)
         refuse_started_processes(trainer, config.trainer.get("strategy"))
+        check_launched_processes(trainer)
         trainer.callbacks.append(MarkTraining(run_dir))
         trainer.callbacks.append(RunBegan(run_dir))
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips

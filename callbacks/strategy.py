@@ -1,8 +1,9 @@
 """Lightning's documented strategy names for systems that need one, given to train.py's plain `ddp`, the refusal of
-processes started from train.py's own, and the process group's end at exit."""
+processes started from train.py's own, the check of a launcher's process count, and the process group's end at exit."""
 
 import atexit
 import importlib
+import os
 
 
 def documented_ddp_strategy(config) -> None:
@@ -31,6 +32,32 @@ def refuse_started_processes(trainer, given) -> None:
                     "which get back only their weights and metrics: a Ctrl-C or SLURM's signal could not save, and "
                     "results.json and the test after the fit would see no training; use --trainer.strategy ddp (one "
                     "process per rank; from a notebook, run python train.py in a terminal)")
+
+
+def check_launched_processes(trainer) -> None:
+    """train.py under torchrun or srun with several processes: the Trainer's devices per node and nodes must be the
+    launcher's, each process one rank. Lightning checks only the DDP strategies' product, as the fit starts (a
+    traceback, the run folder made), and not at all for one device, where each process trained a run of its own."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    from callbacks.errors import UserError
+
+    # Lightning's order: a SLURM job's tasks before torchrun's processes (its job name bash or interactive: neither)
+    if SLURMEnvironment.detect():
+        launcher, world, nodes = "srun", int(os.environ["SLURM_NTASKS"]), int(os.environ.get("SLURM_NNODES", 1))
+    elif TorchElasticEnvironment.detect():
+        world = int(os.environ["WORLD_SIZE"])
+        launcher, nodes = "torchrun", world // int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    else:
+        return
+    per_node = world // nodes
+    if (trainer.num_devices, trainer.num_nodes) == (per_node, nodes):
+        return
+    devices = f"{trainer.num_devices} device{'s' * (trainer.num_devices > 1)}"
+    raise UserError(f"{launcher} started {world} processes ({per_node} per node on {nodes} node"
+                    f"{'s' * (nodes > 1)}), but the Trainer has {devices} on {trainer.num_nodes} node"
+                    f"{'s' * (trainer.num_nodes > 1)}: give --trainer.devices {per_node} --trainer.num_nodes {nodes}, "
+                    f"one rank per process (or start one process)")
 
 
 def require_unused_parameter_detection(module) -> None:

@@ -570,6 +570,9 @@ TARGETS = {
                               "tests/test_slurm.py::test_each_layout_starts_train_py_with_arguments_it_accepts",
                               "tests/test_slurm.py::test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes"
                               "_there")),
+    # torchrun's and srun's process count against the Trainer's devices and nodes (the two-node job left out: slow)
+    "launchers": Target("callbacks/strategy.py", ("check_launched_processes",),
+                        ("tests/test_launchers.py", "-m", "not slow")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

@@ -1,0 +1,135 @@
+"""torchrun and srun: the processes a launcher started must be the Trainer's devices per node and nodes, one rank
+each; a two-node torchrun job (two launchers on this machine) trains one run and resumes it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_in_process
+from test_train_cli import TINY, job
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK",
+                      "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE",
+                      "SLURM_NNODES", "SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_PROCID", "SLURM_LOCALID",
+                      "SLURM_NODEID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH")
+
+
+def torchrun_rank_0(monkeypatch, processes: int, per_node: int) -> None:
+    """The environment torchrun gives its first process (rank 0 of `processes`, `per_node` on each node)."""
+    for name, value in {"TORCHELASTIC_RUN_ID": "run", "WORLD_SIZE": processes, "LOCAL_WORLD_SIZE": per_node,
+                        "RANK": 0, "LOCAL_RANK": 0, "GROUP_RANK": 0, "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": 29500}.items():
+        monkeypatch.setenv(name, str(value))
+
+
+def srun_task_0(monkeypatch, tasks: int, nodes: int, job_name: str = "dl2-darknet") -> None:
+    """The environment srun gives a job's first task (of `tasks` on `nodes` nodes)."""
+    for name, value in {"SLURM_NTASKS": tasks, "SLURM_NTASKS_PER_NODE": tasks // nodes, "SLURM_NNODES": nodes,
+                        "SLURM_JOB_ID": 77, "SLURM_JOB_NAME": job_name, "SLURM_PROCID": 0, "SLURM_LOCALID": 0,
+                        "SLURM_NODEID": 0, "SLURM_NODELIST": "localhost"}.items():
+        monkeypatch.setenv(name, str(value))
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def refusal(result) -> str:
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.partition("error: ")[2].strip()
+
+
+@pytest.mark.parametrize(("processes", "per_node", "given", "expected"), [
+    # torchrun --nproc_per_node 2 on a CPU: the Trainer's auto devices are 1, and each process trained a run of its own
+    (2, 2, [], "torchrun started 2 processes (2 per node on 1 node), but the Trainer has 1 device on 1 node: give "
+               "--trainer.devices 2 --trainer.num_nodes 1, one rank per process (or start one process)"),
+    # two nodes of one process each, --trainer.num_nodes left at 1: Lightning's traceback at the fit's start
+    (2, 1, ["--trainer.strategy", "ddp"],
+     "torchrun started 2 processes (1 per node on 2 nodes), but the Trainer has 1 device on 1 node: give "
+     "--trainer.devices 1 --trainer.num_nodes 2, one rank per process (or start one process)"),
+    (8, 2, ["--trainer.strategy", "ddp", "--trainer.devices", "4", "--trainer.num_nodes", "2"],
+     "torchrun started 8 processes (2 per node on 4 nodes), but the Trainer has 4 devices on 2 nodes: give "
+     "--trainer.devices 2 --trainer.num_nodes 4, one rank per process (or start one process)"),
+])
+def test_torchruns_processes_other_than_the_trainers_devices_and_nodes_are_refused_before_a_run_folder(
+        processes, per_node, given, expected, no_launcher, tiny_cifar, tmp_path, capsys, monkeypatch):
+    torchrun_rank_0(monkeypatch, processes, per_node)
+    runs = tmp_path / "runs"
+    result = run_in_process(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", *given), capsys, monkeypatch)
+    assert refusal(result) == expected
+    assert not runs.exists()  # no folder, no W&B run
+
+
+def test_sruns_tasks_other_than_the_trainers_devices_and_nodes_are_refused(no_launcher, tiny_cifar, tmp_path, capsys,
+                                                                           monkeypatch):
+    srun_task_0(monkeypatch, tasks=4, nodes=2)
+    runs = tmp_path / "runs"
+    result = run_in_process(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                                "--trainer.devices", "2"), capsys, monkeypatch)
+    assert refusal(result) == ("srun started 4 processes (2 per node on 2 nodes), but the Trainer has 2 devices on 1 "
+                               "node: give --trainer.devices 2 --trainer.num_nodes 2, one rank per process (or start "
+                               "one process)")
+    assert not runs.exists()
+
+
+def test_a_slurm_job_named_interactive_is_no_launcher_and_one_process_trains(no_launcher, tiny_cifar, tmp_path, capsys,
+                                                                           monkeypatch):
+    # Lightning's rule: `srun --job-name interactive` (or bash) hands the processes to another launcher, or none
+    srun_task_0(monkeypatch, tasks=2, nodes=1, job_name="interactive")
+    runs = tmp_path / "runs"
+    result = run_in_process(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.logger", "false"), capsys,
+                            monkeypatch)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (runs / "darknet").iterdir() if (runs / "darknet").is_dir() else runs.iterdir()
+    assert json.loads((run_dir / "results.json").read_text())["world_size"] == 1
+
+
+def free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
+def two_nodes(tiny_cifar, runs, tmp_path, *extra) -> list[subprocess.CompletedProcess]:
+    """train.py under two torchrun launchers on this machine, as on two nodes of one process each (gloo on CPUs)."""
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1"}
+    for name in LAUNCHER_VARIABLES:
+        env.pop(name, None)
+    env.pop("WANDB_MODE", None)
+    port = free_port()
+    args = job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.num_nodes",
+               "2", *extra)
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                               "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                               str(ROOT / "train.py"), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    results = []
+    for node in nodes:
+        out, err = node.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(node.args, node.returncode, out, err))
+    return results
+
+
+@pytest.mark.slow  # 2 x 2 launchers, about 40 s
+def test_a_two_node_torchrun_job_trains_one_run_and_resumes_it_on_both_nodes(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    assert TINY[TINY.index("--trainer.max_epochs") + 1] == "2"
+    for result in two_nodes(tiny_cifar, runs, tmp_path):
+        assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = runs.iterdir()  # node 1's rank writes nothing of its own
+    first = json.loads((run_dir / "results.json").read_text())
+    # 24 training images, 12 a rank, in batches of 8 with the rest dropped: a step an epoch
+    assert (first["world_size"], first["global_step"]) == (2, 2)
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    for result in two_nodes(tiny_cifar, runs, tmp_path, "--ckpt_path", "last", "--trainer.max_epochs", "3"):
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert list(runs.iterdir()) == [run_dir]
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["global_step"] == 3 and resumed["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")
