@@ -59,7 +59,12 @@ from callbacks.errors import (
 )
 from callbacks.images import log_to_loggers
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
-from callbacks.strategy import check_launched_processes, documented_ddp_strategy, refuse_started_processes
+from callbacks.strategy import (
+    auto_ddp_strategy,
+    check_launched_processes,
+    documented_ddp_strategy,
+    refuse_started_processes,
+)
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SUBCOMMANDS = {"fit", "validate", "test"}
@@ -336,6 +341,7 @@ class CLI(LightningCLI):
             check_trainer(trainer)
         refuse_started_processes(trainer, config.trainer.get("strategy"))
         check_launched_processes(trainer)
+        auto_ddp_strategy(trainer, self.model, config.trainer.get("strategy"))
         trainer.callbacks.append(MarkTraining(run_dir))
         trainer.callbacks.append(RunBegan(run_dir))
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips

@@ -1,5 +1,6 @@
-"""Lightning's documented strategy names for systems that need one, given to train.py's plain `ddp`, the refusal of
-processes started from train.py's own, the check of a launcher's process count, and the process group's end at exit."""
+"""Lightning's documented strategy names for systems that need one, given to train.py's plain `ddp` and `auto`, the
+refusal of processes started from train.py's own, the check of a launcher's process count, and the process group's end
+at exit."""
 
 import atexit
 import importlib
@@ -13,6 +14,19 @@ def documented_ddp_strategy(config) -> None:
         return
     module, _, name = config.model.class_path.rpartition(".")
     config.trainer.strategy = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
+
+
+def auto_ddp_strategy(trainer, model, given) -> None:
+    """`--trainer.strategy auto` (the configs') on several devices: Lightning's choice is plain DDP, under which a
+    system with a `ddp_strategy` (the GANs) stops at its fit's start; that DDP gets the system's unused-parameter
+    detection instead, so `python train.py --system wgan` runs on a machine of several GPUs as on one."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    if given not in (None, "auto") or type(trainer.strategy) is not DDPStrategy:
+        return
+    if getattr(type(model), "ddp_strategy", None) == "ddp_find_unused_parameters_true":
+        # private: the strategy is built, and hands these to DistributedDataParallel as the fit starts
+        trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
 
 
 def refuse_started_processes(trainer, given) -> None:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import UserError
 from callbacks.strategy import documented_ddp_strategy
-from lightning_modules import WGAN, CycleGAN
+from lightning_modules import WGAN, CycleGAN, DarknetClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,6 +32,28 @@ def test_plain_ddp_becomes_the_documented_name_where_a_system_needs_it(class_pat
     job = config(class_path, given)
     documented_ddp_strategy(job)
     assert job.trainer.strategy == expected
+
+
+@pytest.mark.parametrize("system, given, unused", [
+    ("wgan", "auto", True), ("cyclegan", None, True),
+    # DDP without the detection where a system does not need it (it costs a graph traversal each step)
+    ("darknet", "auto", False),
+    # a name given is Lightning's to build: plain `ddp` was mapped before the Trainer, and the GANs stop on it bare
+    ("wgan", "ddp", False)])
+def test_the_auto_strategy_on_several_devices_is_ddp_with_the_systems_unused_parameter_detection(system, given,
+                                                                                                 unused):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from callbacks.strategy import auto_ddp_strategy
+    model = tiny(system)[0] if system != "darknet" else DarknetClassifier(num_blocks=[1], nf=4, num_classes=3)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=given or "auto", logger=False)
+    assert type(trainer.strategy) is DDPStrategy
+    auto_ddp_strategy(trainer, model, given)
+    # what the strategy hands DistributedDataParallel as the fit starts
+    assert trainer.strategy._ddp_kwargs.get("find_unused_parameters", False) is unused
+    one = L.Trainer(accelerator="cpu", devices=1, logger=False)  # one device: no DDP to give it to
+    auto_ddp_strategy(one, model, given)
+    assert not hasattr(one.strategy, "_ddp_kwargs")
 
 
 def tiny(system: str):
