@@ -11,6 +11,8 @@ import pytest
 from conftest import ROOT, run_in_process
 from test_train_cli import TINY, job
 
+from callbacks import UserError
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK",
@@ -77,6 +79,17 @@ def test_sruns_tasks_other_than_the_trainers_devices_and_nodes_are_refused(no_la
                                "node: give --trainer.devices 2 --trainer.num_nodes 2, one rank per process (or start "
                                "one process)")
     assert not runs.exists()
+
+
+def test_a_slurm_task_without_a_node_count_is_on_one_node(no_launcher, monkeypatch):
+    from types import SimpleNamespace
+
+    from callbacks.strategy import check_launched_processes
+    srun_task_0(monkeypatch, tasks=2, nodes=1)
+    monkeypatch.delenv("SLURM_NNODES")  # (srun sets it; an environment made by hand may not)
+    check_launched_processes(SimpleNamespace(num_devices=2, num_nodes=1))  # no refusal
+    with pytest.raises(UserError, match=r"srun started 2 processes \(2 per node on 1 node\)"):
+        check_launched_processes(SimpleNamespace(num_devices=1, num_nodes=1))
 
 
 def test_a_slurm_job_named_interactive_is_no_launcher_and_one_process_trains(no_launcher, tiny_cifar, tmp_path, capsys,
