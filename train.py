@@ -42,6 +42,7 @@ from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
@@ -347,6 +348,7 @@ class CLI(LightningCLI):
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())
         trainer.callbacks.insert(0, MaxStepsResume())  # before other callbacks' on_train_start read the epoch
+        trainer.callbacks.append(EpochLengthResume())
         trainer.callbacks.append(RerunStoppedValidation())
         trainer.callbacks.append(SeedPerRankAndStep())
         trainer.callbacks.append(LastStepLr())
@@ -587,6 +589,40 @@ class MaxStepsResume(Callback):
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
+
+
+class EpochLengthResume(Callback):
+    """A run resumed inside an epoch with another number of batches an epoch (another number of processes, or batch
+    size) goes on at the same share of that epoch: Lightning counts the batches done in the stopped run's, so a move
+    from 2 processes to 1 after half an epoch trained its first quarter again and ran on into the next epoch's
+    schedule. The epoch's length is saved in the checkpoint (the TrainingPhaseScheduler rescales its own position)."""
+
+    def __init__(self):
+        self.length: int | None = None  # this training's, saved
+        self.saved_length: int | None = None  # the checkpoint's
+
+    def state_dict(self):
+        return {"batches": self.length}
+
+    def load_state_dict(self, state_dict):
+        self.saved_length = state_dict.get("batches")
+
+    def on_train_start(self, trainer, pl_module):
+        length, saved, self.saved_length = trainer.num_training_batches, self.saved_length, None
+        self.length = length if length != float("inf") else None
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if self.length is None or saved in (None, length) or not trainer.fit_loop.restarting or \
+                not progress.current.completed:
+            return
+        done = progress.current.completed
+        shift = min(round(done * length / saved), length) - done
+        rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
+                       f"{done + shift} of them, the share of the epoch it had done")
+        for counts in (progress.current, progress.total):
+            counts.ready += shift
+            counts.started += shift
+            counts.processed += shift
+            counts.completed += shift
 
 
 class LastStepLr(Callback):

@@ -98,6 +98,7 @@ class TrainingPhaseScheduler(L.Callback):
         self._optimizer_key = None
         self._model_settings = None  # the model's optimizer class and its groups' settings
         self._global_step = 0  # the trainer's, to tell a batch that stepped from one that accumulated
+        self.epoch_length: int | None = None  # the positions in an epoch the ends were counted with, saved too
         self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
         self.kept_plan = False  # a resume whose training differs from that length
 
@@ -173,7 +174,15 @@ class TrainingPhaseScheduler(L.Callback):
         if batches == float("inf"):
             raise UserError("TrainingPhaseScheduler needs a training dataloader with a length")
         # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
-        self.ends = self.phase_ends(self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches)
+        length = self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches
+        if self.epoch_length not in (None, length) and self.batches_seen:
+            # a resume on another number of processes (or another batch size): the same share of an epoch, in this
+            # training's steps; counted in the old ones, a move from 2 GPUs to 1 set the schedule back by half
+            rank_zero_warn(f"the run trained {self.epoch_length} steps an epoch, this training {length}: the schedule "
+                           f"goes on at the same epoch ({self.batches_seen / self.epoch_length:g})")
+            self.batches_seen = round(self.batches_seen * length / self.epoch_length)
+        self.epoch_length = length
+        self.ends = self.phase_ends(length)
         recipe = self.recipe[0] if self.recipe[1] is not None else None
         cycles = {None: self.ends, "sgdr": self.ends[1:]}.get(recipe, self.ends[-1:])  # sgdr: its restarts
         ends = sorted(set(cycles) - {0})
@@ -190,7 +199,9 @@ class TrainingPhaseScheduler(L.Callback):
         # nor when a resume kept the plan: --trainer.max_epochs ends the training, after the cycle or before
         if (self.set_max_steps and pl_module.automatic_optimization and trainer.max_steps == -1 and swa is None
                 and not self.kept_plan):
-            trainer.fit_loop.epoch_loop.max_steps = self.ends[-1]  # Lightning's max_steps counts optimizer steps
+            # Lightning's max_steps counts optimizer steps, the run's own (the position's, unless resumed on another
+            # number of processes)
+            trainer.fit_loop.epoch_loop.max_steps = self.ends[-1] + trainer.global_step - self.batches_seen
             steps = self.steps_per_epoch(trainer)
             if trainer.max_epochs is not None and trainer.max_epochs * steps < self.ends[-1]:
                 warnings.warn(f"max_epochs={trainer.max_epochs} ends training before the phases "
@@ -217,11 +228,12 @@ class TrainingPhaseScheduler(L.Callback):
 
     def state_dict(self):
         return {"batches_seen": self.batches_seen, "phase_index": self.phase_index,
-                "planned_epochs": self.planned_epochs}
+                "planned_epochs": self.planned_epochs, "epoch_length": self.epoch_length}
 
     def load_state_dict(self, state_dict):
         self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
         self.planned_epochs = state_dict.get("planned_epochs")  # None in checkpoints before 2026-11-29
+        self.epoch_length = state_dict.get("epoch_length")  # and before 2026-11-30
 
     # -- doing it ------------------------------------------------------------------------------------
     def _apply(self, trainer):

@@ -97,6 +97,22 @@ def test_shuffled_tensor_batches_follow_the_distributed_samplers_order(seed, epo
     assert torch.cat([y for _, y in batches]).tolist() == list(sampler)
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_each_ranks_training_batches_follow_the_distributed_samplers_share(ranks):
+    # its rank-interleaved shares (not contiguous slices): after k batches on each rank the shuffle's first k x ranks
+    # batches are trained, so a resume on another number of processes can go on with the rest
+    from torch.utils.data import DistributedSampler
+    labels = torch.arange(23)
+    for rank in range(ranks):
+        batches = TensorBatches(labels[:, None], labels, 2, shuffle=True, drop_last=True, seed=5, rank=rank,
+                                world_size=ranks)
+        batches.set_epoch(1)
+        sampler = DistributedSampler(range(23), num_replicas=ranks, rank=rank, shuffle=True, seed=5, drop_last=True)
+        sampler.set_epoch(1)
+        share = list(sampler)
+        assert torch.cat([y for _, y in batches]).tolist() == share[:len(share) // 2 * 2]
+
+
 def test_evaluation_batches_cover_every_image_once_across_ranks():
     labels = torch.arange(11)
     loaders = [TensorBatches(labels[:, None], labels, 4, shuffle=False, drop_last=False, rank=r, world_size=2)

@@ -3,6 +3,7 @@ each; a two-node torchrun job (two launchers on this machine) trains one run and
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -146,3 +147,64 @@ def test_a_two_node_torchrun_job_trains_one_run_and_resumes_it_on_both_nodes(tin
     assert list(runs.iterdir()) == [run_dir]
     resumed = json.loads((run_dir / "results.json").read_text())
     assert resumed["global_step"] == 3 and resumed["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow  # 3 runs in fresh processes, one of them two DDP processes: about 30 s
+def test_a_run_stopped_inside_an_epoch_on_two_processes_goes_on_with_its_images_on_one(tiny_cifar, tmp_path):
+    """Each of the 2 ranks trained 1 of its 3 batches of 4 in the 2nd epoch (8 images); on one process the epoch is 6
+    batches, and the resume trains the 16 images not yet trained, at the lr of the same point in the schedule."""
+    from test_train_cli import run_script
+    runs = tmp_path / "runs"
+    make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--data.batch_size", "4",
+               "--trainer.logger", "false", "--trainer.accelerator", "cpu")
+    record = ["--trainer.callbacks+=test_launchers.RankImagePrints", f"--trainer.callbacks.folder={tmp_path}"]
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    # stopped by a signal, not --trainer.max_steps, which the one_cycle would be planned over
+    stop = '--trainer.callbacks+={"class_path": "test_launchers.StopAfterStep", "init_args": {"step": 4}}'
+    stopped = run_script([*make, stop, *record, "--run_name", "moved", "--trainer.strategy", "ddp",
+                          "--trainer.devices", "2"], tmp_path, env)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    (tmp_path / "before").mkdir()
+    for path in tmp_path.glob("rank*.txt"):
+        path.rename(tmp_path / "before" / path.name)
+    resumed = run_script([*make, *record, "--run_name", "moved", "--ckpt_path", "last"], tmp_path, env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "the run trained 3 batches an epoch, this training 6: it goes on after 2 of them" in resumed.stderr
+    before = [line.split() for path in (tmp_path / "before").glob("rank*.txt")
+              for line in path.read_text().splitlines()]
+    after = [line.split() for line in (tmp_path / "rank0.txt").read_text().splitlines()]
+    whole = run_script([*make, *record[:1], f"--trainer.callbacks.folder={tmp_path / 'whole'}", "--run_name", "whole"],
+                       tmp_path, env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    reference = [line.split() for line in (tmp_path / "whole" / "rank0.txt").read_text().splitlines()]
+    second = sorted(image for epoch, image, _ in reference if epoch == "1")
+    assert len(second) == 24 and sorted(image for epoch, image, _ in before + after if epoch == "1") == second
+    # the lr of each resumed batch: the one-process run's at the same point of the one_cycle (planned over 2 epochs)
+    lrs = {(epoch, image): lr for epoch, image, lr in reference}
+    assert [lr for epoch, image, lr in after] == [lrs[epoch, image] for epoch, image, _ in after]
+
+
+class RankImagePrints(__import__("lightning").Callback):
+    """Writes the epoch, a print of each image of each training batch and the lr it trains at to
+    <folder>/rank<global rank>.txt, a line an image."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        os.makedirs(self.folder, exist_ok=True)
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        with open(os.path.join(self.folder, f"rank{trainer.global_rank}.txt"), "a") as record:
+            record.writelines(f"{trainer.current_epoch} {image.double().sum().item():.4f} {lr:.6g}\n"
+                              for image in batch[0])
+
+
+class StopAfterStep(__import__("lightning").Callback):
+    """Rank 0 sends itself SIGTERM after training step `step` (as a job's scheduler would)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -354,6 +354,40 @@ def test_a_resume_inside_an_epoch_trains_the_rest_of_that_epochs_order(system, s
     assert len(expected) == 2 * per_epoch and resumed.read_text().splitlines() == expected
 
 
+class ImagePrints(L.Callback):
+    """Writes the epoch and a print of each image of each training batch to `record`, a line an image."""
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        with open(self.record, "a") as record:
+            record.writelines(f"{trainer.current_epoch} {image.double().sum().item():.4f}\n" for image in batch[0])
+
+
+@pytest.mark.parametrize("before, after", [(2, 4), (4, 2)])
+def test_a_resume_inside_an_epoch_with_other_batches_an_epoch_trains_the_images_not_yet_trained(before, after,
+                                                                                               tiny_cifar, tmp_path):
+    """Another batch size here, another number of processes on a cluster (test_launchers.py's two-node job): the
+    batches Lightning counted done were the stopped run's, so from 12 batches of 2 to 6 of 4 after 4 batches the
+    resume skipped 16 images instead of 8, and half the epoch's images went untrained."""
+    runs = tmp_path / "runs"
+    make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--model.one_cycle", "null",
+               "--trainer.max_epochs", "2")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train.main([*make, "--data.batch_size", str(after), "--run_name", "whole",
+                "--trainer.callbacks+=test_train_runs.ImagePrints", f"--trainer.callbacks.record={whole}"])
+    record = ["--run_name", "r", "--trainer.callbacks+=test_train_runs.ImagePrints",
+              f"--trainer.callbacks.record={resumed}"]
+    per_epoch = 24 // before
+    train.main([*make, *record, "--data.batch_size", str(before), "--trainer.max_steps", str(per_epoch + 8 // before)])
+    with pytest.warns(UserWarning, match=f"the run trained {per_epoch} batches an epoch, this training {24 // after}: "
+                                         f"it goes on after {8 // after} of them"):
+        train.main([*make, *record, "--data.batch_size", str(after), "--ckpt_path", "last"])
+    # the same images in the same order: 8 of the 2nd epoch before the stop, its other 16 after it
+    assert resumed.read_text().splitlines() == whole.read_text().splitlines()
+
+
 class BatchDtypes(L.Callback):
     """Records the dtypes of each training batch's float tensors and of the model's weights."""
 

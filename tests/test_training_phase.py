@@ -37,7 +37,7 @@ class ShapeRecorder(L.Callback):
         self.sizes.append(batch[0].shape[-1])
 
 
-def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, trainer_kwargs=None,
+def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, trainer_kwargs=None, batch_size=4,
         **scheduler_kwargs):
     torch.manual_seed(0)
     recorder = Recorder()
@@ -47,7 +47,7 @@ def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None
                         callbacks=[TrainingPhaseScheduler(phases, plot=False, **scheduler_kwargs), recorder,
                                    *callbacks], **(trainer_kwargs or {}))
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
-    trainer.fit(model, CIFAR10DataModule(str(data_dir), batch_size=4, download=False), ckpt_path=ckpt_path)
+    trainer.fit(model, CIFAR10DataModule(str(data_dir), batch_size=batch_size, download=False), ckpt_path=ckpt_path)
     return recorder.steps, trainer, model
 
 
@@ -255,6 +255,24 @@ def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_p
     resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again")
     assert len(resumed) == len(full) - BATCHES and trainer.global_step == len(full)
     assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[BATCHES:]]
+
+
+def test_a_resume_with_other_steps_an_epoch_goes_on_at_the_same_epoch(tiny_cifar, tmp_path):
+    """Another number of processes (here: another batch size) makes an epoch another number of steps. The position
+    counted in the stopped run's steps set the schedule back (from 2 processes to 1 at epoch 2 of 4: back to epoch 1,
+    and the cycle's last quarter never trained); it goes on at the same epoch, in the new steps."""
+    from conftest import CrashAtEpoch
+    phases = [TrainingPhase(1.5, "SGD", (0.1, 0.01), "cosine", momentum=0.9),
+              TrainingPhase(1.5, "SGD", (0.01, 0.001), "linear", momentum=0.9)]
+    full, _, _ = fit(tiny_cifar, phases, batch_size=2)  # 12 steps an epoch
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_cifar, phases, callbacks=[CrashAtEpoch(1)], root=tmp_path)  # 6 steps an epoch: saved at step 6
+    last = next(tmp_path.rglob("*.ckpt"))
+    with pytest.warns(UserWarning, match=r"the run trained 6 steps an epoch, this training 12: the schedule goes on "
+                                         r"at the same epoch \(1\)"):
+        resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again", batch_size=2)
+    assert len(resumed) == len(full) - 12 and trainer.global_step == 6 + len(resumed)  # its own steps go on from 6
+    assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[12:]]
 
 
 def test_a_resume_over_more_epochs_keeps_the_cycle_it_began_with(tiny_cifar, tmp_path):
