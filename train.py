@@ -611,10 +611,10 @@ class EpochLengthResume(Callback):
         length, saved, self.saved_length = trainer.num_training_batches, self.saved_length, None
         self.length = length if length != float("inf") else None
         progress = trainer.fit_loop.epoch_loop.batch_progress
-        if self.length is None or saved in (None, length) or not trainer.fit_loop.restarting or \
-                not progress.current.completed:
+        # a save in a batch's end hook (TimedSave's) counts that batch not yet completed, as Lightning does on resume
+        done = progress.current.completed + trainer.fit_loop.epoch_loop.restarted_on_train_batch_end
+        if self.length is None or saved in (None, length) or not trainer.fit_loop.restarting or not done:
             return
-        done = progress.current.completed
         shift = min(round(done * length / saved), length) - done
         rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
                        f"{done + shift} of them, the share of the epoch it had done")

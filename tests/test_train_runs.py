@@ -388,6 +388,32 @@ def test_a_resume_inside_an_epoch_with_other_batches_an_epoch_trains_the_images_
     assert resumed.read_text().splitlines() == whole.read_text().splitlines()
 
 
+@pytest.mark.parametrize("in_batch_end_hook", [False, True])
+def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batches_counting_that_one(
+        in_batch_end_hook):
+    """TimedSave's saves (in on_train_batch_end) hold the batch processed, not completed; Lightning completes it as it
+    resumes. After 3 of 12 batches (a quarter), a run of 4 batches an epoch goes on after 1 (0 if that batch were
+    left out: 2 of 12 make 0.67 of a batch)."""
+    from lightning.pytorch.loops.progress import _BatchProgress
+    progress = _BatchProgress()
+    for _ in range(3):
+        progress.increment_ready(), progress.increment_started(), progress.increment_processed()
+        progress.increment_completed()
+    if in_batch_end_hook:
+        progress.current.completed -= 1
+        progress.total.completed -= 1
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=in_batch_end_hook)
+    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop))
+    resume = train.EpochLengthResume()
+    resume.load_state_dict({"batches": 12})
+    with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
+        resume.on_train_start(trainer, None)
+    completed = 1 - in_batch_end_hook  # Lightning adds the hook's batch as it resumes
+    assert (progress.current.ready, progress.current.processed, progress.current.completed) == (1, 1, completed)
+    assert (progress.total.ready, progress.total.completed) == (1, completed)
+    assert resume.state_dict() == {"batches": 4}
+
+
 class BatchDtypes(L.Callback):
     """Records the dtypes of each training batch's float tensors and of the model's weights."""
 
