@@ -573,6 +573,10 @@ TARGETS = {
     # torchrun's and srun's process count against the Trainer's devices and nodes (the two-node job left out: slow)
     "launchers": Target("callbacks/strategy.py", ("check_launched_processes",),
                         ("tests/test_launchers.py", "-m", "not slow")),
+    # a resume with another number of batches an epoch (processes, batch size): the data's share of the epoch
+    "epoch_length": Target("train.py", ("EpochLengthResume.__init__", "EpochLengthResume.state_dict",
+                                        "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
+                           ("tests/test_train_runs.py", "-k", "other_batches_an_epoch or counting_that_one")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
