@@ -576,7 +576,15 @@ TARGETS = {
     # a resume with another number of batches an epoch (processes, batch size): the data's share of the epoch
     "epoch_length": Target("train.py", ("EpochLengthResume.__init__", "EpochLengthResume.state_dict",
                                         "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
-                           ("tests/test_train_runs.py", "-k", "other_batches_an_epoch or counting_that_one")),
+                           ("tests/test_train_runs.py", "-k",
+                            "other_batches_an_epoch or counting_that_one or cannot_or_need_not")),
+    # the phase scheduler's position on a resume with another number of steps an epoch, and its saved state
+    "phase_resume": Target("callbacks/phase_scheduler.py",
+                           ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
+                            "TrainingPhaseScheduler.load_state_dict"),
+                           ("tests/test_training_phase.py", "-k",
+                            "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
+                            " or fractional")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

@@ -409,9 +409,32 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
         resume.on_train_start(trainer, None)
     completed = 1 - in_batch_end_hook  # Lightning adds the hook's batch as it resumes
-    assert (progress.current.ready, progress.current.processed, progress.current.completed) == (1, 1, completed)
-    assert (progress.total.ready, progress.total.completed) == (1, completed)
+    for counts in (progress.current, progress.total):
+        assert (counts.ready, counts.started, counts.processed, counts.completed) == (1, 1, 1, completed)
     assert resume.state_dict() == {"batches": 4}
+
+
+@pytest.mark.parametrize("case", ["checkpoint without the length", "same length", "endless loader", "new run"])
+def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(case):
+    from lightning.pytorch.loops.progress import _BatchProgress
+    progress = _BatchProgress()
+    for _ in range(3):
+        progress.increment_ready(), progress.increment_started(), progress.increment_processed()
+        progress.increment_completed()
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
+    batches = float("inf") if case == "endless loader" else 4
+    trainer = SimpleNamespace(num_training_batches=batches,
+                              fit_loop=SimpleNamespace(restarting=case != "new run", epoch_loop=epoch_loop))
+    resume = train.EpochLengthResume()
+    assert resume.state_dict() == {"batches": None}  # a save before training knows no length
+    if case != "checkpoint without the length":  # (one of train.py before 2026-11-30)
+        resume.load_state_dict({"batches": 4 if case == "same length" else 12})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resume.on_train_start(trainer, None)
+    for counts in (progress.current, progress.total):
+        assert (counts.ready, counts.started, counts.processed, counts.completed) == (3, 3, 3, 3)
+    assert resume.state_dict() == {"batches": None if case == "endless loader" else 4}
 
 
 class BatchDtypes(L.Callback):
