@@ -615,14 +615,16 @@ class EpochLengthResume(Callback):
         done = progress.current.completed + trainer.fit_loop.epoch_loop.restarted_on_train_batch_end
         if self.length is None or saved in (None, length) or not trainer.fit_loop.restarting or not done:
             return
-        shift = min(round(done * length / saved), length) - done
+        shift = min(done * length // saved, length) - done  # down: a few images again rather than some left out
         rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
                        f"{done + shift} of them, the share of the epoch it had done")
-        for counts in (progress.current, progress.total):
-            counts.ready += shift
-            counts.started += shift
-            counts.processed += shift
-            counts.completed += shift
+        # the totals count the earlier epochs' batches too (results.json's epochs): in this training's batches
+        earlier = progress.total.completed - progress.current.completed
+        for counts, by in ((progress.current, shift), (progress.total, shift + earlier * length // saved - earlier)):
+            counts.ready += by
+            counts.started += by
+            counts.processed += by
+            counts.completed += by
 
 
 class LastStepLr(Callback):

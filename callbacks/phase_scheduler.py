@@ -180,7 +180,10 @@ class TrainingPhaseScheduler(L.Callback):
             # training's steps; counted in the old ones, a move from 2 GPUs to 1 set the schedule back by half
             rank_zero_warn(f"the run trained {self.epoch_length} steps an epoch, this training {length}: the schedule "
                            f"goes on at the same epoch ({self.batches_seen / self.epoch_length:g})")
-            self.batches_seen = round(self.batches_seen * length / self.epoch_length)
+            # rounded down within the epoch, as train.EpochLengthResume rounds the data's position (a few images again
+            # rather than some left out): the two agree, and the schedule ends with the epoch's batches
+            epochs, within = divmod(self.batches_seen, self.epoch_length)
+            self.batches_seen = epochs * length + within * length // self.epoch_length
         self.epoch_length = length
         self.ends = self.phase_ends(length)
         recipe = self.recipe[0] if self.recipe[1] is not None else None

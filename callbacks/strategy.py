@@ -49,29 +49,37 @@ def refuse_started_processes(trainer, given) -> None:
 
 
 def check_launched_processes(trainer) -> None:
-    """train.py under torchrun or srun with several processes: the Trainer's devices per node and nodes must be the
+    """train.py under torchrun or SLURM with several processes: the Trainer's devices per node and nodes must be the
     launcher's, each process one rank. Lightning checks only the DDP strategies' product, as the fit starts (a
     traceback, the run folder made), and not at all for one device, where each process trained a run of its own."""
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     from callbacks.errors import UserError
 
-    # Lightning's order: a SLURM job's tasks before torchrun's processes (its job name bash or interactive: neither)
-    if SLURMEnvironment.detect():
-        launcher, world, nodes = "srun", int(os.environ["SLURM_NTASKS"]), int(os.environ.get("SLURM_NNODES", 1))
-    elif TorchElasticEnvironment.detect():
+    def counted(n: int, what: str) -> str:
+        return f"{n} {what}" if n == 1 else f"{n} {what}{'es' if what.endswith('s') else 's'}"
+
+    # the environment Lightning chose (torchrun's before SLURM's: torchrun may run inside a SLURM job's task)
+    environment = trainer._accelerator_connector.cluster_environment
+    if isinstance(environment, TorchElasticEnvironment):
         world = int(os.environ["WORLD_SIZE"])
-        launcher, nodes = "torchrun", world // int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        launched, nodes = f"torchrun started {counted(world, 'process')}", \
+            max(1, world // int(os.environ.get("LOCAL_WORLD_SIZE") or world))
+    elif isinstance(environment, SLURMEnvironment):
+        world, nodes = int(os.environ["SLURM_NTASKS"]), int(os.environ.get("SLURM_NNODES") or 1)
+        launched = f"the SLURM job runs {counted(world, 'task')}"
     else:
         return
-    per_node = world // nodes
-    if (trainer.num_devices, trainer.num_nodes) == (per_node, nodes):
+    devices, wanted = f"{counted(trainer.num_devices, 'device')} on {counted(trainer.num_nodes, 'node')}", \
+        trainer.num_devices * trainer.num_nodes
+    if world % nodes:  # (SLURM: --ntasks not a multiple of --nodes)
+        raise UserError(f"{launched} on {counted(nodes, 'node')}, not as many on each, but the Trainer has {devices}: "
+                        f"give each node the same number (--ntasks-per-node)")
+    if (trainer.num_devices, trainer.num_nodes) == (world // nodes, nodes):
         return
-    devices = f"{trainer.num_devices} device{'s' * (trainer.num_devices > 1)}"
-    raise UserError(f"{launcher} started {world} processes ({per_node} per node on {nodes} node"
-                    f"{'s' * (nodes > 1)}), but the Trainer has {devices} on {trainer.num_nodes} node"
-                    f"{'s' * (trainer.num_nodes > 1)}: give --trainer.devices {per_node} --trainer.num_nodes {nodes}, "
-                    f"one rank per process (or start one process)")
+    raise UserError(f"{launched} ({world // nodes} per node on {counted(nodes, 'node')}), but the Trainer has "
+                    f"{devices}: give --trainer.devices {world // nodes} --trainer.num_nodes {nodes}, one rank per "
+                    f"process, or start {counted(wanted, 'process')}")
 
 
 def require_unused_parameter_detection(module) -> None:

@@ -52,14 +52,18 @@ def refusal(result) -> str:
 @pytest.mark.parametrize(("processes", "per_node", "given", "expected"), [
     # torchrun --nproc_per_node 2 on a CPU: the Trainer's auto devices are 1, and each process trained a run of its own
     (2, 2, [], "torchrun started 2 processes (2 per node on 1 node), but the Trainer has 1 device on 1 node: give "
-               "--trainer.devices 2 --trainer.num_nodes 1, one rank per process (or start one process)"),
+               "--trainer.devices 2 --trainer.num_nodes 1, one rank per process, or start 1 process"),
     # two nodes of one process each, --trainer.num_nodes left at 1: Lightning's traceback at the fit's start
     (2, 1, ["--trainer.strategy", "ddp"],
      "torchrun started 2 processes (1 per node on 2 nodes), but the Trainer has 1 device on 1 node: give "
-     "--trainer.devices 1 --trainer.num_nodes 2, one rank per process (or start one process)"),
+     "--trainer.devices 1 --trainer.num_nodes 2, one rank per process, or start 1 process"),
     (8, 2, ["--trainer.strategy", "ddp", "--trainer.devices", "4", "--trainer.num_nodes", "2"],
      "torchrun started 8 processes (2 per node on 4 nodes), but the Trainer has 4 devices on 2 nodes: give "
-     "--trainer.devices 2 --trainer.num_nodes 4, one rank per process (or start one process)"),
+     "--trainer.devices 2 --trainer.num_nodes 4, one rank per process, or start 8 processes"),
+    # one process started, two devices asked for
+    (1, 1, ["--trainer.strategy", "ddp", "--trainer.devices", "2"],
+     "torchrun started 1 process (1 per node on 1 node), but the Trainer has 2 devices on 1 node: give "
+     "--trainer.devices 1 --trainer.num_nodes 1, one rank per process, or start 2 processes"),
 ])
 def test_torchruns_processes_other_than_the_trainers_devices_and_nodes_are_refused_before_a_run_folder(
         processes, per_node, given, expected, no_launcher, tiny_cifar, tmp_path, capsys, monkeypatch):
@@ -76,21 +80,44 @@ def test_sruns_tasks_other_than_the_trainers_devices_and_nodes_are_refused(no_la
     runs = tmp_path / "runs"
     result = run_in_process(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
                                 "--trainer.devices", "2"), capsys, monkeypatch)
-    assert refusal(result) == ("srun started 4 processes (2 per node on 2 nodes), but the Trainer has 2 devices on 1 "
-                               "node: give --trainer.devices 2 --trainer.num_nodes 2, one rank per process (or start "
-                               "one process)")
+    assert refusal(result) == ("the SLURM job runs 4 tasks (2 per node on 2 nodes), but the Trainer has 2 devices on 1 "
+                               "node: give --trainer.devices 2 --trainer.num_nodes 2, one rank per process, or start "
+                               "2 processes")
     assert not runs.exists()
 
 
-def test_a_slurm_task_without_a_node_count_is_on_one_node(no_launcher, monkeypatch):
-    from types import SimpleNamespace
+def cpu_trainer(devices: int):
+    import lightning as L
+    return L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False)
 
+
+def test_a_slurm_task_without_a_node_count_is_on_one_node(no_launcher, monkeypatch):
     from callbacks.strategy import check_launched_processes
     srun_task_0(monkeypatch, tasks=2, nodes=1)
     monkeypatch.delenv("SLURM_NNODES")  # (srun sets it; an environment made by hand may not)
-    check_launched_processes(SimpleNamespace(num_devices=2, num_nodes=1))  # no refusal
-    with pytest.raises(UserError, match=r"srun started 2 processes \(2 per node on 1 node\)"):
-        check_launched_processes(SimpleNamespace(num_devices=1, num_nodes=1))
+    check_launched_processes(cpu_trainer(2))  # no refusal
+    with pytest.raises(UserError, match=r"the SLURM job runs 2 tasks \(2 per node on 1 node\)"):
+        check_launched_processes(cpu_trainer(1))
+
+
+def test_torchrun_in_a_slurm_jobs_task_is_checked_as_torchrun(no_launcher, monkeypatch):
+    # Lightning's choice too: one SLURM task per node, whose torchrun starts a process per GPU
+    from callbacks.strategy import check_launched_processes
+    srun_task_0(monkeypatch, tasks=1, nodes=1, job_name="train.sbatch")
+    torchrun_rank_0(monkeypatch, processes=2, per_node=2)
+    check_launched_processes(cpu_trainer(2))  # no refusal
+    with pytest.raises(UserError, match=r"^torchrun started 2 processes \(2 per node on 1 node\)"):
+        check_launched_processes(cpu_trainer(1))
+
+
+def test_slurm_tasks_unevenly_spread_over_its_nodes_are_named(no_launcher, monkeypatch):
+    from callbacks.strategy import check_launched_processes
+    srun_task_0(monkeypatch, tasks=4, nodes=2)
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    with pytest.raises(UserError) as refused:
+        check_launched_processes(cpu_trainer(2))
+    assert str(refused.value) == ("the SLURM job runs 3 tasks on 2 nodes, not as many on each, but the Trainer has 2 "
+                                  "devices on 1 node: give each node the same number (--ntasks-per-node)")
 
 
 def test_a_slurm_job_named_interactive_is_no_launcher_and_one_process_trains(no_launcher, tiny_cifar, tmp_path, capsys,

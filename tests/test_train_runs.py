@@ -388,6 +388,47 @@ def test_a_resume_inside_an_epoch_with_other_batches_an_epoch_trains_the_images_
     assert resumed.read_text().splitlines() == whole.read_text().splitlines()
 
 
+class SaveAndCrash(L.Callback):
+    """After training step `step`, saves last.ckpt from the batch's end hook (as TimedSave does), then crashes."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.parametrize("step", [9, 11])
+def test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a_resume_with_other_batches_an_epoch(step,
+                                                                                                       tiny_cifar,
+                                                                                                       tmp_path):
+    """Rounded each its own way, the phase scheduler's position and the data's came apart by a batch: from 6 batches
+    an epoch to 3 after 5 of them (2.5 at 8 a batch), the schedule was at its end while a batch of data remained, and
+    the resume trained nothing (no validation, no metrics); after 3 (1.5) the last batch trained at the lr of the
+    cycle's middle. Both go on from the batch the stopped run was in (a few images again), to the cycle's end."""
+    runs = tmp_path / "runs"
+    make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--trainer.max_epochs", "2",
+               "--trainer.logger", "false")
+    lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
+    train.main([*make, "--data.batch_size", "8", "--run_name", "whole", *lrs,
+                f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])
+    crash = {"class_path": "test_train_runs.SaveAndCrash", "init_args": {"step": step}}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main([*make, "--data.batch_size", "4", "--run_name", "r", f"--trainer.callbacks+={json.dumps(crash)}"])
+    with pytest.warns(UserWarning, match=f"it goes on after {(step - 6) // 2} of them"):
+        train.main([*make, "--data.batch_size", "8", "--run_name", "r", "--ckpt_path", "last", *lrs,
+                    f"--trainer.callbacks.record={tmp_path / 'resumed_lr'}"])
+    whole, resumed = (json.loads((runs / name / "results.json").read_text()) for name in ("whole", "r"))
+    # the epoch's last batch trained, at the cycle's last lr, and validated
+    assert resumed["global_step"] == step + 3 - (step - 6) // 2
+    assert resumed["epochs"] == resumed["epochs_completed"] == 2  # in batches of this training
+    last_lr = [json.loads((tmp_path / f"{name}_lr").read_text())[0][0] for name in ("resumed", "whole")]
+    assert last_lr[0] == pytest.approx(last_lr[1])
+    assert set(resumed["final_metrics"]) == set(whole["final_metrics"])
+
+
 @pytest.mark.parametrize("in_batch_end_hook", [False, True])
 def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batches_counting_that_one(
         in_batch_end_hook):
@@ -399,6 +440,8 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     for _ in range(3):
         progress.increment_ready(), progress.increment_started(), progress.increment_processed()
         progress.increment_completed()
+    for counts in ("ready", "started", "processed", "completed"):  # and an epoch of 12 before, in the totals
+        setattr(progress.total, counts, getattr(progress.total, counts) + 12)
     if in_batch_end_hook:
         progress.current.completed -= 1
         progress.total.completed -= 1
@@ -409,8 +452,10 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
         resume.on_train_start(trainer, None)
     completed = 1 - in_batch_end_hook  # Lightning adds the hook's batch as it resumes
-    for counts in (progress.current, progress.total):
-        assert (counts.ready, counts.started, counts.processed, counts.completed) == (1, 1, 1, completed)
+    counts = progress.current
+    assert (counts.ready, counts.started, counts.processed, counts.completed) == (1, 1, 1, completed)
+    counts = progress.total  # the earlier epoch: 4 batches of this training
+    assert (counts.ready, counts.started, counts.processed, counts.completed) == (5, 5, 5, 4 + completed)
     assert resume.state_dict() == {"batches": 4}
 
 

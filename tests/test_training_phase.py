@@ -1,6 +1,7 @@
 """TrainingPhase maths and the scheduler against formulas written out here, independently of the code."""
 
 import math
+import warnings
 from types import SimpleNamespace
 
 import lightning as L
@@ -252,7 +253,10 @@ def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_p
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(tiny_cifar, phases, callbacks=[CrashAtEpoch(1)], root=tmp_path)
     last = next(tmp_path.rglob("*.ckpt"))
-    resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again")
+    assert not [w for w in caught if "steps an epoch" in str(w.message)]  # the same steps an epoch: no rescaling
     assert len(resumed) == len(full) - BATCHES and trainer.global_step == len(full)
     assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[BATCHES:]]
 
