@@ -613,11 +613,16 @@ class EpochLengthResume(Callback):
         progress = trainer.fit_loop.epoch_loop.batch_progress
         # a save in a batch's end hook (TimedSave's) counts that batch not yet completed, as Lightning does on resume
         done = progress.current.completed + trainer.fit_loop.epoch_loop.restarted_on_train_batch_end
-        if self.length is None or saved in (None, length) or not trainer.fit_loop.restarting or not done:
+        if self.length is None or saved in (None, length):
             return
+        if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
+            rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: the model's lr "
+                           f"scheduler counts steps, and goes on at the step it was at, not the epoch (the configs' "
+                           f"TrainingPhaseScheduler goes on at the same epoch)")
         shift = min(done * length // saved, length) - done  # down: a few images again rather than some left out
-        rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
-                       f"{done + shift} of them, the share of the epoch it had done")
+        if 0 < done < saved:  # (at an epoch's end the next one starts as any)
+            rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
+                           f"{done + shift} of them, the share of the epoch it had done")
         # the totals count the earlier epochs' batches too (results.json's epochs): in this training's batches
         earlier = progress.total.completed - progress.current.completed
         for counts, by in ((progress.current, shift), (progress.total, shift + earlier * length // saved - earlier)):

@@ -446,7 +446,8 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
         progress.current.completed -= 1
         progress.total.completed -= 1
     epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=in_batch_end_hook)
-    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop))
+    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop),
+                              lr_scheduler_configs=[])
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
@@ -456,10 +457,38 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     assert (counts.ready, counts.started, counts.processed, counts.completed) == (1, 1, 1, completed)
     counts = progress.total  # the earlier epoch: 4 batches of this training
     assert (counts.ready, counts.started, counts.processed, counts.completed) == (5, 5, 5, 4 + completed)
+    assert all(type(getattr(c, n)) is int for c in (progress.current, progress.total)  # Lightning's counts: whole
+               for n in ("ready", "started", "processed", "completed"))
     assert resume.state_dict() == {"batches": 4}
 
 
-@pytest.mark.parametrize("case", ["checkpoint without the length", "same length", "endless loader", "new run"])
+def batch_progress(current: int, total: int):
+    from lightning.pytorch.loops.progress import _BatchProgress
+    progress = _BatchProgress()
+    for counts, n in ((progress.current, current), (progress.total, total)):
+        counts.ready = counts.started = counts.processed = counts.completed = n
+    return progress
+
+
+def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlier_epochs_in_the_new_ones():
+    # (results.json's epochs: 2 epochs of 12, then 2 of 4, said 16 / 4 = 4 epochs; a step-counting lr scheduler is
+    # named: it goes on by the step)
+    progress = batch_progress(12, 24)  # the 2nd epoch's end
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
+    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=False, epoch_loop=epoch_loop),
+                              lr_scheduler_configs=[SimpleNamespace(interval="step")])
+    resume = train.EpochLengthResume()
+    resume.load_state_dict({"batches": 12})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resume.on_train_start(trainer, None)
+    assert [str(w.message) for w in caught] == [
+        "the run trained 12 batches an epoch, this training 4: the model's lr scheduler counts steps, and goes on at "
+        "the step it was at, not the epoch (the configs' TrainingPhaseScheduler goes on at the same epoch)"]
+    assert (progress.current.completed, progress.total.ready, progress.total.completed) == (4, 8, 8)
+
+
+@pytest.mark.parametrize("case", ["checkpoint without the length", "same length", "endless loader"])
 def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(case):
     from lightning.pytorch.loops.progress import _BatchProgress
     progress = _BatchProgress()
@@ -468,8 +497,8 @@ def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(ca
         progress.increment_completed()
     epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
     batches = float("inf") if case == "endless loader" else 4
-    trainer = SimpleNamespace(num_training_batches=batches,
-                              fit_loop=SimpleNamespace(restarting=case != "new run", epoch_loop=epoch_loop))
+    trainer = SimpleNamespace(num_training_batches=batches, lr_scheduler_configs=[SimpleNamespace(interval="step")],
+                              fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop))
     resume = train.EpochLengthResume()
     assert resume.state_dict() == {"batches": None}  # a save before training knows no length
     if case != "checkpoint without the length":  # (one of train.py before 2026-11-30)
