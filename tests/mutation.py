@@ -578,7 +578,7 @@ TARGETS = {
                                         "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
                            ("tests/test_train_runs.py", "-k",
                             "other_batches_an_epoch or counting_that_one or cannot_or_need_not"
-                            " or epochs_end_a_resume")),
+                            " or epochs_end_a_resume or said_and_not_at_its_start")),
     # the phase scheduler's position on a resume with another number of steps an epoch, and its saved state
     "phase_resume": Target("callbacks/phase_scheduler.py",
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",

@@ -488,6 +488,22 @@ def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlie
     assert (progress.current.completed, progress.total.ready, progress.total.completed) == (4, 8, 8)
 
 
+@pytest.mark.parametrize("done, said", [(0, None), (1, "it goes on after 0 of them"),
+                                        (11, "it goes on after 3 of them")])
+def test_the_shift_inside_an_epoch_is_said_and_not_at_its_start(done, said):
+    progress = batch_progress(done, 12 + done)
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
+    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop),
+                              lr_scheduler_configs=[])
+    resume = train.EpochLengthResume()
+    resume.load_state_dict({"batches": 12})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resume.on_train_start(trainer, None)
+    assert [str(w.message).partition(": ")[2].partition(",")[0] for w in caught] == ([said] if said else [])
+    assert (progress.current.completed, progress.total.completed) == (done * 4 // 12, 4 + done * 4 // 12)
+
+
 @pytest.mark.parametrize("case", ["checkpoint without the length", "same length", "endless loader"])
 def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(case):
     from lightning.pytorch.loops.progress import _BatchProgress
