@@ -595,7 +595,8 @@ class EpochLengthResume(Callback):
     """A run resumed inside an epoch with another number of batches an epoch (another number of processes, or batch
     size) goes on at the same share of that epoch: Lightning counts the batches done in the stopped run's, so a move
     from 2 processes to 1 after half an epoch trained its first quarter again and ran on into the next epoch's
-    schedule. The epoch's length is saved in the checkpoint (the TrainingPhaseScheduler rescales its own position)."""
+    schedule. The totals (results.json's epochs) count the earlier epochs in the new batches, at an epoch's end too.
+    The epoch's length is saved in the checkpoint (the TrainingPhaseScheduler rescales its own position)."""
 
     def __init__(self):
         self.length: int | None = None  # this training's, saved
