@@ -122,3 +122,11 @@ def test_sweep_variants_change_what_they_say(tiny_cifar):
     # 5 seeds of the main pair, 2 of each variant: 1 warm-up + 2 runs a variant instead of 1 + 5
     saved = darknet_sweep.estimate(["look"], 5) - darknet_sweep.estimate(["look"], 5, variant_seeds=2)
     assert saved == pytest.approx(3 * darknet_sweep.OURS_RUN)
+
+
+def test_the_race_runs_on_one_device_whatever_the_machine_has():
+    # airbench94's 476 steps are one GPU's batches of 1024: the Trainer's default devices (auto) would take every GPU
+    # of a machine, each with its own 1024, and train 8 x the epochs on 8 GPUs in the same steps
+    import yaml
+    trainer = yaml.safe_load((time_to_accuracy.ROOT / "configs" / "darknet_fast.yaml").read_text())["trainer"]
+    assert trainer["devices"] == 1 and trainer["max_steps"] == 476
