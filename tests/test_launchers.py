@@ -1,5 +1,6 @@
-"""torchrun and srun: the processes a launcher started must be the Trainer's devices per node and nodes, one rank
-each; a two-node torchrun job (two launchers on this machine) trains one run and resumes it."""
+"""torchrun and SLURM: the processes a launcher started must be the Trainer's devices per node and nodes, one rank
+each; a two-node torchrun job (two launchers on this machine) trains one run and resumes it; a run stopped inside an
+epoch on two processes goes on with that epoch's other images on one."""
 
 import json
 import os
