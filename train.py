@@ -59,6 +59,7 @@ from callbacks.errors import (
     user_message,
 )
 from callbacks.images import log_to_loggers
+from callbacks.phase_scheduler import resumed_batches
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import (
     auto_ddp_strategy,
@@ -601,6 +602,7 @@ class EpochLengthResume(Callback):
     def __init__(self):
         self.length: int | None = None  # this training's, saved
         self.saved_length: int | None = None  # the checkpoint's
+        self.max_steps: int | None = None  # --trainer.max_steps, as given
 
     def state_dict(self):
         return {"batches": self.length}
@@ -608,24 +610,28 @@ class EpochLengthResume(Callback):
     def load_state_dict(self, state_dict):
         self.saved_length = state_dict.get("batches")
 
+    def on_fit_start(self, trainer, pl_module):
+        self.max_steps = trainer.max_steps  # (a TrainingPhaseScheduler sets its own as training starts)
+
     def on_train_start(self, trainer, pl_module):
         length, saved, self.saved_length = trainer.num_training_batches, self.saved_length, None
         self.length = length if length != float("inf") else None
-        progress = trainer.fit_loop.epoch_loop.batch_progress
-        # a save in a batch's end hook (TimedSave's) counts that batch not yet completed, as Lightning does on resume
-        done = progress.current.completed + trainer.fit_loop.epoch_loop.restarted_on_train_batch_end
-        if self.length is None or saved in (None, length):
+        resumed = resumed_batches(trainer, saved)
+        if resumed is None:
             return
+        (done, position), progress = resumed, trainer.fit_loop.epoch_loop.batch_progress
+        said = f"the run trained {saved} batches an epoch, this training {length}"
         if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
-            rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: the model's lr "
-                           f"scheduler counts steps, and goes on at the step it was at, not the epoch (the configs' "
-                           f"TrainingPhaseScheduler goes on at the same epoch)")
-        shift = min(done * length // saved, length) - done  # down: a few images again rather than some left out
+            rank_zero_warn(f"{said}: the model's lr scheduler counts steps, and goes on at the step it was at, not the "
+                           f"epoch (the configs' TrainingPhaseScheduler goes on at the same epoch)")
+        if self.max_steps not in (None, -1):
+            rank_zero_warn(f"{said}: --trainer.max_steps {self.max_steps} counts the steps of both, so the run ends at "
+                           f"another epoch than it would have; --trainer.max_epochs counts epochs")
         if 0 < done < saved:  # (at an epoch's end the next one starts as any)
-            rank_zero_warn(f"the run trained {saved} batches an epoch, this training {length}: it goes on after "
-                           f"{done + shift} of them, the share of the epoch it had done")
+            rank_zero_warn(f"{said}: it goes on after {position} of them, the share of the epoch it had done")
         # the totals count the earlier epochs' batches too (results.json's epochs): in this training's batches
         earlier = progress.total.completed - progress.current.completed
+        shift = position - done
         for counts, by in ((progress.current, shift), (progress.total, shift + earlier * length // saved - earlier)):
             counts.ready += by
             counts.started += by

@@ -99,6 +99,7 @@ class TrainingPhaseScheduler(L.Callback):
         self._model_settings = None  # the model's optimizer class and its groups' settings
         self._global_step = 0  # the trainer's, to tell a batch that stepped from one that accumulated
         self.epoch_length: int | None = None  # the positions in an epoch the ends were counted with, saved too
+        self.epoch_batches: int | None = None  # and the batches of that epoch
         self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
         self.kept_plan = False  # a resume whose training differs from that length
 
@@ -180,11 +181,17 @@ class TrainingPhaseScheduler(L.Callback):
             # training's steps; counted in the old ones, a move from 2 GPUs to 1 set the schedule back by half
             rank_zero_warn(f"the run trained {self.epoch_length} steps an epoch, this training {length}: the schedule "
                            f"goes on at the same epoch ({self.batches_seen / self.epoch_length:g})")
-            # rounded down within the epoch, as train.EpochLengthResume rounds the data's position (a few images again
-            # rather than some left out): the two agree, and the schedule ends with the epoch's batches
             epochs, within = divmod(self.batches_seen, self.epoch_length)
-            self.batches_seen = epochs * length + within * length // self.epoch_length
-        self.epoch_length = length
+            resumed = resumed_batches(trainer, self.epoch_batches)
+            if resumed is not None and 0 < resumed[0] < self.epoch_batches:
+                # inside an epoch: the steps of the batches the data goes on after (train.EpochLengthResume), so the
+                # two end together, with gradient accumulation too (its steps are counted in batches by Lightning)
+                within = resumed[1] // trainer.accumulate_grad_batches if pl_module.automatic_optimization \
+                    else resumed[1]
+            else:  # (a checkpoint without its batches an epoch, from before 2026-11-30)
+                within = within * length // self.epoch_length
+            self.batches_seen = epochs * length + within
+        self.epoch_length, self.epoch_batches = length, batches
         self.ends = self.phase_ends(length)
         recipe = self.recipe[0] if self.recipe[1] is not None else None
         cycles = {None: self.ends, "sgdr": self.ends[1:]}.get(recipe, self.ends[-1:])  # sgdr: its restarts
@@ -231,12 +238,14 @@ class TrainingPhaseScheduler(L.Callback):
 
     def state_dict(self):
         return {"batches_seen": self.batches_seen, "phase_index": self.phase_index,
-                "planned_epochs": self.planned_epochs, "epoch_length": self.epoch_length}
+                "planned_epochs": self.planned_epochs, "epoch_length": self.epoch_length,
+                "epoch_batches": self.epoch_batches}
 
     def load_state_dict(self, state_dict):
         self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
         self.planned_epochs = state_dict.get("planned_epochs")  # None in checkpoints before 2026-11-29
         self.epoch_length = state_dict.get("epoch_length")  # and before 2026-11-30
+        self.epoch_batches = state_dict.get("epoch_batches")
 
     # -- doing it ------------------------------------------------------------------------------------
     def _apply(self, trainer):
@@ -290,6 +299,19 @@ class TrainingPhaseScheduler(L.Callback):
         plot_schedule(self.phases, self.ends, path)
         if trainer.global_step == 0:  # a resume's run has it at its start
             log_to_loggers(trainer, "lr_schedule", path, at_batch=False)
+
+
+def resumed_batches(trainer, saved_batches: int | None) -> tuple[int, int] | None:
+    """For a resume whose epochs have another number of batches than the stopped run's `saved_batches` (another number
+    of processes or batch size): (the batches of the stopped epoch the checkpoint counts done, counting a save from a
+    batch's end hook as Lightning does; the same share of this training's epoch, rounded down to a whole batch).
+    None for a training of the same length, or of an endless loader."""
+    length = trainer.num_training_batches
+    if saved_batches in (None, length) or length == float("inf"):
+        return None
+    loop = trainer.fit_loop.epoch_loop
+    done = loop.batch_progress.current.completed + loop.restarted_on_train_batch_end
+    return done, min(done * length // saved_batches, length)
 
 
 def swa_first_epoch(trainer) -> int | None:

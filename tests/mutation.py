@@ -578,14 +578,16 @@ TARGETS = {
                                         "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
                            ("tests/test_train_runs.py", "-k",
                             "other_batches_an_epoch or counting_that_one or cannot_or_need_not"
-                            " or epochs_end_a_resume or said_and_not_at_its_start")),
+                            " or epochs_end_a_resume or said_and_not_at_its_start or max_steps_counts_the_steps")),
     # the phase scheduler's position on a resume with another number of steps an epoch, and its saved state
     "phase_resume": Target("callbacks/phase_scheduler.py",
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
-                            "TrainingPhaseScheduler.load_state_dict"),
+                            "TrainingPhaseScheduler.load_state_dict", "resumed_batches"),
                            ("tests/test_training_phase.py",
                             "tests/test_train_runs.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a"
-                            "_resume_with_other_batches_an_epoch", "-k",
+                            "_resume_with_other_batches_an_epoch",
+                            "tests/test_train_runs.py::test_with_gradient_accumulation_the_schedule_steps_for_the_batches"
+                            "_the_data_goes_on_after", "-k",
                             "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
                             " or fractional")),
 }

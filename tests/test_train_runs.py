@@ -429,6 +429,58 @@ def test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a_resume_with
     assert set(resumed["final_metrics"]) == set(whole["final_metrics"])
 
 
+class SaveAndCrashAtBatch(L.Callback):
+    """After `batches` training batches, saves last.ckpt from the batch's end hook (as TimedSave does), then crashes."""
+
+    def __init__(self, batches: int):
+        self.batches, self.seen = batches, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen += 1
+        if self.seen == self.batches:
+            trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.parametrize("before, after, crash", [(4, 2, 9), (2, 8, 18)])
+def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_goes_on_after(before, after, crash,
+                                                                                              tiny_cifar, tmp_path):
+    """Accumulating 2 batches a step, the scheduler counted the steps done and the data the batches: stopped in the
+    middle of a step, the two came apart (from 6 batches of 4 to 12 of 2 after 3: the schedule a step behind, its last
+    step at lr 0.02 instead of 0.0101; from 12 of 2 to 3 of 8 after 6: a step ahead, the epoch's last batch left
+    untrained, no validation). The schedule now takes the steps of the batches the data goes on after."""
+    runs = tmp_path / "runs"
+    make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--trainer.max_epochs", "2",
+               "--trainer.logger", "false", "--trainer.accumulate_grad_batches", "2")
+    lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
+    train.main([*make, "--data.batch_size", str(after), "--run_name", "whole", *lrs,
+                f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])
+    crash_at = {"class_path": "test_train_runs.SaveAndCrashAtBatch", "init_args": {"batches": crash}}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.main([*make, "--data.batch_size", str(before), "--run_name", "r",
+                    f"--trainer.callbacks+={json.dumps(crash_at)}"])
+    train.main([*make, "--data.batch_size", str(after), "--run_name", "r", "--ckpt_path", "last", *lrs,
+                f"--trainer.callbacks.record={tmp_path / 'resumed_lr'}"])
+    whole, resumed = (json.loads((runs / name / "results.json").read_text()) for name in ("whole", "r"))
+    assert resumed["epochs"] == resumed["epochs_completed"] == 2  # the epoch's last batch trained
+    assert set(resumed["final_metrics"]) == set(whole["final_metrics"])  # and validated
+    last_lr = [json.loads((tmp_path / f"{name}_lr").read_text())[0][0] for name in ("resumed", "whole")]
+    assert last_lr[0] == pytest.approx(last_lr[1])  # at the cycle's last lr
+
+
+def test_a_resume_with_other_batches_an_epoch_says_max_steps_counts_the_steps_of_both():
+    progress = batch_progress(12, 24)
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
+    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=False, epoch_loop=epoch_loop),
+                              lr_scheduler_configs=[], max_steps=30)
+    resume = train.EpochLengthResume()
+    resume.load_state_dict({"batches": 12})
+    resume.on_fit_start(trainer, None)
+    with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: --trainer.max_steps 30 "
+                                         "counts the steps of both, so the run ends at another epoch"):
+        resume.on_train_start(trainer, None)
+
+
 @pytest.mark.parametrize("in_batch_end_hook", [False, True])
 def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batches_counting_that_one(
         in_batch_end_hook):
