@@ -185,9 +185,9 @@ class TrainingPhaseScheduler(L.Callback):
             resumed = resumed_batches(trainer, self.epoch_batches)
             if resumed is not None and 0 < resumed[0] < self.epoch_batches:
                 # inside an epoch: the steps of the batches the data goes on after (train.EpochLengthResume), so the
-                # two end together, with gradient accumulation too (its steps are counted in batches by Lightning)
-                within = resumed[1] // trainer.accumulate_grad_batches if pl_module.automatic_optimization \
-                    else resumed[1]
+                # two end together, with gradient accumulation too (manual optimization, which counts batches, has
+                # none: Lightning refuses it)
+                within = resumed[1] // trainer.accumulate_grad_batches
             else:  # (a checkpoint without its batches an epoch, from before 2026-11-30)
                 within = within * length // self.epoch_length
             self.batches_seen = epochs * length + within

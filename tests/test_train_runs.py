@@ -442,7 +442,7 @@ class SaveAndCrashAtBatch(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-@pytest.mark.parametrize("before, after, crash", [(4, 2, 9), (2, 8, 18)])
+@pytest.mark.parametrize("before, after, crash", [(4, 2, 9), (2, 8, 18), (4, 2, 7)])
 def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_goes_on_after(before, after, crash,
                                                                                               tiny_cifar, tmp_path):
     """Accumulating 2 batches a step, the scheduler counted the steps done and the data the batches: stopped in the
@@ -468,17 +468,22 @@ def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_
     assert last_lr[0] == pytest.approx(last_lr[1])  # at the cycle's last lr
 
 
-def test_a_resume_with_other_batches_an_epoch_says_max_steps_counts_the_steps_of_both():
+@pytest.mark.parametrize("max_steps", [30, -1])
+def test_a_resume_with_other_batches_an_epoch_says_max_steps_counts_the_steps_of_both(max_steps):
     progress = batch_progress(12, 24)
     epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
     trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=False, epoch_loop=epoch_loop),
-                              lr_scheduler_configs=[], max_steps=30)
+                              lr_scheduler_configs=[], max_steps=max_steps)
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     resume.on_fit_start(trainer, None)
-    with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: --trainer.max_steps 30 "
-                                         "counts the steps of both, so the run ends at another epoch"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         resume.on_train_start(trainer, None)
+    said = [str(w.message) for w in caught]
+    assert said == ([] if max_steps == -1 else [  # -1: none given
+        "the run trained 12 batches an epoch, this training 4: --trainer.max_steps 30 counts the steps of both, so the "
+        "run ends at another epoch than it would have; --trainer.max_epochs counts epochs"])
 
 
 @pytest.mark.parametrize("in_batch_end_hook", [False, True])

@@ -276,6 +276,8 @@ def test_a_resume_with_other_steps_an_epoch_goes_on_at_the_same_epoch(tiny_cifar
                                          r"at the same epoch \(1\)"):
         resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again", batch_size=2)
     assert len(resumed) == len(full) - 12 and trainer.global_step == 6 + len(resumed)  # its own steps go on from 6
+    (scheduler,) = [c for c in trainer.callbacks if isinstance(c, TrainingPhaseScheduler)]
+    assert type(scheduler.batches_seen) is int  # a count of steps, saved in the checkpoints
     assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[12:]]
 
 
