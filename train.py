@@ -616,7 +616,7 @@ class EpochLengthResume(Callback):
     def on_train_start(self, trainer, pl_module):
         length, saved, self.saved_length = trainer.num_training_batches, self.saved_length, None
         self.length = length if length != float("inf") else None
-        resumed = resumed_batches(trainer, saved)
+        resumed = resumed_batches(trainer, saved) if saved != length else None
         if resumed is None:
             return
         (done, position), progress = resumed, trainer.fit_loop.epoch_loop.batch_progress

@@ -188,7 +188,7 @@ class TrainingPhaseScheduler(L.Callback):
                 # two end together, with gradient accumulation too (manual optimization, which counts batches, has
                 # none: Lightning refuses it)
                 within = resumed[1] // trainer.accumulate_grad_batches
-            else:  # (a checkpoint without its batches an epoch, from before 2026-11-30)
+            else:  # at an epoch's end, or a checkpoint without its batches an epoch (from before 2026-11-30)
                 within = within * length // self.epoch_length
             self.batches_seen = epochs * length + within
         self.epoch_length, self.epoch_batches = length, batches
@@ -302,12 +302,12 @@ class TrainingPhaseScheduler(L.Callback):
 
 
 def resumed_batches(trainer, saved_batches: int | None) -> tuple[int, int] | None:
-    """For a resume whose epochs have another number of batches than the stopped run's `saved_batches` (another number
+    """For a resume of a run whose epochs were `saved_batches` batches (as many as this training's, or another number
     of processes or batch size): (the batches of the stopped epoch the checkpoint counts done, counting a save from a
     batch's end hook as Lightning does; the same share of this training's epoch, rounded down to a whole batch).
-    None for a training of the same length, or of an endless loader."""
+    None without `saved_batches`, or for an endless loader."""
     length = trainer.num_training_batches
-    if saved_batches in (None, length) or length == float("inf"):
+    if saved_batches is None or length == float("inf"):
         return None
     loop = trainer.fit_loop.epoch_loop
     done = loop.batch_progress.current.completed + loop.restarted_on_train_batch_end

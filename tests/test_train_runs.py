@@ -442,24 +442,28 @@ class SaveAndCrashAtBatch(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-@pytest.mark.parametrize("before, after, crash", [(4, 2, 9), (2, 8, 18), (4, 2, 7)])
+# batch size before and after, batches before the crash, batches accumulated a step before and after
+@pytest.mark.parametrize("before, after, crash, accumulate", [(4, 2, 9, (2, 2)), (2, 8, 18, (2, 2)), (4, 2, 7, (2, 2)),
+                                                               (4, 4, 9, (2, 1))])  # (only the accumulation changes)
 def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_goes_on_after(before, after, crash,
-                                                                                              tiny_cifar, tmp_path):
+                                                                                              accumulate, tiny_cifar,
+                                                                                              tmp_path):
     """Accumulating 2 batches a step, the scheduler counted the steps done and the data the batches: stopped in the
     middle of a step, the two came apart (from 6 batches of 4 to 12 of 2 after 3: the schedule a step behind, its last
     step at lr 0.02 instead of 0.0101; from 12 of 2 to 3 of 8 after 6: a step ahead, the epoch's last batch left
     untrained, no validation). The schedule now takes the steps of the batches the data goes on after."""
     runs = tmp_path / "runs"
     make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--trainer.max_epochs", "2",
-               "--trainer.logger", "false", "--trainer.accumulate_grad_batches", "2")
+               "--trainer.logger", "false")
     lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
-    train.main([*make, "--data.batch_size", str(after), "--run_name", "whole", *lrs,
+    accumulate = [["--trainer.accumulate_grad_batches", str(n)] for n in accumulate]
+    train.main([*make, *accumulate[1], "--data.batch_size", str(after), "--run_name", "whole", *lrs,
                 f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])
     crash_at = {"class_path": "test_train_runs.SaveAndCrashAtBatch", "init_args": {"batches": crash}}
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.main([*make, "--data.batch_size", str(before), "--run_name", "r",
+        train.main([*make, *accumulate[0], "--data.batch_size", str(before), "--run_name", "r",
                     f"--trainer.callbacks+={json.dumps(crash_at)}"])
-    train.main([*make, "--data.batch_size", str(after), "--run_name", "r", "--ckpt_path", "last", *lrs,
+    train.main([*make, *accumulate[1], "--data.batch_size", str(after), "--run_name", "r", "--ckpt_path", "last", *lrs,
                 f"--trainer.callbacks.record={tmp_path / 'resumed_lr'}"])
     whole, resumed = (json.loads((runs / name / "results.json").read_text()) for name in ("whole", "r"))
     assert resumed["epochs"] == resumed["epochs_completed"] == 2  # the epoch's last batch trained
