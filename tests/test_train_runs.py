@@ -388,14 +388,15 @@ def test_a_resume_inside_an_epoch_with_other_batches_an_epoch_trains_the_images_
     assert resumed.read_text().splitlines() == whole.read_text().splitlines()
 
 
-class SaveAndCrash(L.Callback):
-    """After training step `step`, saves last.ckpt from the batch's end hook (as TimedSave does), then crashes."""
+class SaveAndCrashAtBatch(L.Callback):
+    """After `batches` training batches, saves last.ckpt from the batch's end hook (as TimedSave does), then crashes."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, batches: int):
+        self.batches, self.seen = batches, 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        self.seen += 1
+        if self.seen == self.batches:
             trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
             raise RuntimeError("simulated crash")
 
@@ -414,7 +415,7 @@ def test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a_resume_with
     lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
     train.main([*make, "--data.batch_size", "8", "--run_name", "whole", *lrs,
                 f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])
-    crash = {"class_path": "test_train_runs.SaveAndCrash", "init_args": {"step": step}}
+    crash = {"class_path": "test_train_runs.SaveAndCrashAtBatch", "init_args": {"batches": step}}  # a step each
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.main([*make, "--data.batch_size", "4", "--run_name", "r", f"--trainer.callbacks+={json.dumps(crash)}"])
     with pytest.warns(UserWarning, match=f"it goes on after {(step - 6) // 2} of them"):
@@ -427,19 +428,6 @@ def test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a_resume_with
     last_lr = [json.loads((tmp_path / f"{name}_lr").read_text())[0][0] for name in ("resumed", "whole")]
     assert last_lr[0] == pytest.approx(last_lr[1])
     assert set(resumed["final_metrics"]) == set(whole["final_metrics"])
-
-
-class SaveAndCrashAtBatch(L.Callback):
-    """After `batches` training batches, saves last.ckpt from the batch's end hook (as TimedSave does), then crashes."""
-
-    def __init__(self, batches: int):
-        self.batches, self.seen = batches, 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.seen += 1
-        if self.seen == self.batches:
-            trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
-            raise RuntimeError("simulated crash")
 
 
 # batch size before and after, batches before the crash, batches accumulated a step before and after
@@ -472,12 +460,27 @@ def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_
     assert last_lr[0] == pytest.approx(last_lr[1])  # at the cycle's last lr
 
 
+def batch_progress(current: int, total: int):
+    from lightning.pytorch.loops.progress import _BatchProgress
+    progress = _BatchProgress()
+    for counts, n in ((progress.current, current), (progress.total, total)):
+        counts.ready = counts.started = counts.processed = counts.completed = n
+    return progress
+
+
+def resuming_trainer(progress, batches=4, restarting=True, in_batch_end_hook=False, schedulers=(), max_steps=-1):
+    """A stand-in Trainer resuming with `progress` for EpochLengthResume: `batches` an epoch, lr schedulers of those
+    intervals."""
+    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=in_batch_end_hook)
+    return SimpleNamespace(num_training_batches=batches, fit_loop=SimpleNamespace(restarting=restarting,
+                                                                                   epoch_loop=epoch_loop),
+                           lr_scheduler_configs=[SimpleNamespace(interval=i) for i in schedulers], max_steps=max_steps)
+
+
 @pytest.mark.parametrize("max_steps", [30, -1])
 def test_a_resume_with_other_batches_an_epoch_says_max_steps_counts_the_steps_of_both(max_steps):
     progress = batch_progress(12, 24)
-    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
-    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=False, epoch_loop=epoch_loop),
-                              lr_scheduler_configs=[], max_steps=max_steps)
+    trainer = resuming_trainer(progress, restarting=False, max_steps=max_steps)
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     resume.on_fit_start(trainer, None)
@@ -496,19 +499,11 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     """TimedSave's saves (in on_train_batch_end) hold the batch processed, not completed; Lightning completes it as it
     resumes. After 3 of 12 batches (a quarter), a run of 4 batches an epoch goes on after 1 (0 if that batch were
     left out: 2 of 12 make 0.67 of a batch)."""
-    from lightning.pytorch.loops.progress import _BatchProgress
-    progress = _BatchProgress()
-    for _ in range(3):
-        progress.increment_ready(), progress.increment_started(), progress.increment_processed()
-        progress.increment_completed()
-    for counts in ("ready", "started", "processed", "completed"):  # and an epoch of 12 before, in the totals
-        setattr(progress.total, counts, getattr(progress.total, counts) + 12)
+    progress = batch_progress(3, 12 + 3)  # and an epoch of 12 before, in the totals
     if in_batch_end_hook:
         progress.current.completed -= 1
         progress.total.completed -= 1
-    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=in_batch_end_hook)
-    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop),
-                              lr_scheduler_configs=[])
+    trainer = resuming_trainer(progress, in_batch_end_hook=in_batch_end_hook)
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
@@ -523,21 +518,11 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
     assert resume.state_dict() == {"batches": 4}
 
 
-def batch_progress(current: int, total: int):
-    from lightning.pytorch.loops.progress import _BatchProgress
-    progress = _BatchProgress()
-    for counts, n in ((progress.current, current), (progress.total, total)):
-        counts.ready = counts.started = counts.processed = counts.completed = n
-    return progress
-
-
 def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlier_epochs_in_the_new_ones():
     # (results.json's epochs: 2 epochs of 12, then 2 of 4, said 16 / 4 = 4 epochs; a step-counting lr scheduler is
     # named: it goes on by the step)
     progress = batch_progress(12, 24)  # the 2nd epoch's end
-    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
-    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=False, epoch_loop=epoch_loop),
-                              lr_scheduler_configs=[SimpleNamespace(interval="step")])
+    trainer = resuming_trainer(progress, restarting=False, schedulers=["step"])
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with warnings.catch_warnings(record=True) as caught:
@@ -553,9 +538,7 @@ def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlie
                                         (11, "it goes on after 3 of them")])
 def test_the_shift_inside_an_epoch_is_said_and_not_at_its_start(done, said):
     progress = batch_progress(done, 12 + done)
-    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
-    trainer = SimpleNamespace(num_training_batches=4, fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop),
-                              lr_scheduler_configs=[])
+    trainer = resuming_trainer(progress)
     resume = train.EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with warnings.catch_warnings(record=True) as caught:
@@ -567,15 +550,8 @@ def test_the_shift_inside_an_epoch_is_said_and_not_at_its_start(done, said):
 
 @pytest.mark.parametrize("case", ["checkpoint without the length", "same length", "endless loader"])
 def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(case):
-    from lightning.pytorch.loops.progress import _BatchProgress
-    progress = _BatchProgress()
-    for _ in range(3):
-        progress.increment_ready(), progress.increment_started(), progress.increment_processed()
-        progress.increment_completed()
-    epoch_loop = SimpleNamespace(batch_progress=progress, restarted_on_train_batch_end=False)
-    batches = float("inf") if case == "endless loader" else 4
-    trainer = SimpleNamespace(num_training_batches=batches, lr_scheduler_configs=[SimpleNamespace(interval="step")],
-                              fit_loop=SimpleNamespace(restarting=True, epoch_loop=epoch_loop))
+    progress = batch_progress(3, 3)
+    trainer = resuming_trainer(progress, batches=float("inf") if case == "endless loader" else 4, schedulers=["step"])
     resume = train.EpochLengthResume()
     assert resume.state_dict() == {"batches": None}  # a save before training knows no length
     if case != "checkpoint without the length":  # (one of train.py before 2026-11-30)
