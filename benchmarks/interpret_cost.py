@@ -28,11 +28,12 @@ def main() -> None:
     torch.set_num_threads(1)
     for interpret in (False, True, False, True):
         model = DarknetClassifier(num_blocks=[1], nf=8, interpret=interpret)
-        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                            default_root_dir=tempfile.mkdtemp(prefix="dl2-bench-"))
-        start = time.perf_counter()
-        trainer.test(model, RandomTest(), verbose=False)
-        print(f"interpret={interpret}: {time.perf_counter() - start:.2f} s")
+        with tempfile.TemporaryDirectory(prefix="dl2-bench-") as root:
+            trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, default_root_dir=root)
+            start = time.perf_counter()
+            trainer.test(model, RandomTest(), verbose=False)
+            print(f"interpret={interpret}: {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

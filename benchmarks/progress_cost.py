@@ -62,12 +62,13 @@ def run(system: str, mode: str, args) -> float:
     model, data = model_and_data(system, mode, n)
     timer = Clock(args.warmup)
     callbacks = [timer] + ([ProgressBar(text=mode == "text")] if mode in ("bar", "text") else [])
-    trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
-                        default_root_dir=tempfile.mkdtemp(prefix="dl2-bench-"),  # the final gallery
-                        logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        log_every_n_steps=args.every, enable_progress_bar=mode != "none", callbacks=callbacks)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        trainer.fit(model, data)
+    with tempfile.TemporaryDirectory(prefix="dl2-bench-") as root:  # the final gallery, thrown away
+        trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
+                            default_root_dir=root, logger=False, enable_checkpointing=False,
+                            enable_model_summary=False, log_every_n_steps=args.every,
+                            enable_progress_bar=mode != "none", callbacks=callbacks)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            trainer.fit(model, data)
     return args.steps / timer.seconds
 
 

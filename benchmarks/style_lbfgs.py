@@ -39,14 +39,14 @@ def sync(device: str) -> None:
 def lightning_run(args, data) -> tuple[float, float]:
     torch.manual_seed(0)
     model = StyleTransfer(arch=args.arch, vgg_weights=args.vgg_weights, show_iter=0)
-    trainer = L.Trainer(max_steps=args.iters, accelerator="gpu" if args.device == "cuda" else "cpu", devices=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, log_every_n_steps=args.iters,
-                        default_root_dir=tempfile.mkdtemp(prefix="style_bench_"))  # its PNGs out of the checkout
-    sync(args.device)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
-    sync(args.device)
+    with tempfile.TemporaryDirectory(prefix="dl2-bench-") as root:  # its PNGs, out of the checkout and thrown away
+        trainer = L.Trainer(max_steps=args.iters, accelerator="gpu" if args.device == "cuda" else "cpu", devices=1,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, log_every_n_steps=args.iters, default_root_dir=root)
+        sync(args.device)
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=data)
+        sync(args.device)
     return time.perf_counter() - start, float(trainer.callback_metrics["train/loss"])
 
 

@@ -39,11 +39,12 @@ def lightning_run(data, args) -> float:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     clock = Clock(args.warmup)
-    trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
-                        default_root_dir=tempfile.mkdtemp(prefix="dl2-bench-"),  # the final gallery
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, precision=args.precision, callbacks=[clock])
-    trainer.fit(model, train_dataloaders=Batches(data))
+    with tempfile.TemporaryDirectory(prefix="dl2-bench-") as root:  # the final gallery, thrown away
+        trainer = L.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
+                            default_root_dir=root, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, precision=args.precision,
+                            callbacks=[clock])
+        trainer.fit(model, train_dataloaders=Batches(data))
     return (len(data) - args.warmup) / clock.seconds
 
 

@@ -205,6 +205,16 @@ def lbfgs_steps(optimizer_class, x, loss_fn, n: int, **kwargs):
     return x.detach(), optimizer.state[x]
 
 
+BASETEMP: list[Path] = []  # pytest's own temporary folder of this session, which pytest prunes (not /tmp)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_basetemp(tmp_path_factory):
+    BASETEMP.append(tmp_path_factory.getbasetemp())
+    yield
+    BASETEMP.clear()
+
+
 def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
     """train.py's command line in this process, with sys.argv as a user's, its exit status and printed output as a
     subprocess would report them: for the one-line-error tests, without a fresh interpreter's ~8 s of imports
@@ -215,7 +225,7 @@ def run_in_process(args, capsys, monkeypatch) -> subprocess.CompletedProcess:
     monkeypatch.setattr(sys, "argv", ["train.py", *args])
     monkeypatch.delenv("DL2_TRACEBACK", raising=False)
     # the W&B isolation the subprocess had: no credentials, an empty home, the mode train.py picks itself
-    home = tempfile.mkdtemp(prefix="dl2-home-")
+    home = tempfile.mkdtemp(prefix="dl2-home-", dir=BASETEMP[0])
     monkeypatch.setenv("HOME", home)
     monkeypatch.chdir(home)  # the subprocess's working folder: a run without --trainer.default_root_dir lands there
     monkeypatch.setenv("WANDB_API_KEY", "")
