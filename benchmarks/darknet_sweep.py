@@ -54,12 +54,12 @@ def estimate(names: list[str], seeds: int, variant_seeds: int | None = None) -> 
     return total
 
 
-def with_wheels(wheels: Path, site: Path, argv: list[str]) -> None:
-    """When jsonargparse or airbench does not import: the carried wheels into site/ (as gpu_acceptance.py), then
-    this script again with site/ on PYTHONPATH, so that every import (Lightning's check of jsonargparse included)
-    sees them."""
-    probe = subprocess.run([sys.executable, "-c", "import jsonargparse, docstring_parser, airbench"],
-                           capture_output=True)
+def with_wheels(wheels: Path, site: Path, argv: list[str], modules: str = "jsonargparse, docstring_parser, airbench"
+                ) -> None:
+    """When one of `modules` does not import: the carried wheels into site/ (as gpu_acceptance.py), then this
+    script again with site/ on PYTHONPATH, so that every import (Lightning's check of jsonargparse included) sees
+    them."""
+    probe = subprocess.run([sys.executable, "-c", f"import {modules}"], capture_output=True)
     if probe.returncode == 0 or not wheels.is_dir() or os.environ.get("DARKNET_SWEEP_SITE"):
         return
     from benchmarks.fetch_wheels import install_offline
@@ -80,8 +80,9 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "runs" / "darknet_sweep"))
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/darknet_sweep"))
     args = parser.parse_args(argv)
-    if not (args.smoke or args.list):
-        with_wheels(ROOT / ".whl", Path("/tmp/darknet_sweep_site"), sys.argv[1:] if argv is None else argv)
+    if not args.list:  # the smoke skips airbench (it needs CUDA), so it needs only jsonargparse of the wheels
+        with_wheels(ROOT / ".whl", Path("/tmp/darknet_sweep_site"), sys.argv[1:] if argv is None else argv,
+                    *(["jsonargparse, docstring_parser, typeshed_client"] if args.smoke else []))
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     unknown = set(names) - set(VARIANTS)
     if unknown:
@@ -95,10 +96,9 @@ def main(argv=None):
           f"(H200 figures of 2026-11-28)")
     if args.list:
         return None
-    if not args.smoke:
-        carry = ROOT / ".carry"
-        if (carry / "cifar10-jpeg.tar.gz").is_file() and "DL2_SHARED_DATA" not in os.environ:
-            os.environ["DL2_SHARED_DATA"] = str(carry)
+    carry = ROOT / ".carry"  # the smoke too: it rehearses the device call, which has no ../shared/data
+    if (carry / "cifar10-jpeg.tar.gz").is_file() and "DL2_SHARED_DATA" not in os.environ:
+        os.environ["DL2_SHARED_DATA"] = str(carry)
     from benchmarks import common, time_to_accuracy
     common.SHARED_DATA = time_to_accuracy.SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", common.SHARED_DATA))
     run_args = ["--seeds", str(args.seeds), "--data-dir", str(args.data_dir), "--out", str(args.out)]

@@ -130,3 +130,26 @@ def test_the_race_runs_on_one_device_whatever_the_machine_has():
     import yaml
     trainer = yaml.safe_load((time_to_accuracy.ROOT / "configs" / "darknet_fast.yaml").read_text())["trainer"]
     assert trainer["devices"] == 1 and trainer["max_steps"] == 476
+
+
+def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_path, monkeypatch):
+    # the smoke rehearses the device call on a machine like it (no jsonargparse, no ../shared/data): it installs the
+    # carried wheels it needs (jsonargparse, not airbench: airbench94 is skipped without CUDA) and reads .carry/
+    (tmp_path / ".carry").mkdir()
+    (tmp_path / ".carry" / "cifar10-jpeg.tar.gz").write_bytes(b"")
+    probed, ran = [], []
+    monkeypatch.setattr(darknet_sweep, "ROOT", tmp_path)
+    monkeypatch.setattr(darknet_sweep, "with_wheels", lambda wheels, site, argv, *modules: probed.append(
+        (wheels, modules)))
+    monkeypatch.setattr(time_to_accuracy, "main", lambda args: ran.append((args, time_to_accuracy.SHARED_DATA)))
+    monkeypatch.setattr(time_to_accuracy, "SHARED_DATA", time_to_accuracy.SHARED_DATA)  # restored after the test
+    from benchmarks import common
+    monkeypatch.setattr(common, "SHARED_DATA", common.SHARED_DATA)
+    monkeypatch.delenv("DL2_SHARED_DATA", raising=False)
+    darknet_sweep.main(["--smoke", "--only", "look", "--seeds", "1"])
+    assert probed == [(tmp_path / ".whl", ("jsonargparse, docstring_parser, typeshed_client",))]
+    (args, shared), = ran
+    assert shared == tmp_path / ".carry" and "--smoke" in args
+    darknet_sweep.main(["--only", "look", "--seeds", "1"])  # the device call: airbench too, its default modules
+    assert probed[1] == (tmp_path / ".whl", ())
+    assert not darknet_sweep.main(["--list"]) and len(probed) == 2  # --list installs nothing
