@@ -145,7 +145,8 @@ def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_pa
     monkeypatch.setattr(time_to_accuracy, "SHARED_DATA", time_to_accuracy.SHARED_DATA)  # restored after the test
     from benchmarks import common
     monkeypatch.setattr(common, "SHARED_DATA", common.SHARED_DATA)
-    monkeypatch.delenv("DL2_SHARED_DATA", raising=False)
+    monkeypatch.setenv("DL2_SHARED_DATA", "")  # so the value main() sets is undone after the test
+    monkeypatch.delenv("DL2_SHARED_DATA")
     darknet_sweep.main(["--smoke", "--only", "look", "--seeds", "1"])
     assert probed == [(tmp_path / ".whl", ("jsonargparse, docstring_parser, typeshed_client",))]
     (args, shared), = ran
