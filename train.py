@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import jsonargparse
 import numpy as np
 import torch
 import yaml
@@ -45,6 +46,7 @@ from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from packaging.version import Version
 
 from callbacks.checkpoint_io import replaced, write_json
 from callbacks.errors import (
@@ -392,6 +394,11 @@ def check_job(cli: "CLI", config) -> int | None:
     return check_checkpoint(config.ckpt_path, model, system).get("global_step") if config.ckpt_path else None
 
 
+# the config's None values written out, for a faithful re-run: jsonargparse 4.49 renamed skip_none to skip_unset and
+# warns on the old name (to be removed in 5.0); the floor, 4.39, has only the old one
+KEEP_NONE = ({"skip_unset": False} if Version(jsonargparse.__version__) >= Version("4.49") else {"skip_none": False})
+
+
 class LogConfig(SaveConfigCallback):
     """config.yaml in the run folder (Lightning's), plus the whole merged config and git commit on the loggers.
 
@@ -413,7 +420,7 @@ class LogConfig(SaveConfigCallback):
         if trainer.is_global_zero:
             path = Path(trainer.default_root_dir, self.config_filename)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=self.overwrite,
+            self.parser.save(self.config, str(path), **KEEP_NONE, overwrite=self.overwrite,
                              multifile=self.multifile)
             for logger in trainer.loggers:  # a resume's writer marked its purge_step when Lightning opened it, before
                 if isinstance(logger, TensorBoardLogger):  # this hook; tensorboardX's (not torch's) would mark it again
@@ -423,7 +430,7 @@ class LogConfig(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(self.already_saved)  # every rank as rank 0, as Lightning's
 
     def save_config(self, trainer, pl_module, stage) -> None:
-        config = yaml.safe_load(self.parser.dump(self.effective or self.config, skip_none=False))
+        config = yaml.safe_load(self.parser.dump(self.effective or self.config, **KEEP_NONE))
         config = config.get(config.get("subcommand")) or config  # `fit --config ...`: the fit section
         config.pop("config", None)
         logged = {"system": system_of(config.get("model", {}).get("class_path", "")), "config": config,

@@ -887,3 +887,16 @@ def test_two_jobs_in_one_process_get_their_own_run_folders(tiny_cifar, tmp_path)
         train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1"))
     folders = sorted(runs.iterdir())
     assert len(folders) == 2 and all((f / "results.json").is_file() for f in folders)
+
+
+def test_the_config_is_written_with_its_none_values_in_the_installed_jsonargparse_s_own_words():
+    # a re-run from config.yaml needs its nulls (ckpt_path, a callback's dirpath); jsonargparse >= 4.49 warns on
+    # skip_none (removed in 5.0), the floor 4.39 knows no skip_unset
+    import warnings
+
+    from jsonargparse import ArgumentParser
+    parser = ArgumentParser()
+    parser.add_argument("--ckpt_path", type=str | None, default=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert yaml.safe_load(parser.dump(parser.parse_args([]), **train.KEEP_NONE)) == {"ckpt_path": None}
