@@ -5,7 +5,8 @@
 The GPU machine (device tool, /work/.library/device/KINDS.md) runs Python 3.12 on x86-64 Linux with torch,
 torchvision, lightning and torchmetrics but no internet. Each wheel is fetched with `pip download --no-deps` for
 that interpreter and platform; its Requires-Dist lines (markers evaluated for Python 3.12 on Linux) name the next
-ones, minus what that machine already has (PRESENT, copied from KINDS.md, read there on 2026-11-17).
+ones, minus what that machine already has (PRESENT, copied from KINDS.md, read there on 2026-11-17; two of them
+carried anyway, NEWER_THAN_PRESENT).
 airbench 0.1.8 is published as a source archive only: it is built into a (pure Python) wheel here.
 On the GPU machine: `pip install --no-index --no-deps --target /tmp/site .whl/*.whl` (gpu_acceptance.py does it).
 """
@@ -50,6 +51,12 @@ sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server 
 tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm
 transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel
 wrapt xarray xxhash yarl zipp""".split()))
+
+
+# carried although the image has them: the carried wheels need recent releases (pydantic-core 2.50 typing-extensions
+# >= 4.16, googleapis-common-protos 1.76 protobuf >= 6.33.5), and KINDS.md gives no versions; on PYTHONPATH the
+# carried ones come first
+NEWER_THAN_PRESENT = {"typing-extensions", "protobuf"}
 
 
 def pip(*args: str) -> None:
@@ -104,7 +111,7 @@ def main() -> None:
         req = queue.pop(0)
         name = canonicalize_name(req.name)
         key = (name, frozenset(req.extras))
-        if key in seen or name in PRESENT:
+        if key in seen or (name in PRESENT and name not in NEWER_THAN_PRESENT):
             continue
         seen.add(key)
         wheel = wheel_of(name, dest)
