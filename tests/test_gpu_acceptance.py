@@ -114,3 +114,31 @@ def test_table_flags_ratios_below_target_and_the_speed_targets():
     assert "| 150.0 | 150.0 | 1.000 | 1.25 / 1 | GPU X | 2.11 / 2.6.6 | 2026-11-28 |" in text
     assert "- WGAN bf16+channels_last / fp32 (ours): 1.50x (target >= 1.4)" in text  # 150 / 100
     assert "- Style, per-image rate of 16 images / 1 image (ours): 1.60x (target >= 1.5)" in text  # 16 / 10
+
+
+def test_fetch_wheels_follows_the_needs_but_not_into_the_machine_s_packages_except_the_two_it_may_hold_old(
+        tmp_path, monkeypatch):
+    import zipfile
+
+    import fetch_wheels
+    needs = {"wandb": ["click>=8.2", "protobuf<8,>=5", "pydantic>=2.6", "tqdm; python_version < '3.8'"],
+             "pydantic": ["typing-extensions>=4.16", "annotated-types>=0.6"], "annotated-types": [],
+             "jsonargparse": ["PyYAML>=3.13", "docstring-parser>=0.15; extra == 'signatures'"], "docstring-parser": [],
+             "protobuf": [], "typing-extensions": []}
+    fetched = []
+
+    def download(requirement, dest):  # a wheel whose METADATA holds the package's needs, as pip download leaves it
+        name = fetch_wheels.canonicalize_name(fetch_wheels.Requirement(requirement).name)
+        fetched.append(name)
+        with zipfile.ZipFile(dest / f"{name.replace('-', '_')}-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{name}-1.0.dist-info/METADATA",
+                           "".join(f"Requires-Dist: {line}\n" for line in needs[name]))
+    monkeypatch.setattr(fetch_wheels, "download", download)
+    monkeypatch.setattr(fetch_wheels, "ROOTS", ["wandb==0.31.0", "jsonargparse[signatures]==4.53.0"])
+    monkeypatch.setattr(fetch_wheels, "SDIST_ONLY", [])
+    monkeypatch.setattr(sys, "argv", ["fetch_wheels.py", "--dest", str(tmp_path)])
+    fetch_wheels.main()
+    # click and PyYAML are on the machine; tqdm's marker is false on Python 3.12; protobuf and typing-extensions are
+    # carried all the same (the image's may be older than the carried wheels need)
+    assert sorted(fetched) == ["annotated-types", "docstring-parser", "jsonargparse", "protobuf", "pydantic",
+                               "typing-extensions", "wandb"]
