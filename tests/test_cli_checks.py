@@ -397,9 +397,10 @@ def test_git_commit_is_the_checkouts_head_dirty_with_changed_tracked_files(tmp_p
 
 
 def option_help(text: str, option: str) -> str:
-    """The help of one option, its lines joined: from `  --option` to the next option."""
+    """The help of one option, its lines joined: from `  --option` to the next option. An option with two flags is
+    `--a A, --a+ A` up to Python 3.12 and `--a, --a+ A` from 3.13 (argparse shows the metavar once)."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(rf"  {re.escape(option)}( |$)", line))
+    start = next(i for i, line in enumerate(lines) if re.match(rf"  {re.escape(option)}( |,|$)", line))
     end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("   ")), len(lines))
     return " ".join(" ".join(lines[start:end]).split())
 
