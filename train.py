@@ -1593,6 +1593,7 @@ class LoadWeights(Callback):
         self.weights = None  # memory-mapped tensors: let the file go
 
 
+@contextlib.contextmanager
 def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a
     failure). A SIGTERM there is Lightning's SIGTERMException, exit 143.
@@ -1600,7 +1601,8 @@ def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     Under DDP rank 0 alone says so, and sends the Ctrl-C on to the ranks it launched, as Lightning sends on a SIGTERM:
     a Ctrl-C to rank 0 alone (`kill -INT`) had left them testing, orphaned, until their next collective failed with
     gloo's traceback. The other ranks stop once: the Ctrl-C sent on after the terminal's own is not raised again while
-    they unwind."""
+    they unwind, nor after the block (ignored from then on): a rank's unwinding can take a few milliseconds, and the
+    one sent on came in its exit's atexit callbacks, a KeyboardInterrupt's traceback."""
     stopped = []
     rank_0 = trainer is None or trainer.is_global_zero
 
@@ -1615,7 +1617,12 @@ def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
             launcher.kill(signal.SIGINT)
         stopped.append(signum)
         raise SIGTERMException(130)
-    return on_ctrl_c(stop)
+    try:
+        with on_ctrl_c(stop):
+            yield
+    finally:
+        if stopped and not rank_0:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

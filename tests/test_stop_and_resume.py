@@ -816,6 +816,7 @@ def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer,
         trainer.is_global_zero = True
     else:
         trainer = None
+    before = signal.getsignal(signal.SIGINT)
     handler, context = ctrl_c_test_handler(tmp_path, trainer)
     for _ in range(2):
         with pytest.raises(SIGTERMException) as stopped:
@@ -823,6 +824,7 @@ def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer,
         assert stopped.value.code == 130
         assert kills == ([signal.SIGINT] if trainer is not None else [])  # at the first Ctrl-C
     context.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGINT) is before  # rank 0's own handler back: a Ctrl-C after stops it
     run_dir = tmp_path / "r"
     assert capsys.readouterr().err == (
         "\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
@@ -831,7 +833,8 @@ def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer,
 
 def test_ctrl_c_in_the_test_on_another_rank_stops_it_once_silently(tmp_path, capsys, handlers):
     """A rank other than 0 says nothing (rank 0 says it) and sends nothing on (it launched no rank); the Ctrl-C rank
-    0 sends on after the terminal's own is not raised again while the first unwinds."""
+    0 sends on after the terminal's own is not raised again while the first unwinds, nor once the block is left (it
+    had come in the rank's atexit callbacks, a KeyboardInterrupt's traceback)."""
     trainer, kills = launched(None)
     trainer.is_global_zero = False
     handler, context = ctrl_c_test_handler(tmp_path, trainer)
@@ -840,7 +843,17 @@ def test_ctrl_c_in_the_test_on_another_rank_stops_it_once_silently(tmp_path, cap
     assert stopped.value.code == 130
     assert handler(signal.SIGINT, None) is None
     context.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert capsys.readouterr().err == "" and kills == []
+
+
+def test_a_rank_other_than_0_that_no_ctrl_c_stopped_gets_its_handler_back(tmp_path, handlers):
+    trainer, _ = launched(None)
+    trainer.is_global_zero = False
+    before = signal.getsignal(signal.SIGINT)
+    _, context = ctrl_c_test_handler(tmp_path, trainer)
+    context.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 
