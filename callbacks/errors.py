@@ -2,6 +2,7 @@
 
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -220,6 +221,17 @@ def report_partial_failure(message: str) -> None:
     _partly_failed.append(message)
 
 
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end was closed (POSIX poll says POLLERR), as opposed to a
+    broken pipe of the program's own (a DataLoader worker's), which stays an error with its traceback."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout (a test's capture)
+        return False
+
+
 def one_line_errors(main, args: list[str] | None) -> None:
     """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1;
     exit status 1 after it reported inputs it skipped (report_partial_failure), 130 after a Ctrl-C."""
@@ -232,6 +244,13 @@ def one_line_errors(main, args: list[str] | None) -> None:
     except KeyboardInterrupt:  # Ctrl-C where no handler of ours takes it: the files written so far are whole
         print(f"{Path(sys.argv[0]).name}: Ctrl-C: stopped", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise
+        # the output's reader left (`train.py --help | head`): stop as a command that SIGPIPE ended, without a
+        # traceback; what is still buffered goes nowhere, or its flush at exit would raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except Exception as error:
         message = None if show_traceback else user_message(error)
         if message is None:

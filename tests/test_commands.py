@@ -738,3 +738,23 @@ def test_stylize_names_an_accelerator_this_machine_lacks_in_one_line(accelerator
         commands.stylize(["--accelerator", accelerator, "--vgg_weights", "random"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
+
+
+def test_output_cut_short_by_its_reader_ends_quietly_but_a_broken_pipe_of_the_program_s_own_is_shown(tmp_path):
+    # `train.py --help | head -2`: the reader closes the pipe; the rest of the help is not wanted, no traceback
+    # (exit 141, as a command SIGPIPE ended); here the pipe's reading end is closed before anything is written
+    script = tmp_path / "cut.py"
+    script.write_text("import os, sys\nsys.path.insert(0, sys.argv[1])\nfrom callbacks.errors import one_line_errors\n"
+                      "def main(argv):\n    if argv == ['own']:\n        read, write = os.pipe()\n"
+                      "        os.close(read)\n        os.write(write, b'x')\n"
+                      "    for _ in range(100):\n        print('a line of help', flush=True)\n"
+                      "one_line_errors(main, sys.argv[2:])\n")
+    for own in (False, True):
+        process = subprocess.Popen([sys.executable, str(script), str(ROOT), *(["own"] if own else [])],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = process.communicate() if own else (process.stdout.close(), process.stderr.read())
+        process.stderr.close()
+        if own:  # a pipe the program broke itself (a worker's): an error, with its traceback
+            assert process.wait() == 1 and err.strip().endswith("BrokenPipeError: [Errno 32] Broken pipe"), err
+        else:
+            assert process.wait() == 141 and err == ""
