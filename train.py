@@ -1823,8 +1823,11 @@ def main(argv: list[str] | None = None) -> None:
             cli = CLI(subclass_mode_model=True, subclass_mode_data=True, args=argv if job else None, run=not job,
                       job=job, save_config_callback=LogConfig, save_config_kwargs={"overwrite": True},
                       auto_configure_optimizers=False,
-                      # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken
-                      parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+                      # allow_abbrev: a typo that is a prefix of an option (--trainer.max_epoch) is refused, not taken;
+                      # LightningCLI gives a subcommand's parser (`fit`) only the kwargs under its name, and
+                      # jsonargparse before 4.53 does not pass allow_abbrev on to it
+                      parser_kwargs={"exit_on_error": False, "allow_abbrev": False,
+                                     **{name: {"allow_abbrev": False} for name in CLI.subcommands()}})
         finally:
             sys.argv = saved_argv  # DDP's launcher starts the other ranks with sys.argv
         if job and cli.config.lr_find.run:
