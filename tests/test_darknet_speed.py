@@ -652,10 +652,11 @@ def test_training_steps_read_nothing_back_to_the_host(tiny_cifar, tmp_path, monk
     reads = HostReads(monkeypatch)
     model = lean_fit(tiny_cifar, tmp_path, [reads])
     assert model.trainer.global_step == 12 and reads.reads == []
-    # the check itself works: Lightning's EMAWeightAveraging reads torch's AveragedModel.n_averaged twice an update
+    # the check itself works: Lightning's EMAWeightAveraging reads torch's AveragedModel.n_averaged at each update,
+    # after steps 0, 3, 6, 9: twice an update (torch 2.5 reads it once more for each parameter)
     reads = HostReads(monkeypatch)
     lean_fit(tiny_cifar, tmp_path, [EMAWeightAveraging(decay=0.9, update_every_n_steps=3), reads])
-    assert reads.reads.count("__bool__") == 2 * 12 // 3  # updates after steps 0, 3, 6, 9
+    assert reads.reads.count("__bool__") >= 2 * 12 // 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="sync detection needs CUDA")

@@ -1,6 +1,7 @@
 """val/fid while training: the WGAN's and the CycleGAN's validation against a Frechet distance computed by hand."""
 
 import json
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -156,8 +157,13 @@ def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplo
     monkeypatch.setattr(ImageFolderDataModule, "val_dataloader", lambda self: pytest.fail("validation data loaded"))
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         max_steps=4, val_check_interval=2, default_root_dir=str(tmp_path))
-    with caplog.at_level("INFO"):
-        trainer.fit(WGAN(**TINY_WGAN), datamodule=data)
+    lightning_log = logging.getLogger("lightning.pytorch")  # Lightning's own, which does not propagate to the root's
+    lightning_log.addHandler(caplog.handler)                # handlers (caplog's: pytest >= 9.1 adds it there itself)
+    try:
+        with caplog.at_level("INFO"):
+            trainer.fit(WGAN(**TINY_WGAN), datamodule=data)
+    finally:
+        lightning_log.removeHandler(caplog.handler)
     assert "val/fid is off: set --model.fid_features" in caplog.text
     assert "val/fid" not in trainer.callback_metrics and trainer.global_step == 4
 
