@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import jsonargparse
 import numpy as np
 import torch
 import yaml
@@ -46,7 +45,6 @@ from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from packaging.version import Version
 
 from callbacks.checkpoint_io import replaced, write_json
 from callbacks.errors import (
@@ -395,8 +393,8 @@ def check_job(cli: "CLI", config) -> int | None:
 
 
 # the config's None values written out, for a faithful re-run: jsonargparse 4.49 renamed skip_none to skip_unset and
-# warns on the old name (to be removed in 5.0); the floor, 4.39, has only the old one
-KEEP_NONE = ({"skip_unset": False} if Version(jsonargparse.__version__) >= Version("4.49") else {"skip_none": False})
+# warns on the old name (to be removed in 5.0); the floor, 4.51, has the new one
+KEEP_NONE = {"skip_unset": False}
 
 
 class LogConfig(SaveConfigCallback):
@@ -1495,7 +1493,7 @@ def wandb_logged_in() -> bool:
         return True             # check's teardown below would end it
     try:
         logged_in = bool(wandb.login(prompt=False, verify=False))
-    except TypeError:  # wandb before login(prompt=...) (0.17 at the floor): its API's stored key, no prompt
+    except TypeError:  # wandb before login(prompt=...) (0.19 at the floor): its API's stored key, no prompt
         logged_in = bool(wandb.api.api_key)
     wandb.teardown()  # the check fixed wandb's settings (mode) for the process; the logger's wandb.init re-reads them
     return logged_in

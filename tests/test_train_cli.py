@@ -891,7 +891,7 @@ def test_two_jobs_in_one_process_get_their_own_run_folders(tiny_cifar, tmp_path)
 
 def test_the_config_is_written_with_its_none_values_in_the_installed_jsonargparse_s_own_words():
     # a re-run from config.yaml needs its nulls (ckpt_path, a callback's dirpath); jsonargparse >= 4.49 warns on
-    # skip_none (removed in 5.0), the floor 4.39 knows no skip_unset
+    # skip_none (removed in 5.0)
     import warnings
 
     from jsonargparse import ArgumentParser
