@@ -232,6 +232,9 @@ TARGETS = {
                             "refuse_unexpanded_home", "report_partial_failure", "one_line_errors"),
                            ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
                             " or unreadable or generate_writes or wrong_checkpoint or tilde or ctrl_c_in_a_command")),
+    "broken_pipe": Target("callbacks/errors.py", ("stdout_reader_gone", "one_line_errors"),
+                          ("tests/test_commands.py", "tests/test_translate.py", "-k", "cut_short or ctrl_c_in_a_command"
+                           " or refuses_is_one_line or wrong_checkpoint or unreadable or reader_gone")),
     "run_guards": Target("train.py", ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step",
                                       "hold_run_lock", "release_run_locks"),
                          tuple(f"tests/test_train_runs.py::test_{name}" for name in (

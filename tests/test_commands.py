@@ -758,3 +758,18 @@ def test_output_cut_short_by_its_reader_ends_quietly_but_a_broken_pipe_of_the_pr
             assert process.wait() == 1 and err.strip().endswith("BrokenPipeError: [Errno 32] Broken pipe"), err
         else:
             assert process.wait() == 141 and err == ""
+
+
+def test_stdout_reader_gone_only_for_a_pipe_whose_reader_closed(capsys):
+    from callbacks.errors import stdout_reader_gone
+    assert not stdout_reader_gone()  # pytest's capture: no file descriptor to poll, so not a widowed pipe
+    read, write = os.pipe()
+    with open(write, "w") as out:
+        saved, sys.stdout = sys.stdout, out
+        try:
+            open_reader = stdout_reader_gone()
+            os.close(read)
+            closed_reader = stdout_reader_gone()
+        finally:
+            sys.stdout = saved
+    assert (open_reader, closed_reader) == (False, True)
