@@ -151,6 +151,12 @@ def run_airbench(folder: Path, seed: int) -> dict:
         return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
+def recompile_limit_name() -> str:
+    """Dynamo's setting of the graphs kept per code object: recompile_limit, cache_size_limit before torch 2.6."""
+    import torch._dynamo
+    return "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+
+
 def allow_recompiles(limit: int = 64) -> None:
     """Room for every variant's graphs, each with static shapes: torch.compile of `net(x)` keeps one graph per net
     configuration and mode (train, eval) on the same code object; past dynamo's recompile_limit (8) it silently runs
@@ -158,7 +164,7 @@ def allow_recompiles(limit: int = 64) -> None:
     later net with a symbolic batch. Either would slow the later variants of a sweep for no reason of theirs."""
     import torch._dynamo
     config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    name = recompile_limit_name()
     setattr(config, name, max(getattr(config, name), limit))
     config.automatic_dynamic_shapes = False  # the batch sizes are fixed: training 1024, evaluation 2500 x views
 

@@ -34,7 +34,7 @@ def dynamo_config():
     setattr (monkeypatch's setattr left the config module without recompile_limit for later compilations; dynamo's
     save_config fails under torch 2.5, a KeyError on its own constant_functions); the limit's name, as main's."""
     config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    name = time_to_accuracy.recompile_limit_name()
     saved = {key: getattr(config, key) for key in (name, "automatic_dynamic_shapes")}
     yield name
     for key, value in saved.items():
