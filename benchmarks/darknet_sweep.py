@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.fetch_wheels import JSONARGPARSE_MODULES  # noqa: E402
 
 M = "--model.init_args."
 # name: (overrides on top of the config, why, whether the net changes: a new compilation)
@@ -54,8 +55,7 @@ def estimate(names: list[str], seeds: int, variant_seeds: int | None = None) -> 
     return total
 
 
-def with_wheels(wheels: Path, site: Path, argv: list[str], modules: str = "jsonargparse, docstring_parser, airbench"
-                ) -> None:
+def with_wheels(wheels: Path, site: Path, argv: list[str], modules: str) -> None:
     """When one of `modules` does not import: the carried wheels into site/ (as gpu_acceptance.py), then this
     script again with site/ on PYTHONPATH, so that every import (Lightning's check of jsonargparse included) sees
     them."""
@@ -82,7 +82,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.list:  # the smoke skips airbench (it needs CUDA), so it needs only jsonargparse of the wheels
         with_wheels(ROOT / ".whl", Path("/tmp/darknet_sweep_site"), sys.argv[1:] if argv is None else argv,
-                    *(["jsonargparse, docstring_parser, typeshed_client"] if args.smoke else []))
+                    JSONARGPARSE_MODULES + ("" if args.smoke else ", airbench"))
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     unknown = set(names) - set(VARIANTS)
     if unknown:

@@ -23,6 +23,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOTS = ["wandb==0.31.0", "jsonargparse[signatures]==4.53.0"]
+# what jsonargparse[signatures] brings, for the scripts' import probes (LightningCLI needs all three)
+JSONARGPARSE_MODULES = "jsonargparse, docstring_parser, typeshed_client"
 SDIST_ONLY = ["airbench==0.1.8"]
 PYTHON = "3.12"
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",

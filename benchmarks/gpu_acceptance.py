@@ -252,7 +252,7 @@ def install_wheels(wheels: Path, site: Path, env: dict) -> str:
     """The carried wheels into site/ (pip --no-index --target) when jsonargparse or wandb does not import."""
     def imports(modules: str) -> bool:
         return subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, capture_output=True).returncode == 0
-    needed = "jsonargparse, docstring_parser, typeshed_client"
+    from benchmarks.fetch_wheels import JSONARGPARSE_MODULES as needed
     if imports(needed + ", wandb"):
         return "jsonargparse and wandb already installed"
     found = sorted(wheels.glob("*.whl")) if wheels.exists() else []

@@ -142,7 +142,7 @@ def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_pa
     (tmp_path / ".carry" / "cifar10-jpeg.tar.gz").write_bytes(b"")
     probed, ran = [], []
     monkeypatch.setattr(darknet_sweep, "ROOT", tmp_path)
-    monkeypatch.setattr(darknet_sweep, "with_wheels", lambda wheels, site, argv, *modules: probed.append(
+    monkeypatch.setattr(darknet_sweep, "with_wheels", lambda wheels, site, argv, modules: probed.append(
         (wheels, modules)))
     monkeypatch.setattr(time_to_accuracy, "main", lambda args: ran.append((args, time_to_accuracy.SHARED_DATA)))
     monkeypatch.setattr(time_to_accuracy, "SHARED_DATA", time_to_accuracy.SHARED_DATA)  # restored after the test
@@ -151,9 +151,9 @@ def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_pa
     monkeypatch.setenv("DL2_SHARED_DATA", "")  # so the value main() sets is undone after the test
     monkeypatch.delenv("DL2_SHARED_DATA")
     darknet_sweep.main(["--smoke", "--only", "look", "--seeds", "1"])
-    assert probed == [(tmp_path / ".whl", ("jsonargparse, docstring_parser, typeshed_client",))]
+    assert probed == [(tmp_path / ".whl", "jsonargparse, docstring_parser, typeshed_client")]
     (args, shared), = ran
     assert shared == tmp_path / ".carry" and "--smoke" in args
-    darknet_sweep.main(["--only", "look", "--seeds", "1"])  # the device call: airbench too, its default modules
-    assert probed[1] == (tmp_path / ".whl", ())
+    darknet_sweep.main(["--only", "look", "--seeds", "1"])  # the device call: airbench too
+    assert probed[1] == (tmp_path / ".whl", "jsonargparse, docstring_parser, typeshed_client, airbench")
     assert not darknet_sweep.main(["--list"]) and len(probed) == 2  # --list installs nothing
