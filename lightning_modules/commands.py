@@ -45,8 +45,9 @@ def classify(args: list[str] | None = None, prog: str | None = None):
     parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (default 3)")
     parser.add_argument("--tta", choices=["none", "flip", "flip_translate"], default=None,
                         help="test-time augmentation (default: the model's own)")
-    parser.add_argument("--size", type=int, default=32, help="shorter side resized to this, then the central "
-                                                             "square cut: the training size (default 32)")
+    parser.add_argument("--size", type=int, default=None, help="shorter side resized to this, then the central "
+                                                               "square cut (default: the size the net was trained "
+                                                               "at, kept in its checkpoint; else 32)")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--output", default=None, help="also write a CSV of every class's probability")
     parser.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU; the default), "

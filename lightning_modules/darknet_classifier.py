@@ -139,6 +139,7 @@ class DarknetClassifier(L.LightningModule):
         # sync_dist=True averages the ranks' means (Lightning issue #21859); a NaN loss keeps the mean NaN
         self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(2))
         self.class_names: list[str] | None = None  # the data's, saved in checkpoints for `classify`
+        self.image_size: int | None = None  # the size the data gave the net (its image_size), saved in checkpoints
         if interpret:
             self.test_confusion = MulticlassConfusionMatrix(num_classes)  # summed over ranks by torchmetrics
         self.worst: dict[str, torch.Tensor] | None = None  # the test's highest losses so far, on this rank
@@ -304,14 +305,28 @@ class DarknetClassifier(L.LightningModule):
             group["lr"] = hp.lr * group["lr_scale"]
         return groups
 
-    inference_checkpoint_keys = ("class_names",)  # what dl2-export keeps beside the weights, for classify
+    inference_checkpoint_keys = ("class_names", "image_size")  # what dl2-export keeps beside the weights (classify)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.class_names:
             checkpoint["class_names"] = self.class_names
+        # the size the net is trained at now (--data.image_size, or the one a TrainingPhase's data set), for classify
+        size = getattr(getattr(self._trainer, "datamodule", None), "image_size", None) or self.image_size
+        if size:
+            checkpoint["image_size"] = int(size)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.class_names = checkpoint.get("class_names", self.class_names)
+        # checkpoints before the key: the data module's image_size hyper-parameter, when Lightning saved it
+        self.image_size = checkpoint.get("image_size") or (checkpoint.get("datamodule_hyper_parameters")
+                                                           or {}).get("image_size") or self.image_size
+        data = getattr(self._trainer, "datamodule", None)
+        given = getattr(data, "image_size", None)
+        if (self.image_size and given and given != self.image_size
+                and self._trainer.state.fn in ("validate", "test")):
+            rank_zero_warn(f"the checkpoint's net was trained on {self.image_size}px images, the data gives it "
+                           f"{given}px ones (--data.image_size {given}): add --data.image_size {self.image_size} to "
+                           f"evaluate it as it was trained")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -391,8 +406,9 @@ def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
 # ---------------------------------------------------------------------------------------------- classify
 @torch.no_grad()
 def classify(checkpoint: str, images: list[str], top_k: int = 3,
-             tta: Literal["none", "flip", "flip_translate"] | None = None, size: int = 32, batch_size: int = 256,
-             output: str | None = None, device: str = "auto", ensemble: list[str] | None = None) -> list[dict]:
+             tta: Literal["none", "flip", "flip_translate"] | None = None, size: int | None = None,
+             batch_size: int = 256, output: str | None = None, device: str = "auto",
+             ensemble: list[str] | None = None) -> list[dict]:
     """Classify images with a trained Darknet: each image's most likely classes and their probabilities.
 
     Args:
@@ -400,8 +416,9 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
         images: image files (.png/.jpg/.jpeg/.webp/.bmp/.tif/.ppm) or folders of them, searched at all depths.
         top_k: classes printed per image.
         tta: test-time augmentation; default the model's own (--model.tta at training).
-        size: each image is resized so its shorter side is `size`, then its central square cut: the size the
-            model was trained at (CIFAR-10: 32, which leaves CIFAR-10's own images untouched).
+        size: each image is resized so its shorter side is `size`, then its central square cut; default the size
+            the model was trained at, kept in its checkpoint (CIFAR-10's 32 unless --data.image_size said otherwise;
+            32 for a checkpoint that does not say).
         batch_size: images per forward pass.
         output: also write a CSV: path, prediction, probability, then every class's probability.
         device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
@@ -416,13 +433,14 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
     from lightning_modules.inference import check_device, load_checkpoint
 
-    require_at_least_one(top_k=top_k, size=size, batch_size=batch_size)
+    require_at_least_one(top_k=top_k, size=32 if size is None else size, batch_size=batch_size)
     if output:
         check_output_file(output, "--output", "predictions.csv")
     device = check_device(device)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
     model = models[0]
+    size = size or model.image_size or 32  # the training size: a net trained at 64px is given 64px images
     for other in models:
         other.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta

@@ -415,6 +415,65 @@ def test_classify_resizes_other_sizes_to_the_training_size(darknet_checkpoint, t
     assert torch.allclose(seen[0][0], uniform, atol=1e-4) and torch.allclose(seen[0][1], wide, atol=1e-4)
 
 
+def trained_at(root: Path, image_size: int, phases=None) -> tuple[Path, Path]:
+    """A tiny Darknet trained 2 steps on 32px folders resized to `image_size` (--data.image_size), its checkpoint."""
+    from conftest import make_folders
+
+    from callbacks import TrainingPhase, TrainingPhaseScheduler
+    from datamodules import CIFAR10DataModule
+    from lightning_modules import DarknetClassifier
+    data_dir = make_folders(root / "cifar", per_class=(4, 2))
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    callbacks = [TrainingPhaseScheduler([TrainingPhase(**p) for p in phases], plot=False)] if phases else []
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        default_root_dir=root, callbacks=callbacks)
+    data = CIFAR10DataModule(str(data_dir), batch_size=4, download=False, image_size=image_size)
+    trainer.fit(model, datamodule=data)
+    trainer.save_checkpoint(root / "darknet.ckpt")
+    return root / "darknet.ckpt", data_dir
+
+
+@pytest.mark.parametrize("case", ["data", "phase", "older checkpoint", "--size"])
+def test_classify_gives_the_net_the_size_it_was_trained_at(case, tmp_path, monkeypatch):
+    """A net trained at --data.image_size 40 (or a last phase's data image_size 40) is given 40px images, not 32px
+    ones: a uniform 32x32 image becomes the uniform 40x40 one of its colour. A checkpoint written before the size was
+    kept gives its data module's image_size; --size still chooses."""
+    from lightning_modules import DarknetClassifier
+    if case == "phase":
+        checkpoint, _ = trained_at(tmp_path, 32, phases=[{"epochs": 0.5, "lr": 0.01, "data": {"image_size": 24}},
+                                                         {"epochs": 1, "lr": 0.01, "data": {"image_size": 40}}])
+    else:
+        checkpoint, _ = trained_at(tmp_path, 40)
+    if case == "older checkpoint":
+        state = torch.load(checkpoint, weights_only=False)
+        del state["image_size"]
+        torch.save(state, checkpoint)
+    seen = []
+    forward = DarknetClassifier.forward
+    monkeypatch.setattr(DarknetClassifier, "forward", lambda self, x: seen.append(x.clone()) or forward(self, x))
+    Image.new("RGB", (32, 32), (200, 30, 90)).save(tmp_path / "uniform.png")
+    classify(str(checkpoint), [str(tmp_path / "uniform.png")], **({"size": 24} if case == "--size" else {}))
+    side = 24 if case == "--size" else 40
+    mean = torch.tensor([0.4914, 0.48216, 0.44653]).view(3, 1, 1)
+    std = torch.tensor([0.24703, 0.24349, 0.26159]).view(3, 1, 1)
+    uniform = ((torch.tensor([200, 30, 90]).view(3, 1, 1) / 255 - mean) / std).expand(3, side, side)
+    assert seen[0].shape == (1, 3, side, side)
+    assert torch.allclose(seen[0][0], uniform, atol=1e-4)
+
+
+def test_testing_a_checkpoint_at_another_image_size_warns(tmp_path):
+    from datamodules import CIFAR10DataModule
+    from lightning_modules import DarknetClassifier
+    checkpoint, data_dir = trained_at(tmp_path, 40)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, interpret=False)
+    with pytest.warns(UserWarning, match="trained on 40px images, the data gives it 32px ones"):
+        trainer.test(model, datamodule=CIFAR10DataModule(str(data_dir), download=False), ckpt_path=checkpoint)
+
+
 def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint, tmp_path):
     checkpoint, data_dir = darknet_checkpoint
     state = torch.load(checkpoint, weights_only=False)
