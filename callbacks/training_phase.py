@@ -38,6 +38,17 @@ def decay_type(value: DecayType | str | bool) -> DecayType:
                          f"{', '.join(d.value for d in DecayType)}") from None
 
 
+def decay_and_power(value, power: float, name: str) -> tuple:
+    """A decay and its exponent: the seed's (DecayType.POLYNOMIAL, p) pair, or a decay alone with `power`."""
+    if not isinstance(value, (tuple, list)):
+        return value, power
+    if len(value) != 2 or isinstance(value[1], bool) or not isinstance(value[1], (int, float)):
+        raise UserError(f"{name} {list(value)}: a pair is [polynomial, p], p the exponent (the seed's "
+                        f"(DecayType.POLYNOMIAL, p)); e.g. [polynomial, 3], or polynomial alone (exponent: the "
+                        f"phase's power)")
+    return value[0], float(value[1])
+
+
 def annealed(start: float, end: float, pct: float, decay: DecayType, power: float = 2.0) -> float:
     """The seed's DecayScheduler at pct = i / n of a phase (i: iteration within the phase, n: its length)."""
     decay = decay_type(decay)
@@ -114,11 +125,8 @@ class TrainingPhase:
         if self.beta is not None and not 0 <= self.beta < 1:
             raise UserError(f"beta must be in [0, 1) (got {self.beta}): at 1 Adam's bias correction divides by 0, "
                             "above it RMSprop's average of squares turns negative")
-        self.lr_power = self.momentum_power = self.power
-        if isinstance(self.lr_decay, (tuple, list)):  # the seed's (DecayType.POLYNOMIAL, p)
-            self.lr_decay, self.lr_power = self.lr_decay
-        if isinstance(self.momentum_decay, (tuple, list)):
-            self.momentum_decay, self.momentum_power = self.momentum_decay
+        self.lr_decay, self.lr_power = decay_and_power(self.lr_decay, self.power, "lr_decay")
+        self.momentum_decay, self.momentum_power = decay_and_power(self.momentum_decay, self.power, "momentum_decay")
         self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
         own = {"lr": "lr", "momentum": "momentum" * (self.momentum is not None),
                "betas": "momentum (beta1) and beta (beta2)" * (self.momentum is not None or self.beta is not None),

@@ -84,6 +84,18 @@ def test_a_decay_given_one_lr_goes_to_zero_and_polynomial_takes_the_seed_tuple()
     assert TrainingPhase(epochs=1, lr=0.4, lr_decay="cosine").lr_at(1.0) == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("decay", [("polynomial",), ["polynomial", 2, 3], ("polynomial", "abc"),
+                                   ("polynomial", None), ("polynomial", True), []])
+@pytest.mark.parametrize("field", ["lr_decay", "momentum_decay"])
+def test_a_decay_pair_that_is_not_polynomial_and_a_number_is_one_line(decay, field):
+    """[polynomial] without its exponent (a YAML slip) stopped with a 129-line unpacking traceback; a string exponent
+    trained until the first step's pow raised."""
+    with pytest.raises(UserError, match=rf"{field} .*a pair is \[polynomial, p\]"):
+        TrainingPhase(epochs=1, lr=(0.4, 0.1), momentum=(0.9, 0.8), **{field: decay})
+    phase = TrainingPhase(epochs=1, lr=0.4, momentum=(0.9, 0.5), momentum_decay=["polynomial", 1])  # a list, an int
+    assert phase.momentum_at(0.5) == pytest.approx(0.5 + 0.4 * 0.5)
+
+
 def test_fractional_epochs_set_the_boundaries_and_the_end(tiny_cifar):
     phases = [TrainingPhase(0.5, "SGD", 0.1), TrainingPhase(1.5, "SGD", 0.2), TrainingPhase(0.5, "SGD", 0.3)]
     steps, trainer, _ = fit(tiny_cifar, phases)
