@@ -98,15 +98,22 @@ def load_batches(folder: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     return torch.from_numpy(np.concatenate(images)), torch.tensor(labels), classes
 
 
-def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
-    """The fast.ai layout the seed reads with `from_paths(PATH, val_name='test')`: <split>/<class>/*.png|jpg."""
+def folder_files(root: Path, split: str) -> tuple[list[str], list[list[Path]]]:
+    """The class names and each class's image files of <split>/<class>/*.png|jpg, in the order they are loaded."""
     split_dir = root / split
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     if not classes:
         raise MissingDataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
+    return classes, [sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+                     for name in classes]
+
+
+def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
+    """The fast.ai layout the seed reads with `from_paths(PATH, val_name='test')`: <split>/<class>/*.png|jpg."""
+    split_dir = root / split
+    classes, per_class = folder_files(root, split)
     images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    for label, (name, files) in enumerate(zip(classes, per_class, strict=True)):
         if not files:
             raise MissingDataError(f"class folder {split_dir / name} has no .png or .jpg images; "
                                    "remove the folder or add its images")
@@ -180,6 +187,7 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.order: Tensor | None = None  # the order of the epoch being iterated
         self.sampler, self.batch_sampler = self, None  # Lightning calls loader.sampler.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -202,9 +210,14 @@ class TensorBatches:
             return len(self.labels) // self.world_size // self.batch_size
         return -(-len(range(self.rank, len(self.labels), self.world_size)) // self.batch_size)
 
+    def indices(self, batch: int) -> Tensor:
+        """The positions in `images` of the batch numbered `batch` of the epoch being iterated, on the images'
+        device (the test's top losses name their images)."""
+        return self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
+
     def __iter__(self):
         skip = restart_skip(self)
-        order = self._order()
+        order = self.order = self._order()  # kept: indices() reads it without a copy to the device per batch
         for i in range(skip, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             images = self.images[index]
@@ -316,6 +329,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         else:
             self.val_images, self.val_labels = self.test_images, self.test_labels
         self.train_images, self.train_labels = train_images, train_labels
+
+    def test_files(self) -> list[Path] | None:
+        """The test split's image files in the order of its images; None for the official batches (no files)."""
+        if self.layout() != "folders":
+            return None
+        return [file for files in folder_files(self.data_dir, "test")[1] for file in files]
 
     @property
     def num_classes(self) -> int:

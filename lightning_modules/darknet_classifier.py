@@ -195,7 +195,9 @@ class DarknetClassifier(L.LightningModule):
         logits, losses = self._evaluate(batch, "test", self.test_accuracy, self.test_loss)
         if self.hparams.interpret:
             self.test_confusion.update(logits, batch[1])
-            self.keep_worst(batch[0], batch[1], logits, losses)
+            loader = self.trainer.test_dataloaders  # ours (TensorBatches) names each batch's images by position
+            indices = loader.indices(batch_idx) if hasattr(loader, "indices") else None
+            self.keep_worst(batch[0], batch[1], logits, losses, indices)
 
     def _evaluate(self, batch, split, accuracy, loss):
         images, labels = batch
@@ -212,16 +214,18 @@ class DarknetClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.worst = None
 
-    def keep_worst(self, images, labels, logits, losses) -> None:
-        """This rank's `top_losses` highest-loss test images so far, with their labels, predictions and the
-        probability of the actual class; on the device (no host sync per batch)."""
+    def keep_worst(self, images, labels, logits, losses, indices=None) -> None:
+        """This rank's `top_losses` highest-loss test images so far, with their labels, predictions, the
+        probability of the actual class and their positions in the test split (`indices`, -1 when the loader does
+        not say); on the device (no host sync per batch)."""
         if not self.hparams.top_losses:
             return
         keep = losses.topk(min(self.hparams.top_losses, len(losses))).indices  # only these can enter the top k
         logits, labels = logits[keep], labels[keep]
         probability = logits.float().softmax(1).gather(1, labels[:, None])[:, 0]
+        index = torch.full_like(labels, -1) if indices is None else indices.to(labels.device)[keep]
         batch = {"loss": losses[keep].detach().float(), "image": images[keep].detach().float(), "label": labels,
-                 "prediction": logits.argmax(1), "probability": probability}
+                 "prediction": logits.argmax(1), "probability": probability, "index": index}
         if self.worst is not None:
             batch = {k: torch.cat([self.worst[k], v]) for k, v in batch.items()}
         order = batch["loss"].topk(min(self.hparams.top_losses, len(batch["loss"]))).indices
@@ -250,11 +254,15 @@ class DarknetClassifier(L.LightningModule):
             write_rows(folder / "test_confusion_matrix.csv", ["actual \\ predicted", *names],
                        [[name, *row] for name, row in zip(names, matrix.tolist(), strict=True)])
             if worst is not None:
-                write_rows(folder / "test_top_losses.csv", ["loss", "actual", "prediction", "probability"],
-                           [[f"{loss:.6f}", names[label], names[prediction], f"{probability:.6f}"]
-                            for loss, label, prediction, probability in zip(
+                # which images: fastai's top_losses gives their indices; the file too when the data names its files
+                files = getattr(self.trainer.datamodule, "test_files", lambda: None)() or []
+                write_rows(folder / "test_top_losses.csv",
+                           ["loss", "actual", "prediction", "probability", "index", "file"],
+                           [[f"{loss:.6f}", names[label], names[prediction], f"{probability:.6f}",
+                             index if index >= 0 else "", files[index] if 0 <= index < len(files) else ""]
+                            for loss, label, prediction, probability, index in zip(
                                 worst["loss"].tolist(), worst["label"].tolist(), worst["prediction"].tolist(),
-                                worst["probability"].tolist(), strict=True)])
+                                worst["probability"].tolist(), worst["index"].tolist(), strict=True)])
 
     def gather_worst(self) -> dict[str, torch.Tensor] | None:
         """The `top_losses` worst over all ranks, on the CPU (a few images: pickled by all_gather_object, which also

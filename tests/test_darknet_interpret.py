@@ -2,6 +2,7 @@
 and top losses, against counts and losses computed here image by image."""
 
 import csv
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -28,7 +29,7 @@ def by_hand(model, root):
                 pixels = (np.asarray(Image.open(file), dtype=np.float64) - MEAN) / STD
                 logits = model.net(torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None])
                 loss = F.cross_entropy(logits, torch.tensor([label])).item()
-                rows.append((label, int(logits.argmax()), loss, logits.softmax(1)[0, label].item()))
+                rows.append((label, int(logits.argmax()), loss, logits.softmax(1)[0, label].item(), len(rows), file))
     return rows
 
 
@@ -45,7 +46,7 @@ def test_confusion_matrix_per_class_accuracy_and_top_losses(tiny_cifar, tmp_path
                         default_root_dir=tmp_path)
     results = trainer.test(model, CIFAR10DataModule(str(tiny_cifar), eval_batch_size=5, download=False),
                            verbose=False)[0]
-    counts = [[sum(1 for label, prediction, _, _ in expected if (label, prediction) == (i, j)) for j in range(3)]
+    counts = [[sum(1 for label, prediction, *_ in expected if (label, prediction) == (i, j)) for j in range(3)]
               for i in range(3)]
     matrix = read_csv(tmp_path / "test_confusion_matrix.csv")
     assert matrix[0][1:] == CLASSES and [row[0] for row in matrix[1:]] == CLASSES
@@ -54,10 +55,11 @@ def test_confusion_matrix_per_class_accuracy_and_top_losses(tiny_cifar, tmp_path
         assert results[f"test/class_acc/{name}"] == pytest.approx(counts[i][i] / 4)
     worst = sorted(expected, key=lambda row: -row[2])[:3]
     top = read_csv(tmp_path / "test_top_losses.csv")
-    assert top[0] == ["loss", "actual", "prediction", "probability"] and len(top) == 4
-    for row, (label, prediction, loss, probability) in zip(top[1:], worst, strict=True):
+    assert top[0] == ["loss", "actual", "prediction", "probability", "index", "file"] and len(top) == 4
+    for row, (label, prediction, loss, probability, index, file) in zip(top[1:], worst, strict=True):
         assert float(row[0]) == pytest.approx(loss, rel=1e-4) and row[1:3] == [CLASSES[label], CLASSES[prediction]]
         assert float(row[3]) == pytest.approx(probability, rel=1e-4)
+        assert int(row[4]) == index and Path(row[5]) == file  # the image itself, to look at
     assert (tmp_path / "images" / "test_confusion_matrix.png").exists()
     assert (tmp_path / "images" / "test_top_losses.png").exists()
 
