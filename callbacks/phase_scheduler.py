@@ -291,7 +291,13 @@ class TrainingPhaseScheduler(L.Callback):
         for earlier, phase in enumerate(self.phases[:index + 1]):
             for name, value in phase.data.items():
                 if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
-                    raise UserError(f"phase {earlier} sets data attribute {name!r}, which the DataModule does not have")
+                    why = ""
+                    if name in (getattr(trainer.datamodule, "hparams", None) or {}):
+                        why = (f": --data.{name} is read once, as the loaders are built, and the phases' lengths are "
+                               f"counted in its batches; set it for the whole run. A phase sets attributes the batches "
+                               f"read as they go, such as the CIFAR-10 data's image_size")
+                    raise UserError(f"phase {earlier} sets data attribute {name!r}, which the DataModule does not have"
+                                    f"{why}")
                 setattr(trainer.datamodule, name, value)
 
     def _plot(self, trainer):

@@ -270,10 +270,15 @@ def test_opt_kwargs_momentum_holds_when_the_phase_leaves_momentum_alone():
     assert trainer.optimizers[0].param_groups[0]["momentum"] == 0.5
 
 
-@pytest.mark.parametrize("datamodule", [None, SimpleNamespace(image_size=32)], ids=["no-datamodule", "no-attribute"])
+@pytest.mark.parametrize("datamodule", [None, SimpleNamespace(image_size=32),
+                                        SimpleNamespace(image_size=32, hparams={"batch_size": 512})],
+                         ids=["no-datamodule", "no-attribute", "a-data-argument"])
 def test_a_phase_setting_a_data_attribute_the_datamodule_lacks_is_refused(datamodule):
     s = TrainingPhaseScheduler([TrainingPhase(1, "SGD", data={"batch_size": 8})], plot=False)
     trainer = FakeTrainer(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), datamodule)
-    with pytest.raises(ValueError, match="phase 0 sets data attribute 'batch_size', which the DataModule does not"):
+    with pytest.raises(ValueError, match="phase 0 sets data attribute 'batch_size', which the DataModule does not"
+                                         "(?s:.*)") as refused:
         s._enter(trainer, 0)
+    # a --data argument (fastai 0.7's per-phase data changed the batch size): the message says why a phase cannot
+    assert ("--data.batch_size is read once" in str(refused.value)) == hasattr(datamodule, "hparams")
     assert datamodule is None or not hasattr(datamodule, "batch_size")
