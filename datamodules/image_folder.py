@@ -218,14 +218,15 @@ class ImageFolderDataModule(L.LightningDataModule):
             return "cifar10"
         return "lmdb" if (self.root / "data.mdb").is_file() else "folder"
 
-    def check(self) -> None:
+    def check(self, any_isize: bool = False) -> None:
         """The values, checked when the data is first used rather than in __init__, where LightningCLI would bury
-        the one-line message in a dump of every type it tried."""
+        the one-line message in a dump of every type it tried. `any_isize`: the size is a generator's own (the fid
+        command's real images for the reference's MLP_G at MNIST's 28px), not one to train a DCGAN critic at."""
         hp = self.hparams
         check_batch_size("batch_size", hp.batch_size, 64)
         if not 0 < hp.sample_fraction <= 1:
             raise UserError(f"--data.sample_fraction must be in (0, 1] (got {hp.sample_fraction}); 0.1 keeps 10%")
-        if hp.isize < 16 or hp.isize & (hp.isize - 1):
+        if not any_isize and (hp.isize < 16 or hp.isize & (hp.isize - 1)):
             from lightning_modules.nets.dcgan import nearest_power_of_two
             raise UserError(f"--data.isize must be a power of 2, at least 16 (got {hp.isize}): the DCGAN critic "
                             f"halves the image down to 4x4; try --data.isize {nearest_power_of_two(hp.isize)} (and "
@@ -253,9 +254,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         return MissingDataError(f"no image folder at {root}; put images there (any sub-folders), an LSUN lmdb folder "
                                 f"(with data.mdb), or CIFAR-10 as data/cifar10/train, or pass --data.data_dir")
 
-    def build_dataset(self) -> Dataset:
+    def build_dataset(self, any_isize: bool = False) -> Dataset:
+        """The images squared to isize (`any_isize`: any size, as `check` says)."""
         hp, root = self.hparams, self.root
-        self.check()
+        self.check(any_isize)
         check_folder(root)
         cifar10 = self.cifar10_root()
         if cifar10 is not None:

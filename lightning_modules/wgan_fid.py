@@ -20,13 +20,14 @@ from lightning_modules.fid import (  # noqa: F401
 
 
 def real_batches(data_dir: str, isize: int, num_images: int, batch_size: int = 256, seed: int = 0):
-    """num_images random images from a folder tree / CSV / lmdb, squared to isize, in [-1, 1]."""
+    """num_images random images from a folder tree / CSV / lmdb, squared to isize, in [-1, 1]. Any isize: the
+    generator's (a reference MLP_G's may be 28px), not one to train a DCGAN at."""
     from torch.utils.data import Subset
 
     from datamodules.image_folder import ImageFolderDataModule
     from datamodules.workers import loader
 
-    dataset = ImageFolderDataModule(data_dir, isize=isize).build_dataset()
+    dataset = ImageFolderDataModule(data_dir, isize=isize).build_dataset(any_isize=True)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
     for images in loader(Subset(dataset, order.tolist()), batch_size, num_workers=2):
         yield images.float() / 127.5 - 1

@@ -291,3 +291,30 @@ def test_the_references_mlp_critic_is_named_as_a_critic(tmp_path):
                 "main.6.weight": torch.zeros(1, 64), "main.6.bias": torch.zeros(1)}, tmp_path / "netD_mlp.pth")
     with pytest.raises(UserError, match="MLP critic \\(--mlp_D, netD_\\*\\)"):
         generate(str(tmp_path / "netD_mlp.pth"), str(tmp_path / "out"))
+
+
+def test_fid_of_a_reference_mlp_generator_of_a_size_no_dcgan_takes(tmp_path):
+    """Its MLP_G at MNIST's 28px loads (above); fid squares the real images to those 28px and compares, rather than
+    refusing the size with train.py's --data.isize and --model.isize, which the command does not have."""
+    from test_wgan_fid import frechet_by_hand, save
+
+    from lightning_modules import DarknetClassifier
+    from lightning_modules.wgan_fid import DarknetFeatures, fid
+
+    torch.manual_seed(0)
+    features_ckpt = save(DarknetClassifier(num_blocks=[1, 1], nf=4, num_classes=3), tmp_path / "darknet.ckpt")
+    rng = np.random.default_rng(0)
+    (tmp_path / "real").mkdir()
+    real = rng.integers(0, 256, (12, 28, 28, 3), dtype=np.uint8)  # already 28px squares: read as they are
+    for i, pixels in enumerate(real):
+        Image.fromarray(pixels).save(tmp_path / "real" / f"{i}.png")
+    forward, state = reference_mlp_g(8, 32, 3, 28)
+    torch.save(state, tmp_path / "netG_epoch_3.pth")
+    distance = fid(str(tmp_path / "netG_epoch_3.pth"), str(tmp_path / "real"), features_ckpt, num_samples=12,
+                   batch_size=5, seed=4)
+    features = DarknetFeatures(features_ckpt)
+    with torch.no_grad():
+        fakes = ((forward(seeded_rows(12, 8, seed=4)) + 1) / 2).clamp(0, 1)
+        expected = frechet_by_hand(features(torch.from_numpy(real).permute(0, 3, 1, 2) / 255).double().numpy(),
+                                   features(fakes).double().numpy())
+    assert distance == pytest.approx(expected, rel=1e-3)
