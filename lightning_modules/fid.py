@@ -119,8 +119,15 @@ def to_metric_device(metric: FrechetInceptionDistance, device: torch.device) -> 
 
 @torch.no_grad()
 def add_images(metric: FrechetInceptionDistance, batches: Iterable[Tensor], real: bool) -> None:
-    """Feed batches of images in [-1, 1] to the metric (which wants [0, 1]); features in fp32 under autocast."""
+    """Feed batches of images in [-1, 1] to the metric (which wants [0, 1]); features in fp32 under autocast.
+    One-channel images (a generator of the WassersteinGAN reference's --nc 1) go in as gray RGB, as FID tools take
+    grayscale images: the feature nets read RGB."""
     for images in batches:
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] != 3:
+            raise UserError(f"a Frechet distance compares RGB (or grayscale) images, and these have {images.shape[1]} "
+                            "channels; give a generator of 3 channels (nc 3) or 1")
         images = ((images.float() + 1) / 2).clamp(0, 1).to(metric.device)
         with torch.autocast(images.device.type, enabled=False):
             metric.update(images, real=real)

@@ -180,3 +180,35 @@ def test_inception_features_load_a_local_weights_file_offline(tmp_path, monkeypa
         expected = reference(pixels)[0]
         error = (features(given) - expected).abs().amax(1) / expected.abs().amax(1)
     assert (error < 1e-4).all()  # relative: random weights give features near 1e-8; PyTorch resizing is 1% off
+
+
+class ThreeChannelFeatures(torch.nn.Module):
+    """A feature net that takes RGB only, as Inception-v3 does: a 3x3 conv, then the mean of each channel."""
+
+    num_features = 4
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, images):
+        return self.conv(images.float()).mean((2, 3))
+
+
+def test_one_channel_images_are_compared_as_rgb_and_other_channel_counts_are_named():
+    """A generator of the reference's --nc 1 (its netG loads with nc read from the tensors): its gray images are
+    compared with the RGB real ones as gray RGB, each channel the gray one, as FID tools take grayscale images."""
+    rng = np.random.default_rng(0)
+    real = torch.from_numpy(rng.uniform(-1, 1, (6, 3, 8, 8)).astype(np.float32))
+    gray = torch.from_numpy(rng.uniform(-1, 1, (6, 1, 8, 8)).astype(np.float32))
+    features = ThreeChannelFeatures()
+    metric = frechet_metric(features)
+    add_images(metric, [real[:4], real[4:]], real=True)
+    add_images(metric, [gray], real=False)
+    with torch.no_grad():
+        expected = frechet_by_hand(features((real.double() + 1) / 2).numpy(),
+                                   features(((gray + 1) / 2).repeat(1, 3, 1, 1)).double().numpy())
+    assert float(metric.compute()) == pytest.approx(expected, rel=1e-3) and expected > 0
+    with pytest.raises(UserError, match="2 channels"):
+        add_images(frechet_metric(features), [torch.zeros(2, 2, 8, 8)], real=False)
