@@ -271,6 +271,19 @@ class StyleTransfer(L.LightningModule):
             raise UserError(f"the checkpoint holds {shape[0]} image{'s' * (shape[0] != 1)}, this run has "
                             f"{len(content)} content image{'s' * (len(content) != 1)}; resume with the run's own "
                             f"--data.content (its config.yaml), or start a new run without --ckpt_path")
+        if content is not None:  # else on_train_batch_start would resize the image to this run's size, unasked
+            step, full = checkpoint.get("global_step", 0), tuple(content.shape[-2:])
+            # written after iteration `step` (at step - 1's level), or before the first
+            expected = [self.level_size(full, max(step - 1, 0)), self.level_size(full, step)]
+            if tuple(shape[-2:]) not in expected:
+                ckpt = getattr(self._trainer, "ckpt_path", None)
+                config = Path(ckpt).parent.parent / "config.yaml" if ckpt else None
+                fix = (f"--config {config} --ckpt_path {ckpt}" if config and config.is_file()
+                       else "its --data and --model.pyramid options")
+                raise UserError(f"the checkpoint's image is {shape[-2]}x{shape[-1]} px after iteration {step}, this "
+                                f"run's would be {expected[0][0]}x{expected[0][1]} px: the run began with other "
+                                f"--data.content, --data.size, --data.crop or --model.pyramid options; resume with "
+                                f"the run's own config: {fix}")
         if self.image.shape != shape:
             self.image = nn.Parameter(torch.empty(shape))
 

@@ -181,6 +181,27 @@ def test_a_resume_names_the_checkpoints_and_the_runs_image_counts(saved, given, 
         model.on_load_checkpoint({"state_dict": {"image": torch.zeros(saved, 3, 32, 32)}})
 
 
+@pytest.mark.parametrize("saved, step, refused", [
+    ((64, 96), 5, False),  # this run's size
+    ((128, 128), 5, True),  # begun at another --data.size (and crop): not resized to this run's unasked
+    ((96, 64), 5, True),  # the same pixels turned: another content image
+    ((32, 48), 3, False),  # the pyramid's 32px level, its last iteration
+    ((32, 48), 4, True),  # after 4 iterations the image has moved on to the full size
+    ((32, 48), 0, False)])  # saved before the first iteration
+def test_a_resume_of_an_image_of_another_size_is_refused_with_the_runs_config(saved, step, refused):
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=["relu1_1"],
+                          pyramid=[[32, 3]])
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(content=torch.zeros(1, 3, 64, 96)), ckpt_path=None)
+    checkpoint = {"state_dict": {"image": torch.zeros(1, 3, *saved)}, "global_step": step}
+    if refused:
+        with pytest.raises(UserError, match=rf"the checkpoint's image is {saved[0]}x{saved[1]} px after iteration "
+                                            rf"{step}, this run's would be 64x96 px.*resume with the run's own config"):
+            model.on_load_checkpoint(checkpoint)
+    else:
+        model.on_load_checkpoint(checkpoint)
+        assert model.image.shape == (1, 3, *saved)
+
+
 @pytest.mark.parametrize("stop_at, size, level", [(2, (48, 32), ", at the pyramid's 32px level"), (5, (60, 40), "")])
 def test_ctrl_c_says_the_iteration_and_the_pyramid_level_it_stopped_at(stop_at, size, level, tmp_path, capsys,
                                                                      monkeypatch):
