@@ -184,6 +184,9 @@ class StyleTransfer(L.LightningModule):
                             f"{style_weight}): a negative weight pushes the image away from its target")
         if content_weight == 0 and style_weight == 0:
             raise UserError("content_weight and style_weight are both 0: nothing to optimize")
+        if not style_layers and style_weight != 0:  # else the style weight is ignored, or there is nothing to optimize
+            raise UserError("style_layers is empty: give at least one layer (e.g. [relu1_2, relu2_2]), or "
+                            "style_weight 0 for the content alone")
         if tv_weight < 0:
             raise UserError(f"tv_weight must be 0 (off) or more (got {tv_weight})")
         self.levels = [(int(edge), int(steps)) for edge, steps in (pyramid or [])]  # checked against the data in setup

@@ -181,6 +181,16 @@ def test_a_resume_names_the_checkpoints_and_the_runs_image_counts(saved, given, 
         model.on_load_checkpoint({"state_dict": {"image": torch.zeros(saved, 3, 32, 32)}})
 
 
+@pytest.mark.parametrize("content_weight", [0.0, 1.0])
+def test_an_empty_style_layer_list_with_a_style_weight_is_refused_in_one_line(content_weight):
+    with pytest.raises(UserError, match="style_layers is empty: give at least one layer"):
+        StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=[],
+                      content_weight=content_weight)
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=[],
+                          style_weight=0.0)  # the content alone, as style_weight 0 with the default layers
+    assert model.layers == ["relu1_1"]
+
+
 @pytest.mark.parametrize("saved, step, refused", [
     ((64, 96), 5, False),  # this run's size
     ((128, 128), 5, True),  # begun at another --data.size (and crop): not resized to this run's unasked
