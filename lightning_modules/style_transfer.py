@@ -176,6 +176,9 @@ class StyleTransfer(L.LightningModule):
         if len(self.style_layer_weights) != len(style_layers):
             raise UserError(f"{len(style_layers)} style_layers but {len(self.style_layer_weights)} "
                              "style_layer_weights; give one weight per layer")
+        if any(w < 0 for w in self.style_layer_weights):  # as content_weight and style_weight
+            raise UserError(f"style_layer_weights must be 0 or more (got {list(style_layer_weights)}): a negative "
+                            "weight pushes the image's Gram matrices away from the style's")
         if style_blend_weights is not None and (any(w < 0 for w in style_blend_weights)
                                                 or sum(style_blend_weights) <= 0):
             raise UserError(f"style_blend_weights must be 0 or more, not all 0 (got {style_blend_weights})")

@@ -181,6 +181,14 @@ def test_a_resume_names_the_checkpoints_and_the_runs_image_counts(saved, given, 
         model.on_load_checkpoint({"state_dict": {"image": torch.zeros(saved, 3, 32, 32)}})
 
 
+def test_a_negative_style_layer_weight_is_refused_as_a_negative_style_weight():
+    with pytest.raises(UserError, match=r"style_layer_weights must be 0 or more \(got \[1.0, -5.0\]\)"):
+        StyleTransfer(arch="vgg16", vgg_weights="random", style_layers=["relu1_1", "relu2_1"],
+                      style_layer_weights=[1.0, -5.0])
+    StyleTransfer(arch="vgg16", vgg_weights="random", style_layers=["relu1_1", "relu2_1"],
+                  style_layer_weights=[0.0, 2.0])  # a layer left out by its weight
+
+
 @pytest.mark.parametrize("content_weight", [0.0, 1.0])
 def test_an_empty_style_layer_list_with_a_style_weight_is_refused_in_one_line(content_weight):
     with pytest.raises(UserError, match="style_layers is empty: give at least one layer"):
