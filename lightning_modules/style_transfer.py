@@ -192,6 +192,10 @@ class StyleTransfer(L.LightningModule):
                             "style_weight 0 for the content alone")
         if tv_weight < 0:
             raise UserError(f"tv_weight must be 0 (off) or more (got {tv_weight})")
+        if lr <= 0:  # 0 leaves the starting image as it is; below 0 climbs the loss
+            raise UserError(f"lr must be above 0 (got {lr}); the seed's is 1")
+        if show_iter < 0:
+            raise UserError(f"show_iter must be 0 (never) or more (got {show_iter})")
         self.levels = [(int(edge), int(steps)) for edge, steps in (pyramid or [])]  # checked against the data in setup
         edges = [edge for edge, _ in self.levels]
         if edges != sorted(set(edges)) or any(edge < 32 or steps < 1 for edge, steps in self.levels):

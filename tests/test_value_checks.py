@@ -98,3 +98,13 @@ def test_one_class_data_is_refused_without_advising_num_classes_1():
     assert str(refused.value) == ("the data has 1 class (cat); a classifier needs at least 2: one folder per class "
                                   "in train/ and test/")
     assert "num_classes 1" not in str(refused.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr": 0}, "lr must be above 0 \\(got 0\\)"),
+    ({"lr": -1.0}, "lr must be above 0"),
+    ({"show_iter": -1}, "show_iter must be 0 \\(never\\) or more \\(got -1\\)")])
+def test_style_refuses_an_optimizer_that_cannot_move_the_image(values, message):
+    with pytest.raises(UserError, match=message):
+        StyleTransfer(vgg_weights="random", arch="vgg16", **values)
+    StyleTransfer(vgg_weights="random", arch="vgg16", lr=0.5, show_iter=0)  # the smallest that run
