@@ -1526,14 +1526,15 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
             else f"resume with the {options} and --ckpt_path {path}")
 
 
-def check_checkpoint(path: str, model, system: str, for_init: bool = False) -> dict:
+def check_checkpoint(path: str, model, system: str, for_init: bool = False, state: dict | None = None) -> dict:
     """Before fitting: the checkpoint can be read and was written by this system, with the same shapes (for
-    --init_from also the same weights: no resume fills the missing ones in); returns it."""
+    --init_from also the same weights: no resume fills the missing ones in); returns it. `state`: the checkpoint
+    already read (a reference project's files, in our names)."""
     from torch.nn.parameter import is_lazy
 
     from lightning_modules.export import restore_left_out
     from lightning_modules.inference import read_checkpoint, saved_class
-    state = read_checkpoint(path)
+    state = read_checkpoint(path) if state is None else state
     fix = network_fix(path, state, model, for_init)
     if not for_init:
         refuse_exported_resume(state, path)
@@ -1571,7 +1572,16 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
                         "fixed VGG weights (resume a style run with --ckpt_path)")
     from lightning_modules.export import EXPORT_KEY
     from lightning_modules.inference import run_folder_checkpoint
-    state = check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)
+    try:
+        state = check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)
+    except UserError:  # perhaps the reference project's own files (the WassersteinGAN reference's --netG, --netD)
+        reference = getattr(model, "reference_checkpoint", None)
+        state = reference(path) if reference is not None else None
+        if state is None:
+            raise
+        state = check_checkpoint(path, model, system, for_init=True, state=state)
+        print(f"--init_from {path}: {state[EXPORT_KEY]['from']}", file=sys.stderr)  # which files, which nets
+        return LoadWeights(state["state_dict"])
     left_out = (state.get(EXPORT_KEY) or {}).get("left_out", [])
     if left_out:  # the generators go on training against new discriminators (the WGAN's warm-up trains its critic)
         print(f"--init_from {path}: an export without {', '.join(p.rstrip('.') for p in left_out)}, which start from "

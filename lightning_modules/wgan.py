@@ -299,6 +299,11 @@ class WGAN(L.LightningModule):
                                        # the first logged step after a resume has a Loss_G too
                                        "last_loss_g": None if self.last_loss_g is None else float(self.last_loss_g)}
 
+    @staticmethod
+    def reference_checkpoint(path: str) -> dict | None:
+        """train.py's --init_from of the WassersteinGAN reference's netG (and netD) files: reference_checkpoint."""
+        return reference_checkpoint(path)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         restore_left_out(self, checkpoint)  # dl2-export's generator-only file: the critic keeps its new weights
         counters = checkpoint.get("wgan_counters", {})
@@ -350,6 +355,59 @@ def reference_generator(path: str) -> WGAN | None:
                         "and MLP_G load")
     model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)))  # BatchNorm fills in its batch counts
     return model.eval()
+
+
+ARCHITECTURE = ("isize", "nz", "nc", "ngf", "ndf", "n_extra_layers", "bn_last", "generator_batchnorm",
+                "critic_batchnorm", "mlp_generator", "mlp_critic")  # the hyper-parameters that shape the two nets
+
+
+def reference_checkpoint(path: str) -> dict | None:
+    """--init_from of the WassersteinGAN reference's files (its --netG and --netD): a `netG_epoch_N.pth`, with the
+    `netD_epoch_N.pth` beside it when there is one (else the critic starts from new weights; the warm-up's 100 critic
+    iterations train it), as a checkpoint's weights in our names and the network's hyper-parameters; None for any
+    other file. Its DCGAN_D is our critic with DCGAN's block order (bn_last false), its MLP_D our mlp_critic."""
+    from lightning_modules.export import EXPORT_KEY
+    from lightning_modules.inference import tensor_file
+
+    model = reference_generator(path)
+    if model is None:
+        return None
+    hp = {k: model.hparams[k] for k in ARCHITECTURE if k not in ("ndf", "critic_batchnorm", "mlp_critic")}
+    critic_file = Path(path).with_name(Path(path).name.replace("netG", "netD", 1))
+    said = f"the WassersteinGAN reference's generator ({Path(path).name})"
+    if critic_file == Path(path) or not critic_file.is_file():
+        return {"state_dict": nets_only(model, ("generator.",)), "hyper_parameters": hp,
+                EXPORT_KEY: {"from": f"{said}; no {critic_file.name} beside it: the critic starts from new weights",
+                             "left_out": left_out(model, ("generator.",))}}
+    state = tensor_file(str(critic_file))
+    tensors = [v for k, v in (state or {}).items() if not k.endswith("num_batches_tracked")]
+    if not tensors or not all(k.removeprefix("module.").startswith("main.") for k in state):
+        raise UserError(f"{critic_file}, beside {path}, is not a WassersteinGAN critic file (netD_epoch_N.pth); move "
+                        "it away to start the critic from new weights")
+    mlp = all(v.dim() <= 2 for v in tensors)  # its MLP_D: linear layers only
+    hp |= {"ndf": tensors[0].shape[0], "mlp_critic": mlp, "critic_batchnorm": any("batchnorm" in k for k in state)}
+    if not mlp and sum(":conv.weight" in k and "extra-layers" in k for k in state) != hp["n_extra_layers"]:
+        raise UserError(f"{critic_file} has other extra layers than {path}; give the netD file of the same run")
+    both = WGAN(**hp)
+    ours = [k for k in both.critic.state_dict() if not k.endswith("num_batches_tracked")]
+    if [tuple(both.critic.state_dict()[k].shape) for k in ours] != [tuple(v.shape) for v in tensors]:
+        raise UserError(f"{critic_file} holds a critic that does not match a DCGAN_D (or MLP_D) of isize "
+                        f"{hp['isize']}, nc {hp['nc']}, ndf {hp['ndf']}, {hp['n_extra_layers']} extra layers; give the "
+                        f"netD file of the run that wrote {Path(path).name}")
+    both.critic.load_state_dict(dict(zip(ours, tensors, strict=True)), strict=False)  # its batch counts: new
+    both.generator.load_state_dict(model.generator.state_dict())
+    return {"state_dict": nets_only(both, ("generator.", "critic.")), "hyper_parameters": hp,
+            EXPORT_KEY: {"from": f"{said} and critic ({critic_file.name})",
+                         "left_out": left_out(both, ("generator.", "critic."))}}
+
+
+def nets_only(model: WGAN, nets: tuple[str, ...]) -> dict:
+    return {k: v for k, v in model.state_dict().items() if k.startswith(nets)}
+
+
+def left_out(model: WGAN, nets: tuple[str, ...]) -> list[str]:
+    """What the reference's files do not hold (the critic without its netD, our gallery's noise): the run's own."""
+    return sorted({k.partition(".")[0] + "." * ("." in k) for k in model.state_dict() if not k.startswith(nets)})
 
 
 def reference_mlp_generator(path: str, state: dict) -> WGAN:

@@ -318,3 +318,101 @@ def test_fid_of_a_reference_mlp_generator_of_a_size_no_dcgan_takes(tmp_path):
         expected = frechet_by_hand(features(torch.from_numpy(real).permute(0, 3, 1, 2) / 255).double().numpy(),
                                    features(fakes).double().numpy())
     assert distance == pytest.approx(expected, rel=1e-3)
+
+
+def reference_dcgan_d(nc=3, ndf=4, extra=1, isize=16):
+    """The reference's DCGAN_D with its module names: a 4x4 stride-2 conv and LeakyReLU(0.2) (no batchnorm); extra
+    layers of 3x3 conv, BatchNorm, LeakyReLU; the pyramid's 4x4 stride-2 conv, BatchNorm, LeakyReLU doubling the
+    channels down to 4x4; a last 4x4 conv to one score. No conv has a bias. Random weights and statistics, eval mode."""
+    layers = [(f"initial:{nc}-{ndf}:conv", nn.Conv2d(nc, ndf, 4, 2, 1, bias=False)),
+              (f"initial:{ndf}:relu", nn.LeakyReLU(0.2))]
+    size, cndf = isize // 2, ndf
+    for t in range(extra):
+        layers += [(f"extra-layers-{t}:{cndf}:conv", nn.Conv2d(cndf, cndf, 3, 1, 1, bias=False)),
+                   (f"extra-layers-{t}:{cndf}:batchnorm", nn.BatchNorm2d(cndf)),
+                   (f"extra-layers-{t}:{cndf}:relu", nn.LeakyReLU(0.2))]
+    while size > 4:
+        layers += [(f"pyramid:{cndf}-{cndf * 2}:conv", nn.Conv2d(cndf, cndf * 2, 4, 2, 1, bias=False)),
+                   (f"pyramid:{cndf * 2}:batchnorm", nn.BatchNorm2d(cndf * 2)),
+                   (f"pyramid:{cndf * 2}:relu", nn.LeakyReLU(0.2))]
+        size, cndf = size // 2, cndf * 2
+    layers.append((f"final:{cndf}-1:conv", nn.Conv2d(cndf, 1, 4, 1, 0, bias=False)))
+    torch.manual_seed(2)
+    main = nn.Sequential(OrderedDict((name.replace(":", "_"), layer) for name, layer in layers))
+    for layer in main:
+        if isinstance(layer, nn.BatchNorm2d):
+            for tensor in (layer.weight, layer.bias, layer.running_mean):
+                tensor.data.normal_(0, 0.5)
+            layer.running_var.data.uniform_(0.5, 2)
+    names = {name.replace(":", "_"): name for name, _ in layers}
+    state = OrderedDict((f"main.{names[key.partition('.')[0]]}.{key.partition('.')[2]}", tensor)
+                        for key, tensor in main.state_dict().items())
+    return main.eval(), state
+
+
+def started_from(runs, run_name):
+    """The WGAN a run's training started from (test_train_runs.StartWeights' file), in eval mode."""
+    from lightning_modules import WGAN
+
+    start = torch.load(runs / run_name / "start.pt", weights_only=False)["weights"]
+    config = {"isize": 16, "nz": 8, "ngf": 4, "ndf": 4, "n_extra_layers": 1, "bn_last": False}
+    model = WGAN(**config)
+    model.load_state_dict(start)
+    return model.eval(), start
+
+
+def test_init_from_the_references_netg_and_netd_files_starts_with_both_nets(tiny_cifar, tmp_path, capsys):
+    """Its --netG and --netD: training goes on from the reference's generator and critic (DCGAN's conv, batchnorm,
+    activation order: --model.bn_last false), each computing what the reference's net computes."""
+    from test_train_runs import wgan_job
+
+    import train
+
+    main_g, state_g = reference_dcgan_g(extra=1)
+    main_d, state_d = reference_dcgan_d(extra=1)
+    (tmp_path / "ref").mkdir()
+    torch.save(state_g, tmp_path / "ref" / "netG_epoch_3.pth")
+    torch.save(state_d, tmp_path / "ref" / "netD_epoch_3.pth")
+    runs = tmp_path / "runs"
+    options = ["--model.bn_last", "false", "--model.n_extra_layers", "1", "--trainer.max_steps", "1",
+               "--trainer.callbacks+=test_train_runs.StartWeights"]
+    train.main(wgan_job(tiny_cifar, runs, *options, "--run_name", "both", "--init_from",
+                        str(tmp_path / "ref" / "netG_epoch_3.pth")))
+    assert "the WassersteinGAN reference's generator (netG_epoch_3.pth) and critic (netD_epoch_3.pth)" in \
+        capsys.readouterr().err
+    model, _ = started_from(runs, "both")
+    noise, images = torch.randn(3, 8, 1, 1), torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model.generator(noise), main_g(noise), atol=1e-5)
+        assert torch.allclose(model.critic(images), main_d(images).flatten(), atol=1e-4)
+    # the generator alone: the critic starts from new weights, as our generator-only export's
+    (tmp_path / "ref" / "netD_epoch_3.pth").unlink()
+    train.main(wgan_job(tiny_cifar, runs, *options, "--run_name", "alone", "--init_from",
+                        str(tmp_path / "ref" / "netG_epoch_3.pth")))
+    assert "no netD_epoch_3.pth beside it: the critic starts from new weights" in capsys.readouterr().err
+    model, start = started_from(runs, "alone")
+    with torch.no_grad():
+        assert torch.allclose(model.generator(noise), main_g(noise), atol=1e-5)
+    first_conv = next(v for k, v in start.items() if k.startswith("critic.") and v.dim() == 4)
+    assert not torch.allclose(first_conv, state_d["main.initial:3-4:conv.weight"])
+
+
+def test_init_from_a_reference_file_names_the_options_its_nets_need(tiny_cifar, tmp_path):
+    from test_train_runs import wgan_job
+
+    import train
+
+    torch.save(reference_dcgan_g(extra=1)[1], tmp_path / "netG_epoch_3.pth")
+    torch.save(reference_dcgan_d(extra=1)[1], tmp_path / "netD_epoch_3.pth")
+    runs = tmp_path / "runs"
+    # our default block order (the seed's conv, activation, batchnorm) holds the same tensors under other names
+    with pytest.raises(UserError, match="holds another network .*--model.bn_last false"):
+        train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--init_from",
+                            str(tmp_path / "netG_epoch_3.pth")))
+    with pytest.raises(UserError, match=r"other settings .*--model.ndf 4"):
+        train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
+                            "--model.ndf", "8", "--init_from", str(tmp_path / "netG_epoch_3.pth")))
+    torch.save(torch.zeros(3), tmp_path / "netD_epoch_3.pth")  # not a critic's file
+    with pytest.raises(UserError, match="netD_epoch_3.pth, beside .*, is not a WassersteinGAN critic file"):
+        train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
+                            "--init_from", str(tmp_path / "netG_epoch_3.pth")))
