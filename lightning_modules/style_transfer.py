@@ -399,6 +399,9 @@ class StyleTransfer(L.LightningModule):
 
     results_folder: Path | None = None  # where on_train_end saves the results; None: <run folder>/stylized
 
+    def configure_callbacks(self):
+        return [WriteOnStop()]
+
     def on_train_end(self) -> None:
         """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
         if not self.trainer.is_global_zero or not hasattr(self, "_batch"):
@@ -420,6 +423,21 @@ class StyleTransfer(L.LightningModule):
                        caption=caption)
         if self.hparams.vgg_weights == "random":
             print(NOT_ART)
+
+
+class WriteOnStop(L.Callback):
+    """Ctrl-C or SIGTERM stopping train.py's style run (which saves last.ckpt, train.SaveOnStop): the image as it is is
+    written as at the end, as dl2-stylize does; a stop is often the user's judgement that the result looks done."""
+
+    def on_exception(self, trainer, pl_module, exception):
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and hasattr(pl_module, "_batch"):
+            pl_module.on_train_end()
+            if trainer.is_global_zero:
+                folder = pl_module.results_folder or Path(trainer.default_root_dir) / "stylized"
+                print(f"Wrote the images as they are after iteration {trainer.global_step} to {folder}",
+                      file=sys.stderr)
 
 
 def stylize(content: list[str] | str | None = None, style: list[str] | str | None = None, output: str = "stylized",

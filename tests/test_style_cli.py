@@ -202,6 +202,32 @@ def test_ctrl_c_ends_stylize_after_the_iteration_and_writes_the_images_as_they_a
     assert list((tmp_path / "out" / "images").glob("style_side_by_side-*.png"))
 
 
+class CtrlCAt(L.Callback):
+    """A terminal's Ctrl-C after the second iteration."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == 2:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_in_a_style_run_saves_last_ckpt_and_writes_the_images_as_they_are(style_images, tmp_path, capsys):
+    """As dl2-stylize (above): train.py saved last.ckpt and wrote no image, the result the user stopped it for."""
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as stop:
+        train.main(job(style_images, runs, "--trainer.max_steps", "10", "--trainer.callbacks+=test_style_cli.CtrlCAt",
+                       "--run_name", "stopped"))
+    assert stop.value.code == 130
+    run_dir = runs / "stopped"
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 2
+    for i, name in enumerate(("content0", "content1")):  # the checkpoint's image, as an 8-bit PNG
+        written = torch.from_numpy(np.array(Image.open(run_dir / "stylized" / f"{name}.png"))).permute(2, 0, 1) / 255
+        assert (written - saved["state_dict"]["image"][i].clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
+    assert f"Wrote the images as they are after iteration 2 to {run_dir / 'stylized'}" in capsys.readouterr().err
+
+
 def test_a_second_ctrl_c_stops_stylize_at_once_with_exit_130(style_images, tmp_path, capsys, monkeypatch):
     import os
     import signal
