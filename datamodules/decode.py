@@ -34,7 +34,7 @@ def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Pat
     is not there, or a folder without images, is a MissingDataError ending with `fix`."""
     from datamodules.download import MissingDataError
     files = []
-    for path in map(Path, paths):
+    for path in (Path(p).expanduser() for p in paths):  # ~/photos from a YAML config, where no shell expands it
         if path.is_dir():
             found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
                            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

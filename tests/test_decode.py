@@ -83,3 +83,18 @@ def test_image_files_takes_the_image_files_of_a_folder_in_name_order_and_a_file_
         image_files([str(tmp_path / "text")], "fix")
     with pytest.raises(MissingDataError, match=r"image .*absent.png not found; fix"):
         image_files([str(tmp_path / "absent.png")], "fix")
+
+
+def test_image_files_and_vgg_weights_expand_a_home_folder_no_shell_expanded(tmp_path, monkeypatch):
+    """A YAML config's `~/photos` (or --data.content=~/x.png, which bash leaves as it is) was 'no such file'."""
+    import torch
+
+    from datamodules.decode import image_files
+    from lightning_modules.nets.vgg import load_vgg, vgg_features
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "photos" / "a.png")
+    assert image_files(["~/photos", "~/photos/a.png"], "fix") == [tmp_path / "photos" / "a.png"] * 2
+    torch.save(vgg_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
+    assert torch.equal(load_vgg("vgg16", "~/vgg16.pth")[0].weight, torch.load(tmp_path / "vgg16.pth")["0.weight"])

@@ -82,7 +82,7 @@ def load_vgg(arch: str = "vgg16_bn", weights: str = "imagenet") -> nn.Sequential
     imagenet = ARCHS[arch][2]
     features = vgg_features(arch)
     if weights != "random":
-        state = imagenet_state(arch, imagenet) if weights == "imagenet" else file_state(Path(weights))
+        state = imagenet_state(arch, imagenet) if weights == "imagenet" else file_state(Path(weights).expanduser())
         state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
         try:
             features.load_state_dict(state)
