@@ -1574,11 +1574,14 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     from lightning_modules.inference import run_folder_checkpoint
     try:
         state = check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)
-    except UserError:  # perhaps the reference project's own files (the WassersteinGAN reference's --netG, --netD)
+    except UserError as error:  # perhaps a reference project's own files (the WassersteinGAN reference's netG, netD)
         reference = getattr(model, "reference_checkpoint", None)
-        state = reference(path) if reference is not None else None
-        if state is None:
+        if reference is None:
             raise
+        state = reference(path)
+        if state is None:
+            from lightning_modules.inference import or_reference
+            raise or_reference(error, model.reference_files) from None
         state = check_checkpoint(path, model, system, for_init=True, state=state)
         print(f"--init_from {path}: {state[EXPORT_KEY]['from']}", file=sys.stderr)  # which files, which nets
         return LoadWeights(state["state_dict"])

@@ -460,7 +460,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_files, output_names, read_rgb
     from datamodules.download import MissingDataError
     from datamodules.style import resize
-    from lightning_modules.inference import check_device, load_checkpoint
+    from lightning_modules.inference import check_device, load_checkpoint, or_reference
 
     device = check_device(device)  # before either reader: a reference file is moved there too
     if max_images is not None:
@@ -499,10 +499,10 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     try:
         model = load_checkpoint(Model, checkpoint, device)
         generate, back = (model.gen_a2b, model.gen_b2a) if direction == "a2b" else (model.gen_b2a, model.gen_a2b)
-    except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file
+    except UserError as error:  # not a Lightning checkpoint: perhaps the reference's generator file
         generate = reference_generator(checkpoint)
         if generate is None:
-            raise
+            raise or_reference(error, "a generator file of junyanz's CycleGAN (latest_net_G_A.pth)") from None
         if reconstruct:
             raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one; give a CycleGAN "
                             f".ckpt or leave --reconstruct out") from None

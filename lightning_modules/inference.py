@@ -32,6 +32,12 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+def or_reference(error: UserError, files: str) -> UserError:
+    """read_checkpoint's 'not a Lightning checkpoint' for a command that also reads a reference project's `files`."""
+    message = str(error)
+    return UserError(f"{message}, or {files}") if message.endswith("give a .ckpt written by train.py") else error
+
+
 def saved_class(state: dict) -> str | None:
     """The LightningModule class path train.py's LightningCLI saved with the hyper-parameters, if any."""
     return (state.get("hyper_parameters") or {}).get("_class_path")

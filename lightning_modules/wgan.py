@@ -299,6 +299,8 @@ class WGAN(L.LightningModule):
                                        # the first logged step after a resume has a Loss_G too
                                        "last_loss_g": None if self.last_loss_g is None else float(self.last_loss_g)}
 
+    reference_files = "a generator file of the WassersteinGAN reference (netG_epoch_N.pth)"
+
     @staticmethod
     def reference_checkpoint(path: str) -> dict | None:
         """train.py's --init_from of the WassersteinGAN reference's netG (and netD) files: reference_checkpoint."""
@@ -443,15 +445,15 @@ def reference_mlp_generator(path: str, state: dict) -> WGAN:
 def load_generator(checkpoint: str, device: str) -> WGAN:
     """A WGAN .ckpt, or the WassersteinGAN reference's netG_epoch_N.pth (`reference_generator`)."""
     from lightning_modules import WGAN as Model  # the package's class under `python -m` too
-    from lightning_modules.inference import check_device, load_checkpoint
+    from lightning_modules.inference import check_device, load_checkpoint, or_reference
 
     device = check_device(device)  # before either reader: a reference file is moved there too
     try:
         return load_checkpoint(Model, checkpoint, device)
-    except UserError:  # not a Lightning checkpoint: perhaps the reference's generator file
+    except UserError as error:  # not a Lightning checkpoint: perhaps the reference's generator file
         model = reference_generator(checkpoint)
         if model is None:
-            raise
+            raise or_reference(error, WGAN.reference_files) from None
         return model.to(device)
 
 

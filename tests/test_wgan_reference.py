@@ -412,6 +412,12 @@ def test_init_from_a_reference_file_names_the_options_its_nets_need(tiny_cifar, 
     with pytest.raises(UserError, match=r"other settings .*--model.ndf 4"):
         train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
                             "--model.ndf", "8", "--init_from", str(tmp_path / "netG_epoch_3.pth")))
+    torch.save(torch.zeros(3), tmp_path / "weights.pth")  # neither ours nor the reference's: both named
+    with pytest.raises(UserError, match=r"not a Lightning checkpoint .*, or a generator file of the WassersteinGAN "
+                                        r"reference \(netG_epoch_N.pth\)$"):
+        train.main(wgan_job(tiny_cifar, runs, "--init_from", str(tmp_path / "weights.pth")))
+    with pytest.raises(UserError, match=r"not a Lightning checkpoint .*, or a generator file of the WassersteinGAN"):
+        generate(str(tmp_path / "weights.pth"), str(tmp_path / "out"))
     torch.save(torch.zeros(3), tmp_path / "netD_epoch_3.pth")  # not a critic's file
     with pytest.raises(UserError, match="netD_epoch_3.pth, beside .*, is not a WassersteinGAN critic file"):
         train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
