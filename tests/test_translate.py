@@ -197,7 +197,8 @@ def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_
     with pytest.raises(UserError, match="not a ResNet generator \\(a discriminator"):
         translate(str(tmp_path / "latest_net_D_A.pth"), str(inputs), str(tmp_path / "out"))
     torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), tmp_path / "some_conv.pth")  # tensors, but not junyanz's
-    with pytest.raises(UserError, match="some_conv.pth is not a Lightning checkpoint"):
+    with pytest.raises(UserError, match=r"some_conv.pth is not a Lightning checkpoint .*, or a generator file of "
+                                        r"junyanz's CycleGAN \(latest_net_G_A.pth\)$"):
         translate(str(tmp_path / "some_conv.pth"), str(inputs), str(tmp_path / "out"))
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint"):
