@@ -1574,7 +1574,7 @@ def init_from(path: str, model, system: str, resuming: bool) -> Callback:
     from lightning_modules.inference import run_folder_checkpoint
     try:
         state = check_checkpoint(run_folder_checkpoint(path), model, system, for_init=True)
-    except UserError as error:  # perhaps a reference project's own files (the WassersteinGAN reference's netG, netD)
+    except UserError as error:  # perhaps a reference project's own files (the WassersteinGAN's netG; junyanz's)
         reference = getattr(model, "reference_checkpoint", None)
         if reference is None:
             raise

@@ -4,6 +4,7 @@ Also the `translate` command: `python -m lightning_modules.cyclegan translate --
 """
 
 import html
+import re
 import urllib.parse
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
-from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
+from lightning_modules.nets.cyclegan import ResBlock, init_cyclegan_, patch_discriminator, resnet_generator
 
 
 def gan_loss(logits: Tensor, real: bool, mode: str) -> Tensor:
@@ -365,6 +366,13 @@ class CycleGAN(L.LightningModule):
         checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
         checkpoint["batches_trained"] = self.batches_trained
 
+    reference_files = "junyanz's checkpoints folder or its <epoch>_net_G_A.pth files, or a generator file of it"
+
+    @staticmethod
+    def reference_checkpoint(path: str) -> dict | None:
+        """train.py's --init_from of junyanz's checkpoints folder or files: reference_checkpoint."""
+        return reference_checkpoint(path)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         restore_left_out(self, checkpoint)  # dl2-export --generators_only: the discriminators keep their new weights
         if "image_pools" in checkpoint:
@@ -416,6 +424,104 @@ def reference_generator(path: str) -> nn.Module | None:
                         f"({len(state)} tensors against {len(ours)}); only the ResNet generators load here")
     generator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
     return generator.eval()
+
+
+# junyanz's nets as ours: its G_A translates A -> B; its D_A is applied to fake_B (judges domain B), its D_B to fake_A
+JUNYANZ_NETS = {"G_A": "gen_a2b.", "G_B": "gen_b2a.", "D_A": "disc_b.", "D_B": "disc_a."}
+JUNYANZ_FILE = re.compile(r"(latest|\d+|iter_\d+)_net_(G_A|G_B|D_A|D_B)\.pth")  # its --save_by_iter: iter_N
+
+
+def reference_discriminator(path: str) -> nn.Module:
+    """junyanz's NLayerDiscriminator file (`latest_net_D_A.pth`; --netD basic, n_layers 3, instance norm, so every
+    conv has a bias) as our patch_discriminator: its `model` Sequential's convs at 0, 2, 5, 8 and 11 are ours in
+    our order (the norms hold no tensors), loaded by position, each shape checked."""
+    from lightning_modules.inference import tensor_file
+
+    state = tensor_file(path)
+    if state is not None:
+        state = {k.removeprefix("module."): v for k, v in state.items()
+                 if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    if not state or not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
+        raise UserError(f"{path} is not a junyanz discriminator file (its NLayerDiscriminator's model.0.weight, "
+                        "...); give the net_D_A.pth and net_D_B.pth of a --model cycle_gan run")
+    ndf = next(iter(state.values())).shape[0]
+    discriminator = patch_discriminator(ndf)
+    ours = discriminator.state_dict()
+    if [tuple(v.shape) for v in ours.values()] != [tuple(v.shape) for v in state.values()]:
+        raise UserError(f"{path} holds a discriminator that is not junyanz's basic PatchGAN (--netD basic, n_layers "
+                        f"3, --norm instance, 3 channels) of ndf {ndf}; only that one loads here")
+    discriminator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
+    return discriminator
+
+
+def reference_checkpoint(path: str) -> dict | None:
+    """train.py's --init_from of junyanz/pytorch-CycleGAN-and-pix2pix's files (its --continue_train): its checkpoints
+    folder (`checkpoints/<name>/`: the `latest_` files, else the highest epoch's) or one of its `<epoch>_net_G_A.pth`,
+    `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside it) as a checkpoint's four nets in our names, or its model
+    zoo's one generator (`latest_net_G.pth`) as gen_a2b, the other nets left to their new weights; with the
+    hyper-parameters that shape the nets. None for anything else."""
+    from lightning_modules.export import EXPORT_KEY
+
+    where = Path(path)
+    if where.is_dir():
+        found = {m.groups() for f in where.iterdir() if (m := JUNYANZ_FILE.fullmatch(f.name)) and f.is_file()}
+        epochs = {epoch for epoch, _ in found}
+        if not epochs:
+            single = where / "latest_net_G.pth"  # the model zoo's download folder
+            return reference_checkpoint(str(single)) if single.is_file() else None
+        def order(label: str) -> tuple:  # the iterations' saves, then the epochs', then latest
+            return (label == "latest", label.isdigit(), int(label.rpartition("_")[2]) if label != "latest" else 0)
+        epoch, folder = max(epochs, key=order), where
+        listed = ", ".join(sorted(epochs, key=order))
+        chosen = f"epoch {epoch} of {listed} (for another give its <epoch>_net_G_A.pth)" if len(epochs) > 1 \
+            else f"epoch {epoch}"
+    elif where.is_file() and (match := JUNYANZ_FILE.fullmatch(where.name)):
+        epoch, folder, chosen = match.group(1), where.parent, f"epoch {match.group(1)}"
+    elif where.is_file():
+        generator = reference_generator(path)  # a plain generator file: the model zoo's latest_net_G.pth
+        if generator is None:
+            return None
+        n_blocks = len([m for m in generator if isinstance(m, ResBlock)])
+        state = {f"gen_a2b.{k}": v for k, v in generator.state_dict().items()}
+        return {"state_dict": state,
+                "hyper_parameters": {"n_blocks": n_blocks, "ngf": generator[0][1].out_channels,
+                                     "upsample": "transposed"},
+                EXPORT_KEY: {"from": f"junyanz's generator {where.name} as G_A (A->B, gen_a2b); gen_b2a, disc_a and "
+                                     "disc_b start from new weights", "left_out": ["disc_a.", "disc_b.", "gen_b2a."]}}
+    else:
+        return None
+    files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS}
+    for net in ("G_A", "G_B"):
+        if not files[net].is_file():
+            raise UserError(f"--init_from {path}: junyanz's {epoch}_net_{net}.pth is not in {folder} (both generators "
+                            "are needed; a model zoo generator alone loads as latest_net_G.pth)")
+    nets, read = {}, []
+    for net, file in files.items():
+        if not file.is_file():
+            continue
+        nets[net] = reference_discriminator(str(file)) if net.startswith("D") else reference_generator(str(file))
+        if nets[net] is None:
+            raise UserError(f"{file} is not a junyanz generator file (its ResnetGenerator's model.1.weight, ...)")
+        read.append(f"{file.name} as {JUNYANZ_NETS[net][:-1]}")
+    a, b = nets["G_A"], nets["G_B"]
+    shape = [tuple(v.shape) for v in a.state_dict().values()]
+    if shape != [tuple(v.shape) for v in b.state_dict().values()]:
+        raise UserError(f"{files['G_A']} and {files['G_B']} are generators of other sizes; give the files of one run")
+    hp = {"n_blocks": len([m for m in a if isinstance(m, ResBlock)]), "ngf": a[0][1].out_channels,
+          "upsample": "transposed"}
+    discriminators = [nets[net] for net in ("D_A", "D_B") if net in nets]
+    if discriminators:
+        widths = {d[0][0].out_channels for d in discriminators}
+        if len(widths) > 1:
+            raise UserError(f"{files['D_A']} and {files['D_B']} are discriminators of other sizes; give the files of "
+                            "one run")
+        hp["ndf"] = widths.pop()
+    state = {f"{JUNYANZ_NETS[net]}{k}": v for net, model in nets.items() for k, v in model.state_dict().items()}
+    missing = [net for net in JUNYANZ_NETS if net not in nets]
+    said = "; ".join([f"junyanz's checkpoints in {folder}, {chosen}: {', '.join(read)}",
+                      *[f"no {files[net].name}: {JUNYANZ_NETS[net][:-1]} starts from new weights" for net in missing]])
+    left_out = sorted(JUNYANZ_NETS[net] for net in missing)
+    return {"state_dict": state, "hyper_parameters": hp, EXPORT_KEY: {"from": said, "left_out": left_out}}
 
 
 def translate_output(file: Path, source: Path, out: Path) -> bool:

@@ -3,6 +3,7 @@ projects' generator files under their own key names, and one-line refusals."""
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,7 @@ import pytest
 import torch
 from conftest import make_unpaired, seeded_rows, tiny_darknet_checkpoint, tiny_wgan_checkpoint
 from PIL import Image
+from torch import nn
 
 import train
 from callbacks import UserError
@@ -345,3 +347,163 @@ def test_reference_files_of_a_checkpoint_without_its_sizes_are_those_of_the_syst
                                               "n_extra_layers": 1, "noBN": False, "mlp_G": False}
     with pytest.raises(UserError, match="^--format reference: w.ckpt has the seed's conv, ReLU, batchnorm blocks"):
         reference_files({"state_dict": state}, "WGAN", "w.ckpt")
+
+
+class JunyanzResnetBlock(nn.Module):
+    """junyanz's ResnetBlock (reflect padding, no dropout): `conv_block` = pad, conv, norm, ReLU, pad, conv, norm."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
+                                        nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3),
+                                        nn.InstanceNorm2d(dim))
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class Junyanz(nn.Module):
+    """A net of junyanz's networks.py: its layers in one nn.Sequential named `model`, so its keys are model.N.*."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def junyanz_resnet_generator(n_blocks=1, ngf=4):
+    """junyanz's ResnetGenerator(3, 3, ngf, InstanceNorm2d, n_blocks) in its order, default (random) weights."""
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True),
+              nn.Conv2d(ngf, ngf * 2, 3, 2, 1), nn.InstanceNorm2d(ngf * 2), nn.ReLU(True),
+              nn.Conv2d(ngf * 2, ngf * 4, 3, 2, 1), nn.InstanceNorm2d(ngf * 4), nn.ReLU(True),
+              *[JunyanzResnetBlock(ngf * 4) for _ in range(n_blocks)],
+              nn.ConvTranspose2d(ngf * 4, ngf * 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(ngf * 2),
+              nn.ReLU(True),
+              nn.ConvTranspose2d(ngf * 2, ngf, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(ngf), nn.ReLU(True),
+              nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+    return Junyanz(*layers).eval()
+
+
+def junyanz_discriminator(ndf=4, n_layers=3):
+    """junyanz's NLayerDiscriminator(3, ndf, n_layers, InstanceNorm2d): model.0 a 4x4 stride-2 conv, LeakyReLU; then
+    conv, norm, LeakyReLU (model.2, .5; the stride-1 one at .8); model.11 the last conv to 1 channel. Biases on all."""
+    layers = [nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    mult = 1
+    for n in range(1, n_layers + 1):
+        before, mult = mult, min(2 ** n, 8)
+        layers += [nn.Conv2d(ndf * before, ndf * mult, 4, 2 if n < n_layers else 1, 1), nn.InstanceNorm2d(ndf * mult),
+                   nn.LeakyReLU(0.2, True)]
+    return Junyanz(*layers, nn.Conv2d(ndf * mult, 1, 4, 1, 1)).eval()
+
+
+def junyanz_nets(seed):
+    torch.manual_seed(seed)
+    return {"G_A": junyanz_resnet_generator(), "G_B": junyanz_resnet_generator(), "D_A": junyanz_discriminator(),
+            "D_B": junyanz_discriminator()}
+
+
+def save_junyanz(nets, folder, epoch):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, net in nets.items():
+        torch.save(net.state_dict(), folder / f"{epoch}_net_{name}.pth")
+
+
+def start_model(runs, name):
+    """The CycleGAN training started from (test_train_runs.StartWeights' file), in eval mode."""
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
+    model.load_state_dict(torch.load(runs / name / "start.pt", weights_only=False)["weights"])
+    return model.eval()
+
+
+def computes_as(model, nets):
+    """Our nets against junyanz's as it names them: G_A translates A -> B; D_A judges domain B images (fake_B)."""
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        return {name: torch.allclose(ours(x), nets[name](x), atol=1e-5) for name, ours in (
+            ("G_A", model.gen_a2b), ("G_B", model.gen_b2a), ("D_A", model.disc_b), ("D_B", model.disc_a))}
+
+
+def test_init_from_junyanz_checkpoints_folder_goes_on_from_its_four_nets(tmp_path, capsys):
+    """Its --continue_train: the folder's latest_ files (beside older epochs), or a file's epoch."""
+    make_unpaired(tmp_path / "unpaired")
+    latest, fifth = junyanz_nets(0), junyanz_nets(1)
+    folder = tmp_path / "checkpoints" / "horse2zebra"
+    save_junyanz(latest, folder, "latest")
+    save_junyanz(fifth, folder, "5")
+    options = ["--trainer.max_steps", "3", "--trainer.callbacks+=test_train_runs.StartWeights"]
+    runs = tmp_path / "runs" / "cyclegan"
+    train.main(cyclegan_job(tmp_path, *options, "--run_name", "folder", "--init_from", str(folder)))
+    assert f"--init_from {folder}: junyanz's checkpoints in {folder}, epoch latest of 5, latest" in \
+        capsys.readouterr().err
+    assert computes_as(start_model(runs, "folder"), latest) == {"G_A": True, "G_B": True, "D_A": True, "D_B": True}
+    # one of the files: its epoch's four
+    train.main(cyclegan_job(tmp_path, *options, "--run_name", "file", "--init_from", str(folder / "5_net_D_B.pth")))
+    assert "epoch 5: 5_net_G_A.pth as gen_a2b, 5_net_G_B.pth as gen_b2a, 5_net_D_A.pth as disc_b, 5_net_D_B.pth as " \
+           "disc_a" in capsys.readouterr().err
+    assert computes_as(start_model(runs, "file"), fifth) == {"G_A": True, "G_B": True, "D_A": True, "D_B": True}
+
+
+def test_a_junyanz_folder_without_latest_is_its_highest_epoch_and_reads_as_older_versions_saved(tmp_path):
+    """`module.` (DataParallel) prefixes and the instance-norm statistics older PyTorch saved, which junyanz's
+    load_networks deletes, are read past."""
+    tenth, ninth = junyanz_nets(0), junyanz_nets(1)
+    save_junyanz(ninth, tmp_path, "9")
+    save_junyanz(ninth, tmp_path, "iter_20000")  # its --save_by_iter files: an epoch's are preferred
+    save_junyanz(tenth, tmp_path, "10")
+    old = OrderedDict()
+    for key, tensor in tenth["D_A"].state_dict().items():
+        old[f"module.{key}"] = tensor
+        if key in ("model.2.bias", "model.5.bias"):  # their norms' statistics, as an older version saved them
+            norm = f"module.model.{int(key.split('.')[1]) + 1}"
+            old[f"{norm}.running_mean"], old[f"{norm}.running_var"] = torch.zeros_like(tensor), torch.ones_like(tensor)
+            old[f"{norm}.num_batches_tracked"] = torch.tensor(0)
+    torch.save(old, tmp_path / "10_net_D_A.pth")
+    state = CycleGAN.reference_checkpoint(str(tmp_path))
+    assert state["hyper_parameters"] == {"n_blocks": 1, "ngf": 4, "ndf": 4, "upsample": "transposed"}
+    assert "epoch 10 of iter_20000, 9, 10" in state["dl2_export"]["from"] and state["dl2_export"]["left_out"] == []
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
+    model.load_state_dict(state["state_dict"])
+    assert computes_as(model.eval(), tenth) == {"G_A": True, "G_B": True, "D_A": True, "D_B": True}
+
+
+def test_init_from_junyanz_model_zoo_generator_is_g_a_and_the_other_nets_start_new(tmp_path, capsys):
+    make_unpaired(tmp_path / "unpaired")
+    nets = junyanz_nets(0)
+    zoo = tmp_path / "checkpoints" / "horse2zebra_pretrained"
+    zoo.mkdir(parents=True)
+    torch.save(OrderedDict((f"module.{k}", v) for k, v in nets["G_A"].state_dict().items()), zoo / "latest_net_G.pth")
+    runs = tmp_path / "runs" / "cyclegan"
+    train.main(cyclegan_job(tmp_path, "--trainer.max_steps", "3", "--trainer.callbacks+=test_train_runs.StartWeights",
+                            "--run_name", "zoo", "--init_from", str(zoo / "latest_net_G.pth")))
+    assert "junyanz's generator latest_net_G.pth as G_A (A->B, gen_a2b); gen_b2a, disc_a and disc_b start from new " \
+           "weights" in capsys.readouterr().err
+    model = start_model(runs, "zoo")
+    assert computes_as(model, nets)["G_A"]
+    fresh = CycleGAN(n_blocks=1, ngf=4, ndf=4)  # new weights: N(0, 0.02), zero biases
+    assert not torch.equal(model.gen_b2a[0][1].weight, nets["G_B"].model[1].weight)
+    assert torch.equal(model.disc_a[0][0].bias, fresh.disc_a[0][0].bias)  # zeros, as init_cyclegan_ leaves them
+    # its download folder stands for the file
+    assert CycleGAN.reference_checkpoint(str(zoo))["dl2_export"]["left_out"] == ["disc_a.", "disc_b.", "gen_b2a."]
+
+
+def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, monkeypatch):
+    from conftest import run_in_process
+    from test_train_runs import assert_one_line_error
+
+    make_unpaired(tmp_path / "unpaired")
+    folder = tmp_path / "checkpoints" / "h2z"
+    save_junyanz(junyanz_nets(0), folder, "latest")
+    result = run_in_process(cyclegan_job(tmp_path, "--model.ngf", "8", "--init_from", str(folder)), capsys,
+                            monkeypatch)  # our run's sizes against the files' (junyanz's --ngf 4)
+    assert_one_line_error(result, "was trained with other settings", "--model.ngf 4")
+    torch.save(junyanz_discriminator(n_layers=4).state_dict(), folder / "latest_net_D_A.pth")  # --n_layers_D 4
+    result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(folder)), capsys, monkeypatch)
+    assert_one_line_error(result, f"{folder / 'latest_net_D_A.pth'} holds a discriminator that is not junyanz's basic "
+                                  "PatchGAN")
+    torch.save(junyanz_nets(0)["D_A"].state_dict(), folder / "latest_net_D_A.pth")
+    (folder / "latest_net_G_B.pth").unlink()
+    result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(folder / "latest_net_D_A.pth")), capsys,
+                            monkeypatch)
+    assert_one_line_error(result, "latest_net_G_B.pth is not in")
