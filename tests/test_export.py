@@ -507,3 +507,6 @@ def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, m
     result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(folder / "latest_net_D_A.pth")), capsys,
                             monkeypatch)
     assert_one_line_error(result, "latest_net_G_B.pth is not in")
+    torch.save(torch.zeros(3), tmp_path / "notes.pth")  # neither ours nor junyanz's: both named
+    result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(tmp_path / "notes.pth")), capsys, monkeypatch)
+    assert_one_line_error(result, "is not a Lightning checkpoint", "or junyanz's checkpoints folder")
