@@ -4,10 +4,10 @@ run starts where it stopped (restart_position, ResumableSampler, LateLoader).
 Ctrl-C in a terminal, `timeout` and SLURM's scancel signal every process of the job, the
 DataLoader workers too. A worker killed that way makes torch raise "DataLoader worker ... is killed by signal"
 in the main process at whatever line it is running, so train.py cannot finish the batch and save last.ckpt.
-The workers here ignore SIGINT and their first SIGTERM; the main process stops after its batch and torch
-shuts the workers down as usual (they stop when asked, between items). A worker stuck in one item that torch
-then terminates dies of that SIGTERM if the group's came first; if not (a plain Ctrl-C, or a SIGTERM to the main
-process alone), it ignores it and is ended by multiprocessing's exit handler, which terminates it again.
+The workers here ignore SIGINT, SIGUSR1 (SLURM's time-limit signal) and their first SIGTERM; the main process stops
+after its batch and torch shuts the workers down as usual (they stop when asked, between items). A worker stuck in one
+item that torch then terminates dies of that SIGTERM if the group's came first; if not (a plain Ctrl-C, or a SIGTERM
+to the main process alone), it ignores it and is ended by multiprocessing's exit handler, which terminates it again.
 """
 
 import os
@@ -24,9 +24,13 @@ def max_workers(requested: int) -> int:
 
 def outlive_stop_signals(worker_id: int) -> None:
     """DataLoader `worker_init_fn`: SIGINT ignored (forked workers would otherwise run the main process's Ctrl-C
-    handler), the first SIGTERM ignored, the next one ends the worker."""
+    handler), the first SIGTERM ignored, the next one ends the worker. SLURM's time-limit signal (SIGUSR1, sent to
+    every process of the job step, the workers too) ignored: a forked worker ran the main process's requeue handler
+    on its own copy of the trainer, saving hpc_ckpt_N.ckpt over the main process's with the weights and step it was
+    forked with, and calling `scontrol requeue` a second time."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_on_next_sigterm)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def _end_on_next_sigterm(signum, frame) -> None:

@@ -164,6 +164,58 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
         torch.testing.assert_close(tested[name], value)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (its DataLoader workers): the processes of a job step, which SLURM signals."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid] + [descendant for child in children for descendant in process_tree(int(child))]
+
+
+class SignalStepAtStep(L.Callback):
+    """Sends the requeue signal to this process and its children once `step` training steps are done, as slurmstepd
+    sends --signal to every process of the job step (its proctrack container), the DataLoader workers too."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            pids = process_tree(os.getpid())
+            Path(trainer.default_root_dir, "signalled").write_text(str(len(pids)))
+            for pid in pids:
+                os.kill(pid, signal.SIGUSR1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in /proc")
+def test_the_requeue_signal_reaching_the_dataloader_workers_saves_and_requeues_once(tiny_unpaired, tmp_path):
+    # a forked worker ran the main process's requeue handler on its copy of the trainer: it wrote hpc_ckpt_1.ckpt over
+    # the main process's with the step it was forked at (0: the requeued job started again) and requeued the job twice
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "SLURM_JOB_ID": "4245", "SLURM_JOB_NAME": "dl2-cyclegan", "SLURM_NTASKS": "1",
+           "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+           "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    args = [sys.executable, str(ROOT / "train.py"), "--system", "cyclegan", "--data.data_dir", str(tiny_unpaired),
+            "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
+            "--model.n_epochs_decay", "1", "--data.load_size", "36", "--data.crop_size", "32",
+            "--data.batch_size", "2", "--data.num_workers", "1", "--trainer.max_epochs", "1",
+            "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            '--trainer.callbacks+={"class_path": "test_slurm.SignalStepAtStep", "init_args": {"step": 3}}']
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "cyclegan" / "slurm-4245"
+    assert (run_dir / "signalled").read_text() == "2"  # the task and its DataLoader worker
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4245\n"
+    (hpc,) = run_dir.glob("hpc_ckpt_*.ckpt")
+    assert torch.load(hpc, weights_only=False)["global_step"] == 3  # after the first batch (3 optimizer steps)
+
+
 class SignalAtStepOfRank(L.Callback):
     """Sends this process the requeue signal once its rank (SLURM_PROCID) has done `steps[rank]` training steps:
     SLURM signals every task, not all at the same moment."""
