@@ -91,6 +91,25 @@ def test_each_layout_starts_train_py_with_arguments_it_accepts(system, tmp_path)
         assert trainer["strategy"] == ("auto" if nodes * per_node == 1 else expected.get(system, "ddp")), layout
 
 
+def test_each_task_gets_the_cpus_per_task_of_the_sbatch_script(tmp_path):
+    # Slurm 22.05 and later: srun no longer reads SLURM_CPUS_PER_TASK (sbatch's --cpus-per-task=8), only its own option
+    # or SRUN_CPUS_PER_TASK; without either each task had one CPU, and train.py one DataLoader worker
+    record = tmp_path / "srun.cpus"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text(f'#!/bin/bash\necho "${{SRUN_CPUS_PER_TASK:-unset}}" > "{record}"\n')
+    (fake / "srun").chmod(0o755)
+    options = sbatch_options((SLURM / "cyclegan.sbatch").read_text())
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(ROOT),
+           "SLURM_NNODES": "1", "SLURM_NTASKS_PER_NODE": "1", "DL2_VENV": str(tmp_path / "none"),
+           "SLURM_CPUS_PER_TASK": options["cpus-per-task"]}
+    env.pop("SRUN_CPUS_PER_TASK", None)
+    result = subprocess.run(["bash", str(SLURM / "cyclegan.sbatch")], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert record.read_text().strip() == "8"
+
+
 class SignalAtStep(L.Callback):
     """Sends this process the requeue signal once `step` training steps are done (SLURM's --signal)."""
 

@@ -26,6 +26,11 @@ if [ "$tasks_per_node" -gt 1 ] || [ "$nodes" -gt 1 ]; then
         *) args+=(--trainer.strategy ddp) ;;
     esac
 fi
+# srun gives each task the sbatch script's --cpus-per-task (its DataLoader workers' CPUs) only when told: since Slurm
+# 22.05 it no longer reads SLURM_CPUS_PER_TASK, and each task got one CPU (and train.py one DataLoader worker)
+if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
+    export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"
+fi
 # --kill-on-bad-exit: a task that stops on an error (a run folder that exists, bad data) ends the others, which
 # would otherwise wait for it at DDP's rendezvous until its timeout (30 minutes of idle GPUs)
 exec srun --kill-on-bad-exit=1 python train.py "${args[@]}" "$@"
