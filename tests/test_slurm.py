@@ -110,6 +110,30 @@ def test_each_task_gets_the_cpus_per_task_of_the_sbatch_script(tmp_path):
     assert record.read_text().strip() == "8"
 
 
+@pytest.mark.parametrize("gpus, variable, per_node, warned", [("4", "SLURM_GPUS_ON_NODE", 1, True),
+                                                                ("a100:4", "SLURM_GPUS_PER_NODE", 2, True),
+                                                                ("4", "SLURM_GPUS_ON_NODE", 4, False),
+                                                                ("1", "SLURM_GPUS_ON_NODE", 1, False)])
+def test_a_job_with_more_gpus_than_tasks_is_told_that_some_stay_idle(gpus, variable, per_node, warned, tmp_path):
+    # `sbatch --gpus-per-node=4 darknet.sbatch` (--ntasks-per-node=4 forgotten): the script's one task trained on one
+    # GPU, and nothing said that three were idle
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/bash\n")
+    (fake / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(ROOT),
+           "SLURM_NNODES": "1", "SLURM_NTASKS_PER_NODE": str(per_node), "DL2_VENV": str(tmp_path / "none"),
+           variable: gpus}
+    result = subprocess.run(["bash", str(SLURM / "darknet.sbatch")], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    idle = 4 - per_node
+    tasks = "1 task" if per_node == 1 else f"{per_node} tasks"
+    expected = (f"warning: the job has 4 GPUs a node but runs {tasks} a node, one GPU each: {idle} of them "
+                f"stay idle; submit with --ntasks-per-node=4 to train on them all\n")
+    assert result.stderr == (expected if warned else "")
+
+
 class SignalAtStep(L.Callback):
     """Sends this process the requeue signal once `step` training steps are done (SLURM's --signal)."""
 

@@ -18,6 +18,15 @@ fi
 tasks_per_node="${SLURM_NTASKS_PER_NODE:-1}"
 tasks_per_node="${tasks_per_node%%(*}"  # "4(x2)" on some clusters
 nodes="${SLURM_NNODES:-1}"
+# one task per GPU: a job given more GPUs than tasks (--gpus-per-node=4 without --ntasks-per-node=4, whose default
+# here is 1) leaves the others idle; say so (--trainer.devices below follows the tasks, not the GPUs)
+gpus="${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-}}"
+gpus="${gpus##*:}"  # "a100:4" from --gpus-per-node=a100:4
+if [[ "$gpus" =~ ^[0-9]+$ ]] && [ "$gpus" -gt "$tasks_per_node" ]; then
+    tasks="$tasks_per_node task$([ "$tasks_per_node" -eq 1 ] || echo s)"
+    echo "warning: the job has $gpus GPUs a node but runs $tasks a node, one GPU each: $((gpus - tasks_per_node)) of" \
+         "them stay idle; submit with --ntasks-per-node=$gpus to train on them all" >&2
+fi
 args=(--system "$system" --trainer.accelerator gpu --trainer.devices "$tasks_per_node" --trainer.num_nodes "$nodes")
 if [ "$tasks_per_node" -gt 1 ] || [ "$nodes" -gt 1 ]; then
     # the GANs need DDP's unused-parameter detection; Lightning's name for it
