@@ -593,6 +593,17 @@ TARGETS = {
                             "_the_data_goes_on_after", "-k",
                             "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
                             " or fractional")),
+    # 2026-11-30: --init_from of the reference projects' own files (their nets in our names), the top losses' images
+    "wgan_reference_init": Target("lightning_modules/wgan.py", ("reference_checkpoint", "nets_only", "left_out"),
+                                  ("tests/test_wgan_reference.py", "-k", "init_from")),
+    "cyclegan_reference_init": Target("lightning_modules/cyclegan.py",
+                                      ("reference_checkpoint", "reference_discriminator"),
+                                      ("tests/test_export.py", "-k", "junyanz and (init_from or without_latest)")),
+    "top_loss_images": Target("datamodules/cifar10.py",
+                              ("folder_files", "TensorBatches.indices", "CIFAR10DataModule.test_files"),
+                              ("tests/test_darknet_interpret.py", "tests/test_data_ddp.py",
+                               "tests/test_cifar10_batches.py", "-k",
+                               "confusion or darknet_test_loss or test_cifar10_batches")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
