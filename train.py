@@ -364,6 +364,10 @@ class CLI(LightningCLI):
         check_data(config.model.class_path, self.datamodule)
         if self.job:  # the job's own refusals, decided before its folder is made
             self.start_step = check_job(self, config)
+        elif resumed:  # the native fit's (its checkpoint read, and checked, by check_checkpoint_class)
+            from lightning_modules.inference import read_checkpoint
+            warn_changed_options(trainer, config.ckpt_path, read_checkpoint(config.ckpt_path), self.model,
+                                 self.datamodule, "fit ", config.get("config") or ())
         make_run_folder(self.run_plan)  # the config is accepted: the run folder, its lock, run.json, wandb/
 
 
@@ -389,7 +393,11 @@ def check_job(cli: "CLI", config) -> int | None:
                         "steps its optimizers itself (a GAN's alternating updates): tune its lr with short runs")
     if config.get("init_from"):
         trainer.callbacks.append(init_from(config.init_from, model, system, bool(config.ckpt_path)))
-    return check_checkpoint(config.ckpt_path, model, system).get("global_step") if config.ckpt_path else None
+    if not config.ckpt_path:
+        return None
+    state = check_checkpoint(config.ckpt_path, model, system)
+    warn_changed_options(trainer, config.ckpt_path, state, model, cli.datamodule, configs=config.get("config") or ())
+    return state.get("global_step")
 
 
 # the config's None values written out, for a faithful re-run: jsonargparse 4.49 renamed skip_none to skip_unset and
@@ -1499,31 +1507,122 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
-def network_fix(path: str, state: dict, model, for_init: bool) -> str:
-    """The fix for a checkpoint of another network: the config.yaml of its run folder (a checkpoint in
-    RUN/checkpoints/ or Lightning's RUN/hpc_ckpt_N.ckpt), else (an export, a copied file) the --model options its
-    saved hyper-parameters hold that differ from this model's: a config path that is not there fixes nothing."""
+def run_config_file(path: str) -> Path | None:
+    """The config.yaml of a checkpoint's run folder (a checkpoint in RUN/checkpoints/ or Lightning's
+    RUN/hpc_ckpt_N.ckpt), None for an export or a copied file."""
     here = Path(path).absolute()
-    config = next((d / "config.yaml" for d in (here.parent.parent, here.parent) if (d / "config.yaml").is_file()), None)
+    return next((d / "config.yaml" for d in (here.parent.parent, here.parent) if (d / "config.yaml").is_file()), None)
+
+
+def plain_value(value):
+    """numpy's and torch's numbers and arrays as Python's (np.int64(5) is 5, not the string "5"), tuples as lists."""
+    if callable(getattr(value, "tolist", None)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain_value(item) for key, item in value.items()}
+    return value
+
+
+def json_default(value):  # json.dumps's for what it cannot write: numpy's and torch's as Python's, others as text
+    return value.tolist() if callable(getattr(value, "tolist", None)) else str(value)
+
+
+def option_value(value) -> str:
+    """A value as on the command line: a string as it is, others as JSON (null, [1, 2]); a tuple and a list of the same
+    values are the same option."""
+    try:
+        return value if isinstance(value, str) else json.dumps(value, default=json_default)
+    except (TypeError, ValueError):  # a dict with tuple keys, a circular value: a user module's, as Python shows it
+        return repr(value)
+
+
+def network_fix(path: str, state: dict, model, for_init: bool) -> str:
+    """The fix for a checkpoint of another network: the config.yaml of its run folder, else (an export, a copied
+    file) the --model options its saved hyper-parameters hold that differ from this model's: a config path that is
+    not there fixes nothing."""
+    config = run_config_file(path)
     if config is not None:
         return (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
                 else f"resume with its config: --config {config} --ckpt_path {path}")
     saved = state.get("hyper_parameters") or {}
     ours = dict(getattr(model, "hparams", None) or {})
-    def plain(value):  # numpy's and torch's numbers and arrays as Python's (np.int64(5) is 5, not the string "5")
-        return value.tolist() if callable(getattr(value, "tolist", None)) else str(value)
-
-    def typed(value) -> str:  # as on the command line; a tuple and a list of the same values are the same option
-        try:
-            return value if isinstance(value, str) else json.dumps(value, default=plain)
-        except (TypeError, ValueError):  # a dict with tuple keys, a circular value: a user module's, as Python shows it
-            return repr(value)
-    flags = " ".join(f"--model.{k} {shlex.quote(typed(v))}" for k, v in saved.items()
-                     if not k.startswith("_") and k in ours and typed(ours[k]) != typed(v))
+    flags = " ".join(f"--model.{k} {shlex.quote(option_value(v))}" for k, v in saved.items()
+                     if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v))
     options = f"--model options it was trained with ({flags}, from its hyper-parameters)" if flags else \
         "--model options it was trained with"
     return (f"--init_from needs the same network: give the {options}" if for_init
             else f"resume with the {options} and --ckpt_path {path}")
+
+
+def changed_options(state: dict, model, datamodule) -> list[tuple[str, object, object]]:
+    """The model and data options a resume gives other values than its checkpoint's hyper-parameters (Lightning saves
+    the model's and the data module's): (flag, the run's value, this resume's). An option only one side has (added
+    or dropped since) is left out, and so are Lightning's and LightningCLI's own entries (`_class_path`, ...), but for
+    another data module class."""
+    changed = []
+    for group, key, part in (("model", "hyper_parameters", model), ("data", "datamodule_hyper_parameters", datamodule)):
+        saved = state.get(key) or {}
+        ours = dict(getattr(part, "hparams", None) or {}) if part is not None else {}
+        theirs_class, our_class = saved.get("_class_path"), ours.get("_class_path")
+        if group == "data" and theirs_class and our_class and \
+                theirs_class.rpartition(".")[2] != our_class.rpartition(".")[2]:
+            changed.append(("--data", theirs_class, our_class))
+        for name, value in saved.items():
+            if name.startswith("_") or name not in ours:
+                continue
+            theirs, here = plain_value(value), plain_value(ours[name])
+            if theirs != here and option_value(theirs) != option_value(here):  # 1 and 1.0 are the same lr
+                changed.append((f"--{group}.{name}", value, ours[name]))
+    return changed
+
+
+def changed_options_warning(path: str, state: dict, model, datamodule, subcommand: str = "",
+                            configs=()) -> str | None:
+    """A resume whose --model/--data options differ from the run's: the warning that names each with both values and
+    the command that resumes as the run began; None when none differs. A resume may change some on purpose (another
+    batch size), and goes on with its own values; one that forgot an option of the run's start (its --data.style)
+    would go on with the default without a word. `configs`: the --config files this resume gives."""
+    changed = changed_options(state, model, datamodule)
+    if not changed:
+        return None
+    listed = "; ".join(f"{flag}: the run's {shlex.quote(option_value(theirs))}, this resume's "
+                       f"{shlex.quote(option_value(ours))}" for flag, theirs, ours in changed)
+    config = run_config_file(path)
+    if config is not None and any(Path(str(given)).resolve() == config.resolve() for given in configs):
+        how = (f"this resume gives the run's config {config} already: the run's values above are its checkpoint's, "
+               f"which an earlier resume may have changed (its config-resume-step*.yaml beside it)")
+    elif config is not None:
+        try:  # a fine-tuned run's config names its --init_from, which a resume must drop
+            init_from = (yaml.safe_load(config.read_text()) or {}).get("init_from")
+        except (OSError, yaml.YAMLError, AttributeError):
+            init_from = None
+        how = (f"to resume as the run began, give its config: python train.py {subcommand}--config {config} "
+               f"--ckpt_path {path}{' --init_from null' if init_from else ''}")
+    else:  # an export or a copied file: the checkpoint's values themselves
+        flags = " ".join(f"{flag} {shlex.quote(option_value(theirs))}" for flag, theirs, _ in changed)
+        how = f"to resume with the run's values, give {flags} --ckpt_path {path}"
+    return (f"--ckpt_path {path}: this resume's options differ from the run's (its checkpoint's hyper-parameters): "
+            f"{listed}. The resume goes on with this resume's values (a resume may change some on purpose, e.g. "
+            f"--data.batch_size); {how}")
+
+
+class WarnChangedOptions(Callback):
+    """Says changed_options_warning's warning once (rank 0) as the fit starts: after the checkpoint's checks and the
+    set-up, whose refusals of the resume come alone, before the first batch."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def on_fit_start(self, trainer, pl_module):
+        rank_zero_warn(self.message)
+
+
+def warn_changed_options(trainer, path: str, state: dict, model, datamodule, subcommand: str = "", configs=()) -> None:
+    """A resume's options that differ from its checkpoint's: warned of as the fit starts (WarnChangedOptions)."""
+    if message := changed_options_warning(path, state, model, datamodule, subcommand, configs):
+        trainer.callbacks.append(WarnChangedOptions(message))
 
 
 def check_checkpoint(path: str, model, system: str, for_init: bool = False, state: dict | None = None) -> dict:

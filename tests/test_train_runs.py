@@ -349,7 +349,9 @@ def test_a_resume_inside_an_epoch_trains_the_rest_of_that_epochs_order(system, s
     record = ["--run_name", "r", "--trainer.callbacks+=test_train_runs.BatchPrints",
               f"--trainer.callbacks.record={resumed}"]
     train.main([*make, *record, "--trainer.max_steps", str(stop * steps)])
-    train.main([*make, *record, "--ckpt_path", "last"])
+    with options_warnings() as said:
+        train.main([*make, *record, "--ckpt_path", "last"])
+    assert said == []  # the shipped config's options, given again: no word of changed ones
     expected = whole.read_text().splitlines()
     assert len(expected) == 2 * per_epoch and resumed.read_text().splitlines() == expected
 
@@ -1023,6 +1025,71 @@ def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path
     results = json.loads((run_dir / "results.json").read_text())
     assert run_dir.name == "slurm-4242" and results["global_step"] == 6 and results["epochs"] == 2.0
     assert results["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")  # not restarted from scratch
+
+
+@contextlib.contextmanager
+def options_warnings():
+    """The warnings of a resume whose --model/--data options differ from the run's, recorded."""
+    said = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield said
+    said.extend(str(w.message) for w in caught if "this resume's options differ from the run's" in str(w.message))
+
+
+def test_a_resume_with_other_options_than_the_runs_says_which_and_how_to_resume_as_it_began(tiny_cifar, tmp_path):
+    """A resume that forgot an option of the run's start (a style run's --data.style) went on with the default
+    without a word; the options that keep the network's shapes pass check_checkpoint."""
+    runs = tmp_path / "runs"
+    began = ["--model.lr", "0.2", "--data.pad", "2"]
+    train.main(job(tiny_cifar, runs, "--run_name", "r", *began))
+    run_dir = runs / "r"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with options_warnings() as said:  # the run's own options (a list, [1], read back from the checkpoint): nothing
+        train.main(job(tiny_cifar, runs, "--run_name", "r", *began, "--ckpt_path", "last", "--trainer.max_epochs", "2"))
+    assert said == []
+    with options_warnings() as said:
+        train.main(job(tiny_cifar, runs, "--run_name", "r", "--model.lr", "0.1", "--data.pad", "0", "--data.flip",
+                       "false", "--ckpt_path", "last", "--trainer.max_epochs", "3"))
+    assert len(said) == 1, said
+    for changed in ("--model.lr: the run's 0.2, this resume's 0.1", "--data.pad: the run's 2, this resume's 0",
+                    "--data.flip: the run's true, this resume's false",
+                    f"python train.py --config {run_dir / 'config.yaml'} --ckpt_path {last}"):
+        assert changed in said[0], said[0]
+    assert "error" not in said[0].lower()  # a resume may change options: it goes on with them
+    assert json.loads((run_dir / "results.json").read_text())["global_step"] == 9  # and it did
+    with options_warnings() as said:  # as the run began, after a resume that changed them: not that command again
+        train.main(["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(last), "--trainer.max_epochs", "4"])
+    assert len(said) == 1 and "--model.lr: the run's 0.1, this resume's 0.2" in said[0], said
+    assert f"gives the run's config {run_dir / 'config.yaml'} already" in said[0] and "--config" not in said[0]
+    with options_warnings() as said:  # a new run from the weights changes options on purpose
+        train.main(job(tiny_cifar, runs, "--run_name", "tuned", "--init_from", str(run_dir), "--model.lr", "0.05",
+                       "--data.flip", "false"))
+    assert said == []
+
+
+def test_a_copied_checkpoint_names_the_runs_values_as_flags(tmp_path):
+    """Without a run folder's config.yaml: the options to give, as on the command line; a list and a tuple of the
+    same values, and 1 and 1.0, are the same option, and LightningCLI's own entries are no options."""
+    state = {"hyper_parameters": {"_class_path": "a.Model", "_instantiator": "x", "num_blocks": (1, 2), "lr": 1,
+                                  "tta": "flip", "widths": None},
+             "datamodule_hyper_parameters": {"_class_path": "d.Data", "style": "my style.jpg", "size": 64}}
+    model = SimpleNamespace(hparams={"_class_path": "a.Model", "_instantiator": "y", "num_blocks": [1, 2],
+                                     "lr": 1.0, "tta": "none", "widths": [8, 16], "new_option": 3})
+    data = SimpleNamespace(hparams={"_class_path": "d.Data", "style": None, "size": 64})
+    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, data)
+    assert ("--model.tta: the run's flip, this resume's none; --model.widths: the run's null, this resume's '[8, 16]'; "
+            "--data.style: the run's 'my style.jpg', this resume's null.") in said
+    assert said.endswith(f"give --model.tta flip --model.widths null --data.style 'my style.jpg' --ckpt_path "
+                            f"{tmp_path / 'copied.ckpt'}")
+    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, SimpleNamespace(hparams={
+        "_class_path": "d.Data", "style": "my style.jpg", "size": 64}))  # the data as the run's
+    assert "--data.style" not in said and "--model.widths" in said
+    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, None, SimpleNamespace(hparams={
+        "_class_path": "other.Folders", "style": "my style.jpg"}))  # another data module class
+    assert "--data: the run's d.Data, this resume's other.Folders. " in said
+    assert train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, SimpleNamespace(hparams={
+        **state["hyper_parameters"], "tta": "flip"}), None) is None
 
 
 def test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one(tiny_cifar, tmp_path):
