@@ -450,7 +450,10 @@ class LogConfig(SaveConfigCallback):
             if isinstance(logger, WandbLogger):  # the runs table can sort by the best a checkpoint's monitor reached
                 for callback in trainer.checkpoint_callbacks:
                     if isinstance(callback, ModelCheckpoint) and callback.monitor:
-                        logger.experiment.define_metric(callback.monitor, summary=f"{callback.mode},last")
+                        # on Lightning's x-axis as its "*": a metric defined by name no longer takes the glob's
+                        # step_metric, and its chart was drawn against wandb's own _step, unlike every other one
+                        logger.experiment.define_metric(callback.monitor, step_metric="trainer/global_step",
+                                                        step_sync=True, summary=f"{callback.mode},last")
             online = isinstance(logger, WandbLogger) and not getattr(logger.experiment, "offline", True)
             if online and logger.experiment.url:  # WANDB_MODE=disabled: not offline, and no url
                 print(f"W&B: {logger.experiment.url}")  # W&B runs silent (WANDB_SILENT) but says where it is

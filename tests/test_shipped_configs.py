@@ -80,6 +80,29 @@ def wandb_images(run_dir):
     return sorted(str(p.relative_to(m)) for m in media for p in m.rglob("*.png"))
 
 
+def wandb_records(path):
+    """The records of a `.wandb` file (wandb's transaction log: a 7-byte header, then 32 KiB blocks of chunks, each
+    with a 7-byte header of CRC, length and type: full, first, middle, last), as wandb.proto Records."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+    data, pos, pieces, block = path.read_bytes(), 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0:  # zero padding to the block's end
+            pos += -pos % block
+            continue
+        pieces = chunk if kind in (1, 2) else pieces + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            yield record
+
+
 def test_darknet_shipped_config(shipped_runs):
     run_dir, result = finished(*shipped_runs["darknet"])
     assert (run_dir / "lr_schedule.png").is_file() and any(n.startswith("lr_schedule") for n in wandb_images(run_dir))
@@ -89,6 +112,18 @@ def test_darknet_shipped_config(shipped_runs):
                   "git root", "Loading `train_dataloader`"):
         assert noise not in printed, noise
     assert json.loads((run_dir / "results.json").read_text())["epochs"] == round(2 / 3, 4)
+
+
+def test_the_checkpoint_monitors_chart_has_the_x_axis_of_the_others(shipped_runs):
+    """val/acc, defined by name for its best on the summary, kept the x-axis of Lightning's "*" glob: a metric defined
+    by name does not take a glob's, so the dashboard drew it against wandb's _step, val/loss against the batches."""
+    run_dir, _ = finished(*shipped_runs["darknet"])
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    metrics = [r.metric for r in wandb_records(log) if r.WhichOneof("record_type") == "metric"]
+    (glob,) = [m for m in metrics if m.glob_name == "*"]
+    assert glob.step_metric == "trainer/global_step"  # Lightning's x-axis for every logged key
+    (monitor,) = [m for m in metrics if m.name == "val/acc"]
+    assert monitor.step_metric == "trainer/global_step" and monitor.summary.max and monitor.summary.last
 
 
 def test_wgan_shipped_config(shipped_runs):
