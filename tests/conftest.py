@@ -72,6 +72,29 @@ def http_server(do_get):
         httpd.server_close()
 
 
+def wandb_records(path):
+    """The records of a `.wandb` file (wandb's transaction log: a 7-byte header, then 32 KiB blocks of chunks, each
+    with a 7-byte header of CRC, length and type: full, first, middle, last), as wandb.proto Records."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+    data, pos, pieces, block = path.read_bytes(), 7, b"", 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0:  # zero padding to the block's end
+            pos += -pos % block
+            continue
+        pieces = chunk if kind in (1, 2) else pieces + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            yield record
+
+
 @pytest.fixture
 def tiny_cifar(tmp_path) -> Path:
     return make_folders(tmp_path / "cifar10")

@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import CLASSES, ROOT, run_in_process
+from conftest import CLASSES, ROOT, run_in_process, wandb_records
 from jsonargparse import Namespace
 
 import train
@@ -102,6 +102,24 @@ def test_each_train_main_in_one_process_logs_to_its_own_wandb_run(tiny_cifar, tm
         wandb_id = json.loads((runs / name / "run.json").read_text())["wandb_id"]
         (folder,) = (runs / name / "wandb").glob("offline-run-*")
         assert folder.name.endswith(f"-{wandb_id}") and (folder / f"run-{wandb_id}.wandb").stat().st_size > 0
+
+
+def test_a_resumed_runs_wandb_summary_keeps_the_best_of_its_earlier_part(tiny_cifar, tmp_path, monkeypatch):
+    """The summary's val/acc (max and last, for the runs table) is the run's: wandb's define_metric summary covers the
+    values one process logged, so a resumed run's said the resumed part's best (offline each part is a file of its
+    own; online, wandb issue #9684), not the 0.9 the run reached before it stopped."""
+    from torchmetrics.classification import MulticlassAccuracy
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    for accuracy, extra in ((0.9, ["--trainer.max_epochs", "1"]), (0.2, ["--ckpt_path", "last"])):
+        monkeypatch.setattr(MulticlassAccuracy, "compute", lambda self, value=accuracy: torch.tensor(value))
+        train.main(job(tiny_cifar, runs, "--run_name", "r", *extra))
+    parts = sorted((runs / "r" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(parts) == 2  # one W&B run id, a file per part
+    summaries = [r.summary for r in wandb_records(parts[-1]) if r.WhichOneof("record_type") == "summary"]
+    logged = [json.loads(item.value_json) for summary in summaries for item in summary.update
+              if [item.key] == ["val/acc"] or list(item.nested_key) == ["val/acc"]]  # wandb's own: nested_key
+    assert logged[-1] == pytest.approx({"max": 0.9, "last": 0.2})
 
 
 def test_a_run_of_the_callers_is_logged_into_and_left_open(tiny_cifar, tmp_path, monkeypatch):
