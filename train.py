@@ -1348,8 +1348,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
         plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it
         args.name = args.get("name") or run_dir.name
-        # the dashboard can filter by system and tell a fit from a test or an LR finder's run
-        args.tags = args.get("tags") or [info["system"]]
+        # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
+        args.tags = [info["system"], *[tag for tag in args.get("tags") or [] if tag != info["system"]]]
         args.job_type = args.get("job_type") or kind
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
             info.setdefault("wandb_id", new_wandb_id())

@@ -1550,7 +1550,7 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
     train.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.save_dir, wandb.name, wandb.id) == (str(tmp_path / "logs"), "given", "myid0001")
-    assert (wandb.tags, wandb.job_type) == (["mine"], "sweep")
+    assert (wandb.tags, wandb.job_type) == (["darknet", "mine"], "sweep")  # the system's tag kept beside them
     assert (tmp_path / "logs" / "wandb").is_dir() and len(config.trainer.callbacks) == 1
     config = run_config(runs, run_name="s", logger=wandb_logger(save_dir="."))
     train.prepare_run(config, "fit")
