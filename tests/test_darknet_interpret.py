@@ -64,6 +64,24 @@ def test_confusion_matrix_per_class_accuracy_and_top_losses(tiny_cifar, tmp_path
     assert (tmp_path / "images" / "test_top_losses.png").exists()
 
 
+def test_every_top_loss_is_named_by_its_place_and_file_and_a_plain_loaders_by_neither(tiny_cifar, tmp_path):
+    """All 12 test images among the top losses (the first, at index 0, too); a loader that cannot say which images
+    a batch holds (a plain DataLoader) leaves both columns empty."""
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, top_losses=12).eval()
+    expected = by_hand(model, tiny_cifar)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.test(model, CIFAR10DataModule(str(tiny_cifar), eval_batch_size=5, download=False), verbose=False)
+    rows = read_csv(tmp_path / "test_top_losses.csv")[1:]
+    assert sorted((int(row[4]), Path(row[5])) for row in rows) == [(index, file) for *_, index, file in expected]
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 3, 32, 32),
+                                                                       torch.tensor([0, 1, 2, 0])), batch_size=3)
+    trainer.test(model, dataloaders=plain, verbose=False)
+    rows = read_csv(tmp_path / "test_top_losses.csv")[1:]
+    assert len(rows) == 4 and all(row[4:] == ["", ""] for row in rows)
+
+
 def test_interpret_false_writes_nothing_and_logs_no_class_accuracy(tiny_cifar, tmp_path):
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, interpret=False)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,

@@ -422,3 +422,40 @@ def test_init_from_a_reference_file_names_the_options_its_nets_need(tiny_cifar, 
     with pytest.raises(UserError, match="netD_epoch_3.pth, beside .*, is not a WassersteinGAN critic file"):
         train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
                             "--init_from", str(tmp_path / "netG_epoch_3.pth")))
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_a_reference_critic_of_any_depth_or_its_mlp_critic_computes_what_it_computes(tmp_path, extra):
+    """reference_checkpoint alone (train.main above): DCGAN_D without or with two extra layers, and its MLP_D
+    (--mlp_D: Linear nc*isize^2 -> ndf, ReLU, ndf -> ndf twice, then -> 1) beside an MLP_G."""
+    from lightning_modules import WGAN
+    from lightning_modules.wgan import reference_checkpoint
+
+    images = torch.randn(3, 3, 16, 16)
+    for mlp in (False, True):
+        folder = tmp_path / f"mlp{mlp}"
+        folder.mkdir()
+        if mlp:
+            _, state_g = reference_mlp_g(8, 32, 3, 16)
+            torch.manual_seed(5)
+            main_d = nn.Sequential(nn.Linear(3 * 16 * 16, 24), nn.ReLU(), nn.Linear(24, 24), nn.ReLU(),
+                                   nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 1))
+            state_d = OrderedDict((f"main.{k}", v) for k, v in main_d.state_dict().items())
+            expected = main_d(images.flatten(1)).flatten()
+        else:
+            _, state_g = reference_dcgan_g(extra=extra)
+            main_d, state_d = reference_dcgan_d(extra=extra)
+            expected = main_d(images).flatten()
+        torch.save(state_g, folder / "netG_epoch_1.pth")
+        torch.save(state_d, folder / "netD_epoch_1.pth")
+        saved = reference_checkpoint(str(folder / "netG_epoch_1.pth"))
+        hp = saved["hyper_parameters"]
+        assert (hp["mlp_critic"], hp["ndf"]) == ((True, 24) if mlp else (False, 4))
+        model = WGAN(**hp)
+        model.load_state_dict(saved["state_dict"], strict=False)
+        with torch.no_grad():
+            assert torch.allclose(model.eval().critic(images), expected, atol=1e-4)
+    _, state_d = reference_dcgan_d(extra=1 - min(extra, 1))  # the netD of a run with other extra layers
+    torch.save(state_d, tmp_path / "mlpFalse" / "netD_epoch_1.pth")
+    with pytest.raises(UserError, match="has other extra layers than"):
+        reference_checkpoint(str(tmp_path / "mlpFalse" / "netG_epoch_1.pth"))
