@@ -595,10 +595,11 @@ TARGETS = {
                             " or fractional")),
     # 2026-11-30: --init_from of the reference projects' own files (their nets in our names), the top losses' images
     "wgan_reference_init": Target("lightning_modules/wgan.py", ("reference_checkpoint", "nets_only", "left_out"),
-                                  ("tests/test_wgan_reference.py", "-k", "init_from")),
+                                  ("tests/test_wgan_reference.py", "-k", "init_from or any_depth")),
     "cyclegan_reference_init": Target("lightning_modules/cyclegan.py",
                                       ("reference_checkpoint", "reference_discriminator"),
-                                      ("tests/test_export.py", "-k", "junyanz and (init_from or without_latest)")),
+                                      ("tests/test_export.py", "-k",
+                                       "junyanz and (init_from or without_latest or missing_one)")),
     "top_loss_images": Target("datamodules/cifar10.py",
                               ("folder_files", "TensorBatches.indices", "CIFAR10DataModule.test_files"),
                               ("tests/test_darknet_interpret.py", "tests/test_data_ddp.py",

@@ -488,6 +488,29 @@ def test_init_from_junyanz_model_zoo_generator_is_g_a_and_the_other_nets_start_n
     assert CycleGAN.reference_checkpoint(str(zoo))["dl2_export"]["left_out"] == ["disc_a.", "disc_b.", "gen_b2a."]
 
 
+def test_a_junyanz_folder_missing_one_discriminator_loads_the_other_and_says_which_starts_new(tmp_path):
+    """D_A missing: D_B still loads (as disc_a), disc_b starts new, and the message names it; a model zoo
+    generator's sizes are named for a mismatch; discriminators of two widths or a file that is not junyanz's refused."""
+    nets = junyanz_nets(0)
+    save_junyanz({name: net for name, net in nets.items() if name != "D_A"}, tmp_path / "run", "latest")
+    state = CycleGAN.reference_checkpoint(str(tmp_path / "run"))
+    assert state["dl2_export"]["left_out"] == ["disc_b."]
+    assert state["dl2_export"]["from"].endswith("no latest_net_D_A.pth: disc_b starts from new weights")
+    model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
+    model.load_state_dict(state["state_dict"], strict=False)
+    assert computes_as(model.eval(), nets)["D_B"]
+    torch.manual_seed(3)
+    torch.save(junyanz_resnet_generator(n_blocks=2, ngf=6).state_dict(), tmp_path / "latest_net_G.pth")
+    assert CycleGAN.reference_checkpoint(str(tmp_path / "latest_net_G.pth"))["hyper_parameters"] == {
+        "n_blocks": 2, "ngf": 6, "upsample": "transposed"}
+    torch.save(junyanz_discriminator(ndf=8).state_dict(), tmp_path / "run" / "latest_net_D_A.pth")
+    with pytest.raises(UserError, match="are discriminators of other sizes"):
+        CycleGAN.reference_checkpoint(str(tmp_path / "run"))
+    torch.save({"weight": torch.zeros(4, 3, 4, 4)}, tmp_path / "run" / "latest_net_D_A.pth")  # not model.*
+    with pytest.raises(UserError, match="is not a junyanz discriminator file"):
+        CycleGAN.reference_checkpoint(str(tmp_path / "run"))
+
+
 def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, monkeypatch):
     from conftest import run_in_process
     from test_train_runs import assert_one_line_error
