@@ -495,6 +495,7 @@ def test_a_junyanz_folder_missing_one_discriminator_loads_the_other_and_says_whi
     save_junyanz({name: net for name, net in nets.items() if name != "D_A"}, tmp_path / "run", "latest")
     state = CycleGAN.reference_checkpoint(str(tmp_path / "run"))
     assert state["dl2_export"]["left_out"] == ["disc_b."]
+    assert state["dl2_export"]["from"].startswith(f"junyanz's checkpoints in {tmp_path / 'run'}, epoch latest: ")
     assert state["dl2_export"]["from"].endswith("no latest_net_D_A.pth: disc_b starts from new weights")
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
     model.load_state_dict(state["state_dict"], strict=False)
