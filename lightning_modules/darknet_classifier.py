@@ -195,7 +195,8 @@ class DarknetClassifier(L.LightningModule):
         logits, losses = self._evaluate(batch, "test", self.test_accuracy, self.test_loss)
         if self.hparams.interpret:
             self.test_confusion.update(logits, batch[1])
-            loader = self.trainer.test_dataloaders  # ours (TensorBatches) names each batch's images by position
+            # ours (TensorBatches) names each batch's images by position; a test_step called alone has no loader
+            loader = getattr(self._trainer, "test_dataloaders", None)
             indices = loader.indices(batch_idx) if hasattr(loader, "indices") else None
             self.keep_worst(batch[0], batch[1], logits, losses, indices)
 
