@@ -5,6 +5,8 @@ ops removes the data loader from the critical path; these are our own batch vers
 transforms (fastai 0.7's `RandomCrop` after a 4-pixel pad with OpenCV's BORDER_REFLECT, `RandomFlip`).
 """
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -53,9 +55,20 @@ def alternating_flip(x: Tensor, flipped_first: Tensor, epoch: int) -> Tensor:
 
 def normalize(x: Tensor, mean, std) -> Tensor:
     """uint8 (N, C, H, W) in [0, 255] to float, then per-channel (x - mean) / std."""
-    mean = torch.as_tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
-    scale = 1 / (torch.as_tensor(std, device=x.device).view(1, -1, 1, 1) * 255)
+    mean, scale = channel_stats(tuple(map(float, mean)), tuple(map(float, std)), x.device)
     return x.float().sub_(mean).mul_(scale)
+
+
+@functools.lru_cache(maxsize=64)
+def channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """(255 mean, 1 / (255 std)) as (1, C, 1, 1) float32 tensors on `device`, made once per device and stats: a
+    tensor made from Python numbers on a GPU is a blocking host-to-device copy, which waits for every kernel queued
+    before it (torch's memcpy_and_sync); made at every batch, that stalled each training step twice. Made outside
+    inference mode, so that a first call under it (a test) does not leave tensors autograd refuses to save."""
+    with torch.inference_mode(False):
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        scale = 1 / (torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        return mean_t.to(device), scale.to(device)
 
 
 def in_input_precision(trainer, batch):

@@ -89,6 +89,65 @@ def test_normalize_matches_the_formula_on_random_pixels():
     assert torch.equal(x, x.clone())  # the input is left as it was
 
 
+def test_normalize_moves_its_stats_to_a_device_once(monkeypatch):
+    """A tensor made from Python numbers on a GPU is a blocking copy that waits for every queued kernel; made at
+    every batch (on_after_batch_transfer), it stalled each Darknet training step twice. Counted on the meta device:
+    tensors made there, or moved there, over three calls."""
+    made = []
+    as_tensor, tensor, to = torch.as_tensor, torch.tensor, torch.Tensor.to
+
+    def on_device(kwargs):
+        device = kwargs.get("device")
+        if device is not None and torch.device(device).type != "cpu":
+            made.append(device)
+
+    def counting_as_tensor(*args, **kwargs):
+        on_device(kwargs)
+        return as_tensor(*args, **kwargs)
+
+    def counting_tensor(*args, **kwargs):
+        on_device(kwargs)
+        return tensor(*args, **kwargs)
+
+    def counting_to(self, *args, **kwargs):
+        out = to(self, *args, **kwargs)
+        if out.device != self.device:
+            made.append(out.device)
+        return out
+
+    monkeypatch.setattr(torch, "as_tensor", counting_as_tensor)
+    monkeypatch.setattr(torch, "tensor", counting_tensor)
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8, device="meta")
+    stats = (0.125, 0.25, 0.375), (0.3, 0.2, 0.1)  # no other test's: not made before
+    for _ in range(3):
+        assert normalize(x, *stats).shape == x.shape
+    assert len(made) <= 2  # the mean and the scale, once
+
+
+def test_normalize_first_called_in_inference_mode_still_has_a_gradient():
+    """The stats kept from a call under inference mode (a test) must not be inference tensors: autograd refuses to
+    save those, and x * scale saves the scale for the gradient of x."""
+    mean, std = (0.1, 0.2, 0.3), (0.3, 0.2, 0.1)  # no other test's
+    with torch.inference_mode():
+        normalize(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), mean, std)
+    leaf = torch.ones(1, 3, 2, 2, requires_grad=True)
+    normalize(leaf * 100, mean, std).sum().backward()
+    expected = 100 / (255 * torch.tensor(std))  # d/dx of (x - 255 m) / (255 s), x = 100 leaf
+    assert torch.allclose(leaf.grad[0, :, 0, 0], expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_normalize_on_a_gpu_does_not_synchronize():
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, device="cuda")
+    normalize(x, (0.2, 0.3, 0.4), (0.25, 0.25, 0.25))  # the stats' one copy
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        normalize(x, (0.2, 0.3, 0.4), (0.25, 0.25, 0.25))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_padding_as_wide_as_the_image_is_allowed():
     x = torch.randn(1, 2, 4, 4)
     out = random_crop(x, 12, pad=4)  # one window: the whole padded image
