@@ -46,8 +46,9 @@ PROBE = "--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe"
 CARRY_LIMIT_MIB = 64
 # seconds each part takes, measured on an H200 on 2026-11-28 (darknet-accuracy: more than 155 s, stopped there;
 # 240 is a guess from 26.6k images/s for 30 epochs, the JPEG decoding at setup and the TTA run's start)
-# measured on an H200 (2026-11-28); darknet- and cyclegan-speed plus ~12 s each for their profiles, added since
-ESTIMATES = {"setup": 25, "cli": 185, "darknet-speed": 44, "wgan-speed": 70, "cyclegan-speed": 87, "style-speed": 91,
+# measured on an H200 (2026-11-28); darknet- and cyclegan-speed plus ~12 s each for their profiles, added since;
+# style-speed plus ~3 s for its untimed warm-up runs (2 iterations of each loop in each of its two processes)
+ESTIMATES = {"setup": 25, "cli": 185, "darknet-speed": 44, "wgan-speed": 70, "cyclegan-speed": 87, "style-speed": 94,
              "darknet-accuracy": 240}
 
 

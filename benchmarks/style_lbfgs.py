@@ -3,7 +3,9 @@
 Both start from the same seeded VGG16 and noise and run the same algorithm (BatchLBFGS makes torch.optim.LBFGS's
 iterates for one image): their losses agree over the first iterations, then rounding differences, grown by L-BFGS
 without line search, take the trajectories apart. With --batch > 1 the plain loop's torch.optim.LBFGS couples the
-images (other iterates, the same work per iteration). Runs alternate A, B, A, B... on a shared machine.
+images (other iterates, the same work per iteration). Runs alternate A, B, A, B... on a shared machine. Each
+loop first runs --warmup iterations untimed: on a GPU the process's first run loads cuDNN, cuBLAS and their
+kernels, which A, always first, paid alone before.
 
     python benchmarks/style_lbfgs.py                                   # CPU: 100 iterations at 288x288
     python benchmarks/style_lbfgs.py --order A; python benchmarks/style_lbfgs.py --order B   # one run per call
@@ -97,7 +99,7 @@ def plain_run(args, data) -> tuple[float, float]:
     return seconds, float(last)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", type=int, default=288)
@@ -112,12 +114,19 @@ def main():
     parser.add_argument("--json", default=None, help="also write evaluations/s and CUDA peak memory to this file")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="after the timing, N iterations of each loop under torch.profiler (printed)")
-    args = parser.parse_args()
+    parser.add_argument("--warmup", type=int, default=2, metavar="N",
+                        help="first, untimed: a run of N iterations of each loop (0: none)")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = StyleTransferDataModule(content=[str(DEFAULT_CONTENT)] * args.batch, size=args.size)
     data.setup("fit")
     runs = {"A": lightning_run, "B": plain_run}
+    if args.warmup:  # the first run in a process loads cuDNN, cuBLAS and their kernels: untimed, for both loops
+        short = argparse.Namespace(**{**vars(args), "iters": args.warmup})
+        for name in dict.fromkeys(args.order):
+            seconds, _ = runs[name](short, data)
+            print(f"warm-up {name}: {seconds:.1f} s for {args.warmup} iterations (not timed)", flush=True)
     times, peak = {"A": [], "B": []}, {}
     for pair in range(args.pairs):
         for name in args.order:
