@@ -1,6 +1,7 @@
 """Shared benchmark pieces: the real data (../shared/data or $DL2_SHARED_DATA, unpacked once into .cache/), a
 warm-up-aware clock for Lightning runs, and pre-made batches as one loader."""
 
+import gc
 import os
 import tarfile
 import time
@@ -41,6 +42,16 @@ def sync(device: torch.device) -> None:
     """Wait for the device, so a clock reads finished work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def fresh_start(device) -> None:
+    """Before each measured run: the earlier runs' objects freed and, on CUDA, the peak memory counter reset to what
+    is left. A Lightning Trainer and its model sit in reference cycles, alive after `fit` returns until Python's
+    collector runs: their CUDA tensors (weights, gradients, optimizer state) counted in the next run's peak (the
+    plain loop's, run after ours), and the collection itself could fall in its timing."""
+    gc.collect()
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
 
 
 class Clock(L.Callback):

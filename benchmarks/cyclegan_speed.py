@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from jsonargparse import CLI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import profiled  # noqa: E402
+from benchmarks.common import fresh_start, profiled  # noqa: E402
 from lightning_modules import CycleGAN  # noqa: E402
 
 
@@ -144,8 +144,7 @@ def main(device: str = "cpu", size: int = 128, n_blocks: int = 6, batch_size: in
     for _ in range(rounds):
         for variant in variants:
             kind, precision, *rest = variant.split("-")
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
+            fresh_start(device)
             run = run_system if kind == "system" else run_plain
             results[variant] += run(template, batches, warmup, device, precision == "bf16", rest == ["cl"])
             if device.startswith("cuda"):

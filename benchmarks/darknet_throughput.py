@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import cifar10_dir, profiled  # noqa: E402
+from benchmarks.common import cifar10_dir, fresh_start, profiled  # noqa: E402
 from datamodules import CIFAR10DataModule  # noqa: E402
 from datamodules.augment import normalize, random_crop, random_flip  # noqa: E402
 from datamodules.cifar10 import SEED_STATS, TensorBatches  # noqa: E402
@@ -85,10 +85,10 @@ def sync(device):
 
 def peak_gib(device, reset=False):
     """CUDA peak memory allocated since the last reset, in GiB (None on the CPU)."""
-    if device != "cuda":
-        return None
     if reset:
-        torch.cuda.reset_peak_memory_stats()
+        fresh_start(device)  # the last Lightning run's model freed first (common.fresh_start)
+        return None
+    if device != "cuda":
         return None
     return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import profiled  # noqa: E402
+from benchmarks.common import fresh_start, profiled  # noqa: E402
 from datamodules.style import DEFAULT_CONTENT, StyleTransferDataModule  # noqa: E402
 from lightning_modules.nets.vgg import block_ends, load_vgg, normalize_imagenet  # noqa: E402
 from lightning_modules.style_transfer import StyleTransfer, median_filtered_noise  # noqa: E402
@@ -130,8 +130,7 @@ def main(argv=None):
     times, peak = {"A": [], "B": []}, {}
     for pair in range(args.pairs):
         for name in args.order:
-            if args.device == "cuda":
-                torch.cuda.reset_peak_memory_stats()
+            fresh_start(args.device)
             seconds, loss = runs[name](args, data)
             if args.device == "cuda":
                 peak[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)

@@ -22,7 +22,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import Batches, Clock, profiled, sync  # noqa: E402
+from benchmarks.common import Batches, Clock, fresh_start, profiled, sync  # noqa: E402
 from lightning_modules.wgan import WGAN  # noqa: E402
 
 STEADY = {"d_iters": 5, "d_iters_long": 5, "long_until": 0, "long_every": 10**9, "sample_every": 10**9}
@@ -88,7 +88,7 @@ def plain_run(data, args) -> float:
     return (len(data) - args.warmup) / (time.perf_counter() - start)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--isize", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=64)
@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--json", default=None, help="also write the rates and CUDA peak memory to this file")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="after the timing, N critic iterations of each loop under torch.profiler (printed)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # on an overloaded CPU, 1 avoids OpenMP spinning between processes
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -115,8 +115,7 @@ def main():
     for r in range(args.repeats):
         order = (("lightning", lightning_run), ("plain", plain_run))
         for name, run in order if r % 2 == 0 else order[::-1]:  # A B B A A B ...: cancels a drifting load
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
+            fresh_start(args.device)
             results[name].append(run(data, args))
             if cuda:
                 peak[name] = round(torch.cuda.max_memory_allocated() / 2**30, 3)

@@ -31,3 +31,32 @@ def test_style_lbfgs_times_neither_loop_s_first_run_in_the_process(tmp_path, mon
     assert row["trials_ours"] == [1.0] and row["trials_plain"] == [1.0]
     assert row["ours"] == row["plain"] == 10.0  # 10 iterations in 1 s each
     assert calls == [("A", 2), ("B", 2), ("A", 10), ("B", 10)]  # the warm-ups: --warmup 2 iterations each
+
+
+def test_wgan_speed_starts_each_run_with_the_earlier_runs_freed(monkeypatch, tmp_path):
+    """A Lightning Trainer and its model sit in reference cycles: alive after fit returns until Python's collector
+    runs, their CUDA tensors counted in the next run's peak memory (the plain loop's). Each run's measurement
+    starts with every earlier run's model gone."""
+    import weakref
+
+    import wgan_speed
+
+    models, alive_at_start = [], []
+
+    class Tracked(wgan_speed.WGAN):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            models.append(weakref.ref(self))
+
+    fresh_start = wgan_speed.fresh_start
+
+    def checked(device):
+        fresh_start(device)
+        alive_at_start.append(sum(m() is not None for m in models))
+
+    monkeypatch.setattr(wgan_speed, "WGAN", Tracked)
+    monkeypatch.setattr(wgan_speed, "fresh_start", checked)
+    monkeypatch.chdir(tmp_path)
+    wgan_speed.main(["--isize", "16", "--batch_size", "2", "--width", "2", "--iterations", "2", "--warmup", "1",
+                     "--repeats", "2", "--threads", "1"])
+    assert len(models) == 4 and alive_at_start == [0, 0, 0, 0]  # ours, plain, plain, ours: none left over
