@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+import torch
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -60,3 +61,48 @@ def test_wgan_speed_starts_each_run_with_the_earlier_runs_freed(monkeypatch, tmp
     wgan_speed.main(["--isize", "16", "--batch_size", "2", "--width", "2", "--iterations", "2", "--warmup", "1",
                      "--repeats", "2", "--threads", "1"])
     assert len(models) == 4 and alive_at_start == [0, 0, 0, 0]  # ours, plain, plain, ours: none left over
+
+
+def test_wgan_speed_s_plain_loop_does_the_system_s_work(monkeypatch, tmp_path):
+    """The ratio is Lightning's cost only if the plain loop runs the system's kernels: the same weights after the
+    same batches, and the clamp as the system's two foreach kernels, not two per parameter (28 launches a critic
+    step for the 64 px critic's 14 tensors). fp32: under bf16-mixed Lightning's autocast keeps no cache of the
+    weights' casts (cache_enabled=False), its own cost, which moves the last bits."""
+    import argparse
+
+    import wgan_speed
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    models = []
+
+    class Kept(wgan_speed.WGAN):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            models.append(self)
+
+    class Clamps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "clamp" in func.__name__:
+                self.ops.append(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(wgan_speed, "WGAN", Kept)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(isize=16, width=2, warmup=1, channels_last=False, device="cpu", precision="32-true")
+    data = wgan_speed.batches(11, 2, 16)  # 11 critic iterations: generator steps after the 5th, 10th and 11th
+    clamps = {}
+    for name, run in (("system", wgan_speed.lightning_run), ("plain", wgan_speed.plain_run)):
+        with Clamps() as mode:
+            run(data, args)
+        clamps[name] = mode.ops
+    system, plain = models
+    for a, b in ((system.critic, plain.critic), (system.generator, plain.generator)):
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(p.detach(), q.detach())
+    assert clamps["plain"] == ["_foreach_clamp_min_", "_foreach_clamp_max_"] * 11
+    # the system's too, beside the clamp_ of its first batch's image grid (real_samples)
+    assert [op for op in clamps["system"] if op.startswith("_foreach")] == clamps["plain"]
