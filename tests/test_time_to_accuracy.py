@@ -157,3 +157,50 @@ def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_pa
     darknet_sweep.main(["--only", "look", "--seeds", "1"])  # the device call: airbench too
     assert probed[1] == (tmp_path / ".whl", "jsonargparse, docstring_parser, typeshed_client, airbench")
     assert not darknet_sweep.main(["--list"]) and len(probed) == 2  # --list installs nothing
+
+
+def test_airbench_s_clock_leaves_out_its_net_and_test_set_loading(tmp_path, monkeypatch):
+    """airbench's train() makes its net and reads the test set from disk again (a loader it uses only when verbose);
+    airbench's own timing leaves both out, and ours has its model and test images made before the clock. A stand-in
+    airbench package, its train94 doing what 0.1.8's does (utils.CifarLoader for the test set, then make_net()),
+    records what happens between the two synchronisations around the timed region."""
+    import sys
+    import types
+
+    events = []
+    utils = types.ModuleType("airbench.utils")
+
+    class CifarLoader:
+        def __init__(self, path, train=True, batch_size=500, **kwargs):
+            events.append(f"loader train={train}")
+
+    def make_net94():
+        events.append("make_net")
+        return "net"
+
+    def train94(train_loader, make_net=make_net94, verbose=True):
+        utils.CifarLoader("cifar10", train=False, batch_size=2000)  # airbench.utils.train's own test loader
+        events.append("train")
+        return make_net()
+
+    def evaluate(model, loader, tta_level=0):
+        events.append(f"evaluate {model} tta {tta_level}")
+        return 0.5
+
+    utils.CifarLoader = CifarLoader
+    package = types.ModuleType("airbench")
+    package.CifarLoader, package.make_net94, package.train94, package.evaluate = (CifarLoader, make_net94, train94,
+                                                                                  evaluate)
+    package.utils = utils
+    lib = types.ModuleType("airbench.lib_airbench94")
+    lib.hyp = {"opt": {"batch_size": 1024}, "aug": {"flip": True, "translate": 2}, "net": {"tta_level": 2}}
+    monkeypatch.setitem(sys.modules, "airbench", package)
+    monkeypatch.setitem(sys.modules, "airbench.utils", utils)
+    monkeypatch.setitem(sys.modules, "airbench.lib_airbench94", lib)
+    monkeypatch.setattr(time_to_accuracy, "synchronize", lambda: events.append("sync"))
+    result = time_to_accuracy.run_airbench(tmp_path, seed=0)
+    assert result["accuracy"] == 0.5
+    timed = events[events.index("sync") + 1:len(events) - 1 - events[::-1].index("sync")]
+    assert timed == ["train", "evaluate net tta 2"]  # training and the TTA test, nothing made or read
+    assert events[:3] == ["loader train=True", "loader train=False", "make_net"]
+    assert utils.CifarLoader is CifarLoader  # put back after the run
