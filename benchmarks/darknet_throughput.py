@@ -42,7 +42,8 @@ def plain_loop(data, batch, warmup, steps, device, precision="32-true", net_args
             start = time.perf_counter()
         if i == warmup + steps:
             break
-        images, labels = images.to(device), labels.to(device)
+        # as Lightning moves a batch to a GPU (move_data_to_device): a blocking copy would wait for the queued steps
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         x = random_flip(random_crop(normalize(images, *SEED_STATS), 32, 4))
         with torch.autocast(device, torch.bfloat16, enabled=precision == "bf16-mixed"):
             loss = F.cross_entropy(net(x), labels)

@@ -106,3 +106,25 @@ def test_wgan_speed_s_plain_loop_does_the_system_s_work(monkeypatch, tmp_path):
     assert clamps["plain"] == ["_foreach_clamp_min_", "_foreach_clamp_max_"] * 11
     # the system's too, beside the clamp_ of its first batch's image grid (real_samples)
     assert [op for op in clamps["system"] if op.startswith("_foreach")] == clamps["plain"]
+
+
+def test_darknet_throughput_s_plain_loop_moves_batches_as_lightning_does(monkeypatch):
+    """Lightning moves each batch to a GPU with non_blocking=True (move_data_to_device); a blocking copy in the plain
+    loop waits for every queued kernel at each step, a sync only the plain side had. The copies' flags, on the CPU."""
+    import types
+
+    import darknet_throughput
+
+    flags = []
+    to = torch.Tensor.to
+
+    def recording_to(self, *args, **kwargs):
+        if args and args[0] == "cpu" and self.dtype in (torch.uint8, torch.int64):
+            flags.append(kwargs.get("non_blocking", False))
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    data = types.SimpleNamespace(train_images=torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8),
+                                 train_labels=torch.randint(0, 10, (12,)))
+    rate = darknet_throughput.plain_loop(data, 4, 1, 1, "cpu", net_args={"nf": 4, "num_blocks": [1]})
+    assert rate > 0 and flags == [True, True] * 2  # images and labels of the warm-up step and the timed one
