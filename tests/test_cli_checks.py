@@ -121,7 +121,7 @@ class Classifier:
 
 def job_cli(model, callbacks=None):
     return SimpleNamespace(model=model, trainer=SimpleNamespace(callbacks=callbacks if callbacks is not None else []),
-                           config=Namespace(model=Namespace(class_path="lightning_modules.WGAN")))
+                           config=Namespace(model=Namespace(class_path="lightning_modules.WGAN")), datamodule=None)
 
 
 def job_options(run=False, init_from=None, ckpt_path=None):
