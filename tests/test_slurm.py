@@ -159,17 +159,23 @@ class WeightsAtTest(L.Callback):
         torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "tested.pt"))
 
 
-def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_cifar, tmp_path, monkeypatch):
+def one_task_job(tmp_path: Path, job_id: str, name: str, then: str = "") -> dict[str, str]:
+    """The environment of a one-task SLURM job, with an `scontrol` on the PATH that appends its arguments to
+    <tmp_path>/scontrol.log, then runs `then`."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    # scontrol as SLURM runs it: it records the requeue and the job is killed (here: the training process)
-    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\nkill -9 $PPID\n')
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n{then}')
     (bin_dir / "scontrol").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "dl2-darknet", "SLURM_NTASKS": "1",
-           "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-           "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+            "SLURM_JOB_ID": job_id, "SLURM_JOB_NAME": name, "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+            "SLURM_NODELIST": "localhost"}
+
+
+def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_cifar, tmp_path, monkeypatch):
+    # scontrol as SLURM runs it: it records the requeue and the job is killed (here: the training process)
+    env = one_task_job(tmp_path, "4242", "dl2-darknet", "kill -9 $PPID\n")
     args = [sys.executable, str(ROOT / "train.py"), "--system", "darknet", "--data.data_dir", str(tiny_cifar),
             "--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
             "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
@@ -235,15 +241,7 @@ class SignalStepAtStep(L.Callback):
 def test_the_requeue_signal_reaching_the_dataloader_workers_saves_and_requeues_once(tiny_unpaired, tmp_path):
     # a forked worker ran the main process's requeue handler on its copy of the trainer: it wrote hpc_ckpt_1.ckpt over
     # the main process's with the step it was forked at (0: the requeued job started again) and requeued the job twice
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> "{tmp_path}/scontrol.log"\n')
-    (bin_dir / "scontrol").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "SLURM_JOB_ID": "4245", "SLURM_JOB_NAME": "dl2-cyclegan", "SLURM_NTASKS": "1",
-           "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-           "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}
+    env = one_task_job(tmp_path, "4245", "dl2-cyclegan")
     args = [sys.executable, str(ROOT / "train.py"), "--system", "cyclegan", "--data.data_dir", str(tiny_unpaired),
             "--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
             "--model.n_epochs_decay", "1", "--data.load_size", "36", "--data.crop_size", "32",
