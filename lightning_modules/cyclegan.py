@@ -23,6 +23,7 @@ from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
+from lightning_modules.inference import load_by_position
 from lightning_modules.nets.cyclegan import ResBlock, init_cyclegan_, patch_discriminator, resnet_generator
 
 
@@ -402,13 +403,9 @@ def reference_generator(path: str) -> nn.Module | None:
     in our order under other names (model.1.weight, model.10.conv_block.1.weight, ...), so its tensors load by
     position, each shape checked; instance-norm statistics that older PyTorch versions saved are dropped, as the
     reference drops them."""
-    from lightning_modules.inference import tensor_file
-
-    state = tensor_file(path)
+    state = junyanz_state(path)
     if state is None:
         return None
-    state = {k.removeprefix("module."): v for k, v in state.items()
-             if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
     if not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
         return None
     n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
@@ -417,13 +414,23 @@ def reference_generator(path: str) -> nn.Module | None:
                         "U-Net?); give latest_net_G_A.pth or latest_net_G_B.pth")
     ngf = next(iter(state.values())).shape[0]
     generator = resnet_generator(n_blocks, ngf)
-    ours = generator.state_dict()
-    shapes = [tuple(v.shape) for v in ours.values()], [tuple(v.shape) for v in state.values()]
-    if shapes[0] != shapes[1]:
+    if not load_by_position(generator, list(state.values())):
         raise UserError(f"{path} holds a junyanz-style generator, but not a resnet_{n_blocks}blocks one of ngf {ngf} "
-                        f"({len(state)} tensors against {len(ours)}); only the ResNet generators load here")
-    generator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
+                        f"({len(state)} tensors against {len(generator.state_dict())}); only the ResNet generators "
+                        "load here")
     return generator.eval()
+
+
+def junyanz_state(path: str) -> dict[str, Tensor] | None:
+    """A junyanz weights file's tensors without DataParallel's `module.` and the instance-norm statistics older
+    PyTorch versions saved (the reference drops them); None for a file that is not a state dict of tensors."""
+    from lightning_modules.inference import tensor_file
+
+    state = tensor_file(path)
+    if state is None:
+        return None
+    return {k.removeprefix("module."): v for k, v in state.items()
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
 # junyanz's nets as ours: its G_A translates A -> B; its D_A is applied to fake_B (judges domain B), its D_B to fake_A
@@ -435,22 +442,15 @@ def reference_discriminator(path: str) -> nn.Module:
     """junyanz's NLayerDiscriminator file (`latest_net_D_A.pth`; --netD basic, n_layers 3, instance norm, so every
     conv has a bias) as our patch_discriminator: its `model` Sequential's convs at 0, 2, 5, 8 and 11 are ours in
     our order (the norms hold no tensors), loaded by position, each shape checked."""
-    from lightning_modules.inference import tensor_file
-
-    state = tensor_file(path)
-    if state is not None:
-        state = {k.removeprefix("module."): v for k, v in state.items()
-                 if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    state = junyanz_state(path)
     if not state or not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
         raise UserError(f"{path} is not a junyanz discriminator file (its NLayerDiscriminator's model.0.weight, "
                         "...); give the net_D_A.pth and net_D_B.pth of a --model cycle_gan run")
     ndf = next(iter(state.values())).shape[0]
     discriminator = patch_discriminator(ndf)
-    ours = discriminator.state_dict()
-    if [tuple(v.shape) for v in ours.values()] != [tuple(v.shape) for v in state.values()]:
+    if not load_by_position(discriminator, list(state.values())):
         raise UserError(f"{path} holds a discriminator that is not junyanz's basic PatchGAN (--netD basic, n_layers "
                         f"3, --norm instance, 3 channels) of ndf {ndf}; only that one loads here")
-    discriminator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
     return discriminator
 
 

@@ -32,6 +32,18 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+def load_by_position(module: torch.nn.Module, tensors: list[torch.Tensor]) -> bool:
+    """A reference project's tensors loaded into `module` by position: its net has our layers in our order under
+    other names. False, nothing loaded, when the shapes differ from the module's. BatchNorm's batch counts, which
+    those files may lack, are not matched: BatchNorm fills them in."""
+    state = module.state_dict()
+    ours = [key for key in state if not key.endswith("num_batches_tracked")]
+    if [tuple(state[key].shape) for key in ours] != [tuple(tensor.shape) for tensor in tensors]:
+        return False
+    module.load_state_dict(dict(zip(ours, tensors, strict=True)))
+    return True
+
+
 def or_reference(error: UserError, files: str) -> UserError:
     """read_checkpoint's 'not a Lightning checkpoint' for a command that also reads a reference project's `files`."""
     message = str(error)

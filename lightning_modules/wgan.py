@@ -28,6 +28,7 @@ from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
+from lightning_modules.inference import load_by_position
 from lightning_modules.nets import dcgan
 
 # Lightning 2.6 warns on every step checkpoint under manual optimization that it holds the post-step weights;
@@ -347,15 +348,12 @@ def reference_generator(path: str) -> WGAN | None:
     isize = 4 * 2 ** (len(convs) - n_extra_layers - 1)  # 4x4 after the first, then each stride-2 block doubles
     model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, n_extra_layers=n_extra_layers, bn_last=False,
                  generator_batchnorm=batchnorm)
-    ours = {k: v for k, v in model.generator.state_dict().items() if not k.endswith("num_batches_tracked")}
     theirs = [v.transpose(0, 1).flip(2, 3) if v.dim() == 4 and not name.endswith("convt") else v
               for name, v in layers]
-    shapes = [tuple(v.shape) for v in ours.values()], [tuple(v.shape) for v in theirs]
-    if shapes[0] != shapes[1]:
+    if not load_by_position(model.generator, theirs):
         raise UserError(f"{path} holds a WassersteinGAN-style generator that does not match a DCGAN_G of isize "
                         f"{isize}, nz {nz}, ngf {ngf}, {n_extra_layers} extra layers; only its DCGAN_G, DCGAN_G_nobn "
                         "and MLP_G load")
-    model.generator.load_state_dict(dict(zip(ours, theirs, strict=True)))  # BatchNorm fills in its batch counts
     return model.eval()
 
 
@@ -391,12 +389,10 @@ def reference_checkpoint(path: str) -> dict | None:
     if not mlp and sum(":conv.weight" in k and "extra-layers" in k for k in state) != hp["n_extra_layers"]:
         raise UserError(f"{critic_file} has other extra layers than {path}; give the netD file of the same run")
     both = WGAN(**hp)
-    ours = [k for k in both.critic.state_dict() if not k.endswith("num_batches_tracked")]
-    if [tuple(both.critic.state_dict()[k].shape) for k in ours] != [tuple(v.shape) for v in tensors]:
+    if not load_by_position(both.critic, tensors):
         raise UserError(f"{critic_file} holds a critic that does not match a DCGAN_D (or MLP_D) of isize "
                         f"{hp['isize']}, nc {hp['nc']}, ndf {hp['ndf']}, {hp['n_extra_layers']} extra layers; give the "
                         f"netD file of the run that wrote {Path(path).name}")
-    both.critic.load_state_dict(dict(zip(ours, tensors, strict=True)), strict=False)  # its batch counts: new
     both.generator.load_state_dict(model.generator.state_dict())
     return {"state_dict": nets_only(both, ("generator.", "critic.")), "hyper_parameters": hp,
             EXPORT_KEY: {"from": f"{said} and critic ({critic_file.name})",
@@ -434,11 +430,9 @@ def reference_mlp_generator(path: str, state: dict) -> WGAN:
         raise UserError(f"{path} holds linear layers that are not the WassersteinGAN reference's MLP_G (four layers, "
                         f"the last {pixels} wide: nc x isize x isize); only its DCGAN_G, DCGAN_G_nobn and MLP_G load")
     model = WGAN(isize=isize, nz=nz, nc=nc, ngf=ngf, mlp_generator=True, mlp_critic=True)  # any isize (28 for MNIST)
-    ours = model.generator.state_dict()
-    if [tuple(v.shape) for v in ours.values()] != [tuple(v.shape) for v in state.values()]:
+    if not load_by_position(model.generator, list(state.values())):
         raise UserError(f"{path} holds linear layers that do not match an MLP_G of isize {isize}, nz {nz}, nc {nc}, "
                         f"ngf {ngf}")
-    model.generator.load_state_dict(dict(zip(ours, state.values(), strict=True)))
     return model.eval()
 
 
