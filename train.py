@@ -1159,7 +1159,7 @@ def check_checkpoint_class(config, kind: str) -> None:
     resume). Lightning 2.6 builds the checkpoint's own class over the config's, so another system's checkpoint met the
     config's data module and trainer (a CycleGAN tested on CIFAR-10: a traceback from its test step; a WGAN validated
     on horse2zebra)."""
-    from lightning_modules.inference import read_checkpoint, saved_class
+    from lightning_modules.inference import read_checkpoint, run_config_file, saved_class
     path = config.get("ckpt_path")
     if not path:
         return
@@ -1169,9 +1169,9 @@ def check_checkpoint_class(config, kind: str) -> None:
     saved, model_class = saved_class(state), model_class_of(config)
     theirs, ours = (name.rpartition(".")[2] if name else None for name in (saved, model_class))
     if saved and theirs != ours:
-        run_config = Path(path).absolute().parent.parent / "config.yaml"
+        run_config = run_config_file(path)
         system = system_of(saved)
-        fix = (f"give its run's config, --config {run_config}" if run_config.is_file()
+        fix = (f"give its run's config, --config {run_config}" if run_config is not None
                else f"give its system's config, --config configs/{system}.yaml" if system
                else "give the config that trained it")
         raise UserError(f"--ckpt_path {path} is a {theirs} checkpoint, but the config's model is a {ours}; {fix}")
@@ -1542,13 +1542,6 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
-def run_config_file(path: str) -> Path | None:
-    """The config.yaml of a checkpoint's run folder (a checkpoint in RUN/checkpoints/ or Lightning's
-    RUN/hpc_ckpt_N.ckpt), None for an export or a copied file."""
-    here = Path(path).absolute()
-    return next((d / "config.yaml" for d in (here.parent.parent, here.parent) if (d / "config.yaml").is_file()), None)
-
-
 def plain_value(value):
     """numpy's and torch's numbers and arrays as Python's (np.int64(5) is 5, not the string "5"), tuples as lists."""
     if callable(getattr(value, "tolist", None)):
@@ -1577,6 +1570,7 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     """The fix for a checkpoint of another network: the config.yaml of its run folder, else (an export, a copied
     file) the --model options its saved hyper-parameters hold that differ from this model's: a config path that is
     not there fixes nothing."""
+    from lightning_modules.inference import run_config_file
     config = run_config_file(path)
     if config is not None:
         return (f"--init_from needs the same network: give the --model options of its config {config}" if for_init
@@ -1619,6 +1613,7 @@ def changed_options_warning(path: str, state: dict, model, datamodule, subcomman
     the command that resumes as the run began; None when none differs. A resume may change some on purpose (another
     batch size), and goes on with its own values; one that forgot an option of the run's start (its --data.style)
     would go on with the default without a word. `configs`: the --config files this resume gives."""
+    from lightning_modules.inference import run_config_file
     changed = changed_options(state, model, datamodule)
     if not changed:
         return None

@@ -122,6 +122,13 @@ def run_folder_checkpoint(path: str) -> str:
     return str(last) if Path(path).is_dir() and last.is_file() else path
 
 
+def run_config_file(path: str) -> Path | None:
+    """The config.yaml of a checkpoint's run folder (a checkpoint in RUN/checkpoints/ or Lightning's
+    RUN/hpc_ckpt_N.ckpt), None for an export or a copied file."""
+    here = Path(path).absolute()
+    return next((d / "config.yaml" for d in (here.parent.parent, here.parent) if (d / "config.yaml").is_file()), None)
+
+
 def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
     """`cls.load_from_checkpoint` in eval mode, after read_checkpoint's checks and the system's; `checkpoint` as
     checkpoint_file takes it (a run folder, `last`)."""

@@ -286,9 +286,10 @@ class StyleTransfer(L.LightningModule):
             # written after iteration `step` (at step - 1's level), or before the first
             expected = [self.level_size(full, max(step - 1, 0)), self.level_size(full, step)]
             if tuple(shape[-2:]) not in expected:
+                from lightning_modules.inference import run_config_file
                 ckpt = getattr(self._trainer, "ckpt_path", None)
-                config = Path(ckpt).parent.parent / "config.yaml" if ckpt else None
-                fix = (f"--config {config} --ckpt_path {ckpt}" if config and config.is_file()
+                config = run_config_file(ckpt) if ckpt else None
+                fix = (f"--config {config} --ckpt_path {ckpt}" if config is not None
                        else "its --data and --model.pyramid options")
                 raise UserError(f"the checkpoint's image is {shape[-2]}x{shape[-1]} px after iteration {step}, this "
                                 f"run's would be {expected[0][0]}x{expected[0][1]} px: the run began with other "
