@@ -481,11 +481,8 @@ def reference_checkpoint(path: str) -> dict | None:
         generator = reference_generator(path)  # a plain generator file: the model zoo's latest_net_G.pth
         if generator is None:
             return None
-        n_blocks = len([m for m in generator if isinstance(m, ResBlock)])
         state = {f"gen_a2b.{k}": v for k, v in generator.state_dict().items()}
-        return {"state_dict": state,
-                "hyper_parameters": {"n_blocks": n_blocks, "ngf": generator[0][1].out_channels,
-                                     "upsample": "transposed"},
+        return {"state_dict": state, "hyper_parameters": generator_sizes(generator),
                 EXPORT_KEY: {"from": f"junyanz's generator {where.name} as G_A (A->B, gen_a2b); gen_b2a, disc_a and "
                                      "disc_b start from new weights", "left_out": ["disc_a.", "disc_b.", "gen_b2a."]}}
     else:
@@ -507,8 +504,7 @@ def reference_checkpoint(path: str) -> dict | None:
     shape = [tuple(v.shape) for v in a.state_dict().values()]
     if shape != [tuple(v.shape) for v in b.state_dict().values()]:
         raise UserError(f"{files['G_A']} and {files['G_B']} are generators of other sizes; give the files of one run")
-    hp = {"n_blocks": len([m for m in a if isinstance(m, ResBlock)]), "ngf": a[0][1].out_channels,
-          "upsample": "transposed"}
+    hp = generator_sizes(a)
     discriminators = [nets[net] for net in ("D_A", "D_B") if net in nets]
     if discriminators:
         widths = {d[0][0].out_channels for d in discriminators}
@@ -522,6 +518,12 @@ def reference_checkpoint(path: str) -> dict | None:
                       *[f"no {files[net].name}: {JUNYANZ_NETS[net][:-1]} starts from new weights" for net in missing]])
     left_out = sorted(JUNYANZ_NETS[net] for net in missing)
     return {"state_dict": state, "hyper_parameters": hp, EXPORT_KEY: {"from": said, "left_out": left_out}}
+
+
+def generator_sizes(generator: nn.Module) -> dict:
+    """The hyper-parameters of a resnet_generator read back from it (junyanz's upsample by transposed convs)."""
+    return {"n_blocks": len([m for m in generator if isinstance(m, ResBlock)]), "ngf": generator[0][1].out_channels,
+            "upsample": "transposed"}
 
 
 def translate_output(file: Path, source: Path, out: Path) -> bool:

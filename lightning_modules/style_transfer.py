@@ -400,6 +400,9 @@ class StyleTransfer(L.LightningModule):
 
     results_folder: Path | None = None  # where on_train_end saves the results; None: <run folder>/stylized
 
+    def results_dir(self) -> Path:
+        return self.results_folder or Path(self.trainer.default_root_dir) / "stylized"
+
     def configure_callbacks(self):
         return [WriteOnStop()]
 
@@ -415,9 +418,8 @@ class StyleTransfer(L.LightningModule):
         if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
             style = resized(style, content.shape[-2:])
         names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
-        folder = self.results_folder or Path(self.trainer.default_root_dir) / "stylized"
         for name, image in zip(names, result, strict=True):
-            save_png(image, folder / f"{name}.png")
+            save_png(image, self.results_dir() / f"{name}.png")
         rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
         caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
         log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
@@ -436,9 +438,8 @@ class WriteOnStop(L.Callback):
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and hasattr(pl_module, "_batch"):
             pl_module.on_train_end()
             if trainer.is_global_zero:
-                folder = pl_module.results_folder or Path(trainer.default_root_dir) / "stylized"
-                print(f"Wrote the images as they are after iteration {trainer.global_step} to {folder}",
-                      file=sys.stderr)
+                print(f"Wrote the images as they are after iteration {trainer.global_step} to "
+                      f"{pl_module.results_dir()}", file=sys.stderr)
 
 
 def stylize(content: list[str] | str | None = None, style: list[str] | str | None = None, output: str = "stylized",
