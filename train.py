@@ -420,6 +420,16 @@ class LogConfig(SaveConfigCallback):
     resumed_at: int | str | None = None  # "unknown" for a checkpoint whose step cannot be read
 
     def setup(self, trainer, pl_module, stage) -> None:
+        if self.resumed_at is None or stage != "fit":
+            self.write(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # a resume's, once its checkpoint is restored (after setup): a resume refused there (the style's image of
+        # another size) left a config-resume file for nothing, and its logged config on the run's W&B run
+        if self.resumed_at is not None:
+            self.write(trainer, pl_module, "fit")
+
+    def write(self, trainer, pl_module, stage) -> None:
         # Lightning's, but into the run folder: it writes into trainer.log_dir, the logger's folder, which is a W&B
         # save_dir of the user's (shared by runs, each replacing the file) or a CSV logger's version_<n>/
         if self.already_saved:
@@ -565,6 +575,7 @@ class RunBegan(Callback):
 
     def on_train_start(self, trainer, pl_module):
         _fresh_runs.pop(self.run_dir, None)
+        _resumed_wandb.pop(self.run_dir, None)
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.state.fn == TrainerFn.VALIDATING:  # the validate subcommand's (a fit's come after on_train_start)
@@ -1347,7 +1358,9 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.save_dir = str(run_dir)
         refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
         plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it
-        args.name = args.get("name") or run_dir.name
+        # a resume keeps the name the run began with (wandb renames the run to the name it is given)
+        args.name = args.get("name") or info.get("wandb_name") or run_dir.name
+        info["wandb_name"] = args.name
         # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
         args.tags = [info["system"], *[tag for tag in args.get("tags") or [] if tag != info["system"]]]
         args.job_type = args.get("job_type") or kind
@@ -1383,6 +1396,9 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
 _fresh_runs: dict[Path, list[Path]] = {}
 # run folder -> its W&B run id, for the fresh ones: wandb.run may be an earlier run's (train.main twice in a notebook)
 _fresh_wandb: dict[Path, str] = {}
+# run folder -> its W&B run id and wandb's links in its W&B folder (latest-run, debug.log) as they were, for a run
+# folder there before (a resume) until its training begins (RunBegan)
+_resumed_wandb: dict[Path, tuple[str, dict[Path, str]]] = {}
 
 
 def make_run_folder(plan: RunPlan) -> None:
@@ -1416,6 +1432,9 @@ def make_run_folder(plan: RunPlan) -> None:
             _fresh_runs[run_dir] += [folder for folder in wandb_made if run_dir not in folder.parents]
             if plan.wandb_id:
                 _fresh_wandb[run_dir] = plan.wandb_id
+        elif plan.wandb_id and plan.kind not in EVALUATIONS:
+            links = {link: os.readlink(link) for link in plan.wandb_dir.iterdir() if link.is_symlink()}
+            _resumed_wandb[run_dir] = (plan.wandb_id, links)
     write_json(run_dir / RUN_FILE, plan.info)
 
 
@@ -1451,6 +1470,28 @@ def discard_fresh_runs() -> list[Path]:
     _fresh_runs.clear()
     _fresh_wandb.clear()
     return removed
+
+
+def discard_refused_resume() -> None:
+    """A resume refused before its training began (the style's image of another size, found as the checkpoint is
+    restored) leaves its run's W&B run as it was: Lightning had reopened it, and it ended as failed, with a new
+    local folder (offline, one more to `wandb sync`). It is ended as the run's earlier part ended it, and this
+    process's folder of it goes (wandb's links beside it point where they pointed before)."""
+    run = current_wandb_run()
+    links = next((links for wandb_id, links in _resumed_wandb.values() if wandb_id == getattr(run, "id", None)), None)
+    if run is not None and links is not None:
+        folder = None
+        with contextlib.suppress(Exception):
+            folder = Path(run.dir).parent
+        with contextlib.suppress(Exception):
+            sys.modules["wandb"].finish(exit_code=0)
+        if folder is not None:
+            remove_wandb_run(folder)
+            for link, target in links.items():
+                with contextlib.suppress(OSError):
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(target)
+    _resumed_wandb.clear()
 
 
 def remove_wandb_run(folder: Path) -> None:
@@ -1983,6 +2024,8 @@ def main(argv: list[str] | None = None) -> None:
             if stopped and removed:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
+        if _resumed_wandb and isinstance(error, Exception) and user_message(error) is not None:
+            discard_refused_resume()
         finish_wandb_run(earlier_wandb_run, exit_status(error))
         raise
     else:
@@ -1990,6 +2033,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         _fresh_runs.clear()
         _fresh_wandb.clear()
+        _resumed_wandb.clear()
         release_run_locks()
         if _requeue_signal is not None:
             _requeue_signal.uninstall()

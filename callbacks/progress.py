@@ -83,10 +83,12 @@ class ProgressBar(TQDMProgressBar):
     # ---- hooks ----------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
-        self._batches, self._clock, self.shown = 0, (time.perf_counter(), 0), {}
+        self._batches, self._clock, self.shown = 0, None, {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self._batches += 1
+        if self._batches == 1:  # the clock starts after the first batch: it holds the workers' start, a resume's
+            self._clock = (time.perf_counter(), 1)  # restore, cuDNN's tuning, which no later batch pays
         every = self.interval(trainer)
         # on the steps the systems log (logging_step), so the bar and the lines show fresh values: every
         # log_every_n_steps optimizer steps (batches / accumulate_grad_batches; none for 0), the first batch's too
@@ -100,7 +102,7 @@ class ProgressBar(TQDMProgressBar):
     def print_line(self, trainer, batch_idx: int) -> None:
         now = time.perf_counter()
         then, batches = self._clock
-        speed = (self._batches - batches) / max(now - then, 1e-9)
+        timed = self._batches - batches
         self._clock = (now, self._batches)
         if self._quiet or not trainer.is_global_zero:
             return
@@ -109,7 +111,8 @@ class ProgressBar(TQDMProgressBar):
         batches = f"/{total}" if isinstance(total, int) else ""
         shown = " ".join(f"{k} {format_number(v)}" for k, v in self.shown.items())
         print(f"epoch {trainer.current_epoch}{epochs} batch {batch_idx + 1}{batches} step {trainer.global_step}"
-              f"{' | ' + shown if shown else ''} | {speed:.2f} it/s", flush=True)
+              f"{' | ' + shown if shown else ''}{f' | {timed / max(now - then, 1e-9):.2f} it/s' if timed else ''}",
+              flush=True)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -71,6 +71,26 @@ def test_checkpoint_holds_the_image_not_the_frozen_vgg(job_run):
     assert list(state["state_dict"]) == ["image"] and state["state_dict"]["image"].shape == (2, 3, 32, 32)
 
 
+def test_a_refused_resume_leaves_the_run_and_its_wandb_run_as_they_were(style_images, tmp_path, monkeypatch):
+    """A resume at another --data.size is refused as the checkpoint is restored, after Lightning reopened the run's
+    W&B run: it left a config-resume-step2.yaml and a second offline W&B folder (which `wandb sync` would upload as
+    a failed part of the run)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    args = [a for a in job(style_images, runs, "--trainer.max_steps", "2", "--run_name", "r")]
+    at = args.index("--trainer.logger")
+    del args[at:at + 2]  # the shipped config's W&B logger
+    train.main(args)
+    run_dir = runs / "r"
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    with pytest.raises(UserError, match="the checkpoint's image is 32x32 px after iteration 2"):
+        train.main([*args, "--data.size", "48", "--trainer.max_steps", "3", "--ckpt_path", "last"])
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    train.main([*args, "--trainer.max_steps", "3", "--ckpt_path", "last"])  # the resume as the run began goes on
+    assert (run_dir / "config-resume-step2.yaml").is_file() and len(list((run_dir / "wandb").glob("offline-*"))) == 2
+
+
 def test_resumed_run_matches_an_uninterrupted_one(style_images, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train.main(job(style_images, straight, "--trainer.max_steps", "3"))

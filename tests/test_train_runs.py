@@ -1568,6 +1568,24 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
                                               f"later with `wandb sync {mine}/offline-run-*`")
 
 
+def test_a_resume_keeps_the_wandb_name_the_run_began_with(tmp_path, monkeypatch, no_ranks):
+    """wandb renames a run to the name it is given: a resume without the first part's --trainer.logger.name renamed
+    the dashboard's run to its folder's name. A name given to the resume is the user's: it renames."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    runs = tmp_path / "runs"
+    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(name="lr-sweep-3")), "fit")
+    last = str(runs / "r" / "checkpoints" / "last.ckpt")
+    for given, expected in [(None, "lr-sweep-3"), ("renamed", "renamed"), (None, "renamed")]:
+        train.release_run_locks()  # each resume a process of its own
+        config = run_config(runs, ckpt_path=last, logger=wandb_logger(**({"name": given} if given else {})))
+        train.prepare_run(config, "fit")
+        assert config.trainer.logger.init_args.name == expected
+    train.release_run_locks()
+    config = run_config(runs, run_name="s", logger=wandb_logger())  # another run: its own folder's name
+    train.prepare_run(config, "fit")
+    assert config.trainer.logger.init_args.name == "s"
+
+
 @pytest.mark.parametrize("mode, offline", [("offline", True), ("dryrun", True), ("online", False)])
 def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path, monkeypatch, no_ranks):
     monkeypatch.setenv("WANDB_MODE", mode)  # the user's decision: wandb runs offline whatever the config says
