@@ -38,9 +38,9 @@ def unpacked(archive: str, folder: str, last: str, name: str) -> Path:
     return target
 
 
-def sync(device: torch.device) -> None:
+def sync(device: torch.device | str) -> None:
     """Wait for the device, so a clock reads finished work."""
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 

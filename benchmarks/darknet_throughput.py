@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import cifar10_dir, fresh_start, profiled  # noqa: E402
+from benchmarks.common import cifar10_dir, fresh_start, profiled, sync  # noqa: E402
 from datamodules import CIFAR10DataModule  # noqa: E402
 from datamodules.augment import normalize, random_crop, random_flip  # noqa: E402
 from datamodules.cifar10 import SEED_STATS, TensorBatches  # noqa: E402
@@ -77,11 +77,6 @@ def lightning_loop(data, batch, warmup, steps, device, precision="32-true", net_
                         limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=20, callbacks=[timer])
     trainer.fit(DarknetClassifier(**(net_args or {})), datamodule=data)
     return steps * batch / timer.seconds
-
-
-def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def peak_gib(device, reset=False):
