@@ -347,13 +347,14 @@ TARGETS = {
                             "quiet"),
                            ("tests/test_progress_bar.py", "tests/test_progress.py", "-k",
                             "test_progress_bar or refresh or named_metrics or plain_lines or host_read"
-                            " or train_py_job_prints or without_a_bar or each_system")),
+                            " or train_py_job_prints or without_a_bar or each_system or leaves_out_the_first")),
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
-    "run_config": Target("train.py", ("LogConfig.setup", "remove_wandb_run"),
-                         ("tests/test_train_runs.py", "tests/test_train_cli.py", "-k",
+    "run_config": Target("train.py", ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write",
+                                      "remove_wandb_run", "discard_refused_resume"),
+                         ("tests/test_train_runs.py", "tests/test_train_cli.py", "tests/test_style_cli.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
-                          " or runs_config_yaml or resume_keeps_the_config or writes_results")),
+                          " or runs_config_yaml or resume_keeps_the_config or writes_results or refused_resume")),
     "strategy": Target("callbacks/strategy.py",
                        ("documented_ddp_strategy", "require_unused_parameter_detection",
                         "destroy_process_group_at_exit", "_destroy_process_group"),
