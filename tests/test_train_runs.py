@@ -28,9 +28,12 @@ from datamodules import CIFAR10DataModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
+# --model.top_losses 1: the test after each fit still runs the whole interpretation (confusion matrix, top losses,
+# their figures and CSVs, gathered over the ranks), with a one-image top-losses figure: the default 9-image grid cost
+# ~1 s of matplotlib a run, which no test here reads (test_darknet_interpret checks the figures)
 TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
         "--data.eval_batch_size", "6", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false"]
+        "--trainer.logger", "false", "--model.top_losses", "1"]
 
 
 def job(data_dir, runs, *extra):
