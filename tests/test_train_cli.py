@@ -21,8 +21,11 @@ import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
+# --model.top_losses 1: the whole interpretation after each fit, with a one-image top-losses figure (the default
+# 9-image grid cost ~1 s of matplotlib a run, which no test here reads; test_darknet_interpret checks the figures)
 TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
-        "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
+        "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
+        "--model.top_losses", "1"]
 
 
 def job(data_dir, runs, *extra):
@@ -327,7 +330,7 @@ def test_native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
     flags = [arg for arg in native("test", tiny_cifar, runs) if not arg.startswith("--model.") and arg not in
-             ("4", "[1]", "3")]
+             ("4", "[1]", "3", "1")]
     path = str(runs / "trained" / "checkpoints" / "last.ckpt") if checkpoint == "path" else "last"
     train.main([*flags, "--trainer.logger", "false", "--model.tta", "flip", "--model.interpret=false",
                 "--ckpt_path", path])
