@@ -246,24 +246,26 @@ class DarknetClassifier(L.LightningModule):
                 self.log(f"test/class_acc/{name}", value.float(), sync_dist=True)
         self.test_confusion.reset()
         from callbacks.images import log_figure
-        matrix, worst = matrix.cpu(), self.gather_worst()
+        matrix, worst = matrix.cpu(), self.gather_worst()  # a collective: every rank
+        if not self.trainer.is_global_zero:  # the figures are rank 0's to write (drawn elsewhere for nothing: ~1 s)
+            return
         log_figure(self.trainer, "test/confusion_matrix", confusion_figure(matrix, names))
         if worst is not None:
             log_figure(self.trainer, "test/top_losses", top_losses_figure(worst, names))
-        if self.trainer.is_global_zero:  # the numbers behind the figures, for a spreadsheet or pandas
-            folder = Path(self.trainer.default_root_dir)
-            write_rows(folder / "test_confusion_matrix.csv", ["actual \\ predicted", *names],
-                       [[name, *row] for name, row in zip(names, matrix.tolist(), strict=True)])
-            if worst is not None:
-                # which images: fastai's top_losses gives their indices; the file too when the data names its files
-                files = getattr(self.trainer.datamodule, "test_files", lambda: None)() or []
-                write_rows(folder / "test_top_losses.csv",
-                           ["loss", "actual", "prediction", "probability", "index", "file"],
-                           [[f"{loss:.6f}", names[label], names[prediction], f"{probability:.6f}",
-                             index if index >= 0 else "", files[index] if 0 <= index < len(files) else ""]
-                            for loss, label, prediction, probability, index in zip(
-                                worst["loss"].tolist(), worst["label"].tolist(), worst["prediction"].tolist(),
-                                worst["probability"].tolist(), worst["index"].tolist(), strict=True)])
+        # the numbers behind the figures, for a spreadsheet or pandas
+        folder = Path(self.trainer.default_root_dir)
+        write_rows(folder / "test_confusion_matrix.csv", ["actual \\ predicted", *names],
+                   [[name, *row] for name, row in zip(names, matrix.tolist(), strict=True)])
+        if worst is not None:
+            # which images: fastai's top_losses gives their indices; the file too when the data names its files
+            files = getattr(self.trainer.datamodule, "test_files", lambda: None)() or []
+            write_rows(folder / "test_top_losses.csv",
+                       ["loss", "actual", "prediction", "probability", "index", "file"],
+                       [[f"{loss:.6f}", names[label], names[prediction], f"{probability:.6f}",
+                         index if index >= 0 else "", files[index] if 0 <= index < len(files) else ""]
+                        for loss, label, prediction, probability, index in zip(
+                            worst["loss"].tolist(), worst["label"].tolist(), worst["prediction"].tolist(),
+                            worst["probability"].tolist(), worst["index"].tolist(), strict=True)])
 
     def gather_worst(self) -> dict[str, torch.Tensor] | None:
         """The `top_losses` worst over all ranks, on the CPU (a few images: pickled by all_gather_object, which also

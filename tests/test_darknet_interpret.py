@@ -82,6 +82,22 @@ def test_every_top_loss_is_named_by_its_place_and_file_and_a_plain_loaders_by_ne
     assert len(rows) == 4 and all(row[4:] == ["", ""] for row in rows)
 
 
+def test_other_ranks_draw_no_figure(tiny_cifar, tmp_path, monkeypatch):
+    """Every rank drew both figures (about 1 s) for rank 0 alone to write them; the others only join the gather."""
+    import lightning_modules.darknet_classifier as darknet
+    drawn = []
+    for name in ("confusion_figure", "top_losses_figure"):
+        monkeypatch.setattr(darknet, name, lambda *args, _name=name: drawn.append(_name))
+    gathered = []
+    monkeypatch.setattr(DarknetClassifier, "gather_worst", lambda self: gathered.append(1) or None)
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.test(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3),
+                 CIFAR10DataModule(str(tiny_cifar), download=False), verbose=False)
+    assert drawn == [] and gathered == [1] and not list(tmp_path.rglob("*.csv"))
+
+
 def test_interpret_false_writes_nothing_and_logs_no_class_accuracy(tiny_cifar, tmp_path):
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, interpret=False)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
