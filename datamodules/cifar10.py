@@ -18,7 +18,7 @@ from callbacks.checkpoint_io import replaced
 from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
 from datamodules.decode import read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
-from datamodules.workers import restart_skip
+from datamodules.workers import overfitting, restart_skip
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -183,6 +183,7 @@ class TensorBatches:
                  seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None,
                  trainer=None):
         self.images, self.labels, self.trainer = images, labels, trainer  # the trainer: restart_skip
+        self.overfit_trainer = trainer  # kept (restart_skip drops `trainer`): overfitting
         self.flipped_first = flipped_first  # per image: mirrored in even epochs (alternating flip), or None
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -195,7 +196,8 @@ class TensorBatches:
 
     def _order(self) -> Tensor:
         if self.shuffle:  # drawn on the CPU, so the order is the same wherever the images are
-            order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            epoch = 0 if overfitting(self.overfit_trainer) else self.epoch  # overfit_batches: the first epoch's, always
+            order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed + epoch))
         else:
             order = torch.arange(len(self.labels))
         order = order.to(self.images.device)

@@ -53,6 +53,13 @@ def loader(dataset: Dataset, batch_size: int, num_workers: int, persistent: bool
                       worker_init_fn=outlive_stop_signals if workers else None, **options)
 
 
+def overfitting(trainer) -> bool:
+    """Trainer(overfit_batches=N): the same N training batches every epoch. Lightning turns a DataLoader's shuffle
+    off for it (a SequentialSampler); a TensorBatches, which has no dataset to sample, keeps its first epoch's order
+    instead (it drew new batches every epoch while Lightning said it had turned shuffling off)."""
+    return trainer is not None and bool(getattr(trainer, "overfit_batches", 0))
+
+
 def restart_position(trainer) -> tuple[int, int] | None:
     """(epoch, batches already trained in it) for the first batch of a run that resumes inside an epoch; None
     otherwise. Lightning 2.6 gives the sampler its epoch after it made the first iterator (our loaders draw their
