@@ -59,7 +59,7 @@ from callbacks.errors import (
     refuse_unexpanded_home,
     user_message,
 )
-from callbacks.images import log_to_loggers
+from callbacks.images import log_to_loggers, subplots
 from callbacks.phase_scheduler import resumed_batches
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
 from callbacks.strategy import (
@@ -1945,8 +1945,9 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     if not trainer.is_global_zero:
         return None
     suggestion = None if stopped else finder.suggestion()  # a partial sweep's steepest descent is no advice
-    figure = finder.plot(suggest=suggestion is not None)
-    figure.axes[0].set_xscale("linear" if linear_axis else "log")
+    figure, axes = subplots()  # not pyplot's: a notebook calling train.main keeps its own backend
+    finder.plot(suggest=suggestion is not None, ax=axes)
+    axes.set_xscale("linear" if linear_axis else "log")
     run_dir = Path(trainer.default_root_dir)
     with replaced(run_dir / "lr_find.png") as tmp:
         figure.savefig(tmp, format="png", dpi=100)

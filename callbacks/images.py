@@ -69,25 +69,42 @@ def log_to_loggers(trainer: L.Trainer, key: str, path: Path, caption: str | None
 
 
 def pyplot():
-    """matplotlib's pyplot on the Agg backend: figures go to files, never to a display (none on a cluster node)."""
-    import matplotlib
-    matplotlib.use("Agg")
+    """matplotlib's pyplot, on the backend the process has: the project draws its own figures with `subplots`, not
+    through it (it switched the process to Agg, and a notebook's inline plots stopped showing)."""
     import matplotlib.pyplot as plt
     return plt
+
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, squeeze: bool = True):
+    """pyplot.subplots without pyplot: a Figure drawn by Agg, for files (a cluster node has no display), kept out of
+    pyplot's figures, so the process's backend (a notebook's inline one, a desktop's) is left as it is and nothing is
+    shown or left open."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def log_figure(trainer: L.Trainer, key: str, figure) -> Path | None:
     """Save a matplotlib figure as <run folder>/images/<key>.png (through a temporary file) and log it to W&B and
     TensorBoard; closes the figure. Only the global-zero process writes; returns the path there, None elsewhere."""
-    plt = pyplot()
     if not trainer.is_global_zero:
-        plt.close(figure)
+        close(figure)
         return None
     path = Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}.png"
     try:
         with replaced(path) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
     finally:
-        plt.close(figure)
+        close(figure)
     log_to_loggers(trainer, key, path)
     return path
+
+
+def close(figure) -> None:
+    """Close a figure that pyplot made (one a caller gave log_figure); those of `subplots` are not pyplot's."""
+    if getattr(figure.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt
+        plt.close(figure)

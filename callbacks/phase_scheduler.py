@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from callbacks import training_phase
 from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError
-from callbacks.images import log_to_loggers, pyplot
+from callbacks.images import log_to_loggers, subplots
 from callbacks.training_phase import TrainingPhase
 
 # the recipes (functions of callbacks.training_phase) and the TrainingPhase fields each sets itself; the others it
@@ -392,10 +392,8 @@ def build_optimizer(phase: TrainingPhase, old, model_settings: tuple | None = No
 def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show_text: bool = True,
                   show_moms: bool = True) -> Path:
     """The seed's plot_lr: lr (and momentum) per iteration, a line per phase boundary, optimizer names."""
-    plt = pyplot()
-
     has_momentum = show_moms and any(p.momentum is not None for p in phases)
-    figure, axes = plt.subplots(1, 2 if has_momentum else 1, figsize=(12 if has_momentum else 6, 4), squeeze=False)
+    figure, axes = subplots(1, 2 if has_momentum else 1, figsize=(12 if has_momentum else 6, 4), squeeze=False)
     starts = [0, *ends[:-1]]
     for phase, start, end in zip(phases, starts, ends, strict=True):
         steps = range(start, end)
@@ -412,9 +410,6 @@ def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show
                 ax.text((start + end) / 2, 1.01, phase.opt_class.__name__, ha="center", va="bottom",
                         transform=ax.get_xaxis_transform(), fontsize=8)
     figure.tight_layout()
-    try:
-        with replaced(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(figure)
+    with replaced(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
     return path

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError, check_output_file, report_partial_failure, require_at_least_one
-from callbacks.images import pyplot
+from callbacks.images import subplots
 from callbacks.progress import logging_step
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
@@ -372,10 +372,8 @@ class OneCycleThenHold(torch.optim.lr_scheduler.OneCycleLR):
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]):
     """The confusion matrix as fastai plots it: counts in each cell, actual classes down, predicted across."""
-    plt = pyplot()
-
     size = min(20.0, max(4.0, 0.5 * len(names) + 2))  # inches at 100 dpi; capped: 1000 classes would need 50,000 px
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure, axes = subplots(figsize=(size, size))
     axes.imshow(matrix.numpy(), cmap="Blues")
     if len(names) <= 30:  # beyond that the labels and counts overlap: the colours remain
         axes.set_xticks(range(len(names)), names, rotation=90)
@@ -395,12 +393,10 @@ def confusion_figure(matrix: torch.Tensor, names: list[str]):
 def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
     """fastai's plot_top_losses: each image titled prediction / actual / loss / probability of the actual class.
     The images are the model's inputs (normalised), each shown min-max scaled."""
-    plt = pyplot()
-
     count = len(worst["loss"])
     columns = min(3, count)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    figure, axes = subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, loss, label, prediction, probability in zip(

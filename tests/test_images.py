@@ -30,3 +30,40 @@ def test_a_figure_is_saved_at_100_dpi_whatever_matplotlibs_settings_and_logged_a
     assert Image.open(path).size == (300, 200)  # 3 x 2 inches at 100 dots per inch
     assert logger.logged == [("test/confusion_matrix", [str(path)], 7, {})]
     assert not plt.fignum_exists(figure.number)  # closed
+
+
+def test_the_projects_figures_leave_the_processs_matplotlib_backend_as_it_is(tmp_path):
+    """A notebook (its inline backend) or a desktop session that trains with the scheduler's plot, the Darknet's test
+    figures or the LR finder keeps its backend: pyplot() switched the whole process to Agg, and a notebook's plots
+    stopped showing. Run in a process of its own, whose backend the test may set."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import matplotlib
+matplotlib.use("svg")  # stands for a notebook's inline backend: any backend the user chose
+from pathlib import Path
+from types import SimpleNamespace
+import torch
+from callbacks import TrainingPhase, plot_schedule
+from callbacks.images import log_figure
+from lightning_modules.darknet_classifier import confusion_figure, top_losses_figure
+out = Path({str(tmp_path)!r})
+plot_schedule([TrainingPhase(1, "SGD", (0.1, 0.01), "linear")], [10], out / "lr_schedule.png")
+trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(out), loggers=[],
+                          fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=0)))
+log_figure(trainer, "confusion", confusion_figure(torch.tensor([[2, 1, 0], [0, 3, 0], [1, 0, 2]]), ["a", "b", "c"]))
+worst = {{"loss": torch.tensor([2.0, 1.0]), "image": torch.rand(2, 3, 8, 8), "label": torch.tensor([0, 1]),
+         "prediction": torch.tensor([1, 0]), "probability": torch.tensor([0.1, 0.3])}}
+log_figure(trainer, "top_losses", top_losses_figure(worst, ["a", "b"]))
+import matplotlib.pyplot as plt
+print(matplotlib.get_backend(), len(plt.get_fignums()))
+"""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "0"]  # the user's backend, and no figure left open in pyplot
+    assert Image.open(tmp_path / "lr_schedule.png").size == (1200, 400)  # lr and momentum panels, 12 x 4 in
+    assert Image.open(tmp_path / "images" / "confusion.png").size == (400, 400)  # 3 classes: 4 x 4 in at 100 dpi
+    assert Image.open(tmp_path / "images" / "top_losses.png").size == (600, 320)  # 2 images: 6 x 3.2 in
