@@ -68,13 +68,6 @@ def log_to_loggers(trainer: L.Trainer, key: str, path: Path, caption: str | None
             logger.experiment.add_image(key, pixels, global_step=step, dataformats="HWC")
 
 
-def pyplot():
-    """matplotlib's pyplot, on the backend the process has: the project draws its own figures with `subplots`, not
-    through it (it switched the process to Agg, and a notebook's inline plots stopped showing)."""
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, squeeze: bool = True):
     """pyplot.subplots without pyplot: a Figure drawn by Agg, for files (a cluster node has no display), kept out of
     pyplot's figures, so the process's backend (a notebook's inline one, a desktop's) is left as it is and nothing is

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
 
-from callbacks.images import log_figure, pyplot
+from callbacks.images import log_figure
 
 
 class RecordingWandb(WandbLogger):
@@ -17,7 +17,7 @@ class RecordingWandb(WandbLogger):
 
 
 def test_a_figure_is_saved_at_100_dpi_whatever_matplotlibs_settings_and_logged_at_the_batch_count(tmp_path):
-    plt = pyplot()
+    import matplotlib.pyplot as plt  # a caller's own pyplot figure
     logger = RecordingWandb()
     trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path / "run"), loggers=[logger],
                               fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7)))
