@@ -275,7 +275,11 @@ class StyleTransfer(L.LightningModule):
         warnings.filterwarnings("ignore", message=rf"Found {count} module\(s\) in eval mode at the start of training")
 
     def on_load_checkpoint(self, checkpoint) -> None:
-        shape = checkpoint["state_dict"]["image"].shape  # StyleTransfer.load_from_checkpoint has no data
+        # the frozen VGG the checkpoint leaves out (on_save_checkpoint) is this module's own: load_from_checkpoint
+        # listed its ~90 keys as missing in a warning
+        state = checkpoint["state_dict"]
+        state.update({f"vgg.{key}": value for key, value in self.vgg.state_dict().items() if f"vgg.{key}" not in state})
+        shape = state["image"].shape  # StyleTransfer.load_from_checkpoint has no data
         content = getattr(getattr(self._trainer, "datamodule", None), "content", None)
         if content is not None and len(content) != shape[0]:  # else every image would chase one content, or crash
             raise UserError(f"the checkpoint holds {shape[0]} image{'s' * (shape[0] != 1)}, this run has "

@@ -71,6 +71,17 @@ def test_checkpoint_holds_the_image_not_the_frozen_vgg(job_run):
     assert list(state["state_dict"]) == ["image"] and state["state_dict"]["image"].shape == (2, 3, 32, 32)
 
 
+def test_load_from_checkpoint_restores_the_image_and_says_nothing_of_the_vgg_left_out(job_run):
+    """The checkpoint leaves out the frozen VGG (its weights come from vgg_weights): Lightning's load_from_checkpoint
+    listed its keys as missing in a warning of some 90 names."""
+    path = job_run.run_dir / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = StyleTransfer.load_from_checkpoint(path, map_location="cpu")
+    assert not [w for w in caught if "not in the checkpoint" in str(w.message) or "vgg." in str(w.message)]
+    assert torch.equal(model.image, torch.load(path, weights_only=False)["state_dict"]["image"])
+
+
 def test_a_refused_resume_leaves_the_run_and_its_wandb_run_as_they_were(style_images, tmp_path, monkeypatch):
     """A resume at another --data.size is refused as the checkpoint is restored, after Lightning reopened the run's
     W&B run: it left a config-resume-step2.yaml and a second offline W&B folder (which `wandb sync` would upload as
