@@ -198,6 +198,11 @@ class CycleGAN(L.LightningModule):
                            f"--trainer.max_epochs {total}")
 
     def setup(self, stage: str) -> None:
+        # here, not in on_validation_start: a refused validate's new run folder is removed only until its evaluation
+        # has begun (train.RunBegan, whose on_validation_start comes before the model's)
+        self.frechet.refuse_validate_when_off(
+            self.trainer, "the CycleGAN's validation is its Frechet distances (val/fid_a2b, val/fid_b2a)",
+            ", or run test (the cycle L1 on testA and testB)")
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -285,9 +290,6 @@ class CycleGAN(L.LightningModule):
             schedule.step()
 
     def on_validation_start(self) -> None:
-        self.frechet.refuse_validate_when_off(
-            self.trainer, "the CycleGAN's validation is its Frechet distances (val/fid_a2b, val/fid_b2a)",
-            ", or run test (the cycle L1 on testA and testB)")
         if not self.frechet.off:
             self.frechet.build(self.device)
         self.eval_visuals = {}

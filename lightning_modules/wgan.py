@@ -247,6 +247,9 @@ class WGAN(L.LightningModule):
         self.frechet.check(self.trainer)
 
     def setup(self, stage: str) -> None:
+        # here, not in on_validation_start: a refused validate's new run folder is removed only until its evaluation
+        # has begun (train.RunBegan, whose on_validation_start comes before the model's)
+        self.frechet.refuse_validate_when_off(self.trainer, "the WGAN's validation is its Frechet distance (val/fid)")
         size = getattr(self.trainer.datamodule, "hparams", {}).get("isize") if self.trainer.datamodule else None
         if size is not None and size != self.hparams.isize:
             raise UserError(f"the data is {size}px but the model {self.hparams.isize}px; "
@@ -269,7 +272,6 @@ class WGAN(L.LightningModule):
                               caption=f"gen_iterations {self.gen_iterations}")
 
     def on_validation_start(self) -> None:
-        self.frechet.refuse_validate_when_off(self.trainer, "the WGAN's validation is its Frechet distance (val/fid)")
         if not self.frechet.off:
             self.frechet.build(self.device)
 

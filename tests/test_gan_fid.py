@@ -187,6 +187,23 @@ def test_cyclegan_validate_without_features_says_there_is_nothing_to_validate(tm
         validator(tmp_path).validate(CycleGAN(n_blocks=1, ngf=4, ndf=4), datamodule=data, verbose=False)
 
 
+def test_the_validate_subcommand_refused_without_features_leaves_no_run_folder(tmp_path):
+    """README: a refused run leaves nothing behind. The refusal came in on_validation_start, after the folder had
+    been marked as an evaluation that began: its config.yaml, run.json and W&B run stayed."""
+    images, runs = tmp_path / "images", tmp_path / "runs"
+    solid_colours(images, 8)
+    common = ["--data.data_dir", str(images), "--data.isize", "16", "--data.batch_size", "4", "--data.num_workers", "0",
+              "--trainer.logger", "false", "--trainer.default_root_dir", str(runs),
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    train.main(["--system", "wgan", *common, *[f"--model.{k}={v}" for k, v in TINY_WGAN.items()],
+                "--trainer.max_steps", "2", "--run_name", "trained"])
+    before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
+    with pytest.raises(UserError, match="validate: the WGAN's validation is its Frechet distance"):
+        train.main(["validate", "--config", str(Path(train.__file__).parent / "configs" / "wgan.yaml"), *common,
+                    "--ckpt_path", str(runs / "trained" / "checkpoints" / "last.ckpt")])
+    assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before
+
+
 def test_features_are_a_darknet_checkpoint_by_content_a_run_folder_or_last(tmp_path, darknet_ckpt, monkeypatch):
     """A Darknet checkpoint not named .ckpt was taken for Inception weights (a 20 KB traceback); a run folder and
     `last` were refused, where every other command takes them."""
