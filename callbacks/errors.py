@@ -180,6 +180,7 @@ def condense_parser_error(message: str) -> str:
         elif text:
             details.append(text.lstrip("- "))
     key = ".".join(keys)
+    details = list(dict.fromkeys(details))  # one line per class tried (a callback's, then lightning.Callback's)
     required = next((d for d in details if d.startswith("the following arguments are required: ")), None)
     if key and class_path and required:  # `--trainer.logger CSVLogger`: not the other Union types' "Expected a ..."
         flags = ", ".join(f"--{key}.{name}" for name in required.partition(": ")[2].rstrip(".").split(", "))
@@ -187,9 +188,12 @@ def condense_parser_error(message: str) -> str:
     detail = " ".join(details) or message.strip()
     if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
         detail = f"expected {match[1]}, got {match[2]!r}"
-    if (match := re.fullmatch(r"Option '(.+)' is not accepted", detail)) or (
-            match := re.fullmatch(r"Group '(.+)' does not accept option '(.+)'", detail)):
+    if (match := re.fullmatch(r"Option '([^']+)' is not accepted", detail)) or (
+            match := re.fullmatch(r"Group '([^']+)' does not accept option '([^']+)'", detail)):
         name = ".".join(part for part in (key, *match.groups()) if part)
+        if key == "trainer.callbacks" and class_path:  # jsonargparse gives the flag to the list's last callback
+            return (f"--{name}: {class_path.rpartition('.')[2]} (the last callback, which --trainer.callbacks.NAME "
+                    f"sets) has no option {match[match.lastindex]}; see --help")
         return f"{name} is not an option{close_option(name)}, as --{name} or in a --config file; see the options " \
                f"with --help"
     if re.match(r"(the following arguments are required|unrecognized arguments|expected \"subcommand\")", detail):

@@ -1978,6 +1978,24 @@ def test_the_offline_cifar10_download_error_is_one_line(tmp_path, capsys, monkey
     assert_one_line_error(result, f"no CIFAR-10 found in {absent}")
 
 
+def test_an_option_the_last_callback_lacks_is_named_once_with_that_callback(tiny_cifar, tmp_path, capsys,
+                                                                              monkeypatch):
+    """`--trainer.callbacks.NAME` sets an option of the list's last callback; one it lacks (a typo after README's
+    `--trainer.callbacks+=...EarlyStopping`, or the scheduler's one_cycle, which is not the last) was reported as
+    "trainer.callbacks.patienc' is not accepted Option 'patienc is not an option": jsonargparse names the option once
+    per class it tried (the callback's and lightning.Callback's), and the pattern took both lines as one name."""
+    cases = {"--trainer.callbacks.patienc: EarlyStopping (the last callback, which --trainer.callbacks.NAME sets) "
+             "has no option patienc; see --help": ["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                                                   "--trainer.callbacks.monitor", "val/acc",
+                                                   "--trainer.callbacks.patienc", "3"],
+             "--trainer.callbacks.one_cycle: ModelCheckpoint (the last callback, which --trainer.callbacks.NAME sets) "
+             "has no option one_cycle; see --help": ["--trainer.callbacks.one_cycle", "null"]}
+    for needle, args in cases.items():
+        error = assert_one_line_error(run_in_process(job(tiny_cifar, tmp_path / "runs", *args), capsys, monkeypatch),
+                                      needle)
+        assert "is not accepted" not in error and error.count("patienc") + error.count("one_cycle") == 2, error
+
+
 def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, capsys, monkeypatch):
     bad = {"--data.batch_size: expected int, got 'many'": ["--data.batch_size", "many"],
            "model.learning_rate is not an option, as --model.learning_rate or in a --config file; see the options "
