@@ -130,9 +130,17 @@ TARGETS = {
                           ("tests/test_style_options.py", "-k", "blend")),
     "devices": Target("lightning_modules/inference.py", ("check_device",),
                       ("tests/test_commands.py", "-k", "device_this or two_gpus")),
-    "resume": Target("train.py", ("MaxStepsResume.on_train_start", "EpochEndSave.on_train_epoch_end", "init_from"),
+    "resume": Target("train.py", ("EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
+    # callbacks/resume.py (in train.py before 2026-11-30: its on_train_start in "resume", its on_load_checkpoint in
+    # "stop_and_resume", with their tests)
+    "max_steps_resume": Target("callbacks/resume.py",
+                               ("MaxStepsResume.on_train_start", "MaxStepsResume.on_load_checkpoint"),
+                               ("tests/test_train_runs.py", "tests/test_stop_and_resume.py",
+                                "tests/test_max_steps_resume.py", "-m", "not slow", "-k",
+                                "each_epoch_end or every_remaining_epoch or mid_epoch or not_yet_processed"
+                                " or plain_trainers_resume")),
     "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",
                                               "RerunStoppedValidation.on_train_start",
                                               "SeedPerRankAndStep.on_train_start"),
@@ -440,7 +448,7 @@ TARGETS = {
     "stop_and_resume": Target("train.py",
                               ("SaveOnStop.on_fit_start", "SaveOnStop.on_train_start", "SaveOnStop.on_train_batch_end",
                                "SaveOnStop.on_validation_batch_end", "SaveOnStop._on_sigint", "SaveOnStop.on_exception",
-                               "MaxStepsResume.on_load_checkpoint", "RerunStoppedValidation.on_validation_end",
+                               "RerunStoppedValidation.on_validation_end",
                                "check_checkpoint", "check_checkpoint_class", "refuse_exported_resume",
                                "requeue_slurm_job", "saved_step", "save_if", "fit_progress", "weights_in_memory"),
                               ("tests/test_stop_and_resume.py",
