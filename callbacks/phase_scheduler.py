@@ -128,10 +128,13 @@ class TrainingPhaseScheduler(L.Callback):
 
     def on_fit_start(self, trainer, pl_module):
         if trainer.lr_scheduler_configs:
-            raise UserError("the model configures an lr scheduler, but TrainingPhaseScheduler sets lr and momentum "
-                            "itself: drop the model's (DarknetClassifier: --model.one_cycle null) or the config's "
-                            "callbacks (--trainer.callbacks \"[]\": Lightning's default checkpoint callback stays, "
-                            "the LR monitor goes)")
+            own = type(pl_module).__name__
+            model = ("--model.one_cycle null" if own == "DarknetClassifier"
+                     else "its configure_optimizers' lr_scheduler")
+            raise UserError(f"the model ({own}) configures an lr scheduler, but TrainingPhaseScheduler sets lr and "
+                            f"momentum itself: drop the model's ({model}) or the scheduler callback (train.py: the "
+                            f"config's callbacks, --trainer.callbacks \"[]\": Lightning's default checkpoint callback "
+                            f"stays, the LR monitor goes)")
         if trainer.limit_train_batches == 0:  # Lightning trains no batch (a validation-only fit): nothing to schedule
             return
         if self.phases is None:

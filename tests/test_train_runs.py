@@ -2171,7 +2171,8 @@ def test_help_trainer_shows_lightnings_trainer_options(capsys):
 
 
 def test_the_models_one_cycle_beside_the_configs_phase_scheduler_is_refused_with_both_ways_out(tiny_cifar, tmp_path):
-    ways_out = r'--model.one_cycle null\) or the config.s callbacks \(--trainer.callbacks "\[\]"'
+    ways_out = (r'--model.one_cycle null\) or the scheduler callback \(train.py: the config.s callbacks, '
+                r'--trainer.callbacks "\[\]"')
     with pytest.raises(train.UserError, match=ways_out):
         train.main(job(tiny_cifar, tmp_path / "runs", "--model.one_cycle", "[20, 20, 0.95, 0.85]"))
     train.main(job(tiny_cifar, tmp_path / "runs", "--model.one_cycle", "[20, 20, 0.95, 0.85]", "--trainer.callbacks",

@@ -350,8 +350,16 @@ def test_bad_phase_definitions_fail_clearly(kwargs, message):
 def test_scheduler_refuses_a_model_that_has_its_own_lr_scheduler(tiny_cifar):
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
                         callbacks=[TrainingPhaseScheduler([TrainingPhase(1)], plot=False)])
-    with pytest.raises(ValueError, match="--model.one_cycle null"):
+    with pytest.raises(ValueError, match=r"the model \(DarknetClassifier\).*--model.one_cycle null"):
         trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3),
+                    CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+
+    class Own(DarknetClassifier):  # a user's module: no --model flag of ours to name
+        pass
+
+    with pytest.raises(ValueError, match=r"the model \(Own\).*drop the model's \(its configure_optimizers' "
+                                         r"lr_scheduler\) or the scheduler callback"):
+        trainer.fit(Own(num_blocks=[1], nf=4, num_classes=3),
                     CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
 
 
