@@ -274,6 +274,19 @@ class CLI(LightningCLI):
 
     def instantiate_classes(self):
         try:
+            self.instantiate_checked()
+        except Exception as error:  # a model or data module refusing its options; a resume's may be the run's own
+            message = user_message(error)
+            hint = message and resume_config_hint(self.job_config(), self.job or self.config.get("subcommand") == "fit",
+                                                  "" if self.job else "fit ")
+            if not hint:
+                raise
+            raise UserError(f"{message}; {hint}") from None
+        self.check_instances()
+
+    def instantiate_checked(self):
+        """LightningCLI's instantiate_classes, its refusals of the Trainer's and callbacks' options in one line."""
+        try:
             super().instantiate_classes()
         except MisconfigurationException as error:  # the Trainer's checks of its options (a traceback, status 1)
             raise UserError(f"the Trainer refuses its options: {' '.join(str(error).split())} Check the --trainer "
@@ -303,6 +316,9 @@ class CLI(LightningCLI):
                                 "another interval of the config's kind (--print_config shows the config's)") from None
             raise UserError(f"two {twin[1]} callbacks with the same settings: a checkpoint keeps each one's state "
                             "under them, so Lightning refuses the pair; drop one, or give it other settings") from None
+
+    def check_instances(self):
+        """The run's checks and settings once its classes are built (check_job's refusals get no resume hint)."""
         config, trainer = self.job_config(), self.trainer
         if _requeue_signal is not None:
             _requeue_signal.follow(trainer)
@@ -1627,18 +1643,38 @@ def changed_options_warning(path: str, state: dict, model, datamodule, subcomman
         how = (f"this resume gives the run's config {config} already: the run's values above are its checkpoint's, "
                f"which an earlier resume may have changed (its config-resume-step*.yaml beside it)")
     elif config is not None:
-        try:  # a fine-tuned run's config names its --init_from, which a resume must drop
-            init_from = (yaml.safe_load(config.read_text()) or {}).get("init_from")
-        except (OSError, yaml.YAMLError, AttributeError):
-            init_from = None
-        how = (f"to resume as the run began, give its config: python train.py {subcommand}--config {config} "
-               f"--ckpt_path {path}{' --init_from null' if init_from else ''}")
+        how = resume_as_begun(config, path, subcommand)
     else:  # an export or a copied file: the checkpoint's values themselves
         flags = " ".join(f"{flag} {shlex.quote(option_value(theirs))}" for flag, theirs, _ in changed)
         how = f"to resume with the run's values, give {flags} --ckpt_path {path}"
     return (f"--ckpt_path {path}: this resume's options differ from the run's (its checkpoint's hyper-parameters): "
             f"{listed}. The resume goes on with this resume's values (a resume may change some on purpose, e.g. "
             f"--data.batch_size); {how}")
+
+
+def resume_config_hint(config, fit: bool, subcommand: str = "") -> str | None:
+    """A resume refused as its model or data module are built (the style's --model.vgg_weights the run began with
+    given no more, its ImageNet weights not on this machine): the run's config.yaml, which resumes as it began; None
+    when this is no resume, the run has none, or this resume gives it already."""
+    from lightning_modules.inference import run_config_file
+    path = config.get("ckpt_path")
+    if not fit or not path or not Path(str(path)).is_file():
+        return None
+    run_config = run_config_file(str(path))
+    if run_config is None or any(Path(str(given)).resolve() == run_config.resolve()
+                                 for given in config.get("config") or ()):
+        return None
+    return f"this resumes {path}: {resume_as_begun(run_config, path, subcommand)}"
+
+
+def resume_as_begun(config: Path, path: str, subcommand: str = "") -> str:
+    """The command that resumes the checkpoint `path` with its run's config.yaml `config`."""
+    try:  # a fine-tuned run's config names its --init_from, which a resume must drop
+        init_from = (yaml.safe_load(config.read_text()) or {}).get("init_from")
+    except (OSError, yaml.YAMLError, AttributeError):
+        init_from = None
+    return (f"to resume as the run began, give its config: python train.py {subcommand}--config {config} "
+            f"--ckpt_path {path}{' --init_from null' if init_from else ''}")
 
 
 class WarnChangedOptions(Callback):

@@ -82,6 +82,27 @@ def test_load_from_checkpoint_restores_the_image_and_says_nothing_of_the_vgg_lef
     assert torch.equal(model.image, torch.load(path, weights_only=False)["state_dict"]["image"])
 
 
+def test_a_resume_refused_as_its_model_is_built_names_the_runs_config(style_images, tmp_path):
+    """A run begun with --model.vgg_weights random (or a file), resumed with `--ckpt_path last` alone: the ImageNet
+    weights it then asks for are refused in one line that did not say the run had others; the run's config does."""
+    runs = tmp_path / "runs"
+    args = job(style_images, runs, "--trainer.max_steps", "2", "--run_name", "r")
+    train.main(args)
+    config, last = runs / "r" / "config.yaml", runs / "r" / "checkpoints" / "last.ckpt"
+    resume = [*args[:args.index("--run_name")], "--ckpt_path", "last", "--model.vgg_weights", str(tmp_path / "no.pth")]
+    with pytest.raises(UserError, match=rf"--model.vgg_weights {tmp_path / 'no.pth'}: no such file; .*; this resumes "
+                                        rf"{last}: to resume as the run began, give its config: python train.py "
+                                        rf"--config {config} --ckpt_path {last}$"):
+        train.main(resume)
+    from callbacks.errors import user_message
+    with pytest.raises(ValueError) as refused:  # the run's config given already: no hint
+        train.main(["--config", str(config), *resume])
+    assert user_message(refused.value).endswith("or 'random'")
+    with pytest.raises(ValueError) as refused:  # no resume: no hint
+        train.main([*args[:args.index("--run_name")], "--model.vgg_weights", str(tmp_path / "no.pth")])
+    assert user_message(refused.value).endswith("or 'random'")
+
+
 def test_a_refused_resume_leaves_the_run_and_its_wandb_run_as_they_were(style_images, tmp_path, monkeypatch):
     """A resume at another --data.size is refused as the checkpoint is restored, after Lightning reopened the run's
     W&B run: it left a config-resume-step2.yaml and a second offline W&B folder (which `wandb sync` would upload as
