@@ -1675,6 +1675,33 @@ def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "settings"]
 
 
+def test_a_refused_resume_ends_its_own_wandb_run_as_finished_and_leaves_anothers_alone(tmp_path, monkeypatch):
+    """discard_refused_resume: the resumed run's W&B run ends with exit code 0 (the run was not a failure), this
+    process's folder of it goes and wandb's links point where they pointed before; a W&B run of the caller's (a
+    notebook's, other id) is neither ended nor removed; a run whose folder cannot be read is ended all the same."""
+    wandb = tmp_path / "wandb"
+    for run in ("offline-run-1-abcd1234", "offline-run-2-abcd1234", "offline-run-3-other000"):
+        (wandb / run / "files").mkdir(parents=True)
+    (wandb / "latest-run").symlink_to("offline-run-2-abcd1234")  # the refused resume's, made by wandb.init
+    before = {wandb / "latest-run": "offline-run-1-abcd1234"}  # as make_run_folder found it
+    finished = []
+    fake_wandb = SimpleNamespace(run=None, finish=lambda exit_code: finished.append(exit_code))
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
+    for run_id, folder, ended in [("other000", "offline-run-3-other000", []),  # the caller's: untouched
+                                  ("abcd1234", "offline-run-2-abcd1234", [0])]:
+        monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+        finished.clear()
+        fake_wandb.run = SimpleNamespace(id=run_id, dir=str(wandb / folder / "files"))
+        train.discard_refused_resume()
+        assert finished == ended and train._resumed_wandb == {}
+    assert sorted(p.name for p in wandb.iterdir()) == ["latest-run", "offline-run-1-abcd1234", "offline-run-3-other000"]
+    assert os.readlink(wandb / "latest-run") == "offline-run-1-abcd1234"
+    monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", {})})
+    fake_wandb.run, finished[:] = SimpleNamespace(id="abcd1234"), []  # no .dir to read
+    train.discard_refused_resume()
+    assert finished == [0] and (wandb / "offline-run-1-abcd1234").is_dir()
+
+
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
     """On NFS a file another process still has open becomes a .nfs file and its folder cannot be removed: the user
     still gets the refusal's one line, not a traceback of the clean-up (and without a W&B run, no wandb.finish)."""
