@@ -1598,7 +1598,10 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     ours = dict(getattr(model, "hparams", None) or {})
     flags = " ".join(f"--model.{k} {shlex.quote(option_value(v))}" for k, v in saved.items()
                      if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v))
-    options = f"--model options it was trained with ({flags}, from its hyper-parameters)" if flags else \
+    # a Lightning checkpoint or an export keeps its hyper-parameters; a reference's file (junyanz's, the
+    # WassersteinGAN's) has none: its reader counted the sizes from its weights
+    origin = "from its hyper-parameters" if "pytorch-lightning_version" in state else "counted from its weights"
+    options = f"--model options it was trained with ({flags}, {origin})" if flags else \
         "--model options it was trained with"
     return (f"--init_from needs the same network: give the {options}" if for_init
             else f"resume with the {options} and --ckpt_path {path}")

@@ -521,7 +521,7 @@ def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, m
     save_junyanz(junyanz_nets(0), folder, "latest")
     result = run_in_process(cyclegan_job(tmp_path, "--model.ngf", "8", "--init_from", str(folder)), capsys,
                             monkeypatch)  # our run's sizes against the files' (junyanz's --ngf 4)
-    assert_one_line_error(result, "was trained with other settings", "--model.ngf 4")
+    assert_one_line_error(result, "was trained with other settings", "--model.ngf 4, counted from its weights)")
     torch.save(junyanz_discriminator(n_layers=4).state_dict(), folder / "latest_net_D_A.pth")  # --n_layers_D 4
     result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(folder)), capsys, monkeypatch)
     assert_one_line_error(result, f"{folder / 'latest_net_D_A.pth'} holds a discriminator that is not junyanz's basic "
