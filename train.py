@@ -1589,6 +1589,7 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     """The fix for a checkpoint of another network: the config.yaml of its run folder, else (an export, a copied
     file) the --model options its saved hyper-parameters hold that differ from this model's: a config path that is
     not there fixes nothing."""
+    from lightning_modules.export import EXPORT_KEY
     from lightning_modules.inference import run_config_file
     config = run_config_file(path)
     if config is not None:
@@ -1598,9 +1599,8 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     ours = dict(getattr(model, "hparams", None) or {})
     flags = " ".join(f"--model.{k} {shlex.quote(option_value(v))}" for k, v in saved.items()
                      if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v))
-    # a Lightning checkpoint or an export keeps its hyper-parameters; a reference's file (junyanz's, the
-    # WassersteinGAN's) has none: its reader counted the sizes from its weights
-    origin = "from its hyper-parameters" if "pytorch-lightning_version" in state else "counted from its weights"
+    # a reference's file (junyanz's, the WassersteinGAN's) has no hyper-parameters: its reader counted the sizes
+    origin = (state.get(EXPORT_KEY) or {}).get("sizes", "from its hyper-parameters")
     options = f"--model options it was trained with ({flags}, {origin})" if flags else \
         "--model options it was trained with"
     return (f"--init_from needs the same network: give the {options}" if for_init

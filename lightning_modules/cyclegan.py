@@ -462,7 +462,7 @@ def reference_checkpoint(path: str) -> dict | None:
     `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside it) as a checkpoint's four nets in our names, or its model
     zoo's one generator (`latest_net_G.pth`) as gen_a2b, the other nets left to their new weights; with the
     hyper-parameters that shape the nets. None for anything else."""
-    from lightning_modules.export import EXPORT_KEY
+    from lightning_modules.export import EXPORT_KEY, REFERENCE_SIZES
 
     where = Path(path)
     if where.is_dir():
@@ -486,7 +486,8 @@ def reference_checkpoint(path: str) -> dict | None:
         state = {f"gen_a2b.{k}": v for k, v in generator.state_dict().items()}
         return {"state_dict": state, "hyper_parameters": generator_sizes(generator),
                 EXPORT_KEY: {"from": f"junyanz's generator {where.name} as G_A (A->B, gen_a2b); gen_b2a, disc_a and "
-                                     "disc_b start from new weights", "left_out": ["disc_a.", "disc_b.", "gen_b2a."]}}
+                                     "disc_b start from new weights", "left_out": ["disc_a.", "disc_b.", "gen_b2a."],
+                             "sizes": REFERENCE_SIZES}}
     else:
         return None
     files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS}
@@ -519,7 +520,8 @@ def reference_checkpoint(path: str) -> dict | None:
     said = "; ".join([f"junyanz's checkpoints in {folder}, {chosen}: {', '.join(read)}",
                       *[f"no {files[net].name}: {JUNYANZ_NETS[net][:-1]} starts from new weights" for net in missing]])
     left_out = sorted(JUNYANZ_NETS[net] for net in missing)
-    return {"state_dict": state, "hyper_parameters": hp, EXPORT_KEY: {"from": said, "left_out": left_out}}
+    return {"state_dict": state, "hyper_parameters": hp,
+            EXPORT_KEY: {"from": said, "left_out": left_out, "sizes": REFERENCE_SIZES}}
 
 
 def generator_sizes(generator: nn.Module) -> dict:

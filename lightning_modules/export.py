@@ -28,6 +28,8 @@ from torch import Tensor
 from callbacks.errors import UserError, check_output_file, check_output_folder
 
 EXPORT_KEY = "dl2_export"  # in an exported file: where it came from, the nets it left out, the versions
+# a reference project's file read for --init_from has no hyper-parameters: its reader counts the sizes from its weights
+REFERENCE_SIZES = "counted from its weights"
 # the nets each GAN can leave out (--generators_only): none is read by its inference commands
 DISCRIMINATORS = {"WGAN": ("critic.",), "CycleGAN": ("disc_a.", "disc_b.")}
 # a checkpoint without the class path (a plain Trainer's) is known by its weights

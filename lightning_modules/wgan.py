@@ -368,7 +368,7 @@ def reference_checkpoint(path: str) -> dict | None:
     `netD_epoch_N.pth` beside it when there is one (else the critic starts from new weights; the warm-up's 100 critic
     iterations train it), as a checkpoint's weights in our names and the network's hyper-parameters; None for any
     other file. Its DCGAN_D is our critic with DCGAN's block order (bn_last false), its MLP_D our mlp_critic."""
-    from lightning_modules.export import EXPORT_KEY
+    from lightning_modules.export import EXPORT_KEY, REFERENCE_SIZES
     from lightning_modules.inference import tensor_file
 
     model = reference_generator(path)
@@ -380,7 +380,7 @@ def reference_checkpoint(path: str) -> dict | None:
     if critic_file == Path(path) or not critic_file.is_file():
         return {"state_dict": nets_only(model, ("generator.",)), "hyper_parameters": hp,
                 EXPORT_KEY: {"from": f"{said}; no {critic_file.name} beside it: the critic starts from new weights",
-                             "left_out": left_out(model, ("generator.",))}}
+                             "left_out": left_out(model, ("generator.",)), "sizes": REFERENCE_SIZES}}
     state = tensor_file(str(critic_file))
     tensors = [v for k, v in (state or {}).items() if not k.endswith("num_batches_tracked")]
     if not tensors or not all(k.removeprefix("module.").startswith("main.") for k in state):
@@ -398,7 +398,7 @@ def reference_checkpoint(path: str) -> dict | None:
     both.generator.load_state_dict(model.generator.state_dict())
     return {"state_dict": nets_only(both, ("generator.", "critic.")), "hyper_parameters": hp,
             EXPORT_KEY: {"from": f"{said} and critic ({critic_file.name})",
-                         "left_out": left_out(both, ("generator.", "critic."))}}
+                         "left_out": left_out(both, ("generator.", "critic.")), "sizes": REFERENCE_SIZES}}
 
 
 def nets_only(model: WGAN, nets: tuple[str, ...]) -> dict:
