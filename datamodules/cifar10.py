@@ -57,6 +57,12 @@ def prepare_cifar10(root: Path, download_on: bool, url: str = "", md5: str | Non
     check_folder(root)
     if cifar10_layout(root):
         return
+    if (root / "train").is_dir():  # a user's image folders, one split short: never download CIFAR-10 into them
+        named = [name for name in ("valid", "val", "validation") if (root / name).is_dir()]
+        fix = (f"rename {root / named[0]} to {root / 'test'}" if named
+               else f"add {root / 'test'}/<class>/ folders of images")
+        raise MissingDataError(f"no CIFAR-10 found in {root}: it has train/ but no test/; image folders are read as "
+                               f"train/<class>/ and test/<class>/ (the seed's val_name='test'); {fix}")
     where = (f"put CIFAR-10 in {root} as train/<class>/*.png and test/<class>/*.png or as the official python "
              f"batches ({root / BATCHES}), or pass --data.data_dir")
     if not download_on:

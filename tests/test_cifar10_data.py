@@ -67,6 +67,23 @@ def test_missing_data_without_download_says_where_to_put_it(tmp_path):
         CIFAR10DataModule(str(tmp_path / "nothing"), download=False).prepare_data()
 
 
+@pytest.mark.parametrize("split", ["valid", None])
+def test_image_folders_without_test_are_refused_not_replaced_by_a_cifar10_download(tmp_path, server, archive, hits,
+                                                                                   split):
+    """fastai's default layout is train/ + valid/: with download on, CIFAR-10 was fetched into the user's folder and
+    trained on in place of their images (cifar-10-batches-py beside train/), saying only 'Downloading CIFAR-10'."""
+    root = make_folders(tmp_path / "mine", per_class=(2, 1))
+    if split is None:
+        import shutil
+        shutil.rmtree(root / "test")
+    else:
+        (root / "test").rename(root / split)
+    fix = f"rename {root / split} to {root / 'test'}" if split else "add .*test/<class>/ folders"
+    with pytest.raises(UserError, match=f"has train/ but no test/.*{fix}"):
+        CIFAR10DataModule(str(root), url=f"{server}/good", md5=hashlib.md5(archive).hexdigest()).prepare_data()
+    assert hits == [] and sorted(p.name for p in root.iterdir()) == sorted({"train", split or "train"})
+
+
 def test_empty_class_folder_is_named(tmp_path):
     root = make_folders(tmp_path / "c")
     (root / "train" / "zebra").mkdir()
