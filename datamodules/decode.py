@@ -8,6 +8,7 @@ A photo tagged with an EXIF orientation is turned upright, as viewers show it.
 """
 
 import io
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +30,18 @@ ORIENTATION = 0x0112  # the EXIF tag cameras write instead of turning the pixels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
+def image_tree(root: Path) -> list[Path]:
+    """The image files under `root` at all depths, sorted. Symlinked folders are followed, as torchvision's
+    ImageFolder and fastai's get_image_files do (Path.rglob before Python 3.13 passed them over without a word); a
+    link to a folder above it, which would be walked forever, is not."""
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        dirs[:] = [d for d in dirs if not real.is_relative_to(Path(folder, d).resolve())]
+        files += [Path(folder, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(file for file in files if file.is_file())
+
+
 def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Path]:
     """Each path an image file or a folder of them, taken in path order (`recursive`: at all depths); a path that
     is not there, or a folder without images, is a MissingDataError ending with `fix`."""
@@ -36,8 +49,8 @@ def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Pat
     files = []
     for path in (Path(p).expanduser() for p in paths):  # ~/photos from a YAML config, where no shell expands it
         if path.is_dir():
-            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
-                           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = image_tree(path) if recursive else sorted(
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images {'under' if recursive else 'in'} "
                                        f"{path}; {fix}")

@@ -32,7 +32,7 @@ from datamodules.cifar10 import (
     load_batches,
     prepare_cifar10,
 )
-from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, decode_rgb, read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, decode_rgb, image_tree, read_rgb
 from datamodules.download import MissingDataError
 from datamodules.workers import ResumableSampler, loader
 
@@ -52,7 +52,7 @@ def square(image: Tensor, isize: int, random_crop: bool = False) -> Tensor:
 
 
 def folder_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return image_tree(root)
 
 
 def csv_files(csv_file: Path, root: Path, skip_header: bool) -> list[Path]:

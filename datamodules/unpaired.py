@@ -17,7 +17,7 @@ from torchvision.transforms.v2.functional import InterpolationMode, resize
 from callbacks import UserError
 from datamodules.augment import in_input_precision
 from datamodules.cifar10 import check_batch_size, check_folder
-from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_tree, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import ResumableSampler, loader
 
@@ -42,8 +42,8 @@ def image_files(folder: Path, max_count: int | None = None) -> list[Path]:
         raise MissingDataError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
                                f"images under --data.data_dir (horse2zebra: downloaded into data/horse2zebra when "
                                f"that folder does not exist, or tar xf ../shared/data/horse2zebra.tar -C data)")
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())  # at all
-    if not files:  # depths, as the reference's make_dataset
+    files = image_tree(folder)  # at all depths, as the reference's make_dataset
+    if not files:
         raise MissingDataError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images; add them or point "
                                "--data.data_dir elsewhere")
     return files[:max_count]

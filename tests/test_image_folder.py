@@ -49,6 +49,22 @@ def test_folder_tree_is_read_at_any_depth_squared_and_scaled(tree):
     assert {(255, 0, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)} <= colours_of(images)  # all but the JPEG exactly
 
 
+def test_symlinked_sub_folders_are_read_and_a_link_back_up_the_tree_is_not_walked_again(tmp_path):
+    """Path.rglob (Python < 3.13) passed symlinked folders over without a word: half of a tree of class folders, one
+    of them a link to another disk, was trained on. torchvision's ImageFolder (the WassersteinGAN reference's reader)
+    follows them."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    solid(COLOURS[1]).save(elsewhere / "g.png")
+    root = tmp_path / "faces"
+    (root / "own").mkdir(parents=True)
+    solid(COLOURS[0]).save(root / "own" / "r.png")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "own" / "loop").symlink_to(root, target_is_directory=True)  # walked forever if followed
+    images = load_all(ImageFolderDataModule(str(root), isize=16, batch_size=1, num_workers=0))
+    assert len(images) == 2 and colours_of(images) == {COLOURS[0], COLOURS[1]}
+
+
 def test_wide_image_keeps_its_centre(tmp_path):
     stripes = np.zeros((16, 48, 3), dtype=np.uint8)
     stripes[:, :16], stripes[:, 16:32], stripes[:, 32:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)

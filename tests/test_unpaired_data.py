@@ -82,6 +82,19 @@ def test_images_in_subfolders_and_tiff_and_ppm_files_are_read_as_the_reference_r
         assert torch.equal(load_image(path, 40), pixels)  # decoded losslessly, at its size
 
 
+def test_a_symlinked_sub_folder_of_a_domain_is_read(tmp_path):
+    """Path.rglob (Python < 3.13) passed symlinked folders over without a word: trainA/more -> elsewhere was left
+    out of training."""
+    root = make_unpaired(tmp_path / "d", counts=(2, 2, 1, 1), size=(32, 32), gray_in=None)
+    (tmp_path / "more").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (0, 0, 255)).save(tmp_path / "more" / f"m{i}.png")
+    (root / "trainA" / "more").symlink_to(tmp_path / "more", target_is_directory=True)
+    dm = data_module(root)
+    assert len(dm.train_set.files_a) == 5 and len(dm.train_set) == 5
+    assert sum(f.parent.name == "more" for f in dm.train_set.files_a) == 3
+
+
 def test_test_loaders_hold_each_domain_image_once_at_crop_size(tmp_path):
     root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(36, 40), gray_in="testB")  # 5 A, 3 + 1 B
     dm = UnpairedImageDataModule(str(root), batch_size=2, load_size=36, crop_size=32, num_workers=0)
