@@ -16,14 +16,13 @@ from torch import Tensor
 from callbacks import UserError
 from callbacks.checkpoint_io import replaced
 from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
-from datamodules.decode import read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, read_rgb  # every format read_rgb reads, as the other modules
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import overfitting, restart_skip
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES = "cifar-10-batches-py"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DECODED = ".decoded"  # <data_dir>/.decoded/<split>.pt: the folders' pixels, decoded once (cached_folders)
 DECODED_VERSION = 1
 SEED_STATS = ((0.4914, 0.48216, 0.44653), (0.24703, 0.24349, 0.26159))  # the seed's per-channel stats
@@ -121,7 +120,8 @@ def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
     images, labels = [], []
     for label, (name, files) in enumerate(zip(classes, per_class, strict=True)):
         if not files:
-            raise MissingDataError(f"class folder {split_dir / name} has no .png or .jpg images; "
+            raise MissingDataError(f"class folder {split_dir / name} has no .png or .jpg images (nor "
+                                   f"{'/'.join(sorted(IMAGE_SUFFIXES - {'.png', '.jpg'}))}); "
                                    "remove the folder or add its images")
         for file in files:
             image = read_rgb(file)  # every file is decoded here once: a corrupt one stops setup, named

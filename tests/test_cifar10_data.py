@@ -37,6 +37,23 @@ def test_png_pixels_arrive_unchanged(tmp_path):
     assert torch.equal(data.train_images[1], torch.from_numpy(image).permute(2, 0, 1))
 
 
+@pytest.mark.parametrize("suffix, options", [(".bmp", {}), (".webp", {"lossless": True}), (".tif", {}),
+                                             (".JPEG", {"quality": 100})])
+def test_every_format_the_other_modules_read_is_a_training_image_of_its_class(tmp_path, suffix, options):
+    """A .bmp, .webp or .tif in a class folder was left out without a word (only .png/.jpg/.jpeg were taken), while
+    the WGAN, the CycleGAN and dl2-classify read them."""
+    import numpy as np
+    from PIL import Image
+    root = make_folders(tmp_path / "c", per_class=(2, 1))
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    pixels[..., 2] = 255
+    Image.fromarray(pixels).save(root / "train" / "dog" / f"extra{suffix}", **options)
+    data = loaded(root, download=False)
+    assert data.train_labels.tolist() == [0, 0, 1, 1, 1, 2, 2]  # cat, dog and the extra, frog
+    blue = data.train_images[data.train_labels == 1][-1]  # sorted: 0000.png, 0001.png, extra.*
+    assert (blue[2] >= 250).all() and (blue[:2] <= 5).all()
+
+
 @pytest.mark.parametrize("nested", [True, False])
 def test_official_python_batches_load(tmp_path, nested):
     folder = make_batches(tmp_path / "c" / "cifar-10-batches-py" if nested else tmp_path / "c")
