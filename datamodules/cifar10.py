@@ -16,7 +16,7 @@ from torch import Tensor
 from callbacks import UserError
 from callbacks.checkpoint_io import replaced
 from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
-from datamodules.decode import IMAGE_SUFFIXES, read_rgb  # every format read_rgb reads, as the other modules
+from datamodules.decode import IMAGE_SUFFIXES, hidden, read_rgb  # every format read_rgb reads, as the other modules
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import overfitting, restart_skip
 
@@ -106,11 +106,11 @@ def load_batches(folder: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
 def folder_files(root: Path, split: str) -> tuple[list[str], list[list[Path]]]:
     """The class names and each class's image files of <split>/<class>/*.png|jpg, in the order they are loaded."""
     split_dir = root / split
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not hidden(d.name))
     if not classes:
         raise MissingDataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
-    return classes, [sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-                     for name in classes]
+    return classes, [sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                            and not hidden(f.name)) for name in classes]
 
 
 def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
@@ -143,10 +143,10 @@ def folder_fingerprint(split_dir: Path) -> str:
     rsync compare. One stat per file (0.7 s for CIFAR-10's 50,000 training images on the 2-core CPU), against
     20-50 s to decode them."""
     digest = hashlib.sha256()
-    for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+    for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and not hidden(d.name)):
         digest.update(f"{class_dir.name}/\n".encode())
         for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not hidden(entry.name):
                 stat = entry.stat()
                 digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -30,6 +30,12 @@ ORIENTATION = 0x0112  # the EXIF tag cameras write instead of turning the pixels
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
+def hidden(name: str) -> bool:
+    """A hidden file or folder, passed over as fastai does: Jupyter's .ipynb_checkpoints/ (copies of the images opened
+    in a notebook: a class of their own, or each image twice), macOS's ._x.jpg (no image at all)."""
+    return name.startswith(".")
+
+
 def image_tree(root: Path) -> list[Path]:
     """The image files under `root` at all depths, sorted. Symlinked folders are followed, as torchvision's
     ImageFolder and fastai's get_image_files do (Path.rglob before Python 3.13 passed them over without a word); a
@@ -37,8 +43,9 @@ def image_tree(root: Path) -> list[Path]:
     files = []
     for folder, dirs, names in os.walk(root, followlinks=True):
         real = Path(folder).resolve()
-        dirs[:] = [d for d in dirs if not real.is_relative_to(Path(folder, d).resolve())]
-        files += [Path(folder, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+        dirs[:] = [d for d in dirs if not hidden(d) and not real.is_relative_to(Path(folder, d).resolve())]
+        files += [Path(folder, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES
+                  and not hidden(name)]
     return sorted(file for file in files if file.is_file())
 
 
@@ -50,7 +57,7 @@ def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Pat
     for path in (Path(p).expanduser() for p in paths):  # ~/photos from a YAML config, where no shell expands it
         if path.is_dir():
             found = image_tree(path) if recursive else sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not hidden(p.name) and p.is_file())
             if not found:
                 raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images {'under' if recursive else 'in'} "
                                        f"{path}; {fix}")

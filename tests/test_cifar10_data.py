@@ -54,6 +54,17 @@ def test_every_format_the_other_modules_read_is_a_training_image_of_its_class(tm
     assert (blue[2] >= 250).all() and (blue[:2] <= 5).all()
 
 
+def test_hidden_folders_and_files_are_no_class_and_no_image(tmp_path):
+    """Jupyter's .ipynb_checkpoints/ in train/ (a notebook that opened the images) became an 11th class, and a
+    macOS ._0000.png (AppleDouble: no image) stopped setup; fastai passes hidden files and folders over."""
+    import shutil
+    root = make_folders(tmp_path / "c", per_class=(2, 1))
+    shutil.copytree(root / "train" / "dog", root / "train" / ".ipynb_checkpoints")
+    (root / "train" / "cat" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    data = loaded(root, download=False)
+    assert data.classes == ["cat", "dog", "frog"] and data.train_labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
 @pytest.mark.parametrize("nested", [True, False])
 def test_official_python_batches_load(tmp_path, nested):
     folder = make_batches(tmp_path / "c" / "cifar-10-batches-py" if nested else tmp_path / "c")

@@ -65,6 +65,18 @@ def test_symlinked_sub_folders_are_read_and_a_link_back_up_the_tree_is_not_walke
     assert len(images) == 2 and colours_of(images) == {COLOURS[0], COLOURS[1]}
 
 
+def test_hidden_folders_and_files_are_not_read(tmp_path):
+    """Jupyter's .ipynb_checkpoints/ (copies of the images a notebook opened) trained each such image twice, without a
+    word; fastai passes hidden files and folders over."""
+    root = tmp_path / "faces"
+    (root / "own" / ".ipynb_checkpoints").mkdir(parents=True)
+    solid(COLOURS[0]).save(root / "own" / "r.png")
+    solid(COLOURS[1]).save(root / "own" / ".ipynb_checkpoints" / "r-checkpoint.png")
+    solid(COLOURS[2]).save(root / "own" / ".hidden.png")
+    images = load_all(ImageFolderDataModule(str(root), isize=16, batch_size=1, num_workers=0))
+    assert len(images) == 1 and colours_of(images) == {COLOURS[0]}
+
+
 def test_wide_image_keeps_its_centre(tmp_path):
     stripes = np.zeros((16, 48, 3), dtype=np.uint8)
     stripes[:, :16], stripes[:, 16:32], stripes[:, 32:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
