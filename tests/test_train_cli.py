@@ -292,6 +292,24 @@ def native(subcommand, data_dir, runs, *extra):
     return [subcommand, "--config", str(ROOT / "configs" / "darknet.yaml"), *job(data_dir, runs, *extra)[2:]]
 
 
+def test_a_native_fits_refused_resume_names_the_runs_config_and_a_test_no_resume(tiny_cifar, tmp_path):
+    """The resume hint of a refusal as the classes are built is a fit's (`fit --config ...`, the native form); a test
+    of a checkpoint resumes nothing."""
+    from callbacks.errors import user_message
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "r", "--trainer.max_epochs", "1"))
+    checkpoint, config = runs / "r" / "checkpoints" / "last.ckpt", runs / "r" / "config.yaml"
+    for subcommand, hint in (("fit", f"; this resumes {checkpoint}: to resume as the run began, give its config: "
+                                     f"python train.py fit --config {config} --ckpt_path {checkpoint}"),
+                             ("test", None)):
+        with pytest.raises(ValueError) as refused:
+            train.main(native(subcommand, tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path",
+                              str(checkpoint), "--model.top_losses", "-1"))
+        message = user_message(refused.value)
+        assert message.startswith("top_losses must be 0 (none) or more (got -1)")
+        assert message.endswith(hint) if hint else "this resumes" not in message
+
+
 def files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
