@@ -1910,6 +1910,13 @@ def test_init_from_starts_a_new_run_from_the_weights_alone(tiny_cifar, tmp_path)
     train.main(["test", "--config", config, "--ckpt_path", str(runs / "tuned" / "checkpoints" / "last.ckpt")])
     with pytest.raises(train.UserError, match="--init_from starts a run in the job form"):
         train.main(["fit", "--config", config])
+    # a resume of it refused as its model is built: the run's config, whose --init_from a resume must drop
+    from callbacks.errors import user_message
+    last = runs / "tuned" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError) as refused:
+        train.main(job(tiny_cifar, runs, "--ckpt_path", str(last), "--model.top_losses", "-1"))
+    assert user_message(refused.value).endswith(f"python train.py --config {config} --ckpt_path {last} --init_from "
+                                                f"null")
 
 
 def test_init_from_names_what_does_not_fit(tiny_cifar, tmp_path, capsys, monkeypatch):
