@@ -282,8 +282,8 @@ TARGETS = {
                        ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),
                        ("tests/test_download.py", "tests/test_cifar10_data.py", "tests/test_unpaired_data.py", "-k",
                         "download or filter or outside or two_processes or killed or zip or wrong_image_counts")),
-    # image grids and figures in <run folder>/images and on W&B, and the note about an earlier run's PNGs (pyplot
-    # holds nothing to mutate: a backend's name); the tests as node ids, fastest first
+    # image grids and figures in <run folder>/images and on W&B, and the note about an earlier run's PNGs; the tests
+    # as node ids, fastest first
     "images": Target("callbacks/images.py",
                      ("save_png", "note_earlier_images", "log_image_grid", "log_to_loggers", "log_figure"),
                      ("tests/test_images.py",

@@ -75,12 +75,12 @@ def counted(labels: list[int], predictions: list[int], n: int) -> list[list[int]
 
 @pytest.fixture
 def closed_figures():
-    from callbacks.images import pyplot
+    from callbacks.images import close
 
     figures = []
     yield figures
     for figure in figures:
-        pyplot().close(figure)
+        close(figure)
 
 
 def test_the_confusion_figure_shows_each_count_in_its_cell_actual_down_predicted_across(closed_figures):
