@@ -16,7 +16,7 @@ from torch import Tensor
 from callbacks import UserError
 from callbacks.checkpoint_io import replaced
 from datamodules.augment import alternating_flip, in_input_precision, normalize, random_crop, random_flip
-from datamodules.decode import IMAGE_SUFFIXES, hidden, read_rgb  # every format read_rgb reads, as the other modules
+from datamodules.decode import IMAGE_SUFFIXES, hidden, image_name, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import overfitting, restart_skip
 
@@ -109,8 +109,7 @@ def folder_files(root: Path, split: str) -> tuple[list[str], list[list[Path]]]:
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not hidden(d.name))
     if not classes:
         raise MissingDataError(f"{split_dir} has no class folders; expected {split_dir}/<class>/*.png")
-    return classes, [sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                            and not hidden(f.name)) for name in classes]
+    return classes, [sorted(f for f in (split_dir / name).iterdir() if image_name(f.name)) for name in classes]
 
 
 def load_folders(root: Path, split: str) -> tuple[Tensor, Tensor, list[str]]:
@@ -146,7 +145,7 @@ def folder_fingerprint(split_dir: Path) -> str:
     for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and not hidden(d.name)):
         digest.update(f"{class_dir.name}/\n".encode())
         for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not hidden(entry.name):
+            if image_name(entry.name):
                 stat = entry.stat()
                 digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -189,7 +188,7 @@ class TensorBatches:
                  seed: int = 0, rank: int = 0, world_size: int = 1, flipped_first: Tensor | None = None,
                  trainer=None):
         self.images, self.labels, self.trainer = images, labels, trainer  # the trainer: restart_skip
-        self.overfit_trainer = trainer  # kept (restart_skip drops `trainer`): overfitting
+        self.same_order = overfitting(trainer)  # Trainer(overfit_batches=N): the first epoch's order, always
         self.flipped_first = flipped_first  # per image: mirrored in even epochs (alternating flip), or None
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -202,7 +201,7 @@ class TensorBatches:
 
     def _order(self) -> Tensor:
         if self.shuffle:  # drawn on the CPU, so the order is the same wherever the images are
-            epoch = 0 if overfitting(self.overfit_trainer) else self.epoch  # overfit_batches: the first epoch's, always
+            epoch = 0 if self.same_order else self.epoch
             order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed + epoch))
         else:
             order = torch.arange(len(self.labels))

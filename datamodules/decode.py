@@ -36,6 +36,11 @@ def hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def image_name(name: str) -> bool:
+    """A file name the image folders take: a format read_rgb reads, not hidden."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not hidden(name)
+
+
 def image_tree(root: Path) -> list[Path]:
     """The image files under `root` at all depths, sorted. Symlinked folders are followed, as torchvision's
     ImageFolder and fastai's get_image_files do (Path.rglob before Python 3.13 passed them over without a word); a
@@ -44,8 +49,7 @@ def image_tree(root: Path) -> list[Path]:
     for folder, dirs, names in os.walk(root, followlinks=True):
         real = Path(folder).resolve()
         dirs[:] = [d for d in dirs if not hidden(d) and not real.is_relative_to(Path(folder, d).resolve())]
-        files += [Path(folder, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES
-                  and not hidden(name)]
+        files += [Path(folder, name) for name in names if image_name(name)]
     return sorted(file for file in files if file.is_file())
 
 
@@ -57,7 +61,7 @@ def image_files(paths: list[str], fix: str, recursive: bool = False) -> list[Pat
     for path in (Path(p).expanduser() for p in paths):  # ~/photos from a YAML config, where no shell expands it
         if path.is_dir():
             found = image_tree(path) if recursive else sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not hidden(p.name) and p.is_file())
+                p for p in path.iterdir() if image_name(p.name) and p.is_file())
             if not found:
                 raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images {'under' if recursive else 'in'} "
                                        f"{path}; {fix}")

@@ -17,7 +17,7 @@ from torchvision.transforms.v2.functional import InterpolationMode, resize
 from callbacks import UserError
 from datamodules.augment import in_input_precision
 from datamodules.cifar10 import check_batch_size, check_folder
-from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, hidden, image_tree, read_rgb
+from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_name, image_tree, read_rgb
 from datamodules.download import DownloadError, MissingDataError, download, prepare, unpack
 from datamodules.workers import ResumableSampler, loader
 
@@ -110,8 +110,7 @@ def load_readable(files: list[Path], index: int, load) -> Tensor:
 
 
 def count_images(root: Path) -> tuple[int, ...]:
-    return tuple(sum(f.suffix.lower() in IMAGE_SUFFIXES and not hidden(f.name) for f in (root / folder).iterdir())
-                 for folder in FOLDERS)
+    return tuple(sum(image_name(f.name) for f in (root / folder).iterdir()) for folder in FOLDERS)
 
 
 class UnpairedImages(Dataset):
