@@ -277,12 +277,15 @@ class CLI(LightningCLI):
             self.instantiate_checked()
         except Exception as error:  # a model or data module refusing its options; a resume's may be the run's own
             message = user_message(error)
-            hint = message and resume_config_hint(self.job_config(), self.job or self.config.get("subcommand") == "fit",
-                                                  "" if self.job else "fit ")
+            hint = message and resume_config_hint(self.job_config(), self.fits(), "" if self.job else "fit ")
             if not hint:
                 raise
             raise UserError(f"{message}; {hint}") from None
         self.check_instances()
+
+    def fits(self) -> bool:
+        """The job form (fit, or the LR finder's sweep) or the native fit subcommand."""
+        return self.job or self.config.get("subcommand") == "fit"
 
     def instantiate_checked(self):
         """LightningCLI's instantiate_classes, its refusals of the Trainer's and callbacks' options in one line."""
@@ -323,7 +326,7 @@ class CLI(LightningCLI):
         if _requeue_signal is not None:
             _requeue_signal.follow(trainer)
         run_dir = Path(trainer.default_root_dir)
-        resumed = (self.job or self.config.get("subcommand") == "fit") and config.get("ckpt_path")
+        resumed = self.fits() and config.get("ckpt_path")
         for callback in trainer.callbacks:
             if isinstance(callback, LogConfig):
                 callback.effective, callback.config = callback.config, self.config_as_given
@@ -1426,12 +1429,7 @@ def discard_fresh_runs() -> list[Path]:
     run = current_wandb_run()
     # the W&B run of a fresh run (in a notebook wandb.run may be an earlier run's, which is left alone)
     owner = next((d for d in _fresh_runs if run is not None and _fresh_wandb.get(d) == getattr(run, "id", None)), None)
-    wandb_run = None  # its folder, offline-run-<time>-<id>/ in the W&B save_dir
-    if owner is not None:
-        with contextlib.suppress(Exception):
-            wandb_run = Path(run.dir).parent
-        with contextlib.suppress(Exception):
-            sys.modules["wandb"].finish(exit_code=2)
+    wandb_run = end_wandb_run(run, exit_code=2) if owner is not None else None
     removed = []
     for run_dir, made in _fresh_runs.items():
         if any(run_dir.rglob("*.ckpt")) or (run_dir / "results.json").exists():
@@ -1458,18 +1456,24 @@ def discard_refused_resume() -> None:
     run = current_wandb_run()
     links = next((links for wandb_id, links in _resumed_wandb.values() if wandb_id == getattr(run, "id", None)), None)
     if run is not None and links is not None:
-        folder = None
-        with contextlib.suppress(Exception):
-            folder = Path(run.dir).parent
-        with contextlib.suppress(Exception):
-            sys.modules["wandb"].finish(exit_code=0)
-        if folder is not None:
+        if (folder := end_wandb_run(run, exit_code=0)) is not None:
             remove_wandb_run(folder)
             for link, target in links.items():
                 with contextlib.suppress(OSError):
                     link.unlink(missing_ok=True)
                     link.symlink_to(target)
     _resumed_wandb.clear()
+
+
+def end_wandb_run(run, exit_code: int) -> Path | None:
+    """End the W&B run `run` (wandb.finish) and return its folder, offline-run-<time>-<id>/ in the W&B save_dir;
+    None when it cannot be read. The run is ended first: it writes there."""
+    folder = None
+    with contextlib.suppress(Exception):
+        folder = Path(run.dir).parent
+    with contextlib.suppress(Exception):
+        sys.modules["wandb"].finish(exit_code=exit_code)
+    return folder
 
 
 def remove_wandb_run(folder: Path) -> None:
