@@ -359,8 +359,8 @@ TARGETS = {
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
     "run_config": Target("train.py", ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write",
-                                      "remove_wandb_run", "discard_refused_resume", "resume_config_hint",
-                                      "resume_as_begun", "CLI.instantiate_classes"),
+                                      "remove_wandb_run", "discard_refused_resume", "end_wandb_run",
+                                      "resume_config_hint", "resume_as_begun", "CLI.instantiate_classes"),
                          ("tests/test_train_runs.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
                           "tests/test_tensorboard.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
