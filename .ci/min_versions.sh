@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The version floors, tested: a fresh venv with every `>=` of setup.cfg's install_requires installed as `==`,
 # the project on top without its dependencies, then the fast tests.
-#   .ci/min_versions.sh [VENV_DIR] [pytest args]      (default: .venv-min, then -m "not slow" -q)
+#   .ci/min_versions.sh [VENV_DIR] [pytest args]      (default: .venv-min, then -m "not slow" -q -n 2)
 # TORCH_PINS replaces the torch/torchvision floors (two large downloads), e.g. keep what another venv has:
 #   TORCH_PINS="torch==2.14.1 torchvision==0.29.1" .ci/min_versions.sh /tmp/min tests/test_darknet.py -q
 set -euo pipefail
@@ -26,5 +26,5 @@ echo "+ pip install $floors"
 "$venv/bin/pip" install -q $floors
 "$venv/bin/pip" install -q --no-deps -e .
 "$venv/bin/pip" list 2>/dev/null | grep -iE '^(torch|torchvision|lightning|torchmetrics|wandb|jsonargparse|numpy|pillow|matplotlib) '
-if [ $# -eq 0 ]; then set -- -m "not slow" -q; fi
+if [ $# -eq 0 ]; then set -- -m "not slow" -q -n 2; fi
 "$venv/bin/python" -m pytest "$@"

@@ -72,9 +72,20 @@ def http_server(do_get):
         httpd.server_close()
 
 
-def wandb_records(path):
-    """The records of a `.wandb` file (wandb's transaction log: a 7-byte header, then 32 KiB blocks of chunks, each
-    with a 7-byte header of CRC, length and type: full, first, middle, last), as wandb.proto Records."""
+def wandb_records(path, wait: float = 60.0) -> list:
+    """The records of a finished run's `.wandb` file (wandb's transaction log: a 7-byte header, then 32 KiB blocks of
+    chunks, each with a 7-byte header of CRC, length and type: full, first, middle, last), as wandb.proto Records.
+    wandb-core may still be writing the file's tail when wandb.finish returns (a summary missing once, under load):
+    read again until its last record, the run's exit, is there."""
+    import time
+    deadline = time.monotonic() + wait
+    while not (records := list(_wandb_file_records(path))) or records[-1].WhichOneof("record_type") != "exit":
+        assert time.monotonic() < deadline, f"{path} has no exit record after {wait} s: {len(records)} records"
+        time.sleep(0.2)
+    return records
+
+
+def _wandb_file_records(path):
     import struct
 
     from wandb.proto import wandb_internal_pb2
@@ -84,6 +95,8 @@ def wandb_records(path):
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if pos + 7 + length > len(data):  # a chunk still being written
+            return
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind == 0:  # zero padding to the block's end
             pos += -pos % block

@@ -18,7 +18,7 @@ from callbacks import UserError
 from lightning_modules import WGAN, commands
 from lightning_modules.darknet_classifier import classify
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_commands")]
 
 SCRIPTS = {"dl2-classify": "classify", "dl2-wgan-generate": "wgan_generate", "dl2-wgan-fid": "wgan_fid",
            "dl2-cyclegan-translate": "cyclegan_translate", "dl2-stylize": "stylize", "dl2-export": "export"}

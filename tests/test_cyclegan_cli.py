@@ -13,7 +13,8 @@ import train
 from lightning_modules import CycleGAN, commands
 from lightning_modules.cyclegan import translate
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# one worker for the session's DDP job with test_gan_fid's DDP test (setup.cfg's --dist loadgroup)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("cyclegan_ddp_run")]
 
 TINY = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
         "--model.n_epochs_decay", "1", "--model.log_images_every_n_batches", "2", "--data.load_size", "36",

@@ -23,7 +23,7 @@ from lightning_modules.export import export
 from lightning_modules.wgan import generate
 from lightning_modules.wgan import reference_generator as wgan_reference
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_export")]
 
 CYCLEGAN = ["--model.ngf", "4", "--model.ndf", "4", "--model.n_blocks", "1", "--model.n_epochs", "1",
             "--model.n_epochs_decay", "0", "--model.log_images_every_n_batches", "0", "--data.load_size", "36",

@@ -328,6 +328,7 @@ class SaveAtValidation(L.Callback):
             torch.save(pl_module.state_dict(), Path(trainer.default_root_dir, "weights.pt"))
 
 
+@pytest.mark.xdist_group("cyclegan_ddp_run")  # the job is test_cyclegan_cli's too
 def test_ddp_ranks_share_the_images_once_and_log_the_single_process_distance(tmp_path, cyclegan_ddp_run):
     root, run_dir, darknet_ckpt = cyclegan_ddp_run  # the job, shared with test_cyclegan_cli's DDP test (conftest)
     logged = json.loads((run_dir / "val.json").read_text())

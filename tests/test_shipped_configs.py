@@ -14,7 +14,7 @@ import sys
 import pytest
 from conftest import ROOT, wandb_records
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_shipped_configs")]
 
 
 def start_system(system, args, tmp_path, extra_env=None, wandb_mode="offline") -> subprocess.Popen:

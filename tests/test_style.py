@@ -13,7 +13,8 @@ from lightning_modules import StyleTransfer, gram
 from lightning_modules.nets.vgg import block_ends, relu_layers, vgg_features
 from lightning_modules.style_transfer import style_loss
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+# tiny nets: threads only add contention
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_style")]
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 

@@ -22,7 +22,8 @@ from lightning_modules import StyleTransfer, commands
 from lightning_modules.nets.vgg import load_vgg, vgg_features
 from lightning_modules.style_transfer import stylize
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+# tiny nets: threads only add contention
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_style_cli")]
 
 
 def job(style_images, runs, *extra):
