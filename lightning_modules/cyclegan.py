@@ -197,6 +197,9 @@ class CycleGAN(L.LightningModule):
                            f"{total} epochs: the run {effect}; the reference trains their sum, "
                            f"--trainer.max_epochs {total}")
 
+    def on_fit_end(self) -> None:
+        self.frechet.release(self.trainer)
+
     def setup(self, stage: str) -> None:
         # here, not in on_validation_start: a refused validate's new run folder is removed only until its evaluation
         # has begun (train.RunBegan, whose on_validation_start comes before the model's)

@@ -144,13 +144,15 @@ class FrechetValidation:
     """The metrics of one system, keyed by name (`fid`, or `fid_a2b` and `fid_b2a`), sharing one feature net.
 
     A plain object, not an nn.Module, so the module that holds it does not save it. `off` when no feature
-    network is given: then the fit skips validation entirely (`limit_val_batches` 0) and says so once.
+    network is given: then the fit skips validation entirely (`limit_val_batches` 0 until the fit ends) and says so
+    once.
     """
 
     def __init__(self, features: str | None, names: Iterable[str]):
         self.path, self.names = features, tuple(names)
         self.metrics: dict[str, FrechetInceptionDistance] = {}
         self.reals_cached = False  # the real statistics are complete (a full validation saw every real image)
+        self.user_limit: int | float | None = None  # the Trainer's limit_val_batches while the fit has it at 0
 
     @property
     def off(self) -> bool:
@@ -162,9 +164,14 @@ class FrechetValidation:
             if trainer.limit_val_batches != 0:
                 rank_zero_info("val/fid is off: set --model.fid_features to a DarknetClassifier .ckpt or to "
                                "pt_inception-2015-12-05-6726825d.pth to log a Frechet distance while training")
-            trainer.limit_val_batches = 0  # read when the validation loop sets up its data, after this hook
+            self.user_limit, trainer.limit_val_batches = trainer.limit_val_batches, 0  # read after this hook
         else:  # a missing file named now; a run folder or `last` as its file, read once by build
             self.path = feature_file(self.path)
+
+    def release(self, trainer) -> None:
+        """At fit end: the Trainer's own limit_val_batches back (a notebook's Trainer validates its next model)."""
+        if self.user_limit is not None:
+            trainer.limit_val_batches, self.user_limit = self.user_limit, None
 
     def refuse_validate_when_off(self, trainer, what: str, alternative: str = "") -> None:
         """`validate` without a feature network would validate nothing, print nothing and end with status 0."""

@@ -291,6 +291,9 @@ class WGAN(L.LightningModule):
             self.log("val/fid", values["fid"], sync_dist=True)  # equal on every rank already (torchmetrics)
             self.log_samples()
 
+    def on_fit_end(self) -> None:
+        self.frechet.release(self.trainer)
+
     def on_train_end(self) -> None:
         if self.sampled_at != self.gen_iterations:  # not logged at this count already (sample_every, validation)
             self.log_samples()

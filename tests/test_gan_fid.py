@@ -168,6 +168,35 @@ def test_without_features_the_fit_runs_no_validation_and_says_so(tmp_path, caplo
     assert "val/fid" not in trainer.callback_metrics and trainer.global_step == 4
 
 
+@pytest.mark.parametrize("system", ["wgan", "cyclegan"])
+def test_the_trainer_a_fit_without_features_used_validates_the_next_model(tmp_path, system):
+    """The fit without features set the user's Trainer's limit_val_batches to 0: a notebook validating another model
+    with that Trainer validated nothing, without a word."""
+    class Counted(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.batches = 0
+
+        def validation_step(self, batch, batch_idx):
+            self.batches += 1
+
+    if system == "wgan":
+        solid_colours(tmp_path / "images", 16)
+        gan = WGAN(**TINY_WGAN)
+        data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0)
+    else:
+        gan = CycleGAN(n_blocks=1, ngf=4, ndf=4)
+        data = UnpairedImageDataModule(str(make_unpaired(tmp_path / "unpaired")), batch_size=2, load_size=32,
+                                       crop_size=32, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_steps=3, limit_val_batches=2, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    trainer.fit(gan, datamodule=data)
+    assert trainer.limit_val_batches == 2
+    model = Counted()
+    trainer.validate(model, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(8, 1))))
+    assert model.batches == 2
+
+
 def test_validate_without_features_says_there_is_nothing_to_validate(tmp_path):
     """It validated nothing, printed nothing and ended with status 0."""
     solid_colours(tmp_path / "images", 16)
