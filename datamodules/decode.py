@@ -98,6 +98,10 @@ def _to_tensor(image: Image.Image) -> Tensor:
     if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
         # 16-bit grayscale (I;16, I;16B; a 16-bit PPM or TIFF opens as I): convert() would clip it at 255
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
+    elif image.mode == "F":  # a float TIFF (scientific tools): 0..1 scaled (convert() gave black), 0..255 rounded
+        scale = 255 if image.getextrema()[1] <= 1 else 1
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64) * scale)
+        image = Image.fromarray(pixels.round().clip(0, 255).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
     width, height = image.size

@@ -65,6 +65,16 @@ def test_a_32_bit_integer_image_above_255_is_read_as_16_bit(tmp_path, values, ex
     np.testing.assert_array_equal(read_rgb(tmp_path / "int32.tif").numpy()[0], np.array(expected, dtype=np.uint8))
 
 
+@pytest.mark.parametrize("values, expected", [
+    ([[0.0, 0.5, 1.0]], [[0, 128, 255]]),  # 0..1, as scientific tools write floats: scaled to 0..255
+    ([[0.0, 127.6, 300.0]], [[0, 128, 255]]),  # 0..255 already: kept, above white clipped
+])
+def test_a_float_tiff_is_read_on_its_own_scale(tmp_path, values, expected):
+    Image.fromarray(np.array(values, dtype=np.float32), mode="F").save(tmp_path / "f.tif")
+    pixels = read_rgb(tmp_path / "f.tif")
+    assert pixels.tolist() == [expected] * 3
+
+
 def test_image_files_takes_the_image_files_of_a_folder_in_name_order_and_a_file_as_given(tmp_path):
     from datamodules.decode import image_files
     from datamodules.download import MissingDataError
