@@ -1183,12 +1183,18 @@ def fit_folder(config, root: Path, model_class: str) -> Path:
         run_dir = root / (run_name or slurm_name)
         if read_run(run_dir) is not None:
             check_run_owner(run_dir, model_class)
-            # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts)
-            requeued = slurm_name is not None and (not run_name or int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0)
+            # a SLURM requeue: the same job carries on in its folder (SLURM counts the restarts); a job's earlier
+            # training (a second train.py in one sbatch script or salloc shell) is no requeue
+            requeued = slurm_restart()
             # a run that stopped before training (a typo'd path) may be retried in its folder: nothing to lose
             retry = not read_run(run_dir).get("trained", True) and not ckpt_path
             # the other ranks follow rank 0 (a rank Lightning launched has LOCAL_RANK >= 1: never global rank zero)
             if global_rank_zero() and not (requeued or retry):
+                if not run_name:
+                    raise UserError(f"run folder {run_dir} holds an earlier training of SLURM job "
+                                    f"{os.environ['SLURM_JOB_ID']}, and this is no requeue of the job "
+                                    f"(SLURM_RESTART_COUNT unset); give each training of a job its own --run_name, "
+                                    f"or resume that run with --run_name {run_dir.name} --ckpt_path last")
                 raise UserError(f"run folder {run_dir} exists already; resume it with --run_name {run_dir.name} "
                                 f"--ckpt_path last, or choose another --run_name")
             if requeued:

@@ -197,6 +197,7 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
     for name, value in env.items():
         if name.startswith("SLURM_") or name in ("PATH", "HOME"):
             monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # SLURM counts the requeue
     monkeypatch.chdir(tmp_path)
     train.main(args[2:])
     assert [p.name for p in (tmp_path / "runs" / "darknet").iterdir()] == ["slurm-4242"]

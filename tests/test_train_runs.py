@@ -1021,8 +1021,10 @@ def test_last_skips_the_newer_run_of_another_system_sharing_the_root(tiny_cifar,
 def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a requeued job keeps its id; Lightning saw no hpc_ckpt here
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)  # the job's first launch
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2", "--trainer.callbacks+=conftest.CrashAtEpoch"))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # SLURM counts the requeue
     train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2"))
     (run_dir,) = run_folders(runs)
     results = json.loads((run_dir / "results.json").read_text())
@@ -1348,6 +1350,7 @@ def slurm_job_folder(runs, monkeypatch):
     requeue by fit_folder (checking it is that one) and returns its config."""
     run_dir = a_run(runs, "slurm-77", started=100.0, trained=True, checkpoint=False)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
 
     def fit_folder(**options):
         config = run_config(runs)
@@ -1455,6 +1458,36 @@ def test_a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue(tmp_path, mo
     else:
         with pytest.raises(train.UserError, match="mine exists already"):
             train.fit_folder(config, runs, DARKNET)
+
+
+@pytest.mark.parametrize("restarts", [None, "0"])
+def test_a_second_training_in_one_slurm_job_does_not_take_over_the_first(tmp_path, monkeypatch, no_ranks, restarts):
+    """Two train.py in one sbatch script (a sweep) or salloc shell: both chose slurm-<job id>, and the second resumed
+    the first (its other --model.lr trained nothing: "Nothing left to train", exit status 0). Only a requeue, which
+    SLURM counts in SLURM_RESTART_COUNT, carries on there; a training of the job that stopped before it trained may
+    retry there."""
+    runs = tmp_path / "runs"
+    run_dir = a_run(runs, "slurm-77", started=100.0, trained=True)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    if restarts is not None:
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+    config = run_config(runs)
+    with pytest.raises(train.UserError, match=r"slurm-77 holds an earlier training of SLURM job 77, and this is no "
+                                              r"requeue .* its own --run_name, or resume that run with --run_name "
+                                              r"slurm-77 --ckpt_path last$"):
+        train.fit_folder(config, runs, DARKNET)
+    assert config.ckpt_path is None  # nothing resumed
+    monkeypatch.setenv("SLURM_PROCID", "1")  # the job's other tasks follow task 0 into the folder it made
+    assert train.fit_folder(run_config(runs), runs, DARKNET) == run_dir
+    monkeypatch.delenv("SLURM_PROCID")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeue carries on there
+    config = run_config(runs)
+    assert train.fit_folder(config, runs, DARKNET) == run_dir
+    assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
+    stopped = a_run(runs, "slurm-78", started=100.0, trained=False, checkpoint=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
+    assert train.fit_folder(run_config(runs), runs, DARKNET) == stopped  # stopped before training: retried there
 
 
 def test_a_named_run_of_a_train_py_before_trained_is_not_taken_over(tmp_path, no_ranks):
