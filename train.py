@@ -1371,11 +1371,32 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
                 logger.init_args.name = info["system"]
             if logger.init_args.get("version") is None:
                 logger.init_args.version = run_dir.name
+    check_run_folders(run_dir, [Path(c.init_args.dirpath) for c in trainer.callbacks or []
+                                if c.class_path.endswith("ModelCheckpoint")], plan.wandb_dir)
     documented_ddp_strategy(config)  # --trainer.strategy ddp -> ddp_find_unused_parameters_true for the GANs
     add_progress_bar(trainer)  # the training signal, read once per logging interval; plain lines off a terminal
     if make:
         make_run_folder(plan)
     return plan
+
+
+def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Path | None) -> None:
+    """The run folder and the folders the run writes into (checkpoints, images, the style's results, W&B's): a file
+    standing where one goes stopped the run with a traceback when first written to, the checkpoints' after the first
+    epoch's training, the images' in the test after the fit. Refused before the run's folder is made."""
+    def flag(folder: Path, other: str) -> str:  # the option that moves the folder: --run_name for the run's own
+        return "--run_name" if folder == run_dir or run_dir in folder.parents else other
+
+    folders = [(run_dir, "--run_name"), *((d, flag(d, "--trainer.callbacks.dirpath")) for d in checkpoint_dirs),
+               (run_dir / "images", "--run_name"), (run_dir / "stylized", "--run_name"),
+               *([(wandb_dir, flag(wandb_dir, "--trainer.logger.save_dir"))] if wandb_dir is not None else [])]
+    for folder, option in folders:
+        where = "" if folder == run_dir else f"run folder {run_dir}: "
+        if folder.is_symlink() and not folder.exists():
+            raise UserError(f"{where}{folder} is a link to {os.readlink(folder)}, which does not exist; create that "
+                            f"folder, or give another {option}")
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{where}{folder} is a file, not a folder; move it away, or give another {option}")
 
 
 # run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it

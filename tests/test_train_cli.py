@@ -793,6 +793,26 @@ def test_a_run_root_through_a_dangling_link_is_refused_in_one_line(tiny_cifar, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10", "gone"]  # no folder made
 
 
+@pytest.mark.parametrize("stray", ["checkpoints", "images", "wandb", None])
+def test_a_file_where_the_run_writes_a_folder_is_refused_before_training(stray, tiny_cifar, tmp_path, capsys,
+                                                                         monkeypatch):
+    """A file named like a folder the run writes into (its checkpoints/, images/, wandb/, or the run folder itself):
+    one line naming it, before any training (the checkpoints' stopped the fit with a traceback after its first epoch,
+    the images' in the test after the fit), and the file is left as it was."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    file = runs / "r" / stray if stray else runs / "r"
+    file.parent.mkdir(exist_ok=True)
+    file.write_text("notes")
+    result = run_in_process(job(tiny_cifar, runs, "--run_name", "r"), capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{file} is a file, not a folder; move it away, or give another --run_name" in result.stderr
+    assert file.read_text() == "notes"
+    if stray:  # nothing written beside it (a lock, run.json, W&B's files)
+        assert sorted(p.name for p in (runs / "r").iterdir()) == [stray]
+    assert not list(runs.glob("*/checkpoints/*.ckpt"))
+
+
 def test_missing_data_folder_says_where_to_put_it(tmp_path, capsys, monkeypatch):
     result = run_in_process(job(tmp_path / "absent", tmp_path, "--data.download", "false"), capsys, monkeypatch)
     assert result.returncode != 0 and "no CIFAR-10 found in" in result.stderr
