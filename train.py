@@ -1006,6 +1006,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
             raise UserError(f"--run_name {run_name}: {run_dir} holds a {kind}, not a training run with checkpoints")
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
+            refuse_without_last(run_dir)
             fix = "give another run" if evaluation else "start a new run without --ckpt_path"
             raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt (it stopped before its "
                             f"first save); {fix}")
@@ -1022,6 +1023,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
     newest = runs[-1][1]
     last = newest / "checkpoints" / "last.ckpt"
     if not last.is_file():
+        refuse_without_last(newest)
         older = [d.name for _, d in runs[:-1] if (d / "checkpoints" / "last.ckpt").is_file()]
         also = (f"; or resume an older run: --run_name {older[-1]} --ckpt_path last" if older else "")
         why = ("it finished without one: its config keeps no checkpoints" if (newest / "results.json").is_file()
@@ -1029,6 +1031,24 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
         raise UserError(f"--ckpt_path last: the newest {system} run, {newest}, has no checkpoint ({why}); start a "
                         f"new run without --ckpt_path{also}")
     return last
+
+
+def saved_checkpoints(run_dir: Path) -> dict[Path, int]:
+    """The readable checkpoints in a run's checkpoints/ folder (last.ckpt, epoch or step saves, best-*, cycle
+    snapshots) and their steps."""
+    steps = {path: checkpoint_step(path) for path in sorted((run_dir / "checkpoints").glob("*.ckpt"))
+             if path.is_file()}
+    return {path: step for path, step in steps.items() if step is not None}
+
+
+def refuse_without_last(run_dir: Path) -> None:
+    """A run without last.ckpt that saved nonetheless: Lightning's save_last "link" (the CycleGAN's) removes the link
+    and the previous epoch's file before linking the new one, and a crash there left the run's newest save alone."""
+    if saved := saved_checkpoints(run_dir):
+        path = max(saved, key=saved.get)
+        raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt, but it saved {path.name} "
+                        f"(step {saved[path]}; a crash as last.ckpt was relinked?); give --ckpt_path "
+                        f"{path}")
 
 
 def check_run_owner(run_dir: Path, model_class: str) -> None:
@@ -1212,10 +1232,14 @@ def slurm_restart() -> bool:
 def resume_own_newest(config, run_dir: Path) -> bool:
     """A requeued job carries on from its run's own newest state, whatever --ckpt_path its command line gave (the
     checkpoint it began from: read again, it would undo the job's training): of Lightning's hpc_ckpt files (its saves
-    on SLURM's time-limit signal) and checkpoints/last.ckpt, the one of the latest step (Lightning would take its newest
-    hpc_ckpt, however old: a requeue after a later preemption went back to it). False when the job saved nothing yet."""
+    on SLURM's time-limit signal), checkpoints/last.ckpt and the other saves there (a crash as Lightning's save_last
+    "link" relinked last.ckpt left none: refuse_without_last), the one of the latest step (Lightning would take its
+    newest hpc_ckpt, however old: a requeue after a later preemption went back to it). False when the job saved nothing
+    yet."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    saved = [path for path in (*run_dir.glob("hpc_ckpt_*.ckpt"), last) if path.is_file()]
+    saved = [path for path in (*run_dir.glob("hpc_ckpt_*.ckpt"), last, *(run_dir / "checkpoints").glob("*.ckpt"))
+             if path.is_file()]
+    saved = list(dict.fromkeys(saved))
     if not saved:
         return False
     steps = {path: checkpoint_step(path) for path in saved}  # None: torn (a crash mid-save), taken only if alone

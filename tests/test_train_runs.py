@@ -1232,6 +1232,7 @@ def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
 # ---- the folder choices themselves, called directly (no training: milliseconds, for tests/mutation.py run_folders)
 
 DARKNET = "lightning_modules.DarknetClassifier"
+CYCLEGAN = "lightning_modules.CycleGAN"
 
 
 def a_run(runs, name, started, model=DARKNET, checkpoint=True, **info):
@@ -1441,6 +1442,45 @@ def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newe
     for restarts in ("0", None):  # not a requeue: refused
         with pytest.raises(train.UserError, match="an earlier checkpoint of run a"):
             launch(a / "checkpoints" / "epoch9.ckpt", restarts=restarts)
+
+
+def a_run_killed_as_last_ckpt_was_relinked(runs, name):
+    """A CycleGAN run (save_last "link") killed inside Lightning's relink at epoch 1's end: epoch=000.ckpt and the old
+    link removed, epoch=001.ckpt saved (step 36), last.ckpt a link to the removed file, or not yet made again."""
+    run_dir = a_run(runs, name, started=100.0, model=CYCLEGAN, trained=True, checkpoint=False)
+    (run_dir / "checkpoints").mkdir()
+    torch.save({"global_step": 36}, run_dir / "checkpoints" / "epoch=001.ckpt")
+    return run_dir
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_requeue_after_a_crash_in_the_relink_of_last_ckpt_carries_on_from_the_runs_save(tmp_path, monkeypatch,
+                                                                                         no_ranks, dangling):
+    """The job's newest save is epoch=001.ckpt: the requeue trained from scratch in the folder instead, and its own
+    epoch=001.ckpt replaced the one two epochs had made."""
+    runs = tmp_path / "runs"
+    run_dir = a_run_killed_as_last_ckpt_was_relinked(runs, "slurm-77")
+    if dangling:
+        (run_dir / "checkpoints" / "last.ckpt").symlink_to("epoch=000.ckpt")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    config = run_config(runs)
+    config.model.class_path = CYCLEGAN
+    assert train.fit_folder(config, runs, CYCLEGAN) == run_dir
+    assert config.ckpt_path == str(run_dir / "checkpoints" / "epoch=001.ckpt")
+
+
+@pytest.mark.parametrize("run_name", [None, "r"])
+def test_last_of_a_run_killed_as_last_ckpt_was_relinked_names_the_runs_save(tmp_path, run_name):
+    """Not 'it stopped before its first save; start a new run', which threw away the epochs the run had saved."""
+    runs = tmp_path / "runs"
+    run_dir = a_run_killed_as_last_ckpt_was_relinked(runs, "r")
+    a_run(runs, "older", started=50.0, model=CYCLEGAN, trained=True)
+    saved = run_dir / "checkpoints" / "epoch=001.ckpt"
+    with pytest.raises(train.UserError, match=re.escape(f"run {run_dir} has no checkpoints/last.ckpt, but it saved "
+                                                        f"epoch=001.ckpt (step 36; ") + ".*" +
+                       re.escape(f"give --ckpt_path {saved}")):
+        train.newest_last_checkpoint(runs, CYCLEGAN, run_name)
 
 
 @pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
