@@ -446,6 +446,11 @@ class WriteOnStop(L.Callback):
                       f"{pl_module.results_dir()}", file=sys.stderr)
 
 
+# the values Lightning's Trainer takes as `precision` (check_trainer refuses those L-BFGS cannot run under)
+LIGHTNING_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "16-mixed", "16-true", "bf16-true", "32", "64", "16",
+                        "bf16", "transformer-engine", "transformer-engine-float16")
+
+
 def stylize(content: list[str] | str | None = None, style: list[str] | str | None = None, output: str = "stylized",
             size: int = 288,
             crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
@@ -500,6 +505,11 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                    "style_blend_weights")),
         ("trainer", ("precision", "accelerator"))) for name in names} | {"--trainer.max_steps": "--max_iter"}
     require_at_least_one(max_iter=max_iter)
+    if not 0 <= seed < 2**32:  # Lightning's seed_everything raises a bare ValueError for these
+        raise UserError(f"--seed must be from 0 to {2**32 - 1} (got {seed}); neural-style's -seed -1 (a new seed "
+                        "each run) has no counterpart here: give any number in that range")
+    if str(precision) not in LIGHTNING_PRECISIONS:  # the Trainer's own refusal is a traceback
+        raise UserError(f"--precision {precision}: not a precision; use 32-true (the default), 64-true or bf16-mixed")
     check_output_folder(output, "--output")
     check_accelerator(accelerator)
     devices = 1

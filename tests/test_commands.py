@@ -836,3 +836,20 @@ def test_stdout_reader_gone_only_for_a_pipe_whose_reader_closed(capsys):
         finally:
             sys.stdout = saved
     assert (open_reader, closed_reader) == (False, True)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "--seed must be from 0 to 4294967295 (got -1)"),  # neural-style's default -seed, a random one
+    ("--seed", str(2**32), f"--seed must be from 0 to 4294967295 (got {2**32})"),
+    ("--precision", "32-bit", "--precision 32-bit: not a precision"),
+])
+def test_stylize_refuses_a_seed_or_precision_lightning_cannot_take_in_one_line(option, value, message, tmp_path,
+                                                                               capsys):
+    content, style = make_style_images(tmp_path / "in")
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--content", str(content[0]), "--style", str(style), "--size", "32", "--vgg_weights",
+                          "random", "--arch", "vgg16", "--accelerator", "cpu", "--output", str(tmp_path / "out"),
+                          "--max_iter", "1", option, value])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
