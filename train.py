@@ -1941,7 +1941,8 @@ def run_job(cli: CLI) -> dict:
     progress = fit_progress(trainer)
     testable = is_overridden("test_step", model) and getattr(cli.datamodule, "has_test_data", True)
     with ctrl_c_stops_the_test(run_dir, trainer), weights_in_memory(trainer):
-        test = trainer.test(model, datamodule=cli.datamodule, verbose=False)[0] if testable else {}
+        # no result at all under --trainer.limit_test_batches 0 (README: "0 means none"): an empty test, not a crash
+        test = (trainer.test(model, datamodule=cli.datamodule, verbose=False) or [{}])[0] if testable else {}
     results = {"test": test, "final_metrics": final, "final_lr": final_lr, "fit_seconds": round(fit_seconds, 2),
                **progress,
                "global_step": trainer.global_step,

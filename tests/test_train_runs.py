@@ -2301,3 +2301,13 @@ def test_a_bad_phase_spec_is_one_line(tiny_cifar, tmp_path, scheduler, message):
     with pytest.raises(Exception) as raised:  # jsonargparse wraps the scheduler's UserError
         train.main(job(tiny_cifar, tmp_path / "runs", "--config", str(config)))
     assert message in user_message(raised.value)
+
+
+def test_limit_test_batches_0_trains_skips_the_test_and_writes_the_results(tiny_cifar, tmp_path):
+    """README: `0` means none. Lightning's test then returns no result at all: the job ended in an IndexError after
+    the fit, without results.json."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--data.batch_size", "4", "--trainer.max_steps", "2",
+                   "--trainer.limit_test_batches", "0", "--run_name", "r"))
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["test"] == {} and results["global_step"] == 2
