@@ -526,7 +526,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
     with own_flags(flags):  # the errors of the classes below name train.py's flags
         data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
         # before the model, whose VGG weights may be a 528 MB download
-        check_results_spare_inputs(output, content, data.content_files(), data.style_files())
+        check_results_spare_inputs(output, content, data.content_files(), data.style_files(), style)
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
                               original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
@@ -554,16 +554,17 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
 
 
 def check_results_spare_inputs(output: str, given: list[str] | str | None, content: list[Path],
-                               style: list[Path]) -> None:
-    """A UserError when --output is a --content folder (the results would join the content of the next run) or when
-    a result, <output>/<name>.png, would replace a content or style image: refused before the optimization, not
-    found after it."""
+                               style: list[Path], given_style: list[str] | str | None = None) -> None:
+    """A UserError when --output is a --content or --style folder (the results would join the content, or be blended
+    into the style, of the next run on it) or when a result, <output>/<name>.png, would replace a content or style
+    image: refused before the optimization, not found after it."""
     from datamodules.decode import output_names
-    folders = [Path(p) for p in ([given] if isinstance(given, str) else given or []) if Path(p).is_dir()]
     out = Path(output)
-    if out.is_dir() and any(out.samefile(folder) for folder in folders):
-        raise UserError(f"--output {output} is a --content folder: the results would be read as content images by "
-                        "the next run on that folder; give another --output folder")
+    for flag, paths in (("content", given), ("style", given_style)):
+        folders = [Path(p) for p in ([paths] if isinstance(paths, str) else paths or []) if Path(p).is_dir()]
+        if out.is_dir() and any(out.samefile(folder) for folder in folders):
+            raise UserError(f"--output {output} is a --{flag} folder: the results would be read as {flag} images by "
+                            "the next run on that folder; give another --output folder")
     for name in output_names(content):
         result = out / f"{name}.png"
         # samefile, not a path comparison: photo.PNG is photo.png where the file system ignores case (macOS, Windows)

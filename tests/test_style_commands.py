@@ -261,3 +261,21 @@ def test_an_output_folder_given_as_content_is_refused_in_a_list_too_and_no_conte
         check_results_spare_inputs(str(photos), [str(photos), str(tmp_path / "other.jpg")], files, style)
     check_results_spare_inputs(str(tmp_path / "out"), [str(photos), str(tmp_path / "other.jpg")], files, style)
     check_results_spare_inputs(str(photos), None, [tmp_path / "other.jpg"], style)
+
+
+def test_an_output_folder_given_as_style_is_refused_too(tmp_path, capsys):
+    """--style styles/ --output styles/: the next run on that folder would blend this run's results into its style."""
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(styles / "red.png")
+    Image.new("RGB", (40, 40)).save(tmp_path / "me.png")
+    from lightning_modules.commands import stylize as stylize_command
+    with pytest.raises(SystemExit) as stop:
+        stylize_command(["--content", str(tmp_path / "me.png"), "--style", str(styles), "--output", str(styles),
+                         "--size", "32", "--max_iter", "1", "--vgg_weights", "random", "--accelerator", "cpu"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--output {styles} is a --style folder" in err
+    assert sorted(p.name for p in styles.iterdir()) == ["red.png"]  # nothing written there
+    with pytest.raises(UserError, match=f"--output {styles} is a --style folder"):
+        check_results_spare_inputs(str(styles), None, [tmp_path / "me.png"], [styles / "red.png"], [str(styles)])
+    check_results_spare_inputs(str(tmp_path / "out"), None, [tmp_path / "me.png"], [styles / "red.png"], str(styles))
