@@ -633,18 +633,23 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         if max_size and max(image.shape[1:]) > max_size:  # the longer side to max_size, the aspect kept
             height, width = (max(1, round(side * max_size / max(image.shape[1:]))) for side in image.shape[1:])
             image = (resize(image.float() / 255, height, width) * 255).round().to(torch.uint8)
-        x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
+        x = None
         try:
+            x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
             with torch.inference_mode():
                 y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
                 # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
                 rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
-        except torch.cuda.OutOfMemoryError:  # a phone photo at full size on a small GPU: the others may fit
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as error:  # a phone photo at full size on a small GPU, or
+            # in a CPU's memory (torch's allocator: "DefaultCPUAllocator: can't allocate memory"): the others may fit
+            if not isinstance(error, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(error):
+                raise
             del x
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
             not_translated.append((file, f"{file} at {image.shape[2]}x{image.shape[1]} does not fit in {device}'s "
-                                         "memory; give --max_size (e.g. 1024: the longer side scaled down to it) or "
-                                         "--device cpu"))
+                                         "memory; give --max_size (e.g. 1024: the longer side scaled down to it)"
+                                         + (" or --device cpu" if device.type != "cpu" else "")))
             continue
         target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
         written.add(target)

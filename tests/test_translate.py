@@ -341,3 +341,44 @@ def test_max_size_scales_the_longer_side_down_and_leaves_smaller_images_alone(ti
                               np.array(Image.open(tmp_path / "full" / name)))
     with pytest.raises(UserError, match="--max_size must be at least 1"):
         translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "zero"), max_size=0)
+
+
+def test_an_image_too_large_for_the_cpus_memory_is_listed_with_max_size_and_the_others_translated(
+        tiny_model, tmp_path, capsys, monkeypatch):
+    """Without a GPU (--device auto: the CPU) torch's allocator raises a RuntimeError: the command ended in its
+    traceback, without index.html and without the images after the large one."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (60, 40), (200, 10, 30)).save(inputs / "a_large.png")
+    Image.new("RGB", (24, 20), (10, 200, 30)).save(inputs / "b_small.png")
+    forward = type(tiny_model.gen_a2b).forward
+
+    def small_only(self, x):
+        if x.shape[-1] > 40:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 576000000 bytes. Error code 12")
+        return forward(self, x)
+
+    monkeypatch.setattr(type(tiny_model.gen_a2b), "forward", small_only)
+    with pytest.raises(SystemExit) as stop:
+        commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(inputs),
+                                     "--output_dir", str(tmp_path / "out"), "--device", "cpu"])
+    assert stop.value.code == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["b_small.png"]
+    reason = f"{inputs / 'a_large.png'} at 60x40 does not fit in cpu's memory; give --max_size (e.g. 1024"
+    assert html.escape(f"a_large.png: {reason}") in (tmp_path / "out" / "index.html").read_text()
+    out, err = capsys.readouterr()
+    assert "1 of 2 images translated" in out and f"could not translate 1: {reason}" in err
+    assert "--device cpu" not in err  # the advice of a GPU run
+
+
+def test_another_runtime_error_in_the_generator_keeps_its_traceback(tiny_model, tmp_path, monkeypatch):
+    Image.new("RGB", (24, 20)).save(tmp_path / "a.png")
+
+    def broken(self, x):
+        raise RuntimeError("a bug: mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(type(tiny_model.gen_a2b), "forward", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(tmp_path / "a.png"),
+                                     "--output_dir", str(tmp_path / "out"), "--device", "cpu"])
