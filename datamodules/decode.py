@@ -95,8 +95,10 @@ def output_names(files: list[Path]) -> list[str]:
 def _to_tensor(image: Image.Image) -> Tensor:
     if image.getexif().get(ORIENTATION, 1) != 1:  # a phone's portrait photo is stored on its side: show it upright
         image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
-        # 16-bit grayscale (I;16, I;16B; a 16-bit PPM or TIFF opens as I): convert() would clip it at 255
+    if image.mode.startswith("I;16") or (image.mode == "I" and (image.format in ("PNG", "PPM")
+                                                                 or image.getextrema()[1] > 255)):
+        # 16-bit grayscale (I;16, I;16B; a 16-bit PPM or TIFF opens as I): convert() would clip it at 255. A PPM or
+        # PNG in mode I is 16-bit whatever its values (a dark one's all under 256); a TIFF's I may hold 8-bit values
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8))
     elif image.mode == "F":  # a float TIFF (scientific tools): 0..1 scaled (convert() gave black), 0..255 rounded
         scale = 255 if image.getextrema()[1] <= 1 else 1

@@ -108,3 +108,13 @@ def test_image_files_and_vgg_weights_expand_a_home_folder_no_shell_expanded(tmp_
     assert image_files(["~/photos", "~/photos/a.png"], "fix") == [tmp_path / "photos" / "a.png"] * 2
     torch.save(vgg_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
     assert torch.equal(load_vgg("vgg16", "~/vgg16.pth")[0].weight, torch.load(tmp_path / "vgg16.pth")["0.weight"])
+
+
+def test_a_dark_16_bit_pgm_is_scaled_as_16_bit_though_its_values_are_under_256(tmp_path):
+    """A P5 file of maxval 65535 (PIL mode I) is 16-bit whatever its values: one whose pixels all lie under 256 (a
+    dark photo) was read as 8-bit, up to 257 times too bright."""
+    values = np.array([[0, 128, 200, 255]], dtype=np.uint16)
+    (tmp_path / "dark16.ppm").write_bytes(b"P5\n4 1\n65535\n" + values.astype(">u2").tobytes())
+    assert Image.open(tmp_path / "dark16.ppm").mode == "I"
+    expected = np.floor(values / 257 + 0.5).astype(np.uint8)  # [0, 0, 1, 1]
+    np.testing.assert_array_equal(read_rgb(tmp_path / "dark16.ppm").numpy()[0], expected)
