@@ -45,7 +45,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks.checkpoint_io import replaced, write_json
+from callbacks.checkpoint_io import remove_stale_temporaries, replaced, write_json
 from callbacks.errors import (
     UserError,
     check_output_folder,
@@ -1583,6 +1583,8 @@ def hold_run_lock(run_dir: Path) -> None:
     lock.write(f"pid {os.getpid()} on {socket.gethostname()}{job}\n")
     lock.flush()
     _held_locks[run_dir] = lock
+    for folder in (run_dir, run_dir / "checkpoints"):  # what the earlier processes killed mid-save left
+        remove_stale_temporaries(folder)
 
 
 def release_run_locks() -> None:

@@ -39,6 +39,16 @@ def replaced(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """The temporary files `replaced` left in `folder` when its process was killed mid-write (a checkpoint's: hundreds
+    of MB a crash, never removed). Only while no other process writes there: the run's lock held."""
+    for tmp in folder.glob(".*.tmp"):
+        name, _, pid = tmp.name[:-len(".tmp")].rpartition(".")
+        if name and pid.isdigit() and int(pid) != os.getpid() and tmp.is_file():
+            with suppress(OSError):
+                tmp.unlink()
+
+
 def write_json(path: Path, data: dict) -> None:
     """A JSON file (run.json, results.json, an export's config) written beside and renamed into place."""
     with replaced(path) as tmp:

@@ -1135,6 +1135,11 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
         other.truncate()
         other.write("pid 4242 on gpu-node-7\n")
         other.flush()
+        # what a process killed mid-save left (AtomicCheckpointIO's temporaries), and files of the user's
+        stale = [runs / "r" / "checkpoints" / ".last.ckpt.4242.tmp", runs / "r" / ".results.json.4242.tmp"]
+        kept = [runs / "r" / "checkpoints" / ".notes.tmp", runs / "r" / "draft.4242.tmp"]
+        for path in stale + kept:
+            path.write_bytes(b"x" * 100)
         before = {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()}
         for extra in (["--ckpt_path", "last"], ["--run_name", "r", "--ckpt_path", "last"]):
             with pytest.raises(train.UserError, match=rf"run {runs / 'r'} is being trained by another process \(pid "
@@ -1144,6 +1149,7 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
         assert {p: p.read_bytes() for p in (runs / "r").rglob("*") if p.is_file()} == before
     train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--trainer.max_epochs", "2"))  # the other one ended
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 6
+    assert [path.exists() for path in stale + kept] == [False, False, True, True]  # removed once the lock is held
 
 
 def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
