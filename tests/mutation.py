@@ -299,7 +299,8 @@ TARGETS = {
                       "tests/test_tensorboard.py::test_wgan_samples_go_to_a_tensorboard_logger_at_their_batchs_step")),
     # a checkpoint or JSON file written beside its target and renamed over it: a crash keeps the previous file
     "checkpoint_io": Target("callbacks/checkpoint_io.py",
-                            ("AtomicCheckpointIO.save_checkpoint", "replaced", "write_json"),
+                            ("AtomicCheckpointIO.save_checkpoint", "replaced", "remove_stale_temporaries",
+                             "write_json"),
                             ("tests/test_checkpoint_io.py",
                              "tests/test_export.py::test_an_existing_output_file_is_replaced")),
     # the Frechet distance's feature nets and its bookkeeping in training (val/fid: the real statistics kept, fakes

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from callbacks import AtomicCheckpointIO
-from callbacks.checkpoint_io import replaced, write_json
+from callbacks.checkpoint_io import remove_stale_temporaries, replaced, write_json
 from lightning_modules.darknet_classifier import write_rows
 
 
@@ -64,3 +64,17 @@ def test_files_are_written_into_folders_several_levels_down_that_do_not_exist_ye
     assert torch.load(tmp_path / "out" / "b" / "c" / "model.ckpt")["global_step"] == 4
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
         "out/b/c/model.ckpt", "runs/a/run.json"]
+
+
+def test_only_the_temporaries_of_other_processes_are_removed_as_stale(tmp_path):
+    """A kill mid-save leaves `.last.ckpt.<pid>.tmp`; the user's files, and this process's own writes, stay."""
+    import os
+    names = {".last.ckpt.4242.tmp": False, ".results.json.17.tmp": False,  # stale: another process's
+             f".last.ckpt.{os.getpid()}.tmp": True,  # this process's, being written
+             ".notes.tmp": True, ".x.y.tmp": True, "last.ckpt.4242.tmp": True, ".last.ckpt.4242.tmp.bak": True}
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".folder.42.tmp").mkdir()  # not a file of ours
+    remove_stale_temporaries(tmp_path)
+    assert {name: (tmp_path / name).exists() for name in names} == names
+    assert (tmp_path / ".folder.42.tmp").is_dir()
