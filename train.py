@@ -208,6 +208,15 @@ class CLI(LightningCLI):
     def job_config(self):
         return self.config if self.job else self.config[self.config.subcommand]
 
+    def _set_seed(self):
+        """Lightning's, with a seed numpy cannot take (neural-style's and many scripts' -1 for a random one) refused in
+        one line: seed_everything raised a bare ValueError."""
+        seed = self.job_config().get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+            raise UserError(f"--seed_everything {seed}: a seed is from 0 to {2**32 - 1}; for a new random seed each "
+                            "run give one from the shell, --seed_everything $RANDOM (config.yaml keeps it)")
+        super()._set_seed()
+
     def _run_subcommand(self, subcommand: str) -> None:
         """Lightning's, and for validate/test their metrics in <folder>/results.json, as the job form writes its
         own (they were printed as a table and logged to W&B only, nothing a script could read)."""

@@ -779,6 +779,19 @@ def test_unknown_system_lists_the_systems(capsys, monkeypatch):
     assert "darknet" in result.stderr.split("choose one of:")[1]
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_a_seed_numpy_cannot_take_is_refused_in_one_line(native, tiny_cifar, tmp_path, capsys, monkeypatch):
+    """neural-style's -seed -1 (a random seed): Lightning's seed_everything raised a bare ValueError."""
+    args = job(tiny_cifar, tmp_path / "runs", "--seed_everything", "-1")
+    if native:
+        args = ["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), *args[2:]]
+    result = run_in_process(args, capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"--seed_everything -1: a seed is from 0 to {2**32 - 1}; for a new random seed each run give "
+            "one from the shell, --seed_everything $RANDOM") in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_config_key_is_named(tiny_cifar, tmp_path, capsys, monkeypatch):
     result = run_in_process(job(tiny_cifar, tmp_path, "--model.learning_rate", "0.1"), capsys, monkeypatch)
     assert result.returncode != 0 and "learning_rate" in result.stderr
