@@ -1162,8 +1162,15 @@ def resolve_checkpoint(config, kind: str) -> None:
         slurm_name = slurm_folder()
         requeue = slurm_name if slurm_name and (root / slurm_name).is_dir() else None
         config.ckpt_path = str(newest_last_checkpoint(root, model_class, named_run(config) or requeue))
-    if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
-        raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the newest run")
+    if config.get("ckpt_path"):  # a run folder stands for its last.ckpt, as for --init_from and the commands
+        from lightning_modules.inference import run_folder_checkpoint
+        config.ckpt_path = run_folder_checkpoint(config.ckpt_path)
+        if Path(config.ckpt_path).is_dir():
+            raise UserError(f"--ckpt_path {config.ckpt_path}: a folder without checkpoints/last.ckpt; give a .ckpt "
+                            "file, a run folder or 'last' for the newest run")
+        if not Path(config.ckpt_path).is_file():
+            raise UserError(f"--ckpt_path {config.ckpt_path}: no such file; give a .ckpt file or 'last' for the "
+                            "newest run")
 
 
 def refuse_exported_resume(state: dict, path: str) -> None:

@@ -116,8 +116,8 @@ def trained_run(info: dict) -> bool:
 
 
 def run_folder_checkpoint(path: str) -> str:
-    """A training run's folder stands for its checkpoints/last.ckpt (the inference commands, train.py's --init_from);
-    any other path is returned as it is."""
+    """A training run's folder stands for its checkpoints/last.ckpt (the inference commands, train.py's --init_from
+    and --ckpt_path); any other path is returned as it is."""
     last = Path(path) / "checkpoints" / "last.ckpt"
     return str(last) if Path(path).is_dir() and last.is_file() else path
 

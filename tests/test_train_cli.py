@@ -173,14 +173,21 @@ def test_results_leave_out_the_lr_monitors_values_which_lag_behind(tiny_cifar, t
     assert results["final_lr"] == json.loads((tmp_path / "lr").read_text())
 
 
-def test_crashed_run_resumes_from_last_in_the_same_folder(tiny_cifar, tmp_path):
+@pytest.mark.parametrize("given", ["last", "the run folder"])
+def test_crashed_run_resumes_from_last_in_the_same_folder(given, tiny_cifar, tmp_path):
+    """`--ckpt_path last`, or the run's folder, which stands for its last.ckpt as for --init_from and the commands (it
+    was 'no such file')."""
     runs = tmp_path / "runs"
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.callbacks+=conftest.CrashAtEpoch"))
     first = only_run(runs)
     state = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 0 and state["global_step"] == 3
-    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last"))
+    if given != "last":
+        with pytest.raises(train.UserError, match=rf"--ckpt_path {runs}: a folder without checkpoints/last.ckpt; "):
+            train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", str(runs)))
+    resume = "last" if given == "last" else str(first)
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", resume))
     assert only_run(runs) == first
     results = json.loads((first / "results.json").read_text())
     assert results["epochs"] == 2 and results["global_step"] == 6  # three more steps, not six
