@@ -1253,9 +1253,8 @@ def resume_own_newest(config, run_dir: Path) -> bool:
     newest hpc_ckpt, however old: a requeue after a later preemption went back to it). False when the job saved nothing
     yet."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    saved = [path for path in (*run_dir.glob("hpc_ckpt_*.ckpt"), last, *(run_dir / "checkpoints").glob("*.ckpt"))
-             if path.is_file()]
-    saved = list(dict.fromkeys(saved))
+    saved = [path for path in (*run_dir.glob("hpc_ckpt_*.ckpt"), *(run_dir / "checkpoints").glob("*.ckpt"))
+             if path.is_file()]  # last.ckpt among them
     if not saved:
         return False
     steps = {path: checkpoint_step(path) for path in saved}  # None: torn (a crash mid-save), taken only if alone
