@@ -1380,6 +1380,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     wandb_loggers = [logger for logger in loggers if getattr(logger, "class_path", "").endswith("WandbLogger")]
     if wandb_loggers:  # the first: two would share the run's W&B id
         args = wandb_loggers[0].init_args
+        forget_wandb_settings()
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
         refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
@@ -1631,6 +1632,15 @@ def wandb_logged_in() -> bool:
         logged_in = bool(wandb.api.api_key)
     wandb.teardown()  # the check fixed wandb's settings (mode) for the process; the logger's wandb.init re-reads them
     return logged_in
+
+
+def forget_wandb_settings() -> None:
+    """Before the logger's wandb.init: wandb reads WANDB_MODE (and WandbLogger makes a run offline through it) once
+    per process, as it is first set up. Set up earlier (a notebook's wandb.init, a run before `%env WANDB_MODE=...`),
+    it kept that mode: online, it asked for a login. Its settings are dropped unless a run of the caller's is open."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is None and hasattr(wandb, "teardown"):
+        wandb.teardown()
 
 
 def plain_value(value):
@@ -2070,6 +2080,7 @@ def main(argv: list[str] | None = None) -> None:
     saved_argv = sys.argv
     _requeue_signal = RequeueSignal.install()  # SLURM's time-limit signal from now on (a task's setup may be long)
     earlier_wandb_run = current_wandb_run()  # one of the caller's: Lightning's WandbLogger logs into it, left open
+    wandb_mode = os.environ.get("WANDB_MODE")  # an offline WandbLogger sets it to dryrun for the rest of the process
     try:
         # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
         # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the
@@ -2110,6 +2121,10 @@ def main(argv: list[str] | None = None) -> None:
         _fresh_wandb.clear()
         _resumed_wandb.clear()
         release_run_locks()
+        if wandb_mode is None:  # a later train.main in the process (logged in by then) would stay offline
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = wandb_mode
         if _requeue_signal is not None:
             _requeue_signal.uninstall()
             _requeue_signal = None

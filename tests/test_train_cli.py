@@ -140,6 +140,36 @@ def test_a_run_of_the_callers_is_logged_into_and_left_open(tiny_cifar, tmp_path,
         callers.finish()
 
 
+@pytest.mark.parametrize("mode, logs", [("offline", 1), ("disabled", 0)])
+def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny_cifar, tmp_path, monkeypatch):
+    """wandb reads WANDB_MODE once, as it is first set up; WandbLogger goes offline through it. A notebook's earlier
+    wandb use (set up without WANDB_MODE), then `%env WANDB_MODE=offline` and train.main: wandb stayed online and
+    asked for a login (UsageError: No API key configured)."""
+    import wandb
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials of the machine's
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    wandb.init(mode="offline", dir=str(tmp_path), project="notebook").finish()  # set up online, its own run offline
+    monkeypatch.setenv("WANDB_MODE", mode)
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "r"))
+    assert (tmp_path / "runs" / "r" / "results.json").is_file()
+    assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == logs
+
+
+def test_a_run_not_logged_in_leaves_wandb_mode_as_it_found_it(tiny_cifar, tmp_path, monkeypatch):
+    """WandbLogger makes an offline run by setting WANDB_MODE=dryrun and leaves it set: the next train.main in the
+    process, after `wandb login`, took it for the user's WANDB_MODE and logged offline again."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # not logged in: the run logs offline
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "r"))
+    assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert "WANDB_MODE" not in os.environ
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # the user's own, kept
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "s"))
+    assert os.environ["WANDB_MODE"] == "disabled"
+
+
 @pytest.mark.parametrize("error, status", [(SystemExit(None), 0), (SystemExit(0), 0), (SystemExit(2), 2),
                                            (SystemExit("train.py: error"), 1), (KeyboardInterrupt(), 130),
                                            (RuntimeError("a bug"), 1)])
