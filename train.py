@@ -1392,7 +1392,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         args.tags = [info["system"], *[tag for tag in args.get("tags") or [] if tag != info["system"]]]
         args.job_type = args.get("job_type") or kind
         if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
-            info.setdefault("wandb_id", new_wandb_id())
+            # a W&B sweep's agent gives each run its id (WANDB_RUN_ID), and wandb.init ignores any other there
+            info.setdefault("wandb_id", os.environ.get("WANDB_RUN_ID") or new_wandb_id())
             args.id = info["wandb_id"]
         plan.wandb_id = args.get("id") or args.get("version")
         if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):

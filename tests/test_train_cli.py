@@ -156,6 +156,18 @@ def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny
     assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == logs
 
 
+def test_a_run_a_wandb_sweep_agent_starts_keeps_the_agents_run_id(tiny_cifar, tmp_path, monkeypatch):
+    """`wandb agent` starts train.py with the run's id in WANDB_RUN_ID, and in a sweep wandb.init ignores any other id:
+    run.json kept a random id of its own, with which a resume (`--ckpt_path last`) logged to another W&B run."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, value in [("WANDB_SWEEP_ID", "sweep123"), ("WANDB_RUN_ID", "agent123")]:
+        monkeypatch.setenv(name, value)
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "r"))
+    assert json.loads((tmp_path / "runs" / "r" / "run.json").read_text())["wandb_id"] == "agent123"
+    assert [p.name[-8:] for p in (tmp_path / "runs" / "r" / "wandb").glob("offline-run-*")] == ["agent123"]
+
+
 def test_a_run_not_logged_in_leaves_wandb_mode_as_it_found_it(tiny_cifar, tmp_path, monkeypatch):
     """WandbLogger makes an offline run by setting WANDB_MODE=dryrun and leaves it set: the next train.main in the
     process, after `wandb login`, took it for the user's WANDB_MODE and logged offline again."""
