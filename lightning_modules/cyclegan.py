@@ -5,6 +5,7 @@ Also the `translate` command: `python -m lightning_modules.cyclegan translate --
 
 import html
 import re
+import sys
 import urllib.parse
 from functools import partial
 from pathlib import Path
@@ -459,12 +460,13 @@ def reference_discriminator(path: str) -> nn.Module:
     return discriminator
 
 
-def reference_checkpoint(path: str) -> dict | None:
-    """train.py's --init_from of junyanz/pytorch-CycleGAN-and-pix2pix's files (its --continue_train): its checkpoints
-    folder (`checkpoints/<name>/`: the `latest_` files, else the highest epoch's) or one of its `<epoch>_net_G_A.pth`,
-    `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside it) as a checkpoint's four nets in our names, or its model
-    zoo's one generator (`latest_net_G.pth`) as gen_a2b, the other nets left to their new weights; with the
-    hyper-parameters that shape the nets. None for anything else."""
+def reference_checkpoint(path: str, option: str = "--init_from") -> dict | None:
+    """train.py's --init_from (translate's --checkpoint: `option`, in messages) of junyanz/pytorch-CycleGAN-and-
+    pix2pix's files (its --continue_train): its checkpoints folder (`checkpoints/<name>/`: the `latest_` files, else
+    the highest epoch's) or one of its `<epoch>_net_G_A.pth`, `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside
+    it) as a checkpoint's four nets in our names, or its model zoo's one generator (`latest_net_G.pth`) as gen_a2b,
+    the other nets left to their new weights; with the hyper-parameters that shape the nets. None for anything
+    else."""
     from lightning_modules.export import EXPORT_KEY, REFERENCE_SIZES
 
     where = Path(path)
@@ -473,7 +475,7 @@ def reference_checkpoint(path: str) -> dict | None:
         epochs = {epoch for epoch, _ in found}
         if not epochs:
             single = where / "latest_net_G.pth"  # the model zoo's download folder
-            return reference_checkpoint(str(single)) if single.is_file() else None
+            return reference_checkpoint(str(single), option) if single.is_file() else None
         def order(label: str) -> tuple:  # the iterations' saves, then the epochs', then latest
             return (label == "latest", label.isdigit(), int(label.rpartition("_")[2]) if label != "latest" else 0)
         epoch, folder = max(epochs, key=order), where
@@ -496,7 +498,7 @@ def reference_checkpoint(path: str) -> dict | None:
     files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS}
     for net in ("G_A", "G_B"):
         if not files[net].is_file():
-            raise UserError(f"--init_from {path}: junyanz's {epoch}_net_{net}.pth is not in {folder} (both generators "
+            raise UserError(f"{option} {path}: junyanz's {epoch}_net_{net}.pth is not in {folder} (both generators "
                             "are needed; a model zoo generator alone loads as latest_net_G.pth)")
     nets, read = {}, []
     for net, file in files.items():
@@ -525,6 +527,32 @@ def reference_checkpoint(path: str) -> dict | None:
     left_out = sorted(JUNYANZ_NETS[net] for net in missing)
     return {"state_dict": state, "hyper_parameters": hp,
             EXPORT_KEY: {"from": said, "left_out": left_out, "sizes": REFERENCE_SIZES}}
+
+
+def reference_model(model_class: type, path: str) -> nn.Module | None:
+    """translate's junyanz checkpoints folder (`checkpoints/<name>/`, as its test.py --model cycle_gan reads it): a
+    CycleGAN in eval mode with both generators, so that --direction and --reconstruct work. None for anything else,
+    and for the model zoo's download folder (one generator, latest_net_G.pth: translate uses it as a file)."""
+    if not Path(path).is_dir():
+        return None
+    from lightning_modules.export import EXPORT_KEY
+    checkpoint = reference_checkpoint(path, "--checkpoint")
+    if checkpoint is None or "gen_b2a." in checkpoint[EXPORT_KEY]["left_out"]:
+        return None
+    print(checkpoint[EXPORT_KEY]["from"], file=sys.stderr)
+    model = model_class(**checkpoint["hyper_parameters"])
+    model.load_state_dict(checkpoint["state_dict"], strict=False)  # a folder without the D files: new discriminators
+    return model.eval()
+
+
+def reference_partner(path: str) -> nn.Module | None:
+    """The other generator of a junyanz `<epoch>_net_G_A.pth` (or G_B) file, from the same folder and epoch: the way
+    back for --reconstruct. None when there is none."""
+    match = JUNYANZ_FILE.fullmatch(Path(path).name)
+    if match is None or match.group(2) not in ("G_A", "G_B"):
+        return None
+    other = Path(path).with_name(f"{match.group(1)}_net_{'G_B' if match.group(2) == 'G_A' else 'G_A'}.pth")
+    return reference_generator(str(other)) if other.is_file() else None
 
 
 def generator_sizes(generator: nn.Module) -> dict:
@@ -556,9 +584,10 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
 
     Args:
         checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt; a run folder: its last.ckpt;
-            `last`: the newest run's in runs/cyclegan), or a generator file of
-            junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which
-            translates in its own direction whatever `direction` says.
+            `last`: the newest run's in runs/cyclegan), junyanz/pytorch-CycleGAN-and-pix2pix's checkpoints folder
+            (`checkpoints/<name>/`: both generators, as its test.py --model cycle_gan), or a generator file of it
+            (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which translates in its own direction
+            whatever `direction` says (its G_B/G_A beside it is the way back for reconstruct).
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
             at all depths (not translate's own outputs: output_dir, an earlier run's output folder below
             input_dir, or the inputs/ and reconstructions/ of input_dir when it is one), or one such image.
@@ -613,16 +642,26 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
         raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
     try:
         model = load_checkpoint(Model, checkpoint, device)
+    except UserError as error:  # not a Lightning checkpoint: perhaps the reference's files
+        model = reference_model(Model, checkpoint)
+        if model is None:
+            file = Path(checkpoint) / "latest_net_G.pth" if Path(checkpoint).is_dir() else Path(checkpoint)  # the zoo's
+            generate = reference_generator(str(file)) if file.is_file() else None  # download folder, one generator
+            back = reference_partner(str(file)) if reconstruct else None
+            if generate is None:
+                raise or_reference(error, "junyanz's checkpoints folder or a generator file of it (latest_net_G_A.pth)"
+                                   ) from None
+            if reconstruct and back is None:
+                raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one (no G_A/G_B file of "
+                                "its epoch beside it); give a CycleGAN .ckpt or leave --reconstruct out") from None
+            generate, back = generate.to(device), back.to(device) if back is not None else None
+            shown = "the reference generator's own direction"
+        else:
+            model, shown = model.to(device), f"{direction}, junyanz's {'G_A' if direction == 'a2b' else 'G_B'}"
+    else:
+        shown = direction
+    if model is not None:
         generate, back = (model.gen_a2b, model.gen_b2a) if direction == "a2b" else (model.gen_b2a, model.gen_a2b)
-    except UserError as error:  # not a Lightning checkpoint: perhaps the reference's generator file
-        generate = reference_generator(checkpoint)
-        if generate is None:
-            raise or_reference(error, "a generator file of junyanz's CycleGAN (latest_net_G_A.pth)") from None
-        if reconstruct:
-            raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one; give a CycleGAN "
-                            f".ckpt or leave --reconstruct out") from None
-        generate, back = generate.to(device), None
-        direction = "the reference generator's own direction"
     rows, not_translated, written = [], [], set()  # not_translated: (file, why: unreadable, too large)
     for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
         try:
@@ -664,11 +703,11 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                       for file, reason in not_translated)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(
-        f"<html><body><h3>{html.escape(str(checkpoint))}: {direction}</h3><table>"
+        f"<html><body><h3>{html.escape(str(checkpoint))}: {shown}</h3><table>"
         f"<tr><th>file</th><th>input</th><th>output</th>{'<th>reconstruction</th>' if reconstruct else ''}</tr>"
         f"{''.join(rows)}</table>"
         + (f"<p>Not translated:</p><ul>{skipped}</ul>" if not_translated else "") + "</body></html>\n")
-    print(f"{len(rows)} of {len(files)} images translated ({direction}) into {out}; open {out / 'index.html'}")
+    print(f"{len(rows)} of {len(files)} images translated ({shown}) into {out}; open {out / 'index.html'}")
     note_earlier_images(out, written)
     if not_translated:
         report_partial_failure(f"could not translate {len(not_translated)}: " + "; ".join(r for _, r in not_translated))

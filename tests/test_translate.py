@@ -203,8 +203,8 @@ def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_
     with pytest.raises(UserError, match="not a ResNet generator \\(a discriminator"):
         translate(str(tmp_path / "latest_net_D_A.pth"), str(inputs), str(tmp_path / "out"))
     torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), tmp_path / "some_conv.pth")  # tensors, but not junyanz's
-    with pytest.raises(UserError, match=r"some_conv.pth is not a Lightning checkpoint .*, or a generator file of "
-                                        r"junyanz's CycleGAN \(latest_net_G_A.pth\)$"):
+    with pytest.raises(UserError, match=r"some_conv.pth is not a Lightning checkpoint .*, or junyanz's checkpoints "
+                                        r"folder or a generator file of it \(latest_net_G_A.pth\)$"):
         translate(str(tmp_path / "some_conv.pth"), str(inputs), str(tmp_path / "out"))
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(UserError, match="is not a Lightning checkpoint"):
@@ -244,6 +244,73 @@ def test_reconstruct_with_a_single_reference_generator_is_refused(tmp_path):
         translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), reconstruct=True)
     with pytest.raises(UserError, match="--max_images must be at least 1"):
         translate(str(tmp_path / "g.pth"), str(inputs), str(tmp_path / "out"), max_images=0)
+
+
+def junyanz_translation(pixels, forward, back):
+    """What junyanz's test.py writes for an image: forward(x), and back(forward(x)), as 0..255 floats."""
+    def to_pixels(image):
+        return ((image[0] + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
+
+    with torch.no_grad():
+        y = forward(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1)
+        return to_pixels(y), to_pixels(back(y))
+
+
+def junyanz_folder_inputs(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(inputs / "horse.png")
+    return inputs, pixels
+
+
+def differs(file, expected) -> float:
+    return float(np.abs(np.array(Image.open(file)).astype(float) - expected).max())
+
+
+@pytest.mark.parametrize("direction", ["a2b", "b2a"])
+def test_junyanz_checkpoints_folder_translates_either_way_and_reconstructs(direction, tmp_path, capsys):
+    """junyanz's test.py --model cycle_gan reads checkpoints/<name>/ (both generators); given here, the folder was
+    refused as a run folder without last.ckpt."""
+    from test_export import junyanz_nets, save_junyanz
+
+    nets = junyanz_nets(0)
+    folder = tmp_path / "checkpoints" / "horse2zebra"
+    save_junyanz(nets, folder, "latest")
+    save_junyanz(junyanz_nets(1), folder, "5")  # an earlier epoch's save: latest is the one
+    inputs, pixels = junyanz_folder_inputs(tmp_path)
+    translate(str(folder), str(inputs), str(tmp_path / "out"), direction=direction, reconstruct=True)
+    forward, back = (nets["G_A"], nets["G_B"]) if direction == "a2b" else (nets["G_B"], nets["G_A"])
+    output, reconstruction = junyanz_translation(pixels, forward, back)
+    assert differs(tmp_path / "out" / "horse.png", output) <= 1
+    assert differs(tmp_path / "out" / "reconstructions" / "horse.png", reconstruction) <= 1
+    assert f"({direction}, junyanz's {'G_A' if direction == 'a2b' else 'G_B'})" in capsys.readouterr().out
+
+
+def test_a_junyanz_generator_file_reconstructs_with_the_other_generator_of_its_epoch(tmp_path):
+    from test_export import junyanz_nets, save_junyanz
+
+    nets = junyanz_nets(0)
+    save_junyanz({name: nets[name] for name in ("G_A", "G_B")}, tmp_path / "ckpts", "latest")
+    save_junyanz({"G_A": junyanz_nets(1)["G_A"]}, tmp_path / "ckpts", "5")  # another epoch's G_A: not the way back
+    inputs, pixels = junyanz_folder_inputs(tmp_path)
+    translate(str(tmp_path / "ckpts" / "latest_net_G_B.pth"), str(inputs), str(tmp_path / "out"), reconstruct=True)
+    output, reconstruction = junyanz_translation(pixels, nets["G_B"], nets["G_A"])  # its own direction: B to A
+    assert differs(tmp_path / "out" / "horse.png", output) <= 1
+    assert differs(tmp_path / "out" / "reconstructions" / "horse.png", reconstruction) <= 1
+
+
+def test_the_model_zoos_download_folder_translates_with_its_one_generator(tmp_path):
+    from test_export import junyanz_nets
+
+    generator = junyanz_nets(0)["G_A"]
+    (tmp_path / "zoo").mkdir()
+    torch.save(generator.state_dict(), tmp_path / "zoo" / "latest_net_G.pth")  # download_cyclegan_model.sh's
+    inputs, pixels = junyanz_folder_inputs(tmp_path)
+    translate(str(tmp_path / "zoo"), str(inputs), str(tmp_path / "out"))
+    assert differs(tmp_path / "out" / "horse.png", junyanz_translation(pixels, generator, generator)[0]) <= 1
+    with pytest.raises(UserError, match="--reconstruct needs both generators"):
+        translate(str(tmp_path / "zoo"), str(inputs), str(tmp_path / "out2"), reconstruct=True)
 
 
 @pytest.mark.parametrize("folder, reconstruct", [("inputs", False), ("inputs/horses", False),
