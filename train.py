@@ -1518,13 +1518,15 @@ def discard_fresh_runs() -> list[Path]:
 
 def discard_refused_resume() -> None:
     """A resume refused before its training began (the style's image of another size, found as the checkpoint is
-    restored) leaves its run's W&B run as it was: Lightning had reopened it, and it ended as failed, with a new
-    local folder (offline, one more to `wandb sync`). It is ended as the run's earlier part ended it, and this
-    process's folder of it goes (wandb's links beside it point where they pointed before)."""
+    restored), or one with nothing left to train, leaves its run's W&B run as it was: Lightning had reopened it, and
+    it ended as failed, with a new local folder (offline, one more to `wandb sync`). It is ended as the run's earlier
+    part ended it, and this process's folder of it goes (wandb's links beside it point where they pointed before)."""
     run = current_wandb_run()
     links = next((links for wandb_id, links in _resumed_wandb.values() if wandb_id == getattr(run, "id", None)), None)
     if run is not None and links is not None:
-        if (folder := end_wandb_run(run, exit_code=0)) is not None:
+        folder = end_wandb_run(run, exit_code=0)
+        # wandb names a folder by the second the run began: a part begun in the earlier part's second shares its folder
+        if folder is not None and folder.name not in {Path(target).parts[0] for target in links.values() if target}:
             remove_wandb_run(folder)
             for link, target in links.items():
                 with contextlib.suppress(OSError):
@@ -1959,6 +1961,10 @@ def run_job(cli: CLI) -> dict:
             print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
                   f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
                   f"got there) is kept")
+            for callback in trainer.callbacks:  # the config-resume-step<N>.yaml of a resume that trained nothing
+                if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
+                    (run_dir / callback.config_filename).unlink(missing_ok=True)
+        discard_refused_resume()  # and its W&B folder, with nothing in it (offline: one more to `wandb sync`)
         return earlier
     # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
     # 0.178 for its final 0.0035); the lr the last batch trained at instead

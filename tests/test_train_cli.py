@@ -731,10 +731,11 @@ def test_a_negative_save_every_minutes_is_refused(tiny_cifar, tmp_path):
         train.main(job(tiny_cifar, tmp_path / "runs", "--save_every_minutes", "-1"))
 
 
-def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_cifar, tmp_path, capsys):
+def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_cifar, tmp_path, capsys, monkeypatch):
     import shutil
+    monkeypatch.setenv("WANDB_MODE", "offline")
     runs = tmp_path / "runs"
-    args = job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "done")
+    args = job(tiny_cifar, runs, "--run_name", "done")
     train.main([*args, "--trainer.max_epochs", "1"])
     checkpoints = runs / "done" / "checkpoints"
     shutil.copyfile(checkpoints / "last.ckpt", checkpoints / "epoch1.ckpt")  # an earlier checkpoint of the run
@@ -742,10 +743,14 @@ def test_a_resume_with_nothing_left_to_train_keeps_the_results_and_says_so(tiny_
     written = (runs / "done" / "results.json").read_text()
     assert json.loads(written)["global_step"] == 6 and json.loads(written)["test"]  # 2 epochs of 3 batches, tested
     capsys.readouterr()
+    before = {path: os.readlink(path) if path.is_symlink() else None for path in (runs / "done").glob("*/*")}
     train.main([*args, "--ckpt_path", "last"])
     assert "Nothing left to train: the run is at step 6, where its --trainer.max_steps or --trainer.max_epochs end " \
            "it; raise them to train on" in capsys.readouterr().out
     assert (runs / "done" / "results.json").read_text() == written  # not replaced by a run that trained nothing
+    # nor anything else: no config-resume-step6.yaml, no third offline-run-* folder of the W&B run (empty, to sync)
+    assert {path: os.readlink(path) if path.is_symlink() else None for path in (runs / "done").glob("*/*")} == before
+    assert sorted(p.name for p in (runs / "done").glob("config*.yaml")) == ["config-resume-step3.yaml", "config.yaml"]
     # an earlier checkpoint of the run, carried on in a new folder, trains 3 steps to the same step 6
     train.main([*args[:-1], "fork", "--ckpt_path", str(checkpoints / "epoch1.ckpt")])
     again = json.loads((runs / "fork" / "results.json").read_text())

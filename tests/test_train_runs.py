@@ -1783,6 +1783,11 @@ def test_a_refused_resume_ends_its_own_wandb_run_as_finished_and_leaves_anothers
     fake_wandb.run, finished[:] = SimpleNamespace(id="abcd1234"), []  # no .dir to read
     train.discard_refused_resume()
     assert finished == [0] and (wandb / "offline-run-1-abcd1234").is_dir()
+    # the refused part began in the same second as the earlier part: wandb gave it that part's folder, which stays
+    monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+    fake_wandb.run = SimpleNamespace(id="abcd1234", dir=str(wandb / "offline-run-1-abcd1234" / "files"))
+    train.discard_refused_resume()
+    assert (wandb / "offline-run-1-abcd1234" / "files").is_dir()
 
 
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
