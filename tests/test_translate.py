@@ -276,7 +276,8 @@ def test_junyanz_checkpoints_folder_translates_either_way_and_reconstructs(direc
 
     nets = junyanz_nets(0)
     folder = tmp_path / "checkpoints" / "horse2zebra"
-    save_junyanz(nets, folder, "latest")
+    # the D files are not needed: a folder of the generators alone (b2a here) translates as well
+    save_junyanz(nets if direction == "a2b" else {net: nets[net] for net in ("G_A", "G_B")}, folder, "latest")
     save_junyanz(junyanz_nets(1), folder, "5")  # an earlier epoch's save: latest is the one
     inputs, pixels = junyanz_folder_inputs(tmp_path)
     translate(str(folder), str(inputs), str(tmp_path / "out"), direction=direction, reconstruct=True)
@@ -325,6 +326,9 @@ def test_an_output_folder_whose_copies_would_land_on_the_inputs_is_refused(tiny_
                                         rf".* which holds the input images .* give another --output_dir"):
         translate("unused.ckpt", str(inputs), str(tmp_path), reconstruct=reconstruct)
     assert (inputs / "horse.png").read_bytes() == before and [p.name for p in inputs.iterdir()] == ["horse.png"]
+    if folder == "reconstructions":  # without --reconstruct nothing is written there: the folder is an input like any
+        translate("unused.ckpt", str(inputs), str(tmp_path))
+        assert (tmp_path / "horse.png").is_file() and (inputs / "horse.png").read_bytes() == before
 
 
 def test_one_image_translates_and_the_input_folder_is_refused_as_output(tiny_model, tmp_path, capsys):
@@ -404,10 +408,16 @@ def test_max_size_scales_the_longer_side_down_and_leaves_smaller_images_alone(ti
     (tmp_path / "in").mkdir()
     Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(tmp_path / "in" / "wide.png")
     Image.fromarray(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8)).save(tmp_path / "in" / "small.png")
+    Image.fromarray(np.full((30, 12, 3), 200, dtype=np.uint8)).save(tmp_path / "in" / "tall.png")  # one colour
+    Image.fromarray(rng.integers(0, 256, (2, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / "strip.png")
     translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "full"))
     translate("unused.ckpt", str(tmp_path / "in"), str(tmp_path / "capped"), max_size=20)
     for folder in ("capped", "capped/inputs"):  # 41 x 30 -> 20 x round(30 * 20 / 41) = 20 x 15
         assert Image.open(tmp_path / folder / "wide.png").size == (20, 15)
+        assert Image.open(tmp_path / folder / "tall.png").size == (8, 20)  # the height alone over 20
+        assert Image.open(tmp_path / folder / "strip.png").size == (20, 1)  # 2 * 20 / 40 = 1 pixel high
+    assert np.array_equal(np.array(Image.open(tmp_path / "capped" / "inputs" / "tall.png")),
+                          np.full((20, 8, 3), 200))  # one colour scaled down stays that colour
     assert Image.open(tmp_path / "full" / "wide.png").size == (41, 30)
     for name in ("small.png", "inputs/small.png"):  # below the cap: the full-resolution translation, to the pixel
         assert np.array_equal(np.array(Image.open(tmp_path / "capped" / name)),
