@@ -179,6 +179,18 @@ def test_ctrl_c_is_sent_on_as_sigterm_once_and_a_second_one_stops_at_once(tmp_pa
     assert exception.code == 130 and train.SIGNAL_LOG.filter(record)  # a real SIGTERM is reported again
 
 
+def test_a_fit_that_ends_after_a_ctrl_c_reports_a_later_sigterm(tmp_path, handlers, sent):
+    """A Ctrl-C in the fit's last validation: the fit ends as usual (on_fit_end, no exception). The filter that hid
+    the SIGTERM it sent stayed on, hiding a real SIGTERM's line for the rest of the process (a notebook's next fit)."""
+    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop.on_fit_start(trainer, None)
+    stop._on_sigint(signal.SIGINT, None)
+    record = logging.LogRecord(train.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
+    assert not train.SIGNAL_LOG.filter(record)
+    stop.on_fit_end(trainer, None)
+    assert train.SIGNAL_LOG.filter(record)
+
+
 def test_ctrl_c_in_the_sanity_check_promises_no_save(tmp_path, capsys, handlers, sent):
     stop = train.SaveOnStop(last_ckpt(tmp_path))
     stop.on_fit_start(fake_trainer(sanity_checking=True), None)
