@@ -2062,8 +2062,27 @@ def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] 
     return suggestion
 
 
+# what a run sets in os.environ for itself and the ranks Lightning launches, put back as it was when train.main ends
+# (a notebook's next call): an offline WandbLogger's WANDB_MODE=dryrun (the next run, logged in by then, stayed
+# offline), WANDB_SILENT (the notebook's own wandb.init silenced), seed_everything's (the next `seed_everything: true`
+# took this run's seed), the run folder and checkpoint handed to the ranks
+RUN_ENVIRONMENT = ("WANDB_MODE", "WANDB_SILENT", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "DL2_RUN_NAME", "DL2_CKPT_PATH")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run train.py in this process; errors propagate (the command line prints them, see `command_line`)."""
+    environment = {name: os.environ.get(name) for name in RUN_ENVIRONMENT}
+    try:
+        run_main(argv)
+    finally:
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_main(argv: list[str] | None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     argv = [a for a in argv if a != "--traceback"]
     quiet()
@@ -2088,7 +2107,6 @@ def main(argv: list[str] | None = None) -> None:
     saved_argv = sys.argv
     _requeue_signal = RequeueSignal.install()  # SLURM's time-limit signal from now on (a task's setup may be long)
     earlier_wandb_run = current_wandb_run()  # one of the caller's: Lightning's WandbLogger logs into it, left open
-    wandb_mode = os.environ.get("WANDB_MODE")  # an offline WandbLogger sets it to dryrun for the rest of the process
     try:
         # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
         # native subcommand runs inside CLI(), where DDP's launcher starts the other ranks with sys.argv: they need the
@@ -2129,10 +2147,6 @@ def main(argv: list[str] | None = None) -> None:
         _fresh_wandb.clear()
         _resumed_wandb.clear()
         release_run_locks()
-        if wandb_mode is None:  # a later train.main in the process (logged in by then) would stay offline
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = wandb_mode
         if _requeue_signal is not None:
             _requeue_signal.uninstall()
             _requeue_signal = None

@@ -168,18 +168,26 @@ def test_a_run_a_wandb_sweep_agent_starts_keeps_the_agents_run_id(tiny_cifar, tm
     assert [p.name[-8:] for p in (tmp_path / "runs" / "r" / "wandb").glob("offline-run-*")] == ["agent123"]
 
 
-def test_a_run_not_logged_in_leaves_wandb_mode_as_it_found_it(tiny_cifar, tmp_path, monkeypatch):
+def test_a_run_leaves_the_environment_as_it_found_it(tiny_cifar, tmp_path, monkeypatch):
     """WandbLogger makes an offline run by setting WANDB_MODE=dryrun and leaves it set: the next train.main in the
-    process, after `wandb login`, took it for the user's WANDB_MODE and logged offline again."""
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+    process, after `wandb login`, took it for the user's WANDB_MODE and logged offline again. So with what a run sets
+    for itself and its ranks: WANDB_SILENT silenced the notebook's own wandb.init after it, PL_GLOBAL_SEED seeded the
+    next run's `seed_everything: true`, DL2_RUN_NAME and DL2_CKPT_PATH named this run's folder and checkpoint."""
+    names = ("WANDB_MODE", "WANDB_SILENT", "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "DL2_RUN_NAME", "DL2_CKPT_PATH")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # not logged in: the run logs offline
     monkeypatch.setenv("WANDB_API_KEY", "")
     train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "r"))
     assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
-    assert "WANDB_MODE" not in os.environ
-    monkeypatch.setenv("WANDB_MODE", "disabled")  # the user's own, kept
+    train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "2", "--run_name", "r", "--ckpt_path",
+                   "last"))  # a resume: DL2_CKPT_PATH
+    assert [name for name in names if name in os.environ] == []
+    mine = {"WANDB_MODE": "disabled", "WANDB_SILENT": "false", "PL_GLOBAL_SEED": "7", "DL2_RUN_NAME": "x"}
+    for name, value in mine.items():  # the user's own, kept
+        monkeypatch.setenv(name, value)
     train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.max_epochs", "1", "--run_name", "s"))
-    assert os.environ["WANDB_MODE"] == "disabled"
+    assert {name: os.environ.get(name) for name in mine} == mine
 
 
 @pytest.mark.parametrize("error, status", [(SystemExit(None), 0), (SystemExit(0), 0), (SystemExit(2), 2),
