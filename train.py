@@ -1389,10 +1389,23 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         # a resume keeps the name the run began with (wandb renames the run to the name it is given)
         args.name = args.get("name") or info.get("wandb_name") or run_dir.name
         info["wandb_name"] = args.name
+        # a resume goes on in the W&B run the run began, as run.json keeps it: a run id names a run of one project, so
+        # a resume without the first part's --trainer.logger.project/entity logged into a new run of the config's
+        # project; and wandb replaces a resumed run's tags with those given (the system's alone)
+        for key in ("project", "entity"):
+            if info.get(f"wandb_{key}") is not None:
+                setattr(args, key, info[f"wandb_{key}"])
+            info[f"wandb_{key}"] = args.get(key)
         # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
-        args.tags = [info["system"], *[tag for tag in args.get("tags") or [] if tag != info["system"]]]
+        tags = [tag for tag in args.get("tags") or [] if tag != info["system"]] or info.get("wandb_tags") or []
+        args.tags = [info["system"], *tags]
+        info["wandb_tags"] = tags
+        args.group = args.get("group") or info.get("wandb_group")
+        info["wandb_group"] = args.group
         args.job_type = args.get("job_type") or kind
-        if not (args.get("id") or args.get("version")):  # one W&B run per run folder, across resumes
+        if args.get("id") or args.get("version"):  # the user's id, kept for a resume that does not give it again
+            info.setdefault("wandb_id", args.get("id") or args.get("version"))
+        else:  # one W&B run per run folder, across resumes
             # a W&B sweep's agent gives each run its id (WANDB_RUN_ID), and wandb.init ignores any other there
             info.setdefault("wandb_id", os.environ.get("WANDB_RUN_ID") or new_wandb_id())
             args.id = info["wandb_id"]

@@ -1677,6 +1677,33 @@ def test_a_resume_keeps_the_wandb_name_the_run_began_with(tmp_path, monkeypatch,
     assert config.trainer.logger.init_args.name == "s"
 
 
+def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, no_ranks):
+    """A run begun with README's --trainer.logger.project/entity/group/tags (and an id of the user's), resumed with
+    --ckpt_path last alone: the resume logged into a new run of the config's project (a W&B run id names a run of one
+    project), without the run's group and tags (wandb replaces a resumed run's tags with those given), and under a new
+    id when the id was the user's. Tags and a group given to the resume are the user's; the project stays the run's."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    runs = tmp_path / "runs"
+    began = wandb_logger(project="gans", entity="my-team", group="lsun", tags=["darknet", "64px"], id="myid0001")
+    train.prepare_run(run_config(runs, run_name="r", logger=began), "fit")
+    last = str(runs / "r" / "checkpoints" / "last.ckpt")
+    more = {"tags": ["more"], "group": "g2"}
+    for given, expected in [({}, ("gans", "my-team", "lsun", ["darknet", "64px"], "myid0001")),
+                            (more, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001")),
+                            ({}, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001"))]:
+        train.release_run_locks()  # each resume a process of its own
+        config = run_config(runs, ckpt_path=last, logger=wandb_logger(project="dl2-lightning", **given))
+        train.prepare_run(config, "fit")
+        wandb = config.trainer.logger.init_args
+        assert (wandb.project, wandb.get("entity"), wandb.get("group"), wandb.tags, wandb.id) == expected
+    train.release_run_locks()
+    config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning"))  # another run: its own
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.project, wandb.get("entity"), wandb.group, wandb.tags) == ("dl2-lightning", None, None, ["darknet"])
+    assert wandb.id != "myid0001"
+
+
 @pytest.mark.parametrize("mode, offline", [("offline", True), ("dryrun", True), ("online", False)])
 def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path, monkeypatch, no_ranks):
     monkeypatch.setenv("WANDB_MODE", mode)  # the user's decision: wandb runs offline whatever the config says
