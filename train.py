@@ -1386,8 +1386,10 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.save_dir = str(run_dir)
         refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
         plan.wandb_dir = Path(args.save_dir, "wandb")  # older wandb falls back to /tmp without it
-        # a resume keeps the name the run began with (wandb renames the run to the name it is given)
-        args.name = args.get("name") or info.get("wandb_name") or run_dir.name
+        # a resume keeps the name the run began with (wandb renames the run to the name it is given); wandb's own
+        # variables (WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP, WANDB_JOB_TYPE) stand for the options not given, as
+        # wandb.init reads them: the values set here in their place had them ignored
+        args.name = args.get("name") or os.environ.get("WANDB_NAME") or info.get("wandb_name") or run_dir.name
         info["wandb_name"] = args.name
         # a resume goes on in the W&B run the run began, as run.json keeps it: a run id names a run of one project, so
         # a resume without the first part's --trainer.logger.project/entity logged into a new run of the config's
@@ -1397,12 +1399,12 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
                 setattr(args, key, info[f"wandb_{key}"])
             info[f"wandb_{key}"] = args.get(key)
         # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
-        tags = [tag for tag in args.get("tags") or [] if tag != info["system"]] or info.get("wandb_tags") or []
+        tags = [tag for tag in args.get("tags") or env_tags() if tag != info["system"]] or info.get("wandb_tags") or []
         args.tags = [info["system"], *tags]
         info["wandb_tags"] = tags
-        args.group = args.get("group") or info.get("wandb_group")
+        args.group = args.get("group") or os.environ.get("WANDB_RUN_GROUP") or info.get("wandb_group")
         info["wandb_group"] = args.group
-        args.job_type = args.get("job_type") or kind
+        args.job_type = args.get("job_type") or os.environ.get("WANDB_JOB_TYPE") or kind
         if args.get("id") or args.get("version"):  # the user's id, kept for a resume that does not give it again
             info.setdefault("wandb_id", args.get("id") or args.get("version"))
         else:  # one W&B run per run folder, across resumes
@@ -1433,6 +1435,11 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     if make:
         make_run_folder(plan)
     return plan
+
+
+def env_tags() -> list[str]:
+    """WANDB_TAGS's tags, comma-separated as wandb reads them."""
+    return [tag.strip() for tag in os.environ.get("WANDB_TAGS", "").split(",") if tag.strip()]
 
 
 def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Path | None) -> None:

@@ -1704,6 +1704,26 @@ def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, 
     assert wandb.id != "myid0001"
 
 
+def test_wandbs_own_variables_stand_for_the_options_not_given(tmp_path, monkeypatch, no_ranks):
+    """WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP and WANDB_JOB_TYPE, which wandb.init reads for the arguments it is not
+    given: train.py gave it the folder's name, the system's tag and fit in their place, and they were ignored. The
+    options given win over them, as over wandb's."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    for name, value in {"WANDB_NAME": "lr 0.1", "WANDB_TAGS": "a, b,darknet", "WANDB_RUN_GROUP": "sweep-7",
+                        "WANDB_JOB_TYPE": "train"}.items():
+        monkeypatch.setenv(name, value)
+    runs = tmp_path / "runs"
+    config = run_config(runs, run_name="r", logger=wandb_logger())
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.name, wandb.tags, wandb.group, wandb.job_type) == ("lr 0.1", ["darknet", "a", "b"], "sweep-7",
+                                                                       "train")
+    config = run_config(runs, run_name="s", logger=wandb_logger(name="n", tags=["c"], group="g", job_type="j"))
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.name, wandb.tags, wandb.group, wandb.job_type) == ("n", ["darknet", "c"], "g", "j")
+
+
 @pytest.mark.parametrize("mode, offline", [("offline", True), ("dryrun", True), ("online", False)])
 def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path, monkeypatch, no_ranks):
     monkeypatch.setenv("WANDB_MODE", mode)  # the user's decision: wandb runs offline whatever the config says
