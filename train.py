@@ -1397,6 +1397,10 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         for key in ("project", "entity"):
             if info.get(f"wandb_{key}") is not None:
                 setattr(args, key, info[f"wandb_{key}"])
+            elif os.environ.get("WANDB_SWEEP_ID") and os.environ.get(f"WANDB_{key.upper()}"):
+                # a sweep agent's run, which wandb logs in the sweep's project and entity (the agent sets them),
+                # whatever it is given: a later resume of its folder outside the agent went to the config's
+                setattr(args, key, os.environ[f"WANDB_{key.upper()}"])
             info[f"wandb_{key}"] = args.get(key)
         # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
         tags = [tag for tag in args.get("tags") or env_tags() if tag != info["system"]] or info.get("wandb_tags") or []

@@ -1704,6 +1704,25 @@ def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, 
     assert wandb.id != "myid0001"
 
 
+def test_a_sweep_runs_resume_goes_on_in_the_sweeps_project(tmp_path, monkeypatch, no_ranks):
+    """`wandb agent` sets WANDB_PROJECT, WANDB_ENTITY, WANDB_SWEEP_ID and WANDB_RUN_ID, and wandb logs the run in the
+    sweep's project whatever wandb.init is given; resumed later outside the agent, the run went to the config's."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    for name, value in {"WANDB_PROJECT": "sweeps", "WANDB_ENTITY": "team", "WANDB_SWEEP_ID": "sw1",
+                        "WANDB_RUN_ID": "agent123"}.items():
+        monkeypatch.setenv(name, value)
+    runs = tmp_path / "runs"
+    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
+    for name in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
+        monkeypatch.delenv(name)
+    train.release_run_locks()
+    config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
+                        logger=wandb_logger(project="dl2-lightning"))
+    train.prepare_run(config, "fit")
+    wandb = config.trainer.logger.init_args
+    assert (wandb.project, wandb.get("entity"), wandb.id) == ("sweeps", "team", "agent123")
+
+
 def test_wandbs_own_variables_stand_for_the_options_not_given(tmp_path, monkeypatch, no_ranks):
     """WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP and WANDB_JOB_TYPE, which wandb.init reads for the arguments it is not
     given: train.py gave it the folder's name, the system's tag and fit in their place, and they were ignored. The
