@@ -391,7 +391,8 @@ def reference_checkpoint(path: str) -> dict | None:
                         "it away to start the critic from new weights")
     mlp = all(v.dim() <= 2 for v in tensors)  # its MLP_D: linear layers only
     hp |= {"ndf": tensors[0].shape[0], "mlp_critic": mlp, "critic_batchnorm": any("batchnorm" in k for k in state)}
-    if not mlp and sum(":conv.weight" in k and "extra-layers" in k for k in state) != hp["n_extra_layers"]:
+    # `extra-layers-0:64:conv.weight`, in its first versions `extra-layers-0.64.conv.weight`
+    if not mlp and sum(k.endswith("conv.weight") and "extra-layers" in k for k in state) != hp["n_extra_layers"]:
         raise UserError(f"{critic_file} has other extra layers than {path}; give the netD file of the same run")
     both = WGAN(**hp)
     if not load_by_position(both.critic, tensors):

@@ -320,31 +320,34 @@ def test_fid_of_a_reference_mlp_generator_of_a_size_no_dcgan_takes(tmp_path):
     assert distance == pytest.approx(expected, rel=1e-3)
 
 
-def reference_dcgan_d(nc=3, ndf=4, extra=1, isize=16):
+def reference_dcgan_d(nc=3, ndf=4, extra=1, isize=16, sep=":"):
     """The reference's DCGAN_D with its module names: a 4x4 stride-2 conv and LeakyReLU(0.2) (no batchnorm); extra
     layers of 3x3 conv, BatchNorm, LeakyReLU; the pyramid's 4x4 stride-2 conv, BatchNorm, LeakyReLU doubling the
-    channels down to 4x4; a last 4x4 conv to one score. No conv has a bias. Random weights and statistics, eval mode."""
-    layers = [(f"initial:{nc}-{ndf}:conv", nn.Conv2d(nc, ndf, 4, 2, 1, bias=False)),
-              (f"initial:{ndf}:relu", nn.LeakyReLU(0.2))]
+    channels down to 4x4; a last 4x4 conv to one score. No conv has a bias. Random weights and statistics, eval mode.
+    sep ".": its oldest names (`initial.conv.3-4`, `extra-layers-0.4.conv`, ...), as for reference_dcgan_g."""
+    s = sep
+    first = ((f"initial.conv.{nc}-{ndf}", f"initial.relu.{ndf}") if s == "." else
+             (f"initial:{nc}-{ndf}:conv", f"initial:{ndf}:relu"))
+    layers = [(first[0], nn.Conv2d(nc, ndf, 4, 2, 1, bias=False)), (first[1], nn.LeakyReLU(0.2))]
     size, cndf = isize // 2, ndf
     for t in range(extra):
-        layers += [(f"extra-layers-{t}:{cndf}:conv", nn.Conv2d(cndf, cndf, 3, 1, 1, bias=False)),
-                   (f"extra-layers-{t}:{cndf}:batchnorm", nn.BatchNorm2d(cndf)),
-                   (f"extra-layers-{t}:{cndf}:relu", nn.LeakyReLU(0.2))]
+        layers += [(f"extra-layers-{t}{s}{cndf}{s}conv", nn.Conv2d(cndf, cndf, 3, 1, 1, bias=False)),
+                   (f"extra-layers-{t}{s}{cndf}{s}batchnorm", nn.BatchNorm2d(cndf)),
+                   (f"extra-layers-{t}{s}{cndf}{s}relu", nn.LeakyReLU(0.2))]
     while size > 4:
-        layers += [(f"pyramid:{cndf}-{cndf * 2}:conv", nn.Conv2d(cndf, cndf * 2, 4, 2, 1, bias=False)),
-                   (f"pyramid:{cndf * 2}:batchnorm", nn.BatchNorm2d(cndf * 2)),
-                   (f"pyramid:{cndf * 2}:relu", nn.LeakyReLU(0.2))]
+        layers += [(f"pyramid{s}{cndf}-{cndf * 2}{s}conv", nn.Conv2d(cndf, cndf * 2, 4, 2, 1, bias=False)),
+                   (f"pyramid{s}{cndf * 2}{s}batchnorm", nn.BatchNorm2d(cndf * 2)),
+                   (f"pyramid{s}{cndf * 2}{s}relu", nn.LeakyReLU(0.2))]
         size, cndf = size // 2, cndf * 2
-    layers.append((f"final:{cndf}-1:conv", nn.Conv2d(cndf, 1, 4, 1, 0, bias=False)))
+    layers.append((f"final{s}{cndf}-1{s}conv", nn.Conv2d(cndf, 1, 4, 1, 0, bias=False)))
     torch.manual_seed(2)
-    main = nn.Sequential(OrderedDict((name.replace(":", "_"), layer) for name, layer in layers))
+    main = nn.Sequential(OrderedDict((name.replace(sep, "_"), layer) for name, layer in layers))
     for layer in main:
         if isinstance(layer, nn.BatchNorm2d):
             for tensor in (layer.weight, layer.bias, layer.running_mean):
                 tensor.data.normal_(0, 0.5)
             layer.running_var.data.uniform_(0.5, 2)
-    names = {name.replace(":", "_"): name for name, _ in layers}
+    names = {name.replace(sep, "_"): name for name, _ in layers}
     state = OrderedDict((f"main.{names[key.partition('.')[0]]}.{key.partition('.')[2]}", tensor)
                         for key, tensor in main.state_dict().items())
     return main.eval(), state
@@ -459,3 +462,27 @@ def test_a_reference_critic_of_any_depth_or_its_mlp_critic_computes_what_it_comp
     torch.save(state_d, tmp_path / "mlpFalse" / "netD_epoch_1.pth")
     with pytest.raises(UserError, match="has other extra layers than"):
         reference_checkpoint(str(tmp_path / "mlpFalse" / "netG_epoch_1.pth"))
+
+
+def test_a_reference_critic_file_in_its_oldest_names_with_extra_layers_loads(tmp_path):
+    """Its first versions named modules with '.' (`extra-layers-0.4.conv`), later ones with ':': the netD beside a
+    netG of one extra layer was refused as one of other extra layers, its extra convs not counted."""
+    from lightning_modules import WGAN
+    from lightning_modules.wgan import reference_checkpoint
+
+    _, state_g = reference_dcgan_g(extra=1, sep=".")
+    main_d, state_d = reference_dcgan_d(extra=1, sep=".")
+    assert "main.extra-layers-0.4.conv.weight" in state_d and "main.initial.conv.3-4.weight" in state_d
+    torch.save(state_g, tmp_path / "netG_epoch_1.pth")
+    torch.save(state_d, tmp_path / "netD_epoch_1.pth")
+    saved = reference_checkpoint(str(tmp_path / "netG_epoch_1.pth"))
+    assert (saved["hyper_parameters"]["n_extra_layers"], saved["hyper_parameters"]["ndf"]) == (1, 4)
+    model = WGAN(**saved["hyper_parameters"])
+    model.load_state_dict(saved["state_dict"], strict=False)
+    images = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model.eval().critic(images), main_d(images).flatten(), atol=1e-4)
+    _, state_d = reference_dcgan_d(extra=0, sep=".")  # a run's netD of no extra layers, beside this netG
+    torch.save(state_d, tmp_path / "netD_epoch_1.pth")
+    with pytest.raises(UserError, match="has other extra layers than"):
+        reference_checkpoint(str(tmp_path / "netG_epoch_1.pth"))
