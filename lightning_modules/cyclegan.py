@@ -460,13 +460,13 @@ def reference_discriminator(path: str) -> nn.Module:
     return discriminator
 
 
-def reference_checkpoint(path: str, option: str = "--init_from") -> dict | None:
+def reference_checkpoint(path: str, option: str = "--init_from", generators_only: bool = False) -> dict | None:
     """train.py's --init_from (translate's --checkpoint: `option`, in messages) of junyanz/pytorch-CycleGAN-and-
     pix2pix's files (its --continue_train): its checkpoints folder (`checkpoints/<name>/`: the `latest_` files, else
     the highest epoch's) or one of its `<epoch>_net_G_A.pth`, `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside
     it) as a checkpoint's four nets in our names, or its model zoo's one generator (`latest_net_G.pth`) as gen_a2b,
     the other nets left to their new weights; with the hyper-parameters that shape the nets. None for anything
-    else."""
+    else. generators_only (translate, as junyanz's test.py): its D files are not read, whatever their kind."""
     from lightning_modules.export import EXPORT_KEY, REFERENCE_SIZES
 
     where = Path(path)
@@ -475,7 +475,7 @@ def reference_checkpoint(path: str, option: str = "--init_from") -> dict | None:
         epochs = {epoch for epoch, _ in found}
         if not epochs:
             single = where / "latest_net_G.pth"  # the model zoo's download folder
-            return reference_checkpoint(str(single), option) if single.is_file() else None
+            return reference_checkpoint(str(single), option, generators_only) if single.is_file() else None
         def order(label: str) -> tuple:  # the iterations' saves, then the epochs', then latest
             return (label == "latest", label.isdigit(), int(label.rpartition("_")[2]) if label != "latest" else 0)
         epoch, folder = max(epochs, key=order), where
@@ -495,7 +495,7 @@ def reference_checkpoint(path: str, option: str = "--init_from") -> dict | None:
                              "sizes": REFERENCE_SIZES}}
     else:
         return None
-    files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS}
+    files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS if not (generators_only and net[0] == "D")}
     for net in ("G_A", "G_B"):
         if not files[net].is_file():
             raise UserError(f"{option} {path}: junyanz's {epoch}_net_{net}.pth is not in {folder} (both generators "
@@ -521,10 +521,10 @@ def reference_checkpoint(path: str, option: str = "--init_from") -> dict | None:
                             "one run")
         hp["ndf"] = widths.pop()
     state = {f"{JUNYANZ_NETS[net]}{k}": v for net, model in nets.items() for k, v in model.state_dict().items()}
-    missing = [net for net in JUNYANZ_NETS if net not in nets]
+    missing = [net for net in files if net not in nets]
     said = "; ".join([f"junyanz's checkpoints in {folder}, {chosen}: {', '.join(read)}",
                       *[f"no {files[net].name}: {JUNYANZ_NETS[net][:-1]} starts from new weights" for net in missing]])
-    left_out = sorted(JUNYANZ_NETS[net] for net in missing)
+    left_out = sorted(JUNYANZ_NETS[net] for net in JUNYANZ_NETS if net not in nets)
     return {"state_dict": state, "hyper_parameters": hp,
             EXPORT_KEY: {"from": said, "left_out": left_out, "sizes": REFERENCE_SIZES}}
 
@@ -536,7 +536,7 @@ def reference_model(model_class: type, path: str) -> nn.Module | None:
     if not Path(path).is_dir():
         return None
     from lightning_modules.export import EXPORT_KEY
-    checkpoint = reference_checkpoint(path, "--checkpoint")
+    checkpoint = reference_checkpoint(path, "--checkpoint", generators_only=True)  # test.py reads G_A and G_B alone
     if checkpoint is None or "gen_b2a." in checkpoint[EXPORT_KEY]["left_out"]:
         return None
     print(checkpoint[EXPORT_KEY]["from"], file=sys.stderr)

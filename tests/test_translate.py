@@ -288,6 +288,23 @@ def test_junyanz_checkpoints_folder_translates_either_way_and_reconstructs(direc
     assert f"({direction}, junyanz's {'G_A' if direction == 'a2b' else 'G_B'})" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("n_layers", [4, 2])
+def test_junyanz_checkpoints_folder_translates_whatever_its_discriminators_are(n_layers, tmp_path, capsys):
+    """junyanz's test.py reads G_A and G_B alone; a run of --netD n_layers --n_layers_D 4 (a discriminator that
+    --init_from cannot load) was refused as "not junyanz's basic PatchGAN" though translate needs no discriminator."""
+    from test_export import junyanz_discriminator, junyanz_nets, save_junyanz
+
+    nets = junyanz_nets(0)
+    nets.update(D_A=junyanz_discriminator(n_layers=n_layers), D_B=junyanz_discriminator(n_layers=n_layers))
+    save_junyanz(nets, tmp_path / "ckpts", "latest")
+    inputs, pixels = junyanz_folder_inputs(tmp_path)
+    translate(str(tmp_path / "ckpts"), str(inputs), str(tmp_path / "out"), direction="b2a", reconstruct=True)
+    output, reconstruction = junyanz_translation(pixels, nets["G_B"], nets["G_A"])
+    assert differs(tmp_path / "out" / "horse.png", output) <= 1
+    assert differs(tmp_path / "out" / "reconstructions" / "horse.png", reconstruction) <= 1
+    assert "new weights" not in capsys.readouterr().err  # no discriminator to speak of
+
+
 def test_a_junyanz_generator_file_reconstructs_with_the_other_generator_of_its_epoch(tmp_path):
     from test_export import junyanz_nets, save_junyanz
 
