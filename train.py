@@ -1401,6 +1401,8 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
                 # a sweep agent's run, which wandb logs in the sweep's project and entity (the agent sets them),
                 # whatever it is given: a later resume of its folder outside the agent went to the config's
                 setattr(args, key, os.environ[f"WANDB_{key.upper()}"])
+            elif key == "entity" and not args.get("entity") and os.environ.get("WANDB_ENTITY"):
+                args.entity = os.environ["WANDB_ENTITY"]  # wandb.init's for an entity not given: where the run is
             info[f"wandb_{key}"] = args.get(key)
         # the dashboard can filter by system (beside the tags given) and tell a fit from a test or an LR finder's run
         tags = [tag for tag in args.get("tags") or env_tags() if tag != info["system"]] or info.get("wandb_tags") or []

@@ -1723,6 +1723,28 @@ def test_a_sweep_runs_resume_goes_on_in_the_sweeps_project(tmp_path, monkeypatch
     assert (wandb.project, wandb.get("entity"), wandb.id) == ("sweeps", "team", "agent123")
 
 
+def test_a_resume_goes_on_in_the_entity_wandb_entity_named(tmp_path, monkeypatch, no_ranks):
+    """WANDB_ENTITY stands for --trainer.logger.entity not given (wandb.init reads it): the run is in that entity, and
+    run.json kept null for it, so a resume without the variable (another shell, a notebook) went to the default
+    entity: a new W&B run, the run id naming a run of one entity's project."""
+    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setenv("WANDB_ENTITY", "my-team")
+    runs = tmp_path / "runs"
+    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
+    assert json.loads((runs / "r" / "run.json").read_text())["wandb_entity"] == "my-team"
+    monkeypatch.delenv("WANDB_ENTITY")
+    train.release_run_locks()
+    config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
+                        logger=wandb_logger(project="dl2-lightning"))
+    train.prepare_run(config, "fit")
+    assert config.trainer.logger.init_args.get("entity") == "my-team"
+    train.release_run_locks()
+    monkeypatch.setenv("WANDB_ENTITY", "my-team")  # the option given wins, as with wandb.init
+    config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning", entity="other"))
+    train.prepare_run(config, "fit")
+    assert config.trainer.logger.init_args.entity == "other"
+
+
 def test_wandbs_own_variables_stand_for_the_options_not_given(tmp_path, monkeypatch, no_ranks):
     """WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP and WANDB_JOB_TYPE, which wandb.init reads for the arguments it is not
     given: train.py gave it the folder's name, the system's tag and fit in their place, and they were ignored. The
