@@ -1381,7 +1381,6 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     wandb_loggers = [logger for logger in loggers if getattr(logger, "class_path", "").endswith("WandbLogger")]
     if wandb_loggers:  # the first: two would share the run's W&B id
         args = wandb_loggers[0].init_args
-        forget_wandb_settings()
         if args.get("save_dir") in (None, "."):
             args.save_dir = str(run_dir)
         refuse_unexpanded_home(args.save_dir, "--trainer.logger.save_dir")
@@ -1424,6 +1423,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.offline = True
             plan.notes.append(f"W&B: not logged in (`wandb login`), logging offline to {plan.wandb_dir}; "
                               f"upload later with `wandb sync {plan.wandb_dir}/offline-run-*`")
+        forget_wandb_settings(bool(args.get("offline")))
         if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
             args.log_model = False
             plan.notes.append("W&B: offline, so --trainer.logger.log_model is off (the checkpoints stay in the run "
@@ -1664,13 +1664,26 @@ def wandb_logged_in() -> bool:
     return logged_in
 
 
-def forget_wandb_settings() -> None:
+def forget_wandb_settings(offline: bool) -> None:
     """Before the logger's wandb.init: wandb reads WANDB_MODE (and WandbLogger makes a run offline through it) once
-    per process, as it is first set up. Set up earlier (a notebook's wandb.init, a run before `%env WANDB_MODE=...`),
-    it kept that mode: online, it asked for a login. Its settings are dropped unless a run of the caller's is open."""
+    per process, as it is first set up. Set up earlier in another mode (a notebook's wandb.init, a run before
+    `%env WANDB_MODE=...`), it kept that one: online, it asked for a login. Those settings are dropped then, unless a
+    run of the caller's is open; settings in the mode the run wants (a notebook's wandb.setup with its server's
+    base_url) are kept. An older wandb, whose set-up cannot be read here, is always set up afresh."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is None and hasattr(wandb, "teardown"):
-        wandb.teardown()
+    if wandb is None or getattr(wandb, "run", None) is not None or not hasattr(wandb, "teardown"):
+        return
+    setup = sys.modules.get("wandb.sdk.wandb_setup")
+    if setup is not None and hasattr(setup, "_singleton"):
+        singleton = setup._singleton
+        if singleton is None or getattr(singleton, "_pid", None) != os.getpid():
+            return  # not set up in this process: wandb.init reads the environment
+        def mode(value) -> str:
+            return {"dryrun": "offline"}.get(str(value).lower(), str(value).lower())
+        wanted = os.environ.get("WANDB_MODE") or ("offline" if offline else "online")
+        if mode(getattr(singleton.settings, "mode", None)) == mode(wanted):
+            return
+    wandb.teardown()
 
 
 def plain_value(value):

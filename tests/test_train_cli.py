@@ -156,6 +156,26 @@ def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny
     assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == logs
 
 
+def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch):
+    """A notebook's wandb.setup (its server's base_url, say) in the mode the run logs in stays: only settings in
+    another mode are dropped before the logger's wandb.init."""
+    import wandb
+    from wandb.sdk import wandb_setup
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    wandb.teardown()  # an earlier test's set-up (wandb.init in the test above)
+    wandb.setup()
+    try:
+        mine = wandb_setup._singleton
+        train.forget_wandb_settings(offline=True)
+        assert wandb_setup._singleton is mine  # offline, as wanted: kept
+        monkeypatch.setenv("WANDB_MODE", "online")  # the user's decision now, unlike the set-up's
+        train.forget_wandb_settings(offline=False)
+        assert wandb_setup._singleton is None
+    finally:
+        wandb.teardown()
+
+
 def test_a_run_a_wandb_sweep_agent_starts_keeps_the_agents_run_id(tiny_cifar, tmp_path, monkeypatch):
     """`wandb agent` starts train.py with the run's id in WANDB_RUN_ID, and in a sweep wandb.init ignores any other id:
     run.json kept a random id of its own, with which a resume (`--ckpt_path last`) logged to another W&B run."""
