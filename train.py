@@ -425,9 +425,28 @@ def check_job(cli: "CLI", config) -> int | None:
         trainer.callbacks.append(init_from(config.init_from, model, system, bool(config.ckpt_path)))
     if not config.ckpt_path:
         return None
-    state = check_checkpoint(config.ckpt_path, model, system)
+    try:
+        state = check_checkpoint(config.ckpt_path, model, system)
+    except UserError:
+        refuse_reference_resume(config.ckpt_path, type(model))
+        raise
     warn_changed_options(trainer, config.ckpt_path, state, model, cli.datamodule, configs=config.get("config") or ())
     return state.get("global_step")
+
+
+def refuse_reference_resume(path: str, model_class: type) -> None:
+    """--ckpt_path given a reference project's files (the WassersteinGAN's netG_epoch_N.pth, junyanz's checkpoints),
+    which its users resume with --netG or --continue_train: the way here is --init_from, which reads them."""
+    reader = getattr(model_class, "reference_checkpoint", None)
+    if reader is None:
+        return
+    try:
+        reference = reader(path) is not None
+    except UserError:  # theirs, but not loadable as it is: --init_from says why
+        reference = True
+    if reference:
+        raise UserError(f"--ckpt_path {path} is {model_class.reference_files}: --ckpt_path resumes a run of train.py; "
+                        f"to start one from those weights give --init_from {path}")
 
 
 # the config's None values written out, for a faithful re-run: jsonargparse 4.49 renamed skip_none to skip_unset and
@@ -1167,6 +1186,11 @@ def resolve_checkpoint(config, kind: str) -> None:
         from lightning_modules.inference import run_folder_checkpoint
         config.ckpt_path = run_folder_checkpoint(config.ckpt_path)
         if Path(config.ckpt_path).is_dir():
+            module, _, name = model_class.rpartition(".")
+            with contextlib.suppress(ImportError, AttributeError, ValueError):  # a user's class path: Lightning's error
+                model_class = getattr(importlib.import_module(module), name)
+            if isinstance(model_class, type):
+                refuse_reference_resume(config.ckpt_path, model_class)
             raise UserError(f"--ckpt_path {config.ckpt_path}: a folder without checkpoints/last.ckpt; give a .ckpt "
                             "file, a run folder or 'last' for the newest run")
         if not Path(config.ckpt_path).is_file():

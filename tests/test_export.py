@@ -522,6 +522,10 @@ def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, m
     result = run_in_process(cyclegan_job(tmp_path, "--model.ngf", "8", "--init_from", str(folder)), capsys,
                             monkeypatch)  # our run's sizes against the files' (junyanz's --ngf 4)
     assert_one_line_error(result, "was trained with other settings", "--model.ngf 4, counted from its weights)")
+    for given in (folder, folder / "latest_net_G_A.pth"):  # its --continue_train's files given to our resume
+        result = run_in_process(cyclegan_job(tmp_path, "--ckpt_path", str(given)), capsys, monkeypatch)
+        assert_one_line_error(result, f"--ckpt_path {given} is junyanz's checkpoints folder",
+                              f"to start one from those weights give --init_from {given}")
     torch.save(junyanz_discriminator(n_layers=4).state_dict(), folder / "latest_net_D_A.pth")  # --n_layers_D 4
     result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(folder)), capsys, monkeypatch)
     assert_one_line_error(result, f"{folder / 'latest_net_D_A.pth'} holds a discriminator that is not junyanz's basic "

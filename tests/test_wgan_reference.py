@@ -421,6 +421,11 @@ def test_init_from_a_reference_file_names_the_options_its_nets_need(tiny_cifar, 
         train.main(wgan_job(tiny_cifar, runs, "--init_from", str(tmp_path / "weights.pth")))
     with pytest.raises(UserError, match=r"not a Lightning checkpoint .*, or a generator file of the WassersteinGAN"):
         generate(str(tmp_path / "weights.pth"), str(tmp_path / "out"))
+    # the reference's users resume with --netG: --ckpt_path (a resume of ours) names --init_from for such a file
+    netg = tmp_path / "netG_epoch_3.pth"
+    with pytest.raises(UserError, match=rf"--ckpt_path {netg} is a generator file of the WassersteinGAN reference .* "
+                                        rf"give --init_from {netg}$"):
+        train.main(wgan_job(tiny_cifar, runs, "--ckpt_path", str(netg)))
     torch.save(torch.zeros(3), tmp_path / "netD_epoch_3.pth")  # not a critic's file
     with pytest.raises(UserError, match="netD_epoch_3.pth, beside .*, is not a WassersteinGAN critic file"):
         train.main(wgan_job(tiny_cifar, runs, "--model.n_extra_layers", "1", "--model.bn_last", "false",
