@@ -894,7 +894,7 @@ class SaveOnStop(Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self._restore()
-        SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)  # a Ctrl-C in the last validation: the fit ended as usual
+        SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)  # a Ctrl-C after Lightning's last SIGTERM check
         # DDP: SLURM's signal in the fit's last validation, after the last batch's agreement: the fit has saved its end
         if self.requeue and not self.requeued and _requeue_signal is not None and _requeue_signal.decided:
             _requeue_signal.noted = True

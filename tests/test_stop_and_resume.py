@@ -180,8 +180,9 @@ def test_ctrl_c_is_sent_on_as_sigterm_once_and_a_second_one_stops_at_once(tmp_pa
 
 
 def test_a_fit_that_ends_after_a_ctrl_c_reports_a_later_sigterm(tmp_path, handlers, sent):
-    """A Ctrl-C in the fit's last validation: the fit ends as usual (on_fit_end, no exception). The filter that hid
-    the SIGTERM it sent stayed on, hiding a real SIGTERM's line for the rest of the process (a notebook's next fit)."""
+    """A Ctrl-C after Lightning's last SIGTERM check (at the last epoch's end; in on_train_end's saves, say): the fit
+    ends as usual (on_fit_end, no exception). The filter that hid the SIGTERM it sent stayed on, hiding a real
+    SIGTERM's line for the rest of the process (a notebook's next fit)."""
     stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
     stop.on_fit_start(trainer, None)
     stop._on_sigint(signal.SIGINT, None)
