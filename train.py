@@ -1680,6 +1680,7 @@ def wandb_logged_in() -> bool:
     import wandb
     if wandb.run is not None:  # a run the caller began (wandb.init in a notebook), which the logger logs into: the
         return True             # check's teardown below would end it
+    wandb.teardown()  # set up by an earlier run of the process (offline: wandb warned it could not verify a login)
     try:
         logged_in = bool(wandb.login(prompt=False, verify=False))
     except TypeError:  # wandb before login(prompt=...) (0.19 at the floor): its API's stored key, no prompt

@@ -156,6 +156,24 @@ def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny
     assert len(list((tmp_path / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))) == logs
 
 
+def test_the_login_check_after_an_offline_run_in_the_process_says_nothing(tmp_path, monkeypatch, capfd):
+    """wandb set up offline by an earlier run (WANDB_MODE=offline then), the next run's login check (WANDB_MODE
+    unset) printed wandb's "Unable to verify login in offline mode" above the run's own lines."""
+    import wandb
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb.teardown()
+    wandb.setup()
+    monkeypatch.delenv("WANDB_MODE")
+    capfd.readouterr()
+    try:
+        assert train.wandb_logged_in() is False
+    finally:
+        wandb.teardown()
+    assert "Unable to verify login" not in "".join(capfd.readouterr())
+
+
 def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch):
     """A notebook's wandb.setup (its server's base_url, say) in the mode the run logs in stays: only settings in
     another mode are dropped before the logger's wandb.init."""
