@@ -1690,11 +1690,12 @@ def wandb_logged_in() -> bool:
 
 
 def forget_wandb_settings(offline: bool) -> None:
-    """Before the logger's wandb.init: wandb reads WANDB_MODE (and WandbLogger makes a run offline through it) once
-    per process, as it is first set up. Set up earlier in another mode (a notebook's wandb.init, a run before
-    `%env WANDB_MODE=...`), it kept that one: online, it asked for a login. Those settings are dropped then, unless a
-    run of the caller's is open; settings in the mode the run wants (a notebook's wandb.setup with its server's
-    base_url) are kept. An older wandb, whose set-up cannot be read here, is always set up afresh."""
+    """Before the logger's wandb.init: wandb reads its environment (WANDB_MODE, through which WandbLogger makes a run
+    offline; WANDB_RUN_ID, WANDB_SWEEP_ID, ...) once per process, as it is first set up. Set up earlier (a notebook's
+    wandb.init, a run before `%env WANDB_MODE=...`, a sweep run's), it kept those: online, it asked for a login; a
+    sweep's run id stood in for the next run's. Its set-up is dropped when the environment changed since or its mode is
+    not the run's (kept otherwise: a notebook's wandb.setup with its server's base_url), unless a run of the caller's
+    is open. An older wandb, whose set-up cannot be read here, is always set up afresh."""
     wandb = sys.modules.get("wandb")
     if wandb is None or getattr(wandb, "run", None) is not None or not hasattr(wandb, "teardown"):
         return
@@ -1706,7 +1707,8 @@ def forget_wandb_settings(offline: bool) -> None:
         def mode(value) -> str:
             return {"dryrun": "offline"}.get(str(value).lower(), str(value).lower())
         wanted = os.environ.get("WANDB_MODE") or ("offline" if offline else "online")
-        if mode(getattr(singleton.settings, "mode", None)) == mode(wanted):
+        changed = getattr(singleton, "did_environment_change", None)
+        if mode(getattr(singleton.settings, "mode", None)) == mode(wanted) and callable(changed) and not changed():
             return
     wandb.teardown()
 

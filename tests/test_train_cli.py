@@ -190,6 +190,10 @@ def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch)
         monkeypatch.setenv("WANDB_MODE", "online")  # the user's decision now, unlike the set-up's
         train.forget_wandb_settings(offline=False)
         assert wandb_setup._singleton is None
+        wandb.setup()
+        monkeypatch.setenv("WANDB_RUN_ID", "agent123")  # a sweep agent's, say: wandb would not read it, set up
+        train.forget_wandb_settings(offline=False)
+        assert wandb_setup._singleton is None
     finally:
         wandb.teardown()
 
