@@ -179,6 +179,8 @@ def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch)
     another mode are dropped before the logger's wandb.init."""
     import wandb
     from wandb.sdk import wandb_setup
+    if not hasattr(wandb_setup, "_singleton"):  # an older wandb (0.19, the floor): always set up afresh
+        pytest.skip("this wandb's set-up cannot be read: train.py sets it up afresh for each run")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     wandb.teardown()  # an earlier test's set-up (wandb.init in the test above)
