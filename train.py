@@ -253,8 +253,7 @@ class CLI(LightningCLI):
                 raise UserError(f"--lr_find.{changed[0]} is an LR finder option, but the finder runs only with "
                                 "--lr_find (else this trains); add --lr_find, or drop the option")
         if kind in EVALUATIONS:  # before a folder is made: Lightning's "No test_step() method defined" traceback
-            module, _, name = model_class_of(self.job_config()).rpartition(".")
-            model_class = getattr(importlib.import_module(module), name)
+            model_class = import_class(model_class_of(self.job_config()))
             step = {"validate": "validation_step", "test": "test_step"}[kind]
             if not is_overridden(step, model_class, parent=LightningModule):
                 raise UserError(f"{kind}: {model_class.__name__} has no {step}; "
@@ -1156,6 +1155,12 @@ def run_root(config) -> Path:
     return Path(config.trainer.default_root_dir or "runs").absolute()
 
 
+def import_class(class_path: str) -> type:
+    """The class a config's class_path names (lightning_modules.WGAN)."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def model_class_of(config) -> str:
     return config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
 
@@ -1186,11 +1191,12 @@ def resolve_checkpoint(config, kind: str) -> None:
         from lightning_modules.inference import run_folder_checkpoint
         config.ckpt_path = run_folder_checkpoint(config.ckpt_path)
         if Path(config.ckpt_path).is_dir():
-            module, _, name = model_class.rpartition(".")
-            with contextlib.suppress(ImportError, AttributeError, ValueError):  # a user's class path: Lightning's error
-                model_class = getattr(importlib.import_module(module), name)
-            if isinstance(model_class, type):
-                refuse_reference_resume(config.ckpt_path, model_class)
+            try:
+                system_class = import_class(model_class)
+            except (ImportError, AttributeError, ValueError):  # a user's class path: Lightning's error names it
+                system_class = None
+            if system_class is not None:
+                refuse_reference_resume(config.ckpt_path, system_class)
             raise UserError(f"--ckpt_path {config.ckpt_path}: a folder without checkpoints/last.ckpt; give a .ckpt "
                             "file, a run folder or 'last' for the newest run")
         if not Path(config.ckpt_path).is_file():
