@@ -54,6 +54,7 @@ from callbacks.errors import (
     main_thread,
     on_ctrl_c,
     one_line_errors,
+    refuse_a_file_on_the_way,
     refuse_unexpanded_home,
     user_message,
 )
@@ -1480,21 +1481,20 @@ def env_tags() -> list[str]:
 
 def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Path | None) -> None:
     """The run folder and the folders the run writes into (checkpoints, images, the style's results, W&B's): a file
-    standing where one goes stopped the run with a traceback when first written to, the checkpoints' after the first
-    epoch's training, the images' in the test after the fit. Refused before the run's folder is made."""
-    def flag(folder: Path, other: str) -> str:  # the option that moves the folder: --run_name for the run's own
-        return "--run_name" if folder == run_dir or run_dir in folder.parents else other
-
-    folders = [(run_dir, "--run_name"), *((d, flag(d, "--trainer.callbacks.dirpath")) for d in checkpoint_dirs),
-               (run_dir / "images", "--run_name"), (run_dir / "stylized", "--run_name"),
-               *([(wandb_dir, flag(wandb_dir, "--trainer.logger.save_dir"))] if wandb_dir is not None else [])]
-    for folder, option in folders:
-        where = "" if folder == run_dir else f"run folder {run_dir}: "
-        if folder.is_symlink() and not folder.exists():
-            raise UserError(f"{where}{folder} is a link to {os.readlink(folder)}, which does not exist; create that "
-                            f"folder, or give another {option}")
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{where}{folder} is a file, not a folder; move it away, or give another {option}")
+    standing where one goes, or above one (a --trainer.callbacks.dirpath or --trainer.logger.save_dir below a file),
+    stopped the run with a traceback when first written to, the checkpoints' after the first epoch's training, the
+    images' in the test after the fit. Refused before the run's folder is made."""
+    inside = [run_dir / "images", run_dir / "stylized"]
+    outside = [*((d, "--trainer.callbacks.dirpath", d) for d in checkpoint_dirs),
+               *([(wandb_dir, "--trainer.logger.save_dir", wandb_dir.parent)] if wandb_dir is not None else [])]
+    refuse_a_file_on_the_way(run_dir, "--run_name", "")
+    for folder, option, given in outside:  # the option that moves it, and its value, unless in the run folder
+        if folder != run_dir and run_dir not in folder.parents:
+            refuse_a_file_on_the_way(folder, option, f"{option} {given}: ")
+        else:
+            inside.append(folder)
+    for folder in inside:
+        refuse_a_file_on_the_way(folder, "--run_name", f"run folder {run_dir}: ")
 
 
 # run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it

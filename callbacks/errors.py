@@ -90,7 +90,7 @@ def require_at_least_one(**options: int) -> None:
 def check_output_folder(path: str | Path, flag: str) -> Path:
     """A command's output folder, refused before any work when a file stands where it or a folder above it goes."""
     refuse_unexpanded_home(path, flag)
-    _refuse_a_file_on_the_way(Path(path), path, flag)
+    refuse_a_file_on_the_way(Path(path), flag, f"{flag} {path}: ")
     return Path(path)
 
 
@@ -100,7 +100,7 @@ def check_output_file(path: str | Path, flag: str, example: str) -> Path:
     file = Path(path)
     if file.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {file / example}")
-    _refuse_a_file_on_the_way(file.parent, path, flag)
+    refuse_a_file_on_the_way(file.parent, flag, f"{flag} {path}: ")
     return file
 
 
@@ -116,23 +116,23 @@ def refuse_unexpanded_home(path: str | Path, flag: str) -> None:
                         f"nor in a config file); {meant}")
 
 
-def _refuse_a_file_on_the_way(folder: Path, path: str | Path, flag: str) -> None:
+def refuse_a_file_on_the_way(folder: Path, flag: str, prefix: str) -> None:
     """The folder, or the nearest folder above it that exists, must be one this user can write into (mkdir would
-    fail there after the work, with a traceback)."""
+    fail there after the work, with a traceback). `prefix` begins the message (`--output out/x: `); `flag` is the option
+    that moves the folder."""
     for part in (folder, *folder.parents):
         try:
             if part.is_symlink() and not part.exists():
-                raise UserError(f"{flag} {path}: {part} is a link to {os.readlink(part)}, which does not exist; "
-                                f"create that folder or give another {flag}")
+                raise UserError(f"{prefix}{part} is a link to {os.readlink(part)}, which does not exist; create that "
+                                f"folder, or give another {flag}")
             if not part.exists():
                 continue
         except PermissionError:  # a folder above it cannot be searched: that folder is named below
             continue
         if not part.is_dir():
-            raise UserError(f"{flag} {path}: {part} is a file, not a folder; give another {flag}")
+            raise UserError(f"{prefix}{part} is a file, not a folder; move it away, or give another {flag}")
         if not os.access(part, os.W_OK | os.X_OK):
-            raise UserError(f"{flag} {path}: this user cannot write into {part} (permission denied); give another "
-                            f"{flag}")
+            raise UserError(f"{prefix}this user cannot write into {part} (permission denied); give another {flag}")
         return
 
 

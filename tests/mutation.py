@@ -237,7 +237,7 @@ TARGETS = {
     "checkpoint_file": Target("lightning_modules/inference.py", ("checkpoint_file",),
                               ("tests/test_commands.py", "-k", "run_folder_or_last or gan_commands_too")),
     "output_paths": Target("callbacks/errors.py",
-                           ("check_output_folder", "check_output_file", "_refuse_a_file_on_the_way",
+                           ("check_output_folder", "check_output_file", "refuse_a_file_on_the_way",
                             "refuse_unexpanded_home", "report_partial_failure", "one_line_errors"),
                            ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
                             " or unreadable or generate_writes or wrong_checkpoint or tilde or ctrl_c_in_a_command")),

@@ -709,7 +709,8 @@ def test_an_output_path_a_file_blocks_is_refused_in_one_line_before_any_work(com
     if command == "classify" and where == "a file":  # over a file: the CSV replaces it; a folder is refused
         args[-1], expected = str(tmp_path), f"{flag} {tmp_path} is a folder; give a file name, e.g. "
     else:
-        expected = f"{flag} {path}: {tmp_path / 'taken.png'} is a file, not a folder; give another {flag}"
+        expected = (f"{flag} {path}: {tmp_path / 'taken.png'} is a file, not a folder; move it away, or give "
+                    f"another {flag}")
     with pytest.raises(SystemExit) as stop:
         getattr(commands, command)(args)
     err = capsys.readouterr().err
@@ -774,7 +775,7 @@ def test_an_output_path_through_a_dangling_link_or_an_unwritable_folder_is_refus
         expected = f"{flag} {path}: this user cannot write into {tmp_path / 'locked'} (permission denied)"
     else:
         expected = (f"{flag} {path}: {tmp_path / 'gone'} is a link to {tmp_path / 'moved'}, which does not exist; "
-                    f"create that folder or give another {flag}")
+                    f"create that folder, or give another {flag}")
     args = {"wgan_generate": ["absent.ckpt", flag, str(path)],
             "cyclegan_translate": ["--checkpoint", "absent.ckpt", "--input_dir", str(tmp_path), flag, str(path)],
             "stylize": ["--content", "absent.jpg", flag, str(path)],

@@ -932,6 +932,36 @@ def test_a_file_where_the_run_writes_a_folder_is_refused_before_training(stray, 
     assert not list(runs.glob("*/checkpoints/*.ckpt"))
 
 
+@pytest.mark.parametrize("option", ["--trainer.callbacks.dirpath", "--trainer.logger.save_dir"])
+def test_a_folder_given_outside_the_run_folder_below_a_file_is_refused_before_training(option, tiny_cifar, tmp_path,
+                                                                                       capsys, monkeypatch):
+    """The checkpoints' or W&B's folder moved out of the run folder, below a file (a mistyped path): one line naming
+    the option and the file, and no run folder made (it stopped with NotADirectoryError's traceback, the checkpoints'
+    after the first epoch's training)."""
+    (tmp_path / "notes.txt").write_text("notes")
+    runs, given = tmp_path / "runs", tmp_path / "notes.txt" / "out"
+    result = run_in_process(job(tiny_cifar, runs, option, str(given)), capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"{option} {given}: {tmp_path / 'notes.txt'} is a file, not a folder; move it away, or give another "
+            f"{option}") in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "notes" and not runs.exists()
+
+
+def test_a_checkpoint_folder_this_user_cannot_write_into_is_refused_before_training(tiny_cifar, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A read-only checkpoint folder (another user's, a read-only mount) failed at the first save, after an epoch."""
+    (tmp_path / "shared").mkdir()
+    real_access = os.access  # root may write anywhere: this user may not write into shared/
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: not (Path(p) == tmp_path / "shared" and mode & os.W_OK)
+                        and real_access(p, mode, **kw))
+    runs, given = tmp_path / "runs", tmp_path / "shared" / "ckpts"
+    result = run_in_process(job(tiny_cifar, runs, "--trainer.callbacks.dirpath", str(given)), capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"--trainer.callbacks.dirpath {given}: this user cannot write into {tmp_path / 'shared'} (permission "
+            f"denied); give another --trainer.callbacks.dirpath") in result.stderr
+    assert not runs.exists() and not given.exists()
+
+
 def test_missing_data_folder_says_where_to_put_it(tmp_path, capsys, monkeypatch):
     result = run_in_process(job(tmp_path / "absent", tmp_path, "--data.download", "false"), capsys, monkeypatch)
     assert result.returncode != 0 and "no CIFAR-10 found in" in result.stderr
