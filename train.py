@@ -211,11 +211,15 @@ class CLI(LightningCLI):
 
     def _set_seed(self):
         """Lightning's, with a seed numpy cannot take (neural-style's and many scripts' -1 for a random one) refused in
-        one line: seed_everything raised a bare ValueError."""
-        seed = self.job_config().get("seed_everything")
+        one line: seed_everything raised a bare ValueError. `true` draws a random seed, as Lightning's CLI documents
+        it: Lightning 2.6 seeded 0 for it, every run alike."""
+        config = self.job_config()
+        seed = config.get("seed_everything")
         if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
             raise UserError(f"--seed_everything {seed}: a seed is from 0 to {2**32 - 1}; for a new random seed each "
                             "run give one from the shell, --seed_everything $RANDOM (config.yaml keeps it)")
+        if seed is True:
+            config["seed_everything"] = random_seed()
         super()._set_seed()
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -1133,6 +1137,22 @@ def global_rank_zero() -> bool:
 def new_wandb_id() -> str:
     """Eight lower-case letters and digits, the form of wandb's own run ids."""
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def random_seed() -> int:
+    """`--seed_everything true`'s seed: a new one, or on a rank Lightning launched, rank 0's (its seed_everything set
+    PL_GLOBAL_SEED before the launch). The processes torchrun or SLURM start would each draw their own: refused."""
+    if launched_by_lightning("PL_GLOBAL_SEED"):
+        return int(os.environ["PL_GLOBAL_SEED"])
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+    # (not WORLD_SIZE alone: Lightning's own launcher leaves it set in the process that launched an in-process DDP)
+    for environment, variable, launcher in ((TorchElasticEnvironment, "WORLD_SIZE", "torchrun"),
+                                            (SLURMEnvironment, "SLURM_NTASKS", "the SLURM job")):
+        if environment.detect() and int(os.environ.get(variable) or 1) > 1:
+            raise UserError(f"--seed_everything true: each of the {os.environ[variable]} processes {launcher} started "
+                            "would draw a seed of its own; give them one from the shell, --seed_everything $RANDOM "
+                            "(config.yaml keeps it)")
+    return secrets.randbelow(2**32)
 
 
 def launched_by_lightning(variable: str) -> bool:

@@ -879,6 +879,44 @@ def test_bf16_mixed_on_cpu(tiny_cifar, tmp_path):
     assert results["precision"] == "bf16-mixed" and results["global_step"] == 6
 
 
+def test_seed_everything_true_draws_a_new_seed_each_run_and_config_yaml_keeps_it(tiny_cifar, tmp_path, monkeypatch):
+    """Lightning's CLI documents `seed_everything: true` as a random seed; Lightning 2.6 seeded 0 for it, so every
+    run alike. The seed drawn is the run's: given back, it trains the same weights."""
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    runs = tmp_path / "runs"
+
+    def run(name, seed):
+        train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1", "--run_name", name,
+                       "--seed_everything", seed))
+        return (yaml.safe_load((runs / name / "config.yaml").read_text())["seed_everything"],
+                torch.load(runs / name / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"])
+
+    (first, weights), (second, _) = run("a", "true"), run("b", "true")
+    assert all(type(seed) is int and 0 <= seed < 2**32 for seed in (first, second)) and first != second
+    again, same = run("c", str(first))
+    assert again == first and all(torch.equal(weights[k], same[k]) for k in weights)
+
+
+def test_seed_everything_true_on_the_ranks_a_launcher_starts(monkeypatch):
+    """A rank Lightning launched takes rank 0's seed (PL_GLOBAL_SEED); torchrun's and SLURM's processes would each
+    draw one of their own: refused, with the shell's $RANDOM to give them one."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("PL_GLOBAL_SEED", "1234")
+    assert train.random_seed() == 1234
+    monkeypatch.setenv("LOCAL_RANK", "0")  # rank 0 of an in-process DDP before: Lightning leaves WORLD_SIZE set
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert train.random_seed() != train.random_seed()
+    for env, launcher in [({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "4"}, "the 4 processes torchrun started"),
+                          ({"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "train"}, "the 8 processes the SLURM job started")]:
+        with monkeypatch.context() as context:
+            for name, value in env.items():
+                context.setenv(name, value)
+            with pytest.raises(train.UserError, match=f"^--seed_everything true: each of {launcher} would draw a seed "
+                                                      r"of its own; give them one from the shell, --seed_everything "
+                                                      r"\$RANDOM"):
+                train.random_seed()
+
+
 def test_unknown_system_lists_the_systems(capsys, monkeypatch):
     result = run_in_process(["--system", "resnet"], capsys, monkeypatch)
     assert result.returncode == 2 and "unknown --system 'resnet'; choose one of:" in result.stderr
