@@ -119,6 +119,28 @@ def system_to_config(argv: list[str]) -> list[str]:
     return ["--config", str(CONFIGS / f"{name}.yaml"), *rest]
 
 
+def refuse_old_run_config(argv: list[str], resuming: bool) -> None:
+    """A run's config.yaml written before 2026-11-29 (commits 0d45064, c6be0fb, e6c4698) holds that run's own folder
+    as trainer.default_root_dir, its checkpoint folder, its W&B id, run_name and lr_find: a new run from it trained
+    inside the old run, replacing its last.ckpt and best-*.ckpt and logging into its W&B run, and test/validate
+    refused it as 'does not accept option lr_find.run'. A resume of that run with it (--ckpt_path) still works."""
+    for config in given_configs(argv):
+        path = Path(config).expanduser()
+        try:
+            root = ((yaml.safe_load(path.read_text()) or {}).get("trainer") or {}).get("default_root_dir")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # LightningCLI says what is wrong with the file
+        if (resuming or not isinstance(root, str) or not (path.parent / RUN_FILE).is_file()
+                or os.path.realpath(Path(root).expanduser()) != os.path.realpath(path.parent)):
+            continue
+        raise UserError(f"{config} was written by a dl2-lightning before 2026-11-29: it names its own run's folder "
+                        f"(trainer.default_root_dir {root}), checkpoint folder and W&B run, so a run or an evaluation "
+                        f"from it would write into that run. Resume the run with --config {config} --ckpt_path "
+                        f"{path.parent / 'checkpoints' / 'last.ckpt'}; for a new run or a test, give a copy without "
+                        f"trainer.default_root_dir, run_name, lr_find, the ModelCheckpoint's dirpath and the "
+                        f"WandbLogger's save_dir, id and name")
+
+
 def given_configs(argv: list[str]) -> list[str]:
     """The files of `--config FILE`, `--config=FILE` and LightningCLI's `-c` forms."""
     return [arg.partition("=")[2] if "=" in arg else argv[i + 1] for i, arg in enumerate(argv)
@@ -2182,6 +2204,8 @@ def run_main(argv: list[str] | None) -> None:
         raise UserError(f"predict: no system here has a predict step; its inference command does that job: "
                         f"{INFERENCE_COMMANDS} (README, each system's section)")
     job = not (argv and argv[0] in SUBCOMMANDS)
+    refuse_old_run_config(argv, resuming=(job or argv[0] == "fit")
+                          and any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv))
     if job and ("--help-trainer" in argv):
         argv = ["--help" if a == "--help-trainer" else a for a in argv]
         argv = system_to_config(argv) if find_system(argv)[0] else argv

@@ -355,6 +355,38 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     assert ours["config"]["trainer"]["logger"]["init_args"]["job_type"] == "test" and ours["checkpoint_step"] == 6
 
 
+@pytest.mark.parametrize("subcommand", [[], ["test"], ["validate"], ["fit"]])
+def test_a_config_yaml_written_before_2026_11_29_is_refused_for_a_new_run_or_an_evaluation(subcommand, tmp_path,
+                                                                                           capsys, monkeypatch):
+    """A run's config.yaml as train.py wrote it before 2026-11-29 (commit 0d45064): the run's own folder as
+    default_root_dir, its checkpoint folder, its W&B id, run_name and the lr_find block. A new run from it trained
+    inside the old run (run/<name>/), replaced the old run's last.ckpt and best-*.ckpt and logged into its W&B run;
+    test and validate stopped on 'Subcommand test does not accept option lr_find.run'."""
+    run = tmp_path / "runs" / "darknet" / "dk"
+    (run / "checkpoints").mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
+    config["trainer"]["default_root_dir"] = str(run)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["trainer"]["logger"]["init_args"].update(save_dir=str(run), id="hkvurdpt", name="dk")
+    config.update(ckpt_path=None, run_name="dk", save_every_minutes=10.0,
+                  lr_find={"run": False, "mode": "exponential", "min_lr": 1e-6, "max_lr": 10.0})
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "run.json").write_text(json.dumps({"system": "darknet", "model": "lightning_modules.DarknetClassifier",
+                                              "kind": "fit", "trained": True, "wandb_id": "hkvurdpt"}))
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"the old run's weights")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    extra = ["--ckpt_path", str(run / "checkpoints" / "last.ckpt")] if subcommand in (["test"], ["validate"]) else []
+    result = run_in_process([*subcommand, "--config", str(run / "config.yaml"), *extra], capsys, monkeypatch)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert "before 2026-11-29" in error and f"--ckpt_path {run / 'checkpoints' / 'last.ckpt'}" in error
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    # resuming that run with it (its --ckpt_path) is what the file still does right, so that is not refused
+    train.refuse_old_run_config(["--config", str(run / "config.yaml")], resuming=True)
+
+
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(job(tiny_cifar, tmp_path, "--model.lr", "0.25", "--trainer.precision", "bf16-mixed",
