@@ -102,6 +102,7 @@ class TrainingPhaseScheduler(L.Callback):
         self.epoch_batches: int | None = None  # and the batches of that epoch
         self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
         self.kept_plan = False  # a resume whose training differs from that length
+        self.plan_unknown = False  # a resumed checkpoint from before planned_epochs (2026-11-29)
 
     # -- where we are ------------------------------------------------------------------------------
     def phase_ends(self, steps_per_epoch: int) -> list[int]:
@@ -164,6 +165,12 @@ class TrainingPhaseScheduler(L.Callback):
         """A recipe's length taken from the training. A resumed run keeps the length it began with: re-planned over
         a longer --trainer.max_epochs its position would land mid-way in a stretched cycle (the lr back up)."""
         planned = self.planned_epochs
+        if self.plan_unknown:
+            rank_zero_warn(f"the checkpoint is from before 2026-11-29 and does not say how many epochs the run's "
+                           f"{name} was planned over: it is planned over this training's {epochs:g}, and goes on "
+                           f"where such a cycle is at this point. If the run began with another --trainer.max_epochs "
+                           f"(or max_steps), stop and resume with that one, or the lr jumps; for a new cycle from "
+                           f"these weights, start a new run with --init_from <this run's checkpoint>")
         if planned is not None and not math.isclose(epochs, planned, rel_tol=1e-6):
             then = "the epochs after it train at its final lr" if epochs > planned else "training ends before it does"
             rank_zero_warn(f"the run's {name} was planned over {planned:g} epochs, the training it began with, and "
@@ -247,6 +254,7 @@ class TrainingPhaseScheduler(L.Callback):
     def load_state_dict(self, state_dict):
         self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
         self.planned_epochs = state_dict.get("planned_epochs")  # None in checkpoints before 2026-11-29
+        self.plan_unknown = "planned_epochs" not in state_dict and self.batches_seen > 0
         self.epoch_length = state_dict.get("epoch_length")  # and before 2026-11-30
         self.epoch_batches = state_dict.get("epoch_batches")
 

@@ -313,6 +313,27 @@ def test_a_resume_over_more_epochs_keeps_the_cycle_it_began_with(tiny_cifar, tmp
     assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx([cycle[-1]] * BATCHES)
 
 
+def test_a_resume_from_a_checkpoint_without_its_plan_says_the_cycle_is_planned_again(tiny_cifar, tmp_path):
+    """A checkpoint of before 2026-11-29 holds the scheduler's position alone ({'batches_seen', 'phase_index'}, as
+    train.py at df5ed72 wrote it), not the length its cycle was planned over: resumed over more epochs, the cycle is
+    planned over the new length and the lr jumped from the cycle's end back up (0.0002 to near its 0.4 peak
+    here), silently."""
+    import torch
+    recipe = {"lr": 0.4, "div": 20, "pct": 20}
+    fit(tiny_cifar, None, max_epochs=1, root=tmp_path, one_cycle=recipe)
+    last = next(tmp_path.rglob("*.ckpt"))
+    checkpoint = torch.load(last, weights_only=False)
+    (key,) = [key for key in checkpoint["callbacks"] if "TrainingPhaseScheduler" in key]
+    checkpoint["callbacks"][key] = {"batches_seen": BATCHES, "phase_index": 2}  # the old version's state
+    torch.save(checkpoint, last)
+    with pytest.warns(UserWarning, match="the checkpoint is from before 2026-11-29 and does not say how many epochs "
+                                         "the run's one_cycle was planned over: it is planned over this training's 2"):
+        resumed, _, _ = fit(tiny_cifar, None, max_epochs=2, ckpt_path=str(last), root=tmp_path / "again",
+                            one_cycle=recipe)
+    # what it warns of: the second half of a 2-epoch cycle, which starts at its peak
+    assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx(one_cycle_lrs(2 * BATCHES)[BATCHES:])
+
+
 def one_cycle_lrs(n, lr=0.4, div=20):
     """fastai 0.7's 1cycle (pct 20) over n steps, the phase ends rounded to steps as the scheduler rounds them."""
     up, down = round(0.4 * n), round(0.8 * n)
