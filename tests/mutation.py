@@ -620,6 +620,10 @@ TARGETS = {
                               ("tests/test_darknet_interpret.py", "tests/test_data_ddp.py",
                                "tests/test_cifar10_batches.py", "-k",
                                "confusion or darknet_test_loss or test_cifar10_batches")),
+    # 2026-12-01: the run's folders checked as the commands' output folders; `--seed_everything true`
+    "run_folders_and_seed": Target("train.py", ("check_run_folders", "random_seed", "CLI._set_seed"),
+                                   ("tests/test_train_cli.py", "-k", "below_a_file or cannot_write_into or "
+                                    "a_file_where_the_run or dangling or seed_everything or seed_numpy")),
 }
 
 _lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change

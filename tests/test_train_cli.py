@@ -937,9 +937,15 @@ def test_seed_everything_true_on_the_ranks_a_launcher_starts(monkeypatch):
     assert train.random_seed() == 1234
     monkeypatch.setenv("LOCAL_RANK", "0")  # rank 0 of an in-process DDP before: Lightning leaves WORLD_SIZE set
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert train.random_seed() != train.random_seed()
-    for env, launcher in [({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "4"}, "the 4 processes torchrun started"),
-                          ({"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "train"}, "the 8 processes the SLURM job started")]:
+    seeds = {train.random_seed() for _ in range(20)}
+    assert len(seeds) == 20 and max(seeds) >= 2**31 and max(seeds) < 2**32  # all 32 bits: all below 2**31 is 2**-20
+    with monkeypatch.context() as context:  # one process of torchrun's or one SLURM task: a seed of its own
+        for name, value in {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "1", "SLURM_NTASKS": "1",
+                            "SLURM_JOB_NAME": "train"}.items():
+            context.setenv(name, value)
+        assert train.random_seed() != train.random_seed()
+    for env, launcher in [({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2"}, "the 2 processes torchrun started"),
+                          ({"SLURM_NTASKS": "2", "SLURM_JOB_NAME": "train"}, "the 2 processes the SLURM job started")]:
         with monkeypatch.context() as context:
             for name, value in env.items():
                 context.setenv(name, value)
@@ -955,15 +961,15 @@ def test_unknown_system_lists_the_systems(capsys, monkeypatch):
     assert "darknet" in result.stderr.split("choose one of:")[1]
 
 
-@pytest.mark.parametrize("native", [False, True])
-def test_a_seed_numpy_cannot_take_is_refused_in_one_line(native, tiny_cifar, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("native, seed", [(False, -1), (True, -1), (False, 2**32)])
+def test_a_seed_numpy_cannot_take_is_refused_in_one_line(native, seed, tiny_cifar, tmp_path, capsys, monkeypatch):
     """neural-style's -seed -1 (a random seed): Lightning's seed_everything raised a bare ValueError."""
-    args = job(tiny_cifar, tmp_path / "runs", "--seed_everything", "-1")
+    args = job(tiny_cifar, tmp_path / "runs", "--seed_everything", str(seed))
     if native:
         args = ["fit", "--config", str(ROOT / "configs" / "darknet.yaml"), *args[2:]]
     result = run_in_process(args, capsys, monkeypatch)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert (f"--seed_everything -1: a seed is from 0 to {2**32 - 1}; for a new random seed each run give "
+    assert (f"--seed_everything {seed}: a seed is from 0 to {2**32 - 1}; for a new random seed each run give "
             "one from the shell, --seed_everything $RANDOM") in result.stderr
     assert not (tmp_path / "runs").exists()
 
