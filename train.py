@@ -1462,6 +1462,21 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         # variables (WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP, WANDB_JOB_TYPE) stand for the options not given, as
         # wandb.init reads them: the values set here in their place had them ignored
         args.name = args.get("name") or os.environ.get("WANDB_NAME") or info.get("wandb_name") or run_dir.name
+        # a W&B run open in this process (a notebook's wandb.init, or an earlier plain Trainer's WandbLogger, which
+        # leaves its run open): Lightning's WandbLogger logs into it whatever it is given, so run.json names that run,
+        # where a resume goes on; a resume of a run of another W&B id would log into it and is refused
+        open_run = current_wandb_run() if global_rank_zero() else None
+        if open_run is not None and info.get("wandb_id") not in (None, open_run.id):
+            raise UserError(f"a W&B run is open in this process ({open_run.id}, project {open_run.project}): "
+                            f"Lightning's WandbLogger would log this run, W&B run {info['wandb_id']}, into it; call "
+                            f"wandb.finish() first (or --trainer.logger false)")
+        if open_run is not None:
+            info.update(wandb_id=open_run.id, wandb_project=open_run.project or None,
+                        wandb_entity=open_run.entity or None)
+            args.id, args.name = open_run.id, open_run.name or args.name
+            plan.notes.append(f"W&B: logging into the W&B run open in this process, {open_run.id} (project "
+                              f"{open_run.project}), as Lightning's WandbLogger does; call wandb.finish() before "
+                              f"train.main for a W&B run of its own")
         info["wandb_name"] = args.name
         # a resume goes on in the W&B run the run began, as run.json keeps it: a run id names a run of one project, so
         # a resume without the first part's --trainer.logger.project/entity logged into a new run of the config's

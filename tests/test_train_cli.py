@@ -140,6 +140,33 @@ def test_a_run_of_the_callers_is_logged_into_and_left_open(tiny_cifar, tmp_path,
         callers.finish()
 
 
+def test_a_run_logged_into_an_open_wandb_run_names_that_run_in_run_json(tiny_cifar, tmp_path, monkeypatch):
+    """A W&B run left open in the process (a notebook's wandb.init, or Lightning's WandbLogger of an earlier plain
+    Trainer fit, which never ends its run): Lightning's WandbLogger logs train.main's run into it, and run.json named a
+    new W&B id that no run had, so a resume (--ckpt_path last) began another W&B run instead of going on in the one the
+    run had logged to; its project too. A resume of a run of its own W&B id is refused while another run is open."""
+    import wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    callers = wandb.init(mode="offline", dir=str(tmp_path), project="notebook")
+    try:
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "r"))
+        info = json.loads((runs / "r" / "run.json").read_text())
+        assert (info["wandb_id"], info["wandb_project"]) == (callers.id, "notebook")
+    finally:
+        callers.finish()
+    train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "own"))
+    own = json.loads((runs / "own" / "run.json").read_text())["wandb_id"]
+    other = wandb.init(mode="offline", dir=str(tmp_path), project="notebook")
+    try:
+        with pytest.raises(train.UserError, match=f"wandb.finish.*{own}|{own}.*wandb.finish"):
+            train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2", "--run_name", "own", "--ckpt_path", "last"))
+        assert wandb.run is other  # the caller's, left open
+        assert json.loads((runs / "own" / "run.json").read_text())["wandb_id"] == own
+    finally:
+        other.finish()
+
+
 @pytest.mark.parametrize("mode, logs", [("offline", 1), ("disabled", 0)])
 def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny_cifar, tmp_path, monkeypatch):
     """wandb reads WANDB_MODE once, as it is first set up; WandbLogger goes offline through it. A notebook's earlier
