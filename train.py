@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import secrets
 import shlex
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import yaml
 from jsonargparse.typing import register_type
@@ -61,7 +59,7 @@ from callbacks.errors import (
 from callbacks.images import log_to_loggers, subplots
 from callbacks.phase_scheduler import resumed_batches
 from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
-from callbacks.resume import MaxStepsResume
+from callbacks.resume import MaxStepsResume, SeedPerRankAndStep
 from callbacks.strategy import (
     auto_ddp_strategy,
     check_launched_processes,
@@ -744,21 +742,6 @@ class MonitorSummary(Callback):
             self.best[monitor] = better(known)
             for logger in loggers:
                 logger.experiment.summary[monitor] = {callback.mode: self.best[monitor], "last": last}
-
-
-class SeedPerRankAndStep(Callback):
-    """seed_everything seeds every DDP process alike: the WGAN's ranks drew the same noise (its fake batch did not
-    grow with the GPUs) and the Darknet's the same crops; and a resume replayed the random numbers of the run's start.
-    When training starts on a rank other than 0 or past step 0, that process is seeded from (seed, rank, step);
-    one process from step 0 keeps the seed's own numbers."""
-
-    def on_train_start(self, trainer, pl_module):
-        if trainer.global_rank == 0 and trainer.global_step == 0:
-            return
-        seed = hash((torch.initial_seed(), trainer.global_rank, trainer.global_step)) % 2**32
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)  # and every CUDA device's
 
 
 class RerunStoppedValidation(Callback):

@@ -1,9 +1,15 @@
-"""A resume of a run that max_steps or max_time stopped inside an epoch, made to go on as the run would have.
+"""A resume of a run that max_steps or max_time stopped inside an epoch, made to go on as the run would have; and
+the random numbers of each DDP rank and each resume their own.
 
-train.py adds `MaxStepsResume` to every fit; with a plain `lightning.Trainer`, give it in `callbacks=[...]` (first,
-before callbacks whose on_train_start reads the epoch) to resume such a checkpoint with `fit(ckpt_path=...)`.
+train.py adds `MaxStepsResume` and `SeedPerRankAndStep` to every fit; with a plain `lightning.Trainer`, give them in
+`callbacks=[...]` (MaxStepsResume first, before callbacks whose on_train_start reads the epoch) to resume such a
+checkpoint with `fit(ckpt_path=...)`, and for a GAN's ranks to draw noise of their own.
 """
 
+import random
+
+import numpy as np
+import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loops.fit_loop import RestartStage
 from lightning.pytorch.loops.loop import _Loop
@@ -44,3 +50,18 @@ class MaxStepsResume(Callback):
         loop._restart_stage = RestartStage.NONE  # the next epoch starts as any new one
         _Loop.restarting.fset(loop, False)  # and its epoch and validation loops (its own setter keeps it True)
         loop.epoch_loop.update_restart_stage()
+
+
+class SeedPerRankAndStep(Callback):
+    """seed_everything seeds every DDP process alike: the WGAN's ranks drew the same noise (its fake batch did not
+    grow with the GPUs) and the Darknet's the same crops; and a resume replayed the random numbers of the run's start.
+    When training starts on a rank other than 0 or past step 0, that process is seeded from (seed, rank, step);
+    one process from step 0 keeps the seed's own numbers."""
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.global_rank == 0 and trainer.global_step == 0:
+            return
+        seed = hash((torch.initial_seed(), trainer.global_rank, trainer.global_step)) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # and every CUDA device's

@@ -137,14 +137,14 @@ TARGETS = {
     # callbacks/resume.py (in train.py before 2026-11-30: its on_train_start in "resume", its on_load_checkpoint in
     # "stop_and_resume", with their tests)
     "max_steps_resume": Target("callbacks/resume.py",
-                               ("MaxStepsResume.on_train_start", "MaxStepsResume.on_load_checkpoint"),
+                               ("MaxStepsResume.on_train_start", "MaxStepsResume.on_load_checkpoint",
+                                "SeedPerRankAndStep.on_train_start"),
                                ("tests/test_train_runs.py", "tests/test_stop_and_resume.py",
                                 "tests/test_max_steps_resume.py", "-m", "not slow", "-k",
                                 "each_epoch_end or every_remaining_epoch or mid_epoch or not_yet_processed"
-                                " or plain_trainers_resume")),
+                                " or plain_trainers_resume or own_random")),
     "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",
-                                              "RerunStoppedValidation.on_train_start",
-                                              "SeedPerRankAndStep.on_train_start"),
+                                              "RerunStoppedValidation.on_train_start"),
                                  ("tests/test_train_runs.py", "-m", "not slow", "-k",
                                   "part_way or validation_saves or last_validation or own_random or read_as_such")),
     "restart": Target("datamodules/workers.py", ("restart_position", "restart_skip", "ResumableSampler.__init__",

@@ -24,6 +24,7 @@ from jsonargparse import Namespace
 from PIL import Image
 
 import train
+from callbacks import SeedPerRankAndStep
 from datamodules import CIFAR10DataModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -669,7 +670,7 @@ def test_each_rank_and_each_resume_draw_their_own_random_numbers():
     def draws(rank=None, step=0):
         torch.manual_seed(0), np.random.seed(0), random.seed(0)
         if rank is not None:
-            train.SeedPerRankAndStep().on_train_start(SimpleNamespace(global_rank=rank, global_step=step), None)
+            SeedPerRankAndStep().on_train_start(SimpleNamespace(global_rank=rank, global_step=step), None)
         return torch.randn(3).tolist(), np.random.rand(), random.random()  # torch's, numpy's and Python's
 
     plain = draws()
