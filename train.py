@@ -1487,7 +1487,9 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             # a W&B sweep's agent gives each run its id (WANDB_RUN_ID), and wandb.init ignores any other there
             info.setdefault("wandb_id", os.environ.get("WANDB_RUN_ID") or new_wandb_id())
             args.id = info["wandb_id"]
-        plan.wandb_id = args.get("id") or args.get("version")
+        # the W&B run this train.main begins, ended (and removed) if the run is refused before it begins; never the
+        # caller's open run, which it only logs into
+        plan.wandb_id = None if open_run is not None else args.get("id") or args.get("version")
         if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):
             args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs

@@ -167,6 +167,28 @@ def test_a_run_logged_into_an_open_wandb_run_names_that_run_in_run_json(tiny_cif
         other.finish()
 
 
+def test_a_refused_run_leaves_the_callers_open_wandb_run_open_and_its_files(tiny_cifar, tmp_path, monkeypatch):
+    """A run refused after its folder is made (here its batch size, checked as the data is first used), or a refused
+    resume, ends and removes the W&B run it began; a W&B run the caller had open (a notebook's wandb.init) is not
+    train.main's: it was ended as failed and its offline folder deleted, the notebook's logged data with it."""
+    import wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    callers = wandb.init(mode="offline", dir=str(tmp_path / "notebook"), project="notebook")
+    folder = Path(callers.dir).parent
+    try:
+        with pytest.raises(train.UserError, match="batch_size"):
+            train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "r", "--data.batch_size", "0"))
+        assert wandb.run is callers and folder.is_dir()
+        assert not (runs / "r").exists()  # the refused run's own folder still goes
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "r"))
+        # a resume with nothing left to train (max_epochs reached): its W&B part is undone
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "r", "--ckpt_path", "last"))
+        assert wandb.run is callers and folder.is_dir()
+    finally:
+        callers.finish()
+
+
 @pytest.mark.parametrize("mode, logs", [("offline", 1), ("disabled", 0)])
 def test_wandb_mode_set_after_wandb_was_set_up_online_is_obeyed(mode, logs, tiny_cifar, tmp_path, monkeypatch):
     """wandb reads WANDB_MODE once, as it is first set up; WandbLogger goes offline through it. A notebook's earlier
