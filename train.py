@@ -128,8 +128,12 @@ def refuse_old_run_config(argv: list[str], resuming: bool) -> None:
             root = ((yaml.safe_load(path.read_text()) or {}).get("trainer") or {}).get("default_root_dir")
         except (OSError, yaml.YAMLError, AttributeError):
             continue  # LightningCLI says what is wrong with the file
-        if (resuming or not isinstance(root, str) or not (path.parent / RUN_FILE).is_file()
-                or os.path.realpath(Path(root).expanduser()) != os.path.realpath(path.parent)):
+        if resuming or not isinstance(root, str) or not (path.parent / RUN_FILE).is_file():
+            continue
+        # its own folder, or that folder where it was before the runs were moved or copied (another clone, a laptop
+        # from the cluster): runs/<system>/<run> by its last two names (a new run there, and its old W&B run)
+        here, there = Path(os.path.realpath(path.parent)), Path(os.path.realpath(Path(root).expanduser()))
+        if here != there and (here.parts[-2:] != there.parts[-2:] or len(there.parts) < 3):
             continue
         raise UserError(f"{config} was written by a dl2-lightning before 2026-11-29: it names its own run's folder "
                         f"(trainer.default_root_dir {root}), checkpoint folder and W&B run, so a run or an evaluation "

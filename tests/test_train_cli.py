@@ -436,6 +436,29 @@ def test_a_config_yaml_written_before_2026_11_29_is_refused_for_a_new_run_or_an_
     train.refuse_old_run_config(["--config", str(run / "config.yaml")], resuming=True)
 
 
+def test_a_config_yaml_written_before_2026_11_29_of_a_moved_run_is_refused(tiny_cifar, tmp_path, capsys, monkeypatch):
+    """Such a run copied elsewhere (from the cluster, to another clone): its config.yaml names the folder the run
+    was in, which is not where it is now. A new run from it went on in that old place, made again (checkpoints,
+    results) and logged into the old run's W&B run (its id, hkvurdpt here)."""
+    was, now = tmp_path / "cluster" / "runs" / "darknet" / "dk", tmp_path / "laptop" / "runs" / "darknet" / "dk"
+    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
+    config["trainer"]["default_root_dir"] = str(was)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(was / "checkpoints")
+    config["trainer"]["logger"]["init_args"].update(save_dir=str(was), id="hkvurdpt", name="dk")
+    config.update(ckpt_path=None, run_name="dk", save_every_minutes=10.0)
+    config["data"]["init_args"]["data_dir"] = str(tiny_cifar)
+    now.mkdir(parents=True)
+    (now / "config.yaml").write_text(yaml.safe_dump(config))
+    (now / "run.json").write_text(json.dumps({"system": "darknet", "kind": "fit", "trained": True,
+                                              "wandb_id": "hkvurdpt"}))
+    result = run_in_process(["--config", str(now / "config.yaml"), *TINY, "--trainer.max_steps", "1"], capsys,
+                            monkeypatch)
+    assert result.returncode == 2 and "before 2026-11-29" in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "cluster").exists()
+
+
 def test_overrides_reach_model_data_and_trainer(tiny_cifar, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(job(tiny_cifar, tmp_path, "--model.lr", "0.25", "--trainer.precision", "bf16-mixed",
