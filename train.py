@@ -1537,6 +1537,12 @@ def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Pat
     for folder, option, given in outside:  # the option that moves it, and its value, unless in the run folder
         if folder != run_dir and run_dir not in folder.parents:
             refuse_a_file_on_the_way(folder, option, f"{option} {given}: ")
+            # in another run's folder: its last.ckpt and best-*.ckpt replaced by this run's, Lightning said no more
+            # than "exists and is not empty"
+            other = next((part for part in (folder, *folder.parents) if (part / RUN_FILE).is_file()), None)
+            if other is not None:
+                raise UserError(f"{option} {given}: {other} is the folder of another run ({RUN_FILE} there), whose "
+                                f"files this run's would replace or mix with; give a folder outside it")
         else:
             inside.append(folder)
     for folder in inside:

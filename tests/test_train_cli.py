@@ -1095,6 +1095,25 @@ def test_a_folder_given_outside_the_run_folder_below_a_file_is_refused_before_tr
     assert (tmp_path / "notes.txt").read_text() == "notes" and not runs.exists()
 
 
+@pytest.mark.parametrize("option, inside", [("--trainer.callbacks.dirpath", "checkpoints"),
+                                             ("--trainer.logger.save_dir", "")])
+def test_a_folder_given_inside_another_runs_folder_is_refused_before_training(option, inside, tiny_cifar, tmp_path,
+                                                                             capsys, monkeypatch):
+    """Another run's checkpoint folder given as this run's (a copied command line): its last.ckpt and best-*.ckpt
+    were replaced by this run's, with no more than Lightning's "exists and is not empty" warning."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1", "--run_name", "a"))
+    before = {path: path.read_bytes() for path in (runs / "a").rglob("*") if path.is_file()}
+    assert (runs / "a" / "checkpoints" / "last.ckpt") in before
+    given = runs / "a" / inside
+    result = run_in_process(job(tiny_cifar, runs, "--run_name", "b", option, str(given)), capsys, monkeypatch)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert (f"{option} {given}: {runs / 'a'} is the folder of another run (run.json there), whose files this run's "
+            "would replace or mix with; give a folder outside it") in result.stderr
+    assert {path: path.read_bytes() for path in (runs / "a").rglob("*") if path.is_file()} == before
+    assert sorted(p.name for p in runs.iterdir()) == ["a"]
+
+
 def test_a_checkpoint_folder_this_user_cannot_write_into_is_refused_before_training(tiny_cifar, tmp_path, capsys,
                                                                                    monkeypatch):
     """A read-only checkpoint folder (another user's, a read-only mount) failed at the first save, after an epoch."""
