@@ -69,7 +69,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--nf", type=int, default=16)
     parser.add_argument("--num_blocks", type=int, nargs="+", default=[1, 1, 1, 1])
-    parser.add_argument("--lr", type=float, default=0.4, help="peak lr of both 1cycles (the seed: 1.3 at 512)")
+    parser.add_argument("--lr", type=float, default=0.4, help="peak lr of both 1cycles (the seed: 1.3 at batch 256)")
     parser.add_argument("--constant_lr", type=float, default=0.1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--schedules", nargs="+", default=["phases 1cycle", "torch OneCycleLR", "constant lr"])
