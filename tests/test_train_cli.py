@@ -404,6 +404,19 @@ def test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_c
     assert ours["config"]["trainer"]["logger"]["init_args"]["job_type"] == "test" and ours["checkpoint_step"] == 6
 
 
+def old_run_config(run: Path) -> dict:
+    """configs/darknet.yaml as a run's config.yaml held it before 2026-11-29 (commit 0d45064): the run's own folder
+    as default_root_dir, its checkpoint folder, W&B id and name, and run_name."""
+    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
+    config["trainer"]["default_root_dir"] = str(run)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["trainer"]["logger"]["init_args"].update(save_dir=str(run), id="hkvurdpt", name=run.name)
+    config.update(ckpt_path=None, run_name=run.name, save_every_minutes=10.0)
+    return config
+
+
 @pytest.mark.parametrize("subcommand", [[], ["test"], ["validate"], ["fit"]])
 def test_a_config_yaml_written_before_2026_11_29_is_refused_for_a_new_run_or_an_evaluation(subcommand, tmp_path,
                                                                                            capsys, monkeypatch):
@@ -413,14 +426,8 @@ def test_a_config_yaml_written_before_2026_11_29_is_refused_for_a_new_run_or_an_
     test and validate stopped on 'Subcommand test does not accept option lr_find.run'."""
     run = tmp_path / "runs" / "darknet" / "dk"
     (run / "checkpoints").mkdir(parents=True)
-    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
-    config["trainer"]["default_root_dir"] = str(run)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(run / "checkpoints")
-    config["trainer"]["logger"]["init_args"].update(save_dir=str(run), id="hkvurdpt", name="dk")
-    config.update(ckpt_path=None, run_name="dk", save_every_minutes=10.0,
-                  lr_find={"run": False, "mode": "exponential", "min_lr": 1e-6, "max_lr": 10.0})
+    config = old_run_config(run)
+    config["lr_find"] = {"run": False, "mode": "exponential", "min_lr": 1e-6, "max_lr": 10.0}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "run.json").write_text(json.dumps({"system": "darknet", "model": "lightning_modules.DarknetClassifier",
                                               "kind": "fit", "trained": True, "wandb_id": "hkvurdpt"}))
@@ -441,13 +448,7 @@ def test_a_config_yaml_written_before_2026_11_29_of_a_moved_run_is_refused(tiny_
     was in, which is not where it is now. A new run from it went on in that old place, made again (checkpoints,
     results) and logged into the old run's W&B run (its id, hkvurdpt here)."""
     was, now = tmp_path / "cluster" / "runs" / "darknet" / "dk", tmp_path / "laptop" / "runs" / "darknet" / "dk"
-    config = yaml.safe_load((ROOT / "configs" / "darknet.yaml").read_text())
-    config["trainer"]["default_root_dir"] = str(was)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(was / "checkpoints")
-    config["trainer"]["logger"]["init_args"].update(save_dir=str(was), id="hkvurdpt", name="dk")
-    config.update(ckpt_path=None, run_name="dk", save_every_minutes=10.0)
+    config = old_run_config(was)
     config["data"]["init_args"]["data_dir"] = str(tiny_cifar)
     now.mkdir(parents=True)
     (now / "config.yaml").write_text(yaml.safe_dump(config))
