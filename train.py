@@ -1452,7 +1452,12 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         # a W&B run open in this process (a notebook's wandb.init, or an earlier plain Trainer's WandbLogger, which
         # leaves its run open): Lightning's WandbLogger logs into it whatever it is given, so run.json names that run,
         # where a resume goes on; a resume of a run of another W&B id would log into it and is refused
-        open_run = current_wandb_run() if global_rank_zero() else None
+        callers_run = open_run = current_wandb_run() if global_rank_zero() else None
+        if open_run is not None and getattr(open_run, "disabled", False):  # wandb.init(mode="disabled"): no W&B run
+            plan.notes.append("W&B: a disabled W&B run is open in this process (wandb.init(mode=\"disabled\")), which "
+                              "Lightning's WandbLogger logs into: nothing of this run goes to W&B; call wandb.finish() "
+                              "before train.main to log it")
+            open_run = None  # its id, project and entity ("dummy") are no W&B run's to resume in
         if open_run is not None and info.get("wandb_id") not in (None, open_run.id):
             raise UserError(f"a W&B run is open in this process ({open_run.id}, project {open_run.project}): "
                             f"Lightning's WandbLogger would log this run, W&B run {info['wandb_id']}, into it; call "
@@ -1493,7 +1498,7 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.id = info["wandb_id"]
         # the W&B run this train.main begins, ended (and removed) if the run is refused before it begins; never the
         # caller's open run, which it only logs into
-        plan.wandb_id = None if open_run is not None else args.get("id") or args.get("version")
+        plan.wandb_id = None if callers_run is not None else args.get("id") or args.get("version")
         if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):
             args.offline = True  # as wandb will run: the logged config said offline: false under WANDB_MODE=offline
         if not args.get("offline") and global_rank_zero() and not wandb_logged_in():  # only rank 0 logs

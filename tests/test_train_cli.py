@@ -167,6 +167,28 @@ def test_a_run_logged_into_an_open_wandb_run_names_that_run_in_run_json(tiny_cif
         other.finish()
 
 
+def test_a_disabled_wandb_run_open_in_the_process_is_not_taken_for_the_runs_w_and_b_run(tiny_cifar, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """wandb.init(mode="disabled") in a notebook: Lightning's WandbLogger logs into it, so nothing goes to W&B;
+    run.json named that no-op run (project and entity "dummy"), which a resume in a new process then logged to. Its
+    resume is not refused either, and the disabled run is left to the caller."""
+    import wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    runs = tmp_path / "runs"
+    callers = wandb.init(mode="disabled")
+    try:
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "1", "--run_name", "r"))
+        info = json.loads((runs / "r" / "run.json").read_text())
+        assert info["wandb_id"] != callers.id and info.get("wandb_project") in (None, "dl2-lightning")
+        assert info.get("wandb_entity") is None
+        assert "a disabled W&B run is open in this process" in capsys.readouterr().out
+        train.main(job(tiny_cifar, runs, "--trainer.max_epochs", "2", "--run_name", "r", "--ckpt_path", "last"))
+        assert json.loads((runs / "r" / "run.json").read_text())["wandb_id"] == info["wandb_id"]
+        assert wandb.run is callers
+    finally:
+        callers.finish()
+
+
 def test_a_refused_run_leaves_the_callers_open_wandb_run_open_and_its_files(tiny_cifar, tmp_path, monkeypatch):
     """A run refused after its folder is made (here its batch size, checked as the data is first used), or a refused
     resume, ends and removes the W&B run it began; a W&B run the caller had open (a notebook's wandb.init) is not
