@@ -1540,7 +1540,7 @@ def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Pat
                *([(wandb_dir, "--trainer.logger.save_dir", wandb_dir.parent)] if wandb_dir is not None else [])]
     refuse_a_file_on_the_way(run_dir, "--run_name", "")
     for folder, option, given in outside:  # the option that moves it, and its value, unless in the run folder
-        if folder != run_dir and run_dir not in folder.parents:
+        if not folder.is_relative_to(run_dir):
             refuse_a_file_on_the_way(folder, option, f"{option} {given}: ")
             # in another run's folder: its last.ckpt and best-*.ckpt replaced by this run's, Lightning said no more
             # than "exists and is not empty"
