@@ -11,8 +11,6 @@ import contextlib
 import importlib
 import inspect
 import json
-import logging
-import math
 import os
 import re
 import secrets
@@ -33,23 +31,21 @@ import torch
 import yaml
 from jsonargparse.typing import register_type
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn, TrainerStatus
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from callbacks import saving
 from callbacks.checkpoint_io import remove_stale_temporaries, replaced, write_json
 from callbacks.errors import (
     UserError,
     check_output_folder,
     ctrl_c_ends_the_fit,
     lightning_ctrl_c,
-    main_thread,
     on_ctrl_c,
     one_line_errors,
     refuse_a_file_on_the_way,
@@ -57,9 +53,9 @@ from callbacks.errors import (
     user_message,
 )
 from callbacks.images import log_to_loggers, subplots
-from callbacks.phase_scheduler import resumed_batches
-from callbacks.progress import WriteLoggingSteps, add_progress_bar, format_number, quiet
-from callbacks.resume import MaxStepsResume, SeedPerRankAndStep
+from callbacks.progress import MonitorSummary, WriteLoggingSteps, add_progress_bar, format_number, quiet
+from callbacks.resume import EpochLengthResume, LastStepLr, MaxStepsResume, RerunStoppedValidation, SeedPerRankAndStep
+from callbacks.saving import EpochEndSave, RequeueSignal, SaveOnStop, TimedSave, global_rank_zero
 from callbacks.strategy import (
     auto_ddp_strategy,
     check_launched_processes,
@@ -360,8 +356,8 @@ class CLI(LightningCLI):
     def check_instances(self):
         """The run's checks and settings once its classes are built (check_job's refusals get no resume hint)."""
         config, trainer = self.job_config(), self.trainer
-        if _requeue_signal is not None:
-            _requeue_signal.follow(trainer)
+        if saving.requeue_signal is not None:
+            saving.requeue_signal.follow(trainer)
         run_dir = Path(trainer.default_root_dir)
         resumed = self.fits() and config.get("ckpt_path")
         for callback in trainer.callbacks:
@@ -568,66 +564,6 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-class TimedSave(Callback):
-    """checkpoints/last.ckpt after the batch that ends each `minutes` of training, for every system: Lightning 2.6's
-    ModelCheckpoint(train_time_interval) never saves under manual optimization (the GANs), whose branch of its
-    on_train_batch_end reads only every_n_train_steps."""
-
-    def __init__(self, path: Path, minutes: float):
-        self.path, self.seconds, self.last = path, minutes * 60, None
-
-    def on_train_start(self, trainer, pl_module):
-        self.last = time.monotonic()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if save_if(trainer, self.path, time.monotonic() - self.last >= self.seconds):  # rank 0's clock
-            self.last = time.monotonic()
-
-
-class EpochEndSave(Checkpoint):
-    """last.ckpt at each epoch's end (after its validation), if the config's checkpoint callbacks left an older one.
-    Lightning 2.6's ModelCheckpoint(save_last=True) writes last.ckpt only with a top-k save at the same step: never
-    in an epoch whose monitored val/acc did not improve, nor at the WGAN's epoch ends (every_n_train_steps), so a
-    crash would resume from an older epoch. Also a run that ended mid-epoch without a validation (phases that end
-    there) resumes, and is classified, from its last step. A Checkpoint, so Lightning runs it after the config's
-    ModelCheckpoint and it sees that one's save."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
-            save_if(trainer, self.path, saved_step(self.path) != trainer.global_step)  # rank 0's reading
-
-
-def rank_zero_says(trainer, flag: bool) -> bool:
-    """Rank 0's `flag` on every rank, as one 1-element broadcast under DDP (at every batch's end: not
-    strategy.broadcast's pickled object, two collectives and two copies to the host); `flag` itself alone."""
-    if trainer.world_size > 1 and torch.distributed.is_initialized():
-        tensor = torch.tensor([int(flag)], device=trainer.strategy.root_device)
-        torch.distributed.broadcast(tensor, src=0)
-        flag = bool(tensor.item())
-    return flag
-
-
-def save_if(trainer, path: Path, due: bool) -> bool:
-    """trainer.save_checkpoint(path) if rank 0 finds it `due` (saving is collective: every rank must agree); its
-    CheckpointIO writes atomically. Never in a fast_dev_run, which keeps no checkpoints."""
-    due = rank_zero_says(trainer, due)
-    if due and not trainer.fast_dev_run:
-        trainer.save_checkpoint(path, weights_only=False)
-    return due
-
-
-def saved_step(path: Path) -> int | None:
-    """The global_step of the checkpoint at `path` (read memory-mapped), None when there is none to read."""
-    from lightning_modules.inference import read_checkpoint
-    try:
-        return read_checkpoint(str(path)).get("global_step")
-    except UserError:  # absent, torn, or not a Lightning checkpoint: not the final step
-        return None
-
-
 class MarkTraining(Callback):
     """Records in run.json that training began: --ckpt_path last passes over a folder left by a run that stopped
     before (killed in its set-up; a refused run's new folder is removed), which has nothing to resume."""
@@ -657,364 +593,6 @@ class RunBegan(Callback):
 
     def on_test_start(self, trainer, pl_module):
         _fresh_runs.pop(self.run_dir, None)
-
-
-class EpochLengthResume(Callback):
-    """A run resumed inside an epoch with another number of batches an epoch (another number of processes, or batch
-    size) goes on at the same share of that epoch: Lightning counts the batches done in the stopped run's, so a move
-    from 2 processes to 1 after half an epoch trained its first quarter again and ran on into the next epoch's
-    schedule. The totals (results.json's epochs) count the earlier epochs in the new batches, at an epoch's end too.
-    The epoch's length is saved in the checkpoint (the TrainingPhaseScheduler rescales its own position)."""
-
-    def __init__(self):
-        self.length: int | None = None  # this training's, saved
-        self.saved_length: int | None = None  # the checkpoint's
-        self.max_steps: int | None = None  # --trainer.max_steps, as given
-
-    def state_dict(self):
-        return {"batches": self.length}
-
-    def load_state_dict(self, state_dict):
-        self.saved_length = state_dict.get("batches")
-
-    def on_fit_start(self, trainer, pl_module):
-        self.max_steps = trainer.max_steps  # (a TrainingPhaseScheduler sets its own as training starts)
-
-    def on_train_start(self, trainer, pl_module):
-        length, saved, self.saved_length = trainer.num_training_batches, self.saved_length, None
-        self.length = length if length != float("inf") else None
-        resumed = resumed_batches(trainer, saved) if saved != length else None
-        if resumed is None:
-            return
-        (done, position), progress = resumed, trainer.fit_loop.epoch_loop.batch_progress
-        said = f"the run trained {saved} batches an epoch, this training {length}"
-        if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
-            rank_zero_warn(f"{said}: the model's lr scheduler counts steps, and goes on at the step it was at, not the "
-                           f"epoch (the configs' TrainingPhaseScheduler goes on at the same epoch)")
-        if self.max_steps not in (None, -1):
-            rank_zero_warn(f"{said}: --trainer.max_steps {self.max_steps} counts the steps of both, so the run ends at "
-                           f"another epoch than it would have; --trainer.max_epochs counts epochs")
-        if 0 < done < saved:  # (at an epoch's end the next one starts as any)
-            rank_zero_warn(f"{said}: it goes on after {position} of them, the share of the epoch it had done")
-        # the totals count the earlier epochs' batches too (results.json's epochs): in this training's batches
-        earlier = progress.total.completed - progress.current.completed
-        shift = position - done
-        for counts, by in ((progress.current, shift), (progress.total, shift + earlier * length // saved - earlier)):
-            counts.ready += by
-            counts.started += by
-            counts.processed += by
-            counts.completed += by
-
-
-class LastStepLr(Callback):
-    """Each optimizer's lr per parameter group as the last training batch began: the lr it trained at. After the fit
-    the optimizers hold the next batch's (a phase scheduler's restart of SGDR, a CycleGAN epoch's 0 past the end)."""
-
-    def __init__(self):
-        self.lr: list[list[float]] | None = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        # a tensor lr (capturable optimizers) copied on its device: read on the host once, after the fit
-        self.lr = [[lr.detach().clone() if torch.is_tensor(lr) else lr for lr in (g["lr"] for g in o.param_groups)]
-                   for o in trainer.optimizers]
-
-
-class MonitorSummary(Callback):
-    """The W&B summary of each ModelCheckpoint's monitor (`val/acc`: its best and last) over the whole run, a resume's
-    earlier part too. wandb's own (define_metric's summary) sees the values this process logged: a resumed run's
-    summary said the best of the resumed part (offline, each part is its own file; online, wandb issue #9684), not
-    the run's. The checkpoint callback's best_model_score comes back from the checkpoint; after each validation the
-    summary is set from it, the best this process saw and the value just logged."""
-
-    def __init__(self):
-        self.best: dict[str, float] = {}
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking or not trainer.is_global_zero:  # only rank 0 has the W&B run
-            return
-        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
-        for callback in trainer.checkpoint_callbacks if loggers else []:
-            monitor = isinstance(callback, ModelCheckpoint) and callback.monitor
-            if not monitor or monitor not in trainer.callback_metrics:
-                continue
-            last = float(trainer.callback_metrics[monitor])
-            better = max if callback.mode == "max" else min
-            known = [float(v) for v in (callback.best_model_score, self.best.get(monitor), last) if v is not None]
-            known = [v for v in known if math.isfinite(v)]
-            if not known:
-                continue
-            self.best[monitor] = better(known)
-            for logger in loggers:
-                logger.experiment.summary[monitor] = {callback.mode: self.best[monitor], "last": last}
-
-
-class RerunStoppedValidation(Callback):
-    """A stop signal in the middle of the fit's validation saves at once (a job's grace time may be shorter than the
-    validation), and Lightning 2.6 resumed that checkpoint past the validation, as one ModelCheckpoint wrote after it:
-    the epoch kept no val metrics and no best-*.ckpt. Its progress is made to read as saved inside a validation
-    batch, which Lightning resumes by running the validation again, here from its first batch. The run's last
-    validation, which Lightning's fit passes over with max_steps reached, is run when training starts (a fit whose
-    --trainer.max_steps is reached already is let start, for it)."""
-
-    def __init__(self):
-        self.pending, self.max_steps = False, None
-
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
-        loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
-        validation = loops.get("epoch_loop.val_loop.batch_progress")
-        current = validation and validation["current"]
-        # none begun since the sanity check's (its progress is reset), or it ended; a save from a batch's end hook (rank
-        # 0's under DDP, SaveOnStop) has that batch processed, not completed, also at the first and the last batch
-        if not current or not current["processed"] or (validation["is_last_batch"]
-                                                         and current["completed"] == current["processed"]):
-            return
-        total = validation["total"]
-        total["processed"] = total["completed"] = total["started"] - 1  # Lightning's test of "mid-evaluation"
-        validation["current"] = {count: 0 for count in validation["current"]}  # its batches from the first again
-        self.pending = True
-        step = checkpoint.get("global_step", 0)
-        if 0 <= trainer.max_steps <= step:  # Lightning's fit would end before it began
-            self.max_steps, trainer.fit_loop.epoch_loop.max_steps = trainer.max_steps, step + 1
-
-    def on_train_start(self, trainer, pl_module):
-        if self.max_steps is not None:
-            trainer.fit_loop.epoch_loop.max_steps, self.max_steps = self.max_steps, None
-        if self.pending and 0 <= trainer.max_steps <= trainer.global_step:  # as Lightning's training_epoch_loop
-            trainer.validating = True
-            trainer.fit_loop.epoch_loop.val_loop.run()
-            trainer.training = True
-
-    def on_validation_end(self, trainer, pl_module):
-        if self.pending and not trainer.sanity_checking:
-            # Lightning keeps the totals' lag of one batch, and a checkpoint saved from now on (ModelCheckpoint's, at
-            # this validation's end) would read as stopped inside a validation, and run one batch of it on resume
-            total = trainer.fit_loop.epoch_loop.val_loop.batch_progress.total
-            total.processed = total.completed = total.started
-            self.pending = False
-
-
-class SaveOnStop(Callback):
-    """Ctrl-C or SIGTERM: finish the batch, save checkpoints/last.ckpt, stop (a second Ctrl-C stops at once).
-
-    Lightning turns SIGTERM into a SIGTERMException after the running batch, on every rank (its signal
-    connector); Ctrl-C is sent on as a SIGTERM so both take that path, and the checkpoint is consistent.
-    Under DDP the ranks agree on rank 0's stop at each training batch's end (one collective), rank 0 saves at once
-    when it comes in a validation, and SLURM's time-limit signal (auto-requeue) is taken there too: last.ckpt, then
-    `scontrol requeue`.
-    """
-
-    def __init__(self, path: Path):
-        self.path, self.signal, self._previous, self._outer = path, None, None, None
-        self.trainer, self.stop, self.requeue, self.requeued = None, False, False, False
-        self.saved_in_validation = False
-
-    def on_fit_start(self, trainer, pl_module):
-        self.signal, self.trainer, self.stop, self.requeue, self.requeued = None, trainer, False, False, False
-        self.saved_in_validation = False
-        if not main_thread():
-            return
-        if trainer.is_global_zero:
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
-            # a fit before in this process ended by an exception, and Lightning put this handler back (_on_sigint)
-            self._previous = self._outer if previous == self._on_sigint and self._outer is not None else previous
-            self._outer = None
-        elif trainer.world_size > 1:  # a terminal's Ctrl-C reaches every rank: rank 0's stops them all together
-            self._previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def on_train_start(self, trainer, pl_module):
-        # DDP: Lightning's SIGTERM handler broadcasts from inside the signal handler, in the middle of whatever
-        # collective the ranks are in (a hang, or gloo's collective mismatch); rank 0 notes the signal instead and
-        # on_train_batch_end tells every rank after the same batch (Lightning's signal connector restores its own)
-        if trainer.world_size > 1 and main_thread():
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-            # the same for SLURM's signal before the time limit: Lightning's handler saves hpc_ckpt_N.ckpt from inside
-            # it, whose barrier a rank signalled a moment earlier than another waits in while that one waits in the
-            # batch's collective (a hang until the time limit, and no requeue)
-            environment = trainer._accelerator_connector.cluster_environment
-            if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
-                signal.signal(environment.requeue_signal, self._on_requeue_signal)
-                if _requeue_signal is not None:  # signalled before the training: saved after its first batch
-                    self.requeue = self.requeue or _requeue_signal.noted
-
-    def _on_sigterm(self, signum, frame):
-        if self.trainer.is_global_zero and not self.stop:
-            self.stop = True
-            if self.signal != "Ctrl-C":
-                print("\nSIGTERM: stopping every rank after this batch and saving last.ckpt", file=sys.stderr)
-
-    def _on_requeue_signal(self, signum, frame):
-        self.requeue = True  # on any rank: SLURM signals every task, not all at the same moment
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # one collective a batch under DDP, as Lightning's own broadcast at each batch's start (which comes too late: a
-        # rank that saw the signal raises at this batch's end, alone): rank 0's stop, any rank's requeue
-        if trainer.world_size == 1 or not torch.distributed.is_initialized():
-            return
-        flags = torch.tensor([int(self.stop), int(self.requeue)], device=trainer.strategy.root_device)
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        stop, requeue = flags.tolist()
-        if requeue and not self.requeued and not saves_nothing(trainer):  # once: a rank signalled later says it again
-            self.requeued = True
-            trainer.save_checkpoint(self.path, weights_only=False)  # atomic; the requeued job resumes from it
-            # rank 0's scontrol once: it may have requeued before the training (RequeueSignal)
-            if trainer.is_global_zero and not (_requeue_signal is not None and _requeue_signal.requeued):
-                requeue_slurm_job(f"saved {self.path} at step {trainer.global_step}")
-        if stop:
-            trainer._signal_connector.received_sigterm = True  # every rank raises at this batch's end, and saves
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        # DDP: the ranks agree on the stop at the next training batch's end, after this validation, which a job's
-        # grace time may not last (one process stops in it); rank 0 saves now, alone: Trainer.save_checkpoint's
-        # barrier would wait for ranks that do not save. The resume runs this validation again (RerunStoppedValidation)
-        if (self.stop and not self.saved_in_validation and trainer.is_global_zero and trainer.world_size > 1
-                and trainer.state.fn == TrainerFn.FITTING and not saves_nothing(trainer)
-                and type(trainer.strategy) is DDPStrategy):  # sharded strategies gather their state collectively
-            self.saved_in_validation = True
-            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
-                                             self.path)
-            print(f"{self.signal or 'SIGTERM'} in the validation: saved {self.path} at step {trainer.global_step}; "
-                  f"every rank stops after the next training batch, or at the fit's end", file=sys.stderr, flush=True)
-
-    def on_train_end(self, trainer, pl_module):
-        # DDP: a stop rank 0 noted after the last batch's agreement (in the last validation) ends the job here, before
-        # the test, as one process's does; Lightning's SIGTERM path saves (on_exception) and exits 143
-        if trainer.world_size > 1 and torch.distributed.is_initialized() and rank_zero_says(trainer, self.stop):
-            raise SIGTERMException
-
-    def _on_sigint(self, signum, frame):
-        if self._previous is None and self._outer is not None:
-            # restored, yet called: after an exception, Lightning's teardown puts back the handlers it found when the
-            # fit began (this one), so a Ctrl-C after the stop (in W&B's upload, in the next fit of the same process)
-            # would promise a save and end the process by SIGTERM; the handler before the fit's takes it
-            signal.signal(signal.SIGINT, self._outer)
-            if self._outer is signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGINT)
-            elif callable(self._outer):
-                self._outer(signum, frame)
-            return
-        self._restore()  # a second Ctrl-C raises KeyboardInterrupt at once
-        self.signal = "Ctrl-C"
-        saves = self.trainer is None or not saves_nothing(self.trainer)
-        print(f"\nCtrl-C: stopping after this batch{' and saving last.ckpt' if saves else ''} (Ctrl-C again to stop "
-              f"at once)", file=sys.stderr)
-        SIGNAL_LOG.addFilter(not_a_forwarded_sigterm)  # Lightning's "Received SIGTERM: 15" would puzzle the user
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def _restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._outer, self._previous = self._previous, None
-
-    def on_fit_end(self, trainer, pl_module):
-        self._restore()
-        SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)  # a Ctrl-C after Lightning's last SIGTERM check
-        # DDP: SLURM's signal in the fit's last validation, after the last batch's agreement: the fit has saved its end
-        if self.requeue and not self.requeued and _requeue_signal is not None and _requeue_signal.decided:
-            _requeue_signal.noted = True
-            _requeue_signal.requeue_now()
-
-    def on_exception(self, trainer, pl_module, exception):
-        self._restore()
-        SIGNAL_LOG.removeFilter(not_a_forwarded_sigterm)
-        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
-            return
-        exception.code = 130 if self.signal == "Ctrl-C" else 143
-        if saves_nothing(trainer):
-            return
-        trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
-        if trainer.is_global_zero:
-            print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
-                  f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
-
-
-def requeue_slurm_job(saved: str) -> bool:
-    """`scontrol requeue` this job (SLURM ends it and starts it again, same id: train.py resumes it in its folder);
-    False when scontrol failed (a warning says so)."""
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    job = f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ.get("SLURM_JOB_ID", "")
-    print(f"SLURM's time-limit signal: {saved}; requeueing job {job}", file=sys.stderr, flush=True)
-    try:
-        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-        failure = result.returncode and (result.stderr.strip() or f"exit status {result.returncode}")
-    except OSError as error:  # no scontrol on this node's PATH
-        failure = str(error)
-    if failure:
-        print(f"warning: `scontrol requeue {job}` failed ({failure}); training goes on until the time limit, and "
-              f"--ckpt_path last resumes it", file=sys.stderr)
-    return not failure
-
-
-class RequeueSignal:
-    """SLURM's time-limit signal (auto-requeue) in a job's process from train.py's start to its end, where neither
-    SaveOnStop's handler (DDP's training) nor Lightning's (one process's fit or test) takes it. Before the fit's signal
-    handlers (building the model and data, the process group, prepare_data, setup) the signal's default action ended
-    every task and the job was not requeued; under DDP Lightning's handler, in the sanity check or the test after the
-    fit, saves from inside the handler, whose barrier a rank signalled alone waited in for ever (the hang SaveOnStop
-    avoids in the training). Outside the training nothing is left unsaved (nothing trained yet in this launch, or the
-    fit saved at its end), so the job's first task requeues at once; every task notes it, and a noted signal is saved
-    and requeued after the first training batch (SaveOnStop) if the training begins."""
-
-    def __init__(self):
-        self.signum, self.previous, self.trainer, self.decided = None, None, None, False
-        self.noted = self.requeued = False
-
-    @classmethod
-    def install(cls) -> "RequeueSignal | None":
-        """In a SLURM job's main thread: SIGUSR1 (the sbatch scripts') taken from now on, until the Trainer says
-        which signal, if any (follow)."""
-        if not main_thread() or not SLURMEnvironment.detect():
-            return None
-        handler = cls()
-        handler.signum, handler.previous = signal.SIGUSR1, signal.signal(signal.SIGUSR1, handler)
-        return handler
-
-    def follow(self, trainer) -> None:
-        """The Trainer's SLURM environment decides: its requeue signal, or none without auto-requeue."""
-        environment = trainer._accelerator_connector.cluster_environment
-        if not isinstance(environment, SLURMEnvironment) or not environment.auto_requeue:
-            self.uninstall()
-        elif environment.requeue_signal != self.signum:
-            self.uninstall()
-            self.signum = environment.requeue_signal
-            self.previous = signal.signal(self.signum, self)
-        self.trainer, self.decided = trainer, True
-        if self.noted and self.signum is not None:  # signalled while the command line was read
-            self.requeue_now()
-
-    def uninstall(self) -> None:
-        if self.signum is not None and signal.getsignal(self.signum) is self:
-            signal.signal(self.signum, self.previous)
-        self.signum = None
-
-    def __call__(self, signum, frame):
-        trainer = self.trainer
-        connector = getattr(trainer, "_signal_connector", None)
-        if trainer is not None and trainer.world_size == 1 and getattr(connector, "_original_handlers", None):
-            # one process inside a fit or a test: Lightning's own, which it sets only where no handler is (this one)
-            trainer._signal_connector._slurm_sigusr_handler_fn(signum, frame)
-            return
-        self.noted = True
-        if self.decided:
-            self.requeue_now()
-
-    def requeue_now(self) -> None:
-        if global_rank_zero() and not self.requeued:
-            self.requeued = requeue_slurm_job("no training in progress, nothing left to save")
-
-
-_requeue_signal: RequeueSignal | None = None  # the one of the train.main running in this process
-
-
-def saves_nothing(trainer) -> bool:
-    """A stop now keeps no checkpoint: in the sanity check nothing is trained yet; a smoke test keeps none."""
-    return trainer.sanity_checking or bool(trainer.fast_dev_run)
-
-
-SIGNAL_LOG = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
-
-
-def not_a_forwarded_sigterm(record: logging.LogRecord) -> bool:
-    return "Received SIGTERM" not in record.getMessage()
 
 
 def read_run(run_dir: Path) -> dict | None:
@@ -1136,11 +714,6 @@ def claim_time_stamped(root: Path, run_dir: Path) -> Path:
             continue
         _fresh_runs[run_dir] = made
         return run_dir
-
-
-def global_rank_zero() -> bool:
-    """True in the process that starts a job (before Lightning knows the ranks): not a launched or SLURM rank."""
-    return all(os.environ.get(var, "0") == "0" for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def new_wandb_id() -> str:
@@ -2234,9 +1807,9 @@ def run_main(argv: list[str] | None) -> None:
     for package in (datamodules, lightning_modules):  # their classes known by their short names too (--data
         for name in package.__all__:                   # ImageFolderDataModule): the packages load them lazily
             getattr(package, name)
-    global _requeue_signal
     saved_argv = sys.argv
-    _requeue_signal = RequeueSignal.install()  # SLURM's time-limit signal from now on (a task's setup may be long)
+    # SLURM's time-limit signal from now on (a task's setup may be long)
+    saving.requeue_signal = RequeueSignal.install()
     earlier_wandb_run = current_wandb_run()  # one of the caller's: Lightning's WandbLogger logs into it, left open
     try:
         # LightningCLI warns (with the whole argv) when it sees both args and sys.argv, so it gets one of them; a
@@ -2278,9 +1851,9 @@ def run_main(argv: list[str] | None) -> None:
         _fresh_wandb.clear()
         _resumed_wandb.clear()
         release_run_locks()
-        if _requeue_signal is not None:
-            _requeue_signal.uninstall()
-            _requeue_signal = None
+        if saving.requeue_signal is not None:
+            saving.requeue_signal.uninstall()
+            saving.requeue_signal = None
 
 
 def exit_status(error: BaseException) -> int:

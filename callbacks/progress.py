@@ -9,13 +9,15 @@ from `trainer.callback_metrics` once per logging interval, all in one transfer. 
 """
 
 import logging
+import math
 import os
 import sys
 import time
 import warnings
 
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.errors import UserError
 
@@ -208,3 +210,32 @@ def quiet() -> None:
             logger.addFilter(_DropInfo())
     # Lightning 2.6 calls torch's deprecated LeafSpec check itself
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+class MonitorSummary(Callback):
+    """The W&B summary of each ModelCheckpoint's monitor (`val/acc`: its best and last) over the whole run, a resume's
+    earlier part too. wandb's own (define_metric's summary) sees the values this process logged: a resumed run's
+    summary said the best of the resumed part (offline, each part is its own file; online, wandb issue #9684), not
+    the run's. The checkpoint callback's best_model_score comes back from the checkpoint; after each validation the
+    summary is set from it, the best this process saw and the value just logged."""
+
+    def __init__(self):
+        self.best: dict[str, float] = {}
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:  # only rank 0 has the W&B run
+            return
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        for callback in trainer.checkpoint_callbacks if loggers else []:
+            monitor = isinstance(callback, ModelCheckpoint) and callback.monitor
+            if not monitor or monitor not in trainer.callback_metrics:
+                continue
+            last = float(trainer.callback_metrics[monitor])
+            better = max if callback.mode == "max" else min
+            known = [float(v) for v in (callback.best_model_score, self.best.get(monitor), last) if v is not None]
+            known = [v for v in known if math.isfinite(v)]
+            if not known:
+                continue
+            self.best[monitor] = better(known)
+            for logger in loggers:
+                logger.experiment.summary[monitor] = {callback.mode: self.best[monitor], "last": last}

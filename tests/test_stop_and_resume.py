@@ -19,6 +19,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import train
+from callbacks import RerunStoppedValidation, saving
 from lightning_modules.export import EXPORT_KEY
 
 FITTING, TESTING = train.TrainerFn.FITTING, train.TrainerFn.TESTING
@@ -43,7 +44,7 @@ def handlers():
     yield
     for signum, handler in kept.items():
         signal.signal(signum, handler)
-    train.SIGNAL_LOG.removeFilter(train.not_a_forwarded_sigterm)
+    saving.SIGNAL_LOG.removeFilter(saving.not_a_forwarded_sigterm)
 
 
 @pytest.fixture
@@ -63,25 +64,25 @@ def last_ckpt(tmp_path) -> Path:
 
 def test_save_if_saves_the_whole_state_when_due_and_never_in_a_fast_dev_run(tmp_path):
     trainer, path = fake_trainer(), tmp_path / "last.ckpt"
-    assert train.save_if(trainer, path, False) is False and trainer.saved == []
-    assert train.save_if(trainer, path, True) is True
+    assert saving.save_if(trainer, path, False) is False and trainer.saved == []
+    assert saving.save_if(trainer, path, True) is True
     assert trainer.saved == [(path, {"weights_only": False})]  # optimizers and loops too: a resume needs them
     smoke = fake_trainer(fast_dev_run=1)
-    assert train.save_if(smoke, path, True) is True and smoke.saved == []  # due on every rank, but nothing kept
+    assert saving.save_if(smoke, path, True) is True and smoke.saved == []  # due on every rank, but nothing kept
 
 
 def test_saved_step_reads_the_checkpoints_step_and_none_without_a_whole_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
-    assert train.saved_step(path) is None  # none yet
+    assert saving.saved_step(path) is None  # none yet
     torch.save({"state_dict": {}, "global_step": 7}, path)
-    assert train.saved_step(path) == 7
+    assert saving.saved_step(path) == 7
     torch.save({"state_dict": {}, "global_step": 0}, path)
-    assert train.saved_step(path) == 0  # step 0 is a step, not "none"
+    assert saving.saved_step(path) == 0  # step 0 is a step, not "none"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # torn
-    assert train.saved_step(path) is None
+    assert saving.saved_step(path) is None
     torch.save({"global_step": 3}, path)  # not a Lightning checkpoint
-    assert train.saved_step(path) is None
+    assert saving.saved_step(path) is None
 
 
 # fit_progress, weights_in_memory
@@ -137,20 +138,20 @@ def test_an_exported_file_is_refused_as_a_fits_checkpoint_naming_init_from(tmp_p
 def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp_path, capsys, handlers):
     path = last_ckpt(tmp_path)
     for by, status in ((None, 143), ("Ctrl-C", 130)):
-        stop, trainer, exception = train.SaveOnStop(path), fake_trainer(global_step=5), SIGTERMException()
+        stop, trainer, exception = saving.SaveOnStop(path), fake_trainer(global_step=5), SIGTERMException()
         stop.signal = by
         stop.on_exception(trainer, None, exception)
         assert exception.code == status and trainer.saved == [(path, {"weights_only": False})]
         assert (f"Stopped by {by or 'SIGTERM'} at step 5; saved {path}; resume with --ckpt_path last --run_name "
                 f"my-run") in capsys.readouterr().err
-    stop, trainer, exception = train.SaveOnStop(path), fake_trainer(is_global_zero=False), SIGTERMException()
+    stop, trainer, exception = saving.SaveOnStop(path), fake_trainer(is_global_zero=False), SIGTERMException()
     stop.on_exception(trainer, None, exception)  # every rank saves (a collective), rank 0 alone says so
     assert exception.code == 143 and len(trainer.saved) == 1 and capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("case", ["another exception", "in the test", "in the sanity check"])
 def test_a_stop_outside_the_fits_training_saves_nothing(case, tmp_path, handlers):
-    stop, exception = train.SaveOnStop(last_ckpt(tmp_path)), SIGTERMException()
+    stop, exception = saving.SaveOnStop(last_ckpt(tmp_path)), SIGTERMException()
     trainer = fake_trainer()
     if case == "another exception":
         exception = RuntimeError("a bug")
@@ -165,35 +166,35 @@ def test_a_stop_outside_the_fits_training_saves_nothing(case, tmp_path, handlers
 
 def test_ctrl_c_is_sent_on_as_sigterm_once_and_a_second_one_stops_at_once(tmp_path, capsys, handlers, sent):
     before = signal.getsignal(signal.SIGINT)
-    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop, trainer = saving.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
     stop.on_fit_start(trainer, None)
     assert signal.getsignal(signal.SIGINT) == stop._on_sigint
     signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
     assert sent == [(os.getpid(), signal.SIGTERM)] and stop.signal == "Ctrl-C"
     assert signal.getsignal(signal.SIGINT) is before  # the next Ctrl-C is the one before the fit's: at once
     assert "Ctrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again" in capsys.readouterr().err
-    record = logging.LogRecord(train.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
-    assert not train.SIGNAL_LOG.filter(record)  # the SIGTERM it sent is not reported as a user's
+    record = logging.LogRecord(saving.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
+    assert not saving.SIGNAL_LOG.filter(record)  # the SIGTERM it sent is not reported as a user's
     exception = SIGTERMException()
     stop.on_exception(trainer, None, exception)
-    assert exception.code == 130 and train.SIGNAL_LOG.filter(record)  # a real SIGTERM is reported again
+    assert exception.code == 130 and saving.SIGNAL_LOG.filter(record)  # a real SIGTERM is reported again
 
 
 def test_a_fit_that_ends_after_a_ctrl_c_reports_a_later_sigterm(tmp_path, handlers, sent):
     """A Ctrl-C after Lightning's last SIGTERM check (at the last epoch's end; in on_train_end's saves, say): the fit
     ends as usual (on_fit_end, no exception). The filter that hid the SIGTERM it sent stayed on, hiding a real
     SIGTERM's line for the rest of the process (a notebook's next fit)."""
-    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop, trainer = saving.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
     stop.on_fit_start(trainer, None)
     stop._on_sigint(signal.SIGINT, None)
-    record = logging.LogRecord(train.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
-    assert not train.SIGNAL_LOG.filter(record)
+    record = logging.LogRecord(saving.SIGNAL_LOG.name, logging.INFO, "", 0, "Received SIGTERM: 15", None, None)
+    assert not saving.SIGNAL_LOG.filter(record)
     stop.on_fit_end(trainer, None)
-    assert train.SIGNAL_LOG.filter(record)
+    assert saving.SIGNAL_LOG.filter(record)
 
 
 def test_ctrl_c_in_the_sanity_check_promises_no_save(tmp_path, capsys, handlers, sent):
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.on_fit_start(fake_trainer(sanity_checking=True), None)
     stop._on_sigint(signal.SIGINT, None)
     assert sent == [(os.getpid(), signal.SIGTERM)]
@@ -207,7 +208,7 @@ def test_a_ctrl_c_after_the_stop_goes_to_the_handler_before_the_fit(tmp_path, ha
     outer = []
     signal.signal(signal.SIGINT, lambda signum, frame: outer.append(signum))
     first = signal.getsignal(signal.SIGINT)
-    stop, trainer = train.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
+    stop, trainer = saving.SaveOnStop(last_ckpt(tmp_path)), fake_trainer()
     stop.on_fit_start(trainer, None)
     stop.on_exception(trainer, None, SIGTERMException())
     assert signal.getsignal(signal.SIGINT) is first
@@ -240,7 +241,7 @@ def test_ctrl_c_is_taken_when_the_handler_before_the_fit_was_not_pythons(tmp_pat
 
     before = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(signal, "signal", outside_pythons)
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.on_fit_start(fake_trainer(), None)
     stop._on_sigint(signal.SIGINT, None)
     assert sent == [(os.getpid(), signal.SIGTERM)] and stop.signal == "Ctrl-C"
@@ -248,7 +249,7 @@ def test_ctrl_c_is_taken_when_the_handler_before_the_fit_was_not_pythons(tmp_pat
 
 
 def test_each_fit_starts_with_no_stop_and_ranks_other_than_0_leave_ctrl_c_to_rank_0(tmp_path, handlers):
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.signal, stop.stop, stop.requeue, stop.requeued, stop.saved_in_validation = "Ctrl-C", True, True, True, True
     trainer = fake_trainer()
     stop.on_fit_start(trainer, None)
@@ -256,7 +257,7 @@ def test_each_fit_starts_with_no_stop_and_ranks_other_than_0_leave_ctrl_c_to_ran
     assert stop.trainer is trainer
     stop.on_fit_end(trainer, None)
     before = signal.getsignal(signal.SIGINT)
-    other = train.SaveOnStop(last_ckpt(tmp_path))
+    other = saving.SaveOnStop(last_ckpt(tmp_path))
     other.on_fit_start(fake_trainer(world_size=2, global_rank=1, is_global_zero=False), None)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     other.on_fit_end(trainer, None)
@@ -270,7 +271,7 @@ def test_under_ddp_sigterm_and_slurms_signal_are_noted_for_the_ranks_agreement(w
     environment = SLURMEnvironment(auto_requeue=auto_requeue, requeue_signal=signal.SIGUSR1)
     trainer = fake_trainer(world_size=world_size,
                            _accelerator_connector=SimpleNamespace(cluster_environment=environment))
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.on_fit_start(trainer, None)
     stop.on_train_start(trainer, None)
     ddp = world_size > 1
@@ -292,7 +293,7 @@ def ddp_rank(monkeypatch, rank: int, others: tuple[int, int], **settings):
 
     monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
     requeued = []
-    monkeypatch.setattr(train, "requeue_slurm_job", requeued.append)
+    monkeypatch.setattr(saving, "requeue_slurm_job", requeued.append)
     trainer = fake_trainer(world_size=2, global_rank=rank, is_global_zero=rank == 0,
                            strategy=SimpleNamespace(root_device=torch.device("cpu")), **settings)
     return trainer, requeued
@@ -302,7 +303,7 @@ def ddp_rank(monkeypatch, rank: int, others: tuple[int, int], **settings):
 def test_a_requeue_signal_on_any_rank_saves_once_on_every_rank_and_rank_0_requeues(rank, monkeypatch, tmp_path):
     path = last_ckpt(tmp_path)
     trainer, requeued = ddp_rank(monkeypatch, rank, (0, 1))  # the other rank got SLURM's signal
-    stop = train.SaveOnStop(path)
+    stop = saving.SaveOnStop(path)
     stop.on_train_batch_end(trainer, None, None, None, 0)
     assert trainer.saved == [(path, {"weights_only": False})]
     assert requeued == ([f"saved {path} at step 5"] if rank == 0 else [])
@@ -314,14 +315,14 @@ def test_a_requeue_signal_on_any_rank_saves_once_on_every_rank_and_rank_0_requeu
 
 def test_a_requeue_signal_in_the_sanity_check_saves_nothing(monkeypatch, tmp_path):
     trainer, requeued = ddp_rank(monkeypatch, 0, (0, 1), sanity_checking=True)
-    train.SaveOnStop(last_ckpt(tmp_path)).on_train_batch_end(trainer, None, None, None, 0)
+    saving.SaveOnStop(last_ckpt(tmp_path)).on_train_batch_end(trainer, None, None, None, 0)
     assert trainer.saved == [] and requeued == []
 
 
 @pytest.mark.parametrize("mine, others, stops", [(1, 0, True), (0, 1, True), (0, 0, False)])
 def test_the_ranks_stop_together_after_a_batch_when_either_noted_a_stop(mine, others, stops, monkeypatch, tmp_path):
     trainer, requeued = ddp_rank(monkeypatch, 1, (others, 0))
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.stop = bool(mine)
     stop.on_train_batch_end(trainer, None, None, None, 0)
     assert trainer._signal_connector.received_sigterm is stops  # Lightning raises at this batch's end, and saves
@@ -336,7 +337,7 @@ def test_one_process_leaves_the_stop_to_lightnings_signal_connector(monkeypatch,
             if world_size == 2 and initialized:
                 continue
             trainer = fake_trainer(world_size=world_size)
-            stop = train.SaveOnStop(last_ckpt(tmp_path))
+            stop = saving.SaveOnStop(last_ckpt(tmp_path))
             stop.stop = stop.requeue = True
             stop.on_train_batch_end(trainer, None, None, None, 0)
             assert trainer.saved == [] and trainer._signal_connector.received_sigterm is False
@@ -353,7 +354,7 @@ def validation_rank(**settings):
 def test_a_stop_in_a_ddp_validation_saves_the_whole_state_at_once_on_rank_0_alone(tmp_path, capsys):
     path = last_ckpt(tmp_path)
     trainer, saves = validation_rank()
-    stop = train.SaveOnStop(path)
+    stop = saving.SaveOnStop(path)
     stop.on_validation_batch_end(trainer, None, None, None, 0)
     assert saves == []  # no stop yet
     stop.stop = True
@@ -375,7 +376,7 @@ def test_a_stop_in_a_validation_is_saved_there_only_by_rank_0_of_a_ddp_fit(case,
         sharded = type("ShardedStrategy", (DDPStrategy,), {})()
         sharded.save_checkpoint = trainer.strategy.save_checkpoint
         trainer.strategy = sharded
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.stop = True
     stop.on_validation_batch_end(trainer, None, None, None, 0)
     assert saves == [] and not stop.saved_in_validation
@@ -401,26 +402,26 @@ def scontrol(tmp_path, monkeypatch):
 
 def test_requeue_asks_scontrol_to_requeue_the_job_or_the_array_task(scontrol, monkeypatch, capsys):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    train.requeue_slurm_job("saved last.ckpt at step 5")
+    saving.requeue_slurm_job("saved last.ckpt at step 5")
     assert (scontrol / "scontrol.log").read_text() == "requeue 4242\n"
     err = capsys.readouterr().err
     assert "SLURM's time-limit signal: saved last.ckpt at step 5; requeueing job 4242" in err and "warning" not in err
     monkeypatch.setenv("SLURM_JOB_ID", "4250")  # an array task's own id; scontrol takes the array's and the index
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4200")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
-    train.requeue_slurm_job("saved")
+    saving.requeue_slurm_job("saved")
     assert (scontrol / "scontrol.log").read_text().splitlines()[-1] == "requeue 4200_7"
 
 
 def test_a_failed_requeue_is_a_warning_naming_the_failure_and_the_resume(scontrol, monkeypatch, capsys):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     (scontrol / "fail").touch()
-    train.requeue_slurm_job("saved")
+    saving.requeue_slurm_job("saved")
     err = capsys.readouterr().err
     assert ("warning: `scontrol requeue 4242` failed (slurm_requeue error: Access denied); training goes on until the "
             "time limit, and --ckpt_path last resumes it") in err
     monkeypatch.setenv("PATH", str(scontrol / "empty"))  # no scontrol on this node
-    train.requeue_slurm_job("saved")
+    saving.requeue_slurm_job("saved")
     err = capsys.readouterr().err
     assert "warning: `scontrol requeue 4242` failed (" in err and "scontrol" in err.split("failed (")[1]
 
@@ -472,7 +473,7 @@ def test_a_stop_inside_an_epoch_resumes_as_that_epoch_not_yet_processed():
 
 
 def test_the_rerun_validation_evens_the_totals_at_its_end_so_a_later_save_reads_as_after_it():
-    rerun = train.RerunStoppedValidation()
+    rerun = RerunStoppedValidation()
     total = SimpleNamespace(ready=9, started=9, processed=8, completed=8)
     trainer = SimpleNamespace(sanity_checking=False, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
         val_loop=SimpleNamespace(batch_progress=SimpleNamespace(total=total)))))
@@ -700,7 +701,7 @@ def slurm_job(monkeypatch):
     for name in ("SLURM_PROCID", "LOCAL_RANK", "RANK", "NODE_RANK"):
         monkeypatch.delenv(name, raising=False)
     requeued = []
-    monkeypatch.setattr(train, "requeue_slurm_job", lambda why: requeued.append(why) or True)
+    monkeypatch.setattr(saving, "requeue_slurm_job", lambda why: requeued.append(why) or True)
     return requeued
 
 
@@ -711,7 +712,7 @@ def slurm_trainer(auto_requeue=True, requeue_signal=signal.SIGUSR1, **settings):
 
 def test_a_requeue_signal_before_the_trainer_is_requeued_once_the_trainer_says_auto_requeue(slurm_job, handlers):
     before = signal.getsignal(signal.SIGUSR1)
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     assert signal.getsignal(signal.SIGUSR1) is handler  # from the start: its default action ended the process
     handler(signal.SIGUSR1, None)
     assert slurm_job == []  # the command line is read: auto-requeue may be off
@@ -726,7 +727,7 @@ def test_a_requeue_signal_before_the_trainer_is_requeued_once_the_trainer_says_a
 @pytest.mark.parametrize("auto_requeue", [True, False])
 def test_the_requeue_signal_follows_the_trainers_slurm_environment(auto_requeue, slurm_job, handlers):
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGUSR1, signal.SIGUSR2)}
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(auto_requeue, signal.SIGUSR2))
     assert signal.getsignal(signal.SIGUSR1) is before[signal.SIGUSR1]
     assert signal.getsignal(signal.SIGUSR2) is (handler if auto_requeue else before[signal.SIGUSR2])
@@ -738,7 +739,7 @@ def test_one_process_inside_lightnings_run_gets_lightnings_handler(slurm_job, ha
     lightning = []
     connector = SimpleNamespace(_original_handlers={signal.SIGUSR1: signal.SIG_DFL},
                                 _slurm_sigusr_handler_fn=lambda signum, frame: lightning.append(signum))
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(_signal_connector=connector))
     handler(signal.SIGUSR1, None)  # between Lightning's register_signal_handlers and its teardown: its hpc_ckpt save
     assert lightning == [signal.SIGUSR1] and slurm_job == []
@@ -750,10 +751,10 @@ def test_one_process_inside_lightnings_run_gets_lightnings_handler(slurm_job, ha
 
 def first_batch(monkeypatch, handler, rank: int, tmp_path):
     """A DDP rank's SaveOnStop through its first training batch, with `handler` as train.py's RequeueSignal."""
-    monkeypatch.setattr(train, "_requeue_signal", handler)
+    monkeypatch.setattr(saving, "requeue_signal", handler)
     trainer, requeued = ddp_rank(monkeypatch, rank, (0, 0), _accelerator_connector=SimpleNamespace(
         cluster_environment=SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)))
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.on_fit_start(trainer, None)
     stop.on_train_start(trainer, None)
     stop.on_train_batch_end(trainer, None, None, None, 0)
@@ -763,7 +764,7 @@ def first_batch(monkeypatch, handler, rank: int, tmp_path):
 def test_rank_1_notes_the_signal_and_a_signal_before_the_training_is_saved_after_its_first_batch(
         slurm_job, monkeypatch, handlers, tmp_path):
     monkeypatch.setenv("SLURM_PROCID", "1")
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
     handler(signal.SIGUSR1, None)
     assert slurm_job == [] and handler.noted  # rank 0 requeues on its own signal
@@ -774,10 +775,10 @@ def test_rank_1_notes_the_signal_and_a_signal_before_the_training_is_saved_after
 
 def test_a_requeue_signal_in_the_fits_last_validation_is_requeued_at_the_fits_end(slurm_job, monkeypatch, handlers,
                                                                                   tmp_path):
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
-    monkeypatch.setattr(train, "_requeue_signal", handler)
-    stop = train.SaveOnStop(last_ckpt(tmp_path))
+    monkeypatch.setattr(saving, "requeue_signal", handler)
+    stop = saving.SaveOnStop(last_ckpt(tmp_path))
     stop.requeue = True  # noted after the last batch's agreement: no training batch left to save and requeue after
     stop.on_fit_end(fake_trainer(world_size=2), None)
     assert slurm_job == ["no training in progress, nothing left to save"]
@@ -790,12 +791,12 @@ def test_no_requeue_handler_outside_a_slurm_job_or_the_main_thread(monkeypatch, 
     for name in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
         monkeypatch.delenv(name, raising=False)
     before = signal.getsignal(signal.SIGUSR1)
-    assert train.RequeueSignal.install() is None
+    assert saving.RequeueSignal.install() is None
     assert signal.getsignal(signal.SIGUSR1) is before
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "dl2-darknet")
     installed = []
-    thread = threading.Thread(target=lambda: installed.append(train.RequeueSignal.install()))
+    thread = threading.Thread(target=lambda: installed.append(saving.RequeueSignal.install()))
     thread.start()
     thread.join()
     assert installed == [None] and signal.getsignal(signal.SIGUSR1) is before
@@ -872,7 +873,7 @@ def test_a_rank_other_than_0_that_no_ctrl_c_stopped_gets_its_handler_back(tmp_pa
 
 def test_a_requeue_handler_that_got_no_signal_leaves_the_training_alone(slurm_job, monkeypatch, handlers, tmp_path):
     """No SLURM signal before the training: the ranks' first batch saves nothing and nobody requeues."""
-    handler = train.RequeueSignal.install()
+    handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(world_size=2, _signal_connector=SimpleNamespace(_original_handlers={})))
     trainer, requeued = first_batch(monkeypatch, handler, 0, tmp_path)
     assert trainer.saved == [] and requeued == [] and slurm_job == []

@@ -18,6 +18,7 @@ from conftest import CLASSES, ROOT, run_in_process, wandb_records
 from jsonargparse import Namespace
 
 import train
+from callbacks import saving
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -686,7 +687,7 @@ def test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint(tmp_path):
     trainer = SimpleNamespace(fast_dev_run=1, sanity_checking=False, is_global_zero=True, global_step=1,
                               state=SimpleNamespace(fn=train.TrainerFn.FITTING),
                               save_checkpoint=lambda path, **kwargs: saved.append(path))
-    stop, exception = train.SaveOnStop(tmp_path / "last.ckpt"), SIGTERMException()
+    stop, exception = saving.SaveOnStop(tmp_path / "last.ckpt"), SIGTERMException()
     stop.on_exception(trainer, None, exception)
     assert saved == [] and exception.code == 143  # still the exit status of a SIGTERM
     trainer.fast_dev_run = 0

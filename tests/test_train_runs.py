@@ -24,7 +24,7 @@ from jsonargparse import Namespace
 from PIL import Image
 
 import train
-from callbacks import SeedPerRankAndStep
+from callbacks import EpochLengthResume, RerunStoppedValidation, SeedPerRankAndStep
 from datamodules import CIFAR10DataModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -209,7 +209,7 @@ def val_progress(processed: int, completed: int, last: bool, earlier: int = 12) 
 def test_a_checkpoint_saved_inside_a_validation_is_read_as_such(processed, completed, last, rerun):
     """A save at the first or the last batch's end hook resumed past the validation: no val metrics, no best."""
     checkpoint = val_progress(processed, completed, last)
-    callback = train.RerunStoppedValidation()
+    callback = RerunStoppedValidation()
     callback.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, checkpoint)
     total = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]
     assert callback.pending == rerun
@@ -296,7 +296,7 @@ def test_only_a_validation_stopped_part_way_is_made_to_run_again():
         return {"loops": {"fit_loop": {"epoch_loop.val_loop.batch_progress": {
             "total": {count: done + 4 for count in counts}, "current": dict(counts), "is_last_batch": last}}}}
 
-    rerun = train.RerunStoppedValidation()
+    rerun = RerunStoppedValidation()
     for done, last in ((6, True), (0, False)):  # a whole validation (a ModelCheckpoint's save); none since the sanity
         state = checkpoint(done, last)          # check's (Lightning resets its progress)
         rerun.on_load_checkpoint(SimpleNamespace(max_steps=-1), None, state)
@@ -487,7 +487,7 @@ def resuming_trainer(progress, batches=4, restarting=True, in_batch_end_hook=Fal
 def test_a_resume_with_other_batches_an_epoch_says_max_steps_counts_the_steps_of_both(max_steps):
     progress = batch_progress(12, 24)
     trainer = resuming_trainer(progress, restarting=False, max_steps=max_steps)
-    resume = train.EpochLengthResume()
+    resume = EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     resume.on_fit_start(trainer, None)
     with warnings.catch_warnings(record=True) as caught:
@@ -510,7 +510,7 @@ def test_a_checkpoint_saved_in_a_batchs_end_hook_goes_on_after_the_share_of_batc
         progress.current.completed -= 1
         progress.total.completed -= 1
     trainer = resuming_trainer(progress, in_batch_end_hook=in_batch_end_hook)
-    resume = train.EpochLengthResume()
+    resume = EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 4: it goes on after 1 of"):
         resume.on_train_start(trainer, None)
@@ -529,7 +529,7 @@ def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlie
     # named: it goes on by the step)
     progress = batch_progress(12, 24)  # the 2nd epoch's end
     trainer = resuming_trainer(progress, restarting=False, schedulers=["step"])
-    resume = train.EpochLengthResume()
+    resume = EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -545,7 +545,7 @@ def test_at_an_epochs_end_a_resume_with_other_batches_an_epoch_counts_the_earlie
 def test_the_shift_inside_an_epoch_is_said_and_not_at_its_start(done, said):
     progress = batch_progress(done, 12 + done)
     trainer = resuming_trainer(progress)
-    resume = train.EpochLengthResume()
+    resume = EpochLengthResume()
     resume.load_state_dict({"batches": 12})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -558,7 +558,7 @@ def test_the_shift_inside_an_epoch_is_said_and_not_at_its_start(done, said):
 def test_a_resume_that_cannot_or_need_not_shift_its_position_keeps_lightnings(case):
     progress = batch_progress(3, 3)
     trainer = resuming_trainer(progress, batches=float("inf") if case == "endless loader" else 4, schedulers=["step"])
-    resume = train.EpochLengthResume()
+    resume = EpochLengthResume()
     assert resume.state_dict() == {"batches": None}  # a save before training knows no length
     if case != "checkpoint without the length":  # (one of train.py before 2026-11-30)
         resume.load_state_dict({"batches": 4 if case == "same length" else 12})
