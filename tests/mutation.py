@@ -26,9 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Target:
-    path: str
+    path: str | tuple[str, ...]  # a file, or the files the functions are in
     functions: tuple[str, ...]  # qualified names: "gram", "ImagePool.query"
     tests: tuple[str, ...]  # pytest arguments: files, or file::test
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,) if isinstance(self.path, str) else self.path
 
 
 TARGETS = {
@@ -131,7 +135,8 @@ TARGETS = {
                           ("tests/test_style_options.py", "-k", "blend")),
     "devices": Target("lightning_modules/inference.py", ("check_device",),
                       ("tests/test_commands.py", "-k", "device_this or two_gpus")),
-    "resume": Target("train.py", ("EpochEndSave.on_train_epoch_end", "init_from"),
+    "resume": Target(("callbacks/saving.py", "callbacks/checkpoints.py"),
+                     ("EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_train_runs.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
     # callbacks/resume.py (in train.py before 2026-11-30: its on_train_start in "resume", its on_load_checkpoint in
@@ -143,8 +148,8 @@ TARGETS = {
                                 "tests/test_max_steps_resume.py", "-m", "not slow", "-k",
                                 "each_epoch_end or every_remaining_epoch or mid_epoch or not_yet_processed"
                                 " or plain_trainers_resume or own_random")),
-    "stopped_validation": Target("train.py", ("RerunStoppedValidation.on_load_checkpoint",
-                                              "RerunStoppedValidation.on_train_start"),
+    "stopped_validation": Target("callbacks/resume.py", ("RerunStoppedValidation.on_load_checkpoint",
+                                                         "RerunStoppedValidation.on_train_start"),
                                  ("tests/test_train_runs.py", "-m", "not slow", "-k",
                                   "part_way or validation_saves or last_validation or own_random or read_as_such")),
     "restart": Target("datamodules/workers.py", ("restart_position", "restart_skip", "ResumableSampler.__init__",
@@ -153,7 +158,7 @@ TARGETS = {
                        "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
-    "run_folders": Target("train.py",
+    "run_folders": Target(("callbacks/run_folder.py", "callbacks/saving.py", "callbacks/checkpoints.py"),
                           ("read_run", "newest_last_checkpoint", "check_run_owner", "new_time_stamped",
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
@@ -244,8 +249,9 @@ TARGETS = {
     "broken_pipe": Target("callbacks/errors.py", ("stdout_reader_gone", "one_line_errors"),
                           ("tests/test_commands.py", "tests/test_translate.py", "-k", "cut_short or ctrl_c_in_a_command"
                            " or refuses_is_one_line or wrong_checkpoint or unreadable or reader_gone")),
-    "run_guards": Target("train.py", ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step",
-                                      "hold_run_lock", "release_run_locks"),
+    "run_guards": Target(("callbacks/run_folder.py", "callbacks/checkpoints.py"),
+                         ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step", "hold_run_lock",
+                          "release_run_locks"),
                          tuple(f"tests/test_train_runs.py::test_{name}" for name in (
                              "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state",
                              "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint",
@@ -360,9 +366,10 @@ TARGETS = {
                             " or train_py_job_prints or without_a_bar or each_system or leaves_out_the_first")),
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
-    "run_config": Target("train.py", ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write",
-                                      "remove_wandb_run", "discard_refused_resume", "end_wandb_run",
-                                      "resume_config_hint", "resume_as_begun", "CLI.instantiate_classes"),
+    "run_config": Target(("train.py", "callbacks/wandb_run.py", "callbacks/run_folder.py", "callbacks/checkpoints.py"),
+                         ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write", "remove_wandb_run",
+                          "discard_refused_resume", "end_wandb_run", "resume_config_hint", "resume_as_begun",
+                          "CLI.instantiate_classes"),
                          ("tests/test_train_runs.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
                           "tests/test_tensorboard.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
@@ -451,7 +458,7 @@ TARGETS = {
     # SLURM's requeue), the resume's reading of a mid-epoch stop and of a rerun validation, the checkpoint checks before
     # a fit, the step last.ckpt holds, results.json's epochs, the test on the weights in memory; the tests as node ids,
     # the hooks called directly first
-    "stop_and_resume": Target("train.py",
+    "stop_and_resume": Target(("callbacks/saving.py", "callbacks/resume.py", "callbacks/checkpoints.py", "train.py"),
                               ("SaveOnStop.on_fit_start", "SaveOnStop.on_train_start", "SaveOnStop.on_train_batch_end",
                                "SaveOnStop.on_validation_batch_end", "SaveOnStop._on_sigint", "SaveOnStop.on_exception",
                                "RerunStoppedValidation.on_validation_end",
@@ -521,7 +528,7 @@ TARGETS = {
     # train.py's command line before the run: --system to its config, the checks of --data, of a config of another
     # system and of the job's options, the system help, the W&B run a train.main began, what is logged of the hardware
     # and the checkout; test_cli_checks.py's direct calls first, then the older tests as node ids (short fits)
-    "cli_checks": Target("train.py",
+    "cli_checks": Target(("train.py", "callbacks/configs.py", "callbacks/wandb_run.py"),
                          ("check_data", "check_job", "find_system", "system_to_config", "system_of", "config_model",
                           "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
                           "current_wandb_run", "hardware", "git_commit", "shipped_class", "exit_status"),
@@ -576,7 +583,7 @@ TARGETS = {
     # Ctrl-C in the test after the fit; the tests as files and node ids, fastest first, without the multi-process ones
     # (test_slurm.py's signal outside the training, 74 s, and its two ranks, 14 s; test_train_runs.py's DDP Ctrl-C,
     # 35 s)
-    "requeue_signal": Target("train.py",
+    "requeue_signal": Target(("callbacks/saving.py", "callbacks/checkpoints.py", "train.py"),
                              ("RequeueSignal.__init__", "RequeueSignal.install", "RequeueSignal.follow",
                               "RequeueSignal.uninstall", "RequeueSignal.__call__", "RequeueSignal.requeue_now",
                               "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "ctrl_c_stops_the_test"),
@@ -592,8 +599,9 @@ TARGETS = {
     "launchers": Target("callbacks/strategy.py", ("check_launched_processes",),
                         ("tests/test_launchers.py", "-m", "not slow")),
     # a resume with another number of batches an epoch (processes, batch size): the data's share of the epoch
-    "epoch_length": Target("train.py", ("EpochLengthResume.__init__", "EpochLengthResume.state_dict",
-                                        "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
+    "epoch_length": Target("callbacks/resume.py",
+                           ("EpochLengthResume.__init__", "EpochLengthResume.state_dict",
+                            "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
                            ("tests/test_train_runs.py", "-k",
                             "other_batches_an_epoch or counting_that_one or cannot_or_need_not"
                             " or epochs_end_a_resume or said_and_not_at_its_start or max_steps_counts_the_steps")),
@@ -621,18 +629,30 @@ TARGETS = {
                                "tests/test_cifar10_batches.py", "-k",
                                "confusion or darknet_test_loss or test_cifar10_batches")),
     # 2026-12-01: the run's folders checked as the commands' output folders; `--seed_everything true`
-    "run_folders_and_seed": Target("train.py", ("check_run_folders", "random_seed", "CLI._set_seed"),
+    "run_folders_and_seed": Target(("callbacks/run_folder.py", "train.py"),
+                                   ("check_run_folders", "random_seed", "CLI._set_seed"),
                                    ("tests/test_train_cli.py", "-k", "below_a_file or cannot_write_into or "
                                     "a_file_where_the_run or dangling or seed_everything or seed_numpy")),
 }
 
-_lines: dict[str, set[int]] = {}  # target -> 0-based line numbers of its file that mutmut may change
+_lines: dict[str, dict[str, set[int]]] = {}  # target -> its file -> 0-based line numbers mutmut may change
 
 
-def function_lines(path: str, functions: tuple[str, ...]) -> set[int]:
-    """0-based line numbers of the bodies of the named functions (docstrings excluded)."""
+def target_lines(target: Target) -> dict[str, set[int]]:
+    """Per file of the target, the 0-based line numbers of the bodies of its functions (docstrings excluded)."""
+    found, lines = set(), {}
+    for path in target.paths:
+        lines[path] = function_lines(path, target.functions, found)
+    if missing := set(target.functions) - found:
+        raise SystemExit(f"{', '.join(target.paths)} have no function {', '.join(sorted(missing))}: update TARGETS in "
+                         f"tests/mutation.py")
+    return lines
+
+
+def function_lines(path: str, functions: tuple[str, ...], found: set[str]) -> set[int]:
+    """0-based line numbers of the bodies of those of `functions` in `path` (added to `found`)."""
     tree = ast.parse((ROOT / path).read_text())
-    found, lines = set(), set()
+    lines = set()
 
     def visit(node, prefix=""):
         for child in ast.iter_child_nodes(node):
@@ -646,8 +666,6 @@ def function_lines(path: str, functions: tuple[str, ...]) -> set[int]:
                 visit(child, name + ".")
 
     visit(tree)
-    if missing := set(functions) - found:
-        raise SystemExit(f"{path} has no function {', '.join(sorted(missing))}: update TARGETS in tests/mutation.py")
     return lines
 
 
@@ -657,8 +675,8 @@ LOGGING = ("self.log(", "self.log_dict(", "self.log_visuals(", "self.log_samples
 def pre_mutation(context) -> None:  # mutmut's hook (tests/mutmut_config.py), called before each mutant
     name = os.environ["MUTATION_TARGET"]  # mutmut checks mutants in a spawned process: the target comes this way
     if name not in _lines:
-        _lines[name] = function_lines(TARGETS[name].path, TARGETS[name].functions)
-    lines = _lines[name] if os.path.relpath(context.filename, ROOT) == TARGETS[name].path else None
+        _lines[name] = target_lines(TARGETS[name])
+    lines = _lines[name].get(os.path.relpath(context.filename, ROOT))
     if lines is None or context.current_line_index not in lines:
         context.skip = True
     elif context.current_source_line.strip().startswith(LOGGING):  # what is logged, not what is trained
@@ -730,13 +748,14 @@ def run(name: str, address: str) -> int:
 
     target = TARGETS[name]
     os.environ["MUTATION_TARGET"] = name
-    _lines[name] = function_lines(target.path, target.functions)
+    _lines[name] = target_lines(target)
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,
                        *(f'"{t}"' if " " in t else t for t in target.tests)])
-    print(f"== {name}: {target.path} ({len(_lines[name])} lines), tests: {' '.join(target.tests)}", flush=True)
+    print(f"== {name}: {', '.join(target.paths)} ({sum(map(len, _lines[name].values()))} lines), tests: "
+          f"{' '.join(target.tests)}", flush=True)
     start = time.perf_counter()
     try:
-        climain.main(["run", "--paths-to-mutate", target.path, "--runner", runner, "--tests-dir", "tests",
+        climain.main(["run", "--paths-to-mutate", ",".join(target.paths), "--runner", runner, "--tests-dir", "tests",
                       "--disable-mutation-types", "string,fstring", "--simple-output", "--no-progress"],
                      standalone_mode=False)
     except SystemExit as exit_:
@@ -756,8 +775,8 @@ def report() -> int:
         "SELECT f.filename, l.line, l.line_number, m.\"index\", m.status FROM mutant m JOIN line l ON m.line = l.id"
         " JOIN sourcefile f ON l.sourcefile = f.id").fetchall()
     for name, target in TARGETS.items():
-        lines = function_lines(target.path, target.functions)
-        mine = [r for r in rows if r[0] == target.path and r[2] in lines and r[4] != "skipped"]
+        lines = target_lines(target)
+        mine = [r for r in rows if r[2] in lines.get(r[0], ()) and r[4] != "skipped"]
         if not mine:
             print(f"{name}: not run")
             continue
@@ -765,10 +784,10 @@ def report() -> int:
         untested = sum(r[4] == "untested" for r in mine)
         print(f"{name}: {killed} / {len(mine) - untested} killed ({100 * killed / max(1, len(mine) - untested):.0f}%)"
               + (f", {untested} not yet tested" if untested else ""))
-        source = (ROOT / target.path).read_text()
-        for filename, line, number, index, status in sorted(mine, key=lambda r: (r[2], r[3])):
+        for filename, line, number, index, status in sorted(mine, key=lambda r: (r[0], r[2], r[3])):
             if status in ("ok_killed", "ok_suspicious", "untested"):
                 continue
+            source = (ROOT / filename).read_text()
             context = Context(source=source, filename=filename, dict_synonyms=[],
                               mutation_id=RelativeMutationID(line, index, number))
             pairs = zip(source.split("\n"), mutate(context)[0].split("\n"), strict=False)
@@ -786,7 +805,8 @@ def main(argv: list[str]) -> int:
         return client(argv[1], argv[2:])
     if argv == ["--list"]:
         for name, t in TARGETS.items():
-            print(f"{name}: {t.path} [{', '.join(t.functions)}] <- {' '.join(t.tests)}")
+            target_lines(t)  # each function found
+            print(f"{name}: {', '.join(t.paths)} [{', '.join(t.functions)}] <- {' '.join(t.tests)}")
         return 0
     unknown = [a for a in argv if a not in TARGETS]
     if unknown:

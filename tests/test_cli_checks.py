@@ -16,6 +16,7 @@ from conftest import ROOT
 from jsonargparse import Namespace
 
 import train
+from callbacks import checkpoints, configs, run_folder, wandb_run
 
 CONFIGS = ROOT / "configs"
 
@@ -96,12 +97,12 @@ def test_model_flags_are_the_first_name_after_model_and_init_args():
 
 
 def test_system_of_a_class_is_the_config_that_trains_it_by_class_name():
-    assert {path: train.system_of(path) for path in (
+    assert {path: configs.system_of(path) for path in (
         "lightning_modules.WGAN", "mine.WGAN", "CycleGAN", "lightning_modules.StyleTransfer", "my.GAN", "")} == {
         "lightning_modules.WGAN": "wgan", "mine.WGAN": "wgan", "CycleGAN": "cyclegan",
         "lightning_modules.StyleTransfer": "style", "my.GAN": None, "": None}
     # darknet and darknet_fast train the same class: the first of them
-    assert train.system_of("lightning_modules.DarknetClassifier") == "darknet"
+    assert configs.system_of("lightning_modules.DarknetClassifier") == "darknet"
 
 
 def test_no_data_module_is_not_checked():
@@ -138,8 +139,9 @@ def test_check_job_refuses_the_lr_finder_of_a_model_that_steps_its_optimizers_it
 
 def test_check_job_puts_init_from_on_the_trainer_and_returns_the_resumed_step(monkeypatch):
     calls = []
-    monkeypatch.setattr(train, "init_from", lambda *args: calls.append(("init_from", *args)) or "weights")
-    monkeypatch.setattr(train, "check_checkpoint", lambda *args: calls.append(("check", *args)) or {"global_step": 42})
+    monkeypatch.setattr(checkpoints, "init_from", lambda *args: calls.append(("init_from", *args)) or "weights")
+    monkeypatch.setattr(checkpoints, "check_checkpoint",
+                        lambda *args: calls.append(("check", *args)) or {"global_step": 42})
     model = Classifier()
     cli = job_cli(model, ["earlier"])
     assert train.check_job(cli, job_options(init_from="w.ckpt")) is None
@@ -184,9 +186,9 @@ def native(subcommand, **given):
 def calls(monkeypatch):
     """resolve_checkpoint, check_checkpoint_class and prepare_run recorded: (name, kind), and prepare_run's make."""
     made = []
-    monkeypatch.setattr(train, "resolve_checkpoint", lambda config, kind: made.append(("resolve", kind)))
-    monkeypatch.setattr(train, "check_checkpoint_class", lambda config, kind: made.append(("class", kind)))
-    monkeypatch.setattr(train, "prepare_run", lambda config, kind, make=True: made.append(("prepare", kind, make))
+    monkeypatch.setattr(run_folder, "resolve_checkpoint", lambda config, kind: made.append(("resolve", kind)))
+    monkeypatch.setattr(checkpoints, "check_checkpoint_class", lambda config, kind: made.append(("class", kind)))
+    monkeypatch.setattr(run_folder, "prepare_run", lambda config, kind, make=True: made.append(("prepare", kind, make))
                         or "the plan")
     return made
 
@@ -316,26 +318,26 @@ def test_the_wandb_run_is_ended_only_when_this_call_began_it(monkeypatch, earlie
     finished = []
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=runs[now], finish=lambda exit_code: finished.append(
         exit_code)))
-    train.finish_wandb_run(runs[earlier], 130)
+    wandb_run.finish_wandb_run(runs[earlier], 130)
     assert finished == ended
 
 
 def test_the_current_wandb_run_is_none_without_wandb_or_a_run(monkeypatch):
     run = SimpleNamespace(id="ours0001")
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=run))
-    assert train.current_wandb_run() is run
+    assert wandb_run.current_wandb_run() is run
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace())  # a wandb without `run` (a stub)
-    assert train.current_wandb_run() is None
+    assert wandb_run.current_wandb_run() is None
     monkeypatch.delitem(sys.modules, "wandb")  # never imported: not imported for this
-    assert train.current_wandb_run() is None and "wandb" not in sys.modules
-    train.finish_wandb_run(None, 0)
+    assert wandb_run.current_wandb_run() is None and "wandb" not in sys.modules
+    wandb_run.finish_wandb_run(None, 0)
 
 
 def test_a_failing_wandb_finish_does_not_hide_the_runs_own_outcome(monkeypatch):
     def finish(exit_code):
         raise OSError("wandb's service is gone")
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=SimpleNamespace(), finish=finish))
-    train.finish_wandb_run(None, 1)
+    wandb_run.finish_wandb_run(None, 1)
 
 
 # what a run logs of its hardware and checkout
@@ -448,7 +450,7 @@ def test_system_help_shows_the_class_names_of_a_configs_callbacks_plugins_and_lo
         "  callbacks:\n    - class_path: lightning.pytorch.callbacks.LearningRateMonitor\n"
         "    - lightning.pytorch.callbacks.ModelSummary\n"
         "  logger: []\n")
-    monkeypatch.setattr(train, "CONFIGS", tmp_path)
+    monkeypatch.setattr(configs, "FOLDER", tmp_path)
     train.print_system_help(["--system", "mine"])
     text = capsys.readouterr().out
     assert shown_default(text, "--model.nz") == 7 and shown_default(text, "--trainer.gradient_clip_val") == 0.5

@@ -19,7 +19,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import train
-from callbacks import RerunStoppedValidation, saving
+from callbacks import RerunStoppedValidation, checkpoints, saving
 from lightning_modules.export import EXPORT_KEY
 
 FITTING, TESTING = train.TrainerFn.FITTING, train.TrainerFn.TESTING
@@ -127,9 +127,9 @@ def test_the_test_after_the_fit_sees_no_hpc_checkpoint_and_lightning_sees_it_aga
 def test_an_exported_file_is_refused_as_a_fits_checkpoint_naming_init_from(tmp_path):
     path = str(tmp_path / "g.ckpt")
     with pytest.raises(train.UserError) as refused:
-        train.refuse_exported_resume({"state_dict": {}, EXPORT_KEY: {"left_out": []}}, path)
+        checkpoints.refuse_exported_resume({"state_dict": {}, EXPORT_KEY: {"left_out": []}}, path)
     assert "exported weights file" in str(refused.value) and f"--init_from {path}" in str(refused.value)
-    train.refuse_exported_resume({"state_dict": {}, "global_step": 3}, path)  # a training checkpoint: resumed
+    checkpoints.refuse_exported_resume({"state_dict": {}, "global_step": 3}, path)  # a training checkpoint: resumed
 
 
 # SaveOnStop
@@ -515,9 +515,9 @@ def tiny_checkpoint(path: Path, model: torch.nn.Module, class_path: str | None =
 def test_a_checkpoint_of_the_same_net_is_returned_for_a_resume_and_for_init_from(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path / "last.ckpt", Tiny(), weights={"built_in_setup": torch.ones(5, 5)})
     for for_init in (False, True):  # the buffer built in setup has no shape to compare yet
-        assert train.check_checkpoint(checkpoint, Tiny(), "tiny", for_init=for_init)["global_step"] == 4
+        assert checkpoints.check_checkpoint(checkpoint, Tiny(), "tiny", for_init=for_init)["global_step"] == 4
     without_class = tiny_checkpoint(tmp_path / "plain.ckpt", Tiny(), class_path=None)  # a checkpoint of plain Lightning
-    assert train.check_checkpoint(without_class, Tiny(), "tiny")["global_step"] == 4
+    assert checkpoints.check_checkpoint(without_class, Tiny(), "tiny")["global_step"] == 4
 
 
 def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path):
@@ -529,7 +529,7 @@ def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path)
     torch.save({"state_dict": {"head.weight": torch.zeros(1), **Tiny(features=5).state_dict()}, "global_step": 4},
                checkpoint)
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(checkpoint, Tiny(features=3), "tiny")
+        checkpoints.check_checkpoint(checkpoint, Tiny(features=3), "tiny")
     assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here)" in str(refused.value)
     assert f"resume with its config: --config {tmp_path / 'runs' / 'r' / 'config.yaml'} --ckpt_path" in str(
         refused.value)
@@ -556,7 +556,7 @@ def test_a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with
                           (False, "resume with the --model options it was trained with (--model.features 5 "
                                   f"--model.name 'x y', from its hyper-parameters) and --ckpt_path {exported}")):
         with pytest.raises(train.UserError) as refused:
-            train.check_checkpoint(str(exported), TinyWithHyperParameters(), "tiny", for_init=for_init)
+            checkpoints.check_checkpoint(str(exported), TinyWithHyperParameters(), "tiny", for_init=for_init)
         assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here); " + fix == \
             str(refused.value).split(f"{exported} ", 1)[1]
         assert "config.yaml" not in str(refused.value)
@@ -565,7 +565,7 @@ def test_a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with
     hpc = tmp_path / "exports" / "hpc_ckpt_1.ckpt"
     exported.rename(hpc)
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(str(hpc), TinyWithHyperParameters(), "tiny")
+        checkpoints.check_checkpoint(str(hpc), TinyWithHyperParameters(), "tiny")
     assert str(refused.value).endswith(f"resume with its config: --config {tmp_path / 'exports' / 'config.yaml'} "
                                        f"--ckpt_path {hpc}")
 
@@ -584,10 +584,10 @@ def test_hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_
     saved = {"features": 5, "mapping": {(1, 2): 4}}
     torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
                 "hyper_parameters": saved}, path)
-    assert train.check_checkpoint(str(path), TinyWithMapping(features=5, mapping={(1, 2): 4}), "tiny")[
+    assert checkpoints.check_checkpoint(str(path), TinyWithMapping(features=5, mapping={(1, 2): 4}), "tiny")[
         "global_step"] == 4
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(str(path), TinyWithMapping(mapping={(1, 2): 3}), "tiny")
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(mapping={(1, 2): 3}), "tiny")
     assert str(refused.value).endswith("(--model.features 5 --model.mapping '{(1, 2): 4}', from its "
                                        f"hyper-parameters) and --ckpt_path {path}")
 
@@ -602,11 +602,12 @@ def test_numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type(tmp_pat
     torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
                 "hyper_parameters": saved}, path)
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [0.25, 0.5]}),
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [0.25, 0.5]}),
                                "tiny")
     assert str(refused.value).endswith(f"(--model.features 5, from its hyper-parameters) and --ckpt_path {path}")
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [1, 1]}), "tiny")
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [1, 1]}),
+                                     "tiny")
     assert "--model.mapping '{\"mean\": 0.5, \"std\": [0.25, 0.5]}'" in str(refused.value)
 
 
@@ -618,39 +619,39 @@ def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt", Tiny(), class_path=None)  # no class to compare
     with pytest.raises(train.UserError) as refused:
-        train.check_checkpoint(checkpoint, Deeper(), "tiny", for_init=True)
+        checkpoints.check_checkpoint(checkpoint, Deeper(), "tiny", for_init=True)
     # 4 weights missing (more.0/1 weight/bias), the first two in sorted order named
     assert "holds another network (4 weights missing, e.g. ['more.0.bias', 'more.0.weight']; 0 not ours" in str(
         refused.value)
     extra = tiny_checkpoint(tmp_path / "extra.ckpt", Tiny(), weights={"head.weight": torch.zeros(1)})
     with pytest.raises(train.UserError, match=re.escape("(0 weights missing, e.g. []; 1 not ours, e.g. "
                                                         "['head.weight'])")):
-        train.check_checkpoint(extra, Tiny(), "tiny", for_init=True)
+        checkpoints.check_checkpoint(extra, Tiny(), "tiny", for_init=True)
     heads = tiny_checkpoint(tmp_path / "heads.ckpt", Tiny(), weights={f"head{i}.weight": torch.zeros(1)
                                                                         for i in (3, 1, 2)})
     with pytest.raises(train.UserError, match=re.escape("3 not ours, e.g. ['head1.weight', 'head2.weight']); ")):
-        train.check_checkpoint(heads, Tiny(), "tiny", for_init=True)
+        checkpoints.check_checkpoint(heads, Tiny(), "tiny", for_init=True)
     for path, model in ((checkpoint, Deeper()), (extra, Tiny())):  # a resume: Lightning's strict load says it
-        assert train.check_checkpoint(path, model, "tiny")["global_step"] == 4
+        assert checkpoints.check_checkpoint(path, model, "tiny")["global_step"] == 4
 
 
 def test_a_checkpoint_of_another_class_names_it_and_the_system_to_use(tmp_path):
     wgan = tiny_checkpoint(tmp_path / "wgan.ckpt", Tiny(), class_path="lightning_modules.wgan.WGAN")
     with pytest.raises(train.UserError, match=re.escape(f"{wgan} is a WGAN checkpoint, this is tiny; use --system "
                                                         "wgan")):
-        train.check_checkpoint(wgan, Tiny(), "tiny")
+        checkpoints.check_checkpoint(wgan, Tiny(), "tiny")
     other = tiny_checkpoint(tmp_path / "other.ckpt", Tiny(), class_path="elsewhere.Other")
     with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, this is tiny; train a elsewhere.Other "
                                                         "with the config that wrote it")):
-        train.check_checkpoint(other, Tiny(), "tiny", for_init=True)
+        checkpoints.check_checkpoint(other, Tiny(), "tiny", for_init=True)
 
 
 def test_a_fit_from_an_exported_file_is_refused_and_init_from_takes_it(tmp_path):
     exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), **{EXPORT_KEY: {"left_out": []}})
     with pytest.raises(train.UserError, match=re.escape(f"start a new run from its weights with --init_from "
                                                         f"{exported}")):
-        train.check_checkpoint(exported, Tiny(), "tiny")
-    assert train.check_checkpoint(exported, Tiny(), "tiny", for_init=True)["global_step"] == 4
+        checkpoints.check_checkpoint(exported, Tiny(), "tiny")
+    assert checkpoints.check_checkpoint(exported, Tiny(), "tiny", for_init=True)["global_step"] == 4
 
 
 def native(ckpt_path, model="lightning_modules.DarknetClassifier"):
@@ -658,19 +659,19 @@ def native(ckpt_path, model="lightning_modules.DarknetClassifier"):
 
 
 def test_a_native_subcommand_takes_a_checkpoint_of_its_configs_class(tmp_path):
-    train.check_checkpoint_class(native(None), "fit")  # no checkpoint: nothing to read
+    checkpoints.check_checkpoint_class(native(None), "fit")  # no checkpoint: nothing to read
     darknet = tiny_checkpoint(tmp_path / "d.ckpt", Tiny(), class_path="lightning_modules.darknet_classifier."
                                                                       "DarknetClassifier")
     for kind in ("fit", "validate", "test"):
-        train.check_checkpoint_class(native(darknet), kind)
-        train.check_checkpoint_class(native(darknet, model="DarknetClassifier"), kind)  # a short name
-        train.check_checkpoint_class(native(tiny_checkpoint(tmp_path / "p.ckpt", Tiny(), class_path=None)), kind)
+        checkpoints.check_checkpoint_class(native(darknet), kind)
+        checkpoints.check_checkpoint_class(native(darknet, model="DarknetClassifier"), kind)  # a short name
+        checkpoints.check_checkpoint_class(native(tiny_checkpoint(tmp_path / "p.ckpt", Tiny(), class_path=None)), kind)
     exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), class_path="lightning_modules.DarknetClassifier",
                                **{EXPORT_KEY: {"left_out": []}})
     for kind in ("validate", "test"):  # its weights are all an evaluation needs
-        train.check_checkpoint_class(native(exported), kind)
+        checkpoints.check_checkpoint_class(native(exported), kind)
     with pytest.raises(train.UserError, match=re.escape(f"--ckpt_path {exported} is an exported weights file")):
-        train.check_checkpoint_class(native(exported), "fit")
+        checkpoints.check_checkpoint_class(native(exported), "fit")
 
 
 def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp_path):
@@ -680,15 +681,15 @@ def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp
     with pytest.raises(train.UserError, match=re.escape(
             f"--ckpt_path {cyclegan} is a CycleGAN checkpoint, but the config's model is a DarknetClassifier; give "
             "its system's config, --config configs/cyclegan.yaml")):
-        train.check_checkpoint_class(native(cyclegan), "test")
+        checkpoints.check_checkpoint_class(native(cyclegan), "test")
     (tmp_path / "runs" / "r" / "config.yaml").write_text("model: {}\n")  # the run's own config, beside its folder
     with pytest.raises(train.UserError, match=re.escape(f"give its run's config, --config {tmp_path}/runs/r/config.yaml"
                                                         )):
-        train.check_checkpoint_class(native(cyclegan), "validate")
+        checkpoints.check_checkpoint_class(native(cyclegan), "validate")
     other = tiny_checkpoint(tmp_path / "o.ckpt", Tiny(), class_path="elsewhere.Other")
     with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, but the config's model is a "
                                                         "DarknetClassifier; give the config that trained it")):
-        train.check_checkpoint_class(native(other), "fit")
+        checkpoints.check_checkpoint_class(native(other), "fit")
 
 
 # RequeueSignal: SLURM's signal outside the training
@@ -933,8 +934,8 @@ def test_checkpoint_batches_is_the_step_lightnings_resume_logs_its_first_batch_a
         first = FirstLoggedStep()
         Trainer(callbacks=[first], **settings).fit(AccumulatingNet(), ckpt_path=tmp_path / f"{name}.ckpt",
                                                  weights_only=False)
-        assert train.checkpoint_batches(tmp_path / f"{name}.ckpt", accumulate) == first.step, name
+        assert checkpoints.checkpoint_batches(tmp_path / f"{name}.ckpt", accumulate) == first.step, name
     (tmp_path / "torn.ckpt").write_bytes((tmp_path / "batch0.ckpt").read_bytes()[:100])
     torch.save({"state_dict": AccumulatingNet().state_dict()}, tmp_path / "weights.ckpt")
-    assert train.checkpoint_batches(tmp_path / "torn.ckpt") is None
-    assert train.checkpoint_batches(tmp_path / "weights.ckpt") is None
+    assert checkpoints.checkpoint_batches(tmp_path / "torn.ckpt") is None
+    assert checkpoints.checkpoint_batches(tmp_path / "weights.ckpt") is None

@@ -18,7 +18,8 @@ from conftest import CLASSES, ROOT, run_in_process, wandb_records
 from jsonargparse import Namespace
 
 import train
-from callbacks import saving
+from callbacks import run_folder, saving, wandb_run
+from callbacks.checkpoint_io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -240,7 +241,7 @@ def test_the_login_check_after_an_offline_run_in_the_process_says_nothing(tmp_pa
     monkeypatch.delenv("WANDB_MODE")
     capfd.readouterr()
     try:
-        assert train.wandb_logged_in() is False
+        assert wandb_run.wandb_logged_in() is False
     finally:
         wandb.teardown()
     assert "Unable to verify login" not in "".join(capfd.readouterr())
@@ -259,14 +260,14 @@ def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch)
     wandb.setup()
     try:
         mine = wandb_setup._singleton
-        train.forget_wandb_settings(offline=True)
+        wandb_run.forget_wandb_settings(offline=True)
         assert wandb_setup._singleton is mine  # offline, as wanted: kept
         monkeypatch.setenv("WANDB_MODE", "online")  # the user's decision now, unlike the set-up's
-        train.forget_wandb_settings(offline=False)
+        wandb_run.forget_wandb_settings(offline=False)
         assert wandb_setup._singleton is None
         wandb.setup()
         monkeypatch.setenv("WANDB_RUN_ID", "agent123")  # a sweep agent's, say: wandb would not read it, set up
-        train.forget_wandb_settings(offline=False)
+        wandb_run.forget_wandb_settings(offline=False)
         assert wandb_setup._singleton is None
     finally:
         wandb.teardown()
@@ -323,7 +324,7 @@ def test_a_wandb_run_of_the_callers_is_left_open(started, finished, monkeypatch)
         exit_code)))
     if started == "here":
         sys.modules["wandb"].run = SimpleNamespace(id="ours0001")
-    train.finish_wandb_run(earlier, 0)
+    wandb_run.finish_wandb_run(earlier, 0)
     assert ended == finished
 
 
@@ -557,7 +558,8 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     assert "test_confusion_matrix.csv" in {p.name for p in tested.rglob("*")}
     results = json.loads((tested / "results.json").read_text())  # the metrics in a file, as the job's results.json
     assert 0 <= results["test"]["test/acc"] <= 1 and results["checkpoint"] == str(checkpoint)
-    assert train.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint  # not the test
+    # not the test's
+    assert run_folder.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint
     # --run_name picks the run to read with --ckpt_path last; with a checkpoint path it has nothing to pick
     train.main(native("validate", tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained",
                       "--ckpt_path", "last"))
@@ -755,14 +757,14 @@ def test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank(t
     checkpoint = tmp_path / "last.ckpt"
     checkpoint.write_bytes(b"")
     config = SimpleNamespace(ckpt_path=str(checkpoint))
-    assert train.evaluation_folder(config, tmp_path, "test") == tmp_path / "slurm-77-test"
+    assert run_folder.evaluation_folder(config, tmp_path, "test") == tmp_path / "slurm-77-test"
     monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning launched from rank 0 takes rank 0's folder
     monkeypatch.setenv("DL2_RUN_NAME", "chosen-by-rank-0")
-    assert train.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
+    assert run_folder.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
     # so does a training rank, in the folder rank 0 has just made (no "exists already" for it)
-    train.write_json(tmp_path / "chosen-by-rank-0" / train.RUN_FILE, {"model": "lightning_modules.DarknetClassifier"})
+    write_json(tmp_path / "chosen-by-rank-0" / run_folder.RUN_FILE, {"model": "lightning_modules.DarknetClassifier"})
     fit = Namespace(run_name=None, ckpt_path=None)
-    assert train.fit_folder(fit, tmp_path, "lightning_modules.DarknetClassifier") == tmp_path / "chosen-by-rank-0"
+    assert run_folder.fit_folder(fit, tmp_path, "lightning_modules.DarknetClassifier") == tmp_path / "chosen-by-rank-0"
 
 
 def test_lr_find_refuses_a_checkpoint(tiny_cifar, tmp_path):
@@ -887,12 +889,13 @@ def test_jobs_started_together_each_keep_the_time_stamp_they_chose(tiny_cifar, t
 
 
 def test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.time, "strftime", lambda form: "20260101-120000")
-    monkeypatch.setattr(train, "_fresh_runs", {})
-    chosen = train.new_time_stamped(tmp_path / "runs")
+    monkeypatch.setattr(run_folder.time, "strftime", lambda form: "20260101-120000")
+    monkeypatch.setattr(run_folder, "_fresh_runs", {})
+    chosen = run_folder.new_time_stamped(tmp_path / "runs")
     chosen.mkdir(parents=True)  # another job's, made between the choice and the claim
-    assert train.claim_time_stamped(tmp_path / "runs", chosen) == tmp_path / "runs" / "20260101-120000-2"
-    assert train._fresh_runs == {tmp_path / "runs" / "20260101-120000-2": [tmp_path / "runs" / "20260101-120000-2"]}
+    assert run_folder.claim_time_stamped(tmp_path / "runs", chosen) == tmp_path / "runs" / "20260101-120000-2"
+    chosen = tmp_path / "runs" / "20260101-120000-2"
+    assert run_folder._fresh_runs == {chosen: [chosen]}
     assert not any(chosen.iterdir())
 
 

@@ -24,7 +24,15 @@ from jsonargparse import Namespace
 from PIL import Image
 
 import train
-from callbacks import EpochLengthResume, RerunStoppedValidation, SeedPerRankAndStep
+from callbacks import (
+    EpochLengthResume,
+    RerunStoppedValidation,
+    SeedPerRankAndStep,
+    checkpoints,
+    configs,
+    run_folder,
+    wandb_run,
+)
 from datamodules import CIFAR10DataModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -922,7 +930,7 @@ def test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone(t
     the first is refused by the lock and removes nothing (it removed the other's folder, lock and run.json)."""
     import fcntl
     runs = tmp_path / "runs"
-    hold = train.hold_run_lock
+    hold = run_folder.hold_run_lock
     other = []
 
     def the_other_job_locks_first(run_dir):
@@ -930,7 +938,7 @@ def test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone(t
         fcntl.flock(other[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
         (run_dir / "run.json").write_text('{"trained": true}')
         hold(run_dir)
-    monkeypatch.setattr(train, "hold_run_lock", the_other_job_locks_first)
+    monkeypatch.setattr(run_folder, "hold_run_lock", the_other_job_locks_first)
     try:
         with pytest.raises(train.UserError, match="is being trained by another process"):
             train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "both"))
@@ -944,7 +952,7 @@ def test_a_refused_run_removes_its_folder_under_its_lock(tiny_cifar, tmp_path, m
     being removed (the lock was let go first)."""
     import fcntl
     runs = tmp_path / "runs"
-    rmtree, locked = train.shutil.rmtree, []
+    rmtree, locked = run_folder.shutil.rmtree, []
 
     def another_process_tries_the_lock(path, *args, **kwargs):
         with open(path / ".lock", "a+") as lock:
@@ -954,7 +962,7 @@ def test_a_refused_run_removes_its_folder_under_its_lock(tiny_cifar, tmp_path, m
             except BlockingIOError:
                 locked.append(True)
         rmtree(path, *args, **kwargs)
-    monkeypatch.setattr(train.shutil, "rmtree", another_process_tries_the_lock)
+    monkeypatch.setattr(run_folder.shutil, "rmtree", another_process_tries_the_lock)
     with pytest.raises(train.UserError, match="--data.data_dir"):
         train.main(job(tiny_cifar / "absent", runs, "--trainer.logger", "false", "--data.download", "false",
                        "--run_name", "typo"))
@@ -1085,18 +1093,18 @@ def test_a_copied_checkpoint_names_the_runs_values_as_flags(tmp_path):
     model = SimpleNamespace(hparams={"_class_path": "a.Model", "_instantiator": "y", "num_blocks": [1, 2],
                                      "lr": 1.0, "tta": "none", "widths": [8, 16], "new_option": 3})
     data = SimpleNamespace(hparams={"_class_path": "d.Data", "style": None, "size": 64})
-    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, data)
+    said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, data)
     assert ("--model.tta: the run's flip, this resume's none; --model.widths: the run's null, this resume's '[8, 16]'; "
             "--data.style: the run's 'my style.jpg', this resume's null.") in said
     assert said.endswith(f"give --model.tta flip --model.widths null --data.style 'my style.jpg' --ckpt_path "
                             f"{tmp_path / 'copied.ckpt'}")
-    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, SimpleNamespace(hparams={
+    said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, SimpleNamespace(hparams={
         "_class_path": "d.Data", "style": "my style.jpg", "size": 64}))  # the data as the run's
     assert "--data.style" not in said and "--model.widths" in said
-    said = train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, None, SimpleNamespace(hparams={
+    said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, None, SimpleNamespace(hparams={
         "_class_path": "other.Folders", "style": "my style.jpg"}))  # another data module class
     assert "--data: the run's d.Data, this resume's other.Folders. " in said
-    assert train.changed_options_warning(str(tmp_path / "copied.ckpt"), state, SimpleNamespace(hparams={
+    assert checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, SimpleNamespace(hparams={
         **state["hyper_parameters"], "tta": "flip"}), None) is None
 
 
@@ -1166,7 +1174,7 @@ def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
     if run == 0:
         try:
             os.setsid()
-            train.hold_run_lock(tmp_path)
+            run_folder.hold_run_lock(tmp_path)
             if os.fork() == 0:  # a worker, outliving the run; it says so once fork() has returned here (and the
                 os.write(tell, b"work\n")  # after-fork hooks have run), not earlier under load
                 time.sleep(60)
@@ -1205,9 +1213,9 @@ def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatc
     def sleep(seconds):
         slept.append(seconds)
         clock[0] += seconds
-    monkeypatch.setattr(train.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(train.time, "sleep", sleep)
-    monkeypatch.setattr(train, "LOCK_PATIENCE_SECONDS", 10)
+    monkeypatch.setattr(run_folder.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(run_folder.time, "sleep", sleep)
+    monkeypatch.setattr(run_folder, "LOCK_PATIENCE_SECONDS", 10)
     (tmp_path / "r").mkdir()
     with open(tmp_path / "r" / ".lock", "a+") as stale:
         fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1215,15 +1223,15 @@ def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatc
         stale.flush()
         monkeypatch.setenv("SLURM_JOB_ID", "77")  # a job's first launch (no restart count): refused at once
         with pytest.raises(train.UserError, match="being trained by another process"):
-            train.hold_run_lock(tmp_path / "r")
+            run_folder.hold_run_lock(tmp_path / "r")
         assert slept == []
         monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-        train.hold_run_lock(tmp_path / "r")
+        run_folder.hold_run_lock(tmp_path / "r")
     assert slept == [5, 5]  # tried at 0, 5 and 10 s
     assert (f"warning: {tmp_path / 'r' / '.lock'} is still held (pid 99 on dead-node, SLURM job 77) after 10 s; this "
             "requeued job goes on without it") in capsys.readouterr().err
-    assert tmp_path / "r" not in train._held_locks
-    train.hold_run_lock(tmp_path / "r")  # released: held now, and the holder written for the next one
+    assert tmp_path / "r" not in run_folder._held_locks
+    run_folder.hold_run_lock(tmp_path / "r")  # released: held now, and the holder written for the next one
     assert (tmp_path / "r" / ".lock").read_text() == f"pid {os.getpid()} on {__import__('socket').gethostname()}, " \
                                                      f"SLURM job 77\n"
 
@@ -1232,7 +1240,8 @@ def test_a_checkpoints_step_is_read_from_either_of_torchs_formats(tmp_path):
     torch.save({"global_step": 7}, tmp_path / "zip.ckpt")
     torch.save({"global_step": 8}, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
     (tmp_path / "torn.ckpt").write_bytes(b"PK")
-    assert [train.checkpoint_step(tmp_path / f"{name}.ckpt") for name in ("zip", "legacy", "torn")] == [7, 8, None]
+    steps = [checkpoints.checkpoint_step(tmp_path / f"{name}.ckpt") for name in ("zip", "legacy", "torn")]
+    assert steps == [7, 8, None]
 
 
 def test_a_new_run_never_reuses_an_existing_folder(tiny_cifar, tmp_path):
@@ -1276,9 +1285,9 @@ def no_ranks(monkeypatch):
                  "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH"):
         monkeypatch.delenv(name, raising=False)
     for name in ("_fresh_runs", "_fresh_wandb", "_resumed_wandb"):
-        monkeypatch.setattr(train, name, {})
+        monkeypatch.setattr(run_folder, name, {})
     yield
-    train.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
+    run_folder.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
 
 
 def test_last_is_the_run_started_last_not_the_last_name(tmp_path):
@@ -1286,13 +1295,13 @@ def test_last_is_the_run_started_last_not_the_last_name(tmp_path):
     a_run(runs, "b-first", started=100.0)
     a_run(runs, "a-second", started=200.0)
     a_run(runs, "c-a-test", started=300.0, kind="test")  # an evaluation's folder is no run to resume
-    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "a-second" / "checkpoints" / "last.ckpt"
+    assert run_folder.newest_last_checkpoint(runs, DARKNET, None) == runs / "a-second" / "checkpoints" / "last.ckpt"
 
 
 def test_last_takes_a_run_json_without_trained_from_a_train_py_before_that_key(tmp_path):
     runs = tmp_path / "runs"
     a_run(runs, "old", started=100.0)  # {"model", "started"}: no "trained", which came later
-    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "old" / "checkpoints" / "last.ckpt"
+    assert run_folder.newest_last_checkpoint(runs, DARKNET, None) == runs / "old" / "checkpoints" / "last.ckpt"
 
 
 def test_last_takes_a_run_json_without_a_start_time_as_older_than_any_started_run(tmp_path):
@@ -1300,7 +1309,7 @@ def test_last_takes_a_run_json_without_a_start_time_as_older_than_any_started_ru
     undated = a_run(runs, "undated", started=None)
     (undated / "run.json").write_text(json.dumps({"model": DARKNET}))  # written by hand, or by an older train.py
     a_run(runs, "early", started=0.5)
-    assert train.newest_last_checkpoint(runs, DARKNET, None) == runs / "early" / "checkpoints" / "last.ckpt"
+    assert run_folder.newest_last_checkpoint(runs, DARKNET, None) == runs / "early" / "checkpoints" / "last.ckpt"
 
 
 def test_last_names_the_newest_folder_without_run_json_and_the_newest_older_run(tmp_path):
@@ -1308,37 +1317,37 @@ def test_last_names_the_newest_folder_without_run_json_and_the_newest_older_run(
     for name in ("20260101-000000", "20260102-000000", "20260103-000000"):
         a_run(runs, name, started=None)
     with pytest.raises(train.UserError, match=f"older train.py\\): give --ckpt_path {runs}/20260103-000000/check"):
-        train.newest_last_checkpoint(runs, DARKNET, None)
+        run_folder.newest_last_checkpoint(runs, DARKNET, None)
     for name, started in (("first", 100.0), ("second", 200.0), ("third", 300.0)):
         a_run(runs, name, started=started)
     newest = a_run(runs, "newest", started=400.0, checkpoint=False)
     with pytest.raises(train.UserError, match=r"has no checkpoint \(it stopped before its first save\); start a new "
                                               r"run without --ckpt_path; or resume an older run: --run_name third "
                                               r"--ckpt_path last"):
-        train.newest_last_checkpoint(runs, DARKNET, None)
+        run_folder.newest_last_checkpoint(runs, DARKNET, None)
     (newest / "results.json").write_text("{}")
     with pytest.raises(train.UserError, match=r"has no checkpoint \(it finished without one: its config keeps no"):
-        train.newest_last_checkpoint(runs, DARKNET, None)
+        run_folder.newest_last_checkpoint(runs, DARKNET, None)
 
 
 def test_run_name_without_a_folder_or_a_checkpoint_says_what_to_do(tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(train.UserError, match="no run folder .*; runs there: none"):
-        train.newest_last_checkpoint(runs, DARKNET, "mine")
+        run_folder.newest_last_checkpoint(runs, DARKNET, "mine")
     a_run(runs, "mine", started=100.0, checkpoint=False)
     with pytest.raises(train.UserError, match="first save\\); start a new run without --ckpt_path"):
-        train.newest_last_checkpoint(runs, DARKNET, "mine")
+        run_folder.newest_last_checkpoint(runs, DARKNET, "mine")
     with pytest.raises(train.UserError, match="first save\\); give another run"):
-        train.newest_last_checkpoint(runs, DARKNET, "mine", evaluation=True)
+        run_folder.newest_last_checkpoint(runs, DARKNET, "mine", evaluation=True)
 
 
 def test_a_new_time_stamp_takes_the_first_free_suffix(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.time, "strftime", lambda form: "20260101-120000")
-    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000"
+    monkeypatch.setattr(run_folder.time, "strftime", lambda form: "20260101-120000")
+    assert run_folder.new_time_stamped(tmp_path) == tmp_path / "20260101-120000"
     (tmp_path / "20260101-120000").mkdir()
-    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-2"
+    assert run_folder.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-2"
     (tmp_path / "20260101-120000-2").mkdir()
-    assert train.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-3"
+    assert run_folder.new_time_stamped(tmp_path) == tmp_path / "20260101-120000-3"
 
 
 def test_a_launched_evaluation_rank_reads_rank_0s_checkpoint(tmp_path, monkeypatch, no_ranks):
@@ -1346,7 +1355,7 @@ def test_a_launched_evaluation_rank_reads_rank_0s_checkpoint(tmp_path, monkeypat
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("DL2_CKPT_PATH", str(checkpoint))
     config = run_config(tmp_path / "runs", ckpt_path="last")  # no run here: rank 0 chose, this rank follows
-    train.resolve_checkpoint(config, "test")
+    run_folder.resolve_checkpoint(config, "test")
     assert config.ckpt_path == str(checkpoint)
 
 
@@ -1356,11 +1365,11 @@ def test_last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_ne
     a_run(runs, "other", started=200.0)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     config = run_config(runs, ckpt_path="last")
-    train.resolve_checkpoint(config, "fit")
+    run_folder.resolve_checkpoint(config, "fit")
     assert config.ckpt_path == str(runs / "slurm-77" / "checkpoints" / "last.ckpt")
     monkeypatch.setenv("SLURM_JOB_ID", "78")
     config = run_config(runs, ckpt_path="last")
-    train.resolve_checkpoint(config, "fit")
+    run_folder.resolve_checkpoint(config, "fit")
     assert config.ckpt_path == str(runs / "other" / "checkpoints" / "last.ckpt")
 
 
@@ -1375,7 +1384,7 @@ def slurm_job_folder(runs, monkeypatch):
         config = run_config(runs)
         for name, value in options.items():
             setattr(config, name, value)
-        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        assert run_folder.fit_folder(config, runs, DARKNET) == run_dir
         return config
     return run_dir, fit_folder
 
@@ -1441,7 +1450,7 @@ def test_a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newe
         else:
             monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
         config = run_config(runs, ckpt_path=str(ckpt_path), run_name=run_name)
-        return train.fit_folder(config, runs, DARKNET), config.ckpt_path
+        return run_folder.fit_folder(config, runs, DARKNET), config.ckpt_path
 
     # the fork, first launch (its folder made by prepare_run, as a_run here), then its requeues
     assert launch(a / "checkpoints" / "best.ckpt", "new") == (runs / "new", str(a / "checkpoints" / "best.ckpt"))
@@ -1484,7 +1493,7 @@ def test_a_requeue_after_a_crash_in_the_relink_of_last_ckpt_carries_on_from_the_
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     config = run_config(runs)
     config.model.class_path = CYCLEGAN
-    assert train.fit_folder(config, runs, CYCLEGAN) == run_dir
+    assert run_folder.fit_folder(config, runs, CYCLEGAN) == run_dir
     assert config.ckpt_path == str(run_dir / "checkpoints" / "epoch=001.ckpt")
 
 
@@ -1498,7 +1507,7 @@ def test_last_of_a_run_killed_as_last_ckpt_was_relinked_names_the_runs_save(tmp_
     with pytest.raises(train.UserError, match=re.escape(f"run {run_dir} has no checkpoints/last.ckpt, but it saved "
                                                         f"epoch=001.ckpt (step 36; ") + ".*" +
                        re.escape(f"give --ckpt_path {saved}")):
-        train.newest_last_checkpoint(runs, CYCLEGAN, run_name)
+        run_folder.newest_last_checkpoint(runs, CYCLEGAN, run_name)
 
 
 @pytest.mark.parametrize("restarts, requeued", [(None, False), ("0", False), ("1", True)])
@@ -1511,11 +1520,11 @@ def test_a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue(tmp_path, mo
         monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
     config = run_config(runs, run_name="mine")
     if requeued:
-        assert train.fit_folder(config, runs, DARKNET) == run_dir
+        assert run_folder.fit_folder(config, runs, DARKNET) == run_dir
         assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
     else:
         with pytest.raises(train.UserError, match="mine exists already"):
-            train.fit_folder(config, runs, DARKNET)
+            run_folder.fit_folder(config, runs, DARKNET)
 
 
 @pytest.mark.parametrize("restarts", [None, "0"])
@@ -1533,26 +1542,26 @@ def test_a_second_training_in_one_slurm_job_does_not_take_over_the_first(tmp_pat
     with pytest.raises(train.UserError, match=r"slurm-77 holds an earlier training of SLURM job 77, and this is no "
                                               r"requeue .* its own --run_name, or resume that run with --run_name "
                                               r"slurm-77 --ckpt_path last$"):
-        train.fit_folder(config, runs, DARKNET)
+        run_folder.fit_folder(config, runs, DARKNET)
     assert config.ckpt_path is None  # nothing resumed
     monkeypatch.setenv("SLURM_PROCID", "1")  # the job's other tasks follow task 0 into the folder it made
-    assert train.fit_folder(run_config(runs), runs, DARKNET) == run_dir
+    assert run_folder.fit_folder(run_config(runs), runs, DARKNET) == run_dir
     monkeypatch.delenv("SLURM_PROCID")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeue carries on there
     config = run_config(runs)
-    assert train.fit_folder(config, runs, DARKNET) == run_dir
+    assert run_folder.fit_folder(config, runs, DARKNET) == run_dir
     assert config.ckpt_path == str(run_dir / "checkpoints" / "last.ckpt")
     stopped = a_run(runs, "slurm-78", started=100.0, trained=False, checkpoint=False)
     monkeypatch.setenv("SLURM_JOB_ID", "78")
     monkeypatch.delenv("SLURM_RESTART_COUNT")
-    assert train.fit_folder(run_config(runs), runs, DARKNET) == stopped  # stopped before training: retried there
+    assert run_folder.fit_folder(run_config(runs), runs, DARKNET) == stopped  # stopped before training: retried there
 
 
 def test_a_named_run_of_a_train_py_before_trained_is_not_taken_over(tmp_path, no_ranks):
     runs = tmp_path / "runs"
     a_run(runs, "mine", started=100.0)  # no "trained": it trained, it is not a run that stopped before
     with pytest.raises(train.UserError, match="mine exists already"):
-        train.fit_folder(run_config(runs, run_name="mine"), runs, DARKNET)
+        run_folder.fit_folder(run_config(runs, run_name="mine"), runs, DARKNET)
 
 
 def test_a_second_slurm_task_follows_task_0_into_the_folder_it_made(tmp_path, monkeypatch, no_ranks):
@@ -1564,14 +1573,14 @@ def test_a_second_slurm_task_follows_task_0_into_the_folder_it_made(tmp_path, mo
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_PROCID", "1")
     config = run_config(runs, ckpt_path=str(other / "checkpoints" / "last.ckpt"), run_name="mine")
-    assert train.fit_folder(config, runs, DARKNET) == mine
+    assert run_folder.fit_folder(config, runs, DARKNET) == mine
 
 
 def test_a_checkpoint_of_a_folder_without_run_json_resumes_in_that_folder(tmp_path, no_ranks):
     runs = tmp_path / "runs"
     old = a_run(runs, "20250101-000000", started=None)  # train.py before run.json
     config = run_config(runs, ckpt_path=str(old / "checkpoints" / "last.ckpt"))
-    assert train.fit_folder(config, runs, DARKNET) == old
+    assert run_folder.fit_folder(config, runs, DARKNET) == old
 
 
 def callback(name, **init_args):
@@ -1587,11 +1596,11 @@ def wandb_logger(**init_args):
 def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_path, monkeypatch, no_ranks, capsys):
     runs = tmp_path / "new" / "runs"  # neither there yet
     monkeypatch.delenv("WANDB_MODE", raising=False)  # the resume below logs online, which WANDB_MODE=offline forbids
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: False)
     config = run_config(runs, run_name="r", logger=wandb_logger())
     config.trainer.callbacks = [callback("ModelCheckpoint", dirpath=None), callback("ModelCheckpoint", dirpath="/mine"),
                                 callback("LearningRateMonitor")]
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.default_root_dir == str(runs / "r") and os.environ["DL2_RUN_NAME"] == "r"
     assert [c.init_args.get("dirpath") for c in config.trainer.callbacks] == [str(runs / "r" / "checkpoints"),
                                                                                "/mine", None]  # the monitor: a logger
@@ -1606,10 +1615,10 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
                                        f"later with `wandb sync {runs}/r/wandb/offline-run-*`\nW&B: offline, so "
                                        "--trainer.logger.log_model is off (the checkpoints stay in the run folder)\n")
     # the resume, logged in now: the same W&B run, online, its checkpoints uploaded
-    train.release_run_locks()  # by a process of its own: the first one ended
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    run_folder.release_run_locks()  # by a process of its own: the first one ended
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"), logger=wandb_logger())
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.save_dir, wandb.id, wandb.offline, wandb.log_model) == (str(runs / "r"), info["wandb_id"], False,
                                                                           True)
@@ -1618,45 +1627,45 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
 @pytest.mark.parametrize("order", ["wandb first", "wandb second"])
 def test_a_list_of_loggers_gets_its_wandb_logger_pointed_at_the_run_folder(order, tmp_path, monkeypatch, no_ranks):
     """A config's `logger:` list (W&B beside a CSV logger): its W&B run went to ./wandb with a new id each resume."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     runs = tmp_path / "runs"
     csv = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(tmp_path)))
     loggers = [wandb_logger(), csv] if order == "wandb first" else [csv, wandb_logger()]
     config = run_config(runs, run_name="r", logger=loggers)
     config.trainer.callbacks = [callback("LearningRateMonitor")]
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = next(logger for logger in config.trainer.logger if logger.class_path.endswith("WandbLogger")).init_args
     info = json.loads((runs / "r" / "run.json").read_text())
     assert (wandb.save_dir, wandb.name, wandb.id, wandb.job_type) == (str(runs / "r"), "r", info["wandb_id"], "fit")
     assert csv.init_args.save_dir == str(tmp_path) and len(config.trainer.callbacks) == 1  # as given; a logger
     config = run_config(runs, run_name="s", logger=[])  # no logger: Lightning's LearningRateMonitor would refuse
     config.trainer.callbacks = [callback("LearningRateMonitor")]
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.callbacks == []
 
 
 def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ranks, capsys):
     runs = tmp_path / "runs"
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     config = run_config(runs, run_name="r", logger=wandb_logger(save_dir=str(tmp_path / "logs"), name="given",
                                                                 id="myid0001", tags=["mine"], job_type="sweep"))
     config.trainer.callbacks = [callback("LearningRateMonitor")]
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.save_dir, wandb.name, wandb.id) == (str(tmp_path / "logs"), "given", "myid0001")
     assert (wandb.tags, wandb.job_type) == (["darknet", "mine"], "sweep")  # the system's tag kept beside them
     assert (tmp_path / "logs" / "wandb").is_dir() and len(config.trainer.callbacks) == 1
     config = run_config(runs, run_name="s", logger=wandb_logger(save_dir="."))
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.save_dir == str(runs / "s")  # "." is WandbLogger's default: the run's
     config = run_config(runs, run_name="t")  # no logger: Lightning's LearningRateMonitor would refuse to start
     config.trainer.callbacks = [callback("LearningRateMonitor"), callback("ModelCheckpoint", dirpath=None)]
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == ["ModelCheckpoint"]
     # not logged in, with a save_dir of the user's: the note names where the offline run is
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: False)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: False)
     capsys.readouterr()
-    train.prepare_run(run_config(runs, run_name="u", logger=wandb_logger(save_dir=str(tmp_path / "mine"))), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="u", logger=wandb_logger(save_dir=str(tmp_path / "mine"))), "fit")
     mine = tmp_path / "mine" / "wandb"
     assert capsys.readouterr().out.startswith(f"W&B: not logged in (`wandb login`), logging offline to {mine}; upload "
                                               f"later with `wandb sync {mine}/offline-run-*`")
@@ -1665,18 +1674,18 @@ def test_prepare_run_keeps_the_wandb_options_given(tmp_path, monkeypatch, no_ran
 def test_a_resume_keeps_the_wandb_name_the_run_began_with(tmp_path, monkeypatch, no_ranks):
     """wandb renames a run to the name it is given: a resume without the first part's --trainer.logger.name renamed
     the dashboard's run to its folder's name. A name given to the resume is the user's: it renames."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     runs = tmp_path / "runs"
-    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(name="lr-sweep-3")), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(name="lr-sweep-3")), "fit")
     last = str(runs / "r" / "checkpoints" / "last.ckpt")
     for given, expected in [(None, "lr-sweep-3"), ("renamed", "renamed"), (None, "renamed")]:
-        train.release_run_locks()  # each resume a process of its own
+        run_folder.release_run_locks()  # each resume a process of its own
         config = run_config(runs, ckpt_path=last, logger=wandb_logger(**({"name": given} if given else {})))
-        train.prepare_run(config, "fit")
+        run_folder.prepare_run(config, "fit")
         assert config.trainer.logger.init_args.name == expected
-    train.release_run_locks()
+    run_folder.release_run_locks()
     config = run_config(runs, run_name="s", logger=wandb_logger())  # another run: its own folder's name
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.name == "s"
 
 
@@ -1685,23 +1694,23 @@ def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, 
     --ckpt_path last alone: the resume logged into a new run of the config's project (a W&B run id names a run of one
     project), without the run's group and tags (wandb replaces a resumed run's tags with those given), and under a new
     id when the id was the user's. Tags and a group given to the resume are the user's; the project stays the run's."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     runs = tmp_path / "runs"
     began = wandb_logger(project="gans", entity="my-team", group="lsun", tags=["darknet", "64px"], id="myid0001")
-    train.prepare_run(run_config(runs, run_name="r", logger=began), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r", logger=began), "fit")
     last = str(runs / "r" / "checkpoints" / "last.ckpt")
     more = {"tags": ["more"], "group": "g2"}
     for given, expected in [({}, ("gans", "my-team", "lsun", ["darknet", "64px"], "myid0001")),
                             (more, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001")),
                             ({}, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001"))]:
-        train.release_run_locks()  # each resume a process of its own
+        run_folder.release_run_locks()  # each resume a process of its own
         config = run_config(runs, ckpt_path=last, logger=wandb_logger(project="dl2-lightning", **given))
-        train.prepare_run(config, "fit")
+        run_folder.prepare_run(config, "fit")
         wandb = config.trainer.logger.init_args
         assert (wandb.project, wandb.get("entity"), wandb.get("group"), wandb.tags, wandb.id) == expected
-    train.release_run_locks()
+    run_folder.release_run_locks()
     config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning"))  # another run: its own
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.project, wandb.get("entity"), wandb.group, wandb.tags) == ("dl2-lightning", None, None, ["darknet"])
     assert wandb.id != "myid0001"
@@ -1710,18 +1719,18 @@ def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, 
 def test_a_sweep_runs_resume_goes_on_in_the_sweeps_project(tmp_path, monkeypatch, no_ranks):
     """`wandb agent` sets WANDB_PROJECT, WANDB_ENTITY, WANDB_SWEEP_ID and WANDB_RUN_ID, and wandb logs the run in the
     sweep's project whatever wandb.init is given; resumed later outside the agent, the run went to the config's."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     for name, value in {"WANDB_PROJECT": "sweeps", "WANDB_ENTITY": "team", "WANDB_SWEEP_ID": "sw1",
                         "WANDB_RUN_ID": "agent123"}.items():
         monkeypatch.setenv(name, value)
     runs = tmp_path / "runs"
-    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
     for name in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
         monkeypatch.delenv(name)
-    train.release_run_locks()
+    run_folder.release_run_locks()
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
                         logger=wandb_logger(project="dl2-lightning"))
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.project, wandb.get("entity"), wandb.id) == ("sweeps", "team", "agent123")
 
@@ -1730,21 +1739,21 @@ def test_a_resume_goes_on_in_the_entity_wandb_entity_named(tmp_path, monkeypatch
     """WANDB_ENTITY stands for --trainer.logger.entity not given (wandb.init reads it): the run is in that entity, and
     run.json kept null for it, so a resume without the variable (another shell, a notebook) went to the default
     entity: a new W&B run, the run id naming a run of one entity's project."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     monkeypatch.setenv("WANDB_ENTITY", "my-team")
     runs = tmp_path / "runs"
-    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
     assert json.loads((runs / "r" / "run.json").read_text())["wandb_entity"] == "my-team"
     monkeypatch.delenv("WANDB_ENTITY")
-    train.release_run_locks()
+    run_folder.release_run_locks()
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
                         logger=wandb_logger(project="dl2-lightning"))
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.get("entity") == "my-team"
-    train.release_run_locks()
+    run_folder.release_run_locks()
     monkeypatch.setenv("WANDB_ENTITY", "my-team")  # the option given wins, as with wandb.init
     config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning", entity="other"))
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.entity == "other"
 
 
@@ -1752,18 +1761,18 @@ def test_wandbs_own_variables_stand_for_the_options_not_given(tmp_path, monkeypa
     """WANDB_NAME, WANDB_TAGS, WANDB_RUN_GROUP and WANDB_JOB_TYPE, which wandb.init reads for the arguments it is not
     given: train.py gave it the folder's name, the system's tag and fit in their place, and they were ignored. The
     options given win over them, as over wandb's."""
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     for name, value in {"WANDB_NAME": "lr 0.1", "WANDB_TAGS": "a, b,darknet", "WANDB_RUN_GROUP": "sweep-7",
                         "WANDB_JOB_TYPE": "train"}.items():
         monkeypatch.setenv(name, value)
     runs = tmp_path / "runs"
     config = run_config(runs, run_name="r", logger=wandb_logger())
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.name, wandb.tags, wandb.group, wandb.job_type) == ("lr 0.1", ["darknet", "a", "b"], "sweep-7",
                                                                        "train")
     config = run_config(runs, run_name="s", logger=wandb_logger(name="n", tags=["c"], group="g", job_type="j"))
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
     assert (wandb.name, wandb.tags, wandb.group, wandb.job_type) == ("n", ["darknet", "c"], "g", "j")
 
@@ -1772,7 +1781,7 @@ def test_wandbs_own_variables_stand_for_the_options_not_given(tmp_path, monkeypa
 def test_wandb_mode_offline_shows_in_the_loggers_config(mode, offline, tmp_path, monkeypatch, no_ranks):
     monkeypatch.setenv("WANDB_MODE", mode)  # the user's decision: wandb runs offline whatever the config says
     config = run_config(tmp_path / "runs", run_name="r", logger=wandb_logger())
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.offline is offline
 
 
@@ -1782,7 +1791,7 @@ def test_enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone(
     # Lightning refuses enable_checkpointing false beside a ModelCheckpoint callback (the shipped configs have one)
     config = run_config(tmp_path / "runs", run_name="r", enable_checkpointing=enable)
     config.trainer.callbacks = [callback("ModelCheckpoint", dirpath=None), callback("EarlyStopping", monitor="val/acc")]
-    train.prepare_run(config, "fit", make=False)
+    run_folder.prepare_run(config, "fit", make=False)
     assert [c.class_path.rpartition(".")[2] for c in config.trainer.callbacks] == kept
 
 
@@ -1790,38 +1799,38 @@ def test_enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone(
 def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(whose, tmp_path, monkeypatch, no_ranks):
     """discard_fresh_runs, called when a run is refused before its training or evaluation began. wandb.run may be an
     earlier run's of the same process (train.main twice in a notebook): it is neither ended nor removed."""
-    monkeypatch.setattr(train, "_fresh_runs", {})
-    monkeypatch.setattr(train, "_fresh_wandb", {})
-    monkeypatch.setattr(train, "wandb_logged_in", lambda: True)
+    monkeypatch.setattr(run_folder, "_fresh_runs", {})
+    monkeypatch.setattr(run_folder, "_fresh_wandb", {})
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     runs, logs = tmp_path / "runs", tmp_path / "logs"
     runs.mkdir()  # there before: stays
-    train.prepare_run(run_config(runs, run_name="r", logger=wandb_logger()), "fit")
-    train.prepare_run(run_config(runs, run_name="s", logger=False), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger()), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="s", logger=False), "fit")
     # a W&B save_dir of the user's outside the run folder: the folders made for it go too
-    train.prepare_run(run_config(runs, run_name="t", logger=wandb_logger(save_dir=str(logs / "mine"))), "fit")
-    assert train._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
+    run_folder.prepare_run(run_config(runs, run_name="t", logger=wandb_logger(save_dir=str(logs / "mine"))), "fit")
+    assert run_folder._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
                                  runs / "t": [runs / "t", logs / "mine" / "wandb", logs / "mine", logs]}
     (runs / "r" / "checkpoints").mkdir()
     (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
     (runs / "s" / "results.json").write_text("{}")
     finished = []
     wandb_id = json.loads((runs / "t" / "run.json").read_text())["wandb_id"] if whose == "t's" else "earlier1"
-    wandb_run = logs / "mine" / "wandb" / f"offline-run-20261130_010750-{wandb_id}"  # which wandb had begun
-    (wandb_run / "files").mkdir(parents=True)
-    (wandb_run / f"run-{wandb_id}.wandb").write_bytes(b"")
-    (logs / "mine" / "wandb" / "latest-run").symlink_to(wandb_run.name)
+    offline_run = logs / "mine" / "wandb" / f"offline-run-20261130_010750-{wandb_id}"  # which wandb had begun
+    (offline_run / "files").mkdir(parents=True)
+    (offline_run / f"run-{wandb_id}.wandb").write_bytes(b"")
+    (logs / "mine" / "wandb" / "latest-run").symlink_to(offline_run.name)
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(
-        run=SimpleNamespace(id=wandb_id, dir=str(wandb_run / "files")),
+        run=SimpleNamespace(id=wandb_id, dir=str(offline_run / "files")),
         finish=lambda exit_code: finished.append(exit_code)))
-    train.discard_fresh_runs()
+    run_folder.discard_fresh_runs()
     assert sorted(p.name for p in runs.iterdir()) == ["r", "s"]
-    assert train._fresh_runs == {} and train._held_locks == {} and train._fresh_wandb == {}
+    assert run_folder._fresh_runs == {} and run_folder._held_locks == {} and run_folder._fresh_wandb == {}
     if whose == "t's":
         assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
         assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, its W&B run and the logs/ made for it
     else:
-        assert finished == [] and (wandb_run / f"run-{wandb_id}.wandb").is_file()
-        assert sorted(p.name for p in (logs / "mine" / "wandb").iterdir()) == ["latest-run", wandb_run.name]
+        assert finished == [] and (offline_run / f"run-{wandb_id}.wandb").is_file()
+        assert sorted(p.name for p in (logs / "mine" / "wandb").iterdir()) == ["latest-run", offline_run.name]
 
 
 def busy_folder(monkeypatch, folder: Path) -> None:
@@ -1845,12 +1854,12 @@ def test_removing_a_wandb_run_takes_the_links_into_it_and_leaves_the_other_runs(
     (wandb / "debug.log").symlink_to(wandb / "offline-run-1-aaaa" / "logs" / "debug.log")
     (wandb / "other.log").symlink_to(Path("offline-run-2-bbbb") / "logs" / "debug.log")
     (wandb / "settings").write_text("")
-    train.remove_wandb_run(wandb / "offline-run-1-aaaa")
+    wandb_run.remove_wandb_run(wandb / "offline-run-1-aaaa")
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "other.log", "settings"]
     assert (wandb / "other.log").read_text() == "offline-run-2-bbbb"
     # one that cannot be removed (NFS keeps a file another process has open) leaves the refusal as it was
     busy_folder(monkeypatch, wandb / "offline-run-2-bbbb")
-    train.remove_wandb_run(wandb / "offline-run-2-bbbb")
+    wandb_run.remove_wandb_run(wandb / "offline-run-2-bbbb")
     assert sorted(p.name for p in wandb.iterdir()) == ["offline-run-2-bbbb", "settings"]
 
 
@@ -1868,36 +1877,36 @@ def test_a_refused_resume_ends_its_own_wandb_run_as_finished_and_leaves_anothers
     monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
     for run_id, folder, ended in [("other000", "offline-run-3-other000", []),  # the caller's: untouched
                                   ("abcd1234", "offline-run-2-abcd1234", [0])]:
-        monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+        monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
         finished.clear()
         fake_wandb.run = SimpleNamespace(id=run_id, dir=str(wandb / folder / "files"))
-        train.discard_refused_resume()
-        assert finished == ended and train._resumed_wandb == {}
+        run_folder.discard_refused_resume()
+        assert finished == ended and run_folder._resumed_wandb == {}
     assert sorted(p.name for p in wandb.iterdir()) == ["latest-run", "offline-run-1-abcd1234", "offline-run-3-other000"]
     assert os.readlink(wandb / "latest-run") == "offline-run-1-abcd1234"
-    monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", {})})
+    monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", {})})
     fake_wandb.run, finished[:] = SimpleNamespace(id="abcd1234"), []  # no .dir to read
-    train.discard_refused_resume()
+    run_folder.discard_refused_resume()
     assert finished == [0] and (wandb / "offline-run-1-abcd1234").is_dir()
     # the refused part began in the same second as the earlier part: wandb gave it that part's folder, which stays
-    monkeypatch.setattr(train, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+    monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
     fake_wandb.run = SimpleNamespace(id="abcd1234", dir=str(wandb / "offline-run-1-abcd1234" / "files"))
-    train.discard_refused_resume()
+    run_folder.discard_refused_resume()
     assert (wandb / "offline-run-1-abcd1234" / "files").is_dir()
 
 
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
     """On NFS a file another process still has open becomes a .nfs file and its folder cannot be removed: the user
     still gets the refusal's one line, not a traceback of the clean-up (and without a W&B run, no wandb.finish)."""
-    monkeypatch.setattr(train, "_fresh_runs", {})
+    monkeypatch.setattr(run_folder, "_fresh_runs", {})
     runs = tmp_path / "runs"
-    train.prepare_run(run_config(runs, run_name="r"), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="r"), "fit")
     busy_folder(monkeypatch, runs / "r")
     finished = []
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None, finish=lambda exit_code: finished.append(
         exit_code)))
-    train.discard_fresh_runs()
-    assert list((runs / "r").iterdir()) == [] and train._fresh_runs == {} and train._held_locks == {}
+    run_folder.discard_fresh_runs()
+    assert list((runs / "r").iterdir()) == [] and run_folder._fresh_runs == {} and run_folder._held_locks == {}
     assert finished == []  # wandb imported, no W&B run
 
 
@@ -1906,7 +1915,7 @@ def test_prepare_run_on_a_rank_other_than_0_creates_no_folder(tmp_path, monkeypa
     runs = tmp_path / "runs"
     monkeypatch.setenv("RANK", "1")
     config = run_config(runs, logger=wandb_logger())
-    train.prepare_run(config, "fit")
+    run_folder.prepare_run(config, "fit")
     assert config.trainer.default_root_dir.startswith(str(runs)) and not runs.exists()
 
 
@@ -2370,7 +2379,7 @@ def test_system_help_lists_system_then_its_options_with_the_config_values(capsys
                                             ("darknet_fast", "False"), ("style", "WandbLogger"),
                                             ("wgan", "WandbLogger")])
 def test_every_shipped_system_has_help(system, logger, capsys):
-    assert len(train.systems()) == 5  # a new config joins the list above
+    assert len(configs.systems()) == 5  # a new config joins the list above
     train.main(["--system", system, "--help"])  # darknet_fast's `logger: false` once raised a TypeError here
     flat = " ".join(capsys.readouterr().out.split())
     assert f"--trainer.logger LOGGER the config's value (--print_config: all of it) (default: {logger})" in flat
