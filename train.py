@@ -92,7 +92,8 @@ def refuse_old_run_config(argv: list[str], resuming: bool) -> None:
     """A run's config.yaml written before 2026-11-29 (commits 0d45064, c6be0fb, e6c4698) holds that run's own folder
     as trainer.default_root_dir, its checkpoint folder, its W&B id, run_name and lr_find: a new run from it trained
     inside the old run, replacing its last.ckpt and best-*.ckpt and logging into its W&B run, and test/validate
-    refused it as 'does not accept option lr_find.run'. A resume of that run with it (--ckpt_path) still works."""
+    refused it as 'does not accept option lr_find.run'. A resume of that run with it (--ckpt_path) still works. A
+    config.yaml of today edited to name its own run's folder is refused the same way."""
     for config in given_configs(argv):
         path = Path(config).expanduser()
         try:
@@ -106,12 +107,12 @@ def refuse_old_run_config(argv: list[str], resuming: bool) -> None:
         here, there = Path(os.path.realpath(path.parent)), Path(os.path.realpath(Path(root).expanduser()))
         if here != there and (here.parts[-2:] != there.parts[-2:] or len(there.parts) < 3):
             continue
-        raise UserError(f"{config} was written by a dl2-lightning before 2026-11-29: it names its own run's folder "
-                        f"(trainer.default_root_dir {root}), checkpoint folder and W&B run, so a run or an evaluation "
-                        f"from it would write into that run. Resume the run with --config {config} --ckpt_path "
-                        f"{path.parent / 'checkpoints' / 'last.ckpt'}; for a new run or a test, give a copy without "
-                        f"trainer.default_root_dir, run_name, lr_find, the ModelCheckpoint's dirpath and the "
-                        f"WandbLogger's save_dir, id and name")
+        raise UserError(f"{config} names its own run's folder as trainer.default_root_dir ({root}), as a run's "
+                        f"config.yaml did before 2026-11-29 (with its checkpoint folder and W&B run): a run or an "
+                        f"evaluation from it would write into that run. Resume the run with --config {config} "
+                        f"--ckpt_path {path.parent / 'checkpoints' / 'last.ckpt'}; for a new run or a test, give a "
+                        f"copy without trainer.default_root_dir, run_name, lr_find, the ModelCheckpoint's dirpath and "
+                        f"the WandbLogger's save_dir, id and name")
 
 
 def given_configs(argv: list[str]) -> list[str]:
