@@ -366,7 +366,8 @@ TARGETS = {
                             " or train_py_job_prints or without_a_bar or each_system or leaves_out_the_first")),
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
-    "run_config": Target(("train.py", "callbacks/wandb_run.py", "callbacks/run_folder.py", "callbacks/checkpoints.py"),
+    "run_config": Target(("callbacks/run_config.py", "train.py", "callbacks/wandb_run.py", "callbacks/run_folder.py",
+                          "callbacks/checkpoints.py"),
                          ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write", "remove_wandb_run",
                           "discard_refused_resume", "end_wandb_run", "resume_config_hint", "resume_as_begun",
                           "CLI.instantiate_classes"),
@@ -528,7 +529,7 @@ TARGETS = {
     # train.py's command line before the run: --system to its config, the checks of --data, of a config of another
     # system and of the job's options, the system help, the W&B run a train.main began, what is logged of the hardware
     # and the checkout; test_cli_checks.py's direct calls first, then the older tests as node ids (short fits)
-    "cli_checks": Target(("train.py", "callbacks/configs.py", "callbacks/wandb_run.py"),
+    "cli_checks": Target(("train.py", "callbacks/configs.py", "callbacks/wandb_run.py", "callbacks/run_config.py"),
                          ("check_data", "check_job", "find_system", "system_to_config", "system_of", "config_model",
                           "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
                           "current_wandb_run", "hardware", "git_commit", "shipped_class", "exit_status"),

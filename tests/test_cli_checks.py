@@ -16,7 +16,7 @@ from conftest import ROOT
 from jsonargparse import Namespace
 
 import train
-from callbacks import checkpoints, configs, run_folder, wandb_run
+from callbacks import checkpoints, configs, run_config, run_folder, wandb_run
 
 CONFIGS = ROOT / "configs"
 
@@ -358,15 +358,15 @@ def fake_trainer(datamodule, world_size=6, accumulate=3):
 
 def test_hardware_names_what_auto_became_and_the_batch_of_an_optimizer_step():
     data = SimpleNamespace(hparams={"batch_size": 8})
-    assert train.hardware(fake_trainer(data)) == {"accelerator": "TPUAccelerator", "strategy": "FSDPStrategy",
+    assert run_config.hardware(fake_trainer(data)) == {"accelerator": "TPUAccelerator", "strategy": "FSDPStrategy",
                                                   "devices": 3, "nodes": 2, "world_size": 6,
                                                   "effective_batch_size": 8 * 6 * 3}
-    assert isinstance(train.hardware(fake_trainer(data))["effective_batch_size"], int)
-    assert train.hardware(fake_trainer(data, world_size=1, accumulate=5))["effective_batch_size"] == 40
+    assert isinstance(run_config.hardware(fake_trainer(data))["effective_batch_size"], int)
+    assert run_config.hardware(fake_trainer(data, world_size=1, accumulate=5))["effective_batch_size"] == 40
     # no data module, one without hyper-parameters or without an int batch size: unknown
     for datamodule in (None, SimpleNamespace(), SimpleNamespace(hparams={}), SimpleNamespace(hparams={
             "batch_size": None})):
-        assert train.hardware(fake_trainer(datamodule))["effective_batch_size"] is None
+        assert run_config.hardware(fake_trainer(datamodule))["effective_batch_size"] is None
 
 
 def git(folder, *args):
@@ -378,21 +378,22 @@ def test_git_commit_is_the_checkouts_head_dirty_with_changed_tracked_files(tmp_p
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above tmp_path is found
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    monkeypatch.setattr(train, "__file__", str(checkout / "train.py"))  # where git_commit looks
-    assert train.git_commit() is None  # not a git checkout
+    # git_commit looks in the checkout that holds callbacks/run_config.py
+    monkeypatch.setattr(run_config, "__file__", str(checkout / "callbacks" / "run_config.py"))
+    assert run_config.git_commit() is None  # not a git checkout
     git(checkout, "init", "-q")
     (checkout / "train.py").write_text("one\n")
     git(checkout, "add", "train.py")
     git(checkout, "commit", "-qm", "first")
     head = (checkout / ".git" / "refs" / "heads" / git(checkout, "branch", "--show-current")).read_text().strip()
     assert re.fullmatch("[0-9a-f]{40}", head)
-    assert train.git_commit() == head
+    assert run_config.git_commit() == head
     (checkout / "notes.txt").write_text("untracked")  # an untracked file is no change of the code
-    assert train.git_commit() == head
+    assert run_config.git_commit() == head
     (checkout / "train.py").write_text("two\n")
-    assert train.git_commit() == head + "-dirty"
+    assert run_config.git_commit() == head + "-dirty"
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no git at all
-    assert train.git_commit() is None
+    assert run_config.git_commit() is None
 
 
 # the system help

@@ -16,13 +16,14 @@ from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import train
-from callbacks import RerunStoppedValidation, checkpoints, saving
+from callbacks import MaxStepsResume, RerunStoppedValidation, checkpoints, saving
 from lightning_modules.export import EXPORT_KEY
 
-FITTING, TESTING = train.TrainerFn.FITTING, train.TrainerFn.TESTING
+FITTING, TESTING = TrainerFn.FITTING, TrainerFn.TESTING
 
 
 def fake_trainer(**settings):
@@ -369,7 +370,7 @@ def test_a_stop_in_a_ddp_validation_saves_the_whole_state_at_once_on_rank_0_alon
                                   "sharded strategy"])
 def test_a_stop_in_a_validation_is_saved_there_only_by_rank_0_of_a_ddp_fit(case, tmp_path):
     settings = {"rank 1": {"is_global_zero": False, "global_rank": 1}, "one process": {"world_size": 1},
-                "validate subcommand": {"state": SimpleNamespace(fn=train.TrainerFn.VALIDATING)},
+                "validate subcommand": {"state": SimpleNamespace(fn=TrainerFn.VALIDATING)},
                 "sanity check": {"sanity_checking": True}, "fast_dev_run": {"fast_dev_run": 1}, "sharded strategy": {}}
     trainer, saves = validation_rank(**settings[case])
     if case == "sharded strategy":  # DeepSpeed's subclasses DDP's and gathers its state collectively: not alone
@@ -445,7 +446,7 @@ def epochs_of(checkpoint: dict) -> list[tuple[int, int]]:
 
 
 def test_a_stop_inside_an_epoch_resumes_as_that_epoch_not_yet_processed():
-    resume = train.MaxStepsResume()
+    resume = MaxStepsResume()
     # max_steps stopped the 3rd epoch (index 2) after its 2nd batch: Lightning counted it processed, not completed
     stopped = epoch_checkpoint(ready=3, completed=2)
     resume.on_load_checkpoint(None, None, stopped)

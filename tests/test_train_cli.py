@@ -16,9 +16,10 @@ import torch
 import yaml
 from conftest import CLASSES, ROOT, run_in_process, wandb_records
 from jsonargparse import Namespace
+from lightning.pytorch.trainer.states import TrainerFn
 
 import train
-from callbacks import run_folder, saving, wandb_run
+from callbacks import run_config, run_folder, saving, wandb_run
 from callbacks.checkpoint_io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -687,7 +688,7 @@ def test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint(tmp_path):
     from lightning.pytorch.utilities.exceptions import SIGTERMException
     saved = []
     trainer = SimpleNamespace(fast_dev_run=1, sanity_checking=False, is_global_zero=True, global_step=1,
-                              state=SimpleNamespace(fn=train.TrainerFn.FITTING),
+                              state=SimpleNamespace(fn=TrainerFn.FITTING),
                               save_checkpoint=lambda path, **kwargs: saved.append(path))
     stop, exception = saving.SaveOnStop(tmp_path / "last.ckpt"), SIGTERMException()
     stop.on_exception(trainer, None, exception)
@@ -1301,4 +1302,4 @@ def test_the_config_is_written_with_its_none_values_in_the_installed_jsonargpars
     parser.add_argument("--ckpt_path", type=str | None, default=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert yaml.safe_load(parser.dump(parser.parse_args([]), **train.KEEP_NONE)) == {"ckpt_path": None}
+        assert yaml.safe_load(parser.dump(parser.parse_args([]), **run_config.KEEP_NONE)) == {"ckpt_path": None}
