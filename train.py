@@ -349,8 +349,8 @@ class CLI(LightningCLI):
         # that the stopped run logged after its checkpoint, instead of drawing both; the file read only for them
         tensorboards = [logger for logger in trainer.loggers
                         if isinstance(logger, TensorBoardLogger) and logger._kwargs.get("purge_step") is None]
-        if resumed and tensorboards and (batches := checkpoints.checkpoint_batches(Path(config.ckpt_path),
-                                                                       trainer.accumulate_grad_batches)) is not None:
+        if resumed and tensorboards and (batches := checkpoints.checkpoint_batches(
+                Path(config.ckpt_path), trainer.accumulate_grad_batches)) is not None:
             for logger in tensorboards:
                 logger._kwargs["purge_step"] = batches
         if trainer.fast_dev_run:  # Lightning 2.6's ModelCheckpoint saves save_last at train end even then
@@ -398,7 +398,7 @@ class CLI(LightningCLI):
         elif resumed:  # the native fit's (its checkpoint read, and checked, by check_checkpoint_class)
             from lightning_modules.inference import read_checkpoint
             checkpoints.warn_changed_options(trainer, config.ckpt_path, read_checkpoint(config.ckpt_path), self.model,
-                                 self.datamodule, "fit ", config.get("config") or ())
+                                             self.datamodule, "fit ", config.get("config") or ())
         run_folder.make_run_folder(self.run_plan)  # the config is accepted: the run folder, its lock, run.json, wandb/
 
 

@@ -359,8 +359,8 @@ def fake_trainer(datamodule, world_size=6, accumulate=3):
 def test_hardware_names_what_auto_became_and_the_batch_of_an_optimizer_step():
     data = SimpleNamespace(hparams={"batch_size": 8})
     assert run_config.hardware(fake_trainer(data)) == {"accelerator": "TPUAccelerator", "strategy": "FSDPStrategy",
-                                                  "devices": 3, "nodes": 2, "world_size": 6,
-                                                  "effective_batch_size": 8 * 6 * 3}
+                                                       "devices": 3, "nodes": 2, "world_size": 6,
+                                                       "effective_batch_size": 8 * 6 * 3}
     assert isinstance(run_config.hardware(fake_trainer(data))["effective_batch_size"], int)
     assert run_config.hardware(fake_trainer(data, world_size=1, accumulate=5))["effective_batch_size"] == 40
     # no data module, one without hyper-parameters or without an int batch size: unknown

@@ -604,7 +604,7 @@ def test_numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type(tmp_pat
                 "hyper_parameters": saved}, path)
     with pytest.raises(train.UserError) as refused:
         checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [0.25, 0.5]}),
-                               "tiny")
+                                     "tiny")
     assert str(refused.value).endswith(f"(--model.features 5, from its hyper-parameters) and --ckpt_path {path}")
     with pytest.raises(train.UserError) as refused:
         checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [1, 1]}),

@@ -1809,7 +1809,7 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(w
     # a W&B save_dir of the user's outside the run folder: the folders made for it go too
     run_folder.prepare_run(run_config(runs, run_name="t", logger=wandb_logger(save_dir=str(logs / "mine"))), "fit")
     assert run_folder._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
-                                 runs / "t": [runs / "t", logs / "mine" / "wandb", logs / "mine", logs]}
+                                      runs / "t": [runs / "t", logs / "mine" / "wandb", logs / "mine", logs]}
     (runs / "r" / "checkpoints").mkdir()
     (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
     (runs / "s" / "results.json").write_text("{}")
