@@ -894,10 +894,10 @@ def test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_nex
     monkeypatch.setattr(run_folder, "_fresh_runs", {})
     chosen = run_folder.new_time_stamped(tmp_path / "runs")
     chosen.mkdir(parents=True)  # another job's, made between the choice and the claim
-    assert run_folder.claim_time_stamped(tmp_path / "runs", chosen) == tmp_path / "runs" / "20260101-120000-2"
-    chosen = tmp_path / "runs" / "20260101-120000-2"
-    assert run_folder._fresh_runs == {chosen: [chosen]}
-    assert not any(chosen.iterdir())
+    claimed = tmp_path / "runs" / "20260101-120000-2"
+    assert run_folder.claim_time_stamped(tmp_path / "runs", chosen) == claimed
+    assert run_folder._fresh_runs == {claimed: [claimed]}
+    assert not any(chosen.iterdir()) and not any(claimed.iterdir())  # the other job's folder untouched, ours empty
 
 
 @pytest.mark.parametrize("form", ["job", "fit"])
