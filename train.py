@@ -452,10 +452,6 @@ def random_seed() -> int:
     return secrets.randbelow(2**32)
 
 
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=run_folder.release_run_locks)
-
-
 @contextlib.contextmanager
 def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     """Ctrl-C during the test after the fit: exit 130 saying how to test the saved run (Lightning's exit 1 read as a

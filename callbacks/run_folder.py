@@ -642,3 +642,7 @@ def release_run_locks() -> None:
     for lock in _held_locks.values():
         lock.close()
     _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; here with the locks, whoever takes them (train.py or not)
+    os.register_at_fork(after_in_child=release_run_locks)

@@ -1203,6 +1203,21 @@ def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
             os.waitpid(run, 0)
 
 
+def test_a_process_that_holds_a_runs_lock_without_train_releases_it_in_its_forked_children(tmp_path):
+    """The after-fork release comes with the locks (callbacks.run_folder), not with train.py: a script that takes a
+    run's lock through run_folder alone still has its forked workers let go of it."""
+    code = ("import os, sys; from pathlib import Path; from callbacks import run_folder\n"
+            "run_folder.hold_run_lock(Path(sys.argv[1]))\n"
+            "child = os.fork()\n"
+            "if child == 0:\n"
+            "    os._exit(len(run_folder._held_locks))\n"
+            "status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])\n"
+            "print('train' in sys.modules, len(run_folder._held_locks), status)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["False", "1", "0"], out.stderr  # the parent holds it, its child does not
+
+
 def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatch, capsys, no_ranks):
     """A dead node's lock stays on NFS until its lease ends; SLURM requeues only after the earlier allocation ended,
     so the requeue waits, then goes on with a warning (refused, the job would end for good). A clock of its own:
