@@ -194,7 +194,7 @@ class TrainingPhaseScheduler(L.Callback):
             epochs, within = divmod(self.batches_seen, self.epoch_length)
             resumed = resumed_batches(trainer, self.epoch_batches)
             if resumed is not None and 0 < resumed[0] < self.epoch_batches:
-                # inside an epoch: the steps of the batches the data goes on after (train.EpochLengthResume), so the
+                # inside an epoch: the steps of the batches the data goes on after (callbacks.EpochLengthResume), so the
                 # two end together, with gradient accumulation too (manual optimization, which counts batches, has
                 # none: Lightning refuses it)
                 within = resumed[1] // trainer.accumulate_grad_batches

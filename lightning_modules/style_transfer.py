@@ -433,8 +433,9 @@ class StyleTransfer(L.LightningModule):
 
 
 class WriteOnStop(L.Callback):
-    """Ctrl-C or SIGTERM stopping train.py's style run (which saves last.ckpt, train.SaveOnStop): the image as it is is
-    written as at the end, as dl2-stylize does; a stop is often the user's judgement that the result looks done."""
+    """Ctrl-C or SIGTERM stopping train.py's style run (which saves last.ckpt, callbacks.saving.SaveOnStop): the image
+    as it is is written as at the end, as dl2-stylize does; a stop is often the user's judgement that the result looks
+    done."""
 
     def on_exception(self, trainer, pl_module, exception):
         from lightning.pytorch.utilities.exceptions import SIGTERMException
