@@ -258,7 +258,10 @@ TARGETS = {
                              "a_requeued_job_waits_out_a_stale_lock_then_goes_on",
                              "a_run_another_process_is_training_is_not_resumed_alongside_it",
                              "an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one",
-                             "a_checkpoints_step_is_read_from_either_of_torchs_formats"))),
+                             "a_checkpoints_step_is_read_from_either_of_torchs_formats",
+                             # resume_own_newest's choice among last.ckpt, hpc and torn files (run_folders' tests)
+                             "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only_alone",
+                             "a_requeue_after_a_crash_in_the_relink_of_last_ckpt_carries_on_from_the_runs_save"))),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end", "Lookahead._finish",
