@@ -208,7 +208,7 @@ class TensorBatches:
         order = order.to(self.images.device)
         if self.drop_last:  # training: equal shares, so every rank takes the same number of steps; interleaved, as
             # DistributedSampler's, so k batches on each of N ranks train the shuffle's first k x N batches: a resume
-            # on another number of processes goes on with the images not yet trained (train.EpochLengthResume)
+            # on another number of processes goes on with the images not yet trained (callbacks.EpochLengthResume)
             return order[:len(order) // self.world_size * self.world_size][self.rank::self.world_size]
         return order[self.rank::self.world_size]  # evaluation: every image, on exactly one rank
 
