@@ -183,7 +183,8 @@ def darknet_job(data_dir, runs, *extra):
 
 @pytest.fixture
 def wired():
-    """train.py, whose prepare_run adds the ProgressBar (the bar is not in the shipped configs)."""
+    """train.py, whose run folder set-up (callbacks.run_folder.prepare_run) adds the ProgressBar (the bar is not in
+    the shipped configs)."""
     import train
     return train
 
