@@ -595,7 +595,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             input_dir itself (the translations would replace the inputs).
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
         reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
-            rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs a CycleGAN checkpoint.
+            rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs both generators: a
+            CycleGAN checkpoint, junyanz's checkpoints folder, or a G_A/G_B file with its epoch's other one beside it.
         max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
         max_size: scale an image whose longer side is above this down to it, the aspect kept (a phone photo at
             full resolution needs GBs; the reference test.py resizes to --load_size); null: full resolution.
