@@ -26,6 +26,7 @@ from PIL import Image
 import train
 from callbacks import (
     EpochLengthResume,
+    MaxStepsResume,
     RerunStoppedValidation,
     SeedPerRankAndStep,
     checkpoints,
@@ -34,6 +35,7 @@ from callbacks import (
     wandb_run,
 )
 from datamodules import CIFAR10DataModule
+from lightning_modules import DarknetClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -399,6 +401,30 @@ def test_a_resume_inside_an_epoch_with_other_batches_an_epoch_trains_the_images_
                                          f"it goes on after {8 // after} of them"):
         train.main([*make, *record, "--data.batch_size", str(after), "--ckpt_path", "last"])
     # the same images in the same order: 8 of the 2nd epoch before the stop, its other 16 after it
+    assert resumed.read_text().splitlines() == whole.read_text().splitlines()
+
+
+def test_a_plain_trainer_with_the_resume_callbacks_resumes_at_another_batch_size_where_the_epoch_was(tiny_cifar,
+                                                                                                     tmp_path):
+    """callbacks.MaxStepsResume and EpochLengthResume in a plain lightning.Trainer (a notebook, no train.py), as the
+    README says: stopped after 8 of the second epoch's 24 images at batch 2 and resumed at batch 4, the run trains
+    that epoch's other 16 images, in the order a run at batch 4 never stopped does."""
+    def fit(batch_size, record, max_steps=-1, ckpt_path=None):
+        L.seed_everything(0, verbose=False)
+        model = DarknetClassifier(nf=4, num_blocks=[1], num_classes=3, one_cycle=None, top_losses=1)
+        data = CIFAR10DataModule(str(tiny_cifar), batch_size=batch_size, pad=0, flip=False)
+        trainer = L.Trainer(max_epochs=2, max_steps=max_steps, limit_val_batches=0, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            default_root_dir=tmp_path, accelerator="cpu",
+                            callbacks=[MaxStepsResume(), EpochLengthResume(), ImagePrints(str(record))])
+        trainer.fit(model, data, ckpt_path=ckpt_path)
+        return trainer
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    fit(4, whole)
+    fit(2, resumed, max_steps=12 + 4).save_checkpoint(tmp_path / "stopped.ckpt")
+    with pytest.warns(UserWarning, match="the run trained 12 batches an epoch, this training 6: it goes on after 2 of"):
+        fit(4, resumed, ckpt_path=tmp_path / "stopped.ckpt")
     assert resumed.read_text().splitlines() == whole.read_text().splitlines()
 
 
