@@ -26,6 +26,19 @@ from callbacks.saving import global_rank_zero
 from callbacks.strategy import documented_ddp_strategy
 
 RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
+LOCK_PATIENCE_SECONDS = 120  # a requeued job's wait for a dead node's lock (NFS keeps it until its lease ends)
+
+# This process's runs, for the clean-up of a refused run (train.main clears them when it ends):
+_new_stamps: set[Path] = set()  # the folder new_time_stamped chose for the run prepare_run is choosing one for
+# run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it
+# that it made), while a refusal of the run would discard them: until its training or evaluation begins (RunBegan)
+_fresh_runs: dict[Path, list[Path]] = {}
+# run folder -> its W&B run id, for the fresh ones: wandb.run may be an earlier run's (train.main twice in a notebook)
+_fresh_wandb: dict[Path, str] = {}
+# run folder -> its W&B run id and wandb's links in its W&B folder (latest-run, debug.log) as they were, for a run
+# folder there before (a resume) until its training begins (RunBegan)
+_resumed_wandb: dict[Path, tuple[str, dict[Path, str]]] = {}
+_held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
 
 
 class MarkTraining(Callback):
@@ -136,9 +149,6 @@ def check_run_owner(run_dir: Path, model_class: str) -> None:
         theirs = describe(info["model"])
         raise UserError(f"run folder {run_dir} belongs to a {theirs} run, this is {describe(model_class)}; "
                         f"use --system {theirs} or another --run_name")
-
-
-_new_stamps: set[Path] = set()  # the folder new_time_stamped chose for the run prepare_run is choosing one for
 
 
 def new_time_stamped(root: Path) -> Path:
@@ -485,20 +495,6 @@ def check_run_folders(run_dir: Path, checkpoint_dirs: list[Path], wandb_dir: Pat
         refuse_a_file_on_the_way(folder, "--run_name", f"run folder {run_dir}: ")
 
 
-# run folder -> the folders made for it by make_run_folder or claim_time_stamped (the run folder, then those above it
-# that it made), while a refusal of the run would discard them: until its training or evaluation begins (RunBegan)
-_fresh_runs: dict[Path, list[Path]] = {}
-
-
-# run folder -> its W&B run id, for the fresh ones: wandb.run may be an earlier run's (train.main twice in a notebook)
-_fresh_wandb: dict[Path, str] = {}
-
-
-# run folder -> its W&B run id and wandb's links in its W&B folder (latest-run, debug.log) as they were, for a run
-# folder there before (a resume) until its training begins (RunBegan)
-_resumed_wandb: dict[Path, tuple[str, dict[Path, str]]] = {}
-
-
 def make_run_folder(plan: RunPlan) -> None:
     """The run folder of a run whose config was accepted: its lock (a fit's), its W&B folder and run.json, made by the
     job's first process (the others follow it and write nothing). A folder made here (or a new time-stamped one,
@@ -583,12 +579,6 @@ def discard_refused_resume() -> None:
                     link.unlink(missing_ok=True)
                     link.symlink_to(target)
     _resumed_wandb.clear()
-
-
-_held_locks: dict[Path, object] = {}  # run folder -> its open lock file, held while this process trains there
-
-
-LOCK_PATIENCE_SECONDS = 120
 
 
 def hold_run_lock(run_dir: Path) -> None:
