@@ -37,24 +37,13 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from callbacks import checkpoints, configs, run_folder, saving, wandb_run
 from callbacks.checkpoint_io import replaced, write_json
 from callbacks.checkpoints import EVALUATIONS
-from callbacks.errors import (
-    UserError,
-    ctrl_c_ends_the_fit,
-    lightning_ctrl_c,
-    on_ctrl_c,
-    one_line_errors,
-    user_message,
-)
+from callbacks.errors import UserError, ctrl_c_ends_the_fit, lightning_ctrl_c, on_ctrl_c, one_line_errors, user_message
 from callbacks.images import log_to_loggers, subplots
 from callbacks.progress import MonitorSummary, WriteLoggingSteps, format_number, quiet
 from callbacks.resume import EpochLengthResume, LastStepLr, MaxStepsResume, RerunStoppedValidation, SeedPerRankAndStep
 from callbacks.run_config import LogConfig
 from callbacks.saving import EpochEndSave, RequeueSignal, SaveOnStop, TimedSave
-from callbacks.strategy import (
-    auto_ddp_strategy,
-    check_launched_processes,
-    refuse_started_processes,
-)
+from callbacks.strategy import auto_ddp_strategy, check_launched_processes, refuse_started_processes
 
 SUBCOMMANDS = {"fit", "validate", "test"}
 # LightningCLI's predict needs a predict step, which no system has: each system's inference command does that job
