@@ -377,7 +377,7 @@ TARGETS = {
                          ("tests/test_train_runs.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
                           "tests/test_tensorboard.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
-                          " or runs_config_yaml or resume_keeps_the_config or writes_results or refused_resume"
+                          " or runs_config_yaml or writes_results or refused_resume"
                           " or names_the_runs_config or options_than_the_runs or native_fits_refused"
                           " or new_run_from_the_weights_alone or test_tensorboard")),
     "strategy": Target("callbacks/strategy.py",

@@ -1,10 +1,12 @@
 """tests/mutation.py's targets name functions and tests that exist: code moved or renamed since a target was written
-would make mutmut stop on that target (a function not found) or count every mutant killed (a test not collected)."""
+would make mutmut stop on that target (a function not found), or run fewer tests than it names (a test not collected,
+a -k word that selects nothing), and count surviving mutants as killed or killed ones as survivors."""
 
 import ast
 import functools
 import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -20,6 +22,18 @@ def defined_tests(path):
     return {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
 
 
+@functools.cache
+def keywords(path) -> set[str]:
+    """What a -k word can match in the file: its name, its tests' names and the strings of their parametrize marks
+    (the ids pytest makes of them)."""
+    names = {Path(path).name, *defined_tests(path)}
+    for node in ast.parse((ROOT / path).read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            names |= {constant.value for decorator in node.decorator_list for constant in ast.walk(decorator)
+                      if isinstance(constant, ast.Constant) and isinstance(constant.value, str)}
+    return names
+
+
 @pytest.mark.parametrize("name", sorted(mutation.TARGETS))
 def test_each_targets_functions_and_tests_exist(name):
     target = mutation.TARGETS[name]
@@ -32,6 +46,12 @@ def test_each_targets_functions_and_tests_exist(name):
         assert (ROOT / path).is_file(), f"{name}: no {path}"
         if test:
             assert re.sub(r"\[.*\]$", "", test) in defined_tests(path), f"{name}: no {argument}"
+    if "-k" in target.tests:  # each word of the expression matches something in the files (a renamed test would not)
+        files = [argument.partition("::")[0] for argument in target.tests if argument.startswith("tests/")]
+        known = set().union(*map(keywords, files))
+        words = re.findall(r"\w+", target.tests[target.tests.index("-k") + 1])
+        unknown = [word for word in words if word not in ("and", "or", "not") and not any(word in k for k in known)]
+        assert not unknown, f"{name}: -k words that match no test of {', '.join(files)}: {', '.join(unknown)}"
 
 
 def test_a_function_not_in_its_file_stops_the_target():
