@@ -6,9 +6,10 @@ The native LightningCLI form (`python train.py fit --config configs/darknet.yaml
 Exit status: 0 done; 2 a mistake the user can fix, printed as one line `train.py: error: ...` (`--traceback` or
 DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped after saving checkpoints/last.ckpt.
 
-Here: the command line, the job and the LR finder. What a run builds on is in callbacks/, by role: run_folder (its
-folder, run.json, lock, `--ckpt_path last`), checkpoints (a checkpoint's checks, `--init_from`), saving (timed and
-stop-signal saves, SLURM's requeue), resume, run_config (config.yaml), wandb_run, configs (the `--system` names).
+Here: the command line and the job. What a run builds on is in callbacks/, by role: run_folder (its folder, run.json,
+lock, `--ckpt_path last`), checkpoints (a checkpoint's checks, `--init_from`), saving (timed and stop-signal saves,
+SLURM's requeue), resume, run_config (config.yaml), lr_finder (`--lr_find`), wandb_run, configs (the `--system`
+names).
 """
 
 import contextlib
@@ -21,7 +22,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
@@ -35,10 +35,10 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks import checkpoints, configs, run_folder, saving, wandb_run
-from callbacks.checkpoint_io import replaced, write_json
+from callbacks.checkpoint_io import write_json
 from callbacks.checkpoints import EVALUATIONS
-from callbacks.errors import UserError, ctrl_c_ends_the_fit, lightning_ctrl_c, on_ctrl_c, one_line_errors, user_message
-from callbacks.images import log_to_loggers, subplots
+from callbacks.errors import UserError, lightning_ctrl_c, on_ctrl_c, one_line_errors, user_message
+from callbacks.lr_finder import lr_find
 from callbacks.progress import MonitorSummary, WriteLoggingSteps, format_number, quiet
 from callbacks.resume import EpochLengthResume, LastStepLr, MaxStepsResume, RerunStoppedValidation, SeedPerRankAndStep
 from callbacks.run_config import LogConfig
@@ -576,71 +576,6 @@ def run_job(cli: CLI) -> dict:
                                                                              for k, v in shown.items()))
         print(f"Results written to {path}")
     return results
-
-
-def lr_find(cli: CLI, run: bool = False, mode: Literal["exponential", "linear"] = "exponential",
-            min_lr: float = 1e-6, max_lr: float = 10.0, num_training: int = 100, stop_div: float | None = 4.0,
-            linear_axis: bool = False) -> float | None:
-    """Lightning's LR finder instead of training: saves lr_find.png and lr_find.json, prints the suggestion.
-
-    Args:
-        run: run the finder (`--lr_find.run true`, or just `--lr_find`) instead of fit and test.
-        mode: exponential or linear growth of the lr between min_lr and max_lr.
-        min_lr: first lr tried.
-        max_lr: last lr tried.
-        num_training: steps of the sweep.
-        stop_div: stop once the smoothed loss exceeds stop_div x the best so far, or is not finite (the seed's
-            stop_div; the average debiased as fastai's, not as Lightning's: callbacks/lr_finder.py); null never.
-        linear_axis: plot lr on a linear axis (the seed's plot(linear=True)) instead of a log axis.
-    """
-    from lightning.pytorch.tuner import Tuner
-
-    from callbacks import TrainingPhaseScheduler
-    from callbacks.lr_finder import debiased_loss_record, early_end_not_called_divergence
-    trainer = cli.trainer  # a GAN's manual optimization is refused by check_job
-    # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
-    # the sweep keeps its folder, however it ends (RunBegan does not see it: Lightning's finder swaps the callbacks)
-    run_folder._fresh_runs.pop(Path(trainer.default_root_dir), None)
-    # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
-    # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the
-    # sweep. No validation then: Lightning validates on stopping early, up to num_training batches
-    with ctrl_c_ends_the_fit(trainer, "Ctrl-C: ending the sweep after this batch and plotting it (Ctrl-C again to "
-                             "stop at once)", enabled=trainer.world_size == 1, limit_val_batches=0) as stopped, \
-            debiased_loss_record(), early_end_not_called_divergence(stopped), lightning_ctrl_c(trainer), \
-            warnings.catch_warnings():
-        # a sweep stopped at once restores the model with the finder's callbacks still in place: Lightning's advice
-        # to add ModelCheckpoint to the Trainer is not for the user
-        warnings.filterwarnings("ignore", "Be aware that when using `ckpt_path`")
-        finder = Tuner(trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr,
-                                        num_training=num_training, mode=mode, early_stop_threshold=stop_div,
-                                        update_attr=False)
-    if not trainer.is_global_zero:
-        return None
-    suggestion = None if stopped else finder.suggestion()  # a partial sweep's steepest descent is no advice
-    figure, axes = subplots()  # not pyplot's: a notebook calling train.main keeps its own backend
-    finder.plot(suggest=suggestion is not None, ax=axes)
-    axes.set_xscale("linear" if linear_axis else "log")
-    run_dir = Path(trainer.default_root_dir)
-    with replaced(run_dir / "lr_find.png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    write_json(run_dir / "lr_find.json", {**finder.results, "suggestion": suggestion})
-    log_to_loggers(trainer, "lr_find", run_dir / "lr_find.png", at_batch=False,
-                   caption="no suggestion" if suggestion is None else f"suggested lr {suggestion:.3g}")
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.summary["lr_find/suggestion"] = suggestion  # the runs table's column
-    if stopped:
-        lrs = finder.results["lr"]
-        print(f"LR finder: stopped by Ctrl-C after {len(lrs)} of {num_training} steps, at lr {lrs[-1]:.3g} (the sweep "
-              f"goes up to {max_lr:g}); no suggestion from part of a sweep. Plot: {run_dir / 'lr_find.png'}")
-        raise SystemExit(130)
-    print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
-          if suggestion is not None else "LR finder: no suggestion (too few points, or the loss diverged early); try a "
-                                         "larger --lr_find.num_training, a smaller --lr_find.max_lr or "
-                                         "--lr_find.stop_div null")
-    print(f"LR finder plot: {run_dir / 'lr_find.png'}")
-    return suggestion
 
 
 # what a run sets in os.environ for itself and the ranks Lightning launches, put back as it was when train.main ends

@@ -16,7 +16,7 @@ from conftest import ROOT
 from jsonargparse import Namespace
 
 import train
-from callbacks import checkpoints, configs, run_config, run_folder, wandb_run
+from callbacks import checkpoints, configs, lr_finder, run_config, run_folder, wandb_run
 
 CONFIGS = ROOT / "configs"
 
@@ -168,7 +168,7 @@ class FakeCLI:
 
 
 def options(model="lightning_modules.DarknetClassifier", **given):
-    finder = {name: p.default for name, p in inspect.signature(train.lr_find).parameters.items() if name != "cli"}
+    finder = {name: p.default for name, p in inspect.signature(lr_finder.lr_find).parameters.items() if name != "cli"}
     values = dict(model=Namespace(class_path=model), trainer=Namespace(fast_dev_run=False), ckpt_path=None,
                   run_name=None, init_from=None, save_every_minutes=10.0, lr_find=Namespace(**finder))
     values.update(given)
