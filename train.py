@@ -243,7 +243,7 @@ class CLI(LightningCLI):
                 raise UserError(f"--lr_find.{changed[0]} is an LR finder option, but the finder runs only with "
                                 "--lr_find (else this trains); add --lr_find, or drop the option")
         if kind in EVALUATIONS:  # before a folder is made: Lightning's "No test_step() method defined" traceback
-            model_class = checkpoints.import_class(checkpoints.model_class_of(self.job_config()))
+            model_class = configs.import_class(configs.model_class_of(self.job_config()))
             step = {"validate": "validation_step", "test": "test_step"}[kind]
             if not is_overridden(step, model_class, parent=LightningModule):
                 raise UserError(f"{kind}: {model_class.__name__} has no {step}; "

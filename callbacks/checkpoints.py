@@ -2,7 +2,6 @@
 (one line naming the fix where it does not), and `--init_from`'s weights.
 """
 
-import importlib
 import json
 import shlex
 import sys
@@ -13,7 +12,7 @@ import yaml
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks.configs import system_of
+from callbacks.configs import model_class_of, system_of
 from callbacks.errors import UserError
 
 EVALUATIONS = ("validate", "test")  # subcommands that read a checkpoint and write a folder of their own
@@ -32,16 +31,6 @@ def refuse_reference_resume(path: str, model_class: type) -> None:
     if reference:
         raise UserError(f"--ckpt_path {path} is {model_class.reference_files}: --ckpt_path resumes a run of train.py; "
                         f"to start one from those weights give --init_from {path}")
-
-
-def import_class(class_path: str) -> type:
-    """The class a config's class_path names (lightning_modules.WGAN)."""
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def model_class_of(config) -> str:
-    return config.model.class_path if hasattr(config.model, "class_path") else str(config.model)
 
 
 def refuse_exported_resume(state: dict, path: str) -> None:

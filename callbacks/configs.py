@@ -1,5 +1,7 @@
-"""The systems train.py knows, by the names `--system` takes: one per config file in configs/ (FOLDER)."""
+"""The systems train.py knows, by the names `--system` takes: one per config file in configs/ (FOLDER); and the model
+class a config names."""
 
+import importlib
 from pathlib import Path
 
 import yaml
@@ -26,3 +28,13 @@ def system_of(class_path: str) -> str | None:
 def describe(model_class: str) -> str:
     """'wgan' for lightning_modules.WGAN (the --system that trains it), else the class path."""
     return system_of(model_class) or model_class
+
+
+def import_class(class_path: str) -> type:
+    """The class a config's class_path names (lightning_modules.WGAN)."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def model_class_of(config) -> str:
+    return config.model.class_path if hasattr(config.model, "class_path") else str(config.model)

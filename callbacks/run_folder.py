@@ -18,8 +18,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from callbacks import wandb_run
 from callbacks.checkpoint_io import remove_stale_temporaries, write_json
-from callbacks.checkpoints import EVALUATIONS, checkpoint_step, import_class, model_class_of, refuse_reference_resume
-from callbacks.configs import describe
+from callbacks.checkpoints import EVALUATIONS, checkpoint_step, refuse_reference_resume
+from callbacks.configs import describe, import_class, model_class_of
 from callbacks.errors import UserError, check_output_folder, refuse_a_file_on_the_way, refuse_unexpanded_home
 from callbacks.progress import add_progress_bar
 from callbacks.saving import global_rank_zero

@@ -3,8 +3,9 @@ refusal of processes started from train.py's own, the check of a launcher's proc
 at exit."""
 
 import atexit
-import importlib
 import os
+
+from callbacks.configs import import_class
 
 
 def documented_ddp_strategy(config) -> None:
@@ -12,8 +13,7 @@ def documented_ddp_strategy(config) -> None:
     `ddp_strategy` attribute (the WGAN and the CycleGAN: ddp_find_unused_parameters_true) becomes that name."""
     if config.trainer.get("strategy") != "ddp" or not config.get("model"):
         return
-    module, _, name = config.model.class_path.rpartition(".")
-    config.trainer.strategy = getattr(getattr(importlib.import_module(module), name), "ddp_strategy", "ddp")
+    config.trainer.strategy = getattr(import_class(config.model.class_path), "ddp_strategy", "ddp")
 
 
 def auto_ddp_strategy(trainer, model, given) -> None:

@@ -158,7 +158,7 @@ TARGETS = {
                        "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
-    "run_folders": Target(("callbacks/run_folder.py", "callbacks/saving.py", "callbacks/checkpoints.py"),
+    "run_folders": Target(("callbacks/run_folder.py", "callbacks/saving.py", "callbacks/configs.py"),
                           ("read_run", "newest_last_checkpoint", "check_run_owner", "new_time_stamped",
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
