@@ -778,6 +778,7 @@ def report() -> int:
     rows = sqlite3.connect(ROOT / ".mutmut-cache").execute(
         "SELECT f.filename, l.line, l.line_number, m.\"index\", m.status FROM mutant m JOIN line l ON m.line = l.id"
         " JOIN sourcefile f ON l.sourcefile = f.id").fetchall()
+    sources: dict[str, str] = {}  # file -> its text, read once for all its survivors
     for name, target in TARGETS.items():
         lines = target_lines(target)
         mine = [r for r in rows if r[2] in lines.get(r[0], ()) and r[4] != "skipped"]
@@ -791,7 +792,7 @@ def report() -> int:
         for filename, line, number, index, status in sorted(mine, key=lambda r: (r[0], r[2], r[3])):
             if status in ("ok_killed", "ok_suspicious", "untested"):
                 continue
-            source = (ROOT / filename).read_text()
+            source = sources.setdefault(filename, (ROOT / filename).read_text())
             context = Context(source=source, filename=filename, dict_synonyms=[],
                               mutation_id=RelativeMutationID(line, index, number))
             pairs = zip(source.split("\n"), mutate(context)[0].split("\n"), strict=False)

@@ -17,9 +17,10 @@ spec.loader.exec_module(mutation)
 
 
 @functools.cache
-def defined_tests(path):
+def defined_tests(path) -> dict[str, ast.FunctionDef]:
     tree = ast.parse((ROOT / path).read_text())
-    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    return {node.name: node for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
 
 
 @functools.cache
@@ -27,10 +28,9 @@ def keywords(path) -> set[str]:
     """What a -k word can match in the file: its name, its tests' names and the strings of their parametrize marks
     (the ids pytest makes of them)."""
     names = {Path(path).name, *defined_tests(path)}
-    for node in ast.parse((ROOT / path).read_text()).body:
-        if isinstance(node, ast.FunctionDef) and node.name in names:
-            names |= {constant.value for decorator in node.decorator_list for constant in ast.walk(decorator)
-                      if isinstance(constant, ast.Constant) and isinstance(constant.value, str)}
+    for node in defined_tests(path).values():
+        names |= {constant.value for decorator in node.decorator_list for constant in ast.walk(decorator)
+                  if isinstance(constant, ast.Constant) and isinstance(constant.value, str)}
     return names
 
 
