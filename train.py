@@ -650,22 +650,19 @@ def run_main(argv: list[str] | None) -> None:
         # Ctrl-C or SIGTERM before the training began (RunBegan: a run that began is no longer fresh), as a refusal:
         # the folder it made goes, W&B run and all (a bug's stays, for its logs)
         stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
-        if run_folder._fresh_runs and (stopped or (isinstance(error, Exception) and user_message(error) is not None)):
+        if stopped or (isinstance(error, Exception) and user_message(error) is not None):
             removed = run_folder.discard_fresh_runs()
             if stopped and removed:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
-        if run_folder._resumed_wandb and isinstance(error, Exception) and user_message(error) is not None:
+        if isinstance(error, Exception) and user_message(error) is not None:
             run_folder.discard_refused_resume()
         wandb_run.finish_wandb_run(earlier_wandb_run, exit_status(error))
         raise
     else:
         wandb_run.finish_wandb_run(earlier_wandb_run, 0)
     finally:
-        run_folder._fresh_runs.clear()
-        run_folder._fresh_wandb.clear()
-        run_folder._resumed_wandb.clear()
-        run_folder.release_run_locks()
+        run_folder.forget_runs()
         if saving.requeue_signal is not None:
             saving.requeue_signal.uninstall()
             saving.requeue_signal = None

@@ -634,5 +634,13 @@ def release_run_locks() -> None:
     _held_locks.clear()
 
 
+def forget_runs() -> None:
+    """At train.main's end: this process's runs are no longer fresh or resumed, their locks released."""
+    _fresh_runs.clear()
+    _fresh_wandb.clear()
+    _resumed_wandb.clear()
+    release_run_locks()
+
+
 if hasattr(os, "register_at_fork"):  # POSIX; here with the locks, whoever takes them (train.py or not)
     os.register_at_fork(after_in_child=release_run_locks)
