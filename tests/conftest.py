@@ -208,6 +208,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def no_ranks(monkeypatch):
+    """The environment of a job started by hand: no rank, no SLURM job, no earlier run's hand-over. prepare_run called
+    by hand notes its new folders and W&B ids for the clean-up of a refused train.main (which clears them when it
+    ends): kept to the test, or a later train.main stopped before its training removed this test's folders too and
+    named them in its "Stopped before the training began: removed ..." line."""
+    from callbacks import run_folder
+    for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID",
+                 "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("_fresh_runs", "_fresh_wandb", "_resumed_wandb"):
+        monkeypatch.setattr(run_folder, name, {})
+    yield
+    run_folder.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
+
+
 def cycle_l1_by_hand(model, root: Path) -> dict[str, float]:
     """The CycleGAN's test metric written out: mean |F(G(x)) - x| of each test image alone, then the mean over
     each domain's images ({"a": ..., "b": ...}), images read as the data module reads them (scaled to [-1, 1])."""

@@ -137,24 +137,27 @@ TARGETS = {
                       ("tests/test_commands.py", "-k", "device_this or two_gpus")),
     "resume": Target(("callbacks/saving.py", "callbacks/checkpoints.py"),
                      ("EpochEndSave.on_train_epoch_end", "init_from"),
-                     ("tests/test_train_runs.py", "-m", "not slow", "-k",
+                     ("tests/test_stop_signals.py", "tests/test_last_ckpt.py", "tests/test_resume_steps.py",
+                      "tests/test_init_from.py", "tests/test_checkpoint_checks.py", "-m", "not slow", "-k",
                       "each_epoch_end or every_remaining_epoch or init_from or mid_epoch")),
     # callbacks/resume.py (in train.py before 2026-11-30: its on_train_start in "resume", its on_load_checkpoint in
     # "stop_and_resume", with their tests)
     "max_steps_resume": Target("callbacks/resume.py",
                                ("MaxStepsResume.on_train_start", "MaxStepsResume.on_load_checkpoint",
                                 "SeedPerRankAndStep.on_train_start"),
-                               ("tests/test_train_runs.py", "tests/test_stop_and_resume.py",
+                               ("tests/test_stop_signals.py", "tests/test_resume_order.py", "tests/test_last_ckpt.py",
+                                "tests/test_resume_steps.py", "tests/test_stop_and_resume.py",
                                 "tests/test_max_steps_resume.py", "-m", "not slow", "-k",
                                 "each_epoch_end or every_remaining_epoch or mid_epoch or not_yet_processed"
                                 " or plain_trainers_resume or own_random")),
     "stopped_validation": Target("callbacks/resume.py", ("RerunStoppedValidation.on_load_checkpoint",
                                                          "RerunStoppedValidation.on_train_start"),
-                                 ("tests/test_train_runs.py", "-m", "not slow", "-k",
-                                  "part_way or validation_saves or last_validation or own_random or read_as_such")),
+                                 ("tests/test_validation_stop.py", "tests/test_resume_order.py", "-m", "not slow",
+                                  "-k", "part_way or validation_saves or last_validation or own_random"
+                                  " or read_as_such")),
     "restart": Target("datamodules/workers.py", ("restart_position", "restart_skip", "ResumableSampler.__init__",
                                                  "ResumableSampler.__iter__", "LateLoader.__iter__"),
-                      ("tests/test_train_runs.py", "tests/test_unpaired_data.py", "-k",
+                      ("tests/test_resume_order.py", "tests/test_unpaired_data.py", "-k",
                        "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
@@ -164,49 +167,62 @@ TARGETS = {
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
                            "model_class_of", "resolve_checkpoint", "fit_folder", "evaluation_folder", "prepare_run",
                            "make_run_folder", "discard_fresh_runs", "claim_time_stamped", "missing_folders"),
-                          tuple(f"tests/test_train_{test}" for test in (
-                              *(f"runs.py::test_{name}" for name in (  # the functions called directly: milliseconds
-                                  "last_is_the_run_started_last_not_the_last_name",
-                                  "last_takes_a_run_json_without_trained_from_a_train_py_before_that_key",
-                                  "last_names_the_newest_folder_without_run_json_and_the_newest_older_run",
-                                  "run_name_without_a_folder_or_a_checkpoint_says_what_to_do",
-                                  "a_new_time_stamp_takes_the_first_free_suffix",
-                                  "a_launched_evaluation_rank_reads_rank_0s_checkpoint",
-                                  "last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_newest",
-                                  "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint",
-                                  "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state",
-                                  "a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue",
-                                  "a_named_run_of_a_train_py_before_trained_is_not_taken_over",
-                                  "a_second_slurm_task_follows_task_0_into_the_folder_it_made",
-                                  "a_checkpoint_of_a_folder_without_run_json_resumes_in_that_folder",
-                                  "prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder",
-                                  "prepare_run_keeps_the_wandb_options_given",
-                                  "prepare_run_on_a_rank_other_than_0_creates_no_folder",
-                                  "last_takes_a_run_json_without_a_start_time_as_older_than_any_started_run",
-                                  "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only"
-                                  "_alone",
-                                  "wandb_mode_offline_shows_in_the_loggers_config",
-                                  "enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone",
-                                  "a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run",
-                                  "a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was")),
-                              "cli.py::test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank",
-                              "cli.py::test_lr_find_refuses_a_checkpoint",
-                              "runs.py::test_a_new_run_never_reuses_an_existing_folder",
-                              "runs.py::test_a_slurm_requeue_carries_on_in_its_folder_from_last",
-                              "runs.py::test_a_named_run_that_stopped_before_training_can_be_retried_under_its_name",
-                              "runs.py::test_last_passes_over_a_newer_run_that_stopped_before_training",
-                              "runs.py::test_last_skips_the_newer_run_of_another_system_sharing_the_root",
-                              "cli.py::test_native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_no"
-                              "_training_run",
-                              "cli.py::test_native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run",
-                              "runs.py::test_last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone",
-                              "cli.py::test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run",
-                              "cli.py::test_a_refused_run_leaves_nothing_behind",
-                              "cli.py::test_a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training",
-                              "cli.py::test_jobs_started_together_each_keep_the_time_stamp_they_chose",
-                              "cli.py::test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name",
-                              "runs.py::test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone",
-                              "runs.py::test_a_refused_run_removes_its_folder_under_its_lock"))),
+                          tuple(f"tests/test_{file}.py::test_{name}" for file, name in (
+                              # the functions called directly: milliseconds
+                              ("run_folder_choices", "last_is_the_run_started_last_not_the_last_name"),
+                              ("run_folder_choices",
+                               "last_takes_a_run_json_without_trained_from_a_train_py_before_that_key"),
+                              ("run_folder_choices",
+                               "last_names_the_newest_folder_without_run_json_and_the_newest_older_run"),
+                              ("run_folder_choices", "run_name_without_a_folder_or_a_checkpoint_says_what_to_do"),
+                              ("run_folder_choices", "a_new_time_stamp_takes_the_first_free_suffix"),
+                              ("run_folder_choices", "a_launched_evaluation_rank_reads_rank_0s_checkpoint"),
+                              ("slurm_folders",
+                               "last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_newest"),
+                              ("slurm_folders",
+                               "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint"),
+                              ("slurm_folders",
+                               "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state"),
+                              ("slurm_folders", "a_named_run_in_a_slurm_job_is_taken_over_only_by_a_requeue"),
+                              ("run_folder_choices", "a_named_run_of_a_train_py_before_trained_is_not_taken_over"),
+                              ("slurm_folders", "a_second_slurm_task_follows_task_0_into_the_folder_it_made"),
+                              ("run_folder_choices",
+                               "a_checkpoint_of_a_folder_without_run_json_resumes_in_that_folder"),
+                              ("prepare_run", "prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder"),
+                              ("prepare_run", "prepare_run_keeps_the_wandb_options_given"),
+                              ("prepare_run", "prepare_run_on_a_rank_other_than_0_creates_no_folder"),
+                              ("run_folder_choices",
+                               "last_takes_a_run_json_without_a_start_time_as_older_than_any_started_run"),
+                              ("slurm_folders",
+                               "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only"
+                               "_alone"),
+                              ("prepare_run", "wandb_mode_offline_shows_in_the_loggers_config"),
+                              ("prepare_run", "enable_checkpointing_false_drops_the_configs_checkpoint_callback_alone"),
+                              ("refused_run_cleanup",
+                               "a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run"),
+                              ("refused_run_cleanup",
+                               "a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was"),
+                              ("train_cli", "a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank"),
+                              ("train_cli", "lr_find_refuses_a_checkpoint"),
+                              ("run_folders", "a_new_run_never_reuses_an_existing_folder"),
+                              ("run_folders", "a_slurm_requeue_carries_on_in_its_folder_from_last"),
+                              ("run_folders", "a_named_run_that_stopped_before_training_can_be_retried_under_its_name"),
+                              ("run_folders", "last_passes_over_a_newer_run_that_stopped_before_training"),
+                              ("run_folders", "last_skips_the_newer_run_of_another_system_sharing_the_root"),
+                              ("train_cli",
+                               "native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_no_training_run"),
+                              ("train_cli", "native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run"),
+                              ("run_folders",
+                               "last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone"),
+                              ("train_cli", "native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run"),
+                              ("train_cli", "a_refused_run_leaves_nothing_behind"),
+                              ("train_cli",
+                               "a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training"),
+                              ("train_cli", "jobs_started_together_each_keep_the_time_stamp_they_chose"),
+                              ("train_cli",
+                               "a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name"),
+                              ("run_locks", "a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone"),
+                              ("run_locks", "a_refused_run_removes_its_folder_under_its_lock")))),
     "logging": Target("callbacks/progress.py",
                       ("logging_step", "last_batch", "WriteLoggingSteps.on_train_start",
                        "WriteLoggingSteps.on_train_batch_end"),
@@ -231,7 +247,7 @@ TARGETS = {
     "cifar10_order": Target("datamodules/cifar10.py",
                             ("TensorBatches.set_epoch", "TensorBatches._order", "TensorBatches.__len__",
                              "TensorBatches.__iter__", "CIFAR10DataModule.train_dataloader"),
-                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "tests/test_train_runs.py",
+                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "tests/test_resume_order.py",
                              "-k", "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
                              " or tensor_batches or on_device or (rest_of_that_epochs and darknet)")),
     # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
@@ -252,16 +268,21 @@ TARGETS = {
     "run_guards": Target(("callbacks/run_folder.py", "callbacks/checkpoints.py"),
                          ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step", "hold_run_lock",
                           "release_run_locks"),
-                         tuple(f"tests/test_train_runs.py::test_{name}" for name in (
-                             "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state",
-                             "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint",
-                             "a_requeued_job_waits_out_a_stale_lock_then_goes_on",
-                             "a_run_another_process_is_training_is_not_resumed_alongside_it",
-                             "an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one",
-                             "a_checkpoints_step_is_read_from_either_of_torchs_formats",
+                         tuple(f"tests/test_{file}.py::test_{name}" for file, name in (
+                             ("slurm_folders",
+                              "a_requeue_of_a_job_given_a_checkpoint_carries_on_from_the_jobs_own_newest_state"),
+                             ("slurm_folders",
+                              "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint"),
+                             ("run_locks", "a_requeued_job_waits_out_a_stale_lock_then_goes_on"),
+                             ("run_locks", "a_run_another_process_is_training_is_not_resumed_alongside_it"),
+                             ("run_folders",
+                              "an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one"),
+                             ("checkpoint_checks", "a_checkpoints_step_is_read_from_either_of_torchs_formats"),
                              # resume_own_newest's choice among last.ckpt, hpc and torn files (run_folders' tests)
-                             "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only_alone",
-                             "a_requeue_after_a_crash_in_the_relink_of_last_ckpt_carries_on_from_the_runs_save"))),
+                             ("slurm_folders",
+                              "a_requeue_takes_last_ckpt_over_an_hpc_checkpoint_of_its_step_and_a_torn_file_only_alone"),
+                             ("slurm_folders",
+                              "a_requeue_after_a_crash_in_the_relink_of_last_ckpt_carries_on_from_the_runs_save")))),
     "lookahead": Target("callbacks/lookahead.py",
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end", "Lookahead._finish",
@@ -374,7 +395,8 @@ TARGETS = {
                          ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write", "remove_wandb_run",
                           "discard_refused_resume", "end_wandb_run", "resume_config_hint", "resume_as_begun",
                           "CLI.instantiate_classes"),
-                         ("tests/test_train_runs.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
+                         ("tests/test_checkpoint_checks.py", "tests/test_refused_run_cleanup.py",
+                          "tests/test_init_from.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
                           "tests/test_tensorboard.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
                           " or runs_config_yaml or writes_results or refused_resume"
@@ -455,7 +477,7 @@ TARGETS = {
                              ("OneCycleThenHold.get_lr", "DarknetClassifier.training_step", "confusion_figure",
                               "top_losses_figure", "write_rows"),
                              ("tests/test_darknet_system.py", "tests/test_darknet_speed.py",
-                              "tests/test_darknet_interpret.py", "tests/test_train_runs.py", "-k",
+                              "tests/test_darknet_interpret.py", "tests/test_resume_steps.py", "-k",
                               "test_darknet_system or seed_one_cycle or under_one_cycle or nesterov"
                               " or confusion_matrix_per_class or one_cycle_then_hold")),
     # nothing already written is lost: a stop signal's save and exit status (Ctrl-C 130, SIGTERM 143, DDP's agreement,
@@ -472,19 +494,19 @@ TARGETS = {
                                "tests/test_train_cli.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
                                *(f"tests/test_train_cli.py::test_a_native_subcommand_refuses_another_systems_checkpoint"
                                  f"_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate", "test")),
-                               *(f"tests/test_train_runs.py::test_ctrl_c_outside_the_training_batches_exits_130_and"
+                               *(f"tests/test_stop_signals.py::test_ctrl_c_outside_the_training_batches_exits_130_and"
                                  f"_says_what_it_kept[{stage}]" for stage in ("setup", "sanity", "test")),
-                               "tests/test_train_runs.py::test_another_systems_or_a_missing_checkpoint_is_refused_before"
-                               "_a_run_folder",
-                               "tests/test_train_runs.py::test_a_checkpoint_of_another_system_is_named",
-                               "tests/test_train_runs.py::test_a_truncated_checkpoint_is_named_with_the_fix",
-                               "tests/test_train_runs.py::test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch",
-                               "tests/test_train_runs.py::test_init_from_names_what_does_not_fit",
-                               "tests/test_train_runs.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
+                               "tests/test_checkpoint_checks.py::test_another_systems_or_a_missing_checkpoint_is_refused"
+                               "_before_a_run_folder",
+                               "tests/test_checkpoint_checks.py::test_a_checkpoint_of_another_system_is_named",
+                               "tests/test_checkpoint_checks.py::test_a_truncated_checkpoint_is_named_with_the_fix",
+                               "tests/test_run_results.py::test_epochs_are_fractional_for_a_run_stopped_inside_an_epoch",
+                               "tests/test_init_from.py::test_init_from_names_what_does_not_fit",
+                               "tests/test_resume_steps.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
                                "_it_stopped[saved at an epoch's last batch]",
-                               "tests/test_train_runs.py::test_a_stop_in_the_epochs_validation_saves_and_the_resume_runs"
-                               "_that_validation_again",
-                               "tests/test_train_runs.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
+                               "tests/test_validation_stop.py::test_a_stop_in_the_epochs_validation_saves_and_the_resume"
+                               "_runs_that_validation_again",
+                               "tests/test_resume_steps.py::test_a_resume_with_max_steps_continues_a_mid_epoch_stop_where"
                                "_it_stopped[max_steps mid-epoch]")),
     # image files and lmdb values to uint8 RGB (16-bit, EXIF orientation, formats not read), the commands' file lists
     "decode": Target("datamodules/decode.py", ("image_files", "_to_tensor", "read_rgb", "_other_format", "decode_rgb"),
@@ -540,11 +562,11 @@ TARGETS = {
                           "tests/test_train_cli.py::test_the_exit_status_w_and_b_is_given_is_the_processs",
                           "tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
                           "tests/test_train_cli.py::test_another_systems_data_module_is_refused_naming_both",
-                          *(f"tests/test_train_runs.py::test_{name}" for name in (
+                          *(f"tests/test_train_help.py::test_{name}" for name in (
                               "system_help_lists_system_then_its_options_with_the_config_values",
                               "every_shipped_system_has_help", "help_without_system_lists_the_systems",
-                              "help_trainer_shows_lightnings_trainer_options",
-                              "a_config_of_another_systems_model_beside_system_is_refused")),
+                              "help_trainer_shows_lightnings_trainer_options")),
+                          "tests/test_one_line_errors.py::test_a_config_of_another_systems_model_beside_system_is_refused",
                           *(f"tests/test_train_cli.py::test_{name}" for name in (
                               "unknown_system_lists_the_systems", "a_run_name_that_is_a_path_is_refused",
                               "a_negative_save_every_minutes_is_refused",
@@ -585,14 +607,14 @@ TARGETS = {
     # SLURM's requeue signal outside the training (RequeueSignal, SaveOnStop.on_fit_end's requeue after the fit's last
     # validation), the step a TensorBoard resume purges from, the fix a checkpoint of another network names, the
     # Ctrl-C in the test after the fit; the tests as files and node ids, fastest first, without the multi-process ones
-    # (test_slurm.py's signal outside the training, 74 s, and its two ranks, 14 s; test_train_runs.py's DDP Ctrl-C,
+    # (test_slurm.py's signal outside the training, 74 s, and its two ranks, 14 s; test_stop_signals.py's DDP Ctrl-C,
     # 35 s)
     "requeue_signal": Target(("callbacks/saving.py", "callbacks/checkpoints.py", "train.py"),
                              ("RequeueSignal.__init__", "RequeueSignal.install", "RequeueSignal.follow",
                               "RequeueSignal.uninstall", "RequeueSignal.__call__", "RequeueSignal.requeue_now",
                               "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "ctrl_c_stops_the_test"),
                              ("tests/test_stop_and_resume.py",
-                              "tests/test_train_runs.py::test_ctrl_c_outside_the_training_batches_exits_130_and_says"
+                              "tests/test_stop_signals.py::test_ctrl_c_outside_the_training_batches_exits_130_and_says"
                               "_what_it_kept[test]",
                               "tests/test_tensorboard.py",
                               "tests/test_slurm.py::test_sbatch_script_is_well_formed_and_requeues",
@@ -606,7 +628,7 @@ TARGETS = {
     "epoch_length": Target("callbacks/resume.py",
                            ("EpochLengthResume.__init__", "EpochLengthResume.state_dict",
                             "EpochLengthResume.load_state_dict", "EpochLengthResume.on_train_start"),
-                           ("tests/test_train_runs.py", "-k",
+                           ("tests/test_epoch_lengths.py", "-k",
                             "other_batches_an_epoch or counting_that_one or cannot_or_need_not"
                             " or epochs_end_a_resume or said_and_not_at_its_start or max_steps_counts_the_steps")),
     # the phase scheduler's position on a resume with another number of steps an epoch, and its saved state
@@ -614,10 +636,10 @@ TARGETS = {
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
                             "TrainingPhaseScheduler.load_state_dict", "resumed_batches"),
                            ("tests/test_training_phase.py",
-                            "tests/test_train_runs.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a"
-                            "_resume_with_other_batches_an_epoch",
-                            "tests/test_train_runs.py::test_with_gradient_accumulation_the_schedule_steps_for_the_batches"
-                            "_the_data_goes_on_after", "-k",
+                            "tests/test_epoch_lengths.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after"
+                            "_a_resume_with_other_batches_an_epoch",
+                            "tests/test_epoch_lengths.py::test_with_gradient_accumulation_the_schedule_steps_for_the"
+                            "_batches_the_data_goes_on_after", "-k",
                             "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
                             " or fractional")),
     # 2026-11-30: --init_from of the reference projects' own files (their nets in our names), the top losses' images

@@ -91,7 +91,7 @@ def test_train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators(cyc
     with pytest.raises(UserError, match=rf"--ckpt_path {tmp_path / 'g.ckpt'} is an exported weights file"):
         train.main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(tmp_path / "g.ckpt")])  # native
     train.main(cyclegan_job(root, "--run_name", "tuned", "--init_from", str(tmp_path / "g.ckpt"),
-                            "--trainer.callbacks+=test_train_runs.StartWeights"))
+                            "--trainer.callbacks+=runs.StartWeights"))
     assert "an export without disc_a, disc_b, which start from new weights" in capsys.readouterr().err
     start = torch.load(root / "runs" / "cyclegan" / "tuned" / "start.pt", weights_only=False)["weights"]
     trained = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
@@ -411,7 +411,7 @@ def save_junyanz(nets, folder, epoch):
 
 
 def start_model(runs, name):
-    """The CycleGAN training started from (test_train_runs.StartWeights' file), in eval mode."""
+    """The CycleGAN training started from (runs.StartWeights' file), in eval mode."""
     model = CycleGAN(n_blocks=1, ngf=4, ndf=4)
     model.load_state_dict(torch.load(runs / name / "start.pt", weights_only=False)["weights"])
     return model.eval()
@@ -432,7 +432,7 @@ def test_init_from_junyanz_checkpoints_folder_goes_on_from_its_four_nets(tmp_pat
     folder = tmp_path / "checkpoints" / "horse2zebra"
     save_junyanz(latest, folder, "latest")
     save_junyanz(fifth, folder, "5")
-    options = ["--trainer.max_steps", "3", "--trainer.callbacks+=test_train_runs.StartWeights"]
+    options = ["--trainer.max_steps", "3", "--trainer.callbacks+=runs.StartWeights"]
     runs = tmp_path / "runs" / "cyclegan"
     train.main(cyclegan_job(tmp_path, *options, "--run_name", "folder", "--init_from", str(folder)))
     assert f"--init_from {folder}: junyanz's checkpoints in {folder}, epoch latest of 5, latest" in \
@@ -475,7 +475,7 @@ def test_init_from_junyanz_model_zoo_generator_is_g_a_and_the_other_nets_start_n
     zoo.mkdir(parents=True)
     torch.save(OrderedDict((f"module.{k}", v) for k, v in nets["G_A"].state_dict().items()), zoo / "latest_net_G.pth")
     runs = tmp_path / "runs" / "cyclegan"
-    train.main(cyclegan_job(tmp_path, "--trainer.max_steps", "3", "--trainer.callbacks+=test_train_runs.StartWeights",
+    train.main(cyclegan_job(tmp_path, "--trainer.max_steps", "3", "--trainer.callbacks+=runs.StartWeights",
                             "--run_name", "zoo", "--init_from", str(zoo / "latest_net_G.pth")))
     assert "junyanz's generator latest_net_G.pth as G_A (A->B, gen_a2b); gen_b2a, disc_a and disc_b start from new " \
            "weights" in capsys.readouterr().err
@@ -514,7 +514,7 @@ def test_a_junyanz_folder_missing_one_discriminator_loads_the_other_and_says_whi
 
 def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, monkeypatch):
     from conftest import run_in_process
-    from test_train_runs import assert_one_line_error
+    from runs import assert_one_line_error
 
     make_unpaired(tmp_path / "unpaired")
     folder = tmp_path / "checkpoints" / "h2z"

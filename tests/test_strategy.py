@@ -129,7 +129,7 @@ def test_a_fit_in_processes_started_from_train_py_is_refused_before_its_folder(s
     """They hand back only the weights and metrics: a Ctrl-C there hung without saving, results.json said step 0 and
     the test after the fit ran as at step 0 (the CycleGAN's test_visuals-000000.png)."""
     from conftest import run_in_process
-    from test_train_runs import assert_one_line_error, job
+    from runs import assert_one_line_error, job
     monkeypatch.setattr("lightning.pytorch.trainer.connectors.accelerator_connector._IS_INTERACTIVE", interactive)
     runs = tmp_path / "runs"
     args = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", strategy]

@@ -429,8 +429,8 @@ def test_several_devices_are_refused_with_the_fix(style_images):
 def test_several_devices_are_refused_once_before_any_process_starts(style_images, tmp_path):
     """Refused in setup alone, each of the two processes DDP starts printed it (interleaved on one line). A real
     process: Lightning's launcher starts its second one from sys.argv."""
+    from runs import assert_one_line_error
     from test_train_cli import run_script
-    from test_train_runs import assert_one_line_error
     result = run_script(job(style_images, tmp_path / "runs", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                             "--trainer.max_steps", "1"), tmp_path)
     assert_one_line_error(result, "style transfer optimizes one image tensor on one device")
@@ -442,7 +442,7 @@ def test_a_spawned_process_is_refused_in_one_line(style_images, tmp_path, capsys
     """ddp_spawn on one device ran the iterations in a spawned process, then stopped with torch's traceback (status 1)
     as Lightning loaded its weights into the main process's model: 'size mismatch for image'."""
     from conftest import run_in_process
-    from test_train_runs import assert_one_line_error
+    from runs import assert_one_line_error
     result = run_in_process(job(style_images, tmp_path / "runs", "--trainer.accelerator", "cpu", "--trainer.strategy",
                                 "ddp_spawn", "--trainer.max_steps", "1"), capsys, monkeypatch)
     assert_one_line_error(result, "with start method spawn: style transfer runs in one process")
@@ -469,7 +469,7 @@ def test_bf16_mixed_runs_with_a_float32_image(style_images, tmp_path):
 def test_init_from_is_refused_for_style_transfer(style_images, tmp_path, capsys, monkeypatch):
     """Its parameter is the image, optimized afresh each run: there are no trained weights to start from."""
     from conftest import run_in_process
-    from test_train_runs import assert_one_line_error
+    from runs import assert_one_line_error
     result = run_in_process(job(style_images, tmp_path / "runs", "--init_from", str(tmp_path / "a.ckpt"),
                                 "--trainer.max_steps", "1"), capsys, monkeypatch)
     assert_one_line_error(result, "style transfer optimizes a new image from fixed VGG weights")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train_runs import job
+from runs import job
 
 import train
 

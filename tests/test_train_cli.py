@@ -788,7 +788,7 @@ def test_lr_find_options_without_lr_find_are_refused_instead_of_training(tiny_ci
 
 
 def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_path):
-    from test_train_runs import wgan_job
+    from runs import wgan_job
     with pytest.raises(train.UserError, match=r"--lr_find sweeps the lr of one optimizer that Lightning steps; WGAN "
                                               r"steps its optimizers itself"):
         train.main(wgan_job(tiny_cifar, tmp_path / "runs", "--lr_find"))
@@ -1175,7 +1175,7 @@ def test_wandb_runs_offline_without_credentials(tiny_cifar, tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
-# with the slow tests (CI's 10 minutes): test_train_runs' DDP stop test runs the same job and checks its steps too
+# with the slow tests (CI's 10 minutes): test_stop_signals' DDP stop test runs the same job and checks its steps too
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
     runs = tmp_path / "runs"

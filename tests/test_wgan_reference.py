@@ -354,7 +354,7 @@ def reference_dcgan_d(nc=3, ndf=4, extra=1, isize=16, sep=":"):
 
 
 def started_from(runs, run_name):
-    """The WGAN a run's training started from (test_train_runs.StartWeights' file), in eval mode."""
+    """The WGAN a run's training started from (runs.StartWeights' file), in eval mode."""
     from lightning_modules import WGAN
 
     start = torch.load(runs / run_name / "start.pt", weights_only=False)["weights"]
@@ -367,7 +367,7 @@ def started_from(runs, run_name):
 def test_init_from_the_references_netg_and_netd_files_starts_with_both_nets(tiny_cifar, tmp_path, capsys):
     """Its --netG and --netD: training goes on from the reference's generator and critic (DCGAN's conv, batchnorm,
     activation order: --model.bn_last false), each computing what the reference's net computes."""
-    from test_train_runs import wgan_job
+    from runs import wgan_job
 
     import train
 
@@ -378,7 +378,7 @@ def test_init_from_the_references_netg_and_netd_files_starts_with_both_nets(tiny
     torch.save(state_d, tmp_path / "ref" / "netD_epoch_3.pth")
     runs = tmp_path / "runs"
     options = ["--model.bn_last", "false", "--model.n_extra_layers", "1", "--trainer.max_steps", "1",
-               "--trainer.callbacks+=test_train_runs.StartWeights"]
+               "--trainer.callbacks+=runs.StartWeights"]
     train.main(wgan_job(tiny_cifar, runs, *options, "--run_name", "both", "--init_from",
                         str(tmp_path / "ref" / "netG_epoch_3.pth")))
     assert "the WassersteinGAN reference's generator (netG_epoch_3.pth) and critic (netD_epoch_3.pth)" in \
@@ -401,7 +401,7 @@ def test_init_from_the_references_netg_and_netd_files_starts_with_both_nets(tiny
 
 
 def test_init_from_a_reference_file_names_the_options_its_nets_need(tiny_cifar, tmp_path):
-    from test_train_runs import wgan_job
+    from runs import wgan_job
 
     import train
 

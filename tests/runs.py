@@ -1,0 +1,136 @@
+"""What the tests that run train.py share: the tiny jobs, train.py in a fresh process, its one-line errors, run folders
+made by hand, and the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`)."""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from conftest import ROOT
+from jsonargparse import Namespace
+
+# --model.top_losses 1: the test after each fit still runs the whole interpretation (confusion matrix, top losses,
+# their figures and CSVs, gathered over the ranks), with a one-image top-losses figure: the default 9-image grid cost
+# ~1 s of matplotlib a run, which no test here reads (test_darknet_interpret checks the figures)
+TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
+        "--data.eval_batch_size", "6", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", "false", "--model.top_losses", "1"]
+
+
+def job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            *TINY, *extra]
+
+
+def wgan_job(data_dir, runs, *extra):
+    """A tiny WGAN with the shipped config's checkpoints (every 5,000 steps, last.ckpt): 6 batches an epoch."""
+    return ["--system", "wgan", "--data.data_dir", str(data_dir / "train"), "--data.batch_size", "4",
+            "--data.num_workers", "0", "--model.isize", "16", "--data.isize", "16", "--model.ngf", "4", "--model.ndf",
+            "4", "--model.nz", "8", "--trainer.default_root_dir", str(runs), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
+
+
+def cyclegan_job(data_dir, runs, *extra):
+    """A CycleGAN whose images are decoded by 2 DataLoader workers (the darknet's loader has none)."""
+    return ["--system", "cyclegan", "--data.data_dir", str(data_dir), "--data.batch_size", "1", "--data.load_size",
+            "36", "--data.crop_size", "32", "--data.num_workers", "2", "--model.n_blocks", "1", "--model.ngf", "4",
+            "--model.ndf", "4", "--model.log_images_every_n_batches", "0", "--trainer.max_epochs", "2",
+            "--trainer.default_root_dir", str(runs), "--trainer.logger", "false", "--trainer.enable_progress_bar",
+            "false", "--trainer.enable_model_summary", "false", *extra]
+
+
+def start_script(args, tmp_path, **popen):
+    """train.py in a fresh process, as a user runs it: W&B offline, this folder's tests importable."""
+    env = {**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env.pop("DL2_TRACEBACK", None)
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def run_script(args, tmp_path):
+    process = start_script(args, tmp_path)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_one_line_error(result, *needles):
+    """Exit status 2 and exactly one line on stderr (the last thing printed), naming what the test expects."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def run_folders(runs):
+    return sorted(p for p in runs.iterdir() if p.is_dir())
+
+
+@contextlib.contextmanager
+def options_warnings():
+    """The warnings of a resume whose --model/--data options differ from the run's, recorded."""
+    said = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield said
+    said.extend(str(w.message) for w in caught if "this resume's options differ from the run's" in str(w.message))
+
+
+DARKNET = "lightning_modules.DarknetClassifier"
+CYCLEGAN = "lightning_modules.CycleGAN"
+
+
+def a_run(runs, name, started, model=DARKNET, checkpoint=True, **info):
+    """A run folder as train.py leaves it: run.json (None: a folder of a train.py before run.json), last.ckpt."""
+    run_dir = runs / name
+    run_dir.mkdir(parents=True)
+    if started is not None:
+        (run_dir / "run.json").write_text(json.dumps({"model": model, "started": started, **info}))
+    if checkpoint:
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return run_dir
+
+
+def a_run_killed_as_last_ckpt_was_relinked(runs, name):
+    """A CycleGAN run (save_last "link") killed inside Lightning's relink at epoch 1's end: epoch=000.ckpt and the old
+    link removed, epoch=001.ckpt saved (step 36), last.ckpt a link to the removed file, or not yet made again."""
+    run_dir = a_run(runs, name, started=100.0, model=CYCLEGAN, trained=True, checkpoint=False)
+    (run_dir / "checkpoints").mkdir()
+    torch.save({"global_step": 36}, run_dir / "checkpoints" / "epoch=001.ckpt")
+    return run_dir
+
+
+def run_config(runs, ckpt_path=None, run_name=None, **trainer):
+    trainer = Namespace(**{"default_root_dir": str(runs), "callbacks": [], "logger": False,
+                           "enable_progress_bar": False, **trainer})
+    return Namespace(trainer=trainer, model=Namespace(class_path=DARKNET), ckpt_path=ckpt_path, run_name=run_name)
+
+
+def wandb_logger(**init_args):
+    init_args = {"save_dir": None, "name": None, "id": None, "version": None, "offline": False, "log_model": True,
+                 **init_args}
+    return Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(**init_args))
+
+
+class StartStep(L.Callback):
+    """Writes the step training (re)starts at into the run folder."""
+
+    def on_train_start(self, trainer, pl_module):
+        Path(trainer.default_root_dir, "start_step").write_text(str(trainer.global_step))
+
+
+class StartWeights(L.Callback):
+    """Saves the weights training starts from, and the optimizer's state, into the run folder."""
+
+    def on_train_start(self, trainer, pl_module):
+        torch.save({"weights": pl_module.state_dict(), "optimizer": trainer.optimizers[0].state_dict()["state"]},
+                   Path(trainer.default_root_dir, "start.pt"))
