@@ -31,7 +31,7 @@ def classify(args: list[str] | None = None, prog: str | None = None):
     """argparse, not jsonargparse: it takes any number of image paths after the checkpoint."""
     import argparse
 
-    from lightning_modules.darknet_classifier import classify
+    from lightning_modules.darknet_classify import classify
 
     class OneLineParser(argparse.ArgumentParser):
         def error(self, message):  # one line and exit status 2 (one_line_errors), as the other commands
@@ -61,7 +61,7 @@ def classify(args: list[str] | None = None, prog: str | None = None):
 
 
 def wgan_generate(args: list[str] | None = None):
-    from lightning_modules.wgan import generate
+    from lightning_modules.wgan_generate import generate
     return run(generate, args)
 
 
@@ -71,12 +71,12 @@ def wgan_fid(args: list[str] | None = None):
 
 
 def cyclegan_translate(args: list[str] | None = None):
-    from lightning_modules.cyclegan import translate
+    from lightning_modules.cyclegan_translate import translate
     return run(translate, args, as_positional=False)
 
 
 def stylize(args: list[str] | None = None):
-    from lightning_modules.style_transfer import stylize
+    from lightning_modules.stylize import stylize
     return run(stylize, args)
 
 
@@ -99,18 +99,18 @@ def darknet(args: list[str] | None = None):
 
 def wgan(args: list[str] | None = None):
     """`python -m lightning_modules.wgan {generate,fid} ...`"""
-    from lightning_modules.wgan import generate
     from lightning_modules.wgan_fid import fid
+    from lightning_modules.wgan_generate import generate
     return run([generate, fid], args)
 
 
 def cyclegan(args: list[str] | None = None):
     """`python -m lightning_modules.cyclegan translate ...`"""
-    from lightning_modules.cyclegan import translate
+    from lightning_modules.cyclegan_translate import translate
     return run({"translate": translate}, args, as_positional=False)
 
 
 def style_transfer(args: list[str] | None = None):
     """`python -m lightning_modules.style_transfer stylize ...`"""
-    from lightning_modules.style_transfer import stylize
+    from lightning_modules.stylize import stylize
     return run({"stylize": stylize}, args)

@@ -1,31 +1,26 @@
 """CycleGAN: unpaired image-to-image translation (Zhu, Park, Isola & Efros 2017; DL2 2018 lesson 12).
 
-Also the `translate` command: `python -m lightning_modules.cyclegan translate --help`.
+The translate command is in cyclegan_translate.py (`python -m lightning_modules.cyclegan translate --help`), the
+readers of junyanz's weight files in cyclegan_reference.py.
 """
 
-import html
-import re
-import sys
-import urllib.parse
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MeanMetric
 
-from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
-from callbacks.images import log_image_grid, note_earlier_images, save_png
+from callbacks.errors import UserError
+from callbacks.images import log_image_grid
 from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
-from lightning_modules.inference import load_by_position
-from lightning_modules.nets.cyclegan import ResBlock, init_cyclegan_, patch_discriminator, resnet_generator
+from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
 
 
 def gan_loss(logits: Tensor, real: bool, mode: str) -> Tensor:
@@ -377,7 +372,9 @@ class CycleGAN(L.LightningModule):
 
     @staticmethod
     def reference_checkpoint(path: str) -> dict | None:
-        """train.py's --init_from of junyanz's checkpoints folder or files: reference_checkpoint."""
+        """train.py's --init_from of junyanz's checkpoints folder or files: cyclegan_reference.reference_checkpoint."""
+        from lightning_modules.cyclegan_reference import reference_checkpoint  # it builds our nets: imports this file
+
         return reference_checkpoint(path)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -386,333 +383,6 @@ class CycleGAN(L.LightningModule):
             self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
             self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])
             self.batches_trained = checkpoint["batches_trained"]
-
-
-# ---------------------------------------------------------------------------------------------- translate
-
-
-def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
-    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`, and to at least
-    `least` pixels: below 8 the generator's bottleneck (1/4 of the size) is too small for its 1-pixel reflection
-    pads and instance norm."""
-    height, width = image.shape[-2:]
-    pad_h, pad_w = max(-height % multiple, least - height), max(-width % multiple, least - width)
-    if not (pad_h or pad_w):
-        return image
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
-    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
-
-
-def reference_generator(path: str) -> nn.Module | None:
-    """A generator file of junyanz/pytorch-CycleGAN-and-pix2pix (`latest_net_G_A.pth`, or its pretrained
-    `horse2zebra.pth`) as our resnet_generator, None for any other file. Its resnet_Nblocks generator has our layers
-    in our order under other names (model.1.weight, model.10.conv_block.1.weight, ...), so its tensors load by
-    position, each shape checked; instance-norm statistics that older PyTorch versions saved are dropped, as the
-    reference drops them."""
-    state = junyanz_state(path)
-    if state is None:
-        return None
-    if not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
-        return None
-    n_blocks = len({k.split(".")[1] for k in state if ".conv_block." in k})
-    if n_blocks == 0:
-        raise UserError(f"{path} is a junyanz-style file but not a ResNet generator (a discriminator, net_D_*, or a "
-                        "U-Net?); give latest_net_G_A.pth or latest_net_G_B.pth")
-    ngf = next(iter(state.values())).shape[0]
-    generator = resnet_generator(n_blocks, ngf)
-    if not load_by_position(generator, list(state.values())):
-        raise UserError(f"{path} holds a junyanz-style generator, but not a resnet_{n_blocks}blocks one of ngf {ngf} "
-                        f"({len(state)} tensors against {len(generator.state_dict())}); only the ResNet generators "
-                        "load here")
-    return generator.eval()
-
-
-def junyanz_state(path: str) -> dict[str, Tensor] | None:
-    """A junyanz weights file's tensors without DataParallel's `module.` and the instance-norm statistics older
-    PyTorch versions saved (the reference drops them); None for a file that is not a state dict of tensors."""
-    from lightning_modules.inference import tensor_file
-
-    state = tensor_file(path)
-    if state is None:
-        return None
-    return {k.removeprefix("module."): v for k, v in state.items()
-            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-
-
-# junyanz's nets as ours: its G_A translates A -> B; its D_A is applied to fake_B (judges domain B), its D_B to fake_A
-JUNYANZ_NETS = {"G_A": "gen_a2b.", "G_B": "gen_b2a.", "D_A": "disc_b.", "D_B": "disc_a."}
-JUNYANZ_FILE = re.compile(r"(latest|\d+|iter_\d+)_net_(G_A|G_B|D_A|D_B)\.pth")  # its --save_by_iter: iter_N
-
-
-def reference_discriminator(path: str) -> nn.Module:
-    """junyanz's NLayerDiscriminator file (`latest_net_D_A.pth`; --netD basic, n_layers 3, instance norm, so every
-    conv has a bias) as our patch_discriminator: its `model` Sequential's convs at 0, 2, 5, 8 and 11 are ours in
-    our order (the norms hold no tensors), loaded by position, each shape checked."""
-    state = junyanz_state(path)
-    if not state or not all(k.startswith("model.") for k in state) or next(iter(state.values())).dim() != 4:
-        raise UserError(f"{path} is not a junyanz discriminator file (its NLayerDiscriminator's model.0.weight, "
-                        "...); give the net_D_A.pth and net_D_B.pth of a --model cycle_gan run")
-    ndf = next(iter(state.values())).shape[0]
-    discriminator = patch_discriminator(ndf)
-    if not load_by_position(discriminator, list(state.values())):
-        raise UserError(f"{path} holds a discriminator that is not junyanz's basic PatchGAN (--netD basic, n_layers "
-                        f"3, --norm instance, 3 channels) of ndf {ndf}; only that one loads here")
-    return discriminator
-
-
-def reference_checkpoint(path: str, option: str = "--init_from", generators_only: bool = False) -> dict | None:
-    """train.py's --init_from (translate's --checkpoint: `option`, in messages) of junyanz/pytorch-CycleGAN-and-
-    pix2pix's files (its --continue_train): its checkpoints folder (`checkpoints/<name>/`: the `latest_` files, else
-    the highest epoch's) or one of its `<epoch>_net_G_A.pth`, `_G_B`, `_D_A`, `_D_B` files (the epoch's others beside
-    it) as a checkpoint's four nets in our names, or its model zoo's one generator (`latest_net_G.pth`) as gen_a2b,
-    the other nets left to their new weights; with the hyper-parameters that shape the nets. None for anything
-    else. generators_only (translate, as junyanz's test.py): its D files are not read, whatever their kind."""
-    from lightning_modules.export import EXPORT_KEY, REFERENCE_SIZES
-
-    where = Path(path)
-    if where.is_dir():
-        found = {m.groups() for f in where.iterdir() if (m := JUNYANZ_FILE.fullmatch(f.name)) and f.is_file()}
-        epochs = {epoch for epoch, _ in found}
-        if not epochs:
-            single = where / "latest_net_G.pth"  # the model zoo's download folder
-            return reference_checkpoint(str(single), option, generators_only) if single.is_file() else None
-        def order(label: str) -> tuple:  # the iterations' saves, then the epochs', then latest
-            return (label == "latest", label.isdigit(), int(label.rpartition("_")[2]) if label != "latest" else 0)
-        epoch, folder = max(epochs, key=order), where
-        listed = ", ".join(sorted(epochs, key=order))
-        chosen = f"epoch {epoch} of {listed} (for another give its <epoch>_net_G_A.pth)" if len(epochs) > 1 \
-            else f"epoch {epoch}"
-    elif where.is_file() and (match := JUNYANZ_FILE.fullmatch(where.name)):
-        epoch, folder, chosen = match.group(1), where.parent, f"epoch {match.group(1)}"
-    elif where.is_file():
-        generator = reference_generator(path)  # a plain generator file: the model zoo's latest_net_G.pth
-        if generator is None:
-            return None
-        state = {f"gen_a2b.{k}": v for k, v in generator.state_dict().items()}
-        return {"state_dict": state, "hyper_parameters": generator_sizes(generator),
-                EXPORT_KEY: {"from": f"junyanz's generator {where.name} as G_A (A->B, gen_a2b); gen_b2a, disc_a and "
-                                     "disc_b start from new weights", "left_out": ["disc_a.", "disc_b.", "gen_b2a."],
-                             "sizes": REFERENCE_SIZES}}
-    else:
-        return None
-    files = {net: folder / f"{epoch}_net_{net}.pth" for net in JUNYANZ_NETS if not (generators_only and net[0] == "D")}
-    for net in ("G_A", "G_B"):
-        if not files[net].is_file():
-            raise UserError(f"{option} {path}: junyanz's {epoch}_net_{net}.pth is not in {folder} (both generators "
-                            "are needed; a model zoo generator alone loads as latest_net_G.pth)")
-    nets, read = {}, []
-    for net, file in files.items():
-        if not file.is_file():
-            continue
-        nets[net] = reference_discriminator(str(file)) if net.startswith("D") else reference_generator(str(file))
-        if nets[net] is None:
-            raise UserError(f"{file} is not a junyanz generator file (its ResnetGenerator's model.1.weight, ...)")
-        read.append(f"{file.name} as {JUNYANZ_NETS[net][:-1]}")
-    a, b = nets["G_A"], nets["G_B"]
-    shape = [tuple(v.shape) for v in a.state_dict().values()]
-    if shape != [tuple(v.shape) for v in b.state_dict().values()]:
-        raise UserError(f"{files['G_A']} and {files['G_B']} are generators of other sizes; give the files of one run")
-    hp = generator_sizes(a)
-    discriminators = [nets[net] for net in ("D_A", "D_B") if net in nets]
-    if discriminators:
-        widths = {d[0][0].out_channels for d in discriminators}
-        if len(widths) > 1:
-            raise UserError(f"{files['D_A']} and {files['D_B']} are discriminators of other sizes; give the files of "
-                            "one run")
-        hp["ndf"] = widths.pop()
-    state = {f"{JUNYANZ_NETS[net]}{k}": v for net, model in nets.items() for k, v in model.state_dict().items()}
-    missing = [net for net in files if net not in nets]
-    said = "; ".join([f"junyanz's checkpoints in {folder}, {chosen}: {', '.join(read)}",
-                      *[f"no {files[net].name}: {JUNYANZ_NETS[net][:-1]} starts from new weights" for net in missing]])
-    left_out = sorted(JUNYANZ_NETS[net] for net in JUNYANZ_NETS if net not in nets)
-    return {"state_dict": state, "hyper_parameters": hp,
-            EXPORT_KEY: {"from": said, "left_out": left_out, "sizes": REFERENCE_SIZES}}
-
-
-def reference_model(model_class: type, path: str) -> nn.Module | None:
-    """translate's junyanz checkpoints folder (`checkpoints/<name>/`, as its test.py --model cycle_gan reads it): a
-    CycleGAN in eval mode with both generators, so that --direction and --reconstruct work. None for anything else,
-    and for the model zoo's download folder (one generator, latest_net_G.pth: translate uses it as a file)."""
-    if not Path(path).is_dir():
-        return None
-    from lightning_modules.export import EXPORT_KEY
-    checkpoint = reference_checkpoint(path, "--checkpoint", generators_only=True)  # test.py reads G_A and G_B alone
-    if checkpoint is None or "gen_b2a." in checkpoint[EXPORT_KEY]["left_out"]:
-        return None
-    print(checkpoint[EXPORT_KEY]["from"], file=sys.stderr)
-    model = model_class(**checkpoint["hyper_parameters"])
-    model.load_state_dict(checkpoint["state_dict"], strict=False)  # a folder without the D files: new discriminators
-    return model.eval()
-
-
-def reference_partner(path: str) -> nn.Module | None:
-    """The other generator of a junyanz `<epoch>_net_G_A.pth` (or G_B) file, from the same folder and epoch: the way
-    back for --reconstruct. None when there is none."""
-    match = JUNYANZ_FILE.fullmatch(Path(path).name)
-    if match is None or match.group(2) not in ("G_A", "G_B"):
-        return None
-    other = Path(path).with_name(f"{match.group(1)}_net_{'G_B' if match.group(2) == 'G_A' else 'G_A'}.pth")
-    return reference_generator(str(other)) if other.is_file() else None
-
-
-def generator_sizes(generator: nn.Module) -> dict:
-    """The hyper-parameters of a resnet_generator read back from it (junyanz's upsample by transposed convs)."""
-    return {"n_blocks": len([m for m in generator if isinstance(m, ResBlock)]), "ngf": generator[0][1].out_channels,
-            "upsample": "transposed"}
-
-
-def translate_output(file: Path, source: Path, out: Path) -> bool:
-    """Whether `file`, below the input folder `source`, is translate's own output rather than an input: under `out`
-    when that lies inside `source`, in an earlier run's output folder (one with index.html and inputs/) below
-    `source`, or in the inputs/ or reconstructions/ of `source` itself when that is one (its translations, at the
-    top, are what a user chaining translations gives)."""
-    def is_output(folder: Path) -> bool:
-        return (folder / "index.html").is_file() and (folder / "inputs").is_dir()
-
-    if out.resolve().is_relative_to(source.resolve()) and file.resolve().is_relative_to(out.resolve()):
-        return True
-    relative = file.relative_to(source)
-    if len(relative.parts) > 1 and relative.parts[0] in ("inputs", "reconstructions") and is_output(source):
-        return True
-    return any(is_output(source / folder) for folder in relative.parents if folder != Path("."))
-
-
-def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
-              reconstruct: bool = False, max_images: int | None = None, max_size: int | None = None,
-              device: str = "auto") -> Path:
-    """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
-
-    Args:
-        checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt; a run folder: its last.ckpt;
-            `last`: the newest run's in runs/cyclegan), junyanz/pytorch-CycleGAN-and-pix2pix's checkpoints folder
-            (`checkpoints/<name>/`: both generators, as its test.py --model cycle_gan), or a generator file of it
-            (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which translates in its own direction
-            whatever `direction` says (its G_B/G_A beside it is the way back for reconstruct).
-        input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
-            at all depths (not translate's own outputs: output_dir, an earlier run's output folder below
-            input_dir, or the inputs/ and reconstructions/ of input_dir when it is one), or one such image.
-        output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
-            input_dir itself (the translations would replace the inputs).
-        direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
-        reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
-            rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs both generators: a
-            CycleGAN checkpoint, junyanz's checkpoints folder, or a G_A/G_B file with its epoch's other one beside it.
-        max_images: only the first N images in sorted order (the reference test.py's --num_test; null: all).
-        max_size: scale an image whose longer side is above this down to it, the aspect kept (a phone photo at
-            full resolution needs GBs; the reference test.py resizes to --load_size); null: full resolution.
-        device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
-    """
-    from datamodules.decode import IMAGE_SUFFIXES, UnreadableImageError, image_files, output_names, read_rgb
-    from datamodules.download import MissingDataError
-    from datamodules.style import resize
-    from lightning_modules.inference import check_device, load_checkpoint, or_reference
-
-    device = check_device(device)  # before either reader: a reference file is moved there too
-    if max_images is not None:
-        require_at_least_one(max_images=max_images)
-    if max_size is not None:
-        require_at_least_one(max_size=max_size)
-    source, out = Path(input_dir), check_output_folder(output_dir, "--output_dir")
-    one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
-    source = source.parent if one_image else source
-    # samefile, not only the paths: Photos is photos where the file system ignores case (macOS, Windows)
-    if out.resolve() == source.resolve() or (out.is_dir() and source.is_dir() and out.samefile(source)):
-        raise UserError(f"--output_dir {output_dir} is the input folder: the translations would replace the inputs "
-                        f"of the same name; give another folder")
-    for copies in ("inputs", "reconstructions")[:1 + reconstruct]:  # where the inputs are copied, or rebuilt
-        if source.resolve().is_relative_to((out / copies).resolve()):
-            raise UserError(f"--output_dir {output_dir}: translate writes the {copies} to {out / copies}, which holds "
-                            f"the input images ({input_dir}) and would replace them; give another --output_dir")
-    fix = "pass a folder of images, or one image, as --input_dir"
-    if one_image:
-        files = [Path(input_dir)]
-    elif source.is_dir():  # at all depths, as the reference's make_dataset and our training folders
-        files = [f for f in image_files([input_dir], fix, recursive=True) if not translate_output(f, source, out)]
-    elif not source.exists():
-        raise MissingDataError(f"--input_dir {input_dir} not found; {fix}")
-    else:
-        files = []
-    if not files:
-        raise MissingDataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {input_dir}; {fix}")
-    files = files[:max_images]
-    # the package's class, not this file's copy under `python -m` (__main__.CycleGAN), which Lightning would
-    # refuse for a checkpoint that names lightning_modules.CycleGAN
-    from lightning_modules import CycleGAN as Model
-
-    if direction not in ("a2b", "b2a"):
-        raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
-    try:
-        model = load_checkpoint(Model, checkpoint, device)
-    except UserError as error:  # not a Lightning checkpoint: perhaps the reference's files
-        model = reference_model(Model, checkpoint)
-        if model is None:
-            file = Path(checkpoint) / "latest_net_G.pth" if Path(checkpoint).is_dir() else Path(checkpoint)  # the zoo's
-            generate = reference_generator(str(file)) if file.is_file() else None  # download folder, one generator
-            back = reference_partner(str(file)) if reconstruct else None
-            if generate is None:
-                raise or_reference(error, "junyanz's checkpoints folder or a generator file of it (latest_net_G_A.pth)"
-                                   ) from None
-            if reconstruct and back is None:
-                raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one (no G_A/G_B file of "
-                                "its epoch beside it); give a CycleGAN .ckpt or leave --reconstruct out") from None
-            generate, back = generate.to(device), back.to(device) if back is not None else None
-            shown = "the reference generator's own direction"
-        else:
-            model, shown = model.to(device), f"{direction}, junyanz's {'G_A' if direction == 'a2b' else 'G_B'}"
-    else:
-        shown = direction
-    if model is not None:
-        generate, back = (model.gen_a2b, model.gen_b2a) if direction == "a2b" else (model.gen_b2a, model.gen_a2b)
-    rows, not_translated, written = [], [], set()  # not_translated: (file, why: unreadable, too large)
-    for file, name in zip(files, output_names(files), strict=True):  # a.jpg and a.png: a_jpg.png and a_png.png
-        try:
-            image = read_rgb(file).to(device)  # (3, H, W) uint8
-        except UnreadableImageError as error:  # one bad file must not cost the others or the page
-            not_translated.append((file, str(error)))
-            continue
-        if max_size and max(image.shape[1:]) > max_size:  # the longer side to max_size, the aspect kept
-            height, width = (max(1, round(side * max_size / max(image.shape[1:]))) for side in image.shape[1:])
-            image = (resize(image.float() / 255, height, width) * 255).round().to(torch.uint8)
-        x = None
-        try:
-            x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
-            with torch.inference_mode():
-                y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
-                # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
-                rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
-        except (torch.cuda.OutOfMemoryError, RuntimeError) as error:  # a phone photo at full size on a small GPU, or
-            # in a CPU's memory (torch's allocator: "DefaultCPUAllocator: can't allocate memory"): the others may fit
-            if not isinstance(error, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(error):
-                raise
-            del x
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            not_translated.append((file, f"{file} at {image.shape[2]}x{image.shape[1]} does not fit in {device}'s "
-                                         "memory; give --max_size (e.g. 1024: the longer side scaled down to it)"
-                                         + (" or --device cpu" if device.type != "cpu" else "")))
-            continue
-        target = save_png((y[0].float().cpu() + 1) / 2, out / f"{name}.png")
-        written.add(target)
-        save_png(x[0].cpu() / 2 + 0.5, out / "inputs" / f"{name}.png")
-        link = urllib.parse.quote(target.name)  # '#', '?' and '%' in a file name are not a URL's
-        cells = [html.escape(str(file.relative_to(source))), f"<img src='inputs/{link}'>", f"<img src='{link}'>"]
-        if rec is not None:
-            save_png((rec[0].float().cpu() + 1) / 2, out / "reconstructions" / f"{name}.png")
-            cells.append(f"<img src='reconstructions/{link}'>")
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    skipped = "".join(f"<li>{html.escape(str(file.relative_to(source)))}: {html.escape(reason)}</li>"
-                      for file, reason in not_translated)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(
-        f"<html><body><h3>{html.escape(str(checkpoint))}: {shown}</h3><table>"
-        f"<tr><th>file</th><th>input</th><th>output</th>{'<th>reconstruction</th>' if reconstruct else ''}</tr>"
-        f"{''.join(rows)}</table>"
-        + (f"<p>Not translated:</p><ul>{skipped}</ul>" if not_translated else "") + "</body></html>\n")
-    print(f"{len(rows)} of {len(files)} images translated ({shown}) into {out}; open {out / 'index.html'}")
-    note_earlier_images(out, written)
-    if not_translated:
-        report_partial_failure(f"could not translate {len(not_translated)}: " + "; ".join(r for _, r in not_translated))
-    return out / "index.html"
 
 
 if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's

@@ -48,7 +48,8 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
         seed: noise and real-sample seed.
         device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps.
     """
-    from lightning_modules.wgan import load_generator, sample
+    from lightning_modules.wgan import sample
+    from lightning_modules.wgan_generate import load_generator
 
     require_at_least_one(num_samples=num_samples, batch_size=batch_size)
     if num_samples < 2:

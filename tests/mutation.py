@@ -68,7 +68,7 @@ TARGETS = {
                              "CIFAR10DataModule.load"),
                             ("tests/test_cifar10_data.py", "-k", "cache or decoded or changed or damaged or cannot_hold"
                              " or once or folder_layout or official")),
-    "classify": Target("lightning_modules/darknet_classifier.py",
+    "classify": Target(("lightning_modules/darknet_classify.py", "lightning_modules/darknet_classifier.py"),
                        ("classify", "write_csv", "DarknetClassifier.on_save_checkpoint",
                         "DarknetClassifier.on_load_checkpoint"),
                        ("tests/test_commands.py", "-k", "classify or class_names")),
@@ -93,13 +93,16 @@ TARGETS = {
                              ("tests/test_style_losses.py", "tests/test_style.py", "-k",
                               "test_style_losses or gram")),
     "names": Target("datamodules/decode.py", ("output_names",), ("tests/test_translate.py", "-k", "output_names")),
-    "reference_generator": Target("lightning_modules/cyclegan.py", ("reference_generator", "pad_to_multiple"),
+    "reference_generator": Target(("lightning_modules/cyclegan_reference.py",
+                                   "lightning_modules/cyclegan_translate.py"),
+                                  ("reference_generator", "pad_to_multiple"),
                                   ("tests/test_translate.py", "-k", "reference or neither or smaller or padded")),
     "vgg_layers": Target("lightning_modules/nets/vgg.py", ("block_ends", "relu_layers", "load_vgg", "fits"),
                          ("tests/test_style.py", "tests/test_style_cli.py", "-k",
                           "relu or block_ends or gatys or unknown_layer or weights_file or local_weights"
                           " or torch_cache")),
-    "wgan_reference": Target("lightning_modules/wgan.py", ("reference_generator", "reference_mlp_generator",
+    "wgan_reference": Target(("lightning_modules/wgan_reference.py", "lightning_modules/wgan_generate.py"),
+                             ("reference_generator", "reference_mlp_generator",
                                                         "load_generator"),
                              ("tests/test_wgan_reference.py",)),
     "style_options": Target("lightning_modules/style_transfer.py",
@@ -119,7 +122,8 @@ TARGETS = {
                         "UnpairedImageDataModule.train_dataloader"),
                        ("tests/test_unpaired_data.py", "tests/test_cyclegan_cli.py", "-m", "not slow", "-k",
                         "test_unpaired_data or without_test_folders")),
-    "translate": Target("lightning_modules/cyclegan.py", ("translate", "translate_output", "reference_model",
+    "translate": Target(("lightning_modules/cyclegan_translate.py", "lightning_modules/cyclegan_reference.py"),
+                        ("translate", "translate_output", "reference_model",
                                                           "reference_partner"),
                         ("tests/test_translate.py", "tests/test_cyclegan_cli.py", "-k", "translate")),
     "interpret": Target("lightning_modules/darknet_classifier.py",
@@ -430,7 +434,7 @@ TARGETS = {
     # the WGAN's commands and the rest of its module: dl2-wgan-generate (samples, grid, slerp's latent walks), the
     # optimizers, setup's checks, val/fid's fake images, the counters in checkpoints, the gallery; the tests as node
     # ids, the functions called directly first
-    "wgan_commands": Target("lightning_modules/wgan.py",
+    "wgan_commands": Target(("lightning_modules/wgan_generate.py", "lightning_modules/wgan.py"),
                             ("generate", "slerp", "sample", "generated", "WGAN.configure_optimizers", "WGAN.setup",
                              "WGAN.validation_step", "WGAN.on_save_checkpoint", "WGAN.on_load_checkpoint",
                              "WGAN.log_samples"),
@@ -514,7 +518,7 @@ TARGETS = {
                       "test_decode or test_style_data or lmdb or corrupt")),
     # dl2-stylize and what it checks before the optimization (the accelerator, results that would replace inputs),
     # the Trainer settings L-BFGS refuses, a resume's image count, the noise start, the features and scaled losses
-    "style_commands": Target("lightning_modules/style_transfer.py",
+    "style_commands": Target(("lightning_modules/stylize.py", "lightning_modules/style_transfer.py"),
                              ("stylize", "check_results_spare_inputs", "check_accelerator", "median_filtered_noise",
                               "StyleTransfer.check_trainer", "StyleTransfer.on_load_checkpoint",
                               "StyleTransfer.features", "StyleTransfer.losses"),
@@ -643,9 +647,10 @@ TARGETS = {
                             "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
                             " or fractional")),
     # 2026-11-30: --init_from of the reference projects' own files (their nets in our names), the top losses' images
-    "wgan_reference_init": Target("lightning_modules/wgan.py", ("reference_checkpoint", "nets_only", "left_out"),
+    "wgan_reference_init": Target("lightning_modules/wgan_reference.py",
+                                  ("reference_checkpoint", "nets_only", "left_out"),
                                   ("tests/test_wgan_reference.py", "-k", "init_from or any_depth")),
-    "cyclegan_reference_init": Target("lightning_modules/cyclegan.py",
+    "cyclegan_reference_init": Target("lightning_modules/cyclegan_reference.py",
                                       ("reference_checkpoint", "reference_discriminator"),
                                       ("tests/test_export.py", "-k",
                                        "junyanz and (init_from or without_latest or missing_one)")),

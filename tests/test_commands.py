@@ -16,7 +16,7 @@ from PIL import Image
 
 from callbacks import UserError
 from lightning_modules import WGAN, commands
-from lightning_modules.darknet_classifier import classify
+from lightning_modules.darknet_classify import classify
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_commands")]
 
@@ -94,7 +94,7 @@ def test_every_console_script_returns_none_so_its_exit_status_is_0(name, monkeyp
     """setuptools' console script runs sys.exit(FUNCTION()): a returned path or list would be printed to stderr
     and exit with status 1 after a successful run."""
     monkeypatch.setattr(commands, "CLI", lambda *args, **kwargs: "a returned value")
-    import lightning_modules.darknet_classifier as darknet
+    import lightning_modules.darknet_classify as darknet
 
     def fake_classify(**kwargs):
         """Stands in for the real one."""
@@ -130,7 +130,7 @@ def test_console_script_generate_writes_the_samples(tmp_path, capsys):
 
 def test_ctrl_c_in_a_command_exits_130_in_one_line_and_keeps_whole_files(tmp_path, capsys, monkeypatch):
     """It was a KeyboardInterrupt traceback; each file is written to a temp file and renamed, so none is torn."""
-    import lightning_modules.wgan as wgan
+    import lightning_modules.wgan_generate as wgan
     tiny_wgan_checkpoint(tmp_path)
     save_png = wgan.save_png
 
@@ -192,13 +192,13 @@ def test_darknet_module_help_is_classifys_with_status_0(capsys):
 
 
 def recorded_classify(monkeypatch):
-    """The dl2-classify parser's call of darknet_classifier.classify, recorded instead of run."""
+    """The dl2-classify parser's call of darknet_classify.classify, recorded instead of run."""
     given = []
 
     def called(**options):
         """Classify images (a stand-in that keeps its arguments)."""
         given.append(options)
-    monkeypatch.setattr("lightning_modules.darknet_classifier.classify", called)
+    monkeypatch.setattr("lightning_modules.darknet_classify.classify", called)
     return given
 
 
@@ -647,11 +647,11 @@ def test_the_default_device_auto_is_a_gpu_when_there_is_one(cuda, mps, expected,
     # as junyanz's test.py (GPU 0 unless --gpu_ids -1) and train.py's accelerator: a user with a GPU need not ask
     import inspect
 
-    from lightning_modules.cyclegan import translate
-    from lightning_modules.darknet_classifier import classify
+    from lightning_modules.cyclegan_translate import translate
+    from lightning_modules.darknet_classify import classify
     from lightning_modules.inference import check_device
-    from lightning_modules.wgan import generate
     from lightning_modules.wgan_fid import fid
+    from lightning_modules.wgan_generate import generate
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: int(cuda))
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
@@ -664,7 +664,7 @@ def test_the_default_device_auto_is_a_gpu_when_there_is_one(cuda, mps, expected,
         """Classify images (a stand-in that keeps its arguments)."""
         given.update(options)
 
-    monkeypatch.setattr("lightning_modules.darknet_classifier.classify", called)
+    monkeypatch.setattr("lightning_modules.darknet_classify.classify", called)
     commands.classify(["model.ckpt", "cat.png"])  # dl2-classify's own parser (argparse) has its default too
     assert given["device"] == "auto"
 

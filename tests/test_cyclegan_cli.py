@@ -11,7 +11,7 @@ from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 import train
 from lightning_modules import CycleGAN, commands
-from lightning_modules.cyclegan import translate
+from lightning_modules.cyclegan_translate import translate
 
 # one worker for the session's DDP job with test_gan_fid's DDP test (setup.cfg's --dist loadgroup)
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("cyclegan_ddp_run")]

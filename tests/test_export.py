@@ -17,11 +17,11 @@ from torch import nn
 import train
 from callbacks import UserError
 from lightning_modules import WGAN, CycleGAN, commands
-from lightning_modules.cyclegan import reference_generator as junyanz_generator
-from lightning_modules.cyclegan import translate
+from lightning_modules.cyclegan_reference import reference_generator as junyanz_generator
+from lightning_modules.cyclegan_translate import translate
 from lightning_modules.export import export
-from lightning_modules.wgan import generate
-from lightning_modules.wgan import reference_generator as wgan_reference
+from lightning_modules.wgan_generate import generate
+from lightning_modules.wgan_reference import reference_generator as wgan_reference
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_export")]
 

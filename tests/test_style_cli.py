@@ -20,7 +20,7 @@ from callbacks.errors import UserError
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer, commands
 from lightning_modules.nets.vgg import load_vgg, vgg_features
-from lightning_modules.style_transfer import stylize
+from lightning_modules.stylize import stylize
 
 # tiny nets: threads only add contention
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_style_cli")]
@@ -364,7 +364,7 @@ def test_stylize_device_picks_the_accelerator_and_the_gpu_as_the_other_commands(
                                                                                  monkeypatch):
     """--device as dl2-classify's and dl2-cyclegan-translate's; cuda:1 is the second GPU, which --accelerator cannot
     pick. A stand-in Trainer records what it was given (two GPUs pretended)."""
-    import lightning_modules.style_transfer as module
+    import lightning_modules.stylize as module
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     given = {}

@@ -17,12 +17,8 @@ from test_style import MEAN, STD
 
 from callbacks import UserError
 from lightning_modules import StyleTransfer
-from lightning_modules.style_transfer import (
-    check_accelerator,
-    check_results_spare_inputs,
-    median_filtered_noise,
-    stylize,
-)
+from lightning_modules.style_transfer import median_filtered_noise
+from lightning_modules.stylize import check_accelerator, check_results_spare_inputs, stylize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -130,7 +130,7 @@ def test_a_style_too_small_at_the_first_level_is_named(style_images, tmp_path):
 
 
 def test_stylize_refuses_levels_that_take_every_iteration(tmp_path):
-    from lightning_modules.style_transfer import stylize
+    from lightning_modules.stylize import stylize
     with pytest.raises(UserError, match="leaving none of --max_iter 2 for the full size"):
         stylize(max_iter=2, pyramid=[[32, 2]], vgg_weights="random", output=str(tmp_path), size=64)
 

@@ -10,7 +10,7 @@ from PIL import Image
 import lightning_modules.inference
 from callbacks import UserError
 from lightning_modules import CycleGAN, commands
-from lightning_modules.cyclegan import translate
+from lightning_modules.cyclegan_translate import translate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,8 @@ from PIL import Image
 from torch import nn
 
 from callbacks import UserError
-from lightning_modules.wgan import generate, reference_generator
+from lightning_modules.wgan_generate import generate
+from lightning_modules.wgan_reference import reference_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -208,7 +209,7 @@ def shoemake_slerp(p0: np.ndarray, p1: np.ndarray, t: float) -> np.ndarray:
 
 
 def test_slerp_follows_the_great_circle():
-    from lightning_modules.wgan import slerp
+    from lightning_modules.wgan_generate import slerp
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])  # 90 degrees apart, norms 1 and 2
     for t in (0.0, 0.25, 0.5, 1.0):
         # sin((1-t) pi/2) a + sin(t pi/2) b, as White (2016) writes it
@@ -229,7 +230,7 @@ def test_slerp_follows_the_great_circle():
 def test_slerp_of_parallel_or_opposite_rows_is_linear_without_nan():
     """sin W = 0 there: slerp takes the straight line (1 - t) a + t b; float32 cosines that round past +-1 must not
     reach acos (NaN)."""
-    from lightning_modules.wgan import slerp
+    from lightning_modules.wgan_generate import slerp
     a = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     for k in (3.0, -3.0):
         b = k * a
@@ -437,7 +438,7 @@ def test_a_reference_critic_of_any_depth_or_its_mlp_critic_computes_what_it_comp
     """reference_checkpoint alone (train.main above): DCGAN_D without or with two extra layers, and its MLP_D
     (--mlp_D: Linear nc*isize^2 -> ndf, ReLU, ndf -> ndf twice, then -> 1) beside an MLP_G."""
     from lightning_modules import WGAN
-    from lightning_modules.wgan import reference_checkpoint
+    from lightning_modules.wgan_reference import reference_checkpoint
 
     images = torch.randn(3, 3, 16, 16)
     for mlp in (False, True):
@@ -473,7 +474,7 @@ def test_a_reference_critic_file_in_its_oldest_names_with_extra_layers_loads(tmp
     """Its first versions named modules with '.' (`extra-layers-0.4.conv`), later ones with ':': the netD beside a
     netG of one extra layer was refused as one of other extra layers, its extra convs not counted."""
     from lightning_modules import WGAN
-    from lightning_modules.wgan import reference_checkpoint
+    from lightning_modules.wgan_reference import reference_checkpoint
 
     _, state_g = reference_dcgan_g(extra=1, sep=".")
     main_d, state_d = reference_dcgan_d(extra=1, sep=".")
