@@ -206,24 +206,27 @@ TARGETS = {
                                "a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run"),
                               ("refused_run_cleanup",
                                "a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was"),
-                              ("train_cli", "a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank"),
-                              ("train_cli", "lr_find_refuses_a_checkpoint"),
+                              ("slurm_folders",
+                               "a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank"),
+                              ("lr_find_cli", "lr_find_refuses_a_checkpoint"),
                               ("run_folders", "a_new_run_never_reuses_an_existing_folder"),
                               ("run_folders", "a_slurm_requeue_carries_on_in_its_folder_from_last"),
                               ("run_folders", "a_named_run_that_stopped_before_training_can_be_retried_under_its_name"),
                               ("run_folders", "last_passes_over_a_newer_run_that_stopped_before_training"),
                               ("run_folders", "last_skips_the_newer_run_of_another_system_sharing_the_root"),
-                              ("train_cli",
+                              ("native_subcommands",
                                "native_evaluations_refuse_a_missing_checkpoint_and_a_run_name_that_is_no_training_run"),
-                              ("train_cli", "native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run"),
+                              ("native_subcommands",
+                               "native_test_in_a_slurm_job_that_trained_writes_beside_the_jobs_run"),
                               ("run_folders",
                                "last_refuses_a_newer_run_without_checkpoint_and_leaves_the_older_one_alone"),
-                              ("train_cli", "native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run"),
-                              ("train_cli", "a_refused_run_leaves_nothing_behind"),
-                              ("train_cli",
+                              ("native_subcommands",
+                               "native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run"),
+                              ("refused_before_training", "a_refused_run_leaves_nothing_behind"),
+                              ("refused_before_training",
                                "a_refusal_keeps_the_folder_of_a_resumed_run_and_of_one_that_began_training"),
-                              ("train_cli", "jobs_started_together_each_keep_the_time_stamp_they_chose"),
-                              ("train_cli",
+                              ("train_job", "jobs_started_together_each_keep_the_time_stamp_they_chose"),
+                              ("run_folder_choices",
                                "a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name"),
                               ("run_locks", "a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone"),
                               ("run_locks", "a_refused_run_removes_its_folder_under_its_lock")))),
@@ -400,8 +403,9 @@ TARGETS = {
                           "discard_refused_resume", "end_wandb_run", "resume_config_hint", "resume_as_begun",
                           "CLI.instantiate_classes"),
                          ("tests/test_checkpoint_checks.py", "tests/test_refused_run_cleanup.py",
-                          "tests/test_init_from.py", "tests/test_train_cli.py", "tests/test_style_cli.py",
-                          "tests/test_tensorboard.py", "-k",
+                          "tests/test_init_from.py", "tests/test_train_job.py", "tests/test_run_config_yaml.py",
+                          "tests/test_native_subcommands.py", "tests/test_refused_before_training.py",
+                          "tests/test_style_cli.py", "tests/test_tensorboard.py", "-k",
                           "removing_a_wandb or discards_the_folders or config_yaml_goes or leaves_nothing_behind"
                           " or runs_config_yaml or writes_results or refused_resume"
                           " or names_the_runs_config or options_than_the_runs or native_fits_refused"
@@ -495,9 +499,10 @@ TARGETS = {
                                "check_checkpoint", "check_checkpoint_class", "refuse_exported_resume",
                                "requeue_slurm_job", "saved_step", "save_if", "fit_progress", "weights_in_memory"),
                               ("tests/test_stop_and_resume.py",
-                               "tests/test_train_cli.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
-                               *(f"tests/test_train_cli.py::test_a_native_subcommand_refuses_another_systems_checkpoint"
-                                 f"_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate", "test")),
+                               "tests/test_train_job.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
+                               *(f"tests/test_native_subcommands.py::test_a_native_subcommand_refuses_another_systems"
+                                 f"_checkpoint_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate",
+                                                                                                   "test")),
                                *(f"tests/test_stop_signals.py::test_ctrl_c_outside_the_training_batches_exits_130_and"
                                  f"_says_what_it_kept[{stage}]" for stage in ("setup", "sanity", "test")),
                                "tests/test_checkpoint_checks.py::test_another_systems_or_a_missing_checkpoint_is_refused"
@@ -563,26 +568,30 @@ TARGETS = {
                           "model_flags", "print_system_help", "CLI.before_instantiate_classes", "finish_wandb_run",
                           "current_wandb_run", "hardware", "git_commit", "shipped_class", "exit_status"),
                          ("tests/test_cli_checks.py",
-                          "tests/test_train_cli.py::test_the_exit_status_w_and_b_is_given_is_the_processs",
-                          "tests/test_train_cli.py::test_a_wandb_run_of_the_callers_is_left_open",
-                          "tests/test_train_cli.py::test_another_systems_data_module_is_refused_naming_both",
+                          "tests/test_wandb_runs.py::test_the_exit_status_w_and_b_is_given_is_the_processs",
+                          "tests/test_wandb_runs.py::test_a_wandb_run_of_the_callers_is_left_open",
+                          "tests/test_refused_before_training.py::test_another_systems_data_module_is_refused_naming_both",
                           *(f"tests/test_train_help.py::test_{name}" for name in (
                               "system_help_lists_system_then_its_options_with_the_config_values",
                               "every_shipped_system_has_help", "help_without_system_lists_the_systems",
                               "help_trainer_shows_lightnings_trainer_options")),
                           "tests/test_one_line_errors.py::test_a_config_of_another_systems_model_beside_system_is_refused",
-                          *(f"tests/test_train_cli.py::test_{name}" for name in (
+                          *(f"tests/test_refused_before_training.py::test_{name}" for name in (
                               "unknown_system_lists_the_systems", "a_run_name_that_is_a_path_is_refused",
                               "a_negative_save_every_minutes_is_refused",
-                              "another_systems_data_module_is_refused_in_one_line_before_the_run_folder",
+                              "another_systems_data_module_is_refused_in_one_line_before_the_run_folder")),
+                          *(f"tests/test_native_subcommands.py::test_{name}" for name in (
                               "a_native_subcommand_refuses_another_systems_checkpoint_before_any_folder",
-                              "test_on_a_system_without_a_test_step_is_refused_before_any_folder",
+                              "test_on_a_system_without_a_test_step_is_refused_before_any_folder")),
+                          *(f"tests/test_lr_find_cli.py::test_{name}" for name in (
                               "lr_find_refuses_a_gan_that_steps_its_optimizers_itself",
-                              "lr_find_options_without_lr_find_are_refused_instead_of_training",
-                              "native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags",
-                              "a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it",
-                              "each_train_main_in_one_process_logs_to_its_own_wandb_run",
-                              "a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_checkpoint")))),
+                              "lr_find_options_without_lr_find_are_refused_instead_of_training")),
+                          "tests/test_native_subcommands.py::test_native_test_takes_the_checkpoints_net_and_the_command"
+                          "_lines_model_flags",
+                          "tests/test_train_job.py::test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it",
+                          "tests/test_wandb_runs.py::test_each_train_main_in_one_process_logs_to_its_own_wandb_run",
+                          "tests/test_run_config_yaml.py::test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes"
+                          "_it_with_its_checkpoint")),
     # the systems' constructors: the one-line refusals of values that cannot train, the nets built from the
     # hyper-parameters (critic batchnorm off under a gradient penalty, the MLP nets), the counters, metrics and pools a
     # fit starts from
@@ -662,7 +671,8 @@ TARGETS = {
     # 2026-12-01: the run's folders checked as the commands' output folders; `--seed_everything true`
     "run_folders_and_seed": Target(("callbacks/run_folder.py", "train.py"),
                                    ("check_run_folders", "random_seed", "CLI._set_seed"),
-                                   ("tests/test_train_cli.py", "-k", "below_a_file or cannot_write_into or "
+                                   ("tests/test_train_job.py", "tests/test_refused_before_training.py", "-k",
+                                    "below_a_file or cannot_write_into or "
                                     "a_file_where_the_run or dangling or seed_everything or seed_numpy")),
 }
 

@@ -134,3 +134,42 @@ class StartWeights(L.Callback):
     def on_train_start(self, trainer, pl_module):
         torch.save({"weights": pl_module.state_dict(), "optimizer": trainer.optimizers[0].state_dict()["state"]},
                    Path(trainer.default_root_dir, "start.pt"))
+
+
+# The jobs test_train_cli.py ran, which the files its tests went to (test_train_job.py, test_wandb_runs.py,
+# test_native_subcommands.py, ...) and test_launchers.py import under their old names (`from runs import CLI_TINY as
+# TINY`): two epochs and the config's logger; train.py in a fresh process without W&B credentials.
+# --model.top_losses 1: the whole interpretation after each fit, with a one-image top-losses figure (the default
+# 9-image grid cost ~1 s of matplotlib a run, which no test here reads; test_darknet_interpret checks the figures)
+CLI_TINY = ["--model.nf", "4", "--model.num_blocks", "[1]", "--model.num_classes", "3", "--data.batch_size", "8",
+            "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
+            "--model.top_losses", "1"]
+
+
+def cli_job(data_dir, runs, *extra):
+    return ["--system", "darknet", "--data.data_dir", str(data_dir), "--trainer.default_root_dir", str(runs),
+            *CLI_TINY, *extra]
+
+
+def run_cli_script(args, tmp_path, env=None, launcher=()):
+    """train.py in a fresh process, as a user runs it (`python -m LAUNCHER ... train.py` with a launcher), with no W&B
+    credentials."""
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_API_KEY": "", "OMP_NUM_THREADS": "1", **(env or {})}
+    env.pop("WANDB_MODE", None)
+    return subprocess.run([sys.executable, *launcher, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def only_run(runs):
+    (run_dir,) = list(runs.iterdir())
+    return run_dir
+
+
+class LrAtBatchStart(L.Callback):
+    """Writes each optimizer's lr per group, as every training batch begins, to `record` (the last batch's stays)."""
+
+    def __init__(self, record: str):
+        self.record = record
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        Path(self.record).write_text(json.dumps([[g["lr"] for g in o.param_groups] for o in trainer.optimizers]))

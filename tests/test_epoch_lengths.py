@@ -100,7 +100,7 @@ def test_the_schedule_and_the_data_go_on_from_the_same_batch_after_a_resume_with
     runs = tmp_path / "runs"
     make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--trainer.max_epochs", "2",
                "--trainer.logger", "false")
-    lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
+    lrs = ["--trainer.callbacks+=runs.LrAtBatchStart"]
     train.main([*make, "--data.batch_size", "8", "--run_name", "whole", *lrs,
                 f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])
     crash = {"class_path": "test_epoch_lengths.SaveAndCrashAtBatch", "init_args": {"batches": step}}  # a step each
@@ -131,7 +131,7 @@ def test_with_gradient_accumulation_the_schedule_steps_for_the_batches_the_data_
     runs = tmp_path / "runs"
     make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--trainer.max_epochs", "2",
                "--trainer.logger", "false")
-    lrs = ["--trainer.callbacks+=test_train_cli.LrAtBatchStart"]
+    lrs = ["--trainer.callbacks+=runs.LrAtBatchStart"]
     accumulate = [["--trainer.accumulate_grad_batches", str(n)] for n in accumulate]
     train.main([*make, *accumulate[1], "--data.batch_size", str(after), "--run_name", "whole", *lrs,
                 f"--trainer.callbacks.record={tmp_path / 'whole_lr'}"])

@@ -11,7 +11,10 @@ import sys
 
 import pytest
 from conftest import ROOT, run_in_process
-from test_train_cli import TINY, job
+from runs import CLI_TINY as TINY
+from runs import cli_job as job
+from runs import only_run
+from runs import run_cli_script as run_script
 
 from callbacks import UserError
 
@@ -181,7 +184,7 @@ def test_a_two_node_torchrun_job_trains_one_run_and_resumes_it_on_both_nodes(tin
 def test_a_run_stopped_inside_an_epoch_on_two_processes_goes_on_with_its_images_on_one(tiny_cifar, tmp_path):
     """Each of the 2 ranks trained 1 of its 3 batches of 4 in the 2nd epoch (8 images); on one process the epoch is 6
     batches, and the resume trains the 16 images not yet trained, at the lr of the same point in the schedule."""
-    from test_train_cli import run_script
+    from runs import run_cli_script as run_script
     runs = tmp_path / "runs"
     make = job(tiny_cifar, runs, "--data.pad", "0", "--data.flip", "false", "--data.batch_size", "4",
                "--trainer.logger", "false", "--trainer.accelerator", "cpu")
@@ -236,3 +239,32 @@ class StopAfterStep(__import__("lightning").Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == self.step and trainer.is_global_zero:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow  # 16-20 s; test_prepare_run_on_a_rank_other_than_0_creates_no_folder checks the cause in CI
+def test_torchrun_writes_one_run_folder(tiny_cifar, tmp_path):
+    # each process starts train.py on its own and picks a time stamp; rank 1 made its folder (an empty wandb/), so
+    # rank 0 took the next name. Only rank 0 writes: its folder is the run
+    runs = tmp_path / "runs"
+    # one node, two CPU processes, as a user without SLURM starts it; the config's W&B logger, offline
+    result = run_script(job(tiny_cifar, runs, "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                            "--trainer.devices", "2"), tmp_path,
+                        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (trained,) = list(runs.iterdir())
+    assert json.loads((trained / "results.json").read_text())["world_size"] == 2
+    assert list((trained / "wandb").glob("offline-run-*"))
+
+
+# with the slow tests (CI's 10 minutes): test_stop_signals' DDP stop test runs the same job and checks its steps too
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
+    runs = tmp_path / "runs"
+    args = job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+               "--trainer.strategy", "ddp", "--trainer.devices", "2")
+    result = run_script(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((only_run(runs) / "results.json").read_text())  # one folder for both ranks
+    # 24 images, batch 8 per process: 3 steps an epoch alone, 1 each when two ranks share the data
+    assert results["world_size"] == 2 and results["global_step"] == 2
+

@@ -107,3 +107,15 @@ def test_a_checkpoint_of_a_folder_without_run_json_resumes_in_that_folder(tmp_pa
     old = a_run(runs, "20250101-000000", started=None)  # train.py before run.json
     config = run_config(runs, ckpt_path=str(old / "checkpoints" / "last.ckpt"))
     assert run_folder.fit_folder(config, runs, DARKNET) == old
+
+
+def test_a_time_stamp_another_job_took_after_its_choice_is_claimed_under_the_next_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_folder.time, "strftime", lambda form: "20260101-120000")
+    monkeypatch.setattr(run_folder, "_fresh_runs", {})
+    chosen = run_folder.new_time_stamped(tmp_path / "runs")
+    chosen.mkdir(parents=True)  # another job's, made between the choice and the claim
+    claimed = tmp_path / "runs" / "20260101-120000-2"
+    assert run_folder.claim_time_stamped(tmp_path / "runs", chosen) == claimed
+    assert run_folder._fresh_runs == {claimed: [claimed]}
+    assert not any(chosen.iterdir()) and not any(claimed.iterdir())  # the other job's folder untouched, ours empty
+

@@ -2,12 +2,16 @@
 milliseconds, for tests/mutation.py run_folders)."""
 
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from jsonargparse import Namespace
 from runs import CYCLEGAN, DARKNET, a_run, a_run_killed_as_last_ckpt_was_relinked, run_config
 
 import train
 from callbacks import run_folder
+from callbacks.checkpoint_io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -198,3 +202,23 @@ def test_a_second_slurm_task_follows_task_0_into_the_folder_it_made(tmp_path, mo
     monkeypatch.setenv("SLURM_PROCID", "1")
     config = run_config(runs, ckpt_path=str(other / "checkpoints" / "last.ckpt"), run_name="mine")
     assert run_folder.fit_folder(config, runs, DARKNET) == mine
+
+
+def test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank(tmp_path, monkeypatch):
+    # only Lightning's launcher starts ranks with LOCAL_RANK >= 1 that inherit rank 0's DL2_RUN_NAME; a SLURM task
+    # (SLURM_PROCID 1, no LOCAL_RANK) keeping an earlier in-process run's DL2_RUN_NAME must choose as task 0 does
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("DL2_RUN_NAME", "slurm-77")
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"")
+    config = SimpleNamespace(ckpt_path=str(checkpoint))
+    assert run_folder.evaluation_folder(config, tmp_path, "test") == tmp_path / "slurm-77-test"
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank Lightning launched from rank 0 takes rank 0's folder
+    monkeypatch.setenv("DL2_RUN_NAME", "chosen-by-rank-0")
+    assert run_folder.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
+    # so does a training rank, in the folder rank 0 has just made (no "exists already" for it)
+    write_json(tmp_path / "chosen-by-rank-0" / run_folder.RUN_FILE, {"model": "lightning_modules.DarknetClassifier"})
+    fit = Namespace(run_name=None, ckpt_path=None)
+    assert run_folder.fit_folder(fit, tmp_path, "lightning_modules.DarknetClassifier") == tmp_path / "chosen-by-rank-0"
+

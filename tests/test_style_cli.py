@@ -430,7 +430,7 @@ def test_several_devices_are_refused_once_before_any_process_starts(style_images
     """Refused in setup alone, each of the two processes DDP starts printed it (interleaved on one line). A real
     process: Lightning's launcher starts its second one from sys.argv."""
     from runs import assert_one_line_error
-    from test_train_cli import run_script
+    from runs import run_cli_script as run_script
     result = run_script(job(style_images, tmp_path / "runs", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                             "--trainer.max_steps", "1"), tmp_path)
     assert_one_line_error(result, "style transfer optimizes one image tensor on one device")
