@@ -2,6 +2,7 @@ import contextlib
 import http.server
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -222,6 +223,17 @@ def no_ranks(monkeypatch):
         monkeypatch.setattr(run_folder, name, {})
     yield
     run_folder.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
+
+
+@pytest.fixture
+def handlers():
+    """SIGINT, SIGTERM and SIGUSR1's handlers put back after the test, whatever it installed."""
+    from callbacks import saving
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+    saving.SIGNAL_LOG.removeFilter(saving.not_a_forwarded_sigterm)
 
 
 def cycle_l1_by_hand(model, root: Path) -> dict[str, float]:

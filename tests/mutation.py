@@ -35,6 +35,23 @@ class Target:
         return (self.path,) if isinstance(self.path, str) else self.path
 
 
+# the tests of train.py's hooks called directly with small fakes, milliseconds each (test_stop_and_resume.py until
+# 2026-12-01)
+HOOK_TESTS = ("tests/test_saved_progress.py", "tests/test_save_on_stop.py", "tests/test_stop_under_ddp.py",
+              "tests/test_requeue_signal.py",
+              *(f"tests/test_checkpoint_checks.py::test_{name}" for name in (
+                  "an_exported_file_is_refused_as_a_fits_checkpoint_naming_init_from",
+                  "a_checkpoint_of_the_same_net_is_returned_for_a_resume_and_for_init_from",
+                  "a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes",
+                  "a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with_not_a_missing_config",
+                  "hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_its_refusal",
+                  "numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type",
+                  "init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning",
+                  "a_checkpoint_of_another_class_names_it_and_the_system_to_use",
+                  "a_fit_from_an_exported_file_is_refused_and_init_from_takes_it",
+                  "a_native_subcommand_takes_a_checkpoint_of_its_configs_class",
+                  "a_native_subcommand_refuses_another_class_naming_the_config_to_give")))
+
 TARGETS = {
     "training_phase": Target("callbacks/training_phase.py",
                              ("annealed", "TrainingPhase.__post_init__", "TrainingPhase._range", "TrainingPhase.lr_at",
@@ -150,7 +167,7 @@ TARGETS = {
                                ("MaxStepsResume.on_train_start", "MaxStepsResume.on_load_checkpoint",
                                 "SeedPerRankAndStep.on_train_start"),
                                ("tests/test_stop_signals.py", "tests/test_resume_order.py", "tests/test_last_ckpt.py",
-                                "tests/test_resume_steps.py", "tests/test_stop_and_resume.py",
+                                "tests/test_resume_steps.py", "tests/test_saved_progress.py",
                                 "tests/test_max_steps_resume.py", "-m", "not slow", "-k",
                                 "each_epoch_end or every_remaining_epoch or mid_epoch or not_yet_processed"
                                 " or plain_trainers_resume or own_random")),
@@ -498,7 +515,7 @@ TARGETS = {
                                "RerunStoppedValidation.on_validation_end",
                                "check_checkpoint", "check_checkpoint_class", "refuse_exported_resume",
                                "requeue_slurm_job", "saved_step", "save_if", "fit_progress", "weights_in_memory"),
-                              ("tests/test_stop_and_resume.py",
+                              (*HOOK_TESTS,
                                "tests/test_train_job.py::test_a_stop_signal_in_a_fast_dev_run_saves_no_checkpoint",
                                *(f"tests/test_native_subcommands.py::test_a_native_subcommand_refuses_another_systems"
                                  f"_checkpoint_before_any_folder[{subcommand}]" for subcommand in ("fit", "validate",
@@ -626,7 +643,7 @@ TARGETS = {
                              ("RequeueSignal.__init__", "RequeueSignal.install", "RequeueSignal.follow",
                               "RequeueSignal.uninstall", "RequeueSignal.__call__", "RequeueSignal.requeue_now",
                               "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "ctrl_c_stops_the_test"),
-                             ("tests/test_stop_and_resume.py",
+                             (*HOOK_TESTS,
                               "tests/test_stop_signals.py::test_ctrl_c_outside_the_training_batches_exits_130_and_says"
                               "_what_it_kept[test]",
                               "tests/test_tensorboard.py",

@@ -1,5 +1,6 @@
 """What the tests that run train.py share: the tiny jobs, train.py in a fresh process, its one-line errors, run folders
-made by hand, and the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`)."""
+made by hand, the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`), and the
+fake Trainer the tests of its hooks call them with."""
 
 import contextlib
 import json
@@ -8,11 +9,15 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import torch
 from conftest import ROOT
 from jsonargparse import Namespace
+from lightning.pytorch.trainer.states import TrainerFn
+
+from callbacks import saving
 
 # --model.top_losses 1: the test after each fit still runs the whole interpretation (confusion matrix, top losses,
 # their figures and CSVs, gathered over the ranks), with a one-image top-losses figure: the default 9-image grid cost
@@ -173,3 +178,40 @@ class LrAtBatchStart(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         Path(self.record).write_text(json.dumps([[g["lr"] for g in o.param_groups] for o in trainer.optimizers]))
+
+
+# The fakes the tests of train.py's hooks share (test_save_on_stop.py, test_stop_under_ddp.py,
+# test_requeue_signal.py, test_saved_progress.py): a Trainer's few attributes, a rank of a 2-process job.
+FITTING, TESTING = TrainerFn.FITTING, TrainerFn.TESTING
+
+
+def fake_trainer(**settings):
+    """What the hooks read of a Trainer: one process, fitting, past the sanity check; saves are recorded."""
+    saved = []
+    trainer = SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True, fast_dev_run=0, sanity_checking=False,
+                              global_step=5, state=SimpleNamespace(fn=FITTING), saved=saved,
+                              save_checkpoint=lambda path, **kwargs: saved.append((path, kwargs)),
+                              _signal_connector=SimpleNamespace(received_sigterm=False))
+    for name, value in settings.items():
+        setattr(trainer, name, value)
+    return trainer
+
+
+def last_ckpt(tmp_path) -> Path:
+    return tmp_path / "runs" / "my-run" / "checkpoints" / "last.ckpt"
+
+
+def ddp_rank(monkeypatch, rank: int, others: tuple[int, int], **settings):
+    """A fake rank of a 2-process job whose other rank's (stop, requeue) flags are `others`."""
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+
+    def all_reduce(tensor, op):
+        assert op == torch.distributed.ReduceOp.MAX
+        tensor.copy_(torch.maximum(tensor, torch.tensor(others)))
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    requeued = []
+    monkeypatch.setattr(saving, "requeue_slurm_job", requeued.append)
+    trainer = fake_trainer(world_size=2, global_rank=rank, is_global_zero=rank == 0,
+                           strategy=SimpleNamespace(root_device=torch.device("cpu")), **settings)
+    return trainer, requeued

@@ -3,15 +3,19 @@ step read, the options a resume changed named."""
 
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import run_in_process
+from jsonargparse import Namespace
+from lightning.pytorch import LightningModule
 from runs import assert_one_line_error, job, options_warnings
 
 import train
 from callbacks import checkpoints
+from lightning_modules.export import EXPORT_KEY
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -114,3 +118,215 @@ def test_a_truncated_checkpoint_is_named_with_the_fix(tiny_cifar, tmp_path, caps
     result = run_in_process(job(tiny_cifar, runs, "--ckpt_path", "last"), capsys, monkeypatch)
     assert_one_line_error(result, f"{last} is not a readable checkpoint (truncated?",
                           f"use an earlier one in {last.parent}")
+
+
+# refuse_exported_resume, called directly
+
+
+def test_an_exported_file_is_refused_as_a_fits_checkpoint_naming_init_from(tmp_path):
+    path = str(tmp_path / "g.ckpt")
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.refuse_exported_resume({"state_dict": {}, EXPORT_KEY: {"left_out": []}}, path)
+    assert "exported weights file" in str(refused.value) and f"--init_from {path}" in str(refused.value)
+    checkpoints.refuse_exported_resume({"state_dict": {}, "global_step": 3}, path)  # a training checkpoint: resumed
+
+
+# check_checkpoint (before a fit: --ckpt_path and --init_from) and check_checkpoint_class (a native subcommand's)
+
+
+class Tiny(torch.nn.Module):
+    """A net with two weights and a buffer built in setup (empty until then, as the style system's image)."""
+
+    def __init__(self, features: int = 3):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, features)
+        self.register_buffer("built_in_setup", torch.empty(0))
+
+
+def tiny_checkpoint(path: Path, model: torch.nn.Module, class_path: str | None = "tests.Tiny", **state) -> str:
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    hyper = {"_class_path": class_path} if class_path else {}
+    torch.save({"state_dict": {**weights, **state.pop("weights", {})}, "global_step": 4, "hyper_parameters": hyper,
+                **state}, path)
+    return str(path)
+
+
+def test_a_checkpoint_of_the_same_net_is_returned_for_a_resume_and_for_init_from(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "last.ckpt", Tiny(), weights={"built_in_setup": torch.ones(5, 5)})
+    for for_init in (False, True):  # the buffer built in setup has no shape to compare yet
+        assert checkpoints.check_checkpoint(checkpoint, Tiny(), "tiny", for_init=for_init)["global_step"] == 4
+    without_class = tiny_checkpoint(tmp_path / "plain.ckpt", Tiny(), class_path=None)  # a checkpoint of plain Lightning
+    assert checkpoints.check_checkpoint(without_class, Tiny(), "tiny")["global_step"] == 4
+
+
+def test_a_checkpoint_of_other_shapes_names_the_weight_and_both_shapes(tmp_path):
+    runs = tmp_path / "runs" / "r" / "checkpoints"
+    runs.mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "config.yaml").write_text("{}\n")  # the run's, as train.py writes it
+    # a weight the net lacks first (passed over: its shape is nobody's), then the net's own at another size
+    checkpoint = str(runs / "last.ckpt")
+    torch.save({"state_dict": {"head.weight": torch.zeros(1), **Tiny(features=5).state_dict()}, "global_step": 4},
+               checkpoint)
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(checkpoint, Tiny(features=3), "tiny")
+    assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here)" in str(refused.value)
+    assert f"resume with its config: --config {tmp_path / 'runs' / 'r' / 'config.yaml'} --ckpt_path" in str(
+        refused.value)
+
+
+class TinyWithHyperParameters(LightningModule):
+    def __init__(self, features: int = 3, betas: tuple = (0.5, 0.999), name: str = "a b"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, features)
+
+
+def test_a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with_not_a_missing_config(tmp_path):
+    """An export (`dl2-export ... --output horse2zebra.ckpt`) or a copied checkpoint has no run folder above it:
+    the error named <its folder's parent>/config.yaml, a file that is not there; the saved hyper-parameters that
+    differ from this model's are the fix (betas as a list there, a tuple here: the same option)."""
+    exported = tmp_path / "exports" / "net.ckpt"
+    exported.parent.mkdir()
+    saved = {"_class_path": "tests.TinyWithHyperParameters", "features": 5, "betas": [0.5, 0.999], "name": "x y"}
+    torch.save({"state_dict": TinyWithHyperParameters(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, exported)
+    for for_init, fix in ((True, "--init_from needs the same network: give the --model options it was trained "
+                                 "with (--model.features 5 --model.name 'x y', from its hyper-parameters)"),
+                          (False, "resume with the --model options it was trained with (--model.features 5 "
+                                  f"--model.name 'x y', from its hyper-parameters) and --ckpt_path {exported}")):
+        with pytest.raises(train.UserError) as refused:
+            checkpoints.check_checkpoint(str(exported), TinyWithHyperParameters(), "tiny", for_init=for_init)
+        assert "was trained with other settings (layer.weight: (5, 2) there, (3, 2) here); " + fix == \
+            str(refused.value).split(f"{exported} ", 1)[1]
+        assert "config.yaml" not in str(refused.value)
+    # Lightning's hpc_ckpt_N.ckpt lies in the run folder itself, beside its config.yaml
+    (tmp_path / "exports" / "config.yaml").write_text("{}\n")
+    hpc = tmp_path / "exports" / "hpc_ckpt_1.ckpt"
+    exported.rename(hpc)
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(hpc), TinyWithHyperParameters(), "tiny")
+    assert str(refused.value).endswith(f"resume with its config: --config {tmp_path / 'exports' / 'config.yaml'} "
+                                       f"--ckpt_path {hpc}")
+
+
+class TinyWithMapping(LightningModule):
+    def __init__(self, features: int = 3, mapping: dict | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(2, features)
+
+
+def test_hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_its_refusal(tmp_path):
+    """A user module's dict with tuple keys (JSON's keys are strings): the fix is worked out for every checkpoint
+    checked, so a TypeError there stopped a good checkpoint's resume too."""
+    path = tmp_path / "net.ckpt"
+    saved = {"features": 5, "mapping": {(1, 2): 4}}
+    torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, path)
+    assert checkpoints.check_checkpoint(str(path), TinyWithMapping(features=5, mapping={(1, 2): 4}), "tiny")[
+        "global_step"] == 4
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(mapping={(1, 2): 3}), "tiny")
+    assert str(refused.value).endswith("(--model.features 5 --model.mapping '{(1, 2): 4}', from its "
+                                       f"hyper-parameters) and --ckpt_path {path}")
+
+
+def test_numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type(tmp_path):
+    """A user module's hyper-parameters from numpy or torch (np.int64(5) from len(np.unique(...)), a mean tensor):
+    the same values as the model's were named as differences (--model.features 5 where features is 5), and a
+    tensor's option as the quoted string '"tensor([...])"', which no command line takes."""
+    import numpy as np
+    path = tmp_path / "net.ckpt"
+    saved = {"features": np.int64(5), "mapping": {"mean": np.float32(0.5), "std": torch.tensor([0.25, 0.5])}}
+    torch.save({"state_dict": TinyWithMapping(features=5).state_dict(), "global_step": 4,
+                "hyper_parameters": saved}, path)
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [0.25, 0.5]}),
+                                     "tiny")
+    assert str(refused.value).endswith(f"(--model.features 5, from its hyper-parameters) and --ckpt_path {path}")
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(path), TinyWithMapping(features=3, mapping={"mean": 0.5, "std": [1, 1]}),
+                                     "tiny")
+    assert "--model.mapping '{\"mean\": 0.5, \"std\": [0.25, 0.5]}'" in str(refused.value)
+
+
+def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
+    class Deeper(Tiny):
+        def __init__(self):
+            super().__init__()
+            self.more = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.ckpt", Tiny(), class_path=None)  # no class to compare
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(checkpoint, Deeper(), "tiny", for_init=True)
+    # 4 weights missing (more.0/1 weight/bias), the first two in sorted order named
+    assert "holds another network (4 weights missing, e.g. ['more.0.bias', 'more.0.weight']; 0 not ours" in str(
+        refused.value)
+    extra = tiny_checkpoint(tmp_path / "extra.ckpt", Tiny(), weights={"head.weight": torch.zeros(1)})
+    with pytest.raises(train.UserError, match=re.escape("(0 weights missing, e.g. []; 1 not ours, e.g. "
+                                                        "['head.weight'])")):
+        checkpoints.check_checkpoint(extra, Tiny(), "tiny", for_init=True)
+    heads = tiny_checkpoint(tmp_path / "heads.ckpt", Tiny(), weights={f"head{i}.weight": torch.zeros(1)
+                                                                        for i in (3, 1, 2)})
+    with pytest.raises(train.UserError, match=re.escape("3 not ours, e.g. ['head1.weight', 'head2.weight']); ")):
+        checkpoints.check_checkpoint(heads, Tiny(), "tiny", for_init=True)
+    for path, model in ((checkpoint, Deeper()), (extra, Tiny())):  # a resume: Lightning's strict load says it
+        assert checkpoints.check_checkpoint(path, model, "tiny")["global_step"] == 4
+
+
+def test_a_checkpoint_of_another_class_names_it_and_the_system_to_use(tmp_path):
+    wgan = tiny_checkpoint(tmp_path / "wgan.ckpt", Tiny(), class_path="lightning_modules.wgan.WGAN")
+    with pytest.raises(train.UserError, match=re.escape(f"{wgan} is a WGAN checkpoint, this is tiny; use --system "
+                                                        "wgan")):
+        checkpoints.check_checkpoint(wgan, Tiny(), "tiny")
+    other = tiny_checkpoint(tmp_path / "other.ckpt", Tiny(), class_path="elsewhere.Other")
+    with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, this is tiny; train a elsewhere.Other "
+                                                        "with the config that wrote it")):
+        checkpoints.check_checkpoint(other, Tiny(), "tiny", for_init=True)
+
+
+def test_a_fit_from_an_exported_file_is_refused_and_init_from_takes_it(tmp_path):
+    exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), **{EXPORT_KEY: {"left_out": []}})
+    with pytest.raises(train.UserError, match=re.escape(f"start a new run from its weights with --init_from "
+                                                        f"{exported}")):
+        checkpoints.check_checkpoint(exported, Tiny(), "tiny")
+    assert checkpoints.check_checkpoint(exported, Tiny(), "tiny", for_init=True)["global_step"] == 4
+
+
+def native(ckpt_path, model="lightning_modules.DarknetClassifier"):
+    return Namespace(ckpt_path=ckpt_path, model=Namespace(class_path=model) if "." in model else model)
+
+
+def test_a_native_subcommand_takes_a_checkpoint_of_its_configs_class(tmp_path):
+    checkpoints.check_checkpoint_class(native(None), "fit")  # no checkpoint: nothing to read
+    darknet = tiny_checkpoint(tmp_path / "d.ckpt", Tiny(), class_path="lightning_modules.darknet_classifier."
+                                                                      "DarknetClassifier")
+    for kind in ("fit", "validate", "test"):
+        checkpoints.check_checkpoint_class(native(darknet), kind)
+        checkpoints.check_checkpoint_class(native(darknet, model="DarknetClassifier"), kind)  # a short name
+        checkpoints.check_checkpoint_class(native(tiny_checkpoint(tmp_path / "p.ckpt", Tiny(), class_path=None)), kind)
+    exported = tiny_checkpoint(tmp_path / "g.ckpt", Tiny(), class_path="lightning_modules.DarknetClassifier",
+                               **{EXPORT_KEY: {"left_out": []}})
+    for kind in ("validate", "test"):  # its weights are all an evaluation needs
+        checkpoints.check_checkpoint_class(native(exported), kind)
+    with pytest.raises(train.UserError, match=re.escape(f"--ckpt_path {exported} is an exported weights file")):
+        checkpoints.check_checkpoint_class(native(exported), "fit")
+
+
+def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp_path):
+    folder = tmp_path / "runs" / "r" / "checkpoints"
+    folder.mkdir(parents=True)
+    cyclegan = tiny_checkpoint(folder / "last.ckpt", Tiny(), class_path="lightning_modules.CycleGAN")
+    with pytest.raises(train.UserError, match=re.escape(
+            f"--ckpt_path {cyclegan} is a CycleGAN checkpoint, but the config's model is a DarknetClassifier; give "
+            "its system's config, --config configs/cyclegan.yaml")):
+        checkpoints.check_checkpoint_class(native(cyclegan), "test")
+    (tmp_path / "runs" / "r" / "config.yaml").write_text("model: {}\n")  # the run's own config, beside its folder
+    with pytest.raises(train.UserError, match=re.escape(f"give its run's config, --config {tmp_path}/runs/r/config.yaml"
+                                                        )):
+        checkpoints.check_checkpoint_class(native(cyclegan), "validate")
+    other = tiny_checkpoint(tmp_path / "o.ckpt", Tiny(), class_path="elsewhere.Other")
+    with pytest.raises(train.UserError, match=re.escape("is a Other checkpoint, but the config's model is a "
+                                                        "DarknetClassifier; give the config that trained it")):
+        checkpoints.check_checkpoint_class(native(other), "fit")
+
