@@ -323,6 +323,13 @@ def tiny_darknet_checkpoint(root: Path, **options) -> tuple[Path, Path]:
     return root / "darknet.ckpt", data_dir
 
 
+@pytest.fixture(scope="module")
+def darknet_checkpoint(tmp_path_factory):
+    """A tiny Darknet trained 2 steps on generated CIFAR-style folders (classes cat, dog, frog), its checkpoint."""
+    return tiny_darknet_checkpoint(tmp_path_factory.mktemp("classify"), compile=True,
+                                   compile_options={"backend": "eager"})  # classify must not compile
+
+
 def tiny_wgan_checkpoint(folder: Path, **options) -> Path:
     """folder/wgan.ckpt: a 16px WGAN after one step on random images, its generator's weights widened so that its
     images depend on the noise (DCGAN's N(0, 0.02) init hardly does)."""

@@ -35,6 +35,11 @@ class Target:
         return (self.path,) if isinstance(self.path, str) else self.path
 
 
+# the inference commands' tests (test_commands.py until 2026-12-01): their entry points, dl2-classify, the options
+# they share
+COMMAND_TESTS = ("tests/test_console_scripts.py", "tests/test_darknet_inference.py",
+                 "tests/test_command_options.py")
+
 # the tests of train.py's hooks called directly with small fakes, milliseconds each (test_stop_and_resume.py until
 # 2026-12-01)
 HOOK_TESTS = ("tests/test_saved_progress.py", "tests/test_save_on_stop.py", "tests/test_stop_under_ddp.py",
@@ -88,9 +93,9 @@ TARGETS = {
     "classify": Target(("lightning_modules/darknet_classify.py", "lightning_modules/darknet_classifier.py"),
                        ("classify", "write_csv", "DarknetClassifier.on_save_checkpoint",
                         "DarknetClassifier.on_load_checkpoint"),
-                       ("tests/test_commands.py", "-k", "classify or class_names")),
+                       (*COMMAND_TESTS, "-k", "classify or class_names")),
     "inference": Target("lightning_modules/inference.py", ("read_checkpoint", "saved_class", "load_checkpoint"),
-                        ("tests/test_commands.py", "-k", "wrong_checkpoint or classify_gives or traceback")),
+                        (*COMMAND_TESTS, "-k", "wrong_checkpoint or classify_gives or traceback")),
     "darknet": Target("lightning_modules/nets/darknet.py",
                       ("conv_layer", "ResLayer.__init__", "ResLayer.forward", "Darknet.__init__"),
                       ("tests/test_darknet_core.py", "tests/test_darknet.py")),
@@ -155,7 +160,7 @@ TARGETS = {
     "style_blend": Target("lightning_modules/style_transfer.py", ("StyleTransfer.blend",),
                           ("tests/test_style_options.py", "-k", "blend")),
     "devices": Target("lightning_modules/inference.py", ("check_device",),
-                      ("tests/test_commands.py", "-k", "device_this or two_gpus")),
+                      ("tests/test_command_options.py", "-k", "device_this or two_gpus")),
     "resume": Target(("callbacks/saving.py", "callbacks/checkpoints.py"),
                      ("EpochEndSave.on_train_epoch_end", "init_from"),
                      ("tests/test_stop_signals.py", "tests/test_last_ckpt.py", "tests/test_resume_steps.py",
@@ -280,14 +285,15 @@ TARGETS = {
                   ("tests/test_training_phase.py", "-k", "swa or one_cycle_recipe or recipe_takes or fractional"
                    " or accumulation or manual or sgdr_keeps or save_cycles")),
     "checkpoint_file": Target("lightning_modules/inference.py", ("checkpoint_file",),
-                              ("tests/test_commands.py", "-k", "run_folder_or_last or gan_commands_too")),
+                              ("tests/test_darknet_inference.py", "tests/test_command_options.py", "-k",
+                               "run_folder_or_last or gan_commands_too")),
     "output_paths": Target("callbacks/errors.py",
                            ("check_output_folder", "check_output_file", "refuse_a_file_on_the_way",
                             "refuse_unexpanded_home", "report_partial_failure", "one_line_errors"),
-                           ("tests/test_commands.py", "tests/test_translate.py", "-k", "dangling or file_blocks"
+                           (*COMMAND_TESTS, "tests/test_translate.py", "-k", "dangling or file_blocks"
                             " or unreadable or generate_writes or wrong_checkpoint or tilde or ctrl_c_in_a_command")),
     "broken_pipe": Target("callbacks/errors.py", ("stdout_reader_gone", "one_line_errors"),
-                          ("tests/test_commands.py", "tests/test_translate.py", "-k", "cut_short or ctrl_c_in_a_command"
+                          (*COMMAND_TESTS, "tests/test_translate.py", "-k", "cut_short or ctrl_c_in_a_command"
                            " or refuses_is_one_line or wrong_checkpoint or unreadable or reader_gone")),
     "run_guards": Target(("callbacks/run_folder.py", "callbacks/checkpoints.py"),
                          ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step", "hold_run_lock",
@@ -346,7 +352,7 @@ TARGETS = {
                       "tests/test_translate.py::test_unreadable_images_are_listed_and_the_others_translated",
                       "tests/test_darknet_interpret.py::test_confusion_matrix_per_class_accuracy_and_top_losses",
                       "tests/test_darknet_interpret.py::test_interpret_false_writes_nothing_and_logs_no_class_accuracy",
-                      "tests/test_commands.py::test_console_script_generate_writes_the_samples",
+                      "tests/test_console_scripts.py::test_console_script_generate_writes_the_samples",
                       "tests/test_cyclegan.py::test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images",
                       "tests/test_style_options.py::test_the_side_by_side_shows_content_the_style_at_the_contents_size"
                       "_and_the_result",
@@ -372,8 +378,8 @@ TARGETS = {
                        ("tests/test_wgan_fid.py::test_fid_command_compares_a_checkpoint_with_an_image_folder",
                         "tests/test_wgan_fid.py::test_fid_command_takes_two_images_and_refuses_a_folder_of_one",
                         "tests/test_wgan_reference.py::test_fid_reads_a_reference_generator_file",
-                        "tests/test_commands.py::test_fid_needs_two_samples_for_a_covariance",
-                        *(f"tests/test_commands.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
+                        "tests/test_console_scripts.py::test_fid_needs_two_samples_for_a_covariance",
+                        *(f"tests/test_console_scripts.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
                           for option in ("num_samples", "batch_size")))),
     # the GAN architectures: WGAN's DCGAN and MLP nets (martinarjovsky/WassersteinGAN's models), CycleGAN's ResNet
     # generator and 70x70 PatchGAN (junyanz/pytorch-CycleGAN-and-pix2pix's networks.py)
@@ -449,7 +455,7 @@ TARGETS = {
                             " or (test_prepare_data and cifar10)")),
     # dl2-classify's argparse front (defaults, one-line mistakes) and `python -m lightning_modules.darknet_classifier`
     "classify_command": Target("lightning_modules/commands.py", ("classify", "darknet"),
-                               ("tests/test_commands.py", "-k", "darknet_module or dl2_classify or default_device_auto"
+                               (*COMMAND_TESTS, "-k", "darknet_module or dl2_classify or default_device_auto"
                                 " or value_the_parser or count_below_one or every_console_script or classify_gives"
                                 " or (wrong_checkpoint and missing)")),
     # the WGAN's commands and the rest of its module: dl2-wgan-generate (samples, grid, slerp's latent walks), the
@@ -474,7 +480,7 @@ TARGETS = {
                              "tests/test_wgan_reference.py::test_a_walk_takes_two_images_or_more_and_0_is_none",
                              "tests/test_wgan_reference.py::test_a_reference_generator_file_makes_the_images_that"
                              "_generator_makes",
-                             "tests/test_commands.py::test_console_script_generate_writes_the_samples",
+                             "tests/test_console_scripts.py::test_console_script_generate_writes_the_samples",
                              "tests/test_wgan.py::test_mismatched_data_and_model_isize_fail_clearly",
                              "tests/test_wgan.py::test_a_model_of_other_than_three_channels_is_refused_on_our_rgb_data",
                              "tests/test_gan_fid.py::test_wgan_validation_logs_the_formulas_distance_between_fixed"
@@ -544,8 +550,9 @@ TARGETS = {
                              ("stylize", "check_results_spare_inputs", "check_accelerator", "median_filtered_noise",
                               "StyleTransfer.check_trainer", "StyleTransfer.on_load_checkpoint",
                               "StyleTransfer.features", "StyleTransfer.losses"),
-                             ("tests/test_style_commands.py", "tests/test_commands.py", "tests/test_style_cli.py",
-                              "tests/test_style.py", "tests/test_style_options.py", "tests/test_style_pyramid.py", "-k",
+                             ("tests/test_style_commands.py", "tests/test_console_scripts.py",
+                              "tests/test_command_options.py", "tests/test_style_cli.py", "tests/test_style.py",
+                              "tests/test_style_options.py", "tests/test_style_pyramid.py", "-k",
                               "(test_style_commands or stylize or resume or precision or max_steps or bf16"
                               " or several_devices_are_refused_with or gatys or seeds_plain or content_only"
                               " or a_batch_gives or average_pooling or tv_weight_adds) and not once_before"

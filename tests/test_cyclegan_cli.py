@@ -129,7 +129,7 @@ def test_translate_gives_the_generator_output_at_full_resolution(tiny_checkpoint
 
 def test_translate_command_writes_an_index_of_inputs_beside_outputs(tiny_checkpoint, tmp_path):
     # `python -m lightning_modules.cyclegan translate ...` in this process: the function its __main__ calls (a fresh
-    # interpreter cost ~5 s; test_commands' python -m test runs that __main__ in a process of its own)
+    # interpreter cost ~5 s; test_console_scripts' python -m test runs that __main__ in a process of its own)
     assert commands.cyclegan(["translate", "--checkpoint", str(tiny_checkpoint), "--input_dir",
                               str(photos(tmp_path / "in")), "--output_dir", str(tmp_path / "out"), "--direction",
                               "b2a"]) is None  # exit status 0

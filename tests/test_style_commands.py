@@ -12,11 +12,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import make_style_images
 from PIL import Image
 from test_style import MEAN, STD
 
 from callbacks import UserError
-from lightning_modules import StyleTransfer
+from lightning_modules import StyleTransfer, commands
 from lightning_modules.style_transfer import median_filtered_noise
 from lightning_modules.stylize import check_accelerator, check_results_spare_inputs, stylize
 
@@ -275,3 +276,96 @@ def test_an_output_folder_given_as_style_is_refused_too(tmp_path, capsys):
     with pytest.raises(UserError, match=f"--output {styles} is a --style folder"):
         check_results_spare_inputs(str(styles), None, [tmp_path / "me.png"], [styles / "red.png"], [str(styles)])
     check_results_spare_inputs(str(tmp_path / "out"), None, [tmp_path / "me.png"], [styles / "red.png"], str(styles))
+
+
+def test_console_script_stylize_writes_the_image(tmp_path):
+    content, style = make_style_images(tmp_path / "in")
+    commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
+                      "--size", "32", "--max_iter", "1", "--vgg_weights", "random", "--arch", "vgg16",
+                      "--accelerator", "cpu"])
+    assert Image.open(tmp_path / "out" / "content0.png").size == (32, 32)
+
+
+def test_stylize_errors_name_its_own_flags(tmp_path, capsys):
+    """The data module and the VGG loader name train.py's flags (--data.style, --model.vgg_weights); dl2-stylize
+    says its own."""
+    content, _ = make_style_images(tmp_path / "in")
+    for args, expected in (
+            (["--style", str(tmp_path / "absent.jpg"), "--vgg_weights", "random"],
+             "give an existing image file as --style s.jpg"),
+            (["--vgg_weights", str(tmp_path / "absent.pth")], f"--vgg_weights {tmp_path / 'absent.pth'}: no such file"),
+            (["--size", "16", "--vgg_weights", "random"], "try --size 288")):
+        with pytest.raises(SystemExit) as stop:
+            commands.stylize(["--content", str(content[0]), "--output", str(tmp_path / "out"), *args])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and expected in err and "--data." not in err and "--model." not in err, err
+
+
+def test_stylize_refuses_zero_iterations_and_repeats_itself_with_a_seed(tmp_path, capsys):
+    content, style = make_style_images(tmp_path / "in")
+    args = ["--content", str(content[0]), "--style", str(style), "--size", "32", "--vgg_weights", "random",
+            "--arch", "vgg16", "--accelerator", "cpu"]
+    with pytest.raises(SystemExit) as stop:  # it wrote nothing, and said it had
+        commands.stylize([*args, "--output", str(tmp_path / "none"), "--max_iter", "0"])
+    assert stop.value.code == 2 and "--max_iter must be at least 1 (got 0)" in capsys.readouterr().err
+    results = {}
+    for run, seed in (("a", 3), ("b", 3), ("c", 4)):
+        torch.manual_seed(100 + len(results))  # the global generator elsewhere: the seed alone decides
+        commands.stylize([*args, "--output", str(tmp_path / run), "--max_iter", "1", "--seed", str(seed)])
+        results[run] = np.asarray(Image.open(tmp_path / run / "content0.png"))
+    assert np.array_equal(results["a"], results["b"]) and not np.array_equal(results["a"], results["c"])
+
+
+def test_stylize_blends_several_styles_and_takes_the_layers(tmp_path, capsys):
+    """Blend weights [1, 0] give the first style alone; other layers give another image; a bad layer is named."""
+    content, style = make_style_images(tmp_path / "in")
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(other)
+    args = ["--content", str(content[0]), "--size", "32", "--vgg_weights", "random", "--arch", "vgg16",
+            "--accelerator", "cpu", "--max_iter", "2", "--init", "content"]
+
+    def result(run, *extra):
+        commands.stylize([*args, "--output", str(tmp_path / run), *extra])
+        return np.asarray(Image.open(tmp_path / run / "content0.png")).astype(int)
+
+    alone = result("alone", "--style", str(style))
+    blended = result("blended", "--style", f"[{style}, {other}]", "--style_blend_weights", "[1, 0]")
+    even = result("even", "--style", f"[{style}, {other}]")
+    assert np.abs(blended - alone).max() <= 1 and np.abs(even - alone).max() > 8
+    layers = result("layers", "--style", str(style), "--content_layer", "relu2_2", "--style_layers", "[relu1_1]")
+    assert np.abs(layers - alone).max() > 8
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize([*args, "--output", str(tmp_path / "bad"), "--style_layers", "[relu9_9]"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unknown layers ['relu9_9']; the vgg16's are ['relu1_1'" in err, err
+
+
+@pytest.mark.parametrize("accelerator, expected", [
+    ("gpu", "--accelerator gpu: this machine has none; it has auto, cpu"),
+    ("cuda", "--accelerator cuda: this machine has none"),
+    ("foo", "--accelerator foo: not an accelerator; it has auto, cpu")])
+def test_stylize_names_an_accelerator_this_machine_lacks_in_one_line(accelerator, expected, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--accelerator", accelerator, "--vgg_weights", "random"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "--seed must be from 0 to 4294967295 (got -1)"),  # neural-style's default -seed, a random one
+    ("--seed", str(2**32), f"--seed must be from 0 to 4294967295 (got {2**32})"),
+    ("--precision", "32-bit", "--precision 32-bit: not a precision"),
+])
+def test_stylize_refuses_a_seed_or_precision_lightning_cannot_take_in_one_line(option, value, message, tmp_path,
+                                                                               capsys):
+    content, style = make_style_images(tmp_path / "in")
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--content", str(content[0]), "--style", str(style), "--size", "32", "--vgg_weights",
+                          "random", "--arch", "vgg16", "--accelerator", "cpu", "--output", str(tmp_path / "out"),
+                          "--max_iter", "1", option, value])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+

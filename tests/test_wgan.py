@@ -331,7 +331,7 @@ def test_train_job_writes_checkpoint_and_sample_grid_and_generate_reads_it(image
     assert f"train/Loss_D {results['final_metrics']['train/Loss_D']:.4g}," in printed
     assert sorted(p.name for p in (run_dir / "images").iterdir()) == ["real_samples-000000.png", "samples-000002.png"]
     # `python -m lightning_modules.wgan generate ...` in this process: the function its __main__ calls (a fresh
-    # interpreter cost ~5 s; test_commands' python -m test runs that __main__ in a process of its own)
+    # interpreter cost ~5 s; test_console_scripts' python -m test runs that __main__ in a process of its own)
     assert commands.wgan(["generate", str(run_dir / "checkpoints" / "last.ckpt"), "--out_dir", str(tmp_path / "out"),
                           "--num_samples", "10", "--nrow", "3"]) is None  # exit status 0
     grid = tmp_path / "out_grid.png"  # beside the folder of samples, which holds them alone
