@@ -62,7 +62,8 @@ TARGETS = {
                              ("annealed", "TrainingPhase.__post_init__", "TrainingPhase._range", "TrainingPhase.lr_at",
                               "TrainingPhase.momentum_at", "one_cycle", "sgdr", "triangle", "one_cycle_cos",
                               "flat_cos"),
-                             ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
+                             ("tests/test_phase_math.py", "tests/test_phase_cycles.py",
+                              "tests/test_phase_definitions.py", "tests/test_phase_scheduler.py", "-k",
                               "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
                               " or triangle or fastai or pct_start_0 or beta_outside or share_of_the_cycle"
                               " or lr_decay_no")),
@@ -73,7 +74,9 @@ TARGETS = {
                                "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
                                "set_beta", "build_optimizer", "TrainingPhaseScheduler._start",
                                "TrainingPhaseScheduler.setup", "TrainingPhaseScheduler.plan"),
-                              ("tests/test_phase_math.py", "tests/test_training_phase.py", "-k",
+                              ("tests/test_phase_math.py", "tests/test_phase_scheduler.py",
+                               "tests/test_phase_resume.py", "tests/test_phase_cycles.py",
+                               "tests/test_phase_definitions.py", "-k",
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
@@ -282,7 +285,8 @@ TARGETS = {
     # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
     "swa": Target("callbacks/phase_scheduler.py",
                   ("swa_first_epoch", "TrainingPhaseScheduler.build_recipe", "TrainingPhaseScheduler.on_train_start"),
-                  ("tests/test_training_phase.py", "-k", "swa or one_cycle_recipe or recipe_takes or fractional"
+                  ("tests/test_phase_cycles.py", "tests/test_phase_scheduler.py", "-k",
+                   "swa or one_cycle_recipe or recipe_takes or fractional"
                    " or accumulation or manual or sgdr_keeps or save_cycles")),
     "checkpoint_file": Target("lightning_modules/inference.py", ("checkpoint_file",),
                               ("tests/test_darknet_inference.py", "tests/test_command_options.py", "-k",
@@ -571,12 +575,14 @@ TARGETS = {
     "phase_setup": Target("callbacks/phase_scheduler.py",
                           ("TrainingPhaseScheduler.__init__", "TrainingPhaseScheduler.on_fit_start", "plot_schedule",
                            "TrainingPhaseScheduler._plot"),
-                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_training_phase.py",
+                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_phase_cycles.py",
+                           "tests/test_phase_scheduler.py", "tests/test_phase_resume.py",
                            "-k", "test_phase_setup or test_phase_math or plot or wandb or own_lr_scheduler"
                            " or recipe or fitted_twice or sgdr_passes or seed_formula or switches")),
     # a phase's decay names, optimizer names and a recipe's share of the cycle
     "phase_types": Target("callbacks/training_phase.py", ("decay_type", "optimizer_class", "check_share"),
-                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_training_phase.py",
+                          ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_phase_definitions.py",
+                           "tests/test_phase_cycles.py",
                            "-k", "test_phase_setup or test_phase_math or share or decay_no or bad_phase or yaml"
                            " or pct_start_0 or ends_of_their_range")),
     # the VGG's weights from the torch cache or a file, and the forward hooks that keep the features
@@ -672,7 +678,7 @@ TARGETS = {
     "phase_resume": Target("callbacks/phase_scheduler.py",
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
                             "TrainingPhaseScheduler.load_state_dict", "resumed_batches"),
-                           ("tests/test_training_phase.py",
+                           ("tests/test_phase_scheduler.py", "tests/test_phase_cycles.py", "tests/test_phase_resume.py",
                             "tests/test_epoch_lengths.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after"
                             "_a_resume_with_other_batches_an_epoch",
                             "tests/test_epoch_lengths.py::test_with_gradient_accumulation_the_schedule_steps_for_the"

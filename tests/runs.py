@@ -1,9 +1,10 @@
 """What the tests that run train.py share: the tiny jobs, train.py in a fresh process, its one-line errors, run folders
-made by hand, the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`), and the
-fake Trainer the tests of its hooks call them with."""
+made by hand, the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`), the
+fake Trainer the tests of its hooks call them with, and the phase scheduler tests' tiny fit and formulas."""
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from conftest import ROOT
 from jsonargparse import Namespace
 from lightning.pytorch.trainer.states import TrainerFn
 
-from callbacks import saving
+from callbacks import TrainingPhaseScheduler, saving
+from datamodules import CIFAR10DataModule
+from lightning_modules import DarknetClassifier
 
 # --model.top_losses 1: the test after each fit still runs the whole interpretation (confusion matrix, top losses,
 # their figures and CSVs, gathered over the ranks), with a one-image top-losses figure: the default 9-image grid cost
@@ -215,3 +218,72 @@ def ddp_rank(monkeypatch, rank: int, others: tuple[int, int], **settings):
     trainer = fake_trainer(world_size=2, global_rank=rank, is_global_zero=rank == 0,
                            strategy=SimpleNamespace(root_device=torch.device("cpu")), **settings)
     return trainer, requeued
+
+
+# The tiny fits, callbacks and formulas the phase scheduler's tests share (test_phase_scheduler.py,
+# test_phase_resume.py, test_phase_cycles.py): a Darknet on tiny_cifar, what the optimizer holds at each step, the
+# seed's decay formulas written out.
+BATCHES = 6  # 24 tiny images at batch 4
+
+
+class Recorder(L.Callback):
+    """What the optimizer holds at each step: class, lr of every group, momentum (or beta1)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        group = optimizer.param_groups[0]
+        momentum = group["betas"][0] if "betas" in group else group.get("momentum")
+        self.steps.append((type(optimizer).__name__, [g["lr"] for g in optimizer.param_groups], momentum))
+
+
+class ShapeRecorder(L.Callback):
+    def __init__(self):
+        self.sizes = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.sizes.append(batch[0].shape[-1])
+
+
+def fit(data_dir, phases, max_epochs=10, callbacks=(), ckpt_path=None, root=None, trainer_kwargs=None, batch_size=4,
+        **scheduler_kwargs):
+    torch.manual_seed(0)
+    recorder = Recorder()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                        enable_checkpointing=root is not None, default_root_dir=root,
+                        callbacks=[TrainingPhaseScheduler(phases, plot=False, **scheduler_kwargs), recorder,
+                                   *callbacks], **(trainer_kwargs or {}))
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None)
+    trainer.fit(model, CIFAR10DataModule(str(data_dir), batch_size=batch_size, download=False), ckpt_path=ckpt_path)
+    return recorder.steps, trainer, model
+
+
+# -- the seed's formulas, written out here --------------------------------------------------------
+def expected(start, end, i, n, decay, p=2.0):
+    if decay == "no":
+        return start
+    if decay == "linear":
+        return start + (end - start) * i / n
+    if decay == "cosine":
+        return end + (start - end) / 2 * (1 + math.cos(math.pi * i / n))
+    if decay == "exponential":
+        return start * (end / start) ** (i / n)
+    return end + (start - end) * (1 - i / n) ** p
+
+
+def one_cycle_lrs(n, lr=0.4, div=20):
+    """fastai 0.7's 1cycle (pct 20) over n steps, the phase ends rounded to steps as the scheduler rounds them."""
+    up, down = round(0.4 * n), round(0.8 * n)
+    return [expected(lr / div, lr, i, up, "linear") for i in range(up)] + \
+           [expected(lr, lr / div, i, down - up, "linear") for i in range(down - up)] + \
+           [expected(lr / div, lr / div / 100, i, n - down, "linear") for i in range(n - down)]
+
+
+class BatchCounter(L.Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1

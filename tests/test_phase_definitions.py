@@ -1,0 +1,70 @@
+"""A TrainingPhase as written: decays, betas and YAML as the README writes them, and the ones refused in one line."""
+
+import pytest
+
+from callbacks import DecayType, TrainingPhase, UserError
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
+
+
+def test_a_decay_given_one_lr_goes_to_zero_and_polynomial_takes_the_seed_tuple():
+    phase = TrainingPhase(epochs=1, lr=0.4, lr_decay=(DecayType.POLYNOMIAL, 3))
+    assert phase.lr_at(0.0) == 0.4 and phase.lr_at(0.5) == pytest.approx(0.4 * 0.5**3)
+    assert TrainingPhase(epochs=1, lr=0.4, lr_decay="cosine").lr_at(1.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("decay", [("polynomial",), ["polynomial", 2, 3], ("polynomial", "abc"),
+                                   ("polynomial", None), ("polynomial", True), []])
+@pytest.mark.parametrize("field", ["lr_decay", "momentum_decay"])
+def test_a_decay_pair_that_is_not_polynomial_and_a_number_is_one_line(decay, field):
+    """[polynomial] without its exponent (a YAML slip) stopped with a 129-line unpacking traceback; a string exponent
+    trained until the first step's pow raised."""
+    with pytest.raises(UserError, match=rf"{field} .*a pair is \[polynomial, p\]"):
+        TrainingPhase(epochs=1, lr=(0.4, 0.1), momentum=(0.9, 0.8), **{field: decay})
+    phase = TrainingPhase(epochs=1, lr=0.4, momentum=(0.9, 0.5), momentum_decay=["polynomial", 1])  # a list, an int
+    assert phase.momentum_at(0.5) == pytest.approx(0.5 + 0.4 * 0.5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": -1}, "epochs > 0"),
+    ({"epochs": 1, "lr": 0.1, "lr_decay": "exponential"}, "EXPONENTIAL lr decay needs a .start, end. pair"),
+    ({"epochs": 1, "opt_fn": "Adamm"}, "unknown optimizer 'Adamm'; use one of .*Adam"),
+    ({"epochs": 1, "lr_decay": "cubic"}, "'cubic' is not a valid DecayType"),
+])
+def test_bad_phase_definitions_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingPhase(**kwargs)
+
+
+def test_phases_written_in_yaml_as_in_the_readme_parse_to_the_same_phases():
+    from jsonargparse import ArgumentParser
+    parser = ArgumentParser()
+    parser.add_argument("--phases", type=list[TrainingPhase])
+    yaml = ("[{epochs: 1, opt_fn: RMSprop, lr: 1.0e-3, momentum: 0.9, data: {image_size: 28}},"
+            " {epochs: 2.5, opt_fn: SGD, lr: [0.4, 0.004], lr_decay: cosine, momentum: 0.9,"
+            " opt_kwargs: {nesterov: true}, data: {image_size: 32}}]")
+    phases = parser.instantiate(parser.parse_args(["--phases", yaml])).phases
+    assert phases == [TrainingPhase(1, "RMSprop", 1e-3, momentum=0.9, data={"image_size": 28}),
+                      TrainingPhase(2.5, "SGD", (0.4, 0.004), DecayType.COSINE, momentum=0.9,
+                                    opt_kwargs={"nesterov": True}, data={"image_size": 32})]
+
+
+@pytest.mark.parametrize("beta", [1.0, -0.1, 1.5])
+def test_beta_outside_zero_one_is_refused(beta):
+    with pytest.raises(UserError, match=r"beta must be in \[0, 1\)"):
+        TrainingPhase(1, "Adam", beta=beta)
+    assert [TrainingPhase(1, "Adam", beta=b).beta for b in (0.0, 0.999)] == [0.0, 0.999]  # the ends it takes
+
+
+def test_lr_decay_no_unquoted_in_yaml_is_no_decay():
+    from jsonargparse import ArgumentParser
+    parser = ArgumentParser()
+    parser.add_argument("--phases", type=list[TrainingPhase])
+    # YAML 1.1 reads an unquoted no as false: the README's spelling must still mean DecayType.NO
+    phases = parser.instantiate(parser.parse_args(["--phases", "[{epochs: 1, lr: 0.1, lr_decay: no, momentum: "
+                                                   "[0.9, 0.8], momentum_decay: no}]"])).phases
+    assert phases[0].lr_decay is DecayType.NO and phases[0].momentum_decay is DecayType.NO
+    assert phases[0].lr_at(0.5) == 0.1 and phases[0].momentum_at(0.5) == 0.9
+    with pytest.raises(UserError, match="'True' is not a valid DecayType"):
+        TrainingPhase(1, lr_decay=True)
+
