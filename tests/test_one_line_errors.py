@@ -120,6 +120,18 @@ def test_a_bug_lightning_reports_as_misconfiguration_keeps_its_traceback(tiny_ci
         train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.callbacks+=test_one_line_errors.UselessLog"))
 
 
+class BadValue(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        raise ValueError("a bug in a callback")
+
+
+def test_a_bug_raising_value_error_in_the_fit_keeps_its_traceback(tiny_cifar, tmp_path):
+    """The fit's ValueError is made one line only for Lightning's val_check_interval refusal; any other is a bug."""
+    with pytest.raises(ValueError, match="a bug in a callback") as raised:
+        train.main(job(tiny_cifar, tmp_path / "runs", "--trainer.callbacks+=test_one_line_errors.BadValue"))
+    assert raised.type is ValueError  # not a UserError (one line), nor a TypeError from reading the refusal's numbers
+
+
 def test_a_config_of_another_systems_model_beside_system_is_refused(tiny_cifar, tmp_path, capsys, monkeypatch):
     """--system darknet --config configs/wgan.yaml trained a WGAN, silently."""
     wgan = str(ROOT / "configs" / "wgan.yaml")

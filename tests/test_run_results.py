@@ -2,6 +2,7 @@
 fractional epochs, no test with limit_test_batches 0."""
 
 import json
+import time
 
 import lightning as L
 import pytest
@@ -78,3 +79,11 @@ def test_limit_test_batches_0_trains_skips_the_test_and_writes_the_results(tiny_
                    "--trainer.limit_test_batches", "0", "--run_name", "r"))
     results = json.loads((runs / "r" / "results.json").read_text())
     assert results["test"] == {} and results["global_step"] == 2
+
+
+def test_fit_seconds_is_the_fits_wall_time(tiny_cifar, tmp_path):
+    """results.json's fit_seconds (benchmarks/time_to_accuracy.py reads it): the fit's time, within the job's."""
+    runs, start = tmp_path / "runs", time.perf_counter()
+    train.main(job(tiny_cifar, runs, "--data.batch_size", "4", "--trainer.max_steps", "2", "--run_name", "r"))
+    elapsed = time.perf_counter() - start
+    assert 0 < json.loads((runs / "r" / "results.json").read_text())["fit_seconds"] <= elapsed
