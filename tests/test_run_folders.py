@@ -109,6 +109,8 @@ def test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_n
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     train.main(job(tiny_cifar, runs, "--ckpt_path", str(earlier), "--run_name", "fork", "--trainer.max_epochs", "2"))
     assert json.loads((runs / "fork" / "results.json").read_text())["global_step"] == 6
+    # a resume into a new folder writes that folder's config.yaml, not a resume's config beside a missing one
+    assert (runs / "fork" / "config.yaml").is_file() and not list((runs / "fork").glob("config-resume-*"))
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     # its own last.ckpt: nothing left to train, nothing replaced but the config of this launch
     train.main(job(tiny_cifar, runs, "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs",
