@@ -17,6 +17,7 @@ from jsonargparse import Namespace
 
 import train
 from callbacks import checkpoints, configs, lr_finder, run_config, run_folder, wandb_run
+from callbacks import cli as train_cli
 
 CONFIGS = ROOT / "configs"
 
@@ -93,7 +94,7 @@ def test_config_model_is_the_short_class_name_or_none(text, model, tmp_path):
 def test_model_flags_are_the_first_name_after_model_and_init_args():
     argv = ["--model.tta", "flip", "--model.init_args.nf=8", "--data.batch_size", "4", "--model.one_cycle.div", "20",
             "--model.blocks+=3", "--model.init_args.betas=[0, 1]", "--model", "DarknetClassifier", "--trainer.x=1"]
-    assert train.model_flags(argv) == ["tta", "nf", "one_cycle", "blocks", "betas"]
+    assert train_cli.model_flags(argv) == ["tta", "nf", "one_cycle", "blocks", "betas"]
 
 
 def test_system_of_a_class_is_the_config_that_trains_it_by_class_name():
@@ -106,7 +107,7 @@ def test_system_of_a_class_is_the_config_that_trains_it_by_class_name():
 
 
 def test_no_data_module_is_not_checked():
-    train.check_data("lightning_modules.WGAN", None)
+    train_cli.check_data("lightning_modules.WGAN", None)
 
 
 # the job's own checks (check_job): the LR finder of a GAN, --init_from, the resumed checkpoint's step
@@ -132,9 +133,9 @@ def job_options(run=False, init_from=None, ckpt_path=None):
 def test_check_job_refuses_the_lr_finder_of_a_model_that_steps_its_optimizers_itself():
     with pytest.raises(train.UserError, match=r"^--lr_find sweeps the lr of one optimizer that Lightning steps; "
                                               r"ManualGAN steps its optimizers itself \(a GAN's alternating updates\)"):
-        train.check_job(job_cli(ManualGAN()), job_options(run=True))
-    assert train.check_job(job_cli(Classifier()), job_options(run=True)) is None
-    assert train.check_job(job_cli(ManualGAN()), job_options(run=False)) is None
+        train_cli.check_job(job_cli(ManualGAN()), job_options(run=True))
+    assert train_cli.check_job(job_cli(Classifier()), job_options(run=True)) is None
+    assert train_cli.check_job(job_cli(ManualGAN()), job_options(run=False)) is None
 
 
 def test_check_job_puts_init_from_on_the_trainer_and_returns_the_resumed_step(monkeypatch):
@@ -144,13 +145,13 @@ def test_check_job_puts_init_from_on_the_trainer_and_returns_the_resumed_step(mo
                         lambda *args: calls.append(("check", *args)) or {"global_step": 42})
     model = Classifier()
     cli = job_cli(model, ["earlier"])
-    assert train.check_job(cli, job_options(init_from="w.ckpt")) is None
+    assert train_cli.check_job(cli, job_options(init_from="w.ckpt")) is None
     assert cli.trainer.callbacks == ["earlier", "weights"] and calls == [("init_from", "w.ckpt", model, "wgan", False)]
     calls.clear()
-    assert train.check_job(cli, job_options(init_from="w.ckpt", ckpt_path="last.ckpt")) == 42
+    assert train_cli.check_job(cli, job_options(init_from="w.ckpt", ckpt_path="last.ckpt")) == 42
     assert calls == [("init_from", "w.ckpt", model, "wgan", True), ("check", "last.ckpt", model, "wgan")]
     calls.clear()
-    assert train.check_job(job_cli(model), job_options(ckpt_path="last.ckpt")) == 42
+    assert train_cli.check_job(job_cli(model), job_options(ckpt_path="last.ckpt")) == 42
     assert calls == [("check", "last.ckpt", model, "wgan")]
 
 
@@ -158,7 +159,7 @@ def test_check_job_puts_init_from_on_the_trainer_and_returns_the_resumed_step(mo
 
 
 class FakeCLI:
-    before_instantiate_classes = train.CLI.before_instantiate_classes
+    before_instantiate_classes = train_cli.CLI.before_instantiate_classes
 
     def __init__(self, config, job=True, resolved=False):
         self.config, self.job, self.checkpoint_resolved = config, job, resolved

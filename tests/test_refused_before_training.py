@@ -12,6 +12,7 @@ from conftest import ROOT, run_in_process
 from runs import cli_job as job
 
 import train
+from callbacks import cli as train_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -36,11 +37,11 @@ def test_another_systems_data_module_is_refused_naming_both(model, data, owner, 
     """Each failed at its first batch, in a traceback: a tuple where images were due, labels missing."""
     datamodule = type(data, (), {})()
     if owner is None:
-        train.check_data(model, datamodule)
+        train_cli.check_data(model, datamodule)
         return
     with pytest.raises(train.UserError, match=re.escape(
             f"--data {data} is the data of --system {owner}; {model.rpartition('.')[2]} trains on {own}")):
-        train.check_data(model, datamodule)
+        train_cli.check_data(model, datamodule)
 
 
 def test_another_systems_data_module_is_refused_in_one_line_before_the_run_folder(tiny_cifar, tmp_path):

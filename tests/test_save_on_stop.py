@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from runs import TESTING, fake_trainer, last_ckpt
 
-import train
+from callbacks import job as train_job
 from callbacks import saving
 
 
@@ -157,7 +157,7 @@ def test_each_fit_starts_with_no_stop_and_ranks_other_than_0_leave_ctrl_c_to_ran
 
 def ctrl_c_test_handler(tmp_path, trainer):
     """The SIGINT handler ctrl_c_stops_the_test installs, and the context to leave."""
-    context = train.ctrl_c_stops_the_test(tmp_path / "r", trainer)
+    context = train_job.ctrl_c_stops_the_test(tmp_path / "r", trainer)
     context.__enter__()
     return signal.getsignal(signal.SIGINT), context
 

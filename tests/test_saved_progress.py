@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from runs import fake_trainer
 
-import train
 from callbacks import MaxStepsResume, RerunStoppedValidation, checkpoints, saving
+from callbacks import job as train_job
 
 # save_if, saved_step
 
@@ -43,7 +43,7 @@ def test_saved_step_reads_the_checkpoints_step_and_none_without_a_whole_checkpoi
 def progress_of(batches: int, per_epoch) -> dict:
     loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(
         total=SimpleNamespace(completed=batches))))
-    return train.fit_progress(SimpleNamespace(fit_loop=loop, num_training_batches=per_epoch))
+    return train_job.fit_progress(SimpleNamespace(fit_loop=loop, num_training_batches=per_epoch))
 
 
 def test_fit_progress_counts_epochs_as_batches_over_batches_per_epoch():
@@ -64,10 +64,10 @@ def test_the_test_after_the_fit_sees_no_hpc_checkpoint_and_lightning_sees_it_aga
     trainer = Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     connector = trainer._checkpoint_connector
     assert connector._hpc_resume_path == str(hpc)
-    with train.weights_in_memory(trainer):
+    with train_job.weights_in_memory(trainer):
         assert connector._hpc_resume_path is None
     assert connector._hpc_resume_path == str(hpc)
-    with pytest.raises(RuntimeError), train.weights_in_memory(trainer):  # put back after a failed test too
+    with pytest.raises(RuntimeError), train_job.weights_in_memory(trainer):  # put back after a failed test too
         raise RuntimeError
     assert connector._hpc_resume_path == str(hpc)
     assert Trainer(default_root_dir=tmp_path, logger=False)._checkpoint_connector._hpc_resume_path == str(hpc)

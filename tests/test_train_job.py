@@ -14,6 +14,7 @@ from runs import cli_job as job
 from runs import only_run
 
 import train
+from callbacks import cli as train_cli
 from callbacks import saving
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -148,14 +149,14 @@ def test_jobs_started_together_each_keep_the_time_stamp_they_chose(tiny_cifar, t
     the name went to the job that got there first and the others built everything again for the next name: of ten jobs
     started together, two stopped after five rounds with a FolderTaken traceback.)"""
     runs = tmp_path / "runs"
-    check_job = train.check_job
+    check_job = train_cli.check_job
 
     def other_jobs_start_too(cli, config):  # as the model, data and Trainer are built, another job tries the name
         with contextlib.suppress(FileExistsError):
             Path(cli.trainer.default_root_dir).mkdir(parents=True)
             (Path(cli.trainer.default_root_dir) / "another_job").touch()
         return check_job(cli, config)
-    monkeypatch.setattr(train, "check_job", other_jobs_start_too)
+    monkeypatch.setattr(train_cli, "check_job", other_jobs_start_too)
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--trainer.max_epochs", "1"))
     (run_dir,) = runs.iterdir()
     assert (run_dir / "results.json").is_file() and not (run_dir / "another_job").exists()
@@ -218,16 +219,16 @@ def test_seed_everything_true_on_the_ranks_a_launcher_starts(monkeypatch):
     draw one of their own: refused, with the shell's $RANDOM to give them one."""
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("PL_GLOBAL_SEED", "1234")
-    assert train.random_seed() == 1234
+    assert train_cli.random_seed() == 1234
     monkeypatch.setenv("LOCAL_RANK", "0")  # rank 0 of an in-process DDP before: Lightning leaves WORLD_SIZE set
     monkeypatch.setenv("WORLD_SIZE", "2")
-    seeds = {train.random_seed() for _ in range(20)}
+    seeds = {train_cli.random_seed() for _ in range(20)}
     assert len(seeds) == 20 and max(seeds) >= 2**31 and max(seeds) < 2**32  # all 32 bits: all below 2**31 is 2**-20
     with monkeypatch.context() as context:  # one process of torchrun's or one SLURM task: a seed of its own
         for name, value in {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "1", "SLURM_NTASKS": "1",
                             "SLURM_JOB_NAME": "train"}.items():
             context.setenv(name, value)
-        assert train.random_seed() != train.random_seed()
+        assert train_cli.random_seed() != train_cli.random_seed()
     for env, launcher in [({"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2"}, "the 2 processes torchrun started"),
                           ({"SLURM_NTASKS": "2", "SLURM_JOB_NAME": "train"}, "the 2 processes the SLURM job started")]:
         with monkeypatch.context() as context:
@@ -236,7 +237,7 @@ def test_seed_everything_true_on_the_ranks_a_launcher_starts(monkeypatch):
             with pytest.raises(train.UserError, match=f"^--seed_everything true: each of {launcher} would draw a seed "
                                                       r"of its own; give them one from the shell, --seed_everything "
                                                       r"\$RANDOM"):
-                train.random_seed()
+                train_cli.random_seed()
 
 
 def test_swa_is_configurable_from_the_command_line(tiny_cifar, tmp_path, capsys):
