@@ -759,7 +759,12 @@ TARGETS = {
     # the checks and settings once a run's classes are built (config.yaml of a resume, the checkpoint callbacks'
     # folder, the saves, the resume callbacks, the data check, the run folder): in-process runs
     "instances": Target("callbacks/cli.py", ("CLI.check_instances",),
-                        ("tests/test_train_job.py::test_job_fits_tests_and_writes_results",
+                        ("tests/test_last_ckpt.py::test_save_every_minutes_0_saves_nothing_inside_an_epoch",
+                         "tests/test_resume_steps.py::test_the_first_callback_of_a_resume_at_an_epoch_end_reads_the_next"
+                         "_epoch_as_training_starts",
+                         "tests/test_native_subcommands.py::test_a_native_fit_resume_given_the_runs_own_config_says_so_of"
+                         "_its_changed_options",
+                         "tests/test_train_job.py::test_job_fits_tests_and_writes_results",
                          "tests/test_run_folders.py::test_an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one",
                          "tests/test_run_config_yaml.py::test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes_it_with_its_checkpoint",
                          "tests/test_checkpoint_checks.py::test_a_resume_with_other_options_than_the_runs_says_which_and_how_to_resume_as_it_began",

@@ -2,6 +2,7 @@
 each epoch's end, at the run's last step; Lightning's own without a checkpoint callback."""
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -91,3 +92,21 @@ def test_last_ckpt_is_written_at_each_epoch_end_even_without_a_top_k_save(tiny_c
         train.main(wgan_job(tiny_cifar, runs, "--run_name", "wgan", "--trainer.max_epochs", "4", *crash))
     for run, step in (("darknet", 9), ("wgan", 18)):
         assert torch.load(runs / run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == step
+
+
+class LastAtSecondBatch(L.Callback):
+    """Writes whether checkpoints/last.ckpt exists as the first epoch's second batch starts."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 0 and batch_idx == 1:
+            run_dir = Path(trainer.default_root_dir)
+            (run_dir / "last_at_second_batch").write_text(str((run_dir / "checkpoints" / "last.ckpt").exists()))
+
+
+@pytest.mark.parametrize("minutes, saved", [("0", "False"), ("0.000001", "True")])
+def test_save_every_minutes_0_saves_nothing_inside_an_epoch(minutes, saved, tiny_cifar, tmp_path):
+    """--save_every_minutes 0: never (a save at every batch otherwise); the second case shows the record sees one."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--run_name", "r", "--save_every_minutes", minutes,
+                   "--trainer.callbacks+=test_last_ckpt.LastAtSecondBatch"))
+    assert (runs / "r" / "last_at_second_batch").read_text() == saved

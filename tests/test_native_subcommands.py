@@ -52,6 +52,19 @@ def test_a_native_fits_refused_resume_names_the_runs_config_and_a_test_no_resume
         assert message.endswith(hint) if hint else "this resumes" not in message
 
 
+
+def test_a_native_fit_resume_given_the_runs_own_config_says_so_of_its_changed_options(tiny_cifar, tmp_path):
+    """`fit --config <run>/config.yaml --ckpt_path ...` with another option: the warning says this resume gives the
+    run's config already (the job form's says it too), not to give it."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "r", "--trainer.max_epochs", "1"))
+    checkpoint, config = runs / "r" / "checkpoints" / "last.ckpt", runs / "r" / "config.yaml"
+    with pytest.warns(UserWarning, match="this resume's options differ") as said:
+        train.main(["fit", "--config", str(config), "--ckpt_path", str(checkpoint), "--trainer.max_epochs", "2",
+                    "--data.batch_size", "4"])
+    (message,) = [str(w.message) for w in said if "options differ" in str(w.message)]
+    assert f"this resume gives the run's config {config} already" in message
+
 def files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 

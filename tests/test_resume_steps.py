@@ -45,6 +45,23 @@ def test_a_resume_with_max_steps_from_an_epoch_end_trains_every_remaining_epoch(
     assert results["global_step"] == 4 * per_epoch and results["epochs"] == 4.0
 
 
+
+class EpochAtTrainStart(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        Path(trainer.default_root_dir, "epoch_at_train_start").write_text(str(trainer.current_epoch))
+
+
+def test_the_first_callback_of_a_resume_at_an_epoch_end_reads_the_next_epoch_as_training_starts(tiny_cifar, tmp_path):
+    """MaxStepsResume counts the finished epoch before any callback of the config reads it (a schedule choosing its
+    phase by epoch): it goes first, before the config's first callback."""
+    runs = tmp_path / "runs"
+    first = job(tiny_cifar, runs, "--run_name", "r", "--trainer.max_epochs", "4", "--model.one_cycle", "null",
+                "--trainer.callbacks", "[]")
+    train.main([*first, "--trainer.max_steps", "6"])  # 3 batches an epoch: stops at the end of the 2nd
+    train.main([*first, "--trainer.max_steps", "9", "--ckpt_path", "last",
+                "--trainer.callbacks+=test_resume_steps.EpochAtTrainStart"])
+    assert (runs / "r" / "epoch_at_train_start").read_text() == "2"
+
 @pytest.mark.parametrize("stop", ["max_steps", "max_steps twice"])
 def test_a_wgan_stopped_inside_an_epoch_by_max_steps_trains_the_rest_of_it_on_resume(stop, tiny_cifar, tmp_path):
     """The shipped config's ModelCheckpoint(save_last) rewrites last.ckpt when training ends, after Lightning counted
