@@ -12,7 +12,7 @@ from PIL import Image
 from callbacks import UserError
 from lightning_modules import WGAN, commands
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_commands")]
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("inference_commands")]
 
 
 @pytest.mark.parametrize("command, args", [

@@ -15,7 +15,7 @@ from PIL import Image
 from lightning_modules import WGAN, commands
 from lightning_modules.darknet_classify import classify
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_commands")]
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("inference_commands")]
 
 
 SCRIPTS = {"dl2-classify": "classify", "dl2-wgan-generate": "wgan_generate", "dl2-wgan-fid": "wgan_fid",

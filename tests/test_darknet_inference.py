@@ -12,7 +12,7 @@ from callbacks import UserError
 from lightning_modules import commands
 from lightning_modules.darknet_classify import classify
 
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("test_commands")]
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("inference_commands")]
 
 
 def by_hand(checkpoint, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
