@@ -7,17 +7,20 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from callbacks import run_folder
 from callbacks.checkpoint_io import write_json
-from callbacks.cli import CLI
 from callbacks.errors import UserError, lightning_ctrl_c, on_ctrl_c
 from callbacks.progress import format_number
 from callbacks.resume import LastStepLr
 from callbacks.run_config import LogConfig
+
+if TYPE_CHECKING:  # for the annotation alone: importing the CLI patches jsonargparse and the Trainer's annotations
+    from callbacks.cli import CLI
 
 
 @contextlib.contextmanager
@@ -79,7 +82,7 @@ def fit_progress(trainer) -> dict:
             "epochs_completed": batches // per_epoch if finite else None, "batches": batches}
 
 
-def run_job(cli: CLI) -> dict:
+def run_job(cli: "CLI") -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
     start_step = cli.start_step  # the checkpoint's, checked by check_job
