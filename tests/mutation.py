@@ -267,19 +267,22 @@ TARGETS = {
                               "DarknetClassifier.training_sample",
                               "DarknetClassifier.forward", "DarknetClassifier.loss", "DarknetClassifier._evaluate",
                               "DarknetClassifier.parameter_groups", "DarknetClassifier.configure_optimizers"),
-                             ("tests/test_darknet_speed.py", "-k", "tta or whitening_is_set or groups or bn_bias"
+                             ("tests/test_darknet_net_options.py", "tests/test_darknet_optimizer_options.py",
+                              "tests/test_darknet_step_options.py", "-k", "tta or whitening_is_set or groups or bn_bias"
                               " or single_group or nesterov or label_smoothing or channels_last or compiled or setup"
                               " or whitening_sample or one_cycle")),
     "darknet_nets": Target("lightning_modules/nets/darknet.py",
                            ("batchnorm_stats_kept", "downsample_layer", "whitening_layer", "init_whitening",
                             "Darknet.whitening", "Darknet.forward"),
-                           ("tests/test_darknet_core.py", "tests/test_darknet.py", "tests/test_darknet_speed.py", "-k",
+                           ("tests/test_darknet_core.py", "tests/test_darknet.py", "tests/test_darknet_net_options.py",
+                            "tests/test_darknet_optimizer_options.py", "-k",
                             "test_darknet_core or test_darknet.py or pool or strides or bad_net or whitening"
                             " or airbench or frozen")),
     "cifar10_order": Target("datamodules/cifar10.py",
                             ("TensorBatches.set_epoch", "TensorBatches._order", "TensorBatches.__len__",
                              "TensorBatches.__iter__", "CIFAR10DataModule.train_dataloader"),
-                            ("tests/test_cifar10_data.py", "tests/test_darknet_speed.py", "tests/test_resume_order.py",
+                            ("tests/test_cifar10_data.py", "tests/test_darknet_step_options.py",
+                             "tests/test_resume_order.py",
                              "-k", "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
                              " or tensor_batches or on_device or (rest_of_that_epochs and darknet)")),
     # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
@@ -321,7 +324,7 @@ TARGETS = {
                         ("Lookahead.__init__", "Lookahead.on_train_start", "Lookahead._update",
                          "Lookahead.on_train_batch_end", "Lookahead.on_train_end", "Lookahead._finish",
                          "Lookahead.state_dict", "Lookahead.load_state_dict"),
-                        ("tests/test_darknet_speed.py", "-k", "lookahead")),
+                        ("tests/test_darknet_optimizer_options.py", "-k", "lookahead")),
     # dl2-export: which system a checkpoint is, what a weights-only file keeps, the reference projects' key names; the
     # tests that need no trained CycleGAN first (its fixture trains one for 6 s). Run it under `ulimit -v 8000000`:
     # dcgan_g_names' `size / 2` mutant loops for ever, filling memory faster than mutmut's timeout (a MemoryError then)
@@ -452,7 +455,8 @@ TARGETS = {
                             "CIFAR10DataModule._on_device", "CIFAR10DataModule.val_dataloader",
                             "CIFAR10DataModule.test_dataloader", "CIFAR10DataModule._sized",
                             "CIFAR10DataModule.plain_training_images"),
-                           ("tests/test_cifar10_load.py", "tests/test_cifar10_data.py", "tests/test_darknet_speed.py",
+                           ("tests/test_cifar10_load.py", "tests/test_cifar10_data.py",
+                            "tests/test_darknet_net_options.py", "tests/test_darknet_step_options.py",
                             "tests/test_prepare_data.py", "-m", "not slow", "-k",
                             "test_cifar10_load or (test_cifar10_data and not without_tarfiles and not reaching_outside"
                             " and not two_processes and not killed_attempt) or on_device or whitening_sample"
@@ -511,7 +515,7 @@ TARGETS = {
     "darknet_system": Target("lightning_modules/darknet_classifier.py",
                              ("OneCycleThenHold.get_lr", "DarknetClassifier.training_step", "confusion_figure",
                               "top_losses_figure", "write_rows"),
-                             ("tests/test_darknet_system.py", "tests/test_darknet_speed.py",
+                             ("tests/test_darknet_system.py", "tests/test_darknet_optimizer_options.py",
                               "tests/test_darknet_interpret.py", "tests/test_resume_steps.py", "-k",
                               "test_darknet_system or seed_one_cycle or under_one_cycle or nesterov"
                               " or confusion_matrix_per_class or one_cycle_then_hold")),

@@ -1,6 +1,7 @@
 """What the tests that run train.py share: the tiny jobs, train.py in a fresh process, its one-line errors, run folders
 made by hand, the callbacks several test files name by class path (`--trainer.callbacks+=runs.StartWeights`), the
-fake Trainer the tests of its hooks call them with, and the phase scheduler tests' tiny fit and formulas."""
+fake Trainer the tests of its hooks call them with, the phase scheduler tests' tiny fit and formulas, and the Darknet
+option tests' tiny net and quiet Trainer."""
 
 import contextlib
 import json
@@ -287,3 +288,13 @@ class BatchCounter(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batches += 1
+
+
+DARKNET_TINY = {"num_blocks": [1], "nf": 4, "num_classes": 3}  # the Darknet option tests' net: a block of 4 filters
+
+
+def quiet_trainer(**kwargs):
+    """A one-epoch Trainer that writes nothing (no logger, checkpoints, progress bar or summary)."""
+    defaults = {"max_epochs": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                "enable_model_summary": False}
+    return L.Trainer(**{**defaults, **kwargs})
