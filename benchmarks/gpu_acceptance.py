@@ -17,33 +17,35 @@ Parts, in order (`--only` takes part names, or a system or a kind: `--only wgan`
   real CIFAR-10, then the test set with flip TTA when the model offers `tta`.
 Writes gpu_acceptance.json, gpu_acceptance.md (the table for BENCHMARKS.md), gpu_acceptance.log, the children's
 logs (logs.tar.gz) and three sample images into $OUT (or --out), and prints each part's wall time.
+The data and wheels it carries and installs: acceptance_setup.py; its table and files: acceptance_report.py.
 """
 
 import argparse
-import datetime
 import importlib
 import inspect
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # model_options imports our modules in this process
-SHARED_DATA = Path(os.environ.get("DL2_SHARED_DATA", ROOT.parent / "shared" / "data"))
-CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
-H2Z_ARCHIVE = "horse2zebra-subset.tar"
-H2Z_COUNTS = {"trainA": 50, "trainB": 50, "testA": 10, "testB": 10}  # 120 of the 2,661 images: 5.2 MiB, not 115 MB
+from benchmarks.acceptance_report import environment, fmt, log, markdown, percent, write_outputs  # noqa: E402
+from benchmarks.acceptance_setup import (  # noqa: E402
+    CIFAR_ARCHIVE,
+    install_wheels,
+    make_tiny_archives,
+    prepare,
+    unpack,
+    wandb_works,
+)
+
 SYSTEMS = ["darknet", "wgan", "cyclegan", "style"]
 PARTS = [f"{s}-cli" for s in SYSTEMS] + ["darknet-accuracy"] + [f"{s}-speed" for s in SYSTEMS]
 PROBE = "--trainer.callbacks+=benchmarks.acceptance_probe.AcceptanceProbe"
-CARRY_LIMIT_MIB = 64
 # seconds each part takes, measured on an H200 on 2026-11-28 (darknet-accuracy: more than 155 s, stopped there;
 # 240 is a guess from 26.6k images/s for 30 epochs, the JPEG decoding at setup and the TTA run's start)
 # measured on an H200 (2026-11-28); darknet- and cyclegan-speed plus ~12 s each for their profiles, added since;
@@ -141,149 +143,6 @@ def select_parts(only: str) -> list[str]:
         sys.exit(f"gpu_acceptance.py: error: --only {','.join(unknown)} names no part; parts: {', '.join(PARTS)} "
                  f"(or a system, or cli, speed, accuracy)")
     return [p for p in PARTS if not tokens or any(t in (p, *p.split("-")) for t in tokens)]
-
-
-# ------------------------------------------------------------------------------------------ output
-class Log:
-    """Prints to stdout (flushed: the device tool returns its tail) and keeps a copy for $OUT."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-
-    def __call__(self, *parts) -> None:
-        line = " ".join(str(p) for p in parts)
-        self.lines.append(line)
-        print(line, flush=True)
-
-
-log = Log()
-
-
-def fmt(x, digits=3) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, str):
-        return x
-    return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.{digits}g}"
-
-
-# ------------------------------------------------------------------------------------------ prepare (here)
-def prepare(carry: Path, wheels: Path, fetch: bool) -> None:
-    """Copy CIFAR-10, cut a horse2zebra subset, fetch the wheels; check that all that travels fits 64 MiB."""
-    carry.mkdir(parents=True, exist_ok=True)
-    source = SHARED_DATA / CIFAR_ARCHIVE
-    if not source.exists():
-        sys.exit(f"gpu_acceptance.py: error: {source} not found; set DL2_SHARED_DATA to the shared data folder")
-    shutil.copyfile(source, carry / CIFAR_ARCHIVE)
-    with tarfile.open(SHARED_DATA / "horse2zebra.tar") as full, tarfile.open(carry / H2Z_ARCHIVE, "w") as subset:
-        members = {}
-        for m in full.getmembers():
-            parts = Path(m.name).parts
-            if m.isfile() and len(parts) == 3 and parts[1] in H2Z_COUNTS:
-                members.setdefault(parts[1], []).append(m)
-        for folder, count in H2Z_COUNTS.items():
-            for m in sorted(members[folder], key=lambda m: m.name)[:count]:
-                subset.addfile(m, full.extractfile(m))
-    if fetch:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fetch_wheels.py"), "--dest", str(wheels)],
-                       check=True)
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    tree = sum((ROOT / f).stat().st_size for f in tracked.decode().split("\0") if f and (ROOT / f).is_file())
-    sizes = {"tracked tree": tree, str(carry): folder_size(carry), str(wheels): folder_size(wheels)}
-    for name, size in sizes.items():
-        print(f"{size / 2**20:7.1f} MiB  {name}")
-    total = sum(sizes.values()) / 2**20
-    print(f"{total:7.1f} MiB  travels to the GPU machine (limit {CARRY_LIMIT_MIB} MiB, untracked files not counted)")
-    if total > CARRY_LIMIT_MIB - 4:
-        sys.exit(f"gpu_acceptance.py: error: {total:.1f} MiB is too close to the {CARRY_LIMIT_MIB} MiB limit; "
-                 f"lower H2Z_COUNTS")
-
-
-def folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
-
-
-# ------------------------------------------------------------------------------------------ setup (there)
-def make_tiny_archives(carry: Path) -> None:
-    """--smoke without prepared data: archives in the real layouts, small random images (10 classes)."""
-    import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    stage = carry / "stage"
-    for split, count in (("train", 8), ("test", 4)):
-        for c in range(10):
-            folder = stage / "cifar10" / split / f"class{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
-    for folder, count in (("trainA", 3), ("trainB", 3), ("testA", 2), ("testB", 2)):
-        (stage / "horse2zebra" / folder).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
-                stage / "horse2zebra" / folder / f"{i:03d}.jpg")
-    with tarfile.open(carry / CIFAR_ARCHIVE, "w:gz") as tar:
-        tar.add(stage / "cifar10", "cifar10")
-    with tarfile.open(carry / H2Z_ARCHIVE, "w") as tar:
-        tar.add(stage / "horse2zebra", "horse2zebra")
-    shutil.rmtree(stage)
-
-
-def unpack(carry: Path, data: Path, per_class: tuple[int, int]) -> tuple[Path, Path, Path]:
-    """CIFAR-10 and the horse2zebra subset into data/; cifar10-small/ links the first images of each class."""
-    data.mkdir(parents=True, exist_ok=True)
-    for archive in (CIFAR_ARCHIVE, H2Z_ARCHIVE):
-        if not (carry / archive).exists():
-            sys.exit(f"gpu_acceptance.py: error: {carry / archive} missing; run "
-                     f"`python benchmarks/gpu_acceptance.py --prepare` where ../shared/data is, and carry .carry")
-        from datamodules.download import extract_tar  # the 'data' filter, or its checks on older Pythons
-        with tarfile.open(carry / archive) as tar:
-            extract_tar(tar, data)
-    small = data / "cifar10-small"
-    for split, count in zip(("train", "test"), per_class, strict=True):
-        for class_dir in sorted((data / "cifar10" / split).iterdir()):
-            target = small / split / class_dir.name
-            target.mkdir(parents=True, exist_ok=True)
-            for f in sorted(class_dir.iterdir())[:count]:
-                if not (target / f.name).exists():  # a --work folder used before (a rerun on a warm machine)
-                    os.link(f, target / f.name)
-    return data / "cifar10", small, data / "horse2zebra"
-
-
-def install_wheels(wheels: Path, site: Path, env: dict) -> str:
-    """The carried wheels into site/ (pip --no-index --target) when jsonargparse or wandb does not import."""
-    def imports(modules: str) -> bool:
-        return subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, capture_output=True).returncode == 0
-    from benchmarks.fetch_wheels import JSONARGPARSE_MODULES as needed
-    if imports(needed + ", wandb"):
-        return "jsonargparse and wandb already installed"
-    found = sorted(wheels.glob("*.whl")) if wheels.exists() else []
-    failed = None
-    if found:
-        from benchmarks.fetch_wheels import install_offline
-        result = install_offline(found, site)
-        if result.returncode == 0:
-            env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-            sys.path.insert(0, str(site))  # this process imports the models too (model_options)
-            return f"{len(found)} wheels installed into {site}"
-        failed = (result.stderr.strip().splitlines() or ["?"])[-1]  # e.g. wheels for another Python
-    if imports(needed):
-        return f"jsonargparse installed, wandb not ({failed or f'no wheels in {wheels}'})"
-    sys.exit(f"gpu_acceptance.py: error: jsonargparse is not installed and {wheels} holds no wheels that install "
-             f"({failed or 'none found'}); run `python benchmarks/fetch_wheels.py` where there is internet, and "
-             "carry .whl")
-
-
-def wandb_works(env: dict, folder: Path) -> str | None:
-    """None when an offline W&B run can be made here, else why not (the CLI runs then go without a logger)."""
-    probe = [sys.executable, "-c", f"import wandb; r = wandb.init(mode='offline', dir={str(folder)!r}, "
-             "project='probe'); r.log({'x': 1}); r.finish()"]
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        result = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=90)
-    except subprocess.TimeoutExpired:
-        return "an offline wandb.init took over 90 s"
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return None if result.returncode == 0 else (lines[-1] if lines else f"exit {result.returncode}")
 
 
 def model_options(system: str) -> set[str]:
@@ -455,111 +314,6 @@ def accuracy_part(ctx: dict, cifar: Path, precision: str, epochs: int | None, ex
     log(f"  darknet {result['epochs']} epochs {precision}: test accuracy {percent(result['test_acc'])}, flip TTA "
         f"{percent(result['tta_acc'])}, fit {result['fit_seconds']} s, wall {seconds:.1f} s")
     return result
-
-
-# ------------------------------------------------------------------------------------------ report
-TARGET_RATIO = 0.97
-
-
-def markdown(report: dict) -> str:
-    env = report["environment"]
-    head = (f"### GPU acceptance: {env['device']}, {env['date']}\n\n"
-            f"torch {env['torch']}, Lightning {env['lightning']}, CUDA {env['cuda']}, Python {env['python']}; "
-            f"`{report['command']}`{' (smoke: tiny sizes on the CPU, not a measurement)' if report['smoke'] else ''}."
-            f" Ours = the Lightning system; plain = the same work in a plain PyTorch loop (benchmarks/*.py); "
-            f"ratio = ours / plain (target >= {TARGET_RATIO}).\n")
-    lines = [head]
-    if report["speed"]:
-        lines += ["| system | measure | precision | ours | plain loop | ratio | peak memory ours / plain (GiB) "
-                  "| device | torch / Lightning | date |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report["speed"]:
-        ratio = r["ours"] / r["plain"]
-        ours, plain = fmt(r["ours"]), fmt(r["plain"])
-        if "per_image_ours" in r:
-            ours += f" ({fmt(r['per_image_ours'])} images/s)"
-            plain += f" ({fmt(r['per_image_plain'])} images/s)"
-        lines.append(f"| {r['system']} | {r['measure']} | {r['precision']} | {ours} | {plain} | {ratio:.3f}"
-                     f"{'' if ratio >= TARGET_RATIO else ' (below target)'} | {fmt(r.get('peak_ours_gib'))} / "
-                     f"{fmt(r.get('peak_plain_gib'))} | {env['device']} | {env['torch']} / {env['lightning']} "
-                     f"| {env['date']} |")
-    if report["speed"]:
-        lines += ["", *targets(report["speed"])]
-    if report["cli"]:
-        lines += ["", "CLI runs (`python train.py --system NAME`, short overrides, then `--ckpt_path last` to twice "
-                  "the steps; each checked for exit 0, training begun at step 0 / at the first run's last step, "
-                  "results.json and last.ckpt at the right global_step, images, "
-                  f"W&B offline run {'checked' if report['wandb'] else 'not checked: W&B not used'}):", "",
-                  "| system | precision | run | resume (same folder) | global_step | peak memory (GiB) | seconds |",
-                  "|---|---|---|---|---|---|---|"]
-    for r in report["cli"]:
-        run_, resume = r.get("run", {}), r.get("resume", {})
-
-        def state(p):
-            return "n/a" if not p else ("ok" if p["ok"] else "FAILED: " + "; ".join(p["problems"])[:200])
-        lines.append(f"| {r['system']} | {r['variant']} | {state(run_)} | {state(resume)} | "
-                     f"{run_.get('steps', '')} -> {resume.get('steps', '')} | {fmt(resume.get('peak_gib'))} | "
-                     f"{run_.get('seconds', '')} + {resume.get('seconds', '')} |")
-    acc = report.get("accuracy")
-    if acc:
-        lines += ["", f"Darknet, configs/darknet.yaml ({acc['epochs']} epochs, {acc['precision']}) on the CIFAR-10 "
-                  "JPEG copy: " + (f"test accuracy {percent(acc.get('test_acc'))}, with flip TTA "
-                                   f"{percent(acc.get('tta_acc'))}; fit {acc.get('fit_seconds')} s, whole job "
-                                   f"{acc['wall_seconds']} s, peak memory {fmt(acc.get('peak_gib'))} GiB"
-                                   if acc["ok"] else f"FAILED ({acc.get('error')})")]
-    lines += ["", "Wall time per part (s): " + ", ".join(f"{k} {v}" for k, v in report["part_seconds"].items())]
-    return "\n".join(lines) + "\n"
-
-
-def percent(x) -> str:
-    return f"{100 * x:.2f}%" if isinstance(x, float) else str(x)
-
-
-def targets(rows: list[dict]) -> list[str]:
-    """The issues' targets beyond ratios: bf16 WGAN >= 1.4x fp32, CycleGAN bf16 not slower, 16 style images."""
-    def find(system, precision_start, measure_part=""):
-        return next((r for r in rows if r["system"] == system and r["precision"].startswith(precision_start)
-                     and measure_part in r["measure"]), None)
-    out = []
-    wgan32, wganbf = find("wgan", "32"), find("wgan", "bf16")
-    if wgan32 and wganbf:
-        out.append(f"- WGAN bf16+channels_last / fp32 (ours): {wganbf['ours'] / wgan32['ours']:.2f}x (target >= 1.4)")
-    for batch in (1, 4):
-        c32, cbf = find("cyclegan", "32", f"batch {batch}"), find("cyclegan", "bf16", f"batch {batch}")
-        if c32 and cbf:
-            out.append(f"- CycleGAN batch {batch} bf16+channels_last / fp32 (ours): {cbf['ours'] / c32['ours']:.2f}x "
-                       "(target >= 1)")
-    one = next((r for r in rows if r["system"] == "style" and r["measure"].endswith(" 1 image")), None)
-    many = next((r for r in rows if r["system"] == "style" and r["measure"].endswith(" images")), None)
-    if one and many:
-        out.append(f"- Style, per-image rate of {many['measure'].split(', ')[-1]} / 1 image (ours): "
-                   f"{many['per_image_ours'] / one['per_image_ours']:.2f}x (target >= 1.5)")
-    return out
-
-
-def environment(smoke: bool) -> dict:
-    import lightning
-    import torch
-    cuda = torch.cuda.is_available() and not smoke
-    return {"device": torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()}, "
-                                                                  f"{os.cpu_count()} cores)",
-            "torch": torch.__version__, "lightning": lightning.__version__, "cuda": torch.version.cuda,
-            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
-
-
-def write_outputs(report: dict, out: Path, work: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_acceptance.json").write_text(json.dumps(report, indent=2))
-    (out / "gpu_acceptance.md").write_text(report["markdown"])
-    if (work / "logs").is_dir():
-        with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
-            tar.add(work / "logs", "logs")
-    # one sample image per generative system, from the bf16 runs (the device tool returns at most 8 files)
-    for system in ("wgan", "cyclegan", "style"):
-        images = sorted((work / "runs").glob(f"{system}-bf16-mixed/acceptance/images/*.png")) or \
-            sorted((work / "runs").glob(f"{system}-*/acceptance/images/*.png"))
-        if images:
-            shutil.copyfile(images[-1], out / f"{system}-{images[-1].name}")
-    (out / "gpu_acceptance.log").write_text("\n".join(log.lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -1,4 +1,5 @@
-"""benchmarks/gpu_acceptance.py: its --smoke run on the CPU (every part, tiny), its checks and its report."""
+"""benchmarks/gpu_acceptance.py (with its acceptance_setup.py and acceptance_report.py): its --smoke run on the CPU
+(every part, tiny), its checks and its report."""
 
 import json
 import sys
@@ -9,6 +10,8 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_acceptance as acceptance  # noqa: E402
+
+from benchmarks import acceptance_report  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,7 +111,7 @@ def test_table_flags_ratios_below_target_and_the_speed_targets():
              "ours": 1.0, "plain": 1.0, "per_image_ours": 16.0, "per_image_plain": 16.0}]
     env = {"device": "GPU X", "date": "2026-11-28", "torch": "2.11", "lightning": "2.6.6", "cuda": "13.0",
            "python": "3.12"}
-    text = acceptance.markdown({"environment": env, "command": "c", "smoke": False, "speed": rows, "cli": [],
+    text = acceptance_report.markdown({"environment": env, "command": "c", "smoke": False, "speed": rows, "cli": [],
                                 "wandb": True, "part_seconds": {"total": 1.0}})
     assert "| wgan | critic it/s, 64px, batch 64 | 32-true | 100.0 | 104.2 | 0.960 (below target) | n/a / n/a |" in text
     assert "| 150.0 | 150.0 | 1.000 | 1.25 / 1 | GPU X | 2.11 / 2.6.6 | 2026-11-28 |" in text
