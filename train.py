@@ -8,7 +8,8 @@ DL2_TRACEBACK=1 shows the traceback); 130 (Ctrl-C) or 143 (SIGTERM) stopped afte
 
 Here: the command line (`--system NAME` to its config, help, exit status). What a run builds on is in callbacks/, by
 role: cli (the LightningCLI: its options, a run's checks, the callbacks every run gets), job (fit, test,
-results.json), run_folder (its folder, run.json, lock, `--ckpt_path last`), checkpoints (a checkpoint's checks,
+results.json), run_folder (its folder chosen and checked), run_checkpoint (`--ckpt_path last`, run.json),
+run_lifecycle (the folder made, its lock, a refused run's clean-up), checkpoints (a checkpoint's checks,
 `--init_from`), saving (timed and stop-signal saves, SLURM's requeue), resume, run_config (config.yaml), lr_finder
 (`--lr_find`), wandb_run, configs (the `--system` names).
 """
@@ -22,7 +23,7 @@ import yaml
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import callbacks.job
-from callbacks import configs, run_folder, saving, wandb_run
+from callbacks import configs, run_checkpoint, run_lifecycle, saving, wandb_run
 from callbacks.cli import CLI, SUBCOMMANDS
 from callbacks.errors import UserError, one_line_errors, user_message
 from callbacks.lr_finder import lr_find
@@ -65,7 +66,7 @@ def refuse_old_run_config(argv: list[str], resuming: bool) -> None:
             root = ((yaml.safe_load(path.read_text()) or {}).get("trainer") or {}).get("default_root_dir")
         except (OSError, yaml.YAMLError, AttributeError):
             continue  # LightningCLI says what is wrong with the file
-        if resuming or not isinstance(root, str) or not (path.parent / run_folder.RUN_FILE).is_file():
+        if resuming or not isinstance(root, str) or not (path.parent / run_checkpoint.RUN_FILE).is_file():
             continue
         # its own folder, or that folder where it was before the runs were moved or copied (another clone, a laptop
         # from the cluster): runs/<system>/<run> by its last two names (a new run there, and its old W&B run)
@@ -179,18 +180,18 @@ def run_main(argv: list[str] | None) -> None:
         # the folder it made goes, W&B run and all (a bug's stays, for its logs)
         stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
         if stopped or (isinstance(error, Exception) and user_message(error) is not None):
-            removed = run_folder.discard_fresh_runs()
+            removed = run_lifecycle.discard_fresh_runs()
             if stopped and removed:
                 print(f"Stopped before the training began: removed {', '.join(map(str, removed))} (nothing was "
                       "written there yet)", file=sys.stderr)
         if isinstance(error, Exception) and user_message(error) is not None:
-            run_folder.discard_refused_resume()
+            run_lifecycle.discard_refused_resume()
         wandb_run.finish_wandb_run(earlier_wandb_run, exit_status(error))
         raise
     else:
         wandb_run.finish_wandb_run(earlier_wandb_run, 0)
     finally:
-        run_folder.forget_runs()
+        run_lifecycle.forget_runs()
         if saving.requeue_signal is not None:
             saving.requeue_signal.uninstall()
             saving.requeue_signal = None

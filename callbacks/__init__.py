@@ -1,5 +1,6 @@
 """Callbacks, trainer plugins and logging helpers shared by every system; and, in their own modules, the run
-bookkeeping train.py builds on (run_folder, checkpoints, saving, run_config, lr_finder, wandb_run, configs)."""
+bookkeeping train.py builds on (run_folder, run_checkpoint, run_lifecycle, checkpoints, saving, run_config, lr_finder,
+wandb_run, configs)."""
 
 from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.errors import UserError

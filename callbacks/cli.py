@@ -18,7 +18,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks import checkpoints, configs, run_folder, saving
+from callbacks import checkpoints, configs, run_checkpoint, run_folder, run_lifecycle, saving
 from callbacks.checkpoint_io import write_json
 from callbacks.checkpoints import EVALUATIONS
 from callbacks.errors import UserError, user_message
@@ -91,7 +91,7 @@ class CLI(LightningCLI):
         if not subcommand:  # the job form: no checkpoint hyper-parameters are read
             return super()._parse_ckpt_path()
         # `last` to its file first, or Lightning (which reads only files) builds the config file's net
-        run_folder.resolve_checkpoint(self.config[subcommand], subcommand)
+        run_checkpoint.resolve_checkpoint(self.config[subcommand], subcommand)
         # before Lightning builds the checkpoint's class on this data
         checkpoints.check_checkpoint_class(self.config[subcommand], subcommand)
         self.checkpoint_resolved = True
@@ -173,7 +173,7 @@ class CLI(LightningCLI):
             raise UserError(f"--save_every_minutes {self.job_config().save_every_minutes}: give minutes, or 0 for no "
                             "timed saves")
         if not self.checkpoint_resolved:  # the job form, and a native subcommand under Lightning 2.5
-            run_folder.resolve_checkpoint(self.job_config(), kind)
+            run_checkpoint.resolve_checkpoint(self.job_config(), kind)
             if not self.job:  # the job form's check_checkpoint says it in its own words
                 checkpoints.check_checkpoint_class(self.job_config(), kind)
         # the folder is chosen and the config pointed at it; it is made at the end of instantiate_classes, after the
@@ -273,8 +273,8 @@ class CLI(LightningCLI):
         refuse_started_processes(trainer, config.trainer.get("strategy"))
         check_launched_processes(trainer)
         auto_ddp_strategy(trainer, self.model, config.trainer.get("strategy"))
-        trainer.callbacks.append(run_folder.MarkTraining(run_dir))
-        trainer.callbacks.append(run_folder.RunBegan(run_dir))
+        trainer.callbacks.append(run_lifecycle.MarkTraining(run_dir))
+        trainer.callbacks.append(run_lifecycle.RunBegan(run_dir))
         if trainer.loggers:  # the first, each epoch's last and the last step's metrics, which Lightning skips
             trainer.callbacks.append(WriteLoggingSteps())
         if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
@@ -299,7 +299,8 @@ class CLI(LightningCLI):
             from lightning_modules.inference import read_checkpoint
             checkpoints.warn_changed_options(trainer, config.ckpt_path, read_checkpoint(config.ckpt_path), self.model,
                                              self.datamodule, "fit ", config.get("config") or ())
-        run_folder.make_run_folder(self.run_plan)  # the config is accepted: the run folder, its lock, run.json, wandb/
+        # the config is accepted: the run folder, its lock, run.json, wandb/
+        run_lifecycle.make_run_folder(self.run_plan)
 
 
 def check_data(model_class: str, datamodule) -> None:
@@ -339,7 +340,7 @@ def check_job(cli: "CLI", config) -> int | None:
 def random_seed() -> int:
     """`--seed_everything true`'s seed: a new one, or on a rank Lightning launched, rank 0's (its seed_everything set
     PL_GLOBAL_SEED before the launch). The processes torchrun or SLURM start would each draw their own: refused."""
-    if run_folder.launched_by_lightning("PL_GLOBAL_SEED"):
+    if run_checkpoint.launched_by_lightning("PL_GLOBAL_SEED"):
         return int(os.environ["PL_GLOBAL_SEED"])
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
     # (not WORLD_SIZE alone: Lightning's own launcher leaves it set in the process that launched an in-process DDP)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from callbacks import run_folder
+from callbacks import run_checkpoint, run_lifecycle
 from callbacks.checkpoint_io import write_json
 from callbacks.errors import UserError, lightning_ctrl_c, on_ctrl_c
 from callbacks.progress import format_number
@@ -118,7 +118,7 @@ def run_job(cli: "CLI") -> dict:
     # what fit resumed from, ours or Lightning's own on a SLURM requeue (hpc_ckpt_N.ckpt); test() resets it
     resumed_from = str(Path(trainer.ckpt_path).absolute()) if trainer.ckpt_path else None
     run_dir = Path(trainer.default_root_dir)
-    earlier = run_folder.read_json(run_dir / "results.json") if trainer.global_step == start_step else None
+    earlier = run_checkpoint.read_json(run_dir / "results.json") if trainer.global_step == start_step else None
     if earlier and earlier.get("global_step") == trainer.global_step:  # nothing trained, and these results say so
         if trainer.is_global_zero:
             print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
@@ -128,7 +128,7 @@ def run_job(cli: "CLI") -> dict:
                 if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
                     (run_dir / callback.config_filename).unlink(missing_ok=True)
         # and its W&B folder, with nothing in it (offline: one more to `wandb sync`)
-        run_folder.discard_refused_resume()
+        run_lifecycle.discard_refused_resume()
         return earlier
     # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
     # 0.178 for its final 0.0035); the lr the last batch trained at instead

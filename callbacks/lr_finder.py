@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.tuner import lr_finder as lightning_lr_finder
 
-from callbacks import run_folder
+from callbacks import run_lifecycle
 from callbacks.checkpoint_io import replaced, write_json
 from callbacks.errors import ctrl_c_ends_the_fit, lightning_ctrl_c
 from callbacks.images import log_to_loggers, subplots
@@ -100,7 +100,7 @@ def lr_find(cli, run: bool = False, mode: Literal["exponential", "linear"] = "ex
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
     # the sweep keeps its folder, however it ends (RunBegan does not see it: Lightning's finder swaps the callbacks)
-    run_folder._fresh_runs.pop(Path(trainer.default_root_dir), None)
+    run_lifecycle._fresh_runs.pop(Path(trainer.default_root_dir), None)
     # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
     # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the
     # sweep. No validation then: Lightning validates on stopping early, up to num_training batches

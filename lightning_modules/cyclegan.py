@@ -198,7 +198,7 @@ class CycleGAN(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # here, not in on_validation_start: a refused validate's new run folder is removed only until its evaluation
-        # has begun (callbacks.run_folder.RunBegan, whose on_validation_start comes before the model's)
+        # has begun (callbacks.run_lifecycle.RunBegan, whose on_validation_start comes before the model's)
         self.frechet.refuse_validate_when_off(
             self.trainer, "the CycleGAN's validation is its Frechet distances (val/fid_a2b, val/fid_b2a)",
             ", or run test (the cycle L1 on testA and testB)")

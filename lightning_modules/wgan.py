@@ -247,7 +247,7 @@ class WGAN(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # here, not in on_validation_start: a refused validate's new run folder is removed only until its evaluation
-        # has begun (callbacks.run_folder.RunBegan, whose on_validation_start comes before the model's)
+        # has begun (callbacks.run_lifecycle.RunBegan, whose on_validation_start comes before the model's)
         self.frechet.refuse_validate_when_off(self.trainer, "the WGAN's validation is its Frechet distance (val/fid)")
         size = getattr(self.trainer.datamodule, "hparams", {}).get("isize") if self.trainer.datamodule else None
         if size is not None and size != self.hparams.isize:

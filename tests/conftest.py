@@ -215,14 +215,14 @@ def no_ranks(monkeypatch):
     by hand notes its new folders and W&B ids for the clean-up of a refused train.main (which clears them when it
     ends): kept to the test, or a later train.main stopped before its training removed this test's folders too and
     named them in its "Stopped before the training began: removed ..." line."""
-    from callbacks import run_folder
+    from callbacks import run_lifecycle
     for name in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID",
                  "SLURM_RESTART_COUNT", "DL2_RUN_NAME", "DL2_CKPT_PATH"):
         monkeypatch.delenv(name, raising=False)
     for name in ("_fresh_runs", "_fresh_wandb", "_resumed_wandb"):
-        monkeypatch.setattr(run_folder, name, {})
+        monkeypatch.setattr(run_lifecycle, name, {})
     yield
-    run_folder.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
+    run_lifecycle.release_run_locks()  # prepare_run called by hand holds its run's lock, as a training process would
 
 
 @pytest.fixture

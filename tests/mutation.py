@@ -190,7 +190,8 @@ TARGETS = {
                        "rest_of_that_epochs or disjoint_halves")),
     # where a run writes and which checkpoint `--ckpt_path last` means (a wrong choice overwrites a user's run); the
     # tests as node ids, fastest first (pytest keeps that order, -x stops at the first failure)
-    "run_folders": Target(("callbacks/run_folder.py", "callbacks/saving.py", "callbacks/configs.py"),
+    "run_folders": Target(("callbacks/run_folder.py", "callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py",
+                           "callbacks/saving.py", "callbacks/configs.py"),
                           ("read_run", "newest_last_checkpoint", "check_run_owner", "new_time_stamped",
                            "slurm_restart", "resume_own_newest", "check_not_earlier",
                            "global_rank_zero", "launched_by_lightning", "named_run", "slurm_folder", "run_root",
@@ -302,7 +303,7 @@ TARGETS = {
     "broken_pipe": Target("callbacks/errors.py", ("stdout_reader_gone", "one_line_errors"),
                           (*COMMAND_TESTS, "tests/test_translate.py", "-k", "cut_short or ctrl_c_in_a_command"
                            " or refuses_is_one_line or wrong_checkpoint or unreadable or reader_gone")),
-    "run_guards": Target(("callbacks/run_folder.py", "callbacks/checkpoints.py"),
+    "run_guards": Target(("callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py", "callbacks/checkpoints.py"),
                          ("slurm_restart", "resume_own_newest", "check_not_earlier", "checkpoint_step", "hold_run_lock",
                           "release_run_locks"),
                          tuple(f"tests/test_{file}.py::test_{name}" for file, name in (
@@ -428,7 +429,7 @@ TARGETS = {
     # plain ddp to the GANs' documented strategy name, their refusal of DDP without unused-parameter detection, the
     # process group destroyed at exit
     "run_config": Target(("callbacks/run_config.py", "callbacks/cli.py", "callbacks/wandb_run.py",
-                          "callbacks/run_folder.py", "callbacks/checkpoints.py"),
+                          "callbacks/run_lifecycle.py", "callbacks/checkpoints.py"),
                          ("LogConfig.setup", "LogConfig.on_fit_start", "LogConfig.write", "remove_wandb_run",
                           "discard_refused_resume", "end_wandb_run", "resume_config_hint", "resume_as_begun",
                           "CLI.instantiate_classes"),

@@ -16,7 +16,7 @@ from conftest import ROOT
 from jsonargparse import Namespace
 
 import train
-from callbacks import checkpoints, configs, lr_finder, run_config, run_folder, wandb_run
+from callbacks import checkpoints, configs, lr_finder, run_checkpoint, run_config, run_folder, wandb_run
 from callbacks import cli as train_cli
 
 CONFIGS = ROOT / "configs"
@@ -187,7 +187,7 @@ def native(subcommand, **given):
 def calls(monkeypatch):
     """resolve_checkpoint, check_checkpoint_class and prepare_run recorded: (name, kind), and prepare_run's make."""
     made = []
-    monkeypatch.setattr(run_folder, "resolve_checkpoint", lambda config, kind: made.append(("resolve", kind)))
+    monkeypatch.setattr(run_checkpoint, "resolve_checkpoint", lambda config, kind: made.append(("resolve", kind)))
     monkeypatch.setattr(checkpoints, "check_checkpoint_class", lambda config, kind: made.append(("class", kind)))
     monkeypatch.setattr(run_folder, "prepare_run", lambda config, kind, make=True: made.append(("prepare", kind, make))
                         or "the plan")

@@ -13,7 +13,7 @@ from runs import only_run
 from runs import run_cli_script as run_script
 
 import train
-from callbacks import run_folder
+from callbacks import run_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -84,7 +84,7 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     results = json.loads((tested / "results.json").read_text())  # the metrics in a file, as the job's results.json
     assert 0 <= results["test"]["test/acc"] <= 1 and results["checkpoint"] == str(checkpoint)
     # not the test's
-    assert run_folder.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint
+    assert run_checkpoint.newest_last_checkpoint(runs, "lightning_modules.DarknetClassifier", None) == checkpoint
     # --run_name picks the run to read with --ckpt_path last; with a checkpoint path it has nothing to pick
     train.main(native("validate", tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained",
                       "--ckpt_path", "last"))

@@ -8,7 +8,7 @@ import pytest
 from jsonargparse import Namespace
 from runs import DARKNET, run_config, wandb_logger
 
-from callbacks import run_folder, wandb_run
+from callbacks import run_folder, run_lifecycle, wandb_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -39,7 +39,7 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
                                        f"later with `wandb sync {runs}/r/wandb/offline-run-*`\nW&B: offline, so "
                                        "--trainer.logger.log_model is off (the checkpoints stay in the run folder)\n")
     # the resume, logged in now: the same W&B run, online, its checkpoints uploaded
-    run_folder.release_run_locks()  # by a process of its own: the first one ended
+    run_lifecycle.release_run_locks()  # by a process of its own: the first one ended
     monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"), logger=wandb_logger())
     run_folder.prepare_run(config, "fit")
@@ -103,11 +103,11 @@ def test_a_resume_keeps_the_wandb_name_the_run_began_with(tmp_path, monkeypatch,
     run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(name="lr-sweep-3")), "fit")
     last = str(runs / "r" / "checkpoints" / "last.ckpt")
     for given, expected in [(None, "lr-sweep-3"), ("renamed", "renamed"), (None, "renamed")]:
-        run_folder.release_run_locks()  # each resume a process of its own
+        run_lifecycle.release_run_locks()  # each resume a process of its own
         config = run_config(runs, ckpt_path=last, logger=wandb_logger(**({"name": given} if given else {})))
         run_folder.prepare_run(config, "fit")
         assert config.trainer.logger.init_args.name == expected
-    run_folder.release_run_locks()
+    run_lifecycle.release_run_locks()
     config = run_config(runs, run_name="s", logger=wandb_logger())  # another run: its own folder's name
     run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.name == "s"
@@ -127,12 +127,12 @@ def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, 
     for given, expected in [({}, ("gans", "my-team", "lsun", ["darknet", "64px"], "myid0001")),
                             (more, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001")),
                             ({}, ("gans", "my-team", "g2", ["darknet", "more"], "myid0001"))]:
-        run_folder.release_run_locks()  # each resume a process of its own
+        run_lifecycle.release_run_locks()  # each resume a process of its own
         config = run_config(runs, ckpt_path=last, logger=wandb_logger(project="dl2-lightning", **given))
         run_folder.prepare_run(config, "fit")
         wandb = config.trainer.logger.init_args
         assert (wandb.project, wandb.get("entity"), wandb.get("group"), wandb.tags, wandb.id) == expected
-    run_folder.release_run_locks()
+    run_lifecycle.release_run_locks()
     config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning"))  # another run: its own
     run_folder.prepare_run(config, "fit")
     wandb = config.trainer.logger.init_args
@@ -151,7 +151,7 @@ def test_a_sweep_runs_resume_goes_on_in_the_sweeps_project(tmp_path, monkeypatch
     run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
     for name in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
         monkeypatch.delenv(name)
-    run_folder.release_run_locks()
+    run_lifecycle.release_run_locks()
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
                         logger=wandb_logger(project="dl2-lightning"))
     run_folder.prepare_run(config, "fit")
@@ -169,12 +169,12 @@ def test_a_resume_goes_on_in_the_entity_wandb_entity_named(tmp_path, monkeypatch
     run_folder.prepare_run(run_config(runs, run_name="r", logger=wandb_logger(project="dl2-lightning")), "fit")
     assert json.loads((runs / "r" / "run.json").read_text())["wandb_entity"] == "my-team"
     monkeypatch.delenv("WANDB_ENTITY")
-    run_folder.release_run_locks()
+    run_lifecycle.release_run_locks()
     config = run_config(runs, ckpt_path=str(runs / "r" / "checkpoints" / "last.ckpt"),
                         logger=wandb_logger(project="dl2-lightning"))
     run_folder.prepare_run(config, "fit")
     assert config.trainer.logger.init_args.get("entity") == "my-team"
-    run_folder.release_run_locks()
+    run_lifecycle.release_run_locks()
     monkeypatch.setenv("WANDB_ENTITY", "my-team")  # the option given wins, as with wandb.init
     config = run_config(runs, run_name="s", logger=wandb_logger(project="dl2-lightning", entity="other"))
     run_folder.prepare_run(config, "fit")

@@ -1,4 +1,4 @@
-"""A refused run's clean-up (run_folder.discard_fresh_runs, discard_refused_resume): the folders and the W&B run made
+"""A refused run's clean-up (run_lifecycle.discard_fresh_runs, discard_refused_resume): the folders and the W&B run made
 for it go, an earlier or another run's stay."""
 
 import json
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from runs import run_config, wandb_logger
 
-from callbacks import run_folder, wandb_run
+from callbacks import run_folder, run_lifecycle, wandb_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only ad
 def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(whose, tmp_path, monkeypatch, no_ranks):
     """discard_fresh_runs, called when a run is refused before its training or evaluation began. wandb.run may be an
     earlier run's of the same process (train.main twice in a notebook): it is neither ended nor removed."""
-    monkeypatch.setattr(run_folder, "_fresh_runs", {})
-    monkeypatch.setattr(run_folder, "_fresh_wandb", {})
+    monkeypatch.setattr(run_lifecycle, "_fresh_runs", {})
+    monkeypatch.setattr(run_lifecycle, "_fresh_wandb", {})
     monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
     runs, logs = tmp_path / "runs", tmp_path / "logs"
     runs.mkdir()  # there before: stays
@@ -28,7 +28,7 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(w
     run_folder.prepare_run(run_config(runs, run_name="s", logger=False), "fit")
     # a W&B save_dir of the user's outside the run folder: the folders made for it go too
     run_folder.prepare_run(run_config(runs, run_name="t", logger=wandb_logger(save_dir=str(logs / "mine"))), "fit")
-    assert run_folder._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
+    assert run_lifecycle._fresh_runs == {runs / "r": [runs / "r"], runs / "s": [runs / "s"],  # r/wandb goes with r
                                       runs / "t": [runs / "t", logs / "mine" / "wandb", logs / "mine", logs]}
     (runs / "r" / "checkpoints").mkdir()
     (runs / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")  # a checkpoint: kept, as a run that saved results
@@ -42,9 +42,9 @@ def test_a_refused_run_discards_the_folders_made_for_it_and_ends_its_wandb_run(w
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(
         run=SimpleNamespace(id=wandb_id, dir=str(offline_run / "files")),
         finish=lambda exit_code: finished.append(exit_code)))
-    run_folder.discard_fresh_runs()
+    run_lifecycle.discard_fresh_runs()
     assert sorted(p.name for p in runs.iterdir()) == ["r", "s"]
-    assert run_folder._fresh_runs == {} and run_folder._held_locks == {} and run_folder._fresh_wandb == {}
+    assert run_lifecycle._fresh_runs == {} and run_lifecycle._held_locks == {} and run_lifecycle._fresh_wandb == {}
     if whose == "t's":
         assert finished == [2]  # the W&B run ends as the process does, exit status 2 for a refusal
         assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # t went, its W&B run and the logs/ made for it
@@ -97,34 +97,34 @@ def test_a_refused_resume_ends_its_own_wandb_run_as_finished_and_leaves_anothers
     monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
     for run_id, folder, ended in [("other000", "offline-run-3-other000", []),  # the caller's: untouched
                                   ("abcd1234", "offline-run-2-abcd1234", [0])]:
-        monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+        monkeypatch.setattr(run_lifecycle, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
         finished.clear()
         fake_wandb.run = SimpleNamespace(id=run_id, dir=str(wandb / folder / "files"))
-        run_folder.discard_refused_resume()
-        assert finished == ended and run_folder._resumed_wandb == {}
+        run_lifecycle.discard_refused_resume()
+        assert finished == ended and run_lifecycle._resumed_wandb == {}
     assert sorted(p.name for p in wandb.iterdir()) == ["latest-run", "offline-run-1-abcd1234", "offline-run-3-other000"]
     assert os.readlink(wandb / "latest-run") == "offline-run-1-abcd1234"
-    monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", {})})
+    monkeypatch.setattr(run_lifecycle, "_resumed_wandb", {tmp_path: ("abcd1234", {})})
     fake_wandb.run, finished[:] = SimpleNamespace(id="abcd1234"), []  # no .dir to read
-    run_folder.discard_refused_resume()
+    run_lifecycle.discard_refused_resume()
     assert finished == [0] and (wandb / "offline-run-1-abcd1234").is_dir()
     # the refused part began in the same second as the earlier part: wandb gave it that part's folder, which stays
-    monkeypatch.setattr(run_folder, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
+    monkeypatch.setattr(run_lifecycle, "_resumed_wandb", {tmp_path: ("abcd1234", dict(before))})
     fake_wandb.run = SimpleNamespace(id="abcd1234", dir=str(wandb / "offline-run-1-abcd1234" / "files"))
-    run_folder.discard_refused_resume()
+    run_lifecycle.discard_refused_resume()
     assert (wandb / "offline-run-1-abcd1234" / "files").is_dir()
 
 
 def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_was(tmp_path, monkeypatch, no_ranks):
     """On NFS a file another process still has open becomes a .nfs file and its folder cannot be removed: the user
     still gets the refusal's one line, not a traceback of the clean-up (and without a W&B run, no wandb.finish)."""
-    monkeypatch.setattr(run_folder, "_fresh_runs", {})
+    monkeypatch.setattr(run_lifecycle, "_fresh_runs", {})
     runs = tmp_path / "runs"
     run_folder.prepare_run(run_config(runs, run_name="r"), "fit")
     busy_folder(monkeypatch, runs / "r")
     finished = []
     monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None, finish=lambda exit_code: finished.append(
         exit_code)))
-    run_folder.discard_fresh_runs()
-    assert list((runs / "r").iterdir()) == [] and run_folder._fresh_runs == {} and run_folder._held_locks == {}
+    run_lifecycle.discard_fresh_runs()
+    assert list((runs / "r").iterdir()) == [] and run_lifecycle._fresh_runs == {} and run_lifecycle._held_locks == {}
     assert finished == []  # wandb imported, no W&B run

@@ -1,4 +1,4 @@
-"""A run folder's lock (callbacks/run_folder.py): held while a run trains there, a second process refused, forked
+"""A run folder's lock (callbacks/run_lifecycle.py): held while a run trains there, a second process refused, forked
 children let go of it, a requeue waits out a stale one."""
 
 import contextlib
@@ -14,7 +14,7 @@ from conftest import ROOT
 from runs import job
 
 import train
-from callbacks import run_folder
+from callbacks import run_lifecycle
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -24,7 +24,7 @@ def test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone(t
     the first is refused by the lock and removes nothing (it removed the other's folder, lock and run.json)."""
     import fcntl
     runs = tmp_path / "runs"
-    hold = run_folder.hold_run_lock
+    hold = run_lifecycle.hold_run_lock
     other = []
 
     def the_other_job_locks_first(run_dir):
@@ -32,7 +32,7 @@ def test_a_run_that_made_a_folder_another_process_locked_first_leaves_it_alone(t
         fcntl.flock(other[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
         (run_dir / "run.json").write_text('{"trained": true}')
         hold(run_dir)
-    monkeypatch.setattr(run_folder, "hold_run_lock", the_other_job_locks_first)
+    monkeypatch.setattr(run_lifecycle, "hold_run_lock", the_other_job_locks_first)
     try:
         with pytest.raises(train.UserError, match="is being trained by another process"):
             train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "both"))
@@ -46,7 +46,7 @@ def test_a_refused_run_removes_its_folder_under_its_lock(tiny_cifar, tmp_path, m
     being removed (the lock was let go first)."""
     import fcntl
     runs = tmp_path / "runs"
-    rmtree, locked = run_folder.shutil.rmtree, []
+    rmtree, locked = run_lifecycle.shutil.rmtree, []
 
     def another_process_tries_the_lock(path, *args, **kwargs):
         with open(path / ".lock", "a+") as lock:
@@ -56,7 +56,7 @@ def test_a_refused_run_removes_its_folder_under_its_lock(tiny_cifar, tmp_path, m
             except BlockingIOError:
                 locked.append(True)
         rmtree(path, *args, **kwargs)
-    monkeypatch.setattr(run_folder.shutil, "rmtree", another_process_tries_the_lock)
+    monkeypatch.setattr(run_lifecycle.shutil, "rmtree", another_process_tries_the_lock)
     with pytest.raises(train.UserError, match="--data.data_dir"):
         train.main(job(tiny_cifar / "absent", runs, "--trainer.logger", "false", "--data.download", "false",
                        "--run_name", "typo"))
@@ -104,7 +104,7 @@ def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
     if run == 0:
         try:
             os.setsid()
-            run_folder.hold_run_lock(tmp_path)
+            run_lifecycle.hold_run_lock(tmp_path)
             if os.fork() == 0:  # a worker, outliving the run; it says so once fork() has returned here (and the
                 os.write(tell, b"work\n")  # after-fork hooks have run), not earlier under load
                 time.sleep(60)
@@ -134,15 +134,15 @@ def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
 
 
 def test_a_process_that_holds_a_runs_lock_without_train_releases_it_in_its_forked_children(tmp_path):
-    """The after-fork release comes with the locks (callbacks.run_folder), not with train.py: a script that takes a
-    run's lock through run_folder alone still has its forked workers let go of it."""
-    code = ("import os, sys; from pathlib import Path; from callbacks import run_folder\n"
-            "run_folder.hold_run_lock(Path(sys.argv[1]))\n"
+    """The after-fork release comes with the locks (callbacks.run_lifecycle), not with train.py: a script that takes a
+    run's lock through run_lifecycle alone still has its forked workers let go of it."""
+    code = ("import os, sys; from pathlib import Path; from callbacks import run_lifecycle\n"
+            "run_lifecycle.hold_run_lock(Path(sys.argv[1]))\n"
             "child = os.fork()\n"
             "if child == 0:\n"
-            "    os._exit(len(run_folder._held_locks))\n"
+            "    os._exit(len(run_lifecycle._held_locks))\n"
             "status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])\n"
-            "print('train' in sys.modules, len(run_folder._held_locks), status)")
+            "print('train' in sys.modules, len(run_lifecycle._held_locks), status)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.split() == ["False", "1", "0"], out.stderr  # the parent holds it, its child does not
@@ -158,9 +158,9 @@ def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatc
     def sleep(seconds):
         slept.append(seconds)
         clock[0] += seconds
-    monkeypatch.setattr(run_folder.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(run_folder.time, "sleep", sleep)
-    monkeypatch.setattr(run_folder, "LOCK_PATIENCE_SECONDS", 10)
+    monkeypatch.setattr(run_lifecycle.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(run_lifecycle.time, "sleep", sleep)
+    monkeypatch.setattr(run_lifecycle, "LOCK_PATIENCE_SECONDS", 10)
     (tmp_path / "r").mkdir()
     with open(tmp_path / "r" / ".lock", "a+") as stale:
         fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -168,14 +168,14 @@ def test_a_requeued_job_waits_out_a_stale_lock_then_goes_on(tmp_path, monkeypatc
         stale.flush()
         monkeypatch.setenv("SLURM_JOB_ID", "77")  # a job's first launch (no restart count): refused at once
         with pytest.raises(train.UserError, match="being trained by another process"):
-            run_folder.hold_run_lock(tmp_path / "r")
+            run_lifecycle.hold_run_lock(tmp_path / "r")
         assert slept == []
         monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-        run_folder.hold_run_lock(tmp_path / "r")
+        run_lifecycle.hold_run_lock(tmp_path / "r")
     assert slept == [5, 5]  # tried at 0, 5 and 10 s
     assert (f"warning: {tmp_path / 'r' / '.lock'} is still held (pid 99 on dead-node, SLURM job 77) after 10 s; this "
             "requeued job goes on without it") in capsys.readouterr().err
-    assert tmp_path / "r" not in run_folder._held_locks
-    run_folder.hold_run_lock(tmp_path / "r")  # released: held now, and the holder written for the next one
+    assert tmp_path / "r" not in run_lifecycle._held_locks
+    run_lifecycle.hold_run_lock(tmp_path / "r")  # released: held now, and the holder written for the next one
     assert (tmp_path / "r" / ".lock").read_text() == f"pid {os.getpid()} on {__import__('socket').gethostname()}, " \
                                                      f"SLURM job 77\n"

@@ -1,5 +1,5 @@
-"""A SLURM job's run folder and the checkpoint its requeue resumes, run_folder called directly (no training:
-milliseconds, for tests/mutation.py run_folders)."""
+"""A SLURM job's run folder and the checkpoint its requeue resumes, run_folder and run_checkpoint called directly (no
+training: milliseconds, for tests/mutation.py run_folders)."""
 
 
 from types import SimpleNamespace
@@ -10,7 +10,7 @@ from jsonargparse import Namespace
 from runs import CYCLEGAN, DARKNET, a_run, a_run_killed_as_last_ckpt_was_relinked, run_config
 
 import train
-from callbacks import run_folder
+from callbacks import run_checkpoint, run_folder
 from callbacks.checkpoint_io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
@@ -22,11 +22,11 @@ def test_last_in_a_requeued_slurm_job_is_its_own_folders_and_in_a_new_job_the_ne
     a_run(runs, "other", started=200.0)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     config = run_config(runs, ckpt_path="last")
-    run_folder.resolve_checkpoint(config, "fit")
+    run_checkpoint.resolve_checkpoint(config, "fit")
     assert config.ckpt_path == str(runs / "slurm-77" / "checkpoints" / "last.ckpt")
     monkeypatch.setenv("SLURM_JOB_ID", "78")
     config = run_config(runs, ckpt_path="last")
-    run_folder.resolve_checkpoint(config, "fit")
+    run_checkpoint.resolve_checkpoint(config, "fit")
     assert config.ckpt_path == str(runs / "other" / "checkpoints" / "last.ckpt")
 
 
@@ -218,7 +218,8 @@ def test_a_srun_task_with_a_leftover_run_name_is_not_taken_for_a_launched_rank(t
     monkeypatch.setenv("DL2_RUN_NAME", "chosen-by-rank-0")
     assert run_folder.evaluation_folder(config, tmp_path, "test") == tmp_path / "chosen-by-rank-0"
     # so does a training rank, in the folder rank 0 has just made (no "exists already" for it)
-    write_json(tmp_path / "chosen-by-rank-0" / run_folder.RUN_FILE, {"model": "lightning_modules.DarknetClassifier"})
+    write_json(tmp_path / "chosen-by-rank-0" / run_checkpoint.RUN_FILE,
+               {"model": "lightning_modules.DarknetClassifier"})
     fit = Namespace(run_name=None, ckpt_path=None)
     assert run_folder.fit_folder(fit, tmp_path, "lightning_modules.DarknetClassifier") == tmp_path / "chosen-by-rank-0"
 
