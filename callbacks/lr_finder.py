@@ -100,7 +100,7 @@ def lr_find(cli, run: bool = False, mode: Literal["exponential", "linear"] = "ex
     # the finder drives the lr itself; a phase scheduler would fight it, and there is nothing to save
     trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, (TrainingPhaseScheduler, SaveOnStop))]
     # the sweep keeps its folder, however it ends (RunBegan does not see it: Lightning's finder swaps the callbacks)
-    run_lifecycle._fresh_runs.pop(Path(trainer.default_root_dir), None)
+    run_lifecycle.run_began(Path(trainer.default_root_dir))
     # Ctrl-C ends the sweep after the running batch and plots what it has (Lightning would exit 1 with nothing);
     # one process only: under DDP every rank must stop at the same step, and Lightning's SIGTERM path discards the
     # sweep. No validation then: Lightning validates on stopping early, up to num_training batches

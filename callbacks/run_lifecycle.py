@@ -50,6 +50,12 @@ class MarkTraining(Callback):
             write_json(self.run_dir / RUN_FILE, {**info, "trained": True})
 
 
+def run_began(run_dir: Path) -> None:
+    """The run's training (an LR finder's sweep) or evaluation began: its folder is kept whatever happens next (no
+    longer fresh: discard_fresh_runs leaves it)."""
+    _fresh_runs.pop(run_dir, None)
+
+
 class RunBegan(Callback):
     """The run's training (an LR finder's sweep) or evaluation began: its folder is kept whatever happens next."""
 
@@ -57,15 +63,15 @@ class RunBegan(Callback):
         self.run_dir = run_dir
 
     def on_train_start(self, trainer, pl_module):
-        _fresh_runs.pop(self.run_dir, None)
+        run_began(self.run_dir)
         _resumed_wandb.pop(self.run_dir, None)
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.state.fn == TrainerFn.VALIDATING:  # the validate subcommand's (a fit's come after on_train_start)
-            _fresh_runs.pop(self.run_dir, None)
+            run_began(self.run_dir)
 
     def on_test_start(self, trainer, pl_module):
-        _fresh_runs.pop(self.run_dir, None)
+        run_began(self.run_dir)
 
 
 def new_time_stamped(root: Path) -> Path:

@@ -128,3 +128,14 @@ def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_w
     run_lifecycle.discard_fresh_runs()
     assert list((runs / "r").iterdir()) == [] and run_lifecycle._fresh_runs == {} and run_lifecycle._held_locks == {}
     assert finished == []  # wandb imported, no W&B run
+
+
+def test_a_run_that_began_keeps_its_folder_and_another_runs_fresh_one_still_goes(tmp_path, no_ranks):
+    """run_began (RunBegan's hooks; the LR finder's, whose sweep Lightning runs without the Trainer's callbacks): the
+    folder made for that run is no longer fresh, so a refusal or a stop after it leaves it."""
+    runs = tmp_path / "runs"
+    run_folder.prepare_run(run_config(runs, run_name="began"), "fit")
+    run_folder.prepare_run(run_config(runs, run_name="refused"), "fit")
+    run_lifecycle.run_began(runs / "began")
+    assert run_lifecycle.discard_fresh_runs() == [runs / "refused"]
+    assert sorted(p.name for p in runs.iterdir()) == ["began"]
