@@ -96,13 +96,13 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     check_output_folder(root, "--trainer.default_root_dir")  # a dangling link or a read-only folder: one line
     # DDP's re-launched ranks (LOCAL_RANK set by Lightning's launcher) and SLURM tasks must all agree on the
     # folder, hence no per-process clock for them
-    run_lifecycle._new_stamps.clear()
+    run_lifecycle.forget_time_stamps()
     if kind in EVALUATIONS:
         run_dir = evaluation_folder(config, root, kind)
     else:
         run_dir = fit_folder(config, root, model_class)
     # torchrun's other ranks choose their own, and write nothing
-    if run_dir in run_lifecycle._new_stamps and global_rank_zero():
+    if run_lifecycle.chose_time_stamp(run_dir) and global_rank_zero():
         run_dir = claim_time_stamped(root, run_dir)
     os.environ["DL2_RUN_NAME"] = run_dir.name  # inherited by the ranks Lightning launches
     trainer.default_root_dir = str(run_dir)

@@ -85,6 +85,17 @@ def new_time_stamped(root: Path) -> Path:
     return run_dir
 
 
+def forget_time_stamps() -> None:
+    """Before a run's folder is chosen: the time stamps chosen for an earlier run of this process are not this one's."""
+    _new_stamps.clear()
+
+
+def chose_time_stamp(run_dir: Path) -> bool:
+    """new_time_stamped chose `run_dir` for the run being prepared: a new folder, claimed at once by its first
+    process."""
+    return run_dir in _new_stamps
+
+
 def missing_folders(folder: Path) -> list[Path]:
     """`folder` and the folders above it that do not exist yet: what making it makes, and a refusal removes."""
     return [f for f in (folder, *folder.parents) if not f.exists()]
