@@ -52,8 +52,10 @@ class MarkTraining(Callback):
 
 def run_began(run_dir: Path) -> None:
     """The run's training (an LR finder's sweep) or evaluation began: its folder is kept whatever happens next (no
-    longer fresh: discard_fresh_runs leaves it)."""
+    longer fresh: discard_fresh_runs leaves it), and its W&B run holds this part's logs (discard_refused_resume leaves
+    it: an LR finder retried in its folder, refused after its sweep, kept the sweep's W&B folder)."""
     _fresh_runs.pop(run_dir, None)
+    _resumed_wandb.pop(run_dir, None)
 
 
 class RunBegan(Callback):
@@ -64,7 +66,6 @@ class RunBegan(Callback):
 
     def on_train_start(self, trainer, pl_module):
         run_began(self.run_dir)
-        _resumed_wandb.pop(self.run_dir, None)
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.state.fn == TrainerFn.VALIDATING:  # the validate subcommand's (a fit's come after on_train_start)

@@ -130,7 +130,7 @@ def test_a_refused_runs_folder_that_cannot_be_removed_leaves_the_refusal_as_it_w
     assert finished == []  # wandb imported, no W&B run
 
 
-def test_a_run_that_began_keeps_its_folder_and_another_runs_fresh_one_still_goes(tmp_path, no_ranks):
+def test_a_run_that_began_keeps_its_folder_and_another_runs_fresh_one_still_goes(tmp_path, no_ranks, monkeypatch):
     """run_began (RunBegan's hooks; the LR finder's, whose sweep Lightning runs without the Trainer's callbacks): the
     folder made for that run is no longer fresh, so a refusal or a stop after it leaves it."""
     runs = tmp_path / "runs"
@@ -139,3 +139,7 @@ def test_a_run_that_began_keeps_its_folder_and_another_runs_fresh_one_still_goes
     run_lifecycle.run_began(runs / "began")
     assert run_lifecycle.discard_fresh_runs() == [runs / "refused"]
     assert sorted(p.name for p in runs.iterdir()) == ["began"]
+    # a resumed part that began: its W&B run is no longer a refused resume's, to be ended and its folder removed
+    monkeypatch.setattr(run_lifecycle, "_resumed_wandb", {runs / "began": ("abcd1234", {}), runs / "other": ("e", {})})
+    run_lifecycle.run_began(runs / "began")
+    assert run_lifecycle._resumed_wandb == {runs / "other": ("e", {})}
