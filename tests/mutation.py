@@ -810,6 +810,57 @@ TARGETS = {
                          "tests/test_tensorboard.py",
                          "tests/test_shipped_configs.py::test_darknet_shipped_config",
                          "tests/test_shipped_configs.py::test_one_wandb_run_across_a_resume_without_credentials_with_the_whole_config")),
+    # 2026-12-01: the one-line messages a user sees of train.py's and the commands' mistakes (a UserError inside
+    # jsonargparse's and the workers' wrappers, jsonargparse's parser reports condensed, a Trainer option's typo, the
+    # commands' count options and own flags); the tests that call them directly first, then the in-process refusals
+    "messages": Target("callbacks/errors.py",
+                       ("user_message", "one_line", "condense_parser_error", "close_option", "require_at_least_one",
+                        "own_flags"),
+                       (*(f"tests/test_one_line_errors.py::test_{name}" for name in (
+                           "user_message_finds_the_user_error_in_a_worker_report",
+                           "a_package_an_option_needs_is_one_line_and_a_bugs_import_error_keeps_its_traceback",
+                           "a_bad_value_from_the_command_line_is_one_line",
+                           "an_option_the_last_callback_lacks_is_named_once_with_that_callback",
+                           "a_mistyped_key_in_a_config_file_is_named_as_its_key",
+                           "a_bad_phase_spec_is_one_line",
+                           "the_offline_cifar10_download_error_is_one_line",
+                           "a_config_of_another_systems_model_beside_system_is_refused",
+                           "the_fits_own_refusals_are_one_line",
+                           "a_bug_raising_value_error_in_the_fit_keeps_its_traceback",
+                           "a_bug_lightning_reports_as_misconfiguration_keeps_its_traceback")),
+                        "tests/test_console_scripts.py::test_a_count_below_one_is_refused_in_one_line",
+                        "tests/test_console_scripts.py::test_a_value_the_parser_refuses_is_one_line",
+                        "tests/test_command_options.py::test_inference_commands_say_a_wrong_checkpoint_in_one_line",
+                        "tests/test_command_options.py::test_a_failure_that_is_not_the_users_keeps_its_traceback",
+                        "tests/test_style_commands.py::test_stylize_errors_name_its_own_flags")),
+    # the files the inference commands and train.py find beside a checkpoint (a run folder's last.ckpt, `last`'s runs,
+    # the run's config.yaml, a reference project's tensors loaded by position) and the W&B run's id, tags, login check
+    # and settings; tests that call them directly or through one command, no fit
+    "inference_files": Target(("lightning_modules/inference.py", "callbacks/wandb_run.py"),
+                              ("load_by_position", "or_reference", "trained_runs", "trained_run",
+                               "run_folder_checkpoint", "run_config_file", "tensor_file", "new_wandb_id", "env_tags",
+                               "wandb_logged_in", "forget_wandb_settings"),
+                              ("tests/test_wandb_runs.py::test_the_login_check_after_an_offline_run_in_the_process_says"
+                               "_nothing",
+                               "tests/test_wandb_runs.py::test_wandbs_settings_in_the_mode_a_run_wants_are_kept",
+                               "tests/test_prepare_run.py::test_wandbs_own_variables_stand_for_the_options_not_given",
+                               "tests/test_checkpoint_checks.py::test_a_checkpoint_of_other_shapes_names_the_weight_and"
+                               "_both_shapes",
+                               "tests/test_checkpoint_checks.py::test_a_checkpoint_outside_a_run_folder_names_the_options"
+                               "_it_was_trained_with_not_a_missing_config",
+                               "tests/test_command_options.py::test_last_without_a_run_is_named_by_the_gan_commands_too",
+                               "tests/test_darknet_inference.py::test_a_run_folder_or_last_stands_for_the_runs_last"
+                               "_checkpoint",
+                               "tests/test_export.py::test_last_among_runs_of_three_systems_names_them_and_a_path_is"
+                               "_read_as_given",
+                               "tests/test_wgan_reference.py::test_a_reference_generator_file_makes_the_images_that"
+                               "_generator_makes",
+                               "tests/test_wgan_reference.py::test_a_file_in_the_references_names_but_other_shapes_is"
+                               "_named",
+                               "tests/test_wgan_reference.py::test_a_critic_is_named",
+                               "tests/test_translate.py::test_a_reference_generator_file_translates_as_that_generator",
+                               "tests/test_translate.py::test_a_file_that_is_neither_checkpoint_nor_reference_generator"
+                               "_is_named")),
 }
 
 _lines: dict[str, dict[str, set[int]]] = {}  # target -> its file -> 0-based line numbers mutmut may change
