@@ -816,7 +816,11 @@ TARGETS = {
     "messages": Target("callbacks/errors.py",
                        ("user_message", "one_line", "condense_parser_error", "close_option", "require_at_least_one",
                         "own_flags"),
-                       (*(f"tests/test_one_line_errors.py::test_{name}" for name in (
+                       ("tests/test_console_scripts.py::test_a_count_of_1_is_taken_and_each_count_is_checked",
+                        "tests/test_console_scripts.py::test_a_commands_own_flags_replace_train_pys_in_a_users_mistake"
+                        "_and_a_bugs_error_keeps_its_type",
+                        *(f"tests/test_one_line_errors.py::test_{name}" for name in (
+                           "user_message_follows_an_error_raised_while_handling_a_user_error_only_from_a_wrapper",
                            "user_message_finds_the_user_error_in_a_worker_report",
                            "a_package_an_option_needs_is_one_line_and_a_bugs_import_error_keeps_its_traceback",
                            "a_bad_value_from_the_command_line_is_one_line",

@@ -159,6 +159,40 @@ def test_a_count_below_one_is_refused_in_one_line(command, option, capsys):
     assert stop.value.code == 2 and f"{option} must be at least 1 (got 0)" in capsys.readouterr().err
 
 
+
+def test_a_count_of_1_is_taken_and_each_count_is_checked():
+    from callbacks.errors import UserError, require_at_least_one
+    assert require_at_least_one(num_samples=1, batch_size=1, nrow=1) is None
+    with pytest.raises(UserError, match=r"^--nrow must be at least 1 \(got -3\)$"):  # not only the first
+        require_at_least_one(num_samples=1, batch_size=64, nrow=-3)
+
+
+def test_a_commands_own_flags_replace_train_pys_in_a_users_mistake_and_a_bugs_error_keeps_its_type():
+    """own_flags (dl2-stylize, dl2-wgan-fid) renames the flags of a UserError or of our FileNotFoundError; one without
+    train.py's flags is raised as it was, and the OS's own FileNotFoundError (errno set: a bug, not a message of ours)
+    stays itself even when its path reads as a flag."""
+    from callbacks.errors import UserError, own_flags
+    names = {"--data.content": "--content", "--model.vgg_weights": "--vgg_weights"}
+    with pytest.raises(UserError) as renamed:
+        with own_flags(names):
+            raise UserError("--data.content a.jpg: no such image; --model.vgg_weights and --data.size unchanged")
+    assert str(renamed.value) == "--content a.jpg: no such image; --vgg_weights and --data.size unchanged"
+    mine = FileNotFoundError("--model.vgg_weights w.pth: no such file")
+    with pytest.raises(UserError, match=r"^--vgg_weights w.pth: no such file$") as renamed:
+        with own_flags(names):
+            raise mine
+    assert renamed.value.__cause__ is mine
+    oserror = FileNotFoundError(2, "No such file or directory", "--data.content")
+    with pytest.raises(FileNotFoundError) as kept:
+        with own_flags(names):
+            raise oserror
+    assert kept.value is oserror
+    plain = UserError("--size 16 is too small")
+    with pytest.raises(UserError) as kept:
+        with own_flags(names):
+            raise plain
+    assert kept.value is plain
+
 @pytest.mark.parametrize("command, args, message", [
     ("wgan_generate", ["w.ckpt", "--num_samples", "abc"], "--num_samples: expected int, got 'abc'"),
     ("cyclegan_translate", ["--checkpoint", "c.ckpt", "--input_dir", "in", "--direction", "sideways"],

@@ -185,6 +185,29 @@ def test_user_message_finds_the_user_error_in_a_worker_report():
         assert user_message(outer) == "the root cause; fix it"
 
 
+
+def test_user_message_follows_an_error_raised_while_handling_a_user_error_only_from_a_wrapper():
+    """jsonargparse and Lightning raise their ValueError or RuntimeError while handling ours (no `from`): the
+    UserError inside is the message. A bug's exception raised in an except block (a KeyError), or a wrapper that
+    dropped the context (`from None`), is no user's mistake: its traceback stays."""
+    from callbacks.errors import user_message
+
+    def raised(outer, suppress=False):
+        try:
+            try:
+                raise train.UserError("the root cause; fix it")
+            except train.UserError:
+                if suppress:
+                    raise outer from None
+                raise outer  # noqa: B904  (the implicit chaining a wrapper makes)
+        except Exception as error:
+            return error
+    assert user_message(raised(ValueError("Does not validate against any of the Union subtypes"))) == \
+        "the root cause; fix it"
+    assert user_message(raised(RuntimeError("Error instantiating a class"))) == "the root cause; fix it"
+    assert user_message(raised(KeyError("a bug in the handler"))) is None
+    assert user_message(raised(ValueError("the context dropped"), suppress=True)) is None
+
 def test_the_models_one_cycle_beside_the_configs_phase_scheduler_is_refused_with_both_ways_out(tiny_cifar, tmp_path):
     ways_out = (r'--model.one_cycle null\) or the scheduler callback \(train.py: the config.s callbacks, '
                 r'--trainer.callbacks "\[\]"')
