@@ -844,7 +844,18 @@ TARGETS = {
                               ("load_by_position", "or_reference", "trained_runs", "trained_run",
                                "run_folder_checkpoint", "run_config_file", "tensor_file", "new_wandb_id", "env_tags",
                                "wandb_logged_in", "forget_wandb_settings"),
-                              ("tests/test_wandb_runs.py::test_the_login_check_after_an_offline_run_in_the_process_says"
+                              (*(f"tests/test_wandb_runs.py::test_{name}" for name in (
+                                  "a_new_wandb_id_is_eight_lower_case_letters_and_digits_as_wandbs_own",
+                                  "wandb_mode_set_counts_as_decided_and_no_login_is_checked",
+                                  "a_callers_open_wandb_run_counts_as_logged_in_and_is_left_open",
+                                  "an_api_key_counts_as_logged_in_without_asking_the_server",
+                                  "a_wandb_without_logins_prompt_option_is_asked_for_its_stored_key",
+                                  "an_older_wandb_whose_set_up_cannot_be_read_is_always_set_up_afresh",
+                                  "wandbs_settings_of_a_callers_run_or_of_no_set_up_here_are_left_alone_and_the_flag"
+                                  "_names_the_mode")),
+                               "tests/test_wgan_reference.py::test_a_reference_file_is_read_without_running_the_code"
+                               "_pickled_in_it",
+                               "tests/test_wandb_runs.py::test_the_login_check_after_an_offline_run_in_the_process_says"
                                "_nothing",
                                "tests/test_wandb_runs.py::test_wandbs_settings_in_the_mode_a_run_wants_are_kept",
                                "tests/test_prepare_run.py::test_wandbs_own_variables_stand_for_the_options_not_given",

@@ -201,6 +201,102 @@ def test_wandbs_settings_in_the_mode_a_run_wants_are_kept(tmp_path, monkeypatch)
         wandb.teardown()
 
 
+
+def test_wandbs_settings_of_a_callers_run_or_of_no_set_up_here_are_left_alone_and_the_flag_names_the_mode(
+        tmp_path, monkeypatch):
+    """Without WANDB_MODE the run's mode is --offline's: a set-up in it is kept, one in the other dropped. A run the
+    caller opened keeps wandb's set-up whatever its mode (dropping it would end the run), and a set-up of another
+    process (a fork's parent) or none at all is not this process's to drop."""
+    import wandb
+    from wandb.sdk import wandb_setup
+    if not hasattr(wandb_setup, "_singleton"):  # an older wandb (0.19, the floor): always set up afresh
+        pytest.skip("this wandb's set-up cannot be read: train.py sets it up afresh for each run")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    wandb.teardown()
+    try:
+        wandb_run.forget_wandb_settings(offline=False)  # nothing set up: nothing read, nothing dropped
+        assert wandb_setup._singleton is None
+        wandb.setup(settings=wandb.Settings(mode="offline"))
+        mine = wandb_setup._singleton
+        wandb_run.forget_wandb_settings(offline=True)
+        assert wandb_setup._singleton is mine  # offline, as --offline asks: kept
+        mine._pid = os.getpid() + 1  # as a forked process sees its parent's: wandb sets itself up afresh in this one
+        wandb_run.forget_wandb_settings(offline=False)
+        assert wandb_setup._singleton is mine  # the parent's, not torn down from here
+        mine._pid = os.getpid()
+        monkeypatch.setattr(wandb, "run", SimpleNamespace(id="callers1"))
+        wandb_run.forget_wandb_settings(offline=False)
+        assert wandb_setup._singleton is mine  # online wanted, but the caller's run is open: kept
+        monkeypatch.setattr(wandb, "run", None)
+        wandb_run.forget_wandb_settings(offline=False)
+        assert wandb_setup._singleton is None  # online wanted, set up offline: dropped
+    finally:
+        wandb.teardown()
+
+
+def test_an_older_wandb_whose_set_up_cannot_be_read_is_always_set_up_afresh(monkeypatch):
+    """wandb 0.19 (the floor) has no wandb_setup._singleton: its set-up is dropped before each run's wandb.init."""
+    dropped = []
+    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(run=None, teardown=lambda: dropped.append(True)))
+    monkeypatch.setitem(sys.modules, "wandb.sdk.wandb_setup", SimpleNamespace())
+    wandb_run.forget_wandb_settings(offline=True)
+    assert dropped == [True]
+
+
+@pytest.mark.parametrize("mode", ["offline", "disabled", "online"])
+def test_wandb_mode_set_counts_as_decided_and_no_login_is_checked(mode, tmp_path, monkeypatch):
+    """WANDB_MODE set: the logger is left as configured, whatever the credentials (none here)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_MODE", mode)
+    assert wandb_run.wandb_logged_in() is True
+
+
+def test_a_callers_open_wandb_run_counts_as_logged_in_and_is_left_open(tmp_path, monkeypatch):
+    """A notebook's wandb.init, which the logger logs into: the check would end it with its teardown."""
+    import wandb
+    monkeypatch.setenv("HOME", str(tmp_path))  # no credentials
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    dropped = []
+    monkeypatch.setattr(wandb, "run", SimpleNamespace(id="callers1"))
+    monkeypatch.setattr(wandb, "teardown", lambda: dropped.append(True))
+    assert wandb_run.wandb_logged_in() is True and dropped == []
+
+
+def test_an_api_key_counts_as_logged_in_without_asking_the_server(tmp_path, monkeypatch):
+    """The check must not wait on the network: a key wandb would have to verify with a server that cannot be reached
+    (a compute node offline) is taken as it is. WANDB_SILENT: wandb 0.31 looks up the key's user name for its "logged
+    in as" line even unverified, a 5 s wait here."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert wandb_run.wandb_logged_in() is True
+
+
+@pytest.mark.parametrize("key, logged_in", [("0123456789abcdef0123456789abcdef01234567", True), (None, False)])
+def test_a_wandb_without_logins_prompt_option_is_asked_for_its_stored_key(key, logged_in, tmp_path, monkeypatch):
+    """wandb before login(prompt=...) (0.19, the floor) would prompt: its API's stored key stands for the login."""
+    import wandb
+
+    def login(anonymous=None, key=None, relogin=None, host=None, force=None, timeout=None, verify=False):
+        raise AssertionError("an older wandb's login prompts")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "run", None)
+    monkeypatch.setattr(wandb, "login", login)
+    monkeypatch.setattr(wandb, "api", SimpleNamespace(api_key=key), raising=False)
+    assert wandb_run.wandb_logged_in() is logged_in
+
+
+def test_a_new_wandb_id_is_eight_lower_case_letters_and_digits_as_wandbs_own():
+    import re
+    ids = [wandb_run.new_wandb_id() for _ in range(200)]
+    assert all(re.fullmatch(r"[a-z0-9]{8}", id_) for id_ in ids), ids
+    assert len(set(ids)) == 200
+
 def test_a_run_a_wandb_sweep_agent_starts_keeps_the_agents_run_id(tiny_cifar, tmp_path, monkeypatch):
     """`wandb agent` starts train.py with the run's id in WANDB_RUN_ID, and in a sweep wandb.init ignores any other id:
     run.json kept a random id of its own, with which a resume (`--ckpt_path last`) logged to another W&B run."""

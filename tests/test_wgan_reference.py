@@ -1,6 +1,7 @@
 """The WassersteinGAN reference's generator files (netG_epoch_N.pth) read by `generate` and `fid`: a DCGAN_G in that
 code's layer order and names is built here by hand, and its images are compared with ours from the same noise."""
 
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -175,6 +176,25 @@ def test_a_critic_is_named(tmp_path):
     with pytest.raises(UserError, match="not a Lightning checkpoint"):
         generate(str(tmp_path / "other.pth"), str(tmp_path / "out"))
 
+
+
+class MakesAFolder:
+    """Pickled code: unpickling it calls os.mkdir."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.folder),)
+
+
+def test_a_reference_file_is_read_without_running_the_code_pickled_in_it(tmp_path):
+    """Another project's weights file is tried as plain tensors first (torch's weights-only loader): a file that holds
+    more than tensors is no generator, and its pickled code does not run."""
+    state = {"main.initial:8-4:convt.weight": torch.zeros(8, 4, 4, 4), "main.code": MakesAFolder(tmp_path / "ran")}
+    torch.save(state, tmp_path / "netG_epoch_1.pth")
+    assert reference_generator(str(tmp_path / "netG_epoch_1.pth")) is None
+    assert not (tmp_path / "ran").exists()
 
 def test_fid_reads_a_reference_generator_file(tmp_path):
     from test_wgan_fid import frechet_by_hand, save
