@@ -43,7 +43,8 @@ def remove_wandb_run(folder: Path) -> None:
 
 
 def wandb_logged_in() -> bool:
-    """wandb's own check (API key, netrc, settings file, identity token) without a prompt or the network.
+    """wandb's own check (API key, netrc, settings file, identity token) without a prompt or verifying the key (wandb
+    0.31 still looks up the user name of a WANDB_API_KEY unless WANDB_SILENT is set: up to 5 s without a network).
 
     WANDB_MODE set means the user has decided (offline, disabled or online): the logger is left as configured.
     """
