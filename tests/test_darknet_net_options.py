@@ -172,6 +172,10 @@ def test_frozen_batchnorm_weights_refuse_zero_init_residual_and_bad_momentum():
     Darknet([0], bn_weight=False)  # no residual, nothing to zero
     with pytest.raises(ValueError, match="bn_momentum"):
         Darknet([1], bn_momentum=0.0)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        Darknet([1], bn_momentum=1.5)
+    # PyTorch's momentum 1 keeps the last batch's statistics alone: the top of the range, taken
+    assert {m.momentum for m in Darknet([1], bn_momentum=1.0).modules() if isinstance(m, nn.BatchNorm2d)} == {1.0}
 
 
 # -- evaluation: test-time augmentation -------------------------------------------------------------------------
