@@ -67,7 +67,9 @@ def test_a_32_bit_integer_image_above_255_is_read_as_16_bit(tmp_path, values, ex
 
 @pytest.mark.parametrize("values, expected", [
     ([[0.0, 0.5, 1.0]], [[0, 128, 255]]),  # 0..1, as scientific tools write floats: scaled to 0..255
+    ([[0.0, 0.6, 1.0]], [[0, 153, 255]]),  # 0.6 x 255 = 153, not 0.6 x 256 = 153.6
     ([[0.0, 127.6, 300.0]], [[0, 128, 255]]),  # 0..255 already: kept, above white clipped
+    ([[0.0, 1.4, 2.0]], [[0, 1, 2]]),  # a dark 0..255 image (brightest 2): kept, not scaled as 0..1
 ])
 def test_a_float_tiff_is_read_on_its_own_scale(tmp_path, values, expected):
     Image.fromarray(np.array(values, dtype=np.float32), mode="F").save(tmp_path / "f.tif")
