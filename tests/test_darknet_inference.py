@@ -1,5 +1,6 @@
 """dl2-classify on a tiny Darknet: probabilities against a forward pass by hand, flip TTA, image sizes, an ensemble."""
 
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -170,27 +171,30 @@ def trained_at(root: Path, image_size: int, phases=None) -> tuple[Path, Path]:
     return root / "darknet.ckpt", data_dir
 
 
-@pytest.mark.parametrize("case", ["data", "phase", "older checkpoint", "--size"])
+@pytest.mark.parametrize("case", ["data", "phase", "older checkpoint", "no size kept", "--size"])
 def test_classify_gives_the_net_the_size_it_was_trained_at(case, tmp_path, monkeypatch):
     """A net trained at --data.image_size 40 (or a last phase's data image_size 40) is given 40px images, not 32px
     ones: a uniform 32x32 image becomes the uniform 40x40 one of its colour. A checkpoint written before the size was
-    kept gives its data module's image_size; --size still chooses."""
+    kept gives its data module's image_size; one without either (its data module's hyper-parameters dropped) CIFAR-10's
+    32px; --size still chooses."""
     from lightning_modules import DarknetClassifier
     if case == "phase":
         checkpoint, _ = trained_at(tmp_path, 32, phases=[{"epochs": 0.5, "lr": 0.01, "data": {"image_size": 24}},
                                                          {"epochs": 1, "lr": 0.01, "data": {"image_size": 40}}])
     else:
         checkpoint, _ = trained_at(tmp_path, 40)
-    if case == "older checkpoint":
+    if case in ("older checkpoint", "no size kept"):
         state = torch.load(checkpoint, weights_only=False)
         del state["image_size"]
+        if case == "no size kept":
+            del state["datamodule_hyper_parameters"]
         torch.save(state, checkpoint)
     seen = []
     forward = DarknetClassifier.forward
     monkeypatch.setattr(DarknetClassifier, "forward", lambda self, x: seen.append(x.clone()) or forward(self, x))
     Image.new("RGB", (32, 32), (200, 30, 90)).save(tmp_path / "uniform.png")
     classify(str(checkpoint), [str(tmp_path / "uniform.png")], **({"size": 24} if case == "--size" else {}))
-    side = 24 if case == "--size" else 40
+    side = {"--size": 24, "no size kept": 32}.get(case, 40)
     mean = torch.tensor([0.4914, 0.48216, 0.44653]).view(3, 1, 1)
     std = torch.tensor([0.24703, 0.24349, 0.26159]).view(3, 1, 1)
     uniform = ((torch.tensor([200, 30, 90]).view(3, 1, 1) / 255 - mean) / std).expand(3, side, side)
@@ -207,6 +211,11 @@ def test_testing_a_checkpoint_at_another_image_size_warns(tmp_path):
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, interpret=False)
     with pytest.warns(UserWarning, match="trained on 40px images, the data gives it 32px ones"):
         trainer.test(model, datamodule=CIFAR10DataModule(str(data_dir), download=False), ckpt_path=checkpoint)
+    with warnings.catch_warnings(record=True) as caught:  # at the size it was trained at: nothing to say
+        warnings.simplefilter("always")
+        trainer.test(model, datamodule=CIFAR10DataModule(str(data_dir), download=False, image_size=40),
+                     ckpt_path=checkpoint)
+    assert not [w for w in caught if "the data gives it" in str(w.message)]
 
 
 def test_a_checkpoint_without_class_names_numbers_the_classes(darknet_checkpoint, tmp_path):
@@ -269,4 +278,29 @@ def test_classify_skips_an_unreadable_image_names_it_and_classifies_the_others(d
     with pytest.raises(SystemExit) as stop:  # nothing could be read: an error, not an empty result
         commands.classify([str(checkpoint), str(folder)])
     assert stop.value.code == 2 and "none of the 3 images could be read" in capsys.readouterr().err
+
+
+def test_classify_goes_on_past_a_batch_it_could_not_read_and_names_a_lone_unreadable_image(darknet_checkpoint,
+                                                                                           tmp_path, capsys):
+    """Batches of one image: the first (torn) gives an empty batch, and the next batch is still classified. Two
+    unreadable images of two are "none of the 2"; a single image that cannot be read is refused with its own error."""
+    import shutil
+    checkpoint, data_dir = darknet_checkpoint
+    folder = tmp_path / "torn_first"
+    folder.mkdir()
+    shutil.copy(data_dir / "test" / "cat" / "0000.png", folder / "b.png")
+    (folder / "a.png").write_bytes((folder / "b.png").read_bytes()[:40])
+    with pytest.raises(SystemExit) as stop:
+        commands.classify([str(checkpoint), str(folder), "--batch_size", "1"])
+    out, err = capsys.readouterr()
+    assert stop.value.code == 1 and "could not read 1 of 2 images: cannot read image" in err and "a.png" in err
+    assert f"{folder / 'b.png'}: " in out  # the second batch classified
+    (folder / "b.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        commands.classify([str(checkpoint), str(folder)])
+    assert stop.value.code == 2 and "none of the 2 images could be read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        commands.classify([str(checkpoint), str(folder / "a.png")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "cannot read image" in err and "a.png" in err and "none of" not in err
 
