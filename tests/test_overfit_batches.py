@@ -55,3 +55,17 @@ def test_without_overfit_batches_each_epoch_is_reshuffled(tiny_cifar):
     seen = fit(CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False, pad=0, flip=False),
                limit_train_batches=2)
     assert not same(seen[1], seen[0])
+
+
+def test_overfitting_tensor_batches_keep_the_first_epochs_shuffle_in_every_epoch():
+    """The first epoch's order is randperm of the seed itself (epoch 0 adds nothing), not of seed + 1."""
+    from types import SimpleNamespace
+
+    from datamodules.cifar10 import TensorBatches
+    labels = torch.arange(12)
+    batches = TensorBatches(torch.zeros(12, 3, 2, 2, dtype=torch.uint8), labels, batch_size=4, shuffle=True,
+                            drop_last=True, seed=7, trainer=SimpleNamespace(overfit_batches=2))
+    first = torch.randperm(12, generator=torch.Generator().manual_seed(7))
+    for epoch in (0, 1, 3):
+        batches.set_epoch(epoch)
+        assert torch.equal(torch.cat([label for _, label in batches]), first)
