@@ -112,6 +112,20 @@ def test_a_resume_from_a_checkpoint_without_its_plan_says_the_cycle_is_planned_a
     assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx(one_cycle_lrs(2 * BATCHES)[BATCHES:])
 
 
+@pytest.mark.parametrize("state, warned", [
+    ({"batches_seen": 1, "phase_index": 0}, True),  # before 2026-11-29, one batch in
+    ({"batches_seen": 0, "phase_index": 0}, False),  # before 2026-11-29, saved before any batch: nothing to go on from
+    ({"batches_seen": 5, "phase_index": 0, "planned_epochs": 2.0}, False),  # today's: its plan kept, said otherwise
+    ({"batches_seen": 5, "phase_index": 0, "planned_epochs": None}, False)])  # today's, saved before it planned
+def test_only_a_checkpoint_from_before_the_plan_was_kept_warns_that_it_does_not_say_the_plan(state, warned):
+    scheduler = TrainingPhaseScheduler(one_cycle={"lr": 0.4})
+    scheduler.load_state_dict(state)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scheduler.plan("one_cycle", 2.0)
+    assert any("is from before 2026-11-29" in str(w.message) for w in caught) == warned
+
+
 def test_the_schedule_goes_to_wandb_once_not_again_at_step_0_when_resumed(tmp_path):
     from lightning.pytorch.loggers import WandbLogger
 
