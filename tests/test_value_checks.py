@@ -98,6 +98,10 @@ def test_one_class_data_is_refused_without_advising_num_classes_1():
     assert str(refused.value) == ("the data has 1 class (cat); a classifier needs at least 2: one folder per class "
                                   "in train/ and test/")
     assert "num_classes 1" not in str(refused.value)
+    two = DarknetClassifier(num_blocks=[1], nf=4, num_classes=2)
+    two._trainer = SimpleNamespace(datamodule=SimpleNamespace(classes=["cat", "dog"]))
+    two.setup("test")  # two classes, the fewest a classifier takes
+    assert two.class_names == ["cat", "dog"]
 
 
 @pytest.mark.parametrize("values, message", [
