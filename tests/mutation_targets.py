@@ -70,7 +70,8 @@ TARGETS = {
     "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record",
                                                    "early_end_not_called_divergence"),
                         ("tests/test_lr_finder.py",)),
-    "augment": Target("datamodules/augment.py", ("mirrored", "random_crop", "random_flip", "normalize"),
+    "augment": Target("datamodules/augment.py",
+                      ("mirrored", "random_crop", "random_flip", "normalize", "channel_stats"),  # normalize's stats
                       ("tests/test_augment.py",)),
     "cifar10_batches": Target("datamodules/cifar10.py", ("CIFAR10DataModule.on_after_batch_transfer",),
                               ("tests/test_cifar10_batches.py",)),
@@ -82,7 +83,7 @@ TARGETS = {
     "classify": Target(("lightning_modules/darknet_classify.py", "lightning_modules/darknet_classifier.py"),
                        ("classify", "write_csv", "DarknetClassifier.on_save_checkpoint",
                         "DarknetClassifier.on_load_checkpoint"),
-                       (*COMMAND_TESTS, "-k", "classify or class_names")),
+                       (*COMMAND_TESTS, "-k", "classify or class_names or checkpoint_at_another_image_size")),
     "inference": Target("lightning_modules/inference.py", ("read_checkpoint", "saved_class", "load_checkpoint"),
                         (*COMMAND_TESTS, "-k", "wrong_checkpoint or classify_gives or traceback")),
     "darknet": Target("lightning_modules/nets/darknet.py",
@@ -255,9 +256,11 @@ TARGETS = {
                               "DarknetClassifier.forward", "DarknetClassifier.loss", "DarknetClassifier._evaluate",
                               "DarknetClassifier.parameter_groups", "DarknetClassifier.configure_optimizers"),
                              ("tests/test_darknet_net_options.py", "tests/test_darknet_optimizer_options.py",
-                              "tests/test_darknet_step_options.py", "-k", "tta or whitening_is_set or groups or bn_bias"
+                              "tests/test_darknet_step_options.py",
+                              "tests/test_value_checks.py::test_one_class_data_is_refused_without_advising_num_classes_1",
+                              "-k", "tta or whitening_is_set or groups or bn_bias"
                               " or single_group or nesterov or label_smoothing or channels_last or compiled or setup"
-                              " or whitening_sample or one_cycle")),
+                              " or whitening_sample or one_cycle or one_class_data")),
     "darknet_nets": Target("lightning_modules/nets/darknet.py",
                            ("batchnorm_stats_kept", "downsample_layer", "whitening_layer", "init_whitening",
                             "Darknet.whitening", "Darknet.forward"),
@@ -269,8 +272,9 @@ TARGETS = {
                             ("TensorBatches.set_epoch", "TensorBatches._order", "TensorBatches.__len__",
                              "TensorBatches.__iter__", "CIFAR10DataModule.train_dataloader"),
                             ("tests/test_cifar10_data.py", "tests/test_darknet_step_options.py",
-                             "tests/test_resume_order.py",
-                             "-k", "batches_reshuffle or evaluation_batches_cover or batch_larger or alternate"
+                             "tests/test_resume_order.py", "tests/test_overfit_batches.py",
+                             "-k", "overfitting_tensor_batches or batches_reshuffle or evaluation_batches_cover"
+                             " or batch_larger or alternate"
                              " or tensor_batches or on_device or (rest_of_that_epochs and darknet)")),
     # 2026-11-29: SWA beside the phases, an inference command's checkpoint argument, output paths and exit status
     "swa": Target("callbacks/phase_scheduler.py",
@@ -320,6 +324,7 @@ TARGETS = {
                       "dcgan_g_names", "prefixed", "reference_files", "export"),
                      tuple(f"tests/test_export.py::test_{name}" for name in (
                          "a_checkpoint_of_a_class_this_project_does_not_know_is_refused",
+                         "an_odd_ngf_is_refused_in_the_references_format_whose_dcgan_g_has_other_widths",
                          "reference_files_of_a_checkpoint_without_its_sizes_are_those_of_the_systems_defaults",
                          "last_among_runs_of_three_systems_names_them_and_a_path_is_read_as_given",
                          "an_existing_output_file_is_replaced",
