@@ -45,14 +45,15 @@ HOOK_TESTS = ("tests/test_saved_progress.py", "tests/test_save_on_stop.py", "tes
 
 TARGETS = {
     "training_phase": Target("callbacks/training_phase.py",
-                             ("annealed", "TrainingPhase.__post_init__", "TrainingPhase._range", "TrainingPhase.lr_at",
+                             ("annealed", "decay_and_power", "TrainingPhase.__post_init__", "TrainingPhase._range",
+                              "TrainingPhase.lr_at",
                               "TrainingPhase.momentum_at", "one_cycle", "sgdr", "triangle", "one_cycle_cos",
                               "flat_cos"),
                              ("tests/test_phase_math.py", "tests/test_phase_cycles.py",
                               "tests/test_phase_definitions.py", "tests/test_phase_scheduler.py", "-k",
                               "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
                               " or triangle or fastai or pct_start_0 or beta_outside or share_of_the_cycle"
-                              " or lr_decay_no")),
+                              " or lr_decay_no or decay_pair_that")),
     "phase_scheduler": Target("callbacks/phase_scheduler.py",
                               ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
                                "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",
@@ -120,8 +121,9 @@ TARGETS = {
     "style_options": Target("lightning_modules/style_transfer.py",
                             ("total_variation", "original_colors", "StyleTransfer.training_step",
                              "StyleTransfer.on_train_end"),
-                            ("tests/test_style_options.py", "tests/test_style.py", "-k",
-                             "test_style_options or seeds_plain")),
+                            ("tests/test_style_options.py", "tests/test_style.py", "tests/test_progress.py", "-k",
+                             "test_style_options or seeds_plain or single_style_layer or each_layers_share"
+                             " or listed_twice")),
     "style_pyramid": Target("lightning_modules/style_transfer.py",
                             ("resized", "StyleTransfer.level_size", "StyleTransfer.on_train_batch_start",
                              "StyleTransfer.targets", "StyleTransfer.setup"),
