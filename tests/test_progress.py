@@ -374,30 +374,29 @@ def gram_by_hand(x):
     return torch.stack([flat[k] @ flat[k].T for k in range(n)]) / (c * h * w)
 
 
-@pytest.mark.parametrize("layers", [["relu1_2"], ["relu1_2", "relu2_2"]])
-def test_a_single_style_layer_logs_the_style_loss_alone_two_their_shares(layers, tmp_path):
-    """One layer's share is the whole style loss: no second chart of the same values."""
+def first_style_row(layers, weights, tmp_path) -> dict:
+    """The metrics a tiny style system logs at its first step with these style layers and weights."""
     model, data = tiny_system("style", tmp_path)
-    model.style_layers, model.style_layer_weights = layers, [1.0] * len(layers)
+    model.style_layers, model.style_layer_weights = layers, weights
     written = Written()
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=written, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
                         default_root_dir=tmp_path)
     trainer.fit(model, **data)
     (row,) = [metrics for _, metrics in written.rows if "train/style_loss" in metrics]
+    return row
+
+
+@pytest.mark.parametrize("layers", [["relu1_2"], ["relu1_2", "relu2_2"]])
+def test_a_single_style_layer_logs_the_style_loss_alone_two_their_shares(layers, tmp_path):
+    """One layer's share is the whole style loss: no second chart of the same values."""
+    row = first_style_row(layers, [1.0] * len(layers), tmp_path)
     shares = sorted(key for key in row if key.startswith("train/style_loss/"))
     assert shares == ([] if len(layers) == 1 else [f"train/style_loss/{name}" for name in layers])
 
 
 def test_a_style_layer_listed_twice_logs_both_its_terms(tmp_path):
-    model, data = tiny_system("style", tmp_path)
-    model.style_layers, model.style_layer_weights = ["relu1_2", "relu2_2", "relu1_2"], [1.0, 1.0, 5.0]
-    written = Written()
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=written, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
-                        default_root_dir=tmp_path)
-    trainer.fit(model, **data)
-    (row,) = [metrics for _, metrics in written.rows if "train/style_loss" in metrics]
+    row = first_style_row(["relu1_2", "relu2_2", "relu1_2"], [1.0, 1.0, 5.0], tmp_path)
     shares = {k: v for k, v in row.items() if k.startswith("train/style_loss/")}
     assert sorted(shares) == ["train/style_loss/relu1_2", "train/style_loss/relu2_2"]
     assert sum(shares.values()) == pytest.approx(row["train/style_loss"], rel=1e-5)
