@@ -15,10 +15,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from callbacks.checkpoint_io import replaced
 from callbacks.errors import UserError
-from callbacks.images import subplots
 from callbacks.progress import logging_step
+from lightning_modules.darknet_interpret import confusion_figure, top_losses_figure, write_rows
 from lightning_modules.nets import Darknet
 from lightning_modules.nets.darknet import init_whitening
 
@@ -370,55 +369,6 @@ class OneCycleThenHold(torch.optim.lr_scheduler.OneCycleLR):
                            f"with, and is kept: the steps after it train at its final lr. For a new cycle from these "
                            f"weights, start a new run with --init_from <this run's checkpoint>")
         return [group["lr"] for group in self.optimizer.param_groups]
-
-
-def confusion_figure(matrix: torch.Tensor, names: list[str]):
-    """The confusion matrix as fastai plots it: counts in each cell, actual classes down, predicted across."""
-    size = min(20.0, max(4.0, 0.5 * len(names) + 2))  # inches at 100 dpi; capped: 1000 classes would need 50,000 px
-    figure, axes = subplots(figsize=(size, size))
-    axes.imshow(matrix.numpy(), cmap="Blues")
-    if len(names) <= 30:  # beyond that the labels and counts overlap: the colours remain
-        axes.set_xticks(range(len(names)), names, rotation=90)
-        axes.set_yticks(range(len(names)), names)
-        threshold = matrix.max().item() / 2
-        for (row, column), count in zip(torch.cartesian_prod(torch.arange(len(names)), torch.arange(len(names))),
-                                        matrix.flatten(), strict=True):
-            axes.text(column, row, int(count), ha="center", va="center", fontsize=8,
-                      color="white" if count > threshold else "black")
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("actual")
-    axes.set_title(f"test confusion matrix ({int(matrix.sum())} images)")
-    figure.tight_layout()
-    return figure
-
-
-def top_losses_figure(worst: dict[str, torch.Tensor], names: list[str]):
-    """fastai's plot_top_losses: each image titled prediction / actual / loss / probability of the actual class.
-    The images are the model's inputs (normalised), each shown min-max scaled."""
-    count = len(worst["loss"])
-    columns = min(3, count)
-    rows = -(-count // columns)
-    figure, axes = subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, loss, label, prediction, probability in zip(
-            axes.flat, worst["image"], worst["loss"], worst["label"], worst["prediction"], worst["probability"],
-            strict=False):
-        low, high = image.amin(), image.amax()
-        ax.imshow(((image - low) / (high - low).clamp(min=1e-8)).permute(1, 2, 0).numpy())
-        ax.set_title(f"{names[prediction]} / {names[label]} / {loss:.2f} / {probability:.2f}", fontsize=9)
-    figure.suptitle("prediction / actual / loss / probability")
-    figure.tight_layout()
-    return figure
-
-
-def write_rows(path: Path, header: list[str], rows: list[list]) -> None:
-    """A CSV file, written beside and renamed into place."""
-    import csv
-    with replaced(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 if __name__ == "__main__":  # the package's functions (lightning_modules.commands), not this copy's

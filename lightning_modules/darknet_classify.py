@@ -7,7 +7,8 @@ from typing import Literal
 import torch
 
 from callbacks.errors import UserError, check_output_file, report_partial_failure, require_at_least_one
-from lightning_modules.darknet_classifier import tta_average, tta_views, write_rows
+from lightning_modules.darknet_classifier import tta_average, tta_views
+from lightning_modules.darknet_interpret import write_rows
 
 
 @torch.no_grad()

@@ -506,7 +506,7 @@ TARGETS = {
                                " or (one_real_image and cyclegan) or cyclegan_validate_without or test_metrics_are"
                                " or resume_continues or visual_grid")),
     # the Darknet's training step, the one-cycle held past its end, the test's figures and CSV files
-    "darknet_system": Target("lightning_modules/darknet_classifier.py",
+    "darknet_system": Target(("lightning_modules/darknet_classifier.py", "lightning_modules/darknet_interpret.py"),
                              ("OneCycleThenHold.get_lr", "DarknetClassifier.training_step", "confusion_figure",
                               "top_losses_figure", "write_rows"),
                              ("tests/test_darknet_system.py", "tests/test_darknet_optimizer_options.py",

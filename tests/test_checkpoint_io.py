@@ -7,7 +7,7 @@ import torch
 
 from callbacks import AtomicCheckpointIO
 from callbacks.checkpoint_io import remove_stale_temporaries, replaced, write_json
-from lightning_modules.darknet_classifier import write_rows
+from lightning_modules.darknet_interpret import write_rows
 
 
 def test_a_checkpoint_save_that_fails_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lightning_modules import DarknetClassifier
-from lightning_modules.darknet_classifier import confusion_figure, top_losses_figure, write_rows
+from lightning_modules.darknet_interpret import confusion_figure, top_losses_figure, write_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -48,7 +48,7 @@ from types import SimpleNamespace
 import torch
 from callbacks import TrainingPhase, plot_schedule
 from callbacks.images import log_figure
-from lightning_modules.darknet_classifier import confusion_figure, top_losses_figure
+from lightning_modules.darknet_interpret import confusion_figure, top_losses_figure
 out = Path({str(tmp_path)!r})
 plot_schedule([TrainingPhase(1, "SGD", (0.1, 0.01), "linear")], [10], out / "lr_schedule.png")
 trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(out), loggers=[],
