@@ -138,6 +138,12 @@ class TrainingPhaseScheduler(L.Callback):
                             f"stays, the LR monitor goes)")
         if trainer.limit_train_batches == 0:  # Lightning trains no batch (a validation-only fit): nothing to schedule
             return
+        if trainer.train_dataloader is None:  # loaded now, as Lightning's estimated_stepping_batches does, to count
+            trainer.fit_loop.setup_data()
+        if trainer.num_training_batches == float("inf"):
+            raise UserError("TrainingPhaseScheduler counts its phases in epochs of the training dataloader, and this "
+                            "one has no length (the style system's repeats its images, and its L-BFGS takes no lr "
+                            "schedule): drop the scheduler callback, or give the data a length")
         if self.phases is None:
             self.phases = self.build_recipe(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
@@ -182,8 +188,6 @@ class TrainingPhaseScheduler(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         batches = trainer.num_training_batches
-        if batches == float("inf"):
-            raise UserError("TrainingPhaseScheduler needs a training dataloader with a length")
         # manual optimization (the GANs) steps several optimizers per batch, and cannot accumulate: count batches
         length = self.steps_per_epoch(trainer) if pl_module.automatic_optimization else batches
         if self.epoch_length not in (None, length) and self.batches_seen:

@@ -150,6 +150,23 @@ def test_scheduler_refuses_a_model_that_has_its_own_lr_scheduler(tiny_cifar):
                     CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
 
 
+@pytest.mark.parametrize("recipe", [{"one_cycle": {}}, {"sgdr": {}}, {"phases": [TrainingPhase(1)]}])
+def test_a_recipe_or_phases_refuse_the_style_systems_dataloader_which_has_no_length(style_images, tmp_path, recipe):
+    """Phases are counted in epochs: one_cycle's length came out as inf / 1 batches an epoch (an OverflowError), and
+    sgdr and phases failed only once training started."""
+    from datamodules import StyleTransferDataModule
+    from lightning_modules import StyleTransfer
+    content, style = style_images
+    model = StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[TrainingPhaseScheduler(**recipe, plot=False)])
+    with pytest.raises(UserError, match=r"counts its phases in epochs of the training dataloader, and this one has no "
+                                        r"length \(the style system's"):
+        trainer.fit(model, datamodule=StyleTransferDataModule([str(content[0])], str(style), size=32))
+    assert trainer.global_step == 0
+
+
 def test_schedule_plot_has_a_line_per_boundary_and_the_optimizer_names(tmp_path):
     import matplotlib.pyplot as plt
 
