@@ -82,6 +82,21 @@ def test_every_top_loss_is_named_by_its_place_and_file_and_a_plain_loaders_by_ne
     assert len(rows) == 4 and all(row[4:] == ["", ""] for row in rows)
 
 
+def test_the_official_batches_name_each_top_loss_by_its_place_and_no_file(tmp_path):
+    """The python batches hold no files (test_files is None): every place, 0 and the last among them, with an empty
+    file column (a place read as a file's index there raised an IndexError)."""
+    from conftest import make_batches
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, top_losses=6).eval()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    data = CIFAR10DataModule(str(make_batches(tmp_path / "cifar-10-batches-py", classes=CLASSES[:3])),
+                             eval_batch_size=4, download=False)
+    trainer.test(model, data, verbose=False)
+    rows = read_csv(tmp_path / "test_top_losses.csv")[1:]
+    assert sorted(int(row[4]) for row in rows) == list(range(6)) and all(row[5] == "" for row in rows)
+
+
 def test_other_ranks_draw_no_figure(tiny_cifar, tmp_path, monkeypatch):
     """Every rank drew both figures (about 1 s) for rank 0 alone to write them; the others only join the gather."""
     import lightning_modules.darknet_classifier as darknet
