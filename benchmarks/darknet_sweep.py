@@ -63,7 +63,9 @@ def with_wheels(wheels: Path, site: Path, argv: list[str], modules: str) -> None
     if probe.returncode == 0 or not wheels.is_dir() or os.environ.get("DARKNET_SWEEP_SITE"):
         return
     from benchmarks.fetch_wheels import install_offline
-    install_offline(sorted(wheels.glob("*.whl")), site).check_returncode()
+    result = install_offline(sorted(wheels.glob("*.whl")), site)
+    if result.returncode:  # pip's reason (wheels for another Python, two versions of one), not a bare exit status
+        sys.exit(f"darknet_sweep.py: the carried wheels in {wheels} did not install:\n{result.stderr.strip()}")
     path = os.pathsep.join(p for p in (str(site), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     os.execve(sys.executable, [sys.executable, __file__, *argv],
               {**os.environ, "PYTHONPATH": path, "DARKNET_SWEEP_SITE": str(site)})

@@ -2,6 +2,7 @@
 (every part, tiny), its checks and its report."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -98,6 +99,20 @@ def test_check_run_finds_a_resume_that_did_not_continue(tmp_path):
     assert acceptance.check_run(restarted, "cyclegan", 12, 2, wandb=False, start=0) == []
     assert acceptance.check_run(tmp_path / "absent", "darknet", 4, 1, wandb=False) == [
         f"no {tmp_path / 'absent' / 'results.json'}"]
+
+
+def test_a_child_gets_the_time_left_before_the_deadline_and_none_is_started_past_it(tmp_path, monkeypatch):
+    """The deadline (budget + 30 s) holds with children still to run: it gave any child 10 s at least before."""
+    import time
+    marker = tmp_path / "ran"
+    command = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"]
+    monkeypatch.setattr(acceptance, "DEADLINE", [time.perf_counter() + 2])
+    rc, seconds, last = acceptance.run(command, {}, tmp_path / "past.log", timeout=60)
+    assert (rc, seconds, last) == (124, 0.0, "not started: past --budget's deadline") and not marker.exists()
+    assert "not started" in (tmp_path / "past.log").read_text()
+    monkeypatch.setattr(acceptance, "DEADLINE", [time.perf_counter() + 8])
+    rc, seconds, last = acceptance.run(command, dict(os.environ), tmp_path / "cut.log", timeout=60)
+    assert rc == 124 and last == "timed out" and 5 <= seconds < 20 and marker.exists()
 
 
 def test_table_flags_ratios_below_target_and_the_speed_targets():

@@ -159,6 +159,17 @@ def test_sweep_smoke_takes_the_wheels_and_archive_the_device_call_carries(tmp_pa
     assert not darknet_sweep.main(["--list"]) and len(probed) == 2  # --list installs nothing
 
 
+def test_wheels_that_do_not_install_stop_the_sweep_with_pip_s_reason(tmp_path, monkeypatch):
+    """On the GPU machine a failed offline install said only "non-zero exit status 1", pip's reason captured away."""
+    wheels = tmp_path / ".whl"
+    wheels.mkdir()
+    (wheels / "broken-1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    monkeypatch.delenv("DARKNET_SWEEP_SITE", raising=False)
+    with pytest.raises(SystemExit, match=rf"the carried wheels in {wheels} did not install:\n(.|\n)*broken"):
+        darknet_sweep.with_wheels(wheels, tmp_path / "site", [], "no_such_module_here")
+    assert not (tmp_path / "site" / "broken").exists()
+
+
 def test_airbench_s_clock_leaves_out_its_net_and_test_set_loading(tmp_path, monkeypatch):
     """airbench's train() makes its net and reads the test set from disk again (a loader it uses only when verbose);
     airbench's own timing leaves both out, and ours has its model and test images made before the clock. A stand-in
