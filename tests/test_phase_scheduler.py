@@ -119,6 +119,15 @@ def test_per_phase_data_changes_the_batch_image_size(tiny_cifar):
     assert shapes.sizes == [28] * BATCHES + [32] * BATCHES
 
 
+def test_a_recipe_over_max_steps_alone_plans_over_those_steps(tiny_cifar):
+    """max_epochs -1 and max_steps 9 (an epoch and a half): Lightning's estimate did not load the data, whose batches
+    an epoch the plan's length in epochs divides by, and one_cycle stopped with an OverflowError (inf batches)."""
+    steps, trainer, _ = fit(tiny_cifar, None, max_epochs=-1, trainer_kwargs={"max_steps": 9},
+                            one_cycle={"lr": 0.4, "div": 20, "pct": 20})
+    assert trainer.global_step == 9
+    assert [lrs[0] for _, lrs, _ in steps] == pytest.approx(one_cycle_lrs(9))
+
+
 def test_one_scheduler_fitted_twice_runs_its_schedule_again_over_the_new_training(tiny_cifar):
     """A notebook that fits again with the same callback: the second fit stopped at the first one's length, at the
     model's constant lr (the position and the plan were the first fit's)."""
