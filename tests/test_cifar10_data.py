@@ -1,6 +1,7 @@
 import hashlib
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -490,6 +491,30 @@ def test_a_damaged_cache_file_is_decoded_over(tmp_path, damage):
     data = loaded(root, download=False)
     assert torch.equal(data.train_images[0], pil_pixels(root / "train" / "cat" / "0000.png"))
     assert torch.load(cache, weights_only=True)["images"].shape == (9, 3, 32, 32)  # written again, whole
+
+
+def test_a_cache_file_that_would_run_code_is_not_unpickled_but_decoded_over(tmp_path):
+    """The cache is read as tensors only (weights_only): a .pt put into a shared data folder cannot run code here."""
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    marker = tmp_path / "code_ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return Path.touch, (marker,)
+
+    (root / ".decoded").mkdir()
+    torch.save({"version": 1, "images": RunsCode()}, root / ".decoded" / "train.pt")
+    data = loaded(root, download=False)
+    assert not marker.exists()
+    assert torch.equal(data.train_images[0], pil_pixels(root / "train" / "cat" / "0000.png"))
+
+
+def test_a_file_beside_the_class_folders_is_left_out_of_the_cache_s_fingerprint(tmp_path, monkeypatch):
+    root = make_folders(tmp_path / "c", per_class=(3, 2))
+    (root / "train" / "README.txt").write_text("not a class")
+    first = loaded(root, download=False)
+    no_decoding(monkeypatch)
+    assert torch.equal(loaded(root, download=False).train_images, first.train_images) and first.classes == CLASSES
 
 
 def test_a_folder_that_cannot_hold_the_cache_still_loads_with_a_warning(tmp_path, monkeypatch):
