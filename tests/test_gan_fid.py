@@ -197,6 +197,16 @@ def test_the_trainer_a_fit_without_features_used_validates_the_next_model(tmp_pa
     assert model.batches == 2
 
 
+def test_a_fit_with_features_leaves_the_trainers_limit_val_batches_as_given(tmp_path, channel_means):
+    """Only a fit without features lends the Trainer's limit_val_batches out and gives it back at the end."""
+    solid_colours(tmp_path / "images", 16)
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=4, num_workers=0, val_size=8)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_steps=3, limit_val_batches=2, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    trainer.fit(WGAN(**TINY_WGAN, fid_features=channel_means), datamodule=data)
+    assert trainer.global_step == 3 and trainer.limit_val_batches == 2
+
+
 def test_validate_without_features_says_there_is_nothing_to_validate(tmp_path):
     """It validated nothing, printed nothing and ended with status 0."""
     solid_colours(tmp_path / "images", 16)
