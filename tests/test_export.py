@@ -164,7 +164,9 @@ def test_an_odd_ngf_is_refused_in_the_references_format_whose_dcgan_g_has_other_
     with pytest.raises(SystemExit) as stop:
         commands.export([str(checkpoint), "--output", str(tmp_path / "ref"), "--format", "reference"])
     assert stop.value.code == 2 and not (tmp_path / "ref" / "netG.pth").exists()
-    assert "has an odd --model.ngf (3)" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "has an odd --model.ngf (3)" in error
+    assert f"ngf // 2 doubled: {2 * (3 // 2)} channels before its last layer, this generator 3" in error
     commands.export([str(checkpoint), "--output", str(tmp_path / "ours.ckpt")])  # our format takes it
     assert (tmp_path / "ours.ckpt").exists()
 
