@@ -129,12 +129,25 @@ def client(address: str, args: list[str]) -> int:
     return 0 if answer == "0" else 1
 
 
+def forget_skipped(cache: Path) -> int:
+    """mutmut caches the mutants `pre_mutation` skipped (lines outside that target's functions) as 'skipped' and
+    never tries them again while the tests are unchanged: a later target over the same file found its own lines
+    skipped, and ran nothing. Made untested again before each target; returns how many."""
+    import sqlite3
+
+    if not cache.exists():
+        return 0
+    with sqlite3.connect(cache) as db:
+        return db.execute("UPDATE mutant SET status = 'untested' WHERE status = 'skipped'").rowcount
+
+
 def run(name: str, address: str) -> int:
     import time
 
     from mutmut.__main__ import climain
 
     target = TARGETS[name]
+    forget_skipped(ROOT / ".mutmut-cache")
     os.environ["MUTATION_TARGET"] = name
     _lines[name] = target_lines(target)
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,

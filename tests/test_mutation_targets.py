@@ -58,3 +58,19 @@ def test_a_function_not_in_its_file_stops_the_target():
     target = mutation.Target("callbacks/resume.py", ("EpochLengthResume.on_train_start", "prepare_run"), ())
     with pytest.raises(SystemExit, match="no function prepare_run"):
         mutation.target_lines(target)
+
+
+def test_the_mutants_one_target_skipped_are_tried_by_the_next_target_over_the_same_file(tmp_path):
+    """Two targets in one clone (interpret, then darknet_system, over darknet_classifier.py): the second ran nothing,
+    its lines cached as skipped by the first."""
+    import sqlite3
+    cache = tmp_path / ".mutmut-cache"
+    assert mutation.forget_skipped(cache) == 0 and not cache.exists()
+    with sqlite3.connect(cache) as db:
+        db.execute("CREATE TABLE mutant (id INTEGER PRIMARY KEY, status TEXT)")
+        db.executemany("INSERT INTO mutant (status) VALUES (?)",
+                       [("skipped",), ("ok_killed",), ("bad_survived",), ("skipped",), ("untested",)])
+    assert mutation.forget_skipped(cache) == 2
+    with sqlite3.connect(cache) as db:
+        assert [row[0] for row in db.execute("SELECT status FROM mutant ORDER BY id")] == [
+            "untested", "ok_killed", "bad_survived", "untested", "untested"]
