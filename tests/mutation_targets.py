@@ -621,7 +621,10 @@ TARGETS = {
                           "tests/test_train_job.py::test_a_fast_dev_run_keeps_no_checkpoint_and_last_passes_over_it",
                           "tests/test_wandb_runs.py::test_each_train_main_in_one_process_logs_to_its_own_wandb_run",
                           "tests/test_run_config_yaml.py::test_a_runs_config_yaml_trains_a_new_run_beside_it_and_resumes"
-                          "_it_with_its_checkpoint")),
+                          "_it_with_its_checkpoint",
+                          # check_job's --config files handed to the changed-options warning (`or ()` into `and ()`)
+                          "tests/test_checkpoint_checks.py::test_a_resume_with_other_options_than_the_runs_says_which_and"
+                          "_how_to_resume_as_it_began")),
     # the systems' constructors: the one-line refusals of values that cannot train, the nets built from the
     # hyper-parameters (critic batchnorm off under a gradient penalty, the MLP nets), the counters, metrics and pools a
     # fit starts from
