@@ -405,9 +405,14 @@ class StyleTransfer(L.LightningModule):
     def configure_callbacks(self):
         return [WriteOnStop()]
 
+    def lr_sweep(self) -> bool:
+        """This fit is `--lr_find`'s sweep (Lightning's Tuner adds its callback), whose last image is no result."""
+        from lightning.pytorch.tuner.lr_finder import _LRCallback
+        return any(isinstance(callback, _LRCallback) for callback in self.trainer.callbacks)
+
     def on_train_end(self) -> None:
         """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
-        if not self.trainer.is_global_zero or not hasattr(self, "_batch"):
+        if not self.trainer.is_global_zero or not hasattr(self, "_batch") or self.lr_sweep():
             return
         content, style = (x.float().cpu() for x in self._batch)
         style = style[:1]  # the first of several style images
@@ -435,7 +440,8 @@ class WriteOnStop(L.Callback):
     def on_exception(self, trainer, pl_module, exception):
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and hasattr(pl_module, "_batch"):
+        if (isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and hasattr(pl_module, "_batch")
+                and not pl_module.lr_sweep()):
             pl_module.on_train_end()
             if trainer.is_global_zero:
                 print(f"Wrote the images as they are after iteration {trainer.global_step} to "

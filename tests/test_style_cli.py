@@ -83,6 +83,15 @@ def test_load_from_checkpoint_restores_the_image_and_says_nothing_of_the_vgg_lef
     assert torch.equal(model.image, torch.load(path, weights_only=False)["state_dict"]["image"])
 
 
+def test_lr_find_writes_its_plot_and_no_stylized_image(style_images, tmp_path):
+    """The sweep's last image (each step at a larger lr) was written as the run's result, stylized/<name>.png."""
+    runs = tmp_path / "runs"
+    train.main(job(style_images, runs, "--lr_find", "--lr_find.num_training", "6"))
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    assert (run_dir / "lr_find.png").is_file() and (run_dir / "lr_find.json").is_file()
+    assert not (run_dir / "stylized").exists() and not list(run_dir.glob("images/*side_by_side*"))
+
+
 def test_a_resume_refused_as_its_model_is_built_names_the_runs_config(style_images, tmp_path):
     """A run begun with --model.vgg_weights random (or a file), resumed with `--ckpt_path last` alone: the ImageNet
     weights it then asks for are refused in one line that did not say the run had others; the run's config does."""
