@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CLASSES
+from conftest import CLASSES, make_batches
 from PIL import Image
 
 from datamodules import CIFAR10DataModule
@@ -85,7 +85,6 @@ def test_every_top_loss_is_named_by_its_place_and_file_and_a_plain_loaders_by_ne
 def test_the_official_batches_name_each_top_loss_by_its_place_and_no_file(tmp_path):
     """The python batches hold no files (test_files is None): every place, 0 and the last among them, with an empty
     file column (a place read as a file's index there raised an IndexError)."""
-    from conftest import make_batches
     torch.manual_seed(0)
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, top_losses=6).eval()
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,

@@ -14,6 +14,7 @@ import torch
 from conftest import make_style_images
 from jsonargparse import CLI
 from PIL import Image
+from runs import only_run
 
 import train
 from callbacks.errors import UserError
@@ -87,7 +88,7 @@ def test_lr_find_writes_its_plot_and_no_stylized_image(style_images, tmp_path):
     """The sweep's last image (each step at a larger lr) was written as the run's result, stylized/<name>.png."""
     runs = tmp_path / "runs"
     train.main(job(style_images, runs, "--lr_find", "--lr_find.num_training", "6"))
-    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    run_dir = only_run(runs)
     assert (run_dir / "lr_find.png").is_file() and (run_dir / "lr_find.json").is_file()
     assert not (run_dir / "stylized").exists() and not list(run_dir.glob("images/*side_by_side*"))
 
