@@ -451,10 +451,10 @@ TARGETS = {
                             "CIFAR10DataModule.plain_training_images"),
                            ("tests/test_cifar10_load.py", "tests/test_cifar10_data.py",
                             "tests/test_darknet_net_options.py", "tests/test_darknet_step_options.py",
-                            "tests/test_prepare_data.py", "-m", "not slow", "-k",
+                            "tests/test_prepare_data.py", "tests/test_overfit_batches.py", "-m", "not slow", "-k",
                             "test_cifar10_load or (test_cifar10_data and not without_tarfiles and not reaching_outside"
                             " and not two_processes and not killed_attempt) or on_device or whitening_sample"
-                            " or (test_prepare_data and cifar10)")),
+                            " or (test_prepare_data and cifar10) or overfitting_tensor_batches")),
     # dl2-classify's argparse front (defaults, one-line mistakes) and `python -m lightning_modules.darknet_classifier`
     "classify_command": Target("lightning_modules/commands.py", ("classify", "darknet"),
                                (*COMMAND_TESTS, "-k", "darknet_module or dl2_classify or default_device_auto"
