@@ -57,6 +57,10 @@ def folder_files(root: Path) -> list[Path]:
 
 def csv_files(csv_file: Path, root: Path, skip_header: bool) -> list[Path]:
     """The seed's list: one `relative/path.jpg,label` row per image, paths relative to `root`."""
+    if not csv_file.is_file():
+        raise MissingDataError(f"no file list at {csv_file} (--data.csv_file); write one with `python -m "
+                               f"datamodules.image_folder {root} {csv_file}`, or pass --data.csv_file null to read "
+                               f"every image under {root}")
     with open(csv_file, newline="") as f:
         rows = list(csv.reader(f))[1 if skip_header else 0:]
     files = [root / row[0] for row in rows if row]
@@ -196,6 +200,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.prepare_data_per_node = True  # as CIFAR10DataModule: per node, and safe on a shared filesystem
         self.dataset: Dataset | None = None
+        self.option = "--data.data_dir"  # the flag its messages name (a val_dir's: --data.val_dir)
 
     @property
     def root(self) -> Path:
@@ -250,9 +255,9 @@ class ImageFolderDataModule(L.LightningDataModule):
             return MissingDataError(
                 f"no LSUN database at {root}, and LSUN cannot be downloaded automatically (43 GB for bedrooms); get "
                 f"it with: mkdir -p {root.parent} && curl -L -o {zipped} {LSUN_URL.format(name=name)} && unzip "
-                f"{zipped} -d {root.parent}  (then --data.data_dir {root.parent / name})")
+                f"{zipped} -d {root.parent}  (then {self.option} {root.parent / name})")
         return MissingDataError(f"no image folder at {root}; put images there (any sub-folders), an LSUN lmdb folder "
-                                f"(with data.mdb), or CIFAR-10 as data/cifar10/train, or pass --data.data_dir")
+                                f"(with data.mdb), or CIFAR-10 as data/cifar10/train, or pass {self.option}")
 
     def build_dataset(self, any_isize: bool = False) -> Dataset:
         """The images squared to isize (`any_isize`: any size, as `check` says)."""
@@ -277,7 +282,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         if not files:
             raise MissingDataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
                                    + (f" listed in {hp.csv_file}" if hp.csv_file else "")
-                                   + "; point --data.data_dir at a folder of images")
+                                   + f"; point {self.option} at a folder of images")
         return ImageFiles([files[i] for i in self.sample(len(files))], hp.isize, hp.random_crop)
 
     def sample(self, n: int) -> list[int]:
@@ -316,6 +321,7 @@ class ImageFolderDataModule(L.LightningDataModule):
                 dataset.random_crop = False
         else:
             held_out = ImageFolderDataModule(hp.val_dir, isize=hp.isize, num_workers=hp.num_workers)
+            held_out.option = "--data.val_dir"
             dataset, images = held_out.build_dataset(), None
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hp.seed))[:hp.val_size]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

@@ -114,6 +114,15 @@ def test_csv_with_a_missing_file_names_it(tree, tmp_path):
         data.setup("fit")
 
 
+def test_a_missing_csv_file_is_refused_in_one_line_that_says_how_to_write_one(tree, tmp_path):
+    csv_file = tmp_path / "nofile.csv"
+    data = ImageFolderDataModule(str(tree), csv_file=str(csv_file), isize=16, batch_size=1, num_workers=0)
+    with pytest.raises(UserError, match=f"no file list at {csv_file} .--data.csv_file.; write one with `python -m "
+                                        f"datamodules.image_folder {tree} {csv_file}`, or pass --data.csv_file null"):
+        data.setup("fit")
+    assert not csv_file.exists()
+
+
 def test_lsun_lmdb_database_is_read_directly(tmp_path):
     import lmdb
 
@@ -496,6 +505,21 @@ def test_the_validation_sample_comes_from_val_dir_whole_without_a_trainer(tmp_pa
     assert [len(batch) for batch in batches] == [2, 2, 1]  # 5 of the 7, every one once
     seen = [pixel for batch in batches for pixel in pixels_of(batch)]
     assert len(set(seen)) == 5 and set(seen) <= set(held_out)
+
+
+def test_a_missing_val_dir_is_named_by_its_own_flag(tmp_path):
+    eight_colours(tmp_path / "train")
+    data = ImageFolderDataModule(str(tmp_path / "train"), val_dir=str(tmp_path / "nope"), val_size=5, isize=16,
+                                 batch_size=2, num_workers=0)
+    data.setup("fit")
+    with pytest.raises(UserError, match=f"no image folder at {tmp_path / 'nope'}; .* or pass --data.val_dir$"):
+        data.val_dataloader()
+    (tmp_path / "empty").mkdir()
+    data = ImageFolderDataModule(str(tmp_path / "train"), val_dir=str(tmp_path / "empty"), isize=16, batch_size=2,
+                                 num_workers=0)
+    data.setup("fit")
+    with pytest.raises(UserError, match="point --data.val_dir at a folder of images"):
+        data.val_dataloader()
 
 
 def test_the_validation_sample_is_the_same_from_files_or_from_memory(tmp_path):
