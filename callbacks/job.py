@@ -40,8 +40,7 @@ def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
         if stopped and not rank_0:
             return
         if not stopped and rank_0:
-            print(f"\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
-                  f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+            print(f"\nCtrl-C: the test stopped; {saved_training(run_dir)}", file=sys.stderr)
         launcher = trainer.strategy.launcher if trainer is not None else None
         if not stopped and getattr(launcher, "procs", None):  # Lightning's launcher on rank 0; none under torchrun
             launcher.kill(signal.SIGINT)
@@ -53,6 +52,20 @@ def ctrl_c_stops_the_test(run_dir: Path, trainer=None):
     finally:
         if stopped and not rank_0:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def saved_training(run_dir: Path) -> str:
+    """How to test the run stopped in its test: with its last.ckpt, else its newest checkpoint, else none was written
+    (`enable_checkpointing: false`, configs/darknet_fast.yaml's)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        saved = sorted(run_dir.glob("checkpoints/*.ckpt"), key=lambda path: path.stat().st_mtime)
+        if not saved:
+            return ("the run wrote no checkpoint (--trainer.enable_checkpointing false), so there is none to test; "
+                    "train it again with checkpointing on to test it later")
+        last = saved[-1]
+    return (f"the training is saved. Test it with: python train.py test --config {run_dir / 'config.yaml'} "
+            f"--ckpt_path {last}")
 
 
 @contextlib.contextmanager

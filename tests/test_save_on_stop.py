@@ -179,6 +179,8 @@ def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer,
     else:
         trainer = None
     before = signal.getsignal(signal.SIGINT)
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r" / "checkpoints" / "last.ckpt").touch()
     handler, context = ctrl_c_test_handler(tmp_path, trainer)
     for _ in range(2):
         with pytest.raises(SIGTERMException) as stopped:
@@ -191,6 +193,28 @@ def test_ctrl_c_in_the_test_says_it_once_sends_it_on_once_and_exits_130(trainer,
     assert capsys.readouterr().err == (
         "\nCtrl-C: the test stopped; the training is saved. Test it with: python train.py test --config "
         f"{run_dir / 'config.yaml'} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}\n")
+
+
+def test_ctrl_c_in_the_test_names_the_newest_checkpoint_without_a_last_ckpt_or_says_none_was_written(tmp_path,
+                                                                                                        capsys,
+                                                                                                        handlers):
+    """darknet_fast.yaml's enable_checkpointing false: the line named a last.ckpt that was never written."""
+    for saved in ([], ["epoch=1.ckpt", "epoch=3.ckpt"]):
+        for age, name in enumerate(saved):
+            path = tmp_path / "r" / "checkpoints" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            os.utime(path, (1_000_000 + age, 1_000_000 + age))  # epoch=3 the newer
+        handler, context = ctrl_c_test_handler(tmp_path, None)
+        with pytest.raises(SIGTERMException):
+            handler(signal.SIGINT, None)
+        context.__exit__(None, None, None)
+        err = capsys.readouterr().err
+        if not saved:
+            assert err == ("\nCtrl-C: the test stopped; the run wrote no checkpoint (--trainer.enable_checkpointing "
+                           "false), so there is none to test; train it again with checkpointing on to test it later\n")
+        else:
+            assert err.endswith(f"--ckpt_path {tmp_path / 'r' / 'checkpoints' / 'epoch=3.ckpt'}\n")
 
 
 def test_ctrl_c_in_the_test_on_another_rank_stops_it_once_silently(tmp_path, capsys, handlers):
