@@ -3,6 +3,7 @@
 import bisect
 import dataclasses
 import inspect
+import json
 import math
 import warnings
 from itertools import accumulate
@@ -26,6 +27,7 @@ RECIPE_SETS = {"one_cycle": SCHEDULED | {"momentum", "momentum_decay"}, "sgdr": 
                "triangle": SCHEDULED | {"momentum"}, "one_cycle_cos": SCHEDULED | {"momentum", "momentum_decay"},
                "flat_cos": SCHEDULED | {"momentum"}}
 RECIPES = tuple(RECIPE_SETS)
+DEFAULT_PHASE = TrainingPhase(epochs=1)
 
 
 class TrainingPhaseScheduler(L.Callback):
@@ -103,6 +105,16 @@ class TrainingPhaseScheduler(L.Callback):
         self.planned_epochs: float | None = None  # a recipe's length taken from the training, kept on resume
         self.kept_plan = False  # a resume whose training differs from that length
         self.plan_unknown = False  # a resumed checkpoint from before planned_epochs (2026-11-29)
+        self.resumed_schedule: str | None = None  # the schedule its checkpoint's run was given (since 2026-12-02)
+
+    def schedule(self) -> str:
+        """The recipe or phases as given, each phase by the fields it sets: told apart from a resumed run's."""
+        if self.given_phases is None:
+            name, kwargs = self.recipe
+            return f"{name} {json.dumps(kwargs, sort_keys=True, default=str)}"
+        phases = [{f.name: getattr(phase, f.name) for f in dataclasses.fields(phase)
+                   if getattr(phase, f.name) != getattr(DEFAULT_PHASE, f.name)} for phase in self.given_phases]
+        return f"phases {json.dumps(phases, default=str)}"
 
     # -- where we are ------------------------------------------------------------------------------
     def phase_ends(self, steps_per_epoch: int) -> list[int]:
@@ -144,10 +156,20 @@ class TrainingPhaseScheduler(L.Callback):
             raise UserError("TrainingPhaseScheduler counts its phases in epochs of the training dataloader, and this "
                             "one has no length (the style system's repeats its images, and its L-BFGS takes no lr "
                             "schedule): drop the scheduler callback, or give the data a length")
+        if self.resumed_schedule not in (None, self.schedule()):  # a resume that forgot the run's --config
+            rank_zero_warn(self.changed_schedule(trainer.ckpt_path))
         if self.phases is None:
             self.phases = self.build_recipe(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
         self._enter(trainer, self.phase_index)
+
+    def changed_schedule(self, path) -> str:
+        from callbacks.checkpoints import resume_as_begun
+        from lightning_modules.inference import run_config_file
+        config = run_config_file(str(path)) if path else None
+        how = resume_as_begun(config, path) if config is not None else "give the run's scheduler options again"
+        return (f"the run's lr schedule was {self.resumed_schedule}, this resume's {self.schedule()}: the lr and "
+                f"momentum go on from the run's position ({self.batches_seen} steps) on this resume's schedule; {how}")
 
     def build_recipe(self, trainer) -> list[TrainingPhase]:
         """A recipe's phases; lr and opt_fn default to the model optimizer's lr and class, cycle_len (all but
@@ -253,7 +275,7 @@ class TrainingPhaseScheduler(L.Callback):
     def state_dict(self):
         return {"batches_seen": self.batches_seen, "phase_index": self.phase_index,
                 "planned_epochs": self.planned_epochs, "epoch_length": self.epoch_length,
-                "epoch_batches": self.epoch_batches}
+                "epoch_batches": self.epoch_batches, "schedule": self.schedule()}
 
     def load_state_dict(self, state_dict):
         self.batches_seen, self.phase_index = state_dict["batches_seen"], state_dict["phase_index"]
@@ -261,6 +283,7 @@ class TrainingPhaseScheduler(L.Callback):
         self.plan_unknown = "planned_epochs" not in state_dict and self.batches_seen > 0
         self.epoch_length = state_dict.get("epoch_length")  # and before 2026-11-30
         self.epoch_batches = state_dict.get("epoch_batches")
+        self.resumed_schedule = state_dict.get("schedule")  # and before 2026-12-02
 
     # -- doing it ------------------------------------------------------------------------------------
     def _apply(self, trainer):

@@ -47,6 +47,7 @@ def test_resume_mid_phase_follows_the_uninterrupted_trajectory(tiny_cifar, tmp_p
         warnings.simplefilter("always")
         resumed, trainer, _ = fit(tiny_cifar, phases, ckpt_path=str(last), root=tmp_path / "again")
     assert not [w for w in caught if "steps an epoch" in str(w.message)]  # the same steps an epoch: no rescaling
+    assert not [w for w in caught if "lr schedule was" in str(w.message)]  # the same phases
     assert len(resumed) == len(full) - BATCHES and trainer.global_step == len(full)
     assert resumed == [(name, pytest.approx(lrs), pytest.approx(m)) for name, lrs, m in full[BATCHES:]]
 
@@ -89,6 +90,39 @@ def test_a_resume_over_more_epochs_keeps_the_cycle_it_began_with(tiny_cifar, tmp
                                   one_cycle=recipe)
     assert trainer.global_step == 2 * BATCHES  # the further epoch trained (not stopped where the cycle ends)
     assert [lrs[0] for _, lrs, _ in resumed] == pytest.approx([cycle[-1]] * BATCHES)
+
+
+def test_a_resume_given_another_recipe_than_its_runs_says_both(tiny_cifar, tmp_path):
+    """A resume that forgot the run's --config (a triangle's) went on with the shipped config's one_cycle from the
+    triangle's position without a word: the lr jumped."""
+    triangle = {"lr": 0.4}
+    fit(tiny_cifar, None, max_epochs=1, root=tmp_path, triangle=triangle)
+    last = next(tmp_path.rglob("*.ckpt"))
+    for recipe, warned in (({"triangle": triangle}, False), ({"one_cycle": {"lr": 0.4, "div": 20}}, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit(tiny_cifar, None, max_epochs=2, ckpt_path=str(last), root=tmp_path / str(warned), **recipe)
+        said = [str(w.message) for w in caught if "lr schedule was" in str(w.message)]
+        if warned:
+            assert said == [f"the run's lr schedule was triangle {{\"lr\": 0.4}}, this resume's one_cycle "
+                            f"{{\"div\": 20, \"lr\": 0.4}}: the lr and momentum go on from the run's position "
+                            f"({BATCHES} steps) on this resume's schedule; give the run's scheduler options again"]
+        else:
+            assert said == []
+
+
+def test_phases_that_differ_in_one_field_are_another_schedule():
+    def state(*phases):
+        return TrainingPhaseScheduler(list(phases)).state_dict()
+
+    one = TrainingPhase(1, "SGD", (0.1, 0.01), "cosine")
+    scheduler = TrainingPhaseScheduler([TrainingPhase(1, "SGD", (0.1, 0.01), "linear")])
+    scheduler.load_state_dict(state(one))
+    assert scheduler.resumed_schedule != scheduler.schedule()
+    scheduler.load_state_dict(state(TrainingPhase(1, "SGD", (0.1, 0.01), "linear")))
+    assert scheduler.resumed_schedule == scheduler.schedule()
+    scheduler.load_state_dict(state(TrainingPhase(1, "SGD", (0.1, 0.01), "linear"), one))
+    assert scheduler.resumed_schedule != scheduler.schedule()
 
 
 def test_a_resume_from_a_checkpoint_without_its_plan_says_the_cycle_is_planned_again(tiny_cifar, tmp_path):
