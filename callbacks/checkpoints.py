@@ -5,6 +5,7 @@
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -135,14 +136,34 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
                 else f"resume with its config: --config {config} --ckpt_path {path}")
     saved = state.get("hyper_parameters") or {}
     ours = dict(getattr(model, "hparams", None) or {})
-    flags = " ".join(f"--model.{k} {shlex.quote(option_value(v))}" for k, v in saved.items()
-                     if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v))
+    differ = [k for k, v in saved.items()
+              if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v)]
+    flags = " ".join(f"--model.{k} {shlex.quote(option_value(saved[k]))}"
+                     for k in network_options(model, saved, differ))
     # a reference's file (junyanz's, the WassersteinGAN's) has no hyper-parameters: its reader counted the sizes
     origin = (state.get(EXPORT_KEY) or {}).get("sizes", "from its hyper-parameters")
     options = f"--model options it was trained with ({flags}, {origin})" if flags else \
         "--model options it was trained with"
     return (f"--init_from needs the same network: give the {options}" if for_init
             else f"resume with the {options} and --ckpt_path {path}")
+
+
+def network_options(model, saved: dict, keys: list[str]) -> list[str]:
+    """Of the options `keys`, those whose saved value alone gives the network other parameters than `model`'s: a
+    fine-tune told to copy the run's n_epochs too would carry its lr schedule over. All of them when none does
+    alone (two that act together) or a model cannot be built here (the style's ImageNet VGG file missing)."""
+    def shapes(network):
+        return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items() if not is_lazy(tensor)}
+    from torch.nn.parameter import is_lazy
+    try:
+        ours = shapes(model)
+        given = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
+        with torch.random.fork_rng(), warnings.catch_warnings():  # the probes' weights drawn from a fork of the seed
+            warnings.simplefilter("ignore")
+            network = [k for k in keys if shapes(type(model)(**{**given, k: saved[k]})) != ours]
+    except Exception:  # noqa: BLE001 - any model's refusal of a value: the options are then all named
+        return keys
+    return network or keys
 
 
 def changed_options(state: dict, model, datamodule) -> list[tuple[str, object, object]]:
@@ -244,7 +265,9 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False, stat
     from lightning_modules.export import restore_left_out
     from lightning_modules.inference import read_checkpoint, saved_class
     state = read_checkpoint(path) if state is None else state
-    fix = network_fix(path, state, model, for_init)
+
+    def fix() -> str:  # built only for a refusal: it may build the model again
+        return network_fix(path, state, model, for_init)
     if not for_init:
         refuse_exported_resume(state, path)
     restore_left_out(model, state)  # dl2-export --generators_only: the model's new discriminators stand in for them
@@ -260,12 +283,12 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False, stat
             continue
         if tuple(ours.shape) != tuple(tensor.shape):
             raise UserError(f"{path} was trained with other settings ({key}: {tuple(tensor.shape)} there, "
-                            f"{tuple(ours.shape)} here); {fix}")
+                            f"{tuple(ours.shape)} here); {fix()}")
     saved_keys = state["state_dict"].keys()
     missing, unexpected = sorted(model_state.keys() - saved_keys), sorted(saved_keys - model_state.keys())
     if for_init and (missing or unexpected):
         raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
-                        f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix}")
+                        f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix()}")
     return state
 
 
