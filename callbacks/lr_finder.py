@@ -5,6 +5,9 @@ Lightning's sweep recorder divides its running average by 1 - beta**(global_step
 (global_step has already moved on when the batch ends): its first losses read about half the true loss, the plot rises
 at the smallest lrs, and the best loss it keeps is that low first value, so `stop_div` 4 stopped the sweep at about
 twice the starting loss (Lightning issue 14167). Here the average is divided by 1 - beta**n, n the losses averaged.
+
+The suggestion is fastai's "steep": the lr where the smoothed loss falls fastest against log10(lr), not Lightning's
+`suggestion()` (steepest_log_descent).
 """
 import contextlib
 import logging
@@ -52,6 +55,21 @@ class DebiasedLossRecord(lightning_lr_finder._LRCallback):
         if self.averaged == 1 or smoothed < self.best_loss:
             self.best_loss = smoothed
         self.losses.append(smoothed)
+
+
+def steepest_log_descent(lrs, losses, skip_begin: int = 10, skip_end: int = 1) -> int | None:
+    """The index of the sweep's steepest loss descent against log10(lr) (fastai's "steep"), or None with fewer than two
+    points to compare. As Lightning's `suggestion()`: the first skip_begin and last skip_end points are left out, and so
+    are the losses that are not finite (a skipped step's placeholder, a diverged loss)."""
+    lrs = torch.tensor(lrs, dtype=torch.float64)
+    losses = torch.tensor(losses, dtype=torch.float64)
+    index = torch.arange(len(losses))[skip_begin:len(losses) - skip_end]
+    index = index[torch.isfinite(losses[index])]
+    if len(index) < 2:
+        return None
+    # ours, as Lightning takes the gradient against the linear lr of an exponential sweep: small lrs win (#21141)
+    slope = torch.gradient(losses[index], spacing=(torch.log10(lrs[index]),))[0]
+    return index[torch.argmin(slope)].item()
 
 
 @contextlib.contextmanager
@@ -116,9 +134,13 @@ def lr_find(cli, run: bool = False, mode: Literal["exponential", "linear"] = "ex
                                         update_attr=False)
     if not trainer.is_global_zero:
         return None
-    suggestion = None if stopped else finder.suggestion()  # a partial sweep's steepest descent is no advice
+    lrs, losses = finder.results["lr"], finder.results["loss"]
+    steepest = None if stopped else steepest_log_descent(lrs, losses)  # a partial sweep's steepest descent is no advice
+    suggestion = None if steepest is None else lrs[steepest]
     figure, axes = subplots()  # not pyplot's: a notebook calling train.main keeps its own backend
-    finder.plot(suggest=suggestion is not None, ax=axes)
+    finder.plot(suggest=False, ax=axes)  # Lightning's marker would be at its own suggestion
+    if steepest is not None:
+        axes.plot(lrs[steepest], losses[steepest], markersize=10, marker="o", color="red")
     axes.set_xscale("linear" if linear_axis else "log")
     run_dir = Path(trainer.default_root_dir)
     with replaced(run_dir / "lr_find.png") as tmp:
@@ -130,13 +152,14 @@ def lr_find(cli, run: bool = False, mode: Literal["exponential", "linear"] = "ex
         if isinstance(logger, WandbLogger):
             logger.experiment.summary["lr_find/suggestion"] = suggestion  # the runs table's column
     if stopped:
-        lrs = finder.results["lr"]
         print(f"LR finder: stopped by Ctrl-C after {len(lrs)} of {num_training} steps, at lr {lrs[-1]:.3g} (the sweep "
               f"goes up to {max_lr:g}); no suggestion from part of a sweep. Plot: {run_dir / 'lr_find.png'}")
         raise SystemExit(130)
-    print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent); train with --model.lr {suggestion:.3g}"
-          if suggestion is not None else "LR finder: no suggestion (too few points, or the loss diverged early); try a "
-                                         "larger --lr_find.num_training, a smaller --lr_find.max_lr or "
-                                         "--lr_find.stop_div null")
+    if suggestion is not None:
+        print(f"LR finder: suggested lr {suggestion:.3g} (steepest loss descent in log lr); train with --model.lr "
+              f"{suggestion:.3g}")
+    else:
+        print("LR finder: no suggestion (too few points, or the loss diverged early); try a larger "
+              "--lr_find.num_training, a smaller --lr_find.max_lr or --lr_find.stop_div null")
     print(f"LR finder plot: {run_dir / 'lr_find.png'}")
     return suggestion

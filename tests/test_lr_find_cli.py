@@ -14,6 +14,8 @@ from runs import cli_job as job
 from runs import only_run
 
 import train
+from callbacks import lr_finder
+from callbacks.images import subplots
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -46,7 +48,9 @@ def test_lr_find_refuses_a_gan_that_steps_its_optimizers_itself(tiny_cifar, tmp_
 
 
 @pytest.mark.parametrize("mode, axis", [("exponential", "log"), ("linear", "linear")])
-def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, capsys, mode, axis):
+def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, capsys, monkeypatch, mode, axis):
+    figures = []
+    monkeypatch.setattr(lr_finder, "subplots", lambda: figures.append(subplots()) or figures[-1])
     runs = tmp_path / "runs"
     train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--lr_find", "--lr_find.num_training", "20",
                    "--lr_find.mode", mode, "--lr_find.linear_axis", str(axis == "linear").lower(),
@@ -61,6 +65,10 @@ def test_lr_find_saves_the_plot_and_prints_the_suggestion(tiny_cifar, tmp_path, 
     assert torch.allclose(constant, constant[0].expand_as(constant), rtol=1e-3)
     assert (run_dir / "lr_find.png").is_file() and not (run_dir / "checkpoints").exists()  # no training
     assert f"train with --model.lr {found['suggestion']:.3g}" in capsys.readouterr().out
+    steepest = lr_finder.steepest_log_descent(found["lr"], found["loss"])  # not Lightning's suggestion() (#21141)
+    assert found["suggestion"] == found["lr"][steepest]
+    curve, marker = figures[0][1].lines  # the loss, and one red dot: ours, not Lightning's too
+    assert list(marker.get_xdata()) == [found["suggestion"]] and list(marker.get_ydata()) == [found["loss"][steepest]]
     # the first loss at lr 1e-6 is the untrained net's, near ln(3) for the three classes (Lightning's record read half)
     assert found["loss"][0] == pytest.approx(math.log(len(CLASSES)), abs=0.3)
 

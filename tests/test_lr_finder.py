@@ -1,13 +1,20 @@
-"""The LR finder's loss record (callbacks/lr_finder.py) against fastai's lr_find average, written out here."""
+"""The LR finder's loss record (callbacks/lr_finder.py) against fastai's lr_find average, written out here, and its
+suggestion against the steepest descent in log10(lr) computed here with numpy."""
 import logging
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.tuner import lr_finder as lightning_lr_finder
 
-from callbacks.lr_finder import DebiasedLossRecord, debiased_loss_record, early_end_not_called_divergence
+from callbacks.lr_finder import (
+    DebiasedLossRecord,
+    debiased_loss_record,
+    early_end_not_called_divergence,
+    steepest_log_descent,
+)
 
 
 def fake_trainer(accumulate=1):
@@ -91,3 +98,46 @@ def test_lightnings_diverging_loss_line_is_dropped_only_after_a_ctrl_c_and_only_
         log.removeHandler(handler)
         log.level = level
     assert shown == [diverged, "Restoring states from the checkpoint path at x.ckpt", diverged]
+
+
+def exponential_sweep(n=100, min_lr=1e-6, max_lr=10.0):
+    """The lrs of Lightning's exponential sweep: equal ratios from min_lr to max_lr."""
+    return list(min_lr * (max_lr / min_lr) ** (np.arange(n) / (n - 1)))
+
+
+def lightnings_suggestion(lrs, losses):
+    finder = lightning_lr_finder._LRFinder(mode="exponential", lr_min=lrs[0], lr_max=lrs[-1], num_training=len(lrs))
+    finder.results = {"lr": lrs, "loss": losses}
+    return finder.suggestion()
+
+
+def test_the_suggestion_is_the_steepest_descent_in_log_lr_where_lightning_picks_an_early_wiggle():
+    lrs = exponential_sweep()
+    x = np.log10(lrs)
+    # the loss falls from 2.3 to 0.8 about lr 0.1, fastest there in log10(lr) (the sigmoid's centre), and dips by
+    # 0.01 about lr 1e-5: in log10(lr) that slope is ~40 times smaller, against the linear lr over 200 times larger
+    losses = list(2.3 - 1.5 / (1 + np.exp(-4 * (x + 1))) - 0.01 * np.exp(-((x + 5) / 0.2) ** 2))
+    steepest = steepest_log_descent(lrs, losses)
+    assert lrs[steepest] == pytest.approx(0.1, rel=0.1)  # the sweep's lrs are 1.18x apart
+    assert lightnings_suggestion(lrs, losses) < 1e-4  # the gradient against the linear lr: the wiggle (#21141)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_suggestion_is_numpys_steepest_log_descent_past_the_first_ten_and_last_points_and_non_finite_losses(seed):
+    rng = np.random.default_rng(seed)
+    lrs = exponential_sweep(60, min_lr=1e-5, max_lr=1.0)
+    losses = list(2.0 + rng.normal(0, 0.3, 60).cumsum())
+    losses[0:10] = [100.0, -100.0] * 5  # the steepest fall of all, in the first ten points: skipped
+    losses[-2:] = [50.0, -50.0]  # and in the last: the last point skipped
+    for at in rng.choice(np.arange(10, 59), 6, replace=False):
+        losses[at] = rng.choice([float("nan"), float("inf")])  # skipped steps and a diverged loss
+    kept = [i for i in range(10, 59) if math.isfinite(losses[i])]
+    slope = np.gradient(np.array(losses)[kept], np.log10(np.array(lrs)[kept]))
+    assert steepest_log_descent(lrs, losses) == kept[int(np.argmin(slope))]
+
+
+def test_no_suggestion_with_fewer_than_two_finite_losses_in_the_window_as_lightning():
+    lrs = exponential_sweep(13)
+    for losses, suggested in (([2.0] * 13, True), ([2.0] * 11 + [float("nan"), 1.0], False), ([2.0] * 12, False)):
+        assert (steepest_log_descent(lrs[:len(losses)], losses) is not None) is suggested
+        assert (lightnings_suggestion(lrs[:len(losses)], losses) is not None) is suggested
