@@ -69,7 +69,7 @@ TARGETS = {
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
                                " or keeps_the_cycle")),
     "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record",
-                                                   "early_end_not_called_divergence"),
+                                                   "early_end_not_called_divergence", "steepest_log_descent"),
                         ("tests/test_lr_finder.py",)),
     "augment": Target("datamodules/augment.py",
                       ("mirrored", "random_crop", "random_flip", "normalize", "channel_stats"),  # normalize's stats
