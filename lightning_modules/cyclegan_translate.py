@@ -3,6 +3,7 @@ images through a trained CycleGAN's generator at full resolution, with an index.
 junyanz's test.py."""
 
 import html
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
 from callbacks.images import note_earlier_images, save_png
-from lightning_modules.cyclegan_reference import reference_generator, reference_model, reference_partner
+from lightning_modules.cyclegan_reference import JUNYANZ_FILE, reference_generator, reference_model, reference_partner
 
 
 def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
@@ -119,6 +120,16 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             if generate is None:
                 raise or_reference(error, "junyanz's checkpoints folder or a generator file of it (latest_net_G_A.pth)"
                                    ) from None
+            own = JUNYANZ_FILE.fullmatch(file.name)
+            if direction == "b2a" and own and own.group(2) == "G_A":  # it would translate A to B all the same
+                partner = file.with_name(f"{own.group(1)}_net_G_B.pth")
+                raise UserError(f"--direction b2a: {file} is junyanz's G_A, which translates A to B; give its G_B "
+                                f"({partner}{'' if partner.is_file() else ', not there'}) or the checkpoints folder "
+                                f"{file.parent}") from None
+            if direction == "b2a" and not own:  # the zoo's latest_net_G.pth: its direction is its model's name
+                print(f"--direction b2a: {file} is one generator, which translates in its own direction (the zoo's "
+                      "horse2zebra: horse to zebra, zebra2horse: zebra to horse); --direction is not applied",
+                      file=sys.stderr)
             if reconstruct and back is None:
                 raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one (no G_A/G_B file of "
                                 "its epoch beside it); give a CycleGAN .ckpt or leave --reconstruct out") from None

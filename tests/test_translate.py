@@ -331,6 +331,31 @@ def test_the_model_zoos_download_folder_translates_with_its_one_generator(tmp_pa
         translate(str(tmp_path / "zoo"), str(inputs), str(tmp_path / "out2"), reconstruct=True)
 
 
+def test_a_g_a_file_refuses_b2a_and_names_its_g_b_and_the_zoos_file_says_it_keeps_its_direction(tmp_path, capsys):
+    """--direction b2a with latest_net_G_A.pth translated A to B all the same, saying only 'its own direction'."""
+    from test_export import junyanz_nets, save_junyanz
+
+    from callbacks import UserError
+
+    nets = junyanz_nets(0)
+    save_junyanz({name: nets[name] for name in ("G_A", "G_B")}, tmp_path / "ckpts", "latest")
+    inputs, pixels = junyanz_folder_inputs(tmp_path)
+    g_a, g_b = tmp_path / "ckpts" / "latest_net_G_A.pth", tmp_path / "ckpts" / "latest_net_G_B.pth"
+    with pytest.raises(UserError, match=rf"--direction b2a: {g_a} is junyanz's G_A, which translates A to B; give "
+                                        rf"its G_B \({g_b}\) or the checkpoints folder {g_a.parent}$"):
+        translate(str(g_a), str(inputs), str(tmp_path / "out"), direction="b2a")
+    assert not (tmp_path / "out").exists()
+    translate(str(g_b), str(inputs), str(tmp_path / "out"), direction="b2a")  # its own direction, as asked
+    assert differs(tmp_path / "out" / "horse.png", junyanz_translation(pixels, nets["G_B"], nets["G_A"])[0]) <= 1
+    assert "--direction" not in capsys.readouterr().err
+    (tmp_path / "zoo").mkdir()
+    torch.save(nets["G_A"].state_dict(), tmp_path / "zoo" / "latest_net_G.pth")  # zebra2horse's or horse2zebra's
+    translate(str(tmp_path / "zoo"), str(inputs), str(tmp_path / "zoo_out"), direction="b2a")
+    assert differs(tmp_path / "zoo_out" / "horse.png", junyanz_translation(pixels, nets["G_A"], nets["G_A"])[0]) <= 1
+    assert f"--direction b2a: {tmp_path / 'zoo' / 'latest_net_G.pth'} is one generator, which translates in its own " \
+           "direction" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("folder, reconstruct", [("inputs", False), ("inputs/horses", False),
                                                  ("reconstructions", True)])
 def test_an_output_folder_whose_copies_would_land_on_the_inputs_is_refused(tiny_model, tmp_path, folder, reconstruct):
