@@ -117,6 +117,28 @@ class ImageFiles(Dataset):
                         "check the folder (see the warnings above)")
 
 
+class ReadableImageFiles(ImageFiles):
+    """ImageFiles for statistics, in which each image counts once (val/fid's and the fid command's real images, the
+    in-memory copy): item i is a batch of file i alone, (1, 3, isize, isize), or of nothing, (0, 3, isize, isize),
+    when the file is unreadable (a warning names it); no stand-in, which would count another image twice. Batched by
+    torch.cat (`each_image_once`)."""
+
+    def __getitem__(self, i: int) -> Tensor:
+        try:
+            return square(read_rgb(self.files[i]), self.isize, self.random_crop)[None]
+        except UnreadableImageError as error:
+            warnings.warn(f"skipped: {error}", stacklevel=1)
+            return torch.empty(0, 3, self.isize, self.isize, dtype=torch.uint8)
+
+
+def each_image_once(dataset: Dataset) -> tuple[Dataset, dict]:
+    """The dataset with its unreadable files left out rather than stood in for, and the loader options that batch it:
+    files as ReadableImageFiles (centre crops), the others (decoded tensors, lmdb entries) as they are."""
+    if isinstance(dataset, ImageFiles):
+        return ReadableImageFiles(dataset.files, dataset.isize), {"collate_fn": torch.cat}
+    return dataset, {}
+
+
 class TensorImages(Dataset):
     """Images already in memory, uint8 (N, 3, H, W) (the CIFAR-10 python batches), squared to isize."""
 
@@ -295,10 +317,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.dataset is not None:
             return
         self.dataset = self.build_dataset()
-        if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8
-            self.images = torch.cat(list(loader(self.dataset, 256, self.hparams.num_workers)))
-        if len(self.dataset) < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
-            raise UserError(f"{len(self.dataset)} images cannot fill one batch of {self.hparams.batch_size} "
+        count = len(self.dataset)
+        if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8; an unreadable
+            dataset, options = each_image_once(self.dataset)  # file left out: a stand-in would be kept twice
+            self.images = torch.cat(list(loader(dataset, 256, self.hparams.num_workers, **options)))
+            count = len(self.images)
+        if count < self.hparams.batch_size * (self.trainer.world_size if self.trainer else 1):
+            raise UserError(f"{count} images cannot fill one batch of {self.hparams.batch_size} "
                             "per process; lower --data.batch_size or add images")
 
     def train_dataloader(self):
@@ -312,7 +337,9 @@ class ImageFolderDataModule(L.LightningDataModule):
                       pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self):
-        """val_size images drawn once (seeded) from val_dir or the training set; each on one rank under DDP."""
+        """val_size images drawn once (seeded) from val_dir or the training set; each on one rank under DDP. An
+        unreadable file is left out (a warning names it), not stood in for: the real statistics count each image once.
+        """
         hp = self.hparams
         if hp.val_dir is None:
             dataset, images = self.dataset, self.images if hp.in_memory else None
@@ -323,14 +350,16 @@ class ImageFolderDataModule(L.LightningDataModule):
             held_out = ImageFolderDataModule(hp.val_dir, isize=hp.isize, num_workers=hp.num_workers)
             held_out.option = "--data.val_dir"
             dataset, images = held_out.build_dataset(), None
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(hp.seed))[:hp.val_size]
+        dataset, options = each_image_once(dataset)
+        count = len(images) if images is not None else len(dataset)
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(hp.seed))[:hp.val_size]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if images is not None:
             return TensorBatches(images[order], torch.zeros(len(order)), hp.batch_size, shuffle=False,
                                  drop_last=False, rank=rank, world_size=world)
         sample = Subset(dataset, order.tolist())  # without DistributedSampler's padding, which counts some twice:
         return loader(sample, hp.batch_size, hp.num_workers, persistent=True,
-                      sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False))
+                      sampler=UnrepeatedDistributedSampler(sample, world, rank, shuffle=False), **options)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         images = batch[0] if isinstance(batch, list | tuple) else batch

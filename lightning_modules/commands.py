@@ -13,6 +13,9 @@ status 2, as in train.py; `--traceback` or DL2_TRACEBACK=1 shows the traceback.
 """
 
 import sys
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 from jsonargparse import CLI
 
@@ -20,11 +23,30 @@ from callbacks.errors import UserError, one_line_errors
 from callbacks.progress import quiet
 
 
+@contextmanager
+def one_line_warnings():
+    """A UserWarning as `NAME: warning: MESSAGE` on stderr, as a user's mistake is `NAME: error: MESSAGE`: a command's
+    warning for its caller's line (stacklevel=2) named jsonargparse's `return component(**cfg)`, which called it.
+    Other categories (a library's deprecations) keep their file and line."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, UserWarning):
+                return show(message, category, filename, lineno, file, line)
+            print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr if file is None else file)
+
+        warnings.showwarning = one_line  # DataLoader workers forked inside inherit it
+        yield
+
+
 def run(components, args: list[str] | None, **cli_options):
-    """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback)."""
+    """jsonargparse's CLI, with a user's mistake as `NAME: error: MESSAGE` and exit status 2 (a bug: traceback), and
+    a warning as `NAME: warning: MESSAGE`."""
     quiet()  # Lightning's tips, as train.py
     # exit_on_error False: a bad value raises, and one_line_errors prints it as one line, as train.py's
-    return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **cli_options), args)
+    with one_line_warnings():
+        return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **cli_options), args)
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):
@@ -56,8 +78,9 @@ def classify(args: list[str] | None = None, prog: str | None = None):
                         help="another checkpoint of the same classes (e.g. a cycle snapshot of save_cycles), its "
                              "probabilities averaged with the first's; repeat the flag for more")
     parser.add_argument("--traceback", action="store_true", help="show the traceback of a user error")
-    return one_line_errors(lambda argv: classify(**{k: v for k, v in vars(parser.parse_args(argv)).items()
-                                                     if k != "traceback"}), args)
+    with one_line_warnings():
+        return one_line_errors(lambda argv: classify(**{k: v for k, v in vars(parser.parse_args(argv)).items()
+                                                         if k != "traceback"}), args)
 
 
 def wgan_generate(args: list[str] | None = None):

@@ -276,8 +276,9 @@ class WGAN(L.LightningModule):
 
     def validation_step(self, real: Tensor, batch_idx: int) -> None:
         """Real images into the Frechet statistics (first validation only), and as many generated ones from
-        noise fixed by (rank, batch): every validation compares the same noise."""
-        if self.frechet.off:
+        noise fixed by (rank, batch): every validation compares the same noise. A batch whose files were all
+        unreadable (the data module leaves them out) has no image, and no fake is made for it."""
+        if self.frechet.off or not len(real):
             return
         self.frechet.add("fid", real, real=True)
         seed = torch.Generator().manual_seed(hash((self.global_rank, batch_idx)))

@@ -20,17 +20,24 @@ from lightning_modules.fid import (  # noqa: F401
 
 
 def real_batches(data_dir: str, isize: int, num_images: int, batch_size: int = 256, seed: int = 0):
-    """num_images random images from a folder tree / CSV / lmdb, squared to isize, in [-1, 1]. Any isize: the
+    """The first num_images readable images of a seeded random order of a folder tree / CSV / lmdb, squared to isize,
+    in [-1, 1]. An unreadable file is left out with a warning naming it and the next image of the order read in its
+    place, so no image counts twice (the training loader's stand-in, the next file, would). Any isize: the
     generator's (a reference MLP_G's may be 28px), not one to train a DCGAN at."""
     from torch.utils.data import Subset
 
-    from datamodules.image_folder import ImageFolderDataModule
+    from datamodules.image_folder import ImageFolderDataModule, each_image_once
     from datamodules.workers import loader
 
-    dataset = ImageFolderDataModule(data_dir, isize=isize).build_dataset(any_isize=True)
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_images]
-    for images in loader(Subset(dataset, order.tolist()), batch_size, num_workers=2):
-        yield images.float() / 127.5 - 1
+    dataset, options = each_image_once(ImageFolderDataModule(data_dir, isize=isize).build_dataset(any_isize=True))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    start, left = 0, num_images
+    while left > 0 and start < len(order):  # a second pass only for the places of unreadable files
+        chunk, start = order[start:start + left], start + left
+        for images in loader(Subset(dataset, chunk), batch_size, num_workers=2, **options):
+            left -= len(images)
+            if len(images):
+                yield images.float() / 127.5 - 1
 
 
 def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000, batch_size: int = 256,
@@ -68,7 +75,7 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     distance = float(metric.compute())
     print(f"Frechet distance ({features}): {distance:.4f}, {num_samples} generated and {real} real images")
     if real < num_samples:
-        warnings.warn(f"{data_dir} holds {real} images, fewer than --num_samples {num_samples}: the distance "
+        warnings.warn(f"{data_dir} holds {real} readable images, fewer than --num_samples {num_samples}: the distance "
                       "compares sets of different sizes, and FID grows as sets shrink; give more real images or "
                       "lower --num_samples", stacklevel=2)
     return distance

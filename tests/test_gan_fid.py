@@ -106,6 +106,34 @@ def test_wgan_validation_logs_the_formulas_distance_between_fixed_noise_and_the_
     assert sorted(p.name for p in (tmp_path / "run" / "images").iterdir()) == ["samples-000000.png"]
 
 
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_wgan_validation_leaves_an_unreadable_real_image_out_rather_than_counting_a_stand_in_twice(
+        tmp_path, channel_means, in_memory):
+    """The first file of the seeded sample unreadable: read from the files, the sample is the other 19 (the training
+    loader's stand-in, the next file, made a 20th counted twice); in memory, the decoded copy holds the 29 readable
+    images once each and the sample is 20 of those. The distance by hand over exactly those images."""
+    real = solid_colours(tmp_path / "images", 30)
+    order = torch.randperm(30, generator=torch.Generator().manual_seed(0))[:20].tolist()  # the datamodule's seed
+    bad = order[0]
+    (tmp_path / "images" / f"{bad:03d}.png").write_bytes(b"")
+    if in_memory:
+        readable = np.delete(real, bad, axis=0)
+        expected_real = readable[torch.randperm(29, generator=torch.Generator().manual_seed(0))[:20].numpy()]
+    else:
+        expected_real = real[[i for i in order if i != bad]]
+    data = ImageFolderDataModule(str(tmp_path / "images"), isize=16, batch_size=8, num_workers=0, val_size=20,
+                                 in_memory=in_memory)
+    model = WGAN(**TINY_WGAN, fid_features=channel_means)
+    model.generator = NoiseToColour(16)
+    with pytest.warns(UserWarning, match=f"skipped: cannot read image .*{bad:03d}.png"):
+        validator(tmp_path).validate(model, datamodule=data, verbose=False)
+    noise = [z for z in model.generator.calls if len(z) != len(model.fixed_noise)]
+    fake = 0.5 + 0.05 * torch.cat(noise)[:, :3, 0, 0].double().numpy()
+    assert model.frechet.metrics["fid"].real_features_num_samples.item() == len(expected_real) == len(fake)
+    assert model.trainer.callback_metrics["val/fid"].item() == pytest.approx(frechet_by_hand(expected_real, fake),
+                                                                               rel=1e-5)
+
+
 class Halve(nn.Module):
     def forward(self, images):
         return images / 2

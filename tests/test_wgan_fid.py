@@ -1,3 +1,5 @@
+import warnings
+
 import lightning as L
 import numpy as np
 import pytest
@@ -129,7 +131,7 @@ def test_fid_command_compares_a_checkpoint_with_an_image_folder(darknet_ckpt, tm
     assert distance > 0 and np.isfinite(distance)
     assert capsys.readouterr().out.endswith(f"{distance:.4f}, 20 generated and 20 real images\n")
     assert not [w for w in recwarn if "fewer than --num_samples" in str(w.message)]  # as many as asked: no warning
-    with pytest.warns(UserWarning, match=r"holds 20 images, fewer than --num_samples 30: the distance compares") as w:
+    with pytest.warns(UserWarning, match=r"holds 20 readable images, fewer than --num_samples 30: the") as w:
         fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=30, batch_size=8)
     assert capsys.readouterr().out.endswith(", 30 generated and 20 real images\n")
     assert [x.filename for x in w if "fewer than" in str(x.message)] == [__file__]  # the caller's line, as a warning
@@ -212,3 +214,53 @@ def test_one_channel_images_are_compared_as_rgb_and_other_channel_counts_are_nam
     assert float(metric.compute()) == pytest.approx(expected, rel=1e-3) and expected > 0
     with pytest.raises(UserError, match="2 channels"):
         add_images(frechet_metric(features), [torch.zeros(2, 2, 8, 8)], real=False)
+
+
+def test_fid_command_leaves_an_unreadable_real_image_out_rather_than_counting_a_stand_in_twice(darknet_ckpt, tmp_path,
+                                                                                              capsys):
+    """10 files, 3.png empty: the real statistics are the 9 readable images, counted once each (the training loader's
+    stand-in, the next file, counted 4.png twice and printed 10 real images); with --num_samples 5 the seeded order's
+    next image takes the unreadable one's place. Distances by hand from the same feature net."""
+    (tmp_path / "real").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(tmp_path / "real" / f"{i}.png")
+    (tmp_path / "real" / "3.png").write_bytes(b"")
+    torch.manual_seed(0)
+    model = WGAN(isize=16, nz=8, ngf=4, ndf=4)
+    wgan = save(model, tmp_path / "wgan.ckpt")
+    features = DarknetFeatures(darknet_ckpt)
+
+    def by_hand(real_indices, n):
+        with torch.no_grad():
+            real = torch.from_numpy(pixels[real_indices]).permute(0, 3, 1, 2) / 255
+            fakes = (model.generator.eval()(seeded_rows(n, 8, seed=0)) + 1) / 2
+            return frechet_by_hand(features(real).double().numpy(), features(fakes).double().numpy())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=50, batch_size=4)
+    assert capsys.readouterr().out.endswith(f"{distance:.4f}, 50 generated and 9 real images\n")
+    assert distance == pytest.approx(by_hand([0, 1, 2, 4, 5, 6, 7, 8, 9], 50), rel=1e-3)
+    assert [str(w.message).split(": the")[0] for w in caught if "fewer than" in str(w.message)] == [
+        f"{tmp_path / 'real'} holds 9 readable images, fewer than --num_samples 50"]
+    # seed 0's order of the 10 files: 4, 1, 7, 5, 3, 9, ...: 3.png's place goes to 9.png, not to 4.png again
+    distance = fid(wgan, str(tmp_path / "real"), darknet_ckpt, num_samples=5, batch_size=4)
+    assert capsys.readouterr().out.endswith(f"{distance:.4f}, 5 generated and 5 real images\n")
+    assert distance == pytest.approx(by_hand([4, 1, 7, 5, 9], 5), rel=1e-3)
+    assert distance != pytest.approx(by_hand([4, 1, 7, 5, 4], 5), rel=1e-3)
+
+
+def test_the_fid_command_line_prints_a_warning_as_one_line_not_at_jsonargparses_line(darknet_ckpt, tmp_path, capsys):
+    """`fid`'s warnings name their caller's line (stacklevel=2), which from the command line was jsonargparse's
+    `return component(**cfg)`; the command prints them as NAME: warning: MESSAGE."""
+    from lightning_modules.commands import wgan_fid
+
+    (tmp_path / "real").mkdir()
+    for i, image in enumerate(np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)):
+        Image.fromarray(image).save(tmp_path / "real" / f"{i}.png")
+    wgan = save(WGAN(isize=16, nz=8, ngf=4, ndf=4), tmp_path / "wgan.ckpt")
+    wgan_fid([wgan, str(tmp_path / "real"), darknet_ckpt, "--num_samples", "4", "--batch_size", "4"])
+    err = capsys.readouterr().err
+    assert f": warning: {tmp_path / 'real'} holds 3 readable images, fewer than --num_samples 4: the" in err
+    assert "jsonargparse" not in err and "component(**cfg)" not in err
