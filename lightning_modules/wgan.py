@@ -65,7 +65,8 @@ class WGAN(L.LightningModule):
     """WGAN with weight clipping (Algorithm 1) or with a gradient penalty (Gulrajani et al. 2017).
 
     Losses, in the seed's signs (the critic scores real images low): critic `D(x) - D(G(z))` (Loss_D,
-    minus the Wasserstein estimate), generator `D(G(z))` (Loss_G). Nets: `self.critic`, `self.generator`.
+    minus the Wasserstein estimate; with the gradient penalty, plus lambda times it, logged as
+    `train/gradient_penalty`), generator `D(G(z))` (Loss_G). Nets: `self.critic`, `self.generator`.
 
     Args:
         isize: image size, a power of 2 from 16 (the seed: 64 on LSUN bedrooms).
@@ -192,15 +193,18 @@ class WGAN(L.LightningModule):
         # means in fp32: under bf16 Loss_D, a small difference of two large means, kept 3 significant digits
         d_real, d_fake = self.critic(real).float().mean(), self.critic(fake).float().mean()
         loss_d = d_real - d_fake
-        if self.hparams.gradient_penalty > 0:
-            loss_d = loss_d + self.hparams.gradient_penalty * self.penalty(real, fake)
+        losses = {"train/D_real": d_real.detach(), "train/D_fake": d_fake.detach()}
+        if self.hparams.gradient_penalty > 0:  # logged on its own: D_real - D_fake is Loss_D less it
+            penalty = self.hparams.gradient_penalty * self.penalty(real, fake)
+            loss_d = loss_d + penalty
+            losses["train/gradient_penalty"] = penalty.detach()
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
         if self.hparams.gradient_penalty == 0:
             self.clip_critic_weights()
         self.untoggle_optimizer(opt_d)
-        return {"train/Loss_D": loss_d.detach(), "train/D_real": d_real.detach(), "train/D_fake": d_fake.detach()}
+        return {"train/Loss_D": loss_d.detach(), **losses}
 
     def clip_critic_weights(self) -> None:
         """Clamp right after the critic's update (Algorithm 1, line 8): the generator then trains against a

@@ -152,3 +152,56 @@ def test_a_single_step_training_still_ends_with_a_generator_step(tmp_path):
     model = WGAN(**TINY)
     fit(model, images, tmp_path, max_steps=1)
     assert (model.critic_iterations, model.gen_iterations) == (1, 1)
+
+
+class LoggedEachStep(L.Callback):
+    def __init__(self):
+        self.metrics = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.metrics.append({k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+
+
+@pytest.mark.parametrize("gradient_penalty", [10.0, 0.0])
+def test_the_gradient_penalty_is_logged_on_its_own_and_loss_d_less_it_is_d_real_minus_d_fake(tmp_path,
+                                                                                            gradient_penalty):
+    """train/gradient_penalty: lambda * mean((||grad D(x_hat)||_2 - 1)^2), by hand from a copy of the critic before
+    each step, on the step's batch, fakes and interpolation weights; Loss_D is what the critic minimises, that plus
+    D_real - D_fake (the Wasserstein estimate's negative), which Loss_D alone showed under WGAN-GP. No penalty: none
+    logged."""
+    images = write_images(tmp_path / "images")
+    model = WGAN(**{**TINY, "gradient_penalty": gradient_penalty})
+    noise = torch.randn(64, model.hparams.nz, 1, 1, generator=torch.Generator().manual_seed(1))
+    model.noise = lambda n: noise[:n]  # the same z for the step and for the hand computation
+    original, by_hand = model.critic_step, []
+
+    def critic_step(real):
+        critic, generator = copy.deepcopy(model.critic), copy.deepcopy(model.generator)
+        with torch.no_grad():
+            fake = generator(noise[:len(real)])
+        torch.manual_seed(len(by_hand))
+        alpha = torch.rand(len(real), 1, 1, 1)
+        x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
+        by_hand.append(gradient_penalty * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean().item())
+        torch.manual_seed(len(by_hand) - 1)  # the step draws the same interpolation weights
+        return original(real)
+
+    model.critic_step = critic_step
+    logged = LoggedEachStep()
+    L.seed_everything(0)
+    data = ImageFolderDataModule(str(images), isize=16, batch_size=4, num_workers=0)
+    L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, log_every_n_steps=1, callbacks=[logged],
+              default_root_dir=tmp_path).fit(model, data)
+    assert len(logged.metrics) == len(by_hand) == 4
+    for step, metrics in enumerate(logged.metrics):
+        estimate = metrics["train/D_real"] - metrics["train/D_fake"]
+        if gradient_penalty == 0:
+            assert "train/gradient_penalty" not in metrics
+            assert metrics["train/Loss_D"] == pytest.approx(estimate, abs=1e-6)
+            continue
+        assert metrics["train/gradient_penalty"] == pytest.approx(by_hand[step], rel=1e-4), step
+        assert metrics["train/Loss_D"] - metrics["train/gradient_penalty"] == pytest.approx(estimate, abs=1e-5)
+    if gradient_penalty:
+        assert min(by_hand) > 0.01  # a penalty large enough for the checks to tell
