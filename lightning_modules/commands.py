@@ -46,7 +46,11 @@ def run(components, args: list[str] | None, **cli_options):
     quiet()  # Lightning's tips, as train.py
     # exit_on_error False: a bad value raises, and one_line_errors prints it as one line, as train.py's
     with one_line_warnings():
-        return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **cli_options), args)
+        return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **{
+            "epilog": TRACEBACK_HELP, **cli_options}), args)
+
+
+TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):

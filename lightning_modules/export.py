@@ -58,6 +58,9 @@ def source_checkpoint(checkpoint: str, system: str | None) -> str:
     from lightning_modules import WGAN, CycleGAN, DarknetClassifier
     from lightning_modules.inference import SYSTEMS, checkpoint_file, trained_runs
     classes = {cls.__name__: cls for cls in (DarknetClassifier, WGAN, CycleGAN)}
+    if system == "darknet_fast":  # train.py's --system darknet_fast is a config of the Darknet's, not a class
+        raise UserError("--system darknet_fast: its runs are the Darknet's, give --system darknet (darknet_fast.yaml "
+                        "writes no checkpoint unless trained with --trainer.enable_checkpointing true)")
     if system is not None and system not in SYSTEMS.values():
         raise UserError(f"--system {system}: not a system; give one of {', '.join(SYSTEMS.values())}")
     if system == "style":

@@ -101,6 +101,16 @@ def test_every_console_script_returns_none_so_its_exit_status_is_0(name, monkeyp
     assert getattr(commands, SCRIPTS[name])(["ckpt", "image.png"]) is None
 
 
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_console_scripts_help_names_traceback(name, capsys):
+    """Every command takes --traceback (one_line_errors reads it before the parser): dl2-classify's help listed it, the
+    jsonargparse commands' did not."""
+    with pytest.raises(SystemExit) as stopped:
+        getattr(commands, SCRIPTS[name])(["--help"])
+    assert stopped.value.code == 0
+    assert "--traceback" in " ".join(capsys.readouterr().out.split())
+
+
 def test_console_script_generate_writes_the_samples(tmp_path, capsys):
     model = WGAN.load_from_checkpoint(tiny_wgan_checkpoint(tmp_path), map_location="cpu")
     for batch_size in ("256", "1"):  # the same seed gives the same images, whatever the batch size

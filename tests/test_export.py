@@ -266,6 +266,8 @@ def test_last_is_the_newest_run_of_the_one_system_that_has_runs(cyclegan_run, tm
     (other / "run.json").write_text(json.dumps({"model": "lightning_modules.DarknetClassifier", "started": 1.0}))
     with pytest.raises(UserError, match="last: runs of darknet and cyclegan in .*; say which with --system darknet"):
         export("last", "b.ckpt")
+    with pytest.raises(UserError, match=r"--system darknet_fast: its runs are the Darknet's, give --system darknet "):
+        export("last", "b.ckpt", system="darknet_fast")  # train.py's system, a config of the Darknet's
     export("last", "b.ckpt", system="cyclegan")
     assert torch.equal(torch.load("b.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"],
                        torch.load("a.ckpt", weights_only=True)["state_dict"]["gen_a2b.0.1.weight"])
