@@ -113,6 +113,20 @@ def test_image_folders_without_test_are_refused_not_replaced_by_a_cifar10_downlo
     assert hits == [] and sorted(p.name for p in root.iterdir()) == sorted({"train", split or "train"})
 
 
+def test_one_splits_class_folders_are_refused_naming_the_folder_above_not_downloaded_into(tmp_path, server, archive,
+                                                                                           hits):
+    """--data.data_dir data/cifar10/train (torchvision's ImageFolder root) began a CIFAR-10 download into the
+    user's folder of class folders."""
+    root = make_folders(tmp_path / "mine", per_class=(2, 1))
+    train = root / "train"
+    before = sorted(p.relative_to(train) for p in train.rglob("*"))
+    with pytest.raises(UserError, match=rf"{train} holds class folders of images \(\w+, \w+(, \w+)?(, \.\.\.)?\), one "
+                                        rf"split's; give the folder that holds train/<class>/ and test/<class>/: "
+                                        rf"--data.data_dir {root}$"):
+        CIFAR10DataModule(str(train), url=f"{server}/good", md5=hashlib.md5(archive).hexdigest()).prepare_data()
+    assert hits == [] and sorted(p.relative_to(train) for p in train.rglob("*")) == before
+
+
 def test_empty_class_folder_is_named(tmp_path):
     root = make_folders(tmp_path / "c")
     (root / "train" / "zebra").mkdir()
