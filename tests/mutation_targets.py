@@ -35,6 +35,7 @@ HOOK_TESTS = ("tests/test_saved_progress.py", "tests/test_save_on_stop.py", "tes
                   "a_checkpoint_outside_a_run_folder_names_the_options_it_was_trained_with_not_a_missing_config",
                   "hyper_parameters_json_cannot_write_neither_stop_a_checkpoint_check_nor_its_refusal",
                   "numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type",
+                  "the_fix_for_a_cyclegan_of_another_width_names_its_width_not_its_training_options",
                   "init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning",
                   "a_checkpoint_of_another_class_names_it_and_the_system_to_use",
                   "a_fit_from_an_exported_file_is_refused_and_init_from_takes_it",
@@ -378,6 +379,8 @@ TARGETS = {
     "wgan_fid": Target("lightning_modules/wgan_fid.py", ("real_batches", "fid"),
                        ("tests/test_wgan_fid.py::test_fid_command_compares_a_checkpoint_with_an_image_folder",
                         "tests/test_wgan_fid.py::test_fid_command_takes_two_images_and_refuses_a_folder_of_one",
+                        "tests/test_wgan_fid.py::test_fid_command_leaves_an_unreadable_real_image_out_rather_than"
+                        "_counting_a_stand_in_twice",
                         "tests/test_wgan_reference.py::test_fid_reads_a_reference_generator_file",
                         "tests/test_console_scripts.py::test_fid_needs_two_samples_for_a_covariance",
                         *(f"tests/test_console_scripts.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
@@ -397,7 +400,8 @@ TARGETS = {
     # square crops, the batches and the fixed validation sample (its one fit test: val/fid against the formula)
     "image_folder": Target("datamodules/image_folder.py",
                            ("square", "folder_files", "csv_files", "write_file_list", "ImageFiles.__getitem__",
-                            "TensorImages.__getitem__", "LMDBImages.__init__", "LMDBImages.open",
+                            "ReadableImageFiles.__getitem__", "each_image_once", "TensorImages.__getitem__",
+                            "LMDBImages.__init__", "LMDBImages.open",
                             "LMDBImages.__getstate__", "LMDBImages.__getitem__", "ImageFolderDataModule.__init__",
                             "ImageFolderDataModule.root", "ImageFolderDataModule.cifar10_root",
                             "ImageFolderDataModule.source", "ImageFolderDataModule.check",
@@ -407,6 +411,8 @@ TARGETS = {
                             "ImageFolderDataModule.val_dataloader", "ImageFolderDataModule.on_after_batch_transfer"),
                            ("tests/test_image_folder.py", "tests/test_gan_fid.py::test_wgan_validation_logs_the"
                             "_formulas_distance_between_fixed_noise_and_the_real_sample",
+                            "tests/test_gan_fid.py::test_wgan_validation_leaves_an_unreadable_real_image_out_rather"
+                            "_than_counting_a_stand_in_twice",
                             "tests/test_prepare_data.py::test_the_data_is_prepared_on_every_node[image_folder]")),
     # the training signal on screen: the bar's metrics read once per logging interval, the plain lines off a terminal
     # (interval, metrics shown, numbers, validation line), train.py's bar and its quieting of Lightning's tips
@@ -658,7 +664,8 @@ TARGETS = {
     "requeue_signal": Target(("callbacks/saving.py", "callbacks/checkpoints.py", "callbacks/job.py"),
                              ("RequeueSignal.__init__", "RequeueSignal.install", "RequeueSignal.follow",
                               "RequeueSignal.uninstall", "RequeueSignal.__call__", "RequeueSignal.requeue_now",
-                              "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "ctrl_c_stops_the_test"),
+                              "SaveOnStop.on_fit_end", "checkpoint_batches", "network_fix", "network_options",
+                              "ctrl_c_stops_the_test", "saved_training"),
                              (*HOOK_TESTS,
                               "tests/test_stop_signals.py::test_ctrl_c_outside_the_training_batches_exits_130_and_says"
                               "_what_it_kept[test]",
@@ -680,14 +687,15 @@ TARGETS = {
     # the phase scheduler's position on a resume with another number of steps an epoch, and its saved state
     "phase_resume": Target("callbacks/phase_scheduler.py",
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
-                            "TrainingPhaseScheduler.load_state_dict", "resumed_batches"),
+                            "TrainingPhaseScheduler.load_state_dict", "resumed_batches",
+                            "TrainingPhaseScheduler.schedule", "TrainingPhaseScheduler.changed_schedule"),
                            ("tests/test_phase_scheduler.py", "tests/test_phase_cycles.py", "tests/test_phase_resume.py",
                             "tests/test_epoch_lengths.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after"
                             "_a_resume_with_other_batches_an_epoch",
                             "tests/test_epoch_lengths.py::test_with_gradient_accumulation_the_schedule_steps_for_the"
                             "_batches_the_data_goes_on_after", "-k",
                             "resume or other_steps or keeps_the_cycle or swa or save_cycles or accumulation or manual"
-                            " or fractional")),
+                            " or fractional or differ_in_one_field")),
     # 2026-11-30: --init_from of the reference projects' own files (their nets in our names), the top losses' images
     "wgan_reference_init": Target("lightning_modules/wgan_reference.py",
                                   ("reference_checkpoint", "nets_only", "left_out"),
