@@ -112,7 +112,10 @@ class ProgressBar(TQDMProgressBar):
         total = trainer.num_training_batches
         batches = f"/{total}" if isinstance(total, int) else ""
         shown = " ".join(f"{k} {format_number(v)}" for k, v in self.shown.items())
-        print(f"epoch {trainer.current_epoch}{epochs} batch {batch_idx + 1}{batches} step {trainer.global_step}"
+        # where the training ends when max_steps does it first (the phase scheduler's set_max_steps): epoch 3/30 alone
+        # hid that it would stop at 7
+        steps = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
+        print(f"epoch {trainer.current_epoch}{epochs} batch {batch_idx + 1}{batches} step {trainer.global_step}{steps}"
               f"{' | ' + shown if shown else ''}{f' | {timed / max(now - then, 1e-9):.2f} it/s' if timed else ''}",
               flush=True)
 

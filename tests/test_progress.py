@@ -192,9 +192,10 @@ def wired():
 def test_train_py_job_prints_plain_lines_in_a_log(wired, tiny_cifar, tmp_path, capsys):
     wired.main(darknet_job(tiny_cifar, tmp_path / "runs"))  # 24 images / 4 = 6 batches, a line every 2
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    # step N/6: the scheduler's max_steps, where its phases end (the epochs' count alone hid an earlier end)
     assert [re.sub(r"loss \S+ \| \S+ it/s", "loss L | S it/s", line) for line in lines] == [
-        "epoch 0/1 batch 2/6 step 2 | loss L | S it/s", "epoch 0/1 batch 4/6 step 4 | loss L | S it/s",
-        "epoch 0/1 batch 6/6 step 6 | loss L | S it/s"] + [lines[-1]]
+        "epoch 0/1 batch 2/6 step 2/6 | loss L | S it/s", "epoch 0/1 batch 4/6 step 4/6 | loss L | S it/s",
+        "epoch 0/1 batch 6/6 step 6/6 | loss L | S it/s"] + [lines[-1]]
     assert re.fullmatch(r"epoch 0/1 validation \| acc \S+ loss \S+", lines[-1])
 
 

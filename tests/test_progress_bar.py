@@ -93,7 +93,7 @@ def test_the_rate_is_batches_since_the_last_line_over_the_seconds_since(monkeypa
 
 def test_an_unlimited_max_epochs_shows_no_total(capsys):
     fit(ProgressBar(text=True), batches=7, every=3, validate=True, max_epochs=-1, max_steps=3, val_check_interval=3)
-    assert without_rate(capsys.readouterr().out) == ["epoch 0 batch 3/7 step 3 | x 2 y 20",
+    assert without_rate(capsys.readouterr().out) == ["epoch 0 batch 3/7 step 3/3 | x 2 y 20",
                                                      "epoch 0 validation | acc 0.6012 loss 1.102"]
 
 
@@ -102,10 +102,12 @@ def test_numbers_have_four_significant_digits(capsys):
     bar.shown = {"a": 1.23456, "b": 0.000123456, "c": 123456.0, "d": 2.0, "e": -0.5}
     bar._clock, bar._batches = (progress.time.perf_counter(), 0), 1
     trainer = SimpleNamespace(is_global_zero=True, max_epochs=30, num_training_batches=98, current_epoch=2,
-                              global_step=236)
+                              global_step=236, max_steps=-1)
     bar.print_line(trainer, 39)
     assert without_rate(capsys.readouterr().out) == [
         "epoch 2/30 batch 40/98 step 236 | a 1.235 b 0.0001235 c 1.235e+05 d 2 e -0.5"]
+    bar.print_line(SimpleNamespace(**{**vars(trainer), "max_steps": 700}), 39)  # where a max_steps ends the training
+    assert without_rate(capsys.readouterr().out)[0].startswith("epoch 2/30 batch 40/98 step 236/700 | a")
     bar.print_line(SimpleNamespace(**{**vars(trainer), "is_global_zero": False}), 39)  # other ranks: nothing
     assert capsys.readouterr().out == ""
 

@@ -138,7 +138,7 @@ def test_stylize_writes_a_png_per_content_image_at_the_size_asked_a_side_by_side
     with Image.open(out / "images" / "style_side_by_side-000021.png") as grid:
         assert grid.size == (3 * 34 + 2, 2 * 34 + 2)  # two rows of three 32px tiles, make_grid's 2px padding
     printed = capsys.readouterr().out
-    assert [int(step) for step in re.findall(r"\bstep (\d+) \|", printed)] == list(range(2, 21, 2))
+    assert [int(step) for step in re.findall(r"\bstep (\d+)/\d+ \|", printed)] == list(range(2, 21, 2))
     assert f"Wrote {out / 'wide.png'}, {out / 'tall.png'}\n" in printed
     assert "Seed set" not in caplog.text and "Trainable params" not in caplog.text  # Lightning's log lines
 
@@ -241,7 +241,7 @@ def test_ctrl_c_says_the_iteration_and_the_pyramid_level_it_stopped_at(stop_at, 
     printed = capsys.readouterr()
     assert stop.value.code == 130
     assert f"Stopped by Ctrl-C after iteration {stop_at} of --max_iter 6{level}\n" in printed.err
-    assert [int(n) for n in re.findall(r"\bstep (\d+) \|", printed.out)] == list(range(1, stop_at + 1))
+    assert [int(n) for n in re.findall(r"\bstep (\d+)/\d+ \|", printed.out)] == list(range(1, stop_at + 1))
     with Image.open(tmp_path / "out" / "wide.png") as image:
         assert image.size == size
 
