@@ -382,6 +382,7 @@ TARGETS = {
                         "tests/test_wgan_fid.py::test_fid_command_leaves_an_unreadable_real_image_out_rather_than"
                         "_counting_a_stand_in_twice",
                         "tests/test_wgan_reference.py::test_fid_reads_a_reference_generator_file",
+                        "tests/test_wgan_reference.py::test_fid_of_a_reference_mlp_generator_of_a_size_no_dcgan_takes",
                         "tests/test_console_scripts.py::test_fid_needs_two_samples_for_a_covariance",
                         *(f"tests/test_console_scripts.py::test_a_count_below_one_is_refused_in_one_line[wgan_fid---{option}]"
                           for option in ("num_samples", "batch_size")))),
