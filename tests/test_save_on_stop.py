@@ -199,12 +199,12 @@ def test_ctrl_c_in_the_test_names_the_newest_checkpoint_without_a_last_ckpt_or_s
                                                                                                         capsys,
                                                                                                         handlers):
     """darknet_fast.yaml's enable_checkpointing false: the line named a last.ckpt that was never written."""
-    for saved in ([], ["epoch=1.ckpt", "epoch=3.ckpt"]):
+    for saved in ([], ["epoch=1.ckpt", "epoch=2.ckpt", "epoch=3.ckpt"]):
         for age, name in enumerate(saved):
             path = tmp_path / "r" / "checkpoints" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
-            os.utime(path, (1_000_000 + age, 1_000_000 + age))  # epoch=3 the newer
+            os.utime(path, (1_000_000 + age, 1_000_000 + age))  # epoch=3 the newest
         handler, context = ctrl_c_test_handler(tmp_path, None)
         with pytest.raises(SIGTERMException):
             handler(signal.SIGINT, None)
