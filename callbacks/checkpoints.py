@@ -152,9 +152,10 @@ def network_options(model, saved: dict, keys: list[str]) -> list[str]:
     """Of the options `keys`, those whose saved value alone gives the network other parameters than `model`'s: a
     fine-tune told to copy the run's n_epochs too would carry its lr schedule over. All of them when none does
     alone (two that act together) or a model cannot be built here (the style's ImageNet VGG file missing)."""
+    from torch.nn.parameter import is_lazy
+
     def shapes(network):
         return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items() if not is_lazy(tensor)}
-    from torch.nn.parameter import is_lazy
     try:
         ours = shapes(model)
         given = {k: v for k, v in model.hparams.items() if not k.startswith("_")}

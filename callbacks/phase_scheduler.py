@@ -164,6 +164,7 @@ class TrainingPhaseScheduler(L.Callback):
         self._enter(trainer, self.phase_index)
 
     def changed_schedule(self, path) -> str:
+        """The warning of a resume given another schedule than its run's (`path`: its checkpoint)."""
         from callbacks.checkpoints import resume_as_begun
         from lightning_modules.inference import run_config_file
         config = run_config_file(str(path)) if path else None
