@@ -22,6 +22,8 @@ from jsonargparse import CLI
 from callbacks.errors import UserError, one_line_errors
 from callbacks.progress import quiet
 
+TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
+
 
 @contextmanager
 def one_line_warnings():
@@ -49,8 +51,6 @@ def run(components, args: list[str] | None, **cli_options):
         return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **{
             "epilog": TRACEBACK_HELP, **cli_options}), args)
 
-
-TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):

@@ -156,14 +156,20 @@ def reference_model(model_class: type, path: str) -> nn.Module | None:
     return model.eval()
 
 
-def reference_partner(path: str) -> nn.Module | None:
-    """The other generator of a junyanz `<epoch>_net_G_A.pth` (or G_B) file, from the same folder and epoch: the way
-    back for --reconstruct. None when there is none."""
+def partner_file(path: str) -> Path | None:
+    """Where the other generator of a junyanz `<epoch>_net_G_A.pth` (or G_B) file lies: the same folder and epoch,
+    whether it is there or not. None for any other file."""
     match = JUNYANZ_FILE.fullmatch(Path(path).name)
     if match is None or match.group(2) not in ("G_A", "G_B"):
         return None
-    other = Path(path).with_name(f"{match.group(1)}_net_{'G_B' if match.group(2) == 'G_A' else 'G_A'}.pth")
-    return reference_generator(str(other)) if other.is_file() else None
+    return Path(path).with_name(f"{match.group(1)}_net_{'G_B' if match.group(2) == 'G_A' else 'G_A'}.pth")
+
+
+def reference_partner(path: str) -> nn.Module | None:
+    """The other generator of a junyanz `<epoch>_net_G_A.pth` (or G_B) file, from the same folder and epoch: the way
+    back for --reconstruct. None when there is none."""
+    other = partner_file(path)
+    return reference_generator(str(other)) if other is not None and other.is_file() else None
 
 
 def generator_sizes(generator: nn.Module) -> dict:

@@ -14,7 +14,13 @@ from torch import Tensor
 
 from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
 from callbacks.images import note_earlier_images, save_png
-from lightning_modules.cyclegan_reference import JUNYANZ_FILE, reference_generator, reference_model, reference_partner
+from lightning_modules.cyclegan_reference import (
+    JUNYANZ_FILE,
+    partner_file,
+    reference_generator,
+    reference_model,
+    reference_partner,
+)
 
 
 def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
@@ -122,7 +128,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
                                    ) from None
             own = JUNYANZ_FILE.fullmatch(file.name)
             if direction == "b2a" and own and own.group(2) == "G_A":  # it would translate A to B all the same
-                partner = file.with_name(f"{own.group(1)}_net_G_B.pth")
+                partner = partner_file(str(file))
                 raise UserError(f"--direction b2a: {file} is junyanz's G_A, which translates A to B; give its G_B "
                                 f"({partner}{'' if partner.is_file() else ', not there'}) or the checkpoints folder "
                                 f"{file.parent}") from None

@@ -139,7 +139,7 @@ TARGETS = {
                         "test_unpaired_data or without_test_folders")),
     "translate": Target(("lightning_modules/cyclegan_translate.py", "lightning_modules/cyclegan_reference.py"),
                         ("translate", "translate_output", "reference_model",
-                                                          "reference_partner"),
+                                                          "reference_partner", "partner_file"),
                         ("tests/test_translate.py", "tests/test_cyclegan_cli.py", "-k", "translate")),
     "interpret": Target("lightning_modules/darknet_classifier.py",
                         ("DarknetClassifier.test_step", "DarknetClassifier.keep_worst",
