@@ -191,7 +191,7 @@ def changed_options(state: dict, model, datamodule) -> list[tuple[str, object, o
 
 def changed_options_warning(path: str, state: dict, model, datamodule, subcommand: str = "",
                             configs=()) -> str | None:
-    """A resume whose --model/--data options differ from the run's: the warning that names each with both values and
+    """A resume whose --model/--data options differ from its checkpoint's: the warning naming each with both values and
     the command that resumes as the run began; None when none differs. A resume may change some on purpose (another
     batch size), and goes on with its own values; one that forgot an option of the run's start (its --data.style)
     would go on with the default without a word. `configs`: the --config files this resume gives."""
@@ -199,18 +199,18 @@ def changed_options_warning(path: str, state: dict, model, datamodule, subcomman
     changed = changed_options(state, model, datamodule)
     if not changed:
         return None
-    listed = "; ".join(f"{flag}: the run's {shlex.quote(option_value(theirs))}, this resume's "
+    listed = "; ".join(f"{flag}: the checkpoint's {shlex.quote(option_value(theirs))}, this resume's "
                        f"{shlex.quote(option_value(ours))}" for flag, theirs, ours in changed)
     config = run_config_file(path)
     if config is not None and any(Path(str(given)).resolve() == config.resolve() for given in configs):
-        how = (f"this resume gives the run's config {config} already: the run's values above are its checkpoint's, "
-               f"which an earlier resume may have changed (its config-resume-step*.yaml beside it)")
+        how = (f"this resume gives the run's config {config} already: the checkpoint's values above may differ "
+               f"from it after an earlier resume that changed them (its config-resume-step*.yaml beside it)")
     elif config is not None:
         how = resume_as_begun(config, path, subcommand)
     else:  # an export or a copied file: the checkpoint's values themselves
         flags = " ".join(f"{flag} {shlex.quote(option_value(theirs))}" for flag, theirs, _ in changed)
-        how = f"to resume with the run's values, give {flags} --ckpt_path {path}"
-    return (f"--ckpt_path {path}: this resume's options differ from the run's (its checkpoint's hyper-parameters): "
+        how = f"to resume with the checkpoint's values, give {flags} --ckpt_path {path}"
+    return (f"--ckpt_path {path}: this resume's options differ from the checkpoint's hyper-parameters: "
             f"{listed}. The resume goes on with this resume's values (a resume may change some on purpose, e.g. "
             f"--data.batch_size); {how}")
 

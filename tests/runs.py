@@ -85,12 +85,12 @@ def run_folders(runs):
 
 @contextlib.contextmanager
 def options_warnings():
-    """The warnings of a resume whose --model/--data options differ from the run's, recorded."""
+    """The warnings of a resume whose --model/--data options differ from its checkpoint's, recorded."""
     said = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield said
-    said.extend(str(w.message) for w in caught if "this resume's options differ from the run's" in str(w.message))
+    said.extend(str(w.message) for w in caught if "this resume's options differ from the checkpoint" in str(w.message))
 
 
 DARKNET = "lightning_modules.DarknetClassifier"

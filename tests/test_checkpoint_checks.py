@@ -35,15 +35,16 @@ def test_a_resume_with_other_options_than_the_runs_says_which_and_how_to_resume_
         train.main(job(tiny_cifar, runs, "--run_name", "r", "--model.lr", "0.1", "--data.pad", "0", "--data.flip",
                        "false", "--ckpt_path", "last", "--trainer.max_epochs", "3"))
     assert len(said) == 1, said
-    for changed in ("--model.lr: the run's 0.2, this resume's 0.1", "--data.pad: the run's 2, this resume's 0",
-                    "--data.flip: the run's true, this resume's false",
+    for changed in ("--model.lr: the checkpoint's 0.2, this resume's 0.1",
+                    "--data.pad: the checkpoint's 2, this resume's 0",
+                    "--data.flip: the checkpoint's true, this resume's false",
                     f"python train.py --config {run_dir / 'config.yaml'} --ckpt_path {last}"):
         assert changed in said[0], said[0]
     assert "error" not in said[0].lower()  # a resume may change options: it goes on with them
     assert json.loads((run_dir / "results.json").read_text())["global_step"] == 9  # and it did
     with options_warnings() as said:  # as the run began, after a resume that changed them: not that command again
         train.main(["--config", str(run_dir / "config.yaml"), "--ckpt_path", str(last), "--trainer.max_epochs", "4"])
-    assert len(said) == 1 and "--model.lr: the run's 0.1, this resume's 0.2" in said[0], said
+    assert len(said) == 1 and "--model.lr: the checkpoint's 0.1, this resume's 0.2" in said[0], said
     assert f"gives the run's config {run_dir / 'config.yaml'} already" in said[0] and "--config" not in said[0]
     with options_warnings() as said:  # a new run from the weights changes options on purpose
         train.main(job(tiny_cifar, runs, "--run_name", "tuned", "--init_from", str(run_dir), "--model.lr", "0.05",
@@ -51,7 +52,7 @@ def test_a_resume_with_other_options_than_the_runs_says_which_and_how_to_resume_
     assert said == []
 
 
-def test_a_copied_checkpoint_names_the_runs_values_as_flags(tmp_path):
+def test_a_copied_checkpoint_names_its_values_as_flags(tmp_path):
     """Without a run folder's config.yaml: the options to give, as on the command line; a list and a tuple of the
     same values, and 1 and 1.0, are the same option, and LightningCLI's own entries are no options."""
     state = {"hyper_parameters": {"_class_path": "a.Model", "_instantiator": "x", "num_blocks": (1, 2), "lr": 1,
@@ -61,8 +62,8 @@ def test_a_copied_checkpoint_names_the_runs_values_as_flags(tmp_path):
                                      "lr": 1.0, "tta": "none", "widths": [8, 16], "new_option": 3})
     data = SimpleNamespace(hparams={"_class_path": "d.Data", "style": None, "size": 64})
     said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, data)
-    assert ("--model.tta: the run's flip, this resume's none; --model.widths: the run's null, this resume's '[8, 16]'; "
-            "--data.style: the run's 'my style.jpg', this resume's null.") in said
+    assert ("--model.tta: the checkpoint's flip, this resume's none; --model.widths: the checkpoint's null, this "
+            "resume's '[8, 16]'; --data.style: the checkpoint's 'my style.jpg', this resume's null.") in said
     assert said.endswith(f"give --model.tta flip --model.widths null --data.style 'my style.jpg' --ckpt_path "
                             f"{tmp_path / 'copied.ckpt'}")
     said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, model, SimpleNamespace(hparams={
@@ -70,7 +71,7 @@ def test_a_copied_checkpoint_names_the_runs_values_as_flags(tmp_path):
     assert "--data.style" not in said and "--model.widths" in said
     said = checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, None, SimpleNamespace(hparams={
         "_class_path": "other.Folders", "style": "my style.jpg"}))  # another data module class
-    assert "--data: the run's d.Data, this resume's other.Folders. " in said
+    assert "--data: the checkpoint's d.Data, this resume's other.Folders. " in said
     assert checkpoints.changed_options_warning(str(tmp_path / "copied.ckpt"), state, SimpleNamespace(hparams={
         **state["hyper_parameters"], "tta": "flip"}), None) is None
 
