@@ -19,17 +19,23 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+try:
+    import yaml
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-import callbacks.job
-from callbacks import configs, run_checkpoint, run_lifecycle, saving, wandb_run
-from callbacks.cli import CLI, SUBCOMMANDS
-from callbacks.errors import UserError, one_line_errors, user_message
-from callbacks.lr_finder import lr_find
-from callbacks.progress import quiet
-from callbacks.run_config import LogConfig
-from callbacks.saving import RequeueSignal
+    import callbacks.job
+    from callbacks import configs, run_checkpoint, run_lifecycle, saving, wandb_run
+    from callbacks.cli import CLI, SUBCOMMANDS
+    from callbacks.errors import UserError, one_line_errors, user_message
+    from callbacks.lr_finder import lr_find
+    from callbacks.progress import quiet
+    from callbacks.run_config import LogConfig
+    from callbacks.saving import RequeueSignal
+except KeyboardInterrupt:  # Ctrl-C while torch is imported (seconds): nothing was written yet, so no traceback
+    if __name__ != "__main__":
+        raise
+    print("train.py: Ctrl-C: stopped before the run began (nothing was written)", file=sys.stderr)
+    sys.exit(130)
 
 # LightningCLI's predict needs a predict step, which no system has: each system's inference command does that job
 INFERENCE_COMMANDS = ("dl2-classify (darknet), dl2-wgan-generate (wgan), dl2-cyclegan-translate (cyclegan), "

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import ROOT
 from runs import cyclegan_job, job, run_folders, run_script, start_script
 
 import train
@@ -145,6 +147,21 @@ def test_ctrl_c_outside_the_training_batches_exits_130_and_says_what_it_kept(tin
     with pytest.raises(KeyboardInterrupt):
         handler(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_train_py_imports_torch_is_one_line_and_130(tmp_path):
+    """Ctrl-C in the seconds train.py takes to import torch and Lightning, before any handler of ours, printed
+    Python's KeyboardInterrupt traceback. A yaml module that raises it as train.py imports it stands in for the key,
+    at a known moment."""
+    stand_ins = tmp_path / "stand_ins"
+    stand_ins.mkdir()
+    (stand_ins / "yaml.py").write_text("raise KeyboardInterrupt\n")
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--system", "wgan"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(stand_ins)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip() == "train.py: Ctrl-C: stopped before the run began (nothing was written)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stand_ins"]
 
 
 class SlowTestBatches(L.Callback):
