@@ -62,8 +62,8 @@ def prepare_cifar10(root: Path, download_on: bool, url: str = "", md5: str | Non
                else f"add {root / 'test'}/<class>/ folders of images")
         raise MissingDataError(f"no CIFAR-10 found in {root}: it has train/ but no test/; image folders are read as "
                                f"train/<class>/ and test/<class>/ (the seed's val_name='test'); {fix}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and any(image_name(f.name) for f in d.iterdir())) \
-        if root.is_dir() else []
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not hidden(d.name)
+                     and any(image_name(f.name) for f in d.iterdir())) if root.is_dir() else []
     if classes:  # one split's class folders (torchvision's ImageFolder root): never download CIFAR-10 into them
         raise MissingDataError(f"{root} holds class folders of images ({', '.join(classes[:3])}"
                                f"{', ...' if len(classes) > 3 else ''}), one split's; give the folder that holds "

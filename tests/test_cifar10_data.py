@@ -1,4 +1,6 @@
 import hashlib
+import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -103,7 +105,6 @@ def test_image_folders_without_test_are_refused_not_replaced_by_a_cifar10_downlo
     trained on in place of their images (cifar-10-batches-py beside train/), saying only 'Downloading CIFAR-10'."""
     root = make_folders(tmp_path / "mine", per_class=(2, 1))
     if split is None:
-        import shutil
         shutil.rmtree(root / "test")
     else:
         (root / "test").rename(root / split)
@@ -119,12 +120,20 @@ def test_one_splits_class_folders_are_refused_naming_the_folder_above_not_downlo
     user's folder of class folders."""
     root = make_folders(tmp_path / "mine", per_class=(2, 1))
     train = root / "train"
+    hidden = train / ".ipynb_checkpoints"  # a notebook's, no class: not named (it sorts first)
+    hidden.mkdir()
+    shutil.copy(next((train / CLASSES[0]).iterdir()), hidden / "copy.png")
     before = sorted(p.relative_to(train) for p in train.rglob("*"))
     with pytest.raises(UserError, match=rf"{train} holds class folders of images \(\w+, \w+(, \w+)?(, \.\.\.)?\), one "
                                         rf"split's; give the folder that holds train/<class>/ and test/<class>/: "
                                         rf"--data.data_dir {root}$"):
         CIFAR10DataModule(str(train), url=f"{server}/good", md5=hashlib.md5(archive).hexdigest()).prepare_data()
     assert hits == [] and sorted(p.relative_to(train) for p in train.rglob("*")) == before
+    for name in os.listdir(train):  # hidden folders of images alone are no class folders: the data is missing
+        if name != hidden.name:
+            shutil.rmtree(train / name)
+    with pytest.raises(UserError, match=rf"no CIFAR-10 found in {train}: put CIFAR-10"):
+        CIFAR10DataModule(str(train), download=False).prepare_data()
 
 
 def test_empty_class_folder_is_named(tmp_path):
