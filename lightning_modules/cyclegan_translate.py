@@ -51,7 +51,8 @@ def translate_output(file: Path, source: Path, out: Path) -> bool:
     return any(is_output(source / folder) for folder in relative.parents if folder != Path("."))
 
 
-def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Literal["a2b", "b2a"] = "a2b",
+def translate(checkpoint: str, input_dir: str, output_dir: str,
+              direction: Literal["a2b", "b2a", "AtoB", "BtoA"] = "a2b",
               reconstruct: bool = False, max_images: int | None = None, max_size: int | None = None,
               device: str = "auto") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
@@ -67,7 +68,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
             input_dir, or the inputs/ and reconstructions/ of input_dir when it is one), or one such image.
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
             input_dir itself (the translations would replace the inputs).
-        direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a.
+        direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a; junyanz's AtoB and BtoA are
+            the same.
         reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
             rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs both generators: a
             CycleGAN checkpoint, junyanz's checkpoints folder, or a G_A/G_B file with its epoch's other one beside it.
@@ -113,6 +115,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str, direction: Liter
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
+    direction = {"AtoB": "a2b", "BtoA": "b2a"}.get(direction, direction)
     if direction not in ("a2b", "b2a"):
         raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
     try:

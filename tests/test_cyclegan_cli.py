@@ -127,14 +127,16 @@ def test_translate_gives_the_generator_output_at_full_resolution(tiny_checkpoint
     assert Image.open(tmp_path / "out" / "gray.png").size == (40, 32)
 
 
-def test_translate_command_writes_an_index_of_inputs_beside_outputs(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(("given", "direction"), [("b2a", "b2a"), ("BtoA", "b2a"), ("AtoB", "a2b")])
+def test_translate_command_writes_an_index_of_inputs_beside_outputs(given, direction, tiny_checkpoint, tmp_path):
+    """junyanz's spelling of --direction (AtoB, BtoA) is taken as ours."""
     # `python -m lightning_modules.cyclegan translate ...` in this process: the function its __main__ calls (a fresh
     # interpreter cost ~5 s; test_console_scripts' python -m test runs that __main__ in a process of its own)
     assert commands.cyclegan(["translate", "--checkpoint", str(tiny_checkpoint), "--input_dir",
                               str(photos(tmp_path / "in")), "--output_dir", str(tmp_path / "out"), "--direction",
-                              "b2a"]) is None  # exit status 0
+                              given]) is None  # exit status 0
     index = (tmp_path / "out" / "index.html").read_text()
-    assert "<img src='inputs/odd.png'></td><td><img src='odd.png'>" in index and "b2a" in index
+    assert "<img src='inputs/odd.png'></td><td><img src='odd.png'>" in index and f": {direction}</h3>" in index
     assert Image.open(tmp_path / "out" / "inputs" / "gray.png").size == (40, 32)
 
 
