@@ -111,6 +111,21 @@ def test_a_resume_given_another_recipe_than_its_runs_says_both(tiny_cifar, tmp_p
             assert said == []
 
 
+def test_the_changed_schedule_warning_gives_the_command_with_the_runs_config(tmp_path):
+    """In a run folder the warning gives the command that resumes as the run began, its config.yaml named; for a
+    copied checkpoint, what to give again."""
+    scheduler = TrainingPhaseScheduler(one_cycle={"lr": 0.4})
+    scheduler.resumed_schedule = 'triangle {"lr": 0.4}'
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.yaml").write_text("model: {}\n")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert scheduler.changed_schedule(last).endswith(
+        f"on this resume's schedule; to resume as the run began, give its config: python train.py --config "
+        f"{tmp_path / 'config.yaml'} --ckpt_path {last}")
+    assert scheduler.changed_schedule(tmp_path / "elsewhere" / "copies" / "copied.ckpt").endswith(
+        "give the run's scheduler options again")
+
+
 def test_phases_that_differ_in_one_field_are_another_schedule():
     def state(*phases):
         return TrainingPhaseScheduler(list(phases)).state_dict()
