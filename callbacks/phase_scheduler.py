@@ -5,7 +5,6 @@ import dataclasses
 import inspect
 import json
 import math
-import warnings
 from itertools import accumulate
 from pathlib import Path
 
@@ -77,8 +76,15 @@ class TrainingPhaseScheduler(L.Callback):
                             "recipe stays unless set to null)")
         if not given:
             raise UserError(f"TrainingPhaseScheduler needs exactly one of phases, {', '.join(RECIPES)}")
+        if isinstance(phases, TrainingPhase):  # one phase, not in a list
+            phases = [phases]
         if phases is not None and not phases:
             raise UserError("TrainingPhaseScheduler got an empty list of phases")
+        if phases is not None:  # from Python, phases written as the YAML's dicts
+            phases = [TrainingPhase(**phase) if isinstance(phase, dict) else phase for phase in phases]
+            if wrong := next((phase for phase in phases if not isinstance(phase, TrainingPhase)), None):
+                raise UserError(f"phases: {wrong!r} is no TrainingPhase; give TrainingPhase(epochs, ...) or a dict of "
+                                f"its fields")
         self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
         if self.recipe[1] is not None:  # a misspelt key named now, not as a TypeError when training starts
             options = recipe_options(self.recipe[0])
@@ -142,7 +148,7 @@ class TrainingPhaseScheduler(L.Callback):
     def on_fit_start(self, trainer, pl_module):
         if trainer.lr_scheduler_configs:
             own = type(pl_module).__name__
-            model = ("--model.one_cycle null" if own == "DarknetClassifier"
+            model = ("--model.one_cycle null; in Python one_cycle=None" if own == "DarknetClassifier"
                      else "its configure_optimizers' lr_scheduler")
             raise UserError(f"the model ({own}) configures an lr scheduler, but TrainingPhaseScheduler sets lr and "
                             f"momentum itself: drop the model's ({model}) or the scheduler callback (train.py: the "
@@ -156,12 +162,35 @@ class TrainingPhaseScheduler(L.Callback):
             raise UserError("TrainingPhaseScheduler counts its phases in epochs of the training dataloader, and this "
                             "one has no length (the style system's repeats its images, and its L-BFGS takes no lr "
                             "schedule): drop the scheduler callback, or give the data a length")
-        if self.resumed_schedule not in (None, self.schedule()):  # a resume that forgot the run's --config
+        if not same_schedule(self.resumed_schedule, self.schedule()):  # a resume that forgot the run's --config
             rank_zero_warn(self.changed_schedule(trainer.ckpt_path))
         if self.phases is None:
             self.phases = self.build_recipe(trainer)
+        self.check_phases(trainer)
         # before Lightning restores optimizer state on resume, so it lands in the resumed phase's optimizer class
         self._enter(trainer, self.phase_index)
+
+    def check_phases(self, trainer) -> None:
+        """Every phase's settings against the optimizers and the data, before the first batch: a later phase's
+        mistake stopped the training as that phase began, hours in, and the epoch in progress was lost."""
+        for index, phase in enumerate(self.phases):
+            for name in phase.data:
+                check_data_attribute(trainer.datamodule, index, name)
+            for optimizer in trainer.optimizers:
+                groups = optimizer.param_groups
+                for option in ("lr_multipliers", "weight_decay"):
+                    values = getattr(phase, option)
+                    if isinstance(values, list) and len(values) != len(groups):
+                        names = ", ".join(str(g.get("name", f"group {i}")) for i, g in enumerate(groups))
+                        raise UserError(f"phase {index}: {option} has {len(values)} values for the {len(groups)} "
+                                        f"parameter groups of the model's {type(optimizer).__name__} ({names}); give "
+                                        f"one a group{', or one value for all' * (option == 'weight_decay')}")
+                # one optimizer takes each phase's class; several (the GANs') keep theirs
+                cls = phase.opt_class if len(trainer.optimizers) == 1 else type(optimizer)
+                accepts = inspect.signature(cls).parameters
+                if phase.beta is not None and "betas" not in accepts and "alpha" not in accepts:
+                    raise UserError(f"phase {index} sets beta {phase.beta}, which is Adam's beta2 or RMSprop's "
+                                    f"alpha; {cls.__name__} has neither: drop beta from that phase")
 
     def changed_schedule(self, path) -> str:
         """The warning of a resume given another schedule than its run's (`path`: its checkpoint)."""
@@ -230,6 +259,14 @@ class TrainingPhaseScheduler(L.Callback):
             self.batches_seen = epochs * length + within
         self.epoch_length, self.epoch_batches = length, batches
         self.ends = self.phase_ends(length)
+        if skipped := [i for i, (start, end) in enumerate(zip([0, *self.ends[:-1]], self.ends, strict=True))
+                       if start == end]:
+            one = len(skipped) == 1
+            rank_zero_warn(f"phase{'' if one else 's'} {', '.join(map(str, skipped))} "
+                           f"({', '.join(f'{self.phases[i].epochs:g}' for i in skipped)} epochs) "
+                           f"{'rounds' if one else 'round'} to no step at {length} steps an epoch, and "
+                           f"{'is' if one else 'are'} skipped: lengthen {'it' if one else 'them'}, or train more "
+                           f"steps an epoch")
         recipe = self.recipe[0] if self.recipe[1] is not None else None
         cycles = {None: self.ends, "sgdr": self.ends[1:]}.get(recipe, self.ends[-1:])  # sgdr: its restarts
         ends = sorted(set(cycles) - {0})
@@ -251,8 +288,10 @@ class TrainingPhaseScheduler(L.Callback):
             trainer.fit_loop.epoch_loop.max_steps = self.ends[-1] + trainer.global_step - self.batches_seen
             steps = self.steps_per_epoch(trainer)
             if trainer.max_epochs is not None and trainer.max_epochs * steps < self.ends[-1]:
-                warnings.warn(f"max_epochs={trainer.max_epochs} ends training before the phases "
-                              f"({sum(p.epochs for p in self.phases):g} epochs)", stacklevel=1)
+                needed = math.ceil(self.ends[-1] / steps)
+                rank_zero_warn(f"max_epochs {trainer.max_epochs} ends the training before the phases do "
+                               f"({sum(p.epochs for p in self.phases):g} epochs): the rest of them is not trained; to "
+                               f"train them all, give --trainer.max_epochs {needed} (Trainer(max_epochs={needed}))")
         self._apply(trainer)
         if self.plot and trainer.is_global_zero:
             self._plot(trainer)
@@ -303,14 +342,16 @@ class TrainingPhaseScheduler(L.Callback):
             for name, values in (("lr_multipliers", multipliers), ("weight_decay", decays)):
                 if len(values) != len(groups):
                     raise UserError(f"{name} has {len(values)} values for {len(groups)} parameter groups")
-            for group, multiplier, decay in zip(groups, multipliers, decays, strict=True):
+            # one value for all groups keeps the model's exemptions (no_decay_bn_bias's 0); one a group is as given
+            scales = [1.0 if isinstance(phase.weight_decay, list) else g.get("weight_decay_scale", 1.0) for g in groups]
+            for group, multiplier, decay, scale in zip(groups, multipliers, decays, scales, strict=True):
                 group["lr"] = lr * multiplier * group.get("lr_scale", 1.0)  # a model's own group scale
                 if momentum is not None:
                     set_momentum(group, momentum, optimizer)
                 if phase.beta is not None:
                     set_beta(group, phase.beta, optimizer)
                 if decay is not None:
-                    group["weight_decay"] = decay
+                    group["weight_decay"] = decay * scale
 
     def _enter(self, trainer, index: int):
         """Start phase `index`: its optimizer (one optimizer only) and its data attributes."""
@@ -329,14 +370,7 @@ class TrainingPhaseScheduler(L.Callback):
         # the earlier phases' data too: a phase that sets none keeps theirs, also when a resume starts in it
         for earlier, phase in enumerate(self.phases[:index + 1]):
             for name, value in phase.data.items():
-                if trainer.datamodule is None or not hasattr(trainer.datamodule, name):
-                    why = ""
-                    if name in (getattr(trainer.datamodule, "hparams", None) or {}):
-                        why = (f": --data.{name} is read once, as the loaders are built, and the phases' lengths are "
-                               f"counted in its batches; set it for the whole run. A phase sets attributes the batches "
-                               f"read as they go, such as the CIFAR-10 data's image_size")
-                    raise UserError(f"phase {earlier} sets data attribute {name!r}, which the DataModule does not have"
-                                    f"{why}")
+                check_data_attribute(trainer.datamodule, earlier, name)
                 setattr(trainer.datamodule, name, value)
 
     def _plot(self, trainer):
@@ -344,6 +378,29 @@ class TrainingPhaseScheduler(L.Callback):
         plot_schedule(self.phases, self.ends, path)
         if trainer.global_step == 0:  # a resume's run has it at its start
             log_to_loggers(trainer, "lr_schedule", path, at_batch=False)
+
+
+def same_schedule(saved: str | None, given: str) -> bool:
+    """Whether a checkpoint's schedule (None: not saved, before 2026-12-02) is the one given, whatever the order of
+    a phase's fields (TrainingPhase's beta and weight_decay moved before power on 2026-12-02)."""
+    if saved is None or saved == given:
+        return True
+    (saved_name, _, saved_json), (name, _, given_json) = saved.partition(" "), given.partition(" ")
+    try:
+        return saved_name == name and json.loads(saved_json) == json.loads(given_json)
+    except ValueError:
+        return False
+
+
+def check_data_attribute(datamodule, index: int, name: str) -> None:
+    """Phase `index`'s data setting `name`, refused unless the DataModule has an attribute the batches read."""
+    if datamodule is None or not hasattr(datamodule, name):
+        why = ""
+        if name in (getattr(datamodule, "hparams", None) or {}):
+            why = (f": --data.{name} is read once, as the loaders are built, and the phases' lengths are counted in "
+                   f"its batches; set it for the whole run. A phase sets attributes the batches read as they go, such "
+                   f"as the CIFAR-10 data's image_size")
+        raise UserError(f"phase {index} sets data attribute {name!r}, which the DataModule does not have{why}")
 
 
 def resumed_batches(trainer, saved_batches: int | None) -> tuple[int, int] | None:
@@ -413,13 +470,14 @@ def build_optimizer(phase: TrainingPhase, old, model_settings: tuple | None = No
 
     Of the model's optimizer class (`model_settings`: that class and its groups' settings) it starts from the model's
     settings (nesterov, eps, weight_decay...), so phases written alike build alike; of another class from the groups'
-    lr, weight_decay, lr_scale and name (LearningRateMonitor's chart names). The phase's opt_kwargs go over either."""
+    lr, weight_decay, lr_scale, weight_decay_scale and name (LearningRateMonitor's chart names). The phase's
+    opt_kwargs go over either."""
     kwargs = dict(phase.opt_kwargs)
     if model_settings is not None and model_settings[0] is phase.opt_class:
         settings = model_settings[1]
     else:
-        settings = [{k: v for k, v in g.items() if k in ("lr", "weight_decay", "lr_scale", "name")}
-                    for g in old.param_groups]
+        carried = ("lr", "weight_decay", "lr_scale", "weight_decay_scale", "name")
+        settings = [{k: v for k, v in g.items() if k in carried} for g in old.param_groups]
     groups = [{**{k: v for k, v in setting.items() if k not in kwargs}, "params": group["params"]}
               for setting, group in zip(settings, old.param_groups, strict=True)]
     accepts = inspect.signature(phase.opt_class).parameters

@@ -4,11 +4,13 @@ A training is a list of phases; each has a length in epochs (fractions allowed),
 momentum that stay put or decay from a start to an end value. 1cycle and SGDR are lists of phases.
 """
 
+import functools
 import math
 from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks.errors import UserError
 
@@ -23,19 +25,20 @@ class DecayType(str, Enum):
     POLYNOMIAL = "polynomial"
 
 
-def decay_type(value: DecayType | str | bool) -> DecayType:
-    """DecayType.COSINE, "cosine" or "COSINE"; False is "no" as YAML 1.1 reads it unquoted (lr_decay: no)."""
+def decay_type(value: DecayType | str | bool, name: str = "decay") -> DecayType:
+    """DecayType.COSINE, "cosine" or "COSINE"; False is "no" as YAML 1.1 reads it unquoted (lr_decay: no).
+    `name`: the field, for the error."""
     if isinstance(value, DecayType):
         return value
     if value is False:
         return DecayType.NO
-    if value is True:  # an unquoted yes/on/true: no decay is called that
-        raise UserError(f"'{value}' is not a valid DecayType; use one of {', '.join(d.value for d in DecayType)}")
     try:
+        if value is True:  # an unquoted yes/on/true: no decay is called that
+            raise ValueError
         return DecayType(str(value).lower())
     except ValueError:
-        raise UserError(f"'{value}' is not a valid DecayType; use one of "
-                         f"{', '.join(d.value for d in DecayType)}") from None
+        raise UserError(f"{name} '{value}' is not a valid DecayType; use one of "
+                        f"{', '.join(d.value for d in DecayType)}") from None
 
 
 def decay_and_power(value, power: float, name: str) -> tuple:
@@ -67,6 +70,10 @@ def optimizer_class(opt_fn: str | type) -> type[torch.optim.Optimizer]:
     """`SGD`, `torch.optim.RMSprop`, `my.module.MyOptimizer` or a class itself."""
     if isinstance(opt_fn, type):
         return opt_fn
+    if not isinstance(opt_fn, str):  # a lambda or an optimizer built already: its class cannot be rebuilt per phase
+        shown = getattr(opt_fn, "__name__", None) or f"a {type(opt_fn).__name__} built already"
+        raise UserError(f"opt_fn {shown}: give an optimizer class, its name (SGD, Adam, a dotted path) or "
+                        f"functools.partial(class, **options) (fastai's habit; or the class and opt_kwargs)")
     module, _, name = opt_fn.rpartition(".")
     try:
         found = getattr(__import__(module or "torch.optim", fromlist=[name]), name)
@@ -87,7 +94,8 @@ class TrainingPhase:
 
     Args:
         epochs: length in epochs of the first data; fractions allowed (0.5 = half an epoch of batches).
-        opt_fn: optimizer class or its name (`SGD`, `RMSprop`, `Adam`, a dotted path).
+        opt_fn: optimizer class or its name (`SGD`, `RMSprop`, `Adam`, a dotted path), or functools.partial of a
+            class, whose keywords go to opt_kwargs.
         lr: a value, or (start, end) for a decay; a decay given one value goes to 0, as in the seed.
         lr_decay: how lr goes from start to end; (POLYNOMIAL, p) also accepted, as in the seed (p for lr only).
         momentum: SGD or RMSprop momentum, Adam's beta1; a value or (start, end). 0.9 by default, as fastai's
@@ -97,10 +105,11 @@ class TrainingPhase:
             own betas); a phase that switches the optimizer class then gets the class's default.
         momentum_decay: as lr_decay, for momentum; (POLYNOMIAL, p) sets momentum's own exponent (the seed's
             extra_mom).
-        power: exponent p of the POLYNOMIAL decays not given as (POLYNOMIAL, p).
         beta: Adam-type optimizers' beta2, RMSprop's alpha (the seed's beta); None keeps what the optimizer has.
-        weight_decay: set on every parameter group for this phase, or one value per group (the seed's wds); None
-            keeps what the optimizer has.
+        weight_decay: the seed's wds: a value, set on every parameter group for this phase times the group's
+            `weight_decay_scale` where the model gives one (the Darknet's no_decay_bn_bias groups: 0), or one value
+            per group, set as given; None keeps what the optimizer has.
+        power: exponent p of the POLYNOMIAL decays not given as (POLYNOMIAL, p).
         lr_multipliers: discriminative learning rates, one factor per parameter group (e.g. [1/9, 1/3, 1]).
         opt_kwargs: other keyword arguments of the optimizer (eps, nesterov, ...).
         data: attributes of the DataModule set when the phase starts (e.g. {image_size: 28}).
@@ -112,9 +121,9 @@ class TrainingPhase:
     lr_decay: DecayType | str | bool | tuple = DecayType.NO
     momentum: Pair | None = 0.9
     momentum_decay: DecayType | str | bool | tuple = DecayType.NO
-    power: float = 2.0
-    beta: float | None = None
+    beta: float | None = None  # beta and weight_decay (wds) 7th and 8th, as in the seed's TrainingPhase
     weight_decay: float | list[float] | None = None
+    power: float = 2.0
     lr_multipliers: list[float] | None = None
     opt_kwargs: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -122,12 +131,19 @@ class TrainingPhase:
     def __post_init__(self):
         if not self.epochs > 0:
             raise UserError(f"a TrainingPhase needs epochs > 0 (got {self.epochs})")
+        if isinstance(self.opt_fn, functools.partial):  # fastai's partial(optim.Adam, betas=...)
+            if self.opt_fn.args:
+                raise UserError(f"opt_fn {self.opt_fn!r}: give the optimizer's options by name (the parameters come "
+                                f"first)")
+            self.opt_kwargs = {**self.opt_fn.keywords, **self.opt_kwargs}
+            self.opt_fn = self.opt_fn.func
         if self.beta is not None and not 0 <= self.beta < 1:
             raise UserError(f"beta must be in [0, 1) (got {self.beta}): at 1 Adam's bias correction divides by 0, "
                             "above it RMSprop's average of squares turns negative")
         self.lr_decay, self.lr_power = decay_and_power(self.lr_decay, self.power, "lr_decay")
         self.momentum_decay, self.momentum_power = decay_and_power(self.momentum_decay, self.power, "momentum_decay")
-        self.lr_decay, self.momentum_decay = decay_type(self.lr_decay), decay_type(self.momentum_decay)
+        self.lr_decay = decay_type(self.lr_decay, "lr_decay")
+        self.momentum_decay = decay_type(self.momentum_decay, "momentum_decay")
         own = {"lr": "lr", "momentum": "momentum" * (self.momentum is not None),
                "betas": "momentum (beta1) and beta (beta2)" * (self.momentum is not None or self.beta is not None),
                "alpha": "beta" * (self.beta is not None),
@@ -140,6 +156,10 @@ class TrainingPhase:
         self.lr_range = self._range(self.lr, self.lr_decay, "lr")
         self.momentum_range = None if self.momentum is None else self._range(self.momentum, self.momentum_decay,
                                                                              "momentum")
+        if min(self.lr_range) < 0:
+            raise UserError(f"lr {self.lr}: a learning rate is >= 0 (a negative one climbs the loss)")
+        if self.momentum_range is not None and not all(0 <= m <= 1 for m in self.momentum_range):
+            raise UserError(f"momentum {self.momentum}: from 0 to 1 (SGD's and RMSprop's momentum, Adam's beta1)")
 
     @staticmethod
     def _range(value, decay, name) -> tuple[float, float]:
@@ -175,6 +195,9 @@ def one_cycle(cycle_len: float, lr: float, div: float = 10, pct: float = 10, max
     lr/div up to lr and back over (100 - pct)% of the cycle with momentum mirrored, then down to lr/(100 div).
     """
     check_share("one_cycle", "pct", pct, 100)
+    if 0 < pct < 1:  # read as a fraction, as fastai 2's pct_start: 20% meant, 0.2% given
+        rank_zero_warn(f"one_cycle's pct is a percentage of the cycle, as the seed's use_clr_beta: {pct:g} is "
+                       f"{pct:g}% (the last stretch, down to lr/(100 div)); for {pct * 100:g}%, give pct {pct * 100:g}")
     triangle = (1 - pct / 100) * cycle_len
     return [TrainingPhase(length, opt_fn, lrs, "linear", momentum, decay, **phase_kwargs)
             for length, lrs, momentum, decay in (
@@ -218,6 +241,8 @@ def flat_cos(cycle_len: float, lr: float, div_final: float = 1e5, pct_start: flo
 def sgdr(lr: float, opt_fn: str | type = "SGD", num_cycle: int = 3, cycle_len: float = 1, cycle_mult: float = 2,
          **phase_kwargs) -> list[TrainingPhase]:
     """The seed's phases_sgdr: a warm-up at lr/100 for 1/20 of the first cycle, then cosine restarts."""
+    if num_cycle < 1:
+        raise UserError(f"sgdr's num_cycle is the number of cosine cycles, at least 1 (got {num_cycle})")
     phases = [TrainingPhase(cycle_len / 20, opt_fn, lr / 100, **phase_kwargs),
               TrainingPhase(cycle_len * 19 / 20, opt_fn, lr, "cosine", **phase_kwargs)]
     phases += [TrainingPhase(cycle_len * cycle_mult**i, opt_fn, lr, "cosine", **phase_kwargs)

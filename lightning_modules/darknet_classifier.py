@@ -82,12 +82,12 @@ class DarknetClassifier(L.LightningModule):
             "pool_first" (conv, max-pool, BatchNorm, LeakyReLU, as airbench94).
         whiten: k for a frozen kxk patch-whitening stem, 0 for the seed's conv stem.
         whiten_images: training images (plain, as airbench94's) whose patches set the whitening, in `setup`.
-        no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase with its own
-            weight_decay still sets it on every group).
+        no_decay_bn_bias: no weight decay on BatchNorm parameters and biases (a TrainingPhase's one weight_decay
+            leaves them at 0 too: the groups' `weight_decay_scale`).
         bn_bias_lr_scale: lr factor of the BatchNorm biases (airbench94: 64); kept by OneCycleLR and by the
             TrainingPhaseScheduler (the group's `lr_scale`). Their weight decay per step (lr * weight_decay) stays
             that of the other decayed parameters, as airbench94's: the group's weight_decay is divided by it (a
-            TrainingPhase with its own weight_decay sets that value on every group as it is).
+            TrainingPhase's one weight_decay too: the group's `weight_decay_scale`).
         tta: test-time augmentation in validation and test: none, flip, or flip_translate (flip plus one-pixel
             shifts, 6 views in one forward pass).
         channels_last: NHWC weights and inputs (faster convolutions on tensor cores).
@@ -303,18 +303,20 @@ class DarknetClassifier(L.LightningModule):
                     bn_biases.append(p)
                 else:
                     (no_decay if is_norm or name == "bias" else weights).append(p)
-        decay = 0.0 if hp.no_decay_bn_bias else hp.weight_decay
+        exempt = 0.0 if hp.no_decay_bn_bias else 1.0
         # SGD's decay step is lr * weight_decay * p: the BatchNorm biases' lr_scale is taken out of their decay, so
         # it scales their learning rate but not their weight decay, as airbench94's bias_scaler
         # named: LearningRateMonitor's charts lr-SGD/weights, lr-SGD/bn_weights_and_biases, lr-SGD/bn_biases (not
         # /pg1, /pg2, /pg3)
-        groups = [{"params": weights, "weight_decay": hp.weight_decay, "lr_scale": 1.0, "name": "weights"},
-                  {"params": no_decay, "weight_decay": decay, "lr_scale": 1.0, "name": "bn_weights_and_biases"},
-                  {"params": bn_biases, "weight_decay": decay / (hp.bn_bias_lr_scale or 1),  # 0: frozen, no step
+        # weight_decay_scale: the share of the weight decay a group takes, of ours and of a TrainingPhase's
+        groups = [{"params": weights, "weight_decay_scale": 1.0, "lr_scale": 1.0, "name": "weights"},
+                  {"params": no_decay, "weight_decay_scale": exempt, "lr_scale": 1.0, "name": "bn_weights_and_biases"},
+                  {"params": bn_biases, "weight_decay_scale": exempt / (hp.bn_bias_lr_scale or 1),  # scale 0: frozen
                    "lr_scale": hp.bn_bias_lr_scale, "name": "bn_biases"}]
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["lr"] = hp.lr * group["lr_scale"]
+            group["weight_decay"] = hp.weight_decay * group["weight_decay_scale"]
         return groups
 
     inference_checkpoint_keys = ("class_names", "image_size")  # what dl2-export keeps beside the weights (classify)

@@ -8,6 +8,7 @@ import pytest
 from runs import BATCHES, ShapeRecorder, expected, fit, one_cycle_lrs
 
 from callbacks import TrainingPhase, TrainingPhaseScheduler
+from callbacks.phase_scheduler import same_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: threads only add contention
 
@@ -133,11 +134,18 @@ def test_phases_that_differ_in_one_field_are_another_schedule():
     one = TrainingPhase(1, "SGD", (0.1, 0.01), "cosine")
     scheduler = TrainingPhaseScheduler([TrainingPhase(1, "SGD", (0.1, 0.01), "linear")])
     scheduler.load_state_dict(state(one))
-    assert scheduler.resumed_schedule != scheduler.schedule()
+    assert not same_schedule(scheduler.resumed_schedule, scheduler.schedule())
     scheduler.load_state_dict(state(TrainingPhase(1, "SGD", (0.1, 0.01), "linear")))
-    assert scheduler.resumed_schedule == scheduler.schedule()
+    assert same_schedule(scheduler.resumed_schedule, scheduler.schedule())
     scheduler.load_state_dict(state(TrainingPhase(1, "SGD", (0.1, 0.01), "linear"), one))
-    assert scheduler.resumed_schedule != scheduler.schedule()
+    assert not same_schedule(scheduler.resumed_schedule, scheduler.schedule())
+    # a checkpoint of before beta and weight_decay moved ahead of power: the same phase, its fields in another order
+    scheduler = TrainingPhaseScheduler([TrainingPhase(1, "Adam", lr_decay="polynomial", power=3, beta=0.9)])
+    saved = 'phases [{"opt_fn": "Adam", "lr_decay": "polynomial", "power": 3, "beta": 0.9}]'
+    assert saved != scheduler.schedule() and same_schedule(saved, scheduler.schedule())
+    assert not same_schedule(saved.replace("0.9", "0.8"), scheduler.schedule())
+    assert not same_schedule(saved.replace("phases", "sgdr"), scheduler.schedule())
+    assert same_schedule(None, scheduler.schedule())  # a checkpoint without one: nothing to tell
 
 
 def test_a_resume_from_a_checkpoint_without_its_plan_says_the_cycle_is_planned_again(tiny_cifar, tmp_path):

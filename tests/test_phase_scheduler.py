@@ -90,20 +90,80 @@ def test_beta_is_adams_beta2_or_rmsprops_alpha_and_weight_decay_is_set_per_group
                         callbacks=[TrainingPhaseScheduler(phases, plot=False), recorder])
     model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, no_decay_bn_bias=True)
     trainer.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    # one value for all groups leaves no_decay_bn_bias's two groups at 0, as the model's own weight decay does
     assert recorder.steps == ([[(0.95, 1e-3), (0.95, 0.0), (0.95, 0.0)]] * BATCHES
-                              + [[(0.8, 5e-4)] * 3] * BATCHES + [[(0.8, 5e-4)] * 3] * BATCHES)
+                              + [[(0.8, 5e-4), (0.8, 0.0), (0.8, 0.0)]] * BATCHES * 2)
 
 
 def test_beta_for_sgd_and_a_weight_decay_list_of_the_wrong_length_are_named(tiny_cifar):
-    for phase, message in ((TrainingPhase(1, "SGD", 0.01, beta=0.9), "beta 0.9.*SGD has neither"),
+    for phase, message in ((TrainingPhase(1, "SGD", 0.01, beta=0.9), "phase 0 sets beta 0.9.*SGD has neither"),
                            (TrainingPhase(1, "SGD", 0.01, weight_decay=[0.1, 0.2]),
-                            "weight_decay has 2 values for 1 parameter groups")):
+                            r"phase 0: weight_decay has 2 values for the 1 parameter groups of the model's SGD \(group "
+                            r"0\); give one a group, or one value for all")):
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
                             enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
                             callbacks=[TrainingPhaseScheduler([phase], plot=False)])
         with pytest.raises(UserError, match=message):
             trainer.fit(DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None),
                         CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+
+
+@pytest.mark.parametrize("later, message", [
+    (TrainingPhase(1, "SGD", 0.1, data={"imagesize": 28}), "phase 1 sets data attribute 'imagesize', which the "
+                                                             "DataModule does not have"),
+    (TrainingPhase(1, "SGD", 0.1, lr_multipliers=[0.1, 1]), "phase 1: lr_multipliers has 2 values for the 1 "
+                                                             "parameter groups"),
+    (TrainingPhase(1, "SGD", 0.1, beta=0.99), "phase 1 sets beta 0.99, .*SGD has neither"),
+    (TrainingPhase(1, "Adam", 0.1, beta=0.99), None),  # beta suits Adam: trained
+], ids=["data", "multipliers", "beta", "fine"])
+def test_a_later_phases_mistake_is_refused_before_the_first_batch(tiny_cifar, later, message):
+    """A mistake in phase 1 stopped the training as phase 1 began, its epoch in progress lost (hours, in a real
+    run). The phases are checked as the fit starts."""
+    counter = BatchCounter()
+    phases = [TrainingPhase(1, "SGD", 0.1), later]
+    if message is None:
+        fit(tiny_cifar, phases, callbacks=[counter])
+        assert counter.batches == 2 * BATCHES
+        return
+    with pytest.raises(UserError, match=message):
+        fit(tiny_cifar, phases, callbacks=[counter])
+    assert counter.batches == 0
+
+
+def test_phases_from_python_as_dicts_or_one_phase_are_taken(tiny_cifar):
+    """Written as the YAML's dicts, or one phase not in a list, they failed at the fit with a TypeError."""
+    assert TrainingPhaseScheduler([{"epochs": 1, "lr": 0.1}, TrainingPhase(2)]).given_phases == \
+        [TrainingPhase(1, lr=0.1), TrainingPhase(2)]
+    assert TrainingPhaseScheduler(TrainingPhase(1, lr=0.3)).given_phases == [TrainingPhase(1, lr=0.3)]
+    with pytest.raises(UserError, match="phases: 3 is no TrainingPhase; give TrainingPhase"):
+        TrainingPhaseScheduler([TrainingPhase(1), 3])
+    steps, _, _ = fit(tiny_cifar, [{"epochs": 1, "lr": 0.2}])
+    assert [lrs[0] for _, lrs, _ in steps] == [0.2] * BATCHES
+
+
+def test_one_weight_decay_keeps_the_models_exempt_groups_and_scaled_ones(tiny_cifar):
+    """A phase's one weight_decay was set on every group, undoing no_decay_bn_bias's 0 and bn_bias_lr_scale's
+    division; one value a group is set as given."""
+    recorder = HyperRecorder()
+    phases = [TrainingPhase(1, "SGD", 0.01), TrainingPhase(1, "SGD", 0.01, weight_decay=8e-4),
+              TrainingPhase(1, "Adam", 0.01, weight_decay=[1e-3, 2e-3, 3e-3])]
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, limit_val_batches=0, enable_model_summary=False,
+                        callbacks=[TrainingPhaseScheduler(phases, plot=False), recorder])
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3, one_cycle=None, weight_decay=4e-4,
+                              bn_bias_lr_scale=4)
+    trainer.fit(model, CIFAR10DataModule(str(tiny_cifar), batch_size=4, download=False))
+    decays = [[decay for _, decay in step] for step in recorder.steps]
+    # groups: weights, BatchNorm weights and other biases, BatchNorm biases (their decay divided by their lr scale)
+    assert decays == [[4e-4, 4e-4, 1e-4]] * BATCHES + [[8e-4, 8e-4, 2e-4]] * BATCHES + [[1e-3, 2e-3, 3e-3]] * BATCHES
+
+
+def test_a_phase_that_rounds_to_no_step_is_named(tiny_cifar, recwarn):
+    steps, _, _ = fit(tiny_cifar, [TrainingPhase(0.05, "SGD", 0.5), TrainingPhase(1, "SGD", 0.1)])
+    assert [lrs[0] for _, lrs, _ in steps] == [0.1] * BATCHES  # 0.05 x 6 batches: 0.3, no step
+    said = [str(w.message) for w in recwarn if "to no step" in str(w.message)]
+    assert said == ["phase 0 (0.05 epochs) rounds to no step at 6 steps an epoch, and is skipped: lengthen it, or "
+                    "train more steps an epoch"]
 
 
 def test_per_phase_data_changes_the_batch_image_size(tiny_cifar):
@@ -265,8 +325,10 @@ def test_fractional_phases_longer_than_max_epochs_warn(tiny_cifar, epochs, max_e
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         steps, _, _ = fit(tiny_cifar, [TrainingPhase(epochs, "SGD", 0.1)], max_epochs=max_epochs)
-    said = [str(w.message) for w in caught if "ends training before the phases" in str(w.message)]
-    assert said == ([f"max_epochs={max_epochs} ends training before the phases ({epochs:g} epochs)"] if warns else [])
+    said = [str(w.message) for w in caught if "ends the training before the phases" in str(w.message)]
+    assert said == ([f"max_epochs {max_epochs} ends the training before the phases do ({epochs:g} epochs): the rest "
+                     f"of them is not trained; to train them all, give --trainer.max_epochs 2 "
+                     f"(Trainer(max_epochs=2))"] if warns else [])
     assert len(steps) == min(max_epochs, epochs) * BATCHES
 
 
