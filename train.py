@@ -26,7 +26,7 @@ try:
     import callbacks.job
     from callbacks import configs, run_checkpoint, run_lifecycle, saving, wandb_run
     from callbacks.cli import CLI, SUBCOMMANDS
-    from callbacks.errors import UserError, one_line_errors, user_message
+    from callbacks.errors import UserError, one_line_errors, one_line_warnings, user_message
     from callbacks.lr_finder import lr_find
     from callbacks.progress import quiet
     from callbacks.run_config import LogConfig
@@ -268,9 +268,11 @@ def print_system_help(argv: list[str]) -> None:
 
 
 def command_line() -> None:
-    """`python train.py ...`: a user's mistake is one line on stderr and exit status 2, a bug its traceback."""
+    """`python train.py ...`: a user's mistake is one line on stderr and exit status 2, a bug its traceback; a
+    warning is `train.py: warning: ...` (not main's, which a notebook calls: its warnings stay as it shows them)."""
     try:
-        one_line_errors(lambda argv: main(), None)  # main reads sys.argv, --traceback included
+        with one_line_warnings():
+            one_line_errors(lambda argv: main(), None)  # main reads sys.argv, --traceback included
     except SIGTERMException as stop:
         sys.exit(stop.code if isinstance(stop.code, int) else 143)
 

@@ -6,6 +6,7 @@ import select
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -234,6 +235,24 @@ def stdout_reader_gone() -> bool:
         return any(events & select.POLLERR for _, events in poll.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout (a test's capture)
         return False
+
+
+@contextmanager
+def one_line_warnings():
+    """A UserWarning as `NAME: warning: MESSAGE` on stderr, as a user's mistake is `NAME: error: MESSAGE` (train.py
+    and the commands): a command's warning for its caller's line (stacklevel=2) named jsonargparse's `return
+    component(**cfg)`, which called it, and train.py's their file and source line, as if they were the user's. Other
+    categories (a library's deprecations) keep their file and line."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, UserWarning):
+                return show(message, category, filename, lineno, file, line)
+            print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr if file is None else file)
+
+        warnings.showwarning = one_line  # DataLoader workers forked inside inherit it
+        yield
 
 
 def one_line_errors(main, args: list[str] | None) -> None:

@@ -13,33 +13,13 @@ status 2, as in train.py; `--traceback` or DL2_TRACEBACK=1 shows the traceback.
 """
 
 import sys
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
 
 from jsonargparse import CLI
 
-from callbacks.errors import UserError, one_line_errors
+from callbacks.errors import UserError, one_line_errors, one_line_warnings
 from callbacks.progress import quiet
 
 TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
-
-
-@contextmanager
-def one_line_warnings():
-    """A UserWarning as `NAME: warning: MESSAGE` on stderr, as a user's mistake is `NAME: error: MESSAGE`: a command's
-    warning for its caller's line (stacklevel=2) named jsonargparse's `return component(**cfg)`, which called it.
-    Other categories (a library's deprecations) keep their file and line."""
-    with warnings.catch_warnings():
-        show = warnings.showwarning
-
-        def one_line(message, category, filename, lineno, file=None, line=None):
-            if not issubclass(category, UserWarning):
-                return show(message, category, filename, lineno, file, line)
-            print(f"{Path(sys.argv[0]).name}: warning: {message}", file=sys.stderr if file is None else file)
-
-        warnings.showwarning = one_line  # DataLoader workers forked inside inherit it
-        yield
 
 
 def run(components, args: list[str] | None, **cli_options):
