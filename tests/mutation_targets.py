@@ -54,21 +54,22 @@ TARGETS = {
                               "tests/test_phase_definitions.py", "tests/test_phase_scheduler.py", "-k",
                               "test_phase_math or one_cycle_is or sgdr_is or decay_given or bad_phase or alike"
                               " or triangle or fastai or pct_start_0 or beta_outside or share_of_the_cycle"
-                              " or lr_decay_no or decay_pair_that")),
+                              " or lr_decay_no or decay_pair_that or positional_order or partial or sgdr_needs")),
     "phase_scheduler": Target("callbacks/phase_scheduler.py",
                               ("TrainingPhaseScheduler.phase_ends", "TrainingPhaseScheduler.steps_per_epoch",
                                "TrainingPhaseScheduler.locate", "TrainingPhaseScheduler.build_recipe",
                                "TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.on_train_batch_end",
                                "TrainingPhaseScheduler._apply", "TrainingPhaseScheduler._enter", "set_momentum",
                                "set_beta", "build_optimizer", "TrainingPhaseScheduler._start",
-                               "TrainingPhaseScheduler.setup", "TrainingPhaseScheduler.plan"),
+                               "TrainingPhaseScheduler.setup", "TrainingPhaseScheduler.plan",
+                               "TrainingPhaseScheduler.check_phases", "check_data_attribute"),
                               ("tests/test_phase_math.py", "tests/test_phase_scheduler.py",
                                "tests/test_phase_resume.py", "tests/test_phase_cycles.py",
                                "tests/test_phase_definitions.py", "-k",
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
-                               " or keeps_the_cycle")),
+                               " or keeps_the_cycle or later_phases or exempt_groups or no_step or per_phase_data")),
     "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record",
                                                    "early_end_not_called_divergence", "steepest_log_descent"),
                         ("tests/test_lr_finder.py",)),
@@ -261,7 +262,9 @@ TARGETS = {
                              ("tests/test_darknet_net_options.py", "tests/test_darknet_optimizer_options.py",
                               "tests/test_darknet_step_options.py",
                               "tests/test_value_checks.py::test_one_class_data_is_refused_without_advising_num_classes_1",
-                              "-k", "tta or whitening_is_set or groups or bn_bias"
+                              "tests/test_phase_scheduler.py::test_one_weight_decay_keeps_the_models_exempt_groups_and"
+                              "_scaled_ones",
+                              "-k", "tta or whitening_is_set or groups or bn_bias or exempt_groups"
                               " or single_group or nesterov or label_smoothing or channels_last or compiled or setup"
                               " or whitening_sample or one_cycle or one_class_data")),
     "darknet_nets": Target("lightning_modules/nets/darknet.py",
@@ -584,13 +587,13 @@ TARGETS = {
                           ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_phase_cycles.py",
                            "tests/test_phase_scheduler.py", "tests/test_phase_resume.py",
                            "-k", "test_phase_setup or test_phase_math or plot or wandb or own_lr_scheduler"
-                           " or recipe or fitted_twice or sgdr_passes or seed_formula or switches")),
+                           " or recipe or fitted_twice or sgdr_passes or seed_formula or switches or dicts_or_one")),
     # a phase's decay names, optimizer names and a recipe's share of the cycle
     "phase_types": Target("callbacks/training_phase.py", ("decay_type", "optimizer_class", "check_share"),
                           ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_phase_definitions.py",
                            "tests/test_phase_cycles.py",
                            "-k", "test_phase_setup or test_phase_math or share or decay_no or bad_phase or yaml"
-                           " or pct_start_0 or ends_of_their_range")),
+                           " or pct_start_0 or ends_of_their_range or partial")),
     # the VGG's weights from the torch cache or a file, and the forward hooks that keep the features
     "vgg_weights": Target("lightning_modules/nets/vgg.py", ("saved_features", "imagenet_state", "file_state"),
                           ("tests/test_vgg_weights.py", "tests/test_style_cli.py", "tests/test_style.py", "-k",
@@ -689,7 +692,8 @@ TARGETS = {
     "phase_resume": Target("callbacks/phase_scheduler.py",
                            ("TrainingPhaseScheduler.on_train_start", "TrainingPhaseScheduler.state_dict",
                             "TrainingPhaseScheduler.load_state_dict", "resumed_batches",
-                            "TrainingPhaseScheduler.schedule", "TrainingPhaseScheduler.changed_schedule"),
+                            "TrainingPhaseScheduler.schedule", "TrainingPhaseScheduler.changed_schedule",
+                            "same_schedule"),
                            ("tests/test_phase_scheduler.py", "tests/test_phase_cycles.py", "tests/test_phase_resume.py",
                             "tests/test_epoch_lengths.py::test_the_schedule_and_the_data_go_on_from_the_same_batch_after"
                             "_a_resume_with_other_batches_an_epoch",
