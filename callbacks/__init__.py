@@ -6,7 +6,7 @@ from callbacks.checkpoint_io import AtomicCheckpointIO
 from callbacks.errors import UserError
 from callbacks.images import log_image_grid, save_png
 from callbacks.lookahead import Lookahead
-from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_schedule
+from callbacks.phase_scheduler import TrainingPhaseScheduler, plot_phases, plot_schedule
 from callbacks.progress import ProgressBar, WriteLoggingSteps, logging_step
 from callbacks.resume import EpochLengthResume, MaxStepsResume, RerunStoppedValidation, SeedPerRankAndStep
 from callbacks.strategy import destroy_process_group_at_exit
@@ -24,6 +24,6 @@ from callbacks.training_phase import (
 __all__ = ["AtomicCheckpointIO", "DecayType", "EpochLengthResume", "Lookahead", "MaxStepsResume", "ProgressBar",
            "RerunStoppedValidation", "SeedPerRankAndStep", "TrainingPhase", "TrainingPhaseScheduler", "UserError",
            "WriteLoggingSteps", "annealed", "flat_cos", "log_image_grid", "logging_step", "one_cycle", "one_cycle_cos",
-           "plot_schedule", "save_png", "sgdr", "triangle"]
+           "plot_phases", "plot_schedule", "save_png", "sgdr", "triangle"]
 
 destroy_process_group_at_exit()  # train.py and every system import this package, so each process of a run does it

@@ -124,8 +124,7 @@ class TrainingPhaseScheduler(L.Callback):
 
     # -- where we are ------------------------------------------------------------------------------
     def phase_ends(self, steps_per_epoch: int) -> list[int]:
-        """Cumulative phase ends in optimizer steps, rounded once so fractional phases lose no step in total."""
-        return [round(end * steps_per_epoch) for end in accumulate(p.epochs for p in self.phases)]
+        return phase_ends(self.phases, steps_per_epoch)
 
     @staticmethod
     def steps_per_epoch(trainer) -> int:
@@ -486,9 +485,36 @@ def build_optimizer(phase: TrainingPhase, old, model_settings: tuple | None = No
     return phase.opt_class(groups, **kwargs)
 
 
+def phase_ends(phases: list[TrainingPhase], steps_per_epoch: int) -> list[int]:
+    """Cumulative phase ends in optimizer steps, rounded once so fractional phases lose no step in total."""
+    return [round(end * steps_per_epoch) for end in accumulate(p.epochs for p in phases)]
+
+
+def plot_phases(phases: list[TrainingPhase], steps_per_epoch: int, path: str | Path | None = None, **options):
+    """The seed's plot_lr before any training: the schedule `phases` (a list, or a recipe's, `one_cycle(30, 0.4)`)
+    follows at `steps_per_epoch` optimizer steps an epoch (the training loader's length, divided by
+    accumulate_grad_batches and rounded up), as the run's lr_schedule.png will show it. Returns the matplotlib Figure,
+    which a notebook shows; also saved as a PNG at `path` when given. `options`: plot_schedule's."""
+    phases = [TrainingPhase(**phase) if isinstance(phase, dict) else phase for phase in phases]
+    figure = schedule_figure(phases, phase_ends(phases, steps_per_epoch), **options)
+    if path is not None:
+        with replaced(Path(path)) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    return figure
+
+
 def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show_text: bool = True,
                   show_moms: bool = True) -> Path:
-    """The seed's plot_lr: lr (and momentum) per iteration, a line per phase boundary, optimizer names."""
+    """The seed's plot_lr, as a PNG: lr (and momentum) per iteration, a line per phase boundary, optimizer names;
+    `ends`: the phases' cumulative ends in steps."""
+    figure = schedule_figure(phases, ends, show_text, show_moms)
+    with replaced(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return path
+
+
+def schedule_figure(phases: list[TrainingPhase], ends: list[int], show_text: bool = True, show_moms: bool = True):
+    """plot_schedule's figure."""
     has_momentum = show_moms and any(p.momentum is not None for p in phases)
     figure, axes = subplots(1, 2 if has_momentum else 1, figsize=(12 if has_momentum else 6, 4), squeeze=False)
     starts = [0, *ends[:-1]]
@@ -507,6 +533,4 @@ def plot_schedule(phases: list[TrainingPhase], ends: list[int], path: Path, show
                 ax.text((start + end) / 2, 1.01, phase.opt_class.__name__, ha="center", va="bottom",
                         transform=ax.get_xaxis_transform(), fontsize=8)
     figure.tight_layout()
-    with replaced(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    return path
+    return figure

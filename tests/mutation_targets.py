@@ -583,7 +583,7 @@ TARGETS = {
     # training batches, the recipe built at fit start, the lr_schedule.png plot and its W&B image
     "phase_setup": Target("callbacks/phase_scheduler.py",
                           ("TrainingPhaseScheduler.__init__", "TrainingPhaseScheduler.on_fit_start", "plot_schedule",
-                           "TrainingPhaseScheduler._plot"),
+                           "TrainingPhaseScheduler._plot", "schedule_figure", "plot_phases", "phase_ends"),
                           ("tests/test_phase_setup.py", "tests/test_phase_math.py", "tests/test_phase_cycles.py",
                            "tests/test_phase_scheduler.py", "tests/test_phase_resume.py",
                            "-k", "test_phase_setup or test_phase_math or plot or wandb or own_lr_scheduler"

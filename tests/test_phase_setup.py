@@ -134,3 +134,19 @@ def test_the_plot_goes_to_wandb_loggers_alone_at_the_runs_start(tmp_path):
     assert wandb.logged == [("lr_schedule", [str(tmp_path / "lr_schedule.png")])]
     scheduler._plot(SimpleNamespace(default_root_dir=tmp_path, loggers=[other, wandb], global_step=1))
     assert len(wandb.logged) == 1
+
+
+def test_plot_phases_draws_a_recipe_before_training_at_the_steps_an_epoch_given(tmp_path):
+    """fastai's plot_lr could be looked at before training; plot_schedule needed the ends in steps. A 2-epoch 1cycle
+    at 5 steps an epoch: 40% of it up (4 steps), 40% down, 20% to lr/2000 (2 steps)."""
+    from callbacks import one_cycle, plot_phases
+    figure = plot_phases(one_cycle(2, 0.4, div=20, pct=20), steps_per_epoch=5)
+    lr_lines = [line for line in figure.axes[0].lines if line.get_linestyle() != "--"]
+    assert [list(line.get_xdata()) for line in lr_lines] == [list(range(4)), list(range(4, 8)), [8, 9]]
+    torch.testing.assert_close(list(lr_lines[0].get_ydata()), [0.02 + 0.38 * i / 4 for i in range(4)])
+    torch.testing.assert_close(list(lr_lines[2].get_ydata()), [0.02 - (0.02 - 0.0002) * i / 2 for i in range(2)])
+    assert not list(tmp_path.iterdir())  # nothing written without a path
+    plot_phases([{"epochs": 1, "lr": 0.1}], 3, tmp_path / "lr.png")  # the YAML's dicts too
+    from PIL import Image
+    with Image.open(tmp_path / "lr.png") as image:
+        assert image.size == (2 * 6 * 100, 4 * 100)  # lr and momentum (0.9, the phase's default)
