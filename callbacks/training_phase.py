@@ -32,9 +32,7 @@ def decay_type(value: DecayType | str | bool, name: str = "decay") -> DecayType:
         return value
     if value is False:
         return DecayType.NO
-    try:
-        if value is True:  # an unquoted yes/on/true: no decay is called that
-            raise ValueError
+    try:  # True too, an unquoted yes/on/true: no decay is called that ("true" is no DecayType)
         return DecayType(str(value).lower())
     except ValueError:
         raise UserError(f"{name} '{value}' is not a valid DecayType; use one of "

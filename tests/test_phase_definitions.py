@@ -115,5 +115,7 @@ def test_sgdr_needs_a_cycle_and_a_one_cycle_pct_below_one_is_read_as_a_percentag
     assert said == ["one_cycle's pct is a percentage of the cycle, as the seed's use_clr_beta: 0.2 is 0.2% (the last "
                     "stretch, down to lr/(100 div)); for 20%, give pct 20"]
     recwarn.clear()
-    one_cycle(10, 1.0, pct=20)
+    for pct in (20, 1, 0):  # 1%, and no last stretch, are no fractions
+        one_cycle(10, 1.0, pct=pct)
     assert not [w for w in recwarn if "one_cycle's pct" in str(w.message)]
+    assert len(sgdr(0.1, num_cycle=1)) == 2  # one cycle: its warm-up and its cosine
