@@ -49,6 +49,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
             refuse_without_last(run_dir)
+            refuse_in_training(run_dir)
             fix = "give another run" if evaluation else "start a new run without --ckpt_path"
             raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt (it stopped before its "
                             f"first save); {fix}")
@@ -66,6 +67,7 @@ def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, e
     last = newest / "checkpoints" / "last.ckpt"
     if not last.is_file():
         refuse_without_last(newest)
+        refuse_in_training(newest)
         older = [d.name for _, d in runs[:-1] if (d / "checkpoints" / "last.ckpt").is_file()]
         also = (f"; or resume an older run: --run_name {older[-1]} --ckpt_path last" if older else "")
         why = ("it finished without one: its config keeps no checkpoints" if (newest / "results.json").is_file()
@@ -91,6 +93,16 @@ def refuse_without_last(run_dir: Path) -> None:
         raise UserError(f"--ckpt_path last: run {run_dir} has no checkpoints/last.ckpt, but it saved {path.name} "
                         f"(step {saved[path]}; a crash as last.ckpt was relinked?); give --ckpt_path "
                         f"{path}")
+
+
+def refuse_in_training(run_dir: Path) -> None:
+    """A run without a checkpoint yet that another process is training (its first epoch): not one that stopped
+    before its first save, whose fix, a new run, would train the same thing twice."""
+    from callbacks.run_lifecycle import lock_holder
+    if not slurm_restart() and (holder := lock_holder(run_dir)) is not None:  # a requeue's: a dead node's, on NFS
+        raise UserError(f"--ckpt_path last: run {run_dir} is being trained by another process ({holder}, which holds "
+                        f"{run_dir / '.lock'}) and has saved no checkpoint yet; wait for it to end or stop it, then "
+                        f"resume it")
 
 
 def launched_by_lightning(variable: str) -> bool:

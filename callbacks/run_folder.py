@@ -190,6 +190,10 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             args.offline = True
             plan.notes.append(f"W&B: not logged in (`wandb login`), logging offline to {plan.wandb_dir}; "
                               f"upload later with `wandb sync {plan.wandb_dir}/offline-run-*`")
+        elif args.get("offline") and global_rank_zero():  # WANDB_MODE=offline, a compute node's: where it all is
+            why = "WANDB_MODE=offline" if os.environ.get("WANDB_MODE") else "--trainer.logger.offline true"
+            plan.notes.append(f"W&B: offline ({why}), logging to {plan.wandb_dir}; upload later with `wandb sync "
+                              f"{plan.wandb_dir}/offline-run-*`")
         wandb_run.forget_wandb_settings(bool(args.get("offline")))
         if args.get("offline") and args.get("log_model"):  # WandbLogger refuses the pair; checkpoints stay local
             args.log_model = False

@@ -248,8 +248,11 @@ def hold_run_lock(run_dir: Path) -> None:
             raise UserError(f"run {run_dir} is being trained by another process ({holder}, which holds "
                             f"{run_dir / '.lock'}); wait for it to end or stop it, or train another run (--run_name "
                             f"NEW)") from None
-        except OSError:  # no locks on this filesystem
+        except OSError as error:  # no locks on this filesystem (Lustre mounted noflock, some NFS)
             lock.close()
+            print(f"warning: {run_dir / '.lock'}: this filesystem takes no locks ({error.strerror}): a second "
+                  f"process training this run (another job's --ckpt_path last) would not be refused, so start "
+                  f"one at a time", file=sys.stderr)
             return
     lock.seek(0)
     lock.truncate()
@@ -259,6 +262,27 @@ def hold_run_lock(run_dir: Path) -> None:
     _held_locks[run_dir] = lock
     for folder in (run_dir, run_dir / "checkpoints"):  # what the earlier processes killed mid-save left
         remove_stale_temporaries(folder)
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who trains `run_dir` now, as its .lock names them ("pid N on HOST"), when another process holds the lock;
+    None when none does, or the filesystem takes no locks."""
+    path = run_dir / ".lock"
+    if run_dir in _held_locks or not path.is_file():
+        return None
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return lock.read().strip() or "unknown"
+        except OSError:
+            return None
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None
 
 
 def release_run_locks() -> None:

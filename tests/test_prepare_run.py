@@ -48,6 +48,26 @@ def test_prepare_run_points_checkpoints_and_the_wandb_run_at_the_run_folder(tmp_
                                                                           True)
 
 
+def test_an_offline_run_by_choice_says_where_its_wandb_files_are(tmp_path, monkeypatch, no_ranks, capsys):
+    """WANDB_MODE=offline (a compute node without internet) printed nothing of where the run logged or how to upload
+    it: only a run offline for want of a login did."""
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
+    for mode, given, why in (("offline", {}, "WANDB_MODE=offline"), (None, {"offline": True},
+                                                                      "--trainer.logger.offline true")):
+        if mode is None:
+            monkeypatch.delenv("WANDB_MODE", raising=False)
+        else:
+            monkeypatch.setenv("WANDB_MODE", mode)
+        name = f"r{len(why)}"
+        run_folder.prepare_run(run_config(runs, run_name=name, logger=wandb_logger(**given)), "fit")
+        assert capsys.readouterr().out.startswith(f"W&B: offline ({why}), logging to {runs / name / 'wandb'}; upload "
+                                                  f"later with `wandb sync {runs / name / 'wandb'}/offline-run-*`\n")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # online: nothing to say
+    run_folder.prepare_run(run_config(runs, run_name="online", logger=wandb_logger()), "fit")
+    assert "W&B" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("order", ["wandb first", "wandb second"])
 def test_a_list_of_loggers_gets_its_wandb_logger_pointed_at_the_run_folder(order, tmp_path, monkeypatch, no_ranks):
     """A config's `logger:` list (W&B beside a CSV logger): its W&B run went to ./wandb with a new id each resume."""

@@ -93,6 +93,45 @@ def test_a_run_another_process_is_training_is_not_resumed_alongside_it(tiny_cifa
     assert [path.exists() for path in stale + kept] == [False, False, True, True]  # removed once the lock is held
 
 
+def test_a_run_in_its_first_epoch_elsewhere_is_not_called_stopped(tmp_path):
+    """`--ckpt_path last` for a run another process trains, before its first save, said it had stopped before its
+    first save and to start a new run: the same training twice. The other process is stood for by its lock."""
+    import fcntl
+
+    from callbacks import run_checkpoint
+    runs = tmp_path / "runs"
+    (runs / "r").mkdir(parents=True)
+    model = "lightning_modules.darknet_classifier.DarknetClassifier"
+    (runs / "r" / "run.json").write_text(json.dumps({"model": model, "kind": "fit", "started": 1.0, "trained": True}))
+    with open(runs / "r" / ".lock", "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.write("pid 4242 on gpu-node-7\n")
+        other.flush()
+        for run_name in ("r", None):
+            with pytest.raises(train.UserError, match=rf"run {runs / 'r'} is being trained by another process \(pid "
+                                                      rf"4242 on gpu-node-7, which holds {runs / 'r' / '.lock'}\) and "
+                                                      rf"has saved no checkpoint yet; wait for it to end or stop it"):
+                run_checkpoint.newest_last_checkpoint(runs, model, run_name)
+    for run_name in ("r", None):  # it ended: it stopped before its first save
+        with pytest.raises(train.UserError, match=r"\(it stopped before its first save\)"):
+            run_checkpoint.newest_last_checkpoint(runs, model, run_name)
+
+
+def test_a_filesystem_without_locks_is_said(tmp_path, monkeypatch, capsys):
+    """On a filesystem whose flock fails (Lustre mounted noflock), nothing refused a second process, silently."""
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run_lifecycle.hold_run_lock(tmp_path / "r")
+    assert capsys.readouterr().err == (f"warning: {tmp_path / 'r' / '.lock'}: this filesystem takes no locks (No "
+                                       f"locks available): a second process training this run (another job's "
+                                       f"--ckpt_path last) would not be refused, so start one at a time\n")
+    assert tmp_path / "r" not in run_lifecycle._held_locks
+
+
 def test_a_forked_child_of_a_killed_run_does_not_hold_its_lock(tmp_path):
     """The DataLoader workers of a run killed with SIGKILL live on a few seconds: holding the lock's open file too,
     they kept a resume out ('being trained by another process', naming the dead one)."""
