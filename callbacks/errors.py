@@ -137,6 +137,35 @@ def refuse_a_file_on_the_way(folder: Path, flag: str, prefix: str) -> None:
         return
 
 
+# what a collective raises in one process of a run when another has ended (gloo's words, NCCL's)
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "communicator was aborted")
+
+
+def peer_gone(error: BaseException) -> bool:
+    """Whether `error` is a collective of this process failing because another process of a run of several ended
+    first (a user's error there, a stop): that one says why."""
+    several = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1) > 1
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+        several = several or (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+    seen, current = [], error
+    while several and current is not None and current not in seen:
+        if isinstance(current, RuntimeError) and any(words in str(current) for words in PEER_GONE):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def process_rank() -> str:
+    """This process's rank in its run: its process group's, else the launcher's (torchrun's, SLURM's, Lightning's)."""
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return str(dist.get_rank())
+    return os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or os.environ.get("LOCAL_RANK") or "?"
+
+
 def user_message(error: BaseException) -> str | None:
     """The one-line message of a user's mistake inside `error` (jsonargparse and DataLoader workers wrap them),
     or None for a bug, which keeps its traceback."""
@@ -276,6 +305,11 @@ def one_line_errors(main, args: list[str] | None) -> None:
         sys.exit(128 + signal.SIGPIPE)
     except Exception as error:
         message = None if show_traceback else user_message(error)
+        if message is None and not show_traceback and peer_gone(error):
+            # the other process's one-line error (or stop) came first: its 30-line traceback here hid it
+            print(f"{Path(sys.argv[0]).name}: rank {process_rank()}: stopped, as another process of the run ended "
+                  f"first (it says why; --traceback shows this one's)", file=sys.stderr)
+            sys.exit(1)
         if message is None:
             raise
         print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)

@@ -268,3 +268,20 @@ def test_ddp_with_two_cpu_processes_splits_the_data(tiny_cifar, tmp_path):
     # 24 images, batch 8 per process: 3 steps an epoch alone, 1 each when two ranks share the data
     assert results["world_size"] == 2 and results["global_step"] == 2
 
+
+
+def test_a_user_error_on_rank_0_under_ddp_is_not_followed_by_the_other_ranks_traceback(tmp_path):
+    """The data missing on a node under DDP: rank 0's one line, then rank 1's 30-line gloo traceback ('Connection
+    reset by peer', as rank 0 left the barrier of prepare_data), which read as the crash."""
+    result = run_script(job(tmp_path / "nodata", tmp_path / "runs", "--data.download", "false", "--trainer.logger",
+                            "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy",
+                            "ddp"), tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if line.startswith("train.py: ")]
+    nodata = tmp_path / "nodata"
+    assert said == [f"train.py: error: no CIFAR-10 found in {nodata}: put CIFAR-10 in {nodata} "
+                    f"as train/<class>/*.png and test/<class>/*.png or as the official python batches "
+                    f"({nodata / 'cifar-10-batches-py'}), or pass --data.data_dir (or drop "
+                    f"--data.download false)",
+                    "train.py: rank 1: stopped, as another process of the run ended first (it says why; --traceback "
+                    "shows this one's)"]

@@ -2,6 +2,7 @@
 traceback."""
 
 import importlib.util
+import sys
 
 import lightning as L
 import pytest
@@ -232,3 +233,42 @@ def test_a_bad_phase_spec_is_one_line(tiny_cifar, tmp_path, scheduler, message):
     with pytest.raises(Exception) as raised:  # jsonargparse wraps the scheduler's UserError
         train.main(job(tiny_cifar, tmp_path / "runs", "--config", str(config)))
     assert message in user_message(raised.value)
+
+
+GLOO_GONE = "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500"
+
+
+@pytest.mark.parametrize("chained", [False, True])
+def test_a_collective_failing_as_another_process_ended_is_one_line(chained, monkeypatch, capsys):
+    """Rank 0's one-line error under DDP (the data missing on a node) was followed by rank 1's 30-line traceback of
+    gloo's 'Connection closed by peer', which read as the crash. In one process, or with --traceback, or for another
+    RuntimeError, the traceback stays."""
+    from callbacks.errors import one_line_errors
+
+    def collective(argv):
+        if not chained:
+            raise RuntimeError(GLOO_GONE)
+        try:
+            raise RuntimeError(GLOO_GONE)
+        except RuntimeError as error:
+            raise ValueError("the barrier failed") from error
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as stop:
+        one_line_errors(collective, [])
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == ("train.py: rank 1: stopped, as another process of the run ended first (it says "
+                                       "why; --traceback shows this one's)\n")
+    with pytest.raises(RuntimeError if not chained else ValueError):
+        one_line_errors(collective, ["--traceback"])
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):  # a bug in a run of several
+        one_line_errors(lambda argv: (_ for _ in ()).throw(RuntimeError("mat1 and mat2 shapes cannot be")), [])
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(RuntimeError if not chained else ValueError):  # one process: no other to have ended
+        one_line_errors(collective, [])
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # srun's tasks, no WORLD_SIZE
+    with pytest.raises(SystemExit):
+        one_line_errors(collective, [])
