@@ -129,16 +129,19 @@ def client(address: str, args: list[str]) -> int:
     return 0 if answer == "0" else 1
 
 
-def forget_skipped(cache: Path) -> int:
-    """mutmut caches the mutants `pre_mutation` skipped (lines outside that target's functions) as 'skipped' and
-    never tries them again while the tests are unchanged: a later target over the same file found its own lines
-    skipped, and ran nothing. Made untested again before each target; returns how many."""
+def forget_not_killed(cache: Path) -> int:
+    """mutmut caches the mutants `pre_mutation` skipped (lines outside that target's functions) as 'skipped', and a
+    target's survivors and timeouts, and never tries them again while the test files are unchanged: a later target
+    over the same file found its own lines skipped, and ran nothing, or took an earlier target's survivors (another
+    test command) as its own (phase_resume's after phase_scheduler's, 2026-12-02). Made untested again before each
+    target; returns how many."""
     import sqlite3
 
     if not cache.exists():
         return 0
     with sqlite3.connect(cache) as db:
-        return db.execute("UPDATE mutant SET status = 'untested' WHERE status = 'skipped'").rowcount
+        return db.execute("UPDATE mutant SET status = 'untested' WHERE status IN ('skipped', 'bad_survived', "
+                          "'bad_timeout')").rowcount
 
 
 def run(name: str, address: str) -> int:
@@ -147,7 +150,7 @@ def run(name: str, address: str) -> int:
     from mutmut.__main__ import climain
 
     target = TARGETS[name]
-    forget_skipped(ROOT / ".mutmut-cache")
+    forget_not_killed(ROOT / ".mutmut-cache")
     os.environ["MUTATION_TARGET"] = name
     _lines[name] = target_lines(target)
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,

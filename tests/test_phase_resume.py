@@ -146,6 +146,7 @@ def test_phases_that_differ_in_one_field_are_another_schedule():
     assert not same_schedule(saved.replace("0.9", "0.8"), scheduler.schedule())
     assert not same_schedule(saved.replace("phases", "sgdr"), scheduler.schedule())
     assert same_schedule(None, scheduler.schedule())  # a checkpoint without one: nothing to tell
+    assert not same_schedule(saved[:-3], scheduler.schedule())  # cut short: no JSON, so no match
 
 
 def test_a_resume_from_a_checkpoint_without_its_plan_says_the_cycle_is_planned_again(tiny_cifar, tmp_path):
