@@ -123,6 +123,14 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
     wandb_loggers = [logger for logger in loggers if getattr(logger, "class_path", "").endswith("WandbLogger")]
+    # a resume that logs otherwise than its run began: W&B's dashboard would miss a part of the run without a word
+    if kind == "fit" and config.get("ckpt_path") and "wandb_id" in info and not wandb_loggers and global_rank_zero():
+        plan.notes.append(f"W&B: this resume logs to no W&B run; the run's, {info['wandb_id']}, ends where the run "
+                          f"stopped (resume with the run's logger, without --trainer.logger false, to go on in it)")
+    elif (kind == "fit" and config.get("ckpt_path") and read_run(run_dir) is not None and "wandb_id" not in info
+          and wandb_loggers and global_rank_zero()):
+        plan.notes.append("W&B: the run began without W&B (--trainer.logger false): this resume's W&B run begins at "
+                          "its checkpoint's step, without the run's start")
     if wandb_loggers:  # the first: two would share the run's W&B id
         args = wandb_loggers[0].init_args
         if args.get("save_dir") in (None, "."):

@@ -133,6 +133,30 @@ def test_a_resume_keeps_the_wandb_name_the_run_began_with(tmp_path, monkeypatch,
     assert config.trainer.logger.init_args.name == "s"
 
 
+def test_a_resume_that_logs_otherwise_than_its_run_began_says_so(tmp_path, monkeypatch, no_ranks, capsys):
+    """`--trainer.logger false` on a resume ended the run's W&B run where it stopped, and a W&B logger on the resume
+    of a run begun without one began a W&B run mid-way, both without a word."""
+    monkeypatch.setattr(wandb_run, "wandb_logged_in", lambda: True)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    runs = tmp_path / "runs"
+    for name, logger in (("r", wandb_logger()), ("s", None)):
+        run_folder.prepare_run(run_config(runs, run_name=name, logger=logger), "fit")
+        run_lifecycle.release_run_locks()
+    wandb_id = json.loads((runs / "r" / "run.json").read_text())["wandb_id"]
+    capsys.readouterr()
+    for name, logger, said in (
+            ("r", None, f"W&B: this resume logs to no W&B run; the run's, {wandb_id}, ends where the run stopped "
+                        f"(resume with the run's logger, without --trainer.logger false, to go on in it)\n"),
+            ("r", wandb_logger(), ""),  # as it began: nothing to say
+            ("s", wandb_logger(), "W&B: the run began without W&B (--trainer.logger false): this resume's W&B run "
+                                  "begins at its checkpoint's step, without the run's start\n")):
+        run_folder.prepare_run(run_config(runs, ckpt_path=str(runs / name / "checkpoints" / "last.ckpt"),
+                                          logger=logger), "fit")
+        run_lifecycle.release_run_locks()
+        assert capsys.readouterr().out == said
+    assert json.loads((runs / "r" / "run.json").read_text())["wandb_id"] == wandb_id  # kept for a later resume
+
+
 def test_a_resume_goes_on_in_the_wandb_run_the_run_began(tmp_path, monkeypatch, no_ranks):
     """A run begun with README's --trainer.logger.project/entity/group/tags (and an id of the user's), resumed with
     --ckpt_path last alone: the resume logged into a new run of the config's project (a W&B run id names a run of one
