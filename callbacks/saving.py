@@ -215,8 +215,13 @@ class SaveOnStop(Callback):
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # the trainer's CheckpointIO writes atomically
         if trainer.is_global_zero:
-            print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; "
-                  f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}", file=sys.stderr)
+            # SLURM's SIGTERM after the job requeued itself (its time-limit signal): nothing for the user to do
+            requeued = self.requeued or (requeue_signal is not None
+                                         and (requeue_signal.requeued or requeue_signal.lightning_requeued))
+            how = ("the requeued SLURM job resumes from it" if requeued
+                   else f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}")
+            print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; {how}",
+                  file=sys.stderr)
 
 
 def requeue_slurm_job(saved: str) -> bool:
@@ -248,7 +253,7 @@ class RequeueSignal:
 
     def __init__(self):
         self.signum, self.previous, self.trainer, self.decided = None, None, None, False
-        self.noted = self.requeued = False
+        self.noted = self.requeued = self.lightning_requeued = False
 
     @classmethod
     def install(cls) -> "RequeueSignal | None":
@@ -284,6 +289,7 @@ class RequeueSignal:
         if trainer is not None and trainer.world_size == 1 and getattr(connector, "_original_handlers", None):
             # one process inside a fit or a test: Lightning's own, which it sets only where no handler is (this one)
             trainer._signal_connector._slurm_sigusr_handler_fn(signum, frame)
+            self.lightning_requeued = True  # its handler saved hpc_ckpt_N.ckpt and requeued the job
             return
         self.noted = True
         if self.decided:

@@ -106,7 +106,7 @@ def test_one_process_inside_lightnings_run_gets_lightnings_handler(slurm_job, ha
     handler = saving.RequeueSignal.install()
     handler.follow(slurm_trainer(_signal_connector=connector))
     handler(signal.SIGUSR1, None)  # between Lightning's register_signal_handlers and its teardown: its hpc_ckpt save
-    assert lightning == [signal.SIGUSR1] and slurm_job == []
+    assert lightning == [signal.SIGUSR1] and slurm_job == [] and handler.lightning_requeued  # the stop line says so
     connector._original_handlers = {}  # outside it (setup, data preparation): a requeue, nothing to save
     handler(signal.SIGUSR1, None)
     assert lightning == [signal.SIGUSR1] and slurm_job == ["no training in progress, nothing left to save"]

@@ -24,7 +24,7 @@ def sent(monkeypatch):
 # SaveOnStop
 
 
-def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp_path, capsys, handlers):
+def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp_path, capsys, handlers, monkeypatch):
     path = last_ckpt(tmp_path)
     for by, status in ((None, 143), ("Ctrl-C", 130)):
         stop, trainer, exception = saving.SaveOnStop(path), fake_trainer(global_step=5), SIGTERMException()
@@ -36,6 +36,15 @@ def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp
     stop, trainer, exception = saving.SaveOnStop(path), fake_trainer(is_global_zero=False), SIGTERMException()
     stop.on_exception(trainer, None, exception)  # every rank saves (a collective), rank 0 alone says so
     assert exception.code == 143 and len(trainer.saved) == 1 and capsys.readouterr().err == ""
+    # SLURM's SIGTERM after the job requeued itself: the user has nothing to resume by hand
+    for requeued_by_us in (True, False):
+        stop = saving.SaveOnStop(path)
+        stop.requeued = requeued_by_us
+        monkeypatch.setattr(saving, "requeue_signal", SimpleNamespace(requeued=False,
+                                                                      lightning_requeued=not requeued_by_us))
+        stop.on_exception(fake_trainer(global_step=7), None, SIGTERMException())
+        assert capsys.readouterr().err == (f"Stopped by SIGTERM at step 7; saved {path}; the requeued SLURM job "
+                                           f"resumes from it\n")
 
 
 @pytest.mark.parametrize("case", ["another exception", "in the test", "in the sanity check"])
