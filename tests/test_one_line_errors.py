@@ -210,8 +210,8 @@ def test_user_message_follows_an_error_raised_while_handling_a_user_error_only_f
     assert user_message(raised(ValueError("the context dropped"), suppress=True)) is None
 
 def test_the_models_one_cycle_beside_the_configs_phase_scheduler_is_refused_with_both_ways_out(tiny_cifar, tmp_path):
-    ways_out = (r'--model.one_cycle null\) or the scheduler callback \(train.py: the config.s callbacks, '
-                r'--trainer.callbacks "\[\]"')
+    ways_out = (r'--model.one_cycle null; in Python one_cycle=None\) or the scheduler callback \(train.py: the '
+                r'config.s callbacks, --trainer.callbacks "\[\]"')
     with pytest.raises(train.UserError, match=ways_out):
         train.main(job(tiny_cifar, tmp_path / "runs", "--model.one_cycle", "[20, 20, 0.95, 0.85]"))
     train.main(job(tiny_cifar, tmp_path / "runs", "--model.one_cycle", "[20, 20, 0.95, 0.85]", "--trainer.callbacks",
