@@ -129,19 +129,22 @@ def client(address: str, args: list[str]) -> int:
     return 0 if answer == "0" else 1
 
 
-def forget_not_killed(cache: Path) -> int:
+def forget_not_killed(cache: Path, paths: tuple[str, ...]) -> int:
     """mutmut caches the mutants `pre_mutation` skipped (lines outside that target's functions) as 'skipped', and a
     target's survivors and timeouts, and never tries them again while the test files are unchanged: a later target
     over the same file found its own lines skipped, and ran nothing, or took an earlier target's survivors (another
-    test command) as its own (phase_resume's after phase_scheduler's, 2026-12-02). Made untested again before each
-    target; returns how many."""
+    test command) as its own (phase_resume's after phase_scheduler's, 2026-12-02). Those of the target's files
+    (`paths`) are made untested again before it runs (another file's stay, for its own target's report); returns how
+    many."""
     import sqlite3
 
     if not cache.exists():
         return 0
     with sqlite3.connect(cache) as db:
-        return db.execute("UPDATE mutant SET status = 'untested' WHERE status IN ('skipped', 'bad_survived', "
-                          "'bad_timeout')").rowcount
+        return db.execute(
+            "UPDATE mutant SET status = 'untested' WHERE status IN ('skipped', 'bad_survived', 'bad_timeout') AND "
+            f"line IN (SELECT l.id FROM line l JOIN sourcefile f ON l.sourcefile = f.id WHERE f.filename IN "
+            f"({', '.join('?' * len(paths))}))", paths).rowcount
 
 
 def run(name: str, address: str) -> int:
@@ -150,7 +153,7 @@ def run(name: str, address: str) -> int:
     from mutmut.__main__ import climain
 
     target = TARGETS[name]
-    forget_not_killed(ROOT / ".mutmut-cache")
+    forget_not_killed(ROOT / ".mutmut-cache", target.paths)
     os.environ["MUTATION_TARGET"] = name
     _lines[name] = target_lines(target)
     runner = " ".join([sys.executable, str(Path(__file__).relative_to(ROOT)), "--client", address,

@@ -63,16 +63,20 @@ def test_a_function_not_in_its_file_stops_the_target():
 def test_the_mutants_one_target_did_not_kill_are_tried_by_the_next_target_over_the_same_file(tmp_path):
     """Two targets in one clone (interpret, then darknet_system, over darknet_classifier.py): the second ran nothing,
     its lines cached as skipped by the first; phase_resume after phase_scheduler took the first's survivors in
-    on_train_start as its own, though its tests kill them."""
+    on_train_start as its own, though its tests kill them. Another file's are left for its own target's report."""
     import sqlite3
     cache = tmp_path / ".mutmut-cache"
-    assert mutation.forget_not_killed(cache) == 0 and not cache.exists()
-    with sqlite3.connect(cache) as db:
-        db.execute("CREATE TABLE mutant (id INTEGER PRIMARY KEY, status TEXT)")
-        db.executemany("INSERT INTO mutant (status) VALUES (?)",
-                       [("skipped",), ("ok_killed",), ("bad_survived",), ("skipped",), ("untested",),
-                        ("bad_timeout",), ("ok_suspicious",)])
-    assert mutation.forget_not_killed(cache) == 4
+    assert mutation.forget_not_killed(cache, ("a.py",)) == 0 and not cache.exists()
+    statuses = ["skipped", "ok_killed", "bad_survived", "skipped", "untested", "bad_timeout", "ok_suspicious"]
+    with sqlite3.connect(cache) as db:  # mutmut 2's tables, the columns read here
+        db.execute("CREATE TABLE sourcefile (id INTEGER PRIMARY KEY, filename TEXT)")
+        db.execute("CREATE TABLE line (id INTEGER PRIMARY KEY, sourcefile INTEGER, line_number INTEGER)")
+        db.execute("CREATE TABLE mutant (id INTEGER PRIMARY KEY, line INTEGER, status TEXT)")
+        db.executemany("INSERT INTO sourcefile (id, filename) VALUES (?, ?)", [(1, "a.py"), (2, "b.py")])
+        db.executemany("INSERT INTO line (id, sourcefile, line_number) VALUES (?, ?, ?)", [(1, 1, 10), (2, 2, 10)])
+        db.executemany("INSERT INTO mutant (line, status) VALUES (?, ?)",
+                       [(line, status) for line in (1, 2) for status in statuses])
+    assert mutation.forget_not_killed(cache, ("a.py",)) == 4
     with sqlite3.connect(cache) as db:
         assert [row[0] for row in db.execute("SELECT status FROM mutant ORDER BY id")] == [
-            "untested", "ok_killed", "untested", "untested", "untested", "untested", "ok_suspicious"]
+            "untested", "ok_killed", "untested", "untested", "untested", "untested", "ok_suspicious", *statuses]
