@@ -301,7 +301,9 @@ TARGETS = {
                            " or refuses_is_one_line or wrong_checkpoint or unreadable or reader_gone")),
     # 2026-12-02: the other ranks of a run whose one process ended (a user's error, a stop), the runs in training
     "peer_gone": Target("callbacks/errors.py", ("peer_gone", "process_rank", "one_line_errors"),
-                        ("tests/test_one_line_errors.py", "-k", "collective_failing")),
+                        (*COMMAND_TESTS, "tests/test_translate.py", "tests/test_one_line_errors.py", "-k",
+                         "cut_short or ctrl_c_in_a_command or refuses_is_one_line or wrong_checkpoint or unreadable"
+                         " or reader_gone or collective_failing")),
     "run_in_training": Target(("callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py"),
                               ("refuse_in_training", "lock_holder", "hold_run_lock"),
                               ("tests/test_run_locks.py", "-k",

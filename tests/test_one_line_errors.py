@@ -269,6 +269,23 @@ def test_a_collective_failing_as_another_process_ended_is_one_line(chained, monk
     with pytest.raises(RuntimeError if not chained else ValueError):  # one process: no other to have ended
         one_line_errors(collective, [])
     monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(RuntimeError if not chained else ValueError):  # nothing says there are several
+        one_line_errors(collective, [])
     monkeypatch.setenv("SLURM_NTASKS", "4")  # srun's tasks, no WORLD_SIZE
     with pytest.raises(SystemExit):
         one_line_errors(collective, [])
+    assert capsys.readouterr().err.startswith("train.py: rank 1: stopped")
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.delenv("RANK")
+    import torch.distributed as dist  # a process group of its own says it (a launcher's variables gone)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 3)
+    for size, one_line in ((2, True), (1, False)):
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None, size=size: size)
+        if one_line:
+            with pytest.raises(SystemExit):
+                one_line_errors(collective, [])
+            assert capsys.readouterr().err.startswith("train.py: rank 3: stopped")
+        else:
+            with pytest.raises(RuntimeError if not chained else ValueError):
+                one_line_errors(collective, [])
