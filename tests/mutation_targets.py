@@ -305,7 +305,7 @@ TARGETS = {
                          "cut_short or ctrl_c_in_a_command or refuses_is_one_line or wrong_checkpoint or unreadable"
                          " or reader_gone or collective_failing")),
     "run_in_training": Target(("callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py"),
-                              ("refuse_in_training", "lock_holder", "hold_run_lock"),
+                              ("refuse_in_training", "lock_holder"),
                               ("tests/test_run_locks.py", "-k",
                                "first_epoch or without_locks or not_resumed_alongside")),
     "run_guards": Target(("callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py", "callbacks/checkpoints.py"),
@@ -318,6 +318,7 @@ TARGETS = {
                               "a_requeued_slurm_job_resumes_its_last_ckpt_unless_lightning_saved_an_hpc_checkpoint"),
                              ("run_locks", "a_requeued_job_waits_out_a_stale_lock_then_goes_on"),
                              ("run_locks", "a_run_another_process_is_training_is_not_resumed_alongside_it"),
+                             ("run_locks", "a_filesystem_without_locks_is_said"),
                              ("run_folders",
                               "an_earlier_checkpoint_of_a_run_is_not_carried_on_in_that_run_but_in_a_new_one"),
                              ("checkpoint_checks", "a_checkpoints_step_is_read_from_either_of_torchs_formats"),

@@ -115,6 +115,15 @@ def test_a_run_in_its_first_epoch_elsewhere_is_not_called_stopped(tmp_path):
     for run_name in ("r", None):  # it ended: it stopped before its first save
         with pytest.raises(train.UserError, match=r"\(it stopped before its first save\)"):
             run_checkpoint.newest_last_checkpoint(runs, model, run_name)
+    run_lifecycle.hold_run_lock(runs / "r")  # this process's own lock (a notebook's earlier run) is no other's
+    try:
+        with pytest.raises(train.UserError, match=r"\(it stopped before its first save\)"):
+            run_checkpoint.newest_last_checkpoint(runs, model, "r")
+    finally:
+        run_lifecycle.release_run_locks()
+    (runs / "r" / ".lock").unlink()  # a run folder of before the locks
+    with pytest.raises(train.UserError, match=r"\(it stopped before its first save\)"):
+        run_checkpoint.newest_last_checkpoint(runs, model, "r")
 
 
 def test_a_filesystem_without_locks_is_said(tmp_path, monkeypatch, capsys):
