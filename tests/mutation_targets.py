@@ -69,7 +69,8 @@ TARGETS = {
                                "test_phase_math or accumulation or rmsprop or alike or switches or fractional or manual"
                                " or resume or one_cycle_recipe or swa or refuses or follow_the_seed_formula or beta"
                                " or fastai or save_cycles or recipe_takes or sgdr_keeps or fitted_twice"
-                               " or keeps_the_cycle or later_phases or exempt_groups or no_step or per_phase_data")),
+                               " or keeps_the_cycle or later_phases or exempt_groups or no_step or per_phase_data"
+                               " or fresh_fit")),
     "lr_finder": Target("callbacks/lr_finder.py", ("DebiasedLossRecord.on_train_batch_end", "debiased_loss_record",
                                                    "early_end_not_called_divergence", "steepest_log_descent"),
                         ("tests/test_lr_finder.py",)),

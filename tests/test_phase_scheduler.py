@@ -110,7 +110,7 @@ def test_beta_for_sgd_and_a_weight_decay_list_of_the_wrong_length_are_named(tiny
 
 @pytest.mark.parametrize("later, message", [
     (TrainingPhase(1, "SGD", 0.1, data={"imagesize": 28}), "phase 1 sets data attribute 'imagesize', which the "
-                                                             "DataModule does not have"),
+                                                             "DataModule does not have$"),
     (TrainingPhase(1, "SGD", 0.1, lr_multipliers=[0.1, 1]), "phase 1: lr_multipliers has 2 values for the 1 "
                                                              "parameter groups"),
     (TrainingPhase(1, "SGD", 0.1, beta=0.99), "phase 1 sets beta 0.99, .*SGD has neither"),
@@ -128,6 +128,14 @@ def test_a_later_phases_mistake_is_refused_before_the_first_batch(tiny_cifar, la
     with pytest.raises(UserError, match=message):
         fit(tiny_cifar, phases, callbacks=[counter])
     assert counter.batches == 0
+
+
+def test_a_fresh_fit_of_a_recipe_says_nothing_of_a_resume(tiny_cifar, recwarn):
+    """A fit that resumes nothing: no word of a checkpoint's schedule or of one from before its plan was saved."""
+    steps, _, _ = fit(tiny_cifar, None, max_epochs=2, one_cycle={"lr": 0.4})
+    assert len(steps) == 2 * BATCHES
+    said = [str(w.message) for w in recwarn]
+    assert not [m for m in said if "lr schedule was" in m or "before 2026-11-29" in m or "was planned over" in m], said
 
 
 def test_phases_from_python_as_dicts_or_one_phase_are_taken(tiny_cifar):
