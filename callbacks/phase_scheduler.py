@@ -80,11 +80,8 @@ class TrainingPhaseScheduler(L.Callback):
             phases = [phases]
         if phases is not None and not phases:
             raise UserError("TrainingPhaseScheduler got an empty list of phases")
-        if phases is not None:  # from Python, phases written as the YAML's dicts
-            phases = [TrainingPhase(**phase) if isinstance(phase, dict) else phase for phase in phases]
-            if wrong := next((phase for phase in phases if not isinstance(phase, TrainingPhase)), None):
-                raise UserError(f"phases: {wrong!r} is no TrainingPhase; give TrainingPhase(epochs, ...) or a dict of "
-                                f"its fields")
+        if phases is not None:
+            phases = as_phases(phases)
         self.recipe = next(((name, kw) for name, kw in recipes.items() if kw is not None), ("sgdr", None))
         if self.recipe[1] is not None:  # a misspelt key named now, not as a TypeError when training starts
             options = recipe_options(self.recipe[0])
@@ -338,9 +335,6 @@ class TrainingPhaseScheduler(L.Callback):
             groups = optimizer.param_groups
             multipliers = phase.lr_multipliers or [1.0] * len(groups)
             decays = phase.weight_decay if isinstance(phase.weight_decay, list) else [phase.weight_decay] * len(groups)
-            for name, values in (("lr_multipliers", multipliers), ("weight_decay", decays)):
-                if len(values) != len(groups):
-                    raise UserError(f"{name} has {len(values)} values for {len(groups)} parameter groups")
             # one value for all groups keeps the model's exemptions (no_decay_bn_bias's 0); one a group is as given
             scales = [1.0 if isinstance(phase.weight_decay, list) else g.get("weight_decay_scale", 1.0) for g in groups]
             for group, multiplier, decay, scale in zip(groups, multipliers, decays, scales, strict=True):
@@ -377,6 +371,15 @@ class TrainingPhaseScheduler(L.Callback):
         plot_schedule(self.phases, self.ends, path)
         if trainer.global_step == 0:  # a resume's run has it at its start
             log_to_loggers(trainer, "lr_schedule", path, at_batch=False)
+
+
+def as_phases(phases: list) -> list[TrainingPhase]:
+    """Phases given from Python, TrainingPhase objects or dicts of their fields (as the YAML writes them)."""
+    phases = [TrainingPhase(**phase) if isinstance(phase, dict) else phase for phase in phases]
+    if wrong := next((phase for phase in phases if not isinstance(phase, TrainingPhase)), None):
+        raise UserError(f"phases: {wrong!r} is no TrainingPhase; give TrainingPhase(epochs, ...) or a dict of its "
+                        f"fields")
+    return phases
 
 
 def same_schedule(saved: str | None, given: str) -> bool:
@@ -495,7 +498,7 @@ def plot_phases(phases: list[TrainingPhase], steps_per_epoch: int, path: str | P
     follows at `steps_per_epoch` optimizer steps an epoch (the training loader's length, divided by
     accumulate_grad_batches and rounded up), as the run's lr_schedule.png will show it. Returns the matplotlib Figure,
     which a notebook shows; also saved as a PNG at `path` when given. `options`: plot_schedule's."""
-    phases = [TrainingPhase(**phase) if isinstance(phase, dict) else phase for phase in phases]
+    phases = as_phases(phases)
     figure = schedule_figure(phases, phase_ends(phases, steps_per_epoch), **options)
     if path is not None:
         with replaced(Path(path)) as tmp:

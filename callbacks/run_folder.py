@@ -111,8 +111,9 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
             callback.init_args.dirpath = str(run_dir / "checkpoints")
         elif callback.class_path.endswith("ModelCheckpoint"):
             refuse_unexpanded_home(callback.init_args.dirpath, "--trainer.callbacks.dirpath")
-    info = read_run(run_dir) or {"system": describe(model_class), "model": model_class, "started": time.time(),
-                                 "kind": kind, "trained": False}
+    saved = read_run(run_dir)
+    info = saved or {"system": describe(model_class), "model": model_class, "started": time.time(), "kind": kind,
+                     "trained": False}
     if kind in EVALUATIONS:
         info["checkpoint"] = str(Path(config.ckpt_path).absolute())
     plan = RunPlan(run_dir, kind, info)
@@ -124,13 +125,14 @@ def prepare_run(config, kind: str = "fit", make: bool = True) -> RunPlan:
         trainer.callbacks = [c for c in trainer.callbacks or [] if not c.class_path.endswith("LearningRateMonitor")]
     wandb_loggers = [logger for logger in loggers if getattr(logger, "class_path", "").endswith("WandbLogger")]
     # a resume that logs otherwise than its run began: W&B's dashboard would miss a part of the run without a word
-    if kind == "fit" and config.get("ckpt_path") and "wandb_id" in info and not wandb_loggers and global_rank_zero():
-        plan.notes.append(f"W&B: this resume logs to no W&B run; the run's, {info['wandb_id']}, ends where the run "
-                          f"stopped (resume with the run's logger, without --trainer.logger false, to go on in it)")
-    elif (kind == "fit" and config.get("ckpt_path") and read_run(run_dir) is not None and "wandb_id" not in info
-          and wandb_loggers and global_rank_zero()):
-        plan.notes.append("W&B: the run began without W&B (--trainer.logger false): this resume's W&B run begins at "
-                          "its checkpoint's step, without the run's start")
+    if kind == "fit" and config.get("ckpt_path") and saved is not None and global_rank_zero():
+        if "wandb_id" in info and not wandb_loggers:
+            plan.notes.append(f"W&B: this resume logs to no W&B run; the run's, {info['wandb_id']}, ends where the "
+                              f"run stopped (resume with the run's logger, without --trainer.logger false, to go on in "
+                              f"it)")
+        elif "wandb_id" not in info and wandb_loggers:
+            plan.notes.append("W&B: the run began without W&B (--trainer.logger false): this resume's W&B run begins "
+                              "at its checkpoint's step, without the run's start")
     if wandb_loggers:  # the first: two would share the run's W&B id
         args = wandb_loggers[0].init_args
         if args.get("save_dir") in (None, "."):

@@ -32,7 +32,6 @@ def run(components, args: list[str] | None, **cli_options):
             "epilog": TRACEBACK_HELP, **cli_options}), args)
 
 
-
 def classify(args: list[str] | None = None, prog: str | None = None):
     """argparse, not jsonargparse: it takes any number of image paths after the checkpoint."""
     import argparse
