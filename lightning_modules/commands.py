@@ -12,12 +12,31 @@ A user's mistake (a missing file, another system's checkpoint, a bad value) is o
 status 2, as in train.py; `--traceback` or DL2_TRACEBACK=1 shows the traceback.
 """
 
+import contextlib
 import sys
+from pathlib import Path
 
-from jsonargparse import CLI
 
-from callbacks.errors import UserError, one_line_errors, one_line_warnings
-from callbacks.progress import quiet
+@contextlib.contextmanager
+def stopped_before_start(command_line: bool):
+    """Ctrl-C while a command imports torch (seconds, before one_line_errors runs) as one line and exit status 130,
+    as train.py's, not Python's traceback: nothing was written yet. From Python (command_line False) it stays a
+    KeyboardInterrupt."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not command_line:
+            raise
+        print(f"{Path(sys.argv[0]).name}: Ctrl-C: stopped before the command began (nothing was written)",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+with stopped_before_start(Path(sys.argv[0]).name.startswith("dl2-")):  # a console script imports this module first
+    from jsonargparse import CLI
+
+    from callbacks.errors import UserError, one_line_errors, one_line_warnings
+    from callbacks.progress import quiet
 
 TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
 
@@ -36,7 +55,8 @@ def classify(args: list[str] | None = None, prog: str | None = None):
     """argparse, not jsonargparse: it takes any number of image paths after the checkpoint."""
     import argparse
 
-    from lightning_modules.darknet_classify import classify
+    with stopped_before_start(args is None):
+        from lightning_modules.darknet_classify import classify
 
     class OneLineParser(argparse.ArgumentParser):
         def error(self, message):  # one line and exit status 2 (one_line_errors), as the other commands
@@ -67,27 +87,32 @@ def classify(args: list[str] | None = None, prog: str | None = None):
 
 
 def wgan_generate(args: list[str] | None = None):
-    from lightning_modules.wgan_generate import generate
+    with stopped_before_start(args is None):
+        from lightning_modules.wgan_generate import generate
     return run(generate, args)
 
 
 def wgan_fid(args: list[str] | None = None):
-    from lightning_modules.wgan_fid import fid
+    with stopped_before_start(args is None):
+        from lightning_modules.wgan_fid import fid
     return run(fid, args)
 
 
 def cyclegan_translate(args: list[str] | None = None):
-    from lightning_modules.cyclegan_translate import translate
+    with stopped_before_start(args is None):
+        from lightning_modules.cyclegan_translate import translate
     return run(translate, args, as_positional=False)
 
 
 def stylize(args: list[str] | None = None):
-    from lightning_modules.stylize import stylize
+    with stopped_before_start(args is None):
+        from lightning_modules.stylize import stylize
     return run(stylize, args)
 
 
 def export(args: list[str] | None = None):
-    from lightning_modules.export import export
+    with stopped_before_start(args is None):
+        from lightning_modules.export import export
     return run(export, args)
 
 

@@ -157,6 +157,53 @@ def test_ctrl_c_in_a_command_exits_130_in_one_line_and_keeps_whole_files(tmp_pat
     assert Image.open(tmp_path / "out" / "000001.png").size == (16, 16)
 
 
+def test_ctrl_c_while_a_console_script_imports_its_packages_is_one_line_and_130(tmp_path):
+    """Ctrl-C in the seconds a dl2-* command takes to import torch and Lightning printed Python's KeyboardInterrupt
+    traceback. A jsonargparse that raises it as lightning_modules.commands imports it stands in for the key; the
+    script is setuptools' console script's two lines."""
+    stand_ins = tmp_path / "stand_ins"
+    stand_ins.mkdir()
+    (stand_ins / "jsonargparse.py").write_text("raise KeyboardInterrupt\n")
+    script = ("import sys; sys.argv[0] = '/venv/bin/dl2-wgan-generate'\n"
+              "from lightning_modules.commands import wgan_generate\nsys.exit(wgan_generate())\n")
+    result = subprocess.run([sys.executable, "-c", script, "wgan.ckpt"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(stand_ins), str(ROOT)])},
+                            timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip() == "dl2-wgan-generate: Ctrl-C: stopped before the command began (nothing was written)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stand_ins"]
+
+
+class InterruptedImport:
+    """A meta path finder that raises KeyboardInterrupt when `name` is imported: a Ctrl-C at that moment."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("function, module", [("classify", "darknet_classify"), ("wgan_generate", "wgan_generate"),
+                                              ("wgan_fid", "wgan_fid"), ("cyclegan_translate", "cyclegan_translate"),
+                                              ("stylize", "stylize"), ("export", "export")])
+def test_ctrl_c_while_a_command_imports_its_module_is_one_line_and_130_but_stays_an_interrupt_from_python(
+        function, module, monkeypatch, capsys):
+    """The command's own module (torchvision, the system) is imported inside the command, before one_line_errors."""
+    name = f"lightning_modules.{module}"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(name), *sys.meta_path])
+    monkeypatch.setattr(sys, "argv", [f"/venv/bin/dl2-{function.replace('_', '-')}", "x.ckpt"])
+    with pytest.raises(SystemExit) as stop:
+        getattr(commands, function)()  # as the console script calls it: its arguments from sys.argv
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == (f"dl2-{function.replace('_', '-')}: Ctrl-C: stopped before the "
+                                               f"command began (nothing was written)")
+    with pytest.raises(KeyboardInterrupt):  # a notebook's call: its Ctrl-C is the notebook's to handle
+        getattr(commands, function)(["x.ckpt"])
+
+
 @pytest.mark.parametrize("command, option", [("wgan_generate", "--num_samples"), ("wgan_generate", "--batch_size"),
                                              ("wgan_generate", "--nrow"), ("classify", "--size"),
                                              ("classify", "--batch_size"), ("classify", "--top_k"),
