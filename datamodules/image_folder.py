@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
@@ -90,6 +91,20 @@ def write_file_list(root: str, csv_file: str, fraction: float = 1.0, seed: int =
         csv.writer(f).writerows([str(p.relative_to(root)), 0] for p in kept)
     print(f"{len(kept)} of {len(files)} images listed in {csv_file}")
     return len(kept)
+
+
+HELD_OUT_SPLITS = ("test", "val", "valid", "validation")
+
+
+def warn_split_folders(root: Path) -> None:
+    """A dataset's root with its train/ and test/ folders (CIFAR-10's, data/cifar10) as the GAN's training images
+    trains on the held-out split too, and an FID against that split then measures images the GAN was trained on; the
+    WassersteinGAN reference's `--dataset cifar10` reads the training split alone. A warning: it may be meant."""
+    held_out = [name for name in HELD_OUT_SPLITS if (root / name).is_dir()]
+    if (root / "train").is_dir() and held_out:
+        rank_zero_warn(f"{root} holds the split folders train/ and {'/, '.join(held_out)}/: the GAN trains on all of "
+                      f"them; give --data.data_dir {root / 'train'} to train on the training split alone (as the "
+                      f"WassersteinGAN reference's --dataset cifar10 does)")
 
 
 class ImageFiles(Dataset):
@@ -302,9 +317,10 @@ class ImageFolderDataModule(L.LightningDataModule):
             return LMDBImages(root, hp.isize, [dataset.keys[i] for i in keep], hp.random_crop)
         files = csv_files(Path(hp.csv_file), root, hp.csv_skip_header) if hp.csv_file else folder_files(root)
         if not files:
+            hint = (f"; it holds torchvision's CIFAR-10 batches: give {self.option} {root / 'train'} (or test) to read "
+                    f"them" if find_batches(root) else f"; point {self.option} at a folder of images")
             raise MissingDataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}"
-                                   + (f" listed in {hp.csv_file}" if hp.csv_file else "")
-                                   + f"; point {self.option} at a folder of images")
+                                   + (f" listed in {hp.csv_file}" if hp.csv_file else "") + hint)
         return ImageFiles([files[i] for i in self.sample(len(files))], hp.isize, hp.random_crop)
 
     def sample(self, n: int) -> list[int]:
@@ -317,6 +333,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         if self.dataset is not None:
             return
         self.dataset = self.build_dataset()
+        if self.source == "folder":
+            warn_split_folders(self.root)
         count = len(self.dataset)
         if self.hparams.in_memory:  # decode once, with the workers, into (N, 3, isize, isize) uint8; an unreadable
             dataset, options = each_image_once(self.dataset)  # file left out: a stand-in would be kept twice

@@ -533,3 +533,46 @@ def test_the_validation_sample_is_the_same_from_files_or_from_memory(tmp_path):
     assert [len(batch) for batch in batches[True]] == [2, 2, 1]  # 5 of the 8, every one once
     assert len({pixel for batch in batches[True] for pixel in batch}) == 5
     assert batches[False] == batches[True]  # in the same order
+
+
+@pytest.mark.parametrize("held_out", ["test", "valid"])
+def test_a_dataset_root_with_its_split_folders_warns_that_the_held_out_split_is_trained_on(tmp_path, held_out):
+    """data/cifar10 (train/ and test/) as the WGAN's --data.data_dir trained on all 60,000 images without a word, the
+    WassersteinGAN reference's --dataset cifar10 on the 50,000 of the training split."""
+    for split, colour in (("train", COLOURS[0]), (held_out, COLOURS[1])):
+        for k in range(3):
+            (tmp_path / split / "cat").mkdir(parents=True, exist_ok=True)
+            solid(colour).save(tmp_path / split / "cat" / f"{k}.png")
+    with pytest.warns(UserWarning) as caught:
+        images = load_all(ImageFolderDataModule(str(tmp_path), isize=16, batch_size=2, num_workers=0))
+    assert len(images) == 6 and colours_of(images) == {COLOURS[0], COLOURS[1]}  # still all: it may be meant
+    (message,) = [str(w.message) for w in caught if "split folders" in str(w.message)]
+    assert message == (f"{tmp_path} holds the split folders train/ and {held_out}/: the GAN trains on all of them; "
+                       f"give --data.data_dir {tmp_path / 'train'} to train on the training split alone (as the "
+                       f"WassersteinGAN reference's --dataset cifar10 does)")
+
+
+def test_the_training_split_or_a_plain_tree_does_not_warn_of_split_folders(tmp_path, tree, recwarn):
+    for k in range(2):
+        (tmp_path / "data" / "train").mkdir(parents=True, exist_ok=True)
+        solid(COLOURS[k]).save(tmp_path / "data" / "train" / f"{k}.png")
+    load_all(ImageFolderDataModule(str(tmp_path / "data" / "train"), isize=16, batch_size=2, num_workers=0))
+    (tmp_path / "only_train" / "train").mkdir(parents=True)  # train/ without a held-out split beside it
+    solid(COLOURS[0]).save(tmp_path / "only_train" / "train" / "0.png")
+    solid(COLOURS[1]).save(tmp_path / "only_train" / "1.png")
+    load_all(ImageFolderDataModule(str(tmp_path / "only_train"), isize=16, batch_size=2, num_workers=0))
+    load_all(ImageFolderDataModule(str(tree), isize=16, batch_size=2, num_workers=0))
+    assert not [w for w in recwarn if "split folders" in str(w.message)]
+
+
+def test_a_folder_of_torchvisions_cifar10_batches_names_its_train_path(tmp_path):
+    """torchvision's CIFAR10(root) leaves root/cifar-10-batches-py, which <root>/train reads; the error only said to
+    point at a folder of images."""
+    from conftest import make_batches
+    make_batches(tmp_path / "cifar-10-batches-py")
+    with pytest.raises(UserError) as refused:
+        ImageFolderDataModule(str(tmp_path), isize=32, batch_size=2, num_workers=0).setup("fit")
+    assert str(refused.value).endswith(f"under {tmp_path}; it holds torchvision's CIFAR-10 batches: give "
+                                       f"--data.data_dir {tmp_path / 'train'} (or test) to read them")
+    data = ImageFolderDataModule(str(tmp_path / "train"), isize=32, batch_size=2, num_workers=0)
+    assert len(load_all(data)) == 30  # the path it names reads them
