@@ -124,6 +124,9 @@ def option_value(value) -> str:
         return repr(value)
 
 
+DATA_TWINS = ("isize",)  # a model option its data module's must equal (the WGAN's image size, checked in its setup)
+
+
 def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     """The fix for a checkpoint of another network: the config.yaml of its run folder, else (an export, a copied
     file) the --model options its saved hyper-parameters hold that differ from this model's: a config path that is
@@ -138,8 +141,9 @@ def network_fix(path: str, state: dict, model, for_init: bool) -> str:
     ours = dict(getattr(model, "hparams", None) or {})
     differ = [k for k, v in saved.items()
               if not k.startswith("_") and k in ours and option_value(ours[k]) != option_value(v)]
-    flags = " ".join(f"--model.{k} {shlex.quote(option_value(saved[k]))}"
-                     for k in network_options(model, saved, differ))
+    keys = network_options(model, saved, differ)
+    flags = " ".join([f"--model.{k} {shlex.quote(option_value(saved[k]))}" for k in keys]
+                     + [f"--data.{k} {shlex.quote(option_value(saved[k]))}" for k in DATA_TWINS if k in keys])
     # a reference's file (junyanz's, the WassersteinGAN's) has no hyper-parameters: its reader counted the sizes
     origin = (state.get(EXPORT_KEY) or {}).get("sizes", "from its hyper-parameters")
     options = f"--model options it was trained with ({flags}, {origin})" if flags else \

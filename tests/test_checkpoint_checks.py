@@ -344,3 +344,16 @@ def test_a_native_subcommand_refuses_another_class_naming_the_config_to_give(tmp
                                                         "DarknetClassifier; give the config that trained it")):
         checkpoints.check_checkpoint_class(native(other), "fit")
 
+
+
+def test_the_fix_for_a_wgan_of_another_image_size_names_the_data_size_too(tmp_path):
+    """The WassersteinGAN reference's netG at 64px: the fix named --model.isize 64 alone, and the run then stopped
+    at its second error (the data is 32px but the model 64px) after its folder and W&B run had begun."""
+    from lightning_modules import WGAN
+    path = tmp_path / "netG.ckpt"
+    torch.save({"state_dict": WGAN(isize=64, ngf=8, ndf=8).state_dict(), "global_step": 0,
+                "hyper_parameters": dict(WGAN(isize=64, ngf=8, ndf=8).hparams)}, path)
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(path), WGAN(isize=32, ngf=8, ndf=8), "wgan", for_init=True)
+    assert str(refused.value).endswith("--init_from needs the same network: give the --model options it was trained "
+                                       "with (--model.isize 64 --data.isize 64, from its hyper-parameters)")
