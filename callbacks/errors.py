@@ -192,6 +192,7 @@ def one_line(message: str) -> str:
     if "Original Traceback (most recent call last)" in message:  # re-raised from a DataLoader worker
         message = message.rstrip().splitlines()[-1]
         message = re.sub(r"^[\w.]*(UserError|Error): ", "", message)
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # a terminal's bold and colour codes (torch.load's errors)
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 

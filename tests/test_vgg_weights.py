@@ -85,6 +85,25 @@ def test_a_weights_file_of_other_values_is_named_and_its_pickled_code_never_runs
             return pathlib.Path.touch, (marker,)
 
     (tmp_path / "code.pth").write_bytes(saved({"0.weight": Touch()}))
-    with pytest.raises(UserError, match="code.pth is not a PyTorch weights file"):
+    with pytest.raises(UserError, match=r"code.pth holds pickled Python objects \(getattr: a whole saved "):
         file_state(tmp_path / "code.pth")
     assert not marker.exists()
+
+
+def test_a_whole_saved_vgg_module_is_named_as_such_with_the_state_dict_fix_and_no_terminal_codes(tmp_path):
+    """torch.save(vgg) (a whole module, pystiche users' habit) was called 'not a PyTorch weights file', with torch's
+    message and its bold codes (\x1b[1m) after it."""
+    torch.save(nn.Sequential(nn.Conv2d(3, 4, 3)), tmp_path / "vgg_module.pth")
+    with pytest.raises(UserError) as refused:
+        file_state(tmp_path / "vgg_module.pth")
+    assert str(refused.value) == (
+        f"--model.vgg_weights {tmp_path / 'vgg_module.pth'} holds pickled Python objects "
+        "(torch.nn.modules.container.Sequential: a whole saved module?), not a state dict of tensors, and pickled code "
+        "is not run here; where you trust the file, save its module's state_dict() (torch.save(module.state_dict(), "
+        "PATH)), or give torchvision's VGG weights file")
+
+
+def test_one_line_drops_a_terminals_bold_and_colour_codes():
+    from callbacks.errors import one_line
+    assert one_line("Weights only load failed, \x1b[1mdo those steps\x1b[0m.\n\t(1) re-run") == \
+        "Weights only load failed, do those steps. (1) re-run"

@@ -1,5 +1,6 @@
 """Frozen VGG16 (or VGG19) features with the seed's forward hooks (Simonyan & Zisserman 2015; DL2 2018 lesson 13)."""
 
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -124,6 +125,11 @@ def file_state(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling, zip and weights_only errors differ by file and torch version
+        if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(error)):  # a PyTorch file of Python objects
+            raise UserError(f"--model.vgg_weights {path} holds pickled Python objects ({found[1]}: a whole saved "
+                            f"module?), not a state dict of tensors, and pickled code is not run here; where you trust "
+                            f"the file, save its module's state_dict() (torch.save(module.state_dict(), PATH)), or "
+                            f"give torchvision's VGG weights file") from error
         raise UserError(f"--model.vgg_weights {path} is not a PyTorch weights file ({type(error).__name__}: "
                         f"{one_line(str(error))[:200]}); give torchvision's VGG weights file") from error
     state = state.get("state_dict", state) if isinstance(state, dict) else state  # a checkpoint may wrap one
