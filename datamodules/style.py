@@ -66,8 +66,9 @@ class StyleTransferDataModule(L.LightningDataModule):
         crop: then cut to the central size x size square, as the seed's val_tfms did. Without it the
             whole image is kept, and all content images must come out the same shape to form a batch.
         style_scale: the style image is scaled to cover style_scale times the content's height and width (the
-            seed: 1, the same size); below 1 its strokes and patterns come out larger relative to the content, above
-            1 smaller (jcjohnson/neural-style's -style_scale). The style loss compares Gram matrices, which do not
+            seed: 1, the same size); below 1 its strokes and patterns come out smaller in the result, above 1 larger:
+            VGG's filters see a fixed number of pixels, so a stroke keeps its pixel size (jcjohnson/neural-style's
+            -style_scale). The style loss compares Gram matrices, which do not
             depend on the image size.
     """
 

@@ -53,7 +53,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         pooling: "max" (the seed) or "avg" (Gatys et al.).
         tv_weight: total-variation smoothing (0: off).
         original_colors: keep the content's colours, the result's luminance.
-        style_scale: the style image at this multiple of the content's size (smaller: larger strokes).
+        style_scale: the style image at this multiple of the content's size (smaller: smaller strokes).
         pyramid: coarse-to-fine levels before the full size, [[edge, iterations], ...], e.g. [[256, 300]] for 512px;
             the full size takes what is left of max_iter.
         content_layer: the ReLU the result's content must match (the seed's relu4_3; Gatys et al.'s relu4_2).
