@@ -26,7 +26,7 @@ try:
     import callbacks.job
     from callbacks import configs, run_checkpoint, run_lifecycle, saving, wandb_run
     from callbacks.cli import CLI, SUBCOMMANDS
-    from callbacks.errors import UserError, one_line_errors, one_line_warnings, user_message
+    from callbacks.errors import UserError, one_line_errors, one_line_warnings, refuse_repeated_lists, user_message
     from callbacks.lr_finder import lr_find
     from callbacks.progress import quiet
     from callbacks.run_config import LogConfig
@@ -141,6 +141,9 @@ def run_main(argv: list[str] | None) -> None:
         raise UserError(f"predict: no system here has a predict step; its inference command does that job: "
                         f"{INFERENCE_COMMANDS} (README, each system's section)")
     job = not (argv and argv[0] in SUBCOMMANDS)
+    refuse_repeated_lists(argv)
+    if not job and find_system(argv[1:])[0]:  # `test --system darknet`: the config of --system, as the job's
+        argv = argv[:1] + system_to_config(argv[1:])
     refuse_old_run_config(argv, resuming=(job or argv[0] == "fit")
                           and any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv))
     if job and ("--help-trainer" in argv):

@@ -188,6 +188,22 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
+# list options users give one at a time, as argparse's action="append" takes them: jsonargparse keeps the last alone
+LIST_OPTIONS = ("content", "style", "style_layers", "style_layer_weights", "style_blend_weights", "pyramid")
+
+
+def refuse_repeated_lists(argv: list[str]) -> None:
+    """`--style a.jpg --style b.jpg` (train.py's --data.style too) ran with b.jpg alone and blended nothing."""
+    seen = set()
+    for arg in argv:
+        flag = arg.partition("=")[0]
+        if flag.startswith("--") and flag.rpartition(".")[2].lstrip("-") in LIST_OPTIONS:
+            if flag in seen:
+                raise UserError(f"{flag} given twice: the second would replace the first; give them as one list, "
+                                f"{flag} '[a, b]', or add to the first with {flag}+ b")
+            seen.add(flag)
+
+
 def one_line(message: str) -> str:
     if "Original Traceback (most recent call last)" in message:  # re-raised from a DataLoader worker
         message = message.rstrip().splitlines()[-1]

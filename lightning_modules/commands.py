@@ -35,7 +35,7 @@ def stopped_before_start(command_line: bool):
 with stopped_before_start(Path(sys.argv[0]).name.startswith("dl2-")):  # a console script imports this module first
     from jsonargparse import CLI
 
-    from callbacks.errors import UserError, one_line_errors, one_line_warnings
+    from callbacks.errors import UserError, one_line_errors, one_line_warnings, refuse_repeated_lists
     from callbacks.progress import quiet
 
 TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
@@ -47,8 +47,8 @@ def run(components, args: list[str] | None, **cli_options):
     quiet()  # Lightning's tips, as train.py
     # exit_on_error False: a bad value raises, and one_line_errors prints it as one line, as train.py's
     with one_line_warnings():
-        return one_line_errors(lambda argv: CLI(components, args=argv, exit_on_error=False, **{
-            "epilog": TRACEBACK_HELP, **cli_options}), args)
+        return one_line_errors(lambda argv: refuse_repeated_lists(argv) or CLI(
+            components, args=argv, exit_on_error=False, **{"epilog": TRACEBACK_HELP, **cli_options}), args)
 
 
 def classify(args: list[str] | None = None, prog: str | None = None):

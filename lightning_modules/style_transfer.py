@@ -104,6 +104,17 @@ def median_filtered_noise(shape: tuple[int, ...], size: int = 8) -> Tensor:
     return torch.stack(images) / 2  # the seed's val_tfms(opt_img / 2)
 
 
+def comma_list(name: str, value, cast=str):
+    """neural-style's comma-separated list (`-style_layers relu1_1,relu2_1`, `-style_blend_weights 3,1`), or one item,
+    as a list; a list (`[relu1_1, relu2_1]`) or null as it is."""
+    if not isinstance(value, str):
+        return None if value is None else list(value)
+    try:
+        return [cast(item.strip()) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise UserError(f"{name} {value!r}: give numbers, as [3, 1] or 3,1") from None
+
+
 class StyleTransfer(L.LightningModule):
     """Optimizes `self.image` (its only parameter) against VGG16 content and Gram style losses with L-BFGS.
 
@@ -120,8 +131,8 @@ class StyleTransfer(L.LightningModule):
         content_layer: the ReLU whose activations the result must match (the seed: block_ends[3], relu4_3; Gatys et
             al.: relu4_2).
         style_layers: ReLUs whose Gram matrices the result must match (the seed: the five block ends; Gatys et
-            al.: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1).
-        style_layer_weights: weight per style layer; null for 1 each.
+            al.: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1); a list, or comma-separated as neural-style's.
+        style_layer_weights: weight per style layer (a list or comma-separated); null for 1 each.
         content_weight: 0 gives style only (texture synthesis).
         style_weight: 0 gives content only (reconstruction from one layer).
         gram_diagonal: match only the Gram diagonals (per-channel energy), the seed's homework variant.
@@ -142,7 +153,8 @@ class StyleTransfer(L.LightningModule):
             upsampled (bilinear) to the next level, L-BFGS starts afresh, and the full size takes the iterations
             left of --trainer.max_steps. Content and style are resized by the level's factor. null: full size only.
         style_blend_weights: with several style images (--data.style [a.jpg, b.jpg]), a weight per image: the
-            target Gram matrices are their weighted mean (jcjohnson/neural-style's -style_blend_weights); null: equal.
+            target Gram matrices are their weighted mean (jcjohnson/neural-style's -style_blend_weights, also
+            comma-separated); null: equal.
     """
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
@@ -151,14 +163,17 @@ class StyleTransfer(L.LightningModule):
 
     def __init__(self, arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn",
                  vgg_weights: str = "imagenet", content_layer: str = "relu4_3",
-                 style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-                 style_layer_weights: list[float] | None = None, content_weight: float = 1.0,
+                 style_layers: list[str] | str = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+                 style_layer_weights: list[float] | str | None = None, content_weight: float = 1.0,
                  style_weight: float = 1.0, gram_diagonal: bool = False,
                  init: Literal["noise", "content"] = "noise", lr: float = 1.0, history_size: int = 100,
                  show_iter: int = 100, pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0,
                  original_colors: bool = False, pyramid: list[tuple[int, int]] | None = None,
-                 style_blend_weights: list[float] | None = None):
+                 style_blend_weights: list[float] | str | None = None):
         super().__init__()
+        style_layers = comma_list("style_layers", style_layers)  # saved below as lists
+        style_layer_weights = comma_list("style_layer_weights", style_layer_weights, float)
+        style_blend_weights = comma_list("style_blend_weights", style_blend_weights, float)
         self.save_hyperparameters()
         if pooling not in ("max", "avg"):
             raise UserError(f"pooling must be 'max' or 'avg' (got {pooling!r})")

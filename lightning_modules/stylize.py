@@ -31,9 +31,9 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
             pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
             style_scale: float = 1.0, pyramid: list[tuple[int, int]] | None = None, content_layer: str = "relu4_3",
-            style_layers: list[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-            style_layer_weights: list[float] | None = None, lr: float = 1.0,
-            style_blend_weights: list[float] | None = None, accelerator: str = "auto",
+            style_layers: list[str] | str = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+            style_layer_weights: list[float] | str | None = None, lr: float = 1.0,
+            style_blend_weights: list[float] | str | None = None, accelerator: str = "auto",
             precision: str = "32-true", seed: int = 0, device: str | None = None) -> list[Path]:
     """Stylize content images with a style image: <output>/<name>.png plus a side-by-side in <output>/images.
 
@@ -58,10 +58,11 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
             the full size takes what is left of max_iter.
         content_layer: the ReLU the result's content must match (the seed's relu4_3; Gatys et al.'s relu4_2).
         style_layers: the ReLUs whose Gram matrices it must match (the seed's five block ends; Gatys et al.'s
-            [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1], with --arch vgg19).
-        style_layer_weights: a weight per style layer; null for 1 each.
+            [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1], with --arch vgg19); or comma-separated, relu1_1,relu2_1.
+        style_layer_weights: a weight per style layer, [1, 2] or 1,2; null for 1 each.
         lr: L-BFGS step length (torch's default 1).
-        style_blend_weights: a weight per style image (neural-style's -style_blend_weights); null: equal.
+        style_blend_weights: a weight per style image, [3, 1] or 3,1 (neural-style's -style_blend_weights); null:
+            equal.
         accelerator: "auto", "cpu", "gpu" (or "cuda") or "mps".
         precision: "32-true" or "bf16-mixed".
         seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
@@ -103,7 +104,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
                               style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
                               original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
-                              style_layers=list(style_layers), style_layer_weights=style_layer_weights, lr=lr,
+                              style_layers=style_layers, style_layer_weights=style_layer_weights, lr=lr,
                               style_blend_weights=style_blend_weights)
         model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
         trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,

@@ -96,6 +96,20 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     assert files(trained) == before
 
 
+def test_a_native_subcommand_takes_system_as_the_job_does(tiny_cifar, tmp_path):
+    """`test --system darknet --ckpt_path last` was 'unrecognized arguments: --system darknet': the subcommands needed
+    --config configs/darknet.yaml, which the job form spares."""
+    runs = tmp_path / "runs"
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    train.main(["test", *job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last")])
+    (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
+    assert json.loads((tested / "run.json").read_text())["checkpoint"] == str(runs / "trained" / "checkpoints" /
+                                                                             "last.ckpt")
+    assert 0 <= json.loads((tested / "results.json").read_text())["test"]["test/acc"] <= 1
+    with pytest.raises(train.UserError, match="unknown --system 'darknett'"):
+        train.main(["validate", "--system", "darknett", "--ckpt_path", "last"])
+
+
 @pytest.mark.parametrize("checkpoint", ["path", "last"])
 def test_native_test_takes_the_checkpoints_net_and_the_command_lines_model_flags(tiny_cifar, tmp_path, checkpoint):
     # Lightning 2.6 rebuilds the model from the checkpoint's hyper-parameters (here nf 4, 3 classes, not the config

@@ -369,3 +369,44 @@ def test_stylize_refuses_a_seed_or_precision_lightning_cannot_take_in_one_line(o
     assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
 
+
+
+def test_neural_styles_comma_separated_lists_are_taken_as_lists_by_the_model_and_both_commands(tmp_path, capsys):
+    """`-style_layers relu1_1,relu2_1` and `-style_blend_weights 3,1` (neural-style's form, which the README maps to
+    these flags) were 'expected list, got ...'; one layer alone too."""
+    model = StyleTransfer(vgg_weights="random", arch="vgg16", style_layers="relu1_2, relu2_2",
+                          style_layer_weights="3,1", style_blend_weights="2")
+    assert model.style_layers == ["relu1_2", "relu2_2"] and model.style_layer_weights == [3.0, 1.0]
+    assert (model.hparams.style_layers, model.hparams.style_layer_weights, model.hparams.style_blend_weights) == (
+        ["relu1_2", "relu2_2"], [3.0, 1.0], [2.0])  # saved as lists: the checkpoint's config reads back
+    assert StyleTransfer(vgg_weights="random", arch="vgg16", style_layers="relu3_3").style_layers == ["relu3_3"]
+    with pytest.raises(UserError, match=r"style_layer_weights '3,x': give numbers, as \[3, 1\] or 3,1"):
+        StyleTransfer(vgg_weights="random", arch="vgg16", style_layers="relu1_2,relu2_2", style_layer_weights="3,x")
+    content, style = make_style_images(tmp_path / "in")
+    commands.stylize(["--content", str(content[0]), "--style", str(style), "--output", str(tmp_path / "out"),
+                      "--size", "32", "--max_iter", "1", "--vgg_weights", "random", "--arch", "vgg16",
+                      "--style_layers", "relu1_2,relu2_2", "--style_layer_weights", "3,1"])
+    assert (tmp_path / "out" / "content0.png").is_file()
+    with pytest.raises(SystemExit) as stop:  # one weight for two layers, counted from the comma form
+        commands.stylize(["--content", str(content[0]), "--output", str(tmp_path / "out"), "--vgg_weights", "random",
+                          "--arch", "vgg16", "--style_layers", "relu1_2,relu2_2", "--style_layer_weights", "3"])
+    assert stop.value.code == 2
+    assert "2 style_layers but 1 style_layer_weights" in capsys.readouterr().err
+
+
+def test_a_list_option_given_twice_is_refused_not_cut_to_its_last(tmp_path, capsys, monkeypatch):
+    """`--style a.jpg --style b.jpg` (argparse's append habit) ran with b.jpg alone: jsonargparse keeps the last."""
+    import train
+    from callbacks.errors import refuse_repeated_lists
+    monkeypatch.setattr("sys.argv", ["/venv/bin/dl2-stylize"])
+    with pytest.raises(SystemExit) as stop:
+        commands.stylize(["--style", "a.jpg", "--style=b.jpg", "--output", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("dl2-stylize: error: --style given twice: the second would replace "
+                                               "the first; give them as one list, --style '[a, b]', or add to the "
+                                               "first with --style+ b")
+    with pytest.raises(UserError, match=r"--model.style_layers given twice"):
+        train.main(["--system", "style", "--model.style_layers", "[relu1_2]", "--model.style_layers", "[relu2_2]"])
+    refuse_repeated_lists(["--style", "a.jpg", "--style+", "b.jpg", "--content", "c.jpg", "--size", "32",
+                           "--size", "64", "--data.style", "a.jpg"])  # an append, other flags, one each: taken
+    assert not (tmp_path / "out").exists()
