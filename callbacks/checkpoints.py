@@ -291,7 +291,9 @@ def check_checkpoint(path: str, model, system: str, for_init: bool = False, stat
                             f"{tuple(ours.shape)} here); {fix()}")
     saved_keys = state["state_dict"].keys()
     missing, unexpected = sorted(model_state.keys() - saved_keys), sorted(saved_keys - model_state.keys())
-    if for_init and (missing or unexpected):
+    # a resume loads strictly too (the style leaves its VGG out, strict_loading False): another CycleGAN n_blocks
+    # renames weights rather than reshaping them, and Lightning's load was a traceback
+    if (for_init or getattr(model, "strict_loading", True)) and (missing or unexpected):
         raise UserError(f"{path} holds another network ({len(missing)} weights missing, e.g. {missing[:2]}; "
                         f"{len(unexpected)} not ours, e.g. {unexpected[:2]}); {fix()}")
     return state

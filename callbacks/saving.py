@@ -22,6 +22,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from callbacks.checkpoints import resume_as_begun
 from callbacks.errors import UserError, main_thread
 
 
@@ -218,7 +219,9 @@ class SaveOnStop(Callback):
             # SLURM's SIGTERM after the job requeued itself (its time-limit signal): nothing for the user to do
             requeued = self.requeued or (requeue_signal is not None
                                          and (requeue_signal.requeued or requeue_signal.lightning_requeued))
+            config = self.path.parent.parent / "config.yaml"  # the run's options: a resume with others may not load
             how = ("the requeued SLURM job resumes from it" if requeued
+                   else resume_as_begun(config, str(self.path)) if config.is_file()
                    else f"resume with --ckpt_path last --run_name {self.path.parent.parent.name}")
             print(f"Stopped by {self.signal or 'SIGTERM'} at step {trainer.global_step}; saved {self.path}; {how}",
                   file=sys.stderr)

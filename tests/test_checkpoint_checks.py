@@ -264,7 +264,7 @@ def test_numpy_and_torch_hyper_parameters_are_named_by_value_not_by_type(tmp_pat
     assert checkpoints.option_value(saved["mapping"]) == '{"mean": 0.5, "std": [0.25, 0.5]}'
 
 
-def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_lightning(tmp_path):
+def test_init_from_and_a_resume_refuse_weights_missing_or_extra(tmp_path):
     class Deeper(Tiny):
         def __init__(self):
             super().__init__()
@@ -284,8 +284,12 @@ def test_init_from_refuses_weights_missing_or_extra_and_a_resume_leaves_them_to_
                                                                         for i in (3, 1, 2)})
     with pytest.raises(train.UserError, match=re.escape("3 not ours, e.g. ['head1.weight', 'head2.weight']); ")):
         checkpoints.check_checkpoint(heads, Tiny(), "tiny", for_init=True)
-    for path, model in ((checkpoint, Deeper()), (extra, Tiny())):  # a resume: Lightning's strict load says it
-        assert checkpoints.check_checkpoint(path, model, "tiny")["global_step"] == 4
+    for path, model in ((checkpoint, Deeper()), (extra, Tiny())):  # a resume: Lightning's strict load was a traceback
+        with pytest.raises(train.UserError, match=re.escape(f"{path} holds another network (")):
+            checkpoints.check_checkpoint(path, model, "tiny")
+    lenient = Deeper()
+    lenient.strict_loading = False  # the style's: its checkpoints leave the frozen VGG out
+    assert checkpoints.check_checkpoint(checkpoint, lenient, "tiny")["global_step"] == 4
 
 
 def test_a_checkpoint_of_another_class_names_it_and_the_system_to_use(tmp_path):
@@ -357,3 +361,22 @@ def test_the_fix_for_a_wgan_of_another_image_size_names_the_data_size_too(tmp_pa
         checkpoints.check_checkpoint(str(path), WGAN(isize=32, ngf=8, ndf=8), "wgan", for_init=True)
     assert str(refused.value).endswith("--init_from needs the same network: give the --model options it was trained "
                                        "with (--model.isize 64 --data.isize 64, from its hyper-parameters)")
+
+
+def test_a_resume_with_another_cyclegan_depth_is_refused_with_its_runs_config_not_a_load_traceback(tmp_path):
+    """n_blocks adds or renames the generators' weights rather than reshaping them, so only --init_from counted them:
+    a resume of a 6-block run under the shipped config's 9 went on to Lightning's strict load, a RuntimeError
+    traceback."""
+    from lightning_modules import CycleGAN
+    run = tmp_path / "runs" / "sig1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {}\n")
+    path = run / "checkpoints" / "last.ckpt"
+    trained = CycleGAN(n_blocks=6, ngf=4, ndf=4)
+    torch.save({"state_dict": trained.state_dict(), "global_step": 4, "hyper_parameters": dict(trained.hparams)},
+               path)
+    with pytest.raises(train.UserError) as refused:
+        checkpoints.check_checkpoint(str(path), CycleGAN(n_blocks=9, ngf=4, ndf=4), "cyclegan")
+    assert str(refused.value).startswith(f"{path} holds another network (")
+    assert str(refused.value).endswith(f"resume with its config: --config {run / 'config.yaml'} --ckpt_path {path}")
+    assert checkpoints.check_checkpoint(str(path), CycleGAN(n_blocks=6, ngf=4, ndf=4), "cyclegan")  # its own: taken

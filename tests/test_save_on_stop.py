@@ -33,6 +33,19 @@ def test_a_stop_saves_last_ckpt_and_exits_130_for_ctrl_c_and_143_for_sigterm(tmp
         assert exception.code == status and trainer.saved == [(path, {"weights_only": False})]
         assert (f"Stopped by {by or 'SIGTERM'} at step 5; saved {path}; resume with --ckpt_path last --run_name "
                 f"my-run") in capsys.readouterr().err
+    # with the run's config.yaml (every run writes one): the command that resumes with the options the run began
+    # with; `--system cyclegan --ckpt_path last --run_name my-run` rebuilt the shipped config's nets, and a run begun
+    # with --model.n_blocks 6 then failed to load
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    for config, init_null in (("model: {}\n", ""), ("init_from: old.ckpt\n", " --init_from null")):
+        (path.parent.parent / "config.yaml").write_text(config)
+        stop, trainer = saving.SaveOnStop(path), fake_trainer(global_step=5)
+        stop.signal = "Ctrl-C"
+        stop.on_exception(trainer, None, SIGTERMException())
+        assert capsys.readouterr().err.strip() == (
+            f"Stopped by Ctrl-C at step 5; saved {path}; to resume as the run began, give its config: python train.py "
+            f"--config {path.parent.parent / 'config.yaml'} --ckpt_path {path}{init_null}")
+    (path.parent.parent / "config.yaml").unlink()
     stop, trainer, exception = saving.SaveOnStop(path), fake_trainer(is_global_zero=False), SIGTERMException()
     stop.on_exception(trainer, None, exception)  # every rank saves (a collective), rank 0 alone says so
     assert exception.code == 143 and len(trainer.saved) == 1 and capsys.readouterr().err == ""
