@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from callbacks import UserError
@@ -328,6 +329,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         train_images, train_labels = self.load("train")
         self.test_images, self.test_labels = self.load("test")
         side, reflect = train_images.shape[-1], self.hparams.pad_mode == "reflect"
+        if side != self.hparams.image_size:  # a folder of 48px images trained at 32px without a word
+            rank_zero_warn(f"the images in {self.data_dir} are {side}x{side} pixels: each batch is resized to "
+                           f"--data.image_size {self.hparams.image_size}, the size the net trains at; give "
+                           f"--data.image_size {side} to train at theirs")
         if not 0 <= self.hparams.pad <= side - reflect:
             raise UserError(f"--data.pad {self.hparams.pad} is outside 0 to {side - reflect}, the most "
                             f"{self.hparams.pad_mode} padding of {side}-pixel images allows; e.g. --data.pad 4")

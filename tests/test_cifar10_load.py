@@ -199,3 +199,26 @@ def test_a_batch_at_the_image_size_is_passed_on_as_it_is_and_others_resized(tmp_
     assert data._sized(batch) is batch  # no resizing pass at every step
     data.image_size = 28
     assert data._sized(batch).shape == (2, 3, 28, 28)
+
+
+def test_images_of_another_size_than_image_size_are_named_with_the_option_that_keeps_them(tmp_path, recwarn):
+    """A fastai user's folder of 48px images trained at the default 32px, resized in each batch, without a word; the
+    checkpoint then told dl2-classify 32 as well."""
+    from PIL import Image
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / "pets" / split / name).mkdir(parents=True)
+            for k in range(2):
+                Image.new("RGB", (48, 48), (k * 90, 20, 200)).save(tmp_path / "pets" / split / name / f"{k}.png")
+    data = CIFAR10DataModule(str(tmp_path / "pets"), batch_size=2, cache_decoded=False)
+    data.setup("fit")
+    (message,) = [str(w.message) for w in recwarn if "pixels" in str(w.message)]
+    assert message == (f"the images in {tmp_path / 'pets'} are 48x48 pixels: each batch is resized to "
+                       f"--data.image_size 32, the size the net trains at; give --data.image_size 48 to train at "
+                       f"theirs")
+    recwarn.clear()
+    CIFAR10DataModule(str(tmp_path / "pets"), batch_size=2, cache_decoded=False,
+                      image_size=48).setup("fit")
+    write_batches(tmp_path / "c")
+    loaded(tmp_path / "c")  # CIFAR-10's own 32px at the default
+    assert not [w for w in recwarn if "pixels" in str(w.message)]
