@@ -169,5 +169,7 @@ def run_job(cli: "CLI") -> dict:
         # 4 significant digits, as the progress line: a WGAN's early Loss_D printed -0.0000 with 4 decimals
         print(("Test metrics: " if test else "Final metrics: ") + ", ".join(f"{k} {format_number(v)}"
                                                                              for k, v in shown.items()))
+        # the figure airbench prints beside its accuracy (results.json's fit_seconds; the test comes after)
+        print(f"Fit time: {results['fit_seconds']} s" + (" (this launch, after its resume)" if resumed_from else ""))
         print(f"Results written to {path}")
     return results

@@ -426,9 +426,14 @@ class StyleTransfer(L.LightningModule):
         return any(isinstance(callback, _LRCallback) for callback in self.trainer.callbacks)
 
     def on_train_end(self) -> None:
+        written = self.write_results()
+        if written and self.results_folder is None:  # train.py's run: its results.json did not say where they went
+            print("Wrote " + ", ".join(map(str, written)))
+
+    def write_results(self) -> list[Path]:
         """<run folder>/stylized/<content name>.png, and a content | style | result side-by-side in images/."""
         if not self.trainer.is_global_zero or not hasattr(self, "_batch") or self.lr_sweep():
-            return
+            return []
         content, style = (x.float().cpu() for x in self._batch)
         style = style[:1]  # the first of several style images
         result = self.image.detach().float().cpu().clamp(0, 1)
@@ -437,14 +442,16 @@ class StyleTransfer(L.LightningModule):
         if style.shape[-2:] != content.shape[-2:]:  # --data.style_scale: shown at the content's size
             style = resized(style, content.shape[-2:])
         names = getattr(self.trainer.datamodule, "content_names", None) or [f"image{i}" for i in range(len(result))]
-        for name, image in zip(names, result, strict=True):
-            save_png(image, self.results_dir() / f"{name}.png")
+        written = [self.results_dir() / f"{name}.png" for name in names]
+        for path, image in zip(written, result, strict=True):
+            save_png(image, path)
         rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
         caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
         log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
                        caption=caption)
         if self.hparams.vgg_weights == "random":
             print(NOT_ART)
+        return written
 
 
 class WriteOnStop(L.Callback):
@@ -457,7 +464,7 @@ class WriteOnStop(L.Callback):
 
         if (isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and hasattr(pl_module, "_batch")
                 and not pl_module.lr_sweep()):
-            pl_module.on_train_end()
+            pl_module.write_results()
             if trainer.is_global_zero:
                 print(f"Wrote the images as they are after iteration {trainer.global_step} to "
                       f"{pl_module.results_dir()}", file=sys.stderr)

@@ -81,9 +81,16 @@ def test_limit_test_batches_0_trains_skips_the_test_and_writes_the_results(tiny_
     assert results["test"] == {} and results["global_step"] == 2
 
 
-def test_fit_seconds_is_the_fits_wall_time(tiny_cifar, tmp_path):
-    """results.json's fit_seconds (benchmarks/time_to_accuracy.py reads it): the fit's time, within the job's."""
+def test_fit_seconds_is_the_fits_wall_time_and_is_printed(tiny_cifar, tmp_path, capsys):
+    """results.json's fit_seconds (benchmarks/time_to_accuracy.py reads it): the fit's time, within the job's; printed
+    after the metrics, as airbench prints its time beside its accuracy (it was in the file alone)."""
     runs, start = tmp_path / "runs", time.perf_counter()
     train.main(job(tiny_cifar, runs, "--data.batch_size", "4", "--trainer.max_steps", "2", "--run_name", "r"))
     elapsed = time.perf_counter() - start
-    assert 0 < json.loads((runs / "r" / "results.json").read_text())["fit_seconds"] <= elapsed
+    seconds = json.loads((runs / "r" / "results.json").read_text())["fit_seconds"]
+    assert 0 < seconds <= elapsed
+    assert f"Fit time: {seconds} s" in capsys.readouterr().out.splitlines()
+    train.main(job(tiny_cifar, runs, "--data.batch_size", "4", "--trainer.max_steps", "3", "--run_name", "r",
+                   "--ckpt_path", "last"))
+    seconds = json.loads((runs / "r" / "results.json").read_text())["fit_seconds"]
+    assert f"Fit time: {seconds} s (this launch, after its resume)" in capsys.readouterr().out.splitlines()

@@ -60,6 +60,9 @@ def test_job_writes_results_and_the_stylized_pngs(job_run):
     for name in ("content0", "content1"):
         assert Image.open(job_run.run_dir / "stylized" / f"{name}.png").size == (32, 32)
     assert (job_run.run_dir / "images" / "style_image-000002.png").is_file()  # every show_iter iterations
+    # said where they are: the run ended at 'Results written to .../results.json', which does not name them
+    assert (f"Wrote {job_run.run_dir / 'stylized' / 'content0.png'}, {job_run.run_dir / 'stylized' / 'content1.png'}"
+            in job_run.printed.splitlines())
 
 
 def test_job_writes_a_content_style_result_side_by_side(job_run):
@@ -291,7 +294,9 @@ def test_ctrl_c_in_a_style_run_saves_last_ckpt_and_writes_the_images_as_they_are
     for i, name in enumerate(("content0", "content1")):  # the checkpoint's image, as an 8-bit PNG
         written = torch.from_numpy(np.array(Image.open(run_dir / "stylized" / f"{name}.png"))).permute(2, 0, 1) / 255
         assert (written - saved["state_dict"]["image"][i].clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
-    assert f"Wrote the images as they are after iteration 2 to {run_dir / 'stylized'}" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert f"Wrote the images as they are after iteration 2 to {run_dir / 'stylized'}" in err
+    assert "Wrote " not in out  # once, not also as at the end
 
 
 def test_a_second_ctrl_c_stops_stylize_at_once_with_exit_130(style_images, tmp_path, capsys, monkeypatch):
