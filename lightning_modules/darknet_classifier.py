@@ -179,6 +179,12 @@ class DarknetClassifier(L.LightningModule):
             return compiled_call(options)(self.net, images)
         return self.net(images)
 
+    def predict(self, images, tta: str | None = None):
+        """fastai's `learn.predict`: (class name, class index, probabilities) of an image file's path, a PIL image or
+        a uint8 (3, H, W) tensor, a list of them for a list; prepared as dl2-classify prepares its files."""
+        from lightning_modules.darknet_classify import predict
+        return predict(self, images, tta)
+
     def loss(self, logits, labels, reduction: str = "mean"):
         return F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing, reduction=reduction)
 

@@ -11,6 +11,66 @@ from lightning_modules.darknet_classifier import tta_average, tta_views
 from lightning_modules.darknet_interpret import write_rows
 
 
+def as_image(image) -> torch.Tensor:
+    """An image file's path, a PIL image, or a uint8 (3, H, W) tensor -> uint8 (3, H, W) RGB."""
+    from PIL import Image
+
+    from datamodules.decode import _to_tensor, read_rgb
+    if isinstance(image, (str, Path)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        return _to_tensor(image)
+    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.dim() == 3 and image.shape[0] == 3:
+        return image
+    raise UserError(f"predict takes an image file's path, a PIL image or a uint8 (3, H, W) tensor in 0..255, not "
+                    f"{describe(image)}" + ("; from a float image in [0, 1]: (image * 255).round().to(torch.uint8)"
+                                            if isinstance(image, torch.Tensor) and image.is_floating_point() else ""))
+
+
+def describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def squared(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> uint8 (3, size, size): the shorter side resized to size, the central square cut (the seed's
+    val_tfms), as dl2-classify gives each image."""
+    from datamodules.style import resize_crop
+    if image.shape[1:] == (size, size):
+        return image
+    return (resize_crop(image.float() / 255, size, crop=True) * 255).round().to(torch.uint8)
+
+
+def class_probabilities(models: list, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """uint8 (N, 3, size, size) on the models' device -> (N, classes) probabilities, normalised as CIFAR10DataModule
+    feeds the nets, each net's test-time views averaged, then the nets'."""
+    from datamodules.augment import normalize
+    from datamodules.cifar10 import SEED_STATS
+    x = normalize(images, *SEED_STATS)
+    return torch.stack([tta_average(net(tta_views(x, tta)), tta).float().softmax(1) for net in models]).mean(0)
+
+
+@torch.no_grad()
+def predict(model, images, tta: str | None = None) -> tuple | list[tuple]:
+    """fastai's `learn.predict` for a DarknetClassifier (`model.predict`): (class name, class index, probabilities)
+    for one image, a list of them for a list; each image prepared as dl2-classify does (squared to the size the net
+    was trained at, the seed's normalisation, the model's test-time augmentation unless `tta` says otherwise)."""
+    single = not isinstance(images, (list, tuple))
+    batch = [squared(as_image(image), model.image_size or 32) for image in ([images] if single else images)]
+    if not batch:
+        return []
+    was_training, names = model.training, model.label_names()
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        p = class_probabilities([model], torch.stack(batch).to(device), model.hparams.tta if tta is None else tta)
+    finally:
+        model.train(was_training)
+    results = [(names[int(row.argmax())], int(row.argmax()), row.cpu()) for row in p]
+    return results[0] if single else results
+
+
 @torch.no_grad()
 def classify(checkpoint: str, images: list[str], top_k: int = 3,
              tta: Literal["none", "flip", "flip_translate"] | None = None, size: int | None = None,
@@ -33,10 +93,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
             TrainingPhaseScheduler(save_cycles=true) keeps: the class probabilities of all the nets are averaged (a
             snapshot ensemble, Huang et al. 2017), each net with the same test-time augmentation.
     """
-    from datamodules.augment import normalize
-    from datamodules.cifar10 import SEED_STATS
     from datamodules.decode import UnreadableImageError, image_files, read_rgb
-    from datamodules.style import resize_crop
     from lightning_modules import DarknetClassifier as Model  # the package's class under `python -m` too
     from lightning_modules.inference import check_device, load_checkpoint
 
@@ -66,15 +123,11 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
             except UnreadableImageError as error:  # the others are still classified; named at the end
                 unreadable.append(str(error))
                 continue
-            if image.shape[1:] != (size, size):
-                image = (resize_crop(image.float() / 255, size, crop=True) * 255).round()
-            batch.append(image.float())
+            batch.append(squared(image, size))
             read.append(file)
         if not batch:
             continue
-        x = normalize(torch.stack(batch).to(device), *SEED_STATS)  # as CIFAR10DataModule feeds the model
-        probabilities = torch.stack([tta_average(net(tta_views(x, tta)), tta).float().softmax(1)
-                                     for net in models]).mean(0).cpu()
+        probabilities = class_probabilities(models, torch.stack(batch).to(device), tta).cpu()
         for file, p in zip(read, probabilities, strict=True):
             best = p.argsort(descending=True)[:top_k].tolist()
             results.append({"path": str(file), "prediction": names[best[0]], "probability": float(p[best[0]]),

@@ -304,3 +304,30 @@ def test_classify_goes_on_past_a_batch_it_could_not_read_and_names_a_lone_unread
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "cannot read image" in err and "a.png" in err and "none of" not in err
 
+
+
+def test_predict_from_python_takes_a_path_a_pil_image_or_a_uint8_tensor_as_classify_does(darknet_checkpoint):
+    """fastai's learn.predict had no counterpart: a notebook decoded, squared and normalised by hand, and a float
+    [0, 1] tensor (ToTensor's) went through the seed's normalisation as another image without a word."""
+    from lightning_modules import DarknetClassifier
+    checkpoint, data_dir = darknet_checkpoint
+    model = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    model.train()
+    files = [data_dir / "test" / "dog" / "0001.png", data_dir / "test" / "cat" / "0000.png"]
+    pixels = torch.stack([torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1) for f in files])
+    for tta, flip in (("none", False), ("flip", True)):
+        expected = by_hand(checkpoint, pixels, flip=flip)
+        name, index, probabilities = model.predict(str(files[0]), tta=tta)
+        assert torch.allclose(probabilities, expected[0], atol=1e-5)
+        assert index == int(expected[0].argmax()) and name == ["cat", "dog", "frog"][index]
+        for each in (model.predict(Image.open(files[1]), tta=tta), model.predict(pixels[1], tta=tta)):
+            assert torch.allclose(each[2], expected[1], atol=1e-5)
+        listed = model.predict([files[0], pixels[1]], tta=tta)
+        assert [torch.allclose(p, e, atol=1e-5) for (_, _, p), e in zip(listed, expected, strict=True)] == [True] * 2
+    assert model.training  # put back as it was
+    (result,) = classify(str(checkpoint), [str(files[0])], tta="flip")
+    assert torch.allclose(torch.tensor(list(result["probabilities"].values())), model.predict(files[0], "flip")[2],
+                          atol=1e-6)  # the command and the method prepare an image alike
+    with pytest.raises(UserError, match=r"not a float32 tensor of shape \(3, 32, 32\); from a float image in \[0, 1\]: "
+                                        r"\(image \* 255\)\.round\(\)\.to\(torch\.uint8\)"):
+        model.predict(pixels[0].float() / 255)
