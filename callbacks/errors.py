@@ -249,8 +249,25 @@ def condense_parser_error(message: str) -> str:
     return f"--{key}: {detail}" if key else detail
 
 
+# the anchor projects' flags that are ours under another name (README's mapping tables): junyanz's CycleGAN, the
+# WassersteinGAN reference, jcjohnson/neural-style
+OTHER_PROJECTS = {"name": "--run_name", "dataroot": "--data.data_dir", "continue_train": "--ckpt_path last",
+                  "epoch_count": "--ckpt_path last (README: junyanz's options)", "netG": "--model.n_blocks",
+                  "beta1": "--model.betas", "lambda_A": "--model.lambda_cycle", "lambda_B": "--model.lambda_cycle",
+                  "no_flip": "--data.flip false", "display_freq": "--model.log_images_every_n_batches",
+                  "imageSize": "--model.isize and --data.isize", "Diters": "--model.d_iters",
+                  "clamp_lower": "--model.clip_value", "clamp_upper": "--model.clip_value", "lrD": "--model.lr",
+                  "lrG": "--model.lr_generator", "adam": "--model.optimizer adam", "niter": "--trainer.max_epochs",
+                  "experiment": "--trainer.default_root_dir", "style_image": "--data.style",
+                  "content_image": "--data.content", "num_iterations": "--trainer.max_steps"}
+
+
 def close_option(name: str) -> str:
-    """' (did you mean trainer.max_epochs?)' for a Trainer option one typo away from `name`, else ''."""
+    """' (did you mean trainer.max_epochs?)' for a Trainer option one typo away from `name`; for a flag without a
+    group (`--lambda_identity`, junyanz's `--dataroot`) the model's or data's option of that name, or ours for another
+    project's flag; else ''."""
+    if "." not in name:
+        return ungrouped_option(name)
     group, _, option = name.partition(".")
     if group != "trainer" or not option or "." in option:
         return ""
@@ -260,6 +277,35 @@ def close_option(name: str) -> str:
     from lightning.pytorch import Trainer
     close = difflib.get_close_matches(option, inspect.signature(Trainer).parameters, n=1)
     return f" (did you mean trainer.{close[0]}?)" if close else ""
+
+
+COMMAND_PARSER = [False]  # a dl2-* command's parser (commands.run), whose flags are its own: no train.py hint
+
+
+@contextmanager
+def command_parser():
+    COMMAND_PARSER[0] = True
+    try:
+        yield
+    finally:
+        COMMAND_PARSER[0] = False
+
+
+def ungrouped_option(name: str) -> str:
+    import inspect
+
+    import datamodules
+    import lightning_modules
+    if COMMAND_PARSER[0]:
+        return ""
+    if name in OTHER_PROJECTS:
+        return f" (did you mean {OTHER_PROJECTS[name]}?)"
+    homes = []
+    for group, package in (("model", lightning_modules), ("data", datamodules)):
+        classes = [getattr(package, n) for n in package.__all__ if n[0].isupper()]
+        if any(name in inspect.signature(c).parameters for c in classes if inspect.isclass(c)):
+            homes.append(f"--{group}.{name}")
+    return f" (did you mean {' and '.join(homes)}?)" if homes else ""
 
 
 _partly_failed: list[str] = []

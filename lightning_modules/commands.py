@@ -35,7 +35,7 @@ def stopped_before_start(command_line: bool):
 with stopped_before_start(Path(sys.argv[0]).name.startswith("dl2-")):  # a console script imports this module first
     from jsonargparse import CLI
 
-    from callbacks.errors import UserError, one_line_errors, one_line_warnings, refuse_repeated_lists
+    from callbacks.errors import UserError, command_parser, one_line_errors, one_line_warnings, refuse_repeated_lists
     from callbacks.progress import quiet
 
 TRACEBACK_HELP = "--traceback (or DL2_TRACEBACK=1): show the traceback of a user error, not its one line"
@@ -46,7 +46,7 @@ def run(components, args: list[str] | None, **cli_options):
     a warning as `NAME: warning: MESSAGE`."""
     quiet()  # Lightning's tips, as train.py
     # exit_on_error False: a bad value raises, and one_line_errors prints it as one line, as train.py's
-    with one_line_warnings():
+    with one_line_warnings(), command_parser():
         return one_line_errors(lambda argv: refuse_repeated_lists(argv) or CLI(
             components, args=argv, exit_on_error=False, **{"epilog": TRACEBACK_HELP, **cli_options}), args)
 

@@ -367,3 +367,16 @@ def test_stdout_reader_gone_only_for_a_pipe_whose_reader_closed(capsys):
             sys.stdout = saved
     assert (open_reader, closed_reader) == (False, True)
 
+
+
+def test_a_commands_unknown_flag_gets_no_hint_of_train_pys_groups(capsys, monkeypatch):
+    """train.py's '--dataroot (did you mean --data.data_dir?)' is wrong for dl2-cyclegan-translate, whose flags are
+    its own (--input_dir)."""
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/dl2-cyclegan-translate"])
+    with pytest.raises(SystemExit) as stop:
+        commands.cyclegan_translate(["--dataroot", "x"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("dl2-cyclegan-translate: error: unrecognized arguments: --dataroot x; "
+                                               "see --help")
+    from callbacks.errors import close_option
+    assert close_option("dataroot") == " (did you mean --data.data_dir?)"  # train.py's parser, after the command

@@ -64,6 +64,14 @@ def test_a_bad_value_from_the_command_line_is_one_line(tiny_cifar, tmp_path, cap
                 "--trainer.callbacks.mode", "max", "--trainer.callbacks.save_top_k", "3"],
            "unrecognized arguments: --trainer.max_epoch 1 (did you mean trainer.max_epochs?); see --help":
                ["--trainer.max_epoch", "1"],
+           # a flag without its group (junyanz's --lambda_identity): the model's or data's option of that name, both
+           # where both have one, ours for another project's name; none for a flag that is nowhere
+           "unrecognized arguments: --lambda_identity 0.5 (did you mean --model.lambda_identity?); see --help":
+               ["--lambda_identity", "0.5"],
+           "unrecognized arguments: --isize 64 (did you mean --model.isize and --data.isize?); see --help":
+               ["--isize", "64"],
+           "unrecognized arguments: --dataroot x (did you mean --data.data_dir?); see --help": ["--dataroot", "x"],
+           "unrecognized arguments: --no_such_flag 1; see --help": ["--no_such_flag", "1"],
            # a class's required argument, not the other types the option takes ("Expected a <class 'bool'>")
            "--trainer.logger: CSVLogger needs --trainer.logger.save_dir; see --help":
                ["--trainer.logger", "CSVLogger"]}
