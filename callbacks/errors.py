@@ -257,7 +257,8 @@ OTHER_PROJECTS = {"name": "--run_name", "dataroot": "--data.data_dir", "continue
                   "no_flip": "--data.flip false", "display_freq": "--model.log_images_every_n_batches",
                   "imageSize": "--model.isize and --data.isize", "Diters": "--model.d_iters",
                   "clamp_lower": "--model.clip_value", "clamp_upper": "--model.clip_value", "lrD": "--model.lr",
-                  "lrG": "--model.lr_generator", "adam": "--model.optimizer adam", "niter": "--trainer.max_epochs",
+                  "lrG": "--model.lr_generator", "adam": "--model.optimizer adam",
+                  "niter": "--trainer.max_epochs (the WassersteinGAN's; junyanz's older --niter: --model.n_epochs)",
                   "experiment": "--trainer.default_root_dir", "style_image": "--data.style",
                   "content_image": "--data.content", "num_iterations": "--trainer.max_steps"}
 
