@@ -52,7 +52,7 @@ def translate_output(file: Path, source: Path, out: Path) -> bool:
 
 
 def translate(checkpoint: str, input_dir: str, output_dir: str,
-              direction: Literal["a2b", "b2a", "AtoB", "BtoA"] = "a2b",
+              direction: Literal["a2b", "b2a", "AtoB", "BtoA"] | None = None,
               reconstruct: bool = False, max_images: int | None = None, max_size: int | None = None,
               device: str = "auto") -> Path:
     """Translate every image of a folder with a trained CycleGAN, at full resolution or at most max_size.
@@ -61,15 +61,16 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
         checkpoint: a CycleGAN checkpoint (runs/cyclegan/<run>/checkpoints/last.ckpt; a run folder: its last.ckpt;
             `last`: the newest run's in runs/cyclegan), junyanz/pytorch-CycleGAN-and-pix2pix's checkpoints folder
             (`checkpoints/<name>/`: both generators, as its test.py --model cycle_gan), or a generator file of it
-            (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which translates in its own direction
-            whatever `direction` says (its G_B/G_A beside it is the way back for reconstruct).
+            (`latest_net_G_A.pth`, its pretrained `horse2zebra.pth`), which translates in its own direction (a
+            G_A or G_B file given the other direction is refused; its G_B/G_A beside it is the way back for
+            reconstruct).
         input_dir: folder of .png/.jpg/.jpeg/.bmp/.webp/.tif/.ppm images of any size (grayscale ones become RGB),
             at all depths (not translate's own outputs: output_dir, an earlier run's output folder below
             input_dir, or the inputs/ and reconstructions/ of input_dir when it is one), or one such image.
         output_dir: where <name>.png translations and index.html (inputs beside outputs) are written; not
             input_dir itself (the translations would replace the inputs).
         direction: a2b uses gen_a2b (horse2zebra: horse to zebra), b2a uses gen_b2a; junyanz's AtoB and BtoA are
-            the same.
+            the same; null (the default): a2b, or a reference generator file's own direction.
         reconstruct: also translate each output back with the other generator (F(G(x)), the reference test.py's
             rec_A/rec_B) into reconstructions/<name>.png, a third column of the page. Needs both generators: a
             CycleGAN checkpoint, junyanz's checkpoints folder, or a G_A/G_B file with its epoch's other one beside it.
@@ -103,6 +104,12 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
     if one_image:
         files = [Path(input_dir)]
     elif source.is_dir():  # at all depths, as the reference's make_dataset and our training folders
+        domains = [name for name in ("trainA", "trainB", "testA", "testB") if (source / name).is_dir()]
+        if any(name.endswith("A") for name in domains) and any(name.endswith("B") for name in domains):
+            side = "A" if {"AtoB": "a2b", "BtoA": "b2a"}.get(direction, direction) != "b2a" else "B"
+            raise UserError(f"--input_dir {input_dir} is a data set's root ({', '.join(domains)}): both domains "
+                            f"would go through one generator; give one domain's folder, as junyanz's test.py reads "
+                            f"test{side} for {'AtoB' if side == 'A' else 'BtoA'}: --input_dir {source / f'test{side}'}")
         files = [f for f in image_files([input_dir], fix, recursive=True) if not translate_output(f, source, out)]
     elif not source.exists():
         raise MissingDataError(f"--input_dir {input_dir} not found; {fix}")
@@ -115,7 +122,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
-    direction = {"AtoB": "a2b", "BtoA": "b2a"}.get(direction, direction)
+    given, direction = direction, {"AtoB": "a2b", "BtoA": "b2a", None: "a2b"}.get(direction, direction)
     if direction not in ("a2b", "b2a"):
         raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
     try:
@@ -130,12 +137,13 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
                 raise or_reference(error, "junyanz's checkpoints folder or a generator file of it (latest_net_G_A.pth)"
                                    ) from None
             own = JUNYANZ_FILE.fullmatch(file.name)
-            if direction == "b2a" and own and own.group(2) == "G_A":  # it would translate A to B all the same
-                partner = partner_file(str(file))
-                raise UserError(f"--direction b2a: {file} is junyanz's G_A, which translates A to B; give its G_B "
-                                f"({partner}{'' if partner.is_file() else ', not there'}) or the checkpoints folder "
-                                f"{file.parent}") from None
-            if direction == "b2a" and not own:  # the zoo's latest_net_G.pth: its direction is its model's name
+            if given and own and own.group(2) == {"a2b": "G_B", "b2a": "G_A"}[direction]:  # it would translate its
+                partner = partner_file(str(file))                                          # own way all the same
+                theirs, other = ("A to B", "G_B") if own.group(2) == "G_A" else ("B to A", "G_A")
+                raise UserError(f"--direction {given}: {file} is junyanz's {own.group(2)}, which translates {theirs}; "
+                                f"give its {other} ({partner}{'' if partner.is_file() else ', not there'}) or the "
+                                f"checkpoints folder {file.parent}, or leave --direction out") from None
+            if given and direction == "b2a" and not own:  # the zoo's latest_net_G.pth: its model's name says
                 print(f"--direction b2a: {file} is one generator, which translates in its own direction (the zoo's "
                       "horse2zebra: horse to zebra, zebra2horse: zebra to horse); --direction is not applied",
                       file=sys.stderr)
@@ -143,7 +151,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
                 raise UserError(f"--reconstruct needs both generators, and {checkpoint} holds one (no G_A/G_B file of "
                                 "its epoch beside it); give a CycleGAN .ckpt or leave --reconstruct out") from None
             generate, back = generate.to(device), back.to(device) if back is not None else None
-            shown = "the reference generator's own direction"
+            shown = ("the reference generator's own direction" if not own else
+                     f"{'a2b' if own.group(2) == 'G_A' else 'b2a'}, junyanz's {own.group(2)}")
         else:
             model, shown = model.to(device), f"{direction}, junyanz's {'G_A' if direction == 'a2b' else 'G_B'}"
     else:

@@ -1,6 +1,7 @@
 """`translate` with unreadable files among the inputs: the others are translated, the page lists the bad ones."""
 
 import html
+import re
 
 import numpy as np
 import pytest
@@ -183,7 +184,7 @@ def test_a_reference_generator_file_translates_as_that_generator(tmp_path, norm_
         y = generator(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1)[0]
     expected = ((y + 1) / 2 * 255).round().clamp(0, 255).permute(1, 2, 0).numpy()
     assert np.abs(np.array(Image.open(tmp_path / "out" / "horse.png")).astype(float) - expected).max() <= 1
-    assert "the reference generator's own direction" in (tmp_path / "out" / "index.html").read_text()  # not a2b
+    assert "a2b, junyanz's G_A" in (tmp_path / "out" / "index.html").read_text()  # the file's own direction
 
 
 def test_a_file_that_is_neither_checkpoint_nor_reference_generator_is_named(tmp_path):
@@ -342,11 +343,19 @@ def test_a_g_a_file_refuses_b2a_and_names_its_g_b_and_the_zoos_file_says_it_keep
     inputs, pixels = junyanz_folder_inputs(tmp_path)
     g_a, g_b = tmp_path / "ckpts" / "latest_net_G_A.pth", tmp_path / "ckpts" / "latest_net_G_B.pth"
     with pytest.raises(UserError, match=rf"--direction b2a: {g_a} is junyanz's G_A, which translates A to B; give "
-                                        rf"its G_B \({g_b}\) or the checkpoints folder {g_a.parent}$"):
+                                        rf"its G_B \({g_b}\) or the checkpoints folder {g_a.parent}, or leave "
+                                        rf"--direction out$"):
         translate(str(g_a), str(inputs), str(tmp_path / "out"), direction="b2a")
+    # the other way round too: G_B with --direction AtoB translated B to A, saying only 'its own direction'
+    with pytest.raises(UserError, match=rf"--direction AtoB: {g_b} is junyanz's G_B, which translates B to A; give "
+                                        rf"its G_A \({g_a}\) or the checkpoints folder"):
+        translate(str(g_b), str(inputs), str(tmp_path / "out"), direction="AtoB")
     assert not (tmp_path / "out").exists()
-    translate(str(g_b), str(inputs), str(tmp_path / "out"), direction="b2a")  # its own direction, as asked
-    assert differs(tmp_path / "out" / "horse.png", junyanz_translation(pixels, nets["G_B"], nets["G_A"])[0]) <= 1
+    for direction in ("b2a", None):  # its own direction, as asked or by default
+        translate(str(g_b), str(inputs), str(tmp_path / f"out_{direction}"), direction=direction)
+        translated = tmp_path / f"out_{direction}" / "horse.png"
+        assert differs(translated, junyanz_translation(pixels, nets["G_B"], nets["G_A"])[0]) <= 1
+        assert "b2a, junyanz's G_B" in (translated.parent / "index.html").read_text()
     assert "--direction" not in capsys.readouterr().err
     (tmp_path / "zoo").mkdir()
     torch.save(nets["G_A"].state_dict(), tmp_path / "zoo" / "latest_net_G.pth")  # zebra2horse's or horse2zebra's
@@ -478,3 +487,20 @@ def test_another_runtime_error_in_the_generator_keeps_its_traceback(tiny_model, 
     with pytest.raises(RuntimeError, match="a bug"):
         commands.cyclegan_translate(["--checkpoint", "unused.ckpt", "--input_dir", str(tmp_path / "a.png"),
                                      "--output_dir", str(tmp_path / "out"), "--device", "cpu"])
+
+
+@pytest.mark.parametrize("direction, side", [(None, "A"), ("BtoA", "B")])
+def test_a_data_sets_root_as_input_dir_is_refused_naming_the_domains_test_folder(tmp_path, direction, side):
+    """junyanz's --dataroot habit: every image below horse2zebra/, zebras and horses alike, went through one
+    generator, without a word."""
+    from callbacks import UserError
+    root = tmp_path / "horse2zebra"
+    for name in ("trainA", "trainB", "testA", "testB"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / name / "x.png")
+    with pytest.raises(UserError, match=re.escape(
+            f"--input_dir {root} is a data set's root (trainA, trainB, testA, testB): both domains would go through "
+            f"one generator; give one domain's folder, as junyanz's test.py reads test{side} for "
+            f"{'AtoB' if side == 'A' else 'BtoA'}: --input_dir {root / f'test{side}'}")):
+        translate(str(tmp_path / "no.ckpt"), str(root), str(tmp_path / "out"), direction=direction)
+    assert not (tmp_path / "out").exists()
