@@ -187,10 +187,14 @@ class CycleGAN(L.LightningModule):
         self.frechet.check(self.trainer)
         hp, epochs = self.hparams, self.trainer.max_epochs
         total = hp.n_epochs + hp.n_epochs_decay
-        if hp.linear_decay and epochs not in (None, -1) and epochs != total:
-            effect = "then trains at lr 0" if epochs > total else "stops before the lr has decayed"
+        if hp.linear_decay and epochs not in (None, -1) and epochs > total:  # epochs that change nothing
+            raise UserError(f"--trainer.max_epochs {epochs} but the linear decay ends at n_epochs + n_epochs_decay = "
+                            f"{total} epochs: epochs {total + 1} to {epochs} would train at lr 0; give "
+                            f"--trainer.max_epochs {total} (junyanz's n_epochs and n_epochs_decay set the run's "
+                            f"length), or raise --model.n_epochs_decay")
+        if hp.linear_decay and epochs not in (None, -1) and epochs < total:
             rank_zero_warn(f"--trainer.max_epochs {epochs} but the linear decay spans n_epochs + n_epochs_decay = "
-                           f"{total} epochs: the run {effect}; the reference trains their sum, "
+                           f"{total} epochs: the run stops before the lr has decayed; the reference trains their sum, "
                            f"--trainer.max_epochs {total}")
 
     def on_fit_end(self) -> None:

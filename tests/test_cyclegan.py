@@ -140,9 +140,8 @@ def test_a_run_stopped_mid_epoch_resumes_at_that_epochs_learning_rate(tiny_unpai
     assert [lr for _, lr in lrs] == pytest.approx([by_hand[epoch] for epoch, _ in lrs])
 
 
-@pytest.mark.parametrize("max_epochs, effect", [(1, "stops before the lr has decayed"), (3, "then trains at lr 0"),
-                                               (2, None)])
-def test_max_epochs_other_than_the_decays_span_warns(tiny_unpaired, tmp_path, max_epochs, effect):
+@pytest.mark.parametrize("max_epochs, effect", [(1, "stops before the lr has decayed"), (2, None)])
+def test_max_epochs_short_of_the_decays_span_warns(tiny_unpaired, tmp_path, max_epochs, effect):
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -153,6 +152,19 @@ def test_max_epochs_other_than_the_decays_span_warns(tiny_unpaired, tmp_path, ma
     assert shown == ([] if effect is None else [f"--trainer.max_epochs {max_epochs} but the linear decay spans "
                                                 f"n_epochs + n_epochs_decay = 2 epochs: the run {effect}; the "
                                                 "reference trains their sum, --trainer.max_epochs 2"])
+
+
+def test_max_epochs_past_the_decays_end_is_refused_before_a_batch(tiny_unpaired, tmp_path):
+    """junyanz's --n_epochs 1 --n_epochs_decay 1 set its run's length; here the config's max_epochs 200 stayed, and
+    after a warning 198 epochs trained at lr 0, changing nothing."""
+    from callbacks import UserError
+    model = tiny_model(n_epochs=1, n_epochs_decay=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UserError, match=r"^--trainer.max_epochs 200 but the linear decay ends at n_epochs \+ "
+                                        r"n_epochs_decay = 2 epochs: epochs 3 to 200 would train at lr 0; give "
+                                        r"--trainer.max_epochs 2 "):
+        trainer(tmp_path, max_epochs=200, limit_train_batches=1).fit(model, datamodule=tiny_data(tiny_unpaired))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_training_phase_scheduler_can_replace_the_built_in_schedule(tiny_unpaired, tmp_path):
