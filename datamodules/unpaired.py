@@ -39,9 +39,9 @@ PUBLISHED = {
 def image_files(folder: Path, max_count: int | None = None) -> list[Path]:
     """The folder's images at all depths, sorted; the first max_count of them (the reference's max_dataset_size)."""
     if not folder.is_dir():
-        raise MissingDataError(f"{folder} is missing; an unpaired dataset has {', '.join(FOLDERS)} folders of "
-                               f"images under --data.data_dir (horse2zebra: downloaded into data/horse2zebra when "
-                               f"that folder does not exist, or tar xf ../shared/data/horse2zebra.tar -C data)")
+        raise MissingDataError(f"{folder} is missing; an unpaired dataset has trainA and trainB folders of images "
+                               f"under --data.data_dir, and testA and testB for its validation and test if it has "
+                               f"them (horse2zebra: downloaded into data/horse2zebra when that folder does not exist)")
     files = image_tree(folder)  # at all depths, as the reference's make_dataset
     if not files:
         raise MissingDataError(f"{folder} has no {'/'.join(sorted(IMAGE_SUFFIXES))} images; add them or point "
