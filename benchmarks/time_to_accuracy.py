@@ -1,13 +1,15 @@
 """Time to accuracy on CIFAR-10: airbench94 against our Darknet config, alternating, on the same data and GPU.
 
     python benchmarks/time_to_accuracy.py [--seeds 5] [--config configs/darknet_fast.yaml] [--out DIR]
-                                          [--data-dir DIR] [--no-airbench] [--smoke] [--variant NAME=OVERRIDES]
+                                          [--data-dir DIR] [--data ARCHIVE_OR_FOLDER] [--no-airbench] [--smoke]
+                                          [--variant NAME=OVERRIDES]
                                           [-- our overrides...]
 
 One invocation: (1) prepares CIFAR-10 from the shared JPEG archive (../shared/data/cifar10-jpeg.tar.gz, or
-$DL2_SHARED_DATA) into our format (the official python batches, which CIFAR10DataModule reads) and airbench's
-(`cifar10/train.pt` and `test.pt`: dicts of uint8 NHWC `images`, int64 `labels` and `classes`, which airbench's
-CifarLoader loads instead of downloading); (2) runs one untimed-for-the-means warm-up of each side (cuDNN
+$DL2_SHARED_DATA; `--data`: another archive of its layout, or a folder of the official python batches such as the
+data/cifar10 train.py downloads) into our format (the official python batches, which CIFAR10DataModule reads) and
+airbench's (`cifar10/train.pt` and `test.pt`: dicts of uint8 NHWC `images`, int64 `labels` and `classes`, which
+airbench's CifarLoader loads instead of downloading); (2) runs one untimed-for-the-means warm-up of each side (cuDNN
 autotuning, torch.compile: reported as `first_run_seconds`), then airbench94 and our config alternately for
 each seed; (3) writes `time_to_accuracy.json` and `time_to_accuracy.md` in --out and prints the table.
 
@@ -27,6 +29,7 @@ the harness end to end (airbench needs CUDA: the smoke mode skips it and says so
 
 import argparse
 import gc
+import importlib.util
 import io
 import json
 import os
@@ -79,6 +82,24 @@ def read_archive(archive: Path, per_class: dict | None = None) -> dict:
     return out
 
 
+def read_python_batches(folder: Path, per_class: dict | None = None) -> dict:
+    """{split: (uint8 NCHW images, labels, classes)} from the official python batches (the original CIFAR-10, which
+    train.py downloads into data/cifar10); `per_class` as read_archive's, the first images of each class."""
+    from datamodules.cifar10 import find_batches, load_batches
+    batches = find_batches(folder)
+    if batches is None:
+        raise SystemExit(f"--data {folder}: no CIFAR-10 python batches (data_batch_1 ... test_batch) there or in its "
+                         f"cifar-10-batches-py; `python train.py --system darknet` downloads them into data/cifar10")
+    out = {}
+    for split in ("train", "test"):
+        images, labels, classes = load_batches(batches, split)
+        if per_class:
+            keep = torch.cat([(labels == k).nonzero()[:per_class[split], 0] for k in range(len(classes))]).sort()[0]
+            images, labels = images[keep], labels[keep]
+        out[split] = (images, labels, classes)
+    return out
+
+
 def write_batches(folder: Path, data: dict) -> None:
     """The official python layout: data_batch_1..5 (the training images in five slices), test_batch, batches.meta."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,15 +124,20 @@ def write_airbench(folder: Path, data: dict) -> None:
         (folder / f"{split}.pt").write_bytes(buffer.getvalue())
 
 
-def prepare(data_dir: Path, smoke: bool) -> tuple[Path, Path]:
-    """Ours (python batches) and airbench's (its working folder holding cifar10/*.pt), made once."""
+def prepare(data_dir: Path, smoke: bool, source: Path | None = None) -> tuple[Path, Path]:
+    """Ours (python batches) and airbench's (its working folder holding cifar10/*.pt), made once per source: the
+    shared JPEG archive (None), another archive of its layout, or a folder of the official python batches."""
+    if source is not None:  # a cache of its own: a race on the original CIFAR-10 must not read the JPEG copy's
+        data_dir = data_dir / f"from-{source.resolve().name}"
     ours, airbench = data_dir / "cifar-10-batches-py", data_dir / "airbench"
     if not ((ours / "test_batch").is_file() and (airbench / "cifar10" / "test.pt").is_file()):
-        archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+        archive = source or SHARED_DATA / "cifar10-jpeg.tar.gz"
         if not archive.exists():
-            raise SystemExit(f"time_to_accuracy needs the CIFAR-10 archive at {archive} (or set DL2_SHARED_DATA)")
+            raise SystemExit(f"time_to_accuracy needs the CIFAR-10 JPEG archive at {archive} (or set DL2_SHARED_DATA), "
+                             f"or --data data/cifar10 for the official python batches that train.py downloads")
         start = time.perf_counter()
-        data = read_archive(archive, {"train": 20, "test": 10} if smoke else None)
+        per_class = {"train": 20, "test": 10} if smoke else None
+        data = read_python_batches(archive, per_class) if archive.is_dir() else read_archive(archive, per_class)
         write_batches(ours, data)
         write_airbench(airbench / "cifar10", data)
         print(f"prepared {len(data['train'][1])} training and {len(data['test'][1])} test images in {data_dir} "
@@ -272,12 +298,19 @@ def main(argv=None) -> dict:
                         help="another side: our config with these overrides on top (repeatable)")
     parser.add_argument("--variant-seeds", type=int, default=None, metavar="K",
                         help="the variants run only the first K seeds (default: all); airbench94 and our config all")
+    parser.add_argument("--data", type=Path, default=None, metavar="ARCHIVE_OR_FOLDER",
+                        help="the CIFAR-10 to race on: a JPEG archive of the fast.ai layout (default: the shared "
+                             "cifar10-jpeg.tar.gz) or a folder of the official python batches (data/cifar10, which "
+                             "train.py downloads: the original CIFAR-10, on which airbench94 publishes 94%%)")
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides for our config (after --)")
     args = parser.parse_args(argv)
-    data_dir = args.data_dir / "smoke" if args.smoke else args.data_dir
-    ours_data, airbench_dir = prepare(data_dir, args.smoke)
-    overrides = (SMOKE_OVERRIDES if args.smoke else []) + args.overrides
     with_airbench = not (args.smoke or args.no_airbench)
+    if with_airbench and importlib.util.find_spec("airbench") is None:  # before minutes of data preparation
+        raise SystemExit("airbench94's side needs its package: pip install airbench==0.1.8 (or --no-airbench to run "
+                         "our config alone)")
+    data_dir = args.data_dir / "smoke" if args.smoke else args.data_dir
+    ours_data, airbench_dir = prepare(data_dir, args.smoke, args.data)
+    overrides = (SMOKE_OVERRIDES if args.smoke else []) + args.overrides
     note = ""
     if args.smoke:
         note = "Smoke mode: airbench94 skipped (it needs CUDA); our side on the CPU on a 200-image subset."

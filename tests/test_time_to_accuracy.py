@@ -215,3 +215,33 @@ def test_airbench_s_clock_leaves_out_its_net_and_test_set_loading(tmp_path, monk
     assert timed == ["train", "evaluate net tta 2"]  # training and the TTA test, nothing made or read
     assert events[:3] == ["loader train=True", "loader train=False", "make_net"]
     assert utils.CifarLoader is CifarLoader  # put back after the run
+
+
+def test_the_race_takes_the_original_cifar10_batches_train_py_downloads(tmp_path):
+    """It needed the shared JPEG archive, which users do not have; the official python batches (data/cifar10) give
+    the race on the original CIFAR-10, in a cache of their own beside the archive's."""
+    import numpy as np
+    from conftest import make_batches
+    make_batches(tmp_path / "cifar10" / "cifar-10-batches-py", per_batch=6)
+    ours, airbench = time_to_accuracy.prepare(tmp_path / "cache", smoke=True, source=tmp_path / "cifar10")
+    assert ours.parent == tmp_path / "cache" / "from-cifar10"
+    with open(tmp_path / "cifar10" / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        original = pickle.load(f, encoding="bytes")
+    test = torch.load(airbench / "cifar10" / "test.pt")
+    labels = np.array(original[b"labels"])
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == k)[:10] for k in range(labels.max() + 1)]))
+    assert test["labels"].tolist() == labels[keep].tolist()  # the first 10 of each class, in the file's order
+    assert torch.equal(test["images"], torch.from_numpy(original[b"data"][keep].reshape(-1, 3, 32, 32)).permute(
+        0, 2, 3, 1))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no CIFAR-10 python batches"):
+        time_to_accuracy.prepare(tmp_path / "cache", smoke=True, source=tmp_path / "empty")
+
+
+def test_a_race_without_the_airbench_package_stops_first_saying_how_to_get_it(tmp_path, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "airbench" else find_spec(name))
+    with pytest.raises(SystemExit, match=r"pip install airbench==0\.1\.8 \(or --no-airbench"):
+        time_to_accuracy.main(["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "data").exists()  # before the data's preparation
