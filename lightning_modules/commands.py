@@ -64,7 +64,8 @@ def classify(args: list[str] | None = None, prog: str | None = None):
 
     parser = OneLineParser(prog=prog, description=classify.__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a DarknetClassifier .ckpt (runs/darknet/<run>/checkpoints/last.ckpt), a "
-                                           "run folder (its last.ckpt), or last (the newest run's in runs/darknet)")
+                                           "run folder (its last.ckpt), or last (the newest Darknet run's in runs/*/: "
+                                           "darknet or darknet_fast)")
     parser.add_argument("images", nargs="+", help="image files (.png/.jpg/.jpeg/.webp/.bmp/.tif/.ppm) or folders "
                                                   "of them, searched at all depths")
     parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (default 3)")

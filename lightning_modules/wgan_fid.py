@@ -45,8 +45,8 @@ def fid(checkpoint: str, data_dir: str, features: str, num_samples: int = 10000,
     """Frechet distance between a WGAN's samples and real images in a classifier's feature space.
 
     Args:
-        checkpoint: a WGAN .ckpt from `python train.py --system wgan`, or a generator file of
-            martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
+        checkpoint: a WGAN .ckpt from `python train.py --system wgan` (a run folder: its last.ckpt; `last`: the
+            newest run's in runs/wgan), or a generator file of martinarjovsky/WassersteinGAN (`netG_epoch_24.pth`).
         data_dir: real images (folder tree or LSUN lmdb), squared to the model's isize like the training data.
         features: a DarknetClassifier .ckpt (`python train.py --system darknet`), or an Inception-v3 weights
             file (torch-fidelity's pt_inception-2015-12-05-6726825d.pth) for FID comparable with papers.
