@@ -213,6 +213,9 @@ def quiet() -> None:
             logger.addFilter(_DropInfo())
     # Lightning 2.6 calls torch's deprecated LeafSpec check itself
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # a ModelCheckpoint's save before the first validation (a run stopped by max_steps, a timed save): its "Did you
+    # call log('val/acc')" hint points at the user's code; after a validation Lightning raises for a missing key
+    warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor=.*could not find the monitored key")
 
 
 class MonitorSummary(Callback):

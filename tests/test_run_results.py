@@ -94,3 +94,12 @@ def test_fit_seconds_is_the_fits_wall_time_and_is_printed(tiny_cifar, tmp_path, 
                    "--ckpt_path", "last"))
     seconds = json.loads((runs / "r" / "results.json").read_text())["fit_seconds"]
     assert f"Fit time: {seconds} s (this launch, after its resume)" in capsys.readouterr().out.splitlines()
+
+
+def test_a_run_ended_before_its_first_validation_does_not_ask_whether_val_acc_was_logged(tiny_cifar, tmp_path,
+                                                                                           recwarn):
+    """--trainer.max_steps before the first validation: the ModelCheckpoint's save at the end warned "HINT: Did you call
+    log('val/acc', value) in the LightningModule?", which points at the user's code (after a validation Lightning
+    raises for a key truly missing)."""
+    train.main(job(tiny_cifar, tmp_path / "runs", "--data.batch_size", "4", "--trainer.max_steps", "2"))
+    assert not [w for w in recwarn if "could not find the monitored key" in str(w.message)]
