@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -154,6 +155,9 @@ class CLI(LightningCLI):
                 raise UserError(f"--lr_find.{changed[0]} is an LR finder option, but the finder runs only with "
                                 "--lr_find (else this trains); add --lr_find, or drop the option")
         if kind in EVALUATIONS:  # before a folder is made: Lightning's "No test_step() method defined" traceback
+            # an evaluation reads the weights: the training's callbacks and their states play no part
+            warnings.filterwarnings("ignore", message=r"(?s)Be aware that when using `ckpt_path`, callbacks used to "
+                                                      r"create the checkpoint need to be provided")
             model_class = configs.import_class(configs.model_class_of(self.job_config()))
             step = {"validate": "validation_step", "test": "test_step"}[kind]
             if not is_overridden(step, model_class, parent=LightningModule):

@@ -96,12 +96,15 @@ def test_native_test_subcommand_writes_its_own_folder_not_the_checkpoints_run(ti
     assert files(trained) == before
 
 
-def test_a_native_subcommand_takes_system_as_the_job_does(tiny_cifar, tmp_path):
+def test_a_native_subcommand_takes_system_as_the_job_does(tiny_cifar, tmp_path, recwarn):
     """`test --system darknet --ckpt_path last` was 'unrecognized arguments: --system darknet': the subcommands needed
-    --config configs/darknet.yaml, which the job form spares."""
+    --config configs/darknet.yaml, which the job form spares. A test without a callback the training had is not told
+    to provide it (Lightning's 'Be aware that when using ckpt_path, callbacks ... need to be provided')."""
     runs = tmp_path / "runs"
-    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained"))
+    train.main(job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "trained",
+                   "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor", "train/loss"))
     train.main(["test", *job(tiny_cifar, runs, "--trainer.logger", "false", "--ckpt_path", "last")])
+    assert not [w for w in recwarn if "callbacks used to create the checkpoint" in str(w.message)]
     (tested,) = [d for d in runs.iterdir() if d.name != "trained"]
     assert json.loads((tested / "run.json").read_text())["checkpoint"] == str(runs / "trained" / "checkpoints" /
                                                                              "last.ckpt")
