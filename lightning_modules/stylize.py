@@ -26,7 +26,7 @@ LIGHTNING_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "16-mixed", "16-true
 
 def stylize(content: list[str] | str | None = None, style: list[str] | str | None = None, output: str = "stylized",
             size: int = 288,
-            crop: bool = True, max_iter: int = 1000, vgg_weights: str = "imagenet",
+            crop: bool = False, max_iter: int = 1000, vgg_weights: str = "imagenet",
             arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn", content_weight: float = 1.0,
             style_weight: float = 1.0, init: Literal["noise", "content"] = "noise",
             pooling: Literal["max", "avg"] = "max", tv_weight: float = 0.0, original_colors: bool = False,
@@ -43,7 +43,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         style: the style image, or several blended (their Gram matrices averaged); default the shipped Starry Night.
         output: folder for the results.
         size: shorter side of the content images (the seed: 288).
-        crop: cut the content images to size x size squares.
+        crop: cut the content images to size x size squares (the seed's); by default each keeps its shape, as
+            neural-style's and pystiche's, images of different shapes stylized one shape after another.
         max_iter: L-BFGS iterations (the seed: 1000).
         vgg_weights: "imagenet" (torch cache), a torchvision VGG weights file of `arch`, or "random" (not art).
         arch: "vgg16_bn" (the seed's), "vgg16", "vgg19" or "vgg19_bn"; must match the weights.
@@ -70,6 +71,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
             in place of --accelerator.
     """
     from callbacks.progress import ProgressBar
+    from datamodules.decode import output_names
     from datamodules.style import StyleTransferDataModule  # here: datamodules need not import the systems
 
     flags = {f"--{part}.{name}": f"--{name}" for part, names in (
@@ -97,34 +99,59 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         raise UserError(f"the pyramid's levels take {sum(steps for _, steps in pyramid)} iterations, leaving none of "
                         f"--max_iter {max_iter} for the full size; raise --max_iter or shorten the levels")
     L.seed_everything(seed, verbose=False)
+    written = []
     with own_flags(flags):  # the errors of the classes below name train.py's flags
-        data = StyleTransferDataModule(content=content, style=style, size=size, crop=crop, style_scale=style_scale)
+        everything = StyleTransferDataModule(content=content, style=style, size=size, crop=crop,
+                                             style_scale=style_scale)
+        files = everything.content_files()
         # before the model, whose VGG weights may be a 528 MB download
-        check_results_spare_inputs(output, content, data.content_files(), data.style_files(), style)
-        model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
-                              style_weight=style_weight, init=init, show_iter=0, pooling=pooling, tv_weight=tv_weight,
-                              original_colors=original_colors, pyramid=pyramid, content_layer=content_layer,
-                              style_layers=style_layers, style_layer_weights=style_layer_weights, lr=lr,
-                              style_blend_weights=style_blend_weights)
-        model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
-        trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
-                            logger=False, enable_checkpointing=False, enable_model_summary=False,
-                            default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
-                            callbacks=[ProgressBar()])
-        # a result that looks done already: neural-style's users keep its last save
-        with ctrl_c_ends_the_fit(trainer, "Ctrl-C: stopping after this iteration and writing the images as they are "
-                                 "(Ctrl-C again to stop at once)") as stopped, lightning_ctrl_c(trainer):
-            trainer.fit(model, datamodule=data)
-    written = [Path(output) / f"{name}.png" for name in data.content_names]
+        check_results_spare_inputs(output, content, files, everything.style_files(), style)
+        names = dict(zip(files, output_names(files), strict=True))  # distinct over all the images, not each batch
+        # one batch per shape: whole photos of other shapes (neural-style's habit, --crop false) one after another
+        for group in shape_groups(files, size, crop):
+            data = StyleTransferDataModule(content=[str(f) for f in group], style=style, size=size, crop=crop,
+                                           style_scale=style_scale)
+            data.setup("fit")
+            data.content_names = [names[f] for f in group]
+            model = StyleTransfer(arch=arch, vgg_weights=vgg_weights, content_weight=content_weight,
+                                  style_weight=style_weight, init=init, show_iter=0, pooling=pooling,
+                                  tv_weight=tv_weight, original_colors=original_colors, pyramid=pyramid,
+                                  content_layer=content_layer, style_layers=style_layers,
+                                  style_layer_weights=style_layer_weights, lr=lr,
+                                  style_blend_weights=style_blend_weights)
+            model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
+            trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
+                                logger=False, enable_checkpointing=False, enable_model_summary=False,
+                                default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),
+                                callbacks=[ProgressBar()])
+            # a result that looks done already: neural-style's users keep its last save
+            with ctrl_c_ends_the_fit(trainer, "Ctrl-C: stopping after this iteration and writing the images as they "
+                                     "are (Ctrl-C again to stop at once)") as stopped, lightning_ctrl_c(trainer):
+                trainer.fit(model, datamodule=data)
+            written += [Path(output) / f"{name}.png" for name in data.content_names]
+            if stopped:
+                break
     print("Wrote " + ", ".join(map(str, written)))
     note_earlier_images(Path(output), set(written))  # an earlier run's results there, as generate's
     if stopped:
         side = min(model.image.shape[-2:])  # a level's edge is its shorter side (a wide image's is its height)
         print(f"Stopped by Ctrl-C after iteration {trainer.global_step} of --max_iter {max_iter}"
-              + (f", at the pyramid's {side}px level" if side != min(data.content.shape[-2:]) else ""),
+              + (f", at the pyramid's {side}px level" if side != min(data.content.shape[-2:]) else "")
+              + (f"; {len(files) - len(written)} images not begun" if len(written) < len(files) else ""),
               file=sys.stderr)
         raise SystemExit(130)
     return written
+
+
+def shape_groups(files: list[Path], size: int, crop: bool) -> list[list[Path]]:
+    """The content files by the shape they come out in (all one with crop), in order of first appearance."""
+    from datamodules.style import read_image, resize_crop
+    if crop:
+        return [files]
+    groups: dict[tuple, list[Path]] = {}
+    for file in files:
+        groups.setdefault(tuple(resize_crop(read_image(file), size, crop=False).shape[1:]), []).append(file)
+    return list(groups.values())
 
 
 def check_results_spare_inputs(output: str, given: list[str] | str | None, content: list[Path],

@@ -392,12 +392,13 @@ def test_stylize_device_picks_the_accelerator_and_the_gpu_as_the_other_commands(
     content, style = style_images
     args = ["--content", str(content[0]), "--style", str(style), "--vgg_weights", "random", "--arch", "vgg16",
             "--size", "32", "--device", device]
+    options = {**dict(zip((a.removeprefix("--") for a in args[::2]), args[1::2], strict=True)), "size": 32}
     if isinstance(expected, str):
         with pytest.raises(UserError, match=expected):
-            stylize(**dict(zip((a.removeprefix("--") for a in args[::2]), args[1::2], strict=True)))
+            stylize(**options)
         return
     with pytest.raises(RuntimeError, match="stand-in trainer"):
-        stylize(**dict(zip((a.removeprefix("--") for a in args[::2]), args[1::2], strict=True)))
+        stylize(**options)
     assert (given["accelerator"], given["devices"]) == expected
 
 

@@ -117,7 +117,7 @@ def test_losses_are_the_weighted_content_mse_and_each_layers_weighted_gram_mse_s
 
 def test_stylize_writes_a_png_per_content_image_at_the_size_asked_a_side_by_side_and_nothing_else(tmp_path, capsys,
                                                                                                    caplog):
-    """Two content images of other sizes and shapes cut to 32 x 32, each result named after its image, one
+    """Two content images of other sizes and shapes cut to 32 x 32 (--crop true), each result named after its image, one
     content | style | result grid at the last iteration, no checkpoints, logs or per-iteration images; a progress line
     every tenth of the iterations (21: every second), and neither the seed nor a model summary on the terminal."""
     rng = np.random.default_rng(3)
@@ -127,7 +127,7 @@ def test_stylize_writes_a_png_per_content_image_at_the_size_asked_a_side_by_side
         Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(inputs / name)
     out = tmp_path / "out"
     written = stylize(content=[str(inputs / "wide.png"), str(inputs / "tall.jpg")], style=str(inputs / "style.png"),
-                      output=str(out), size=32, max_iter=21, vgg_weights="random", arch="vgg16",
+                      output=str(out), size=32, crop=True, max_iter=21, vgg_weights="random", arch="vgg16",
                       content_layer="relu1_1", style_layers=["relu1_1"], accelerator="cpu")
     assert written == [out / "wide.png", out / "tall.png"]
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
@@ -410,3 +410,23 @@ def test_a_list_option_given_twice_is_refused_not_cut_to_its_last(tmp_path, caps
     refuse_repeated_lists(["--style", "a.jpg", "--style+", "b.jpg", "--content", "c.jpg", "--size", "32",
                            "--size", "64", "--data.style", "a.jpg"])  # an append, other flags, one each: taken
     assert not (tmp_path / "out").exists()
+
+
+def test_stylize_keeps_each_photos_shape_by_default_one_shape_after_another(tmp_path, capsys):
+    """A 4:3 photo came out as a square crop (the seed's --crop), where neural-style and pystiche keep the whole
+    image; photos of several shapes were refused as one batch ('stylize them in separate runs'): each shape is now a
+    fit of its own, and the names stay distinct over all of them (a.png and a.jpg)."""
+    rng = np.random.default_rng(3)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, (height, width) in (("a.png", (40, 56)), ("a.jpg", (60, 44)), ("b.png", (80, 112))):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(inputs / name)
+    _, style = make_style_images(tmp_path / "style")
+    out = tmp_path / "out"
+    written = stylize(content=[str(inputs / n) for n in ("a.png", "a.jpg", "b.png")], style=str(style),
+                      output=str(out), size=32, max_iter=2, vgg_weights="random", arch="vgg16",
+                      content_layer="relu1_1", style_layers=["relu1_1"], accelerator="cpu")
+    assert written == [out / "a_png.png", out / "b.png", out / "a_jpg.png"]  # a.png's shape's batch, then a.jpg's
+    # the shorter side at 32, the aspect kept: 40x56 -> 32x45, 80x112 -> 32x45, 60x44 -> 44x32 (PIL's width, height)
+    assert [Image.open(path).size for path in written] == [(45, 32), (45, 32), (32, 44)]
+    assert capsys.readouterr().out.count("Wrote ") == 1
