@@ -314,3 +314,15 @@ def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_firs
         for row in range(3):
             tile = grid[2 + 34 * row:34 + 34 * row, 2 + 34 * column:34 + 34 * column].astype(int)
             assert np.abs(tile - firsts[side][row]).max() <= 1
+
+
+def test_forward_takes_junyanzs_directions_and_any_size_cut_back_to_it():
+    """model(x, "AtoB") was refused from Python though the commands take it, and a 66px image came out 68px."""
+    model = tiny_model().eval()
+    x = torch.rand(1, 3, 66, 70) * 2 - 1
+    with torch.no_grad():
+        padded = F.pad(x, (0, 2, 0, 2), mode="reflect")  # to 68 x 72, multiples of 4, by hand
+        assert torch.equal(model(x, "AtoB"), model.gen_a2b(padded)[..., :66, :70])
+        assert torch.equal(model(x, "BtoA"), model.gen_b2a(padded)[..., :66, :70])
+        square = torch.rand(1, 3, 32, 32) * 2 - 1
+        assert torch.equal(model(square, "a2b"), model.gen_a2b(square))  # no padding where none is needed
