@@ -159,7 +159,7 @@ class StyleTransfer(L.LightningModule):
 
     # the training signal callbacks.ProgressBar shows, read once per logging interval (not prog_bar=True,
     # which Lightning converts to a Python number after every batch)
-    progress_bar_metrics = ("train/loss",)
+    progress_bar_metrics = ("train/loss", "train/content_loss", "train/style_loss", "train/tv_loss")  # neural-style's
 
     def __init__(self, arch: Literal["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"] = "vgg16_bn",
                  vgg_weights: str = "imagenet", content_layer: str = "relu4_3",

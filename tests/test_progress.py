@@ -150,12 +150,14 @@ def tiny_system(system: str, tmp_path):
     from datamodules import StyleTransferDataModule
     from lightning_modules import StyleTransfer
     content, style = make_style_images(tmp_path)
-    return (StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0),
+    return (StyleTransfer(arch="vgg16", vgg_weights="random", show_iter=0, tv_weight=0.1),
             {"datamodule": StyleTransferDataModule([str(content[0])], str(style), size=32)})
 
 
 EXPECTED = {"darknet": ["train/loss"], "wgan": ["train/Loss_D", "train/Loss_G", "train/gen_iterations"],
-            "cyclegan": ["train/gen_total", "train/disc_a", "train/disc_b"], "style": ["train/loss"]}
+            "cyclegan": ["train/gen_total", "train/disc_a", "train/disc_b"],
+            # as neural-style prints them: the total and its terms
+            "style": ["train/loss", "train/content_loss", "train/style_loss", "train/tv_loss"]}
 
 
 @pytest.mark.parametrize("system", ["darknet", "wgan", "cyclegan", "style"])
