@@ -195,12 +195,61 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
 # ---------------------------------------------------------------------------------------------------- command
 
 
+class Classify(torch.nn.Module):
+    """uint8 (N, 3, S, S) RGB images -> (N, classes) probabilities: the seed's normalisation, the net, the model's
+    test-time views averaged, a softmax; as dl2-classify gives them (it also squares the images to S)."""
+
+    def __init__(self, model):
+        super().__init__()
+        from datamodules.cifar10 import SEED_STATS
+        self.net, self.tta = model.net, model.hparams.tta
+        self.register_buffer("mean", 255 * torch.tensor(SEED_STATS[0]).view(1, 3, 1, 1))
+        self.register_buffer("std", 255 * torch.tensor(SEED_STATS[1]).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        from lightning_modules.darknet_classifier import tta_average, tta_views
+        x = (images.float() - self.mean) / self.std
+        return tta_average(self.net(tta_views(x, self.tta)), self.tta).float().softmax(1)
+
+
+def exported_programs(name: str, source: str) -> dict[str, tuple]:
+    """--format pt2: {file: (torch.export program, what it takes and gives)} of the checkpoint's nets, to run with
+    torch alone: torch.export.load(file).module()(inputs). The Darknet a classifier of uint8 images, the WGAN its
+    generator, the CycleGAN one program per direction (any size whose sides are multiples of 4, at least 8)."""
+    from torch.export import Dim, export
+
+    import lightning_modules
+    from lightning_modules.inference import load_checkpoint
+    model = load_checkpoint(getattr(lightning_modules, name), source, "cpu")
+    batch = Dim("batch", min=1)
+    if name == "DarknetClassifier":
+        size = model.image_size or 32
+        about = {"input": f"uint8 (N, 3, {size}, {size}) RGB images in 0..255 (the shorter side resized to {size}, "
+                          f"the central square cut)", "output": "(N, classes) probabilities",
+                 "classes": model.label_names(), "image_size": size, "tta": model.hparams.tta}
+        example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+        return {"darknet.pt2": (export(Classify(model).eval(), (example,), dynamic_shapes=({0: batch},)), about)}
+    if name == "WGAN":
+        about = {"input": f"float (N, {model.hparams.nz}, 1, 1) standard normal noise",
+                 "output": f"(N, 3, {model.hparams.isize}, {model.hparams.isize}) images in [-1, 1]"}
+        example = torch.randn(2, model.hparams.nz, 1, 1)
+        return {"generator.pt2": (export(model.generator.eval(), (example,), dynamic_shapes=({0: batch},)), about)}
+    height, width = 4 * Dim("height_4", min=2), 4 * Dim("width_4", min=2)  # the two stride-2 convs and back
+    example = torch.rand(2, 3, 32, 32) * 2 - 1
+    return {f"{direction}.pt2": (export(generator.eval(), (example,), dynamic_shapes=({0: batch, 2: height,
+                                                                                     3: width},)),
+                                 {"input": f"float (N, 3, H, W) images in [-1, 1] of domain {direction[0].upper()}, H "
+                                           "and W multiples of 4, at least 8",
+                                  "output": f"the same shape, translated into domain {direction[-1].upper()}"})
+            for direction, generator in (("a2b", model.gen_a2b), ("b2a", model.gen_b2a))}
+
+
 def file_size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def export(checkpoint: str, output: str | None = None, generators_only: bool | None = None,
-           format: Literal["lightning", "reference"] = "lightning", system: str | None = None) -> Path:
+           format: Literal["lightning", "reference", "pt2"] = "lightning", system: str | None = None) -> Path:
     """Write a trained checkpoint's weights as a file to ship: no optimizer states, loops, callbacks or image pools.
 
     Args:
@@ -213,6 +262,10 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
         format: lightning: a weights-only checkpoint every inference command and train.py's --init_from take.
             reference: the reference code's generator files: junyanz's latest_net_G_A.pth and latest_net_G_B.pth
             (CycleGAN), or the WassersteinGAN reference's netG.pth and generator_config.json (WGAN).
+            pt2: torch.export programs into a folder, to run with torch alone (no Lightning, no this package):
+            the Darknet as darknet.pt2 (uint8 images to class probabilities, its TTA and normalisation inside), the
+            WGAN's generator.pt2, the CycleGAN's a2b.pt2 and b2a.pt2; each with what it takes and gives, and a
+            Darknet's class names, in its extra file dl2.json.
         system: for `last`: darknet, wgan or cyclegan.
     """
     if not output:
@@ -221,7 +274,8 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     from callbacks.checkpoint_io import AtomicCheckpointIO, write_json
     from lightning_modules.inference import read_checkpoint
 
-    out = check_output_folder(output, "--output") if format == "reference" else check_output_file(
+    folders = ("reference", "pt2")
+    out = check_output_folder(output, "--output") if format in folders else check_output_file(
         output, "--output", "model.ckpt")  # before any work, as the other commands' outputs
     source = source_checkpoint(checkpoint, system)
     state = read_checkpoint(source)
@@ -229,17 +283,30 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     if generators_only and name not in DISCRIMINATORS:
         raise UserError(f"--generators_only: {source} is a Darknet's, which has no generators; leave it out")
     generators_only = (name == "WGAN") if generators_only is None else generators_only
-    files = reference_files(state, name, source) if format == "reference" else {
-        out.name: weights_only(state, name, source, generators_only)}
-    folder = out if format == "reference" else out.parent
+    files = (reference_files(state, name, source) if format == "reference" else
+             exported_programs(name, source) if format == "pt2" else
+             {out.name: weights_only(state, name, source, generators_only)})
+    folder = out if format in folders else out.parent
     for target in (folder / file for file in files):
         if target.exists() and target.resolve() == Path(source).resolve():
             raise UserError(f"--output {output}: {target} is the checkpoint being exported, which is never written "
-                            "over; give another " + ("folder" if format == "reference" else "file name"))
+                            "over; give another " + ("folder" if format in folders else "file name"))
     written = []
     for file, content in files.items():
         target = folder / file
-        if isinstance(content, dict) and file.endswith(".json"):
+        if format == "pt2":
+            import io
+            import json
+
+            from callbacks.checkpoint_io import replaced
+            program, about = content
+            about = {**about, "system": name, "from": str(source), "torch": torch.__version__,
+                     "load": f"torch.export.load('{file}').module()"}
+            buffer = io.BytesIO()  # torch.export.save wants a .pt2 name, which replaced's temporary file lacks
+            torch.export.save(program, buffer, extra_files={"dl2.json": json.dumps(about)})
+            with replaced(target) as temporary:
+                temporary.write_bytes(buffer.getvalue())
+        elif isinstance(content, dict) and file.endswith(".json"):
             write_json(target, content)
         else:
             AtomicCheckpointIO().save_checkpoint(content, target)  # a temp file beside it, then one rename

@@ -542,3 +542,64 @@ def test_init_from_junyanz_files_that_do_not_fit_is_one_line(tmp_path, capsys, m
     torch.save(torch.zeros(3), tmp_path / "notes.pth")  # neither ours nor junyanz's: both named
     result = run_in_process(cyclegan_job(tmp_path, "--init_from", str(tmp_path / "notes.pth")), capsys, monkeypatch)
     assert_one_line_error(result, "is not a Lightning checkpoint", "or junyanz's checkpoints folder")
+
+
+LOAD_ALONE = """import json, sys, torch
+extra = {"dl2.json": ""}
+program = torch.export.load(sys.argv[1], extra_files=extra).module()
+inputs = torch.load(sys.argv[2])
+with torch.no_grad():
+    torch.save(program(inputs), sys.argv[3])
+print(json.dumps({"about": json.loads(extra["dl2.json"]),
+                  "ours": sorted(m for m in sys.modules if m.split(".")[0] in ("lightning_modules", "callbacks",
+                                                                           "datamodules", "lightning"))}))
+"""
+
+
+def run_alone(program: Path, inputs: torch.Tensor, tmp_path: Path) -> tuple[torch.Tensor, dict]:
+    """The exported program run by a process that imports torch alone (fastai's load_learner needs fastai)."""
+    import subprocess
+    import sys
+    torch.save(inputs, tmp_path / "inputs.pt")
+    result = subprocess.run([sys.executable, "-c", LOAD_ALONE, str(program), str(tmp_path / "inputs.pt"),
+                             str(tmp_path / "outputs.pt")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed["ours"] == []  # neither this package nor Lightning
+    return torch.load(tmp_path / "outputs.pt"), printed["about"]
+
+
+def test_a_darknet_exports_as_a_program_of_torch_alone_with_its_tta_normalisation_and_classes(tmp_path):
+    """An airbench or fastai user's deployment: no way to run the export without this package (its keys needed our
+    Darknet class, the preprocessing was in no file)."""
+    from lightning_modules import DarknetClassifier
+    checkpoint, _ = tiny_darknet_checkpoint(tmp_path / "dn", tta="flip")
+    export(str(checkpoint), str(tmp_path / "out"), format="pt2")
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)  # another batch size than the export's example
+    probabilities, about = run_alone(tmp_path / "out" / "darknet.pt2", images, tmp_path)
+    model = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    x = (images.float() / 255 - torch.tensor([0.4914, 0.48216, 0.44653]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.24703, 0.24349, 0.26159]).view(1, 3, 1, 1)  # the seed's statistics, written out
+    with torch.no_grad():
+        expected = ((model.net(x) + model.net(x.flip(-1))) / 2).softmax(1)  # flip TTA: the mean of the logits
+    assert torch.allclose(probabilities, expected, atol=1e-5)
+    assert about["classes"] == ["cat", "dog", "frog"] and about["image_size"] == 32 and about["tta"] == "flip"
+
+
+def test_a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction(wgan_checkpoint, cyclegan_run, tmp_path):
+    export(str(wgan_checkpoint), str(tmp_path / "wgan"), format="pt2")
+    noise = torch.randn(3, 8, 1, 1)
+    images, about = run_alone(tmp_path / "wgan" / "generator.pt2", noise, tmp_path)
+    model = WGAN.load_from_checkpoint(wgan_checkpoint, map_location="cpu").eval()
+    with torch.no_grad():
+        assert torch.allclose(images, model.generator(noise), atol=1e-5)
+    assert about["input"] == "float (N, 8, 1, 1) standard normal noise"
+    _, run = cyclegan_run
+    export(str(run), str(tmp_path / "cyclegan"), format="pt2")
+    assert sorted(p.name for p in (tmp_path / "cyclegan").iterdir()) == ["a2b.pt2", "b2a.pt2"]
+    cyclegan = CycleGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    x = torch.rand(1, 3, 40, 48) * 2 - 1  # another size and batch than the export's example
+    for direction, generator in (("a2b", cyclegan.gen_a2b), ("b2a", cyclegan.gen_b2a)):
+        translated, _ = run_alone(tmp_path / "cyclegan" / f"{direction}.pt2", x, tmp_path)
+        with torch.no_grad():
+            assert torch.allclose(translated, generator(x), atol=1e-5)
