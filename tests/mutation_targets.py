@@ -307,6 +307,17 @@ TARGETS = {
                         (*COMMAND_TESTS, "tests/test_translate.py", "tests/test_one_line_errors.py", "-k",
                          "cut_short or ctrl_c_in_a_command or refuses_is_one_line or wrong_checkpoint or unreadable"
                          " or reader_gone or collective_failing")),
+    # 2026-12-02's walkthroughs: the other projects' habits named (a list flag twice, a flag without its group,
+    # neural-style's comma lists, a data set's root with its splits, fastai's predict)
+    "user_habits": Target(("callbacks/errors.py", "lightning_modules/style_transfer.py", "datamodules/image_folder.py",
+                           "lightning_modules/darknet_classify.py"),
+                          ("refuse_repeated_lists", "ungrouped_option", "close_option", "comma_list",
+                           "warn_split_folders", "predict", "as_image", "squared", "class_probabilities"),
+                          ("tests/test_style_commands.py", "tests/test_one_line_errors.py",
+                           "tests/test_image_folder.py", "tests/test_darknet_inference.py",
+                           "tests/test_console_scripts.py", "-k",
+                           "comma_separated or given_twice or bad_value_from_the_command_line or split_folders"
+                           " or torchvisions or predict or unknown_flag or classify_flip or resizes_other_sizes")),
     "run_in_training": Target(("callbacks/run_checkpoint.py", "callbacks/run_lifecycle.py"),
                               ("refuse_in_training", "lock_holder"),
                               ("tests/test_run_locks.py", "-k",
