@@ -331,3 +331,24 @@ def test_predict_from_python_takes_a_path_a_pil_image_or_a_uint8_tensor_as_class
     with pytest.raises(UserError, match=r"not a float32 tensor of shape \(3, 32, 32\); from a float image in \[0, 1\]: "
                                         r"\(image \* 255\)\.round\(\)\.to\(torch\.uint8\)"):
         model.predict(pixels[0].float() / 255)
+
+
+def test_predict_of_an_untrained_model_squares_to_32_and_names_what_it_cannot_read():
+    """A model made in the notebook, before any fit, keeps no training size: CIFAR-10's 32, as dl2-classify's default;
+    something not an image is named by its type, without the float tensor's hint."""
+    from lightning_modules import DarknetClassifier
+    torch.manual_seed(0)
+    model = DarknetClassifier(num_blocks=[1], nf=4, num_classes=3).eval()
+    assert model.image_size is None
+    image = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8)
+    centre = torch.nn.functional.interpolate(image[None].float() / 255, size=32, mode="bilinear", antialias=True,
+                                             align_corners=False)  # resize_crop's own resize, square already
+    x = ((centre * 255).round() / 255 - torch.tensor([0.4914, 0.48216, 0.44653]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.24703, 0.24349, 0.26159]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model.net(x).softmax(1)[0]
+    assert torch.allclose(model.predict(image, tta="none")[2], expected, atol=1e-4)
+    with pytest.raises(UserError) as refused:
+        model.predict(3)
+    assert str(refused.value) == ("predict takes an image file's path, a PIL image or a uint8 (3, H, W) tensor in "
+                                  "0..255, not a int")
