@@ -293,14 +293,14 @@ def command_parser():
 
 
 def ungrouped_option(name: str) -> str:
-    import inspect
-
-    import datamodules
-    import lightning_modules
     if COMMAND_PARSER[0]:
         return ""
     if name in OTHER_PROJECTS:
         return f" (did you mean {OTHER_PROJECTS[name]}?)"
+    import inspect
+
+    import datamodules
+    import lightning_modules
     homes = []
     for group, package in (("model", lightning_modules), ("data", datamodules)):
         classes = [getattr(package, n) for n in package.__all__ if n[0].isupper()]

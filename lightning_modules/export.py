@@ -262,7 +262,7 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
         format: lightning: a weights-only checkpoint every inference command and train.py's --init_from take.
             reference: the reference code's generator files: junyanz's latest_net_G_A.pth and latest_net_G_B.pth
             (CycleGAN), or the WassersteinGAN reference's netG.pth and generator_config.json (WGAN).
-            pt2: torch.export programs into a folder, to run with torch alone (no Lightning, no this package):
+            pt2: torch.export programs into a folder, to run with torch alone (neither Lightning nor this package):
             the Darknet as darknet.pt2 (uint8 images to class probabilities, its TTA and normalisation inside), the
             WGAN's generator.pt2, the CycleGAN's a2b.pt2 and b2a.pt2; each with what it takes and gives, and a
             Darknet's class names, in its extra file dl2.json.
