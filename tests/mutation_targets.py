@@ -351,7 +351,8 @@ TARGETS = {
     # dcgan_g_names' `size / 2` mutant loops for ever, filling memory faster than mutmut's timeout (a MemoryError then)
     "export": Target("lightning_modules/export.py",
                      ("system_class", "source_checkpoint", "weights_only", "restore_left_out", "junyanz_resnet_names",
-                      "dcgan_g_names", "prefixed", "reference_files", "export"),
+                      "dcgan_g_names", "prefixed", "reference_files", "export", "exported_programs",
+                      "Classify.__init__", "Classify.forward"),
                      tuple(f"tests/test_export.py::test_{name}" for name in (
                          "a_checkpoint_of_a_class_this_project_does_not_know_is_refused",
                          "an_odd_ngf_is_refused_in_the_references_format_whose_dcgan_g_has_other_widths",
@@ -366,7 +367,9 @@ TARGETS = {
                          "a_cyclegan_export_translates_as_its_checkpoint_without_the_training_state",
                          "junyanz_files_carry_its_key_names_and_translate_as_our_generators",
                          "train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators",
-                         "last_is_the_newest_run_of_the_one_system_that_has_runs"))),
+                         "last_is_the_newest_run_of_the_one_system_that_has_runs",
+                         "a_darknet_exports_as_a_program_of_torch_alone_with_its_tta_normalisation_and_classes",
+                         "a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction"))),
     # data appearing under data/: the checksum, the archive's paths, the lock, the temporary folder and its rename
     "download": Target("datamodules/download.py",
                        ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),
