@@ -504,3 +504,13 @@ def test_a_data_sets_root_as_input_dir_is_refused_naming_the_domains_test_folder
             f"{'AtoB' if side == 'A' else 'BtoA'}: --input_dir {root / f'test{side}'}")):
         translate(str(tmp_path / "no.ckpt"), str(root), str(tmp_path / "out"), direction=direction)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_one_domains_splits_is_translated_whole(tiny_model, tmp_path):
+    """trainA and testA alone are one domain: nothing mixed, nothing to refuse."""
+    root = tmp_path / "horses"
+    for name in ("trainA", "testA"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16, 3), 90, dtype=np.uint8)).save(root / name / f"{name}.png")
+    translate("tiny.ckpt", str(root), str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["testA.png", "trainA.png"]
