@@ -187,7 +187,7 @@ class CycleGAN(L.LightningModule):
         self.frechet.check(self.trainer)
         hp, epochs = self.hparams, self.trainer.max_epochs
         total = hp.n_epochs + hp.n_epochs_decay
-        if hp.linear_decay and epochs not in (None, -1) and epochs > total:  # epochs that change nothing
+        if hp.linear_decay and epochs is not None and epochs > total:  # epochs that change nothing (-1: endless)
             raise UserError(f"--trainer.max_epochs {epochs} but the linear decay ends at n_epochs + n_epochs_decay = "
                             f"{total} epochs: epochs {total + 1} to {epochs} would train at lr 0; give "
                             f"--trainer.max_epochs {total} (junyanz's n_epochs and n_epochs_decay set the run's "
