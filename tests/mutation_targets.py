@@ -369,7 +369,8 @@ TARGETS = {
                          "train_refuses_an_export_as_ckpt_path_and_starts_from_its_generators",
                          "last_is_the_newest_run_of_the_one_system_that_has_runs",
                          "a_darknet_exports_as_a_program_of_torch_alone_with_its_tta_normalisation_and_classes",
-                         "a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction"))),
+                         "a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction",
+                         "a_darknet_checkpoint_that_keeps_no_size_exports_at_cifar10s_32"))),
     # data appearing under data/: the checksum, the archive's paths, the lock, the temporary folder and its rename
     "download": Target("datamodules/download.py",
                        ("download", "unpack", "extract_tar", "_missing_parents", "_alive", "_remove_stale", "prepare"),

@@ -599,7 +599,23 @@ def test_a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction(wga
     assert sorted(p.name for p in (tmp_path / "cyclegan").iterdir()) == ["a2b.pt2", "b2a.pt2"]
     cyclegan = CycleGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
     x = torch.rand(1, 3, 40, 48) * 2 - 1  # another size and batch than the export's example
-    for direction, generator in (("a2b", cyclegan.gen_a2b), ("b2a", cyclegan.gen_b2a)):
-        translated, _ = run_alone(tmp_path / "cyclegan" / f"{direction}.pt2", x, tmp_path)
+    for direction, generator, source, target in (("a2b", cyclegan.gen_a2b, "A", "B"),
+                                                 ("b2a", cyclegan.gen_b2a, "B", "A")):
+        translated, about = run_alone(tmp_path / "cyclegan" / f"{direction}.pt2", x, tmp_path)
         with torch.no_grad():
             assert torch.allclose(translated, generator(x), atol=1e-5)
+        assert about["input"].startswith(f"float (N, 3, H, W) images in [-1, 1] of domain {source}, ")
+        assert about["output"] == f"the same shape, translated into domain {target}"
+
+
+def test_a_darknet_checkpoint_that_keeps_no_size_exports_at_cifar10s_32(tmp_path):
+    """A checkpoint from before the image_size key (or a plain Trainer's of a model never fitted on our data)."""
+    checkpoint, _ = tiny_darknet_checkpoint(tmp_path / "dn")
+    state = torch.load(checkpoint, weights_only=False)
+    state.pop("image_size", None)
+    state.pop("datamodule_hyper_parameters", None)
+    torch.save(state, tmp_path / "sizeless.ckpt")
+    export(str(tmp_path / "sizeless.ckpt"), str(tmp_path / "out"), format="pt2")
+    probabilities, about = run_alone(tmp_path / "out" / "darknet.pt2",
+                                     torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), tmp_path)
+    assert about["image_size"] == 32 and probabilities.shape == (2, 3)
