@@ -25,11 +25,15 @@ def resize(image: Tensor, height: int, width: int) -> Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
+def shorter_side_to(height: int, width: int, size: int) -> tuple[int, int]:
+    """The (height, width) an image of that shape is resized to for its shorter side to be `size`."""
+    rat = size / min(height, width)
+    return max(size, round(height * rat)), max(size, round(width * rat))
+
+
 def resize_crop(image: Tensor, size: int, crop: bool) -> Tensor:
     """Shorter side to `size`; then the central size x size square when `crop` (the seed's val_tfms)."""
-    h, w = image.shape[1:]
-    rat = size / min(h, w)
-    image = resize(image, max(size, round(h * rat)), max(size, round(w * rat)))
+    image = resize(image, *shorter_side_to(*image.shape[1:], size))
     if not crop:
         return image
     top, left = (image.shape[1] - size) // 2, (image.shape[2] - size) // 2

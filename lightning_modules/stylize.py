@@ -144,13 +144,15 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
 
 
 def shape_groups(files: list[Path], size: int, crop: bool) -> list[list[Path]]:
-    """The content files by the shape they come out in (all one with crop), in order of first appearance."""
-    from datamodules.style import read_image, resize_crop
+    """The content files by the shape they come out in (all one with crop), in order of first appearance; the shape
+    computed, not resized for (the data module resizes each image once)."""
+    from datamodules.decode import read_rgb
+    from datamodules.style import shorter_side_to
     if crop:
         return [files]
     groups: dict[tuple, list[Path]] = {}
     for file in files:
-        groups.setdefault(tuple(resize_crop(read_image(file), size, crop=False).shape[1:]), []).append(file)
+        groups.setdefault(shorter_side_to(*read_rgb(file).shape[1:], size), []).append(file)
     return list(groups.values())
 
 
