@@ -20,7 +20,13 @@ from callbacks.progress import logging_step
 from callbacks.strategy import require_unused_parameter_detection
 from lightning_modules.export import restore_left_out
 from lightning_modules.fid import FrechetValidation
-from lightning_modules.nets.cyclegan import init_cyclegan_, patch_discriminator, resnet_generator
+from lightning_modules.nets.cyclegan import (
+    JUNYANZ_DIRECTIONS,
+    init_cyclegan_,
+    patch_discriminator,
+    resnet_generator,
+    translated,
+)
 
 
 def gan_loss(logits: Tensor, real: bool, mode: str) -> Tensor:
@@ -213,15 +219,10 @@ class CycleGAN(L.LightningModule):
         """Translate [-1, 1] images A -> B (gen_a2b) or B -> A (gen_b2a), junyanz's AtoB and BtoA too; any size: sides
         that are not multiples of 4 are padded for the generator's two stride-2 convs and the padding cut off again
         (a 66px image came out 68px), as dl2-cyclegan-translate does."""
-        direction = {"AtoB": "a2b", "BtoA": "b2a"}.get(direction, direction)
+        direction = JUNYANZ_DIRECTIONS.get(direction, direction)
         if direction not in ("a2b", "b2a"):
             raise UserError(f"direction must be 'a2b' or 'b2a' (AtoB, BtoA) (got {direction!r})")
-        generator = self.gen_a2b if direction == "a2b" else self.gen_b2a
-        height, width = images.shape[-2:]
-        if height % 4 or width % 4 or min(height, width) < 8:
-            from lightning_modules.cyclegan_translate import pad_to_multiple
-            return generator(pad_to_multiple(images))[..., :height, :width]
-        return generator(images)
+        return translated(self.gen_a2b if direction == "a2b" else self.gen_b2a, images)
 
     def generator_losses(self, real_a: Tensor, real_b: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         hp = self.hparams

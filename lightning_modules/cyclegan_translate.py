@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from callbacks.errors import UserError, check_output_folder, report_partial_failure, require_at_least_one
 from callbacks.images import note_earlier_images, save_png
@@ -21,18 +19,7 @@ from lightning_modules.cyclegan_reference import (
     reference_model,
     reference_partner,
 )
-
-
-def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
-    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`, and to at least
-    `least` pixels: below 8 the generator's bottleneck (1/4 of the size) is too small for its 1-pixel reflection
-    pads and instance norm."""
-    height, width = image.shape[-2:]
-    pad_h, pad_w = max(-height % multiple, least - height), max(-width % multiple, least - width)
-    if not (pad_h or pad_w):
-        return image
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
-    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+from lightning_modules.nets.cyclegan import JUNYANZ_DIRECTIONS, translated
 
 
 def translate_output(file: Path, source: Path, out: Path) -> bool:
@@ -89,6 +76,8 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
         require_at_least_one(max_images=max_images)
     if max_size is not None:
         require_at_least_one(max_size=max_size)
+    # None: a2b, or a reference generator file's own direction
+    given, direction = direction, "a2b" if direction is None else JUNYANZ_DIRECTIONS.get(direction, direction)
     source, out = Path(input_dir), check_output_folder(output_dir, "--output_dir")
     one_image = source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES
     source = source.parent if one_image else source
@@ -106,7 +95,7 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
     elif source.is_dir():  # at all depths, as the reference's make_dataset and our training folders
         domains = [name for name in ("trainA", "trainB", "testA", "testB") if (source / name).is_dir()]
         if any(name.endswith("A") for name in domains) and any(name.endswith("B") for name in domains):
-            side = "A" if {"AtoB": "a2b", "BtoA": "b2a"}.get(direction, direction) != "b2a" else "B"
+            side = "A" if direction != "b2a" else "B"
             raise UserError(f"--input_dir {input_dir} is a data set's root ({', '.join(domains)}): both domains "
                             f"would go through one generator; give one domain's folder, as junyanz's test.py reads "
                             f"test{side} for {'AtoB' if side == 'A' else 'BtoA'}: --input_dir {source / f'test{side}'}")
@@ -122,7 +111,6 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
     # refuse for a checkpoint that names lightning_modules.CycleGAN
     from lightning_modules import CycleGAN as Model
 
-    given, direction = direction, {"AtoB": "a2b", "BtoA": "b2a", None: "a2b"}.get(direction, direction)
     if direction not in ("a2b", "b2a"):
         raise UserError(f"direction must be 'a2b' or 'b2a' (got {direction!r})")
     try:
@@ -173,9 +161,9 @@ def translate(checkpoint: str, input_dir: str, output_dir: str,
         try:
             x = image[None].float() / 127.5 - 1  # [-1, 1], as in training
             with torch.inference_mode():
-                y = generate(pad_to_multiple(x))[..., :x.shape[-2], :x.shape[-1]]  # crop the padding
+                y = translated(generate, x)
                 # from the output as saved, [-1, 1] floats, as in training's cycle (not from the 8-bit file)
-                rec = back(pad_to_multiple(y))[..., :x.shape[-2], :x.shape[-1]] if reconstruct else None
+                rec = translated(back, y) if reconstruct else None
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:  # a phone photo at full size on a small GPU, or
             # in a CPU's memory (torch's allocator: "DefaultCPUAllocator: can't allocate memory"): the others may fit
             if not isinstance(error, torch.cuda.OutOfMemoryError) and "can't allocate memory" not in str(error):

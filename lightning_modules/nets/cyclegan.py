@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from callbacks.errors import UserError
@@ -100,3 +101,24 @@ def init_cyclegan_(module: nn.Module, std: float = 0.02) -> nn.Module:
             nn.init.normal_(m.weight, 0.0, std)
             nn.init.zeros_(m.bias)
     return module
+
+
+JUNYANZ_DIRECTIONS = {"AtoB": "a2b", "BtoA": "b2a"}  # its --direction, ours a2b and b2a
+
+
+def pad_to_multiple(image: Tensor, multiple: int = 4, least: int = 8) -> Tensor:
+    """Reflect-pad the bottom and right of a (N, C, H, W) image up to multiples of `multiple`, and to at least
+    `least` pixels: below 8 the generator's bottleneck (1/4 of the size) is too small for its 1-pixel reflection
+    pads and instance norm."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = max(-height % multiple, least - height), max(-width % multiple, least - width)
+    if not (pad_h or pad_w):
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflect needs pad < size
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def translated(generator: nn.Module, images: Tensor) -> Tensor:
+    """A generator on images of any size: padded for its two stride-2 convs (pad_to_multiple), the padding cut off."""
+    height, width = images.shape[-2:]
+    return generator(pad_to_multiple(images))[..., :height, :width]
