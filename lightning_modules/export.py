@@ -196,20 +196,16 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
 
 
 class Classify(torch.nn.Module):
-    """uint8 (N, 3, S, S) RGB images -> (N, classes) probabilities: the seed's normalisation, the net, the model's
-    test-time views averaged, a softmax; as dl2-classify gives them (it also squares the images to S)."""
+    """uint8 (N, 3, S, S) RGB images -> (N, classes) probabilities, by dl2-classify's own class_probabilities (the
+    seed's normalisation, the net, the model's test-time views averaged, a softmax; it also squares the images)."""
 
     def __init__(self, model):
         super().__init__()
-        from datamodules.cifar10 import SEED_STATS
         self.net, self.tta = model.net, model.hparams.tta
-        self.register_buffer("mean", 255 * torch.tensor(SEED_STATS[0]).view(1, 3, 1, 1))
-        self.register_buffer("std", 255 * torch.tensor(SEED_STATS[1]).view(1, 3, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
-        from lightning_modules.darknet_classifier import tta_average, tta_views
-        x = (images.float() - self.mean) / self.std
-        return tta_average(self.net(tta_views(x, self.tta)), self.tta).float().softmax(1)
+        from lightning_modules.darknet_classify import class_probabilities
+        return class_probabilities([self.net], images, self.tta)
 
 
 def exported_programs(name: str, source: str) -> dict[str, tuple]:
