@@ -4,10 +4,12 @@ Shared by the systems, the phase scheduler and the LR finder; Lightning has no l
 examples call TensorBoard's add_image, which W&B users cannot see).
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 from torch import Tensor
@@ -35,15 +37,46 @@ def note_earlier_images(folder: Path, written: set[Path]) -> list[Path]:
     return earlier
 
 
+LABEL_HEIGHT = 14  # the strip of column names above a grid; the default font's letters are 11px or less
+PADDING = 2  # make_grid's, around each tile
+
+
+def labelled(grid: Tensor, labels: Sequence[str]) -> Tensor:
+    """The (3, H, W) grid of len(labels) columns under a strip that names each column, centred over it, as
+    junyanz's HTML page names each visual: the PNG opened alone says which column is which (W&B shows a caption).
+    A name wider than its column is cut to the column."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()  # no font file to ship: Pillow's own, bitmap before 10.1
+    column = (grid.shape[-1] - PADDING) // len(labels)
+    strip = Image.new("RGB", (grid.shape[-1], LABEL_HEIGHT))
+    for index, label in enumerate(labels):
+        cell = Image.new("RGB", (column - PADDING, LABEL_HEIGHT))
+        draw = ImageDraw.Draw(cell)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        draw.text(((cell.width - right + left) // 2 - left, (LABEL_HEIGHT - bottom + top) // 2 - top), label,
+                  fill="white", font=font)
+        strip.paste(cell, (PADDING + index * column, 0))
+    header = torch.from_numpy(np.array(strip)).permute(2, 0, 1).to(grid.dtype) / 255
+    return torch.cat([header, grid], dim=1)
+
+
 def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, step: int, nrow: int = 8,
-                   value_range: tuple[float, float] = (-1.0, 1.0), caption: str | None = None) -> Path | None:
+                   value_range: tuple[float, float] = (-1.0, 1.0), caption: str | None = None,
+                   labels: Sequence[str] | None = None) -> Path | None:
     """Tile (N, C, H, W) images into a grid, save <run folder>/images/<key>-<step>.png, log it to W&B/TensorBoard.
 
+    `labels`: one name per column (nrow of them), written above the grid (`labelled`).
     Only the global-zero process writes; returns the PNG path there, None elsewhere.
     """
     if not trainer.is_global_zero:
         return None
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=value_range)
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=PADDING, normalize=True,
+                     value_range=value_range)
+    if labels:
+        if len(labels) != nrow:
+            raise ValueError(f"{len(labels)} labels for {nrow} columns")
+        grid = labelled(grid, labels)
     path = save_png(grid, Path(trainer.default_root_dir) / "images" / f"{key.replace('/', '_')}-{step:06d}.png")
     log_to_loggers(trainer, key, path, caption)
     return path

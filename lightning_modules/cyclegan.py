@@ -277,7 +277,7 @@ class CycleGAN(L.LightningModule):
         names = {"real_a": "real A", "fake_b": "fake B", "rec_a": "rec A", "same_a": "F(A)", "real_b": "real B",
                  "fake_a": "fake A", "rec_b": "rec B", "same_b": "G(B)"}
         log_image_grid(self.trainer, key, rows.flatten(0, 1), step, nrow=len(visuals),
-                       caption=" | ".join(names[k] for k in visuals))
+                       caption=" | ".join(names[k] for k in visuals), labels=[names[k] for k in visuals])
 
     def on_train_start(self) -> None:
         """The lr of the epoch training starts in, from its number. A run that max_steps or max_time stopped mid-epoch

@@ -448,7 +448,7 @@ class StyleTransfer(L.LightningModule):
         rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
         caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
         log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
-                       caption=caption)
+                       caption=caption, labels=["content", "style", "result"])
         if self.hparams.vgg_weights == "random":
             print(NOT_ART)
         return written

@@ -379,7 +379,7 @@ TARGETS = {
     # image grids and figures in <run folder>/images and on W&B, and the note about an earlier run's PNGs; the tests
     # as node ids, fastest first
     "images": Target("callbacks/images.py",
-                     ("save_png", "note_earlier_images", "log_image_grid", "log_to_loggers", "log_figure"),
+                     ("save_png", "note_earlier_images", "labelled", "log_image_grid", "log_to_loggers", "log_figure"),
                      ("tests/test_images.py",
                       "tests/test_wgan.py::test_the_first_real_batch_is_shown_once_as_the_references_real_samples",
                       "tests/test_translate.py::test_unreadable_images_are_listed_and_the_others_translated",

@@ -258,6 +258,8 @@ def test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images(ti
                                                                               lambda_identity, columns):
     from PIL import Image
 
+    from callbacks.images import LABEL_HEIGHT
+
     model = tiny_model(log_images_every_n_batches=2, lambda_identity=lambda_identity)
     shown = []
     model.log_visuals = (lambda log: lambda key, visuals, *a: shown.append(visuals) or log(key, visuals, *a))(
@@ -266,7 +268,8 @@ def test_visual_grid_has_six_images_per_row_or_eight_with_the_identity_images(ti
     pngs = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert pngs == ["train_visuals-000001.png", "train_visuals-000003.png"]
     grid = Image.open(tmp_path / "images" / pngs[0])
-    assert grid.size == (2 + columns * 34, 2 + 2 * 34)  # make_grid: a column per image, 2 rows (batch 2), 2px padding
+    # make_grid: a column per image, 2 rows (batch 2), 2px padding, under the columns' names
+    assert grid.size == (2 + columns * 34, LABEL_HEIGHT + 2 + 2 * 34)
     visuals = shown[0]
     if lambda_identity:  # F(A) and G(B): each generator on its own output domain (the weights moved since; the
         with torch.no_grad():  # generator swapped would be further off)
@@ -296,6 +299,8 @@ def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_firs
     from conftest import cycle_l1_by_hand, make_unpaired
     from PIL import Image
 
+    from callbacks.images import LABEL_HEIGHT
+
     root = make_unpaired(tmp_path / "d", counts=(1, 1, 5, 3), size=(32, 32), gray_in=None)
     model = tiny_model()
     expected = cycle_l1_by_hand(model, root)
@@ -307,9 +312,11 @@ def test_test_metrics_are_means_over_each_domains_images_and_the_grid_pairs_firs
         assert result == {"test/cycle_l1_a": pytest.approx(expected["a"], rel=1e-5),
                           "test/cycle_l1_b": pytest.approx(expected["b"], rel=1e-5)}
     grid = np.array(Image.open(tmp_path / "images" / "test_visuals-000000.png"))
-    # rows of (real A, fake B, rec A, real B, fake A, rec B): the first 3 of each domain (testB has 3), from two
-    # batches of 2 each
-    assert grid.shape == (2 + 3 * 34, 2 + 6 * 34, 3)
+    # rows of (real A, fake B, rec A, real B, fake A, rec B) under their names: the first 3 of each domain (testB
+    # has 3), from two batches of 2 each
+    assert grid.shape == (LABEL_HEIGHT + 2 + 3 * 34, 2 + 6 * 34, 3)
+    assert (grid[:LABEL_HEIGHT, 2:34] > 128).any() and (grid[:LABEL_HEIGHT, 2 + 3 * 34:34 + 3 * 34] > 128).any()
+    grid = grid[LABEL_HEIGHT:]
     for side, column in (("a", 0), ("b", 3)):
         for row in range(3):
             tile = grid[2 + 34 * row:34 + 34 * row, 2 + 34 * column:34 + 34 * column].astype(int)

@@ -14,6 +14,7 @@ from torch import nn
 
 import train
 from callbacks.errors import UserError
+from callbacks.images import LABEL_HEIGHT
 from datamodules import ImageFolderDataModule, UnpairedImageDataModule
 from lightning_modules import WGAN, CycleGAN, DarknetClassifier, fid
 
@@ -157,7 +158,8 @@ def test_cyclegan_validation_compares_translated_test_images_with_the_other_doma
     counts = {k: m.real_features_num_samples.item() for k, m in model.frechet.metrics.items()}
     assert counts == {"fid_a2b": 7, "fid_b2a": 5}  # each test image once: the real B and the real A
     with Image.open(tmp_path / "run" / "images" / "val_visuals-000000.png") as grid:
-        assert grid.size == (6 * 34 + 2, 4 * 34 + 2)  # 6 columns, 4 rows (the first 4 of each domain), 2px padding
+        # 6 columns under their names, 4 rows (the first 4 of each domain), 2px padding
+        assert grid.size == (6 * 34 + 2, LABEL_HEIGHT + 4 * 34 + 2)
 
 
 @pytest.mark.parametrize("system", ["wgan", "cyclegan"])

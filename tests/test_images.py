@@ -67,3 +67,25 @@ print(matplotlib.get_backend(), len(plt.get_fignums()))
     assert Image.open(tmp_path / "lr_schedule.png").size == (1200, 400)  # lr and momentum panels, 12 x 4 in
     assert Image.open(tmp_path / "images" / "confusion.png").size == (400, 400)  # 3 classes: 4 x 4 in at 100 dpi
     assert Image.open(tmp_path / "images" / "top_losses.png").size == (600, 320)  # 2 images: 6 x 3.2 in
+
+
+def test_a_grids_columns_are_named_above_it_each_name_over_its_own_column():
+    """junyanz's page names each visual; a PNG of the CycleGAN's or the style's columns opened alone said nothing of
+    which column is which. Equal names draw equal cells, other names other cells, each over its column's tiles."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from callbacks.images import LABEL_HEIGHT, labelled
+
+    tiles = torch.rand(6, 3, 40, 40)
+    grid = make_grid(tiles, nrow=3, padding=2)
+    shown = labelled(grid, ["real A", "fake B", "real A"])
+    assert shown.shape == (3, LABEL_HEIGHT + grid.shape[1], grid.shape[2])
+    assert torch.equal(shown[:, LABEL_HEIGHT:], grid)  # the tiles untouched, below the strip
+    cells = [shown[:, :LABEL_HEIGHT, 2 + 42 * i:42 + 42 * i] for i in range(3)]
+    assert torch.equal(cells[0], cells[2]) and not torch.equal(cells[0], cells[1])
+    for cell in cells:  # white letters, centred: as much ink in the cell's left half as in its right, give or take
+        ink = (cell > 0.5).any(0).float().sum(0)
+        assert ink.sum() > 10 and abs(ink[:20].sum() - ink[20:].sum()) < ink.sum() / 3
+    gaps = [shown[:, :LABEL_HEIGHT, i * 42:i * 42 + 2] for i in range(4)]  # nothing drawn over the padding
+    assert all((gap == 0).all() for gap in gaps)

@@ -18,6 +18,7 @@ from runs import only_run
 
 import train
 from callbacks.errors import UserError
+from callbacks.images import LABEL_HEIGHT
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer, commands
 from lightning_modules.nets.vgg import load_vgg, vgg_features
@@ -66,9 +67,9 @@ def test_job_writes_results_and_the_stylized_pngs(job_run):
 
 
 def test_job_writes_a_content_style_result_side_by_side(job_run):
-    # two rows of content | style | result, 32px tiles with make_grid's 2px padding
+    # two rows of content | style | result under their names, 32px tiles with make_grid's 2px padding
     grid = Image.open(job_run.run_dir / "images" / "style_side_by_side-000003.png")
-    assert grid.size == (3 * 34 + 2, 2 * 34 + 2)
+    assert grid.size == (3 * 34 + 2, LABEL_HEIGHT + 2 * 34 + 2)
 
 
 def test_checkpoint_holds_the_image_not_the_frozen_vgg(job_run):

@@ -17,6 +17,7 @@ from PIL import Image
 from test_style import MEAN, STD
 
 from callbacks import UserError
+from callbacks.images import LABEL_HEIGHT
 from lightning_modules import StyleTransfer, commands
 from lightning_modules.style_transfer import median_filtered_noise
 from lightning_modules.stylize import check_accelerator, check_results_spare_inputs, stylize
@@ -136,7 +137,7 @@ def test_stylize_writes_a_png_per_content_image_at_the_size_asked_a_side_by_side
         with Image.open(path) as image:
             assert image.size == (32, 32) and image.mode == "RGB"
     with Image.open(out / "images" / "style_side_by_side-000021.png") as grid:
-        assert grid.size == (3 * 34 + 2, 2 * 34 + 2)  # two rows of three 32px tiles, make_grid's 2px padding
+        assert grid.size == (3 * 34 + 2, LABEL_HEIGHT + 2 * 34 + 2)  # two rows of three 32px tiles, their names
     printed = capsys.readouterr().out
     assert [int(step) for step in re.findall(r"\bstep (\d+)/\d+ \|", printed)] == list(range(2, 21, 2))
     assert f"Wrote {out / 'wide.png'}, {out / 'tall.png'}\n" in printed

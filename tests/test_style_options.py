@@ -10,6 +10,7 @@ from PIL import Image
 from test_style import MEAN, STD, fit
 
 from callbacks import UserError
+from callbacks.images import LABEL_HEIGHT
 from datamodules import StyleTransferDataModule
 from lightning_modules import StyleTransfer
 from lightning_modules.nets.vgg import relu_layers, vgg_features
@@ -117,7 +118,7 @@ def test_the_side_by_side_shows_content_the_style_at_the_contents_size_and_the_r
     data = StyleTransferDataModule([str(c) for c in content], str(style), size=32, style_scale=2.0)  # style 64px
     fit(model, data, 2, tmp_path)
     grid = torch.from_numpy(np.asarray(Image.open(tmp_path / "images" / "style_side_by_side-000002.png"),
-                                       dtype=np.float32) / 255).permute(2, 0, 1)
+                                       dtype=np.float32) / 255).permute(2, 0, 1)[:, LABEL_HEIGHT:]  # names above
     assert grid.shape == (3, 2 + 2 * 34, 2 + 3 * 34)  # make_grid: 2 rows (images) of 3, 2px padding
     shown_style = F.interpolate(data.style, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)[0]
     for row in range(2):
