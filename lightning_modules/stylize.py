@@ -137,7 +137,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         side = min(model.image.shape[-2:])  # a level's edge is its shorter side (a wide image's is its height)
         print(f"Stopped by Ctrl-C after iteration {trainer.global_step} of --max_iter {max_iter}"
               + (f", at the pyramid's {side}px level" if side != min(data.content.shape[-2:]) else "")
-              + (f"; {len(files) - len(written)} images not begun" if len(written) < len(files) else ""),
+              + (f"; {len(files) - len(written)} image{'s' * (len(files) - len(written) > 1)} not begun"
+                 if len(written) < len(files) else ""),
               file=sys.stderr)
         raise SystemExit(130)
     return written

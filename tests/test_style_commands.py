@@ -202,16 +202,26 @@ def test_an_empty_style_layer_list_with_a_style_weight_is_refused_in_one_line(co
     ((128, 128), 5, True),  # begun at another --data.size (and crop): not resized to this run's unasked
     ((96, 64), 5, True),  # the same pixels turned: another content image
     ((32, 48), 3, False),  # the pyramid's 32px level, its last iteration
+    ((128, 128), 3, True),  # after the level's last iteration: its size named, not the next one's
     ((32, 48), 4, True),  # after 4 iterations the image has moved on to the full size
     ((32, 48), 0, False)])  # saved before the first iteration
-def test_a_resume_of_an_image_of_another_size_is_refused_with_the_runs_config(saved, step, refused):
+def test_a_resume_of_an_image_of_another_size_is_refused_with_the_runs_config(saved, step, refused, tmp_path):
     model = StyleTransfer(arch="vgg16", vgg_weights="random", content_layer="relu1_1", style_layers=["relu1_1"],
                           pyramid=[[32, 3]])
     model._trainer = SimpleNamespace(datamodule=SimpleNamespace(content=torch.zeros(1, 3, 64, 96)), ckpt_path=None)
     checkpoint = {"state_dict": {"image": torch.zeros(1, 3, *saved)}, "global_step": step}
     if refused:
+        size = "32x48" if step == 3 else "64x96"
         with pytest.raises(UserError, match=rf"the checkpoint's image is {saved[0]}x{saved[1]} px after iteration "
-                                            rf"{step}, this run's would be 64x96 px.*resume with the run's own config"):
+                                            rf"{step}, this run's would be {size} px.*resume with the run's own "
+                                            r"config: its --data and --model.pyramid options$"):
+            model.on_load_checkpoint(copy.deepcopy(checkpoint))
+        run = tmp_path / "run"  # a run folder's checkpoint: the fix is the run's config.yaml, whole
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.yaml").write_text("model: {}\n")
+        model._trainer.ckpt_path = str(run / "checkpoints" / "last.ckpt")
+        with pytest.raises(UserError, match=rf"own config: --config {run / 'config.yaml'} --ckpt_path "
+                                            rf"{run / 'checkpoints' / 'last.ckpt'}$"):
             model.on_load_checkpoint(checkpoint)
     else:
         model.on_load_checkpoint(checkpoint)
@@ -245,6 +255,31 @@ def test_ctrl_c_says_the_iteration_and_the_pyramid_level_it_stopped_at(stop_at, 
     assert [int(n) for n in re.findall(r"\bstep (\d+)/\d+ \|", printed.out)] == list(range(1, stop_at + 1))
     with Image.open(tmp_path / "out" / "wide.png") as image:
         assert image.size == size
+
+
+def test_ctrl_c_in_the_first_shapes_batch_stops_the_command_and_names_the_images_not_begun(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """Photos of two shapes run one shape after another: a Ctrl-C in the first writes that batch's image as it is
+    and stops, the other photo not begun (not started after it). The seed's upper bound is taken."""
+    rng = np.random.default_rng(5)
+    for name, (height, width) in (("wide.png", (32, 48)), ("tall.png", (48, 32)), ("style.png", (32, 32))):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(tmp_path / name)
+    step = StyleTransfer.training_step
+
+    def interrupted(self, batch, batch_idx):
+        if self.global_step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, batch, batch_idx)
+    monkeypatch.setattr(StyleTransfer, "training_step", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        stylize(content=[str(tmp_path / "wide.png"), str(tmp_path / "tall.png")], style=str(tmp_path / "style.png"),
+                output=str(tmp_path / "out"), size=32, crop=False, max_iter=4, vgg_weights="random", arch="vgg16",
+                content_layer="relu1_1", style_layers=["relu1_1"], accelerator="cpu", seed=2**32 - 1)
+    printed = capsys.readouterr()
+    assert stop.value.code == 130
+    assert "Stopped by Ctrl-C after iteration 2 of --max_iter 4; 1 image not begun\n" in printed.err
+    assert f"Wrote {tmp_path / 'out' / 'wide.png'}\n" in printed.out
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["wide.png"]
 
 
 def test_an_output_folder_given_as_content_is_refused_in_a_list_too_and_no_content_given_passes(tmp_path):
