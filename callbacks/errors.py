@@ -99,7 +99,7 @@ def check_output_file(path: str | Path, flag: str, example: str) -> Path:
     """A command's output file, refused before any work when it is a folder or a file stands above it."""
     refuse_unexpanded_home(path, flag)
     file = Path(path)
-    if file.is_dir():
+    if file.is_dir() or str(path).endswith(("/", os.sep)):  # Path drops the slash that says a folder was meant
         raise UserError(f"{flag} {path} is a folder; give a file name, e.g. {file / example}")
     refuse_a_file_on_the_way(file.parent, flag, f"{flag} {path}: ")
     return file

@@ -99,7 +99,7 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
 
     require_at_least_one(top_k=top_k, size=32 if size is None else size, batch_size=batch_size)
     if output:
-        check_output_file(output, "--output", "predictions.csv")
+        check_predictions_file(output)
     device = check_device(device)
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
@@ -145,8 +145,23 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     return results
 
 
+HEADER = ["path", "prediction", "probability"]
+
+
+def check_predictions_file(output: str) -> None:
+    """--output: a new file, or an earlier CSV of this command (its header), never an image or a checkpoint: `--output
+    photo.jpg` or the checkpoint's own name replaced the file with the CSV."""
+    file = check_output_file(output, "--output", "predictions.csv")
+    if file.exists():
+        with open(file, "rb") as existing:
+            first = existing.readline(200)
+        if not first.startswith(",".join(HEADER).encode()):
+            raise UserError(f"--output {output} exists and is not a predictions CSV of dl2-classify (an image, a "
+                            "checkpoint?); it is never written over: give a new file name, e.g. predictions.csv")
+
+
 def write_csv(path: Path, names: list[str], results: list[dict]) -> None:
     """path, prediction, probability, then one column per class."""
-    write_rows(path, ["path", "prediction", "probability", *names],
+    write_rows(path, [*HEADER, *names],
                [[r["path"], r["prediction"], f"{r['probability']:.6f}",
                  *(f"{r['probabilities'][n]:.6f}" for n in names)] for r in results])

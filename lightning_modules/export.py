@@ -208,10 +208,25 @@ class Classify(torch.nn.Module):
         return class_probabilities([self.net], images, self.tta)
 
 
+class AnySize(torch.nn.Module):
+    """A CycleGAN generator on (N, 3, H, W) images of any size of 8 or more, as dl2-cyclegan-translate runs it: sides
+    reflect-padded to multiples of 4 (its two stride-2 convs), the padding cut off again. Written for torch.export:
+    a slice [:H] left guards it could not prove (and the derived-Dim form took any size, giving 304px for 301px)."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, images: Tensor) -> Tensor:
+        height, width = images.shape[-2:]
+        out = self.generator(torch.nn.functional.pad(images, (0, -width % 4, 0, -height % 4), mode="reflect"))
+        return torch.nn.functional.pad(out, (0, width - out.shape[3], 0, height - out.shape[2]))  # negative: a cut
+
+
 def exported_programs(name: str, source: str) -> dict[str, tuple]:
     """--format pt2: {file: (torch.export program, what it takes and gives)} of the checkpoint's nets, to run with
     torch alone: torch.export.load(file).module()(inputs). The Darknet a classifier of uint8 images, the WGAN its
-    generator, the CycleGAN one program per direction (any size whose sides are multiples of 4, at least 8)."""
+    generator, the CycleGAN one program per direction (any size of 8 or more, padded inside as translate pads)."""
     from torch.export import Dim, export
 
     import lightning_modules
@@ -230,12 +245,13 @@ def exported_programs(name: str, source: str) -> dict[str, tuple]:
                  "output": f"(N, 3, {model.hparams.isize}, {model.hparams.isize}) images in [-1, 1]"}
         example = torch.randn(2, model.hparams.nz, 1, 1)
         return {"generator.pt2": (export(model.generator.eval(), (example,), dynamic_shapes=({0: batch},)), about)}
-    height, width = 4 * Dim("height_4", min=2), 4 * Dim("width_4", min=2)  # the two stride-2 convs and back
-    example = torch.rand(2, 3, 32, 32) * 2 - 1
-    return {f"{direction}.pt2": (export(generator.eval(), (example,), dynamic_shapes=({0: batch, 2: height,
-                                                                                     3: width},)),
+    height, width = Dim("height", min=8), Dim("width", min=8)  # below 8 the bottleneck is too small to reflect
+    example = torch.rand(2, 3, 30, 33) * 2 - 1  # sides not multiples of 4: no pad of 0 traced as a constant
+    return {f"{direction}.pt2": (export(AnySize(generator).eval(), (example,),
+                                        dynamic_shapes=({0: batch, 2: height, 3: width},)),
                                  {"input": f"float (N, 3, H, W) images in [-1, 1] of domain {direction[0].upper()}, H "
-                                           "and W multiples of 4, at least 8",
+                                           "and W at least 8 (padded to multiples of 4 inside, as "
+                                           "dl2-cyclegan-translate pads)",
                                   "output": f"the same shape, translated into domain {direction[-1].upper()}"})
             for direction, generator in (("a2b", model.gen_a2b), ("b2a", model.gen_b2a))}
 
@@ -251,8 +267,8 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     Args:
         checkpoint: a .ckpt written by train.py (runs/<system>/<run>/checkpoints/last.ckpt), a run folder (its
             last.ckpt), or `last` (the newest training run's; --system says whose when runs of several exist).
-        output: the file to write (lightning format), or the folder for the reference's files (reference format);
-            never the checkpoint itself.
+        output: required: the file to write (lightning format), or the folder for the files (reference and pt2
+            formats); never the checkpoint itself.
         generators_only: leave out the discriminators; null: yes for the WGAN (generate and fid read its generator
             alone), no for the CycleGAN. train.py's --init_from starts new ones beside the generators.
         format: lightning: a weights-only checkpoint every inference command and train.py's --init_from take.
@@ -266,11 +282,14 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
     """
     if not output:
         raise UserError("--output is required: the file to write (e.g. --output horse2zebra.ckpt), or with --format "
-                        "reference the folder for the reference's files")
+                        "reference or pt2 the folder for the files")
     from callbacks.checkpoint_io import AtomicCheckpointIO, write_json
     from lightning_modules.inference import read_checkpoint
 
     folders = ("reference", "pt2")
+    if format in folders and Path(output).suffix in (".pt2", ".pth", ".pt", ".ckpt") and not Path(output).is_dir():
+        raise UserError(f"--format {format} writes a folder of files (their names are fixed: README, dl2-export), "
+                        f"not the file {output}; give a folder, e.g. --output {Path(output).with_suffix('')}")
     out = check_output_folder(output, "--output") if format in folders else check_output_file(
         output, "--output", "model.ckpt")  # before any work, as the other commands' outputs
     source = source_checkpoint(checkpoint, system)

@@ -235,3 +235,41 @@ def test_an_output_path_through_a_dangling_link_or_an_unwritable_folder_is_refus
     assert stop.value.code == 2 and expected in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gone", "locked"] and not any((tmp_path / "locked").iterdir())
 
+
+
+@pytest.mark.parametrize("existing", ["photo.jpg", "model.ckpt", "notes.csv"])
+def test_classify_never_writes_its_csv_over_an_image_a_checkpoint_or_another_csv(existing, tmp_path, capsys):
+    """`dl2-classify model.ckpt photo.jpg --output photo.jpg` replaced the photo (or the checkpoint) with the CSV;
+    only an earlier predictions CSV of the command (its header) is written over."""
+    target = tmp_path / existing
+    target.write_bytes(b"\xff\xd8 pixels" if existing != "notes.csv" else b"name,grade\nme,1\n")
+    with pytest.raises(SystemExit) as stop:
+        commands.classify(["absent.ckpt", str(target), "--output", str(target)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert f"--output {target} exists and is not a predictions CSV of dl2-classify" in err
+    assert target.read_bytes() != b"" and sorted(p.name for p in tmp_path.iterdir()) == [existing]
+    from lightning_modules.darknet_classify import check_predictions_file
+    target.write_text("path,prediction,probability,cat,dog\na.png,cat,0.9,0.9,0.1\n")  # an earlier run's output
+    check_predictions_file(str(target))
+
+
+@pytest.mark.parametrize("command, args", [("classify", ["absent.ckpt", "absent.png", "--output"]),
+                                           ("export", ["absent.ckpt", "--output"])])
+def test_an_output_file_given_as_a_folder_name_with_its_slash_is_refused(command, args, tmp_path, capsys):
+    """`--output results/`: the slash said a folder, and a file named `results` was written."""
+    with pytest.raises(SystemExit) as stop:
+        getattr(commands, command)([*args, f"{tmp_path / 'results'}/"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--output {tmp_path / 'results'}/ is a folder; give a file name" in err, err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("format, output", [("pt2", "model.pt2"), ("reference", "netG.pth")])
+def test_a_folder_format_given_a_file_name_is_refused(format, output, tmp_path, capsys):
+    """`--format pt2 --output model.pt2` made a folder model.pt2 holding darknet.pt2."""
+    with pytest.raises(SystemExit) as stop:
+        commands.export(["absent.ckpt", "--format", format, "--output", str(tmp_path / output)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--format {format} writes a folder of files" in err, err
+    assert f"give a folder, e.g. --output {tmp_path / Path(output).stem}" in err and not list(tmp_path.iterdir())
