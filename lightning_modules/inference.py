@@ -82,11 +82,18 @@ def checkpoint_file(checkpoint: str, cls) -> str:
     import sys
     system = SYSTEMS.get(cls.__name__)
     if checkpoint == "last" and system and not Path(checkpoint).exists():
-        runs = trained_runs(cls.__name__)
+        runs = sorted(trained_runs(cls.__name__))
         if not runs:
             raise UserError(f"last: no {system} run with checkpoints/last.ckpt in {Path('runs').absolute()}/*/; run "
                             f"this from the folder that holds runs/, or give a .ckpt file")
-        found = max(runs)[1]
+        found = runs[-1][1]
+        if not Path(found).is_file():  # not an older run's in its place: another model, without a word
+            older = next((last for _, last in reversed(runs) if Path(last).is_file()), None)
+            run = Path(found).parent.parent
+            why = ("it finished without one: its config keeps no checkpoints" if (run / "results.json").is_file()
+                   else "it stopped before its first save, or is still in its first epoch")
+            raise UserError(f"last: the newest {system} run, {run}, has no checkpoints/last.ckpt ({why}); give a "
+                            "checkpoint: " + (f"an older run's is {older}" if older else "no other run has one"))
     elif (found := run_folder_checkpoint(checkpoint)) == checkpoint:
         return checkpoint
     print(f"checkpoint: {found}", file=sys.stderr)
@@ -95,7 +102,8 @@ def checkpoint_file(checkpoint: str, cls) -> str:
 
 def trained_runs(class_name: str, root: Path = Path("runs")) -> list[tuple[float, str]]:
     """(start time, checkpoints/last.ckpt) of each training run of the class in runs/<system>/ of every config of it
-    (runs/darknet and runs/darknet_fast) that began training and kept a last.ckpt: what `last` may pick."""
+    (runs/darknet and runs/darknet_fast) that began training and kept a last.ckpt, or has none yet (killed before
+    its first save, or in its first epoch): `last` is the newest's, refused when it has none."""
     import json
     runs = []
     for folder in sorted(root.glob("*/*/")):
@@ -104,7 +112,7 @@ def trained_runs(class_name: str, root: Path = Path("runs")) -> list[tuple[float
         except (OSError, ValueError):
             continue
         last = folder / "checkpoints" / "last.ckpt"
-        if info.get("model", "").rpartition(".")[2] == class_name and trained_run(info) and last.is_file():
+        if info.get("model", "").rpartition(".")[2] == class_name and trained_run(info):
             runs.append((info.get("started", 0.0), str(last)))
     return runs
 

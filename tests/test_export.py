@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import make_unpaired, seeded_rows, tiny_darknet_checkpoint, tiny_wgan_checkpoint
 from PIL import Image
 from torch import nn
@@ -548,8 +549,8 @@ LOAD_ALONE = """import json, sys, torch
 extra = {"dl2.json": ""}
 program = torch.export.load(sys.argv[1], extra_files=extra).module()
 inputs = torch.load(sys.argv[2])
-with torch.no_grad():
-    torch.save(program(inputs), sys.argv[3])
+with torch.no_grad():  # a list: one call each (images of other sizes)
+    torch.save([program(x) for x in inputs] if isinstance(inputs, list) else program(inputs), sys.argv[3])
 print(json.dumps({"about": json.loads(extra["dl2.json"]),
                   "ours": sorted(m for m in sys.modules if m.split(".")[0] in ("lightning_modules", "callbacks",
                                                                            "datamodules", "lightning"))}))
@@ -599,11 +600,15 @@ def test_a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction(wga
     assert sorted(p.name for p in (tmp_path / "cyclegan").iterdir()) == ["a2b.pt2", "b2a.pt2"]
     cyclegan = CycleGAN.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
     x = torch.rand(1, 3, 40, 48) * 2 - 1  # another size and batch than the export's example
+    odd = torch.rand(2, 3, 37, 50) * 2 - 1  # a photo's sides: no multiples of 4 (it came back 40 x 52)
     for direction, generator, source, target in (("a2b", cyclegan.gen_a2b, "A", "B"),
                                                  ("b2a", cyclegan.gen_b2a, "B", "A")):
-        translated, about = run_alone(tmp_path / "cyclegan" / f"{direction}.pt2", x, tmp_path)
+        translated, about = run_alone(tmp_path / "cyclegan" / f"{direction}.pt2", [x, odd], tmp_path)
         with torch.no_grad():
-            assert torch.allclose(translated, generator(x), atol=1e-5)
+            assert torch.allclose(translated[0], generator(x), atol=1e-5)
+            # as dl2-cyclegan-translate: reflected up to 40 x 52, translated, cut back
+            expected = generator(F.pad(odd, (0, 2, 0, 3), mode="reflect"))[..., :37, :50]
+            assert translated[1].shape == odd.shape and torch.allclose(translated[1], expected, atol=1e-5)
         assert about["input"].startswith(f"float (N, 3, H, W) images in [-1, 1] of domain {source}, ")
         assert about["output"] == f"the same shape, translated into domain {target}"
 
@@ -619,3 +624,35 @@ def test_a_darknet_checkpoint_that_keeps_no_size_exports_at_cifar10s_32(tmp_path
     probabilities, about = run_alone(tmp_path / "out" / "darknet.pt2",
                                      torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), tmp_path)
     assert about["image_size"] == 32 and probabilities.shape == (2, 3)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_last_is_refused_when_the_newest_run_has_no_checkpoint_and_names_an_older_runs(finished, tmp_path,
+                                                                                       monkeypatch):
+    """A run killed before its first save (or one whose config keeps none) made `last` the run before it, another
+    model (a 3-class net from other data), without a word; train.py's --ckpt_path last refuses the same."""
+    from lightning_modules import DarknetClassifier
+    from lightning_modules.inference import checkpoint_file
+    monkeypatch.chdir(tmp_path)
+    for name, started in (("older", 1.0), ("killed", 2.0), ("oldest", 0.5)):
+        run = tmp_path / "runs" / "darknet" / name
+        (run / "checkpoints").mkdir(parents=True)
+        if name != "killed":
+            (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        elif finished:
+            (run / "results.json").write_text("{}")
+        (run / "run.json").write_text(json.dumps({"model": "lightning_modules.DarknetClassifier", "started": started,
+                                                  "trained": True}))
+    why = ("it finished without one: its config keeps no checkpoints" if finished else
+           "it stopped before its first save, or is still in its first epoch")
+    with pytest.raises(UserError) as error:
+        checkpoint_file("last", DarknetClassifier)
+    assert str(error.value) == (f"last: the newest darknet run, {Path('runs/darknet/killed')}, has no "
+                                f"checkpoints/last.ckpt ({why}); give a checkpoint: an older run's is "
+                                f"{Path('runs/darknet/older/checkpoints/last.ckpt')}")
+    with pytest.raises(UserError, match="darknet run, .*killed.*no other run has one$"):
+        for name in ("older", "oldest"):
+            (tmp_path / "runs" / "darknet" / name / "checkpoints" / "last.ckpt").unlink()
+        checkpoint_file("last", DarknetClassifier)
+    (tmp_path / "runs" / "darknet" / "killed" / "checkpoints" / "last.ckpt").write_bytes(b"")  # its first save
+    assert checkpoint_file("last", DarknetClassifier) == str(Path("runs/darknet/killed/checkpoints/last.ckpt"))
