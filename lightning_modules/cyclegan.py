@@ -280,10 +280,12 @@ class CycleGAN(L.LightningModule):
                        caption=" | ".join(names[k] for k in visuals), labels=[names[k] for k in visuals])
 
     def on_train_start(self) -> None:
-        """The lr of the epoch training starts in, from its number. A run that max_steps or max_time stopped mid-epoch
-        had its epoch end hook (the next epoch's lr) before its checkpoint, and Lightning resumes that epoch's other
-        batches without an epoch start hook."""
-        self.match_lr_to_epoch()
+        """The lr of the epoch training starts in, from its number and this run's n_epochs and n_epochs_decay. A run
+        that max_steps or max_time stopped mid-epoch had its epoch end hook (the next epoch's lr) before its
+        checkpoint, and Lightning resumes that epoch's other batches without an epoch start hook; and a resume with
+        another decay span (which it warns of) kept the checkpoint's lr, the old schedule's, for its first epoch."""
+        if self.hparams.linear_decay:
+            self.set_decay_epoch(self.current_epoch)
 
     def on_train_epoch_start(self) -> None:
         self.match_lr_to_epoch()

@@ -140,6 +140,34 @@ def test_a_run_stopped_mid_epoch_resumes_at_that_epochs_learning_rate(tiny_unpai
     assert [lr for _, lr in lrs] == pytest.approx([by_hand[epoch] for epoch, _ in lrs])
 
 
+def test_a_resume_with_another_decay_span_trains_its_first_epoch_on_the_new_schedule(tiny_unpaired, tmp_path):
+    """A run of n_epochs_decay 0 extended with n_epochs_decay 2 (the fix the max_epochs refusal names): the warning
+    said the resume goes on with its own values, but its first epoch kept the checkpoint's lr (0: the old schedule's
+    end), the epochs after it the new one's."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append((trainer.current_epoch, [o.param_groups[0]["lr"] for o in trainer.optimizers]))
+
+    def run(max_epochs, n_epochs_decay, ckpt_path=None):
+        checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", every_n_epochs=1, save_on_train_epoch_end=True,
+                                      save_last=True)
+        trainer(tmp_path, max_epochs=max_epochs, limit_train_batches=1, enable_checkpointing=True,
+                callbacks=[checkpoints, Record()]).fit(
+            tiny_model(lr=1e-3, n_epochs=1, n_epochs_decay=n_epochs_decay), datamodule=tiny_data(tiny_unpaired),
+            ckpt_path=ckpt_path)
+
+    run(1, 0)  # n_epochs_decay 0: the lr falls to 0 after the first epoch, which the checkpoint keeps
+    run(3, 2, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    # the reference's rule with the new span: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1)
+    expected = {epoch: 1e-3 * (1 - max(0, epoch + 1 - 1) / 3) for epoch in range(3)}
+    assert [epoch for epoch, _ in lrs] == [0, 1, 2]
+    assert [lr for _, lr in lrs] == [pytest.approx([expected[epoch]] * 3) for epoch, _ in lrs]
+
+
 @pytest.mark.parametrize("max_epochs, effect", [(1, "stops before the lr has decayed"), (2, None)])
 def test_max_epochs_short_of_the_decays_span_warns(tiny_unpaired, tmp_path, max_epochs, effect):
     import warnings
