@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from callbacks.checkpoints import EVALUATIONS, checkpoint_step, refuse_reference_resume
-from callbacks.configs import describe, import_class, model_class_of
+from callbacks.configs import describe, import_class, model_class_of, systems
 from callbacks.errors import UserError, refuse_unexpanded_home
 
 RUN_FILE = "run.json"  # in each run folder: which system wrote it, when, its W&B run id
@@ -29,8 +29,12 @@ def check_run_owner(run_dir: Path, model_class: str) -> None:
     info = read_run(run_dir)
     if info and info.get("model") and info["model"] != model_class:
         theirs = describe(info["model"])
+        # a class of the user's (--model my_module.MyWGAN) has no --system of its own: its run folder's system has
+        use = (f"--system {theirs}" if theirs != info["model"] else
+               f"--system {run_dir.parent.name} --model {theirs}" if run_dir.parent.name in systems() else
+               f"--model {theirs}")
         raise UserError(f"run folder {run_dir} belongs to a {theirs} run, this is {describe(model_class)}; "
-                        f"use --system {theirs} or another --run_name")
+                        f"use {use} or another --run_name")
 
 
 def newest_last_checkpoint(root: Path, model_class: str, run_name: str | None, evaluation: bool = False) -> Path:

@@ -39,13 +39,15 @@ FIRST_KEYS = {"gen_a2b.": "CycleGAN", "generator.": "WGAN", "critic.": "WGAN", "
 
 def system_class(state: dict, path: str) -> str:
     """The checkpoint's LightningModule class name: the class path train.py saves, else told by its weights."""
-    from lightning_modules.inference import SYSTEMS, saved_class
+    from lightning_modules.inference import SYSTEMS, saved_class, system_class_name
     saved = saved_class(state)
-    name = saved.rpartition(".")[2] if saved else next(
+    name = system_class_name(saved, path) if saved else next(
         (cls for prefix, cls in FIRST_KEYS.items() for key in state["state_dict"] if key.startswith(prefix)), None)
     if name not in SYSTEMS:
-        raise UserError(f"{path} holds a {name or 'network'} this project does not know; dl2-export takes the "
-                        f"checkpoints of train.py's systems ({', '.join(SYSTEMS.values())})")
+        shown = saved.rpartition(".")[2] if saved else name
+        raise UserError(f"{path} holds a {shown or 'network'} this project does not know; dl2-export takes the "
+                        f"checkpoints of train.py's systems ({', '.join(SYSTEMS.values())}) and of classes built "
+                        "on them")
     if name == "StyleTransfer":
         raise UserError(f"{path} is a style transfer checkpoint: nothing to export, its result is the image (its run "
                         "folder's stylized/<content name>.png), optimized against a fixed VGG; no network was trained")
@@ -197,15 +199,17 @@ def reference_files(state: dict, name: str, path: str) -> dict[str, object]:
 
 class Classify(torch.nn.Module):
     """uint8 (N, 3, S, S) RGB images -> (N, classes) probabilities, by dl2-classify's own class_probabilities (the
-    seed's normalisation, the net, the model's test-time views averaged, a softmax; it also squares the images)."""
+    seed's normalisation, the model's forward, its test-time views averaged, a softmax; it also squares the images).
+    The model's forward, not its net's: a user's class built on the Darknet may change it."""
 
     def __init__(self, model):
         super().__init__()
-        self.net, self.tta = model.net, model.hparams.tta
+        model.hparams.compile = False  # torch.export traces the eager net
+        self.model, self.tta = model, model.hparams.tta
 
     def forward(self, images: Tensor) -> Tensor:
         from lightning_modules.darknet_classify import class_probabilities
-        return class_probabilities([self.net], images, self.tta)
+        return class_probabilities([self.model], images, self.tta)
 
 
 class AnySize(torch.nn.Module):

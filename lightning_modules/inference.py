@@ -55,6 +55,31 @@ def saved_class(state: dict) -> str | None:
     return (state.get("hyper_parameters") or {}).get("_class_path")
 
 
+def imported_class(class_path: str, checkpoint: str) -> type | None:
+    """A checkpoint's class from its class path: one of ours, or the user's (`--model my_module.MyWGAN`), which must
+    import here as it did in training; None for a path that names no class."""
+    import importlib
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError) as error:
+        raise UserError(f"{checkpoint} is a {class_path} checkpoint, and {class_path} cannot be imported here "
+                        f"({type(error).__name__}: {error}); run this where it imports, as in training (its "
+                        f"folder on PYTHONPATH)") from None
+    return found if isinstance(found, type) else None
+
+
+def system_class_name(class_path: str, checkpoint: str) -> str | None:
+    """The name of the system a checkpoint's class is or is built on (a user's subclass of the WGAN: "WGAN"), or
+    None for a class that is none of ours."""
+    import lightning_modules
+    if class_path.rpartition(".")[2] in SYSTEMS:
+        return class_path.rpartition(".")[2]
+    own = imported_class(class_path, checkpoint)
+    return next((name for name in SYSTEMS if own is not None and issubclass(own, getattr(lightning_modules, name))),
+                None)
+
+
 def check_device(device: str | torch.device) -> torch.device:
     """The --device of an inference command, if this machine has it; else a UserError naming the ones it has.
     `auto` (the default) is the first GPU when there is one (CUDA, else Apple's MPS), else the CPU: as train.py's
@@ -112,7 +137,11 @@ def trained_runs(class_name: str, root: Path = Path("runs")) -> list[tuple[float
         except (OSError, ValueError):
             continue
         last = folder / "checkpoints" / "last.ckpt"
-        if info.get("model", "").rpartition(".")[2] == class_name and trained_run(info):
+        # by name, or a run of the system's folder (runs/wgan/) of a class of the user's (--model my_module.MyWGAN)
+        ours = info.get("model", "").rpartition(".")[2] == class_name or (
+            not info.get("model", "").startswith("lightning_modules.")
+            and folder.parent.name.startswith(SYSTEMS.get(class_name, "?")))
+        if ours and trained_run(info):
             runs.append((info.get("started", 0.0), str(last)))
     return runs
 
@@ -146,8 +175,11 @@ def load_checkpoint(cls, checkpoint: str, device: str | torch.device = "cpu"):
     system = SYSTEMS.get(cls.__name__, "NAME")
     written = f"python train.py --system {system} writes them to runs/{system}/<run>/checkpoints/"
     if saved and saved.rpartition(".")[2] != cls.__name__:
-        raise UserError(f"{checkpoint} is a {saved.rpartition('.')[2]} checkpoint; this command takes a "
-                        f"{cls.__name__} one ({written})")
+        own = imported_class(saved, checkpoint)
+        if own is None or not issubclass(own, cls):
+            raise UserError(f"{checkpoint} is a {saved.rpartition('.')[2]} checkpoint; this command takes a "
+                            f"{cls.__name__} one ({written})")
+        cls = own  # a class of the user's built on ours (train.py --model my_module.MyWGAN): its own net
     try:
         return cls.load_from_checkpoint(checkpoint, map_location=device).eval()
     except (TypeError, RuntimeError, KeyError) as error:

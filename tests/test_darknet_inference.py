@@ -352,3 +352,57 @@ def test_predict_of_an_untrained_model_squares_to_32_and_names_what_it_cannot_re
         model.predict(3)
     assert str(refused.value) == ("predict takes an image file's path, a PIL image or a uint8 (3, H, W) tensor in "
                                   "0..255, not a int")
+
+
+SUBCLASS = '''
+import torch
+from lightning_modules import DarknetClassifier
+
+
+class DoubledHead(DarknetClassifier):
+    """A user's system built on ours, trained with train.py --model my_head.DoubledHead: logits times 2."""
+
+    def __init__(self, scale: float = 2.0, **options):
+        super().__init__(**options)
+        self.scale = scale
+
+    def forward(self, images):
+        return super().forward(images) * self.scale
+'''
+
+
+def test_the_commands_take_a_checkpoint_of_a_users_class_built_on_the_darknet(tiny_cifar, tmp_path, capsys,
+                                                                               monkeypatch):
+    """train.py trains `--model my_head.DoubledHead`; dl2-classify and dl2-export refused its checkpoint ("a
+    DoubledHead checkpoint; this command takes a DarknetClassifier one", "a network this project does not know")
+    and `last` passed its run by for an older run of the base class. Now its own class runs: its forward, not ours."""
+    from runs import job
+
+    import train
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "my_head.py").write_text(SUBCLASS)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs" / "darknet"
+    train.main([*job(tiny_cifar, runs, "--run_name", "plain")])  # an older run of the base class
+    train.main(job(tiny_cifar, runs, "--model", "my_head.DoubledHead", "--model.scale", "3", "--run_name", "mine"))
+    import my_head
+    model = my_head.DoubledHead.load_from_checkpoint(runs / "mine" / "checkpoints" / "last.ckpt").eval()
+    image = sorted((tiny_cifar / "test").rglob("*.png"))[0]
+    pixels = torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1)[None]
+    mean = torch.tensor([0.4914, 0.48216, 0.44653]).view(1, 3, 1, 1)
+    std = torch.tensor([0.24703, 0.24349, 0.26159]).view(1, 3, 1, 1)
+    with torch.no_grad():  # the user's forward: the net's logits times 3, then the softmax
+        expected = (3 * model.net((pixels.float() / 255 - mean) / std)).softmax(1)[0]
+    capsys.readouterr()
+    (result,) = classify("last", [str(image)], top_k=3, tta="none")
+    assert f"checkpoint: {Path('runs/darknet/mine/checkpoints/last.ckpt')}\n" == capsys.readouterr().err
+    assert torch.allclose(torch.tensor(list(result["probabilities"].values())), expected, atol=1e-5)
+    commands.export(["last", "--output", "mine.ckpt"])
+    assert torch.load("mine.ckpt", weights_only=True)["hyper_parameters"]["scale"] == 3
+    (again,) = classify("mine.ckpt", [str(image)], top_k=3, tta="none")
+    assert again["probabilities"] == result["probabilities"]
+    from lightning_modules.export import export
+    export("mine.ckpt", "pt2", format="pt2")
+    program = torch.export.load("pt2/darknet.pt2").module()
+    assert torch.allclose(program(pixels)[0], expected, atol=1e-5)  # the user's forward inside the program too

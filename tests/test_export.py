@@ -283,7 +283,8 @@ def test_an_existing_output_file_is_replaced(wgan_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("state, name", [
-    ({"hyper_parameters": {"_class_path": "their_project.MyGAN"}}, "MyGAN"),  # our key names, not our class
+    ({"hyper_parameters": {"_class_path": "collections.OrderedDict"}}, "OrderedDict"),  # our key names, not our class
+    ({"hyper_parameters": {"_class_path": "their_project.MyGAN"}}, None),  # a class that does not import here
     ({}, "network"),  # no class path, and no weights of ours
 ])
 def test_a_checkpoint_of_a_class_this_project_does_not_know_is_refused(tmp_path, state, name):
@@ -291,8 +292,12 @@ def test_a_checkpoint_of_a_class_this_project_does_not_know_is_refused(tmp_path,
     torch.save({**state, "state_dict": weights}, tmp_path / "x.ckpt")
     with pytest.raises(UserError) as error:
         export(str(tmp_path / "x.ckpt"), str(tmp_path / "out.ckpt"))
-    assert str(error.value) == (f"{tmp_path / 'x.ckpt'} holds a {name} this project does not know; dl2-export takes "
-                                "the checkpoints of train.py's systems (darknet, wgan, cyclegan, style)")
+    assert str(error.value) == (
+        f"{tmp_path / 'x.ckpt'} holds a {name} this project does not know; dl2-export takes the checkpoints of "
+        "train.py's systems (darknet, wgan, cyclegan, style) and of classes built on them" if name else
+        f"{tmp_path / 'x.ckpt'} is a their_project.MyGAN checkpoint, and their_project.MyGAN cannot be imported here "
+        "(ModuleNotFoundError: No module named 'their_project'); run this where it imports, as in training (its "
+        "folder on PYTHONPATH)")
     assert not (tmp_path / "out.ckpt").exists()
 
 

@@ -75,6 +75,15 @@ def test_last_skips_the_newer_run_of_another_system_sharing_the_root(tiny_cifar,
     assert sorted(p.name for p in wgan.rglob("*")) == ["checkpoints", "last.ckpt", "run.json"]
     with pytest.raises(train.UserError, match="belongs to a wgan run, this is darknet; use --system wgan"):
         train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--run_name", "wgan-run"))
+    # a class of the user's has no --system of its own (following "--system my_module.MyWGAN" was a second error)
+    (wgan / "run.json").write_text(json.dumps({"model": "my_module.MyWGAN", "started": time.time() + 60}))
+    with pytest.raises(train.UserError, match=r"belongs to a my_module.MyWGAN run, this is darknet; use --model "
+                                              r"my_module.MyWGAN or another --run_name$"):
+        train.main(job(tiny_cifar, runs, "--ckpt_path", "last", "--run_name", "wgan-run"))
+    (runs.parent / "wgan").mkdir()
+    (runs.parent / "wgan" / "mine").symlink_to(wgan)  # in runs/wgan/, as train.py --system wgan puts it
+    with pytest.raises(train.UserError, match=r"use --system wgan --model my_module.MyWGAN or another --run_name$"):
+        train.main(job(tiny_cifar, runs.parent / "wgan", "--ckpt_path", "last", "--run_name", "mine"))
 
 
 def test_a_slurm_requeue_carries_on_in_its_folder_from_last(tiny_cifar, tmp_path, monkeypatch):
