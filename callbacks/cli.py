@@ -268,6 +268,11 @@ class CLI(LightningCLI):
                     # Lightning's own, in a config without one (--trainer.callbacks "[]"): in the run folder, with
                     # the last.ckpt that --ckpt_path last and results.json name (it would go under the logger's)
                     callback.dirpath, callback.save_last = str(last.parent), True
+                if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath is not None \
+                        and Path(callback.dirpath).absolute() == last.parent.absolute():
+                    # train.py's own saves write last.ckpt too: with its counter on, Lightning took that file for
+                    # another's and wrote last-v1.ckpt, then one more a launch (the shipped configs turn it off)
+                    callback._enable_version_counter = False
             if config.save_every_minutes > 0:  # a killed run loses minutes, not an epoch
                 trainer.callbacks.append(TimedSave(last, config.save_every_minutes))
             trainer.callbacks.append(SaveOnStop(last))
