@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from callbacks.errors import UserError, check_output_folder, require_at_least_one
+from callbacks.errors import UserError, check_output_folder, refuse_a_file_on_the_way, require_at_least_one
 from callbacks.images import note_earlier_images, save_png
 from lightning_modules.wgan import WGAN, generated, sample
 from lightning_modules.wgan_reference import reference_generator
@@ -52,11 +52,14 @@ def generate(checkpoint: str, out_dir: str = "samples", num_samples: int = 64, b
     if interpolate < 0 or interpolate == 1:
         raise UserError(f"--interpolate takes 2 or more images per row, or 0 for none (got {interpolate})")
     out = check_output_folder(out_dir, "--out_dir")
+    folder = out.resolve()  # out_dir "." too: ../<this folder's name>_grid.png
+    # the grid goes beside the folder: a parent this user cannot write into failed after the samples, a traceback
+    refuse_a_file_on_the_way(folder.parent, "--out_dir", f"--out_dir {out_dir}: the grid goes beside it, into "
+                                                         f"{folder.parent}: ")
     model = load_generator(checkpoint, device)
     images = sample(model, num_samples, batch_size, seed)
     written = {save_png((image + 1) / 2, out / f"{i:06d}.png") for i, image in enumerate(images)}
     grid = make_grid(images[:nrow * nrow], nrow=nrow, normalize=True, value_range=(-1, 1))
-    folder = out.resolve()  # out_dir "." too: ../<this folder's name>_grid.png
     path = save_png(grid, folder.with_name(f"{folder.name}_grid.png"))
     print(f"{len(images)} images in {out}, the grid in {path}")
     note_earlier_images(out, written)

@@ -273,3 +273,19 @@ def test_a_folder_format_given_a_file_name_is_refused(format, output, tmp_path, 
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"--format {format} writes a folder of files" in err, err
     assert f"give a folder, e.g. --output {tmp_path / Path(output).stem}" in err and not list(tmp_path.iterdir())
+
+
+def test_generate_refuses_an_out_dir_whose_parent_the_grid_cannot_go_into(tmp_path, capsys, monkeypatch):
+    """The grid goes beside the folder (samples_grid.png): --out_dir . in a folder whose parent is read-only wrote the
+    samples, then stopped with a PermissionError traceback."""
+    (tmp_path / "locked" / "mine").mkdir(parents=True)
+    real = os.access  # the tests run as root, whom no mode bit stops: os.access says no instead
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != tmp_path / "locked" and real(p, mode))
+    monkeypatch.chdir(tmp_path / "locked" / "mine")
+    with pytest.raises(SystemExit) as stop:
+        commands.wgan_generate(["absent.ckpt", "--out_dir", "."])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert (f"--out_dir .: the grid goes beside it, into {tmp_path / 'locked'}: this user cannot write into "
+            f"{tmp_path / 'locked'} (permission denied); give another --out_dir") in err
+    assert not list((tmp_path / "locked").rglob("*.png"))
