@@ -413,6 +413,7 @@ class StyleTransfer(L.LightningModule):
                            value_range=(0, 1), caption=f"iteration {self.global_step}")
 
     results_folder: Path | None = None  # where on_train_end saves the results; None: <run folder>/stylized
+    side_by_side_key = "style/side_by_side"  # dl2-stylize's batch of each photo shape has its own
 
     def results_dir(self) -> Path:
         return self.results_folder or Path(self.trainer.default_root_dir) / "stylized"
@@ -447,7 +448,7 @@ class StyleTransfer(L.LightningModule):
             save_png(image, path)
         rows = torch.stack([content, style.expand_as(content), result], 1).flatten(0, 1)
         caption = NOT_ART if self.hparams.vgg_weights == "random" else "content | style | result"
-        log_image_grid(self.trainer, "style/side_by_side", rows, self.global_step, nrow=3, value_range=(0, 1),
+        log_image_grid(self.trainer, self.side_by_side_key, rows, self.global_step, nrow=3, value_range=(0, 1),
                        caption=caption, labels=["content", "style", "result"])
         if self.hparams.vgg_weights == "random":
             print(NOT_ART)

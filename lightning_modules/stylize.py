@@ -108,7 +108,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         check_results_spare_inputs(output, content, files, everything.style_files(), style)
         names = dict(zip(files, output_names(files), strict=True))  # distinct over all the images, not each batch
         # one batch per shape: whole photos of other shapes (neural-style's habit, --crop false) one after another
-        for group in shape_groups(files, size, crop):
+        groups = shape_groups(files, size, crop)
+        for number, group in enumerate(groups, 1):
             data = StyleTransferDataModule(content=[str(f) for f in group], style=style, size=size, crop=crop,
                                            style_scale=style_scale)
             data.setup("fit")
@@ -120,6 +121,8 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
                                   style_layer_weights=style_layer_weights, lr=lr,
                                   style_blend_weights=style_blend_weights)
             model.results_folder = Path(output)  # the folder the user named, as generate's and translate's output_dir
+            if len(groups) > 1:  # each shape's side-by-side: at the same step, one file replaced the other
+                model.side_by_side_key = f"style/side_by_side_{number}"
             trainer = L.Trainer(max_steps=max_iter, accelerator=accelerator, devices=devices, precision=precision,
                                 logger=False, enable_checkpointing=False, enable_model_summary=False,
                                 default_root_dir=output, log_every_n_steps=max(1, max_iter // 10),

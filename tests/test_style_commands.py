@@ -466,3 +466,9 @@ def test_stylize_keeps_each_photos_shape_by_default_one_shape_after_another(tmp_
     # the shorter side at 32, the aspect kept: 40x56 -> 32x45, 80x112 -> 32x45, 60x44 -> 44x32 (PIL's width, height)
     assert [Image.open(path).size for path in written] == [(45, 32), (45, 32), (32, 44)]
     assert capsys.readouterr().out.count("Wrote ") == 1
+    # a side-by-side per shape, each of its own photos (the second replaced the first: both at step 2)
+    grids = sorted(p.name for p in (out / "images").iterdir())
+    assert grids == ["style_side_by_side_1-000002.png", "style_side_by_side_2-000002.png"]
+    with Image.open(out / "images" / grids[0]) as first, Image.open(out / "images" / grids[1]) as second:
+        assert first.size == (3 * 47 + 2, LABEL_HEIGHT + 2 * 34 + 2)  # two 32 x 45 photos, rows of three
+        assert second.size == (3 * 34 + 2, LABEL_HEIGHT + 46 + 2)  # one 44 x 32 photo
