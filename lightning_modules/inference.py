@@ -23,6 +23,10 @@ def read_checkpoint(path: str) -> dict:
     try:
         state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # a torn zip, an empty file, a pickle of something else: all say the same
+        if exported_program(file):
+            raise UserError(f"{path} is a torch.export program (dl2-export --format pt2), which runs with torch alone: "
+                            f"torch.export.load('{path}').module()(inputs); this command takes the .ckpt it was "
+                            "exported from") from None
         folder = file.absolute().parent
         others = sorted(p.name for p in folder.glob("*.ckpt") if p.name != file.name)
         raise UserError(f"{path} is not a readable checkpoint (truncated? {type(error).__name__}); use an earlier "
@@ -30,6 +34,16 @@ def read_checkpoint(path: str) -> dict:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); give a .ckpt written by train.py")
     return state
+
+
+def exported_program(file: Path) -> bool:
+    """Whether a file is a torch.export archive (its zip names archive/archive_format)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(file) as archive:
+            return any(name.endswith("/archive_format") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_by_position(module: torch.nn.Module, tensors: list[torch.Tensor]) -> bool:

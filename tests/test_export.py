@@ -616,6 +616,14 @@ def test_a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction(wga
             assert translated[1].shape == odd.shape and torch.allclose(translated[1], expected, atol=1e-5)
         assert about["input"].startswith(f"float (N, 3, H, W) images in [-1, 1] of domain {source}, ")
         assert about["output"] == f"the same shape, translated into domain {target}"
+    photo = tmp_path / "horse.png"
+    Image.new("RGB", (16, 16)).save(photo)
+    for program, command in ((tmp_path / "wgan" / "generator.pt2", generate),
+                             (tmp_path / "cyclegan" / "a2b.pt2", translate)):  # "truncated?" it said
+        with pytest.raises(UserError, match=rf"^{program} is a torch.export program \(dl2-export --format pt2\), "
+                                            rf"which runs with torch alone: .*takes the .ckpt it was exported from$"):
+            command(str(program), **({"input_dir": str(photo), "output_dir": str(tmp_path / "t")}
+                                     if command is translate else {"out_dir": str(tmp_path / "s")}))
 
 
 def test_a_darknet_checkpoint_that_keeps_no_size_exports_at_cifar10s_32(tmp_path):
