@@ -117,6 +117,9 @@ def read_rgb(path: str | Path) -> Tensor:
     try:
         with Image.open(path, formats=FORMATS) as image:
             return _to_tensor(image)
+    except PermissionError:  # not a bad file: "delete or replace it" would lose a good image
+        raise UnreadableImageError(f"cannot read image {path}: permission denied; give this user read access "
+                                   "(chmod), or leave it out") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if other := _other_format(path):
             raise UnreadableImageError(f"cannot read image {path}: {other} is not a format read here "

@@ -120,3 +120,22 @@ def test_a_dark_16_bit_pgm_is_scaled_as_16_bit_though_its_values_are_under_256(t
     assert Image.open(tmp_path / "dark16.ppm").mode == "I"
     expected = np.floor(values / 257 + 0.5).astype(np.uint8)  # [0, 0, 1, 1]
     np.testing.assert_array_equal(read_rgb(tmp_path / "dark16.ppm").numpy()[0], expected)
+
+
+def test_an_image_this_user_may_not_read_is_named_as_such_not_as_a_bad_file(tmp_path, monkeypatch):
+    """It said 'delete or replace the file (empty, truncated or not an image)' of a good photo of mode 000."""
+    import builtins
+
+    from PIL import Image
+    Image.new("RGB", (4, 4)).save(tmp_path / "locked.png")
+    real_open = builtins.open
+
+    def refused(file, *args, **kwargs):  # the tests run as root, whom no mode bit stops
+        if str(file) == str(tmp_path / "locked.png"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", refused)
+    with pytest.raises(UnreadableImageError) as error:
+        read_rgb(tmp_path / "locked.png")
+    assert str(error.value) == (f"cannot read image {tmp_path / 'locked.png'}: permission denied; give this user "
+                                "read access (chmod), or leave it out")
