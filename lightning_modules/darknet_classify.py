@@ -104,7 +104,13 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     files = image_files(images, "pass image files or folders that hold them", recursive=True)
     models = [load_checkpoint(Model, path, device) for path in [checkpoint, *(ensemble or [])]]
     model = models[0]
+    given = size
     size = size or model.image_size or 32  # the training size: a net trained at 64px is given 64px images
+    for path, other in zip(ensemble or [], models[1:], strict=True):
+        if given is None and (other.image_size or 32) != size:  # one batch of one size feeds every net
+            import warnings
+            warnings.warn(f"--ensemble {path} was trained at {other.image_size or 32}px, {checkpoint} at {size}px: "
+                          f"every net is given {size}px images (--size sets it)", UserWarning, stacklevel=2)
     for other in models:
         other.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta

@@ -245,8 +245,10 @@ def exported_programs(name: str, source: str) -> dict[str, tuple]:
         example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
         return {"darknet.pt2": (export(Classify(model).eval(), (example,), dynamic_shapes=({0: batch},)), about)}
     if name == "WGAN":
-        about = {"input": f"float (N, {model.hparams.nz}, 1, 1) standard normal noise",
-                 "output": f"(N, 3, {model.hparams.isize}, {model.hparams.isize}) images in [-1, 1]"}
+        hp = model.hparams
+        about = {"input": f"float (N, {hp.nz}, 1, 1) standard normal noise",
+                 "output": f"(N, {hp.nc}, {hp.isize}, {hp.isize}) images in [-1, 1]" + (
+                     " (the MLP generator's last layer is linear: clamp them to it)" if hp.mlp_generator else "")}
         example = torch.randn(2, model.hparams.nz, 1, 1)
         return {"generator.pt2": (export(model.generator.eval(), (example,), dynamic_shapes=({0: batch},)), about)}
     height, width = Dim("height", min=8), Dim("width", min=8)  # below 8 the bottleneck is too small to reflect
@@ -319,7 +321,7 @@ def export(checkpoint: str, output: str | None = None, generators_only: bool | N
 
             from callbacks.checkpoint_io import replaced
             program, about = content
-            about = {**about, "system": name, "from": str(source), "torch": torch.__version__,
+            about = {**about, "system": name, "from": str(Path(source).absolute()), "torch": torch.__version__,
                      "load": f"torch.export.load('{file}').module()"}
             buffer = io.BytesIO()  # torch.export.save wants a .pt2 name, which replaced's temporary file lacks
             torch.export.save(program, buffer, extra_files={"dl2.json": json.dumps(about)})

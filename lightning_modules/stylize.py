@@ -65,7 +65,7 @@ def stylize(content: list[str] | str | None = None, style: list[str] | str | Non
         style_blend_weights: a weight per style image, [3, 1] or 3,1 (neural-style's -style_blend_weights); null:
             equal.
         accelerator: "auto", "cpu", "gpu" (or "cuda") or "mps".
-        precision: "32-true" or "bf16-mixed".
+        precision: "32-true" (the default), "64-true" or "bf16-mixed".
         seed: the noise start's seed (neural-style's -seed): the same seed, weights and images give the same result.
         device: "cpu", "cuda", "cuda:1" or "mps", as the other commands' --device (one GPU of several: cuda:N);
             in place of --accelerator.

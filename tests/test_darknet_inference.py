@@ -252,6 +252,14 @@ def test_classify_ensemble_averages_the_nets_probabilities(darknet_checkpoint, t
     trainer.save_checkpoint(tmp_path / "other_classes.ckpt")
     with pytest.raises(UserError, match="an ensemble needs nets of the same classes"):
         classify(str(checkpoint), [str(files[0])], ensemble=[str(tmp_path / "other_classes.ckpt")])
+    other.class_names, other.image_size = ["cat", "dog", "frog"], 48  # trained at 48px: given the first net's 32px
+    trainer.save_checkpoint(tmp_path / "at48.ckpt")
+    with pytest.warns(UserWarning, match=rf"^--ensemble {tmp_path / 'at48.ckpt'} was trained at 48px, {checkpoint} at "
+                                         r"32px: every net is given 32px images \(--size sets it\)$"):
+        classify(str(checkpoint), [str(files[0])], ensemble=[str(tmp_path / "at48.ckpt")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        classify(str(checkpoint), [str(files[0])], ensemble=[str(tmp_path / "at48.ckpt")], size=40)  # chosen: no word
 
 
 def test_classify_skips_an_unreadable_image_names_it_and_classifies_the_others(darknet_checkpoint, tmp_path, capsys):

@@ -600,6 +600,12 @@ def test_a_wgan_exports_its_generator_and_a_cyclegan_a_program_per_direction(wga
     with torch.no_grad():
         assert torch.allclose(images, model.generator(noise), atol=1e-5)
     assert about["input"] == "float (N, 8, 1, 1) standard normal noise"
+    assert about["output"] == "(N, 3, 16, 16) images in [-1, 1]" and about["from"] == str(wgan_checkpoint.absolute())
+    mlp = tiny_wgan_checkpoint(tmp_path / "mlp", mlp_generator=True)  # a linear last layer: no tanh bounds it
+    export(str(mlp), str(tmp_path / "mlp" / "out"), format="pt2")
+    _, about = run_alone(tmp_path / "mlp" / "out" / "generator.pt2", noise, tmp_path)
+    assert about["output"] == ("(N, 3, 16, 16) images in [-1, 1] (the MLP generator's last layer is linear: clamp "
+                               "them to it)")
     _, run = cyclegan_run
     export(str(run), str(tmp_path / "cyclegan"), format="pt2")
     assert sorted(p.name for p in (tmp_path / "cyclegan").iterdir()) == ["a2b.pt2", "b2a.pt2"]
