@@ -236,6 +236,9 @@ def exported_programs(name: str, source: str) -> dict[str, tuple]:
     import lightning_modules
     from lightning_modules.inference import load_checkpoint
     model = load_checkpoint(getattr(lightning_modules, name), source, "cpu")
+    # a channels_last net's weights are not contiguous: torch.export's archive warned "No complete tensor found in
+    # the group!" for each (harmless on the CPU); the program converts its inputs as the net did
+    model.to(memory_format=torch.contiguous_format)
     batch = Dim("batch", min=1)
     if name == "DarknetClassifier":
         size = model.image_size or 32

@@ -675,3 +675,22 @@ def test_last_is_refused_when_the_newest_run_has_no_checkpoint_and_names_an_olde
         checkpoint_file("last", DarknetClassifier)
     (tmp_path / "runs" / "darknet" / "killed" / "checkpoints" / "last.ckpt").write_bytes(b"")  # its first save
     assert checkpoint_file("last", DarknetClassifier) == str(Path("runs/darknet/killed/checkpoints/last.ckpt"))
+
+
+def test_a_channels_last_darknet_exports_without_torchs_archive_warnings(tmp_path):
+    """Its weights, channels_last, made torch.export's archive warn "No complete tensor found in the group!" once
+    per weight, shown as dl2-export's own warnings."""
+    import warnings
+
+    from lightning_modules import DarknetClassifier
+    from lightning_modules.darknet_classify import class_probabilities
+    checkpoint, _ = tiny_darknet_checkpoint(tmp_path / "dn", channels_last=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(str(checkpoint), str(tmp_path / "out"), format="pt2")
+    assert not [w for w in caught if "complete tensor" in str(w.message)]
+    model = DarknetClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = class_probabilities([model], images, model.hparams.tta)  # dl2-classify's, checked above
+        assert torch.allclose(torch.export.load(tmp_path / "out" / "darknet.pt2").module()(images), expected, atol=1e-6)
