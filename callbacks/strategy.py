@@ -91,8 +91,10 @@ def require_unused_parameter_detection(module) -> None:
 
     wrapped = module.trainer.strategy.model
     if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
-        raise UserError(f"{type(module).__name__} needs DDP's unused-parameter detection; use "
-                        f"--trainer.strategy ddp_find_unused_parameters_true (Lightning's name for it)")
+        # train.py turns --trainer.strategy ddp into it: this is a plain Trainer's (a notebook's) or a config's own
+        raise UserError(f"{type(module).__name__} needs DDP's unused-parameter detection; use Lightning's name for "
+                        f"it: Trainer(strategy=\"ddp_find_unused_parameters_true\") from Python, "
+                        f"--trainer.strategy ddp_find_unused_parameters_true in train.py")
 
 
 def destroy_process_group_at_exit() -> None:

@@ -75,8 +75,9 @@ def fit(system: str, strategy: str, tmp_path):
 
 @pytest.mark.parametrize("system", ["wgan", "cyclegan"])
 def test_one_process_ddp_needs_the_documented_name(system, tmp_path):
-    with pytest.raises(UserError, match="--trainer.strategy ddp_find_unused_parameters_true"):
-        fit(system, "ddp", tmp_path)
+    with pytest.raises(UserError, match=r"use Lightning's name for it: Trainer\(strategy=\"ddp_find_unused_parameters"
+                                        r"_true\"\) from Python, --trainer.strategy ddp_find_unused_parameters_true"):
+        fit(system, "ddp", tmp_path)  # a plain Trainer's: the notebook's form first
     trainer = fit(system, "ddp_find_unused_parameters_true", tmp_path)
     assert trainer.global_step >= 1
 
