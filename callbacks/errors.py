@@ -235,6 +235,8 @@ def condense_parser_error(message: str) -> str:
     detail = " ".join(details) or message.strip()
     if match := re.fullmatch(r"Expected a <class '(\w+)'>\. Got value: (.*)", detail):
         detail = f"expected {match[1]}, got {match[2]!r}"
+        if key and any(a.startswith("--config") for a in _given_args) and match[2] not in flag_values(key):
+            return f"{key} in a --config file: {detail}"  # not the flag's value: the file is the one to fix
     if (match := re.fullmatch(r"Option '([^']+)' is not accepted", detail)) or (
             match := re.fullmatch(r"Group '([^']+)' does not accept option '([^']+)'", detail)):
         name = ".".join(part for part in (key, *match.groups()) if part)
@@ -348,10 +350,21 @@ def one_line_warnings():
         yield
 
 
+_given_args: list[str] = []  # the command line one_line_errors runs: a bad value there, or in a --config file
+
+
+def flag_values(key: str) -> list[str]:
+    """The values --key was given on that command line (`--key v` or `--key=v`)."""
+    flag, args = f"--{key}", _given_args
+    return [args[i + 1] if a == flag else a.partition("=")[2] for i, a in enumerate(args)
+            if (a == flag and i + 1 < len(args)) or a.startswith(f"{flag}=")]
+
+
 def one_line_errors(main, args: list[str] | None) -> None:
     """main(argv), a UserError in it printed as one line (exit status 2) unless --traceback or DL2_TRACEBACK=1;
     exit status 1 after it reported inputs it skipped (report_partial_failure), 130 after a Ctrl-C."""
     argv = sys.argv[1:] if args is None else list(args)
+    _given_args[:] = argv
     show_traceback = "--traceback" in argv or os.environ.get("DL2_TRACEBACK", "") not in ("", "0")
     argv = [a for a in argv if a != "--traceback"]
     _partly_failed.clear()

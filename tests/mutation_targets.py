@@ -852,7 +852,7 @@ TARGETS = {
     # commands' count options and own flags); the tests that call them directly first, then the in-process refusals
     "messages": Target("callbacks/errors.py",
                        ("user_message", "one_line", "condense_parser_error", "close_option", "require_at_least_one",
-                        "own_flags"),
+                        "own_flags", "flag_values"),
                        ("tests/test_console_scripts.py::test_a_count_of_1_is_taken_and_each_count_is_checked",
                         "tests/test_console_scripts.py::test_a_commands_own_flags_replace_train_pys_in_a_users_mistake"
                         "_and_a_bugs_error_keeps_its_type",
@@ -861,6 +861,7 @@ TARGETS = {
                            "user_message_finds_the_user_error_in_a_worker_report",
                            "a_package_an_option_needs_is_one_line_and_a_bugs_import_error_keeps_its_traceback",
                            "a_bad_value_from_the_command_line_is_one_line",
+                           "a_bad_value_in_a_config_file_is_named_as_the_files_not_as_a_flag",
                            "an_option_the_last_callback_lacks_is_named_once_with_that_callback",
                            "a_mistyped_key_in_a_config_file_is_named_as_its_key",
                            "a_bad_phase_spec_is_one_line",

@@ -299,3 +299,18 @@ def test_a_collective_failing_as_another_process_ended_is_one_line(chained, monk
         else:
             with pytest.raises(RuntimeError if not chained else ValueError):
                 one_line_errors(collective, [])
+
+
+@pytest.mark.parametrize("flag", [None, "fast", "0.5"])
+def test_a_bad_value_in_a_config_file_is_named_as_the_files_not_as_a_flag(flag, tiny_cifar, tmp_path, capsys,
+                                                                          monkeypatch):
+    """`model: {lr: fast}` in a --config file was reported as "--model.lr: expected float", a flag the user never
+    typed; a bad flag's value is still the flag's (jsonargparse reads the file first, then the flags)."""
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  lr: fast\n" if flag != "fast" else "model:\n  lr: 0.1\n")
+    args = job(tiny_cifar, tmp_path / "runs", "--config", str(config), *(["--model.lr", flag] if flag else []))
+    result = run_in_process(args, capsys, monkeypatch)
+    expected = ("--model.lr: expected float, got 'fast'" if flag == "fast" else
+                "model.lr in a --config file: expected float, got 'fast'")
+    assert_one_line_error(result, expected)
+    assert not (tmp_path / "runs").exists()
