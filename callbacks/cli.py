@@ -343,31 +343,7 @@ def check_job(cli: "CLI", config) -> int | None:
         raise
     checkpoints.warn_changed_options(trainer, config.ckpt_path, state, model, cli.datamodule,
                                      configs=config.get("config") or ())
-    refuse_nothing_to_train(config.ckpt_path, state.get("global_step") or 0, trainer.max_steps)
     return state.get("global_step")
-
-
-def refuse_nothing_to_train(ckpt_path: str, step: int, max_steps: int | None) -> None:
-    """A resume at or past --trainer.max_steps trains nothing: it ended with exit status 0 and wrote results.json
-    with no metrics and no test, which then read as the run's results. Only a run whose results.json was written at
-    that step goes on (run_job's "Nothing left to train" keeps those results: a requeue of a finished job)."""
-    if max_steps is None or max_steps < 0 or step < max_steps:
-        return
-    from lightning_modules.inference import run_config_file
-    config = run_config_file(ckpt_path)
-    done = run_checkpoint.read_json(config.parent / "results.json") if config else None
-    if done and done.get("global_step") == step:
-        return
-    began = ""
-    if config:
-        import yaml
-        try:
-            own = ((yaml.safe_load(config.read_text()) or {}).get("trainer") or {}).get("max_steps")
-        except (OSError, yaml.YAMLError, AttributeError):
-            own = None
-        began = f" (the run began with --trainer.max_steps {own}: {config})" if own not in (None, -1) else ""
-    raise UserError(f"--ckpt_path {ckpt_path}: the run is at step {step}, at or past --trainer.max_steps "
-                    f"{max_steps}, and would train nothing; raise --trainer.max_steps to train on{began}")
 
 
 def random_seed() -> int:

@@ -95,6 +95,23 @@ def fit_progress(trainer) -> dict:
             "epochs_completed": batches // per_epoch if finite else None, "batches": batches}
 
 
+def refuse_nothing_trained(trainer, ckpt_path: str, run_dir: Path) -> None:
+    """The UserError of a resume that trained nothing (it ended with exit status 0 and a results.json of no metrics
+    and no test, which then read as the run's results): the limit that ended it and the run's own."""
+    import yaml
+    try:
+        own = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("trainer") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        own = {}
+    limits = [(name, limit) for name, at in (("max_steps", trainer.global_step), ("max_epochs", trainer.current_epoch))
+              if (limit := getattr(trainer, name)) not in (None, -1) and at >= limit]  # those reached
+    began = [f"--trainer.{name} {own[name]}" for name, _ in limits if own.get(name) not in (None, -1)]
+    ends = " or ".join(f"--trainer.{name} {value}" for name, value in limits) or "--trainer.max_time"
+    raise UserError(f"--ckpt_path {ckpt_path}: the run is at step {trainer.global_step} (epoch "
+                    f"{trainer.current_epoch}), where {ends} ends it: this resume trains nothing; raise it to train on"
+                    + (f" (the run began with {' and '.join(began)})" if began else ""))
+
+
 def run_job(cli: "CLI") -> dict:
     """Fit, then test the final weights (systems with a test_step), then write <run folder>/results.json."""
     config, trainer, model = cli.job_config(), cli.trainer, cli.model
@@ -143,6 +160,13 @@ def run_job(cli: "CLI") -> dict:
         # and its W&B folder, with nothing in it (offline: one more to `wandb sync`)
         run_lifecycle.discard_refused_resume()
         return earlier
+    if start_step is not None and trainer.global_step == start_step and not trainer.callback_metrics:
+        # a resume that neither trained nor ran the validation a stop cut short (RerunStoppedValidation), of a run
+        # without results at this step (stopped by SIGTERM at step 126, resumed with --trainer.max_steps 10)
+        for callback in trainer.callbacks:
+            if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
+                (run_dir / callback.config_filename).unlink(missing_ok=True)
+        refuse_nothing_trained(trainer, config.ckpt_path, run_dir)
     # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
     # 0.178 for its final 0.0035); the lr the last batch trained at instead
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}

@@ -259,22 +259,28 @@ def test_two_jobs_in_one_process_get_their_own_run_folders(tiny_cifar, tmp_path)
 
 
 
-def test_a_resume_already_at_max_steps_of_a_run_without_results_is_refused(tiny_cifar, tmp_path, capsys):
+@pytest.mark.parametrize("wandb", [False, True])
+def test_a_resume_already_at_max_steps_of_a_run_without_results_is_refused(wandb, tiny_cifar, tmp_path, capsys,
+                                                                           monkeypatch):
     """A run stopped (SIGTERM, a preemption) before it wrote results.json, resumed with a --trainer.max_steps at or
     below its step: exit status 0, nothing trained, and a results.json of no metrics and no test that read as the
-    run's results (a second resume then said 'Nothing left to train ... results.json is kept')."""
+    run's results (a second resume then said 'Nothing left to train ... results.json is kept'). A stop inside the
+    last validation is not refused: the resume runs that validation (test_validation_stop)."""
     runs = tmp_path / "runs"
-    args = job(tiny_cifar, runs, "--trainer.logger", "false", "--run_name", "r")
+    # the shipped config's W&B logger, offline: the refused resume leaves no second offline run
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = job(tiny_cifar, runs, "--run_name", "r", *([] if wandb else ["--trainer.logger", "false"]))
     train.main([*args, "--trainer.max_steps", "4"])
     (runs / "r" / "results.json").unlink()  # as a run stopped before its end leaves it
-    before = sorted(p.name for p in (runs / "r").rglob("*"))
+    before = sorted(str(p.relative_to(runs)) for p in (runs / "r").rglob("*"))
     for max_steps in ("2", "4"):
         with pytest.raises(train.UserError) as refused:
             train.main([*args, "--trainer.max_steps", max_steps, "--ckpt_path", "last"])
         assert str(refused.value) == (
-            f"--ckpt_path {runs / 'r' / 'checkpoints' / 'last.ckpt'}: the run is at step 4, at or past "
-            f"--trainer.max_steps {max_steps}, and would train nothing; raise --trainer.max_steps to train on (the "
-            f"run began with --trainer.max_steps 4: {runs / 'r' / 'config.yaml'})")
-        assert sorted(p.name for p in (runs / "r").rglob("*")) == before  # no results.json, no config-resume yaml
+            f"--ckpt_path {runs / 'r' / 'checkpoints' / 'last.ckpt'}: the run is at step 4 (epoch 1), where "
+            f"--trainer.max_steps {max_steps} ends it: this resume trains nothing; raise it to train on (the run "
+            f"began with --trainer.max_steps 4)")
+        # no results.json, no config-resume yaml, no W&B offline run
+        assert sorted(str(p.relative_to(runs)) for p in (runs / "r").rglob("*")) == before
     train.main([*args, "--trainer.max_steps", "5", "--ckpt_path", "last"])
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 5
