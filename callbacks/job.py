@@ -96,15 +96,22 @@ def fit_progress(trainer) -> dict:
 
 
 def refuse_nothing_trained(trainer, ckpt_path: str, run_dir: Path) -> None:
-    """The UserError of a resume that trained nothing (it ended with exit status 0 and a results.json of no metrics
-    and no test, which then read as the run's results): the limit that ended it and the run's own."""
+    """The UserError of a resume that trained nothing of a run its own config.yaml's limits would have trained on (it
+    ended with exit status 0 and a results.json of no metrics and no test, which then read as the run's results):
+    the limit that ended it and the run's own. The config-resume yaml of this resume goes."""
     import yaml
     try:
         own = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("trainer") or {}
     except (OSError, yaml.YAMLError, AttributeError):
-        own = {}
-    limits = [(name, limit) for name, at in (("max_steps", trainer.global_step), ("max_epochs", trainer.current_epoch))
-              if (limit := getattr(trainer, name)) not in (None, -1) and at >= limit]  # those reached
+        return  # the run's own limits unknown: its results are written as before
+    at = {"max_steps": trainer.global_step, "max_epochs": trainer.current_epoch}
+    if any(own.get(name) not in (None, -1) and at[name] >= own[name] for name in at):
+        return  # the run's own training had ended: its test and results.json are what is left to do
+    for callback in trainer.callbacks:
+        if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
+            (run_dir / callback.config_filename).unlink(missing_ok=True)
+    limits = [(name, limit) for name in at if (limit := getattr(trainer, name)) not in (None, -1)
+              and at[name] >= limit]  # those reached
     began = [f"--trainer.{name} {own[name]}" for name, _ in limits if own.get(name) not in (None, -1)]
     ends = " or ".join(f"--trainer.{name} {value}" for name, value in limits) or "--trainer.max_time"
     raise UserError(f"--ckpt_path {ckpt_path}: the run is at step {trainer.global_step} (epoch "
@@ -162,10 +169,8 @@ def run_job(cli: "CLI") -> dict:
         return earlier
     if start_step is not None and trainer.global_step == start_step and not trainer.callback_metrics:
         # a resume that neither trained nor ran the validation a stop cut short (RerunStoppedValidation), of a run
-        # without results at this step (stopped by SIGTERM at step 126, resumed with --trainer.max_steps 10)
-        for callback in trainer.callbacks:
-            if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
-                (run_dir / callback.config_filename).unlink(missing_ok=True)
+        # its own limits would have trained on (stopped by SIGTERM at step 126 of 3000, resumed with max_steps 10);
+        # not one whose training had ended (a requeue of a job preempted in its test): that one tests and writes
         refuse_nothing_trained(trainer, config.ckpt_path, run_dir)
     # not LearningRateMonitor's lr-*: logged every log_every_n_steps, they held a step's before the last (a 1cycle's
     # 0.178 for its final 0.0035); the lr the last batch trained at instead

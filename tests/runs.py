@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -128,6 +129,17 @@ def wandb_logger(**init_args):
     init_args = {"save_dir": None, "name": None, "id": None, "version": None, "offline": False, "log_model": True,
                  **init_args}
     return Namespace(class_path="lightning.pytorch.loggers.WandbLogger", init_args=Namespace(**init_args))
+
+
+class StopAtStep(L.Callback):
+    """SIGTERM to this process once `step` training steps are done: a cluster's stop (preemption, scancel)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class StartStep(L.Callback):

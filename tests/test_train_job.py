@@ -270,17 +270,31 @@ def test_a_resume_already_at_max_steps_of_a_run_without_results_is_refused(wandb
     # the shipped config's W&B logger, offline: the refused resume leaves no second offline run
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = job(tiny_cifar, runs, "--run_name", "r", *([] if wandb else ["--trainer.logger", "false"]))
-    train.main([*args, "--trainer.max_steps", "4"])
-    (runs / "r" / "results.json").unlink()  # as a run stopped before its end leaves it
+    with pytest.raises(SystemExit) as stop:  # SIGTERM after step 4 of 8
+        train.main([*args, "--trainer.max_steps", "8", "--trainer.max_epochs", "3",
+                    '--trainer.callbacks+={"class_path": "runs.StopAtStep", "init_args": {"step": 4}}'])
+    assert stop.value.code == 143 and not (runs / "r" / "results.json").exists()
     before = sorted(str(p.relative_to(runs)) for p in (runs / "r").rglob("*"))
     for max_steps in ("2", "4"):
         with pytest.raises(train.UserError) as refused:
-            train.main([*args, "--trainer.max_steps", max_steps, "--ckpt_path", "last"])
+            train.main([*args, "--trainer.max_steps", max_steps, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
         assert str(refused.value) == (
             f"--ckpt_path {runs / 'r' / 'checkpoints' / 'last.ckpt'}: the run is at step 4 (epoch 1), where "
             f"--trainer.max_steps {max_steps} ends it: this resume trains nothing; raise it to train on (the run "
-            f"began with --trainer.max_steps 4)")
+            f"began with --trainer.max_steps 8)")
         # no results.json, no config-resume yaml, no W&B offline run
         assert sorted(str(p.relative_to(runs)) for p in (runs / "r").rglob("*")) == before
-    train.main([*args, "--trainer.max_steps", "5", "--ckpt_path", "last"])
+    train.main([*args, "--trainer.max_steps", "5", "--trainer.max_epochs", "3", "--ckpt_path", "last"])
     assert json.loads((runs / "r" / "results.json").read_text())["global_step"] == 5
+
+
+def test_a_resume_of_a_run_whose_training_ended_before_its_results_tests_and_writes_them(tiny_cifar, tmp_path):
+    """A job stopped in its test after the training's end (a preemption there), requeued with its own options:
+    nothing left to train, and the test and results.json still to do; not refused as a resume that trains nothing."""
+    runs = tmp_path / "runs"
+    args = job(tiny_cifar, runs, "--run_name", "r", "--trainer.logger", "false", "--trainer.max_steps", "4")
+    train.main(args)
+    (runs / "r" / "results.json").unlink()  # as the stop in the test left it
+    train.main([*args, "--ckpt_path", "last"])
+    results = json.loads((runs / "r" / "results.json").read_text())
+    assert results["global_step"] == 4 and results["test"]
