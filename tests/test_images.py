@@ -84,8 +84,12 @@ def test_a_grids_columns_are_named_above_it_each_name_over_its_own_column():
     assert torch.equal(shown[:, LABEL_HEIGHT:], grid)  # the tiles untouched, below the strip
     cells = [shown[:, :LABEL_HEIGHT, 2 + 42 * i:42 + 42 * i] for i in range(3)]
     assert torch.equal(cells[0], cells[2]) and not torch.equal(cells[0], cells[1])
-    for cell in cells:  # white letters, centred: as much ink in the cell's left half as in its right, give or take
-        ink = (cell > 0.5).any(0).float().sum(0)
-        assert ink.sum() > 10 and abs(ink[:20].sum() - ink[20:].sum()) < ink.sum() / 3
+    header = shown[:, :LABEL_HEIGHT]
+    assert header.min() == 0 and 0.9 < header.max() <= 1  # white letters on black (antialiased), in [0, 1]
+    for cell in cells:  # centred in the 40px cell and the strip's height, to a pixel
+        ink = cell > 0.5
+        columns, rows = ink.any(0).any(0).nonzero()[:, 0], ink.any(0).any(1).nonzero()[:, 0]
+        assert abs((columns.min() + columns.max()) / 2 - 19.5) <= 1.5
+        assert abs((rows.min() + rows.max()) / 2 - (LABEL_HEIGHT - 1) / 2) <= 1.5
     gaps = [shown[:, :LABEL_HEIGHT, i * 42:i * 42 + 2] for i in range(4)]  # nothing drawn over the padding
     assert all((gap == 0).all() for gap in gaps)
