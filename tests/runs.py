@@ -132,14 +132,15 @@ def wandb_logger(**init_args):
 
 
 class StopAtStep(L.Callback):
-    """SIGTERM to this process once `step` training steps are done: a cluster's stop (preemption, scancel)."""
+    """A signal to this process once `step` training steps are done: SIGTERM, a cluster's stop (preemption, scancel),
+    or SIGUSR1, SLURM's --signal before a requeue."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, signal_name: str = "SIGTERM"):
+        self.step, self.signal = step, getattr(signal, signal_name)
 
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), self.signal)
 
 
 class StartStep(L.Callback):

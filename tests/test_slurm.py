@@ -134,17 +134,6 @@ def test_a_job_with_more_gpus_than_tasks_is_told_that_some_stay_idle(gpus, varia
     assert result.stderr == (expected if warned else "")
 
 
-class SignalAtStep(L.Callback):
-    """Sends this process the requeue signal once `step` training steps are done (SLURM's --signal)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGUSR1)
-
-
 class FirstStep(L.Callback):
     """Writes the global step a fit starts at to <default_root_dir>/first_step."""
 
@@ -181,8 +170,8 @@ def test_requeue_saves_in_the_run_folder_and_the_next_launch_resumes_there(tiny_
             "--data.eval_batch_size", "6", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.callbacks+=test_slurm.FirstStep", "--trainer.callbacks+=test_slurm.WeightsAtTest"]
-    first = subprocess.run([*args, '--trainer.callbacks+={"class_path": "test_slurm.SignalAtStep", '
-                                   '"init_args": {"step": 4}}'],
+    first = subprocess.run([*args, '--trainer.callbacks+={"class_path": "runs.StopAtStep", '
+                                   '"init_args": {"step": 4, "signal_name": "SIGUSR1"}}'],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
