@@ -95,6 +95,13 @@ def fit_progress(trainer) -> dict:
             "epochs_completed": batches // per_epoch if finite else None, "batches": batches}
 
 
+def discard_resume_config(trainer, run_dir: Path) -> None:
+    """The config-resume-step<N>.yaml this launch wrote, for a resume that trained nothing."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
+            (run_dir / callback.config_filename).unlink(missing_ok=True)
+
+
 def refuse_nothing_trained(trainer, ckpt_path: str, run_dir: Path) -> None:
     """The UserError of a resume that trained nothing of a run its own config.yaml's limits would have trained on (it
     ended with exit status 0 and a results.json of no metrics and no test, which then read as the run's results):
@@ -107,9 +114,7 @@ def refuse_nothing_trained(trainer, ckpt_path: str, run_dir: Path) -> None:
     at = {"max_steps": trainer.global_step, "max_epochs": trainer.current_epoch}
     if any(own.get(name) not in (None, -1) and at[name] >= own[name] for name in at):
         return  # the run's own training had ended: its test and results.json are what is left to do
-    for callback in trainer.callbacks:
-        if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
-            (run_dir / callback.config_filename).unlink(missing_ok=True)
+    discard_resume_config(trainer, run_dir)
     limits = [(name, limit) for name in at if (limit := getattr(trainer, name)) not in (None, -1)
               and at[name] >= limit]  # those reached
     began = [f"--trainer.{name} {own[name]}" for name, _ in limits if own.get(name) not in (None, -1)]
@@ -161,9 +166,7 @@ def run_job(cli: "CLI") -> dict:
             print(f"Nothing left to train: the run is at step {trainer.global_step}, where its --trainer.max_steps or "
                   f"--trainer.max_epochs end it; raise them to train on. {run_dir / 'results.json'} (written when it "
                   f"got there) is kept")
-            for callback in trainer.callbacks:  # the config-resume-step<N>.yaml of a resume that trained nothing
-                if isinstance(callback, LogConfig) and callback.resumed_at is not None and callback.already_saved:
-                    (run_dir / callback.config_filename).unlink(missing_ok=True)
+            discard_resume_config(trainer, run_dir)
         # and its W&B folder, with nothing in it (offline: one more to `wandb sync`)
         run_lifecycle.discard_refused_resume()
         return earlier
