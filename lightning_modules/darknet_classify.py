@@ -1,6 +1,7 @@
 """The classify command (dl2-classify, `python -m lightning_modules.darknet_classifier classify`): a trained
 Darknet's top classes for image files, optionally with TTA, an ensemble of checkpoints and a CSV."""
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -106,11 +107,6 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
     model = models[0]
     given = size
     size = size or model.image_size or 32  # the training size: a net trained at 64px is given 64px images
-    for path, other in zip(ensemble or [], models[1:], strict=True):
-        if given is None and (other.image_size or 32) != size:  # one batch of one size feeds every net
-            import warnings
-            warnings.warn(f"--ensemble {path} was trained at {other.image_size or 32}px, {checkpoint} at {size}px: "
-                          f"every net is given {size}px images (--size sets it)", UserWarning, stacklevel=2)
     for other in models:
         other.hparams.compile = False  # a few images are not worth a compilation
     tta = model.hparams.tta if tta is None else tta
@@ -119,6 +115,9 @@ def classify(checkpoint: str, images: list[str], top_k: int = 3,
         if other.label_names() != names:
             raise UserError(f"{path} classifies into {other.label_names()}, {checkpoint} into {names}: an ensemble "
                             "needs nets of the same classes in the same order")
+        if given is None and (other.image_size or 32) != size:  # one batch of one size feeds every net
+            warnings.warn(f"--ensemble {path} was trained at {other.image_size or 32}px, {checkpoint} at {size}px: "
+                          f"every net is given {size}px images (--size sets it)", UserWarning, stacklevel=2)
     top_k = max(1, min(top_k, len(names)))
     results, unreadable = [], []
     for start in range(0, len(files), batch_size):

@@ -72,10 +72,9 @@ def saved_class(state: dict) -> str | None:
 def imported_class(class_path: str, checkpoint: str) -> type | None:
     """A checkpoint's class from its class path: one of ours, or the user's (`--model my_module.MyWGAN`), which must
     import here as it did in training; None for a path that names no class."""
-    import importlib
-    module, _, name = class_path.rpartition(".")
+    from callbacks.configs import import_class
     try:
-        found = getattr(importlib.import_module(module), name) if module else None
+        found = import_class(class_path) if "." in class_path else None
     except (ImportError, AttributeError) as error:
         raise UserError(f"{checkpoint} is a {class_path} checkpoint, and {class_path} cannot be imported here "
                         f"({type(error).__name__}: {error}); run this where it imports, as in training (its "
