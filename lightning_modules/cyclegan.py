@@ -284,9 +284,8 @@ class CycleGAN(L.LightningModule):
         that max_steps or max_time stopped mid-epoch had its epoch end hook (the next epoch's lr) before its
         checkpoint, and Lightning resumes that epoch's other batches without an epoch start hook; and a resume with
         another decay span (which it warns of) kept the checkpoint's lr, the old schedule's, for its first epoch."""
-        if self.trainer.ckpt_path:  # a new run's schedulers have just set it (a step now: torch's order warning)
-            if self.hparams.linear_decay:
-                self.set_decay_epoch(self.current_epoch)
+        if self.hparams.linear_decay and self.trainer.ckpt_path:  # a new run's schedulers have just set it (a
+            self.set_decay_epoch(self.current_epoch)  # step then made torch warn of a skipped lr)
         else:
             self.match_lr_to_epoch()
 
